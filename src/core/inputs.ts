@@ -1,0 +1,83 @@
+import {
+  InputError,
+  parseBoolean,
+  parseChoice,
+  parseContainerName,
+  parseCredentials,
+  parseDestination,
+  parseLabelFilter,
+  parseRename,
+  parseSelector,
+  parseSnapshotRef,
+  parseTag,
+  splitList,
+  type BackupOptions,
+  type RestoreOptions,
+} from './options.js';
+
+export const Input = {
+  Containers: 'containers',
+  Labels: 'labels',
+  Exclude: 'exclude',
+  Destination: 'destination',
+  Tag: 'tag',
+  Pause: 'pause',
+  IncludeVolumes: 'include-volumes',
+  IncludeBindMounts: 'include-bind-mounts',
+  RegistryUsername: 'registry-username',
+  RegistryPassword: 'registry-password',
+  OnError: 'on-error',
+  IfNoMatch: 'if-no-match',
+  DryRun: 'dry-run',
+  Source: 'source',
+  Snapshot: 'snapshot',
+  Rename: 'rename',
+  Replace: 'replace',
+  Start: 'start',
+} as const;
+
+export const DEFAULT_LOCATION = 'dir:./container-snapshots';
+
+/** Reads one raw input by name; '' when not given. */
+export type InputReader = (name: string) => string;
+
+export function parseBackupInputs(get: InputReader, now?: Date): BackupOptions {
+  const destinations = splitList(get(Input.Destination)).map(parseDestination);
+  if (destinations.length === 0) destinations.push(parseDestination(DEFAULT_LOCATION));
+  const seen = new Set<string>();
+  for (const d of destinations) {
+    if (seen.has(d.raw)) throw new InputError(`Destination '${d.raw}' is listed twice. Expected each destination once.`);
+    seen.add(d.raw);
+  }
+  return {
+    selection: {
+      containers: splitList(get(Input.Containers)).map(parseSelector),
+      labels: splitList(get(Input.Labels)).map(parseLabelFilter),
+      exclude: splitList(get(Input.Exclude)).map(parseSelector),
+      ifNoMatch: parseChoice(Input.IfNoMatch, get(Input.IfNoMatch), ['warn', 'error', 'ignore'], 'warn'),
+    },
+    destinations,
+    tag: parseTag(get(Input.Tag), now),
+    pause: parseBoolean(Input.Pause, get(Input.Pause), true),
+    includeVolumes: parseBoolean(Input.IncludeVolumes, get(Input.IncludeVolumes), true),
+    includeBindMounts: parseBoolean(Input.IncludeBindMounts, get(Input.IncludeBindMounts), false),
+    onError: parseChoice(Input.OnError, get(Input.OnError), ['continue', 'abort'], 'continue'),
+    dryRun: parseBoolean(Input.DryRun, get(Input.DryRun), false),
+    credentials: parseCredentials(get(Input.RegistryUsername), get(Input.RegistryPassword)),
+  };
+}
+
+export function parseRestoreInputs(get: InputReader): RestoreOptions {
+  const sources = splitList(get(Input.Source));
+  if (sources.length > 1) throw new InputError(`Invalid source '${get(Input.Source)}'. Expected one location.`);
+  return {
+    source: parseDestination(sources[0] ?? DEFAULT_LOCATION),
+    snapshot: parseSnapshotRef(get(Input.Snapshot)),
+    containers: splitList(get(Input.Containers)).map((n) => parseContainerName(n)),
+    rename: parseRename(splitList(get(Input.Rename))),
+    replace: parseBoolean(Input.Replace, get(Input.Replace), false),
+    start: parseChoice(Input.Start, get(Input.Start), ['auto', 'always', 'never'], 'auto'),
+    includeVolumes: parseBoolean(Input.IncludeVolumes, get(Input.IncludeVolumes), true),
+    credentials: parseCredentials(get(Input.RegistryUsername), get(Input.RegistryPassword)),
+  };
+}

@@ -1,0 +1,213 @@
+export class InputError extends Error {
+  override name = 'InputError';
+}
+
+export type Selector =
+  | { kind: 'name'; value: string }
+  | { kind: 'id'; value: string }
+  | { kind: 'glob'; value: string; pattern: RegExp }
+  | { kind: 'regex'; value: string; pattern: RegExp };
+
+export interface LabelFilter {
+  key: string;
+  value?: string;
+}
+
+export type DestinationSpec =
+  | { kind: 'dir'; path: string; raw: string }
+  | { kind: 'registry'; host: string; prefix: string; raw: string };
+
+export interface Credentials {
+  username?: string;
+  password?: string;
+}
+
+export interface Selection {
+  containers: Selector[];
+  labels: LabelFilter[];
+  exclude: Selector[];
+  ifNoMatch: 'warn' | 'error' | 'ignore';
+}
+
+export interface BackupOptions {
+  selection: Selection;
+  destinations: DestinationSpec[];
+  tag: string;
+  pause: boolean;
+  includeVolumes: boolean;
+  includeBindMounts: boolean;
+  onError: 'continue' | 'abort';
+  dryRun: boolean;
+  credentials: Credentials;
+}
+
+export type StartPolicy = 'auto' | 'always' | 'never';
+
+export interface RestoreOptions {
+  source: DestinationSpec;
+  snapshot: string;
+  containers: string[];
+  rename: Map<string, string>;
+  replace: boolean;
+  start: StartPolicy;
+  includeVolumes: boolean;
+  credentials: Credentials;
+}
+
+const CONTAINER_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+const TAG = /^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/;
+const HEX_ID = /^[0-9a-f]{12,64}$/;
+const REPO_PATH = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$/;
+const REGISTRY_HOST = /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:]+\])(?::[0-9]{1,5})?$/;
+
+export const DESTINATION_FORMAT = 'dir:PATH or registry:HOST[:PORT]/PREFIX';
+
+/** Splits a List (newline) or CSV input into trimmed, non-empty items. */
+export function splitList(input: string): string[] {
+  return input
+    .split(/[\n,]/)
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}
+
+export function parseBoolean(name: string, value: string, fallback: boolean): boolean {
+  const v = value.trim();
+  if (v === '') return fallback;
+  if (['true', 'True', 'TRUE'].includes(v)) return true;
+  if (['false', 'False', 'FALSE'].includes(v)) return false;
+  throw new InputError(`Invalid ${name} '${value}'. Expected true or false.`);
+}
+
+export function parseChoice<T extends string>(name: string, value: string, choices: readonly T[], fallback: T): T {
+  const v = value.trim();
+  if (v === '') return fallback;
+  if ((choices as readonly string[]).includes(v)) return v as T;
+  throw new InputError(`Invalid ${name} '${value}'. Expected one of: ${choices.join(', ')}.`);
+}
+
+function globToRegExp(glob: string): RegExp {
+  const body = glob.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  return new RegExp(`^${body.replace(/\[!/g, '[^')}$`);
+}
+
+export function parseSelector(raw: string): Selector {
+  const value = raw.trim();
+  if (value.length >= 2 && value.startsWith('/') && value.endsWith('/')) {
+    try {
+      return { kind: 'regex', value, pattern: new RegExp(value.slice(1, -1)) };
+    } catch (err) {
+      throw new InputError(
+        `Invalid container selector '${value}': ${(err as Error).message}. Expected a regular expression between slashes, like /^db-[0-9]+$/.`,
+      );
+    }
+  }
+  if (/[*?[]/.test(value)) {
+    if (!/^[a-zA-Z0-9_.*?[\]!-]+$/.test(value)) {
+      throw new InputError(`Invalid container selector '${value}'. Expected a glob of name characters and * ? [ ], like web-*.`);
+    }
+    return { kind: 'glob', value, pattern: globToRegExp(value) };
+  }
+  const name = value.startsWith('/') ? value.slice(1) : value;
+  if (!CONTAINER_NAME.test(name)) {
+    throw new InputError(
+      `Invalid container selector '${value}'. Expected a container name, an ID, a glob (web-*) or a regex in slashes (/^db-[0-9]+$/).`,
+    );
+  }
+  if (HEX_ID.test(name)) return { kind: 'id', value: name };
+  return { kind: 'name', value: name };
+}
+
+export function parseLabelFilter(raw: string): LabelFilter {
+  const value = raw.trim();
+  const eq = value.indexOf('=');
+  const key = eq === -1 ? value : value.slice(0, eq);
+  if (key.length === 0 || /\s/.test(key)) {
+    throw new InputError(`Invalid label filter '${raw}'. Expected key or key=value.`);
+  }
+  return eq === -1 ? { key } : { key, value: value.slice(eq + 1) };
+}
+
+export function parseDestination(raw: string): DestinationSpec {
+  const value = raw.trim();
+  const colon = value.indexOf(':');
+  const scheme = colon === -1 ? '' : value.slice(0, colon);
+  const rest = colon === -1 ? '' : value.slice(colon + 1);
+  if (scheme === 'dir') {
+    if (rest.length === 0 || rest.includes('\0')) {
+      throw new InputError(`Invalid destination '${raw}'. Expected ${DESTINATION_FORMAT}: dir: needs a path.`);
+    }
+    return { kind: 'dir', path: rest, raw: value };
+  }
+  if (scheme === 'registry') {
+    const slash = rest.indexOf('/');
+    const host = slash === -1 ? rest : rest.slice(0, slash);
+    const prefix = slash === -1 ? '' : rest.slice(slash + 1).replace(/\/+$/, '');
+    if (!REGISTRY_HOST.test(host) || !REPO_PATH.test(prefix)) {
+      throw new InputError(
+        `Invalid destination '${raw}'. Expected ${DESTINATION_FORMAT}, with a lowercase repository prefix like registry:ghcr.io/acme/backups.`,
+      );
+    }
+    return { kind: 'registry', host, prefix, raw: value };
+  }
+  if (scheme === 'artifact') {
+    throw new InputError(`Destination '${raw}' is not supported yet. Expected ${DESTINATION_FORMAT}.`);
+  }
+  throw new InputError(`Invalid destination '${raw}'. Expected ${DESTINATION_FORMAT}.`);
+}
+
+export function defaultTag(now: Date = new Date()): string {
+  return now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+}
+
+export function parseTag(raw: string, now?: Date): string {
+  const value = raw.trim();
+  if (value === '') return defaultTag(now);
+  if (!TAG.test(value)) {
+    throw new InputError(`Invalid tag '${raw}'. Expected an OCI tag: up to 128 of [A-Za-z0-9_.-], not starting with '.' or '-'.`);
+  }
+  if (value === 'latest') {
+    throw new InputError(`Invalid tag 'latest'. Expected a specific tag: 'latest' always means the newest complete set.`);
+  }
+  return value;
+}
+
+export function parseSnapshotRef(raw: string): string {
+  const value = raw.trim();
+  if (value === '' || value === 'latest') return 'latest';
+  if (!TAG.test(value)) {
+    throw new InputError(`Invalid snapshot '${raw}'. Expected a tag or latest.`);
+  }
+  return value;
+}
+
+export function parseContainerName(raw: string, what = 'container name'): string {
+  const value = raw.trim().replace(/^\//, '');
+  if (!CONTAINER_NAME.test(value)) {
+    throw new InputError(`Invalid ${what} '${raw}'. Expected [a-zA-Z0-9][a-zA-Z0-9_.-]*.`);
+  }
+  return value;
+}
+
+export function parseRename(items: string[]): Map<string, string> {
+  const map = new Map<string, string>();
+  const targets = new Set<string>();
+  for (const item of items) {
+    const eq = item.indexOf('=');
+    if (eq === -1) throw new InputError(`Invalid rename '${item}'. Expected old=new.`);
+    const from = parseContainerName(item.slice(0, eq), 'rename source');
+    const to = parseContainerName(item.slice(eq + 1), 'rename target');
+    if (map.has(from)) throw new InputError(`Invalid rename '${item}': '${from}' is renamed twice. Expected each old name once.`);
+    if (targets.has(to)) throw new InputError(`Invalid rename '${item}': two containers would be named '${to}'. Expected distinct new names.`);
+    map.set(from, to);
+    targets.add(to);
+  }
+  return map;
+}
+
+export function parseCredentials(username: string, password: string): Credentials {
+  const u = username.trim();
+  if ((u === '') !== (password === '')) {
+    throw new InputError('Invalid registry credentials. Expected both registry-username and registry-password, or neither.');
+  }
+  return u === '' ? {} : { username: u, password };
+}

@@ -1,0 +1,165 @@
+import { createReadStream, createWriteStream } from 'node:fs';
+import { access, mkdir, open, readdir, readFile, rename, rm, stat, writeFile, constants } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { join, resolve } from 'node:path';
+import type { Readable } from 'node:stream';
+import { once } from 'node:events';
+import { newestFirst, parseSet, summarize, type SetSummary, type SnapshotSet } from '../snapshot/manifest.js';
+import { DestinationError, type BlobWriter, type Destination, type StoredRef } from './types.js';
+
+const DIGEST = /^sha256:([0-9a-f]{64})$/;
+
+function hexOf(digest: string): string {
+  const m = DIGEST.exec(digest);
+  if (!m) throw new DestinationError(`Invalid digest '${digest}'. Expected sha256:<64 hex digits>.`);
+  return m[1];
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function fsyncPath(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * A content-addressed directory, laid out like an OCI image layout:
+ *   blobs/sha256/<hex>   every blob once, under its digest
+ *   sets/<tag>.json      one manifest per set, written last (temp file, fsync, rename)
+ *   .tmp/                blobs being written
+ */
+export class DirDestination implements Destination {
+  readonly root: string;
+
+  constructor(
+    readonly label: string,
+    path: string,
+  ) {
+    this.root = resolve(path);
+  }
+
+  private blobPath(digest: string): string {
+    return join(this.root, 'blobs', 'sha256', hexOf(digest));
+  }
+
+  private setPath(tag: string): string {
+    return join(this.root, 'sets', `${tag}.json`);
+  }
+
+  async check(accessMode: 'read' | 'write'): Promise<void> {
+    if (accessMode === 'write') {
+      try {
+        await mkdir(join(this.root, 'blobs', 'sha256'), { recursive: true });
+        await mkdir(join(this.root, 'sets'), { recursive: true });
+        await mkdir(join(this.root, '.tmp'), { recursive: true });
+        await access(this.root, constants.W_OK);
+      } catch (err) {
+        throw new DestinationError(`Cannot write to ${this.label}: ${(err as Error).message}`);
+      }
+      return;
+    }
+    try {
+      const s = await stat(this.root);
+      if (!s.isDirectory()) throw new Error('not a directory');
+    } catch (err) {
+      throw new DestinationError(`Cannot read ${this.label}: ${(err as Error).message}`);
+    }
+  }
+
+  hasBlob(_scope: unknown, digest: string): Promise<boolean> {
+    return exists(this.blobPath(digest));
+  }
+
+  async writeBlob(): Promise<BlobWriter> {
+    const tmp = join(this.root, '.tmp', `blob-${process.pid}-${randomBytes(6).toString('hex')}`);
+    const stream = createWriteStream(tmp, { flags: 'wx' });
+    await once(stream, 'open');
+    const discard = () => rm(tmp, { force: true });
+    return {
+      stream,
+      commit: async (digest, size) => {
+        if (!stream.writableFinished) await once(stream, 'finish');
+        const written = (await stat(tmp)).size;
+        if (written !== size) {
+          await discard();
+          throw new DestinationError(`${this.label}: blob ${digest} has ${written} bytes, expected ${size}`);
+        }
+        const target = this.blobPath(digest);
+        if (await exists(target)) {
+          await discard();
+          return;
+        }
+        await fsyncPath(tmp);
+        await rename(tmp, target);
+      },
+      abort: async () => {
+        stream.destroy();
+        await discard();
+      },
+    };
+  }
+
+  async readBlob(_scope: unknown, digest: string): Promise<Readable> {
+    const path = this.blobPath(digest);
+    if (!(await exists(path))) throw new DestinationError(`${this.label}: blob ${digest} is missing`);
+    return createReadStream(path);
+  }
+
+  hasSet(tag: string): Promise<boolean> {
+    return exists(this.setPath(tag));
+  }
+
+  async writeSet(set: SnapshotSet): Promise<Record<string, StoredRef>> {
+    const target = this.setPath(set.tag);
+    const tmp = join(this.root, '.tmp', `set-${set.tag}-${randomBytes(4).toString('hex')}.json`);
+    await writeFile(tmp, `${JSON.stringify(set, null, 2)}\n`, { flag: 'wx' });
+    await fsyncPath(tmp);
+    if (await exists(target)) {
+      await rm(tmp, { force: true });
+      throw new DestinationError(`${this.label}: snapshot ${set.tag} already exists`);
+    }
+    await rename(tmp, target);
+    await fsyncPath(join(this.root, 'sets'));
+    return Object.fromEntries(set.containers.map((c) => [c.name, { ref: `${target}#${c.name}`, digest: c.image.id }]));
+  }
+
+  async readSet(tag: string): Promise<SnapshotSet | undefined> {
+    if (tag === 'latest') {
+      const [newest] = await this.listSets();
+      return newest ? this.readSet(newest.tag) : undefined;
+    }
+    const path = this.setPath(tag);
+    if (!(await exists(path))) return undefined;
+    return parseSet(await readFile(path, 'utf8'), `${this.label} sets/${tag}.json`);
+  }
+
+  async listSets(): Promise<SetSummary[]> {
+    let names: string[];
+    try {
+      names = await readdir(join(this.root, 'sets'));
+    } catch {
+      return [];
+    }
+    const sets: SetSummary[] = [];
+    for (const name of names.filter((n) => n.endsWith('.json'))) {
+      const set = await this.readSet(name.slice(0, -'.json'.length));
+      if (set) sets.push(summarize(set));
+    }
+    return sets.sort(newestFirst);
+  }
+
+  imageName(container: string): string {
+    return `container-snapshot/${container.toLowerCase().replace(/[^a-z0-9._-]/g, '-')}`;
+  }
+}

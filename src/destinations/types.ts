@@ -1,0 +1,44 @@
+import type { Readable, Writable } from 'node:stream';
+import type { SetSummary, SnapshotSet } from '../snapshot/manifest.js';
+
+/**
+ * Where a blob belongs inside a destination: the container whose image it is part of,
+ * or the set itself (volumes). Directories ignore it; registries map it to a repository.
+ */
+export type BlobScope = { container: string } | { set: true };
+
+export interface StoredRef {
+  ref: string;
+  digest?: string;
+}
+
+export interface BlobWriter {
+  readonly stream: Writable;
+  /** Keeps the bytes written under `digest`; they must number `size`. */
+  commit(digest: string, size: number): Promise<void>;
+  /** Drops whatever was written. Safe to call after a failure. */
+  abort(): Promise<void>;
+}
+
+/** One snapshot store. The backup and restore pipelines see only this. */
+export interface Destination {
+  /** As the user wrote it: dir:PATH or registry:HOST/PREFIX. */
+  readonly label: string;
+  /** Fails early with a clear error when the store can't be reached, read or written. */
+  check(access: 'read' | 'write'): Promise<void>;
+  hasBlob(scope: BlobScope, digest: string): Promise<boolean>;
+  writeBlob(scope: BlobScope): Promise<BlobWriter>;
+  readBlob(scope: BlobScope, digest: string): Promise<Readable>;
+  hasSet(tag: string): Promise<boolean>;
+  /** Written last: a set is listed only once everything it references is stored. Returns each container's stored reference. */
+  writeSet(set: SnapshotSet): Promise<Record<string, StoredRef>>;
+  /** `latest` names the newest complete set; undefined when there is none. */
+  readSet(tag: string): Promise<SnapshotSet | undefined>;
+  listSets(): Promise<SetSummary[]>;
+  /** The image reference a restored container's image is tagged with locally. */
+  imageName(container: string): string;
+}
+
+export class DestinationError extends Error {
+  override name = 'DestinationError';
+}

@@ -1,0 +1,247 @@
+import Docker from 'dockerode';
+import type { Readable } from 'node:stream';
+import { EngineError, NotFoundError, ConflictError, UnreachableError } from './errors.js';
+
+export type ContainerInspect = Docker.ContainerInspectInfo;
+export type ContainerSummary = Docker.ContainerInfo;
+export type VolumeInspect = Docker.VolumeInspectInfo;
+export type NetworkInspect = Docker.NetworkInspectInfo;
+export type ImageInspect = Docker.ImageInspectInfo;
+export type CreateContainerOptions = Docker.ContainerCreateOptions;
+export type EndpointSettings = Docker.EndpointSettings;
+
+export interface EngineInfo {
+  version: string;
+  apiVersion: string;
+  os: string;
+  arch: string;
+}
+
+interface ModemError extends Error {
+  statusCode?: number;
+  json?: { message?: string } | string | null;
+  code?: string;
+}
+
+function engineMessage(err: ModemError): string {
+  if (err.json && typeof err.json === 'object' && err.json.message) return err.json.message;
+  if (typeof err.json === 'string' && err.json.trim()) return err.json.trim();
+  return err.message.replace(/^\(HTTP code \d+\)\s*/, '');
+}
+
+function translate(err: unknown, what: string): Error {
+  const e = err as ModemError;
+  if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED' || e.code === 'EACCES') {
+    return new UnreachableError(`Docker engine unreachable (${e.code}) while trying to ${what}: ${e.message}`);
+  }
+  const message = `${what}: ${engineMessage(e)}`;
+  if (e.statusCode === 404) return new NotFoundError(message);
+  if (e.statusCode === 409) return new ConflictError(message);
+  return new EngineError(message, e.statusCode);
+}
+
+async function call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw translate(err, what);
+  }
+}
+
+/** Reads an engine JSON-lines progress stream; failures arrive inside a 200 response. */
+async function readProgress(stream: NodeJS.ReadableStream, what: string): Promise<Array<Record<string, unknown>>> {
+  const events: Array<Record<string, unknown>> = [];
+  let buffer = '';
+  for await (const chunk of stream as AsyncIterable<Buffer | string>) {
+    buffer += chunk.toString();
+    let nl: number;
+    while ((nl = buffer.indexOf('\n')) !== -1) {
+      const line = buffer.slice(0, nl).trim();
+      buffer = buffer.slice(nl + 1);
+      if (line) events.push(JSON.parse(line) as Record<string, unknown>);
+    }
+  }
+  if (buffer.trim()) events.push(JSON.parse(buffer) as Record<string, unknown>);
+  const failed = events.find((e) => e.error || e.errorDetail);
+  if (failed) {
+    const detail = failed.errorDetail as { message?: string } | undefined;
+    throw new EngineError(`${what}: ${String(failed.error ?? detail?.message)}`);
+  }
+  return events;
+}
+
+/** The one place that talks to the Docker Engine API. */
+export class Engine {
+  private readonly docker: Docker;
+
+  constructor(docker?: Docker) {
+    this.docker = docker ?? new Docker();
+  }
+
+  async info(): Promise<EngineInfo> {
+    const v = await call('read the engine version', () => this.docker.version());
+    return { version: v.Version, apiVersion: v.ApiVersion, os: v.Os, arch: v.Arch };
+  }
+
+  listContainers(): Promise<ContainerSummary[]> {
+    return call('list containers', () => this.docker.listContainers({ all: true }));
+  }
+
+  inspectContainer(idOrName: string): Promise<ContainerInspect> {
+    return call(`inspect container ${idOrName}`, () => this.docker.getContainer(idOrName).inspect());
+  }
+
+  async writableLayerSize(id: string): Promise<number | undefined> {
+    const container = this.docker.getContainer(id) as unknown as { inspect(o: { size: boolean }): Promise<{ SizeRw?: number }> };
+    const info = await call(`inspect container ${id}`, () => container.inspect({ size: true }));
+    return info.SizeRw;
+  }
+
+  async containerExists(name: string): Promise<boolean> {
+    try {
+      await this.inspectContainer(name);
+      return true;
+    } catch (err) {
+      if (err instanceof NotFoundError) return false;
+      throw err;
+    }
+  }
+
+  async pause(id: string): Promise<void> {
+    await call(`pause container ${id}`, () => this.docker.getContainer(id).pause());
+  }
+
+  async unpause(id: string): Promise<void> {
+    await call(`unpause container ${id}`, () => this.docker.getContainer(id).unpause());
+  }
+
+  async start(id: string): Promise<void> {
+    await call(`start container ${id}`, () => this.docker.getContainer(id).start());
+  }
+
+  async stop(id: string, timeoutSeconds?: number): Promise<void> {
+    await call(`stop container ${id}`, () => this.docker.getContainer(id).stop({ t: timeoutSeconds }));
+  }
+
+  async removeContainer(id: string, opts: { force?: boolean; volumes?: boolean } = {}): Promise<void> {
+    await call(`remove container ${id}`, () =>
+      this.docker.getContainer(id).remove({ force: opts.force ?? false, v: opts.volumes ?? false }),
+    );
+  }
+
+  async renameContainer(id: string, name: string): Promise<void> {
+    await call(`rename container ${id} to ${name}`, () => this.docker.getContainer(id).rename({ name }));
+  }
+
+  /** Commits the container's writable layer; returns the new image ID. */
+  async commit(id: string, opts: { pause: boolean; changes?: string[] }): Promise<string> {
+    const res = (await call(`commit container ${id}`, () =>
+      this.docker.getContainer(id).commit({ pause: opts.pause, ...(opts.changes?.length ? { changes: opts.changes.join('\n') } : {}) }),
+    )) as { Id: string };
+    return res.Id;
+  }
+
+  inspectImage(ref: string): Promise<ImageInspect> {
+    return call(`inspect image ${ref}`, () => this.docker.getImage(ref).inspect());
+  }
+
+  async imageExists(ref: string): Promise<boolean> {
+    try {
+      await this.inspectImage(ref);
+      return true;
+    } catch (err) {
+      if (err instanceof NotFoundError) return false;
+      throw err;
+    }
+  }
+
+  /** `docker save`: a tar stream of the image (legacy or OCI layout, both with manifest.json). */
+  saveImage(ref: string): Promise<Readable> {
+    return call(`save image ${ref}`, () => this.docker.getImage(ref).get() as Promise<Readable>);
+  }
+
+  /** `docker load`; returns the loaded image IDs and references the engine reports. */
+  async loadImage(tar: Readable): Promise<string[]> {
+    const stream = await call('load image', () => this.docker.loadImage(tar, { quiet: true }));
+    const events = await readProgress(stream, 'load image');
+    return events
+      .map((e) => String(e.stream ?? ''))
+      .map((s) => /Loaded image(?: ID)?: (\S+)/.exec(s)?.[1])
+      .filter((s): s is string => Boolean(s));
+  }
+
+  async tagImage(id: string, repo: string, tag: string): Promise<void> {
+    await call(`tag image ${id} as ${repo}:${tag}`, () => this.docker.getImage(id).tag({ repo, tag }));
+  }
+
+  async removeImage(ref: string, opts: { force?: boolean } = {}): Promise<void> {
+    try {
+      await call(`remove image ${ref}`, () => this.docker.getImage(ref).remove({ force: opts.force ?? false }));
+    } catch (err) {
+      if (!(err instanceof NotFoundError)) throw err;
+    }
+  }
+
+  /** Streams `path` of the container's filesystem (volumes included) as a tar. */
+  getArchive(id: string, path: string): Promise<Readable> {
+    return call(`read ${path} of container ${id}`, () =>
+      this.docker.getContainer(id).getArchive({ path }) as unknown as Promise<Readable>,
+    );
+  }
+
+  async putArchive(id: string, path: string, tar: Readable): Promise<void> {
+    await call(`write ${path} of container ${id}`, () =>
+      this.docker.getContainer(id).putArchive(tar as unknown as NodeJS.ReadableStream, { path }),
+    );
+  }
+
+  async inspectVolume(name: string): Promise<VolumeInspect | undefined> {
+    try {
+      return await call(`inspect volume ${name}`, () => this.docker.getVolume(name).inspect());
+    } catch (err) {
+      if (err instanceof NotFoundError) return undefined;
+      throw err;
+    }
+  }
+
+  async createVolume(opts: { name: string; driver?: string; driverOpts?: Record<string, string>; labels?: Record<string, string> }): Promise<void> {
+    await call(`create volume ${opts.name}`, () =>
+      this.docker.createVolume({
+        Name: opts.name,
+        Driver: opts.driver ?? 'local',
+        DriverOpts: opts.driverOpts ?? {},
+        Labels: opts.labels ?? {},
+      }),
+    );
+  }
+
+  async removeVolume(name: string): Promise<void> {
+    await call(`remove volume ${name}`, () => this.docker.getVolume(name).remove());
+  }
+
+  async inspectNetwork(name: string): Promise<NetworkInspect | undefined> {
+    try {
+      return await call(`inspect network ${name}`, () => this.docker.getNetwork(name).inspect());
+    } catch (err) {
+      if (err instanceof NotFoundError) return undefined;
+      throw err;
+    }
+  }
+
+  async createNetwork(opts: Docker.NetworkCreateOptions): Promise<void> {
+    await call(`create network ${opts.Name}`, () => this.docker.createNetwork(opts));
+  }
+
+  async connectNetwork(network: string, container: string, endpoint: EndpointSettings): Promise<void> {
+    await call(`connect container ${container} to network ${network}`, () =>
+      this.docker.getNetwork(network).connect({ Container: container, EndpointConfig: endpoint }),
+    );
+  }
+
+  async createContainer(opts: CreateContainerOptions): Promise<string> {
+    const c = await call(`create container ${opts.name ?? ''}`.trim(), () => this.docker.createContainer(opts));
+    return c.id;
+  }
+}
+
+export { EngineError, NotFoundError, ConflictError, UnreachableError };

@@ -1,0 +1,313 @@
+import { hostname } from 'node:os';
+import type { BackupOptions } from '../core/options.js';
+import { errorMessage, type Logger } from '../core/log.js';
+import type { Engine, ContainerInspect, NetworkInspect } from '../engine/engine.js';
+import type { Destination } from '../destinations/types.js';
+import { Digester, drain } from '../util/streams.js';
+import { allHave, storeBlob, type StoreTarget } from './blobs.js';
+import { storeSavedImage } from './image-archive.js';
+import {
+  LAYER_MEDIA_TYPE,
+  SET_MEDIA_TYPE,
+  SET_SCHEMA_VERSION,
+  VOLUME_MEDIA_TYPE,
+  type BlobDescriptor,
+  type ContainerRecord,
+  type ImageRecord,
+  type SnapshotSet,
+  type VolumeRecord,
+} from './manifest.js';
+import { selectContainers, type Candidate } from './select.js';
+import { captureSpec, userNetworkNames } from './spec.js';
+import { mountsToTake, type MountToTake } from './volumes.js';
+
+export const TOOL = { name: 'container-snapshot', version: '0.1.0' };
+
+/** Records what must be undone if the process dies mid-way (the action's post step reads it). */
+export interface Journal {
+  paused(containerId: string): void;
+  unpaused(containerId: string): void;
+  tempImage(imageId: string): void;
+  tempImageRemoved(imageId: string): void;
+}
+
+export interface BackupContext {
+  engine: Engine;
+  journal?: Journal;
+  destinations: Destination[];
+  log: Logger;
+  env?: NodeJS.ProcessEnv;
+  now?: () => Date;
+}
+
+export interface ContainerOutcome {
+  name: string;
+  id: string;
+  state: string;
+  status: 'ok' | 'failed' | 'planned';
+  error?: string;
+  destinations: Array<{ destination: string; ref: string; digest?: string }>;
+  volumes: string[];
+  bytes: number;
+  pausedMs: number;
+  layers: { written: number; reused: number };
+}
+
+export interface BackupResult {
+  tag: string;
+  containers: ContainerOutcome[];
+  failed: number;
+  written: boolean;
+}
+
+export class BackupError extends Error {
+  override name = 'BackupError';
+}
+
+interface History {
+  layers: Map<string, BlobDescriptor>;
+  volumes: Map<string, BlobDescriptor>;
+}
+
+const HISTORY_DEPTH = 5;
+
+function volumeKey(container: string, destination: string): string {
+  return `${container}\0${destination}`;
+}
+
+/** What recent sets stored, present in every destination: the basis for not storing it again. */
+async function loadHistory(destinations: Destination[]): Promise<History> {
+  const perDest: History[] = [];
+  for (const dest of destinations) {
+    const h: History = { layers: new Map(), volumes: new Map() };
+    for (const summary of (await dest.listSets()).slice(0, HISTORY_DEPTH)) {
+      const set = await dest.readSet(summary.tag);
+      for (const c of set?.containers ?? []) {
+        for (const l of c.image.layers) h.layers.set(l.contentDigest, l);
+        for (const v of c.volumes) if (!h.volumes.has(volumeKey(c.name, v.destination))) h.volumes.set(volumeKey(c.name, v.destination), v.blob);
+      }
+    }
+    perDest.push(h);
+  }
+  const [first, ...rest] = perDest;
+  const keep = <K, V extends BlobDescriptor>(m: Map<K, V>, pick: (h: History) => Map<K, V>) =>
+    new Map([...m].filter(([k, v]) => rest.every((h) => pick(h).get(k)?.digest === v.digest)));
+  return {
+    layers: keep(first.layers, (h) => h.layers),
+    volumes: keep(first.volumes, (h) => h.volumes),
+  };
+}
+
+function candidateOf(c: { Id: string; Names?: string[]; Labels?: Record<string, string>; State: string }): Candidate {
+  return { id: c.Id, name: (c.Names?.[0] ?? c.Id).replace(/^\//, ''), labels: c.Labels ?? {}, state: c.State };
+}
+
+function statusOf(info: ContainerInspect): string {
+  return info.State.Paused ? 'paused' : info.State.Status;
+}
+
+class ContainerBackup {
+  constructor(
+    private readonly ctx: BackupContext,
+    private readonly opts: BackupOptions,
+    private readonly history: History,
+  ) {}
+
+  private targets(scope: StoreTarget['scope']): StoreTarget[] {
+    return this.ctx.destinations.map((dest) => ({ dest, scope }));
+  }
+
+  async run(candidate: Candidate): Promise<ContainerRecord & { layerStats: { written: number; reused: number } }> {
+    const { engine, log } = this.ctx;
+    const info = await engine.inspectContainer(candidate.id);
+    const name = info.Name.replace(/^\//, '');
+    const status = statusOf(info);
+    const networks = new Map<string, NetworkInspect>();
+    for (const net of userNetworkNames(info)) {
+      const n = await engine.inspectNetwork(net);
+      if (n) networks.set(net, n);
+    }
+    const spec = captureSpec(info, networks);
+    const mounts = mountsToTake(info, this.opts);
+    const pauseIt = this.opts.pause && info.State.Running && !info.State.Paused;
+    const journal = this.ctx.journal;
+    let pausedMs = 0;
+    let imageId: string | undefined;
+    const volumes: VolumeRecord[] = [];
+    try {
+      if (pauseIt) {
+        journal?.paused(info.Id);
+        await engine.pause(info.Id);
+      }
+      const pausedAt = performance.now();
+      try {
+        imageId = await engine.commit(info.Id, { pause: false });
+        journal?.tempImage(imageId);
+        for (const mount of mounts) volumes.push(await this.takeVolume(info.Id, name, mount));
+      } finally {
+        if (pauseIt) {
+          await engine.unpause(info.Id);
+          journal?.unpaused(info.Id);
+          pausedMs = Math.round(performance.now() - pausedAt);
+          log.info(`${name}: paused for ${pausedMs} ms (writable layer and ${mounts.length} mount(s) taken at one point in time)`);
+        }
+      }
+      const { image, stats } = await this.saveImage(imageId, name);
+      return { name, id: info.Id, status: status as ContainerRecord['status'], image: { ...image, id: imageId, baseImage: info.Config.Image }, volumes, spec, pausedMs, layerStats: stats };
+    } finally {
+      if (imageId) {
+        await engine.removeImage(imageId, { force: true });
+        journal?.tempImageRemoved(imageId);
+      }
+    }
+  }
+
+  private async saveImage(imageId: string, name: string): Promise<{ image: Pick<ImageRecord, 'config' | 'layers'>; stats: { written: number; reused: number } }> {
+    const { engine } = this.ctx;
+    const targets = this.targets({ container: name });
+    const diffIds = (await engine.inspectImage(imageId)).RootFS.Layers ?? [];
+    const known = new Map<string, BlobDescriptor>();
+    for (const diffId of diffIds) {
+      const blob = this.history.layers.get(diffId);
+      if (blob && blob.mediaType === LAYER_MEDIA_TYPE && (await allHave(targets, blob.digest))) known.set(diffId, blob);
+    }
+    let result = await storeSavedImage(await engine.saveImage(imageId), targets, { diffIds, known });
+    if ('retry' in result) result = await storeSavedImage(await engine.saveImage(imageId), targets, { diffIds, known: new Map() });
+    if ('retry' in result) throw new BackupError(`${name}: could not read the committed image consistently`);
+    return { image: result.image, stats: { written: result.written, reused: result.reused } };
+  }
+
+  private async takeVolume(id: string, container: string, mount: MountToTake): Promise<VolumeRecord> {
+    const { engine } = this.ctx;
+    const targets = this.targets({ set: true });
+    const record: Omit<VolumeRecord, 'blob'> = {
+      type: mount.type,
+      name: mount.name,
+      anonymous: mount.anonymous,
+      destination: mount.destination,
+    };
+    if (mount.type === 'bind') record.source = mount.source;
+    else {
+      const v = await engine.inspectVolume(mount.name);
+      if (v) {
+        record.driver = v.Driver;
+        record.driverOptions = (v.Options as Record<string, string> | null) ?? {};
+        record.labels = (v.Labels as Record<string, string> | null) ?? {};
+      }
+    }
+    const previous = this.history.volumes.get(volumeKey(container, mount.destination));
+    if (previous && (await allHave(targets, previous.digest))) {
+      const digester = new Digester();
+      const archive = await engine.getArchive(id, mount.destination);
+      archive.on('error', (err) => digester.destroy(err));
+      await drain(archive.pipe(digester));
+      if (digester.digest === previous.contentDigest) return { ...record, blob: previous };
+    }
+    const blob = await storeBlob(await engine.getArchive(id, mount.destination), targets, VOLUME_MEDIA_TYPE);
+    return { ...record, blob };
+  }
+}
+
+function outcome(record: ContainerRecord & { layerStats: { written: number; reused: number } }, refs: ContainerOutcome['destinations']): ContainerOutcome {
+  const blobs = [record.image.config, ...record.image.layers, ...record.volumes.map((v) => v.blob)];
+  return {
+    name: record.name,
+    id: record.id,
+    state: record.status,
+    status: 'ok',
+    destinations: refs,
+    volumes: record.volumes.map((v) => v.name || v.source || v.destination),
+    bytes: [...new Map(blobs.map((b) => [b.digest, b.size])).values()].reduce((a, b) => a + b, 0),
+    pausedMs: record.pausedMs,
+    layers: record.layerStats,
+  };
+}
+
+function failure(name: string, id: string, state: string, err: unknown): ContainerOutcome {
+  return { name, id, state, status: 'failed', error: errorMessage(err), destinations: [], volumes: [], bytes: 0, pausedMs: 0, layers: { written: 0, reused: 0 } };
+}
+
+async function plan(ctx: BackupContext, opts: BackupOptions, selected: Candidate[]): Promise<ContainerOutcome[]> {
+  const out: ContainerOutcome[] = [];
+  for (const c of selected) {
+    const info = await ctx.engine.inspectContainer(c.id);
+    const mounts = mountsToTake(info, opts);
+    const vols = mounts.map((m) => m.name || m.source || m.destination);
+    const size = await ctx.engine.writableLayerSize(c.id);
+    ctx.log.info(
+      `[dry-run] ${c.name} (${statusOf(info)}, image ${info.Config.Image}, writable layer ${size ?? '?'} bytes): ` +
+        `volumes [${vols.join(', ')}] → ${opts.destinations.map((d) => d.raw).join(', ')} as ${opts.tag}`,
+    );
+    out.push({ ...failure(c.name, c.id, statusOf(info), ''), status: 'planned', error: undefined, volumes: vols, bytes: size ?? 0 });
+  }
+  return out;
+}
+
+export async function runBackup(opts: BackupOptions, ctx: BackupContext): Promise<BackupResult> {
+  const { engine, log } = ctx;
+  const engineInfo = await engine.info();
+  const all = (await engine.listContainers()).map(candidateOf);
+  const selection = selectContainers(all, opts.selection);
+  const outcomes: ContainerOutcome[] = selection.missing.map((name) => failure(name, '', 'missing', new BackupError(`no such container: ${name}`)));
+  for (const o of outcomes) log.error(`${o.name}: ${o.error}`);
+  if (selection.empty) {
+    const message = `No container matched the selection (${opts.selection.containers.map((s) => s.value).join(', ') || 'all'}).`;
+    if (opts.selection.ifNoMatch === 'error') throw new BackupError(message);
+    if (opts.selection.ifNoMatch === 'warn') log.warning(message);
+  }
+  if (opts.onError === 'abort' && outcomes.length > 0) {
+    throw new BackupError(`Aborted before any change: ${outcomes.map((o) => `${o.name}: ${o.error}`).join('; ')}`);
+  }
+  if (opts.dryRun) {
+    return { tag: opts.tag, containers: [...outcomes, ...(await plan(ctx, opts, selection.selected))], failed: outcomes.length, written: false };
+  }
+  if (selection.selected.length === 0) return { tag: opts.tag, containers: outcomes, failed: outcomes.length, written: false };
+  for (const dest of ctx.destinations) {
+    await dest.check('write');
+    if (await dest.hasSet(opts.tag)) throw new BackupError(`Snapshot ${opts.tag} already exists in ${dest.label}. Expected a new tag.`);
+  }
+  const created = (ctx.now?.() ?? new Date()).toISOString();
+  const history = await loadHistory(ctx.destinations);
+  const worker = new ContainerBackup(ctx, opts, history);
+  const records: Array<ContainerRecord & { layerStats: { written: number; reused: number } }> = [];
+  for (const c of selection.selected) {
+    try {
+      const record = await log.group(`Back up ${c.name}`, () => worker.run(c));
+      records.push(record);
+      log.info(`${c.name}: ${record.image.layers.length} layer(s) (${record.layerStats.written} stored, ${record.layerStats.reused} already there), ${record.volumes.length} volume(s)`);
+    } catch (err) {
+      const f = failure(c.name, c.id, c.state, err);
+      log.error(`${c.name}: ${f.error}`);
+      outcomes.push(f);
+      if (opts.onError === 'abort') {
+        throw new BackupError(`Aborted at ${c.name}; no snapshot set was written: ${f.error}`);
+      }
+    }
+  }
+  const env = ctx.env ?? {};
+  const set: SnapshotSet = {
+    schemaVersion: SET_SCHEMA_VERSION,
+    mediaType: SET_MEDIA_TYPE,
+    tag: opts.tag,
+    created,
+    tool: TOOL,
+    source: {
+      hostname: hostname(),
+      engine: engineInfo,
+      ...(env.GITHUB_SHA ? { revision: env.GITHUB_SHA } : {}),
+      ...(env.GITHUB_RUN_ID ? { run: `${env.GITHUB_REPOSITORY ?? ''}/actions/runs/${env.GITHUB_RUN_ID}` } : {}),
+    },
+    containers: records.map(({ layerStats: _unused, ...r }) => r),
+  };
+  const refs = new Map<string, ContainerOutcome['destinations']>(records.map((r) => [r.name, []]));
+  if (records.length > 0) {
+    for (const dest of ctx.destinations) {
+      const stored = await dest.writeSet(set);
+      for (const r of records) refs.get(r.name)?.push({ destination: dest.label, ...(stored[r.name] ?? { ref: dest.label }) });
+    }
+  }
+  for (const r of records) outcomes.push(outcome(r, refs.get(r.name) ?? []));
+  outcomes.sort((a, b) => a.name.localeCompare(b.name));
+  return { tag: opts.tag, containers: outcomes, failed: outcomes.filter((o) => o.status === 'failed').length, written: records.length > 0 };
+}
+

@@ -1,0 +1,75 @@
+import { constants, createZstdCompress, createZstdDecompress } from 'node:zlib';
+import { PassThrough, type Readable, type Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { BlobScope, BlobWriter, Destination } from '../destinations/types.js';
+import { Digester, Verifier, drain, fanOut } from '../util/streams.js';
+import type { BlobDescriptor } from './manifest.js';
+
+export const ZSTD_LEVEL = 3;
+
+export function compressor(): Transform {
+  return createZstdCompress({ params: { [constants.ZSTD_c_compressionLevel]: ZSTD_LEVEL } });
+}
+
+function isCompressed(mediaType: string): boolean {
+  return mediaType.endsWith('+zstd');
+}
+
+/** A blob's content, read back from a destination: its stored digest and its content digest both checked. */
+export async function openContent(dest: Destination, scope: BlobScope, blob: BlobDescriptor, what: string): Promise<Readable> {
+  const stored = await dest.readBlob(scope, blob.digest);
+  const out = new PassThrough();
+  const stages: Array<NodeJS.ReadableStream | NodeJS.WritableStream> = [stored, new Verifier(blob, `${what} (${dest.label})`)];
+  if (isCompressed(blob.mediaType)) {
+    stages.push(createZstdDecompress(), new Verifier({ digest: blob.contentDigest, size: blob.contentSize }, `${what} content (${dest.label})`));
+  }
+  pipeline([...stages, out]).catch((err: Error) => out.destroy(err));
+  return out;
+}
+
+export async function verifyBlob(dest: Destination, scope: BlobScope, blob: BlobDescriptor, what: string): Promise<void> {
+  await drain(await openContent(dest, scope, blob, what));
+}
+
+export interface StoreTarget {
+  dest: Destination;
+  scope: BlobScope;
+}
+
+/**
+ * Streams `source` once into every target: sha256 of the content, zstd when the
+ * media type says so, sha256 of the stored bytes. Nothing is held whole in memory.
+ */
+export async function storeBlob(source: Readable, targets: StoreTarget[], mediaType: string): Promise<BlobDescriptor> {
+  const writers: BlobWriter[] = [];
+  try {
+    for (const t of targets) writers.push(await t.dest.writeBlob(t.scope));
+    const content = new Digester();
+    const stored = new Digester();
+    const stages: Array<NodeJS.ReadableStream | NodeJS.WritableStream> = [source, content];
+    if (isCompressed(mediaType)) stages.push(compressor());
+    stages.push(stored, fanOut(writers.map((w) => w.stream)));
+    await pipeline(stages);
+    const blob: BlobDescriptor = {
+      mediaType,
+      digest: stored.digest,
+      size: stored.bytes,
+      contentDigest: content.digest,
+      contentSize: content.bytes,
+    };
+    await Promise.all(writers.map((w) => w.commit(blob.digest, blob.size)));
+    return blob;
+  } catch (err) {
+    source.destroy();
+    await Promise.allSettled(writers.map((w) => w.abort()));
+    throw err;
+  }
+}
+
+/** True when every target already holds the blob (so nothing needs writing). */
+export async function allHave(targets: StoreTarget[], digest: string): Promise<boolean> {
+  for (const t of targets) {
+    if (!(await t.dest.hasBlob(t.scope, digest))) return false;
+  }
+  return true;
+}

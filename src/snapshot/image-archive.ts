@@ -1,0 +1,163 @@
+import { posix } from 'node:path';
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
+import type { BlobScope, Destination } from '../destinations/types.js';
+import { Digester, readSmall } from '../util/streams.js';
+import { openContent, storeBlob, type StoreTarget } from './blobs.js';
+import { IMAGE_CONFIG_MEDIA_TYPE, LAYER_MEDIA_TYPE, type BlobDescriptor, type ImageRecord } from './manifest.js';
+
+const SMALL = 8 * 1024 * 1024;
+const OCI_BLOB = /^blobs\/sha256\/([0-9a-f]{64})$/;
+
+export class ArchiveError extends Error {
+  override name = 'ArchiveError';
+}
+
+export interface SaveOptions {
+  /** The image's layer diff IDs (from inspect), to recognise already-stored layers. */
+  diffIds: string[];
+  /** Layers every target already holds, by content digest. */
+  known: Map<string, BlobDescriptor>;
+}
+
+export type SaveResult = { image: Pick<ImageRecord, 'config' | 'layers'>; reused: number; written: number } | { retry: true };
+
+function isLayerCandidate(name: string, size: number, diffIds: Set<string>): boolean {
+  if (name.endsWith('/layer.tar')) return true;
+  const m = OCI_BLOB.exec(name);
+  return Boolean(m && (size > SMALL || diffIds.has(`sha256:${m[1]}`)));
+}
+
+/** A stored layer this entry may be, decided from its header alone, before reading it. */
+function knownCandidates(name: string, size: number, opts: SaveOptions): BlobDescriptor[] {
+  const m = OCI_BLOB.exec(name);
+  if (m) {
+    const hit = opts.known.get(`sha256:${m[1]}`);
+    return hit ? [hit] : [];
+  }
+  return opts.diffIds.map((d) => opts.known.get(d)).filter((b): b is BlobDescriptor => b !== undefined && b.contentSize === size);
+}
+
+/**
+ * Reads a `docker save` stream (legacy and OCI-layout archives both carry manifest.json)
+ * and stores the image's config and layers. Layers the targets already hold are read
+ * and checked but not written again. Returns `retry` in the rare case an entry looked
+ * like a stored layer by its size but wasn't: the caller saves again without reuse.
+ */
+export async function storeSavedImage(source: Readable, targets: StoreTarget[], opts: SaveOptions): Promise<SaveResult> {
+  const diffIds = new Set(opts.diffIds);
+  const stored = new Map<string, BlobDescriptor>();
+  const small = new Map<string, Buffer>();
+  const links = new Map<string, string>();
+  let missed = false;
+  let reused = 0;
+  let written = 0;
+  const extract = tar.extract();
+  source.on('error', (err) => extract.destroy(err));
+  source.pipe(extract);
+  for await (const tarEntry of extract) {
+    const entry = tarEntry as unknown as Readable & { header: tar.Header };
+    const name = entry.header.name.replace(/^\.\//, '');
+    const size = entry.header.size ?? 0;
+    if (entry.header.type === 'symlink' && entry.header.linkname) {
+      links.set(name, posix.normalize(posix.join(posix.dirname(name), entry.header.linkname)));
+    } else if (entry.header.type === 'link' && entry.header.linkname) {
+      links.set(name, entry.header.linkname.replace(/^\.\//, ''));
+    }
+    if (entry.header.type !== 'file') {
+      entry.resume();
+      continue;
+    }
+    if (!isLayerCandidate(name, size, diffIds)) {
+      if (size <= SMALL) small.set(name, await readSmall(entry, SMALL));
+      else entry.resume();
+      continue;
+    }
+    const candidates = knownCandidates(name, size, opts);
+    if (candidates.length > 0) {
+      const digester = new Digester();
+      await pipeline(entry, digester, new Writable({ write: (_c, _e, done) => done() }));
+      const hit = candidates.find((c) => c.contentDigest === digester.digest);
+      if (hit) {
+        stored.set(name, hit);
+        reused++;
+      } else {
+        missed = true;
+      }
+      continue;
+    }
+    stored.set(name, await storeBlob(entry, targets, LAYER_MEDIA_TYPE));
+    written++;
+  }
+  if (missed) return { retry: true };
+  const manifestText = small.get('manifest.json');
+  if (!manifestText) throw new ArchiveError('image archive from the engine has no manifest.json (truncated save?)');
+  const [manifest] = JSON.parse(manifestText.toString('utf8')) as Array<{ Config: string; Layers: string[] }>;
+  if (!manifest?.Config || !Array.isArray(manifest.Layers)) throw new ArchiveError('image archive manifest.json lists no image');
+  const resolve = (p: string) => links.get(p) ?? p;
+  const configBytes = small.get(resolve(manifest.Config));
+  if (!configBytes) throw new ArchiveError(`image archive has no config ${manifest.Config}`);
+  const config = await storeBlob(Readable.from([configBytes]), targets, IMAGE_CONFIG_MEDIA_TYPE);
+  const layers: BlobDescriptor[] = [];
+  for (const layerPath of manifest.Layers) {
+    const path = resolve(layerPath);
+    let blob = stored.get(path);
+    const bytes = small.get(path);
+    if (!blob && bytes) {
+      blob = await storeBlob(Readable.from([bytes]), targets, LAYER_MEDIA_TYPE);
+      stored.set(path, blob);
+      written++;
+    }
+    if (!blob) throw new ArchiveError(`image archive lacks layer ${layerPath}`);
+    layers.push(blob);
+  }
+  const rootfs = (JSON.parse(configBytes.toString('utf8')) as { rootfs?: { diff_ids?: string[] } }).rootfs;
+  if (rootfs?.diff_ids?.length !== layers.length) {
+    throw new ArchiveError(`image archive has ${layers.length} layers, its config lists ${rootfs?.diff_ids?.length ?? 0}`);
+  }
+  return { image: { config, layers }, reused, written };
+}
+
+function hexOf(digest: string): string {
+  return digest.replace(/^sha256:/, '');
+}
+
+async function addEntry(pack: tar.Pack, header: Partial<tar.Header> & { name: string }, source: Readable | Buffer): Promise<void> {
+  if (Buffer.isBuffer(source)) {
+    await new Promise<void>((resolve, reject) => pack.entry(header as tar.Header, source, (err) => (err ? reject(err) : resolve())));
+    return;
+  }
+  const entry = pack.entry(header as tar.Header);
+  await pipeline(source, entry);
+}
+
+/**
+ * A `docker load` archive (manifest.json, config, one layer.tar per layer) built on the
+ * fly from the stored blobs; every blob is checked as it streams, and a mismatch aborts
+ * the load before the engine commits the image.
+ */
+export function loadArchive(dest: Destination, scope: BlobScope, image: Pick<ImageRecord, 'config' | 'layers'>, repoTag: string): Readable {
+  const pack = tar.pack();
+  const build = async () => {
+    const configBytes = await readSmall(await openContent(dest, scope, image.config, 'image config'));
+    const configName = `${hexOf(image.config.contentDigest)}.json`;
+    await addEntry(pack, { name: configName, size: configBytes.length, mode: 0o644 }, configBytes);
+    const layerNames: string[] = [];
+    const written = new Set<string>();
+    for (const [i, layer] of image.layers.entries()) {
+      const dir = hexOf(layer.contentDigest);
+      layerNames.push(`${dir}/layer.tar`);
+      if (written.has(dir)) continue;
+      written.add(dir);
+      await addEntry(pack, { name: `${dir}/`, type: 'directory', mode: 0o755 }, Buffer.alloc(0));
+      const content = await openContent(dest, scope, layer, `image layer ${i}`);
+      await addEntry(pack, { name: `${dir}/layer.tar`, size: layer.contentSize, mode: 0o644 }, content);
+    }
+    const manifest = JSON.stringify([{ Config: configName, RepoTags: [repoTag], Layers: layerNames }]);
+    await addEntry(pack, { name: 'manifest.json', size: Buffer.byteLength(manifest), mode: 0o644 }, Buffer.from(manifest));
+    pack.finalize();
+  };
+  build().catch((err: Error) => pack.destroy(err));
+  return pack as unknown as Readable;
+}

@@ -1,0 +1,129 @@
+import type { ContainerSpec } from './spec.js';
+
+export const SET_MEDIA_TYPE = 'application/vnd.container-snapshot.set.v1+json';
+export const SET_SCHEMA_VERSION = 1;
+export const LAYER_MEDIA_TYPE = 'application/vnd.oci.image.layer.v1.tar+zstd';
+export const VOLUME_MEDIA_TYPE = 'application/vnd.container-snapshot.volume.v1.tar+zstd';
+export const IMAGE_CONFIG_MEDIA_TYPE = 'application/vnd.oci.image.config.v1+json';
+
+/**
+ * A stored blob. `digest`/`size` describe the stored (compressed) bytes;
+ * `contentDigest`/`contentSize` the bytes the engine gave and will take back.
+ */
+export interface BlobDescriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+  contentDigest: string;
+  contentSize: number;
+}
+
+export interface ImageRecord {
+  /** Image ID of the committed writable layer (the sha256 of its config). */
+  id: string;
+  /** The image the container was created from, for information. */
+  baseImage: string;
+  config: BlobDescriptor;
+  layers: BlobDescriptor[];
+}
+
+export interface VolumeRecord {
+  type: 'volume' | 'bind';
+  /** Volume name; empty for bind mounts. */
+  name: string;
+  anonymous: boolean;
+  destination: string;
+  /** Host path, bind mounts only. */
+  source?: string;
+  driver?: string;
+  driverOptions?: Record<string, string>;
+  labels?: Record<string, string>;
+  blob: BlobDescriptor;
+}
+
+export type ContainerStatus = 'created' | 'running' | 'paused' | 'restarting' | 'removing' | 'exited' | 'dead';
+
+export interface ContainerRecord {
+  name: string;
+  id: string;
+  status: ContainerStatus;
+  image: ImageRecord;
+  volumes: VolumeRecord[];
+  spec: ContainerSpec;
+  pausedMs: number;
+}
+
+export interface SnapshotSet {
+  schemaVersion: typeof SET_SCHEMA_VERSION;
+  mediaType: typeof SET_MEDIA_TYPE;
+  tag: string;
+  created: string;
+  tool: { name: string; version: string };
+  source: {
+    hostname: string;
+    engine: { version: string; apiVersion: string; os: string; arch: string };
+    revision?: string;
+    run?: string;
+  };
+  containers: ContainerRecord[];
+}
+
+export interface SetSummary {
+  tag: string;
+  created: string;
+  containers: string[];
+  bytes: number;
+}
+
+export class ManifestError extends Error {
+  override name = 'ManifestError';
+}
+
+const DIGEST = /^sha256:[0-9a-f]{64}$/;
+
+function checkBlob(blob: BlobDescriptor | undefined, where: string): void {
+  if (!blob || !DIGEST.test(blob.digest) || !DIGEST.test(blob.contentDigest) || !(blob.size >= 0) || !(blob.contentSize >= 0)) {
+    throw new ManifestError(`Invalid snapshot manifest: ${where} has no valid blob descriptor (sha256 digest and size).`);
+  }
+}
+
+/** Every blob a set references, each once. */
+export function setBlobs(set: SnapshotSet): BlobDescriptor[] {
+  const all = set.containers.flatMap((c) => [c.image.config, ...c.image.layers, ...c.volumes.map((v) => v.blob)]);
+  return [...new Map(all.map((b) => [b.digest, b])).values()];
+}
+
+export function summarize(set: SnapshotSet): SetSummary {
+  return {
+    tag: set.tag,
+    created: set.created,
+    containers: set.containers.map((c) => c.name),
+    bytes: setBlobs(set).reduce((n, b) => n + b.size, 0),
+  };
+}
+
+export function parseSet(text: string, where: string): SnapshotSet {
+  let set: SnapshotSet;
+  try {
+    set = JSON.parse(text) as SnapshotSet;
+  } catch (err) {
+    throw new ManifestError(`Invalid snapshot manifest at ${where}: ${(err as Error).message}`);
+  }
+  if (set?.mediaType !== SET_MEDIA_TYPE || set.schemaVersion !== SET_SCHEMA_VERSION) {
+    throw new ManifestError(
+      `Unsupported snapshot manifest at ${where}: expected ${SET_MEDIA_TYPE} schema ${SET_SCHEMA_VERSION}, found ${String(set?.mediaType)} ${String(set?.schemaVersion)}.`,
+    );
+  }
+  if (!Array.isArray(set.containers)) throw new ManifestError(`Invalid snapshot manifest at ${where}: no containers.`);
+  for (const c of set.containers) {
+    checkBlob(c.image?.config, `container ${c.name} image config`);
+    c.image.layers.forEach((l, i) => checkBlob(l, `container ${c.name} layer ${i}`));
+    c.volumes.forEach((v) => checkBlob(v.blob, `container ${c.name} volume ${v.name || v.destination}`));
+  }
+  return set;
+}
+
+/** Newest first: tags sort by their creation time, then by name. */
+export function newestFirst(a: SetSummary, b: SetSummary): number {
+  return b.created.localeCompare(a.created) || b.tag.localeCompare(a.tag);
+}

@@ -1,0 +1,49 @@
+import type { LabelFilter, Selection, Selector } from '../core/options.js';
+
+export interface Candidate {
+  id: string;
+  name: string;
+  labels: Record<string, string>;
+  state: string;
+}
+
+export interface SelectionResult {
+  selected: Candidate[];
+  /** Selectors naming one container (name or ID) that matched none: an error for that container. */
+  missing: string[];
+  /** True when nothing matched at all. */
+  empty: boolean;
+}
+
+function matches(selector: Selector, c: Candidate): boolean {
+  switch (selector.kind) {
+    case 'name':
+      return c.name === selector.value;
+    case 'id':
+      return c.id.startsWith(selector.value);
+    case 'glob':
+    case 'regex':
+      return selector.pattern.test(c.name);
+  }
+}
+
+function hasLabels(filters: LabelFilter[], c: Candidate): boolean {
+  return filters.every((f) => f.key in c.labels && (f.value === undefined || c.labels[f.key] === f.value));
+}
+
+/**
+ * Picks containers: any of `containers` (all when empty), with all `labels`, minus `exclude`.
+ * Sorted by name so that runs are reproducible.
+ */
+export function selectContainers(all: Candidate[], selection: Selection): SelectionResult {
+  const missing = selection.containers
+    .filter((s) => s.kind === 'name' || s.kind === 'id')
+    .filter((s) => !all.some((c) => matches(s, c)))
+    .map((s) => s.value);
+  const selected = all
+    .filter((c) => selection.containers.length === 0 || selection.containers.some((s) => matches(s, c)))
+    .filter((c) => hasLabels(selection.labels, c))
+    .filter((c) => !selection.exclude.some((s) => matches(s, c)))
+    .sort((a, b) => a.name.localeCompare(b.name));
+  return { selected, missing, empty: selected.length === 0 };
+}

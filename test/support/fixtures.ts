@@ -1,0 +1,123 @@
+import Docker from 'dockerode';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import tar from 'tar-stream';
+import type { Logger } from '../../src/core/log.js';
+
+export const docker = new Docker();
+
+export const quietLog: Logger & { lines: string[] } = {
+  lines: [],
+  info(m) {
+    this.lines.push(m);
+  },
+  warning(m) {
+    this.lines.push(`warning: ${m}`);
+  },
+  error(m) {
+    this.lines.push(`error: ${m}`);
+  },
+  group: (_t, fn) => fn(),
+};
+
+/** Everything one test makes, under one unique prefix, removed afterwards (and nothing else). */
+export class Resources {
+  readonly prefix: string;
+  private readonly containers = new Set<string>();
+  private readonly volumes = new Set<string>();
+  private readonly networks = new Set<string>();
+  private readonly images = new Set<string>();
+  private readonly dirs = new Set<string>();
+
+  constructor(runPrefix: string, label: string) {
+    this.prefix = `${runPrefix}-${label}-${randomBytes(2).toString('hex')}`;
+  }
+
+  name(suffix: string): string {
+    const n = `${this.prefix}-${suffix}`;
+    this.containers.add(n);
+    return n;
+  }
+
+  volume(suffix: string): string {
+    const n = `${this.prefix}-${suffix}`;
+    this.volumes.add(n);
+    return n;
+  }
+
+  network(suffix: string): string {
+    const n = `${this.prefix}-${suffix}`;
+    this.networks.add(n);
+    return n;
+  }
+
+  image(ref: string): string {
+    this.images.add(ref);
+    return ref;
+  }
+
+  trackVolume(name: string): void {
+    this.volumes.add(name);
+  }
+
+  tempDir(): string {
+    const d = mkdtempSync(join(tmpdir(), `${this.prefix}-`));
+    this.dirs.add(d);
+    return d;
+  }
+
+  async cleanup(): Promise<void> {
+    for (const c of this.containers) await docker.getContainer(c).remove({ force: true, v: true }).catch(() => undefined);
+    for (const v of this.volumes) await docker.getVolume(v).remove({ force: true }).catch(() => undefined);
+    for (const n of this.networks) await docker.getNetwork(n).remove().catch(() => undefined);
+    for (const i of this.images) await docker.getImage(i).remove({ force: true }).catch(() => undefined);
+    for (const d of this.dirs) rmSync(d, { recursive: true, force: true });
+  }
+}
+
+export async function runContainer(opts: Docker.ContainerCreateOptions & { name: string }, state: 'created' | 'running' | 'paused' | 'exited'): Promise<Docker.Container> {
+  const c = await docker.createContainer(opts);
+  if (state === 'created') return c;
+  await c.start();
+  if (state === 'exited') {
+    await c.wait();
+    return c;
+  }
+  await waitFor(async () => (await c.inspect()).State.Running);
+  if (state === 'paused') await c.pause();
+  return c;
+}
+
+export async function waitFor(check: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/**
+ * A digest of a path inside a container (running or not): every entry's name, type,
+ * mode, owner, size, link target, mtime and content, read through the engine's archive API.
+ */
+export async function treeDigest(containerId: string, path: string): Promise<{ digest: string; entries: number }> {
+  const stream = (await docker.getContainer(containerId).getArchive({ path })) as unknown as NodeJS.ReadableStream;
+  const extract = tar.extract();
+  stream.pipe(extract);
+  const lines: string[] = [];
+  for await (const entry of extract) {
+    const h = entry.header;
+    const hash = createHash('sha256');
+    for await (const chunk of entry) hash.update(chunk as Buffer);
+    const mtime = h.type === 'file' ? Math.floor((h.mtime?.getTime() ?? 0) / 1000) : 0;
+    lines.push([h.name.replace(/\/$/, ''), h.type, (h.mode ?? 0).toString(8), h.uid, h.gid, h.size, h.linkname ?? '', mtime, hash.digest('hex')].join(' '));
+  }
+  lines.sort();
+  return { digest: createHash('sha256').update(lines.join('\n')).digest('hex'), entries: lines.length };
+}
+
+export function tempDir(prefix: string): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}

@@ -1,0 +1,39 @@
+import type { TestProject } from 'vitest/node';
+import { startRegistry, type RunningRegistry } from './registry.js';
+import { buildFixtureImage, engineClient, requireEngine } from './engine.js';
+import { randomBytes } from 'node:crypto';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    runPrefix: string;
+    fixtureImage: string;
+    registry: { host: string; username: string; password: string };
+  }
+}
+
+let registry: RunningRegistry | undefined;
+let fixtureImage: string | undefined;
+
+export async function setup(project: TestProject): Promise<void> {
+  await requireEngine();
+  const runPrefix = `csxt-${randomBytes(3).toString('hex')}`;
+  fixtureImage = await buildFixtureImage(`${runPrefix}-base:latest`);
+  registry = await startRegistry();
+  project.provide('runPrefix', runPrefix);
+  project.provide('fixtureImage', fixtureImage);
+  project.provide('registry', {
+    host: registry.host,
+    username: registry.username,
+    password: registry.password,
+  });
+}
+
+export async function teardown(): Promise<void> {
+  await registry?.stop();
+  if (fixtureImage) {
+    await engineClient()
+      .getImage(fixtureImage)
+      .remove({ force: true })
+      .catch(() => undefined);
+  }
+}

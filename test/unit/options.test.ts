@@ -1,0 +1,108 @@
+import { describe, expect, it } from 'vitest';
+import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
+import {
+  InputError,
+  defaultTag,
+  parseBoolean,
+  parseDestination,
+  parseRename,
+  parseSelector,
+  parseTag,
+} from '../../src/core/options.js';
+
+const reader = (values: Record<string, string>) => (name: string) => values[name] ?? '';
+
+describe('selectors', () => {
+  it('tells names, IDs, globs and regexes apart', () => {
+    expect(parseSelector('web')).toEqual({ kind: 'name', value: 'web' });
+    expect(parseSelector('/web')).toEqual({ kind: 'name', value: 'web' });
+    expect(parseSelector('0123456789ab').kind).toBe('id');
+    const glob = parseSelector('web-*');
+    expect(glob.kind).toBe('glob');
+    expect(glob.kind === 'glob' && glob.pattern.test('web-1')).toBe(true);
+    expect(glob.kind === 'glob' && glob.pattern.test('xweb-1')).toBe(false);
+    const re = parseSelector('/^db-[0-9]+$/');
+    expect(re.kind === 'regex' && re.pattern.test('db-12')).toBe(true);
+    expect(re.kind === 'regex' && re.pattern.test('db-x')).toBe(false);
+  });
+
+  it('rejects a bad regex and bad names with the expected format', () => {
+    expect(() => parseSelector('/([/')).toThrow(/Expected a regular expression between slashes/);
+    expect(() => parseSelector('bad name')).toThrow(/Expected a container name, an ID, a glob/);
+  });
+});
+
+describe('destinations', () => {
+  it('parses dir and registry locations', () => {
+    expect(parseDestination('dir:./x')).toMatchObject({ kind: 'dir', path: './x' });
+    expect(parseDestination('registry:127.0.0.1:5001/backups/nightly')).toMatchObject({ kind: 'registry', host: '127.0.0.1:5001', prefix: 'backups/nightly' });
+    expect(parseDestination('registry:ghcr.io/acme/snap')).toMatchObject({ host: 'ghcr.io', prefix: 'acme/snap' });
+  });
+
+  it.each(['s3:bucket', 'dir:', 'registry:host', 'registry:host/UPPER', 'registry:/x', 'nothing'])('rejects %s with the expected format', (raw) => {
+    expect(() => parseDestination(raw)).toThrow(/Expected dir:PATH or registry:HOST\[:PORT\]\/PREFIX/);
+  });
+});
+
+describe('tags and booleans', () => {
+  it('defaults the tag to a UTC timestamp', () => {
+    expect(defaultTag(new Date('2026-11-22T04:05:06.789Z'))).toBe('20261122T040506Z');
+    expect(parseTag('', new Date('2026-01-02T03:04:05Z'))).toBe('20260102T030405Z');
+  });
+
+  it('validates tags as OCI tags and reserves latest', () => {
+    expect(parseTag('v1.2_3-x')).toBe('v1.2_3-x');
+    expect(() => parseTag('-bad')).toThrow(/Expected an OCI tag/);
+    expect(() => parseTag('a'.repeat(129))).toThrow(/Expected an OCI tag/);
+    expect(() => parseTag('latest')).toThrow(/always means the newest/);
+  });
+
+  it('is strict about booleans', () => {
+    expect(parseBoolean('pause', 'false', true)).toBe(false);
+    expect(parseBoolean('pause', '', true)).toBe(true);
+    expect(() => parseBoolean('pause', 'yes', true)).toThrow("Invalid pause 'yes'. Expected true or false.");
+  });
+});
+
+describe('rename', () => {
+  it('maps old to new and refuses collisions', () => {
+    expect([...parseRename(['a=b', 'c=d'])]).toEqual([['a', 'b'], ['c', 'd']]);
+    expect(() => parseRename(['a=x', 'b=x'])).toThrow(/two containers would be named 'x'/);
+    expect(() => parseRename(['a'])).toThrow(/Expected old=new/);
+    expect(() => parseRename(['a=../x'])).toThrow(/Invalid rename target/);
+  });
+});
+
+describe('backup inputs', () => {
+  it('parses every input into one typed object, with defaults', () => {
+    const opts = parseBackupInputs(
+      reader({ containers: 'web-*\n/^db-[0-9]+$/, cache', labels: 'backup=true', exclude: 'web-tmp', destination: 'dir:/b\nregistry:r.example/p', tag: 't1' }),
+    );
+    expect(opts.selection.containers.map((s) => s.kind)).toEqual(['glob', 'regex', 'name']);
+    expect(opts.selection.labels).toEqual([{ key: 'backup', value: 'true' }]);
+    expect(opts.destinations.map((d) => d.kind)).toEqual(['dir', 'registry']);
+    expect(opts).toMatchObject({ tag: 't1', pause: true, includeVolumes: true, includeBindMounts: false, onError: 'continue', dryRun: false, credentials: {} });
+    expect(opts.selection.ifNoMatch).toBe('warn');
+  });
+
+  it('defaults the destination to a local directory', () => {
+    expect(parseBackupInputs(reader({})).destinations).toEqual([{ kind: 'dir', path: './container-snapshots', raw: 'dir:./container-snapshots' }]);
+  });
+
+  it('refuses half credentials, unknown choices and duplicate destinations', () => {
+    expect(() => parseBackupInputs(reader({ 'registry-username': 'u' }))).toThrow(/Expected both registry-username and registry-password/);
+    expect(() => parseBackupInputs(reader({ 'on-error': 'retry' }))).toThrow("Invalid on-error 'retry'. Expected one of: continue, abort.");
+    expect(() => parseBackupInputs(reader({ destination: 'dir:a\ndir:a' }))).toThrow(/listed twice/);
+    expect(() => parseBackupInputs(reader({ destination: 'artifact:x' }))).toThrow(InputError);
+  });
+});
+
+describe('restore inputs', () => {
+  it('parses source, snapshot, rename and start', () => {
+    const opts = parseRestoreInputs(reader({ source: 'registry:h:5000/p', rename: 'db=db2', start: 'never', replace: 'true' }));
+    expect(opts).toMatchObject({ snapshot: 'latest', replace: true, start: 'never', includeVolumes: true });
+    expect(opts.rename.get('db')).toBe('db2');
+    expect(() => parseRestoreInputs(reader({ start: 'later' }))).toThrow(/Expected one of: auto, always, never/);
+    expect(() => parseRestoreInputs(reader({ snapshot: '../x' }))).toThrow(/Expected a tag or latest/);
+  });
+});
