@@ -50,7 +50,8 @@ export interface ContainerOutcome {
   volumes: string[];
   bytes: number;
   pausedMs: number;
-  layers: { written: number; reused: number };
+  /** Blobs (layers and volumes) this run stored, and those already stored by an earlier set. */
+  blobs: { written: number; reused: number };
 }
 
 export interface BackupResult {
@@ -134,6 +135,7 @@ class ContainerBackup {
     let pausedMs = 0;
     let imageId: string | undefined;
     const volumes: VolumeRecord[] = [];
+    const stats = { written: 0, reused: 0 };
     try {
       if (pauseIt) {
         journal?.paused(info.Id);
@@ -143,7 +145,7 @@ class ContainerBackup {
       try {
         imageId = await engine.commit(info.Id, { pause: false });
         journal?.tempImage(imageId);
-        for (const mount of mounts) volumes.push(await this.takeVolume(info.Id, name, mount));
+        for (const mount of mounts) volumes.push(await this.takeVolume(info.Id, name, mount, stats));
       } finally {
         if (pauseIt) {
           await engine.unpause(info.Id);
@@ -152,7 +154,9 @@ class ContainerBackup {
           log.info(`${name}: paused for ${pausedMs} ms (writable layer and ${mounts.length} mount(s) taken at one point in time)`);
         }
       }
-      const { image, stats } = await this.saveImage(imageId, name);
+      const { image, stats: layerStats } = await this.saveImage(imageId, name);
+      stats.written += layerStats.written;
+      stats.reused += layerStats.reused;
       return { name, id: info.Id, status: status as ContainerRecord['status'], image: { ...image, id: imageId, baseImage: info.Config.Image }, volumes, spec, pausedMs, layerStats: stats };
     } finally {
       if (imageId) {
@@ -177,7 +181,7 @@ class ContainerBackup {
     return { image: result.image, stats: { written: result.written, reused: result.reused } };
   }
 
-  private async takeVolume(id: string, container: string, mount: MountToTake): Promise<VolumeRecord> {
+  private async takeVolume(id: string, container: string, mount: MountToTake, stats: { written: number; reused: number }): Promise<VolumeRecord> {
     const { engine } = this.ctx;
     const targets = this.targets({ set: true });
     const record: Omit<VolumeRecord, 'blob'> = {
@@ -201,9 +205,13 @@ class ContainerBackup {
       const archive = await engine.getArchive(id, mount.destination);
       archive.on('error', (err) => digester.destroy(err));
       await drain(archive.pipe(digester));
-      if (digester.digest === previous.contentDigest) return { ...record, blob: previous };
+      if (digester.digest === previous.contentDigest) {
+        stats.reused++;
+        return { ...record, blob: previous };
+      }
     }
     const blob = await storeBlob(await engine.getArchive(id, mount.destination), targets, VOLUME_MEDIA_TYPE);
+    stats.written++;
     return { ...record, blob };
   }
 }
@@ -219,12 +227,12 @@ function outcome(record: ContainerRecord & { layerStats: { written: number; reus
     volumes: record.volumes.map((v) => v.name || v.source || v.destination),
     bytes: [...new Map(blobs.map((b) => [b.digest, b.size])).values()].reduce((a, b) => a + b, 0),
     pausedMs: record.pausedMs,
-    layers: record.layerStats,
+    blobs: record.layerStats,
   };
 }
 
 function failure(name: string, id: string, state: string, err: unknown): ContainerOutcome {
-  return { name, id, state, status: 'failed', error: errorMessage(err), destinations: [], volumes: [], bytes: 0, pausedMs: 0, layers: { written: 0, reused: 0 } };
+  return { name, id, state, status: 'failed', error: errorMessage(err), destinations: [], volumes: [], bytes: 0, pausedMs: 0, blobs: { written: 0, reused: 0 } };
 }
 
 async function plan(ctx: BackupContext, opts: BackupOptions, selected: Candidate[]): Promise<ContainerOutcome[]> {
@@ -274,7 +282,7 @@ export async function runBackup(opts: BackupOptions, ctx: BackupContext): Promis
     try {
       const record = await log.group(`Back up ${c.name}`, () => worker.run(c));
       records.push(record);
-      log.info(`${c.name}: ${record.image.layers.length} layer(s) (${record.layerStats.written} stored, ${record.layerStats.reused} already there), ${record.volumes.length} volume(s)`);
+      log.info(`${c.name}: ${record.image.layers.length} layer(s) and ${record.volumes.length} volume(s): ${record.layerStats.written} blob(s) stored, ${record.layerStats.reused} already there`);
     } catch (err) {
       const f = failure(c.name, c.id, c.state, err);
       log.error(`${c.name}: ${f.error}`);
