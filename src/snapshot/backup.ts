@@ -306,6 +306,7 @@ export async function runBackup(opts: BackupOptions, ctx: BackupContext): Promis
       ...(env.GITHUB_RUN_ID ? { run: `${env.GITHUB_REPOSITORY ?? ''}/actions/runs/${env.GITHUB_RUN_ID}` } : {}),
     },
     containers: records.map(({ layerStats: _unused, ...r }) => r),
+    failures: outcomes.filter((o) => o.status === 'failed').map((o) => ({ name: o.name, error: o.error ?? '' })),
   };
   const refs = new Map<string, ContainerOutcome['destinations']>(records.map((r) => [r.name, []]));
   if (records.length > 0) {

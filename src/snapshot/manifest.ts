@@ -66,6 +66,8 @@ export interface SnapshotSet {
     run?: string;
   };
   containers: ContainerRecord[];
+  /** Containers selected for this set that could not be backed up. */
+  failures: Array<{ name: string; error: string }>;
 }
 
 export interface SetSummary {
@@ -115,6 +117,7 @@ export function parseSet(text: string, where: string): SnapshotSet {
     );
   }
   if (!Array.isArray(set.containers)) throw new ManifestError(`Invalid snapshot manifest at ${where}: no containers.`);
+  set.failures ??= [];
   for (const c of set.containers) {
     checkBlob(c.image?.config, `container ${c.name} image config`);
     c.image.layers.forEach((l, i) => checkBlob(l, `container ${c.name} layer ${i}`));

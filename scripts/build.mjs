@@ -1,0 +1,255 @@
+#!/usr/bin/env node
+// Builds the committed bundles with ncc (ESM, not minified, no source maps, with a
+// licenses file):
+//
+//   src/backup/index.ts  → dist/backup/index.js   (+ package.json, licenses.txt, assets)
+//   src/restore/index.ts → dist/restore/index.js  (+ package.json, licenses.txt, assets)
+//   src/cli.ts           → dist/cli.js            (the bundle itself; its assets and
+//                                                   licenses.txt in dist/cli/, its
+//                                                   {"type":"module"} in dist/package.json)
+//
+// Usage (run it with Node 24: `npm run build` puts node_modules/.bin first on PATH):
+//   node scripts/build.mjs                  rebuild all of dist/ (stale files disappear)
+//   node scripts/build.mjs backup cli       rebuild only the named bundles
+//   node scripts/build.mjs ENTRY.ts=OUT.js  build any entry (e.g. a scratch file) to OUT.js
+//                                            under dist/ or .tmp/; side files go to OUT/
+//   BUILD_ONLY="backup cli" node scripts/build.mjs   same as naming bundles
+//
+// Everything is first written to .tmp/ncc-out/ and moved into place only when every
+// bundle built, so a failed build leaves dist/ as it was.
+//
+// Output is deterministic (CI rebuilds and diffs dist/): no ncc cache, no absolute
+// paths in the output (checked), files written in sorted order with modes 644/755.
+//
+// Why it is done this way:
+// - Type checking: ncc's ts-loader type-checks every file of the tsconfig.json it finds
+//   next to the entry — the whole project, tests included — and its transpile-only mode
+//   compiles `module: NodeNext` sources to CommonJS, which breaks the ESM-only @actions
+//   packages and top-level await. So each entry is compiled through a generated stub in
+//   .tmp/ncc/<name>/ whose tsconfig extends the project's but lists only the stub: the
+//   type check covers exactly the code that goes into the bundle.
+// - Native addons: ssh2 (under dockerode) optionally loads `sshcrypto.node` and
+//   `cpu-features`, both compiled by node-gyp during `npm ci` — for whichever Node ran
+//   the install, and only when a compiler is there. Bundling them would make dist/
+//   depend on the machine that built it. They stay plain runtime requires, which fail
+//   inside ssh2's own try/catch, so ssh2 uses its pure-JS code (as on a machine where
+//   the addons did not build).
+// - The CLI bundle lives at dist/cli.js, but its side files go to dist/cli/: ncc's
+//   asset base (`__nccwpck_require__.ab`, "the bundle's directory") is rewritten to
+//   "<bundle's directory>/cli/". Every asset path the bundle uses is checked to exist.
+import { createRequire } from 'node:module';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { dirname, join, relative, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+process.chdir(root); // ncc resolves assets, tsconfig and module ids relative to the cwd
+
+const require = createRequire(import.meta.url);
+const ncc = require('@vercel/ncc');
+
+const BUNDLES = {
+  backup: { entry: 'src/backup/index.ts', out: 'dist/backup/index.js' },
+  restore: { entry: 'src/restore/index.ts', out: 'dist/restore/index.js' },
+  cli: { entry: 'src/cli.ts', out: 'dist/cli.js' },
+};
+
+// Requests left to Node at run time, unchanged (see above). ncc reads a key written as
+// /…/ as a RegExp and substitutes $1 in its value.
+const EXTERNALS = { 'cpu-features': 'cpu-features', '/^(.+\\.node)$/': '$1' };
+
+const STAGING = '.tmp/ncc'; // generated stub entries
+const OUT_ROOT = '.tmp/ncc-out'; // outputs, before they are moved into place
+
+function fail(message) {
+  console.error(`build: ${message}`);
+  rmSync(OUT_ROOT, { recursive: true, force: true }); // dist/ itself is left as it was
+  try {
+    rmdirSync(STAGING);
+  } catch {
+    /* absent or not empty */
+  }
+  process.exit(1);
+}
+
+function toPosix(p) {
+  return p.split(sep).join('/');
+}
+
+function parseTargets(args) {
+  const fromEnv = (process.env.BUILD_ONLY ?? '').split(/[\s,]+/).filter(Boolean);
+  const wanted = [...args, ...fromEnv];
+  if (wanted.length === 0) {
+    return { full: true, targets: Object.entries(BUNDLES).map(([name, b]) => ({ name, ...b })) };
+  }
+  const targets = wanted.map((arg) => {
+    if (Object.hasOwn(BUNDLES, arg)) return { name: arg, ...BUNDLES[arg] };
+    const m = /^(.+\.[cm]?[tj]sx?)=(.+\.[cm]?js)$/.exec(arg);
+    if (!m) fail(`unknown bundle "${arg}" (known: ${Object.keys(BUNDLES).join(', ')}, or ENTRY.ts=OUT.js)`);
+    const entry = toPosix(relative(root, resolve(m[1])));
+    const out = toPosix(relative(root, resolve(m[2])));
+    // Its side-file directory gets replaced: keep custom outputs inside dist/ or .tmp/.
+    if (!/^(dist|\.tmp)\/./.test(out) || out.startsWith(`${OUT_ROOT}/`) || out.startsWith(`${STAGING}/`)) {
+      fail(`output ${out} must be under dist/ or .tmp/ (not ${STAGING}/ or ${OUT_ROOT}/)`);
+    }
+    return { name: entry.replace(/[^A-Za-z0-9]+/g, '_'), entry, out };
+  });
+  return { full: false, targets };
+}
+
+/** Where a bundle's side files go: beside an index.js, else in OUT/ (dist/cli.js → dist/cli/). */
+function assetDirOf(out) {
+  return out === 'index.js' || out.endsWith('/index.js') ? dirname(out) : out.replace(/\.[cm]?js$/, '');
+}
+
+/** Writes a stub entry + tsconfig so that ncc type-checks only what the bundle contains. */
+function stage(target) {
+  const dir = join(STAGING, target.name);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const spec = toPosix(relative(dir, target.entry)).replace(/\.([cm]?)tsx?$/, '.$1js');
+  // ncc keeps the shebang of its entry file only (and then the bundle is made executable).
+  const shebang = /^#![^\r\n]*/.exec(readFileSync(target.entry, 'utf8'))?.[0];
+  writeFileSync(join(dir, 'entry.ts'), `${shebang ? `${shebang}\n` : ''}import '${spec}';\n`);
+  const tsconfig = {
+    extends: toPosix(relative(dir, 'tsconfig.json')),
+    // ncc hands these options to ts-loader as they are: relative to this file.
+    compilerOptions: { rootDir: toPosix(relative(dir, '.')) },
+    include: [],
+    files: ['entry.ts'],
+  };
+  writeFileSync(join(dir, 'tsconfig.json'), `${JSON.stringify(tsconfig, null, 2)}\n`);
+  return resolve(dir, 'entry.ts');
+}
+
+function writeOut(rel, content, mode) {
+  const path = join(OUT_ROOT, rel);
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, content);
+  chmodSync(path, mode);
+}
+
+/** Builds one bundle into OUT_ROOT; returns the paths (relative to the repo) it wrote. */
+async function build(target) {
+  const started = Date.now();
+  const stub = stage(target);
+  let result;
+  let error;
+  try {
+    result = await ncc(stub, {
+      minify: false,
+      sourceMap: false,
+      sourceMapRegister: false,
+      license: 'licenses.txt',
+      cache: false,
+      quiet: true,
+      transpileOnly: false,
+      externals: EXTERNALS,
+    });
+  } catch (err) {
+    error = err;
+  }
+  rmSync(join(STAGING, target.name), { recursive: true, force: true });
+  // ncc's error carries the compiler's messages; never let Node dump ncc's own source.
+  if (error) fail(`${target.entry}: ncc failed:\n${error?.message ?? String(error)}`);
+  const { assets, symlinks = {} } = result;
+  let code = result.code;
+
+  const out = target.out;
+  const outDir = dirname(out);
+  const assetDir = assetDirOf(out);
+
+  if (assetDir !== outDir) {
+    const abLine =
+      /^(.*__nccwpck_require__\.ab = decodeURIComponent\(new URL\('\.', import\.meta\.url\)\.pathname\).*\+ )"\/";$/gm;
+    const found = code.match(abLine)?.length ?? 0;
+    if (found > 1) fail(`${out}: ${found} asset-base lines in ncc's output, expected one`);
+    if (found === 1) {
+      code = code.replace(abLine, `$1${JSON.stringify(`/${toPosix(relative(outDir, assetDir))}/`)};`);
+    } else if (/__nccwpck_require__\.ab\b/.test(code)) {
+      fail(`${out}: ncc's asset-base line has changed shape; update scripts/build.mjs`);
+    }
+  }
+
+  const written = [out];
+  writeOut(out, code, code.startsWith('#!') ? 0o755 : 0o644);
+  for (const name of Object.keys(assets).sort()) {
+    const asset = assets[name];
+    // ncc's {"type":"module"} marker belongs beside the bundle, wherever its assets go.
+    const rel = name === 'package.json' ? join(outDir, name) : join(assetDir, name);
+    writeOut(rel, asset.source, (asset.permissions ?? 0o644) & 0o111 ? 0o755 : 0o644);
+    written.push(rel);
+  }
+  for (const name of Object.keys(symlinks).sort()) {
+    const rel = join(assetDir, name);
+    mkdirSync(dirname(join(OUT_ROOT, rel)), { recursive: true });
+    symlinkSync(symlinks[name], join(OUT_ROOT, rel));
+    written.push(rel);
+  }
+
+  // Self-checks: every asset the bundle refers to is where the bundle will look for it,
+  // and nothing machine-specific leaked into the code.
+  const missing = new Set();
+  for (const m of code.matchAll(/__nccwpck_require__\.ab \+ "([^"]+)"/g)) {
+    if (!existsSync(join(OUT_ROOT, assetDir, m[1]))) missing.add(m[1]);
+  }
+  if (missing.size) fail(`${out}: the bundle refers to missing assets: ${[...missing].join(', ')}`);
+  for (const leak of [join(root, 'node_modules'), join(root, 'src'), join(root, '.tmp')]) {
+    if (code.includes(leak)) fail(`${out}: the bundle contains the absolute path ${leak}: it would not be reproducible`);
+  }
+
+  const kib = (Buffer.byteLength(code) / 1024).toFixed(0);
+  const secs = ((Date.now() - started) / 1000).toFixed(1);
+  console.log(`build: ${target.entry} → ${out} (${kib} KiB + ${written.length - 1} side files, ${secs} s)`);
+  return written;
+}
+
+/** Moves a file from OUT_ROOT to its place in the repo. */
+function place(rel) {
+  mkdirSync(dirname(rel), { recursive: true });
+  renameSync(join(OUT_ROOT, rel), rel);
+}
+
+function countFiles(dir) {
+  return readdirSync(dir, { recursive: true, withFileTypes: true }).filter((d) => !d.isDirectory()).length;
+}
+
+const { full, targets } = parseTargets(process.argv.slice(2));
+if (Number(process.versions.node.split('.')[0]) < 24) {
+  console.warn(`build: warning: Node ${process.version}; the bundles target Node 24 (npm run build uses it)`);
+}
+const absent = targets.filter((t) => !existsSync(t.entry)).map((t) => t.entry);
+if (absent.length) fail(`missing entry file(s): ${absent.join(', ')}`);
+
+rmSync(OUT_ROOT, { recursive: true, force: true });
+const written = [];
+for (const target of targets) written.push(...(await build(target)));
+
+if (full) {
+  rmSync('dist', { recursive: true, force: true });
+  renameSync(join(OUT_ROOT, 'dist'), 'dist');
+} else {
+  for (const target of targets) {
+    rmSync(target.out, { force: true });
+    rmSync(assetDirOf(target.out), { recursive: true, force: true });
+  }
+  for (const rel of written) place(rel);
+}
+rmSync(OUT_ROOT, { recursive: true, force: true });
+try {
+  rmdirSync(STAGING); // only if empty
+} catch {
+  /* absent or not empty */
+}
+if (full) console.log(`build: dist/ rebuilt (${countFiles('dist')} files)`);

@@ -1,0 +1,126 @@
+import './shims.js';
+import { readFileSync } from 'node:fs';
+import { backup, list, restore, verify } from './commands.js';
+import { Input, DEFAULT_LOCATION, parseBackupInputs, parseRestoreInputs } from './core/inputs.js';
+import { InputError, parseCredentials, parseDestination, parseSnapshotRef, splitList } from './core/options.js';
+import { errorMessage, type Logger } from './core/log.js';
+import { setsTable } from './report.js';
+
+const BOOLEAN_FLAGS = new Set<string>([Input.Pause, Input.IncludeVolumes, Input.IncludeBindMounts, Input.DryRun, Input.Replace]);
+const PASSWORD_ENV = 'CONTAINER_SNAPSHOT_REGISTRY_PASSWORD';
+
+const COMMON = [Input.RegistryUsername, 'registry-password-stdin'];
+const FLAGS: Record<string, string[]> = {
+  backup: [Input.Containers, Input.Labels, Input.Exclude, Input.Destination, Input.Tag, Input.Pause, Input.IncludeVolumes, Input.IncludeBindMounts, Input.OnError, Input.IfNoMatch, Input.DryRun, ...COMMON],
+  restore: [Input.Source, Input.Snapshot, Input.Containers, Input.Rename, Input.Replace, Input.Start, Input.IncludeVolumes, ...COMMON],
+  list: [Input.Source, ...COMMON],
+  verify: [Input.Source, Input.Snapshot, ...COMMON],
+};
+
+const HELP = `container-snapshot: back up Docker containers (writable layer, volumes, configuration) and restore them.
+
+Usage:
+  node dist/cli.js backup  [--containers a,web-*,/^db-/] [--labels k=v] [--exclude x] [--destination ${DEFAULT_LOCATION}]
+                           [--tag T] [--pause true|false] [--include-volumes true|false] [--include-bind-mounts]
+                           [--on-error continue|abort] [--if-no-match warn|error|ignore] [--dry-run]
+  node dist/cli.js restore [--source ${DEFAULT_LOCATION}] [--snapshot latest|TAG] [--containers a,b]
+                           [--rename old=new] [--replace] [--start auto|always|never] [--include-volumes true|false]
+  node dist/cli.js list    [--source ${DEFAULT_LOCATION}]
+  node dist/cli.js verify  [--source ${DEFAULT_LOCATION}] [--snapshot latest|TAG]
+
+Locations: dir:PATH or registry:HOST[:PORT]/PREFIX. Several destinations: repeat --destination or separate with commas.
+Registry credentials: --registry-username U with --registry-password-stdin (or ${PASSWORD_ENV}),
+else the Docker config (DOCKER_CONFIG or ~/.docker/config.json) as written by docker login.
+Lists (containers, labels, exclude, rename) take commas or repeated flags.`;
+
+function parseArgs(command: string, argv: string[]): Map<string, string> {
+  const allowed = FLAGS[command];
+  const values = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (!arg.startsWith('--')) throw new InputError(`Unexpected argument '${arg}'. Expected --flag value; see --help.`);
+    const eq = arg.indexOf('=');
+    const name = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
+    if (!allowed.includes(name)) throw new InputError(`Unknown flag --${name} for ${command}. Expected one of: ${allowed.map((f) => `--${f}`).join(' ')}.`);
+    let value: string;
+    if (eq !== -1) value = arg.slice(eq + 1);
+    else if (BOOLEAN_FLAGS.has(name) || name === 'registry-password-stdin') {
+      value = /^(true|false|True|False|TRUE|FALSE)$/.test(argv[i + 1] ?? '') ? argv[++i] : 'true';
+    } else {
+      if (i + 1 >= argv.length) throw new InputError(`Flag --${name} needs a value.`);
+      value = argv[++i];
+    }
+    const previous = values.get(name);
+    values.set(name, previous === undefined ? value : `${previous}\n${value}`);
+  }
+  return values;
+}
+
+const cliLogger: Logger = {
+  info: (m) => console.error(m),
+  warning: (m) => console.error(`warning: ${m}`),
+  error: (m) => console.error(`error: ${m}`),
+  group: async (title, fn) => {
+    console.error(`== ${title}`);
+    return fn();
+  },
+};
+
+function reader(flags: Map<string, string>): (name: string) => string {
+  let password: string | undefined;
+  return (name) => {
+    if (name !== Input.RegistryPassword) return flags.get(name) ?? '';
+    if (password === undefined) {
+      password = flags.get('registry-password-stdin') === 'true' ? readFileSync(0, 'utf8').replace(/\r?\n$/, '') : (process.env[PASSWORD_ENV] ?? '');
+    }
+    return password;
+  };
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (!command || command === '--help' || command === '-h' || command === 'help') {
+    console.log(HELP);
+    return command ? 0 : 2;
+  }
+  if (!(command in FLAGS)) throw new InputError(`Unknown command '${command}'. Expected backup, restore, list or verify.`);
+  if (rest.includes('--help') || rest.includes('-h')) {
+    console.log(HELP);
+    return 0;
+  }
+  const get = reader(parseArgs(command, rest));
+  const deps = { log: cliLogger, env: process.env };
+  if (command === 'backup') {
+    const result = await backup(parseBackupInputs(get), deps);
+    console.log(JSON.stringify({ snapshot: result.tag, failed: result.failed, containers: result.containers }, null, 2));
+    return result.failed > 0 ? 1 : 0;
+  }
+  if (command === 'restore') {
+    const result = await restore(parseRestoreInputs(get), deps);
+    console.log(JSON.stringify({ snapshot: result.tag, failed: result.failed, containers: result.containers }, null, 2));
+    return result.failed > 0 ? 1 : 0;
+  }
+  const sources = splitList(get(Input.Source));
+  if (sources.length > 1) throw new InputError(`Invalid source '${get(Input.Source)}'. Expected one location.`);
+  const source = parseDestination(sources[0] ?? DEFAULT_LOCATION);
+  const credentials = parseCredentials(get(Input.RegistryUsername), get(Input.RegistryPassword));
+  if (command === 'list') {
+    const sets = await list(source, credentials, deps);
+    console.log(sets.length > 0 ? setsTable(sets) : `No snapshot sets in ${source.raw}.`);
+    return 0;
+  }
+  const verified = await verify(source, parseSnapshotRef(get(Input.Snapshot)), credentials, deps);
+  console.log(`Snapshot ${verified.tag}: ${verified.blobs} blob(s) verified.`);
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    console.error(`error: ${errorMessage(err)}`);
+    process.exitCode = 1;
+  },
+);
+

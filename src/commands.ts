@@ -1,0 +1,44 @@
+import type { BackupOptions, Credentials, DestinationSpec, RestoreOptions } from './core/options.js';
+import type { Logger } from './core/log.js';
+import { Engine } from './engine/engine.js';
+import { openDestination, type Destination } from './destinations/index.js';
+import { runBackup, type BackupResult, type Journal } from './snapshot/backup.js';
+import { findSet, runRestore, verifyContainers, type RestoreResult } from './snapshot/restore.js';
+import type { SetSummary } from './snapshot/manifest.js';
+
+/** What every command needs from its caller (the action or the CLI). */
+export interface Deps {
+  log: Logger;
+  env: NodeJS.ProcessEnv;
+  engine?: Engine;
+  onSecret?: (secret: string) => void;
+  journal?: Journal;
+}
+
+function open(spec: DestinationSpec, credentials: Credentials, deps: Deps): Promise<Destination> {
+  return openDestination(spec, { credentials, onSecret: deps.onSecret, env: deps.env });
+}
+
+export async function backup(opts: BackupOptions, deps: Deps): Promise<BackupResult> {
+  const destinations: Destination[] = [];
+  for (const spec of opts.destinations) destinations.push(await open(spec, opts.credentials, deps));
+  return runBackup(opts, { engine: deps.engine ?? new Engine(), destinations, log: deps.log, env: deps.env, journal: deps.journal });
+}
+
+export async function restore(opts: RestoreOptions, deps: Deps): Promise<RestoreResult> {
+  const source = await open(opts.source, opts.credentials, deps);
+  return runRestore(opts, { engine: deps.engine ?? new Engine(), source, log: deps.log });
+}
+
+export async function list(spec: DestinationSpec, credentials: Credentials, deps: Deps): Promise<SetSummary[]> {
+  const source = await open(spec, credentials, deps);
+  await source.check('read');
+  return source.listSets();
+}
+
+export async function verify(spec: DestinationSpec, snapshot: string, credentials: Credentials, deps: Deps): Promise<{ tag: string; blobs: number }> {
+  const source = await open(spec, credentials, deps);
+  const set = await findSet(source, snapshot);
+  const blobs = await verifyContainers(source, set.containers, true, deps.log);
+  return { tag: set.tag, blobs };
+}

@@ -1,0 +1,21 @@
+import type { Credentials, DestinationSpec } from '../core/options.js';
+import { RegistryClient } from '../registry/client.js';
+import { resolveCredentials } from '../registry/credentials.js';
+import { DirDestination } from './dir.js';
+import { RegistryDestination } from './registry.js';
+import type { Destination } from './types.js';
+
+export interface OpenOptions {
+  credentials: Credentials;
+  onSecret?: (secret: string) => void;
+  env?: NodeJS.ProcessEnv;
+}
+
+export async function openDestination(spec: DestinationSpec, opts: OpenOptions): Promise<Destination> {
+  if (spec.kind === 'dir') return new DirDestination(spec.raw, spec.path);
+  const auth = await resolveCredentials(spec.host, { ...opts.credentials, env: opts.env, onSecret: opts.onSecret });
+  const client = new RegistryClient({ host: spec.host, auth, userAgent: 'container-snapshot' });
+  return new RegistryDestination(spec.raw, spec.prefix, client);
+}
+
+export type { Destination } from './types.js';

@@ -1,0 +1,171 @@
+import { createHash } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import type { RegistryClient } from '../registry/client.js';
+import {
+  IMAGE_CONFIG_MEDIA_TYPE,
+  SET_MEDIA_TYPE,
+  newestFirst,
+  parseSet,
+  summarize,
+  type SetSummary,
+  type SnapshotSet,
+} from '../snapshot/manifest.js';
+import { readSmall } from '../util/streams.js';
+import { DestinationError, type BlobScope, type BlobWriter, type Destination, type StoredRef } from './types.js';
+
+const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+const COMPONENT = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$/;
+
+function ociLabels(set: SnapshotSet, c: SnapshotSet['containers'][number]): Record<string, string> {
+  return {
+    'org.opencontainers.image.created': set.created,
+    'org.opencontainers.image.base.name': c.image.baseImage,
+    ...(set.source.revision ? { 'org.opencontainers.image.revision': set.source.revision } : {}),
+    'io.container-snapshot.container': c.name,
+    'io.container-snapshot.set': set.tag,
+  };
+}
+
+/** A container name as a repository path component; names that had to change get a short hash so two never collide. */
+export function repoComponent(name: string): string {
+  if (COMPONENT.test(name)) return name;
+  const cleaned = name.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '') || 'container';
+  return `${cleaned}-${createHash('sha256').update(name).digest('hex').slice(0, 6)}`;
+}
+
+/**
+ * Snapshot sets in an OCI registry:
+ *   <prefix>/<container>:<tag>  the snapshot image (OCI image manifest: config + zstd layers), pullable
+ *   <prefix>:<tag>              the set: an OCI manifest whose config is the set document and whose
+ *                               layers are the volume archives, pushed last
+ */
+export class RegistryDestination implements Destination {
+  /** Where blobs were seen, so a blob already in another repository is mounted instead of uploaded. */
+  private readonly homes = new Map<string, string>();
+
+  constructor(
+    readonly label: string,
+    private readonly prefix: string,
+    private readonly client: RegistryClient,
+  ) {}
+
+  private repo(scope: BlobScope): string {
+    return 'container' in scope ? `${this.prefix}/${repoComponent(scope.container)}` : this.prefix;
+  }
+
+  async check(): Promise<void> {
+    await this.client.ping();
+  }
+
+  async hasBlob(scope: BlobScope, digest: string): Promise<boolean> {
+    const repo = this.repo(scope);
+    if (await this.client.hasBlob(repo, digest)) return true;
+    const home = this.homes.get(digest);
+    return Boolean(home && home !== repo && (await this.client.mountBlob(repo, digest, home)));
+  }
+
+  async writeBlob(scope: BlobScope): Promise<BlobWriter> {
+    const upload = await this.client.createUpload(this.repo(scope));
+    return {
+      stream: upload.stream,
+      commit: (digest) => upload.finish(digest),
+      abort: () => upload.cancel(),
+    };
+  }
+
+  readBlob(scope: BlobScope, digest: string): Promise<Readable> {
+    return this.client.getBlob(this.repo(scope), digest);
+  }
+
+  async hasSet(tag: string): Promise<boolean> {
+    return (await this.client.getManifest(this.prefix, tag, [OCI_MANIFEST])) !== undefined;
+  }
+
+  private async putJsonBlob(repo: string, body: Buffer): Promise<string> {
+    const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+    if (await this.client.hasBlob(repo, digest)) return digest;
+    const upload = await this.client.createUpload(repo);
+    upload.stream.end(body);
+    await upload.finish(digest);
+    return digest;
+  }
+
+  /**
+   * The pushed image carries OCI labels; the set keeps the committed config untouched,
+   * because an image's labels would merge into the restored container's own.
+   */
+  private async labeledConfig(repo: string, set: SnapshotSet, c: SnapshotSet['containers'][number]): Promise<{ digest: string; size: number }> {
+    const config = JSON.parse((await readSmall(await this.client.getBlob(repo, c.image.config.digest))).toString('utf8')) as {
+      config?: { Labels?: Record<string, string> | null };
+    };
+    config.config ??= {};
+    config.config.Labels = { ...(config.config.Labels ?? {}), ...ociLabels(set, c) };
+    const body = Buffer.from(JSON.stringify(config));
+    return { digest: await this.putJsonBlob(repo, body), size: body.length };
+  }
+
+  async writeSet(set: SnapshotSet): Promise<Record<string, StoredRef>> {
+    const refs: Record<string, StoredRef> = {};
+    const annotations = { 'org.opencontainers.image.created': set.created };
+    const repos = new Map<string, string>();
+    for (const c of set.containers) {
+      const repo = this.repo({ container: c.name });
+      if (repos.has(repo)) throw new DestinationError(`${this.label}: containers ${repos.get(repo)} and ${c.name} map to the same repository ${repo}`);
+      repos.set(repo, c.name);
+      const manifest = {
+        schemaVersion: 2,
+        mediaType: OCI_MANIFEST,
+        config: { mediaType: IMAGE_CONFIG_MEDIA_TYPE, ...(await this.labeledConfig(repo, set, c)) },
+        layers: c.image.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })),
+        annotations: ociLabels(set, c),
+      };
+      const digest = await this.client.putManifest(repo, set.tag, OCI_MANIFEST, Buffer.from(JSON.stringify(manifest)));
+      refs[c.name] = { ref: `${this.client.host}/${repo}:${set.tag}`, digest };
+    }
+    const doc = Buffer.from(JSON.stringify(set));
+    const docDigest = await this.putJsonBlob(this.prefix, doc);
+    const volumes = [...new Map(set.containers.flatMap((c) => c.volumes.map((v) => [v.blob.digest, v.blob] as const))).values()];
+    const setManifest = {
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: { mediaType: SET_MEDIA_TYPE, digest: docDigest, size: doc.length },
+      layers: volumes.map((v) => ({ mediaType: v.mediaType, digest: v.digest, size: v.size })),
+      annotations,
+    };
+    await this.client.putManifest(this.prefix, set.tag, OCI_MANIFEST, Buffer.from(JSON.stringify(setManifest)));
+    return refs;
+  }
+
+  async readSet(tag: string): Promise<SnapshotSet | undefined> {
+    if (tag === 'latest') {
+      const [newest] = await this.listSets();
+      return newest ? this.readSet(newest.tag) : undefined;
+    }
+    const manifest = await this.client.getManifest(this.prefix, tag, [OCI_MANIFEST]);
+    if (!manifest) return undefined;
+    const parsed = JSON.parse(manifest.body.toString('utf8')) as { config?: { mediaType?: string; digest?: string } };
+    if (parsed.config?.mediaType !== SET_MEDIA_TYPE || !parsed.config.digest) return undefined;
+    const body = await readSmall(await this.client.getBlob(this.prefix, parsed.config.digest));
+    const actual = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+    if (actual !== parsed.config.digest) throw new DestinationError(`${this.label}: set ${tag} document fails its checksum`);
+    const set = parseSet(body.toString('utf8'), `${this.label}:${tag}`);
+    for (const c of set.containers) {
+      const repo = this.repo({ container: c.name });
+      for (const b of [c.image.config, ...c.image.layers]) if (!this.homes.has(b.digest)) this.homes.set(b.digest, repo);
+    }
+    return set;
+  }
+
+  async listSets(): Promise<SetSummary[]> {
+    const sets: SetSummary[] = [];
+    for (const tag of await this.client.listTags(this.prefix)) {
+      const set = await this.readSet(tag);
+      if (set) sets.push(summarize(set));
+    }
+    return sets.sort(newestFirst);
+  }
+
+  imageName(container: string): string {
+    return `${this.client.host}/${this.repo({ container })}`;
+  }
+}

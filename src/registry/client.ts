@@ -1,0 +1,679 @@
+import { createHash } from 'node:crypto';
+import http, { type ClientRequest, type IncomingMessage } from 'node:http';
+import https from 'node:https';
+import { PassThrough, Transform, pipeline, type Readable, type Writable } from 'node:stream';
+
+export interface RegistryAuth {
+  username?: string;
+  password?: string;
+  identityToken?: string;
+}
+
+export class RegistryError extends Error {
+  override name = 'RegistryError';
+  status?: number;
+  code?: string;
+
+  constructor(message: string, details: { status?: number; code?: string; cause?: unknown } = {}) {
+    super(message, details.cause === undefined ? undefined : { cause: details.cause });
+    this.status = details.status;
+    this.code = details.code;
+  }
+}
+
+export class RegistryAuthError extends RegistryError {
+  override name = 'RegistryAuthError';
+}
+
+export interface BlobUpload {
+  readonly stream: Writable;
+  finish(digest: string): Promise<void>;
+  cancel(): Promise<void>;
+}
+
+export interface RegistryClientOptions {
+  host: string;
+  auth?: RegistryAuth;
+  scheme?: 'http' | 'https';
+  userAgent?: string;
+  timeoutMs?: number;
+}
+
+export const MANIFEST_MEDIA_TYPES = [
+  'application/vnd.oci.image.manifest.v1+json',
+  'application/vnd.oci.image.index.v1+json',
+  'application/vnd.docker.distribution.manifest.v2+json',
+  'application/vnd.docker.distribution.manifest.list.v2+json',
+];
+
+const REPO_RE = /^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$/;
+const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
+const TAG_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
+const REDIRECTS = [301, 302, 303, 307, 308];
+const MAX_REDIRECTS = 5;
+const MANIFEST_LIMIT = 4 * 1024 * 1024;
+const SMALL_BODY_LIMIT = 1024 * 1024;
+const ERROR_BODY_LIMIT = 64 * 1024;
+const DEFAULT_TIMEOUT_MS = 300_000;
+const EMPTY = Buffer.alloc(0);
+
+type Challenge = { scheme: 'basic' } | { scheme: 'bearer'; realm: string; service?: string; scope?: string };
+type Bearer = Extract<Challenge, { scheme: 'bearer' }>;
+
+interface Op {
+  name: string;
+  repo?: string;
+}
+
+interface Call {
+  op: Op;
+  method: string;
+  url: URL;
+  scopes: string[];
+  expect: number[];
+  headers?: Record<string, string>;
+  body?: Buffer;
+}
+
+interface Pending {
+  req: ClientRequest;
+  response: Promise<IncomingMessage>;
+}
+
+interface CachedToken {
+  token: Promise<string>;
+  expires: number;
+}
+
+type Failure = (err: NodeJS.ErrnoException) => RegistryError;
+
+export function isDigest(value: string): boolean {
+  return DIGEST_RE.test(value);
+}
+
+export function sha256Digest(data: Buffer): string {
+  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
+}
+
+function checkRepo(repo: string): void {
+  if (!REPO_RE.test(repo)) {
+    const rule = "lowercase [a-z0-9] parts joined by '.', '_', '__' or '-', separated by '/'";
+    throw new RegistryError(`Invalid repository name "${repo}": expected ${rule}`);
+  }
+}
+
+function checkDigest(digest: string): void {
+  if (!isDigest(digest)) throw new RegistryError(`Invalid digest "${digest}": expected sha256:<64 hex characters>`);
+}
+
+function checkReference(reference: string): void {
+  if (!isDigest(reference) && !TAG_RE.test(reference)) {
+    throw new RegistryError(`Invalid tag or digest "${reference}"`);
+  }
+}
+
+const pullScope = (repo: string) => `repository:${repo}:pull`;
+const pushScope = (repo: string) => `repository:${repo}:pull,push`;
+
+function isLoopback(host: string): boolean {
+  const name = new URL(`http://${host}`).hostname;
+  return name === 'localhost' || name === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name);
+}
+
+function parseHost(host: string): void {
+  let url: URL | undefined;
+  try {
+    url = new URL(`http://${host}`);
+  } catch {
+    url = undefined;
+  }
+  if (!url || url.host === '' || /[/?#@]/.test(host)) {
+    throw new RegistryError(`Invalid registry host "${host}": expected host[:port] without a scheme or path`);
+  }
+}
+
+export function parseChallenge(header: string | undefined): Challenge | undefined {
+  const match = header ? /^\s*([A-Za-z]+)\s*(.*)$/s.exec(header) : null;
+  if (!match) return undefined;
+  const scheme = match[1].toLowerCase();
+  if (scheme === 'basic') return { scheme: 'basic' };
+  if (scheme !== 'bearer') return undefined;
+  const params: Record<string, string> = {};
+  for (const p of match[2].matchAll(/([\w-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))/g)) {
+    params[p[1].toLowerCase()] = (p[2] ?? p[3]).replace(/\\(.)/g, '$1');
+  }
+  if (!params.realm) return undefined;
+  return { scheme: 'bearer', realm: params.realm, service: params.service, scope: params.scope };
+}
+
+function nextLink(header: string | string[] | undefined, base: URL): URL | undefined {
+  const match = /<([^>]+)>\s*;\s*rel="?next"?/.exec([header ?? []].flat().join(', '));
+  return match ? new URL(match[1], base) : undefined;
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s+/g, ' ').trim();
+}
+
+async function readUpTo(res: IncomingMessage, limit: number): Promise<{ body: Buffer; truncated: boolean }> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of res as AsyncIterable<Buffer>) {
+    chunks.push(chunk);
+    size += chunk.length;
+    if (size > limit) return { body: Buffer.concat(chunks).subarray(0, limit), truncated: true };
+  }
+  return { body: Buffer.concat(chunks), truncated: false };
+}
+
+interface ErrorDetail {
+  code?: string;
+  text: string;
+}
+
+async function errorDetail(res: IncomingMessage): Promise<ErrorDetail> {
+  const { body } = await readUpTo(res, ERROR_BODY_LIMIT).catch(() => ({ body: EMPTY }));
+  const text = body.toString('utf8');
+  try {
+    const parsed = JSON.parse(text) as { errors?: { code?: string; message?: string }[]; details?: string };
+    const errors = Array.isArray(parsed.errors) ? parsed.errors : [];
+    if (errors.length > 0) {
+      return { code: errors[0].code, text: errors.map((e) => [e.code, e.message].filter(Boolean).join(': ')).join('; ') };
+    }
+    if (typeof parsed.details === 'string') return { text: parsed.details };
+  } catch {
+    // not JSON: fall back to the text or the status line
+  }
+  const plain = oneLine(text).slice(0, 200);
+  return { text: plain && !plain.startsWith('<') ? plain : (res.statusMessage ?? '') };
+}
+
+function waitingOnCaller(req: ClientRequest, res: IncomingMessage | undefined): boolean {
+  if (res) return res.readableLength > 0 || res.readableFlowing === null;
+  return !req.writableEnded && !req.writableNeedDrain;
+}
+
+/** Idle timeout that does not fire while the caller, not the peer, is the one holding things up. */
+function watchIdle(req: ClientRequest, current: () => IncomingMessage | undefined, ms: number, fail: Failure): void {
+  if (ms <= 0) return;
+  req.once('socket', (socket) => {
+    const onIdle = () => {
+      const res = current();
+      if (waitingOnCaller(req, res)) {
+        socket.setTimeout(ms);
+        return;
+      }
+      const err = fail(Object.assign(new Error(`no data for ${ms / 1000}s`), { code: 'ETIMEDOUT' }));
+      res?.destroy(err);
+      req.destroy(err);
+    };
+    socket.setTimeout(ms);
+    socket.on('timeout', onIdle);
+    req.once('close', () => socket.removeListener('timeout', onIdle));
+  });
+}
+
+function open(method: string, url: URL, headers: Record<string, string>, timeoutMs: number, fail: Failure): Pending {
+  const req = (url.protocol === 'https:' ? https : http).request(url, { method, headers });
+  let res: IncomingMessage | undefined;
+  const response = new Promise<IncomingMessage>((resolve, reject) => {
+    req.once('response', (r) => {
+      res = r;
+      resolve(r);
+    });
+    req.on('error', (err) => reject(fail(err)));
+  });
+  watchIdle(req, () => res, timeoutMs, fail);
+  return { req, response };
+}
+
+function verified(res: IncomingMessage, digest: string, fail: Failure, mismatch: (actual: string) => Error): Readable {
+  const hash = createHash('sha256');
+  const check = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      hash.update(chunk);
+      done(null, chunk);
+    },
+    flush(done) {
+      const actual = `sha256:${hash.digest('hex')}`;
+      done(actual === digest ? null : mismatch(actual));
+    },
+  });
+  res.once('error', (err) => check.destroy(fail(err)));
+  pipeline(res, check, () => undefined);
+  return check;
+}
+
+export class RegistryClient {
+  readonly host: string;
+  private readonly auth?: RegistryAuth;
+  private readonly base: URL;
+  private readonly userAgent: string;
+  private readonly timeoutMs: number;
+  private challenge?: Challenge;
+  private readonly tokens = new Map<string, CachedToken>();
+
+  constructor(opts: RegistryClientOptions) {
+    parseHost(opts.host);
+    this.host = opts.host;
+    this.auth = opts.auth;
+    this.base = new URL(`${opts.scheme ?? (isLoopback(opts.host) ? 'http' : 'https')}://${opts.host}`);
+    this.userAgent = opts.userAgent ?? 'container-snapshot';
+    this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  }
+
+  async ping(): Promise<void> {
+    const res = await this.call({ op: { name: 'ping' }, method: 'GET', url: this.url('/v2/'), scopes: [], expect: [200] });
+    res.resume();
+  }
+
+  async hasBlob(repo: string, digest: string): Promise<boolean> {
+    checkRepo(repo);
+    checkDigest(digest);
+    const op = { name: `check blob ${digest}`, repo };
+    const url = this.url(`/v2/${repo}/blobs/${digest}`);
+    const res = await this.call({ op, method: 'HEAD', url, scopes: [pullScope(repo)], expect: [200, 404] });
+    res.resume();
+    return res.statusCode === 200;
+  }
+
+  async mountBlob(repo: string, digest: string, fromRepo: string): Promise<boolean> {
+    checkRepo(repo);
+    checkRepo(fromRepo);
+    checkDigest(digest);
+    const op = { name: `mount blob ${digest} from ${fromRepo}`, repo };
+    const url = this.url(`/v2/${repo}/blobs/uploads/`);
+    url.searchParams.set('mount', digest);
+    url.searchParams.set('from', fromRepo);
+    const scopes = [pushScope(repo), pullScope(fromRepo)];
+    const res = await this.call({ op, method: 'POST', url, scopes, body: EMPTY, expect: [201, 202] });
+    res.resume();
+    if (res.statusCode === 201) return true;
+    const session = res.headers.location;
+    if (session) await this.discardUpload(repo, new URL(session, url), scopes).catch(() => undefined);
+    return false;
+  }
+
+  async createUpload(repo: string): Promise<BlobUpload> {
+    checkRepo(repo);
+    const scopes = [pushScope(repo)];
+    const start = this.url(`/v2/${repo}/blobs/uploads/`);
+    const op = { name: 'start blob upload', repo };
+    const res = await this.call({ op, method: 'POST', url: start, scopes, body: EMPTY, expect: [202] });
+    res.resume();
+    const location = this.location(res, start, op);
+    const patchOp = { name: 'upload blob', repo };
+    const headers = await this.headers(location, scopes, { 'content-type': 'application/octet-stream' });
+    const pending = open('PATCH', location, headers, this.timeoutMs, this.failure(patchOp, location));
+    return new StreamingUpload(pending, location, {
+      rejection: (patch) => this.rejection(patch, patchOp),
+      commit: (next, digest) => this.commitUpload(repo, next, digest, scopes),
+      discard: () => this.discardUpload(repo, location, scopes),
+    });
+  }
+
+  async getBlob(repo: string, digest: string): Promise<Readable> {
+    checkRepo(repo);
+    checkDigest(digest);
+    const op = { name: `get blob ${digest}`, repo };
+    const url = this.url(`/v2/${repo}/blobs/${digest}`);
+    const res = await this.followRedirects({ op, method: 'GET', url, scopes: [pullScope(repo)], expect: [200] });
+    const mismatch = (actual: string) => new RegistryError(`${this.where(op)} failed: the registry sent content with digest ${actual}`);
+    return verified(res, digest, this.failure(op, url), mismatch);
+  }
+
+  async putManifest(repo: string, reference: string, mediaType: string, body: Buffer): Promise<string> {
+    checkRepo(repo);
+    checkReference(reference);
+    const op = { name: `put manifest ${reference}`, repo };
+    const url = this.url(`/v2/${repo}/manifests/${reference}`);
+    const headers = { 'content-type': mediaType };
+    const res = await this.call({ op, method: 'PUT', url, scopes: [pushScope(repo)], headers, body, expect: [200, 201] });
+    res.resume();
+    const digest = res.headers['docker-content-digest'];
+    return typeof digest === 'string' && isDigest(digest) ? digest : sha256Digest(body);
+  }
+
+  async getManifest(
+    repo: string,
+    reference: string,
+    accept: string[] = MANIFEST_MEDIA_TYPES,
+  ): Promise<{ mediaType: string; digest: string; body: Buffer } | undefined> {
+    checkRepo(repo);
+    checkReference(reference);
+    const op = { name: `get manifest ${reference}`, repo };
+    const url = this.url(`/v2/${repo}/manifests/${reference}`);
+    const headers = { accept: accept.join(', ') };
+    const res = await this.call({ op, method: 'GET', url, scopes: [pullScope(repo)], headers, expect: [200, 404] });
+    if (res.statusCode === 404) {
+      res.resume();
+      return undefined;
+    }
+    const body = await this.readSmall(res, op, MANIFEST_LIMIT);
+    const digest = sha256Digest(body);
+    if (isDigest(reference) && digest !== reference) {
+      throw new RegistryError(`${this.where(op)} failed: the registry sent a manifest with digest ${digest}`);
+    }
+    return { mediaType: manifestMediaType(res, body), digest, body };
+  }
+
+  /** Resolves when the manifest is gone, including when it was already gone. */
+  async deleteManifest(repo: string, digest: string): Promise<void> {
+    checkRepo(repo);
+    checkDigest(digest);
+    const op = { name: `delete manifest ${digest}`, repo };
+    const url = this.url(`/v2/${repo}/manifests/${digest}`);
+    const res = await this.call({ op, method: 'DELETE', url, scopes: [pushScope(repo)], expect: [200, 202, 204, 404] });
+    res.resume();
+  }
+
+  async listTags(repo: string): Promise<string[]> {
+    checkRepo(repo);
+    const op = { name: 'list tags', repo };
+    const tags: string[] = [];
+    const seen = new Set<string>();
+    let url: URL | undefined = this.url(`/v2/${repo}/tags/list?n=1000`);
+    while (url && !seen.has(url.href)) {
+      seen.add(url.href);
+      const res = await this.call({ op, method: 'GET', url, scopes: [pullScope(repo)], expect: [200, 404] });
+      if (res.statusCode === 404) {
+        res.resume();
+        break;
+      }
+      tags.push(...(await this.readTags(res, op)));
+      url = nextLink(res.headers.link, url);
+    }
+    return tags;
+  }
+
+  private url(path: string): URL {
+    return new URL(path, this.base);
+  }
+
+  private sameOrigin(url: URL): boolean {
+    return url.origin === this.base.origin;
+  }
+
+  private where(op: Op): string {
+    return `Registry ${this.host}${op.repo ? ` (repository ${op.repo})` : ''}: ${op.name}`;
+  }
+
+  private location(res: IncomingMessage, base: URL, op: Op): URL {
+    const location = res.headers.location;
+    if (!location) throw new RegistryError(`${this.where(op)} failed: the registry sent no upload Location`, { status: res.statusCode });
+    return new URL(location, base);
+  }
+
+  private async readSmall(res: IncomingMessage, op: Op, limit: number): Promise<Buffer> {
+    const { body, truncated } = await readUpTo(res, limit).catch((err: NodeJS.ErrnoException) => {
+      throw this.failure(op, this.base)(err);
+    });
+    if (truncated) throw new RegistryError(`${this.where(op)} failed: the response is larger than ${limit} bytes`);
+    return body;
+  }
+
+  private async readTags(res: IncomingMessage, op: Op): Promise<string[]> {
+    const body = await this.readSmall(res, op, 64 * 1024 * 1024);
+    try {
+      const tags = (JSON.parse(body.toString('utf8')) as { tags?: unknown }).tags;
+      return Array.isArray(tags) ? tags.filter((t): t is string => typeof t === 'string') : [];
+    } catch {
+      throw new RegistryError(`${this.where(op)} failed: the registry sent invalid JSON`);
+    }
+  }
+
+  private async commitUpload(repo: string, location: URL, digest: string, scopes: string[]): Promise<void> {
+    const url = new URL(location);
+    url.searchParams.set('digest', digest);
+    const op = { name: `finish blob upload ${digest}`, repo };
+    const res = await this.call({ op, method: 'PUT', url, scopes, body: EMPTY, expect: [201] });
+    res.resume();
+  }
+
+  private async discardUpload(repo: string, location: URL, scopes: string[]): Promise<void> {
+    const op = { name: 'cancel blob upload', repo };
+    const res = await this.call({ op, method: 'DELETE', url: location, scopes, expect: [200, 202, 204, 404] });
+    res.resume();
+  }
+
+  private async followRedirects(call: Call): Promise<IncomingMessage> {
+    let current = call;
+    for (let hops = 0; ; hops++) {
+      const res = await this.call({ ...current, expect: [...current.expect, ...REDIRECTS] });
+      if (!REDIRECTS.includes(res.statusCode ?? 0)) return res;
+      res.resume();
+      if (hops === MAX_REDIRECTS || !res.headers.location) {
+        throw new RegistryError(`${this.where(call.op)} failed: too many or invalid redirects`, { status: res.statusCode });
+      }
+      current = { ...current, url: new URL(res.headers.location, current.url) };
+    }
+  }
+
+  private async call(call: Call): Promise<IncomingMessage> {
+    for (let attempt = 0; ; attempt++) {
+      const sent = await this.headers(call.url, call.scopes, call.headers);
+      const res = await this.send(call, sent);
+      const status = res.statusCode ?? 0;
+      if (call.expect.includes(status)) return res;
+      const own = this.sameOrigin(call.url);
+      if (status === 401 && own && attempt < 2 && this.learn(res, call, sent.authorization !== undefined)) {
+        res.resume();
+        continue;
+      }
+      throw own && (status === 401 || status === 403) ? await this.authError(res, call.op) : await this.httpError(res, call.op);
+    }
+  }
+
+  private send(call: Call, headers: Record<string, string>): Promise<IncomingMessage> {
+    const all = call.body ? { ...headers, 'content-length': String(call.body.length) } : headers;
+    const { req, response } = open(call.method, call.url, all, this.timeoutMs, this.failure(call.op, call.url));
+    req.end(call.body);
+    return response;
+  }
+
+  private async headers(url: URL, scopes: string[], extra: Record<string, string> = {}): Promise<Record<string, string>> {
+    const headers: Record<string, string> = { 'user-agent': this.userAgent, ...extra };
+    const authorization = this.sameOrigin(url) ? await this.authorization(scopes) : undefined;
+    if (authorization) headers.authorization = authorization;
+    return headers;
+  }
+
+  /** Takes the challenge of a 401; returns whether a retry with (new) credentials can help. */
+  private learn(res: IncomingMessage, call: Call, sentAuth: boolean): boolean {
+    const challenge = parseChallenge(res.headers['www-authenticate']);
+    if (!challenge) return false;
+    if (challenge.scheme === 'basic') {
+      this.challenge = challenge;
+      return !sentAuth && this.basic() !== undefined;
+    }
+    this.tokens.delete(this.tokenKey(challenge, call.scopes));
+    this.challenge = { scheme: 'bearer', realm: challenge.realm, service: challenge.service };
+    const extra = challenge.scope?.split(' ').filter((s) => s && !call.scopes.includes(s)) ?? [];
+    call.scopes = [...call.scopes, ...extra];
+    return true;
+  }
+
+  private basic(): string | undefined {
+    const { username, password } = this.auth ?? {};
+    if (!username || password === undefined) return undefined;
+    return `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`;
+  }
+
+  private async authorization(scopes: string[]): Promise<string | undefined> {
+    const challenge = this.challenge;
+    if (!challenge) return undefined;
+    if (challenge.scheme === 'basic') return this.basic();
+    return `Bearer ${await this.token(challenge, scopes)}`;
+  }
+
+  private tokenKey(challenge: Bearer, scopes: string[]): string {
+    return [challenge.realm, challenge.service ?? '', ...[...scopes].sort()].join(' ');
+  }
+
+  private token(challenge: Bearer, scopes: string[]): Promise<string> {
+    const key = this.tokenKey(challenge, scopes);
+    const cached = this.tokens.get(key);
+    if (cached && cached.expires > Date.now()) return cached.token;
+    const entry: CachedToken = { token: Promise.resolve(''), expires: Infinity };
+    entry.token = this.fetchToken(challenge, scopes).then(
+      ({ token, lifetimeMs }) => {
+        entry.expires = Date.now() + lifetimeMs * 0.9;
+        return token;
+      },
+      (err: unknown) => {
+        if (this.tokens.get(key) === entry) this.tokens.delete(key);
+        throw err;
+      },
+    );
+    this.tokens.set(key, entry);
+    return entry.token;
+  }
+
+  private async fetchToken(challenge: Bearer, scopes: string[]): Promise<{ token: string; lifetimeMs: number }> {
+    const op = { name: `get token from ${new URL(challenge.realm).host}` };
+    const res = await this.requestToken(challenge, scopes, op);
+    const status = res.statusCode ?? 0;
+    if (status === 401 || status === 403) throw await this.authError(res, op);
+    if (status !== 200) throw await this.httpError(res, op);
+    const body = await this.readSmall(res, op, SMALL_BODY_LIMIT);
+    let parsed: { token?: string; access_token?: string; expires_in?: number };
+    try {
+      parsed = JSON.parse(body.toString('utf8')) as typeof parsed;
+    } catch {
+      throw new RegistryError(`${this.where(op)} failed: the token endpoint sent invalid JSON`);
+    }
+    const token = parsed.token || parsed.access_token;
+    if (!token) throw new RegistryError(`${this.where(op)} failed: the token endpoint sent no token`);
+    const seconds = typeof parsed.expires_in === 'number' && parsed.expires_in > 0 ? parsed.expires_in : 60;
+    return { token, lifetimeMs: seconds * 1000 };
+  }
+
+  private requestToken(challenge: Bearer, scopes: string[], op: Op): Promise<IncomingMessage> {
+    const url = new URL(challenge.realm);
+    const headers: Record<string, string> = { 'user-agent': this.userAgent };
+    const identityToken = this.auth?.identityToken;
+    if (identityToken) {
+      const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: identityToken, client_id: this.userAgent });
+      if (challenge.service) form.set('service', challenge.service);
+      if (scopes.length > 0) form.set('scope', scopes.join(' '));
+      headers['content-type'] = 'application/x-www-form-urlencoded';
+      return this.send({ op, method: 'POST', url, scopes: [], expect: [], body: Buffer.from(form.toString()) }, headers);
+    }
+    if (challenge.service) url.searchParams.set('service', challenge.service);
+    for (const scope of scopes) url.searchParams.append('scope', scope);
+    const basic = this.basic();
+    if (basic) {
+      headers.authorization = basic;
+      url.searchParams.set('account', this.auth?.username ?? '');
+    }
+    return this.send({ op, method: 'GET', url, scopes: [], expect: [] }, headers);
+  }
+
+  private failure(op: Op, url: URL): Failure {
+    return (err) => {
+      if (err instanceof RegistryError) return err;
+      const tls = /EPROTO|wrong version number/i.test(`${err.code} ${err.message}`);
+      const reason = tls ? 'TLS handshake failed; is it a plain-HTTP registry?' : err.message;
+      const message = `${this.where(op)} failed: cannot talk to ${url.host} (${reason})`;
+      return new RegistryError(oneLine(message), { code: err.code, cause: err });
+    };
+  }
+
+  private async rejection(res: IncomingMessage, op: Op): Promise<RegistryError | undefined> {
+    const status = res.statusCode ?? 0;
+    if (status >= 200 && status < 300) return undefined;
+    return status === 401 || status === 403 ? this.authError(res, op) : this.httpError(res, op);
+  }
+
+  private async httpError(res: IncomingMessage, op: Op): Promise<RegistryError> {
+    const detail = await errorDetail(res);
+    const message = `${this.where(op)} failed: HTTP ${res.statusCode}${detail.text ? ` (${detail.text})` : ''}`;
+    return new RegistryError(oneLine(message), { status: res.statusCode, code: detail.code });
+  }
+
+  private async authError(res: IncomingMessage, op: Op): Promise<RegistryAuthError> {
+    const detail = await errorDetail(res);
+    const hint = this.auth
+      ? `check registry-username/registry-password or run \`docker login ${this.host}\``
+      : `no credentials were given: set registry-username/registry-password or run \`docker login ${this.host}\``;
+    const message = `${this.where(op)} was refused: HTTP ${res.statusCode}${detail.text ? ` (${detail.text})` : ''}; ${hint}`;
+    return new RegistryAuthError(oneLine(message), { status: res.statusCode, code: detail.code });
+  }
+}
+
+function manifestMediaType(res: IncomingMessage, body: Buffer): string {
+  const header = res.headers['content-type']?.split(';')[0].trim();
+  if (header && header !== 'application/json' && header !== 'text/plain') return header;
+  try {
+    const mediaType = (JSON.parse(body.toString('utf8')) as { mediaType?: unknown }).mediaType;
+    if (typeof mediaType === 'string') return mediaType;
+  } catch {
+    // fall through to the header
+  }
+  return header ?? 'application/octet-stream';
+}
+
+interface UploadSteps {
+  rejection(res: IncomingMessage): Promise<RegistryError | undefined>;
+  commit(location: URL, digest: string): Promise<void>;
+  discard(): Promise<void>;
+}
+
+/** One chunked PATCH whose request body is `stream`; the PUT with the digest follows in finish(). */
+class StreamingUpload implements BlobUpload {
+  readonly stream = new PassThrough();
+  private readonly patched: Promise<URL>;
+  private finishing?: Promise<void>;
+  private settled = false;
+
+  constructor(
+    private readonly pending: Pending,
+    private readonly location: URL,
+    private readonly steps: UploadSteps,
+  ) {
+    this.stream.pipe(pending.req);
+    this.stream.on('close', () => {
+      if (this.stream.writableFinished) return;
+      const reason = this.stream.errored?.message ?? 'the stream was closed before it ended';
+      pending.req.destroy(new RegistryError(`Blob upload to ${location.host} was aborted: ${reason}`));
+    });
+    this.patched = this.patchOutcome();
+    this.patched.catch(() => undefined);
+  }
+
+  finish(digest: string): Promise<void> {
+    this.finishing ??= this.complete(digest);
+    return this.finishing;
+  }
+
+  async cancel(): Promise<void> {
+    if (this.settled) return;
+    this.settled = true;
+    this.pending.req.destroy();
+    this.stream.destroy();
+    await this.steps.discard().catch(() => undefined);
+  }
+
+  private async complete(digest: string): Promise<void> {
+    checkDigest(digest);
+    if (!this.stream.writableEnded && !this.stream.destroyed) this.stream.end();
+    const next = await this.patched;
+    await this.steps.commit(next, digest);
+    this.settled = true;
+  }
+
+  private async patchOutcome(): Promise<URL> {
+    const res = await this.pending.response.catch((err: Error) => {
+      this.stream.destroy(err);
+      throw err;
+    });
+    const failure = await this.steps.rejection(res);
+    if (failure) {
+      this.stream.destroy(failure);
+      this.pending.req.destroy();
+      throw failure;
+    }
+    res.resume();
+    return res.headers.location ? new URL(res.headers.location, this.location) : this.location;
+  }
+}

@@ -1,0 +1,49 @@
+import type { BackupResult } from './snapshot/backup.js';
+import type { RestoreResult } from './snapshot/restore.js';
+import type { SetSummary } from './snapshot/manifest.js';
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
+}
+
+function cell(s: string): string {
+  return s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
+}
+
+function table(head: string[], rows: string[][]): string {
+  const line = (cells: string[]) => `| ${cells.map(cell).join(' | ')} |`;
+  return [line(head), line(head.map(() => '---')), ...rows.map(line)].join('\n');
+}
+
+export function backupSummary(result: BackupResult, dryRun: boolean): string {
+  const rows = result.containers.map((c) => [
+    c.name,
+    c.state,
+    c.status === 'failed' ? `❌ ${c.error ?? ''}` : c.status === 'planned' ? 'planned' : '✅',
+    c.volumes.join(', ') || '—',
+    formatBytes(c.bytes),
+    c.status === 'ok' ? `${c.pausedMs} ms` : '—',
+    c.destinations.map((d) => d.ref).join('<br>') || '—',
+  ]);
+  const title = `### Container snapshot ${result.tag}${dryRun ? ' (dry run)' : ''}`;
+  return `${title}\n\n${table(['Container', 'State', 'Result', 'Volumes', 'Stored', 'Paused', 'Stored at'], rows)}\n`;
+}
+
+export function restoreSummary(result: RestoreResult): string {
+  const rows = result.containers.map((c) => [c.from, c.name, c.status === 'ok' ? `✅ ${c.state}` : `❌ ${c.error ?? ''}`]);
+  return `### Restored snapshot ${result.tag}\n\n${table(['From', 'Container', 'Result'], rows)}\n`;
+}
+
+export function setsTable(sets: SetSummary[]): string {
+  const rows = sets.map((s) => [s.tag, s.created, String(s.containers.length), s.containers.join(', '), formatBytes(s.bytes)]);
+  const head = ['TAG', 'CREATED', 'N', 'CONTAINERS', 'SIZE'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  return [head, ...rows].map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n');
+}

@@ -1,0 +1,130 @@
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { backup, list, restore } from '../../src/commands.js';
+import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
+import { parseDestination } from '../../src/core/options.js';
+import { Resources, docker, quietLog, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
+
+const env = { ...process.env, DOCKER_CONFIG: '/nonexistent' };
+const inputs = (values: Record<string, string>) => (name: string) => values[name] ?? '';
+
+function blobCount(store: string): number {
+  const dir = join(store, 'blobs', 'sha256');
+  return existsSync(dir) ? readdirSync(dir).length : 0;
+}
+
+describe('selection, failures and reuse', () => {
+  const res = new Resources(inject('runPrefix'), 'beh');
+  let store: string;
+  const vol = res.volume('v');
+
+  beforeAll(async () => {
+    store = join(res.tempDir(), 'store');
+    const image = inject('fixtureImage');
+    await runContainer({ name: res.name('web-1'), Image: image, Labels: { backup: 'yes', tier: 'web' }, Cmd: ['sh', '-c', 'echo x > /v/x; exec sleep 100000'], HostConfig: { Binds: [`${vol}:/v`] } }, 'running');
+    await waitFor(async () => (await treeDigest(res.name('web-1'), '/v')).entries > 1);
+    await runContainer({ name: res.name('web-2'), Image: image, Labels: { tier: 'web' }, Cmd: ['sleep', '100000'] }, 'running');
+    await runContainer({ name: res.name('db-10'), Image: image, Labels: { backup: 'yes' }, Cmd: ['true'] }, 'exited');
+  });
+
+  afterAll(() => res.cleanup());
+
+  const names = (r: { containers: Array<{ name: string; status: string }> }, status = 'ok') => r.containers.filter((c) => c.status === status).map((c) => c.name.slice(res.prefix.length + 1));
+
+  it('selects by glob, regex, label and exclusion', async () => {
+    const p = res.prefix;
+    const dry = (v: Record<string, string>) => backup(parseBackupInputs(inputs({ destination: `dir:${store}`, 'dry-run': 'true', ...v })), { log: quietLog, env });
+    expect(names(await dry({ containers: `${p}-web-*` }), 'planned')).toEqual(['web-1', 'web-2']);
+    expect(names(await dry({ containers: `/^${p}-db-[0-9]+$/` }), 'planned')).toEqual(['db-10']);
+    expect(names(await dry({ containers: `${p}-*`, labels: 'backup=yes' }), 'planned')).toEqual(['db-10', 'web-1']);
+    expect(names(await dry({ containers: `${p}-*`, exclude: `${p}-web-2` }), 'planned')).toEqual(['db-10', 'web-1']);
+    expect(blobCount(store)).toBe(0);
+  });
+
+  it('dry run plans with volumes and changes nothing', async () => {
+    const images = (await docker.listImages({ all: true })).length;
+    const r = await backup(parseBackupInputs(inputs({ containers: res.name('web-1'), destination: `dir:${store}`, 'dry-run': 'true' })), { log: quietLog, env });
+    expect(r.containers[0]).toMatchObject({ status: 'planned', volumes: [vol] });
+    expect(r.written).toBe(false);
+    expect(existsSync(store)).toBe(false);
+    expect((await docker.listImages({ all: true })).length).toBe(images);
+  });
+
+  it('a missing container is an error for it alone; the others are stored and the set says so', async () => {
+    const r = await backup(parseBackupInputs(inputs({ containers: `${res.name('web-1')}, ${res.name('ghost')}`, destination: `dir:${store}`, tag: 'partial' })), { log: quietLog, env });
+    expect(r.failed).toBe(1);
+    expect(r.containers.find((c) => c.status === 'failed')?.error).toContain(`no such container: ${res.name('ghost')}`);
+    expect(names(r)).toEqual(['web-1']);
+    const sets = await list(parseDestination(`dir:${store}`), {}, { log: quietLog, env });
+    expect(sets.find((s) => s.tag === 'partial')?.containers).toEqual([res.name('web-1')]);
+    const doc = JSON.parse(readFileSync(join(store, 'sets', 'partial.json'), 'utf8')) as { failures: Array<{ name: string; error: string }> };
+    expect(doc.failures).toEqual([{ name: res.name('ghost'), error: `no such container: ${res.name('ghost')}` }]);
+  });
+
+  it('on-error abort stops before anything is written', async () => {
+    const before = blobCount(store);
+    await expect(
+      backup(parseBackupInputs(inputs({ containers: `${res.name('web-1')}, ${res.name('ghost')}`, destination: `dir:${store}`, tag: 'aborted', 'on-error': 'abort' })), { log: quietLog, env }),
+    ).rejects.toThrow(/Aborted before any change: .*no such container/);
+    expect(existsSync(join(store, 'sets', 'aborted.json'))).toBe(false);
+    expect(blobCount(store)).toBe(before);
+  });
+
+  it('if-no-match warns, errs or stays quiet', async () => {
+    const run = (mode: string) => backup(parseBackupInputs(inputs({ containers: `${res.prefix}-nothing-*`, destination: `dir:${store}`, 'if-no-match': mode })), { log: quietLog, env });
+    quietLog.lines.length = 0;
+    expect((await run('warn')).containers).toEqual([]);
+    expect(quietLog.lines.some((l) => l.startsWith('warning: No container matched'))).toBe(true);
+    quietLog.lines.length = 0;
+    await run('ignore');
+    expect(quietLog.lines.some((l) => l.includes('No container matched'))).toBe(false);
+    await expect(run('error')).rejects.toThrow(/No container matched/);
+  });
+
+  it('refuses a tag that already exists, before any change', async () => {
+    await expect(backup(parseBackupInputs(inputs({ containers: res.name('web-2'), destination: `dir:${store}`, tag: 'partial' })), { log: quietLog, env })).rejects.toThrow(
+      /Snapshot partial already exists/,
+    );
+  });
+
+  it('an unchanged container stores nothing new the second time, and the temporary images are gone', async () => {
+    const images = (await docker.listImages({ all: true })).map((i) => i.Id).sort();
+    const first = await backup(parseBackupInputs(inputs({ containers: res.name('db-10'), destination: `dir:${store}`, tag: 'reuse-1' })), { log: quietLog, env });
+    const blobsAfterFirst = blobCount(store);
+    const second = await backup(parseBackupInputs(inputs({ containers: res.name('db-10'), destination: `dir:${store}`, tag: 'reuse-2' })), { log: quietLog, env });
+    expect(first.failed + second.failed).toBe(0);
+    expect(second.containers[0].blobs.written).toBe(0);
+    expect(second.containers[0].blobs.reused).toBeGreaterThan(0);
+    // Only the image config (new creation time, so a new digest) is new.
+    expect(blobCount(store) - blobsAfterFirst).toBeLessThanOrEqual(1);
+    expect((await docker.listImages({ all: true })).map((i) => i.Id).sort()).toEqual(images);
+  });
+
+  it('restore never clobbers an existing container or non-empty volume without replace, and replaces with it', async () => {
+    const r = await restore(parseRestoreInputs(inputs({ source: `dir:${store}`, snapshot: 'partial' })), { log: quietLog, env });
+    expect(r.failed).toBe(1);
+    expect(r.containers[0].error).toMatch(/container '.*web-1' exists/);
+    const id = (await docker.getContainer(res.name('web-1')).inspect()).Id;
+    const renamed = await restore(parseRestoreInputs(inputs({ source: `dir:${store}`, snapshot: 'partial', rename: `${res.name('web-1')}=${res.name('web-copy')}` })), { log: quietLog, env });
+    expect(renamed.failed).toBe(1);
+    expect(renamed.containers[0].error).toContain(`volume '${vol}' exists and is not empty`);
+    const both = await restore(
+      parseRestoreInputs(inputs({ source: `dir:${store}`, snapshot: 'partial', rename: `${res.name('web-1')}=${res.name('web-copy')}\n${vol}=${res.volume('v-copy')}` })),
+      { log: quietLog, env },
+    );
+    expect(both.failed, JSON.stringify(both.containers)).toBe(0);
+    expect((await docker.getContainer(res.name('web-copy')).inspect()).Mounts.map((m) => m.Name)).toEqual([res.volume('v-copy')]);
+    res.image((await docker.getContainer(res.name('web-copy')).inspect()).Config.Image);
+    await docker.getContainer(res.name('web-copy')).remove({ force: true });
+    const replaced = await restore(parseRestoreInputs(inputs({ source: `dir:${store}`, snapshot: 'partial', containers: res.name('web-1'), replace: 'true' })), { log: quietLog, env });
+    expect(replaced.failed, JSON.stringify(replaced.containers)).toBe(0);
+    expect(replaced.containers[0].id).not.toBe(id);
+    expect(replaced.containers[0].state).toBe('running');
+  });
+
+  it('restore names what it cannot find', async () => {
+    await expect(restore(parseRestoreInputs(inputs({ source: `dir:${store}`, snapshot: 'nope' })), { log: quietLog, env })).rejects.toThrow(/Snapshot 'nope' not found .* Expected one of: /);
+    await expect(restore(parseRestoreInputs(inputs({ source: `dir:${store}`, snapshot: 'partial', containers: 'zzz' })), { log: quietLog, env })).rejects.toThrow(/has no container zzz/);
+  });
+});
