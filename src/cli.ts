@@ -11,7 +11,7 @@ const PASSWORD_ENV = 'CONTAINER_SNAPSHOT_REGISTRY_PASSWORD';
 
 const COMMON = [Input.RegistryUsername, 'registry-password-stdin'];
 const FLAGS: Record<string, string[]> = {
-  backup: [Input.Containers, Input.Labels, Input.Exclude, Input.Destination, Input.Tag, Input.Pause, Input.IncludeVolumes, Input.IncludeBindMounts, Input.OnError, Input.IfNoMatch, Input.DryRun, ...COMMON],
+  backup: [Input.Containers, Input.Labels, Input.Exclude, Input.Destination, Input.Tag, Input.Pause, Input.IncludeVolumes, Input.IncludeBindMounts, Input.OnError, Input.IfNoMatch, Input.DryRun, Input.Compression, ...COMMON],
   restore: [Input.Source, Input.Snapshot, Input.Containers, Input.Rename, Input.Replace, Input.Start, Input.IncludeVolumes, ...COMMON],
   list: [Input.Source, ...COMMON],
   verify: [Input.Source, Input.Snapshot, ...COMMON],
@@ -23,6 +23,7 @@ Usage:
   node dist/cli.js backup  [--containers a,web-*,/^db-/] [--labels k=v] [--exclude x] [--destination ${DEFAULT_LOCATION}]
                            [--tag T] [--pause true|false] [--include-volumes true|false] [--include-bind-mounts]
                            [--on-error continue|abort] [--if-no-match warn|error|ignore] [--dry-run]
+                           [--compression auto|zstd|gzip]
   node dist/cli.js restore [--source ${DEFAULT_LOCATION}] [--snapshot latest|TAG] [--containers a,b]
                            [--rename old=new] [--replace] [--start auto|always|never] [--include-volumes true|false]
   node dist/cli.js list    [--source ${DEFAULT_LOCATION}]

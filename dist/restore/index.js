@@ -98453,7 +98453,7 @@ function errorMessage(err) {
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _shims_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8165);
 /* harmony import */ var _action_run_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3147);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(5616);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(6349);
 
 
 
@@ -98464,7 +98464,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 5616:
+/***/ 6349:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -99471,8 +99471,12 @@ var external_node_events_ = __nccwpck_require__(8474);
 ;// CONCATENATED MODULE: ./src/snapshot/manifest.ts
 const manifest_SET_MEDIA_TYPE = 'application/vnd.container-snapshot.set.v1+json';
 const manifest_SET_SCHEMA_VERSION = 1;
-const manifest_LAYER_MEDIA_TYPE = 'application/vnd.oci.image.layer.v1.tar+zstd';
-const manifest_VOLUME_MEDIA_TYPE = 'application/vnd.container-snapshot.volume.v1.tar+zstd';
+function manifest_layerMediaType(compression) {
+    return `application/vnd.oci.image.layer.v1.tar+${compression}`;
+}
+function manifest_volumeMediaType(compression) {
+    return `application/vnd.container-snapshot.volume.v1.tar+${compression}`;
+}
 const manifest_IMAGE_CONFIG_MEDIA_TYPE = 'application/vnd.oci.image.config.v1+json';
 class ManifestError extends Error {
     name = 'ManifestError';
@@ -99681,9 +99685,17 @@ class DirDestination {
         }
         return sets.sort(newestFirst);
     }
-    imageName(container) {
-        return `container-snapshot/${container.toLowerCase().replace(/[^a-z0-9._-]/g, '-')}`;
-    }
+}
+
+;// CONCATENATED MODULE: ./src/core/names.ts
+
+const COMPONENT = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$/;
+/** A container name as a repository path component; names that had to change get a short hash so two never collide. */
+function repoComponent(name) {
+    if (COMPONENT.test(name))
+        return name;
+    const cleaned = name.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '') || 'container';
+    return `${cleaned}-${(0,external_node_crypto_.createHash)('sha256').update(name).digest('hex').slice(0, 6)}`;
 }
 
 ;// CONCATENATED MODULE: ./src/util/streams.ts
@@ -99791,8 +99803,8 @@ async function streams_drain(stream) {
 
 
 
+
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
-const COMPONENT = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$/;
 function ociLabels(set, c) {
     return {
         'org.opencontainers.image.created': set.created,
@@ -99801,13 +99813,6 @@ function ociLabels(set, c) {
         'io.container-snapshot.container': c.name,
         'io.container-snapshot.set': set.tag,
     };
-}
-/** A container name as a repository path component; names that had to change get a short hash so two never collide. */
-function repoComponent(name) {
-    if (COMPONENT.test(name))
-        return name;
-    const cleaned = name.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '') || 'container';
-    return `${cleaned}-${(0,external_node_crypto_.createHash)('sha256').update(name).digest('hex').slice(0, 6)}`;
 }
 /**
  * Snapshot sets in an OCI registry:
@@ -99938,9 +99943,6 @@ class RegistryDestination {
         }
         return sets.sort(newestFirst);
     }
-    imageName(container) {
-        return `${this.client.host}/${this.repo({ container })}`;
-    }
 }
 
 ;// CONCATENATED MODULE: ./src/destinations/index.ts
@@ -99965,20 +99967,31 @@ const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createR
 
 
 
+// Measured here on 810 MB of libraries: zstd 3 at 141 MB/s to 35 %, gzip 1 at 77 MB/s to 40 %.
 const ZSTD_LEVEL = 3;
-function compressor() {
-    return createZstdCompress({ params: { [constants.ZSTD_c_compressionLevel]: ZSTD_LEVEL } });
+const GZIP_LEVEL = 1;
+function compressor(mediaType) {
+    if (mediaType.endsWith('+zstd'))
+        return createZstdCompress({ params: { [constants.ZSTD_c_compressionLevel]: ZSTD_LEVEL } });
+    if (mediaType.endsWith('+gzip'))
+        return createGzip({ level: GZIP_LEVEL });
+    return undefined;
 }
-function isCompressed(mediaType) {
-    return mediaType.endsWith('+zstd');
+function decompressor(mediaType) {
+    if (mediaType.endsWith('+zstd'))
+        return (0,external_node_zlib_.createZstdDecompress)();
+    if (mediaType.endsWith('+gzip'))
+        return (0,external_node_zlib_.createGunzip)();
+    return undefined;
 }
 /** A blob's content, read back from a destination: its stored digest and its content digest both checked. */
 async function openContent(dest, scope, blob, what) {
     const stored = await dest.readBlob(scope, blob.digest);
     const out = new external_node_stream_.PassThrough();
     const stages = [stored, new Verifier(blob, `${what} (${dest.label})`)];
-    if (isCompressed(blob.mediaType)) {
-        stages.push((0,external_node_zlib_.createZstdDecompress)(), new Verifier({ digest: blob.contentDigest, size: blob.contentSize }, `${what} content (${dest.label})`));
+    const decompress = decompressor(blob.mediaType);
+    if (decompress) {
+        stages.push(decompress, new Verifier({ digest: blob.contentDigest, size: blob.contentSize }, `${what} content (${dest.label})`));
     }
     (0,external_node_stream_promises_namespaceObject.pipeline)([...stages, out]).catch((err) => out.destroy(err));
     return out;
@@ -99987,8 +100000,8 @@ async function verifyBlob(dest, scope, blob, what) {
     await streams_drain(await openContent(dest, scope, blob, what));
 }
 /**
- * Streams `source` once into every target: sha256 of the content, zstd when the
- * media type says so, sha256 of the stored bytes. Nothing is held whole in memory.
+ * Streams `source` once into every target: sha256 of the content, zstd or gzip as the
+ * media type says, sha256 of the stored bytes. Nothing is held whole in memory.
  */
 async function blobs_storeBlob(source, targets, mediaType) {
     const writers = [];
@@ -99998,8 +100011,9 @@ async function blobs_storeBlob(source, targets, mediaType) {
         const content = new Digester();
         const stored = new Digester();
         const stages = [source, content];
-        if (isCompressed(mediaType))
-            stages.push(compressor());
+        const compress = compressor(mediaType);
+        if (compress)
+            stages.push(compress);
         stages.push(stored, fanOut(writers.map((w) => w.stream)));
         await pipeline(stages);
         const blob = {
@@ -100074,43 +100088,50 @@ async function image_archive_storeSavedImage(source, targets, opts) {
     const extract = tar.extract();
     source.on('error', (err) => extract.destroy(err));
     source.pipe(extract);
-    for await (const tarEntry of extract) {
-        const entry = tarEntry;
-        const name = entry.header.name.replace(/^\.\//, '');
-        const size = entry.header.size ?? 0;
-        if (entry.header.type === 'symlink' && entry.header.linkname) {
-            links.set(name, posix.normalize(posix.join(posix.dirname(name), entry.header.linkname)));
-        }
-        else if (entry.header.type === 'link' && entry.header.linkname) {
-            links.set(name, entry.header.linkname.replace(/^\.\//, ''));
-        }
-        if (entry.header.type !== 'file') {
-            entry.resume();
-            continue;
-        }
-        if (!isLayerCandidate(name, size, diffIds)) {
-            if (size <= SMALL)
-                small.set(name, await readSmall(entry, SMALL));
-            else
+    try {
+        for await (const tarEntry of extract) {
+            const entry = tarEntry;
+            const name = entry.header.name.replace(/^\.\//, '');
+            const size = entry.header.size ?? 0;
+            if (entry.header.type === 'symlink' && entry.header.linkname) {
+                links.set(name, posix.normalize(posix.join(posix.dirname(name), entry.header.linkname)));
+            }
+            else if (entry.header.type === 'link' && entry.header.linkname) {
+                links.set(name, entry.header.linkname.replace(/^\.\//, ''));
+            }
+            if (entry.header.type !== 'file') {
                 entry.resume();
-            continue;
-        }
-        const candidates = knownCandidates(name, size, opts);
-        if (candidates.length > 0) {
-            const digester = new Digester();
-            await pipeline(entry, digester, new Writable({ write: (_c, _e, done) => done() }));
-            const hit = candidates.find((c) => c.contentDigest === digester.digest);
-            if (hit) {
-                stored.set(name, hit);
-                reused++;
+                continue;
             }
-            else {
-                missed = true;
+            if (!isLayerCandidate(name, size, diffIds)) {
+                if (size <= SMALL)
+                    small.set(name, await readSmall(entry, SMALL));
+                else
+                    entry.resume();
+                continue;
             }
-            continue;
+            const candidates = knownCandidates(name, size, opts);
+            if (candidates.length > 0) {
+                const digester = new Digester();
+                await pipeline(entry, digester, new Writable({ write: (_c, _e, done) => done() }));
+                const hit = candidates.find((c) => c.contentDigest === digester.digest);
+                if (hit) {
+                    stored.set(name, hit);
+                    reused++;
+                }
+                else {
+                    missed = true;
+                }
+                continue;
+            }
+            stored.set(name, await storeBlob(entry, targets, opts.layerMediaType));
+            written++;
         }
-        stored.set(name, await storeBlob(entry, targets, LAYER_MEDIA_TYPE));
-        written++;
+    }
+    catch (err) {
+        source.destroy();
+        extract.destroy();
+        throw err;
     }
     if (missed)
         return { retry: true };
@@ -100131,7 +100152,7 @@ async function image_archive_storeSavedImage(source, targets, opts) {
         let blob = stored.get(path);
         const bytes = small.get(path);
         if (!blob && bytes) {
-            blob = await storeBlob(Readable.from([bytes]), targets, LAYER_MEDIA_TYPE);
+            blob = await storeBlob(Readable.from([bytes]), targets, opts.layerMediaType);
             stored.set(path, blob);
             written++;
         }
@@ -100343,6 +100364,17 @@ async function loadHistory(destinations) {
         volumes: keep(first.volumes, (h) => h.volumes),
     };
 }
+/**
+ * zstd is faster and smaller, but engines before 23.0 can't pull zstd layers: `auto` keeps
+ * a registry's snapshot images pullable by the engine that made them.
+ */
+function chooseCompression(opts, engineVersion) {
+    if (opts.compression !== 'auto')
+        return opts.compression;
+    const major = Number.parseInt(engineVersion, 10);
+    const toRegistry = opts.destinations.some((d) => d.kind === 'registry');
+    return toRegistry && !(major >= 23) ? 'gzip' : 'zstd';
+}
 function candidateOf(c) {
     return { id: c.Id, name: (c.Names?.[0] ?? c.Id).replace(/^\//, ''), labels: c.Labels ?? {}, state: c.State };
 }
@@ -100353,10 +100385,12 @@ class ContainerBackup {
     ctx;
     opts;
     history;
-    constructor(ctx, opts, history) {
+    compression;
+    constructor(ctx, opts, history, compression) {
         this.ctx = ctx;
         this.opts = opts;
         this.history = history;
+        this.compression = compression;
     }
     targets(scope) {
         return this.ctx.destinations.map((dest) => ({ dest, scope }));
@@ -100419,12 +100453,13 @@ class ContainerBackup {
         const known = new Map();
         for (const diffId of diffIds) {
             const blob = this.history.layers.get(diffId);
-            if (blob && blob.mediaType === LAYER_MEDIA_TYPE && (await allHave(targets, blob.digest)))
+            if (blob && blob.mediaType === layerMediaType(this.compression) && (await allHave(targets, blob.digest)))
                 known.set(diffId, blob);
         }
-        let result = await storeSavedImage(await engine.saveImage(imageId), targets, { diffIds, known });
+        const mediaType = layerMediaType(this.compression);
+        let result = await storeSavedImage(await engine.saveImage(imageId), targets, { diffIds, known, layerMediaType: mediaType });
         if ('retry' in result)
-            result = await storeSavedImage(await engine.saveImage(imageId), targets, { diffIds, known: new Map() });
+            result = await storeSavedImage(await engine.saveImage(imageId), targets, { diffIds, known: new Map(), layerMediaType: mediaType });
         if ('retry' in result)
             throw new BackupError(`${name}: could not read the committed image consistently`);
         return { image: result.image, stats: { written: result.written, reused: result.reused } };
@@ -100449,7 +100484,7 @@ class ContainerBackup {
             }
         }
         const previous = this.history.volumes.get(volumeKey(container, mount.destination));
-        if (previous && (await allHave(targets, previous.digest))) {
+        if (previous && previous.mediaType === volumeMediaType(this.compression) && (await allHave(targets, previous.digest))) {
             const digester = new Digester();
             const archive = await engine.getArchive(id, mount.destination);
             archive.on('error', (err) => digester.destroy(err));
@@ -100459,7 +100494,7 @@ class ContainerBackup {
                 return { ...record, blob: previous };
             }
         }
-        const blob = await storeBlob(await engine.getArchive(id, mount.destination), targets, VOLUME_MEDIA_TYPE);
+        const blob = await storeBlob(await engine.getArchive(id, mount.destination), targets, volumeMediaType(this.compression));
         stats.written++;
         return { ...record, blob };
     }
@@ -100524,7 +100559,9 @@ async function backup_runBackup(opts, ctx) {
     }
     const created = (ctx.now?.() ?? new Date()).toISOString();
     const history = await loadHistory(ctx.destinations);
-    const worker = new ContainerBackup(ctx, opts, history);
+    const compression = chooseCompression(opts, engineInfo.version);
+    log.info(`Compression: ${compression}${opts.compression === 'auto' ? ' (auto)' : ''}`);
+    const worker = new ContainerBackup(ctx, opts, history, compression);
     const records = [];
     for (const c of selection.selected) {
         try {
@@ -100581,8 +100618,16 @@ var core_log = __nccwpck_require__(4325);
 
 
 
+
 class RestoreError extends Error {
     name = 'RestoreError';
+}
+/**
+ * The local name of a restored image. Not the registry's reference: the image pushed there
+ * carries OCI labels, so it is a different image from the one restored.
+ */
+function localImageName(container) {
+    return `container-snapshot/${repoComponent(container)}`;
 }
 function imageScope(c) {
     return { container: c.name };
@@ -100660,7 +100705,7 @@ class ContainerRestore {
     }
     async loadImage(c) {
         const { engine, source } = this.ctx;
-        const repo = source.imageName(c.name);
+        const repo = localImageName(c.name);
         if (!(await engine.imageExists(c.image.id))) {
             const loaded = await engine.loadImage(loadArchive(source, imageScope(c), c.image, `${repo}:${this.set.tag}`));
             if (!(await engine.imageExists(c.image.id))) {
@@ -101039,6 +101084,7 @@ const Input = {
     OnError: 'on-error',
     IfNoMatch: 'if-no-match',
     DryRun: 'dry-run',
+    Compression: 'compression',
     Source: 'source',
     Snapshot: 'snapshot',
     Rename: 'rename',
@@ -101070,6 +101116,7 @@ function parseBackupInputs(get, now) {
         includeBindMounts: parseBoolean(Input.IncludeBindMounts, get(Input.IncludeBindMounts), false),
         onError: parseChoice(Input.OnError, get(Input.OnError), ['continue', 'abort'], 'continue'),
         dryRun: parseBoolean(Input.DryRun, get(Input.DryRun), false),
+        compression: parseChoice(Input.Compression, get(Input.Compression), ['auto', 'zstd', 'gzip'], 'auto'),
         credentials: parseCredentials(get(Input.RegistryUsername), get(Input.RegistryPassword)),
     };
 }

@@ -29,6 +29,7 @@ export const Input = {
   OnError: 'on-error',
   IfNoMatch: 'if-no-match',
   DryRun: 'dry-run',
+  Compression: 'compression',
   Source: 'source',
   Snapshot: 'snapshot',
   Rename: 'rename',
@@ -63,6 +64,7 @@ export function parseBackupInputs(get: InputReader, now?: Date): BackupOptions {
     includeBindMounts: parseBoolean(Input.IncludeBindMounts, get(Input.IncludeBindMounts), false),
     onError: parseChoice(Input.OnError, get(Input.OnError), ['continue', 'abort'], 'continue'),
     dryRun: parseBoolean(Input.DryRun, get(Input.DryRun), false),
+    compression: parseChoice(Input.Compression, get(Input.Compression), ['auto', 'zstd', 'gzip'], 'auto'),
     credentials: parseCredentials(get(Input.RegistryUsername), get(Input.RegistryPassword)),
   };
 }

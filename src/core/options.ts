@@ -38,6 +38,7 @@ export interface BackupOptions {
   includeBindMounts: boolean;
   onError: 'continue' | 'abort';
   dryRun: boolean;
+  compression: 'auto' | 'zstd' | 'gzip';
   credentials: Credentials;
 }
 

@@ -158,8 +158,4 @@ export class DirDestination implements Destination {
     }
     return sets.sort(newestFirst);
   }
-
-  imageName(container: string): string {
-    return `container-snapshot/${container.toLowerCase().replace(/[^a-z0-9._-]/g, '-')}`;
-  }
 }

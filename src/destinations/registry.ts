@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
+import { repoComponent } from '../core/names.js';
 import type { RegistryClient } from '../registry/client.js';
 import {
   IMAGE_CONFIG_MEDIA_TYPE,
@@ -14,7 +15,6 @@ import { readSmall } from '../util/streams.js';
 import { DestinationError, type BlobScope, type BlobWriter, type Destination, type StoredRef } from './types.js';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
-const COMPONENT = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$/;
 
 function ociLabels(set: SnapshotSet, c: SnapshotSet['containers'][number]): Record<string, string> {
   return {
@@ -26,12 +26,6 @@ function ociLabels(set: SnapshotSet, c: SnapshotSet['containers'][number]): Reco
   };
 }
 
-/** A container name as a repository path component; names that had to change get a short hash so two never collide. */
-export function repoComponent(name: string): string {
-  if (COMPONENT.test(name)) return name;
-  const cleaned = name.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '') || 'container';
-  return `${cleaned}-${createHash('sha256').update(name).digest('hex').slice(0, 6)}`;
-}
 
 /**
  * Snapshot sets in an OCI registry:
@@ -163,9 +157,5 @@ export class RegistryDestination implements Destination {
       if (set) sets.push(summarize(set));
     }
     return sets.sort(newestFirst);
-  }
-
-  imageName(container: string): string {
-    return `${this.client.host}/${this.repo({ container })}`;
   }
 }

@@ -35,8 +35,6 @@ export interface Destination {
   /** `latest` names the newest complete set; undefined when there is none. */
   readSet(tag: string): Promise<SnapshotSet | undefined>;
   listSets(): Promise<SetSummary[]>;
-  /** The image reference a restored container's image is tagged with locally. */
-  imageName(container: string): string;
 }
 
 export class DestinationError extends Error {

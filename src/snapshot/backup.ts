@@ -7,10 +7,11 @@ import { Digester, drain } from '../util/streams.js';
 import { allHave, storeBlob, type StoreTarget } from './blobs.js';
 import { storeSavedImage } from './image-archive.js';
 import {
-  LAYER_MEDIA_TYPE,
   SET_MEDIA_TYPE,
   SET_SCHEMA_VERSION,
-  VOLUME_MEDIA_TYPE,
+  layerMediaType,
+  volumeMediaType,
+  type Compression,
   type BlobDescriptor,
   type ContainerRecord,
   type ImageRecord,
@@ -99,6 +100,17 @@ async function loadHistory(destinations: Destination[]): Promise<History> {
   };
 }
 
+/**
+ * zstd is faster and smaller, but engines before 23.0 can't pull zstd layers: `auto` keeps
+ * a registry's snapshot images pullable by the engine that made them.
+ */
+export function chooseCompression(opts: Pick<BackupOptions, 'compression' | 'destinations'>, engineVersion: string): Compression {
+  if (opts.compression !== 'auto') return opts.compression;
+  const major = Number.parseInt(engineVersion, 10);
+  const toRegistry = opts.destinations.some((d) => d.kind === 'registry');
+  return toRegistry && !(major >= 23) ? 'gzip' : 'zstd';
+}
+
 function candidateOf(c: { Id: string; Names?: string[]; Labels?: Record<string, string>; State: string }): Candidate {
   return { id: c.Id, name: (c.Names?.[0] ?? c.Id).replace(/^\//, ''), labels: c.Labels ?? {}, state: c.State };
 }
@@ -112,6 +124,7 @@ class ContainerBackup {
     private readonly ctx: BackupContext,
     private readonly opts: BackupOptions,
     private readonly history: History,
+    private readonly compression: Compression,
   ) {}
 
   private targets(scope: StoreTarget['scope']): StoreTarget[] {
@@ -173,10 +186,11 @@ class ContainerBackup {
     const known = new Map<string, BlobDescriptor>();
     for (const diffId of diffIds) {
       const blob = this.history.layers.get(diffId);
-      if (blob && blob.mediaType === LAYER_MEDIA_TYPE && (await allHave(targets, blob.digest))) known.set(diffId, blob);
+      if (blob && blob.mediaType === layerMediaType(this.compression) && (await allHave(targets, blob.digest))) known.set(diffId, blob);
     }
-    let result = await storeSavedImage(await engine.saveImage(imageId), targets, { diffIds, known });
-    if ('retry' in result) result = await storeSavedImage(await engine.saveImage(imageId), targets, { diffIds, known: new Map() });
+    const mediaType = layerMediaType(this.compression);
+    let result = await storeSavedImage(await engine.saveImage(imageId), targets, { diffIds, known, layerMediaType: mediaType });
+    if ('retry' in result) result = await storeSavedImage(await engine.saveImage(imageId), targets, { diffIds, known: new Map(), layerMediaType: mediaType });
     if ('retry' in result) throw new BackupError(`${name}: could not read the committed image consistently`);
     return { image: result.image, stats: { written: result.written, reused: result.reused } };
   }
@@ -200,7 +214,7 @@ class ContainerBackup {
       }
     }
     const previous = this.history.volumes.get(volumeKey(container, mount.destination));
-    if (previous && (await allHave(targets, previous.digest))) {
+    if (previous && previous.mediaType === volumeMediaType(this.compression) && (await allHave(targets, previous.digest))) {
       const digester = new Digester();
       const archive = await engine.getArchive(id, mount.destination);
       archive.on('error', (err) => digester.destroy(err));
@@ -210,7 +224,7 @@ class ContainerBackup {
         return { ...record, blob: previous };
       }
     }
-    const blob = await storeBlob(await engine.getArchive(id, mount.destination), targets, VOLUME_MEDIA_TYPE);
+    const blob = await storeBlob(await engine.getArchive(id, mount.destination), targets, volumeMediaType(this.compression));
     stats.written++;
     return { ...record, blob };
   }
@@ -276,7 +290,9 @@ export async function runBackup(opts: BackupOptions, ctx: BackupContext): Promis
   }
   const created = (ctx.now?.() ?? new Date()).toISOString();
   const history = await loadHistory(ctx.destinations);
-  const worker = new ContainerBackup(ctx, opts, history);
+  const compression = chooseCompression(opts, engineInfo.version);
+  log.info(`Compression: ${compression}${opts.compression === 'auto' ? ' (auto)' : ''}`);
+  const worker = new ContainerBackup(ctx, opts, history, compression);
   const records: Array<ContainerRecord & { layerStats: { written: number; reused: number } }> = [];
   for (const c of selection.selected) {
     try {

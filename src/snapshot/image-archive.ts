@@ -5,7 +5,7 @@ import tar from 'tar-stream';
 import type { BlobScope, Destination } from '../destinations/types.js';
 import { Digester, readSmall } from '../util/streams.js';
 import { openContent, storeBlob, type StoreTarget } from './blobs.js';
-import { IMAGE_CONFIG_MEDIA_TYPE, LAYER_MEDIA_TYPE, type BlobDescriptor, type ImageRecord } from './manifest.js';
+import { IMAGE_CONFIG_MEDIA_TYPE, type BlobDescriptor, type ImageRecord } from './manifest.js';
 
 const SMALL = 8 * 1024 * 1024;
 const OCI_BLOB = /^blobs\/sha256\/([0-9a-f]{64})$/;
@@ -19,6 +19,8 @@ export interface SaveOptions {
   diffIds: string[];
   /** Layers every target already holds, by content digest. */
   known: Map<string, BlobDescriptor>;
+  /** Media type of the stored layers, which names their compression. */
+  layerMediaType: string;
 }
 
 export type SaveResult = { image: Pick<ImageRecord, 'config' | 'layers'>; reused: number; written: number } | { retry: true };
@@ -56,39 +58,45 @@ export async function storeSavedImage(source: Readable, targets: StoreTarget[], 
   const extract = tar.extract();
   source.on('error', (err) => extract.destroy(err));
   source.pipe(extract);
-  for await (const tarEntry of extract) {
-    const entry = tarEntry as unknown as Readable & { header: tar.Header };
-    const name = entry.header.name.replace(/^\.\//, '');
-    const size = entry.header.size ?? 0;
-    if (entry.header.type === 'symlink' && entry.header.linkname) {
-      links.set(name, posix.normalize(posix.join(posix.dirname(name), entry.header.linkname)));
-    } else if (entry.header.type === 'link' && entry.header.linkname) {
-      links.set(name, entry.header.linkname.replace(/^\.\//, ''));
-    }
-    if (entry.header.type !== 'file') {
-      entry.resume();
-      continue;
-    }
-    if (!isLayerCandidate(name, size, diffIds)) {
-      if (size <= SMALL) small.set(name, await readSmall(entry, SMALL));
-      else entry.resume();
-      continue;
-    }
-    const candidates = knownCandidates(name, size, opts);
-    if (candidates.length > 0) {
-      const digester = new Digester();
-      await pipeline(entry, digester, new Writable({ write: (_c, _e, done) => done() }));
-      const hit = candidates.find((c) => c.contentDigest === digester.digest);
-      if (hit) {
-        stored.set(name, hit);
-        reused++;
-      } else {
-        missed = true;
+  try {
+    for await (const tarEntry of extract) {
+      const entry = tarEntry as unknown as Readable & { header: tar.Header };
+      const name = entry.header.name.replace(/^\.\//, '');
+      const size = entry.header.size ?? 0;
+      if (entry.header.type === 'symlink' && entry.header.linkname) {
+        links.set(name, posix.normalize(posix.join(posix.dirname(name), entry.header.linkname)));
+      } else if (entry.header.type === 'link' && entry.header.linkname) {
+        links.set(name, entry.header.linkname.replace(/^\.\//, ''));
       }
-      continue;
+      if (entry.header.type !== 'file') {
+        entry.resume();
+        continue;
+      }
+      if (!isLayerCandidate(name, size, diffIds)) {
+        if (size <= SMALL) small.set(name, await readSmall(entry, SMALL));
+        else entry.resume();
+        continue;
+      }
+      const candidates = knownCandidates(name, size, opts);
+      if (candidates.length > 0) {
+        const digester = new Digester();
+        await pipeline(entry, digester, new Writable({ write: (_c, _e, done) => done() }));
+        const hit = candidates.find((c) => c.contentDigest === digester.digest);
+        if (hit) {
+          stored.set(name, hit);
+          reused++;
+        } else {
+          missed = true;
+        }
+        continue;
+      }
+      stored.set(name, await storeBlob(entry, targets, opts.layerMediaType));
+      written++;
     }
-    stored.set(name, await storeBlob(entry, targets, LAYER_MEDIA_TYPE));
-    written++;
+  } catch (err) {
+    source.destroy();
+    extract.destroy();
+    throw err;
   }
   if (missed) return { retry: true };
   const manifestText = small.get('manifest.json');
@@ -105,7 +113,7 @@ export async function storeSavedImage(source: Readable, targets: StoreTarget[], 
     let blob = stored.get(path);
     const bytes = small.get(path);
     if (!blob && bytes) {
-      blob = await storeBlob(Readable.from([bytes]), targets, LAYER_MEDIA_TYPE);
+      blob = await storeBlob(Readable.from([bytes]), targets, opts.layerMediaType);
       stored.set(path, blob);
       written++;
     }

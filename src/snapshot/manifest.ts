@@ -2,8 +2,15 @@ import type { ContainerSpec } from './spec.js';
 
 export const SET_MEDIA_TYPE = 'application/vnd.container-snapshot.set.v1+json';
 export const SET_SCHEMA_VERSION = 1;
-export const LAYER_MEDIA_TYPE = 'application/vnd.oci.image.layer.v1.tar+zstd';
-export const VOLUME_MEDIA_TYPE = 'application/vnd.container-snapshot.volume.v1.tar+zstd';
+export type Compression = 'zstd' | 'gzip';
+
+export function layerMediaType(compression: Compression): string {
+  return `application/vnd.oci.image.layer.v1.tar+${compression}`;
+}
+
+export function volumeMediaType(compression: Compression): string {
+  return `application/vnd.container-snapshot.volume.v1.tar+${compression}`;
+}
 export const IMAGE_CONFIG_MEDIA_TYPE = 'application/vnd.oci.image.config.v1+json';
 
 /**

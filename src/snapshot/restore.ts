@@ -2,6 +2,7 @@ import { posix } from 'node:path';
 import tar from 'tar-stream';
 import type { RestoreOptions } from '../core/options.js';
 import { errorMessage, type Logger } from '../core/log.js';
+import { repoComponent } from '../core/names.js';
 import { ConflictError, type Engine } from '../engine/engine.js';
 import type { BlobScope, Destination } from '../destinations/types.js';
 import { openContent, verifyBlob } from './blobs.js';
@@ -32,6 +33,14 @@ export interface RestoreResult {
 
 export class RestoreError extends Error {
   override name = 'RestoreError';
+}
+
+/**
+ * The local name of a restored image. Not the registry's reference: the image pushed there
+ * carries OCI labels, so it is a different image from the one restored.
+ */
+export function localImageName(container: string): string {
+  return `container-snapshot/${repoComponent(container)}`;
 }
 
 function imageScope(c: ContainerRecord): BlobScope {
@@ -114,7 +123,7 @@ class ContainerRestore {
 
   async loadImage(c: ContainerRecord): Promise<string> {
     const { engine, source } = this.ctx;
-    const repo = source.imageName(c.name);
+    const repo = localImageName(c.name);
     if (!(await engine.imageExists(c.image.id))) {
       const loaded = await engine.loadImage(loadArchive(source, imageScope(c), c.image, `${repo}:${this.set.tag}`));
       if (!(await engine.imageExists(c.image.id))) {

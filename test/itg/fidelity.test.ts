@@ -220,5 +220,17 @@ describe.each<Kind>(['dir', 'registry'])('round trip through %s', (kind) => {
     expect((await docker.getNetwork(net).inspect()).Labels).toEqual({ purpose: 'fidelity' });
     const body = await (await fetch(`http://127.0.0.1:${port}/index.html`)).text();
     expect(body).toBe('fixture\n');
+    if (kind === 'registry') await expectPullable(`${reg.host}/${res.prefix}/${res.name('web')}:fidelity-1`);
   });
+
+  /** The engine that made the snapshot can pull its image, and the image carries the OCI labels. */
+  async function expectPullable(ref: string): Promise<void> {
+    const stream = await docker.pull(ref, { authconfig: { username: reg.username, password: reg.password, serveraddress: reg.host } });
+    const events = await new Promise<Array<{ error?: string }>>((resolve, reject) => docker.modem.followProgress(stream, (err, out) => (err ? reject(err) : resolve(out))));
+    res.image(ref);
+    expect(events.filter((e) => e.error)).toEqual([]);
+    const labels = (await docker.getImage(ref).inspect()).Config.Labels ?? {};
+    expect(labels).toMatchObject({ 'io.container-snapshot.container': res.name('web'), 'io.container-snapshot.set': 'fidelity-1', 'org.opencontainers.image.base.name': baseImage });
+    expect(labels['org.opencontainers.image.created']).toMatch(/^\d{4}-\d\d-\d\dT/);
+  }
 });

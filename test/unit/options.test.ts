@@ -106,3 +106,17 @@ describe('restore inputs', () => {
     expect(() => parseRestoreInputs(reader({ snapshot: '../x' }))).toThrow(/Expected a tag or latest/);
   });
 });
+
+describe('compression', () => {
+  const dir = parseDestination('dir:/x');
+  const reg = parseDestination('registry:r.example/p');
+  it('auto picks zstd, unless a registry is written by an engine that cannot pull zstd layers', async () => {
+    const { chooseCompression } = await import('../../src/snapshot/backup.js');
+    expect(chooseCompression({ compression: 'auto', destinations: [dir] }, '20.10.24+dfsg1')).toBe('zstd');
+    expect(chooseCompression({ compression: 'auto', destinations: [dir, reg] }, '20.10.24+dfsg1')).toBe('gzip');
+    expect(chooseCompression({ compression: 'auto', destinations: [reg] }, '28.2.2')).toBe('zstd');
+    expect(chooseCompression({ compression: 'zstd', destinations: [reg] }, '20.10.24')).toBe('zstd');
+    expect(chooseCompression({ compression: 'gzip', destinations: [dir] }, '28.0.0')).toBe('gzip');
+    expect(() => parseBackupInputs(reader({ compression: 'xz' }))).toThrow('Invalid compression \'xz\'. Expected one of: auto, zstd, gzip.');
+  });
+});
