@@ -74682,6 +74682,81 @@ function parseRestoreInputs(get) {
     };
 }
 
+;// CONCATENATED MODULE: ./src/core/undo.ts
+
+function emptyUndo() {
+    return { paused: [], tempImages: [] };
+}
+/** Keeps the pending undo current, calling `onChange` after every change (the action saves it as state). */
+class UndoJournal {
+    onChange;
+    pending = emptyUndo();
+    constructor(onChange) {
+        this.onChange = onChange;
+    }
+    update(list, id, add) {
+        const at = list.indexOf(id);
+        if (add && at === -1)
+            list.push(id);
+        if (!add && at !== -1)
+            list.splice(at, 1);
+        this.onChange?.(this.pending);
+    }
+    paused(id) {
+        this.update(this.pending.paused, id, true);
+    }
+    unpaused(id) {
+        this.update(this.pending.paused, id, false);
+    }
+    tempImage(id) {
+        this.update(this.pending.tempImages, id, true);
+    }
+    tempImageRemoved(id) {
+        this.update(this.pending.tempImages, id, false);
+    }
+}
+/** Unpauses what a backup paused and removes the images it committed; returns what could not be undone. */
+async function undo(pending, engine, log) {
+    const problems = [];
+    for (const id of pending.paused) {
+        try {
+            const info = await engine.inspectContainer(id);
+            if (info.State.Paused) {
+                await engine.unpause(id);
+                log.warning(`Unpaused container ${info.Name.replace(/^\//, '')}, left paused by an interrupted backup`);
+            }
+        }
+        catch (err) {
+            problems.push(`container ${id}: ${errorMessage(err)}`);
+        }
+    }
+    for (const id of pending.tempImages) {
+        await engine.removeImage(id, { force: true }).catch((err) => problems.push(`image ${id}: ${errorMessage(err)}`));
+    }
+    return problems;
+}
+/**
+ * On SIGINT or SIGTERM, undoes what is pending before the process exits, so a cancelled
+ * run never leaves a container paused. Returns a function that removes the handlers.
+ */
+function undoOnSignals(journal, engine, log) {
+    const handler = (signal) => {
+        log.error(`Received ${signal}: undoing what this backup changed`);
+        undo(journal.pending, engine, log)
+            .then((problems) => {
+            for (const p of problems)
+                log.error(`Could not undo: ${p}`);
+        })
+            .finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+    };
+    process.once('SIGINT', handler);
+    process.once('SIGTERM', handler);
+    return () => {
+        process.off('SIGINT', handler);
+        process.off('SIGTERM', handler);
+    };
+}
+
 ;// CONCATENATED MODULE: ./src/report.ts
 function formatBytes(n) {
     const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -74725,6 +74800,8 @@ function setsTable(sets) {
 }
 
 ;// CONCATENATED MODULE: ./src/cli.ts
+
+
 
 
 
@@ -74819,7 +74896,11 @@ async function main(argv) {
     const get = reader(parseArgs(command, rest));
     const deps = { log: cliLogger, env: process.env };
     if (command === 'backup') {
-        const result = await backup(parseBackupInputs(get), deps);
+        const opts = parseBackupInputs(get);
+        const engine = new Engine();
+        const journal = new UndoJournal();
+        const release = undoOnSignals(journal, engine, cliLogger);
+        const result = await backup(opts, { ...deps, engine, journal }).finally(release);
         console.log(JSON.stringify({ snapshot: result.tag, failed: result.failed, containers: result.containers }, null, 2));
         return result.failed > 0 ? 1 : 0;
     }

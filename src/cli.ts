@@ -4,6 +4,8 @@ import { backup, list, restore, verify } from './commands.js';
 import { Input, DEFAULT_LOCATION, parseBackupInputs, parseRestoreInputs } from './core/inputs.js';
 import { InputError, parseCredentials, parseDestination, parseSnapshotRef, splitList } from './core/options.js';
 import { errorMessage, type Logger } from './core/log.js';
+import { UndoJournal, undoOnSignals } from './core/undo.js';
+import { Engine } from './engine/engine.js';
 import { setsTable } from './report.js';
 
 const BOOLEAN_FLAGS = new Set<string>([Input.Pause, Input.IncludeVolumes, Input.IncludeBindMounts, Input.DryRun, Input.Replace]);
@@ -92,7 +94,11 @@ async function main(argv: string[]): Promise<number> {
   const get = reader(parseArgs(command, rest));
   const deps = { log: cliLogger, env: process.env };
   if (command === 'backup') {
-    const result = await backup(parseBackupInputs(get), deps);
+    const opts = parseBackupInputs(get);
+    const engine = new Engine();
+    const journal = new UndoJournal();
+    const release = undoOnSignals(journal, engine, cliLogger);
+    const result = await backup(opts, { ...deps, engine, journal }).finally(release);
     console.log(JSON.stringify({ snapshot: result.tag, failed: result.failed, containers: result.containers }, null, 2));
     return result.failed > 0 ? 1 : 0;
   }

@@ -98440,7 +98440,7 @@ async function run(main, post) {
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _shims_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8165);
 /* harmony import */ var _action_run_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3147);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(8905);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(2453);
 
 
 
@@ -98451,7 +98451,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 8905:
+/***/ 2453:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -98465,26 +98465,95 @@ __nccwpck_require__.d(__webpack_exports__, {
 var core = __nccwpck_require__(4116);
 // EXTERNAL MODULE: ./src/action/run.ts
 var run = __nccwpck_require__(3147);
+// EXTERNAL MODULE: ./src/core/log.ts
+var core_log = __nccwpck_require__(4325);
+;// CONCATENATED MODULE: ./src/core/undo.ts
+
+function emptyUndo() {
+    return { paused: [], tempImages: [] };
+}
+/** Keeps the pending undo current, calling `onChange` after every change (the action saves it as state). */
+class UndoJournal {
+    onChange;
+    pending = emptyUndo();
+    constructor(onChange) {
+        this.onChange = onChange;
+    }
+    update(list, id, add) {
+        const at = list.indexOf(id);
+        if (add && at === -1)
+            list.push(id);
+        if (!add && at !== -1)
+            list.splice(at, 1);
+        this.onChange?.(this.pending);
+    }
+    paused(id) {
+        this.update(this.pending.paused, id, true);
+    }
+    unpaused(id) {
+        this.update(this.pending.paused, id, false);
+    }
+    tempImage(id) {
+        this.update(this.pending.tempImages, id, true);
+    }
+    tempImageRemoved(id) {
+        this.update(this.pending.tempImages, id, false);
+    }
+}
+/** Unpauses what a backup paused and removes the images it committed; returns what could not be undone. */
+async function undo(pending, engine, log) {
+    const problems = [];
+    for (const id of pending.paused) {
+        try {
+            const info = await engine.inspectContainer(id);
+            if (info.State.Paused) {
+                await engine.unpause(id);
+                log.warning(`Unpaused container ${info.Name.replace(/^\//, '')}, left paused by an interrupted backup`);
+            }
+        }
+        catch (err) {
+            problems.push(`container ${id}: ${(0,core_log/* errorMessage */.g)(err)}`);
+        }
+    }
+    for (const id of pending.tempImages) {
+        await engine.removeImage(id, { force: true }).catch((err) => problems.push(`image ${id}: ${(0,core_log/* errorMessage */.g)(err)}`));
+    }
+    return problems;
+}
+/**
+ * On SIGINT or SIGTERM, undoes what is pending before the process exits, so a cancelled
+ * run never leaves a container paused. Returns a function that removes the handlers.
+ */
+function undoOnSignals(journal, engine, log) {
+    const handler = (signal) => {
+        log.error(`Received ${signal}: undoing what this backup changed`);
+        undo(journal.pending, engine, log)
+            .then((problems) => {
+            for (const p of problems)
+                log.error(`Could not undo: ${p}`);
+        })
+            .finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+    };
+    process.once('SIGINT', handler);
+    process.once('SIGTERM', handler);
+    return () => {
+        process.off('SIGINT', handler);
+        process.off('SIGTERM', handler);
+    };
+}
+
 ;// CONCATENATED MODULE: ./src/action/state.ts
 
+
+/** The whole contract between the backup's main step and its post step: what is still to undo. */
 const KEY = 'pending';
 function readPending() {
     const raw = core/* getState */.Gu(KEY);
-    if (!raw)
-        return { paused: [], tempImages: [] };
-    return JSON.parse(raw);
+    return raw ? JSON.parse(raw) : emptyUndo();
 }
-/** A journal that keeps the post step's state current after every change. */
+/** A journal that saves the pending undo as step state after every change. */
 function stateJournal() {
-    const pending = { paused: [], tempImages: [] };
-    const save = () => core/* saveState */.LZ(KEY, JSON.stringify(pending));
-    const drop = (list, id) => list.splice(list.indexOf(id) >>> 0, list.includes(id) ? 1 : 0);
-    return {
-        paused: (id) => (pending.paused.push(id), save()),
-        unpaused: (id) => (drop(pending.paused, id), save()),
-        tempImage: (id) => (pending.tempImages.push(id), save()),
-        tempImageRemoved: (id) => (drop(pending.tempImages, id), save()),
-    };
+    return new UndoJournal((pending) => core/* saveState */.LZ(KEY, JSON.stringify(pending)));
 }
 
 // EXTERNAL MODULE: ./node_modules/dockerode/lib/docker.js
@@ -99968,8 +100037,6 @@ async function openDestination(spec, opts) {
     return new RegistryDestination(spec.raw, spec.prefix, client);
 }
 
-// EXTERNAL MODULE: ./src/core/log.ts
-var log = __nccwpck_require__(4325);
 // EXTERNAL MODULE: external "node:zlib"
 var external_node_zlib_ = __nccwpck_require__(8522);
 ;// CONCATENATED MODULE: external "node:stream/promises"
@@ -100588,7 +100655,7 @@ function outcome(record, refs) {
     };
 }
 function failure(name, id, state, err) {
-    return { name, id, state, status: 'failed', error: (0,log/* errorMessage */.g)(err), destinations: [], volumes: [], bytes: 0, pausedMs: 0, blobs: { written: 0, reused: 0 } };
+    return { name, id, state, status: 'failed', error: (0,core_log/* errorMessage */.g)(err), destinations: [], volumes: [], bytes: 0, pausedMs: 0, blobs: { written: 0, reused: 0 } };
 }
 async function plan(ctx, opts, selected) {
     const out = [];
@@ -101258,17 +101325,16 @@ function setsTable(sets) {
 
 
 
+
 async function main() {
     const password = core/* getInput */.V4(Input.RegistryPassword);
     if (password)
         core/* setSecret */.Pq(password);
     const opts = parseBackupInputs((name) => core/* getInput */.V4(name));
-    const result = await backup(opts, {
-        log: run/* actionLogger */.v,
-        env: process.env,
-        onSecret: (s) => core/* setSecret */.Pq(s),
-        journal: stateJournal(),
-    });
+    const engine = new engine_Engine();
+    const journal = stateJournal();
+    const release = undoOnSignals(journal, engine, run/* actionLogger */.v);
+    const result = await backup(opts, { log: run/* actionLogger */.v, env: process.env, engine, onSecret: (s) => core/* setSecret */.Pq(s), journal }).finally(release);
     core/* setOutput */.uH('snapshot', result.tag);
     core/* setOutput */.uH('containers', JSON.stringify(result.containers));
     core/* setOutput */.uH('failed', String(result.failed));
@@ -101280,28 +101346,12 @@ async function main() {
         throw new Error(`${result.failed} container(s) failed: ${failures.join('; ')}`);
     }
 }
-/** Unpauses what the main step paused and removes its temporary images, if it could not. */
+/** Undoes what an interrupted main step left: a container paused, a temporary image. */
 async function post() {
     const pending = readPending();
     if (pending.paused.length === 0 && pending.tempImages.length === 0)
         return;
-    const engine = new engine_Engine();
-    const problems = [];
-    for (const id of pending.paused) {
-        try {
-            const info = await engine.inspectContainer(id);
-            if (info.State.Paused) {
-                await engine.unpause(id);
-                core/* warning */.$e(`Unpaused container ${info.Name.replace(/^\//, '')}, left paused by an interrupted backup`);
-            }
-        }
-        catch (err) {
-            problems.push(`container ${id}: ${err.message}`);
-        }
-    }
-    for (const id of pending.tempImages) {
-        await engine.removeImage(id, { force: true }).catch((err) => problems.push(`image ${id}: ${err.message}`));
-    }
+    const problems = await undo(pending, new engine_Engine(), run/* actionLogger */.v);
     if (problems.length > 0)
         core/* setFailed */.C1(`Cleanup after the backup failed: ${problems.join('; ')}`);
 }

@@ -4,18 +4,17 @@ import { readPending, stateJournal } from '../action/state.js';
 import { backup } from '../commands.js';
 import { Input, parseBackupInputs } from '../core/inputs.js';
 import { Engine } from '../engine/engine.js';
+import { undo, undoOnSignals } from '../core/undo.js';
 import { backupSummary, formatBytes } from '../report.js';
 
 export async function main(): Promise<void> {
   const password = core.getInput(Input.RegistryPassword);
   if (password) core.setSecret(password);
   const opts = parseBackupInputs((name) => core.getInput(name));
-  const result = await backup(opts, {
-    log: actionLogger,
-    env: process.env,
-    onSecret: (s) => core.setSecret(s),
-    journal: stateJournal(),
-  });
+  const engine = new Engine();
+  const journal = stateJournal();
+  const release = undoOnSignals(journal, engine, actionLogger);
+  const result = await backup(opts, { log: actionLogger, env: process.env, engine, onSecret: (s) => core.setSecret(s), journal }).finally(release);
   core.setOutput('snapshot', result.tag);
   core.setOutput('containers', JSON.stringify(result.containers));
   core.setOutput('failed', String(result.failed));
@@ -28,25 +27,10 @@ export async function main(): Promise<void> {
   }
 }
 
-/** Unpauses what the main step paused and removes its temporary images, if it could not. */
+/** Undoes what an interrupted main step left: a container paused, a temporary image. */
 export async function post(): Promise<void> {
   const pending = readPending();
   if (pending.paused.length === 0 && pending.tempImages.length === 0) return;
-  const engine = new Engine();
-  const problems: string[] = [];
-  for (const id of pending.paused) {
-    try {
-      const info = await engine.inspectContainer(id);
-      if (info.State.Paused) {
-        await engine.unpause(id);
-        core.warning(`Unpaused container ${info.Name.replace(/^\//, '')}, left paused by an interrupted backup`);
-      }
-    } catch (err) {
-      problems.push(`container ${id}: ${(err as Error).message}`);
-    }
-  }
-  for (const id of pending.tempImages) {
-    await engine.removeImage(id, { force: true }).catch((err: Error) => problems.push(`image ${id}: ${err.message}`));
-  }
+  const problems = await undo(pending, new Engine(), actionLogger);
   if (problems.length > 0) core.setFailed(`Cleanup after the backup failed: ${problems.join('; ')}`);
 }

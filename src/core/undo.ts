@@ -1,0 +1,84 @@
+import type { Engine } from '../engine/engine.js';
+import type { Journal } from '../snapshot/backup.js';
+import { errorMessage, type Logger } from './log.js';
+
+/** What a backup has changed and not yet put back: containers it paused, images it committed. */
+export interface PendingUndo {
+  paused: string[];
+  tempImages: string[];
+}
+
+export function emptyUndo(): PendingUndo {
+  return { paused: [], tempImages: [] };
+}
+
+/** Keeps the pending undo current, calling `onChange` after every change (the action saves it as state). */
+export class UndoJournal implements Journal {
+  readonly pending: PendingUndo = emptyUndo();
+
+  constructor(private readonly onChange?: (pending: PendingUndo) => void) {}
+
+  private update(list: string[], id: string, add: boolean): void {
+    const at = list.indexOf(id);
+    if (add && at === -1) list.push(id);
+    if (!add && at !== -1) list.splice(at, 1);
+    this.onChange?.(this.pending);
+  }
+
+  paused(id: string): void {
+    this.update(this.pending.paused, id, true);
+  }
+
+  unpaused(id: string): void {
+    this.update(this.pending.paused, id, false);
+  }
+
+  tempImage(id: string): void {
+    this.update(this.pending.tempImages, id, true);
+  }
+
+  tempImageRemoved(id: string): void {
+    this.update(this.pending.tempImages, id, false);
+  }
+}
+
+/** Unpauses what a backup paused and removes the images it committed; returns what could not be undone. */
+export async function undo(pending: PendingUndo, engine: Engine, log: Logger): Promise<string[]> {
+  const problems: string[] = [];
+  for (const id of pending.paused) {
+    try {
+      const info = await engine.inspectContainer(id);
+      if (info.State.Paused) {
+        await engine.unpause(id);
+        log.warning(`Unpaused container ${info.Name.replace(/^\//, '')}, left paused by an interrupted backup`);
+      }
+    } catch (err) {
+      problems.push(`container ${id}: ${errorMessage(err)}`);
+    }
+  }
+  for (const id of pending.tempImages) {
+    await engine.removeImage(id, { force: true }).catch((err: unknown) => problems.push(`image ${id}: ${errorMessage(err)}`));
+  }
+  return problems;
+}
+
+/**
+ * On SIGINT or SIGTERM, undoes what is pending before the process exits, so a cancelled
+ * run never leaves a container paused. Returns a function that removes the handlers.
+ */
+export function undoOnSignals(journal: UndoJournal, engine: Engine, log: Logger): () => void {
+  const handler = (signal: NodeJS.Signals) => {
+    log.error(`Received ${signal}: undoing what this backup changed`);
+    undo(journal.pending, engine, log)
+      .then((problems) => {
+        for (const p of problems) log.error(`Could not undo: ${p}`);
+      })
+      .finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+  };
+  process.once('SIGINT', handler);
+  process.once('SIGTERM', handler);
+  return () => {
+    process.off('SIGINT', handler);
+    process.off('SIGTERM', handler);
+  };
+}

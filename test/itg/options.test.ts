@@ -1,0 +1,90 @@
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { join } from 'node:path';
+import { backup, list, restore, verify } from '../../src/commands.js';
+import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
+import { parseDestination } from '../../src/core/options.js';
+import { Resources, docker, quietLog, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
+
+const env = { ...process.env, DOCKER_CONFIG: '/nonexistent' };
+const inputs = (values: Record<string, string>) => (name: string) => values[name] ?? '';
+
+describe('backup and restore options', () => {
+  const res = new Resources(inject('runPrefix'), 'opt');
+  const reg = inject('registry');
+  const creds = { 'registry-username': reg.username, 'registry-password': reg.password };
+  const vol = res.volume('data');
+  let dir: string;
+  let registry: string;
+  let app: string;
+
+  beforeAll(async () => {
+    dir = `dir:${join(res.tempDir(), 'store')}`;
+    registry = `registry:${reg.host}/${res.prefix}`;
+    app = res.name('app');
+    await runContainer(
+      { name: app, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'test -f /data/f || { seq 1 20000 > /data/f; echo l > /layer; }; exec sleep 100000'], HostConfig: { Binds: [`${vol}:/data`] } },
+      'running',
+    );
+    await waitFor(async () => (await treeDigest(app, '/layer').then(() => true, () => false)));
+  });
+
+  afterAll(() => res.cleanup());
+
+  it('stores one set in several destinations, each complete and verifiable', async () => {
+    const r = await backup(parseBackupInputs(inputs({ containers: app, destination: `${dir}\n${registry}`, tag: 'multi', ...creds })), { log: quietLog, env });
+    expect(r.failed).toBe(0);
+    expect(r.containers[0].destinations.map((d) => d.destination)).toEqual([dir, registry]);
+    for (const location of [dir, registry]) {
+      const sets = await list(parseDestination(location), creds['registry-username'] ? { username: reg.username, password: reg.password } : {}, { log: quietLog, env });
+      expect(sets.map((s) => s.tag)).toContain('multi');
+      const v = await verify(parseDestination(location), 'multi', { username: reg.username, password: reg.password }, { log: quietLog, env });
+      expect(v.blobs).toBeGreaterThanOrEqual(3);
+    }
+  });
+
+  it('an unchanged container uploads no layer or volume to the registry the second time', async () => {
+    const r = await backup(parseBackupInputs(inputs({ containers: app, destination: registry, tag: 'again', ...creds })), { log: quietLog, env });
+    expect(r.failed).toBe(0);
+    expect(r.containers[0].blobs).toEqual({ written: 0, reused: expect.any(Number) });
+    expect(r.containers[0].blobs.reused).toBeGreaterThanOrEqual(3);
+  });
+
+  it('pause: false never pauses the container', async () => {
+    let sawPaused = false;
+    const poll = setInterval(() => {
+      docker.getContainer(app).inspect().then((i) => (sawPaused ||= i.State.Paused), () => undefined);
+    }, 5);
+    const r = await backup(parseBackupInputs(inputs({ containers: app, destination: dir, tag: 'nopause', pause: 'false' })), { log: quietLog, env }).finally(() => clearInterval(poll));
+    expect(r.failed).toBe(0);
+    expect(r.containers[0].pausedMs).toBe(0);
+    expect(sawPaused).toBe(false);
+  });
+
+  it('include-volumes: false leaves volumes out of the backup, and out of a restore', async () => {
+    const r = await backup(parseBackupInputs(inputs({ containers: app, destination: dir, tag: 'novol', 'include-volumes': 'false' })), { log: quietLog, env });
+    expect(r.containers[0].volumes).toEqual([]);
+    const restored = await restore(
+      parseRestoreInputs(inputs({ source: dir, snapshot: 'multi', rename: `${app}=${res.name('novol')}`, 'include-volumes': 'false', start: 'never' })),
+      { log: quietLog, env },
+    );
+    expect(restored.failed, JSON.stringify(restored.containers)).toBe(0);
+    const info = await docker.getContainer(res.name('novol')).inspect();
+    res.image(info.Config.Image);
+    // The container still mounts the (live) volume by name; nothing was written into it.
+    expect(info.Mounts.map((m) => m.Name)).toEqual([vol]);
+    expect(info.State.Status).toBe('created');
+  });
+
+  it('start: always starts a container recorded as not running; auto leaves it created', async () => {
+    const job = res.name('job');
+    await runContainer({ name: job, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'echo ran >> /runs; exec sleep 100000'] }, 'running');
+    await docker.getContainer(job).stop({ t: 0 });
+    const r = await backup(parseBackupInputs(inputs({ containers: job, destination: dir, tag: 'stopped' })), { log: quietLog, env });
+    expect(r.containers[0].state).toBe('exited');
+    const always = await restore(parseRestoreInputs(inputs({ source: dir, snapshot: 'stopped', rename: `${job}=${res.name('job-always')}`, start: 'always' })), { log: quietLog, env });
+    expect(always.containers[0]).toMatchObject({ status: 'ok', state: 'running' });
+    const auto = await restore(parseRestoreInputs(inputs({ source: dir, snapshot: 'stopped', rename: `${job}=${res.name('job-auto')}` })), { log: quietLog, env });
+    expect(auto.containers[0]).toMatchObject({ status: 'ok', state: 'created' });
+    res.image((await docker.getContainer(res.name('job-auto')).inspect()).Config.Image);
+  });
+});
