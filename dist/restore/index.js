@@ -99845,10 +99845,15 @@ class RegistryDestination {
         return Boolean(home && home !== repo && (await this.client.mountBlob(repo, digest, home)));
     }
     async writeBlob(scope) {
-        const upload = await this.client.createUpload(this.repo(scope));
+        const repo = this.repo(scope);
+        const upload = await this.client.createUpload(repo);
         return {
             stream: upload.stream,
-            commit: (digest) => upload.finish(digest),
+            commit: async (digest) => {
+                await upload.finish(digest);
+                if (!this.homes.has(digest))
+                    this.homes.set(digest, repo);
+            },
             abort: () => upload.cancel(),
         };
     }
@@ -100567,6 +100572,10 @@ async function backup_runBackup(opts, ctx) {
         try {
             const record = await log.group(`Back up ${c.name}`, () => worker.run(c));
             records.push(record);
+            // Containers later in this run share base layers with this one: stored once per set.
+            for (const layer of record.image.layers)
+                if (!history.layers.has(layer.contentDigest))
+                    history.layers.set(layer.contentDigest, layer);
             log.info(`${c.name}: ${record.image.layers.length} layer(s) and ${record.volumes.length} volume(s): ${record.layerStats.written} blob(s) stored, ${record.layerStats.reused} already there`);
         }
         catch (err) {

@@ -59,10 +59,14 @@ export class RegistryDestination implements Destination {
   }
 
   async writeBlob(scope: BlobScope): Promise<BlobWriter> {
-    const upload = await this.client.createUpload(this.repo(scope));
+    const repo = this.repo(scope);
+    const upload = await this.client.createUpload(repo);
     return {
       stream: upload.stream,
-      commit: (digest) => upload.finish(digest),
+      commit: async (digest) => {
+        await upload.finish(digest);
+        if (!this.homes.has(digest)) this.homes.set(digest, repo);
+      },
       abort: () => upload.cancel(),
     };
   }

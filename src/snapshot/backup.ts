@@ -298,6 +298,8 @@ export async function runBackup(opts: BackupOptions, ctx: BackupContext): Promis
     try {
       const record = await log.group(`Back up ${c.name}`, () => worker.run(c));
       records.push(record);
+      // Containers later in this run share base layers with this one: stored once per set.
+      for (const layer of record.image.layers) if (!history.layers.has(layer.contentDigest)) history.layers.set(layer.contentDigest, layer);
       log.info(`${c.name}: ${record.image.layers.length} layer(s) and ${record.volumes.length} volume(s): ${record.layerStats.written} blob(s) stored, ${record.layerStats.reused} already there`);
     } catch (err) {
       const f = failure(c.name, c.id, c.state, err);

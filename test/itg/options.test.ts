@@ -88,3 +88,27 @@ describe('backup and restore options', () => {
     res.image((await docker.getContainer(res.name('job-auto')).inspect()).Config.Image);
   });
 });
+
+describe('containers of one set that share a base image', () => {
+  const res = new Resources(inject('runPrefix'), 'share');
+  const reg = inject('registry');
+  afterAll(() => res.cleanup());
+
+  it.each(['dir', 'registry'] as const)('store the base layer once (%s)', async (kind) => {
+    const location = kind === 'dir' ? `dir:${join(res.tempDir(), 'store')}` : `registry:${reg.host}/${res.prefix}-${kind}`;
+    const names = [res.name(`${kind}-a`), res.name(`${kind}-b`)];
+    // Each writes a file of its own, so each image is the shared base plus a layer of its own.
+    for (const name of names) await runContainer({ name, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'hostname > /me'] }, 'exited');
+    const r = await backup(
+      parseBackupInputs(inputs({ containers: names.join(','), destination: location, tag: 'shared', 'registry-username': reg.username, 'registry-password': reg.password })),
+      { log: quietLog, env },
+    );
+    expect(r.failed).toBe(0);
+    const [first, second] = r.containers;
+    expect(first.blobs).toEqual({ written: 2, reused: 0 });
+    // The base layer is stored with the first container; the second writes only its own top layer.
+    expect(second.blobs).toEqual({ written: 1, reused: 1 });
+    const v = await verify(parseDestination(location), 'shared', { username: reg.username, password: reg.password }, { log: quietLog, env });
+    expect(v.blobs).toBe(6);
+  });
+});

@@ -1,0 +1,474 @@
+#!/usr/bin/env node
+// Benchmark: container-snapshot (node dist/cli.js) against the docker CLI, side by side, in one run.
+// It prints seconds, bytes on disk and peak memory with ratios; it never asserts a speed.
+//
+//   node bench/run.mjs [--quick] [--mb 300] [--volume-mb 100] [--runs 1]
+//   env: BENCH_MB, BENCH_VOLUME_MB, BENCH_RUNS (flags win)
+//
+// Everything it makes (containers, volumes, images, temp dirs) carries a random prefix and is
+// removed at the end, also on failure or Ctrl-C.
+import { spawn, execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { accessSync, constants, existsSync, lstatSync, mkdtempSync, openSync, closeSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const CLI = join(ROOT, 'dist/cli.js');
+const MB = 1024 * 1024;
+const PAYLOAD_ROOTS = ['/usr/lib/x86_64-linux-gnu', '/usr/share'];
+const GNU_TIME = '/usr/bin/time';
+// Same levels container-snapshot uses (src/snapshot/blobs.ts), so sizes compare like for like.
+const ZSTD = 'zstd -q -T0 -3';
+const GZIP = 'gzip -1';
+
+// ---------------------------------------------------------------- options
+
+function parseOptions(argv) {
+  const opts = {
+    layerMB: Number(process.env.BENCH_MB ?? 300),
+    volumeMB: Number(process.env.BENCH_VOLUME_MB ?? 100),
+    runs: Number(process.env.BENCH_RUNS ?? 1),
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--quick') Object.assign(opts, { layerMB: 30, volumeMB: 10 });
+    else if (a === '--mb') opts.layerMB = Number(argv[++i]);
+    else if (a === '--volume-mb') opts.volumeMB = Number(argv[++i]);
+    else if (a === '--runs') opts.runs = Number(argv[++i]);
+    else if (a === '--help' || a === '-h') {
+      console.log('usage: node bench/run.mjs [--quick] [--mb N] [--volume-mb N] [--runs N]');
+      process.exit(0);
+    } else throw new Error(`unknown argument ${a}`);
+  }
+  for (const k of ['layerMB', 'volumeMB', 'runs']) {
+    if (!(opts[k] > 0)) throw new Error(`${k} must be a positive number, got ${opts[k]}`);
+  }
+  return opts;
+}
+
+// ---------------------------------------------------------------- processes
+
+const q = (s) => `'${String(s).replaceAll("'", `'\\''`)}'`;
+
+/** Runs a shell command, untimed; returns stdout. */
+function sh(cmd) {
+  try {
+    return execFileSync('sh', ['-c', cmd], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 * MB });
+  } catch (err) {
+    throw new Error(`${cmd}\n${err.stderr || err.message}`);
+  }
+}
+
+/** Best-effort variant for cleanup. */
+function shQuiet(cmd) {
+  try {
+    return sh(cmd);
+  } catch {
+    return '';
+  }
+}
+
+function vmKB(pid, field) {
+  try {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+function descendants(pid) {
+  let kids = [];
+  try {
+    for (const t of readdirSync(`/proc/${pid}/task`)) {
+      kids.push(...readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').split(' ').filter(Boolean).map(Number));
+    }
+  } catch {
+    return [];
+  }
+  return kids.concat(kids.flatMap(descendants));
+}
+
+// The engine does the export/import work for the docker CLI, so its RSS is watched too.
+function findDockerd() {
+  const pids = readdirSync('/proc').filter((p) => /^\d+$/.test(p) && shQuiet(`cat /proc/${p}/comm`).trim() === 'dockerd');
+  return pids.length === 1 ? Number(pids[0]) : null;
+}
+
+const HAVE_GNU_TIME = existsSync(GNU_TIME);
+const RSS_METHOD = HAVE_GNU_TIME
+  ? `${GNU_TIME} -f %M: max RSS of the largest process of the step (sh, docker, zstd or node)`
+  : 'polling /proc/<pid>/status VmHWM of the step\'s process tree every 50 ms (no /usr/bin/time)';
+
+/**
+ * Runs one shell command, timed: wall seconds, peak RSS (KB) of its process tree and the peak
+ * growth of dockerd's RSS (KB) while it ran. Output goes to a log that is shown on failure.
+ */
+function measure(ctx, cmd) {
+  const log = join(ctx.tmp, 'step.log');
+  const rssFile = join(ctx.tmp, 'step.rss');
+  const fd = openSync(log, 'w');
+  const argv = HAVE_GNU_TIME ? [GNU_TIME, '-f', '%M', '-o', rssFile, 'sh', '-c', cmd] : ['sh', '-c', cmd];
+  const dockerdStart = ctx.dockerd ? vmKB(ctx.dockerd, 'VmRSS') : 0;
+  let dockerdPeak = dockerdStart;
+  let treePeak = 0;
+  const start = process.hrtime.bigint();
+  const child = spawn(argv[0], argv.slice(1), { cwd: ROOT, stdio: ['ignore', fd, fd] });
+  const poll = setInterval(() => {
+    if (ctx.dockerd) dockerdPeak = Math.max(dockerdPeak, vmKB(ctx.dockerd, 'VmRSS'));
+    if (!HAVE_GNU_TIME) for (const p of [child.pid, ...descendants(child.pid)]) treePeak = Math.max(treePeak, vmKB(p, 'VmHWM'));
+  }, 50);
+  return new Promise((resolvePromise, reject) => {
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+      clearInterval(poll);
+      closeSync(fd);
+      if (code !== 0) {
+        const tail = readFileSync(log, 'utf8').split('\n').slice(-25).join('\n');
+        return reject(new Error(`step failed (exit ${code}): ${cmd}\n${tail}`));
+      }
+      const rssKB = HAVE_GNU_TIME ? Number(readFileSync(rssFile, 'utf8').trim().split('\n').pop()) : treePeak;
+      resolvePromise({ seconds, rssKB, dockerdKB: Math.max(0, dockerdPeak - dockerdStart) });
+    });
+  });
+}
+
+/** Several steps run one after the other count as one: summed time, the largest peaks. */
+function combine(steps) {
+  return {
+    seconds: steps.reduce((s, x) => s + x.seconds, 0),
+    rssKB: Math.max(...steps.map((x) => x.rssKB)),
+    dockerdKB: Math.max(...steps.map((x) => x.dockerdKB)),
+  };
+}
+
+// ---------------------------------------------------------------- sizes and payload
+
+function sizeOf(path) {
+  const st = lstatSync(path, { throwIfNoEntry: false });
+  if (!st) return 0;
+  if (!st.isDirectory()) return st.size;
+  return readdirSync(path).reduce((sum, name) => sum + sizeOf(join(path, name)), 0);
+}
+
+function listFiles(dir, out = []) {
+  let entries;
+  try {
+    entries = readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1));
+  } catch {
+    return out;
+  }
+  for (const e of entries) {
+    const path = join(dir, e.name);
+    if (e.isDirectory()) listFiles(path, out);
+    else if (e.isFile()) {
+      try {
+        accessSync(path, constants.R_OK);
+        out.push({ path, size: statSync(path).size });
+      } catch {
+        // unreadable: skip
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Real files from the host (shared libraries and /usr/share: binaries, text, already
+ * compressed docs), mixed by bytes so the payload compresses like a real container's.
+ * The layer takes the first files, the volume the next ones: no content shared.
+ */
+function pickPayload(layerBytes, volumeBytes) {
+  const sources = PAYLOAD_ROOTS.map((r) => ({ files: listFiles(r), next: 0, taken: 0 }));
+  const take = (budget) => {
+    const picked = { files: [], bytes: 0 };
+    while (picked.bytes < budget) {
+      const open = sources.filter((s) => s.next < s.files.length);
+      if (open.length === 0) throw new Error(`not enough files under ${PAYLOAD_ROOTS.join(', ')} for the payload`);
+      const src = open.reduce((a, b) => (b.taken < a.taken ? b : a));
+      const f = src.files[src.next++];
+      src.taken += f.size;
+      picked.files.push(f.path);
+      picked.bytes += f.size;
+    }
+    return picked;
+  };
+  return { layer: take(layerBytes), volume: take(volumeBytes) };
+}
+
+function tarList(ctx, name, files) {
+  const list = join(ctx.tmp, `${name}.list`);
+  writeFileSync(list, files.map((f) => f.slice(1)).join('\n') + '\n');
+  return list;
+}
+
+// ---------------------------------------------------------------- fixture
+
+async function makeFixture(ctx, opts) {
+  ctx.image = sh(`${q(join(ROOT, 'scripts/demo-image.sh'))} ${q(`${ctx.prefix}-base:busybox`)}`).trim();
+  ctx.container = `${ctx.prefix}-app`;
+  ctx.volume = `${ctx.prefix}-data`;
+  sh(`docker run -d --name ${ctx.container} -v ${ctx.volume}:/data ${ctx.image} sleep 2147483647`);
+
+  const payload = pickPayload(opts.layerMB * MB, opts.volumeMB * MB);
+  // Paths in the tar are relative to /: the layer's land in /usr, the volume's in /data/usr.
+  sh(`tar -C / -cf - -T ${tarList(ctx, 'layer', payload.layer.files)} | docker cp - ${ctx.container}:/`);
+  sh(`tar -C / -cf - -T ${tarList(ctx, 'volume', payload.volume.files)} | docker cp - ${ctx.container}:/data`);
+
+  ctx.payload = payload;
+  ctx.sizeRw = Number(sh(`docker inspect --size -f '{{.SizeRw}}' ${ctx.container}`).trim());
+  ctx.counts = contentCounts(ctx);
+}
+
+// File counts in the layer and the volume: a restore that misses data is caught, not timed.
+function contentCounts(ctx) {
+  const count = (dir) => Number(sh(`docker exec ${ctx.container} sh -c 'ls -laR ${dir} | wc -l'`).trim());
+  return { layer: count('/usr'), volume: count('/data') };
+}
+
+function checkRestored(ctx, what) {
+  const got = contentCounts(ctx);
+  if (got.layer !== ctx.counts.layer || got.volume !== ctx.counts.volume) {
+    throw new Error(`${what}: restored ${JSON.stringify(got)} entries, expected ${JSON.stringify(ctx.counts)}`);
+  }
+}
+
+function removeContainerAndVolume(ctx) {
+  shQuiet(`docker rm -f ${ctx.container}`);
+  shQuiet(`docker volume rm ${ctx.volume}`);
+}
+
+function cleanup(ctx) {
+  if (ctx.cleaned) return;
+  ctx.cleaned = true;
+  const ids = (cmd) => shQuiet(cmd).split('\n').filter(Boolean);
+  for (const c of ids(`docker ps -aq --filter name=^${ctx.prefix}-`)) shQuiet(`docker rm -f ${c}`);
+  for (const v of ids(`docker volume ls -q --filter name=^${ctx.prefix}-`)) shQuiet(`docker volume rm ${v}`);
+  const images = ids(`docker images --format '{{.Repository}}:{{.Tag}}'`).filter((r) => r.includes(ctx.prefix));
+  for (const ref of images) shQuiet(`docker rmi -f ${q(ref)}`);
+  rmSync(ctx.tmp, { recursive: true, force: true });
+}
+
+// ---------------------------------------------------------------- scenarios
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+
+/** Repeats `once` and keeps the median time and size and the largest peaks. */
+async function repeat(runs, once) {
+  const samples = [];
+  for (let i = 0; i < runs; i++) samples.push(await once(i));
+  const pick = (key) => {
+    const rows = samples.map((s) => s[key]);
+    return {
+      seconds: median(rows.map((r) => r.seconds)),
+      bytes: median(rows.map((r) => r.bytes)),
+      rssKB: Math.max(...rows.map((r) => r.rssKB)),
+      dockerdKB: Math.max(...rows.map((r) => r.dockerdKB)),
+    };
+  };
+  return Object.fromEntries(Object.keys(samples[0]).map((k) => [k, pick(k)]));
+}
+
+const COMPRESSORS = { raw: null, zstd: ZSTD, gzip: GZIP };
+const EXT = { raw: '', zstd: '.zst', gzip: '.gz' };
+
+/** docker commit + docker save (+ docker cp of the volume), one compression. */
+function dockerBackup(ctx, comp) {
+  return repeat(ctx.opts.runs, async (i) => {
+    const img = `${ctx.prefix}-commit-${comp}:run${i}`;
+    const layerFile = join(ctx.tmp, `layer-${comp}-${i}.tar${EXT[comp]}`);
+    const volFile = join(ctx.tmp, `volume-${comp}-${i}.tar${EXT[comp]}`);
+    const z = COMPRESSORS[comp];
+    const commit = await measure(ctx, `docker commit ${ctx.container} ${img} >/dev/null`);
+    const save = await measure(ctx, z ? `docker save ${img} | ${z} > ${layerFile}` : `docker save -o ${layerFile} ${img}`);
+    const vol = await measure(ctx, `docker cp ${ctx.container}:/data - ${z ? `| ${z}` : ''} > ${volFile}`);
+    sh(`docker rmi ${img}`);
+    if (i === 0) ctx.saved[comp] = { img, layerFile, volFile };
+    const layerBytes = sizeOf(layerFile);
+    return {
+      layer: { ...combine([commit, save]), bytes: layerBytes },
+      all: { ...combine([commit, save, vol]), bytes: layerBytes + sizeOf(volFile) },
+    };
+  });
+}
+
+function csBackupCmd(ctx, dir, tag, extra = '') {
+  return `node ${q(CLI)} backup --containers ${ctx.container} --destination dir:${dir} --tag ${tag} ${extra}`;
+}
+
+/** container-snapshot to a fresh directory, then again into the same one (warm: all reused). */
+function csBackupColdWarm(ctx) {
+  return repeat(ctx.opts.runs, async (i) => {
+    const dir = join(ctx.tmp, `cs-zstd-${i}`);
+    const cold = await measure(ctx, csBackupCmd(ctx, dir, 'cold'));
+    const coldBytes = sizeOf(dir);
+    const warm = await measure(ctx, csBackupCmd(ctx, dir, 'warm'));
+    if (i === 0) ctx.csDir = dir;
+    return { cold: { ...cold, bytes: coldBytes }, warm: { ...warm, bytes: sizeOf(dir) - coldBytes } };
+  });
+}
+
+function csBackupGzip(ctx) {
+  return repeat(ctx.opts.runs, async (i) => {
+    const dir = join(ctx.tmp, `cs-gzip-${i}`);
+    const r = await measure(ctx, csBackupCmd(ctx, dir, 'cold', '--compression gzip'));
+    return { cold: { ...r, bytes: sizeOf(dir) } };
+  });
+}
+
+/** docker load (+ create, volume fill, start), from the files dockerBackup saved. */
+function dockerRestore(ctx, comp) {
+  const { img, layerFile, volFile } = ctx.saved[comp];
+  const z = COMPRESSORS[comp];
+  return repeat(ctx.opts.runs, async () => {
+    removeContainerAndVolume(ctx);
+    const load = await measure(ctx, z ? `zstd -dc ${layerFile} | docker load >/dev/null` : `docker load -i ${layerFile} >/dev/null`);
+    const create = await measure(ctx, `docker create --name ${ctx.container} -v ${ctx.volume}:/data ${img} >/dev/null`);
+    const fill = await measure(ctx, z ? `zstd -dc ${volFile} | docker cp - ${ctx.container}:/` : `docker cp - ${ctx.container}:/ < ${volFile}`);
+    const start = await measure(ctx, `docker start ${ctx.container} >/dev/null`);
+    checkRestored(ctx, `docker restore (${comp})`);
+    removeContainerAndVolume(ctx);
+    sh(`docker rmi ${img}`);
+    const layerBytes = sizeOf(layerFile);
+    return {
+      layer: { ...load, bytes: layerBytes },
+      all: { ...combine([load, create, fill, start]), bytes: layerBytes + sizeOf(volFile) },
+    };
+  });
+}
+
+function csRestore(ctx) {
+  return repeat(ctx.opts.runs, async () => {
+    removeContainerAndVolume(ctx);
+    const r = await measure(ctx, `node ${q(CLI)} restore --source dir:${ctx.csDir} --snapshot cold`);
+    checkRestored(ctx, 'container-snapshot restore');
+    removeContainerAndVolume(ctx);
+    shQuiet(`docker rmi container-snapshot/${ctx.container}:cold`);
+    return { cold: { ...r, bytes: sizeOf(ctx.csDir) } };
+  });
+}
+
+// ---------------------------------------------------------------- output
+
+const fmt = (n, d = 1) => n.toFixed(d);
+const ratio = (a, b) => (b > 0 ? `x${fmt(a / b, 2)}` : '-');
+
+function table(title, sizeHeader, rows) {
+  console.log(`\n${title}`);
+  const head = ['', 'seconds', sizeHeader, 'peak RSS MB', 'dockerd +MB', 'time', 'size', 'RSS', 'ratios vs'];
+  const body = rows.map(({ label, r, vs }) => [
+    label,
+    fmt(r.seconds, 2),
+    fmt(r.bytes / MB),
+    fmt(r.rssKB / 1024),
+    fmt(r.dockerdKB / 1024),
+    vs ? ratio(r.seconds, vs.r.seconds) : '',
+    vs ? ratio(r.bytes, vs.r.bytes) : '',
+    vs ? ratio(r.rssKB, vs.r.rssKB) : '',
+    vs ? vs.label.trim() : '',
+  ]);
+  const widths = head.map((_, c) => Math.max(...[head, ...body].map((row) => row[c].length)));
+  for (const row of [head, ...body]) {
+    console.log('  ' + row.map((cell, c) => (c === 0 || c === row.length - 1 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  ').trimEnd());
+  }
+}
+
+function printFacts(ctx, opts) {
+  const engine = sh(`docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})'`).trim();
+  const driver = sh(`docker info --format '{{.Driver}}'`).trim();
+  const dist = shQuiet(`git -C ${q(ROOT)} log -1 --format='%h %cs' -- dist`).trim();
+  const distDirty = shQuiet(`git -C ${q(ROOT)} status --porcelain -- dist`).trim() ? ' (dist/ modified locally)' : '';
+  console.log('container-snapshot benchmark — docker CLI vs node dist/cli.js, one run, same machine');
+  console.log(`  machine   nproc ${availableParallelism()}, ${cpus()[0]?.model ?? '?'}, ${fmt(totalmem() / 1024 ** 3)} GiB RAM`);
+  console.log(`  engine    Docker ${engine}, storage driver ${driver}; node ${process.version}; dist ${dist || '?'}${distDirty}`);
+  console.log(`  payload   layer ${fmt(ctx.payload.layer.bytes / MB)} MB in ${ctx.payload.layer.files.length} files (SizeRw ${fmt(ctx.sizeRw / MB)} MB), ` +
+    `volume ${fmt(ctx.payload.volume.bytes / MB)} MB in ${ctx.payload.volume.files.length} files; from ${PAYLOAD_ROOTS.join(' + ')}`);
+  console.log(`  runs      ${opts.runs} per variant${opts.runs > 1 ? ' (median time and size, largest peaks)' : ''}`);
+  console.log(`  peak RSS  ${RSS_METHOD}`);
+  console.log(`  dockerd   ${ctx.dockerd ? `peak VmRSS growth of dockerd (pid ${ctx.dockerd}) during the step, polled every 50 ms` : 'not visible from here: column is 0'}`);
+  console.log(`  levels    docker side: ${ZSTD} (multi-threaded) / ${GZIP}; container-snapshot: zstd 3 / gzip 1 in-process`);
+}
+
+function printNotes() {
+  console.log(`
+Notes
+  - docker commit+save keeps only the writable layer (and the base image); "+volume" adds a docker cp of
+    the volume's archive, which is what a container-snapshot set also holds (plus the container's config).
+  - "MB written" is the resulting file(s) or directory; for warm it is what the second backup added.
+  - container-snapshot fsyncs every blob; docker save -o and the shell redirections do not.
+  - The payload was just written, so the page cache is warm for every variant alike.
+  - Restore rows: the volume-less "docker load" has no container; "+volume" also creates the container,
+    fills the volume with docker cp and starts it, as container-snapshot restore does.`);
+}
+
+// ---------------------------------------------------------------- main
+
+async function main() {
+  const opts = parseOptions(process.argv.slice(2));
+  if (!existsSync(CLI)) throw new Error(`${CLI} not found: run npm run build`);
+  const ctx = {
+    opts,
+    prefix: `csbench-${randomBytes(3).toString('hex')}`,
+    tmp: mkdtempSync(join(tmpdir(), 'csbench-')),
+    dockerd: findDockerd(),
+    saved: {},
+  };
+  const onSignal = (sig) => {
+    console.error(`\n${sig}: cleaning up`);
+    cleanup(ctx);
+    process.exit(130);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    await makeFixture(ctx, opts);
+    printFacts(ctx, opts);
+    progress('backup: docker commit + save, raw / zstd / gzip');
+    const d = { raw: await dockerBackup(ctx, 'raw'), zstd: await dockerBackup(ctx, 'zstd'), gzip: await dockerBackup(ctx, 'gzip') };
+    progress('backup: container-snapshot');
+    const cs = await csBackupColdWarm(ctx);
+    const csGz = await csBackupGzip(ctx);
+    progress('restore: docker load / container-snapshot restore');
+    const dr = { raw: await dockerRestore(ctx, 'raw'), zstd: await dockerRestore(ctx, 'zstd') };
+    const cr = await csRestore(ctx);
+
+    const row = (label, r, vs) => ({ label, r, vs });
+    const dz = row('docker commit+save | zstd +volume', d.zstd.all);
+    const dg = row('docker commit+save | gzip +volume', d.gzip.all);
+    table('Backup (wall clock; ratios = container-snapshot / docker CLI)', 'MB written', [
+      row('docker commit+save -o        layer', d.raw.layer),
+      row('docker commit+save -o        +volume', d.raw.all),
+      row('docker commit+save | zstd    layer', d.zstd.layer),
+      dz,
+      row('docker commit+save | gzip    layer', d.gzip.layer),
+      dg,
+      row('container-snapshot zstd  cold', cs.cold, dz),
+      row('container-snapshot zstd  warm', cs.warm, dz),
+      row('container-snapshot gzip  cold', csGz.cold, dg),
+    ]);
+    const rz = row('zstd -dc | docker load  +volume', dr.zstd.all);
+    table('Restore (container and volume removed first)', 'MB read', [
+      row('docker load -i           layer', dr.raw.layer),
+      row('docker load -i           +volume', dr.raw.all),
+      row('zstd -dc | docker load   layer', dr.zstd.layer),
+      rz,
+      row('container-snapshot restore (zstd set)', cr.cold, rz),
+      row('container-snapshot restore vs raw', cr.cold, row('docker load -i +volume', dr.raw.all)),
+    ]);
+    printNotes();
+  } finally {
+    cleanup(ctx);
+  }
+}
+
+function progress(msg) {
+  process.stderr.write(`.. ${msg}\n`);
+}
+
+main().catch((err) => {
+  console.error(`bench failed: ${err.stack || err.message}`);
+  process.exit(1);
+});
