@@ -19,6 +19,7 @@ const CLI = join(ROOT, 'dist/cli.js');
 const MB = 1024 * 1024;
 const PAYLOAD_ROOTS = ['/usr/lib/x86_64-linux-gnu', '/usr/share'];
 const GNU_TIME = '/usr/bin/time';
+const POLL_MS = 100;
 // Same levels container-snapshot uses (src/snapshot/blobs.ts), so sizes compare like for like.
 const ZSTD = 'zstd -q -T0 -3';
 const GZIP = 'gzip -1';
@@ -80,7 +81,7 @@ function vmKB(pid, field) {
 }
 
 function descendants(pid) {
-  let kids = [];
+  const kids = [];
   try {
     for (const t of readdirSync(`/proc/${pid}/task`)) {
       kids.push(...readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').split(' ').filter(Boolean).map(Number));
@@ -91,38 +92,66 @@ function descendants(pid) {
   return kids.concat(kids.flatMap(descendants));
 }
 
-// The engine does the export/import work for the docker CLI, so its RSS is watched too.
+// The engine does the export/import work for the docker CLI (in dockerd and in the
+// docker-tar/docker-untar helpers it spawns), so that tree's RSS is watched too.
 function findDockerd() {
-  const pids = readdirSync('/proc').filter((p) => /^\d+$/.test(p) && shQuiet(`cat /proc/${p}/comm`).trim() === 'dockerd');
+  const comm = (p) => {
+    try {
+      return readFileSync(`/proc/${p}/comm`, 'utf8').trim();
+    } catch {
+      return '';
+    }
+  };
+  const pids = readdirSync('/proc').filter((p) => /^\d+$/.test(p) && comm(p) === 'dockerd');
   return pids.length === 1 ? Number(pids[0]) : null;
 }
 
-const HAVE_GNU_TIME = existsSync(GNU_TIME);
+// PSS, not RSS: the docker-tar/untar helpers are re-executed dockerd binaries whose pages
+// are shared with dockerd; summing RSS would count them twice.
+function pssKB(pid) {
+  try {
+    return Number(/^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
+function engineKB(dockerd) {
+  if (!dockerd) return 0;
+  return [dockerd, ...descendants(dockerd)].reduce((sum, p) => sum + pssKB(p), 0);
+}
+
+// BENCH_NO_GNU_TIME=1 forces the polling fallback (to check it).
+const HAVE_GNU_TIME = existsSync(GNU_TIME) && !process.env.BENCH_NO_GNU_TIME;
 const RSS_METHOD = HAVE_GNU_TIME
   ? `${GNU_TIME} -f %M: max RSS of the largest process of the step (sh, docker, zstd or node)`
-  : 'polling /proc/<pid>/status VmHWM of the step\'s process tree every 50 ms (no /usr/bin/time)';
+  : `polling /proc/<pid>/status VmHWM of the step's process tree every ${POLL_MS} ms (no /usr/bin/time)`;
 
 /**
  * Runs one shell command, timed: wall seconds, peak RSS (KB) of its process tree and the peak
- * growth of dockerd's RSS (KB) while it ran. Output goes to a log that is shown on failure.
+ * growth of the engine's RSS (KB) while it ran. Output goes to a log that is shown on failure.
  */
 function measure(ctx, cmd) {
   const log = join(ctx.tmp, 'step.log');
   const rssFile = join(ctx.tmp, 'step.rss');
+  // Flush earlier steps' dirty pages first, so no step pays for another's writeback.
+  execFileSync('sync');
   const fd = openSync(log, 'w');
   const argv = HAVE_GNU_TIME ? [GNU_TIME, '-f', '%M', '-o', rssFile, 'sh', '-c', cmd] : ['sh', '-c', cmd];
-  const dockerdStart = ctx.dockerd ? vmKB(ctx.dockerd, 'VmRSS') : 0;
-  let dockerdPeak = dockerdStart;
+  const engineStart = engineKB(ctx.dockerd);
+  let enginePeak = engineStart;
   let treePeak = 0;
   const start = process.hrtime.bigint();
-  const child = spawn(argv[0], argv.slice(1), { cwd: ROOT, stdio: ['ignore', fd, fd] });
+  const child = spawn(argv[0], argv.slice(1), { cwd: ROOT, stdio: ['ignore', fd, fd], detached: true });
+  ctx.running = child;
   const poll = setInterval(() => {
-    if (ctx.dockerd) dockerdPeak = Math.max(dockerdPeak, vmKB(ctx.dockerd, 'VmRSS'));
+    if (ctx.dockerd) enginePeak = Math.max(enginePeak, engineKB(ctx.dockerd));
     if (!HAVE_GNU_TIME) for (const p of [child.pid, ...descendants(child.pid)]) treePeak = Math.max(treePeak, vmKB(p, 'VmHWM'));
-  }, 50);
+  }, POLL_MS);
   return new Promise((resolvePromise, reject) => {
     child.on('error', reject);
     child.on('close', (code) => {
+      ctx.running = null;
       const seconds = Number(process.hrtime.bigint() - start) / 1e9;
       clearInterval(poll);
       closeSync(fd);
@@ -131,7 +160,8 @@ function measure(ctx, cmd) {
         return reject(new Error(`step failed (exit ${code}): ${cmd}\n${tail}`));
       }
       const rssKB = HAVE_GNU_TIME ? Number(readFileSync(rssFile, 'utf8').trim().split('\n').pop()) : treePeak;
-      resolvePromise({ seconds, rssKB, dockerdKB: Math.max(0, dockerdPeak - dockerdStart) });
+      progress(`   ${seconds.toFixed(2).padStart(6)} s ${(rssKB / 1024).toFixed(0).padStart(4)} MB  ${cmd.replaceAll(ctx.tmp, '$TMP').replaceAll(CLI, 'dist/cli.js')}`);
+      resolvePromise({ seconds, rssKB, engineKB: Math.max(0, enginePeak - engineStart) });
     });
   });
 }
@@ -141,7 +171,7 @@ function combine(steps) {
   return {
     seconds: steps.reduce((s, x) => s + x.seconds, 0),
     rssKB: Math.max(...steps.map((x) => x.rssKB)),
-    dockerdKB: Math.max(...steps.map((x) => x.dockerdKB)),
+    engineKB: Math.max(...steps.map((x) => x.engineKB)),
   };
 }
 
@@ -154,7 +184,9 @@ function sizeOf(path) {
   return readdirSync(path).reduce((sum, name) => sum + sizeOf(join(path, name)), 0);
 }
 
-function listFiles(dir, out = []) {
+// Hard links are taken once (the dri drivers are one 25 MB file under 13 names): tar and the
+// layer store them once, so they would inflate the payload without adding bytes.
+function listFiles(dir, out = [], seen = new Set()) {
   let entries;
   try {
     entries = readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1));
@@ -163,11 +195,14 @@ function listFiles(dir, out = []) {
   }
   for (const e of entries) {
     const path = join(dir, e.name);
-    if (e.isDirectory()) listFiles(path, out);
+    if (e.isDirectory()) listFiles(path, out, seen);
     else if (e.isFile()) {
       try {
         accessSync(path, constants.R_OK);
-        out.push({ path, size: statSync(path).size });
+        const st = statSync(path);
+        const inode = `${st.dev}:${st.ino}`;
+        if (!seen.has(inode)) out.push({ path, size: st.size });
+        seen.add(inode);
       } catch {
         // unreadable: skip
       }
@@ -182,7 +217,8 @@ function listFiles(dir, out = []) {
  * The layer takes the first files, the volume the next ones: no content shared.
  */
 function pickPayload(layerBytes, volumeBytes) {
-  const sources = PAYLOAD_ROOTS.map((r) => ({ files: listFiles(r), next: 0, taken: 0 }));
+  const seen = new Set();
+  const sources = PAYLOAD_ROOTS.map((r) => ({ files: listFiles(r, [], seen), next: 0, taken: 0 }));
   const take = (budget) => {
     const picked = { files: [], bytes: 0 };
     while (picked.bytes < budget) {
@@ -190,6 +226,8 @@ function pickPayload(layerBytes, volumeBytes) {
       if (open.length === 0) throw new Error(`not enough files under ${PAYLOAD_ROOTS.join(', ')} for the payload`);
       const src = open.reduce((a, b) => (b.taken < a.taken ? b : a));
       const f = src.files[src.next++];
+      // A 100 MB library would blow a 30 MB budget: files that overshoot by > 1 MB are skipped.
+      if (f.size > budget - picked.bytes + MB) continue;
       src.taken += f.size;
       picked.files.push(f.path);
       picked.bytes += f.size;
@@ -211,7 +249,7 @@ async function makeFixture(ctx, opts) {
   ctx.image = sh(`${q(join(ROOT, 'scripts/demo-image.sh'))} ${q(`${ctx.prefix}-base:busybox`)}`).trim();
   ctx.container = `${ctx.prefix}-app`;
   ctx.volume = `${ctx.prefix}-data`;
-  sh(`docker run -d --name ${ctx.container} -v ${ctx.volume}:/data ${ctx.image} sleep 2147483647`);
+  ctx.containerId = sh(`docker run -d --name ${ctx.container} -v ${ctx.volume}:/data ${ctx.image} sleep 2147483647`).trim();
 
   const payload = pickPayload(opts.layerMB * MB, opts.volumeMB * MB);
   // Paths in the tar are relative to /: the layer's land in /usr, the volume's in /data/usr.
@@ -241,14 +279,42 @@ function removeContainerAndVolume(ctx) {
   shQuiet(`docker volume rm ${ctx.volume}`);
 }
 
+const lines = (cmd) => shQuiet(cmd).split('\n').filter(Boolean);
+
+/** Images named with our prefix, and untagged commits of our container (a backup's, interrupted). */
+function removeOurImages(ctx) {
+  let removed = 0;
+  for (const ref of lines(`docker images --format '{{.Repository}}:{{.Tag}}'`).filter((r) => r.includes(ctx.prefix))) {
+    removed += shQuiet(`docker rmi -f ${q(ref)}`) ? 1 : 0;
+  }
+  for (const img of lines('docker images -q --no-trunc -f dangling=true')) {
+    if (ctx.containerId && shQuiet(`docker image inspect -f '{{.Container}}' ${img}`).trim() === ctx.containerId) {
+      removed += shQuiet(`docker rmi ${img}`) ? 1 : 0;
+    }
+  }
+  return removed;
+}
+
 function cleanup(ctx) {
   if (ctx.cleaned) return;
   ctx.cleaned = true;
-  const ids = (cmd) => shQuiet(cmd).split('\n').filter(Boolean);
-  for (const c of ids(`docker ps -aq --filter name=^${ctx.prefix}-`)) shQuiet(`docker rm -f ${c}`);
-  for (const v of ids(`docker volume ls -q --filter name=^${ctx.prefix}-`)) shQuiet(`docker volume rm ${v}`);
-  const images = ids(`docker images --format '{{.Repository}}:{{.Tag}}'`).filter((r) => r.includes(ctx.prefix));
-  for (const ref of images) shQuiet(`docker rmi -f ${q(ref)}`);
+  // The running step first: it is a process group of its own (spawned detached).
+  const interrupted = ctx.running;
+  if (interrupted) {
+    try {
+      process.kill(-interrupted.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  for (const c of lines(`docker ps -aq --filter name=^${ctx.prefix}-`)) shQuiet(`docker rm -f ${c}`);
+  for (const v of lines(`docker volume ls -q --filter name=^${ctx.prefix}-`)) shQuiet(`docker volume rm ${v}`);
+  removeOurImages(ctx);
+  // A commit the killed step asked for finishes in the engine regardless; wait for it a while.
+  if (interrupted) {
+    console.error('waiting up to 20 s for an interrupted commit to land, to remove it');
+    for (let i = 0; i < 20 && removeOurImages(ctx) === 0; i++) execFileSync('sleep', ['1']);
+  }
   rmSync(ctx.tmp, { recursive: true, force: true });
 }
 
@@ -256,20 +322,27 @@ function cleanup(ctx) {
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
 
-/** Repeats `once` and keeps the median time and size and the largest peaks. */
-async function repeat(runs, once) {
-  const samples = [];
-  for (let i = 0; i < runs; i++) samples.push(await once(i));
-  const pick = (key) => {
-    const rows = samples.map((s) => s[key]);
-    return {
-      seconds: median(rows.map((r) => r.seconds)),
-      bytes: median(rows.map((r) => r.bytes)),
-      rssKB: Math.max(...rows.map((r) => r.rssKB)),
-      dockerdKB: Math.max(...rows.map((r) => r.dockerdKB)),
-    };
-  };
-  return Object.fromEntries(Object.keys(samples[0]).map((k) => [k, pick(k)]));
+/**
+ * Runs every variant once per round, in reverse order on odd rounds so that no variant
+ * always goes first or last (the machine is shared and drifts). Keeps, per variant and row,
+ * the median time and size and the largest peaks.
+ */
+async function rounds(runs, variants) {
+  const samples = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
+  for (let i = 0; i < runs; i++) {
+    const order = Object.keys(variants);
+    if (i % 2 === 1) order.reverse();
+    for (const key of order) samples[key].push(await variants[key](i));
+  }
+  const summary = (rows) => ({
+    seconds: median(rows.map((r) => r.seconds)),
+    bytes: median(rows.map((r) => r.bytes)),
+    rssKB: Math.max(...rows.map((r) => r.rssKB)),
+    engineKB: Math.max(...rows.map((r) => r.engineKB)),
+  });
+  return Object.fromEntries(
+    Object.entries(samples).map(([key, runsOf]) => [key, Object.fromEntries(Object.keys(runsOf[0]).map((row) => [row, summary(runsOf.map((s) => s[row]))]))]),
+  );
 }
 
 const COMPRESSORS = { raw: null, zstd: ZSTD, gzip: GZIP };
@@ -277,7 +350,7 @@ const EXT = { raw: '', zstd: '.zst', gzip: '.gz' };
 
 /** docker commit + docker save (+ docker cp of the volume), one compression. */
 function dockerBackup(ctx, comp) {
-  return repeat(ctx.opts.runs, async (i) => {
+  return async (i) => {
     const img = `${ctx.prefix}-commit-${comp}:run${i}`;
     const layerFile = join(ctx.tmp, `layer-${comp}-${i}.tar${EXT[comp]}`);
     const volFile = join(ctx.tmp, `volume-${comp}-${i}.tar${EXT[comp]}`);
@@ -292,7 +365,7 @@ function dockerBackup(ctx, comp) {
       layer: { ...combine([commit, save]), bytes: layerBytes },
       all: { ...combine([commit, save, vol]), bytes: layerBytes + sizeOf(volFile) },
     };
-  });
+  };
 }
 
 function csBackupCmd(ctx, dir, tag, extra = '') {
@@ -301,29 +374,29 @@ function csBackupCmd(ctx, dir, tag, extra = '') {
 
 /** container-snapshot to a fresh directory, then again into the same one (warm: all reused). */
 function csBackupColdWarm(ctx) {
-  return repeat(ctx.opts.runs, async (i) => {
+  return async (i) => {
     const dir = join(ctx.tmp, `cs-zstd-${i}`);
     const cold = await measure(ctx, csBackupCmd(ctx, dir, 'cold'));
     const coldBytes = sizeOf(dir);
     const warm = await measure(ctx, csBackupCmd(ctx, dir, 'warm'));
     if (i === 0) ctx.csDir = dir;
     return { cold: { ...cold, bytes: coldBytes }, warm: { ...warm, bytes: sizeOf(dir) - coldBytes } };
-  });
+  };
 }
 
 function csBackupGzip(ctx) {
-  return repeat(ctx.opts.runs, async (i) => {
+  return async (i) => {
     const dir = join(ctx.tmp, `cs-gzip-${i}`);
     const r = await measure(ctx, csBackupCmd(ctx, dir, 'cold', '--compression gzip'));
     return { cold: { ...r, bytes: sizeOf(dir) } };
-  });
+  };
 }
 
 /** docker load (+ create, volume fill, start), from the files dockerBackup saved. */
 function dockerRestore(ctx, comp) {
   const { img, layerFile, volFile } = ctx.saved[comp];
   const z = COMPRESSORS[comp];
-  return repeat(ctx.opts.runs, async () => {
+  return async () => {
     removeContainerAndVolume(ctx);
     const load = await measure(ctx, z ? `zstd -dc ${layerFile} | docker load >/dev/null` : `docker load -i ${layerFile} >/dev/null`);
     const create = await measure(ctx, `docker create --name ${ctx.container} -v ${ctx.volume}:/data ${img} >/dev/null`);
@@ -337,44 +410,48 @@ function dockerRestore(ctx, comp) {
       layer: { ...load, bytes: layerBytes },
       all: { ...combine([load, create, fill, start]), bytes: layerBytes + sizeOf(volFile) },
     };
-  });
+  };
 }
 
 function csRestore(ctx) {
-  return repeat(ctx.opts.runs, async () => {
+  return async () => {
     removeContainerAndVolume(ctx);
     const r = await measure(ctx, `node ${q(CLI)} restore --source dir:${ctx.csDir} --snapshot cold`);
     checkRestored(ctx, 'container-snapshot restore');
     removeContainerAndVolume(ctx);
     shQuiet(`docker rmi container-snapshot/${ctx.container}:cold`);
     return { cold: { ...r, bytes: sizeOf(ctx.csDir) } };
-  });
+  };
 }
 
 // ---------------------------------------------------------------- output
 
 const fmt = (n, d = 1) => n.toFixed(d);
+const fmtMB = (bytes) => fmt(bytes / MB, bytes > 0 && bytes < MB ? 3 : 1);
 const ratio = (a, b) => (b > 0 ? `x${fmt(a / b, 2)}` : '-');
 
 function table(title, sizeHeader, rows) {
   console.log(`\n${title}`);
-  const head = ['', 'seconds', sizeHeader, 'peak RSS MB', 'dockerd +MB', 'time', 'size', 'RSS', 'ratios vs'];
-  const body = rows.map(({ label, r, vs }) => [
-    label,
+  const head = ['', '', 'seconds', sizeHeader, 'peak RSS MB', 'engine +MB', 'time', 'size', 'RSS', 'ratios vs'];
+  const body = rows.map(({ name, part, r, vs }) => [
+    name,
+    part,
     fmt(r.seconds, 2),
-    fmt(r.bytes / MB),
+    fmtMB(r.bytes),
     fmt(r.rssKB / 1024),
-    fmt(r.dockerdKB / 1024),
+    fmt(r.engineKB / 1024),
     vs ? ratio(r.seconds, vs.r.seconds) : '',
     vs ? ratio(r.bytes, vs.r.bytes) : '',
     vs ? ratio(r.rssKB, vs.r.rssKB) : '',
-    vs ? vs.label.trim() : '',
+    vs ? `${vs.name} ${vs.part}` : '',
   ]);
   const widths = head.map((_, c) => Math.max(...[head, ...body].map((row) => row[c].length)));
   for (const row of [head, ...body]) {
-    console.log('  ' + row.map((cell, c) => (c === 0 || c === row.length - 1 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  ').trimEnd());
+    console.log('  ' + row.map((cell, c) => (c <= 1 || c === row.length - 1 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  ').trimEnd());
   }
 }
+
+const loadAverage = () => readFileSync('/proc/loadavg', 'utf8').split(' ')[0];
 
 function printFacts(ctx, opts) {
   const engine = sh(`docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})'`).trim();
@@ -386,22 +463,24 @@ function printFacts(ctx, opts) {
   console.log(`  engine    Docker ${engine}, storage driver ${driver}; node ${process.version}; dist ${dist || '?'}${distDirty}`);
   console.log(`  payload   layer ${fmt(ctx.payload.layer.bytes / MB)} MB in ${ctx.payload.layer.files.length} files (SizeRw ${fmt(ctx.sizeRw / MB)} MB), ` +
     `volume ${fmt(ctx.payload.volume.bytes / MB)} MB in ${ctx.payload.volume.files.length} files; from ${PAYLOAD_ROOTS.join(' + ')}`);
-  console.log(`  runs      ${opts.runs} per variant${opts.runs > 1 ? ' (median time and size, largest peaks)' : ''}`);
+  console.log(`  runs      ${opts.runs} per variant${opts.runs > 1 ? ' (order reversed every other round; median time and size, largest peaks)' : ''}`);
   console.log(`  peak RSS  ${RSS_METHOD}`);
-  console.log(`  dockerd   ${ctx.dockerd ? `peak VmRSS growth of dockerd (pid ${ctx.dockerd}) during the step, polled every 50 ms` : 'not visible from here: column is 0'}`);
+  console.log(`  engine    ${ctx.dockerd ? `peak growth of the summed PSS of dockerd (pid ${ctx.dockerd}) and its children (containerd, docker-tar/untar) during the step, polled every ${POLL_MS} ms` : 'dockerd not visible from here: column is 0'}`);
   console.log(`  levels    docker side: ${ZSTD} (multi-threaded) / ${GZIP}; container-snapshot: zstd 3 / gzip 1 in-process`);
 }
 
-function printNotes() {
+function printNotes(ctx) {
   console.log(`
 Notes
   - docker commit+save keeps only the writable layer (and the base image); "+volume" adds a docker cp of
     the volume's archive, which is what a container-snapshot set also holds (plus the container's config).
   - "MB written" is the resulting file(s) or directory; for warm it is what the second backup added.
-  - container-snapshot fsyncs every blob; docker save -o and the shell redirections do not.
+  - container-snapshot fsyncs every blob; docker save -o and the shell redirections do not (an untimed
+    sync runs before every step, so no step pays for an earlier one's writeback).
   - The payload was just written, so the page cache is warm for every variant alike.
   - Restore rows: the volume-less "docker load" has no container; "+volume" also creates the container,
-    fills the volume with docker cp and starts it, as container-snapshot restore does.`);
+    fills the volume with docker cp and starts it, as container-snapshot restore does.
+  - MB = 2^20 bytes. Load average (1 min) at start ${ctx.loadStart}, at end ${loadAverage()}: others may share the machine.`);
 }
 
 // ---------------------------------------------------------------- main
@@ -415,50 +494,61 @@ async function main() {
     tmp: mkdtempSync(join(tmpdir(), 'csbench-')),
     dockerd: findDockerd(),
     saved: {},
+    loadStart: loadAverage(),
   };
+  // Cleanup is synchronous, so it also runs from 'exit': after signals, uncaught errors, EPIPE.
+  process.on('exit', () => cleanup(ctx));
   const onSignal = (sig) => {
     console.error(`\n${sig}: cleaning up`);
-    cleanup(ctx);
     process.exit(130);
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  process.stdout.on('error', () => process.exit(1));
   try {
     await makeFixture(ctx, opts);
     printFacts(ctx, opts);
-    progress('backup: docker commit + save, raw / zstd / gzip');
-    const d = { raw: await dockerBackup(ctx, 'raw'), zstd: await dockerBackup(ctx, 'zstd'), gzip: await dockerBackup(ctx, 'gzip') };
-    progress('backup: container-snapshot');
-    const cs = await csBackupColdWarm(ctx);
-    const csGz = await csBackupGzip(ctx);
-    progress('restore: docker load / container-snapshot restore');
-    const dr = { raw: await dockerRestore(ctx, 'raw'), zstd: await dockerRestore(ctx, 'zstd') };
-    const cr = await csRestore(ctx);
+    progress('backup');
+    // Matching pairs run back to back, so drift on a shared machine hits both alike.
+    const b = await rounds(opts.runs, {
+      dZstd: dockerBackup(ctx, 'zstd'),
+      cs: csBackupColdWarm(ctx),
+      dGzip: dockerBackup(ctx, 'gzip'),
+      csGz: csBackupGzip(ctx),
+      dRaw: dockerBackup(ctx, 'raw'),
+    });
+    const d = { raw: b.dRaw, zstd: b.dZstd, gzip: b.dGzip };
+    const [cs, csGz] = [b.cs, b.csGz];
+    progress('restore');
+    const r = await rounds(opts.runs, { zstd: dockerRestore(ctx, 'zstd'), cs: csRestore(ctx), raw: dockerRestore(ctx, 'raw') });
+    const dr = { raw: r.raw, zstd: r.zstd };
+    const cr = r.cs;
 
-    const row = (label, r, vs) => ({ label, r, vs });
-    const dz = row('docker commit+save | zstd +volume', d.zstd.all);
-    const dg = row('docker commit+save | gzip +volume', d.gzip.all);
+    const row = (name, part, r, vs) => ({ name, part, r, vs });
+    const dz = row('docker commit+save | zstd', '+volume', d.zstd.all);
+    const dg = row('docker commit+save | gzip', '+volume', d.gzip.all);
     table('Backup (wall clock; ratios = container-snapshot / docker CLI)', 'MB written', [
-      row('docker commit+save -o        layer', d.raw.layer),
-      row('docker commit+save -o        +volume', d.raw.all),
-      row('docker commit+save | zstd    layer', d.zstd.layer),
+      row('docker commit+save -o', 'layer', d.raw.layer),
+      row('docker commit+save -o', '+volume', d.raw.all),
+      row('docker commit+save | zstd', 'layer', d.zstd.layer),
       dz,
-      row('docker commit+save | gzip    layer', d.gzip.layer),
+      row('docker commit+save | gzip', 'layer', d.gzip.layer),
       dg,
-      row('container-snapshot zstd  cold', cs.cold, dz),
-      row('container-snapshot zstd  warm', cs.warm, dz),
-      row('container-snapshot gzip  cold', csGz.cold, dg),
+      row('container-snapshot zstd', 'cold', cs.cold, dz),
+      row('container-snapshot zstd', 'warm', cs.warm, dz),
+      row('container-snapshot gzip', 'cold', csGz.cold, dg),
     ]);
-    const rz = row('zstd -dc | docker load  +volume', dr.zstd.all);
+    const rr = row('docker load -i', '+volume', dr.raw.all);
+    const rz = row('zstd -dc | docker load', '+volume', dr.zstd.all);
     table('Restore (container and volume removed first)', 'MB read', [
-      row('docker load -i           layer', dr.raw.layer),
-      row('docker load -i           +volume', dr.raw.all),
-      row('zstd -dc | docker load   layer', dr.zstd.layer),
+      row('docker load -i', 'layer', dr.raw.layer),
+      rr,
+      row('zstd -dc | docker load', 'layer', dr.zstd.layer),
       rz,
-      row('container-snapshot restore (zstd set)', cr.cold, rz),
-      row('container-snapshot restore vs raw', cr.cold, row('docker load -i +volume', dr.raw.all)),
+      row('container-snapshot restore', 'zstd set', cr.cold, rz),
+      row('container-snapshot restore', 'zstd set', cr.cold, rr),
     ]);
-    printNotes();
+    printNotes(ctx);
   } finally {
     cleanup(ctx);
   }

@@ -16,7 +16,7 @@ export interface Deps {
 }
 
 function open(spec: DestinationSpec, credentials: Credentials, deps: Deps): Promise<Destination> {
-  return openDestination(spec, { credentials, onSecret: deps.onSecret, env: deps.env });
+  return openDestination(spec, { credentials, onSecret: deps.onSecret, env: deps.env, warn: (m) => deps.log.warning(m) });
 }
 
 export async function backup(opts: BackupOptions, deps: Deps): Promise<BackupResult> {

@@ -98453,7 +98453,7 @@ function errorMessage(err) {
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _shims_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8165);
 /* harmony import */ var _action_run_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3147);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(6349);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(4689);
 
 
 
@@ -98464,7 +98464,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 6349:
+/***/ 4689:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -98573,16 +98573,22 @@ class engine_Engine {
         const info = await call(`inspect container ${id}`, () => container.inspect({ size: true }));
         return info.SizeRw;
     }
-    async containerExists(name) {
+    /** The container with exactly this name (the engine alone would also match an ID prefix). */
+    async findContainer(name) {
         try {
-            await this.inspectContainer(name);
-            return true;
+            const info = await this.inspectContainer(name);
+            return info.Name === `/${name}` ? info : undefined;
         }
         catch (err) {
             if (err instanceof NotFoundError)
-                return false;
+                return undefined;
             throw err;
         }
+    }
+    /** Containers, in any state, that mount the volume. */
+    async volumeUsers(volume) {
+        const list = await call(`list containers using volume ${volume}`, () => this.docker.listContainers({ all: true, filters: { volume: [volume] } }));
+        return list.map((c) => ({ id: c.Id, name: (c.Names.find((n) => n.lastIndexOf('/') === 0) ?? c.Id).replace(/^\//, '') }));
     }
     async pause(id) {
         await call(`pause container ${id}`, () => this.docker.getContainer(id).pause());
@@ -98594,7 +98600,13 @@ class engine_Engine {
         await call(`start container ${id}`, () => this.docker.getContainer(id).start());
     }
     async stop(id, timeoutSeconds) {
-        await call(`stop container ${id}`, () => this.docker.getContainer(id).stop({ t: timeoutSeconds }));
+        try {
+            await call(`stop container ${id}`, () => this.docker.getContainer(id).stop({ t: timeoutSeconds }));
+        }
+        catch (err) {
+            if (!(err instanceof EngineError && err.statusCode === 304))
+                throw err;
+        }
     }
     async removeContainer(id, opts = {}) {
         await call(`remove container ${id}`, () => this.docker.getContainer(id).remove({ force: opts.force ?? false, v: opts.volumes ?? false }));
@@ -98674,9 +98686,11 @@ class engine_Engine {
     async removeVolume(name) {
         await call(`remove volume ${name}`, () => this.docker.getVolume(name).remove());
     }
+    /** The network with exactly this name or ID (the engine alone would also match an ID prefix). */
     async inspectNetwork(name) {
         try {
-            return await call(`inspect network ${name}`, () => this.docker.getNetwork(name).inspect());
+            const net = await call(`inspect network ${name}`, () => this.docker.getNetwork(name).inspect());
+            return net.Name === name || net.Id === name ? net : undefined;
         }
         catch (err) {
             if (err instanceof NotFoundError)
@@ -99527,6 +99541,11 @@ function newestFirst(a, b) {
 }
 
 ;// CONCATENATED MODULE: ./src/destinations/types.ts
+/**
+ * The set's own blobs: volumes and the committed image configs. In a registry they sit
+ * beside the set manifest that references them, so garbage collection keeps them.
+ */
+const types_SET_SCOPE = { set: true };
 class DestinationError extends Error {
     name = 'DestinationError';
 }
@@ -99572,9 +99591,11 @@ async function fsyncPath(path) {
  */
 class DirDestination {
     label;
+    warn;
     root;
-    constructor(label, path) {
+    constructor(label, path, warn = () => undefined) {
         this.label = label;
+        this.warn = warn;
         this.root = (0,external_node_path_.resolve)(path);
     }
     blobPath(digest) {
@@ -99651,11 +99672,19 @@ class DirDestination {
         const tmp = (0,external_node_path_.join)(this.root, '.tmp', `set-${set.tag}-${(0,external_node_crypto_.randomBytes)(4).toString('hex')}.json`);
         await (0,promises_namespaceObject.writeFile)(tmp, `${JSON.stringify(set, null, 2)}\n`, { flag: 'wx' });
         await fsyncPath(tmp);
-        if (await exists(target)) {
-            await (0,promises_namespaceObject.rm)(tmp, { force: true });
-            throw new DestinationError(`${this.label}: snapshot ${set.tag} already exists`);
+        await fsyncPath((0,external_node_path_.join)(this.root, 'blobs', 'sha256'));
+        try {
+            // link() fails if the target exists: two backups with one tag can't overwrite each other.
+            await (0,promises_namespaceObject.link)(tmp, target);
         }
-        await (0,promises_namespaceObject.rename)(tmp, target);
+        catch (err) {
+            if (err.code === 'EEXIST')
+                throw new DestinationError(`${this.label}: snapshot ${set.tag} already exists`);
+            throw err;
+        }
+        finally {
+            await (0,promises_namespaceObject.rm)(tmp, { force: true });
+        }
         await fsyncPath((0,external_node_path_.join)(this.root, 'sets'));
         return Object.fromEntries(set.containers.map((c) => [c.name, { ref: `${target}#${c.name}`, digest: c.image.id }]));
     }
@@ -99679,9 +99708,14 @@ class DirDestination {
         }
         const sets = [];
         for (const name of names.filter((n) => n.endsWith('.json'))) {
-            const set = await this.readSet(name.slice(0, -'.json'.length));
-            if (set)
-                sets.push(summarize(set));
+            try {
+                const set = await this.readSet(name.slice(0, -'.json'.length));
+                if (set)
+                    sets.push(summarize(set));
+            }
+            catch (err) {
+                this.warn(`Skipping ${this.label} sets/${name}: ${err.message}`);
+            }
         }
         return sets.sort(newestFirst);
     }
@@ -99699,7 +99733,6 @@ function repoComponent(name) {
 }
 
 ;// CONCATENATED MODULE: ./src/util/streams.ts
-
 
 
 /** Passes bytes through while counting them and computing their sha256. */
@@ -99749,15 +99782,33 @@ class Verifier extends external_node_stream_.Transform {
 class ChecksumError extends Error {
     name = 'ChecksumError';
 }
-/** One writable that forwards every chunk to several, honouring the slowest one's backpressure. */
+/** Resolves when `target` drains; rejects if it fails or closes first. */
+function drained(target) {
+    return new Promise((resolve, reject) => {
+        const done = (err) => {
+            target.off('drain', onDrain).off('error', onError).off('close', onClose);
+            if (err)
+                reject(err);
+            else
+                resolve();
+        };
+        const onDrain = () => done();
+        const onError = (err) => done(err);
+        const onClose = () => done(new Error('a destination stream closed before its data was written'));
+        target.on('drain', onDrain).on('error', onError).on('close', onClose);
+    });
+}
+/**
+ * One writable that forwards every chunk to several, honouring the slowest one's
+ * backpressure; the first target to fail fails the whole write.
+ */
 function streams_fanOut(targets) {
     if (targets.length === 1)
         return targets[0];
-    return new Writable({
+    const fan = new Writable({
         async write(chunk, _enc, done) {
             try {
-                const waits = targets.filter((t) => !t.write(chunk)).map((t) => once(t, 'drain'));
-                await Promise.all(waits);
+                await Promise.all(targets.filter((t) => !t.write(chunk)).map(drained));
                 done();
             }
             catch (err) {
@@ -99765,17 +99816,22 @@ function streams_fanOut(targets) {
             }
         },
         final(done) {
-            Promise.all(targets.map((t) => new Promise((resolve, reject) => {
+            const ends = targets.map((t) => new Promise((resolve, reject) => {
                 t.once('error', reject);
-                t.end(() => resolve());
-            }))).then(() => done(), done);
+                t.end((err) => (err ? reject(err) : resolve()));
+            }));
+            Promise.all(ends).then(() => done(), done);
         },
         destroy(err, done) {
             for (const t of targets)
-                t.destroy(err ?? undefined);
+                if (!t.destroyed)
+                    t.destroy(err ?? undefined);
             done(err);
         },
     });
+    for (const t of targets)
+        t.on('error', (err) => fan.destroy(err));
+    return fan;
 }
 /** Reads a small stream whole (manifests, configs); refuses more than `limit` bytes. */
 async function streams_readSmall(stream, limit = 64 * 1024 * 1024) {
@@ -99824,12 +99880,14 @@ class RegistryDestination {
     label;
     prefix;
     client;
+    warn;
     /** Where blobs were seen, so a blob already in another repository is mounted instead of uploaded. */
     homes = new Map();
-    constructor(label, prefix, client) {
+    constructor(label, prefix, client, warn = () => undefined) {
         this.label = label;
         this.prefix = prefix;
         this.client = client;
+        this.warn = warn;
     }
     repo(scope) {
         return 'container' in scope ? `${this.prefix}/${repoComponent(scope.container)}` : this.prefix;
@@ -99877,7 +99935,7 @@ class RegistryDestination {
      * because an image's labels would merge into the restored container's own.
      */
     async labeledConfig(repo, set, c) {
-        const config = JSON.parse((await streams_readSmall(await this.client.getBlob(repo, c.image.config.digest))).toString('utf8'));
+        const config = JSON.parse((await streams_readSmall(await this.client.getBlob(this.prefix, c.image.config.digest))).toString('utf8'));
         config.config ??= {};
         config.config.Labels = { ...(config.config.Labels ?? {}), ...ociLabels(set, c) };
         const body = Buffer.from(JSON.stringify(config));
@@ -99904,12 +99962,13 @@ class RegistryDestination {
         }
         const doc = Buffer.from(JSON.stringify(set));
         const docDigest = await this.putJsonBlob(this.prefix, doc);
-        const volumes = [...new Map(set.containers.flatMap((c) => c.volumes.map((v) => [v.blob.digest, v.blob]))).values()];
+        // Every blob of the set's own scope: volumes and the committed image configs (a restore's, not the pushed one's).
+        const own = [...new Map(set.containers.flatMap((c) => [c.image.config, ...c.volumes.map((v) => v.blob)]).map((b) => [b.digest, b])).values()];
         const setManifest = {
             schemaVersion: 2,
             mediaType: OCI_MANIFEST,
             config: { mediaType: manifest_SET_MEDIA_TYPE, digest: docDigest, size: doc.length },
-            layers: volumes.map((v) => ({ mediaType: v.mediaType, digest: v.digest, size: v.size })),
+            layers: own.map((b) => ({ mediaType: b.mediaType, digest: b.digest, size: b.size })),
             annotations,
         };
         await this.client.putManifest(this.prefix, set.tag, OCI_MANIFEST, Buffer.from(JSON.stringify(setManifest)));
@@ -99933,7 +99992,7 @@ class RegistryDestination {
         const set = parseSet(body.toString('utf8'), `${this.label}:${tag}`);
         for (const c of set.containers) {
             const repo = this.repo({ container: c.name });
-            for (const b of [c.image.config, ...c.image.layers])
+            for (const b of c.image.layers)
                 if (!this.homes.has(b.digest))
                     this.homes.set(b.digest, repo);
         }
@@ -99942,9 +100001,14 @@ class RegistryDestination {
     async listSets() {
         const sets = [];
         for (const tag of await this.client.listTags(this.prefix)) {
-            const set = await this.readSet(tag);
-            if (set)
-                sets.push(summarize(set));
+            try {
+                const set = await this.readSet(tag);
+                if (set)
+                    sets.push(summarize(set));
+            }
+            catch (err) {
+                this.warn(`Skipping ${this.label}:${tag}: ${err.message}`);
+            }
         }
         return sets.sort(newestFirst);
     }
@@ -99957,10 +100021,51 @@ class RegistryDestination {
 
 async function openDestination(spec, opts) {
     if (spec.kind === 'dir')
-        return new DirDestination(spec.raw, spec.path);
+        return new DirDestination(spec.raw, spec.path, opts.warn);
     const auth = await resolveCredentials(spec.host, { ...opts.credentials, env: opts.env, onSecret: opts.onSecret });
     const client = new RegistryClient({ host: spec.host, auth, userAgent: 'container-snapshot' });
-    return new RegistryDestination(spec.raw, spec.prefix, client);
+    return new RegistryDestination(spec.raw, spec.prefix, client, opts.warn);
+}
+
+// EXTERNAL MODULE: ./node_modules/tar-stream/index.js
+var tar_stream = __nccwpck_require__(6118);
+;// CONCATENATED MODULE: ./src/util/tar-check.ts
+
+
+/**
+ * Passes a tar stream through unchanged while parsing it, and fails at the end if it
+ * was not a whole archive: the engine can end an archive response early without an error.
+ */
+class tar_check_TarChecker extends external_node_stream_.Transform {
+    what;
+    extract = tar_stream.extract();
+    parsed;
+    entries = 0;
+    constructor(what) {
+        super();
+        this.what = what;
+        this.extract.on('entry', (_header, stream, next) => {
+            this.entries++;
+            stream.on('end', next);
+            stream.on('error', () => undefined); // the archive's own error is reported once, below
+            stream.resume();
+        });
+        this.parsed = new Promise((resolve, reject) => {
+            this.extract.on('finish', resolve);
+            this.extract.on('error', reject);
+        });
+        this.parsed.catch(() => undefined);
+    }
+    _transform(chunk, _enc, done) {
+        if (this.extract.write(chunk))
+            done(null, chunk);
+        else
+            this.extract.once('drain', () => done(null, chunk));
+    }
+    _flush(done) {
+        this.extract.end();
+        this.parsed.then(() => done(this.entries > 0 ? null : new Error(`${this.what}: the engine sent an empty archive`)), (err) => done(new Error(`${this.what}: the engine's archive is not a whole tar (${err.message})`)));
+    }
 }
 
 // EXTERNAL MODULE: external "node:zlib"
@@ -100046,9 +100151,8 @@ async function blobs_allHave(targets, digest) {
     return true;
 }
 
-// EXTERNAL MODULE: ./node_modules/tar-stream/index.js
-var tar_stream = __nccwpck_require__(6118);
 ;// CONCATENATED MODULE: ./src/snapshot/image-archive.ts
+
 
 
 
@@ -100150,7 +100254,7 @@ async function image_archive_storeSavedImage(source, targets, opts) {
     const configBytes = small.get(resolve(manifest.Config));
     if (!configBytes)
         throw new ArchiveError(`image archive has no config ${manifest.Config}`);
-    const config = await storeBlob(Readable.from([configBytes]), targets, IMAGE_CONFIG_MEDIA_TYPE);
+    const config = await storeBlob(Readable.from([configBytes]), opts.configTargets, IMAGE_CONFIG_MEDIA_TYPE);
     const layers = [];
     for (const layerPath of manifest.Layers) {
         const path = resolve(layerPath);
@@ -100190,7 +100294,7 @@ async function addEntry(pack, header, source) {
 function loadArchive(dest, scope, image, repoTag) {
     const pack = tar_stream.pack();
     const build = async () => {
-        const configBytes = await streams_readSmall(await openContent(dest, scope, image.config, 'image config'));
+        const configBytes = await streams_readSmall(await openContent(dest, types_SET_SCOPE, image.config, 'image config'));
         const configName = `${image_archive_hexOf(image.config.contentDigest)}.json`;
         await addEntry(pack, { name: configName, size: configBytes.length, mode: 0o644 }, configBytes);
         const layerNames = [];
@@ -100220,8 +100324,12 @@ const CONFIG_FIELDS = (/* unused pure expression or super */ null && ([
     'NetworkDisabled', 'OnBuild', 'Labels', 'StopSignal', 'StopTimeout', 'Shell',
 ]));
 // Values the engine fills in at create time; passing them back would pin this engine's defaults.
-const HOST_CONFIG_DROPPED = (/* unused pure expression or super */ null && (['MaskedPaths', 'ReadonlyPaths', 'ContainerIDFile']));
-const DEFAULT_NETWORKS = new Set(['bridge', 'host', 'none', 'default']);
+// Empty MaskedPaths/ReadonlyPaths are kept: they are how `--security-opt systempaths=unconfined` shows.
+const HOST_CONFIG_DEFAULTED = (/* unused pure expression or super */ null && (['MaskedPaths', 'ReadonlyPaths']));
+const BUILTIN_NETWORKS = new Set(['bridge', 'host', 'none', 'default']);
+// With another container's network, the engine refuses these (they belong to that container).
+const CONFIG_OF_SHARED_NETWORK = (/* unused pure expression or super */ null && (['Hostname', 'Domainname', 'ExposedPorts']));
+const HOST_CONFIG_OF_SHARED_NETWORK = (/* unused pure expression or super */ null && (['PortBindings', 'PublishAllPorts', 'Dns', 'DnsOptions', 'DnsSearch', 'ExtraHosts']));
 function pick(source, fields) {
     const out = {};
     for (const field of fields) {
@@ -100253,24 +100361,88 @@ function networkDefinition(net) {
     };
 }
 function spec_userNetworkNames(info) {
-    return Object.keys(info.NetworkSettings?.Networks ?? {}).filter((n) => !DEFAULT_NETWORKS.has(n));
+    return Object.keys(info.NetworkSettings?.Networks ?? {}).filter((n) => !BUILTIN_NETWORKS.has(n));
 }
-function spec_captureSpec(info, networks) {
+const SHARED = /^container:(.+)$/;
+/** Modes and references that name other containers, which a restore must find by name. */
+function spec_containerReferences(hostConfig) {
+    const refs = [];
+    for (const field of ['NetworkMode', 'PidMode', 'IpcMode']) {
+        const m = SHARED.exec(String(hostConfig[field] ?? ''));
+        if (m)
+            refs.push(m[1]);
+    }
+    for (const v of hostConfig.VolumesFrom ?? [])
+        refs.push(v.split(':')[0]);
+    for (const l of hostConfig.Links ?? [])
+        refs.push(l.split(':')[0]);
+    return refs;
+}
+/** Replaces container IDs in `container:` modes and VolumesFrom with names (`names` maps ID → name). */
+function withNamedReferences(hostConfig, names) {
+    const out = { ...hostConfig };
+    for (const field of ['NetworkMode', 'PidMode', 'IpcMode']) {
+        const m = SHARED.exec(String(out[field] ?? ''));
+        if (m)
+            out[field] = `container:${names(m[1])}`;
+    }
+    if (Array.isArray(out.VolumesFrom)) {
+        out.VolumesFrom = out.VolumesFrom.map((v) => {
+            const [ref, ...mode] = v.split(':');
+            return [names(ref), ...mode].join(':');
+        });
+    }
+    return out;
+}
+/** The spec with restore-time renames applied to volume sources and container references. */
+function renameReferences(spec, rename) {
+    if (rename.size === 0)
+        return spec;
+    const to = (name) => rename.get(name) ?? name;
+    const hostConfig = withNamedReferences(spec.hostConfig, to);
+    if (Array.isArray(hostConfig.Binds)) {
+        hostConfig.Binds = hostConfig.Binds.map((b) => {
+            const [source, ...rest] = b.split(':');
+            return source.startsWith('/') ? b : [to(source), ...rest].join(':');
+        });
+    }
+    if (Array.isArray(hostConfig.Mounts)) {
+        hostConfig.Mounts = hostConfig.Mounts.map((m) => m.Type === 'volume' && m.Source ? { ...m, Source: to(m.Source) } : m);
+    }
+    if (Array.isArray(hostConfig.Links)) {
+        hostConfig.Links = hostConfig.Links.map((l) => {
+            const [target, alias] = l.split(':');
+            return `${to(target)}:${alias}`;
+        });
+    }
+    return { ...spec, hostConfig };
+}
+function spec_captureSpec(info, networks, names = (n) => n) {
     const config = pick(info.Config, CONFIG_FIELDS);
     const shortId = info.Id.slice(0, 12);
     if (config.Hostname === shortId || info.HostConfig?.NetworkMode === 'host')
         delete config.Hostname;
-    const hostConfig = { ...info.HostConfig };
-    for (const field of HOST_CONFIG_DROPPED)
-        delete hostConfig[field];
+    let hostConfig = { ...info.HostConfig };
+    delete hostConfig.ContainerIDFile;
+    for (const field of HOST_CONFIG_DEFAULTED) {
+        if (Array.isArray(hostConfig[field]) && hostConfig[field].length > 0)
+            delete hostConfig[field];
+    }
     const links = normalizeLinks(info.HostConfig?.Links);
     if (links)
         hostConfig.Links = links;
     else
         delete hostConfig.Links;
+    hostConfig = withNamedReferences(hostConfig, names);
+    if (SHARED.test(String(hostConfig.NetworkMode ?? ''))) {
+        for (const field of CONFIG_OF_SHARED_NETWORK)
+            delete config[field];
+        for (const field of HOST_CONFIG_OF_SHARED_NETWORK)
+            delete hostConfig[field];
+    }
     const name = info.Name.replace(/^\//, '');
     const attachments = Object.entries(info.NetworkSettings?.Networks ?? {})
-        .filter(([netName]) => !DEFAULT_NETWORKS.has(netName))
+        .filter(([netName]) => netName !== 'host' && netName !== 'none')
         .map(([netName, ep]) => {
         const endpoint = ep;
         const aliases = (endpoint.Aliases ?? []).filter((a) => a !== shortId && a !== info.Id && a !== name);
@@ -100297,12 +100469,21 @@ function endpointConfig(attachment) {
         ep.Links = attachment.links;
     return ep;
 }
+/** The network the container is created on: the one its network mode names ('default' is the bridge). */
+function primaryNetwork(spec) {
+    const mode = String(spec.hostConfig.NetworkMode ?? 'default');
+    if (mode === 'host' || mode === 'none' || SHARED.test(mode))
+        return undefined;
+    const wanted = mode === 'default' ? 'bridge' : mode;
+    return spec.networks.find((n) => n.name === wanted) ?? spec.networks.find((n) => n.name !== 'bridge');
+}
 /**
- * Create options for the container; networks beyond the first are connected
- * before start (engines before API 1.44 take one network at create).
+ * Create options for the container; its other networks are connected before start
+ * (engines before API 1.44 take one network at create).
  */
 function createOptions(spec, name, image) {
-    const [first, ...rest] = spec.networks;
+    const first = primaryNetwork(spec);
+    const rest = first ? spec.networks.filter((n) => n !== first) : [];
     const create = {
         ...spec.config,
         name,
@@ -100328,6 +100509,8 @@ function createNetworkOptions(name, def) {
 }
 
 ;// CONCATENATED MODULE: ./src/snapshot/backup.ts
+
+
 
 
 
@@ -100381,7 +100564,9 @@ function chooseCompression(opts, engineVersion) {
     return toRegistry && !(major >= 23) ? 'gzip' : 'zstd';
 }
 function candidateOf(c) {
-    return { id: c.Id, name: (c.Names?.[0] ?? c.Id).replace(/^\//, ''), labels: c.Labels ?? {}, state: c.State };
+    // Names also lists link aliases ("/other/alias"); the container's own name has one slash.
+    const own = c.Names?.find((n) => n.lastIndexOf('/') === 0) ?? c.Id;
+    return { id: c.Id, name: own.replace(/^\//, ''), labels: c.Labels ?? {}, state: c.State };
 }
 function statusOf(info) {
     return info.State.Paused ? 'paused' : info.State.Status;
@@ -100411,7 +100596,13 @@ class ContainerBackup {
             if (n)
                 networks.set(net, n);
         }
-        const spec = captureSpec(info, networks);
+        const names = new Map();
+        for (const ref of containerReferences(info.HostConfig)) {
+            const peer = await engine.inspectContainer(ref).catch(() => undefined);
+            if (peer)
+                names.set(ref, peer.Name.replace(/^\//, ''));
+        }
+        const spec = captureSpec(info, networks, (ref) => names.get(ref) ?? ref);
         const mounts = mountsToTake(info, this.opts);
         const pauseIt = this.opts.pause && info.State.Running && !info.State.Paused;
         const journal = this.ctx.journal;
@@ -100462,16 +100653,17 @@ class ContainerBackup {
                 known.set(diffId, blob);
         }
         const mediaType = layerMediaType(this.compression);
-        let result = await storeSavedImage(await engine.saveImage(imageId), targets, { diffIds, known, layerMediaType: mediaType });
+        const base = { diffIds, layerMediaType: mediaType, configTargets: this.targets(SET_SCOPE) };
+        let result = await storeSavedImage(await engine.saveImage(imageId), targets, { ...base, known });
         if ('retry' in result)
-            result = await storeSavedImage(await engine.saveImage(imageId), targets, { diffIds, known: new Map(), layerMediaType: mediaType });
+            result = await storeSavedImage(await engine.saveImage(imageId), targets, { ...base, known: new Map() });
         if ('retry' in result)
             throw new BackupError(`${name}: could not read the committed image consistently`);
         return { image: result.image, stats: { written: result.written, reused: result.reused } };
     }
     async takeVolume(id, container, mount, stats) {
         const { engine } = this.ctx;
-        const targets = this.targets({ set: true });
+        const targets = this.targets(SET_SCOPE);
         const record = {
             type: mount.type,
             name: mount.name,
@@ -100499,7 +100691,10 @@ class ContainerBackup {
                 return { ...record, blob: previous };
             }
         }
-        const blob = await storeBlob(await engine.getArchive(id, mount.destination), targets, volumeMediaType(this.compression));
+        const archive = await engine.getArchive(id, mount.destination);
+        const checked = archive.pipe(new TarChecker(`${container}: ${mount.name || mount.destination}`));
+        archive.on('error', (err) => checked.destroy(err));
+        const blob = await storeBlob(checked, targets, volumeMediaType(this.compression));
         stats.written++;
         return { ...record, blob };
     }
@@ -100628,6 +100823,8 @@ var core_log = __nccwpck_require__(4325);
 
 
 
+
+
 class RestoreError extends Error {
     name = 'RestoreError';
 }
@@ -100670,13 +100867,13 @@ async function restore_verifyContainers(source, containers, includeVolumes, log)
     let count = 0;
     for (const c of containers) {
         const scope = imageScope(c);
-        await verifyBlob(source, scope, c.image.config, `${c.name} image config`);
+        await verifyBlob(source, types_SET_SCOPE, c.image.config, `${c.name} image config`);
         for (const [i, layer] of c.image.layers.entries())
             await verifyBlob(source, scope, layer, `${c.name} layer ${i}`);
         count += 1 + c.image.layers.length;
         if (includeVolumes) {
             for (const v of c.volumes)
-                await verifyBlob(source, { set: true }, v.blob, `${c.name} volume ${v.name || v.destination}`);
+                await verifyBlob(source, types_SET_SCOPE, v.blob, `${c.name} volume ${v.name || v.destination}`);
             count += c.volumes.length;
         }
         log.info(`${c.name}: checksums verified`);
@@ -100685,6 +100882,7 @@ async function restore_verifyContainers(source, containers, includeVolumes, log)
 }
 async function countEntries(stream, limit) {
     const extract = tar_stream.extract();
+    stream.on('error', (err) => extract.destroy(err));
     stream.pipe(extract);
     let n = 0;
     for await (const entry of extract) {
@@ -100701,16 +100899,22 @@ class ContainerRestore {
     ctx;
     opts;
     set;
-    constructor(ctx, opts, set) {
+    targets;
+    /** Volumes already filled by this run (two containers of a set may share one). */
+    filled = new Set();
+    constructor(ctx, opts, set, 
+    /** Names of the containers this run restores: their old instances may be replaced. */
+    targets) {
         this.ctx = ctx;
         this.opts = opts;
         this.set = set;
+        this.targets = targets;
     }
     volumeName(v) {
         return this.opts.rename.get(v.name) ?? v.name;
     }
     namedVolumes(c) {
-        return c.volumes.filter((v) => v.type === 'volume' && !v.anonymous);
+        return this.opts.includeVolumes ? c.volumes.filter((v) => v.type === 'volume' && !v.anonymous) : [];
     }
     async loadImage(c) {
         const { engine, source } = this.ctx;
@@ -100724,44 +100928,84 @@ class ContainerRestore {
         await engine.tagImage(c.image.id, repo, this.set.tag);
         return `${repo}:${this.set.tag}`;
     }
-    /** A volume that exists and holds anything, seen through a never-started probe container. */
-    async volumeHasData(volume, image) {
+    /** Runs `fn` with a never-started container of `image` that mounts `mounts`. */
+    async withHelper(image, mounts, fn) {
         const { engine } = this.ctx;
-        const probe = await engine.createContainer({
-            Image: image,
-            Entrypoint: ['/csx-probe'],
-            HostConfig: { Mounts: [{ Type: 'volume', Source: volume, Target: '/csx-probe', VolumeOptions: { NoCopy: true } }] },
-        });
+        const id = await engine.createContainer({ Image: image, Entrypoint: ['/csx-helper'], HostConfig: { Mounts: mounts } });
         try {
-            return (await countEntries(await engine.getArchive(probe, '/csx-probe'), 2)) > 1;
+            return await fn(id);
         }
         finally {
-            await engine.removeContainer(probe, { force: true });
+            await engine.removeContainer(id, { force: true });
         }
+    }
+    /** Whether a volume or host path holds anything, seen through a helper that copies nothing into it. */
+    hasData(image, mount) {
+        const m = { ...mount, Target: '/csx-probe', ...(mount.Type === 'volume' ? { VolumeOptions: { NoCopy: true } } : {}) };
+        return this.withHelper(image, [m], async (id) => (await countEntries(await this.ctx.engine.getArchive(id, '/csx-probe'), 2)) > 1);
     }
     /** Everything that would make this restore clobber something, checked before any change. */
     async conflicts(c, target, image) {
         const { engine } = this.ctx;
         const found = [];
-        if (!this.opts.replace && (await engine.containerExists(target)))
+        if (!this.opts.replace && (await engine.findContainer(target)))
             found.push(`container '${target}' exists`);
-        if (this.opts.includeVolumes) {
-            for (const v of this.namedVolumes(c)) {
-                const name = this.volumeName(v);
-                if ((await engine.inspectVolume(name)) && !this.opts.replace && (await this.volumeHasData(name, image))) {
-                    found.push(`volume '${name}' exists and is not empty`);
-                }
+        for (const v of this.namedVolumes(c)) {
+            const name = this.volumeName(v);
+            if (!(await engine.inspectVolume(name))) {
+                if (v.driverOptions?.device && !this.opts.replace)
+                    found.push(`volume '${name}' would be created on ${v.driverOptions.device}, which may hold data`);
+                continue;
+            }
+            const others = (await engine.volumeUsers(name)).filter((u) => !(this.opts.replace && this.targets.has(u.name)));
+            if (others.length > 0)
+                found.push(`volume '${name}' is in use by ${others.map((u) => u.name).join(', ')}`);
+            else if (!this.opts.replace && (await this.hasData(image, { Type: 'volume', Source: name })))
+                found.push(`volume '${name}' exists and is not empty`);
+        }
+        if (this.opts.includeVolumes && !this.opts.replace) {
+            for (const v of c.volumes.filter((m) => m.type === 'bind' && m.source)) {
+                if (await this.hasData(image, { Type: 'bind', Source: v.source }))
+                    found.push(`host path '${v.source}' is not empty`);
             }
         }
         return found;
     }
-    async prepareVolumes(c, created) {
-        const { engine } = this.ctx;
+    /** With replace: the old container is stopped and kept aside under another name until the new one runs. */
+    async setAside(target, changes) {
+        const { engine, log } = this.ctx;
+        const old = await engine.findContainer(target);
+        if (!old)
+            return;
+        const wasRunning = old.State.Running;
+        const wasPaused = old.State.Paused;
+        if (wasPaused)
+            await engine.unpause(old.Id);
+        if (wasRunning)
+            await engine.stop(old.Id, 10);
+        const name = `${target}-replaced-${(0,external_node_crypto_.randomBytes)(3).toString('hex')}`;
+        await engine.renameContainer(old.Id, name);
+        changes.aside = { id: old.Id, name, wasRunning, wasPaused };
+        log.info(`${target}: the existing container is stopped and kept as '${name}' until the restore succeeds`);
+    }
+    async prepareVolumes(c, image, changes) {
+        const { engine, log } = this.ctx;
+        const toFill = [];
         for (const v of this.namedVolumes(c)) {
             const name = this.volumeName(v);
+            if (this.filled.has(name))
+                continue;
             if (await engine.inspectVolume(name)) {
-                if (!this.opts.replace || !this.opts.includeVolumes)
+                if (!this.opts.replace) {
+                    toFill.push(v);
                     continue;
+                }
+                if (changes.aside && (await engine.volumeUsers(name)).some((u) => u.id === changes.aside?.id)) {
+                    // The old container holds the volume; the data it had is replaced by the verified snapshot.
+                    await engine.removeContainer(changes.aside.id, { force: true, volumes: true });
+                    log.info(`${c.name}: removed the replaced container '${changes.aside.name}' to replace volume '${name}'`);
+                    changes.aside = undefined;
+                }
                 try {
                     await engine.removeVolume(name);
                 }
@@ -100770,43 +101014,39 @@ class ContainerRestore {
                         throw new RestoreError(`${c.name}: volume '${name}' is in use by another container; cannot replace it`);
                     throw err;
                 }
+                await engine.createVolume({ name, driver: v.driver, driverOpts: v.driverOptions, labels: v.labels });
             }
-            await engine.createVolume({ name, driver: v.driver, driverOpts: v.driverOptions, labels: v.labels });
-            created.push(name);
+            else {
+                await engine.createVolume({ name, driver: v.driver, driverOpts: v.driverOptions, labels: v.labels });
+                changes.createdVolumes.push(name);
+            }
+            toFill.push(v);
         }
+        if (toFill.length === 0)
+            return;
+        // Filled before the container exists, so the engine finds them not empty and copies no image content in.
+        const mounts = toFill.map((v) => ({ Type: 'volume', Source: this.volumeName(v), Target: v.destination, VolumeOptions: { NoCopy: true } }));
+        await this.withHelper(image, mounts, async (id) => {
+            for (const v of toFill) {
+                await this.fill(c, id, v);
+                this.filled.add(this.volumeName(v));
+            }
+        });
+    }
+    async fill(c, id, v) {
+        const content = await openContent(this.ctx.source, types_SET_SCOPE, v.blob, `${c.name} volume ${v.name || v.destination}`);
+        await this.ctx.engine.putArchive(id, external_node_path_.posix.dirname(v.destination), content);
     }
     specWithRenames(c) {
-        if (this.opts.rename.size === 0)
-            return c.spec;
-        const hostConfig = { ...c.spec.hostConfig };
-        const rename = (source) => this.opts.rename.get(source) ?? source;
-        if (Array.isArray(hostConfig.Binds)) {
-            hostConfig.Binds = hostConfig.Binds.map((b) => {
-                const [source, ...rest] = b.split(':');
-                return source.startsWith('/') ? b : [rename(source), ...rest].join(':');
-            });
-        }
-        if (Array.isArray(hostConfig.Mounts)) {
-            hostConfig.Mounts = hostConfig.Mounts.map((m) => m.Type === 'volume' && m.Source ? { ...m, Source: rename(m.Source) } : m);
-        }
-        return { ...c.spec, hostConfig };
+        return renameReferences(c.spec, this.opts.rename);
     }
     async ensureNetworks(c) {
         const { engine, log } = this.ctx;
         for (const n of c.spec.networks) {
-            if (await engine.inspectNetwork(n.name))
+            if (!n.definition || (await engine.inspectNetwork(n.name)))
                 continue;
-            if (!n.definition)
-                throw new RestoreError(`${c.name}: network '${n.name}' is missing and the snapshot has no definition of it`);
             await engine.createNetwork(createNetworkOptions(n.name, n.definition));
             log.info(`${c.name}: created network ${n.name}`);
-        }
-    }
-    async fillVolumes(c, id) {
-        const { engine, source } = this.ctx;
-        for (const v of c.volumes) {
-            const content = await openContent(source, { set: true }, v.blob, `${c.name} volume ${v.name || v.destination}`);
-            await engine.putArchive(id, external_node_path_.posix.dirname(v.destination), content);
         }
     }
     shouldStart(c) {
@@ -100816,40 +101056,81 @@ class ContainerRestore {
             return false;
         return ['running', 'paused', 'restarting'].includes(c.status);
     }
-    async restore(c, target, image) {
-        const { engine, log } = this.ctx;
-        if (this.opts.replace && (await engine.containerExists(target))) {
-            await engine.removeContainer(target, { force: true });
-            log.info(`${c.name}: removed the existing container '${target}' (replace)`);
+    async create(c, target, image, changes) {
+        const { engine } = this.ctx;
+        await this.ensureNetworks(c);
+        const { create, connect } = createOptions(this.specWithRenames(c), target, image);
+        const id = await engine.createContainer(create);
+        changes.container = id;
+        if (this.opts.includeVolumes) {
+            for (const v of c.volumes.filter((m) => m.type === 'bind' || m.anonymous))
+                await this.fill(c, id, v);
         }
-        const createdVolumes = [];
+        for (const n of connect)
+            await engine.connectNetwork(n.network, id, n.endpoint);
+        if (this.shouldStart(c)) {
+            await engine.start(id);
+            if (c.status === 'paused' && this.opts.start === 'auto')
+                await engine.pause(id);
+        }
+        return id;
+    }
+    /** Puts back what a failed restore changed; volumes that now hold the snapshot's data are kept. */
+    async rollBack(target, changes) {
+        const { engine, log } = this.ctx;
+        if (changes.container)
+            await engine.removeContainer(changes.container, { force: true, volumes: true }).catch(() => undefined);
+        for (const v of changes.createdVolumes)
+            await engine.removeVolume(v).catch(() => undefined);
+        const aside = changes.aside;
+        if (!aside)
+            return;
+        await engine.renameContainer(aside.id, target);
+        if (aside.wasRunning)
+            await engine.start(aside.id);
+        if (aside.wasPaused)
+            await engine.pause(aside.id);
+        log.info(`${target}: put the previous container back`);
+    }
+    async restore(c, target, image) {
+        const { engine } = this.ctx;
+        const changes = { createdVolumes: [] };
         let id;
         try {
-            if (this.opts.includeVolumes)
-                await this.prepareVolumes(c, createdVolumes);
-            await this.ensureNetworks(c);
-            const { create, connect } = createOptions(this.specWithRenames(c), target, image);
-            id = await engine.createContainer(create);
-            if (this.opts.includeVolumes)
-                await this.fillVolumes(c, id);
-            for (const n of connect)
-                await engine.connectNetwork(n.network, id, n.endpoint);
-            if (this.shouldStart(c)) {
-                await engine.start(id);
-                if (c.status === 'paused' && this.opts.start === 'auto')
-                    await engine.pause(id);
-            }
+            if (this.opts.replace)
+                await this.setAside(target, changes);
+            await this.prepareVolumes(c, image, changes);
+            id = await this.create(c, target, image, changes);
         }
         catch (err) {
-            if (id)
-                await engine.removeContainer(id, { force: true, volumes: true }).catch(() => undefined);
-            for (const v of createdVolumes)
-                await engine.removeVolume(v).catch(() => undefined);
+            await this.rollBack(target, changes).catch((e) => this.ctx.log.error(`${target}: could not put things back: ${(0,core_log/* errorMessage */.g)(e)}`));
             throw err;
         }
+        if (changes.aside)
+            await engine.removeContainer(changes.aside.id, { force: true, volumes: true });
         const info = await engine.inspectContainer(id);
         return { name: target, from: c.name, id, state: info.State.Paused ? 'paused' : info.State.Status, status: 'ok' };
     }
+}
+/** Containers that others refer to (links, volumes-from, shared namespaces) come first. */
+function restoreOrder(containers, rename) {
+    const byTarget = new Map(containers.map((c) => [rename.get(c.name) ?? c.name, c]));
+    const ordered = [];
+    const state = new Map();
+    const visit = (c) => {
+        if (state.get(c))
+            return;
+        state.set(c, 'visiting');
+        for (const ref of spec_containerReferences(renameReferences(c.spec, rename).hostConfig)) {
+            const dep = byTarget.get(ref);
+            if (dep && dep !== c)
+                visit(dep);
+        }
+        state.set(c, 'done');
+        ordered.push(c);
+    };
+    containers.forEach(visit);
+    return ordered;
 }
 async function runRestore(opts, ctx) {
     const { log } = ctx;
@@ -100858,7 +101139,7 @@ async function runRestore(opts, ctx) {
     const chosen = chooseContainers(set, opts);
     const blobs = await restore_verifyContainers(ctx.source, chosen, opts.includeVolumes, log);
     log.info(`All ${blobs} blob(s) verified`);
-    const worker = new ContainerRestore(ctx, opts, set);
+    const worker = new ContainerRestore(ctx, opts, set, new Set(chosen.map((c) => opts.rename.get(c.name) ?? c.name)));
     const results = [];
     const fail = (c, target, err) => {
         const r = { name: target, from: c.name, id: '', state: '', status: 'failed', error: (0,core_log/* errorMessage */.g)(err) };
@@ -100866,7 +101147,7 @@ async function runRestore(opts, ctx) {
         results.push(r);
     };
     const ready = [];
-    for (const c of chosen) {
+    for (const c of restoreOrder(chosen, opts.rename)) {
         const target = opts.rename.get(c.name) ?? c.name;
         try {
             const image = await worker.loadImage(c);
@@ -100899,7 +101180,7 @@ async function runRestore(opts, ctx) {
 
 
 function commands_open(spec, credentials, deps) {
-    return openDestination(spec, { credentials, onSecret: deps.onSecret, env: deps.env });
+    return openDestination(spec, { credentials, onSecret: deps.onSecret, env: deps.env, warn: (m) => deps.log.warning(m) });
 }
 async function backup(opts, deps) {
     const destinations = [];

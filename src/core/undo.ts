@@ -75,10 +75,16 @@ export function undoOnSignals(journal: UndoJournal, engine: Engine, log: Logger)
       })
       .finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
   };
+  const crash = (err: Error) => {
+    log.error(`Unexpected error: ${err.message}; undoing what this backup changed`);
+    undo(journal.pending, engine, log).finally(() => process.exit(1));
+  };
   process.once('SIGINT', handler);
   process.once('SIGTERM', handler);
+  process.once('uncaughtException', crash);
   return () => {
     process.off('SIGINT', handler);
     process.off('SIGTERM', handler);
+    process.off('uncaughtException', crash);
   };
 }

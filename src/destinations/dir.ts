@@ -1,5 +1,5 @@
 import { createReadStream, createWriteStream } from 'node:fs';
-import { access, mkdir, open, readdir, readFile, rename, rm, stat, writeFile, constants } from 'node:fs/promises';
+import { access, link, mkdir, open, readdir, readFile, rename, rm, stat, writeFile, constants } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -45,6 +45,7 @@ export class DirDestination implements Destination {
   constructor(
     readonly label: string,
     path: string,
+    private readonly warn: (message: string) => void = () => undefined,
   ) {
     this.root = resolve(path);
   }
@@ -125,11 +126,16 @@ export class DirDestination implements Destination {
     const tmp = join(this.root, '.tmp', `set-${set.tag}-${randomBytes(4).toString('hex')}.json`);
     await writeFile(tmp, `${JSON.stringify(set, null, 2)}\n`, { flag: 'wx' });
     await fsyncPath(tmp);
-    if (await exists(target)) {
+    await fsyncPath(join(this.root, 'blobs', 'sha256'));
+    try {
+      // link() fails if the target exists: two backups with one tag can't overwrite each other.
+      await link(tmp, target);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new DestinationError(`${this.label}: snapshot ${set.tag} already exists`);
+      throw err;
+    } finally {
       await rm(tmp, { force: true });
-      throw new DestinationError(`${this.label}: snapshot ${set.tag} already exists`);
     }
-    await rename(tmp, target);
     await fsyncPath(join(this.root, 'sets'));
     return Object.fromEntries(set.containers.map((c) => [c.name, { ref: `${target}#${c.name}`, digest: c.image.id }]));
   }
@@ -153,8 +159,12 @@ export class DirDestination implements Destination {
     }
     const sets: SetSummary[] = [];
     for (const name of names.filter((n) => n.endsWith('.json'))) {
-      const set = await this.readSet(name.slice(0, -'.json'.length));
-      if (set) sets.push(summarize(set));
+      try {
+        const set = await this.readSet(name.slice(0, -'.json'.length));
+        if (set) sets.push(summarize(set));
+      } catch (err) {
+        this.warn(`Skipping ${this.label} sets/${name}: ${(err as Error).message}`);
+      }
     }
     return sets.sort(newestFirst);
   }

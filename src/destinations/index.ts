@@ -7,15 +7,16 @@ import type { Destination } from './types.js';
 
 export interface OpenOptions {
   credentials: Credentials;
+  warn?: (message: string) => void;
   onSecret?: (secret: string) => void;
   env?: NodeJS.ProcessEnv;
 }
 
 export async function openDestination(spec: DestinationSpec, opts: OpenOptions): Promise<Destination> {
-  if (spec.kind === 'dir') return new DirDestination(spec.raw, spec.path);
+  if (spec.kind === 'dir') return new DirDestination(spec.raw, spec.path, opts.warn);
   const auth = await resolveCredentials(spec.host, { ...opts.credentials, env: opts.env, onSecret: opts.onSecret });
   const client = new RegistryClient({ host: spec.host, auth, userAgent: 'container-snapshot' });
-  return new RegistryDestination(spec.raw, spec.prefix, client);
+  return new RegistryDestination(spec.raw, spec.prefix, client, opts.warn);
 }
 
 export type { Destination } from './types.js';

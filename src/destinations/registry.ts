@@ -41,6 +41,7 @@ export class RegistryDestination implements Destination {
     readonly label: string,
     private readonly prefix: string,
     private readonly client: RegistryClient,
+    private readonly warn: (message: string) => void = () => undefined,
   ) {}
 
   private repo(scope: BlobScope): string {
@@ -93,7 +94,7 @@ export class RegistryDestination implements Destination {
    * because an image's labels would merge into the restored container's own.
    */
   private async labeledConfig(repo: string, set: SnapshotSet, c: SnapshotSet['containers'][number]): Promise<{ digest: string; size: number }> {
-    const config = JSON.parse((await readSmall(await this.client.getBlob(repo, c.image.config.digest))).toString('utf8')) as {
+    const config = JSON.parse((await readSmall(await this.client.getBlob(this.prefix, c.image.config.digest))).toString('utf8')) as {
       config?: { Labels?: Record<string, string> | null };
     };
     config.config ??= {};
@@ -122,12 +123,13 @@ export class RegistryDestination implements Destination {
     }
     const doc = Buffer.from(JSON.stringify(set));
     const docDigest = await this.putJsonBlob(this.prefix, doc);
-    const volumes = [...new Map(set.containers.flatMap((c) => c.volumes.map((v) => [v.blob.digest, v.blob] as const))).values()];
+    // Every blob of the set's own scope: volumes and the committed image configs (a restore's, not the pushed one's).
+    const own = [...new Map(set.containers.flatMap((c) => [c.image.config, ...c.volumes.map((v) => v.blob)]).map((b) => [b.digest, b] as const)).values()];
     const setManifest = {
       schemaVersion: 2,
       mediaType: OCI_MANIFEST,
       config: { mediaType: SET_MEDIA_TYPE, digest: docDigest, size: doc.length },
-      layers: volumes.map((v) => ({ mediaType: v.mediaType, digest: v.digest, size: v.size })),
+      layers: own.map((b) => ({ mediaType: b.mediaType, digest: b.digest, size: b.size })),
       annotations,
     };
     await this.client.putManifest(this.prefix, set.tag, OCI_MANIFEST, Buffer.from(JSON.stringify(setManifest)));
@@ -149,7 +151,7 @@ export class RegistryDestination implements Destination {
     const set = parseSet(body.toString('utf8'), `${this.label}:${tag}`);
     for (const c of set.containers) {
       const repo = this.repo({ container: c.name });
-      for (const b of [c.image.config, ...c.image.layers]) if (!this.homes.has(b.digest)) this.homes.set(b.digest, repo);
+      for (const b of c.image.layers) if (!this.homes.has(b.digest)) this.homes.set(b.digest, repo);
     }
     return set;
   }
@@ -157,8 +159,12 @@ export class RegistryDestination implements Destination {
   async listSets(): Promise<SetSummary[]> {
     const sets: SetSummary[] = [];
     for (const tag of await this.client.listTags(this.prefix)) {
-      const set = await this.readSet(tag);
-      if (set) sets.push(summarize(set));
+      try {
+        const set = await this.readSet(tag);
+        if (set) sets.push(summarize(set));
+      } catch (err) {
+        this.warn(`Skipping ${this.label}:${tag}: ${(err as Error).message}`);
+      }
     }
     return sets.sort(newestFirst);
   }

@@ -7,6 +7,12 @@ import type { SetSummary, SnapshotSet } from '../snapshot/manifest.js';
  */
 export type BlobScope = { container: string } | { set: true };
 
+/**
+ * The set's own blobs: volumes and the committed image configs. In a registry they sit
+ * beside the set manifest that references them, so garbage collection keeps them.
+ */
+export const SET_SCOPE: BlobScope = { set: true };
+
 export interface StoredRef {
   ref: string;
   digest?: string;

@@ -97,14 +97,21 @@ export class Engine {
     return info.SizeRw;
   }
 
-  async containerExists(name: string): Promise<boolean> {
+  /** The container with exactly this name (the engine alone would also match an ID prefix). */
+  async findContainer(name: string): Promise<ContainerInspect | undefined> {
     try {
-      await this.inspectContainer(name);
-      return true;
+      const info = await this.inspectContainer(name);
+      return info.Name === `/${name}` ? info : undefined;
     } catch (err) {
-      if (err instanceof NotFoundError) return false;
+      if (err instanceof NotFoundError) return undefined;
       throw err;
     }
+  }
+
+  /** Containers, in any state, that mount the volume. */
+  async volumeUsers(volume: string): Promise<Array<{ id: string; name: string }>> {
+    const list = await call(`list containers using volume ${volume}`, () => this.docker.listContainers({ all: true, filters: { volume: [volume] } }));
+    return list.map((c) => ({ id: c.Id, name: (c.Names.find((n) => n.lastIndexOf('/') === 0) ?? c.Id).replace(/^\//, '') }));
   }
 
   async pause(id: string): Promise<void> {
@@ -120,7 +127,11 @@ export class Engine {
   }
 
   async stop(id: string, timeoutSeconds?: number): Promise<void> {
-    await call(`stop container ${id}`, () => this.docker.getContainer(id).stop({ t: timeoutSeconds }));
+    try {
+      await call(`stop container ${id}`, () => this.docker.getContainer(id).stop({ t: timeoutSeconds }));
+    } catch (err) {
+      if (!(err instanceof EngineError && err.statusCode === 304)) throw err;
+    }
   }
 
   async removeContainer(id: string, opts: { force?: boolean; volumes?: boolean } = {}): Promise<void> {
@@ -219,9 +230,11 @@ export class Engine {
     await call(`remove volume ${name}`, () => this.docker.getVolume(name).remove());
   }
 
+  /** The network with exactly this name or ID (the engine alone would also match an ID prefix). */
   async inspectNetwork(name: string): Promise<NetworkInspect | undefined> {
     try {
-      return await call(`inspect network ${name}`, () => this.docker.getNetwork(name).inspect());
+      const net = await call(`inspect network ${name}`, () => this.docker.getNetwork(name).inspect());
+      return net.Name === name || net.Id === name ? net : undefined;
     } catch (err) {
       if (err instanceof NotFoundError) return undefined;
       throw err;

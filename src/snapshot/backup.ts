@@ -2,8 +2,9 @@ import { hostname } from 'node:os';
 import type { BackupOptions } from '../core/options.js';
 import { errorMessage, type Logger } from '../core/log.js';
 import type { Engine, ContainerInspect, NetworkInspect } from '../engine/engine.js';
-import type { Destination } from '../destinations/types.js';
+import { SET_SCOPE, type Destination } from '../destinations/types.js';
 import { Digester, drain } from '../util/streams.js';
+import { TarChecker } from '../util/tar-check.js';
 import { allHave, storeBlob, type StoreTarget } from './blobs.js';
 import { storeSavedImage } from './image-archive.js';
 import {
@@ -19,7 +20,7 @@ import {
   type VolumeRecord,
 } from './manifest.js';
 import { selectContainers, type Candidate } from './select.js';
-import { captureSpec, userNetworkNames } from './spec.js';
+import { captureSpec, containerReferences, userNetworkNames } from './spec.js';
 import { mountsToTake, type MountToTake } from './volumes.js';
 
 export const TOOL = { name: 'container-snapshot', version: '0.1.0' };
@@ -112,7 +113,9 @@ export function chooseCompression(opts: Pick<BackupOptions, 'compression' | 'des
 }
 
 function candidateOf(c: { Id: string; Names?: string[]; Labels?: Record<string, string>; State: string }): Candidate {
-  return { id: c.Id, name: (c.Names?.[0] ?? c.Id).replace(/^\//, ''), labels: c.Labels ?? {}, state: c.State };
+  // Names also lists link aliases ("/other/alias"); the container's own name has one slash.
+  const own = c.Names?.find((n) => n.lastIndexOf('/') === 0) ?? c.Id;
+  return { id: c.Id, name: own.replace(/^\//, ''), labels: c.Labels ?? {}, state: c.State };
 }
 
 function statusOf(info: ContainerInspect): string {
@@ -141,7 +144,12 @@ class ContainerBackup {
       const n = await engine.inspectNetwork(net);
       if (n) networks.set(net, n);
     }
-    const spec = captureSpec(info, networks);
+    const names = new Map<string, string>();
+    for (const ref of containerReferences(info.HostConfig as Record<string, unknown>)) {
+      const peer = await engine.inspectContainer(ref).catch(() => undefined);
+      if (peer) names.set(ref, peer.Name.replace(/^\//, ''));
+    }
+    const spec = captureSpec(info, networks, (ref) => names.get(ref) ?? ref);
     const mounts = mountsToTake(info, this.opts);
     const pauseIt = this.opts.pause && info.State.Running && !info.State.Paused;
     const journal = this.ctx.journal;
@@ -189,15 +197,16 @@ class ContainerBackup {
       if (blob && blob.mediaType === layerMediaType(this.compression) && (await allHave(targets, blob.digest))) known.set(diffId, blob);
     }
     const mediaType = layerMediaType(this.compression);
-    let result = await storeSavedImage(await engine.saveImage(imageId), targets, { diffIds, known, layerMediaType: mediaType });
-    if ('retry' in result) result = await storeSavedImage(await engine.saveImage(imageId), targets, { diffIds, known: new Map(), layerMediaType: mediaType });
+    const base = { diffIds, layerMediaType: mediaType, configTargets: this.targets(SET_SCOPE) };
+    let result = await storeSavedImage(await engine.saveImage(imageId), targets, { ...base, known });
+    if ('retry' in result) result = await storeSavedImage(await engine.saveImage(imageId), targets, { ...base, known: new Map() });
     if ('retry' in result) throw new BackupError(`${name}: could not read the committed image consistently`);
     return { image: result.image, stats: { written: result.written, reused: result.reused } };
   }
 
   private async takeVolume(id: string, container: string, mount: MountToTake, stats: { written: number; reused: number }): Promise<VolumeRecord> {
     const { engine } = this.ctx;
-    const targets = this.targets({ set: true });
+    const targets = this.targets(SET_SCOPE);
     const record: Omit<VolumeRecord, 'blob'> = {
       type: mount.type,
       name: mount.name,
@@ -224,7 +233,10 @@ class ContainerBackup {
         return { ...record, blob: previous };
       }
     }
-    const blob = await storeBlob(await engine.getArchive(id, mount.destination), targets, volumeMediaType(this.compression));
+    const archive = await engine.getArchive(id, mount.destination);
+    const checked = archive.pipe(new TarChecker(`${container}: ${mount.name || mount.destination}`));
+    archive.on('error', (err) => checked.destroy(err));
+    const blob = await storeBlob(checked, targets, volumeMediaType(this.compression));
     stats.written++;
     return { ...record, blob };
   }

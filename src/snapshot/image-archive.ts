@@ -2,7 +2,7 @@ import { posix } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
-import type { BlobScope, Destination } from '../destinations/types.js';
+import { SET_SCOPE, type BlobScope, type Destination } from '../destinations/types.js';
 import { Digester, readSmall } from '../util/streams.js';
 import { openContent, storeBlob, type StoreTarget } from './blobs.js';
 import { IMAGE_CONFIG_MEDIA_TYPE, type BlobDescriptor, type ImageRecord } from './manifest.js';
@@ -21,6 +21,8 @@ export interface SaveOptions {
   known: Map<string, BlobDescriptor>;
   /** Media type of the stored layers, which names their compression. */
   layerMediaType: string;
+  /** Where the image config goes (the set's scope). */
+  configTargets: StoreTarget[];
 }
 
 export type SaveResult = { image: Pick<ImageRecord, 'config' | 'layers'>; reused: number; written: number } | { retry: true };
@@ -106,7 +108,7 @@ export async function storeSavedImage(source: Readable, targets: StoreTarget[], 
   const resolve = (p: string) => links.get(p) ?? p;
   const configBytes = small.get(resolve(manifest.Config));
   if (!configBytes) throw new ArchiveError(`image archive has no config ${manifest.Config}`);
-  const config = await storeBlob(Readable.from([configBytes]), targets, IMAGE_CONFIG_MEDIA_TYPE);
+  const config = await storeBlob(Readable.from([configBytes]), opts.configTargets, IMAGE_CONFIG_MEDIA_TYPE);
   const layers: BlobDescriptor[] = [];
   for (const layerPath of manifest.Layers) {
     const path = resolve(layerPath);
@@ -148,7 +150,7 @@ async function addEntry(pack: tar.Pack, header: Partial<tar.Header> & { name: st
 export function loadArchive(dest: Destination, scope: BlobScope, image: Pick<ImageRecord, 'config' | 'layers'>, repoTag: string): Readable {
   const pack = tar.pack();
   const build = async () => {
-    const configBytes = await readSmall(await openContent(dest, scope, image.config, 'image config'));
+    const configBytes = await readSmall(await openContent(dest, SET_SCOPE, image.config, 'image config'));
     const configName = `${hexOf(image.config.contentDigest)}.json`;
     await addEntry(pack, { name: configName, size: configBytes.length, mode: 0o644 }, configBytes);
     const layerNames: string[] = [];

@@ -1,14 +1,15 @@
+import { randomBytes } from 'node:crypto';
 import { posix } from 'node:path';
 import tar from 'tar-stream';
 import type { RestoreOptions } from '../core/options.js';
 import { errorMessage, type Logger } from '../core/log.js';
 import { repoComponent } from '../core/names.js';
 import { ConflictError, type Engine } from '../engine/engine.js';
-import type { BlobScope, Destination } from '../destinations/types.js';
+import { SET_SCOPE, type BlobScope, type Destination } from '../destinations/types.js';
 import { openContent, verifyBlob } from './blobs.js';
 import { loadArchive } from './image-archive.js';
 import type { ContainerRecord, SnapshotSet, VolumeRecord } from './manifest.js';
-import { createNetworkOptions, createOptions } from './spec.js';
+import { containerReferences, createNetworkOptions, createOptions, renameReferences } from './spec.js';
 
 export interface RestoreContext {
   engine: Engine;
@@ -79,11 +80,11 @@ export async function verifyContainers(source: Destination, containers: Containe
   let count = 0;
   for (const c of containers) {
     const scope = imageScope(c);
-    await verifyBlob(source, scope, c.image.config, `${c.name} image config`);
+    await verifyBlob(source, SET_SCOPE, c.image.config, `${c.name} image config`);
     for (const [i, layer] of c.image.layers.entries()) await verifyBlob(source, scope, layer, `${c.name} layer ${i}`);
     count += 1 + c.image.layers.length;
     if (includeVolumes) {
-      for (const v of c.volumes) await verifyBlob(source, { set: true }, v.blob, `${c.name} volume ${v.name || v.destination}`);
+      for (const v of c.volumes) await verifyBlob(source, SET_SCOPE, v.blob, `${c.name} volume ${v.name || v.destination}`);
       count += c.volumes.length;
     }
     log.info(`${c.name}: checksums verified`);
@@ -93,6 +94,7 @@ export async function verifyContainers(source: Destination, containers: Containe
 
 async function countEntries(stream: NodeJS.ReadableStream, limit: number): Promise<number> {
   const extract = tar.extract();
+  stream.on('error', (err: Error) => extract.destroy(err));
   stream.pipe(extract);
   let n = 0;
   for await (const entry of extract) {
@@ -106,11 +108,25 @@ async function countEntries(stream: NodeJS.ReadableStream, limit: number): Promi
   return n;
 }
 
+type Mount = { Type: 'volume' | 'bind'; Source: string; Target: string; VolumeOptions?: { NoCopy: boolean } };
+
+/** What one container's restore changed, so a failure can put things back. */
+interface Changes {
+  aside?: { id: string; name: string; wasRunning: boolean; wasPaused: boolean };
+  createdVolumes: string[];
+  container?: string;
+}
+
 class ContainerRestore {
+  /** Volumes already filled by this run (two containers of a set may share one). */
+  private readonly filled = new Set<string>();
+
   constructor(
     private readonly ctx: RestoreContext,
     private readonly opts: RestoreOptions,
     private readonly set: SnapshotSet,
+    /** Names of the containers this run restores: their old instances may be replaced. */
+    private readonly targets: Set<string>,
   ) {}
 
   private volumeName(v: VolumeRecord): string {
@@ -118,7 +134,7 @@ class ContainerRestore {
   }
 
   private namedVolumes(c: ContainerRecord): VolumeRecord[] {
-    return c.volumes.filter((v) => v.type === 'volume' && !v.anonymous);
+    return this.opts.includeVolumes ? c.volumes.filter((v) => v.type === 'volume' && !v.anonymous) : [];
   }
 
   async loadImage(c: ContainerRecord): Promise<string> {
@@ -134,88 +150,117 @@ class ContainerRestore {
     return `${repo}:${this.set.tag}`;
   }
 
-  /** A volume that exists and holds anything, seen through a never-started probe container. */
-  private async volumeHasData(volume: string, image: string): Promise<boolean> {
+  /** Runs `fn` with a never-started container of `image` that mounts `mounts`. */
+  private async withHelper<T>(image: string, mounts: Mount[], fn: (id: string) => Promise<T>): Promise<T> {
     const { engine } = this.ctx;
-    const probe = await engine.createContainer({
-      Image: image,
-      Entrypoint: ['/csx-probe'],
-      HostConfig: { Mounts: [{ Type: 'volume', Source: volume, Target: '/csx-probe', VolumeOptions: { NoCopy: true } }] },
-    } as never);
+    const id = await engine.createContainer({ Image: image, Entrypoint: ['/csx-helper'], HostConfig: { Mounts: mounts } } as never);
     try {
-      return (await countEntries(await engine.getArchive(probe, '/csx-probe'), 2)) > 1;
+      return await fn(id);
     } finally {
-      await engine.removeContainer(probe, { force: true });
+      await engine.removeContainer(id, { force: true });
     }
+  }
+
+  /** Whether a volume or host path holds anything, seen through a helper that copies nothing into it. */
+  private hasData(image: string, mount: Omit<Mount, 'Target'>): Promise<boolean> {
+    const m: Mount = { ...mount, Target: '/csx-probe', ...(mount.Type === 'volume' ? { VolumeOptions: { NoCopy: true } } : {}) };
+    return this.withHelper(image, [m], async (id) => (await countEntries(await this.ctx.engine.getArchive(id, '/csx-probe'), 2)) > 1);
   }
 
   /** Everything that would make this restore clobber something, checked before any change. */
   async conflicts(c: ContainerRecord, target: string, image: string): Promise<string[]> {
     const { engine } = this.ctx;
     const found: string[] = [];
-    if (!this.opts.replace && (await engine.containerExists(target))) found.push(`container '${target}' exists`);
-    if (this.opts.includeVolumes) {
-      for (const v of this.namedVolumes(c)) {
-        const name = this.volumeName(v);
-        if ((await engine.inspectVolume(name)) && !this.opts.replace && (await this.volumeHasData(name, image))) {
-          found.push(`volume '${name}' exists and is not empty`);
-        }
+    if (!this.opts.replace && (await engine.findContainer(target))) found.push(`container '${target}' exists`);
+    for (const v of this.namedVolumes(c)) {
+      const name = this.volumeName(v);
+      if (!(await engine.inspectVolume(name))) {
+        if (v.driverOptions?.device && !this.opts.replace) found.push(`volume '${name}' would be created on ${v.driverOptions.device}, which may hold data`);
+        continue;
+      }
+      const others = (await engine.volumeUsers(name)).filter((u) => !(this.opts.replace && this.targets.has(u.name)));
+      if (others.length > 0) found.push(`volume '${name}' is in use by ${others.map((u) => u.name).join(', ')}`);
+      else if (!this.opts.replace && (await this.hasData(image, { Type: 'volume', Source: name }))) found.push(`volume '${name}' exists and is not empty`);
+    }
+    if (this.opts.includeVolumes && !this.opts.replace) {
+      for (const v of c.volumes.filter((m) => m.type === 'bind' && m.source)) {
+        if (await this.hasData(image, { Type: 'bind', Source: v.source! })) found.push(`host path '${v.source}' is not empty`);
       }
     }
     return found;
   }
 
-  private async prepareVolumes(c: ContainerRecord, created: string[]): Promise<void> {
-    const { engine } = this.ctx;
+  /** With replace: the old container is stopped and kept aside under another name until the new one runs. */
+  private async setAside(target: string, changes: Changes): Promise<void> {
+    const { engine, log } = this.ctx;
+    const old = await engine.findContainer(target);
+    if (!old) return;
+    const wasRunning = old.State.Running;
+    const wasPaused = old.State.Paused;
+    if (wasPaused) await engine.unpause(old.Id);
+    if (wasRunning) await engine.stop(old.Id, 10);
+    const name = `${target}-replaced-${randomBytes(3).toString('hex')}`;
+    await engine.renameContainer(old.Id, name);
+    changes.aside = { id: old.Id, name, wasRunning, wasPaused };
+    log.info(`${target}: the existing container is stopped and kept as '${name}' until the restore succeeds`);
+  }
+
+  private async prepareVolumes(c: ContainerRecord, image: string, changes: Changes): Promise<void> {
+    const { engine, log } = this.ctx;
+    const toFill: VolumeRecord[] = [];
     for (const v of this.namedVolumes(c)) {
       const name = this.volumeName(v);
+      if (this.filled.has(name)) continue;
       if (await engine.inspectVolume(name)) {
-        if (!this.opts.replace || !this.opts.includeVolumes) continue;
+        if (!this.opts.replace) {
+          toFill.push(v);
+          continue;
+        }
+        if (changes.aside && (await engine.volumeUsers(name)).some((u) => u.id === changes.aside?.id)) {
+          // The old container holds the volume; the data it had is replaced by the verified snapshot.
+          await engine.removeContainer(changes.aside.id, { force: true, volumes: true });
+          log.info(`${c.name}: removed the replaced container '${changes.aside.name}' to replace volume '${name}'`);
+          changes.aside = undefined;
+        }
         try {
           await engine.removeVolume(name);
         } catch (err) {
           if (err instanceof ConflictError) throw new RestoreError(`${c.name}: volume '${name}' is in use by another container; cannot replace it`);
           throw err;
         }
+        await engine.createVolume({ name, driver: v.driver, driverOpts: v.driverOptions, labels: v.labels });
+      } else {
+        await engine.createVolume({ name, driver: v.driver, driverOpts: v.driverOptions, labels: v.labels });
+        changes.createdVolumes.push(name);
       }
-      await engine.createVolume({ name, driver: v.driver, driverOpts: v.driverOptions, labels: v.labels });
-      created.push(name);
+      toFill.push(v);
     }
+    if (toFill.length === 0) return;
+    // Filled before the container exists, so the engine finds them not empty and copies no image content in.
+    const mounts: Mount[] = toFill.map((v) => ({ Type: 'volume', Source: this.volumeName(v), Target: v.destination, VolumeOptions: { NoCopy: true } }));
+    await this.withHelper(image, mounts, async (id) => {
+      for (const v of toFill) {
+        await this.fill(c, id, v);
+        this.filled.add(this.volumeName(v));
+      }
+    });
+  }
+
+  private async fill(c: ContainerRecord, id: string, v: VolumeRecord): Promise<void> {
+    const content = await openContent(this.ctx.source, SET_SCOPE, v.blob, `${c.name} volume ${v.name || v.destination}`);
+    await this.ctx.engine.putArchive(id, posix.dirname(v.destination), content);
   }
 
   private specWithRenames(c: ContainerRecord): ContainerRecord['spec'] {
-    if (this.opts.rename.size === 0) return c.spec;
-    const hostConfig = { ...c.spec.hostConfig };
-    const rename = (source: string) => this.opts.rename.get(source) ?? source;
-    if (Array.isArray(hostConfig.Binds)) {
-      hostConfig.Binds = (hostConfig.Binds as string[]).map((b) => {
-        const [source, ...rest] = b.split(':');
-        return source.startsWith('/') ? b : [rename(source), ...rest].join(':');
-      });
-    }
-    if (Array.isArray(hostConfig.Mounts)) {
-      hostConfig.Mounts = (hostConfig.Mounts as Array<{ Type?: string; Source?: string }>).map((m) =>
-        m.Type === 'volume' && m.Source ? { ...m, Source: rename(m.Source) } : m,
-      );
-    }
-    return { ...c.spec, hostConfig };
+    return renameReferences(c.spec, this.opts.rename);
   }
 
   private async ensureNetworks(c: ContainerRecord): Promise<void> {
     const { engine, log } = this.ctx;
     for (const n of c.spec.networks) {
-      if (await engine.inspectNetwork(n.name)) continue;
-      if (!n.definition) throw new RestoreError(`${c.name}: network '${n.name}' is missing and the snapshot has no definition of it`);
+      if (!n.definition || (await engine.inspectNetwork(n.name))) continue;
       await engine.createNetwork(createNetworkOptions(n.name, n.definition) as never);
       log.info(`${c.name}: created network ${n.name}`);
-    }
-  }
-
-  private async fillVolumes(c: ContainerRecord, id: string): Promise<void> {
-    const { engine, source } = this.ctx;
-    for (const v of c.volumes) {
-      const content = await openContent(source, { set: true }, v.blob, `${c.name} volume ${v.name || v.destination}`);
-      await engine.putArchive(id, posix.dirname(v.destination), content);
     }
   }
 
@@ -225,33 +270,71 @@ class ContainerRestore {
     return ['running', 'paused', 'restarting'].includes(c.status);
   }
 
-  async restore(c: ContainerRecord, target: string, image: string): Promise<RestoredContainer> {
-    const { engine, log } = this.ctx;
-    if (this.opts.replace && (await engine.containerExists(target))) {
-      await engine.removeContainer(target, { force: true });
-      log.info(`${c.name}: removed the existing container '${target}' (replace)`);
+  private async create(c: ContainerRecord, target: string, image: string, changes: Changes): Promise<string> {
+    const { engine } = this.ctx;
+    await this.ensureNetworks(c);
+    const { create, connect } = createOptions(this.specWithRenames(c), target, image);
+    const id = await engine.createContainer(create);
+    changes.container = id;
+    if (this.opts.includeVolumes) {
+      for (const v of c.volumes.filter((m) => m.type === 'bind' || m.anonymous)) await this.fill(c, id, v);
     }
-    const createdVolumes: string[] = [];
-    let id: string | undefined;
+    for (const n of connect) await engine.connectNetwork(n.network, id, n.endpoint);
+    if (this.shouldStart(c)) {
+      await engine.start(id);
+      if (c.status === 'paused' && this.opts.start === 'auto') await engine.pause(id);
+    }
+    return id;
+  }
+
+  /** Puts back what a failed restore changed; volumes that now hold the snapshot's data are kept. */
+  private async rollBack(target: string, changes: Changes): Promise<void> {
+    const { engine, log } = this.ctx;
+    if (changes.container) await engine.removeContainer(changes.container, { force: true, volumes: true }).catch(() => undefined);
+    for (const v of changes.createdVolumes) await engine.removeVolume(v).catch(() => undefined);
+    const aside = changes.aside;
+    if (!aside) return;
+    await engine.renameContainer(aside.id, target);
+    if (aside.wasRunning) await engine.start(aside.id);
+    if (aside.wasPaused) await engine.pause(aside.id);
+    log.info(`${target}: put the previous container back`);
+  }
+
+  async restore(c: ContainerRecord, target: string, image: string): Promise<RestoredContainer> {
+    const { engine } = this.ctx;
+    const changes: Changes = { createdVolumes: [] };
+    let id: string;
     try {
-      if (this.opts.includeVolumes) await this.prepareVolumes(c, createdVolumes);
-      await this.ensureNetworks(c);
-      const { create, connect } = createOptions(this.specWithRenames(c), target, image);
-      id = await engine.createContainer(create);
-      if (this.opts.includeVolumes) await this.fillVolumes(c, id);
-      for (const n of connect) await engine.connectNetwork(n.network, id, n.endpoint);
-      if (this.shouldStart(c)) {
-        await engine.start(id);
-        if (c.status === 'paused' && this.opts.start === 'auto') await engine.pause(id);
-      }
+      if (this.opts.replace) await this.setAside(target, changes);
+      await this.prepareVolumes(c, image, changes);
+      id = await this.create(c, target, image, changes);
     } catch (err) {
-      if (id) await engine.removeContainer(id, { force: true, volumes: true }).catch(() => undefined);
-      for (const v of createdVolumes) await engine.removeVolume(v).catch(() => undefined);
+      await this.rollBack(target, changes).catch((e: unknown) => this.ctx.log.error(`${target}: could not put things back: ${errorMessage(e)}`));
       throw err;
     }
+    if (changes.aside) await engine.removeContainer(changes.aside.id, { force: true, volumes: true });
     const info = await engine.inspectContainer(id);
     return { name: target, from: c.name, id, state: info.State.Paused ? 'paused' : info.State.Status, status: 'ok' };
   }
+}
+
+/** Containers that others refer to (links, volumes-from, shared namespaces) come first. */
+export function restoreOrder(containers: ContainerRecord[], rename: Map<string, string>): ContainerRecord[] {
+  const byTarget = new Map(containers.map((c) => [rename.get(c.name) ?? c.name, c]));
+  const ordered: ContainerRecord[] = [];
+  const state = new Map<ContainerRecord, 'visiting' | 'done'>();
+  const visit = (c: ContainerRecord) => {
+    if (state.get(c)) return;
+    state.set(c, 'visiting');
+    for (const ref of containerReferences(renameReferences(c.spec, rename).hostConfig)) {
+      const dep = byTarget.get(ref);
+      if (dep && dep !== c) visit(dep);
+    }
+    state.set(c, 'done');
+    ordered.push(c);
+  };
+  containers.forEach(visit);
+  return ordered;
 }
 
 export async function runRestore(opts: RestoreOptions, ctx: RestoreContext): Promise<RestoreResult> {
@@ -261,7 +344,7 @@ export async function runRestore(opts: RestoreOptions, ctx: RestoreContext): Pro
   const chosen = chooseContainers(set, opts);
   const blobs = await verifyContainers(ctx.source, chosen, opts.includeVolumes, log);
   log.info(`All ${blobs} blob(s) verified`);
-  const worker = new ContainerRestore(ctx, opts, set);
+  const worker = new ContainerRestore(ctx, opts, set, new Set(chosen.map((c) => opts.rename.get(c.name) ?? c.name)));
   const results: RestoredContainer[] = [];
   const fail = (c: ContainerRecord, target: string, err: unknown) => {
     const r: RestoredContainer = { name: target, from: c.name, id: '', state: '', status: 'failed', error: errorMessage(err) };
@@ -269,7 +352,7 @@ export async function runRestore(opts: RestoreOptions, ctx: RestoreContext): Pro
     results.push(r);
   };
   const ready: Array<{ c: ContainerRecord; target: string; image: string }> = [];
-  for (const c of chosen) {
+  for (const c of restoreOrder(chosen, opts.rename)) {
     const target = opts.rename.get(c.name) ?? c.name;
     try {
       const image = await worker.loadImage(c);

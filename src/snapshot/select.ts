@@ -28,7 +28,7 @@ function matches(selector: Selector, c: Candidate): boolean {
 }
 
 function hasLabels(filters: LabelFilter[], c: Candidate): boolean {
-  return filters.every((f) => f.key in c.labels && (f.value === undefined || c.labels[f.key] === f.value));
+  return filters.every((f) => Object.hasOwn(c.labels, f.key) && (f.value === undefined || c.labels[f.key] === f.value));
 }
 
 /**

@@ -32,9 +32,14 @@ const CONFIG_FIELDS = [
 ] as const;
 
 // Values the engine fills in at create time; passing them back would pin this engine's defaults.
-const HOST_CONFIG_DROPPED = ['MaskedPaths', 'ReadonlyPaths', 'ContainerIDFile'] as const;
+// Empty MaskedPaths/ReadonlyPaths are kept: they are how `--security-opt systempaths=unconfined` shows.
+const HOST_CONFIG_DEFAULTED = ['MaskedPaths', 'ReadonlyPaths'] as const;
 
-const DEFAULT_NETWORKS = new Set(['bridge', 'host', 'none', 'default']);
+const BUILTIN_NETWORKS = new Set(['bridge', 'host', 'none', 'default']);
+
+// With another container's network, the engine refuses these (they belong to that container).
+const CONFIG_OF_SHARED_NETWORK = ['Hostname', 'Domainname', 'ExposedPorts'] as const;
+const HOST_CONFIG_OF_SHARED_NETWORK = ['PortBindings', 'PublishAllPorts', 'Dns', 'DnsOptions', 'DnsSearch', 'ExtraHosts'] as const;
 
 function pick(source: object, fields: readonly string[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -68,21 +73,84 @@ export function networkDefinition(net: NetworkInspect): NetworkDefinition {
 }
 
 export function userNetworkNames(info: ContainerInspect): string[] {
-  return Object.keys(info.NetworkSettings?.Networks ?? {}).filter((n) => !DEFAULT_NETWORKS.has(n));
+  return Object.keys(info.NetworkSettings?.Networks ?? {}).filter((n) => !BUILTIN_NETWORKS.has(n));
 }
 
-export function captureSpec(info: ContainerInspect, networks: Map<string, NetworkInspect>): ContainerSpec {
+const SHARED = /^container:(.+)$/;
+
+/** Modes and references that name other containers, which a restore must find by name. */
+export function containerReferences(hostConfig: Record<string, unknown>): string[] {
+  const refs: string[] = [];
+  for (const field of ['NetworkMode', 'PidMode', 'IpcMode']) {
+    const m = SHARED.exec(String(hostConfig[field] ?? ''));
+    if (m) refs.push(m[1]);
+  }
+  for (const v of (hostConfig.VolumesFrom as string[] | null) ?? []) refs.push(v.split(':')[0]);
+  for (const l of (hostConfig.Links as string[] | null) ?? []) refs.push(l.split(':')[0]);
+  return refs;
+}
+
+/** Replaces container IDs in `container:` modes and VolumesFrom with names (`names` maps ID → name). */
+export function withNamedReferences(hostConfig: Record<string, unknown>, names: (idOrName: string) => string): Record<string, unknown> {
+  const out = { ...hostConfig };
+  for (const field of ['NetworkMode', 'PidMode', 'IpcMode']) {
+    const m = SHARED.exec(String(out[field] ?? ''));
+    if (m) out[field] = `container:${names(m[1])}`;
+  }
+  if (Array.isArray(out.VolumesFrom)) {
+    out.VolumesFrom = (out.VolumesFrom as string[]).map((v) => {
+      const [ref, ...mode] = v.split(':');
+      return [names(ref), ...mode].join(':');
+    });
+  }
+  return out;
+}
+
+/** The spec with restore-time renames applied to volume sources and container references. */
+export function renameReferences(spec: ContainerSpec, rename: Map<string, string>): ContainerSpec {
+  if (rename.size === 0) return spec;
+  const to = (name: string) => rename.get(name) ?? name;
+  const hostConfig = withNamedReferences(spec.hostConfig, to);
+  if (Array.isArray(hostConfig.Binds)) {
+    hostConfig.Binds = (hostConfig.Binds as string[]).map((b) => {
+      const [source, ...rest] = b.split(':');
+      return source.startsWith('/') ? b : [to(source), ...rest].join(':');
+    });
+  }
+  if (Array.isArray(hostConfig.Mounts)) {
+    hostConfig.Mounts = (hostConfig.Mounts as Array<{ Type?: string; Source?: string }>).map((m) =>
+      m.Type === 'volume' && m.Source ? { ...m, Source: to(m.Source) } : m,
+    );
+  }
+  if (Array.isArray(hostConfig.Links)) {
+    hostConfig.Links = (hostConfig.Links as string[]).map((l) => {
+      const [target, alias] = l.split(':');
+      return `${to(target)}:${alias}`;
+    });
+  }
+  return { ...spec, hostConfig };
+}
+
+export function captureSpec(info: ContainerInspect, networks: Map<string, NetworkInspect>, names: (idOrName: string) => string = (n) => n): ContainerSpec {
   const config = pick(info.Config, CONFIG_FIELDS);
   const shortId = info.Id.slice(0, 12);
   if (config.Hostname === shortId || info.HostConfig?.NetworkMode === 'host') delete config.Hostname;
-  const hostConfig: Record<string, unknown> = { ...(info.HostConfig as Record<string, unknown>) };
-  for (const field of HOST_CONFIG_DROPPED) delete hostConfig[field];
+  let hostConfig: Record<string, unknown> = { ...(info.HostConfig as Record<string, unknown>) };
+  delete hostConfig.ContainerIDFile;
+  for (const field of HOST_CONFIG_DEFAULTED) {
+    if (Array.isArray(hostConfig[field]) && (hostConfig[field] as unknown[]).length > 0) delete hostConfig[field];
+  }
   const links = normalizeLinks(info.HostConfig?.Links as string[] | undefined);
   if (links) hostConfig.Links = links;
   else delete hostConfig.Links;
+  hostConfig = withNamedReferences(hostConfig, names);
+  if (SHARED.test(String(hostConfig.NetworkMode ?? ''))) {
+    for (const field of CONFIG_OF_SHARED_NETWORK) delete config[field];
+    for (const field of HOST_CONFIG_OF_SHARED_NETWORK) delete hostConfig[field];
+  }
   const name = info.Name.replace(/^\//, '');
   const attachments = Object.entries(info.NetworkSettings?.Networks ?? {})
-    .filter(([netName]) => !DEFAULT_NETWORKS.has(netName))
+    .filter(([netName]) => netName !== 'host' && netName !== 'none')
     .map(([netName, ep]): NetworkAttachment => {
       const endpoint = ep as EndpointSettings & { IPAMConfig?: Record<string, unknown> | null };
       const aliases = (endpoint.Aliases ?? []).filter((a: string) => a !== shortId && a !== info.Id && a !== name);
@@ -105,16 +173,25 @@ function endpointConfig(attachment: NetworkAttachment): EndpointSettings {
   return ep as EndpointSettings;
 }
 
+/** The network the container is created on: the one its network mode names ('default' is the bridge). */
+function primaryNetwork(spec: ContainerSpec): NetworkAttachment | undefined {
+  const mode = String(spec.hostConfig.NetworkMode ?? 'default');
+  if (mode === 'host' || mode === 'none' || SHARED.test(mode)) return undefined;
+  const wanted = mode === 'default' ? 'bridge' : mode;
+  return spec.networks.find((n) => n.name === wanted) ?? spec.networks.find((n) => n.name !== 'bridge');
+}
+
 /**
- * Create options for the container; networks beyond the first are connected
- * before start (engines before API 1.44 take one network at create).
+ * Create options for the container; its other networks are connected before start
+ * (engines before API 1.44 take one network at create).
  */
 export function createOptions(
   spec: ContainerSpec,
   name: string,
   image: string,
 ): { create: CreateContainerOptions; connect: Array<{ network: string; endpoint: EndpointSettings }> } {
-  const [first, ...rest] = spec.networks;
+  const first = primaryNetwork(spec);
+  const rest = first ? spec.networks.filter((n) => n !== first) : [];
   const create: CreateContainerOptions = {
     ...(spec.config as CreateContainerOptions),
     name,

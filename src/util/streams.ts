@@ -1,6 +1,5 @@
 import { createHash, type Hash } from 'node:crypto';
 import { Transform, Writable, type Readable, type TransformCallback } from 'node:stream';
-import { once } from 'node:events';
 
 /** Passes bytes through while counting them and computing their sha256. */
 export class Digester extends Transform {
@@ -56,30 +55,50 @@ export class ChecksumError extends Error {
   override name = 'ChecksumError';
 }
 
-/** One writable that forwards every chunk to several, honouring the slowest one's backpressure. */
+/** Resolves when `target` drains; rejects if it fails or closes first. */
+function drained(target: Writable): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (err?: Error) => {
+      target.off('drain', onDrain).off('error', onError).off('close', onClose);
+      if (err) reject(err);
+      else resolve();
+    };
+    const onDrain = () => done();
+    const onError = (err: Error) => done(err);
+    const onClose = () => done(new Error('a destination stream closed before its data was written'));
+    target.on('drain', onDrain).on('error', onError).on('close', onClose);
+  });
+}
+
+/**
+ * One writable that forwards every chunk to several, honouring the slowest one's
+ * backpressure; the first target to fail fails the whole write.
+ */
 export function fanOut(targets: Writable[]): Writable {
   if (targets.length === 1) return targets[0];
-  return new Writable({
+  const fan: Writable = new Writable({
     async write(chunk: Buffer, _enc, done) {
       try {
-        const waits = targets.filter((t) => !t.write(chunk)).map((t) => once(t, 'drain'));
-        await Promise.all(waits);
+        await Promise.all(targets.filter((t) => !t.write(chunk)).map(drained));
         done();
       } catch (err) {
         done(err as Error);
       }
     },
     final(done) {
-      Promise.all(targets.map((t) => new Promise<void>((resolve, reject) => {
+      const ends = targets.map((t) => new Promise<void>((resolve, reject) => {
         t.once('error', reject);
-        t.end(() => resolve());
-      }))).then(() => done(), done);
+        t.end((err?: Error | null) => (err ? reject(err) : resolve()));
+      }));
+      Promise.all(ends).then(() => done(), done);
     },
     destroy(err, done) {
-      for (const t of targets) t.destroy(err ?? undefined);
+      for (const t of targets) if (!t.destroyed) t.destroy(err ?? undefined);
       done(err);
     },
   });
+  for (const t of targets) t.on('error', (err) => fan.destroy(err));
+  return fan;
 }
 
 /** Reads a small stream whole (manifests, configs); refuses more than `limit` bytes. */

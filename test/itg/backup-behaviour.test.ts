@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { backup, list, restore } from '../../src/commands.js';
 import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
 import { parseDestination } from '../../src/core/options.js';
-import { Resources, docker, quietLog, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
+import { Resources, commitsOf, docker, quietLog, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
 
 const env = { ...process.env, DOCKER_CONFIG: '/nonexistent' };
 const inputs = (values: Record<string, string>) => (name: string) => values[name] ?? '';
@@ -43,12 +43,11 @@ describe('selection, failures and reuse', () => {
   });
 
   it('dry run plans with volumes and changes nothing', async () => {
-    const images = (await docker.listImages({ all: true })).length;
     const r = await backup(parseBackupInputs(inputs({ containers: res.name('web-1'), destination: `dir:${store}`, 'dry-run': 'true' })), { log: quietLog, env });
     expect(r.containers[0]).toMatchObject({ status: 'planned', volumes: [vol] });
     expect(r.written).toBe(false);
     expect(existsSync(store)).toBe(false);
-    expect((await docker.listImages({ all: true })).length).toBe(images);
+    expect(await commitsOf([r.containers[0].id])).toEqual([]);
   });
 
   it('a missing container is an error for it alone; the others are stored and the set says so', async () => {
@@ -89,7 +88,6 @@ describe('selection, failures and reuse', () => {
   });
 
   it('an unchanged container stores nothing new the second time, and the temporary images are gone', async () => {
-    const images = (await docker.listImages({ all: true })).map((i) => i.Id).sort();
     const first = await backup(parseBackupInputs(inputs({ containers: res.name('db-10'), destination: `dir:${store}`, tag: 'reuse-1' })), { log: quietLog, env });
     const blobsAfterFirst = blobCount(store);
     const second = await backup(parseBackupInputs(inputs({ containers: res.name('db-10'), destination: `dir:${store}`, tag: 'reuse-2' })), { log: quietLog, env });
@@ -98,7 +96,7 @@ describe('selection, failures and reuse', () => {
     expect(second.containers[0].blobs.reused).toBeGreaterThan(0);
     // Only the image config (new creation time, so a new digest) is new.
     expect(blobCount(store) - blobsAfterFirst).toBeLessThanOrEqual(1);
-    expect((await docker.listImages({ all: true })).map((i) => i.Id).sort()).toEqual(images);
+    expect(await commitsOf([first.containers[0].id])).toEqual([]);
   });
 
   it('restore never clobbers an existing container or non-empty volume without replace, and replaces with it', async () => {
@@ -108,7 +106,7 @@ describe('selection, failures and reuse', () => {
     const id = (await docker.getContainer(res.name('web-1')).inspect()).Id;
     const renamed = await restore(parseRestoreInputs(inputs({ source: `dir:${store}`, snapshot: 'partial', rename: `${res.name('web-1')}=${res.name('web-copy')}` })), { log: quietLog, env });
     expect(renamed.failed).toBe(1);
-    expect(renamed.containers[0].error).toContain(`volume '${vol}' exists and is not empty`);
+    expect(renamed.containers[0].error).toContain(`volume '${vol}' is in use by ${res.name('web-1')}`);
     const both = await restore(
       parseRestoreInputs(inputs({ source: `dir:${store}`, snapshot: 'partial', rename: `${res.name('web-1')}=${res.name('web-copy')}\n${vol}=${res.volume('v-copy')}` })),
       { log: quietLog, env },

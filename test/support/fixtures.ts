@@ -121,3 +121,17 @@ export async function treeDigest(containerId: string, path: string): Promise<{ d
 export function tempDir(prefix: string): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
+
+/**
+ * Images committed from these containers that still exist: the engine is shared with
+ * whatever else runs here, so a test looks only for images made from its own containers.
+ */
+export async function commitsOf(containerIds: string[]): Promise<string[]> {
+  const ids = new Set(containerIds);
+  const left: string[] = [];
+  for (const image of await docker.listImages({ all: true })) {
+    const info = await docker.getImage(image.Id).inspect().catch(() => undefined);
+    if (info && ids.has((info as { Container?: string }).Container ?? '')) left.push(image.Id);
+  }
+  return left;
+}

@@ -79,7 +79,7 @@ describe.each([
   it.each(['zstd', 'gzip'] as const)('is stored compressed (%s) and comes back as a docker load archive', async (compression) => {
     const dest = new MemoryDestination();
     const targets = [{ dest, scope: { container: 'web' } }];
-    const result = await storeSavedImage(save(), targets, { diffIds, known: new Map(), layerMediaType: layerMediaType(compression) });
+    const result = await storeSavedImage(save(), targets, { diffIds, known: new Map(), layerMediaType: layerMediaType(compression), configTargets: targets });
     if ('retry' in result) throw new Error('unexpected retry');
     expect(result.image.config.digest).toBe(sha(config));
     expect(result.image.layers.map((l) => l.contentDigest)).toEqual(imageLayers.map(sha));
@@ -95,7 +95,7 @@ describe.each([
   it('reads but does not store layers a destination already holds', async () => {
     const dest = new MemoryDestination();
     const targets = [{ dest, scope: { container: 'web' } }];
-    const opts = { diffIds, known: new Map(), layerMediaType: layerMediaType('zstd') };
+    const opts = { diffIds, known: new Map(), layerMediaType: layerMediaType('zstd'), configTargets: targets };
     const first = await storeSavedImage(save(), targets, opts);
     if ('retry' in first) throw new Error('unexpected retry');
     const writes = dest.writes;
@@ -114,6 +114,7 @@ describe('layer reuse by size', () => {
       diffIds,
       known: new Map([[diffIds[0], impostor]]),
       layerMediaType: layerMediaType('zstd'),
+      configTargets: [],
     });
     expect(result).toEqual({ retry: true });
   });
@@ -122,6 +123,6 @@ describe('layer reuse by size', () => {
     const dest = new MemoryDestination();
     const whole = await readSmall(legacySave());
     const truncated = Readable.from([whole.subarray(0, whole.length - 3000)]);
-    await expect(storeSavedImage(truncated, [{ dest, scope: { container: 'web' } }], { diffIds, known: new Map(), layerMediaType: layerMediaType('zstd') })).rejects.toThrow();
+    await expect(storeSavedImage(truncated, [{ dest, scope: { container: 'web' } }], { diffIds, known: new Map(), layerMediaType: layerMediaType('zstd'), configTargets: [] })).rejects.toThrow();
   });
 });

@@ -55,19 +55,48 @@ describe('captureSpec', () => {
     expect(spec.config.Hostname).toBe('web-host');
   });
 
-  it('records user-defined networks with their aliases and definition, not the default bridge', () => {
+  it('records every network with its aliases, and the definition of user-defined ones', () => {
     const spec = captureSpec(inspect(), new Map([['appnet', net]]));
-    expect(spec.networks.map((n) => n.name)).toEqual(['appnet', 'other']);
+    expect(spec.networks.map((n) => n.name)).toEqual(['appnet', 'other', 'bridge']);
+    expect(spec.networks[2].definition).toBeUndefined();
     expect(spec.networks[0]).toMatchObject({ aliases: ['web-alias'], ipamConfig: { IPv4Address: '10.9.0.5' }, definition: { driver: 'bridge', labels: { x: 'y' }, attachable: true } });
   });
 });
 
 describe('createOptions', () => {
-  it('creates on the first network and connects the rest before start', () => {
+  it('creates on the network its mode names and connects the others, the default bridge included, before start', () => {
     const { create, connect } = createOptions(captureSpec(inspect(), new Map()), 'web2', 'snap:1');
     expect(create).toMatchObject({ name: 'web2', Image: 'snap:1', Env: ['A=1'] });
     expect(create.NetworkingConfig?.EndpointsConfig).toEqual({ appnet: { Aliases: ['web-alias'], IPAMConfig: { IPv4Address: '10.9.0.5' } } });
-    expect(connect).toEqual([{ network: 'other', endpoint: {} }]);
+    expect(connect).toEqual([
+      { network: 'other', endpoint: {} },
+      { network: 'bridge', endpoint: {} },
+    ]);
+  });
+
+  it('creates a default-mode container on the bridge and connects its user networks', () => {
+    const info = inspect();
+    (info.HostConfig as { NetworkMode: string }).NetworkMode = 'default';
+    const { create, connect } = createOptions(captureSpec(info, new Map()), 'web2', 'snap:1');
+    expect(Object.keys(create.NetworkingConfig?.EndpointsConfig ?? {})).toEqual(['bridge']);
+    expect(connect.map((c) => c.network)).toEqual(['appnet', 'other']);
+  });
+
+  it("drops what the engine refuses with another container's network, and names that container", () => {
+    const info = inspect({ Config: { Hostname: 'f00dfeedf00d', ExposedPorts: { '80/tcp': {} }, Image: 'x' } });
+    Object.assign(info.HostConfig, { NetworkMode: 'container:f00dfeedf00d1234', PidMode: 'container:f00dfeedf00d1234', PortBindings: {} });
+    const spec = captureSpec(info, new Map(), (ref) => (ref.startsWith('f00d') ? 'peer' : ref));
+    expect(spec.config.Hostname).toBeUndefined();
+    expect(spec.config.ExposedPorts).toBeUndefined();
+    expect(spec.hostConfig).toMatchObject({ NetworkMode: 'container:peer', PidMode: 'container:peer' });
+    expect(createOptions(spec, 'w', 'i').create.NetworkingConfig).toBeUndefined();
+  });
+
+  it('keeps empty masked paths (systempaths=unconfined) and drops the engine defaults', () => {
+    expect(captureSpec(inspect(), new Map()).hostConfig.MaskedPaths).toBeUndefined();
+    const info = inspect();
+    Object.assign(info.HostConfig, { MaskedPaths: [], ReadonlyPaths: [] });
+    expect(captureSpec(info, new Map()).hostConfig).toMatchObject({ MaskedPaths: [], ReadonlyPaths: [] });
   });
 });
 
@@ -87,5 +116,20 @@ describe('normalizeLinks', () => {
   it('turns inspect links into create links', () => {
     expect(normalizeLinks(['/db:/web/db', '/cache:/web/c'])).toEqual(['db:db', 'cache:c']);
     expect(normalizeLinks(null)).toBeUndefined();
+  });
+});
+
+describe('restore order and renames', () => {
+  it('creates containers others refer to first, and applies renames to references', async () => {
+    const { restoreOrder } = await import('../../src/snapshot/restore.js');
+    const { renameReferences } = await import('../../src/snapshot/spec.js');
+    const rec = (name: string, hostConfig: Record<string, unknown>) => ({ name, spec: { config: {}, hostConfig, networks: [] } }) as never;
+    const app = rec('app', { Links: ['db:database'], VolumesFrom: ['data:ro'] });
+    const db = rec('db', { NetworkMode: 'container:data' });
+    const data = rec('data', { Binds: ['vol:/v'] });
+    expect(restoreOrder([app, db, data], new Map()).map((c: { name: string }) => c.name)).toEqual(['data', 'db', 'app']);
+    const renamed = renameReferences((app as { spec: never }).spec, new Map([['db', 'db2'], ['data', 'data2']]));
+    expect(renamed.hostConfig).toMatchObject({ Links: ['db2:database'], VolumesFrom: ['data2:ro'] });
+    expect(renameReferences((data as { spec: never }).spec, new Map([['vol', 'vol2']])).hostConfig.Binds).toEqual(['vol2:/v']);
   });
 });
