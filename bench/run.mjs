@@ -320,7 +320,11 @@ function cleanup(ctx) {
 
 // ---------------------------------------------------------------- scenarios
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+}
 
 /**
  * Runs every variant once per round, in reverse order on odd rounds so that no variant
@@ -458,7 +462,7 @@ function printFacts(ctx, opts) {
   const driver = sh(`docker info --format '{{.Driver}}'`).trim();
   const dist = shQuiet(`git -C ${q(ROOT)} log -1 --format='%h %cs' -- dist`).trim();
   const distDirty = shQuiet(`git -C ${q(ROOT)} status --porcelain -- dist`).trim() ? ' (dist/ modified locally)' : '';
-  console.log('container-snapshot benchmark — docker CLI vs node dist/cli.js, one run, same machine');
+  console.log('container-snapshot benchmark — docker CLI vs node dist/cli.js, side by side in one run');
   console.log(`  machine   nproc ${availableParallelism()}, ${cpus()[0]?.model ?? '?'}, ${fmt(totalmem() / 1024 ** 3)} GiB RAM`);
   console.log(`  engine    Docker ${engine}, storage driver ${driver}; node ${process.version}; dist ${dist || '?'}${distDirty}`);
   console.log(`  payload   layer ${fmt(ctx.payload.layer.bytes / MB)} MB in ${ctx.payload.layer.files.length} files (SizeRw ${fmt(ctx.sizeRw / MB)} MB), ` +

@@ -101047,6 +101047,8 @@ class ContainerRestore {
     targets;
     /** Volumes already filled by this run (two containers of a set may share one). */
     filled = new Set();
+    /** With replace: the old containers, stopped and renamed, by the name they are restored under. */
+    asides = new Map();
     constructor(ctx, opts, set, 
     /** Names of the containers this run restores: their old instances may be replaced. */
     targets) {
@@ -101116,8 +101118,11 @@ class ContainerRestore {
         }
         return found;
     }
-    /** With replace: the old container is stopped and kept aside under another name until the new one runs. */
-    async setAside(target, changes) {
+    /**
+     * With replace, before any other change: each old container is stopped and kept aside under
+     * another name until its replacement runs (all of them first, since they may share volumes).
+     */
+    async setAside(target) {
         const { engine, log } = this.ctx;
         const old = await engine.findContainer(target);
         if (!old)
@@ -101127,14 +101132,27 @@ class ContainerRestore {
         if (wasPaused)
             await engine.unpause(old.Id);
         if (wasRunning)
-            await engine.stop(old.Id, 10);
+            await engine.stop(old.Id); // its own stop signal and timeout
         const name = `${target}-replaced-${randomBytes(3).toString('hex')}`;
         await engine.renameContainer(old.Id, name);
-        changes.aside = { id: old.Id, name, wasRunning, wasPaused };
+        this.asides.set(target, { id: old.Id, name, wasRunning, wasPaused });
         log.info(`${target}: the existing container is stopped and kept as '${name}' until the restore succeeds`);
     }
-    async prepareVolumes(c, image, changes) {
+    /** Removes old containers set aside that still hold a volume about to be replaced. */
+    async releaseVolume(c, volume) {
         const { engine, log } = this.ctx;
+        const users = new Set((await engine.volumeUsers(volume)).map((u) => u.id));
+        for (const [target, aside] of this.asides) {
+            if (!users.has(aside.id))
+                continue;
+            // Its data is replaced by the verified snapshot; it can no longer be put back.
+            await engine.removeContainer(aside.id, { force: true, volumes: true });
+            this.asides.delete(target);
+            log.info(`${c.name}: removed the replaced container '${aside.name}' to replace volume '${volume}'`);
+        }
+    }
+    async prepareVolumes(c, image, changes) {
+        const { engine } = this.ctx;
         const toFill = [];
         for (const v of this.namedVolumes(c)) {
             const name = this.volumeName(v);
@@ -101145,12 +101163,7 @@ class ContainerRestore {
                     toFill.push(v);
                     continue;
                 }
-                if (changes.aside && (await engine.volumeUsers(name)).some((u) => u.id === changes.aside?.id)) {
-                    // The old container holds the volume; the data it had is replaced by the verified snapshot.
-                    await engine.removeContainer(changes.aside.id, { force: true, volumes: true });
-                    log.info(`${c.name}: removed the replaced container '${changes.aside.name}' to replace volume '${name}'`);
-                    changes.aside = undefined;
-                }
+                await this.releaseVolume(c, name);
                 try {
                     await engine.removeVolume(name);
                 }
@@ -101227,9 +101240,10 @@ class ContainerRestore {
             await engine.removeContainer(changes.container, { force: true, volumes: true }).catch(() => undefined);
         for (const v of changes.createdVolumes)
             await engine.removeVolume(v).catch(() => undefined);
-        const aside = changes.aside;
+        const aside = this.asides.get(target);
         if (!aside)
             return;
+        this.asides.delete(target);
         await engine.renameContainer(aside.id, target);
         if (aside.wasRunning)
             await engine.start(aside.id);
@@ -101242,8 +101256,6 @@ class ContainerRestore {
         const changes = { createdVolumes: [] };
         let id;
         try {
-            if (this.opts.replace)
-                await this.setAside(target, changes);
             await this.prepareVolumes(c, image, changes);
             id = await this.create(c, target, image, changes);
         }
@@ -101251,8 +101263,11 @@ class ContainerRestore {
             await this.rollBack(target, changes).catch((e) => this.ctx.log.error(`${target}: could not put things back: ${errorMessage(e)}`));
             throw err;
         }
-        if (changes.aside)
-            await engine.removeContainer(changes.aside.id, { force: true, volumes: true });
+        const aside = this.asides.get(target);
+        if (aside) {
+            await engine.removeContainer(aside.id, { force: true, volumes: true });
+            this.asides.delete(target);
+        }
         const info = await engine.inspectContainer(id);
         return { name: target, from: c.name, id, state: info.State.Paused ? 'paused' : info.State.Status, status: 'ok' };
     }
@@ -101304,6 +101319,17 @@ async function restore_runRestore(opts, ctx) {
         }
         catch (err) {
             fail(c, target, err);
+        }
+    }
+    if (opts.replace) {
+        for (const { c, target } of [...ready]) {
+            try {
+                await worker.setAside(target);
+            }
+            catch (err) {
+                ready.splice(ready.findIndex((r) => r.c === c), 1);
+                fail(c, target, err);
+            }
         }
     }
     for (const { c, target, image } of ready) {

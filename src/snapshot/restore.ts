@@ -110,9 +110,15 @@ async function countEntries(stream: NodeJS.ReadableStream, limit: number): Promi
 
 type Mount = { Type: 'volume' | 'bind'; Source: string; Target: string; VolumeOptions?: { NoCopy: boolean } };
 
+interface Aside {
+  id: string;
+  name: string;
+  wasRunning: boolean;
+  wasPaused: boolean;
+}
+
 /** What one container's restore changed, so a failure can put things back. */
 interface Changes {
-  aside?: { id: string; name: string; wasRunning: boolean; wasPaused: boolean };
   createdVolumes: string[];
   container?: string;
 }
@@ -120,6 +126,8 @@ interface Changes {
 class ContainerRestore {
   /** Volumes already filled by this run (two containers of a set may share one). */
   private readonly filled = new Set<string>();
+  /** With replace: the old containers, stopped and renamed, by the name they are restored under. */
+  private readonly asides = new Map<string, Aside>();
 
   constructor(
     private readonly ctx: RestoreContext,
@@ -190,23 +198,39 @@ class ContainerRestore {
     return found;
   }
 
-  /** With replace: the old container is stopped and kept aside under another name until the new one runs. */
-  private async setAside(target: string, changes: Changes): Promise<void> {
+  /**
+   * With replace, before any other change: each old container is stopped and kept aside under
+   * another name until its replacement runs (all of them first, since they may share volumes).
+   */
+  async setAside(target: string): Promise<void> {
     const { engine, log } = this.ctx;
     const old = await engine.findContainer(target);
     if (!old) return;
     const wasRunning = old.State.Running;
     const wasPaused = old.State.Paused;
     if (wasPaused) await engine.unpause(old.Id);
-    if (wasRunning) await engine.stop(old.Id, 10);
+    if (wasRunning) await engine.stop(old.Id); // its own stop signal and timeout
     const name = `${target}-replaced-${randomBytes(3).toString('hex')}`;
     await engine.renameContainer(old.Id, name);
-    changes.aside = { id: old.Id, name, wasRunning, wasPaused };
+    this.asides.set(target, { id: old.Id, name, wasRunning, wasPaused });
     log.info(`${target}: the existing container is stopped and kept as '${name}' until the restore succeeds`);
   }
 
-  private async prepareVolumes(c: ContainerRecord, image: string, changes: Changes): Promise<void> {
+  /** Removes old containers set aside that still hold a volume about to be replaced. */
+  private async releaseVolume(c: ContainerRecord, volume: string): Promise<void> {
     const { engine, log } = this.ctx;
+    const users = new Set((await engine.volumeUsers(volume)).map((u) => u.id));
+    for (const [target, aside] of this.asides) {
+      if (!users.has(aside.id)) continue;
+      // Its data is replaced by the verified snapshot; it can no longer be put back.
+      await engine.removeContainer(aside.id, { force: true, volumes: true });
+      this.asides.delete(target);
+      log.info(`${c.name}: removed the replaced container '${aside.name}' to replace volume '${volume}'`);
+    }
+  }
+
+  private async prepareVolumes(c: ContainerRecord, image: string, changes: Changes): Promise<void> {
+    const { engine } = this.ctx;
     const toFill: VolumeRecord[] = [];
     for (const v of this.namedVolumes(c)) {
       const name = this.volumeName(v);
@@ -216,12 +240,7 @@ class ContainerRestore {
           toFill.push(v);
           continue;
         }
-        if (changes.aside && (await engine.volumeUsers(name)).some((u) => u.id === changes.aside?.id)) {
-          // The old container holds the volume; the data it had is replaced by the verified snapshot.
-          await engine.removeContainer(changes.aside.id, { force: true, volumes: true });
-          log.info(`${c.name}: removed the replaced container '${changes.aside.name}' to replace volume '${name}'`);
-          changes.aside = undefined;
-        }
+        await this.releaseVolume(c, name);
         try {
           await engine.removeVolume(name);
         } catch (err) {
@@ -292,8 +311,9 @@ class ContainerRestore {
     const { engine, log } = this.ctx;
     if (changes.container) await engine.removeContainer(changes.container, { force: true, volumes: true }).catch(() => undefined);
     for (const v of changes.createdVolumes) await engine.removeVolume(v).catch(() => undefined);
-    const aside = changes.aside;
+    const aside = this.asides.get(target);
     if (!aside) return;
+    this.asides.delete(target);
     await engine.renameContainer(aside.id, target);
     if (aside.wasRunning) await engine.start(aside.id);
     if (aside.wasPaused) await engine.pause(aside.id);
@@ -305,14 +325,17 @@ class ContainerRestore {
     const changes: Changes = { createdVolumes: [] };
     let id: string;
     try {
-      if (this.opts.replace) await this.setAside(target, changes);
       await this.prepareVolumes(c, image, changes);
       id = await this.create(c, target, image, changes);
     } catch (err) {
       await this.rollBack(target, changes).catch((e: unknown) => this.ctx.log.error(`${target}: could not put things back: ${errorMessage(e)}`));
       throw err;
     }
-    if (changes.aside) await engine.removeContainer(changes.aside.id, { force: true, volumes: true });
+    const aside = this.asides.get(target);
+    if (aside) {
+      await engine.removeContainer(aside.id, { force: true, volumes: true });
+      this.asides.delete(target);
+    }
     const info = await engine.inspectContainer(id);
     return { name: target, from: c.name, id, state: info.State.Paused ? 'paused' : info.State.Status, status: 'ok' };
   }
@@ -363,6 +386,16 @@ export async function runRestore(opts: RestoreOptions, ctx: RestoreContext): Pro
       ready.push({ c, target, image });
     } catch (err) {
       fail(c, target, err);
+    }
+  }
+  if (opts.replace) {
+    for (const { c, target } of [...ready]) {
+      try {
+        await worker.setAside(target);
+      } catch (err) {
+        ready.splice(ready.findIndex((r) => r.c === c), 1);
+        fail(c, target, err);
+      }
     }
   }
   for (const { c, target, image } of ready) {

@@ -7,7 +7,7 @@ declare module 'vitest' {
   export interface ProvidedContext {
     runPrefix: string;
     fixtureImage: string;
-    registry: { host: string; username: string; password: string };
+    registry: { host: string; username: string; password: string; config: string };
   }
 }
 
@@ -25,6 +25,7 @@ export async function setup(project: TestProject): Promise<void> {
     host: registry.host,
     username: registry.username,
     password: registry.password,
+    config: registry.config,
   });
 }
 

@@ -9,6 +9,8 @@ export interface RunningRegistry {
   username: string;
   password: string;
   dir: string;
+  /** Its configuration file, for `docker-registry garbage-collect`. */
+  config: string;
   stop(): Promise<void>;
 }
 
@@ -76,6 +78,7 @@ export async function startRegistry(): Promise<RunningRegistry> {
     username,
     password,
     dir,
+    config: join(dir, 'config.yml'),
     async stop() {
       child.kill('SIGTERM');
       await new Promise((r) => setTimeout(r, 200));
