@@ -39,7 +39,7 @@ function parseOptions(argv) {
     else if (a === '--volume-mb') opts.volumeMB = Number(argv[++i]);
     else if (a === '--runs') opts.runs = Number(argv[++i]);
     else if (a === '--help' || a === '-h') {
-      console.log('usage: node bench/run.mjs [--quick] [--mb N] [--volume-mb N] [--runs N]');
+      console.log('usage: node bench/run.mjs [--quick] [--mb N] [--volume-mb N] [--runs N]   (env: BENCH_MB, BENCH_VOLUME_MB, BENCH_RUNS)');
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   }
@@ -93,7 +93,7 @@ function descendants(pid) {
 }
 
 // The engine does the export/import work for the docker CLI (in dockerd and in the
-// docker-tar/docker-untar helpers it spawns), so that tree's RSS is watched too.
+// docker-tar/docker-untar helpers it spawns), so that tree's memory is watched too.
 function findDockerd() {
   const comm = (p) => {
     try {
@@ -129,7 +129,7 @@ const RSS_METHOD = HAVE_GNU_TIME
 
 /**
  * Runs one shell command, timed: wall seconds, peak RSS (KB) of its process tree and the peak
- * growth of the engine's RSS (KB) while it ran. Output goes to a log that is shown on failure.
+ * growth of the engine's PSS (KB) while it ran. Output goes to a log that is shown on failure.
  */
 function measure(ctx, cmd) {
   const log = join(ctx.tmp, 'step.log');
@@ -255,6 +255,10 @@ async function makeFixture(ctx, opts) {
   // Paths in the tar are relative to /: the layer's land in /usr, the volume's in /data/usr.
   sh(`tar -C / -cf - -T ${tarList(ctx, 'layer', payload.layer.files)} | docker cp - ${ctx.container}:/`);
   sh(`tar -C / -cf - -T ${tarList(ctx, 'volume', payload.volume.files)} | docker cp - ${ctx.container}:/data`);
+
+  // Untimed: a container's first commit runs markedly faster than the later ones here, which
+  // would favour whichever variant happens to go first.
+  sh(`docker commit ${ctx.container} ${ctx.prefix}-warmup:commit >/dev/null && docker rmi ${ctx.prefix}-warmup:commit`);
 
   ctx.payload = payload;
   ctx.sizeRw = Number(sh(`docker inspect --size -f '{{.SizeRw}}' ${ctx.container}`).trim());
@@ -481,7 +485,8 @@ Notes
   - "MB written" is the resulting file(s) or directory; for warm it is what the second backup added.
   - container-snapshot fsyncs every blob; docker save -o and the shell redirections do not (an untimed
     sync runs before every step, so no step pays for an earlier one's writeback).
-  - The payload was just written, so the page cache is warm for every variant alike.
+  - One untimed docker commit runs before the first variant: a container's first commit is faster than
+    the next ones on this engine. Every variant, container-snapshot included, commits the container.
   - Restore rows: the volume-less "docker load" has no container; "+volume" also creates the container,
     fills the volume with docker cp and starts it, as container-snapshot restore does.
   - MB = 2^20 bytes. Load average (1 min) at start ${ctx.loadStart}, at end ${loadAverage()}: others may share the machine.`);

@@ -73055,6 +73055,27 @@ async function exists(path) {
         return false;
     }
 }
+/**
+ * mkdir -p that gives up: Node's recursive mkdir loops forever where a parent exists but
+ * refuses children with ENOENT (procfs, some FUSE mounts).
+ */
+async function ensureDir(path, depth = 0) {
+    try {
+        await (0,promises_namespaceObject.mkdir)(path);
+    }
+    catch (err) {
+        const code = err.code;
+        if (code === 'EEXIST' && (await (0,promises_namespaceObject.stat)(path)).isDirectory())
+            return;
+        if (code !== 'ENOENT' || depth > 64 || (0,external_node_path_namespaceObject.dirname)(path) === path)
+            throw err;
+        await ensureDir((0,external_node_path_namespaceObject.dirname)(path), depth + 1);
+        await (0,promises_namespaceObject.mkdir)(path).catch(async (again) => {
+            if (again.code !== 'EEXIST' || !(await (0,promises_namespaceObject.stat)(path)).isDirectory())
+                throw again;
+        });
+    }
+}
 async function fsyncPath(path) {
     const handle = await (0,promises_namespaceObject.open)(path, 'r');
     try {
@@ -73088,9 +73109,9 @@ class DirDestination {
     async check(accessMode) {
         if (accessMode === 'write') {
             try {
-                await (0,promises_namespaceObject.mkdir)((0,external_node_path_namespaceObject.join)(this.root, 'blobs', 'sha256'), { recursive: true });
-                await (0,promises_namespaceObject.mkdir)((0,external_node_path_namespaceObject.join)(this.root, 'sets'), { recursive: true });
-                await (0,promises_namespaceObject.mkdir)((0,external_node_path_namespaceObject.join)(this.root, '.tmp'), { recursive: true });
+                await ensureDir((0,external_node_path_namespaceObject.join)(this.root, 'blobs', 'sha256'));
+                await ensureDir((0,external_node_path_namespaceObject.join)(this.root, 'sets'));
+                await ensureDir((0,external_node_path_namespaceObject.join)(this.root, '.tmp'));
                 await (0,promises_namespaceObject.access)(this.root, promises_namespaceObject.constants.W_OK);
             }
             catch (err) {
@@ -74283,8 +74304,9 @@ async function runBackup(opts, ctx) {
     const all = (await engine.listContainers()).map(candidateOf);
     const selection = selectContainers(all, opts.selection);
     const outcomes = selection.missing.map((name) => failure(name, '', 'missing', new BackupError(`no such container: ${name}`)));
-    for (const o of outcomes)
-        log.error(`${o.name}: ${o.error}`);
+    if (opts.onError === 'continue')
+        for (const o of outcomes)
+            log.warning(`${o.name}: ${o.error}`);
     if (selection.empty) {
         const message = `No container matched the selection (${opts.selection.containers.map((s) => s.value).join(', ') || 'all'}).`;
         if (opts.selection.ifNoMatch === 'error')
@@ -74323,8 +74345,9 @@ async function runBackup(opts, ctx) {
         }
         catch (err) {
             const f = failure(c.name, c.id, c.state, err);
-            log.error(`${c.name}: ${f.error}`);
             outcomes.push(f);
+            if (opts.onError === 'continue')
+                log.warning(`${c.name}: ${f.error}`);
             if (opts.onError === 'abort') {
                 throw new BackupError(`Aborted at ${c.name}; no snapshot set was written: ${f.error}`);
             }
@@ -74464,17 +74487,21 @@ class ContainerRestore {
     namedVolumes(c) {
         return this.opts.includeVolumes ? c.volumes.filter((v) => v.type === 'volume' && !v.anonymous) : [];
     }
+    /** Loads the container's image unless the engine has it; `loaded` says whether this restore added it. */
     async loadImage(c) {
         const { engine, source } = this.ctx;
         const repo = localImageName(c.name);
+        const ref = `${repo}:${this.set.tag}`;
+        if (await engine.imageExists(c.image.id)) {
+            await engine.tagImage(c.image.id, repo, this.set.tag);
+            return { ref, loaded: false };
+        }
+        const loaded = await engine.loadImage(loadArchive(source, imageScope(c), c.image, ref));
         if (!(await engine.imageExists(c.image.id))) {
-            const loaded = await engine.loadImage(loadArchive(source, imageScope(c), c.image, `${repo}:${this.set.tag}`));
-            if (!(await engine.imageExists(c.image.id))) {
-                throw new RestoreError(`${c.name}: the engine loaded ${loaded.join(', ') || 'nothing'}, not image ${c.image.id}`);
-            }
+            throw new RestoreError(`${c.name}: the engine loaded ${loaded.join(', ') || 'nothing'}, not image ${c.image.id}`);
         }
         await engine.tagImage(c.image.id, repo, this.set.tag);
-        return `${repo}:${this.set.tag}`;
+        return { ref, loaded: true };
     }
     /** Runs `fn` with a never-started container of `image` that mounts `mounts`. */
     async withHelper(image, mounts, fn) {
@@ -74704,14 +74731,23 @@ async function runRestore(opts, ctx) {
     const results = [];
     const fail = (c, target, err) => {
         const r = { name: target, from: c.name, id: '', state: '', status: 'failed', error: errorMessage(err) };
-        log.error(`${c.name}: ${r.error}`);
+        log.warning(`${c.name}: ${r.error}`);
         results.push(r);
     };
     const ready = [];
+    // Images this run loaded for containers it then did not restore are removed again.
+    const loadedFor = new Map();
+    const dropImage = async (c) => {
+        const ref = loadedFor.get(c);
+        if (ref)
+            await ctx.engine.removeImage(ref).catch(() => undefined);
+    };
     for (const c of restoreOrder(chosen, opts.rename)) {
         const target = opts.rename.get(c.name) ?? c.name;
         try {
-            const image = await worker.loadImage(c);
+            const { ref: image, loaded } = await worker.loadImage(c);
+            if (loaded)
+                loadedFor.set(c, image);
             const conflicts = await worker.conflicts(c, target, image);
             if (conflicts.length > 0) {
                 throw new RestoreError(`not restored: ${conflicts.join('; ')}. Set replace: true to replace, or rename it.`);
@@ -74719,6 +74755,7 @@ async function runRestore(opts, ctx) {
             ready.push({ c, target, image });
         }
         catch (err) {
+            await dropImage(c);
             fail(c, target, err);
         }
     }
@@ -74729,6 +74766,7 @@ async function runRestore(opts, ctx) {
             }
             catch (err) {
                 ready.splice(ready.findIndex((r) => r.c === c), 1);
+                await dropImage(c);
                 fail(c, target, err);
             }
         }
@@ -74740,6 +74778,7 @@ async function runRestore(opts, ctx) {
             results.push(r);
         }
         catch (err) {
+            await dropImage(c);
             fail(c, target, err);
         }
     }
@@ -74985,7 +75024,7 @@ function parseBackupInputs(get, now) {
 function parseRestoreInputs(get) {
     const sources = splitList(get(Input.Source));
     if (sources.length > 1)
-        throw new InputError(`Invalid source '${get(Input.Source)}'. Expected one location.`);
+        throw new InputError(`Invalid source '${sources.join(', ')}'. Expected one location.`);
     return {
         source: parseDestination(sources[0] ?? DEFAULT_LOCATION),
         snapshot: parseSnapshotRef(get(Input.Snapshot)),
@@ -75203,6 +75242,14 @@ function reader(flags) {
         return password;
     };
 }
+/** One error line for all the containers that failed; the exit status. */
+function failures(containers) {
+    const failed = containers.filter((c) => c.error !== undefined);
+    if (failed.length === 0)
+        return 0;
+    console.error(`error: ${failed.length} container(s) failed: ${failed.map((c) => `${c.name} (${c.error})`).join('; ')}`);
+    return 1;
+}
 async function main(argv) {
     const [command, ...rest] = argv;
     if (!command || command === '--help' || command === '-h' || command === 'help') {
@@ -75224,16 +75271,16 @@ async function main(argv) {
         const release = undoOnSignals(journal, engine, cliLogger);
         const result = await backup(opts, { ...deps, engine, journal }).finally(release);
         console.log(JSON.stringify({ snapshot: result.tag, failed: result.failed, containers: result.containers }, null, 2));
-        return result.failed > 0 ? 1 : 0;
+        return failures(result.containers.map((c) => ({ name: c.name, error: c.status === 'failed' ? c.error : undefined })));
     }
     if (command === 'restore') {
         const result = await restore(parseRestoreInputs(get), deps);
         console.log(JSON.stringify({ snapshot: result.tag, failed: result.failed, containers: result.containers }, null, 2));
-        return result.failed > 0 ? 1 : 0;
+        return failures(result.containers.map((c) => ({ name: c.from, error: c.status === 'failed' ? c.error : undefined })));
     }
     const sources = splitList(get(Input.Source));
     if (sources.length > 1)
-        throw new InputError(`Invalid source '${get(Input.Source)}'. Expected one location.`);
+        throw new InputError(`Invalid source '${sources.join(', ')}'. Expected one location.`);
     const source = parseDestination(sources[0] ?? DEFAULT_LOCATION);
     const credentials = parseCredentials(get(Input.RegistryUsername), get(Input.RegistryPassword));
     if (command === 'list') {

@@ -80,6 +80,14 @@ function reader(flags: Map<string, string>): (name: string) => string {
   };
 }
 
+/** One error line for all the containers that failed; the exit status. */
+function failures(containers: Array<{ name: string; error?: string }>): number {
+  const failed = containers.filter((c) => c.error !== undefined);
+  if (failed.length === 0) return 0;
+  console.error(`error: ${failed.length} container(s) failed: ${failed.map((c) => `${c.name} (${c.error})`).join('; ')}`);
+  return 1;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (!command || command === '--help' || command === '-h' || command === 'help') {
@@ -100,15 +108,15 @@ async function main(argv: string[]): Promise<number> {
     const release = undoOnSignals(journal, engine, cliLogger);
     const result = await backup(opts, { ...deps, engine, journal }).finally(release);
     console.log(JSON.stringify({ snapshot: result.tag, failed: result.failed, containers: result.containers }, null, 2));
-    return result.failed > 0 ? 1 : 0;
+    return failures(result.containers.map((c) => ({ name: c.name, error: c.status === 'failed' ? c.error : undefined })));
   }
   if (command === 'restore') {
     const result = await restore(parseRestoreInputs(get), deps);
     console.log(JSON.stringify({ snapshot: result.tag, failed: result.failed, containers: result.containers }, null, 2));
-    return result.failed > 0 ? 1 : 0;
+    return failures(result.containers.map((c) => ({ name: c.from, error: c.status === 'failed' ? c.error : undefined })));
   }
   const sources = splitList(get(Input.Source));
-  if (sources.length > 1) throw new InputError(`Invalid source '${get(Input.Source)}'. Expected one location.`);
+  if (sources.length > 1) throw new InputError(`Invalid source '${sources.join(', ')}'. Expected one location.`);
   const source = parseDestination(sources[0] ?? DEFAULT_LOCATION);
   const credentials = parseCredentials(get(Input.RegistryUsername), get(Input.RegistryPassword));
   if (command === 'list') {

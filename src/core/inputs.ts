@@ -71,7 +71,7 @@ export function parseBackupInputs(get: InputReader, now?: Date): BackupOptions {
 
 export function parseRestoreInputs(get: InputReader): RestoreOptions {
   const sources = splitList(get(Input.Source));
-  if (sources.length > 1) throw new InputError(`Invalid source '${get(Input.Source)}'. Expected one location.`);
+  if (sources.length > 1) throw new InputError(`Invalid source '${sources.join(', ')}'. Expected one location.`);
   return {
     source: parseDestination(sources[0] ?? DEFAULT_LOCATION),
     snapshot: parseSnapshotRef(get(Input.Snapshot)),

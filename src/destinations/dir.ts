@@ -1,7 +1,7 @@
 import { createReadStream, createWriteStream } from 'node:fs';
 import { access, link, mkdir, open, readdir, readFile, rename, rm, stat, writeFile, constants } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { once } from 'node:events';
 import { newestFirst, parseSet, summarize, type SetSummary, type SnapshotSet } from '../snapshot/manifest.js';
@@ -21,6 +21,24 @@ async function exists(path: string): Promise<boolean> {
     return true;
   } catch {
     return false;
+  }
+}
+
+/**
+ * mkdir -p that gives up: Node's recursive mkdir loops forever where a parent exists but
+ * refuses children with ENOENT (procfs, some FUSE mounts).
+ */
+async function ensureDir(path: string, depth = 0): Promise<void> {
+  try {
+    await mkdir(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST' && (await stat(path)).isDirectory()) return;
+    if (code !== 'ENOENT' || depth > 64 || dirname(path) === path) throw err;
+    await ensureDir(dirname(path), depth + 1);
+    await mkdir(path).catch(async (again: NodeJS.ErrnoException) => {
+      if (again.code !== 'EEXIST' || !(await stat(path)).isDirectory()) throw again;
+    });
   }
 }
 
@@ -61,9 +79,9 @@ export class DirDestination implements Destination {
   async check(accessMode: 'read' | 'write'): Promise<void> {
     if (accessMode === 'write') {
       try {
-        await mkdir(join(this.root, 'blobs', 'sha256'), { recursive: true });
-        await mkdir(join(this.root, 'sets'), { recursive: true });
-        await mkdir(join(this.root, '.tmp'), { recursive: true });
+        await ensureDir(join(this.root, 'blobs', 'sha256'));
+        await ensureDir(join(this.root, 'sets'));
+        await ensureDir(join(this.root, '.tmp'));
         await access(this.root, constants.W_OK);
       } catch (err) {
         throw new DestinationError(`Cannot write to ${this.label}: ${(err as Error).message}`);

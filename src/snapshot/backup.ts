@@ -283,7 +283,7 @@ export async function runBackup(opts: BackupOptions, ctx: BackupContext): Promis
   const all = (await engine.listContainers()).map(candidateOf);
   const selection = selectContainers(all, opts.selection);
   const outcomes: ContainerOutcome[] = selection.missing.map((name) => failure(name, '', 'missing', new BackupError(`no such container: ${name}`)));
-  for (const o of outcomes) log.error(`${o.name}: ${o.error}`);
+  if (opts.onError === 'continue') for (const o of outcomes) log.warning(`${o.name}: ${o.error}`);
   if (selection.empty) {
     const message = `No container matched the selection (${opts.selection.containers.map((s) => s.value).join(', ') || 'all'}).`;
     if (opts.selection.ifNoMatch === 'error') throw new BackupError(message);
@@ -315,8 +315,8 @@ export async function runBackup(opts: BackupOptions, ctx: BackupContext): Promis
       log.info(`${c.name}: ${record.image.layers.length} layer(s) and ${record.volumes.length} volume(s): ${record.layerStats.written} blob(s) stored, ${record.layerStats.reused} already there`);
     } catch (err) {
       const f = failure(c.name, c.id, c.state, err);
-      log.error(`${c.name}: ${f.error}`);
       outcomes.push(f);
+      if (opts.onError === 'continue') log.warning(`${c.name}: ${f.error}`);
       if (opts.onError === 'abort') {
         throw new BackupError(`Aborted at ${c.name}; no snapshot set was written: ${f.error}`);
       }

@@ -145,17 +145,21 @@ class ContainerRestore {
     return this.opts.includeVolumes ? c.volumes.filter((v) => v.type === 'volume' && !v.anonymous) : [];
   }
 
-  async loadImage(c: ContainerRecord): Promise<string> {
+  /** Loads the container's image unless the engine has it; `loaded` says whether this restore added it. */
+  async loadImage(c: ContainerRecord): Promise<{ ref: string; loaded: boolean }> {
     const { engine, source } = this.ctx;
     const repo = localImageName(c.name);
+    const ref = `${repo}:${this.set.tag}`;
+    if (await engine.imageExists(c.image.id)) {
+      await engine.tagImage(c.image.id, repo, this.set.tag);
+      return { ref, loaded: false };
+    }
+    const loaded = await engine.loadImage(loadArchive(source, imageScope(c), c.image, ref));
     if (!(await engine.imageExists(c.image.id))) {
-      const loaded = await engine.loadImage(loadArchive(source, imageScope(c), c.image, `${repo}:${this.set.tag}`));
-      if (!(await engine.imageExists(c.image.id))) {
-        throw new RestoreError(`${c.name}: the engine loaded ${loaded.join(', ') || 'nothing'}, not image ${c.image.id}`);
-      }
+      throw new RestoreError(`${c.name}: the engine loaded ${loaded.join(', ') || 'nothing'}, not image ${c.image.id}`);
     }
     await engine.tagImage(c.image.id, repo, this.set.tag);
-    return `${repo}:${this.set.tag}`;
+    return { ref, loaded: true };
   }
 
   /** Runs `fn` with a never-started container of `image` that mounts `mounts`. */
@@ -371,20 +375,28 @@ export async function runRestore(opts: RestoreOptions, ctx: RestoreContext): Pro
   const results: RestoredContainer[] = [];
   const fail = (c: ContainerRecord, target: string, err: unknown) => {
     const r: RestoredContainer = { name: target, from: c.name, id: '', state: '', status: 'failed', error: errorMessage(err) };
-    log.error(`${c.name}: ${r.error}`);
+    log.warning(`${c.name}: ${r.error}`);
     results.push(r);
   };
   const ready: Array<{ c: ContainerRecord; target: string; image: string }> = [];
+  // Images this run loaded for containers it then did not restore are removed again.
+  const loadedFor = new Map<ContainerRecord, string>();
+  const dropImage = async (c: ContainerRecord) => {
+    const ref = loadedFor.get(c);
+    if (ref) await ctx.engine.removeImage(ref).catch(() => undefined);
+  };
   for (const c of restoreOrder(chosen, opts.rename)) {
     const target = opts.rename.get(c.name) ?? c.name;
     try {
-      const image = await worker.loadImage(c);
+      const { ref: image, loaded } = await worker.loadImage(c);
+      if (loaded) loadedFor.set(c, image);
       const conflicts = await worker.conflicts(c, target, image);
       if (conflicts.length > 0) {
         throw new RestoreError(`not restored: ${conflicts.join('; ')}. Set replace: true to replace, or rename it.`);
       }
       ready.push({ c, target, image });
     } catch (err) {
+      await dropImage(c);
       fail(c, target, err);
     }
   }
@@ -394,6 +406,7 @@ export async function runRestore(opts: RestoreOptions, ctx: RestoreContext): Pro
         await worker.setAside(target);
       } catch (err) {
         ready.splice(ready.findIndex((r) => r.c === c), 1);
+        await dropImage(c);
         fail(c, target, err);
       }
     }
@@ -404,6 +417,7 @@ export async function runRestore(opts: RestoreOptions, ctx: RestoreContext): Pro
       log.info(`${target}: restored (${r.state})`);
       results.push(r);
     } catch (err) {
+      await dropImage(c);
       fail(c, target, err);
     }
   }

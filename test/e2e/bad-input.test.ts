@@ -1,0 +1,140 @@
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { RegistryClient } from '../../src/registry/client.js';
+import { Resources, commitsOf, docker, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
+import { runCli, runStep } from '../support/runner.js';
+
+type Case =
+  | { via: 'backup' | 'restore'; inputs: Record<string, string>; expected: RegExp }
+  | { via: 'cli'; args: string[]; expected: RegExp; input?: string };
+
+/** Every file of a directory tree with its size and modification time. */
+function tree(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    for (const name of readdirSync(d)) {
+      const p = join(d, name);
+      const s = statSync(p);
+      if (s.isDirectory()) walk(p);
+      else out.push(`${p} ${s.size} ${s.mtimeMs}`);
+    }
+  };
+  walk(dir);
+  return out.sort();
+}
+
+describe('bad input: a one-line error saying what was expected, a non-zero exit, and nothing changed', () => {
+  const res = new Resources(inject('runPrefix'), 'bad');
+  const reg = inject('registry');
+  const env = { DOCKER_CONFIG: '/nonexistent' };
+  let store: string;
+  let app: string;
+  let registry: string;
+
+  async function state() {
+    const info = await docker.getContainer(app).inspect();
+    const tags = await new RegistryClient({ host: reg.host, auth: { username: reg.username, password: reg.password } }).listTags(res.prefix);
+    const volumes = ((await docker.listVolumes()).Volumes ?? []).map((v) => v.Name).filter((n) => n.startsWith(res.prefix)).sort();
+    const containers = (await docker.listContainers({ all: true })).filter((c) => c.Names.some((n) => n.startsWith(`/${res.prefix}`))).map((c) => `${c.Id} ${c.State}`).sort();
+    return { id: info.Id, status: info.State.Status, paused: info.State.Paused, containers, volumes, store: tree(store), tags, commits: await commitsOf([info.Id]) };
+  }
+
+  beforeAll(async () => {
+    store = join(res.tempDir(), 'store');
+    registry = `registry:${reg.host}/${res.prefix}`;
+    app = res.name('app');
+    await runContainer({ name: app, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'test -f /v/f || echo f > /v/f; exec sleep 100000'], HostConfig: { Binds: [`${res.volume('v')}:/v`] } }, 'running');
+    await waitFor(async () => (await treeDigest(app, '/v/f').then(() => true, () => false)));
+    for (const destination of [`dir:${store}`, registry]) {
+      const r = await runCli(['backup', '--containers', app, '--destination', destination, '--tag', 'existing', '--registry-username', reg.username, '--registry-password-stdin'], { env, input: reg.password });
+      expect(r.code, r.stderr).toBe(0);
+    }
+  });
+
+  afterAll(() => res.cleanup());
+
+  const dir = () => `dir:${store}`;
+  const cases: Array<[string, () => Case]> = [
+    ['backup: a regex that does not compile', () => ({ via: 'backup', inputs: { containers: '/([/', destination: dir() }, expected: /Expected a regular expression between slashes/ })],
+    ['backup: a name with a space', () => ({ via: 'backup', inputs: { containers: 'bad name', destination: dir() }, expected: /Expected a container name, an ID, a glob/ })],
+    ['backup: a bad exclude regex', () => ({ via: 'backup', inputs: { containers: app, exclude: '/(/', destination: dir() }, expected: /Expected a regular expression/ })],
+    ['backup: a label filter without a key', () => ({ via: 'backup', inputs: { labels: '=x', destination: dir() }, expected: /Expected key or key=value/ })],
+    ['backup: an unknown destination scheme', () => ({ via: 'backup', inputs: { containers: app, destination: 's3:bucket' }, expected: /Expected dir:PATH or registry:HOST\[:PORT\]\/PREFIX/ })],
+    ['backup: a registry without a prefix', () => ({ via: 'backup', inputs: { containers: app, destination: `registry:${reg.host}` }, expected: /Expected dir:PATH or registry/ })],
+    ['backup: an upper-case registry prefix', () => ({ via: 'backup', inputs: { containers: app, destination: `registry:${reg.host}/Backups` }, expected: /lowercase repository prefix/ })],
+    ['backup: a registry prefix with ../', () => ({ via: 'backup', inputs: { containers: app, destination: `registry:${reg.host}/../x` }, expected: /Expected dir:PATH or registry/ })],
+    ['backup: dir: with no path', () => ({ via: 'backup', inputs: { containers: app, destination: 'dir:' }, expected: /dir: needs a path/ })],
+    ['backup: the same destination twice', () => ({ via: 'backup', inputs: { containers: app, destination: `${dir()}\n${dir()}` }, expected: /listed twice. Expected each destination once/ })],
+    ['backup: a tag starting with -', () => ({ via: 'backup', inputs: { containers: app, destination: dir(), tag: '-x' }, expected: /Expected an OCI tag/ })],
+    ['backup: a tag with ../', () => ({ via: 'backup', inputs: { containers: app, destination: dir(), tag: '../x' }, expected: /Expected an OCI tag/ })],
+    ['backup: the tag latest', () => ({ via: 'backup', inputs: { containers: app, destination: dir(), tag: 'latest' }, expected: /Expected a specific tag/ })],
+    ['backup: a tag of 129 characters', () => ({ via: 'backup', inputs: { containers: app, destination: dir(), tag: 'a'.repeat(129) }, expected: /up to 128/ })],
+    ['backup: a tag that exists', () => ({ via: 'backup', inputs: { containers: app, destination: dir(), tag: 'existing' }, expected: /Snapshot existing already exists in dir:.*Expected a new tag/ })],
+    ['backup: pause yes', () => ({ via: 'backup', inputs: { containers: app, destination: dir(), pause: 'yes' }, expected: /Invalid pause 'yes'. Expected true or false/ })],
+    ['backup: include-volumes 1', () => ({ via: 'backup', inputs: { containers: app, destination: dir(), 'include-volumes': '1' }, expected: /Expected true or false/ })],
+    ['backup: include-bind-mounts maybe', () => ({ via: 'backup', inputs: { containers: app, destination: dir(), 'include-bind-mounts': 'maybe' }, expected: /Expected true or false/ })],
+    ['backup: dry-run sure', () => ({ via: 'backup', inputs: { containers: app, destination: dir(), 'dry-run': 'sure' }, expected: /Expected true or false/ })],
+    ['backup: on-error retry', () => ({ via: 'backup', inputs: { containers: app, destination: dir(), 'on-error': 'retry' }, expected: /Expected one of: continue, abort/ })],
+    ['backup: if-no-match panic', () => ({ via: 'backup', inputs: { containers: app, destination: dir(), 'if-no-match': 'panic' }, expected: /Expected one of: warn, error, ignore/ })],
+    ['backup: compression xz', () => ({ via: 'backup', inputs: { containers: app, destination: dir(), compression: 'xz' }, expected: /Expected one of: auto, zstd, gzip/ })],
+    ['backup: a user name without a password', () => ({ via: 'backup', inputs: { containers: app, destination: registry, 'registry-username': 'u' }, expected: /Expected both registry-username and registry-password/ })],
+    ['backup: a password without a user name', () => ({ via: 'backup', inputs: { containers: app, destination: registry, 'registry-password': 'p' }, expected: /Expected both registry-username and registry-password/ })],
+    ['backup: no credentials for the registry', () => ({ via: 'backup', inputs: { containers: app, destination: registry }, expected: /no credentials were given/ })],
+    ['backup: a wrong password', () => ({ via: 'backup', inputs: { containers: app, destination: registry, 'registry-username': reg.username, 'registry-password': 'wrong' }, expected: /registry-username\/registry-password|docker login/ })],
+    ['backup: a directory that cannot be made (procfs)', () => ({ via: 'backup', inputs: { containers: app, destination: 'dir:/proc/csx-nope' }, expected: /Cannot write to dir:\/proc\/csx-nope/ })],
+    ['backup: a directory under a file', () => ({ via: 'backup', inputs: { containers: app, destination: 'dir:/etc/hostname/x' }, expected: /Cannot write to dir:\/etc\/hostname\/x/ })],
+    ['backup: abort on a missing container', () => ({ via: 'backup', inputs: { containers: `${app},${res.prefix}-ghost`, destination: dir(), 'on-error': 'abort' }, expected: /Aborted before any change: .*no such container/ })],
+    ['backup: if-no-match error', () => ({ via: 'backup', inputs: { containers: `${res.prefix}-none-*`, destination: dir(), 'if-no-match': 'error' }, expected: /No container matched/ })],
+    ['restore: an unknown source scheme', () => ({ via: 'restore', inputs: { source: 'ftp:x' }, expected: /Expected dir:PATH or registry/ })],
+    ['restore: two sources', () => ({ via: 'restore', inputs: { source: `${dir()}\n${registry}` }, expected: /Expected one location/ })],
+    ['restore: a snapshot with ../', () => ({ via: 'restore', inputs: { source: dir(), snapshot: '../x' }, expected: /Expected a tag or latest/ })],
+    ['restore: an unknown snapshot', () => ({ via: 'restore', inputs: { source: dir(), snapshot: 'nope' }, expected: /Snapshot 'nope' not found .*Expected one of: existing/ })],
+    ['restore: a directory that does not exist', () => ({ via: 'restore', inputs: { source: `dir:${store}-missing` }, expected: /Cannot read dir:/ })],
+    ['restore: a container the set lacks', () => ({ via: 'restore', inputs: { source: dir(), containers: 'zzz' }, expected: /has no container zzz. Expected one of:/ })],
+    ['restore: rename without =', () => ({ via: 'restore', inputs: { source: dir(), rename: 'a' }, expected: /Expected old=new/ })],
+    ['restore: two renames to one name', () => ({ via: 'restore', inputs: { source: dir(), rename: 'a=x\nb=x' }, expected: /Expected distinct new names/ })],
+    ['restore: a rename target with ../', () => ({ via: 'restore', inputs: { source: dir(), rename: `${app}=../x` }, expected: /Invalid rename target/ })],
+    ['restore: renaming what the set lacks', () => ({ via: 'restore', inputs: { source: dir(), rename: 'zzz=yyy' }, expected: /Cannot rename zzz: not a container or named volume being restored/ })],
+    ['restore: start later', () => ({ via: 'restore', inputs: { source: dir(), start: 'later' }, expected: /Expected one of: auto, always, never/ })],
+    ['restore: replace yes', () => ({ via: 'restore', inputs: { source: dir(), replace: 'yes' }, expected: /Expected true or false/ })],
+    ['restore: an existing container, without replace', () => ({ via: 'restore', inputs: { source: dir() }, expected: /1 container\(s\) not restored: .*container '.*-app' exists.*Set replace: true/ })],
+    ['restore: a wrong registry password', () => ({ via: 'restore', inputs: { source: registry, 'registry-username': reg.username, 'registry-password': 'wrong' }, expected: /authentication|registry-username/ })],
+    ['cli: an unknown command', () => ({ via: 'cli', args: ['backpu'], expected: /Unknown command 'backpu'. Expected backup, restore, list or verify/ })],
+    ['cli: an unknown flag', () => ({ via: 'cli', args: ['backup', '--contaners', 'x'], expected: /Unknown flag --contaners for backup. Expected one of:/ })],
+    ['cli: a password as a flag', () => ({ via: 'cli', args: ['backup', '--registry-password', 'secret'], expected: /Unknown flag --registry-password/ })],
+    ['cli: a flag without its value', () => ({ via: 'cli', args: ['backup', '--tag'], expected: /Flag --tag needs a value/ })],
+    ['cli: a stray argument', () => ({ via: 'cli', args: ['restore', 'web'], expected: /Unexpected argument 'web'. Expected --flag value/ })],
+    ['cli: verify an unknown snapshot', () => ({ via: 'cli', args: ['verify', '--source', dir(), '--snapshot', 'nope'], expected: /Snapshot 'nope' not found/ })],
+    ['cli: list a bad location', () => ({ via: 'cli', args: ['list', '--source', 'registry:host'], expected: /Expected dir:PATH or registry/ })],
+    ['cli: a bad boolean', () => ({ via: 'cli', args: ['backup', '--containers', app, '--destination', dir(), '--pause=maybe'], expected: /Invalid pause 'maybe'. Expected true or false/ })],
+  ];
+
+  it('covers at least 30 cases across both actions and the CLI', () => {
+    expect(cases.length).toBeGreaterThanOrEqual(30);
+    const vias = new Set(cases.map(([, c]) => c().via));
+    expect([...vias].sort()).toEqual(['backup', 'cli', 'restore']);
+  });
+
+  it.each(cases)('%s', async (_title, make) => {
+    const c = make();
+    const before = await state();
+    let message: string;
+    if (c.via === 'cli') {
+      const r = await runCli(c.args, { env, input: c.input });
+      expect(r.code).toBe(1);
+      const lines = r.stderr.trim().split('\n');
+      expect(lines.filter((l) => l.startsWith('error: '))).toHaveLength(1);
+      message = lines.find((l) => l.startsWith('error: ')) ?? '';
+    } else {
+      const r = await runStep(c.via === 'backup' ? '.' : 'restore', c.inputs, { env });
+      expect(r.code, r.stdout).toBe(1);
+      const errors = r.stdout.split('\n').filter((l) => l.startsWith('::error::'));
+      expect(errors, r.stdout).toHaveLength(1);
+      message = errors[0];
+      expect(message).not.toContain('%0A');
+    }
+    expect(message).toMatch(c.expected);
+    expect(await state()).toEqual(before);
+  });
+});
