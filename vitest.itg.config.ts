@@ -1,3 +1,5 @@
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { defineConfig } from 'vitest/config';
 
 // Integration and end-to-end tests share one real engine and one real registry:
@@ -11,5 +13,7 @@ export default defineConfig({
     testTimeout: 180_000,
     hookTimeout: 180_000,
     fileParallelism: false,
+    // Journals of interrupted backups go to a directory of this run, not the user's state directory.
+    env: { CONTAINER_SNAPSHOT_STATE_DIR: join(tmpdir(), `csx-test-state-${process.pid}`) },
   },
 });

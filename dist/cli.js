@@ -72099,9 +72099,9 @@ class Engine {
     async renameContainer(id, name) {
         await call(`rename container ${id} to ${name}`, () => this.docker.getContainer(id).rename({ name }));
     }
-    /** Commits the container's writable layer; returns the new image ID. */
+    /** Commits the container's writable layer as `repo:tag`; returns the new image ID. */
     async commit(id, opts) {
-        const res = (await call(`commit container ${id}`, () => this.docker.getContainer(id).commit({ pause: opts.pause, ...(opts.changes?.length ? { changes: opts.changes.join('\n') } : {}) })));
+        const res = (await call(`commit container ${id}`, () => this.docker.getContainer(id).commit({ pause: opts.pause, repo: opts.repo, tag: opts.tag })));
         return res.Id;
     }
     inspectImage(ref) {
@@ -72195,6 +72195,200 @@ class Engine {
     }
 }
 
+
+;// CONCATENATED MODULE: external "node:os"
+const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
+;// CONCATENATED MODULE: ./src/core/log.ts
+function errorMessage(err) {
+    return err instanceof Error ? err.message : String(err);
+}
+
+;// CONCATENATED MODULE: ./src/core/undo.ts
+
+function emptyUndo() {
+    return { paused: [], tempImages: [] };
+}
+/** Keeps the pending undo current, calling `onChange` after every change (the action saves it as state). */
+class UndoJournal {
+    onChange;
+    pending = emptyUndo();
+    inFlight = new Set();
+    constructor(onChange) {
+        this.onChange = onChange;
+    }
+    update(list, id, add) {
+        const at = list.indexOf(id);
+        if (add && at === -1)
+            list.push(id);
+        if (!add && at !== -1)
+            list.splice(at, 1);
+        this.onChange?.(this.pending);
+    }
+    paused(id) {
+        this.update(this.pending.paused, id, true);
+    }
+    unpaused(id) {
+        this.update(this.pending.paused, id, false);
+    }
+    tempImage(id) {
+        this.update(this.pending.tempImages, id, true);
+    }
+    tempImageRemoved(id) {
+        this.update(this.pending.tempImages, id, false);
+    }
+    track(operation) {
+        const settled = operation.then(() => undefined, () => undefined);
+        this.inFlight.add(settled);
+        void settled.then(() => this.inFlight.delete(settled));
+        return operation;
+    }
+    /** Waits, at most `ms`, for tracked engine calls to finish (so that what they made can be undone). */
+    async settle(ms) {
+        let timer;
+        const timeout = new Promise((resolve) => (timer = setTimeout(resolve, ms)));
+        await Promise.race([Promise.all(this.inFlight), timeout]);
+        clearTimeout(timer);
+    }
+}
+/** Unpauses what a backup paused and removes the images it committed; returns what could not be undone. */
+async function undo(pending, engine, log) {
+    const problems = [];
+    for (const id of pending.paused) {
+        try {
+            const info = await engine.inspectContainer(id);
+            if (info.State.Paused) {
+                await engine.unpause(id);
+                log.warning(`Unpaused container ${info.Name.replace(/^\//, '')}, left paused by an interrupted backup`);
+            }
+        }
+        catch (err) {
+            problems.push(`container ${id}: ${errorMessage(err)}`);
+        }
+    }
+    for (const id of pending.tempImages) {
+        await engine.removeImage(id, { force: true }).catch((err) => problems.push(`image ${id}: ${errorMessage(err)}`));
+    }
+    return problems;
+}
+/**
+ * On SIGINT or SIGTERM, undoes what is pending before the process exits, so a cancelled
+ * run never leaves a container paused. Returns a function that removes the handlers.
+ */
+function undoOnSignals(journal, engine, log, undone = () => undefined) {
+    const undoThenExit = (code) => journal
+        .settle(60_000)
+        .then(() => undo(journal.pending, engine, log))
+        .then((problems) => {
+        for (const p of problems)
+            log.error(`Could not undo: ${p}`);
+        if (problems.length === 0)
+            undone();
+    })
+        .finally(() => process.exit(code));
+    const handler = (signal) => {
+        log.error(`Received ${signal}: undoing what this backup changed`);
+        void undoThenExit(signal === 'SIGINT' ? 130 : 143);
+    };
+    const crash = (err) => {
+        log.error(`Unexpected error: ${err.message}; undoing what this backup changed`);
+        void undoThenExit(1);
+    };
+    process.once('SIGINT', handler);
+    process.once('SIGTERM', handler);
+    process.once('uncaughtException', crash);
+    return () => {
+        process.off('SIGINT', handler);
+        process.off('SIGTERM', handler);
+        process.off('uncaughtException', crash);
+    };
+}
+
+;// CONCATENATED MODULE: ./src/core/recovery.ts
+
+
+
+
+
+function stateDir(env) {
+    if (env.CONTAINER_SNAPSHOT_STATE_DIR)
+        return env.CONTAINER_SNAPSHOT_STATE_DIR;
+    return (0,external_node_path_namespaceObject.join)(env.XDG_STATE_HOME || (0,external_node_path_namespaceObject.join)((0,external_node_os_namespaceObject.homedir)(), '.local', 'state'), 'container-snapshot');
+}
+function engineId(env) {
+    return env.DOCKER_HOST || 'unix:///var/run/docker.sock';
+}
+function processStart(pid) {
+    try {
+        // Field 22 of /proc/<pid>/stat, counted after the command name (which may hold spaces).
+        const stat = (0,external_node_fs_namespaceObject.readFileSync)(`/proc/${pid}/stat`, 'utf8');
+        return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '';
+    }
+    catch {
+        return '';
+    }
+}
+function isAlive(pid, started) {
+    try {
+        process.kill(pid, 0);
+    }
+    catch (err) {
+        return err.code === 'EPERM';
+    }
+    if (!started)
+        return true;
+    const now = processStart(pid);
+    return now === '' || now === started;
+}
+/**
+ * A journal that also keeps its pending undo in a file of the state directory, so that if this
+ * process is killed outright, the next run on this host finds and undoes what it left.
+ */
+function fileJournal(env, onChange) {
+    const dir = (0,external_node_path_namespaceObject.join)(stateDir(env), 'journal');
+    const file = (0,external_node_path_namespaceObject.join)(dir, `${(0,external_node_os_namespaceObject.hostname)()}-${process.pid}.json`);
+    const record = (pending) => ({ pid: process.pid, started: processStart(process.pid), host: (0,external_node_os_namespaceObject.hostname)(), engine: engineId(env), pending });
+    const journal = new UndoJournal((pending) => {
+        onChange?.(pending);
+        (0,external_node_fs_namespaceObject.mkdirSync)(dir, { recursive: true, mode: 0o700 });
+        (0,external_node_fs_namespaceObject.writeFileSync)(`${file}.tmp`, JSON.stringify(record(pending)));
+        (0,external_node_fs_namespaceObject.renameSync)(`${file}.tmp`, file);
+    });
+    return { journal, close: () => (0,external_node_fs_namespaceObject.rmSync)(file, { force: true }) };
+}
+/** Undoes what runs on this host that are no longer alive left paused or committed; returns how many runs. */
+async function recoverAbandoned(engine, log, env) {
+    const dir = (0,external_node_path_namespaceObject.join)(stateDir(env), 'journal');
+    let names;
+    try {
+        names = (0,external_node_fs_namespaceObject.readdirSync)(dir).filter((n) => n.endsWith('.json'));
+    }
+    catch {
+        return 0;
+    }
+    let recovered = 0;
+    for (const name of names) {
+        const path = (0,external_node_path_namespaceObject.join)(dir, name);
+        let entry;
+        try {
+            entry = JSON.parse((0,external_node_fs_namespaceObject.readFileSync)(path, 'utf8'));
+        }
+        catch {
+            continue;
+        }
+        if (entry.host !== (0,external_node_os_namespaceObject.hostname)() || entry.engine !== engineId(env) || entry.pid === process.pid || isAlive(entry.pid, entry.started))
+            continue;
+        const what = `${entry.pending.paused.length} paused container(s), ${entry.pending.tempImages.length} temporary image(s)`;
+        log.warning(`A backup (pid ${entry.pid}) ended without cleaning up (${what}); undoing it now`);
+        const problems = await undo(entry.pending, engine, log).catch((err) => [errorMessage(err)]);
+        if (problems.length > 0) {
+            log.error(`Could not undo everything the interrupted backup left: ${problems.join('; ')}`);
+            continue;
+        }
+        (0,external_node_fs_namespaceObject.rmSync)(path, { force: true });
+        recovered++;
+    }
+    return recovered;
+}
 
 ;// CONCATENATED MODULE: external "node:crypto"
 const external_node_crypto_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:crypto");
@@ -72803,8 +72997,6 @@ class StreamingUpload {
 const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
 ;// CONCATENATED MODULE: external "node:fs/promises"
 const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
-;// CONCATENATED MODULE: external "node:os"
-const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
 ;// CONCATENATED MODULE: ./src/registry/credentials.ts
 
 
@@ -73039,6 +73231,8 @@ class DestinationError extends Error {
 
 
 
+
+
 const dir_DIGEST = /^sha256:([0-9a-f]{64})$/;
 function hexOf(digest) {
     const m = dir_DIGEST.exec(digest);
@@ -73113,6 +73307,7 @@ class DirDestination {
                 await ensureDir((0,external_node_path_namespaceObject.join)(this.root, 'sets'));
                 await ensureDir((0,external_node_path_namespaceObject.join)(this.root, '.tmp'));
                 await (0,promises_namespaceObject.access)(this.root, promises_namespaceObject.constants.W_OK);
+                await this.removeAbandoned();
             }
             catch (err) {
                 throw new DestinationError(`Cannot write to ${this.label}: ${err.message}`);
@@ -73128,11 +73323,21 @@ class DirDestination {
             throw new DestinationError(`Cannot read ${this.label}: ${err.message}`);
         }
     }
+    /** Partial files of processes on this host that are gone (killed mid-write). */
+    async removeAbandoned() {
+        for (const name of await (0,promises_namespaceObject.readdir)((0,external_node_path_namespaceObject.join)(this.root, '.tmp'))) {
+            const m = /^(?:blob|set)-(.+)-(\d+)-[0-9a-f]+(?:\.json)?$/.exec(name);
+            if (m && m[1] === (0,external_node_os_namespaceObject.hostname)() && !isAlive(Number(m[2]), '')) {
+                await (0,promises_namespaceObject.rm)((0,external_node_path_namespaceObject.join)(this.root, '.tmp', name), { force: true });
+                this.warn(`Removed ${this.label} .tmp/${name}, left by an interrupted backup`);
+            }
+        }
+    }
     hasBlob(_scope, digest) {
         return exists(this.blobPath(digest));
     }
     async writeBlob() {
-        const tmp = (0,external_node_path_namespaceObject.join)(this.root, '.tmp', `blob-${process.pid}-${(0,external_node_crypto_namespaceObject.randomBytes)(6).toString('hex')}`);
+        const tmp = (0,external_node_path_namespaceObject.join)(this.root, '.tmp', `blob-${(0,external_node_os_namespaceObject.hostname)()}-${process.pid}-${(0,external_node_crypto_namespaceObject.randomBytes)(6).toString('hex')}`);
         const stream = (0,external_node_fs_namespaceObject.createWriteStream)(tmp, { flags: 'wx' });
         await (0,external_node_events_namespaceObject.once)(stream, 'open');
         const discard = () => (0,promises_namespaceObject.rm)(tmp, { force: true });
@@ -73171,7 +73376,7 @@ class DirDestination {
     }
     async writeSet(set) {
         const target = this.setPath(set.tag);
-        const tmp = (0,external_node_path_namespaceObject.join)(this.root, '.tmp', `set-${set.tag}-${(0,external_node_crypto_namespaceObject.randomBytes)(4).toString('hex')}.json`);
+        const tmp = (0,external_node_path_namespaceObject.join)(this.root, '.tmp', `set-${(0,external_node_os_namespaceObject.hostname)()}-${process.pid}-${(0,external_node_crypto_namespaceObject.randomBytes)(4).toString('hex')}.json`);
         await (0,promises_namespaceObject.writeFile)(tmp, `${JSON.stringify(set, null, 2)}\n`, { flag: 'wx' });
         await fsyncPath(tmp);
         await fsyncPath((0,external_node_path_namespaceObject.join)(this.root, 'blobs', 'sha256'));
@@ -73527,11 +73732,6 @@ async function openDestination(spec, opts) {
     const auth = await resolveCredentials(spec.host, { ...opts.credentials, env: opts.env, onSecret: opts.onSecret });
     const client = new RegistryClient({ host: spec.host, auth, userAgent: 'container-snapshot' });
     return new RegistryDestination(spec.raw, spec.prefix, client, opts.warn);
-}
-
-;// CONCATENATED MODULE: ./src/core/log.ts
-function errorMessage(err) {
-    return err instanceof Error ? err.message : String(err);
 }
 
 // EXTERNAL MODULE: ./node_modules/tar-stream/index.js
@@ -74089,6 +74289,7 @@ function mountsToTake(info, opts) {
 
 
 
+
 const TOOL = { name: 'container-snapshot', version: '0.1.0' };
 class BackupError extends Error {
     name = 'BackupError';
@@ -74177,6 +74378,9 @@ class ContainerBackup {
         const journal = this.ctx.journal;
         let pausedMs = 0;
         let imageId;
+        // Named before the commit starts, so an interruption mid-commit still knows what to remove.
+        const temp = { repo: `container-snapshot-tmp/${info.Id.slice(0, 12)}`, tag: `${process.pid}-${(0,external_node_crypto_namespaceObject.randomBytes)(4).toString('hex')}` };
+        const tempRef = `${temp.repo}:${temp.tag}`;
         const volumes = [];
         const stats = { written: 0, reused: 0 };
         try {
@@ -74186,8 +74390,9 @@ class ContainerBackup {
             }
             const pausedAt = performance.now();
             try {
-                imageId = await engine.commit(info.Id, { pause: false });
-                journal?.tempImage(imageId);
+                journal?.tempImage(tempRef);
+                const commit = engine.commit(info.Id, { pause: false, ...temp });
+                imageId = await (journal ? journal.track(commit) : commit);
                 for (const mount of mounts)
                     volumes.push(await this.takeVolume(info.Id, name, mount, stats));
             }
@@ -74205,10 +74410,8 @@ class ContainerBackup {
             return { name, id: info.Id, status: status, image: { ...image, id: imageId, baseImage: info.Config.Image }, volumes, spec, pausedMs, layerStats: stats };
         }
         finally {
-            if (imageId) {
-                await engine.removeImage(imageId, { force: true });
-                journal?.tempImageRemoved(imageId);
-            }
+            await engine.removeImage(tempRef, { force: true });
+            journal?.tempImageRemoved(tempRef);
         }
     }
     async saveImage(imageId, name) {
@@ -74790,6 +74993,7 @@ async function runRestore(opts, ctx) {
 
 
 
+
 function commands_open(spec, credentials, deps) {
     return openDestination(spec, { credentials, onSecret: deps.onSecret, env: deps.env, warn: (m) => deps.log.warning(m) });
 }
@@ -74797,11 +75001,16 @@ async function backup(opts, deps) {
     const destinations = [];
     for (const spec of opts.destinations)
         destinations.push(await commands_open(spec, opts.credentials, deps));
-    return runBackup(opts, { engine: deps.engine ?? new Engine(), destinations, log: deps.log, env: deps.env, journal: deps.journal });
+    const engine = deps.engine ?? new Engine();
+    if (!opts.dryRun)
+        await recoverAbandoned(engine, deps.log, deps.env);
+    return runBackup(opts, { engine, destinations, log: deps.log, env: deps.env, journal: deps.journal });
 }
 async function restore(opts, deps) {
     const source = await commands_open(opts.source, opts.credentials, deps);
-    return runRestore(opts, { engine: deps.engine ?? new Engine(), source, log: deps.log });
+    const engine = deps.engine ?? new Engine();
+    await recoverAbandoned(engine, deps.log, deps.env);
+    return runRestore(opts, { engine, source, log: deps.log });
 }
 async function list(spec, credentials, deps) {
     const source = await commands_open(spec, credentials, deps);
@@ -74927,9 +75136,12 @@ function parseTag(raw, now) {
     }
     return value;
 }
+/** An empty value is refused: it comes from an expression that found nothing (the input's default is latest). */
 function parseSnapshotRef(raw) {
     const value = raw.trim();
-    if (value === '' || value === 'latest')
+    if (value === '')
+        throw new InputError(`Invalid snapshot ''. Expected a tag or latest; an empty value never means latest.`);
+    if (value === 'latest')
         return 'latest';
     if (!TAG.test(value)) {
         throw new InputError(`Invalid snapshot '${raw}'. Expected a tag or latest.`);
@@ -75037,87 +75249,6 @@ function parseRestoreInputs(get) {
     };
 }
 
-;// CONCATENATED MODULE: ./src/core/undo.ts
-
-function emptyUndo() {
-    return { paused: [], tempImages: [] };
-}
-/** Keeps the pending undo current, calling `onChange` after every change (the action saves it as state). */
-class UndoJournal {
-    onChange;
-    pending = emptyUndo();
-    constructor(onChange) {
-        this.onChange = onChange;
-    }
-    update(list, id, add) {
-        const at = list.indexOf(id);
-        if (add && at === -1)
-            list.push(id);
-        if (!add && at !== -1)
-            list.splice(at, 1);
-        this.onChange?.(this.pending);
-    }
-    paused(id) {
-        this.update(this.pending.paused, id, true);
-    }
-    unpaused(id) {
-        this.update(this.pending.paused, id, false);
-    }
-    tempImage(id) {
-        this.update(this.pending.tempImages, id, true);
-    }
-    tempImageRemoved(id) {
-        this.update(this.pending.tempImages, id, false);
-    }
-}
-/** Unpauses what a backup paused and removes the images it committed; returns what could not be undone. */
-async function undo(pending, engine, log) {
-    const problems = [];
-    for (const id of pending.paused) {
-        try {
-            const info = await engine.inspectContainer(id);
-            if (info.State.Paused) {
-                await engine.unpause(id);
-                log.warning(`Unpaused container ${info.Name.replace(/^\//, '')}, left paused by an interrupted backup`);
-            }
-        }
-        catch (err) {
-            problems.push(`container ${id}: ${errorMessage(err)}`);
-        }
-    }
-    for (const id of pending.tempImages) {
-        await engine.removeImage(id, { force: true }).catch((err) => problems.push(`image ${id}: ${errorMessage(err)}`));
-    }
-    return problems;
-}
-/**
- * On SIGINT or SIGTERM, undoes what is pending before the process exits, so a cancelled
- * run never leaves a container paused. Returns a function that removes the handlers.
- */
-function undoOnSignals(journal, engine, log) {
-    const handler = (signal) => {
-        log.error(`Received ${signal}: undoing what this backup changed`);
-        undo(journal.pending, engine, log)
-            .then((problems) => {
-            for (const p of problems)
-                log.error(`Could not undo: ${p}`);
-        })
-            .finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
-    };
-    const crash = (err) => {
-        log.error(`Unexpected error: ${err.message}; undoing what this backup changed`);
-        undo(journal.pending, engine, log).finally(() => process.exit(1));
-    };
-    process.once('SIGINT', handler);
-    process.once('SIGTERM', handler);
-    process.once('uncaughtException', crash);
-    return () => {
-        process.off('SIGINT', handler);
-        process.off('SIGTERM', handler);
-        process.off('uncaughtException', crash);
-    };
-}
-
 ;// CONCATENATED MODULE: ./src/report.ts
 function formatBytes(n) {
     const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -75161,6 +75292,7 @@ function setsTable(sets) {
 }
 
 ;// CONCATENATED MODULE: ./src/cli.ts
+
 
 
 
@@ -75262,14 +75394,21 @@ async function main(argv) {
         console.log(HELP);
         return 0;
     }
-    const get = reader(parseArgs(command, rest));
+    const flags = parseArgs(command, rest);
+    if (!flags.has(Input.Snapshot))
+        flags.set(Input.Snapshot, 'latest');
+    const get = reader(flags);
     const deps = { log: cliLogger, env: process.env };
     if (command === 'backup') {
         const opts = parseBackupInputs(get);
         const engine = new Engine();
-        const journal = new UndoJournal();
-        const release = undoOnSignals(journal, engine, cliLogger);
-        const result = await backup(opts, { ...deps, engine, journal }).finally(release);
+        const { journal, close } = fileJournal(process.env);
+        const release = undoOnSignals(journal, engine, cliLogger, close);
+        const result = await backup(opts, { ...deps, engine, journal }).finally(() => {
+            release();
+            if (journal.pending.paused.length + journal.pending.tempImages.length === 0)
+                close();
+        });
         console.log(JSON.stringify({ snapshot: result.tag, failed: result.failed, containers: result.containers }, null, 2));
         return failures(result.containers.map((c) => ({ name: c.name, error: c.status === 'failed' ? c.error : undefined })));
     }

@@ -4,7 +4,8 @@ import { backup, list, restore, verify } from './commands.js';
 import { Input, DEFAULT_LOCATION, parseBackupInputs, parseRestoreInputs } from './core/inputs.js';
 import { InputError, parseCredentials, parseDestination, parseSnapshotRef, splitList } from './core/options.js';
 import { errorMessage, type Logger } from './core/log.js';
-import { UndoJournal, undoOnSignals } from './core/undo.js';
+import { undoOnSignals } from './core/undo.js';
+import { fileJournal } from './core/recovery.js';
 import { Engine } from './engine/engine.js';
 import { setsTable } from './report.js';
 
@@ -99,14 +100,19 @@ async function main(argv: string[]): Promise<number> {
     console.log(HELP);
     return 0;
   }
-  const get = reader(parseArgs(command, rest));
+  const flags = parseArgs(command, rest);
+  if (!flags.has(Input.Snapshot)) flags.set(Input.Snapshot, 'latest');
+  const get = reader(flags);
   const deps = { log: cliLogger, env: process.env };
   if (command === 'backup') {
     const opts = parseBackupInputs(get);
     const engine = new Engine();
-    const journal = new UndoJournal();
-    const release = undoOnSignals(journal, engine, cliLogger);
-    const result = await backup(opts, { ...deps, engine, journal }).finally(release);
+    const { journal, close } = fileJournal(process.env);
+    const release = undoOnSignals(journal, engine, cliLogger, close);
+    const result = await backup(opts, { ...deps, engine, journal }).finally(() => {
+      release();
+      if (journal.pending.paused.length + journal.pending.tempImages.length === 0) close();
+    });
     console.log(JSON.stringify({ snapshot: result.tag, failed: result.failed, containers: result.containers }, null, 2));
     return failures(result.containers.map((c) => ({ name: c.name, error: c.status === 'failed' ? c.error : undefined })));
   }

@@ -1,6 +1,7 @@
 import type { BackupOptions, Credentials, DestinationSpec, RestoreOptions } from './core/options.js';
 import type { Logger } from './core/log.js';
 import { Engine } from './engine/engine.js';
+import { recoverAbandoned } from './core/recovery.js';
 import { openDestination, type Destination } from './destinations/index.js';
 import { runBackup, type BackupResult, type Journal } from './snapshot/backup.js';
 import { findSet, runRestore, verifyContainers, type RestoreResult } from './snapshot/restore.js';
@@ -22,12 +23,16 @@ function open(spec: DestinationSpec, credentials: Credentials, deps: Deps): Prom
 export async function backup(opts: BackupOptions, deps: Deps): Promise<BackupResult> {
   const destinations: Destination[] = [];
   for (const spec of opts.destinations) destinations.push(await open(spec, opts.credentials, deps));
-  return runBackup(opts, { engine: deps.engine ?? new Engine(), destinations, log: deps.log, env: deps.env, journal: deps.journal });
+  const engine = deps.engine ?? new Engine();
+  if (!opts.dryRun) await recoverAbandoned(engine, deps.log, deps.env);
+  return runBackup(opts, { engine, destinations, log: deps.log, env: deps.env, journal: deps.journal });
 }
 
 export async function restore(opts: RestoreOptions, deps: Deps): Promise<RestoreResult> {
   const source = await open(opts.source, opts.credentials, deps);
-  return runRestore(opts, { engine: deps.engine ?? new Engine(), source, log: deps.log });
+  const engine = deps.engine ?? new Engine();
+  await recoverAbandoned(engine, deps.log, deps.env);
+  return runRestore(opts, { engine, source, log: deps.log });
 }
 
 export async function list(spec: DestinationSpec, credentials: Credentials, deps: Deps): Promise<SetSummary[]> {

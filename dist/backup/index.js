@@ -98440,7 +98440,7 @@ async function run(main, post) {
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _shims_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8165);
 /* harmony import */ var _action_run_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3147);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(297);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(5473);
 
 
 
@@ -98451,7 +98451,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 297:
+/***/ 5473:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -98465,6 +98465,12 @@ __nccwpck_require__.d(__webpack_exports__, {
 var core = __nccwpck_require__(4116);
 // EXTERNAL MODULE: ./src/action/run.ts
 var run = __nccwpck_require__(3147);
+;// CONCATENATED MODULE: external "node:fs"
+const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
+;// CONCATENATED MODULE: external "node:os"
+const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
+// EXTERNAL MODULE: external "node:path"
+var external_node_path_ = __nccwpck_require__(6760);
 // EXTERNAL MODULE: ./src/core/log.ts
 var core_log = __nccwpck_require__(4325);
 ;// CONCATENATED MODULE: ./src/core/undo.ts
@@ -98476,6 +98482,7 @@ function emptyUndo() {
 class UndoJournal {
     onChange;
     pending = emptyUndo();
+    inFlight = new Set();
     constructor(onChange) {
         this.onChange = onChange;
     }
@@ -98498,6 +98505,19 @@ class UndoJournal {
     }
     tempImageRemoved(id) {
         this.update(this.pending.tempImages, id, false);
+    }
+    track(operation) {
+        const settled = operation.then(() => undefined, () => undefined);
+        this.inFlight.add(settled);
+        void settled.then(() => this.inFlight.delete(settled));
+        return operation;
+    }
+    /** Waits, at most `ms`, for tracked engine calls to finish (so that what they made can be undone). */
+    async settle(ms) {
+        let timer;
+        const timeout = new Promise((resolve) => (timer = setTimeout(resolve, ms)));
+        await Promise.race([Promise.all(this.inFlight), timeout]);
+        clearTimeout(timer);
     }
 }
 /** Unpauses what a backup paused and removes the images it committed; returns what could not be undone. */
@@ -98524,19 +98544,24 @@ async function undo(pending, engine, log) {
  * On SIGINT or SIGTERM, undoes what is pending before the process exits, so a cancelled
  * run never leaves a container paused. Returns a function that removes the handlers.
  */
-function undoOnSignals(journal, engine, log) {
+function undoOnSignals(journal, engine, log, undone = () => undefined) {
+    const undoThenExit = (code) => journal
+        .settle(60_000)
+        .then(() => undo(journal.pending, engine, log))
+        .then((problems) => {
+        for (const p of problems)
+            log.error(`Could not undo: ${p}`);
+        if (problems.length === 0)
+            undone();
+    })
+        .finally(() => process.exit(code));
     const handler = (signal) => {
         log.error(`Received ${signal}: undoing what this backup changed`);
-        undo(journal.pending, engine, log)
-            .then((problems) => {
-            for (const p of problems)
-                log.error(`Could not undo: ${p}`);
-        })
-            .finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+        void undoThenExit(signal === 'SIGINT' ? 130 : 143);
     };
     const crash = (err) => {
         log.error(`Unexpected error: ${err.message}; undoing what this backup changed`);
-        undo(journal.pending, engine, log).finally(() => process.exit(1));
+        void undoThenExit(1);
     };
     process.once('SIGINT', handler);
     process.once('SIGTERM', handler);
@@ -98548,7 +98573,95 @@ function undoOnSignals(journal, engine, log) {
     };
 }
 
+;// CONCATENATED MODULE: ./src/core/recovery.ts
+
+
+
+
+
+function stateDir(env) {
+    if (env.CONTAINER_SNAPSHOT_STATE_DIR)
+        return env.CONTAINER_SNAPSHOT_STATE_DIR;
+    return (0,external_node_path_.join)(env.XDG_STATE_HOME || (0,external_node_path_.join)((0,external_node_os_namespaceObject.homedir)(), '.local', 'state'), 'container-snapshot');
+}
+function engineId(env) {
+    return env.DOCKER_HOST || 'unix:///var/run/docker.sock';
+}
+function processStart(pid) {
+    try {
+        // Field 22 of /proc/<pid>/stat, counted after the command name (which may hold spaces).
+        const stat = (0,external_node_fs_namespaceObject.readFileSync)(`/proc/${pid}/stat`, 'utf8');
+        return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '';
+    }
+    catch {
+        return '';
+    }
+}
+function isAlive(pid, started) {
+    try {
+        process.kill(pid, 0);
+    }
+    catch (err) {
+        return err.code === 'EPERM';
+    }
+    if (!started)
+        return true;
+    const now = processStart(pid);
+    return now === '' || now === started;
+}
+/**
+ * A journal that also keeps its pending undo in a file of the state directory, so that if this
+ * process is killed outright, the next run on this host finds and undoes what it left.
+ */
+function fileJournal(env, onChange) {
+    const dir = (0,external_node_path_.join)(stateDir(env), 'journal');
+    const file = (0,external_node_path_.join)(dir, `${(0,external_node_os_namespaceObject.hostname)()}-${process.pid}.json`);
+    const record = (pending) => ({ pid: process.pid, started: processStart(process.pid), host: (0,external_node_os_namespaceObject.hostname)(), engine: engineId(env), pending });
+    const journal = new UndoJournal((pending) => {
+        onChange?.(pending);
+        (0,external_node_fs_namespaceObject.mkdirSync)(dir, { recursive: true, mode: 0o700 });
+        (0,external_node_fs_namespaceObject.writeFileSync)(`${file}.tmp`, JSON.stringify(record(pending)));
+        (0,external_node_fs_namespaceObject.renameSync)(`${file}.tmp`, file);
+    });
+    return { journal, close: () => (0,external_node_fs_namespaceObject.rmSync)(file, { force: true }) };
+}
+/** Undoes what runs on this host that are no longer alive left paused or committed; returns how many runs. */
+async function recovery_recoverAbandoned(engine, log, env) {
+    const dir = (0,external_node_path_.join)(stateDir(env), 'journal');
+    let names;
+    try {
+        names = (0,external_node_fs_namespaceObject.readdirSync)(dir).filter((n) => n.endsWith('.json'));
+    }
+    catch {
+        return 0;
+    }
+    let recovered = 0;
+    for (const name of names) {
+        const path = (0,external_node_path_.join)(dir, name);
+        let entry;
+        try {
+            entry = JSON.parse((0,external_node_fs_namespaceObject.readFileSync)(path, 'utf8'));
+        }
+        catch {
+            continue;
+        }
+        if (entry.host !== (0,external_node_os_namespaceObject.hostname)() || entry.engine !== engineId(env) || entry.pid === process.pid || isAlive(entry.pid, entry.started))
+            continue;
+        const what = `${entry.pending.paused.length} paused container(s), ${entry.pending.tempImages.length} temporary image(s)`;
+        log.warning(`A backup (pid ${entry.pid}) ended without cleaning up (${what}); undoing it now`);
+        const problems = await undo(entry.pending, engine, log).catch((err) => [(0,core_log/* errorMessage */.g)(err)]);
+        if (problems.length > 0) {
+            log.error(`Could not undo everything the interrupted backup left: ${problems.join('; ')}`);
+            continue;
+        }
+        (0,external_node_fs_namespaceObject.rmSync)(path, { force: true });
+        recovered++;
+    }
+    return recovered;
+}
+
 ;// CONCATENATED MODULE: ./src/action/state.ts
+
 
 
 /** The whole contract between the backup's main step and its post step: what is still to undo. */
@@ -98557,9 +98670,12 @@ function readPending() {
     const raw = core/* getState */.Gu(KEY);
     return raw ? JSON.parse(raw) : emptyUndo();
 }
-/** A journal that saves the pending undo as step state after every change. */
+/**
+ * A journal that saves the pending undo as step state (for the post step) and in the state
+ * directory (for the next run, should the runner itself be killed) after every change.
+ */
 function stateJournal() {
-    return new UndoJournal((pending) => core/* saveState */.LZ(KEY, JSON.stringify(pending)));
+    return fileJournal(process.env, (pending) => core/* saveState */.LZ(KEY, JSON.stringify(pending)));
 }
 
 // EXTERNAL MODULE: ./node_modules/dockerode/lib/docker.js
@@ -98699,9 +98815,9 @@ class engine_Engine {
     async renameContainer(id, name) {
         await call(`rename container ${id} to ${name}`, () => this.docker.getContainer(id).rename({ name }));
     }
-    /** Commits the container's writable layer; returns the new image ID. */
+    /** Commits the container's writable layer as `repo:tag`; returns the new image ID. */
     async commit(id, opts) {
-        const res = (await call(`commit container ${id}`, () => this.docker.getContainer(id).commit({ pause: opts.pause, ...(opts.changes?.length ? { changes: opts.changes.join('\n') } : {}) })));
+        const res = (await call(`commit container ${id}`, () => this.docker.getContainer(id).commit({ pause: opts.pause, repo: opts.repo, tag: opts.tag })));
         return res.Id;
     }
     inspectImage(ref) {
@@ -99403,10 +99519,6 @@ class StreamingUpload {
 const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
 ;// CONCATENATED MODULE: external "node:fs/promises"
 const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
-;// CONCATENATED MODULE: external "node:os"
-const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
-// EXTERNAL MODULE: external "node:path"
-var external_node_path_ = __nccwpck_require__(6760);
 ;// CONCATENATED MODULE: ./src/registry/credentials.ts
 
 
@@ -99563,8 +99675,6 @@ function parseHelperOutput(stdout, program, ctx) {
     return username === '<token>' ? { identityToken: secret } : { username, password: secret };
 }
 
-;// CONCATENATED MODULE: external "node:fs"
-const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
 // EXTERNAL MODULE: external "node:events"
 var external_node_events_ = __nccwpck_require__(8474);
 ;// CONCATENATED MODULE: ./src/snapshot/manifest.ts
@@ -99636,6 +99746,8 @@ class DestinationError extends Error {
 }
 
 ;// CONCATENATED MODULE: ./src/destinations/dir.ts
+
+
 
 
 
@@ -99717,6 +99829,7 @@ class DirDestination {
                 await ensureDir((0,external_node_path_.join)(this.root, 'sets'));
                 await ensureDir((0,external_node_path_.join)(this.root, '.tmp'));
                 await (0,promises_namespaceObject.access)(this.root, promises_namespaceObject.constants.W_OK);
+                await this.removeAbandoned();
             }
             catch (err) {
                 throw new DestinationError(`Cannot write to ${this.label}: ${err.message}`);
@@ -99732,11 +99845,21 @@ class DirDestination {
             throw new DestinationError(`Cannot read ${this.label}: ${err.message}`);
         }
     }
+    /** Partial files of processes on this host that are gone (killed mid-write). */
+    async removeAbandoned() {
+        for (const name of await (0,promises_namespaceObject.readdir)((0,external_node_path_.join)(this.root, '.tmp'))) {
+            const m = /^(?:blob|set)-(.+)-(\d+)-[0-9a-f]+(?:\.json)?$/.exec(name);
+            if (m && m[1] === (0,external_node_os_namespaceObject.hostname)() && !isAlive(Number(m[2]), '')) {
+                await (0,promises_namespaceObject.rm)((0,external_node_path_.join)(this.root, '.tmp', name), { force: true });
+                this.warn(`Removed ${this.label} .tmp/${name}, left by an interrupted backup`);
+            }
+        }
+    }
     hasBlob(_scope, digest) {
         return exists(this.blobPath(digest));
     }
     async writeBlob() {
-        const tmp = (0,external_node_path_.join)(this.root, '.tmp', `blob-${process.pid}-${(0,external_node_crypto_.randomBytes)(6).toString('hex')}`);
+        const tmp = (0,external_node_path_.join)(this.root, '.tmp', `blob-${(0,external_node_os_namespaceObject.hostname)()}-${process.pid}-${(0,external_node_crypto_.randomBytes)(6).toString('hex')}`);
         const stream = (0,external_node_fs_namespaceObject.createWriteStream)(tmp, { flags: 'wx' });
         await (0,external_node_events_.once)(stream, 'open');
         const discard = () => (0,promises_namespaceObject.rm)(tmp, { force: true });
@@ -99775,7 +99898,7 @@ class DirDestination {
     }
     async writeSet(set) {
         const target = this.setPath(set.tag);
-        const tmp = (0,external_node_path_.join)(this.root, '.tmp', `set-${set.tag}-${(0,external_node_crypto_.randomBytes)(4).toString('hex')}.json`);
+        const tmp = (0,external_node_path_.join)(this.root, '.tmp', `set-${(0,external_node_os_namespaceObject.hostname)()}-${process.pid}-${(0,external_node_crypto_.randomBytes)(4).toString('hex')}.json`);
         await (0,promises_namespaceObject.writeFile)(tmp, `${JSON.stringify(set, null, 2)}\n`, { flag: 'wx' });
         await fsyncPath(tmp);
         await fsyncPath((0,external_node_path_.join)(this.root, 'blobs', 'sha256'));
@@ -100688,6 +100811,7 @@ function mountsToTake(info, opts) {
 
 
 
+
 const TOOL = { name: 'container-snapshot', version: '0.1.0' };
 class BackupError extends Error {
     name = 'BackupError';
@@ -100776,6 +100900,9 @@ class ContainerBackup {
         const journal = this.ctx.journal;
         let pausedMs = 0;
         let imageId;
+        // Named before the commit starts, so an interruption mid-commit still knows what to remove.
+        const temp = { repo: `container-snapshot-tmp/${info.Id.slice(0, 12)}`, tag: `${process.pid}-${(0,external_node_crypto_.randomBytes)(4).toString('hex')}` };
+        const tempRef = `${temp.repo}:${temp.tag}`;
         const volumes = [];
         const stats = { written: 0, reused: 0 };
         try {
@@ -100785,8 +100912,9 @@ class ContainerBackup {
             }
             const pausedAt = performance.now();
             try {
-                imageId = await engine.commit(info.Id, { pause: false });
-                journal?.tempImage(imageId);
+                journal?.tempImage(tempRef);
+                const commit = engine.commit(info.Id, { pause: false, ...temp });
+                imageId = await (journal ? journal.track(commit) : commit);
                 for (const mount of mounts)
                     volumes.push(await this.takeVolume(info.Id, name, mount, stats));
             }
@@ -100804,10 +100932,8 @@ class ContainerBackup {
             return { name, id: info.Id, status: status, image: { ...image, id: imageId, baseImage: info.Config.Image }, volumes, spec, pausedMs, layerStats: stats };
         }
         finally {
-            if (imageId) {
-                await engine.removeImage(imageId, { force: true });
-                journal?.tempImageRemoved(imageId);
-            }
+            await engine.removeImage(tempRef, { force: true });
+            journal?.tempImageRemoved(tempRef);
         }
     }
     async saveImage(imageId, name) {
@@ -101389,6 +101515,7 @@ async function restore_runRestore(opts, ctx) {
 
 
 
+
 function commands_open(spec, credentials, deps) {
     return openDestination(spec, { credentials, onSecret: deps.onSecret, env: deps.env, warn: (m) => deps.log.warning(m) });
 }
@@ -101396,11 +101523,16 @@ async function backup(opts, deps) {
     const destinations = [];
     for (const spec of opts.destinations)
         destinations.push(await commands_open(spec, opts.credentials, deps));
-    return runBackup(opts, { engine: deps.engine ?? new engine_Engine(), destinations, log: deps.log, env: deps.env, journal: deps.journal });
+    const engine = deps.engine ?? new engine_Engine();
+    if (!opts.dryRun)
+        await recovery_recoverAbandoned(engine, deps.log, deps.env);
+    return runBackup(opts, { engine, destinations, log: deps.log, env: deps.env, journal: deps.journal });
 }
 async function restore(opts, deps) {
     const source = await commands_open(opts.source, opts.credentials, deps);
-    return runRestore(opts, { engine: deps.engine ?? new Engine(), source, log: deps.log });
+    const engine = deps.engine ?? new Engine();
+    await recoverAbandoned(engine, deps.log, deps.env);
+    return runRestore(opts, { engine, source, log: deps.log });
 }
 async function list(spec, credentials, deps) {
     const source = await commands_open(spec, credentials, deps);
@@ -101526,9 +101658,12 @@ function parseTag(raw, now) {
     }
     return value;
 }
+/** An empty value is refused: it comes from an expression that found nothing (the input's default is latest). */
 function options_parseSnapshotRef(raw) {
     const value = raw.trim();
-    if (value === '' || value === 'latest')
+    if (value === '')
+        throw new options_InputError(`Invalid snapshot ''. Expected a tag or latest; an empty value never means latest.`);
+    if (value === 'latest')
         return 'latest';
     if (!TAG.test(value)) {
         throw new options_InputError(`Invalid snapshot '${raw}'. Expected a tag or latest.`);
@@ -101687,15 +101822,20 @@ function setsTable(sets) {
 
 
 
+
 async function main() {
     const password = core/* getInput */.V4(Input.RegistryPassword);
     if (password)
         core/* setSecret */.Pq(password);
     const opts = parseBackupInputs((name) => core/* getInput */.V4(name));
     const engine = new engine_Engine();
-    const journal = stateJournal();
-    const release = undoOnSignals(journal, engine, run/* actionLogger */.v);
-    const result = await backup(opts, { log: run/* actionLogger */.v, env: process.env, engine, onSecret: (s) => core/* setSecret */.Pq(s), journal }).finally(release);
+    const { journal, close } = stateJournal();
+    const release = undoOnSignals(journal, engine, run/* actionLogger */.v, close);
+    const result = await backup(opts, { log: run/* actionLogger */.v, env: process.env, engine, onSecret: (s) => core/* setSecret */.Pq(s), journal }).finally(() => {
+        release();
+        if (journal.pending.paused.length + journal.pending.tempImages.length === 0)
+            close();
+    });
     core/* setOutput */.uH('snapshot', result.tag);
     core/* setOutput */.uH('containers', JSON.stringify(result.containers));
     core/* setOutput */.uH('failed', String(result.failed));
@@ -101710,11 +101850,13 @@ async function main() {
 /** Undoes what an interrupted main step left: a container paused, a temporary image. */
 async function post() {
     const pending = readPending();
-    if (pending.paused.length === 0 && pending.tempImages.length === 0)
-        return;
-    const problems = await undo(pending, new engine_Engine(), run/* actionLogger */.v);
+    const engine = new engine_Engine();
+    const problems = pending.paused.length + pending.tempImages.length > 0 ? await undo(pending, engine, run/* actionLogger */.v) : [];
     if (problems.length > 0)
         core/* setFailed */.C1(`Cleanup after the backup failed: ${problems.join('; ')}`);
+    // The main step's own journal file, if it was killed before removing it.
+    else
+        await recovery_recoverAbandoned(engine, run/* actionLogger */.v, process.env);
 }
 
 

@@ -1,5 +1,6 @@
 import * as core from '@actions/core';
-import { UndoJournal, emptyUndo, type PendingUndo } from '../core/undo.js';
+import { fileJournal } from '../core/recovery.js';
+import { emptyUndo, type PendingUndo, type UndoJournal } from '../core/undo.js';
 
 /** The whole contract between the backup's main step and its post step: what is still to undo. */
 const KEY = 'pending';
@@ -9,7 +10,10 @@ export function readPending(): PendingUndo {
   return raw ? (JSON.parse(raw) as PendingUndo) : emptyUndo();
 }
 
-/** A journal that saves the pending undo as step state after every change. */
-export function stateJournal(): UndoJournal {
-  return new UndoJournal((pending) => core.saveState(KEY, JSON.stringify(pending)));
+/**
+ * A journal that saves the pending undo as step state (for the post step) and in the state
+ * directory (for the next run, should the runner itself be killed) after every change.
+ */
+export function stateJournal(): { journal: UndoJournal; close(): void } {
+  return fileJournal(process.env, (pending) => core.saveState(KEY, JSON.stringify(pending)));
 }

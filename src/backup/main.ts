@@ -5,6 +5,7 @@ import { backup } from '../commands.js';
 import { Input, parseBackupInputs } from '../core/inputs.js';
 import { Engine } from '../engine/engine.js';
 import { undo, undoOnSignals } from '../core/undo.js';
+import { recoverAbandoned } from '../core/recovery.js';
 import { backupSummary, formatBytes } from '../report.js';
 
 export async function main(): Promise<void> {
@@ -12,9 +13,12 @@ export async function main(): Promise<void> {
   if (password) core.setSecret(password);
   const opts = parseBackupInputs((name) => core.getInput(name));
   const engine = new Engine();
-  const journal = stateJournal();
-  const release = undoOnSignals(journal, engine, actionLogger);
-  const result = await backup(opts, { log: actionLogger, env: process.env, engine, onSecret: (s) => core.setSecret(s), journal }).finally(release);
+  const { journal, close } = stateJournal();
+  const release = undoOnSignals(journal, engine, actionLogger, close);
+  const result = await backup(opts, { log: actionLogger, env: process.env, engine, onSecret: (s) => core.setSecret(s), journal }).finally(() => {
+    release();
+    if (journal.pending.paused.length + journal.pending.tempImages.length === 0) close();
+  });
   core.setOutput('snapshot', result.tag);
   core.setOutput('containers', JSON.stringify(result.containers));
   core.setOutput('failed', String(result.failed));
@@ -30,7 +34,9 @@ export async function main(): Promise<void> {
 /** Undoes what an interrupted main step left: a container paused, a temporary image. */
 export async function post(): Promise<void> {
   const pending = readPending();
-  if (pending.paused.length === 0 && pending.tempImages.length === 0) return;
-  const problems = await undo(pending, new Engine(), actionLogger);
+  const engine = new Engine();
+  const problems = pending.paused.length + pending.tempImages.length > 0 ? await undo(pending, engine, actionLogger) : [];
   if (problems.length > 0) core.setFailed(`Cleanup after the backup failed: ${problems.join('; ')}`);
+  // The main step's own journal file, if it was killed before removing it.
+  else await recoverAbandoned(engine, actionLogger, process.env);
 }

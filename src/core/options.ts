@@ -172,9 +172,11 @@ export function parseTag(raw: string, now?: Date): string {
   return value;
 }
 
+/** An empty value is refused: it comes from an expression that found nothing (the input's default is latest). */
 export function parseSnapshotRef(raw: string): string {
   const value = raw.trim();
-  if (value === '' || value === 'latest') return 'latest';
+  if (value === '') throw new InputError(`Invalid snapshot ''. Expected a tag or latest; an empty value never means latest.`);
+  if (value === 'latest') return 'latest';
   if (!TAG.test(value)) {
     throw new InputError(`Invalid snapshot '${raw}'. Expected a tag or latest.`);
   }

@@ -15,6 +15,7 @@ export function emptyUndo(): PendingUndo {
 /** Keeps the pending undo current, calling `onChange` after every change (the action saves it as state). */
 export class UndoJournal implements Journal {
   readonly pending: PendingUndo = emptyUndo();
+  private readonly inFlight = new Set<Promise<unknown>>();
 
   constructor(private readonly onChange?: (pending: PendingUndo) => void) {}
 
@@ -39,6 +40,24 @@ export class UndoJournal implements Journal {
 
   tempImageRemoved(id: string): void {
     this.update(this.pending.tempImages, id, false);
+  }
+
+  track<T>(operation: Promise<T>): Promise<T> {
+    const settled = operation.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.inFlight.add(settled);
+    void settled.then(() => this.inFlight.delete(settled));
+    return operation;
+  }
+
+  /** Waits, at most `ms`, for tracked engine calls to finish (so that what they made can be undone). */
+  async settle(ms: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+    await Promise.race([Promise.all(this.inFlight), timeout]);
+    clearTimeout(timer);
   }
 }
 
@@ -66,18 +85,23 @@ export async function undo(pending: PendingUndo, engine: Engine, log: Logger): P
  * On SIGINT or SIGTERM, undoes what is pending before the process exits, so a cancelled
  * run never leaves a container paused. Returns a function that removes the handlers.
  */
-export function undoOnSignals(journal: UndoJournal, engine: Engine, log: Logger): () => void {
-  const handler = (signal: NodeJS.Signals) => {
-    log.error(`Received ${signal}: undoing what this backup changed`);
-    undo(journal.pending, engine, log)
+export function undoOnSignals(journal: UndoJournal, engine: Engine, log: Logger, undone: () => void = () => undefined): () => void {
+  const undoThenExit = (code: number) =>
+    journal
+      .settle(60_000)
+      .then(() => undo(journal.pending, engine, log))
       .then((problems) => {
         for (const p of problems) log.error(`Could not undo: ${p}`);
+        if (problems.length === 0) undone();
       })
-      .finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+      .finally(() => process.exit(code));
+  const handler = (signal: NodeJS.Signals) => {
+    log.error(`Received ${signal}: undoing what this backup changed`);
+    void undoThenExit(signal === 'SIGINT' ? 130 : 143);
   };
   const crash = (err: Error) => {
     log.error(`Unexpected error: ${err.message}; undoing what this backup changed`);
-    undo(journal.pending, engine, log).finally(() => process.exit(1));
+    void undoThenExit(1);
   };
   process.once('SIGINT', handler);
   process.once('SIGTERM', handler);

@@ -1,6 +1,8 @@
 import { createReadStream, createWriteStream } from 'node:fs';
 import { access, link, mkdir, open, readdir, readFile, rename, rm, stat, writeFile, constants } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { isAlive } from '../core/recovery.js';
 import { dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { once } from 'node:events';
@@ -83,6 +85,7 @@ export class DirDestination implements Destination {
         await ensureDir(join(this.root, 'sets'));
         await ensureDir(join(this.root, '.tmp'));
         await access(this.root, constants.W_OK);
+        await this.removeAbandoned();
       } catch (err) {
         throw new DestinationError(`Cannot write to ${this.label}: ${(err as Error).message}`);
       }
@@ -96,12 +99,23 @@ export class DirDestination implements Destination {
     }
   }
 
+  /** Partial files of processes on this host that are gone (killed mid-write). */
+  private async removeAbandoned(): Promise<void> {
+    for (const name of await readdir(join(this.root, '.tmp'))) {
+      const m = /^(?:blob|set)-(.+)-(\d+)-[0-9a-f]+(?:\.json)?$/.exec(name);
+      if (m && m[1] === hostname() && !isAlive(Number(m[2]), '')) {
+        await rm(join(this.root, '.tmp', name), { force: true });
+        this.warn(`Removed ${this.label} .tmp/${name}, left by an interrupted backup`);
+      }
+    }
+  }
+
   hasBlob(_scope: unknown, digest: string): Promise<boolean> {
     return exists(this.blobPath(digest));
   }
 
   async writeBlob(): Promise<BlobWriter> {
-    const tmp = join(this.root, '.tmp', `blob-${process.pid}-${randomBytes(6).toString('hex')}`);
+    const tmp = join(this.root, '.tmp', `blob-${hostname()}-${process.pid}-${randomBytes(6).toString('hex')}`);
     const stream = createWriteStream(tmp, { flags: 'wx' });
     await once(stream, 'open');
     const discard = () => rm(tmp, { force: true });
@@ -141,7 +155,7 @@ export class DirDestination implements Destination {
 
   async writeSet(set: SnapshotSet): Promise<Record<string, StoredRef>> {
     const target = this.setPath(set.tag);
-    const tmp = join(this.root, '.tmp', `set-${set.tag}-${randomBytes(4).toString('hex')}.json`);
+    const tmp = join(this.root, '.tmp', `set-${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}.json`);
     await writeFile(tmp, `${JSON.stringify(set, null, 2)}\n`, { flag: 'wx' });
     await fsyncPath(tmp);
     await fsyncPath(join(this.root, 'blobs', 'sha256'));

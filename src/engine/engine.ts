@@ -144,10 +144,10 @@ export class Engine {
     await call(`rename container ${id} to ${name}`, () => this.docker.getContainer(id).rename({ name }));
   }
 
-  /** Commits the container's writable layer; returns the new image ID. */
-  async commit(id: string, opts: { pause: boolean; changes?: string[] }): Promise<string> {
+  /** Commits the container's writable layer as `repo:tag`; returns the new image ID. */
+  async commit(id: string, opts: { pause: boolean; repo: string; tag: string }): Promise<string> {
     const res = (await call(`commit container ${id}`, () =>
-      this.docker.getContainer(id).commit({ pause: opts.pause, ...(opts.changes?.length ? { changes: opts.changes.join('\n') } : {}) }),
+      this.docker.getContainer(id).commit({ pause: opts.pause, repo: opts.repo, tag: opts.tag }),
     )) as { Id: string };
     return res.Id;
   }

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { BackupOptions } from '../core/options.js';
 import { errorMessage, type Logger } from '../core/log.js';
@@ -29,8 +30,10 @@ export const TOOL = { name: 'container-snapshot', version: '0.1.0' };
 export interface Journal {
   paused(containerId: string): void;
   unpaused(containerId: string): void;
-  tempImage(imageId: string): void;
-  tempImageRemoved(imageId: string): void;
+  tempImage(ref: string): void;
+  tempImageRemoved(ref: string): void;
+  /** An engine call whose effect must be known before undoing (a commit in flight). */
+  track<T>(operation: Promise<T>): Promise<T>;
 }
 
 export interface BackupContext {
@@ -155,6 +158,9 @@ class ContainerBackup {
     const journal = this.ctx.journal;
     let pausedMs = 0;
     let imageId: string | undefined;
+    // Named before the commit starts, so an interruption mid-commit still knows what to remove.
+    const temp = { repo: `container-snapshot-tmp/${info.Id.slice(0, 12)}`, tag: `${process.pid}-${randomBytes(4).toString('hex')}` };
+    const tempRef = `${temp.repo}:${temp.tag}`;
     const volumes: VolumeRecord[] = [];
     const stats = { written: 0, reused: 0 };
     try {
@@ -164,8 +170,9 @@ class ContainerBackup {
       }
       const pausedAt = performance.now();
       try {
-        imageId = await engine.commit(info.Id, { pause: false });
-        journal?.tempImage(imageId);
+        journal?.tempImage(tempRef);
+        const commit = engine.commit(info.Id, { pause: false, ...temp });
+        imageId = await (journal ? journal.track(commit) : commit);
         for (const mount of mounts) volumes.push(await this.takeVolume(info.Id, name, mount, stats));
       } finally {
         if (pauseIt) {
@@ -180,10 +187,8 @@ class ContainerBackup {
       stats.reused += layerStats.reused;
       return { name, id: info.Id, status: status as ContainerRecord['status'], image: { ...image, id: imageId, baseImage: info.Config.Image }, volumes, spec, pausedMs, layerStats: stats };
     } finally {
-      if (imageId) {
-        await engine.removeImage(imageId, { force: true });
-        journal?.tempImageRemoved(imageId);
-      }
+      await engine.removeImage(tempRef, { force: true });
+      journal?.tempImageRemoved(tempRef);
     }
   }
 

@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { existsSync, readdirSync } from 'node:fs';
+import { stateDir } from '../../src/core/recovery.js';
 import { join } from 'node:path';
 import { Resources, commitsOf, docker, runContainer, waitFor } from '../support/fixtures.js';
 import { runCli } from '../support/runner.js';
@@ -52,5 +53,57 @@ describe('an interrupted backup', () => {
     expect(info.State.Running).toBe(true);
     expect(await commitsOf([id])).toEqual([]);
     expect(existsSync(join(store, 'sets')) ? readdirSync(join(store, 'sets')) : []).toEqual([]);
+  });
+
+  it('killed outright (SIGKILL), leaves its journal, and the next run undoes what it left', async () => {
+    const name = res.name('big-kill');
+    const vol = res.volume('big-kill');
+    const store = join(res.tempDir(), 'store');
+    await runContainer(
+      { name, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'test -f /v/big || dd if=/dev/urandom of=/v/big bs=1M count=160 2>/dev/null; touch /v/ready; exec sleep 100000'], HostConfig: { Binds: [`${vol}:/v`] } },
+      'running',
+    );
+    const id = (await docker.getContainer(name).inspect()).Id;
+    await waitFor(async () => {
+      const exec = await docker.getContainer(name).exec({ Cmd: ['test', '-f', '/v/ready'] });
+      await (await exec.start({})).resume();
+      await new Promise((r) => setTimeout(r, 50));
+      return (await exec.inspect()).ExitCode === 0;
+    }, 60_000);
+    const journalDir = join(stateDir(process.env), 'journal');
+    let killed = false;
+    const result = await runCli(['backup', '--containers', name, '--destination', `dir:${store}`, '--tag', 'killed'], {
+      onSpawn: (child) => {
+        const poll = setInterval(() => {
+          docker.getContainer(id).inspect().then((info) => {
+            if (info.State.Paused && !killed) {
+              killed = true;
+              clearInterval(poll);
+              child.kill('SIGKILL');
+            }
+          }, () => undefined);
+        }, 10);
+        child.on('close', () => clearInterval(poll));
+      },
+    });
+    expect(killed, result.stderr).toBe(true);
+    expect(result.code).toBe(128);
+    // Nothing could run in the killed process: the container is still paused, its journal says so.
+    expect((await docker.getContainer(id).inspect()).State.Paused).toBe(true);
+    const journals = readdirSync(journalDir).filter((f) => f.endsWith('.json'));
+    expect(journals.length).toBeGreaterThan(0);
+
+    const other = res.name('after-kill');
+    await runContainer({ name: other, Image: inject('fixtureImage'), Cmd: ['sleep', '100000'] }, 'running');
+    const next = await runCli(['backup', '--containers', other, '--destination', `dir:${store}`, '--tag', 'next']);
+    expect(next.code, next.stderr).toBe(0);
+    expect(next.stderr).toMatch(/A backup \(pid \d+\) ended without cleaning up \(1 paused container\(s\)/);
+    const info = await docker.getContainer(id).inspect();
+    expect(info.State.Paused).toBe(false);
+    expect(info.State.Running).toBe(true);
+    expect(await commitsOf([id])).toEqual([]);
+    expect(readdirSync(journalDir).filter((f) => journals.includes(f))).toEqual([]);
+    expect(readdirSync(join(store, '.tmp'))).toEqual([]);
+    expect(readdirSync(join(store, 'sets'))).toEqual(['next.json']);
   });
 });

@@ -99,10 +99,11 @@ describe('backup inputs', () => {
 
 describe('restore inputs', () => {
   it('parses source, snapshot, rename and start', () => {
-    const opts = parseRestoreInputs(reader({ source: 'registry:h:5000/p', rename: 'db=db2', start: 'never', replace: 'true' }));
+    expect(() => parseRestoreInputs(reader({ source: 'dir:x' }))).toThrow(/an empty value never means latest/);
+    const opts = parseRestoreInputs(reader({ source: 'registry:h:5000/p', snapshot: 'latest', rename: 'db=db2', start: 'never', replace: 'true' }));
     expect(opts).toMatchObject({ snapshot: 'latest', replace: true, start: 'never', includeVolumes: true });
     expect(opts.rename.get('db')).toBe('db2');
-    expect(() => parseRestoreInputs(reader({ start: 'later' }))).toThrow(/Expected one of: auto, always, never/);
+    expect(() => parseRestoreInputs(reader({ snapshot: 'latest', start: 'later' }))).toThrow(/Expected one of: auto, always, never/);
     expect(() => parseRestoreInputs(reader({ snapshot: '../x' }))).toThrow(/Expected a tag or latest/);
   });
 });

@@ -1,0 +1,95 @@
+import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { homedir, hostname } from 'node:os';
+import { join } from 'node:path';
+import type { Engine } from '../engine/engine.js';
+import { errorMessage, type Logger } from './log.js';
+import { UndoJournal, undo, type PendingUndo } from './undo.js';
+
+/** One run's record of what it changed and has not put back, kept on disk while it runs. */
+interface JournalFile {
+  pid: number;
+  /** The process's start time (from /proc), so a reused pid is not taken for the same run. */
+  started: string;
+  host: string;
+  engine: string;
+  pending: PendingUndo;
+}
+
+export function stateDir(env: NodeJS.ProcessEnv): string {
+  if (env.CONTAINER_SNAPSHOT_STATE_DIR) return env.CONTAINER_SNAPSHOT_STATE_DIR;
+  return join(env.XDG_STATE_HOME || join(homedir(), '.local', 'state'), 'container-snapshot');
+}
+
+function engineId(env: NodeJS.ProcessEnv): string {
+  return env.DOCKER_HOST || 'unix:///var/run/docker.sock';
+}
+
+function processStart(pid: number): string {
+  try {
+    // Field 22 of /proc/<pid>/stat, counted after the command name (which may hold spaces).
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '';
+  } catch {
+    return '';
+  }
+}
+
+export function isAlive(pid: number, started: string): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  if (!started) return true;
+  const now = processStart(pid);
+  return now === '' || now === started;
+}
+
+/**
+ * A journal that also keeps its pending undo in a file of the state directory, so that if this
+ * process is killed outright, the next run on this host finds and undoes what it left.
+ */
+export function fileJournal(env: NodeJS.ProcessEnv, onChange?: (pending: PendingUndo) => void): { journal: UndoJournal; close(): void } {
+  const dir = join(stateDir(env), 'journal');
+  const file = join(dir, `${hostname()}-${process.pid}.json`);
+  const record = (pending: PendingUndo): JournalFile => ({ pid: process.pid, started: processStart(process.pid), host: hostname(), engine: engineId(env), pending });
+  const journal = new UndoJournal((pending) => {
+    onChange?.(pending);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    writeFileSync(`${file}.tmp`, JSON.stringify(record(pending)));
+    renameSync(`${file}.tmp`, file);
+  });
+  return { journal, close: () => rmSync(file, { force: true }) };
+}
+
+/** Undoes what runs on this host that are no longer alive left paused or committed; returns how many runs. */
+export async function recoverAbandoned(engine: Engine, log: Logger, env: NodeJS.ProcessEnv): Promise<number> {
+  const dir = join(stateDir(env), 'journal');
+  let names: string[];
+  try {
+    names = readdirSync(dir).filter((n) => n.endsWith('.json'));
+  } catch {
+    return 0;
+  }
+  let recovered = 0;
+  for (const name of names) {
+    const path = join(dir, name);
+    let entry: JournalFile;
+    try {
+      entry = JSON.parse(readFileSync(path, 'utf8')) as JournalFile;
+    } catch {
+      continue;
+    }
+    if (entry.host !== hostname() || entry.engine !== engineId(env) || entry.pid === process.pid || isAlive(entry.pid, entry.started)) continue;
+    const what = `${entry.pending.paused.length} paused container(s), ${entry.pending.tempImages.length} temporary image(s)`;
+    log.warning(`A backup (pid ${entry.pid}) ended without cleaning up (${what}); undoing it now`);
+    const problems = await undo(entry.pending, engine, log).catch((err: unknown) => [errorMessage(err)]);
+    if (problems.length > 0) {
+      log.error(`Could not undo everything the interrupted backup left: ${problems.join('; ')}`);
+      continue;
+    }
+    rmSync(path, { force: true });
+    recovered++;
+  }
+  return recovered;
+}
