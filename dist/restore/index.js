@@ -98934,6 +98934,18 @@ class RegistryError extends Error {
 class RegistryAuthError extends RegistryError {
     name = 'RegistryAuthError';
 }
+const DEFAULT_RETRY = { attempts: 5, delayMs: 500 };
+const TRANSIENT_STATUS = new Set([429, 500, 502, 503, 504]);
+// Not ETIMEDOUT: the idle timeout is long already, and a retry would multiply it.
+const TRANSIENT_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ECONNABORTED', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH']);
+/** Server errors, rate limits and dropped connections may pass; other 4xx will not. */
+function isTransient(err) {
+    if (!(err instanceof RegistryError) || err instanceof RegistryAuthError)
+        return false;
+    if (err.status !== undefined)
+        return TRANSIENT_STATUS.has(err.status);
+    return err.code !== undefined && TRANSIENT_CODES.has(err.code);
+}
 const MANIFEST_MEDIA_TYPES = [
     'application/vnd.oci.image.manifest.v1+json',
     'application/vnd.oci.image.index.v1+json',
@@ -99102,6 +99114,7 @@ class RegistryClient {
     base;
     userAgent;
     timeoutMs;
+    retry;
     challenge;
     tokens = new Map();
     constructor(opts) {
@@ -99111,6 +99124,7 @@ class RegistryClient {
         this.base = new URL(`${opts.scheme ?? (isLoopback(opts.host) ? 'http' : 'https')}://${opts.host}`);
         this.userAgent = opts.userAgent ?? 'container-snapshot';
         this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+        this.retry = opts.retry ?? DEFAULT_RETRY;
     }
     async ping() {
         const res = await this.call({ op: { name: 'ping' }, method: 'GET', url: this.url('/v2/'), scopes: [], expect: [200] });
@@ -99283,7 +99297,23 @@ class RegistryClient {
             current = { ...current, url: new URL(res.headers.location, current.url) };
         }
     }
+    /**
+     * Every request with a buffered body goes through here, so each is retried with backoff
+     * on transient failures. A streamed blob upload can't be replayed and is not retried.
+     */
     async call(call) {
+        for (let attempt = 1;; attempt++) {
+            try {
+                return await this.callOnce(call);
+            }
+            catch (err) {
+                if (attempt >= this.retry.attempts || !isTransient(err))
+                    throw err;
+                await new Promise((r) => setTimeout(r, this.retry.delayMs * 2 ** (attempt - 1)));
+            }
+        }
+    }
+    async callOnce(call) {
         for (let attempt = 0;; attempt++) {
             const sent = await this.headers(call.url, call.scopes, call.headers);
             const res = await this.send(call, sent);

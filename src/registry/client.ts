@@ -31,12 +31,32 @@ export interface BlobUpload {
   cancel(): Promise<void>;
 }
 
+export interface RetryOptions {
+  /** Tries in all, the first included. */
+  attempts: number;
+  /** Wait before the second try; doubled for each one after. */
+  delayMs: number;
+}
+
 export interface RegistryClientOptions {
   host: string;
   auth?: RegistryAuth;
   scheme?: 'http' | 'https';
   userAgent?: string;
   timeoutMs?: number;
+  retry?: RetryOptions;
+}
+
+export const DEFAULT_RETRY: RetryOptions = { attempts: 5, delayMs: 500 };
+const TRANSIENT_STATUS = new Set([429, 500, 502, 503, 504]);
+// Not ETIMEDOUT: the idle timeout is long already, and a retry would multiply it.
+const TRANSIENT_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ECONNABORTED', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH']);
+
+/** Server errors, rate limits and dropped connections may pass; other 4xx will not. */
+export function isTransient(err: unknown): boolean {
+  if (!(err instanceof RegistryError) || err instanceof RegistryAuthError) return false;
+  if (err.status !== undefined) return TRANSIENT_STATUS.has(err.status);
+  return err.code !== undefined && TRANSIENT_CODES.has(err.code);
 }
 
 export const MANIFEST_MEDIA_TYPES = [
@@ -250,6 +270,7 @@ export class RegistryClient {
   private readonly base: URL;
   private readonly userAgent: string;
   private readonly timeoutMs: number;
+  private readonly retry: RetryOptions;
   private challenge?: Challenge;
   private readonly tokens = new Map<string, CachedToken>();
 
@@ -260,6 +281,7 @@ export class RegistryClient {
     this.base = new URL(`${opts.scheme ?? (isLoopback(opts.host) ? 'http' : 'https')}://${opts.host}`);
     this.userAgent = opts.userAgent ?? 'container-snapshot';
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.retry = opts.retry ?? DEFAULT_RETRY;
   }
 
   async ping(): Promise<void> {
@@ -449,7 +471,22 @@ export class RegistryClient {
     }
   }
 
+  /**
+   * Every request with a buffered body goes through here, so each is retried with backoff
+   * on transient failures. A streamed blob upload can't be replayed and is not retried.
+   */
   private async call(call: Call): Promise<IncomingMessage> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.callOnce(call);
+      } catch (err) {
+        if (attempt >= this.retry.attempts || !isTransient(err)) throw err;
+        await new Promise((r) => setTimeout(r, this.retry.delayMs * 2 ** (attempt - 1)));
+      }
+    }
+  }
+
+  private async callOnce(call: Call): Promise<IncomingMessage> {
     for (let attempt = 0; ; attempt++) {
       const sent = await this.headers(call.url, call.scopes, call.headers);
       const res = await this.send(call, sent);

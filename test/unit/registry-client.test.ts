@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { RegistryAuthError, RegistryClient, RegistryError } from '../../src/registry/client.js';
+import { RegistryAuthError, RegistryClient, RegistryError, isTransient } from '../../src/registry/client.js';
 
 const USER = 'alice';
 const PASSWORD = 'correct-horse-battery';
@@ -381,7 +381,7 @@ describe('RegistryClient connection handling', () => {
     const server = http.createServer();
     const host = await listen(server);
     await new Promise((r) => server.close(r));
-    const err = await new RegistryClient({ host }).ping().catch((e: unknown) => e);
+    const err = await new RegistryClient({ host, retry: { attempts: 1, delayMs: 0 } }).ping().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(RegistryError);
     expect((err as RegistryError).code).toBe('ECONNREFUSED');
     expect((err as Error).message).toContain(`Registry ${host}: ping failed: cannot talk to ${host}`);
@@ -401,5 +401,62 @@ describe('RegistryClient connection handling', () => {
 
   it('rejects a host with a scheme or path', () => {
     expect(() => new RegistryClient({ host: 'https://reg.example' })).toThrow(/Invalid registry host/);
+  });
+});
+
+describe('RegistryClient retries', () => {
+  async function flaky(statuses: number[]): Promise<{ host: string; hits: () => number; close: () => Promise<void> }> {
+    let hits = 0;
+    const server = http.createServer((req, res) => {
+      const status = statuses[hits++] ?? 200;
+      if (status === 0) {
+        req.socket.destroy();
+        return;
+      }
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(status === 200 ? '{}' : JSON.stringify({ errors: [{ code: 'UNAVAILABLE', message: 'try later' }] }));
+    });
+    const host = await listen(server);
+    return { host, hits: () => hits, close: () => new Promise((r) => server.close(() => r(undefined))) };
+  }
+  const retry = { attempts: 4, delayMs: 5 };
+
+  it('retries 5xx, 429 and dropped connections, then succeeds', async () => {
+    const f = await flaky([503, 0, 429, 200]);
+    try {
+      await new RegistryClient({ host: f.host, retry }).ping();
+      expect(f.hits()).toBe(4);
+    } finally {
+      await f.close();
+    }
+  });
+
+  it('gives up after the last attempt with the registry error', async () => {
+    const f = await flaky([500, 502, 503, 504, 200]);
+    try {
+      await expect(new RegistryClient({ host: f.host, retry }).ping()).rejects.toThrow(/HTTP 504.*UNAVAILABLE/);
+      expect(f.hits()).toBe(4);
+    } finally {
+      await f.close();
+    }
+  });
+
+  it('does not retry other client errors', async () => {
+    const f = await flaky([404, 200]);
+    try {
+      await expect(new RegistryClient({ host: f.host, retry }).ping()).rejects.toThrow(/HTTP 404/);
+      expect(f.hits()).toBe(1);
+    } finally {
+      await f.close();
+    }
+  });
+
+  it('tells transient failures from the others', () => {
+    expect(isTransient(new RegistryError('x', { status: 503 }))).toBe(true);
+    expect(isTransient(new RegistryError('x', { code: 'ECONNRESET' }))).toBe(true);
+    expect(isTransient(new RegistryError('x', { status: 400 }))).toBe(false);
+    expect(isTransient(new RegistryAuthError('x', { status: 401 }))).toBe(false);
+    expect(isTransient(new RegistryError('x', { code: 'ETIMEDOUT' }))).toBe(false);
+    expect(isTransient(new Error('x'))).toBe(false);
   });
 });
