@@ -73805,6 +73805,78 @@ class TarChecker extends external_node_stream_namespaceObject.Transform {
     }
 }
 
+;// CONCATENATED MODULE: ./src/core/locks.ts
+
+
+
+
+class LockError extends Error {
+    name = 'LockError';
+}
+const DEFAULT_LOCK_TIMEOUT_S = 600;
+function lockTimeoutMs(env) {
+    const raw = env.CONTAINER_SNAPSHOT_LOCK_TIMEOUT;
+    if (raw === undefined || raw === '')
+        return DEFAULT_LOCK_TIMEOUT_S * 1000;
+    const seconds = Number(raw);
+    if (!Number.isFinite(seconds) || seconds < 0) {
+        throw new LockError(`Invalid CONTAINER_SNAPSHOT_LOCK_TIMEOUT '${raw}'. Expected a number of seconds.`);
+    }
+    return seconds * 1000;
+}
+async function holderOf(path) {
+    try {
+        return JSON.parse(await (0,promises_namespaceObject.readFile)(path, 'utf8'));
+    }
+    catch {
+        return undefined;
+    }
+}
+async function tryTake(path) {
+    try {
+        const handle = await (0,promises_namespaceObject.open)(path, 'wx');
+        const me = { pid: process.pid, started: processStart(process.pid), host: (0,external_node_os_namespaceObject.hostname)() };
+        await handle.writeFile(JSON.stringify(me));
+        await handle.close();
+        return true;
+    }
+    catch (err) {
+        if (err.code === 'EEXIST')
+            return false;
+        throw err;
+    }
+}
+/**
+ * Runs `fn` holding this host's lock on one container, so two backups never pause, commit and
+ * unpause the same container at once. A second backup waits up to `timeoutMs`; a lock whose
+ * holder is no longer alive is taken over.
+ */
+async function withContainerLock(env, container, timeoutMs, fn) {
+    const dir = (0,external_node_path_namespaceObject.join)(stateDir(env), 'locks');
+    await (0,promises_namespaceObject.mkdir)(dir, { recursive: true, mode: 0o700 });
+    const path = (0,external_node_path_namespaceObject.join)(dir, `${container.id}.lock`);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+        if (await tryTake(path))
+            break;
+        const holder = await holderOf(path);
+        if (holder && holder.host === (0,external_node_os_namespaceObject.hostname)() && !isAlive(holder.pid, holder.started)) {
+            await (0,promises_namespaceObject.rm)(path, { force: true });
+            continue;
+        }
+        if (Date.now() >= deadline) {
+            throw new LockError(`${container.name}: another backup${holder ? ` (pid ${holder.pid})` : ''} is taking this container; waited ${Math.round(timeoutMs / 1000)} s (CONTAINER_SNAPSHOT_LOCK_TIMEOUT)`);
+        }
+        await new Promise((r) => setTimeout(r, 200));
+    }
+    try {
+        return await fn();
+    }
+    finally {
+        await (0,promises_namespaceObject.rm)(path, { force: true });
+    }
+}
+
 ;// CONCATENATED MODULE: external "node:zlib"
 const external_node_zlib_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:zlib");
 ;// CONCATENATED MODULE: external "node:stream/promises"
@@ -74320,6 +74392,7 @@ function mountsToTake(info, opts) {
 
 
 
+
 const TOOL = { name: 'container-snapshot', version: '0.1.0' };
 class BackupError extends Error {
     name = 'BackupError';
@@ -74563,12 +74636,13 @@ async function runBackup(opts, ctx) {
     const created = (ctx.now?.() ?? new Date()).toISOString();
     const history = await loadHistory(ctx.destinations);
     const compression = chooseCompression(opts, engineInfo.version);
+    const lockTimeout = lockTimeoutMs(ctx.env ?? {});
     log.info(`Compression: ${compression}${opts.compression === 'auto' ? ' (auto)' : ''}`);
     const worker = new ContainerBackup(ctx, opts, history, compression);
     const records = [];
     for (const c of selection.selected) {
         try {
-            const record = await log.group(`Back up ${c.name}`, () => worker.run(c));
+            const record = await log.group(`Back up ${c.name}`, () => withContainerLock(ctx.env ?? {}, c, lockTimeout, () => worker.run(c)));
             records.push(record);
             // Containers later in this run share base layers with this one: stored once per set.
             for (const layer of record.image.layers)

@@ -98440,7 +98440,7 @@ async function run(main, post) {
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _shims_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8165);
 /* harmony import */ var _action_run_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3147);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(5473);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(8174);
 
 
 
@@ -98451,7 +98451,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 5473:
+/***/ 8174:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -100327,6 +100327,78 @@ class TarChecker extends external_node_stream_.Transform {
     }
 }
 
+;// CONCATENATED MODULE: ./src/core/locks.ts
+
+
+
+
+class LockError extends Error {
+    name = 'LockError';
+}
+const DEFAULT_LOCK_TIMEOUT_S = 600;
+function lockTimeoutMs(env) {
+    const raw = env.CONTAINER_SNAPSHOT_LOCK_TIMEOUT;
+    if (raw === undefined || raw === '')
+        return DEFAULT_LOCK_TIMEOUT_S * 1000;
+    const seconds = Number(raw);
+    if (!Number.isFinite(seconds) || seconds < 0) {
+        throw new LockError(`Invalid CONTAINER_SNAPSHOT_LOCK_TIMEOUT '${raw}'. Expected a number of seconds.`);
+    }
+    return seconds * 1000;
+}
+async function holderOf(path) {
+    try {
+        return JSON.parse(await (0,promises_namespaceObject.readFile)(path, 'utf8'));
+    }
+    catch {
+        return undefined;
+    }
+}
+async function tryTake(path) {
+    try {
+        const handle = await (0,promises_namespaceObject.open)(path, 'wx');
+        const me = { pid: process.pid, started: processStart(process.pid), host: (0,external_node_os_namespaceObject.hostname)() };
+        await handle.writeFile(JSON.stringify(me));
+        await handle.close();
+        return true;
+    }
+    catch (err) {
+        if (err.code === 'EEXIST')
+            return false;
+        throw err;
+    }
+}
+/**
+ * Runs `fn` holding this host's lock on one container, so two backups never pause, commit and
+ * unpause the same container at once. A second backup waits up to `timeoutMs`; a lock whose
+ * holder is no longer alive is taken over.
+ */
+async function withContainerLock(env, container, timeoutMs, fn) {
+    const dir = (0,external_node_path_.join)(stateDir(env), 'locks');
+    await (0,promises_namespaceObject.mkdir)(dir, { recursive: true, mode: 0o700 });
+    const path = (0,external_node_path_.join)(dir, `${container.id}.lock`);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+        if (await tryTake(path))
+            break;
+        const holder = await holderOf(path);
+        if (holder && holder.host === (0,external_node_os_namespaceObject.hostname)() && !isAlive(holder.pid, holder.started)) {
+            await (0,promises_namespaceObject.rm)(path, { force: true });
+            continue;
+        }
+        if (Date.now() >= deadline) {
+            throw new LockError(`${container.name}: another backup${holder ? ` (pid ${holder.pid})` : ''} is taking this container; waited ${Math.round(timeoutMs / 1000)} s (CONTAINER_SNAPSHOT_LOCK_TIMEOUT)`);
+        }
+        await new Promise((r) => setTimeout(r, 200));
+    }
+    try {
+        return await fn();
+    }
+    finally {
+        await (0,promises_namespaceObject.rm)(path, { force: true });
+    }
+}
+
 // EXTERNAL MODULE: external "node:zlib"
 var external_node_zlib_ = __nccwpck_require__(8522);
 ;// CONCATENATED MODULE: external "node:stream/promises"
@@ -100842,6 +100914,7 @@ function mountsToTake(info, opts) {
 
 
 
+
 const TOOL = { name: 'container-snapshot', version: '0.1.0' };
 class BackupError extends Error {
     name = 'BackupError';
@@ -101085,12 +101158,13 @@ async function runBackup(opts, ctx) {
     const created = (ctx.now?.() ?? new Date()).toISOString();
     const history = await loadHistory(ctx.destinations);
     const compression = chooseCompression(opts, engineInfo.version);
+    const lockTimeout = lockTimeoutMs(ctx.env ?? {});
     log.info(`Compression: ${compression}${opts.compression === 'auto' ? ' (auto)' : ''}`);
     const worker = new ContainerBackup(ctx, opts, history, compression);
     const records = [];
     for (const c of selection.selected) {
         try {
-            const record = await log.group(`Back up ${c.name}`, () => worker.run(c));
+            const record = await log.group(`Back up ${c.name}`, () => withContainerLock(ctx.env ?? {}, c, lockTimeout, () => worker.run(c)));
             records.push(record);
             // Containers later in this run share base layers with this one: stored once per set.
             for (const layer of record.image.layers)

@@ -98453,7 +98453,7 @@ function errorMessage(err) {
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _shims_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8165);
 /* harmony import */ var _action_run_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3147);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(4954);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(3684);
 
 
 
@@ -98464,7 +98464,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 4954:
+/***/ 3684:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -98825,7 +98825,7 @@ function undoOnSignals(journal, engine, log, undone = () => undefined) {
 
 
 
-function stateDir(env) {
+function recovery_stateDir(env) {
     if (env.CONTAINER_SNAPSHOT_STATE_DIR)
         return env.CONTAINER_SNAPSHOT_STATE_DIR;
     return (0,external_node_path_.join)(env.XDG_STATE_HOME || (0,external_node_path_.join)((0,external_node_os_namespaceObject.homedir)(), '.local', 'state'), 'container-snapshot');
@@ -98833,7 +98833,7 @@ function stateDir(env) {
 function engineId(env) {
     return env.DOCKER_HOST || 'unix:///var/run/docker.sock';
 }
-function processStart(pid) {
+function recovery_processStart(pid) {
     try {
         // Field 22 of /proc/<pid>/stat, counted after the command name (which may hold spaces).
         const stat = (0,external_node_fs_namespaceObject.readFileSync)(`/proc/${pid}/stat`, 'utf8');
@@ -98843,7 +98843,7 @@ function processStart(pid) {
         return '';
     }
 }
-function isAlive(pid, started) {
+function recovery_isAlive(pid, started) {
     try {
         process.kill(pid, 0);
     }
@@ -98852,7 +98852,7 @@ function isAlive(pid, started) {
     }
     if (!started)
         return true;
-    const now = processStart(pid);
+    const now = recovery_processStart(pid);
     return now === '' || now === started;
 }
 /**
@@ -98860,9 +98860,9 @@ function isAlive(pid, started) {
  * process is killed outright, the next run on this host finds and undoes what it left.
  */
 function fileJournal(env, onChange) {
-    const dir = join(stateDir(env), 'journal');
+    const dir = join(recovery_stateDir(env), 'journal');
     const file = join(dir, `${hostname()}-${process.pid}.json`);
-    const record = (pending) => ({ pid: process.pid, started: processStart(process.pid), host: hostname(), engine: engineId(env), pending });
+    const record = (pending) => ({ pid: process.pid, started: recovery_processStart(process.pid), host: hostname(), engine: engineId(env), pending });
     const journal = new UndoJournal((pending) => {
         onChange?.(pending);
         mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -98873,7 +98873,7 @@ function fileJournal(env, onChange) {
 }
 /** Undoes what runs on this host that are no longer alive left paused or committed; returns how many runs. */
 async function recovery_recoverAbandoned(engine, log, env) {
-    const dir = (0,external_node_path_.join)(stateDir(env), 'journal');
+    const dir = (0,external_node_path_.join)(recovery_stateDir(env), 'journal');
     let names;
     try {
         names = (0,external_node_fs_namespaceObject.readdirSync)(dir).filter((n) => n.endsWith('.json'));
@@ -98891,7 +98891,7 @@ async function recovery_recoverAbandoned(engine, log, env) {
         catch {
             continue;
         }
-        if (entry.host !== (0,external_node_os_namespaceObject.hostname)() || entry.engine !== engineId(env) || entry.pid === process.pid || isAlive(entry.pid, entry.started))
+        if (entry.host !== (0,external_node_os_namespaceObject.hostname)() || entry.engine !== engineId(env) || entry.pid === process.pid || recovery_isAlive(entry.pid, entry.started))
             continue;
         const what = `${entry.pending.paused.length} paused container(s), ${entry.pending.tempImages.length} temporary image(s)`;
         log.warning(`A backup (pid ${entry.pid}) ended without cleaning up (${what}); undoing it now`);
@@ -99873,7 +99873,7 @@ class DirDestination {
     async removeAbandoned() {
         for (const name of await (0,promises_namespaceObject.readdir)((0,external_node_path_.join)(this.root, '.tmp'))) {
             const m = /^(?:blob|set)-(.+)-(\d+)-[0-9a-f]+(?:\.json)?$/.exec(name);
-            if (m && m[1] === (0,external_node_os_namespaceObject.hostname)() && !isAlive(Number(m[2]), '')) {
+            if (m && m[1] === (0,external_node_os_namespaceObject.hostname)() && !recovery_isAlive(Number(m[2]), '')) {
                 await (0,promises_namespaceObject.rm)((0,external_node_path_.join)(this.root, '.tmp', name), { force: true });
                 this.warn(`Removed ${this.label} .tmp/${name}, left by an interrupted backup`);
             }
@@ -100318,6 +100318,78 @@ class tar_check_TarChecker extends external_node_stream_.Transform {
     _flush(done) {
         this.extract.end();
         this.parsed.then(() => done(this.entries > 0 ? null : new Error(`${this.what}: the engine sent an empty archive`)), (err) => done(new Error(`${this.what}: the engine's archive is not a whole tar (${err.message})`)));
+    }
+}
+
+;// CONCATENATED MODULE: ./src/core/locks.ts
+
+
+
+
+class LockError extends (/* unused pure expression or super */ null && (Error)) {
+    name = 'LockError';
+}
+const DEFAULT_LOCK_TIMEOUT_S = 600;
+function locks_lockTimeoutMs(env) {
+    const raw = env.CONTAINER_SNAPSHOT_LOCK_TIMEOUT;
+    if (raw === undefined || raw === '')
+        return DEFAULT_LOCK_TIMEOUT_S * 1000;
+    const seconds = Number(raw);
+    if (!Number.isFinite(seconds) || seconds < 0) {
+        throw new LockError(`Invalid CONTAINER_SNAPSHOT_LOCK_TIMEOUT '${raw}'. Expected a number of seconds.`);
+    }
+    return seconds * 1000;
+}
+async function holderOf(path) {
+    try {
+        return JSON.parse(await readFile(path, 'utf8'));
+    }
+    catch {
+        return undefined;
+    }
+}
+async function tryTake(path) {
+    try {
+        const handle = await open(path, 'wx');
+        const me = { pid: process.pid, started: processStart(process.pid), host: hostname() };
+        await handle.writeFile(JSON.stringify(me));
+        await handle.close();
+        return true;
+    }
+    catch (err) {
+        if (err.code === 'EEXIST')
+            return false;
+        throw err;
+    }
+}
+/**
+ * Runs `fn` holding this host's lock on one container, so two backups never pause, commit and
+ * unpause the same container at once. A second backup waits up to `timeoutMs`; a lock whose
+ * holder is no longer alive is taken over.
+ */
+async function locks_withContainerLock(env, container, timeoutMs, fn) {
+    const dir = join(stateDir(env), 'locks');
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const path = join(dir, `${container.id}.lock`);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+        if (await tryTake(path))
+            break;
+        const holder = await holderOf(path);
+        if (holder && holder.host === hostname() && !isAlive(holder.pid, holder.started)) {
+            await rm(path, { force: true });
+            continue;
+        }
+        if (Date.now() >= deadline) {
+            throw new LockError(`${container.name}: another backup${holder ? ` (pid ${holder.pid})` : ''} is taking this container; waited ${Math.round(timeoutMs / 1000)} s (CONTAINER_SNAPSHOT_LOCK_TIMEOUT)`);
+        }
+        await new Promise((r) => setTimeout(r, 200));
+    }
+    try {
+        return await fn();
+    }
+    finally {
+        await rm(path, { force: true });
     }
 }
 
@@ -100774,6 +100846,7 @@ function createNetworkOptions(name, def) {
 
 
 
+
 const TOOL = { name: 'container-snapshot', version: '0.1.0' };
 class BackupError extends (/* unused pure expression or super */ null && (Error)) {
     name = 'BackupError';
@@ -101017,12 +101090,13 @@ async function backup_runBackup(opts, ctx) {
     const created = (ctx.now?.() ?? new Date()).toISOString();
     const history = await loadHistory(ctx.destinations);
     const compression = chooseCompression(opts, engineInfo.version);
+    const lockTimeout = lockTimeoutMs(ctx.env ?? {});
     log.info(`Compression: ${compression}${opts.compression === 'auto' ? ' (auto)' : ''}`);
     const worker = new ContainerBackup(ctx, opts, history, compression);
     const records = [];
     for (const c of selection.selected) {
         try {
-            const record = await log.group(`Back up ${c.name}`, () => worker.run(c));
+            const record = await log.group(`Back up ${c.name}`, () => withContainerLock(ctx.env ?? {}, c, lockTimeout, () => worker.run(c)));
             records.push(record);
             // Containers later in this run share base layers with this one: stored once per set.
             for (const layer of record.image.layers)

@@ -24,7 +24,7 @@ function engineId(env: NodeJS.ProcessEnv): string {
   return env.DOCKER_HOST || 'unix:///var/run/docker.sock';
 }
 
-function processStart(pid: number): string {
+export function processStart(pid: number): string {
   try {
     // Field 22 of /proc/<pid>/stat, counted after the command name (which may hold spaces).
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');

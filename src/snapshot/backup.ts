@@ -6,6 +6,7 @@ import type { Engine, ContainerInspect, NetworkInspect } from '../engine/engine.
 import { SET_SCOPE, type Destination } from '../destinations/types.js';
 import { Digester, drain } from '../util/streams.js';
 import { TarChecker } from '../util/tar-check.js';
+import { lockTimeoutMs, withContainerLock } from '../core/locks.js';
 import { allHave, storeBlob, type StoreTarget } from './blobs.js';
 import { storeSavedImage } from './image-archive.js';
 import {
@@ -308,12 +309,13 @@ export async function runBackup(opts: BackupOptions, ctx: BackupContext): Promis
   const created = (ctx.now?.() ?? new Date()).toISOString();
   const history = await loadHistory(ctx.destinations);
   const compression = chooseCompression(opts, engineInfo.version);
+  const lockTimeout = lockTimeoutMs(ctx.env ?? {});
   log.info(`Compression: ${compression}${opts.compression === 'auto' ? ' (auto)' : ''}`);
   const worker = new ContainerBackup(ctx, opts, history, compression);
   const records: Array<ContainerRecord & { layerStats: { written: number; reused: number } }> = [];
   for (const c of selection.selected) {
     try {
-      const record = await log.group(`Back up ${c.name}`, () => worker.run(c));
+      const record = await log.group(`Back up ${c.name}`, () => withContainerLock(ctx.env ?? {}, c, lockTimeout, () => worker.run(c)));
       records.push(record);
       // Containers later in this run share base layers with this one: stored once per set.
       for (const layer of record.image.layers) if (!history.layers.has(layer.contentDigest)) history.layers.set(layer.contentDigest, layer);

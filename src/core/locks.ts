@@ -1,0 +1,76 @@
+import { mkdir, open, readFile, rm } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { isAlive, processStart, stateDir } from './recovery.js';
+
+export class LockError extends Error {
+  override name = 'LockError';
+}
+
+interface Holder {
+  pid: number;
+  started: string;
+  host: string;
+}
+
+export const DEFAULT_LOCK_TIMEOUT_S = 600;
+
+export function lockTimeoutMs(env: NodeJS.ProcessEnv): number {
+  const raw = env.CONTAINER_SNAPSHOT_LOCK_TIMEOUT;
+  if (raw === undefined || raw === '') return DEFAULT_LOCK_TIMEOUT_S * 1000;
+  const seconds = Number(raw);
+  if (!Number.isFinite(seconds) || seconds < 0) {
+    throw new LockError(`Invalid CONTAINER_SNAPSHOT_LOCK_TIMEOUT '${raw}'. Expected a number of seconds.`);
+  }
+  return seconds * 1000;
+}
+
+async function holderOf(path: string): Promise<Holder | undefined> {
+  try {
+    return JSON.parse(await readFile(path, 'utf8')) as Holder;
+  } catch {
+    return undefined;
+  }
+}
+
+async function tryTake(path: string): Promise<boolean> {
+  try {
+    const handle = await open(path, 'wx');
+    const me: Holder = { pid: process.pid, started: processStart(process.pid), host: hostname() };
+    await handle.writeFile(JSON.stringify(me));
+    await handle.close();
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
+  }
+}
+
+/**
+ * Runs `fn` holding this host's lock on one container, so two backups never pause, commit and
+ * unpause the same container at once. A second backup waits up to `timeoutMs`; a lock whose
+ * holder is no longer alive is taken over.
+ */
+export async function withContainerLock<T>(env: NodeJS.ProcessEnv, container: { id: string; name: string }, timeoutMs: number, fn: () => Promise<T>): Promise<T> {
+  const dir = join(stateDir(env), 'locks');
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const path = join(dir, `${container.id}.lock`);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await tryTake(path)) break;
+    const holder = await holderOf(path);
+    if (holder && holder.host === hostname() && !isAlive(holder.pid, holder.started)) {
+      await rm(path, { force: true });
+      continue;
+    }
+    if (Date.now() >= deadline) {
+      throw new LockError(`${container.name}: another backup${holder ? ` (pid ${holder.pid})` : ''} is taking this container; waited ${Math.round(timeoutMs / 1000)} s (CONTAINER_SNAPSHOT_LOCK_TIMEOUT)`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  try {
+    return await fn();
+  } finally {
+    await rm(path, { force: true });
+  }
+}
