@@ -2,7 +2,7 @@ import { afterAll, describe, expect, inject, it } from 'vitest';
 import { existsSync, readdirSync } from 'node:fs';
 import { stateDir } from '../../src/core/recovery.js';
 import { join } from 'node:path';
-import { Resources, commitsOf, docker, runContainer, waitFor } from '../support/fixtures.js';
+import { Resources, commitsOf, docker, runBigVolumeContainer, runContainer } from '../support/fixtures.js';
 import { runCli } from '../support/runner.js';
 
 describe('an interrupted backup', () => {
@@ -10,21 +10,8 @@ describe('an interrupted backup', () => {
   afterAll(() => res.cleanup());
 
   it.each(['SIGTERM', 'SIGINT'] as const)('on %s unpauses the container, removes its temporary image and lists no set', async (signal) => {
-    const name = res.name(`big-${signal.toLowerCase()}`);
-    const vol = res.volume(`big-${signal.toLowerCase()}`);
     const store = join(res.tempDir(), 'store');
-    // A volume large enough that archiving it keeps the container paused for a while.
-    await runContainer(
-      { name, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'test -f /v/big || dd if=/dev/urandom of=/v/big bs=1M count=160 2>/dev/null; touch /v/ready; exec sleep 100000'], HostConfig: { Binds: [`${vol}:/v`] } },
-      'running',
-    );
-    const id = (await docker.getContainer(name).inspect()).Id;
-    await waitFor(async () => {
-      const exec = await docker.getContainer(name).exec({ Cmd: ['test', '-f', '/v/ready'] });
-      await (await exec.start({})).resume();
-      await new Promise((r) => setTimeout(r, 50));
-      return (await exec.inspect()).ExitCode === 0;
-    }, 60_000);
+    const { name, id } = await runBigVolumeContainer(res, `big-${signal.toLowerCase()}`, inject('fixtureImage'), 160);
 
     let signalled = false;
     const result = await runCli(['backup', '--containers', name, '--destination', `dir:${store}`, '--tag', 'cut'], {
@@ -56,20 +43,8 @@ describe('an interrupted backup', () => {
   });
 
   it('killed outright (SIGKILL), leaves its journal, and the next run undoes what it left', async () => {
-    const name = res.name('big-kill');
-    const vol = res.volume('big-kill');
     const store = join(res.tempDir(), 'store');
-    await runContainer(
-      { name, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'test -f /v/big || dd if=/dev/urandom of=/v/big bs=1M count=160 2>/dev/null; touch /v/ready; exec sleep 100000'], HostConfig: { Binds: [`${vol}:/v`] } },
-      'running',
-    );
-    const id = (await docker.getContainer(name).inspect()).Id;
-    await waitFor(async () => {
-      const exec = await docker.getContainer(name).exec({ Cmd: ['test', '-f', '/v/ready'] });
-      await (await exec.start({})).resume();
-      await new Promise((r) => setTimeout(r, 50));
-      return (await exec.inspect()).ExitCode === 0;
-    }, 60_000);
+    const { name, id } = await runBigVolumeContainer(res, 'big-kill', inject('fixtureImage'), 160);
     const journalDir = join(stateDir(process.env), 'journal');
     let killed = false;
     const result = await runCli(['backup', '--containers', name, '--destination', `dir:${store}`, '--tag', 'killed'], {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { backup } from '../../src/commands.js';
 import { parseBackupInputs } from '../../src/core/inputs.js';
 import { stateDir } from '../../src/core/recovery.js';
-import { Resources, docker, quietLog, runContainer, waitFor } from '../support/fixtures.js';
+import { Resources, docker, quietLog, runBigVolumeContainer } from '../support/fixtures.js';
 
 const inputs = (values: Record<string, string>) => (name: string) => values[name] ?? '';
 
@@ -16,19 +16,8 @@ describe('two backups of one container at once', () => {
   let store: string;
 
   beforeAll(async () => {
-    name = res.name('busy');
     store = join(res.tempDir(), 'store');
-    await runContainer(
-      { name, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'test -f /v/big || dd if=/dev/urandom of=/v/big bs=1M count=60 2>/dev/null; touch /v/ready; exec sleep 100000'], HostConfig: { Binds: [`${res.volume('busy')}:/v`] } },
-      'running',
-    );
-    id = (await docker.getContainer(name).inspect()).Id;
-    await waitFor(async () => {
-      const exec = await docker.getContainer(name).exec({ Cmd: ['test', '-f', '/v/ready'] });
-      await (await exec.start({})).resume();
-      await new Promise((r) => setTimeout(r, 50));
-      return (await exec.inspect()).ExitCode === 0;
-    }, 60_000);
+    ({ name, id } = await runBigVolumeContainer(res, 'busy', inject('fixtureImage'), 60));
   });
 
   afterAll(() => res.cleanup());

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { parseFileCommands, runStep, ROOT } from './runner.js';
+import type { Job, Step, Workflow } from './workflow-types.js';
 
 /**
  * Plays a workflow template the way the runner would on one self-hosted machine: jobs in
@@ -17,25 +18,6 @@ import { parseFileCommands, runStep, ROOT } from './runner.js';
 type Value = string | number | boolean | null | undefined | Value[] | { [key: string]: Value };
 export type Contexts = { [key: string]: Value };
 
-interface Step {
-  id?: string;
-  name?: string;
-  uses?: string;
-  run?: string;
-  if?: string;
-  with?: Record<string, unknown>;
-  env?: Record<string, unknown>;
-}
-interface Job {
-  needs?: string | string[];
-  if?: string;
-  outputs?: Record<string, string>;
-  steps: Step[];
-}
-interface Workflow {
-  on: { workflow_dispatch?: { inputs?: Record<string, { default?: unknown }> } } & Record<string, unknown>;
-  jobs: Record<string, Job>;
-}
 
 // ---------------------------------------------------------------- expressions
 

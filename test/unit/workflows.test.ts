@@ -4,6 +4,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parse } from 'yaml';
 import { evaluate, substitute } from '../support/workflow-play.js';
+import type { Workflow } from '../support/workflow-types.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const WORKFLOWS = join(ROOT, 'workflows');
@@ -18,30 +19,6 @@ interface ActionYaml {
   runs: { using: string; main: string; post?: string; 'post-if'?: string };
   inputs: Record<string, { description: string; required?: boolean; default?: string }>;
   outputs: Record<string, { description: string }>;
-}
-interface Step {
-  id?: string;
-  name?: string;
-  uses?: string;
-  run?: string;
-  if?: string;
-  with?: Record<string, unknown>;
-  env?: Record<string, unknown>;
-}
-interface Job {
-  'runs-on': string | string[];
-  needs?: string | string[];
-  if?: string;
-  outputs?: Record<string, string>;
-  permissions?: unknown;
-  strategy?: { matrix?: Record<string, unknown> };
-  steps: Step[];
-}
-interface Workflow {
-  on: Record<string, unknown>;
-  permissions?: unknown;
-  concurrency?: { group: string; 'cancel-in-progress'?: boolean };
-  jobs: Record<string, Job>;
 }
 
 const action = (dir: string) => parse(readFileSync(join(ROOT, dir, 'action.yml'), 'utf8')) as ActionYaml;
