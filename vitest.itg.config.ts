@@ -1,6 +1,5 @@
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { defineConfig } from 'vitest/config';
+import { TEST_STATE_DIR } from './test/support/state-dir.js';
 
 // Integration and end-to-end tests share one real engine and one real registry:
 // the global setup checks the engine (failing, never skipping, when it is absent),
@@ -14,6 +13,6 @@ export default defineConfig({
     hookTimeout: 180_000,
     fileParallelism: false,
     // Journals of interrupted backups go to a directory of this run, not the user's state directory.
-    env: { CONTAINER_SNAPSHOT_STATE_DIR: join(tmpdir(), `csx-test-state-${process.pid}`) },
+    env: { CONTAINER_SNAPSHOT_STATE_DIR: TEST_STATE_DIR },
   },
 });

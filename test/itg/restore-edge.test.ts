@@ -87,6 +87,7 @@ describe('restore edge cases', () => {
     expect(r.containers.map((c) => c.state)).toEqual(['running', 'running']);
     expect(await listing(b, '/s')).toEqual(['s', 's/a']);
     await track(a);
+    await track(b);
   });
 
   it('replace never touches a container whose ID merely starts with the target name', async () => {
@@ -100,6 +101,7 @@ describe('restore edge cases', () => {
     res.name(prefix.replace(/^/, '')); // the hex-named restored container is ours to remove
     const r = await restoreFrom({ source: location, snapshot: 'hex', rename: `${src}=${prefix}`, replace: 'true' });
     expect(r.failed, JSON.stringify(r.containers)).toBe(0);
+    await track(r.containers[0].id);
     await docker.getContainer(r.containers[0].id).remove({ force: true });
     expect((await docker.getContainer(bystander).inspect()).State.Running).toBe(true);
   });

@@ -2,6 +2,8 @@ import type { TestProject } from 'vitest/node';
 import { startRegistry, type RunningRegistry } from './registry.js';
 import { buildFixtureImage, engineClient, requireEngine } from './engine.js';
 import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
+import { TEST_STATE_DIR } from './state-dir.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -30,6 +32,7 @@ export async function setup(project: TestProject): Promise<void> {
 }
 
 export async function teardown(): Promise<void> {
+  rmSync(TEST_STATE_DIR, { recursive: true, force: true });
   await registry?.stop();
   if (fixtureImage) {
     await engineClient()
