@@ -72014,6 +72014,21 @@ async function call(what, fn) {
         throw translate(err, what);
     }
 }
+/** The value, or undefined where the engine answers that the object does not exist. */
+async function unlessMissing(operation) {
+    try {
+        return await operation;
+    }
+    catch (err) {
+        if (err instanceof NotFoundError)
+            return undefined;
+        throw err;
+    }
+}
+/** A container's own name: `Names` also lists the aliases other containers link it under ("/other/alias"). */
+function ownName(names, id) {
+    return (names?.find((n) => n.lastIndexOf('/') === 0) ?? id).replace(/^\//, '');
+}
 /** Reads an engine JSON-lines progress stream; failures arrive inside a 200 response. */
 async function readProgress(stream, what) {
     const events = [];
@@ -72060,20 +72075,13 @@ class Engine {
     }
     /** The container with exactly this name (the engine alone would also match an ID prefix). */
     async findContainer(name) {
-        try {
-            const info = await this.inspectContainer(name);
-            return info.Name === `/${name}` ? info : undefined;
-        }
-        catch (err) {
-            if (err instanceof NotFoundError)
-                return undefined;
-            throw err;
-        }
+        const info = await unlessMissing(this.inspectContainer(name));
+        return info?.Name === `/${name}` ? info : undefined;
     }
     /** Containers, in any state, that mount the volume. */
     async volumeUsers(volume) {
         const list = await call(`list containers using volume ${volume}`, () => this.docker.listContainers({ all: true, filters: { volume: [volume] } }));
-        return list.map((c) => ({ id: c.Id, name: (c.Names.find((n) => n.lastIndexOf('/') === 0) ?? c.Id).replace(/^\//, '') }));
+        return list.map((c) => ({ id: c.Id, name: ownName(c.Names, c.Id) }));
     }
     async pause(id) {
         await call(`pause container ${id}`, () => this.docker.getContainer(id).pause());
@@ -72108,15 +72116,7 @@ class Engine {
         return call(`inspect image ${ref}`, () => this.docker.getImage(ref).inspect());
     }
     async imageExists(ref) {
-        try {
-            await this.inspectImage(ref);
-            return true;
-        }
-        catch (err) {
-            if (err instanceof NotFoundError)
-                return false;
-            throw err;
-        }
+        return (await unlessMissing(this.inspectImage(ref))) !== undefined;
     }
     /** `docker save`: a tar stream of the image (legacy or OCI layout, both with manifest.json). */
     saveImage(ref) {
@@ -72135,13 +72135,7 @@ class Engine {
         await call(`tag image ${id} as ${repo}:${tag}`, () => this.docker.getImage(id).tag({ repo, tag }));
     }
     async removeImage(ref, opts = {}) {
-        try {
-            await call(`remove image ${ref}`, () => this.docker.getImage(ref).remove({ force: opts.force ?? false }));
-        }
-        catch (err) {
-            if (!(err instanceof NotFoundError))
-                throw err;
-        }
+        await unlessMissing(call(`remove image ${ref}`, () => this.docker.getImage(ref).remove({ force: opts.force ?? false })));
     }
     /** Streams `path` of the container's filesystem (volumes included) as a tar. */
     getArchive(id, path) {
@@ -72150,15 +72144,8 @@ class Engine {
     async putArchive(id, path, tar) {
         await call(`write ${path} of container ${id}`, () => this.docker.getContainer(id).putArchive(tar, { path }));
     }
-    async inspectVolume(name) {
-        try {
-            return await call(`inspect volume ${name}`, () => this.docker.getVolume(name).inspect());
-        }
-        catch (err) {
-            if (err instanceof NotFoundError)
-                return undefined;
-            throw err;
-        }
+    inspectVolume(name) {
+        return unlessMissing(call(`inspect volume ${name}`, () => this.docker.getVolume(name).inspect()));
     }
     async createVolume(opts) {
         await call(`create volume ${opts.name}`, () => this.docker.createVolume({
@@ -72173,15 +72160,8 @@ class Engine {
     }
     /** The network with exactly this name or ID (the engine alone would also match an ID prefix). */
     async inspectNetwork(name) {
-        try {
-            const net = await call(`inspect network ${name}`, () => this.docker.getNetwork(name).inspect());
-            return net.Name === name || net.Id === name ? net : undefined;
-        }
-        catch (err) {
-            if (err instanceof NotFoundError)
-                return undefined;
-            throw err;
-        }
+        const net = await unlessMissing(call(`inspect network ${name}`, () => this.docker.getNetwork(name).inspect()));
+        return net && (net.Name === name || net.Id === name) ? net : undefined;
     }
     async createNetwork(opts) {
         await call(`create network ${opts.Name}`, () => this.docker.createNetwork(opts));
@@ -72269,6 +72249,24 @@ async function undo(pending, engine, log) {
         await engine.removeImage(id, { force: true }).catch((err) => problems.push(`image ${id}: ${errorMessage(err)}`));
     }
     return problems;
+}
+function hasPending(pending) {
+    return pending.paused.length + pending.tempImages.length > 0;
+}
+/**
+ * Runs a backup with its journal guarded: signals and crashes undo what it changed, and the
+ * journal file is removed once nothing is left to undo.
+ */
+async function guarded(handle, engine, log, fn) {
+    const release = undoOnSignals(handle.journal, engine, log, handle.close);
+    try {
+        return await fn();
+    }
+    finally {
+        release();
+        if (!hasPending(handle.journal.pending))
+            handle.close();
+    }
 }
 /**
  * On SIGINT or SIGTERM, undoes what is pending before the process exits, so a cancelled
@@ -73659,7 +73657,7 @@ class RegistryDestination {
         return (await this.client.getManifest(this.prefix, tag, [OCI_MANIFEST])) !== undefined;
     }
     async putJsonBlob(repo, body) {
-        const digest = `sha256:${(0,external_node_crypto_namespaceObject.createHash)('sha256').update(body).digest('hex')}`;
+        const digest = sha256Digest(body);
         if (await this.client.hasBlob(repo, digest))
             return digest;
         const upload = await this.client.createUpload(repo);
@@ -73723,8 +73721,7 @@ class RegistryDestination {
         if (parsed.config?.mediaType !== SET_MEDIA_TYPE || !parsed.config.digest)
             return undefined;
         const body = await readSmall(await this.client.getBlob(this.prefix, parsed.config.digest));
-        const actual = `sha256:${(0,external_node_crypto_namespaceObject.createHash)('sha256').update(body).digest('hex')}`;
-        if (actual !== parsed.config.digest)
+        if (sha256Digest(body) !== parsed.config.digest)
             throw new DestinationError(`${this.label}: set ${tag} document fails its checksum`);
         const set = parseSet(body.toString('utf8'), `${this.label}:${tag}`);
         for (const c of set.containers) {
@@ -74393,6 +74390,7 @@ function mountsToTake(info, opts) {
 
 
 
+
 const TOOL = { name: 'container-snapshot', version: '0.1.0' };
 class BackupError extends Error {
     name = 'BackupError';
@@ -74437,9 +74435,7 @@ function chooseCompression(opts, engineVersion) {
     return toRegistry && !(major >= 23) ? 'gzip' : 'zstd';
 }
 function candidateOf(c) {
-    // Names also lists link aliases ("/other/alias"); the container's own name has one slash.
-    const own = c.Names?.find((n) => n.lastIndexOf('/') === 0) ?? c.Id;
-    return { id: c.Id, name: own.replace(/^\//, ''), labels: c.Labels ?? {}, state: c.State };
+    return { id: c.Id, name: ownName(c.Names, c.Id), labels: c.Labels ?? {}, state: c.State };
 }
 function statusOf(info) {
     return info.State.Paused ? 'paused' : info.State.Status;
@@ -74930,9 +74926,6 @@ class ContainerRestore {
         const content = await openContent(this.ctx.source, SET_SCOPE, v.blob, `${c.name} volume ${v.name || v.destination}`);
         await this.ctx.engine.putArchive(id, external_node_path_namespaceObject.posix.dirname(v.destination), content);
     }
-    specWithRenames(c) {
-        return renameReferences(c.spec, this.opts.rename);
-    }
     async ensureNetworks(c) {
         const { engine, log } = this.ctx;
         for (const n of c.spec.networks) {
@@ -74952,7 +74945,7 @@ class ContainerRestore {
     async create(c, target, image, changes) {
         const { engine } = this.ctx;
         await this.ensureNetworks(c);
-        const { create, connect } = createOptions(this.specWithRenames(c), target, image);
+        const { create, connect } = createOptions(renameReferences(c.spec, this.opts.rename), target, image);
         const id = await engine.createContainer(create);
         changes.container = id;
         if (this.opts.includeVolumes) {
@@ -75337,12 +75330,16 @@ function parseBackupInputs(get, now) {
         credentials: parseCredentials(get(Input.RegistryUsername), get(Input.RegistryPassword)),
     };
 }
-function parseRestoreInputs(get) {
+/** The one location a restore, list or verify reads from. */
+function parseSource(get) {
     const sources = splitList(get(Input.Source));
     if (sources.length > 1)
         throw new InputError(`Invalid source '${sources.join(', ')}'. Expected one location.`);
+    return parseDestination(sources[0] ?? DEFAULT_LOCATION);
+}
+function parseRestoreInputs(get) {
     return {
-        source: parseDestination(sources[0] ?? DEFAULT_LOCATION),
+        source: parseSource(get),
         snapshot: parseSnapshotRef(get(Input.Snapshot)),
         containers: splitList(get(Input.Containers)).map((n) => parseContainerName(n)),
         rename: parseRename(splitList(get(Input.Rename))),
@@ -75354,6 +75351,13 @@ function parseRestoreInputs(get) {
 }
 
 ;// CONCATENATED MODULE: ./src/report.ts
+/** One line for every container that failed, or undefined when none did. */
+function failureLine(containers, verb) {
+    const failed = containers.filter((c) => c.failed);
+    if (failed.length === 0)
+        return undefined;
+    return `${failed.length} container(s) ${verb}: ${failed.map((c) => `${c.name} (${c.error})`).join('; ')}`;
+}
 function formatBytes(n) {
     const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
     let v = n;
@@ -75480,11 +75484,10 @@ function reader(flags) {
 }
 /** One error line for all the containers that failed; the exit status. */
 function failures(containers) {
-    const failed = containers.filter((c) => c.error !== undefined);
-    if (failed.length === 0)
-        return 0;
-    console.error(`error: ${failed.length} container(s) failed: ${failed.map((c) => `${c.name} (${c.error})`).join('; ')}`);
-    return 1;
+    const line = failureLine(containers, 'failed');
+    if (line)
+        console.error(`error: ${line}`);
+    return line ? 1 : 0;
 }
 async function main(argv) {
     const [command, ...rest] = argv;
@@ -75506,25 +75509,17 @@ async function main(argv) {
     if (command === 'backup') {
         const opts = parseBackupInputs(get);
         const engine = new Engine();
-        const { journal, close } = fileJournal(process.env);
-        const release = undoOnSignals(journal, engine, cliLogger, close);
-        const result = await backup(opts, { ...deps, engine, journal }).finally(() => {
-            release();
-            if (journal.pending.paused.length + journal.pending.tempImages.length === 0)
-                close();
-        });
+        const handle = fileJournal(process.env);
+        const result = await guarded(handle, engine, cliLogger, () => backup(opts, { ...deps, engine, journal: handle.journal }));
         console.log(JSON.stringify({ snapshot: result.tag, failed: result.failed, containers: result.containers }, null, 2));
-        return failures(result.containers.map((c) => ({ name: c.name, error: c.status === 'failed' ? c.error : undefined })));
+        return failures(result.containers.map((c) => ({ name: c.name, error: c.error, failed: c.status === 'failed' })));
     }
     if (command === 'restore') {
         const result = await restore(parseRestoreInputs(get), deps);
         console.log(JSON.stringify({ snapshot: result.tag, failed: result.failed, containers: result.containers }, null, 2));
-        return failures(result.containers.map((c) => ({ name: c.from, error: c.status === 'failed' ? c.error : undefined })));
+        return failures(result.containers.map((c) => ({ name: c.from, error: c.error, failed: c.status === 'failed' })));
     }
-    const sources = splitList(get(Input.Source));
-    if (sources.length > 1)
-        throw new InputError(`Invalid source '${sources.join(', ')}'. Expected one location.`);
-    const source = parseDestination(sources[0] ?? DEFAULT_LOCATION);
+    const source = parseSource(get);
     const credentials = parseCredentials(get(Input.RegistryUsername), get(Input.RegistryPassword));
     if (command === 'list') {
         const sets = await list(source, credentials, deps);

@@ -1,13 +1,13 @@
 import './shims.js';
 import { readFileSync } from 'node:fs';
 import { backup, list, restore, verify } from './commands.js';
-import { Input, DEFAULT_LOCATION, parseBackupInputs, parseRestoreInputs } from './core/inputs.js';
-import { InputError, parseCredentials, parseDestination, parseSnapshotRef, splitList } from './core/options.js';
+import { Input, DEFAULT_LOCATION, parseBackupInputs, parseRestoreInputs, parseSource } from './core/inputs.js';
+import { InputError, parseCredentials, parseSnapshotRef } from './core/options.js';
 import { errorMessage, type Logger } from './core/log.js';
-import { undoOnSignals } from './core/undo.js';
+import { guarded } from './core/undo.js';
 import { fileJournal } from './core/recovery.js';
 import { Engine } from './engine/engine.js';
-import { setsTable } from './report.js';
+import { failureLine, setsTable } from './report.js';
 
 const BOOLEAN_FLAGS = new Set<string>([Input.Pause, Input.IncludeVolumes, Input.IncludeBindMounts, Input.DryRun, Input.Replace]);
 const PASSWORD_ENV = 'CONTAINER_SNAPSHOT_REGISTRY_PASSWORD';
@@ -82,11 +82,10 @@ function reader(flags: Map<string, string>): (name: string) => string {
 }
 
 /** One error line for all the containers that failed; the exit status. */
-function failures(containers: Array<{ name: string; error?: string }>): number {
-  const failed = containers.filter((c) => c.error !== undefined);
-  if (failed.length === 0) return 0;
-  console.error(`error: ${failed.length} container(s) failed: ${failed.map((c) => `${c.name} (${c.error})`).join('; ')}`);
-  return 1;
+function failures(containers: Array<{ name: string; error?: string; failed: boolean }>): number {
+  const line = failureLine(containers, 'failed');
+  if (line) console.error(`error: ${line}`);
+  return line ? 1 : 0;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -107,23 +106,17 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'backup') {
     const opts = parseBackupInputs(get);
     const engine = new Engine();
-    const { journal, close } = fileJournal(process.env);
-    const release = undoOnSignals(journal, engine, cliLogger, close);
-    const result = await backup(opts, { ...deps, engine, journal }).finally(() => {
-      release();
-      if (journal.pending.paused.length + journal.pending.tempImages.length === 0) close();
-    });
+    const handle = fileJournal(process.env);
+    const result = await guarded(handle, engine, cliLogger, () => backup(opts, { ...deps, engine, journal: handle.journal }));
     console.log(JSON.stringify({ snapshot: result.tag, failed: result.failed, containers: result.containers }, null, 2));
-    return failures(result.containers.map((c) => ({ name: c.name, error: c.status === 'failed' ? c.error : undefined })));
+    return failures(result.containers.map((c) => ({ name: c.name, error: c.error, failed: c.status === 'failed' })));
   }
   if (command === 'restore') {
     const result = await restore(parseRestoreInputs(get), deps);
     console.log(JSON.stringify({ snapshot: result.tag, failed: result.failed, containers: result.containers }, null, 2));
-    return failures(result.containers.map((c) => ({ name: c.from, error: c.status === 'failed' ? c.error : undefined })));
+    return failures(result.containers.map((c) => ({ name: c.from, error: c.error, failed: c.status === 'failed' })));
   }
-  const sources = splitList(get(Input.Source));
-  if (sources.length > 1) throw new InputError(`Invalid source '${sources.join(', ')}'. Expected one location.`);
-  const source = parseDestination(sources[0] ?? DEFAULT_LOCATION);
+  const source = parseSource(get);
   const credentials = parseCredentials(get(Input.RegistryUsername), get(Input.RegistryPassword));
   if (command === 'list') {
     const sets = await list(source, credentials, deps);

@@ -2,6 +2,13 @@ import type { BackupResult } from './snapshot/backup.js';
 import type { RestoreResult } from './snapshot/restore.js';
 import type { SetSummary } from './snapshot/manifest.js';
 
+/** One line for every container that failed, or undefined when none did. */
+export function failureLine(containers: Array<{ name: string; error?: string; failed: boolean }>, verb: string): string | undefined {
+  const failed = containers.filter((c) => c.failed);
+  if (failed.length === 0) return undefined;
+  return `${failed.length} container(s) ${verb}: ${failed.map((c) => `${c.name} (${c.error})`).join('; ')}`;
+}
+
 export function formatBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let v = n;

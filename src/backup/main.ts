@@ -4,38 +4,34 @@ import { readPending, stateJournal } from '../action/state.js';
 import { backup } from '../commands.js';
 import { Input, parseBackupInputs } from '../core/inputs.js';
 import { Engine } from '../engine/engine.js';
-import { undo, undoOnSignals } from '../core/undo.js';
+import { guarded, hasPending, undo } from '../core/undo.js';
 import { recoverAbandoned } from '../core/recovery.js';
-import { backupSummary, formatBytes } from '../report.js';
+import { backupSummary, failureLine, formatBytes } from '../report.js';
 
 export async function main(): Promise<void> {
   const password = core.getInput(Input.RegistryPassword);
   if (password) core.setSecret(password);
   const opts = parseBackupInputs((name) => core.getInput(name));
   const engine = new Engine();
-  const { journal, close } = stateJournal();
-  const release = undoOnSignals(journal, engine, actionLogger, close);
-  const result = await backup(opts, { log: actionLogger, env: process.env, engine, onSecret: (s) => core.setSecret(s), journal }).finally(() => {
-    release();
-    if (journal.pending.paused.length + journal.pending.tempImages.length === 0) close();
-  });
+  const handle = stateJournal();
+  const result = await guarded(handle, engine, actionLogger, () =>
+    backup(opts, { log: actionLogger, env: process.env, engine, onSecret: (s) => core.setSecret(s), journal: handle.journal }),
+  );
   core.setOutput('snapshot', result.tag);
   core.setOutput('containers', JSON.stringify(result.containers));
   core.setOutput('failed', String(result.failed));
   await core.summary.addRaw(backupSummary(result, opts.dryRun)).write();
   const ok = result.containers.filter((c) => c.status === 'ok');
   core.info(`Snapshot ${result.tag}: ${ok.length} container(s), ${formatBytes(ok.reduce((n, c) => n + c.bytes, 0))}`);
-  if (result.failed > 0) {
-    const failures = result.containers.filter((c) => c.status === 'failed').map((c) => `${c.name} (${c.error})`);
-    throw new Error(`${result.failed} container(s) failed: ${failures.join('; ')}`);
-  }
+  const failed = failureLine(result.containers.map((c) => ({ name: c.name, error: c.error, failed: c.status === 'failed' })), 'failed');
+  if (failed) throw new Error(failed);
 }
 
 /** Undoes what an interrupted main step left: a container paused, a temporary image. */
 export async function post(): Promise<void> {
   const pending = readPending();
   const engine = new Engine();
-  const problems = pending.paused.length + pending.tempImages.length > 0 ? await undo(pending, engine, actionLogger) : [];
+  const problems = hasPending(pending) ? await undo(pending, engine, actionLogger) : [];
   if (problems.length > 0) core.setFailed(`Cleanup after the backup failed: ${problems.join('; ')}`);
   // The main step's own journal file, if it was killed before removing it.
   else await recoverAbandoned(engine, actionLogger, process.env);

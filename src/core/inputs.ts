@@ -12,6 +12,7 @@ import {
   parseTag,
   splitList,
   type BackupOptions,
+  type DestinationSpec,
   type RestoreOptions,
 } from './options.js';
 
@@ -69,11 +70,16 @@ export function parseBackupInputs(get: InputReader, now?: Date): BackupOptions {
   };
 }
 
-export function parseRestoreInputs(get: InputReader): RestoreOptions {
+/** The one location a restore, list or verify reads from. */
+export function parseSource(get: InputReader): DestinationSpec {
   const sources = splitList(get(Input.Source));
   if (sources.length > 1) throw new InputError(`Invalid source '${sources.join(', ')}'. Expected one location.`);
+  return parseDestination(sources[0] ?? DEFAULT_LOCATION);
+}
+
+export function parseRestoreInputs(get: InputReader): RestoreOptions {
   return {
-    source: parseDestination(sources[0] ?? DEFAULT_LOCATION),
+    source: parseSource(get),
     snapshot: parseSnapshotRef(get(Input.Snapshot)),
     containers: splitList(get(Input.Containers)).map((n) => parseContainerName(n)),
     rename: parseRename(splitList(get(Input.Rename))),

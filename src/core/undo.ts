@@ -81,6 +81,24 @@ export async function undo(pending: PendingUndo, engine: Engine, log: Logger): P
   return problems;
 }
 
+export function hasPending(pending: PendingUndo): boolean {
+  return pending.paused.length + pending.tempImages.length > 0;
+}
+
+/**
+ * Runs a backup with its journal guarded: signals and crashes undo what it changed, and the
+ * journal file is removed once nothing is left to undo.
+ */
+export async function guarded<T>(handle: { journal: UndoJournal; close(): void }, engine: Engine, log: Logger, fn: () => Promise<T>): Promise<T> {
+  const release = undoOnSignals(handle.journal, engine, log, handle.close);
+  try {
+    return await fn();
+  } finally {
+    release();
+    if (!hasPending(handle.journal.pending)) handle.close();
+  }
+}
+
 /**
  * On SIGINT or SIGTERM, undoes what is pending before the process exits, so a cancelled
  * run never leaves a container paused. Returns a function that removes the handlers.

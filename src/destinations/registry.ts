@@ -1,7 +1,6 @@
-import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { repoComponent } from '../core/names.js';
-import type { RegistryClient } from '../registry/client.js';
+import { sha256Digest, type RegistryClient } from '../registry/client.js';
 import {
   IMAGE_CONFIG_MEDIA_TYPE,
   SET_MEDIA_TYPE,
@@ -81,7 +80,7 @@ export class RegistryDestination implements Destination {
   }
 
   private async putJsonBlob(repo: string, body: Buffer): Promise<string> {
-    const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+    const digest = sha256Digest(body);
     if (await this.client.hasBlob(repo, digest)) return digest;
     const upload = await this.client.createUpload(repo);
     upload.stream.end(body);
@@ -146,8 +145,7 @@ export class RegistryDestination implements Destination {
     const parsed = JSON.parse(manifest.body.toString('utf8')) as { config?: { mediaType?: string; digest?: string } };
     if (parsed.config?.mediaType !== SET_MEDIA_TYPE || !parsed.config.digest) return undefined;
     const body = await readSmall(await this.client.getBlob(this.prefix, parsed.config.digest));
-    const actual = `sha256:${createHash('sha256').update(body).digest('hex')}`;
-    if (actual !== parsed.config.digest) throw new DestinationError(`${this.label}: set ${tag} document fails its checksum`);
+    if (sha256Digest(body) !== parsed.config.digest) throw new DestinationError(`${this.label}: set ${tag} document fails its checksum`);
     const set = parseSet(body.toString('utf8'), `${this.label}:${tag}`);
     for (const c of set.containers) {
       const repo = this.repo({ container: c.name });

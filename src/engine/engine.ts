@@ -48,6 +48,21 @@ async function call<T>(what: string, fn: () => Promise<T>): Promise<T> {
   }
 }
 
+/** The value, or undefined where the engine answers that the object does not exist. */
+async function unlessMissing<T>(operation: Promise<T>): Promise<T | undefined> {
+  try {
+    return await operation;
+  } catch (err) {
+    if (err instanceof NotFoundError) return undefined;
+    throw err;
+  }
+}
+
+/** A container's own name: `Names` also lists the aliases other containers link it under ("/other/alias"). */
+export function ownName(names: string[] | undefined, id: string): string {
+  return (names?.find((n) => n.lastIndexOf('/') === 0) ?? id).replace(/^\//, '');
+}
+
 /** Reads an engine JSON-lines progress stream; failures arrive inside a 200 response. */
 async function readProgress(stream: NodeJS.ReadableStream, what: string): Promise<Array<Record<string, unknown>>> {
   const events: Array<Record<string, unknown>> = [];
@@ -99,19 +114,14 @@ export class Engine {
 
   /** The container with exactly this name (the engine alone would also match an ID prefix). */
   async findContainer(name: string): Promise<ContainerInspect | undefined> {
-    try {
-      const info = await this.inspectContainer(name);
-      return info.Name === `/${name}` ? info : undefined;
-    } catch (err) {
-      if (err instanceof NotFoundError) return undefined;
-      throw err;
-    }
+    const info = await unlessMissing(this.inspectContainer(name));
+    return info?.Name === `/${name}` ? info : undefined;
   }
 
   /** Containers, in any state, that mount the volume. */
   async volumeUsers(volume: string): Promise<Array<{ id: string; name: string }>> {
     const list = await call(`list containers using volume ${volume}`, () => this.docker.listContainers({ all: true, filters: { volume: [volume] } }));
-    return list.map((c) => ({ id: c.Id, name: (c.Names.find((n) => n.lastIndexOf('/') === 0) ?? c.Id).replace(/^\//, '') }));
+    return list.map((c) => ({ id: c.Id, name: ownName(c.Names, c.Id) }));
   }
 
   async pause(id: string): Promise<void> {
@@ -157,13 +167,7 @@ export class Engine {
   }
 
   async imageExists(ref: string): Promise<boolean> {
-    try {
-      await this.inspectImage(ref);
-      return true;
-    } catch (err) {
-      if (err instanceof NotFoundError) return false;
-      throw err;
-    }
+    return (await unlessMissing(this.inspectImage(ref))) !== undefined;
   }
 
   /** `docker save`: a tar stream of the image (legacy or OCI layout, both with manifest.json). */
@@ -186,11 +190,7 @@ export class Engine {
   }
 
   async removeImage(ref: string, opts: { force?: boolean } = {}): Promise<void> {
-    try {
-      await call(`remove image ${ref}`, () => this.docker.getImage(ref).remove({ force: opts.force ?? false }));
-    } catch (err) {
-      if (!(err instanceof NotFoundError)) throw err;
-    }
+    await unlessMissing(call(`remove image ${ref}`, () => this.docker.getImage(ref).remove({ force: opts.force ?? false })));
   }
 
   /** Streams `path` of the container's filesystem (volumes included) as a tar. */
@@ -206,13 +206,8 @@ export class Engine {
     );
   }
 
-  async inspectVolume(name: string): Promise<VolumeInspect | undefined> {
-    try {
-      return await call(`inspect volume ${name}`, () => this.docker.getVolume(name).inspect());
-    } catch (err) {
-      if (err instanceof NotFoundError) return undefined;
-      throw err;
-    }
+  inspectVolume(name: string): Promise<VolumeInspect | undefined> {
+    return unlessMissing(call(`inspect volume ${name}`, () => this.docker.getVolume(name).inspect()));
   }
 
   async createVolume(opts: { name: string; driver?: string; driverOpts?: Record<string, string>; labels?: Record<string, string> }): Promise<void> {
@@ -232,13 +227,8 @@ export class Engine {
 
   /** The network with exactly this name or ID (the engine alone would also match an ID prefix). */
   async inspectNetwork(name: string): Promise<NetworkInspect | undefined> {
-    try {
-      const net = await call(`inspect network ${name}`, () => this.docker.getNetwork(name).inspect());
-      return net.Name === name || net.Id === name ? net : undefined;
-    } catch (err) {
-      if (err instanceof NotFoundError) return undefined;
-      throw err;
-    }
+    const net = await unlessMissing(call(`inspect network ${name}`, () => this.docker.getNetwork(name).inspect()));
+    return net && (net.Name === name || net.Id === name) ? net : undefined;
   }
 
   async createNetwork(opts: Docker.NetworkCreateOptions): Promise<void> {

@@ -2,7 +2,7 @@ import * as core from '@actions/core';
 import { actionLogger } from '../action/run.js';
 import { restore } from '../commands.js';
 import { Input, parseRestoreInputs } from '../core/inputs.js';
-import { restoreSummary } from '../report.js';
+import { failureLine, restoreSummary } from '../report.js';
 
 export async function main(): Promise<void> {
   const password = core.getInput(Input.RegistryPassword);
@@ -13,8 +13,6 @@ export async function main(): Promise<void> {
   core.setOutput('containers', JSON.stringify(result.containers));
   core.setOutput('failed', String(result.failed));
   await core.summary.addRaw(restoreSummary(result)).write();
-  if (result.failed > 0) {
-    const failures = result.containers.filter((c) => c.status === 'failed').map((c) => `${c.from} (${c.error})`);
-    throw new Error(`${result.failed} container(s) not restored: ${failures.join('; ')}`);
-  }
+  const failed = failureLine(result.containers.map((c) => ({ name: c.from, error: c.error, failed: c.status === 'failed' })), 'not restored');
+  if (failed) throw new Error(failed);
 }

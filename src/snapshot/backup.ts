@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { BackupOptions } from '../core/options.js';
 import { errorMessage, type Logger } from '../core/log.js';
-import type { Engine, ContainerInspect, NetworkInspect } from '../engine/engine.js';
+import { ownName, type Engine, type ContainerInspect, type NetworkInspect } from '../engine/engine.js';
 import { SET_SCOPE, type Destination } from '../destinations/types.js';
 import { Digester, drain } from '../util/streams.js';
 import { TarChecker } from '../util/tar-check.js';
@@ -117,9 +117,7 @@ export function chooseCompression(opts: Pick<BackupOptions, 'compression' | 'des
 }
 
 function candidateOf(c: { Id: string; Names?: string[]; Labels?: Record<string, string>; State: string }): Candidate {
-  // Names also lists link aliases ("/other/alias"); the container's own name has one slash.
-  const own = c.Names?.find((n) => n.lastIndexOf('/') === 0) ?? c.Id;
-  return { id: c.Id, name: own.replace(/^\//, ''), labels: c.Labels ?? {}, state: c.State };
+  return { id: c.Id, name: ownName(c.Names, c.Id), labels: c.Labels ?? {}, state: c.State };
 }
 
 function statusOf(info: ContainerInspect): string {

@@ -274,10 +274,6 @@ class ContainerRestore {
     await this.ctx.engine.putArchive(id, posix.dirname(v.destination), content);
   }
 
-  private specWithRenames(c: ContainerRecord): ContainerRecord['spec'] {
-    return renameReferences(c.spec, this.opts.rename);
-  }
-
   private async ensureNetworks(c: ContainerRecord): Promise<void> {
     const { engine, log } = this.ctx;
     for (const n of c.spec.networks) {
@@ -296,7 +292,7 @@ class ContainerRestore {
   private async create(c: ContainerRecord, target: string, image: string, changes: Changes): Promise<string> {
     const { engine } = this.ctx;
     await this.ensureNetworks(c);
-    const { create, connect } = createOptions(this.specWithRenames(c), target, image);
+    const { create, connect } = createOptions(renameReferences(c.spec, this.opts.rename), target, image);
     const id = await engine.createContainer(create);
     changes.container = id;
     if (this.opts.includeVolumes) {
