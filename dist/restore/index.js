@@ -101268,7 +101268,8 @@ class ContainerRestore {
             return await fn(id);
         }
         finally {
-            await engine.removeContainer(id, { force: true });
+            // With its anonymous volumes: the snapshot image may declare VOLUMEs, which the helper gets.
+            await engine.removeContainer(id, { force: true, volumes: true });
         }
     }
     /** Whether a volume or host path holds anything, seen through a helper that copies nothing into it. */

@@ -169,7 +169,8 @@ class ContainerRestore {
     try {
       return await fn(id);
     } finally {
-      await engine.removeContainer(id, { force: true });
+      // With its anonymous volumes: the snapshot image may declare VOLUMEs, which the helper gets.
+      await engine.removeContainer(id, { force: true, volumes: true });
     }
   }
 

@@ -196,7 +196,13 @@ describe.each<Kind>(['dir', 'registry'])('round trip through %s', (kind) => {
     expect((await docker.listImages()).some((i) => (i.RepoTags ?? []).some((t) => t.startsWith(res.prefix)))).toBe(false);
 
     const rin: Record<string, string> = { source: location, snapshot: 'latest', ...creds };
+    const restoreStarted = Date.now() - 1000;
     const restored = await restore(parseRestoreInputs((n) => rin[n] ?? ''), { log: quietLog, env });
+    // Volumes no container mounts, made while restoring: a restore's helpers must not leave any.
+    const dangling = ((await docker.listVolumes({ filters: { dangling: ['true'] } })).Volumes ?? []).filter(
+      (v) => Date.parse((v as { CreatedAt?: string }).CreatedAt ?? '') >= restoreStarted,
+    );
+    expect(dangling.map((v) => v.Name)).toEqual([]);
     expect(restored.failed, JSON.stringify(restored.containers.filter((c) => c.error))).toBe(0);
     for (const r of restored.containers) {
       const ref = (await docker.getContainer(r.id).inspect()).Config.Image;
