@@ -1,7 +1,7 @@
 import './shims.js';
 import { readFileSync } from 'node:fs';
 import { backup, list, restore, verify } from './commands.js';
-import { Input, DEFAULT_LOCATION, parseBackupInputs, parseRestoreInputs, parseSource } from './core/inputs.js';
+import { Input, DEFAULT_LOCATION, parseBackupInputs, parseRestoreInputs, parseSource, parseSourceRun } from './core/inputs.js';
 import { InputError, parseCredentials, parseSnapshotRef } from './core/options.js';
 import { errorMessage, type Logger } from './core/log.js';
 import { guarded } from './core/undo.js';
@@ -11,13 +11,15 @@ import { failureLine, setsTable } from './report.js';
 
 const BOOLEAN_FLAGS = new Set<string>([Input.Pause, Input.IncludeVolumes, Input.IncludeBindMounts, Input.DryRun, Input.Replace]);
 const PASSWORD_ENV = 'CONTAINER_SNAPSHOT_REGISTRY_PASSWORD';
+const TOKEN_ENV = 'GITHUB_TOKEN';
 
 const COMMON = [Input.RegistryUsername, 'registry-password-stdin'];
+const OTHER_RUN = [Input.RunId, Input.Repository];
 const FLAGS: Record<string, string[]> = {
-  backup: [Input.Containers, Input.Labels, Input.Exclude, Input.Destination, Input.Tag, Input.Pause, Input.IncludeVolumes, Input.IncludeBindMounts, Input.OnError, Input.IfNoMatch, Input.DryRun, Input.Compression, ...COMMON],
-  restore: [Input.Source, Input.Snapshot, Input.Containers, Input.Rename, Input.Replace, Input.Start, Input.IncludeVolumes, ...COMMON],
-  list: [Input.Source, ...COMMON],
-  verify: [Input.Source, Input.Snapshot, ...COMMON],
+  backup: [Input.Containers, Input.Labels, Input.Exclude, Input.Destination, Input.Tag, Input.Pause, Input.IncludeVolumes, Input.IncludeBindMounts, Input.OnError, Input.IfNoMatch, Input.DryRun, Input.Compression, Input.RetentionDays, ...COMMON],
+  restore: [Input.Source, Input.Snapshot, Input.Containers, Input.Rename, Input.Replace, Input.Start, Input.IncludeVolumes, ...OTHER_RUN, ...COMMON],
+  list: [Input.Source, ...OTHER_RUN, ...COMMON],
+  verify: [Input.Source, Input.Snapshot, ...OTHER_RUN, ...COMMON],
 };
 
 const HELP = `container-snapshot: back up Docker containers (writable layer, volumes, configuration) and restore them.
@@ -26,13 +28,17 @@ Usage:
   node dist/cli.js backup  [--containers a,web-*,/^db-/] [--labels k=v] [--exclude x] [--destination ${DEFAULT_LOCATION}]
                            [--tag T] [--pause true|false] [--include-volumes true|false] [--include-bind-mounts]
                            [--on-error continue|abort] [--if-no-match warn|error|ignore] [--dry-run]
-                           [--compression auto|zstd|gzip]
+                           [--compression auto|zstd|gzip] [--retention-days 1-90]
   node dist/cli.js restore [--source ${DEFAULT_LOCATION}] [--snapshot latest|TAG] [--containers a,b]
                            [--rename old=new] [--replace] [--start auto|always|never] [--include-volumes true|false]
-  node dist/cli.js list    [--source ${DEFAULT_LOCATION}]
-  node dist/cli.js verify  [--source ${DEFAULT_LOCATION}] [--snapshot latest|TAG]
+                           [--run-id ID [--repository OWNER/NAME]]
+  node dist/cli.js list    [--source ${DEFAULT_LOCATION}] [--run-id ID [--repository OWNER/NAME]]
+  node dist/cli.js verify  [--source ${DEFAULT_LOCATION}] [--snapshot latest|TAG] [--run-id ID [--repository OWNER/NAME]]
 
-Locations: dir:PATH or registry:HOST[:PORT]/PREFIX. Several destinations: repeat --destination or separate with commas.
+Locations: dir:PATH, registry:HOST[:PORT]/PREFIX or artifact:NAME. Several destinations: repeat --destination or separate with commas.
+Artifacts: backing up to artifact:NAME works only inside a workflow run (it needs the runner's artifact service);
+reading another run's artifacts works anywhere with --run-id, --repository (default GITHUB_REPOSITORY) and a token
+with actions:read in ${TOKEN_ENV}.
 Registry credentials: --registry-username U with --registry-password-stdin (or ${PASSWORD_ENV}),
 else the Docker config (DOCKER_CONFIG or ~/.docker/config.json) as written by docker login.
 Lists (containers, labels, exclude, rename) take commas or repeated flags.`;
@@ -60,6 +66,19 @@ function parseArgs(command: string, argv: string[]): Map<string, string> {
   return values;
 }
 
+/**
+ * Stdout carries the command's result only. What libraries write there for a runner
+ * (@actions/core's progress lines and workflow commands such as ::add-mask::, which would
+ * print the secret itself) goes to stderr, and the commands only to a runner that reads them.
+ */
+const stdoutWrite = process.stdout.write.bind(process.stdout);
+const print = (text: string) => stdoutWrite(`${text}\n`);
+process.stdout.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+  const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString();
+  if (text.startsWith('::')) return process.env.GITHUB_ACTIONS === 'true' ? stdoutWrite(chunk as string, ...(rest as [])) : true;
+  return process.stderr.write(chunk, ...(rest as []));
+}) as typeof process.stdout.write;
+
 const cliLogger: Logger = {
   info: (m) => console.error(m),
   warning: (m) => console.error(`warning: ${m}`),
@@ -73,6 +92,8 @@ const cliLogger: Logger = {
 function reader(flags: Map<string, string>): (name: string) => string {
   let password: string | undefined;
   return (name) => {
+    if (name === Input.GithubToken) return process.env[TOKEN_ENV] ?? '';
+    if (name === Input.Repository) return flags.get(name) ?? process.env.GITHUB_REPOSITORY ?? '';
     if (name !== Input.RegistryPassword) return flags.get(name) ?? '';
     if (password === undefined) {
       password = flags.get('registry-password-stdin') === 'true' ? readFileSync(0, 'utf8').replace(/\r?\n$/, '') : (process.env[PASSWORD_ENV] ?? '');
@@ -91,12 +112,12 @@ function failures(containers: Array<{ name: string; error?: string; failed: bool
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (!command || command === '--help' || command === '-h' || command === 'help') {
-    console.log(HELP);
+    print(HELP);
     return command ? 0 : 2;
   }
   if (!(command in FLAGS)) throw new InputError(`Unknown command '${command}'. Expected backup, restore, list or verify.`);
   if (rest.includes('--help') || rest.includes('-h')) {
-    console.log(HELP);
+    print(HELP);
     return 0;
   }
   const flags = parseArgs(command, rest);
@@ -108,23 +129,24 @@ async function main(argv: string[]): Promise<number> {
     const engine = new Engine();
     const handle = fileJournal(process.env);
     const result = await guarded(handle, engine, cliLogger, () => backup(opts, { ...deps, engine, journal: handle.journal }));
-    console.log(JSON.stringify({ snapshot: result.tag, failed: result.failed, containers: result.containers }, null, 2));
+    print(JSON.stringify({ snapshot: result.tag, failed: result.failed, containers: result.containers, artifacts: result.artifacts }, null, 2));
     return failures(result.containers.map((c) => ({ name: c.name, error: c.error, failed: c.status === 'failed' })));
   }
   if (command === 'restore') {
     const result = await restore(parseRestoreInputs(get), deps);
-    console.log(JSON.stringify({ snapshot: result.tag, failed: result.failed, containers: result.containers }, null, 2));
+    print(JSON.stringify({ snapshot: result.tag, failed: result.failed, containers: result.containers }, null, 2));
     return failures(result.containers.map((c) => ({ name: c.from, error: c.error, failed: c.status === 'failed' })));
   }
   const source = parseSource(get);
+  const otherRun = parseSourceRun(get, source);
   const credentials = parseCredentials(get(Input.RegistryUsername), get(Input.RegistryPassword));
   if (command === 'list') {
-    const sets = await list(source, credentials, deps);
-    console.log(sets.length > 0 ? setsTable(sets) : `No snapshot sets in ${source.raw}.`);
+    const sets = await list(source, credentials, deps, otherRun);
+    print(sets.length > 0 ? setsTable(sets) : `No snapshot sets in ${source.raw}.`);
     return 0;
   }
-  const verified = await verify(source, parseSnapshotRef(get(Input.Snapshot)), credentials, deps);
-  console.log(`Snapshot ${verified.tag}: ${verified.blobs} blob(s) verified.`);
+  const verified = await verify(source, parseSnapshotRef(get(Input.Snapshot)), credentials, deps, otherRun);
+  print(`Snapshot ${verified.tag}: ${verified.blobs} blob(s) verified.`);
   return 0;
 }
 

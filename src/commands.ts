@@ -1,8 +1,8 @@
-import type { BackupOptions, Credentials, DestinationSpec, RestoreOptions } from './core/options.js';
+import type { ArtifactRun, BackupOptions, Credentials, DestinationSpec, RestoreOptions } from './core/options.js';
 import type { Logger } from './core/log.js';
 import { Engine } from './engine/engine.js';
 import { recoverAbandoned } from './core/recovery.js';
-import { openDestination, type Destination } from './destinations/index.js';
+import { openDestination, type Destination, type OpenOptions } from './destinations/index.js';
 import { runBackup, type BackupResult, type Journal } from './snapshot/backup.js';
 import { findSet, runRestore, verifyContainers, type RestoreResult } from './snapshot/restore.js';
 import type { SetSummary } from './snapshot/manifest.js';
@@ -16,33 +16,42 @@ export interface Deps {
   journal?: Journal;
 }
 
-function open(spec: DestinationSpec, credentials: Credentials, deps: Deps): Promise<Destination> {
-  return openDestination(spec, { credentials, onSecret: deps.onSecret, env: deps.env, warn: (m) => deps.log.warning(m) });
+function open(spec: DestinationSpec, credentials: Credentials, deps: Deps, extra: Pick<OpenOptions, 'retentionDays' | 'artifactRun'> = {}): Promise<Destination> {
+  return openDestination(spec, { credentials, onSecret: deps.onSecret, env: deps.env, warn: (m) => deps.log.warning(m), ...extra });
 }
 
 export async function backup(opts: BackupOptions, deps: Deps): Promise<BackupResult> {
   const destinations: Destination[] = [];
-  for (const spec of opts.destinations) destinations.push(await open(spec, opts.credentials, deps));
+  for (const spec of opts.destinations) destinations.push(await open(spec, opts.credentials, deps, { retentionDays: opts.retentionDays }));
+  if (opts.retentionDays !== undefined && !opts.destinations.some((d) => d.kind === 'artifact')) {
+    deps.log.warning(`retention-days ${opts.retentionDays} has no effect: it applies to artifact: destinations only.`);
+  }
   const engine = deps.engine ?? new Engine();
   if (!opts.dryRun) await recoverAbandoned(engine, deps.log, deps.env);
   return runBackup(opts, { engine, destinations, log: deps.log, env: deps.env, journal: deps.journal });
 }
 
 export async function restore(opts: RestoreOptions, deps: Deps): Promise<RestoreResult> {
-  const source = await open(opts.source, opts.credentials, deps);
+  const source = await open(opts.source, opts.credentials, deps, { artifactRun: opts.artifactRun });
   const engine = deps.engine ?? new Engine();
   await recoverAbandoned(engine, deps.log, deps.env);
   return runRestore(opts, { engine, source, log: deps.log });
 }
 
-export async function list(spec: DestinationSpec, credentials: Credentials, deps: Deps): Promise<SetSummary[]> {
-  const source = await open(spec, credentials, deps);
+export async function list(spec: DestinationSpec, credentials: Credentials, deps: Deps, artifactRun?: ArtifactRun): Promise<SetSummary[]> {
+  const source = await open(spec, credentials, deps, { artifactRun });
   await source.check('read');
   return source.listSets();
 }
 
-export async function verify(spec: DestinationSpec, snapshot: string, credentials: Credentials, deps: Deps): Promise<{ tag: string; blobs: number }> {
-  const source = await open(spec, credentials, deps);
+export async function verify(
+  spec: DestinationSpec,
+  snapshot: string,
+  credentials: Credentials,
+  deps: Deps,
+  artifactRun?: ArtifactRun,
+): Promise<{ tag: string; blobs: number }> {
+  const source = await open(spec, credentials, deps, { artifactRun });
   const set = await findSet(source, snapshot);
   const blobs = await verifyContainers(source, set.containers, true, deps.log);
   return { tag: set.tag, blobs };

@@ -40,7 +40,8 @@ export function backupSummary(result: BackupResult, dryRun: boolean): string {
     c.destinations.map((d) => d.ref).join('<br>') || '—',
   ]);
   const title = `### Container snapshot ${result.tag}${dryRun ? ' (dry run)' : ''}`;
-  return `${title}\n\n${table(['Container', 'State', 'Result', 'Volumes', 'Stored', 'Paused', 'Stored at'], rows)}\n`;
+  const links = result.artifacts.map((a) => `Artifact: [${a.name}](${a.url}) (ID ${a.id})\n`).join('');
+  return `${title}\n\n${table(['Container', 'State', 'Result', 'Volumes', 'Stored', 'Paused', 'Stored at'], rows)}\n${links ? `\n${links}` : ''}`;
 }
 
 export function restoreSummary(result: RestoreResult): string {

@@ -20,6 +20,8 @@ export async function main(): Promise<void> {
   core.setOutput('snapshot', result.tag);
   core.setOutput('containers', JSON.stringify(result.containers));
   core.setOutput('failed', String(result.failed));
+  core.setOutput('artifact-id', result.artifacts[0] ? String(result.artifacts[0].id) : '');
+  core.setOutput('artifact-url', result.artifacts[0]?.url ?? '');
   await core.summary.addRaw(backupSummary(result, opts.dryRun)).write();
   const ok = result.containers.filter((c) => c.status === 'ok');
   core.info(`Snapshot ${result.tag}: ${ok.length} container(s), ${formatBytes(ok.reduce((n, c) => n + c.bytes, 0))}`);

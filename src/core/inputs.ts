@@ -1,5 +1,6 @@
 import {
   InputError,
+  parseArtifactRun,
   parseBoolean,
   parseChoice,
   parseContainerName,
@@ -7,10 +8,12 @@ import {
   parseDestination,
   parseLabelFilter,
   parseRename,
+  parseRetentionDays,
   parseSelector,
   parseSnapshotRef,
   parseTag,
   splitList,
+  type ArtifactRun,
   type BackupOptions,
   type DestinationSpec,
   type RestoreOptions,
@@ -31,11 +34,15 @@ export const Input = {
   IfNoMatch: 'if-no-match',
   DryRun: 'dry-run',
   Compression: 'compression',
+  RetentionDays: 'retention-days',
   Source: 'source',
   Snapshot: 'snapshot',
   Rename: 'rename',
   Replace: 'replace',
   Start: 'start',
+  RunId: 'run-id',
+  Repository: 'repository',
+  GithubToken: 'github-token',
 } as const;
 
 export const DEFAULT_LOCATION = 'dir:./container-snapshots';
@@ -66,6 +73,7 @@ export function parseBackupInputs(get: InputReader, now?: Date): BackupOptions {
     onError: parseChoice(Input.OnError, get(Input.OnError), ['continue', 'abort'], 'continue'),
     dryRun: parseBoolean(Input.DryRun, get(Input.DryRun), false),
     compression: parseChoice(Input.Compression, get(Input.Compression), ['auto', 'zstd', 'gzip'], 'auto'),
+    retentionDays: parseRetentionDays(get(Input.RetentionDays)),
     credentials: parseCredentials(get(Input.RegistryUsername), get(Input.RegistryPassword)),
   };
 }
@@ -77,9 +85,16 @@ export function parseSource(get: InputReader): DestinationSpec {
   return parseDestination(sources[0] ?? DEFAULT_LOCATION);
 }
 
+/** The other workflow run to read artifact:NAME from; undefined for this run (or another kind of source). */
+export function parseSourceRun(get: InputReader, source: DestinationSpec): ArtifactRun | undefined {
+  return parseArtifactRun(source, get(Input.RunId), get(Input.Repository), get(Input.GithubToken));
+}
+
 export function parseRestoreInputs(get: InputReader): RestoreOptions {
+  const source = parseSource(get);
   return {
-    source: parseSource(get),
+    source,
+    artifactRun: parseSourceRun(get, source),
     snapshot: parseSnapshotRef(get(Input.Snapshot)),
     containers: splitList(get(Input.Containers)).map((n) => parseContainerName(n)),
     rename: parseRename(splitList(get(Input.Rename))),

@@ -15,7 +15,16 @@ export interface LabelFilter {
 
 export type DestinationSpec =
   | { kind: 'dir'; path: string; raw: string }
-  | { kind: 'registry'; host: string; prefix: string; raw: string };
+  | { kind: 'registry'; host: string; prefix: string; raw: string }
+  | { kind: 'artifact'; name: string; raw: string };
+
+/** Another workflow run whose artifacts a restore reads (GitHub's REST API, with a token). */
+export interface ArtifactRun {
+  runId: number;
+  owner: string;
+  repo: string;
+  token: string;
+}
 
 export interface Credentials {
   username?: string;
@@ -39,6 +48,8 @@ export interface BackupOptions {
   onError: 'continue' | 'abort';
   dryRun: boolean;
   compression: 'auto' | 'zstd' | 'gzip';
+  /** Days an artifact destination keeps the set; undefined: the repository's setting. */
+  retentionDays?: number;
   credentials: Credentials;
 }
 
@@ -53,6 +64,8 @@ export interface RestoreOptions {
   start: StartPolicy;
   includeVolumes: boolean;
   credentials: Credentials;
+  /** Set when the source is artifact:NAME of another workflow run. */
+  artifactRun?: ArtifactRun;
 }
 
 const CONTAINER_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
@@ -61,7 +74,13 @@ const HEX_ID = /^[0-9a-f]{12,64}$/;
 const REPO_PATH = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$/;
 const REGISTRY_HOST = /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:]+\])(?::[0-9]{1,5})?$/;
 
-export const DESTINATION_FORMAT = 'dir:PATH or registry:HOST[:PORT]/PREFIX';
+export const DESTINATION_FORMAT = 'dir:PATH, registry:HOST[:PORT]/PREFIX or artifact:NAME';
+
+/** Characters GitHub refuses in an artifact name. */
+const ARTIFACT_FORBIDDEN = ['"', ':', '<', '>', '|', '*', '?', '\\', '/', '\r', '\n'];
+/** Leaves room in GitHub's artifact name for the tag and the suffixes this tool adds. */
+const ARTIFACT_NAME_MAX = 100;
+const REPOSITORY = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})\/[A-Za-z0-9._-]{1,100}$/;
 
 /** Splits a List (newline) or CSV input into trimmed, non-empty items. */
 export function splitList(input: string): string[] {
@@ -150,9 +169,7 @@ export function parseDestination(raw: string): DestinationSpec {
     }
     return { kind: 'registry', host, prefix, raw: value };
   }
-  if (scheme === 'artifact') {
-    throw new InputError(`Destination '${raw}' is not supported yet. Expected ${DESTINATION_FORMAT}.`);
-  }
+  if (scheme === 'artifact') return { kind: 'artifact', name: parseArtifactName(rest, raw), raw: value };
   throw new InputError(`Invalid destination '${raw}'. Expected ${DESTINATION_FORMAT}.`);
 }
 
@@ -213,4 +230,42 @@ export function parseCredentials(username: string, password: string): Credential
     throw new InputError('Invalid registry credentials. Expected both registry-username and registry-password, or neither.');
   }
   return u === '' ? {} : { username: u, password };
+}
+
+export function parseArtifactName(name: string, raw = `artifact:${name}`): string {
+  const bad = ARTIFACT_FORBIDDEN.find((c) => name.includes(c));
+  if (name.length === 0 || bad !== undefined || name !== name.trim() || name.length > ARTIFACT_NAME_MAX) {
+    const why = bad !== undefined ? `: GitHub refuses ${JSON.stringify(bad)} in artifact names` : '';
+    throw new InputError(
+      `Invalid destination '${raw}'${why}. Expected artifact:NAME, a name of 1 to ${ARTIFACT_NAME_MAX} characters without " : < > | * ? \\ / or line breaks.`,
+    );
+  }
+  return name;
+}
+
+/** Days 1 to 90, or '' for the repository's setting. */
+export function parseRetentionDays(raw: string): number | undefined {
+  const value = raw.trim();
+  if (value === '') return undefined;
+  const days = /^\d{1,2}$/.test(value) ? Number(value) : NaN;
+  if (!(days >= 1 && days <= 90)) throw new InputError(`Invalid retention-days '${raw}'. Expected a whole number of days from 1 to 90.`);
+  return days;
+}
+
+/**
+ * The run whose artifacts a restore reads. '' run-id: this run, through the runtime token.
+ * `repository` and `token` fall back to the workflow's own (GITHUB_REPOSITORY, the token input).
+ */
+export function parseArtifactRun(source: DestinationSpec, runId: string, repository: string, token: string): ArtifactRun | undefined {
+  const id = runId.trim();
+  if (id === '') return undefined;
+  if (!/^[1-9]\d{0,18}$/.test(id)) throw new InputError(`Invalid run-id '${runId}'. Expected the numeric ID of a workflow run.`);
+  if (source.kind !== 'artifact') {
+    throw new InputError(`Invalid run-id '${runId}' with source '${source.raw}'. Expected run-id only with source artifact:NAME.`);
+  }
+  const repo = repository.trim();
+  if (!REPOSITORY.test(repo)) throw new InputError(`Invalid repository '${repository}'. Expected owner/name, the repository of run ${id}.`);
+  if (token.trim() === '') throw new InputError(`Missing github-token for run-id ${id}. Expected a token with actions:read on ${repo}.`);
+  const [owner, name] = repo.split('/');
+  return { runId: Number(id), owner, repo: name, token: token.trim() };
 }

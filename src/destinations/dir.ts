@@ -7,7 +7,7 @@ import { dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { once } from 'node:events';
 import { newestFirst, parseSet, summarize, type SetSummary, type SnapshotSet } from '../snapshot/manifest.js';
-import { DestinationError, type BlobWriter, type Destination, type StoredRef } from './types.js';
+import { DestinationError, type BlobWriter, type Destination, type SetReceipt } from './types.js';
 
 const DIGEST = /^sha256:([0-9a-f]{64})$/;
 
@@ -153,7 +153,7 @@ export class DirDestination implements Destination {
     return exists(this.setPath(tag));
   }
 
-  async writeSet(set: SnapshotSet): Promise<Record<string, StoredRef>> {
+  async writeSet(set: SnapshotSet): Promise<SetReceipt> {
     const target = this.setPath(set.tag);
     const tmp = join(this.root, '.tmp', `set-${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}.json`);
     await writeFile(tmp, `${JSON.stringify(set, null, 2)}\n`, { flag: 'wx' });
@@ -169,7 +169,7 @@ export class DirDestination implements Destination {
       await rm(tmp, { force: true });
     }
     await fsyncPath(join(this.root, 'sets'));
-    return Object.fromEntries(set.containers.map((c) => [c.name, { ref: `${target}#${c.name}`, digest: c.image.id }]));
+    return { refs: Object.fromEntries(set.containers.map((c) => [c.name, { ref: `${target}#${c.name}`, digest: c.image.id }])) };
   }
 
   async readSet(tag: string): Promise<SnapshotSet | undefined> {

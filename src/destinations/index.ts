@@ -1,6 +1,7 @@
-import type { Credentials, DestinationSpec } from '../core/options.js';
+import type { ArtifactRun, Credentials, DestinationSpec } from '../core/options.js';
 import { RegistryClient } from '../registry/client.js';
 import { resolveCredentials } from '../registry/credentials.js';
+import { ArtifactDestination, runContext } from './artifact.js';
 import { DirDestination } from './dir.js';
 import { RegistryDestination } from './registry.js';
 import type { Destination } from './types.js';
@@ -10,10 +11,19 @@ export interface OpenOptions {
   warn?: (message: string) => void;
   onSecret?: (secret: string) => void;
   env?: NodeJS.ProcessEnv;
+  /** artifact: only. */
+  retentionDays?: number;
+  artifactRun?: ArtifactRun;
 }
 
 export async function openDestination(spec: DestinationSpec, opts: OpenOptions): Promise<Destination> {
   if (spec.kind === 'dir') return new DirDestination(spec.raw, spec.path, opts.warn);
+  if (spec.kind === 'artifact') {
+    if (opts.artifactRun) opts.onSecret?.(opts.artifactRun.token);
+    // Loaded on first use: it reads GITHUB_API_URL when loaded, and only artifact users need it.
+    const { DefaultArtifactClient } = await import(/* webpackMode: "eager" */ '@actions/artifact');
+    return new ArtifactDestination(spec.raw, spec.name, new DefaultArtifactClient(), runContext(opts.env ?? process.env), opts.retentionDays, opts.artifactRun);
+  }
   const auth = await resolveCredentials(spec.host, { ...opts.credentials, env: opts.env, onSecret: opts.onSecret });
   const client = new RegistryClient({ host: spec.host, auth, userAgent: 'container-snapshot' });
   return new RegistryDestination(spec.raw, spec.prefix, client, opts.warn);

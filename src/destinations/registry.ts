@@ -11,7 +11,7 @@ import {
   type SnapshotSet,
 } from '../snapshot/manifest.js';
 import { readSmall } from '../util/streams.js';
-import { DestinationError, type BlobScope, type BlobWriter, type Destination, type StoredRef } from './types.js';
+import { DestinationError, type BlobScope, type BlobWriter, type Destination, type SetReceipt, type StoredRef } from './types.js';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 
@@ -102,7 +102,7 @@ export class RegistryDestination implements Destination {
     return { digest: await this.putJsonBlob(repo, body), size: body.length };
   }
 
-  async writeSet(set: SnapshotSet): Promise<Record<string, StoredRef>> {
+  async writeSet(set: SnapshotSet): Promise<SetReceipt> {
     const refs: Record<string, StoredRef> = {};
     const annotations = { 'org.opencontainers.image.created': set.created };
     const repos = new Map<string, string>();
@@ -132,7 +132,7 @@ export class RegistryDestination implements Destination {
       annotations,
     };
     await this.client.putManifest(this.prefix, set.tag, OCI_MANIFEST, Buffer.from(JSON.stringify(setManifest)));
-    return refs;
+    return { refs };
   }
 
   async readSet(tag: string): Promise<SnapshotSet | undefined> {

@@ -18,6 +18,12 @@ export interface StoredRef {
   digest?: string;
 }
 
+/** What writing a set produced: each container's stored reference, and the artifact a workflow can link to. */
+export interface SetReceipt {
+  refs: Record<string, StoredRef>;
+  artifact?: { name: string; id: number; url: string };
+}
+
 export interface BlobWriter {
   readonly stream: Writable;
   /** Keeps the bytes written under `digest`; they must number `size`. */
@@ -28,7 +34,7 @@ export interface BlobWriter {
 
 /** One snapshot store. The backup and restore pipelines see only this. */
 export interface Destination {
-  /** As the user wrote it: dir:PATH or registry:HOST/PREFIX. */
+  /** As the user wrote it: dir:PATH, registry:HOST/PREFIX or artifact:NAME. */
   readonly label: string;
   /** Fails early with a clear error when the store can't be reached, read or written. */
   check(access: 'read' | 'write'): Promise<void>;
@@ -36,11 +42,13 @@ export interface Destination {
   writeBlob(scope: BlobScope): Promise<BlobWriter>;
   readBlob(scope: BlobScope, digest: string): Promise<Readable>;
   hasSet(tag: string): Promise<boolean>;
-  /** Written last: a set is listed only once everything it references is stored. Returns each container's stored reference. */
-  writeSet(set: SnapshotSet): Promise<Record<string, StoredRef>>;
+  /** Written last: a set is listed only once everything it references is stored. */
+  writeSet(set: SnapshotSet): Promise<SetReceipt>;
   /** `latest` names the newest complete set; undefined when there is none. */
   readSet(tag: string): Promise<SnapshotSet | undefined>;
   listSets(): Promise<SetSummary[]>;
+  /** Drops what this run stored for a set it will not write, where nothing else would (artifacts). */
+  discard?(): Promise<void>;
 }
 
 export class DestinationError extends Error {

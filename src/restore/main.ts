@@ -7,6 +7,8 @@ import { failureLine, restoreSummary } from '../report.js';
 export async function main(): Promise<void> {
   const password = core.getInput(Input.RegistryPassword);
   if (password) core.setSecret(password);
+  const token = core.getInput(Input.GithubToken);
+  if (token) core.setSecret(token);
   const opts = parseRestoreInputs((name) => core.getInput(name));
   const result = await restore(opts, { log: actionLogger, env: process.env, onSecret: (s) => core.setSecret(s) });
   core.setOutput('snapshot', result.tag);

@@ -65,6 +65,8 @@ export interface BackupResult {
   containers: ContainerOutcome[];
   failed: number;
   written: boolean;
+  /** The set's artifact in each artifact: destination, for a workflow to link to. */
+  artifacts: Array<{ destination: string; name: string; id: number; url: string }>;
 }
 
 export class BackupError extends Error {
@@ -297,9 +299,9 @@ export async function runBackup(opts: BackupOptions, ctx: BackupContext): Promis
     throw new BackupError(`Aborted before any change: ${outcomes.map((o) => `${o.name}: ${o.error}`).join('; ')}`);
   }
   if (opts.dryRun) {
-    return { tag: opts.tag, containers: [...outcomes, ...(await plan(ctx, opts, selection.selected))], failed: outcomes.length, written: false };
+    return { tag: opts.tag, containers: [...outcomes, ...(await plan(ctx, opts, selection.selected))], failed: outcomes.length, written: false, artifacts: [] };
   }
-  if (selection.selected.length === 0) return { tag: opts.tag, containers: outcomes, failed: outcomes.length, written: false };
+  if (selection.selected.length === 0) return { tag: opts.tag, containers: outcomes, failed: outcomes.length, written: false, artifacts: [] };
   for (const dest of ctx.destinations) {
     await dest.check('write');
     if (await dest.hasSet(opts.tag)) throw new BackupError(`Snapshot ${opts.tag} already exists in ${dest.label}. Expected a new tag.`);
@@ -310,8 +312,35 @@ export async function runBackup(opts: BackupOptions, ctx: BackupContext): Promis
   const lockTimeout = lockTimeoutMs(ctx.env ?? {});
   log.info(`Compression: ${compression}${opts.compression === 'auto' ? ' (auto)' : ''}`);
   const worker = new ContainerBackup(ctx, opts, history, compression);
+  try {
+    const stored = await backUpAndStore(ctx, opts, selection.selected, worker, history, lockTimeout, created, engineInfo, outcomes);
+    outcomes.sort((a, b) => a.name.localeCompare(b.name));
+    return { tag: opts.tag, containers: outcomes, failed: outcomes.filter((o) => o.status === 'failed').length, ...stored };
+  } catch (err) {
+    await discardAll(ctx.destinations);
+    throw err;
+  }
+}
+
+/** What a destination stored for a set that will not be written: dropped where nothing else would. */
+async function discardAll(destinations: Destination[]): Promise<void> {
+  await Promise.allSettled(destinations.map((d) => d.discard?.()));
+}
+
+async function backUpAndStore(
+  ctx: BackupContext,
+  opts: BackupOptions,
+  selected: Candidate[],
+  worker: ContainerBackup,
+  history: History,
+  lockTimeout: number,
+  created: string,
+  engineInfo: SnapshotSet['source']['engine'],
+  outcomes: ContainerOutcome[],
+): Promise<Pick<BackupResult, 'written' | 'artifacts'>> {
+  const { log } = ctx;
   const records: Array<ContainerRecord & { layerStats: { written: number; reused: number } }> = [];
-  for (const c of selection.selected) {
+  for (const c of selected) {
     try {
       const record = await log.group(`Back up ${c.name}`, () => withContainerLock(ctx.env ?? {}, c, lockTimeout, () => worker.run(c)));
       records.push(record);
@@ -326,6 +355,10 @@ export async function runBackup(opts: BackupOptions, ctx: BackupContext): Promis
         throw new BackupError(`Aborted at ${c.name}; no snapshot set was written: ${f.error}`);
       }
     }
+  }
+  if (records.length === 0) {
+    await discardAll(ctx.destinations);
+    return { written: false, artifacts: [] };
   }
   const env = ctx.env ?? {};
   const set: SnapshotSet = {
@@ -344,14 +377,13 @@ export async function runBackup(opts: BackupOptions, ctx: BackupContext): Promis
     failures: outcomes.filter((o) => o.status === 'failed').map((o) => ({ name: o.name, error: o.error ?? '' })),
   };
   const refs = new Map<string, ContainerOutcome['destinations']>(records.map((r) => [r.name, []]));
-  if (records.length > 0) {
-    for (const dest of ctx.destinations) {
-      const stored = await dest.writeSet(set);
-      for (const r of records) refs.get(r.name)?.push({ destination: dest.label, ...(stored[r.name] ?? { ref: dest.label }) });
-    }
+  const artifacts: BackupResult['artifacts'] = [];
+  for (const dest of ctx.destinations) {
+    const receipt = await dest.writeSet(set);
+    for (const r of records) refs.get(r.name)?.push({ destination: dest.label, ...(receipt.refs[r.name] ?? { ref: dest.label }) });
+    if (receipt.artifact) artifacts.push({ destination: dest.label, ...receipt.artifact });
   }
   for (const r of records) outcomes.push(outcome(r, refs.get(r.name) ?? []));
-  outcomes.sort((a, b) => a.name.localeCompare(b.name));
-  return { tag: opts.tag, containers: outcomes, failed: outcomes.filter((o) => o.status === 'failed').length, written: records.length > 0 };
+  return { written: true, artifacts };
 }
 

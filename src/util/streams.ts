@@ -93,7 +93,8 @@ export function fanOut(targets: Writable[]): Writable {
       Promise.all(ends).then(() => done(), done);
     },
     destroy(err, done) {
-      for (const t of targets) if (!t.destroyed) t.destroy(err ?? undefined);
+      // Only a failure stops the targets: after a normal end, a target may still hold bytes its reader has not taken.
+      if (err) for (const t of targets) if (!t.destroyed) t.destroy(err);
       done(err);
     },
   });

@@ -7,8 +7,24 @@ import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js'
 import { buildFixtureImage } from '../support/engine.js';
 import { freePort } from '../support/registry.js';
 import { Resources, commitsOf, docker, quietLog, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
+import { startArtifactService, type RunningArtifactService } from '../support/artifact-service.js';
 
-type Kind = 'dir' | 'registry';
+type Kind = 'dir' | 'registry' | 'artifact';
+
+/**
+ * The environment a runner gives a step of one job of a workflow run, on this process: @actions/artifact
+ * reads process.env itself. Returns the undo.
+ */
+function enterRun(vars: Record<string, string>): () => void {
+  const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, vars);
+  return () => {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  };
+}
 
 interface Case {
   suffix: string;
@@ -65,7 +81,7 @@ async function snapshotOf(name: string, paths: string[]) {
   return { fields: compared(info), data };
 }
 
-describe.each<Kind>(['dir', 'registry'])('round trip through %s', (kind) => {
+describe.each<Kind>(['dir', 'registry', 'artifact'])('round trip through %s', (kind) => {
   const res = new Resources(inject('runPrefix'), `fid${kind.slice(0, 3)}`);
   const reg = inject('registry');
   let location: string;
@@ -74,13 +90,20 @@ describe.each<Kind>(['dir', 'registry'])('round trip through %s', (kind) => {
   const before = new Map<string, Awaited<ReturnType<typeof snapshotOf>>>();
   const net = res.network('net');
   const named = { data: res.volume('data'), work: res.volume('work'), out: res.volume('out') };
-  const env = { ...process.env, DOCKER_CONFIG: '/nonexistent' };
+  const env: NodeJS.ProcessEnv = { ...process.env, DOCKER_CONFIG: '/nonexistent' };
+  // artifact: job "backup" of run 7001 stores the set; a later run, 7002, restores it by run-id and token.
+  let artifacts: RunningArtifactService | undefined;
+  let runnerTemp = '';
   const creds: Record<string, string> = kind === 'registry' ? { 'registry-username': reg.username, 'registry-password': reg.password } : {};
   let baseImage: string;
 
   beforeAll(async () => {
     baseImage = res.image(await buildFixtureImage(`${res.prefix}-base:v1`, res.prefix));
-    location = kind === 'dir' ? `dir:${res.tempDir()}/store` : `registry:${reg.host}/${res.prefix}`;
+    location = { dir: `dir:${res.tempDir()}/store`, registry: `registry:${reg.host}/${res.prefix}`, artifact: `artifact:${res.prefix}` }[kind];
+    if (kind === 'artifact') {
+      artifacts = await startArtifactService();
+      runnerTemp = res.tempDir();
+    }
     hostDir = res.tempDir();
     mkdirSync(join(hostDir, 'sub'));
     writeFileSync(join(hostDir, 'sub', 'host.txt'), 'from the host\n');
@@ -165,7 +188,10 @@ describe.each<Kind>(['dir', 'registry'])('round trip through %s', (kind) => {
     for (const c of CASES) before.set(c.suffix, await snapshotOf(res.name(c.suffix), c.paths));
   });
 
-  afterAll(() => res.cleanup());
+  afterAll(async () => {
+    await artifacts?.stop();
+    await res.cleanup();
+  });
 
   it('backs up every state, removes everything, restores the same data and configuration', async () => {
     const inputs: Record<string, string> = {
@@ -175,7 +201,8 @@ describe.each<Kind>(['dir', 'registry'])('round trip through %s', (kind) => {
       'include-bind-mounts': 'true',
       ...creds,
     };
-    const result = await backup(parseBackupInputs((n) => inputs[n] ?? ''), { log: quietLog, env });
+    const leave = enterRun(artifacts ? { ...artifacts.env({ runId: 7001, jobId: 'backup' }), RUNNER_TEMP: runnerTemp } : {});
+    const result = await backup(parseBackupInputs((n) => inputs[n] ?? ''), { log: quietLog, env: { ...env, ...process.env } }).finally(leave);
     expect(result.failed, JSON.stringify(result.containers.filter((c) => c.error))).toBe(0);
     expect(result.containers.map((c) => c.name).sort()).toEqual(CASES.map((c) => res.name(c.suffix)).sort());
     expect(await commitsOf(result.containers.map((c) => c.id))).toEqual([]);
@@ -195,9 +222,11 @@ describe.each<Kind>(['dir', 'registry'])('round trip through %s', (kind) => {
     await docker.getImage(baseImage).remove({ force: true });
     expect((await docker.listImages()).some((i) => (i.RepoTags ?? []).some((t) => t.startsWith(res.prefix)))).toBe(false);
 
-    const rin: Record<string, string> = { source: location, snapshot: 'latest', ...creds };
+    const otherRun: Record<string, string> = artifacts ? { 'run-id': '7001', repository: 'octo-org/octo-repo', 'github-token': artifacts.apiToken } : {};
+    const rin: Record<string, string> = { source: location, snapshot: 'latest', ...creds, ...otherRun };
     const restoreStarted = Date.now() - 1000;
-    const restored = await restore(parseRestoreInputs((n) => rin[n] ?? ''), { log: quietLog, env });
+    const back = enterRun(artifacts ? { ...artifacts.env({ runId: 7002, jobId: 'restore' }), RUNNER_TEMP: runnerTemp } : {});
+    const restored = await restore(parseRestoreInputs((n) => rin[n] ?? ''), { log: quietLog, env: { ...env, ...process.env } }).finally(back);
     // Volumes no container mounts, made while restoring: a restore's helpers must not leave any.
     const dangling = ((await docker.listVolumes({ filters: { dangling: ['true'] } })).Volumes ?? []).filter(
       (v) => Date.parse((v as { CreatedAt?: string }).CreatedAt ?? '') >= restoreStarted,
@@ -226,6 +255,13 @@ describe.each<Kind>(['dir', 'registry'])('round trip through %s', (kind) => {
     const body = await (await fetch(`http://127.0.0.1:${port}/index.html`)).text();
     expect(body).toBe('fixture\n');
     if (kind === 'registry') await expectPullable(`${reg.host}/${res.prefix}/${res.name('web')}:fidelity-1`);
+    if (artifacts) {
+      // Nothing staged on the runner's disk is left behind, and every artifact the backup made is finalized and listed in the set.
+      expect(readdirSync(runnerTemp)).toEqual([]);
+      const made = artifacts.artifacts().filter((a) => a.runId === 7001);
+      expect(made.every((a) => a.finalized && !a.deleted)).toBe(true);
+      expect(made.filter((a) => a.name.endsWith('.set.json')).map((a) => a.name)).toEqual([`${res.prefix}.fidelity-1.attempt-1.set.json`]);
+    }
   });
 
   /** The engine that made the snapshot can pull its image, and the image carries the OCI labels. */

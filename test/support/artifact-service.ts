@@ -47,6 +47,8 @@ export interface ArtifactRecord {
   deleted: boolean;
   digest?: string;
   contentType?: string;
+  /** As CreateArtifact asked (retention days); undefined: the repository's setting. */
+  expiresAt?: string;
 }
 
 export interface RequestRecord {
@@ -214,6 +216,7 @@ class ArtifactService {
       deleted: a.deleted,
       digest: a.committed?.digest,
       contentType: a.contentType,
+      expiresAt: a.expiresAt,
     }));
   }
 

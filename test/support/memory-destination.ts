@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { PassThrough, Readable, Writable } from 'node:stream';
-import type { BlobScope, BlobWriter, Destination, StoredRef } from '../../src/destinations/types.js';
+import type { BlobScope, BlobWriter, Destination, SetReceipt } from '../../src/destinations/types.js';
 import { newestFirst, summarize, type SetSummary, type SnapshotSet } from '../../src/snapshot/manifest.js';
 
 /** A destination in memory, for unit tests of the pipelines' pure logic. */
@@ -49,9 +49,9 @@ export class MemoryDestination implements Destination {
     return this.sets.has(tag);
   }
 
-  async writeSet(set: SnapshotSet): Promise<Record<string, StoredRef>> {
+  async writeSet(set: SnapshotSet): Promise<SetReceipt> {
     this.sets.set(set.tag, set);
-    return Object.fromEntries(set.containers.map((c) => [c.name, { ref: `memory:${set.tag}/${c.name}` }]));
+    return { refs: Object.fromEntries(set.containers.map((c) => [c.name, { ref: `memory:${set.tag}/${c.name}` }])) };
   }
 
   async readSet(tag: string): Promise<SnapshotSet | undefined> {

@@ -39,15 +39,29 @@ export function parseFileCommands(text: string): Record<string, string> {
   return out;
 }
 
-function inputEnv(action: ActionYaml, inputs: Record<string, string>): Record<string, string> {
-  const env: Record<string, string> = {};
+/** The contexts an input default may use, as the runner fills them for the step. */
+const DEFAULT_CONTEXT: Record<string, (env: NodeJS.ProcessEnv) => string> = {
+  'github.token': (env) => env.GITHUB_TOKEN ?? '',
+  'github.repository': (env) => env.GITHUB_REPOSITORY ?? '',
+};
+
+function evaluateDefault(value: string, env: NodeJS.ProcessEnv): string {
+  return value.replace(/\$\{\{\s*([^}]+?)\s*\}\}/g, (_m, expr: string) => {
+    const fill = DEFAULT_CONTEXT[expr];
+    if (!fill) throw new Error(`input default uses \${{ ${expr} }}, which this runner stand-in does not fill`);
+    return fill(env);
+  });
+}
+
+function inputEnv(action: ActionYaml, inputs: Record<string, string>, env: NodeJS.ProcessEnv): Record<string, string> {
+  const out: Record<string, string> = {};
   for (const [name, spec] of Object.entries(action.inputs ?? {})) {
-    env[`INPUT_${name.replace(/ /g, '_').toUpperCase()}`] = inputs[name] ?? spec.default ?? '';
+    out[`INPUT_${name.replace(/ /g, '_').toUpperCase()}`] = inputs[name] ?? evaluateDefault(spec.default ?? '', env);
   }
   for (const name of Object.keys(inputs)) {
     if (!(name in (action.inputs ?? {}))) throw new Error(`input '${name}' is not declared in the action`);
   }
-  return env;
+  return out;
 }
 
 /**
@@ -68,7 +82,8 @@ export async function runStep(
   const paths = { GITHUB_OUTPUT: join(files, 'output'), GITHUB_STATE: join(files, 'state'), GITHUB_STEP_SUMMARY: join(files, 'summary') };
   for (const p of Object.values(paths)) writeFileSync(p, '');
   const stateEnv = Object.fromEntries(Object.entries(opts.state ?? {}).map(([k, v]) => [`STATE_${k}`, v]));
-  const env = { ...process.env, ...opts.env, ...inputEnv(action, inputs), ...paths, ...stateEnv, GITHUB_ACTIONS: 'true', RUNNER_TEMP: files };
+  const base = { ...process.env, ...opts.env };
+  const env = { ...base, ...inputEnv(action, inputs, base), ...paths, ...stateEnv, GITHUB_ACTIONS: 'true', RUNNER_TEMP: files };
   try {
     const child = spawn(process.execPath, [entry], { env, cwd: opts.cwd ?? ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';

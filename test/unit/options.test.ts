@@ -40,7 +40,7 @@ describe('destinations', () => {
   });
 
   it.each(['s3:bucket', 'dir:', 'registry:host', 'registry:host/UPPER', 'registry:/x', 'nothing'])('rejects %s with the expected format', (raw) => {
-    expect(() => parseDestination(raw)).toThrow(/Expected dir:PATH or registry:HOST\[:PORT\]\/PREFIX/);
+    expect(() => parseDestination(raw)).toThrow(/Expected dir:PATH, registry:HOST\[:PORT\]\/PREFIX or artifact:NAME/);
   });
 });
 
@@ -93,7 +93,41 @@ describe('backup inputs', () => {
     expect(() => parseBackupInputs(reader({ 'registry-username': 'u' }))).toThrow(/Expected both registry-username and registry-password/);
     expect(() => parseBackupInputs(reader({ 'on-error': 'retry' }))).toThrow("Invalid on-error 'retry'. Expected one of: continue, abort.");
     expect(() => parseBackupInputs(reader({ destination: 'dir:a\ndir:a' }))).toThrow(/listed twice/);
-    expect(() => parseBackupInputs(reader({ destination: 'artifact:x' }))).toThrow(InputError);
+  });
+});
+
+describe('artifact destinations and sources', () => {
+  it('takes artifact:NAME and refuses every character GitHub refuses in artifact names', () => {
+    expect(parseDestination('artifact:db nightly.v2')).toEqual({ kind: 'artifact', name: 'db nightly.v2', raw: 'artifact:db nightly.v2' });
+    for (const c of ['"', ':', '<', '>', '|', '*', '?', '\\', '/', '\r', '\n']) {
+      expect(() => parseDestination(`artifact:a${c}b`), JSON.stringify(c)).toThrow(`GitHub refuses ${JSON.stringify(c)} in artifact names`);
+    }
+    expect(() => parseDestination('artifact:')).toThrow(/Expected artifact:NAME, a name of 1 to 100 characters/);
+    expect(() => parseDestination(`artifact:${'n'.repeat(101)}`)).toThrow(/1 to 100 characters/);
+  });
+
+  it('parses retention-days from 1 to 90, empty meaning the repository setting', () => {
+    expect(parseBackupInputs(reader({ destination: 'artifact:x' })).retentionDays).toBeUndefined();
+    expect(parseBackupInputs(reader({ destination: 'artifact:x', 'retention-days': '1' })).retentionDays).toBe(1);
+    expect(parseBackupInputs(reader({ destination: 'artifact:x', 'retention-days': ' 90 ' })).retentionDays).toBe(90);
+    for (const bad of ['0', '91', '-1', '1.5', '7d', '030']) {
+      expect(() => parseBackupInputs(reader({ 'retention-days': bad })), bad).toThrow(`Invalid retention-days '${bad}'. Expected a whole number of days from 1 to 90.`);
+    }
+  });
+
+  it('reads another run with run-id, repository and token; this run without run-id', () => {
+    const base = { source: 'artifact:nightly', snapshot: 'latest' };
+    expect(parseRestoreInputs(reader({ ...base, repository: 'o/r', 'github-token': 't' })).artifactRun).toBeUndefined();
+    expect(parseRestoreInputs(reader({ ...base, 'run-id': '123', repository: 'octo-org/octo.repo', 'github-token': ' ghs_x ' })).artifactRun).toEqual({
+      runId: 123,
+      owner: 'octo-org',
+      repo: 'octo.repo',
+      token: 'ghs_x',
+    });
+    expect(() => parseRestoreInputs(reader({ ...base, 'run-id': '0', repository: 'o/r', 'github-token': 't' }))).toThrow(/Expected the numeric ID of a workflow run/);
+    expect(() => parseRestoreInputs(reader({ ...base, 'run-id': '12', repository: 'o/r/x', 'github-token': 't' }))).toThrow(/Expected owner\/name/);
+    expect(() => parseRestoreInputs(reader({ ...base, 'run-id': '12', repository: 'o/r' }))).toThrow(/Missing github-token for run-id 12/);
+    expect(() => parseRestoreInputs(reader({ source: 'dir:x', snapshot: 'latest', 'run-id': '12' }))).toThrow(/Expected run-id only with source artifact:NAME/);
   });
 });
 

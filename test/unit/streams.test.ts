@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Readable, Writable } from 'node:stream';
+import { PassThrough, Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fanOut } from '../../src/util/streams.js';
 import { TarChecker } from '../../src/util/tar-check.js';
@@ -30,6 +30,16 @@ describe('fanOut', () => {
     const b = sink({ slow: true });
     await pipeline(chunks(), fanOut([a, b]));
     expect([a.bytes, b.bytes]).toEqual([51200, 51200]);
+  });
+
+  it('leaves a target whose reader comes later intact after a normal end (an upload that starts late)', async () => {
+    const a = sink();
+    const late = new PassThrough();
+    await pipeline(Readable.from([Buffer.from('small blob')]), fanOut([a, late]));
+    expect(late.destroyed).toBe(false);
+    const read: Buffer[] = [];
+    for await (const c of late) read.push(c as Buffer);
+    expect(Buffer.concat(read).toString()).toBe('small blob');
   });
 
   it('fails the pipeline, without an unhandled error or a hang, when one target fails', async () => {

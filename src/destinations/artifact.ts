@@ -1,0 +1,369 @@
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { constants, createReadStream, openSync } from 'node:fs';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { setTimeout as delay } from 'node:timers/promises';
+import { promisify } from 'node:util';
+import type { Artifact, ArtifactClient, FindOptions } from '@actions/artifact';
+import type { ArtifactRun } from '../core/options.js';
+import { newestFirst, parseSet, setBlobs, summarize, type SetSummary, type SnapshotSet } from '../snapshot/manifest.js';
+import { DestinationError, type BlobWriter, type Destination, type SetReceipt } from './types.js';
+
+const INDEX_MEDIA_TYPE = 'application/vnd.container-snapshot.artifact-index.v1+json';
+const DIGEST = /^sha256:([0-9a-f]{64})$/;
+
+/** What the set's artifact holds: the set document, and which artifact stores each blob. */
+interface ArtifactIndex {
+  mediaType: typeof INDEX_MEDIA_TYPE;
+  set: SnapshotSet;
+  blobs: Record<string, string>;
+}
+
+/** The workflow run this process runs in, as the runner describes it. */
+export interface RunContext {
+  runtimeToken?: string;
+  resultsUrl?: string;
+  serverUrl: string;
+  repository?: string;
+  runId?: string;
+  attempt: number;
+  tempDir: string;
+}
+
+export function runContext(env: NodeJS.ProcessEnv): RunContext {
+  return {
+    runtimeToken: env.ACTIONS_RUNTIME_TOKEN || undefined,
+    resultsUrl: env.ACTIONS_RESULTS_URL || undefined,
+    serverUrl: (env.GITHUB_SERVER_URL || 'https://github.com').replace(/\/+$/, ''),
+    repository: env.GITHUB_REPOSITORY || undefined,
+    runId: env.GITHUB_RUN_ID || undefined,
+    attempt: Number(env.GITHUB_RUN_ATTEMPT) >= 1 ? Number(env.GITHUB_RUN_ATTEMPT) : 1,
+    tempDir: env.RUNNER_TEMP || tmpdir(),
+  };
+}
+
+const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/**
+ * Snapshot sets as workflow artifacts, through @actions/artifact:
+ *   NAME.<tag>.attempt-<n>.set.json   the set document and its blob index, uploaded last
+ *   NAME.blob.<n>-<id>.<seq>          one artifact per blob (layer, volume, image config), unzipped
+ * Blobs stream through a named pipe into the library's single-file upload (skipArchive), so a
+ * snapshot is never written to the runner's disk on the way out. A download lands in a temporary
+ * file, one blob at a time, removed once read.
+ */
+export class ArtifactDestination implements Destination {
+  private readonly uploaded = new Map<string, string>();
+  private readonly indexes = new Map<string, ArtifactIndex>();
+  private listing?: Artifact[];
+  private readonly uid = randomBytes(4).toString('hex');
+  private seq = 0;
+
+  constructor(
+    readonly label: string,
+    private readonly name: string,
+    private readonly client: ArtifactClient,
+    private readonly run: RunContext,
+    private readonly retentionDays: number | undefined,
+    private readonly other: ArtifactRun | undefined,
+  ) {}
+
+  private get find(): FindOptions {
+    if (!this.other) return {};
+    const { runId, owner, repo, token } = this.other;
+    return { findBy: { workflowRunId: runId, repositoryOwner: owner, repositoryName: repo, token } };
+  }
+
+  private where(): string {
+    return this.other ? `run ${this.other.runId} of ${this.other.owner}/${this.other.repo}` : 'this workflow run';
+  }
+
+  async check(access: 'read' | 'write'): Promise<void> {
+    if (access === 'write' && this.other) throw new DestinationError(`${this.label}: another run's artifacts can be read, not written.`);
+    if (this.other) return;
+    if (!this.run.runtimeToken || !this.run.resultsUrl) {
+      throw new DestinationError(
+        `${this.label} needs GitHub's artifact service, which exists only inside a workflow run (ACTIONS_RUNTIME_TOKEN and ACTIONS_RESULTS_URL are not set). ` +
+          `Expected a step that uses the action, or dir:/registry: elsewhere${access === 'read' ? ', or run-id with a token to read another run\'s artifacts' : ''}.`,
+      );
+    }
+  }
+
+  private setName(tag: string, attempt = this.run.attempt): string {
+    return `${this.name}.${tag}.attempt-${attempt}.set.json`;
+  }
+
+  private async artifacts(refresh = false): Promise<Artifact[]> {
+    if (!this.listing || refresh) {
+      this.listing = (await this.call('list artifacts', () => this.client.listArtifacts(this.find))).artifacts;
+    }
+    return this.listing;
+  }
+
+  /** The newest attempt's set document of each tag, by artifact. */
+  private async setArtifacts(): Promise<Map<string, Artifact>> {
+    const pattern = new RegExp(`^${escapeRegExp(this.name)}\\.([A-Za-z0-9_][A-Za-z0-9._-]*)\\.attempt-(\\d+)\\.set\\.json$`);
+    const newest = new Map<string, { artifact: Artifact; attempt: number }>();
+    for (const artifact of await this.artifacts(true)) {
+      const m = pattern.exec(artifact.name);
+      if (!m) continue;
+      const attempt = Number(m[2]);
+      if ((newest.get(m[1])?.attempt ?? 0) < attempt) newest.set(m[1], { artifact, attempt });
+    }
+    return new Map([...newest].map(([tag, v]) => [tag, v.artifact]));
+  }
+
+  async hasBlob(_scope: unknown, digest: string): Promise<boolean> {
+    return this.uploaded.has(digest);
+  }
+
+  async writeBlob(): Promise<BlobWriter> {
+    const name = `${this.name}.blob.${this.run.attempt}-${this.uid}.${++this.seq}`;
+    const upload = await PipeUpload.start(this.run.tempDir, name, (path, dir) =>
+      this.client.uploadArtifact(name, [path], dir, { skipArchive: true, retentionDays: this.retentionDays }),
+    );
+    return {
+      stream: upload.stream,
+      commit: async (digest, size) => {
+        const result = await this.call(`upload ${name}`, () => upload.finish());
+        if (result.size !== size || `sha256:${result.digest}` !== digest) {
+          await this.remove(name);
+          throw new DestinationError(`${this.label}: artifact ${name} holds ${result.size} bytes (sha256:${result.digest}), expected ${size} bytes (${digest})`);
+        }
+        this.uploaded.set(digest, name);
+      },
+      abort: async () => {
+        if (await upload.cancel()) await this.remove(name);
+      },
+    };
+  }
+
+  /** Best effort: an artifact no set will reference. */
+  private async remove(name: string): Promise<void> {
+    await this.client.deleteArtifact(name).catch(() => undefined);
+  }
+
+  async readBlob(_scope: unknown, digest: string): Promise<Readable> {
+    const name = [...this.indexes.values()].find((index) => index.blobs[digest])?.blobs[digest];
+    if (!name) throw new DestinationError(`${this.label}: no artifact holds blob ${digest}`);
+    const artifact = (await this.artifacts()).find((a) => a.name === name) ?? (await this.artifacts(true)).find((a) => a.name === name);
+    if (!artifact) throw new DestinationError(`${this.label}: artifact ${name} (blob ${digest}) is missing from ${this.where()}; it may have expired or been deleted`);
+    const { dir, file } = await this.download(artifact, digest);
+    const stream = createReadStream(file);
+    stream.once('close', () => void rm(dir, { recursive: true, force: true }));
+    return stream;
+  }
+
+  /** One artifact into a fresh temporary directory, its digest checked by the library. */
+  private async download(artifact: Artifact, digest?: string): Promise<{ dir: string; file: string }> {
+    const dir = await mkdtemp(join(this.run.tempDir, 'container-snapshot-dl-'));
+    try {
+      const result = await this.call(`download ${artifact.name}`, () =>
+        this.client.downloadArtifact(artifact.id, { path: dir, ...this.find, ...(digest ? { expectedHash: digest } : {}) }),
+      );
+      if (result.digestMismatch) throw new DestinationError(`${this.label}: artifact ${artifact.name} does not match its digest ${digest}; refusing it`);
+      const files = await readdir(dir);
+      if (files.length !== 1) throw new DestinationError(`${this.label}: artifact ${artifact.name} downloaded as ${files.length} files, expected one`);
+      return { dir, file: join(dir, files[0]) };
+    } catch (err) {
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  async hasSet(tag: string): Promise<boolean> {
+    return (await this.artifacts(true)).some((a) => a.name === this.setName(tag));
+  }
+
+  async writeSet(set: SnapshotSet): Promise<SetReceipt> {
+    const blobs: Record<string, string> = {};
+    for (const { digest } of setBlobs(set)) {
+      const name = this.uploaded.get(digest);
+      if (!name) throw new DestinationError(`${this.label}: blob ${digest} of set ${set.tag} was not uploaded`);
+      blobs[digest] = name;
+    }
+    const index: ArtifactIndex = { mediaType: INDEX_MEDIA_TYPE, set, blobs };
+    const name = this.setName(set.tag);
+    const dir = await mkdtemp(join(this.run.tempDir, 'container-snapshot-set-'));
+    try {
+      await writeFile(join(dir, name), `${JSON.stringify(index, null, 2)}\n`);
+      const result = await this.call(`upload ${name}`, () =>
+        this.client.uploadArtifact(name, [join(dir, name)], dir, { skipArchive: true, retentionDays: this.retentionDays }),
+      );
+      const id = result.id ?? 0;
+      const url = this.run.repository && this.run.runId ? `${this.run.serverUrl}/${this.run.repository}/actions/runs/${this.run.runId}/artifacts/${id}` : '';
+      this.indexes.set(set.tag, index);
+      // Blobs of containers that failed part-way: no set references them.
+      const kept = new Set(Object.values(blobs));
+      for (const orphan of [...this.uploaded.values()].filter((n) => !kept.has(n))) await this.remove(orphan);
+      return {
+        refs: Object.fromEntries(set.containers.map((c) => [c.name, { ref: `${this.label}#${set.tag}/${c.name}`, digest: c.image.id }])),
+        artifact: { name, id, url },
+      };
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  async readSet(tag: string): Promise<SnapshotSet | undefined> {
+    const sets = await this.setArtifacts();
+    const chosen = tag === 'latest' ? await this.newest(sets) : sets.get(tag);
+    if (!chosen) return undefined;
+    return (await this.readIndex(chosen)).set;
+  }
+
+  private async newest(sets: Map<string, Artifact>): Promise<string | undefined> {
+    const [first] = await this.summaries(sets);
+    return first ? first.tag : undefined;
+  }
+
+  private async readIndex(tagOrArtifact: string | Artifact): Promise<ArtifactIndex> {
+    const artifact = typeof tagOrArtifact === 'string' ? (await this.setArtifacts()).get(tagOrArtifact) : tagOrArtifact;
+    if (!artifact) throw new DestinationError(`${this.label}: no set ${String(tagOrArtifact)} in ${this.where()}`);
+    const { dir, file } = await this.download(artifact, artifact.digest);
+    try {
+      const index = parseIndex(await readFile(file, 'utf8'), `${this.label} ${artifact.name}`);
+      this.indexes.set(index.set.tag, index);
+      return index;
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  private async summaries(sets: Map<string, Artifact>): Promise<SetSummary[]> {
+    const out: SetSummary[] = [];
+    for (const artifact of sets.values()) out.push(summarize((await this.readIndex(artifact)).set));
+    return out.sort(newestFirst);
+  }
+
+  async listSets(): Promise<SetSummary[]> {
+    return this.summaries(await this.setArtifacts());
+  }
+
+  /** Deletes the blob artifacts of a set that will not be written, so no orphan stays in the run. */
+  async discard(): Promise<void> {
+    for (const name of this.uploaded.values()) await this.remove(name);
+    this.uploaded.clear();
+  }
+
+  private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof DestinationError) throw err;
+      throw new DestinationError(`${this.label}: cannot ${what} in ${this.where()}: ${(err as Error).message}`);
+    }
+  }
+}
+
+function parseIndex(text: string, where: string): ArtifactIndex {
+  let doc: Partial<ArtifactIndex>;
+  try {
+    doc = JSON.parse(text) as Partial<ArtifactIndex>;
+  } catch (err) {
+    throw new DestinationError(`${where} is not JSON: ${(err as Error).message}`);
+  }
+  if (doc.mediaType !== INDEX_MEDIA_TYPE || typeof doc.blobs !== 'object' || doc.blobs === null) {
+    throw new DestinationError(`${where} is not a container-snapshot artifact index. Expected mediaType ${INDEX_MEDIA_TYPE}.`);
+  }
+  const set = parseSet(JSON.stringify(doc.set), where);
+  for (const [digest, name] of Object.entries(doc.blobs)) {
+    if (!DIGEST.test(digest) || typeof name !== 'string') throw new DestinationError(`${where} has an invalid blob entry '${digest}'`);
+  }
+  const missing = setBlobs(set).map((b) => b.digest).filter((d) => !doc.blobs![d]);
+  if (missing.length > 0) throw new DestinationError(`${where} does not say where blob ${missing[0]} is`);
+  return { mediaType: INDEX_MEDIA_TYPE, set, blobs: doc.blobs };
+}
+
+const execFileAsync = promisify(execFile);
+
+interface Uploaded {
+  size?: number;
+  digest?: string;
+  id?: number;
+}
+
+/**
+ * A single-file artifact upload fed from a stream: the library reads a named pipe as the file.
+ * Our end opens only once the library's end is open (a pipe nobody holds loses what it buffered),
+ * non-blocking, so no thread ever waits on the pipe. Closing our end is the reader's end of file.
+ */
+class PipeUpload {
+  readonly stream = new PassThrough();
+  private socket?: Socket;
+  private stopped = false;
+  private readonly piped: Promise<void>;
+  private finalized = false;
+
+  private constructor(
+    private readonly path: string,
+    private readonly dir: string,
+    private readonly uploading: Promise<Uploaded>,
+  ) {
+    this.piped = this.connect();
+    this.piped.catch(() => undefined);
+    uploading.then(
+      () => (this.finalized = true),
+      (error: unknown) => {
+        // The library gave up: fail the writer instead of waiting on a pipe nobody reads.
+        this.stopped = true;
+        this.stream.destroy(error instanceof Error ? error : new Error(String(error)));
+        this.socket?.destroy();
+      },
+    );
+  }
+
+  static async start(tempRoot: string, name: string, upload: (path: string, dir: string) => Promise<Uploaded>): Promise<PipeUpload> {
+    const dir = await mkdtemp(join(tempRoot, 'container-snapshot-up-'));
+    const path = join(dir, name);
+    try {
+      await execFileAsync('mkfifo', ['-m', '600', path]);
+    } catch (err) {
+      await rm(dir, { recursive: true, force: true });
+      throw new DestinationError(`Cannot make a named pipe in ${tempRoot} to stream to the artifact service: ${(err as Error).message}`);
+    }
+    return new PipeUpload(path, dir, upload(path, dir));
+  }
+
+  private async connect(): Promise<void> {
+    let fd: number | undefined;
+    while (fd === undefined) {
+      if (this.stopped) throw new Error('upload stopped');
+      try {
+        fd = openSync(this.path, constants.O_WRONLY | constants.O_NONBLOCK);
+      } catch (err) {
+        // ENXIO: the library has not opened its end yet (it creates the artifact first).
+        if ((err as NodeJS.ErrnoException).code !== 'ENXIO') throw err;
+        await delay(20);
+      }
+    }
+    this.socket = new Socket({ fd, readable: false, writable: true });
+    if (this.stopped) this.socket.destroy();
+    await pipeline(this.stream, this.socket);
+  }
+
+  /** Waits for everything written to be uploaded, and the artifact finalized. */
+  async finish(): Promise<Uploaded> {
+    try {
+      await this.piped;
+      return await this.uploading;
+    } finally {
+      await rm(this.dir, { recursive: true, force: true });
+    }
+  }
+
+  /** Stops the upload; true when the library finalized an artifact anyway (it saw end of file). */
+  async cancel(): Promise<boolean> {
+    this.stopped = true;
+    this.stream.destroy();
+    this.socket?.destroy();
+    await this.uploading.catch(() => undefined);
+    await rm(this.dir, { recursive: true, force: true });
+    return this.finalized;
+  }
+}
