@@ -3,6 +3,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Resources, docker, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
 import { runCli, runStep } from '../support/runner.js';
+import { startArtifactService } from '../support/artifact-service.js';
 import { dispatchInputs, loadWorkflow, playWorkflow, type Contexts, type JobRecord } from '../support/workflow-play.js';
 
 const ACTIONS = { 'OWNER/container-snapshot@v1': '.', 'OWNER/container-snapshot/restore@v1': 'restore' };
@@ -157,7 +158,7 @@ describe('workflow templates, played against the real engine and registry', () =
 
     const wf = loadWorkflow('restore-dispatch.yml');
     const inputs = dispatchInputs(wf, { containers: name });
-    expect(inputs).toEqual({ source: '', snapshot: 'latest', containers: name, rename: '', replace: false });
+    expect(inputs).toEqual({ source: '', snapshot: 'latest', containers: name, rename: '', replace: false, 'run-id': '' });
     const jobs = await playWorkflow(wf, { contexts: contexts('303', { inputs, github: { run_id: '303', event: { inputs: Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, String(v)])) } } }), actions: ACTIONS, env });
     expect(jobs.restore.result, logOf(jobs)).toBe('success');
     const restore = jobs.restore.steps.find((s) => s.id === 'restore')!;
@@ -181,6 +182,32 @@ describe('workflow templates, played against the real engine and registry', () =
     expect(info.Mounts.map((m) => m.Name)).toEqual([copyVolume]);
     expect(await treeDigest(copy, '/data')).toEqual(before);
     expect((await docker.getContainer(name).inspect()).State.Running).toBe(true);
+  });
+
+  it('restore-dispatch: restores the artifacts another run stored, by run-id, without logging in to any registry', async () => {
+    const { name, volume } = await app('art', 'from-artifacts');
+    const before = await treeDigest(name, '/data');
+    const service = await startArtifactService();
+    try {
+      const nightly = { runId: 501, repository: 'acme/app', jobId: 'backup' };
+      const backup = await runStep('.', { containers: name, destination: `artifact:${res.prefix}-nightly` }, { env: { ...env, ...service.env(nightly) } });
+      expect(backup.code, backup.stdout + backup.stderr).toBe(0);
+      await docker.getContainer(name).remove({ force: true });
+      await docker.getVolume(volume).remove();
+
+      const wf = loadWorkflow('restore-dispatch.yml');
+      const inputs = dispatchInputs(wf, { source: `artifact:${res.prefix}-nightly`, 'run-id': '501' });
+      // Days later, another run: its own runtime token, and the workflow's token for the REST API.
+      const later = { ...env, ...service.env({ runId: 502, repository: 'acme/app', jobId: 'restore' }) };
+      const jobs = await playWorkflow(wf, { contexts: contexts('502', { inputs }), actions: ACTIONS, env: later });
+      expect(jobs.restore.result, logOf(jobs)).toBe('success');
+      expect(jobs.restore.steps[0].outcome).toBe('skipped');
+      expect(jobs.restore.steps.find((s) => s.id === 'restore')?.outputs.snapshot).toBe(backup.outputs.snapshot);
+      await trackImage(name);
+      expect(await treeDigest(name, '/data')).toEqual(before);
+    } finally {
+      await service.stop();
+    }
   });
 
   it('verify-weekly: restores the latest set under new names without starting it, then removes what it restored', async () => {

@@ -79,6 +79,7 @@ export function evaluate(src: string, ctx: Contexts, status: { failed: boolean }
     failure: () => status.failed,
     always: () => true,
     cancelled: () => false,
+    startsWith: ([text, prefix]) => toText(text).toLowerCase().startsWith(toText(prefix).toLowerCase()),
     format: ([fmt, ...args]) => toText(fmt).replace(/\{(\d+)\}/g, (_, n: string) => toText(args[Number(n)])),
   };
   const or = (): Value => {
