@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
 import {
-  InputError,
   defaultTag,
   parseBoolean,
   parseDestination,
