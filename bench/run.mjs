@@ -392,6 +392,50 @@ function csBackupColdWarm(ctx) {
   };
 }
 
+/**
+ * The local stand-in for GitHub's artifact service the tests use (test/support/artifact-service.ts),
+ * transpiled here, so @actions/artifact runs its real upload and download code over loopback.
+ */
+async function startArtifacts(ctx) {
+  const ts = (await import('typescript')).default;
+  const source = readFileSync(join(ROOT, 'test/support/artifact-service.ts'), 'utf8');
+  const { outputText } = ts.transpileModule(source, { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 } });
+  const file = join(ctx.tmp, 'artifact-service.mjs');
+  writeFileSync(file, outputText);
+  ctx.artifacts = await (await import(file)).startArtifactService();
+  ctx.runnerTemp = mkdtempSync(join(ctx.tmp, 'runner-temp-'));
+}
+
+/** Runs the CLI as a step of workflow run `runId` would: the runner's artifact variables set. */
+function inRun(ctx, runId, cmd) {
+  const vars = { ...ctx.artifacts.env({ runId, repository: 'bench/bench' }), RUNNER_TEMP: ctx.runnerTemp };
+  return `env ${Object.entries(vars).map(([k, v]) => `${k}=${q(v)}`).join(' ')} ${cmd}`;
+}
+
+/** container-snapshot to workflow artifacts (a blob per artifact, streamed through a pipe). */
+function csBackupArtifact(ctx) {
+  return async (i) => {
+    const runId = 9000 + i;
+    const r = await measure(ctx, inRun(ctx, runId, `node ${q(CLI)} backup --containers ${ctx.container} --destination artifact:bench --tag cold`));
+    if (i === 0) ctx.artifactRun = runId;
+    const bytes = ctx.artifacts.artifacts().filter((a) => a.runId === runId && a.finalized).reduce((n, a) => n + a.size, 0);
+    return { cold: { ...r, bytes } };
+  };
+}
+
+function csRestoreArtifact(ctx) {
+  return async () => {
+    removeContainerAndVolume(ctx);
+    const r = await measure(ctx, inRun(ctx, ctx.artifactRun, `node ${q(CLI)} restore --source artifact:bench --snapshot cold`));
+    checkRestored(ctx, 'container-snapshot restore from artifacts');
+    if (readdirSync(ctx.runnerTemp).length > 0) throw new Error(`restore left files in RUNNER_TEMP: ${readdirSync(ctx.runnerTemp).join(', ')}`);
+    removeContainerAndVolume(ctx);
+    shQuiet(`docker rmi container-snapshot/${ctx.container}:cold`);
+    const bytes = ctx.artifacts.artifacts().filter((a) => a.runId === ctx.artifactRun && a.finalized).reduce((n, a) => n + a.size, 0);
+    return { cold: { ...r, bytes } };
+  };
+}
+
 function csBackupGzip(ctx) {
   return async (i) => {
     const dir = join(ctx.tmp, `cs-gzip-${i}`);
@@ -489,6 +533,9 @@ Notes
     the next ones on this engine. Every variant, container-snapshot included, commits the container.
   - Restore rows: the volume-less "docker load" has no container; "+volume" also creates the container,
     fills the volume with docker cp and starts it, as container-snapshot restore does.
+  - "artifacts" rows: the same backup and restore through @actions/artifact against the tests' local stand-in
+    for GitHub's artifact service on loopback (its own memory is not counted; "MB written" is what it stored).
+    A restore downloads one blob at a time into RUNNER_TEMP; the bench checks that nothing is left there.
   - MB = 2^20 bytes. Load average (1 min) at start ${ctx.loadStart}, at end ${loadAverage()}: others may share the machine.`);
 }
 
@@ -516,6 +563,7 @@ async function main() {
   process.stdout.on('error', () => process.exit(1));
   try {
     await makeFixture(ctx, opts);
+    await startArtifacts(ctx);
     printFacts(ctx, opts);
     progress('backup');
     // Matching pairs run back to back, so drift on a shared machine hits both alike.
@@ -524,12 +572,13 @@ async function main() {
       cs: csBackupColdWarm(ctx),
       dGzip: dockerBackup(ctx, 'gzip'),
       csGz: csBackupGzip(ctx),
+      csArt: csBackupArtifact(ctx),
       dRaw: dockerBackup(ctx, 'raw'),
     });
     const d = { raw: b.dRaw, zstd: b.dZstd, gzip: b.dGzip };
-    const [cs, csGz] = [b.cs, b.csGz];
+    const [cs, csGz, csArt] = [b.cs, b.csGz, b.csArt];
     progress('restore');
-    const r = await rounds(opts.runs, { zstd: dockerRestore(ctx, 'zstd'), cs: csRestore(ctx), raw: dockerRestore(ctx, 'raw') });
+    const r = await rounds(opts.runs, { zstd: dockerRestore(ctx, 'zstd'), cs: csRestore(ctx), csArt: csRestoreArtifact(ctx), raw: dockerRestore(ctx, 'raw') });
     const dr = { raw: r.raw, zstd: r.zstd };
     const cr = r.cs;
 
@@ -546,6 +595,7 @@ async function main() {
       row('container-snapshot zstd', 'cold', cs.cold, dz),
       row('container-snapshot zstd', 'warm', cs.warm, dz),
       row('container-snapshot gzip', 'cold', csGz.cold, dg),
+      row('container-snapshot zstd', 'artifacts', csArt.cold, dz),
     ]);
     const rr = row('docker load -i', '+volume', dr.raw.all);
     const rz = row('zstd -dc | docker load', '+volume', dr.zstd.all);
@@ -556,9 +606,11 @@ async function main() {
       rz,
       row('container-snapshot restore', 'zstd set', cr.cold, rz),
       row('container-snapshot restore', 'zstd set', cr.cold, rr),
+      row('container-snapshot restore', 'artifacts', r.csArt.cold, rz),
     ]);
     printNotes(ctx);
   } finally {
+    await ctx.artifacts?.stop();
     cleanup(ctx);
   }
 }
