@@ -67,15 +67,16 @@ function parseArgs(command: string, argv: string[]): Map<string, string> {
 }
 
 /**
- * Stdout carries the command's result only. What libraries write there for a runner
- * (@actions/core's progress lines and workflow commands such as ::add-mask::, which would
- * print the secret itself) goes to stderr, and the commands only to a runner that reads them.
+ * Stdout carries the command's result only, so it can be piped. What libraries write there for
+ * a runner (@actions/core's progress lines and workflow commands) goes to stderr; the commands
+ * only inside a workflow run, where the runner reads them from stderr too, and never on a
+ * terminal (::add-mask:: would print the secret itself).
  */
 const stdoutWrite = process.stdout.write.bind(process.stdout);
 const print = (text: string) => stdoutWrite(`${text}\n`);
 process.stdout.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
   const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString();
-  if (text.startsWith('::')) return process.env.GITHUB_ACTIONS === 'true' ? stdoutWrite(chunk as string, ...(rest as [])) : true;
+  if (text.startsWith('::') && process.env.GITHUB_ACTIONS !== 'true') return true;
   return process.stderr.write(chunk, ...(rest as []));
 }) as typeof process.stdout.write;
 

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { constants, createReadStream, openSync } from 'node:fs';
+import { closeSync, constants, createReadStream, openSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -51,14 +51,17 @@ const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 /**
  * Snapshot sets as workflow artifacts, through @actions/artifact:
- *   NAME.<tag>.attempt-<n>.set.json   the set document and its blob index, uploaded last
+ *   NAME@<tag>.attempt-<n>.set.json   the set document and its blob index, uploaded last
  *   NAME.blob.<n>-<id>.<seq>          one artifact per blob (layer, volume, image config), unzipped
  * Blobs stream through a named pipe into the library's single-file upload (skipArchive), so a
  * snapshot is never written to the runner's disk on the way out. A download lands in a temporary
  * file, one blob at a time, removed once read.
  */
 export class ArtifactDestination implements Destination {
+  /** Blobs of the set being written: digest → the artifact that holds it. */
   private readonly uploaded = new Map<string, string>();
+  /** Every blob artifact of the set being written, duplicates included: deleted if no set references them. */
+  private pending: string[] = [];
   private readonly indexes = new Map<string, ArtifactIndex>();
   private listing?: Artifact[];
   private readonly uid = randomBytes(4).toString('hex');
@@ -95,7 +98,7 @@ export class ArtifactDestination implements Destination {
   }
 
   private setName(tag: string, attempt = this.run.attempt): string {
-    return `${this.name}.${tag}.attempt-${attempt}.set.json`;
+    return `${this.name}@${tag}.attempt-${attempt}.set.json`;
   }
 
   private async artifacts(refresh = false): Promise<Artifact[]> {
@@ -107,7 +110,8 @@ export class ArtifactDestination implements Destination {
 
   /** The newest attempt's set document of each tag, by artifact. */
   private async setArtifacts(): Promise<Map<string, Artifact>> {
-    const pattern = new RegExp(`^${escapeRegExp(this.name)}\\.([A-Za-z0-9_][A-Za-z0-9._-]*)\\.attempt-(\\d+)\\.set\\.json$`);
+    // '@' never occurs in a tag, so artifact:db does not take artifact:db@x's sets for its own.
+    const pattern = new RegExp(`^${escapeRegExp(this.name)}@([A-Za-z0-9_][A-Za-z0-9._-]*)\\.attempt-(\\d+)\\.set\\.json$`);
     const newest = new Map<string, { artifact: Artifact; attempt: number }>();
     for (const artifact of await this.artifacts(true)) {
       const m = pattern.exec(artifact.name);
@@ -124,18 +128,22 @@ export class ArtifactDestination implements Destination {
 
   async writeBlob(): Promise<BlobWriter> {
     const name = `${this.name}.blob.${this.run.attempt}-${this.uid}.${++this.seq}`;
-    const upload = await PipeUpload.start(this.run.tempDir, name, (path, dir) =>
-      this.client.uploadArtifact(name, [path], dir, { skipArchive: true, retentionDays: this.retentionDays }),
+    const upload = await PipeUpload.start(
+      this.run.tempDir,
+      name,
+      (path, dir) => this.client.uploadArtifact(name, [path], dir, { skipArchive: true, retentionDays: this.retentionDays }),
+      (err) => this.failure(`upload ${name}`, err),
     );
     return {
       stream: upload.stream,
       commit: async (digest, size) => {
         const result = await this.call(`upload ${name}`, () => upload.finish());
+        this.pending.push(name);
         if (result.size !== size || `sha256:${result.digest}` !== digest) {
-          await this.remove(name);
           throw new DestinationError(`${this.label}: artifact ${name} holds ${result.size} bytes (sha256:${result.digest}), expected ${size} bytes (${digest})`);
         }
-        this.uploaded.set(digest, name);
+        // A blob stored twice in one set (a retried image, a layer of a failed container): keep the first.
+        if (!this.uploaded.has(digest)) this.uploaded.set(digest, name);
       },
       abort: async () => {
         if (await upload.cancel()) await this.remove(name);
@@ -155,7 +163,10 @@ export class ArtifactDestination implements Destination {
     if (!artifact) throw new DestinationError(`${this.label}: artifact ${name} (blob ${digest}) is missing from ${this.where()}; it may have expired or been deleted`);
     const { dir, file } = await this.download(artifact, digest);
     const stream = createReadStream(file);
-    stream.once('close', () => void rm(dir, { recursive: true, force: true }));
+    // Unlinked as soon as it is open: a crash or a signal leaves no multi-GB file behind.
+    const remove = () => void rm(dir, { recursive: true, force: true });
+    stream.once('open', remove);
+    stream.once('close', remove);
     return stream;
   }
 
@@ -198,9 +209,11 @@ export class ArtifactDestination implements Destination {
       const id = result.id ?? 0;
       const url = this.run.repository && this.run.runId ? `${this.run.serverUrl}/${this.run.repository}/actions/runs/${this.run.runId}/artifacts/${id}` : '';
       this.indexes.set(set.tag, index);
-      // Blobs of containers that failed part-way: no set references them.
+      // Blobs no set references (containers that failed part-way, duplicates); the rest now belong to the set.
       const kept = new Set(Object.values(blobs));
-      for (const orphan of [...this.uploaded.values()].filter((n) => !kept.has(n))) await this.remove(orphan);
+      for (const orphan of this.pending.filter((n) => !kept.has(n))) await this.remove(orphan);
+      this.pending = [];
+      this.uploaded.clear();
       return {
         refs: Object.fromEntries(set.containers.map((c) => [c.name, { ref: `${this.label}#${set.tag}/${c.name}`, digest: c.image.id }])),
         artifact: { name, id, url },
@@ -247,16 +260,21 @@ export class ArtifactDestination implements Destination {
 
   /** Deletes the blob artifacts of a set that will not be written, so no orphan stays in the run. */
   async discard(): Promise<void> {
-    for (const name of this.uploaded.values()) await this.remove(name);
+    for (const name of this.pending) await this.remove(name);
+    this.pending = [];
     this.uploaded.clear();
+  }
+
+  private failure(what: string, err: unknown): Error {
+    if (err instanceof DestinationError) return err;
+    return new DestinationError(`${this.label}: cannot ${what} in ${this.where()}: ${err instanceof Error ? err.message : String(err)}`);
   }
 
   private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
     try {
       return await fn();
     } catch (err) {
-      if (err instanceof DestinationError) throw err;
-      throw new DestinationError(`${this.label}: cannot ${what} in ${this.where()}: ${(err as Error).message}`);
+      throw this.failure(what, err);
     }
   }
 }
@@ -288,37 +306,66 @@ interface Uploaded {
   id?: number;
 }
 
+/** Pipes with a library reader that may be blocked in a thread: the process cannot exit until each sees end of file. */
+const livePipes = new Set<PipeUpload>();
+let exitHookInstalled = false;
+
+function closeLivePipesOnExit(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once('exit', () => {
+    for (const pipe of livePipes) pipe.closeNow();
+  });
+}
+
 /**
  * A single-file artifact upload fed from a stream: the library reads a named pipe as the file.
  * Our end opens only once the library's end is open (a pipe nobody holds loses what it buffered),
- * non-blocking, so no thread ever waits on the pipe. Closing our end is the reader's end of file.
+ * non-blocking, so no thread of ours ever waits on the pipe. Closing our end is the reader's end of
+ * file, so every way out (done, cancelled, failed, process exit) closes it.
  */
 class PipeUpload {
   readonly stream = new PassThrough();
+  private fd?: number;
   private socket?: Socket;
-  private stopped = false;
-  private readonly piped: Promise<void>;
+  private cancelled = false;
+  private settled = false;
   private finalized = false;
+  private readonly piped: Promise<void>;
 
   private constructor(
     private readonly path: string,
     private readonly dir: string,
     private readonly uploading: Promise<Uploaded>,
+    private readonly failure: (err: unknown) => Error,
   ) {
+    livePipes.add(this);
+    closeLivePipesOnExit();
+    // Failures reach the caller through the pipeline while it runs, and through finish() after: never as an unhandled event.
+    this.stream.on('error', () => undefined);
     this.piped = this.connect();
-    this.piped.catch(() => undefined);
+    this.piped.catch((err: unknown) => this.stream.destroy(this.failure(err)));
     uploading.then(
-      () => (this.finalized = true),
+      () => {
+        this.finalized = true;
+        this.settled = true;
+      },
       (error: unknown) => {
+        this.settled = true;
         // The library gave up: fail the writer instead of waiting on a pipe nobody reads.
-        this.stopped = true;
-        this.stream.destroy(error instanceof Error ? error : new Error(String(error)));
+        this.stream.destroy(this.failure(error));
         this.socket?.destroy();
       },
     );
+    void uploading.catch(() => undefined).finally(() => livePipes.delete(this));
   }
 
-  static async start(tempRoot: string, name: string, upload: (path: string, dir: string) => Promise<Uploaded>): Promise<PipeUpload> {
+  static async start(
+    tempRoot: string,
+    name: string,
+    upload: (path: string, dir: string) => Promise<Uploaded>,
+    failure: (err: unknown) => Error,
+  ): Promise<PipeUpload> {
     const dir = await mkdtemp(join(tempRoot, 'container-snapshot-up-'));
     const path = join(dir, name);
     try {
@@ -327,31 +374,35 @@ class PipeUpload {
       await rm(dir, { recursive: true, force: true });
       throw new DestinationError(`Cannot make a named pipe in ${tempRoot} to stream to the artifact service: ${(err as Error).message}`);
     }
-    return new PipeUpload(path, dir, upload(path, dir));
+    return new PipeUpload(path, dir, upload(path, dir), failure);
   }
 
+  /** Opens our end once the library has opened its end (after creating the artifact), until the upload settles. */
   private async connect(): Promise<void> {
-    let fd: number | undefined;
-    while (fd === undefined) {
-      if (this.stopped) throw new Error('upload stopped');
+    while (this.fd === undefined) {
+      if (this.settled) throw new Error('the artifact service refused the upload');
       try {
-        fd = openSync(this.path, constants.O_WRONLY | constants.O_NONBLOCK);
+        this.fd = openSync(this.path, constants.O_WRONLY | constants.O_NONBLOCK);
       } catch (err) {
-        // ENXIO: the library has not opened its end yet (it creates the artifact first).
+        // ENXIO: the library has not opened its end yet.
         if ((err as NodeJS.ErrnoException).code !== 'ENXIO') throw err;
         await delay(20);
       }
     }
-    this.socket = new Socket({ fd, readable: false, writable: true });
-    if (this.stopped) this.socket.destroy();
+    this.socket = new Socket({ fd: this.fd, readable: false, writable: true });
+    // Cancelled before the library opened its end: give it end of file at once, so it does not wait forever.
+    if (this.cancelled) this.socket.destroy();
     await pipeline(this.stream, this.socket);
   }
 
   /** Waits for everything written to be uploaded, and the artifact finalized. */
   async finish(): Promise<Uploaded> {
     try {
-      await this.piped;
-      return await this.uploading;
+      const [piped, uploaded] = await Promise.allSettled([this.piped, this.uploading]);
+      // The library's reason first: a failed pipe is only its consequence.
+      if (uploaded.status === 'rejected') throw uploaded.reason;
+      if (piped.status === 'rejected') throw piped.reason;
+      return uploaded.value;
     } finally {
       await rm(this.dir, { recursive: true, force: true });
     }
@@ -359,11 +410,21 @@ class PipeUpload {
 
   /** Stops the upload; true when the library finalized an artifact anyway (it saw end of file). */
   async cancel(): Promise<boolean> {
-    this.stopped = true;
+    this.cancelled = true;
     this.stream.destroy();
     this.socket?.destroy();
     await this.uploading.catch(() => undefined);
     await rm(this.dir, { recursive: true, force: true });
     return this.finalized;
+  }
+
+  /** At process exit (synchronous): end of file for a reader still blocked on the pipe. */
+  closeNow(): void {
+    try {
+      if (this.fd !== undefined) closeSync(this.fd);
+      else closeSync(openSync(this.path, constants.O_WRONLY | constants.O_NONBLOCK));
+    } catch {
+      // No reader, or already closed.
+    }
   }
 }

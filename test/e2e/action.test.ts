@@ -68,7 +68,7 @@ describe('the bundled actions and CLI, run as a runner runs them', () => {
     const bad = await runCli(['backup', '--destination', 'ftp://x']);
     expect(bad.code).toBe(1);
     expect(bad.stderr.trim().split('\n')).toHaveLength(1);
-    expect(bad.stderr).toContain('Expected dir:PATH or registry:HOST[:PORT]/PREFIX');
+    expect(bad.stderr).toContain('Expected dir:PATH, registry:HOST[:PORT]/PREFIX or artifact:NAME');
     const help = await runCli(['--help']);
     expect(help.code).toBe(0);
     expect(help.stdout).toContain('node dist/cli.js backup');

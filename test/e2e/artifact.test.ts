@@ -59,11 +59,11 @@ describe('artifact: destinations and sources', () => {
     const backup = await runStep('.', { containers: app, destination: `artifact:${nightly()}`, tag: 'n-1', 'retention-days': '3' }, { env: stepEnv(jobA) });
     expect(backup.code, backup.stdout + backup.stderr).toBe(0);
 
-    const set = live(jobA).find((a) => a.name === `${nightly()}.n-1.attempt-1.set.json`);
+    const set = live(jobA).find((a) => a.name === `${nightly()}@n-1.attempt-1.set.json`);
     expect(set).toBeDefined();
     expect(backup.outputs['artifact-id']).toBe(String(set?.id));
     expect(backup.outputs['artifact-url']).toBe(`https://github.com/${REPOSITORY}/actions/runs/${jobA.runId}/artifacts/${set?.id}`);
-    expect(backup.summary).toContain(`[${nightly()}.n-1.attempt-1.set.json](${backup.outputs['artifact-url']})`);
+    expect(backup.summary).toContain(`[${nightly()}@n-1.attempt-1.set.json](${backup.outputs['artifact-url']})`);
     // Blobs are uploaded as they are (already compressed), unzipped, each kept as long as asked.
     const blobs = live(jobA).filter((a) => a.name.startsWith(`${nightly()}.blob.1-`));
     expect(blobs.length).toBeGreaterThanOrEqual(3);
@@ -135,7 +135,7 @@ describe('artifact: destinations and sources', () => {
     const twirp = service.requests().slice(mark).filter((q) => q.kind.startsWith('twirp:'));
     expect(twirp[0]).toMatchObject({ kind: 'twirp:ListArtifacts', status: 500 });
     expect(twirp.slice(1).every((q) => q.status === 200)).toBe(true);
-    expect(live(run).map((a) => a.name)).toContain(`${nightly()}.retried.attempt-1.set.json`);
+    expect(live(run).map((a) => a.name)).toContain(`${nightly()}@retried.attempt-1.set.json`);
   });
 
   it.each([401, 403] as const)('fails clearly on %s from the artifact service, leaving the container as it was', async (status) => {
@@ -186,7 +186,7 @@ describe('artifact: destinations and sources', () => {
     const rerun = await runStep('.', { containers: app, destination: `artifact:${nightly()}`, tag: 'both' }, { env: stepEnv({ ...run, attempt: 2 }) });
     expect(rerun.code, rerun.stdout).toBe(0);
     const sets = live(run).filter((a) => a.name.endsWith('.set.json')).map((a) => a.name).sort();
-    expect(sets).toEqual([`${nightly()}.both.attempt-1.set.json`, `${nightly()}.both.attempt-2.set.json`]);
+    expect(sets).toEqual([`${nightly()}@both.attempt-1.set.json`, `${nightly()}@both.attempt-2.set.json`]);
     // The same tag again in the same attempt is refused before any work.
     const again = await runStep('.', { containers: app, destination: `artifact:${nightly()}`, tag: 'both' }, { env: stepEnv({ ...run, attempt: 2 }) });
     expect(again.code).toBe(1);
