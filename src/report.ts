@@ -36,12 +36,12 @@ export function backupSummary(result: BackupResult, dryRun: boolean): string {
     c.status === 'failed' ? `❌ ${c.error ?? ''}` : c.status === 'planned' ? 'planned' : '✅',
     c.volumes.join(', ') || '—',
     formatBytes(c.bytes),
-    c.status === 'ok' ? `${c.pausedMs} ms` : '—',
+    c.status !== 'ok' ? '—' : c.stoppedMs > 0 ? `${c.stoppedMs} ms stopped` : c.pausedMs > 0 ? `${c.pausedMs} ms paused` : 'not paused',
     c.destinations.map((d) => d.ref).join('<br>') || '—',
   ]);
   const title = `### Container snapshot ${result.tag}${dryRun ? ' (dry run)' : ''}`;
   const links = result.artifacts.map((a) => `Artifact: [${a.name}](${a.url}) (ID ${a.id})\n`).join('');
-  return `${title}\n\n${table(['Container', 'State', 'Result', 'Volumes', 'Stored', 'Paused', 'Stored at'], rows)}\n${links ? `\n${links}` : ''}`;
+  return `${title}\n\n${table(['Container', 'State', 'Result', 'Volumes', 'Stored', 'Quiesced', 'Stored at'], rows)}\n${links ? `\n${links}` : ''}`;
 }
 
 export function restoreSummary(result: RestoreResult): string {

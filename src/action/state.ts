@@ -1,13 +1,13 @@
 import * as core from '@actions/core';
 import { fileJournal } from '../core/recovery.js';
-import { emptyUndo, type PendingUndo, type UndoJournal } from '../core/undo.js';
+import { emptyUndo, parsePending, type PendingUndo, type UndoJournal } from '../core/undo.js';
 
 /** The whole contract between the backup's main step and its post step: what is still to undo. */
 const KEY = 'pending';
 
 export function readPending(): PendingUndo {
   const raw = core.getState(KEY);
-  return raw ? (JSON.parse(raw) as PendingUndo) : emptyUndo();
+  return raw ? parsePending(raw) : emptyUndo();
 }
 
 /**

@@ -43,6 +43,10 @@ export interface BackupOptions {
   destinations: DestinationSpec[];
   tag: string;
   pause: boolean;
+  /** Stop each running container for its snapshot (else the label container-snapshot.stop decides). */
+  stop: boolean;
+  /** Seconds to wait for a stop before the engine kills; undefined: the container's own StopTimeout. */
+  stopTimeout?: number;
   includeVolumes: boolean;
   includeBindMounts: boolean;
   onError: 'continue' | 'abort';
@@ -268,4 +272,13 @@ export function parseArtifactRun(source: DestinationSpec, runId: string, reposit
   if (token.trim() === '') throw new InputError(`Missing github-token for run-id ${id}. Expected a token with actions:read on ${repo}.`);
   const [owner, name] = repo.split('/');
   return { runId: Number(id), owner, repo: name, token: token.trim() };
+}
+
+/** Seconds, 0 to 3600, or '' for the container's own stop timeout. */
+export function parseStopTimeout(raw: string): number | undefined {
+  const value = raw.trim();
+  if (value === '') return undefined;
+  const seconds = /^\d{1,4}$/.test(value) ? Number(value) : NaN;
+  if (!(seconds >= 0 && seconds <= 3600)) throw new InputError(`Invalid stop-timeout '${raw}'. Expected whole seconds from 0 to 3600.`);
+  return seconds;
 }

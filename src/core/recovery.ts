@@ -3,7 +3,7 @@ import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Engine } from '../engine/engine.js';
 import { errorMessage, type Logger } from './log.js';
-import { UndoJournal, undo, type PendingUndo } from './undo.js';
+import { UndoJournal, parsePending, undo, type PendingUndo } from './undo.js';
 
 /** One run's record of what it changed and has not put back, kept on disk while it runs. */
 interface JournalFile {
@@ -81,9 +81,10 @@ export async function recoverAbandoned(engine: Engine, log: Logger, env: NodeJS.
       continue;
     }
     if (entry.host !== hostname() || entry.engine !== engineId(env) || entry.pid === process.pid || isAlive(entry.pid, entry.started)) continue;
-    const what = `${entry.pending.paused.length} paused container(s), ${entry.pending.tempImages.length} temporary image(s)`;
+    const pending = parsePending(JSON.stringify(entry.pending));
+    const what = `${pending.paused.length} paused container(s), ${pending.stopped.length} stopped container(s), ${pending.tempImages.length} temporary image(s)`;
     log.warning(`A backup (pid ${entry.pid}) ended without cleaning up (${what}); undoing it now`);
-    const problems = await undo(entry.pending, engine, log).catch((err: unknown) => [errorMessage(err)]);
+    const problems = await undo(pending, engine, log).catch((err: unknown) => [errorMessage(err)]);
     if (problems.length > 0) {
       log.error(`Could not undo everything the interrupted backup left: ${problems.join('; ')}`);
       continue;

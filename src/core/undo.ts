@@ -2,14 +2,21 @@ import type { Engine } from '../engine/engine.js';
 import type { Journal } from '../snapshot/backup.js';
 import { errorMessage, type Logger } from './log.js';
 
-/** What a backup has changed and not yet put back: containers it paused, images it committed. */
+/** What a backup has changed and not yet put back: containers it paused or stopped, images it committed. */
 export interface PendingUndo {
   paused: string[];
+  stopped: string[];
   tempImages: string[];
 }
 
 export function emptyUndo(): PendingUndo {
-  return { paused: [], tempImages: [] };
+  return { paused: [], stopped: [], tempImages: [] };
+}
+
+/** A pending undo as saved by any version (older ones had no `stopped`). */
+export function parsePending(raw: string): PendingUndo {
+  const p = JSON.parse(raw) as Partial<PendingUndo>;
+  return { paused: p.paused ?? [], stopped: p.stopped ?? [], tempImages: p.tempImages ?? [] };
 }
 
 /** Keeps the pending undo current, calling `onChange` after every change (the action saves it as state). */
@@ -32,6 +39,14 @@ export class UndoJournal implements Journal {
 
   unpaused(id: string): void {
     this.update(this.pending.paused, id, false);
+  }
+
+  stopped(id: string): void {
+    this.update(this.pending.stopped, id, true);
+  }
+
+  restarted(id: string): void {
+    this.update(this.pending.stopped, id, false);
   }
 
   tempImage(id: string): void {
@@ -61,9 +76,20 @@ export class UndoJournal implements Journal {
   }
 }
 
-/** Unpauses what a backup paused and removes the images it committed; returns what could not be undone. */
+/** Unpauses what a backup paused, starts what it stopped, removes the images it committed; returns what could not be undone. */
 export async function undo(pending: PendingUndo, engine: Engine, log: Logger): Promise<string[]> {
   const problems: string[] = [];
+  for (const id of pending.stopped ?? []) {
+    try {
+      const info = await engine.inspectContainer(id);
+      if (!info.State.Running) {
+        await engine.start(id);
+        log.warning(`Started container ${info.Name.replace(/^\//, '')} again, left stopped by an interrupted backup`);
+      }
+    } catch (err) {
+      problems.push(`container ${id}: ${errorMessage(err)}`);
+    }
+  }
   for (const id of pending.paused) {
     try {
       const info = await engine.inspectContainer(id);
@@ -82,7 +108,7 @@ export async function undo(pending: PendingUndo, engine: Engine, log: Logger): P
 }
 
 export function hasPending(pending: PendingUndo): boolean {
-  return pending.paused.length + pending.tempImages.length > 0;
+  return pending.paused.length + (pending.stopped ?? []).length + pending.tempImages.length > 0;
 }
 
 /**

@@ -132,8 +132,13 @@ export class Engine {
     await call(`unpause container ${id}`, () => this.docker.getContainer(id).unpause());
   }
 
+  /** Starts a container; one already running is left as it is. */
   async start(id: string): Promise<void> {
-    await call(`start container ${id}`, () => this.docker.getContainer(id).start());
+    try {
+      await call(`start container ${id}`, () => this.docker.getContainer(id).start());
+    } catch (err) {
+      if (!(err instanceof EngineError && err.statusCode === 304)) throw err;
+    }
   }
 
   async stop(id: string, timeoutSeconds?: number): Promise<void> {

@@ -31,6 +31,8 @@ export const TOOL = { name: 'container-snapshot', version: '0.1.0' };
 export interface Journal {
   paused(containerId: string): void;
   unpaused(containerId: string): void;
+  stopped(containerId: string): void;
+  restarted(containerId: string): void;
   tempImage(ref: string): void;
   tempImageRemoved(ref: string): void;
   /** An engine call whose effect must be known before undoing (a commit in flight). */
@@ -56,6 +58,7 @@ export interface ContainerOutcome {
   volumes: string[];
   bytes: number;
   pausedMs: number;
+  stoppedMs: number;
   /** Blobs (layers and volumes) this run stored, and those already stored by an earlier set. */
   blobs: { written: number; reused: number };
 }
@@ -118,6 +121,16 @@ export function chooseCompression(opts: Pick<BackupOptions, 'compression' | 'des
   return toRegistry && !(major >= 23) ? 'gzip' : 'zstd';
 }
 
+/** The label container-snapshot.stop (true or false) overrides the stop input for its container. */
+export const STOP_LABEL = 'container-snapshot.stop';
+
+function stopAsked(opts: BackupOptions, labels: Record<string, string>): boolean {
+  const label = labels[STOP_LABEL]?.trim().toLowerCase();
+  if (label === 'true') return true;
+  if (label === 'false') return false;
+  return opts.stop;
+}
+
 function candidateOf(c: { Id: string; Names?: string[]; Labels?: Record<string, string>; State: string }): Candidate {
   return { id: c.Id, name: ownName(c.Names, c.Id), labels: c.Labels ?? {}, state: c.State };
 }
@@ -155,9 +168,12 @@ class ContainerBackup {
     }
     const spec = captureSpec(info, networks, (ref) => names.get(ref) ?? ref);
     const mounts = mountsToTake(info, this.opts);
-    const pauseIt = this.opts.pause && info.State.Running && !info.State.Paused;
+    const running = info.State.Running && !info.State.Paused;
+    const stopIt = running && stopAsked(this.opts, info.Config.Labels ?? {});
+    const pauseIt = running && !stopIt && this.opts.pause;
     const journal = this.ctx.journal;
     let pausedMs = 0;
+    let stoppedMs = 0;
     let imageId: string | undefined;
     // Named before the commit starts, so an interruption mid-commit still knows what to remove.
     const temp = { repo: `container-snapshot-tmp/${info.Id.slice(0, 12)}`, tag: `${process.pid}-${randomBytes(4).toString('hex')}` };
@@ -170,7 +186,14 @@ class ContainerBackup {
         await engine.pause(info.Id);
       }
       const pausedAt = performance.now();
+      const stoppedAt = performance.now();
       try {
+        if (stopIt) {
+          // Recorded first: from here on, an interruption starts it again.
+          journal?.stopped(info.Id);
+          await engine.stop(info.Id, this.opts.stopTimeout);
+          log.info(`${name}: stopped for its snapshot`);
+        }
         journal?.tempImage(tempRef);
         const commit = engine.commit(info.Id, { pause: false, ...temp });
         imageId = await (journal ? journal.track(commit) : commit);
@@ -182,11 +205,17 @@ class ContainerBackup {
           pausedMs = Math.round(performance.now() - pausedAt);
           log.info(`${name}: paused for ${pausedMs} ms (writable layer and ${mounts.length} mount(s) taken at one point in time)`);
         }
+        if (stopIt) {
+          await engine.start(info.Id);
+          journal?.restarted(info.Id);
+          stoppedMs = Math.round(performance.now() - stoppedAt);
+          log.info(`${name}: started again after ${stoppedMs} ms stopped (writable layer and ${mounts.length} mount(s) taken while stopped)`);
+        }
       }
       const { image, stats: layerStats } = await this.saveImage(imageId, name);
       stats.written += layerStats.written;
       stats.reused += layerStats.reused;
-      return { name, id: info.Id, status: status as ContainerRecord['status'], image: { ...image, id: imageId, baseImage: info.Config.Image }, volumes, spec, pausedMs, layerStats: stats };
+      return { name, id: info.Id, status: status as ContainerRecord['status'], image: { ...image, id: imageId, baseImage: info.Config.Image }, volumes, spec, pausedMs, ...(stopIt ? { stoppedMs } : {}), layerStats: stats };
     } finally {
       await engine.removeImage(tempRef, { force: true });
       journal?.tempImageRemoved(tempRef);
@@ -259,12 +288,13 @@ function outcome(record: ContainerRecord & { layerStats: { written: number; reus
     volumes: record.volumes.map((v) => v.name || v.source || v.destination),
     bytes: [...new Map(blobs.map((b) => [b.digest, b.size])).values()].reduce((a, b) => a + b, 0),
     pausedMs: record.pausedMs,
+    stoppedMs: record.stoppedMs ?? 0,
     blobs: record.layerStats,
   };
 }
 
 function failure(name: string, id: string, state: string, err: unknown): ContainerOutcome {
-  return { name, id, state, status: 'failed', error: errorMessage(err), destinations: [], volumes: [], bytes: 0, pausedMs: 0, blobs: { written: 0, reused: 0 } };
+  return { name, id, state, status: 'failed', error: errorMessage(err), destinations: [], volumes: [], bytes: 0, pausedMs: 0, stoppedMs: 0, blobs: { written: 0, reused: 0 } };
 }
 
 async function plan(ctx: BackupContext, opts: BackupOptions, selected: Candidate[]): Promise<ContainerOutcome[]> {
@@ -274,8 +304,10 @@ async function plan(ctx: BackupContext, opts: BackupOptions, selected: Candidate
     const mounts = mountsToTake(info, opts);
     const vols = mounts.map((m) => m.name || m.source || m.destination);
     const size = await ctx.engine.writableLayerSize(c.id);
+    const running = info.State.Running && !info.State.Paused;
+    const quiesce = !running ? 'taken as it is' : stopAsked(opts, info.Config.Labels ?? {}) ? 'would be stopped' : opts.pause ? 'would be paused' : 'taken running';
     ctx.log.info(
-      `[dry-run] ${c.name} (${statusOf(info)}, image ${info.Config.Image}, writable layer ${size ?? '?'} bytes): ` +
+      `[dry-run] ${c.name} (${statusOf(info)}, ${quiesce}, image ${info.Config.Image}, writable layer ${size ?? '?'} bytes): ` +
         `volumes [${vols.join(', ')}] → ${opts.destinations.map((d) => d.raw).join(', ')} as ${opts.tag}`,
     );
     out.push({ ...failure(c.name, c.id, statusOf(info), ''), status: 'planned', error: undefined, volumes: vols, bytes: size ?? 0 });

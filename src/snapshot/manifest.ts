@@ -58,6 +58,8 @@ export interface ContainerRecord {
   volumes: VolumeRecord[];
   spec: ContainerSpec;
   pausedMs: number;
+  /** How long a container stopped for its snapshot was down (0 when it was not stopped). */
+  stoppedMs?: number;
 }
 
 export interface SnapshotSet {

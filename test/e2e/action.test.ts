@@ -40,7 +40,7 @@ describe('the bundled actions and CLI, run as a runner runs them', () => {
     expect(containers[0].destinations[0].ref).toContain('e2e-1');
     expect(main.summary).toContain('| Container | State | Result |');
     expect(main.summary).toContain(app);
-    expect(JSON.parse(main.state.pending)).toEqual({ paused: [], tempImages: [] });
+    expect(JSON.parse(main.state.pending)).toEqual({ paused: [], stopped: [], tempImages: [] });
 
     const post = await runStep('.', {}, { phase: 'post', state: main.state, env });
     expect(post.code, post.stdout).toBe(0);
@@ -82,6 +82,16 @@ describe('the bundled actions and CLI, run as a runner runs them', () => {
     expect(post.code, post.stdout).toBe(0);
     expect(post.stdout).toContain('Unpaused container');
     expect((await docker.getContainer(app).inspect()).State.Paused).toBe(false);
+  });
+
+  it('the post step starts again a container an interrupted main step left stopped', async () => {
+    const app = res.name('app');
+    const info = await docker.getContainer(app).inspect();
+    await docker.getContainer(app).stop({ t: 1 });
+    const post = await runStep('.', {}, { phase: 'post', state: { isPost: 'true', pending: JSON.stringify({ paused: [], stopped: [info.Id], tempImages: [] }) }, env });
+    expect(post.code, post.stdout).toBe(0);
+    expect(post.stdout).toContain(`Started container ${app} again`);
+    expect((await docker.getContainer(app).inspect()).State.Running).toBe(true);
   });
 
   it('masks the registry password and keeps it out of outputs, state and summary', async () => {

@@ -81,4 +81,49 @@ describe('an interrupted backup', () => {
     expect(readdirSync(join(store, '.tmp'))).toEqual([]);
     expect(readdirSync(join(store, 'sets'))).toEqual(['next.json']);
   });
+
+  /** Runs a backup with stop: true and sends `signal` once the engine shows the container stopped. */
+  async function interruptWhileStopped(suffix: string, signal: NodeJS.Signals) {
+    const store = join(res.tempDir(), 'store');
+    const { name, id } = await runBigVolumeContainer(res, suffix, inject('fixtureImage'), 160);
+    let sent = false;
+    const result = await runCli(['backup', '--containers', name, '--destination', `dir:${store}`, '--tag', 'stopped', '--stop', '--stop-timeout', '1'], {
+      onSpawn: (child) => {
+        const poll = setInterval(() => {
+          docker.getContainer(id).inspect().then((info) => {
+            if (!info.State.Running && info.State.Status === 'exited' && !sent) {
+              sent = true;
+              clearInterval(poll);
+              child.kill(signal);
+            }
+          }, () => undefined);
+        }, 10);
+        child.on('close', () => clearInterval(poll));
+      },
+    });
+    expect(sent, result.stderr).toBe(true);
+    return { id, store, result };
+  }
+
+  it('on SIGTERM while it holds a container stopped, starts it again', async () => {
+    const { id, store, result } = await interruptWhileStopped('stop-term', 'SIGTERM');
+    expect(result.code).toBe(143);
+    expect((await docker.getContainer(id).inspect()).State.Running).toBe(true);
+    expect(await commitsOf([id])).toEqual([]);
+    expect(existsSync(join(store, 'sets')) ? readdirSync(join(store, 'sets')) : []).toEqual([]);
+  });
+
+  it('killed (SIGKILL) while it holds a container stopped: the next run starts it again', async () => {
+    const { id, store, result } = await interruptWhileStopped('stop-kill', 'SIGKILL');
+    expect(result.code).toBe(128);
+    expect((await docker.getContainer(id).inspect()).State.Running).toBe(false);
+    const other = res.name('after-stop-kill');
+    await runContainer({ name: other, Image: inject('fixtureImage'), Cmd: ['sleep', '100000'] }, 'running');
+    const next = await runCli(['backup', '--containers', other, '--destination', `dir:${store}`, '--tag', 'next']);
+    expect(next.code, next.stderr).toBe(0);
+    expect(next.stderr).toMatch(/ended without cleaning up \(0 paused container\(s\), 1 stopped container\(s\)/);
+    expect(next.stderr).toMatch(/Started container .*stop-kill again, left stopped by an interrupted backup/);
+    expect((await docker.getContainer(id).inspect()).State.Running).toBe(true);
+    expect(await commitsOf([id])).toEqual([]);
+  });
 });

@@ -154,3 +154,14 @@ describe('compression', () => {
     expect(() => parseBackupInputs(reader({ compression: 'xz' }))).toThrow('Invalid compression \'xz\'. Expected one of: auto, zstd, gzip.');
   });
 });
+
+describe('stop inputs', () => {
+  it('parses stop and stop-timeout (0 to 3600 s, empty: the container\'s own)', () => {
+    expect(parseBackupInputs(reader({}))).toMatchObject({ stop: false, stopTimeout: undefined });
+    expect(parseBackupInputs(reader({ stop: 'true', 'stop-timeout': '0' }))).toMatchObject({ stop: true, stopTimeout: 0 });
+    expect(parseBackupInputs(reader({ 'stop-timeout': '3600' })).stopTimeout).toBe(3600);
+    for (const bad of ['3601', '-1', '1.5', '10s']) {
+      expect(() => parseBackupInputs(reader({ 'stop-timeout': bad })), bad).toThrow(`Invalid stop-timeout '${bad}'. Expected whole seconds from 0 to 3600.`);
+    }
+  });
+});
