@@ -16,7 +16,7 @@ const TOKEN_ENV = 'GITHUB_TOKEN';
 const COMMON = [Input.RegistryUsername, 'registry-password-stdin'];
 const OTHER_RUN = [Input.RunId, Input.Repository];
 const FLAGS: Record<string, string[]> = {
-  backup: [Input.Containers, Input.Labels, Input.Exclude, Input.Destination, Input.Tag, Input.Pause, Input.Stop, Input.StopTimeout, Input.IncludeVolumes, Input.IncludeBindMounts, Input.OnError, Input.IfNoMatch, Input.DryRun, Input.Compression, Input.RetentionDays, ...COMMON],
+  backup: [Input.Containers, Input.Labels, Input.Exclude, Input.Destination, Input.Tag, Input.Pause, Input.Stop, Input.StopTimeout, Input.PreCommand, Input.PostCommand, Input.HookTimeout, Input.IncludeVolumes, Input.IncludeBindMounts, Input.OnError, Input.IfNoMatch, Input.DryRun, Input.Compression, Input.RetentionDays, ...COMMON],
   restore: [Input.Source, Input.Snapshot, Input.Containers, Input.Rename, Input.Replace, Input.Start, Input.IncludeVolumes, ...OTHER_RUN, ...COMMON],
   list: [Input.Source, ...OTHER_RUN, ...COMMON],
   verify: [Input.Source, Input.Snapshot, ...OTHER_RUN, ...COMMON],
@@ -27,6 +27,7 @@ const HELP = `container-snapshot: back up Docker containers (writable layer, vol
 Usage:
   node dist/cli.js backup  [--containers a,web-*,/^db-/] [--labels k=v] [--exclude x] [--destination ${DEFAULT_LOCATION}]
                            [--tag T] [--pause true|false] [--stop [--stop-timeout S]] [--include-volumes true|false] [--include-bind-mounts]
+                           [--pre-command CMD] [--post-command CMD] [--hook-timeout S]
                            [--on-error continue|abort] [--if-no-match warn|error|ignore] [--dry-run]
                            [--compression auto|zstd|gzip] [--retention-days 1-90]
   node dist/cli.js restore [--source ${DEFAULT_LOCATION}] [--snapshot latest|TAG] [--containers a,b]

@@ -47,6 +47,12 @@ export interface BackupOptions {
   stop: boolean;
   /** Seconds to wait for a stop before the engine kills; undefined: the container's own StopTimeout. */
   stopTimeout?: number;
+  /** Run inside each running container before its snapshot (sh -c); a failure fails that container. */
+  preCommand?: string;
+  /** Run inside each running container after its snapshot, also after a failed pre-command. */
+  postCommand?: string;
+  /** Seconds a pre- or post-command may take. */
+  hookTimeout: number;
   includeVolumes: boolean;
   includeBindMounts: boolean;
   onError: 'continue' | 'abort';
@@ -281,4 +287,20 @@ export function parseStopTimeout(raw: string): number | undefined {
   const seconds = /^\d{1,4}$/.test(value) ? Number(value) : NaN;
   if (!(seconds >= 0 && seconds <= 3600)) throw new InputError(`Invalid stop-timeout '${raw}'. Expected whole seconds from 0 to 3600.`);
   return seconds;
+}
+
+/** Seconds, 1 to 86400; '' for the default. */
+export function parseHookTimeout(raw: string, fallback = 300): number {
+  const value = raw.trim();
+  if (value === '') return fallback;
+  const seconds = /^\d{1,5}$/.test(value) ? Number(value) : NaN;
+  if (!(seconds >= 1 && seconds <= 86400)) throw new InputError(`Invalid hook-timeout '${raw}'. Expected whole seconds from 1 to 86400.`);
+  return seconds;
+}
+
+/** A shell command, or undefined when empty. */
+export function parseCommand(raw: string): string | undefined {
+  const value = raw.trim();
+  if (value.includes('\0')) throw new InputError('Invalid command: it contains a NUL byte. Expected a shell command line.');
+  return value === '' ? undefined : value;
 }

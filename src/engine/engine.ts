@@ -1,5 +1,5 @@
 import Docker from 'dockerode';
-import type { Readable } from 'node:stream';
+import { Writable, type Readable } from 'node:stream';
 import { EngineError, NotFoundError, ConflictError, UnreachableError } from './errors.js';
 
 export type ContainerInspect = Docker.ContainerInspectInfo;
@@ -122,6 +122,43 @@ export class Engine {
   async volumeUsers(volume: string): Promise<Array<{ id: string; name: string }>> {
     const list = await call(`list containers using volume ${volume}`, () => this.docker.listContainers({ all: true, filters: { volume: [volume] } }));
     return list.map((c) => ({ id: c.Id, name: ownName(c.Names, c.Id) }));
+  }
+
+  /**
+   * Runs `sh -c command` inside a running container, passing its output on line by line.
+   * Resolves with the exit code, or `timedOut` when it outlives `timeoutMs` (the process is
+   * left to the container: the Engine API cannot stop an exec).
+   */
+  async exec(id: string, command: string, opts: { timeoutMs: number; onLine: (line: string) => void }): Promise<{ exitCode?: number; timedOut: boolean }> {
+    const container = this.docker.getContainer(id);
+    const exec = await call(`exec in container ${id}`, () => container.exec({ Cmd: ['sh', '-c', command], AttachStdout: true, AttachStderr: true }));
+    const stream = await call(`exec in container ${id}`, () => exec.start({ hijack: true, stdin: false }));
+    let pending = '';
+    const lines = new Writable({
+      write: (chunk: Buffer, _enc, done) => {
+        const text = pending + chunk.toString('utf8');
+        const parts = text.split('\n');
+        pending = parts.pop() ?? '';
+        for (const line of parts) opts.onLine(line.replace(/\r$/, ''));
+        done();
+      },
+    });
+    this.docker.modem.demuxStream(stream, lines, lines);
+    let timer: NodeJS.Timeout | undefined;
+    const ended = new Promise<'ended'>((resolve, reject) => {
+      stream.once('end', () => resolve('ended'));
+      stream.once('close', () => resolve('ended'));
+      stream.once('error', reject);
+    });
+    const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), opts.timeoutMs)));
+    const outcome = await Promise.race([ended, timeout]).finally(() => clearTimeout(timer));
+    if (pending) opts.onLine(pending);
+    if (outcome === 'timeout') {
+      stream.destroy();
+      return { timedOut: true };
+    }
+    const info = await call(`inspect exec in container ${id}`, () => exec.inspect());
+    return { exitCode: info.ExitCode ?? undefined, timedOut: false };
   }
 
   async pause(id: string): Promise<void> {

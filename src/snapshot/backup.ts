@@ -121,6 +121,15 @@ export function chooseCompression(opts: Pick<BackupOptions, 'compression' | 'des
   return toRegistry && !(major >= 23) ? 'gzip' : 'zstd';
 }
 
+/** Labels that give a container its own pre- and post-command (over the inputs). */
+export const PRE_LABEL = 'container-snapshot.pre';
+export const POST_LABEL = 'container-snapshot.post';
+
+function hooksFor(opts: BackupOptions, labels: Record<string, string>): { pre?: string; post?: string } {
+  const pick = (label: string | undefined, input: string | undefined) => (label !== undefined ? label.trim() || undefined : input);
+  return { pre: pick(labels[PRE_LABEL], opts.preCommand), post: pick(labels[POST_LABEL], opts.postCommand) };
+}
+
 /** The label container-snapshot.stop (true or false) overrides the stop input for its container. */
 export const STOP_LABEL = 'container-snapshot.stop';
 
@@ -180,38 +189,47 @@ class ContainerBackup {
     const tempRef = `${temp.repo}:${temp.tag}`;
     const volumes: VolumeRecord[] = [];
     const stats = { written: 0, reused: 0 };
+    const hooks = hooksFor(this.opts, info.Config.Labels ?? {});
+    if ((hooks.pre || hooks.post) && !running) log.info(`${name}: not running (${status}), so its pre- and post-command are not run`);
     try {
-      if (pauseIt) {
-        journal?.paused(info.Id);
-        await engine.pause(info.Id);
-      }
-      const pausedAt = performance.now();
-      const stoppedAt = performance.now();
       try {
-        if (stopIt) {
-          // Recorded first: from here on, an interruption starts it again.
-          journal?.stopped(info.Id);
-          await engine.stop(info.Id, this.opts.stopTimeout);
-          log.info(`${name}: stopped for its snapshot`);
-        }
-        journal?.tempImage(tempRef);
-        const commit = engine.commit(info.Id, { pause: false, ...temp });
-        imageId = await (journal ? journal.track(commit) : commit);
-        for (const mount of mounts) volumes.push(await this.takeVolume(info.Id, name, mount, stats));
-      } finally {
+        if (running && hooks.pre) await this.hook(info.Id, name, 'pre-command', hooks.pre);
         if (pauseIt) {
-          await engine.unpause(info.Id);
-          journal?.unpaused(info.Id);
-          pausedMs = Math.round(performance.now() - pausedAt);
-          log.info(`${name}: paused for ${pausedMs} ms (writable layer and ${mounts.length} mount(s) taken at one point in time)`);
+          journal?.paused(info.Id);
+          await engine.pause(info.Id);
         }
-        if (stopIt) {
-          await engine.start(info.Id);
-          journal?.restarted(info.Id);
-          stoppedMs = Math.round(performance.now() - stoppedAt);
-          log.info(`${name}: started again after ${stoppedMs} ms stopped (writable layer and ${mounts.length} mount(s) taken while stopped)`);
+        const pausedAt = performance.now();
+        const stoppedAt = performance.now();
+        try {
+          if (stopIt) {
+            // Recorded first: from here on, an interruption starts it again.
+            journal?.stopped(info.Id);
+            await engine.stop(info.Id, this.opts.stopTimeout);
+            log.info(`${name}: stopped for its snapshot`);
+          }
+          journal?.tempImage(tempRef);
+          const commit = engine.commit(info.Id, { pause: false, ...temp });
+          imageId = await (journal ? journal.track(commit) : commit);
+          for (const mount of mounts) volumes.push(await this.takeVolume(info.Id, name, mount, stats));
+        } finally {
+          if (pauseIt) {
+            await engine.unpause(info.Id);
+            journal?.unpaused(info.Id);
+            pausedMs = Math.round(performance.now() - pausedAt);
+            log.info(`${name}: paused for ${pausedMs} ms (writable layer and ${mounts.length} mount(s) taken at one point in time)`);
+          }
+          if (stopIt) {
+            await engine.start(info.Id);
+            journal?.restarted(info.Id);
+            stoppedMs = Math.round(performance.now() - stoppedAt);
+            log.info(`${name}: started again after ${stoppedMs} ms stopped (writable layer and ${mounts.length} mount(s) taken while stopped)`);
+          }
         }
+      } finally {
+        // After the snapshot, and after a failed pre-command too: it undoes what the pre-command did.
+        if (running && hooks.post) await this.hook(info.Id, name, 'post-command', hooks.post).catch((err: unknown) => log.warning(`${name}: ${errorMessage(err)}`));
       }
+      if (!imageId) throw new BackupError(`${name}: no image was committed`);
       const { image, stats: layerStats } = await this.saveImage(imageId, name);
       stats.written += layerStats.written;
       stats.reused += layerStats.reused;
@@ -220,6 +238,19 @@ class ContainerBackup {
       await engine.removeImage(tempRef, { force: true });
       journal?.tempImageRemoved(tempRef);
     }
+  }
+
+  /** Runs a hook inside the container; fails with the container, the phase and the exit code. */
+  private async hook(id: string, name: string, phase: 'pre-command' | 'post-command', command: string): Promise<void> {
+    const { engine, log } = this.ctx;
+    const timeoutMs = this.opts.hookTimeout * 1000;
+    log.info(`${name}: ${phase}: ${command}`);
+    const started = performance.now();
+    const result = await engine.exec(id, command, { timeoutMs, onLine: (line) => log.info(`${name} ${phase}> ${line}`) });
+    const ms = Math.round(performance.now() - started);
+    if (result.timedOut) throw new BackupError(`${phase} did not finish within hook-timeout ${this.opts.hookTimeout} s (it may still run in the container): ${command}`);
+    if (result.exitCode !== 0) throw new BackupError(`${phase} exited with ${result.exitCode ?? 'an unknown status'} after ${ms} ms: ${command}`);
+    log.info(`${name}: ${phase} done in ${ms} ms`);
   }
 
   private async saveImage(imageId: string, name: string): Promise<{ image: Pick<ImageRecord, 'config' | 'layers'>; stats: { written: number; reused: number } }> {

@@ -165,3 +165,17 @@ describe('stop inputs', () => {
     }
   });
 });
+
+describe('hook inputs', () => {
+  it('parses pre-command, post-command and hook-timeout (1 to 86400 s, default 300)', () => {
+    expect(parseBackupInputs(reader({}))).toMatchObject({ preCommand: undefined, postCommand: undefined, hookTimeout: 300 });
+    expect(parseBackupInputs(reader({ 'pre-command': ' redis-cli save ', 'post-command': 'echo done', 'hook-timeout': '86400' }))).toMatchObject({
+      preCommand: 'redis-cli save',
+      postCommand: 'echo done',
+      hookTimeout: 86400,
+    });
+    for (const bad of ['0', '86401', '5m']) {
+      expect(() => parseBackupInputs(reader({ 'hook-timeout': bad })), bad).toThrow(`Invalid hook-timeout '${bad}'. Expected whole seconds from 1 to 86400.`);
+    }
+  });
+});
