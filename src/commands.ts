@@ -34,6 +34,8 @@ export async function backup(opts: BackupOptions, deps: Deps): Promise<BackupRes
 export async function restore(opts: RestoreOptions, deps: Deps): Promise<RestoreResult> {
   const source = await open(opts.source, opts.credentials, deps, { artifactRun: opts.artifactRun });
   const engine = deps.engine ?? new Engine();
+  // The engine first: an unreachable one fails at once, not after every blob was read and checked.
+  await engine.info();
   await recoverAbandoned(engine, deps.log, deps.env);
   return runRestore(opts, { engine, source, log: deps.log });
 }

@@ -1,4 +1,5 @@
 import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Engine } from '../engine/engine.js';
@@ -62,14 +63,36 @@ export function fileJournal(env: NodeJS.ProcessEnv, onChange?: (pending: Pending
   return { journal, close: () => rmSync(file, { force: true }) };
 }
 
+/** The tag prefix of this host's temporary commit images: `<host>-<pid>-<random>`. */
+export function tempTagPrefix(): string {
+  return `h${createHash('sha256').update(hostname()).digest('hex').slice(0, 8)}`;
+}
+
+/**
+ * Removes temporary commit images of processes on this host that are gone. A commit in flight
+ * when its process was killed lands in the engine after the fact, even after a recovery that
+ * found nothing to remove yet: this catches it on a later run.
+ */
+async function sweepTempImages(engine: Engine, log: Logger): Promise<void> {
+  const mine = new RegExp(`^container-snapshot-tmp/[0-9a-f]{12}:${tempTagPrefix()}-(\\d+)-[0-9a-f]+$`);
+  for (const tag of await engine.imageTags('container-snapshot-tmp/*').catch(() => [])) {
+    const pid = Number(mine.exec(tag)?.[1] ?? NaN);
+    if (!Number.isInteger(pid) || pid === process.pid || isAlive(pid, '')) continue;
+    await engine.removeImage(tag, { force: true }).then(
+      () => log.warning(`Removed temporary image ${tag}, left by an interrupted backup`),
+      () => undefined,
+    );
+  }
+}
+
 /** Undoes what runs on this host that are no longer alive left paused or committed; returns how many runs. */
 export async function recoverAbandoned(engine: Engine, log: Logger, env: NodeJS.ProcessEnv): Promise<number> {
   const dir = join(stateDir(env), 'journal');
-  let names: string[];
+  let names: string[] = [];
   try {
     names = readdirSync(dir).filter((n) => n.endsWith('.json'));
   } catch {
-    return 0;
+    // No journal yet.
   }
   let recovered = 0;
   for (const name of names) {
@@ -92,5 +115,6 @@ export async function recoverAbandoned(engine: Engine, log: Logger, env: NodeJS.
     rmSync(path, { force: true });
     recovered++;
   }
+  await sweepTempImages(engine, log);
   return recovered;
 }

@@ -231,6 +231,12 @@ export class Engine {
     await call(`tag image ${id} as ${repo}:${tag}`, () => this.docker.getImage(id).tag({ repo, tag }));
   }
 
+  /** Tags (repository:tag) of the local images whose repository matches `pattern` (the engine's reference filter). */
+  async imageTags(pattern: string): Promise<string[]> {
+    const images = await call(`list images ${pattern}`, () => this.docker.listImages({ filters: { reference: [pattern] } }));
+    return images.flatMap((i) => i.RepoTags ?? []).filter((t) => t !== '<none>:<none>');
+  }
+
   async removeImage(ref: string, opts: { force?: boolean } = {}): Promise<void> {
     await unlessMissing(call(`remove image ${ref}`, () => this.docker.getImage(ref).remove({ force: opts.force ?? false })));
   }

@@ -7,6 +7,7 @@ import { SET_SCOPE, type Destination } from '../destinations/types.js';
 import { Digester, drain } from '../util/streams.js';
 import { TarChecker } from '../util/tar-check.js';
 import { lockTimeoutMs, withContainerLock } from '../core/locks.js';
+import { tempTagPrefix } from '../core/recovery.js';
 import { allHave, storeBlob, type StoreTarget } from './blobs.js';
 import { storeSavedImage } from './image-archive.js';
 import {
@@ -130,6 +131,15 @@ function hooksFor(opts: BackupOptions, labels: Record<string, string>): { pre?: 
   return { pre: pick(labels[PRE_LABEL], opts.preCommand), post: pick(labels[POST_LABEL], opts.postCommand) };
 }
 
+/** Runs one phase of a container's backup; its errors say which phase. */
+async function phase<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw new BackupError(`${what}: ${errorMessage(err)}`, { cause: err });
+  }
+}
+
 /** The label container-snapshot.stop (true or false) overrides the stop input for its container. */
 export const STOP_LABEL = 'container-snapshot.stop';
 
@@ -185,7 +195,7 @@ class ContainerBackup {
     let stoppedMs = 0;
     let imageId: string | undefined;
     // Named before the commit starts, so an interruption mid-commit still knows what to remove.
-    const temp = { repo: `container-snapshot-tmp/${info.Id.slice(0, 12)}`, tag: `${process.pid}-${randomBytes(4).toString('hex')}` };
+    const temp = { repo: `container-snapshot-tmp/${info.Id.slice(0, 12)}`, tag: `${tempTagPrefix()}-${process.pid}-${randomBytes(4).toString('hex')}` };
     const tempRef = `${temp.repo}:${temp.tag}`;
     const volumes: VolumeRecord[] = [];
     const stats = { written: 0, reused: 0 };
@@ -196,7 +206,7 @@ class ContainerBackup {
         if (running && hooks.pre) await this.hook(info.Id, name, 'pre-command', hooks.pre);
         if (pauseIt) {
           journal?.paused(info.Id);
-          await engine.pause(info.Id);
+          await phase('pause', () => engine.pause(info.Id));
         }
         const pausedAt = performance.now();
         const stoppedAt = performance.now();
@@ -204,22 +214,24 @@ class ContainerBackup {
           if (stopIt) {
             // Recorded first: from here on, an interruption starts it again.
             journal?.stopped(info.Id);
-            await engine.stop(info.Id, this.opts.stopTimeout);
+            await phase('stop', () => engine.stop(info.Id, this.opts.stopTimeout));
             log.info(`${name}: stopped for its snapshot`);
           }
           journal?.tempImage(tempRef);
           const commit = engine.commit(info.Id, { pause: false, ...temp });
-          imageId = await (journal ? journal.track(commit) : commit);
-          for (const mount of mounts) volumes.push(await this.takeVolume(info.Id, name, mount, stats));
+          imageId = await phase('commit', () => (journal ? journal.track(commit) : commit));
+          for (const mount of mounts) {
+            volumes.push(await phase(`volume ${mount.name || mount.destination}`, () => this.takeVolume(info.Id, name, mount, stats)));
+          }
         } finally {
           if (pauseIt) {
-            await engine.unpause(info.Id);
+            await phase('unpause', () => engine.unpause(info.Id));
             journal?.unpaused(info.Id);
             pausedMs = Math.round(performance.now() - pausedAt);
             log.info(`${name}: paused for ${pausedMs} ms (writable layer and ${mounts.length} mount(s) taken at one point in time)`);
           }
           if (stopIt) {
-            await engine.start(info.Id);
+            await phase('start again', () => engine.start(info.Id));
             journal?.restarted(info.Id);
             stoppedMs = Math.round(performance.now() - stoppedAt);
             log.info(`${name}: started again after ${stoppedMs} ms stopped (writable layer and ${mounts.length} mount(s) taken while stopped)`);
@@ -230,7 +242,8 @@ class ContainerBackup {
         if (running && hooks.post) await this.hook(info.Id, name, 'post-command', hooks.post).catch((err: unknown) => log.warning(`${name}: ${errorMessage(err)}`));
       }
       if (!imageId) throw new BackupError(`${name}: no image was committed`);
-      const { image, stats: layerStats } = await this.saveImage(imageId, name);
+      const committed = imageId;
+      const { image, stats: layerStats } = await phase('image layers', () => this.saveImage(committed, name));
       stats.written += layerStats.written;
       stats.reused += layerStats.reused;
       return { name, id: info.Id, status: status as ContainerRecord['status'], image: { ...image, id: imageId, baseImage: info.Config.Image }, volumes, spec, pausedMs, ...(stopIt ? { stoppedMs } : {}), layerStats: stats };
@@ -293,6 +306,8 @@ class ContainerBackup {
       const digester = new Digester();
       const archive = await engine.getArchive(id, mount.destination);
       archive.on('error', (err) => digester.destroy(err));
+      // Closed with the digester whatever happens: an archive left open holds the container's lock in the engine.
+      digester.once('close', () => archive.destroy());
       await drain(archive.pipe(digester));
       if (digester.digest === previous.contentDigest) {
         stats.reused++;
@@ -302,6 +317,9 @@ class ContainerBackup {
     const archive = await engine.getArchive(id, mount.destination);
     const checked = archive.pipe(new TarChecker(`${container}: ${mount.name || mount.destination}`));
     archive.on('error', (err) => checked.destroy(err));
+    // A failed store destroys the checker: the engine's archive must go with it, or the engine keeps
+    // the container locked (a paused container could then never be unpaused).
+    checked.once('close', () => archive.destroy());
     const blob = await storeBlob(checked, targets, volumeMediaType(this.compression));
     stats.written++;
     return { ...record, blob };

@@ -69,7 +69,11 @@ export async function storeBlob(source: Readable, targets: StoreTarget[], mediaT
     return blob;
   } catch (err) {
     source.destroy();
+    // Name the destination that failed, when one did (its stream carries the error).
+    const failed = targets.find((_t, i) => writers[i]?.stream.errored);
     await Promise.allSettled(writers.map((w) => w.abort()));
+    const message = err instanceof Error ? err.message : String(err);
+    if (failed && !message.startsWith(failed.dest.label)) throw new Error(`${failed.dest.label}: ${message}`, { cause: err });
     throw err;
   }
 }

@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { existsSync, readdirSync } from 'node:fs';
-import { stateDir } from '../../src/core/recovery.js';
+import { stateDir, tempTagPrefix } from '../../src/core/recovery.js';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { Resources, commitsOf, docker, runBigVolumeContainer, runContainer } from '../support/fixtures.js';
 import { runCli } from '../support/runner.js';
@@ -125,5 +126,25 @@ describe('an interrupted backup', () => {
     expect(next.stderr).toMatch(/Started container .*stop-kill again, left stopped by an interrupted backup/);
     expect((await docker.getContainer(id).inspect()).State.Running).toBe(true);
     expect(await commitsOf([id])).toEqual([]);
+  });
+
+  it('a commit that lands after its killed process was recovered is removed by a later run', async () => {
+    // A process that has exited: its pid is dead.
+    const gone = spawnSync('true').pid;
+    const image = inject('fixtureImage');
+    const ref = { repo: `container-snapshot-tmp/${'ab12'.repeat(3)}`, tag: `${tempTagPrefix()}-${gone}-0badc0de` };
+    await docker.getImage(image).tag(ref);
+    res.image(`${ref.repo}:${ref.tag}`);
+    // Another host's temporary image (other prefix) is never touched.
+    const foreign = { repo: ref.repo, tag: `h00000000-${gone}-0badc0de` };
+    await docker.getImage(image).tag(foreign);
+    res.image(`${foreign.repo}:${foreign.tag}`);
+    const other = res.name('sweep');
+    await runContainer({ name: other, Image: image, Cmd: ['sleep', '100000'] }, 'running');
+    const next = await runCli(['backup', '--containers', other, '--destination', `dir:${join(res.tempDir(), 'store')}`]);
+    expect(next.code, next.stderr).toBe(0);
+    expect(next.stderr).toContain(`Removed temporary image ${ref.repo}:${ref.tag}, left by an interrupted backup`);
+    const tags = (await docker.listImages({ filters: { reference: [`${ref.repo}:*`] } })).flatMap((i) => i.RepoTags ?? []);
+    expect(tags).toEqual([`${foreign.repo}:${foreign.tag}`]);
   });
 });

@@ -1,5 +1,5 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, writeFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +11,10 @@ export interface RunningRegistry {
   dir: string;
   /** Its configuration file, for `docker-registry garbage-collect`. */
   config: string;
+  /** Kills the registry at once (as a crash would), keeping its storage for inspection. */
+  halt(): Promise<void>;
+  /** Tags of a repository as stored on disk (works after halt). */
+  storedTags(repository: string): string[];
   stop(): Promise<void>;
 }
 
@@ -79,6 +83,19 @@ export async function startRegistry(): Promise<RunningRegistry> {
     password,
     dir,
     config: join(dir, 'config.yml'),
+    async halt() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGKILL');
+      await exited;
+    },
+    storedTags(repository: string) {
+      try {
+        return readdirSync(join(dir, 'data', 'docker', 'registry', 'v2', 'repositories', repository, '_manifests', 'tags'));
+      } catch {
+        return [];
+      }
+    },
     async stop() {
       child.kill('SIGTERM');
       await new Promise((r) => setTimeout(r, 200));

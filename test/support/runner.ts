@@ -72,7 +72,14 @@ function inputEnv(action: ActionYaml, inputs: Record<string, string>, env: NodeJ
 export async function runStep(
   actionDir: string,
   inputs: Record<string, string>,
-  opts: { phase?: 'main' | 'post'; state?: Record<string, string>; env?: NodeJS.ProcessEnv; cwd?: string; kill?: { afterMs: number; signal: NodeJS.Signals } } = {},
+  opts: {
+    phase?: 'main' | 'post';
+    state?: Record<string, string>;
+    env?: NodeJS.ProcessEnv;
+    cwd?: string;
+    kill?: { afterMs: number; signal: NodeJS.Signals };
+    onSpawn?: (child: ChildProcess) => void;
+  } = {},
 ): Promise<StepResult> {
   const actionPath = join(ROOT, actionDir, 'action.yml');
   const action = parse(readFileSync(actionPath, 'utf8')) as ActionYaml;
@@ -91,6 +98,7 @@ export async function runStep(
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
     child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
     if (opts.kill) setTimeout(() => child.kill(opts.kill?.signal), opts.kill.afterMs);
+    opts.onSpawn?.(child);
     const code = await new Promise<number>((res) => child.on('close', (c, signal) => res(c ?? (signal ? 128 : 1))));
     return {
       code,
