@@ -8,6 +8,7 @@ import { parseBackupInputs } from '../../src/core/inputs.js';
 import { Engine } from '../../src/engine/engine.js';
 import { Resources, commitsOf, docker, quietLog, runBigVolumeContainer, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
 import { startRegistry, type RunningRegistry } from '../support/registry.js';
+import { startFaultyProxy } from '../support/faulty-proxy.js';
 import { runCli, runStep } from '../support/runner.js';
 
 /** Calls `act` once the container has been paused by the backup and then unpaused again (the push phase). */
@@ -187,5 +188,36 @@ describe('faults: the registry, the disk and the engine failing under a backup',
     expect(await commitsOf([bigLayer.id])).toEqual([]);
     expect((await docker.getContainer(bigLayer.id).inspect()).State.Running).toBe(true);
     expect(registry.storedTags(`${res.prefix}-kill`)).toEqual([]);
+  });
+
+  it.each(['SIGTERM', 'SIGKILL'] as const)('%s as it writes the set manifest (the last write): no set is listed, nothing is left', async (signal) => {
+    const prefix = `${res.prefix}-manifest-${signal.toLowerCase()}`;
+    let child: ChildProcess | undefined;
+    let sent = false;
+    // The set manifest is PUT to <prefix>/manifests/<tag>; the per-container images go to <prefix>/<name>/manifests/<tag> first.
+    const proxy = await startFaultyProxy(registry.host, (req) => {
+      if (req.method === 'PUT' && req.url === `/v2/${prefix}/manifests/last` && child) {
+        sent = true;
+        child.kill(signal);
+        return 'reset';
+      }
+      return 'pass';
+    });
+    try {
+      const r = await runCli(['backup', '--containers', bigLayer.name, '--destination', `registry:${proxy.host}/${prefix}`, '--tag', 'last', '--registry-username', registry.username, '--registry-password-stdin'], {
+        input: registry.password,
+        env: { DOCKER_CONFIG: '/nonexistent' },
+        onSpawn: (c) => (child = c),
+      });
+      expect(sent, r.stderr).toBe(true);
+      expect(r.code).toBe(signal === 'SIGTERM' ? 143 : 128);
+      expect(registry.storedTags(prefix)).toEqual([]);
+      const list = await runCli(['list', '--source', `registry:${registry.host}/${prefix}`, '--registry-username', registry.username, '--registry-password-stdin'], { input: registry.password, env: { DOCKER_CONFIG: '/nonexistent' } });
+      expect(list.stdout.trim()).toBe(`No snapshot sets in registry:${registry.host}/${prefix}.`);
+      expect((await docker.getContainer(bigLayer.id).inspect()).State.Running).toBe(true);
+      expect(await commitsOf([bigLayer.id])).toEqual([]);
+    } finally {
+      await proxy.close();
+    }
   });
 });
