@@ -173,7 +173,39 @@ export function run(root = ROOT, { write = false } = {}) {
     for (const table of result.changed) drift.push(`${doc.readme}: the ${table} table differs from ${doc.action}`);
     if (write && result.text !== readme) writeFileSync(readmePath, result.text);
   }
+  checkWorkflows(root, write, drift, errors);
   return { drift, errors };
+}
+
+const WORKFLOW_MARKER = /^<!-- (workflow:[\w.-]+\.ya?ml):begin\b.*-->[ \t]*$/gm;
+
+/**
+ * The complete workflows the root README shows, one per use: each region
+ * `<!-- workflow:FILE:begin … -->` … `<!-- workflow:FILE:end -->` holds workflows/FILE verbatim.
+ */
+export function renderWorkflows(readme, readWorkflow) {
+  let text = readme;
+  const changed = [];
+  for (const [, region] of [...readme.matchAll(WORKFLOW_MARKER)]) {
+    const file = region.slice('workflow:'.length);
+    const content = `\`\`\`yaml\n${readWorkflow(file).trimEnd()}\n\`\`\``;
+    const r = replaceRegion(text, region, content);
+    if (r.previous !== content + '\n') changed.push(file);
+    text = r.text;
+  }
+  return { text, changed };
+}
+
+function checkWorkflows(root, write, drift, errors) {
+  const path = join(root, 'README.md');
+  const readme = readFileSync(path, 'utf8');
+  try {
+    const result = renderWorkflows(readme, (file) => readFileSync(join(root, 'workflows', file), 'utf8'));
+    for (const file of result.changed) drift.push(`README.md: the workflow ${file} differs from workflows/${file}`);
+    if (write && result.text !== readme) writeFileSync(path, result.text);
+  } catch (err) {
+    errors.push(`README.md: cannot embed its workflows: ${err.message}`);
+  }
 }
 
 function main(argv) {
@@ -188,7 +220,7 @@ function main(argv) {
   for (const e of errors) console.error(e);
   if (check) {
     for (const d of drift) console.error(`${d}; run npm run docs and commit`);
-    if (drift.length === 0 && errors.length === 0) console.log('READMEs: the inputs and outputs tables match action.yml');
+    if (drift.length === 0 && errors.length === 0) console.log('READMEs: the inputs and outputs tables match action.yml, the workflows match workflows/');
     return drift.length > 0 || errors.length > 0 ? 1 : 0;
   }
   for (const d of drift) console.log(`${d}: rewritten`);

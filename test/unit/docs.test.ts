@@ -62,6 +62,7 @@ function copy(): string {
       cpSync(join(ROOT, file), join(dir, file));
     }
   }
+  cpSync(join(ROOT, 'workflows'), join(dir, 'workflows'), { recursive: true });
   return dir;
 }
 
@@ -160,5 +161,18 @@ describe('README tables generated from action.yml (scripts/docs.mjs)', () => {
 
     const r = docs.replaceRegion('above\n<!-- inputs:begin (x) -->\nold\n<!-- inputs:end -->\nbelow\n', 'inputs', 'new');
     expect(r).toEqual({ text: 'above\n<!-- inputs:begin (x) -->\nnew\n<!-- inputs:end -->\nbelow\n', previous: 'old\n' });
+  });
+
+  it('embeds the complete workflows verbatim, and reports one that drifted', () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    for (const file of ['scheduled-backup.yml', 'pre-deploy-snapshot.yml', 'restore-dispatch.yml', 'fleet-backup.yml']) {
+      expect(readme).toContain('```yaml\n' + readFileSync(join(ROOT, 'workflows', file), 'utf8').trimEnd() + '\n```');
+    }
+    const dir = copy();
+    const wf = join(dir, 'workflows', 'fleet-backup.yml');
+    writeFileSync(wf, readFileSync(wf, 'utf8').replace('name:', 'name: # changed\n  # x\nname2:'));
+    expect(docs.run(dir).drift).toEqual(['README.md: the workflow fleet-backup.yml differs from workflows/fleet-backup.yml']);
+    expect(cli(dir).status).toBe(0);
+    expect(docs.run(dir)).toEqual({ drift: [], errors: [] });
   });
 });
