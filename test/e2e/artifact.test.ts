@@ -165,7 +165,7 @@ describe('artifact: destinations and sources', () => {
     }
     expect(r.code).toBe(1);
     expect(failed(r)).toHaveLength(1);
-    expect(failed(r)[0]).toMatch(new RegExp(`${big.name} \\(artifact:${nightly()}: cannot upload .* ECONNRESET`));
+    expect(failed(r)[0]).toMatch(new RegExp(`${big.name} \\(volume ${big.name}: artifact:${nightly()}: cannot upload .* ECONNRESET`));
     expect(failed(r)[0]).not.toContain('%0A');
     await expectUntouched(big.name, 'running');
     // Blobs stored before the cut were deleted with the set that was not written; the cut one never finalized.
