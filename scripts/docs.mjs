@@ -44,9 +44,9 @@ import { parse } from 'yaml';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
-/** Each README and the action.yml its tables are generated from, relative to the root. */
+/** Each README, the action.yml its tables are generated from, and whether it embeds workflows/ (relative to the root). */
 export const DOCS = [
-  { readme: 'README.md', action: 'action.yml' },
+  { readme: 'README.md', action: 'action.yml', workflows: true },
   { readme: 'restore/README.md', action: 'restore/action.yml' },
 ];
 
@@ -171,9 +171,18 @@ export function run(root = ROOT, { write = false } = {}) {
       continue;
     }
     for (const table of result.changed) drift.push(`${doc.readme}: the ${table} table differs from ${doc.action}`);
-    if (write && result.text !== readme) writeFileSync(readmePath, result.text);
+    let text = result.text;
+    if (doc.workflows) {
+      try {
+        const embedded = renderWorkflows(text, (file) => readFileSync(join(root, 'workflows', file), 'utf8'));
+        for (const file of embedded.changed) drift.push(`${doc.readme}: the workflow ${file} differs from workflows/${file}`);
+        text = embedded.text;
+      } catch (err) {
+        errors.push(`${doc.readme}: cannot embed its workflows: ${err.message}`);
+      }
+    }
+    if (write && text !== readme) writeFileSync(readmePath, text);
   }
-  checkWorkflows(root, write, drift, errors);
   return { drift, errors };
 }
 
@@ -194,18 +203,6 @@ export function renderWorkflows(readme, readWorkflow) {
     text = r.text;
   }
   return { text, changed };
-}
-
-function checkWorkflows(root, write, drift, errors) {
-  const path = join(root, 'README.md');
-  const readme = readFileSync(path, 'utf8');
-  try {
-    const result = renderWorkflows(readme, (file) => readFileSync(join(root, 'workflows', file), 'utf8'));
-    for (const file of result.changed) drift.push(`README.md: the workflow ${file} differs from workflows/${file}`);
-    if (write && result.text !== readme) writeFileSync(path, result.text);
-  } catch (err) {
-    errors.push(`README.md: cannot embed its workflows: ${err.message}`);
-  }
 }
 
 function main(argv) {

@@ -255,11 +255,7 @@ export function parseArtifactName(name: string, raw = `artifact:${name}`): strin
 
 /** Days 1 to 90, or '' for the repository's setting. */
 export function parseRetentionDays(raw: string): number | undefined {
-  const value = raw.trim();
-  if (value === '') return undefined;
-  const days = /^\d{1,2}$/.test(value) ? Number(value) : NaN;
-  if (!(days >= 1 && days <= 90)) throw new InputError(`Invalid retention-days '${raw}'. Expected a whole number of days from 1 to 90.`);
-  return days;
+  return parseWholeNumber('retention-days', raw, 1, 90, 'a whole number of days from 1 to 90');
 }
 
 /**
@@ -282,20 +278,21 @@ export function parseArtifactRun(source: DestinationSpec, runId: string, reposit
 
 /** Seconds, 0 to 3600, or '' for the container's own stop timeout. */
 export function parseStopTimeout(raw: string): number | undefined {
-  const value = raw.trim();
-  if (value === '') return undefined;
-  const seconds = /^\d{1,4}$/.test(value) ? Number(value) : NaN;
-  if (!(seconds >= 0 && seconds <= 3600)) throw new InputError(`Invalid stop-timeout '${raw}'. Expected whole seconds from 0 to 3600.`);
-  return seconds;
+  return parseWholeNumber('stop-timeout', raw, 0, 3600, 'whole seconds from 0 to 3600');
 }
 
 /** Seconds, 1 to 86400; '' for the default. */
 export function parseHookTimeout(raw: string, fallback = 300): number {
+  return parseWholeNumber('hook-timeout', raw, 1, 86400, 'whole seconds from 1 to 86400') ?? fallback;
+}
+
+/** A whole number from `min` to `max` (written with no more digits than `max` has), or undefined when empty. */
+function parseWholeNumber(name: string, raw: string, min: number, max: number, expected: string): number | undefined {
   const value = raw.trim();
-  if (value === '') return fallback;
-  const seconds = /^\d{1,5}$/.test(value) ? Number(value) : NaN;
-  if (!(seconds >= 1 && seconds <= 86400)) throw new InputError(`Invalid hook-timeout '${raw}'. Expected whole seconds from 1 to 86400.`);
-  return seconds;
+  if (value === '') return undefined;
+  const n = new RegExp(`^\\d{1,${String(max).length}}$`).test(value) ? Number(value) : NaN;
+  if (!(n >= min && n <= max)) throw new InputError(`Invalid ${name} '${raw}'. Expected ${expected}.`);
+  return n;
 }
 
 /** A shell command, or undefined when empty. */

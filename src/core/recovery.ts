@@ -4,7 +4,7 @@ import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Engine } from '../engine/engine.js';
 import { errorMessage, type Logger } from './log.js';
-import { UndoJournal, parsePending, undo, type PendingUndo } from './undo.js';
+import { UndoJournal, pendingFrom, undo, type PendingUndo } from './undo.js';
 
 /** One run's record of what it changed and has not put back, kept on disk while it runs. */
 interface JournalFile {
@@ -104,7 +104,7 @@ export async function recoverAbandoned(engine: Engine, log: Logger, env: NodeJS.
       continue;
     }
     if (entry.host !== hostname() || entry.engine !== engineId(env) || entry.pid === process.pid || isAlive(entry.pid, entry.started)) continue;
-    const pending = parsePending(JSON.stringify(entry.pending));
+    const pending = pendingFrom(entry.pending);
     const what = `${pending.paused.length} paused container(s), ${pending.stopped.length} stopped container(s), ${pending.tempImages.length} temporary image(s)`;
     log.warning(`A backup (pid ${entry.pid}) ended without cleaning up (${what}); undoing it now`);
     const problems = await undo(pending, engine, log).catch((err: unknown) => [errorMessage(err)]);

@@ -14,9 +14,12 @@ export function emptyUndo(): PendingUndo {
 }
 
 /** A pending undo as saved by any version (older ones had no `stopped`). */
-export function parsePending(raw: string): PendingUndo {
-  const p = JSON.parse(raw) as Partial<PendingUndo>;
+export function pendingFrom(p: Partial<PendingUndo>): PendingUndo {
   return { paused: p.paused ?? [], stopped: p.stopped ?? [], tempImages: p.tempImages ?? [] };
+}
+
+export function parsePending(raw: string): PendingUndo {
+  return pendingFrom(JSON.parse(raw) as Partial<PendingUndo>);
 }
 
 /** Keeps the pending undo current, calling `onChange` after every change (the action saves it as state). */
@@ -79,7 +82,7 @@ export class UndoJournal implements Journal {
 /** Unpauses what a backup paused, starts what it stopped, removes the images it committed; returns what could not be undone. */
 export async function undo(pending: PendingUndo, engine: Engine, log: Logger): Promise<string[]> {
   const problems: string[] = [];
-  for (const id of pending.stopped ?? []) {
+  for (const id of pending.stopped) {
     try {
       const info = await engine.inspectContainer(id);
       if (!info.State.Running) {
@@ -108,7 +111,7 @@ export async function undo(pending: PendingUndo, engine: Engine, log: Logger): P
 }
 
 export function hasPending(pending: PendingUndo): boolean {
-  return pending.paused.length + (pending.stopped ?? []).length + pending.tempImages.length > 0;
+  return pending.paused.length + pending.stopped.length + pending.tempImages.length > 0;
 }
 
 /**

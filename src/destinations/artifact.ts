@@ -224,20 +224,16 @@ export class ArtifactDestination implements Destination {
   }
 
   async readSet(tag: string): Promise<SnapshotSet | undefined> {
-    const sets = await this.setArtifacts();
-    const chosen = tag === 'latest' ? await this.newest(sets) : sets.get(tag);
-    if (!chosen) return undefined;
-    return (await this.readIndex(chosen)).set;
+    if (tag === 'latest') {
+      // listSets has read every set's index: the newest is at hand.
+      const [newest] = await this.listSets();
+      return newest ? this.indexes.get(newest.tag)?.set : undefined;
+    }
+    const artifact = (await this.setArtifacts()).get(tag);
+    return artifact ? (await this.readIndex(artifact)).set : undefined;
   }
 
-  private async newest(sets: Map<string, Artifact>): Promise<string | undefined> {
-    const [first] = await this.summaries(sets);
-    return first ? first.tag : undefined;
-  }
-
-  private async readIndex(tagOrArtifact: string | Artifact): Promise<ArtifactIndex> {
-    const artifact = typeof tagOrArtifact === 'string' ? (await this.setArtifacts()).get(tagOrArtifact) : tagOrArtifact;
-    if (!artifact) throw new DestinationError(`${this.label}: no set ${String(tagOrArtifact)} in ${this.where()}`);
+  private async readIndex(artifact: Artifact): Promise<ArtifactIndex> {
     const { dir, file } = await this.download(artifact, artifact.digest);
     try {
       const index = parseIndex(await readFile(file, 'utf8'), `${this.label} ${artifact.name}`);
@@ -248,14 +244,10 @@ export class ArtifactDestination implements Destination {
     }
   }
 
-  private async summaries(sets: Map<string, Artifact>): Promise<SetSummary[]> {
-    const out: SetSummary[] = [];
-    for (const artifact of sets.values()) out.push(summarize((await this.readIndex(artifact)).set));
-    return out.sort(newestFirst);
-  }
-
   async listSets(): Promise<SetSummary[]> {
-    return this.summaries(await this.setArtifacts());
+    const out: SetSummary[] = [];
+    for (const artifact of (await this.setArtifacts()).values()) out.push(summarize((await this.readIndex(artifact)).set));
+    return out.sort(newestFirst);
   }
 
   /** Deletes the blob artifacts of a set that will not be written, so no orphan stays in the run. */

@@ -143,6 +143,9 @@ async function phase<T>(what: string, fn: () => Promise<T>): Promise<T> {
 /** The label container-snapshot.stop (true or false) overrides the stop input for its container. */
 export const STOP_LABEL = 'container-snapshot.stop';
 
+/** How a running container is held still for its snapshot. */
+type Hold = 'pause' | 'stop' | 'none';
+
 function stopAsked(opts: BackupOptions, labels: Record<string, string>): boolean {
   const label = labels[STOP_LABEL]?.trim().toLowerCase();
   if (label === 'true') return true;
@@ -188,12 +191,8 @@ class ContainerBackup {
     const spec = captureSpec(info, networks, (ref) => names.get(ref) ?? ref);
     const mounts = mountsToTake(info, this.opts);
     const running = info.State.Running && !info.State.Paused;
-    const stopIt = running && stopAsked(this.opts, info.Config.Labels ?? {});
-    const pauseIt = running && !stopIt && this.opts.pause;
+    const hold: Hold = !running ? 'none' : stopAsked(this.opts, info.Config.Labels ?? {}) ? 'stop' : this.opts.pause ? 'pause' : 'none';
     const journal = this.ctx.journal;
-    let pausedMs = 0;
-    let stoppedMs = 0;
-    let imageId: string | undefined;
     // Named before the commit starts, so an interruption mid-commit still knows what to remove.
     const temp = { repo: `container-snapshot-tmp/${info.Id.slice(0, 12)}`, tag: `${tempTagPrefix()}-${process.pid}-${randomBytes(4).toString('hex')}` };
     const tempRef = `${temp.repo}:${temp.tag}`;
@@ -202,55 +201,73 @@ class ContainerBackup {
     const hooks = hooksFor(this.opts, info.Config.Labels ?? {});
     if ((hooks.pre || hooks.post) && !running) log.info(`${name}: not running (${status}), so its pre- and post-command are not run`);
     try {
-      try {
-        if (running && hooks.pre) await this.hook(info.Id, name, 'pre-command', hooks.pre);
-        if (pauseIt) {
-          journal?.paused(info.Id);
-          await phase('pause', () => engine.pause(info.Id));
-        }
-        const pausedAt = performance.now();
-        const stoppedAt = performance.now();
-        try {
-          if (stopIt) {
-            // Recorded first: from here on, an interruption starts it again.
-            journal?.stopped(info.Id);
-            await phase('stop', () => engine.stop(info.Id, this.opts.stopTimeout));
-            log.info(`${name}: stopped for its snapshot`);
-          }
+      const { value: imageId, heldMs } = await this.withHooks(info.Id, name, running ? hooks : {}, () =>
+        this.held(info.Id, name, hold, mounts.length, async () => {
           journal?.tempImage(tempRef);
           const commit = engine.commit(info.Id, { pause: false, ...temp });
-          imageId = await phase('commit', () => (journal ? journal.track(commit) : commit));
+          const committed = await phase('commit', () => (journal ? journal.track(commit) : commit));
           for (const mount of mounts) {
             volumes.push(await phase(`volume ${mount.name || mount.destination}`, () => this.takeVolume(info.Id, name, mount, stats)));
           }
-        } finally {
-          if (pauseIt) {
-            await phase('unpause', () => engine.unpause(info.Id));
-            journal?.unpaused(info.Id);
-            pausedMs = Math.round(performance.now() - pausedAt);
-            log.info(`${name}: paused for ${pausedMs} ms (writable layer and ${mounts.length} mount(s) taken at one point in time)`);
-          }
-          if (stopIt) {
-            await phase('start again', () => engine.start(info.Id));
-            journal?.restarted(info.Id);
-            stoppedMs = Math.round(performance.now() - stoppedAt);
-            log.info(`${name}: started again after ${stoppedMs} ms stopped (writable layer and ${mounts.length} mount(s) taken while stopped)`);
-          }
-        }
-      } finally {
-        // After the snapshot, and after a failed pre-command too: it undoes what the pre-command did.
-        if (running && hooks.post) await this.hook(info.Id, name, 'post-command', hooks.post).catch((err: unknown) => log.warning(`${name}: ${errorMessage(err)}`));
-      }
-      if (!imageId) throw new BackupError(`${name}: no image was committed`);
-      const committed = imageId;
-      const { image, stats: layerStats } = await phase('image layers', () => this.saveImage(committed, name));
+          return committed;
+        }),
+      );
+      const { image, stats: layerStats } = await phase('image layers', () => this.saveImage(imageId, name));
       stats.written += layerStats.written;
       stats.reused += layerStats.reused;
-      return { name, id: info.Id, status: status as ContainerRecord['status'], image: { ...image, id: imageId, baseImage: info.Config.Image }, volumes, spec, pausedMs, ...(stopIt ? { stoppedMs } : {}), layerStats: stats };
+      const pausedMs = hold === 'pause' ? heldMs : 0;
+      return { name, id: info.Id, status: status as ContainerRecord['status'], image: { ...image, id: imageId, baseImage: info.Config.Image }, volumes, spec, pausedMs, ...(hold === 'stop' ? { stoppedMs: heldMs } : {}), layerStats: stats };
     } finally {
       await engine.removeImage(tempRef, { force: true });
       journal?.tempImageRemoved(tempRef);
     }
+  }
+
+  /** Runs `fn` between the pre-command and the post-command; the post-command also runs after a failed pre-command (it undoes it). */
+  private async withHooks<T>(id: string, name: string, hooks: { pre?: string; post?: string }, fn: () => Promise<T>): Promise<T> {
+    try {
+      if (hooks.pre) await this.hook(id, name, 'pre-command', hooks.pre);
+      return await fn();
+    } finally {
+      if (hooks.post) await this.hook(id, name, 'post-command', hooks.post).catch((err: unknown) => this.ctx.log.warning(`${name}: ${errorMessage(err)}`));
+    }
+  }
+
+  /**
+   * Runs `take` with the container held still as asked: paused, or stopped (journalled first, so an
+   * interruption puts it back), and puts it back after. Returns how long it was held.
+   */
+  private async held<T>(id: string, name: string, hold: Hold, mounts: number, take: () => Promise<T>): Promise<{ value: T; heldMs: number }> {
+    const { engine, log, journal } = this.ctx;
+    if (hold === 'pause') {
+      journal?.paused(id);
+      await phase('pause', () => engine.pause(id));
+    }
+    const since = performance.now();
+    let heldMs = 0;
+    let value: T;
+    try {
+      if (hold === 'stop') {
+        journal?.stopped(id);
+        await phase('stop', () => engine.stop(id, this.opts.stopTimeout));
+        log.info(`${name}: stopped for its snapshot`);
+      }
+      value = await take();
+    } finally {
+      if (hold === 'pause') {
+        await phase('unpause', () => engine.unpause(id));
+        journal?.unpaused(id);
+        heldMs = Math.round(performance.now() - since);
+        log.info(`${name}: paused for ${heldMs} ms (writable layer and ${mounts} mount(s) taken at one point in time)`);
+      }
+      if (hold === 'stop') {
+        await phase('start again', () => engine.start(id));
+        journal?.restarted(id);
+        heldMs = Math.round(performance.now() - since);
+        log.info(`${name}: started again after ${heldMs} ms stopped (writable layer and ${mounts} mount(s) taken while stopped)`);
+      }
+    }
+    return { value, heldMs };
   }
 
   /** Runs a hook inside the container; fails with the container, the phase and the exit code. */
@@ -393,19 +410,15 @@ export async function runBackup(opts: BackupOptions, ctx: BackupContext): Promis
   const lockTimeout = lockTimeoutMs(ctx.env ?? {});
   log.info(`Compression: ${compression}${opts.compression === 'auto' ? ' (auto)' : ''}`);
   const worker = new ContainerBackup(ctx, opts, history, compression);
+  let stored: Pick<BackupResult, 'written' | 'artifacts'> | undefined;
   try {
-    const stored = await backUpAndStore(ctx, opts, selection.selected, worker, history, lockTimeout, created, engineInfo, outcomes);
-    outcomes.sort((a, b) => a.name.localeCompare(b.name));
-    return { tag: opts.tag, containers: outcomes, failed: outcomes.filter((o) => o.status === 'failed').length, ...stored };
-  } catch (err) {
-    await discardAll(ctx.destinations);
-    throw err;
+    stored = await backUpAndStore(ctx, opts, selection.selected, worker, history, lockTimeout, created, engineInfo, outcomes);
+  } finally {
+    // No set written (a failure, an abort, every container failed): drop what destinations stored for it, where nothing else would.
+    if (!stored?.written) await Promise.allSettled(ctx.destinations.map((d) => d.discard?.()));
   }
-}
-
-/** What a destination stored for a set that will not be written: dropped where nothing else would. */
-async function discardAll(destinations: Destination[]): Promise<void> {
-  await Promise.allSettled(destinations.map((d) => d.discard?.()));
+  outcomes.sort((a, b) => a.name.localeCompare(b.name));
+  return { tag: opts.tag, containers: outcomes, failed: outcomes.filter((o) => o.status === 'failed').length, ...stored };
 }
 
 async function backUpAndStore(
@@ -437,10 +450,7 @@ async function backUpAndStore(
       }
     }
   }
-  if (records.length === 0) {
-    await discardAll(ctx.destinations);
-    return { written: false, artifacts: [] };
-  }
+  if (records.length === 0) return { written: false, artifacts: [] };
   const env = ctx.env ?? {};
   const set: SnapshotSet = {
     schemaVersion: SET_SCHEMA_VERSION,

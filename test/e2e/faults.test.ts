@@ -6,46 +6,10 @@ import type { ChildProcess } from 'node:child_process';
 import { backup } from '../../src/commands.js';
 import { parseBackupInputs } from '../../src/core/inputs.js';
 import { Engine } from '../../src/engine/engine.js';
-import { Resources, commitsOf, docker, quietLog, runBigVolumeContainer, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
+import { Resources, afterItsPause, commitsOf, docker, quietLog, runBigVolumeContainer, runContainer, treeDigest, waitFor, whenContainer } from '../support/fixtures.js';
 import { startRegistry, type RunningRegistry } from '../support/registry.js';
 import { startFaultyProxy } from '../support/faulty-proxy.js';
 import { runCli, runStep } from '../support/runner.js';
-
-/** Calls `act` once the container has been paused by the backup and then unpaused again (the push phase). */
-function afterThePause(id: string, act: (child: ChildProcess) => void): (child: ChildProcess) => void {
-  return (child) => {
-    let seenPaused = false;
-    let done = false;
-    const poll = setInterval(() => {
-      docker.getContainer(id).inspect().then((info) => {
-        if (info.State.Paused) seenPaused = true;
-        else if (seenPaused && !done) {
-          done = true;
-          clearInterval(poll);
-          act(child);
-        }
-      }, () => undefined);
-    }, 10);
-    child.on('close', () => clearInterval(poll));
-  };
-}
-
-/** Calls `act` once the backup has paused the container (commit and volume archive under way). */
-function whilePaused(id: string, act: (child: ChildProcess) => void | Promise<void>): (child: ChildProcess) => void {
-  return (child) => {
-    let done = false;
-    const poll = setInterval(() => {
-      docker.getContainer(id).inspect().then((info) => {
-        if (info.State.Paused && !done) {
-          done = true;
-          clearInterval(poll);
-          void act(child);
-        }
-      }, () => undefined);
-    }, 10);
-    child.on('close', () => clearInterval(poll));
-  };
-}
 
 const errorLines = (stderr: string) => stderr.split('\n').filter((l) => l.startsWith('error: '));
 
@@ -79,7 +43,7 @@ describe('faults: the registry, the disk and the engine failing under a backup',
       const r = await runCli(['backup', '--containers', name, '--destination', destination, '--tag', 'down', '--registry-username', own.username, '--registry-password-stdin'], {
         input: own.password,
         env: { DOCKER_CONFIG: '/nonexistent' },
-        onSpawn: whilePaused(id, () => own.halt()),
+        onSpawn: whenContainer(id, (info) => info.State.Paused, () => void own.halt()),
       });
       expect(r.code).toBe(1);
       expect(errorLines(r.stderr)).toHaveLength(1);
@@ -157,7 +121,7 @@ describe('faults: the registry, the disk and the engine failing under a backup',
     const r = await runCli(['backup', '--containers', bigLayer.name, '--destination', destination, '--tag', 'term', '--registry-username', registry.username, '--registry-password-stdin'], {
       input: registry.password,
       env: { DOCKER_CONFIG: '/nonexistent' },
-      onSpawn: afterThePause(bigLayer.id, (child) => {
+      onSpawn: whenContainer(bigLayer.id, afterItsPause(), (child) => {
         sent = true;
         child.kill('SIGTERM');
       }),
@@ -174,7 +138,7 @@ describe('faults: the registry, the disk and the engine failing under a backup',
     let sent = false;
     const main = await runStep('.', { containers: bigLayer.name, destination, tag: 'kill', 'registry-username': registry.username, 'registry-password': registry.password }, {
       env: { DOCKER_CONFIG: '/nonexistent' },
-      onSpawn: afterThePause(bigLayer.id, (child) => {
+      onSpawn: whenContainer(bigLayer.id, afterItsPause(), (child) => {
         sent = true;
         child.kill('SIGKILL');
       }),

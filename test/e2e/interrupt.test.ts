@@ -3,7 +3,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { stateDir, tempTagPrefix } from '../../src/core/recovery.js';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { Resources, commitsOf, docker, runBigVolumeContainer, runContainer } from '../support/fixtures.js';
+import { Resources, commitsOf, docker, runBigVolumeContainer, runContainer, whenContainer } from '../support/fixtures.js';
 import { runCli } from '../support/runner.js';
 
 describe('an interrupted backup', () => {
@@ -16,22 +16,10 @@ describe('an interrupted backup', () => {
 
     let signalled = false;
     const result = await runCli(['backup', '--containers', name, '--destination', `dir:${store}`, '--tag', 'cut'], {
-      onSpawn: (child) => {
-        const poll = setInterval(() => {
-          docker
-            .getContainer(id)
-            .inspect()
-            .then((info) => {
-              if (info.State.Paused && !signalled) {
-                signalled = true;
-                clearInterval(poll);
-                child.kill(signal);
-              }
-            })
-            .catch(() => undefined);
-        }, 10);
-        child.on('close', () => clearInterval(poll));
-      },
+      onSpawn: whenContainer(id, (info) => info.State.Paused, (child) => {
+        signalled = true;
+        child.kill(signal);
+      }),
     });
     expect(signalled, result.stderr).toBe(true);
     expect(result.code).toBe(signal === 'SIGINT' ? 130 : 143);
@@ -49,18 +37,10 @@ describe('an interrupted backup', () => {
     const journalDir = join(stateDir(process.env), 'journal');
     let killed = false;
     const result = await runCli(['backup', '--containers', name, '--destination', `dir:${store}`, '--tag', 'killed'], {
-      onSpawn: (child) => {
-        const poll = setInterval(() => {
-          docker.getContainer(id).inspect().then((info) => {
-            if (info.State.Paused && !killed) {
-              killed = true;
-              clearInterval(poll);
-              child.kill('SIGKILL');
-            }
-          }, () => undefined);
-        }, 10);
-        child.on('close', () => clearInterval(poll));
-      },
+      onSpawn: whenContainer(id, (info) => info.State.Paused, (child) => {
+        killed = true;
+        child.kill('SIGKILL');
+      }),
     });
     expect(killed, result.stderr).toBe(true);
     expect(result.code).toBe(128);
@@ -89,18 +69,10 @@ describe('an interrupted backup', () => {
     const { name, id } = await runBigVolumeContainer(res, suffix, inject('fixtureImage'), 160);
     let sent = false;
     const result = await runCli(['backup', '--containers', name, '--destination', `dir:${store}`, '--tag', 'stopped', '--stop', '--stop-timeout', '1'], {
-      onSpawn: (child) => {
-        const poll = setInterval(() => {
-          docker.getContainer(id).inspect().then((info) => {
-            if (!info.State.Running && info.State.Status === 'exited' && !sent) {
-              sent = true;
-              clearInterval(poll);
-              child.kill(signal);
-            }
-          }, () => undefined);
-        }, 10);
-        child.on('close', () => clearInterval(poll));
-      },
+      onSpawn: whenContainer(id, (info) => !info.State.Running && info.State.Status === 'exited', (child) => {
+        sent = true;
+        child.kill(signal);
+      }),
     });
     expect(sent, result.stderr).toBe(true);
     return { id, store, result };

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { join } from 'node:path';
-import { backup, restore } from '../../src/commands.js';
-import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
+import { backup } from '../../src/commands.js';
+import { parseBackupInputs } from '../../src/core/inputs.js';
+import { markersInSnapshot } from '../support/restored.js';
 import { Resources, commitsOf, docker, quietLog, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
 
 describe('pre-command and post-command run inside each container around its snapshot', () => {
@@ -19,18 +20,6 @@ describe('pre-command and post-command run inside each container around its snap
     return { name, volume, suffix };
   }
 
-  /** Which marker files the snapshot's /data holds: restored beside the original, not started. */
-  async function snapshotMarkers(tag: string, c: { name: string; volume: string; suffix: string }, markers: string[]) {
-    const copy = res.name(`${c.suffix}-copy-${tag}`);
-    const inputs: Record<string, string> = { source: `dir:${store}`, snapshot: tag, containers: c.name, rename: `${c.name}=${copy},${c.volume}=${res.volume(`${c.suffix}-copy-${tag}-data`)}`, start: 'never' };
-    const r = await restore(parseRestoreInputs((n) => inputs[n] ?? ''), { log: quietLog, env });
-    expect(r.failed, JSON.stringify(r.containers)).toBe(0);
-    res.image((await docker.getContainer(copy).inspect()).Config.Image);
-    const out: Record<string, boolean> = {};
-    for (const m of markers) out[m] = await has(copy, `/data/${m}`);
-    return out;
-  }
-
   beforeAll(() => {
     store = join(res.tempDir(), 'store');
   });
@@ -43,7 +32,7 @@ describe('pre-command and post-command run inside each container around its snap
     expect(result.failed, JSON.stringify(result.containers)).toBe(0);
     expect(quietLog.lines.join('\n')).toContain(`${c.name} pre-command> flushing`);
     expect({ pre: await has(c.name, '/data/pre'), post: await has(c.name, '/data/post') }).toEqual({ pre: true, post: true });
-    expect(await snapshotMarkers('both', c, ['pre', 'post'])).toEqual({ pre: true, post: false });
+    expect(await markersInSnapshot(res, store, 'both', c, ['pre', 'post'])).toEqual({ pre: true, post: false });
   });
 
   it('labels give a container its own commands; an empty label turns the input off', async () => {
@@ -51,8 +40,8 @@ describe('pre-command and post-command run inside each container around its snap
     const none = await app('none', { 'container-snapshot.pre': '' });
     const result = await run({ containers: `${own.name},${none.name}`, destination: `dir:${store}`, tag: 'labels', 'pre-command': 'echo input > /data/input' });
     expect(result.failed, JSON.stringify(result.containers)).toBe(0);
-    expect(await snapshotMarkers('labels', own, ['own', 'input'])).toEqual({ own: true, input: false });
-    expect(await snapshotMarkers('labels', none, ['own', 'input'])).toEqual({ own: false, input: false });
+    expect(await markersInSnapshot(res, store, 'labels', own, ['own', 'input'])).toEqual({ own: true, input: false });
+    expect(await markersInSnapshot(res, store, 'labels', none, ['own', 'input'])).toEqual({ own: false, input: false });
   });
 
   it('a failing pre-command fails that container only; its post-command still runs; nothing is left paused or committed', async () => {

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { join } from 'node:path';
-import { backup, restore } from '../../src/commands.js';
-import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
+import { backup } from '../../src/commands.js';
+import { parseBackupInputs } from '../../src/core/inputs.js';
+import { markersInSnapshot } from '../support/restored.js';
 import { Resources, docker, quietLog, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
 
 /** A container that writes a file when told to stop (as a database flushes), and logs each start. */
@@ -21,17 +22,6 @@ describe('stop: the container is stopped for its snapshot and started again', ()
     return { name, volume, suffix };
   }
 
-  /** The snapshot's /data, restored beside the original under new names. */
-  async function restoredData(tag: string, c: { name: string; volume: string; suffix: string }) {
-    const copy = res.name(`${c.suffix}-copy`);
-    const inputs: Record<string, string> = { source: `dir:${store}`, snapshot: tag, containers: c.name, rename: `${c.name}=${copy},${c.volume}=${res.volume(`${c.suffix}-copy-data`)}`, start: 'never' };
-    const r = await restore(parseRestoreInputs((n) => inputs[n] ?? ''), { log: quietLog, env });
-    expect(r.failed, JSON.stringify(r.containers)).toBe(0);
-    res.image((await docker.getContainer(copy).inspect()).Config.Image);
-    const has = (path: string) => treeDigest(copy, path).then(() => true, () => false);
-    return { flushed: await has('/data/flushed') };
-  }
-
   beforeAll(() => {
     store = join(res.tempDir(), 'store');
   });
@@ -49,7 +39,7 @@ describe('stop: the container is stopped for its snapshot and started again', ()
     expect(after.State.Running).toBe(true);
     expect(after.State.StartedAt).not.toBe(before.State.StartedAt);
     // The set is the state after the application flushed, and says the container was running.
-    expect(await restoredData('stopped', c)).toEqual({ flushed: true });
+    expect(await markersInSnapshot(res, store, 'stopped', c, ['flushed'])).toEqual({ flushed: true });
   });
 
   it('the label container-snapshot.stop=true stops its container only; the others are paused', async () => {
@@ -63,8 +53,8 @@ describe('stop: the container is stopped for its snapshot and started again', ()
     expect([by(plain).stoppedMs, by(optedOut).stoppedMs]).toEqual([0, 0]);
     expect(by(plain).pausedMs).toBeGreaterThan(0);
     for (const c of [labelled, plain, optedOut]) expect((await docker.getContainer(c.name).inspect()).State.Running).toBe(true);
-    expect(await restoredData('labels', labelled)).toEqual({ flushed: true });
-    expect(await restoredData('labels', plain)).toEqual({ flushed: false });
+    expect(await markersInSnapshot(res, store, 'labels', labelled, ['flushed'])).toEqual({ flushed: true });
+    expect(await markersInSnapshot(res, store, 'labels', plain, ['flushed'])).toEqual({ flushed: false });
   });
 
   it('stop: true takes a container that is not running as it is, and leaves it so', async () => {

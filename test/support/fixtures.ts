@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tar from 'tar-stream';
+import type { ChildProcess } from 'node:child_process';
 import type { Logger } from '../../src/core/log.js';
 
 export const docker = new Docker();
@@ -153,3 +154,33 @@ export async function runBigVolumeContainer(res: Resources, suffix: string, imag
   }, 60_000);
   return { name, id: (await docker.getContainer(name).inspect()).Id };
 }
+
+/**
+ * For runCli's and runStep's onSpawn: polls the container every 10 ms and, the first time `when`
+ * holds for its inspect, calls `act` with the child process (to signal it at a chosen moment).
+ */
+export function whenContainer(id: string, when: (info: Docker.ContainerInspectInfo) => boolean, act: (child: ChildProcess) => void): (child: ChildProcess) => void {
+  return (child) => {
+    let done = false;
+    const poll = setInterval(() => {
+      docker.getContainer(id).inspect().then((info) => {
+        if (!done && when(info)) {
+          done = true;
+          clearInterval(poll);
+          act(child);
+        }
+      }, () => undefined);
+    }, 10);
+    child.on('close', () => clearInterval(poll));
+  };
+}
+
+/** A `when` for whenContainer: the backup has paused the container, and unpaused it again. */
+export function afterItsPause(): (info: Docker.ContainerInspectInfo) => boolean {
+  let seenPaused = false;
+  return (info) => {
+    if (info.State.Paused) seenPaused = true;
+    return seenPaused && !info.State.Paused;
+  };
+}
+
