@@ -6,6 +6,7 @@ import { InputError, parseCredentials, parseSnapshotRef } from './core/options.j
 import { errorMessage, type Logger } from './core/log.js';
 import { guarded } from './core/undo.js';
 import { fileJournal } from './core/recovery.js';
+import { guardedRestore, restoreJournal } from './snapshot/restore-journal.js';
 import { Engine } from './engine/engine.js';
 import { failureLine, setsTable } from './report.js';
 
@@ -135,7 +136,9 @@ async function main(argv: string[]): Promise<number> {
     return failures(result.containers.map((c) => ({ name: c.name, error: c.error, failed: c.status === 'failed' })));
   }
   if (command === 'restore') {
-    const result = await restore(parseRestoreInputs(get), deps);
+    const opts = parseRestoreInputs(get);
+    const handle = restoreJournal(process.env);
+    const result = await guardedRestore(handle, cliLogger, () => restore(opts, { ...deps, txn: handle.txn }));
     print(JSON.stringify({ snapshot: result.tag, failed: result.failed, containers: result.containers }, null, 2));
     return failures(result.containers.map((c) => ({ name: c.from, error: c.error, failed: c.status === 'failed' })));
   }

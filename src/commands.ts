@@ -5,6 +5,8 @@ import { recoverAbandoned } from './core/recovery.js';
 import { openDestination, type Destination, type OpenOptions } from './destinations/index.js';
 import { runBackup, type BackupResult, type Journal } from './snapshot/backup.js';
 import { findSet, runRestore, verifyContainers, type RestoreResult } from './snapshot/restore.js';
+import { recoverAbandonedRestores } from './snapshot/restore-journal.js';
+import type { RestoreTransaction } from './snapshot/transaction.js';
 import type { SetSummary } from './snapshot/manifest.js';
 
 /** What every command needs from its caller (the action or the CLI). */
@@ -14,6 +16,8 @@ export interface Deps {
   engine?: Engine;
   onSecret?: (secret: string) => void;
   journal?: Journal;
+  /** A restore's transaction (journalled by the caller); one in memory when absent. */
+  txn?: RestoreTransaction;
 }
 
 function open(spec: DestinationSpec, credentials: Credentials, deps: Deps, extra: Pick<OpenOptions, 'retentionDays' | 'artifactRun'> = {}): Promise<Destination> {
@@ -27,7 +31,10 @@ export async function backup(opts: BackupOptions, deps: Deps): Promise<BackupRes
     deps.log.warning(`retention-days ${opts.retentionDays} has no effect: it applies to artifact: destinations only.`);
   }
   const engine = deps.engine ?? new Engine();
-  if (!opts.dryRun) await recoverAbandoned(engine, deps.log, deps.env);
+  if (!opts.dryRun) {
+    await recoverAbandoned(engine, deps.log, deps.env);
+    await recoverAbandonedRestores(engine, deps.log, deps.env);
+  }
   return runBackup(opts, { engine, destinations, log: deps.log, env: deps.env, journal: deps.journal });
 }
 
@@ -37,7 +44,8 @@ export async function restore(opts: RestoreOptions, deps: Deps): Promise<Restore
   // The engine first: an unreachable one fails at once, not after every blob was read and checked.
   await engine.info();
   await recoverAbandoned(engine, deps.log, deps.env);
-  return runRestore(opts, { engine, source, log: deps.log });
+  await recoverAbandonedRestores(engine, deps.log, deps.env);
+  return runRestore(opts, { engine, source, log: deps.log, txn: deps.txn });
 }
 
 export async function list(spec: DestinationSpec, credentials: Credentials, deps: Deps, artifactRun?: ArtifactRun): Promise<SetSummary[]> {

@@ -1,6 +1,8 @@
 import * as core from '@actions/core';
 import { fileJournal } from '../core/recovery.js';
 import { emptyUndo, parsePending, type PendingUndo, type UndoJournal } from '../core/undo.js';
+import { restoreJournal } from '../snapshot/restore-journal.js';
+import type { RestorePending, RestoreTransaction } from '../snapshot/transaction.js';
 
 /** The whole contract between the backup's main step and its post step: what is still to undo. */
 const KEY = 'pending';
@@ -16,4 +18,17 @@ export function readPending(): PendingUndo {
  */
 export function stateJournal(): { journal: UndoJournal; close(): void } {
   return fileJournal(process.env, (pending) => core.saveState(KEY, JSON.stringify(pending)));
+}
+
+/** The contract between the restore's main step and its post step: what it has not committed. */
+const RESTORE_KEY = 'restore-pending';
+
+export function readRestorePending(): RestorePending | undefined {
+  const raw = core.getState(RESTORE_KEY);
+  return raw ? (JSON.parse(raw) as RestorePending) : undefined;
+}
+
+/** A restore journal that also saves its pending changes as step state, for the post step. */
+export function restoreStateJournal(): { txn: RestoreTransaction; close(): void } {
+  return restoreJournal(process.env, (pending) => core.saveState(RESTORE_KEY, JSON.stringify(pending)));
 }

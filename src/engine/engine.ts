@@ -293,6 +293,18 @@ export class Engine {
     const c = await call(`create container ${opts.name ?? ''}`.trim(), () => this.docker.createContainer(opts));
     return c.id;
   }
+
+  /** Containers, in any state, carrying the label `key` (any value): ID, own name and the label's value. */
+  async containersLabelled(key: string): Promise<Array<{ id: string; name: string; value: string }>> {
+    const list = await call(`list containers labelled ${key}`, () => this.docker.listContainers({ all: true, filters: { label: [key] } }));
+    return list.map((c) => ({ id: c.Id, name: ownName(c.Names, c.Id), value: c.Labels?.[key] ?? '' }));
+  }
+
+  /** Volumes carrying the label `key` (any value): name and the label's value. */
+  async volumesLabelled(key: string): Promise<Array<{ name: string; value: string }>> {
+    const res = await call(`list volumes labelled ${key}`, () => this.docker.listVolumes({ filters: { label: [key] } }));
+    return (res.Volumes ?? []).map((v) => ({ name: v.Name, value: (v.Labels as Record<string, string> | null)?.[key] ?? '' }));
+  }
 }
 
 export { EngineError, NotFoundError, ConflictError, UnreachableError };

@@ -1,5 +1,5 @@
 import '../shims.js';
 import { run } from '../action/run.js';
-import { main } from './main.js';
+import { main, post } from './main.js';
 
-await run(main);
+await run(main, post);

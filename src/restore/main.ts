@@ -1,8 +1,11 @@
 import * as core from '@actions/core';
 import { actionLogger } from '../action/run.js';
+import { readRestorePending, restoreStateJournal } from '../action/state.js';
 import { restore } from '../commands.js';
 import { Input, parseRestoreInputs } from '../core/inputs.js';
+import { Engine } from '../engine/engine.js';
 import { failureLine, restoreSummary } from '../report.js';
+import { guardedRestore, recoverAbandonedRestores, rollBackAll } from '../snapshot/restore-journal.js';
 
 export async function main(): Promise<void> {
   const password = core.getInput(Input.RegistryPassword);
@@ -10,11 +13,24 @@ export async function main(): Promise<void> {
   const token = core.getInput(Input.GithubToken);
   if (token) core.setSecret(token);
   const opts = parseRestoreInputs((name) => core.getInput(name));
-  const result = await restore(opts, { log: actionLogger, env: process.env, onSecret: (s) => core.setSecret(s) });
+  const handle = restoreStateJournal();
+  const result = await guardedRestore(handle, actionLogger, () =>
+    restore(opts, { log: actionLogger, env: process.env, onSecret: (s) => core.setSecret(s), txn: handle.txn }),
+  );
   core.setOutput('snapshot', result.tag);
   core.setOutput('containers', JSON.stringify(result.containers));
   core.setOutput('failed', String(result.failed));
   await core.summary.addRaw(restoreSummary(result)).write();
   const failed = failureLine(result.containers.map((c) => ({ name: c.from, error: c.error, failed: c.status === 'failed' })), 'not restored');
   if (failed) throw new Error(failed);
+}
+
+/** Puts back what an interrupted main step changed and did not commit (it must be loud when it cannot). */
+export async function post(): Promise<void> {
+  const pending = readRestorePending();
+  const engine = new Engine();
+  const problems = pending && pending.targets.length > 0 ? await rollBackAll(engine, pending, actionLogger) : [];
+  if (problems.length > 0) core.setFailed(`Putting back what the interrupted restore changed failed: ${problems.join('; ')}`);
+  // The main step's own journal file, if it was killed before removing it.
+  else await recoverAbandonedRestores(engine, actionLogger, process.env);
 }

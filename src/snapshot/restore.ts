@@ -1,20 +1,24 @@
 import { randomBytes } from 'node:crypto';
-import { posix } from 'node:path';
-import tar from 'tar-stream';
+import type { Readable } from 'node:stream';
 import type { RestoreOptions } from '../core/options.js';
 import { errorMessage, type Logger } from '../core/log.js';
 import { repoComponent } from '../core/names.js';
-import { ConflictError, type Engine } from '../engine/engine.js';
+import { ConflictError, type ContainerInspect, type Engine } from '../engine/engine.js';
 import { SET_SCOPE, type BlobScope, type Destination } from '../destinations/types.js';
 import { openContent, verifyBlob } from './blobs.js';
 import { loadArchive } from './image-archive.js';
 import type { ContainerRecord, SnapshotSet, VolumeRecord } from './manifest.js';
-import { containerReferences, createNetworkOptions, createOptions, renameReferences } from './spec.js';
+import { captureSpec, containerReferences, createNetworkOptions, createOptions, renameReferences } from './spec.js';
+import { Filler, RUN_LABEL } from './fill.js';
+import { InterruptedError, RestoreTransaction, rollBackTarget, type ReplacedVolume } from './transaction.js';
+import { mountsToTake } from './volumes.js';
 
 export interface RestoreContext {
   engine: Engine;
   source: Destination;
   log: Logger;
+  /** Records each change before it is made, so an interruption can be put back (one in memory by default). */
+  txn?: RestoreTransaction;
 }
 
 export interface RestoredContainer {
@@ -92,42 +96,37 @@ export async function verifyContainers(source: Destination, containers: Containe
   return count;
 }
 
-async function countEntries(stream: NodeJS.ReadableStream, limit: number): Promise<number> {
-  const extract = tar.extract();
-  stream.on('error', (err: Error) => extract.destroy(err));
-  stream.pipe(extract);
-  let n = 0;
-  for await (const entry of extract) {
-    entry.resume();
-    if (++n >= limit) {
-      extract.destroy();
-      (stream as NodeJS.ReadableStream & { destroy?: () => void }).destroy?.();
-      break;
-    }
-  }
-  return n;
+/**
+ * Mount points of `c` that come from another container through `--volumes-from`: those it does
+ * not declare itself (its binds, mounts and `Config.Volumes`). They belong to that container and
+ * are restored through it, never through `c`.
+ */
+export function inheritedMounts(c: ContainerRecord): Set<string> {
+  const hc = c.spec.hostConfig;
+  if (!((hc.VolumesFrom as string[] | null) ?? []).length) return new Set();
+  const own = new Set<string>([
+    ...((hc.Binds as string[] | null) ?? []).map((b) => b.split(':')[1]),
+    ...((hc.Mounts as Array<{ Target?: string }> | null) ?? []).map((m) => m.Target ?? ''),
+    ...Object.keys((c.spec.config.Volumes as Record<string, unknown> | null) ?? {}),
+  ]);
+  return new Set(c.volumes.filter((v) => !own.has(v.destination)).map((v) => v.destination));
 }
 
-type Mount = { Type: 'volume' | 'bind'; Source: string; Target: string; VolumeOptions?: { NoCopy: boolean } };
-
-interface Aside {
-  id: string;
-  name: string;
-  wasRunning: boolean;
-  wasPaused: boolean;
+/** A local-driver volume mounted as tmpfs: its content lives in memory only, and nothing on disk can be clobbered. */
+export function isTmpfs(v: VolumeRecord): boolean {
+  return v.driverOptions?.type === 'tmpfs' || v.driverOptions?.device === 'tmpfs';
 }
 
-/** What one container's restore changed, so a failure can put things back. */
-interface Changes {
-  createdVolumes: string[];
-  container?: string;
+/** The old container and the volume mount points a restore takes over from it. */
+function anonymousVolumes(info: ContainerInspect): Array<{ destination: string; volume: string }> {
+  return mountsToTake(info, { includeVolumes: true, includeBindMounts: false })
+    .filter((m) => m.anonymous)
+    .map((m) => ({ destination: m.destination, volume: m.name }));
 }
 
 class ContainerRestore {
   /** Volumes already filled by this run (two containers of a set may share one). */
   private readonly filled = new Set<string>();
-  /** With replace: the old containers, stopped and renamed, by the name they are restored under. */
-  private readonly asides = new Map<string, Aside>();
 
   constructor(
     private readonly ctx: RestoreContext,
@@ -135,14 +134,30 @@ class ContainerRestore {
     private readonly set: SnapshotSet,
     /** Names of the containers this run restores: their old instances may be replaced. */
     private readonly targets: Set<string>,
+    private readonly txn: RestoreTransaction,
   ) {}
 
   private volumeName(v: VolumeRecord): string {
     return this.opts.rename.get(v.name) ?? v.name;
   }
 
+  /** The container's own named volumes to restore (inherited ones belong to their owner). */
   private namedVolumes(c: ContainerRecord): VolumeRecord[] {
-    return this.opts.includeVolumes ? c.volumes.filter((v) => v.type === 'volume' && !v.anonymous) : [];
+    if (!this.opts.includeVolumes) return [];
+    const inherited = inheritedMounts(c);
+    return c.volumes.filter((v) => v.type === 'volume' && !v.anonymous && !inherited.has(v.destination));
+  }
+
+  private filler(image: string): Filler {
+    return new Filler(this.ctx.engine, image, this.txn.pending.run);
+  }
+
+  /** Opens a volume's verified content; a cancelled restore destroys it. */
+  private content(c: ContainerRecord, v: VolumeRecord): () => Promise<Readable> {
+    return async () => {
+      this.txn.checkpoint();
+      return this.txn.track(await openContent(this.ctx.source, SET_SCOPE, v.blob, `${c.name} volume ${v.name || v.destination}`));
+    };
   }
 
   /** Loads the container's image unless the engine has it; `loaded` says whether this restore added it. */
@@ -162,42 +177,32 @@ class ContainerRestore {
     return { ref, loaded: true };
   }
 
-  /** Runs `fn` with a never-started container of `image` that mounts `mounts`. */
-  private async withHelper<T>(image: string, mounts: Mount[], fn: (id: string) => Promise<T>): Promise<T> {
-    const { engine } = this.ctx;
-    const id = await engine.createContainer({ Image: image, Entrypoint: ['/csx-helper'], HostConfig: { Mounts: mounts } } as never);
-    try {
-      return await fn(id);
-    } finally {
-      // With its anonymous volumes: the snapshot image may declare VOLUMEs, which the helper gets.
-      await engine.removeContainer(id, { force: true, volumes: true });
-    }
-  }
-
-  /** Whether a volume or host path holds anything, seen through a helper that copies nothing into it. */
-  private hasData(image: string, mount: Omit<Mount, 'Target'>): Promise<boolean> {
-    const m: Mount = { ...mount, Target: '/csx-probe', ...(mount.Type === 'volume' ? { VolumeOptions: { NoCopy: true } } : {}) };
-    return this.withHelper(image, [m], async (id) => (await countEntries(await this.ctx.engine.getArchive(id, '/csx-probe'), 2)) > 1);
-  }
-
-  /** Everything that would make this restore clobber something, checked before any change. */
+  /** Everything that would make this restore clobber something, or fail half-way, checked before any change. */
   async conflicts(c: ContainerRecord, target: string, image: string): Promise<string[]> {
     const { engine } = this.ctx;
+    const filler = this.filler(image);
     const found: string[] = [];
-    if (!this.opts.replace && (await engine.findContainer(target))) found.push(`container '${target}' exists`);
+    if (!this.opts.replace && (await engine.findContainer(target))) found.push(`container '${target}' exists; replace: true (--replace) replaces it`);
+    for (const ref of containerReferences(renameReferences(c.spec, this.opts.rename).hostConfig)) {
+      if (!this.targets.has(ref) && !(await engine.findContainer(ref))) {
+        found.push(`it needs container '${ref}' (volumes-from, links or a shared namespace), which is neither restored now nor on the engine`);
+      }
+    }
     for (const v of this.namedVolumes(c)) {
       const name = this.volumeName(v);
       if (!(await engine.inspectVolume(name))) {
-        if (v.driverOptions?.device && !this.opts.replace) found.push(`volume '${name}' would be created on ${v.driverOptions.device}, which may hold data`);
+        if (v.driverOptions?.device && !isTmpfs(v) && !this.opts.replace) found.push(`volume '${name}' would be created on ${v.driverOptions.device}, which may hold data (replace to write there)`);
         continue;
       }
       const others = (await engine.volumeUsers(name)).filter((u) => !(this.opts.replace && this.targets.has(u.name)));
       if (others.length > 0) found.push(`volume '${name}' is in use by ${others.map((u) => u.name).join(', ')}`);
-      else if (!this.opts.replace && (await this.hasData(image, { Type: 'volume', Source: name }))) found.push(`volume '${name}' exists and is not empty`);
+      else if (!this.opts.replace && !isTmpfs(v) && (await filler.volumeHasData(name))) found.push(`volume '${name}' exists and is not empty (replace, or rename it)`);
     }
     if (this.opts.includeVolumes && !this.opts.replace) {
-      for (const v of c.volumes.filter((m) => m.type === 'bind' && m.source)) {
-        if (await this.hasData(image, { Type: 'bind', Source: v.source! })) found.push(`host path '${v.source}' is not empty`);
+      const inherited = inheritedMounts(c);
+      for (const v of c.volumes.filter((m) => m.type === 'bind' && m.source && !inherited.has(m.destination))) {
+        const probe = await filler.probeHostPath(v.source!);
+        if (probe.hasData) found.push(`host path '${v.source}' ${probe.kind === 'directory' ? 'is not empty' : 'exists'}`);
       }
     }
     return found;
@@ -207,72 +212,96 @@ class ContainerRestore {
    * With replace, before any other change: each old container is stopped and kept aside under
    * another name until its replacement runs (all of them first, since they may share volumes).
    */
-  async setAside(target: string): Promise<void> {
+  async setAside(target: string, image: string): Promise<void> {
     const { engine, log } = this.ctx;
     const old = await engine.findContainer(target);
     if (!old) return;
-    const wasRunning = old.State.Running;
-    const wasPaused = old.State.Paused;
-    if (wasPaused) await engine.unpause(old.Id);
-    if (wasRunning) await engine.stop(old.Id); // its own stop signal and timeout
-    const name = `${target}-replaced-${randomBytes(3).toString('hex')}`;
-    await engine.renameContainer(old.Id, name);
-    this.asides.set(target, { id: old.Id, name, wasRunning, wasPaused });
-    log.info(`${target}: the existing container is stopped and kept as '${name}' until the restore succeeds`);
+    const asideName = `${target}-replaced-${randomBytes(3).toString('hex')}`;
+    this.txn.record(target, (e) => {
+      e.image = image;
+      e.aside = { id: old.Id, asideName, wasRunning: old.State.Running, wasPaused: old.State.Paused };
+    });
+    if (old.State.Paused) await engine.unpause(old.Id);
+    if (old.State.Running) await engine.stop(old.Id); // its own stop signal and timeout
+    await engine.renameContainer(old.Id, asideName);
+    log.info(`${target}: the existing container is stopped and kept as '${asideName}' until the restore succeeds`);
   }
 
-  /** Removes old containers set aside that still hold a volume about to be replaced. */
-  private async releaseVolume(c: ContainerRecord, volume: string): Promise<void> {
+  /**
+   * Old containers set aside that still use a volume about to be emptied are removed, their
+   * writable layer committed first so that a rollback can create them again.
+   */
+  private async releaseVolume(volume: string): Promise<void> {
     const { engine, log } = this.ctx;
-    const users = new Set((await engine.volumeUsers(volume)).map((u) => u.id));
-    for (const [target, aside] of this.asides) {
-      if (!users.has(aside.id)) continue;
-      // Its data is replaced by the verified snapshot; it can no longer be put back.
-      await engine.removeContainer(aside.id, { force: true, volumes: true });
-      this.asides.delete(target);
-      log.info(`${c.name}: removed the replaced container '${aside.name}' to replace volume '${volume}'`);
+    for (const user of await engine.volumeUsers(volume)) {
+      const owner = this.txn.asideOf(user.id);
+      if (!owner?.aside) throw new RestoreError(`volume '${volume}' is in use by ${user.name}; cannot replace it`);
+      const info = await engine.inspectContainer(user.id);
+      const ref = { repo: `container-snapshot-aside/${user.id.slice(0, 12)}`, tag: `p${process.pid}-${randomBytes(3).toString('hex')}` };
+      // Without its environment (passwords): the committed image carries it, and the journal must not.
+      const { Env: _env, ...config } = captureSpec(info, new Map()).config;
+      const spec = { ...captureSpec(info, new Map()), config };
+      this.txn.record(owner.target, (e) => {
+        e.aside!.removed = { image: `${ref.repo}:${ref.tag}`, spec, anonymous: anonymousVolumes(info) };
+      });
+      await engine.commit(user.id, { pause: false, ...ref });
+      await engine.removeContainer(user.id, { force: true, volumes: false });
+      log.info(`${owner.target}: the replaced container '${owner.aside.asideName}' is removed to replace volume '${volume}' (committed, to be put back if the restore fails)`);
     }
   }
 
-  private async prepareVolumes(c: ContainerRecord, image: string, changes: Changes): Promise<void> {
+  /** Empties an existing volume for the snapshot's content, keeping its old content aside until the restore commits. */
+  private async replaceVolume(c: ContainerRecord, target: string, v: VolumeRecord, image: string): Promise<void> {
     const { engine } = this.ctx;
-    const toFill: VolumeRecord[] = [];
+    const name = this.volumeName(v);
+    const old = (await engine.inspectVolume(name))!;
+    const hasData = !isTmpfs(v) && (await this.filler(image).volumeHasData(name));
+    const aside = hasData ? `${name}-aside-${randomBytes(3).toString('hex')}` : undefined;
+    const record: ReplacedVolume = { name, aside, kept: false, driver: old.Driver, driverOpts: (old.Options as Record<string, string> | null) ?? {}, labels: (old.Labels as Record<string, string> | null) ?? {} };
+    this.txn.record(target, (e) => {
+      e.image = image;
+      e.replaced.push(record);
+    });
+    if (aside) {
+      await engine.createVolume({ name: aside, labels: { [RUN_LABEL]: this.txn.pending.run } });
+      await this.filler(image).copyVolume(name, aside);
+    }
+    this.txn.record(target, () => (record.kept = true));
+    await this.releaseVolume(name);
+    this.txn.checkpoint();
+    try {
+      await engine.removeVolume(name);
+    } catch (err) {
+      if (err instanceof ConflictError) throw new RestoreError(`${c.name}: volume '${name}' is in use by another container; cannot replace it`);
+      throw err;
+    }
+    await engine.createVolume({ name, driver: v.driver, driverOpts: v.driverOptions, labels: v.labels });
+  }
+
+  private async prepareVolumes(c: ContainerRecord, target: string, image: string): Promise<void> {
+    const { engine, log } = this.ctx;
     for (const v of this.namedVolumes(c)) {
       const name = this.volumeName(v);
       if (this.filled.has(name)) continue;
       if (await engine.inspectVolume(name)) {
-        if (!this.opts.replace) {
-          toFill.push(v);
-          continue;
+        if (this.opts.replace) await this.replaceVolume(c, target, v, image);
+        else {
+          // Empty and unused (checked): a rollback empties it again.
+          const old = (await engine.inspectVolume(name))!;
+          this.txn.record(target, (e) => e.replaced.push({ name, kept: true, driver: old.Driver, driverOpts: (old.Options as Record<string, string> | null) ?? {}, labels: (old.Labels as Record<string, string> | null) ?? {} }));
         }
-        await this.releaseVolume(c, name);
-        try {
-          await engine.removeVolume(name);
-        } catch (err) {
-          if (err instanceof ConflictError) throw new RestoreError(`${c.name}: volume '${name}' is in use by another container; cannot replace it`);
-          throw err;
-        }
-        await engine.createVolume({ name, driver: v.driver, driverOpts: v.driverOptions, labels: v.labels });
       } else {
+        this.txn.record(target, (e) => e.createdVolumes.push(name));
         await engine.createVolume({ name, driver: v.driver, driverOpts: v.driverOptions, labels: v.labels });
-        changes.createdVolumes.push(name);
       }
-      toFill.push(v);
+      this.filled.add(name);
+      if (isTmpfs(v)) {
+        log.info(`${c.name}: volume '${name}' is a tmpfs volume: created as it was; its content lived in memory only and starts empty, as after any restart`);
+        continue;
+      }
+      // Filled before the container exists, so the engine finds it not empty and copies no image content in.
+      await this.filler(image).fillVolume(name, v.destination, this.content(c, v));
     }
-    if (toFill.length === 0) return;
-    // Filled before the container exists, so the engine finds them not empty and copies no image content in.
-    const mounts: Mount[] = toFill.map((v) => ({ Type: 'volume', Source: this.volumeName(v), Target: v.destination, VolumeOptions: { NoCopy: true } }));
-    await this.withHelper(image, mounts, async (id) => {
-      for (const v of toFill) {
-        await this.fill(c, id, v);
-        this.filled.add(this.volumeName(v));
-      }
-    });
-  }
-
-  private async fill(c: ContainerRecord, id: string, v: VolumeRecord): Promise<void> {
-    const content = await openContent(this.ctx.source, SET_SCOPE, v.blob, `${c.name} volume ${v.name || v.destination}`);
-    await this.ctx.engine.putArchive(id, posix.dirname(v.destination), content);
   }
 
   private async ensureNetworks(c: ContainerRecord): Promise<void> {
@@ -290,16 +319,34 @@ class ContainerRestore {
     return ['running', 'paused', 'restarting'].includes(c.status);
   }
 
-  private async create(c: ContainerRecord, target: string, image: string, changes: Changes): Promise<string> {
+  /** Fills the container's own anonymous volumes and bind mounts, each through a helper of its own. */
+  private async fillOwnMounts(c: ContainerRecord, id: string, image: string): Promise<void> {
+    if (!this.opts.includeVolumes) return;
+    const inherited = inheritedMounts(c);
+    const mounts = ((await this.ctx.engine.inspectContainer(id)).Mounts ?? []) as Array<{ Type?: string; Name?: string; Destination: string }>;
+    for (const v of c.volumes.filter((m) => (m.type === 'bind' || m.anonymous) && !inherited.has(m.destination))) {
+      if (v.type === 'bind') {
+        await this.filler(image).fillHostPath(v.source!, v.destination, this.content(c, v));
+        continue;
+      }
+      const volume = mounts.find((m) => m.Type === 'volume' && m.Destination === v.destination)?.Name;
+      if (!volume) throw new RestoreError(`${c.name}: the new container has no volume at ${v.destination}`);
+      await this.filler(image).fillVolume(volume, v.destination, this.content(c, v));
+    }
+  }
+
+  private async create(c: ContainerRecord, target: string, image: string): Promise<string> {
     const { engine } = this.ctx;
     await this.ensureNetworks(c);
     const { create, connect } = createOptions(renameReferences(c.spec, this.opts.rename), target, image);
+    this.txn.record(target, (e) => {
+      e.image = image;
+      e.creating = true;
+    });
     const id = await engine.createContainer(create);
-    changes.container = id;
-    if (this.opts.includeVolumes) {
-      for (const v of c.volumes.filter((m) => m.type === 'bind' || m.anonymous)) await this.fill(c, id, v);
-    }
+    await this.fillOwnMounts(c, id, image);
     for (const n of connect) await engine.connectNetwork(n.network, id, n.endpoint);
+    this.txn.checkpoint();
     if (this.shouldStart(c)) {
       await engine.start(id);
       if (c.status === 'paused' && this.opts.start === 'auto') await engine.pause(id);
@@ -307,36 +354,43 @@ class ContainerRestore {
     return id;
   }
 
-  /** Puts back what a failed restore changed; volumes that now hold the snapshot's data are kept. */
-  private async rollBack(target: string, changes: Changes): Promise<void> {
-    const { engine, log } = this.ctx;
-    if (changes.container) await engine.removeContainer(changes.container, { force: true, volumes: true }).catch(() => undefined);
-    for (const v of changes.createdVolumes) await engine.removeVolume(v).catch(() => undefined);
-    const aside = this.asides.get(target);
-    if (!aside) return;
-    this.asides.delete(target);
-    await engine.renameContainer(aside.id, target);
-    if (aside.wasRunning) await engine.start(aside.id);
-    if (aside.wasPaused) await engine.pause(aside.id);
-    log.info(`${target}: put the previous container back`);
+  /** Puts back what the restore of `target` changed, and forgets it. */
+  async rollBack(target: string): Promise<void> {
+    const e = this.txn.pending.targets.find((t) => t.target === target);
+    if (!e) return;
+    const problems = await rollBackTarget(this.ctx.engine, this.txn.pending.run, this.txn.pending.helperImage, e, this.ctx.log);
+    for (const v of e.replaced) this.filled.delete(v.name);
+    for (const v of e.createdVolumes) this.filled.delete(v);
+    if (problems.length > 0) throw new RestoreError(`${target}: could not put everything back: ${problems.join('; ')}`);
+    this.txn.committed(target);
+  }
+
+  /** The restore of `target` succeeded: what it kept aside is removed. */
+  private async commit(target: string): Promise<void> {
+    const { engine } = this.ctx;
+    const e = this.txn.pending.targets.find((t) => t.target === target);
+    if (!e) return;
+    const a = e.aside;
+    if (a && !a.removed) await engine.removeContainer(a.id, { force: true, volumes: true }).catch(() => undefined);
+    if (a?.removed) {
+      await engine.removeImage(a.removed.image, { force: true });
+      for (const v of a.removed.anonymous) await engine.removeVolume(v.volume).catch(() => undefined);
+    }
+    for (const v of e.replaced) if (v.aside) await engine.removeVolume(v.aside).catch(() => undefined);
+    this.txn.committed(target);
   }
 
   async restore(c: ContainerRecord, target: string, image: string): Promise<RestoredContainer> {
     const { engine } = this.ctx;
-    const changes: Changes = { createdVolumes: [] };
     let id: string;
     try {
-      await this.prepareVolumes(c, image, changes);
-      id = await this.create(c, target, image, changes);
+      await this.prepareVolumes(c, target, image);
+      id = await this.create(c, target, image);
     } catch (err) {
-      await this.rollBack(target, changes).catch((e: unknown) => this.ctx.log.error(`${target}: could not put things back: ${errorMessage(e)}`));
+      await this.rollBack(target).catch((e: unknown) => this.ctx.log.error(errorMessage(e)));
       throw err;
     }
-    const aside = this.asides.get(target);
-    if (aside) {
-      await engine.removeContainer(aside.id, { force: true, volumes: true });
-      this.asides.delete(target);
-    }
+    await this.commit(target);
     const info = await engine.inspectContainer(id);
     return { name: target, from: c.name, id, state: info.State.Paused ? 'paused' : info.State.Status, status: 'ok' };
   }
@@ -361,16 +415,23 @@ export function restoreOrder(containers: ContainerRecord[], rename: Map<string, 
   return ordered;
 }
 
+/**
+ * Restores the chosen containers of a set. Each container's restore is a transaction: a failure
+ * puts back what it changed and the others go on; a cancellation (`ctx.txn.abort()`) stops at the
+ * next step, puts back everything not committed and throws `InterruptedError`.
+ */
 export async function runRestore(opts: RestoreOptions, ctx: RestoreContext): Promise<RestoreResult> {
   const { log } = ctx;
+  const txn = ctx.txn ?? new RestoreTransaction(`memory/${process.pid}/${randomBytes(3).toString('hex')}`);
   const set = await findSet(ctx.source, opts.snapshot);
   log.info(`Restoring snapshot ${set.tag} (created ${set.created}) from ${ctx.source.label}`);
   const chosen = chooseContainers(set, opts);
   const blobs = await verifyContainers(ctx.source, chosen, opts.includeVolumes, log);
   log.info(`All ${blobs} blob(s) verified`);
-  const worker = new ContainerRestore(ctx, opts, set, new Set(chosen.map((c) => opts.rename.get(c.name) ?? c.name)));
+  const worker = new ContainerRestore(ctx, opts, set, new Set(chosen.map((c) => opts.rename.get(c.name) ?? c.name)), txn);
   const results: RestoredContainer[] = [];
   const fail = (c: ContainerRecord, target: string, err: unknown) => {
+    if (err instanceof InterruptedError) throw err;
     const r: RestoredContainer = { name: target, from: c.name, id: '', state: '', status: 'failed', error: errorMessage(err) };
     log.warning(`${c.name}: ${r.error}`);
     results.push(r);
@@ -382,41 +443,49 @@ export async function runRestore(opts: RestoreOptions, ctx: RestoreContext): Pro
     const ref = loadedFor.get(c);
     if (ref) await ctx.engine.removeImage(ref).catch(() => undefined);
   };
-  for (const c of restoreOrder(chosen, opts.rename)) {
-    const target = opts.rename.get(c.name) ?? c.name;
-    try {
-      const { ref: image, loaded } = await worker.loadImage(c);
-      if (loaded) loadedFor.set(c, image);
-      const conflicts = await worker.conflicts(c, target, image);
-      if (conflicts.length > 0) {
-        throw new RestoreError(`not restored: ${conflicts.join('; ')}. Set replace: true to replace, or rename it.`);
-      }
-      ready.push({ c, target, image });
-    } catch (err) {
-      await dropImage(c);
-      fail(c, target, err);
-    }
-  }
-  if (opts.replace) {
-    for (const { c, target } of [...ready]) {
+  try {
+    for (const c of restoreOrder(chosen, opts.rename)) {
+      const target = opts.rename.get(c.name) ?? c.name;
       try {
-        await worker.setAside(target);
+        txn.checkpoint();
+        const { ref: image, loaded } = await worker.loadImage(c);
+        if (loaded) loadedFor.set(c, image);
+        const conflicts = await worker.conflicts(c, target, image);
+        if (conflicts.length > 0) throw new RestoreError(`not restored: ${conflicts.join('; ')}.`);
+        ready.push({ c, target, image });
       } catch (err) {
-        ready.splice(ready.findIndex((r) => r.c === c), 1);
         await dropImage(c);
         fail(c, target, err);
       }
     }
-  }
-  for (const { c, target, image } of ready) {
-    try {
-      const r = await log.group(`Restore ${c.name}${target !== c.name ? ` as ${target}` : ''}`, () => worker.restore(c, target, image));
-      log.info(`${target}: restored (${r.state})`);
-      results.push(r);
-    } catch (err) {
-      await dropImage(c);
-      fail(c, target, err);
+    if (opts.replace) {
+      for (const { c, target, image } of [...ready]) {
+        try {
+          await worker.setAside(target, image);
+        } catch (err) {
+          ready.splice(ready.findIndex((r) => r.c === c), 1);
+          await worker.rollBack(target).catch((e: unknown) => log.error(errorMessage(e)));
+          await dropImage(c);
+          fail(c, target, err);
+        }
+      }
     }
+    for (const { c, target, image } of ready) {
+      try {
+        txn.checkpoint();
+        const r = await log.group(`Restore ${c.name}${target !== c.name ? ` as ${target}` : ''}`, () => worker.restore(c, target, image));
+        log.info(`${target}: restored (${r.state})`);
+        results.push(r);
+      } catch (err) {
+        if (!(err instanceof InterruptedError)) await dropImage(c);
+        fail(c, target, err);
+      }
+    }
+  } catch (err) {
+    if (!(err instanceof InterruptedError)) throw err;
+    log.error(`${err.message}: putting back what this restore changed`);
+    for (const t of [...txn.pending.targets].reverse()) await worker.rollBack(t.target).catch((e: unknown) => log.error(errorMessage(e)));
+    throw err;
   }
   return { tag: set.tag, containers: results, failed: results.filter((r) => r.status === 'failed').length };
 }

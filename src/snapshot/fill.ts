@@ -1,0 +1,143 @@
+import { posix } from 'node:path';
+import type { Readable } from 'node:stream';
+import tar from 'tar-stream';
+import { type Engine } from '../engine/engine.js';
+
+/**
+ * The label every container and volume a restore makes for its own use carries (helpers, volumes
+ * holding an old content aside); its value names the run (see `runLabelValue`), so the recovery of
+ * an interrupted restore finds what that run left.
+ */
+export const RUN_LABEL = 'container-snapshot.run';
+
+/** A mount of a never-started helper: a volume by name, or a host path. */
+export type HelperMount = { volume: string; target: string } | { bind: string; target: string; create?: boolean };
+
+/** What a host path holds, seen through the engine. */
+export interface PathProbe {
+  exists: boolean;
+  kind?: 'directory' | 'file' | 'other';
+  /** True for a directory with at least one entry, or any file. */
+  hasData: boolean;
+}
+
+/** Reads a tar stream's entries up to `limit`: how many, and the first one's type. */
+async function peekTar(stream: Readable, limit: number): Promise<{ count: number; first?: string }> {
+  const extract = tar.extract();
+  stream.on('error', (err: Error) => extract.destroy(err));
+  stream.pipe(extract);
+  let count = 0;
+  let first: string | undefined;
+  for await (const entry of extract) {
+    first ??= entry.header.type;
+    entry.resume();
+    if (++count >= limit) break;
+  }
+  extract.destroy();
+  stream.destroy();
+  return { count, first };
+}
+
+/** Renames the single top entry of a tar (a file's archive) to `name`. */
+function renamedFileArchive(content: Readable, name: string): Readable {
+  const extract = tar.extract();
+  const pack = tar.pack();
+  content.on('error', (err: Error) => pack.destroy(err));
+  extract.on('entry', (header, stream, next) => {
+    const rest = header.name.includes('/') ? header.name.slice(header.name.indexOf('/')) : '';
+    stream.pipe(pack.entry({ ...header, name: `${name}${rest}` }, (err) => (err ? pack.destroy(err) : next())));
+  });
+  extract.on('finish', () => pack.finalize());
+  extract.on('error', (err: Error) => pack.destroy(err));
+  content.pipe(extract);
+  return pack as unknown as Readable;
+}
+
+/**
+ * Fills and reads volumes and host paths through never-started helper containers that mount only
+ * what they serve: the result depends on nothing of the restored container (its read-only flags,
+ * its other mounts) and on none of the archive API's path checks. A volume's archive (entries under
+ * the basename of its mount point, as `GET /containers/{id}/archive` wrote it) is mounted at
+ * `/<basename>` and written at `/`, so symlinks that climb above the mount point's parent, which the
+ * engine refuses when extracting below `/` ("invalid symlink", moby pkg/archive breakoutError), are
+ * written as they were.
+ */
+export class Filler {
+  constructor(
+    private readonly engine: Engine,
+    /** Any local image: helpers are created, never started. */
+    private readonly image: string,
+    /** This run's label value (`RUN_LABEL`). */
+    private readonly run: string,
+  ) {}
+
+  /** Runs `fn` with a helper that mounts `mounts`; the helper is removed after, whatever happens. */
+  async withHelper<T>(mounts: HelperMount[], fn: (id: string) => Promise<T>): Promise<T> {
+    const Mounts = mounts.flatMap((m) =>
+      'volume' in m ? [{ Type: 'volume', Source: m.volume, Target: m.target, VolumeOptions: { NoCopy: true } }] : m.create ? [] : [{ Type: 'bind', Source: m.bind, Target: m.target }],
+    );
+    // The legacy bind syntax creates a missing host directory, as `docker run -v` did for the original.
+    const Binds = mounts.flatMap((m) => ('bind' in m && m.create ? [`${m.bind}:${m.target}`] : []));
+    const id = await this.engine.createContainer({
+      Image: this.image,
+      Entrypoint: ['/csx-helper'],
+      Cmd: [],
+      Labels: { [RUN_LABEL]: this.run },
+      NetworkDisabled: true,
+      HostConfig: { Mounts, Binds, NetworkMode: 'none' },
+    } as never);
+    try {
+      return await fn(id);
+    } finally {
+      await this.engine.removeContainer(id, { force: true, volumes: true });
+    }
+  }
+
+  /** Whether a volume holds anything (no image content is copied into it by looking). */
+  async volumeHasData(volume: string): Promise<boolean> {
+    return this.withHelper([{ volume, target: '/csx-probe' }], async (id) => (await peekTar(await this.engine.getArchive(id, '/csx-probe'), 2)).count > 1);
+  }
+
+  /** What a host path holds; a path that does not exist is reported so, and nothing is created. */
+  async probeHostPath(path: string): Promise<PathProbe> {
+    try {
+      return await this.withHelper([{ bind: path, target: '/csx-probe' }], async (id) => {
+        const { count, first } = await peekTar(await this.engine.getArchive(id, '/csx-probe'), 2);
+        const kind = first === 'directory' ? 'directory' : first === 'file' ? 'file' : 'other';
+        return { exists: true, kind, hasData: kind !== 'directory' || count > 1 };
+      });
+    } catch (err) {
+      if (/bind source path does not exist|no such file or directory/i.test((err as Error).message)) return { exists: false, hasData: false };
+      throw err;
+    }
+  }
+
+  /** Writes a volume's archive (entries under `basename(mountPoint)`) into the volume `volume`. */
+  async fillVolume(volume: string, mountPoint: string, content: () => Promise<Readable>): Promise<void> {
+    const base = posix.basename(mountPoint);
+    await this.withHelper([{ volume, target: `/${base}` }], async (id) => this.engine.putArchive(id, '/', await content()));
+  }
+
+  /**
+   * Writes a bind mount's archive back to its host path, created if missing. A directory is
+   * mounted like a volume; a single file is written into its host directory under its host name
+   * (a file that is itself a mount point cannot be replaced).
+   */
+  async fillHostPath(source: string, mountPoint: string, content: () => Promise<Readable>): Promise<void> {
+    const { first } = await peekTar(await content(), 1);
+    if (first === 'directory') {
+      await this.withHelper([{ bind: source, target: `/${posix.basename(mountPoint)}`, create: true }], async (id) => this.engine.putArchive(id, '/', await content()));
+      return;
+    }
+    await this.withHelper([{ bind: posix.dirname(source), target: '/csx-parent', create: true }], async (id) =>
+      this.engine.putArchive(id, '/csx-parent', renamedFileArchive(await content(), posix.basename(source))),
+    );
+  }
+
+  /** Copies one volume's whole content into another (empty) one, through the engine. */
+  async copyVolume(from: string, to: string): Promise<void> {
+    await this.withHelper([{ volume: from, target: '/csx-from/v' }, { volume: to, target: '/v' }], async (id) =>
+      this.engine.putArchive(id, '/', await this.engine.getArchive(id, '/csx-from/v')),
+    );
+  }
+}

@@ -1,0 +1,135 @@
+import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { errorMessage, type Logger } from '../core/log.js';
+import { isAlive, processStart, stateDir } from '../core/recovery.js';
+import type { Engine } from '../engine/engine.js';
+import { RestoreTransaction, removeRunHelpers, removeRunVolumes, rollBackTarget, type RestorePending } from './transaction.js';
+
+/** One restore's journal file: who wrote it, and what it has not committed. */
+interface RestoreJournalFile {
+  pid: number;
+  started: string;
+  host: string;
+  engine: string;
+  pending: RestorePending;
+}
+
+function journalDir(env: NodeJS.ProcessEnv): string {
+  return join(stateDir(env), 'restore-journal');
+}
+
+function engineId(env: NodeJS.ProcessEnv): string {
+  return env.DOCKER_HOST || 'unix:///var/run/docker.sock';
+}
+
+/** This process's run label value, `<host>/<pid>/<process start>` (see `RUN_LABEL`). */
+export function runLabelValue(): string {
+  return `${hostname()}/${process.pid}/${processStart(process.pid)}`;
+}
+
+/** Whether the run a label value names is over: a process of this host that is no longer alive. */
+export function runIsGone(value: string): boolean {
+  const [host, pid, started] = value.split('/');
+  if (host !== hostname() || !/^\d+$/.test(pid ?? '')) return false;
+  return Number(pid) !== process.pid && !isAlive(Number(pid), started ?? '');
+}
+
+/**
+ * A restore transaction whose pending changes are saved, after every change, in a file of the state
+ * directory (`<state>/restore-journal/<host>-<pid>.json`), and passed to `onChange` (the action keeps
+ * them as step state for its post step). `close()` removes the file once nothing is pending.
+ */
+export function restoreJournal(env: NodeJS.ProcessEnv, onChange?: (pending: RestorePending) => void): { txn: RestoreTransaction; close(): void } {
+  const dir = journalDir(env);
+  const file = join(dir, `${hostname()}-${process.pid}.json`);
+  const txn = new RestoreTransaction(runLabelValue(), (pending) => {
+    onChange?.(pending);
+    const record: RestoreJournalFile = { pid: process.pid, started: processStart(process.pid), host: hostname(), engine: engineId(env), pending };
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    writeFileSync(`${file}.tmp`, JSON.stringify(record), { mode: 0o600 });
+    renameSync(`${file}.tmp`, file);
+  });
+  return { txn, close: () => rmSync(file, { force: true }) };
+}
+
+/** Rolls back every target of `pending`; returns what could not be put back. */
+export async function rollBackAll(engine: Engine, pending: RestorePending, log: Logger): Promise<string[]> {
+  // A helper of the run may still hold a volume to put back.
+  await removeRunHelpers(engine, (run) => run === pending.run);
+  const problems: string[] = [];
+  for (const e of [...pending.targets].reverse()) {
+    problems.push(...(await rollBackTarget(engine, pending.run, pending.helperImage, e, log)));
+  }
+  return problems;
+}
+
+/**
+ * Puts back what restores on this host that are no longer alive left uncommitted (from their
+ * journal files), then removes the helpers and aside volumes such runs left. Returns how many runs.
+ */
+export async function recoverAbandonedRestores(engine: Engine, log: Logger, env: NodeJS.ProcessEnv): Promise<number> {
+  const dir = journalDir(env);
+  let names: string[] = [];
+  try {
+    names = readdirSync(dir).filter((n) => n.endsWith('.json'));
+  } catch {
+    // No restore journal yet.
+  }
+  let recovered = 0;
+  const keep = new Set<string>();
+  await removeRunHelpers(engine, runIsGone);
+  for (const name of names) {
+    const path = join(dir, name);
+    let entry: RestoreJournalFile;
+    try {
+      entry = JSON.parse(readFileSync(path, 'utf8')) as RestoreJournalFile;
+    } catch {
+      continue;
+    }
+    const asides = entry.pending.targets.flatMap((t) => t.replaced.flatMap((v) => (v.aside ? [v.aside] : [])));
+    if (entry.host !== hostname() || entry.engine !== engineId(env) || entry.pid === process.pid || isAlive(entry.pid, entry.started)) {
+      asides.forEach((v) => keep.add(v));
+      continue;
+    }
+    if (entry.pending.targets.length > 0) {
+      log.warning(`A restore (pid ${entry.pid}) ended before it finished (${entry.pending.targets.map((t) => t.target).join(', ')}); putting back what it changed`);
+    }
+    const problems = await rollBackAll(engine, entry.pending, log).catch((err: unknown) => [errorMessage(err)]);
+    if (problems.length > 0) {
+      asides.forEach((v) => keep.add(v));
+      log.error(`Could not put back everything the interrupted restore changed: ${problems.join('; ')}`);
+      continue;
+    }
+    rmSync(path, { force: true });
+    recovered++;
+  }
+  await removeRunVolumes(engine, runIsGone, keep);
+  return recovered;
+}
+
+/**
+ * Runs a restore with its journal guarded. On SIGINT or SIGTERM the restore is cancelled: it stops
+ * at its next step and puts back what it changed (one owner of the undo: the restore itself), then
+ * the process exits 130 or 143. A second signal exits at once and leaves the journal to the post step
+ * or the next run. The journal file is removed once nothing is pending.
+ */
+export async function guardedRestore<T>(handle: { txn: RestoreTransaction; close(): void }, log: Logger, fn: () => Promise<T>): Promise<T> {
+  let code: number | undefined;
+  const handler = (signal: NodeJS.Signals) => {
+    if (code !== undefined) process.exit(code);
+    code = signal === 'SIGINT' ? 130 : 143;
+    log.error(`Received ${signal}: stopping the restore and putting back what it changed`);
+    handle.txn.abort(`Received ${signal}`);
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+  try {
+    return await fn();
+  } finally {
+    process.off('SIGINT', handler);
+    process.off('SIGTERM', handler);
+    if (handle.txn.pending.targets.length === 0) handle.close();
+    if (code !== undefined) process.exit(code);
+  }
+}
