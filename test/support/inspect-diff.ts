@@ -18,7 +18,7 @@ type Inspect = { Id: string; Config: object; HostConfig: object; NetworkSettings
 
 /**
  * The compared part of an inspect, with the container's own ID (which the engine makes its hostname
- * when none is given, and an alias on each network) named as such.
+ * when none is given, and an alias and DNS name on each network) named as such or left out.
  */
 export function comparedPart(info: Inspect): Record<string, unknown> {
   const own = new Set([info.Id, info.Id.slice(0, 12)]);
@@ -26,8 +26,10 @@ export function comparedPart(info: Inspect): Record<string, unknown> {
   const config = own.has(hostname ?? '') ? { ...info.Config, Hostname: '(its own ID)' } : info.Config;
   const networks = Object.fromEntries(
     Object.entries(info.NetworkSettings.Networks ?? {}).map(([name, ep]) => {
-      const aliases = (ep as { Aliases?: string[] | null }).Aliases;
-      return [name, { ...ep, Aliases: aliases ? aliases.filter((a) => !own.has(a)).sort() : aliases }];
+      const { Aliases: aliases, DNSNames: dnsNames } = ep as { Aliases?: string[] | null; DNSNames?: string[] | null };
+      const others = (names: string[] | null | undefined) => (names ? names.filter((a) => !own.has(a)).sort() : names);
+      // DNSNames: API ≥ 1.44, computed by the engine from the name, aliases and ID.
+      return [name, { ...ep, Aliases: others(aliases), ...(dnsNames !== undefined ? { DNSNames: others(dnsNames) } : {}) }];
     }),
   );
   return { Config: config, HostConfig: info.HostConfig, Networks: networks };
