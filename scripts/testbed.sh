@@ -5,7 +5,8 @@
 # are skipped, so on a ready machine it is a fast no-op.
 #
 #   scripts/testbed.sh install   apt-get install docker.io docker-registry apache2-utils
-#                                busybox-static zstd ca-certificates, if any is missing
+#                                busybox-static zstd ca-certificates attr acl, if any
+#                                is missing (attr and acl: setfattr/setfacl for the tests)
 #   scripts/testbed.sh engine    start dockerd in the background, unless an engine
 #                                already answers at $DOCKER_HOST (default
 #                                unix:///var/run/docker.sock); wait until it answers
@@ -17,7 +18,7 @@
 # (docker-registry); a plain dockerd runs containers, pause, volumes and published ports.
 set -euo pipefail
 
-PACKAGES=(docker.io docker-registry apache2-utils busybox-static zstd ca-certificates)
+PACKAGES=(docker.io docker-registry apache2-utils busybox-static zstd ca-certificates attr acl)
 DEFAULT_HOST=unix:///var/run/docker.sock
 DOCKERD_LOG=${DOCKERD_LOG:-/tmp/dockerd.log}
 ENGINE_WAIT_SECONDS=${ENGINE_WAIT_SECONDS:-30}

@@ -6,6 +6,7 @@ import {
   SET_MEDIA_TYPE,
   newestFirst,
   parseSet,
+  setScopeBlobs,
   summarize,
   type SetSummary,
   type SnapshotSet,
@@ -122,8 +123,8 @@ export class RegistryDestination implements Destination {
     }
     const doc = Buffer.from(JSON.stringify(set));
     const docDigest = await this.putJsonBlob(this.prefix, doc);
-    // Every blob of the set's own scope: volumes and the committed image configs (a restore's, not the pushed one's).
-    const own = [...new Map(set.containers.flatMap((c) => [c.image.config, ...c.volumes.map((v) => v.blob)]).map((b) => [b.digest, b] as const)).values()];
+    // Every blob of the set's own scope: volumes, their side records and the committed image configs (a restore's, not the pushed one's).
+    const own = setScopeBlobs(set);
     const setManifest = {
       schemaVersion: 2,
       mediaType: OCI_MANIFEST,

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { Readable } from 'node:stream';
 import { hostname } from 'node:os';
 import type { BackupOptions } from '../core/options.js';
 import { errorMessage, type Logger } from '../core/log.js';
@@ -15,6 +16,7 @@ import {
   SET_SCHEMA_VERSION,
   layerMediaType,
   volumeMediaType,
+  volumeMetadataMediaType,
   type Compression,
   type BlobDescriptor,
   type ContainerRecord,
@@ -25,6 +27,7 @@ import {
 import { selectContainers, type Candidate } from './select.js';
 import { captureSpec, containerReferences, userNetworkNames } from './spec.js';
 import { mountsToTake, type MountToTake } from './volumes.js';
+import { archiveRoot, keepVolumeMetadata, matchedScan, scanVolumeMetadata, type MetadataScan, type RootStat } from './volume-metadata.js';
 
 export const TOOL = { name: 'container-snapshot', version: '0.1.0' };
 
@@ -309,6 +312,7 @@ class ContainerBackup {
       anonymous: mount.anonymous,
       destination: mount.destination,
     };
+    let hostPath = mount.source;
     if (mount.type === 'bind') record.source = mount.source;
     else {
       const v = await engine.inspectVolume(mount.name);
@@ -316,22 +320,28 @@ class ContainerBackup {
         record.driver = v.Driver;
         record.driverOptions = (v.Options as Record<string, string> | null) ?? {};
         record.labels = (v.Labels as Record<string, string> | null) ?? {};
+        hostPath = v.Mountpoint;
       }
     }
+    // Read beside the archive, while the container is held: what the engine's archive drops.
+    const scanning = scanVolumeMetadata(hostPath);
+    let archived: Promise<RootStat | undefined> | undefined;
     const previous = this.history.volumes.get(volumeKey(container, mount.destination));
     if (previous && previous.mediaType === volumeMediaType(this.compression) && (await allHave(targets, previous.digest))) {
       const digester = new Digester();
       const archive = await engine.getArchive(id, mount.destination);
+      archived = archiveRoot(archive);
       archive.on('error', (err) => digester.destroy(err));
       // Closed with the digester whatever happens: an archive left open holds the container's lock in the engine.
       digester.once('close', () => archive.destroy());
       await drain(archive.pipe(digester));
       if (digester.digest === previous.contentDigest) {
         stats.reused++;
-        return { ...record, blob: previous };
+        return this.withMetadata(container, mount, { ...record, blob: previous }, matchedScan(await scanning, await archived, hostPath));
       }
     }
     const archive = await engine.getArchive(id, mount.destination);
+    archived = archiveRoot(archive);
     const checked = archive.pipe(new TarChecker(`${container}: ${mount.name || mount.destination}`));
     archive.on('error', (err) => checked.destroy(err));
     // A failed store destroys the checker: the engine's archive must go with it, or the engine keeps
@@ -339,7 +349,17 @@ class ContainerBackup {
     checked.once('close', () => archive.destroy());
     const blob = await storeBlob(checked, targets, volumeMediaType(this.compression));
     stats.written++;
-    return { ...record, blob };
+    return this.withMetadata(container, mount, { ...record, blob }, matchedScan(await scanning, await archived, hostPath));
+  }
+
+  /** Keeps the side record of what the archive dropped, and says what it kept and what not (a warning). */
+  private async withMetadata(container: string, mount: MountToTake, volume: VolumeRecord, scan: MetadataScan): Promise<VolumeRecord> {
+    const what = `${container}: ${mount.type === 'bind' ? `bind mount ${mount.source}` : `volume ${mount.name}`}`;
+    const store = (content: Readable) => storeBlob(content, this.targets(SET_SCOPE), volumeMetadataMediaType(this.compression));
+    const { metadata, kept } = await keepVolumeMetadata(scan, store);
+    if (kept) this.ctx.log.info(`${what}: ${kept}`);
+    if (metadata.notKept) this.ctx.log.warning(`${what}: not kept: ${metadata.notKept}`);
+    return { ...volume, metadata };
   }
 }
 

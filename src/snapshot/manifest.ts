@@ -11,6 +11,10 @@ export function layerMediaType(compression: Compression): string {
 export function volumeMediaType(compression: Compression): string {
   return `application/vnd.container-snapshot.volume.v1.tar+${compression}`;
 }
+/** A volume's side record (JSON, `MetadataRecord` in volume-metadata.ts) of what the engine's archive drops. */
+export function volumeMetadataMediaType(compression: Compression): string {
+  return `application/vnd.container-snapshot.volume-metadata.v1+json+${compression}`;
+}
 export const IMAGE_CONFIG_MEDIA_TYPE = 'application/vnd.oci.image.config.v1+json';
 
 /**
@@ -46,6 +50,27 @@ export interface VolumeRecord {
   driverOptions?: Record<string, string>;
   labels?: Record<string, string>;
   blob: BlobDescriptor;
+  /** What the engine's archive of this volume dropped (absent in sets written before it was recorded). */
+  metadata?: VolumeMetadata;
+}
+
+/** Counts of files whose metadata the engine's archive does not carry (Engine 20.10, measured). */
+export interface MetadataLoss {
+  /** Files with extended attributes other than ACLs and `security.capability` (which the archive keeps). */
+  xattrs: number;
+  /** Files with a POSIX ACL (`system.posix_acl_access` or `_default`). */
+  acls: number;
+  subSecondTimes: number;
+  sockets: number;
+}
+
+export interface VolumeMetadata {
+  /** Dropped by the archive, counted at backup; absent when the files could not be read. */
+  dropped?: MetadataLoss;
+  /** The side record a restore merges into the archive it puts back (xattrs, ACLs, sub-second times). */
+  record?: BlobDescriptor;
+  /** What this set does not keep, in words (sockets; what could not be read and why); absent when it keeps everything. */
+  notKept?: string;
 }
 
 export type ContainerStatus = 'created' | 'running' | 'paused' | 'restarting' | 'removing' | 'exited' | 'dead';
@@ -100,8 +125,17 @@ function checkBlob(blob: BlobDescriptor | undefined, where: string): void {
 
 /** Every blob a set references, each once. */
 export function setBlobs(set: SnapshotSet): BlobDescriptor[] {
-  const all = set.containers.flatMap((c) => [c.image.config, ...c.image.layers, ...c.volumes.map((v) => v.blob)]);
+  const all = set.containers.flatMap((c) => [...c.image.layers, ...setScopeBlobsOf(c)]);
   return [...new Map(all.map((b) => [b.digest, b])).values()];
+}
+
+function setScopeBlobsOf(c: ContainerRecord): BlobDescriptor[] {
+  return [c.image.config, ...c.volumes.flatMap((v) => (v.metadata?.record ? [v.blob, v.metadata.record] : [v.blob]))];
+}
+
+/** The blobs a set keeps in its own scope (not a container's image): image configs, volumes and their side records, each once. */
+export function setScopeBlobs(set: SnapshotSet): BlobDescriptor[] {
+  return [...new Map(set.containers.flatMap(setScopeBlobsOf).map((b) => [b.digest, b])).values()];
 }
 
 export function summarize(set: SnapshotSet): SetSummary {
@@ -131,6 +165,7 @@ export function parseSet(text: string, where: string): SnapshotSet {
     checkBlob(c.image?.config, `container ${c.name} image config`);
     c.image.layers.forEach((l, i) => checkBlob(l, `container ${c.name} layer ${i}`));
     c.volumes.forEach((v) => checkBlob(v.blob, `container ${c.name} volume ${v.name || v.destination}`));
+    c.volumes.forEach((v) => v.metadata?.record && checkBlob(v.metadata.record, `container ${c.name} volume ${v.name || v.destination} side record`));
   }
   return set;
 }

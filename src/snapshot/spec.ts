@@ -15,6 +15,10 @@ export interface NetworkAttachment {
   aliases: string[];
   ipamConfig?: Record<string, unknown>;
   links?: string[];
+  /** A MAC address configured for this endpoint (API ≥ 1.44 keeps it here; older APIs in Config.MacAddress). */
+  macAddress?: string;
+  /** Every other endpoint setting the engine showed and did not assign itself (DriverOpts, and fields of newer engines). */
+  settings?: Record<string, unknown>;
   definition?: NetworkDefinition;
 }
 
@@ -25,10 +29,19 @@ export interface ContainerSpec {
   networks: NetworkAttachment[];
 }
 
-const CONFIG_FIELDS = [
-  'Hostname', 'Domainname', 'User', 'AttachStdin', 'AttachStdout', 'AttachStderr', 'ExposedPorts', 'Tty',
-  'OpenStdin', 'StdinOnce', 'Env', 'Cmd', 'Healthcheck', 'ArgsEscaped', 'Volumes', 'WorkingDir', 'Entrypoint',
-  'NetworkDisabled', 'OnBuild', 'Labels', 'StopSignal', 'StopTimeout', 'Shell',
+/**
+ * Config is taken whole but for these: the image is the snapshot's own at restore. Everything else,
+ * including fields of engines newer than this code, is passed back as it was.
+ */
+export const CONFIG_NOT_TAKEN = ['Image'] as const;
+
+/**
+ * Endpoint settings the engine assigns (Engine API 1.41–1.45 `EndpointSettings`), or that are taken
+ * into their own attachment fields. The rest is passed back as it was.
+ */
+export const ENDPOINT_NOT_TAKEN = [
+  'NetworkID', 'EndpointID', 'Gateway', 'IPAddress', 'IPPrefixLen', 'IPv6Gateway', 'GlobalIPv6Address', 'GlobalIPv6PrefixLen', 'DNSNames',
+  'Aliases', 'IPAMConfig', 'Links', 'MacAddress',
 ] as const;
 
 // Values the engine fills in at create time; passing them back would pin this engine's defaults.
@@ -41,13 +54,31 @@ const BUILTIN_NETWORKS = new Set(['bridge', 'host', 'none', 'default']);
 const CONFIG_OF_SHARED_NETWORK = ['Hostname', 'Domainname', 'ExposedPorts'] as const;
 const HOST_CONFIG_OF_SHARED_NETWORK = ['PortBindings', 'PublishAllPorts', 'Dns', 'DnsOptions', 'DnsSearch', 'ExtraHosts'] as const;
 
-function pick(source: object, fields: readonly string[]): Record<string, unknown> {
+function omit(source: object, fields: readonly string[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const field of fields) {
-    const value = (source as Record<string, unknown>)[field];
-    if (value !== undefined && value !== null) out[field] = value;
+  for (const [field, value] of Object.entries(source)) {
+    if (value !== undefined && value !== null && !fields.includes(field)) out[field] = value;
   }
   return out;
+}
+
+/** The MAC a bridge-like driver derives from an IPv4 address (libnetwork `GenerateMACFromIP`): 02:42 and the four octets. */
+export function macFromIp(ip: string | undefined): string | undefined {
+  const octets = ip?.split('.').map(Number);
+  if (!octets || octets.length !== 4 || octets.some((o) => !(o >= 0 && o <= 255))) return undefined;
+  return ['02', '42', ...octets.map((o) => o.toString(16).padStart(2, '0'))].join(':');
+}
+
+/**
+ * The endpoint's MAC when it was configured rather than assigned. API ≤ 1.43 names a configured MAC in
+ * Config.MacAddress; API ≥ 1.44 only shows the endpoint's MAC, which counts as configured unless it is
+ * the one the engine derives from the endpoint's IP.
+ */
+function configuredMac(configMac: unknown, endpoint: { MacAddress?: string; IPAddress?: string }, primary: boolean): string | undefined {
+  if (typeof configMac === 'string' && configMac !== '') return primary ? configMac : undefined;
+  const mac = endpoint.MacAddress;
+  if (!mac || mac.toLowerCase() === macFromIp(endpoint.IPAddress)) return undefined;
+  return mac;
 }
 
 /** Inspect shows links as "/target:/self/alias"; create takes "target:alias". */
@@ -132,7 +163,7 @@ export function renameReferences(spec: ContainerSpec, rename: Map<string, string
 }
 
 export function captureSpec(info: ContainerInspect, networks: Map<string, NetworkInspect>, names: (idOrName: string) => string = (n) => n): ContainerSpec {
-  const config = pick(info.Config, CONFIG_FIELDS);
+  const config = omit(info.Config, CONFIG_NOT_TAKEN);
   const shortId = info.Id.slice(0, 12);
   if (config.Hostname === shortId || info.HostConfig?.NetworkMode === 'host') delete config.Hostname;
   let hostConfig: Record<string, unknown> = { ...(info.HostConfig as Record<string, unknown>) };
@@ -149,6 +180,8 @@ export function captureSpec(info: ContainerInspect, networks: Map<string, Networ
     for (const field of HOST_CONFIG_OF_SHARED_NETWORK) delete hostConfig[field];
   }
   const name = info.Name.replace(/^\//, '');
+  const mode = String(info.HostConfig?.NetworkMode ?? 'default');
+  const primaryName = mode === 'default' ? 'bridge' : mode;
   const attachments = Object.entries(info.NetworkSettings?.Networks ?? {})
     .filter(([netName]) => netName !== 'host' && netName !== 'none')
     .map(([netName, ep]): NetworkAttachment => {
@@ -158,6 +191,10 @@ export function captureSpec(info: ContainerInspect, networks: Map<string, Networ
       if (endpoint.IPAMConfig && Object.keys(endpoint.IPAMConfig).length > 0) attachment.ipamConfig = endpoint.IPAMConfig;
       const epLinks = normalizeLinks(endpoint.Links);
       if (epLinks) attachment.links = epLinks;
+      const mac = configuredMac((info.Config as { MacAddress?: string }).MacAddress, endpoint, netName === primaryName);
+      if (mac) attachment.macAddress = mac;
+      const settings = omit(endpoint, ENDPOINT_NOT_TAKEN);
+      if (Object.keys(settings).length > 0) attachment.settings = settings;
       const net = networks.get(netName);
       if (net) attachment.definition = networkDefinition(net);
       return attachment;
@@ -166,8 +203,9 @@ export function captureSpec(info: ContainerInspect, networks: Map<string, Networ
 }
 
 function endpointConfig(attachment: NetworkAttachment): EndpointSettings {
-  const ep: Record<string, unknown> = {};
+  const ep: Record<string, unknown> = { ...attachment.settings };
   if (attachment.aliases.length > 0) ep.Aliases = attachment.aliases;
+  if (attachment.macAddress) ep.MacAddress = attachment.macAddress;
   if (attachment.ipamConfig) ep.IPAMConfig = attachment.ipamConfig;
   if (attachment.links) ep.Links = attachment.links;
   return ep as EndpointSettings;
@@ -199,6 +237,8 @@ export function createOptions(
     HostConfig: spec.hostConfig as CreateContainerOptions['HostConfig'],
   };
   if (first) create.NetworkingConfig = { EndpointsConfig: { [first.name]: endpointConfig(first) } };
+  // Engines before API 1.44 ignore an endpoint's MAC at create and take it from Config only.
+  if (first?.macAddress && !create.MacAddress) create.MacAddress = first.macAddress;
   return { create, connect: rest.map((a) => ({ network: a.name, endpoint: endpointConfig(a) })) };
 }
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ContainerInspect, NetworkInspect } from '../../src/engine/engine.js';
-import { captureSpec, createOptions, normalizeLinks } from '../../src/snapshot/spec.js';
+import { captureSpec, createOptions, macFromIp, normalizeLinks } from '../../src/snapshot/spec.js';
 import { mountsToTake } from '../../src/snapshot/volumes.js';
 
 const id = 'abcdef0123456789'.repeat(4);
@@ -60,6 +60,47 @@ describe('captureSpec', () => {
     expect(spec.networks.map((n) => n.name)).toEqual(['appnet', 'other', 'bridge']);
     expect(spec.networks[2].definition).toBeUndefined();
     expect(spec.networks[0]).toMatchObject({ aliases: ['web-alias'], ipamConfig: { IPv4Address: '10.9.0.5' }, definition: { driver: 'bridge', labels: { x: 'y' }, attachable: true } });
+  });
+});
+
+describe('captureSpec: Config whole, MAC addresses', () => {
+  it('takes every Config field but the image, one this code does not know included', () => {
+    const info = inspect({ Config: { Image: 'base:1', Env: ['A=1'], FutureField: { x: 1 }, Empty: null } });
+    expect(captureSpec(info, new Map()).config).toEqual({ Env: ['A=1'], FutureField: { x: 1 } });
+  });
+
+  it('keeps a MAC configured on API 1.41 (Config.MacAddress) for the primary network only, and not an assigned one', () => {
+    const info = inspect({ Config: { MacAddress: '02:aa:bb:cc:dd:01' } });
+    info.NetworkSettings.Networks = {
+      appnet: { MacAddress: '02:aa:bb:cc:dd:01', IPAddress: '10.9.0.5' },
+      other: { MacAddress: '02:42:0a:0a:00:07', IPAddress: '10.10.0.7' },
+    } as never;
+    const spec = captureSpec(info, new Map());
+    expect(spec.config.MacAddress).toBe('02:aa:bb:cc:dd:01');
+    expect(spec.networks.map((n) => n.macAddress)).toEqual(['02:aa:bb:cc:dd:01', undefined]);
+  });
+
+  it('keeps a MAC configured on API 1.44+ (endpoint only) when it is not the one derived from the IP', () => {
+    const info = inspect({ Config: { Hostname: 'h' } });
+    info.NetworkSettings.Networks = {
+      appnet: { MacAddress: '02:aa:bb:cc:dd:01', IPAddress: '10.9.0.5', DNSNames: ['web'] },
+      other: { MacAddress: '02:42:0a:0a:00:07', IPAddress: '10.10.0.7', DriverOpts: { k: 'v' }, GwPriority: 3 },
+    } as never;
+    const spec = captureSpec(info, new Map());
+    expect(spec.networks.map((n) => [n.macAddress, n.settings])).toEqual([
+      ['02:aa:bb:cc:dd:01', undefined],
+      [undefined, { DriverOpts: { k: 'v' }, GwPriority: 3 }],
+    ]);
+    const { create, connect } = createOptions(spec, 'w', 'i');
+    // Engines before API 1.44 take the MAC at create only from Config.
+    expect(create.MacAddress).toBe('02:aa:bb:cc:dd:01');
+    expect(create.NetworkingConfig?.EndpointsConfig?.appnet).toMatchObject({ MacAddress: '02:aa:bb:cc:dd:01' });
+    expect(connect).toEqual([{ network: 'other', endpoint: { DriverOpts: { k: 'v' }, GwPriority: 3 } }]);
+  });
+
+  it('derives the MAC a bridge gives an IPv4 address', () => {
+    expect(macFromIp('172.17.0.2')).toBe('02:42:ac:11:00:02');
+    expect(macFromIp('')).toBeUndefined();
   });
 });
 

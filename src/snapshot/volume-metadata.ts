@@ -1,0 +1,224 @@
+import { execFile } from 'node:child_process';
+import { lstat, readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import type { BlobDescriptor, MetadataLoss, VolumeMetadata } from './manifest.js';
+
+/**
+ * What the engine's archive (`GET /containers/{id}/archive`, Engine 20.10) leaves out of a volume,
+ * measured here: every extended attribute but `security.capability` (so `user.*` attributes and
+ * POSIX ACLs, the `system.posix_acl_*` attributes), sub-second modification times (cut to the
+ * second) and unix sockets (skipped). `PUT …/archive` applies PAX `SCHILY.xattr.*` and sub-second
+ * `mtime` records, so all but sockets can be put back from a side record.
+ */
+export interface MetadataRecord {
+  /** Paths relative to the volume's root ('.' is the root), POSIX separators. */
+  entries: Array<{ path: string; /** `seconds.nanoseconds`, when the nanoseconds are not 0. */ mtime?: string; /** Name → base64 value. */ xattrs?: Record<string, string> }>;
+  /** Unix sockets, which no tar can carry. */
+  sockets: string[];
+}
+
+/** Why a volume's metadata was not read, or which part of it was not. */
+export interface MetadataScan {
+  record?: MetadataRecord;
+  loss?: MetadataLoss;
+  /** Set when nothing could be read (the record and loss are then absent). */
+  unreadable?: string;
+  /** Set when extended attributes could not be read (times and sockets were). */
+  xattrsUnchecked?: string;
+  /** The root directory as seen here, to match against the engine's archive of it. */
+  root?: RootStat;
+}
+
+/** Owner, permission bits and whole-second modification time of a volume's root. */
+export interface RootStat {
+  uid: number;
+  gid: number;
+  mode: number;
+  mtime: number;
+}
+
+/**
+ * The root directory's stat from the first header of a tar stream (the engine's archive of the
+ * volume), read beside whoever else consumes the stream; undefined when the stream ends first.
+ */
+export function archiveRoot(archive: Readable): Promise<RootStat | undefined> {
+  return new Promise((resolve) => {
+    let head = Buffer.alloc(0);
+    const octal = (from: number, len: number) => parseInt(head.subarray(from, from + len).toString('latin1').replace(/\0.*$/s, '').trim() || '0', 8);
+    const onData = (chunk: Buffer) => {
+      head = Buffer.concat([head, chunk]);
+      if (head.length < 512) return;
+      archive.off('data', onData);
+      resolve({ mode: octal(100, 8) & 0o7777, uid: octal(108, 8), gid: octal(116, 8), mtime: octal(136, 12) });
+    };
+    archive.on('data', onData);
+    archive.once('close', () => resolve(undefined));
+  });
+}
+
+/** The scan, or why it does not describe the directory the engine archived (another host's path). */
+export function matchedScan(scan: MetadataScan, archived: RootStat | undefined, root: string | undefined): MetadataScan {
+  const here = scan.root;
+  if (!here || !archived) return scan;
+  if (here.uid === archived.uid && here.gid === archived.gid && here.mode === archived.mode && here.mtime === archived.mtime) return scan;
+  return { unreadable: `${root} here is not the directory the engine archived (owner, mode or time differ): an engine on another host?` };
+}
+
+const KEPT_BY_ARCHIVE = new Set(['security.capability']);
+const ACL = /^system\.posix_acl_(access|default)$/;
+
+/** getfattr escapes bytes of a file name as `\ooo` and a backslash as `\\`. */
+function unescapeName(raw: string): string {
+  const bytes: number[] = [];
+  const src = Buffer.from(raw, 'latin1');
+  for (let i = 0; i < src.length; i++) {
+    if (src[i] === 0x5c && src[i + 1] === 0x5c) {
+      bytes.push(0x5c);
+      i++;
+    } else if (src[i] === 0x5c && /^[0-7]{3}$/.test(src.subarray(i + 1, i + 4).toString('latin1'))) {
+      bytes.push(parseInt(src.subarray(i + 1, i + 4).toString('latin1'), 8));
+      i += 3;
+    } else bytes.push(src[i]);
+  }
+  return Buffer.from(bytes).toString('utf8');
+}
+
+/**
+ * Parses `getfattr --absolute-names -R -P -d -m - -e base64` output into path → (name → base64),
+ * paths relative to `root`; the attributes the archive keeps are left out.
+ */
+export function parseGetfattr(output: string, root: string): Map<string, Record<string, string>> {
+  const out = new Map<string, Record<string, string>>();
+  let current: Record<string, string> | undefined;
+  for (const line of output.split('\n')) {
+    if (line.startsWith('# file: ')) {
+      const abs = unescapeName(line.slice(8));
+      const rel = abs === root ? '.' : abs.startsWith(`${root}/`) ? abs.slice(root.length + 1) : undefined;
+      current = rel === undefined ? undefined : {};
+      if (current && rel !== undefined) out.set(rel, current);
+      continue;
+    }
+    const eq = line.indexOf('=');
+    if (!current || eq <= 0) continue;
+    const name = line.slice(0, eq);
+    const value = line.slice(eq + 1);
+    if (KEPT_BY_ARCHIVE.has(name)) continue;
+    current[name] = value.startsWith('0s') ? value.slice(2) : Buffer.from(value.replace(/^"|"$/g, ''), 'latin1').toString('base64');
+  }
+  for (const [path, attrs] of out) if (Object.keys(attrs).length === 0) out.delete(path);
+  return out;
+}
+
+function getfattr(root: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile('getfattr', ['--absolute-names', '-R', '-P', '-d', '-m', '-', '-e', 'base64', root], { maxBuffer: 1 << 30, encoding: 'latin1' }, (err, stdout) => {
+      // It exits 1 when some file could not be read, after printing the others.
+      if (err && (err as NodeJS.ErrnoException).code === 'ENOENT') reject(err);
+      else if (err && !stdout) reject(err);
+      else resolve(Buffer.from(stdout, 'latin1').toString('latin1'));
+    });
+  });
+}
+
+async function walk(root: string, visit: (rel: string, info: { mtimeNs: bigint; socket: boolean }) => void): Promise<void> {
+  const rootInfo = await lstat(root, { bigint: true });
+  visit('.', { mtimeNs: rootInfo.mtimeNs, socket: false });
+  const dirs = ['.'];
+  while (dirs.length > 0) {
+    const rel = dirs.pop()!;
+    const names = await readdir(rel === '.' ? root : join(root, rel));
+    // Many lstat calls at once: one at a time, a volume of 50,000 files took 2 s here.
+    for (let i = 0; i < names.length; i += WALK_BATCH) {
+      const batch = names.slice(i, i + WALK_BATCH).map((n) => (rel === '.' ? n : `${rel}/${n}`));
+      const infos = await Promise.all(batch.map((p) => lstat(join(root, p), { bigint: true })));
+      infos.forEach((info, j) => {
+        visit(batch[j], { mtimeNs: info.mtimeNs, socket: info.isSocket() });
+        if (info.isDirectory()) dirs.push(batch[j]);
+      });
+    }
+  }
+}
+
+const WALK_BATCH = 256;
+
+function seconds(ns: bigint): string {
+  return `${ns / 1_000_000_000n}.${(ns % 1_000_000_000n).toString().padStart(9, '0')}`;
+}
+
+/**
+ * Reads, from the volume's directory on this host (`Mountpoint` of the volume, or a bind mount's
+ * source), what the engine's archive leaves out. Needs the directory readable here: the engine on
+ * this host and enough rights (root). Extended attributes need `getfattr` (Debian package `attr`);
+ * without it they are reported unchecked. Never throws: what could not be read is said in the result.
+ */
+export async function scanVolumeMetadata(root: string | undefined): Promise<MetadataScan> {
+  if (!root) return { unreadable: 'the engine gives no host path for it' };
+  let rootStat: RootStat;
+  try {
+    const st = await stat(root);
+    if (!st.isDirectory()) return { unreadable: `${root} is not a directory here` };
+    rootStat = { uid: st.uid, gid: st.gid, mode: st.mode & 0o7777, mtime: Math.floor(st.mtimeMs / 1000) };
+  } catch (err) {
+    return { unreadable: `${root} is not readable here (${(err as NodeJS.ErrnoException).code ?? String(err)}): an engine on another host, or not run as root` };
+  }
+  const entries = new Map<string, MetadataRecord['entries'][number]>();
+  const record: MetadataRecord = { entries: [], sockets: [] };
+  const loss: MetadataLoss = { xattrs: 0, acls: 0, subSecondTimes: 0, sockets: 0 };
+  try {
+    await walk(root, (rel, info) => {
+      if (info.socket) {
+        record.sockets.push(rel);
+        loss.sockets++;
+      } else if (info.mtimeNs % 1_000_000_000n !== 0n) {
+        entries.set(rel, { path: rel, mtime: seconds(info.mtimeNs) });
+        loss.subSecondTimes++;
+      }
+    });
+  } catch (err) {
+    return { unreadable: `${root} could not be read here (${(err as Error).message})` };
+  }
+  let xattrsUnchecked: string | undefined;
+  try {
+    for (const [rel, attrs] of parseGetfattr(await getfattr(root), root)) {
+      if (record.sockets.includes(rel)) continue;
+      const names = Object.keys(attrs);
+      if (names.some((n) => ACL.test(n))) loss.acls++;
+      if (names.some((n) => !ACL.test(n))) loss.xattrs++;
+      entries.set(rel, { ...(entries.get(rel) ?? { path: rel }), xattrs: attrs });
+    }
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    xattrsUnchecked = code === 'ENOENT' ? 'getfattr not found (Debian package attr)' : `getfattr failed (${(err as Error).message.split('\n')[0]})`;
+  }
+  record.entries = [...entries.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return { record, loss, root: rootStat, ...(xattrsUnchecked ? { xattrsUnchecked } : {}) };
+}
+
+function counted(loss: MetadataLoss, sockets: string[]): { kept: string[]; lost: string[] } {
+  const kept: string[] = [];
+  if (loss.xattrs > 0) kept.push(`${loss.xattrs} file(s) with extended attributes`);
+  if (loss.acls > 0) kept.push(`${loss.acls} file(s) with POSIX ACLs`);
+  if (loss.subSecondTimes > 0) kept.push(`${loss.subSecondTimes} file(s) with sub-second modification times`);
+  const lost = loss.sockets > 0 ? [`${loss.sockets} unix socket(s) (${sockets.slice(0, 3).join(', ')}${loss.sockets > 3 ? ', …' : ''})`] : [];
+  return { kept, lost };
+}
+
+/**
+ * Stores the side record of a scanned volume (through `store`, when it holds anything) and words
+ * what was kept and what was not: `notKept` becomes a warning and is recorded in the set.
+ */
+export async function keepVolumeMetadata(
+  scan: MetadataScan,
+  store: (content: Readable) => Promise<BlobDescriptor>,
+): Promise<{ metadata: VolumeMetadata; kept?: string }> {
+  if (scan.unreadable) {
+    return { metadata: { notKept: `extended attributes, ACLs, sub-second modification times and unix sockets (the engine's archive drops them; not counted: ${scan.unreadable})` } };
+  }
+  const { kept, lost } = counted(scan.loss!, scan.record!.sockets);
+  if (scan.xattrsUnchecked) lost.push(`extended attributes and ACLs, if any (not checked: ${scan.xattrsUnchecked})`);
+  const metadata: VolumeMetadata = { dropped: scan.loss };
+  if (scan.record!.entries.length > 0) metadata.record = await store(Readable.from([Buffer.from(JSON.stringify(scan.record))]));
+  if (lost.length > 0) metadata.notKept = lost.join(', ');
+  return { metadata, ...(kept.length > 0 ? { kept: `kept in a side record, as the engine's archive drops them: ${kept.join(', ')}` } : {}) };
+}
