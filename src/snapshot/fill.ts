@@ -134,10 +134,21 @@ export class Filler {
     );
   }
 
-  /** Copies one volume's whole content into another (empty) one, through the engine. */
+  /**
+   * Copies one volume's whole content into another (empty) one, through the engine: read through
+   * one helper, written through another (the engine holds a container's lock while its archive is
+   * read, so a read and a write on one container wait for each other forever).
+   */
   async copyVolume(from: string, to: string): Promise<void> {
-    await this.withHelper([{ volume: from, target: '/csx-from/v' }, { volume: to, target: '/v' }], async (id) =>
-      this.engine.putArchive(id, '/', await this.engine.getArchive(id, '/csx-from/v')),
+    await this.withHelper([{ volume: from, target: '/v' }], async (source) =>
+      this.withHelper([{ volume: to, target: '/v' }], async (target) => {
+        const archive = await this.engine.getArchive(source, '/v');
+        try {
+          await this.engine.putArchive(target, '/', archive);
+        } finally {
+          archive.destroy();
+        }
+      }),
     );
   }
 }

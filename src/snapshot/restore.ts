@@ -12,6 +12,8 @@ import { captureSpec, containerReferences, createNetworkOptions, createOptions, 
 import { Filler, RUN_LABEL } from './fill.js';
 import { InterruptedError, RestoreTransaction, rollBackTarget, type ReplacedVolume } from './transaction.js';
 import { mountsToTake } from './volumes.js';
+import { MetadataMerger, readMetadataRecord } from './metadata-merge.js';
+import type { MetadataRecord } from './volume-metadata.js';
 
 export interface RestoreContext {
   engine: Engine;
@@ -88,8 +90,11 @@ export async function verifyContainers(source: Destination, containers: Containe
     for (const [i, layer] of c.image.layers.entries()) await verifyBlob(source, scope, layer, `${c.name} layer ${i}`);
     count += 1 + c.image.layers.length;
     if (includeVolumes) {
-      for (const v of c.volumes) await verifyBlob(source, SET_SCOPE, v.blob, `${c.name} volume ${v.name || v.destination}`);
-      count += c.volumes.length;
+      for (const v of c.volumes) {
+        await verifyBlob(source, SET_SCOPE, v.blob, `${c.name} volume ${v.name || v.destination}`);
+        if (v.metadata?.record) await verifyBlob(source, SET_SCOPE, v.metadata.record, `${c.name} volume ${v.name || v.destination} side record`);
+      }
+      count += c.volumes.length + c.volumes.filter((v) => v.metadata?.record).length;
     }
     log.info(`${c.name}: checksums verified`);
   }
@@ -152,11 +157,24 @@ class ContainerRestore {
     return new Filler(this.ctx.engine, image, this.txn.pending.run);
   }
 
-  /** Opens a volume's verified content; a cancelled restore destroys it. */
+  /**
+   * Opens a volume's verified content, with the metadata the engine's archive dropped (its side
+   * record) merged back in; a cancelled restore destroys it.
+   */
   private content(c: ContainerRecord, v: VolumeRecord): () => Promise<Readable> {
+    const what = `${c.name} volume ${v.name || v.destination}`;
+    if (v.metadata?.notKept) this.ctx.log.warning(`${what}: not in the set: ${v.metadata.notKept}`);
+    let record: Promise<MetadataRecord> | undefined;
     return async () => {
       this.txn.checkpoint();
-      return this.txn.track(await openContent(this.ctx.source, SET_SCOPE, v.blob, `${c.name} volume ${v.name || v.destination}`));
+      const stream = await openContent(this.ctx.source, SET_SCOPE, v.blob, what);
+      if (v.metadata?.record) {
+        record ??= readMetadataRecord(this.ctx.source, v.metadata.record, what);
+        const merger = new MetadataMerger(await record);
+        stream.on('error', (err) => merger.destroy(err));
+        return this.txn.track(stream.pipe(merger));
+      }
+      return this.txn.track(stream);
     };
   }
 

@@ -3,8 +3,8 @@ import { execFileSync } from 'node:child_process';
 import { linkSync, lstatSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { backup } from '../../src/commands.js';
-import { parseBackupInputs } from '../../src/core/inputs.js';
+import { backup, restore } from '../../src/commands.js';
+import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
 import { DirDestination } from '../../src/destinations/dir.js';
 import { Engine } from '../../src/engine/engine.js';
 import { openContent } from '../../src/snapshot/blobs.js';
@@ -101,5 +101,13 @@ describe('file metadata the engine archive drops: xattrs, ACLs, sub-second times
     expect(lost.f.mtimeNs).toBe('1577836800000000000');
     // ... merged with the side record, every one comes back.
     expect(await fill(fresh, true)).toEqual(before);
+
+    // And through a real restore, under new names: the same.
+    const copyVol = res.volume('data-copy');
+    const back: Record<string, string> = { source: `dir:${store}`, snapshot: 'meta-1', rename: `${res.name('app')}=${res.name('app-copy')},${vol}=${copyVol}`, start: 'never' };
+    const restored = await restore(parseRestoreInputs((n) => back[n] ?? ''), { log: quietLog, env: { ...process.env, DOCKER_CONFIG: '/nonexistent' } });
+    expect(restored.failed, JSON.stringify(restored.containers)).toBe(0);
+    res.image(`container-snapshot/${res.name('app')}:meta-1`);
+    expect(metadataOf((await docker.getVolume(copyVol).inspect()).Mountpoint, paths)).toEqual(before);
   });
 });
