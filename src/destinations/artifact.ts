@@ -251,6 +251,7 @@ export class ArtifactDestination implements Destination {
    * digest is used with a warning.
    */
   private async readIndex(tag: string, artifact: Artifact): Promise<ArtifactIndex> {
+    this.indexes.delete(tag);
     if (!artifact.digest) this.warn(`Snapshot ${tag} in ${this.label}: the artifact service recorded no digest for ${artifact.name}, so a change to its set document cannot be detected.`);
     const { dir, file } = await this.download(artifact, artifact.digest, () => new SetDigestError(tag, this.label, artifact.digest ?? ''));
     try {
