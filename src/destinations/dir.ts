@@ -271,6 +271,11 @@ export class DirDestination implements Destination {
     return record && this.readDocument(tag, record);
   }
 
+  /** When a tag file was written, for ordering a set whose record cannot be read. */
+  private async writtenAt(name: string): Promise<string | undefined> {
+    return stat(join(this.root, 'sets', name)).then((s) => s.mtime.toISOString(), () => undefined);
+  }
+
   async listSets(): Promise<SetSummary[]> {
     let names: string[];
     try {
@@ -286,8 +291,9 @@ export class DirDestination implements Destination {
         record = await this.readRecord(tag);
         if (record) sets.push(summarize(await this.readDocument(tag, record)));
       } catch (err) {
-        if (record && 'descriptor' in record) sets.push(damagedSummary(tag, record.descriptor.annotations?.[CREATED], err as Error));
-        else this.warn(`Skipping ${this.label} sets/${name}: ${(err as Error).message}`);
+        // Listed, not skipped: a damaged newest set must not make `latest` an older one in silence.
+        const created = record && 'descriptor' in record ? record.descriptor.annotations?.[CREATED] : undefined;
+        sets.push(damagedSummary(tag, created ?? (await this.writtenAt(name)), err as Error));
       }
     }
     return sets.sort(newestFirst);

@@ -138,6 +138,17 @@ describe('dir destination: set documents by digest', () => {
     expect((await dest.listSets())[0].damaged).toMatch(/is missing/);
   });
 
+  it('an unreadable tag file is listed as damaged at the time it was written, so latest names it', async () => {
+    await dest.writeSet(makeSet('old', '2020-01-01T00:00:00Z'));
+    await dest.writeSet(makeSet('new', '2020-02-01T00:00:00Z'));
+    const path = join(root, 'sets', 'new.json');
+    writeFileSync(path, readFileSync(path, 'utf8').replace('"mediaType"', '"mediaTypf"'));
+    const listed = await dest.listSets();
+    expect(listed.map((s) => s.tag)).toEqual(['new', 'old']);
+    expect(listed[0].damaged).toMatch(/^Invalid snapshot record at dir:.*sets\/new\.json: expected a descriptor/);
+    await expect(dest.readSet('latest')).rejects.toThrow(/Invalid snapshot record at dir:.*sets\/new\.json/);
+  });
+
   it('reads a set written by an earlier version (the document itself under sets/), with one warning that it is unchecked', async () => {
     await mkdir(join(root, 'sets'), { recursive: true });
     await writeFile(join(root, 'sets', 'legacy.json'), JSON.stringify(makeSet('legacy', '2026-01-01T00:00:00Z')));
