@@ -73,6 +73,8 @@ export class ArtifactDestination implements Destination {
   /** Every blob artifact of the set being written, duplicates included: deleted if no set references them. */
   private pending: string[] = [];
   private readonly indexes = new Map<string, ArtifactIndex>();
+  /** Tags already warned about: their set artifact has no recorded digest. */
+  private readonly unchecked = new Set<string>();
   private listing?: Artifact[];
   private readonly uid = randomBytes(4).toString('hex');
   private seq = 0;
@@ -252,7 +254,10 @@ export class ArtifactDestination implements Destination {
    */
   private async readIndex(tag: string, artifact: Artifact): Promise<ArtifactIndex> {
     this.indexes.delete(tag);
-    if (!artifact.digest) this.warn(`Snapshot ${tag} in ${this.label}: the artifact service recorded no digest for ${artifact.name}, so a change to its set document cannot be detected.`);
+    if (!artifact.digest && !this.unchecked.has(tag)) {
+      this.unchecked.add(tag);
+      this.warn(`Snapshot ${tag} in ${this.label}: the artifact service recorded no digest for ${artifact.name}, so a change to its set document cannot be detected.`);
+    }
     const { dir, file } = await this.download(artifact, artifact.digest, () => new SetDigestError(tag, this.label, artifact.digest ?? ''));
     try {
       const index = parseIndex(await readFile(file, 'utf8'), `${this.label} ${artifact.name}`);

@@ -222,6 +222,7 @@ describe('artifact destination: the set artifact against the digest the service 
   it('a set artifact with no recorded digest is read with a warning that it cannot be checked', async () => {
     client.stored.get('x@old.attempt-1.set.json')!.digest = undefined;
     expect((await dest.readSet('old'))?.tag).toBe('old');
+    expect((await dest.listSets()).map((s) => s.tag)).toEqual(['new', 'old']);
     expect(warnings).toEqual([expect.stringMatching(/^Snapshot old in artifact:x: the artifact service recorded no digest/)]);
   });
 });
