@@ -11,7 +11,17 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import type { Artifact, ArtifactClient, FindOptions } from '@actions/artifact';
 import type { ArtifactRun } from '../core/options.js';
-import { newestFirst, parseSet, setBlobs, summarize, type SetSummary, type SnapshotSet } from '../snapshot/manifest.js';
+import {
+  ManifestError,
+  SetDigestError,
+  damagedSummary,
+  newestFirst,
+  parseSet,
+  setBlobs,
+  summarize,
+  type SetSummary,
+  type SnapshotSet,
+} from '../snapshot/manifest.js';
 import { DestinationError, type BlobWriter, type Destination, type SetReceipt } from './types.js';
 
 const INDEX_MEDIA_TYPE = 'application/vnd.container-snapshot.artifact-index.v1+json';
@@ -63,6 +73,8 @@ export class ArtifactDestination implements Destination {
   /** Every blob artifact of the set being written, duplicates included: deleted if no set references them. */
   private pending: string[] = [];
   private readonly indexes = new Map<string, ArtifactIndex>();
+  /** Tags already warned about: their set artifact has no recorded digest. */
+  private readonly unchecked = new Set<string>();
   private listing?: Artifact[];
   private readonly uid = randomBytes(4).toString('hex');
   private seq = 0;
@@ -74,6 +86,7 @@ export class ArtifactDestination implements Destination {
     private readonly run: RunContext,
     private readonly retentionDays: number | undefined,
     private readonly other: ArtifactRun | undefined,
+    private readonly warn: (message: string) => void = () => undefined,
   ) {}
 
   private get find(): FindOptions {
@@ -171,12 +184,13 @@ export class ArtifactDestination implements Destination {
   }
 
   /** One artifact into a fresh temporary directory, its digest checked by the library. */
-  private async download(artifact: Artifact, digest?: string): Promise<{ dir: string; file: string }> {
+  private async download(artifact: Artifact, digest?: string, mismatch?: () => Error): Promise<{ dir: string; file: string }> {
     const dir = await mkdtemp(join(this.run.tempDir, 'container-snapshot-dl-'));
     try {
       const result = await this.call(`download ${artifact.name}`, () =>
         this.client.downloadArtifact(artifact.id, { path: dir, ...this.find, ...(digest ? { expectedHash: digest } : {}) }),
       );
+      if (result.digestMismatch && mismatch) throw mismatch();
       if (result.digestMismatch) throw new DestinationError(`${this.label}: artifact ${artifact.name} does not match its digest ${digest}; refusing it`);
       const files = await readdir(dir);
       if (files.length !== 1) throw new DestinationError(`${this.label}: artifact ${artifact.name} downloaded as ${files.length} files, expected one`);
@@ -225,19 +239,30 @@ export class ArtifactDestination implements Destination {
 
   async readSet(tag: string): Promise<SnapshotSet | undefined> {
     if (tag === 'latest') {
-      // listSets has read every set's index: the newest is at hand.
+      // listSets has read every set's index: the newest is at hand (a damaged one is read again, to fail).
       const [newest] = await this.listSets();
-      return newest ? this.indexes.get(newest.tag)?.set : undefined;
+      return newest ? (this.indexes.get(newest.tag)?.set ?? this.readSet(newest.tag)) : undefined;
     }
     const artifact = (await this.setArtifacts()).get(tag);
-    return artifact ? (await this.readIndex(artifact)).set : undefined;
+    return artifact ? (await this.readIndex(tag, artifact)).set : undefined;
   }
 
-  private async readIndex(artifact: Artifact): Promise<ArtifactIndex> {
-    const { dir, file } = await this.download(artifact, artifact.digest);
+  /**
+   * The set's artifact, checked against the digest the artifact service recorded at upload
+   * (apart from the document): a mismatch is a SetDigestError; an artifact with no recorded
+   * digest is used with a warning.
+   */
+  private async readIndex(tag: string, artifact: Artifact): Promise<ArtifactIndex> {
+    this.indexes.delete(tag);
+    if (!artifact.digest && !this.unchecked.has(tag)) {
+      this.unchecked.add(tag);
+      this.warn(`Snapshot ${tag} in ${this.label}: the artifact service recorded no digest for ${artifact.name}, so a change to its set document cannot be detected.`);
+    }
+    const { dir, file } = await this.download(artifact, artifact.digest, () => new SetDigestError(tag, this.label, artifact.digest ?? ''));
     try {
       const index = parseIndex(await readFile(file, 'utf8'), `${this.label} ${artifact.name}`);
-      this.indexes.set(index.set.tag, index);
+      if (index.set.tag !== tag) throw new ManifestError(`Snapshot ${tag} in ${this.label}: its set document is the one of snapshot ${index.set.tag}; not used.`);
+      this.indexes.set(tag, index);
       return index;
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -246,7 +271,14 @@ export class ArtifactDestination implements Destination {
 
   async listSets(): Promise<SetSummary[]> {
     const out: SetSummary[] = [];
-    for (const artifact of (await this.setArtifacts()).values()) out.push(summarize((await this.readIndex(artifact)).set));
+    for (const [tag, artifact] of await this.setArtifacts()) {
+      try {
+        out.push(summarize((await this.readIndex(tag, artifact)).set));
+      } catch (err) {
+        if (!(err instanceof SetDigestError)) throw err;
+        out.push(damagedSummary(tag, artifact.createdAt?.toISOString(), err));
+      }
+    }
     return out.sort(newestFirst);
   }
 

@@ -6,10 +6,44 @@ import { isAlive } from '../core/recovery.js';
 import { dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { once } from 'node:events';
-import { newestFirst, parseSet, summarize, type SetSummary, type SnapshotSet } from '../snapshot/manifest.js';
+import {
+  ManifestError,
+  SET_MEDIA_TYPE,
+  SetDigestError,
+  damagedSummary,
+  newestFirst,
+  parseCheckedSet,
+  parseSet,
+  sha256Of,
+  summarize,
+  type SetDescriptor,
+  type SetSummary,
+  type SnapshotSet,
+} from '../snapshot/manifest.js';
 import { DestinationError, type BlobWriter, type Destination, type SetReceipt } from './types.js';
 
 const DIGEST = /^sha256:([0-9a-f]{64})$/;
+const CREATED = 'org.opencontainers.image.created';
+/** A set document is a few kB per container; anything far larger is not one. */
+const SET_LIMIT = 64 << 20;
+
+/** What sets/<tag>.json holds: a descriptor of the set document (current), or the document itself (earlier versions, unchecked). */
+type SetRecord = { descriptor: SetDescriptor } | { legacy: string };
+
+/** Reads sets/<tag>.json. Throws ManifestError when it is neither a descriptor nor a set document. */
+export function parseSetRecord(text: string, where: string): SetRecord {
+  let doc: Partial<SetDescriptor> & { schemaVersion?: unknown };
+  try {
+    doc = JSON.parse(text) as typeof doc;
+  } catch (err) {
+    throw new ManifestError(`Invalid snapshot record at ${where}: ${(err as Error).message}`);
+  }
+  if (doc?.schemaVersion !== undefined) return { legacy: text };
+  if (doc?.mediaType !== SET_MEDIA_TYPE || typeof doc.digest !== 'string' || !DIGEST.test(doc.digest) || !Number.isSafeInteger(doc.size) || (doc.size ?? -1) < 0) {
+    throw new ManifestError(`Invalid snapshot record at ${where}: expected a descriptor of a ${SET_MEDIA_TYPE} document (digest sha256:<64 hex digits> and size).`);
+  }
+  return { descriptor: { mediaType: SET_MEDIA_TYPE, digest: doc.digest, size: doc.size!, annotations: doc.annotations } };
+}
 
 function hexOf(digest: string): string {
   const m = DIGEST.exec(digest);
@@ -55,12 +89,15 @@ async function fsyncPath(path: string): Promise<void> {
 
 /**
  * A content-addressed directory, laid out like an OCI image layout:
- *   blobs/sha256/<hex>   every blob once, under its digest
- *   sets/<tag>.json      one manifest per set, written last (temp file, fsync, rename)
+ *   blobs/sha256/<hex>   every blob once, under its digest, the set documents included
+ *   sets/<tag>.json      the tag: a descriptor (media type, digest, size) of its set document,
+ *                        written last (temp file, fsync, link)
  *   .tmp/                blobs being written
+ * A set document is used only once its bytes match the digest its tag names.
  */
 export class DirDestination implements Destination {
   readonly root: string;
+  private readonly unchecked = new Set<string>();
 
   constructor(
     readonly label: string,
@@ -153,10 +190,30 @@ export class DirDestination implements Destination {
     return exists(this.setPath(tag));
   }
 
+  private tmpName(kind: 'blob' | 'set'): string {
+    return join(this.root, '.tmp', `${kind}-${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}${kind === 'set' ? '.json' : ''}`);
+  }
+
+  /** The set document as a blob: fsynced under its digest before any tag names it. */
+  private async writeDocument(body: Buffer): Promise<string> {
+    const digest = sha256Of(body);
+    const tmp = this.tmpName('blob');
+    try {
+      await writeFile(tmp, body, { flag: 'wx' });
+      await fsyncPath(tmp);
+      await rename(tmp, this.blobPath(digest));
+    } finally {
+      await rm(tmp, { force: true });
+    }
+    return digest;
+  }
+
   async writeSet(set: SnapshotSet): Promise<SetReceipt> {
     const target = this.setPath(set.tag);
-    const tmp = join(this.root, '.tmp', `set-${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}.json`);
-    await writeFile(tmp, `${JSON.stringify(set, null, 2)}\n`, { flag: 'wx' });
+    const body = Buffer.from(`${JSON.stringify(set, null, 2)}\n`);
+    const descriptor: SetDescriptor = { mediaType: SET_MEDIA_TYPE, digest: await this.writeDocument(body), size: body.length, annotations: { [CREATED]: set.created } };
+    const tmp = this.tmpName('set');
+    await writeFile(tmp, `${JSON.stringify(descriptor, null, 2)}\n`, { flag: 'wx' });
     await fsyncPath(tmp);
     await fsyncPath(join(this.root, 'blobs', 'sha256'));
     try {
@@ -172,14 +229,51 @@ export class DirDestination implements Destination {
     return { refs: Object.fromEntries(set.containers.map((c) => [c.name, { ref: `${target}#${c.name}`, digest: c.image.id }])) };
   }
 
+  private async readRecord(tag: string): Promise<SetRecord | undefined> {
+    let text: string;
+    try {
+      text = await readFile(this.setPath(tag), 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+    return parseSetRecord(text, `${this.label} sets/${tag}.json`);
+  }
+
+  private async readDocument(tag: string, record: SetRecord): Promise<SnapshotSet> {
+    if ('legacy' in record) {
+      if (!this.unchecked.has(tag)) {
+        this.unchecked.add(tag);
+        this.warn(
+          `Snapshot ${tag} in ${this.label} was written by an earlier version, without a digest of its set document: it is used, but a change to it cannot be detected. Back up again for a checked set.`,
+        );
+      }
+      return parseSet(record.legacy, `${this.label} sets/${tag}.json`);
+    }
+    const { digest, size } = record.descriptor;
+    if (size > SET_LIMIT) throw new SetDigestError(tag, this.label, digest);
+    let body: Buffer;
+    try {
+      body = await readFile(this.blobPath(digest));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      throw new DestinationError(`Snapshot ${tag} in ${this.label}: its set document ${digest} is missing (blobs/sha256/${hexOf(digest)}); not used.`);
+    }
+    return parseCheckedSet(body, record.descriptor, tag, this.label);
+  }
+
   async readSet(tag: string): Promise<SnapshotSet | undefined> {
     if (tag === 'latest') {
       const [newest] = await this.listSets();
       return newest ? this.readSet(newest.tag) : undefined;
     }
-    const path = this.setPath(tag);
-    if (!(await exists(path))) return undefined;
-    return parseSet(await readFile(path, 'utf8'), `${this.label} sets/${tag}.json`);
+    const record = await this.readRecord(tag);
+    return record && this.readDocument(tag, record);
+  }
+
+  /** When a tag file was written, for ordering a set whose record cannot be read. */
+  private async writtenAt(name: string): Promise<string | undefined> {
+    return stat(join(this.root, 'sets', name)).then((s) => s.mtime.toISOString(), () => undefined);
   }
 
   async listSets(): Promise<SetSummary[]> {
@@ -191,11 +285,15 @@ export class DirDestination implements Destination {
     }
     const sets: SetSummary[] = [];
     for (const name of names.filter((n) => n.endsWith('.json'))) {
+      const tag = name.slice(0, -'.json'.length);
+      let record: SetRecord | undefined;
       try {
-        const set = await this.readSet(name.slice(0, -'.json'.length));
-        if (set) sets.push(summarize(set));
+        record = await this.readRecord(tag);
+        if (record) sets.push(summarize(await this.readDocument(tag, record)));
       } catch (err) {
-        this.warn(`Skipping ${this.label} sets/${name}: ${(err as Error).message}`);
+        // Listed, not skipped: a damaged newest set must not make `latest` an older one in silence.
+        const created = record && 'descriptor' in record ? record.descriptor.annotations?.[CREATED] : undefined;
+        sets.push(damagedSummary(tag, created ?? (await this.writtenAt(name)), err as Error));
       }
     }
     return sets.sort(newestFirst);

@@ -1,11 +1,13 @@
 import type { Readable } from 'node:stream';
 import { repoComponent } from '../core/names.js';
-import { sha256Digest, type RegistryClient } from '../registry/client.js';
+import { DigestMismatchError, sha256Digest, type RegistryClient } from '../registry/client.js';
 import {
   IMAGE_CONFIG_MEDIA_TYPE,
   SET_MEDIA_TYPE,
+  SetDigestError,
+  damagedSummary,
   newestFirst,
-  parseSet,
+  parseCheckedSet,
   setScopeBlobs,
   summarize,
   type SetSummary,
@@ -15,6 +17,7 @@ import { readSmall } from '../util/streams.js';
 import { DestinationError, type BlobScope, type BlobWriter, type Destination, type SetReceipt, type StoredRef } from './types.js';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+const CREATED = 'org.opencontainers.image.created';
 
 function ociLabels(set: SnapshotSet, c: SnapshotSet['containers'][number]): Record<string, string> {
   return {
@@ -141,18 +144,42 @@ export class RegistryDestination implements Destination {
       const [newest] = await this.listSets();
       return newest ? this.readSet(newest.tag) : undefined;
     }
-    const manifest = await this.client.getManifest(this.prefix, tag, [OCI_MANIFEST]);
-    if (!manifest) return undefined;
-    const parsed = JSON.parse(manifest.body.toString('utf8')) as { config?: { mediaType?: string; digest?: string } };
-    if (parsed.config?.mediaType !== SET_MEDIA_TYPE || !parsed.config.digest) return undefined;
-    const body = await readSmall(await this.client.getBlob(this.prefix, parsed.config.digest));
-    if (sha256Digest(body) !== parsed.config.digest) throw new DestinationError(`${this.label}: set ${tag} document fails its checksum`);
-    const set = parseSet(body.toString('utf8'), `${this.label}:${tag}`);
+    const manifest = await this.setManifest(tag);
+    if (!manifest?.config) return undefined;
+    const { digest, size } = manifest.config;
+    let body: Buffer;
+    try {
+      body = await readSmall(await this.client.getBlob(this.prefix, digest));
+    } catch (err) {
+      if (err instanceof DigestMismatchError) throw new SetDigestError(tag, this.label, digest);
+      throw err;
+    }
+    const set = parseCheckedSet(body, { digest, size }, tag, this.label);
     for (const c of set.containers) {
       const repo = this.repo({ container: c.name });
       for (const b of c.image.layers) if (!this.homes.has(b.digest)) this.homes.set(b.digest, repo);
     }
     return set;
+  }
+
+  /**
+   * The set's manifest, checked against the digest its tag points at; its config descriptor
+   * names the set document by digest. Undefined when the tag holds no set.
+   */
+  private async setManifest(tag: string): Promise<{ config?: { digest: string; size?: number }; created?: string } | undefined> {
+    let manifest;
+    try {
+      manifest = await this.client.getManifest(this.prefix, tag, [OCI_MANIFEST]);
+    } catch (err) {
+      if (err instanceof DigestMismatchError) throw new SetDigestError(tag, this.label, err.expected, 'set manifest');
+      throw err;
+    }
+    if (!manifest) return undefined;
+    const parsed = JSON.parse(manifest.body.toString('utf8')) as { config?: { mediaType?: string; digest?: string; size?: number }; annotations?: Record<string, string> };
+    const created = parsed.annotations?.[CREATED];
+    if (parsed.config?.mediaType !== SET_MEDIA_TYPE || typeof parsed.config.digest !== 'string') return { created };
+    const size = typeof parsed.config.size === 'number' ? parsed.config.size : undefined;
+    return { config: { digest: parsed.config.digest, size }, created };
   }
 
   async listSets(): Promise<SetSummary[]> {
@@ -162,9 +189,15 @@ export class RegistryDestination implements Destination {
         const set = await this.readSet(tag);
         if (set) sets.push(summarize(set));
       } catch (err) {
-        this.warn(`Skipping ${this.label}:${tag}: ${(err as Error).message}`);
+        if (err instanceof SetDigestError) sets.push(damagedSummary(tag, await this.createdOf(tag), err));
+        else this.warn(`Skipping ${this.label}:${tag}: ${(err as Error).message}`);
       }
     }
     return sets.sort(newestFirst);
+  }
+
+  /** When a damaged set was made, as its manifest says (for ordering only); undefined when the manifest itself is damaged. */
+  private async createdOf(tag: string): Promise<string | undefined> {
+    return (await this.setManifest(tag).catch(() => undefined))?.created;
   }
 }

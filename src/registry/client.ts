@@ -25,6 +25,17 @@ export class RegistryAuthError extends RegistryError {
   override name = 'RegistryAuthError';
 }
 
+/** Content whose sha256 is not the digest it was asked for by, or that the registry named for it. */
+export class DigestMismatchError extends RegistryError {
+  override name = 'DigestMismatchError';
+  constructor(
+    message: string,
+    readonly expected: string,
+  ) {
+    super(message);
+  }
+}
+
 export interface BlobUpload {
   readonly stream: Writable;
   finish(digest: string): Promise<void>;
@@ -340,7 +351,7 @@ export class RegistryClient {
     const op = { name: `get blob ${digest}`, repo };
     const url = this.url(`/v2/${repo}/blobs/${digest}`);
     const res = await this.followRedirects({ op, method: 'GET', url, scopes: [pullScope(repo)], expect: [200] });
-    const mismatch = (actual: string) => new RegistryError(`${this.where(op)} failed: the registry sent content with digest ${actual}`);
+    const mismatch = (actual: string) => new DigestMismatchError(`${this.where(op)} failed: the registry sent content with digest ${actual}`, digest);
     return verified(res, digest, this.failure(op, url), mismatch);
   }
 
@@ -373,8 +384,11 @@ export class RegistryClient {
     }
     const body = await this.readSmall(res, op, MANIFEST_LIMIT);
     const digest = sha256Digest(body);
-    if (isDigest(reference) && digest !== reference) {
-      throw new RegistryError(`${this.where(op)} failed: the registry sent a manifest with digest ${digest}`);
+    // By tag, the registry's Docker-Content-Digest is the digest the tag points at (distribution spec, "Pulling manifests").
+    const header = res.headers['docker-content-digest'];
+    const expected = isDigest(reference) ? reference : typeof header === 'string' && isDigest(header) ? header : digest;
+    if (digest !== expected) {
+      throw new DigestMismatchError(`${this.where(op)} failed: the registry sent a manifest with digest ${digest}, expected ${expected}`, expected);
     }
     return { mediaType: manifestMediaType(res, body), digest, body };
   }

@@ -96,7 +96,7 @@ async function loadHistory(destinations: Destination[]): Promise<History> {
   const perDest: History[] = [];
   for (const dest of destinations) {
     const h: History = { layers: new Map(), volumes: new Map() };
-    for (const summary of (await dest.listSets()).slice(0, HISTORY_DEPTH)) {
+    for (const summary of (await dest.listSets()).filter((s) => !s.damaged).slice(0, HISTORY_DEPTH)) {
       const set = await dest.readSet(summary.tag);
       for (const c of set?.containers ?? []) {
         for (const l of c.image.layers) h.layers.set(l.contentDigest, l);

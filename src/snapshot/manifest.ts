@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { ContainerSpec } from './spec.js';
 
 export const SET_MEDIA_TYPE = 'application/vnd.container-snapshot.set.v1+json';
@@ -109,10 +110,33 @@ export interface SetSummary {
   created: string;
   containers: string[];
   bytes: number;
+  /** Why the set cannot be used (its document fails its digest); listed so that `latest` never skips it silently. */
+  damaged?: string;
 }
 
 export class ManifestError extends Error {
   override name = 'ManifestError';
+}
+
+/** Where a set's document and the digest it must have come from: the tag resolves to `digest` apart from the document. */
+export interface SetDescriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+  annotations?: Record<string, string>;
+}
+
+/** A set document (or the record that points at it) whose bytes are not the ones its digest names. */
+export class SetDigestError extends ManifestError {
+  override name = 'SetDigestError';
+  constructor(
+    readonly tag: string,
+    readonly location: string,
+    readonly digest: string,
+    what = 'set document',
+  ) {
+    super(`Snapshot ${tag} in ${location}: the ${what} does not match its digest ${digest} (corrupted or changed); not used.`);
+  }
 }
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
@@ -145,6 +169,29 @@ export function summarize(set: SnapshotSet): SetSummary {
     containers: set.containers.map((c) => c.name),
     bytes: setBlobs(set).reduce((n, b) => n + b.size, 0),
   };
+}
+
+export function sha256Of(body: Buffer): string {
+  return `sha256:${createHash('sha256').update(body).digest('hex')}`;
+}
+
+/**
+ * Parses a set document only once its bytes match the digest (and size) recorded for its tag
+ * (OCI image-spec descriptor rules: the digest is of the exact bytes). Throws SetDigestError
+ * on a mismatch, ManifestError when the matching bytes are not a set of tag `tag`.
+ */
+export function parseCheckedSet(body: Buffer, expected: Pick<SetDescriptor, 'digest'> & { size?: number }, tag: string, location: string): SnapshotSet {
+  if (sha256Of(body) !== expected.digest || (expected.size !== undefined && body.length !== expected.size)) {
+    throw new SetDigestError(tag, location, expected.digest);
+  }
+  const set = parseSet(body.toString('utf8'), `${location} ${tag}`);
+  if (set.tag !== tag) throw new ManifestError(`Snapshot ${tag} in ${location}: its set document is the one of snapshot ${set.tag}; not used.`);
+  return set;
+}
+
+/** A listed set that cannot be used: no containers, no size, and why. */
+export function damagedSummary(tag: string, created: string | undefined, err: Error): SetSummary {
+  return { tag, created: created ?? '', containers: [], bytes: 0, damaged: err.message };
 }
 
 export function parseSet(text: string, where: string): SnapshotSet {

@@ -126,6 +126,30 @@ describe('artifact: destinations and sources', () => {
     expect(((await docker.listVolumes()).Volumes ?? []).map((v) => v.Name).sort()).toEqual(volumesBefore);
   });
 
+  it('refuses a tampered set document (checked against the digest the service recorded) in verify and restore, before changing anything', async () => {
+    const volumesBefore = ((await docker.listVolumes()).Volumes ?? []).map((v) => v.Name).sort();
+    const setArtifact = `${nightly()}@n-1.attempt-1.set.json`;
+    const digest = live(jobA).find((a) => a.name === setArtifact)?.digest;
+    expect(digest).toMatch(/^sha256:[0-9a-f]{64}$/);
+    const message = `Snapshot n-1 in artifact:${nightly()}: the set document does not match its digest ${digest} (corrupted or changed); not used.`;
+    const from = ['--source', `artifact:${nightly()}`, '--run-id', String(jobA.runId), '--repository', REPOSITORY];
+    service.faults.corruptBlob = (name) => name === setArtifact;
+    let r: StepResult;
+    let v: Awaited<ReturnType<typeof runCli>>;
+    try {
+      v = await runCli(['verify', ...from, '--snapshot', 'n-1'], { env: cliEnv() });
+      r = await runStep('restore', { source: `artifact:${nightly()}`, rename: `${app}=${app}-copy,${vol}=${vol}-copy` }, { env: stepEnv({ ...jobA, jobId: 'tampered-set' }) });
+    } finally {
+      service.faults.corruptBlob = undefined;
+    }
+    expect(v.code).toBe(1);
+    expect(v.stderr).toContain(message);
+    expect(r.code).toBe(1);
+    expect(failed(r)).toEqual([`::error::${message}`]);
+    await expect(docker.getContainer(`${app}-copy`).inspect()).rejects.toMatchObject({ statusCode: 404 });
+    expect(((await docker.listVolumes()).Volumes ?? []).map((v) => v.Name).sort()).toEqual(volumesBefore);
+  });
+
   it('retries a 500 from the artifact service, and succeeds', async () => {
     const run = newRun();
     const mark = service.requests().length;

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { RegistryAuthError, RegistryClient, RegistryError, isTransient } from '../../src/registry/client.js';
+import { DigestMismatchError, RegistryAuthError, RegistryClient, RegistryError, isTransient } from '../../src/registry/client.js';
 
 const USER = 'alice';
 const PASSWORD = 'correct-horse-battery';
@@ -45,6 +45,8 @@ class FakeRegistry {
   readonly cdnAuth: string[] = [];
   readonly blobs = new Map<string, Buffer>();
   readonly manifests = new Map<string, Buffer>();
+  /** What each reference resolves to, as a registry's tag link records it apart from the manifest's bytes. */
+  readonly manifestDigests = new Map<string, string>();
   readonly tags = new Map<string, string[]>();
   corruptCdn = false;
   truncateCdn = false;
@@ -142,12 +144,13 @@ class FakeRegistry {
       }
       this.manifests.set(key, data);
       this.manifests.set(`${repo}:${sha(data)}`, data);
+      this.manifestDigests.set(key, sha(data));
       res.writeHead(201, { 'docker-content-digest': sha(data) }).end();
       return;
     }
     const data = this.manifests.get(key);
     if (!data) return registryError(res, 404, 'MANIFEST_UNKNOWN', 'manifest unknown');
-    res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'docker-content-digest': sha(data) }).end(data);
+    res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'docker-content-digest': this.manifestDigests.get(key) ?? sha(data) }).end(data);
   }
 
   private async blob(req: IncomingMessage, res: ServerResponse, repo: string, rest: string, url: URL) {
@@ -327,6 +330,16 @@ describe('RegistryClient against a fake token-auth registry', () => {
     const got = await client.getManifest('team/app', 'v1');
     expect(got).toEqual({ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest, body });
     expect(await client.getManifest('team/app', 'missing')).toBeUndefined();
+  });
+
+  it('refuses a manifest fetched by tag whose bytes are not the digest the tag points at', async () => {
+    const body = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', annotations: { a: '1' } }));
+    const digest = await client.putManifest('team/app', 'v1', 'application/vnd.oci.image.manifest.v1+json', body);
+    const changed = Buffer.from(body.toString().replace('"1"', '"2"'));
+    fake.manifests.set('team/app:v1', changed);
+    const err = await client.getManifest('team/app', 'v1').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(DigestMismatchError);
+    expect(err).toMatchObject({ expected: digest, message: `Registry ${fake.host} (repository team/app): get manifest v1 failed: the registry sent a manifest with digest ${sha(changed)}, expected ${digest}` });
   });
 
   it('deletes manifests, asking for the delete scope the challenge names', async () => {
