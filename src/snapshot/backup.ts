@@ -391,8 +391,11 @@ async function plan(ctx: BackupContext, opts: BackupOptions, selected: Candidate
  * credentials work, the place is writable). Throws when one fails; returns where the tag already is.
  */
 async function checkDestinations(ctx: BackupContext, opts: BackupOptions): Promise<TagState> {
-  for (const dest of ctx.destinations) await dest.check(opts.dryRun ? 'plan' : 'write');
-  return tagState(ctx.destinations, opts.tag);
+  for (const dest of ctx.destinations) await dest.check('plan');
+  // The tag before any directory is made: a refused tag changes nothing.
+  const state = await tagState(ctx.destinations, opts.tag);
+  if (!opts.dryRun) for (const dest of ctx.destinations) await dest.check('write');
+  return state;
 }
 
 /** A set some destinations hold and others miss (an earlier run with this tag failed there): copied to the rest, no container taken again. */
