@@ -92,16 +92,28 @@ const cliLogger: Logger = {
   },
 };
 
-function reader(flags: Map<string, string>): (name: string) => string {
-  let password: string | undefined;
+/**
+ * The registry credentials as the CLI takes them, refused in its own words when half given:
+ * --registry-password-stdin needs --registry-username and a non-empty stdin.
+ */
+function cliCredentials(flags: Map<string, string>): { username: string; password: string } {
+  const username = (flags.get(Input.RegistryUsername) ?? '').trim();
+  const fromStdin = flags.get('registry-password-stdin') === 'true';
+  if (fromStdin && username === '') throw new InputError('--registry-password-stdin needs --registry-username. Expected --registry-username U --registry-password-stdin.');
+  const password = fromStdin ? readFileSync(0, 'utf8').replace(/\r?\n$/, '') : (process.env[PASSWORD_ENV] ?? '');
+  if (fromStdin && password === '') throw new InputError('--registry-password-stdin read an empty password. Expected the registry password on stdin.');
+  if (username !== '' && password === '') throw new InputError(`--registry-username needs a password. Expected --registry-password-stdin or ${PASSWORD_ENV}.`);
+  if (username === '' && password !== '') throw new InputError(`${PASSWORD_ENV} is set without --registry-username. Expected both or neither.`);
+  return { username, password };
+}
+
+function reader(flags: Map<string, string>, credentials: { username: string; password: string }): (name: string) => string {
   return (name) => {
     if (name === Input.GithubToken) return process.env[TOKEN_ENV] ?? '';
     if (name === Input.Repository) return flags.get(name) ?? process.env.GITHUB_REPOSITORY ?? '';
-    if (name !== Input.RegistryPassword) return flags.get(name) ?? '';
-    if (password === undefined) {
-      password = flags.get('registry-password-stdin') === 'true' ? readFileSync(0, 'utf8').replace(/\r?\n$/, '') : (process.env[PASSWORD_ENV] ?? '');
-    }
-    return password;
+    if (name === Input.RegistryUsername) return credentials.username;
+    if (name === Input.RegistryPassword) return credentials.password;
+    return flags.get(name) ?? '';
   };
 }
 
@@ -125,15 +137,17 @@ async function main(argv: string[]): Promise<number> {
   }
   const flags = parseArgs(command, rest);
   if (!flags.has(Input.Snapshot)) flags.set(Input.Snapshot, 'latest');
-  const get = reader(flags);
+  const get = reader(flags, cliCredentials(flags));
   const deps = { log: cliLogger, env: process.env };
   if (command === 'backup') {
-    const opts = parseBackupInputs(get);
+    const opts = parseBackupInputs(get, undefined, process.env);
     const engine = new Engine();
     const handle = fileJournal(process.env);
     const result = await guarded(handle, engine, cliLogger, () => backup(opts, { ...deps, engine, journal: handle.journal }));
-    print(JSON.stringify({ snapshot: result.tag, failed: result.failed, containers: result.containers, artifacts: result.artifacts }, null, 2));
-    return failures(result.containers.map((c) => ({ name: c.name, error: c.error, failed: c.status === 'failed' })));
+    print(JSON.stringify({ snapshot: result.tag, failed: result.failed, destinations: result.destinations, containers: result.containers, artifacts: result.artifacts }, null, 2));
+    const code = failures(result.containers.map((c) => ({ name: c.name, error: c.error, failed: c.status === 'failed' })));
+    if (result.incomplete) console.error(`error: ${result.incomplete}`);
+    return result.incomplete ? 1 : code;
   }
   if (command === 'restore') {
     const opts = parseRestoreInputs(get);

@@ -40,8 +40,10 @@ export function backupSummary(result: BackupResult, dryRun: boolean): string {
     c.destinations.map((d) => d.ref).join('<br>') || '—',
   ]);
   const title = `### Container snapshot ${result.tag}${dryRun ? ' (dry run)' : ''}`;
+  const places = result.destinations.map((d) => (d.written ? `✅ ${d.destination}` : `❌ ${d.destination}: ${d.error ?? ''}`));
+  const where = places.length > 0 ? `\nSet written to:\n${places.map((p) => `- ${p}`).join('\n')}\n` : '';
   const links = result.artifacts.map((a) => `Artifact: [${a.name}](${a.url}) (ID ${a.id})\n`).join('');
-  return `${title}\n\n${table(['Container', 'State', 'Result', 'Volumes', 'Stored', 'Quiesced', 'Stored at'], rows)}\n${links ? `\n${links}` : ''}`;
+  return `${title}\n\n${table(['Container', 'State', 'Result', 'Volumes', 'Stored', 'Quiesced', 'Stored at'], rows)}\n${where}${links ? `\n${links}` : ''}`;
 }
 
 export function restoreSummary(result: RestoreResult): string {

@@ -11,7 +11,7 @@ import { backupSummary, failureLine, formatBytes } from '../report.js';
 export async function main(): Promise<void> {
   const password = core.getInput(Input.RegistryPassword);
   if (password) core.setSecret(password);
-  const opts = parseBackupInputs((name) => core.getInput(name));
+  const opts = parseBackupInputs((name) => core.getInput(name), undefined, process.env);
   const engine = new Engine();
   const handle = stateJournal();
   const result = await guarded(handle, engine, actionLogger, () =>
@@ -20,13 +20,15 @@ export async function main(): Promise<void> {
   core.setOutput('snapshot', result.tag);
   core.setOutput('containers', JSON.stringify(result.containers));
   core.setOutput('failed', String(result.failed));
+  core.setOutput('destinations', JSON.stringify(result.destinations));
   core.setOutput('artifact-id', result.artifacts[0] ? String(result.artifacts[0].id) : '');
   core.setOutput('artifact-url', result.artifacts[0]?.url ?? '');
   await core.summary.addRaw(backupSummary(result, opts.dryRun)).write();
   const ok = result.containers.filter((c) => c.status === 'ok');
   core.info(`Snapshot ${result.tag}: ${ok.length} container(s), ${formatBytes(ok.reduce((n, c) => n + c.bytes, 0))}`);
   const failed = failureLine(result.containers.map((c) => ({ name: c.name, error: c.error, failed: c.status === 'failed' })), 'failed');
-  if (failed) throw new Error(failed);
+  const problems = [failed, result.incomplete].filter((p) => p !== undefined);
+  if (problems.length > 0) throw new Error(problems.join(' '));
 }
 
 /** Undoes what an interrupted main step left: a container paused, a temporary image. */

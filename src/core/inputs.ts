@@ -1,7 +1,9 @@
 import {
   InputError,
   parseArtifactRun,
+  checkDistinctDestinations,
   parseBoolean,
+  parseLockTimeout,
   parseChoice,
   parseContainerName,
   parseCredentials,
@@ -58,14 +60,14 @@ export const DEFAULT_LOCATION = 'dir:./container-snapshots';
 /** Reads one raw input by name; '' when not given. */
 export type InputReader = (name: string) => string;
 
-export function parseBackupInputs(get: InputReader, now?: Date): BackupOptions {
+/**
+ * Every backup input, and the environment variables a backup reads (CONTAINER_SNAPSHOT_LOCK_TIMEOUT),
+ * checked before anything is changed.
+ */
+export function parseBackupInputs(get: InputReader, now?: Date, env: NodeJS.ProcessEnv = {}): BackupOptions {
   const destinations = splitList(get(Input.Destination)).map(parseDestination);
   if (destinations.length === 0) destinations.push(parseDestination(DEFAULT_LOCATION));
-  const seen = new Set<string>();
-  for (const d of destinations) {
-    if (seen.has(d.raw)) throw new InputError(`Destination '${d.raw}' is listed twice. Expected each destination once.`);
-    seen.add(d.raw);
-  }
+  checkDistinctDestinations(destinations, Input.Destination);
   return {
     selection: {
       containers: splitList(get(Input.Containers)).map(parseSelector),
@@ -88,6 +90,7 @@ export function parseBackupInputs(get: InputReader, now?: Date): BackupOptions {
     compression: parseChoice(Input.Compression, get(Input.Compression), ['auto', 'zstd', 'gzip'], 'auto'),
     retentionDays: parseRetentionDays(get(Input.RetentionDays)),
     credentials: parseCredentials(get(Input.RegistryUsername), get(Input.RegistryPassword)),
+    lockTimeoutMs: parseLockTimeout(env.CONTAINER_SNAPSHOT_LOCK_TIMEOUT),
   };
 }
 

@@ -13,18 +13,6 @@ interface Holder {
   host: string;
 }
 
-export const DEFAULT_LOCK_TIMEOUT_S = 600;
-
-export function lockTimeoutMs(env: NodeJS.ProcessEnv): number {
-  const raw = env.CONTAINER_SNAPSHOT_LOCK_TIMEOUT;
-  if (raw === undefined || raw === '') return DEFAULT_LOCK_TIMEOUT_S * 1000;
-  const seconds = Number(raw);
-  if (!Number.isFinite(seconds) || seconds < 0) {
-    throw new LockError(`Invalid CONTAINER_SNAPSHOT_LOCK_TIMEOUT '${raw}'. Expected a number of seconds.`);
-  }
-  return seconds * 1000;
-}
-
 async function holderOf(path: string): Promise<Holder | undefined> {
   try {
     return JSON.parse(await readFile(path, 'utf8')) as Holder;
@@ -48,7 +36,8 @@ async function tryTake(path: string): Promise<boolean> {
 
 /**
  * Runs `fn` holding this host's lock on one container, so two backups never pause, commit and
- * unpause the same container at once. A second backup waits up to `timeoutMs`; a lock whose
+ * unpause the same container at once. A second backup waits up to `timeoutMs`
+ * (BackupOptions.lockTimeoutMs, from CONTAINER_SNAPSHOT_LOCK_TIMEOUT); a lock whose
  * holder is no longer alive is taken over.
  */
 export async function withContainerLock<T>(env: NodeJS.ProcessEnv, container: { id: string; name: string }, timeoutMs: number, fn: () => Promise<T>): Promise<T> {

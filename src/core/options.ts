@@ -1,3 +1,5 @@
+import { resolve } from 'node:path';
+
 export class InputError extends Error {
   override name = 'InputError';
 }
@@ -61,6 +63,8 @@ export interface BackupOptions {
   /** Days an artifact destination keeps the set; undefined: the repository's setting. */
   retentionDays?: number;
   credentials: Credentials;
+  /** Milliseconds a backup waits for another backup's lock on a container (CONTAINER_SNAPSHOT_LOCK_TIMEOUT). */
+  lockTimeoutMs: number;
 }
 
 export type StartPolicy = 'auto' | 'always' | 'never';
@@ -181,6 +185,36 @@ export function parseDestination(raw: string): DestinationSpec {
   }
   if (scheme === 'artifact') return { kind: 'artifact', name: parseArtifactName(rest, raw), raw: value };
   throw new InputError(`Invalid destination '${raw}'. Expected ${DESTINATION_FORMAT}.`);
+}
+
+/** Where a destination stores: a dir:'s absolute path, a registry's lowercase host and prefix, an artifact's name. */
+function destinationPlace(d: DestinationSpec): string {
+  if (d.kind === 'dir') return `dir:${resolve(d.path)}`;
+  if (d.kind === 'registry') return `registry:${d.host.toLowerCase()}/${d.prefix}`;
+  return `artifact:${d.name}`;
+}
+
+/** Refuses two destinations that are one place (dir:/x and dir:/x/, or one registry host in two cases). */
+export function checkDistinctDestinations(destinations: DestinationSpec[], name = 'destination'): void {
+  const seen = new Map<string, string>();
+  for (const d of destinations) {
+    const place = destinationPlace(d);
+    const first = seen.get(place);
+    if (first !== undefined) {
+      const same = first === d.raw ? `'${d.raw}' is listed twice` : `'${first}' and '${d.raw}' are the same place (${place})`;
+      throw new InputError(`Invalid ${name}: ${same}. Expected each destination once.`);
+    }
+    seen.set(place, d.raw);
+  }
+}
+
+/** CONTAINER_SNAPSHOT_LOCK_TIMEOUT: seconds (a decimal allowed), '' for 600; returns milliseconds. */
+export function parseLockTimeout(raw: string | undefined, fallbackSeconds = 600): number {
+  const value = (raw ?? '').trim();
+  if (value === '') return fallbackSeconds * 1000;
+  const seconds = /^\d{1,7}(?:\.\d+)?$/.test(value) ? Number(value) : NaN;
+  if (!Number.isFinite(seconds)) throw new InputError(`Invalid CONTAINER_SNAPSHOT_LOCK_TIMEOUT '${raw}'. Expected a number of seconds, like 600.`);
+  return Math.round(seconds * 1000);
 }
 
 export function defaultTag(now: Date = new Date()): string {

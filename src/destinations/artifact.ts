@@ -99,8 +99,8 @@ export class ArtifactDestination implements Destination {
     return this.other ? `run ${this.other.runId} of ${this.other.owner}/${this.other.repo}` : 'this workflow run';
   }
 
-  async check(access: 'read' | 'write'): Promise<void> {
-    if (access === 'write' && this.other) throw new DestinationError(`${this.label}: another run's artifacts can be read, not written.`);
+  async check(access: 'read' | 'write' | 'plan'): Promise<void> {
+    if (access !== 'read' && this.other) throw new DestinationError(`${this.label}: another run's artifacts can be read, not written.`);
     if (this.other) return;
     if (!this.run.runtimeToken || !this.run.resultsUrl) {
       throw new DestinationError(

@@ -1,5 +1,5 @@
 import { createReadStream, createWriteStream } from 'node:fs';
-import { access, link, mkdir, open, readdir, readFile, rename, rm, stat, writeFile, constants } from 'node:fs/promises';
+import { access, chmod, link, mkdir, open, readdir, readFile, rename, rm, stat, writeFile, constants } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { isAlive } from '../core/recovery.js';
@@ -60,21 +60,43 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
+/** Sets hold the containers' environments (passwords): only the owner reads them, whatever the umask. */
+const DIR_MODE = 0o700;
+const FILE_MODE = 0o600;
+
+/** mkdir that makes a private directory, and leaves an existing one as it is. */
+async function makeDir(path: string): Promise<void> {
+  await mkdir(path, { mode: DIR_MODE });
+  await chmod(path, DIR_MODE);
+}
+
 /**
  * mkdir -p that gives up: Node's recursive mkdir loops forever where a parent exists but
  * refuses children with ENOENT (procfs, some FUSE mounts).
  */
 async function ensureDir(path: string, depth = 0): Promise<void> {
   try {
-    await mkdir(path);
+    await makeDir(path);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EEXIST' && (await stat(path)).isDirectory()) return;
     if (code !== 'ENOENT' || depth > 64 || dirname(path) === path) throw err;
     await ensureDir(dirname(path), depth + 1);
-    await mkdir(path).catch(async (again: NodeJS.ErrnoException) => {
+    await makeDir(path).catch(async (again: NodeJS.ErrnoException) => {
       if (again.code !== 'EEXIST' || !(await stat(path)).isDirectory()) throw again;
     });
+  }
+}
+
+/** The path itself or its nearest existing ancestor, with what stat says of it. */
+async function nearestExisting(path: string): Promise<{ path: string; isDirectory: boolean }> {
+  for (let p = path; ; p = dirname(p)) {
+    try {
+      return { path: p, isDirectory: (await stat(p)).isDirectory() };
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if ((code !== 'ENOENT' && code !== 'ENOTDIR') || dirname(p) === p) throw err;
+    }
   }
 }
 
@@ -115,9 +137,24 @@ export class DirDestination implements Destination {
     return join(this.root, 'sets', `${tag}.json`);
   }
 
-  async check(accessMode: 'read' | 'write'): Promise<void> {
+  /**
+   * `write` makes the layout (new directories 0700) and clears what dead processes left; `plan` only
+   * checks that the directory, or its nearest existing ancestor, is a directory this process may write.
+   */
+  async check(accessMode: 'read' | 'write' | 'plan'): Promise<void> {
+    if (accessMode === 'plan') {
+      try {
+        const near = await nearestExisting(this.root);
+        if (!near.isDirectory) throw new Error(`${near.path} is not a directory`);
+        await access(near.path, constants.W_OK | constants.X_OK);
+      } catch (err) {
+        throw new DestinationError(`Cannot write to ${this.label}: ${(err as Error).message}`);
+      }
+      return;
+    }
     if (accessMode === 'write') {
       try {
+        await this.warnIfShared();
         await ensureDir(join(this.root, 'blobs', 'sha256'));
         await ensureDir(join(this.root, 'sets'));
         await ensureDir(join(this.root, '.tmp'));
@@ -133,6 +170,14 @@ export class DirDestination implements Destination {
       if (!s.isDirectory()) throw new Error('not a directory');
     } catch (err) {
       throw new DestinationError(`Cannot read ${this.label}: ${(err as Error).message}`);
+    }
+  }
+
+  /** An existing directory keeps its mode; one others may enter is worth a word. */
+  private async warnIfShared(): Promise<void> {
+    const mode = await stat(this.root).then((s) => s.mode & 0o777, () => undefined);
+    if (mode !== undefined && (mode & 0o077) !== 0) {
+      this.warn(`${this.label} is open to other users (mode ${mode.toString(8).padStart(4, '0')}); the files this backup writes there are 0600, but names and older files may be visible. Expected 0700 (chmod 700 ${this.root}).`);
     }
   }
 
@@ -153,8 +198,9 @@ export class DirDestination implements Destination {
 
   async writeBlob(): Promise<BlobWriter> {
     const tmp = join(this.root, '.tmp', `blob-${hostname()}-${process.pid}-${randomBytes(6).toString('hex')}`);
-    const stream = createWriteStream(tmp, { flags: 'wx' });
+    const stream = createWriteStream(tmp, { flags: 'wx', mode: FILE_MODE });
     await once(stream, 'open');
+    await chmod(tmp, FILE_MODE);
     const discard = () => rm(tmp, { force: true });
     return {
       stream,
@@ -199,7 +245,8 @@ export class DirDestination implements Destination {
     const digest = sha256Of(body);
     const tmp = this.tmpName('blob');
     try {
-      await writeFile(tmp, body, { flag: 'wx' });
+      await writeFile(tmp, body, { flag: 'wx', mode: FILE_MODE });
+      await chmod(tmp, FILE_MODE);
       await fsyncPath(tmp);
       await rename(tmp, this.blobPath(digest));
     } finally {
@@ -211,18 +258,20 @@ export class DirDestination implements Destination {
   async writeSet(set: SnapshotSet): Promise<SetReceipt> {
     const target = this.setPath(set.tag);
     const body = Buffer.from(`${JSON.stringify(set, null, 2)}\n`);
-    const descriptor: SetDescriptor = { mediaType: SET_MEDIA_TYPE, digest: await this.writeDocument(body), size: body.length, annotations: { [CREATED]: set.created } };
     const tmp = this.tmpName('set');
-    await writeFile(tmp, `${JSON.stringify(descriptor, null, 2)}\n`, { flag: 'wx' });
-    await fsyncPath(tmp);
-    await fsyncPath(join(this.root, 'blobs', 'sha256'));
     try {
+      const descriptor: SetDescriptor = { mediaType: SET_MEDIA_TYPE, digest: await this.writeDocument(body), size: body.length, annotations: { [CREATED]: set.created } };
+      await writeFile(tmp, `${JSON.stringify(descriptor, null, 2)}\n`, { flag: 'wx', mode: FILE_MODE });
+      await chmod(tmp, FILE_MODE);
+      await fsyncPath(tmp);
+      await fsyncPath(join(this.root, 'blobs', 'sha256'));
       // link() fails if the target exists: two backups with one tag can't overwrite each other.
       await link(tmp, target);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new DestinationError(`${this.label}: snapshot ${set.tag} already exists`);
       throw err;
     } finally {
+      // Also after a failed write (a full disk): a partial set file is this run's own, not an interrupted one's.
       await rm(tmp, { force: true });
     }
     await fsyncPath(join(this.root, 'sets'));

@@ -51,6 +51,7 @@ export class RegistryDestination implements Destination {
     return 'container' in scope ? `${this.prefix}/${repoComponent(scope.container)}` : this.prefix;
   }
 
+  /** The same for every access: GET /v2/ with the credentials, which changes nothing and refuses wrong ones. */
   async check(): Promise<void> {
     await this.client.ping();
   }

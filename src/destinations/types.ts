@@ -36,8 +36,11 @@ export interface BlobWriter {
 export interface Destination {
   /** As the user wrote it: dir:PATH, registry:HOST/PREFIX or artifact:NAME. */
   readonly label: string;
-  /** Fails early with a clear error when the store can't be reached, read or written. */
-  check(access: 'read' | 'write'): Promise<void>;
+  /**
+   * Fails early with a clear error when the store can't be reached, read or written. `write` may
+   * prepare the store (create a directory); `plan` (a dry run) checks the same without changing anything.
+   */
+  check(access: 'read' | 'write' | 'plan'): Promise<void>;
   hasBlob(scope: BlobScope, digest: string): Promise<boolean>;
   writeBlob(scope: BlobScope): Promise<BlobWriter>;
   readBlob(scope: BlobScope, digest: string): Promise<Readable>;

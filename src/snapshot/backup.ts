@@ -7,7 +7,7 @@ import { ownName, type Engine, type ContainerInspect, type NetworkInspect } from
 import { SET_SCOPE, type Destination } from '../destinations/types.js';
 import { Digester, drain } from '../util/streams.js';
 import { TarChecker } from '../util/tar-check.js';
-import { lockTimeoutMs, withContainerLock } from '../core/locks.js';
+import { withContainerLock } from '../core/locks.js';
 import { tempTagPrefix } from '../core/recovery.js';
 import { allHave, storeBlob, type StoreTarget } from './blobs.js';
 import { storeSavedImage } from './image-archive.js';
@@ -25,6 +25,7 @@ import {
   type VolumeRecord,
 } from './manifest.js';
 import { selectContainers, type Candidate } from './select.js';
+import { copyBlobs, tagState, unwrittenLine, writeSetEverywhere, type SetPlacement, type TagState } from './set-writes.js';
 import { captureSpec, containerReferences, userNetworkNames } from './spec.js';
 import { mountsToTake, type MountToTake } from './volumes.js';
 import { archiveRoot, keepVolumeMetadata, matchedScan, scanVolumeMetadata, type MetadataScan, type RootStat } from './volume-metadata.js';
@@ -74,6 +75,10 @@ export interface BackupResult {
   written: boolean;
   /** The set's artifact in each artifact: destination, for a workflow to link to. */
   artifacts: Array<{ destination: string; name: string; id: number; url: string }>;
+  /** Each destination asked for, and whether it holds the set (empty in a dry run or when no set was due). */
+  destinations: SetPlacement[];
+  /** Why some destinations do not hold a set that others hold; the run has failed. */
+  incomplete?: string;
 }
 
 export class BackupError extends Error {
@@ -401,6 +406,54 @@ async function plan(ctx: BackupContext, opts: BackupOptions, selected: Candidate
   return out;
 }
 
+/**
+ * Every destination checked as the run needs it, changing nothing in a dry run (the tag is free,
+ * credentials work, the place is writable). Throws when one fails; returns where the tag already is.
+ */
+async function checkDestinations(ctx: BackupContext, opts: BackupOptions): Promise<TagState> {
+  for (const dest of ctx.destinations) await dest.check('plan');
+  // The tag before any directory is made: a refused tag changes nothing.
+  const state = await tagState(ctx.destinations, opts.tag);
+  if (!opts.dryRun) for (const dest of ctx.destinations) await dest.check('write');
+  return state;
+}
+
+/** A set some destinations hold and others miss (an earlier run with this tag failed there): copied to the rest, no container taken again. */
+async function completeSet(ctx: BackupContext, opts: BackupOptions, state: TagState & { set: SnapshotSet }): Promise<BackupResult> {
+  const { set, holders, missing } = state;
+  const names = (ds: Destination[]) => ds.map((d) => d.label).join(', ');
+  const records = set.containers.map((c) => ({ ...c, layerStats: { written: 0, reused: 0 } }));
+  if (opts.dryRun) {
+    ctx.log.info(`[dry-run] Snapshot ${set.tag} is in ${names(holders)}: it would be copied to ${names(missing)}; no container is taken again.`);
+    const planned = records.map((r) => ({ ...outcome(r, []), status: 'planned' as const }));
+    return { tag: set.tag, containers: planned, failed: 0, written: false, artifacts: [], destinations: [] };
+  }
+  ctx.log.info(`Snapshot ${set.tag} is in ${names(holders)} and not in ${names(missing)}: copying it there; no container is taken again.`);
+  const copied = new Set<Destination>();
+  const placements: SetPlacement[] = [];
+  for (const dest of missing) {
+    try {
+      const stats = await copyBlobs(set, holders[0], dest);
+      ctx.log.info(`${dest.label}: ${stats.written} blob(s) copied from ${holders[0].label}, ${stats.reused} already there`);
+      copied.add(dest);
+    } catch (err) {
+      placements.push({ destination: dest.label, written: false, error: `Snapshot ${set.tag} not copied to ${dest.label}: ${errorMessage(err)}` });
+    }
+  }
+  const writes = await writeSetEverywhere(set, [...copied], holders);
+  const all = [...writes.placements, ...placements];
+  await Promise.allSettled(missing.filter((d) => !all.find((p) => p.destination === d.label)?.written).map((d) => d.discard?.()));
+  return {
+    tag: set.tag,
+    containers: records.map((r) => outcome(r, writes.refs.get(r.name) ?? [])),
+    failed: 0,
+    written: true,
+    artifacts: writes.artifacts,
+    destinations: all,
+    incomplete: unwrittenLine(set.tag, all),
+  };
+}
+
 export async function runBackup(opts: BackupOptions, ctx: BackupContext): Promise<BackupResult> {
   const { engine, log } = ctx;
   const engineInfo = await engine.info();
@@ -416,26 +469,25 @@ export async function runBackup(opts: BackupOptions, ctx: BackupContext): Promis
   if (opts.onError === 'abort' && outcomes.length > 0) {
     throw new BackupError(`Aborted before any change: ${outcomes.map((o) => `${o.name}: ${o.error}`).join('; ')}`);
   }
+  const none = { written: false, artifacts: [], destinations: [] };
+  if (selection.selected.length === 0 && !opts.dryRun) return { tag: opts.tag, containers: outcomes, failed: outcomes.length, ...none };
+  const state = await checkDestinations(ctx, opts);
+  if (state.set) return completeSet(ctx, opts, { ...state, set: state.set });
   if (opts.dryRun) {
-    return { tag: opts.tag, containers: [...outcomes, ...(await plan(ctx, opts, selection.selected))], failed: outcomes.length, written: false, artifacts: [] };
-  }
-  if (selection.selected.length === 0) return { tag: opts.tag, containers: outcomes, failed: outcomes.length, written: false, artifacts: [] };
-  for (const dest of ctx.destinations) {
-    await dest.check('write');
-    if (await dest.hasSet(opts.tag)) throw new BackupError(`Snapshot ${opts.tag} already exists in ${dest.label}. Expected a new tag.`);
+    return { tag: opts.tag, containers: [...outcomes, ...(await plan(ctx, opts, selection.selected))], failed: outcomes.length, ...none };
   }
   const created = (ctx.now?.() ?? new Date()).toISOString();
   const history = await loadHistory(ctx.destinations);
   const compression = chooseCompression(opts, engineInfo.version);
-  const lockTimeout = lockTimeoutMs(ctx.env ?? {});
   log.info(`Compression: ${compression}${opts.compression === 'auto' ? ' (auto)' : ''}`);
   const worker = new ContainerBackup(ctx, opts, history, compression);
-  let stored: Pick<BackupResult, 'written' | 'artifacts'> | undefined;
+  let stored: Omit<BackupResult, 'tag' | 'containers' | 'failed'> | undefined;
   try {
-    stored = await backUpAndStore(ctx, opts, selection.selected, worker, history, lockTimeout, created, engineInfo, outcomes);
+    stored = await backUpAndStore(ctx, opts, selection.selected, worker, history, created, engineInfo, outcomes);
   } finally {
-    // No set written (a failure, an abort, every container failed): drop what destinations stored for it, where nothing else would.
-    if (!stored?.written) await Promise.allSettled(ctx.destinations.map((d) => d.discard?.()));
+    // Where no set was written (a failure, an abort, every container failed): drop what was stored for it, where nothing else would.
+    const holds = (d: Destination) => stored?.destinations.some((p) => p.destination === d.label && p.written);
+    await Promise.allSettled(ctx.destinations.filter((d) => !holds(d)).map((d) => d.discard?.()));
   }
   outcomes.sort((a, b) => a.name.localeCompare(b.name));
   return { tag: opts.tag, containers: outcomes, failed: outcomes.filter((o) => o.status === 'failed').length, ...stored };
@@ -447,16 +499,15 @@ async function backUpAndStore(
   selected: Candidate[],
   worker: ContainerBackup,
   history: History,
-  lockTimeout: number,
   created: string,
   engineInfo: SnapshotSet['source']['engine'],
   outcomes: ContainerOutcome[],
-): Promise<Pick<BackupResult, 'written' | 'artifacts'>> {
+): Promise<Omit<BackupResult, 'tag' | 'containers' | 'failed'>> {
   const { log } = ctx;
   const records: Array<ContainerRecord & { layerStats: { written: number; reused: number } }> = [];
   for (const c of selected) {
     try {
-      const record = await log.group(`Back up ${c.name}`, () => withContainerLock(ctx.env ?? {}, c, lockTimeout, () => worker.run(c)));
+      const record = await log.group(`Back up ${c.name}`, () => withContainerLock(ctx.env ?? {}, c, opts.lockTimeoutMs, () => worker.run(c)));
       records.push(record);
       // Containers later in this run share base layers with this one: stored once per set.
       for (const layer of record.image.layers) if (!history.layers.has(layer.contentDigest)) history.layers.set(layer.contentDigest, layer);
@@ -470,7 +521,7 @@ async function backUpAndStore(
       }
     }
   }
-  if (records.length === 0) return { written: false, artifacts: [] };
+  if (records.length === 0) return { written: false, artifacts: [], destinations: [] };
   const env = ctx.env ?? {};
   const set: SnapshotSet = {
     schemaVersion: SET_SCHEMA_VERSION,
@@ -487,14 +538,9 @@ async function backUpAndStore(
     containers: records.map(({ layerStats: _unused, ...r }) => r),
     failures: outcomes.filter((o) => o.status === 'failed').map((o) => ({ name: o.name, error: o.error ?? '' })),
   };
-  const refs = new Map<string, ContainerOutcome['destinations']>(records.map((r) => [r.name, []]));
-  const artifacts: BackupResult['artifacts'] = [];
-  for (const dest of ctx.destinations) {
-    const receipt = await dest.writeSet(set);
-    for (const r of records) refs.get(r.name)?.push({ destination: dest.label, ...(receipt.refs[r.name] ?? { ref: dest.label }) });
-    if (receipt.artifact) artifacts.push({ destination: dest.label, ...receipt.artifact });
-  }
-  for (const r of records) outcomes.push(outcome(r, refs.get(r.name) ?? []));
-  return { written: true, artifacts };
+  const writes = await writeSetEverywhere(set, ctx.destinations);
+  const incomplete = unwrittenLine(opts.tag, writes.placements);
+  if (!writes.placements.some((p) => p.written)) throw new BackupError(incomplete ?? `Snapshot ${opts.tag} was not written.`);
+  for (const r of records) outcomes.push(outcome(r, writes.refs.get(r.name) ?? []));
+  return { written: true, artifacts: writes.artifacts, destinations: writes.placements, ...(incomplete ? { incomplete } : {}) };
 }
-

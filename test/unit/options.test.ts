@@ -93,6 +93,27 @@ describe('backup inputs', () => {
     expect(() => parseBackupInputs(reader({ 'on-error': 'retry' }))).toThrow("Invalid on-error 'retry'. Expected one of: continue, abort.");
     expect(() => parseBackupInputs(reader({ destination: 'dir:a\ndir:a' }))).toThrow(/listed twice/);
   });
+
+  it('refuses two destinations that are one place, however written', () => {
+    const same = (a: string, b: string) => () => parseBackupInputs(reader({ destination: `${a}\n${b}` }));
+    expect(same('dir:/x', 'dir:/x/')).toThrow("Invalid destination: 'dir:/x' and 'dir:/x/' are the same place (dir:/x). Expected each destination once.");
+    expect(same('dir:/x/y/..', 'dir:/x')).toThrow(/same place \(dir:\/x\)/);
+    expect(same(`dir:${process.cwd()}/s`, 'dir:./s')).toThrow(/same place/);
+    expect(same('registry:Reg.example:5000/a/b', 'registry:reg.example:5000/a/b/')).toThrow(/same place \(registry:reg\.example:5000\/a\/b\)/);
+    expect(same('dir:/x', 'dir:/x2')).not.toThrow();
+    expect(same('registry:r.example/a', 'registry:r.example/a/b')).not.toThrow();
+  });
+
+  it('reads CONTAINER_SNAPSHOT_LOCK_TIMEOUT with the inputs, so a bad one fails before any change', () => {
+    const lock = (v?: string) => parseBackupInputs(reader({}), undefined, v === undefined ? {} : { CONTAINER_SNAPSHOT_LOCK_TIMEOUT: v }).lockTimeoutMs;
+    expect(lock()).toBe(600_000);
+    expect(lock('')).toBe(600_000);
+    expect(lock('0')).toBe(0);
+    expect(lock('1.5')).toBe(1500);
+    for (const bad of ['abc', '-1', '1e3', 'Infinity', '10s']) {
+      expect(() => lock(bad)).toThrow(`Invalid CONTAINER_SNAPSHOT_LOCK_TIMEOUT '${bad}'. Expected a number of seconds, like 600.`);
+    }
+  });
 });
 
 describe('artifact destinations and sources', () => {
