@@ -130,7 +130,7 @@ async function main(argv: string[]): Promise<number> {
     const opts = parseBackupInputs(get);
     const engine = new Engine();
     const handle = fileJournal(process.env);
-    const result = await guarded(handle, engine, cliLogger, () => backup(opts, { ...deps, engine, journal: handle.journal }));
+    const result = await guarded(handle, engine, cliLogger, (signal) => backup(opts, { ...deps, engine, journal: handle.journal, signal }));
     print(JSON.stringify({ snapshot: result.tag, failed: result.failed, containers: result.containers, artifacts: result.artifacts }, null, 2));
     return failures(result.containers.map((c) => ({ name: c.name, error: c.error, failed: c.status === 'failed' })));
   }

@@ -14,8 +14,8 @@ export async function main(): Promise<void> {
   const opts = parseBackupInputs((name) => core.getInput(name));
   const engine = new Engine();
   const handle = stateJournal();
-  const result = await guarded(handle, engine, actionLogger, () =>
-    backup(opts, { log: actionLogger, env: process.env, engine, onSecret: (s) => core.setSecret(s), journal: handle.journal }),
+  const result = await guarded(handle, engine, actionLogger, (signal) =>
+    backup(opts, { log: actionLogger, env: process.env, engine, onSecret: (s) => core.setSecret(s), journal: handle.journal, signal }),
   );
   core.setOutput('snapshot', result.tag);
   core.setOutput('containers', JSON.stringify(result.containers));
@@ -29,11 +29,14 @@ export async function main(): Promise<void> {
   if (failed) throw new Error(failed);
 }
 
-/** Undoes what an interrupted main step left: a container paused, a temporary image. */
+/**
+ * Undoes what an interrupted main step left: a container paused, one stopped (waiting for a stop
+ * still under way to finish), a temporary image.
+ */
 export async function post(): Promise<void> {
   const pending = readPending();
   const engine = new Engine();
-  const problems = hasPending(pending) ? await undo(pending, engine, actionLogger) : [];
+  const { problems } = hasPending(pending) ? await undo(pending, engine, actionLogger) : { problems: [] };
   if (problems.length > 0) core.setFailed(`Cleanup after the backup failed: ${problems.join('; ')}`);
   // The main step's own journal file, if it was killed before removing it.
   else await recoverAbandoned(engine, actionLogger, process.env);
