@@ -179,12 +179,12 @@ function stopAsked(opts: Pick<BackupOptions, 'stop'>, labels: Record<string, str
  * started with --rm (HostConfig.AutoRemove) is never stopped: the engine would remove it, and its
  * anonymous volumes, as it stops; it is paused instead, or taken running with `pause: false`.
  */
-export function holdFor(info: ContainerInspect, opts: Pick<BackupOptions, 'stop' | 'pause'>): { hold: Hold; note?: string } {
+export function holdFor(info: ContainerInspect, opts: Pick<BackupOptions, 'stop' | 'pause'>): { hold: Hold; note?: string; warn?: boolean } {
   if (info.State.Restarting) return { hold: 'none', note: 'restarting: taken as it is, between two runs' };
   if (!info.State.Running || info.State.Paused) return { hold: 'none' };
   const instead: Hold = opts.pause ? 'pause' : 'none';
   if (!stopAsked(opts, info.Config.Labels ?? {})) return { hold: instead };
-  if (info.HostConfig.AutoRemove) return { hold: instead, note: `auto-remove (--rm): ${instead === 'pause' ? 'paused' : 'taken running'}, not stopped` };
+  if (info.HostConfig.AutoRemove) return { hold: instead, note: `auto-remove (--rm): ${instead === 'pause' ? 'paused' : 'taken running'}, not stopped`, warn: true };
   return { hold: 'stop' };
 }
 
@@ -229,9 +229,9 @@ class ContainerBackup {
     const spec = captureSpec(info, networks, (ref) => names.get(ref) ?? ref);
     const mounts = mountsToTake(info, this.opts);
     const running = info.State.Running && !info.State.Paused && !info.State.Restarting;
-    const { hold, note } = holdFor(info, this.opts);
+    const { hold, note, warn } = holdFor(info, this.opts);
     if (note) this.notes.set(info.Id, note);
-    if (note && hold !== 'none') log.warning(`${name}: started with --rm (auto-remove), so it is not stopped (the engine would remove it and its anonymous volumes): ${hold === 'pause' ? 'paused' : 'taken running'} instead`);
+    if (warn) log.warning(`${name}: started with --rm (auto-remove), so it is not stopped (the engine would remove it and its anonymous volumes): ${hold === 'pause' ? 'paused' : 'taken running'} instead`);
     else if (note) log.info(`${name}: restarting (its restart policy runs it again after each exit): taken as it is, between two runs`);
     const journal = this.ctx.journal;
     // Named before the commit starts, so an interruption mid-commit still knows what to remove.
