@@ -34,10 +34,10 @@ export async function main(): Promise<void> {
  * still under way to finish), a temporary image.
  */
 export async function post(): Promise<void> {
-  const pending = readPending();
   const engine = new Engine();
+  // The main step's own journal file first, if it was killed before removing it (it says which run it was).
+  await recoverAbandoned(engine, actionLogger, process.env);
+  const pending = readPending();
   const { problems } = hasPending(pending) ? await undo(pending, engine, actionLogger) : { problems: [] };
   if (problems.length > 0) core.setFailed(`Cleanup after the backup failed: ${problems.join('; ')}`);
-  // The main step's own journal file, if it was killed before removing it.
-  else await recoverAbandoned(engine, actionLogger, process.env);
 }

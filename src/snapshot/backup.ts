@@ -289,14 +289,17 @@ class ContainerBackup {
     const since = performance.now();
     let heldMs = 0;
     let value: T;
+    let taken = false;
     try {
       signal?.throwIfAborted();
       value = await take();
+      taken = true;
     } finally {
       await this.putBack(info.Id, held);
       heldMs = Math.round(performance.now() - since);
-      if (held === 'pause') log.info(`${name}: paused for ${heldMs} ms (writable layer and ${mounts} mount(s) taken at one point in time)`);
-      if (held === 'stop') log.info(`${name}: started again after ${heldMs} ms stopped (writable layer and ${mounts} mount(s) taken while stopped)`);
+      const what = (when: string) => (taken ? ` (writable layer and ${mounts} mount(s) taken ${when})` : '');
+      if (held === 'pause') log.info(`${name}: paused for ${heldMs} ms${what('at one point in time')}`);
+      if (held === 'stop') log.info(`${name}: started again after ${heldMs} ms stopped${what('while stopped')}`);
     }
     return { value, heldMs, held };
   }
