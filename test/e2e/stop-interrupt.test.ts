@@ -3,7 +3,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import type Docker from 'dockerode';
-import { Resources, afterItsStop, commitsOf, docker, runContainer, waitFor, whenContainer } from '../support/fixtures.js';
+import { Resources, afterItsPause, afterItsStop, commitsOf, docker, runBigVolumeContainer, runContainer, waitFor, whenContainer } from '../support/fixtures.js';
 import { runCli, runStep } from '../support/runner.js';
 
 /**
@@ -83,9 +83,14 @@ describe('a --stop backup interrupted at each phase ends with its container runn
       expect(info.State.StartedAt).not.toBe(c.startedAt);
     }
     expect(entries(join(store, 'sets'))).toEqual([]);
+    if (signal === 'SIGTERM') {
+      // One owner of the undo: once the process has exited, nothing is left and nothing lands after.
+      await new Promise((r) => setTimeout(r, 500));
+      expect({ journals: entries(join(state, 'journal')), locks: entries(join(state, 'locks')), images: await commitsOf([c.id]) }).toEqual({ journals: [], locks: [], images: [] });
+    }
 
     // A plain re-run: it backs up, and nothing of the interrupted run is left.
-    const again = await runCli(['backup', '--containers', c.name, '--destination', `dir:${store}`, '--tag', 'again', '--stop', '--stop-timeout', '10'], { env });
+    const again = await runCli(['backup', '--containers', c.name, '--destination', `dir:${store}`, '--tag', 'again'], { env });
     expect(again.code, again.stderr).toBe(0);
     expect(again.stderr).not.toMatch(/^error:/m);
     const info = await docker.getContainer(c.id).inspect();
@@ -97,5 +102,44 @@ describe('a --stop backup interrupted at each phase ends with its container runn
       sets: ['again.json'],
     });
     expect(await commitsOf([c.id])).toEqual([]);
+  });
+});
+
+describe('a SIGTERM\'d backup stops its pipeline, then undoes once', () => {
+  const res = new Resources(inject('runPrefix'), 'once');
+  afterAll(() => res.cleanup());
+
+  it.each([
+    ['while the container is paused', (): ((info: Docker.ContainerInspectInfo) => boolean) => (info) => info.State.Paused],
+    ['while it uploads, after the pause', afterItsPause],
+  ] as const)('%s: no "is not paused", no lock, no journal, no temporary image, nothing more after the undo', async (_when, when) => {
+    const { name, id } = await runBigVolumeContainer(res, `once-${_when.split(' ').at(-1)}`, inject('fixtureImage'), 120);
+    const store = join(res.tempDir(), 'store');
+    const state = res.tempDir();
+    let sent = false;
+    const r = await runCli(['backup', '--containers', name, '--destination', `dir:${store}`, '--tag', 'cut'], {
+      env: { CONTAINER_SNAPSHOT_STATE_DIR: state },
+      onSpawn: whenContainer(id, when(), (child) => {
+        sent = true;
+        child.kill('SIGTERM');
+      }),
+    });
+    expect(sent, r.stderr).toBe(true);
+    expect(r.code, r.stderr).toBe(143);
+    const errors = r.stderr.split('\n').filter((l) => l.startsWith('error: '));
+    expect(errors).toEqual(['error: Received SIGTERM: stopping the backup, then undoing what it changed']);
+    // Nothing the pipeline did after the signal outlives the process.
+    const after = r.stderr.slice(r.stderr.indexOf('Received SIGTERM'));
+    expect(after).not.toMatch(/layer\(s\) and .* volume\(s\)|blob\(s\) stored/);
+    await new Promise((res) => setTimeout(res, 500));
+    const info = await docker.getContainer(id).inspect();
+    expect({ running: info.State.Running, paused: info.State.Paused }).toEqual({ running: true, paused: false });
+    expect({ journals: entries(join(state, 'journal')), locks: entries(join(state, 'locks')), tmp: entries(join(store, '.tmp')), sets: entries(join(store, 'sets')) }).toEqual({
+      journals: [],
+      locks: [],
+      tmp: [],
+      sets: [],
+    });
+    expect(await commitsOf([id])).toEqual([]);
   });
 });
