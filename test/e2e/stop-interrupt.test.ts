@@ -143,3 +143,36 @@ describe('a SIGTERM\'d backup stops its pipeline, then undoes once', () => {
     expect(await commitsOf([id])).toEqual([]);
   });
 });
+
+describe('a SIGTERM during a pre-command', () => {
+  const res = new Resources(inject('runPrefix'), 'prehook');
+  afterAll(() => res.cleanup());
+
+  it('stops waiting for it, runs the post-command, pauses nothing and exits 143', async () => {
+    const name = res.name('hooked');
+    const signals = res.tempDir();
+    await runContainer({ name, Image: inject('fixtureImage'), Cmd: ['sleep', '100000'], HostConfig: { Binds: [`${signals}:/s`] } }, 'running');
+    const id = (await docker.getContainer(name).inspect()).Id;
+    const state = res.tempDir();
+    let sent = false;
+    const started = Date.now();
+    const r = await runCli(
+      ['backup', '--containers', name, '--destination', `dir:${join(res.tempDir(), 'store')}`, '--pre-command', 'touch /s/pre; sleep 30', '--post-command', 'touch /s/post'],
+      {
+        env: { CONTAINER_SNAPSHOT_STATE_DIR: state },
+        onSpawn: whenContainer(id, () => existsSync(join(signals, 'pre')), (child) => {
+          sent = true;
+          child.kill('SIGTERM');
+        }),
+      },
+    );
+    expect(sent, r.stderr).toBe(true);
+    expect(r.code, r.stderr).toBe(143);
+    // Not the 30 s of the pre-command: the run stopped waiting for it.
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(existsSync(join(signals, 'post')), r.stderr).toBe(true);
+    const info = await docker.getContainer(id).inspect();
+    expect({ running: info.State.Running, paused: info.State.Paused }).toEqual({ running: true, paused: false });
+    expect({ journals: entries(join(state, 'journal')), locks: entries(join(state, 'locks')), images: await commitsOf([id]) }).toEqual({ journals: [], locks: [], images: [] });
+  });
+});
