@@ -322,7 +322,9 @@ class ContainerBackup {
       return hold;
     } catch (err) {
       if (await this.asItWas(info, hold)) {
-        log.info(`${name}: could not be ${hold === 'pause' ? 'paused' : 'stopped'} (${errorMessage(err)}); it is restarting or not running any more, so it is taken as it is`);
+        const verb = hold === 'pause' ? 'paused' : 'stopped';
+        log.info(`${name}: could not be ${verb} (${errorMessage(err)}); it is restarting or not running any more, so it is taken as it is`);
+        this.notes.set(id, `restarting: not ${verb}, taken as it is, between two runs`);
         return 'none';
       }
       throw new BackupError(`${hold}: ${errorMessage(err)}`, { cause: err });

@@ -113,6 +113,7 @@ describe('a backup never makes a state it cannot undo', () => {
     expect(log.lines).toContainEqual(expect.stringMatching(/could not be paused \(.*(restarting|not running).*\); it is restarting or not running any more, so it is taken as it is/));
     expect(journals).toEqual([]);
     expect(log.lines.filter((l) => l.startsWith('error:'))).toEqual([]);
+    expect(result.containers[0]).toMatchObject({ pausedMs: 0, note: 'restarting: not paused, taken as it is, between two runs' });
   });
 
   it('a journal naming a container that no longer exists is cleared by the next backup and restore, with no error', async () => {
