@@ -4,7 +4,7 @@ import { backup, list, restore, verify } from './commands.js';
 import { Input, DEFAULT_LOCATION, parseBackupInputs, parseRestoreInputs, parseSource, parseSourceRun } from './core/inputs.js';
 import { InputError, parseCredentials, parseSnapshotRef } from './core/options.js';
 import { errorMessage, type Logger } from './core/log.js';
-import { guarded } from './core/undo.js';
+import { guarded } from './core/guard.js';
 import { fileJournal } from './core/recovery.js';
 import { Engine } from './engine/engine.js';
 import { failureLine, setsTable } from './report.js';

@@ -4,7 +4,8 @@ import { readPending, stateJournal } from '../action/state.js';
 import { backup } from '../commands.js';
 import { Input, parseBackupInputs } from '../core/inputs.js';
 import { Engine } from '../engine/engine.js';
-import { guarded, hasPending, undo } from '../core/undo.js';
+import { guarded } from '../core/guard.js';
+import { hasPending, undo } from '../core/undo.js';
 import { recoverAbandoned } from '../core/recovery.js';
 import { backupSummary, failureLine, formatBytes } from '../report.js';
 

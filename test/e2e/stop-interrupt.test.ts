@@ -74,7 +74,6 @@ describe('a --stop backup interrupted at each phase ends with its container runn
       expect(post.code, post.stdout).toBe(0);
       log = main.stdout + post.stdout;
     }
-    if (process.env.SHOW_LOG) console.log(log);
     expect(log).not.toMatch(/is not paused|Could not undo/);
     // Killed outright, only the CLI has no one to put it back until the next run.
     if (kill !== 'CLI SIGKILL') {
