@@ -45,19 +45,24 @@ function cancelOnSignals(log: Logger): Cancellation {
 /** The run's outcome once it has settled, or, once cancelled, after UNWIND_MS at most. */
 function settledOrStuck<T>(run: Promise<T>, signal: AbortSignal, log: Logger): Promise<PromiseSettledResult<T>> {
   let timer: NodeJS.Timeout | undefined;
+  let onAbort = () => undefined as void;
   const stuck = new Promise<PromiseSettledResult<T>>((resolve) => {
-    signal.addEventListener('abort', () => {
+    onAbort = () => {
       timer = setTimeout(() => {
         log.warning(`The backup did not stop within ${UNWIND_MS / 1000} s; undoing what it changed now`);
         resolve({ status: 'rejected', reason: signal.reason });
       }, UNWIND_MS);
-    });
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
   });
   const settled = run.then(
     (value): PromiseSettledResult<T> => ({ status: 'fulfilled', value }),
     (reason: unknown): PromiseSettledResult<T> => ({ status: 'rejected', reason }),
   );
-  return Promise.race([settled, stuck]).finally(() => clearTimeout(timer));
+  return Promise.race([settled, stuck]).finally(() => {
+    signal.removeEventListener('abort', onAbort);
+    clearTimeout(timer);
+  });
 }
 
 /**
