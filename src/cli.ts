@@ -4,7 +4,7 @@ import { backup, list, restore, verify } from './commands.js';
 import { Input, DEFAULT_LOCATION, parseBackupInputs, parseRestoreInputs, parseSource, parseSourceRun } from './core/inputs.js';
 import { InputError, parseCredentials, parseSnapshotRef } from './core/options.js';
 import { errorMessage, type Logger } from './core/log.js';
-import { guarded } from './core/undo.js';
+import { guarded } from './core/guard.js';
 import { fileJournal } from './core/recovery.js';
 import { guardedRestore, restoreJournal } from './snapshot/restore-journal.js';
 import { Engine } from './engine/engine.js';
@@ -143,7 +143,7 @@ async function main(argv: string[]): Promise<number> {
     const opts = parseBackupInputs(get, undefined, process.env);
     const engine = new Engine();
     const handle = fileJournal(process.env);
-    const result = await guarded(handle, engine, cliLogger, () => backup(opts, { ...deps, engine, journal: handle.journal }));
+    const result = await guarded(handle, engine, cliLogger, (signal) => backup(opts, { ...deps, engine, journal: handle.journal, signal }));
     print(JSON.stringify({ snapshot: result.tag, failed: result.failed, destinations: result.destinations, containers: result.containers, artifacts: result.artifacts }, null, 2));
     const code = failures(result.containers.map((c) => ({ name: c.name, error: c.error, failed: c.status === 'failed' })));
     if (result.incomplete) console.error(`error: ${result.incomplete}`);

@@ -2,6 +2,7 @@ import type { ArtifactRun, BackupOptions, Credentials, DestinationSpec, RestoreO
 import type { Logger } from './core/log.js';
 import { Engine } from './engine/engine.js';
 import { recoverAbandoned } from './core/recovery.js';
+import { cancellable } from './core/cancel.js';
 import { openDestination, type Destination, type OpenOptions } from './destinations/index.js';
 import { runBackup, type BackupResult, type Journal } from './snapshot/backup.js';
 import { findSet, runRestore, verifyContainers, type RestoreResult } from './snapshot/restore.js';
@@ -18,6 +19,8 @@ export interface Deps {
   journal?: Journal;
   /** A restore's transaction (journalled by the caller); one in memory when absent. */
   txn?: RestoreTransaction;
+  /** Aborted when the command is cancelled (backup only). */
+  signal?: AbortSignal;
 }
 
 function open(spec: DestinationSpec, credentials: Credentials, deps: Deps, extra: Pick<OpenOptions, 'retentionDays' | 'artifactRun'> = {}): Promise<Destination> {
@@ -35,7 +38,9 @@ export async function backup(opts: BackupOptions, deps: Deps): Promise<BackupRes
     await recoverAbandoned(engine, deps.log, deps.env);
     await recoverAbandonedRestores(engine, deps.log, deps.env);
   }
-  return runBackup(opts, { engine, destinations, log: deps.log, env: deps.env, journal: deps.journal });
+  const { signal } = deps;
+  const cut = signal ? destinations.map((d) => cancellable(d, signal)) : destinations;
+  return runBackup(opts, { engine, destinations: cut, log: deps.log, env: deps.env, journal: deps.journal, signal });
 }
 
 export async function restore(opts: RestoreOptions, deps: Deps): Promise<RestoreResult> {

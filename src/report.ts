@@ -36,7 +36,7 @@ export function backupSummary(result: BackupResult, dryRun: boolean): string {
     c.status === 'failed' ? `❌ ${c.error ?? ''}` : c.status === 'planned' ? 'planned' : '✅',
     c.volumes.join(', ') || '—',
     formatBytes(c.bytes),
-    c.status !== 'ok' ? '—' : c.stoppedMs > 0 ? `${c.stoppedMs} ms stopped` : c.pausedMs > 0 ? `${c.pausedMs} ms paused` : 'not paused',
+    (c.status !== 'ok' ? '—' : c.stoppedMs > 0 ? `${c.stoppedMs} ms stopped` : c.pausedMs > 0 ? `${c.pausedMs} ms paused` : 'not paused') + (c.note ? ` (${c.note})` : ''),
     c.destinations.map((d) => d.ref).join('<br>') || '—',
   ]);
   const title = `### Container snapshot ${result.tag}${dryRun ? ' (dry run)' : ''}`;

@@ -4,7 +4,8 @@ import { readPending, stateJournal } from '../action/state.js';
 import { backup } from '../commands.js';
 import { Input, parseBackupInputs } from '../core/inputs.js';
 import { Engine } from '../engine/engine.js';
-import { guarded, hasPending, undo } from '../core/undo.js';
+import { guarded } from '../core/guard.js';
+import { hasPending, undo } from '../core/undo.js';
 import { recoverAbandoned } from '../core/recovery.js';
 import { backupSummary, failureLine, formatBytes } from '../report.js';
 
@@ -14,8 +15,8 @@ export async function main(): Promise<void> {
   const opts = parseBackupInputs((name) => core.getInput(name), undefined, process.env);
   const engine = new Engine();
   const handle = stateJournal();
-  const result = await guarded(handle, engine, actionLogger, () =>
-    backup(opts, { log: actionLogger, env: process.env, engine, onSecret: (s) => core.setSecret(s), journal: handle.journal }),
+  const result = await guarded(handle, engine, actionLogger, (signal) =>
+    backup(opts, { log: actionLogger, env: process.env, engine, onSecret: (s) => core.setSecret(s), journal: handle.journal, signal }),
   );
   core.setOutput('snapshot', result.tag);
   core.setOutput('containers', JSON.stringify(result.containers));
@@ -31,12 +32,15 @@ export async function main(): Promise<void> {
   if (problems.length > 0) throw new Error(problems.join(' '));
 }
 
-/** Undoes what an interrupted main step left: a container paused, a temporary image. */
+/**
+ * Undoes what an interrupted main step left: a container paused, one stopped (waiting for a stop
+ * still under way to finish), a temporary image.
+ */
 export async function post(): Promise<void> {
-  const pending = readPending();
   const engine = new Engine();
-  const problems = hasPending(pending) ? await undo(pending, engine, actionLogger) : [];
+  // The main step's own journal file first, if it was killed before removing it (it says which run it was).
+  await recoverAbandoned(engine, actionLogger, process.env);
+  const pending = readPending();
+  const { problems } = hasPending(pending) ? await undo(pending, engine, actionLogger) : { problems: [] };
   if (problems.length > 0) core.setFailed(`Cleanup after the backup failed: ${problems.join('; ')}`);
-  // The main step's own journal file, if it was killed before removing it.
-  else await recoverAbandoned(engine, actionLogger, process.env);
 }

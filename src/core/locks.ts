@@ -37,15 +37,23 @@ async function tryTake(path: string): Promise<boolean> {
 /**
  * Runs `fn` holding this host's lock on one container, so two backups never pause, commit and
  * unpause the same container at once. A second backup waits up to `timeoutMs`
- * (BackupOptions.lockTimeoutMs, from CONTAINER_SNAPSHOT_LOCK_TIMEOUT); a lock whose
- * holder is no longer alive is taken over.
+ * (BackupOptions.lockTimeoutMs, from CONTAINER_SNAPSHOT_LOCK_TIMEOUT); a lock whose holder is no
+ * longer alive is taken over; an aborted `signal` ends the wait. The lock is released when `fn`
+ * settles, whatever the outcome.
  */
-export async function withContainerLock<T>(env: NodeJS.ProcessEnv, container: { id: string; name: string }, timeoutMs: number, fn: () => Promise<T>): Promise<T> {
+export async function withContainerLock<T>(
+  env: NodeJS.ProcessEnv,
+  container: { id: string; name: string },
+  timeoutMs: number,
+  fn: () => Promise<T>,
+  signal?: AbortSignal,
+): Promise<T> {
   const dir = join(stateDir(env), 'locks');
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const path = join(dir, `${container.id}.lock`);
   const deadline = Date.now() + timeoutMs;
   for (;;) {
+    signal?.throwIfAborted();
     if (await tryTake(path)) break;
     const holder = await holderOf(path);
     if (holder && holder.host === hostname() && !isAlive(holder.pid, holder.started)) {

@@ -85,7 +85,10 @@ async function sweepTempImages(engine: Engine, log: Logger): Promise<void> {
   }
 }
 
-/** Undoes what runs on this host that are no longer alive left paused or committed; returns how many runs. */
+/**
+ * Undoes what runs on this host that are no longer alive left stopped, paused or committed;
+ * returns how many runs. A journal is removed once each thing it names is back as it was or gone.
+ */
 export async function recoverAbandoned(engine: Engine, log: Logger, env: NodeJS.ProcessEnv): Promise<number> {
   const dir = join(stateDir(env), 'journal');
   let names: string[] = [];
@@ -107,8 +110,10 @@ export async function recoverAbandoned(engine: Engine, log: Logger, env: NodeJS.
     const pending = pendingFrom(entry.pending);
     const what = `${pending.paused.length} paused container(s), ${pending.stopped.length} stopped container(s), ${pending.tempImages.length} temporary image(s)`;
     log.warning(`A backup (pid ${entry.pid}) ended without cleaning up (${what}); undoing it now`);
-    const problems = await undo(pending, engine, log).catch((err: unknown) => [errorMessage(err)]);
+    const { problems, left } = await undo(pending, engine, log).catch((err: unknown) => ({ problems: [errorMessage(err)], left: pending }));
     if (problems.length > 0) {
+      // What was put back (or is gone) is not tried again; the rest is, by the next run.
+      writeFileSync(path, JSON.stringify({ ...entry, pending: left }));
       log.error(`Could not undo everything the interrupted backup left: ${problems.join('; ')}`);
       continue;
     }

@@ -1,11 +1,13 @@
-import type { Engine } from '../engine/engine.js';
-import type { Journal } from '../snapshot/backup.js';
+import { NotFoundError, type ContainerInspect, type Engine } from '../engine/engine.js';
+import type { Journal, StopEntry } from '../snapshot/backup.js';
 import { errorMessage, type Logger } from './log.js';
+
+export type { StopEntry };
 
 /** What a backup has changed and not yet put back: containers it paused or stopped, images it committed. */
 export interface PendingUndo {
   paused: string[];
-  stopped: string[];
+  stopped: StopEntry[];
   tempImages: string[];
 }
 
@@ -13,13 +15,18 @@ export function emptyUndo(): PendingUndo {
   return { paused: [], stopped: [], tempImages: [] };
 }
 
-/** A pending undo as saved by any version (older ones had no `stopped`). */
-export function pendingFrom(p: Partial<PendingUndo>): PendingUndo {
-  return { paused: p.paused ?? [], stopped: p.stopped ?? [], tempImages: p.tempImages ?? [] };
+/** A pending undo as saved by any version (older ones had no `stopped`, then only IDs in it). */
+export function pendingFrom(p: Partial<Omit<PendingUndo, 'stopped'>> & { stopped?: Array<StopEntry | string> }): PendingUndo {
+  const stopped = (p.stopped ?? []).map((s) => (typeof s === 'string' ? { id: s, startedAt: '', until: 0 } : s));
+  return { paused: p.paused ?? [], stopped, tempImages: p.tempImages ?? [] };
 }
 
 export function parsePending(raw: string): PendingUndo {
-  return pendingFrom(JSON.parse(raw) as Partial<PendingUndo>);
+  return pendingFrom(JSON.parse(raw) as Parameters<typeof pendingFrom>[0]);
+}
+
+export function hasPending(pending: PendingUndo): boolean {
+  return pending.paused.length + pending.stopped.length + pending.tempImages.length > 0;
 }
 
 /** Keeps the pending undo current, calling `onChange` after every change (the action saves it as state). */
@@ -29,35 +36,43 @@ export class UndoJournal implements Journal {
 
   constructor(private readonly onChange?: (pending: PendingUndo) => void) {}
 
-  private update(list: string[], id: string, add: boolean): void {
-    const at = list.indexOf(id);
-    if (add && at === -1) list.push(id);
+  private update<E>(list: E[], key: (e: E) => string, entry: E, add: boolean): void {
+    const at = list.findIndex((e) => key(e) === key(entry));
+    if (add && at === -1) list.push(entry);
     if (!add && at !== -1) list.splice(at, 1);
     this.onChange?.(this.pending);
   }
 
   paused(id: string): void {
-    this.update(this.pending.paused, id, true);
+    this.update(this.pending.paused, String, id, true);
   }
 
   unpaused(id: string): void {
-    this.update(this.pending.paused, id, false);
+    this.update(this.pending.paused, String, id, false);
   }
 
-  stopped(id: string): void {
-    this.update(this.pending.stopped, id, true);
+  stopped(entry: StopEntry): void {
+    this.update(this.pending.stopped, (e) => e.id, entry, true);
   }
 
   restarted(id: string): void {
-    this.update(this.pending.stopped, id, false);
+    this.update(this.pending.stopped, (e) => e.id, { id, startedAt: '', until: 0 }, false);
   }
 
   tempImage(id: string): void {
-    this.update(this.pending.tempImages, id, true);
+    this.update(this.pending.tempImages, String, id, true);
   }
 
   tempImageRemoved(id: string): void {
-    this.update(this.pending.tempImages, id, false);
+    this.update(this.pending.tempImages, String, id, false);
+  }
+
+  /** After an undo: only what it could not put back stays pending. */
+  keepOnly(left: PendingUndo): void {
+    this.pending.paused.splice(0, Infinity, ...left.paused);
+    this.pending.stopped.splice(0, Infinity, ...left.stopped);
+    this.pending.tempImages.splice(0, Infinity, ...left.tempImages);
+    this.onChange?.(this.pending);
   }
 
   track<T>(operation: Promise<T>): Promise<T> {
@@ -79,83 +94,55 @@ export class UndoJournal implements Journal {
   }
 }
 
-/** Unpauses what a backup paused, starts what it stopped, removes the images it committed; returns what could not be undone. */
-export async function undo(pending: PendingUndo, engine: Engine, log: Logger): Promise<string[]> {
+const nameOf = (info: ContainerInspect) => info.Name.replace(/^\//, '');
+
+/**
+ * Starts again a container a backup stopped. One that still runs the same run (same start time)
+ * may still be stopping: it is waited for until the entry's deadline, then started; one still
+ * running then was never stopped. One running a newer run is already back.
+ */
+async function restartStopped(entry: StopEntry, engine: Engine, log: Logger): Promise<void> {
+  let info = await engine.inspectContainer(entry.id);
+  if (info.State.Running && entry.startedAt !== '' && info.State.StartedAt === entry.startedAt) {
+    log.info(`Waiting for container ${nameOf(info)} to finish stopping, to start it again`);
+    if (!(await engine.waitNotRunning(entry.id, entry.until - Date.now()))) return;
+    info = await engine.inspectContainer(entry.id);
+  }
+  if (info.State.Running) return;
+  await engine.start(entry.id);
+  log.warning(`Started container ${nameOf(info)} again, left stopped by an interrupted backup`);
+}
+
+async function unpauseLeft(id: string, engine: Engine, log: Logger): Promise<void> {
+  const info = await engine.inspectContainer(id);
+  if (!info.State.Paused) return;
+  await engine.unpause(id);
+  log.warning(`Unpaused container ${nameOf(info)}, left paused by an interrupted backup`);
+}
+
+/**
+ * Puts back what a backup left: starts what it stopped (after its stop has finished), unpauses
+ * what it paused, removes the images it committed. An entry is done when the thing it names is
+ * back as it was or gone; `left` holds the others, and `problems` says why each is left.
+ */
+export async function undo(pending: PendingUndo, engine: Engine, log: Logger): Promise<{ problems: string[]; left: PendingUndo }> {
   const problems: string[] = [];
-  for (const id of pending.stopped) {
+  const left = emptyUndo();
+  const attempt = async (what: string, fn: () => Promise<void>): Promise<boolean> => {
     try {
-      const info = await engine.inspectContainer(id);
-      if (!info.State.Running) {
-        await engine.start(id);
-        log.warning(`Started container ${info.Name.replace(/^\//, '')} again, left stopped by an interrupted backup`);
-      }
+      await fn();
+      return true;
     } catch (err) {
-      problems.push(`container ${id}: ${errorMessage(err)}`);
-    }
-  }
-  for (const id of pending.paused) {
-    try {
-      const info = await engine.inspectContainer(id);
-      if (info.State.Paused) {
-        await engine.unpause(id);
-        log.warning(`Unpaused container ${info.Name.replace(/^\//, '')}, left paused by an interrupted backup`);
+      if (err instanceof NotFoundError) {
+        log.warning(`${what}, left by an interrupted backup, no longer exists: nothing to put back`);
+        return true;
       }
-    } catch (err) {
-      problems.push(`container ${id}: ${errorMessage(err)}`);
+      problems.push(`${what}: ${errorMessage(err)}`);
+      return false;
     }
-  }
-  for (const id of pending.tempImages) {
-    await engine.removeImage(id, { force: true }).catch((err: unknown) => problems.push(`image ${id}: ${errorMessage(err)}`));
-  }
-  return problems;
-}
-
-export function hasPending(pending: PendingUndo): boolean {
-  return pending.paused.length + pending.stopped.length + pending.tempImages.length > 0;
-}
-
-/**
- * Runs a backup with its journal guarded: signals and crashes undo what it changed, and the
- * journal file is removed once nothing is left to undo.
- */
-export async function guarded<T>(handle: { journal: UndoJournal; close(): void }, engine: Engine, log: Logger, fn: () => Promise<T>): Promise<T> {
-  const release = undoOnSignals(handle.journal, engine, log, handle.close);
-  try {
-    return await fn();
-  } finally {
-    release();
-    if (!hasPending(handle.journal.pending)) handle.close();
-  }
-}
-
-/**
- * On SIGINT or SIGTERM, undoes what is pending before the process exits, so a cancelled
- * run never leaves a container paused. Returns a function that removes the handlers.
- */
-export function undoOnSignals(journal: UndoJournal, engine: Engine, log: Logger, undone: () => void = () => undefined): () => void {
-  const undoThenExit = (code: number) =>
-    journal
-      .settle(60_000)
-      .then(() => undo(journal.pending, engine, log))
-      .then((problems) => {
-        for (const p of problems) log.error(`Could not undo: ${p}`);
-        if (problems.length === 0) undone();
-      })
-      .finally(() => process.exit(code));
-  const handler = (signal: NodeJS.Signals) => {
-    log.error(`Received ${signal}: undoing what this backup changed`);
-    void undoThenExit(signal === 'SIGINT' ? 130 : 143);
   };
-  const crash = (err: Error) => {
-    log.error(`Unexpected error: ${err.message}; undoing what this backup changed`);
-    void undoThenExit(1);
-  };
-  process.once('SIGINT', handler);
-  process.once('SIGTERM', handler);
-  process.once('uncaughtException', crash);
-  return () => {
-    process.off('SIGINT', handler);
-    process.off('SIGTERM', handler);
-    process.off('uncaughtException', crash);
-  };
+  for (const e of pending.stopped) if (!(await attempt(`container ${e.id.slice(0, 12)}`, () => restartStopped(e, engine, log)))) left.stopped.push(e);
+  for (const id of pending.paused) if (!(await attempt(`container ${id.slice(0, 12)}`, () => unpauseLeft(id, engine, log)))) left.paused.push(id);
+  for (const ref of pending.tempImages) if (!(await attempt(`image ${ref}`, () => engine.removeImage(ref, { force: true })))) left.tempImages.push(ref);
+  return { problems, left };
 }

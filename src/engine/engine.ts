@@ -40,12 +40,35 @@ function translate(err: unknown, what: string): Error {
   return new EngineError(message, e.statusCode);
 }
 
-async function call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+/**
+ * Runs one engine call. With a signal, the call is refused once it is aborted and given up (its
+ * reason thrown) when it aborts mid-way; calls that change a container's state take no signal.
+ */
+async function call<T>(what: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+  signal?.throwIfAborted();
   try {
-    return await fn();
+    return await (signal ? untilAborted(fn(), signal) : fn());
   } catch (err) {
+    if (signal?.aborted) throw signal.reason;
     throw translate(err, what);
   }
+}
+
+function untilAborted<T>(operation: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    operation.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+/** Destroys a response stream when the signal aborts, so whatever reads it fails at once. */
+function endOnAbort<S extends Readable>(stream: S, signal?: AbortSignal): S {
+  if (!signal) return stream;
+  const onAbort = () => stream.destroy(signal.reason as Error);
+  signal.addEventListener('abort', onAbort, { once: true });
+  stream.once('close', () => signal.removeEventListener('abort', onAbort));
+  return stream;
 }
 
 /** The value, or undefined where the engine answers that the object does not exist. */
@@ -93,22 +116,37 @@ export class Engine {
     this.docker = docker ?? new Docker();
   }
 
-  async info(): Promise<EngineInfo> {
-    const v = await call('read the engine version', () => this.docker.version());
+  async info(signal?: AbortSignal): Promise<EngineInfo> {
+    const v = await call('read the engine version', () => this.docker.version(), signal);
     return { version: v.Version, apiVersion: v.ApiVersion, os: v.Os, arch: v.Arch };
   }
 
-  listContainers(): Promise<ContainerSummary[]> {
-    return call('list containers', () => this.docker.listContainers({ all: true }));
+  listContainers(signal?: AbortSignal): Promise<ContainerSummary[]> {
+    return call('list containers', () => this.docker.listContainers({ all: true }), signal);
   }
 
-  inspectContainer(idOrName: string): Promise<ContainerInspect> {
-    return call(`inspect container ${idOrName}`, () => this.docker.getContainer(idOrName).inspect());
+  inspectContainer(idOrName: string, signal?: AbortSignal): Promise<ContainerInspect> {
+    return call(`inspect container ${idOrName}`, () => this.docker.getContainer(idOrName).inspect(), signal);
   }
 
-  async writableLayerSize(id: string): Promise<number | undefined> {
+  /**
+   * Waits, at most `timeoutMs`, for a container to be not running (`POST /containers/{id}/wait?condition=not-running`,
+   * API ≥ 1.30). True when it is not running; false when it still runs at the deadline.
+   */
+  async waitNotRunning(id: string, timeoutMs: number): Promise<boolean> {
+    const deadline = AbortSignal.timeout(Math.max(0, timeoutMs));
+    try {
+      await call(`wait for container ${id}`, () => this.docker.getContainer(id).wait({ condition: 'not-running', abortSignal: deadline }));
+      return true;
+    } catch (err) {
+      if (deadline.aborted) return false;
+      throw err;
+    }
+  }
+
+  async writableLayerSize(id: string, signal?: AbortSignal): Promise<number | undefined> {
     const container = this.docker.getContainer(id) as unknown as { inspect(o: { size: boolean }): Promise<{ SizeRw?: number }> };
-    const info = await call(`inspect container ${id}`, () => container.inspect({ size: true }));
+    const info = await call(`inspect container ${id}`, () => container.inspect({ size: true }), signal);
     return info.SizeRw;
   }
 
@@ -127,12 +165,14 @@ export class Engine {
   /**
    * Runs `sh -c command` inside a running container, passing its output on line by line.
    * Resolves with the exit code, or `timedOut` when it outlives `timeoutMs` (the process is
-   * left to the container: the Engine API cannot stop an exec).
+   * left to the container: the Engine API cannot stop an exec). An aborted signal stops the
+   * waiting and throws its reason.
    */
-  async exec(id: string, command: string, opts: { timeoutMs: number; onLine: (line: string) => void }): Promise<{ exitCode?: number; timedOut: boolean }> {
+  async exec(id: string, command: string, opts: { timeoutMs: number; onLine: (line: string) => void; signal?: AbortSignal }): Promise<{ exitCode?: number; timedOut: boolean }> {
+    const { signal } = opts;
     const container = this.docker.getContainer(id);
-    const exec = await call(`exec in container ${id}`, () => container.exec({ Cmd: ['sh', '-c', command], AttachStdout: true, AttachStderr: true }));
-    const stream = await call(`exec in container ${id}`, () => exec.start({ hijack: true, stdin: false }));
+    const exec = await call(`exec in container ${id}`, () => container.exec({ Cmd: ['sh', '-c', command], AttachStdout: true, AttachStderr: true }), signal);
+    const stream = endOnAbort(await call(`exec in container ${id}`, () => exec.start({ hijack: true, stdin: false }), signal), signal);
     let pending = '';
     const lines = new Writable({
       write: (chunk: Buffer, _enc, done) => {
@@ -153,11 +193,12 @@ export class Engine {
     const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), opts.timeoutMs)));
     const outcome = await Promise.race([ended, timeout]).finally(() => clearTimeout(timer));
     if (pending) opts.onLine(pending);
+    signal?.throwIfAborted();
     if (outcome === 'timeout') {
       stream.destroy();
       return { timedOut: true };
     }
-    const info = await call(`inspect exec in container ${id}`, () => exec.inspect());
+    const info = await call(`inspect exec in container ${id}`, () => exec.inspect(), signal);
     return { exitCode: info.ExitCode ?? undefined, timedOut: false };
   }
 
@@ -204,8 +245,8 @@ export class Engine {
     return res.Id;
   }
 
-  inspectImage(ref: string): Promise<ImageInspect> {
-    return call(`inspect image ${ref}`, () => this.docker.getImage(ref).inspect());
+  inspectImage(ref: string, signal?: AbortSignal): Promise<ImageInspect> {
+    return call(`inspect image ${ref}`, () => this.docker.getImage(ref).inspect(), signal);
   }
 
   async imageExists(ref: string): Promise<boolean> {
@@ -213,8 +254,8 @@ export class Engine {
   }
 
   /** `docker save`: a tar stream of the image (legacy or OCI layout, both with manifest.json). */
-  saveImage(ref: string): Promise<Readable> {
-    return call(`save image ${ref}`, () => this.docker.getImage(ref).get() as Promise<Readable>);
+  async saveImage(ref: string, signal?: AbortSignal): Promise<Readable> {
+    return endOnAbort(await call(`save image ${ref}`, () => this.docker.getImage(ref).get() as Promise<Readable>, signal), signal);
   }
 
   /** `docker load`; returns the loaded image IDs and references the engine reports. */
@@ -242,10 +283,9 @@ export class Engine {
   }
 
   /** Streams `path` of the container's filesystem (volumes included) as a tar. */
-  getArchive(id: string, path: string): Promise<Readable> {
-    return call(`read ${path} of container ${id}`, () =>
-      this.docker.getContainer(id).getArchive({ path }) as unknown as Promise<Readable>,
-    );
+  async getArchive(id: string, path: string, signal?: AbortSignal): Promise<Readable> {
+    const archive = await call(`read ${path} of container ${id}`, () => this.docker.getContainer(id).getArchive({ path }) as unknown as Promise<Readable>, signal);
+    return endOnAbort(archive, signal);
   }
 
   async putArchive(id: string, path: string, tar: Readable): Promise<void> {
@@ -254,8 +294,8 @@ export class Engine {
     );
   }
 
-  inspectVolume(name: string): Promise<VolumeInspect | undefined> {
-    return unlessMissing(call(`inspect volume ${name}`, () => this.docker.getVolume(name).inspect()));
+  inspectVolume(name: string, signal?: AbortSignal): Promise<VolumeInspect | undefined> {
+    return unlessMissing(call(`inspect volume ${name}`, () => this.docker.getVolume(name).inspect(), signal));
   }
 
   async createVolume(opts: { name: string; driver?: string; driverOpts?: Record<string, string>; labels?: Record<string, string> }): Promise<void> {
@@ -274,8 +314,8 @@ export class Engine {
   }
 
   /** The network with exactly this name or ID (the engine alone would also match an ID prefix). */
-  async inspectNetwork(name: string): Promise<NetworkInspect | undefined> {
-    const net = await unlessMissing(call(`inspect network ${name}`, () => this.docker.getNetwork(name).inspect()));
+  async inspectNetwork(name: string, signal?: AbortSignal): Promise<NetworkInspect | undefined> {
+    const net = await unlessMissing(call(`inspect network ${name}`, () => this.docker.getNetwork(name).inspect(), signal));
     return net && (net.Name === name || net.Id === name) ? net : undefined;
   }
 

@@ -3,7 +3,7 @@ import type { Readable } from 'node:stream';
 import { hostname } from 'node:os';
 import type { BackupOptions } from '../core/options.js';
 import { errorMessage, type Logger } from '../core/log.js';
-import { ownName, type Engine, type ContainerInspect, type NetworkInspect } from '../engine/engine.js';
+import { NotFoundError, ownName, type Engine, type ContainerInspect, type NetworkInspect } from '../engine/engine.js';
 import { SET_SCOPE, type Destination } from '../destinations/types.js';
 import { Digester, drain } from '../util/streams.js';
 import { TarChecker } from '../util/tar-check.js';
@@ -32,11 +32,21 @@ import { archiveRoot, keepVolumeMetadata, matchedScan, scanVolumeMetadata, type 
 
 export const TOOL = { name: 'container-snapshot', version: '0.1.0' };
 
-/** Records what must be undone if the process dies mid-way (the action's post step reads it). */
+/**
+ * A container about to be stopped: its start time before the stop (a later one means it is back)
+ * and, in ms since the epoch, when its stop will have finished (its stop timeout, and a margin).
+ */
+export interface StopEntry {
+  id: string;
+  startedAt: string;
+  until: number;
+}
+
+/** Records what must be undone if the process dies mid-way (the action's post step reads it), before each change. */
 export interface Journal {
   paused(containerId: string): void;
   unpaused(containerId: string): void;
-  stopped(containerId: string): void;
+  stopped(entry: StopEntry): void;
   restarted(containerId: string): void;
   tempImage(ref: string): void;
   tempImageRemoved(ref: string): void;
@@ -51,6 +61,8 @@ export interface BackupContext {
   log: Logger;
   env?: NodeJS.ProcessEnv;
   now?: () => Date;
+  /** Aborted when the run is cancelled: the pipeline stops, and puts back what it changed. */
+  signal?: AbortSignal;
 }
 
 export interface ContainerOutcome {
@@ -66,6 +78,8 @@ export interface ContainerOutcome {
   stoppedMs: number;
   /** Blobs (layers and volumes) this run stored, and those already stored by an earlier set. */
   blobs: { written: number; reused: number };
+  /** Why the container was not held as asked (auto-remove, restarting), when it was not. */
+  note?: string;
 }
 
 export interface BackupResult {
@@ -154,11 +168,32 @@ export const STOP_LABEL = 'container-snapshot.stop';
 /** How a running container is held still for its snapshot. */
 type Hold = 'pause' | 'stop' | 'none';
 
-function stopAsked(opts: BackupOptions, labels: Record<string, string>): boolean {
+/** Seconds the engine waits for a stopped container when neither it nor the input says (Engine API `t`). */
+const ENGINE_STOP_TIMEOUT_S = 10;
+/** Beyond its stop timeout, how long a stop may take before an undo stops waiting for it. */
+const STOP_MARGIN_MS = 30_000;
+
+function stopAsked(opts: Pick<BackupOptions, 'stop'>, labels: Record<string, string>): boolean {
   const label = labels[STOP_LABEL]?.trim().toLowerCase();
   if (label === 'true') return true;
   if (label === 'false') return false;
   return opts.stop;
+}
+
+/**
+ * How a container is held still for its snapshot, and why, when that is not what was asked. Only
+ * a running container is paused or stopped. A restarting one (a restart policy between two runs)
+ * is taken as it is: its layer and volumes are at rest, and the engine can pause neither. One
+ * started with --rm (HostConfig.AutoRemove) is never stopped: the engine would remove it, and its
+ * anonymous volumes, as it stops; it is paused instead, or taken running with `pause: false`.
+ */
+export function holdFor(info: ContainerInspect, opts: Pick<BackupOptions, 'stop' | 'pause'>): { hold: Hold; note?: string; warn?: boolean } {
+  if (info.State.Restarting) return { hold: 'none', note: 'restarting: taken as it is, between two runs' };
+  if (!info.State.Running || info.State.Paused) return { hold: 'none' };
+  const instead: Hold = opts.pause ? 'pause' : 'none';
+  if (!stopAsked(opts, info.Config.Labels ?? {})) return { hold: instead };
+  if (info.HostConfig.AutoRemove) return { hold: instead, note: `auto-remove (--rm): ${instead === 'pause' ? 'paused' : 'taken running'}, not stopped`, warn: true };
+  return { hold: 'stop' };
 }
 
 function candidateOf(c: { Id: string; Names?: string[]; Labels?: Record<string, string>; State: string }): Candidate {
@@ -177,29 +212,35 @@ class ContainerBackup {
     private readonly compression: Compression,
   ) {}
 
+  /** Why a container was not held as asked, by container ID. */
+  readonly notes = new Map<string, string>();
+
   private targets(scope: StoreTarget['scope']): StoreTarget[] {
     return this.ctx.destinations.map((dest) => ({ dest, scope }));
   }
 
   async run(candidate: Candidate): Promise<ContainerRecord & { layerStats: { written: number; reused: number } }> {
-    const { engine, log } = this.ctx;
-    const info = await engine.inspectContainer(candidate.id);
+    const { engine, log, signal } = this.ctx;
+    const info = await engine.inspectContainer(candidate.id, signal);
     const name = info.Name.replace(/^\//, '');
     const status = statusOf(info);
     const networks = new Map<string, NetworkInspect>();
     for (const net of userNetworkNames(info)) {
-      const n = await engine.inspectNetwork(net);
+      const n = await engine.inspectNetwork(net, signal);
       if (n) networks.set(net, n);
     }
     const names = new Map<string, string>();
     for (const ref of containerReferences(info.HostConfig as Record<string, unknown>)) {
-      const peer = await engine.inspectContainer(ref).catch(() => undefined);
+      const peer = await engine.inspectContainer(ref, signal).catch(() => undefined);
       if (peer) names.set(ref, peer.Name.replace(/^\//, ''));
     }
     const spec = captureSpec(info, networks, (ref) => names.get(ref) ?? ref);
     const mounts = mountsToTake(info, this.opts);
-    const running = info.State.Running && !info.State.Paused;
-    const hold: Hold = !running ? 'none' : stopAsked(this.opts, info.Config.Labels ?? {}) ? 'stop' : this.opts.pause ? 'pause' : 'none';
+    const running = info.State.Running && !info.State.Paused && !info.State.Restarting;
+    const { hold, note, warn } = holdFor(info, this.opts);
+    if (note) this.notes.set(info.Id, note);
+    if (warn) log.warning(`${name}: started with --rm (auto-remove), so it is not stopped (the engine would remove it and its anonymous volumes): ${hold === 'pause' ? 'paused' : 'taken running'} instead`);
+    else if (note) log.info(`${name}: restarting (its restart policy runs it again after each exit): taken as it is, between two runs`);
     const journal = this.ctx.journal;
     // Named before the commit starts, so an interruption mid-commit still knows what to remove.
     const temp = { repo: `container-snapshot-tmp/${info.Id.slice(0, 12)}`, tag: `${tempTagPrefix()}-${process.pid}-${randomBytes(4).toString('hex')}` };
@@ -209,8 +250,9 @@ class ContainerBackup {
     const hooks = hooksFor(this.opts, info.Config.Labels ?? {});
     if ((hooks.pre || hooks.post) && !running) log.info(`${name}: not running (${status}), so its pre- and post-command are not run`);
     try {
-      const { value: imageId, heldMs } = await this.withHooks(info.Id, name, running ? hooks : {}, () =>
-        this.held(info.Id, name, hold, mounts.length, async () => {
+      const { value: imageId, heldMs, held } = await this.withHooks(info.Id, name, running ? hooks : {}, () =>
+        this.held(info, name, hold, mounts.length, async () => {
+          signal?.throwIfAborted();
           journal?.tempImage(tempRef);
           const commit = engine.commit(info.Id, { pause: false, ...temp });
           const committed = await phase('commit', () => (journal ? journal.track(commit) : commit));
@@ -223,8 +265,8 @@ class ContainerBackup {
       const { image, stats: layerStats } = await phase('image layers', () => this.saveImage(imageId, name));
       stats.written += layerStats.written;
       stats.reused += layerStats.reused;
-      const pausedMs = hold === 'pause' ? heldMs : 0;
-      return { name, id: info.Id, status: status as ContainerRecord['status'], image: { ...image, id: imageId, baseImage: info.Config.Image }, volumes, spec, pausedMs, ...(hold === 'stop' ? { stoppedMs: heldMs } : {}), layerStats: stats };
+      const pausedMs = held === 'pause' ? heldMs : 0;
+      return { name, id: info.Id, status: status as ContainerRecord['status'], image: { ...image, id: imageId, baseImage: info.Config.Image }, volumes, spec, pausedMs, ...(held === 'stop' ? { stoppedMs: heldMs } : {}), layerStats: stats };
     } finally {
       await engine.removeImage(tempRef, { force: true });
       journal?.tempImageRemoved(tempRef);
@@ -242,40 +284,95 @@ class ContainerBackup {
   }
 
   /**
-   * Runs `take` with the container held still as asked: paused, or stopped (journalled first, so an
-   * interruption puts it back), and puts it back after. Returns how long it was held.
+   * Runs `take` with the container held still as asked: paused, or stopped, each journalled
+   * before the change so that an interruption puts it back, and puts it back after. A hold that
+   * fails leaves the container as it was (its journal entry cleared) or fails the container; one
+   * that fails because the container is not running any more (a crash loop) takes it as it is.
+   * Once stopping, a cancelled run waits for the stop to finish, then starts it again.
+   * Returns how long it was held, and how.
    */
-  private async held<T>(id: string, name: string, hold: Hold, mounts: number, take: () => Promise<T>): Promise<{ value: T; heldMs: number }> {
-    const { engine, log, journal } = this.ctx;
-    if (hold === 'pause') {
-      journal?.paused(id);
-      await phase('pause', () => engine.pause(id));
-    }
+  private async held<T>(info: ContainerInspect, name: string, hold: Hold, mounts: number, take: () => Promise<T>): Promise<{ value: T; heldMs: number; held: Hold }> {
+    const { log, signal } = this.ctx;
+    const held = await this.holdStill(info, name, hold);
     const since = performance.now();
     let heldMs = 0;
     let value: T;
+    let taken = false;
     try {
+      signal?.throwIfAborted();
+      value = await take();
+      taken = true;
+    } finally {
+      await this.putBack(info.Id, held);
+      heldMs = Math.round(performance.now() - since);
+      const what = (when: string) => (taken ? ` (writable layer and ${mounts} mount(s) taken ${when})` : '');
+      if (held === 'pause') log.info(`${name}: paused for ${heldMs} ms${what('at one point in time')}`);
+      if (held === 'stop') log.info(`${name}: started again after ${heldMs} ms stopped${what('while stopped')}`);
+    }
+    return { value, heldMs, held };
+  }
+
+  /** Pauses or stops the container (the state changes take no abort signal: each runs to its end, then is put back). */
+  private async holdStill(info: ContainerInspect, name: string, hold: Hold): Promise<Hold> {
+    const { engine, log, journal } = this.ctx;
+    const id = info.Id;
+    try {
+      if (hold === 'pause') {
+        journal?.paused(id);
+        await engine.pause(id);
+      }
       if (hold === 'stop') {
-        journal?.stopped(id);
-        await phase('stop', () => engine.stop(id, this.opts.stopTimeout));
+        const timeoutS = this.opts.stopTimeout ?? (info.Config as { StopTimeout?: number }).StopTimeout ?? ENGINE_STOP_TIMEOUT_S;
+        journal?.stopped({ id, startedAt: info.State.StartedAt, until: Date.now() + timeoutS * 1000 + STOP_MARGIN_MS });
+        await engine.stop(id, this.opts.stopTimeout);
         log.info(`${name}: stopped for its snapshot`);
       }
-      value = await take();
-    } finally {
-      if (hold === 'pause') {
-        await phase('unpause', () => engine.unpause(id));
-        journal?.unpaused(id);
-        heldMs = Math.round(performance.now() - since);
-        log.info(`${name}: paused for ${heldMs} ms (writable layer and ${mounts} mount(s) taken at one point in time)`);
+      return hold;
+    } catch (err) {
+      if (await this.asItWas(info, hold)) {
+        const verb = hold === 'pause' ? 'paused' : 'stopped';
+        log.info(`${name}: could not be ${verb} (${errorMessage(err)}); it is restarting or not running any more, so it is taken as it is`);
+        this.notes.set(id, `restarting: not ${verb}, taken as it is, between two runs`);
+        return 'none';
       }
-      if (hold === 'stop') {
-        await phase('start again', () => engine.start(id));
-        journal?.restarted(id);
-        heldMs = Math.round(performance.now() - since);
-        log.info(`${name}: started again after ${heldMs} ms stopped (writable layer and ${mounts} mount(s) taken while stopped)`);
-      }
+      throw new BackupError(`${hold}: ${errorMessage(err)}`, { cause: err });
     }
-    return { value, heldMs };
+  }
+
+  /**
+   * After a failed pause or stop, makes sure the container is as it was: its journal entry is
+   * cleared when it verifiably is (not paused; still running; gone), else it is put back. True
+   * when it is now between two runs of a crash loop (restarting, or exited after a pause), to be
+   * taken as it is.
+   */
+  private async asItWas(info: ContainerInspect, hold: Hold): Promise<boolean> {
+    const { engine, journal } = this.ctx;
+    const id = info.Id;
+    const now = await engine.inspectContainer(id).catch((err: unknown) => {
+      if (err instanceof NotFoundError) return undefined;
+      throw err;
+    });
+    if (hold === 'pause') {
+      if (now?.State.Paused) await this.putBack(id, 'pause');
+      else journal?.unpaused(id);
+      return Boolean(now && !now.State.Paused && (now.State.Restarting || !now.State.Running));
+    }
+    if (now && !now.State.Running) await this.putBack(id, 'stop');
+    else journal?.restarted(id);
+    return Boolean(now?.State.Restarting);
+  }
+
+  /** Unpauses or starts the container again, then clears its journal entry. */
+  private async putBack(id: string, held: Hold): Promise<void> {
+    const { engine, journal } = this.ctx;
+    if (held === 'pause') {
+      await phase('unpause', () => engine.unpause(id));
+      journal?.unpaused(id);
+    }
+    if (held === 'stop') {
+      await phase('start again', () => engine.start(id));
+      journal?.restarted(id);
+    }
   }
 
   /** Runs a hook inside the container; fails with the container, the phase and the exit code. */
@@ -284,7 +381,9 @@ class ContainerBackup {
     const timeoutMs = this.opts.hookTimeout * 1000;
     log.info(`${name}: ${phase}: ${command}`);
     const started = performance.now();
-    const result = await engine.exec(id, command, { timeoutMs, onLine: (line) => log.info(`${name} ${phase}> ${line}`) });
+    // A post-command undoes what the pre-command did: it runs even in a cancelled run.
+    const signal = phase === 'pre-command' ? this.ctx.signal : undefined;
+    const result = await engine.exec(id, command, { timeoutMs, signal, onLine: (line) => log.info(`${name} ${phase}> ${line}`) });
     const ms = Math.round(performance.now() - started);
     if (result.timedOut) throw new BackupError(`${phase} did not finish within hook-timeout ${this.opts.hookTimeout} s (it may still run in the container): ${command}`);
     if (result.exitCode !== 0) throw new BackupError(`${phase} exited with ${result.exitCode ?? 'an unknown status'} after ${ms} ms: ${command}`);
@@ -292,9 +391,9 @@ class ContainerBackup {
   }
 
   private async saveImage(imageId: string, name: string): Promise<{ image: Pick<ImageRecord, 'config' | 'layers'>; stats: { written: number; reused: number } }> {
-    const { engine } = this.ctx;
+    const { engine, signal } = this.ctx;
     const targets = this.targets({ container: name });
-    const diffIds = (await engine.inspectImage(imageId)).RootFS.Layers ?? [];
+    const diffIds = (await engine.inspectImage(imageId, signal)).RootFS.Layers ?? [];
     const known = new Map<string, BlobDescriptor>();
     for (const diffId of diffIds) {
       const blob = this.history.layers.get(diffId);
@@ -302,14 +401,14 @@ class ContainerBackup {
     }
     const mediaType = layerMediaType(this.compression);
     const base = { diffIds, layerMediaType: mediaType, configTargets: this.targets(SET_SCOPE) };
-    let result = await storeSavedImage(await engine.saveImage(imageId), targets, { ...base, known });
-    if ('retry' in result) result = await storeSavedImage(await engine.saveImage(imageId), targets, { ...base, known: new Map() });
+    let result = await storeSavedImage(await engine.saveImage(imageId, signal), targets, { ...base, known });
+    if ('retry' in result) result = await storeSavedImage(await engine.saveImage(imageId, signal), targets, { ...base, known: new Map() });
     if ('retry' in result) throw new BackupError(`${name}: could not read the committed image consistently`);
     return { image: result.image, stats: { written: result.written, reused: result.reused } };
   }
 
   private async takeVolume(id: string, container: string, mount: MountToTake, stats: { written: number; reused: number }): Promise<VolumeRecord> {
-    const { engine } = this.ctx;
+    const { engine, signal } = this.ctx;
     const targets = this.targets(SET_SCOPE);
     const record: Omit<VolumeRecord, 'blob'> = {
       type: mount.type,
@@ -320,7 +419,7 @@ class ContainerBackup {
     let hostPath = mount.source;
     if (mount.type === 'bind') record.source = mount.source;
     else {
-      const v = await engine.inspectVolume(mount.name);
+      const v = await engine.inspectVolume(mount.name, signal);
       if (v) {
         record.driver = v.Driver;
         record.driverOptions = (v.Options as Record<string, string> | null) ?? {};
@@ -334,7 +433,7 @@ class ContainerBackup {
     const previous = this.history.volumes.get(volumeKey(container, mount.destination));
     if (previous && previous.mediaType === volumeMediaType(this.compression) && (await allHave(targets, previous.digest))) {
       const digester = new Digester();
-      const archive = await engine.getArchive(id, mount.destination);
+      const archive = await engine.getArchive(id, mount.destination, signal);
       archived = archiveRoot(archive);
       archive.on('error', (err) => digester.destroy(err));
       // Closed with the digester whatever happens: an archive left open holds the container's lock in the engine.
@@ -345,7 +444,7 @@ class ContainerBackup {
         return this.withMetadata(container, mount, { ...record, blob: previous }, matchedScan(await scanning, await archived, hostPath));
       }
     }
-    const archive = await engine.getArchive(id, mount.destination);
+    const archive = await engine.getArchive(id, mount.destination, signal);
     archived = archiveRoot(archive);
     const checked = archive.pipe(new TarChecker(`${container}: ${mount.name || mount.destination}`));
     archive.on('error', (err) => checked.destroy(err));
@@ -368,7 +467,7 @@ class ContainerBackup {
   }
 }
 
-function outcome(record: ContainerRecord & { layerStats: { written: number; reused: number } }, refs: ContainerOutcome['destinations']): ContainerOutcome {
+function outcome(record: ContainerRecord & { layerStats: { written: number; reused: number } }, refs: ContainerOutcome['destinations'], note?: string): ContainerOutcome {
   const blobs = [record.image.config, ...record.image.layers, ...record.volumes.map((v) => v.blob)];
   return {
     name: record.name,
@@ -381,6 +480,7 @@ function outcome(record: ContainerRecord & { layerStats: { written: number; reus
     pausedMs: record.pausedMs,
     stoppedMs: record.stoppedMs ?? 0,
     blobs: record.layerStats,
+    ...(note ? { note } : {}),
   };
 }
 
@@ -395,8 +495,9 @@ async function plan(ctx: BackupContext, opts: BackupOptions, selected: Candidate
     const mounts = mountsToTake(info, opts);
     const vols = mounts.map((m) => m.name || m.source || m.destination);
     const size = await ctx.engine.writableLayerSize(c.id);
-    const running = info.State.Running && !info.State.Paused;
-    const quiesce = !running ? 'taken as it is' : stopAsked(opts, info.Config.Labels ?? {}) ? 'would be stopped' : opts.pause ? 'would be paused' : 'taken running';
+    const { hold, note } = holdFor(info, opts);
+    const running = info.State.Running && !info.State.Paused && !info.State.Restarting;
+    const quiesce = (!running ? 'taken as it is' : hold === 'stop' ? 'would be stopped' : hold === 'pause' ? 'would be paused' : 'taken running') + (note ? `; ${note}` : '');
     ctx.log.info(
       `[dry-run] ${c.name} (${statusOf(info)}, ${quiesce}, image ${info.Config.Image}, writable layer ${size ?? '?'} bytes): ` +
         `volumes [${vols.join(', ')}] → ${opts.destinations.map((d) => d.raw).join(', ')} as ${opts.tag}`,
@@ -456,8 +557,8 @@ async function completeSet(ctx: BackupContext, opts: BackupOptions, state: TagSt
 
 export async function runBackup(opts: BackupOptions, ctx: BackupContext): Promise<BackupResult> {
   const { engine, log } = ctx;
-  const engineInfo = await engine.info();
-  const all = (await engine.listContainers()).map(candidateOf);
+  const engineInfo = await engine.info(ctx.signal);
+  const all = (await engine.listContainers(ctx.signal)).map(candidateOf);
   const selection = selectContainers(all, opts.selection);
   const outcomes: ContainerOutcome[] = selection.missing.map((name) => failure(name, '', 'missing', new BackupError(`no such container: ${name}`)));
   if (opts.onError === 'continue') for (const o of outcomes) log.warning(`${o.name}: ${o.error}`);
@@ -507,12 +608,14 @@ async function backUpAndStore(
   const records: Array<ContainerRecord & { layerStats: { written: number; reused: number } }> = [];
   for (const c of selected) {
     try {
-      const record = await log.group(`Back up ${c.name}`, () => withContainerLock(ctx.env ?? {}, c, opts.lockTimeoutMs, () => worker.run(c)));
+      const record = await log.group(`Back up ${c.name}`, () => withContainerLock(ctx.env ?? {}, c, opts.lockTimeoutMs, () => worker.run(c), ctx.signal));
       records.push(record);
       // Containers later in this run share base layers with this one: stored once per set.
       for (const layer of record.image.layers) if (!history.layers.has(layer.contentDigest)) history.layers.set(layer.contentDigest, layer);
       log.info(`${c.name}: ${record.image.layers.length} layer(s) and ${record.volumes.length} volume(s): ${record.layerStats.written} blob(s) stored, ${record.layerStats.reused} already there`);
     } catch (err) {
+      // A cancelled run goes no further: its undo follows.
+      if (ctx.signal?.aborted) throw ctx.signal.reason;
       const f = failure(c.name, c.id, c.state, err);
       outcomes.push(f);
       if (opts.onError === 'continue') log.warning(`${c.name}: ${f.error}`);
@@ -541,6 +644,6 @@ async function backUpAndStore(
   const writes = await writeSetEverywhere(set, ctx.destinations);
   const incomplete = unwrittenLine(opts.tag, writes.placements);
   if (!writes.placements.some((p) => p.written)) throw new BackupError(incomplete ?? `Snapshot ${opts.tag} was not written.`);
-  for (const r of records) outcomes.push(outcome(r, writes.refs.get(r.name) ?? []));
+  for (const r of records) outcomes.push(outcome(r, writes.refs.get(r.name) ?? [], worker.notes.get(r.id)));
   return { written: true, artifacts: writes.artifacts, destinations: writes.placements, ...(incomplete ? { incomplete } : {}) };
 }

@@ -184,3 +184,12 @@ export function afterItsPause(): (info: Docker.ContainerInspectInfo) => boolean 
   };
 }
 
+
+/** A `when` for whenContainer: the backup has stopped the container, and started it again. */
+export function afterItsStop(): (info: Docker.ContainerInspectInfo) => boolean {
+  let seenStopped = false;
+  return (info) => {
+    if (!info.State.Running) seenStopped = true;
+    return seenStopped && info.State.Running;
+  };
+}
