@@ -6,14 +6,48 @@ import type { Engine } from '../engine/engine.js';
 import { errorMessage, type Logger } from './log.js';
 import { UndoJournal, pendingFrom, undo, type PendingUndo } from './undo.js';
 
-/** One run's record of what it changed and has not put back, kept on disk while it runs. */
-interface JournalFile {
+/** Who wrote a journal file: a process of a host, talking to an engine. */
+export interface JournalOwner {
   pid: number;
   /** The process's start time (from /proc), so a reused pid is not taken for the same run. */
   started: string;
   host: string;
   engine: string;
+}
+
+/** One run's record of what it changed and has not put back, kept on disk while it runs. */
+interface JournalFile extends JournalOwner {
   pending: PendingUndo;
+}
+
+/** This process as a journal's owner, for the engine `env` names. */
+export function journalOwner(env: NodeJS.ProcessEnv): JournalOwner {
+  return { pid: process.pid, started: processStart(process.pid), host: hostname(), engine: engineId(env) };
+}
+
+/**
+ * The journal files (`*.json`) of `dir` written for this host's engine, parsed; `gone` says their
+ * process is no longer alive (so what they name is for this run to put back). Unreadable files are skipped.
+ */
+export function readJournals<T extends JournalOwner>(dir: string, env: NodeJS.ProcessEnv): Array<{ path: string; entry: T; gone: boolean }> {
+  let names: string[] = [];
+  try {
+    names = readdirSync(dir).filter((n) => n.endsWith('.json'));
+  } catch {
+    return [];
+  }
+  const out: Array<{ path: string; entry: T; gone: boolean }> = [];
+  for (const name of names) {
+    const path = join(dir, name);
+    try {
+      const entry = JSON.parse(readFileSync(path, 'utf8')) as T;
+      if (entry.host !== hostname() || entry.engine !== engineId(env)) continue;
+      out.push({ path, entry, gone: entry.pid !== process.pid && !isAlive(entry.pid, entry.started) });
+    } catch {
+      // Being written, or not ours.
+    }
+  }
+  return out;
 }
 
 export function stateDir(env: NodeJS.ProcessEnv): string {
@@ -53,7 +87,7 @@ export function isAlive(pid: number, started: string): boolean {
 export function fileJournal(env: NodeJS.ProcessEnv, onChange?: (pending: PendingUndo) => void): { journal: UndoJournal; close(): void } {
   const dir = join(stateDir(env), 'journal');
   const file = join(dir, `${hostname()}-${process.pid}.json`);
-  const record = (pending: PendingUndo): JournalFile => ({ pid: process.pid, started: processStart(process.pid), host: hostname(), engine: engineId(env), pending });
+  const record = (pending: PendingUndo): JournalFile => ({ ...journalOwner(env), pending });
   const journal = new UndoJournal((pending) => {
     onChange?.(pending);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -90,23 +124,9 @@ async function sweepTempImages(engine: Engine, log: Logger): Promise<void> {
  * returns how many runs. A journal is removed once each thing it names is back as it was or gone.
  */
 export async function recoverAbandoned(engine: Engine, log: Logger, env: NodeJS.ProcessEnv): Promise<number> {
-  const dir = join(stateDir(env), 'journal');
-  let names: string[] = [];
-  try {
-    names = readdirSync(dir).filter((n) => n.endsWith('.json'));
-  } catch {
-    // No journal yet.
-  }
   let recovered = 0;
-  for (const name of names) {
-    const path = join(dir, name);
-    let entry: JournalFile;
-    try {
-      entry = JSON.parse(readFileSync(path, 'utf8')) as JournalFile;
-    } catch {
-      continue;
-    }
-    if (entry.host !== hostname() || entry.engine !== engineId(env) || entry.pid === process.pid || isAlive(entry.pid, entry.started)) continue;
+  for (const { path, entry, gone } of readJournals<JournalFile>(join(stateDir(env), 'journal'), env)) {
+    if (!gone) continue;
     const pending = pendingFrom(entry.pending);
     const what = `${pending.paused.length} paused container(s), ${pending.stopped.length} stopped container(s), ${pending.tempImages.length} temporary image(s)`;
     log.warning(`A backup (pid ${entry.pid}) ended without cleaning up (${what}); undoing it now`);

@@ -1,26 +1,18 @@
-import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { errorMessage, type Logger } from '../core/log.js';
-import { isAlive, processStart, stateDir } from '../core/recovery.js';
+import { isAlive, journalOwner, processStart, readJournals, stateDir, type JournalOwner } from '../core/recovery.js';
 import type { Engine } from '../engine/engine.js';
 import { RestoreTransaction, removeRunHelpers, removeRunVolumes, rollBackTarget, type RestorePending } from './transaction.js';
 
 /** One restore's journal file: who wrote it, and what it has not committed. */
-interface RestoreJournalFile {
-  pid: number;
-  started: string;
-  host: string;
-  engine: string;
+interface RestoreJournalFile extends JournalOwner {
   pending: RestorePending;
 }
 
 function journalDir(env: NodeJS.ProcessEnv): string {
   return join(stateDir(env), 'restore-journal');
-}
-
-function engineId(env: NodeJS.ProcessEnv): string {
-  return env.DOCKER_HOST || 'unix:///var/run/docker.sock';
 }
 
 /** This process's run label value, `<host>/<pid>/<process start>` (see `RUN_LABEL`). */
@@ -45,7 +37,7 @@ export function restoreJournal(env: NodeJS.ProcessEnv, onChange?: (pending: Rest
   const file = join(dir, `${hostname()}-${process.pid}.json`);
   const txn = new RestoreTransaction(runLabelValue(), (pending) => {
     onChange?.(pending);
-    const record: RestoreJournalFile = { pid: process.pid, started: processStart(process.pid), host: hostname(), engine: engineId(env), pending };
+    const record: RestoreJournalFile = { ...journalOwner(env), pending };
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     writeFileSync(`${file}.tmp`, JSON.stringify(record), { mode: 0o600 });
     renameSync(`${file}.tmp`, file);
@@ -69,26 +61,12 @@ export async function rollBackAll(engine: Engine, pending: RestorePending, log: 
  * journal files), then removes the helpers and aside volumes such runs left. Returns how many runs.
  */
 export async function recoverAbandonedRestores(engine: Engine, log: Logger, env: NodeJS.ProcessEnv): Promise<number> {
-  const dir = journalDir(env);
-  let names: string[] = [];
-  try {
-    names = readdirSync(dir).filter((n) => n.endsWith('.json'));
-  } catch {
-    // No restore journal yet.
-  }
   let recovered = 0;
   const keep = new Set<string>();
   await removeRunHelpers(engine, runIsGone);
-  for (const name of names) {
-    const path = join(dir, name);
-    let entry: RestoreJournalFile;
-    try {
-      entry = JSON.parse(readFileSync(path, 'utf8')) as RestoreJournalFile;
-    } catch {
-      continue;
-    }
+  for (const { path, entry, gone } of readJournals<RestoreJournalFile>(journalDir(env), env)) {
     const asides = entry.pending.targets.flatMap((t) => t.replaced.flatMap((v) => (v.aside ? [v.aside] : [])));
-    if (entry.host !== hostname() || entry.engine !== engineId(env) || entry.pid === process.pid || isAlive(entry.pid, entry.started)) {
+    if (!gone) {
       asides.forEach((v) => keep.add(v));
       continue;
     }

@@ -203,6 +203,11 @@ function ignoreMissing(err: unknown): void {
   if (!(err instanceof NotFoundError)) throw err;
 }
 
+/** Missing, or in use / being removed by someone else: left to whoever has it. */
+function ignoreGoing(err: unknown): void {
+  if (!(err instanceof NotFoundError || err instanceof ConflictError)) throw err;
+}
+
 /** Creates a removed old container again from its committed layer and configuration; its anonymous volumes get their old content back. */
 async function recreate(engine: Engine, run: string, name: string, removed: NonNullable<AsideRecord['removed']>): Promise<string> {
   const { create, connect } = createOptions(removed.spec, name, removed.image);
@@ -220,7 +225,8 @@ async function recreate(engine: Engine, run: string, name: string, removed: NonN
 /** Removes the helper containers of the runs `matches` accepts (by their label). */
 export async function removeRunHelpers(engine: Engine, matches: (run: string) => boolean): Promise<void> {
   for (const c of await engine.containersLabelled(RUN_LABEL)) {
-    if (matches(c.value)) await engine.removeContainer(c.id, { force: true, volumes: true }).catch(ignoreMissing);
+    // Another run may be removing the same leftover at this moment: 404 and 409 both mean it is going.
+    if (matches(c.value)) await engine.removeContainer(c.id, { force: true, volumes: true }).catch(ignoreGoing);
   }
 }
 
@@ -228,8 +234,6 @@ export async function removeRunHelpers(engine: Engine, matches: (run: string) =>
 export async function removeRunVolumes(engine: Engine, matches: (run: string) => boolean, keep: Set<string>): Promise<void> {
   for (const v of await engine.volumesLabelled(RUN_LABEL)) {
     if (!matches(v.value) || keep.has(v.name)) continue;
-    await engine.removeVolume(v.name).catch((err: unknown) => {
-      if (!(err instanceof NotFoundError || err instanceof ConflictError)) throw err;
-    });
+    await engine.removeVolume(v.name).catch(ignoreGoing);
   }
 }

@@ -183,7 +183,11 @@ describe('destinations: a set written everywhere or reported as it is, checked b
     expect(found.filter((f) => f.dir && f.mode !== 0o700)).toEqual([]);
     expect(found.filter((f) => !f.dir && f.mode !== 0o600)).toEqual([]);
     expect(statSync(join(store, '..')).mode & 0o777).toBe(0o700);
-    expect(readFileSync(join(store, 'sets', 'private.json'), 'utf8')).toContain('DB_PASSWORD=hunter2');
+    // The set document (a blob the tag's descriptor names) holds the environment: that is why it is private.
+    const { digest } = JSON.parse(readFileSync(join(store, 'sets', 'private.json'), 'utf8')) as { digest: string };
+    const document = join(store, 'blobs', 'sha256', digest.replace('sha256:', ''));
+    expect(readFileSync(document, 'utf8')).toContain('DB_PASSWORD=hunter2');
+    expect(statSync(document).mode & 0o777).toBe(0o600);
 
     const open = res.tempDir();
     chmodSync(open, 0o755);

@@ -140,16 +140,21 @@ describe('an interrupted restore', () => {
     });
   }
 
-  it('the action killed while it fills a volume: its post step puts everything back, and a re-run restores', async () => {
+  it.each([
+    ['while the volume is filled', 'SIGKILL'],
+    ['while the old content is copied aside', 'SIGKILL'],
+    ['after the old container was set aside', 'SIGTERM'],
+  ] as const)('the action interrupted %s (%s), then its post step: everything is back, and a re-run restores', async (phase, signal) => {
     const s = await service();
     const sent: { at?: number; pid?: number } = {};
-    const main = await runStep('restore', { source: `dir:${s.store}`, snapshot: 'good', replace: 'true' }, { onSpawn: when(phases['while the volume is filled'](s), 'SIGKILL', sent) });
+    const main = await runStep('restore', { source: `dir:${s.store}`, snapshot: 'good', replace: 'true' }, { onSpawn: when(phases[phase](s), signal, sent) });
     expect(sent.at, main.stderr).toBeDefined();
-    expect(main.code).toBe(128);
+    expect(main.code).toBe(signal === 'SIGKILL' ? 128 : 143);
     expect(main.state['restore-pending']).toBeTruthy();
     const post = await runStep('restore', { source: `dir:${s.store}`, snapshot: 'good', replace: 'true' }, { phase: 'post', state: main.state });
     expect(post.code, post.stdout + post.stderr).toBe(0);
-    expect(post.stdout).toMatch(/the previous container is back and running/);
+    // Killed, the post step puts it back; cancelled, the main step already did.
+    expect(post.stdout + main.stdout).toMatch(/the previous container is back and running/);
     await expectPutBack(s);
     const again = await runStep('restore', { source: `dir:${s.store}`, snapshot: 'good', replace: 'true' });
     expect(again.code, again.stdout + again.stderr).toBe(0);
