@@ -203,3 +203,66 @@ describe('prune applies a retention policy to dir: and registry:', () => {
     await verify(parseDestination(dirLocation), newest, {}, { log: quietLog, env });
   });
 });
+
+describe('prune racing a backup to dir: loses nothing', () => {
+  const res = new Resources(inject('runPrefix'), 'prune-race');
+  const first = res.name('a');
+  const second = res.name('b');
+  let root = '';
+  let location = '';
+  const blobCount = () => readdirSync(join(root, 'blobs', 'sha256')).length;
+  const opts = (tag: string, extra: Record<string, string> = {}) =>
+    parseBackupInputs(inputs({ containers: `${first},${second}`, destination: location, tag, 'pre-command': 'sleep 2; date +%s%N > /stamp', ...extra }));
+  const locks = () => readdirSync(join(root, 'locks'));
+
+  beforeAll(async () => {
+    root = join(res.tempDir(), 'store');
+    location = `dir:${root}`;
+    for (const n of [first, second]) await runContainer({ name: n, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'exec sleep 100000'] }, 'running');
+    for (const [tag, created] of [['old', '2026-11-01T00:00:00.000Z'], ['new', '2026-11-02T00:00:00.000Z']]) {
+      expect((await backup(opts(`${res.prefix}-${tag}`), { log: quietLog, env, now: () => new Date(created) })).failed).toBe(0);
+    }
+  });
+  afterAll(() => res.cleanup());
+
+  it('a prune while a backup has stored blobs no set names yet removes sets but sweeps nothing; the new set is whole', async () => {
+    const baseline = blobCount();
+    const tag = `${res.prefix}-during`;
+    const running = backup(opts(tag), { log: quietLog, env, now: () => new Date('2026-11-03T00:00:00.000Z') });
+    // The first container's blobs are stored; the second container's pre-command is still sleeping.
+    const deadline = Date.now() + 60_000;
+    while (blobCount() <= baseline && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(blobCount()).toBeGreaterThan(baseline);
+    const policy = parseRetentionPolicy('last=1')!;
+    const [plan] = await prune([parseDestination(location)], policy, true, {}, { log: quietLog, env });
+    // Without the backup's lock these would go: blobs of the set being written that no set names yet.
+    expect(plan.swept?.blobs).toBeGreaterThan(0);
+    const [result] = await prune([parseDestination(location)], policy, false, {}, { log: quietLog, env });
+    const r = await running;
+    expect(r.failed).toBe(0);
+    await verify(parseDestination(location), tag, {}, { log: quietLog, env });
+    expect(result.removed.map((x) => x.tag)).toEqual([`${res.prefix}-old`]);
+    expect(result.swept?.skipped).toMatch(/a backup is writing to .*locks\/backup-/);
+    expect(locks()).toEqual([]);
+    // The backup over: the next prune sweeps the removed set's blobs, and the new set still verifies.
+    const [after] = await prune([parseDestination(location)], policy, false, {}, { log: quietLog, env });
+    expect(after.removed.map((x) => x.tag)).toEqual([`${res.prefix}-new`]);
+    expect(after.swept?.blobs).toBeGreaterThan(0);
+    await verify(parseDestination(location), tag, {}, { log: quietLog, env });
+  });
+
+  it('a backup that finds a prune sweeping waits for it, then writes its set', async () => {
+    const lock = join(root, 'locks', `prune-${hostname()}-${process.pid}-test.json`);
+    writeFileSync(lock, JSON.stringify({ host: hostname(), pid: process.pid, started: processStart(process.pid) }));
+    let done = false;
+    const running = backup(opts(`${res.prefix}-waited`, { 'pre-command': '' }), { log: quietLog, env }).finally(() => {
+      done = true;
+    });
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(done).toBe(false);
+    expect(locks().some((n) => n.startsWith('backup-'))).toBe(true);
+    rmSync(lock);
+    expect((await running).failed).toBe(0);
+    await verify(parseDestination(location), `${res.prefix}-waited`, {}, { log: quietLog, env });
+  });
+});
