@@ -37,6 +37,7 @@ export type BackupOutcome = BackupResult & { pruned?: PruneResult[] };
 export async function backup(opts: BackupOptions, deps: Deps): Promise<BackupOutcome> {
   const destinations: Destination[] = [];
   for (const spec of opts.destinations) destinations.push(await open(spec, opts.credentials, deps, { retentionDays: opts.retentionDays }));
+  if (opts.pruneOnly && opts.keep) return pruneOnly(destinations, opts.keep, opts.dryRun, deps);
   if (opts.retentionDays !== undefined && !opts.destinations.some((d) => d.kind === 'artifact')) {
     deps.log.warning(`retention-days ${opts.retentionDays} has no effect: it applies to artifact: destinations only.`);
   }
@@ -53,8 +54,19 @@ export async function backup(opts: BackupOptions, deps: Deps): Promise<BackupOut
   return { ...result, pruned: await pruneAfterBackup(holders, opts.keep, result.tag, opts.dryRun, deps) };
 }
 
+/** The backup action's prune-only: `keep` applied to each destination, nothing backed up; a prune that fails fails the run. */
+async function pruneOnly(destinations: Destination[], keep: RetentionPolicy, dryRun: boolean, deps: Deps): Promise<BackupOutcome> {
+  for (const dest of destinations) await dest.check('read');
+  const pruned = await pruneEach(destinations, keep, dryRun, deps, { fail: true });
+  return { tag: '', containers: [], failed: 0, written: false, artifacts: [], destinations: [], pruned };
+}
+
 /** Each destination's prune; one that fails (deletes refused) is a warning: the set is written all the same. */
-async function pruneAfterBackup(destinations: Destination[], keep: RetentionPolicy, tag: string, dryRun: boolean, deps: Deps): Promise<PruneResult[]> {
+function pruneAfterBackup(destinations: Destination[], keep: RetentionPolicy, tag: string, dryRun: boolean, deps: Deps): Promise<PruneResult[]> {
+  return pruneEach(destinations, keep, dryRun, deps, { fail: false, protect: tag });
+}
+
+async function pruneEach(destinations: Destination[], keep: RetentionPolicy, dryRun: boolean, deps: Deps, how: { fail: boolean; protect?: string }): Promise<PruneResult[]> {
   const results: PruneResult[] = [];
   for (const dest of destinations) {
     if (!dest.deleteSet) {
@@ -62,8 +74,9 @@ async function pruneAfterBackup(destinations: Destination[], keep: RetentionPoli
       continue;
     }
     try {
-      results.push(await pruneDestination(dest, keep, { dryRun, now: deps.now?.() ?? new Date(), protect: [tag], log: deps.log }));
+      results.push(await pruneDestination(dest, keep, { dryRun, now: deps.now?.() ?? new Date(), protect: how.protect ? [how.protect] : [], log: deps.log }));
     } catch (err) {
+      if (how.fail) throw err;
       deps.log.warning(`keep: ${dest.label} not pruned: ${(err as Error).message}`);
     }
   }

@@ -28,7 +28,8 @@ export async function main(): Promise<void> {
   const pruned = (result.pruned ?? []).map(pruneReport);
   for (const p of pruned) core.info(p);
   const retention = pruned.length > 0 ? `\n#### Retention\n\n\`\`\`\n${pruned.join('\n\n')}\n\`\`\`\n` : '';
-  await core.summary.addRaw(backupSummary(result, opts.dryRun) + retention).write();
+  await core.summary.addRaw((opts.pruneOnly ? '' : backupSummary(result, opts.dryRun)) + retention).write();
+  if (opts.pruneOnly) return;
   const ok = result.containers.filter((c) => c.status === 'ok');
   core.info(`Snapshot ${result.tag}: ${ok.length} container(s), ${formatBytes(ok.reduce((n, c) => n + c.bytes, 0))}`);
   const failed = failureLine(result.containers.map((c) => ({ name: c.name, error: c.error, failed: c.status === 'failed' })), 'failed');

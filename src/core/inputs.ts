@@ -47,6 +47,7 @@ export const Input = {
   Compression: 'compression',
   RetentionDays: 'retention-days',
   Keep: 'keep',
+  PruneOnly: 'prune-only',
   Source: 'source',
   Snapshot: 'snapshot',
   Rename: 'rename',
@@ -68,6 +69,9 @@ export type InputReader = (name: string) => string;
  */
 export function parseBackupInputs(get: InputReader, now?: Date, env: NodeJS.ProcessEnv = {}): BackupOptions {
   const destinations = parseDestinations(get);
+  const keep = parseRetentionPolicy(get(Input.Keep), Input.Keep);
+  const pruneOnly = parseBoolean(Input.PruneOnly, get(Input.PruneOnly), false);
+  if (pruneOnly && !keep) throw new InputError(`${Input.PruneOnly} needs ${Input.Keep}. Expected ${Input.Keep} with at least one rule, e.g. last=7,daily=14.`);
   return {
     selection: {
       containers: splitList(get(Input.Containers)).map(parseSelector),
@@ -89,7 +93,8 @@ export function parseBackupInputs(get: InputReader, now?: Date, env: NodeJS.Proc
     dryRun: parseBoolean(Input.DryRun, get(Input.DryRun), false),
     compression: parseChoice(Input.Compression, get(Input.Compression), ['auto', 'zstd', 'gzip'], 'auto'),
     retentionDays: parseRetentionDays(get(Input.RetentionDays)),
-    keep: parseRetentionPolicy(get(Input.Keep), Input.Keep),
+    keep,
+    pruneOnly,
     credentials: parseCredentials(get(Input.RegistryUsername), get(Input.RegistryPassword)),
     lockTimeoutMs: parseLockTimeout(env.CONTAINER_SNAPSHOT_LOCK_TIMEOUT),
   };

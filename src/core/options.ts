@@ -65,6 +65,8 @@ export interface BackupOptions {
   retentionDays?: number;
   /** Applied to each dir: and registry: destination after the set is written there (retention.ts); undefined: keep every set. */
   keep?: RetentionPolicy;
+  /** Apply `keep` to the destinations and back up nothing (the action's prune-only). */
+  pruneOnly: boolean;
   credentials: Credentials;
   /** Milliseconds a backup waits for another backup's lock on a container (CONTAINER_SNAPSHOT_LOCK_TIMEOUT). */
   lockTimeoutMs: number;

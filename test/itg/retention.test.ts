@@ -172,6 +172,19 @@ describe('prune applies a retention policy to dir: and registry:', () => {
     }
   });
 
+  it('prune-only with dry-run: reports each destination and backs up or removes nothing', async () => {
+    const opts = parseBackupInputs(inputs({ containers: name, destination: `${dirLocation}\n${regLocation}`, keep: 'last=1', 'prune-only': 'true', 'dry-run': 'true', ...creds }));
+    const before = blobFiles();
+    const r = await backup(opts, { log: quietLog, env, now: () => NOW });
+    expect(r.containers).toEqual([]);
+    expect(r.pruned?.map((p) => [p.destination, p.dryRun, p.removed.map((x) => x.tag)])).toEqual([
+      [dirLocation, true, [tagOf('s6')]],
+      [regLocation, true, [tagOf('s6')]],
+    ]);
+    expect(blobFiles()).toEqual(before);
+    for (const loc of [dirLocation, regLocation]) expect((await list(parseDestination(loc), credentials, { log: quietLog, env })).map((s) => s.tag)).toEqual([tagOf('s5'), tagOf('s6')]);
+  });
+
   it('dir: a live backup lock defers the sweep (tags still go); a damaged set is kept, reported, and stops the sweep', async () => {
     const lock = join(root, 'locks', `backup-${hostname()}-${process.pid}-test.json`);
     writeFileSync(lock, JSON.stringify({ host: hostname(), pid: process.pid, started: processStart(process.pid) }));

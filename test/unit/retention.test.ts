@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { InputError } from '../../src/core/options.js';
+import { parseBackupInputs } from '../../src/core/inputs.js';
 import type { SetSummary } from '../../src/snapshot/manifest.js';
 import { applyPolicy, describePolicy, parseRetentionPolicy, type RetentionPolicy } from '../../src/snapshot/retention.js';
 
@@ -116,5 +117,20 @@ describe('parseRetentionPolicy', () => {
 
   it.each([['daily'], ['daily=-1'], ['daily=0'], ['daily=x'], ['hourly=1,hourly=2'], ['within=30'], ['within=2w'], ['keep-daily=3'], ['within=0d']])('refuses %s naming the input', (raw) => {
     expect(() => parseRetentionPolicy(raw, 'keep')).toThrow(/^Invalid keep.*Expected rules like last=7/);
+  });
+});
+
+describe('backup inputs keep and prune-only', () => {
+  const get = (values: Record<string, string>) => (name: string) => values[name] ?? '';
+
+  it('reads keep into the policy; prune-only defaults to false', () => {
+    const opts = parseBackupInputs(get({ keep: 'last=2\nweekly=4' }));
+    expect(opts.keep).toEqual({ last: 2, weekly: 4 });
+    expect(opts.pruneOnly).toBe(false);
+    expect(parseBackupInputs(get({})).keep).toBeUndefined();
+  });
+
+  it('refuses prune-only without keep, in the words of the inputs', () => {
+    expect(() => parseBackupInputs(get({ 'prune-only': 'true' }))).toThrow('prune-only needs keep. Expected keep with at least one rule, e.g. last=7,daily=14.');
   });
 });
