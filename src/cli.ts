@@ -9,7 +9,7 @@ import { fileJournal } from './core/recovery.js';
 import { guardedRestore, restoreJournal } from './snapshot/restore-journal.js';
 import { Engine } from './engine/engine.js';
 import { failureLine, pruneReport, setsTable } from './report.js';
-import { parseRetentionPolicy } from './snapshot/retention.js';
+import { parseRetentionPolicy } from './core/retention-input.js';
 
 const BOOLEAN_FLAGS = new Set<string>([Input.Pause, Input.Stop, Input.IncludeVolumes, Input.IncludeBindMounts, Input.DryRun, Input.Replace]);
 const PASSWORD_ENV = 'CONTAINER_SNAPSHOT_REGISTRY_PASSWORD';

@@ -23,7 +23,7 @@ import {
   type DestinationSpec,
   type RestoreOptions,
 } from './options.js';
-import { parseRetentionPolicy } from '../snapshot/retention.js';
+import { parseRetentionPolicy } from './retention-input.js';
 
 export const Input = {
   Containers: 'containers',

@@ -1,4 +1,3 @@
-import { InputError } from '../core/options.js';
 import { newestFirst, type SetSummary } from './manifest.js';
 
 /** A count of buckets to keep; `Infinity` for restic's `unlimited`. */
@@ -42,7 +41,8 @@ export interface RetentionPlan {
 }
 
 const BUCKETS = ['last', 'hourly', 'daily', 'weekly', 'monthly', 'yearly'] as const;
-type Bucket = (typeof BUCKETS)[number];
+/** The counted rules, in restic's order. */
+export type Bucket = (typeof BUCKETS)[number];
 const REASON: Record<Bucket, string> = {
   last: 'last snapshot',
   hourly: 'hourly snapshot',
@@ -112,12 +112,15 @@ export function isEmptyPolicy(p: RetentionPolicy): boolean {
  * always kept. An empty policy throws (restic's forget refuses one too).
  */
 export function applyPolicy(sets: SetSummary[], policy: RetentionPolicy, now: Date, protect: string[] = []): RetentionPlan {
-  if (isEmptyPolicy(policy)) throw new InputError('A retention policy needs at least one rule. Expected keep with last=N, hourly=N, daily=N, weekly=N, monthly=N, yearly=N or within=DURATION.');
+  // parseRetentionPolicy refuses an empty policy already; this guards other callers.
+  if (isEmptyPolicy(policy)) throw new RangeError('A retention policy needs at least one rule: last, hourly, daily, weekly, monthly, yearly or within.');
   const damaged = sets.filter((s) => s.damaged);
   const list = sets.filter((s) => !s.damaged).sort(newestFirst);
   const times = list.map((s) => Date.parse(s.created));
   const past = times.filter((t) => t < now.getTime());
-  const latest = past.length > 0 ? Math.max(...past) : -Infinity;
+  // Every set in the future of now: restic counts from the zero time, so `within` keeps them all.
+  const latest = past.length > 0 ? Math.max(...past) : undefined;
+  const boundary = policy.within && latest !== undefined ? before(latest, policy.within) : -Infinity;
   const counts = Object.fromEntries(BUCKETS.map((b) => [b, policy[b] ?? 0])) as Record<Bucket, number>;
   const last = Object.fromEntries(BUCKETS.map((b) => [b, undefined])) as Record<Bucket, number | undefined>;
   const keep: KeptSet[] = [];
@@ -125,7 +128,7 @@ export function applyPolicy(sets: SetSummary[], policy: RetentionPolicy, now: Da
   list.forEach((set, nr) => {
     const reasons: string[] = [];
     const oldest = nr === list.length - 1;
-    if (policy.within && times[nr] > before(latest, policy.within)) reasons.push(`within ${formatSpan(policy.within)}`);
+    if (policy.within && times[nr] > boundary) reasons.push(`within ${formatSpan(policy.within)}`);
     for (const rule of BUCKETS) {
       if (counts[rule] <= 0) continue;
       const value = bucketOf(rule, new Date(times[nr]), nr);
@@ -140,39 +143,6 @@ export function applyPolicy(sets: SetSummary[], policy: RetentionPolicy, now: Da
     else remove.push(set);
   });
   return { keep, remove, damaged };
-}
-
-const RULE = /^(last|hourly|daily|weekly|monthly|yearly|within)=(.*)$/;
-const SPAN = /^(?:(\d+)y)?(?:(\d+)m)?(?:(\d+)d)?(?:(\d+)h)?$/;
-const EXPECTED = 'Expected rules like last=7, daily=14, weekly=8, monthly=12, yearly=3 (a whole number or unlimited) or within=30d (restic durations: 1y5m7d2h)';
-
-function parseCount(name: string, raw: string): KeepCount {
-  if (raw === 'unlimited') return Infinity;
-  if (!/^\d{1,6}$/.test(raw) || Number(raw) === 0) throw new InputError(`Invalid ${name} rule '${raw}'. ${EXPECTED}.`);
-  return Number(raw);
-}
-
-/**
- * Reads the `keep` List (`last=7,daily=14,within=30d`, commas or lines); undefined when empty.
- * `name` is the input or flag to name in errors. Throws InputError on an unknown, repeated or bad rule.
- */
-export function parseRetentionPolicy(raw: string, name = 'keep'): RetentionPolicy | undefined {
-  const items = raw.split(/[\n,]/).map((s) => s.trim()).filter(Boolean);
-  if (items.length === 0) return undefined;
-  const policy: RetentionPolicy = {};
-  for (const item of items) {
-    const m = RULE.exec(item);
-    if (!m) throw new InputError(`Invalid ${name} '${item}'. ${EXPECTED}.`);
-    const [, rule, value] = m as unknown as [string, Bucket | 'within', string];
-    if (policy[rule] !== undefined) throw new InputError(`Invalid ${name}: ${rule} is given twice. ${EXPECTED}.`);
-    if (rule === 'within') {
-      const s = SPAN.exec(value);
-      if (!s || value === '') throw new InputError(`Invalid ${name} rule within='${value}'. ${EXPECTED}.`);
-      policy.within = { years: Number(s[1] ?? 0), months: Number(s[2] ?? 0), days: Number(s[3] ?? 0), hours: Number(s[4] ?? 0) };
-    } else policy[rule] = parseCount(`${name} ${rule}`, value);
-  }
-  if (isEmptyPolicy(policy)) throw new InputError(`Invalid ${name} '${raw}': it keeps nothing. ${EXPECTED}.`);
-  return policy;
 }
 
 /** The policy in words, for logs and summaries: "last=7, daily=14, within=30d". */

@@ -8,7 +8,7 @@ import { parseDestination, type Credentials } from '../../src/core/options.js';
 import { processStart } from '../../src/core/recovery.js';
 import { RegistryClient } from '../../src/registry/client.js';
 import type { SnapshotSet } from '../../src/snapshot/manifest.js';
-import { parseRetentionPolicy } from '../../src/snapshot/retention.js';
+import { parseRetentionPolicy } from '../../src/core/retention-input.js';
 import { Resources, docker, quietLog, runContainer } from '../support/fixtures.js';
 
 const env = { ...process.env, DOCKER_CONFIG: '/nonexistent' };

@@ -4,7 +4,7 @@ import { RegistryDestination } from '../../src/destinations/registry.js';
 import { RegistryError, type RegistryClient } from '../../src/registry/client.js';
 import type { SetSummary } from '../../src/snapshot/manifest.js';
 import { prune, REGISTRY_GC_NOTE } from '../../src/snapshot/prune.js';
-import { parseRetentionPolicy } from '../../src/snapshot/retention.js';
+import { parseRetentionPolicy } from '../../src/core/retention-input.js';
 import { pruneReport } from '../../src/report.js';
 
 const log = { lines: [] as string[], info: () => undefined, warning(m: string) { this.lines.push(m); }, error: () => undefined, group: <T>(_t: string, fn: () => Promise<T>) => fn() };

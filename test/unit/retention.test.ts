@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { InputError } from '../../src/core/options.js';
 import { parseBackupInputs } from '../../src/core/inputs.js';
 import type { SetSummary } from '../../src/snapshot/manifest.js';
-import { applyPolicy, describePolicy, parseRetentionPolicy, type RetentionPolicy } from '../../src/snapshot/retention.js';
+import { applyPolicy, describePolicy, type RetentionPolicy } from '../../src/snapshot/retention.js';
+import { parseRetentionPolicy } from '../../src/core/retention-input.js';
 
 const set = (created: string, damaged?: string): SetSummary => ({ tag: `t-${created.replace(/[^0-9]/g, '')}`, created, containers: ['a'], bytes: 1, ...(damaged ? { damaged } : {}) });
 const NOW = new Date('2027-01-10T00:00:00Z');
@@ -70,6 +70,7 @@ describe('applyPolicy (restic forget semantics)', () => {
   it('a set in the future of now is kept but does not move the within boundary', () => {
     const sets = [set('2027-02-01T00:00:00Z'), set('2027-01-09T00:00:00Z'), set('2027-01-07T00:00:00Z')];
     expect(kept(sets, { within: { years: 0, months: 0, days: 1, hours: 0 } })).toEqual(['2027-02-01T00:00:00Z', '2027-01-09T00:00:00Z']);
+    expect(kept(sets, { within: { years: 0, months: 0, days: 1, hours: 0 } }, new Date('2026-01-01T00:00:00Z'))).toHaveLength(3);
   });
 
   it('rules add up and each kept set says which rules keep it', () => {
@@ -103,7 +104,7 @@ describe('applyPolicy (restic forget semantics)', () => {
   });
 
   it('refuses an empty policy', () => {
-    expect(() => applyPolicy(SERIES, {}, NOW)).toThrow(InputError);
+    expect(() => applyPolicy(SERIES, {}, NOW)).toThrow(RangeError);
   });
 });
 
