@@ -1,14 +1,15 @@
 import './shims.js';
 import { readFileSync } from 'node:fs';
-import { backup, list, restore, verify } from './commands.js';
-import { Input, DEFAULT_LOCATION, parseBackupInputs, parseRestoreInputs, parseSource, parseSourceRun } from './core/inputs.js';
-import { InputError, parseCredentials, parseSnapshotRef } from './core/options.js';
+import { backup, list, prune, restore, verify } from './commands.js';
+import { Input, DEFAULT_LOCATION, parseBackupInputs, parseDestinations, parseRestoreInputs, parseSource, parseSourceRun } from './core/inputs.js';
+import { InputError, parseBoolean, parseCredentials, parseSnapshotRef } from './core/options.js';
 import { errorMessage, type Logger } from './core/log.js';
 import { guarded } from './core/guard.js';
 import { fileJournal } from './core/recovery.js';
 import { guardedRestore, restoreJournal } from './snapshot/restore-journal.js';
 import { Engine } from './engine/engine.js';
-import { failureLine, setsTable } from './report.js';
+import { failureLine, pruneReport, setsTable } from './report.js';
+import { parseRetentionPolicy } from './core/retention-input.js';
 
 const BOOLEAN_FLAGS = new Set<string>([Input.Pause, Input.Stop, Input.IncludeVolumes, Input.IncludeBindMounts, Input.DryRun, Input.Replace]);
 const PASSWORD_ENV = 'CONTAINER_SNAPSHOT_REGISTRY_PASSWORD';
@@ -17,10 +18,11 @@ const TOKEN_ENV = 'GITHUB_TOKEN';
 const COMMON = [Input.RegistryUsername, 'registry-password-stdin'];
 const OTHER_RUN = [Input.RunId, Input.Repository];
 const FLAGS: Record<string, string[]> = {
-  backup: [Input.Containers, Input.Labels, Input.Exclude, Input.Destination, Input.Tag, Input.Pause, Input.Stop, Input.StopTimeout, Input.PreCommand, Input.PostCommand, Input.HookTimeout, Input.IncludeVolumes, Input.IncludeBindMounts, Input.OnError, Input.IfNoMatch, Input.DryRun, Input.Compression, Input.RetentionDays, ...COMMON],
+  backup: [Input.Containers, Input.Labels, Input.Exclude, Input.Destination, Input.Tag, Input.Pause, Input.Stop, Input.StopTimeout, Input.PreCommand, Input.PostCommand, Input.HookTimeout, Input.IncludeVolumes, Input.IncludeBindMounts, Input.OnError, Input.IfNoMatch, Input.DryRun, Input.Compression, Input.RetentionDays, Input.Keep, ...COMMON],
   restore: [Input.Source, Input.Snapshot, Input.Containers, Input.Rename, Input.Replace, Input.Start, Input.IncludeVolumes, ...OTHER_RUN, ...COMMON],
   list: [Input.Source, ...OTHER_RUN, ...COMMON],
   verify: [Input.Source, Input.Snapshot, ...OTHER_RUN, ...COMMON],
+  prune: [Input.Destination, Input.Keep, Input.DryRun, ...COMMON],
 };
 
 const HELP = `container-snapshot: back up Docker containers (writable layer, volumes, configuration) and restore them.
@@ -30,12 +32,14 @@ Usage:
                            [--tag T] [--pause true|false] [--stop [--stop-timeout S]] [--include-volumes true|false] [--include-bind-mounts]
                            [--pre-command CMD] [--post-command CMD] [--hook-timeout S]
                            [--on-error continue|abort] [--if-no-match warn|error|ignore] [--dry-run]
-                           [--compression auto|zstd|gzip] [--retention-days 1-90]
+                           [--compression auto|zstd|gzip] [--retention-days 1-90] [--keep last=N,daily=N,…]
   node dist/cli.js restore [--source ${DEFAULT_LOCATION}] [--snapshot latest|TAG] [--containers a,b]
                            [--rename old=new] [--replace] [--start auto|always|never] [--include-volumes true|false]
                            [--run-id ID [--repository OWNER/NAME]]
   node dist/cli.js list    [--source ${DEFAULT_LOCATION}] [--run-id ID [--repository OWNER/NAME]]
   node dist/cli.js verify  [--source ${DEFAULT_LOCATION}] [--snapshot latest|TAG] [--run-id ID [--repository OWNER/NAME]]
+  node dist/cli.js prune   --keep last=N,hourly=N,daily=N,weekly=N,monthly=N,yearly=N,within=1y2m3d4h
+                           [--destination ${DEFAULT_LOCATION}] [--dry-run]
 
 Locations: dir:PATH, registry:HOST[:PORT]/PREFIX or artifact:NAME. Several destinations: repeat --destination or separate with commas.
 Artifacts: backing up to artifact:NAME works only inside a workflow run (it needs the runner's artifact service);
@@ -130,7 +134,7 @@ async function main(argv: string[]): Promise<number> {
     print(HELP);
     return command ? 0 : 2;
   }
-  if (!(command in FLAGS)) throw new InputError(`Unknown command '${command}'. Expected backup, restore, list or verify.`);
+  if (!(command in FLAGS)) throw new InputError(`Unknown command '${command}'. Expected backup, restore, list, verify or prune.`);
   if (rest.includes('--help') || rest.includes('-h')) {
     print(HELP);
     return 0;
@@ -144,7 +148,7 @@ async function main(argv: string[]): Promise<number> {
     const engine = new Engine();
     const handle = fileJournal(process.env);
     const result = await guarded(handle, engine, cliLogger, (signal) => backup(opts, { ...deps, engine, journal: handle.journal, signal }));
-    print(JSON.stringify({ snapshot: result.tag, failed: result.failed, destinations: result.destinations, containers: result.containers, artifacts: result.artifacts }, null, 2));
+    print(JSON.stringify({ snapshot: result.tag, failed: result.failed, destinations: result.destinations, containers: result.containers, artifacts: result.artifacts, pruned: result.pruned }, null, 2));
     const code = failures(result.containers.map((c) => ({ name: c.name, error: c.error, failed: c.status === 'failed' })));
     if (result.incomplete) console.error(`error: ${result.incomplete}`);
     return result.incomplete ? 1 : code;
@@ -156,6 +160,7 @@ async function main(argv: string[]): Promise<number> {
     print(JSON.stringify({ snapshot: result.tag, failed: result.failed, containers: result.containers }, null, 2));
     return failures(result.containers.map((c) => ({ name: c.from, error: c.error, failed: c.status === 'failed' })));
   }
+  if (command === 'prune') return runPrune(get);
   const source = parseSource(get);
   const otherRun = parseSourceRun(get, source);
   const credentials = parseCredentials(get(Input.RegistryUsername), get(Input.RegistryPassword));
@@ -166,6 +171,17 @@ async function main(argv: string[]): Promise<number> {
   }
   const verified = await verify(source, parseSnapshotRef(get(Input.Snapshot)), credentials, deps, otherRun);
   print(`Snapshot ${verified.tag}: ${verified.blobs} blob(s) verified.`);
+  return 0;
+}
+
+/** `prune`: the policy applied to each --destination, a report of each on stdout. */
+async function runPrune(get: (name: string) => string): Promise<number> {
+  const policy = parseRetentionPolicy(get(Input.Keep), '--keep');
+  if (!policy) throw new InputError('prune needs --keep. Expected --keep last=N,daily=N,… (see --help).');
+  const dryRun = parseBoolean(Input.DryRun, get(Input.DryRun), false);
+  const credentials = parseCredentials(get(Input.RegistryUsername), get(Input.RegistryPassword));
+  const results = await prune(parseDestinations(get), policy, dryRun, credentials, { log: cliLogger, env: process.env });
+  print(results.map(pruneReport).join('\n\n'));
   return 0;
 }
 

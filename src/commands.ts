@@ -9,6 +9,8 @@ import { findSet, runRestore, verifyContainers, type RestoreResult } from './sna
 import { recoverAbandonedRestores } from './snapshot/restore-journal.js';
 import type { RestoreTransaction } from './snapshot/transaction.js';
 import type { SetSummary } from './snapshot/manifest.js';
+import { prune as pruneDestination, type PruneResult } from './snapshot/prune.js';
+import type { RetentionPolicy } from './snapshot/retention.js';
 
 /** What every command needs from its caller (the action or the CLI). */
 export interface Deps {
@@ -21,15 +23,21 @@ export interface Deps {
   txn?: RestoreTransaction;
   /** Aborted when the command is cancelled (backup only). */
   signal?: AbortSignal;
+  /** The clock a backup stamps its set with and a prune counts from; the system clock when absent. */
+  now?: () => Date;
 }
 
 function open(spec: DestinationSpec, credentials: Credentials, deps: Deps, extra: Pick<OpenOptions, 'retentionDays' | 'artifactRun'> = {}): Promise<Destination> {
   return openDestination(spec, { credentials, onSecret: deps.onSecret, env: deps.env, warn: (m) => deps.log.warning(m), ...extra });
 }
 
-export async function backup(opts: BackupOptions, deps: Deps): Promise<BackupResult> {
+/** A backup's result, and what its `keep` policy removed in each destination that holds the set. */
+export type BackupOutcome = BackupResult & { pruned?: PruneResult[] };
+
+export async function backup(opts: BackupOptions, deps: Deps): Promise<BackupOutcome> {
   const destinations: Destination[] = [];
   for (const spec of opts.destinations) destinations.push(await open(spec, opts.credentials, deps, { retentionDays: opts.retentionDays }));
+  if (opts.pruneOnly && opts.keep) return pruneOnly(destinations, opts.keep, opts.dryRun, deps);
   if (opts.retentionDays !== undefined && !opts.destinations.some((d) => d.kind === 'artifact')) {
     deps.log.warning(`retention-days ${opts.retentionDays} has no effect: it applies to artifact: destinations only.`);
   }
@@ -40,7 +48,50 @@ export async function backup(opts: BackupOptions, deps: Deps): Promise<BackupRes
   }
   const { signal } = deps;
   const cut = signal ? destinations.map((d) => cancellable(d, signal)) : destinations;
-  return runBackup(opts, { engine, destinations: cut, log: deps.log, env: deps.env, journal: deps.journal, signal });
+  const result = await runBackup(opts, { engine, destinations: cut, log: deps.log, env: deps.env, journal: deps.journal, signal, now: deps.now });
+  if (!opts.keep || (!result.written && !opts.dryRun)) return result;
+  const holders = opts.dryRun ? destinations : destinations.filter((d) => result.destinations.some((p) => p.destination === d.label && p.written));
+  return { ...result, pruned: await pruneAfterBackup(holders, opts.keep, result.tag, opts.dryRun, deps) };
+}
+
+/** The backup action's prune-only: `keep` applied to each destination, nothing backed up; a prune that fails fails the run. */
+async function pruneOnly(destinations: Destination[], keep: RetentionPolicy, dryRun: boolean, deps: Deps): Promise<BackupOutcome> {
+  for (const dest of destinations) await dest.check('read');
+  const pruned = await pruneEach(destinations, keep, dryRun, deps, { fail: true });
+  return { tag: '', containers: [], failed: 0, written: false, artifacts: [], destinations: [], pruned };
+}
+
+/** Each destination's prune; one that fails (deletes refused) is a warning: the set is written all the same. */
+function pruneAfterBackup(destinations: Destination[], keep: RetentionPolicy, tag: string, dryRun: boolean, deps: Deps): Promise<PruneResult[]> {
+  return pruneEach(destinations, keep, dryRun, deps, { fail: false, protect: tag });
+}
+
+async function pruneEach(destinations: Destination[], keep: RetentionPolicy, dryRun: boolean, deps: Deps, how: { fail: boolean; protect?: string }): Promise<PruneResult[]> {
+  const results: PruneResult[] = [];
+  for (const dest of destinations) {
+    if (!dest.deleteSet) {
+      deps.log.info(`keep does not apply to ${dest.label}: artifact: sets are kept for retention-days.`);
+      continue;
+    }
+    try {
+      results.push(await pruneDestination(dest, keep, { dryRun, now: deps.now?.() ?? new Date(), protect: how.protect ? [how.protect] : [], log: deps.log }));
+    } catch (err) {
+      if (how.fail) throw err;
+      deps.log.warning(`keep: ${dest.label} not pruned: ${(err as Error).message}`);
+    }
+  }
+  return results;
+}
+
+/** Applies `policy` to each location (CLI `prune`): see snapshot/prune.ts. */
+export async function prune(specs: DestinationSpec[], policy: RetentionPolicy, dryRun: boolean, credentials: Credentials, deps: Deps): Promise<PruneResult[]> {
+  const results: PruneResult[] = [];
+  for (const spec of specs) {
+    const dest = await open(spec, credentials, deps);
+    await dest.check('read');
+    results.push(await pruneDestination(dest, policy, { dryRun, now: deps.now?.() ?? new Date(), log: deps.log }));
+  }
+  return results;
 }
 
 export async function restore(opts: RestoreOptions, deps: Deps): Promise<RestoreResult> {

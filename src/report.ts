@@ -1,6 +1,7 @@
 import type { BackupResult } from './snapshot/backup.js';
 import type { RestoreResult } from './snapshot/restore.js';
 import type { SetSummary } from './snapshot/manifest.js';
+import type { PruneResult } from './snapshot/prune.js';
 
 /** One line for every container that failed, or undefined when none did. */
 export function failureLine(containers: Array<{ name: string; error?: string; failed: boolean }>, verb: string): string | undefined {
@@ -58,4 +59,23 @@ export function setsTable(sets: SetSummary[]): string {
   const head = ['TAG', 'CREATED', 'N', 'CONTAINERS', 'SIZE'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   return [head, ...rows].map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n');
+}
+
+/** What a prune kept (and by which rule), removed and freed, as plain lines for a terminal or a log. */
+export function pruneReport(r: PruneResult): string {
+  const verb = r.dryRun ? 'would remove' : 'removed';
+  const rows = [
+    ...r.kept.map((k) => ['keep', k.tag, k.created, k.reasons.join(', ')]),
+    ...r.removed.map((s) => [verb, s.tag, s.created, '']),
+    ...r.damaged.map((d) => ['damaged, kept', d.tag, '', d.reason]),
+  ];
+  const widths = [0, 1, 2].map((i) => Math.max(...rows.map((row) => row[i].length)));
+  const lines = rows.map((row) => row.map((c, i) => (i < 3 ? c.padEnd(widths[i]) : c)).join('  ').trimEnd());
+  const freed = r.swept
+    ? r.swept.skipped
+      ? `No blob swept: ${r.swept.skipped}.`
+      : `${r.dryRun ? 'Would free' : 'Freed'} ${formatBytes(r.swept.bytes)} (${r.swept.blobs} unreferenced blob(s)).`
+    : (r.note ?? '');
+  const head = `${r.destination}: keep ${r.policy}${r.dryRun ? ' (dry run)' : ''}: ${r.kept.length} kept, ${r.removed.length} ${verb}${r.damaged.length ? `, ${r.damaged.length} damaged` : ''}`;
+  return [head, ...lines.map((l) => `  ${l}`), ...(freed ? [freed] : [])].join('\n');
 }

@@ -7,7 +7,7 @@ import { Engine } from '../engine/engine.js';
 import { guarded } from '../core/guard.js';
 import { hasPending, undo } from '../core/undo.js';
 import { recoverAbandoned } from '../core/recovery.js';
-import { backupSummary, failureLine, formatBytes } from '../report.js';
+import { backupSummary, failureLine, formatBytes, pruneReport } from '../report.js';
 
 export async function main(): Promise<void> {
   const password = core.getInput(Input.RegistryPassword);
@@ -24,7 +24,12 @@ export async function main(): Promise<void> {
   core.setOutput('destinations', JSON.stringify(result.destinations));
   core.setOutput('artifact-id', result.artifacts[0] ? String(result.artifacts[0].id) : '');
   core.setOutput('artifact-url', result.artifacts[0]?.url ?? '');
-  await core.summary.addRaw(backupSummary(result, opts.dryRun)).write();
+  core.setOutput('pruned', result.pruned ? JSON.stringify(result.pruned) : '');
+  const pruned = (result.pruned ?? []).map(pruneReport);
+  for (const p of pruned) core.info(p);
+  const retention = pruned.length > 0 ? `\n#### Retention\n\n\`\`\`\n${pruned.join('\n\n')}\n\`\`\`\n` : '';
+  await core.summary.addRaw((opts.pruneOnly ? '' : backupSummary(result, opts.dryRun)) + retention).write();
+  if (opts.pruneOnly) return;
   const ok = result.containers.filter((c) => c.status === 'ok');
   core.info(`Snapshot ${result.tag}: ${ok.length} container(s), ${formatBytes(ok.reduce((n, c) => n + c.bytes, 0))}`);
   const failed = failureLine(result.containers.map((c) => ({ name: c.name, error: c.error, failed: c.status === 'failed' })), 'failed');

@@ -28,13 +28,13 @@ function cancellableWriter(writer: BlobWriter, signal: AbortSignal): BlobWriter 
 
 /**
  * The destination, refusing every call once `signal` aborts and cutting a blob upload in
- * progress (its stream is destroyed with the signal's reason). `discard` is cleanup: never refused.
+ * progress (its stream is destroyed with the signal's reason). `discard` and `close` are cleanup: never refused.
  */
 export function cancellable(dest: Destination, signal: AbortSignal): Destination {
   return new Proxy(dest, {
     get(target, prop, receiver) {
       const value: unknown = Reflect.get(target, prop, receiver);
-      if (typeof value !== 'function' || prop === 'discard') return value;
+      if (typeof value !== 'function' || prop === 'discard' || prop === 'close') return value;
       const method = value as (...args: unknown[]) => Promise<unknown>;
       return async (...args: unknown[]) => {
         signal.throwIfAborted();

@@ -23,6 +23,7 @@ import {
   type DestinationSpec,
   type RestoreOptions,
 } from './options.js';
+import { parseRetentionPolicy } from './retention-input.js';
 
 export const Input = {
   Containers: 'containers',
@@ -45,6 +46,8 @@ export const Input = {
   DryRun: 'dry-run',
   Compression: 'compression',
   RetentionDays: 'retention-days',
+  Keep: 'keep',
+  PruneOnly: 'prune-only',
   Source: 'source',
   Snapshot: 'snapshot',
   Rename: 'rename',
@@ -65,9 +68,10 @@ export type InputReader = (name: string) => string;
  * checked before anything is changed.
  */
 export function parseBackupInputs(get: InputReader, now?: Date, env: NodeJS.ProcessEnv = {}): BackupOptions {
-  const destinations = splitList(get(Input.Destination)).map(parseDestination);
-  if (destinations.length === 0) destinations.push(parseDestination(DEFAULT_LOCATION));
-  checkDistinctDestinations(destinations, Input.Destination);
+  const destinations = parseDestinations(get);
+  const keep = parseRetentionPolicy(get(Input.Keep), Input.Keep);
+  const pruneOnly = parseBoolean(Input.PruneOnly, get(Input.PruneOnly), false);
+  if (pruneOnly && !keep) throw new InputError(`${Input.PruneOnly} needs ${Input.Keep}. Expected ${Input.Keep} with at least one rule, e.g. last=7,daily=14.`);
   return {
     selection: {
       containers: splitList(get(Input.Containers)).map(parseSelector),
@@ -89,9 +93,19 @@ export function parseBackupInputs(get: InputReader, now?: Date, env: NodeJS.Proc
     dryRun: parseBoolean(Input.DryRun, get(Input.DryRun), false),
     compression: parseChoice(Input.Compression, get(Input.Compression), ['auto', 'zstd', 'gzip'], 'auto'),
     retentionDays: parseRetentionDays(get(Input.RetentionDays)),
+    keep,
+    pruneOnly,
     credentials: parseCredentials(get(Input.RegistryUsername), get(Input.RegistryPassword)),
     lockTimeoutMs: parseLockTimeout(env.CONTAINER_SNAPSHOT_LOCK_TIMEOUT),
   };
+}
+
+/** The destination input (or flag): several, distinct; the default location when empty. */
+export function parseDestinations(get: InputReader): DestinationSpec[] {
+  const destinations = splitList(get(Input.Destination)).map(parseDestination);
+  if (destinations.length === 0) destinations.push(parseDestination(DEFAULT_LOCATION));
+  checkDistinctDestinations(destinations, Input.Destination);
+  return destinations;
 }
 
 /** The one location a restore, list or verify reads from. */

@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import type { RetentionPolicy } from '../snapshot/retention.js';
 
 export class InputError extends Error {
   override name = 'InputError';
@@ -62,6 +63,10 @@ export interface BackupOptions {
   compression: 'auto' | 'zstd' | 'gzip';
   /** Days an artifact destination keeps the set; undefined: the repository's setting. */
   retentionDays?: number;
+  /** Applied to each dir: and registry: destination after the set is written there (retention.ts); undefined: keep every set. */
+  keep?: RetentionPolicy;
+  /** Apply `keep` to the destinations and back up nothing (the action's prune-only). */
+  pruneOnly: boolean;
   credentials: Credentials;
   /** Milliseconds a backup waits for another backup's lock on a container (CONTAINER_SNAPSHOT_LOCK_TIMEOUT). */
   lockTimeoutMs: number;

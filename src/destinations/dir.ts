@@ -14,18 +14,22 @@ import {
   newestFirst,
   parseCheckedSet,
   parseSet,
+  setBlobs,
   sha256Of,
   summarize,
   type SetDescriptor,
   type SetSummary,
   type SnapshotSet,
 } from '../snapshot/manifest.js';
-import { DestinationError, type BlobWriter, type Destination, type SetReceipt } from './types.js';
+import { DestinationError, type BlobWriter, type Destination, type SetReceipt, type SweepResult } from './types.js';
+import { liveLocks, takeLock, waitForNone } from './dir-locks.js';
 
 const DIGEST = /^sha256:([0-9a-f]{64})$/;
 const CREATED = 'org.opencontainers.image.created';
 /** A set document is a few kB per container; anything far larger is not one. */
 const SET_LIMIT = 64 << 20;
+/** How long a backup waits for a prune's sweep (file deletions) to end. */
+const PRUNE_WAIT_MS = 120_000;
 
 /** What sets/<tag>.json holds: a descriptor of the set document (current), or the document itself (earlier versions, unchecked). */
 type SetRecord = { descriptor: SetDescriptor } | { legacy: string };
@@ -115,11 +119,13 @@ async function fsyncPath(path: string): Promise<void> {
  *   sets/<tag>.json      the tag: a descriptor (media type, digest, size) of its set document,
  *                        written last (temp file, fsync, link)
  *   .tmp/                blobs being written
+ *   locks/               a backup's or a prune's lock (dir-locks.ts)
  * A set document is used only once its bytes match the digest its tag names.
  */
 export class DirDestination implements Destination {
   readonly root: string;
   private readonly unchecked = new Set<string>();
+  private backupLock?: string;
 
   constructor(
     readonly label: string,
@@ -160,6 +166,7 @@ export class DirDestination implements Destination {
         await ensureDir(join(this.root, '.tmp'));
         await access(this.root, constants.W_OK);
         await this.removeAbandoned();
+        await this.lockForBackup();
       } catch (err) {
         throw new DestinationError(`Cannot write to ${this.label}: ${(err as Error).message}`);
       }
@@ -171,6 +178,24 @@ export class DirDestination implements Destination {
     } catch (err) {
       throw new DestinationError(`Cannot read ${this.label}: ${(err as Error).message}`);
     }
+  }
+
+  /** A prune sweeping now ends first; one that starts later sees this lock and sweeps nothing. */
+  private async lockForBackup(): Promise<void> {
+    if (this.backupLock) return;
+    this.backupLock = await takeLock(this.root, 'backup');
+    try {
+      await waitForNone(this.root, 'prune', PRUNE_WAIT_MS, this.label);
+    } catch (err) {
+      await this.close();
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    const lock = this.backupLock;
+    this.backupLock = undefined;
+    if (lock) await rm(lock, { force: true });
   }
 
   /** An existing directory keeps its mode; one others may enter is worth a word. */
@@ -346,5 +371,58 @@ export class DirDestination implements Destination {
       }
     }
     return sets.sort(newestFirst);
+  }
+
+  /** The tag file only: the blobs, the set document among them, go at the next sweep. */
+  async deleteSet(tag: string): Promise<void> {
+    await rm(this.setPath(tag), { force: true });
+    await fsyncPath(join(this.root, 'sets'));
+  }
+
+  /** Every blob a set other than `without` names (its document included); a reason instead when a set cannot be read. */
+  private async mark(without: string[]): Promise<Set<string> | string> {
+    const marked = new Set<string>();
+    const names = await readdir(join(this.root, 'sets')).catch(() => [] as string[]);
+    for (const tag of names.filter((n) => n.endsWith('.json')).map((n) => n.slice(0, -'.json'.length))) {
+      if (without.includes(tag)) continue;
+      try {
+        const record = await this.readRecord(tag);
+        if (!record) continue;
+        if ('descriptor' in record) marked.add(record.descriptor.digest);
+        for (const b of setBlobs(await this.readDocument(tag, record))) marked.add(b.digest);
+      } catch (err) {
+        return `snapshot ${tag} cannot be read (${(err as Error).message}), so the blobs it needs are unknown`;
+      }
+    }
+    return marked;
+  }
+
+  /**
+   * Mark and sweep under a prune lock: files of blobs/sha256 that no remaining set names. Nothing
+   * is swept while a backup holds its lock (it may be about to name a blob that looks unused), nor
+   * while a set cannot be read. .tmp/ is never touched.
+   */
+  async sweep({ without, dryRun }: { without: string[]; dryRun: boolean }): Promise<SweepResult> {
+    const lock = dryRun ? undefined : await takeLock(this.root, 'prune');
+    try {
+      const backups = await liveLocks(this.root, 'backup', this.backupLock);
+      if (backups.length > 0 && !dryRun) return { blobs: 0, bytes: 0, skipped: `a backup is writing to ${this.label} (locks/${backups[0]}); unused blobs are swept by a later prune` };
+      const marked = await this.mark(without);
+      if (typeof marked === 'string') return { blobs: 0, bytes: 0, skipped: marked };
+      const dir = join(this.root, 'blobs', 'sha256');
+      let blobs = 0;
+      let bytes = 0;
+      for (const hex of await readdir(dir).catch(() => [] as string[])) {
+        if (!/^[0-9a-f]{64}$/.test(hex) || marked.has(`sha256:${hex}`)) continue;
+        const size = await stat(join(dir, hex)).then((st) => st.size, () => undefined);
+        if (size === undefined) continue;
+        if (!dryRun) await rm(join(dir, hex), { force: true });
+        blobs++;
+        bytes += size;
+      }
+      return { blobs, bytes };
+    } finally {
+      if (lock) await rm(lock, { force: true });
+    }
   }
 }

@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { repoComponent } from '../core/names.js';
-import { DigestMismatchError, sha256Digest, type RegistryClient } from '../registry/client.js';
+import { DigestMismatchError, RegistryError, sha256Digest, type RegistryClient } from '../registry/client.js';
 import {
   IMAGE_CONFIG_MEDIA_TYPE,
   SET_MEDIA_TYPE,
@@ -200,5 +200,34 @@ export class RegistryDestination implements Destination {
   /** When a damaged set was made, as its manifest says (for ordering only); undefined when the manifest itself is damaged. */
   private async createdOf(tag: string): Promise<string | undefined> {
     return (await this.setManifest(tag).catch(() => undefined))?.created;
+  }
+
+  /**
+   * The set's manifest first (the set is no longer listed), then each container's image manifest of
+   * that tag, each deleted by digest (distribution spec: DELETE /v2/<name>/manifests/<digest>). Every
+   * one of them names its set's tag (the set document, the image's annotations), so no other tag
+   * points at the same digest. Blobs stay until the registry's own garbage collection.
+   */
+  async deleteSet(tag: string): Promise<void> {
+    const set = await this.readSet(tag);
+    const manifest = await this.client.getManifest(this.prefix, tag, [OCI_MANIFEST]);
+    if (!set || !manifest) return;
+    await this.deleteManifest(this.prefix, manifest.digest);
+    for (const c of set.containers) {
+      const repo = this.repo({ container: c.name });
+      const image = await this.client.getManifest(repo, tag, [OCI_MANIFEST]);
+      if (image) await this.deleteManifest(repo, image.digest);
+    }
+  }
+
+  private async deleteManifest(repo: string, digest: string): Promise<void> {
+    try {
+      await this.client.deleteManifest(repo, digest);
+    } catch (err) {
+      if (err instanceof RegistryError && err.status === 405) {
+        throw new DestinationError(`${this.label}: the registry refuses deletes (HTTP 405 on ${repo}). Expected a registry with deletes enabled (distribution: storage.delete.enabled: true).`);
+      }
+      throw err;
+    }
   }
 }

@@ -52,6 +52,27 @@ export interface Destination {
   listSets(): Promise<SetSummary[]>;
   /** Drops what this run stored for a set it will not write, where nothing else would (artifacts). */
   discard?(): Promise<void>;
+  /** Releases what `check('write')` took (dir: the backup's lock that keeps a prune from sweeping). Safe to call twice. */
+  close?(): Promise<void>;
+  /**
+   * Removes a set: its tag or set document first, so a half-removed set is never listed as complete,
+   * then what only it names (registry: its containers' image manifests). Absent where sets cannot be
+   * removed (artifact:, which keeps sets for retention-days). Throws DestinationError when the store refuses.
+   */
+  deleteSet?(tag: string): Promise<void>;
+  /**
+   * Mark and sweep: removes the blobs that no set other than those in `without` references, unless a
+   * backup is writing to the store (then nothing, and `skipped` says why). `dryRun` counts without
+   * removing. Absent where the store reclaims blobs itself (a registry's garbage collection).
+   */
+  sweep?(opts: { without: string[]; dryRun: boolean }): Promise<SweepResult>;
+}
+
+/** What a sweep removed (or would): blobs and their bytes; `skipped` when it removed nothing on purpose. */
+export interface SweepResult {
+  blobs: number;
+  bytes: number;
+  skipped?: string;
 }
 
 export class DestinationError extends Error {

@@ -572,10 +572,27 @@ export async function runBackup(opts: BackupOptions, ctx: BackupContext): Promis
   }
   const none = { written: false, artifacts: [], destinations: [] };
   if (selection.selected.length === 0 && !opts.dryRun) return { tag: opts.tag, containers: outcomes, failed: outcomes.length, ...none };
+  try {
+    return await checkAndStore(ctx, opts, selection.selected, outcomes, engineInfo);
+  } finally {
+    // What the destinations' checks took (a dir: backup lock, which keeps a prune from sweeping).
+    await Promise.allSettled(ctx.destinations.map((d) => d.close?.()));
+  }
+}
+
+async function checkAndStore(
+  ctx: BackupContext,
+  opts: BackupOptions,
+  selected: Candidate[],
+  outcomes: ContainerOutcome[],
+  engineInfo: SnapshotSet['source']['engine'],
+): Promise<BackupResult> {
+  const { log } = ctx;
+  const none = { written: false, artifacts: [], destinations: [] };
   const state = await checkDestinations(ctx, opts);
   if (state.set) return completeSet(ctx, opts, { ...state, set: state.set });
   if (opts.dryRun) {
-    return { tag: opts.tag, containers: [...outcomes, ...(await plan(ctx, opts, selection.selected))], failed: outcomes.length, ...none };
+    return { tag: opts.tag, containers: [...outcomes, ...(await plan(ctx, opts, selected))], failed: outcomes.length, ...none };
   }
   const created = (ctx.now?.() ?? new Date()).toISOString();
   const history = await loadHistory(ctx.destinations);
@@ -584,7 +601,7 @@ export async function runBackup(opts: BackupOptions, ctx: BackupContext): Promis
   const worker = new ContainerBackup(ctx, opts, history, compression);
   let stored: Omit<BackupResult, 'tag' | 'containers' | 'failed'> | undefined;
   try {
-    stored = await backUpAndStore(ctx, opts, selection.selected, worker, history, created, engineInfo, outcomes);
+    stored = await backUpAndStore(ctx, opts, selected, worker, history, created, engineInfo, outcomes);
   } finally {
     // Where no set was written (a failure, an abort, every container failed): drop what was stored for it, where nothing else would.
     const holds = (d: Destination) => stored?.destinations.some((p) => p.destination === d.label && p.written);
