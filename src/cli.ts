@@ -93,13 +93,15 @@ async function main(argv: string[]): Promise<number> {
   const flags = parseArgs(command, rest);
   if (!flags.has(Input.Snapshot)) flags.set(Input.Snapshot, 'latest');
   const get = reader(flags, cliCredentials(flags));
-  const deps = { log: cliLogger, env: process.env };
+  const deps = { log: cliLogger, env: process.env, words: CLI_WORDS };
   if (command === 'backup') {
     const opts = parseBackupInputs(get, undefined, process.env, CLI_WORDS);
     const engine = new Engine();
     const handle = fileJournal(process.env);
     const result = await guarded(handle, engine, cliLogger, (signal) => backup(opts, { ...deps, engine, journal: handle.journal, signal }));
-    print(JSON.stringify({ snapshot: result.tag, failed: result.failed, destinations: result.destinations, containers: result.containers, artifacts: result.artifacts }, null, 2));
+    // No tag where no set was written (nothing matched, every container failed): nothing to restore by it.
+    const snapshot = result.written || opts.dryRun ? result.tag : undefined;
+    print(JSON.stringify({ snapshot, failed: result.failed, destinations: result.destinations, containers: result.containers, artifacts: result.artifacts }, null, 2));
     const code = failures(result.containers.map((c) => ({ name: c.name, error: c.error, failed: c.status === 'failed' })));
     if (result.incomplete) console.error(`error: ${result.incomplete}`);
     return result.incomplete ? 1 : code;
