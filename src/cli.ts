@@ -69,8 +69,17 @@ function failures(containers: Array<{ name: string; error?: string; failed: bool
   return line ? 1 : 0;
 }
 
+/** Node 24 is what the bundle is built for (zlib's zstd among others); an older one fails late and obscurely. */
+function checkNode(): void {
+  const major = Number(process.versions.node.split('.')[0]);
+  if (major < 24) {
+    throw new InputError(`Node ${process.versions.node} is too old. Expected Node 24 or later: after npm ci, run node_modules/.bin/node dist/cli.js.`);
+  }
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  if (command && command !== '--version' && command !== '--help' && command !== '-h' && command !== 'help') checkNode();
   if (!command) {
     print(usage());
     return EXIT.usage;
