@@ -81,6 +81,7 @@ const PROGRAM = 'node dist/cli.js';
 /** Exit statuses, as the CLI returns them. */
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
 
+/** Whether `name` is one of the CLI's commands. */
 export function isCommand(name: string): name is Command {
   return Object.hasOwn(COMMANDS, name);
 }

@@ -30,7 +30,7 @@ export async function openDestination(spec: DestinationSpec, opts: OpenOptions):
     return new ArtifactDestination(spec.raw, spec.name, new DefaultArtifactClient(), runContext(opts.env ?? process.env), opts.retentionDays, opts.artifactRun, opts.warn, opts.words);
   }
   const auth = await resolveCredentials(spec.host, { ...opts.credentials, env: opts.env, onSecret: opts.onSecret });
-  const onRetry = (m: string) => (opts.info ?? opts.warn)?.(`${spec.raw}: ${m}`);
+  const onRetry = (m: string) => (opts.info ?? opts.warn)?.(m);
   const client = new RegistryClient({ host: spec.host, auth, userAgent: 'container-snapshot', credentialsHint: opts.words?.credentials, onRetry });
   return new RegistryDestination(spec.raw, spec.prefix, client, opts.warn);
 }

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { Resources, docker, runContainer } from '../support/fixtures.js';
 import { localImageName } from '../../src/snapshot/restore.js';
@@ -23,7 +24,7 @@ describe('the bundled CLI as a newcomer meets it', () => {
 
   afterAll(() => res.cleanup());
 
-  it.each(['backup', 'restore', 'list', 'verify'])('%s --help and help %s print its own flags, one line each, and exit 0', async (command) => {
+  it.each(['backup', 'restore', 'list', 'verify'])('%s --help (and help with it) prints its own flags, one line each, and exit 0', async (command) => {
     const a = await runCli([command, '--help']);
     const b = await runCli(['help', command]);
     expect(a.code).toBe(0);
@@ -83,4 +84,15 @@ describe('the bundled CLI as a newcomer meets it', () => {
     expect(seen(new RegExp(`^${app}: filling volume '${volumeCopy}'$`))).toBeGreaterThan(seen(/loading image/));
     expect((await docker.getContainer(copy).inspect()).State.Running).toBe(true);
   });
+
+  it('says each retry of a registry that refuses connections, then fails in one error line', async () => {
+    const server = createServer();
+    const port = await new Promise<number>((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port)));
+    await new Promise((r) => server.close(r));
+    const r = await runCli(['list', '--source', `registry:127.0.0.1:${port}/x`], { env });
+    expect(r.code).toBe(1);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines.filter((l) => / ECONNREFUSED .*; retrying in \d+\.\d s \(try \d of 5\)$/.test(l))).toHaveLength(4);
+    expect(lines.filter((l) => l.startsWith('error: '))).toEqual([lines.at(-1)]);
+  }, 30_000);
 });
