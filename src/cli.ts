@@ -66,7 +66,7 @@ function reader(flags: Map<string, string>, credentials: { username: string; pas
 function failures(containers: Array<{ name: string; error?: string; failed: boolean }>): number {
   const line = failureLine(containers, 'failed');
   if (line) console.error(`error: ${line}`);
-  return line ? 1 : 0;
+  return line ? EXIT.failed : EXIT.ok;
 }
 
 /** Node 24 is what the bundle is built for (zlib's zstd among others); an older one fails late and obscurely. */
@@ -77,9 +77,8 @@ function checkNode(): void {
   }
 }
 
-async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
-  if (command && command !== '--version' && command !== '--help' && command !== '-h' && command !== 'help') checkNode();
+/** Usage, help or the version, when that is what was asked for: the exit status; else undefined. */
+function helpOrVersion(command: string | undefined, rest: string[]): number | undefined {
   if (!command) {
     print(usage());
     return EXIT.usage;
@@ -94,11 +93,19 @@ async function main(argv: string[]): Promise<number> {
     print(topic ? commandHelp(topic) : usage());
     return EXIT.ok;
   }
-  if (!isCommand(command)) throw unknownCommand(command);
-  if (rest.includes('--help') || rest.includes('-h')) {
+  if (isCommand(command) && (rest.includes('--help') || rest.includes('-h'))) {
     print(commandHelp(command));
     return EXIT.ok;
   }
+  return undefined;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  const answered = helpOrVersion(command, rest);
+  if (answered !== undefined) return answered;
+  if (!isCommand(command)) throw unknownCommand(command);
+  checkNode();
   const flags = parseArgs(command, rest);
   if (!flags.has(Input.Snapshot)) flags.set(Input.Snapshot, 'latest');
   const get = reader(flags, cliCredentials(flags));
@@ -113,7 +120,7 @@ async function main(argv: string[]): Promise<number> {
     print(JSON.stringify({ snapshot, failed: result.failed, destinations: result.destinations, containers: result.containers, artifacts: result.artifacts }, null, 2));
     const code = failures(result.containers.map((c) => ({ name: c.name, error: c.error, failed: c.status === 'failed' })));
     if (result.incomplete) console.error(`error: ${result.incomplete}`);
-    return result.incomplete ? 1 : code;
+    return result.incomplete ? EXIT.failed : code;
   }
   if (command === 'restore') {
     const opts = parseRestoreInputs(get, CLI_WORDS);
@@ -128,11 +135,11 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'list') {
     const sets = await list(source, credentials, deps, otherRun);
     print(sets.length > 0 ? setsTable(sets) : `No snapshot sets in ${source.raw}.`);
-    return 0;
+    return EXIT.ok;
   }
   const verified = await verify(source, parseSnapshotRef(get(Input.Snapshot), '--snapshot'), credentials, deps, otherRun);
   print(`Snapshot ${verified.tag}: ${verified.blobs} blob(s) verified.`);
-  return 0;
+  return EXIT.ok;
 }
 
 main(process.argv.slice(2)).then(
