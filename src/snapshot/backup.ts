@@ -572,8 +572,8 @@ export async function runBackup(opts: BackupOptions, ctx: BackupContext): Promis
   const all = (await engine.listContainers(ctx.signal)).map(candidateOf);
   const selection = selectContainers(all, opts.selection);
   const outcomes: ContainerOutcome[] = selection.missing.map((name) => failure(name, '', 'missing', new BackupError(`no such container: ${name}`)));
-  // With nothing selected, the caller's final error line names the missing containers: said once.
-  if (opts.onError === 'continue' && !selection.empty) for (const o of outcomes) log.warning(`${o.name}: ${o.error}`);
+  // A missing container is said once, in the caller's final error line that lists every failure.
+  if (opts.onError === 'continue' && !selection.empty) for (const o of outcomes) log.info(`${o.name}: not found; the others go on`);
   if (selection.empty && outcomes.length === 0) {
     const message = `No container matched the selection (${opts.selection.containers.map((s) => s.value).join(', ') || 'all'}).`;
     if (opts.selection.ifNoMatch === 'error') throw new BackupError(message);
@@ -631,7 +631,8 @@ async function backUpAndStore(
       if (ctx.signal?.aborted) throw ctx.signal.reason;
       const f = failure(c.name, c.id, c.state, err);
       outcomes.push(f);
-      if (opts.onError === 'continue') log.warning(`${c.name}: ${f.error}`);
+      // Its reason is said once, in the caller's final error line.
+      if (opts.onError === 'continue') log.info(`${c.name}: failed; the others go on`);
       if (opts.onError === 'abort') {
         throw new BackupError(`Aborted at ${c.name}; no snapshot set was written: ${f.error}`);
       }

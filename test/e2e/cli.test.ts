@@ -53,6 +53,16 @@ describe('the bundled CLI as a newcomer meets it', () => {
     expect(json.failed).toBe(1);
   });
 
+  it('gives the reason of a failed container once, and names the set that was written without it', async () => {
+    const ghost = res.name('ghost-2');
+    const r = await runCli(['backup', '--containers', `${app},${ghost}`, '--destination', store, '--tag', 'partial'], { env });
+    expect(r.code).toBe(1);
+    expect(r.stderr.split(`no such container: ${ghost}`)).toHaveLength(2);
+    expect(r.stderr).toContain(`${ghost}: not found; the others go on\n`);
+    expect(r.stderr.trim().split('\n').filter((l) => l.startsWith('error: '))).toEqual([`error: 1 container(s) failed: ${ghost} (no such container: ${ghost})`]);
+    expect(JSON.parse(r.stdout).snapshot).toBe('partial');
+  });
+
   it('lists in a dry run the destinations it would write', async () => {
     const r = await runCli(['backup', '--containers', app, '--destination', store, '--dry-run', '--tag', 'planned'], { env });
     expect(r.code, r.stderr).toBe(0);
