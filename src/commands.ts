@@ -1,5 +1,6 @@
 import type { ArtifactRun, BackupOptions, Credentials, DestinationSpec, RestoreOptions } from './core/options.js';
 import type { Logger } from './core/log.js';
+import { ACTION_WORDS, type Vocabulary } from './core/words.js';
 import { Engine } from './engine/engine.js';
 import { recoverAbandoned } from './core/recovery.js';
 import { cancellable } from './core/cancel.js';
@@ -25,10 +26,13 @@ export interface Deps {
   signal?: AbortSignal;
   /** The clock a backup stamps its set with and a prune counts from; the system clock when absent. */
   now?: () => Date;
+  /** The caller's words for its inputs (list and verify; backup and restore carry theirs in their options). */
+  words?: Vocabulary;
 }
 
-function open(spec: DestinationSpec, credentials: Credentials, deps: Deps, extra: Pick<OpenOptions, 'retentionDays' | 'artifactRun'> = {}): Promise<Destination> {
-  return openDestination(spec, { credentials, onSecret: deps.onSecret, env: deps.env, warn: (m) => deps.log.warning(m), ...extra });
+function open(spec: DestinationSpec, credentials: Credentials, deps: Deps, extra: Pick<OpenOptions, 'retentionDays' | 'artifactRun' | 'words'> = {}): Promise<Destination> {
+  const log = deps.log;
+  return openDestination(spec, { credentials, onSecret: deps.onSecret, env: deps.env, warn: (m) => log.warning(m), info: (m) => log.info(m), words: deps.words, ...extra });
 }
 
 /** A backup's result, and what its `keep` policy removed in each destination that holds the set. */
@@ -36,10 +40,11 @@ export type BackupOutcome = BackupResult & { pruned?: PruneResult[] };
 
 export async function backup(opts: BackupOptions, deps: Deps): Promise<BackupOutcome> {
   const destinations: Destination[] = [];
-  for (const spec of opts.destinations) destinations.push(await open(spec, opts.credentials, deps, { retentionDays: opts.retentionDays }));
+  const words = opts.words ?? deps.words ?? ACTION_WORDS;
+  for (const spec of opts.destinations) destinations.push(await open(spec, opts.credentials, deps, { retentionDays: opts.retentionDays, words }));
   if (opts.pruneOnly && opts.keep) return pruneOnly(destinations, opts.keep, opts.dryRun, deps);
   if (opts.retentionDays !== undefined && !opts.destinations.some((d) => d.kind === 'artifact')) {
-    deps.log.warning(`retention-days ${opts.retentionDays} has no effect: it applies to artifact: destinations only.`);
+    deps.log.warning(`${words.name('retention-days')} ${opts.retentionDays} has no effect: it applies to artifact: destinations only.`);
   }
   const engine = deps.engine ?? new Engine();
   if (!opts.dryRun) {
@@ -95,7 +100,7 @@ export async function prune(specs: DestinationSpec[], policy: RetentionPolicy, d
 }
 
 export async function restore(opts: RestoreOptions, deps: Deps): Promise<RestoreResult> {
-  const source = await open(opts.source, opts.credentials, deps, { artifactRun: opts.artifactRun });
+  const source = await open(opts.source, opts.credentials, deps, { artifactRun: opts.artifactRun, words: opts.words ?? deps.words });
   const engine = deps.engine ?? new Engine();
   // The engine first: an unreachable one fails at once, not after every blob was read and checked.
   await engine.info();

@@ -2,23 +2,15 @@ import type { BackupResult } from './snapshot/backup.js';
 import type { RestoreResult } from './snapshot/restore.js';
 import type { SetSummary } from './snapshot/manifest.js';
 import type { PruneResult } from './snapshot/prune.js';
+import { formatBytes } from './util/format.js';
+
+export { formatBytes };
 
 /** One line for every container that failed, or undefined when none did. */
 export function failureLine(containers: Array<{ name: string; error?: string; failed: boolean }>, verb: string): string | undefined {
   const failed = containers.filter((c) => c.failed);
   if (failed.length === 0) return undefined;
   return `${failed.length} container(s) ${verb}: ${failed.map((c) => `${c.name} (${c.error})`).join('; ')}`;
-}
-
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
 }
 
 function cell(s: string): string {

@@ -18,7 +18,8 @@ export async function main(): Promise<void> {
   const result = await guarded(handle, engine, actionLogger, (signal) =>
     backup(opts, { log: actionLogger, env: process.env, engine, onSecret: (s) => core.setSecret(s), journal: handle.journal, signal }),
   );
-  core.setOutput('snapshot', result.tag);
+  // Empty where no set was written: a later restore of it is refused at once, not searched for.
+  core.setOutput('snapshot', result.written || opts.dryRun ? result.tag : '');
   core.setOutput('containers', JSON.stringify(result.containers));
   core.setOutput('failed', String(result.failed));
   core.setOutput('destinations', JSON.stringify(result.destinations));

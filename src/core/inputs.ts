@@ -24,6 +24,7 @@ import {
   type RestoreOptions,
 } from './options.js';
 import { parseRetentionPolicy } from './retention-input.js';
+import { ACTION_WORDS, type Vocabulary } from './words.js';
 
 export const Input = {
   Containers: 'containers',
@@ -65,72 +66,80 @@ export type InputReader = (name: string) => string;
 
 /**
  * Every backup input, and the environment variables a backup reads (CONTAINER_SNAPSHOT_LOCK_TIMEOUT),
- * checked before anything is changed.
+ * checked before anything is changed. `words`: the interface's names for its inputs, used in every
+ * message from here on (the action's by default).
  */
-export function parseBackupInputs(get: InputReader, now?: Date, env: NodeJS.ProcessEnv = {}): BackupOptions {
-  const destinations = parseDestinations(get);
-  const keep = parseRetentionPolicy(get(Input.Keep), Input.Keep);
-  const pruneOnly = parseBoolean(Input.PruneOnly, get(Input.PruneOnly), false);
-  if (pruneOnly && !keep) throw new InputError(`${Input.PruneOnly} needs ${Input.Keep}. Expected ${Input.Keep} with at least one rule, e.g. last=7,daily=14.`);
+export function parseBackupInputs(get: InputReader, now?: Date, env: NodeJS.ProcessEnv = {}, words: Vocabulary = ACTION_WORDS): BackupOptions {
+  const n = words.name;
+  const destinations = parseDestinations(get, words);
+  const keep = parseRetentionPolicy(get(Input.Keep), n(Input.Keep));
+  const pruneOnly = parseBoolean(n(Input.PruneOnly), get(Input.PruneOnly), false);
+  if (pruneOnly && !keep) throw new InputError(`${n(Input.PruneOnly)} needs ${n(Input.Keep)}. Expected ${n(Input.Keep)} with at least one rule, e.g. last=7,daily=14.`);
   return {
     selection: {
       containers: splitList(get(Input.Containers)).map(parseSelector),
       labels: splitList(get(Input.Labels)).map(parseLabelFilter),
       exclude: splitList(get(Input.Exclude)).map(parseSelector),
-      ifNoMatch: parseChoice(Input.IfNoMatch, get(Input.IfNoMatch), ['warn', 'error', 'ignore'], 'warn'),
+      ifNoMatch: parseChoice(n(Input.IfNoMatch), get(Input.IfNoMatch), ['warn', 'error', 'ignore'], 'warn'),
     },
     destinations,
-    tag: parseTag(get(Input.Tag), now),
-    pause: parseBoolean(Input.Pause, get(Input.Pause), true),
-    stop: parseBoolean(Input.Stop, get(Input.Stop), false),
-    stopTimeout: parseStopTimeout(get(Input.StopTimeout)),
+    tag: parseTag(get(Input.Tag), now, n(Input.Tag)),
+    pause: parseBoolean(n(Input.Pause), get(Input.Pause), true),
+    stop: parseBoolean(n(Input.Stop), get(Input.Stop), false),
+    stopTimeout: parseStopTimeout(get(Input.StopTimeout), n(Input.StopTimeout)),
     preCommand: parseCommand(get(Input.PreCommand)),
     postCommand: parseCommand(get(Input.PostCommand)),
-    hookTimeout: parseHookTimeout(get(Input.HookTimeout)),
-    includeVolumes: parseBoolean(Input.IncludeVolumes, get(Input.IncludeVolumes), true),
-    includeBindMounts: parseBoolean(Input.IncludeBindMounts, get(Input.IncludeBindMounts), false),
-    onError: parseChoice(Input.OnError, get(Input.OnError), ['continue', 'abort'], 'continue'),
-    dryRun: parseBoolean(Input.DryRun, get(Input.DryRun), false),
-    compression: parseChoice(Input.Compression, get(Input.Compression), ['auto', 'zstd', 'gzip'], 'auto'),
-    retentionDays: parseRetentionDays(get(Input.RetentionDays)),
+    hookTimeout: parseHookTimeout(get(Input.HookTimeout), undefined, n(Input.HookTimeout)),
+    includeVolumes: parseBoolean(n(Input.IncludeVolumes), get(Input.IncludeVolumes), true),
+    includeBindMounts: parseBoolean(n(Input.IncludeBindMounts), get(Input.IncludeBindMounts), false),
+    onError: parseChoice(n(Input.OnError), get(Input.OnError), ['continue', 'abort'], 'continue'),
+    dryRun: parseBoolean(n(Input.DryRun), get(Input.DryRun), false),
+    compression: parseChoice(n(Input.Compression), get(Input.Compression), ['auto', 'zstd', 'gzip'], 'auto'),
+    retentionDays: parseRetentionDays(get(Input.RetentionDays), n(Input.RetentionDays)),
     keep,
     pruneOnly,
-    credentials: parseCredentials(get(Input.RegistryUsername), get(Input.RegistryPassword)),
+    credentials: parseCredentials(get(Input.RegistryUsername), get(Input.RegistryPassword), words),
     lockTimeoutMs: parseLockTimeout(env.CONTAINER_SNAPSHOT_LOCK_TIMEOUT),
+    words,
   };
 }
 
 /** The destination input (or flag): several, distinct; the default location when empty. */
-export function parseDestinations(get: InputReader): DestinationSpec[] {
-  const destinations = splitList(get(Input.Destination)).map(parseDestination);
+export function parseDestinations(get: InputReader, words: Vocabulary = ACTION_WORDS): DestinationSpec[] {
+  const name = words.name(Input.Destination);
+  const destinations = splitList(get(Input.Destination)).map((d) => parseDestination(d, name));
   if (destinations.length === 0) destinations.push(parseDestination(DEFAULT_LOCATION));
-  checkDistinctDestinations(destinations, Input.Destination);
+  checkDistinctDestinations(destinations, name);
   return destinations;
 }
 
 /** The one location a restore, list or verify reads from. */
-export function parseSource(get: InputReader): DestinationSpec {
+export function parseSource(get: InputReader, words: Vocabulary = ACTION_WORDS): DestinationSpec {
   const sources = splitList(get(Input.Source));
-  if (sources.length > 1) throw new InputError(`Invalid source '${sources.join(', ')}'. Expected one location.`);
-  return parseDestination(sources[0] ?? DEFAULT_LOCATION);
+  const name = words.name(Input.Source);
+  if (sources.length > 1) throw new InputError(`Invalid ${name} '${sources.join(', ')}'. Expected one location.`);
+  return parseDestination(sources[0] ?? DEFAULT_LOCATION, name);
 }
 
 /** The other workflow run to read artifact:NAME from; undefined for this run (or another kind of source). */
-export function parseSourceRun(get: InputReader, source: DestinationSpec): ArtifactRun | undefined {
-  return parseArtifactRun(source, get(Input.RunId), get(Input.Repository), get(Input.GithubToken));
+export function parseSourceRun(get: InputReader, source: DestinationSpec, words: Vocabulary = ACTION_WORDS): ArtifactRun | undefined {
+  return parseArtifactRun(source, get(Input.RunId), get(Input.Repository), get(Input.GithubToken), words);
 }
 
-export function parseRestoreInputs(get: InputReader): RestoreOptions {
-  const source = parseSource(get);
+/** Every restore input, checked before anything is changed; `words` as for parseBackupInputs. */
+export function parseRestoreInputs(get: InputReader, words: Vocabulary = ACTION_WORDS): RestoreOptions {
+  const n = words.name;
+  const source = parseSource(get, words);
   return {
     source,
-    artifactRun: parseSourceRun(get, source),
-    snapshot: parseSnapshotRef(get(Input.Snapshot)),
-    containers: splitList(get(Input.Containers)).map((n) => parseContainerName(n)),
-    rename: parseRename(splitList(get(Input.Rename))),
-    replace: parseBoolean(Input.Replace, get(Input.Replace), false),
-    start: parseChoice(Input.Start, get(Input.Start), ['auto', 'always', 'never'], 'auto'),
-    includeVolumes: parseBoolean(Input.IncludeVolumes, get(Input.IncludeVolumes), true),
-    credentials: parseCredentials(get(Input.RegistryUsername), get(Input.RegistryPassword)),
+    artifactRun: parseSourceRun(get, source, words),
+    snapshot: parseSnapshotRef(get(Input.Snapshot), n(Input.Snapshot)),
+    containers: splitList(get(Input.Containers)).map((c) => parseContainerName(c)),
+    rename: parseRename(splitList(get(Input.Rename)), n(Input.Rename)),
+    replace: parseBoolean(n(Input.Replace), get(Input.Replace), false),
+    start: parseChoice(n(Input.Start), get(Input.Start), ['auto', 'always', 'never'], 'auto'),
+    includeVolumes: parseBoolean(n(Input.IncludeVolumes), get(Input.IncludeVolumes), true),
+    credentials: parseCredentials(get(Input.RegistryUsername), get(Input.RegistryPassword), words),
+    words,
   };
 }

@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import type { RetentionPolicy } from '../snapshot/retention.js';
+import { ACTION_WORDS, type Vocabulary } from './words.js';
 
 export class InputError extends Error {
   override name = 'InputError';
@@ -70,6 +71,8 @@ export interface BackupOptions {
   credentials: Credentials;
   /** Milliseconds a backup waits for another backup's lock on a container (CONTAINER_SNAPSHOT_LOCK_TIMEOUT). */
   lockTimeoutMs: number;
+  /** The words of the interface the options came from, for messages; the action's when absent. */
+  words?: Vocabulary;
 }
 
 export type StartPolicy = 'auto' | 'always' | 'never';
@@ -85,6 +88,8 @@ export interface RestoreOptions {
   credentials: Credentials;
   /** Set when the source is artifact:NAME of another workflow run. */
   artifactRun?: ArtifactRun;
+  /** The words of the interface the options came from, for messages; the action's when absent. */
+  words?: Vocabulary;
 }
 
 const CONTAINER_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
@@ -166,14 +171,15 @@ export function parseLabelFilter(raw: string): LabelFilter {
   return eq === -1 ? { key } : { key, value: value.slice(eq + 1) };
 }
 
-export function parseDestination(raw: string): DestinationSpec {
+/** A location; `name` is the input it came from (destination, source, --source), for the message. */
+export function parseDestination(raw: string, name = 'destination'): DestinationSpec {
   const value = raw.trim();
   const colon = value.indexOf(':');
   const scheme = colon === -1 ? '' : value.slice(0, colon);
   const rest = colon === -1 ? '' : value.slice(colon + 1);
   if (scheme === 'dir') {
     if (rest.length === 0 || rest.includes('\0')) {
-      throw new InputError(`Invalid destination '${raw}'. Expected ${DESTINATION_FORMAT}: dir: needs a path.`);
+      throw new InputError(`Invalid ${name} '${raw}'. Expected ${DESTINATION_FORMAT}: dir: needs a path.`);
     }
     return { kind: 'dir', path: rest, raw: value };
   }
@@ -183,13 +189,13 @@ export function parseDestination(raw: string): DestinationSpec {
     const prefix = slash === -1 ? '' : rest.slice(slash + 1).replace(/\/+$/, '');
     if (!REGISTRY_HOST.test(host) || !REPO_PATH.test(prefix)) {
       throw new InputError(
-        `Invalid destination '${raw}'. Expected ${DESTINATION_FORMAT}, with a lowercase repository prefix like registry:ghcr.io/acme/backups.`,
+        `Invalid ${name} '${raw}'. Expected ${DESTINATION_FORMAT}, with a lowercase repository prefix like registry:ghcr.io/acme/backups.`,
       );
     }
     return { kind: 'registry', host, prefix, raw: value };
   }
-  if (scheme === 'artifact') return { kind: 'artifact', name: parseArtifactName(rest, raw), raw: value };
-  throw new InputError(`Invalid destination '${raw}'. Expected ${DESTINATION_FORMAT}.`);
+  if (scheme === 'artifact') return { kind: 'artifact', name: parseArtifactName(rest, raw, name), raw: value };
+  throw new InputError(`Invalid ${name} '${raw}'. Expected ${DESTINATION_FORMAT}.`);
 }
 
 /** Where a destination stores: a dir:'s absolute path, a registry's lowercase host and prefix, an artifact's name. */
@@ -226,25 +232,25 @@ export function defaultTag(now: Date = new Date()): string {
   return now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
 }
 
-export function parseTag(raw: string, now?: Date): string {
+export function parseTag(raw: string, now?: Date, name = 'tag'): string {
   const value = raw.trim();
   if (value === '') return defaultTag(now);
   if (!TAG.test(value)) {
-    throw new InputError(`Invalid tag '${raw}'. Expected an OCI tag: up to 128 of [A-Za-z0-9_.-], not starting with '.' or '-'.`);
+    throw new InputError(`Invalid ${name} '${raw}'. Expected an OCI tag: up to 128 of [A-Za-z0-9_.-], not starting with '.' or '-'.`);
   }
   if (value === 'latest') {
-    throw new InputError(`Invalid tag 'latest'. Expected a specific tag: 'latest' always means the newest complete set.`);
+    throw new InputError(`Invalid ${name} 'latest'. Expected a specific tag: 'latest' always means the newest complete set.`);
   }
   return value;
 }
 
 /** An empty value is refused: it comes from an expression that found nothing (the input's default is latest). */
-export function parseSnapshotRef(raw: string): string {
+export function parseSnapshotRef(raw: string, name = 'snapshot'): string {
   const value = raw.trim();
-  if (value === '') throw new InputError(`Invalid snapshot ''. Expected a tag or latest; an empty value never means latest.`);
+  if (value === '') throw new InputError(`Invalid ${name} ''. Expected a tag or latest; an empty value never means latest.`);
   if (value === 'latest') return 'latest';
   if (!TAG.test(value)) {
-    throw new InputError(`Invalid snapshot '${raw}'. Expected a tag or latest.`);
+    throw new InputError(`Invalid ${name} '${raw}'. Expected a tag or latest.`);
   }
   return value;
 }
@@ -257,72 +263,74 @@ export function parseContainerName(raw: string, what = 'container name'): string
   return value;
 }
 
-export function parseRename(items: string[]): Map<string, string> {
+export function parseRename(items: string[], name = 'rename'): Map<string, string> {
   const map = new Map<string, string>();
   const targets = new Set<string>();
   for (const item of items) {
     const eq = item.indexOf('=');
-    if (eq === -1) throw new InputError(`Invalid rename '${item}'. Expected old=new.`);
+    if (eq === -1) throw new InputError(`Invalid ${name} '${item}'. Expected old=new.`);
     const from = parseContainerName(item.slice(0, eq), 'rename source');
     const to = parseContainerName(item.slice(eq + 1), 'rename target');
-    if (map.has(from)) throw new InputError(`Invalid rename '${item}': '${from}' is renamed twice. Expected each old name once.`);
-    if (targets.has(to)) throw new InputError(`Invalid rename '${item}': two containers would be named '${to}'. Expected distinct new names.`);
+    if (map.has(from)) throw new InputError(`Invalid ${name} '${item}': '${from}' is renamed twice. Expected each old name once.`);
+    if (targets.has(to)) throw new InputError(`Invalid ${name} '${item}': two containers would be named '${to}'. Expected distinct new names.`);
     map.set(from, to);
     targets.add(to);
   }
   return map;
 }
 
-export function parseCredentials(username: string, password: string): Credentials {
+export function parseCredentials(username: string, password: string, words: Vocabulary = ACTION_WORDS): Credentials {
   const u = username.trim();
   if ((u === '') !== (password === '')) {
-    throw new InputError('Invalid registry credentials. Expected both registry-username and registry-password, or neither.');
+    throw new InputError(`Invalid registry credentials. Expected both ${words.credentials}, or neither.`);
   }
   return u === '' ? {} : { username: u, password };
 }
 
-export function parseArtifactName(name: string, raw = `artifact:${name}`): string {
+export function parseArtifactName(name: string, raw = `artifact:${name}`, what = 'destination'): string {
   const bad = ARTIFACT_FORBIDDEN.find((c) => name.includes(c));
   if (name.length === 0 || bad !== undefined || name !== name.trim() || name.length > ARTIFACT_NAME_MAX) {
     const why = bad !== undefined ? `: GitHub refuses ${JSON.stringify(bad)} in artifact names` : '';
     throw new InputError(
-      `Invalid destination '${raw}'${why}. Expected artifact:NAME, a name of 1 to ${ARTIFACT_NAME_MAX} characters without " : < > | * ? \\ / or line breaks.`,
+      `Invalid ${what} '${raw}'${why}. Expected artifact:NAME, a name of 1 to ${ARTIFACT_NAME_MAX} characters without " : < > | * ? \\ / or line breaks.`,
     );
   }
   return name;
 }
 
 /** Days 1 to 90, or '' for the repository's setting. */
-export function parseRetentionDays(raw: string): number | undefined {
-  return parseWholeNumber('retention-days', raw, 1, 90, 'a whole number of days from 1 to 90');
+export function parseRetentionDays(raw: string, name = 'retention-days'): number | undefined {
+  return parseWholeNumber(name, raw, 1, 90, 'a whole number of days from 1 to 90');
 }
 
 /**
  * The run whose artifacts a restore reads. '' run-id: this run, through the runtime token.
  * `repository` and `token` fall back to the workflow's own (GITHUB_REPOSITORY, the token input).
  */
-export function parseArtifactRun(source: DestinationSpec, runId: string, repository: string, token: string): ArtifactRun | undefined {
+export function parseArtifactRun(source: DestinationSpec, runId: string, repository: string, token: string, words: Vocabulary = ACTION_WORDS): ArtifactRun | undefined {
   const id = runId.trim();
   if (id === '') return undefined;
-  if (!/^[1-9]\d{0,18}$/.test(id)) throw new InputError(`Invalid run-id '${runId}'. Expected the numeric ID of a workflow run.`);
+  const [runIdName, sourceName] = [words.name('run-id'), words.name('source')];
+  if (!/^[1-9]\d{0,18}$/.test(id)) throw new InputError(`Invalid ${runIdName} '${runId}'. Expected the numeric ID of a workflow run.`);
   if (source.kind !== 'artifact') {
-    throw new InputError(`Invalid run-id '${runId}' with source '${source.raw}'. Expected run-id only with source artifact:NAME.`);
+    throw new InputError(`Invalid ${runIdName} '${runId}' with ${sourceName} '${source.raw}'. Expected ${runIdName} only with ${sourceName} artifact:NAME.`);
   }
   const repo = repository.trim();
-  if (!REPOSITORY.test(repo)) throw new InputError(`Invalid repository '${repository}'. Expected owner/name, the repository of run ${id}.`);
-  if (token.trim() === '') throw new InputError(`Missing github-token for run-id ${id}. Expected a token with actions:read on ${repo}.`);
+  if (repo === '') throw new InputError(`Missing repository for ${runIdName} ${id}. Expected owner/name in ${words.repository}.`);
+  if (!REPOSITORY.test(repo)) throw new InputError(`Invalid repository '${repository}'. Expected owner/name, the repository of run ${id}, in ${words.repository}.`);
+  if (token.trim() === '') throw new InputError(`Missing ${words.token} for ${runIdName} ${id}. Expected a token with actions:read on ${repo}.`);
   const [owner, name] = repo.split('/');
   return { runId: Number(id), owner, repo: name, token: token.trim() };
 }
 
 /** Seconds, 0 to 3600, or '' for the container's own stop timeout. */
-export function parseStopTimeout(raw: string): number | undefined {
-  return parseWholeNumber('stop-timeout', raw, 0, 3600, 'whole seconds from 0 to 3600');
+export function parseStopTimeout(raw: string, name = 'stop-timeout'): number | undefined {
+  return parseWholeNumber(name, raw, 0, 3600, 'whole seconds from 0 to 3600');
 }
 
 /** Seconds, 1 to 86400; '' for the default. */
-export function parseHookTimeout(raw: string, fallback = 300): number {
-  return parseWholeNumber('hook-timeout', raw, 1, 86400, 'whole seconds from 1 to 86400') ?? fallback;
+export function parseHookTimeout(raw: string, fallback = 300, name = 'hook-timeout'): number {
+  return parseWholeNumber(name, raw, 1, 86400, 'whole seconds from 1 to 86400') ?? fallback;
 }
 
 /** A whole number from `min` to `max` (written with no more digits than `max` has), or undefined when empty. */

@@ -9,6 +9,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import { promisify } from 'node:util';
+import { ACTION_WORDS, type Vocabulary } from '../core/words.js';
 import type { Artifact, ArtifactClient, FindOptions } from '@actions/artifact';
 import type { ArtifactRun } from '../core/options.js';
 import {
@@ -87,6 +88,7 @@ export class ArtifactDestination implements Destination {
     private readonly retentionDays: number | undefined,
     private readonly other: ArtifactRun | undefined,
     private readonly warn: (message: string) => void = () => undefined,
+    private readonly words: Vocabulary = ACTION_WORDS,
   ) {}
 
   private get find(): FindOptions {
@@ -105,7 +107,7 @@ export class ArtifactDestination implements Destination {
     if (!this.run.runtimeToken || !this.run.resultsUrl) {
       throw new DestinationError(
         `${this.label} needs GitHub's artifact service, which exists only inside a workflow run (ACTIONS_RUNTIME_TOKEN and ACTIONS_RESULTS_URL are not set). ` +
-          `Expected a step that uses the action, or dir:/registry: elsewhere${access === 'read' ? ', or run-id with a token to read another run\'s artifacts' : ''}.`,
+          `Expected a step that uses the action, or dir:/registry: elsewhere${access === 'read' ? `, or ${this.words.name('run-id')} with ${this.words.token} to read another run's artifacts` : ''}.`,
       );
     }
   }

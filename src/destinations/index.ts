@@ -1,4 +1,5 @@
 import type { ArtifactRun, Credentials, DestinationSpec } from '../core/options.js';
+import type { Vocabulary } from '../core/words.js';
 import { RegistryClient } from '../registry/client.js';
 import { resolveCredentials } from '../registry/credentials.js';
 import { ArtifactDestination, runContext } from './artifact.js';
@@ -9,6 +10,10 @@ import type { Destination } from './types.js';
 export interface OpenOptions {
   credentials: Credentials;
   warn?: (message: string) => void;
+  /** Progress worth a line (a registry retried). */
+  info?: (message: string) => void;
+  /** The caller's words for its inputs, for messages (the action's when absent). */
+  words?: Vocabulary;
   onSecret?: (secret: string) => void;
   env?: NodeJS.ProcessEnv;
   /** artifact: only. */
@@ -22,10 +27,11 @@ export async function openDestination(spec: DestinationSpec, opts: OpenOptions):
     if (opts.artifactRun) opts.onSecret?.(opts.artifactRun.token);
     // Loaded on first use: it reads GITHUB_API_URL when loaded, and only artifact users need it.
     const { DefaultArtifactClient } = await import(/* webpackMode: "eager" */ '@actions/artifact');
-    return new ArtifactDestination(spec.raw, spec.name, new DefaultArtifactClient(), runContext(opts.env ?? process.env), opts.retentionDays, opts.artifactRun, opts.warn);
+    return new ArtifactDestination(spec.raw, spec.name, new DefaultArtifactClient(), runContext(opts.env ?? process.env), opts.retentionDays, opts.artifactRun, opts.warn, opts.words);
   }
   const auth = await resolveCredentials(spec.host, { ...opts.credentials, env: opts.env, onSecret: opts.onSecret });
-  const client = new RegistryClient({ host: spec.host, auth, userAgent: 'container-snapshot' });
+  const onRetry = (m: string) => (opts.info ?? opts.warn)?.(m);
+  const client = new RegistryClient({ host: spec.host, auth, userAgent: 'container-snapshot', credentialsHint: opts.words?.credentials, onRetry });
   return new RegistryDestination(spec.raw, spec.prefix, client, opts.warn);
 }
 

@@ -56,6 +56,10 @@ export interface RegistryClientOptions {
   userAgent?: string;
   timeoutMs?: number;
   retry?: RetryOptions;
+  /** How the caller's interface takes credentials, for the refusal of an unauthenticated request. */
+  credentialsHint?: string;
+  /** Told before each retry (what failed, when the next try is), so a slow registry is not silence. */
+  onRetry?: (message: string) => void;
 }
 
 export const DEFAULT_RETRY: RetryOptions = { attempts: 5, delayMs: 500 };
@@ -282,6 +286,8 @@ export class RegistryClient {
   private readonly userAgent: string;
   private readonly timeoutMs: number;
   private readonly retry: RetryOptions;
+  private readonly credentialsHint: string;
+  private readonly onRetry?: (message: string) => void;
   private challenge?: Challenge;
   private readonly tokens = new Map<string, CachedToken>();
 
@@ -293,6 +299,8 @@ export class RegistryClient {
     this.userAgent = opts.userAgent ?? 'container-snapshot';
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.retry = opts.retry ?? DEFAULT_RETRY;
+    this.credentialsHint = opts.credentialsHint ?? 'registry-username and registry-password';
+    this.onRetry = opts.onRetry;
   }
 
   async ping(): Promise<void> {
@@ -495,7 +503,9 @@ export class RegistryClient {
         return await this.callOnce(call);
       } catch (err) {
         if (attempt >= this.retry.attempts || !isTransient(err)) throw err;
-        await new Promise((r) => setTimeout(r, this.retry.delayMs * 2 ** (attempt - 1)));
+        const delay = this.retry.delayMs * 2 ** (attempt - 1);
+        this.onRetry?.(`${err instanceof Error ? err.message : String(err)}; retrying in ${(delay / 1000).toFixed(1)} s (try ${attempt + 1} of ${this.retry.attempts})`);
+        await new Promise((r) => setTimeout(r, delay));
       }
     }
   }
@@ -645,8 +655,8 @@ export class RegistryClient {
   private async authError(res: IncomingMessage, op: Op): Promise<RegistryAuthError> {
     const detail = await errorDetail(res);
     const hint = this.auth
-      ? `check registry-username/registry-password or run \`docker login ${this.host}\``
-      : `no credentials were given: set registry-username/registry-password or run \`docker login ${this.host}\``;
+      ? `check ${this.credentialsHint} or run \`docker login ${this.host}\``
+      : `no credentials were given: give ${this.credentialsHint} or run \`docker login ${this.host}\``;
     const message = `${this.where(op)} was refused: HTTP ${res.statusCode}${detail.text ? ` (${detail.text})` : ''}; ${hint}`;
     return new RegistryAuthError(oneLine(message), { status: res.statusCode, code: detail.code });
   }

@@ -3,9 +3,11 @@ import type { Readable } from 'node:stream';
 import { hostname } from 'node:os';
 import type { BackupOptions } from '../core/options.js';
 import { errorMessage, type Logger } from '../core/log.js';
+import { ACTION_WORDS } from '../core/words.js';
 import { NotFoundError, ownName, type Engine, type ContainerInspect, type NetworkInspect } from '../engine/engine.js';
 import { SET_SCOPE, type Destination } from '../destinations/types.js';
 import { Digester, drain } from '../util/streams.js';
+import { formatBytes } from '../util/format.js';
 import { TarChecker } from '../util/tar-check.js';
 import { withContainerLock } from '../core/locks.js';
 import { tempTagPrefix } from '../core/recovery.js';
@@ -89,7 +91,7 @@ export interface BackupResult {
   written: boolean;
   /** The set's artifact in each artifact: destination, for a workflow to link to. */
   artifacts: Array<{ destination: string; name: string; id: number; url: string }>;
-  /** Each destination asked for, and whether it holds the set (empty in a dry run or when no set was due). */
+  /** Each destination asked for, and whether it holds the set (in a dry run: each it would write, not written; empty when no set was due). */
   destinations: SetPlacement[];
   /** Why some destinations do not hold a set that others hold; the run has failed. */
   incomplete?: string;
@@ -254,9 +256,11 @@ class ContainerBackup {
         this.held(info, name, hold, mounts.length, async () => {
           signal?.throwIfAborted();
           journal?.tempImage(tempRef);
+          log.info(`${name}: committing the writable layer`);
           const commit = engine.commit(info.Id, { pause: false, ...temp });
           const committed = await phase('commit', () => (journal ? journal.track(commit) : commit));
           for (const mount of mounts) {
+            log.info(`${name}: reading ${mount.type === 'bind' ? `bind mount ${mount.source}` : `volume ${mount.name}`}`);
             volumes.push(await phase(`volume ${mount.name || mount.destination}`, () => this.takeVolume(info.Id, name, mount, stats)));
           }
           return committed;
@@ -324,6 +328,7 @@ class ContainerBackup {
       if (hold === 'stop') {
         const timeoutS = this.opts.stopTimeout ?? (info.Config as { StopTimeout?: number }).StopTimeout ?? ENGINE_STOP_TIMEOUT_S;
         journal?.stopped({ id, startedAt: info.State.StartedAt, until: Date.now() + timeoutS * 1000 + STOP_MARGIN_MS });
+        log.info(`${name}: stopping (up to ${timeoutS} s before the engine kills it)`);
         await engine.stop(id, this.opts.stopTimeout);
         log.info(`${name}: stopped for its snapshot`);
       }
@@ -385,7 +390,7 @@ class ContainerBackup {
     const signal = phase === 'pre-command' ? this.ctx.signal : undefined;
     const result = await engine.exec(id, command, { timeoutMs, signal, onLine: (line) => log.info(`${name} ${phase}> ${line}`) });
     const ms = Math.round(performance.now() - started);
-    if (result.timedOut) throw new BackupError(`${phase} did not finish within hook-timeout ${this.opts.hookTimeout} s (it may still run in the container): ${command}`);
+    if (result.timedOut) throw new BackupError(`${phase} did not finish within ${(this.opts.words ?? ACTION_WORDS).name('hook-timeout')} ${this.opts.hookTimeout} s (it may still run in the container): ${command}`);
     if (result.exitCode !== 0) throw new BackupError(`${phase} exited with ${result.exitCode ?? 'an unknown status'} after ${ms} ms: ${command}`);
     log.info(`${name}: ${phase} done in ${ms} ms`);
   }
@@ -401,8 +406,14 @@ class ContainerBackup {
     }
     const mediaType = layerMediaType(this.compression);
     const base = { diffIds, layerMediaType: mediaType, configTargets: this.targets(SET_SCOPE) };
-    let result = await storeSavedImage(await engine.saveImage(imageId, signal), targets, { ...base, known });
-    if ('retry' in result) result = await storeSavedImage(await engine.saveImage(imageId, signal), targets, { ...base, known: new Map() });
+    let n = 0;
+    const onLayer = (bytes: number, known: boolean) => this.ctx.log.info(`${name}: ${known ? 'checking' : 'storing'} layer ${++n} of ${diffIds.length} (${formatBytes(bytes)})`);
+    this.ctx.log.info(`${name}: reading the image (${diffIds.length} layer(s)) from the engine`);
+    let result = await storeSavedImage(await engine.saveImage(imageId, signal), targets, { ...base, known, onLayer });
+    if ('retry' in result) {
+      n = 0;
+      result = await storeSavedImage(await engine.saveImage(imageId, signal), targets, { ...base, known: new Map(), onLayer });
+    }
     if ('retry' in result) throw new BackupError(`${name}: could not read the committed image consistently`);
     return { image: result.image, stats: { written: result.written, reused: result.reused } };
   }
@@ -561,8 +572,9 @@ export async function runBackup(opts: BackupOptions, ctx: BackupContext): Promis
   const all = (await engine.listContainers(ctx.signal)).map(candidateOf);
   const selection = selectContainers(all, opts.selection);
   const outcomes: ContainerOutcome[] = selection.missing.map((name) => failure(name, '', 'missing', new BackupError(`no such container: ${name}`)));
-  if (opts.onError === 'continue') for (const o of outcomes) log.warning(`${o.name}: ${o.error}`);
-  if (selection.empty) {
+  // A missing container is said once, in the caller's final error line that lists every failure.
+  if (opts.onError === 'continue' && !selection.empty) for (const o of outcomes) log.info(`${o.name}: not found; the others go on`);
+  if (selection.empty && outcomes.length === 0) {
     const message = `No container matched the selection (${opts.selection.containers.map((s) => s.value).join(', ') || 'all'}).`;
     if (opts.selection.ifNoMatch === 'error') throw new BackupError(message);
     if (opts.selection.ifNoMatch === 'warn') log.warning(message);
@@ -592,7 +604,8 @@ async function checkAndStore(
   const state = await checkDestinations(ctx, opts);
   if (state.set) return completeSet(ctx, opts, { ...state, set: state.set });
   if (opts.dryRun) {
-    return { tag: opts.tag, containers: [...outcomes, ...(await plan(ctx, opts, selected))], failed: outcomes.length, ...none };
+    const planned = ctx.destinations.map((d) => ({ destination: d.label, written: false }));
+    return { tag: opts.tag, containers: [...outcomes, ...(await plan(ctx, opts, selected))], failed: outcomes.length, ...none, destinations: planned };
   }
   const created = (ctx.now?.() ?? new Date()).toISOString();
   const history = await loadHistory(ctx.destinations);
@@ -635,7 +648,8 @@ async function backUpAndStore(
       if (ctx.signal?.aborted) throw ctx.signal.reason;
       const f = failure(c.name, c.id, c.state, err);
       outcomes.push(f);
-      if (opts.onError === 'continue') log.warning(`${c.name}: ${f.error}`);
+      // Its reason is said once, in the caller's final error line.
+      if (opts.onError === 'continue') log.info(`${c.name}: failed; the others go on`);
       if (opts.onError === 'abort') {
         throw new BackupError(`Aborted at ${c.name}; no snapshot set was written: ${f.error}`);
       }
@@ -658,6 +672,7 @@ async function backUpAndStore(
     containers: records.map(({ layerStats: _unused, ...r }) => r),
     failures: outcomes.filter((o) => o.status === 'failed').map((o) => ({ name: o.name, error: o.error ?? '' })),
   };
+  log.info(`Writing snapshot set ${opts.tag} to ${ctx.destinations.map((d) => d.label).join(', ')}`);
   const writes = await writeSetEverywhere(set, ctx.destinations);
   const incomplete = unwrittenLine(opts.tag, writes.placements);
   if (!writes.placements.some((p) => p.written)) throw new BackupError(incomplete ?? `Snapshot ${opts.tag} was not written.`);

@@ -23,6 +23,8 @@ export interface SaveOptions {
   layerMediaType: string;
   /** Where the image config goes (the set's scope). */
   configTargets: StoreTarget[];
+  /** Told as each layer starts to be stored or checked against a stored one (its size in bytes, uncompressed). */
+  onLayer?: (bytes: number, known: boolean) => void;
 }
 
 export type SaveResult = { image: Pick<ImageRecord, 'config' | 'layers'>; reused: number; written: number } | { retry: true };
@@ -80,6 +82,7 @@ export async function storeSavedImage(source: Readable, targets: StoreTarget[], 
         continue;
       }
       const candidates = knownCandidates(name, size, opts);
+      opts.onLayer?.(size, candidates.length > 0);
       if (candidates.length > 0) {
         const digester = new Digester();
         await pipeline(entry, digester, new Writable({ write: (_c, _e, done) => done() }));

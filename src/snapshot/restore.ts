@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { RestoreOptions } from '../core/options.js';
 import { errorMessage, type Logger } from '../core/log.js';
+import { ACTION_WORDS } from '../core/words.js';
 import { repoComponent } from '../core/names.js';
 import { ConflictError, type ContainerInspect, type Engine } from '../engine/engine.js';
 import { SET_SCOPE, type BlobScope, type Destination } from '../destinations/types.js';
@@ -84,6 +85,8 @@ function chooseContainers(set: SnapshotSet, opts: RestoreOptions): ContainerReco
 /** Reads every blob the restore will use and checks both of its checksums. */
 export async function verifyContainers(source: Destination, containers: ContainerRecord[], includeVolumes: boolean, log: Logger): Promise<number> {
   let count = 0;
+  const blobs = containers.reduce((n, c) => n + 1 + c.image.layers.length + (includeVolumes ? c.volumes.length + c.volumes.filter((v) => v.metadata?.record).length : 0), 0);
+  log.info(`Verifying ${blobs} blob(s) of ${containers.length} container(s) (each read in full)`);
   for (const c of containers) {
     const scope = imageScope(c);
     await verifyBlob(source, SET_SCOPE, c.image.config, `${c.name} image config`);
@@ -187,6 +190,7 @@ class ContainerRestore {
       await engine.tagImage(c.image.id, repo, this.set.tag);
       return { ref, loaded: false };
     }
+    this.ctx.log.info(`${c.name}: loading image ${c.image.id.slice(0, 19)} (${c.image.layers.length} layer(s)) into the engine`);
     const loaded = await engine.loadImage(loadArchive(source, imageScope(c), c.image, ref));
     if (!(await engine.imageExists(c.image.id))) {
       throw new RestoreError(`${c.name}: the engine loaded ${loaded.join(', ') || 'nothing'}, not image ${c.image.id}`);
@@ -200,7 +204,9 @@ class ContainerRestore {
     const { engine } = this.ctx;
     const filler = this.filler(image);
     const found: string[] = [];
-    if (!this.opts.replace && (await engine.findContainer(target))) found.push(`container '${target}' exists; replace: true (--replace) replaces it`);
+    const w = this.opts.words ?? ACTION_WORDS;
+    const [replace, rename] = [w.enable('replace'), w.name('rename')];
+    if (!this.opts.replace && (await engine.findContainer(target))) found.push(`container '${target}' exists (${replace} replaces it, ${rename} ${c.name}=NEW restores it beside it)`);
     for (const ref of containerReferences(renameReferences(c.spec, this.opts.rename).hostConfig)) {
       if (!this.targets.has(ref) && !(await engine.findContainer(ref))) {
         found.push(`it needs container '${ref}' (volumes-from, links or a shared namespace), which is neither restored now nor on the engine`);
@@ -209,12 +215,12 @@ class ContainerRestore {
     for (const v of this.namedVolumes(c)) {
       const name = this.volumeName(v);
       if (!(await engine.inspectVolume(name))) {
-        if (v.driverOptions?.device && !isTmpfs(v) && !this.opts.replace) found.push(`volume '${name}' would be created on ${v.driverOptions.device}, which may hold data (replace to write there)`);
+        if (v.driverOptions?.device && !isTmpfs(v) && !this.opts.replace) found.push(`volume '${name}' would be created on ${v.driverOptions.device}, which may hold data (${replace} writes there)`);
         continue;
       }
       const others = (await engine.volumeUsers(name)).filter((u) => !(this.opts.replace && this.targets.has(u.name)));
       if (others.length > 0) found.push(`volume '${name}' is in use by ${others.map((u) => u.name).join(', ')}`);
-      else if (!this.opts.replace && !isTmpfs(v) && (await filler.volumeHasData(name))) found.push(`volume '${name}' exists and is not empty (replace, or rename it)`);
+      else if (!this.opts.replace && !isTmpfs(v) && (await filler.volumeHasData(name))) found.push(`volume '${name}' exists and is not empty (${replace} replaces it, ${rename} ${v.name}=NEW restores it beside it)`);
     }
     if (this.opts.includeVolumes && !this.opts.replace) {
       const inherited = inheritedMounts(c);
@@ -240,7 +246,10 @@ class ContainerRestore {
       e.aside = { id: old.Id, asideName, wasRunning: old.State.Running, wasPaused: old.State.Paused };
     });
     if (old.State.Paused) await engine.unpause(old.Id);
-    if (old.State.Running) await engine.stop(old.Id); // its own stop signal and timeout
+    if (old.State.Running) {
+      log.info(`${target}: stopping the existing container (its own stop timeout)`);
+      await engine.stop(old.Id); // its own stop signal and timeout
+    }
     await engine.renameContainer(old.Id, asideName);
     log.info(`${target}: the existing container is stopped and kept as '${asideName}' until the restore succeeds`);
   }
@@ -318,6 +327,7 @@ class ContainerRestore {
         continue;
       }
       // Filled before the container exists, so the engine finds it not empty and copies no image content in.
+      log.info(`${c.name}: filling volume '${name}'`);
       await this.filler(image).fillVolume(name, v.destination, this.content(c, v));
     }
   }
@@ -344,11 +354,13 @@ class ContainerRestore {
     const mounts = ((await this.ctx.engine.inspectContainer(id)).Mounts ?? []) as Array<{ Type?: string; Name?: string; Destination: string }>;
     for (const v of c.volumes.filter((m) => (m.type === 'bind' || m.anonymous) && !inherited.has(m.destination))) {
       if (v.type === 'bind') {
+        this.ctx.log.info(`${c.name}: filling bind mount ${v.source}`);
         await this.filler(image).fillHostPath(v.source!, v.destination, this.content(c, v));
         continue;
       }
       const volume = mounts.find((m) => m.Type === 'volume' && m.Destination === v.destination)?.Name;
       if (!volume) throw new RestoreError(`${c.name}: the new container has no volume at ${v.destination}`);
+      this.ctx.log.info(`${c.name}: filling anonymous volume at ${v.destination}`);
       await this.filler(image).fillVolume(volume, v.destination, this.content(c, v));
     }
   }
@@ -451,7 +463,8 @@ export async function runRestore(opts: RestoreOptions, ctx: RestoreContext): Pro
   const fail = (c: ContainerRecord, target: string, err: unknown) => {
     if (err instanceof InterruptedError) throw err;
     const r: RestoredContainer = { name: target, from: c.name, id: '', state: '', status: 'failed', error: errorMessage(err) };
-    log.warning(`${c.name}: ${r.error}`);
+    // The reason is said once, in the caller's final error line that lists every failed container.
+    log.info(`${c.name}: not restored`);
     results.push(r);
   };
   const ready: Array<{ c: ContainerRecord; target: string; image: string }> = [];
@@ -469,7 +482,7 @@ export async function runRestore(opts: RestoreOptions, ctx: RestoreContext): Pro
         const { ref: image, loaded } = await worker.loadImage(c);
         if (loaded) loadedFor.set(c, image);
         const conflicts = await worker.conflicts(c, target, image);
-        if (conflicts.length > 0) throw new RestoreError(`not restored: ${conflicts.join('; ')}.`);
+        if (conflicts.length > 0) throw new RestoreError(`refused: ${conflicts.join('; ')}`);
         ready.push({ c, target, image });
       } catch (err) {
         await dropImage(c);

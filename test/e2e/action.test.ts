@@ -56,6 +56,13 @@ describe('the bundled actions and CLI, run as a runner runs them', () => {
     expect(restored.summary).toContain('Restored snapshot e2e-1');
   });
 
+  it('gives no snapshot output when no container matched and no set was written', async () => {
+    const none = await runStep('.', { containers: `${res.prefix}-none-*`, destination: `dir:${store}` }, { env });
+    expect(none.code, none.stdout + none.stderr).toBe(0);
+    expect(none.outputs.snapshot).toBe('');
+    expect(none.stdout.split('\n').filter((l) => l.includes('No container matched'))).toHaveLength(1);
+  });
+
   it('lists and verifies with the CLI, and refuses bad input in one line', async () => {
     const list = await runCli(['list', '--source', `dir:${store}`]);
     expect(list.code, list.stderr).toBe(0);
@@ -71,7 +78,8 @@ describe('the bundled actions and CLI, run as a runner runs them', () => {
     expect(bad.stderr).toContain('Expected dir:PATH, registry:HOST[:PORT]/PREFIX or artifact:NAME');
     const help = await runCli(['--help']);
     expect(help.code).toBe(0);
-    expect(help.stdout).toContain('node dist/cli.js backup');
+    expect(help.stdout).toMatch(/^ {2}backup +take a snapshot set/m);
+    expect(help.stdout).toContain('node dist/cli.js COMMAND --help');
   });
 
   it('the post step unpauses a container an interrupted main step left paused', async () => {

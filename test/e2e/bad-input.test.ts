@@ -27,7 +27,7 @@ function tree(dir: string): string[] {
 describe('bad input: a one-line error saying what was expected, a non-zero exit, and nothing changed', () => {
   const res = new Resources(inject('runPrefix'), 'bad');
   const reg = inject('registry');
-  const env = { DOCKER_CONFIG: '/nonexistent' };
+  const env = { DOCKER_CONFIG: '/nonexistent', GITHUB_REPOSITORY: '' };
   let store: string;
   let app: string;
   let registry: string;
@@ -101,7 +101,7 @@ describe('bad input: a one-line error saying what was expected, a non-zero exit,
     ['restore: a run-id that is not a number', () => ({ via: 'restore', inputs: { source: 'artifact:nightly', 'run-id': 'last' }, expected: /Invalid run-id 'last'. Expected the numeric ID/ })],
     ['restore: run-id with a repository that is not owner/name', () => ({ via: 'restore', inputs: { source: 'artifact:nightly', 'run-id': '12', repository: 'nightly' }, expected: /Invalid repository 'nightly'. Expected owner\/name/ })],
     ['restore: run-id with an empty token', () => ({ via: 'restore', inputs: { source: 'artifact:nightly', 'run-id': '12', repository: 'o/r', 'github-token': '' }, expected: /Missing github-token for run-id 12. Expected a token with actions:read/ })],
-    ['restore: this run\'s artifacts outside a workflow run', () => ({ via: 'restore', inputs: { source: 'artifact:nightly' }, expected: /exists only inside a workflow run/ })],
+    ['restore: this run\'s artifacts outside a workflow run', () => ({ via: 'restore', inputs: { source: 'artifact:nightly' }, expected: /exists only inside a workflow run.*, or run-id with github-token to read another run's artifacts\.$/ })],
     ['restore: an unknown source scheme', () => ({ via: 'restore', inputs: { source: 'ftp:x' }, expected: /Expected dir:PATH, registry:/ })],
     ['restore: two sources', () => ({ via: 'restore', inputs: { source: `${dir()}\n${registry}` }, expected: /Expected one location/ })],
     ['restore: an empty snapshot (an expression that found nothing)', () => ({ via: 'restore', inputs: { source: dir(), snapshot: '' }, expected: /an empty value never means latest/ })],
@@ -115,18 +115,24 @@ describe('bad input: a one-line error saying what was expected, a non-zero exit,
     ['restore: renaming what the set lacks', () => ({ via: 'restore', inputs: { source: dir(), rename: 'zzz=yyy' }, expected: /Cannot rename zzz: not a container or named volume being restored/ })],
     ['restore: start later', () => ({ via: 'restore', inputs: { source: dir(), start: 'later' }, expected: /Expected one of: auto, always, never/ })],
     ['restore: replace yes', () => ({ via: 'restore', inputs: { source: dir(), replace: 'yes' }, expected: /Expected true or false/ })],
-    ['restore: an existing container, without replace', () => ({ via: 'restore', inputs: { source: dir() }, expected: /1 container\(s\) not restored: .*container '.*-app' exists; replace: true/ })],
+    ['restore: an existing container, without replace', () => ({ via: 'restore', inputs: { source: dir() }, expected: /1 container\(s\) not restored: (\S+-app) \(refused: container '\1' exists \(replace: true replaces it, rename \1=NEW restores it beside it\);/ })],
     ['restore: a wrong registry password', () => ({ via: 'restore', inputs: { source: registry, 'registry-username': reg.username, 'registry-password': 'wrong' }, expected: /authentication|registry-username/ })],
-    ['cli: an unknown command', () => ({ via: 'cli', args: ['backpu'], expected: /Unknown command 'backpu'. Expected backup, restore, list, verify or prune/ })],
-    ['cli: an unknown flag', () => ({ via: 'cli', args: ['backup', '--contaners', 'x'], expected: /Unknown flag --contaners for backup. Expected one of:/ })],
+    ['cli: an unknown command', () => ({ via: 'cli', args: ['backpu'], expected: /Unknown command 'backpu'. Did you mean backup\? Expected backup, restore, list, verify or prune/ })],
+    ['cli: an unknown flag', () => ({ via: 'cli', args: ['backup', '--contaners', 'x'], expected: /^error: Unknown flag --contaners for backup. Did you mean --containers\? See node dist\/cli.js backup --help.$/ })],
     ['cli: a password as a flag', () => ({ via: 'cli', args: ['backup', '--registry-password', 'secret'], expected: /Unknown flag --registry-password/ })],
     ['cli: a flag without its value', () => ({ via: 'cli', args: ['backup', '--tag'], expected: /Flag --tag needs a value/ })],
-    ['cli: a stray argument', () => ({ via: 'cli', args: ['restore', 'web'], expected: /Unexpected argument 'web'. Expected --flag value/ })],
+    ['cli: a stray argument', () => ({ via: 'cli', args: ['restore', 'web'], expected: /Unexpected argument 'web' for restore. Expected --flag value; see node dist\/cli.js restore --help/ })],
     ['cli: verify an unknown snapshot', () => ({ via: 'cli', args: ['verify', '--source', dir(), '--snapshot', 'nope'], expected: /Snapshot 'nope' not found/ })],
     ['cli: list a bad location', () => ({ via: 'cli', args: ['list', '--source', 'registry:host'], expected: /Expected dir:PATH, registry:/ })],
     ['cli: a token as a flag', () => ({ via: 'cli', args: ['restore', '--source', 'artifact:nightly', '--run-id', '1', '--github-token', 'ghs_x'], expected: /Unknown flag --github-token for restore/ })],
-    ['cli: list artifacts of this run outside a workflow run', () => ({ via: 'cli', args: ['list', '--source', 'artifact:nightly'], expected: /artifact:nightly needs GitHub's artifact service/ })],
-    ['cli: a bad boolean', () => ({ via: 'cli', args: ['backup', '--containers', app, '--destination', dir(), '--pause=maybe'], expected: /Invalid pause 'maybe'. Expected true or false/ })],
+    ['cli: list artifacts of this run outside a workflow run', () => ({ via: 'cli', args: ['list', '--source', 'artifact:nightly'], expected: /artifact:nightly needs GitHub's artifact service.*, or --run-id with GITHUB_TOKEN to read another run's artifacts\.$/ })],
+    ['cli: a bad boolean', () => ({ via: 'cli', args: ['backup', '--containers', app, '--destination', dir(), '--pause=maybe'], expected: /Invalid --pause 'maybe'. Expected true or false/ })],
+    ['cli: a switch with a word after it', () => ({ via: 'cli', args: ['backup', '--containers', app, '--destination', dir(), '--pause', 'no'], expected: /^error: Invalid --pause 'no'. Expected true or false.$/ })],
+    ['cli: list a path that is not a location', () => ({ via: 'cli', args: ['list', '--source', './x'], expected: /^error: Invalid --source '.\/x'. Expected dir:PATH/ })],
+    ['cli: run-id without a repository', () => ({ via: 'cli', args: ['list', '--source', 'artifact:nightly', '--run-id', '123'], expected: /^error: Missing repository for --run-id 123. Expected owner\/name in --repository \(or GITHUB_REPOSITORY\).$/ })],
+    ['cli: half registry credentials', () => ({ via: 'cli', args: ['backup', '--containers', app, '--destination', registry, '--registry-username', 'u'], expected: /--registry-username needs a password. Expected --registry-password-stdin or CONTAINER_SNAPSHOT_REGISTRY_PASSWORD/ })],
+    ['cli: no credentials for the registry', () => ({ via: 'cli', args: ['backup', '--containers', app, '--destination', registry], expected: /no credentials were given: give --registry-username with --registry-password-stdin/ })],
+    ['cli: an existing container, without --replace', () => ({ via: 'cli', args: ['restore', '--source', dir()], expected: /^error: 1 container\(s\) failed: (\S+-app) \(refused: container '\1' exists \(--replace replaces it, --rename \1=NEW restores it beside it\);/ })],
   ];
 
   it('covers at least 30 cases across both actions and the CLI', () => {
@@ -145,12 +151,15 @@ describe('bad input: a one-line error saying what was expected, a non-zero exit,
       const lines = r.stderr.trim().split('\n');
       expect(lines.filter((l) => l.startsWith('error: '))).toHaveLength(1);
       message = lines.find((l) => l.startsWith('error: ')) ?? '';
+      // Said once: no warning repeats what the error says.
+      expect(lines.filter((l) => l.startsWith('warning: ') && message.includes(l.slice('warning: '.length)))).toEqual([]);
     } else {
       const r = await runStep(c.via === 'backup' ? '.' : 'restore', c.inputs, { env });
       expect(r.code, r.stdout).toBe(1);
       const errors = r.stdout.split('\n').filter((l) => l.startsWith('::error::'));
       expect(errors, r.stdout).toHaveLength(1);
       message = errors[0];
+      expect(r.stdout.split('\n').filter((l) => l.startsWith('::warning::') && message.includes(l.slice('::warning::'.length)))).toEqual([]);
       expect(message).not.toContain('%0A');
     }
     expect(message).toMatch(c.expected);

@@ -101,7 +101,7 @@ describe('destinations: a set written everywhere or reported as it is, checked b
     const store = join(res.tempDir(), 'twice');
     const r = await runCli(['backup', '--containers', app, '--destination', `dir:${store}`, '--destination', `dir:${store}/`]);
     expect(r.code).toBe(1);
-    expect(errorLines(r.stderr)).toEqual([`error: Invalid destination: 'dir:${store}' and 'dir:${store}/' are the same place (dir:${store}). Expected each destination once.`]);
+    expect(errorLines(r.stderr)).toEqual([`error: Invalid --destination: 'dir:${store}' and 'dir:${store}/' are the same place (dir:${store}). Expected each destination once.`]);
     expect(existsSync(store)).toBe(false);
   });
 

@@ -241,14 +241,16 @@ describe('RegistryClient against a fake token-auth registry', () => {
     const message = (err as Error).message;
     expect(message).toContain(fake.host);
     expect(message).toContain(`docker login ${fake.host}`);
-    expect(message).toContain('registry-username/registry-password');
+    expect(message).toContain('check registry-username and registry-password or run');
     expect(message).not.toContain('wrong-secret-123');
     expect((err as RegistryAuthError).status).toBe(401);
   });
 
   it('says when no credentials were given', async () => {
     const anon = new RegistryClient({ host: fake.host });
-    await expect(anon.hasBlob('team/app', sha(Buffer.from('x')))).rejects.toThrow(/no credentials were given/);
+    await expect(anon.hasBlob('team/app', sha(Buffer.from('x')))).rejects.toThrow(/no credentials were given: give registry-username and registry-password or run/);
+    const cli = new RegistryClient({ host: fake.host, credentialsHint: '--registry-username with --registry-password-stdin' });
+    await expect(cli.hasBlob('team/app', sha(Buffer.from('x')))).rejects.toThrow(/no credentials were given: give --registry-username with --registry-password-stdin or run `docker login/);
   });
 
   it('uses an identity token as an OAuth refresh token', async () => {
@@ -437,8 +439,12 @@ describe('RegistryClient retries', () => {
   it('retries 5xx, 429 and dropped connections, then succeeds', async () => {
     const f = await flaky([503, 0, 429, 200]);
     try {
-      await new RegistryClient({ host: f.host, retry }).ping();
+      const told: string[] = [];
+      await new RegistryClient({ host: f.host, retry, onRetry: (m) => told.push(m) }).ping();
       expect(f.hits()).toBe(4);
+      expect(told).toHaveLength(3);
+      expect(told[0]).toMatch(/HTTP 503.*; retrying in 0\.0 s \(try 2 of 4\)$/);
+      expect(told[2]).toMatch(/HTTP 429.*; retrying in 0\.0 s \(try 4 of 4\)$/);
     } finally {
       await f.close();
     }

@@ -1,0 +1,198 @@
+import { DEFAULT_LOCATION, Input } from './core/inputs.js';
+import { InputError } from './core/options.js';
+import { PASSWORD_ENV, TOKEN_ENV } from './core/words.js';
+
+/** One flag of one command, as its help line shows it: what it takes, its default, what it does. */
+export interface Flag {
+  name: string;
+  /** The value's shape (`LIST`, `S`, `auto|zstd|gzip`); absent for a switch (true when given alone). */
+  takes?: string;
+  /** The default in words; absent when there is none. */
+  default?: string;
+  help: string;
+}
+
+export type Command = 'backup' | 'restore' | 'list' | 'verify' | 'prune';
+
+const SWITCH = '[true|false]';
+const flag = (name: string, takes: string | undefined, dflt: string | undefined, help: string): Flag => ({ name, takes, default: dflt, help });
+
+const CREDENTIALS: Flag[] = [
+  flag(Input.RegistryUsername, 'USER', 'the Docker config, as docker login writes it', `registry user; the password from --registry-password-stdin or ${PASSWORD_ENV}`),
+  flag('registry-password-stdin', undefined, undefined, 'read the registry password from stdin (needs --registry-username)'),
+];
+const SOURCE = flag(Input.Source, 'LOCATION', DEFAULT_LOCATION, 'where to read: dir:PATH, registry:HOST[:PORT]/PREFIX or artifact:NAME');
+const SNAPSHOT = flag(Input.Snapshot, 'TAG|latest', 'latest', 'the set to read');
+const OTHER_RUN: Flag[] = [
+  flag(Input.RunId, 'ID', 'this workflow run', `read artifact:NAME from another workflow run (a token with actions:read in ${TOKEN_ENV})`),
+  flag(Input.Repository, 'OWNER/NAME', 'GITHUB_REPOSITORY', 'the repository of --run-id'),
+];
+const KEEP = flag(Input.Keep, 'RULES', undefined, 'retention policy applied after the set is written: last=N, hourly|daily|weekly|monthly|yearly=N, within=DURATION');
+const INCLUDE_VOLUMES = flag(Input.IncludeVolumes, SWITCH, 'true', 'named and anonymous volumes too');
+
+/**
+ * Every command's flags: the one table the CLI's parser, its help and its suggestions read.
+ * The words follow the inputs of action.yml and restore/action.yml, shortened to a line.
+ */
+export const COMMANDS: Record<Command, { summary: string; flags: Flag[] }> = {
+  backup: {
+    summary: 'take a snapshot set of the selected containers',
+    flags: [
+      flag(Input.Containers, 'LIST', 'all', 'names, IDs, globs (web-*) or regular expressions in slashes (/^db-/)'),
+      flag(Input.Labels, 'LIST', undefined, 'key or key=value; a container must match all'),
+      flag(Input.Exclude, 'LIST', undefined, 'as --containers; removed from the selection'),
+      flag(Input.Destination, 'LOCATION', DEFAULT_LOCATION, 'dir:PATH, registry:HOST[:PORT]/PREFIX or artifact:NAME; several: repeat or commas'),
+      flag(Input.Tag, 'TAG', 'UTC time YYYYMMDDTHHMMSSZ', "the set's tag (never latest)"),
+      flag(Input.Pause, SWITCH, 'true', 'pause each running container while it is taken'),
+      flag(Input.Stop, SWITCH, 'false', 'stop each running container while it is taken, start it again after'),
+      flag(Input.StopTimeout, 'S', "the container's own", 'seconds before the engine kills a stopping container, 0 to 3600'),
+      flag(Input.PreCommand, 'CMD', undefined, 'shell command run inside each running container before its snapshot'),
+      flag(Input.PostCommand, 'CMD', undefined, 'shell command run inside each running container after its snapshot'),
+      flag(Input.HookTimeout, 'S', '300', 'seconds a pre- or post-command may take, 1 to 86400'),
+      INCLUDE_VOLUMES,
+      flag(Input.IncludeBindMounts, SWITCH, 'false', 'the content of bind-mounted host paths too'),
+      flag(Input.OnError, 'continue|abort', 'continue', 'on a failed container: go on with the others, or stop and write no set'),
+      flag(Input.IfNoMatch, 'warn|error|ignore', 'warn', 'when no container matches'),
+      flag(Input.DryRun, SWITCH, 'false', 'print the plan and check the destinations; change nothing'),
+      flag(Input.Compression, 'auto|zstd|gzip', 'auto', 'layer and volume compression (auto: zstd, gzip for old engines pushing to a registry)'),
+      flag(Input.RetentionDays, '1-90', 'the repository setting', 'days an artifact: destination keeps the set'),
+      KEEP,
+      ...CREDENTIALS,
+    ],
+  },
+  restore: {
+    summary: 'recreate containers, volumes and configuration from a set',
+    flags: [
+      SOURCE,
+      SNAPSHOT,
+      flag(Input.Containers, 'LIST', 'every container of the set', 'names of containers in the set'),
+      flag(Input.Rename, 'OLD=NEW', undefined, 'restore a container or named volume under another name; repeat or commas'),
+      flag(Input.Replace, SWITCH, 'false', 'replace existing containers and non-empty volumes of the same names'),
+      flag(Input.Start, 'auto|always|never', 'auto', 'auto: start what was running'),
+      INCLUDE_VOLUMES,
+      ...OTHER_RUN,
+      ...CREDENTIALS,
+    ],
+  },
+  list: { summary: 'print the complete sets of a location, newest first', flags: [SOURCE, ...OTHER_RUN, ...CREDENTIALS] },
+  verify: { summary: 'check a set document and every checksum of its blobs', flags: [SOURCE, SNAPSHOT, ...OTHER_RUN, ...CREDENTIALS] },
+  prune: {
+    summary: 'remove the sets a retention policy does not keep, then the blobs no set uses',
+    flags: [
+      flag(Input.Destination, 'LOCATION', DEFAULT_LOCATION, 'dir:PATH or registry:HOST[:PORT]/PREFIX; several: repeat or commas'),
+      { ...KEEP, help: 'retention policy (required): last=N, hourly|daily|weekly|monthly|yearly=N, within=DURATION' },
+      flag(Input.DryRun, SWITCH, 'false', 'print what would be removed; change nothing'),
+      ...CREDENTIALS,
+    ],
+  },
+};
+
+const PROGRAM = 'node dist/cli.js';
+
+/** Exit statuses, as the CLI returns them. */
+export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
+
+/** Whether `name` is one of the CLI's commands. */
+export function isCommand(name: string): name is Command {
+  return Object.hasOwn(COMMANDS, name);
+}
+
+/** The global usage: each command with its summary, where to find its flags, the exit statuses. */
+export function usage(): string {
+  const names = Object.keys(COMMANDS) as Command[];
+  const width = Math.max(...names.map((n) => n.length));
+  return [
+    'container-snapshot: back up Docker containers (writable layer, volumes, configuration) and restore them.',
+    '',
+    `Usage: ${PROGRAM} COMMAND [--flag value ...]`,
+    '',
+    'Commands:',
+    ...names.map((n) => `  ${n.padEnd(width)}  ${COMMANDS[n].summary}`),
+    '',
+    `${PROGRAM} COMMAND --help (or help COMMAND) lists its flags. ${PROGRAM} --version prints the version.`,
+    'Exit status: 0 done, 1 failed (one error: line on stderr), 2 usage printed for no command, 130/143 interrupted (SIGINT/SIGTERM).',
+  ].join('\n');
+}
+
+/** One command's usage: one line per flag with what it takes and its default. */
+export function commandHelp(command: Command): string {
+  const { summary, flags } = COMMANDS[command];
+  const left = flags.map((f) => `--${f.name}${f.takes ? ` ${f.takes}` : ''}`);
+  const width = Math.max(...left.map((l) => l.length));
+  const lines = flags.map((f, i) => `  ${left[i].padEnd(width)}  ${f.help}${f.default ? ` (default: ${f.default})` : ''}`);
+  return [
+    `${PROGRAM} ${command}: ${summary}.`,
+    '',
+    `Usage: ${PROGRAM} ${command} [--flag value ...]`,
+    '',
+    ...lines,
+    '',
+    'Lists take commas or repeated flags. A switch given alone means true. --flag=value works for every flag.',
+  ].join('\n');
+}
+
+/** Levenshtein distance between two strings. */
+export function editDistance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) next[j] = Math.min(row[j] + 1, next[j - 1] + 1, row[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    row = next;
+  }
+  return row[b.length];
+}
+
+/** The closest of `candidates` to `word`, when it is close enough to be a slip (a third of its length, at least 2 edits). */
+export function closest(word: string, candidates: readonly string[]): string | undefined {
+  const limit = Math.max(2, Math.floor(word.length / 3));
+  let best: { name: string; d: number } | undefined;
+  for (const name of candidates) {
+    const d = editDistance(word, name);
+    if (d <= limit && (!best || d < best.d)) best = { name, d };
+  }
+  return best?.name;
+}
+
+function unknownFlag(command: Command, name: string): InputError {
+  const names = COMMANDS[command].flags.map((f) => f.name);
+  const near = closest(name, names);
+  const elsewhere = (Object.keys(COMMANDS) as Command[]).filter((c) => c !== command && COMMANDS[c].flags.some((f) => f.name === name));
+  const hint = near ? ` Did you mean --${near}?` : elsewhere.length > 0 ? ` It is a flag of ${elsewhere.join(', ')}.` : '';
+  return new InputError(`Unknown flag --${name} for ${command}.${hint} See ${PROGRAM} ${command} --help.`);
+}
+
+/** The refusal of an unknown command, with the nearest command when there is one. */
+export function unknownCommand(name: string): InputError {
+  const near = closest(name, Object.keys(COMMANDS));
+  return new InputError(`Unknown command '${name}'.${near ? ` Did you mean ${near}?` : ''} Expected backup, restore, list, verify or prune; see ${PROGRAM} --help.`);
+}
+
+/**
+ * A command's flags as raw values by input name (a repeated flag's values joined by newlines, as a
+ * List input). A switch alone is 'true'; a switch followed by a word takes it as its value, so
+ * `--pause no` is refused like `--pause=no`. Throws InputError naming the flag.
+ */
+export function parseArgs(command: Command, argv: string[]): Map<string, string> {
+  const flags = COMMANDS[command].flags;
+  const values = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (!arg.startsWith('--')) throw new InputError(`Unexpected argument '${arg}' for ${command}. Expected --flag value; see ${PROGRAM} ${command} --help.`);
+    const eq = arg.indexOf('=');
+    const name = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
+    const spec = flags.find((f) => f.name === name);
+    if (!spec) throw unknownFlag(command, name);
+    let value: string;
+    if (eq !== -1) value = arg.slice(eq + 1);
+    else if (spec.takes === undefined || spec.takes === SWITCH) {
+      const next = argv[i + 1];
+      value = next !== undefined && !next.startsWith('--') ? argv[++i] : 'true';
+    } else {
+      if (i + 1 >= argv.length) throw new InputError(`Flag --${name} needs a value: ${spec.takes}.`);
+      value = argv[++i];
+    }
+    const previous = values.get(name);
+    values.set(name, previous === undefined ? value : `${previous}\n${value}`);
+  }
+  return values;
+}
