@@ -122,10 +122,17 @@ export function isTmpfs(v: VolumeRecord): boolean {
   return v.driverOptions?.type === 'tmpfs' || v.driverOptions?.device === 'tmpfs';
 }
 
-/** The old container and the volume mount points a restore takes over from it. */
+/**
+ * A container's own anonymous volumes: those its configuration or image declares, not those it
+ * takes from another container with `--volumes-from` (they are that container's).
+ */
 function anonymousVolumes(info: ContainerInspect): Array<{ destination: string; volume: string }> {
+  const own = new Set([
+    ...Object.keys((info.Config?.Volumes as Record<string, unknown> | null) ?? {}),
+    ...((info.HostConfig?.Mounts as Array<{ Type?: string; Source?: string; Target?: string }> | null) ?? []).filter((m) => m.Type === 'volume' && !m.Source).map((m) => m.Target ?? ''),
+  ]);
   return mountsToTake(info, { includeVolumes: true, includeBindMounts: false })
-    .filter((m) => m.anonymous)
+    .filter((m) => m.anonymous && own.has(m.destination))
     .map((m) => ({ destination: m.destination, volume: m.name }));
 }
 

@@ -152,7 +152,8 @@ async function exists(engine: Engine, id: string): Promise<boolean> {
  * Puts back what the uncommitted restores of `targets` changed, phase by phase across all of them
  * (two targets may share a volume, which cannot be put back while an old container holds it): the
  * new containers are removed, then replaced volumes get their old content back and created ones are
- * removed, then the old containers are back under their names and in their states. Each step done
+ * removed, then the old containers are back under their names and in their states (in the order of
+ * `targets`, the restore's: a container others refer to first). Each step done
  * is removed from its target's record and `save` is called, so a rollback interrupted in turn runs
  * again from where it stopped. Returns what could not be put back.
  */
@@ -178,7 +179,7 @@ export async function rollBackTargets(engine: Engine, run: string, helperImage: 
       () => (e.creating = false),
     );
   }
-  for (const e of ordered) {
+  for (const e of targets) {
     const image = e.aside?.removed?.image ?? e.image ?? helperImage;
     for (const v of [...e.replaced].reverse()) {
       const done = () => {
@@ -191,7 +192,8 @@ export async function rollBackTargets(engine: Engine, run: string, helperImage: 
       await attempt(`remove volume ${name}`, () => engine.removeVolume(name).catch(ignoreMissing), () => e.createdVolumes.splice(e.createdVolumes.indexOf(name), 1));
     }
   }
-  for (const e of ordered) {
+  // Old containers in restore order: those others take volumes or namespaces from come first.
+  for (const e of targets) {
     const a = e.aside;
     if (a) await attempt(`put back container ${e.target}`, () => putBackContainer(engine, run, e.target, a, log, save), () => (e.aside = undefined));
   }

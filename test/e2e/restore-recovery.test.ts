@@ -184,4 +184,33 @@ describe('putting back an interrupted restore', () => {
     expect((await docker.getContainer(s.names[0]).inspect()).Id).toBe(s.ids[0]);
     expect(journalOf(sent.pid)).toEqual([]);
   });
+
+  it('an owner and a container that takes its volumes (--volumes-from), killed while they are filled: the next run puts both back', async () => {
+    const vol = res.volume('vf');
+    const owner = res.name('vf-owner');
+    const taker = res.name('vf-taker');
+    const store = join(res.tempDir(), 'store');
+    const script = 'test -f /data/big || dd if=/dev/urandom of=/data/big bs=1M count=60 2>/dev/null; test -f /data/ready || touch /data/ready; exec sleep 100000';
+    await runContainer({ name: owner, Image: image, StopTimeout: 1, Volumes: { '/anon': {} }, Cmd: ['sh', '-c', script], HostConfig: { Binds: [`${vol}:/data`] } }, 'running');
+    await waitFor(async () => treeDigest(owner, '/data/ready').then(() => true, () => false), 60_000);
+    await runContainer({ name: taker, Image: image, StopTimeout: 1, Cmd: ['sleep', '100000'], HostConfig: { VolumesFrom: [owner] } }, 'running');
+    const backup = await runCli(['backup', '--containers', `${owner},${taker}`, '--destination', `dir:${store}`, '--tag', 'good']);
+    expect(backup.code, backup.stderr).toBe(0);
+    [owner, taker].forEach((n) => res.image(`container-snapshot/${n}:good`));
+    await exec(owner, 'echo later > /data/later; echo later > /anon/later');
+    const live = await Promise.all(['/data', '/anon'].map(async (p) => (await treeDigest(owner, p)).digest));
+    const ids = await Promise.all([owner, taker].map(async (n) => (await docker.getContainer(n).inspect()).Id));
+    const sent: { at?: number; pid?: number } = {};
+    const filling = async () => (await gone(ids[0])) && (await gone(ids[1])) && (await asideVolumes(vol)).length > 0;
+    await runCli(['restore', '--source', `dir:${store}`, '--snapshot', 'good', '--replace'], { onSpawn: when(filling, 'SIGKILL', sent) });
+    expect(sent.at).toBeDefined();
+    const next = await recoverAbandonedRestores(new Engine(), quietLog, process.env);
+    expect(next.problems).toEqual([]);
+    for (const n of [owner, taker]) {
+      expect((await docker.getContainer(n).inspect()).State.Running, n).toBe(true);
+      expect(await Promise.all(['/data', '/anon'].map(async (p) => (await treeDigest(n, p)).digest)), n).toEqual(live);
+    }
+    expect(await asideVolumes(vol)).toEqual([]);
+    expect(journalOf(sent.pid)).toEqual([]);
+  });
 });
