@@ -68,7 +68,7 @@ describe('an interrupted restore', () => {
     const name = res.name(suffix);
     const vol = res.volume(suffix);
     const store = join(res.tempDir(), 'store');
-    const script = 'test -f /v/big || dd if=/dev/urandom of=/v/big bs=1M count=120 2>/dev/null; touch /v/ready; exec sleep 100000';
+    const script = 'test -f /v/big || dd if=/dev/urandom of=/v/big bs=1M count=120 2>/dev/null; test -f /v/ready || touch /v/ready; exec sleep 100000';
     await runContainer({ name, Image: image, StopTimeout: 1, Cmd: ['sh', '-c', script], HostConfig: { Binds: [`${vol}:/v`] } }, 'running');
     await waitFor(async () => treeDigest(name, '/v/ready').then(() => true, () => false), 60_000);
     const backup = await runCli(['backup', '--containers', name, '--destination', `dir:${store}`, '--tag', 'good']);
