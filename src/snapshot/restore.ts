@@ -360,10 +360,27 @@ class ContainerRestore {
     }
   }
 
+  /**
+   * Without volumes, the container replacing an old one mounts the old one's anonymous volumes at
+   * the same mount points: no volume is written, and none is lost when the old container goes.
+   */
+  private async keepAnonymousVolumes(c: ContainerRecord, target: string, create: { HostConfig?: { Mounts?: unknown[] } }): Promise<void> {
+    const old = this.txn.pending.targets.find((t) => t.target === target)?.aside;
+    if (!old || old.removed) return;
+    const inherited = inheritedMounts(c);
+    const wanted = new Set(c.volumes.filter((v) => v.anonymous && !inherited.has(v.destination)).map((v) => v.destination));
+    const keep = anonymousVolumes(await this.ctx.engine.inspectContainer(old.id)).filter((v) => wanted.has(v.destination));
+    if (keep.length === 0) return;
+    const targets = new Set(keep.map((v) => v.destination));
+    const mounts = ((create.HostConfig?.Mounts as Array<{ Target?: string }> | undefined) ?? []).filter((m) => !targets.has(m.Target ?? ''));
+    create.HostConfig = { ...create.HostConfig, Mounts: [...mounts, ...keep.map((v) => ({ Type: 'volume', Source: v.volume, Target: v.destination }))] };
+  }
+
   private async create(c: ContainerRecord, target: string, image: string): Promise<string> {
     const { engine } = this.ctx;
     await this.ensureNetworks(c);
     const { create, connect } = createOptions(renameReferences(c.spec, this.opts.rename), target, image);
+    if (!this.opts.includeVolumes) await this.keepAnonymousVolumes(c, target, create);
     this.txn.record(target, (e) => {
       e.image = image;
       e.creating = true;
