@@ -195,7 +195,11 @@ export async function rollBackTargets(engine: Engine, run: string, helperImage: 
   // Old containers in restore order: those others take volumes or namespaces from come first.
   for (const e of targets) {
     const a = e.aside;
-    if (a) await attempt(`put back container ${e.target}`, () => putBackContainer(engine, run, e.target, a, log, save), () => (e.aside = undefined));
+    const forget = () => {
+      e.aside = undefined;
+      save();
+    };
+    if (a) await attempt(`put back container ${e.target}`, () => putBackContainer(engine, run, e.target, a, log, save, forget), forget);
   }
   return problems;
 }
@@ -207,7 +211,11 @@ async function putBackVolume(engine: Engine, run: string, image: string | undefi
     if (v.aside) await engine.removeVolume(v.aside).catch(ignoreMissing);
     return;
   }
-  if (v.aside && !(await engine.inspectVolume(v.aside))) throw new Error(`its old content (volume ${v.aside}) is gone`);
+  if (v.aside && !(await engine.inspectVolume(v.aside))) {
+    // Nothing can bring it back: said once, not on every later run.
+    done();
+    throw new Error(`its old content (volume ${v.aside}) is gone`);
+  }
   if (await engine.inspectVolume(v.name)) await engine.removeVolume(v.name);
   await engine.createVolume({ name: v.name, driver: v.driver, driverOpts: v.driverOpts, labels: v.labels });
   if (v.aside) {
@@ -218,9 +226,14 @@ async function putBackVolume(engine: Engine, run: string, image: string | undefi
   if (v.aside) await engine.removeVolume(v.aside).catch(ignoreMissing);
 }
 
-async function putBackContainer(engine: Engine, run: string, target: string, a: AsideRecord, log: Logger, save: () => void): Promise<void> {
+/** Puts back one old container; `gone` is called when it was removed by hand (nothing to put back). */
+async function putBackContainer(engine: Engine, run: string, target: string, a: AsideRecord, log: Logger, save: () => void, gone: () => void): Promise<void> {
   if (!(await exists(engine, a.id))) {
-    if (!a.removed) throw new Error(`container ${a.id} is gone`);
+    if (!a.removed) {
+      // Removed by hand meanwhile: nothing can bring it back, said once.
+      gone();
+      throw new Error(`container ${a.id} is gone`);
+    }
     a.id = await recreate(engine, run, target, a.removed);
     save();
   } else if ((await engine.inspectContainer(a.id)).Name !== `/${target}`) {

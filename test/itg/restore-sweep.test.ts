@@ -1,5 +1,7 @@
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { hostname } from 'node:os';
 import { Engine } from '../../src/engine/engine.js';
 import { RUN_LABEL } from '../../src/snapshot/fill.js';
@@ -25,5 +27,28 @@ describe('the recovery of interrupted restores', () => {
     const r = await recoverAbandonedRestores(new Engine(), quietLog, { ...process.env, CONTAINER_SNAPSHOT_STATE_DIR: emptyState });
     expect(r.problems).toEqual([]);
     expect((await docker.getVolume(aside).inspect()).Name).toBe(aside);
+  });
+
+  it('reports once what nothing can put back (its copy aside or its old container removed by hand), then forgets it', async () => {
+    const gone = spawnSync('true');
+    const vol = res.volume('kept');
+    await docker.createVolume({ Name: vol });
+    const state = res.tempDir();
+    const dir = join(state, 'restore-journal');
+    mkdirSync(dir, { recursive: true });
+    const file = join(dir, `${hostname()}-${gone.pid}.json`);
+    const target = res.name('gone');
+    const pending = {
+      run: `${hostname()}/${gone.pid}/1`,
+      targets: [{ target, creating: false, createdVolumes: [], replaced: [{ name: vol, aside: `${vol}-aside-000000`, kept: true, emptied: true }], aside: { id: `${target}-replaced-000000`, asideName: `${target}-replaced-000000`, wasRunning: true, wasPaused: false } }],
+    };
+    writeFileSync(file, JSON.stringify({ pid: gone.pid, started: '1', host: hostname(), engine: process.env.DOCKER_HOST || 'unix:///var/run/docker.sock', pending }));
+    const stateEnv = { ...process.env, CONTAINER_SNAPSHOT_STATE_DIR: state };
+    const first = await recoverAbandonedRestores(new Engine(), quietLog, stateEnv);
+    expect(first.problems).toEqual([expect.stringContaining('is gone'), expect.stringContaining('is gone')]);
+    const second = await recoverAbandonedRestores(new Engine(), quietLog, stateEnv);
+    expect(second.problems).toEqual([]);
+    expect(existsSync(file)).toBe(false);
+    expect((await docker.getVolume(vol).inspect()).Name).toBe(vol);
   });
 });
