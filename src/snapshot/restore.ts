@@ -386,6 +386,7 @@ class ContainerRestore {
       e.creating = true;
     });
     const id = await engine.createContainer(create);
+    this.txn.record(target, (e) => (e.created = id));
     await this.fillOwnMounts(c, id, image);
     for (const n of connect) await engine.connectNetwork(n.network, id, n.endpoint);
     this.txn.checkpoint();

@@ -44,6 +44,8 @@ export interface TargetPending {
   aside?: AsideRecord;
   /** Set once the new container may exist under `target`. */
   creating: boolean;
+  /** The new container's ID, once created. */
+  created?: string;
   createdVolumes: string[];
   replaced: ReplacedVolume[];
 }
@@ -173,8 +175,10 @@ export async function rollBackTargets(engine: Engine, run: string, helperImage: 
     await attempt(
       `remove the new container ${e.target}`,
       async () => {
+        // Only the restore's own: a container made under that name since (by hand) is left alone.
         const now = await engine.findContainer(e.target);
-        if (now && now.Id !== e.aside?.id) await engine.removeContainer(now.Id, { force: true, volumes: true });
+        const ours = e.created ? now?.Id === e.created : now?.Config.Image === e.image;
+        if (now && ours && now.Id !== e.aside?.id) await engine.removeContainer(now.Id, { force: true, volumes: true });
       },
       () => (e.creating = false),
     );

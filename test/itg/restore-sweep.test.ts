@@ -6,7 +6,7 @@ import { hostname } from 'node:os';
 import { Engine } from '../../src/engine/engine.js';
 import { RUN_LABEL } from '../../src/snapshot/fill.js';
 import { recoverAbandonedRestores, runIsGone } from '../../src/snapshot/restore-journal.js';
-import { Resources, docker, quietLog } from '../support/fixtures.js';
+import { Resources, docker, quietLog, runContainer } from '../support/fixtures.js';
 
 /**
  * A run's recovery reads only the journals of its own state directory: the copy aside of a
@@ -50,5 +50,19 @@ describe('the recovery of interrupted restores', () => {
     expect(second.problems).toEqual([]);
     expect(existsSync(file)).toBe(false);
     expect((await docker.getVolume(vol).inspect()).Name).toBe(vol);
+  });
+
+  it('leaves alone a container made by hand under the name of a restore that was killed while it created its own', async () => {
+    const gone = spawnSync('true');
+    const target = res.name('byhand');
+    const made = await runContainer({ name: target, Image: inject('fixtureImage'), Cmd: ['sleep', '100000'] }, 'running');
+    const state = res.tempDir();
+    const dir = join(state, 'restore-journal');
+    mkdirSync(dir, { recursive: true });
+    const pending = { run: `${hostname()}/${gone.pid}/1`, targets: [{ target, image: `container-snapshot/${target}:t`, creating: true, createdVolumes: [], replaced: [] }] };
+    writeFileSync(join(dir, `${hostname()}-${gone.pid}.json`), JSON.stringify({ pid: gone.pid, started: '1', host: hostname(), engine: process.env.DOCKER_HOST || 'unix:///var/run/docker.sock', pending }));
+    const r = await recoverAbandonedRestores(new Engine(), quietLog, { ...process.env, CONTAINER_SNAPSHOT_STATE_DIR: state });
+    expect(r.problems).toEqual([]);
+    expect((await docker.getContainer(target).inspect()).Id).toBe(made.id);
   });
 });
