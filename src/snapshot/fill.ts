@@ -1,5 +1,5 @@
 import { posix } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import { type Engine } from '../engine/engine.js';
 
@@ -38,18 +38,28 @@ async function peekTar(stream: Readable, limit: number): Promise<{ count: number
   return { count, first };
 }
 
-/** The mount point of the volume or directory a helper writes: one no image holds (a symlink there would take the content elsewhere). */
-const FILL_DIR = 'csx-fill';
+/**
+ * An image with nothing in it, for the helpers that write a volume or directory at `/<basename>`:
+ * in the snapshot's own image that path may be a symlink (`/lib -> usr/lib` in merged-/usr
+ * images), which would take the content into the helper's layer instead of the volume.
+ */
+export const EMPTY_IMAGE = { repo: 'container-snapshot/helper', tag: 'empty' };
 
-/** Renames the top entry of a tar (a file's archive, or a directory's and all below it) to `name`; hard links follow. */
-function renamedArchive(content: Readable, name: string): Readable {
+async function emptyImage(engine: Engine): Promise<string> {
+  const ref = `${EMPTY_IMAGE.repo}:${EMPTY_IMAGE.tag}`;
+  // An empty tar: two zero blocks.
+  if (!(await engine.imageExists(ref))) await engine.importImage(Readable.from([Buffer.alloc(1024)]), EMPTY_IMAGE.repo, EMPTY_IMAGE.tag);
+  return ref;
+}
+
+/** Renames the single top entry of a tar (a file's archive) to `name`. */
+function renamedFileArchive(content: Readable, name: string): Readable {
   const extract = tar.extract();
   const pack = tar.pack();
-  const rename = (path: string) => `${name}${path.includes('/') ? path.slice(path.indexOf('/')) : ''}`;
   content.on('error', (err: Error) => pack.destroy(err));
   extract.on('entry', (header, stream, next) => {
-    const linkname = header.type === 'link' && header.linkname ? rename(header.linkname) : header.linkname;
-    stream.pipe(pack.entry({ ...header, name: rename(header.name), linkname }, (err) => (err ? pack.destroy(err) : next())));
+    const rest = header.name.includes('/') ? header.name.slice(header.name.indexOf('/')) : '';
+    stream.pipe(pack.entry({ ...header, name: `${name}${rest}` }, (err) => (err ? pack.destroy(err) : next())));
   });
   extract.on('finish', () => pack.finalize());
   extract.on('error', (err: Error) => pack.destroy(err));
@@ -61,10 +71,10 @@ function renamedArchive(content: Readable, name: string): Readable {
  * Fills and reads volumes and host paths through never-started helper containers that mount only
  * what they serve: the result depends on nothing of the restored container (its read-only flags,
  * its other mounts) and on none of the archive API's path checks. A volume's archive (entries under
- * the basename of its mount point, as `GET /containers/{id}/archive` wrote it) is written at `/`,
- * its top entry renamed to the helper's mount point `/csx-fill` (one level below `/`, as the
- * original), so symlinks that climb above the mount point's parent, which the engine refuses when
- * extracting below `/` ("invalid symlink", moby pkg/archive breakoutError), are written as they were.
+ * the basename of its mount point, as `GET /containers/{id}/archive` wrote it) is mounted at
+ * `/<basename>` and written at `/`, so symlinks that climb above the mount point's parent, which the
+ * engine refuses when extracting below `/` ("invalid symlink", moby pkg/archive breakoutError), are
+ * written as they were.
  */
 export class Filler {
   constructor(
@@ -76,14 +86,14 @@ export class Filler {
   ) {}
 
   /** Runs `fn` with a helper that mounts `mounts`; the helper is removed after, whatever happens. */
-  async withHelper<T>(mounts: HelperMount[], fn: (id: string) => Promise<T>): Promise<T> {
+  async withHelper<T>(mounts: HelperMount[], fn: (id: string) => Promise<T>, image = this.image): Promise<T> {
     const Mounts = mounts.flatMap((m) =>
       'volume' in m ? [{ Type: 'volume', Source: m.volume, Target: m.target, VolumeOptions: { NoCopy: true } }] : m.create ? [] : [{ Type: 'bind', Source: m.bind, Target: m.target }],
     );
     // The legacy bind syntax creates a missing host directory, as `docker run -v` did for the original.
     const Binds = mounts.flatMap((m) => ('bind' in m && m.create ? [`${m.bind}:${m.target}`] : []));
     const id = await this.engine.createContainer({
-      Image: this.image,
+      Image: image,
       Entrypoint: ['/csx-helper'],
       Cmd: [],
       Labels: { [RUN_LABEL]: this.run },
@@ -116,13 +126,10 @@ export class Filler {
     }
   }
 
-  /**
-   * Writes a volume's archive (entries under `basename(mountPoint)`) into the volume `volume`: its
-   * top entry renamed to the helper's mount point, so an image path of the same name (`/lib` a
-   * symlink to `usr/lib` in merged-/usr images) plays no part.
-   */
-  async fillVolume(volume: string, content: () => Promise<Readable>): Promise<void> {
-    await this.withHelper([{ volume, target: `/${FILL_DIR}` }], async (id) => this.engine.putArchive(id, '/', renamedArchive(await content(), FILL_DIR)));
+  /** Writes a volume's archive (entries under `basename(mountPoint)`) into the volume `volume`. */
+  async fillVolume(volume: string, mountPoint: string, content: () => Promise<Readable>): Promise<void> {
+    const base = posix.basename(mountPoint);
+    await this.withHelper([{ volume, target: `/${base}` }], async (id) => this.engine.putArchive(id, '/', await content()), await emptyImage(this.engine));
   }
 
   /**
@@ -130,14 +137,18 @@ export class Filler {
    * mounted like a volume; a single file is written into its host directory under its host name
    * (a file that is itself a mount point cannot be replaced).
    */
-  async fillHostPath(source: string, content: () => Promise<Readable>): Promise<void> {
+  async fillHostPath(source: string, mountPoint: string, content: () => Promise<Readable>): Promise<void> {
     const { first } = await peekTar(await content(), 1);
     if (first === 'directory') {
-      await this.withHelper([{ bind: source, target: `/${FILL_DIR}`, create: true }], async (id) => this.engine.putArchive(id, '/', renamedArchive(await content(), FILL_DIR)));
+      await this.withHelper(
+        [{ bind: source, target: `/${posix.basename(mountPoint)}`, create: true }],
+        async (id) => this.engine.putArchive(id, '/', await content()),
+        await emptyImage(this.engine),
+      );
       return;
     }
     await this.withHelper([{ bind: posix.dirname(source), target: '/csx-parent', create: true }], async (id) =>
-      this.engine.putArchive(id, '/csx-parent', renamedArchive(await content(), posix.basename(source))),
+      this.engine.putArchive(id, '/csx-parent', renamedFileArchive(await content(), posix.basename(source))),
     );
   }
 
@@ -147,9 +158,9 @@ export class Filler {
    * read, so a read and a write on one container wait for each other forever).
    */
   async copyVolume(from: string, to: string): Promise<void> {
-    await this.withHelper([{ volume: from, target: `/${FILL_DIR}` }], async (source) =>
-      this.withHelper([{ volume: to, target: `/${FILL_DIR}` }], async (target) => {
-        const archive = await this.engine.getArchive(source, `/${FILL_DIR}`);
+    await this.withHelper([{ volume: from, target: '/v' }], async (source) =>
+      this.withHelper([{ volume: to, target: '/v' }], async (target) => {
+        const archive = await this.engine.getArchive(source, '/v');
         try {
           await this.engine.putArchive(target, '/', archive);
         } finally {

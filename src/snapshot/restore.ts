@@ -325,7 +325,7 @@ class ContainerRestore {
         continue;
       }
       // Filled before the container exists, so the engine finds it not empty and copies no image content in.
-      await this.filler(image).fillVolume(name, this.content(c, v));
+      await this.filler(image).fillVolume(name, v.destination, this.content(c, v));
     }
   }
 
@@ -351,12 +351,12 @@ class ContainerRestore {
     const mounts = ((await this.ctx.engine.inspectContainer(id)).Mounts ?? []) as Array<{ Type?: string; Name?: string; Destination: string }>;
     for (const v of c.volumes.filter((m) => (m.type === 'bind' || m.anonymous) && !inherited.has(m.destination))) {
       if (v.type === 'bind') {
-        await this.filler(image).fillHostPath(v.source!, this.content(c, v));
+        await this.filler(image).fillHostPath(v.source!, v.destination, this.content(c, v));
         continue;
       }
       const volume = mounts.find((m) => m.Type === 'volume' && m.Destination === v.destination)?.Name;
       if (!volume) throw new RestoreError(`${c.name}: the new container has no volume at ${v.destination}`);
-      await this.filler(image).fillVolume(volume, this.content(c, v));
+      await this.filler(image).fillVolume(volume, v.destination, this.content(c, v));
     }
   }
 
