@@ -253,6 +253,12 @@ export class Engine {
     return (await unlessMissing(this.inspectImage(ref))) !== undefined;
   }
 
+  /** `docker import`: an image whose single layer is `tar`, tagged `repo:tag`. */
+  async importImage(tar: Readable, repo: string, tag: string): Promise<void> {
+    const stream = await call(`import image ${repo}:${tag}`, () => this.docker.importImage(tar as never, { repo, tag }) as Promise<Readable>);
+    await readProgress(stream, `import image ${repo}:${tag}`);
+  }
+
   /** `docker save`: a tar stream of the image (legacy or OCI layout, both with manifest.json). */
   async saveImage(ref: string, signal?: AbortSignal): Promise<Readable> {
     return endOnAbort(await call(`save image ${ref}`, () => this.docker.getImage(ref).get() as Promise<Readable>, signal), signal);

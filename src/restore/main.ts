@@ -5,7 +5,7 @@ import { restore } from '../commands.js';
 import { Input, parseRestoreInputs } from '../core/inputs.js';
 import { Engine } from '../engine/engine.js';
 import { failureLine, restoreSummary } from '../report.js';
-import { guardedRestore, recoverAbandonedRestores, rollBackAll } from '../snapshot/restore-journal.js';
+import { adoptPending, guardedRestore, recoverAbandonedRestores } from '../snapshot/restore-journal.js';
 
 export async function main(): Promise<void> {
   const password = core.getInput(Input.RegistryPassword);
@@ -25,12 +25,14 @@ export async function main(): Promise<void> {
   if (failed) throw new Error(failed);
 }
 
-/** Puts back what an interrupted main step changed and did not commit (it must be loud when it cannot). */
+/**
+ * Puts back what an interrupted main step changed and did not commit (it must be loud when it
+ * cannot). Through the main step's journal file, which the rollback keeps up to date: a second
+ * rollback of the same changes (by the next run) would undo what this one put back.
+ */
 export async function post(): Promise<void> {
   const pending = readRestorePending();
-  const engine = new Engine();
-  const problems = pending && pending.targets.length > 0 ? await rollBackAll(engine, pending, actionLogger) : [];
+  if (pending && pending.targets.length > 0) adoptPending(process.env, pending);
+  const { problems } = await recoverAbandonedRestores(new Engine(), actionLogger, process.env);
   if (problems.length > 0) core.setFailed(`Putting back what the interrupted restore changed failed: ${problems.join('; ')}`);
-  // The main step's own journal file, if it was killed before removing it.
-  else await recoverAbandonedRestores(engine, actionLogger, process.env);
 }

@@ -1,5 +1,5 @@
 import { posix } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import { type Engine } from '../engine/engine.js';
 
@@ -38,6 +38,20 @@ async function peekTar(stream: Readable, limit: number): Promise<{ count: number
   return { count, first };
 }
 
+/**
+ * An image with nothing in it, for the helpers that write a volume or directory at `/<basename>`:
+ * in the snapshot's own image that path may be a symlink (`/lib -> usr/lib` in merged-/usr
+ * images), which would take the content into the helper's layer instead of the volume.
+ */
+export const EMPTY_IMAGE = { repo: 'container-snapshot/helper', tag: 'empty' };
+
+async function emptyImage(engine: Engine): Promise<string> {
+  const ref = `${EMPTY_IMAGE.repo}:${EMPTY_IMAGE.tag}`;
+  // An empty tar: two zero blocks.
+  if (!(await engine.imageExists(ref))) await engine.importImage(Readable.from([Buffer.alloc(1024)]), EMPTY_IMAGE.repo, EMPTY_IMAGE.tag);
+  return ref;
+}
+
 /** Renames the single top entry of a tar (a file's archive) to `name`. */
 function renamedFileArchive(content: Readable, name: string): Readable {
   const extract = tar.extract();
@@ -72,14 +86,14 @@ export class Filler {
   ) {}
 
   /** Runs `fn` with a helper that mounts `mounts`; the helper is removed after, whatever happens. */
-  async withHelper<T>(mounts: HelperMount[], fn: (id: string) => Promise<T>): Promise<T> {
+  async withHelper<T>(mounts: HelperMount[], fn: (id: string) => Promise<T>, image = this.image): Promise<T> {
     const Mounts = mounts.flatMap((m) =>
       'volume' in m ? [{ Type: 'volume', Source: m.volume, Target: m.target, VolumeOptions: { NoCopy: true } }] : m.create ? [] : [{ Type: 'bind', Source: m.bind, Target: m.target }],
     );
     // The legacy bind syntax creates a missing host directory, as `docker run -v` did for the original.
     const Binds = mounts.flatMap((m) => ('bind' in m && m.create ? [`${m.bind}:${m.target}`] : []));
     const id = await this.engine.createContainer({
-      Image: this.image,
+      Image: image,
       Entrypoint: ['/csx-helper'],
       Cmd: [],
       Labels: { [RUN_LABEL]: this.run },
@@ -115,7 +129,7 @@ export class Filler {
   /** Writes a volume's archive (entries under `basename(mountPoint)`) into the volume `volume`. */
   async fillVolume(volume: string, mountPoint: string, content: () => Promise<Readable>): Promise<void> {
     const base = posix.basename(mountPoint);
-    await this.withHelper([{ volume, target: `/${base}` }], async (id) => this.engine.putArchive(id, '/', await content()));
+    await this.withHelper([{ volume, target: `/${base}` }], async (id) => this.engine.putArchive(id, '/', await content()), await emptyImage(this.engine));
   }
 
   /**
@@ -126,7 +140,11 @@ export class Filler {
   async fillHostPath(source: string, mountPoint: string, content: () => Promise<Readable>): Promise<void> {
     const { first } = await peekTar(await content(), 1);
     if (first === 'directory') {
-      await this.withHelper([{ bind: source, target: `/${posix.basename(mountPoint)}`, create: true }], async (id) => this.engine.putArchive(id, '/', await content()));
+      await this.withHelper(
+        [{ bind: source, target: `/${posix.basename(mountPoint)}`, create: true }],
+        async (id) => this.engine.putArchive(id, '/', await content()),
+        await emptyImage(this.engine),
+      );
       return;
     }
     await this.withHelper([{ bind: posix.dirname(source), target: '/csx-parent', create: true }], async (id) =>

@@ -1,10 +1,10 @@
-import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { errorMessage, type Logger } from '../core/log.js';
 import { isAlive, journalOwner, processStart, readJournals, stateDir, type JournalOwner } from '../core/recovery.js';
 import type { Engine } from '../engine/engine.js';
-import { RestoreTransaction, removeRunHelpers, removeRunVolumes, rollBackTarget, type RestorePending } from './transaction.js';
+import { RestoreTransaction, removeRunHelpers, removeRunVolumes, rollBackTargets, type RestorePending } from './transaction.js';
 
 /** One restore's journal file: who wrote it, and what it has not committed. */
 interface RestoreJournalFile extends JournalOwner {
@@ -45,23 +45,46 @@ export function restoreJournal(env: NodeJS.ProcessEnv, onChange?: (pending: Rest
   return { txn, close: () => rmSync(file, { force: true }) };
 }
 
-/** Rolls back every target of `pending`; returns what could not be put back. */
-export async function rollBackAll(engine: Engine, pending: RestorePending, log: Logger): Promise<string[]> {
+/**
+ * Rolls back every target of `pending`; returns what could not be put back. `save` is called after
+ * each step, with `pending` less what is done.
+ */
+export async function rollBackAll(engine: Engine, pending: RestorePending, log: Logger, save: () => void = () => undefined): Promise<string[]> {
   // A helper of the run may still hold a volume to put back.
   await removeRunHelpers(engine, (run) => run === pending.run);
-  const problems: string[] = [];
-  for (const e of [...pending.targets].reverse()) {
-    problems.push(...(await rollBackTarget(engine, pending.run, pending.helperImage, e, log)));
-  }
+  // Its own helpers carry this process's label: another run's sweep of the gone run's must not take them.
+  const problems = await rollBackTargets(engine, runLabelValue(), pending.helperImage, pending.targets, log, save);
+  pending.targets = pending.targets.filter((t) => t.creating || t.replaced.length > 0 || t.createdVolumes.length > 0 || t.aside);
+  save();
   return problems;
 }
 
 /**
- * Puts back what restores on this host that are no longer alive left uncommitted (from their
- * journal files), then removes the helpers and aside volumes such runs left. Returns how many runs.
+ * Writes the journal file of the run `pending` belongs to (a main step killed before it wrote
+ * one, or whose file is gone), unless it is there: the journal file is the one record a rollback
+ * marks its progress in.
  */
-export async function recoverAbandonedRestores(engine: Engine, log: Logger, env: NodeJS.ProcessEnv): Promise<number> {
-  let recovered = 0;
+export function adoptPending(env: NodeJS.ProcessEnv, pending: RestorePending): void {
+  const [host, pid, started] = pending.run.split('/');
+  if (host !== hostname() || !/^\d+$/.test(pid ?? '')) return;
+  const dir = journalDir(env);
+  const file = join(dir, `${host}-${pid}.json`);
+  if (existsSync(file)) return;
+  const record: RestoreJournalFile = { ...journalOwner(env), pid: Number(pid), started: started ?? '', host, pending };
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  writeFileSync(file, JSON.stringify(record), { mode: 0o600 });
+}
+
+/**
+ * Puts back what restores on this host that are no longer alive left uncommitted (from their
+ * journal files, each rewritten as the rollback goes), then removes the helpers those runs left
+ * and the aside volumes of the runs put back. An aside volume of a run whose journal is not in this
+ * state directory (another user's, another `CONTAINER_SNAPSHOT_STATE_DIR`) is that journal's to put
+ * back and is kept. Returns how many runs were put back, and what could not be.
+ */
+export async function recoverAbandonedRestores(engine: Engine, log: Logger, env: NodeJS.ProcessEnv): Promise<{ recovered: number; problems: string[] }> {
+  const recovered = new Set<string>();
+  const problems: string[] = [];
   const keep = new Set<string>();
   await removeRunHelpers(engine, runIsGone);
   for (const { path, entry, gone } of readJournals<RestoreJournalFile>(journalDir(env), env)) {
@@ -73,17 +96,22 @@ export async function recoverAbandonedRestores(engine: Engine, log: Logger, env:
     if (entry.pending.targets.length > 0) {
       log.warning(`A restore (pid ${entry.pid}) ended before it finished (${entry.pending.targets.map((t) => t.target).join(', ')}); putting back what it changed`);
     }
-    const problems = await rollBackAll(engine, entry.pending, log).catch((err: unknown) => [errorMessage(err)]);
-    if (problems.length > 0) {
-      asides.forEach((v) => keep.add(v));
-      log.error(`Could not put back everything the interrupted restore changed: ${problems.join('; ')}`);
+    const save = () => {
+      writeFileSync(`${path}.tmp`, JSON.stringify(entry), { mode: 0o600 });
+      renameSync(`${path}.tmp`, path);
+    };
+    const failed = await rollBackAll(engine, entry.pending, log, save).catch((err: unknown) => [errorMessage(err)]);
+    if (failed.length > 0) {
+      entry.pending.targets.flatMap((t) => t.replaced.flatMap((v) => (v.aside ? [v.aside] : []))).forEach((v) => keep.add(v));
+      log.error(`Could not put back everything the interrupted restore changed: ${failed.join('; ')}`);
+      problems.push(...failed);
       continue;
     }
     rmSync(path, { force: true });
-    recovered++;
+    recovered.add(entry.pending.run);
   }
-  await removeRunVolumes(engine, runIsGone, keep);
-  return recovered;
+  await removeRunVolumes(engine, (run) => recovered.has(run), keep);
+  return { recovered: recovered.size, problems };
 }
 
 /**

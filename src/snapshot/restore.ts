@@ -11,7 +11,7 @@ import { loadArchive } from './image-archive.js';
 import type { ContainerRecord, SnapshotSet, VolumeRecord } from './manifest.js';
 import { captureSpec, containerReferences, createNetworkOptions, createOptions, renameReferences } from './spec.js';
 import { Filler, RUN_LABEL } from './fill.js';
-import { InterruptedError, RestoreTransaction, rollBackTarget, type ReplacedVolume } from './transaction.js';
+import { InterruptedError, RestoreTransaction, rollBackTargets, type ReplacedVolume, type TargetPending } from './transaction.js';
 import { mountsToTake } from './volumes.js';
 import { MetadataMerger, readMetadataRecord } from './metadata-merge.js';
 import type { MetadataRecord } from './volume-metadata.js';
@@ -125,10 +125,17 @@ export function isTmpfs(v: VolumeRecord): boolean {
   return v.driverOptions?.type === 'tmpfs' || v.driverOptions?.device === 'tmpfs';
 }
 
-/** The old container and the volume mount points a restore takes over from it. */
+/**
+ * A container's own anonymous volumes: those its configuration or image declares, not those it
+ * takes from another container with `--volumes-from` (they are that container's).
+ */
 function anonymousVolumes(info: ContainerInspect): Array<{ destination: string; volume: string }> {
+  const own = new Set([
+    ...Object.keys((info.Config?.Volumes as Record<string, unknown> | null) ?? {}),
+    ...((info.HostConfig?.Mounts as Array<{ Type?: string; Source?: string; Target?: string }> | null) ?? []).filter((m) => m.Type === 'volume' && !m.Source).map((m) => m.Target ?? ''),
+  ]);
   return mountsToTake(info, { includeVolumes: true, includeBindMounts: false })
-    .filter((m) => m.anonymous)
+    .filter((m) => m.anonymous && own.has(m.destination))
     .map((m) => ({ destination: m.destination, volume: m.name }));
 }
 
@@ -284,7 +291,7 @@ class ContainerRestore {
     const old = (await engine.inspectVolume(name))!;
     const hasData = !isTmpfs(v) && (await this.filler(image).volumeHasData(name));
     const aside = hasData ? `${name}-aside-${randomBytes(3).toString('hex')}` : undefined;
-    const record: ReplacedVolume = { name, aside, kept: false, driver: old.Driver, driverOpts: (old.Options as Record<string, string> | null) ?? {}, labels: (old.Labels as Record<string, string> | null) ?? {} };
+    const record: ReplacedVolume = { name, aside, kept: false, emptied: false, driver: old.Driver, driverOpts: (old.Options as Record<string, string> | null) ?? {}, labels: (old.Labels as Record<string, string> | null) ?? {} };
     this.txn.record(target, (e) => {
       e.image = image;
       e.replaced.push(record);
@@ -295,7 +302,7 @@ class ContainerRestore {
     }
     this.txn.record(target, () => (record.kept = true));
     await this.releaseVolume(name);
-    this.txn.checkpoint();
+    this.txn.record(target, () => (record.emptied = true));
     try {
       await engine.removeVolume(name);
     } catch (err) {
@@ -315,7 +322,7 @@ class ContainerRestore {
         else {
           // Empty and unused (checked): a rollback empties it again.
           const old = (await engine.inspectVolume(name))!;
-          this.txn.record(target, (e) => e.replaced.push({ name, kept: true, driver: old.Driver, driverOpts: (old.Options as Record<string, string> | null) ?? {}, labels: (old.Labels as Record<string, string> | null) ?? {} }));
+          this.txn.record(target, (e) => e.replaced.push({ name, kept: true, emptied: true, driver: old.Driver, driverOpts: (old.Options as Record<string, string> | null) ?? {}, labels: (old.Labels as Record<string, string> | null) ?? {} }));
         }
       } else {
         this.txn.record(target, (e) => e.createdVolumes.push(name));
@@ -365,15 +372,33 @@ class ContainerRestore {
     }
   }
 
+  /**
+   * Without volumes, the container replacing an old one mounts the old one's anonymous volumes at
+   * the same mount points: no volume is written, and none is lost when the old container goes.
+   */
+  private async keepAnonymousVolumes(c: ContainerRecord, target: string, create: { HostConfig?: { Mounts?: unknown[] } }): Promise<void> {
+    const old = this.txn.pending.targets.find((t) => t.target === target)?.aside;
+    if (!old || old.removed) return;
+    const inherited = inheritedMounts(c);
+    const wanted = new Set(c.volumes.filter((v) => v.anonymous && !inherited.has(v.destination)).map((v) => v.destination));
+    const keep = anonymousVolumes(await this.ctx.engine.inspectContainer(old.id)).filter((v) => wanted.has(v.destination));
+    if (keep.length === 0) return;
+    const targets = new Set(keep.map((v) => v.destination));
+    const mounts = ((create.HostConfig?.Mounts as Array<{ Target?: string }> | undefined) ?? []).filter((m) => !targets.has(m.Target ?? ''));
+    create.HostConfig = { ...create.HostConfig, Mounts: [...mounts, ...keep.map((v) => ({ Type: 'volume', Source: v.volume, Target: v.destination }))] };
+  }
+
   private async create(c: ContainerRecord, target: string, image: string): Promise<string> {
     const { engine } = this.ctx;
     await this.ensureNetworks(c);
     const { create, connect } = createOptions(renameReferences(c.spec, this.opts.rename), target, image);
+    if (!this.opts.includeVolumes) await this.keepAnonymousVolumes(c, target, create);
     this.txn.record(target, (e) => {
       e.image = image;
       e.creating = true;
     });
     const id = await engine.createContainer(create);
+    this.txn.record(target, (e) => (e.created = id));
     await this.fillOwnMounts(c, id, image);
     for (const n of connect) await engine.connectNetwork(n.network, id, n.endpoint);
     this.txn.checkpoint();
@@ -384,15 +409,18 @@ class ContainerRestore {
     return id;
   }
 
-  /** Puts back what the restore of `target` changed, and forgets it. */
-  async rollBack(target: string): Promise<void> {
-    const e = this.txn.pending.targets.find((t) => t.target === target);
-    if (!e) return;
-    const problems = await rollBackTarget(this.ctx.engine, this.txn.pending.run, this.txn.pending.helperImage, e, this.ctx.log);
-    for (const v of e.replaced) this.filled.delete(v.name);
-    for (const v of e.createdVolumes) this.filled.delete(v);
-    if (problems.length > 0) throw new RestoreError(`${target}: could not put everything back: ${problems.join('; ')}`);
-    this.txn.committed(target);
+  /** Puts back what the restores of `targets` changed, and forgets them. */
+  async rollBack(...targets: string[]): Promise<void> {
+    const entries = this.txn.pending.targets.filter((t) => targets.includes(t.target));
+    if (entries.length === 0) return;
+    for (const e of entries) {
+      for (const v of e.replaced) this.filled.delete(v.name);
+      for (const v of e.createdVolumes) this.filled.delete(v);
+    }
+    const problems = await rollBackTargets(this.ctx.engine, this.txn.pending.run, this.txn.pending.helperImage, entries, this.ctx.log, () => this.txn.persist());
+    const done = (e: TargetPending) => !e.creating && e.replaced.length === 0 && e.createdVolumes.length === 0 && !e.aside;
+    for (const e of entries) if (done(e)) this.txn.committed(e.target);
+    if (problems.length > 0) throw new RestoreError(`${targets.join(', ')}: could not put everything back: ${problems.join('; ')}`);
   }
 
   /** The restore of `target` succeeded: what it kept aside is removed. */
@@ -515,7 +543,7 @@ export async function runRestore(opts: RestoreOptions, ctx: RestoreContext): Pro
   } catch (err) {
     if (!(err instanceof InterruptedError)) throw err;
     log.error(`${err.message}: putting back what this restore changed`);
-    for (const t of [...txn.pending.targets].reverse()) await worker.rollBack(t.target).catch((e: unknown) => log.error(errorMessage(e)));
+    await worker.rollBack(...txn.pending.targets.map((t) => t.target)).catch((e: unknown) => log.error(errorMessage(e)));
     throw err;
   }
   return { tag: set.tag, containers: results, failed: results.filter((r) => r.status === 'failed').length };

@@ -25,6 +25,11 @@ export interface ReplacedVolume {
   aside?: string;
   /** False while the old content is still being copied aside (the volume itself is untouched then). */
   kept: boolean;
+  /**
+   * False until the volume is about to be removed and created again: until then it still holds its
+   * old content (and may still be in use by the old container), so a rollback only drops the copy.
+   */
+  emptied?: boolean;
   driver?: string;
   driverOpts?: Record<string, string>;
   labels?: Record<string, string>;
@@ -39,6 +44,8 @@ export interface TargetPending {
   aside?: AsideRecord;
   /** Set once the new container may exist under `target`. */
   creating: boolean;
+  /** The new container's ID, once created. */
+  created?: string;
   createdVolumes: string[];
   replaced: ReplacedVolume[];
 }
@@ -101,6 +108,11 @@ export class RestoreTransaction {
     this.onChange(this.pending);
   }
 
+  /** Saves the pending state as it is now (a rollback records its progress, never stopped by `abort`). */
+  persist(): void {
+    this.save();
+  }
+
   setHelperImage(image: string): void {
     this.pending.helperImage = image;
     this.save();
@@ -139,64 +151,106 @@ async function exists(engine: Engine, id: string): Promise<boolean> {
 }
 
 /**
- * Puts back what an uncommitted restore of one target changed: removes the new container and the
- * volumes it created, refills replaced volumes with their old content, and brings the old container
- * back under its name and in its state. Each step checks what is there first, so a rollback that
- * was itself interrupted can run again. Returns what could not be put back.
+ * Puts back what the uncommitted restores of `targets` changed, phase by phase across all of them
+ * (two targets may share a volume, which cannot be put back while an old container holds it): the
+ * new containers are removed, then replaced volumes get their old content back and created ones are
+ * removed, then the old containers are back under their names and in their states (in the order of
+ * `targets`, the restore's: a container others refer to first). Each step done
+ * is removed from its target's record and `save` is called, so a rollback interrupted in turn runs
+ * again from where it stopped. Returns what could not be put back.
  */
-export async function rollBackTarget(engine: Engine, run: string, helperImage: string | undefined, e: TargetPending, log: Logger): Promise<string[]> {
+export async function rollBackTargets(engine: Engine, run: string, helperImage: string | undefined, targets: TargetPending[], log: Logger, save: () => void): Promise<string[]> {
   const problems: string[] = [];
-  const attempt = async (what: string, fn: () => Promise<void>) => {
+  const attempt = async (what: string, fn: () => Promise<void>, done: () => void) => {
     try {
       await fn();
+      done();
+      save();
     } catch (err) {
       problems.push(`${what}: ${errorMessage(err)}`);
     }
   };
-  const image = e.aside?.removed?.image ?? e.image ?? helperImage;
-  if (e.creating) {
-    await attempt(`remove the new container ${e.target}`, async () => {
-      const now = await engine.findContainer(e.target);
-      if (now && now.Id !== e.aside?.id) await engine.removeContainer(now.Id, { force: true, volumes: true });
-    });
+  const ordered = [...targets].reverse();
+  for (const e of ordered.filter((t) => t.creating)) {
+    await attempt(
+      `remove the new container ${e.target}`,
+      async () => {
+        // Only the restore's own: a container made under that name since (by hand) is left alone.
+        const now = await engine.findContainer(e.target);
+        const ours = e.created ? now?.Id === e.created : now?.Config.Image === e.image;
+        if (now && ours && now.Id !== e.aside?.id) await engine.removeContainer(now.Id, { force: true, volumes: true });
+      },
+      () => (e.creating = false),
+    );
   }
-  for (const v of [...e.replaced].reverse()) {
-    await attempt(`put back volume ${v.name}`, async () => {
-      if (!v.kept) {
-        if (v.aside) await engine.removeVolume(v.aside).catch(ignoreMissing);
-        return;
-      }
-      if (v.aside && !(await engine.inspectVolume(v.aside))) throw new Error(`its old content (volume ${v.aside}) is gone`);
-      if (await engine.inspectVolume(v.name)) await engine.removeVolume(v.name);
-      await engine.createVolume({ name: v.name, driver: v.driver, driverOpts: v.driverOpts, labels: v.labels });
-      if (v.aside) {
-        if (!image) throw new Error('no local image to copy its old content with');
-        await new Filler(engine, image, run).copyVolume(v.aside, v.name);
-        await engine.removeVolume(v.aside);
-      }
-    });
+  for (const e of targets) {
+    const image = e.aside?.removed?.image ?? e.image ?? helperImage;
+    for (const v of [...e.replaced].reverse()) {
+      const done = () => {
+        e.replaced.splice(e.replaced.indexOf(v), 1);
+        save();
+      };
+      await attempt(`put back volume ${v.name}`, () => putBackVolume(engine, run, image, v, done), () => undefined);
+    }
+    for (const name of [...e.createdVolumes]) {
+      await attempt(`remove volume ${name}`, () => engine.removeVolume(name).catch(ignoreMissing), () => e.createdVolumes.splice(e.createdVolumes.indexOf(name), 1));
+    }
   }
-  for (const name of e.createdVolumes) await attempt(`remove volume ${name}`, () => engine.removeVolume(name).catch(ignoreMissing));
-  const a = e.aside;
-  if (a) {
-    await attempt(`put back container ${e.target}`, async () => {
-      let id = a.id;
-      if (!(await exists(engine, a.id))) {
-        if (!a.removed) throw new Error(`container ${a.id} is gone`);
-        id = await recreate(engine, run, e.target, a.removed);
-      } else if ((await engine.inspectContainer(id)).Name !== `/${e.target}`) {
-        await engine.renameContainer(id, e.target);
-      }
-      if (a.wasRunning) await engine.start(id);
-      if (a.wasPaused && !(await engine.inspectContainer(id)).State.Paused) await engine.pause(id);
-      if (a.removed) {
-        await engine.removeImage(a.removed.image, { force: true });
-        for (const v of a.removed.anonymous) await engine.removeVolume(v.volume).catch(ignoreMissing);
-      }
-      log.warning(`${e.target}: the previous container is back${a.wasRunning ? ' and running' : ''}`);
-    });
+  // Old containers in restore order: those others take volumes or namespaces from come first.
+  for (const e of targets) {
+    const a = e.aside;
+    const forget = () => {
+      e.aside = undefined;
+      save();
+    };
+    if (a) await attempt(`put back container ${e.target}`, () => putBackContainer(engine, run, e.target, a, log, save, forget), forget);
   }
   return problems;
+}
+
+/** Puts back one volume; `done` is called once it holds its old content, before the copy aside is removed. */
+async function putBackVolume(engine: Engine, run: string, image: string | undefined, v: ReplacedVolume, done: () => void): Promise<void> {
+  if (!v.kept || v.emptied === false) {
+    done();
+    if (v.aside) await engine.removeVolume(v.aside).catch(ignoreMissing);
+    return;
+  }
+  if (v.aside && !(await engine.inspectVolume(v.aside))) {
+    // Nothing can bring it back: said once, not on every later run.
+    done();
+    throw new Error(`its old content (volume ${v.aside}) is gone`);
+  }
+  if (await engine.inspectVolume(v.name)) await engine.removeVolume(v.name);
+  await engine.createVolume({ name: v.name, driver: v.driver, driverOpts: v.driverOpts, labels: v.labels });
+  if (v.aside) {
+    if (!image) throw new Error('no local image to copy its old content with');
+    await new Filler(engine, image, run).copyVolume(v.aside, v.name);
+  }
+  done();
+  if (v.aside) await engine.removeVolume(v.aside).catch(ignoreMissing);
+}
+
+/** Puts back one old container; `gone` is called when it was removed by hand (nothing to put back). */
+async function putBackContainer(engine: Engine, run: string, target: string, a: AsideRecord, log: Logger, save: () => void, gone: () => void): Promise<void> {
+  if (!(await exists(engine, a.id))) {
+    if (!a.removed) {
+      // Removed by hand meanwhile: nothing can bring it back, said once.
+      gone();
+      throw new Error(`container ${a.id} is gone`);
+    }
+    a.id = await recreate(engine, run, target, a.removed);
+    save();
+  } else if ((await engine.inspectContainer(a.id)).Name !== `/${target}`) {
+    await engine.renameContainer(a.id, target);
+  }
+  if (a.wasRunning) await engine.start(a.id);
+  if (a.wasPaused && !(await engine.inspectContainer(a.id)).State.Paused) await engine.pause(a.id);
+  if (a.removed) {
+    await engine.removeImage(a.removed.image, { force: true });
+    // Still in use when the container was interrupted before its removal: they are its own then.
+    for (const v of a.removed.anonymous) await engine.removeVolume(v.volume).catch(ignoreGoing);
+  }
+  log.warning(`${target}: the previous container is back${a.wasRunning ? ' and running' : ''}`);
 }
 
 function ignoreMissing(err: unknown): void {
@@ -210,6 +264,9 @@ function ignoreGoing(err: unknown): void {
 
 /** Creates a removed old container again from its committed layer and configuration; its anonymous volumes get their old content back. */
 async function recreate(engine: Engine, run: string, name: string, removed: NonNullable<AsideRecord['removed']>): Promise<string> {
+  // One a rollback interrupted in turn made and did not record: made again, its old volumes are still there.
+  const half = await engine.findContainer(name);
+  if (half && half.Config.Image === removed.image) await engine.removeContainer(half.Id, { force: true, volumes: true });
   const { create, connect } = createOptions(removed.spec, name, removed.image);
   const id = await engine.createContainer(create);
   for (const n of connect) await engine.connectNetwork(n.network, id, n.endpoint);
