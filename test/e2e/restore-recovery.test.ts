@@ -134,7 +134,8 @@ describe('putting back an interrupted restore', () => {
   });
 
   it('containers sharing a volume, killed while it is filled: the next run gives both the old content back', async () => {
-    const s = await service(2, 60);
+    // Large enough that the kill lands while the volume is filled, not after the first container committed.
+    const s = await service(2, 200);
     const sent: { at?: number; pid?: number } = {};
     const filling = async () => (await gone(s.ids[0])) && (await gone(s.ids[1])) && (await asideVolumes(s.vol)).length > 0;
     const r = await runCli(restoreArgs(s), { onSpawn: when(filling, 'SIGKILL', sent) });
