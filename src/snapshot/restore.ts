@@ -14,6 +14,7 @@ import { InterruptedError, RestoreTransaction, rollBackTarget, type ReplacedVolu
 import { mountsToTake } from './volumes.js';
 import { MetadataMerger, readMetadataRecord } from './metadata-merge.js';
 import type { MetadataRecord } from './volume-metadata.js';
+import { warnEngineCompat } from './engine-compat.js';
 
 export interface RestoreContext {
   engine: Engine;
@@ -443,6 +444,7 @@ export async function runRestore(opts: RestoreOptions, ctx: RestoreContext): Pro
   const txn = ctx.txn ?? new RestoreTransaction(`memory/${process.pid}/${randomBytes(3).toString('hex')}`);
   const set = await findSet(ctx.source, opts.snapshot);
   log.info(`Restoring snapshot ${set.tag} (created ${set.created}) from ${ctx.source.label}`);
+  await warnEngineCompat(set, ctx.engine, log);
   const chosen = chooseContainers(set, opts);
   const blobs = await verifyContainers(ctx.source, chosen, opts.includeVolumes, log);
   log.info(`All ${blobs} blob(s) verified`);
