@@ -357,7 +357,7 @@ class ContainerRestore {
   private async create(c: ContainerRecord, target: string, image: string): Promise<string> {
     const { engine } = this.ctx;
     await this.ensureNetworks(c);
-    const { create, connect } = createOptions(renameReferences(c.spec, this.opts.rename), target, image);
+    const { create, connect } = createOptions(renameReferences(c.spec, this.opts.rename), target, image, (await engine.info()).apiVersion);
     this.txn.record(target, (e) => {
       e.image = image;
       e.creating = true;

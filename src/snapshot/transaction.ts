@@ -210,7 +210,7 @@ function ignoreGoing(err: unknown): void {
 
 /** Creates a removed old container again from its committed layer and configuration; its anonymous volumes get their old content back. */
 async function recreate(engine: Engine, run: string, name: string, removed: NonNullable<AsideRecord['removed']>): Promise<string> {
-  const { create, connect } = createOptions(removed.spec, name, removed.image);
+  const { create, connect } = createOptions(removed.spec, name, removed.image, (await engine.info()).apiVersion);
   const id = await engine.createContainer(create);
   for (const n of connect) await engine.connectNetwork(n.network, id, n.endpoint);
   const mounts = ((await engine.inspectContainer(id)).Mounts ?? []) as Array<{ Type?: string; Name?: string; Destination: string }>;
