@@ -13,10 +13,21 @@
 #   scripts/testbed.sh engine    start dockerd in the background, unless an engine
 #                                already answers at $DOCKER_HOST (default
 #                                unix:///var/run/docker.sock); wait until it answers
-#   scripts/testbed.sh           both
+#   scripts/testbed.sh engine-current
+#                                a current engine beside it (Debian 13's docker.io, Engine
+#                                26.1, API 1.45): fetched once into $ENGINE_CURRENT_CACHE
+#                                without touching the host's apt sources, unpacked, and
+#                                started on its own socket, data-root, exec-root and bridge
+#                                with the host's containerd and runc; prints its DOCKER_HOST
+#                                (the only line on stdout) once it answers
+#   scripts/testbed.sh           both (install, engine)
 #
 # Environment: DOCKER_HOST (honoured as dockerode and the docker CLI do),
 # DOCKERD_LOG (default /tmp/dockerd.log), ENGINE_WAIT_SECONDS (default 30).
+# engine-current: ENGINE_CURRENT_HOST (default unix:///run/docker-current.sock),
+# ENGINE_CURRENT_CACHE (default /var/cache/csx-engine-current: the .deb and its unpacked tree),
+# ENGINE_CURRENT_STATE (default /var/lib/csx-engine-current: data-root, exec-root, pidfile, log),
+# ENGINE_CURRENT_BRIDGE (default csx-current0) and ENGINE_CURRENT_CIDR (default 172.31.251.1/24).
 # Debian 12 gives Engine 20.10 (docker.io) and the registry:2 server, distribution 2.8
 # (docker-registry); a plain dockerd runs containers, pause, volumes and published ports.
 set -euo pipefail
@@ -26,7 +37,16 @@ DEFAULT_HOST=unix:///var/run/docker.sock
 DOCKERD_LOG=${DOCKERD_LOG:-/tmp/dockerd.log}
 ENGINE_WAIT_SECONDS=${ENGINE_WAIT_SECONDS:-30}
 
-say() { printf 'testbed: %s\n' "$*"; }
+ENGINE_CURRENT_SUITE=trixie
+ENGINE_CURRENT_VERSION_GLOB='26.1.*'
+ENGINE_CURRENT_HOST=${ENGINE_CURRENT_HOST:-unix:///run/docker-current.sock}
+ENGINE_CURRENT_CACHE=${ENGINE_CURRENT_CACHE:-/var/cache/csx-engine-current}
+ENGINE_CURRENT_STATE=${ENGINE_CURRENT_STATE:-/var/lib/csx-engine-current}
+ENGINE_CURRENT_BRIDGE=${ENGINE_CURRENT_BRIDGE:-csx-current0}
+ENGINE_CURRENT_CIDR=${ENGINE_CURRENT_CIDR:-172.31.251.1/24}
+
+# Messages go to stderr: engine-current prints only its DOCKER_HOST on stdout.
+say() { printf 'testbed: %s\n' "$*" >&2; }
 die() {
   printf 'testbed: ERROR: %s\n' "$*" >&2
   exit 1
@@ -124,16 +144,102 @@ cmd_engine() {
   die "no engine answered at $host within ${ENGINE_WAIT_SECONDS} s of starting dockerd (left running: see $DOCKERD_LOG)"
 }
 
+# The Debian mirror the host already uses (deb822 or one-line sources), for the trixie fetch.
+debian_mirror() {
+  local uri
+  uri=$(grep -hsE '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}' | grep -v security | head -n 1 || true)
+  [[ -n $uri ]] || uri=$(grep -hsE '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list | awk '{print $2}' | grep -v security | head -n 1 || true)
+  printf '%s' "${uri:-http://deb.debian.org/debian}"
+}
+
+# Downloads docker.io from Debian 13 with apt's own client, using a sources list, package
+# lists and cache of its own (the host's apt configuration is left as it is), and unpacks it.
+current_fetch() {
+  local root=$ENGINE_CURRENT_CACHE/root
+  if [[ -x $root/usr/sbin/dockerd ]]; then
+    return 0
+  fi
+  local apt=$ENGINE_CURRENT_CACHE/apt
+  as_root mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$ENGINE_CURRENT_CACHE/deb"
+  printf 'deb %s %s main\n' "$(debian_mirror)" "$ENGINE_CURRENT_SUITE" | as_root tee "$apt/sources.list" >/dev/null
+  local opts=(-o Dir::Etc::sourcelist="$apt/sources.list" -o Dir::Etc::sourceparts=- \
+    -o Dir::State::Lists="$apt/lists" -o Dir::Cache="$apt/cache" -o APT::Get::List-Cleanup=0 -o APT::Sandbox::User=root)
+  say "engine-current: fetching docker.io from Debian $ENGINE_CURRENT_SUITE ($(debian_mirror))"
+  as_root apt-get -q "${opts[@]}" update >&2
+  (cd "$ENGINE_CURRENT_CACHE/deb" && as_root apt-get -q "${opts[@]}" download docker.io >&2)
+  local deb
+  deb=$(ls "$ENGINE_CURRENT_CACHE"/deb/docker.io_*.deb 2>/dev/null | head -n 1)
+  [[ -n $deb ]] || die "engine-current: apt-get download docker.io left no .deb in $ENGINE_CURRENT_CACHE/deb"
+  # shellcheck disable=SC2053
+  [[ $(dpkg-deb -f "$deb" Version) == $ENGINE_CURRENT_VERSION_GLOB ]] ||
+    die "engine-current: Debian $ENGINE_CURRENT_SUITE gives docker.io $(dpkg-deb -f "$deb" Version), expected $ENGINE_CURRENT_VERSION_GLOB"
+  as_root rm -rf "$root.tmp"
+  as_root dpkg-deb -x "$deb" "$root.tmp"
+  as_root mv "$root.tmp" "$root"
+}
+
+current_answers() {
+  timeout 10 docker -H "$ENGINE_CURRENT_HOST" version --format '{{.Server.Version}}' >/dev/null 2>&1
+}
+
+cmd_engine_current() {
+  command -v docker >/dev/null 2>&1 || die "no docker CLI on PATH: run 'scripts/testbed.sh install' first"
+  [[ $ENGINE_CURRENT_HOST == unix://* ]] || die "ENGINE_CURRENT_HOST must be a unix:// socket, got $ENGINE_CURRENT_HOST"
+  if current_answers; then
+    say "engine-current: already answering at $ENGINE_CURRENT_HOST ($(DOCKER_HOST=$ENGINE_CURRENT_HOST engine_describe))"
+    printf '%s\n' "$ENGINE_CURRENT_HOST"
+    return 0
+  fi
+  command -v containerd >/dev/null 2>&1 && command -v runc >/dev/null 2>&1 ||
+    die "engine-current needs the host's containerd and runc (from docker.io): run 'scripts/testbed.sh install' first"
+  current_fetch
+  local state=$ENGINE_CURRENT_STATE log=$ENGINE_CURRENT_STATE/dockerd.log
+  if [[ -e $state/pid ]] && kill -0 "$(cat "$state/pid" 2>/dev/null)" 2>/dev/null; then
+    die "engine-current: a dockerd is already running (pid $(cat "$state/pid")) but nothing answers at $ENGINE_CURRENT_HOST; see $log or stop it"
+  fi
+  if ! ip link show "$ENGINE_CURRENT_BRIDGE" >/dev/null 2>&1; then
+    as_root ip link add "$ENGINE_CURRENT_BRIDGE" type bridge
+    as_root ip addr add "$ENGINE_CURRENT_CIDR" dev "$ENGINE_CURRENT_BRIDGE"
+  fi
+  as_root ip link set "$ENGINE_CURRENT_BRIDGE" up
+  as_root mkdir -p "$state/data" "$state/exec"
+  local root=$ENGINE_CURRENT_CACHE/root
+  say "engine-current: starting $root/usr/sbin/dockerd on $ENGINE_CURRENT_HOST (log: $log)"
+  # Its own docker-proxy and docker-init first on PATH; the host's containerd and runc after.
+  # No iptables rules: the 20.10 engine owns the host's; published ports go through docker-proxy.
+  as_root env PATH="$root/usr/sbin:$root/usr/bin:$root/usr/libexec/docker:$PATH" setsid -w \
+    "$root/usr/sbin/dockerd" -H "$ENGINE_CURRENT_HOST" --data-root "$state/data" --exec-root "$state/exec" \
+    --pidfile "$state/pid" --bridge "$ENGINE_CURRENT_BRIDGE" --iptables=false --ip-masq=false \
+    </dev/null >"$log" 2>&1 &
+  local pid=$! waited=0
+  while ((waited < ENGINE_WAIT_SECONDS * 2)); do
+    if current_answers; then
+      say "engine-current: up at $ENGINE_CURRENT_HOST after ~$((waited / 2)) s ($(DOCKER_HOST=$ENGINE_CURRENT_HOST engine_describe))"
+      printf '%s\n' "$ENGINE_CURRENT_HOST"
+      return 0
+    fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      tail -n 40 "$log" >&2 || true
+      die "engine-current: dockerd exited before answering at $ENGINE_CURRENT_HOST"
+    fi
+    sleep 0.5
+    waited=$((waited + 1))
+  done
+  tail -n 40 "$log" >&2 || true
+  die "engine-current: no answer at $ENGINE_CURRENT_HOST within ${ENGINE_WAIT_SECONDS} s (left running: see $log)"
+}
+
 case "${1:-all}" in
   install) cmd_install ;;
   engine) cmd_engine ;;
+  engine-current) cmd_engine_current ;;
   all)
     cmd_install
     cmd_engine
     ;;
   -h | --help | help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" ;;
   *)
-    printf 'usage: %s [install|engine]\n' "$0" >&2
+    printf 'usage: %s [install|engine|engine-current]\n' "$0" >&2
     exit 2
     ;;
 esac

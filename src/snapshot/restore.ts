@@ -15,6 +15,7 @@ import { InterruptedError, RestoreTransaction, rollBackTargets, type ReplacedVol
 import { mountsToTake } from './volumes.js';
 import { MetadataMerger, readMetadataRecord } from './metadata-merge.js';
 import type { MetadataRecord } from './volume-metadata.js';
+import { warnEngineCompat } from './engine-compat.js';
 
 export interface RestoreContext {
   engine: Engine;
@@ -391,7 +392,7 @@ class ContainerRestore {
   private async create(c: ContainerRecord, target: string, image: string): Promise<string> {
     const { engine } = this.ctx;
     await this.ensureNetworks(c);
-    const { create, connect } = createOptions(renameReferences(c.spec, this.opts.rename), target, image);
+    const { create, connect } = createOptions(renameReferences(c.spec, this.opts.rename), target, image, (await engine.info()).apiVersion);
     if (!this.opts.includeVolumes) await this.keepAnonymousVolumes(c, target, create);
     this.txn.record(target, (e) => {
       e.image = image;
@@ -483,6 +484,7 @@ export async function runRestore(opts: RestoreOptions, ctx: RestoreContext): Pro
   const txn = ctx.txn ?? new RestoreTransaction(`memory/${process.pid}/${randomBytes(3).toString('hex')}`);
   const set = await findSet(ctx.source, opts.snapshot);
   log.info(`Restoring snapshot ${set.tag} (created ${set.created}) from ${ctx.source.label}`);
+  await warnEngineCompat(set, ctx.engine, log);
   const chosen = chooseContainers(set, opts);
   const blobs = await verifyContainers(ctx.source, chosen, opts.includeVolumes, log);
   log.info(`All ${blobs} blob(s) verified`);

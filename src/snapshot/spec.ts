@@ -72,10 +72,12 @@ export function macFromIp(ip: string | undefined): string | undefined {
 /**
  * The endpoint's MAC when it was configured rather than assigned. API ≤ 1.43 names a configured MAC in
  * Config.MacAddress; API ≥ 1.44 only shows the endpoint's MAC, which counts as configured unless it is
- * the one the engine derives from the endpoint's IP.
+ * the one the engine derives from the endpoint's IP (on any network but the primary, whatever the API).
  */
 function configuredMac(configMac: unknown, endpoint: { MacAddress?: string; IPAddress?: string }, primary: boolean): string | undefined {
-  if (typeof configMac === 'string' && configMac !== '') return primary ? configMac : undefined;
+  if (primary && typeof configMac === 'string' && configMac !== '') return configMac;
+  // Engine 26 (API 1.45) still shows the primary's MAC in Config.MacAddress: another network's
+  // endpoint may hold a configured MAC of its own.
   const mac = endpoint.MacAddress;
   if (!mac || mac.toLowerCase() === macFromIp(endpoint.IPAddress)) return undefined;
   return mac;
@@ -219,14 +221,23 @@ function primaryNetwork(spec: ContainerSpec): NetworkAttachment | undefined {
   return spec.networks.find((n) => n.name === wanted) ?? spec.networks.find((n) => n.name !== 'bridge');
 }
 
+/** Whether an Engine API version ("1.45") is at least `min` ("1.44"). */
+export function apiAtLeast(apiVersion: string, min: string): boolean {
+  const [a, b] = apiVersion.split('.').map(Number);
+  const [x, y] = min.split('.').map(Number);
+  return a > x || (a === x && b >= y);
+}
+
 /**
- * Create options for the container; its other networks are connected before start
- * (engines before API 1.44 take one network at create).
+ * Create options for the container. API ≥ 1.44 takes every network at create; before it, the
+ * container is created on one and `connect` lists the others, to connect before start. (Engine 26.1
+ * drops a MAC given at connect when the container starts, so a newer engine must get them at create.)
  */
 export function createOptions(
   spec: ContainerSpec,
   name: string,
   image: string,
+  apiVersion = '1.41',
 ): { create: CreateContainerOptions; connect: Array<{ network: string; endpoint: EndpointSettings }> } {
   const first = primaryNetwork(spec);
   const rest = first ? spec.networks.filter((n) => n !== first) : [];
@@ -236,10 +247,12 @@ export function createOptions(
     Image: image,
     HostConfig: spec.hostConfig as CreateContainerOptions['HostConfig'],
   };
-  if (first) create.NetworkingConfig = { EndpointsConfig: { [first.name]: endpointConfig(first) } };
+  const atCreate = first && apiAtLeast(apiVersion, '1.44') ? [first, ...rest] : first ? [first] : [];
+  if (first) create.NetworkingConfig = { EndpointsConfig: Object.fromEntries(atCreate.map((a) => [a.name, endpointConfig(a)])) };
   // Engines before API 1.44 ignore an endpoint's MAC at create and take it from Config only.
   if (first?.macAddress && !create.MacAddress) create.MacAddress = first.macAddress;
-  return { create, connect: rest.map((a) => ({ network: a.name, endpoint: endpointConfig(a) })) };
+  const later = rest.filter((a) => !atCreate.includes(a));
+  return { create, connect: later.map((a) => ({ network: a.name, endpoint: endpointConfig(a) })) };
 }
 
 export function createNetworkOptions(name: string, def: NetworkDefinition): Record<string, unknown> {

@@ -267,7 +267,7 @@ async function recreate(engine: Engine, run: string, name: string, removed: NonN
   // One a rollback interrupted in turn made and did not record: made again, its old volumes are still there.
   const half = await engine.findContainer(name);
   if (half && half.Config.Image === removed.image) await engine.removeContainer(half.Id, { force: true, volumes: true });
-  const { create, connect } = createOptions(removed.spec, name, removed.image);
+  const { create, connect } = createOptions(removed.spec, name, removed.image, (await engine.info()).apiVersion);
   const id = await engine.createContainer(create);
   for (const n of connect) await engine.connectNetwork(n.network, id, n.endpoint);
   const mounts = ((await engine.inspectContainer(id)).Mounts ?? []) as Array<{ Type?: string; Name?: string; Destination: string }>;

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { backup, restore, verify } from '../../src/commands.js';
 import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
 import { parseDestination } from '../../src/core/options.js';
-import { Resources, docker, quietLog, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
+import { Resources, docker, freeSubnet, quietLog, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
 
 const env = { ...process.env, DOCKER_CONFIG: '/nonexistent' };
 const inputs = (values: Record<string, string>) => (name: string) => values[name] ?? '';
@@ -56,15 +56,16 @@ describe('restore edge cases', () => {
 
   it('a failed replace puts the previous container back', async () => {
     const net = res.network('ipnet');
-    await docker.createNetwork({ Name: net, IPAM: { Config: [{ Subnet: '10.213.7.0/24' }] } });
+    const subnet = freeSubnet();
+    await docker.createNetwork({ Name: net, IPAM: { Config: [{ Subnet: `${subnet}.0/24` }] } });
     const name = res.name('ip');
-    await runContainer({ name, Image: image, Cmd: ['sleep', '100000'], NetworkingConfig: { EndpointsConfig: { [net]: { IPAMConfig: { IPv4Address: '10.213.7.10' } } } } }, 'running');
+    await runContainer({ name, Image: image, Cmd: ['sleep', '100000'], NetworkingConfig: { EndpointsConfig: { [net]: { IPAMConfig: { IPv4Address: `${subnet}.10` } } } } }, 'running');
     const location = store();
     await backUp({ containers: name, destination: location, tag: 'ip' });
     await docker.getContainer(name).stop({ t: 0 });
     const before = await docker.getContainer(name).inspect();
     // Another container takes the address, so the restored one cannot start.
-    await runContainer({ name: res.name('squatter'), Image: image, Cmd: ['sleep', '100000'], NetworkingConfig: { EndpointsConfig: { [net]: { IPAMConfig: { IPv4Address: '10.213.7.10' } } } } }, 'running');
+    await runContainer({ name: res.name('squatter'), Image: image, Cmd: ['sleep', '100000'], NetworkingConfig: { EndpointsConfig: { [net]: { IPAMConfig: { IPv4Address: `${subnet}.10` } } } } }, 'running');
     const r = await restoreFrom({ source: location, snapshot: 'ip', replace: 'true' });
     expect(r.failed).toBe(1);
     expect(r.containers[0].error).toMatch(/[Aa]ddress already in use|already allocated/);

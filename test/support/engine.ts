@@ -58,3 +58,27 @@ export async function buildFixtureImage(ref: string, marker = ''): Promise<strin
   });
   return ref;
 }
+
+/** The engine a run tests against, as the global setup provides it. */
+export interface TestedEngine {
+  version: string;
+  apiVersion: string;
+  host: string;
+}
+
+/** Whether the engine's major version is at least `major` ("26.1.5+dfsg1" → 26). */
+export function engineAtLeast(engine: TestedEngine, major: number): boolean {
+  return Number.parseInt(engine.version, 10) >= major;
+}
+
+/** Whether the engine's API version is at least `version` ("1.45" ≥ "1.44"). */
+export function apiAtLeast(engine: TestedEngine, version: string): boolean {
+  const [a, b] = engine.apiVersion.split('.').map(Number);
+  const [x, y] = version.split('.').map(Number);
+  return a > x || (a === x && b >= y);
+}
+
+/** How a test names the engine it ran on: "Engine 26.1.5 (API 1.45)". */
+export function engineLabel(engine: TestedEngine): string {
+  return `Engine ${engine.version.replace(/\+.*$/, '')} (API ${engine.apiVersion})`;
+}

@@ -1,6 +1,6 @@
 import Docker from 'dockerode';
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createHash, randomBytes, randomInt } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tar from 'tar-stream';
@@ -192,4 +192,23 @@ export function afterItsStop(): (info: Docker.ContainerInspectInfo) => boolean {
     if (!info.State.Running) seenStopped = true;
     return seenStopped && info.State.Running;
   };
+}
+
+/**
+ * The first three octets of a 10.x.y.0/24 subnet no route on this host uses yet: engines side by side
+ * (one tier each) share the host's routes, so a fixed subnet could be a second engine's bridge too.
+ */
+export function freeSubnet(): string {
+  const routes = readFileSync('/proc/net/route', 'utf8')
+    .split('\n')
+    .slice(1)
+    .map((line) => line.trim().split(/\s+/))
+    .filter((f) => f.length > 7)
+    .map(([, dest, , , , , , mask]) => ({ dest: Number.parseInt(dest, 16), mask: Number.parseInt(mask, 16) }));
+  for (;;) {
+    const [a, b] = [randomInt(100, 250), randomInt(0, 256)];
+    // /proc/net/route writes addresses in host (little-endian) byte order.
+    const net = 10 | (a << 8) | (b << 16);
+    if (!routes.some((r) => r.mask !== 0 && ((net & r.mask & 0xffffff) >>> 0) === ((r.dest & r.mask & 0xffffff) >>> 0))) return `10.${a}.${b}`;
+  }
 }

@@ -10,6 +10,8 @@ declare module 'vitest' {
     runPrefix: string;
     fixtureImage: string;
     registry: { host: string; username: string; password: string; config: string };
+    /** The engine this run tests against, for tests whose expectations depend on its version. */
+    engine: { version: string; apiVersion: string; host: string };
   }
 }
 
@@ -23,6 +25,8 @@ export async function setup(project: TestProject): Promise<void> {
   registry = await startRegistry();
   project.provide('runPrefix', runPrefix);
   project.provide('fixtureImage', fixtureImage);
+  const v = await engineClient().version();
+  project.provide('engine', { version: v.Version, apiVersion: v.ApiVersion, host: process.env.DOCKER_HOST || 'unix:///var/run/docker.sock' });
   project.provide('registry', {
     host: registry.host,
     username: registry.username,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ContainerInspect, NetworkInspect } from '../../src/engine/engine.js';
-import { captureSpec, createOptions, macFromIp, normalizeLinks } from '../../src/snapshot/spec.js';
+import { apiAtLeast, captureSpec, createOptions, macFromIp, normalizeLinks } from '../../src/snapshot/spec.js';
 import { mountsToTake } from '../../src/snapshot/volumes.js';
 
 const id = 'abcdef0123456789'.repeat(4);
@@ -96,6 +96,37 @@ describe('captureSpec: Config whole, MAC addresses', () => {
     expect(create.MacAddress).toBe('02:aa:bb:cc:dd:01');
     expect(create.NetworkingConfig?.EndpointsConfig?.appnet).toMatchObject({ MacAddress: '02:aa:bb:cc:dd:01' });
     expect(connect).toEqual([{ network: 'other', endpoint: { DriverOpts: { k: 'v' }, GwPriority: 3 } }]);
+  });
+
+  it('keeps a MAC configured on another network as Engine 26 (API 1.45) shows it: the primary in Config.MacAddress and on its endpoint', () => {
+    const info = inspect({ Config: { MacAddress: '02:aa:bb:cc:dd:01' } });
+    info.NetworkSettings.Networks = {
+      appnet: { MacAddress: '02:aa:bb:cc:dd:01', IPAddress: '10.9.0.5' },
+      other: { MacAddress: '02:aa:bb:cc:dd:02', IPAddress: '10.10.0.7' },
+      third: { MacAddress: '02:42:0a:0b:00:07', IPAddress: '10.11.0.7' },
+    } as never;
+    const spec = captureSpec(info, new Map());
+    expect(spec.networks.map((n) => n.macAddress)).toEqual(['02:aa:bb:cc:dd:01', '02:aa:bb:cc:dd:02', undefined]);
+    expect(createOptions(spec, 'w', 'i').connect).toEqual([
+      { network: 'other', endpoint: { MacAddress: '02:aa:bb:cc:dd:02' } },
+      { network: 'third', endpoint: {} },
+    ]);
+  });
+
+  it('gives API 1.44 and later every network at create (Engine 26.1 drops a MAC given at connect), older APIs one', () => {
+    const info = inspect({ Config: { MacAddress: '02:aa:bb:cc:dd:01' }, HostConfig: { NetworkMode: 'appnet' } });
+    info.NetworkSettings.Networks = {
+      appnet: { MacAddress: '02:aa:bb:cc:dd:01', IPAddress: '10.9.0.5' },
+      other: { MacAddress: '02:aa:bb:cc:dd:02', IPAddress: '10.10.0.7' },
+    } as never;
+    const spec = captureSpec(info, new Map());
+    const current = createOptions(spec, 'w', 'i', '1.45');
+    expect(current.create.NetworkingConfig?.EndpointsConfig).toEqual({ appnet: { MacAddress: '02:aa:bb:cc:dd:01' }, other: { MacAddress: '02:aa:bb:cc:dd:02' } });
+    expect(current.connect).toEqual([]);
+    const old = createOptions(spec, 'w', 'i', '1.41');
+    expect(Object.keys(old.create.NetworkingConfig?.EndpointsConfig ?? {})).toEqual(['appnet']);
+    expect(old.connect).toEqual([{ network: 'other', endpoint: { MacAddress: '02:aa:bb:cc:dd:02' } }]);
+    expect(apiAtLeast('1.44', '1.44') && apiAtLeast('2.0', '1.44') && !apiAtLeast('1.43', '1.44') && !apiAtLeast('1.9', '1.44')).toBe(true);
   });
 
   it('derives the MAC a bridge gives an IPv4 address', () => {

@@ -1,0 +1,120 @@
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import { join } from 'node:path';
+import tar from 'tar-stream';
+import { backup, restore } from '../../src/commands.js';
+import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
+import { Resources, docker, freeSubnet, quietLog, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
+import { apiAtLeast, engineAtLeast, engineLabel } from '../support/engine.js';
+
+/**
+ * Behaviour that differs between engine versions, tested on the engine the run has
+ * (Engine 20.10 and a current one in CI): each test's name says which engine and which branch.
+ */
+const engine = inject('engine');
+const label = engineLabel(engine);
+const env = { ...process.env, DOCKER_CONFIG: '/nonexistent' };
+const inputs = (values: Record<string, string>) => (name: string) => values[name] ?? '';
+
+async function backUp(values: Record<string, string>) {
+  const r = await backup(parseBackupInputs(inputs(values)), { log: quietLog, env });
+  expect(r.failed, JSON.stringify(r.containers.filter((c) => c.error))).toBe(0);
+  return r;
+}
+
+async function restoreFrom(values: Record<string, string>) {
+  const r = await restore(parseRestoreInputs(inputs(values)), { log: quietLog, env });
+  expect(r.failed, JSON.stringify(r.containers.filter((c) => c.error))).toBe(0);
+  return r;
+}
+
+describe(`${label}: behaviour that depends on the engine version`, () => {
+  const res = new Resources(inject('runPrefix'), 'ver');
+  const image = inject('fixtureImage');
+  const reg = inject('registry');
+  afterAll(() => res.cleanup());
+
+  async function runWithFile(suffix: string): Promise<string> {
+    const name = res.name(suffix);
+    await runContainer({ name, Image: image, Cmd: ['sh', '-c', `test -f /made || echo ${suffix} > /made; exec sleep 100000`] }, 'running');
+    await waitFor(async () => treeDigest(name, '/made').then(() => true, () => false));
+    return name;
+  }
+
+  const zstd = engineAtLeast(engine, 23);
+  it(`${label}: compression auto to a registry stores ${zstd ? 'zstd' : 'gzip'} layers (engines pull zstd from 23.0) and the engine pulls the snapshot image`, async () => {
+    const name = await runWithFile('auto');
+    const r = await backUp({ containers: name, destination: `registry:${reg.host}/${res.prefix}`, tag: 'auto-1', compression: 'auto', 'registry-username': reg.username, 'registry-password': reg.password });
+    const ref = r.containers[0].destinations[0].ref;
+    const [repo, tag] = ref.slice(reg.host.length + 1).split(':');
+    const auth = `Basic ${Buffer.from(`${reg.username}:${reg.password}`).toString('base64')}`;
+    const manifest = (await (
+      await fetch(`http://${reg.host}/v2/${repo}/manifests/${tag}`, { headers: { authorization: auth, accept: 'application/vnd.oci.image.manifest.v1+json' } })
+    ).json()) as { layers: Array<{ mediaType: string }> };
+    expect(manifest.layers.length).toBeGreaterThan(0);
+    expect(new Set(manifest.layers.map((l) => l.mediaType))).toEqual(new Set([`application/vnd.oci.image.layer.v1.tar+${zstd ? 'zstd' : 'gzip'}`]));
+
+    const stream = await docker.pull(ref, { authconfig: { username: reg.username, password: reg.password, serveraddress: reg.host } });
+    const events = await new Promise<Array<{ error?: string }>>((resolve, reject) => docker.modem.followProgress(stream, (err, out) => (err ? reject(err) : resolve(out))));
+    res.image(ref);
+    expect(events.filter((e) => e.error)).toEqual([]);
+    const copy = res.name('auto-pulled');
+    await runContainer({ name: copy, Image: ref, Cmd: ['sleep', '100000'] }, 'running');
+    expect(await treeDigest(copy, '/made')).toEqual(await treeDigest(name, '/made'));
+  });
+
+  const oci = engineAtLeast(engine, 25);
+  it(`${label}: docker save writes ${oci ? 'an OCI layout (from Engine 25)' : 'a Docker archive (before Engine 25)'}, and a backup through it restores the container's files`, async () => {
+    const name = await runWithFile('save');
+    const committed = res.image(`${res.prefix}-save:probe`);
+    const [repo, tag] = committed.split(':');
+    await docker.getContainer(name).commit({ repo, tag });
+    const entries: string[] = [];
+    const extract = tar.extract();
+    ((await docker.getImage(committed).get()) as unknown as NodeJS.ReadableStream).pipe(extract);
+    for await (const e of extract) {
+      entries.push(e.header.name);
+      e.resume();
+    }
+    expect(entries).toContain('manifest.json');
+    expect(entries.includes('oci-layout') && entries.includes('index.json')).toBe(oci);
+    expect(entries.some((n) => n.endsWith('/layer.tar'))).toBe(!oci);
+
+    const location = `dir:${join(res.tempDir(), 'store')}`;
+    await backUp({ containers: name, destination: location, tag: 'save-1' });
+    const copy = res.name('save-copy');
+    const r = await restoreFrom({ source: location, snapshot: 'save-1', rename: `${name}=${copy}`, start: 'always' });
+    res.image((await docker.getContainer(r.containers[0].id).inspect()).Config.Image);
+    expect(await treeDigest(copy, '/made')).toEqual(await treeDigest(name, '/made'));
+  });
+
+  const endpointMac = apiAtLeast(engine, '1.44');
+  it(`${label}: configured MACs come back ${endpointMac ? 'on each network, from the endpoint settings (API 1.44 and later)' : 'from Config.MacAddress, on the first network (before API 1.44)'}`, async () => {
+    const nets = [res.network('mac-a'), res.network('mac-b')];
+    const subnets: string[] = [];
+    for (const net of nets) {
+      const subnet = freeSubnet();
+      subnets.push(subnet);
+      await docker.createNetwork({ Name: net, IPAM: { Config: [{ Subnet: `${subnet}.0/24` }] } });
+    }
+    const macs = ['02:aa:bb:cc:ee:01', '02:aa:bb:cc:ee:02'];
+    const name = res.name('mac');
+    if (endpointMac) {
+      await runContainer(
+        { name, Image: image, Cmd: ['sleep', '100000'], HostConfig: { NetworkMode: nets[0] }, NetworkingConfig: { EndpointsConfig: { [nets[0]]: { MacAddress: macs[0] }, [nets[1]]: { MacAddress: macs[1] } } } } as never,
+        'running',
+      );
+    } else {
+      await runContainer({ name, Image: image, Cmd: ['sleep', '100000'], MacAddress: macs[0], HostConfig: { NetworkMode: nets[0] } }, 'running');
+    }
+    const shown = async () => Object.fromEntries(Object.entries((await docker.getContainer(name).inspect()).NetworkSettings.Networks).map(([n, e]) => [n, e.MacAddress]));
+    const expected = endpointMac ? { [nets[0]]: macs[0], [nets[1]]: macs[1] } : { [nets[0]]: macs[0] };
+    expect(await shown()).toEqual(expected);
+
+    const location = `dir:${join(res.tempDir(), 'store')}`;
+    await backUp({ containers: name, destination: location, tag: 'mac-1' });
+    await docker.getContainer(name).remove({ force: true });
+    const r = await restoreFrom({ source: location, snapshot: 'mac-1' });
+    res.image((await docker.getContainer(r.containers[0].id).inspect()).Config.Image);
+    expect(await shown()).toEqual(expected);
+  });
+});
