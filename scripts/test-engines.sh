@@ -24,8 +24,13 @@ DEFAULT_HOST=unix:///var/run/docker.sock
 CURRENT_HOST=${ENGINE_CURRENT_HOST:-unix:///run/docker-current.sock}
 MODE=${TEST_TIERS:-parallel}
 
+# "Engine X (API Y)" for an engine that answers; nothing otherwise (the client alone prints an
+# empty server version and fails when no engine listens on the socket).
 describe() {
-  timeout 10 docker -H "$1" version --format 'Engine {{.Server.Version}} (API {{.Server.APIVersion}})' 2>/dev/null | sed 's/+[^ ]*//'
+  local v
+  v=$(timeout 10 docker -H "$1" version --format '{{.Server.Version}}|{{.Server.APIVersion}}' 2>/dev/null) || return 0
+  [[ -n ${v%%|*} && -n ${v#*|} ]] || return 0
+  printf 'Engine %s (API %s)\n' "${v%%|*}" "${v#*|}" | sed 's/+[^ ]*//'
 }
 
 engines=()

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { hostname } from 'node:os';
 import { stateDir } from '../../src/core/recovery.js';
 import { RUN_LABEL } from '../../src/snapshot/fill.js';
-import { Resources, docker, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
+import { Resources, docker, runContainer, signalWhen, treeDigest, waitFor } from '../support/fixtures.js';
 import { runCli, runStep } from '../support/runner.js';
 
 /**
@@ -17,29 +17,6 @@ describe('an interrupted restore', () => {
   const image = inject('fixtureImage');
   afterAll(() => res.cleanup());
 
-  /** Polls the engine; the first time `when` holds, signals the child. */
-  function when(check: () => Promise<boolean>, signal: NodeJS.Signals, sent: { at?: number; pid?: number }) {
-    return (child: import('node:child_process').ChildProcess) => {
-      let busy = false;
-      const poll = setInterval(() => {
-        if (busy || sent.at) return;
-        busy = true;
-        check().then(
-          (yes) => {
-            busy = false;
-            if (yes && !sent.at) {
-              sent.at = Date.now();
-              sent.pid = child.pid;
-              clearInterval(poll);
-              child.kill(signal);
-            }
-          },
-          () => (busy = false),
-        );
-      }, 10);
-      child.on('close', () => clearInterval(poll));
-    };
-  }
 
   const helpersOf = async (vol: string) => (await docker.listContainers({ all: true, filters: { label: [RUN_LABEL], volume: [vol] } })).map((c) => c.Names);
   const asideVolumes = async (vol: string) => ((await docker.listVolumes({ filters: { label: [RUN_LABEL] } })).Volumes ?? []).filter((v) => v.Name.startsWith(`${vol}-aside-`));
@@ -112,7 +89,7 @@ describe('an interrupted restore', () => {
     it(`on SIGTERM ${phase}, puts everything back and exits 143; a plain re-run restores`, async () => {
       const s = await service();
       const sent: { at?: number; pid?: number } = {};
-      const r = await runCli(['restore', '--source', `dir:${s.store}`, '--snapshot', 'good', '--replace'], { onSpawn: when(check(s), 'SIGTERM', sent) });
+      const r = await runCli(['restore', '--source', `dir:${s.store}`, '--snapshot', 'good', '--replace'], { onSpawn: signalWhen(check(s), 'SIGTERM', sent) });
       expect(sent.at, r.stderr).toBeDefined();
       expect(r.code, r.stderr).toBe(143);
       expect(r.stderr).toContain('Received SIGTERM');
@@ -125,7 +102,7 @@ describe('an interrupted restore', () => {
     it(`killed (SIGKILL) ${phase}: the next run puts back what it left, and a plain re-run restores`, async () => {
       const s = await service();
       const sent: { at?: number; pid?: number } = {};
-      const r = await runCli(['restore', '--source', `dir:${s.store}`, '--snapshot', 'good', '--replace'], { onSpawn: when(check(s), 'SIGKILL', sent) });
+      const r = await runCli(['restore', '--source', `dir:${s.store}`, '--snapshot', 'good', '--replace'], { onSpawn: signalWhen(check(s), 'SIGKILL', sent) });
       expect(sent.at, r.stderr).toBeDefined();
       expect(r.code).toBe(128);
       const again = await runCli(['restore', '--source', `dir:${s.store}`, '--snapshot', 'good', '--replace']);
@@ -147,7 +124,7 @@ describe('an interrupted restore', () => {
   ] as const)('the action interrupted %s (%s), then its post step: everything is back, and a re-run restores', async (phase, signal) => {
     const s = await service();
     const sent: { at?: number; pid?: number } = {};
-    const main = await runStep('restore', { source: `dir:${s.store}`, snapshot: 'good', replace: 'true' }, { onSpawn: when(phases[phase](s), signal, sent) });
+    const main = await runStep('restore', { source: `dir:${s.store}`, snapshot: 'good', replace: 'true' }, { onSpawn: signalWhen(phases[phase](s), signal, sent) });
     expect(sent.at, main.stderr).toBeDefined();
     expect(main.code).toBe(signal === 'SIGKILL' ? 128 : 143);
     expect(main.state['restore-pending']).toBeTruthy();

@@ -2,12 +2,11 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { hostname } from 'node:os';
-import type { ChildProcess } from 'node:child_process';
 import { stateDir } from '../../src/core/recovery.js';
 import { Engine } from '../../src/engine/engine.js';
 import { RUN_LABEL } from '../../src/snapshot/fill.js';
 import { recoverAbandonedRestores } from '../../src/snapshot/restore-journal.js';
-import { Resources, docker, quietLog, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
+import { Resources, docker, quietLog, runContainer, signalWhen, treeDigest, waitFor } from '../support/fixtures.js';
 import { runCli, runStep } from '../support/runner.js';
 
 /**
@@ -24,29 +23,6 @@ describe('putting back an interrupted restore', () => {
     expect(stateDir(process.env)).toContain('csx-test-state');
   });
 
-  /** Polls; the first time `check` holds, signals the child. */
-  function when(check: () => Promise<boolean>, signal: NodeJS.Signals, sent: { at?: number; pid?: number }) {
-    return (child: ChildProcess) => {
-      let busy = false;
-      const poll = setInterval(() => {
-        if (busy || sent.at) return;
-        busy = true;
-        check().then(
-          (yes) => {
-            busy = false;
-            if (yes && !sent.at) {
-              sent.at = Date.now();
-              sent.pid = child.pid;
-              clearInterval(poll);
-              child.kill(signal);
-            }
-          },
-          () => (busy = false),
-        );
-      }, 10);
-      child.on('close', () => clearInterval(poll));
-    };
-  }
 
   const gone = async (id: string) => !(await docker.getContainer(id).inspect().then(() => true, () => false));
   const asideVolumes = async (vol: string) => ((await docker.listVolumes({ filters: { label: [RUN_LABEL] } })).Volumes ?? []).filter((v) => v.Name.startsWith(`${vol}-aside-`));
@@ -120,7 +96,7 @@ describe('putting back an interrupted restore', () => {
       const now = await docker.getContainer(s.names[0]).inspect().catch(() => undefined);
       return !!now && now.Id !== s.ids[0];
     };
-    const main = await runStep('restore', { source: `dir:${s.store}`, snapshot: 'good', replace: 'true' }, { onSpawn: when(created, 'SIGKILL', sent) });
+    const main = await runStep('restore', { source: `dir:${s.store}`, snapshot: 'good', replace: 'true' }, { onSpawn: signalWhen(created, 'SIGKILL', sent) });
     expect(sent.at, main.stderr).toBeDefined();
     expect(main.code).toBe(128);
     const post = await runStep('restore', { source: `dir:${s.store}`, snapshot: 'good', replace: 'true' }, { phase: 'post', state: main.state });
@@ -138,7 +114,7 @@ describe('putting back an interrupted restore', () => {
     const s = await service(2, 200);
     const sent: { at?: number; pid?: number } = {};
     const filling = async () => (await gone(s.ids[0])) && (await gone(s.ids[1])) && (await asideVolumes(s.vol)).length > 0;
-    const r = await runCli(restoreArgs(s), { onSpawn: when(filling, 'SIGKILL', sent) });
+    const r = await runCli(restoreArgs(s), { onSpawn: signalWhen(filling, 'SIGKILL', sent) });
     expect(sent.at, r.stderr).toBeDefined();
     const next = await recoverAbandonedRestores(new Engine(), quietLog, process.env);
     expect(next.problems).toEqual([]);
@@ -151,12 +127,12 @@ describe('putting back an interrupted restore', () => {
     const s = await service(1, 60);
     const first: { at?: number; pid?: number } = {};
     const filling = async () => (await gone(s.ids[0])) && (await asideVolumes(s.vol)).length > 0;
-    await runCli(restoreArgs(s), { onSpawn: when(filling, 'SIGKILL', first) });
+    await runCli(restoreArgs(s), { onSpawn: signalWhen(filling, 'SIGKILL', first) });
     expect(first.at).toBeDefined();
     // The next run puts the volume back first; it is killed once the copy aside is gone.
     const second: { at?: number; pid?: number } = {};
     const putBack = async () => (await asideVolumes(s.vol)).length === 0;
-    await runCli(restoreArgs(s), { onSpawn: when(putBack, 'SIGKILL', second) });
+    await runCli(restoreArgs(s), { onSpawn: signalWhen(putBack, 'SIGKILL', second) });
     expect(second.at).toBeDefined();
     const next = await recoverAbandonedRestores(new Engine(), quietLog, process.env);
     expect(next.problems).toEqual([]);
@@ -177,7 +153,7 @@ describe('putting back an interrupted restore', () => {
       copying ||= (await helpers(`${s.vol}-aside-`)).length > 0;
       return copying && (await helpers(s.vol)).length === 0 && !(await gone(s.ids[0]));
     };
-    const r = await runCli(restoreArgs(s), { onSpawn: when(committing, 'SIGKILL', sent) });
+    const r = await runCli(restoreArgs(s), { onSpawn: signalWhen(committing, 'SIGKILL', sent) });
     expect(sent.at, r.stderr).toBeDefined();
     const next = await recoverAbandonedRestores(new Engine(), quietLog, process.env);
     expect(next.problems).toEqual([]);
@@ -203,7 +179,7 @@ describe('putting back an interrupted restore', () => {
     const ids = await Promise.all([owner, taker].map(async (n) => (await docker.getContainer(n).inspect()).Id));
     const sent: { at?: number; pid?: number } = {};
     const filling = async () => (await gone(ids[0])) && (await gone(ids[1])) && (await asideVolumes(vol)).length > 0;
-    await runCli(['restore', '--source', `dir:${store}`, '--snapshot', 'good', '--replace'], { onSpawn: when(filling, 'SIGKILL', sent) });
+    await runCli(['restore', '--source', `dir:${store}`, '--snapshot', 'good', '--replace'], { onSpawn: signalWhen(filling, 'SIGKILL', sent) });
     expect(sent.at).toBeDefined();
     const next = await recoverAbandonedRestores(new Engine(), quietLog, process.env);
     expect(next.problems).toEqual([]);

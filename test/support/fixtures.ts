@@ -212,3 +212,30 @@ export function freeSubnet(): string {
     if (!routes.some((r) => r.mask !== 0 && ((net & r.mask & 0xffffff) >>> 0) === ((r.dest & r.mask & 0xffffff) >>> 0))) return `10.${a}.${b}`;
   }
 }
+
+/**
+ * For runCli's and runStep's onSpawn: polls `check` every 10 ms (one at a time) and, the first
+ * time it holds, sends `signal` to the child; `sent` records when and to which pid.
+ */
+export function signalWhen(check: () => Promise<boolean>, signal: NodeJS.Signals, sent: { at?: number; pid?: number }): (child: ChildProcess) => void {
+  return (child) => {
+    let busy = false;
+    const poll = setInterval(() => {
+      if (busy || sent.at) return;
+      busy = true;
+      check().then(
+        (yes) => {
+          busy = false;
+          if (yes && !sent.at) {
+            sent.at = Date.now();
+            sent.pid = child.pid;
+            clearInterval(poll);
+            child.kill(signal);
+          }
+        },
+        () => (busy = false),
+      );
+    }, 10);
+    child.on('close', () => clearInterval(poll));
+  };
+}
