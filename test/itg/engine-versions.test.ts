@@ -1,9 +1,10 @@
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { join } from 'node:path';
 import tar from 'tar-stream';
-import { backup, restore } from '../../src/commands.js';
-import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
+import { restore } from '../../src/commands.js';
+import { parseRestoreInputs } from '../../src/core/inputs.js';
 import { Resources, docker, freeSubnet, quietLog, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
+import { backUp, inputs, testEnv } from '../support/commands.js';
 import { apiAtLeast, engineAtLeast, engineLabel } from '../support/engine.js';
 
 /**
@@ -12,14 +13,7 @@ import { apiAtLeast, engineAtLeast, engineLabel } from '../support/engine.js';
  */
 const engine = inject('engine');
 const label = engineLabel(engine);
-const env = { ...process.env, DOCKER_CONFIG: '/nonexistent' };
-const inputs = (values: Record<string, string>) => (name: string) => values[name] ?? '';
-
-async function backUp(values: Record<string, string>) {
-  const r = await backup(parseBackupInputs(inputs(values)), { log: quietLog, env });
-  expect(r.failed, JSON.stringify(r.containers.filter((c) => c.error))).toBe(0);
-  return r;
-}
+const env = testEnv;
 
 async function restoreFrom(values: Record<string, string>) {
   const r = await restore(parseRestoreInputs(inputs(values)), { log: quietLog, env });

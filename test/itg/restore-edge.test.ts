@@ -2,23 +2,13 @@ import { afterAll, describe, expect, inject, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { backup, restore, verify } from '../../src/commands.js';
-import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
+import { backup, verify } from '../../src/commands.js';
+import { parseBackupInputs } from '../../src/core/inputs.js';
 import { parseDestination } from '../../src/core/options.js';
 import { Resources, docker, freeSubnet, quietLog, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
+import { backUp, inputs, restoreFrom, testEnv } from '../support/commands.js';
 
-const env = { ...process.env, DOCKER_CONFIG: '/nonexistent' };
-const inputs = (values: Record<string, string>) => (name: string) => values[name] ?? '';
-
-async function backUp(values: Record<string, string>) {
-  const r = await backup(parseBackupInputs(inputs(values)), { log: quietLog, env });
-  expect(r.failed, JSON.stringify(r.containers.filter((c) => c.error))).toBe(0);
-  return r;
-}
-
-async function restoreFrom(values: Record<string, string>) {
-  return restore(parseRestoreInputs(inputs(values)), { log: quietLog, env });
-}
+const env = testEnv;
 
 async function listing(container: string, path: string): Promise<string[]> {
   const { default: tar } = await import('tar-stream');

@@ -1,20 +1,8 @@
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { backup, restore } from '../../src/commands.js';
-import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
-import { Resources, docker, quietLog, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
-
-const env = { ...process.env, DOCKER_CONFIG: '/nonexistent' };
-const inputs = (values: Record<string, string>) => (name: string) => values[name] ?? '';
-
-async function backUp(values: Record<string, string>) {
-  const r = await backup(parseBackupInputs(inputs(values)), { log: quietLog, env });
-  expect(r.failed, JSON.stringify(r.containers.filter((c) => c.error))).toBe(0);
-  return r;
-}
-
-const restoreFrom = (values: Record<string, string>) => restore(parseRestoreInputs(inputs(values)), { log: quietLog, env });
+import { Resources, docker, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
+import { backUp, restoreFrom } from '../support/commands.js';
 
 async function readFile(container: string, path: string): Promise<string> {
   const exec = await docker.getContainer(container).exec({ Cmd: ['cat', path], AttachStdout: true, AttachStderr: true });
