@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import type { RetentionPolicy } from '../snapshot/retention.js';
 import { ACTION_WORDS, type Vocabulary } from './words.js';
+import { isRepositoryPath, isTag } from '../oci/reference.js';
 
 export class InputError extends Error {
   override name = 'InputError';
@@ -93,9 +94,7 @@ export interface RestoreOptions {
 }
 
 const CONTAINER_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
-const TAG = /^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/;
 const HEX_ID = /^[0-9a-f]{12,64}$/;
-const REPO_PATH = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$/;
 const REGISTRY_HOST = /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:]+\])(?::[0-9]{1,5})?$/;
 
 export const DESTINATION_FORMAT = 'dir:PATH, registry:HOST[:PORT]/PREFIX or artifact:NAME';
@@ -187,7 +186,7 @@ export function parseDestination(raw: string, name = 'destination'): Destination
     const slash = rest.indexOf('/');
     const host = slash === -1 ? rest : rest.slice(0, slash);
     const prefix = slash === -1 ? '' : rest.slice(slash + 1).replace(/\/+$/, '');
-    if (!REGISTRY_HOST.test(host) || !REPO_PATH.test(prefix)) {
+    if (!REGISTRY_HOST.test(host) || !isRepositoryPath(prefix)) {
       throw new InputError(
         `Invalid ${name} '${raw}'. Expected ${DESTINATION_FORMAT}, with a lowercase repository prefix like registry:ghcr.io/acme/backups.`,
       );
@@ -235,7 +234,7 @@ export function defaultTag(now: Date = new Date()): string {
 export function parseTag(raw: string, now?: Date, name = 'tag'): string {
   const value = raw.trim();
   if (value === '') return defaultTag(now);
-  if (!TAG.test(value)) {
+  if (!isTag(value)) {
     throw new InputError(`Invalid ${name} '${raw}'. Expected an OCI tag: up to 128 of [A-Za-z0-9_.-], not starting with '.' or '-'.`);
   }
   if (value === 'latest') {
@@ -249,7 +248,7 @@ export function parseSnapshotRef(raw: string, name = 'snapshot'): string {
   const value = raw.trim();
   if (value === '') throw new InputError(`Invalid ${name} ''. Expected a tag or latest; an empty value never means latest.`);
   if (value === 'latest') return 'latest';
-  if (!TAG.test(value)) {
+  if (!isTag(value)) {
     throw new InputError(`Invalid ${name} '${raw}'. Expected a tag or latest.`);
   }
   return value;

@@ -23,10 +23,10 @@ import {
   type SetSummary,
   type SnapshotSet,
 } from '../snapshot/manifest.js';
+import { isDigest } from '../oci/digest.js';
 import { DestinationError, type BlobWriter, type Destination, type SetReceipt } from './types.js';
 
 const INDEX_MEDIA_TYPE = 'application/vnd.container-snapshot.artifact-index.v1+json';
-const DIGEST = /^sha256:([0-9a-f]{64})$/;
 
 /** What the set's artifact holds: the set document, and which artifact stores each blob. */
 interface ArtifactIndex {
@@ -317,7 +317,7 @@ function parseIndex(text: string, where: string): ArtifactIndex {
   }
   const set = parseSet(JSON.stringify(doc.set), where);
   for (const [digest, name] of Object.entries(doc.blobs)) {
-    if (!DIGEST.test(digest) || typeof name !== 'string') throw new DestinationError(`${where} has an invalid blob entry '${digest}'`);
+    if (!isDigest(digest) || typeof name !== 'string') throw new DestinationError(`${where} has an invalid blob entry '${digest}'`);
   }
   const missing = setBlobs(set).map((b) => b.digest).filter((d) => !doc.blobs![d]);
   if (missing.length > 0) throw new DestinationError(`${where} does not say where blob ${missing[0]} is`);

@@ -15,16 +15,15 @@ import {
   parseCheckedSet,
   parseSet,
   setBlobs,
-  sha256Of,
   summarize,
   type SetDescriptor,
   type SetSummary,
   type SnapshotSet,
 } from '../snapshot/manifest.js';
+import { DIGEST_RULE, hexOf, isDigest, sha256Digest } from '../oci/digest.js';
 import { DestinationError, type BlobWriter, type Destination, type SetReceipt, type SweepResult } from './types.js';
 import { liveLocks, takeLock, waitForNone } from './dir-locks.js';
 
-const DIGEST = /^sha256:([0-9a-f]{64})$/;
 const CREATED = 'org.opencontainers.image.created';
 /** A set document is a few kB per container; anything far larger is not one. */
 const SET_LIMIT = 64 << 20;
@@ -43,16 +42,16 @@ export function parseSetRecord(text: string, where: string): SetRecord {
     throw new ManifestError(`Invalid snapshot record at ${where}: ${(err as Error).message}`);
   }
   if (doc?.schemaVersion !== undefined) return { legacy: text };
-  if (doc?.mediaType !== SET_MEDIA_TYPE || typeof doc.digest !== 'string' || !DIGEST.test(doc.digest) || !Number.isSafeInteger(doc.size) || (doc.size ?? -1) < 0) {
-    throw new ManifestError(`Invalid snapshot record at ${where}: expected a descriptor of a ${SET_MEDIA_TYPE} document (digest sha256:<64 hex digits> and size).`);
+  if (doc?.mediaType !== SET_MEDIA_TYPE || !isDigest(doc.digest) || !Number.isSafeInteger(doc.size) || (doc.size ?? -1) < 0) {
+    throw new ManifestError(`Invalid snapshot record at ${where}: expected a descriptor of a ${SET_MEDIA_TYPE} document (digest ${DIGEST_RULE} and size).`);
   }
   return { descriptor: { mediaType: SET_MEDIA_TYPE, digest: doc.digest, size: doc.size!, annotations: doc.annotations } };
 }
 
-function hexOf(digest: string): string {
-  const m = DIGEST.exec(digest);
-  if (!m) throw new DestinationError(`Invalid digest '${digest}'. Expected sha256:<64 hex digits>.`);
-  return m[1];
+/** The file name of a blob under blobs/sha256/ (OCI image-layout). Throws DestinationError for anything but a digest. */
+function blobName(digest: string): string {
+  if (!isDigest(digest)) throw new DestinationError(`Invalid digest '${digest}'. Expected ${DIGEST_RULE}.`);
+  return hexOf(digest);
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -136,7 +135,7 @@ export class DirDestination implements Destination {
   }
 
   private blobPath(digest: string): string {
-    return join(this.root, 'blobs', 'sha256', hexOf(digest));
+    return join(this.root, 'blobs', 'sha256', blobName(digest));
   }
 
   private setPath(tag: string): string {
@@ -267,7 +266,7 @@ export class DirDestination implements Destination {
 
   /** The set document as a blob: fsynced under its digest before any tag names it. */
   private async writeDocument(body: Buffer): Promise<string> {
-    const digest = sha256Of(body);
+    const digest = sha256Digest(body);
     const tmp = this.tmpName('blob');
     try {
       await writeFile(tmp, body, { flag: 'wx', mode: FILE_MODE });
@@ -331,7 +330,7 @@ export class DirDestination implements Destination {
       body = await readFile(this.blobPath(digest));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      throw new DestinationError(`Snapshot ${tag} in ${this.label}: its set document ${digest} is missing (blobs/sha256/${hexOf(digest)}); not used.`);
+      throw new DestinationError(`Snapshot ${tag} in ${this.label}: its set document ${digest} is missing (blobs/sha256/${blobName(digest)}); not used.`);
     }
     return parseCheckedSet(body, record.descriptor, tag, this.label);
   }
@@ -413,7 +412,7 @@ export class DirDestination implements Destination {
       let blobs = 0;
       let bytes = 0;
       for (const hex of await readdir(dir).catch(() => [] as string[])) {
-        if (!/^[0-9a-f]{64}$/.test(hex) || marked.has(`sha256:${hex}`)) continue;
+        if (!isDigest(`sha256:${hex}`) || marked.has(`sha256:${hex}`)) continue;
         const size = await stat(join(dir, hex)).then((st) => st.size, () => undefined);
         if (size === undefined) continue;
         if (!dryRun) await rm(join(dir, hex), { force: true });

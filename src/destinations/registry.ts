@@ -1,6 +1,10 @@
 import type { Readable } from 'node:stream';
 import { repoComponent } from '../core/names.js';
-import { DigestMismatchError, RegistryError, sha256Digest, type RegistryClient } from '../registry/client.js';
+import { sha256Digest } from '../oci/digest.js';
+import type { ImageManifest } from '../oci/descriptor.js';
+import { OCI_MANIFEST } from '../oci/media-types.js';
+import type { RegistryClient } from '../registry/client.js';
+import { DigestMismatchError, RegistryError } from '../registry/errors.js';
 import {
   IMAGE_CONFIG_MEDIA_TYPE,
   SET_MEDIA_TYPE,
@@ -16,7 +20,6 @@ import {
 import { readSmall } from '../util/streams.js';
 import { DestinationError, type BlobScope, type BlobWriter, type Destination, type SetReceipt, type StoredRef } from './types.js';
 
-const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const CREATED = 'org.opencontainers.image.created';
 
 function ociLabels(set: SnapshotSet, c: SnapshotSet['containers'][number]): Record<string, string> {
@@ -115,7 +118,7 @@ export class RegistryDestination implements Destination {
       const repo = this.repo({ container: c.name });
       if (repos.has(repo)) throw new DestinationError(`${this.label}: containers ${repos.get(repo)} and ${c.name} map to the same repository ${repo}`);
       repos.set(repo, c.name);
-      const manifest = {
+      const manifest: ImageManifest = {
         schemaVersion: 2,
         mediaType: OCI_MANIFEST,
         config: { mediaType: IMAGE_CONFIG_MEDIA_TYPE, ...(await this.labeledConfig(repo, set, c)) },
@@ -129,7 +132,7 @@ export class RegistryDestination implements Destination {
     const docDigest = await this.putJsonBlob(this.prefix, doc);
     // Every blob of the set's own scope: volumes, their side records and the committed image configs (a restore's, not the pushed one's).
     const own = setScopeBlobs(set);
-    const setManifest = {
+    const setManifest: ImageManifest = {
       schemaVersion: 2,
       mediaType: OCI_MANIFEST,
       config: { mediaType: SET_MEDIA_TYPE, digest: docDigest, size: doc.length },

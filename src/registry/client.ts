@@ -1,46 +1,12 @@
-import { createHash } from 'node:crypto';
-import http, { type ClientRequest, type IncomingMessage } from 'node:http';
-import https from 'node:https';
-import { PassThrough, Transform, pipeline, type Readable, type Writable } from 'node:stream';
-
-export interface RegistryAuth {
-  username?: string;
-  password?: string;
-  identityToken?: string;
-}
-
-export class RegistryError extends Error {
-  override name = 'RegistryError';
-  status?: number;
-  code?: string;
-
-  constructor(message: string, details: { status?: number; code?: string; cause?: unknown } = {}) {
-    super(message, details.cause === undefined ? undefined : { cause: details.cause });
-    this.status = details.status;
-    this.code = details.code;
-  }
-}
-
-export class RegistryAuthError extends RegistryError {
-  override name = 'RegistryAuthError';
-}
-
-/** Content whose sha256 is not the digest it was asked for by, or that the registry named for it. */
-export class DigestMismatchError extends RegistryError {
-  override name = 'DigestMismatchError';
-  constructor(
-    message: string,
-    readonly expected: string,
-  ) {
-    super(message);
-  }
-}
-
-export interface BlobUpload {
-  readonly stream: Writable;
-  finish(digest: string): Promise<void>;
-  cancel(): Promise<void>;
-}
+import type { IncomingMessage } from 'node:http';
+import type { Readable } from 'node:stream';
+import { DIGEST_RULE, isDigest, sha256Digest } from '../oci/digest.js';
+import { MANIFEST_MEDIA_TYPES } from '../oci/media-types.js';
+import { REPOSITORY_RULE, isRepositoryPath, isTag } from '../oci/reference.js';
+import { parseChallenge, pullScope, pushScope, type Bearer, type Challenge, type RegistryAuth } from './auth.js';
+import { DigestMismatchError, RegistryAuthError, RegistryError, isTransient } from './errors.js';
+import { EMPTY, errorDetail, manifestMediaType, nextLink, oneLine, open, readUpTo, verified, type Failure } from './http.js';
+import { StreamingUpload, type BlobUpload } from './upload.js';
 
 export interface RetryOptions {
   /** Tries in all, the first included. */
@@ -63,37 +29,11 @@ export interface RegistryClientOptions {
 }
 
 export const DEFAULT_RETRY: RetryOptions = { attempts: 5, delayMs: 500 };
-const TRANSIENT_STATUS = new Set([429, 500, 502, 503, 504]);
-// Not ETIMEDOUT: the idle timeout is long already, and a retry would multiply it.
-const TRANSIENT_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ECONNABORTED', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH']);
-
-/** Server errors, rate limits and dropped connections may pass; other 4xx will not. */
-export function isTransient(err: unknown): boolean {
-  if (!(err instanceof RegistryError) || err instanceof RegistryAuthError) return false;
-  if (err.status !== undefined) return TRANSIENT_STATUS.has(err.status);
-  return err.code !== undefined && TRANSIENT_CODES.has(err.code);
-}
-
-export const MANIFEST_MEDIA_TYPES = [
-  'application/vnd.oci.image.manifest.v1+json',
-  'application/vnd.oci.image.index.v1+json',
-  'application/vnd.docker.distribution.manifest.v2+json',
-  'application/vnd.docker.distribution.manifest.list.v2+json',
-];
-
-const REPO_RE = /^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$/;
-const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
-const TAG_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 const REDIRECTS = [301, 302, 303, 307, 308];
 const MAX_REDIRECTS = 5;
 const MANIFEST_LIMIT = 4 * 1024 * 1024;
 const SMALL_BODY_LIMIT = 1024 * 1024;
-const ERROR_BODY_LIMIT = 64 * 1024;
 const DEFAULT_TIMEOUT_MS = 300_000;
-const EMPTY = Buffer.alloc(0);
-
-type Challenge = { scheme: 'basic' } | { scheme: 'bearer'; realm: string; service?: string; scope?: string };
-type Bearer = Extract<Challenge, { scheme: 'bearer' }>;
 
 interface Op {
   name: string;
@@ -110,45 +50,25 @@ interface Call {
   body?: Buffer;
 }
 
-interface Pending {
-  req: ClientRequest;
-  response: Promise<IncomingMessage>;
-}
-
+/** A bearer token being fetched or fetched, and when it must be fetched again (ms since the epoch). */
 interface CachedToken {
   token: Promise<string>;
   expires: number;
 }
 
-type Failure = (err: NodeJS.ErrnoException) => RegistryError;
-
-export function isDigest(value: string): boolean {
-  return DIGEST_RE.test(value);
-}
-
-export function sha256Digest(data: Buffer): string {
-  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
-}
-
 function checkRepo(repo: string): void {
-  if (!REPO_RE.test(repo)) {
-    const rule = "lowercase [a-z0-9] parts joined by '.', '_', '__' or '-', separated by '/'";
-    throw new RegistryError(`Invalid repository name "${repo}": expected ${rule}`);
-  }
+  if (!isRepositoryPath(repo)) throw new RegistryError(`Invalid repository name "${repo}": expected ${REPOSITORY_RULE}`);
 }
 
 function checkDigest(digest: string): void {
-  if (!isDigest(digest)) throw new RegistryError(`Invalid digest "${digest}": expected sha256:<64 hex characters>`);
+  if (!isDigest(digest)) throw new RegistryError(`Invalid digest "${digest}": expected ${DIGEST_RULE}`);
 }
 
 function checkReference(reference: string): void {
-  if (!isDigest(reference) && !TAG_RE.test(reference)) {
+  if (!isDigest(reference) && !isTag(reference)) {
     throw new RegistryError(`Invalid tag or digest "${reference}"`);
   }
 }
-
-const pullScope = (repo: string) => `repository:${repo}:pull`;
-const pushScope = (repo: string) => `repository:${repo}:pull,push`;
 
 function isLoopback(host: string): boolean {
   const name = new URL(`http://${host}`).hostname;
@@ -165,118 +85,6 @@ function parseHost(host: string): void {
   if (!url || url.host === '' || /[/?#@]/.test(host)) {
     throw new RegistryError(`Invalid registry host "${host}": expected host[:port] without a scheme or path`);
   }
-}
-
-export function parseChallenge(header: string | undefined): Challenge | undefined {
-  const match = header ? /^\s*([A-Za-z]+)\s*(.*)$/s.exec(header) : null;
-  if (!match) return undefined;
-  const scheme = match[1].toLowerCase();
-  if (scheme === 'basic') return { scheme: 'basic' };
-  if (scheme !== 'bearer') return undefined;
-  const params: Record<string, string> = {};
-  for (const p of match[2].matchAll(/([\w-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))/g)) {
-    params[p[1].toLowerCase()] = (p[2] ?? p[3]).replace(/\\(.)/g, '$1');
-  }
-  if (!params.realm) return undefined;
-  return { scheme: 'bearer', realm: params.realm, service: params.service, scope: params.scope };
-}
-
-function nextLink(header: string | string[] | undefined, base: URL): URL | undefined {
-  const match = /<([^>]+)>\s*;\s*rel="?next"?/.exec([header ?? []].flat().join(', '));
-  return match ? new URL(match[1], base) : undefined;
-}
-
-function oneLine(text: string): string {
-  return text.replace(/\s+/g, ' ').trim();
-}
-
-async function readUpTo(res: IncomingMessage, limit: number): Promise<{ body: Buffer; truncated: boolean }> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of res as AsyncIterable<Buffer>) {
-    chunks.push(chunk);
-    size += chunk.length;
-    if (size > limit) return { body: Buffer.concat(chunks).subarray(0, limit), truncated: true };
-  }
-  return { body: Buffer.concat(chunks), truncated: false };
-}
-
-interface ErrorDetail {
-  code?: string;
-  text: string;
-}
-
-async function errorDetail(res: IncomingMessage): Promise<ErrorDetail> {
-  const { body } = await readUpTo(res, ERROR_BODY_LIMIT).catch(() => ({ body: EMPTY }));
-  const text = body.toString('utf8');
-  try {
-    const parsed = JSON.parse(text) as { errors?: { code?: string; message?: string }[]; details?: string };
-    const errors = Array.isArray(parsed.errors) ? parsed.errors : [];
-    if (errors.length > 0) {
-      return { code: errors[0].code, text: errors.map((e) => [e.code, e.message].filter(Boolean).join(': ')).join('; ') };
-    }
-    if (typeof parsed.details === 'string') return { text: parsed.details };
-  } catch {
-    // not JSON: fall back to the text or the status line
-  }
-  const plain = oneLine(text).slice(0, 200);
-  return { text: plain && !plain.startsWith('<') ? plain : (res.statusMessage ?? '') };
-}
-
-function waitingOnCaller(req: ClientRequest, res: IncomingMessage | undefined): boolean {
-  if (res) return res.readableLength > 0 || res.readableFlowing === null;
-  return !req.writableEnded && !req.writableNeedDrain;
-}
-
-/** Idle timeout that does not fire while the caller, not the peer, is the one holding things up. */
-function watchIdle(req: ClientRequest, current: () => IncomingMessage | undefined, ms: number, fail: Failure): void {
-  if (ms <= 0) return;
-  req.once('socket', (socket) => {
-    const onIdle = () => {
-      const res = current();
-      if (waitingOnCaller(req, res)) {
-        socket.setTimeout(ms);
-        return;
-      }
-      const err = fail(Object.assign(new Error(`no data for ${ms / 1000}s`), { code: 'ETIMEDOUT' }));
-      res?.destroy(err);
-      req.destroy(err);
-    };
-    socket.setTimeout(ms);
-    socket.on('timeout', onIdle);
-    req.once('close', () => socket.removeListener('timeout', onIdle));
-  });
-}
-
-function open(method: string, url: URL, headers: Record<string, string>, timeoutMs: number, fail: Failure): Pending {
-  const req = (url.protocol === 'https:' ? https : http).request(url, { method, headers });
-  let res: IncomingMessage | undefined;
-  const response = new Promise<IncomingMessage>((resolve, reject) => {
-    req.once('response', (r) => {
-      res = r;
-      resolve(r);
-    });
-    req.on('error', (err) => reject(fail(err)));
-  });
-  watchIdle(req, () => res, timeoutMs, fail);
-  return { req, response };
-}
-
-function verified(res: IncomingMessage, digest: string, fail: Failure, mismatch: (actual: string) => Error): Readable {
-  const hash = createHash('sha256');
-  const check = new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      hash.update(chunk);
-      done(null, chunk);
-    },
-    flush(done) {
-      const actual = `sha256:${hash.digest('hex')}`;
-      done(actual === digest ? null : mismatch(actual));
-    },
-  });
-  res.once('error', (err) => check.destroy(fail(err)));
-  pipeline(res, check, () => undefined);
-  return check;
 }
 
 export class RegistryClient {
@@ -662,79 +470,3 @@ export class RegistryClient {
   }
 }
 
-function manifestMediaType(res: IncomingMessage, body: Buffer): string {
-  const header = res.headers['content-type']?.split(';')[0].trim();
-  if (header && header !== 'application/json' && header !== 'text/plain') return header;
-  try {
-    const mediaType = (JSON.parse(body.toString('utf8')) as { mediaType?: unknown }).mediaType;
-    if (typeof mediaType === 'string') return mediaType;
-  } catch {
-    // fall through to the header
-  }
-  return header ?? 'application/octet-stream';
-}
-
-interface UploadSteps {
-  rejection(res: IncomingMessage): Promise<RegistryError | undefined>;
-  commit(location: URL, digest: string): Promise<void>;
-  discard(): Promise<void>;
-}
-
-/** One chunked PATCH whose request body is `stream`; the PUT with the digest follows in finish(). */
-class StreamingUpload implements BlobUpload {
-  readonly stream = new PassThrough();
-  private readonly patched: Promise<URL>;
-  private finishing?: Promise<void>;
-  private settled = false;
-
-  constructor(
-    private readonly pending: Pending,
-    private readonly location: URL,
-    private readonly steps: UploadSteps,
-  ) {
-    this.stream.pipe(pending.req);
-    this.stream.on('close', () => {
-      if (this.stream.writableFinished) return;
-      const reason = this.stream.errored?.message ?? 'the stream was closed before it ended';
-      pending.req.destroy(new RegistryError(`Blob upload to ${location.host} was aborted: ${reason}`));
-    });
-    this.patched = this.patchOutcome();
-    this.patched.catch(() => undefined);
-  }
-
-  finish(digest: string): Promise<void> {
-    this.finishing ??= this.complete(digest);
-    return this.finishing;
-  }
-
-  async cancel(): Promise<void> {
-    if (this.settled) return;
-    this.settled = true;
-    this.pending.req.destroy();
-    this.stream.destroy();
-    await this.steps.discard().catch(() => undefined);
-  }
-
-  private async complete(digest: string): Promise<void> {
-    checkDigest(digest);
-    if (!this.stream.writableEnded && !this.stream.destroyed) this.stream.end();
-    const next = await this.patched;
-    await this.steps.commit(next, digest);
-    this.settled = true;
-  }
-
-  private async patchOutcome(): Promise<URL> {
-    const res = await this.pending.response.catch((err: Error) => {
-      this.stream.destroy(err);
-      throw err;
-    });
-    const failure = await this.steps.rejection(res);
-    if (failure) {
-      this.stream.destroy(failure);
-      this.pending.req.destroy();
-      throw failure;
-    }
-    res.resume();
-    return res.headers.location ? new URL(res.headers.location, this.location) : this.location;
-  }
-}

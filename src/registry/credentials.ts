@@ -2,7 +2,7 @@ import { execFile, type ExecFileException } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import type { RegistryAuth } from './client.js';
+import type { RegistryAuth } from './auth.js';
 
 export interface CredentialOptions {
   username?: string;

@@ -2,7 +2,8 @@ import { constants, createGunzip, createGzip, createZstdCompress, createZstdDeco
 import { PassThrough, type Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { BlobScope, BlobWriter, Destination } from '../destinations/types.js';
-import { Digester, Verifier, drain, fanOut } from '../util/streams.js';
+import { Digester, Verifier } from '../oci/digest.js';
+import { drain, fanOut } from '../util/streams.js';
 import type { BlobDescriptor } from './manifest.js';
 
 // Measured here on 810 MB of libraries: zstd 3 at 141 MB/s to 35 %, gzip 1 at 77 MB/s to 40 %.

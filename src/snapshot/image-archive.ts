@@ -3,7 +3,8 @@ import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { SET_SCOPE, type BlobScope, type Destination } from '../destinations/types.js';
-import { Digester, readSmall } from '../util/streams.js';
+import { Digester, hexOf } from '../oci/digest.js';
+import { readSmall } from '../util/streams.js';
 import { openContent, storeBlob, type StoreTarget } from './blobs.js';
 import { IMAGE_CONFIG_MEDIA_TYPE, type BlobDescriptor, type ImageRecord } from './manifest.js';
 
@@ -130,10 +131,6 @@ export async function storeSavedImage(source: Readable, targets: StoreTarget[], 
     throw new ArchiveError(`image archive has ${layers.length} layers, its config lists ${rootfs?.diff_ids?.length ?? 0}`);
   }
   return { image: { config, layers }, reused, written };
-}
-
-function hexOf(digest: string): string {
-  return digest.replace(/^sha256:/, '');
 }
 
 async function addEntry(pack: tar.Pack, header: Partial<tar.Header> & { name: string }, source: Readable | Buffer): Promise<void> {

@@ -1,4 +1,6 @@
-import { createHash } from 'node:crypto';
+import { isDigest, sha256Digest } from '../oci/digest.js';
+import { OCI_IMAGE_CONFIG, ociLayerMediaType } from '../oci/media-types.js';
+import type { Descriptor } from '../oci/descriptor.js';
 import type { ContainerSpec } from './spec.js';
 
 export const SET_MEDIA_TYPE = 'application/vnd.container-snapshot.set.v1+json';
@@ -6,7 +8,7 @@ export const SET_SCHEMA_VERSION = 1;
 export type Compression = 'zstd' | 'gzip';
 
 export function layerMediaType(compression: Compression): string {
-  return `application/vnd.oci.image.layer.v1.tar+${compression}`;
+  return ociLayerMediaType(compression);
 }
 
 export function volumeMediaType(compression: Compression): string {
@@ -16,16 +18,13 @@ export function volumeMediaType(compression: Compression): string {
 export function volumeMetadataMediaType(compression: Compression): string {
   return `application/vnd.container-snapshot.volume-metadata.v1+json+${compression}`;
 }
-export const IMAGE_CONFIG_MEDIA_TYPE = 'application/vnd.oci.image.config.v1+json';
+export const IMAGE_CONFIG_MEDIA_TYPE = OCI_IMAGE_CONFIG;
 
 /**
  * A stored blob. `digest`/`size` describe the stored (compressed) bytes;
  * `contentDigest`/`contentSize` the bytes the engine gave and will take back.
  */
-export interface BlobDescriptor {
-  mediaType: string;
-  digest: string;
-  size: number;
+export interface BlobDescriptor extends Descriptor {
   contentDigest: string;
   contentSize: number;
 }
@@ -119,12 +118,7 @@ export class ManifestError extends Error {
 }
 
 /** Where a set's document and the digest it must have come from: the tag resolves to `digest` apart from the document. */
-export interface SetDescriptor {
-  mediaType: string;
-  digest: string;
-  size: number;
-  annotations?: Record<string, string>;
-}
+export type SetDescriptor = Descriptor;
 
 /** A set document (or the record that points at it) whose bytes are not the ones its digest names. */
 export class SetDigestError extends ManifestError {
@@ -139,10 +133,8 @@ export class SetDigestError extends ManifestError {
   }
 }
 
-const DIGEST = /^sha256:[0-9a-f]{64}$/;
-
 function checkBlob(blob: BlobDescriptor | undefined, where: string): void {
-  if (!blob || !DIGEST.test(blob.digest) || !DIGEST.test(blob.contentDigest) || !(blob.size >= 0) || !(blob.contentSize >= 0)) {
+  if (!blob || !isDigest(blob.digest) || !isDigest(blob.contentDigest) || !(blob.size >= 0) || !(blob.contentSize >= 0)) {
     throw new ManifestError(`Invalid snapshot manifest: ${where} has no valid blob descriptor (sha256 digest and size).`);
   }
 }
@@ -171,17 +163,13 @@ export function summarize(set: SnapshotSet): SetSummary {
   };
 }
 
-export function sha256Of(body: Buffer): string {
-  return `sha256:${createHash('sha256').update(body).digest('hex')}`;
-}
-
 /**
  * Parses a set document only once its bytes match the digest (and size) recorded for its tag
  * (OCI image-spec descriptor rules: the digest is of the exact bytes). Throws SetDigestError
  * on a mismatch, ManifestError when the matching bytes are not a set of tag `tag`.
  */
 export function parseCheckedSet(body: Buffer, expected: Pick<SetDescriptor, 'digest'> & { size?: number }, tag: string, location: string): SnapshotSet {
-  if (sha256Of(body) !== expected.digest || (expected.size !== undefined && body.length !== expected.size)) {
+  if (sha256Digest(body) !== expected.digest || (expected.size !== undefined && body.length !== expected.size)) {
     throw new SetDigestError(tag, location, expected.digest);
   }
   const set = parseSet(body.toString('utf8'), `${location} ${tag}`);

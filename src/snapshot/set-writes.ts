@@ -2,7 +2,7 @@ import { pipeline } from 'node:stream/promises';
 import { isDeepStrictEqual } from 'node:util';
 import { errorMessage } from '../core/log.js';
 import { SET_SCOPE, type BlobScope, type Destination, type StoredRef } from '../destinations/types.js';
-import { Verifier } from '../util/streams.js';
+import { Verifier } from '../oci/digest.js';
 import type { BlobDescriptor, SnapshotSet } from './manifest.js';
 
 /** One destination asked for, and whether it holds the complete set (else why not). */

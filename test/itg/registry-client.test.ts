@@ -2,7 +2,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, expect, inject, it } from 'vitest';
-import { RegistryAuthError, RegistryClient, RegistryError } from '../../src/registry/client.js';
+import { RegistryClient } from '../../src/registry/client.js';
+import { RegistryAuthError, RegistryError } from '../../src/registry/errors.js';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const reg = inject('registry');

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { DestinationError, type Destination, type SweepResult } from '../../src/destinations/types.js';
 import { RegistryDestination } from '../../src/destinations/registry.js';
-import { RegistryError, type RegistryClient } from '../../src/registry/client.js';
+import type { RegistryClient } from '../../src/registry/client.js';
+import { RegistryError } from '../../src/registry/errors.js';
 import type { SetSummary } from '../../src/snapshot/manifest.js';
 import { prune, REGISTRY_GC_NOTE } from '../../src/snapshot/prune.js';
 import { parseRetentionPolicy } from '../../src/core/retention-input.js';

@@ -4,7 +4,8 @@ import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DigestMismatchError, RegistryAuthError, RegistryClient, RegistryError, isTransient } from '../../src/registry/client.js';
+import { RegistryClient } from '../../src/registry/client.js';
+import { DigestMismatchError, RegistryAuthError, RegistryError, isTransient } from '../../src/registry/errors.js';
 
 const USER = 'alice';
 const PASSWORD = 'correct-horse-battery';

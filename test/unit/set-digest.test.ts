@@ -78,7 +78,7 @@ describe('parseSetRecord', () => {
 
   it('refuses a descriptor without a valid digest or size', () => {
     expect(() => parseSetRecord(JSON.stringify({ mediaType: SET_MEDIA_TYPE, digest: 'sha256:12', size: 1 }), 'w')).toThrow(ManifestError);
-    expect(() => parseSetRecord(JSON.stringify({ mediaType: SET_MEDIA_TYPE, digest: sha(Buffer.from('x')) }), 'w')).toThrow(/digest sha256:<64 hex digits> and size/);
+    expect(() => parseSetRecord(JSON.stringify({ mediaType: SET_MEDIA_TYPE, digest: sha(Buffer.from('x')) }), 'w')).toThrow(/digest sha256:<64 lowercase hex characters> and size/);
     expect(() => parseSetRecord('{', 'w')).toThrow(/Invalid snapshot record at w/);
   });
 });
