@@ -1,9 +1,9 @@
 import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { createHash } from 'node:crypto';
 import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Engine } from '../engine/engine.js';
 import { errorMessage, type Logger } from './log.js';
+import { TEMP_IMAGE_REPOSITORY, tempImageOwner } from './temp-images.js';
 import { UndoJournal, pendingFrom, undo, type PendingUndo } from './undo.js';
 
 /** Who wrote a journal file: a process of a host, talking to an engine. */
@@ -97,21 +97,15 @@ export function fileJournal(env: NodeJS.ProcessEnv, onChange?: (pending: Pending
   return { journal, close: () => rmSync(file, { force: true }) };
 }
 
-/** The tag prefix of this host's temporary commit images: `<host>-<pid>-<random>`. */
-export function tempTagPrefix(): string {
-  return `h${createHash('sha256').update(hostname()).digest('hex').slice(0, 8)}`;
-}
-
 /**
  * Removes temporary commit images of processes on this host that are gone. A commit in flight
  * when its process was killed lands in the engine after the fact, even after a recovery that
  * found nothing to remove yet: this catches it on a later run.
  */
 async function sweepTempImages(engine: Engine, log: Logger): Promise<void> {
-  const mine = new RegExp(`^container-snapshot-tmp/[0-9a-f]{12}:${tempTagPrefix()}-(\\d+)-[0-9a-f]+$`);
-  for (const tag of await engine.imageTags('container-snapshot-tmp/*').catch(() => [])) {
-    const pid = Number(mine.exec(tag)?.[1] ?? NaN);
-    if (!Number.isInteger(pid) || pid === process.pid || isAlive(pid, '')) continue;
+  for (const tag of await engine.imageTags(`${TEMP_IMAGE_REPOSITORY}/*`).catch(() => [])) {
+    const pid = tempImageOwner(tag);
+    if (pid === undefined || pid === process.pid || isAlive(pid, '')) continue;
     await engine.removeImage(tag, { force: true }).then(
       () => log.warning(`Removed temporary image ${tag}, left by an interrupted backup`),
       () => undefined,

@@ -1,5 +1,5 @@
 import { NotFoundError, type ContainerInspect, type Engine } from '../engine/engine.js';
-import type { Journal, StopEntry } from '../snapshot/backup.js';
+import type { Journal, StopEntry } from './journal.js';
 import { errorMessage, type Logger } from './log.js';
 
 export type { StopEntry };

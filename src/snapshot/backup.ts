@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { hostname } from 'node:os';
 import type { BackupOptions } from '../core/options.js';
@@ -11,7 +10,8 @@ import { drain } from '../util/streams.js';
 import { formatBytes } from '../util/format.js';
 import { TarChecker } from '../util/tar-check.js';
 import { withContainerLock } from '../core/locks.js';
-import { tempTagPrefix } from '../core/recovery.js';
+import type { Journal } from '../core/journal.js';
+import { tempImageName } from '../core/temp-images.js';
 import { allHave, storeBlob, type StoreTarget } from './blobs.js';
 import { storeSavedImage } from './image-archive.js';
 import {
@@ -34,28 +34,6 @@ import { mountsToTake, type MountToTake } from './volumes.js';
 import { archiveRoot, keepVolumeMetadata, matchedScan, scanVolumeMetadata, type MetadataScan, type RootStat } from './volume-metadata.js';
 
 export const TOOL = { name: 'container-snapshot', version: '0.1.0' };
-
-/**
- * A container about to be stopped: its start time before the stop (a later one means it is back)
- * and, in ms since the epoch, when its stop will have finished (its stop timeout, and a margin).
- */
-export interface StopEntry {
-  id: string;
-  startedAt: string;
-  until: number;
-}
-
-/** Records what must be undone if the process dies mid-way (the action's post step reads it), before each change. */
-export interface Journal {
-  paused(containerId: string): void;
-  unpaused(containerId: string): void;
-  stopped(entry: StopEntry): void;
-  restarted(containerId: string): void;
-  tempImage(ref: string): void;
-  tempImageRemoved(ref: string): void;
-  /** An engine call whose effect must be known before undoing (a commit in flight). */
-  track<T>(operation: Promise<T>): Promise<T>;
-}
 
 export interface BackupContext {
   engine: Engine;
@@ -246,7 +224,7 @@ class ContainerBackup {
     else if (note) log.info(`${name}: restarting (its restart policy runs it again after each exit): taken as it is, between two runs`);
     const journal = this.ctx.journal;
     // Named before the commit starts, so an interruption mid-commit still knows what to remove.
-    const temp = { repo: `container-snapshot-tmp/${info.Id.slice(0, 12)}`, tag: `${tempTagPrefix()}-${process.pid}-${randomBytes(4).toString('hex')}` };
+    const temp = tempImageName(info.Id);
     const tempRef = `${temp.repo}:${temp.tag}`;
     const volumes: VolumeRecord[] = [];
     const stats = { written: 0, reused: 0 };

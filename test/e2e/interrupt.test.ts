@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { existsSync, readdirSync } from 'node:fs';
-import { stateDir, tempTagPrefix } from '../../src/core/recovery.js';
+import { stateDir } from '../../src/core/recovery.js';
+import { tempImageName } from '../../src/core/temp-images.js';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { Resources, commitsOf, docker, runBigVolumeContainer, runContainer, whenContainer } from '../support/fixtures.js';
@@ -104,7 +105,7 @@ describe('an interrupted backup', () => {
     // A process that has exited: its pid is dead.
     const gone = spawnSync('true').pid;
     const image = inject('fixtureImage');
-    const ref = { repo: `container-snapshot-tmp/${'ab12'.repeat(3)}`, tag: `${tempTagPrefix()}-${gone}-0badc0de` };
+    const ref = tempImageName('ab12'.repeat(3), gone);
     await docker.getImage(image).tag(ref);
     res.image(`${ref.repo}:${ref.tag}`);
     // Another host's temporary image (other prefix) is never touched.
