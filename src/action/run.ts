@@ -1,5 +1,6 @@
 import * as core from '@actions/core';
 import { errorMessage, type Logger } from '../core/log.js';
+import { State } from './surface.js';
 
 export const actionLogger: Logger = {
   info: (m) => core.info(m),
@@ -13,13 +14,13 @@ export const actionLogger: Logger = {
  * A post step that undoes damage (a container left paused) fails loudly.
  */
 export async function run(main: () => Promise<void>, post?: () => Promise<void>): Promise<void> {
-  const isPost = Boolean(core.getState('isPost'));
+  const isPost = Boolean(core.getState(State.IsPost));
   try {
     if (isPost) {
       await post?.();
       return;
     }
-    core.saveState('isPost', 'true');
+    core.saveState(State.IsPost, 'true');
     await main();
   } catch (err) {
     core.setFailed(errorMessage(err));

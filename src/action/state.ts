@@ -3,9 +3,10 @@ import { fileJournal } from '../core/recovery.js';
 import { emptyUndo, parsePending, type PendingUndo, type UndoJournal } from '../core/undo.js';
 import { restoreJournal } from '../snapshot/restore-journal.js';
 import type { RestorePending, RestoreTransaction } from '../snapshot/transaction.js';
+import { State } from './surface.js';
 
 /** The whole contract between the backup's main step and its post step: what is still to undo. */
-const KEY = 'pending';
+const KEY = State.BackupPending;
 
 export function readPending(): PendingUndo {
   const raw = core.getState(KEY);
@@ -21,7 +22,7 @@ export function stateJournal(): { journal: UndoJournal; close(): void } {
 }
 
 /** The contract between the restore's main step and its post step: what it has not committed. */
-const RESTORE_KEY = 'restore-pending';
+const RESTORE_KEY = State.RestorePending;
 
 export function readRestorePending(): RestorePending | undefined {
   const raw = core.getState(RESTORE_KEY);

@@ -1,5 +1,6 @@
 import * as core from '@actions/core';
 import { actionLogger } from '../action/run.js';
+import { BackupOutput } from '../action/surface.js';
 import { readPending, stateJournal } from '../action/state.js';
 import { backup } from '../commands.js';
 import { Input, parseBackupInputs } from '../core/inputs.js';
@@ -19,13 +20,13 @@ export async function main(): Promise<void> {
     backup(opts, { log: actionLogger, env: process.env, engine, onSecret: (s) => core.setSecret(s), journal: handle.journal, signal }),
   );
   // Empty where no set was written: a later restore of it is refused at once, not searched for.
-  core.setOutput('snapshot', result.written || opts.dryRun ? result.tag : '');
-  core.setOutput('containers', JSON.stringify(result.containers));
-  core.setOutput('failed', String(result.failed));
-  core.setOutput('destinations', JSON.stringify(result.destinations));
-  core.setOutput('artifact-id', result.artifacts[0] ? String(result.artifacts[0].id) : '');
-  core.setOutput('artifact-url', result.artifacts[0]?.url ?? '');
-  core.setOutput('pruned', result.pruned ? JSON.stringify(result.pruned) : '');
+  core.setOutput(BackupOutput.Snapshot, result.written || opts.dryRun ? result.tag : '');
+  core.setOutput(BackupOutput.Containers, JSON.stringify(result.containers));
+  core.setOutput(BackupOutput.Failed, String(result.failed));
+  core.setOutput(BackupOutput.Destinations, JSON.stringify(result.destinations));
+  core.setOutput(BackupOutput.ArtifactId, result.artifacts[0] ? String(result.artifacts[0].id) : '');
+  core.setOutput(BackupOutput.ArtifactUrl, result.artifacts[0]?.url ?? '');
+  core.setOutput(BackupOutput.Pruned, result.pruned ? JSON.stringify(result.pruned) : '');
   const pruned = (result.pruned ?? []).map(pruneReport);
   for (const p of pruned) core.info(p);
   const retention = pruned.length > 0 ? `\n#### Retention\n\n\`\`\`\n${pruned.join('\n\n')}\n\`\`\`\n` : '';

@@ -1,5 +1,6 @@
 import * as core from '@actions/core';
 import { actionLogger } from '../action/run.js';
+import { RestoreOutput } from '../action/surface.js';
 import { readRestorePending, restoreStateJournal } from '../action/state.js';
 import { restore } from '../commands.js';
 import { Input, parseRestoreInputs } from '../core/inputs.js';
@@ -17,9 +18,9 @@ export async function main(): Promise<void> {
   const result = await guardedRestore(handle, actionLogger, () =>
     restore(opts, { log: actionLogger, env: process.env, onSecret: (s) => core.setSecret(s), txn: handle.txn }),
   );
-  core.setOutput('snapshot', result.tag);
-  core.setOutput('containers', JSON.stringify(result.containers));
-  core.setOutput('failed', String(result.failed));
+  core.setOutput(RestoreOutput.Snapshot, result.tag);
+  core.setOutput(RestoreOutput.Containers, JSON.stringify(result.containers));
+  core.setOutput(RestoreOutput.Failed, String(result.failed));
   await core.summary.addRaw(restoreSummary(result)).write();
   const failed = failureLine(result.containers.map((c) => ({ name: c.from, error: c.error, failed: c.status === 'failed' })), 'not restored');
   if (failed) throw new Error(failed);
