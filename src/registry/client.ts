@@ -324,12 +324,13 @@ export class RegistryClient {
       const res = await this.send(call, sent);
       const status = res.statusCode ?? 0;
       if (call.expect.includes(status)) return res;
-      const own = this.sameOrigin(call.url);
-      if (status === 401 && own && attempt < 2 && this.learn(res, call, sent.authorization !== undefined)) {
+      // A redirect to storage elsewhere (a CDN) is not the registry: its 401/403 is no credentials problem.
+      const atRegistry = this.sameOrigin(call.url);
+      if (status === 401 && atRegistry && attempt < 2 && this.adoptChallenge(res, call, sent.authorization !== undefined)) {
         res.resume();
         continue;
       }
-      throw own && (status === 401 || status === 403) ? await this.authError(res, call.op) : await this.httpError(res, call.op);
+      throw atRegistry && (status === 401 || status === 403) ? await this.authError(res, call.op) : await this.httpError(res, call.op);
     }
   }
 
@@ -348,7 +349,7 @@ export class RegistryClient {
   }
 
   /** Takes the challenge of a 401; returns whether a retry with (new) credentials can help. */
-  private learn(res: IncomingMessage, call: Call, sentAuth: boolean): boolean {
+  private adoptChallenge(res: IncomingMessage, call: Call, sentAuth: boolean): boolean {
     const challenge = parseChallenge(res.headers['www-authenticate']);
     if (!challenge) return false;
     if (challenge.scheme === 'basic') {

@@ -8,7 +8,12 @@ import { readSmall } from '../util/streams.js';
 import { openContent, storeBlob, type StoreTarget } from './blobs.js';
 import { IMAGE_CONFIG_MEDIA_TYPE, type BlobDescriptor, type ImageRecord } from './manifest.js';
 
-const SMALL = 8 * 1024 * 1024;
+/**
+ * Entries of a `docker save` archive up to this size (bytes) are read into memory as they come
+ * (manifest.json, the image config, OCI index files); a larger one in blobs/sha256/ is taken for
+ * a layer before it is read. Configs are kBs; a layer under this is matched by its diff ID.
+ */
+const BUFFERED_ENTRY_MAX = 8 * 1024 * 1024;
 const OCI_BLOB = /^blobs\/sha256\/([0-9a-f]{64})$/;
 
 export class ArchiveError extends Error {
@@ -33,7 +38,7 @@ export type SaveResult = { image: Pick<ImageRecord, 'config' | 'layers'>; reused
 function isLayerCandidate(name: string, size: number, diffIds: Set<string>): boolean {
   if (name.endsWith('/layer.tar')) return true;
   const m = OCI_BLOB.exec(name);
-  return Boolean(m && (size > SMALL || diffIds.has(`sha256:${m[1]}`)));
+  return Boolean(m && (size > BUFFERED_ENTRY_MAX || diffIds.has(`sha256:${m[1]}`)));
 }
 
 /** A stored layer this entry may be, decided from its header alone, before reading it. */
@@ -78,7 +83,7 @@ export async function storeSavedImage(source: Readable, targets: StoreTarget[], 
         continue;
       }
       if (!isLayerCandidate(name, size, diffIds)) {
-        if (size <= SMALL) small.set(name, await readSmall(entry, SMALL));
+        if (size <= BUFFERED_ENTRY_MAX) small.set(name, await readSmall(entry, BUFFERED_ENTRY_MAX));
         else entry.resume();
         continue;
       }
