@@ -86,7 +86,13 @@ export function ownName(names: string[] | undefined, id: string): string {
   return (names?.find((n) => n.lastIndexOf('/') === 0) ?? id).replace(/^\//, '');
 }
 
-/** Reads an engine JSON-lines progress stream; failures arrive inside a 200 response. */
+/**
+ * Reads an engine JSON-lines progress stream (`load`, `import`) whole and returns its events;
+ * failures arrive inside a 200 response, as an event with `error`/`errorDetail`: throws
+ * EngineError naming `what`. Not docker-modem's followProgress: it parses inside a 'data'
+ * listener, so one malformed line is an uncaught exception that kills the process mid-restore,
+ * and it drops a last line without a newline.
+ */
 async function readProgress(stream: NodeJS.ReadableStream, what: string): Promise<Array<Record<string, unknown>>> {
   const events: Array<Record<string, unknown>> = [];
   let buffer = '';
