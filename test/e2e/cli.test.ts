@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { Resources, docker, runContainer } from '../support/fixtures.js';
+import { DirDestination } from '../../src/destinations/dir.js';
 import { localImageName } from '../../src/snapshot/restore.js';
 import { runCli } from '../support/runner.js';
 
@@ -61,6 +62,8 @@ describe('the bundled CLI as a newcomer meets it', () => {
     expect(r.stderr).toContain(`${ghost}: not found; the others go on\n`);
     expect(r.stderr.trim().split('\n').filter((l) => l.startsWith('error: '))).toEqual([`error: 1 container(s) failed: ${ghost} (no such container: ${ghost})`]);
     expect(JSON.parse(r.stdout).snapshot).toBe('partial');
+    const set = await new DirDestination(store, store.slice('dir:'.length)).readSet('partial');
+    expect(set?.tool).toEqual({ name: 'container-snapshot', version });
   });
 
   it('lists in a dry run the destinations it would write', async () => {
