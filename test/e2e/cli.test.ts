@@ -98,6 +98,20 @@ describe('the bundled CLI as a newcomer meets it', () => {
     expect((await docker.getContainer(copy).inspect()).State.Running).toBe(true);
   });
 
+  it('says the reason of a refused restore once, in the CLI\'s flags, and changes nothing', async () => {
+    const b = await runCli(['backup', '--containers', app, '--destination', store, '--tag', 'refused'], { env });
+    expect(b.code, b.stderr).toBe(0);
+    res.image(`${localImageName(app)}:refused`);
+    const before = (await docker.getContainer(app).inspect()).Id;
+    const r = await runCli(['restore', '--source', store, '--snapshot', 'refused'], { env });
+    expect(r.code).toBe(1);
+    const reason = `container '${app}' exists (--replace replaces it, --rename ${app}=NEW restores it beside it)`;
+    expect(r.stderr.split(reason)).toHaveLength(2);
+    expect(r.stderr.trim().split('\n').at(-1)).toContain(reason);
+    expect(r.stderr.trim().split('\n').at(-1)).toMatch(/^error: /);
+    expect((await docker.getContainer(app).inspect()).Id).toBe(before);
+  });
+
   it('says each retry of a registry that refuses connections, then fails in one error line', async () => {
     const server = createServer();
     const port = await new Promise<number>((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port)));
