@@ -37,7 +37,7 @@
 // the schema validators' checks), and a map here would hide from action.yml's readers (the Marketplace, editors that
 // show input descriptions) what they most need: that a List takes one item per line or
 // commas, and what an empty value means. The signature says exactly that, in words.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parse } from 'yaml';
@@ -176,6 +176,9 @@ export function run(root = ROOT, { write = false } = {}) {
       try {
         const embedded = renderWorkflows(text, (file) => readFileSync(join(root, 'workflows', file), 'utf8'));
         for (const file of embedded.changed) drift.push(`${doc.readme}: the workflow ${file} differs from workflows/${file}`);
+        for (const file of readdirSync(join(root, 'workflows')).filter((f) => /\.ya?ml$/.test(f)).sort()) {
+          if (!embedded.files.includes(file)) errors.push(`${doc.readme}: workflows/${file} is not embedded (add a <!-- workflow:${file}:begin --> … <!-- workflow:${file}:end --> region)`);
+        }
         text = embedded.text;
       } catch (err) {
         errors.push(`${doc.readme}: cannot embed its workflows: ${err.message}`);
@@ -191,18 +194,21 @@ const WORKFLOW_MARKER = /^<!-- (workflow:[\w.-]+\.ya?ml):begin\b.*-->[ \t]*$/gm;
 /**
  * The complete workflows the root README shows, one per use: each region
  * `<!-- workflow:FILE:begin … -->` … `<!-- workflow:FILE:end -->` holds workflows/FILE verbatim.
+ * Returns the new text, the files whose region changed and every file embedded.
  */
 export function renderWorkflows(readme, readWorkflow) {
   let text = readme;
   const changed = [];
+  const files = [];
   for (const [, region] of [...readme.matchAll(WORKFLOW_MARKER)]) {
     const file = region.slice('workflow:'.length);
+    files.push(file);
     const content = `\`\`\`yaml\n${readWorkflow(file).trimEnd()}\n\`\`\``;
     const r = replaceRegion(text, region, content);
     if (r.previous !== content + '\n') changed.push(file);
     text = r.text;
   }
-  return { text, changed };
+  return { text, changed, files };
 }
 
 function main(argv) {

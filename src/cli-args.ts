@@ -20,6 +20,7 @@ const flag = (name: string, takes: string | undefined, dflt: string | undefined,
 const CREDENTIALS: Flag[] = [
   flag(Input.RegistryUsername, 'USER', 'the Docker config, as docker login writes it', `registry user; the password from --registry-password-stdin or ${PASSWORD_ENV}`),
   flag('registry-password-stdin', undefined, undefined, 'read the registry password from stdin (needs --registry-username)'),
+  flag(Input.RegistryInsecure, 'LIST', 'loopback only', "registries (HOST[:PORT]) reached over plain HTTP, like docker's insecure-registries"),
 ];
 const SOURCE = flag(Input.Source, 'LOCATION', DEFAULT_LOCATION, 'where to read: dir:PATH, registry:HOST[:PORT]/PREFIX or artifact:NAME');
 const SNAPSHOT = flag(Input.Snapshot, 'TAG|latest', 'latest', 'the set to read');

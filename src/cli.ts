@@ -5,7 +5,7 @@ import { Input, parseBackupInputs, parseDestinations, parseRestoreInputs, parseS
 import { InputError, parseBoolean, parseCredentials, parseSnapshotRef } from './core/options.js';
 import { CLI_WORDS, PASSWORD_ENV, TOKEN_ENV } from './core/words.js';
 import { EXIT, commandHelp, isCommand, parseArgs, unknownCommand, usage } from './cli-args.js';
-import { TOOL } from './snapshot/backup.js';
+import { TOOL } from './version.js';
 import { errorMessage, type Logger } from './core/log.js';
 import { guarded } from './core/guard.js';
 import { fileJournal } from './core/recovery.js';

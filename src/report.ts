@@ -3,6 +3,7 @@ import type { RestoreResult } from './snapshot/restore.js';
 import type { SetSummary } from './snapshot/manifest.js';
 import type { PruneResult } from './snapshot/prune.js';
 import { formatBytes } from './util/format.js';
+import { TOOL } from './version.js';
 
 export { formatBytes };
 
@@ -22,6 +23,12 @@ function table(head: string[], rows: string[][]): string {
   return [line(head), line(head.map(() => '---')), ...rows.map(line)].join('\n');
 }
 
+/** The summary's last line: which version of the tool wrote it. */
+function byline(): string {
+  return `\n<sub>${TOOL.name} ${TOOL.version}</sub>\n`;
+}
+
+/** The job summary of a backup (Markdown): one row per container, where the set went, its artifact. */
 export function backupSummary(result: BackupResult, dryRun: boolean): string {
   const rows = result.containers.map((c) => [
     c.name,
@@ -36,12 +43,13 @@ export function backupSummary(result: BackupResult, dryRun: boolean): string {
   const places = result.destinations.map((d) => (d.written ? `✅ ${d.destination}` : `❌ ${d.destination}: ${d.error ?? ''}`));
   const where = places.length > 0 ? `\nSet written to:\n${places.map((p) => `- ${p}`).join('\n')}\n` : '';
   const links = result.artifacts.map((a) => `Artifact: [${a.name}](${a.url}) (ID ${a.id})\n`).join('');
-  return `${title}\n\n${table(['Container', 'State', 'Result', 'Volumes', 'Stored', 'Quiesced', 'Stored at'], rows)}\n${where}${links ? `\n${links}` : ''}`;
+  return `${title}\n\n${table(['Container', 'State', 'Result', 'Volumes', 'Stored', 'Quiesced', 'Stored at'], rows)}\n${where}${links ? `\n${links}` : ''}${byline()}`;
 }
 
+/** The job summary of a restore (Markdown): one row per container. */
 export function restoreSummary(result: RestoreResult): string {
   const rows = result.containers.map((c) => [c.from, c.name, c.status === 'ok' ? `✅ ${c.state}` : `❌ ${c.error ?? ''}`]);
-  return `### Restored snapshot ${result.tag}\n\n${table(['From', 'Container', 'Result'], rows)}\n`;
+  return `### Restored snapshot ${result.tag}\n\n${table(['From', 'Container', 'Result'], rows)}\n${byline()}`;
 }
 
 export function setsTable(sets: SetSummary[]): string {

@@ -14,6 +14,8 @@ import {
   parseStopTimeout,
   parseCommand,
   parseHookTimeout,
+  parseInsecureRegistries,
+  markInsecure,
   parseSelector,
   parseSnapshotRef,
   parseTag,
@@ -42,6 +44,7 @@ export const Input = {
   IncludeBindMounts: 'include-bind-mounts',
   RegistryUsername: 'registry-username',
   RegistryPassword: 'registry-password',
+  RegistryInsecure: 'registry-insecure',
   OnError: 'on-error',
   IfNoMatch: 'if-no-match',
   DryRun: 'dry-run',
@@ -110,7 +113,8 @@ export function parseDestinations(get: InputReader, words: Vocabulary = ACTION_W
   const destinations = splitList(get(Input.Destination)).map((d) => parseDestination(d, name));
   if (destinations.length === 0) destinations.push(parseDestination(DEFAULT_LOCATION));
   checkDistinctDestinations(destinations, name);
-  return destinations;
+  const insecure = parseInsecure(get, words);
+  return destinations.map((d) => markInsecure(d, insecure));
 }
 
 /** The one location a restore, list or verify reads from. */
@@ -118,7 +122,12 @@ export function parseSource(get: InputReader, words: Vocabulary = ACTION_WORDS):
   const sources = splitList(get(Input.Source));
   const name = words.name(Input.Source);
   if (sources.length > 1) throw new InputError(`Invalid ${name} '${sources.join(', ')}'. Expected one location.`);
-  return parseDestination(sources[0] ?? DEFAULT_LOCATION, name);
+  return markInsecure(parseDestination(sources[0] ?? DEFAULT_LOCATION, name), parseInsecure(get, words));
+}
+
+/** The registries the registry-insecure input (or flag) names. */
+function parseInsecure(get: InputReader, words: Vocabulary): Set<string> {
+  return parseInsecureRegistries(splitList(get(Input.RegistryInsecure)), words.name(Input.RegistryInsecure));
 }
 
 /** The other workflow run to read artifact:NAME from; undefined for this run (or another kind of source). */

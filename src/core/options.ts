@@ -20,7 +20,8 @@ export interface LabelFilter {
 
 export type DestinationSpec =
   | { kind: 'dir'; path: string; raw: string }
-  | { kind: 'registry'; host: string; prefix: string; raw: string }
+  /** `insecure`: reached over plain HTTP, as named in registry-insecure (loopback hosts are without it). */
+  | { kind: 'registry'; host: string; prefix: string; raw: string; insecure?: boolean }
   | { kind: 'artifact'; name: string; raw: string };
 
 /** Another workflow run whose artifacts a restore reads (GitHub's REST API, with a token). */
@@ -195,6 +196,22 @@ export function parseDestination(raw: string, name = 'destination'): Destination
   }
   if (scheme === 'artifact') return { kind: 'artifact', name: parseArtifactName(rest, raw, name), raw: value };
   throw new InputError(`Invalid ${name} '${raw}'. Expected ${DESTINATION_FORMAT}.`);
+}
+
+/**
+ * The registry-insecure input: registries reached over plain HTTP, as the Docker daemon's
+ * `insecure-registries` (each an exact HOST[:PORT], compared without case; no address ranges).
+ */
+export function parseInsecureRegistries(items: string[], name = 'registry-insecure'): Set<string> {
+  for (const item of items) {
+    if (!REGISTRY_HOST.test(item)) throw new InputError(`Invalid ${name} '${item}'. Expected HOST[:PORT] of a registry, as in registry:HOST[:PORT]/PREFIX (e.g. registry.lan:5000).`);
+  }
+  return new Set(items.map((i) => i.toLowerCase()));
+}
+
+/** A registry location whose host is in `insecure`, marked to be reached over plain HTTP; others as they are. */
+export function markInsecure(d: DestinationSpec, insecure: Set<string>): DestinationSpec {
+  return d.kind === 'registry' && insecure.has(d.host.toLowerCase()) ? { ...d, insecure: true } : d;
 }
 
 /** Where a destination stores: a dir:'s absolute path, a registry's lowercase host and prefix, an artifact's name. */

@@ -31,7 +31,7 @@ export async function openDestination(spec: DestinationSpec, opts: OpenOptions):
   }
   const auth = await resolveCredentials(spec.host, { ...opts.credentials, env: opts.env, onSecret: opts.onSecret });
   const onRetry = (m: string) => (opts.info ?? opts.warn)?.(m);
-  const client = new RegistryClient({ host: spec.host, auth, userAgent: 'container-snapshot', credentialsHint: opts.words?.credentials, onRetry });
+  const client = new RegistryClient({ host: spec.host, auth, scheme: spec.insecure ? 'http' : undefined, credentialsHint: opts.words?.credentials, insecureHint: opts.words?.name('registry-insecure'), onRetry });
   return new RegistryDestination(spec.raw, spec.prefix, client, opts.warn);
 }
 

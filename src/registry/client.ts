@@ -7,6 +7,7 @@ import { parseChallenge, pullScope, pushScope, type Bearer, type Challenge, type
 import { DigestMismatchError, RegistryAuthError, RegistryError, isTransient } from './errors.js';
 import { EMPTY, errorDetail, manifestMediaType, nextLink, oneLine, open, readUpTo, verified, type Failure } from './http.js';
 import { StreamingUpload, type BlobUpload } from './upload.js';
+import { TOOL, USER_AGENT } from '../version.js';
 
 export interface RetryOptions {
   /** Tries in all, the first included. */
@@ -24,6 +25,8 @@ export interface RegistryClientOptions {
   retry?: RetryOptions;
   /** How the caller's interface takes credentials, for the refusal of an unauthenticated request. */
   credentialsHint?: string;
+  /** The caller's name for its list of plain-HTTP registries, for a registry that speaks the other scheme. */
+  insecureHint?: string;
   /** Told before each retry (what failed, when the next try is), so a slow registry is not silence. */
   onRetry?: (message: string) => void;
 }
@@ -95,6 +98,7 @@ export class RegistryClient {
   private readonly timeoutMs: number;
   private readonly retry: RetryOptions;
   private readonly credentialsHint: string;
+  private readonly insecureHint: string;
   private readonly onRetry?: (message: string) => void;
   private challenge?: Challenge;
   private readonly tokens = new Map<string, CachedToken>();
@@ -104,10 +108,11 @@ export class RegistryClient {
     this.host = opts.host;
     this.auth = opts.auth;
     this.base = new URL(`${opts.scheme ?? (isLoopback(opts.host) ? 'http' : 'https')}://${opts.host}`);
-    this.userAgent = opts.userAgent ?? 'container-snapshot';
+    this.userAgent = opts.userAgent ?? USER_AGENT;
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.retry = opts.retry ?? DEFAULT_RETRY;
     this.credentialsHint = opts.credentialsHint ?? 'registry-username and registry-password';
+    this.insecureHint = opts.insecureHint ?? 'registry-insecure';
     this.onRetry = opts.onRetry;
   }
 
@@ -423,7 +428,7 @@ export class RegistryClient {
     const headers: Record<string, string> = { 'user-agent': this.userAgent };
     const identityToken = this.auth?.identityToken;
     if (identityToken) {
-      const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: identityToken, client_id: this.userAgent });
+      const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: identityToken, client_id: TOOL.name });
       if (challenge.service) form.set('service', challenge.service);
       if (scopes.length > 0) form.set('scope', scopes.join(' '));
       headers['content-type'] = 'application/x-www-form-urlencoded';
@@ -443,7 +448,7 @@ export class RegistryClient {
     return (err) => {
       if (err instanceof RegistryError) return err;
       const tls = /EPROTO|wrong version number/i.test(`${err.code} ${err.message}`);
-      const reason = tls ? 'TLS handshake failed; is it a plain-HTTP registry?' : err.message;
+      const reason = tls ? `TLS handshake failed; a registry that serves plain HTTP must be named in ${this.insecureHint}` : err.message;
       const message = `${this.where(op)} failed: cannot talk to ${url.host} (${reason})`;
       return new RegistryError(oneLine(message), { code: err.code, cause: err });
     };
@@ -457,7 +462,8 @@ export class RegistryClient {
 
   private async httpError(res: IncomingMessage, op: Op): Promise<RegistryError> {
     const detail = await errorDetail(res);
-    const message = `${this.where(op)} failed: HTTP ${res.statusCode}${detail.text ? ` (${detail.text})` : ''}`;
+    const https = this.base.protocol === 'http:' && res.statusCode === 400 && /HTTPS/.test(detail.text ?? '') ? `; it serves HTTPS: remove ${this.host} from ${this.insecureHint}` : '';
+    const message = `${this.where(op)} failed: HTTP ${res.statusCode}${detail.text ? ` (${detail.text})` : ''}${https}`;
     return new RegistryError(oneLine(message), { status: res.statusCode, code: detail.code });
   }
 

@@ -32,8 +32,7 @@ import { copyBlobs, tagState, unwrittenLine, writeSetEverywhere, type SetPlaceme
 import { captureSpec, containerReferences, userNetworkNames } from './spec.js';
 import { mountsToTake, type MountToTake } from './volumes.js';
 import { archiveRoot, keepVolumeMetadata, matchedScan, scanVolumeMetadata, type MetadataScan, type RootStat } from './volume-metadata.js';
-
-export const TOOL = { name: 'container-snapshot', version: '0.1.0' };
+import { TOOL } from '../version.js';
 
 export interface BackupContext {
   engine: Engine;

@@ -1,8 +1,10 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Resources, docker, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
 import { runCli, runStep } from '../support/runner.js';
+
+const version = JSON.parse(readFileSync('package.json', 'utf8')).version as string;
 
 describe('the bundled actions and CLI, run as a runner runs them', () => {
   const res = new Resources(inject('runPrefix'), 'e2e');
@@ -40,6 +42,7 @@ describe('the bundled actions and CLI, run as a runner runs them', () => {
     expect(containers[0].destinations[0].ref).toContain('e2e-1');
     expect(main.summary).toContain('| Container | State | Result |');
     expect(main.summary).toContain(app);
+    expect(main.summary.trimEnd().endsWith(`<sub>container-snapshot ${version}</sub>`)).toBe(true);
     expect(JSON.parse(main.state.pending)).toEqual({ paused: [], stopped: [], tempImages: [] });
 
     const post = await runStep('.', {}, { phase: 'post', state: main.state, env });
@@ -54,6 +57,7 @@ describe('the bundled actions and CLI, run as a runner runs them', () => {
     res.image((await docker.getContainer(app).inspect()).Config.Image);
     expect(await treeDigest(app, '/data')).toEqual(before);
     expect(restored.summary).toContain('Restored snapshot e2e-1');
+    expect(restored.summary.trimEnd().endsWith(`<sub>container-snapshot ${version}</sub>`)).toBe(true);
   });
 
   it('gives no snapshot output when no container matched and no set was written', async () => {

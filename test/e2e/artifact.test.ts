@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { Resources, commitsOf, docker, runBigVolumeContainer, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
 import { startArtifactService, type RunningArtifactService, type RunSpec } from '../support/artifact-service.js';
+import { hostname } from 'node:os';
 import { runCli, runStep, type StepResult } from '../support/runner.js';
+import { RUN_LABEL } from '../../src/snapshot/fill.js';
 
 const REPOSITORY = 'octo-org/octo-repo';
 
@@ -22,6 +24,25 @@ describe('artifact: destinations and sources', () => {
   const ofRun = (run: RunSpec) => service.artifacts().filter((a) => a.runId === run.runId);
   const live = (run: RunSpec) => ofRun(run).filter((a) => a.finalized && !a.deleted);
   const failed = (r: StepResult) => r.stdout.split('\n').filter((l) => l.startsWith('::error::'));
+
+  /**
+   * What this test, or the step process `pid`, may have made on the engine: containers and volumes
+   * named with this test's prefix, and restore helpers and aside volumes labelled with that
+   * process's run. Nothing else on the engine is looked at: other work may share it.
+   */
+  async function ours(pid?: number): Promise<string[]> {
+    const named = (n: string) => n.replace(/^\//, '').startsWith(res.prefix);
+    const byStep = (labels?: Record<string, string> | null) => pid !== undefined && (labels?.[RUN_LABEL] ?? '').startsWith(`${hostname()}/${pid}/`);
+    const volumes = [
+      ...((await docker.listVolumes({ filters: { name: [res.prefix] } })).Volumes ?? []).filter((v) => named(v.Name)),
+      ...((await docker.listVolumes({ filters: { label: [RUN_LABEL] } })).Volumes ?? []).filter((v) => byStep(v.Labels)),
+    ].map((v) => `volume ${v.Name}`);
+    const containers = [
+      ...(await docker.listContainers({ all: true, filters: { name: [res.prefix] } })).filter((c) => c.Names.some(named)),
+      ...(await docker.listContainers({ all: true, filters: { label: [RUN_LABEL] } })).filter((c) => byStep(c.Labels)),
+    ].map((c) => `container ${c.Names[0]} ${c.State}`);
+    return [...new Set([...volumes, ...containers])].sort();
+  }
 
   /** Nothing left behind: the container as it was, no commit image. */
   async function expectUntouched(name: string, state: 'running') {
@@ -111,11 +132,13 @@ describe('artifact: destinations and sources', () => {
   });
 
   it('refuses a tampered blob before changing anything', async () => {
-    const volumesBefore = ((await docker.listVolumes()).Volumes ?? []).map((v) => v.Name).sort();
+    const before = await ours();
+    expect(before).toContain(`volume ${vol}`);
     service.faults.corruptBlob = (name) => name.startsWith(`${nightly()}.blob.`);
     let r: StepResult;
+    let pid: number | undefined;
     try {
-      r = await runStep('restore', { source: `artifact:${nightly()}`, rename: `${app}=${app}-copy,${vol}=${vol}-copy` }, { env: stepEnv({ ...jobA, jobId: 'tampered' }) });
+      r = await runStep('restore', { source: `artifact:${nightly()}`, rename: `${app}=${app}-copy,${vol}=${vol}-copy` }, { env: stepEnv({ ...jobA, jobId: 'tampered' }), onSpawn: (c) => (pid = c.pid) });
     } finally {
       service.faults.corruptBlob = undefined;
     }
@@ -123,11 +146,12 @@ describe('artifact: destinations and sources', () => {
     expect(failed(r)).toHaveLength(1);
     expect(failed(r)[0]).toMatch(/does not match its digest|digest/);
     await expect(docker.getContainer(`${app}-copy`).inspect()).rejects.toMatchObject({ statusCode: 404 });
-    expect(((await docker.listVolumes()).Volumes ?? []).map((v) => v.Name).sort()).toEqual(volumesBefore);
+    expect(pid).toBeGreaterThan(0);
+    expect(await ours(pid)).toEqual(before);
   });
 
   it('refuses a tampered set document (checked against the digest the service recorded) in verify and restore, before changing anything', async () => {
-    const volumesBefore = ((await docker.listVolumes()).Volumes ?? []).map((v) => v.Name).sort();
+    const before = await ours();
     const setArtifact = `${nightly()}@n-1.attempt-1.set.json`;
     const digest = live(jobA).find((a) => a.name === setArtifact)?.digest;
     expect(digest).toMatch(/^sha256:[0-9a-f]{64}$/);
@@ -136,9 +160,10 @@ describe('artifact: destinations and sources', () => {
     service.faults.corruptBlob = (name) => name === setArtifact;
     let r: StepResult;
     let v: Awaited<ReturnType<typeof runCli>>;
+    let pid: number | undefined;
     try {
       v = await runCli(['verify', ...from, '--snapshot', 'n-1'], { env: cliEnv() });
-      r = await runStep('restore', { source: `artifact:${nightly()}`, rename: `${app}=${app}-copy,${vol}=${vol}-copy` }, { env: stepEnv({ ...jobA, jobId: 'tampered-set' }) });
+      r = await runStep('restore', { source: `artifact:${nightly()}`, rename: `${app}=${app}-copy,${vol}=${vol}-copy` }, { env: stepEnv({ ...jobA, jobId: 'tampered-set' }), onSpawn: (c) => (pid = c.pid) });
     } finally {
       service.faults.corruptBlob = undefined;
     }
@@ -147,7 +172,7 @@ describe('artifact: destinations and sources', () => {
     expect(r.code).toBe(1);
     expect(failed(r)).toEqual([`::error::${message}`]);
     await expect(docker.getContainer(`${app}-copy`).inspect()).rejects.toMatchObject({ statusCode: 404 });
-    expect(((await docker.listVolumes()).Volumes ?? []).map((v) => v.Name).sort()).toEqual(volumesBefore);
+    expect(await ours(pid)).toEqual(before);
   });
 
   it('retries a 500 from the artifact service, and succeeds', async () => {

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { Resources, docker, runContainer } from '../support/fixtures.js';
+import { DirDestination } from '../../src/destinations/dir.js';
 import { localImageName } from '../../src/snapshot/restore.js';
 import { runCli } from '../support/runner.js';
 
@@ -61,6 +62,8 @@ describe('the bundled CLI as a newcomer meets it', () => {
     expect(r.stderr).toContain(`${ghost}: not found; the others go on\n`);
     expect(r.stderr.trim().split('\n').filter((l) => l.startsWith('error: '))).toEqual([`error: 1 container(s) failed: ${ghost} (no such container: ${ghost})`]);
     expect(JSON.parse(r.stdout).snapshot).toBe('partial');
+    const set = await new DirDestination(store, store.slice('dir:'.length)).readSet('partial');
+    expect(set?.tool).toEqual({ name: 'container-snapshot', version });
   });
 
   it('lists in a dry run the destinations it would write', async () => {
@@ -93,6 +96,20 @@ describe('the bundled CLI as a newcomer meets it', () => {
     expect(seen(new RegExp(`^${app}: loading image sha256:[0-9a-f]{12} \\(\\d+ layer\\(s\\)\\) into the engine$`))).toBeGreaterThan(seen(/^Verifying/));
     expect(seen(new RegExp(`^${app}: filling volume '${volumeCopy}'$`))).toBeGreaterThan(seen(/loading image/));
     expect((await docker.getContainer(copy).inspect()).State.Running).toBe(true);
+  });
+
+  it('says the reason of a refused restore once, in the CLI\'s flags, and changes nothing', async () => {
+    const b = await runCli(['backup', '--containers', app, '--destination', store, '--tag', 'refused'], { env });
+    expect(b.code, b.stderr).toBe(0);
+    res.image(`${localImageName(app)}:refused`);
+    const before = (await docker.getContainer(app).inspect()).Id;
+    const r = await runCli(['restore', '--source', store, '--snapshot', 'refused'], { env });
+    expect(r.code).toBe(1);
+    const reason = `container '${app}' exists (--replace replaces it, --rename ${app}=NEW restores it beside it)`;
+    expect(r.stderr.split(reason)).toHaveLength(2);
+    expect(r.stderr.trim().split('\n').at(-1)).toContain(reason);
+    expect(r.stderr.trim().split('\n').at(-1)).toMatch(/^error: /);
+    expect((await docker.getContainer(app).inspect()).Id).toBe(before);
   });
 
   it('says each retry of a registry that refuses connections, then fails in one error line', async () => {

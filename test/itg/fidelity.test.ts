@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type Docker from 'dockerode';
 import { backup, restore } from '../../src/commands.js';
 import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
+import { Engine, type CreateContainerOptions } from '../../src/engine/engine.js';
 import { buildFixtureImage } from '../support/engine.js';
 import { freePort } from '../support/registry.js';
 import { Resources, commitsOf, docker, quietLog, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
@@ -79,6 +80,17 @@ async function snapshotOf(name: string, paths: string[]) {
   const data: Record<string, string> = {};
   for (const p of paths) data[p] = (await treeDigest(info.Id, p)).digest;
   return { fields: compared(info), data };
+}
+
+/** An engine that notes every volume the containers it creates mount: what a restore made, and nothing else on the engine. */
+class NotingEngine extends Engine {
+  readonly volumes = new Set<string>();
+
+  override async createContainer(opts: CreateContainerOptions): Promise<string> {
+    const id = await super.createContainer(opts);
+    for (const m of (await docker.getContainer(id).inspect()).Mounts) if (m.Type === 'volume' && m.Name) this.volumes.add(m.Name);
+    return id;
+  }
 }
 
 describe.each<Kind>(['dir', 'registry', 'artifact'])('round trip through %s', (kind) => {
@@ -226,13 +238,12 @@ describe.each<Kind>(['dir', 'registry', 'artifact'])('round trip through %s', (k
 
     const otherRun: Record<string, string> = artifacts ? { 'run-id': '7001', repository: 'octo-org/octo-repo', 'github-token': artifacts.apiToken } : {};
     const rin: Record<string, string> = { source: location, snapshot: 'latest', ...creds, ...otherRun };
-    const restoreStarted = Date.now() - 1000;
+    const engine = new NotingEngine();
     const back = enterRun(artifacts ? { ...artifacts.env({ runId: 7002, jobId: 'restore' }), RUNNER_TEMP: runnerTemp } : {});
-    const restored = await restore(parseRestoreInputs((n) => rin[n] ?? ''), { log: quietLog, env: { ...env, ...process.env } }).finally(back);
-    // Volumes no container mounts, made while restoring: a restore's helpers must not leave any.
-    const dangling = ((await docker.listVolumes({ filters: { dangling: ['true'] } })).Volumes ?? []).filter(
-      (v) => Date.parse((v as { CreatedAt?: string }).CreatedAt ?? '') >= restoreStarted,
-    );
+    const restored = await restore(parseRestoreInputs((n) => rin[n] ?? ''), { log: quietLog, env: { ...env, ...process.env }, engine }).finally(back);
+    // Volumes no container mounts any more, among those the restore's containers (helpers included) mounted: it must leave none.
+    expect(engine.volumes.size).toBeGreaterThan(0);
+    const dangling = ((await docker.listVolumes({ filters: { dangling: ['true'] } })).Volumes ?? []).filter((v) => engine.volumes.has(v.Name));
     expect(dangling.map((v) => v.Name)).toEqual([]);
     expect(restored.failed, JSON.stringify(restored.containers.filter((c) => c.error))).toBe(0);
     for (const r of restored.containers) {

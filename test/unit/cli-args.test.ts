@@ -4,7 +4,7 @@ import { parse } from 'yaml';
 import { COMMANDS, closest, commandHelp, editDistance, parseArgs, unknownCommand, usage, type Command } from '../../src/cli-args.js';
 import { parseBackupInputs, parseRestoreInputs, parseSource, parseSourceRun } from '../../src/core/inputs.js';
 import { CLI_WORDS } from '../../src/core/words.js';
-import { TOOL } from '../../src/snapshot/backup.js';
+import { TOOL } from '../../src/version.js';
 
 const commands = Object.keys(COMMANDS) as Command[];
 const reader = (values: Record<string, string>) => (name: string) => values[name] ?? '';

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -165,7 +165,9 @@ describe('README tables generated from action.yml (scripts/docs.mjs)', () => {
 
   it('embeds the complete workflows verbatim, and reports one that drifted', () => {
     const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
-    for (const file of ['scheduled-backup.yml', 'pre-deploy-snapshot.yml', 'restore-dispatch.yml', 'fleet-backup.yml']) {
+    const templates = readdirSync(join(ROOT, 'workflows')).filter((f) => f.endsWith('.yml'));
+    expect(templates.length).toBeGreaterThanOrEqual(5);
+    for (const file of templates) {
       expect(readme).toContain('```yaml\n' + readFileSync(join(ROOT, 'workflows', file), 'utf8').trimEnd() + '\n```');
     }
     const dir = copy();
@@ -174,5 +176,14 @@ describe('README tables generated from action.yml (scripts/docs.mjs)', () => {
     expect(docs.run(dir).drift).toEqual(['README.md: the workflow fleet-backup.yml differs from workflows/fleet-backup.yml']);
     expect(cli(dir).status).toBe(0);
     expect(docs.run(dir)).toEqual({ drift: [], errors: [] });
+  });
+
+  it('refuses a template in workflows/ that the README does not embed', () => {
+    const dir = copy();
+    writeFileSync(join(dir, 'workflows', 'new-template.yml'), 'name: x\n');
+    expect(docs.run(dir).errors).toEqual([
+      'README.md: workflows/new-template.yml is not embedded (add a <!-- workflow:new-template.yml:begin --> … <!-- workflow:new-template.yml:end --> region)',
+    ]);
+    expect(cli('--check', dir).status).toBe(1);
   });
 });

@@ -415,6 +415,20 @@ describe('RegistryClient connection handling', () => {
     }
   });
 
+  it('names the plain-HTTP input when HTTPS meets a registry that serves HTTP, and the reverse', async () => {
+    const server = http.createServer((_req, res) => res.writeHead(400, { 'content-type': 'text/plain' }).end('Client sent an HTTP request to an HTTPS server.\n'));
+    const host = await listen(server);
+    try {
+      const tls = await new RegistryClient({ host, scheme: 'https', insecureHint: '--registry-insecure', retry: { attempts: 1, delayMs: 0 } }).ping().catch((e: unknown) => e);
+      expect((tls as Error).message).toBe(`Registry ${host}: ping failed: cannot talk to ${host} (TLS handshake failed; a registry that serves plain HTTP must be named in --registry-insecure)`);
+      const plain = await new RegistryClient({ host, scheme: 'http', retry: { attempts: 1, delayMs: 0 } }).ping().catch((e: unknown) => e);
+      expect((plain as Error).message).toMatch(new RegExp(`HTTP 400 .*; it serves HTTPS: remove ${host} from registry-insecure$`));
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
   it('rejects a host with a scheme or path', () => {
     expect(() => new RegistryClient({ host: 'https://reg.example' })).toThrow(/Invalid registry host/);
   });

