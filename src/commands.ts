@@ -12,6 +12,8 @@ import type { RestoreTransaction } from './snapshot/transaction.js';
 import type { SetSummary } from './snapshot/manifest.js';
 import { prune as pruneDestination, type PruneResult } from './snapshot/prune.js';
 import type { RetentionPolicy } from './snapshot/retention.js';
+import { listPath, listSet, type PathListing, type SetListing } from './browse/ls.js';
+import type { Target } from './browse/paths.js';
 
 /** What every command needs from its caller (the action or the CLI). */
 export interface Deps {
@@ -126,4 +128,25 @@ export async function verify(
   const set = await findSet(source, snapshot);
   const blobs = await verifyContainers(source, set.containers, true, deps.log);
   return { tag: set.tag, blobs };
+}
+
+/** Where ls, extract and diff read sets from. */
+export interface SetSource {
+  spec: DestinationSpec;
+  credentials: Credentials;
+  artifactRun?: ArtifactRun;
+}
+
+async function openSource(from: SetSource, deps: Deps): Promise<Destination> {
+  return open(from.spec, from.credentials, deps, { artifactRun: from.artifactRun });
+}
+
+/**
+ * `ls`: the containers of set `snapshot` and their archives, or, for a target, the files of one
+ * container at and below its path (see browse/ls.ts). Reads the store only; the engine is not used.
+ */
+export async function ls(from: SetSource, snapshot: string, target: Target | undefined, deps: Deps): Promise<SetListing | PathListing> {
+  const source = await openSource(from, deps);
+  const set = await findSet(source, snapshot);
+  return target ? listPath(source, set, target) : listSet(set);
 }

@@ -1,0 +1,95 @@
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { join } from 'node:path';
+import { ls, type SetSource } from '../../src/commands.js';
+import { parseDestination } from '../../src/core/options.js';
+import type { PathListing, SetListing } from '../../src/browse/ls.js';
+import { Resources, quietLog, runContainer } from '../support/fixtures.js';
+import { backUp, testEnv } from '../support/commands.js';
+
+const deps = { log: quietLog, env: testEnv };
+const MTIME = 1577934245; // 2020-01-02 03:04:05 UTC
+
+/** Changes to the fixture image's files (a layer) and to two volumes, one of them mounted inside a layer directory. */
+const SCRIPT = [
+  'echo new > /etc/added && chmod 640 /etc/added && chown 1000:1000 /etc/added',
+  'ln /etc/added /etc/hard',
+  'echo changed >> /www/index.html',
+  'rm /etc/group',
+  'ln -s /www/index.html /etc/link',
+  'mkdir /emptydir',
+  'busybox mkfifo /etc/fifo',
+  'busybox mknod /etc/null c 1 3',
+  'printf alpha > /v/a.txt && chmod 600 /v/a.txt && chown 1000:1000 /v/a.txt',
+  'mkdir -p /v/sub /v/empty && echo b > /v/sub/b.txt && ln -s ../a.txt /v/sub/link && ln /v/a.txt /v/hard',
+  'busybox mkfifo /v/fifo',
+  'touch -d "2020-01-02 03:04:05" /v/a.txt',
+  'echo up > /www/up/u.txt',
+].join(' && ');
+
+describe('browsing a set: ls', () => {
+  const res = new Resources(inject('runPrefix'), 'browse');
+  const image = inject('fixtureImage');
+  let from: SetSource;
+  let app: string;
+  let vol: string;
+  let up: string;
+
+  beforeAll(async () => {
+    app = res.name('app');
+    vol = res.volume('v');
+    up = res.volume('up');
+    from = { spec: parseDestination(`dir:${join(res.tempDir(), 'store')}`), credentials: { username: '', password: '' } };
+    await runContainer({ name: app, Image: image, Cmd: ['sh', '-ec', SCRIPT], HostConfig: { Binds: [`${vol}:/v`, `${up}:/www/up`] } }, 'exited');
+    await backUp({ containers: app, destination: from.spec.raw, tag: 'one' });
+  });
+  afterAll(() => res.cleanup());
+
+  const entry = (l: PathListing, path: string) => {
+    const found = l.entries.filter((e) => e.path === path);
+    expect(found, path).toHaveLength(1);
+    return found[0];
+  };
+
+  it('without a container names each container and the archives it has, by where they land', async () => {
+    const l = (await ls(from, 'one', undefined, deps)) as SetListing;
+    expect(l.snapshot).toBe('one');
+    expect(l.containers.map((c) => c.name)).toEqual([app]);
+    expect(l.containers[0].sources.map((s) => [s.label, s.path])).toEqual([
+      ['layer', '/'],
+      [`volume ${vol}`, '/v'],
+      [`volume ${up}`, '/www/up'],
+    ]);
+  });
+
+  it("lists the writable layer's changes (whiteouts as deletions) and the volumes' files, with their metadata", async () => {
+    const l = (await ls(from, 'one', { container: app }, deps)) as PathListing;
+    expect(l.entries.some((e) => e.path.includes('.wh.'))).toBe(false);
+    expect(entry(l, '/etc/group')).toMatchObject({ type: 'deleted', source: 'layer' });
+    expect(entry(l, '/etc/link')).toMatchObject({ type: 'symlink', linkname: '/www/index.html' });
+    const pair = [entry(l, '/etc/added'), entry(l, '/etc/hard')];
+    const file = pair.find((e) => e.type === 'file');
+    expect(file).toMatchObject({ size: 4, mode: 0o640, uid: 1000, gid: 1000 });
+    expect(pair.find((e) => e.type === 'link')?.linkname).toBe(file?.path);
+    expect(entry(l, '/emptydir').type).toBe('directory');
+    expect(entry(l, '/etc/fifo').type).toBe('fifo');
+    expect(entry(l, '/etc/null')).toMatchObject({ type: 'character-device', device: { major: 1, minor: 3 } });
+    expect(entry(l, '/www/index.html')).toMatchObject({ type: 'file', size: 'fixture\nchanged\n'.length });
+    expect(entry(l, '/v/a.txt')).toMatchObject({ type: 'file', size: 5, mode: 0o600, uid: 1000, gid: 1000, mtime: MTIME, source: `volume ${vol}` });
+    expect(entry(l, '/v/sub/link')).toMatchObject({ type: 'symlink', linkname: '../a.txt' });
+    expect([entry(l, '/v/a.txt').type, entry(l, '/v/hard').type].sort()).toEqual(['file', 'link']);
+    expect(entry(l, '/v/empty').type).toBe('directory');
+    expect(entry(l, '/v/fifo').type).toBe('fifo');
+    // The mount point's directory in the layer is hidden by the volume, as in the container.
+    expect(entry(l, '/www/up').source).toBe(`volume ${up}`);
+    expect(entry(l, '/www/up/u.txt')).toMatchObject({ size: 3, source: `volume ${up}` });
+  });
+
+  it('with a path lists that subtree only, and names a path with nothing as an error', async () => {
+    const l = (await ls(from, 'one', { container: app, path: '/v/sub' }, deps)) as PathListing;
+    expect(l.entries.map((e) => e.path)).toEqual(['/v/sub', '/v/sub/b.txt', '/v/sub/link']);
+    const www = (await ls(from, 'one', { container: app, path: '/www' }, deps)) as PathListing;
+    expect(www.entries.map((e) => `${e.path} ${e.source}`)).toEqual(['/www layer', '/www/index.html layer', `/www/up volume ${up}`, `/www/up/u.txt volume ${up}`]);
+    await expect(ls(from, 'one', { container: app, path: '/nothing' }, deps)).rejects.toThrow(`Snapshot one: ${app} has nothing at /nothing`);
+    await expect(ls(from, 'one', { container: 'ghost' }, deps)).rejects.toThrow(`Snapshot one has no container ghost. Expected one of: ${app}.`);
+  });
+});
