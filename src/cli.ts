@@ -1,11 +1,11 @@
 import './shims.js';
 import { readFileSync } from 'node:fs';
-import { backup, list, ls, prune, restore, verify, type SetSource } from './commands.js';
+import { backup, extract, list, ls, prune, restore, verify, type SetSource } from './commands.js';
 import { Input, parseBackupInputs, parseDestinations, parseRestoreInputs, parseSource, parseSourceRun } from './core/inputs.js';
 import { InputError, parseBoolean, parseCredentials, parseSnapshotRef } from './core/options.js';
 import { CLI_WORDS, PASSWORD_ENV, TOKEN_ENV } from './core/words.js';
 import { EXIT, commandHelp, isCommand, parseArgs, parseCommandLine, unknownCommand, usage, type Command } from './cli-args.js';
-import { parseTarget } from './browse/paths.js';
+import { parseTarget, type Target } from './browse/paths.js';
 import { pathListingText, setListingText } from './browse/format.js';
 import { TOOL } from './snapshot/backup.js';
 import { errorMessage, type Logger } from './core/log.js';
@@ -160,6 +160,16 @@ async function runBrowse(command: Command, argv: string[]): Promise<number> {
     const target = operands[1] === undefined ? undefined : parseTarget(operands[1], 'CONTAINER[:PATH]');
     const listing = await ls(from, snapshot, target, deps);
     print(json ? JSON.stringify(listing, null, 2) : 'entries' in listing ? pathListingText(listing) : setListingText(listing));
+    return EXIT.ok;
+  }
+  if (command === 'extract') {
+    const target = parseTarget(operands[1], 'CONTAINER:PATH', true) as Required<Target>;
+    const to = get('to');
+    if (to.trim() === '') throw new InputError('extract needs --to. Expected --to DIR, the host directory to write into.');
+    const overwrite = parseBoolean('--overwrite', get('overwrite'), false);
+    const r = await extract(from, snapshot, target, { to, overwrite, words: CLI_WORDS }, deps);
+    const w = r.written;
+    print(`${r.container}:${r.path} from snapshot ${r.snapshot} written to ${r.to}: ${w.files} file(s), ${w.directories} directory(ies), ${w.links} link(s), ${w.special} special file(s)${r.skipped.length ? `; ${r.skipped.length} left out (see warnings)` : ''}.`);
     return EXIT.ok;
   }
   throw new InputError(`${command} is not available yet.`);

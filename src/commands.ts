@@ -14,6 +14,7 @@ import { prune as pruneDestination, type PruneResult } from './snapshot/prune.js
 import type { RetentionPolicy } from './snapshot/retention.js';
 import { listPath, listSet, type PathListing, type SetListing } from './browse/ls.js';
 import type { Target } from './browse/paths.js';
+import { extractPath, type ExtractOptions, type ExtractResult } from './browse/extract.js';
 
 /** What every command needs from its caller (the action or the CLI). */
 export interface Deps {
@@ -149,4 +150,11 @@ export async function ls(from: SetSource, snapshot: string, target: Target | und
   const source = await openSource(from, deps);
   const set = await findSet(source, snapshot);
   return target ? listPath(source, set, target) : listSet(set);
+}
+
+/** `extract`: one file or directory of a container in set `snapshot` written under `opts.to` (see browse/extract.ts). */
+export async function extract(from: SetSource, snapshot: string, target: Required<Target>, opts: Omit<ExtractOptions, 'warn'>, deps: Deps): Promise<ExtractResult> {
+  const source = await openSource(from, deps);
+  const set = await findSet(source, snapshot);
+  return extractPath(source, set, target, { ...opts, warn: (m) => deps.log.warning(m) });
 }

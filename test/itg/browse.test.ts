@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ls, type SetSource } from '../../src/commands.js';
+import { extract, ls, type SetSource } from '../../src/commands.js';
+import { CLI_WORDS } from '../../src/core/words.js';
 import { parseDestination } from '../../src/core/options.js';
 import type { PathListing, SetListing } from '../../src/browse/ls.js';
 import { Resources, quietLog, runContainer } from '../support/fixtures.js';
@@ -26,7 +28,7 @@ const SCRIPT = [
   'echo up > /www/up/u.txt',
 ].join(' && ');
 
-describe('browsing a set: ls', () => {
+describe('browsing a set: ls, extract', () => {
   const res = new Resources(inject('runPrefix'), 'browse');
   const image = inject('fixtureImage');
   let from: SetSource;
@@ -91,5 +93,55 @@ describe('browsing a set: ls', () => {
     expect(www.entries.map((e) => `${e.path} ${e.source}`)).toEqual(['/www layer', '/www/index.html layer', `/www/up volume ${up}`, `/www/up/u.txt volume ${up}`]);
     await expect(ls(from, 'one', { container: app, path: '/nothing' }, deps)).rejects.toThrow(`Snapshot one: ${app} has nothing at /nothing`);
     await expect(ls(from, 'one', { container: 'ghost' }, deps)).rejects.toThrow(`Snapshot one has no container ghost. Expected one of: ${app}.`);
+  });
+
+  const take = (path: string, to: string, overwrite = false) => extract(from, 'one', { container: app, path }, { to, overwrite, words: CLI_WORDS }, deps);
+
+  it("extracts a volume's directory with its modes, owners, mtimes, links, empty directory and fifo", async () => {
+    const to = res.tempDir();
+    const r = await take('/v', to);
+    expect(r.skipped).toEqual([]);
+    const a = lstatSync(join(to, 'v/a.txt'));
+    expect(readFileSync(join(to, 'v/a.txt'), 'utf8')).toBe('alpha');
+    expect([a.mode & 0o7777, a.uid, a.gid, Math.floor(a.mtimeMs / 1000)]).toEqual([0o600, 1000, 1000, MTIME]);
+    expect(lstatSync(join(to, 'v/hard')).ino).toBe(a.ino);
+    expect(readlinkSync(join(to, 'v/sub/link'))).toBe('../a.txt');
+    expect(readFileSync(join(to, 'v/sub/b.txt'), 'utf8')).toBe('b\n');
+    expect(readdirSync(join(to, 'v/empty'))).toEqual([]);
+    expect(lstatSync(join(to, 'v/fifo')).isFIFO()).toBe(true);
+    expect(r.written).toEqual({ files: 2, directories: 3, links: 2, special: 1 });
+  });
+
+  it('extracts one file of the layer, and a layer directory without what was deleted, with its device', async () => {
+    const one = res.tempDir();
+    await take('/etc/added', one);
+    expect(readdirSync(one)).toEqual(['added']);
+    const st = lstatSync(join(one, 'added'));
+    expect([readFileSync(join(one, 'added'), 'utf8'), st.mode & 0o7777, st.uid]).toEqual(['new\n', 0o640, 1000]);
+    const etc = res.tempDir();
+    await take('/etc', etc);
+    expect(readdirSync(join(etc, 'etc')).sort()).toEqual(['added', 'fifo', 'hard', 'link', 'null']);
+    expect(lstatSync(join(etc, 'etc/hard')).ino).toBe(lstatSync(join(etc, 'etc/added')).ino);
+    expect(readlinkSync(join(etc, 'etc/link'))).toBe('/www/index.html');
+    const dev = lstatSync(join(etc, 'etc/null'));
+    expect([dev.isCharacterDevice(), dev.rdev]).toEqual([true, (1 << 8) | 3]);
+  });
+
+  it('refuses to overwrite an existing file unless asked, and never writes through a symlink in the way', async () => {
+    const to = res.tempDir();
+    writeFileSync(join(to, 'added'), 'mine');
+    await expect(take('/etc/added', to)).rejects.toThrow(`${join(to, 'added')} exist(s). Expected a --to directory without them, or --overwrite.`);
+    expect(readFileSync(join(to, 'added'), 'utf8')).toBe('mine');
+    await take('/etc/added', to, true);
+    expect(readFileSync(join(to, 'added'), 'utf8')).toBe('new\n');
+    const outside = res.tempDir();
+    const trap = res.tempDir();
+    symlinkSync(outside, join(trap, 'v'));
+    await expect(take('/v', trap)).rejects.toThrow('exist(s)');
+    await take('/v', trap, true);
+    expect(readdirSync(outside)).toEqual([]);
+    expect(lstatSync(join(trap, 'v')).isDirectory()).toBe(true);
+    mkdirSync(join(trap, 'nothing'));
+    await expect(take('/nothing', join(trap, 'nothing'))).rejects.toThrow(`${app} has nothing at /nothing`);
   });
 });
