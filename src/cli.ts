@@ -1,12 +1,12 @@
 import './shims.js';
 import { readFileSync } from 'node:fs';
-import { backup, extract, list, ls, prune, restore, verify, type SetSource } from './commands.js';
+import { backup, diff, extract, list, ls, prune, restore, verify, type SetSource } from './commands.js';
 import { Input, parseBackupInputs, parseDestinations, parseRestoreInputs, parseSource, parseSourceRun } from './core/inputs.js';
 import { InputError, parseBoolean, parseCredentials, parseSnapshotRef } from './core/options.js';
 import { CLI_WORDS, PASSWORD_ENV, TOKEN_ENV } from './core/words.js';
 import { EXIT, commandHelp, isCommand, parseArgs, parseCommandLine, unknownCommand, usage, type Command } from './cli-args.js';
 import { parseTarget, type Target } from './browse/paths.js';
-import { pathListingText, setListingText } from './browse/format.js';
+import { diffText, pathListingText, setListingText } from './browse/format.js';
 import { TOOL } from './snapshot/backup.js';
 import { errorMessage, type Logger } from './core/log.js';
 import { guarded } from './core/guard.js';
@@ -155,7 +155,7 @@ async function runBrowse(command: Command, argv: string[]): Promise<number> {
   const from: SetSource = { spec, credentials: parseCredentials(get(Input.RegistryUsername), get(Input.RegistryPassword), CLI_WORDS), artifactRun: parseSourceRun(get, spec, CLI_WORDS) };
   const deps = { log: cliLogger, env: process.env, words: CLI_WORDS };
   const json = parseBoolean('--json', get('json'), false);
-  const snapshot = parseSnapshotRef(operands[0], 'SNAPSHOT');
+  const snapshot = parseSnapshotRef(operands[0], command === 'diff' ? 'SNAPSHOT1' : 'SNAPSHOT');
   if (command === 'ls') {
     const target = operands[1] === undefined ? undefined : parseTarget(operands[1], 'CONTAINER[:PATH]');
     const listing = await ls(from, snapshot, target, deps);
@@ -172,7 +172,9 @@ async function runBrowse(command: Command, argv: string[]): Promise<number> {
     print(`${r.container}:${r.path} from snapshot ${r.snapshot} written to ${r.to}: ${w.files} file(s), ${w.directories} directory(ies), ${w.links} link(s), ${w.special} special file(s)${r.skipped.length ? `; ${r.skipped.length} left out (see warnings)` : ''}.`);
     return EXIT.ok;
   }
-  throw new InputError(`${command} is not available yet.`);
+  const changes = await diff(from, snapshot, parseSnapshotRef(operands[1], 'SNAPSHOT2'), deps);
+  print(json ? JSON.stringify(changes, null, 2) : diffText(changes));
+  return EXIT.ok;
 }
 
 /** `prune`: the policy applied to each --destination, a report of each on stdout. */

@@ -14,6 +14,7 @@ import { prune as pruneDestination, type PruneResult } from './snapshot/prune.js
 import type { RetentionPolicy } from './snapshot/retention.js';
 import { listPath, listSet, type PathListing, type SetListing } from './browse/ls.js';
 import type { Target } from './browse/paths.js';
+import { diffSets, type SetDiff } from './browse/compare.js';
 import { extractPath, type ExtractOptions, type ExtractResult } from './browse/extract.js';
 
 /** What every command needs from its caller (the action or the CLI). */
@@ -157,4 +158,10 @@ export async function extract(from: SetSource, snapshot: string, target: Require
   const source = await openSource(from, deps);
   const set = await findSet(source, snapshot);
   return extractPath(source, set, target, { ...opts, warn: (m) => deps.log.warning(m) });
+}
+
+/** `diff`: what changed from set `first` to set `second`, both read from one location (see browse/compare.ts). */
+export async function diff(from: SetSource, first: string, second: string, deps: Deps): Promise<SetDiff> {
+  const source = await openSource(from, deps);
+  return diffSets(source, await findSet(source, first), await findSet(source, second));
 }

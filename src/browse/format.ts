@@ -1,6 +1,7 @@
 import { formatBytes } from '../util/format.js';
 import type { FileEntry } from './entries.js';
 import type { PathListing, SetListing } from './ls.js';
+import type { SetDiff } from './compare.js';
 
 const TYPE_CHAR: Record<string, string> = {
   file: '-',
@@ -57,4 +58,31 @@ export function setListingText(l: SetListing): string {
   const rows = l.containers.flatMap((c) => c.sources.map((s) => [c.name, s.label, formatBytes(s.size), s.path]));
   if (rows.length === 0) return `Snapshot ${l.snapshot} has no containers.`;
   return columns([['CONTAINER', 'FROM', 'SIZE', 'PATH'], ...rows]);
+}
+
+const MARK = { added: '+', changed: '~', removed: '-' } as const;
+
+/**
+ * Per container and archive a heading with its counts, then one line per change: `+ PATH`,
+ * `~ PATH (size, content)`, `- PATH`. Containers and archives in one set only are one line each.
+ */
+export function diffText(d: SetDiff): string {
+  const lines = [`Snapshot ${d.from} -> ${d.to}:`];
+  for (const c of d.containers) {
+    if (c.status !== 'compared') {
+      lines.push(`${c.name}: container ${c.status} (only in ${c.status === 'added' ? d.to : d.from})`);
+      continue;
+    }
+    for (const s of c.sources) {
+      const where = s.path === '/' ? s.label : `${s.label} at ${s.path}`;
+      if (s.status !== 'changed') {
+        lines.push(`${c.name} ${where}: ${s.status}`);
+        continue;
+      }
+      const count = (k: keyof typeof MARK) => s.changes.filter((x) => x.change === k).length;
+      lines.push(`${c.name} ${where}: ${count('added')} added, ${count('changed')} changed, ${count('removed')} removed`);
+      for (const x of s.changes) lines.push(`  ${MARK[x.change]} ${x.path}${x.fields ? ` (${x.fields.join(', ')})` : ''}`);
+    }
+  }
+  return lines.join('\n');
 }

@@ -1,11 +1,12 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { extract, ls, type SetSource } from '../../src/commands.js';
+import { diff, extract, ls, type SetSource } from '../../src/commands.js';
+import type { SourceDiff } from '../../src/browse/compare.js';
 import { CLI_WORDS } from '../../src/core/words.js';
 import { parseDestination } from '../../src/core/options.js';
 import type { PathListing, SetListing } from '../../src/browse/ls.js';
-import { Resources, quietLog, runContainer } from '../support/fixtures.js';
+import { Resources, docker, quietLog, runContainer } from '../support/fixtures.js';
 import { backUp, testEnv } from '../support/commands.js';
 
 const deps = { log: quietLog, env: testEnv };
@@ -28,7 +29,7 @@ const SCRIPT = [
   'echo up > /www/up/u.txt',
 ].join(' && ');
 
-describe('browsing a set: ls, extract', () => {
+describe('browsing a set: ls, extract, diff', () => {
   const res = new Resources(inject('runPrefix'), 'browse');
   const image = inject('fixtureImage');
   let from: SetSource;
@@ -143,5 +144,51 @@ describe('browsing a set: ls, extract', () => {
     expect(lstatSync(join(trap, 'v')).isDirectory()).toBe(true);
     mkdirSync(join(trap, 'nothing'));
     await expect(take('/nothing', join(trap, 'nothing'))).rejects.toThrow(`${app} has nothing at /nothing`);
+  });
+
+  /** First run: the state backed up as d1; second run: the changes d2 holds. */
+  const TWO_RUNS = [
+    'if [ ! -f /tmp/state ]; then',
+    '  touch /tmp/state; echo k > /etc/keep; echo 1 > /etc/edit; echo g > /etc/gone; echo m > /etc/mode;',
+    '  echo s > /w/same; echo 1 > /w/edit; echo g > /w/gone; echo p > /w/perm; echo u > /u/file;',
+    'else',
+    '  echo 2 > /etc/edit; rm /etc/gone /www/index.html; echo n > /etc/new; chmod 600 /etc/mode;',
+    '  echo 22 > /w/edit; rm /w/gone; echo n > /w/new; chown 1000 /w/perm; ln -s same /w/sym;',
+    'fi',
+  ].join('\n');
+
+  it('diffs two sets per container and mount: added, changed (and how), removed; a mount that did not change', async () => {
+    const name = res.name('diff');
+    await runContainer({ name, Image: image, Cmd: ['sh', '-ec', TWO_RUNS], HostConfig: { Binds: [`${res.volume('w')}:/w`, `${res.volume('u')}:/u`] } }, 'exited');
+    await backUp({ containers: name, destination: from.spec.raw, tag: 'd1' });
+    const c = docker.getContainer(name);
+    await c.start();
+    await c.wait();
+    await backUp({ containers: name, destination: from.spec.raw, tag: 'd2' });
+    const d = await diff(from, 'd1', 'd2', deps);
+    expect([d.from, d.to, d.containers.map((x) => [x.name, x.status])]).toEqual(['d1', 'd2', [[name, 'compared']]]);
+    const [layer, u, w] = d.containers[0].sources;
+    const files = (s: SourceDiff) => s.changes.filter((x) => !['/etc', '/www', '/w', '/u'].includes(x.path));
+    expect([layer.label, layer.status]).toEqual(['layer', 'changed']);
+    expect(files(layer).map((x) => [x.path, x.change])).toEqual([
+      ['/etc/edit', 'changed'],
+      ['/etc/gone', 'removed'],
+      ['/etc/mode', 'changed'],
+      ['/etc/new', 'added'],
+      ['/www/index.html', 'removed'],
+    ]);
+    expect(files(layer)[0].fields).toContain('content');
+    expect(files(layer)[2].fields).toEqual(['mode']);
+    expect([u.path, u.status, u.changes]).toEqual(['/u', 'unchanged', []]);
+    expect([w.path, w.status]).toEqual(['/w', 'changed']);
+    expect(files(w).map((x) => [x.path, x.change, x.fields])).toEqual([
+      ['/w/edit', 'changed', expect.arrayContaining(['size'])],
+      ['/w/gone', 'removed', undefined],
+      ['/w/new', 'added', undefined],
+      ['/w/perm', 'changed', ['owner']],
+      ['/w/sym', 'added', undefined],
+    ]);
+    const across = await diff(from, 'one', 'd1', deps);
+    expect(across.containers.map((x) => [x.name, x.status])).toEqual([[app, 'removed'], [name, 'added']].sort((a, b) => a[0].localeCompare(b[0])));
   });
 });
