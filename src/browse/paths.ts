@@ -16,7 +16,7 @@ export function parseTarget(raw: string, what: string, needPath = false): Target
   const colon = raw.indexOf(':');
   const container = (colon === -1 ? raw : raw.slice(0, colon)).trim();
   const path = colon === -1 ? undefined : raw.slice(colon + 1);
-  const example = `${what} web:/var/lib/data`;
+  const example = 'web:/var/lib/data';
   if (container === '') throw new InputError(`Invalid ${what} '${raw}'. Expected CONTAINER${needPath ? ':PATH' : '[:PATH]'}, as in ${example}.`);
   if (path === undefined) {
     if (needPath) throw new InputError(`Invalid ${what} '${raw}'. Expected CONTAINER:PATH, as in ${example}.`);
