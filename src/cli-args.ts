@@ -78,6 +78,7 @@ export const COMMANDS: Record<Command, { summary: string; flags: Flag[]; operand
       flag(Input.Replace, SWITCH, 'false', 'replace existing containers and non-empty volumes of the same names'),
       flag(Input.Start, 'auto|always|never', 'auto', 'auto: start what was running'),
       INCLUDE_VOLUMES,
+      flag(Input.Paths, 'LIST', undefined, 'absolute paths: only these, from volumes, into the existing containers (--replace when they exist there)'),
       ...OTHER_RUN,
       ...CREDENTIALS,
     ],

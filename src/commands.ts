@@ -8,6 +8,7 @@ import { openDestination, type Destination, type OpenOptions } from './destinati
 import { runBackup, type BackupResult, type Journal } from './snapshot/backup.js';
 import { findSet, runRestore, verifyContainers, type RestoreResult } from './snapshot/restore.js';
 import { recoverAbandonedRestores } from './snapshot/restore-journal.js';
+import { restorePaths } from './snapshot/restore-paths.js';
 import type { RestoreTransaction } from './snapshot/transaction.js';
 import type { SetSummary } from './snapshot/manifest.js';
 import { prune as pruneDestination, type PruneResult } from './snapshot/prune.js';
@@ -110,7 +111,8 @@ export async function restore(opts: RestoreOptions, deps: Deps): Promise<Restore
   await engine.info();
   await recoverAbandoned(engine, deps.log, deps.env);
   await recoverAbandonedRestores(engine, deps.log, deps.env);
-  return runRestore(opts, { engine, source, log: deps.log, txn: deps.txn });
+  const ctx = { engine, source, log: deps.log, txn: deps.txn };
+  return opts.paths.length > 0 ? restorePaths(opts, ctx) : runRestore(opts, ctx);
 }
 
 export async function list(spec: DestinationSpec, credentials: Credentials, deps: Deps, artifactRun?: ArtifactRun): Promise<SetSummary[]> {
