@@ -52,6 +52,18 @@ async function parents(to: string, rel: string): Promise<void> {
   }
 }
 
+/** `rel` under `to` when it is a regular file reached through real directories only (no symlink on the way); else undefined. */
+async function writtenFile(to: string, rel: string): Promise<string | undefined> {
+  let at = to;
+  const segments = rel.split('/');
+  for (const [i, segment] of segments.entries()) {
+    at = join(at, segment);
+    const st = await lstat(at).catch(() => undefined);
+    if (!st || !(i === segments.length - 1 ? st.isFile() : st.isDirectory())) return undefined;
+  }
+  return at;
+}
+
 async function own(abs: string, e: FileEntry, asRoot: boolean, symlinked = false): Promise<void> {
   if (asRoot) await (symlinked ? lchown : chown)(abs, e.uid, e.gid);
   if (!symlinked) await chmod(abs, e.mode);
@@ -131,9 +143,8 @@ async function writeEntry(e: FileEntry, abs: string, content: Readable, ctx: Wri
       return 'links';
     case 'link': {
       const target = e.linkname ?? '';
-      const from = within(target, ctx.top) ? join(ctx.to, relativeName(target, ctx.top)) : undefined;
-      const st = from === undefined ? undefined : await lstat(from).catch(() => undefined);
-      if (!from || !st?.isFile()) {
+      const from = within(target, ctx.top) ? await writtenFile(ctx.to, relativeName(target, ctx.top)) : undefined;
+      if (!from) {
         ctx.skip(`${e.path}: a hard link to ${target}, which is not written here; not written`);
         return undefined;
       }

@@ -27,6 +27,7 @@ const SCRIPT = [
   'busybox mkfifo /v/fifo',
   'touch -d "2020-01-02 03:04:05" /v/a.txt',
   'echo up > /www/up/u.txt',
+  'rm -r /root && mkdir /root && echo r > /root/r',
 ].join(' && ');
 
 describe('browsing a set: ls, extract, diff', () => {
@@ -36,14 +37,17 @@ describe('browsing a set: ls, extract, diff', () => {
   let app: string;
   let vol: string;
   let up: string;
+  let bound: string;
 
   beforeAll(async () => {
     app = res.name('app');
     vol = res.volume('v');
     up = res.volume('up');
     from = { spec: parseDestination(`dir:${join(res.tempDir(), 'store')}`), credentials: { username: '', password: '' } };
-    await runContainer({ name: app, Image: image, Cmd: ['sh', '-ec', SCRIPT], HostConfig: { Binds: [`${vol}:/v`, `${up}:/www/up`] } }, 'exited');
-    await backUp({ containers: app, destination: from.spec.raw, tag: 'one' });
+    bound = res.tempDir();
+    writeFileSync(join(bound, 'host.txt'), 'from the host');
+    await runContainer({ name: app, Image: image, Cmd: ['sh', '-ec', SCRIPT], HostConfig: { Binds: [`${vol}:/v`, `${up}:/www/up`, `${bound}:/srv/b`] } }, 'exited');
+    await backUp({ containers: app, destination: from.spec.raw, tag: 'one', 'include-bind-mounts': 'true' });
   });
   afterAll(() => res.cleanup());
 
@@ -59,6 +63,7 @@ describe('browsing a set: ls, extract, diff', () => {
     expect(l.containers.map((c) => c.name)).toEqual([app]);
     expect(l.containers[0].sources.map((s) => [s.label, s.path])).toEqual([
       ['layer', '/'],
+      [`bind ${bound}`, '/srv/b'],
       [`volume ${vol}`, '/v'],
       [`volume ${up}`, '/www/up'],
     ]);
@@ -68,6 +73,8 @@ describe('browsing a set: ls, extract, diff', () => {
     const l = (await ls(from, 'one', { container: app }, deps)) as PathListing;
     expect(l.entries.some((e) => e.path.includes('.wh.'))).toBe(false);
     expect(entry(l, '/etc/group')).toMatchObject({ type: 'deleted', source: 'layer' });
+    // A directory made again after its removal hides the image's content: its entry, and an opaque marker.
+    expect(l.entries.filter((e) => e.path === '/root').map((e) => e.type).sort()).toEqual(['directory', 'opaque']);
     expect(entry(l, '/etc/link')).toMatchObject({ type: 'symlink', linkname: '/www/index.html' });
     const pair = [entry(l, '/etc/added'), entry(l, '/etc/hard')];
     const file = pair.find((e) => e.type === 'file');
@@ -85,6 +92,7 @@ describe('browsing a set: ls, extract, diff', () => {
     // The mount point's directory in the layer is hidden by the volume, as in the container.
     expect(entry(l, '/www/up').source).toBe(`volume ${up}`);
     expect(entry(l, '/www/up/u.txt')).toMatchObject({ size: 3, source: `volume ${up}` });
+    expect(entry(l, '/srv/b/host.txt')).toMatchObject({ type: 'file', size: 'from the host'.length, source: `bind ${bound}` });
   });
 
   it('with a path lists that subtree only, and names a path with nothing as an error', async () => {
@@ -113,10 +121,12 @@ describe('browsing a set: ls, extract, diff', () => {
     expect(r.written).toEqual({ files: 2, directories: 3, links: 2, special: 1 });
   });
 
-  it('extracts one file of the layer, and a layer directory without what was deleted, with its device', async () => {
+  it('extracts one file of the layer and one of a bind mount, and a layer directory without what was deleted, with its device', async () => {
     const one = res.tempDir();
     await take('/etc/added', one);
     expect(readdirSync(one)).toEqual(['added']);
+    await take('/srv/b/host.txt', one);
+    expect(readFileSync(join(one, 'host.txt'), 'utf8')).toBe('from the host');
     const st = lstatSync(join(one, 'added'));
     expect([readFileSync(join(one, 'added'), 'utf8'), st.mode & 0o7777, st.uid]).toEqual(['new\n', 0o640, 1000]);
     const etc = res.tempDir();

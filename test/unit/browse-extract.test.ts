@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { existsSync, lstatSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, lstatSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -68,5 +68,20 @@ describe('extract guards', () => {
     expect(readdirSync(outside)).toEqual([]);
     expect(lstatSync(join(to, 'v/evil')).isSymbolicLink()).toBe(true);
     expect(existsSync(join(outside, 'planted'))).toBe(false);
+  });
+
+  it('never hard-links to a file reached through a symlink (which could be outside the directory)', async () => {
+    const outside = temp();
+    writeFileSync(join(outside, 'secret'), 'host file');
+    const { dest, set } = await setWith([
+      { name: 'v/', type: 'directory', mode: 0o755 },
+      { name: 'v/evil', type: 'symlink', linkname: outside },
+      { name: 'v/x', type: 'link', linkname: 'v/evil/secret' },
+    ]);
+    const to = temp();
+    const r = await extractPath(dest, set, { container: 'c', path: '/v' }, { to, overwrite: false, words: CLI_WORDS, warn: () => undefined });
+    expect(existsSync(join(to, 'v/x'))).toBe(false);
+    expect(r.skipped).toEqual(['/v/x: a hard link to /v/evil/secret, which is not written here; not written']);
+    expect(lstatSync(join(outside, 'secret')).nlink).toBe(1);
   });
 });
