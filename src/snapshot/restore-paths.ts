@@ -67,7 +67,8 @@ function planFor(c: ContainerRecord, target: string, info: ContainerInspect, pat
 
 /**
  * The restore with `paths`: only those paths, from the set's volumes, written into the volumes of
- * the existing containers (by name, after `rename`), which keep running. Everything is checked
+ * the existing containers (by name, after `rename`), which keep running; each container takes the
+ * paths `pathsPerContainer` gives it. Everything is checked
  * before anything is written: each path lies in a volume of the container in the set and has content
  * there (read in full, its digests checked); the existing container has a volume at that mount
  * point; and, without `replace`, nothing exists there at the path. The snapshot's files are
@@ -76,10 +77,10 @@ function planFor(c: ContainerRecord, target: string, info: ContainerInspect, pat
 export async function restorePaths(opts: RestoreOptions, ctx: RestoreContext & { helperImage?: string }): Promise<RestoreResult> {
   const set = await findSet(ctx.source, opts.snapshot);
   const results: RestoredContainer[] = [];
-  for (const c of chooseContainers(set, opts)) {
+  for (const { c, paths } of pathsPerContainer(chooseContainers(set, opts), opts)) {
     const target = opts.rename.get(c.name) ?? c.name;
     try {
-      results.push(await restoreContainerPaths(c, target, opts, ctx));
+      results.push(await restoreContainerPaths(c, target, paths, opts, ctx));
     } catch (err) {
       ctx.log.info(`${c.name}: paths not restored`);
       results.push({ name: target, from: c.name, id: '', state: '', status: 'failed', error: (err as Error).message });
@@ -88,12 +89,25 @@ export async function restorePaths(opts: RestoreOptions, ctx: RestoreContext & {
   return { tag: set.tag, containers: results, failed: results.filter((r) => r.status === 'failed').length };
 }
 
-async function restoreContainerPaths(c: ContainerRecord, target: string, opts: RestoreOptions, ctx: RestoreContext): Promise<RestoredContainer> {
+/**
+ * Which paths each container takes: all of them for containers named in `containers`; without it,
+ * each container of the set the paths that lie in its mounts (those with none are left alone).
+ * Throws RestoreError when, without `containers`, a path lies in no container's mount.
+ */
+export function pathsPerContainer(chosen: ContainerRecord[], opts: Pick<RestoreOptions, 'containers' | 'paths'>): Array<{ c: ContainerRecord; paths: string[] }> {
+  if (opts.containers.length > 0) return chosen.map((c) => ({ c, paths: opts.paths }));
+  const inMounts = (c: ContainerRecord, p: string) => (ownerOf(p, sourcesOf(c))?.kind ?? 'layer') !== 'layer';
+  const stray = opts.paths.filter((p) => !chosen.some((c) => inMounts(c, p)));
+  if (stray.length > 0) throw new RestoreError(`No container of the set has a mount at ${stray.join(', ')}. Expected paths inside a volume of a container of the set.`);
+  return chosen.map((c) => ({ c, paths: opts.paths.filter((p) => inMounts(c, p)) })).filter((x) => x.paths.length > 0);
+}
+
+async function restoreContainerPaths(c: ContainerRecord, target: string, paths: string[], opts: RestoreOptions, ctx: RestoreContext): Promise<RestoredContainer> {
   const { engine, log } = ctx;
   const w = opts.words ?? ACTION_WORDS;
   const info = await engine.findContainer(target);
   if (!info) throw new RestoreError(`${w.name('paths')} restores into an existing container; '${target}' does not exist (restore it without ${w.name('paths')} first).`);
-  const plans = planFor(c, target, info, opts.paths);
+  const plans = planFor(c, target, info, paths);
   const filler = new Filler(engine, info.Image, ctx.txn?.pending.run ?? runLabelValue());
   const found: string[] = [];
   for (const plan of plans) {
