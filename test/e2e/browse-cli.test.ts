@@ -61,4 +61,15 @@ describe('the bundled CLI browses sets: ls, extract, diff', () => {
     const one = await runCli(['diff', 's1', '--source', source]);
     expect([one.code, one.stderr.trim()]).toEqual([1, "error: diff takes SNAPSHOT1 SNAPSHOT2, given 's1'. See node dist/cli.js diff --help."]);
   });
+
+  it('restore --paths brings one path of a volume back into the existing container, and --replace is needed over an existing one', async () => {
+    const back = await runCli(['restore', '--source', source, '--snapshot', 's1', '--containers', app, '--paths', '/v/l'], { env });
+    expect(back.code).toBe(0);
+    expect(JSON.parse(back.stdout).containers).toEqual([expect.objectContaining({ name: app, status: 'ok' })]);
+    const archive = (await docker.getContainer(app).getArchive({ path: '/v/l' })) as unknown as NodeJS.ReadableStream;
+    archive.resume();
+    const refused = await runCli(['restore', '--source', source, '--snapshot', 's1', '--containers', app, '--paths', '/v/a'], { env });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(`refused: /v/a exists in volume '${volume}' (--replace writes the snapshot's over it)`);
+  });
 });
