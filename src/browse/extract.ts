@@ -97,9 +97,10 @@ export async function extractPath(dest: Destination, set: SnapshotSet, target: {
     c,
     top,
     async (entry, _source, content) => {
+      if (entry.type === 'deleted' || entry.type === 'opaque') return;
       seen++;
       const rel = relativeName(entry.path, top);
-      if (rel === '' || entry.type === 'deleted' || entry.type === 'opaque') return;
+      if (rel === '') return;
       await parents(to, rel);
       const abs = join(to, rel);
       const existing = await lstat(abs).catch(() => undefined);

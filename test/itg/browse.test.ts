@@ -154,6 +154,7 @@ describe('browsing a set: ls, extract, diff', () => {
     expect(lstatSync(join(trap, 'v')).isDirectory()).toBe(true);
     mkdirSync(join(trap, 'nothing'));
     await expect(take('/nothing', join(trap, 'nothing'))).rejects.toThrow(`${app} has nothing at /nothing`);
+    await expect(take('/etc/group', join(trap, 'nothing'))).rejects.toThrow(`${app} has nothing at /etc/group`);
   });
 
   /** First run: the state backed up as d1; second run: the changes d2 holds. */
