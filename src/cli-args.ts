@@ -12,7 +12,14 @@ export interface Flag {
   help: string;
 }
 
-export type Command = 'backup' | 'restore' | 'list' | 'verify' | 'prune';
+export type Command = 'backup' | 'restore' | 'list' | 'verify' | 'prune' | 'ls' | 'extract' | 'diff';
+
+/** A command's positional arguments: as its usage line spells them, and how many it takes. */
+export interface Operands {
+  usage: string;
+  min: number;
+  max: number;
+}
 
 const SWITCH = '[true|false]';
 const flag = (name: string, takes: string | undefined, dflt: string | undefined, help: string): Flag => ({ name, takes, default: dflt, help });
@@ -29,13 +36,14 @@ const OTHER_RUN: Flag[] = [
   flag(Input.Repository, 'OWNER/NAME', 'GITHUB_REPOSITORY', 'the repository of --run-id'),
 ];
 const KEEP = flag(Input.Keep, 'RULES', undefined, 'retention policy applied after the set is written: last=N, hourly|daily|weekly|monthly|yearly=N, within=DURATION');
+const JSON_OUT = flag('json', SWITCH, 'false', 'print JSON instead of a table');
 const INCLUDE_VOLUMES = flag(Input.IncludeVolumes, SWITCH, 'true', 'named and anonymous volumes too');
 
 /**
  * Every command's flags: the one table the CLI's parser, its help and its suggestions read.
  * The words follow the inputs of action.yml and restore/action.yml, shortened to a line.
  */
-export const COMMANDS: Record<Command, { summary: string; flags: Flag[] }> = {
+export const COMMANDS: Record<Command, { summary: string; flags: Flag[]; operands?: Operands }> = {
   backup: {
     summary: 'take a snapshot set of the selected containers',
     flags: [
@@ -71,6 +79,7 @@ export const COMMANDS: Record<Command, { summary: string; flags: Flag[] }> = {
       flag(Input.Replace, SWITCH, 'false', 'replace existing containers and non-empty volumes of the same names'),
       flag(Input.Start, 'auto|always|never', 'auto', 'auto: start what was running'),
       INCLUDE_VOLUMES,
+      flag(Input.Paths, 'LIST', undefined, 'absolute paths: only these, from volumes, into the existing containers (--replace when they exist there)'),
       ...OTHER_RUN,
       ...CREDENTIALS,
     ],
@@ -85,6 +94,27 @@ export const COMMANDS: Record<Command, { summary: string; flags: Flag[] }> = {
       flag(Input.DryRun, SWITCH, 'false', 'print what would be removed; change nothing'),
       ...CREDENTIALS,
     ],
+  },
+  ls: {
+    summary: "list a set's containers and their mounts, or the files of one (writable layer and mounts), restoring nothing",
+    operands: { usage: 'SNAPSHOT [CONTAINER[:PATH]]', min: 1, max: 2 },
+    flags: [SOURCE, JSON_OUT, ...OTHER_RUN, ...CREDENTIALS],
+  },
+  extract: {
+    summary: "write one file or directory of a set's container (a mount or its writable layer) to a host directory",
+    operands: { usage: 'SNAPSHOT CONTAINER:PATH', min: 2, max: 2 },
+    flags: [
+      SOURCE,
+      flag('to', 'DIR', undefined, 'the host directory to write into (required; made when missing)'),
+      flag('overwrite', SWITCH, 'false', 'replace files that exist in DIR'),
+      ...OTHER_RUN,
+      ...CREDENTIALS,
+    ],
+  },
+  diff: {
+    summary: 'list the files added, changed and removed between two sets, per container and mount',
+    operands: { usage: 'SNAPSHOT1 SNAPSHOT2', min: 2, max: 2 },
+    flags: [SOURCE, JSON_OUT, ...OTHER_RUN, ...CREDENTIALS],
   },
 };
 
@@ -117,14 +147,14 @@ export function usage(): string {
 
 /** One command's usage: one line per flag with what it takes and its default. */
 export function commandHelp(command: Command): string {
-  const { summary, flags } = COMMANDS[command];
+  const { summary, flags, operands } = COMMANDS[command];
   const left = flags.map((f) => `--${f.name}${f.takes ? ` ${f.takes}` : ''}`);
   const width = Math.max(...left.map((l) => l.length));
   const lines = flags.map((f, i) => `  ${left[i].padEnd(width)}  ${f.help}${f.default ? ` (default: ${f.default})` : ''}`);
   return [
     `${PROGRAM} ${command}: ${summary}.`,
     '',
-    `Usage: ${PROGRAM} ${command} [--flag value ...]`,
+    `Usage: ${PROGRAM} ${command}${operands ? ` ${operands.usage}` : ''} [--flag value ...]`,
     '',
     ...lines,
     '',
@@ -165,20 +195,37 @@ function unknownFlag(command: Command, name: string): InputError {
 /** The refusal of an unknown command, with the nearest command when there is one. */
 export function unknownCommand(name: string): InputError {
   const near = closest(name, Object.keys(COMMANDS));
-  return new InputError(`Unknown command '${name}'.${near ? ` Did you mean ${near}?` : ''} Expected backup, restore, list, verify or prune; see ${PROGRAM} --help.`);
+  const names = Object.keys(COMMANDS);
+  const expected = `${names.slice(0, -1).join(', ')} or ${names.at(-1)}`;
+  return new InputError(`Unknown command '${name}'.${near ? ` Did you mean ${near}?` : ''} Expected ${expected}; see ${PROGRAM} --help.`);
 }
 
 /**
  * A command's flags as raw values by input name (a repeated flag's values joined by newlines, as a
  * List input). A switch alone is 'true'; a switch followed by a word takes it as its value, so
- * `--pause no` is refused like `--pause=no`. Throws InputError naming the flag.
+ * `--pause no` is refused like `--pause=no`. Throws InputError naming the flag, and on any
+ * positional argument (see parseCommandLine for the commands that take them).
  */
 export function parseArgs(command: Command, argv: string[]): Map<string, string> {
-  const flags = COMMANDS[command].flags;
+  return parseCommandLine(command, argv).flags;
+}
+
+/**
+ * A command's flags (as parseArgs) and its positional arguments, checked against its operands.
+ * In a command with operands a switch takes the next word only when it is true or false, so that
+ * `ls --json SNAPSHOT` reads SNAPSHOT as an operand. Throws InputError in the CLI's words.
+ */
+export function parseCommandLine(command: Command, argv: string[]): { flags: Map<string, string>; operands: string[] } {
+  const { flags, operands: takes } = COMMANDS[command];
   const values = new Map<string, string>();
+  const operands: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
-    if (!arg.startsWith('--')) throw new InputError(`Unexpected argument '${arg}' for ${command}. Expected --flag value; see ${PROGRAM} ${command} --help.`);
+    if (!arg.startsWith('--')) {
+      if (!takes) throw new InputError(`Unexpected argument '${arg}' for ${command}. Expected --flag value; see ${PROGRAM} ${command} --help.`);
+      operands.push(arg);
+      continue;
+    }
     const eq = arg.indexOf('=');
     const name = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
     const spec = flags.find((f) => f.name === name);
@@ -187,7 +234,8 @@ export function parseArgs(command: Command, argv: string[]): Map<string, string>
     if (eq !== -1) value = arg.slice(eq + 1);
     else if (spec.takes === undefined || spec.takes === SWITCH) {
       const next = argv[i + 1];
-      value = next !== undefined && !next.startsWith('--') ? argv[++i] : 'true';
+      const takesNext = next !== undefined && !next.startsWith('--') && (!takes || /^(true|false)$/i.test(next));
+      value = takesNext ? argv[++i] : 'true';
     } else {
       if (i + 1 >= argv.length) throw new InputError(`Flag --${name} needs a value: ${spec.takes}.`);
       value = argv[++i];
@@ -195,5 +243,8 @@ export function parseArgs(command: Command, argv: string[]): Map<string, string>
     const previous = values.get(name);
     values.set(name, previous === undefined ? value : `${previous}\n${value}`);
   }
-  return values;
+  if (takes && (operands.length < takes.min || operands.length > takes.max)) {
+    throw new InputError(`${command} takes ${takes.usage}, given ${operands.length === 0 ? 'nothing' : operands.map((o) => `'${o}'`).join(' ')}. See ${PROGRAM} ${command} --help.`);
+  }
+  return { flags: values, operands };
 }

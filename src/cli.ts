@@ -1,10 +1,12 @@
 import './shims.js';
 import { readFileSync } from 'node:fs';
-import { backup, list, prune, restore, verify } from './commands.js';
+import { backup, diff, extract, list, ls, prune, restore, verify, type SetSource } from './commands.js';
 import { Input, parseBackupInputs, parseDestinations, parseRestoreInputs, parseSource, parseSourceRun } from './core/inputs.js';
 import { InputError, parseBoolean, parseCredentials, parseSnapshotRef } from './core/options.js';
 import { CLI_WORDS, PASSWORD_ENV, TOKEN_ENV } from './core/words.js';
-import { EXIT, commandHelp, isCommand, parseArgs, unknownCommand, usage } from './cli-args.js';
+import { EXIT, commandHelp, isCommand, parseArgs, parseCommandLine, unknownCommand, usage, type Command } from './cli-args.js';
+import { parseTarget, type Target } from './browse/paths.js';
+import { diffText, pathListingText, setListingText } from './browse/format.js';
 import { TOOL } from './version.js';
 import { errorMessage, type Logger } from './core/log.js';
 import { guarded } from './core/guard.js';
@@ -107,6 +109,7 @@ async function main(argv: string[]): Promise<number> {
   if (answered !== undefined) return answered;
   if (!isCommand(command)) throw unknownCommand(command);
   checkNode();
+  if (command === 'ls' || command === 'extract' || command === 'diff') return runBrowse(command, rest);
   const flags = parseArgs(command, rest);
   if (!flags.has(Input.Snapshot)) flags.set(Input.Snapshot, 'latest');
   const get = reader(flags, cliCredentials(flags));
@@ -141,6 +144,36 @@ async function main(argv: string[]): Promise<number> {
   }
   const verified = await verify(source, parseSnapshotRef(get(Input.Snapshot), '--snapshot'), credentials, deps, otherRun);
   print(`Snapshot ${verified.tag}: ${verified.blobs} blob(s) verified.`);
+  return EXIT.ok;
+}
+
+/** `ls`, `extract` and `diff`: sets read from --source, by the tags given as operands; the engine is not used. */
+async function runBrowse(command: Command, argv: string[]): Promise<number> {
+  const { flags, operands } = parseCommandLine(command, argv);
+  const get = reader(flags, cliCredentials(flags));
+  const spec = parseSource(get, CLI_WORDS);
+  const from: SetSource = { spec, credentials: parseCredentials(get(Input.RegistryUsername), get(Input.RegistryPassword), CLI_WORDS), artifactRun: parseSourceRun(get, spec, CLI_WORDS) };
+  const deps = { log: cliLogger, env: process.env, words: CLI_WORDS };
+  const json = parseBoolean('--json', get('json'), false);
+  const snapshot = parseSnapshotRef(operands[0], command === 'diff' ? 'SNAPSHOT1' : 'SNAPSHOT');
+  if (command === 'ls') {
+    const target = operands[1] === undefined ? undefined : parseTarget(operands[1], 'CONTAINER[:PATH]');
+    const listing = await ls(from, snapshot, target, deps);
+    print(json ? JSON.stringify(listing, null, 2) : 'entries' in listing ? pathListingText(listing) : setListingText(listing));
+    return EXIT.ok;
+  }
+  if (command === 'extract') {
+    const target = parseTarget(operands[1], 'CONTAINER:PATH', true) as Required<Target>;
+    const to = get('to');
+    if (to.trim() === '') throw new InputError('extract needs --to. Expected --to DIR, the host directory to write into.');
+    const overwrite = parseBoolean('--overwrite', get('overwrite'), false);
+    const r = await extract(from, snapshot, target, { to, overwrite, words: CLI_WORDS }, deps);
+    const w = r.written;
+    print(`${r.container}:${r.path} from snapshot ${r.snapshot} written to ${r.to}: ${w.files} file(s), ${w.directories} directory(ies), ${w.links} link(s), ${w.special} special file(s)${r.skipped.length ? `; ${r.skipped.length} left out (see warnings)` : ''}.`);
+    return EXIT.ok;
+  }
+  const changes = await diff(from, snapshot, parseSnapshotRef(operands[1], 'SNAPSHOT2'), deps);
+  print(json ? JSON.stringify(changes, null, 2) : diffText(changes));
   return EXIT.ok;
 }
 

@@ -9,10 +9,15 @@ import type { Journal } from './core/journal.js';
 import { runBackup, type BackupResult } from './snapshot/backup.js';
 import { findSet, runRestore, verifyContainers, type RestoreResult } from './snapshot/restore.js';
 import { recoverAbandonedRestores } from './snapshot/restore-journal.js';
+import { restorePaths } from './snapshot/restore-paths.js';
 import type { RestoreTransaction } from './snapshot/transaction.js';
 import type { SetSummary } from './snapshot/manifest.js';
 import { prune as pruneDestination, type PruneResult } from './snapshot/prune.js';
 import type { RetentionPolicy } from './snapshot/retention.js';
+import { listPath, listSet, type PathListing, type SetListing } from './browse/ls.js';
+import type { Target } from './browse/paths.js';
+import { diffSets, type SetDiff } from './browse/compare.js';
+import { extractPath, type ExtractOptions, type ExtractResult } from './browse/extract.js';
 
 /** What every command needs from its caller (the action or the CLI). */
 export interface Deps {
@@ -107,7 +112,8 @@ export async function restore(opts: RestoreOptions, deps: Deps): Promise<Restore
   await engine.info();
   await recoverAbandoned(engine, deps.log, deps.env);
   await recoverAbandonedRestores(engine, deps.log, deps.env);
-  return runRestore(opts, { engine, source, log: deps.log, txn: deps.txn });
+  const ctx = { engine, source, log: deps.log, txn: deps.txn };
+  return opts.paths.length > 0 ? restorePaths(opts, ctx) : runRestore(opts, ctx);
 }
 
 export async function list(spec: DestinationSpec, credentials: Credentials, deps: Deps, artifactRun?: ArtifactRun): Promise<SetSummary[]> {
@@ -127,4 +133,38 @@ export async function verify(
   const set = await findSet(source, snapshot);
   const blobs = await verifyContainers(source, set.containers, true, deps.log);
   return { tag: set.tag, blobs };
+}
+
+/** Where ls, extract and diff read sets from. */
+export interface SetSource {
+  spec: DestinationSpec;
+  credentials: Credentials;
+  artifactRun?: ArtifactRun;
+}
+
+async function openSource(from: SetSource, deps: Deps): Promise<Destination> {
+  return open(from.spec, from.credentials, deps, { artifactRun: from.artifactRun });
+}
+
+/**
+ * `ls`: the containers of set `snapshot` and their archives, or, for a target, the files of one
+ * container at and below its path (see browse/ls.ts). Reads the store only; the engine is not used.
+ */
+export async function ls(from: SetSource, snapshot: string, target: Target | undefined, deps: Deps): Promise<SetListing | PathListing> {
+  const source = await openSource(from, deps);
+  const set = await findSet(source, snapshot);
+  return target ? listPath(source, set, target) : listSet(set);
+}
+
+/** `extract`: one file or directory of a container in set `snapshot` written under `opts.to` (see browse/extract.ts). */
+export async function extract(from: SetSource, snapshot: string, target: Required<Target>, opts: Omit<ExtractOptions, 'warn'>, deps: Deps): Promise<ExtractResult> {
+  const source = await openSource(from, deps);
+  const set = await findSet(source, snapshot);
+  return extractPath(source, set, target, { ...opts, warn: (m) => deps.log.warning(m) });
+}
+
+/** `diff`: what changed from set `first` to set `second`, both read from one location (see browse/compare.ts). */
+export async function diff(from: SetSource, first: string, second: string, deps: Deps): Promise<SetDiff> {
+  const source = await openSource(from, deps);
+  return diffSets(source, await findSet(source, first), await findSet(source, second));
 }

@@ -6,6 +6,7 @@ import {
   parseLockTimeout,
   parseChoice,
   parseContainerName,
+  parseContainerPath,
   parseCredentials,
   parseDestination,
   parseLabelFilter,
@@ -60,6 +61,7 @@ export const Input = {
   RunId: 'run-id',
   Repository: 'repository',
   GithubToken: 'github-token',
+  Paths: 'paths',
 } as const;
 
 export const DEFAULT_LOCATION = 'dir:./container-snapshots';
@@ -148,6 +150,7 @@ export function parseRestoreInputs(get: InputReader, words: Vocabulary = ACTION_
     replace: parseBoolean(n(Input.Replace), get(Input.Replace), false),
     start: parseChoice(n(Input.Start), get(Input.Start), ['auto', 'always', 'never'], 'auto'),
     includeVolumes: parseBoolean(n(Input.IncludeVolumes), get(Input.IncludeVolumes), true),
+    paths: splitList(get(Input.Paths)).map((p) => parseContainerPath(p, n(Input.Paths))),
     credentials: parseCredentials(get(Input.RegistryUsername), get(Input.RegistryPassword), words),
     words,
   };

@@ -1,4 +1,4 @@
-import { resolve } from 'node:path';
+import { posix, resolve } from 'node:path';
 import type { RetentionPolicy } from '../snapshot/retention.js';
 import { ACTION_WORDS, type Vocabulary } from './words.js';
 import { isRepositoryPath, isTag } from '../oci/reference.js';
@@ -87,6 +87,8 @@ export interface RestoreOptions {
   replace: boolean;
   start: StartPolicy;
   includeVolumes: boolean;
+  /** Absolute container paths: restore only these, from volumes, into the existing containers (empty: a whole restore). */
+  paths: string[];
   credentials: Credentials;
   /** Set when the source is artifact:NAME of another workflow run. */
   artifactRun?: ArtifactRun;
@@ -269,6 +271,14 @@ export function parseSnapshotRef(raw: string, name = 'snapshot'): string {
     throw new InputError(`Invalid ${name} '${raw}'. Expected a tag or latest.`);
   }
   return value;
+}
+
+/** An absolute path inside a container, normalized (`..` cannot climb above `/`, which itself is refused). */
+export function parseContainerPath(raw: string, what: string): string {
+  const value = raw.trim();
+  const path = posix.normalize(value).replace(/\/+$/, '');
+  if (!value.startsWith('/') || path === '') throw new InputError(`Invalid ${what} '${raw}'. Expected an absolute path below /, as in /var/lib/data/uploads.`);
+  return path;
 }
 
 export function parseContainerName(raw: string, what = 'container name'): string {

@@ -2,6 +2,7 @@ import { posix } from 'node:path';
 import { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import { type Engine } from '../engine/engine.js';
+import { NotFoundError } from '../engine/errors.js';
 
 /**
  * The label every container and volume a restore makes for its own use carries (helpers, volumes
@@ -110,6 +111,20 @@ export class Filler {
   /** Whether a volume holds anything (no image content is copied into it by looking). */
   async volumeHasData(volume: string): Promise<boolean> {
     return this.withHelper([{ volume, target: '/csx-probe' }], async (id) => (await peekTar(await this.engine.getArchive(id, '/csx-probe'), 2)).count > 1);
+  }
+
+  /** Whether anything is at `path` (a container path below `mountPoint`) in the volume; nothing is copied into it by looking. */
+  async volumePathExists(volume: string, mountPoint: string, path: string): Promise<boolean> {
+    const inside = posix.join('/csx-probe', posix.relative(mountPoint, path));
+    return this.withHelper([{ volume, target: '/csx-probe' }], async (id) => {
+      try {
+        (await this.engine.getArchive(id, inside)).destroy();
+        return true;
+      } catch (err) {
+        if (err instanceof NotFoundError) return false;
+        throw err;
+      }
+    });
   }
 
   /** What a host path holds; a path that does not exist is reported so, and nothing is created. */

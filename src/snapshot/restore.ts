@@ -68,7 +68,8 @@ export async function findSet(source: Destination, snapshot: string): Promise<Sn
   );
 }
 
-function chooseContainers(set: SnapshotSet, opts: RestoreOptions): ContainerRecord[] {
+/** The containers of `set` that `opts.containers` names (all when empty); throws RestoreError on a name the set lacks or a stray rename. */
+export function chooseContainers(set: SnapshotSet, opts: RestoreOptions): ContainerRecord[] {
   const names = set.containers.map((c) => c.name);
   const unknown = opts.containers.filter((n) => !names.includes(n));
   if (unknown.length > 0) {

@@ -25,7 +25,7 @@ describe('the bundled CLI as a newcomer meets it', () => {
 
   afterAll(() => res.cleanup());
 
-  it.each(['backup', 'restore', 'list', 'verify'])('%s --help (and help with it) prints its own flags, one line each, and exit 0', async (command) => {
+  it.each(['backup', 'restore', 'list', 'verify', 'ls', 'extract', 'diff'])('%s --help (and help with it) prints its own flags, one line each, and exit 0', async (command) => {
     const a = await runCli([command, '--help']);
     const b = await runCli(['help', command]);
     expect(a.code).toBe(0);

@@ -46,7 +46,7 @@ describe('CLI flags and suggestions', () => {
   it('suggests the nearest flag of the command, not the whole list', () => {
     expect(() => parseArgs('backup', ['--container', 'x'])).toThrow(/^Unknown flag --container for backup\. Did you mean --containers\? See node dist\/cli\.js backup --help\.$/);
     expect(() => parseArgs('restore', ['--snapshto', 'x'])).toThrow(/Did you mean --snapshot\?/);
-    expect(() => parseArgs('backup', ['--source', 'x'])).toThrow(/Unknown flag --source for backup\. It is a flag of restore, list, verify\./);
+    expect(() => parseArgs('backup', ['--source', 'x'])).toThrow(/Unknown flag --source for backup\. It is a flag of restore, list, verify, ls, extract, diff\./);
     expect(() => parseArgs('list', ['--zzzzzz'])).toThrow(/^Unknown flag --zzzzzz for list\. See/);
     expect(unknownCommand('backpu').message).toMatch(/Did you mean backup\?/);
     expect(unknownCommand('frobnicate').message).not.toMatch(/Did you mean/);

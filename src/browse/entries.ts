@@ -1,0 +1,94 @@
+import type { Readable } from 'node:stream';
+import tar from 'tar-stream';
+import type { Destination } from '../destinations/types.js';
+import { openContent } from '../snapshot/blobs.js';
+import { layerName, mountName, normalizePath, entrySegments } from './paths.js';
+import type { Source } from './sources.js';
+
+/** A tar entry's kind, or what a layer's whiteout says: `deleted` (`.wh.NAME`), `opaque` (`.wh..wh..opq`). */
+export type EntryType = 'file' | 'directory' | 'symlink' | 'link' | 'fifo' | 'character-device' | 'block-device' | 'deleted' | 'opaque' | 'other';
+
+/** One file of a set, as its archive records it, at its path in the container. */
+export interface FileEntry {
+  /** Absolute, normalized path in the container. */
+  path: string;
+  type: EntryType;
+  /** Bytes of content (files only; 0 otherwise). */
+  size: number;
+  /** Permission bits, with setuid, setgid and sticky (0 to 0o7777). */
+  mode: number;
+  uid: number;
+  gid: number;
+  /** Modification time, whole seconds since the epoch (what the archive keeps). */
+  mtime: number;
+  /** A symlink's target as written; a hard link's target as a container path. */
+  linkname?: string;
+  /** Device numbers, devices only. */
+  device?: { major: number; minor: number };
+}
+
+/** A tar header as tar-stream reads it; only the name is sure to be there. */
+export type TarHeader = Partial<tar.Header> & Pick<tar.Header, 'name'>;
+
+/** What a header says, at its container path; `unsafe` when its name (or a hard link's target) climbs out of the archive. */
+export type ReadEntry = { entry: FileEntry } | { unsafe: string };
+
+function pathIn(source: Source, name: string): { path: string; kind: 'file' | 'deleted' | 'opaque' } | undefined {
+  if (source.kind === 'layer') return layerName(name);
+  const path = mountName(name, source.root);
+  return path === undefined ? undefined : { kind: 'file', path };
+}
+
+function linkTarget(source: Source, header: TarHeader): string | undefined {
+  const link = header.linkname ?? '';
+  if (header.type !== 'link') return link || undefined;
+  if (source.kind === 'layer') {
+    const segments = entrySegments(link);
+    return segments && normalizePath(`/${segments.join('/')}`);
+  }
+  return mountName(link, source.root);
+}
+
+/** A tar header of `source`'s archive as a FileEntry (pure). */
+export function toEntry(source: Source, header: TarHeader): ReadEntry {
+  const at = pathIn(source, header.name);
+  if (!at) return { unsafe: header.name };
+  const type: EntryType = at.kind !== 'file' ? at.kind : header.type && KNOWN.has(header.type) ? (header.type as EntryType) : header.type === 'contiguous-file' ? 'file' : 'other';
+  const linkname = at.kind === 'file' ? linkTarget(source, header) : undefined;
+  if (header.type === 'link' && at.kind === 'file' && linkname === undefined) return { unsafe: `${header.name} -> ${header.linkname ?? ''}` };
+  const entry: FileEntry = {
+    path: at.path,
+    type,
+    size: type === 'file' ? (header.size ?? 0) : 0,
+    mode: (header.mode ?? 0) & 0o7777,
+    uid: header.uid ?? 0,
+    gid: header.gid ?? 0,
+    mtime: Math.floor((header.mtime?.getTime() ?? 0) / 1000),
+  };
+  if (linkname) entry.linkname = linkname;
+  if (type === 'character-device' || type === 'block-device') entry.device = { major: header.devmajor ?? 0, minor: header.devminor ?? 0 };
+  return { entry };
+}
+
+const KNOWN = new Set(['file', 'directory', 'symlink', 'link', 'fifo', 'character-device', 'block-device']);
+
+/**
+ * Reads `source`'s archive from `dest` once (decompressed, its digests checked as it streams) and
+ * calls `visit` with each entry and its content stream, which `visit` must consume or resume.
+ * Throws the archive's or the store's error (a digest mismatch among them).
+ */
+export async function walk(dest: Destination, source: Source, what: string, visit: (read: ReadEntry, content: Readable) => Promise<void>): Promise<void> {
+  const content = await openContent(dest, source.scope, source.blob, what);
+  const extract = tar.extract();
+  content.on('error', (err: Error) => extract.destroy(err));
+  content.pipe(extract);
+  try {
+    for await (const item of extract) {
+      const stream = item as unknown as Readable & { header: tar.Header };
+      await visit(toEntry(source, stream.header), stream);
+      stream.resume();
+    }
+  } finally {
+    content.destroy();
+  }
+}

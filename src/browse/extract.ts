@@ -1,0 +1,196 @@
+import { execFile } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import { chmod, chown, lchown, link, lstat, lutimes, mkdir, readdir, rm, symlink, utimes } from 'node:fs/promises';
+import { join, posix, resolve } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { promisify } from 'node:util';
+import type { Destination } from '../destinations/types.js';
+import type { SnapshotSet } from '../snapshot/manifest.js';
+import type { Vocabulary } from '../core/words.js';
+import type { FileEntry } from './entries.js';
+import { within } from './paths.js';
+import { BrowseError, containerOf, visitUnder } from './view.js';
+
+const run = promisify(execFile);
+
+export interface ExtractOptions {
+  /** The host directory written into; made when missing, its own attributes never changed. */
+  to: string;
+  /** Replace what exists in `to` (a directory stays and is merged into). */
+  overwrite: boolean;
+  words: Vocabulary;
+  /** Told of each entry left out, and why. */
+  warn: (message: string) => void;
+}
+
+/** What `extract` wrote under `to`: counts by kind, and what it left out. */
+export interface ExtractResult {
+  snapshot: string;
+  container: string;
+  path: string;
+  to: string;
+  written: { files: number; directories: number; links: number; special: number };
+  skipped: string[];
+}
+
+/** An entry's name below `to`: its path relative to the parent of the path asked for (`docker cp`'s naming). */
+function relativeName(path: string, top: string): string {
+  const rel = posix.relative(posix.dirname(top), path);
+  if (rel.startsWith('..') || posix.isAbsolute(rel)) throw new BrowseError(`Entry ${path} is outside ${top}; not written.`);
+  return rel;
+}
+
+/** Makes the directories above `rel` under `to` as needed; refuses one that is a symlink or not a directory (it could lead out of `to`). */
+async function parents(to: string, rel: string): Promise<void> {
+  let at = to;
+  for (const segment of rel.split('/').slice(0, -1)) {
+    at = join(at, segment);
+    const st = await lstat(at).catch(() => undefined);
+    if (!st) await mkdir(at, { mode: 0o755 });
+    else if (!st.isDirectory()) throw new BrowseError(`${at} is ${st.isSymbolicLink() ? 'a symlink' : 'not a directory'}; nothing is written through it.`);
+  }
+}
+
+/** `rel` under `to` when it is a regular file reached through real directories only (no symlink on the way); else undefined. */
+async function writtenFile(to: string, rel: string): Promise<string | undefined> {
+  let at = to;
+  const segments = rel.split('/');
+  for (const [i, segment] of segments.entries()) {
+    at = join(at, segment);
+    const st = await lstat(at).catch(() => undefined);
+    if (!st || !(i === segments.length - 1 ? st.isFile() : st.isDirectory())) return undefined;
+  }
+  return at;
+}
+
+async function own(abs: string, e: FileEntry, asRoot: boolean, symlinked = false): Promise<void> {
+  if (asRoot) await (symlinked ? lchown : chown)(abs, e.uid, e.gid);
+  if (!symlinked) await chmod(abs, e.mode);
+  await (symlinked ? lutimes : utimes)(abs, e.mtime, e.mtime);
+}
+
+/**
+ * Writes one file or directory of a set's container to `opts.to`, named as `docker cp` names it
+ * (`/v/sub` lands at `TO/sub`), from the archive that holds it (a mount, else the writable layer),
+ * read and checked as it streams. Keeps modes and mtimes, and owners when run as root. Never
+ * writes outside `to`: entry names that climb are left out, nothing is written through a symlink,
+ * files are created exclusively (an existing symlink is never followed). Throws BrowseError
+ * when something exists (without `overwrite`) or nothing of the container lies at the path.
+ */
+export async function extractPath(dest: Destination, set: SnapshotSet, target: { container: string; path: string }, opts: ExtractOptions): Promise<ExtractResult> {
+  const c = containerOf(set, target.container);
+  const top = target.path;
+  const to = resolve(opts.to);
+  if (!opts.overwrite) await refuseExisting(dest, set, c.name, top, to, opts.words);
+  await mkdir(to, { recursive: true });
+  const result: ExtractResult = { snapshot: set.tag, container: c.name, path: top, to, written: { files: 0, directories: 0, links: 0, special: 0 }, skipped: [] };
+  const skip = (why: string) => {
+    result.skipped.push(why);
+    opts.warn(why);
+  };
+  const dirs: Array<{ abs: string; entry: FileEntry }> = [];
+  const asRoot = process.getuid?.() === 0;
+  let seen = 0;
+  await visitUnder(
+    dest,
+    c,
+    top,
+    async (entry, _source, content) => {
+      if (entry.type === 'deleted' || entry.type === 'opaque') return;
+      seen++;
+      const rel = relativeName(entry.path, top);
+      if (rel === '') return;
+      await parents(to, rel);
+      const abs = join(to, rel);
+      const existing = await lstat(abs).catch(() => undefined);
+      if (existing && !(existing.isDirectory() && entry.type === 'directory')) {
+        if (!opts.overwrite) throw new BrowseError(`${abs} exists. Expected a ${opts.words.name('to')} directory without it, or ${opts.words.enable('overwrite')}.`);
+        await rm(abs, { recursive: true, force: true });
+      }
+      const kind = await writeEntry(entry, abs, content, { to, top, asRoot, existing: Boolean(existing), skip });
+      // A directory that was there keeps its own attributes unless overwriting.
+      if (kind === 'directories' && (!existing || opts.overwrite)) dirs.push({ abs, entry });
+      if (kind) result.written[kind]++;
+    },
+    (name, source) => skip(`${source.label}: entry '${name}' climbs out of its archive; not written`),
+  );
+  if (seen === 0) throw new BrowseError(`Snapshot ${set.tag}: ${c.name} has nothing at ${top} in its writable layer or mounts (files of its image are not in the set).`);
+  // Deepest first, after their content: writing into a directory changes its mtime.
+  for (const d of dirs.reverse()) await own(d.abs, d.entry, asRoot);
+  return result;
+}
+
+interface WriteContext {
+  to: string;
+  top: string;
+  asRoot: boolean;
+  existing: boolean;
+  skip: (why: string) => void;
+}
+
+async function writeEntry(e: FileEntry, abs: string, content: Readable, ctx: WriteContext): Promise<keyof ExtractResult['written'] | undefined> {
+  switch (e.type) {
+    case 'directory':
+      if (!ctx.existing) await mkdir(abs, { mode: 0o700 });
+      return 'directories';
+    case 'file':
+      await pipeline(content, createWriteStream(abs, { flags: 'wx', mode: 0o600 }));
+      await own(abs, e, ctx.asRoot);
+      return 'files';
+    case 'symlink':
+      await symlink(e.linkname ?? '', abs);
+      await own(abs, e, ctx.asRoot, true);
+      return 'links';
+    case 'link': {
+      const target = e.linkname ?? '';
+      const from = within(target, ctx.top) ? await writtenFile(ctx.to, relativeName(target, ctx.top)) : undefined;
+      if (!from) {
+        ctx.skip(`${e.path}: a hard link to ${target}, which is not written here; not written`);
+        return undefined;
+      }
+      await link(from, abs);
+      return 'links';
+    }
+    case 'fifo':
+      await run('mkfifo', ['-m', (e.mode & 0o777).toString(8), abs]);
+      await own(abs, e, ctx.asRoot);
+      return 'special';
+    case 'character-device':
+    case 'block-device':
+      if (!ctx.asRoot) {
+        ctx.skip(`${e.path}: a device, made only when run as root; not written`);
+        return undefined;
+      }
+      await run('mknod', [abs, e.type === 'character-device' ? 'c' : 'b', String(e.device?.major ?? 0), String(e.device?.minor ?? 0)]);
+      await own(abs, e, ctx.asRoot);
+      return 'special';
+    default:
+      ctx.skip(`${e.path}: a ${e.type} entry; not written`);
+      return undefined;
+  }
+}
+
+/** Without overwrite: fails before writing anything when an entry would land on something that exists (a directory on a directory is fine). */
+async function refuseExisting(dest: Destination, set: SnapshotSet, container: string, top: string, to: string, words: Vocabulary): Promise<void> {
+  const present = await readdir(to).then((names) => names.length > 0, () => false);
+  if (!present) return;
+  const c = containerOf(set, container);
+  const clashes: string[] = [];
+  await visitUnder(
+    dest,
+    c,
+    top,
+    async (entry) => {
+      const rel = relativeName(entry.path, top);
+      if (rel === '' || entry.type === 'deleted' || entry.type === 'opaque') return;
+      const st = await lstat(join(to, rel)).catch(() => undefined);
+      if (st && !(st.isDirectory() && entry.type === 'directory')) clashes.push(join(to, rel));
+    },
+    () => undefined,
+  );
+  if (clashes.length > 0) {
+    const more = clashes.length > 3 ? ` and ${clashes.length - 3} more` : '';
+    throw new BrowseError(`${clashes.slice(0, 3).join(', ')}${more} exist(s). Expected a ${words.name('to')} directory without them, or ${words.enable('overwrite')}.`);
+  }
+}

@@ -1,0 +1,53 @@
+import { SET_SCOPE, type BlobScope } from '../destinations/types.js';
+import type { BlobDescriptor, ContainerRecord } from '../snapshot/manifest.js';
+import { within } from './paths.js';
+
+/**
+ * One archive of a container in a set, and where its entries land in the container: the
+ * writable layer at `/`, a volume or bind mount at its mount destination.
+ */
+export interface Source {
+  kind: 'layer' | 'volume' | 'bind';
+  /** Where the archive's entries land: `/` for the layer, the mount destination for a mount. */
+  root: string;
+  /** In words: `layer`, `volume NAME`, `bind HOST-PATH`. */
+  label: string;
+  blob: BlobDescriptor;
+  scope: BlobScope;
+}
+
+/**
+ * The container's writable layer: the top layer of its committed image. A commit adds exactly
+ * one layer to the image the container was made from (Engine API, POST /commit); those below are
+ * the image's own and not the container's changes.
+ */
+export function layerSource(c: ContainerRecord): Source | undefined {
+  const top = c.image.layers.at(-1);
+  return top && { kind: 'layer', root: '/', label: 'layer', blob: top, scope: { container: c.name } };
+}
+
+/** Every archive of a container: its layer first, then its mounts by destination. */
+export function sourcesOf(c: ContainerRecord): Source[] {
+  const mounts: Source[] = c.volumes.map((v) => ({
+    kind: v.type,
+    root: v.destination,
+    label: v.type === 'bind' ? `bind ${v.source ?? ''}` : `volume ${v.name}`,
+    blob: v.blob,
+    scope: SET_SCOPE,
+  }));
+  const layer = layerSource(c);
+  return [...(layer ? [layer] : []), ...mounts.sort((a, b) => a.root.localeCompare(b.root))];
+}
+
+/** The source a container path comes from: the deepest mount above it, else the layer. */
+export function ownerOf(path: string, sources: Source[]): Source | undefined {
+  let best: Source | undefined;
+  for (const s of sources) if (within(path, s.root) && (!best || s.root.length > best.root.length)) best = s;
+  return best;
+}
+
+/** The sources that can hold something at or below `top`: those above it and those below it. */
+export function sourcesUnder(top: string, sources: Source[]): Source[] {
+  const owner = ownerOf(top, sources);
+  return sources.filter((s) => s === owner || within(s.root, top));
+}

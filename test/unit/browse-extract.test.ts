@@ -1,0 +1,87 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { existsSync, lstatSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import tar from 'tar-stream';
+import { extractPath } from '../../src/browse/extract.js';
+import { listPath } from '../../src/browse/ls.js';
+import { storeBlob } from '../../src/snapshot/blobs.js';
+import { volumeMediaType, type ContainerRecord, type SnapshotSet } from '../../src/snapshot/manifest.js';
+import { SET_SCOPE } from '../../src/destinations/types.js';
+import { CLI_WORDS } from '../../src/core/words.js';
+import { MemoryDestination } from '../support/memory-destination.js';
+
+type Entry = Partial<tar.Header> & { name: string; body?: string };
+
+/** A set of one container `c` whose one volume at /v holds the archive `entries`, in memory. */
+async function setWith(entries: Entry[]): Promise<{ dest: MemoryDestination; set: SnapshotSet }> {
+  const pack = tar.pack();
+  for (const { body, ...h } of entries) pack.entry({ mode: 0o644, ...h }, body ?? '');
+  pack.finalize();
+  const dest = new MemoryDestination();
+  const blob = await storeBlob(pack as unknown as Readable, [{ dest, scope: SET_SCOPE }], volumeMediaType('gzip'));
+  const c = { name: 'c', image: { layers: [] }, volumes: [{ type: 'volume', name: 'vol', anonymous: false, destination: '/v', blob }] } as unknown as ContainerRecord;
+  return { dest, set: { tag: 't', containers: [c] } as unknown as SnapshotSet };
+}
+
+describe('extract guards', () => {
+  const dirs: string[] = [];
+  const temp = () => {
+    const d = mkdtempSync(join(tmpdir(), 'cs-extract-'));
+    dirs.push(d);
+    return d;
+  };
+  afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+  it('leaves out names that climb out of the archive and hard links that point out of it', async () => {
+    const { dest, set } = await setWith([
+      { name: 'v/', type: 'directory', mode: 0o755 },
+      { name: 'v/ok', body: 'fine' },
+      { name: 'v/../../escape', body: 'bad' },
+      { name: 'v/hard', type: 'link', linkname: '../../etc/passwd' },
+    ]);
+    const base = temp();
+    const to = join(base, 'out');
+    const warnings: string[] = [];
+    const r = await extractPath(dest, set, { container: 'c', path: '/v' }, { to, overwrite: false, words: CLI_WORDS, warn: (m) => warnings.push(m) });
+    expect(readdirSync(join(to, 'v'))).toEqual(['ok']);
+    expect(readdirSync(base)).toEqual(['out']);
+    expect(r.skipped).toHaveLength(2);
+    expect(warnings.join('\n')).toMatch(/entry 'v\/\.\.\/\.\.\/escape' climbs out of its archive/);
+    const l = await listPath(dest, set, { container: 'c' });
+    expect(l.entries.map((e) => e.path)).toEqual(['/v', '/v/ok']);
+    expect(l.unsafe).toEqual(['v/../../escape', 'v/hard -> ../../etc/passwd']);
+  });
+
+  it('refuses to write through a symlink the archive itself made', async () => {
+    const outside = temp();
+    const { dest, set } = await setWith([
+      { name: 'v/', type: 'directory', mode: 0o755 },
+      { name: 'v/evil', type: 'symlink', linkname: outside },
+      { name: 'v/evil/planted', body: 'bad' },
+    ]);
+    const to = temp();
+    await expect(extractPath(dest, set, { container: 'c', path: '/v' }, { to, overwrite: true, words: CLI_WORDS, warn: () => undefined })).rejects.toThrow(
+      `${join(to, 'v/evil')} is a symlink; nothing is written through it.`,
+    );
+    expect(readdirSync(outside)).toEqual([]);
+    expect(lstatSync(join(to, 'v/evil')).isSymbolicLink()).toBe(true);
+    expect(existsSync(join(outside, 'planted'))).toBe(false);
+  });
+
+  it('never hard-links to a file reached through a symlink (which could be outside the directory)', async () => {
+    const outside = temp();
+    writeFileSync(join(outside, 'secret'), 'host file');
+    const { dest, set } = await setWith([
+      { name: 'v/', type: 'directory', mode: 0o755 },
+      { name: 'v/evil', type: 'symlink', linkname: outside },
+      { name: 'v/x', type: 'link', linkname: 'v/evil/secret' },
+    ]);
+    const to = temp();
+    const r = await extractPath(dest, set, { container: 'c', path: '/v' }, { to, overwrite: false, words: CLI_WORDS, warn: () => undefined });
+    expect(existsSync(join(to, 'v/x'))).toBe(false);
+    expect(r.skipped).toEqual(['/v/x: a hard link to /v/evil/secret, which is not written here; not written']);
+    expect(lstatSync(join(outside, 'secret')).nlink).toBe(1);
+  });
+});
