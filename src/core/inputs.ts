@@ -23,6 +23,7 @@ import {
   type DestinationSpec,
   type RestoreOptions,
 } from './options.js';
+import { parseDecryption, parseEncryption } from './key-inputs.js';
 import { parseRetentionPolicy } from './retention-input.js';
 import { ACTION_WORDS, type Vocabulary } from './words.js';
 
@@ -57,6 +58,10 @@ export const Input = {
   RunId: 'run-id',
   Repository: 'repository',
   GithubToken: 'github-token',
+  EncryptionRecipients: 'encryption-recipients',
+  EncryptionPassphrase: 'encryption-passphrase',
+  DecryptionIdentity: 'decryption-identity',
+  DecryptionPassphrase: 'decryption-passphrase',
 } as const;
 
 export const DEFAULT_LOCATION = 'dir:./container-snapshots';
@@ -99,6 +104,7 @@ export function parseBackupInputs(get: InputReader, now?: Date, env: NodeJS.Proc
     keep,
     pruneOnly,
     credentials: parseCredentials(get(Input.RegistryUsername), get(Input.RegistryPassword), words),
+    encryption: parseEncryption(get(Input.EncryptionRecipients), get(Input.EncryptionPassphrase), { recipients: n(Input.EncryptionRecipients), passphrase: n(Input.EncryptionPassphrase) }),
     lockTimeoutMs: parseLockTimeout(env.CONTAINER_SNAPSHOT_LOCK_TIMEOUT),
     words,
   };
@@ -140,6 +146,12 @@ export function parseRestoreInputs(get: InputReader, words: Vocabulary = ACTION_
     start: parseChoice(n(Input.Start), get(Input.Start), ['auto', 'always', 'never'], 'auto'),
     includeVolumes: parseBoolean(n(Input.IncludeVolumes), get(Input.IncludeVolumes), true),
     credentials: parseCredentials(get(Input.RegistryUsername), get(Input.RegistryPassword), words),
+    decryption: parseKeys(get, words),
     words,
   };
+}
+
+/** The decryption-identity and decryption-passphrase inputs (restore, verify, list). */
+export function parseKeys(get: InputReader, words: Vocabulary = ACTION_WORDS): RestoreOptions['decryption'] {
+  return parseDecryption(get(Input.DecryptionIdentity), get(Input.DecryptionPassphrase), { identity: words.name(Input.DecryptionIdentity), passphrase: words.name(Input.DecryptionPassphrase) });
 }

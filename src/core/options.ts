@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import type { Decryption, Encryption } from '../crypto/keyring.js';
 import type { RetentionPolicy } from '../snapshot/retention.js';
 import { ACTION_WORDS, type Vocabulary } from './words.js';
 
@@ -69,6 +70,8 @@ export interface BackupOptions {
   /** Apply `keep` to the destinations and back up nothing (the action's prune-only). */
   pruneOnly: boolean;
   credentials: Credentials;
+  /** Blobs and set documents stored encrypted (age) to these keys; undefined: stored in clear. */
+  encryption?: Encryption;
   /** Milliseconds a backup waits for another backup's lock on a container (CONTAINER_SNAPSHOT_LOCK_TIMEOUT). */
   lockTimeoutMs: number;
   /** The words of the interface the options came from, for messages; the action's when absent. */
@@ -86,6 +89,8 @@ export interface RestoreOptions {
   start: StartPolicy;
   includeVolumes: boolean;
   credentials: Credentials;
+  /** The keys an encrypted set is read with; undefined: only a clear set can be restored. */
+  decryption?: Decryption;
   /** Set when the source is artifact:NAME of another workflow run. */
   artifactRun?: ArtifactRun;
   /** The words of the interface the options came from, for messages; the action's when absent. */

@@ -26,6 +26,7 @@ import {
   type SnapshotSet,
   type VolumeRecord,
 } from './manifest.js';
+import { setForHistory } from './sealed-sets.js';
 import { selectContainers, type Candidate } from './select.js';
 import { copyBlobs, tagState, unwrittenLine, writeSetEverywhere, type SetPlacement, type TagState } from './set-writes.js';
 import { captureSpec, containerReferences, userNetworkNames } from './spec.js';
@@ -112,13 +113,13 @@ function volumeKey(container: string, destination: string): string {
   return `${container}\0${destination}`;
 }
 
-/** What recent sets stored, present in every destination: the basis for not storing it again. */
+/** What recent sets stored alike (encrypted to the same keys, or clear), present in every destination: the basis for not storing it again. */
 async function loadHistory(destinations: Destination[]): Promise<History> {
   const perDest: History[] = [];
   for (const dest of destinations) {
     const h: History = { layers: new Map(), volumes: new Map() };
     for (const summary of (await dest.listSets()).filter((s) => !s.damaged).slice(0, HISTORY_DEPTH)) {
-      const set = await dest.readSet(summary.tag);
+      const set = await setForHistory(dest, summary);
       for (const c of set?.containers ?? []) {
         for (const l of c.image.layers) h.layers.set(l.contentDigest, l);
         for (const v of c.volumes) if (!h.volumes.has(volumeKey(c.name, v.destination))) h.volumes.set(volumeKey(c.name, v.destination), v.blob);
