@@ -79,6 +79,11 @@ export function parseBackupInputs(get: InputReader, now?: Date, env: NodeJS.Proc
   const destinations = parseDestinations(get, words);
   const keep = parseRetentionPolicy(get(Input.Keep), n(Input.Keep));
   const pruneOnly = parseBoolean(n(Input.PruneOnly), get(Input.PruneOnly), false);
+  const encryption = parseEncryption(get(Input.EncryptionRecipients), get(Input.EncryptionPassphrase), { recipients: n(Input.EncryptionRecipients), passphrase: n(Input.EncryptionPassphrase) });
+  const registry = destinations.find((d) => d.kind === 'registry');
+  if (encryption && registry) {
+    throw new InputError(`${n(Input.EncryptionRecipients)} and ${n(Input.EncryptionPassphrase)} do not apply to ${registry.raw} yet: a registry stores pullable images, which cannot be encrypted. Expected dir: or artifact: destinations with a key.`);
+  }
   if (pruneOnly && !keep) throw new InputError(`${n(Input.PruneOnly)} needs ${n(Input.Keep)}. Expected ${n(Input.Keep)} with at least one rule, e.g. last=7,daily=14.`);
   return {
     selection: {
@@ -104,7 +109,7 @@ export function parseBackupInputs(get: InputReader, now?: Date, env: NodeJS.Proc
     keep,
     pruneOnly,
     credentials: parseCredentials(get(Input.RegistryUsername), get(Input.RegistryPassword), words),
-    encryption: parseEncryption(get(Input.EncryptionRecipients), get(Input.EncryptionPassphrase), { recipients: n(Input.EncryptionRecipients), passphrase: n(Input.EncryptionPassphrase) }),
+    encryption,
     lockTimeoutMs: parseLockTimeout(env.CONTAINER_SNAPSHOT_LOCK_TIMEOUT),
     words,
   };

@@ -30,7 +30,7 @@ export async function openDestination(spec: DestinationSpec, opts: OpenOptions):
     if (opts.artifactRun) opts.onSecret?.(opts.artifactRun.token);
     // Loaded on first use: it reads GITHUB_API_URL when loaded, and only artifact users need it.
     const { DefaultArtifactClient } = await import(/* webpackMode: "eager" */ '@actions/artifact');
-    return new ArtifactDestination(spec.raw, spec.name, new DefaultArtifactClient(), runContext(opts.env ?? process.env), opts.retentionDays, opts.artifactRun, opts.warn, opts.words);
+    return new ArtifactDestination(spec.raw, spec.name, new DefaultArtifactClient(), runContext(opts.env ?? process.env), opts.retentionDays, opts.artifactRun, opts.warn, opts.words, opts.keyring);
   }
   const auth = await resolveCredentials(spec.host, { ...opts.credentials, env: opts.env, onSecret: opts.onSecret });
   const onRetry = (m: string) => (opts.info ?? opts.warn)?.(m);

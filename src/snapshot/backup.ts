@@ -27,6 +27,7 @@ import {
   type VolumeRecord,
 } from './manifest.js';
 import { setForHistory } from './sealed-sets.js';
+import { secretEnvWarning } from './secret-env.js';
 import { selectContainers, type Candidate } from './select.js';
 import { copyBlobs, tagState, unwrittenLine, writeSetEverywhere, type SetPlacement, type TagState } from './set-writes.js';
 import { captureSpec, containerReferences, userNetworkNames } from './spec.js';
@@ -238,6 +239,8 @@ class ContainerBackup {
       if (peer) names.set(ref, peer.Name.replace(/^\//, ''));
     }
     const spec = captureSpec(info, networks, (ref) => names.get(ref) ?? ref);
+    const clear = this.ctx.destinations[0]?.keyring?.encrypting ? undefined : secretEnvWarning(name, info.Config.Env ?? [], this.opts.words ?? ACTION_WORDS);
+    if (clear) log.warning(clear);
     const mounts = mountsToTake(info, this.opts);
     const running = info.State.Running && !info.State.Paused && !info.State.Restarting;
     const { hold, note, warn } = holdFor(info, this.opts);

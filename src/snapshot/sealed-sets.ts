@@ -17,6 +17,7 @@ import {
 
 /** The annotation of a set's descriptor (dir:, registry:, artifact:) that holds its clear envelope, as JSON. */
 export const ENVELOPE_ANNOTATION = 'container-snapshot.encryption';
+const CREATED = 'org.opencontainers.image.created';
 
 /** A set document as a destination stores it: its bytes, their media type, and what its descriptor adds. */
 export interface SealedDocument {
@@ -50,7 +51,8 @@ export async function sealSet(set: SnapshotSet, keyring: Keyring | undefined): P
     ...(keyring.passphraseKey ? { passphraseKey: keyring.passphraseKey } : {}),
     dedupe: keyring.sealRecord(dedupeRecord(set)),
   };
-  return { body: await keyring.encryptBytes(json), mediaType: SET_AGE_MEDIA_TYPE, annotations: { [ENVELOPE_ANNOTATION]: JSON.stringify(envelope) } };
+  const annotations = { [CREATED]: set.created, [ENVELOPE_ANNOTATION]: JSON.stringify(envelope) };
+  return { body: await keyring.encryptBytes(json), mediaType: SET_AGE_MEDIA_TYPE, annotations };
 }
 
 /** The clear envelope of an encrypted set's descriptor. Throws ManifestError when it is absent or malformed. */
