@@ -65,6 +65,7 @@ export const COMMANDS: Record<Command, { summary: string; flags: Flag[] }> = {
       flag(Input.Compression, 'auto|zstd|gzip', 'auto', 'layer and volume compression (auto: zstd, gzip for old engines pushing to a registry)'),
       flag(Input.RetentionDays, '1-90', 'the repository setting', 'days an artifact: destination keeps the set'),
       KEEP,
+      flag(Input.ExcludeEnv, 'LIST', undefined, 'environment variable names or globs left out of the stored configuration and image config'),
       ...ENCRYPTION,
       ...CREDENTIALS,
     ],

@@ -70,6 +70,8 @@ export interface BackupOptions {
   /** Apply `keep` to the destinations and back up nothing (the action's prune-only). */
   pruneOnly: boolean;
   credentials: Credentials;
+  /** Environment variables left out of the captured configuration and the committed image config (exclude-env). */
+  excludeEnv: RegExp[];
   /** Blobs and set documents stored encrypted (age) to these keys; undefined: stored in clear. */
   encryption?: Encryption;
   /** Milliseconds a backup waits for another backup's lock on a container (CONTAINER_SNAPSHOT_LOCK_TIMEOUT). */
@@ -137,6 +139,13 @@ export function parseChoice<T extends string>(name: string, value: string, choic
 function globToRegExp(glob: string): RegExp {
   const body = glob.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
   return new RegExp(`^${body.replace(/\[!/g, '[^')}$`);
+}
+
+/** An exclude-env item: a variable name, or a glob of name characters and * ?. Throws InputError naming `name`. */
+export function parseEnvPattern(raw: string, name = 'exclude-env'): RegExp {
+  const value = raw.trim();
+  if (!/^[A-Za-z0-9_*?]+$/.test(value)) throw new InputError(`Invalid ${name} '${value}'. Expected an environment variable name or a glob of name characters and * ?, like *_PASSWORD.`);
+  return globToRegExp(value);
 }
 
 export function parseSelector(raw: string): Selector {

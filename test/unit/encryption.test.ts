@@ -10,7 +10,7 @@ import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js'
 import { parseIdentities, parseRecipients, secretsOf } from '../../src/core/key-inputs.js';
 import { ACTION_WORDS, CLI_WORDS } from '../../src/core/words.js';
 import { KeyError, Keyring } from '../../src/crypto/keyring.js';
-import { secretEnvWarning, secretLookingNames } from '../../src/snapshot/secret-env.js';
+import { imageConfigWithoutEnv, secretEnvWarning, secretLookingNames, specWithoutEnv } from '../../src/snapshot/secret-env.js';
 
 const inputs = (values: Record<string, string>) => (name: string) => values[name] ?? '';
 const words = { decrypt: 'decryption-identity or decryption-passphrase' };
@@ -136,5 +136,21 @@ describe('environment variables whose names look secret', () => {
     expect(warning).toContain('Expected encryption-recipients or encryption-passphrase');
     for (const value of ['hunter2', 't0k', '/root']) expect(warning).not.toContain(value);
     expect(secretEnvWarning('web', ['PATH=/bin', 'PORT=80'], CLI_WORDS)).toBeUndefined();
+  });
+});
+
+describe('exclude-env', () => {
+  it('takes names and globs, and refuses anything else naming the input', () => {
+    const opts = parseBackupInputs(inputs({ destination: 'dir:/tmp/x', 'exclude-env': 'DB_PASSWORD\n*_TOKEN' }));
+    const spec = specWithoutEnv({ config: { Env: ['DB_PASSWORD=a', 'API_TOKEN=b', 'TOKEN_X=c', 'MODE=d'] } }, opts.excludeEnv);
+    expect(spec.config.Env).toEqual(['TOKEN_X=c', 'MODE=d']);
+    expect(() => parseBackupInputs(inputs({ 'exclude-env': 'A=B' }))).toThrow("Invalid exclude-env 'A=B'. Expected an environment variable name or a glob");
+    expect(parseBackupInputs(inputs({})).excludeEnv).toEqual([]);
+  });
+
+  it('strips the image config (config and container_config) and nothing else', () => {
+    const config = { architecture: 'amd64', config: { Env: ['PATH=/bin', 'DB_PASSWORD=a'], Cmd: ['sh'] }, container_config: { Env: ['DB_PASSWORD=a'] }, rootfs: { diff_ids: ['sha256:1'] } };
+    const out = JSON.parse(imageConfigWithoutEnv(Buffer.from(JSON.stringify(config)), [/^DB_PASSWORD$/]).toString('utf8')) as typeof config;
+    expect(out).toEqual({ ...config, config: { Env: ['PATH=/bin'], Cmd: ['sh'] }, container_config: { Env: [] } });
   });
 });
