@@ -24,6 +24,7 @@ const CREDENTIALS: Flag[] = [
 const ENCRYPTION: Flag[] = [
   flag(Input.EncryptionRecipients, 'LIST', undefined, 'encrypt blobs and the set document (age) to these public keys (age1…) or recipients files'),
   flag('encryption-passphrase-stdin', undefined, undefined, `encrypt with a passphrase read from stdin (or ${ENCRYPTION_PASSPHRASE_ENV})`),
+  flag(Input.RegistryPullableImage, SWITCH, 'false', 'with a key: keep image layers and configs in clear so registry: images stay pullable'),
 ];
 const DECRYPTION: Flag[] = [
   flag(Input.DecryptionIdentity, 'FILE', IDENTITY_ENV, 'an age identity file (AGE-SECRET-KEY-1…) to read encrypted sets with'),

@@ -60,6 +60,7 @@ export const Input = {
   Repository: 'repository',
   GithubToken: 'github-token',
   ExcludeEnv: 'exclude-env',
+  RegistryPullableImage: 'registry-pullable-image',
   EncryptionRecipients: 'encryption-recipients',
   EncryptionPassphrase: 'encryption-passphrase',
   DecryptionIdentity: 'decryption-identity',
@@ -82,10 +83,8 @@ export function parseBackupInputs(get: InputReader, now?: Date, env: NodeJS.Proc
   const keep = parseRetentionPolicy(get(Input.Keep), n(Input.Keep));
   const pruneOnly = parseBoolean(n(Input.PruneOnly), get(Input.PruneOnly), false);
   const encryption = parseEncryption(get(Input.EncryptionRecipients), get(Input.EncryptionPassphrase), { recipients: n(Input.EncryptionRecipients), passphrase: n(Input.EncryptionPassphrase) });
-  const registry = destinations.find((d) => d.kind === 'registry');
-  if (encryption && registry) {
-    throw new InputError(`${n(Input.EncryptionRecipients)} and ${n(Input.EncryptionPassphrase)} do not apply to ${registry.raw} yet: a registry stores pullable images, which cannot be encrypted. Expected dir: or artifact: destinations with a key.`);
-  }
+  const pullableImage = parseBoolean(n(Input.RegistryPullableImage), get(Input.RegistryPullableImage), false);
+  if (encryption && pullableImage) encryption.pullableImage = true;
   if (pruneOnly && !keep) throw new InputError(`${n(Input.PruneOnly)} needs ${n(Input.Keep)}. Expected ${n(Input.Keep)} with at least one rule, e.g. last=7,daily=14.`);
   return {
     selection: {

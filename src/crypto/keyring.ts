@@ -7,6 +7,8 @@ import { Decrypter, Encrypter, armor, generateX25519Identity, identityToRecipien
 export interface Encryption {
   recipients: string[];
   passphrase?: string;
+  /** Keep image layers and configs in clear, so that a registry's snapshot images stay pullable (registry-pullable-image). */
+  pullableImage?: boolean;
 }
 
 /** What a restore, verify or list decrypts with: age identities (AGE-SECRET-KEY-1…) and/or a passphrase. */
@@ -77,6 +79,11 @@ export class Keyring {
   /** True when this run stores blobs and set documents encrypted. */
   get encrypting(): boolean {
     return Boolean(this.encryption && (this.encryption.recipients.length > 0 || this.encryption.passphrase));
+  }
+
+  /** True when image layers and configs are stored in clear (registry-pullable-image), the rest encrypted. */
+  get keepsImagesPullable(): boolean {
+    return Boolean(this.encryption?.pullableImage);
   }
 
   /** True when a passphrase still needs its session identity (see adopt). */

@@ -35,7 +35,7 @@ export async function openDestination(spec: DestinationSpec, opts: OpenOptions):
   const auth = await resolveCredentials(spec.host, { ...opts.credentials, env: opts.env, onSecret: opts.onSecret });
   const onRetry = (m: string) => (opts.info ?? opts.warn)?.(m);
   const client = new RegistryClient({ host: spec.host, auth, userAgent: 'container-snapshot', credentialsHint: opts.words?.credentials, onRetry });
-  return new RegistryDestination(spec.raw, spec.prefix, client, opts.warn);
+  return new RegistryDestination(spec.raw, spec.prefix, client, opts.warn, opts.keyring);
 }
 
 export type { Destination } from './types.js';

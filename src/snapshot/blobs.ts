@@ -47,11 +47,15 @@ function decryptor(dest: Destination, what: string): Transform | Duplex {
   return dest.keyring.decryptStream(what);
 }
 
-/** The keyring the targets share (one per run), when it encrypts. */
-function encryptingKeyring(targets: StoreTarget[]): Keyring | undefined {
+/** The keyring the targets share (one per run), when it encrypts a blob of this media type (image layers and configs stay clear with registry-pullable-image). */
+function encryptingKeyring(targets: StoreTarget[], mediaType: string): Keyring | undefined {
   const keyring = targets[0]?.dest.keyring;
-  return keyring?.encrypting ? keyring : undefined;
+  if (!keyring?.encrypting) return undefined;
+  return keyring.keepsImagesPullable && mediaType.startsWith(OCI_IMAGE_MEDIA_TYPES) ? undefined : keyring;
 }
+
+/** Layers and configs of OCI images (image-spec media types): what a pullable image is made of. */
+const OCI_IMAGE_MEDIA_TYPES = 'application/vnd.oci.image.';
 
 export async function verifyBlob(dest: Destination, scope: BlobScope, blob: BlobDescriptor, what: string): Promise<void> {
   await drain(await openContent(dest, scope, blob, what));
@@ -76,7 +80,7 @@ export async function storeBlob(source: Readable, targets: StoreTarget[], mediaT
     const stages: Array<NodeJS.ReadableStream | NodeJS.WritableStream> = [source, content];
     const compress = compressor(mediaType);
     if (compress) stages.push(compress);
-    const keyring = encryptingKeyring(targets);
+    const keyring = encryptingKeyring(targets, mediaType);
     if (keyring) stages.push(keyring.encryptStream());
     stages.push(stored, fanOut(writers.map((w) => w.stream)));
     await pipeline(stages);

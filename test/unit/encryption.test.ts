@@ -64,10 +64,12 @@ describe('key inputs', () => {
     expect(secretsOf({ encryption: backup.encryption, decryption: restore.decryption }).sort()).toEqual(['p2', 'pass phrase', identity].sort());
   });
 
-  it('refuses a key with a registry: destination (a pullable image cannot be encrypted)', () => {
-    expect(() => parseBackupInputs(inputs({ destination: 'dir:/tmp/x\nregistry:127.0.0.1:5000/snap', 'encryption-passphrase': 'p' }))).toThrow(
-      'encryption-recipients and encryption-passphrase do not apply to registry:127.0.0.1:5000/snap yet',
-    );
+  it('keeps images pullable only when asked, and only with a key', () => {
+    const dest = 'registry:127.0.0.1:5000/snap';
+    expect(parseBackupInputs(inputs({ destination: dest, 'encryption-passphrase': 'p' })).encryption).toEqual({ recipients: [], passphrase: 'p' });
+    expect(parseBackupInputs(inputs({ destination: dest, 'encryption-passphrase': 'p', 'registry-pullable-image': 'true' })).encryption?.pullableImage).toBe(true);
+    expect(parseBackupInputs(inputs({ destination: dest, 'registry-pullable-image': 'true' })).encryption).toBeUndefined();
+    expect(() => parseBackupInputs(inputs({ 'registry-pullable-image': 'yes' }))).toThrow("Invalid registry-pullable-image 'yes'. Expected true or false.");
   });
 });
 
