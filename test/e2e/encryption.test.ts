@@ -122,4 +122,29 @@ describe('encryption at rest through the bundled actions and the CLI', () => {
     expect(info.Config.Env).toEqual(expect.arrayContaining([`DB_PASSWORD=${PASSWORD}`, `API_TOKEN=${TOKEN}`]));
     expect(await treeDigest(app, '/data')).toEqual(before);
   });
+
+  it('a passphrase round trip: artifact: and dir: by the actions, the CLI reading the passphrase on stdin', async () => {
+    const passphrase = 'e2e passphrase 6f0d';
+    const name = `${res.prefix}-pass`;
+    const passStore = join(store, '..', 'pass');
+    const b = await runStep('.', { containers: app, destination: `artifact:${name}\ndir:${passStore}`, tag: 'p-1', 'encryption-passphrase': passphrase }, { env: stepEnv('pass-backup') });
+    expect(b.code, b.stdout + b.stderr).toBe(0);
+    expect(b.stdout).toContain(`::add-mask::${passphrase}`);
+    for (const secret of [passphrase, PASSWORD]) expect(leftBehind(b)).not.toContain(secret);
+    for (const f of filesUnder(passStore)) expect(readFileSync(f).includes(PASSWORD), f).toBe(false);
+
+    const verify = await runCli(['verify', '--source', `dir:${passStore}`, '--snapshot', 'p-1', '--decryption-passphrase-stdin'], { env: { DOCKER_CONFIG: '/nonexistent' }, input: `${passphrase}\n` });
+    expect(verify.code, verify.stderr).toBe(0);
+    expect(verify.stdout.trim()).toMatch(/^Snapshot p-1: \d+ blob\(s\) verified\.$/);
+
+    const copy = res.name('pass-copy');
+    const copyVol = res.volume('pass-data');
+    const r = await runStep('restore', { source: `artifact:${name}`, rename: `${app}=${copy},${vol}=${copyVol}`, 'decryption-passphrase': passphrase }, { env: stepEnv('pass-restore') });
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(leftBehind(r)).not.toContain(passphrase);
+    const info = await docker.getContainer(copy).inspect();
+    res.image(info.Config.Image);
+    expect(info.Config.Env).toContain(`DB_PASSWORD=${PASSWORD}`);
+    expect(await treeDigest(copy, '/data')).toEqual(await treeDigest(app, '/data'));
+  });
 });
