@@ -28,7 +28,10 @@ export interface SealedDocument {
 
 /**
  * What a backup needs of an earlier set to reuse its blobs: each container's layers and, by mount
- * point, its volumes. Kept in the envelope sealed with the recipients' key (Keyring.sealRecord).
+ * point, its volumes. Kept in the envelope sealed with the recipients' key (Keyring.sealRecord), so a
+ * backup that holds only public keys can reuse blobs although age ciphertext is never the same twice.
+ * Content-defined chunks will go the same way: each chunk an age file under its stored digest, and
+ * this record mapping each chunk's content digest to that descriptor.
  */
 export interface DedupeRecord {
   containers: Array<{ name: string; image: { layers: BlobDescriptor[] }; volumes: Array<{ destination: string; blob: BlobDescriptor }> }>;

@@ -3,7 +3,12 @@ import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { list, restore, verify } from '../../src/commands.js';
+import { list, prune, restore, verify } from '../../src/commands.js';
+import { parseRetentionPolicy } from '../../src/core/retention-input.js';
+import { Keyring } from '../../src/crypto/keyring.js';
+import { buffer } from 'node:stream/consumers';
+import { Readable } from 'node:stream';
+import { randomBytes } from 'node:crypto';
 import { parseRestoreInputs } from '../../src/core/inputs.js';
 import { parseDestination } from '../../src/core/options.js';
 import { backUp, inputs, testEnv } from '../support/commands.js';
@@ -83,6 +88,13 @@ describe('encryption at rest (dir:)', () => {
     expect(plain.toString('utf8')).toContain(SECRET);
   });
 
+  it('and what the reference age encrypts, the keyring decrypts', async () => {
+    const plain = randomBytes(200_000);
+    const sealed = execFileSync('age', ['-r', keys.recipient], { input: plain });
+    const keyring = new Keyring(undefined, { identities: [keys.identity] }, { decrypt: 'a key' });
+    expect((await buffer(Readable.from([sealed]).pipe(keyring.decryptStream('a file from age')))).equals(plain)).toBe(true);
+  });
+
   it('list shows an encrypted set by its clear envelope, without a key', async () => {
     const sets = await list(parseDestination(byKey), {}, { log: quietLog, env: testEnv });
     expect(sets.map((s) => [s.tag, s.containers, s.encryption?.format])).toEqual([['k1', [name], 'age']]);
@@ -142,4 +154,12 @@ describe('encryption at rest (dir:)', () => {
     const dest = await openDestination(parseDestination(location), { credentials: {}, keyring: new Keyring(undefined, decryption, { decrypt: 'a key' }) });
     return (await dest.readSet(tag))!;
   }
+
+  it('a prune without any key removes sets and sweeps their blobs, from the clear envelopes alone', async () => {
+    const [r] = await prune([parseDestination(byKey)], parseRetentionPolicy('last=1', 'keep')!, false, {}, { log: quietLog, env: testEnv });
+    expect(r.removed.map((s) => s.tag).sort()).toEqual(['k1', 'k2']);
+    expect(r.swept?.blobs).toBeGreaterThanOrEqual(3);
+    const left = await verify(parseDestination(byKey), 'o1', {}, { log: quietLog, env: testEnv, decryption: { identities: [other.identity] } });
+    expect(left.blobs).toBeGreaterThanOrEqual(3);
+  });
 });
