@@ -20,6 +20,8 @@ export interface Decryption {
 /** How the interface in use names its key inputs, for the one line a missing or wrong key gives. */
 export interface KeyWords {
   decrypt: string;
+  /** A backup's: what to do when it must read a set back (a tag already written) that its keys cannot open. */
+  readBack?: string;
 }
 
 export class KeyError extends Error {
@@ -151,7 +153,7 @@ export class Keyring {
 
   private decrypter(what: string): Decrypter {
     if (this.identities.length === 0 && this.passphrases.length > 0) throw this.keyError(what, new Error('no identity matched'));
-    if (this.identities.length === 0) throw new KeyError(`${what} is encrypted (age). Expected ${this.words.decrypt}.`);
+    if (this.identities.length === 0) throw this.words.readBack ? this.keyError(what, undefined) : new KeyError(`${what} is encrypted (age). Expected ${this.words.decrypt}.`);
     const dec = new Decrypter();
     for (const i of this.identities) dec.addIdentity(i);
     return dec;
@@ -184,6 +186,7 @@ export class Keyring {
 
   private keyError(what: string, err: unknown): Error {
     const message = err instanceof Error ? err.message : String(err);
+    if (this.words.readBack) return new KeyError(`${what} is encrypted (age) and cannot be read back by this backup. Expected ${this.words.readBack}.`);
     if (/no identity matched/.test(message)) return new KeyError(`${what} cannot be decrypted with the ${this.words.decrypt} given (a different key or passphrase). Expected the key it was encrypted for.`);
     return new KeyError(`${what} cannot be decrypted: ${message}.`);
   }

@@ -3,13 +3,13 @@ import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { list, prune, restore, verify } from '../../src/commands.js';
+import { backup, list, prune, restore, verify } from '../../src/commands.js';
 import { parseRetentionPolicy } from '../../src/core/retention-input.js';
 import { Keyring } from '../../src/crypto/keyring.js';
 import { buffer } from 'node:stream/consumers';
 import { Readable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
-import { parseRestoreInputs } from '../../src/core/inputs.js';
+import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
 import { parseDestination } from '../../src/core/options.js';
 import { backUp, inputs, testEnv } from '../support/commands.js';
 import { Resources, docker, quietLog, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
@@ -154,6 +154,13 @@ describe('encryption at rest (dir:)', () => {
     const dest = await openDestination(parseDestination(location), { credentials: {}, keyring: new Keyring(undefined, decryption, { decrypt: 'a key' }) });
     return (await dest.readSet(tag))!;
   }
+
+  it('completing a tag held by one destination needs the set read back: refused, with a new tag as the way out, when the backup holds only public keys', async () => {
+    const more = `dir:${join(res.tempDir(), 'more')}`;
+    await expect(backup(parseBackupInputs(inputs({ containers: name, destination: `${byKey}\n${more}`, tag: 'o1', 'encryption-recipients': other.recipient })), { log: quietLog, env: testEnv })).rejects.toThrow(
+      `Snapshot o1 in ${byKey} is encrypted (age) and cannot be read back by this backup. Expected a new tag (a backup reads a set back only with the encryption-passphrase it was made with).`,
+    );
+  });
 
   it('a prune without any key removes sets and sweeps their blobs, from the clear envelopes alone', async () => {
     const [r] = await prune([parseDestination(byKey)], parseRetentionPolicy('last=1', 'keep')!, false, {}, { log: quietLog, env: testEnv });

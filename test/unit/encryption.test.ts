@@ -107,6 +107,12 @@ describe('Keyring', () => {
     );
   });
 
+  it('tells a backup that cannot read a set back to use a new tag', async () => {
+    const sealed = await new Keyring({ recipients: [a.recipient] }, undefined, words).encryptBytes(Buffer.from('doc'));
+    const backup = new Keyring({ recipients: [a.recipient] }, undefined, { ...words, readBack: 'a new tag' });
+    await expect(backup.decryptBytes(sealed, 'Snapshot t')).rejects.toThrow('Snapshot t is encrypted (age) and cannot be read back by this backup. Expected a new tag.');
+  });
+
   it('opens a dedupe record only for the same recipients', () => {
     const one = new Keyring({ recipients: [a.recipient, b.recipient] }, undefined, words);
     const same = new Keyring({ recipients: [b.recipient, a.recipient] }, undefined, words);
