@@ -66,6 +66,7 @@ export class Keyring {
   private sessionRecipient?: string;
   private wrapped?: string;
   private readonly identities: string[];
+  private readonly passphrases: string[];
 
   constructor(
     private readonly encryption: Encryption | undefined,
@@ -75,8 +76,6 @@ export class Keyring {
     this.identities = [...(decryption?.identities ?? [])];
     this.passphrases = [decryption?.passphrase, encryption?.passphrase].filter((p): p is string => Boolean(p));
   }
-
-  private readonly passphrases: string[];
 
   /** True when this run stores blobs and set documents encrypted. */
   get encrypting(): boolean {
