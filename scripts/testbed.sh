@@ -32,7 +32,7 @@
 # (docker-registry); a plain dockerd runs containers, pause, volumes and published ports.
 set -euo pipefail
 
-PACKAGES=(docker.io docker-registry apache2-utils busybox-static zstd ca-certificates attr acl)
+PACKAGES=(docker.io docker-registry apache2-utils busybox-static zstd ca-certificates attr acl age)
 DEFAULT_HOST=unix:///var/run/docker.sock
 DOCKERD_LOG=${DOCKERD_LOG:-/tmp/dockerd.log}
 ENGINE_WAIT_SECONDS=${ENGINE_WAIT_SECONDS:-30}

@@ -1,6 +1,6 @@
 import { DEFAULT_LOCATION, Input } from './core/inputs.js';
 import { InputError } from './core/options.js';
-import { PASSWORD_ENV, TOKEN_ENV } from './core/words.js';
+import { DECRYPTION_PASSPHRASE_ENV, ENCRYPTION_PASSPHRASE_ENV, IDENTITY_ENV, PASSWORD_ENV, TOKEN_ENV } from './core/words.js';
 
 /** One flag of one command, as its help line shows it: what it takes, its default, what it does. */
 export interface Flag {
@@ -28,6 +28,15 @@ const CREDENTIALS: Flag[] = [
   flag(Input.RegistryUsername, 'USER', 'the Docker config, as docker login writes it', `registry user; the password from --registry-password-stdin or ${PASSWORD_ENV}`),
   flag('registry-password-stdin', undefined, undefined, 'read the registry password from stdin (needs --registry-username)'),
   flag(Input.RegistryInsecure, 'LIST', 'loopback only', "registries (HOST[:PORT]) reached over plain HTTP, like docker's insecure-registries"),
+];
+const ENCRYPTION: Flag[] = [
+  flag(Input.EncryptionRecipients, 'LIST', undefined, 'encrypt blobs and the set document (age) to these public keys (age1…) or recipients files'),
+  flag('encryption-passphrase-stdin', undefined, undefined, `encrypt with a passphrase read from stdin (or ${ENCRYPTION_PASSPHRASE_ENV})`),
+  flag(Input.RegistryPullableImage, SWITCH, 'false', 'with a key: keep image layers and configs in clear so registry: images stay pullable'),
+];
+const DECRYPTION: Flag[] = [
+  flag(Input.DecryptionIdentity, 'FILE', IDENTITY_ENV, 'an age identity file (AGE-SECRET-KEY-1…) to read encrypted sets with'),
+  flag('decryption-passphrase-stdin', undefined, undefined, `read encrypted sets with a passphrase read from stdin (or ${DECRYPTION_PASSPHRASE_ENV})`),
 ];
 const SOURCE = flag(Input.Source, 'LOCATION', DEFAULT_LOCATION, 'where to read: dir:PATH, registry:HOST[:PORT]/PREFIX or artifact:NAME');
 const SNAPSHOT = flag(Input.Snapshot, 'TAG|latest', 'latest', 'the set to read');
@@ -66,6 +75,8 @@ export const COMMANDS: Record<Command, { summary: string; flags: Flag[]; operand
       flag(Input.Compression, 'auto|zstd|gzip', 'auto', 'layer and volume compression (auto: zstd, gzip for old engines pushing to a registry)'),
       flag(Input.RetentionDays, '1-90', 'the repository setting', 'days an artifact: destination keeps the set'),
       KEEP,
+      flag(Input.ExcludeEnv, 'LIST', undefined, 'environment variable names or globs left out of the stored configuration and image config'),
+      ...ENCRYPTION,
       ...CREDENTIALS,
     ],
   },
@@ -80,12 +91,13 @@ export const COMMANDS: Record<Command, { summary: string; flags: Flag[]; operand
       flag(Input.Start, 'auto|always|never', 'auto', 'auto: start what was running'),
       INCLUDE_VOLUMES,
       flag(Input.Paths, 'LIST', undefined, 'absolute paths: only these, from volumes, into the existing containers (--replace when they exist there)'),
+      ...DECRYPTION,
       ...OTHER_RUN,
       ...CREDENTIALS,
     ],
   },
-  list: { summary: 'print the complete sets of a location, newest first', flags: [SOURCE, ...OTHER_RUN, ...CREDENTIALS] },
-  verify: { summary: 'check a set document and every checksum of its blobs', flags: [SOURCE, SNAPSHOT, ...OTHER_RUN, ...CREDENTIALS] },
+  list: { summary: 'print the complete sets of a location, newest first', flags: [SOURCE, ...DECRYPTION, ...OTHER_RUN, ...CREDENTIALS] },
+  verify: { summary: 'check a set document and every checksum of its blobs', flags: [SOURCE, SNAPSHOT, ...DECRYPTION, ...OTHER_RUN, ...CREDENTIALS] },
   prune: {
     summary: 'remove the sets a retention policy does not keep, then the blobs no set uses',
     flags: [

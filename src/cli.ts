@@ -1,9 +1,9 @@
 import './shims.js';
 import { readFileSync } from 'node:fs';
 import { backup, diff, extract, list, ls, prune, restore, verify, type SetSource } from './commands.js';
-import { Input, parseBackupInputs, parseDestinations, parseRestoreInputs, parseSource, parseSourceRun } from './core/inputs.js';
+import { Input, parseBackupInputs, parseDestinations, parseKeys, parseRestoreInputs, parseSource, parseSourceRun } from './core/inputs.js';
 import { InputError, parseBoolean, parseCredentials, parseSnapshotRef } from './core/options.js';
-import { CLI_WORDS, PASSWORD_ENV, TOKEN_ENV } from './core/words.js';
+import { CLI_WORDS, DECRYPTION_PASSPHRASE_ENV, ENCRYPTION_PASSPHRASE_ENV, IDENTITY_ENV, PASSWORD_ENV, TOKEN_ENV } from './core/words.js';
 import { EXIT, commandHelp, isCommand, parseArgs, parseCommandLine, unknownCommand, usage, type Command } from './cli-args.js';
 import { parseTarget, type Target } from './browse/paths.js';
 import { diffText, pathListingText, setListingText } from './browse/format.js';
@@ -55,8 +55,38 @@ function cliCredentials(flags: Map<string, string>): { username: string; passwor
   return { username, password };
 }
 
+/** The CLI's stdin switches: stdin is read once, so one of them at most. */
+const STDIN_FLAGS = ['registry-password-stdin', 'encryption-passphrase-stdin', 'decryption-passphrase-stdin'];
+
+/**
+ * The keys as the CLI takes them: passphrases from stdin or an environment variable, an identity from
+ * a file (--decryption-identity) or an environment variable; never a key or passphrase on argv.
+ */
+function cliKeys(flags: Map<string, string>): Map<string, string> {
+  const onStdin = STDIN_FLAGS.filter((f) => parseBoolean(`--${f}`, flags.get(f) ?? '', false));
+  if (onStdin.length > 1) throw new InputError(`--${onStdin.join(' and --')} both read stdin. Expected one of them; give the other in its environment variable.`);
+  const fromStdin = (flag: string, env: string) => {
+    if (!onStdin.includes(flag)) return process.env[env] ?? '';
+    const value = readFileSync(0, 'utf8').replace(/\r?\n$/, '');
+    if (value === '') throw new InputError(`--${flag} read an empty passphrase. Expected the passphrase on stdin.`);
+    return value;
+  };
+  const identity = flags.get(Input.DecryptionIdentity);
+  if (identity?.includes('AGE-SECRET-KEY-')) {
+    throw new InputError(`--${Input.DecryptionIdentity} takes a file: a key on the command line shows in ps. Expected --${Input.DecryptionIdentity} FILE, or the key in ${IDENTITY_ENV}.`);
+  }
+  return new Map([
+    [Input.EncryptionPassphrase, fromStdin('encryption-passphrase-stdin', ENCRYPTION_PASSPHRASE_ENV)],
+    [Input.DecryptionPassphrase, fromStdin('decryption-passphrase-stdin', DECRYPTION_PASSPHRASE_ENV)],
+    [Input.DecryptionIdentity, identity ?? process.env[IDENTITY_ENV] ?? ''],
+  ]);
+}
+
 function reader(flags: Map<string, string>, credentials: { username: string; password: string }): (name: string) => string {
+  const keys = cliKeys(flags);
   return (name) => {
+    const key = keys.get(name);
+    if (key !== undefined) return key;
     if (name === Input.GithubToken) return process.env[TOKEN_ENV] ?? '';
     if (name === Input.Repository) return flags.get(name) ?? process.env.GITHUB_REPOSITORY ?? '';
     if (name === Input.RegistryUsername) return credentials.username;
@@ -137,12 +167,13 @@ async function main(argv: string[]): Promise<number> {
   const source = parseSource(get, CLI_WORDS);
   const otherRun = parseSourceRun(get, source, CLI_WORDS);
   const credentials = parseCredentials(get(Input.RegistryUsername), get(Input.RegistryPassword), CLI_WORDS);
+  const keyed = { ...deps, decryption: parseKeys(get, CLI_WORDS) };
   if (command === 'list') {
-    const sets = await list(source, credentials, deps, otherRun);
+    const sets = await list(source, credentials, keyed, otherRun);
     print(sets.length > 0 ? setsTable(sets) : `No snapshot sets in ${source.raw}.`);
     return EXIT.ok;
   }
-  const verified = await verify(source, parseSnapshotRef(get(Input.Snapshot), '--snapshot'), credentials, deps, otherRun);
+  const verified = await verify(source, parseSnapshotRef(get(Input.Snapshot), '--snapshot'), credentials, keyed, otherRun);
   print(`Snapshot ${verified.tag}: ${verified.blobs} blob(s) verified.`);
   return EXIT.ok;
 }

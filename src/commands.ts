@@ -1,6 +1,7 @@
 import type { ArtifactRun, BackupOptions, Credentials, DestinationSpec, RestoreOptions } from './core/options.js';
 import type { Logger } from './core/log.js';
 import { ACTION_WORDS, type Vocabulary } from './core/words.js';
+import { Keyring, type Decryption } from './crypto/keyring.js';
 import { Engine } from './engine/engine.js';
 import { recoverAbandoned } from './core/recovery.js';
 import { cancellable } from './core/cancel.js';
@@ -34,11 +35,29 @@ export interface Deps {
   now?: () => Date;
   /** The caller's words for its inputs (list and verify; backup and restore carry theirs in their options). */
   words?: Vocabulary;
+  /** The keys list, verify and prune read encrypted sets with (backup and restore carry theirs in their options). */
+  decryption?: Decryption;
 }
 
-function open(spec: DestinationSpec, credentials: Credentials, deps: Deps, extra: Pick<OpenOptions, 'retentionDays' | 'artifactRun' | 'words'> = {}): Promise<Destination> {
+function open(spec: DestinationSpec, credentials: Credentials, deps: Deps, extra: Pick<OpenOptions, 'retentionDays' | 'artifactRun' | 'words' | 'keyring'> = {}): Promise<Destination> {
   const log = deps.log;
-  return openDestination(spec, { credentials, onSecret: deps.onSecret, env: deps.env, warn: (m) => log.warning(m), info: (m) => log.info(m), words: deps.words, ...extra });
+  const keyring = new Keyring(undefined, deps.decryption, { decrypt: (extra.words ?? deps.words ?? ACTION_WORDS).decryption });
+  return openDestination(spec, { credentials, onSecret: deps.onSecret, env: deps.env, warn: (m) => log.warning(m), info: (m) => log.info(m), words: deps.words, keyring, ...extra });
+}
+
+/**
+ * A backup's keys. With a passphrase, the session key an earlier set wrapped with it is taken again
+ * (from the newest encrypted set that has one), so that the blobs stored then are reused.
+ */
+async function backupKeyring(keyring: Keyring, destinations: Destination[], log: Logger): Promise<void> {
+  const wrapped: string[] = [];
+  for (const dest of destinations) {
+    const sets = await dest.listSets().catch(() => []);
+    const key = sets.find((s) => s.encryption?.passphraseKey)?.encryption?.passphraseKey;
+    if (key) wrapped.push(key);
+  }
+  const adopted = await keyring.adopt(wrapped);
+  log.info(adopted ? 'Encryption: age, with the passphrase key of the newest encrypted set' : 'Encryption: age, with a new passphrase key');
 }
 
 /** A backup's result, and what its `keep` policy removed in each destination that holds the set. */
@@ -47,7 +66,10 @@ export type BackupOutcome = BackupResult & { pruned?: PruneResult[] };
 export async function backup(opts: BackupOptions, deps: Deps): Promise<BackupOutcome> {
   const destinations: Destination[] = [];
   const words = opts.words ?? deps.words ?? ACTION_WORDS;
-  for (const spec of opts.destinations) destinations.push(await open(spec, opts.credentials, deps, { retentionDays: opts.retentionDays, words }));
+  const readBack = `a new tag (a backup reads a set back only with the ${words.name('encryption-passphrase')} it was made with)`;
+  const keyring = new Keyring(opts.encryption, undefined, { decrypt: words.decryption, readBack });
+  for (const spec of opts.destinations) destinations.push(await open(spec, opts.credentials, deps, { retentionDays: opts.retentionDays, words, keyring }));
+  if (keyring.needsSession) await backupKeyring(keyring, destinations, deps.log);
   if (opts.pruneOnly && opts.keep) return pruneOnly(destinations, opts.keep, opts.dryRun, deps);
   if (opts.retentionDays !== undefined && !opts.destinations.some((d) => d.kind === 'artifact')) {
     deps.log.warning(`${words.name('retention-days')} ${opts.retentionDays} has no effect: it applies to artifact: destinations only.`);
@@ -106,7 +128,7 @@ export async function prune(specs: DestinationSpec[], policy: RetentionPolicy, d
 }
 
 export async function restore(opts: RestoreOptions, deps: Deps): Promise<RestoreResult> {
-  const source = await open(opts.source, opts.credentials, deps, { artifactRun: opts.artifactRun, words: opts.words ?? deps.words });
+  const source = await open(opts.source, opts.credentials, { ...deps, decryption: opts.decryption }, { artifactRun: opts.artifactRun, words: opts.words ?? deps.words });
   const engine = deps.engine ?? new Engine();
   // The engine first: an unreachable one fails at once, not after every blob was read and checked.
   await engine.info();

@@ -11,8 +11,10 @@ import { recoverAbandoned } from '../core/recovery.js';
 import { backupSummary, failureLine, formatBytes, pruneReport } from '../report.js';
 
 export async function main(): Promise<void> {
-  const password = core.getInput(Input.RegistryPassword);
-  if (password) core.setSecret(password);
+  for (const name of [Input.RegistryPassword, Input.EncryptionPassphrase]) {
+    const secret = core.getInput(name);
+    if (secret) core.setSecret(secret);
+  }
   const opts = parseBackupInputs((name) => core.getInput(name), undefined, process.env);
   const engine = new Engine();
   const handle = stateJournal();

@@ -18,6 +18,7 @@ import {
   parseInsecureRegistries,
   markInsecure,
   parseSelector,
+  parseEnvPattern,
   parseSnapshotRef,
   parseTag,
   splitList,
@@ -26,6 +27,7 @@ import {
   type DestinationSpec,
   type RestoreOptions,
 } from './options.js';
+import { parseDecryption, parseEncryption } from './key-inputs.js';
 import { parseRetentionPolicy } from './retention-input.js';
 import { ACTION_WORDS, type Vocabulary } from './words.js';
 
@@ -62,6 +64,12 @@ export const Input = {
   Repository: 'repository',
   GithubToken: 'github-token',
   Paths: 'paths',
+  ExcludeEnv: 'exclude-env',
+  RegistryPullableImage: 'registry-pullable-image',
+  EncryptionRecipients: 'encryption-recipients',
+  EncryptionPassphrase: 'encryption-passphrase',
+  DecryptionIdentity: 'decryption-identity',
+  DecryptionPassphrase: 'decryption-passphrase',
 } as const;
 
 export const DEFAULT_LOCATION = 'dir:./container-snapshots';
@@ -79,6 +87,9 @@ export function parseBackupInputs(get: InputReader, now?: Date, env: NodeJS.Proc
   const destinations = parseDestinations(get, words);
   const keep = parseRetentionPolicy(get(Input.Keep), n(Input.Keep));
   const pruneOnly = parseBoolean(n(Input.PruneOnly), get(Input.PruneOnly), false);
+  const encryption = parseEncryption(get(Input.EncryptionRecipients), get(Input.EncryptionPassphrase), { recipients: n(Input.EncryptionRecipients), passphrase: n(Input.EncryptionPassphrase) });
+  const pullableImage = parseBoolean(n(Input.RegistryPullableImage), get(Input.RegistryPullableImage), false);
+  if (encryption && pullableImage) encryption.pullableImage = true;
   if (pruneOnly && !keep) throw new InputError(`${n(Input.PruneOnly)} needs ${n(Input.Keep)}. Expected ${n(Input.Keep)} with at least one rule, e.g. last=7,daily=14.`);
   return {
     selection: {
@@ -104,6 +115,8 @@ export function parseBackupInputs(get: InputReader, now?: Date, env: NodeJS.Proc
     keep,
     pruneOnly,
     credentials: parseCredentials(get(Input.RegistryUsername), get(Input.RegistryPassword), words),
+    excludeEnv: splitList(get(Input.ExcludeEnv)).map((p) => parseEnvPattern(p, n(Input.ExcludeEnv))),
+    encryption,
     lockTimeoutMs: parseLockTimeout(env.CONTAINER_SNAPSHOT_LOCK_TIMEOUT),
     words,
   };
@@ -152,6 +165,12 @@ export function parseRestoreInputs(get: InputReader, words: Vocabulary = ACTION_
     includeVolumes: parseBoolean(n(Input.IncludeVolumes), get(Input.IncludeVolumes), true),
     paths: splitList(get(Input.Paths)).map((p) => parseContainerPath(p, n(Input.Paths))),
     credentials: parseCredentials(get(Input.RegistryUsername), get(Input.RegistryPassword), words),
+    decryption: parseKeys(get, words),
     words,
   };
+}
+
+/** The decryption-identity and decryption-passphrase inputs (restore, verify, list). */
+export function parseKeys(get: InputReader, words: Vocabulary = ACTION_WORDS): RestoreOptions['decryption'] {
+  return parseDecryption(get(Input.DecryptionIdentity), get(Input.DecryptionPassphrase), { identity: words.name(Input.DecryptionIdentity), passphrase: words.name(Input.DecryptionPassphrase) });
 }

@@ -1,4 +1,5 @@
 import { posix, resolve } from 'node:path';
+import type { Decryption, Encryption } from '../crypto/keyring.js';
 import type { RetentionPolicy } from '../snapshot/retention.js';
 import { ACTION_WORDS, type Vocabulary } from './words.js';
 import { isRepositoryPath, isTag } from '../oci/reference.js';
@@ -71,6 +72,10 @@ export interface BackupOptions {
   /** Apply `keep` to the destinations and back up nothing (the action's prune-only). */
   pruneOnly: boolean;
   credentials: Credentials;
+  /** Environment variables left out of the captured configuration and the committed image config (exclude-env). */
+  excludeEnv: RegExp[];
+  /** Blobs and set documents stored encrypted (age) to these keys; undefined: stored in clear. */
+  encryption?: Encryption;
   /** Milliseconds a backup waits for another backup's lock on a container (CONTAINER_SNAPSHOT_LOCK_TIMEOUT). */
   lockTimeoutMs: number;
   /** The words of the interface the options came from, for messages; the action's when absent. */
@@ -90,6 +95,8 @@ export interface RestoreOptions {
   /** Absolute container paths: restore only these, from volumes, into the existing containers (empty: a whole restore). */
   paths: string[];
   credentials: Credentials;
+  /** The keys an encrypted set is read with; undefined: only a clear set can be restored. */
+  decryption?: Decryption;
   /** Set when the source is artifact:NAME of another workflow run. */
   artifactRun?: ArtifactRun;
   /** The words of the interface the options came from, for messages; the action's when absent. */
@@ -134,6 +141,13 @@ export function parseChoice<T extends string>(name: string, value: string, choic
 function globToRegExp(glob: string): RegExp {
   const body = glob.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
   return new RegExp(`^${body.replace(/\[!/g, '[^')}$`);
+}
+
+/** An exclude-env item: a variable name, or a glob of name characters and * ?. Throws InputError naming `name`. */
+export function parseEnvPattern(raw: string, name = 'exclude-env'): RegExp {
+  const value = raw.trim();
+  if (!/^[A-Za-z0-9_*?]+$/.test(value)) throw new InputError(`Invalid ${name} '${value}'. Expected an environment variable name or a glob of name characters and * ?, like *_PASSWORD.`);
+  return globToRegExp(value);
 }
 
 export function parseSelector(raw: string): Selector {

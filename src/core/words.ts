@@ -2,6 +2,10 @@
 export const PASSWORD_ENV = 'CONTAINER_SNAPSHOT_REGISTRY_PASSWORD';
 /** The environment variable the CLI reads a token for another run's artifacts from. */
 export const TOKEN_ENV = 'GITHUB_TOKEN';
+/** The environment variables the CLI reads keys from (never flag values, which `ps` shows). */
+export const ENCRYPTION_PASSPHRASE_ENV = 'CONTAINER_SNAPSHOT_ENCRYPTION_PASSPHRASE';
+export const IDENTITY_ENV = 'CONTAINER_SNAPSHOT_DECRYPTION_IDENTITY';
+export const DECRYPTION_PASSPHRASE_ENV = 'CONTAINER_SNAPSHOT_DECRYPTION_PASSPHRASE';
 
 /**
  * How the interface in use names its inputs, so that a message says what its reader types:
@@ -19,6 +23,8 @@ export interface Vocabulary {
   repository: string;
   /** Where the token for another run's artifacts comes from. */
   token: string;
+  /** How to give the key of an encrypted set. */
+  decryption: string;
 }
 
 /** The action's words: its input names, as in action.yml and restore/action.yml. */
@@ -28,6 +34,7 @@ export const ACTION_WORDS: Vocabulary = {
   credentials: 'registry-username and registry-password',
   repository: 'repository',
   token: 'github-token',
+  decryption: 'decryption-identity or decryption-passphrase',
 };
 
 /** The CLI's words: its flags, and the environment variables it reads instead of secret flags. */
@@ -37,4 +44,5 @@ export const CLI_WORDS: Vocabulary = {
   credentials: `--registry-username with --registry-password-stdin (or ${PASSWORD_ENV})`,
   repository: '--repository (or GITHUB_REPOSITORY)',
   token: TOKEN_ENV,
+  decryption: `--decryption-identity FILE (or ${IDENTITY_ENV}), or --decryption-passphrase-stdin (or ${DECRYPTION_PASSPHRASE_ENV})`,
 };

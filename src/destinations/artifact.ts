@@ -14,6 +14,7 @@ import type { Artifact, ArtifactClient, FindOptions } from '@actions/artifact';
 import type { ArtifactRun } from '../core/options.js';
 import {
   ManifestError,
+  SET_AGE_MEDIA_TYPE,
   SetDigestError,
   damagedSummary,
   newestFirst,
@@ -24,14 +25,23 @@ import {
   type SnapshotSet,
 } from '../snapshot/manifest.js';
 import { isDigest } from '../oci/digest.js';
+import type { Keyring } from '../crypto/keyring.js';
+import { envelopeOf, openSealed, sealSet, sealedSummary } from '../snapshot/sealed-sets.js';
 import { DestinationError, type BlobWriter, type Destination, type SetReceipt } from './types.js';
+import { sha256Digest } from '../oci/digest.js';
+
+const CREATED = 'org.opencontainers.image.created';
 
 const INDEX_MEDIA_TYPE = 'application/vnd.container-snapshot.artifact-index.v1+json';
 
-/** What the set's artifact holds: the set document, and which artifact stores each blob. */
+/**
+ * What the set's artifact holds: the set document (in clear: `set`; encrypted: `sealed`, its age
+ * bytes in base64 with its clear envelope, sealed-sets.ts), and which artifact stores each blob.
+ */
 interface ArtifactIndex {
   mediaType: typeof INDEX_MEDIA_TYPE;
-  set: SnapshotSet;
+  set?: SnapshotSet;
+  sealed?: { mediaType: string; body: string; annotations: Record<string, string> };
   blobs: Record<string, string>;
 }
 
@@ -89,6 +99,7 @@ export class ArtifactDestination implements Destination {
     private readonly other: ArtifactRun | undefined,
     private readonly warn: (message: string) => void = () => undefined,
     private readonly words: Vocabulary = ACTION_WORDS,
+    readonly keyring?: Keyring,
   ) {}
 
   private get find(): FindOptions {
@@ -214,7 +225,11 @@ export class ArtifactDestination implements Destination {
       if (!name) throw new DestinationError(`${this.label}: blob ${digest} of set ${set.tag} was not uploaded`);
       blobs[digest] = name;
     }
-    const index: ArtifactIndex = { mediaType: INDEX_MEDIA_TYPE, set, blobs };
+    const doc = await sealSet(set, this.keyring);
+    const index: ArtifactIndex =
+      doc.mediaType === SET_AGE_MEDIA_TYPE
+        ? { mediaType: INDEX_MEDIA_TYPE, sealed: { mediaType: doc.mediaType, body: doc.body.toString('base64'), annotations: doc.annotations }, blobs }
+        : { mediaType: INDEX_MEDIA_TYPE, set, blobs };
     const name = this.setName(set.tag);
     const dir = await mkdtemp(join(this.run.tempDir, 'container-snapshot-set-'));
     try {
@@ -224,7 +239,7 @@ export class ArtifactDestination implements Destination {
       );
       const id = result.id ?? 0;
       const url = this.run.repository && this.run.runId ? `${this.run.serverUrl}/${this.run.repository}/actions/runs/${this.run.runId}/artifacts/${id}` : '';
-      this.indexes.set(set.tag, index);
+      this.indexes.set(set.tag, { ...index, set });
       // Blobs no set references (containers that failed part-way, duplicates); the rest now belong to the set.
       const kept = new Set(Object.values(blobs));
       for (const orphan of this.pending.filter((n) => !kept.has(n))) await this.remove(orphan);
@@ -243,10 +258,21 @@ export class ArtifactDestination implements Destination {
     if (tag === 'latest') {
       // listSets has read every set's index: the newest is at hand (a damaged one is read again, to fail).
       const [newest] = await this.listSets();
-      return newest ? (this.indexes.get(newest.tag)?.set ?? this.readSet(newest.tag)) : undefined;
+      const index = newest && this.indexes.get(newest.tag);
+      return newest ? (index ? this.setOf(newest.tag, index) : this.readSet(newest.tag)) : undefined;
     }
     const artifact = (await this.setArtifacts()).get(tag);
-    return artifact ? (await this.readIndex(tag, artifact)).set : undefined;
+    return artifact ? this.setOf(tag, await this.readIndex(tag, artifact)) : undefined;
+  }
+
+  /** The index's set document: an encrypted one decrypted with the keyring (a KeyError without the key). */
+  private async setOf(tag: string, index: ArtifactIndex): Promise<SnapshotSet> {
+    if (index.set) return index.set;
+    const sealed = index.sealed!;
+    const body = Buffer.from(sealed.body, 'base64');
+    // The artifact service checked the index's digest; the document inside it is the index's own.
+    index.set = await openSealed(body, { mediaType: sealed.mediaType, digest: sha256Digest(body), annotations: sealed.annotations }, this.keyring, tag, this.label);
+    return index.set;
   }
 
   /**
@@ -263,7 +289,7 @@ export class ArtifactDestination implements Destination {
     const { dir, file } = await this.download(artifact, artifact.digest, () => new SetDigestError(tag, this.label, artifact.digest ?? ''));
     try {
       const index = parseIndex(await readFile(file, 'utf8'), `${this.label} ${artifact.name}`);
-      if (index.set.tag !== tag) throw new ManifestError(`Snapshot ${tag} in ${this.label}: its set document is the one of snapshot ${index.set.tag}; not used.`);
+      if (index.set && index.set.tag !== tag) throw new ManifestError(`Snapshot ${tag} in ${this.label}: its set document is the one of snapshot ${index.set.tag}; not used.`);
       this.indexes.set(tag, index);
       return index;
     } finally {
@@ -275,7 +301,8 @@ export class ArtifactDestination implements Destination {
     const out: SetSummary[] = [];
     for (const [tag, artifact] of await this.setArtifacts()) {
       try {
-        out.push(summarize((await this.readIndex(tag, artifact)).set));
+        const index = await this.readIndex(tag, artifact);
+        out.push(index.set ? summarize(index.set) : sealedSummary(tag, index.sealed?.annotations[CREATED] ?? artifact.createdAt?.toISOString() ?? '', envelopeOf(index.sealed?.annotations, `${this.label} ${artifact.name}`)));
       } catch (err) {
         if (!(err instanceof SetDigestError)) throw err;
         out.push(damagedSummary(tag, artifact.createdAt?.toISOString(), err));
@@ -315,10 +342,16 @@ function parseIndex(text: string, where: string): ArtifactIndex {
   if (doc.mediaType !== INDEX_MEDIA_TYPE || typeof doc.blobs !== 'object' || doc.blobs === null) {
     throw new DestinationError(`${where} is not a container-snapshot artifact index. Expected mediaType ${INDEX_MEDIA_TYPE}.`);
   }
-  const set = parseSet(JSON.stringify(doc.set), where);
   for (const [digest, name] of Object.entries(doc.blobs)) {
     if (!isDigest(digest) || typeof name !== 'string') throw new DestinationError(`${where} has an invalid blob entry '${digest}'`);
   }
+  if (doc.sealed && doc.set === undefined) {
+    if (doc.sealed.mediaType !== SET_AGE_MEDIA_TYPE || typeof doc.sealed.body !== 'string') throw new DestinationError(`${where} holds an encrypted set document of an unknown kind. Expected ${SET_AGE_MEDIA_TYPE}.`);
+    const missing = envelopeOf(doc.sealed.annotations, where).blobs.filter((d) => !doc.blobs![d]);
+    if (missing.length > 0) throw new DestinationError(`${where} does not say where blob ${missing[0]} is`);
+    return { mediaType: INDEX_MEDIA_TYPE, sealed: doc.sealed, blobs: doc.blobs };
+  }
+  const set = parseSet(JSON.stringify(doc.set), where);
   const missing = setBlobs(set).map((b) => b.digest).filter((d) => !doc.blobs![d]);
   if (missing.length > 0) throw new DestinationError(`${where} does not say where blob ${missing[0]} is`);
   return { mediaType: INDEX_MEDIA_TYPE, set, blobs: doc.blobs };

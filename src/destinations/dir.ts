@@ -8,11 +8,11 @@ import type { Readable } from 'node:stream';
 import { once } from 'node:events';
 import {
   ManifestError,
+  SET_AGE_MEDIA_TYPE,
   SET_MEDIA_TYPE,
   SetDigestError,
   damagedSummary,
   newestFirst,
-  parseCheckedSet,
   parseSet,
   setBlobs,
   summarize,
@@ -21,6 +21,8 @@ import {
   type SnapshotSet,
 } from '../snapshot/manifest.js';
 import { DIGEST_RULE, hexOf, isDigest, sha256Digest } from '../oci/digest.js';
+import type { Keyring } from '../crypto/keyring.js';
+import { envelopeOf, openSealed, sealSet, sealedSummary } from '../snapshot/sealed-sets.js';
 import { DestinationError, type BlobWriter, type Destination, type SetReceipt, type SweepResult } from './types.js';
 import { liveLocks, takeLock, waitForNone } from './dir-locks.js';
 
@@ -42,10 +44,11 @@ export function parseSetRecord(text: string, where: string): SetRecord {
     throw new ManifestError(`Invalid snapshot record at ${where}: ${(err as Error).message}`);
   }
   if (doc?.schemaVersion !== undefined) return { legacy: text };
-  if (doc?.mediaType !== SET_MEDIA_TYPE || !isDigest(doc.digest) || !Number.isSafeInteger(doc.size) || (doc.size ?? -1) < 0) {
+  const mediaType = doc?.mediaType === SET_AGE_MEDIA_TYPE ? SET_AGE_MEDIA_TYPE : SET_MEDIA_TYPE;
+  if (doc?.mediaType !== mediaType || !isDigest(doc.digest) || !Number.isSafeInteger(doc.size) || (doc.size ?? -1) < 0) {
     throw new ManifestError(`Invalid snapshot record at ${where}: expected a descriptor of a ${SET_MEDIA_TYPE} document (digest ${DIGEST_RULE} and size).`);
   }
-  return { descriptor: { mediaType: SET_MEDIA_TYPE, digest: doc.digest, size: doc.size!, annotations: doc.annotations } };
+  return { descriptor: { mediaType, digest: doc.digest, size: doc.size!, annotations: doc.annotations } };
 }
 
 /** The file name of a blob under blobs/sha256/ (OCI image-layout). Throws DestinationError for anything but a digest. */
@@ -130,6 +133,7 @@ export class DirDestination implements Destination {
     readonly label: string,
     path: string,
     private readonly warn: (message: string) => void = () => undefined,
+    readonly keyring?: Keyring,
   ) {
     this.root = resolve(path);
   }
@@ -281,10 +285,10 @@ export class DirDestination implements Destination {
 
   async writeSet(set: SnapshotSet): Promise<SetReceipt> {
     const target = this.setPath(set.tag);
-    const body = Buffer.from(`${JSON.stringify(set, null, 2)}\n`);
+    const { body, mediaType, annotations } = await sealSet(set, this.keyring);
     const tmp = this.tmpName('set');
     try {
-      const descriptor: SetDescriptor = { mediaType: SET_MEDIA_TYPE, digest: await this.writeDocument(body), size: body.length, annotations: { [CREATED]: set.created } };
+      const descriptor: SetDescriptor = { mediaType, digest: await this.writeDocument(body), size: body.length, annotations: { [CREATED]: set.created, ...annotations } };
       await writeFile(tmp, `${JSON.stringify(descriptor, null, 2)}\n`, { flag: 'wx', mode: FILE_MODE });
       await chmod(tmp, FILE_MODE);
       await fsyncPath(tmp);
@@ -313,6 +317,30 @@ export class DirDestination implements Destination {
     return parseSetRecord(text, `${this.label} sets/${tag}.json`);
   }
 
+  /** The stored set document's bytes (not checked yet). */
+  private async readBody(tag: string, descriptor: SetDescriptor): Promise<Buffer> {
+    const { digest, size } = descriptor;
+    if (size > SET_LIMIT) throw new SetDigestError(tag, this.label, digest);
+    try {
+      return await readFile(this.blobPath(digest));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      throw new DestinationError(`Snapshot ${tag} in ${this.label}: its set document ${digest} is missing (blobs/sha256/${blobName(digest)}); not used.`);
+    }
+  }
+
+  /** A set as listed: an encrypted one from its clear envelope (its document checked against its digest, not decrypted). */
+  private async summaryOf(tag: string, record: SetRecord): Promise<SetSummary> {
+    if ('descriptor' in record && record.descriptor.mediaType === SET_AGE_MEDIA_TYPE) {
+      const { descriptor } = record;
+      const envelope = envelopeOf(descriptor.annotations, `${this.label} sets/${tag}.json`);
+      const body = await this.readBody(tag, descriptor);
+      if (sha256Digest(body) !== descriptor.digest || body.length !== descriptor.size) throw new SetDigestError(tag, this.label, descriptor.digest);
+      return sealedSummary(tag, descriptor.annotations?.[CREATED] ?? '', envelope);
+    }
+    return summarize(await this.readDocument(tag, record));
+  }
+
   private async readDocument(tag: string, record: SetRecord): Promise<SnapshotSet> {
     if ('legacy' in record) {
       if (!this.unchecked.has(tag)) {
@@ -323,16 +351,7 @@ export class DirDestination implements Destination {
       }
       return parseSet(record.legacy, `${this.label} sets/${tag}.json`);
     }
-    const { digest, size } = record.descriptor;
-    if (size > SET_LIMIT) throw new SetDigestError(tag, this.label, digest);
-    let body: Buffer;
-    try {
-      body = await readFile(this.blobPath(digest));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      throw new DestinationError(`Snapshot ${tag} in ${this.label}: its set document ${digest} is missing (blobs/sha256/${blobName(digest)}); not used.`);
-    }
-    return parseCheckedSet(body, record.descriptor, tag, this.label);
+    return openSealed(await this.readBody(tag, record.descriptor), record.descriptor, this.keyring, tag, this.label);
   }
 
   async readSet(tag: string): Promise<SnapshotSet | undefined> {
@@ -362,7 +381,7 @@ export class DirDestination implements Destination {
       let record: SetRecord | undefined;
       try {
         record = await this.readRecord(tag);
-        if (record) sets.push(summarize(await this.readDocument(tag, record)));
+        if (record) sets.push(await this.summaryOf(tag, record));
       } catch (err) {
         // Listed, not skipped: a damaged newest set must not make `latest` an older one in silence.
         const created = record && 'descriptor' in record ? record.descriptor.annotations?.[CREATED] : undefined;
@@ -388,12 +407,18 @@ export class DirDestination implements Destination {
         const record = await this.readRecord(tag);
         if (!record) continue;
         if ('descriptor' in record) marked.add(record.descriptor.digest);
-        for (const b of setBlobs(await this.readDocument(tag, record))) marked.add(b.digest);
+        for (const digest of await this.blobsOf(tag, record)) marked.add(digest);
       } catch (err) {
         return `snapshot ${tag} cannot be read (${(err as Error).message}), so the blobs it needs are unknown`;
       }
     }
     return marked;
+  }
+
+  /** The stored digests a set references: an encrypted set's from its clear envelope, so a prune needs no key. */
+  private async blobsOf(tag: string, record: SetRecord): Promise<string[]> {
+    if ('descriptor' in record && record.descriptor.mediaType === SET_AGE_MEDIA_TYPE) return envelopeOf(record.descriptor.annotations, `${this.label} sets/${tag}.json`).blobs;
+    return setBlobs(await this.readDocument(tag, record)).map((b) => b.digest);
   }
 
   /**

@@ -1,5 +1,6 @@
 import type { ArtifactRun, Credentials, DestinationSpec } from '../core/options.js';
 import type { Vocabulary } from '../core/words.js';
+import type { Keyring } from '../crypto/keyring.js';
 import { RegistryClient } from '../registry/client.js';
 import { resolveCredentials } from '../registry/credentials.js';
 import { ArtifactDestination, runContext } from './artifact.js';
@@ -16,23 +17,25 @@ export interface OpenOptions {
   words?: Vocabulary;
   onSecret?: (secret: string) => void;
   env?: NodeJS.ProcessEnv;
+  /** The run's keys (encryption at rest); none: nothing is encrypted, and an encrypted set is refused. */
+  keyring?: Keyring;
   /** artifact: only. */
   retentionDays?: number;
   artifactRun?: ArtifactRun;
 }
 
 export async function openDestination(spec: DestinationSpec, opts: OpenOptions): Promise<Destination> {
-  if (spec.kind === 'dir') return new DirDestination(spec.raw, spec.path, opts.warn);
+  if (spec.kind === 'dir') return new DirDestination(spec.raw, spec.path, opts.warn, opts.keyring);
   if (spec.kind === 'artifact') {
     if (opts.artifactRun) opts.onSecret?.(opts.artifactRun.token);
     // Loaded on first use: it reads GITHUB_API_URL when loaded, and only artifact users need it.
     const { DefaultArtifactClient } = await import(/* webpackMode: "eager" */ '@actions/artifact');
-    return new ArtifactDestination(spec.raw, spec.name, new DefaultArtifactClient(), runContext(opts.env ?? process.env), opts.retentionDays, opts.artifactRun, opts.warn, opts.words);
+    return new ArtifactDestination(spec.raw, spec.name, new DefaultArtifactClient(), runContext(opts.env ?? process.env), opts.retentionDays, opts.artifactRun, opts.warn, opts.words, opts.keyring);
   }
   const auth = await resolveCredentials(spec.host, { ...opts.credentials, env: opts.env, onSecret: opts.onSecret });
   const onRetry = (m: string) => (opts.info ?? opts.warn)?.(m);
   const client = new RegistryClient({ host: spec.host, auth, scheme: spec.insecure ? 'http' : undefined, credentialsHint: opts.words?.credentials, insecureHint: opts.words?.name('registry-insecure'), onRetry });
-  return new RegistryDestination(spec.raw, spec.prefix, client, opts.warn);
+  return new RegistryDestination(spec.raw, spec.prefix, client, opts.warn, opts.keyring);
 }
 
 export type { Destination } from './types.js';

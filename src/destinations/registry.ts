@@ -5,15 +5,18 @@ import type { ImageManifest } from '../oci/descriptor.js';
 import { OCI_MANIFEST } from '../oci/media-types.js';
 import type { RegistryClient } from '../registry/client.js';
 import { DigestMismatchError, RegistryError } from '../registry/errors.js';
+import type { Keyring } from '../crypto/keyring.js';
+import { envelopeOf, openSealed, sealSet, sealedSummary } from '../snapshot/sealed-sets.js';
 import {
   IMAGE_CONFIG_MEDIA_TYPE,
+  SET_AGE_MEDIA_TYPE,
   SET_MEDIA_TYPE,
   SetDigestError,
   damagedSummary,
   newestFirst,
-  parseCheckedSet,
   setScopeBlobs,
   summarize,
+  type BlobDescriptor,
   type SetSummary,
   type SnapshotSet,
 } from '../snapshot/manifest.js';
@@ -21,6 +24,13 @@ import { readSmall } from '../util/streams.js';
 import { DestinationError, type BlobScope, type BlobWriter, type Destination, type SetReceipt, type StoredRef } from './types.js';
 
 const CREATED = 'org.opencontainers.image.created';
+/** The config of a snapshot image whose config and layers are encrypted: an OCI artifact, not a pullable image. */
+export const ENCRYPTED_IMAGE_CONFIG_MEDIA_TYPE = 'application/vnd.container-snapshot.image-config.v1+json+age';
+
+/** A blob as an OCI descriptor: an encrypted one's media type says so (`+age`), so no client takes it for what it holds. */
+function descriptorOf(b: BlobDescriptor): { mediaType: string; digest: string; size: number } {
+  return { mediaType: b.encryption ? `${b.mediaType}+age` : b.mediaType, digest: b.digest, size: b.size };
+}
 
 function ociLabels(set: SnapshotSet, c: SnapshotSet['containers'][number]): Record<string, string> {
   return {
@@ -35,8 +45,11 @@ function ociLabels(set: SnapshotSet, c: SnapshotSet['containers'][number]): Reco
 
 /**
  * Snapshot sets in an OCI registry:
- *   <prefix>/<container>:<tag>  the snapshot image (OCI image manifest: config + zstd layers), pullable
- *   <prefix>:<tag>              the set: an OCI manifest whose config is the set document and whose
+ *   <prefix>/<container>:<tag>  the snapshot image (OCI image manifest: config + zstd layers), pullable;
+ *                               encrypted: an OCI artifact (config ENCRYPTED_IMAGE_CONFIG_MEDIA_TYPE,
+ *                               layers `+age`) that no engine pulls
+ *   <prefix>:<tag>              the set: an OCI manifest whose config is the set document (encrypted:
+ *                               SET_AGE_MEDIA_TYPE, its clear envelope in the annotations) and whose
  *                               layers are the volume archives, pushed last
  */
 export class RegistryDestination implements Destination {
@@ -48,6 +61,7 @@ export class RegistryDestination implements Destination {
     private readonly prefix: string,
     private readonly client: RegistryClient,
     private readonly warn: (message: string) => void = () => undefined,
+    readonly keyring?: Keyring,
   ) {}
 
   private repo(scope: BlobScope): string {
@@ -121,26 +135,40 @@ export class RegistryDestination implements Destination {
       const manifest: ImageManifest = {
         schemaVersion: 2,
         mediaType: OCI_MANIFEST,
-        config: { mediaType: IMAGE_CONFIG_MEDIA_TYPE, ...(await this.labeledConfig(repo, set, c)) },
-        layers: c.image.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })),
+        config: await this.imageConfig(repo, set, c),
+        layers: c.image.layers.map(descriptorOf),
         annotations: ociLabels(set, c),
       };
       const digest = await this.client.putManifest(repo, set.tag, OCI_MANIFEST, Buffer.from(JSON.stringify(manifest)));
       refs[c.name] = { ref: `${this.client.host}/${repo}:${set.tag}`, digest };
     }
-    const doc = Buffer.from(JSON.stringify(set));
+    const sealed = this.keyring?.encrypting ? await sealSet(set, this.keyring) : { body: Buffer.from(JSON.stringify(set)), mediaType: SET_MEDIA_TYPE, annotations: {} };
+    const doc = sealed.body;
     const docDigest = await this.putJsonBlob(this.prefix, doc);
     // Every blob of the set's own scope: volumes, their side records and the committed image configs (a restore's, not the pushed one's).
     const own = setScopeBlobs(set);
     const setManifest: ImageManifest = {
       schemaVersion: 2,
       mediaType: OCI_MANIFEST,
-      config: { mediaType: SET_MEDIA_TYPE, digest: docDigest, size: doc.length },
-      layers: own.map((b) => ({ mediaType: b.mediaType, digest: b.digest, size: b.size })),
-      annotations,
+      config: { mediaType: sealed.mediaType, digest: docDigest, size: doc.length },
+      layers: own.map(descriptorOf),
+      annotations: { ...annotations, ...sealed.annotations },
     };
     await this.client.putManifest(this.prefix, set.tag, OCI_MANIFEST, Buffer.from(JSON.stringify(setManifest)));
     return { refs };
+  }
+
+  /**
+   * The pushed image's config: the labelled copy of a clear config (pullable), or the encrypted config
+   * itself, mounted from the set's repository (an artifact: its layers are encrypted too).
+   */
+  private async imageConfig(repo: string, set: SnapshotSet, c: SnapshotSet['containers'][number]): Promise<{ mediaType: string; digest: string; size: number }> {
+    if (!c.image.config.encryption) return { mediaType: IMAGE_CONFIG_MEDIA_TYPE, ...(await this.labeledConfig(repo, set, c)) };
+    const { digest, size } = c.image.config;
+    if (!(await this.client.hasBlob(repo, digest)) && !(await this.client.mountBlob(repo, digest, this.prefix))) {
+      throw new DestinationError(`${this.label}: the encrypted image config of ${c.name} could not be mounted into ${repo}`);
+    }
+    return { mediaType: ENCRYPTED_IMAGE_CONFIG_MEDIA_TYPE, digest, size };
   }
 
   async readSet(tag: string): Promise<SnapshotSet | undefined> {
@@ -158,7 +186,7 @@ export class RegistryDestination implements Destination {
       if (err instanceof DigestMismatchError) throw new SetDigestError(tag, this.label, digest);
       throw err;
     }
-    const set = parseCheckedSet(body, { digest, size }, tag, this.label);
+    const set = await openSealed(body, { mediaType: manifest.config.mediaType, digest, size, annotations: manifest.annotations }, this.keyring, tag, this.label);
     for (const c of set.containers) {
       const repo = this.repo({ container: c.name });
       for (const b of c.image.layers) if (!this.homes.has(b.digest)) this.homes.set(b.digest, repo);
@@ -170,7 +198,7 @@ export class RegistryDestination implements Destination {
    * The set's manifest, checked against the digest its tag points at; its config descriptor
    * names the set document by digest. Undefined when the tag holds no set.
    */
-  private async setManifest(tag: string): Promise<{ config?: { digest: string; size?: number }; created?: string } | undefined> {
+  private async setManifest(tag: string): Promise<{ config?: { mediaType: string; digest: string; size?: number }; created?: string; annotations?: Record<string, string> } | undefined> {
     let manifest;
     try {
       manifest = await this.client.getManifest(this.prefix, tag, [OCI_MANIFEST]);
@@ -181,16 +209,19 @@ export class RegistryDestination implements Destination {
     if (!manifest) return undefined;
     const parsed = JSON.parse(manifest.body.toString('utf8')) as { config?: { mediaType?: string; digest?: string; size?: number }; annotations?: Record<string, string> };
     const created = parsed.annotations?.[CREATED];
-    if (parsed.config?.mediaType !== SET_MEDIA_TYPE || typeof parsed.config.digest !== 'string') return { created };
+    const mediaType = parsed.config?.mediaType;
+    if ((mediaType !== SET_MEDIA_TYPE && mediaType !== SET_AGE_MEDIA_TYPE) || typeof parsed.config?.digest !== 'string') return { created };
     const size = typeof parsed.config.size === 'number' ? parsed.config.size : undefined;
-    return { config: { digest: parsed.config.digest, size }, created };
+    return { config: { mediaType, digest: parsed.config.digest, size }, created, annotations: parsed.annotations };
   }
 
   async listSets(): Promise<SetSummary[]> {
     const sets: SetSummary[] = [];
     for (const tag of await this.client.listTags(this.prefix)) {
       try {
-        const set = await this.readSet(tag);
+        const sealed = await this.sealedSummary(tag);
+        const set = sealed ? undefined : await this.readSet(tag);
+        if (sealed) sets.push(sealed);
         if (set) sets.push(summarize(set));
       } catch (err) {
         if (err instanceof SetDigestError) sets.push(damagedSummary(tag, await this.createdOf(tag), err));
@@ -198,6 +229,13 @@ export class RegistryDestination implements Destination {
       }
     }
     return sets.sort(newestFirst);
+  }
+
+  /** An encrypted set as listed, from its manifest's clear envelope (not decrypted); undefined for a clear set. */
+  private async sealedSummary(tag: string): Promise<SetSummary | undefined> {
+    const manifest = await this.setManifest(tag);
+    if (manifest?.config?.mediaType !== SET_AGE_MEDIA_TYPE) return undefined;
+    return sealedSummary(tag, manifest.created ?? '', envelopeOf(manifest.annotations, `${this.label}:${tag}`));
   }
 
   /** When a damaged set was made, as its manifest says (for ordering only); undefined when the manifest itself is damaged. */
@@ -212,12 +250,13 @@ export class RegistryDestination implements Destination {
    * points at the same digest. Blobs stay until the registry's own garbage collection.
    */
   async deleteSet(tag: string): Promise<void> {
-    const set = await this.readSet(tag);
+    // An encrypted set's containers are in its clear envelope: a prune needs no key.
+    const containers = (await this.sealedSummary(tag))?.containers ?? (await this.readSet(tag))?.containers.map((c) => c.name);
     const manifest = await this.client.getManifest(this.prefix, tag, [OCI_MANIFEST]);
-    if (!set || !manifest) return;
+    if (!containers || !manifest) return;
     await this.deleteManifest(this.prefix, manifest.digest);
-    for (const c of set.containers) {
-      const repo = this.repo({ container: c.name });
+    for (const name of containers) {
+      const repo = this.repo({ container: name });
       const image = await this.client.getManifest(repo, tag, [OCI_MANIFEST]);
       if (image) await this.deleteManifest(repo, image.digest);
     }

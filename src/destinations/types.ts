@@ -1,4 +1,5 @@
 import type { Readable, Writable } from 'node:stream';
+import type { Keyring } from '../crypto/keyring.js';
 import type { SetSummary, SnapshotSet } from '../snapshot/manifest.js';
 
 /**
@@ -36,6 +37,8 @@ export interface BlobWriter {
 export interface Destination {
   /** As the user wrote it: dir:PATH, registry:HOST/PREFIX or artifact:NAME. */
   readonly label: string;
+  /** The run's keys: blobs and set documents stored encrypted when it encrypts, read back with its identities. */
+  readonly keyring?: Keyring;
   /**
    * Fails early with a clear error when the store can't be reached, read or written. `write` may
    * prepare the store (create a directory); `plan` (a dry run) checks the same without changing anything.

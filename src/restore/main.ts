@@ -4,16 +4,20 @@ import { RestoreOutput } from '../action/surface.js';
 import { readRestorePending, restoreStateJournal } from '../action/state.js';
 import { restore } from '../commands.js';
 import { Input, parseRestoreInputs } from '../core/inputs.js';
+import { secretsOf } from '../core/key-inputs.js';
 import { Engine } from '../engine/engine.js';
 import { failureLine, restoreSummary } from '../report.js';
 import { adoptPending, guardedRestore, recoverAbandonedRestores } from '../snapshot/restore-journal.js';
 
 export async function main(): Promise<void> {
-  const password = core.getInput(Input.RegistryPassword);
-  if (password) core.setSecret(password);
-  const token = core.getInput(Input.GithubToken);
-  if (token) core.setSecret(token);
+  for (const name of [Input.RegistryPassword, Input.GithubToken, Input.DecryptionPassphrase, Input.DecryptionIdentity]) {
+    const secret = core.getInput(name);
+    // An identity given as its text: each key line too (the runner masks line by line).
+    if (secret) for (const s of [secret, ...secret.split(/\r?\n/).filter((l) => l.trim() !== '')]) core.setSecret(s.trim());
+  }
   const opts = parseRestoreInputs((name) => core.getInput(name));
+  // Identities read from a file, masked before anything is logged.
+  for (const s of secretsOf(opts)) core.setSecret(s);
   const handle = restoreStateJournal();
   const result = await guardedRestore(handle, actionLogger, () =>
     restore(opts, { log: actionLogger, env: process.env, onSecret: (s) => core.setSecret(s), txn: handle.txn }),

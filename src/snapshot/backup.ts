@@ -27,6 +27,8 @@ import {
   type SnapshotSet,
   type VolumeRecord,
 } from './manifest.js';
+import { setForHistory } from './sealed-sets.js';
+import { imageConfigWithoutEnv, secretEnvWarning, specWithoutEnv } from './secret-env.js';
 import { selectContainers, type Candidate } from './select.js';
 import { copyBlobs, tagState, unwrittenLine, writeSetEverywhere, type SetPlacement, type TagState } from './set-writes.js';
 import { captureSpec, containerReferences, userNetworkNames } from './spec.js';
@@ -90,13 +92,13 @@ function volumeKey(container: string, destination: string): string {
   return `${container}\0${destination}`;
 }
 
-/** What recent sets stored, present in every destination: the basis for not storing it again. */
+/** What recent sets stored alike (encrypted to the same keys, or clear), present in every destination: the basis for not storing it again. */
 async function loadHistory(destinations: Destination[]): Promise<History> {
   const perDest: History[] = [];
   for (const dest of destinations) {
     const h: History = { layers: new Map(), volumes: new Map() };
     for (const summary of (await dest.listSets()).filter((s) => !s.damaged).slice(0, HISTORY_DEPTH)) {
-      const set = await dest.readSet(summary.tag);
+      const set = await setForHistory(dest, summary);
       for (const c of set?.containers ?? []) {
         for (const l of c.image.layers) h.layers.set(l.contentDigest, l);
         for (const v of c.volumes) if (!h.volumes.has(volumeKey(c.name, v.destination))) h.volumes.set(volumeKey(c.name, v.destination), v.blob);
@@ -214,7 +216,9 @@ class ContainerBackup {
       const peer = await engine.inspectContainer(ref, signal).catch(() => undefined);
       if (peer) names.set(ref, peer.Name.replace(/^\//, ''));
     }
-    const spec = captureSpec(info, networks, (ref) => names.get(ref) ?? ref);
+    const spec = specWithoutEnv(captureSpec(info, networks, (ref) => names.get(ref) ?? ref), this.opts.excludeEnv);
+    const clear = this.ctx.destinations[0]?.keyring?.encrypting ? undefined : secretEnvWarning(name, (spec.config.Env as string[] | undefined) ?? [], this.opts.words ?? ACTION_WORDS);
+    if (clear) log.warning(clear);
     const mounts = mountsToTake(info, this.opts);
     const running = info.State.Running && !info.State.Paused && !info.State.Restarting;
     const { hold, note, warn } = holdFor(info, this.opts);
@@ -248,7 +252,9 @@ class ContainerBackup {
       stats.written += layerStats.written;
       stats.reused += layerStats.reused;
       const pausedMs = held === 'pause' ? heldMs : 0;
-      return { name, id: info.Id, status: status as ContainerRecord['status'], image: { ...image, id: imageId, baseImage: info.Config.Image }, volumes, spec, pausedMs, ...(held === 'stop' ? { stoppedMs: heldMs } : {}), layerStats: stats };
+      // Without excluded variables, the stored config is another image: its ID is that config's digest.
+      const id = this.opts.excludeEnv.length > 0 ? image.config.contentDigest : imageId;
+      return { name, id: info.Id, status: status as ContainerRecord['status'], image: { ...image, id, baseImage: info.Config.Image }, volumes, spec, pausedMs, ...(held === 'stop' ? { stoppedMs: heldMs } : {}), layerStats: stats };
     } finally {
       await engine.removeImage(tempRef, { force: true });
       journal?.tempImageRemoved(tempRef);
@@ -383,7 +389,9 @@ class ContainerBackup {
       if (blob && blob.mediaType === layerMediaType(this.compression) && (await allHave(targets, blob.digest))) known.set(diffId, blob);
     }
     const mediaType = layerMediaType(this.compression);
-    const base = { diffIds, layerMediaType: mediaType, configTargets: this.targets(SET_SCOPE) };
+    const exclude = this.opts.excludeEnv;
+    const rewriteConfig = exclude.length > 0 ? (config: Buffer) => imageConfigWithoutEnv(config, exclude) : undefined;
+    const base = { diffIds, layerMediaType: mediaType, configTargets: this.targets(SET_SCOPE), rewriteConfig };
     let n = 0;
     const onLayer = (bytes: number, known: boolean) => this.ctx.log.info(`${name}: ${known ? 'checking' : 'storing'} layer ${++n} of ${diffIds.length} (${formatBytes(bytes)})`);
     this.ctx.log.info(`${name}: reading the image (${diffIds.length} layer(s)) from the engine`);

@@ -1,5 +1,6 @@
 import { constants, createGunzip, createGzip, createZstdCompress, createZstdDecompress } from 'node:zlib';
-import { PassThrough, type Readable, type Transform } from 'node:stream';
+import { PassThrough, type Duplex, type Readable, type Transform } from 'node:stream';
+import { AGE, KeyError, type Keyring } from '../crypto/keyring.js';
 import { pipeline } from 'node:stream/promises';
 import type { BlobScope, BlobWriter, Destination } from '../destinations/types.js';
 import { Digester, Verifier } from '../oci/digest.js';
@@ -22,18 +23,40 @@ function decompressor(mediaType: string): Transform | undefined {
   return undefined;
 }
 
-/** A blob's content, read back from a destination: its stored digest and its content digest both checked. */
+/**
+ * A blob's content, read back from a destination: its stored digest checked, then decrypted (an
+ * encrypted blob, with the destination's keyring: a KeyError without the key), decompressed and its
+ * content digest checked.
+ */
 export async function openContent(dest: Destination, scope: BlobScope, blob: BlobDescriptor, what: string): Promise<Readable> {
+  const decrypt = blob.encryption ? decryptor(dest, `${what} (${dest.label})`) : undefined;
   const stored = await dest.readBlob(scope, blob.digest);
   const out = new PassThrough();
   const stages: Array<NodeJS.ReadableStream | NodeJS.WritableStream> = [stored, new Verifier(blob, `${what} (${dest.label})`)];
+  if (decrypt) stages.push(decrypt);
   const decompress = decompressor(blob.mediaType);
-  if (decompress) {
-    stages.push(decompress, new Verifier({ digest: blob.contentDigest, size: blob.contentSize }, `${what} content (${dest.label})`));
+  if (decompress) stages.push(decompress);
+  if (decompress || decrypt) {
+    stages.push(new Verifier({ digest: blob.contentDigest, size: blob.contentSize }, `${what} content (${dest.label})`));
   }
   pipeline([...stages, out]).catch((err: Error) => out.destroy(err));
   return out;
 }
+
+function decryptor(dest: Destination, what: string): Transform | Duplex {
+  if (!dest.keyring) throw new KeyError(`${what} is encrypted (age). Expected a decryption key.`);
+  return dest.keyring.decryptStream(what);
+}
+
+/** The keyring the targets share (one per run), when it encrypts a blob of this media type (image layers and configs stay clear with registry-pullable-image). */
+function encryptingKeyring(targets: StoreTarget[], mediaType: string): Keyring | undefined {
+  const keyring = targets[0]?.dest.keyring;
+  if (!keyring?.encrypting) return undefined;
+  return keyring.keepsImagesPullable && mediaType.startsWith(OCI_IMAGE_MEDIA_TYPES) ? undefined : keyring;
+}
+
+/** Layers and configs of OCI images (image-spec media types): what a pullable image is made of. */
+const OCI_IMAGE_MEDIA_TYPES = 'application/vnd.oci.image.';
 
 export async function verifyBlob(dest: Destination, scope: BlobScope, blob: BlobDescriptor, what: string): Promise<void> {
   await drain(await openContent(dest, scope, blob, what));
@@ -46,7 +69,8 @@ export interface StoreTarget {
 
 /**
  * Streams `source` once into every target: sha256 of the content, zstd or gzip as the
- * media type says, sha256 of the stored bytes. Nothing is held whole in memory.
+ * media type says, age encryption when the targets' keyring encrypts, sha256 of the stored
+ * bytes. Nothing is held whole in memory.
  */
 export async function storeBlob(source: Readable, targets: StoreTarget[], mediaType: string): Promise<BlobDescriptor> {
   const writers: BlobWriter[] = [];
@@ -57,6 +81,8 @@ export async function storeBlob(source: Readable, targets: StoreTarget[], mediaT
     const stages: Array<NodeJS.ReadableStream | NodeJS.WritableStream> = [source, content];
     const compress = compressor(mediaType);
     if (compress) stages.push(compress);
+    const keyring = encryptingKeyring(targets, mediaType);
+    if (keyring) stages.push(keyring.encryptStream());
     stages.push(stored, fanOut(writers.map((w) => w.stream)));
     await pipeline(stages);
     const blob: BlobDescriptor = {
@@ -65,6 +91,7 @@ export async function storeBlob(source: Readable, targets: StoreTarget[], mediaT
       size: stored.bytes,
       contentDigest: content.digest,
       contentSize: content.bytes,
+      ...(keyring ? { encryption: AGE } : {}),
     };
     await Promise.all(writers.map((w) => w.commit(blob.digest, blob.size)));
     return blob;

@@ -29,6 +29,8 @@ export interface SaveOptions {
   layerMediaType: string;
   /** Where the image config goes (the set's scope). */
   configTargets: StoreTarget[];
+  /** The config as stored (exclude-env strips variables from it); as the engine gave it when absent. */
+  rewriteConfig?: (config: Buffer) => Buffer;
   /** Told as each layer starts to be stored or checked against a stored one (its size in bytes, uncompressed). */
   onLayer?: (bytes: number, known: boolean) => void;
 }
@@ -117,7 +119,7 @@ export async function storeSavedImage(source: Readable, targets: StoreTarget[], 
   const resolve = (p: string) => links.get(p) ?? p;
   const configBytes = small.get(resolve(manifest.Config));
   if (!configBytes) throw new ArchiveError(`image archive has no config ${manifest.Config}`);
-  const config = await storeBlob(Readable.from([configBytes]), opts.configTargets, IMAGE_CONFIG_MEDIA_TYPE);
+  const config = await storeBlob(Readable.from([opts.rewriteConfig?.(configBytes) ?? configBytes]), opts.configTargets, IMAGE_CONFIG_MEDIA_TYPE);
   const layers: BlobDescriptor[] = [];
   for (const layerPath of manifest.Layers) {
     const path = resolve(layerPath);

@@ -5,6 +5,8 @@ import type { ContainerSpec } from './spec.js';
 
 export const SET_MEDIA_TYPE = 'application/vnd.container-snapshot.set.v1+json';
 export const SET_SCHEMA_VERSION = 1;
+/** A set document encrypted with age (sealed-sets.ts): its descriptor's media type. */
+export const SET_AGE_MEDIA_TYPE = `${SET_MEDIA_TYPE}+age`;
 export type Compression = 'zstd' | 'gzip';
 
 export function layerMediaType(compression: Compression): string {
@@ -27,6 +29,8 @@ export const IMAGE_CONFIG_MEDIA_TYPE = OCI_IMAGE_CONFIG;
 export interface BlobDescriptor extends Descriptor {
   contentDigest: string;
   contentSize: number;
+  /** `age` when the stored bytes are the compressed content encrypted with age (keyring.ts); absent: not encrypted. */
+  encryption?: 'age';
 }
 
 export interface ImageRecord {
@@ -111,6 +115,25 @@ export interface SetSummary {
   bytes: number;
   /** Why the set cannot be used (its document fails its digest); listed so that `latest` never skips it silently. */
   damaged?: string;
+  /** An encrypted set: what its descriptor says in clear (sealed-sets.ts); the fields above come from it. */
+  encryption?: SetEnvelope;
+}
+
+/**
+ * What an encrypted set says in clear, beside its encrypted document: enough to list it, to prune
+ * (the stored digests of its blobs) and to reuse its blobs in the next set made with the same keys.
+ */
+export interface SetEnvelope {
+  format: 'age';
+  containers: string[];
+  /** Stored bytes of its blobs. */
+  bytes: number;
+  /** Stored (ciphertext) digests of every blob it references, for a prune that has no key. */
+  blobs: string[];
+  /** The session identity wrapped with the backup's passphrase (armored age, scrypt), when it had one. */
+  passphraseKey?: string;
+  /** The dedupe record (Keyring.sealRecord): each container's layers and volumes by content digest. */
+  dedupe?: string;
 }
 
 export class ManifestError extends Error {

@@ -61,6 +61,8 @@ export interface RequestRecord {
 
 export interface RunningArtifactService {
   url: string;
+  /** Where the service keeps what was uploaded (to look at the stored bytes). */
+  dir: string;
   apiToken: string;
   env(run: RunSpec): Record<string, string>;
   artifacts(): ArtifactRecord[];
@@ -141,6 +143,7 @@ export async function startArtifactService(opts: ArtifactServiceOptions = {}): P
   const url = await service.listen();
   return {
     url,
+    dir,
     apiToken: service.apiToken,
     faults: service.faults,
     env: (run) => service.env(run),

@@ -1,0 +1,109 @@
+import { KeyError, type Keyring } from '../crypto/keyring.js';
+import type { Destination } from '../destinations/types.js';
+import {
+  ManifestError,
+  SET_AGE_MEDIA_TYPE,
+  SET_MEDIA_TYPE,
+  SetDigestError,
+  parseCheckedSet,
+  setBlobs,
+  summarize,
+  type BlobDescriptor,
+  type SetEnvelope,
+  type SetSummary,
+  type SnapshotSet,
+} from './manifest.js';
+import { sha256Digest } from '../oci/digest.js';
+
+/** The annotation of a set's descriptor (dir:, registry:, artifact:) that holds its clear envelope, as JSON. */
+export const ENVELOPE_ANNOTATION = 'container-snapshot.encryption';
+const CREATED = 'org.opencontainers.image.created';
+
+/** A set document as a destination stores it: its bytes, their media type, and what its descriptor adds. */
+export interface SealedDocument {
+  body: Buffer;
+  mediaType: string;
+  annotations: Record<string, string>;
+}
+
+/**
+ * What a backup needs of an earlier set to reuse its blobs: each container's layers and, by mount
+ * point, its volumes. Kept in the envelope sealed with the recipients' key (Keyring.sealRecord), so a
+ * backup that holds only public keys can reuse blobs although age ciphertext is never the same twice.
+ * Content-defined chunks will go the same way: each chunk an age file under its stored digest, and
+ * this record mapping each chunk's content digest to that descriptor.
+ */
+export interface DedupeRecord {
+  containers: Array<{ name: string; image: { layers: BlobDescriptor[] }; volumes: Array<{ destination: string; blob: BlobDescriptor }> }>;
+}
+
+function dedupeRecord(set: SnapshotSet): DedupeRecord {
+  return { containers: set.containers.map((c) => ({ name: c.name, image: { layers: c.image.layers }, volumes: c.volumes.map((v) => ({ destination: v.destination, blob: v.blob })) })) };
+}
+
+/** The set document as JSON; encrypted with age, with its clear envelope, when the keyring encrypts. */
+export async function sealSet(set: SnapshotSet, keyring: Keyring | undefined): Promise<SealedDocument> {
+  const json = Buffer.from(`${JSON.stringify(set, null, 2)}\n`);
+  if (!keyring?.encrypting) return { body: json, mediaType: SET_MEDIA_TYPE, annotations: {} };
+  const summary = summarize(set);
+  const envelope: SetEnvelope = {
+    format: 'age',
+    containers: summary.containers,
+    bytes: summary.bytes,
+    blobs: setBlobs(set).map((b) => b.digest),
+    ...(keyring.passphraseKey ? { passphraseKey: keyring.passphraseKey } : {}),
+    dedupe: keyring.sealRecord(dedupeRecord(set)),
+  };
+  const annotations = { [CREATED]: set.created, [ENVELOPE_ANNOTATION]: JSON.stringify(envelope) };
+  return { body: await keyring.encryptBytes(json), mediaType: SET_AGE_MEDIA_TYPE, annotations };
+}
+
+/** The clear envelope of an encrypted set's descriptor. Throws ManifestError when it is absent or malformed. */
+export function envelopeOf(annotations: Record<string, string> | undefined, where: string): SetEnvelope {
+  try {
+    const env = JSON.parse(annotations?.[ENVELOPE_ANNOTATION] ?? '') as SetEnvelope;
+    if (env.format === 'age' && Array.isArray(env.containers) && Array.isArray(env.blobs) && typeof env.bytes === 'number') return env;
+  } catch {
+    // Said below.
+  }
+  throw new ManifestError(`Invalid encrypted snapshot at ${where}: its descriptor has no ${ENVELOPE_ANNOTATION} annotation (format age, containers, blobs).`);
+}
+
+/**
+ * A stored set document read back: its bytes checked against the digest its tag names first, then,
+ * when it is encrypted (media type SET_AGE_MEDIA_TYPE), decrypted with the keyring (a passphrase
+ * unwraps the set's session key from its envelope). Throws SetDigestError, KeyError or ManifestError.
+ */
+export async function openSealed(
+  body: Buffer,
+  descriptor: { mediaType: string; digest: string; size?: number; annotations?: Record<string, string> },
+  keyring: Keyring | undefined,
+  tag: string,
+  location: string,
+): Promise<SnapshotSet> {
+  if (descriptor.mediaType !== SET_AGE_MEDIA_TYPE) return parseCheckedSet(body, descriptor, tag, location);
+  if (sha256Digest(body) !== descriptor.digest || (descriptor.size !== undefined && body.length !== descriptor.size)) throw new SetDigestError(tag, location, descriptor.digest);
+  const what = `Snapshot ${tag} in ${location}`;
+  if (!keyring) throw new KeyError(`${what} is encrypted (age). Expected a decryption key.`);
+  await keyring.unlock(envelopeOf(descriptor.annotations, `${location} ${tag}`).passphraseKey);
+  const json = await keyring.decryptBytes(body, what);
+  return parseCheckedSet(json, { digest: sha256Digest(json) }, tag, location);
+}
+
+/** An encrypted set as listed without its key: tag, time and containers from its clear envelope. */
+export function sealedSummary(tag: string, created: string, envelope: SetEnvelope): SetSummary {
+  return { tag, created, containers: envelope.containers, bytes: envelope.bytes, encryption: envelope };
+}
+
+/**
+ * An earlier set as a backup's history sees it (backup.ts loadHistory): blobs are reused only
+ * between sets stored alike. An encrypted run reads an encrypted set's dedupe record (only one
+ * sealed for the same recipients opens) and never a clear set; a clear run never an encrypted one.
+ */
+export async function setForHistory(dest: Destination, summary: SetSummary): Promise<DedupeRecord | undefined> {
+  const encrypting = dest.keyring?.encrypting ?? false;
+  if (!summary.encryption) return encrypting ? undefined : dest.readSet(summary.tag);
+  if (!encrypting || !summary.encryption.dedupe) return undefined;
+  const record = dest.keyring?.openRecord(summary.encryption.dedupe) as DedupeRecord | undefined;
+  return Array.isArray(record?.containers) ? record : undefined;
+}
