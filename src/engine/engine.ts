@@ -300,10 +300,30 @@ export class Engine {
     return endOnAbort(archive, signal);
   }
 
+  /**
+   * `PUT /containers/{id}/archive`: extracts `tar` at `path`. A `tar` that fails or closes before
+   * its end, even before the request starts, aborts the request and its own error is thrown (a
+   * checksum or key error, a cancellation): the engine is never left waiting for the rest of a body.
+   */
   async putArchive(id: string, path: string, tar: Readable): Promise<void> {
-    await call(`write ${path} of container ${id}`, () =>
-      this.docker.getContainer(id).putArchive(tar as unknown as NodeJS.ReadableStream, { path }),
-    );
+    const what = `write ${path} of container ${id}`;
+    const broken = () => tar.errored ?? (tar.destroyed && !tar.readableEnded ? new Error('the archive closed before its end') : undefined);
+    const before = broken();
+    if (before) throw before;
+    const abort = new AbortController();
+    const onEnd = () => {
+      const err = broken();
+      if (err) abort.abort(err);
+    };
+    tar.once('error', onEnd).once('close', onEnd);
+    try {
+      await call(what, () => this.docker.getContainer(id).putArchive(tar as unknown as NodeJS.ReadableStream, { path, abortSignal: abort.signal }));
+    } catch (err) {
+      if (abort.signal.aborted) throw abort.signal.reason;
+      throw err;
+    } finally {
+      tar.off('error', onEnd).off('close', onEnd);
+    }
   }
 
   inspectVolume(name: string, signal?: AbortSignal): Promise<VolumeInspect | undefined> {

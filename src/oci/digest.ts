@@ -57,14 +57,23 @@ export interface Expected {
   size?: number;
 }
 
+/** Bytes a Verifier keeps back until the digest is checked: more than a tar archive's end (two 512-byte blocks). */
+export const VERIFIER_HOLD_BYTES = 64 * 1024;
+
 /**
  * Passes bytes through and fails the stream when they do not have the expected digest (and
  * size, when given): at the end, or as soon as more bytes than `size` went through. The error
  * is a ChecksumError naming `what`, or the one `mismatch` makes from the digest found.
+ *
+ * The last VERIFIER_HOLD_BYTES (at least) are passed on only once the digest matches, so a
+ * reader that acts on a complete stream (the engine extracting a tar archive, `docker load`)
+ * never sees one whose digest is wrong: the stream it reads fails before its end.
  */
 export class Verifier extends Transform {
   private readonly hash: Hash = createHash('sha256');
   private bytes = 0;
+  private readonly held: Buffer[] = [];
+  private heldBytes = 0;
 
   constructor(
     private readonly expected: Expected,
@@ -82,13 +91,21 @@ export class Verifier extends Transform {
       done(new ChecksumError(`${this.what}: more than the ${size} bytes recorded`));
       return;
     }
-    done(null, chunk);
+    this.held.push(chunk);
+    this.heldBytes += chunk.length;
+    while (this.held.length > 1 && this.heldBytes - this.held[0].length >= VERIFIER_HOLD_BYTES) {
+      const first = this.held.shift()!;
+      this.heldBytes -= first.length;
+      this.push(first);
+    }
+    done();
   }
 
   override _flush(done: TransformCallback): void {
     const digest = `sha256:${this.hash.digest('hex')}`;
     const { size } = this.expected;
     if (digest === this.expected.digest && (size === undefined || this.bytes === size)) {
+      for (const chunk of this.held.splice(0)) this.push(chunk);
       done();
       return;
     }

@@ -1,4 +1,4 @@
-import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { Transform, pipeline, type Readable, type TransformCallback } from 'node:stream';
 import type { Destination } from '../destinations/types.js';
 import { SET_SCOPE } from '../destinations/types.js';
 import type { Engine } from '../engine/engine.js';
@@ -261,8 +261,16 @@ export async function putVolumeArchive(engine: Engine, containerId: string, path
     await engine.putArchive(containerId, path, content);
     return 0;
   }
-  const merger = new MetadataMerger(record);
-  content.on('error', (err) => merger.destroy(err));
-  await engine.putArchive(containerId, path, content.pipe(merger));
+  const merger = mergedWith(content, record);
+  await engine.putArchive(containerId, path, merger);
   return merger.merged;
+}
+
+/**
+ * `content` (a volume's archive) with its side record merged in. The merger fails when `content`
+ * fails, also when it failed before this call (stream.pipeline, not pipe(): a failure that came
+ * before the listeners would otherwise leave the merger, and the engine reading it, waiting).
+ */
+export function mergedWith(content: Readable, record: MetadataRecord): MetadataMerger {
+  return pipeline(content, new MetadataMerger(record), () => undefined);
 }

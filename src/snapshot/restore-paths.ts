@@ -10,7 +10,7 @@ import { ownerOf, sourcesOf, type Source } from '../browse/sources.js';
 import { openContent } from './blobs.js';
 import { Filler } from './fill.js';
 import type { ContainerRecord } from './manifest.js';
-import { MetadataMerger, readMetadataRecord } from './metadata-merge.js';
+import { mergedWith, readMetadataRecord } from './metadata-merge.js';
 import { runLabelValue } from './restore-journal.js';
 import { RestoreError, chooseContainers, findSet, type RestoreContext, type RestoredContainer, type RestoreResult } from './restore.js';
 
@@ -130,9 +130,7 @@ async function restoreContainerPaths(c: ContainerRecord, target: string, paths: 
 async function volumeContent(c: ContainerRecord, source: Source, ctx: RestoreContext): Promise<Readable> {
   const v = c.volumes.find((x) => x.destination === source.root)!;
   const what = `${c.name} volume ${v.name || v.destination}`;
+  const record = v.metadata?.record && (await readMetadataRecord(ctx.source, v.metadata.record, what));
   const stream = await openContent(ctx.source, SET_SCOPE, v.blob, what);
-  if (!v.metadata?.record) return stream;
-  const merger = new MetadataMerger(await readMetadataRecord(ctx.source, v.metadata.record, what));
-  stream.on('error', (err) => merger.destroy(err));
-  return stream.pipe(merger);
+  return record ? mergedWith(stream, record) : stream;
 }

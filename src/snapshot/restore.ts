@@ -13,7 +13,7 @@ import { captureSpec, containerReferences, createNetworkOptions, createOptions, 
 import { Filler, RUN_LABEL } from './fill.js';
 import { InterruptedError, RestoreTransaction, rollBackTargets, type ReplacedVolume, type TargetPending } from './transaction.js';
 import { mountsToTake } from './volumes.js';
-import { MetadataMerger, readMetadataRecord } from './metadata-merge.js';
+import { mergedWith, readMetadataRecord } from './metadata-merge.js';
 import type { MetadataRecord } from './volume-metadata.js';
 import { warnEngineCompat } from './engine-compat.js';
 
@@ -179,14 +179,10 @@ class ContainerRestore {
     let record: Promise<MetadataRecord> | undefined;
     return async () => {
       this.txn.checkpoint();
+      if (v.metadata?.record) record ??= readMetadataRecord(this.ctx.source, v.metadata.record, what);
+      const merging = record && (await record);
       const stream = await openContent(this.ctx.source, SET_SCOPE, v.blob, what);
-      if (v.metadata?.record) {
-        record ??= readMetadataRecord(this.ctx.source, v.metadata.record, what);
-        const merger = new MetadataMerger(await record);
-        stream.on('error', (err) => merger.destroy(err));
-        return this.txn.track(stream.pipe(merger));
-      }
-      return this.txn.track(stream);
+      return this.txn.track(merging ? mergedWith(stream, merging) : stream);
     };
   }
 
@@ -487,8 +483,10 @@ export async function runRestore(opts: RestoreOptions, ctx: RestoreContext): Pro
   log.info(`Restoring snapshot ${set.tag} (created ${set.created}) from ${ctx.source.label}`);
   await warnEngineCompat(set, ctx.engine, log);
   const chosen = chooseContainers(set, opts);
-  const blobs = await verifyContainers(ctx.source, chosen, opts.includeVolumes, log);
-  log.info(`All ${blobs} blob(s) verified`);
+  // Each blob is read once, checked as it streams into the engine (a Verifier keeps a blob's end
+  // back until its digest matches): a container whose blob is damaged fails and its changes are
+  // put back, as for any failure. `verify` reads a set without restoring it.
+  log.info(`Restoring ${chosen.length} container(s); each blob is checked as it is read`);
   const worker = new ContainerRestore(ctx, opts, set, new Set(chosen.map((c) => opts.rename.get(c.name) ?? c.name)), txn);
   const results: RestoredContainer[] = [];
   const fail = (c: ContainerRecord, target: string, err: unknown) => {
