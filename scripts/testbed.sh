@@ -302,7 +302,10 @@ cmd_engine_b() {
   as_root mkdir -p "$state/data" "$state/exec"
   say "engine-b: starting dockerd on $ENGINE_B_HOST (TLS) and $ENGINE_B_SOCKET (log: $log)"
   # No iptables rules: the main engine owns the host's; published ports go through docker-proxy.
-  as_root setsid -w dockerd -H "$ENGINE_B_SOCKET" -H "$ENGINE_B_HOST" \
+  # Its own key file: Engine 20.10 derives the daemon ID from it (the default, /etc/docker/key.json,
+  # would give B the ID of the main engine); only the configuration file can name it.
+  printf '{"deprecated-key-path": "%s"}\n' "$state/key.json" | as_root tee "$state/daemon.json" >/dev/null
+  as_root setsid -w dockerd --config-file "$state/daemon.json" -H "$ENGINE_B_SOCKET" -H "$ENGINE_B_HOST" \
     --tlsverify --tlscacert "$tls/ca.pem" --tlscert "$tls/server-cert.pem" --tlskey "$tls/server-key.pem" \
     --data-root "$state/data" --exec-root "$state/exec" --pidfile "$state/pid" \
     --bridge "$ENGINE_B_BRIDGE" --default-address-pool "base=$ENGINE_B_POOL,size=24" \

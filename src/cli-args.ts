@@ -28,6 +28,7 @@ const OTHER_RUN: Flag[] = [
   flag(Input.Repository, 'OWNER/NAME', 'GITHUB_REPOSITORY', 'the repository of --run-id'),
 ];
 const KEEP = flag(Input.Keep, 'RULES', undefined, 'retention policy applied after the set is written: last=N, hourly|daily|weekly|monthly|yearly=N, within=DURATION');
+const DOCKER_HOST = flag(Input.DockerHost, 'ADDRESS', 'DOCKER_HOST, else unix:///var/run/docker.sock', 'the engine: unix:///PATH, tcp://HOST:PORT (TLS with DOCKER_TLS_VERIFY and DOCKER_CERT_PATH) or ssh://[USER@]HOST');
 const INCLUDE_VOLUMES = flag(Input.IncludeVolumes, SWITCH, 'true', 'named and anonymous volumes too');
 
 /**
@@ -57,6 +58,7 @@ export const COMMANDS: Record<Command, { summary: string; flags: Flag[] }> = {
       flag(Input.Compression, 'auto|zstd|gzip', 'auto', 'layer and volume compression (auto: zstd, gzip for old engines pushing to a registry)'),
       flag(Input.RetentionDays, '1-90', 'the repository setting', 'days an artifact: destination keeps the set'),
       KEEP,
+      DOCKER_HOST,
       ...CREDENTIALS,
     ],
   },
@@ -70,6 +72,8 @@ export const COMMANDS: Record<Command, { summary: string; flags: Flag[] }> = {
       flag(Input.Replace, SWITCH, 'false', 'replace existing containers and non-empty volumes of the same names'),
       flag(Input.Start, 'auto|always|never', 'auto', 'auto: start what was running'),
       INCLUDE_VOLUMES,
+      flag(Input.PortMap, 'PORT=NEWPORT', undefined, 'publish a host port of the set on another host port (8080=18080, 53/udp=5353); repeat or commas'),
+      DOCKER_HOST,
       ...OTHER_RUN,
       ...CREDENTIALS,
     ],

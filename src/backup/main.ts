@@ -1,9 +1,8 @@
 import * as core from '@actions/core';
 import { actionLogger } from '../action/run.js';
 import { readPending, stateJournal } from '../action/state.js';
-import { backup } from '../commands.js';
-import { Input, parseBackupInputs } from '../core/inputs.js';
-import { Engine } from '../engine/engine.js';
+import { backup, engineAt } from '../commands.js';
+import { Input, parseBackupInputs, parseEngineInput } from '../core/inputs.js';
 import { guarded } from '../core/guard.js';
 import { hasPending, undo } from '../core/undo.js';
 import { recoverAbandoned } from '../core/recovery.js';
@@ -13,7 +12,7 @@ export async function main(): Promise<void> {
   const password = core.getInput(Input.RegistryPassword);
   if (password) core.setSecret(password);
   const opts = parseBackupInputs((name) => core.getInput(name), undefined, process.env);
-  const engine = new Engine();
+  const engine = engineAt(opts.engine);
   const handle = stateJournal();
   const result = await guarded(handle, engine, actionLogger, (signal) =>
     backup(opts, { log: actionLogger, env: process.env, engine, onSecret: (s) => core.setSecret(s), journal: handle.journal, signal }),
@@ -43,7 +42,7 @@ export async function main(): Promise<void> {
  * still under way to finish), a temporary image.
  */
 export async function post(): Promise<void> {
-  const engine = new Engine();
+  const engine = engineAt(parseEngineInput((name) => core.getInput(name), process.env));
   // The main step's own journal file first, if it was killed before removing it (it says which run it was).
   await recoverAbandoned(engine, actionLogger, process.env);
   const pending = readPending();

@@ -24,6 +24,8 @@ import {
   type RestoreOptions,
 } from './options.js';
 import { parseRetentionPolicy } from './retention-input.js';
+import { parseEngineAddress, type EngineAddress } from './engine-address.js';
+import { parsePortMap } from './port-map.js';
 import { ACTION_WORDS, type Vocabulary } from './words.js';
 
 export const Input = {
@@ -57,6 +59,8 @@ export const Input = {
   RunId: 'run-id',
   Repository: 'repository',
   GithubToken: 'github-token',
+  DockerHost: 'docker-host',
+  PortMap: 'port-map',
 } as const;
 
 export const DEFAULT_LOCATION = 'dir:./container-snapshots';
@@ -100,6 +104,7 @@ export function parseBackupInputs(get: InputReader, now?: Date, env: NodeJS.Proc
     pruneOnly,
     credentials: parseCredentials(get(Input.RegistryUsername), get(Input.RegistryPassword), words),
     lockTimeoutMs: parseLockTimeout(env.CONTAINER_SNAPSHOT_LOCK_TIMEOUT),
+    engine: parseEngineInput(get, env, words),
     words,
   };
 }
@@ -126,8 +131,16 @@ export function parseSourceRun(get: InputReader, source: DestinationSpec, words:
   return parseArtifactRun(source, get(Input.RunId), get(Input.Repository), get(Input.GithubToken), words);
 }
 
-/** Every restore input, checked before anything is changed; `words` as for parseBackupInputs. */
-export function parseRestoreInputs(get: InputReader, words: Vocabulary = ACTION_WORDS): RestoreOptions {
+/** The engine: docker-host (or --docker-host), else DOCKER_HOST with DOCKER_TLS_VERIFY and DOCKER_CERT_PATH, else the local socket. */
+export function parseEngineInput(get: InputReader, env: NodeJS.ProcessEnv, words: Vocabulary = ACTION_WORDS): EngineAddress {
+  return parseEngineAddress(get(Input.DockerHost), env, words.name(Input.DockerHost));
+}
+
+/**
+ * Every restore input, checked before anything is changed; `words` as for parseBackupInputs;
+ * `env`: where DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH are read.
+ */
+export function parseRestoreInputs(get: InputReader, words: Vocabulary = ACTION_WORDS, env: NodeJS.ProcessEnv = {}): RestoreOptions {
   const n = words.name;
   const source = parseSource(get, words);
   return {
@@ -140,6 +153,8 @@ export function parseRestoreInputs(get: InputReader, words: Vocabulary = ACTION_
     start: parseChoice(n(Input.Start), get(Input.Start), ['auto', 'always', 'never'], 'auto'),
     includeVolumes: parseBoolean(n(Input.IncludeVolumes), get(Input.IncludeVolumes), true),
     credentials: parseCredentials(get(Input.RegistryUsername), get(Input.RegistryPassword), words),
+    engine: parseEngineInput(get, env, words),
+    portMap: parsePortMap(splitList(get(Input.PortMap)), n(Input.PortMap)),
     words,
   };
 }

@@ -1,6 +1,8 @@
 import { resolve } from 'node:path';
 import type { RetentionPolicy } from '../snapshot/retention.js';
 import { ACTION_WORDS, type Vocabulary } from './words.js';
+import type { EngineAddress } from './engine-address.js';
+import type { PortMapping } from './port-map.js';
 
 export class InputError extends Error {
   override name = 'InputError';
@@ -71,6 +73,8 @@ export interface BackupOptions {
   credentials: Credentials;
   /** Milliseconds a backup waits for another backup's lock on a container (CONTAINER_SNAPSHOT_LOCK_TIMEOUT). */
   lockTimeoutMs: number;
+  /** The engine to back up from (docker-host, else DOCKER_HOST); the client's default when absent. */
+  engine?: EngineAddress;
   /** The words of the interface the options came from, for messages; the action's when absent. */
   words?: Vocabulary;
 }
@@ -88,6 +92,10 @@ export interface RestoreOptions {
   credentials: Credentials;
   /** Set when the source is artifact:NAME of another workflow run. */
   artifactRun?: ArtifactRun;
+  /** The engine to restore onto (docker-host, else DOCKER_HOST); the client's default when absent. */
+  engine?: EngineAddress;
+  /** Published host ports to change on the way (port-map); none when absent. */
+  portMap?: PortMapping[];
   /** The words of the interface the options came from, for messages; the action's when absent. */
   words?: Vocabulary;
 }

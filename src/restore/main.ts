@@ -1,9 +1,8 @@
 import * as core from '@actions/core';
 import { actionLogger } from '../action/run.js';
 import { readRestorePending, restoreStateJournal } from '../action/state.js';
-import { restore } from '../commands.js';
-import { Input, parseRestoreInputs } from '../core/inputs.js';
-import { Engine } from '../engine/engine.js';
+import { engineAt, restore } from '../commands.js';
+import { Input, parseEngineInput, parseRestoreInputs } from '../core/inputs.js';
 import { failureLine, restoreSummary } from '../report.js';
 import { adoptPending, guardedRestore, recoverAbandonedRestores } from '../snapshot/restore-journal.js';
 
@@ -12,7 +11,7 @@ export async function main(): Promise<void> {
   if (password) core.setSecret(password);
   const token = core.getInput(Input.GithubToken);
   if (token) core.setSecret(token);
-  const opts = parseRestoreInputs((name) => core.getInput(name));
+  const opts = parseRestoreInputs((name) => core.getInput(name), undefined, process.env);
   const handle = restoreStateJournal();
   const result = await guardedRestore(handle, actionLogger, () =>
     restore(opts, { log: actionLogger, env: process.env, onSecret: (s) => core.setSecret(s), txn: handle.txn }),
@@ -33,6 +32,6 @@ export async function main(): Promise<void> {
 export async function post(): Promise<void> {
   const pending = readRestorePending();
   if (pending && pending.targets.length > 0) adoptPending(process.env, pending);
-  const { problems } = await recoverAbandonedRestores(new Engine(), actionLogger, process.env);
+  const { problems } = await recoverAbandonedRestores(engineAt(parseEngineInput((name) => core.getInput(name), process.env)), actionLogger, process.env);
   if (problems.length > 0) core.setFailed(`Putting back what the interrupted restore changed failed: ${problems.join('; ')}`);
 }

@@ -69,17 +69,18 @@ export class Resources {
     return d;
   }
 
-  async cleanup(): Promise<void> {
-    for (const c of this.containers) await docker.getContainer(c).remove({ force: true, v: true }).catch(() => undefined);
-    for (const v of this.volumes) await docker.getVolume(v).remove({ force: true }).catch(() => undefined);
-    for (const n of this.networks) await docker.getNetwork(n).remove().catch(() => undefined);
-    for (const i of this.images) await docker.getImage(i).remove({ force: true }).catch(() => undefined);
+  /** Removes what was made, on `on` (the engine under test by default; another engine where the test made things there too). */
+  async cleanup(on: Docker = docker): Promise<void> {
+    for (const c of this.containers) await on.getContainer(c).remove({ force: true, v: true }).catch(() => undefined);
+    for (const v of this.volumes) await on.getVolume(v).remove({ force: true }).catch(() => undefined);
+    for (const n of this.networks) await on.getNetwork(n).remove().catch(() => undefined);
+    for (const i of this.images) await on.getImage(i).remove({ force: true }).catch(() => undefined);
     for (const d of this.dirs) rmSync(d, { recursive: true, force: true });
   }
 }
 
-export async function runContainer(opts: Docker.ContainerCreateOptions & { name: string }, state: 'created' | 'running' | 'paused' | 'exited'): Promise<Docker.Container> {
-  const c = await docker.createContainer(opts);
+export async function runContainer(opts: Docker.ContainerCreateOptions & { name: string }, state: 'created' | 'running' | 'paused' | 'exited', on: Docker = docker): Promise<Docker.Container> {
+  const c = await on.createContainer(opts);
   if (state === 'created') return c;
   await c.start();
   if (state === 'exited') {
@@ -103,8 +104,8 @@ export async function waitFor(check: () => Promise<boolean>, timeoutMs = 15_000)
  * A digest of a path inside a container (running or not): every entry's name, type,
  * mode, owner, size, link target, mtime and content, read through the engine's archive API.
  */
-export async function treeDigest(containerId: string, path: string): Promise<{ digest: string; entries: number }> {
-  const stream = (await docker.getContainer(containerId).getArchive({ path })) as unknown as NodeJS.ReadableStream;
+export async function treeDigest(containerId: string, path: string, on: Docker = docker): Promise<{ digest: string; entries: number }> {
+  const stream = (await on.getContainer(containerId).getArchive({ path })) as unknown as NodeJS.ReadableStream;
   const extract = tar.extract();
   stream.pipe(extract);
   const lines: string[] = [];

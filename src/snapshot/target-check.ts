@@ -1,0 +1,128 @@
+import type { PortMapping } from '../core/port-map.js';
+import type { StartPolicy } from '../core/options.js';
+import type { EngineFeatures } from '../engine/engine.js';
+import type { ContainerRecord } from './manifest.js';
+import type { ContainerSpec } from './spec.js';
+
+/** One published host port of a container's configuration (`HostConfig.PortBindings`). */
+export interface HostBinding {
+  container: string;
+  /** The container's port and protocol, as the engine keys it: `80/tcp`. */
+  containerPort: string;
+  /** The host address; '' for every address. */
+  ip: string;
+  port: number;
+  protocol: string;
+}
+
+/** A host port the target engine's running containers publish. */
+export interface TakenPort {
+  container: string;
+  ip: string;
+  port: number;
+  protocol: string;
+}
+
+type Bindings = Record<string, Array<{ HostIp?: string; HostPort?: string }> | null>;
+
+function bindingsOf(spec: ContainerSpec): Bindings {
+  return (spec.hostConfig.PortBindings as Bindings | null | undefined) ?? {};
+}
+
+/** The fixed host ports a container publishes; ports the engine picks (empty or 0) can never be taken. */
+export function hostBindings(container: string, spec: ContainerSpec): HostBinding[] {
+  return Object.entries(bindingsOf(spec)).flatMap(([containerPort, list]) =>
+    (list ?? [])
+      .map((b) => ({ container, containerPort, ip: normalIp(b.HostIp), port: Number(b.HostPort ?? 0), protocol: containerPort.split('/')[1] ?? 'tcp' }))
+      .filter((b) => b.port > 0),
+  );
+}
+
+function normalIp(ip: string | undefined): string {
+  return !ip || ip === '0.0.0.0' || ip === '::' ? '' : ip;
+}
+
+function matches(m: PortMapping, port: number, protocol: string): boolean {
+  return m.from === port && (!m.protocol || m.protocol === protocol);
+}
+
+/** The spec with each host port `map` names published on its new port (Engine API `HostConfig.PortBindings`). */
+export function mapPorts(spec: ContainerSpec, map: PortMapping[]): ContainerSpec {
+  if (map.length === 0 || !spec.hostConfig.PortBindings) return spec;
+  const mapped = Object.fromEntries(
+    Object.entries(bindingsOf(spec)).map(([containerPort, list]) => {
+      const protocol = containerPort.split('/')[1] ?? 'tcp';
+      return [
+        containerPort,
+        list?.map((b) => {
+          const m = map.find((e) => matches(e, Number(b.HostPort ?? 0), protocol));
+          return m ? { ...b, HostPort: String(m.to) } : b;
+        }) ?? list,
+      ];
+    }),
+  );
+  return { ...spec, hostConfig: { ...spec.hostConfig, PortBindings: mapped } };
+}
+
+/** `port-map` entries that no binding of the containers publishes (a mistyped port must not pass silently). */
+export function unusedMappings(specs: Array<{ container: string; spec: ContainerSpec }>, map: PortMapping[]): PortMapping[] {
+  const all = specs.flatMap((s) => hostBindings(s.container, s.spec));
+  return map.filter((m) => !all.some((b) => matches(m, b.port, b.protocol)));
+}
+
+function overlaps(a: string, b: string): boolean {
+  return a === '' || b === '' || a === b;
+}
+
+/**
+ * Each binding that a running container of the target engine already holds (same port and
+ * protocol, overlapping host address), or that two restored containers both want, one sentence each.
+ */
+export function portClashes(wanted: HostBinding[], taken: TakenPort[], portMapName: string): string[] {
+  const found: string[] = [];
+  const where = (b: HostBinding) => `${b.ip ? `${b.ip}:` : ''}${b.port}/${b.protocol}`;
+  for (const [i, b] of wanted.entries()) {
+    const holder = taken.find((t) => t.port === b.port && t.protocol === b.protocol && overlaps(t.ip, b.ip));
+    const twin = wanted.slice(0, i).find((o) => o.port === b.port && o.protocol === b.protocol && overlaps(o.ip, b.ip));
+    if (holder) found.push(`${b.container} publishes host port ${where(b)} (for ${b.containerPort}), which container '${holder.container}' holds on this engine (${portMapName} ${b.port}=NEWPORT publishes it elsewhere)`);
+    else if (twin) found.push(`${b.container} and ${twin.container} both publish host port ${where(b)}`);
+  }
+  return found;
+}
+
+/** Whether a restore with this start policy starts the container (its recorded state under `auto`). */
+export function willStart(c: Pick<ContainerRecord, 'status'>, start: StartPolicy): boolean {
+  if (start === 'always') return true;
+  if (start === 'never') return false;
+  return ['running', 'paused', 'restarting'].includes(c.status);
+}
+
+/** What a restore asks of the engine: the runtime, log driver and volume drivers of each container, and the drivers of networks it creates. */
+export interface Needs {
+  containers: Array<{ name: string; spec: ContainerSpec; volumeDrivers: string[] }>;
+  /** Networks missing on the engine that the restore creates: name and driver. */
+  networks: Array<{ name: string; driver: string }>;
+}
+
+// Always there, though `GET /info` does not list them among the log plugins (Engine 20.10–26.1).
+const BUILTIN_LOG_DRIVERS = ['none', ''];
+
+/**
+ * Everything a restore needs that the engine does not offer, one phrase each: a runtime
+ * (`HostConfig.Runtime`, checked against `Runtimes`), a log driver (`HostConfig.LogConfig.Type`
+ * against `Plugins.Log`), a volume driver (`Plugins.Volume`), a network driver (`Plugins.Network`).
+ */
+export function missingFeatures(needs: Needs, features: EngineFeatures): string[] {
+  const found = new Map<string, string[]>();
+  const add = (what: string, who: string) => found.set(what, [...(found.get(what) ?? []), who]);
+  for (const c of needs.containers) {
+    const runtime = c.spec.hostConfig.Runtime as string | undefined;
+    if (runtime && !features.runtimes.includes(runtime)) add(`runtime '${runtime}'`, c.name);
+    const log = (c.spec.hostConfig.LogConfig as { Type?: string } | undefined)?.Type ?? '';
+    if (!BUILTIN_LOG_DRIVERS.includes(log) && !features.logDrivers.includes(log)) add(`log driver '${log}'`, c.name);
+    const volumeDriver = c.spec.hostConfig.VolumeDriver as string | undefined;
+    for (const d of new Set([...c.volumeDrivers, ...(volumeDriver ? [volumeDriver] : [])])) if (!features.volumeDrivers.includes(d)) add(`volume driver '${d}'`, c.name);
+  }
+  for (const n of needs.networks) if (!features.networkDrivers.includes(n.driver)) add(`network driver '${n.driver}'`, `network ${n.name}`);
+  return [...found].map(([what, who]) => `${what} (${[...new Set(who)].join(', ')})`);
+}
