@@ -1,0 +1,73 @@
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type Docker from 'dockerode';
+import { Resources, docker, runContainer } from '../support/fixtures.js';
+import { ENGINE_B, engineBEnv, requireEngineB } from '../support/engine-b.js';
+import { runCli, runStep } from '../support/runner.js';
+
+/** The bundled CLI and actions, reaching engine B over tcp+TLS by --docker-host / docker-host. */
+describe('the bundles on another engine', () => {
+  const res = new Resources(inject('runPrefix'), 'rmte2e');
+  const env = { DOCKER_CONFIG: '/nonexistent' };
+  const [app, viaCli, viaAction] = [res.name('app'), res.name('cli'), res.name('action')];
+  const volume = res.volume('v');
+  const key = readFileSync(join(ENGINE_B.certPath, 'key.pem'), 'utf8');
+  let b: Docker;
+  let store: string;
+
+  beforeAll(async () => {
+    b = await requireEngineB();
+    store = `dir:${join(res.tempDir(), 'store')}`;
+    await runContainer({ name: app, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'test -f /v/table || echo rows > /v/table; exec sleep 100000'], HostConfig: { Binds: [`${volume}:/v`] } }, 'running');
+  });
+
+  afterAll(async () => {
+    if (b) {
+      for (const name of [viaCli, viaAction]) {
+        const image = await b.getContainer(name).inspect().then((i) => i.Config.Image, () => undefined);
+        if (image) res.image(image);
+      }
+      res.trackVolume(`${volume}-cli`);
+      res.trackVolume(`${volume}-action`);
+      await res.cleanup(b);
+    }
+    await res.cleanup();
+  });
+
+  it('backs up with the action (its summary names the engine), restores onto B with the CLI and with the action', async () => {
+    const a = (await docker.info()) as { ID: string; Name: string };
+    const backedUp = await runStep('.', { containers: app, destination: store, tag: 'moved' }, { env });
+    expect(backedUp.code, backedUp.stdout).toBe(0);
+    expect(backedUp.summary).toContain(`Engine: ${a.Name}, ID ${a.ID.slice(0, 14)}, Engine `);
+
+    const bId = ((await b.info()) as { ID: string }).ID;
+    const cli = await runCli(['restore', '--source', store, '--snapshot', 'moved', '--docker-host', ENGINE_B.host, '--rename', `${app}=${viaCli}`, '--rename', `${volume}=${volume}-cli`], { env: { ...env, ...engineBEnv } });
+    expect(cli.code, cli.stderr).toBe(0);
+    const json = JSON.parse(cli.stdout);
+    expect(json.engine).toMatchObject({ id: bId, address: `${ENGINE_B.host} (TLS)` });
+    expect(json.sourceEngine).toMatchObject({ id: a.ID, name: a.Name });
+    expect((await b.getContainer(viaCli).inspect()).State.Running).toBe(true);
+
+    const step = await runStep('restore', { source: store, snapshot: 'moved', 'docker-host': ENGINE_B.host, rename: `${app}=${viaAction}\n${volume}=${volume}-action` }, { env: { ...env, ...engineBEnv } });
+    expect(step.code, step.stdout).toBe(0);
+    expect(step.summary).toContain(`Restored onto: `);
+    expect(step.summary).toContain(`ID ${bId.slice(0, 14)}, Engine `);
+    expect(step.summary).toContain(`at ${ENGINE_B.host} (TLS)`);
+    expect(step.summary).toContain(`Taken on: ${a.Name}, ID ${a.ID.slice(0, 14)}`);
+    expect((await b.getContainer(viaAction).inspect()).State.Running).toBe(true);
+    for (const text of [cli.stdout, cli.stderr, step.stdout, step.stderr, step.summary]) expect(text).not.toContain(key.split('\n')[1]);
+  });
+
+  it('refuses a bad engine address in one line, in the words of each interface', async () => {
+    const cli = await runCli(['restore', '--source', store, '--docker-host', 'http://127.0.0.1:2375'], { env });
+    expect([cli.code, cli.stderr]).toEqual([1, "error: Invalid --docker-host 'http://127.0.0.1:2375'. Expected unix:///PATH, tcp://HOST:PORT or ssh://[USER@]HOST[:PORT], not http://.\n"]);
+    const noCerts = await runCli(['backup', '--containers', app, '--destination', store], { env: { ...env, DOCKER_HOST: ENGINE_B.host, DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: '/nonexistent' } });
+    expect(noCerts.stderr).toBe(
+      'error: DOCKER_TLS_VERIFY is set, but ca.pem cannot be read in /nonexistent (DOCKER_CERT_PATH). Expected ca.pem, cert.pem and key.pem there, as docker --tlsverify reads them.\n',
+    );
+    const step = await runStep('restore', { source: store, 'docker-host': 'tcp://127.0.0.1:2375/v1.41' }, { env });
+    expect(step.code).toBe(1);
+    expect(step.stdout).toContain("::error::Invalid docker-host 'tcp://127.0.0.1:2375/v1.41'. Expected unix:///PATH, tcp://HOST:PORT or ssh://[USER@]HOST[:PORT]: a host name or IP address, then an optional :PORT, and no path.");
+  });
+});
