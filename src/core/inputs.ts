@@ -131,9 +131,14 @@ export function parseSourceRun(get: InputReader, source: DestinationSpec, words:
   return parseArtifactRun(source, get(Input.RunId), get(Input.Repository), get(Input.GithubToken), words);
 }
 
-/** The engine: docker-host (or --docker-host), else DOCKER_HOST with DOCKER_TLS_VERIFY and DOCKER_CERT_PATH, else the local socket. */
-export function parseEngineInput(get: InputReader, env: NodeJS.ProcessEnv, words: Vocabulary = ACTION_WORDS): EngineAddress {
-  return parseEngineAddress(get(Input.DockerHost), env, words.name(Input.DockerHost));
+/**
+ * The engine: docker-host (or --docker-host), else DOCKER_HOST with DOCKER_TLS_VERIFY and
+ * DOCKER_CERT_PATH. Undefined when neither is given: the client's default socket.
+ */
+export function parseEngineInput(get: InputReader, env: NodeJS.ProcessEnv, words: Vocabulary = ACTION_WORDS): EngineAddress | undefined {
+  const given = get(Input.DockerHost);
+  if (given.trim() === '' && (env.DOCKER_HOST ?? '').trim() === '') return undefined;
+  return parseEngineAddress(given, env, words.name(Input.DockerHost));
 }
 
 /**

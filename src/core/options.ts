@@ -73,7 +73,7 @@ export interface BackupOptions {
   credentials: Credentials;
   /** Milliseconds a backup waits for another backup's lock on a container (CONTAINER_SNAPSHOT_LOCK_TIMEOUT). */
   lockTimeoutMs: number;
-  /** The engine to back up from (docker-host, else DOCKER_HOST); the client's default when absent. */
+  /** The engine to back up from (docker-host, else DOCKER_HOST); absent: the client's default (DOCKER_HOST as dockerode reads it, else the local socket). */
   engine?: EngineAddress;
   /** The words of the interface the options came from, for messages; the action's when absent. */
   words?: Vocabulary;
@@ -92,7 +92,7 @@ export interface RestoreOptions {
   credentials: Credentials;
   /** Set when the source is artifact:NAME of another workflow run. */
   artifactRun?: ArtifactRun;
-  /** The engine to restore onto (docker-host, else DOCKER_HOST); the client's default when absent. */
+  /** The engine to restore onto (docker-host, else DOCKER_HOST); absent: the client's default, as for BackupOptions. */
   engine?: EngineAddress;
   /** Published host ports to change on the way (port-map); none when absent. */
   portMap?: PortMapping[];

@@ -103,6 +103,8 @@ export async function waitFor(check: () => Promise<boolean>, timeoutMs = 15_000)
 /**
  * A digest of a path inside a container (running or not): every entry's name, type,
  * mode, owner, size, link target, mtime and content, read through the engine's archive API.
+ * Modes are compared without their file-type bits: Engine 20.10's archive sets them in the tar
+ * header (40755), Engine 26.1's does not (755); the type is compared on its own.
  */
 export async function treeDigest(containerId: string, path: string, on: Docker = docker): Promise<{ digest: string; entries: number }> {
   const stream = (await on.getContainer(containerId).getArchive({ path })) as unknown as NodeJS.ReadableStream;
@@ -114,7 +116,7 @@ export async function treeDigest(containerId: string, path: string, on: Docker =
     const hash = createHash('sha256');
     for await (const chunk of entry) hash.update(chunk as Buffer);
     const mtime = h.type === 'file' ? Math.floor((h.mtime?.getTime() ?? 0) / 1000) : 0;
-    lines.push([h.name.replace(/\/$/, ''), h.type, (h.mode ?? 0).toString(8), h.uid, h.gid, h.size, h.linkname ?? '', mtime, hash.digest('hex')].join(' '));
+    lines.push([h.name.replace(/\/$/, ''), h.type, ((h.mode ?? 0) & 0o7777).toString(8), h.uid, h.gid, h.size, h.linkname ?? '', mtime, hash.digest('hex')].join(' '));
   }
   lines.sort();
   return { digest: createHash('sha256').update(lines.join('\n')).digest('hex'), entries: lines.length };
