@@ -16,12 +16,12 @@ export interface TlsFiles {
  * - tcp: plain HTTP, or HTTPS with a verified server and a client certificate (`tls`) when
  *   DOCKER_TLS_VERIFY is non-empty (the docker CLI's rule), from DOCKER_CERT_PATH (default ~/.docker).
  * - ssh: docker-modem's ssh transport (it runs `docker system dial-stdio` on the remote host, which
- *   needs the docker CLI there); keys come from the SSH agent at SSH_AUTH_SOCK.
+ *   needs the docker CLI there); keys come from the SSH agent at `agent` (SSH_AUTH_SOCK).
  */
 export type EngineAddress =
   | { kind: 'unix'; socketPath: string; raw: string }
   | { kind: 'tcp'; host: string; port: number; tls?: TlsFiles; raw: string }
-  | { kind: 'ssh'; host: string; port: number; username?: string; raw: string };
+  | { kind: 'ssh'; host: string; port: number; username?: string; agent: string; raw: string };
 
 export const DEFAULT_ENGINE = 'unix:///var/run/docker.sock';
 export const ENGINE_FORMAT = 'unix:///PATH, tcp://HOST:PORT or ssh://[USER@]HOST[:PORT]';
@@ -59,7 +59,9 @@ export function parseEngineAddress(override: string, env: NodeJS.ProcessEnv, nam
     const username = at === -1 ? undefined : rest.slice(0, at);
     if (username !== undefined && !/^[a-zA-Z0-9._-]+$/.test(username)) throw bad(': the ssh user is a plain name (keys come from the SSH agent)');
     const { host, port } = hostPort(rest.slice(at + 1), 22, bad);
-    return { kind: 'ssh', host, port, ...(username ? { username } : {}), raw };
+    const agent = (env.SSH_AUTH_SOCK ?? '').trim();
+    if (!agent) throw new InputError(`${origin} '${raw}' needs an SSH agent with the key for ${username ?? 'the user'}@${host}. Expected SSH_AUTH_SOCK (ssh-agent, then ssh-add).`);
+    return { kind: 'ssh', host, port, ...(username ? { username } : {}), agent, raw };
   }
   throw bad(`, not ${kind}://`);
 }

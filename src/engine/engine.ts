@@ -43,7 +43,7 @@ const NO_ENV_DEFAULTS = { socketPath: undefined, host: undefined, port: undefine
 function dockerOptions(address: EngineAddress): Docker.DockerOptions {
   if (address.kind === 'unix') return { ...NO_ENV_DEFAULTS, socketPath: address.socketPath };
   if (address.kind === 'ssh') {
-    return { ...NO_ENV_DEFAULTS, protocol: 'ssh', host: address.host, port: address.port, username: address.username, sshOptions: { agent: process.env.SSH_AUTH_SOCK } } as Docker.DockerOptions;
+    return { ...NO_ENV_DEFAULTS, protocol: 'ssh', host: address.host, port: address.port, username: address.username, sshOptions: { agent: address.agent } } as Docker.DockerOptions;
   }
   const base = { ...NO_ENV_DEFAULTS, host: address.host, port: address.port, pathPrefix: '/' } as Docker.DockerOptions;
   if (!address.tls) return { ...base, protocol: 'http' };

@@ -35,7 +35,8 @@ describe('the engine address: docker-host over DOCKER_HOST', () => {
   });
 
   it('takes ssh with a user and port', () => {
-    expect(parseEngineAddress('ssh://deploy@host-b:2222', {}, 'docker-host')).toEqual({ kind: 'ssh', host: 'host-b', port: 2222, username: 'deploy', raw: 'ssh://deploy@host-b:2222' });
+    expect(parseEngineAddress('ssh://deploy@host-b:2222', { SSH_AUTH_SOCK: '/tmp/agent' }, 'docker-host')).toEqual({ kind: 'ssh', host: 'host-b', port: 2222, username: 'deploy', agent: '/tmp/agent', raw: 'ssh://deploy@host-b:2222' });
+    expect(() => parseEngineAddress('ssh://host-b', {}, '--docker-host')).toThrow("--docker-host 'ssh://host-b' needs an SSH agent with the key for the user@host-b. Expected SSH_AUTH_SOCK (ssh-agent, then ssh-add).");
   });
 
   it('refuses a bad value in one line naming where it came from, in the words of the interface', () => {
