@@ -3,7 +3,11 @@ import type Docker from 'dockerode';
 import { backup, restore } from '../../src/commands.js';
 import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
 import { buildFixtureImage } from '../support/engine.js';
-import { ENGINE_B, engineBEnv, requireEngineB } from '../support/engine-b.js';
+import { ENGINE_B, engineBClient, engineBEnv, requireEngineB } from '../support/engine-b.js';
+import { Engine } from '../../src/engine/engine.js';
+import { parseEngineAddress } from '../../src/core/engine-address.js';
+import { checkTarget } from '../../src/snapshot/restore.js';
+import type { ContainerRecord, SnapshotSet } from '../../src/snapshot/manifest.js';
 import { freePort } from '../support/registry.js';
 import { Resources, docker, freeSubnet, quietLog, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
 import { inputs, testEnv } from '../support/commands.js';
@@ -145,5 +149,32 @@ describe.each<Kind>(['dir', 'registry', 'artifact'])('back up on engine A, resto
     expect((await b.getContainer(web).inspect()).HostConfig.PortBindings).toEqual({ '8080/tcp': [{ HostIp: '127.0.0.1', HostPort: String(newPort) }] });
     await waitFor(async () => (await fetch(`http://127.0.0.1:${newPort}/index.html`).then(async (r) => (await r.text()) === 'served-from-the-volume\n').catch(() => false)));
     expect(await fetch(`http://127.0.0.1:${port}/index.html`).then((r) => r.text())).toContain('fixture');
+  });
+});
+
+describe("engine B's features, read from the engine itself", () => {
+  it('names a runtime, log, volume and network driver B lacks, before any change', async () => {
+    await requireEngineB();
+    const prefix = `${inject('runPrefix')}-feat`;
+    const engine = Engine.connect(parseEngineAddress(ENGINE_B.host, engineBEnv, 'docker-host'));
+    const blob = { mediaType: 'x', digest: `sha256:${'a'.repeat(64)}`, size: 1, contentDigest: `sha256:${'b'.repeat(64)}`, contentSize: 1 };
+    const record = (name: string, hostConfig: Record<string, unknown>, driver?: string): ContainerRecord => ({
+      name,
+      id: name,
+      status: 'created',
+      image: { id: 'sha256:x', baseImage: 'x', config: blob, layers: [] },
+      volumes: driver ? [{ type: 'volume', name: `${prefix}-vol`, anonymous: false, destination: '/v', driver, blob }] : [],
+      spec: { config: {}, hostConfig, networks: [{ name: `${prefix}-net`, aliases: [], definition: { driver: 'csx-netdriver', options: {}, labels: {}, internal: false, attachable: false, enableIPv6: false, ipam: {} } }] },
+      pausedMs: 0,
+    });
+    const set = { tag: 'features', source: { hostname: 'a', engine: { version: '20.10.24', apiVersion: '1.41', os: 'linux', arch: 'amd64' } }, containers: [] } as unknown as SnapshotSet;
+    const chosen = [record(`${prefix}-gpu`, { Runtime: 'csx-runtime', LogConfig: { Type: 'csx-logdriver' } }, 'csx-voldriver'), record(`${prefix}-plain`, { Runtime: 'runc', LogConfig: { Type: 'json-file' } })];
+    const opts = { ...parseRestoreInputs(inputs({ snapshot: 'latest' })), includeVolumes: true };
+    const [info, version] = [(await engineBClient().info()) as { Name: string }, await engineBClient().version()];
+    await expect(checkTarget(engine, set, chosen, opts)).rejects.toThrow(
+      `Snapshot features cannot be restored onto ${info.Name}, Engine ${version.Version} at ${ENGINE_B.host} (TLS); nothing was changed: ` +
+        `the engine lacks runtime 'csx-runtime' (${prefix}-gpu), log driver 'csx-logdriver' (${prefix}-gpu), volume driver 'csx-voldriver' (${prefix}-gpu), network driver 'csx-netdriver' (network ${prefix}-net).`,
+    );
+    await expect(checkTarget(engine, set, [chosen[1]], { ...opts, includeVolumes: false })).rejects.toThrow(/lacks network driver 'csx-netdriver'/);
   });
 });
