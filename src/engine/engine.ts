@@ -32,6 +32,14 @@ export interface EngineFeatures {
   networkDrivers: string[];
 }
 
+// docker-modem 5 builds each tcp request's address with url.parse, which Node 24 reports on stderr
+// (DEP0169) in the middle of the CLI's output; that one warning is dropped, every other is kept.
+const emitWarning = process.emitWarning.bind(process) as (...args: unknown[]) => void;
+process.emitWarning = ((warning: unknown, ...rest: unknown[]) => {
+  const code = typeof rest[0] === 'object' && rest[0] ? (rest[0] as { code?: string }).code : rest[1];
+  if (code !== 'DEP0169') emitWarning(warning, ...rest);
+}) as typeof process.emitWarning;
+
 // Every option docker-modem would otherwise take from DOCKER_HOST and DOCKER_CERT_PATH: the parsed address decides alone.
 const NO_ENV_DEFAULTS = { socketPath: undefined, host: undefined, port: undefined, protocol: undefined, username: undefined, sshOptions: undefined, ca: undefined, cert: undefined, key: undefined };
 
@@ -45,7 +53,9 @@ function dockerOptions(address: EngineAddress): Docker.DockerOptions {
   if (address.kind === 'ssh') {
     return { ...NO_ENV_DEFAULTS, protocol: 'ssh', host: address.host, port: address.port, username: address.username, sshOptions: { agent: address.agent } } as Docker.DockerOptions;
   }
-  const base = { ...NO_ENV_DEFAULTS, host: address.host, port: address.port, pathPrefix: '/' } as Docker.DockerOptions;
+  // An IPv6 address keeps its brackets: docker-modem puts the host into a URL as it is.
+  const host = address.host.includes(':') ? `[${address.host}]` : address.host;
+  const base = { ...NO_ENV_DEFAULTS, host, port: address.port, pathPrefix: '/' } as Docker.DockerOptions;
   if (!address.tls) return { ...base, protocol: 'http' };
   const { ca, cert, key } = address.tls;
   return { ...base, protocol: 'https', ca: readFileSync(ca), cert: readFileSync(cert), key: readFileSync(key) };
@@ -170,13 +180,28 @@ export class Engine {
     return this.address;
   }
 
-  /** Version and identity: `GET /version` and `GET /info`. */
+  /** Version and identity: `GET /version` and `GET /info`. A TLS mismatch (the first call's usual failure) says what to set. */
   async info(signal?: AbortSignal): Promise<EngineInfo> {
     const [v, i] = await Promise.all([
       call('read the engine version', () => this.docker.version(), signal),
       call('read the engine information', () => this.docker.info() as Promise<{ Name?: string; ID?: string }>, signal),
-    ]);
+    ]).catch((err: unknown) => {
+      throw this.explainTls(err);
+    });
     return { version: v.Version, apiVersion: v.ApiVersion, os: v.Os, arch: v.Arch, ...(i.Name ? { name: i.Name } : {}), ...(i.ID ? { id: i.ID } : {}) };
+  }
+
+  private explainTls(err: unknown): unknown {
+    if (!(err instanceof EngineError)) return err;
+    if (err.message.includes('Client sent an HTTP request to an HTTPS server')) {
+      return new UnreachableError(`Docker engine ${this.address} answers HTTPS only. Expected DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH with ca.pem, cert.pem and key.pem.`);
+    }
+    if (this.address.endsWith('(TLS)') && /certificate|tlsv1 alert|ssl|EPROTO|socket hang up|ECONNRESET/i.test(err.message)) {
+      return new UnreachableError(
+        `Docker engine ${this.address}: the TLS handshake failed (${err.message.replace(/^[^:]*: /, '')}). Expected an engine certificate signed by ca.pem of DOCKER_CERT_PATH, and cert.pem/key.pem the engine accepts.`,
+      );
+    }
+    return err;
   }
 
   /** The runtimes, log, volume and network drivers the engine offers (`GET /info`). */

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import type Docker from 'dockerode';
 import { Resources, docker, runContainer } from '../support/fixtures.js';
@@ -66,6 +67,14 @@ describe('the bundles on another engine', () => {
     expect(noCerts.stderr).toBe(
       'error: DOCKER_TLS_VERIFY is set, but ca.pem cannot be read in /nonexistent (DOCKER_CERT_PATH). Expected ca.pem, cert.pem and key.pem there, as docker --tlsverify reads them.\n',
     );
+    // Engine B over plain HTTP, and with a client certificate of another CA: what to set, in one line.
+    const plain = await runCli(['restore', '--source', store, '--docker-host', ENGINE_B.host], { env });
+    expect(plain.stderr).toBe(`error: Docker engine ${ENGINE_B.host} answers HTTPS only. Expected DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH with ca.pem, cert.pem and key.pem.\n`);
+    const stranger = res.tempDir();
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=stranger', '-keyout', join(stranger, 'key.pem'), '-out', join(stranger, 'cert.pem')], { stdio: 'ignore' });
+    copyFileSync(join(ENGINE_B.certPath, 'ca.pem'), join(stranger, 'ca.pem'));
+    const refused = await runCli(['restore', '--source', store, '--docker-host', ENGINE_B.host], { env: { ...env, DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: stranger } });
+    expect(refused.stderr).toMatch(new RegExp(`^error: Docker engine ${ENGINE_B.host.replace(/[.:/]/g, '\\$&')} \\(TLS\\): the TLS handshake failed \\(.*bad certificate.*\\)\\. Expected an engine certificate signed by ca\\.pem of DOCKER_CERT_PATH, and cert\\.pem/key\\.pem the engine accepts\\.\n$`));
     const step = await runStep('restore', { source: store, 'docker-host': 'tcp://127.0.0.1:2375/v1.41' }, { env });
     expect(step.code).toBe(1);
     expect(step.stdout).toContain("::error::Invalid docker-host 'tcp://127.0.0.1:2375/v1.41'. Expected unix:///PATH, tcp://HOST:PORT or ssh://[USER@]HOST[:PORT]: a host name or IP address, then an optional :PORT, and no path.");
