@@ -4,6 +4,7 @@ import { backup, engineAt, list, prune, restore, verify } from './commands.js';
 import { Input, parseBackupInputs, parseDestinations, parseRestoreInputs, parseSource, parseSourceRun } from './core/inputs.js';
 import { InputError, parseBoolean, parseCredentials, parseSnapshotRef } from './core/options.js';
 import { CLI_WORDS, PASSWORD_ENV, TOKEN_ENV } from './core/words.js';
+import { engineEnv } from './core/engine-address.js';
 import { EXIT, commandHelp, isCommand, parseArgs, unknownCommand, usage } from './cli-args.js';
 import { TOOL } from './snapshot/backup.js';
 import { errorMessage, type Logger } from './core/log.js';
@@ -113,8 +114,9 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'backup') {
     const opts = parseBackupInputs(get, undefined, process.env, CLI_WORDS);
     const engine = engineAt(opts.engine);
-    const handle = fileJournal(process.env);
-    const result = await guarded(handle, engine, cliLogger, (signal) => backup(opts, { ...deps, engine, journal: handle.journal, signal }));
+    const env = engineEnv(process.env, opts.engine);
+    const handle = fileJournal(env);
+    const result = await guarded(handle, engine, cliLogger, (signal) => backup(opts, { ...deps, env, engine, journal: handle.journal, signal }));
     // No tag where no set was written (nothing matched, every container failed): nothing to restore by it.
     const snapshot = result.written || opts.dryRun ? result.tag : undefined;
     print(JSON.stringify({ snapshot, failed: result.failed, engine: result.engine, destinations: result.destinations, containers: result.containers, artifacts: result.artifacts, pruned: result.pruned }, null, 2));
@@ -124,8 +126,9 @@ async function main(argv: string[]): Promise<number> {
   }
   if (command === 'restore') {
     const opts = parseRestoreInputs(get, CLI_WORDS, process.env);
-    const handle = restoreJournal(process.env);
-    const result = await guardedRestore(handle, cliLogger, () => restore(opts, { ...deps, txn: handle.txn }));
+    const env = engineEnv(process.env, opts.engine);
+    const handle = restoreJournal(env);
+    const result = await guardedRestore(handle, cliLogger, () => restore(opts, { ...deps, env, txn: handle.txn }));
     print(JSON.stringify({ snapshot: result.tag, failed: result.failed, engine: result.engine, sourceEngine: result.sourceEngine, containers: result.containers }, null, 2));
     return failures(result.containers.map((c) => ({ name: c.from, error: c.error, failed: c.status === 'failed' })));
   }

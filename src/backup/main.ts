@@ -3,6 +3,7 @@ import { actionLogger } from '../action/run.js';
 import { readPending, stateJournal } from '../action/state.js';
 import { backup, engineAt } from '../commands.js';
 import { Input, parseBackupInputs, parseEngineInput } from '../core/inputs.js';
+import { engineEnv } from '../core/engine-address.js';
 import { guarded } from '../core/guard.js';
 import { hasPending, undo } from '../core/undo.js';
 import { recoverAbandoned } from '../core/recovery.js';
@@ -13,9 +14,10 @@ export async function main(): Promise<void> {
   if (password) core.setSecret(password);
   const opts = parseBackupInputs((name) => core.getInput(name), undefined, process.env);
   const engine = engineAt(opts.engine);
-  const handle = stateJournal();
+  const env = engineEnv(process.env, opts.engine);
+  const handle = stateJournal(env);
   const result = await guarded(handle, engine, actionLogger, (signal) =>
-    backup(opts, { log: actionLogger, env: process.env, engine, onSecret: (s) => core.setSecret(s), journal: handle.journal, signal }),
+    backup(opts, { log: actionLogger, env, engine, onSecret: (s) => core.setSecret(s), journal: handle.journal, signal }),
   );
   // Empty where no set was written: a later restore of it is refused at once, not searched for.
   core.setOutput('snapshot', result.written || opts.dryRun ? result.tag : '');
@@ -42,9 +44,10 @@ export async function main(): Promise<void> {
  * still under way to finish), a temporary image.
  */
 export async function post(): Promise<void> {
-  const engine = engineAt(parseEngineInput((name) => core.getInput(name), process.env));
+  const address = parseEngineInput((name) => core.getInput(name), process.env);
+  const engine = engineAt(address);
   // The main step's own journal file first, if it was killed before removing it (it says which run it was).
-  await recoverAbandoned(engine, actionLogger, process.env);
+  await recoverAbandoned(engine, actionLogger, engineEnv(process.env, address));
   const pending = readPending();
   const { problems } = hasPending(pending) ? await undo(pending, engine, actionLogger) : { problems: [] };
   if (problems.length > 0) core.setFailed(`Cleanup after the backup failed: ${problems.join('; ')}`);

@@ -89,6 +89,14 @@ function tlsFiles(env: NodeJS.ProcessEnv): TlsFiles {
   return { ca, cert, key };
 }
 
+/**
+ * `env` with DOCKER_HOST naming the engine in use (when an address was given), so that what is
+ * kept per engine (the journals of core/recovery.ts and snapshot/restore-journal.ts) is this engine's.
+ */
+export function engineEnv(env: NodeJS.ProcessEnv, address: EngineAddress | undefined): NodeJS.ProcessEnv {
+  return address ? { ...env, DOCKER_HOST: address.raw } : env;
+}
+
 /** Where the engine is, for logs and summaries: the address as given (it holds no secret). */
 export function describeAddress(address: EngineAddress): string {
   return address.kind === 'tcp' && address.tls ? `${address.raw} (TLS)` : address.raw;

@@ -3,6 +3,7 @@ import { actionLogger } from '../action/run.js';
 import { readRestorePending, restoreStateJournal } from '../action/state.js';
 import { engineAt, restore } from '../commands.js';
 import { Input, parseEngineInput, parseRestoreInputs } from '../core/inputs.js';
+import { engineEnv } from '../core/engine-address.js';
 import { failureLine, restoreSummary } from '../report.js';
 import { adoptPending, guardedRestore, recoverAbandonedRestores } from '../snapshot/restore-journal.js';
 
@@ -12,9 +13,10 @@ export async function main(): Promise<void> {
   const token = core.getInput(Input.GithubToken);
   if (token) core.setSecret(token);
   const opts = parseRestoreInputs((name) => core.getInput(name), undefined, process.env);
-  const handle = restoreStateJournal();
+  const env = engineEnv(process.env, opts.engine);
+  const handle = restoreStateJournal(env);
   const result = await guardedRestore(handle, actionLogger, () =>
-    restore(opts, { log: actionLogger, env: process.env, onSecret: (s) => core.setSecret(s), txn: handle.txn }),
+    restore(opts, { log: actionLogger, env, onSecret: (s) => core.setSecret(s), txn: handle.txn }),
   );
   core.setOutput('snapshot', result.tag);
   core.setOutput('containers', JSON.stringify(result.containers));
@@ -31,7 +33,9 @@ export async function main(): Promise<void> {
  */
 export async function post(): Promise<void> {
   const pending = readRestorePending();
-  if (pending && pending.targets.length > 0) adoptPending(process.env, pending);
-  const { problems } = await recoverAbandonedRestores(engineAt(parseEngineInput((name) => core.getInput(name), process.env)), actionLogger, process.env);
+  const address = parseEngineInput((name) => core.getInput(name), process.env);
+  const env = engineEnv(process.env, address);
+  if (pending && pending.targets.length > 0) adoptPending(env, pending);
+  const { problems } = await recoverAbandonedRestores(engineAt(address), actionLogger, env);
   if (problems.length > 0) core.setFailed(`Putting back what the interrupted restore changed failed: ${problems.join('; ')}`);
 }

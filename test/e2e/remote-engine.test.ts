@@ -3,7 +3,10 @@ import { copyFileSync, readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import type Docker from 'dockerode';
-import { Resources, docker, runContainer } from '../support/fixtures.js';
+import { existsSync, readdirSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { stateDir } from '../../src/core/recovery.js';
+import { Resources, docker, runContainer, signalWhen, treeDigest, waitFor } from '../support/fixtures.js';
 import { ENGINE_B, engineBEnv, requireEngineB } from '../support/engine-b.js';
 import { runCli, runStep } from '../support/runner.js';
 
@@ -11,7 +14,7 @@ import { runCli, runStep } from '../support/runner.js';
 describe('the bundles on another engine', () => {
   const res = new Resources(inject('runPrefix'), 'rmte2e');
   const env = { DOCKER_CONFIG: '/nonexistent' };
-  const [app, viaCli, viaAction] = [res.name('app'), res.name('cli'), res.name('action')];
+  const [app, viaCli, viaAction, killed] = [res.name('app'), res.name('cli'), res.name('action'), res.name('killed')];
   const volume = res.volume('v');
   const key = readFileSync(join(ENGINE_B.certPath, 'key.pem'), 'utf8');
   let b: Docker;
@@ -25,12 +28,13 @@ describe('the bundles on another engine', () => {
 
   afterAll(async () => {
     if (b) {
-      for (const name of [viaCli, viaAction]) {
+      for (const name of [viaCli, viaAction, killed]) {
         const image = await b.getContainer(name).inspect().then((i) => i.Config.Image, () => undefined);
         if (image) res.image(image);
       }
       res.trackVolume(`${volume}-cli`);
       res.trackVolume(`${volume}-action`);
+      res.trackVolume(`${volume}-killed`);
       await res.cleanup(b);
     }
     await res.cleanup();
@@ -78,5 +82,38 @@ describe('the bundles on another engine', () => {
     const step = await runStep('restore', { source: store, 'docker-host': 'tcp://127.0.0.1:2375/v1.41' }, { env });
     expect(step.code).toBe(1);
     expect(step.stdout).toContain("::error::Invalid docker-host 'tcp://127.0.0.1:2375/v1.41'. Expected unix:///PATH, tcp://HOST:PORT or ssh://[USER@]HOST[:PORT]: a host name or IP address, then an optional :PORT, and no path.");
+  });
+
+  it("keeps a restore's journal per engine: one killed on B is put back on B only, never on A", async () => {
+    const big = res.name('big');
+    const bigVolume = res.volume('bigv');
+    await runContainer({ name: big, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'test -f /v/big || dd if=/dev/urandom of=/v/big bs=1M count=40 2>/dev/null; touch /v/ready; exec sleep 100000'], HostConfig: { Binds: [`${bigVolume}:/v`] } }, 'running');
+    await waitFor(async () => treeDigest(big, '/v/ready').then(() => true, () => false), 60_000);
+    const bigStore = `dir:${join(res.tempDir(), 'store')}`;
+    expect((await runCli(['backup', '--containers', big, '--destination', bigStore, '--tag', 'big'], { env })).code).toBe(0);
+    res.image(`container-snapshot/${big}:big`);
+    const target = `${bigVolume}-killed`;
+    res.trackVolume(target);
+    const onB = { ...env, ...engineBEnv };
+    const args = ['restore', '--source', bigStore, '--snapshot', 'big', '--docker-host', ENGINE_B.host, '--rename', `${big}=${killed},${bigVolume}=${target}`];
+    const sent: { at?: number; pid?: number } = {};
+    const first = await runCli(args, { env: onB, onSpawn: signalWhen(async () => b.getVolume(target).inspect().then(() => true, () => false), 'SIGKILL', sent) });
+    expect([first.code, sent.at !== undefined], first.stderr).toEqual([128, true]);
+    const journals = join(stateDir(process.env), 'restore-journal');
+    const mine = () => (existsSync(journals) ? readdirSync(journals).filter((f) => f === `${hostname()}-${sent.pid}.json`) : []);
+    expect(mine()).toHaveLength(1);
+    expect(JSON.parse(readFileSync(join(journals, mine()[0]), 'utf8')).engine).toBe(ENGINE_B.host);
+
+    // A run on A leaves it alone: it is B's to put back.
+    const onA = await runCli(['backup', '--containers', app, '--destination', store, '--tag', 'on-a'], { env });
+    expect(onA.code, onA.stderr).toBe(0);
+    expect(mine()).toHaveLength(1);
+    expect(await b.getVolume(target).inspect().then(() => true, () => false)).toBe(true);
+
+    // The next restore onto B puts it back first, then restores.
+    const again = await runCli(args, { env: onB });
+    expect(again.code, again.stderr).toBe(0);
+    expect(mine()).toEqual([]);
+    expect((await treeDigest(killed, '/v/big', b)).digest).toBe((await treeDigest(big, '/v/big')).digest);
   });
 });
