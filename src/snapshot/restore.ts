@@ -16,8 +16,7 @@ import { mountsToTake } from './volumes.js';
 import { MetadataMerger, readMetadataRecord } from './metadata-merge.js';
 import type { MetadataRecord } from './volume-metadata.js';
 import { warnEngineCompat } from './engine-compat.js';
-import { hostBindings, mapPorts, missingFeatures, portClashes, unusedMappings, willStart, type Needs } from './target-check.js';
-import type { PortMapping } from '../core/port-map.js';
+import { checkTarget, mapPorts, willStart } from './target-check.js';
 
 export interface RestoreContext {
   engine: Engine;
@@ -456,54 +455,6 @@ class ContainerRestore {
     const info = await engine.inspectContainer(id);
     return { name: target, from: c.name, id, state: info.State.Paused ? 'paused' : info.State.Status, status: 'ok' };
   }
-}
-
-function mappingText(m: PortMapping): string {
-  return `${m.from}${m.protocol ? `/${m.protocol}` : ''}=${m.to}`;
-}
-
-/** What the restore asks of the engine that it may lack: drivers of volumes and networks it creates, each container's runtime and log driver. */
-async function needsOf(engine: Engine, chosen: ContainerRecord[], opts: RestoreOptions): Promise<Needs> {
-  const networks = new Map<string, string>();
-  for (const n of chosen.flatMap((c) => c.spec.networks)) {
-    if (n.definition && !networks.has(n.name) && !(await engine.inspectNetwork(n.name))) networks.set(n.name, n.definition.driver);
-  }
-  const containers: Needs['containers'] = [];
-  for (const c of chosen) {
-    const volumeDrivers: string[] = [];
-    for (const v of opts.includeVolumes ? c.volumes.filter((m) => m.type === 'volume' && !m.anonymous && m.driver) : []) {
-      if (!(await engine.inspectVolume(opts.rename.get(v.name) ?? v.name))) volumeDrivers.push(v.driver!);
-    }
-    containers.push({ name: c.name, spec: c.spec, volumeDrivers });
-  }
-  return { containers, networks: [...networks].map(([name, driver]) => ({ name, driver })) };
-}
-
-/**
- * Checked before any change, for the whole set (the engine may be another than the one that took
- * it): every `port-map` entry is used; the engine offers each runtime, log, volume and network
- * driver the restore needs; no published host port of a container that will start is held by a
- * running container there (those `replace` sets aside excepted). Throws one RestoreError naming all.
- */
-export async function checkTarget(engine: Engine, set: SnapshotSet, chosen: ContainerRecord[], opts: RestoreOptions): Promise<void> {
-  const w = opts.words ?? ACTION_WORDS;
-  const map = opts.portMap ?? [];
-  const unused = unusedMappings(chosen.map((c) => ({ container: c.name, spec: c.spec })), map);
-  if (unused.length > 0) {
-    const published = [...new Set(chosen.flatMap((c) => hostBindings(c.name, c.spec)).map((b) => `${b.port}/${b.protocol}`))];
-    throw new RestoreError(`Invalid ${w.name('port-map')} ${unused.map(mappingText).join(', ')}: no container restored from snapshot ${set.tag} publishes that host port. Expected one of: ${published.join(', ') || '(none)'}.`);
-  }
-  const lacking = missingFeatures(await needsOf(engine, chosen, opts), await engine.features());
-  const targets = new Set(chosen.map((c) => opts.rename.get(c.name) ?? c.name));
-  const taken = (await engine.publishedPorts()).filter((t) => !(opts.replace && targets.has(t.container)));
-  const starting = chosen.filter((c) => willStart(c, opts.start));
-  const wanted = starting.flatMap((c) => hostBindings(c.name, mapPorts(c.spec, map)));
-  const clashes = portClashes(wanted, taken, w.name('port-map'));
-  if (lacking.length === 0 && clashes.length === 0) return;
-  const info = await engine.info();
-  const onto = `${info.name ? `${info.name}, ` : ''}Engine ${info.version} at ${engine.describe()}`;
-  const why = [...(lacking.length > 0 ? [`the engine lacks ${lacking.join(', ')}`] : []), ...clashes];
-  throw new RestoreError(`Snapshot ${set.tag} cannot be restored onto ${onto}; nothing was changed: ${why.join('; ')}.`);
 }
 
 /** Containers that others refer to (links, volumes-from, shared namespaces) come first. */

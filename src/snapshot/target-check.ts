@@ -1,7 +1,8 @@
 import type { PortMapping } from '../core/port-map.js';
-import type { StartPolicy } from '../core/options.js';
-import type { EngineFeatures } from '../engine/engine.js';
-import type { ContainerRecord } from './manifest.js';
+import type { RestoreOptions, StartPolicy } from '../core/options.js';
+import { ACTION_WORDS } from '../core/words.js';
+import type { Engine, EngineFeatures } from '../engine/engine.js';
+import type { ContainerRecord, SnapshotSet } from './manifest.js';
 import type { ContainerSpec } from './spec.js';
 
 /** One published host port of a container's configuration (`HostConfig.PortBindings`). */
@@ -125,4 +126,57 @@ export function missingFeatures(needs: Needs, features: EngineFeatures): string[
   }
   for (const n of needs.networks) if (!features.networkDrivers.includes(n.driver)) add(`network driver '${n.driver}'`, `network ${n.name}`);
   return [...found].map(([what, who]) => `${what} (${[...new Set(who)].join(', ')})`);
+}
+
+/** The engine a restore goes to cannot take the set as it is; nothing was changed. */
+export class TargetError extends Error {
+  override name = 'TargetError';
+}
+
+function mappingText(m: PortMapping): string {
+  return `${m.from}${m.protocol ? `/${m.protocol}` : ''}=${m.to}`;
+}
+
+/** What the restore asks of the engine that it may lack: drivers of volumes and networks it creates, each container's runtime and log driver. */
+async function needsOf(engine: Engine, chosen: ContainerRecord[], opts: RestoreOptions): Promise<Needs> {
+  const networks = new Map<string, string>();
+  for (const n of chosen.flatMap((c) => c.spec.networks)) {
+    if (n.definition && !networks.has(n.name) && !(await engine.inspectNetwork(n.name))) networks.set(n.name, n.definition.driver);
+  }
+  const containers: Needs['containers'] = [];
+  for (const c of chosen) {
+    const volumeDrivers: string[] = [];
+    for (const v of opts.includeVolumes ? c.volumes.filter((m) => m.type === 'volume' && !m.anonymous && m.driver) : []) {
+      if (!(await engine.inspectVolume(opts.rename.get(v.name) ?? v.name))) volumeDrivers.push(v.driver!);
+    }
+    containers.push({ name: c.name, spec: c.spec, volumeDrivers });
+  }
+  return { containers, networks: [...networks].map(([name, driver]) => ({ name, driver })) };
+}
+
+/**
+ * Checked before any change, for the whole set (the engine may be another than the one that took
+ * it): every `port-map` entry is used; the engine offers each runtime, log, volume and network
+ * driver the restore needs; no published host port of a container that will start is held by a
+ * running container there (those `replace` sets aside excepted). Throws one RestoreError naming all.
+ */
+export async function checkTarget(engine: Engine, set: SnapshotSet, chosen: ContainerRecord[], opts: RestoreOptions): Promise<void> {
+  const w = opts.words ?? ACTION_WORDS;
+  const map = opts.portMap ?? [];
+  const unused = unusedMappings(chosen.map((c) => ({ container: c.name, spec: c.spec })), map);
+  if (unused.length > 0) {
+    const published = [...new Set(chosen.flatMap((c) => hostBindings(c.name, c.spec)).map((b) => `${b.port}/${b.protocol}`))];
+    throw new TargetError(`Invalid ${w.name('port-map')} ${unused.map(mappingText).join(', ')}: no container restored from snapshot ${set.tag} publishes that host port. Expected one of: ${published.join(', ') || '(none)'}.`);
+  }
+  const lacking = missingFeatures(await needsOf(engine, chosen, opts), await engine.features());
+  const targets = new Set(chosen.map((c) => opts.rename.get(c.name) ?? c.name));
+  const taken = (await engine.publishedPorts()).filter((t) => !(opts.replace && targets.has(t.container)));
+  const starting = chosen.filter((c) => willStart(c, opts.start));
+  const wanted = starting.flatMap((c) => hostBindings(c.name, mapPorts(c.spec, map)));
+  const clashes = portClashes(wanted, taken, w.name('port-map'));
+  if (lacking.length === 0 && clashes.length === 0) return;
+  const info = await engine.info();
+  const onto = `${info.name ? `${info.name}, ` : ''}Engine ${info.version} at ${engine.describe()}`;
+  const why = [...(lacking.length > 0 ? [`the engine lacks ${lacking.join(', ')}`] : []), ...clashes];
+  throw new TargetError(`Snapshot ${set.tag} cannot be restored onto ${onto}; nothing was changed: ${why.join('; ')}.`);
 }

@@ -6,7 +6,7 @@ import { buildFixtureImage } from '../support/engine.js';
 import { ENGINE_B, engineBClient, engineBEnv, requireEngineB } from '../support/engine-b.js';
 import { Engine } from '../../src/engine/engine.js';
 import { parseEngineAddress } from '../../src/core/engine-address.js';
-import { checkTarget } from '../../src/snapshot/restore.js';
+import { checkTarget } from '../../src/snapshot/target-check.js';
 import type { ContainerRecord, SnapshotSet } from '../../src/snapshot/manifest.js';
 import { freePort } from '../support/registry.js';
 import { Resources, docker, freeSubnet, quietLog, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
