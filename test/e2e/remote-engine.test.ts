@@ -7,6 +7,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { stateDir } from '../../src/core/recovery.js';
 import { Resources, docker, runContainer, signalWhen, treeDigest, waitFor } from '../support/fixtures.js';
+import { buildFixtureImage } from '../support/engine.js';
 import { ENGINE_B, engineBEnv, requireEngineB } from '../support/engine-b.js';
 import { runCli, runStep } from '../support/runner.js';
 
@@ -14,7 +15,7 @@ import { runCli, runStep } from '../support/runner.js';
 describe('the bundles on another engine', () => {
   const res = new Resources(inject('runPrefix'), 'rmte2e');
   const env = { DOCKER_CONFIG: '/nonexistent' };
-  const [app, viaCli, viaAction, killed] = [res.name('app'), res.name('cli'), res.name('action'), res.name('killed')];
+  const [app, viaCli, viaAction, killed, onB, backHome] = [res.name('app'), res.name('cli'), res.name('action'), res.name('killed'), res.name('on-b'), res.name('home')];
   const volume = res.volume('v');
   const key = readFileSync(join(ENGINE_B.certPath, 'key.pem'), 'utf8');
   let b: Docker;
@@ -28,7 +29,7 @@ describe('the bundles on another engine', () => {
 
   afterAll(async () => {
     if (b) {
-      for (const name of [viaCli, viaAction, killed]) {
+      for (const name of [viaCli, viaAction, killed, onB]) {
         const image = await b.getContainer(name).inspect().then((i) => i.Config.Image, () => undefined);
         if (image) res.image(image);
       }
@@ -115,5 +116,24 @@ describe('the bundles on another engine', () => {
     expect(again.code, again.stderr).toBe(0);
     expect(mine()).toEqual([]);
     expect((await treeDigest(killed, '/v/big', b)).digest).toBe((await treeDigest(big, '/v/big')).digest);
+  });
+
+  it('backs up on B with the backup action (docker-host), and the set says so when restored on A', async () => {
+    const image = res.image(await buildFixtureImage(`${res.prefix}-b:v1`, 'on-b', b));
+    await runContainer({ name: onB, Image: image, Cmd: ['sh', '-c', 'test -f /tmp/b.txt || echo written-on-b > /tmp/b.txt; exec sleep 100000'] }, 'running', b);
+    await waitFor(async () => treeDigest(onB, '/tmp/b.txt', b).then(() => true, () => false));
+    const bInfo = (await b.info()) as { ID: string; Name: string };
+    const backedUp = await runStep('.', { containers: onB, destination: store, tag: 'from-b', 'docker-host': ENGINE_B.host }, { env: { ...env, ...engineBEnv } });
+    expect(backedUp.code, backedUp.stdout).toBe(0);
+    expect(backedUp.summary).toContain(`Engine: ${bInfo.Name}, ID ${bInfo.ID.slice(0, 14)}, Engine `);
+    expect(backedUp.summary).toContain(`at ${ENGINE_B.host} (TLS)`);
+
+    const home = await runCli(['restore', '--source', store, '--snapshot', 'from-b', '--rename', `${onB}=${backHome}`], { env });
+    expect(home.code, home.stderr).toBe(0);
+    res.image((await docker.getContainer(backHome).inspect()).Config.Image);
+    const json = JSON.parse(home.stdout);
+    expect(json.sourceEngine).toMatchObject({ id: bInfo.ID, name: bInfo.Name });
+    expect(json.engine.id).toBe(((await docker.info()) as { ID: string }).ID);
+    expect((await treeDigest(backHome, '/tmp/b.txt')).digest).toBe((await treeDigest(onB, '/tmp/b.txt', b)).digest);
   });
 });
