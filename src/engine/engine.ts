@@ -204,6 +204,12 @@ export class Engine {
     return err;
   }
 
+  /** The IPv4 and IPv6 subnets of the engine's networks (IPAM Config), by network name. */
+  async networkSubnets(signal?: AbortSignal): Promise<Array<{ network: string; subnet: string }>> {
+    const list = await call('list networks', () => this.docker.listNetworks(), signal);
+    return list.flatMap((n) => ((n.IPAM?.Config ?? []) as Array<{ Subnet?: string }>).filter((c) => c.Subnet).map((c) => ({ network: n.Name, subnet: c.Subnet! })));
+  }
+
   /** The runtimes, log, volume and network drivers the engine offers (`GET /info`). */
   async features(signal?: AbortSignal): Promise<EngineFeatures> {
     const i = (await call('read the engine information', () => this.docker.info(), signal)) as {

@@ -101,8 +101,38 @@ export function willStart(c: Pick<ContainerRecord, 'status'>, start: StartPolicy
 /** What a restore asks of the engine: the runtime, log driver and volume drivers of each container, and the drivers of networks it creates. */
 export interface Needs {
   containers: Array<{ name: string; spec: ContainerSpec; volumeDrivers: string[] }>;
-  /** Networks missing on the engine that the restore creates: name and driver. */
-  networks: Array<{ name: string; driver: string }>;
+  /** Networks missing on the engine that the restore creates: name, driver and the subnets recorded for them. */
+  networks: Array<{ name: string; driver: string; subnets?: string[] }>;
+}
+
+/** An IPv4 CIDR as [first address, last address] (32-bit numbers); undefined for IPv6 or anything else. */
+function ipv4Range(cidr: string): [number, number] | undefined {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/.exec(cidr);
+  if (!m) return undefined;
+  const bits = Number(m[5]);
+  const addr = m.slice(1, 5).reduce((n, o) => n * 256 + Number(o), 0);
+  const size = 2 ** (32 - bits);
+  const first = addr - (addr % size);
+  return [first, first + size - 1];
+}
+
+/**
+ * Networks the restore would create with a subnet (IPv4, as recorded) that overlaps one the engine
+ * already has: it would refuse to create them ("Pool overlaps"). One phrase each.
+ */
+export function subnetClashes(networks: Needs['networks'], existing: Array<{ network: string; subnet: string }>): string[] {
+  const found: string[] = [];
+  for (const n of networks) {
+    for (const subnet of n.subnets ?? []) {
+      const a = ipv4Range(subnet);
+      const other = a && existing.find((e) => {
+        const b = ipv4Range(e.subnet);
+        return b !== undefined && a[0] <= b[1] && b[0] <= a[1];
+      });
+      if (other) found.push(`network ${n.name} would be created with subnet ${subnet}, which overlaps network ${other.network} (${other.subnet}) on this engine`);
+    }
+  }
+  return found;
 }
 
 // Always there, though `GET /info` does not list them among the log plugins (Engine 20.10–26.1).
@@ -139,9 +169,11 @@ function mappingText(m: PortMapping): string {
 
 /** What the restore asks of the engine that it may lack: drivers of volumes and networks it creates, each container's runtime and log driver. */
 async function needsOf(engine: Engine, chosen: ContainerRecord[], opts: RestoreOptions): Promise<Needs> {
-  const networks = new Map<string, string>();
+  const networks = new Map<string, Needs['networks'][number]>();
   for (const n of chosen.flatMap((c) => c.spec.networks)) {
-    if (n.definition && !networks.has(n.name) && !(await engine.inspectNetwork(n.name))) networks.set(n.name, n.definition.driver);
+    if (!n.definition || networks.has(n.name) || (await engine.inspectNetwork(n.name))) continue;
+    const subnets = (n.definition.ipam.Config ?? []).map((c) => c.Subnet).filter((s): s is string => typeof s === 'string');
+    networks.set(n.name, { name: n.name, driver: n.definition.driver, subnets });
   }
   const containers: Needs['containers'] = [];
   for (const c of chosen) {
@@ -151,14 +183,15 @@ async function needsOf(engine: Engine, chosen: ContainerRecord[], opts: RestoreO
     }
     containers.push({ name: c.name, spec: c.spec, volumeDrivers });
   }
-  return { containers, networks: [...networks].map(([name, driver]) => ({ name, driver })) };
+  return { containers, networks: [...networks.values()] };
 }
 
 /**
  * Checked before any change, for the whole set (the engine may be another than the one that took
  * it): every `port-map` entry is used; the engine offers each runtime, log, volume and network
- * driver the restore needs; no published host port of a container that will start is held by a
- * running container there (those `replace` sets aside excepted). Throws one RestoreError naming all.
+ * driver the restore needs; no network it creates overlaps the subnet of one there; no published
+ * host port of a container that will start is held by a running container there (those `replace`
+ * sets aside excepted). Throws one TargetError naming all.
  */
 export async function checkTarget(engine: Engine, set: SnapshotSet, chosen: ContainerRecord[], opts: RestoreOptions): Promise<void> {
   const w = opts.words ?? ACTION_WORDS;
@@ -168,12 +201,14 @@ export async function checkTarget(engine: Engine, set: SnapshotSet, chosen: Cont
     const published = [...new Set(chosen.flatMap((c) => hostBindings(c.name, c.spec)).map((b) => `${b.port}/${b.protocol}`))];
     throw new TargetError(`Invalid ${w.name('port-map')} ${unused.map(mappingText).join(', ')}: no container restored from snapshot ${set.tag} publishes that host port. Expected one of: ${published.join(', ') || '(none)'}.`);
   }
-  const lacking = missingFeatures(await needsOf(engine, chosen, opts), await engine.features());
+  const needs = await needsOf(engine, chosen, opts);
+  const lacking = missingFeatures(needs, await engine.features());
+  const overlaps = subnetClashes(needs.networks, await engine.networkSubnets());
   const targets = new Set(chosen.map((c) => opts.rename.get(c.name) ?? c.name));
   const taken = (await engine.publishedPorts()).filter((t) => !(opts.replace && targets.has(t.container)));
   const starting = chosen.filter((c) => willStart(c, opts.start));
   const wanted = starting.flatMap((c) => hostBindings(c.name, mapPorts(c.spec, map)));
-  const clashes = portClashes(wanted, taken, w.name('port-map'));
+  const clashes = [...overlaps, ...portClashes(wanted, taken, w.name('port-map'))];
   if (lacking.length === 0 && clashes.length === 0) return;
   const info = await engine.info();
   const onto = `${info.name ? `${info.name}, ` : ''}Engine ${info.version} at ${engine.describe()}`;

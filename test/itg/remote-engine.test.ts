@@ -176,5 +176,19 @@ describe("engine B's features, read from the engine itself", () => {
         `the engine lacks runtime 'csx-runtime' (${prefix}-gpu), log driver 'csx-logdriver' (${prefix}-gpu), volume driver 'csx-voldriver' (${prefix}-gpu), network driver 'csx-netdriver' (network ${prefix}-net).`,
     );
     await expect(checkTarget(engine, set, [chosen[1]], { ...opts, includeVolumes: false })).rejects.toThrow(/lacks network driver 'csx-netdriver'/);
+
+    // A network to create whose recorded subnet B already uses for one of its own.
+    const b = engineBClient();
+    const subnet = `${freeSubnet()}.0/24`;
+    const taken = `${prefix}-taken`;
+    await b.createNetwork({ Name: taken, IPAM: { Config: [{ Subnet: subnet }] } });
+    try {
+      const plain = chosen[1];
+      const net = plain.spec.networks[0];
+      const wants = { ...plain, spec: { ...plain.spec, networks: [{ ...net, definition: { ...net.definition!, driver: 'bridge', ipam: { Driver: 'default', Config: [{ Subnet: subnet }] } } }] } };
+      await expect(checkTarget(engine, set, [wants], opts)).rejects.toThrow(`nothing was changed: network ${prefix}-net would be created with subnet ${subnet}, which overlaps network ${taken} (${subnet}) on this engine.`);
+    } finally {
+      await b.getNetwork(taken).remove();
+    }
   });
 });

@@ -7,7 +7,7 @@ import { parsePortMap } from '../../src/core/port-map.js';
 import { parseRestoreInputs } from '../../src/core/inputs.js';
 import { CLI_WORDS } from '../../src/core/words.js';
 import { InputError } from '../../src/core/options.js';
-import { hostBindings, mapPorts, missingFeatures, portClashes, unusedMappings, willStart } from '../../src/snapshot/target-check.js';
+import { hostBindings, mapPorts, missingFeatures, portClashes, subnetClashes, unusedMappings, willStart } from '../../src/snapshot/target-check.js';
 import type { ContainerSpec } from '../../src/snapshot/spec.js';
 import { engineLine, restoreSummary } from '../../src/report.js';
 
@@ -111,6 +111,22 @@ describe('features the target engine lacks', () => {
     };
     expect(missingFeatures(needs, features)).toEqual(["runtime 'nvidia' (gpu, gpu2)", "log driver 'gelf' (gpu)", "volume driver 'rexray' (gpu)", "network driver 'overlay' (network overlay-net)"]);
     expect(missingFeatures({ containers: [needs.containers[2]], networks: [] }, features)).toEqual([]);
+  });
+});
+
+describe('subnets of the networks a restore creates', () => {
+  it('finds an IPv4 subnet overlapping one the engine has, either way round, and leaves IPv6 and disjoint ones', () => {
+    const existing = [{ network: 'bridge', subnet: '172.17.0.0/16' }, { network: 'apps', subnet: '10.20.30.0/24' }, { network: 'v6', subnet: 'fd00::/64' }];
+    const networks = [
+      { name: 'inner', driver: 'bridge', subnets: ['172.17.5.0/24'] },
+      { name: 'outer', driver: 'bridge', subnets: ['10.20.0.0/16', 'fd00::/64'] },
+      { name: 'apart', driver: 'bridge', subnets: ['10.20.31.0/24'] },
+      { name: 'auto', driver: 'bridge' },
+    ];
+    expect(subnetClashes(networks, existing)).toEqual([
+      'network inner would be created with subnet 172.17.5.0/24, which overlaps network bridge (172.17.0.0/16) on this engine',
+      'network outer would be created with subnet 10.20.0.0/16, which overlaps network apps (10.20.30.0/24) on this engine',
+    ]);
   });
 });
 
