@@ -30,8 +30,12 @@ function bindingsOf(spec: ContainerSpec): Bindings {
   return (spec.hostConfig.PortBindings as Bindings | null | undefined) ?? {};
 }
 
-/** The fixed host ports a container publishes; ports the engine picks (empty or 0) can never be taken. */
+/**
+ * The fixed host ports a container publishes; ports the engine picks (empty or 0) can never be
+ * taken, and a container on the host's network publishes none (the engine ignores its bindings).
+ */
 export function hostBindings(container: string, spec: ContainerSpec): HostBinding[] {
+  if (spec.hostConfig.NetworkMode === 'host') return [];
   return Object.entries(bindingsOf(spec)).flatMap(([containerPort, list]) =>
     (list ?? [])
       .map((b) => ({ container, containerPort, ip: normalIp(b.HostIp), port: Number(b.HostPort ?? 0), protocol: containerPort.split('/')[1] ?? 'tcp' }))

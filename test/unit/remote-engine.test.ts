@@ -70,7 +70,8 @@ const spec = (hostConfig: Record<string, unknown>): ContainerSpec => ({ config: 
 const web = spec({ PortBindings: { '80/tcp': [{ HostIp: '', HostPort: '8080' }, { HostIp: '127.0.0.1', HostPort: '8443' }], '53/udp': [{ HostIp: '', HostPort: '53' }], '9000/tcp': [{ HostIp: '', HostPort: '' }] } });
 
 describe('published ports on the target engine', () => {
-  it('lists fixed host ports only (the engine picks the others)', () => {
+  it('lists fixed host ports only (the engine picks the others; the host network publishes none)', () => {
+    expect(hostBindings('h', { ...web, hostConfig: { ...web.hostConfig, NetworkMode: 'host' } })).toEqual([]);
     expect(hostBindings('web', web)).toEqual([
       { container: 'web', containerPort: '80/tcp', ip: '', port: 8080, protocol: 'tcp' },
       { container: 'web', containerPort: '80/tcp', ip: '127.0.0.1', port: 8443, protocol: 'tcp' },
