@@ -1,7 +1,7 @@
 import Docker from 'dockerode';
 import { readFileSync } from 'node:fs';
 import { Writable, type Readable } from 'node:stream';
-import type { EngineAddress } from '../core/engine-address.js';
+import { describeAddress, type EngineAddress } from '../core/engine-address.js';
 import { EngineError, NotFoundError, ConflictError, UnreachableError } from './errors.js';
 
 export type ContainerInspect = Docker.ContainerInspectInfo;
@@ -172,7 +172,7 @@ export class Engine {
     } catch (err) {
       throw new UnreachableError(`Docker engine ${address.raw}: the client could not be set up: ${(err as Error).message}`);
     }
-    return new Engine(docker, address.kind === 'tcp' && address.tls ? `${address.raw} (TLS)` : address.raw);
+    return new Engine(docker, describeAddress(address));
   }
 
   /** Where this engine is reached, as given (no secret): unix:///var/run/docker.sock, tcp://host:2376 (TLS). */
