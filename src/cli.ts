@@ -1,9 +1,10 @@
 import './shims.js';
 import { readFileSync } from 'node:fs';
-import { backup, diff, extract, list, ls, prune, restore, verify, type SetSource } from './commands.js';
+import { backup, diff, engineAt, extract, list, ls, prune, restore, verify, type SetSource } from './commands.js';
 import { Input, parseBackupInputs, parseDestinations, parseKeys, parseRestoreInputs, parseSource, parseSourceRun } from './core/inputs.js';
 import { InputError, parseBoolean, parseCredentials, parseSnapshotRef } from './core/options.js';
 import { CLI_WORDS, DECRYPTION_PASSPHRASE_ENV, ENCRYPTION_PASSPHRASE_ENV, IDENTITY_ENV, PASSWORD_ENV, TOKEN_ENV } from './core/words.js';
+import { engineEnv } from './core/engine-address.js';
 import { EXIT, commandHelp, isCommand, parseArgs, parseCommandLine, unknownCommand, usage, type Command } from './cli-args.js';
 import { parseTarget, type Target } from './browse/paths.js';
 import { diffText, pathListingText, setListingText } from './browse/format.js';
@@ -12,7 +13,6 @@ import { errorMessage, type Logger } from './core/log.js';
 import { guarded } from './core/guard.js';
 import { fileJournal } from './core/recovery.js';
 import { guardedRestore, restoreJournal } from './snapshot/restore-journal.js';
-import { Engine } from './engine/engine.js';
 import { failureLine, pruneReport, setsTable } from './report.js';
 import { parseRetentionPolicy } from './core/retention-input.js';
 
@@ -146,21 +146,23 @@ async function main(argv: string[]): Promise<number> {
   const deps = { log: cliLogger, env: process.env, words: CLI_WORDS };
   if (command === 'backup') {
     const opts = parseBackupInputs(get, undefined, process.env, CLI_WORDS);
-    const engine = new Engine();
-    const handle = fileJournal(process.env);
-    const result = await guarded(handle, engine, cliLogger, (signal) => backup(opts, { ...deps, engine, journal: handle.journal, signal }));
+    const engine = engineAt(opts.engine);
+    const env = engineEnv(process.env, opts.engine);
+    const handle = fileJournal(env);
+    const result = await guarded(handle, engine, cliLogger, (signal) => backup(opts, { ...deps, env, engine, journal: handle.journal, signal }));
     // No tag where no set was written (nothing matched, every container failed): nothing to restore by it.
     const snapshot = result.written || opts.dryRun ? result.tag : undefined;
-    print(JSON.stringify({ snapshot, failed: result.failed, destinations: result.destinations, containers: result.containers, artifacts: result.artifacts, pruned: result.pruned }, null, 2));
+    print(JSON.stringify({ snapshot, failed: result.failed, engine: result.engine, destinations: result.destinations, containers: result.containers, artifacts: result.artifacts, pruned: result.pruned }, null, 2));
     const code = failures(result.containers.map((c) => ({ name: c.name, error: c.error, failed: c.status === 'failed' })));
     if (result.incomplete) console.error(`error: ${result.incomplete}`);
     return result.incomplete ? EXIT.failed : code;
   }
   if (command === 'restore') {
-    const opts = parseRestoreInputs(get, CLI_WORDS);
-    const handle = restoreJournal(process.env);
-    const result = await guardedRestore(handle, cliLogger, () => restore(opts, { ...deps, txn: handle.txn }));
-    print(JSON.stringify({ snapshot: result.tag, failed: result.failed, containers: result.containers }, null, 2));
+    const opts = parseRestoreInputs(get, CLI_WORDS, process.env);
+    const env = engineEnv(process.env, opts.engine);
+    const handle = restoreJournal(env);
+    const result = await guardedRestore(handle, cliLogger, () => restore(opts, { ...deps, env, txn: handle.txn }));
+    print(JSON.stringify({ snapshot: result.tag, failed: result.failed, engine: result.engine, sourceEngine: result.sourceEngine, containers: result.containers }, null, 2));
     return failures(result.containers.map((c) => ({ name: c.from, error: c.error, failed: c.status === 'failed' })));
   }
   if (command === 'prune') return runPrune(get);

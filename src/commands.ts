@@ -2,7 +2,9 @@ import type { ArtifactRun, BackupOptions, Credentials, DestinationSpec, RestoreO
 import type { Logger } from './core/log.js';
 import { ACTION_WORDS, type Vocabulary } from './core/words.js';
 import { Keyring, type Decryption } from './crypto/keyring.js';
-import { Engine } from './engine/engine.js';
+import { Engine, type EngineInfo } from './engine/engine.js';
+import { engineLine } from './report.js';
+import type { EngineAddress } from './core/engine-address.js';
 import { recoverAbandoned } from './core/recovery.js';
 import { cancellable } from './core/cancel.js';
 import { openDestination, type Destination, type OpenOptions } from './destinations/index.js';
@@ -60,8 +62,20 @@ async function backupKeyring(keyring: Keyring, destinations: Destination[], log:
   log.info(adopted ? 'Encryption: age, with the passphrase key of the newest encrypted set' : 'Encryption: age, with a new passphrase key');
 }
 
-/** A backup's result, and what its `keep` policy removed in each destination that holds the set. */
-export type BackupOutcome = BackupResult & { pruned?: PruneResult[] };
+/** The engine the command talks to, with where it is reached, for summaries and reports. */
+export type EngineReport = EngineInfo & { address: string };
+
+/** A backup's result, what its `keep` policy removed in each destination that holds the set, and the engine it read. */
+export type BackupOutcome = BackupResult & { pruned?: PruneResult[]; engine?: EngineReport };
+
+/** The engine at `address` (parsed from docker-host or DOCKER_HOST); the client's default when absent. */
+export function engineAt(address: EngineAddress | undefined): Engine {
+  return address ? Engine.connect(address) : new Engine();
+}
+
+async function report(engine: Engine): Promise<EngineReport> {
+  return { ...(await engine.info()), address: engine.describe() };
+}
 
 export async function backup(opts: BackupOptions, deps: Deps): Promise<BackupOutcome> {
   const destinations: Destination[] = [];
@@ -74,14 +88,16 @@ export async function backup(opts: BackupOptions, deps: Deps): Promise<BackupOut
   if (opts.retentionDays !== undefined && !opts.destinations.some((d) => d.kind === 'artifact')) {
     deps.log.warning(`${words.name('retention-days')} ${opts.retentionDays} has no effect: it applies to artifact: destinations only.`);
   }
-  const engine = deps.engine ?? new Engine();
+  const engine = deps.engine ?? engineAt(opts.engine);
+  const identity = await report(engine);
+  deps.log.info(`Engine: ${engineLine(identity)}`);
   if (!opts.dryRun) {
     await recoverAbandoned(engine, deps.log, deps.env);
     await recoverAbandonedRestores(engine, deps.log, deps.env);
   }
   const { signal } = deps;
   const cut = signal ? destinations.map((d) => cancellable(d, signal)) : destinations;
-  const result = await runBackup(opts, { engine, destinations: cut, log: deps.log, env: deps.env, journal: deps.journal, signal, now: deps.now });
+  const result = { ...(await runBackup(opts, { engine, destinations: cut, log: deps.log, env: deps.env, journal: deps.journal, signal, now: deps.now })), engine: identity };
   if (!opts.keep || (!result.written && !opts.dryRun)) return result;
   const holders = opts.dryRun ? destinations : destinations.filter((d) => result.destinations.some((p) => p.destination === d.label && p.written));
   return { ...result, pruned: await pruneAfterBackup(holders, opts.keep, result.tag, opts.dryRun, deps) };
@@ -127,15 +143,19 @@ export async function prune(specs: DestinationSpec[], policy: RetentionPolicy, d
   return results;
 }
 
-export async function restore(opts: RestoreOptions, deps: Deps): Promise<RestoreResult> {
+/** A restore's result and the engine it restored onto. */
+export type RestoreOutcome = RestoreResult & { engine: EngineReport };
+
+export async function restore(opts: RestoreOptions, deps: Deps): Promise<RestoreOutcome> {
   const source = await open(opts.source, opts.credentials, { ...deps, decryption: opts.decryption }, { artifactRun: opts.artifactRun, words: opts.words ?? deps.words });
-  const engine = deps.engine ?? new Engine();
+  const engine = deps.engine ?? engineAt(opts.engine);
   // The engine first: an unreachable one fails at once, not after every blob was read and checked.
-  await engine.info();
+  const identity = await report(engine);
+  deps.log.info(`Engine: ${engineLine(identity)}`);
   await recoverAbandoned(engine, deps.log, deps.env);
   await recoverAbandonedRestores(engine, deps.log, deps.env);
   const ctx = { engine, source, log: deps.log, txn: deps.txn };
-  return opts.paths.length > 0 ? restorePaths(opts, ctx) : runRestore(opts, ctx);
+  return { ...(await (opts.paths.length > 0 ? restorePaths(opts, ctx) : runRestore(opts, ctx))), engine: identity };
 }
 
 export async function list(spec: DestinationSpec, credentials: Credentials, deps: Deps, artifactRun?: ArtifactRun): Promise<SetSummary[]> {

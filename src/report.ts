@@ -1,4 +1,5 @@
 import type { BackupResult } from './snapshot/backup.js';
+import type { EngineInfo } from './engine/engine.js';
 import type { RestoreResult } from './snapshot/restore.js';
 import type { SetSummary } from './snapshot/manifest.js';
 import type { PruneResult } from './snapshot/prune.js';
@@ -12,6 +13,12 @@ export function failureLine(containers: Array<{ name: string; error?: string; fa
   const failed = containers.filter((c) => c.failed);
   if (failed.length === 0) return undefined;
   return `${failed.length} container(s) ${verb}: ${failed.map((c) => `${c.name} (${c.error})`).join('; ')}`;
+}
+
+/** One line naming an engine: host name, short daemon ID, version, API and address (whatever of these is known). */
+export function engineLine(e: Partial<EngineInfo> & { address?: string }): string {
+  const who = [e.name, e.id ? `ID ${e.id.slice(0, 14)}` : undefined].filter(Boolean).join(', ');
+  return `${who ? `${who}, ` : ''}Engine ${e.version ?? '?'} (API ${e.apiVersion ?? '?'})${e.address ? ` at ${e.address}` : ''}`;
 }
 
 function cell(s: string): string {
@@ -29,7 +36,7 @@ function byline(): string {
 }
 
 /** The job summary of a backup (Markdown): one row per container, where the set went, its artifact. */
-export function backupSummary(result: BackupResult, dryRun: boolean): string {
+export function backupSummary(result: BackupResult & { engine?: Partial<EngineInfo> & { address?: string } }, dryRun: boolean): string {
   const rows = result.containers.map((c) => [
     c.name,
     c.state,
@@ -39,17 +46,20 @@ export function backupSummary(result: BackupResult, dryRun: boolean): string {
     (c.status !== 'ok' ? '—' : c.stoppedMs > 0 ? `${c.stoppedMs} ms stopped` : c.pausedMs > 0 ? `${c.pausedMs} ms paused` : 'not paused') + (c.note ? ` (${c.note})` : ''),
     c.destinations.map((d) => d.ref).join('<br>') || '—',
   ]);
-  const title = `### Container snapshot ${result.tag}${dryRun ? ' (dry run)' : ''}`;
+  const title = `### Container snapshot ${result.tag}${dryRun ? ' (dry run)' : ''}${result.engine ? `\n\nEngine: ${engineLine(result.engine)}` : ''}`;
   const places = result.destinations.map((d) => (d.written ? `✅ ${d.destination}` : `❌ ${d.destination}: ${d.error ?? ''}`));
   const where = places.length > 0 ? `\nSet written to:\n${places.map((p) => `- ${p}`).join('\n')}\n` : '';
   const links = result.artifacts.map((a) => `Artifact: [${a.name}](${a.url}) (ID ${a.id})\n`).join('');
   return `${title}\n\n${table(['Container', 'State', 'Result', 'Volumes', 'Stored', 'Quiesced', 'Stored at'], rows)}\n${where}${links ? `\n${links}` : ''}${byline()}`;
 }
 
-/** The job summary of a restore (Markdown): one row per container. */
-export function restoreSummary(result: RestoreResult): string {
+/** The job summary of a restore (Markdown): the engines, then one row per container. */
+export function restoreSummary(result: RestoreResult & { engine?: Partial<EngineInfo> & { address?: string } }): string {
   const rows = result.containers.map((c) => [c.from, c.name, c.status === 'ok' ? `✅ ${c.state}` : `❌ ${c.error ?? ''}`]);
-  return `### Restored snapshot ${result.tag}\n\n${table(['From', 'Container', 'Result'], rows)}\n${byline()}`;
+  const onto = result.engine ? `Restored onto: ${engineLine(result.engine)}\n` : '';
+  const from = result.sourceEngine ? `Taken on: ${engineLine(result.sourceEngine)}\n` : '';
+  const engines = onto || from ? `${[onto, from].filter(Boolean).join('\n')}\n` : '';
+  return `### Restored snapshot ${result.tag}\n\n${engines}${table(['From', 'Container', 'Result'], rows)}\n${byline()}`;
 }
 
 export function setsTable(sets: SetSummary[]): string {

@@ -17,8 +17,8 @@ export function readPending(): PendingUndo {
  * A journal that saves the pending undo as step state (for the post step) and in the state
  * directory (for the next run, should the runner itself be killed) after every change.
  */
-export function stateJournal(): { journal: UndoJournal; close(): void } {
-  return fileJournal(process.env, (pending) => core.saveState(KEY, JSON.stringify(pending)));
+export function stateJournal(env: NodeJS.ProcessEnv = process.env): { journal: UndoJournal; close(): void } {
+  return fileJournal(env, (pending) => core.saveState(KEY, JSON.stringify(pending)));
 }
 
 /** The contract between the restore's main step and its post step: what it has not committed. */
@@ -30,6 +30,6 @@ export function readRestorePending(): RestorePending | undefined {
 }
 
 /** A restore journal that also saves its pending changes as step state, for the post step. */
-export function restoreStateJournal(): { txn: RestoreTransaction; close(): void } {
-  return restoreJournal(process.env, (pending) => core.saveState(RESTORE_KEY, JSON.stringify(pending)));
+export function restoreStateJournal(env: NodeJS.ProcessEnv = process.env): { txn: RestoreTransaction; close(): void } {
+  return restoreJournal(env, (pending) => core.saveState(RESTORE_KEY, JSON.stringify(pending)));
 }

@@ -2,9 +2,9 @@ import * as core from '@actions/core';
 import { actionLogger } from '../action/run.js';
 import { BackupOutput } from '../action/surface.js';
 import { readPending, stateJournal } from '../action/state.js';
-import { backup } from '../commands.js';
-import { Input, parseBackupInputs } from '../core/inputs.js';
-import { Engine } from '../engine/engine.js';
+import { backup, engineAt } from '../commands.js';
+import { Input, parseBackupInputs, parseEngineInput } from '../core/inputs.js';
+import { engineEnv } from '../core/engine-address.js';
 import { guarded } from '../core/guard.js';
 import { hasPending, undo } from '../core/undo.js';
 import { recoverAbandoned } from '../core/recovery.js';
@@ -16,10 +16,11 @@ export async function main(): Promise<void> {
     if (secret) core.setSecret(secret);
   }
   const opts = parseBackupInputs((name) => core.getInput(name), undefined, process.env);
-  const engine = new Engine();
-  const handle = stateJournal();
+  const engine = engineAt(opts.engine);
+  const env = engineEnv(process.env, opts.engine);
+  const handle = stateJournal(env);
   const result = await guarded(handle, engine, actionLogger, (signal) =>
-    backup(opts, { log: actionLogger, env: process.env, engine, onSecret: (s) => core.setSecret(s), journal: handle.journal, signal }),
+    backup(opts, { log: actionLogger, env, engine, onSecret: (s) => core.setSecret(s), journal: handle.journal, signal }),
   );
   // Empty where no set was written: a later restore of it is refused at once, not searched for.
   core.setOutput(BackupOutput.Snapshot, result.written || opts.dryRun ? result.tag : '');
@@ -46,9 +47,10 @@ export async function main(): Promise<void> {
  * still under way to finish), a temporary image.
  */
 export async function post(): Promise<void> {
-  const engine = new Engine();
+  const address = parseEngineInput((name) => core.getInput(name), process.env);
+  const engine = engineAt(address);
   // The main step's own journal file first, if it was killed before removing it (it says which run it was).
-  await recoverAbandoned(engine, actionLogger, process.env);
+  await recoverAbandoned(engine, actionLogger, engineEnv(process.env, address));
   const pending = readPending();
   const { problems } = hasPending(pending) ? await undo(pending, engine, actionLogger) : { problems: [] };
   if (problems.length > 0) core.setFailed(`Cleanup after the backup failed: ${problems.join('; ')}`);

@@ -29,6 +29,8 @@ import {
 } from './options.js';
 import { parseDecryption, parseEncryption } from './key-inputs.js';
 import { parseRetentionPolicy } from './retention-input.js';
+import { parseEngineAddress, type EngineAddress } from './engine-address.js';
+import { parsePortMap } from './port-map.js';
 import { ACTION_WORDS, type Vocabulary } from './words.js';
 
 export const Input = {
@@ -70,6 +72,8 @@ export const Input = {
   EncryptionPassphrase: 'encryption-passphrase',
   DecryptionIdentity: 'decryption-identity',
   DecryptionPassphrase: 'decryption-passphrase',
+  DockerHost: 'docker-host',
+  PortMap: 'port-map',
 } as const;
 
 export const DEFAULT_LOCATION = 'dir:./container-snapshots';
@@ -118,6 +122,7 @@ export function parseBackupInputs(get: InputReader, now?: Date, env: NodeJS.Proc
     excludeEnv: splitList(get(Input.ExcludeEnv)).map((p) => parseEnvPattern(p, n(Input.ExcludeEnv))),
     encryption,
     lockTimeoutMs: parseLockTimeout(env.CONTAINER_SNAPSHOT_LOCK_TIMEOUT),
+    engine: parseEngineInput(get, env, words),
     words,
   };
 }
@@ -150,8 +155,21 @@ export function parseSourceRun(get: InputReader, source: DestinationSpec, words:
   return parseArtifactRun(source, get(Input.RunId), get(Input.Repository), get(Input.GithubToken), words);
 }
 
-/** Every restore input, checked before anything is changed; `words` as for parseBackupInputs. */
-export function parseRestoreInputs(get: InputReader, words: Vocabulary = ACTION_WORDS): RestoreOptions {
+/**
+ * The engine: docker-host (or --docker-host), else DOCKER_HOST with DOCKER_TLS_VERIFY and
+ * DOCKER_CERT_PATH. Undefined when neither is given: the client's default socket.
+ */
+export function parseEngineInput(get: InputReader, env: NodeJS.ProcessEnv, words: Vocabulary = ACTION_WORDS): EngineAddress | undefined {
+  const given = get(Input.DockerHost);
+  if (given.trim() === '' && (env.DOCKER_HOST ?? '').trim() === '') return undefined;
+  return parseEngineAddress(given, env, words.name(Input.DockerHost));
+}
+
+/**
+ * Every restore input, checked before anything is changed; `words` as for parseBackupInputs;
+ * `env`: where DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH are read.
+ */
+export function parseRestoreInputs(get: InputReader, words: Vocabulary = ACTION_WORDS, env: NodeJS.ProcessEnv = {}): RestoreOptions {
   const n = words.name;
   const source = parseSource(get, words);
   return {
@@ -166,6 +184,8 @@ export function parseRestoreInputs(get: InputReader, words: Vocabulary = ACTION_
     paths: splitList(get(Input.Paths)).map((p) => parseContainerPath(p, n(Input.Paths))),
     credentials: parseCredentials(get(Input.RegistryUsername), get(Input.RegistryPassword), words),
     decryption: parseKeys(get, words),
+    engine: parseEngineInput(get, env, words),
+    portMap: parsePortMap(splitList(get(Input.PortMap)), n(Input.PortMap)),
     words,
   };
 }

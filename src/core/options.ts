@@ -3,10 +3,11 @@ import type { Decryption, Encryption } from '../crypto/keyring.js';
 import type { RetentionPolicy } from '../snapshot/retention.js';
 import { ACTION_WORDS, type Vocabulary } from './words.js';
 import { isRepositoryPath, isTag } from '../oci/reference.js';
+import type { EngineAddress } from './engine-address.js';
+import type { PortMapping } from './port-map.js';
+import { InputError } from './input-error.js';
 
-export class InputError extends Error {
-  override name = 'InputError';
-}
+export { InputError } from './input-error.js';
 
 export type Selector =
   | { kind: 'name'; value: string }
@@ -78,6 +79,8 @@ export interface BackupOptions {
   encryption?: Encryption;
   /** Milliseconds a backup waits for another backup's lock on a container (CONTAINER_SNAPSHOT_LOCK_TIMEOUT). */
   lockTimeoutMs: number;
+  /** The engine to back up from (docker-host, else DOCKER_HOST); absent: the client's default (DOCKER_HOST as dockerode reads it, else the local socket). */
+  engine?: EngineAddress;
   /** The words of the interface the options came from, for messages; the action's when absent. */
   words?: Vocabulary;
 }
@@ -99,6 +102,10 @@ export interface RestoreOptions {
   decryption?: Decryption;
   /** Set when the source is artifact:NAME of another workflow run. */
   artifactRun?: ArtifactRun;
+  /** The engine to restore onto (docker-host, else DOCKER_HOST); absent: the client's default, as for BackupOptions. */
+  engine?: EngineAddress;
+  /** Published host ports to change on the way (port-map); none when absent. */
+  portMap?: PortMapping[];
   /** The words of the interface the options came from, for messages; the action's when absent. */
   words?: Vocabulary;
 }

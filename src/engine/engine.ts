@@ -1,5 +1,7 @@
 import Docker from 'dockerode';
+import { readFileSync } from 'node:fs';
 import { Writable, type Readable } from 'node:stream';
+import { describeAddress, type EngineAddress } from '../core/engine-address.js';
 import { EngineError, NotFoundError, ConflictError, UnreachableError } from './errors.js';
 
 export type ContainerInspect = Docker.ContainerInspectInfo;
@@ -10,11 +12,53 @@ export type ImageInspect = Docker.ImageInspectInfo;
 export type CreateContainerOptions = Docker.ContainerCreateOptions;
 export type EndpointSettings = Docker.EndpointSettings;
 
+/** An engine's version (`GET /version`) and identity (`GET /info`: its host name and daemon ID). */
 export interface EngineInfo {
   version: string;
   apiVersion: string;
   os: string;
   arch: string;
+  /** The engine's host name (`docker info` Name); absent where an engine did not say. */
+  name?: string;
+  /** The daemon's ID (`docker info` ID), stable across restarts of one engine. */
+  id?: string;
+}
+
+/** What an engine can run a container with (`GET /info`: Runtimes and Plugins), for a restore's up-front check. */
+export interface EngineFeatures {
+  runtimes: string[];
+  logDrivers: string[];
+  volumeDrivers: string[];
+  networkDrivers: string[];
+}
+
+// docker-modem 5 builds each tcp request's address with url.parse, which Node 24 reports on stderr
+// (DEP0169) in the middle of the CLI's output; that one warning is dropped, every other is kept.
+const emitWarning = process.emitWarning.bind(process) as (...args: unknown[]) => void;
+process.emitWarning = ((warning: unknown, ...rest: unknown[]) => {
+  const code = typeof rest[0] === 'object' && rest[0] ? (rest[0] as { code?: string }).code : rest[1];
+  if (code !== 'DEP0169') emitWarning(warning, ...rest);
+}) as typeof process.emitWarning;
+
+// Every option docker-modem would otherwise take from DOCKER_HOST and DOCKER_CERT_PATH: the parsed address decides alone.
+const NO_ENV_DEFAULTS = { socketPath: undefined, host: undefined, port: undefined, protocol: undefined, username: undefined, sshOptions: undefined, ca: undefined, cert: undefined, key: undefined };
+
+/**
+ * dockerode's options for an address (docker-modem 5: unix socket, http, https with a client
+ * certificate, or its ssh transport with the SSH agent). Reads the TLS files; they are passed to
+ * the client only, never logged.
+ */
+function dockerOptions(address: EngineAddress): Docker.DockerOptions {
+  if (address.kind === 'unix') return { ...NO_ENV_DEFAULTS, socketPath: address.socketPath };
+  if (address.kind === 'ssh') {
+    return { ...NO_ENV_DEFAULTS, protocol: 'ssh', host: address.host, port: address.port, username: address.username, sshOptions: { agent: address.agent } } as Docker.DockerOptions;
+  }
+  // An IPv6 address keeps its brackets: docker-modem puts the host into a URL as it is.
+  const host = address.host.includes(':') ? `[${address.host}]` : address.host;
+  const base = { ...NO_ENV_DEFAULTS, host, port: address.port, pathPrefix: '/' } as Docker.DockerOptions;
+  if (!address.tls) return { ...base, protocol: 'http' };
+  const { ca, cert, key } = address.tls;
+  return { ...base, protocol: 'https', ca: readFileSync(ca), cert: readFileSync(cert), key: readFileSync(key) };
 }
 
 interface ModemError extends Error {
@@ -118,13 +162,82 @@ async function readProgress(stream: NodeJS.ReadableStream, what: string): Promis
 export class Engine {
   private readonly docker: Docker;
 
-  constructor(docker?: Docker) {
+  /** `address`: what `describe()` says; the client's own when absent. */
+  constructor(
+    docker?: Docker,
+    private readonly address = process.env.DOCKER_HOST || 'unix:///var/run/docker.sock',
+  ) {
     this.docker = docker ?? new Docker();
   }
 
+  /** An engine at a parsed address (core/engine-address.ts), whatever DOCKER_HOST says. */
+  static connect(address: EngineAddress): Engine {
+    let docker: Docker;
+    try {
+      docker = new Docker(dockerOptions(address));
+    } catch (err) {
+      throw new UnreachableError(`Docker engine ${address.raw}: the client could not be set up: ${(err as Error).message}`);
+    }
+    return new Engine(docker, describeAddress(address));
+  }
+
+  /** Where this engine is reached, as given (no secret): unix:///var/run/docker.sock, tcp://host:2376 (TLS). */
+  describe(): string {
+    return this.address;
+  }
+
+  /** Version and identity: `GET /version` and `GET /info`. A TLS mismatch (the first call's usual failure) says what to set. */
   async info(signal?: AbortSignal): Promise<EngineInfo> {
-    const v = await call('read the engine version', () => this.docker.version(), signal);
-    return { version: v.Version, apiVersion: v.ApiVersion, os: v.Os, arch: v.Arch };
+    const [v, i] = await Promise.all([
+      call('read the engine version', () => this.docker.version(), signal),
+      call('read the engine information', () => this.docker.info() as Promise<{ Name?: string; ID?: string }>, signal),
+    ]).catch((err: unknown) => {
+      throw this.explainTls(err);
+    });
+    return { version: v.Version, apiVersion: v.ApiVersion, os: v.Os, arch: v.Arch, ...(i.Name ? { name: i.Name } : {}), ...(i.ID ? { id: i.ID } : {}) };
+  }
+
+  private explainTls(err: unknown): unknown {
+    if (!(err instanceof EngineError)) return err;
+    if (err.message.includes('Client sent an HTTP request to an HTTPS server')) {
+      return new UnreachableError(`Docker engine ${this.address} answers HTTPS only. Expected DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH with ca.pem, cert.pem and key.pem.`);
+    }
+    if (this.address.endsWith('(TLS)') && /certificate|tlsv1 alert|ssl|EPROTO|socket hang up|ECONNRESET/i.test(err.message)) {
+      return new UnreachableError(
+        `Docker engine ${this.address}: the TLS handshake failed (${err.message.replace(/^[^:]*: /, '')}). Expected an engine certificate signed by ca.pem of DOCKER_CERT_PATH, and cert.pem/key.pem the engine accepts.`,
+      );
+    }
+    return err;
+  }
+
+  /** The IPv4 and IPv6 subnets of the engine's networks (IPAM Config), by network name. */
+  async networkSubnets(signal?: AbortSignal): Promise<Array<{ network: string; subnet: string }>> {
+    const list = await call('list networks', () => this.docker.listNetworks(), signal);
+    return list.flatMap((n) => ((n.IPAM?.Config ?? []) as Array<{ Subnet?: string }>).filter((c) => c.Subnet).map((c) => ({ network: n.Name, subnet: c.Subnet! })));
+  }
+
+  /** The runtimes, log, volume and network drivers the engine offers (`GET /info`). */
+  async features(signal?: AbortSignal): Promise<EngineFeatures> {
+    const i = (await call('read the engine information', () => this.docker.info(), signal)) as {
+      Runtimes?: Record<string, unknown>;
+      Plugins?: { Log?: string[] | null; Volume?: string[] | null; Network?: string[] | null };
+    };
+    return {
+      runtimes: Object.keys(i.Runtimes ?? {}),
+      logDrivers: i.Plugins?.Log ?? [],
+      volumeDrivers: i.Plugins?.Volume ?? [],
+      networkDrivers: i.Plugins?.Network ?? [],
+    };
+  }
+
+  /** Host ports published by the engine's running containers: container, host IP ('' for every address), port, protocol. */
+  async publishedPorts(signal?: AbortSignal): Promise<Array<{ container: string; ip: string; port: number; protocol: string }>> {
+    const list = await call('list containers', () => this.docker.listContainers({ all: false }), signal);
+    return list.flatMap((c) =>
+      (c.Ports ?? [])
+        .filter((p) => p.PublicPort)
+        .map((p) => ({ container: ownName(c.Names, c.Id), ip: p.IP === '0.0.0.0' || p.IP === '::' ? '' : (p.IP ?? ''), port: p.PublicPort, protocol: p.Type })),
+    );
   }
 
   listContainers(signal?: AbortSignal): Promise<ContainerSummary[]> {

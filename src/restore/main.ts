@@ -2,10 +2,10 @@ import * as core from '@actions/core';
 import { actionLogger } from '../action/run.js';
 import { RestoreOutput } from '../action/surface.js';
 import { readRestorePending, restoreStateJournal } from '../action/state.js';
-import { restore } from '../commands.js';
-import { Input, parseRestoreInputs } from '../core/inputs.js';
+import { engineAt, restore } from '../commands.js';
+import { Input, parseEngineInput, parseRestoreInputs } from '../core/inputs.js';
 import { secretsOf } from '../core/key-inputs.js';
-import { Engine } from '../engine/engine.js';
+import { engineEnv } from '../core/engine-address.js';
 import { failureLine, restoreSummary } from '../report.js';
 import { adoptPending, guardedRestore, recoverAbandonedRestores } from '../snapshot/restore-journal.js';
 
@@ -15,12 +15,13 @@ export async function main(): Promise<void> {
     // An identity given as its text: each key line too (the runner masks line by line).
     if (secret) for (const s of [secret, ...secret.split(/\r?\n/).filter((l) => l.trim() !== '')]) core.setSecret(s.trim());
   }
-  const opts = parseRestoreInputs((name) => core.getInput(name));
+  const opts = parseRestoreInputs((name) => core.getInput(name), undefined, process.env);
   // Identities read from a file, masked before anything is logged.
   for (const s of secretsOf(opts)) core.setSecret(s);
-  const handle = restoreStateJournal();
+  const env = engineEnv(process.env, opts.engine);
+  const handle = restoreStateJournal(env);
   const result = await guardedRestore(handle, actionLogger, () =>
-    restore(opts, { log: actionLogger, env: process.env, onSecret: (s) => core.setSecret(s), txn: handle.txn }),
+    restore(opts, { log: actionLogger, env, onSecret: (s) => core.setSecret(s), txn: handle.txn }),
   );
   core.setOutput(RestoreOutput.Snapshot, result.tag);
   core.setOutput(RestoreOutput.Containers, JSON.stringify(result.containers));
@@ -37,7 +38,9 @@ export async function main(): Promise<void> {
  */
 export async function post(): Promise<void> {
   const pending = readRestorePending();
-  if (pending && pending.targets.length > 0) adoptPending(process.env, pending);
-  const { problems } = await recoverAbandonedRestores(new Engine(), actionLogger, process.env);
+  const address = parseEngineInput((name) => core.getInput(name), process.env);
+  const env = engineEnv(process.env, address);
+  if (pending && pending.targets.length > 0) adoptPending(env, pending);
+  const { problems } = await recoverAbandonedRestores(engineAt(address), actionLogger, env);
   if (problems.length > 0) core.setFailed(`Putting back what the interrupted restore changed failed: ${problems.join('; ')}`);
 }

@@ -99,7 +99,8 @@ export interface SnapshotSet {
   tool: { name: string; version: string };
   source: {
     hostname: string;
-    engine: { version: string; apiVersion: string; os: string; arch: string };
+    /** The engine the set was taken on; `name` (its host name) and `id` (daemon ID) are absent in sets written before they were recorded. */
+    engine: { version: string; apiVersion: string; os: string; arch: string; name?: string; id?: string };
     revision?: string;
     run?: string;
   };

@@ -16,6 +16,7 @@ import { mountsToTake } from './volumes.js';
 import { mergedWith, readMetadataRecord } from './metadata-merge.js';
 import type { MetadataRecord } from './volume-metadata.js';
 import { warnEngineCompat } from './engine-compat.js';
+import { checkTarget, mapPorts, willStart } from './target-check.js';
 
 export interface RestoreContext {
   engine: Engine;
@@ -38,6 +39,8 @@ export interface RestoreResult {
   tag: string;
   containers: RestoredContainer[];
   failed: number;
+  /** The engine the set was taken on, as the set records it. */
+  sourceEngine?: SnapshotSet['source']['engine'];
 }
 
 export class RestoreError extends Error {
@@ -347,9 +350,7 @@ class ContainerRestore {
   }
 
   private shouldStart(c: ContainerRecord): boolean {
-    if (this.opts.start === 'always') return true;
-    if (this.opts.start === 'never') return false;
-    return ['running', 'paused', 'restarting'].includes(c.status);
+    return willStart(c, this.opts.start);
   }
 
   /** Fills the container's own anonymous volumes and bind mounts, each through a helper of its own. */
@@ -389,7 +390,8 @@ class ContainerRestore {
   private async create(c: ContainerRecord, target: string, image: string): Promise<string> {
     const { engine } = this.ctx;
     await this.ensureNetworks(c);
-    const { create, connect } = createOptions(renameReferences(c.spec, this.opts.rename), target, image, (await engine.info()).apiVersion);
+    const spec = mapPorts(renameReferences(c.spec, this.opts.rename), this.opts.portMap ?? []);
+    const { create, connect } = createOptions(spec, target, image, (await engine.info()).apiVersion);
     if (!this.opts.includeVolumes) await this.keepAnonymousVolumes(c, target, create);
     this.txn.record(target, (e) => {
       e.image = image;
@@ -483,6 +485,7 @@ export async function runRestore(opts: RestoreOptions, ctx: RestoreContext): Pro
   log.info(`Restoring snapshot ${set.tag} (created ${set.created}) from ${ctx.source.label}`);
   await warnEngineCompat(set, ctx.engine, log);
   const chosen = chooseContainers(set, opts);
+  await checkTarget(ctx.engine, set, chosen, opts);
   // Each blob is read once, checked as it streams into the engine (a Verifier keeps a blob's end
   // back until its digest matches): a container whose blob is damaged fails and its changes are
   // put back, as for any failure. `verify` reads a set without restoring it.
@@ -547,5 +550,5 @@ export async function runRestore(opts: RestoreOptions, ctx: RestoreContext): Pro
     await worker.rollBack(...txn.pending.targets.map((t) => t.target)).catch((e: unknown) => log.error(errorMessage(e)));
     throw err;
   }
-  return { tag: set.tag, containers: results, failed: results.filter((r) => r.status === 'failed').length };
+  return { tag: set.tag, containers: results, failed: results.filter((r) => r.status === 'failed').length, sourceEngine: set.source.engine };
 }

@@ -16,7 +16,7 @@ export async function backUp(values: Record<string, string>) {
   return r;
 }
 
-/** A restore through the commands layer; its result is the caller's to check. */
-export function restoreFrom(values: Record<string, string>) {
-  return restore(parseRestoreInputs(inputs(values)), { log: quietLog, env: testEnv });
+/** A restore through the commands layer; its result is the caller's to check. `env`: where DOCKER_HOST, its TLS files and SSH_AUTH_SOCK are read (none by default). */
+export function restoreFrom(values: Record<string, string>, env?: NodeJS.ProcessEnv) {
+  return restore(parseRestoreInputs(inputs(values), undefined, env ?? {}), { log: quietLog, env: env ?? testEnv });
 }

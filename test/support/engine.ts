@@ -28,7 +28,7 @@ const APPLETS = [
  * Builds a ~2 MB image from the host's static busybox, streamed as a tar into the
  * engine's import: no registry is needed and nothing binary is committed.
  */
-export async function buildFixtureImage(ref: string, marker = ''): Promise<string> {
+export async function buildFixtureImage(ref: string, marker = '', docker: Docker = engineClient()): Promise<string> {
   const busybox = readFileSync('/bin/busybox');
   const pack = tar.pack();
   const dir = (name: string, mode = 0o755) => pack.entry({ name, type: 'directory', mode });
@@ -43,7 +43,6 @@ export async function buildFixtureImage(ref: string, marker = ''): Promise<strin
   if (marker) pack.entry({ name: 'etc/marker', mode: 0o644 }, `${marker}\n`);
   pack.finalize();
   const [repo, tag] = ref.split(':');
-  const docker = engineClient();
   const stream = (await docker.importImage(pack as unknown as NodeJS.ReadableStream, {
     repo,
     tag,

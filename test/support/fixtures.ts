@@ -69,17 +69,18 @@ export class Resources {
     return d;
   }
 
-  async cleanup(): Promise<void> {
-    for (const c of this.containers) await docker.getContainer(c).remove({ force: true, v: true }).catch(() => undefined);
-    for (const v of this.volumes) await docker.getVolume(v).remove({ force: true }).catch(() => undefined);
-    for (const n of this.networks) await docker.getNetwork(n).remove().catch(() => undefined);
-    for (const i of this.images) await docker.getImage(i).remove({ force: true }).catch(() => undefined);
+  /** Removes what was made, on `on` (the engine under test by default; another engine where the test made things there too). */
+  async cleanup(on: Docker = docker): Promise<void> {
+    for (const c of this.containers) await on.getContainer(c).remove({ force: true, v: true }).catch(() => undefined);
+    for (const v of this.volumes) await on.getVolume(v).remove({ force: true }).catch(() => undefined);
+    for (const n of this.networks) await on.getNetwork(n).remove().catch(() => undefined);
+    for (const i of this.images) await on.getImage(i).remove({ force: true }).catch(() => undefined);
     for (const d of this.dirs) rmSync(d, { recursive: true, force: true });
   }
 }
 
-export async function runContainer(opts: Docker.ContainerCreateOptions & { name: string }, state: 'created' | 'running' | 'paused' | 'exited'): Promise<Docker.Container> {
-  const c = await docker.createContainer(opts);
+export async function runContainer(opts: Docker.ContainerCreateOptions & { name: string }, state: 'created' | 'running' | 'paused' | 'exited', on: Docker = docker): Promise<Docker.Container> {
+  const c = await on.createContainer(opts);
   if (state === 'created') return c;
   await c.start();
   if (state === 'exited') {
@@ -102,9 +103,11 @@ export async function waitFor(check: () => Promise<boolean>, timeoutMs = 15_000)
 /**
  * A digest of a path inside a container (running or not): every entry's name, type,
  * mode, owner, size, link target, mtime and content, read through the engine's archive API.
+ * Modes are compared without their file-type bits: Engine 20.10's archive sets them in the tar
+ * header (40755), Engine 26.1's does not (755); the type is compared on its own.
  */
-export async function treeDigest(containerId: string, path: string): Promise<{ digest: string; entries: number }> {
-  const stream = (await docker.getContainer(containerId).getArchive({ path })) as unknown as NodeJS.ReadableStream;
+export async function treeDigest(containerId: string, path: string, on: Docker = docker): Promise<{ digest: string; entries: number }> {
+  const stream = (await on.getContainer(containerId).getArchive({ path })) as unknown as NodeJS.ReadableStream;
   const extract = tar.extract();
   stream.pipe(extract);
   const lines: string[] = [];
@@ -113,7 +116,7 @@ export async function treeDigest(containerId: string, path: string): Promise<{ d
     const hash = createHash('sha256');
     for await (const chunk of entry) hash.update(chunk as Buffer);
     const mtime = h.type === 'file' ? Math.floor((h.mtime?.getTime() ?? 0) / 1000) : 0;
-    lines.push([h.name.replace(/\/$/, ''), h.type, (h.mode ?? 0).toString(8), h.uid, h.gid, h.size, h.linkname ?? '', mtime, hash.digest('hex')].join(' '));
+    lines.push([h.name.replace(/\/$/, ''), h.type, ((h.mode ?? 0) & 0o7777).toString(8), h.uid, h.gid, h.size, h.linkname ?? '', mtime, hash.digest('hex')].join(' '));
   }
   lines.sort();
   return { digest: createHash('sha256').update(lines.join('\n')).digest('hex'), entries: lines.length };

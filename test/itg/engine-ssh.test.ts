@@ -1,0 +1,106 @@
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { connect, type AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import ssh2 from 'ssh2';
+import { Engine } from '../../src/engine/engine.js';
+import { parseEngineAddress } from '../../src/core/engine-address.js';
+import { Resources, docker, quietLog, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
+import { inputs, restoreFrom, testEnv } from '../support/commands.js';
+import { backup } from '../../src/commands.js';
+import { parseBackupInputs } from '../../src/core/inputs.js';
+
+const { Server, utils } = ssh2;
+
+/** The engine under test's socket: what `docker system dial-stdio` on the remote host would reach. */
+function engineSocket(): string {
+  const host = process.env.DOCKER_HOST || 'unix:///var/run/docker.sock';
+  if (!host.startsWith('unix://')) throw new Error(`the ssh stand-in needs a unix:// engine, got DOCKER_HOST=${host}`);
+  return host.slice('unix://'.length);
+}
+
+/**
+ * A stand-in for sshd with the docker CLI on the remote host: it takes only `tester` with the
+ * agent's key, and joins the channel of `docker system dial-stdio` to the engine's socket, as
+ * that command does. What it checks is this tool's side: the address, the agent, docker-modem's
+ * ssh transport carrying every call a backup and a restore make.
+ */
+function standInServer(publicKey: string, socketPath: string, seen: string[]) {
+  const allowed = utils.parseKey(publicKey);
+  if (allowed instanceof Error) throw allowed;
+  const hostKey = utils.generateKeyPairSync('ed25519');
+  return new Server({ hostKeys: [hostKey.private] }, (client) => {
+    client.on('authentication', (ctx) => {
+      const ok = ctx.method === 'publickey' && ctx.username === 'tester' && ctx.key.algo === allowed.type && ctx.key.data.equals(allowed.getPublicSSH());
+      if (!ok || (ctx.method === 'publickey' && ctx.signature && allowed.verify(ctx.blob!, ctx.signature, ctx.hashAlgo) !== true)) return ctx.reject(['publickey']);
+      ctx.accept();
+    });
+    client.on('error', () => undefined);
+    client.on('ready', () => {
+      client.on('session', (accept) => {
+        accept().on('exec', (acceptExec, reject, info) => {
+          seen.push(info.command);
+          if (info.command !== 'docker system dial-stdio') return reject();
+          const channel = acceptExec();
+          const socket = connect(socketPath);
+          socket.on('error', () => channel.close());
+          channel.on('close', () => socket.destroy());
+          channel.pipe(socket).pipe(channel);
+        });
+      });
+    });
+  });
+}
+
+describe('an engine reached over ssh:// (docker-modem ssh transport, an SSH agent)', () => {
+  const res = new Resources(inject('runPrefix'), 'ssh');
+  const [app, copy] = [res.name('app'), res.name('copy')];
+  const [volume, volumeCopy] = [res.volume('v'), res.volume('v-copy')];
+  const seen: string[] = [];
+  let agent: ChildProcess | undefined;
+  let server: ReturnType<typeof standInServer> | undefined;
+  let env: NodeJS.ProcessEnv;
+  let address = '';
+
+  beforeAll(async () => {
+    const dir = res.tempDir();
+    const key = join(dir, 'id_ed25519');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]);
+    const agentSocket = join(dir, 'agent.sock');
+    agent = spawn('ssh-agent', ['-D', '-a', agentSocket], { stdio: 'ignore' });
+    await waitFor(async () => existsSync(agentSocket));
+    execFileSync('ssh-add', [key], { env: { ...process.env, SSH_AUTH_SOCK: agentSocket }, stdio: 'ignore' });
+    server = standInServer(readFileSync(`${key}.pub`, 'utf8'), engineSocket(), seen);
+    await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
+    address = `ssh://tester@127.0.0.1:${(server.address() as AddressInfo).port}`;
+    env = { ...testEnv, SSH_AUTH_SOCK: agentSocket };
+    await runContainer({ name: app, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'test -f /v/rows || seq 1 500 > /v/rows; exec sleep 100000'], HostConfig: { Binds: [`${volume}:/v`] } }, 'running');
+    await waitFor(async () => (await treeDigest(app, '/v/rows').then(() => true, () => false)));
+  });
+
+  afterAll(async () => {
+    await new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)));
+    agent?.kill();
+    const image = await docker.getContainer(copy).inspect().then((i) => i.Config.Image, () => undefined);
+    if (image) res.image(image);
+    await res.cleanup();
+  });
+
+  it('names the engine, backs up and restores through the tunnel', async () => {
+    const engine = Engine.connect(parseEngineAddress(address, env, 'docker-host'));
+    const direct = (await docker.info()) as { ID: string };
+    expect((await engine.info()).id).toBe(direct.ID);
+    expect(engine.describe()).toBe(address);
+
+    const store = `dir:${res.tempDir()}/store`;
+    const backedUp = await backup(parseBackupInputs(inputs({ containers: app, destination: store, tag: 'via-ssh', 'docker-host': address }), undefined, env), { log: quietLog, env });
+    expect(backedUp.failed, JSON.stringify(backedUp.containers)).toBe(0);
+    expect(backedUp.engine).toMatchObject({ id: direct.ID, address });
+    const restored = await restoreFrom({ source: store, snapshot: 'via-ssh', rename: `${app}=${copy},${volume}=${volumeCopy}`, 'docker-host': address }, env);
+    expect(restored.failed, JSON.stringify(restored.containers)).toBe(0);
+    expect(restored.engine.address).toBe(address);
+    expect((await treeDigest(copy, '/v')).digest).toBe((await treeDigest(app, '/v')).digest);
+    expect(new Set(seen)).toEqual(new Set(['docker system dial-stdio']));
+  });
+});
