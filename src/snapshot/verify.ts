@@ -37,7 +37,6 @@ export async function verifySet(source: Destination, set: SnapshotSet, log: Logg
       const blobs = await verifyContainers(source, [c], true, log);
       containers.push({ snapshot: set.tag, name: c.name, blobs, status: 'ok' });
     } catch (err) {
-      log.error(`${set.tag} ${c.name}: ${errorMessage(err)}`);
       containers.push({ snapshot: set.tag, name: c.name, blobs: 0, status: 'failed', error: errorMessage(err) });
     }
   }
