@@ -29,12 +29,15 @@ export interface VerifyReport {
   failed: number;
 }
 
-/** Reads every blob of every container of `set` and checks both checksums (and decryption); one failing container does not stop the others. */
-export async function verifySet(source: Destination, set: SnapshotSet, log: Logger): Promise<VerifiedSet> {
+/**
+ * Reads every blob of every container of `set` and checks both checksums (and decryption); one
+ * failing container does not stop the others. Blobs in `seen` passed already (verifyContainers).
+ */
+export async function verifySet(source: Destination, set: SnapshotSet, log: Logger, seen = new Set<string>()): Promise<VerifiedSet> {
   const containers: VerifiedContainer[] = [];
   for (const c of set.containers) {
     try {
-      const blobs = await verifyContainers(source, [c], true, log);
+      const blobs = await verifyContainers(source, [c], true, log, seen);
       containers.push({ snapshot: set.tag, name: c.name, blobs, status: 'ok' });
     } catch (err) {
       containers.push({ snapshot: set.tag, name: c.name, blobs: 0, status: 'failed', error: errorMessage(err) });
@@ -61,6 +64,8 @@ async function everySet(source: Destination, log: Logger): Promise<VerifiedSet[]
   if (listed.length === 0) throw new RestoreError(`No snapshot set in ${source.label}.`);
   log.info(`Verifying ${listed.length} set(s) of ${source.label}`);
   const out: VerifiedSet[] = [];
+  // Sets share most blobs (base layers, unchanged volumes): each is read once in this run.
+  const seen = new Set<string>();
   for (const s of listed) {
     if (s.damaged) {
       out.push({ tag: s.tag, containers: [], error: s.damaged });
@@ -68,7 +73,7 @@ async function everySet(source: Destination, log: Logger): Promise<VerifiedSet[]
     }
     try {
       const set = await source.readSet(s.tag);
-      out.push(set ? await verifySet(source, set, log) : { tag: s.tag, containers: [], error: `set ${s.tag} is gone from ${source.label}` });
+      out.push(set ? await verifySet(source, set, log, seen) : { tag: s.tag, containers: [], error: `set ${s.tag} is gone from ${source.label}` });
     } catch (err) {
       out.push({ tag: s.tag, containers: [], error: errorMessage(err) });
     }

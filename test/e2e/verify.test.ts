@@ -7,6 +7,8 @@ import { backUp } from '../support/commands.js';
 import { runCli, runStep, type StepResult } from '../support/runner.js';
 import { DirDestination } from '../../src/destinations/dir.js';
 import { IDENTITY_ENV } from '../../src/core/words.js';
+import { verifySets } from '../../src/snapshot/verify.js';
+import { quietLog } from '../support/fixtures.js';
 
 /** Flips one byte in the middle of a stored blob of a dir: location. */
 function tamper(store: string, digest: string): void {
@@ -195,5 +197,24 @@ describe('verification through the bundled restore action and CLI', () => {
     mkdirSync(join(dir, 'empty'));
     const empty = await runCli(['verify', '--source', `dir:${join(dir, 'empty')}`, '--all'], { env });
     expect([empty.code, empty.stderr.trim()]).toEqual([1, `error: No snapshot set in dir:${join(dir, 'empty')}.`]);
+  });
+
+  it('over every set, reads each blob the sets share once', async () => {
+    const store = await storeWith('shared', ['s-1', 's-2', 's-3']);
+    const dest = new DirDestination(`dir:${store}`, store);
+    const reads: string[] = [];
+    const readBlob = dest.readBlob.bind(dest);
+    dest.readBlob = (scope, digest) => {
+      reads.push(`${JSON.stringify(scope)} ${digest}`);
+      return readBlob(scope, digest);
+    };
+    const report = await verifySets(dest, 'all', quietLog);
+    expect(report.failed).toBe(0);
+    const referenced = report.sets.flatMap((s) => s.containers).reduce((n, c) => n + c.blobs, 0);
+    // once per scope: a registry keeps each container's layers in a repository of its own
+    expect(reads.length).toBe(new Set(reads).size);
+    // each set's own image configs at least; the layers and volumes they share, once
+    expect(reads.length).toBeGreaterThanOrEqual(6);
+    expect(reads.length).toBeLessThan(referenced);
   });
 });
