@@ -101,7 +101,10 @@ export const COMMANDS: Record<Command, { summary: string; flags: Flag[]; operand
     ],
   },
   list: { summary: 'print the complete sets of a location, newest first', flags: [SOURCE, ...DECRYPTION, ...OTHER_RUN, ...CREDENTIALS] },
-  verify: { summary: 'check a set document and every checksum of its blobs', flags: [SOURCE, SNAPSHOT, ...DECRYPTION, ...OTHER_RUN, ...CREDENTIALS] },
+  verify: {
+    summary: 'read every blob of a set (or of every set), check its checksums and that it decrypts, one line per set and per container',
+    flags: [SOURCE, SNAPSHOT, flag('all', SWITCH, 'false', 'every set of --source instead of one (--snapshot all says the same)'), ...DECRYPTION, ...OTHER_RUN, ...CREDENTIALS],
+  },
   prune: {
     summary: 'remove the sets a retention policy does not keep, then the blobs no set uses',
     flags: [

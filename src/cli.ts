@@ -1,6 +1,6 @@
 import './shims.js';
 import { readFileSync } from 'node:fs';
-import { backup, diff, engineAt, extract, list, ls, prune, restore, verify, type SetSource } from './commands.js';
+import { backup, diff, engineAt, extract, list, ls, prune, restore, verifyReport, type SetSource } from './commands.js';
 import { Input, parseBackupInputs, parseDestinations, parseKeys, parseRestoreInputs, parseSource, parseSourceRun } from './core/inputs.js';
 import { InputError, parseBoolean, parseCredentials, parseSnapshotRef } from './core/options.js';
 import { CLI_WORDS, DECRYPTION_PASSPHRASE_ENV, ENCRYPTION_PASSPHRASE_ENV, IDENTITY_ENV, PASSWORD_ENV, TOKEN_ENV } from './core/words.js';
@@ -13,7 +13,8 @@ import { errorMessage, type Logger } from './core/log.js';
 import { guarded } from './core/guard.js';
 import { fileJournal } from './core/recovery.js';
 import { guardedRestore, restoreJournal } from './snapshot/restore-journal.js';
-import { failureLine, pruneReport, setsTable } from './report.js';
+import { failureLine, pruneReport, setsTable, verifyFailureLine, verifyLines } from './report.js';
+import { ALL_SETS } from './snapshot/verify.js';
 import { parseRetentionPolicy } from './core/retention-input.js';
 
 /**
@@ -141,7 +142,8 @@ async function main(argv: string[]): Promise<number> {
   checkNode();
   if (command === 'ls' || command === 'extract' || command === 'diff') return runBrowse(command, rest);
   const flags = parseArgs(command, rest);
-  if (!flags.has(Input.Snapshot)) flags.set(Input.Snapshot, 'latest');
+  const snapshotGiven = flags.has(Input.Snapshot);
+  if (!snapshotGiven) flags.set(Input.Snapshot, 'latest');
   const get = reader(flags, cliCredentials(flags));
   const deps = { log: cliLogger, env: process.env, words: CLI_WORDS };
   if (command === 'backup') {
@@ -175,9 +177,19 @@ async function main(argv: string[]): Promise<number> {
     print(sets.length > 0 ? setsTable(sets) : `No snapshot sets in ${source.raw}.`);
     return EXIT.ok;
   }
-  const verified = await verify(source, parseSnapshotRef(get(Input.Snapshot), '--snapshot'), credentials, keyed, otherRun);
-  print(`Snapshot ${verified.tag}: ${verified.blobs} blob(s) verified.`);
-  return EXIT.ok;
+  const snapshot = verifiedSnapshot(get, snapshotGiven);
+  const report = await verifyReport(source, snapshot, credentials, keyed, otherRun);
+  print(verifyLines(report).join('\n'));
+  const damaged = verifyFailureLine(report);
+  if (damaged) console.error(`error: ${damaged}`);
+  return damaged ? EXIT.failed : EXIT.ok;
+}
+
+/** The set(s) `verify` reads: --snapshot (latest by default), or every set with --all (or --snapshot all). */
+function verifiedSnapshot(get: (name: string) => string, snapshotGiven: boolean): string {
+  const all = parseBoolean('--all', get('all'), false);
+  if (all && snapshotGiven) throw new InputError('--all and --snapshot both choose the sets to verify. Expected one of them.');
+  return all ? ALL_SETS : parseSnapshotRef(get(Input.Snapshot), '--snapshot');
 }
 
 /** `ls`, `extract` and `diff`: sets read from --source, by the tags given as operands; the engine is not used. */

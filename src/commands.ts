@@ -10,8 +10,10 @@ import { cancellable } from './core/cancel.js';
 import { openDestination, type Destination, type OpenOptions } from './destinations/index.js';
 import type { Journal } from './core/journal.js';
 import { runBackup, type BackupResult } from './snapshot/backup.js';
-import { findSet, runRestore, verifyContainers, type RestoreResult } from './snapshot/restore.js';
+import { findSet, runRestore, type RestoreResult } from './snapshot/restore.js';
 import { recoverAbandonedRestores } from './snapshot/restore-journal.js';
+import { verifySets, type VerifyReport } from './snapshot/verify.js';
+import { verifyFailureLine } from './report.js';
 import { restorePaths } from './snapshot/restore-paths.js';
 import type { RestoreTransaction } from './snapshot/transaction.js';
 import type { SetSummary } from './snapshot/manifest.js';
@@ -164,6 +166,17 @@ export async function list(spec: DestinationSpec, credentials: Credentials, deps
   return source.listSets();
 }
 
+/**
+ * `verify`, per container: every blob of set `snapshot` (a tag, `latest`, or `all`: every set of the
+ * location) read in full, both checksums checked and, when encrypted, decrypted. Reads the location
+ * only; the engine is never used. A set that cannot be found or read throws; damaged blobs are reported.
+ */
+export async function verifyReport(spec: DestinationSpec, snapshot: string, credentials: Credentials, deps: Deps, artifactRun?: ArtifactRun): Promise<VerifyReport> {
+  const source = await open(spec, credentials, deps, { artifactRun });
+  return verifySets(source, snapshot, deps.log);
+}
+
+/** One set verified, or an Error naming every damaged container and its blob; the set's tag and its blob count. */
 export async function verify(
   spec: DestinationSpec,
   snapshot: string,
@@ -171,10 +184,11 @@ export async function verify(
   deps: Deps,
   artifactRun?: ArtifactRun,
 ): Promise<{ tag: string; blobs: number }> {
-  const source = await open(spec, credentials, deps, { artifactRun });
-  const set = await findSet(source, snapshot);
-  const blobs = await verifyContainers(source, set.containers, true, deps.log);
-  return { tag: set.tag, blobs };
+  const report = await verifyReport(spec, snapshot, credentials, deps, artifactRun);
+  const damaged = verifyFailureLine(report);
+  if (damaged) throw new Error(damaged);
+  const [set] = report.sets;
+  return { tag: set.tag, blobs: set.containers.reduce((n, c) => n + c.blobs, 0) };
 }
 
 /** Where ls, extract and diff read sets from. */

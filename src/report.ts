@@ -3,6 +3,7 @@ import type { EngineInfo } from './engine/engine.js';
 import type { RestoreResult } from './snapshot/restore.js';
 import type { SetSummary } from './snapshot/manifest.js';
 import type { PruneResult } from './snapshot/prune.js';
+import type { VerifyReport } from './snapshot/verify.js';
 import { formatBytes } from './util/format.js';
 import { TOOL } from './version.js';
 
@@ -88,4 +89,30 @@ export function pruneReport(r: PruneResult): string {
     : (r.note ?? '');
   const head = `${r.destination}: keep ${r.policy}${r.dryRun ? ' (dry run)' : ''}: ${r.kept.length} kept, ${r.removed.length} ${verb}${r.damaged.length ? `, ${r.damaged.length} damaged` : ''}`;
   return [head, ...lines.map((l) => `  ${l}`), ...(freed ? [freed] : [])].join('\n');
+}
+
+/** A verification as plain lines: one per set, then one per container, indented. */
+export function verifyLines(report: VerifyReport): string[] {
+  return report.sets.flatMap((s) => {
+    if (s.error) return [`${s.tag}: DAMAGED: ${s.error}`];
+    const bad = s.containers.filter((c) => c.status === 'failed').length;
+    const blobs = s.containers.reduce((n, c) => n + c.blobs, 0);
+    const head = `${s.tag}: ${bad ? `DAMAGED (${bad} of ${s.containers.length} container(s))` : `ok, ${s.containers.length} container(s)`}, ${blobs} blob(s) verified`;
+    return [head, ...s.containers.map((c) => `  ${c.name}: ${c.status === 'ok' ? `ok, ${c.blobs} blob(s)` : `DAMAGED: ${c.error ?? ''}`}`)];
+  });
+}
+
+/** One line for everything a verification found damaged, or undefined when nothing was. */
+export function verifyFailureLine(report: VerifyReport): string | undefined {
+  const items = report.sets.flatMap((s) => (s.error ? [`snapshot ${s.tag} (${s.error})`] : s.containers.filter((c) => c.status === 'failed').map((c) => `snapshot ${s.tag} container ${c.name} (${c.error})`)));
+  return items.length ? `${items.length} damaged: ${items.join('; ')}` : undefined;
+}
+
+/** The job summary of a verification (Markdown): one row per container of each set, one for a set that could not be read. */
+export function verifySummary(report: VerifyReport): string {
+  const rows = report.sets.flatMap((s) =>
+    s.error ? [[s.tag, '—', '—', `❌ ${s.error}`]] : s.containers.map((c) => [s.tag, c.name, String(c.blobs), c.status === 'ok' ? '✅' : `❌ ${c.error ?? ''}`]),
+  );
+  const title = report.sets.length === 1 ? `### Verified snapshot ${report.sets[0].tag}` : `### Verified ${report.sets.length} snapshot sets`;
+  return `${title}\n\n${table(['Snapshot', 'Container', 'Blobs', 'Result'], rows)}\n${byline()}`;
 }

@@ -24,6 +24,7 @@ import {
   splitList,
   type ArtifactRun,
   type BackupOptions,
+  type Credentials,
   type DestinationSpec,
   type RestoreOptions,
 } from './options.js';
@@ -74,6 +75,7 @@ export const Input = {
   DecryptionPassphrase: 'decryption-passphrase',
   DockerHost: 'docker-host',
   PortMap: 'port-map',
+  VerifyOnly: 'verify-only',
 } as const;
 
 export const DEFAULT_LOCATION = 'dir:./container-snapshots';
@@ -187,6 +189,41 @@ export function parseRestoreInputs(get: InputReader, words: Vocabulary = ACTION_
     engine: parseEngineInput(get, env, words),
     portMap: parsePortMap(splitList(get(Input.PortMap)), n(Input.PortMap)),
     words,
+  };
+}
+
+/** What the restore action's verify-only reads: one location, a set (a tag, latest, or all: every set), its keys. */
+export interface VerifyOptions {
+  source: DestinationSpec;
+  artifactRun?: ArtifactRun;
+  /** A tag, `latest`, or `all` (snapshot/verify.ts ALL_SETS). */
+  snapshot: string;
+  credentials: Credentials;
+  decryption?: RestoreOptions['decryption'];
+}
+
+/** The restore action's verify-only input (Bool, default false). */
+export function parseVerifyOnly(get: InputReader, words: Vocabulary = ACTION_WORDS): boolean {
+  return parseBoolean(words.name(Input.VerifyOnly), get(Input.VerifyOnly), false);
+}
+
+/**
+ * The inputs of a verify-only run. The inputs that say what a restore changes (containers, rename,
+ * paths) are refused: a verification reads every container of the set and changes nothing.
+ */
+export function parseVerifyInputs(get: InputReader, words: Vocabulary = ACTION_WORDS): VerifyOptions {
+  const n = words.name;
+  const given = [Input.Containers, Input.Rename, Input.Paths].filter((name) => get(name).trim() !== '');
+  if (given.length > 0) {
+    throw new InputError(`${given.map(n).join(', ')} cannot be used with ${n(Input.VerifyOnly)}: true. Expected them empty: a verification reads every container of the set and restores nothing.`);
+  }
+  const source = parseSource(get, words);
+  return {
+    source,
+    artifactRun: parseSourceRun(get, source, words),
+    snapshot: parseSnapshotRef(get(Input.Snapshot), n(Input.Snapshot)),
+    credentials: parseCredentials(get(Input.RegistryUsername), get(Input.RegistryPassword), words),
+    decryption: parseKeys(get, words),
   };
 }
 

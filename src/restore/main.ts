@@ -2,11 +2,11 @@ import * as core from '@actions/core';
 import { actionLogger } from '../action/run.js';
 import { RestoreOutput } from '../action/surface.js';
 import { readRestorePending, restoreStateJournal } from '../action/state.js';
-import { engineAt, restore } from '../commands.js';
-import { Input, parseEngineInput, parseRestoreInputs } from '../core/inputs.js';
+import { engineAt, restore, verifyReport } from '../commands.js';
+import { Input, parseEngineInput, parseRestoreInputs, parseVerifyInputs, parseVerifyOnly, type VerifyOptions } from '../core/inputs.js';
 import { secretsOf } from '../core/key-inputs.js';
 import { engineEnv } from '../core/engine-address.js';
-import { failureLine, restoreSummary } from '../report.js';
+import { failureLine, restoreSummary, verifyFailureLine, verifyLines, verifySummary } from '../report.js';
 import { adoptPending, guardedRestore, recoverAbandonedRestores } from '../snapshot/restore-journal.js';
 
 export async function main(): Promise<void> {
@@ -15,7 +15,9 @@ export async function main(): Promise<void> {
     // An identity given as its text: each key line too (the runner masks line by line).
     if (secret) for (const s of [secret, ...secret.split(/\r?\n/).filter((l) => l.trim() !== '')]) core.setSecret(s.trim());
   }
-  const opts = parseRestoreInputs((name) => core.getInput(name), undefined, process.env);
+  const get = (name: string) => core.getInput(name);
+  if (parseVerifyOnly(get)) return verifyOnly(parseVerifyInputs(get));
+  const opts = parseRestoreInputs(get, undefined, process.env);
   // Identities read from a file, masked before anything is logged.
   for (const s of secretsOf(opts)) core.setSecret(s);
   const env = engineEnv(process.env, opts.engine);
@@ -32,11 +34,41 @@ export async function main(): Promise<void> {
 }
 
 /**
+ * verify-only: the set(s) read and checked, a line per set and per container in the log, the job
+ * summary and the outputs. No Engine is made and no abandoned restore is put back: a verification
+ * changes nothing on the host, and runs where there is no engine at all; the next restore or backup
+ * on this host puts back what an interrupted restore left.
+ */
+async function verifyOnly(opts: VerifyOptions): Promise<void> {
+  for (const s of secretsOf(opts)) core.setSecret(s);
+  const deps = { log: actionLogger, env: process.env, onSecret: (s: string) => core.setSecret(s), decryption: opts.decryption };
+  const report = await verifyReport(opts.source, opts.snapshot, opts.credentials, deps, opts.artifactRun);
+  for (const line of verifyLines(report)) core.info(line);
+  const containers = report.sets.flatMap((s) => (s.error ? [{ snapshot: s.tag, name: '', from: '', blobs: 0, status: 'failed' as const, error: s.error }] : s.containers.map((c) => ({ ...c, from: c.name }))));
+  core.setOutput(RestoreOutput.Snapshot, report.sets.map((s) => s.tag).join(','));
+  core.setOutput(RestoreOutput.Containers, JSON.stringify(containers));
+  core.setOutput(RestoreOutput.Failed, String(report.failed));
+  await core.summary.addRaw(verifySummary(report)).write();
+  const damaged = verifyFailureLine(report);
+  if (damaged) throw new Error(damaged);
+}
+
+/** Whether this step verifies only (then the post step has nothing to put back, and leaves the engine alone). */
+function verifiesOnly(): boolean {
+  try {
+    return parseVerifyOnly((name) => core.getInput(name));
+  } catch {
+    return false;
+  }
+}
+
+/**
  * Puts back what an interrupted main step changed and did not commit (it must be loud when it
  * cannot). Through the main step's journal file, which the rollback keeps up to date: a second
  * rollback of the same changes (by the next run) would undo what this one put back.
  */
 export async function post(): Promise<void> {
+  if (verifiesOnly()) return;
   const pending = readRestorePending();
   const address = parseEngineInput((name) => core.getInput(name), process.env);
   const env = engineEnv(process.env, address);

@@ -6,9 +6,9 @@ import { ACTION_WORDS } from '../core/words.js';
 import { repoComponent } from '../core/names.js';
 import { ConflictError, type ContainerInspect, type Engine } from '../engine/engine.js';
 import { SET_SCOPE, type BlobScope, type Destination } from '../destinations/types.js';
-import { openContent, verifyBlob } from './blobs.js';
+import { openContent, verifyBlob as verifyStored } from './blobs.js';
 import { loadArchive } from './image-archive.js';
-import type { ContainerRecord, SnapshotSet, VolumeRecord } from './manifest.js';
+import type { BlobDescriptor, ContainerRecord, SnapshotSet, VolumeRecord } from './manifest.js';
 import { captureSpec, containerReferences, createNetworkOptions, createOptions, renameReferences } from './spec.js';
 import { Filler, RUN_LABEL } from './fill.js';
 import { InterruptedError, RestoreTransaction, rollBackTargets, type ReplacedVolume, type TargetPending } from './transaction.js';
@@ -87,8 +87,18 @@ export function chooseContainers(set: SnapshotSet, opts: RestoreOptions): Contai
   return chosen;
 }
 
-/** Reads every blob the restore will use and checks both of its checksums. */
-export async function verifyContainers(source: Destination, containers: ContainerRecord[], includeVolumes: boolean, log: Logger): Promise<number> {
+/**
+ * Reads every blob the restore will use and checks both of its checksums. A blob already in `seen`
+ * (by scope and digest) is not read again, and each one that passes is added: a verification of
+ * several sets reads the blobs they share once.
+ */
+export async function verifyContainers(source: Destination, containers: ContainerRecord[], includeVolumes: boolean, log: Logger, seen = new Set<string>()): Promise<number> {
+  const verifyBlob = async (dest: Destination, scope: BlobScope, blob: BlobDescriptor, what: string) => {
+    const key = `${JSON.stringify(scope)} ${blob.digest}`;
+    if (seen.has(key)) return;
+    await verifyStored(dest, scope, blob, what);
+    seen.add(key);
+  };
   let count = 0;
   const blobs = containers.reduce((n, c) => n + 1 + c.image.layers.length + (includeVolumes ? c.volumes.length + c.volumes.filter((v) => v.metadata?.record).length : 0), 0);
   log.info(`Verifying ${blobs} blob(s) of ${containers.length} container(s) (each read in full)`);

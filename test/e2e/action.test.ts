@@ -74,7 +74,7 @@ describe('the bundled actions and CLI, run as a runner runs them', () => {
     expect(list.stdout).toContain('e2e-1');
     const verify = await runCli(['verify', '--source', `dir:${store}`, '--snapshot', 'latest']);
     expect(verify.code, verify.stderr).toBe(0);
-    expect(verify.stdout).toMatch(/Snapshot e2e-1: \d+ blob\(s\) verified/);
+    expect(verify.stdout).toMatch(/^e2e-1: ok, 1 container\(s\), \d+ blob\(s\) verified$/m);
 
     const bad = await runCli(['backup', '--destination', 'ftp://x']);
     expect(bad.code).toBe(1);

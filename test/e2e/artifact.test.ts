@@ -117,7 +117,7 @@ describe('artifact: destinations and sources', () => {
     expect(list.stdout).toMatch(/^n-1\s/m);
     const verify = await runCli(['verify', ...from, '--snapshot', 'n-1'], { env: cliEnv() });
     expect(verify.code, verify.stderr).toBe(0);
-    expect(verify.stdout.trim()).toMatch(/^Snapshot n-1: \d+ blob\(s\) verified\.$/);
+    expect(verify.stdout).toMatch(/^n-1: ok, 1 container\(s\), \d+ blob\(s\) verified$/m);
 
     await docker.getContainer(app).remove({ force: true });
     await docker.getVolume(vol).remove();

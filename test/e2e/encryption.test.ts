@@ -92,7 +92,7 @@ describe('encryption at rest through the bundled actions and the CLI', () => {
     );
     const verify = await runCli(['verify', '--source', `dir:${store}`, '--snapshot', 'e-1'], { env: { DOCKER_CONFIG: '/nonexistent', CONTAINER_SNAPSHOT_DECRYPTION_IDENTITY: identity } });
     expect(verify.code, verify.stderr).toBe(0);
-    expect(verify.stdout.trim()).toMatch(/^Snapshot e-1: \d+ blob\(s\) verified\.$/);
+    expect(verify.stdout).toMatch(/^e-1: ok, 1 container\(s\), \d+ blob\(s\) verified$/m);
     expect(verify.stdout + verify.stderr).not.toContain(identity);
     const onArgv = await runCli(['restore', '--source', `dir:${store}`, '--decryption-identity', identity], { env: { DOCKER_CONFIG: '/nonexistent' } });
     expect(onArgv.code).toBe(1);
@@ -137,7 +137,7 @@ describe('encryption at rest through the bundled actions and the CLI', () => {
 
     const verify = await runCli(['verify', '--source', `dir:${passStore}`, '--snapshot', 'p-1', '--decryption-passphrase-stdin'], { env: { DOCKER_CONFIG: '/nonexistent' }, input: `${passphrase}\n` });
     expect(verify.code, verify.stderr).toBe(0);
-    expect(verify.stdout.trim()).toMatch(/^Snapshot p-1: \d+ blob\(s\) verified\.$/);
+    expect(verify.stdout).toMatch(/^p-1: ok, 1 container\(s\), \d+ blob\(s\) verified$/m);
 
     const copy = res.name('pass-copy');
     const copyVol = res.volume('pass-data');

@@ -210,7 +210,7 @@ describe('workflow templates, played against the real engine and registry', () =
     }
   });
 
-  it('verify-weekly: restores the latest set under new names without starting it, then removes what it restored', async () => {
+  it('verify-weekly: verifies every set, restores the latest under new names without starting it, then removes what it restored', async () => {
     const { name, volume } = await app('verified', 'checked');
     const before = await treeDigest(name, '/data');
     const host = `${res.prefix}-verify`;
@@ -232,6 +232,9 @@ describe('workflow templates, played against the real engine and registry', () =
       env,
     });
     expect(jobs.verify.result, logOf(jobs)).toBe('success');
+    const checked = jobs.verify.steps.find((s) => s.name?.startsWith('Verify every set'))!;
+    expect(checked.outputs.snapshot).toBe(tag);
+    expect(JSON.parse(checked.outputs.containers)).toEqual([expect.objectContaining({ snapshot: tag, name, status: 'ok' })]);
     const restore = jobs.verify.steps.find((s) => s.id === 'restore')!;
     expect(restore.outputs.snapshot).toBe(tag);
     expect(JSON.parse(restore.outputs.containers)).toEqual([expect.objectContaining({ name: copy, from: name, status: 'ok', state: 'created' })]);
@@ -245,7 +248,7 @@ describe('workflow templates, played against the real engine and registry', () =
     // Without a rename map it stops before touching anything.
     const refused = await playWorkflow(wf, { contexts: { ...base, runner: { name: host }, vars: { ...vars, VERIFY_CONTAINERS: name } }, actions: ACTIONS, env });
     expect(refused.verify.result).toBe('failure');
-    expect(refused.verify.steps.map((s) => s.outcome)).toEqual(['failure', 'skipped', 'skipped', 'success']);
+    expect(refused.verify.steps.map((s) => s.outcome)).toEqual(['failure', 'skipped', 'skipped', 'skipped', 'success']);
     expect(refused.verify.steps[0].log).toContain('set the VERIFY_RENAME variable');
   });
 });

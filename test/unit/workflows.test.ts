@@ -187,9 +187,10 @@ describe('workflow templates', () => {
     expect(String(backup?.with?.destination)).toMatch(/^registry:\$\{\{ vars\.BACKUP_REGISTRY \}\}\/backups\/\$\{\{ runner\.name \}\}$/);
   });
 
-  it('verify-weekly restores under new names, never starts or replaces, and always cleans up', () => {
+  it('verify-weekly verifies every set, restores under new names, never starts or replaces, and always cleans up', () => {
     const steps = workflow('verify-weekly.yml').jobs.verify.steps;
-    const restore = steps.find((s) => s.uses === 'OWNER/container-snapshot/restore@v1');
+    const [verify, restore] = steps.filter((s) => s.uses === 'OWNER/container-snapshot/restore@v1');
+    expect(verify?.with).toEqual({ source: restore?.with?.source, snapshot: 'all', 'verify-only': true });
     expect(restore?.with).toMatchObject({ snapshot: 'latest', start: 'never' });
     expect(restore?.with?.rename).toBeTruthy();
     expect(restore?.with).not.toHaveProperty('replace');
