@@ -11,7 +11,7 @@ import { formatBytes } from '../util/format.js';
 import { TarChecker } from '../util/tar-check.js';
 import { withContainerLock } from '../core/locks.js';
 import { tempTagPrefix } from '../core/recovery.js';
-import { allHave, storeBlob, type StoreTarget } from './blobs.js';
+import { allHave, type StoreTarget } from './blobs.js';
 import { storeSavedImage } from './image-archive.js';
 import {
   SET_MEDIA_TYPE,
@@ -27,6 +27,7 @@ import {
   type VolumeRecord,
 } from './manifest.js';
 import { selectContainers, type Candidate } from './select.js';
+import { Spool, type SpooledBlob } from './spool.js';
 import { copyBlobs, tagState, unwrittenLine, writeSetEverywhere, type SetPlacement, type TagState } from './set-writes.js';
 import { captureSpec, containerReferences, userNetworkNames } from './spec.js';
 import { mountsToTake, type MountToTake } from './volumes.js';
@@ -212,6 +213,7 @@ class ContainerBackup {
     private readonly opts: BackupOptions,
     private readonly history: History,
     private readonly compression: Compression,
+    private readonly spool: Spool,
   ) {}
 
   /** Why a container was not held as asked, by container ID. */
@@ -249,6 +251,11 @@ class ContainerBackup {
     const tempRef = `${temp.repo}:${temp.tag}`;
     const volumes: VolumeRecord[] = [];
     const stats = { written: 0, reused: 0 };
+    const plans: VolumePlan[] = [];
+    for (const mount of mounts) plans.push(await this.planVolume(name, mount));
+    // What is read while held goes to the spool, and to the destinations only once the container is back.
+    const taken: TakenVolume[] = [];
+    const pending: SpooledBlob[] = [];
     const hooks = hooksFor(this.opts, info.Config.Labels ?? {});
     if ((hooks.pre || hooks.post) && !running) log.info(`${name}: not running (${status}), so its pre- and post-command are not run`);
     try {
@@ -259,19 +266,22 @@ class ContainerBackup {
           log.info(`${name}: committing the writable layer`);
           const commit = engine.commit(info.Id, { pause: false, ...temp });
           const committed = await phase('commit', () => (journal ? journal.track(commit) : commit));
-          for (const mount of mounts) {
+          for (const plan of plans) {
+            const { mount } = plan;
             log.info(`${name}: reading ${mount.type === 'bind' ? `bind mount ${mount.source}` : `volume ${mount.name}`}`);
-            volumes.push(await phase(`volume ${mount.name || mount.destination}`, () => this.takeVolume(info.Id, name, mount, stats)));
+            taken.push(await phase(`volume ${mount.name || mount.destination}`, () => this.takeVolume(info.Id, name, plan, stats, pending)));
           }
           return committed;
         }),
       );
+      for (const t of taken) volumes.push(await phase(`volume ${t.record.name || t.record.destination}`, () => this.storeVolume(t, stats)));
       const { image, stats: layerStats } = await phase('image layers', () => this.saveImage(imageId, name));
       stats.written += layerStats.written;
       stats.reused += layerStats.reused;
       const pausedMs = held === 'pause' ? heldMs : 0;
       return { name, id: info.Id, status: status as ContainerRecord['status'], image: { ...image, id: imageId, baseImage: info.Config.Image }, volumes, spec, pausedMs, ...(held === 'stop' ? { stoppedMs: heldMs } : {}), layerStats: stats };
     } finally {
+      await Promise.allSettled(pending.map((p) => this.spool.release(p)));
       await engine.removeImage(tempRef, { force: true });
       journal?.tempImageRemoved(tempRef);
     }
@@ -418,15 +428,10 @@ class ContainerBackup {
     return { image: result.image, stats: { written: result.written, reused: result.reused } };
   }
 
-  private async takeVolume(id: string, container: string, mount: MountToTake, stats: { written: number; reused: number }): Promise<VolumeRecord> {
+  /** What is known of a mount before the hold: its record so far, where it is on the host, and an earlier set's blob it may turn out to equal. */
+  private async planVolume(container: string, mount: MountToTake): Promise<VolumePlan> {
     const { engine, signal } = this.ctx;
-    const targets = this.targets(SET_SCOPE);
-    const record: Omit<VolumeRecord, 'blob'> = {
-      type: mount.type,
-      name: mount.name,
-      anonymous: mount.anonymous,
-      destination: mount.destination,
-    };
+    const record: Omit<VolumeRecord, 'blob'> = { type: mount.type, name: mount.name, anonymous: mount.anonymous, destination: mount.destination };
     let hostPath = mount.source;
     if (mount.type === 'bind') record.source = mount.source;
     else {
@@ -438,44 +443,97 @@ class ContainerBackup {
         hostPath = v.Mountpoint;
       }
     }
+    const previous = this.history.volumes.get(volumeKey(container, mount.destination));
+    const reusable = previous && previous.mediaType === volumeMediaType(this.compression) && (await allHave(this.targets(SET_SCOPE), previous.digest));
+    return { mount, record, hostPath, ...(reusable ? { previous } : {}) };
+  }
+
+  /**
+   * Reads a mount while the container is held, touching no destination: a digest pass when an
+   * earlier set may hold the same content, else its archive into the spool (and its side record).
+   * What it spools is also pushed to `pending`, for the caller to remove whatever happens.
+   */
+  private async takeVolume(id: string, container: string, plan: VolumePlan, stats: { reused: number }, pending: SpooledBlob[]): Promise<TakenVolume> {
+    const { engine, signal } = this.ctx;
+    const { mount, record, hostPath, previous } = plan;
     // Read beside the archive, while the container is held: what the engine's archive drops.
     const scanning = scanVolumeMetadata(hostPath);
-    let archived: Promise<RootStat | undefined> | undefined;
-    const previous = this.history.volumes.get(volumeKey(container, mount.destination));
-    if (previous && previous.mediaType === volumeMediaType(this.compression) && (await allHave(targets, previous.digest))) {
+    const taken = (blob: BlobDescriptor, archived: Promise<RootStat | undefined>, volume?: SpooledBlob) =>
+      this.withMetadata(container, mount, { ...record, blob }, { scanning, archived, hostPath }, pending).then((t) => ({ ...t, ...(volume ? { volume } : {}) }));
+    if (previous) {
       const digester = new Digester();
       const archive = await engine.getArchive(id, mount.destination, signal);
-      archived = archiveRoot(archive);
+      const archived = archiveRoot(archive);
       archive.on('error', (err) => digester.destroy(err));
       // Closed with the digester whatever happens: an archive left open holds the container's lock in the engine.
       digester.once('close', () => archive.destroy());
       await drain(archive.pipe(digester));
       if (digester.digest === previous.contentDigest) {
         stats.reused++;
-        return this.withMetadata(container, mount, { ...record, blob: previous }, matchedScan(await scanning, await archived, hostPath));
+        return taken(previous, archived);
       }
     }
     const archive = await engine.getArchive(id, mount.destination, signal);
-    archived = archiveRoot(archive);
+    const archived = archiveRoot(archive);
     const checked = archive.pipe(new TarChecker(`${container}: ${mount.name || mount.destination}`));
     archive.on('error', (err) => checked.destroy(err));
-    // A failed store destroys the checker: the engine's archive must go with it, or the engine keeps
+    // A failed spool destroys the checker: the engine's archive must go with it, or the engine keeps
     // the container locked (a paused container could then never be unpaused).
     checked.once('close', () => archive.destroy());
-    const blob = await storeBlob(checked, targets, volumeMediaType(this.compression));
-    stats.written++;
-    return this.withMetadata(container, mount, { ...record, blob }, matchedScan(await scanning, await archived, hostPath));
+    const volume = await this.spool.take(checked, volumeMediaType(this.compression));
+    pending.push(volume);
+    return taken(volume.blob, archived, volume);
   }
 
-  /** Keeps the side record of what the archive dropped, and says what it kept and what not (a warning). */
-  private async withMetadata(container: string, mount: MountToTake, volume: VolumeRecord, scan: MetadataScan): Promise<VolumeRecord> {
+  /** Keeps the side record of what the archive dropped (spooled), and says what it kept and what not (a warning). */
+  private async withMetadata(
+    container: string,
+    mount: MountToTake,
+    volume: VolumeRecord,
+    read: { scanning: Promise<MetadataScan>; archived: Promise<RootStat | undefined>; hostPath: string | undefined },
+    pending: SpooledBlob[],
+  ): Promise<TakenVolume> {
     const what = `${container}: ${mount.type === 'bind' ? `bind mount ${mount.source}` : `volume ${mount.name}`}`;
-    const store = (content: Readable) => storeBlob(content, this.targets(SET_SCOPE), volumeMetadataMediaType(this.compression));
+    let record: SpooledBlob | undefined;
+    const store = async (content: Readable) => {
+      record = await this.spool.take(content, volumeMetadataMediaType(this.compression));
+      pending.push(record);
+      return record.blob;
+    };
+    const scan = matchedScan(await read.scanning, await read.archived, read.hostPath);
     const { metadata, kept } = await keepVolumeMetadata(scan, store);
     if (kept) this.ctx.log.info(`${what}: ${kept}`);
     if (metadata.notKept) this.ctx.log.warning(`${what}: not kept: ${metadata.notKept}`);
-    return { ...volume, metadata };
+    return { record: { ...volume, metadata }, what, ...(record ? { metadata: record } : {}) };
   }
+
+  /** Copies what was spooled for a mount to the destinations, once its container is back. */
+  private async storeVolume(taken: TakenVolume, stats: { written: number }): Promise<VolumeRecord> {
+    const targets = this.targets(SET_SCOPE);
+    if (taken.volume) {
+      this.ctx.log.info(`${taken.what}: storing ${formatBytes(taken.volume.blob.size)}`);
+      await this.spool.store(taken.volume, targets, taken.what);
+      stats.written++;
+    }
+    if (taken.metadata) await this.spool.store(taken.metadata, targets, `${taken.what} (side record)`);
+    return taken.record;
+  }
+}
+
+/** What is known of a mount before its container is held (ContainerBackup.planVolume). */
+interface VolumePlan {
+  mount: MountToTake;
+  record: Omit<VolumeRecord, 'blob'>;
+  hostPath: string | undefined;
+  previous?: BlobDescriptor;
+}
+
+/** A mount read while held: its record, and what was spooled for it that the destinations still need. */
+interface TakenVolume {
+  record: VolumeRecord;
+  what: string;
+  volume?: SpooledBlob;
+  metadata?: SpooledBlob;
 }
 
 function outcome(record: ContainerRecord & { layerStats: { written: number; reused: number } }, refs: ContainerOutcome['destinations'], note?: string): ContainerOutcome {
@@ -611,11 +669,13 @@ async function checkAndStore(
   const history = await loadHistory(ctx.destinations);
   const compression = chooseCompression(opts, engineInfo.version);
   log.info(`Compression: ${compression}${opts.compression === 'auto' ? ' (auto)' : ''}`);
-  const worker = new ContainerBackup(ctx, opts, history, compression);
+  const spool = Spool.for(ctx.destinations, ctx.env ?? {});
+  const worker = new ContainerBackup(ctx, opts, history, compression, spool);
   let stored: Omit<BackupResult, 'tag' | 'containers' | 'failed'> | undefined;
   try {
     stored = await backUpAndStore(ctx, opts, selected, worker, history, created, engineInfo, outcomes);
   } finally {
+    await spool.close();
     // Where no set was written (a failure, an abort, every container failed): drop what was stored for it, where nothing else would.
     const holds = (d: Destination) => stored?.destinations.some((p) => p.destination === d.label && p.written);
     await Promise.allSettled(ctx.destinations.filter((d) => !holds(d)).map((d) => d.discard?.()));
