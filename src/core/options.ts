@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import type { RetentionPolicy } from '../snapshot/retention.js';
 import { ACTION_WORDS, type Vocabulary } from './words.js';
@@ -71,6 +72,8 @@ export interface BackupOptions {
   credentials: Credentials;
   /** Milliseconds a backup waits for another backup's lock on a container (CONTAINER_SNAPSHOT_LOCK_TIMEOUT). */
   lockTimeoutMs: number;
+  /** How many containers are backed up at once, each held (paused or stopped) on its own. */
+  parallelism: number;
   /** The words of the interface the options came from, for messages; the action's when absent. */
   words?: Vocabulary;
 }
@@ -326,6 +329,14 @@ export function parseArtifactRun(source: DestinationSpec, runId: string, reposit
 /** Seconds, 0 to 3600, or '' for the container's own stop timeout. */
 export function parseStopTimeout(raw: string, name = 'stop-timeout'): number | undefined {
   return parseWholeNumber(name, raw, 0, 3600, 'whole seconds from 0 to 3600');
+}
+
+/** The most containers a backup takes at once. */
+export const MAX_PARALLELISM = 64;
+
+/** Containers backed up at once, 1 to MAX_PARALLELISM; '' for the default (the number of CPUs). */
+export function parseParallelism(raw: string, name = 'parallelism'): number {
+  return parseWholeNumber(name, raw, 1, MAX_PARALLELISM, `a whole number from 1 to ${MAX_PARALLELISM}`) ?? Math.min(availableParallelism(), MAX_PARALLELISM);
 }
 
 /** Seconds, 1 to 86400; '' for the default. */

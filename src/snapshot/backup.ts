@@ -28,6 +28,7 @@ import {
 } from './manifest.js';
 import { selectContainers, type Candidate } from './select.js';
 import { Spool, type SpooledBlob } from './spool.js';
+import { forEachLimited } from '../util/pool.js';
 import { copyBlobs, tagState, unwrittenLine, writeSetEverywhere, type SetPlacement, type TagState } from './set-writes.js';
 import { captureSpec, containerReferences, userNetworkNames } from './spec.js';
 import { mountsToTake, type MountToTake } from './volumes.js';
@@ -274,6 +275,7 @@ class ContainerBackup {
           return committed;
         }),
       );
+      signal?.throwIfAborted();
       for (const t of taken) volumes.push(await phase(`volume ${t.record.name || t.record.destination}`, () => this.storeVolume(t, stats)));
       const { image, stats: layerStats } = await phase('image layers', () => this.saveImage(imageId, name));
       stats.written += layerStats.written;
@@ -473,6 +475,7 @@ class ContainerBackup {
         return taken(previous, archived);
       }
     }
+    await this.spool.ready();
     const archive = await engine.getArchive(id, mount.destination, signal);
     const archived = archiveRoot(archive);
     const checked = archive.pipe(new TarChecker(`${container}: ${mount.name || mount.destination}`));
@@ -670,10 +673,13 @@ async function checkAndStore(
   const compression = chooseCompression(opts, engineInfo.version);
   log.info(`Compression: ${compression}${opts.compression === 'auto' ? ' (auto)' : ''}`);
   const spool = Spool.for(ctx.destinations, ctx.env ?? {});
-  const worker = new ContainerBackup(ctx, opts, history, compression, spool);
+  // Aborted when one container fails with on-error: abort, so that the others stop (and are put back) too.
+  const stopOthers = new AbortController();
+  const signal = ctx.signal ? AbortSignal.any([ctx.signal, stopOthers.signal]) : stopOthers.signal;
+  const worker = new ContainerBackup({ ...ctx, signal }, opts, history, compression, spool);
   let stored: Omit<BackupResult, 'tag' | 'containers' | 'failed'> | undefined;
   try {
-    stored = await backUpAndStore(ctx, opts, selected, worker, history, created, engineInfo, outcomes);
+    stored = await backUpAndStore(ctx, opts, selected, { worker, stopOthers, signal }, history, created, engineInfo, outcomes);
   } finally {
     await spool.close();
     // Where no set was written (a failure, an abort, every container failed): drop what was stored for it, where nothing else would.
@@ -684,37 +690,68 @@ async function checkAndStore(
   return { tag: opts.tag, containers: outcomes, failed: outcomes.filter((o) => o.status === 'failed').length, ...stored };
 }
 
-async function backUpAndStore(
-  ctx: BackupContext,
-  opts: BackupOptions,
-  selected: Candidate[],
-  worker: ContainerBackup,
-  history: History,
-  created: string,
-  engineInfo: SnapshotSet['source']['engine'],
-  outcomes: ContainerOutcome[],
-): Promise<Omit<BackupResult, 'tag' | 'containers' | 'failed'>> {
+/** The containers' backups of one run: one worker, and the signal that stops them all (a cancel, or a failure with on-error: abort). */
+interface Crew {
+  worker: ContainerBackup;
+  stopOthers: AbortController;
+  signal: AbortSignal;
+}
+
+type Taken = ContainerRecord & { layerStats: { written: number; reused: number } };
+
+/**
+ * Backs up the selected containers, `opts.parallelism` at once, each held on its own. Returns the
+ * records and the failures, both in selection order. With on-error: abort, the first failure stops
+ * the others (each put back as it stands) and throws once they have.
+ */
+async function backUpEach(ctx: BackupContext, opts: BackupOptions, selected: Candidate[], crew: Crew, history: History): Promise<{ records: Taken[]; failures: ContainerOutcome[] }> {
   const { log } = ctx;
-  const records: Array<ContainerRecord & { layerStats: { written: number; reused: number } }> = [];
-  for (const c of selected) {
+  const records: Array<Taken | undefined> = [];
+  const failures: Array<ContainerOutcome | undefined> = [];
+  let abortedAt: ContainerOutcome | undefined;
+  const together = Math.min(opts.parallelism, selected.length) > 1;
+  const one = async (c: Candidate, i: number) => {
     try {
-      const record = await log.group(`Back up ${c.name}`, () => withContainerLock(ctx.env ?? {}, c, opts.lockTimeoutMs, () => worker.run(c), ctx.signal));
-      records.push(record);
+      const take = () => withContainerLock(ctx.env ?? {}, c, opts.lockTimeoutMs, () => crew.worker.run(c), crew.signal);
+      // Groups of containers taken at once would interleave: their lines name the container instead.
+      const record = together ? await take() : await log.group(`Back up ${c.name}`, take);
+      records[i] = record;
       // Containers later in this run share base layers with this one: stored once per set.
       for (const layer of record.image.layers) if (!history.layers.has(layer.contentDigest)) history.layers.set(layer.contentDigest, layer);
       log.info(`${c.name}: ${record.image.layers.length} layer(s) and ${record.volumes.length} volume(s): ${record.layerStats.written} blob(s) stored, ${record.layerStats.reused} already there`);
     } catch (err) {
       // A cancelled run goes no further: its undo follows.
       if (ctx.signal?.aborted) throw ctx.signal.reason;
+      // Stopped because another container failed first: that failure is the one said.
+      if (crew.stopOthers.signal.aborted) return;
       const f = failure(c.name, c.id, c.state, err);
-      outcomes.push(f);
+      failures[i] = f;
       // Its reason is said once, in the caller's final error line.
       if (opts.onError === 'continue') log.info(`${c.name}: failed; the others go on`);
       if (opts.onError === 'abort') {
-        throw new BackupError(`Aborted at ${c.name}; no snapshot set was written: ${f.error}`);
+        abortedAt = f;
+        crew.stopOthers.abort(new BackupError(`Aborted at ${c.name}`));
       }
     }
-  }
+  };
+  await forEachLimited(selected, opts.parallelism, one, () => crew.stopOthers.signal.aborted);
+  if (abortedAt) throw new BackupError(`Aborted at ${abortedAt.name}; no snapshot set was written: ${abortedAt.error}`);
+  return { records: records.filter((r) => r !== undefined), failures: failures.filter((f) => f !== undefined) };
+}
+
+async function backUpAndStore(
+  ctx: BackupContext,
+  opts: BackupOptions,
+  selected: Candidate[],
+  crew: Crew,
+  history: History,
+  created: string,
+  engineInfo: SnapshotSet['source']['engine'],
+  outcomes: ContainerOutcome[],
+): Promise<Omit<BackupResult, 'tag' | 'containers' | 'failed'>> {
+  const { log } = ctx;
+  const { records, failures } = await backUpEach(ctx, opts, selected, crew, history);
+  outcomes.push(...failures);
   if (records.length === 0) return { written: false, artifacts: [], destinations: [] };
   const env = ctx.env ?? {};
   const set: SnapshotSet = {
@@ -736,6 +773,6 @@ async function backUpAndStore(
   const writes = await writeSetEverywhere(set, ctx.destinations);
   const incomplete = unwrittenLine(opts.tag, writes.placements);
   if (!writes.placements.some((p) => p.written)) throw new BackupError(incomplete ?? `Snapshot ${opts.tag} was not written.`);
-  for (const r of records) outcomes.push(outcome(r, writes.refs.get(r.name) ?? [], worker.notes.get(r.id)));
+  for (const r of records) outcomes.push(outcome(r, writes.refs.get(r.name) ?? [], crew.worker.notes.get(r.id)));
   return { written: true, artifacts: writes.artifacts, destinations: writes.placements, ...(incomplete ? { incomplete } : {}) };
 }

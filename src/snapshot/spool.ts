@@ -72,7 +72,8 @@ export class Spool {
     return new Spool(join(spoolRoot(env), `${tempTagPrefix()}-${process.pid}-${randomBytes(4).toString('hex')}`));
   }
 
-  private async ensure(): Promise<void> {
+  /** Makes the spool's directory (once): called before an engine stream is opened, so nothing waits between the two. */
+  async ready(): Promise<void> {
     if (this.made || this.home) return;
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
     await chmod(this.dir, 0o700);
@@ -81,7 +82,7 @@ export class Spool {
 
   /** Encodes `source` as `mediaType` into a file of the spool. Throws SpoolError when the disk runs short. */
   async take(source: Readable, mediaType: string): Promise<SpooledBlob> {
-    await this.ensure();
+    await this.ready();
     // Named as dir: names its partial files, so its own sweep also clears a killed run's spool.
     const path = join(this.dir, `blob-${hostname()}-${process.pid}-${randomBytes(6).toString('hex')}`);
     this.files.add(path);
