@@ -29,6 +29,7 @@ import {
 import { selectContainers, type Candidate } from './select.js';
 import { Spool, type SpooledBlob } from './spool.js';
 import { forEachLimited } from '../util/pool.js';
+import { meterWith, type Meter } from '../util/progress.js';
 import { copyBlobs, tagState, unwrittenLine, writeSetEverywhere, type SetPlacement, type TagState } from './set-writes.js';
 import { captureSpec, containerReferences, userNetworkNames } from './spec.js';
 import { mountsToTake, type MountToTake } from './volumes.js';
@@ -67,6 +68,8 @@ export interface BackupContext {
   now?: () => Date;
   /** Aborted when the run is cancelled: the pipeline stops, and puts back what it changed. */
   signal?: AbortSignal;
+  /** Reports long transfers; a line to `log` every 5 s when absent. */
+  meter?: Meter;
 }
 
 export interface ContainerOutcome {
@@ -219,6 +222,10 @@ class ContainerBackup {
 
   /** Why a container was not held as asked, by container ID. */
   readonly notes = new Map<string, string>();
+
+  private get meter(): Meter {
+    return this.ctx.meter ?? meterWith((line) => this.ctx.log.info(line));
+  }
 
   private targets(scope: StoreTarget['scope']): StoreTarget[] {
     return this.ctx.destinations.map((dest) => ({ dest, scope }));
@@ -417,7 +424,7 @@ class ContainerBackup {
       if (blob && blob.mediaType === layerMediaType(this.compression) && (await allHave(targets, blob.digest))) known.set(diffId, blob);
     }
     const mediaType = layerMediaType(this.compression);
-    const base = { diffIds, layerMediaType: mediaType, configTargets: this.targets(SET_SCOPE) };
+    const base = { diffIds, layerMediaType: mediaType, configTargets: this.targets(SET_SCOPE), meter: (bytes: number) => this.meter(`${name}: layer ${n} of ${diffIds.length}`, bytes) };
     let n = 0;
     const onLayer = (bytes: number, known: boolean) => this.ctx.log.info(`${name}: ${known ? 'checking' : 'storing'} layer ${++n} of ${diffIds.length} (${formatBytes(bytes)})`);
     this.ctx.log.info(`${name}: reading the image (${diffIds.length} layer(s)) from the engine`);
@@ -483,7 +490,7 @@ class ContainerBackup {
     // A failed spool destroys the checker: the engine's archive must go with it, or the engine keeps
     // the container locked (a paused container could then never be unpaused).
     checked.once('close', () => archive.destroy());
-    const volume = await this.spool.take(checked, volumeMediaType(this.compression));
+    const volume = await this.spool.take(checked, volumeMediaType(this.compression), this.meter(`${container}: reading ${mount.name || mount.destination}`));
     pending.push(volume);
     return taken(volume.blob, archived, volume);
   }
@@ -515,7 +522,7 @@ class ContainerBackup {
     const targets = this.targets(SET_SCOPE);
     if (taken.volume) {
       this.ctx.log.info(`${taken.what}: storing ${formatBytes(taken.volume.blob.size)}`);
-      await this.spool.store(taken.volume, targets, taken.what);
+      await this.spool.store(taken.volume, targets, taken.what, this.meter(`${taken.what}: storing`, taken.volume.blob.size));
       stats.written++;
     }
     if (taken.metadata) await this.spool.store(taken.metadata, targets, `${taken.what} (side record)`);

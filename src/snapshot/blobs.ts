@@ -47,10 +47,10 @@ export interface StoreTarget {
  * Streams `source` once into `sink`: sha256 of the content, zstd or gzip as the media type says,
  * sha256 of the stored bytes. Resolves with the blob's descriptor once `sink` has finished.
  */
-export async function encodeInto(source: Readable, sink: NodeJS.WritableStream, mediaType: string): Promise<BlobDescriptor> {
+export async function encodeInto(source: Readable, sink: NodeJS.WritableStream, mediaType: string, meter?: Transform): Promise<BlobDescriptor> {
   const content = new Digester();
   const stored = new Digester();
-  const stages: Array<NodeJS.ReadableStream | NodeJS.WritableStream> = [source, content];
+  const stages: Array<NodeJS.ReadableStream | NodeJS.WritableStream> = [source, ...(meter ? [meter] : []), content];
   const compress = compressor(mediaType);
   if (compress) stages.push(compress);
   stages.push(stored, sink);
@@ -69,13 +69,14 @@ async function abortAll(err: unknown, targets: StoreTarget[], writers: BlobWrite
 
 /**
  * Streams `source` once into every target: sha256 of the content, zstd or gzip as the
- * media type says, sha256 of the stored bytes. Nothing is held whole in memory.
+ * media type says, sha256 of the stored bytes. Nothing is held whole in memory. `meter` (a
+ * pass-through) sees the content on its way, to report progress.
  */
-export async function storeBlob(source: Readable, targets: StoreTarget[], mediaType: string): Promise<BlobDescriptor> {
+export async function storeBlob(source: Readable, targets: StoreTarget[], mediaType: string, meter?: Transform): Promise<BlobDescriptor> {
   const writers: BlobWriter[] = [];
   try {
     for (const t of targets) writers.push(await t.dest.writeBlob(t.scope));
-    const blob = await encodeInto(source, fanOut(writers.map((w) => w.stream)), mediaType);
+    const blob = await encodeInto(source, fanOut(writers.map((w) => w.stream)), mediaType, meter);
     await Promise.all(writers.map((w) => w.commit(blob.digest, blob.size)));
     return blob;
   } catch (err) {
@@ -84,12 +85,12 @@ export async function storeBlob(source: Readable, targets: StoreTarget[], mediaT
   }
 }
 
-/** Streams bytes already encoded as `blob` (a spooled file) into every target, checked against its digest and size on the way. */
-export async function storeEncoded(source: Readable, blob: BlobDescriptor, targets: StoreTarget[], what: string): Promise<void> {
+/** Streams bytes already encoded as `blob` (a spooled file) into every target, checked against its digest and size on the way; `meter` as for storeBlob. */
+export async function storeEncoded(source: Readable, blob: BlobDescriptor, targets: StoreTarget[], what: string, meter?: Transform): Promise<void> {
   const writers: BlobWriter[] = [];
   try {
     for (const t of targets) writers.push(await t.dest.writeBlob(t.scope));
-    await pipeline([source, new Verifier(blob, what), fanOut(writers.map((w) => w.stream))]);
+    await pipeline([source, ...(meter ? [meter] : []), new Verifier(blob, what), fanOut(writers.map((w) => w.stream))]);
     await Promise.all(writers.map((w) => w.commit(blob.digest, blob.size)));
   } catch (err) {
     source.destroy();

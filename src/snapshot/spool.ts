@@ -80,15 +80,15 @@ export class Spool {
     this.made = true;
   }
 
-  /** Encodes `source` as `mediaType` into a file of the spool. Throws SpoolError when the disk runs short. */
-  async take(source: Readable, mediaType: string): Promise<SpooledBlob> {
+  /** Encodes `source` as `mediaType` into a file of the spool (`meter` sees the content). Throws SpoolError when the disk runs short. */
+  async take(source: Readable, mediaType: string, meter?: Transform): Promise<SpooledBlob> {
     await this.ready();
     // Named as dir: names its partial files, so its own sweep also clears a killed run's spool.
     const path = join(this.dir, `blob-${hostname()}-${process.pid}-${randomBytes(6).toString('hex')}`);
     this.files.add(path);
     try {
       const check = new RoomCheck(this.dir);
-      const [blob] = await Promise.all([encodeInto(source, check, mediaType), pipeline(check, createWriteStream(path, { flags: 'wx', mode: 0o600 }))]);
+      const [blob] = await Promise.all([encodeInto(source, check, mediaType, meter), pipeline(check, createWriteStream(path, { flags: 'wx', mode: 0o600 }))]);
       return { blob, path };
     } catch (err) {
       source.destroy();
@@ -101,13 +101,13 @@ export class Spool {
    * Copies a spooled blob to every target that lacks it (one read for all), moves it into the
    * spool's own dir: destination last, and removes it from the spool. Returns false when every target held it already.
    */
-  async store(spooled: SpooledBlob, targets: StoreTarget[], what: string): Promise<boolean> {
+  async store(spooled: SpooledBlob, targets: StoreTarget[], what: string, meter?: Transform): Promise<boolean> {
     try {
       const { blob, path } = spooled;
       const lacking: StoreTarget[] = [];
       for (const t of targets) if (!(await t.dest.hasBlob(t.scope, blob.digest))) lacking.push(t);
       const copies = lacking.filter((t) => t.dest !== this.home);
-      if (copies.length > 0) await storeEncoded(createReadStream(path), blob, copies, what);
+      if (copies.length > 0) await storeEncoded(createReadStream(path), blob, copies, what, meter);
       if (lacking.length > copies.length) await this.home!.adoptBlob!(path, blob.digest, blob.size);
       return lacking.length > 0;
     } finally {

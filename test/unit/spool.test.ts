@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writ
 import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { spoolRoot, sweepSpools, tempTagPrefix } from '../../src/core/recovery.js';
 import { DirDestination } from '../../src/destinations/dir.js';
 import { SET_SCOPE } from '../../src/destinations/types.js';
@@ -28,10 +28,14 @@ describe('the spool', () => {
     const env = { RUNNER_TEMP: temp() };
     const dest = new MemoryDestination();
     const spool = Spool.for([dest], env);
-    const spooled = await spool.take(content(), 'application/vnd.test+zstd');
+    const seen = { read: 0, stored: 0 };
+    const counting = (key: keyof typeof seen) => new Transform({ transform: (c: Buffer, _e, done) => ((seen[key] += c.length), done(null, c)) });
+    const spooled = await spool.take(content(), 'application/vnd.test+zstd', counting('read'));
     expect(statSync(spooled.path).mode & 0o777).toBe(0o600);
     expect(spooled.path.startsWith(spoolRoot(env))).toBe(true);
-    expect(await spool.store(spooled, [{ dest, scope: SET_SCOPE }], 'v')).toBe(true);
+    expect(await spool.store(spooled, [{ dest, scope: SET_SCOPE }], 'v', counting('stored'))).toBe(true);
+    // A meter sees the content as it is read, and the stored (compressed) bytes as they are copied.
+    expect(seen).toEqual({ read: spooled.blob.contentSize, stored: spooled.blob.size });
     expect(dest.blobs.get(spooled.blob.digest)?.length).toBe(spooled.blob.size);
     expect(files(spoolRoot(env))).toEqual([]);
     await spool.close();
