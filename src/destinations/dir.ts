@@ -221,25 +221,6 @@ export class DirDestination implements Destination {
     return exists(this.blobPath(digest));
   }
 
-  get spoolDir(): string {
-    return join(this.root, '.tmp');
-  }
-
-  async adoptBlob(path: string, digest: string, size: number): Promise<void> {
-    const written = (await stat(path)).size;
-    if (written !== size) {
-      await rm(path, { force: true });
-      throw new DestinationError(`${this.label}: blob ${digest} has ${written} bytes, expected ${size}`);
-    }
-    const target = this.blobPath(digest);
-    if (await exists(target)) {
-      await rm(path, { force: true });
-      return;
-    }
-    await fsyncPath(path);
-    await rename(path, target);
-  }
-
   async writeBlob(): Promise<BlobWriter> {
     const tmp = join(this.root, '.tmp', `blob-${hostname()}-${process.pid}-${randomBytes(6).toString('hex')}`);
     const stream = createWriteStream(tmp, { flags: 'wx', mode: FILE_MODE });
@@ -250,7 +231,18 @@ export class DirDestination implements Destination {
       stream,
       commit: async (digest, size) => {
         if (!stream.writableFinished) await once(stream, 'finish');
-        await this.adoptBlob(tmp, digest, size);
+        const written = (await stat(tmp)).size;
+        if (written !== size) {
+          await discard();
+          throw new DestinationError(`${this.label}: blob ${digest} has ${written} bytes, expected ${size}`);
+        }
+        const target = this.blobPath(digest);
+        if (await exists(target)) {
+          await discard();
+          return;
+        }
+        await fsyncPath(tmp);
+        await rename(tmp, target);
       },
       abort: async () => {
         stream.destroy();

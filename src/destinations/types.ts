@@ -44,16 +44,6 @@ export interface Destination {
   hasBlob(scope: BlobScope, digest: string): Promise<boolean>;
   writeBlob(scope: BlobScope): Promise<BlobWriter>;
   readBlob(scope: BlobScope, digest: string): Promise<Readable>;
-  /**
-   * A directory on the store's own filesystem (dir:) where a backup may spool a blob while its
-   * container is held, then move it in with `adoptBlob` instead of writing it twice. Absent where the store is remote.
-   */
-  readonly spoolDir?: string;
-  /**
-   * Moves a finished file of `spoolDir` into the store under `digest` (a rename; the file is gone
-   * after). Throws DestinationError when it does not hold `size` bytes.
-   */
-  adoptBlob?(path: string, digest: string, size: number): Promise<void>;
   hasSet(tag: string): Promise<boolean>;
   /** Written last: a set is listed only once everything it references is stored. */
   writeSet(set: SnapshotSet): Promise<SetReceipt>;

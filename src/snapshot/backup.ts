@@ -11,7 +11,7 @@ import { formatBytes } from '../util/format.js';
 import { TarChecker } from '../util/tar-check.js';
 import { withContainerLock } from '../core/locks.js';
 import { tempTagPrefix } from '../core/recovery.js';
-import { allHave, type StoreTarget } from './blobs.js';
+import { allHave, storeBlob, type StoreTarget } from './blobs.js';
 import { storeSavedImage } from './image-archive.js';
 import {
   SET_MEDIA_TYPE,
@@ -27,13 +27,13 @@ import {
   type VolumeRecord,
 } from './manifest.js';
 import { selectContainers, type Candidate } from './select.js';
-import { Spool, type SpooledBlob } from './spool.js';
+import { Spool, type Spooled } from './spool.js';
 import { forEachLimited } from '../util/pool.js';
 import { meterWith, type Meter } from '../util/progress.js';
 import { copyBlobs, tagState, unwrittenLine, writeSetEverywhere, type SetPlacement, type TagState } from './set-writes.js';
 import { captureSpec, containerReferences, userNetworkNames } from './spec.js';
 import { mountsToTake, type MountToTake } from './volumes.js';
-import { archiveRoot, keepVolumeMetadata, matchedScan, scanVolumeMetadata, type MetadataScan, type RootStat } from './volume-metadata.js';
+import { archiveRoot, keepVolumeMetadata, matchedScan, scanVolumeMetadata, type MetadataScan } from './volume-metadata.js';
 
 export const TOOL = { name: 'container-snapshot', version: '0.1.0' };
 
@@ -263,7 +263,7 @@ class ContainerBackup {
     for (const mount of mounts) plans.push(await this.planVolume(name, mount));
     // What is read while held goes to the spool, and to the destinations only once the container is back.
     const taken: TakenVolume[] = [];
-    const pending: SpooledBlob[] = [];
+    const pending: Spooled[] = [];
     const hooks = hooksFor(this.opts, info.Config.Labels ?? {});
     if ((hooks.pre || hooks.post) && !running) log.info(`${name}: not running (${status}), so its pre- and post-command are not run`);
     try {
@@ -277,13 +277,13 @@ class ContainerBackup {
           for (const plan of plans) {
             const { mount } = plan;
             log.info(`${name}: reading ${mount.type === 'bind' ? `bind mount ${mount.source}` : `volume ${mount.name}`}`);
-            taken.push(await phase(`volume ${mount.name || mount.destination}`, () => this.takeVolume(info.Id, name, plan, stats, pending)));
+            taken.push(await phase(`volume ${mount.name || mount.destination}`, () => this.takeVolume(info.Id, name, plan, pending)));
           }
           return committed;
         }),
       );
       signal?.throwIfAborted();
-      for (const t of taken) volumes.push(await phase(`volume ${t.record.name || t.record.destination}`, () => this.storeVolume(t, stats)));
+      for (const t of taken) volumes.push(await phase(`volume ${t.plan.mount.name || t.plan.mount.destination}`, () => this.storeVolume(name, t, stats)));
       const { image, stats: layerStats } = await phase('image layers', () => this.saveImage(imageId, name));
       stats.written += layerStats.written;
       stats.reused += layerStats.reused;
@@ -458,75 +458,61 @@ class ContainerBackup {
   }
 
   /**
-   * Reads a mount while the container is held, touching no destination: a digest pass when an
-   * earlier set may hold the same content, else its archive into the spool (and its side record).
-   * What it spools is also pushed to `pending`, for the caller to remove whatever happens.
+   * Reads a mount while the container is held, touching no destination and compressing nothing:
+   * its archive into the spool, as the engine sends it, and a scan of what the archive drops.
+   * The spooled file is also pushed to `pending`, for the caller to remove whatever happens.
    */
-  private async takeVolume(id: string, container: string, plan: VolumePlan, stats: { reused: number }, pending: SpooledBlob[]): Promise<TakenVolume> {
+  private async takeVolume(id: string, container: string, plan: VolumePlan, pending: Spooled[]): Promise<TakenVolume> {
     const { engine, signal } = this.ctx;
-    const { mount, record, hostPath, previous } = plan;
-    // Read beside the archive, while the container is held: what the engine's archive drops.
+    const { mount, hostPath } = plan;
     const scanning = scanVolumeMetadata(hostPath);
-    const taken = (blob: BlobDescriptor, archived: Promise<RootStat | undefined>, volume?: SpooledBlob) =>
-      this.withMetadata(container, mount, { ...record, blob }, { scanning, archived, hostPath }, pending).then((t) => ({ ...t, ...(volume ? { volume } : {}) }));
-    if (previous) {
-      const digester = new Digester();
-      const archive = await engine.getArchive(id, mount.destination, signal);
-      const archived = archiveRoot(archive);
-      archive.on('error', (err) => digester.destroy(err));
-      // Closed with the digester whatever happens: an archive left open holds the container's lock in the engine.
-      digester.once('close', () => archive.destroy());
-      await drain(archive.pipe(digester));
-      if (digester.digest === previous.contentDigest) {
-        stats.reused++;
-        return taken(previous, archived);
-      }
-    }
     await this.spool.ready();
     const archive = await engine.getArchive(id, mount.destination, signal);
     const archived = archiveRoot(archive);
-    const checked = archive.pipe(new TarChecker(`${container}: ${mount.name || mount.destination}`));
-    archive.on('error', (err) => checked.destroy(err));
-    // A failed spool destroys the checker: the engine's archive must go with it, or the engine keeps
-    // the container locked (a paused container could then never be unpaused).
-    checked.once('close', () => archive.destroy());
-    const volume = await this.spool.take(checked, volumeMediaType(this.compression), this.meter(`${container}: reading ${mount.name || mount.destination}`));
-    pending.push(volume);
-    return taken(volume.blob, archived, volume);
+    // take() destroys the archive if it fails: one left open keeps the container locked in the engine (never unpaused).
+    const spooled = await this.spool.take(archive, this.meter(`${container}: reading ${mount.name || mount.destination}`));
+    pending.push(spooled);
+    return { plan, spooled, scan: matchedScan(await scanning, await archived, hostPath) };
   }
 
-  /** Keeps the side record of what the archive dropped (spooled), and says what it kept and what not (a warning). */
-  private async withMetadata(
-    container: string,
-    mount: MountToTake,
-    volume: VolumeRecord,
-    read: { scanning: Promise<MetadataScan>; archived: Promise<RootStat | undefined>; hostPath: string | undefined },
-    pending: SpooledBlob[],
-  ): Promise<TakenVolume> {
-    const what = `${container}: ${mount.type === 'bind' ? `bind mount ${mount.source}` : `volume ${mount.name}`}`;
-    let record: SpooledBlob | undefined;
-    const store = async (content: Readable) => {
-      record = await this.spool.take(content, volumeMetadataMediaType(this.compression));
-      pending.push(record);
-      return record.blob;
-    };
-    const scan = matchedScan(await read.scanning, await read.archived, read.hostPath);
+  /**
+   * Once the container is back: the spooled archive checked (a whole tar) and digested; the
+   * earlier set's blob when the content is the same, else compressed into every destination.
+   * Then the side record of what the archive dropped.
+   */
+  private async storeVolume(container: string, taken: TakenVolume, stats: { written: number; reused: number }): Promise<VolumeRecord> {
+    const { plan, spooled } = taken;
+    const what = `${container}: ${plan.mount.type === 'bind' ? `bind mount ${plan.mount.source}` : `volume ${plan.mount.name}`}`;
+    let blob = plan.previous && (await this.sameContent(spooled, plan.previous)) ? plan.previous : undefined;
+    if (blob) stats.reused++;
+    else {
+      this.ctx.log.info(`${what}: storing ${formatBytes(spooled.bytes)} (before compression)`);
+      const file = this.spool.read(spooled);
+      const checked = file.pipe(new TarChecker(`${container}: ${plan.mount.name || plan.mount.destination}`));
+      file.on('error', (err) => checked.destroy(err));
+      blob = await storeBlob(checked, this.targets(SET_SCOPE), volumeMediaType(this.compression), this.meter(`${what}: storing`, spooled.bytes));
+      stats.written++;
+    }
+    await this.spool.release(spooled);
+    return this.withMetadata(what, { ...plan.record, blob }, taken.scan);
+  }
+
+  /** True when the spooled archive's content is `previous`'s (its sha256). */
+  private async sameContent(spooled: Spooled, previous: BlobDescriptor): Promise<boolean> {
+    const digester = new Digester();
+    const file = this.spool.read(spooled);
+    file.on('error', (err) => digester.destroy(err));
+    await drain(file.pipe(digester));
+    return digester.digest === previous.contentDigest;
+  }
+
+  /** Keeps the side record of what the archive dropped, and says what it kept and what not (a warning). */
+  private async withMetadata(what: string, volume: VolumeRecord, scan: MetadataScan): Promise<VolumeRecord> {
+    const store = (content: Readable) => storeBlob(content, this.targets(SET_SCOPE), volumeMetadataMediaType(this.compression));
     const { metadata, kept } = await keepVolumeMetadata(scan, store);
     if (kept) this.ctx.log.info(`${what}: ${kept}`);
     if (metadata.notKept) this.ctx.log.warning(`${what}: not kept: ${metadata.notKept}`);
-    return { record: { ...volume, metadata }, what, ...(record ? { metadata: record } : {}) };
-  }
-
-  /** Copies what was spooled for a mount to the destinations, once its container is back. */
-  private async storeVolume(taken: TakenVolume, stats: { written: number }): Promise<VolumeRecord> {
-    const targets = this.targets(SET_SCOPE);
-    if (taken.volume) {
-      this.ctx.log.info(`${taken.what}: storing ${formatBytes(taken.volume.blob.size)}`);
-      await this.spool.store(taken.volume, targets, taken.what, this.meter(`${taken.what}: storing`, taken.volume.blob.size));
-      stats.written++;
-    }
-    if (taken.metadata) await this.spool.store(taken.metadata, targets, `${taken.what} (side record)`);
-    return taken.record;
+    return { ...volume, metadata };
   }
 }
 
@@ -538,12 +524,11 @@ interface VolumePlan {
   previous?: BlobDescriptor;
 }
 
-/** A mount read while held: its record, and what was spooled for it that the destinations still need. */
+/** A mount read while held: its plan, its archive in the spool, and the scan of what the archive drops. */
 interface TakenVolume {
-  record: VolumeRecord;
-  what: string;
-  volume?: SpooledBlob;
-  metadata?: SpooledBlob;
+  plan: VolumePlan;
+  spooled: Spooled;
+  scan: MetadataScan;
 }
 
 function outcome(record: ContainerRecord & { layerStats: { written: number; reused: number } }, refs: ContainerOutcome['destinations'], note?: string): ContainerOutcome {
@@ -679,7 +664,7 @@ async function checkAndStore(
   const history = await loadHistory(ctx.destinations);
   const compression = chooseCompression(opts, engineInfo.version);
   log.info(`Compression: ${compression}${opts.compression === 'auto' ? ' (auto)' : ''}`);
-  const spool = Spool.for(ctx.destinations, ctx.env ?? {});
+  const spool = Spool.for(ctx.env ?? {});
   // Aborted when one container fails with on-error: abort, so that the others stop (and are put back) too.
   const stopOthers = new AbortController();
   const signal = ctx.signal ? AbortSignal.any([ctx.signal, stopOthers.signal]) : stopOthers.signal;

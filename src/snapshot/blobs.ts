@@ -47,7 +47,7 @@ export interface StoreTarget {
  * Streams `source` once into `sink`: sha256 of the content, zstd or gzip as the media type says,
  * sha256 of the stored bytes. Resolves with the blob's descriptor once `sink` has finished.
  */
-export async function encodeInto(source: Readable, sink: NodeJS.WritableStream, mediaType: string, meter?: Transform): Promise<BlobDescriptor> {
+async function encodeInto(source: Readable, sink: NodeJS.WritableStream, mediaType: string, meter?: Transform): Promise<BlobDescriptor> {
   const content = new Digester();
   const stored = new Digester();
   const stages: Array<NodeJS.ReadableStream | NodeJS.WritableStream> = [source, ...(meter ? [meter] : []), content];
@@ -79,19 +79,6 @@ export async function storeBlob(source: Readable, targets: StoreTarget[], mediaT
     const blob = await encodeInto(source, fanOut(writers.map((w) => w.stream)), mediaType, meter);
     await Promise.all(writers.map((w) => w.commit(blob.digest, blob.size)));
     return blob;
-  } catch (err) {
-    source.destroy();
-    return abortAll(err, targets, writers);
-  }
-}
-
-/** Streams bytes already encoded as `blob` (a spooled file) into every target, checked against its digest and size on the way; `meter` as for storeBlob. */
-export async function storeEncoded(source: Readable, blob: BlobDescriptor, targets: StoreTarget[], what: string, meter?: Transform): Promise<void> {
-  const writers: BlobWriter[] = [];
-  try {
-    for (const t of targets) writers.push(await t.dest.writeBlob(t.scope));
-    await pipeline([source, ...(meter ? [meter] : []), new Verifier(blob, what), fanOut(writers.map((w) => w.stream))]);
-    await Promise.all(writers.map((w) => w.commit(blob.digest, blob.size)));
   } catch (err) {
     source.destroy();
     return abortAll(err, targets, writers);
