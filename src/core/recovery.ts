@@ -112,7 +112,7 @@ export function spoolRoot(env: NodeJS.ProcessEnv): string {
   return env.RUNNER_TEMP ? join(env.RUNNER_TEMP, 'container-snapshot-spool') : join(stateDir(env), 'spool');
 }
 
-/** Removes the spool directories of processes on this host that are gone (killed mid-backup); returns how many. */
+/** Removes the spool directories of processes on this host that are gone (killed mid-backup), with a warning where they held files; returns how many. */
 export async function sweepSpools(env: NodeJS.ProcessEnv, log: Logger): Promise<number> {
   const root = spoolRoot(env);
   const mine = new RegExp(`^${tempTagPrefix()}-(\\d+)-[0-9a-f]+$`);
@@ -120,8 +120,10 @@ export async function sweepSpools(env: NodeJS.ProcessEnv, log: Logger): Promise<
   for (const name of await readdir(root).catch(() => [] as string[])) {
     const pid = Number(mine.exec(name)?.[1] ?? NaN);
     if (!Number.isInteger(pid) || pid === process.pid || isAlive(pid, '')) continue;
+    const held = await readdir(join(root, name)).then((files) => files.length, () => 0);
     await rm(join(root, name), { recursive: true, force: true });
-    log.warning(`Removed the spool ${join(root, name)}, left by an interrupted backup`);
+    // An empty one (killed after its last upload) held nothing worth a word.
+    if (held > 0) log.warning(`Removed the spool ${join(root, name)}, left by an interrupted backup`);
     removed++;
   }
   return removed;
