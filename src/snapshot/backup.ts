@@ -231,7 +231,11 @@ class ContainerBackup {
     return this.ctx.destinations.map((dest) => ({ dest, scope }));
   }
 
-  async run(candidate: Candidate): Promise<ContainerRecord & { layerStats: { written: number; reused: number } }> {
+  /**
+   * Backs up one container. `turn` orders the image-layer phase of containers taken at once (selection
+   * order), so that a base layer they share is stored by the first and reused by the next.
+   */
+  async run(candidate: Candidate, turn: Turn = FREE_TURN): Promise<ContainerRecord & { layerStats: { written: number; reused: number } }> {
     const { engine, log, signal } = this.ctx;
     const info = await engine.inspectContainer(candidate.id, signal);
     const name = info.Name.replace(/^\//, '');
@@ -284,12 +288,17 @@ class ContainerBackup {
       );
       signal?.throwIfAborted();
       for (const t of taken) volumes.push(await phase(`volume ${t.plan.mount.name || t.plan.mount.destination}`, () => this.storeVolume(name, t, stats)));
+      await turn.wait();
       const { image, stats: layerStats } = await phase('image layers', () => this.saveImage(imageId, name));
+      // Containers later in this run share base layers with this one: stored once per set.
+      for (const layer of image.layers) if (!this.history.layers.has(layer.contentDigest)) this.history.layers.set(layer.contentDigest, layer);
+      turn.done();
       stats.written += layerStats.written;
       stats.reused += layerStats.reused;
       const pausedMs = held === 'pause' ? heldMs : 0;
       return { name, id: info.Id, status: status as ContainerRecord['status'], image: { ...image, id: imageId, baseImage: info.Config.Image }, volumes, spec, pausedMs, ...(held === 'stop' ? { stoppedMs: heldMs } : {}), layerStats: stats };
     } finally {
+      turn.done();
       await Promise.allSettled(pending.map((p) => this.spool.release(p)));
       await engine.removeImage(tempRef, { force: true });
       journal?.tempImageRemoved(tempRef);
@@ -516,6 +525,21 @@ class ContainerBackup {
   }
 }
 
+/** A container's place in the order of the image-layer phases: wait for the one before, then let the next go (once, whatever happens). */
+interface Turn {
+  wait(): Promise<void>;
+  done(): void;
+}
+
+const FREE_TURN: Turn = { wait: async () => undefined, done: () => undefined };
+
+/** Turns for `count` containers, each after the one before. */
+function turnsInOrder(count: number): Turn[] {
+  const releases: Array<() => void> = [];
+  const finished = Array.from({ length: count }, (_v, i) => new Promise<void>((resolve) => (releases[i] = resolve)));
+  return finished.map((_p, i) => ({ wait: () => (i === 0 ? Promise.resolve() : finished[i - 1]), done: () => releases[i]() }));
+}
+
 /** What is known of a mount before its container is held (ContainerBackup.planVolume). */
 interface VolumePlan {
   mount: MountToTake;
@@ -671,7 +695,7 @@ async function checkAndStore(
   const worker = new ContainerBackup({ ...ctx, signal }, opts, history, compression, spool);
   let stored: Omit<BackupResult, 'tag' | 'containers' | 'failed'> | undefined;
   try {
-    stored = await backUpAndStore(ctx, opts, selected, { worker, stopOthers, signal }, history, created, engineInfo, outcomes);
+    stored = await backUpAndStore(ctx, opts, selected, { worker, stopOthers, signal }, created, engineInfo, outcomes);
   } finally {
     await spool.close();
     // Where no set was written (a failure, an abort, every container failed): drop what was stored for it, where nothing else would.
@@ -696,20 +720,19 @@ type Taken = ContainerRecord & { layerStats: { written: number; reused: number }
  * records and the failures, both in selection order. With on-error: abort, the first failure stops
  * the others (each put back as it stands) and throws once they have.
  */
-async function backUpEach(ctx: BackupContext, opts: BackupOptions, selected: Candidate[], crew: Crew, history: History): Promise<{ records: Taken[]; failures: ContainerOutcome[] }> {
+async function backUpEach(ctx: BackupContext, opts: BackupOptions, selected: Candidate[], crew: Crew): Promise<{ records: Taken[]; failures: ContainerOutcome[] }> {
   const { log } = ctx;
   const records: Array<Taken | undefined> = [];
   const failures: Array<ContainerOutcome | undefined> = [];
   let abortedAt: ContainerOutcome | undefined;
   const together = Math.min(opts.parallelism, selected.length) > 1;
+  const turns = turnsInOrder(selected.length);
   const one = async (c: Candidate, i: number) => {
     try {
-      const take = () => withContainerLock(ctx.env ?? {}, c, opts.lockTimeoutMs, () => crew.worker.run(c), crew.signal);
+      const take = () => withContainerLock(ctx.env ?? {}, c, opts.lockTimeoutMs, () => crew.worker.run(c, turns[i]), crew.signal);
       // Groups of containers taken at once would interleave: their lines name the container instead.
       const record = together ? await take() : await log.group(`Back up ${c.name}`, take);
       records[i] = record;
-      // Containers later in this run share base layers with this one: stored once per set.
-      for (const layer of record.image.layers) if (!history.layers.has(layer.contentDigest)) history.layers.set(layer.contentDigest, layer);
       log.info(`${c.name}: ${record.image.layers.length} layer(s) and ${record.volumes.length} volume(s): ${record.layerStats.written} blob(s) stored, ${record.layerStats.reused} already there`);
     } catch (err) {
       // A cancelled run goes no further: its undo follows.
@@ -724,6 +747,9 @@ async function backUpEach(ctx: BackupContext, opts: BackupOptions, selected: Can
         abortedAt = f;
         crew.stopOthers.abort(new BackupError(`Aborted at ${c.name}`));
       }
+    } finally {
+      // Also when it never got to run (its lock not taken): the next one's layers wait for nothing more.
+      turns[i].done();
     }
   };
   await forEachLimited(selected, opts.parallelism, one, () => crew.stopOthers.signal.aborted);
@@ -736,13 +762,12 @@ async function backUpAndStore(
   opts: BackupOptions,
   selected: Candidate[],
   crew: Crew,
-  history: History,
   created: string,
   engineInfo: SnapshotSet['source']['engine'],
   outcomes: ContainerOutcome[],
 ): Promise<Omit<BackupResult, 'tag' | 'containers' | 'failed'>> {
   const { log } = ctx;
-  const { records, failures } = await backUpEach(ctx, opts, selected, crew, history);
+  const { records, failures } = await backUpEach(ctx, opts, selected, crew);
   outcomes.push(...failures);
   if (records.length === 0) return { written: false, artifacts: [], destinations: [] };
   const env = ctx.env ?? {};
