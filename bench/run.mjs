@@ -13,6 +13,7 @@ import { accessSync, constants, existsSync, lstatSync, mkdtempSync, openSync, cl
 import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { pauseAndParallel } from './pause.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = join(ROOT, 'dist/cli.js');
@@ -34,7 +35,7 @@ function parseOptions(argv) {
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    if (a === '--quick') Object.assign(opts, { layerMB: 30, volumeMB: 10 });
+    if (a === '--quick') Object.assign(opts, { layerMB: 30, volumeMB: 10, quick: true });
     else if (a === '--mb') opts.layerMB = Number(argv[++i]);
     else if (a === '--volume-mb') opts.volumeMB = Number(argv[++i]);
     else if (a === '--runs') opts.runs = Number(argv[++i]);
@@ -577,6 +578,9 @@ async function main() {
     });
     const d = { raw: b.dRaw, zstd: b.dZstd, gzip: b.dGzip };
     const [cs, csGz, csArt] = [b.cs, b.csGz, b.csArt];
+    // Before the restores, which remove the fixture container.
+    progress('pause and parallel containers');
+    const pauses = await pauseAndParallel(ctx, { measure, rounds, combine, sh, q, csBackupCmd, CLI });
     progress('restore');
     const r = await rounds(opts.runs, { zstd: dockerRestore(ctx, 'zstd'), cs: csRestore(ctx), csArt: csRestoreArtifact(ctx), raw: dockerRestore(ctx, 'raw') });
     const dr = { raw: r.raw, zstd: r.zstd };
@@ -608,6 +612,7 @@ async function main() {
       row('container-snapshot restore', 'zstd set', cr.cold, rr),
       row('container-snapshot restore', 'artifacts', r.csArt.cold, rz),
     ]);
+    pauses.print();
     printNotes(ctx);
   } finally {
     await ctx.artifacts?.stop();

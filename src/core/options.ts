@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { posix, resolve } from 'node:path';
 import type { Decryption, Encryption } from '../crypto/keyring.js';
 import type { RetentionPolicy } from '../snapshot/retention.js';
@@ -81,6 +82,8 @@ export interface BackupOptions {
   lockTimeoutMs: number;
   /** The engine to back up from (docker-host, else DOCKER_HOST); absent: the client's default (DOCKER_HOST as dockerode reads it, else the local socket). */
   engine?: EngineAddress;
+  /** How many containers are backed up at once, each held (paused or stopped) on its own. */
+  parallelism: number;
   /** The words of the interface the options came from, for messages; the action's when absent. */
   words?: Vocabulary;
 }
@@ -373,6 +376,14 @@ export function parseArtifactRun(source: DestinationSpec, runId: string, reposit
 /** Seconds, 0 to 3600, or '' for the container's own stop timeout. */
 export function parseStopTimeout(raw: string, name = 'stop-timeout'): number | undefined {
   return parseWholeNumber(name, raw, 0, 3600, 'whole seconds from 0 to 3600');
+}
+
+/** The most containers a backup takes at once. */
+export const MAX_PARALLELISM = 64;
+
+/** Containers backed up at once, 1 to MAX_PARALLELISM; '' for the default (the number of CPUs). */
+export function parseParallelism(raw: string, name = 'parallelism'): number {
+  return parseWholeNumber(name, raw, 1, MAX_PARALLELISM, `a whole number from 1 to ${MAX_PARALLELISM}`) ?? Math.min(availableParallelism(), MAX_PARALLELISM);
 }
 
 /** Seconds, 1 to 86400; '' for the default. */

@@ -1,9 +1,10 @@
 import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readdir, rm } from 'node:fs/promises';
 import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Engine } from '../engine/engine.js';
 import { errorMessage, type Logger } from './log.js';
-import { TEMP_IMAGE_REPOSITORY, tempImageOwner } from './temp-images.js';
+import { TEMP_IMAGE_REPOSITORY, runNameOwner, tempImageOwner } from './run-names.js';
 import { UndoJournal, pendingFrom, undo, type PendingUndo } from './undo.js';
 
 /** Who wrote a journal file: a process of a host, talking to an engine. */
@@ -98,6 +99,31 @@ export function fileJournal(env: NodeJS.ProcessEnv, onChange?: (pending: Pending
 }
 
 /**
+ * Where a backup spools what it read while a container was held, when no dir: destination
+ * takes the spool: `$RUNNER_TEMP/container-snapshot-spool`, else `<state dir>/spool`. Each run
+ * spools in a directory of its own there, named `<host prefix>-<pid>-<random>`.
+ */
+export function spoolRoot(env: NodeJS.ProcessEnv): string {
+  return env.RUNNER_TEMP ? join(env.RUNNER_TEMP, 'container-snapshot-spool') : join(stateDir(env), 'spool');
+}
+
+/** Removes the spool directories of processes on this host that are gone (killed mid-backup), with a warning where they held files; returns how many. */
+export async function sweepSpools(env: NodeJS.ProcessEnv, log: Logger): Promise<number> {
+  const root = spoolRoot(env);
+  let removed = 0;
+  for (const name of await readdir(root).catch(() => [] as string[])) {
+    const pid = runNameOwner(name);
+    if (pid === undefined || pid === process.pid || isAlive(pid, '')) continue;
+    const held = await readdir(join(root, name)).then((files) => files.length, () => 0);
+    await rm(join(root, name), { recursive: true, force: true });
+    // An empty one (killed after its last upload) held nothing worth a word.
+    if (held > 0) log.warning(`Removed the spool ${join(root, name)}, left by an interrupted backup`);
+    removed++;
+  }
+  return removed;
+}
+
+/**
  * Removes temporary commit images of processes on this host that are gone. A commit in flight
  * when its process was killed lands in the engine after the fact, even after a recovery that
  * found nothing to remove yet: this catches it on a later run.
@@ -114,7 +140,7 @@ async function sweepTempImages(engine: Engine, log: Logger): Promise<void> {
 }
 
 /**
- * Undoes what runs on this host that are no longer alive left stopped, paused or committed;
+ * Undoes what runs on this host that are no longer alive left stopped, paused or committed (and removes their spools);
  * returns how many runs. A journal is removed once each thing it names is back as it was or gone.
  */
 export async function recoverAbandoned(engine: Engine, log: Logger, env: NodeJS.ProcessEnv): Promise<number> {
@@ -135,5 +161,6 @@ export async function recoverAbandoned(engine: Engine, log: Logger, env: NodeJS.
     recovered++;
   }
   await sweepTempImages(engine, log);
+  await sweepSpools(env, log);
   return recovered;
 }

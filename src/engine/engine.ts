@@ -106,9 +106,22 @@ function untilAborted<T>(operation: Promise<T>, signal: AbortSignal): Promise<T>
   });
 }
 
-/** Destroys a response stream when the signal aborts, so whatever reads it fails at once. */
+/**
+ * A response stream, closed if it arrives once the call was given up: an archive nobody reads
+ * keeps the container locked in the engine (then it can be neither unpaused nor removed).
+ */
+function closedIfAborted<S extends Readable>(response: Promise<S>, signal?: AbortSignal): Promise<S> {
+  if (signal) void response.then((stream) => signal.aborted && stream.destroy(), () => undefined);
+  return response;
+}
+
+/** Destroys a response stream when the signal aborts (or has), so whatever reads it fails at once. */
 function endOnAbort<S extends Readable>(stream: S, signal?: AbortSignal): S {
   if (!signal) return stream;
+  if (signal.aborted) {
+    stream.destroy(signal.reason as Error);
+    return stream;
+  }
   const onAbort = () => stream.destroy(signal.reason as Error);
   signal.addEventListener('abort', onAbort, { once: true });
   stream.once('close', () => signal.removeEventListener('abort', onAbort));
@@ -380,7 +393,7 @@ export class Engine {
 
   /** `docker save`: a tar stream of the image (legacy or OCI layout, both with manifest.json). */
   async saveImage(ref: string, signal?: AbortSignal): Promise<Readable> {
-    return endOnAbort(await call(`save image ${ref}`, () => this.docker.getImage(ref).get() as Promise<Readable>, signal), signal);
+    return endOnAbort(await call(`save image ${ref}`, () => closedIfAborted(this.docker.getImage(ref).get() as Promise<Readable>, signal), signal), signal);
   }
 
   /** `docker load`; returns the loaded image IDs and references the engine reports. */
@@ -409,7 +422,7 @@ export class Engine {
 
   /** Streams `path` of the container's filesystem (volumes included) as a tar. */
   async getArchive(id: string, path: string, signal?: AbortSignal): Promise<Readable> {
-    const archive = await call(`read ${path} of container ${id}`, () => this.docker.getContainer(id).getArchive({ path }) as unknown as Promise<Readable>, signal);
+    const archive = await call(`read ${path} of container ${id}`, () => closedIfAborted(this.docker.getContainer(id).getArchive({ path }) as unknown as Promise<Readable>, signal), signal);
     return endOnAbort(archive, signal);
   }
 

@@ -11,7 +11,7 @@ import { formatBytes } from '../util/format.js';
 import { TarChecker } from '../util/tar-check.js';
 import { withContainerLock } from '../core/locks.js';
 import type { Journal } from '../core/journal.js';
-import { tempImageName } from '../core/temp-images.js';
+import { tempImageName } from '../core/run-names.js';
 import { allHave, storeBlob, type StoreTarget } from './blobs.js';
 import { storeSavedImage } from './image-archive.js';
 import {
@@ -30,10 +30,13 @@ import {
 import { setForHistory } from './sealed-sets.js';
 import { imageConfigWithoutEnv, secretEnvWarning, specWithoutEnv } from './secret-env.js';
 import { selectContainers, type Candidate } from './select.js';
+import { Spool, type Spooled } from './spool.js';
+import { forEachLimited } from '../util/pool.js';
+import { meterWith, type Meter } from '../util/progress.js';
 import { copyBlobs, tagState, unwrittenLine, writeSetEverywhere, type SetPlacement, type TagState } from './set-writes.js';
 import { captureSpec, containerReferences, userNetworkNames } from './spec.js';
 import { mountsToTake, type MountToTake } from './volumes.js';
-import { archiveRoot, keepVolumeMetadata, matchedScan, scanVolumeMetadata, type MetadataScan, type RootStat } from './volume-metadata.js';
+import { archiveRoot, keepVolumeMetadata, matchedScan, scanVolumeMetadata, type MetadataScan } from './volume-metadata.js';
 import { TOOL } from '../version.js';
 
 export interface BackupContext {
@@ -45,6 +48,8 @@ export interface BackupContext {
   now?: () => Date;
   /** Aborted when the run is cancelled: the pipeline stops, and puts back what it changed. */
   signal?: AbortSignal;
+  /** Reports long transfers; a line to `log` every 5 s when absent. */
+  meter?: Meter;
 }
 
 export interface ContainerOutcome {
@@ -192,16 +197,25 @@ class ContainerBackup {
     private readonly opts: BackupOptions,
     private readonly history: History,
     private readonly compression: Compression,
+    private readonly spool: Spool,
   ) {}
 
   /** Why a container was not held as asked, by container ID. */
   readonly notes = new Map<string, string>();
 
+  private get meter(): Meter {
+    return this.ctx.meter ?? meterWith((line) => this.ctx.log.info(line));
+  }
+
   private targets(scope: StoreTarget['scope']): StoreTarget[] {
     return this.ctx.destinations.map((dest) => ({ dest, scope }));
   }
 
-  async run(candidate: Candidate): Promise<ContainerRecord & { layerStats: { written: number; reused: number } }> {
+  /**
+   * Backs up one container. `turn` orders the image-layer phase of containers taken at once (selection
+   * order), so that a base layer they share is stored by the first and reused by the next.
+   */
+  async run(candidate: Candidate, turn: Turn = FREE_TURN): Promise<ContainerRecord & { layerStats: { written: number; reused: number } }> {
     const { engine, log, signal } = this.ctx;
     const info = await engine.inspectContainer(candidate.id, signal);
     const name = info.Name.replace(/^\//, '');
@@ -231,6 +245,11 @@ class ContainerBackup {
     const tempRef = `${temp.repo}:${temp.tag}`;
     const volumes: VolumeRecord[] = [];
     const stats = { written: 0, reused: 0 };
+    const plans: VolumePlan[] = [];
+    for (const mount of mounts) plans.push(await this.planVolume(name, mount));
+    // What is read while held goes to the spool, and to the destinations only once the container is back.
+    const taken: TakenVolume[] = [];
+    const pending: Spooled[] = [];
     const hooks = hooksFor(this.opts, info.Config.Labels ?? {});
     if ((hooks.pre || hooks.post) && !running) log.info(`${name}: not running (${status}), so its pre- and post-command are not run`);
     try {
@@ -241,14 +260,21 @@ class ContainerBackup {
           log.info(`${name}: committing the writable layer`);
           const commit = engine.commit(info.Id, { pause: false, ...temp });
           const committed = await phase('commit', () => (journal ? journal.track(commit) : commit));
-          for (const mount of mounts) {
+          for (const plan of plans) {
+            const { mount } = plan;
             log.info(`${name}: reading ${mount.type === 'bind' ? `bind mount ${mount.source}` : `volume ${mount.name}`}`);
-            volumes.push(await phase(`volume ${mount.name || mount.destination}`, () => this.takeVolume(info.Id, name, mount, stats)));
+            taken.push(await phase(`volume ${mount.name || mount.destination}`, () => this.takeVolume(info.Id, name, plan, pending)));
           }
           return committed;
         }),
       );
+      signal?.throwIfAborted();
+      for (const t of taken) volumes.push(await phase(`volume ${t.plan.mount.name || t.plan.mount.destination}`, () => this.storeVolume(name, t, stats)));
+      await turn.wait();
       const { image, stats: layerStats } = await phase('image layers', () => this.saveImage(imageId, name));
+      // Containers later in this run share base layers with this one: stored once per set.
+      for (const layer of image.layers) if (!this.history.layers.has(layer.contentDigest)) this.history.layers.set(layer.contentDigest, layer);
+      turn.done();
       stats.written += layerStats.written;
       stats.reused += layerStats.reused;
       const pausedMs = held === 'pause' ? heldMs : 0;
@@ -256,6 +282,8 @@ class ContainerBackup {
       const id = this.opts.excludeEnv.length > 0 ? image.config.contentDigest : imageId;
       return { name, id: info.Id, status: status as ContainerRecord['status'], image: { ...image, id, baseImage: info.Config.Image }, volumes, spec, pausedMs, ...(held === 'stop' ? { stoppedMs: heldMs } : {}), layerStats: stats };
     } finally {
+      turn.done();
+      await Promise.allSettled(pending.map((p) => this.spool.release(p)));
       await engine.removeImage(tempRef, { force: true });
       journal?.tempImageRemoved(tempRef);
     }
@@ -391,7 +419,7 @@ class ContainerBackup {
     const mediaType = layerMediaType(this.compression);
     const exclude = this.opts.excludeEnv;
     const rewriteConfig = exclude.length > 0 ? (config: Buffer) => imageConfigWithoutEnv(config, exclude) : undefined;
-    const base = { diffIds, layerMediaType: mediaType, configTargets: this.targets(SET_SCOPE), rewriteConfig };
+    const base = { diffIds, layerMediaType: mediaType, configTargets: this.targets(SET_SCOPE), rewriteConfig, meter: (bytes: number) => this.meter(`${name}: layer ${n} of ${diffIds.length}`, bytes) };
     let n = 0;
     const onLayer = (bytes: number, known: boolean) => this.ctx.log.info(`${name}: ${known ? 'checking' : 'storing'} layer ${++n} of ${diffIds.length} (${formatBytes(bytes)})`);
     this.ctx.log.info(`${name}: reading the image (${diffIds.length} layer(s)) from the engine`);
@@ -404,15 +432,10 @@ class ContainerBackup {
     return { image: result.image, stats: { written: result.written, reused: result.reused } };
   }
 
-  private async takeVolume(id: string, container: string, mount: MountToTake, stats: { written: number; reused: number }): Promise<VolumeRecord> {
+  /** What is known of a mount before the hold: its record so far, where it is on the host, and an earlier set's blob it may turn out to equal. */
+  private async planVolume(container: string, mount: MountToTake): Promise<VolumePlan> {
     const { engine, signal } = this.ctx;
-    const targets = this.targets(SET_SCOPE);
-    const record: Omit<VolumeRecord, 'blob'> = {
-      type: mount.type,
-      name: mount.name,
-      anonymous: mount.anonymous,
-      destination: mount.destination,
-    };
+    const record: Omit<VolumeRecord, 'blob'> = { type: mount.type, name: mount.name, anonymous: mount.anonymous, destination: mount.destination };
     let hostPath = mount.source;
     if (mount.type === 'bind') record.source = mount.source;
     else {
@@ -424,44 +447,98 @@ class ContainerBackup {
         hostPath = v.Mountpoint;
       }
     }
-    // Read beside the archive, while the container is held: what the engine's archive drops.
-    const scanning = scanVolumeMetadata(hostPath);
-    let archived: Promise<RootStat | undefined> | undefined;
     const previous = this.history.volumes.get(volumeKey(container, mount.destination));
-    if (previous && previous.mediaType === volumeMediaType(this.compression) && (await allHave(targets, previous.digest))) {
-      const digester = new Digester();
-      const archive = await engine.getArchive(id, mount.destination, signal);
-      archived = archiveRoot(archive);
-      archive.on('error', (err) => digester.destroy(err));
-      // Closed with the digester whatever happens: an archive left open holds the container's lock in the engine.
-      digester.once('close', () => archive.destroy());
-      await drain(archive.pipe(digester));
-      if (digester.digest === previous.contentDigest) {
-        stats.reused++;
-        return this.withMetadata(container, mount, { ...record, blob: previous }, matchedScan(await scanning, await archived, hostPath));
-      }
-    }
+    const reusable = previous && previous.mediaType === volumeMediaType(this.compression) && (await allHave(this.targets(SET_SCOPE), previous.digest));
+    return { mount, record, hostPath, ...(reusable ? { previous } : {}) };
+  }
+
+  /**
+   * Reads a mount while the container is held, touching no destination and compressing nothing:
+   * its archive into the spool, as the engine sends it, and a scan of what the archive drops.
+   * The spooled file is also pushed to `pending`, for the caller to remove whatever happens.
+   */
+  private async takeVolume(id: string, container: string, plan: VolumePlan, pending: Spooled[]): Promise<TakenVolume> {
+    const { engine, signal } = this.ctx;
+    const { mount, hostPath } = plan;
+    const scanning = scanVolumeMetadata(hostPath);
+    await this.spool.ready();
     const archive = await engine.getArchive(id, mount.destination, signal);
-    archived = archiveRoot(archive);
-    const checked = archive.pipe(new TarChecker(`${container}: ${mount.name || mount.destination}`));
-    archive.on('error', (err) => checked.destroy(err));
-    // A failed store destroys the checker: the engine's archive must go with it, or the engine keeps
-    // the container locked (a paused container could then never be unpaused).
-    checked.once('close', () => archive.destroy());
-    const blob = await storeBlob(checked, targets, volumeMediaType(this.compression));
-    stats.written++;
-    return this.withMetadata(container, mount, { ...record, blob }, matchedScan(await scanning, await archived, hostPath));
+    const archived = archiveRoot(archive);
+    // take() destroys the archive if it fails: one left open keeps the container locked in the engine (never unpaused).
+    const spooled = await this.spool.take(archive, this.meter(`${container}: reading ${mount.name || mount.destination}`));
+    pending.push(spooled);
+    return { plan, spooled, scan: matchedScan(await scanning, await archived, hostPath) };
+  }
+
+  /**
+   * Once the container is back: the spooled archive checked (a whole tar) and digested; the
+   * earlier set's blob when the content is the same, else compressed into every destination.
+   * Then the side record of what the archive dropped.
+   */
+  private async storeVolume(container: string, taken: TakenVolume, stats: { written: number; reused: number }): Promise<VolumeRecord> {
+    const { plan, spooled } = taken;
+    const what = `${container}: ${plan.mount.type === 'bind' ? `bind mount ${plan.mount.source}` : `volume ${plan.mount.name}`}`;
+    let blob = plan.previous && (await this.sameContent(spooled, plan.previous)) ? plan.previous : undefined;
+    if (blob) stats.reused++;
+    else {
+      this.ctx.log.info(`${what}: storing ${formatBytes(spooled.bytes)} (before compression)`);
+      const file = this.spool.read(spooled);
+      const checked = file.pipe(new TarChecker(`${container}: ${plan.mount.name || plan.mount.destination}`));
+      file.on('error', (err) => checked.destroy(err));
+      blob = await storeBlob(checked, this.targets(SET_SCOPE), volumeMediaType(this.compression), this.meter(`${what}: storing`, spooled.bytes));
+      stats.written++;
+    }
+    await this.spool.release(spooled);
+    return this.withMetadata(what, { ...plan.record, blob }, taken.scan);
+  }
+
+  /** True when the spooled archive's content is `previous`'s (its sha256). */
+  private async sameContent(spooled: Spooled, previous: BlobDescriptor): Promise<boolean> {
+    const digester = new Digester();
+    const file = this.spool.read(spooled);
+    file.on('error', (err) => digester.destroy(err));
+    await drain(file.pipe(digester));
+    return digester.digest === previous.contentDigest;
   }
 
   /** Keeps the side record of what the archive dropped, and says what it kept and what not (a warning). */
-  private async withMetadata(container: string, mount: MountToTake, volume: VolumeRecord, scan: MetadataScan): Promise<VolumeRecord> {
-    const what = `${container}: ${mount.type === 'bind' ? `bind mount ${mount.source}` : `volume ${mount.name}`}`;
+  private async withMetadata(what: string, volume: VolumeRecord, scan: MetadataScan): Promise<VolumeRecord> {
     const store = (content: Readable) => storeBlob(content, this.targets(SET_SCOPE), volumeMetadataMediaType(this.compression));
     const { metadata, kept } = await keepVolumeMetadata(scan, store);
     if (kept) this.ctx.log.info(`${what}: ${kept}`);
     if (metadata.notKept) this.ctx.log.warning(`${what}: not kept: ${metadata.notKept}`);
     return { ...volume, metadata };
   }
+}
+
+/** A container's place in the order of the image-layer phases: wait for the one before, then let the next go (once, whatever happens). */
+interface Turn {
+  wait(): Promise<void>;
+  done(): void;
+}
+
+const FREE_TURN: Turn = { wait: async () => undefined, done: () => undefined };
+
+/** Turns for `count` containers, each after the one before. */
+function turnsInOrder(count: number): Turn[] {
+  const releases: Array<() => void> = [];
+  const finished = Array.from({ length: count }, (_v, i) => new Promise<void>((resolve) => (releases[i] = resolve)));
+  return finished.map((_p, i) => ({ wait: () => (i === 0 ? Promise.resolve() : finished[i - 1]), done: () => releases[i]() }));
+}
+
+/** What is known of a mount before its container is held (ContainerBackup.planVolume). */
+interface VolumePlan {
+  mount: MountToTake;
+  record: Omit<VolumeRecord, 'blob'>;
+  hostPath: string | undefined;
+  previous?: BlobDescriptor;
+}
+
+/** A mount read while held: its plan, its archive in the spool, and the scan of what the archive drops. */
+interface TakenVolume {
+  plan: VolumePlan;
+  spooled: Spooled;
+  scan: MetadataScan;
 }
 
 function outcome(record: ContainerRecord & { layerStats: { written: number; reused: number } }, refs: ContainerOutcome['destinations'], note?: string): ContainerOutcome {
@@ -597,11 +674,16 @@ async function checkAndStore(
   const history = await loadHistory(ctx.destinations);
   const compression = chooseCompression(opts, engineInfo.version);
   log.info(`Compression: ${compression}${opts.compression === 'auto' ? ' (auto)' : ''}`);
-  const worker = new ContainerBackup(ctx, opts, history, compression);
+  const spool = Spool.for(ctx.env ?? {});
+  // Aborted when one container fails with on-error: abort, so that the others stop (and are put back) too.
+  const stopOthers = new AbortController();
+  const signal = ctx.signal ? AbortSignal.any([ctx.signal, stopOthers.signal]) : stopOthers.signal;
+  const worker = new ContainerBackup({ ...ctx, signal }, opts, history, compression, spool);
   let stored: Omit<BackupResult, 'tag' | 'containers' | 'failed'> | undefined;
   try {
-    stored = await backUpAndStore(ctx, opts, selected, worker, history, created, engineInfo, outcomes);
+    stored = await backUpAndStore(ctx, opts, selected, { worker, stopOthers, signal }, created, engineInfo, outcomes);
   } finally {
+    await spool.close();
     // Where no set was written (a failure, an abort, every container failed): drop what was stored for it, where nothing else would.
     const holds = (d: Destination) => stored?.destinations.some((p) => p.destination === d.label && p.written);
     await Promise.allSettled(ctx.destinations.filter((d) => !holds(d)).map((d) => d.discard?.()));
@@ -610,37 +692,69 @@ async function checkAndStore(
   return { tag: opts.tag, containers: outcomes, failed: outcomes.filter((o) => o.status === 'failed').length, ...stored };
 }
 
+/** The containers' backups of one run: one worker, and the signal that stops them all (a cancel, or a failure with on-error: abort). */
+interface Crew {
+  worker: ContainerBackup;
+  stopOthers: AbortController;
+  signal: AbortSignal;
+}
+
+type Taken = ContainerRecord & { layerStats: { written: number; reused: number } };
+
+/**
+ * Backs up the selected containers, `opts.parallelism` at once, each held on its own. Returns the
+ * records and the failures, both in selection order. With on-error: abort, the first failure stops
+ * the others (each put back as it stands) and throws once they have.
+ */
+async function backUpEach(ctx: BackupContext, opts: BackupOptions, selected: Candidate[], crew: Crew): Promise<{ records: Taken[]; failures: ContainerOutcome[] }> {
+  const { log } = ctx;
+  const records: Array<Taken | undefined> = [];
+  const failures: Array<ContainerOutcome | undefined> = [];
+  let abortedAt: ContainerOutcome | undefined;
+  const together = Math.min(opts.parallelism, selected.length) > 1;
+  const turns = turnsInOrder(selected.length);
+  const one = async (c: Candidate, i: number) => {
+    try {
+      const take = () => withContainerLock(ctx.env ?? {}, c, opts.lockTimeoutMs, () => crew.worker.run(c, turns[i]), crew.signal);
+      // Groups of containers taken at once would interleave: their lines name the container instead.
+      const record = together ? await take() : await log.group(`Back up ${c.name}`, take);
+      records[i] = record;
+      log.info(`${c.name}: ${record.image.layers.length} layer(s) and ${record.volumes.length} volume(s): ${record.layerStats.written} blob(s) stored, ${record.layerStats.reused} already there`);
+    } catch (err) {
+      // A cancelled run goes no further: its undo follows.
+      if (ctx.signal?.aborted) throw ctx.signal.reason;
+      // Stopped because another container failed first: that failure is the one said.
+      if (crew.stopOthers.signal.aborted) return;
+      const f = failure(c.name, c.id, c.state, err);
+      failures[i] = f;
+      // Its reason is said once, in the caller's final error line.
+      if (opts.onError === 'continue') log.info(`${c.name}: failed; the others go on`);
+      if (opts.onError === 'abort') {
+        abortedAt = f;
+        crew.stopOthers.abort(new BackupError(`Aborted at ${c.name}`));
+      }
+    } finally {
+      // Also when it never got to run (its lock not taken): the next one's layers wait for nothing more.
+      turns[i].done();
+    }
+  };
+  await forEachLimited(selected, opts.parallelism, one, () => crew.stopOthers.signal.aborted);
+  if (abortedAt) throw new BackupError(`Aborted at ${abortedAt.name}; no snapshot set was written: ${abortedAt.error}`);
+  return { records: records.filter((r) => r !== undefined), failures: failures.filter((f) => f !== undefined) };
+}
+
 async function backUpAndStore(
   ctx: BackupContext,
   opts: BackupOptions,
   selected: Candidate[],
-  worker: ContainerBackup,
-  history: History,
+  crew: Crew,
   created: string,
   engineInfo: SnapshotSet['source']['engine'],
   outcomes: ContainerOutcome[],
 ): Promise<Omit<BackupResult, 'tag' | 'containers' | 'failed'>> {
   const { log } = ctx;
-  const records: Array<ContainerRecord & { layerStats: { written: number; reused: number } }> = [];
-  for (const c of selected) {
-    try {
-      const record = await log.group(`Back up ${c.name}`, () => withContainerLock(ctx.env ?? {}, c, opts.lockTimeoutMs, () => worker.run(c), ctx.signal));
-      records.push(record);
-      // Containers later in this run share base layers with this one: stored once per set.
-      for (const layer of record.image.layers) if (!history.layers.has(layer.contentDigest)) history.layers.set(layer.contentDigest, layer);
-      log.info(`${c.name}: ${record.image.layers.length} layer(s) and ${record.volumes.length} volume(s): ${record.layerStats.written} blob(s) stored, ${record.layerStats.reused} already there`);
-    } catch (err) {
-      // A cancelled run goes no further: its undo follows.
-      if (ctx.signal?.aborted) throw ctx.signal.reason;
-      const f = failure(c.name, c.id, c.state, err);
-      outcomes.push(f);
-      // Its reason is said once, in the caller's final error line.
-      if (opts.onError === 'continue') log.info(`${c.name}: failed; the others go on`);
-      if (opts.onError === 'abort') {
-        throw new BackupError(`Aborted at ${c.name}; no snapshot set was written: ${f.error}`);
-      }
-    }
-  }
+  const { records, failures } = await backUpEach(ctx, opts, selected, crew);
+  outcomes.push(...failures);
   if (records.length === 0) return { written: false, artifacts: [], destinations: [] };
   const env = ctx.env ?? {};
   const set: SnapshotSet = {
@@ -662,6 +776,6 @@ async function backUpAndStore(
   const writes = await writeSetEverywhere(set, ctx.destinations);
   const incomplete = unwrittenLine(opts.tag, writes.placements);
   if (!writes.placements.some((p) => p.written)) throw new BackupError(incomplete ?? `Snapshot ${opts.tag} was not written.`);
-  for (const r of records) outcomes.push(outcome(r, writes.refs.get(r.name) ?? [], worker.notes.get(r.id)));
+  for (const r of records) outcomes.push(outcome(r, writes.refs.get(r.name) ?? [], crew.worker.notes.get(r.id)));
   return { written: true, artifacts: writes.artifacts, destinations: writes.placements, ...(incomplete ? { incomplete } : {}) };
 }

@@ -68,41 +68,54 @@ export interface StoreTarget {
 }
 
 /**
+ * Streams `source` once into `sink`: sha256 of the content, zstd or gzip as the media type says,
+ * age encryption with `keyring`, sha256 of the stored bytes. Resolves with the blob's descriptor
+ * once `sink` has finished.
+ */
+async function encodeInto(source: Readable, sink: NodeJS.WritableStream, mediaType: string, keyring: Keyring | undefined, meter?: Transform): Promise<BlobDescriptor> {
+  const content = new Digester();
+  const stored = new Digester();
+  const stages: Array<NodeJS.ReadableStream | NodeJS.WritableStream> = [source, ...(meter ? [meter] : []), content];
+  const compress = compressor(mediaType);
+  if (compress) stages.push(compress);
+  if (keyring) stages.push(keyring.encryptStream());
+  stages.push(stored, sink);
+  await pipeline(stages);
+  return {
+    mediaType,
+    digest: stored.digest,
+    size: stored.bytes,
+    contentDigest: content.digest,
+    contentSize: content.bytes,
+    ...(keyring ? { encryption: AGE } : {}),
+  };
+}
+
+/** Fails with the destination that failed named, when one did (its stream carries the error); every writer aborted. */
+async function abortAll(err: unknown, targets: StoreTarget[], writers: BlobWriter[]): Promise<never> {
+  const failed = targets.find((_t, i) => writers[i]?.stream.errored);
+  await Promise.allSettled(writers.map((w) => w.abort()));
+  const message = err instanceof Error ? err.message : String(err);
+  if (failed && !message.startsWith(failed.dest.label)) throw new Error(`${failed.dest.label}: ${message}`, { cause: err });
+  throw err;
+}
+
+/**
  * Streams `source` once into every target: sha256 of the content, zstd or gzip as the
  * media type says, age encryption when the targets' keyring encrypts, sha256 of the stored
- * bytes. Nothing is held whole in memory.
+ * bytes. Nothing is held whole in memory. `meter` (a pass-through) sees the content on its way,
+ * to report progress.
  */
-export async function storeBlob(source: Readable, targets: StoreTarget[], mediaType: string): Promise<BlobDescriptor> {
+export async function storeBlob(source: Readable, targets: StoreTarget[], mediaType: string, meter?: Transform): Promise<BlobDescriptor> {
   const writers: BlobWriter[] = [];
   try {
     for (const t of targets) writers.push(await t.dest.writeBlob(t.scope));
-    const content = new Digester();
-    const stored = new Digester();
-    const stages: Array<NodeJS.ReadableStream | NodeJS.WritableStream> = [source, content];
-    const compress = compressor(mediaType);
-    if (compress) stages.push(compress);
-    const keyring = encryptingKeyring(targets, mediaType);
-    if (keyring) stages.push(keyring.encryptStream());
-    stages.push(stored, fanOut(writers.map((w) => w.stream)));
-    await pipeline(stages);
-    const blob: BlobDescriptor = {
-      mediaType,
-      digest: stored.digest,
-      size: stored.bytes,
-      contentDigest: content.digest,
-      contentSize: content.bytes,
-      ...(keyring ? { encryption: AGE } : {}),
-    };
+    const blob = await encodeInto(source, fanOut(writers.map((w) => w.stream)), mediaType, encryptingKeyring(targets, mediaType), meter);
     await Promise.all(writers.map((w) => w.commit(blob.digest, blob.size)));
     return blob;
   } catch (err) {
     source.destroy();
-    // Name the destination that failed, when one did (its stream carries the error).
-    const failed = targets.find((_t, i) => writers[i]?.stream.errored);
-    await Promise.allSettled(writers.map((w) => w.abort()));
-    const message = err instanceof Error ? err.message : String(err);
-    if (failed && !message.startsWith(failed.dest.label)) throw new Error(`${failed.dest.label}: ${message}`, { cause: err });
-    throw err;
+    return abortAll(err, targets, writers);
   }
 }
 

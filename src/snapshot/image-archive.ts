@@ -1,5 +1,5 @@
 import { posix } from 'node:path';
-import { Readable, Writable } from 'node:stream';
+import { Readable, Writable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { SET_SCOPE, type BlobScope, type Destination } from '../destinations/types.js';
@@ -33,6 +33,8 @@ export interface SaveOptions {
   rewriteConfig?: (config: Buffer) => Buffer;
   /** Told as each layer starts to be stored or checked against a stored one (its size in bytes, uncompressed). */
   onLayer?: (bytes: number, known: boolean) => void;
+  /** A pass-through that reports a stored layer's progress (its uncompressed size given), after onLayer. */
+  meter?: (bytes: number) => Transform;
 }
 
 export type SaveResult = { image: Pick<ImageRecord, 'config' | 'layers'>; reused: number; written: number } | { retry: true };
@@ -103,7 +105,7 @@ export async function storeSavedImage(source: Readable, targets: StoreTarget[], 
         }
         continue;
       }
-      stored.set(name, await storeBlob(entry, targets, opts.layerMediaType));
+      stored.set(name, await storeBlob(entry, targets, opts.layerMediaType, opts.meter?.(size)));
       written++;
     }
   } catch (err) {

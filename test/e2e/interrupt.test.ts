@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { existsSync, readdirSync } from 'node:fs';
-import { stateDir } from '../../src/core/recovery.js';
-import { tempImageName } from '../../src/core/temp-images.js';
+import { spoolRoot, stateDir } from '../../src/core/recovery.js';
+import { tempImageName } from '../../src/core/run-names.js';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { Resources, commitsOf, docker, runBigVolumeContainer, runContainer, whenContainer } from '../support/fixtures.js';
@@ -32,13 +32,17 @@ describe('an interrupted backup', () => {
     expect(existsSync(join(store, 'sets')) ? readdirSync(join(store, 'sets')) : []).toEqual([]);
   });
 
-  it('killed outright (SIGKILL), leaves its journal, and the next run undoes what it left', async () => {
+  it('killed outright (SIGKILL) while spooling, leaves its journal and spool, and the next run undoes and removes them', async () => {
     const store = join(res.tempDir(), 'store');
     const { name, id } = await runBigVolumeContainer(res, 'big-kill', inject('fixtureImage'), 160);
     const journalDir = join(stateDir(process.env), 'journal');
+    const spools = () => (existsSync(spoolRoot(process.env)) ? readdirSync(spoolRoot(process.env)) : []);
+    const before = new Set(spools());
+    // This run's spool: a directory that was not there before, holding a file.
+    const spooling = () => spools().some((d) => !before.has(d) && readdirSync(join(spoolRoot(process.env), d)).length > 0);
     let killed = false;
     const result = await runCli(['backup', '--containers', name, '--destination', `dir:${store}`, '--tag', 'killed'], {
-      onSpawn: whenContainer(id, (info) => info.State.Paused, (child) => {
+      onSpawn: whenContainer(id, (info) => info.State.Paused && spooling(), (child) => {
         killed = true;
         child.kill('SIGKILL');
       }),
@@ -49,12 +53,16 @@ describe('an interrupted backup', () => {
     expect((await docker.getContainer(id).inspect()).State.Paused).toBe(true);
     const journals = readdirSync(journalDir).filter((f) => f.endsWith('.json'));
     expect(journals.length).toBeGreaterThan(0);
+    const left = spools().filter((d) => !before.has(d));
+    expect(left.length).toBe(1);
 
     const other = res.name('after-kill');
     await runContainer({ name: other, Image: inject('fixtureImage'), Cmd: ['sleep', '100000'] }, 'running');
     const next = await runCli(['backup', '--containers', other, '--destination', `dir:${store}`, '--tag', 'next']);
     expect(next.code, next.stderr).toBe(0);
     expect(next.stderr).toMatch(/A backup \(pid \d+\) ended without cleaning up \(1 paused container\(s\)/);
+    expect(next.stderr).toContain(`Removed the spool ${join(spoolRoot(process.env), left[0])}, left by an interrupted backup`);
+    expect(spools()).not.toContain(left[0]);
     const info = await docker.getContainer(id).inspect();
     expect(info.State.Paused).toBe(false);
     expect(info.State.Running).toBe(true);

@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { availableParallelism } from 'node:os';
+import { CLI_WORDS } from '../../src/core/words.js';
 import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
 import {
   defaultTag,
@@ -198,5 +200,16 @@ describe('hook inputs', () => {
     for (const bad of ['0', '86401', '5m']) {
       expect(() => parseBackupInputs(reader({ 'hook-timeout': bad })), bad).toThrow(`Invalid hook-timeout '${bad}'. Expected whole seconds from 1 to 86400.`);
     }
+  });
+});
+
+describe('parallelism', () => {
+  it('defaults to the number of CPUs; takes 1 to 64; says what it expected in the words of the interface', () => {
+    expect(parseBackupInputs(reader({})).parallelism).toBe(Math.min(availableParallelism(), 64));
+    expect(parseBackupInputs(reader({ parallelism: ' 3 ' })).parallelism).toBe(3);
+    for (const bad of ['0', '65', '2.5', 'many', '-1']) {
+      expect(() => parseBackupInputs(reader({ parallelism: bad })), bad).toThrow(`Invalid parallelism '${bad}'. Expected a whole number from 1 to 64.`);
+    }
+    expect(() => parseBackupInputs(reader({ parallelism: '0' }), undefined, {}, CLI_WORDS)).toThrow("Invalid --parallelism '0'. Expected a whole number from 1 to 64.");
   });
 });

@@ -1,0 +1,168 @@
+import { createReadStream } from 'node:fs';
+import { chmod, mkdir, open, rm, rmdir, statfs, type FileHandle } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { dirname, join } from 'node:path';
+import { Transform, Writable, type Readable, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { spoolRoot } from '../core/recovery.js';
+import { runName } from '../core/run-names.js';
+import { formatBytes } from '../util/format.js';
+
+/** Free space the spool leaves on its filesystem: it fails rather than fill the disk. */
+export const SPOOL_RESERVE = 256 << 20;
+/** How many bytes are written between two looks at the free space. */
+const CHECK_EVERY = 32 << 20;
+/** All-zero runs of this size, at this alignment, are left as holes in a spooled file. */
+const BLOCK = 4096;
+const ZEROS = Buffer.alloc(BLOCK);
+
+/** An archive read while its container was held, waiting on local disk: its path and length in bytes. */
+export interface Spooled {
+  path: string;
+  bytes: number;
+}
+
+export class SpoolError extends Error {
+  override name = 'SpoolError';
+}
+
+/** Fails the write when the spool's filesystem has less than SPOOL_RESERVE free, looked at every CHECK_EVERY bytes. */
+class RoomCheck extends Transform {
+  private sinceCheck = CHECK_EVERY;
+
+  constructor(private readonly dir: string) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    this.sinceCheck += chunk.length;
+    if (this.sinceCheck < CHECK_EVERY) return done(null, chunk);
+    this.sinceCheck = 0;
+    statfs(this.dir).then(
+      (fs) => {
+        const free = fs.bavail * fs.bsize;
+        if (free >= SPOOL_RESERVE) return done(null, chunk);
+        done(new SpoolError(`the spool at ${this.dir} has ${formatBytes(free)} free, less than the ${formatBytes(SPOOL_RESERVE)} it leaves free: make room there (see the README on the spool's disk)`));
+      },
+      (err: Error) => done(err),
+    );
+  }
+}
+
+/**
+ * Writes a stream to a new 0600 file, leaving aligned all-zero blocks as holes: a volume's sparse
+ * files (read from the engine as zeros) take no room in the spool, and read back the same.
+ */
+class SparseFile extends Writable {
+  private handle?: FileHandle;
+  bytes = 0;
+
+  constructor(private readonly path: string) {
+    super();
+  }
+
+  override _construct(done: (err?: Error | null) => void): void {
+    open(this.path, 'wx', 0o600).then((h) => {
+      this.handle = h;
+      done();
+    }, done);
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
+    this.writeData(chunk).then(() => done(), done);
+  }
+
+  /** Writes the runs of `chunk` that are not whole zero blocks, at their offsets. */
+  private async writeData(chunk: Buffer): Promise<void> {
+    let start = -1;
+    let i = 0;
+    while (i < chunk.length) {
+      const end = Math.min(chunk.length, i + BLOCK - ((this.bytes + i) % BLOCK));
+      const zero = chunk.subarray(i, end).equals(ZEROS.subarray(0, end - i));
+      if (!zero && start < 0) start = i;
+      if (zero && start >= 0) {
+        await this.handle!.write(chunk, start, i - start, this.bytes + start);
+        start = -1;
+      }
+      i = end;
+    }
+    if (start >= 0) await this.handle!.write(chunk, start, chunk.length - start, this.bytes + start);
+    this.bytes += chunk.length;
+  }
+
+  override _final(done: (err?: Error | null) => void): void {
+    this.handle!.truncate(this.bytes).then(() => done(), done);
+  }
+
+  override _destroy(err: Error | null, done: (err?: Error | null) => void): void {
+    const handle = this.handle;
+    this.handle = undefined;
+    if (!handle) return done(err);
+    handle.close().then(() => done(err), () => done(err));
+  }
+}
+
+/**
+ * What a backup reads while a container is paused or stopped goes here first, as the engine sends
+ * it, so that the hold lasts only as long as the engine takes to send it and never waits on a
+ * destination (nor on compression): it is checked, digested, compressed and stored once the
+ * container is back. Each run spools in a directory of its own under `spoolRoot` (0700, files
+ * 0600), removed when the run ends; a later run's recovery removes one left by a killed run.
+ */
+export class Spool {
+  private readonly files = new Set<string>();
+  private made = false;
+
+  private constructor(readonly dir: string) {}
+
+  static for(env: NodeJS.ProcessEnv): Spool {
+    return new Spool(join(spoolRoot(env), runName()));
+  }
+
+  /** Makes the spool's directory (once). Called before an engine stream is opened, so that `take` reads it at once. */
+  async ready(): Promise<void> {
+    if (this.made) return;
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    await chmod(this.dir, 0o700);
+    this.made = true;
+  }
+
+  /**
+   * Copies `source` into a file of the spool (after `ready`), through `meter` when given. On a
+   * failure the file is gone and `source` destroyed. Throws SpoolError when the disk runs short.
+   */
+  async take(source: Readable, meter?: Transform): Promise<Spooled> {
+    const path = join(this.dir, `archive-${randomBytes(6).toString('hex')}`);
+    this.files.add(path);
+    const file = new SparseFile(path);
+    try {
+      await pipeline([source, ...(meter ? [meter] : []), new RoomCheck(this.dir), file]);
+      return { path, bytes: file.bytes };
+    } catch (err) {
+      source.destroy();
+      await this.release({ path });
+      throw err;
+    }
+  }
+
+  /** The spooled bytes, to be read once the container is back. */
+  read(spooled: Spooled): Readable {
+    return createReadStream(spooled.path);
+  }
+
+  /** Removes one spooled file (once stored, or after a failure). */
+  async release(spooled: Pick<Spooled, 'path'>): Promise<void> {
+    this.files.delete(spooled.path);
+    await rm(spooled.path, { force: true });
+  }
+
+  /** Removes every file this spool still holds, its directory, and the spool root if no other run spools there. Safe to call twice. */
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.files].map((path) => this.release({ path })));
+    if (!this.made) return;
+    this.made = false;
+    await rm(this.dir, { recursive: true, force: true });
+    // Fails while another run's directory is there: that run removes the root when it ends.
+    await rmdir(dirname(this.dir)).catch(() => undefined);
+  }
+}

@@ -1,0 +1,87 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { spoolRoot, sweepSpools } from '../../src/core/recovery.js';
+import { runName } from '../../src/core/run-names.js';
+import { Spool } from '../../src/snapshot/spool.js';
+
+const silent = { info: () => undefined, warning: () => undefined, error: () => undefined, group: <T>(_t: string, fn: () => Promise<T>) => fn() };
+const dirs: string[] = [];
+const temp = () => {
+  const d = mkdtempSync(join(tmpdir(), 'csx-spool-'));
+  dirs.push(d);
+  return d;
+};
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+const files = (dir: string) => (existsSync(dir) ? readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()) : []);
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+describe('the spool', () => {
+  it('holds what it is given as a 0600 file in a 0700 directory of the run, the same bytes read back; close removes it', async () => {
+    const env = { RUNNER_TEMP: temp() };
+    const spool = Spool.for(env);
+    await spool.ready();
+    const body = Buffer.from('volume archive '.repeat(100_000));
+    let metered = 0;
+    const meter = new Transform({ transform: (c: Buffer, _e, done) => ((metered += c.length), done(null, c)) });
+    const spooled = await spool.take(Readable.from([body.subarray(0, 7), body.subarray(7)]), meter);
+    expect(spooled.path.startsWith(spoolRoot(env))).toBe(true);
+    expect(statSync(spooled.path).mode & 0o777).toBe(0o600);
+    expect(statSync(spool.dir).mode & 0o777).toBe(0o700);
+    expect({ bytes: spooled.bytes, metered }).toEqual({ bytes: body.length, metered: body.length });
+    expect(sha(readFileSync(spooled.path))).toBe(sha(body));
+    await spool.close();
+    expect(existsSync(spoolRoot(env))).toBe(false);
+  });
+
+  it('leaves runs of zeros as holes: a sparse file read from the engine takes no room, and reads back the same', async () => {
+    const spool = Spool.for({ RUNNER_TEMP: temp() });
+    await spool.ready();
+    const zeros = Buffer.alloc(8 << 20);
+    // Chunks that do not fall on block boundaries, data between the holes.
+    const parts = [zeros.subarray(0, 5000), zeros.subarray(5000), Buffer.from('data in the middle'), zeros, Buffer.from('end')];
+    const spooled = await spool.take(Readable.from(parts));
+    const whole = Buffer.concat(parts);
+    expect(statSync(spooled.path).size).toBe(whole.length);
+    expect(statSync(spooled.path).blocks * 512).toBeLessThan(64 << 10);
+    expect(sha(readFileSync(spooled.path))).toBe(sha(whole));
+    await spool.close();
+  });
+
+  it('leaves no file when the source fails mid-way', async () => {
+    const env = { RUNNER_TEMP: temp() };
+    const spool = Spool.for(env);
+    await spool.ready();
+    const failing = Readable.from(
+      (async function* () {
+        yield Buffer.alloc(1000, 1);
+        throw new Error('archive cut');
+      })(),
+    );
+    await expect(spool.take(failing)).rejects.toThrow(/archive cut/);
+    expect(files(spoolRoot(env))).toEqual([]);
+    await spool.take(Readable.from([Buffer.from('x')]));
+    await spool.close();
+    expect(files(spoolRoot(env))).toEqual([]);
+  });
+
+  it("is removed by a later run's recovery when its process is gone, never while it is alive", async () => {
+    const env = { RUNNER_TEMP: temp() };
+    const dead = spawnSync('true').pid!;
+    const left = join(spoolRoot(env), runName(dead));
+    const live = join(spoolRoot(env), runName());
+    for (const d of [left, live]) {
+      mkdirSync(d, { recursive: true });
+      writeFileSync(join(d, 'archive-x'), 'partial');
+    }
+    expect(await sweepSpools(env, silent)).toBe(1);
+    expect(existsSync(left)).toBe(false);
+    expect(existsSync(live)).toBe(true);
+  });
+});
