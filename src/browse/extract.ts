@@ -1,14 +1,14 @@
 import { execFile } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
-import { chmod, chown, lchown, link, lstat, lutimes, mkdir, readdir, rm, symlink, utimes } from 'node:fs/promises';
+import { link, lstat, mkdir, readdir, rm, symlink } from 'node:fs/promises';
 import { join, posix, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import type { Destination } from '../destinations/types.js';
 import type { SnapshotSet } from '../snapshot/manifest.js';
 import type { Vocabulary } from '../core/words.js';
 import type { FileEntry } from './entries.js';
+import { fileAt, ownDirectory, ownName, parents, writeFile, Written } from './extract-fs.js';
+import type { Source } from './sources.js';
 import { within } from './paths.js';
 import { BrowseError, containerOf, visitUnder } from './view.js';
 
@@ -41,35 +41,6 @@ function relativeName(path: string, top: string): string {
   return rel;
 }
 
-/** Makes the directories above `rel` under `to` as needed; refuses one that is a symlink or not a directory (it could lead out of `to`). */
-async function parents(to: string, rel: string): Promise<void> {
-  let at = to;
-  for (const segment of rel.split('/').slice(0, -1)) {
-    at = join(at, segment);
-    const st = await lstat(at).catch(() => undefined);
-    if (!st) await mkdir(at, { mode: 0o755 });
-    else if (!st.isDirectory()) throw new BrowseError(`${at} is ${st.isSymbolicLink() ? 'a symlink' : 'not a directory'}; nothing is written through it.`);
-  }
-}
-
-/** `rel` under `to` when it is a regular file reached through real directories only (no symlink on the way); else undefined. */
-async function writtenFile(to: string, rel: string): Promise<string | undefined> {
-  let at = to;
-  const segments = rel.split('/');
-  for (const [i, segment] of segments.entries()) {
-    at = join(at, segment);
-    const st = await lstat(at).catch(() => undefined);
-    if (!st || !(i === segments.length - 1 ? st.isFile() : st.isDirectory())) return undefined;
-  }
-  return at;
-}
-
-async function own(abs: string, e: FileEntry, asRoot: boolean, symlinked = false): Promise<void> {
-  if (asRoot) await (symlinked ? lchown : chown)(abs, e.uid, e.gid);
-  if (!symlinked) await chmod(abs, e.mode);
-  await (symlinked ? lutimes : utimes)(abs, e.mtime, e.mtime);
-}
-
 /**
  * Writes one file or directory of a set's container to `opts.to`, named as `docker cp` names it
  * (`/v/sub` lands at `TO/sub`), from the archive that holds it (a mount, else the writable layer),
@@ -89,14 +60,14 @@ export async function extractPath(dest: Destination, set: SnapshotSet, target: {
     result.skipped.push(why);
     opts.warn(why);
   };
-  const dirs: Array<{ abs: string; entry: FileEntry }> = [];
+  const made = new Written();
   const asRoot = process.getuid?.() === 0;
   let seen = 0;
   await visitUnder(
     dest,
     c,
     top,
-    async (entry, _source, content) => {
+    async (entry, source, content) => {
       if (entry.type === 'deleted' || entry.type === 'opaque') return;
       seen++;
       const rel = relativeName(entry.path, top);
@@ -105,46 +76,59 @@ export async function extractPath(dest: Destination, set: SnapshotSet, target: {
       const abs = join(to, rel);
       const existing = await lstat(abs).catch(() => undefined);
       if (existing && !(existing.isDirectory() && entry.type === 'directory')) {
-        if (!opts.overwrite) throw new BrowseError(`${abs} exists. Expected a ${opts.words.name('to')} directory without it, or ${opts.words.enable('overwrite')}.`);
+        if (!opts.overwrite) throw clash(abs, entry, source, made.has(rel), opts.words);
+        made.drop(rel);
         await rm(abs, { recursive: true, force: true });
       }
-      const kind = await writeEntry(entry, abs, content, { to, top, asRoot, existing: Boolean(existing), skip });
-      // A directory that was there keeps its own attributes unless overwriting.
-      if (kind === 'directories' && (!existing || opts.overwrite)) dirs.push({ abs, entry });
+      const kind = await writeEntry(entry, abs, content, { to, top, asRoot, skip });
       if (kind) result.written[kind]++;
+      if (kind === 'directories') {
+        // A directory that was there keeps its own attributes unless overwriting.
+        const keep = existing && !opts.overwrite && !made.has(rel);
+        made.record(rel, 'directory', await lstat(abs, { bigint: true }), keep ? undefined : entry);
+      } else if (kind) made.record(rel, entry.type === 'file' ? 'file' : 'other', await lstat(abs, { bigint: true }));
     },
     (name, source) => skip(`${source.label}: entry '${name}' climbs out of its archive; not written`),
   );
   if (seen === 0) throw new BrowseError(`Snapshot ${set.tag}: ${c.name} has nothing at ${top} in its writable layer or mounts (files of its image are not in the set).`);
-  // Deepest first, after their content: writing into a directory changes its mtime.
-  for (const d of dirs.reverse()) await own(d.abs, d.entry, asRoot);
+  for (const [rel, d] of made.directories()) {
+    if (!(await ownDirectory(join(to, rel), d, asRoot))) skip(`${join(to, rel)} is no longer the directory extract made; its attributes are not set`);
+  }
   return result;
+}
+
+/** The error for an entry that lands on something, without overwrite: the archive's own earlier entry, or what was in `to`. */
+function clash(abs: string, e: FileEntry, source: Source, twice: boolean, words: Vocabulary): BrowseError {
+  if (twice) {
+    return new BrowseError(`${source.label}: the archive names ${e.path} twice; ${abs} is its first entry. Expected ${words.enable('overwrite')} to let the later entry replace it.`);
+  }
+  return new BrowseError(`${abs} exists. Expected a ${words.name('to')} directory without it, or ${words.enable('overwrite')}.`);
 }
 
 interface WriteContext {
   to: string;
   top: string;
   asRoot: boolean;
-  existing: boolean;
   skip: (why: string) => void;
 }
 
 async function writeEntry(e: FileEntry, abs: string, content: Readable, ctx: WriteContext): Promise<keyof ExtractResult['written'] | undefined> {
   switch (e.type) {
     case 'directory':
-      if (!ctx.existing) await mkdir(abs, { mode: 0o700 });
+      await mkdir(abs, { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'EEXIST') throw err;
+      });
       return 'directories';
     case 'file':
-      await pipeline(content, createWriteStream(abs, { flags: 'wx', mode: 0o600 }));
-      await own(abs, e, ctx.asRoot);
+      await writeFile(abs, content, e, e.mode, ctx.asRoot);
       return 'files';
     case 'symlink':
       await symlink(e.linkname ?? '', abs);
-      await own(abs, e, ctx.asRoot, true);
+      await ownName(abs, e, ctx.asRoot);
       return 'links';
     case 'link': {
       const target = e.linkname ?? '';
-      const from = within(target, ctx.top) ? await writtenFile(ctx.to, relativeName(target, ctx.top)) : undefined;
+      const from = within(target, ctx.top) ? (await fileAt(ctx.to, relativeName(target, ctx.top)))?.abs : undefined;
       if (!from) {
         ctx.skip(`${e.path}: a hard link to ${target}, which is not written here; not written`);
         return undefined;
@@ -154,7 +138,7 @@ async function writeEntry(e: FileEntry, abs: string, content: Readable, ctx: Wri
     }
     case 'fifo':
       await run('mkfifo', ['-m', (e.mode & 0o777).toString(8), abs]);
-      await own(abs, e, ctx.asRoot);
+      await ownName(abs, e, ctx.asRoot);
       return 'special';
     case 'character-device':
     case 'block-device':
@@ -162,8 +146,8 @@ async function writeEntry(e: FileEntry, abs: string, content: Readable, ctx: Wri
         ctx.skip(`${e.path}: a device, made only when run as root; not written`);
         return undefined;
       }
-      await run('mknod', [abs, e.type === 'character-device' ? 'c' : 'b', String(e.device?.major ?? 0), String(e.device?.minor ?? 0)]);
-      await own(abs, e, ctx.asRoot);
+      await run('mknod', ['-m', (e.mode & 0o777).toString(8), abs, e.type === 'character-device' ? 'c' : 'b', String(e.device?.major ?? 0), String(e.device?.minor ?? 0)]);
+      await ownName(abs, e, ctx.asRoot);
       return 'special';
     default:
       ctx.skip(`${e.path}: a ${e.type} entry; not written`);

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { existsSync, lstatSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -83,5 +83,36 @@ describe('extract guards', () => {
     expect(existsSync(join(to, 'v/x'))).toBe(false);
     expect(r.skipped).toEqual(['/v/x: a hard link to /v/evil/secret, which is not written here; not written']);
     expect(lstatSync(join(outside, 'secret')).nlink).toBe(1);
+  });
+
+  it('never sets the attributes of a directory the archive replaced with a symlink on what the symlink points at', async () => {
+    const outside = temp();
+    chmodSync(outside, 0o755);
+    utimesSync(outside, 1_000_000, 1_000_000);
+    const before = statSync(outside);
+    const { dest, set } = await setWith([
+      { name: 'v/', type: 'directory', mode: 0o755 },
+      { name: 'v/d/', type: 'directory', mode: 0o777, uid: 4242, gid: 4242, mtime: new Date(2_000_000_000) },
+      { name: 'v/d', type: 'symlink', linkname: outside },
+    ]);
+    const to = temp();
+    await extractPath(dest, set, { container: 'c', path: '/v' }, { to, overwrite: true, words: CLI_WORDS, warn: () => undefined });
+    const after = statSync(outside);
+    expect({ mode: after.mode, uid: after.uid, gid: after.gid, mtime: after.mtimeMs }).toEqual({ mode: before.mode, uid: before.uid, gid: before.gid, mtime: before.mtimeMs });
+    expect(lstatSync(join(to, 'v/d')).isSymbolicLink()).toBe(true);
+  });
+
+  it('says that the archive names a path twice when that, not the directory, is the clash', async () => {
+    const outside = temp();
+    const { dest, set } = await setWith([
+      { name: 'v/', type: 'directory', mode: 0o755 },
+      { name: 'v/d/', type: 'directory', mode: 0o777 },
+      { name: 'v/d', type: 'symlink', linkname: outside },
+    ]);
+    const to = temp();
+    await expect(extractPath(dest, set, { container: 'c', path: '/v' }, { to, overwrite: false, words: CLI_WORDS, warn: () => undefined })).rejects.toThrow(
+      `volume vol: the archive names /v/d twice; ${join(to, 'v/d')} is its first entry. Expected --overwrite to let the later entry replace it.`,
+    );
+    expect(lstatSync(join(to, 'v/d')).isDirectory()).toBe(true);
   });
 });
