@@ -118,7 +118,7 @@ export const COMMANDS: Record<Command, { summary: string; flags: Flag[]; operand
   ls: {
     summary: "list a set's containers and their mounts, or the files of one (writable layer and mounts), restoring nothing",
     operands: { usage: 'SNAPSHOT [CONTAINER[:PATH]]', min: 1, max: 2 },
-    flags: [SOURCE, JSON_OUT, ...OTHER_RUN, ...CREDENTIALS],
+    flags: [SOURCE, JSON_OUT, ...DECRYPTION, ...OTHER_RUN, ...CREDENTIALS],
   },
   extract: {
     summary: "write one file or directory of a set's container (a mount or its writable layer) to a host directory",
@@ -127,6 +127,7 @@ export const COMMANDS: Record<Command, { summary: string; flags: Flag[]; operand
       SOURCE,
       flag('to', 'DIR', undefined, 'the host directory to write into (required; made when missing)'),
       flag('overwrite', SWITCH, 'false', 'replace files that exist in DIR'),
+      ...DECRYPTION,
       ...OTHER_RUN,
       ...CREDENTIALS,
     ],
@@ -134,7 +135,7 @@ export const COMMANDS: Record<Command, { summary: string; flags: Flag[]; operand
   diff: {
     summary: 'list the files added, changed and removed between two sets, per container and mount',
     operands: { usage: 'SNAPSHOT1 SNAPSHOT2', min: 2, max: 2 },
-    flags: [SOURCE, JSON_OUT, ...OTHER_RUN, ...CREDENTIALS],
+    flags: [SOURCE, JSON_OUT, ...DECRYPTION, ...OTHER_RUN, ...CREDENTIALS],
   },
 };
 

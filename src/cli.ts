@@ -192,13 +192,13 @@ function verifiedSnapshot(get: (name: string) => string, snapshotGiven: boolean)
   return all ? ALL_SETS : parseSnapshotRef(get(Input.Snapshot), '--snapshot');
 }
 
-/** `ls`, `extract` and `diff`: sets read from --source, by the tags given as operands; the engine is not used. */
+/** `ls`, `extract` and `diff`: sets read from --source (encrypted ones with the decryption keys), by the tags given as operands; the engine is not used. */
 async function runBrowse(command: Command, argv: string[]): Promise<number> {
   const { flags, operands } = parseCommandLine(command, argv);
   const get = reader(flags, cliCredentials(flags));
   const spec = parseSource(get, CLI_WORDS);
   const from: SetSource = { spec, credentials: parseCredentials(get(Input.RegistryUsername), get(Input.RegistryPassword), CLI_WORDS), artifactRun: parseSourceRun(get, spec, CLI_WORDS) };
-  const deps = { log: cliLogger, env: process.env, words: CLI_WORDS };
+  const deps = { log: cliLogger, env: process.env, words: CLI_WORDS, decryption: parseKeys(get, CLI_WORDS) };
   const json = parseBoolean('--json', get('json'), false);
   const snapshot = parseSnapshotRef(operands[0], command === 'diff' ? 'SNAPSHOT1' : 'SNAPSHOT');
   if (command === 'ls') {
