@@ -80,13 +80,13 @@ export async function extractPath(dest: Destination, set: SnapshotSet, target: {
         made.drop(rel);
         await rm(abs, { recursive: true, force: true });
       }
-      const kind = await writeEntry(entry, abs, content, { to, top, asRoot, skip });
+      const kind = await writeEntry(entry, abs, content, { to, top, asRoot, made, skip });
       if (kind) result.written[kind]++;
       if (kind === 'directories') {
         // A directory that was there keeps its own attributes unless overwriting.
         const keep = existing && !opts.overwrite && !made.has(rel);
         made.record(rel, 'directory', await lstat(abs, { bigint: true }), keep ? undefined : entry);
-      } else if (kind) made.record(rel, entry.type === 'file' ? 'file' : 'other', await lstat(abs, { bigint: true }));
+      } else if (kind) made.record(rel, entry.type === 'file' || entry.type === 'link' ? 'file' : 'other', await lstat(abs, { bigint: true }));
     },
     (name, source) => skip(`${source.label}: entry '${name}' climbs out of its archive; not written`),
   );
@@ -109,7 +109,17 @@ interface WriteContext {
   to: string;
   top: string;
   asRoot: boolean;
+  made: Written;
   skip: (why: string) => void;
+}
+
+/** Where a hard link's target is under `to` when this extract wrote it as a file (the same inode still there); else undefined. */
+async function ownFile(target: string, ctx: WriteContext): Promise<string | undefined> {
+  if (!within(target, ctx.top)) return undefined;
+  const rel = relativeName(target, ctx.top);
+  const made = ctx.made.get(rel);
+  const found = made?.kind === 'file' ? await fileAt(ctx.to, rel) : undefined;
+  return found && found.st.dev === made!.dev && found.st.ino === made!.ino ? found.abs : undefined;
 }
 
 async function writeEntry(e: FileEntry, abs: string, content: Readable, ctx: WriteContext): Promise<keyof ExtractResult['written'] | undefined> {
@@ -128,9 +138,9 @@ async function writeEntry(e: FileEntry, abs: string, content: Readable, ctx: Wri
       return 'links';
     case 'link': {
       const target = e.linkname ?? '';
-      const from = within(target, ctx.top) ? (await fileAt(ctx.to, relativeName(target, ctx.top)))?.abs : undefined;
+      const from = await ownFile(target, ctx);
       if (!from) {
-        ctx.skip(`${e.path}: a hard link to ${target}, which is not written here; not written`);
+        ctx.skip(`${e.path}: a hard link to ${target}, which this extract did not write; not written`);
         return undefined;
       }
       await link(from, abs);

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { chmodSync, existsSync, lstatSync, mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, lstatSync, mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -81,7 +81,7 @@ describe('extract guards', () => {
     const to = temp();
     const r = await extractPath(dest, set, { container: 'c', path: '/v' }, { to, overwrite: false, words: CLI_WORDS, warn: () => undefined });
     expect(existsSync(join(to, 'v/x'))).toBe(false);
-    expect(r.skipped).toEqual(['/v/x: a hard link to /v/evil/secret, which is not written here; not written']);
+    expect(r.skipped).toEqual(['/v/x: a hard link to /v/evil/secret, which this extract did not write; not written']);
     expect(lstatSync(join(outside, 'secret')).nlink).toBe(1);
   });
 
@@ -114,5 +114,22 @@ describe('extract guards', () => {
       `volume vol: the archive names /v/d twice; ${join(to, 'v/d')} is its first entry. Expected --overwrite to let the later entry replace it.`,
     );
     expect(lstatSync(join(to, 'v/d')).isDirectory()).toBe(true);
+  });
+
+  it('hard-links only to a file this extract wrote, never to one that was already in the directory', async () => {
+    const to = temp();
+    mkdirSync(join(to, 'v'));
+    writeFileSync(join(to, 'v/secret'), 'was here');
+    const { dest, set } = await setWith([
+      { name: 'v/', type: 'directory', mode: 0o755 },
+      { name: 'v/own', body: 'from the set' },
+      { name: 'v/x', type: 'link', linkname: 'v/secret' },
+      { name: 'v/y', type: 'link', linkname: 'v/own' },
+    ]);
+    const r = await extractPath(dest, set, { container: 'c', path: '/v' }, { to, overwrite: false, words: CLI_WORDS, warn: () => undefined });
+    expect(existsSync(join(to, 'v/x'))).toBe(false);
+    expect(r.skipped).toEqual(['/v/x: a hard link to /v/secret, which this extract did not write; not written']);
+    expect(lstatSync(join(to, 'v/secret')).nlink).toBe(1);
+    expect(lstatSync(join(to, 'v/y')).ino).toBe(lstatSync(join(to, 'v/own')).ino);
   });
 });
