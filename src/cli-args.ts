@@ -127,6 +127,7 @@ export const COMMANDS: Record<Command, { summary: string; flags: Flag[]; operand
       SOURCE,
       flag('to', 'DIR', undefined, 'the host directory to write into (required; made when missing)'),
       flag('overwrite', SWITCH, 'false', 'replace files that exist in DIR'),
+      flag('keep-special', SWITCH, 'false', 'make devices (as root) and keep setuid/setgid bits; else devices are left out and those bits dropped'),
       ...DECRYPTION,
       ...OTHER_RUN,
       ...CREDENTIALS,

@@ -212,9 +212,10 @@ async function runBrowse(command: Command, argv: string[]): Promise<number> {
     const to = get('to');
     if (to.trim() === '') throw new InputError('extract needs --to. Expected --to DIR, the host directory to write into.');
     const overwrite = parseBoolean('--overwrite', get('overwrite'), false);
-    const r = await extract(from, snapshot, target, { to, overwrite, words: CLI_WORDS }, deps);
+    const keepSpecial = parseBoolean('--keep-special', get('keep-special'), false);
+    const r = await extract(from, snapshot, target, { to, overwrite, keepSpecial, words: CLI_WORDS }, deps);
     const w = r.written;
-    print(`${r.container}:${r.path} from snapshot ${r.snapshot} written to ${r.to}: ${w.files} file(s), ${w.directories} directory(ies), ${w.links} link(s), ${w.special} special file(s)${r.skipped.length ? `; ${r.skipped.length} left out (see warnings)` : ''}.`);
+    print(`${r.container}:${r.path} from snapshot ${r.snapshot} written to ${r.to}: ${w.files} file(s), ${w.directories} directory(ies), ${w.links} link(s), ${w.special} special file(s)${r.skipped.length ? `; ${r.skipped.length} left out (see warnings)` : ''}${r.stripped.length ? `; setuid/setgid dropped on ${r.stripped.length}` : ''}.`);
     return EXIT.ok;
   }
   const changes = await diff(from, snapshot, parseSnapshotRef(operands[1], 'SNAPSHOT2'), deps);

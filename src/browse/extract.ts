@@ -13,14 +13,18 @@ import { within } from './paths.js';
 import { BrowseError, containerOf, visitUnder } from './view.js';
 
 const run = promisify(execFile);
+/** setuid and setgid (S_ISUID | S_ISGID). */
+const SET_ID = 0o6000;
 
 export interface ExtractOptions {
   /** The host directory written into; made when missing, its own attributes never changed. */
   to: string;
   /** Replace what exists in `to` (a directory stays and is merged into). */
   overwrite: boolean;
+  /** Make devices (when run as root) and keep setuid/setgid bits of files; else (the default) devices are left out and those bits dropped. */
+  keepSpecial?: boolean;
   words: Vocabulary;
-  /** Told of each entry left out, and why. */
+  /** Told of each entry left out or changed, and why. */
   warn: (message: string) => void;
 }
 
@@ -32,6 +36,8 @@ export interface ExtractResult {
   to: string;
   written: { files: number; directories: number; links: number; special: number };
   skipped: string[];
+  /** Files written without the setuid/setgid bits the set gives them (without keepSpecial). */
+  stripped: string[];
 }
 
 /** An entry's name below `to`: its path relative to the parent of the path asked for (`docker cp`'s naming). */
@@ -44,7 +50,8 @@ function relativeName(path: string, top: string): string {
 /**
  * Writes one file or directory of a set's container to `opts.to`, named as `docker cp` names it
  * (`/v/sub` lands at `TO/sub`), from the archive that holds it (a mount, else the writable layer),
- * read and checked as it streams. Keeps modes and mtimes, and owners when run as root. Never
+ * read and checked as it streams. Keeps modes and mtimes, and owners when run as root; devices and
+ * setuid/setgid bits only with `keepSpecial` (else left out, dropped, with a warning). Never
  * writes outside `to`: entry names that climb are left out, nothing is written through a symlink,
  * files are created exclusively (an existing symlink is never followed). Throws BrowseError
  * when something exists (without `overwrite`) or nothing of the container lies at the path.
@@ -55,10 +62,14 @@ export async function extractPath(dest: Destination, set: SnapshotSet, target: {
   const to = resolve(opts.to);
   if (!opts.overwrite) await refuseExisting(dest, set, c.name, top, to, opts.words);
   await mkdir(to, { recursive: true });
-  const result: ExtractResult = { snapshot: set.tag, container: c.name, path: top, to, written: { files: 0, directories: 0, links: 0, special: 0 }, skipped: [] };
+  const result: ExtractResult = { snapshot: set.tag, container: c.name, path: top, to, written: { files: 0, directories: 0, links: 0, special: 0 }, skipped: [], stripped: [] };
   const skip = (why: string) => {
     result.skipped.push(why);
     opts.warn(why);
+  };
+  const strip = (path: string) => {
+    result.stripped.push(path);
+    opts.warn(`${path}: setuid/setgid bits dropped (${opts.words.enable('keep-special')} keeps them)`);
   };
   const made = new Written();
   const asRoot = process.getuid?.() === 0;
@@ -80,7 +91,7 @@ export async function extractPath(dest: Destination, set: SnapshotSet, target: {
         made.drop(rel);
         await rm(abs, { recursive: true, force: true });
       }
-      const kind = await writeEntry(entry, abs, content, { to, top, asRoot, made, skip });
+      const kind = await writeEntry(entry, abs, content, { to, top, asRoot, keepSpecial: opts.keepSpecial ?? false, words: opts.words, made, skip, strip });
       if (kind) result.written[kind]++;
       if (kind === 'directories') {
         // A directory that was there keeps its own attributes unless overwriting.
@@ -109,8 +120,11 @@ interface WriteContext {
   to: string;
   top: string;
   asRoot: boolean;
+  keepSpecial: boolean;
+  words: Vocabulary;
   made: Written;
   skip: (why: string) => void;
+  strip: (why: string) => void;
 }
 
 /** Where a hard link's target is under `to` when this extract wrote it as a file (the same inode still there); else undefined. */
@@ -130,7 +144,8 @@ async function writeEntry(e: FileEntry, abs: string, content: Readable, ctx: Wri
       });
       return 'directories';
     case 'file':
-      await writeFile(abs, content, e, e.mode, ctx.asRoot);
+      if (e.mode & SET_ID && !ctx.keepSpecial) ctx.strip(e.path);
+      await writeFile(abs, content, e, ctx.keepSpecial ? e.mode : e.mode & ~SET_ID, ctx.asRoot);
       return 'files';
     case 'symlink':
       await symlink(e.linkname ?? '', abs);
@@ -152,8 +167,8 @@ async function writeEntry(e: FileEntry, abs: string, content: Readable, ctx: Wri
       return 'special';
     case 'character-device':
     case 'block-device':
-      if (!ctx.asRoot) {
-        ctx.skip(`${e.path}: a device, made only when run as root; not written`);
+      if (!ctx.keepSpecial || !ctx.asRoot) {
+        ctx.skip(`${e.path}: a device, made only with ${ctx.words.enable('keep-special')} when run as root; not written`);
         return undefined;
       }
       await run('mknod', ['-m', (e.mode & 0o777).toString(8), abs, e.type === 'character-device' ? 'c' : 'b', String(e.device?.major ?? 0), String(e.device?.minor ?? 0)]);

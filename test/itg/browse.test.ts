@@ -104,7 +104,7 @@ describe('browsing a set: ls, extract, diff', () => {
     await expect(ls(from, 'one', { container: 'ghost' }, deps)).rejects.toThrow(`Snapshot one has no container ghost. Expected one of: ${app}.`);
   });
 
-  const take = (path: string, to: string, overwrite = false) => extract(from, 'one', { container: app, path }, { to, overwrite, words: CLI_WORDS }, deps);
+  const take = (path: string, to: string, overwrite = false, keepSpecial = false) => extract(from, 'one', { container: app, path }, { to, overwrite, keepSpecial, words: CLI_WORDS }, deps);
 
   it("extracts a volume's directory with its modes, owners, mtimes, links, empty directory and fifo", async () => {
     const to = res.tempDir();
@@ -121,7 +121,7 @@ describe('browsing a set: ls, extract, diff', () => {
     expect(r.written).toEqual({ files: 2, directories: 3, links: 2, special: 1 });
   });
 
-  it('extracts one file of the layer and one of a bind mount, and a layer directory without what was deleted, with its device', async () => {
+  it('extracts one file of the layer and one of a bind mount, and a layer directory without what was deleted, with its device only with keepSpecial', async () => {
     const one = res.tempDir();
     await take('/etc/added', one);
     expect(readdirSync(one)).toEqual(['added']);
@@ -129,8 +129,10 @@ describe('browsing a set: ls, extract, diff', () => {
     expect(readFileSync(join(one, 'host.txt'), 'utf8')).toBe('from the host');
     const st = lstatSync(join(one, 'added'));
     expect([readFileSync(join(one, 'added'), 'utf8'), st.mode & 0o7777, st.uid]).toEqual(['new\n', 0o640, 1000]);
+    const plain = await take('/etc', res.tempDir());
+    expect(plain.skipped).toEqual(['/etc/null: a device, made only with --keep-special when run as root; not written']);
     const etc = res.tempDir();
-    await take('/etc', etc);
+    await take('/etc', etc, false, true);
     expect(readdirSync(join(etc, 'etc')).sort()).toEqual(['added', 'fifo', 'hard', 'link', 'null']);
     expect(lstatSync(join(etc, 'etc/hard')).ino).toBe(lstatSync(join(etc, 'etc/added')).ino);
     expect(readlinkSync(join(etc, 'etc/link'))).toBe('/www/index.html');

@@ -132,4 +132,24 @@ describe('extract guards', () => {
     expect(lstatSync(join(to, 'v/secret')).nlink).toBe(1);
     expect(lstatSync(join(to, 'v/y')).ino).toBe(lstatSync(join(to, 'v/own')).ino);
   });
+
+  it('leaves devices out and drops setuid/setgid bits of files unless keepSpecial asks for them', async () => {
+    const { dest, set } = await setWith([
+      { name: 'v/', type: 'directory', mode: 0o755 },
+      { name: 'v/null', type: 'character-device', mode: 0o666, devmajor: 1, devminor: 3 },
+      { name: 'v/su', body: '#!/bin/sh', mode: 0o4755 },
+      { name: 'v/sg', body: '#!/bin/sh', mode: 0o2755 },
+    ]);
+    const warnings: string[] = [];
+    const plain = temp();
+    const r = await extractPath(dest, set, { container: 'c', path: '/v' }, { to: plain, overwrite: false, words: CLI_WORDS, warn: (m) => warnings.push(m) });
+    expect(readdirSync(join(plain, 'v')).sort()).toEqual(['sg', 'su']);
+    expect(['su', 'sg'].map((f) => lstatSync(join(plain, 'v', f)).mode & 0o7777)).toEqual([0o755, 0o755]);
+    expect([r.skipped, r.stripped]).toEqual([['/v/null: a device, made only with --keep-special when run as root; not written'], ['/v/su', '/v/sg']]);
+    expect(warnings).toContain('/v/su: setuid/setgid bits dropped (--keep-special keeps them)');
+    const kept = temp();
+    await extractPath(dest, set, { container: 'c', path: '/v' }, { to: kept, overwrite: false, keepSpecial: true, words: CLI_WORDS, warn: () => undefined });
+    expect(['su', 'sg'].map((f) => lstatSync(join(kept, 'v', f)).mode & 0o7777)).toEqual([0o4755, 0o2755]);
+    if (process.getuid?.() === 0) expect(lstatSync(join(kept, 'v/null')).rdev).toBe((1 << 8) | 3);
+  });
 });
