@@ -433,7 +433,10 @@ export class Engine {
    */
   async putArchive(id: string, path: string, tar: Readable): Promise<void> {
     const what = `write ${path} of container ${id}`;
-    const broken = () => tar.errored ?? (tar.destroyed && !tar.readableEnded ? new Error('the archive closed before its end') : undefined);
+    // tar-stream's pack is a streamx stream: no readableEnded, so its 'end' is heard here.
+    let ended = false;
+    const onEnded = () => void (ended = true);
+    const broken = () => tar.errored ?? (tar.destroyed && !tar.readableEnded && !ended ? new Error('the archive closed before its end') : undefined);
     const before = broken();
     if (before) throw before;
     const abort = new AbortController();
@@ -441,14 +444,14 @@ export class Engine {
       const err = broken();
       if (err) abort.abort(err);
     };
-    tar.once('error', onEnd).once('close', onEnd);
+    tar.once('end', onEnded).once('error', onEnd).once('close', onEnd);
     try {
       await call(what, () => this.docker.getContainer(id).putArchive(tar as unknown as NodeJS.ReadableStream, { path, abortSignal: abort.signal }));
     } catch (err) {
       if (abort.signal.aborted) throw abort.signal.reason;
       throw err;
     } finally {
-      tar.off('error', onEnd).off('close', onEnd);
+      tar.off('end', onEnded).off('error', onEnd).off('close', onEnd);
     }
   }
 
