@@ -79,14 +79,39 @@ export async function restorePaths(opts: RestoreOptions, ctx: RestoreContext & {
   const results: RestoredContainer[] = [];
   for (const { c, paths } of pathsPerContainer(chooseContainers(set, opts), opts)) {
     const target = opts.rename.get(c.name) ?? c.name;
+    const progress: PathsProgress = { written: [], writing: [] };
     try {
-      results.push(await restoreContainerPaths(c, target, paths, opts, ctx));
+      results.push(await restoreContainerPaths(c, target, paths, opts, ctx, progress));
     } catch (err) {
-      ctx.log.info(`${c.name}: paths not restored`);
-      results.push({ name: target, from: c.name, id: '', state: '', status: 'failed', error: (err as Error).message });
+      const partly = partlyWritten(paths, progress);
+      if (partly) ctx.log.warning(`${c.name}: ${partly}`);
+      else ctx.log.info(`${c.name}: paths not restored`);
+      results.push({ name: target, from: c.name, id: '', state: '', status: 'failed', error: partly ? `${(err as Error).message}; ${partly}` : (err as Error).message });
     }
   }
   return { tag: set.tag, containers: results, failed: results.filter((r) => r.status === 'failed').length };
+}
+
+/** The paths of one container written into its live volumes so far, and those whose write had begun when it failed. */
+interface PathsProgress {
+  written: string[];
+  writing: string[];
+}
+
+/**
+ * In words, when a failure came after the first write into a live volume (nothing is put back):
+ * which paths were written in full, which were being written (some of their files may be), which not at
+ * all; undefined when no write had begun.
+ */
+export function partlyWritten(paths: string[], progress: PathsProgress): string | undefined {
+  if (progress.written.length === 0 && progress.writing.length === 0) return undefined;
+  const untouched = paths.filter((p) => !progress.written.includes(p) && !progress.writing.includes(p));
+  const parts = [
+    `written: ${progress.written.join(', ') || 'none'}`,
+    ...(progress.writing.length ? [`interrupted while writing: ${progress.writing.join(', ')}`] : []),
+    ...(untouched.length ? [`not written: ${untouched.join(', ')}`] : []),
+  ];
+  return `paths partly written into the live volumes, not undone (${parts.join('; ')})`;
 }
 
 /**
@@ -102,7 +127,7 @@ export function pathsPerContainer(chosen: ContainerRecord[], opts: Pick<RestoreO
   return chosen.map((c) => ({ c, paths: opts.paths.filter((p) => inMounts(c, p)) })).filter((x) => x.paths.length > 0);
 }
 
-async function restoreContainerPaths(c: ContainerRecord, target: string, paths: string[], opts: RestoreOptions, ctx: RestoreContext): Promise<RestoredContainer> {
+async function restoreContainerPaths(c: ContainerRecord, target: string, paths: string[], opts: RestoreOptions, ctx: RestoreContext, progress: PathsProgress): Promise<RestoredContainer> {
   const { engine, log } = ctx;
   const w = opts.words ?? ACTION_WORDS;
   const info = await engine.findContainer(target);
@@ -120,7 +145,12 @@ async function restoreContainerPaths(c: ContainerRecord, target: string, paths: 
   if (found.length > 0) throw new RestoreError(`refused: ${found.join('; ')} (${w.enable('replace')} writes the snapshot's over it)`);
   for (const plan of plans) {
     log.info(`${target}: writing ${plan.paths.join(', ')} into volume '${plan.volume}'`);
-    await filler.fillVolume(plan.volume, plan.source.root, async () => keepOnly(await volumeContent(c, plan.source, ctx), plan.source.root, plan.paths));
+    await filler.fillVolume(plan.volume, plan.source.root, async () => {
+      progress.writing = plan.paths;
+      return keepOnly(await volumeContent(c, plan.source, ctx), plan.source.root, plan.paths);
+    });
+    progress.written.push(...plan.paths);
+    progress.writing = [];
   }
   const now = await engine.inspectContainer(info.Id);
   return { name: target, from: c.name, id: info.Id, state: now.State.Paused ? 'paused' : now.State.Status, status: 'ok' };

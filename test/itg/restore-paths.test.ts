@@ -2,7 +2,11 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { join } from 'node:path';
 import tar from 'tar-stream';
 import { Resources, docker, runContainer, waitFor } from '../support/fixtures.js';
-import { backUp, restoreFrom } from '../support/commands.js';
+import { backUp, inputs, restoreFrom, testEnv } from '../support/commands.js';
+import { Engine } from '../../src/engine/engine.js';
+import { restore } from '../../src/commands.js';
+import { parseRestoreInputs } from '../../src/core/inputs.js';
+import type { Logger } from '../../src/core/log.js';
 
 /** A file's content read through the engine's archive API; undefined when it does not exist. */
 async function readIn(container: string, path: string): Promise<string | undefined> {
@@ -20,14 +24,17 @@ describe('restore with paths: some paths of a volume into the existing container
   const image = inject('fixtureImage');
   let app: string;
   let volume: string;
+  let more: string;
   let source: string;
   const change = (script: string) => runContainer({ name: res.name(`change-${Math.random().toString(16).slice(2, 8)}`), Image: image, Cmd: ['sh', '-ec', script], HostConfig: { Binds: [`${volume}:/data`] } }, 'exited');
 
   beforeAll(async () => {
     app = res.name('app');
     volume = res.volume('data');
+    more = res.volume('more');
     source = `dir:${join(res.tempDir(), 'store')}`;
-    await runContainer({ name: app, Image: image, Cmd: ['sh', '-c', 'echo k1 > /data/keep; mkdir /data/up; echo a1 > /data/up/a; echo b1 > /data/up/b; echo x > /etc/x; exec sleep 100000'], HostConfig: { Binds: [`${volume}:/data`] } }, 'running');
+    const script = 'echo k1 > /data/keep; mkdir /data/up; echo a1 > /data/up/a; echo b1 > /data/up/b; echo m1 > /more/m; echo x > /etc/x; exec sleep 100000';
+    await runContainer({ name: app, Image: image, Cmd: ['sh', '-c', script], HostConfig: { Binds: [`${volume}:/data`, `${more}:/more`] } }, 'running');
     await waitFor(async () => (await readIn(app, '/etc/x')) !== undefined);
     await backUp({ containers: app, destination: source, tag: 'p1' });
   });
@@ -62,5 +69,25 @@ describe('restore with paths: some paths of a volume into the existing container
     const missing = await restoreFrom({ source, snapshot: 'p1', containers: app, rename: `${app}=${ghost}`, paths: '/data/up' });
     expect(missing.containers[0].error).toBe(`paths restores into an existing container; '${ghost}' does not exist (restore it without paths first).`);
     expect(await docker.getContainer(ghost).inspect().catch(() => undefined)).toBeUndefined();
+  });
+
+  it('says which paths were written, and which was being written, when the engine fails partway (nothing is undone)', async () => {
+    await change('echo a9 > /data/up/a');
+    const engine = new Engine();
+    const real = engine.putArchive.bind(engine);
+    let writes = 0;
+    // The engine loses the helper of the second volume as its write begins.
+    engine.putArchive = async (id, path, archive) => {
+      if (++writes === 2) await docker.getContainer(id).remove({ force: true });
+      return real(id, path, archive);
+    };
+    const warnings: string[] = [];
+    const log: Logger = { info: () => undefined, error: () => undefined, warning: (m) => void warnings.push(m), group: (_t, fn) => fn() };
+    const opts = parseRestoreInputs(inputs({ source, snapshot: 'p1', containers: app, paths: '/data/up,/more/m', replace: 'true' }), undefined, {});
+    const r = await restore(opts, { log, env: testEnv, engine });
+    const partly = 'paths partly written into the live volumes, not undone (written: /data/up; interrupted while writing: /more/m)';
+    expect([writes, r.failed, r.containers[0].error]).toEqual([2, 1, expect.stringMatching(new RegExp(`; ${partly.replace(/[()]/g, '\\$&')}$`))]);
+    expect(warnings).toEqual([`${app}: ${partly}`]);
+    expect(await readIn(app, '/data/up/a')).toBe('a1\n');
   });
 });

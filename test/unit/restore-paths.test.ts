@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Readable } from 'node:stream';
 import tar from 'tar-stream';
-import { keepOnly, pathsPerContainer } from '../../src/snapshot/restore-paths.js';
+import { keepOnly, partlyWritten, pathsPerContainer } from '../../src/snapshot/restore-paths.js';
 import type { ContainerRecord } from '../../src/snapshot/manifest.js';
 import { parseContainerPath } from '../../src/core/options.js';
 
@@ -47,5 +47,13 @@ describe('restore paths', () => {
     expect(names(pathsPerContainer([db, web], { containers: [], paths: ['/srv/uploads/a', '/var/lib/db/t'] }))).toEqual([['db', ['/var/lib/db/t']], ['web', ['/srv/uploads/a']]]);
     expect(names(pathsPerContainer([db], { containers: ['db'], paths: ['/srv/uploads/a'] }))).toEqual([['db', ['/srv/uploads/a']]]);
     expect(() => pathsPerContainer([db, web], { containers: [], paths: ['/etc/x'] })).toThrow('No container of the set has a mount at /etc/x.');
+  });
+
+  it('names the paths written, being written and not written once a write into a live volume had begun', () => {
+    expect(partlyWritten(['/a', '/b'], { written: [], writing: [] })).toBeUndefined();
+    expect(partlyWritten(['/a', '/b', '/c'], { written: ['/a'], writing: ['/b'] })).toBe(
+      'paths partly written into the live volumes, not undone (written: /a; interrupted while writing: /b; not written: /c)',
+    );
+    expect(partlyWritten(['/a'], { written: [], writing: ['/a'] })).toBe('paths partly written into the live volumes, not undone (written: none; interrupted while writing: /a)');
   });
 });
