@@ -65,6 +65,7 @@ export class Keyring {
   private sessionIdentity?: string;
   private sessionRecipient?: string;
   private wrapped?: string;
+  private hostKey?: Buffer;
   private readonly identities: string[];
   private readonly passphrases: string[];
 
@@ -191,29 +192,42 @@ export class Keyring {
   }
 
   /**
-   * The key of the dedupe record: HMAC-SHA256 of this run's sorted recipients. Sets encrypted to the
-   * same recipients share it, so a backup that holds only public keys finds the blobs it may reuse;
-   * a record made for other recipients fails its tag and is ignored. Whoever knows every recipient
-   * (public keys) can read the record, and so the content digests; with a passphrase, its recipient
-   * is known only to holders of the passphrase.
+   * Lets the dedupe record be sealed with this host's secret (dedupe-key.ts) when no passphrase gives
+   * one: a backup with recipients only then reuses blobs of sets made on this host, and no others.
    */
-  private dedupeKey(): Buffer {
-    return createHmac('sha256', 'container-snapshot dedupe v1').update(this.recipients().join('\n')).digest();
+  useHostKey(key: Buffer | undefined): void {
+    this.hostKey = key;
   }
 
-  /** The dedupe record sealed (AES-256-GCM), as base64. */
-  sealRecord(record: unknown): string {
+  /**
+   * The key of the dedupe record: HMAC-SHA256, keyed by a secret only this backup holds (the passphrase's
+   * session identity, else this host's key), of the sorted recipients. A record is trusted to name blobs
+   * to reuse, so one that anyone with the public keys could seal would let them point a content digest
+   * at a junk blob (dedupe poisoning). Undefined when there is no secret: no record, no reuse.
+   */
+  private dedupeKey(): Buffer | undefined {
+    const secret = this.sessionIdentity ? Buffer.from(this.sessionIdentity) : this.hostKey;
+    if (!secret) return undefined;
+    return createHmac('sha256', secret).update(`container-snapshot dedupe v2\n${this.recipients().join('\n')}`).digest();
+  }
+
+  /** The dedupe record sealed (AES-256-GCM), as base64; undefined when this run has no secret to seal it with. */
+  sealRecord(record: unknown): string | undefined {
+    const key = this.dedupeKey();
+    if (!key) return undefined;
     const nonce = randomBytes(GCM_NONCE);
-    const cipher = createCipheriv('aes-256-gcm', this.dedupeKey(), nonce);
+    const cipher = createCipheriv('aes-256-gcm', key, nonce);
     const body = Buffer.concat([cipher.update(JSON.stringify(record)), cipher.final()]);
     return Buffer.concat([nonce, cipher.getAuthTag(), body]).toString('base64');
   }
 
-  /** The dedupe record, when it was sealed for this run's recipients; undefined otherwise. */
+  /** The dedupe record, when it was sealed with this run's secret and recipients; undefined otherwise. */
   openRecord(sealed: string): unknown {
+    const key = this.dedupeKey();
+    if (!key) return undefined;
     try {
       const raw = Buffer.from(sealed, 'base64');
-      const decipher = createDecipheriv('aes-256-gcm', this.dedupeKey(), raw.subarray(0, GCM_NONCE));
+      const decipher = createDecipheriv('aes-256-gcm', key, raw.subarray(0, GCM_NONCE));
       decipher.setAuthTag(raw.subarray(GCM_NONCE, GCM_NONCE + GCM_TAG));
       return JSON.parse(Buffer.concat([decipher.update(raw.subarray(GCM_NONCE + GCM_TAG)), decipher.final()]).toString('utf8')) as unknown;
     } catch {

@@ -33,8 +33,9 @@ export interface SealedDocument {
 
 /**
  * What a backup needs of an earlier set to reuse its blobs: each container's layers and, by mount
- * point, its volumes. Kept in the envelope sealed with the recipients' key (Keyring.sealRecord), so a
- * backup that holds only public keys can reuse blobs although age ciphertext is never the same twice.
+ * point, its volumes. Kept in the envelope sealed with a secret of the backup's (Keyring.sealRecord:
+ * the passphrase's session key, else this host's key), so that blobs are reused although age
+ * ciphertext is never the same twice, and only on the word of a record the backup itself sealed.
  * Content-defined chunks will go the same way: each chunk an age file under its stored digest, and
  * this record mapping each chunk's content digest to that descriptor.
  */
@@ -57,8 +58,9 @@ export async function sealSet(set: SnapshotSet, keyring: Keyring | undefined): P
     bytes: summary.bytes,
     blobs: setBlobs(set).map((b) => b.digest),
     ...(keyring.passphraseKey ? { passphraseKey: keyring.passphraseKey } : {}),
-    dedupe: keyring.sealRecord(dedupeRecord(set)),
   };
+  const dedupe = keyring.sealRecord(dedupeRecord(set));
+  if (dedupe) envelope.dedupe = dedupe;
   const text = JSON.stringify(envelope);
   const annotations = { [CREATED]: set.created, [ENVELOPE_ANNOTATION]: text, [ENVELOPE_DIGEST_ANNOTATION]: sha256Digest(Buffer.from(text)) };
   return { body: await keyring.encryptBytes(json), mediaType: SET_AGE_MEDIA_TYPE, annotations };

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -113,19 +114,33 @@ describe('Keyring', () => {
     await expect(backup.decryptBytes(sealed, 'Snapshot t')).rejects.toThrow('Snapshot t is encrypted (age) and cannot be read back by this backup. Expected a new tag.');
   });
 
-  it('opens a dedupe record only for the same recipients', () => {
-    const one = new Keyring({ recipients: [a.recipient, b.recipient] }, undefined, words);
-    const same = new Keyring({ recipients: [b.recipient, a.recipient] }, undefined, words);
-    const other = new Keyring({ recipients: [a.recipient] }, undefined, words);
-    const sealed = one.sealRecord({ containers: [] });
-    expect(same.openRecord(sealed)).toEqual({ containers: [] });
-    expect(other.openRecord(sealed)).toBeUndefined();
+  it('opens a dedupe record only for the same recipients and host key', () => {
+    const host = randomBytes(32);
+    const keyed = (recipients: string[], key: Buffer | undefined) => {
+      const k = new Keyring({ recipients }, undefined, words);
+      k.useHostKey(key);
+      return k;
+    };
+    const sealed = keyed([a.recipient, b.recipient], host).sealRecord({ containers: [] })!;
+    expect(keyed([b.recipient, a.recipient], host).openRecord(sealed)).toEqual({ containers: [] });
+    expect(keyed([a.recipient], host).openRecord(sealed)).toBeUndefined();
+    expect(keyed([a.recipient, b.recipient], undefined).openRecord(sealed)).toBeUndefined();
+  });
+
+  it('refuses a dedupe record forged by whoever holds only the public keys (dedupe poisoning)', () => {
+    const backup = new Keyring({ recipients: [a.recipient] }, undefined, words);
+    backup.useHostKey(randomBytes(32));
+    const publicOnly = new Keyring({ recipients: [a.recipient] }, undefined, words);
+    expect(publicOnly.sealRecord({ containers: [] })).toBeUndefined();
+    const forger = new Keyring({ recipients: [a.recipient] }, undefined, words);
+    forger.useHostKey(randomBytes(32));
+    expect(backup.openRecord(forger.sealRecord({ containers: [] })!)).toBeUndefined();
   });
 
   it('takes again the session key a passphrase wrapped, and not with another passphrase', async () => {
     const first = new Keyring({ recipients: [], passphrase: 'correct horse' }, undefined, words);
     expect(await first.adopt([])).toBe(false);
-    const record = first.sealRecord({ n: 1 });
+    const record = first.sealRecord({ n: 1 })!;
     const again = new Keyring({ recipients: [], passphrase: 'correct horse' }, undefined, words);
     expect(await again.adopt([first.passphraseKey!])).toBe(true);
     expect(again.openRecord(record)).toEqual({ n: 1 });
