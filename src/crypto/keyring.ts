@@ -69,11 +69,15 @@ export class Keyring {
   private readonly identities: string[];
   private readonly passphrases: string[];
 
+  /** True when the reader gave a key (identities or a passphrase) to read sets with: a clear set is then refused (refuseClearWithKey). */
+  readonly decrypting: boolean;
+
   constructor(
     private readonly encryption: Encryption | undefined,
     decryption: Decryption | undefined,
-    private readonly words: KeyWords,
+    readonly words: KeyWords,
   ) {
+    this.decrypting = Boolean(decryption && (decryption.identities.length > 0 || decryption.passphrase));
     this.identities = [...(decryption?.identities ?? [])];
     this.passphrases = [decryption?.passphrase, encryption?.passphrase].filter((p): p is string => Boolean(p));
   }

@@ -105,7 +105,27 @@ export async function openSealed(
   const json = await keyring.decryptBytes(body, what);
   const set = parseCheckedSet(json, { digest: sha256Digest(json) }, tag, location);
   checkEnvelope(set, envelope, `${location} ${tag}`);
+  decrypted.add(set);
   return set;
+}
+
+/** The set documents openSealed decrypted (each read makes a new object; a clear one is never here). */
+const decrypted = new WeakSet<SnapshotSet>();
+
+/** True when `set` was read from an encrypted document. */
+export function wasEncrypted(set: SnapshotSet): boolean {
+  return decrypted.has(set);
+}
+
+/**
+ * Throws KeyError when a key was given to read `set` and it was stored in clear: a clear set put under
+ * an encrypted store's tag would otherwise be restored in its place without a word (age does not sign).
+ */
+export function refuseClearWithKey(set: SnapshotSet, keyring: Keyring | undefined, location: string): void {
+  if (!keyring?.decrypting || wasEncrypted(set)) return;
+  throw new KeyError(
+    `Snapshot ${set.tag} in ${location} is not encrypted, yet ${keyring.words.decrypt} was given: a clear set may have been put where an encrypted one was. Not used; expected an encrypted set, or no key to read a clear one.`,
+  );
 }
 
 /** Throws ManifestError when the clear envelope does not say what the decrypted document does (its blobs, containers). */
@@ -118,7 +138,7 @@ export function checkEnvelope(set: SnapshotSet, envelope: SetEnvelope, where: st
 
 /** An encrypted set as listed without its key: tag, time and containers from its clear envelope. */
 export function sealedSummary(tag: string, created: string, envelope: SetEnvelope): SetSummary {
-  return { tag, created, containers: envelope.containers, bytes: envelope.bytes, encryption: envelope };
+  return { tag, created, containers: envelope.containers, bytes: envelope.bytes, encrypted: true, encryption: envelope };
 }
 
 /**

@@ -4,15 +4,16 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { verify } from '../../src/commands.js';
+import { list, verify } from '../../src/commands.js';
 import { parseDestination } from '../../src/core/options.js';
 import { Keyring } from '../../src/crypto/keyring.js';
 import { DirDestination } from '../../src/destinations/dir.js';
 import { SET_SCOPE } from '../../src/destinations/types.js';
 import { storeBlob } from '../../src/snapshot/blobs.js';
 import type { BlobDescriptor, SnapshotSet } from '../../src/snapshot/manifest.js';
+import { setsTable } from '../../src/report.js';
 import { ENVELOPE_ANNOTATION, ENVELOPE_DIGEST_ANNOTATION } from '../../src/snapshot/sealed-sets.js';
-import { backUp, testEnv } from '../support/commands.js';
+import { backUp, restoreFrom, testEnv } from '../support/commands.js';
 import { Resources, quietLog, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
 
 const words = { decrypt: 'a key' };
@@ -78,5 +79,23 @@ describe('encrypted stores: what a backup and a restore trust', () => {
     expect(used).not.toContain(junk.digest);
     const v = await verify(parseDestination(store), 'h2', {}, { log: quietLog, env: testEnv, decryption: { identities: [keys.identity] } });
     expect(v.blobs).toBeGreaterThanOrEqual(3);
+  });
+
+  it('a clear set is refused when a key is given (it may have been put in place of an encrypted one); list says which sets are encrypted', async () => {
+    const root = join(res.tempDir(), 'clear');
+    const store = `dir:${root}`;
+    await backUp({ containers: name, destination: store, tag: 'c1' });
+    await backUp({ containers: name, destination: store, tag: 'e1', 'encryption-recipients': keys.recipient });
+    res.image(`container-snapshot/${name}:c1`); // what a restore that wrongly went ahead would leave
+    await expect(restoreFrom({ source: store, snapshot: 'c1', 'decryption-identity': keys.identityFile, replace: 'true' })).rejects.toThrow(
+      `Snapshot c1 in ${store} is not encrypted, yet decryption-identity or decryption-passphrase was given: a clear set may have been put where an encrypted one was. Not used; expected an encrypted set, or no key to read a clear one.`,
+    );
+    await expect(verify(parseDestination(store), 'c1', {}, { log: quietLog, env: testEnv, decryption: { identities: [keys.identity] } })).rejects.toThrow(/is not encrypted, yet/);
+    const sets = await list(parseDestination(store), {}, { log: quietLog, env: testEnv });
+    expect(sets.map((s) => [s.tag, s.encrypted])).toEqual([
+      ['e1', true],
+      ['c1', false],
+    ]);
+    expect(setsTable(sets)).toMatch(/ENCRYPTED\ne1 .* age\nc1 .* no$/);
   });
 });
