@@ -39,6 +39,21 @@ describe('key inputs', () => {
     expect(() => parseRecipients('/nonexistent/r.txt', 'encryption-recipients')).toThrow("Invalid encryption-recipients '/nonexistent/r.txt': not an age public key (age1…) and not a readable file (ENOENT).");
   });
 
+  it('refuses a private key where public keys are expected, as the value or in a file, and never repeats it', () => {
+    const file = join(dir, 'secret-as-recipients.txt');
+    writeFileSync(file, `# created: 2026-01-01\n${identity}\n`);
+    for (const value of [identity, file, `${recipient},${identity}`, identity.toLowerCase()]) {
+      let message = '';
+      try {
+        parseRecipients(value, '--encryption-recipients');
+      } catch (err) {
+        message = (err as Error).message;
+      }
+      expect(message).toBe('Invalid --encryption-recipients: this looks like a private key (an identity); expected public keys (age1…, as age-keygen -y prints them), or a file of them.');
+      expect(message.toUpperCase()).not.toContain(identity.slice('AGE-SECRET-KEY-'.length, 40));
+    }
+  });
+
   it('takes identities as text or from an identity file, and never repeats a bad value', () => {
     const file = join(dir, 'key.txt');
     writeFileSync(file, `# created: now\n# public key: ${recipient}\n${identity}\n`);
