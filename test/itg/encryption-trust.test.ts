@@ -42,7 +42,7 @@ describe('encrypted stores: what a backup and a restore trust', () => {
   beforeAll(async () => {
     keys = keygen(join(res.tempDir(), 'key.txt'));
     await runContainer(
-      { name, Image: inject('fixtureImage'), Cmd: ['sh', '-c', '[ -f /data/f ] || echo row > /data/f; exec sleep 100000'], HostConfig: { Binds: [`${volume}:/data`] } },
+      { name, Image: inject('fixtureImage'), Env: ['API_TOKEN=tok-5d1e-never-logged'], Cmd: ['sh', '-c', '[ -f /data/f ] || echo row > /data/f; exec sleep 100000'], HostConfig: { Binds: [`${volume}:/data`] } },
       'running',
     );
     await waitFor(() => treeDigest(name, '/data/f').then(() => true, () => false));
@@ -97,5 +97,17 @@ describe('encrypted stores: what a backup and a restore trust', () => {
       ['c1', false],
     ]);
     expect(setsTable(sets)).toMatch(/ENCRYPTED\ne1 .* age\nc1 .* no$/);
+  });
+
+  it('registry-pullable-image with a key: a warning names the secret-looking variables the clear image config holds, never their values', async () => {
+    quietLog.lines.length = 0;
+    await backUp({ containers: name, destination: `dir:${join(res.tempDir(), 'pullable')}`, 'encryption-recipients': keys.recipient, 'registry-pullable-image': 'true' });
+    expect(quietLog.lines).toContain(
+      `warning: ${name}: its environment has API_TOKEN, whose names look secret; with registry-pullable-image: true the image config (which docker commit fills with the environment) is stored in clear, in every destination. Expected exclude-env to leave them out.`,
+    );
+    expect(quietLog.lines.join('\n')).not.toContain('tok-5d1e');
+    quietLog.lines.length = 0;
+    await backUp({ containers: name, destination: `dir:${join(res.tempDir(), 'sealed')}`, 'encryption-recipients': keys.recipient });
+    expect(quietLog.lines.filter((l) => l.includes('look secret'))).toEqual([]);
   });
 });
