@@ -83,7 +83,7 @@ async function report(engine: Engine): Promise<EngineReport> {
 export async function backup(opts: BackupOptions, deps: Deps): Promise<BackupOutcome> {
   const destinations: Destination[] = [];
   const words = opts.words ?? deps.words ?? ACTION_WORDS;
-  const readBack = `a new tag (a backup reads a set back only with the ${words.name('encryption-passphrase')} it was made with)`;
+  const readBack = `a new tag (a backup reads a set back only with the ${words.encryptionPassphrase} it was made with)`;
   const keyring = new Keyring(opts.encryption, undefined, { decrypt: words.decryption, readBack });
   for (const spec of opts.destinations) destinations.push(await open(spec, opts.credentials, deps, { retentionDays: opts.retentionDays, words, keyring }));
   if (keyring.needsSession) await backupKeyring(keyring, destinations, deps.log);

@@ -66,6 +66,8 @@ export class Keyring {
   private sessionRecipient?: string;
   private wrapped?: string;
   private hostKey?: Buffer;
+  /** Why the last set's wrapped passphrase key could not be opened, when it was damaged rather than for another passphrase. */
+  private damagedWrap?: string;
   private readonly identities: string[];
   private readonly passphrases: string[];
 
@@ -139,9 +141,17 @@ export class Keyring {
 
   /** Before reading a set: the identity its passphrase wraps, when there is one and a passphrase was given. */
   async unlock(passphraseKey: string | undefined): Promise<void> {
+    this.damagedWrap = undefined;
     if (!passphraseKey || this.passphrases.length === 0) return;
-    const identity = await this.unwrap(passphraseKey).catch(() => undefined);
-    if (identity && !this.identities.includes(identity)) this.identities.push(identity);
+    try {
+      const identity = await this.unwrap(passphraseKey);
+      if (!identity) throw new Error('it does not hold an age identity');
+      if (!this.identities.includes(identity)) this.identities.push(identity);
+    } catch (err) {
+      // A wrong passphrase is age's "no identity matched"; anything else (armor, header, payload) is damage.
+      const message = err instanceof Error ? err.message : String(err);
+      if (!/no identity matched/.test(message)) this.damagedWrap = message;
+    }
   }
 
   private recipients(): string[] {
@@ -191,7 +201,12 @@ export class Keyring {
   private keyError(what: string, err: unknown): Error {
     const message = err instanceof Error ? err.message : String(err);
     if (this.words.readBack) return new KeyError(`${what} is encrypted (age) and cannot be read back by this backup. Expected ${this.words.readBack}.`);
-    if (/no identity matched/.test(message)) return new KeyError(`${what} cannot be decrypted with the ${this.words.decrypt} given (a different key or passphrase). Expected the key it was encrypted for.`);
+    if (/no identity matched/.test(message) && this.damagedWrap) {
+      return new KeyError(`${what} cannot be decrypted: the passphrase's wrapped key in its envelope is damaged (${this.damagedWrap}), so no passphrase opens it. Expected an intact set, or an identity it was encrypted to.`);
+    }
+    if (/no identity matched/.test(message)) {
+      return new KeyError(`${what} cannot be decrypted with the key or passphrase given: it was encrypted for another. Expected the identity or passphrase it was made with (${this.words.decrypt}).`);
+    }
     return new KeyError(`${what} cannot be decrypted: ${message}.`);
   }
 

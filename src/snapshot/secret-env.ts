@@ -26,7 +26,7 @@ export function secretEnvWarning(container: string, env: string[], words: Vocabu
   }
   return (
     `${container}: its environment has ${names.join(', ')}, whose names look secret; the set keeps the environment ` +
-    `(and docker commit copies it into the image config) in clear. Expected ${words.name('encryption-recipients')} or ${words.name('encryption-passphrase')} to store it encrypted, or ${words.name('exclude-env')} to leave them out.`
+    `(and docker commit copies it into the image config) in clear. Expected ${words.name('encryption-recipients')} or ${words.encryptionPassphrase} to store it encrypted, or ${words.name('exclude-env')} to leave them out.`
   );
 }
 

@@ -119,9 +119,24 @@ describe('Keyring', () => {
     await expect(new Keyring(undefined, undefined, words).decryptBytes(sealed, 'Snapshot t')).rejects.toThrow('Snapshot t is encrypted (age). Expected decryption-identity or decryption-passphrase.');
     await expect(new Keyring(undefined, { identities: [b.identity] }, words).decryptBytes(sealed, 'Snapshot t')).rejects.toThrow(KeyError);
     await expect(new Keyring(undefined, { identities: [b.identity] }, { decrypt: CLI_WORDS.decryption }).decryptBytes(sealed, 'Snapshot t')).rejects.toThrow(
-      'Snapshot t cannot be decrypted with the --decryption-identity FILE',
+      `Snapshot t cannot be decrypted with the key or passphrase given: it was encrypted for another. Expected the identity or passphrase it was made with (${CLI_WORDS.decryption}).`,
     );
   });
+
+  it('says a damaged wrapped passphrase key is damaged, not a wrong passphrase', async () => {
+    const maker = new Keyring({ recipients: [], passphrase: 'correct horse' }, undefined, words);
+    await maker.adopt([]);
+    const sealed = await maker.encryptBytes(Buffer.from('doc'));
+    const lines = maker.passphraseKey!.split('\n');
+    lines[1] = `${lines[1].slice(0, 5)}${lines[1][5] === 'A' ? 'B' : 'A'}${lines[1].slice(6)}`;
+    const reader = new Keyring(undefined, { identities: [], passphrase: 'correct horse' }, words);
+    await reader.unlock(lines.join('\n'));
+    await expect(reader.decryptBytes(sealed, 'Snapshot t')).rejects.toThrow(/^Snapshot t cannot be decrypted: the passphrase's wrapped key in its envelope is damaged \(.+\), so no passphrase opens it\./);
+    const wrong = new Keyring(undefined, { identities: [], passphrase: 'wrong horse' }, words);
+    await wrong.unlock(maker.passphraseKey);
+    await expect(wrong.decryptBytes(sealed, 'Snapshot t')).rejects.toThrow('Snapshot t cannot be decrypted with the key or passphrase given: it was encrypted for another.');
+    expect((await reader.unlock(maker.passphraseKey), await reader.decryptBytes(sealed, 'Snapshot t')).toString()).toBe('doc');
+  }, 30_000);
 
   it('tells a backup that cannot read a set back to use a new tag', async () => {
     const sealed = await new Keyring({ recipients: [a.recipient] }, undefined, words).encryptBytes(Buffer.from('doc'));
@@ -174,6 +189,9 @@ describe('environment variables whose names look secret', () => {
     expect(warning).toContain('Expected encryption-recipients or encryption-passphrase');
     for (const value of ['hunter2', 't0k', '/root']) expect(warning).not.toContain(value);
     expect(secretEnvWarning('web', ['PATH=/bin', 'PORT=80'], CLI_WORDS)).toBeUndefined();
+    expect(secretEnvWarning('db', env, CLI_WORDS)).toContain(
+      `Expected --encryption-recipients or --encryption-passphrase-stdin (or CONTAINER_SNAPSHOT_ENCRYPTION_PASSPHRASE) to store it encrypted, or --exclude-env to leave them out.`,
+    );
   });
 });
 
