@@ -88,15 +88,20 @@ describe('encrypted sets in a dir: store', () => {
       expect(listed.damaged).toMatch(/does not match its digest \(container-snapshot\.encryption\.digest\); damaged/);
       const r = await prune(dest, parseRetentionPolicy('last=1')!, { dryRun: false, now: new Date(), log });
       expect(r.damaged.map((d) => d.tag)).toEqual(['s1']);
-      expect(r.swept).toMatchObject({ blobs: 0 });
+      expect(r.swept).toMatchObject({ blobs: 0, skipped: expect.stringMatching(/^snapshot s1 cannot be read \(.*does not match its digest/) });
       expect(blobs()).toEqual(before);
     });
   }
 
-  it('an envelope edited with its digest made anew: refused once the key opens the document', async () => {
+  it('an envelope edited with its digest made anew: refused once the key opens the document, and a prune with the key sweeps nothing', async () => {
     editEnvelope((env) => void (env.blobs = env.blobs.slice(1)), true);
     const reader = new DirDestination(`dir:${root}`, root, () => undefined, new Keyring(undefined, { identities: [identity] }, words));
     await expect(reader.readSet('s1')).rejects.toThrow(`Invalid encrypted snapshot at dir:${root} s1: its clear envelope does not match its set document (blobs or containers); damaged.`);
+    const before = blobs();
+    await dest.close();
+    const r = await prune(reader, parseRetentionPolicy('last=1')!, { dryRun: false, now: new Date(), log });
+    expect(r.swept).toMatchObject({ blobs: 0, skipped: expect.stringContaining('its clear envelope does not match its set document') });
+    expect(blobs()).toEqual(before);
   });
 
   it('an intact envelope: read with the key, and a prune keeps every blob the set uses', async () => {
