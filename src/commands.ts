@@ -1,6 +1,7 @@
 import type { ArtifactRun, BackupOptions, Credentials, DestinationSpec, RestoreOptions } from './core/options.js';
 import type { Logger } from './core/log.js';
 import { ACTION_WORDS, type Vocabulary } from './core/words.js';
+import { hostDedupeKey } from './crypto/dedupe-key.js';
 import { Keyring, type Decryption } from './crypto/keyring.js';
 import { Engine, type EngineInfo } from './engine/engine.js';
 import { engineLine } from './report.js';
@@ -82,10 +83,11 @@ async function report(engine: Engine): Promise<EngineReport> {
 export async function backup(opts: BackupOptions, deps: Deps): Promise<BackupOutcome> {
   const destinations: Destination[] = [];
   const words = opts.words ?? deps.words ?? ACTION_WORDS;
-  const readBack = `a new tag (a backup reads a set back only with the ${words.name('encryption-passphrase')} it was made with)`;
+  const readBack = `a new tag (a backup reads a set back only with the ${words.encryptionPassphrase} it was made with)`;
   const keyring = new Keyring(opts.encryption, undefined, { decrypt: words.decryption, readBack });
   for (const spec of opts.destinations) destinations.push(await open(spec, opts.credentials, deps, { retentionDays: opts.retentionDays, words, keyring }));
   if (keyring.needsSession) await backupKeyring(keyring, destinations, deps.log);
+  else if (keyring.encrypting && !opts.dryRun) keyring.useHostKey(await hostDedupeKey(deps.env, (m) => deps.log.warning(m)));
   if (opts.pruneOnly && opts.keep) return pruneOnly(destinations, opts.keep, opts.dryRun, deps);
   if (opts.retentionDays !== undefined && !opts.destinations.some((d) => d.kind === 'artifact')) {
     deps.log.warning(`${words.name('retention-days')} ${opts.retentionDays} has no effect: it applies to artifact: destinations only.`);

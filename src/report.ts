@@ -65,9 +65,11 @@ export function restoreSummary(result: RestoreResult & { engine?: Partial<Engine
 
 export function setsTable(sets: SetSummary[]): string {
   const rows = sets.map((s) =>
-    s.damaged ? [s.tag, s.created || '?', '?', `DAMAGED: ${s.damaged}`, '?'] : [s.tag, s.created, String(s.containers.length), s.containers.join(', '), formatBytes(s.bytes)],
+    s.damaged
+      ? [s.tag, s.created || '?', '?', `DAMAGED: ${s.damaged}`, '?', '?']
+      : [s.tag, s.created, String(s.containers.length), s.containers.join(', '), formatBytes(s.bytes), s.encrypted ? 'age' : 'no'],
   );
-  const head = ['TAG', 'CREATED', 'N', 'CONTAINERS', 'SIZE'];
+  const head = ['TAG', 'CREATED', 'N', 'CONTAINERS', 'SIZE', 'ENCRYPTED'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   return [head, ...rows].map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n');
 }

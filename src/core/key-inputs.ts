@@ -23,7 +23,14 @@ function readKeyFile(path: string, name: string, what: string, secret = false): 
   }
 }
 
+/** Throws InputError, never repeating the value, when `value` (a recipient, or the path of a file of them) holds a private key. */
+function refuseIdentity(value: string, name: string): void {
+  if (!/AGE-SECRET-KEY-/i.test(value)) return;
+  throw new InputError(`Invalid ${name}: this looks like a private key (an identity); expected public keys (age1…, as age-keygen -y prints them), or a file of them.`);
+}
+
 function checkRecipient(r: string, name: string): string {
+  refuseIdentity(r, name);
   if (r.startsWith('ssh-')) throw new InputError(`Invalid ${name} '${r.slice(0, 20)}…': ssh keys are not supported (age-encryption 0.3.1). Expected an age public key (age1…).`);
   try {
     new Encrypter().addRecipient(r);
@@ -35,11 +42,13 @@ function checkRecipient(r: string, name: string): string {
 
 /**
  * A List of age recipients (age1… X25519, age1pq1… hybrid), each an age public key or the path of a
- * recipients file (one key a line, as `age -R` reads). Throws InputError naming `name`.
+ * recipients file (one key a line, as `age -R` reads). Throws InputError naming `name`; a private key given
+ * instead (as the value or in the file) is refused without repeating it.
  */
 export function parseRecipients(raw: string, name: string): string[] {
   const out: string[] = [];
   for (const item of splitList(raw)) {
+    refuseIdentity(item, name);
     const keys = item.startsWith('age1') || item.startsWith('ssh-') ? [item] : keyLines(readKeyFile(item, name, 'an age public key (age1…)'));
     if (keys.length === 0) throw new InputError(`Invalid ${name} '${item}': the file holds no key. Expected age public keys (age1…), one a line.`);
     out.push(...keys.map((k) => checkRecipient(k, name)));

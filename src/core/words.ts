@@ -25,6 +25,8 @@ export interface Vocabulary {
   token: string;
   /** How to give the key of an encrypted set. */
   decryption: string;
+  /** How to give a backup's passphrase (the CLI reads it from stdin or its variable, never a flag's value). */
+  encryptionPassphrase: string;
 }
 
 /** The action's words: its input names, as in action.yml and restore/action.yml. */
@@ -35,6 +37,7 @@ export const ACTION_WORDS: Vocabulary = {
   repository: 'repository',
   token: 'github-token',
   decryption: 'decryption-identity or decryption-passphrase',
+  encryptionPassphrase: 'encryption-passphrase',
 };
 
 /** The CLI's words: its flags, and the environment variables it reads instead of secret flags. */
@@ -45,4 +48,5 @@ export const CLI_WORDS: Vocabulary = {
   repository: '--repository (or GITHUB_REPOSITORY)',
   token: TOKEN_ENV,
   decryption: `--decryption-identity FILE (or ${IDENTITY_ENV}), or --decryption-passphrase-stdin (or ${DECRYPTION_PASSPHRASE_ENV})`,
+  encryptionPassphrase: `--encryption-passphrase-stdin (or ${ENCRYPTION_PASSPHRASE_ENV})`,
 };

@@ -65,14 +65,21 @@ export class Keyring {
   private sessionIdentity?: string;
   private sessionRecipient?: string;
   private wrapped?: string;
+  private hostKey?: Buffer;
+  /** Why the last set's wrapped passphrase key could not be opened, when it was damaged rather than for another passphrase. */
+  private damagedWrap?: string;
   private readonly identities: string[];
   private readonly passphrases: string[];
+
+  /** True when the reader gave a key (identities or a passphrase) to read sets with: a clear set is then refused (refuseClearWithKey). */
+  readonly decrypting: boolean;
 
   constructor(
     private readonly encryption: Encryption | undefined,
     decryption: Decryption | undefined,
-    private readonly words: KeyWords,
+    readonly words: KeyWords,
   ) {
+    this.decrypting = Boolean(decryption && (decryption.identities.length > 0 || decryption.passphrase));
     this.identities = [...(decryption?.identities ?? [])];
     this.passphrases = [decryption?.passphrase, encryption?.passphrase].filter((p): p is string => Boolean(p));
   }
@@ -134,9 +141,17 @@ export class Keyring {
 
   /** Before reading a set: the identity its passphrase wraps, when there is one and a passphrase was given. */
   async unlock(passphraseKey: string | undefined): Promise<void> {
+    this.damagedWrap = undefined;
     if (!passphraseKey || this.passphrases.length === 0) return;
-    const identity = await this.unwrap(passphraseKey).catch(() => undefined);
-    if (identity && !this.identities.includes(identity)) this.identities.push(identity);
+    try {
+      const identity = await this.unwrap(passphraseKey);
+      if (!identity) throw new Error('it does not hold an age identity');
+      if (!this.identities.includes(identity)) this.identities.push(identity);
+    } catch (err) {
+      // A wrong passphrase is age's "no identity matched"; anything else (armor, header, payload) is damage.
+      const message = err instanceof Error ? err.message : String(err);
+      if (!/no identity matched/.test(message)) this.damagedWrap = message;
+    }
   }
 
   private recipients(): string[] {
@@ -186,34 +201,52 @@ export class Keyring {
   private keyError(what: string, err: unknown): Error {
     const message = err instanceof Error ? err.message : String(err);
     if (this.words.readBack) return new KeyError(`${what} is encrypted (age) and cannot be read back by this backup. Expected ${this.words.readBack}.`);
-    if (/no identity matched/.test(message)) return new KeyError(`${what} cannot be decrypted with the ${this.words.decrypt} given (a different key or passphrase). Expected the key it was encrypted for.`);
+    if (/no identity matched/.test(message) && this.damagedWrap) {
+      return new KeyError(`${what} cannot be decrypted: the passphrase's wrapped key in its envelope is damaged (${this.damagedWrap}), so no passphrase opens it. Expected an intact set, or an identity it was encrypted to.`);
+    }
+    if (/no identity matched/.test(message)) {
+      return new KeyError(`${what} cannot be decrypted with the key or passphrase given: it was encrypted for another. Expected the identity or passphrase it was made with (${this.words.decrypt}).`);
+    }
     return new KeyError(`${what} cannot be decrypted: ${message}.`);
   }
 
   /**
-   * The key of the dedupe record: HMAC-SHA256 of this run's sorted recipients. Sets encrypted to the
-   * same recipients share it, so a backup that holds only public keys finds the blobs it may reuse;
-   * a record made for other recipients fails its tag and is ignored. Whoever knows every recipient
-   * (public keys) can read the record, and so the content digests; with a passphrase, its recipient
-   * is known only to holders of the passphrase.
+   * Lets the dedupe record be sealed with this host's secret (dedupe-key.ts) when no passphrase gives
+   * one: a backup with recipients only then reuses blobs of sets made on this host, and no others.
    */
-  private dedupeKey(): Buffer {
-    return createHmac('sha256', 'container-snapshot dedupe v1').update(this.recipients().join('\n')).digest();
+  useHostKey(key: Buffer | undefined): void {
+    this.hostKey = key;
   }
 
-  /** The dedupe record sealed (AES-256-GCM), as base64. */
-  sealRecord(record: unknown): string {
+  /**
+   * The key of the dedupe record: HMAC-SHA256, keyed by a secret only this backup holds (the passphrase's
+   * session identity, else this host's key), of the sorted recipients. A record is trusted to name blobs
+   * to reuse, so one that anyone with the public keys could seal would let them point a content digest
+   * at a junk blob (dedupe poisoning). Undefined when there is no secret: no record, no reuse.
+   */
+  private dedupeKey(): Buffer | undefined {
+    const secret = this.sessionIdentity ? Buffer.from(this.sessionIdentity) : this.hostKey;
+    if (!secret) return undefined;
+    return createHmac('sha256', secret).update(`container-snapshot dedupe v2\n${this.recipients().join('\n')}`).digest();
+  }
+
+  /** The dedupe record sealed (AES-256-GCM), as base64; undefined when this run has no secret to seal it with. */
+  sealRecord(record: unknown): string | undefined {
+    const key = this.dedupeKey();
+    if (!key) return undefined;
     const nonce = randomBytes(GCM_NONCE);
-    const cipher = createCipheriv('aes-256-gcm', this.dedupeKey(), nonce);
+    const cipher = createCipheriv('aes-256-gcm', key, nonce);
     const body = Buffer.concat([cipher.update(JSON.stringify(record)), cipher.final()]);
     return Buffer.concat([nonce, cipher.getAuthTag(), body]).toString('base64');
   }
 
-  /** The dedupe record, when it was sealed for this run's recipients; undefined otherwise. */
+  /** The dedupe record, when it was sealed with this run's secret and recipients; undefined otherwise. */
   openRecord(sealed: string): unknown {
+    const key = this.dedupeKey();
+    if (!key) return undefined;
     try {
       const raw = Buffer.from(sealed, 'base64');
-      const decipher = createDecipheriv('aes-256-gcm', this.dedupeKey(), raw.subarray(0, GCM_NONCE));
+      const decipher = createDecipheriv('aes-256-gcm', key, raw.subarray(0, GCM_NONCE));
       decipher.setAuthTag(raw.subarray(GCM_NONCE, GCM_NONCE + GCM_TAG));
       return JSON.parse(Buffer.concat([decipher.update(raw.subarray(GCM_NONCE + GCM_TAG)), decipher.final()]).toString('utf8')) as unknown;
     } catch {

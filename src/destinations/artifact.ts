@@ -302,7 +302,7 @@ export class ArtifactDestination implements Destination {
     for (const [tag, artifact] of await this.setArtifacts()) {
       try {
         const index = await this.readIndex(tag, artifact);
-        out.push(index.set ? summarize(index.set) : sealedSummary(tag, index.sealed?.annotations[CREATED] ?? artifact.createdAt?.toISOString() ?? '', envelopeOf(index.sealed?.annotations, `${this.label} ${artifact.name}`)));
+        out.push(!index.sealed && index.set ? summarize(index.set) : sealedSummary(tag, index.sealed?.annotations[CREATED] ?? artifact.createdAt?.toISOString() ?? '', envelopeOf(index.sealed?.annotations, `${this.label} ${artifact.name}`)));
       } catch (err) {
         if (!(err instanceof SetDigestError)) throw err;
         out.push(damagedSummary(tag, artifact.createdAt?.toISOString(), err));

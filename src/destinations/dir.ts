@@ -21,7 +21,7 @@ import {
   type SnapshotSet,
 } from '../snapshot/manifest.js';
 import { DIGEST_RULE, hexOf, isDigest, sha256Digest } from '../oci/digest.js';
-import type { Keyring } from '../crypto/keyring.js';
+import { KeyError, type Keyring } from '../crypto/keyring.js';
 import { envelopeOf, openSealed, sealSet, sealedSummary } from '../snapshot/sealed-sets.js';
 import { DestinationError, type BlobWriter, type Destination, type SetReceipt, type SweepResult } from './types.js';
 import { liveLocks, takeLock, waitForNone } from './dir-locks.js';
@@ -415,9 +415,21 @@ export class DirDestination implements Destination {
     return marked;
   }
 
-  /** The stored digests a set references: an encrypted set's from its clear envelope, so a prune needs no key. */
+  /**
+   * The stored digests a set references: an encrypted set's from its clear envelope (checked against
+   * its digest), so a prune needs no key; with a key that opens the document, the envelope is also
+   * checked against it (openSealed throws on a mismatch, and the sweep is skipped).
+   */
   private async blobsOf(tag: string, record: SetRecord): Promise<string[]> {
-    if ('descriptor' in record && record.descriptor.mediaType === SET_AGE_MEDIA_TYPE) return envelopeOf(record.descriptor.annotations, `${this.label} sets/${tag}.json`).blobs;
+    if ('descriptor' in record && record.descriptor.mediaType === SET_AGE_MEDIA_TYPE) {
+      const { blobs } = envelopeOf(record.descriptor.annotations, `${this.label} sets/${tag}.json`);
+      if (!this.keyring?.decrypting) return blobs;
+      const set = await this.readDocument(tag, record).catch((err: unknown) => {
+        if (err instanceof KeyError) return undefined;
+        throw err;
+      });
+      return set ? [...blobs, ...setBlobs(set).map((b) => b.digest)] : blobs;
+    }
     return setBlobs(await this.readDocument(tag, record)).map((b) => b.digest);
   }
 

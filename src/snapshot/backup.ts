@@ -231,7 +231,9 @@ class ContainerBackup {
       if (peer) names.set(ref, peer.Name.replace(/^\//, ''));
     }
     const spec = specWithoutEnv(captureSpec(info, networks, (ref) => names.get(ref) ?? ref), this.opts.excludeEnv);
-    const clear = this.ctx.destinations[0]?.keyring?.encrypting ? undefined : secretEnvWarning(name, (spec.config.Env as string[] | undefined) ?? [], this.opts.words ?? ACTION_WORDS);
+    const keyring = this.ctx.destinations[0]?.keyring;
+    const how = !keyring?.encrypting ? 'clear' : keyring.keepsImagesPullable ? 'pullable' : undefined;
+    const clear = how && secretEnvWarning(name, (spec.config.Env as string[] | undefined) ?? [], this.opts.words ?? ACTION_WORDS, how);
     if (clear) log.warning(clear);
     const mounts = mountsToTake(info, this.opts);
     const running = info.State.Running && !info.State.Paused && !info.State.Restarting;

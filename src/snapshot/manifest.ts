@@ -116,6 +116,8 @@ export interface SetSummary {
   bytes: number;
   /** Why the set cannot be used (its document fails its digest); listed so that `latest` never skips it silently. */
   damaged?: string;
+  /** True when the set document and its blobs are stored encrypted (age); absent for a damaged set. */
+  encrypted?: boolean;
   /** An encrypted set: what its descriptor says in clear (sealed-sets.ts); the fields above come from it. */
   encryption?: SetEnvelope;
 }
@@ -184,6 +186,7 @@ export function summarize(set: SnapshotSet): SetSummary {
     created: set.created,
     containers: set.containers.map((c) => c.name),
     bytes: setBlobs(set).reduce((n, b) => n + b.size, 0),
+    encrypted: false,
   };
 }
 

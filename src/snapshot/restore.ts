@@ -17,6 +17,7 @@ import { mergedWith, readMetadataRecord } from './metadata-merge.js';
 import type { MetadataRecord } from './volume-metadata.js';
 import { warnEngineCompat } from './engine-compat.js';
 import { checkTarget, mapPorts, willStart } from './target-check.js';
+import { refuseClearWithKey } from './sealed-sets.js';
 
 export interface RestoreContext {
   engine: Engine;
@@ -62,6 +63,7 @@ function imageScope(c: ContainerRecord): BlobScope {
 export async function findSet(source: Destination, snapshot: string): Promise<SnapshotSet> {
   await source.check('read');
   const set = await source.readSet(snapshot);
+  if (set) refuseClearWithKey(set, source.keyring, source.label);
   if (set) return set;
   const tags = (await source.listSets()).map((s) => s.tag);
   throw new RestoreError(

@@ -10,15 +10,23 @@ export function secretLookingNames(env: string[]): string[] {
 }
 
 /**
- * The warning for a container whose environment is stored in clear (no encryption key) and names
- * variables that look secret; undefined when none does. Says names only, never values.
+ * The warning for a container whose environment is stored in clear and names variables that look
+ * secret; undefined when none does. Says names only, never values. `clear`: no encryption key at all;
+ * `pullable`: a key, but registry-pullable-image keeps the image config (which `docker commit` fills
+ * with the environment) in clear.
  */
-export function secretEnvWarning(container: string, env: string[], words: Vocabulary): string | undefined {
+export function secretEnvWarning(container: string, env: string[], words: Vocabulary, how: 'clear' | 'pullable' = 'clear'): string | undefined {
   const names = secretLookingNames(env);
   if (names.length === 0) return undefined;
+  if (how === 'pullable') {
+    return (
+      `${container}: its environment has ${names.join(', ')}, whose names look secret; with ${words.enable('registry-pullable-image')} the image config ` +
+      `(which docker commit fills with the environment) is stored in clear, in every destination. Expected ${words.name('exclude-env')} to leave them out.`
+    );
+  }
   return (
     `${container}: its environment has ${names.join(', ')}, whose names look secret; the set keeps the environment ` +
-    `(and docker commit copies it into the image config) in clear. Expected ${words.name('encryption-recipients')} or ${words.name('encryption-passphrase')} to store it encrypted, or ${words.name('exclude-env')} to leave them out.`
+    `(and docker commit copies it into the image config) in clear. Expected ${words.name('encryption-recipients')} or ${words.encryptionPassphrase} to store it encrypted, or ${words.name('exclude-env')} to leave them out.`
   );
 }
 

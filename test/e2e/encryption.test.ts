@@ -107,7 +107,7 @@ describe('encryption at rest through the bundled actions and the CLI', () => {
     const wrong = await runStep('restore', { source: `artifact:${res.prefix}`, rename: `${app}=${app}-copy,${vol}=${vol}-copy`, 'decryption-identity': other }, { env: stepEnv('wrong') });
     expect(wrong.code).toBe(1);
     const errors = wrong.stdout.split('\n').filter((l) => l.startsWith('::error::'));
-    expect(errors).toEqual([`::error::Snapshot e-1 in artifact:${res.prefix} cannot be decrypted with the decryption-identity or decryption-passphrase given (a different key or passphrase). Expected the key it was encrypted for.`]);
+    expect(errors).toEqual([`::error::Snapshot e-1 in artifact:${res.prefix} cannot be decrypted with the key or passphrase given: it was encrypted for another. Expected the identity or passphrase it was made with (decryption-identity or decryption-passphrase).`]);
     expect(leftBehind(wrong)).not.toContain(other);
     await expect(docker.getContainer(`${app}-copy`).inspect()).rejects.toMatchObject({ statusCode: 404 });
     expect(await ours()).toEqual(volumesBefore);

@@ -116,7 +116,7 @@ describe('encryption at rest (dir:)', () => {
     await docker.getContainer(name).remove({ force: true });
     await docker.getVolume(volume).remove();
     await expectRefused({ source: byKey, snapshot: 'k1' }, `Snapshot k1 in ${byKey} is encrypted (age). Expected decryption-identity or decryption-passphrase.`);
-    await expectRefused({ source: byKey, snapshot: 'k1', 'decryption-identity': other.identityFile }, `Snapshot k1 in ${byKey} cannot be decrypted with the decryption-identity or decryption-passphrase given`);
+    await expectRefused({ source: byKey, snapshot: 'k1', 'decryption-identity': other.identityFile }, `Snapshot k1 in ${byKey} cannot be decrypted with the key or passphrase given: it was encrypted for another. Expected the identity or passphrase it was made with (decryption-identity or decryption-passphrase).`);
     await expectRefused({ source: byPass, snapshot: 'p1', 'decryption-passphrase': 'not it' }, `Snapshot p1 in ${byPass} cannot be decrypted`);
     const set = await verifyAndRead(byKey, 'k1', { identities: [keys.identity] });
     const blob = join(byKey.slice(4), 'blobs', 'sha256', set.containers[0].volumes[0].blob.digest.slice(7));

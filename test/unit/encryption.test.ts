@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -36,6 +37,21 @@ describe('key inputs', () => {
     expect(() => parseRecipients('ssh-ed25519 AAAAC3Nza', 'encryption-recipients')).toThrow(/ssh keys are not supported .* Expected an age public key/);
     expect(() => parseRecipients('age1notakey', 'encryption-recipients')).toThrow("Invalid encryption-recipients 'age1notakey'. Expected an age public key");
     expect(() => parseRecipients('/nonexistent/r.txt', 'encryption-recipients')).toThrow("Invalid encryption-recipients '/nonexistent/r.txt': not an age public key (age1…) and not a readable file (ENOENT).");
+  });
+
+  it('refuses a private key where public keys are expected, as the value or in a file, and never repeats it', () => {
+    const file = join(dir, 'secret-as-recipients.txt');
+    writeFileSync(file, `# created: 2026-01-01\n${identity}\n`);
+    for (const value of [identity, file, `${recipient},${identity}`, identity.toLowerCase()]) {
+      let message = '';
+      try {
+        parseRecipients(value, '--encryption-recipients');
+      } catch (err) {
+        message = (err as Error).message;
+      }
+      expect(message).toBe('Invalid --encryption-recipients: this looks like a private key (an identity); expected public keys (age1…, as age-keygen -y prints them), or a file of them.');
+      expect(message.toUpperCase()).not.toContain(identity.slice('AGE-SECRET-KEY-'.length, 40));
+    }
   });
 
   it('takes identities as text or from an identity file, and never repeats a bad value', () => {
@@ -103,9 +119,24 @@ describe('Keyring', () => {
     await expect(new Keyring(undefined, undefined, words).decryptBytes(sealed, 'Snapshot t')).rejects.toThrow('Snapshot t is encrypted (age). Expected decryption-identity or decryption-passphrase.');
     await expect(new Keyring(undefined, { identities: [b.identity] }, words).decryptBytes(sealed, 'Snapshot t')).rejects.toThrow(KeyError);
     await expect(new Keyring(undefined, { identities: [b.identity] }, { decrypt: CLI_WORDS.decryption }).decryptBytes(sealed, 'Snapshot t')).rejects.toThrow(
-      'Snapshot t cannot be decrypted with the --decryption-identity FILE',
+      `Snapshot t cannot be decrypted with the key or passphrase given: it was encrypted for another. Expected the identity or passphrase it was made with (${CLI_WORDS.decryption}).`,
     );
   });
+
+  it('says a damaged wrapped passphrase key is damaged, not a wrong passphrase', async () => {
+    const maker = new Keyring({ recipients: [], passphrase: 'correct horse' }, undefined, words);
+    await maker.adopt([]);
+    const sealed = await maker.encryptBytes(Buffer.from('doc'));
+    const lines = maker.passphraseKey!.split('\n');
+    lines[1] = `${lines[1].slice(0, 5)}${lines[1][5] === 'A' ? 'B' : 'A'}${lines[1].slice(6)}`;
+    const reader = new Keyring(undefined, { identities: [], passphrase: 'correct horse' }, words);
+    await reader.unlock(lines.join('\n'));
+    await expect(reader.decryptBytes(sealed, 'Snapshot t')).rejects.toThrow(/^Snapshot t cannot be decrypted: the passphrase's wrapped key in its envelope is damaged \(.+\), so no passphrase opens it\./);
+    const wrong = new Keyring(undefined, { identities: [], passphrase: 'wrong horse' }, words);
+    await wrong.unlock(maker.passphraseKey);
+    await expect(wrong.decryptBytes(sealed, 'Snapshot t')).rejects.toThrow('Snapshot t cannot be decrypted with the key or passphrase given: it was encrypted for another.');
+    expect((await reader.unlock(maker.passphraseKey), await reader.decryptBytes(sealed, 'Snapshot t')).toString()).toBe('doc');
+  }, 30_000);
 
   it('tells a backup that cannot read a set back to use a new tag', async () => {
     const sealed = await new Keyring({ recipients: [a.recipient] }, undefined, words).encryptBytes(Buffer.from('doc'));
@@ -113,19 +144,33 @@ describe('Keyring', () => {
     await expect(backup.decryptBytes(sealed, 'Snapshot t')).rejects.toThrow('Snapshot t is encrypted (age) and cannot be read back by this backup. Expected a new tag.');
   });
 
-  it('opens a dedupe record only for the same recipients', () => {
-    const one = new Keyring({ recipients: [a.recipient, b.recipient] }, undefined, words);
-    const same = new Keyring({ recipients: [b.recipient, a.recipient] }, undefined, words);
-    const other = new Keyring({ recipients: [a.recipient] }, undefined, words);
-    const sealed = one.sealRecord({ containers: [] });
-    expect(same.openRecord(sealed)).toEqual({ containers: [] });
-    expect(other.openRecord(sealed)).toBeUndefined();
+  it('opens a dedupe record only for the same recipients and host key', () => {
+    const host = randomBytes(32);
+    const keyed = (recipients: string[], key: Buffer | undefined) => {
+      const k = new Keyring({ recipients }, undefined, words);
+      k.useHostKey(key);
+      return k;
+    };
+    const sealed = keyed([a.recipient, b.recipient], host).sealRecord({ containers: [] })!;
+    expect(keyed([b.recipient, a.recipient], host).openRecord(sealed)).toEqual({ containers: [] });
+    expect(keyed([a.recipient], host).openRecord(sealed)).toBeUndefined();
+    expect(keyed([a.recipient, b.recipient], undefined).openRecord(sealed)).toBeUndefined();
+  });
+
+  it('refuses a dedupe record forged by whoever holds only the public keys (dedupe poisoning)', () => {
+    const backup = new Keyring({ recipients: [a.recipient] }, undefined, words);
+    backup.useHostKey(randomBytes(32));
+    const publicOnly = new Keyring({ recipients: [a.recipient] }, undefined, words);
+    expect(publicOnly.sealRecord({ containers: [] })).toBeUndefined();
+    const forger = new Keyring({ recipients: [a.recipient] }, undefined, words);
+    forger.useHostKey(randomBytes(32));
+    expect(backup.openRecord(forger.sealRecord({ containers: [] })!)).toBeUndefined();
   });
 
   it('takes again the session key a passphrase wrapped, and not with another passphrase', async () => {
     const first = new Keyring({ recipients: [], passphrase: 'correct horse' }, undefined, words);
     expect(await first.adopt([])).toBe(false);
-    const record = first.sealRecord({ n: 1 });
+    const record = first.sealRecord({ n: 1 })!;
     const again = new Keyring({ recipients: [], passphrase: 'correct horse' }, undefined, words);
     expect(await again.adopt([first.passphraseKey!])).toBe(true);
     expect(again.openRecord(record)).toEqual({ n: 1 });
@@ -144,6 +189,9 @@ describe('environment variables whose names look secret', () => {
     expect(warning).toContain('Expected encryption-recipients or encryption-passphrase');
     for (const value of ['hunter2', 't0k', '/root']) expect(warning).not.toContain(value);
     expect(secretEnvWarning('web', ['PATH=/bin', 'PORT=80'], CLI_WORDS)).toBeUndefined();
+    expect(secretEnvWarning('db', env, CLI_WORDS)).toContain(
+      `Expected --encryption-recipients or --encryption-passphrase-stdin (or CONTAINER_SNAPSHOT_ENCRYPTION_PASSPHRASE) to store it encrypted, or --exclude-env to leave them out.`,
+    );
   });
 });
 
