@@ -72,6 +72,18 @@ export function toEntry(source: Source, header: TarHeader): ReadEntry {
 
 const KNOWN = new Set(['file', 'directory', 'symlink', 'link', 'fifo', 'character-device', 'block-device']);
 
+/** Files the engine bind-mounts into every container; it makes them as empty files in the rootfs. */
+const ENGINE_MOUNT_POINTS = new Set(['/etc/hostname', '/etc/hosts', '/etc/resolv.conf']);
+
+/**
+ * An empty file the engine made in the writable layer as the mount point of a file it manages:
+ * Engine 26.1 commits them once a container has been started twice (20.10 does not). Not the
+ * container's change, so never listed, compared or extracted.
+ */
+function isEngineMountPoint(read: ReadEntry): boolean {
+  return 'entry' in read && read.entry.type === 'file' && read.entry.size === 0 && ENGINE_MOUNT_POINTS.has(read.entry.path);
+}
+
 /**
  * Reads `source`'s archive from `dest` once (decompressed, its digests checked as it streams) and
  * calls `visit` with each entry and its content stream, which `visit` must consume or resume.
@@ -85,7 +97,8 @@ export async function walk(dest: Destination, source: Source, what: string, visi
   try {
     for await (const item of extract) {
       const stream = item as unknown as Readable & { header: tar.Header };
-      await visit(toEntry(source, stream.header), stream);
+      const read = toEntry(source, stream.header);
+      if (!(source.kind === 'layer' && isEngineMountPoint(read))) await visit(read, stream);
       stream.resume();
     }
   } finally {

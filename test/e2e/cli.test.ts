@@ -93,8 +93,8 @@ describe('the bundled CLI as a newcomer meets it', () => {
     expect(restored.code, restored.stderr).toBe(0);
     const told = restored.stderr.split('\n');
     const seen = (pattern: RegExp) => told.findIndex((l) => pattern.test(l));
-    expect(seen(/^Verifying \d+ blob\(s\) of 1 container\(s\)/)).toBeGreaterThanOrEqual(0);
-    expect(seen(new RegExp(`^${app}: loading image sha256:[0-9a-f]{12} \\(\\d+ layer\\(s\\)\\) into the engine$`))).toBeGreaterThan(seen(/^Verifying/));
+    expect(seen(/^Restoring 1 container\(s\); each blob is checked as it is read$/)).toBeGreaterThanOrEqual(0);
+    expect(seen(new RegExp(`^${app}: loading image sha256:[0-9a-f]{12} \\(\\d+ layer\\(s\\)\\) into the engine$`))).toBeGreaterThan(seen(/^Restoring 1 container/));
     expect(seen(new RegExp(`^${app}: filling volume '${volumeCopy}'$`))).toBeGreaterThan(seen(/loading image/));
     expect((await docker.getContainer(copy).inspect()).State.Running).toBe(true);
   });
