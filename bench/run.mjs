@@ -52,6 +52,14 @@ function parseOptions(argv) {
 
 // ---------------------------------------------------------------- processes
 
+/** A command as the progress lines show it: temp paths shortened, token values (even the local artifact service's) hidden. */
+function shown(cmd, ctx) {
+  return cmd
+    .replaceAll(ctx.tmp, '$TMP')
+    .replaceAll(CLI, 'dist/cli.js')
+    .replace(/\b([A-Z_]*TOKEN)='[^']*'/g, "$1='***'");
+}
+
 const q = (s) => `'${String(s).replaceAll("'", `'\\''`)}'`;
 
 /** Runs a shell command, untimed; returns stdout. */
@@ -161,7 +169,7 @@ function measure(ctx, cmd) {
         return reject(new Error(`step failed (exit ${code}): ${cmd}\n${tail}`));
       }
       const rssKB = HAVE_GNU_TIME ? Number(readFileSync(rssFile, 'utf8').trim().split('\n').pop()) : treePeak;
-      progress(`   ${seconds.toFixed(2).padStart(6)} s ${(rssKB / 1024).toFixed(0).padStart(4)} MB  ${cmd.replaceAll(ctx.tmp, '$TMP').replaceAll(CLI, 'dist/cli.js')}`);
+      progress(`   ${seconds.toFixed(2).padStart(6)} s ${(rssKB / 1024).toFixed(0).padStart(4)} MB  ${shown(cmd, ctx)}`);
       resolvePromise({ seconds, rssKB, engineKB: Math.max(0, enginePeak - engineStart) });
     });
   });
