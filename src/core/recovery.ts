@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { Engine } from '../engine/engine.js';
 import { errorMessage, type Logger } from './log.js';
 import { TEMP_IMAGE_REPOSITORY, runNameOwner, tempImageOwner } from './run-names.js';
-import { UndoJournal, pendingFrom, undo, type PendingUndo } from './undo.js';
+import { UndoJournal, hasPending, pendingFrom, undo, type PendingUndo } from './undo.js';
 
 /** Who wrote a journal file: a process of a host, talking to an engine. */
 export interface JournalOwner {
@@ -148,6 +148,11 @@ export async function recoverAbandoned(engine: Engine, log: Logger, env: NodeJS.
   for (const { path, entry, gone } of readJournals<JournalFile>(join(stateDir(env), 'journal'), env)) {
     if (!gone) continue;
     const pending = pendingFrom(entry.pending);
+    if (!hasPending(pending)) {
+      // Killed when nothing was held (between containers, or writing the set): nothing to undo or say.
+      rmSync(path, { force: true });
+      continue;
+    }
     const what = `${pending.paused.length} paused container(s), ${pending.stopped.length} stopped container(s), ${pending.tempImages.length} temporary image(s)`;
     log.warning(`A backup (pid ${entry.pid}) ended without cleaning up (${what}); undoing it now`);
     const { problems, left } = await undo(pending, engine, log).catch((err: unknown) => ({ problems: [errorMessage(err)], left: pending }));
