@@ -26,17 +26,38 @@ export function journalOwner(env: NodeJS.ProcessEnv): JournalOwner {
   return { pid: process.pid, started: processStart(process.pid), host: hostname(), engine: engineId(env) };
 }
 
+/** `<journal>.json.<writer pid>.tmp`: a journal being written, named after the process writing it. */
+const TEMP_FILE = /^.+\.json\.(\d+)\.tmp$/;
+
+/**
+ * Writes a journal file whole or not at all: to a temporary file named after this process, then
+ * renamed over it. A process killed between the two leaves the temporary file, whose change it
+ * had not made yet (a journal is written before each change); readJournals removes it once that
+ * process is gone. Throws the file system's error.
+ */
+export function writeJournalFile(path: string, body: string): void {
+  const temp = `${path}.${process.pid}.tmp`;
+  writeFileSync(temp, body, { mode: 0o600 });
+  renameSync(temp, path);
+}
+
 /**
  * The journal files (`*.json`) of `dir` written for this host's engine, parsed; `gone` says their
  * process is no longer alive (so what they name is for this run to put back). Unreadable files are skipped.
+ * Temporary files that writers gone left (see writeJournalFile) are removed.
  */
 export function readJournals<T extends JournalOwner>(dir: string, env: NodeJS.ProcessEnv): Array<{ path: string; entry: T; gone: boolean }> {
-  let names: string[] = [];
+  let all: string[] = [];
   try {
-    names = readdirSync(dir).filter((n) => n.endsWith('.json'));
+    all = readdirSync(dir);
   } catch {
     return [];
   }
+  for (const name of all) {
+    const writer = Number(TEMP_FILE.exec(name)?.[1] ?? NaN);
+    if (Number.isInteger(writer) && writer !== process.pid && !isAlive(writer, '')) rmSync(join(dir, name), { force: true });
+  }
+  const names = all.filter((n) => n.endsWith('.json'));
   const out: Array<{ path: string; entry: T; gone: boolean }> = [];
   for (const name of names) {
     const path = join(dir, name);
@@ -92,8 +113,7 @@ export function fileJournal(env: NodeJS.ProcessEnv, onChange?: (pending: Pending
   const journal = new UndoJournal((pending) => {
     onChange?.(pending);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    writeFileSync(`${file}.tmp`, JSON.stringify(record(pending)));
-    renameSync(`${file}.tmp`, file);
+    writeJournalFile(file, JSON.stringify(record(pending)));
   });
   return { journal, close: () => rmSync(file, { force: true }) };
 }
@@ -158,7 +178,7 @@ export async function recoverAbandoned(engine: Engine, log: Logger, env: NodeJS.
     const { problems, left } = await undo(pending, engine, log).catch((err: unknown) => ({ problems: [errorMessage(err)], left: pending }));
     if (problems.length > 0) {
       // What was put back (or is gone) is not tried again; the rest is, by the next run.
-      writeFileSync(path, JSON.stringify({ ...entry, pending: left }));
+      writeJournalFile(path, JSON.stringify({ ...entry, pending: left }));
       log.error(`Could not undo everything the interrupted backup left: ${problems.join('; ')}`);
       continue;
     }

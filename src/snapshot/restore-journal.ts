@@ -1,8 +1,8 @@
-import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { errorMessage, type Logger } from '../core/log.js';
-import { isAlive, journalOwner, processStart, readJournals, stateDir, type JournalOwner } from '../core/recovery.js';
+import { isAlive, journalOwner, processStart, readJournals, stateDir, writeJournalFile, type JournalOwner } from '../core/recovery.js';
 import type { Engine } from '../engine/engine.js';
 import { RestoreTransaction, removeRunHelpers, removeRunVolumes, rollBackTargets, type RestorePending } from './transaction.js';
 
@@ -39,8 +39,7 @@ export function restoreJournal(env: NodeJS.ProcessEnv, onChange?: (pending: Rest
     onChange?.(pending);
     const record: RestoreJournalFile = { ...journalOwner(env), pending };
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    writeFileSync(`${file}.tmp`, JSON.stringify(record), { mode: 0o600 });
-    renameSync(`${file}.tmp`, file);
+    writeJournalFile(file, JSON.stringify(record));
   });
   return { txn, close: () => rmSync(file, { force: true }) };
 }
@@ -72,7 +71,7 @@ export function adoptPending(env: NodeJS.ProcessEnv, pending: RestorePending): v
   if (existsSync(file)) return;
   const record: RestoreJournalFile = { ...journalOwner(env), pid: Number(pid), started: started ?? '', host, pending };
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  writeFileSync(file, JSON.stringify(record), { mode: 0o600 });
+  writeJournalFile(file, JSON.stringify(record));
 }
 
 /**
@@ -97,8 +96,7 @@ export async function recoverAbandonedRestores(engine: Engine, log: Logger, env:
       log.warning(`A restore (pid ${entry.pid}) ended before it finished (${entry.pending.targets.map((t) => t.target).join(', ')}); putting back what it changed`);
     }
     const save = () => {
-      writeFileSync(`${path}.tmp`, JSON.stringify(entry), { mode: 0o600 });
-      renameSync(`${path}.tmp`, path);
+      writeJournalFile(path, JSON.stringify(entry));
     };
     const failed = await rollBackAll(engine, entry.pending, log, save).catch((err: unknown) => [errorMessage(err)]);
     if (failed.length > 0) {

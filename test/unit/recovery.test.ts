@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { journalOwner, recoverAbandoned } from '../../src/core/recovery.js';
@@ -23,5 +23,25 @@ describe('recovery of a backup that ended without cleaning up', () => {
     const log = { info: (m: string) => said.push(m), warning: (m: string) => said.push(m), error: (m: string) => said.push(m), group: <T>(_t: string, fn: () => Promise<T>) => fn() };
     expect(await recoverAbandoned(engine, log, env)).toBe(0);
     expect([existsSync(file), said]).toEqual([false, []]);
+  });
+});
+
+describe('journal files a killed process left half written', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'csx-recovery-tmp-'));
+  const env = { CONTAINER_SNAPSHOT_STATE_DIR: dir, DOCKER_HOST: 'unix:///nowhere.sock' };
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('removes the temporary file of a writer that is gone, and keeps a live writer’s', async () => {
+    const gone = spawnSync('true').pid!;
+    const journals = join(dir, 'journal');
+    mkdirSync(journals, { recursive: true });
+    // A journal of any process, being written by a writer that is gone, and by this one.
+    const dead = join(journals, `${hostname()}-${gone}.json.${gone}.tmp`);
+    const live = join(journals, `${hostname()}-${gone}.json.${process.pid}.tmp`);
+    writeFileSync(dead, '{"pid":');
+    writeFileSync(live, '{"pid":');
+    const log = { info: () => undefined, warning: () => undefined, error: () => undefined, group: <T>(_t: string, fn: () => Promise<T>) => fn() };
+    await recoverAbandoned(engine, log, env);
+    expect([existsSync(dead), existsSync(live)]).toEqual([false, true]);
   });
 });
