@@ -225,7 +225,8 @@ describe('prune racing a backup to dir: loses nothing', () => {
   let location = '';
   const blobCount = () => readdirSync(join(root, 'blobs', 'sha256')).length;
   const opts = (tag: string, extra: Record<string, string> = {}) =>
-    parseBackupInputs(inputs({ containers: `${first},${second}`, destination: location, tag, 'pre-command': 'sleep 2; date +%s%N > /stamp', ...extra }));
+    // One container after the other: the race below needs the first one's blobs stored while the second's pre-command sleeps.
+    parseBackupInputs(inputs({ containers: `${first},${second}`, destination: location, tag, 'pre-command': 'sleep 2; date +%s%N > /stamp', parallelism: '1', ...extra }));
   const locks = () => readdirSync(join(root, 'locks'));
 
   beforeAll(async () => {
