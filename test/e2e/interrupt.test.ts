@@ -34,7 +34,8 @@ describe('an interrupted backup', () => {
 
   it('killed outright (SIGKILL) while spooling, leaves its journal and spool, and the next run undoes and removes them', async () => {
     const store = join(res.tempDir(), 'store');
-    const { name, id } = await runBigVolumeContainer(res, 'big-kill', inject('fixtureImage'), 160);
+    // Large enough that the spool's copy outlasts the poll that sends the kill (160 MB was copied too fast once).
+    const { name, id } = await runBigVolumeContainer(res, 'big-kill', inject('fixtureImage'), 400);
     const journalDir = join(stateDir(process.env), 'journal');
     const spools = () => (existsSync(spoolRoot(process.env)) ? readdirSync(spoolRoot(process.env)) : []);
     const before = new Set(spools());
