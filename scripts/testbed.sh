@@ -306,11 +306,14 @@ cmd_engine_b() {
   # No iptables rules: the main engine owns the host's; published ports go through docker-proxy.
   # Its own key file: Engine 20.10 derives the daemon ID from it (the default, /etc/docker/key.json,
   # would give B the ID of the main engine); only the configuration file can name it.
+  # --live-restore: a dockerd given --default-address-pool that finds its default "bridge" network
+  # from an earlier start deletes the host's docker0 link unless live restore is on (moby 20.10,
+  # daemon_unix.go initNetworkController), which cuts the main engine's containers off its bridge.
   printf '{"deprecated-key-path": "%s"}\n' "$state/key.json" | as_root tee "$state/daemon.json" >/dev/null
   as_root setsid -w dockerd --config-file "$state/daemon.json" -H "$ENGINE_B_SOCKET" -H "$ENGINE_B_HOST" \
     --tlsverify --tlscacert "$tls/ca.pem" --tlscert "$tls/server-cert.pem" --tlskey "$tls/server-key.pem" \
     --data-root "$state/data" --exec-root "$state/exec" --pidfile "$state/pid" \
-    --bridge "$ENGINE_B_BRIDGE" --default-address-pool "base=$ENGINE_B_POOL,size=24" \
+    --bridge "$ENGINE_B_BRIDGE" --default-address-pool "base=$ENGINE_B_POOL,size=24" --live-restore \
     --iptables=false --ip-masq=false </dev/null >"$log" 2>&1 &
   local pid=$! waited=0
   while ((waited < ENGINE_WAIT_SECONDS * 2)); do
