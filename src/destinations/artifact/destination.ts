@@ -43,19 +43,19 @@ export class ArtifactDestination implements Destination {
     private readonly client: ArtifactClient,
     private readonly run: RunContext,
     private readonly retentionDays: number | undefined,
-    private readonly other: ArtifactRun | undefined,
+    private readonly artifactRun: ArtifactRun | undefined,
     private readonly warn: (message: string) => void = () => undefined,
     private readonly words: Vocabulary = ACTION_WORDS,
     readonly keyring?: Keyring,
   ) {}
 
   private get downloads(): DownloadContext {
-    return { client: this.client, tempDir: this.run.tempDir, find: findOptions(this.other), label: this.label, call: (what, fn) => this.call(what, fn) };
+    return { client: this.client, tempDir: this.run.tempDir, find: findOptions(this.artifactRun), label: this.label, call: (what, fn) => this.call(what, fn) };
   }
 
   async check(access: 'read' | 'write' | 'plan'): Promise<void> {
-    if (access !== 'read' && this.other) throw new DestinationError(`${this.label}: another run's artifacts can be read, not written.`);
-    if (this.other) return;
+    if (access !== 'read' && this.artifactRun) throw new DestinationError(`${this.label}: another run's artifacts can be read, not written.`);
+    if (this.artifactRun) return;
     if (!this.run.runtimeToken || !this.run.resultsUrl) {
       throw new DestinationError(
         `${this.label} needs GitHub's artifact service, which exists only inside a workflow run (ACTIONS_RUNTIME_TOKEN and ACTIONS_RESULTS_URL are not set). ` +
@@ -70,7 +70,7 @@ export class ArtifactDestination implements Destination {
 
   private async artifacts(refresh = false): Promise<Artifact[]> {
     if (!this.listing || refresh) {
-      this.listing = (await this.call('list artifacts', () => this.client.listArtifacts(findOptions(this.other)))).artifacts;
+      this.listing = (await this.call('list artifacts', () => this.client.listArtifacts(findOptions(this.artifactRun)))).artifacts;
     }
     return this.listing;
   }
@@ -118,7 +118,7 @@ export class ArtifactDestination implements Destination {
     const name = [...this.indexes.values()].find((index) => index.blobs[digest])?.blobs[digest];
     if (!name) throw new DestinationError(`${this.label}: no artifact holds blob ${digest}`);
     const artifact = (await this.artifacts()).find((a) => a.name === name) ?? (await this.artifacts(true)).find((a) => a.name === name);
-    if (!artifact) throw new DestinationError(`${this.label}: artifact ${name} (blob ${digest}) is missing from ${describeRun(this.other)}; it may have expired or been deleted`);
+    if (!artifact) throw new DestinationError(`${this.label}: artifact ${name} (blob ${digest}) is missing from ${describeRun(this.artifactRun)}; it may have expired or been deleted`);
     return openBlobArtifact(this.downloads, artifact, digest);
   }
 
@@ -225,7 +225,7 @@ export class ArtifactDestination implements Destination {
 
   private failure(what: string, err: unknown): Error {
     if (err instanceof DestinationError) return err;
-    return new DestinationError(`${this.label}: cannot ${what} in ${describeRun(this.other)}: ${err instanceof Error ? err.message : String(err)}`);
+    return new DestinationError(`${this.label}: cannot ${what} in ${describeRun(this.artifactRun)}: ${err instanceof Error ? err.message : String(err)}`);
   }
 
   private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
