@@ -6,6 +6,7 @@ import type { PruneResult } from './snapshot/prune.js';
 import type { VerifyReport } from './snapshot/verify.js';
 import { formatBytes } from './util/format.js';
 import { TOOL } from './version.js';
+import type { summary } from '@actions/core';
 
 export { formatBytes };
 
@@ -22,13 +23,17 @@ export function engineLine(e: Partial<EngineInfo> & { address?: string }): strin
   return `${who ? `${who}, ` : ''}Engine ${e.version ?? '?'} (API ${e.apiVersion ?? '?'})${e.address ? ` at ${e.address}` : ''}`;
 }
 
-function cell(s: string): string {
-  return s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
+/** The job summary being written (core.summary): each *Summary function adds its section and returns it. */
+export type Summary = typeof summary;
+
+/** Text shown as is in an HTML table cell: one line (a blank line would end the table's HTML block). */
+function text(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/\n/g, ' ');
 }
 
-function table(head: string[], rows: string[][]): string {
-  const line = (cells: string[]) => `| ${cells.map(cell).join(' | ')} |`;
-  return [line(head), line(head.map(() => '---')), ...rows.map(line)].join('\n');
+/** A table's header row, as core.summary.addTable takes it. */
+function header(names: string[]): Array<{ data: string; header: true }> {
+  return names.map((n) => ({ data: text(n), header: true }));
 }
 
 /** The summary's last line: which version of the tool wrote it. */
@@ -36,31 +41,39 @@ function byline(): string {
   return `\n<sub>${TOOL.name} ${TOOL.version}</sub>\n`;
 }
 
-/** The job summary of a backup (Markdown): one row per container, where the set went, its artifact. */
-export function backupSummary(result: BackupResult & { engine?: Partial<EngineInfo> & { address?: string } }, dryRun: boolean): string {
+/** Adds the job summary of a backup to `summary`: one row per container, where the set went, its artifact. */
+export function backupSummary(summary: Summary, result: BackupResult & { engine?: Partial<EngineInfo> & { address?: string } }, dryRun: boolean): Summary {
   const rows = result.containers.map((c) => [
-    c.name,
-    c.state,
-    c.status === 'failed' ? `❌ ${c.error ?? ''}` : c.status === 'planned' ? 'planned' : '✅',
-    c.volumes.join(', ') || '—',
-    formatBytes(c.bytes),
-    (c.status !== 'ok' ? '—' : c.stoppedMs > 0 ? `${c.stoppedMs} ms stopped` : c.pausedMs > 0 ? `${c.pausedMs} ms paused` : 'not paused') + (c.note ? ` (${c.note})` : ''),
-    c.destinations.map((d) => d.ref).join('<br>') || '—',
+    ...[
+      c.name,
+      c.state,
+      c.status === 'failed' ? `❌ ${c.error ?? ''}` : c.status === 'planned' ? 'planned' : '✅',
+      c.volumes.join(', ') || '—',
+      formatBytes(c.bytes),
+      (c.status !== 'ok' ? '—' : c.stoppedMs > 0 ? `${c.stoppedMs} ms stopped` : c.pausedMs > 0 ? `${c.pausedMs} ms paused` : 'not paused') + (c.note ? ` (${c.note})` : ''),
+    ].map(text),
+    c.destinations.map((d) => text(d.ref)).join('<br>') || '—',
   ]);
   const title = `### Container snapshot ${result.tag}${dryRun ? ' (dry run)' : ''}${result.engine ? `\n\nEngine: ${engineLine(result.engine)}` : ''}`;
   const places = result.destinations.map((d) => (d.written ? `✅ ${d.destination}` : `❌ ${d.destination}: ${d.error ?? ''}`));
   const where = places.length > 0 ? `\nSet written to:\n${places.map((p) => `- ${p}`).join('\n')}\n` : '';
   const links = result.artifacts.map((a) => `Artifact: [${a.name}](${a.url}) (ID ${a.id})\n`).join('');
-  return `${title}\n\n${table(['Container', 'State', 'Result', 'Volumes', 'Stored', 'Quiesced', 'Stored at'], rows)}\n${where}${links ? `\n${links}` : ''}${byline()}`;
+  return summary
+    .addRaw(`${title}\n\n`)
+    .addTable([header(['Container', 'State', 'Result', 'Volumes', 'Stored', 'Quiesced', 'Stored at']), ...rows])
+    .addRaw(`${where}${links ? `\n${links}` : ''}${byline()}`);
 }
 
-/** The job summary of a restore (Markdown): the engines, then one row per container. */
-export function restoreSummary(result: RestoreResult & { engine?: Partial<EngineInfo> & { address?: string } }): string {
-  const rows = result.containers.map((c) => [c.from, c.name, c.status === 'ok' ? `✅ ${c.state}` : `❌ ${c.error ?? ''}`]);
+/** Adds the job summary of a restore to `summary`: the engines, then one row per container. */
+export function restoreSummary(summary: Summary, result: RestoreResult & { engine?: Partial<EngineInfo> & { address?: string } }): Summary {
+  const rows = result.containers.map((c) => [c.from, c.name, c.status === 'ok' ? `✅ ${c.state}` : `❌ ${c.error ?? ''}`].map(text));
   const onto = result.engine ? `Restored onto: ${engineLine(result.engine)}\n` : '';
   const from = result.sourceEngine ? `Taken on: ${engineLine(result.sourceEngine)}\n` : '';
   const engines = onto || from ? `${[onto, from].filter(Boolean).join('\n')}\n` : '';
-  return `### Restored snapshot ${result.tag}\n\n${engines}${table(['From', 'Container', 'Result'], rows)}\n${byline()}`;
+  return summary
+    .addRaw(`### Restored snapshot ${result.tag}\n\n${engines}`)
+    .addTable([header(['From', 'Container', 'Result']), ...rows])
+    .addRaw(byline());
 }
 
 export function setsTable(sets: SetSummary[]): string {
@@ -110,11 +123,11 @@ export function verifyFailureLine(report: VerifyReport): string | undefined {
   return items.length ? `${items.length} damaged: ${items.join('; ')}` : undefined;
 }
 
-/** The job summary of a verification (Markdown): one row per container of each set, one for a set that could not be read. */
-export function verifySummary(report: VerifyReport): string {
+/** Adds the job summary of a verification to `summary`: one row per container of each set, one for a set that could not be read. */
+export function verifySummary(summary: Summary, report: VerifyReport): Summary {
   const rows = report.sets.flatMap((s) =>
-    s.error ? [[s.tag, '—', '—', `❌ ${s.error}`]] : s.containers.map((c) => [s.tag, c.name, String(c.blobs), c.status === 'ok' ? '✅' : `❌ ${c.error ?? ''}`]),
+    (s.error ? [[s.tag, '—', '—', `❌ ${s.error}`]] : s.containers.map((c) => [s.tag, c.name, String(c.blobs), c.status === 'ok' ? '✅' : `❌ ${c.error ?? ''}`])).map((row) => row.map(text)),
   );
   const title = report.sets.length === 1 ? `### Verified snapshot ${report.sets[0].tag}` : `### Verified ${report.sets.length} snapshot sets`;
-  return `${title}\n\n${table(['Snapshot', 'Container', 'Blobs', 'Result'], rows)}\n${byline()}`;
+  return summary.addRaw(`${title}\n\n`).addTable([header(['Snapshot', 'Container', 'Blobs', 'Result']), ...rows]).addRaw(byline());
 }

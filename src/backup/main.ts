@@ -33,7 +33,7 @@ export async function main(): Promise<void> {
   const pruned = (result.pruned ?? []).map(pruneReport);
   for (const p of pruned) core.info(p);
   const retention = pruned.length > 0 ? `\n#### Retention\n\n\`\`\`\n${pruned.join('\n\n')}\n\`\`\`\n` : '';
-  await core.summary.addRaw((opts.pruneOnly ? '' : backupSummary(result, opts.dryRun)) + retention).write();
+  await (opts.pruneOnly ? core.summary : backupSummary(core.summary, result, opts.dryRun)).addRaw(retention).write();
   if (opts.pruneOnly) return;
   const ok = result.containers.filter((c) => c.status === 'ok');
   core.info(`Snapshot ${result.tag}: ${ok.length} container(s), ${formatBytes(ok.reduce((n, c) => n + c.bytes, 0))}`);

@@ -3,7 +3,7 @@ import type { Vocabulary } from '../core/words.js';
 import type { Keyring } from '../crypto/keyring.js';
 import { RegistryClient } from '../registry/client.js';
 import { resolveCredentials } from '../registry/credentials.js';
-import { ArtifactDestination, runContext } from './artifact.js';
+import { ArtifactDestination, runContext } from './artifact/index.js';
 import { DirDestination } from './dir.js';
 import { RegistryDestination } from './registry.js';
 import type { Destination } from './types.js';

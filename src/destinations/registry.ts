@@ -53,8 +53,8 @@ function ociLabels(set: SnapshotSet, c: SnapshotSet['containers'][number]): Reco
  *                               layers are the volume archives, pushed last
  */
 export class RegistryDestination implements Destination {
-  /** Where blobs were seen, so a blob already in another repository is mounted instead of uploaded. */
-  private readonly homes = new Map<string, string>();
+  /** Digest → the repository the blob was seen in, so a blob already in another repository is mounted instead of uploaded. */
+  private readonly blobRepos = new Map<string, string>();
 
   constructor(
     readonly label: string,
@@ -76,8 +76,8 @@ export class RegistryDestination implements Destination {
   async hasBlob(scope: BlobScope, digest: string): Promise<boolean> {
     const repo = this.repo(scope);
     if (await this.client.hasBlob(repo, digest)) return true;
-    const home = this.homes.get(digest);
-    return Boolean(home && home !== repo && (await this.client.mountBlob(repo, digest, home)));
+    const seenIn = this.blobRepos.get(digest);
+    return Boolean(seenIn && seenIn !== repo && (await this.client.mountBlob(repo, digest, seenIn)));
   }
 
   async writeBlob(scope: BlobScope): Promise<BlobWriter> {
@@ -87,7 +87,7 @@ export class RegistryDestination implements Destination {
       stream: upload.stream,
       commit: async (digest) => {
         await upload.finish(digest);
-        if (!this.homes.has(digest)) this.homes.set(digest, repo);
+        if (!this.blobRepos.has(digest)) this.blobRepos.set(digest, repo);
       },
       abort: () => upload.cancel(),
     };
@@ -146,12 +146,12 @@ export class RegistryDestination implements Destination {
     const doc = sealed.body;
     const docDigest = await this.putJsonBlob(this.prefix, doc);
     // Every blob of the set's own scope: volumes, their side records and the committed image configs (a restore's, not the pushed one's).
-    const own = setScopeBlobs(set);
+    const scopeBlobs = setScopeBlobs(set);
     const setManifest: ImageManifest = {
       schemaVersion: 2,
       mediaType: OCI_MANIFEST,
       config: { mediaType: sealed.mediaType, digest: docDigest, size: doc.length },
-      layers: own.map(descriptorOf),
+      layers: scopeBlobs.map(descriptorOf),
       annotations: { ...annotations, ...sealed.annotations },
     };
     await this.client.putManifest(this.prefix, set.tag, OCI_MANIFEST, Buffer.from(JSON.stringify(setManifest)));
@@ -189,7 +189,7 @@ export class RegistryDestination implements Destination {
     const set = await openSealed(body, { mediaType: manifest.config.mediaType, digest, size, annotations: manifest.annotations }, this.keyring, tag, this.label);
     for (const c of set.containers) {
       const repo = this.repo({ container: c.name });
-      for (const b of c.image.layers) if (!this.homes.has(b.digest)) this.homes.set(b.digest, repo);
+      for (const b of c.image.layers) if (!this.blobRepos.has(b.digest)) this.blobRepos.set(b.digest, repo);
     }
     return set;
   }

@@ -149,6 +149,7 @@ export function ownName(names: string[] | undefined, id: string): string {
  * EngineError naming `what`. Not docker-modem's followProgress: it parses inside a 'data'
  * listener, so one malformed line is an uncaught exception that kills the process mid-restore,
  * and it drops a last line without a newline.
+ * test/unit/engine-progress.test.ts pins both.
  */
 async function readProgress(stream: NodeJS.ReadableStream, what: string): Promise<Array<Record<string, unknown>>> {
   const events: Array<Record<string, unknown>> = [];

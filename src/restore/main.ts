@@ -28,7 +28,7 @@ export async function main(): Promise<void> {
   core.setOutput(RestoreOutput.Snapshot, result.tag);
   core.setOutput(RestoreOutput.Containers, JSON.stringify(result.containers));
   core.setOutput(RestoreOutput.Failed, String(result.failed));
-  await core.summary.addRaw(restoreSummary(result)).write();
+  await restoreSummary(core.summary, result).write();
   const failed = failureLine(result.containers.map((c) => ({ name: c.from, error: c.error, failed: c.status === 'failed' })), 'not restored');
   if (failed) throw new Error(failed);
 }
@@ -48,7 +48,7 @@ async function verifyOnly(opts: VerifyOptions): Promise<void> {
   core.setOutput(RestoreOutput.Snapshot, report.sets.map((s) => s.tag).join(','));
   core.setOutput(RestoreOutput.Containers, JSON.stringify(containers));
   core.setOutput(RestoreOutput.Failed, String(report.failed));
-  await core.summary.addRaw(verifySummary(report)).write();
+  await verifySummary(core.summary, report).write();
   const damaged = verifyFailureLine(report);
   if (damaged) throw new Error(damaged);
 }

@@ -48,8 +48,8 @@ export async function tagState(destinations: Destination[], tag: string): Promis
   if (missing.length === 0) throw new SetWriteError(`Snapshot ${tag} already exists in ${holders.map((d) => d.label).join(', ')}. Expected a new tag.`);
   const set = await holders[0].readSet(tag);
   if (!set) throw new SetWriteError(`Snapshot ${tag} in ${holders[0].label} cannot be read. Expected a new tag.`);
-  for (const other of holders.slice(1)) {
-    if (!(await holdsSame(other, set))) throw new SetWriteError(`Snapshot ${tag} differs between ${holders[0].label} and ${other.label}. Expected a new tag.`);
+  for (const holder of holders.slice(1)) {
+    if (!(await holdsSame(holder, set))) throw new SetWriteError(`Snapshot ${tag} differs between ${holders[0].label} and ${holder.label}. Expected a new tag.`);
   }
   return { holders, missing, set };
 }
@@ -94,8 +94,8 @@ function containerNames(set: SnapshotSet): string {
 /** The last write of a set, with the containers, the phase and the destination in its message. */
 export function setWriteMessage(set: SnapshotSet, dest: Destination, err: unknown): string {
   const message = errorMessage(err);
-  const own = message.startsWith(`${dest.label}: `) ? message.slice(dest.label.length + 2) : message;
-  return `Snapshot ${set.tag} (${containerNames(set)}) not written to ${dest.label}: set document: ${own}`;
+  const unlabelled = message.startsWith(`${dest.label}: `) ? message.slice(dest.label.length + 2) : message;
+  return `Snapshot ${set.tag} (${containerNames(set)}) not written to ${dest.label}: set document: ${unlabelled}`;
 }
 
 /** A reference to a set a destination held before this run: its label, the tag and the container. */

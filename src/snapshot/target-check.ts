@@ -129,11 +129,11 @@ export function subnetClashes(networks: Needs['networks'], existing: Array<{ net
   for (const n of networks) {
     for (const subnet of n.subnets ?? []) {
       const a = ipv4Range(subnet);
-      const other = a && existing.find((e) => {
+      const overlapped = a && existing.find((e) => {
         const b = ipv4Range(e.subnet);
         return b !== undefined && a[0] <= b[1] && b[0] <= a[1];
       });
-      if (other) found.push(`network ${n.name} would be created with subnet ${subnet}, which overlaps network ${other.network} (${other.subnet}) on this engine`);
+      if (overlapped) found.push(`network ${n.name} would be created with subnet ${subnet}, which overlaps network ${overlapped.network} (${overlapped.subnet}) on this engine`);
     }
   }
   return found;

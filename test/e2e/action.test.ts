@@ -40,7 +40,7 @@ describe('the bundled actions and CLI, run as a runner runs them', () => {
     expect(containers).toHaveLength(1);
     expect(containers[0]).toMatchObject({ name: app, status: 'ok', volumes: [vol] });
     expect(containers[0].destinations[0].ref).toContain('e2e-1');
-    expect(main.summary).toContain('| Container | State | Result |');
+    expect(main.summary).toContain('<tr><th>Container</th><th>State</th><th>Result</th>');
     expect(main.summary).toContain(app);
     expect(main.summary.trimEnd().endsWith(`<sub>container-snapshot ${version}</sub>`)).toBe(true);
     expect(JSON.parse(main.state.pending)).toEqual({ paused: [], stopped: [], tempImages: [] });

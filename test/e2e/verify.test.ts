@@ -81,7 +81,7 @@ describe('verification through the bundled restore action and CLI', () => {
     expect(r.stdout).toContain(`g-2: ok, 2 container(s)`);
     expect(r.stdout).toContain(`  ${app}: ok, ${containers[0].blobs} blob(s)`);
     expect(r.summary).toContain('### Verified snapshot g-2');
-    expect(r.summary).toContain(`| g-2 | ${other} |`);
+    expect(r.summary).toContain(`<tr><td>g-2</td><td>${other}</td>`);
     expect(await ours()).toEqual(before);
 
     // No engine: the main step and its post step both pass, with the same report.

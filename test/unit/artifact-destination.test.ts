@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { ArtifactClient } from '@actions/artifact';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ArtifactDestination } from '../../src/destinations/artifact.js';
+import { ArtifactDestination } from '../../src/destinations/artifact/index.js';
 import { storeBlob } from '../../src/snapshot/blobs.js';
 import type { Destination } from '../../src/destinations/types.js';
 

@@ -1,6 +1,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import * as core from '@actions/core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseEngineAddress } from '../../src/core/engine-address.js';
 import { parsePortMap } from '../../src/core/port-map.js';
@@ -136,7 +137,7 @@ describe('reports name the engines', () => {
     const a = { name: 'host-a', id: 'AAAA:BBBB:CCCC:DDDD', version: '20.10.24', apiVersion: '1.41' };
     expect(engineLine({ ...a, address: 'unix:///var/run/docker.sock' })).toBe('host-a, ID AAAA:BBBB:CCCC, Engine 20.10.24 (API 1.41) at unix:///var/run/docker.sock');
     expect(engineLine({ version: '20.10.24', apiVersion: '1.41' })).toBe('Engine 20.10.24 (API 1.41)');
-    const summary = restoreSummary({ tag: 't', containers: [], failed: 0, engine: { name: 'host-b', version: '26.1.5', apiVersion: '1.45', address: 'tcp://b:2376 (TLS)' }, sourceEngine: { ...a, os: 'linux', arch: 'amd64' } });
+    const summary = restoreSummary(core.summary.emptyBuffer(), { tag: 't', containers: [], failed: 0, engine: { name: 'host-b', version: '26.1.5', apiVersion: '1.45', address: 'tcp://b:2376 (TLS)' }, sourceEngine: { ...a, os: 'linux', arch: 'amd64' } }).stringify();
     expect(summary).toContain('Restored onto: host-b, Engine 26.1.5 (API 1.45) at tcp://b:2376 (TLS)\n');
     expect(summary).toContain('Taken on: host-a, ID AAAA:BBBB:CCCC, Engine 20.10.24 (API 1.41)\n');
   });

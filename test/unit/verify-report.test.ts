@@ -1,3 +1,4 @@
+import * as core from '@actions/core';
 import { describe, expect, it } from 'vitest';
 import { parseVerifyInputs, parseVerifyOnly } from '../../src/core/inputs.js';
 import { CLI_WORDS } from '../../src/core/words.js';
@@ -24,7 +25,9 @@ describe('verification report and inputs', () => {
     ]);
     expect(verifyFailureLine(report)).toBe('2 damaged: snapshot s-2 container db (db layer 0 (dir:/b): checksum mismatch); snapshot s-1 (the set document fails its digest)');
     expect(verifyFailureLine({ sets: [{ tag: 'ok', containers: [{ snapshot: 'ok', name: 'web', blobs: 2, status: 'ok' }] }], failed: 0 })).toBeUndefined();
-    expect(verifySummary(report)).toContain('| s-2 | db | 0 | ❌ db layer 0 (dir:/b): checksum mismatch |');
+    const summary = verifySummary(core.summary.emptyBuffer(), report).stringify();
+    expect(summary).toContain('<tr><th>Snapshot</th><th>Container</th><th>Blobs</th><th>Result</th></tr>');
+    expect(summary).toContain('<tr><td>s-2</td><td>db</td><td>0</td><td>❌ db layer 0 (dir:/b): checksum mismatch</td></tr>');
   });
 
   it('reads verify-only strictly, takes snapshot all, and refuses what only a restore uses, in the words of the interface', () => {

@@ -1,3 +1,4 @@
+import * as core from '@actions/core';
 import { describe, expect, it } from 'vitest';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -26,7 +27,7 @@ describe('the version, read once from package.json', () => {
   it('ends each job summary', () => {
     const backup = { tag: 't1', containers: [], destinations: [], artifacts: [] } as unknown as BackupResult;
     const restore = { tag: 't1', containers: [] } as unknown as RestoreResult;
-    for (const text of [backupSummary(backup, false), restoreSummary(restore)]) expect(text.trimEnd().split('\n').at(-1)).toBe(`<sub>container-snapshot ${pkg.version}</sub>`);
+    for (const text of [backupSummary(core.summary.emptyBuffer(), backup, false).stringify(), restoreSummary(core.summary.emptyBuffer(), restore).stringify()]) expect(text.trimEnd().split('\n').at(-1)).toBe(`<sub>container-snapshot ${pkg.version}</sub>`);
   });
 
   it('has its section in CHANGELOG.md, with its link', () => {

@@ -1,0 +1,2 @@
+export { ArtifactDestination } from './destination.js';
+export { runContext, type RunContext } from './run-context.js';
