@@ -307,6 +307,9 @@ class ContainerBackup {
       if (hooks.pre) await this.hook(id, name, 'pre-command', hooks.pre);
       gate?.afterPre();
       return await fn();
+    } catch (err) {
+      gate?.fail(err);
+      throw err;
     } finally {
       await gate?.beforePost();
       if (hooks.post) await this.hook(id, name, 'post-command', hooks.post).catch((err: unknown) => this.ctx.log.warning(`${name}: ${errorMessage(err)}`));
@@ -770,7 +773,8 @@ async function backUpEach(ctx: BackupContext, opts: BackupOptions, selected: Can
   const unit = (u: Unit) => (u.group === undefined ? one(u.members[0]) : backUpGroup(ctx, opts, { ...u, group: u.group }, crew, { tally, place, turns }));
   await forEachLimited(units, opts.parallelism, unit, () => crew.stopOthers.signal.aborted);
   if (tally.abortedAt) throw new BackupError(`Aborted at ${tally.abortedAt.name}; no snapshot set was written: ${tally.abortedAt.error}`);
-  return { records: tally.records.filter((r) => r !== undefined), failures: tally.failures.filter((f) => f !== undefined), groups: tally.groups };
+  const groups = tally.groups.sort((a, b) => a.name.localeCompare(b.name));
+  return { records: tally.records.filter((r) => r !== undefined), failures: tally.failures.filter((f) => f !== undefined), groups };
 }
 
 /** Records a unit's failures (by place), says so with on-error: continue, and stops the others with abort. */
@@ -813,9 +817,11 @@ async function backUpGroup(
   const infos = await Promise.all(unit.members.map((c) => engine.inspectContainer(c.id, crew.signal).catch(() => undefined)));
   const { order, missing } = dependencyOrder(unit.members.map((c, k) => ({ name: c.name, labels: c.labels, links: infos[k]?.HostConfig.Links ?? [] })));
   const members = order.map((k) => unit.members[k]);
-  const gate = new GroupGate(unit.group, members.length);
-  if (missing.length > 0) gate.fail(0, `a member is missing: ${missing.join('; ')}`);
-  else {
+  const gate = new GroupGate(unit.group, members.map((c) => c.name));
+  if (missing.length > 0) {
+    gate.fail(0, `a member is missing: ${missing.join('; ')}`);
+    for (const c of members) turns[place.get(c.id) ?? 0].done();
+  } else {
     log.info(`Group ${unit.group}: ${members.map((c) => c.name).join(', ')} held together (pre-commands in this order, post-commands in reverse)`);
     await Promise.all(
       members.map(async (c, k) => {

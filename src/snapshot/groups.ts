@@ -1,4 +1,5 @@
 import type { GroupBy } from '../core/options.js';
+import { errorMessage } from '../core/log.js';
 import { COMPOSE_PROJECT_LABEL, type Candidate } from './select.js';
 
 /** The label that puts a container in a consistency group, whatever group-by says. */
@@ -120,11 +121,16 @@ export class GroupGate {
   private firstHold?: number;
   private lastRelease?: number;
 
+  private readonly size: number;
+
+  /** `members`: their names, in dependency order; `clock`: milliseconds, for the window. */
   constructor(
     readonly name: string,
-    private readonly size: number,
+    private readonly members: string[],
     private readonly clock: () => number = () => performance.now(),
   ) {
+    const size = members.length;
+    this.size = size;
     this.pre = Array.from({ length: size }, () => new Deferred());
     this.post = Array.from({ length: size }, () => new Deferred());
     // Rejections are awaited through race(); never unhandled.
@@ -147,14 +153,15 @@ export class GroupGate {
       },
       beforePost: () => (i === this.size - 1 ? Promise.resolve() : this.post[i + 1].promise),
       afterPost: () => this.post[i].resolve(),
+      fail: (err) => this.fail(i, `${this.members[i]} failed: ${errorMessage(err)}`),
     };
   }
 
-  /** Member `i` failed (or ended): the others stop waiting for it; its turns are given on. */
+  /** Member `i` failed: the others stop waiting at the barriers (its post-command turn is given on by afterPost or settle). */
   fail(i: number, reason: string): void {
     this.failedWith ??= reason;
     this.failure.reject(new GroupError(`group ${this.name}: ${reason}`));
-    this.settle(i);
+    this.pre[i].resolve();
   }
 
   /** Member `i` is done, whatever happened: gives on any turn it still holds. */
@@ -194,6 +201,8 @@ export interface MemberGate {
   released(): void;
   beforePost(): Promise<unknown>;
   afterPost(): void;
+  /** This member failed: the others stop waiting for it (each then puts back what it holds). */
+  fail(err: unknown): void;
 }
 
 class Deferred {

@@ -52,7 +52,7 @@ describe('dependencyOrder', () => {
 describe('GroupGate', () => {
   it('runs pre-commands in order, holds all before any is taken, takes all before any is released, post-commands in reverse', async () => {
     let now = 0;
-    const gate = new GroupGate('g', 3, () => now++);
+    const gate = new GroupGate('g', ['a', 'b', 'c'], () => now++);
     const events: string[] = [];
     const member = async (k: number) => {
       const m = gate.member(k);
@@ -84,14 +84,30 @@ describe('GroupGate', () => {
   });
 
   it('lets the others stop waiting once a member fails, and still gives the post-command turns on', async () => {
-    const gate = new GroupGate('g', 2);
+    const gate = new GroupGate('g', ['a', 'b']);
     const first = gate.member(0);
     await first.beforePre();
     first.afterPre();
     const held = first.beforeHold();
     gate.fail(1, 'b failed: pre-command exited with 1');
     await expect(held).rejects.toThrow(new GroupError('group g: b failed: pre-command exited with 1'));
-    await expect(first.beforePost()).resolves.toBeUndefined();
+    const post = first.beforePost();
+    gate.settle(1);
+    await expect(post).resolves.toBeUndefined();
     expect(gate.failed).toBe('b failed: pre-command exited with 1');
+  });
+
+  it('a member that fails while others wait at a barrier frees them, naming itself', async () => {
+    const gate = new GroupGate('g', ['a', 'b']);
+    const [a, b] = [gate.member(0), gate.member(1)];
+    await a.beforePre();
+    a.afterPre();
+    const waiting = a.beforeHold();
+    await b.beforePre();
+    b.fail(new Error('pre-command exited with 3'));
+    await expect(waiting).rejects.toThrow('group g: b failed: pre-command exited with 3');
+    const post = a.beforePost();
+    b.afterPost();
+    await expect(post).resolves.toBeUndefined();
   });
 });
