@@ -51,7 +51,14 @@ export function backupSummary(result: BackupResult & { engine?: Partial<EngineIn
   const places = result.destinations.map((d) => (d.written ? `✅ ${d.destination}` : `❌ ${d.destination}: ${d.error ?? ''}`));
   const where = places.length > 0 ? `\nSet written to:\n${places.map((p) => `- ${p}`).join('\n')}\n` : '';
   const links = result.artifacts.map((a) => `Artifact: [${a.name}](${a.url}) (ID ${a.id})\n`).join('');
-  return `${title}\n\n${table(['Container', 'State', 'Result', 'Volumes', 'Stored', 'Quiesced', 'Stored at'], rows)}\n${where}${links ? `\n${links}` : ''}${byline()}`;
+  return `${title}\n\n${table(['Container', 'State', 'Result', 'Volumes', 'Stored', 'Quiesced', 'Stored at'], rows)}\n${groupLines(result.groups ?? [])}${where}${links ? `\n${links}` : ''}${byline()}`;
+}
+
+/** One line per consistency group: its members, and how long from the first hold to the last release (or why it was not taken). */
+export function groupLines(groups: NonNullable<BackupResult['groups']>): string {
+  if (groups.length === 0) return '';
+  const line = (g: (typeof groups)[number]) => `- ${g.status === 'ok' ? '✅' : '❌'} ${g.name} (${g.containers.join(', ')}): ${g.status === 'ok' ? `held together for ${g.windowMs} ms` : (g.error ?? 'not taken')}`;
+  return `\nConsistency groups (first hold to last release):\n${groups.map(line).join('\n')}\n`;
 }
 
 /** The job summary of a restore (Markdown): the engines, then one row per container. */

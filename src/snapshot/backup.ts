@@ -70,6 +70,8 @@ export interface ContainerOutcome {
   note?: string;
   /** The consistency group it was held with, when in one. */
   group?: string;
+  /** That group's window: milliseconds from its first hold to its last release. */
+  groupWindowMs?: number;
 }
 
 export interface BackupResult {
@@ -588,6 +590,9 @@ function failure(name: string, id: string, state: string, err: unknown): Contain
 
 async function plan(ctx: BackupContext, opts: BackupOptions, selected: Candidate[]): Promise<ContainerOutcome[]> {
   const out: ContainerOutcome[] = [];
+  for (const u of unitsOf(selected, opts.groupBy)) {
+    if (u.group !== undefined) ctx.log.info(`[dry-run] group ${u.group}: ${u.members.map((c) => c.name).join(', ')} would be held together`);
+  }
   for (const c of selected) {
     const info = await ctx.engine.inspectContainer(c.id);
     const mounts = mountsToTake(info, opts);
@@ -886,6 +891,7 @@ async function backUpAndStore(
   const writes = await writeSetEverywhere(set, ctx.destinations);
   const incomplete = unwrittenLine(opts.tag, writes.placements);
   if (!writes.placements.some((p) => p.written)) throw new BackupError(incomplete ?? `Snapshot ${opts.tag} was not written.`);
-  for (const r of records) outcomes.push(outcome(r, writes.refs.get(r.name) ?? [], crew.worker.notes.get(r.id)));
+  const windows = new Map(groups.map((g) => [g.name, g.windowMs]));
+  for (const r of records) outcomes.push({ ...outcome(r, writes.refs.get(r.name) ?? [], crew.worker.notes.get(r.id)), ...(r.group ? { groupWindowMs: windows.get(r.group) } : {}) });
   return { written: true, artifacts: writes.artifacts, destinations: writes.placements, groups, ...(incomplete ? { incomplete } : {}) };
 }

@@ -3,6 +3,8 @@ import { join } from 'node:path';
 import tar from 'tar-stream';
 import { backup } from '../../src/commands.js';
 import { parseBackupInputs } from '../../src/core/inputs.js';
+import { DirDestination } from '../../src/destinations/dir.js';
+import { backupSummary } from '../../src/report.js';
 import { inputs, restoreFrom, testEnv } from '../support/commands.js';
 import { Resources, docker, quietLog, runContainer, waitFor } from '../support/fixtures.js';
 
@@ -82,9 +84,18 @@ describe('consistency groups and Compose projects', () => {
     expect(result.failed, JSON.stringify(result.containers)).toBe(0);
     expect(result.groups).toEqual([{ name: app.project, containers: [app.db, app.web], status: 'ok', windowMs: expect.any(Number) }]);
     expect(result.groups?.[0].windowMs).toBeGreaterThan(0);
-    expect(result.containers.map((c) => c.group)).toEqual([app.project, app.project]);
+    expect(result.containers.map((c) => [c.group, c.groupWindowMs])).toEqual([
+      [app.project, result.groups?.[0].windowMs],
+      [app.project, result.groups?.[0].windowMs],
+    ]);
+    expect(backupSummary(result, false)).toContain(`- ✅ ${app.project} (${app.db}, ${app.web}): held together for ${result.groups?.[0].windowMs} ms`);
     const log = quietLog.lines.join('\n');
     expect(log).toContain(`Group ${app.project}: ${app.db}, ${app.web} held together`);
+    const set = (await new DirDestination('dir:store', store).readSet('grouped'))!;
+    expect(set.containers.map((c) => [c.name, c.group])).toEqual([
+      [app.db, app.project],
+      [app.web, app.project],
+    ]);
     const check = await rowsAhead(app, 'grouped');
     expect(check.rows).toBeGreaterThan(50);
     expect(check.ahead).toEqual([]);
