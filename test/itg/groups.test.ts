@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import tar from 'tar-stream';
 import { backup } from '../../src/commands.js';
@@ -92,10 +93,10 @@ describe('consistency groups and Compose projects', () => {
     const log = quietLog.lines.join('\n');
     expect(log).toContain(`Group ${app.project}: ${app.db}, ${app.web} held together`);
     const set = (await new DirDestination('dir:store', store).readSet('grouped'))!;
-    expect(set.containers.map((c) => [c.name, c.group])).toEqual([
-      [app.db, app.project],
+    expect(set.containers.map((c) => [c.name, c.group]).sort()).toEqual([
       [app.web, app.project],
-    ]);
+      [app.db, app.project],
+    ].sort());
     const check = await rowsAhead(app, 'grouped');
     expect(check.rows).toBeGreaterThan(50);
     expect(check.ahead).toEqual([]);
@@ -202,5 +203,51 @@ describe('consistency groups and Compose projects', () => {
     const aborted = await run({ projects: [p2, p3].join(','), 'group-by': 'compose-project', tag: 'partial-abort', 'on-error': 'abort' }).catch((err: Error) => err);
     expect(aborted).toBeInstanceOf(Error);
     expect((aborted as Error).message).toContain(`group ${p2} not taken`);
+  });
+
+  it('restores a group as one transaction: a member refused, or failing midway, puts the others back', async () => {
+    const group = `${res.prefix}-txn`;
+    const members = ['a', 'b'].map((m) => ({ name: res.name(`tx-${m}`), volume: res.volume(`tx-${m}-data`), marker: `${m}-${res.prefix}` }));
+    for (const m of members) {
+      const cmd = `echo ${m.marker} > /data/marker; exec sleep 100000`;
+      await runContainer({ name: m.name, Image: image, Labels: { 'container-snapshot.group': group }, Cmd: ['sh', '-c', cmd], HostConfig: { Binds: [`${m.volume}:/data`] } }, 'running');
+      await waitFor(async () => (await filesIn(m.name, '/data/marker').catch(() => new Map())).size === 1);
+    }
+    const result = await run({ containers: members.map((m) => m.name).join(','), tag: 'txn' });
+    expect(result.failed, JSON.stringify(result.containers)).toBe(0);
+    const [a, b] = members;
+    const gone = async (m: (typeof members)[number]) => ({
+      container: await docker.getContainer(m.name).inspect().then(() => false, () => true),
+      volume: await docker.getVolume(m.volume).inspect().then(() => false, () => true),
+    });
+    const removeA = async () => {
+      await docker.getContainer(a.name).remove({ force: true });
+      await docker.getVolume(a.volume).remove();
+    };
+
+    // b still exists (no replace): refused, so a is not restored either.
+    await removeA();
+    const refused = await restoreFrom({ source: `dir:${store}`, snapshot: 'txn' });
+    expect(refused.failed).toBe(2);
+    expect(refused.containers.find((c) => c.name === a.name)?.error).toMatch(new RegExp(`^group ${group} not restored: ${b.name} failed: refused: container '${b.name}' exists`));
+    expect(await gone(a)).toEqual({ container: true, volume: true });
+    expect((await docker.getContainer(b.name).inspect()).State.Running).toBe(true);
+
+    // Neither exists; b's volume blob is damaged: a is restored first, then put back when b fails.
+    await docker.getContainer(b.name).remove({ force: true });
+    await docker.getVolume(b.volume).remove();
+    const set = (await new DirDestination('dir:store', store).readSet('txn'))!;
+    const blob = set.containers.find((c) => c.name === b.name)!.volumes[0].blob;
+    const file = join(store, 'blobs', 'sha256', blob.digest.slice('sha256:'.length));
+    const bytes = readFileSync(file);
+    bytes[Math.floor(bytes.length / 2)] ^= 0xff;
+    writeFileSync(file, bytes);
+    quietLog.lines.length = 0;
+    const midway = await restoreFrom({ source: `dir:${store}`, snapshot: 'txn' });
+    expect(midway.failed).toBe(2);
+    expect(quietLog.lines).toContain(`${a.name}: restored (running)`);
+    expect(midway.containers.find((c) => c.name === a.name)?.error).toMatch(new RegExp(`^group ${group} not restored: ${b.name} failed: `));
+    expect(await gone(a)).toEqual({ container: true, volume: true });
+    expect(await gone(b)).toEqual({ container: true, volume: true });
   });
 });
