@@ -45,8 +45,8 @@ describe('consistency groups and Compose projects', () => {
 
   /**
    * A db and a web app under steady writes: the web writes upload N into its volume, then says N on a
-   * host directory both bind-mount (not backed up); the db appends row N to its volume only after
-   * that. In any one instant, every row has its upload. Named so that, one after the other, the
+   * host directory both bind-mount (not backed up; one write, so a reader sees all of it or an empty
+   * file); the db appends row N to its volume only after that. In any one instant, every row has its upload. Named so that, one after the other, the
    * web is taken before the db.
    */
   async function blog(tag: string) {
@@ -56,7 +56,7 @@ describe('consistency groups and Compose projects', () => {
     const db = res.name(`${tag}-b-db`);
     const uploads = res.volume(`${tag}-uploads`);
     const rows = res.volume(`${tag}-rows`);
-    const webLoop = 'i=0; while true; do i=$((i+1)); echo upload-$i > /uploads/$i; echo $i > /chan/next; busybox mv /chan/next /chan/last; busybox usleep 5000; done';
+    const webLoop = 'i=0; while true; do i=$((i+1)); echo upload-$i > /uploads/$i; echo $i > /chan/last; busybox usleep 5000; done';
     const dbLoop = 'n=0; while true; do last=$n; read last < /chan/last; [ -n "$last" ] || last=$n; while [ $n -lt $last ]; do n=$((n+1)); echo $n >> /data/rows; done; busybox usleep 5000; done';
     await runContainer({ name: db, Image: image, Labels: compose(project, 'db'), Cmd: ['sh', '-c', dbLoop], HostConfig: { Binds: [`${rows}:/data`, `${chan}:/chan`] } }, 'running');
     await runContainer(
@@ -149,6 +149,30 @@ describe('consistency groups and Compose projects', () => {
     expect((await docker.getVolume(volume).inspect()).Labels).toMatchObject({ 'com.docker.compose.project': project, 'com.docker.compose.volume': 'data' });
     expect((await docker.getContainer(db).inspect()).Mounts.map((m) => m.Name)).toEqual([volume]);
     expect((await filesIn(db, '/data/answer')).get('answer')).toBe('42\n');
+  });
+
+  it('runs pre-commands in dependency order and post-commands in reverse; a stopped group starts again', async () => {
+    const project = `${res.prefix}-hooks`;
+    const chan = res.tempDir();
+    const hook = (what: string, service: string) => `echo ${what} ${service} >> /chan/log`;
+    const make = async (service: string, extra: Record<string, string>) => {
+      const name = res.name(`hooks-${service}-1`);
+      const labels = { ...compose(project, service, extra), 'container-snapshot.pre': hook('pre', service), 'container-snapshot.post': hook('post', service) };
+      await runContainer({ name, Image: image, Labels: labels, Cmd: ['sleep', '100000'], HostConfig: { Binds: [`${chan}:/chan`] } }, 'running');
+      return name;
+    };
+    // Named against the order: the proxy before the web before the db, each depending on the next.
+    const proxy = await make('a-proxy', { 'com.docker.compose.depends_on': 'b-web:service_started:false' });
+    const web = await make('b-web', { 'com.docker.compose.depends_on': 'c-db:service_started:false' });
+    const db = await make('c-db', {});
+    const result = await run({ projects: project, 'group-by': 'compose-project', stop: 'true', 'stop-timeout': '1', tag: 'hooks' });
+    expect(result.failed, JSON.stringify(result.containers)).toBe(0);
+    expect(readFileSync(join(chan, 'log'), 'utf8').trim().split('\n')).toEqual(['pre c-db', 'pre b-web', 'pre a-proxy', 'post a-proxy', 'post b-web', 'post c-db']);
+    for (const c of [proxy, web, db]) {
+      expect(result.containers.find((o) => o.name === c)?.stoppedMs).toBeGreaterThan(0);
+      expect((await docker.getContainer(c).inspect()).State.Running).toBe(true);
+    }
+    expect(result.groups?.[0].windowMs).toBeGreaterThanOrEqual(Math.max(...result.containers.map((o) => o.stoppedMs)));
   });
 
   async function idle(suffix: string, labels: Record<string, string>) {
