@@ -59,6 +59,7 @@ export const COMMANDS: Record<Command, { summary: string; flags: Flag[]; operand
     flags: [
       flag(Input.Containers, 'LIST', 'all', 'names, IDs, globs (web-*) or regular expressions in slashes (/^db-/)'),
       flag(Input.Labels, 'LIST', undefined, 'key or key=value; a container must match all'),
+      flag(Input.Projects, 'LIST', undefined, 'Compose project names (com.docker.compose.project); a container must be in one'),
       flag(Input.Exclude, 'LIST', undefined, 'as --containers; removed from the selection'),
       flag(Input.Destination, 'LOCATION', DEFAULT_LOCATION, 'dir:PATH, registry:HOST[:PORT]/PREFIX or artifact:NAME; several: repeat or commas'),
       flag(Input.Tag, 'TAG', 'UTC time YYYYMMDDTHHMMSSZ', "the set's tag (never latest)"),
@@ -74,7 +75,8 @@ export const COMMANDS: Record<Command, { summary: string; flags: Flag[]; operand
       flag(Input.IfNoMatch, 'warn|error|ignore', 'warn', 'when no container matches'),
       flag(Input.DryRun, SWITCH, 'false', 'print the plan and check the destinations; change nothing'),
       flag(Input.Compression, 'auto|zstd|gzip', 'auto', 'layer and volume compression (auto: zstd, gzip for old engines pushing to a registry)'),
-      flag(Input.Parallelism, 'N', 'the number of CPUs', 'containers backed up at once, 1 to 64; each is paused or stopped on its own'),
+      flag(Input.Parallelism, 'N', 'the number of CPUs', 'containers (a group counts as one) backed up at once, 1 to 64'),
+      flag(Input.GroupBy, 'none|compose-project|label:KEY', 'none', 'hold these containers together, one consistency group each (and those labelled container-snapshot.group)'),
       flag(Input.RetentionDays, '1-90', 'the repository setting', 'days an artifact: destination keeps the set'),
       KEEP,
       flag(Input.ExcludeEnv, 'LIST', undefined, 'environment variable names or globs left out of the stored configuration and image config'),

@@ -154,7 +154,7 @@ async function main(argv: string[]): Promise<number> {
     const result = await guarded(handle, engine, cliLogger, (signal) => backup(opts, { ...deps, env, engine, journal: handle.journal, signal }));
     // No tag where no set was written (nothing matched, every container failed): nothing to restore by it.
     const snapshot = result.written || opts.dryRun ? result.tag : undefined;
-    print(JSON.stringify({ snapshot, failed: result.failed, engine: result.engine, destinations: result.destinations, containers: result.containers, artifacts: result.artifacts, pruned: result.pruned }, null, 2));
+    print(JSON.stringify({ snapshot, failed: result.failed, engine: result.engine, destinations: result.destinations, containers: result.containers, groups: result.groups ?? [], artifacts: result.artifacts, pruned: result.pruned }, null, 2));
     const code = failures(result.containers.map((c) => ({ name: c.name, error: c.error, failed: c.status === 'failed' })));
     if (result.incomplete) console.error(`error: ${result.incomplete}`);
     return result.incomplete ? EXIT.failed : code;

@@ -61,7 +61,14 @@ export function backupSummary(summary: Summary, result: BackupResult & { engine?
   return summary
     .addRaw(`${title}\n\n`)
     .addTable([header(['Container', 'State', 'Result', 'Volumes', 'Stored', 'Quiesced', 'Stored at']), ...rows])
-    .addRaw(`${where}${links ? `\n${links}` : ''}${byline()}`);
+    .addRaw(`${groupLines(result.groups ?? [])}${where}${links ? `\n${links}` : ''}${byline()}`);
+}
+
+/** One line per consistency group: its members, and how long from the first hold to the last release (or why it was not taken). */
+export function groupLines(groups: NonNullable<BackupResult['groups']>): string {
+  if (groups.length === 0) return '';
+  const line = (g: (typeof groups)[number]) => `- ${g.status === 'ok' ? '✅' : '❌'} ${g.name} (${g.containers.join(', ')}): ${g.status === 'ok' ? `held together for ${g.windowMs} ms` : text(g.error ?? 'not taken')}`;
+  return `\nConsistency groups (first hold to last release):\n${groups.map(line).join('\n')}\n`;
 }
 
 /** Adds the job summary of a restore to `summary`: the engines, then one row per container. */

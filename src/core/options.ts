@@ -43,9 +43,17 @@ export interface Credentials {
 export interface Selection {
   containers: Selector[];
   labels: LabelFilter[];
+  /** Compose project names (the com.docker.compose.project label); a container must be in one of them when any is given. */
+  projects: string[];
   exclude: Selector[];
   ifNoMatch: 'warn' | 'error' | 'ignore';
 }
+
+/**
+ * How selected containers are gathered into consistency groups (held together): none, by their
+ * Compose project, or by the value of a label. The label container-snapshot.group groups whatever this says.
+ */
+export type GroupBy = { kind: 'none' } | { kind: 'compose-project' } | { kind: 'label'; key: string };
 
 export interface BackupOptions {
   selection: Selection;
@@ -82,8 +90,10 @@ export interface BackupOptions {
   lockTimeoutMs: number;
   /** The engine to back up from (docker-host, else DOCKER_HOST); absent: the client's default (DOCKER_HOST as dockerode reads it, else the local socket). */
   engine?: EngineAddress;
-  /** How many containers are backed up at once, each held (paused or stopped) on its own. */
+  /** How many containers (or consistency groups, each as one) are backed up at once. */
   parallelism: number;
+  /** Which containers are held together, as one consistency group (group-by). */
+  groupBy: GroupBy;
   /** The words of the interface the options came from, for messages; the action's when absent. */
   words?: Vocabulary;
 }
@@ -398,6 +408,23 @@ function parseWholeNumber(name: string, raw: string, min: number, max: number, e
   const n = new RegExp(`^\\d{1,${String(max).length}}$`).test(value) ? Number(value) : NaN;
   if (!(n >= min && n <= max)) throw new InputError(`Invalid ${name} '${raw}'. Expected ${expected}.`);
   return n;
+}
+
+/** group-by: none (or ''), compose-project, or label:KEY. */
+export function parseGroupBy(raw: string, name = 'group-by'): GroupBy {
+  const value = raw.trim();
+  if (value === '' || value === 'none') return { kind: 'none' };
+  if (value === 'compose-project') return { kind: 'compose-project' };
+  const key = value.startsWith('label:') ? value.slice('label:'.length) : '';
+  if (key === '' || /[\s=]/.test(key)) throw new InputError(`Invalid ${name} '${raw}'. Expected none, compose-project or label:KEY (a label key, like label:app).`);
+  return { kind: 'label', key };
+}
+
+/** A Compose project name, as Compose writes it in com.docker.compose.project: lowercase letters, digits, - and _, starting with a letter or digit. */
+export function parseProjectName(raw: string, name = 'projects'): string {
+  const value = raw.trim();
+  if (!/^[a-z0-9][a-z0-9_-]*$/.test(value)) throw new InputError(`Invalid ${name} '${raw}'. Expected Compose project names: lowercase letters, digits, - and _, starting with a letter or digit.`);
+  return value;
 }
 
 /** A shell command, or undefined when empty. */

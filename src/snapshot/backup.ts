@@ -30,6 +30,7 @@ import {
 import { setForHistory } from './sealed-sets.js';
 import { imageConfigWithoutEnv, secretEnvWarning, specWithoutEnv } from './secret-env.js';
 import { selectContainers, type Candidate } from './select.js';
+import { dependencyOrder, GroupGate, unitsOf, type MemberGate, type Unit } from './groups.js';
 import { Spool, type Spooled } from './spool.js';
 import { forEachLimited } from '../util/pool.js';
 import { meterWith, type Meter } from '../util/progress.js';
@@ -67,6 +68,10 @@ export interface ContainerOutcome {
   blobs: { written: number; reused: number };
   /** Why the container was not held as asked (auto-remove, restarting), when it was not. */
   note?: string;
+  /** The consistency group it was held with, when in one. */
+  group?: string;
+  /** That group's window: milliseconds from its first hold to its last release. */
+  groupWindowMs?: number;
 }
 
 export interface BackupResult {
@@ -80,6 +85,8 @@ export interface BackupResult {
   destinations: SetPlacement[];
   /** Why some destinations do not hold a set that others hold; the run has failed. */
   incomplete?: string;
+  /** Each consistency group of the run (group-by, container-snapshot.group): its members and window; absent or empty when none. */
+  groups?: GroupOutcome[];
 }
 
 export class BackupError extends Error {
@@ -213,9 +220,10 @@ class ContainerBackup {
 
   /**
    * Backs up one container. `turn` orders the image-layer phase of containers taken at once (selection
-   * order), so that a base layer they share is stored by the first and reused by the next.
+   * order), so that a base layer they share is stored by the first and reused by the next. `gate`:
+   * the container's place in its consistency group, whose members are hooked, held, taken and put back together.
    */
-  async run(candidate: Candidate, turn: Turn = FREE_TURN): Promise<ContainerRecord & { layerStats: { written: number; reused: number } }> {
+  async run(candidate: Candidate, turn: Turn = FREE_TURN, gate?: MemberGate): Promise<ContainerRecord & { layerStats: { written: number; reused: number } }> {
     const { engine, log, signal } = this.ctx;
     const info = await engine.inspectContainer(candidate.id, signal);
     const name = info.Name.replace(/^\//, '');
@@ -255,8 +263,8 @@ class ContainerBackup {
     const hooks = hooksFor(this.opts, info.Config.Labels ?? {});
     if ((hooks.pre || hooks.post) && !running) log.info(`${name}: not running (${status}), so its pre- and post-command are not run`);
     try {
-      const { value: imageId, heldMs, held } = await this.withHooks(info.Id, name, running ? hooks : {}, () =>
-        this.held(info, name, hold, mounts.length, async () => {
+      const { value: imageId, heldMs, held } = await this.withHooks(info.Id, name, running ? hooks : {}, gate, () =>
+        this.held(info, name, hold, mounts.length, gate, async () => {
           signal?.throwIfAborted();
           journal?.tempImage(tempRef);
           log.info(`${name}: committing the writable layer`);
@@ -291,13 +299,23 @@ class ContainerBackup {
     }
   }
 
-  /** Runs `fn` between the pre-command and the post-command; the post-command also runs after a failed pre-command (it undoes it). */
-  private async withHooks<T>(id: string, name: string, hooks: { pre?: string; post?: string }, fn: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` between the pre-command and the post-command; the post-command also runs after a failed
+   * pre-command (it undoes it). In a group, each waits for its turn (dependency order, reversed after).
+   */
+  private async withHooks<T>(id: string, name: string, hooks: { pre?: string; post?: string }, gate: MemberGate | undefined, fn: () => Promise<T>): Promise<T> {
     try {
+      await gate?.beforePre();
       if (hooks.pre) await this.hook(id, name, 'pre-command', hooks.pre);
+      gate?.afterPre();
       return await fn();
+    } catch (err) {
+      gate?.fail(err);
+      throw err;
     } finally {
+      await gate?.beforePost();
       if (hooks.post) await this.hook(id, name, 'post-command', hooks.post).catch((err: unknown) => this.ctx.log.warning(`${name}: ${errorMessage(err)}`));
+      gate?.afterPost();
     }
   }
 
@@ -307,21 +325,26 @@ class ContainerBackup {
    * fails leaves the container as it was (its journal entry cleared) or fails the container; one
    * that fails because the container is not running any more (a crash loop) takes it as it is.
    * Once stopping, a cancelled run waits for the stop to finish, then starts it again.
-   * Returns how long it was held, and how.
+   * In a group, it is held once every member's pre-command has run, taken once every member is
+   * held, and put back once every member is taken. Returns how long it was held, and how.
    */
-  private async held<T>(info: ContainerInspect, name: string, hold: Hold, mounts: number, take: () => Promise<T>): Promise<{ value: T; heldMs: number; held: Hold }> {
+  private async held<T>(info: ContainerInspect, name: string, hold: Hold, mounts: number, gate: MemberGate | undefined, take: () => Promise<T>): Promise<{ value: T; heldMs: number; held: Hold }> {
     const { log, signal } = this.ctx;
+    await gate?.beforeHold();
     const held = await this.holdStill(info, name, hold);
     const since = performance.now();
     let heldMs = 0;
     let value: T;
     let taken = false;
     try {
+      await gate?.afterHold();
       signal?.throwIfAborted();
       value = await take();
+      await gate?.afterTake();
       taken = true;
     } finally {
       await this.putBack(info.Id, held);
+      gate?.released();
       heldMs = Math.round(performance.now() - since);
       const what = (when: string) => (taken ? ` (writable layer and ${mounts} mount(s) taken ${when})` : '');
       if (held === 'pause') log.info(`${name}: paused for ${heldMs} ms${what('at one point in time')}`);
@@ -557,6 +580,7 @@ function outcome(record: ContainerRecord & { layerStats: { written: number; reus
     stoppedMs: record.stoppedMs ?? 0,
     blobs: record.layerStats,
     ...(note ? { note } : {}),
+    ...(record.group ? { group: record.group } : {}),
   };
 }
 
@@ -566,6 +590,9 @@ function failure(name: string, id: string, state: string, err: unknown): Contain
 
 async function plan(ctx: BackupContext, opts: BackupOptions, selected: Candidate[]): Promise<ContainerOutcome[]> {
   const out: ContainerOutcome[] = [];
+  for (const u of unitsOf(selected, opts.groupBy)) {
+    if (u.group !== undefined) ctx.log.info(`[dry-run] group ${u.group}: ${u.members.map((c) => c.name).join(', ')} would be held together`);
+  }
   for (const c of selected) {
     const info = await ctx.engine.inspectContainer(c.id);
     const mounts = mountsToTake(info, opts);
@@ -636,7 +663,10 @@ export async function runBackup(opts: BackupOptions, ctx: BackupContext): Promis
   const engineInfo = await engine.info(ctx.signal);
   const all = (await engine.listContainers(ctx.signal)).map(candidateOf);
   const selection = selectContainers(all, opts.selection);
-  const outcomes: ContainerOutcome[] = selection.missing.map((name) => failure(name, '', 'missing', new BackupError(`no such container: ${name}`)));
+  const outcomes: ContainerOutcome[] = [
+    ...selection.missing.map((name) => failure(name, '', 'missing', new BackupError(`no such container: ${name}`))),
+    ...selection.missingProjects.map((p) => failure(`project ${p}`, '', 'missing', new BackupError(`no container in Compose project ${p}`))),
+  ];
   // A missing container is said once, in the caller's final error line that lists every failure.
   if (opts.onError === 'continue' && !selection.empty) for (const o of outcomes) log.info(`${o.name}: not found; the others go on`);
   if (selection.empty && outcomes.length === 0) {
@@ -703,46 +733,129 @@ interface Crew {
 
 type Taken = ContainerRecord & { layerStats: { written: number; reused: number } };
 
+/** Where a run's results go while its units are taken: by the container's place in the run, and one entry per group. */
+interface Tally {
+  records: Array<Taken | undefined>;
+  failures: Array<ContainerOutcome | undefined>;
+  groups: GroupOutcome[];
+  abortedAt?: ContainerOutcome;
+}
+
 /**
- * Backs up the selected containers, `opts.parallelism` at once, each held on its own. Returns the
- * records and the failures, both in selection order. With on-error: abort, the first failure stops
- * the others (each put back as it stands) and throws once they have.
+ * Backs up the selected containers, `opts.parallelism` units at once: a container on its own, or a
+ * consistency group, whose members are held together (backUpGroup). Returns the records, the
+ * failures (in the order taken) and the groups. With on-error: abort, the first failure stops the
+ * others (each put back as it stands) and throws once they have.
  */
-async function backUpEach(ctx: BackupContext, opts: BackupOptions, selected: Candidate[], crew: Crew): Promise<{ records: Taken[]; failures: ContainerOutcome[] }> {
+async function backUpEach(ctx: BackupContext, opts: BackupOptions, selected: Candidate[], crew: Crew): Promise<{ records: Taken[]; failures: ContainerOutcome[]; groups: GroupOutcome[] }> {
   const { log } = ctx;
-  const records: Array<Taken | undefined> = [];
-  const failures: Array<ContainerOutcome | undefined> = [];
-  let abortedAt: ContainerOutcome | undefined;
-  const together = Math.min(opts.parallelism, selected.length) > 1;
-  const turns = turnsInOrder(selected.length);
-  const one = async (c: Candidate, i: number) => {
+  const units = unitsOf(selected, opts.groupBy);
+  const order = units.flatMap((u) => u.members);
+  const place = new Map(order.map((c, i) => [c.id, i]));
+  const tally: Tally = { records: [], failures: [], groups: [] };
+  const together = Math.min(opts.parallelism, units.length) > 1 || units.some((u) => u.group !== undefined);
+  // In the order taken: a group's members run at once, each waits only for those taken before it.
+  const turns = turnsInOrder(order.length);
+  const one = async (c: Candidate) => {
+    const i = place.get(c.id) ?? 0;
     try {
       const take = () => withContainerLock(ctx.env ?? {}, c, opts.lockTimeoutMs, () => crew.worker.run(c, turns[i]), crew.signal);
       // Groups of containers taken at once would interleave: their lines name the container instead.
       const record = together ? await take() : await log.group(`Back up ${c.name}`, take);
-      records[i] = record;
+      tally.records[i] = record;
       log.info(`${c.name}: ${record.image.layers.length} layer(s) and ${record.volumes.length} volume(s): ${record.layerStats.written} blob(s) stored, ${record.layerStats.reused} already there`);
     } catch (err) {
       // A cancelled run goes no further: its undo follows.
       if (ctx.signal?.aborted) throw ctx.signal.reason;
       // Stopped because another container failed first: that failure is the one said.
       if (crew.stopOthers.signal.aborted) return;
-      const f = failure(c.name, c.id, c.state, err);
-      failures[i] = f;
-      // Its reason is said once, in the caller's final error line.
-      if (opts.onError === 'continue') log.info(`${c.name}: failed; the others go on`);
-      if (opts.onError === 'abort') {
-        abortedAt = f;
-        crew.stopOthers.abort(new BackupError(`Aborted at ${c.name}`));
-      }
+      unitFailed(opts, crew, tally, [[i, failure(c.name, c.id, c.state, err)]], c.name, log);
     } finally {
       // Also when it never got to run (its lock not taken): the next one's layers wait for nothing more.
       turns[i].done();
     }
   };
-  await forEachLimited(selected, opts.parallelism, one, () => crew.stopOthers.signal.aborted);
-  if (abortedAt) throw new BackupError(`Aborted at ${abortedAt.name}; no snapshot set was written: ${abortedAt.error}`);
-  return { records: records.filter((r) => r !== undefined), failures: failures.filter((f) => f !== undefined) };
+  const unit = (u: Unit) => (u.group === undefined ? one(u.members[0]) : backUpGroup(ctx, opts, { ...u, group: u.group }, crew, { tally, place, turns }));
+  await forEachLimited(units, opts.parallelism, unit, () => crew.stopOthers.signal.aborted);
+  if (tally.abortedAt) throw new BackupError(`Aborted at ${tally.abortedAt.name}; no snapshot set was written: ${tally.abortedAt.error}`);
+  const groups = tally.groups.sort((a, b) => a.name.localeCompare(b.name));
+  return { records: tally.records.filter((r) => r !== undefined), failures: tally.failures.filter((f) => f !== undefined), groups };
+}
+
+/** Records a unit's failures (by place), says so with on-error: continue, and stops the others with abort. */
+function unitFailed(opts: BackupOptions, crew: Crew, tally: Tally, failed: Array<[number, ContainerOutcome]>, what: string, log: Logger): void {
+  for (const [i, f] of failed) {
+    tally.records[i] = undefined;
+    tally.failures[i] = f;
+  }
+  // Its reason is said once, in the caller's final error line.
+  if (opts.onError === 'continue') log.info(`${what}: failed; the others go on`);
+  if (opts.onError === 'abort') {
+    tally.abortedAt = failed[0][1];
+    crew.stopOthers.abort(new BackupError(`Aborted at ${what}`));
+  }
+}
+
+/** One consistency group's result: its members, how long from the first hold to the last release, and why it was not taken. */
+export interface GroupOutcome {
+  name: string;
+  containers: string[];
+  status: 'ok' | 'failed';
+  windowMs: number;
+  error?: string;
+}
+
+/**
+ * Backs up a consistency group: its members at once, in dependency order (groups.ts), each held
+ * until all are taken (GroupGate). One member failing, or missing (a Compose service another
+ * depends on that is not in the group), fails them all: a group is taken whole or not at all.
+ */
+async function backUpGroup(
+  ctx: BackupContext,
+  opts: BackupOptions,
+  unit: Unit & { group: string },
+  crew: Crew,
+  run: { tally: Tally; place: Map<string, number>; turns: Turn[] },
+): Promise<void> {
+  const { log, engine } = ctx;
+  const { tally, place, turns } = run;
+  const infos = await Promise.all(unit.members.map((c) => engine.inspectContainer(c.id, crew.signal).catch(() => undefined)));
+  const { order, missing } = dependencyOrder(unit.members.map((c, k) => ({ name: c.name, labels: c.labels, links: infos[k]?.HostConfig.Links ?? [] })));
+  const members = order.map((k) => unit.members[k]);
+  const gate = new GroupGate(unit.group, members.map((c) => c.name));
+  if (missing.length > 0) {
+    gate.fail(0, `a member is missing: ${missing.join('; ')}`);
+    for (const c of members) turns[place.get(c.id) ?? 0].done();
+  } else {
+    log.info(`Group ${unit.group}: ${members.map((c) => c.name).join(', ')} held together (pre-commands in this order, post-commands in reverse)`);
+    await Promise.all(
+      members.map(async (c, k) => {
+        const i = place.get(c.id) ?? 0;
+        try {
+          const record = await withContainerLock(ctx.env ?? {}, c, opts.lockTimeoutMs, () => crew.worker.run(c, turns[i], gate.member(k)), crew.signal);
+          tally.records[i] = { ...record, group: unit.group };
+        } catch (err) {
+          gate.fail(k, `${c.name} failed: ${errorMessage(err)}`);
+        } finally {
+          gate.settle(k);
+          turns[i].done();
+        }
+      }),
+    );
+  }
+  if (ctx.signal?.aborted) throw ctx.signal.reason;
+  const names = members.map((c) => c.name);
+  if (!gate.failed) {
+    log.info(`Group ${unit.group}: held together for ${gate.windowMs} ms (first hold to last release)`);
+    tally.groups.push({ name: unit.group, containers: names, status: 'ok', windowMs: gate.windowMs });
+    return;
+  }
+  // Stopped because another unit failed first: that failure is the one said.
+  if (crew.stopOthers.signal.aborted && tally.abortedAt) return;
+  const error = `group ${unit.group} not taken: ${gate.failed}`;
+  tally.groups.push({ name: unit.group, containers: names, status: 'failed', windowMs: gate.windowMs, error });
+  const failed = members.map((c): [number, ContainerOutcome] => [place.get(c.id) ?? 0, failure(c.name, c.id, c.state, new BackupError(error))]);
+  unitFailed(opts, crew, tally, failed, `group ${unit.group}`, log);
 }
 
 async function backUpAndStore(
@@ -755,9 +868,9 @@ async function backUpAndStore(
   outcomes: ContainerOutcome[],
 ): Promise<Omit<BackupResult, 'tag' | 'containers' | 'failed'>> {
   const { log } = ctx;
-  const { records, failures } = await backUpEach(ctx, opts, selected, crew);
+  const { records, failures, groups } = await backUpEach(ctx, opts, selected, crew);
   outcomes.push(...failures);
-  if (records.length === 0) return { written: false, artifacts: [], destinations: [] };
+  if (records.length === 0) return { written: false, artifacts: [], destinations: [], groups };
   const env = ctx.env ?? {};
   const set: SnapshotSet = {
     schemaVersion: SET_SCHEMA_VERSION,
@@ -778,6 +891,7 @@ async function backUpAndStore(
   const writes = await writeSetEverywhere(set, ctx.destinations);
   const incomplete = unwrittenLine(opts.tag, writes.placements);
   if (!writes.placements.some((p) => p.written)) throw new BackupError(incomplete ?? `Snapshot ${opts.tag} was not written.`);
-  for (const r of records) outcomes.push(outcome(r, writes.refs.get(r.name) ?? [], crew.worker.notes.get(r.id)));
-  return { written: true, artifacts: writes.artifacts, destinations: writes.placements, ...(incomplete ? { incomplete } : {}) };
+  const windows = new Map(groups.map((g) => [g.name, g.windowMs]));
+  for (const r of records) outcomes.push({ ...outcome(r, writes.refs.get(r.name) ?? [], crew.worker.notes.get(r.id)), ...(r.group ? { groupWindowMs: windows.get(r.group) } : {}) });
+  return { written: true, artifacts: writes.artifacts, destinations: writes.placements, groups, ...(incomplete ? { incomplete } : {}) };
 }

@@ -89,6 +89,8 @@ export interface ContainerRecord {
   pausedMs: number;
   /** How long a container stopped for its snapshot was down (0 when it was not stopped). */
   stoppedMs?: number;
+  /** The consistency group it was taken with (held at one instant with the others); absent when in none, and in sets written before groups. */
+  group?: string;
 }
 
 export interface SnapshotSet {

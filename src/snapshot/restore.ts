@@ -436,7 +436,7 @@ class ContainerRestore {
   }
 
   /** The restore of `target` succeeded: what it kept aside is removed. */
-  private async commit(target: string): Promise<void> {
+  async commit(target: string): Promise<void> {
     const { engine } = this.ctx;
     const e = this.txn.pending.targets.find((t) => t.target === target);
     if (!e) return;
@@ -450,7 +450,8 @@ class ContainerRestore {
     this.txn.committed(target);
   }
 
-  async restore(c: ContainerRecord, target: string, image: string): Promise<RestoredContainer> {
+  /** Restores one container; commits it unless `deferCommit` (a group member: committed with its group by the caller, or rolled back). */
+  async restore(c: ContainerRecord, target: string, image: string, deferCommit = false): Promise<RestoredContainer> {
     const { engine } = this.ctx;
     let id: string;
     try {
@@ -460,7 +461,7 @@ class ContainerRestore {
       await this.rollBack(target).catch((e: unknown) => this.ctx.log.error(errorMessage(e)));
       throw err;
     }
-    await this.commit(target);
+    if (!deferCommit) await this.commit(target);
     const info = await engine.inspectContainer(id);
     return { name: target, from: c.name, id, state: info.State.Paused ? 'paused' : info.State.Status, status: 'ok' };
   }
@@ -486,8 +487,36 @@ export function restoreOrder(containers: ContainerRecord[], rename: Map<string, 
 }
 
 /**
- * Restores the chosen containers of a set. Each container's restore is a transaction: a failure
- * puts back what it changed and the others go on; a cancellation (`ctx.txn.abort()`) stops at the
+ * Ends the groups' transactions: each member of a group that was restored whole is committed; one
+ * of a group with a failed member is put back, and its result says why.
+ */
+async function settleGroups(
+  worker: ContainerRestore,
+  ready: Array<{ c: ContainerRecord; target: string }>,
+  results: RestoredContainer[],
+  failedGroups: Map<string, string>,
+  dropImage: (c: ContainerRecord) => Promise<void>,
+  log: Logger,
+): Promise<void> {
+  for (const { c, target } of ready) {
+    const i = results.findIndex((r) => r.name === target && r.status === 'ok');
+    if (!c.group || i === -1) continue;
+    const why = failedGroups.get(c.group);
+    if (!why) {
+      await worker.commit(target);
+      continue;
+    }
+    log.info(`${target}: put back (${why})`);
+    await worker.rollBack(target).catch((e: unknown) => log.error(errorMessage(e)));
+    await dropImage(c);
+    results[i] = { name: target, from: c.name, id: '', state: '', status: 'failed', error: why };
+  }
+}
+
+/**
+ * Restores the chosen containers of a set. Each container's restore is a transaction, and so is
+ * each consistency group's (the chosen containers the set records in one group): a failure puts
+ * back what it (and its group) changed and the others go on; a cancellation (`ctx.txn.abort()`) stops at the
  * next step, puts back everything not committed and throws `InterruptedError`.
  */
 export async function runRestore(opts: RestoreOptions, ctx: RestoreContext): Promise<RestoreResult> {
@@ -504,8 +533,11 @@ export async function runRestore(opts: RestoreOptions, ctx: RestoreContext): Pro
   log.info(`Restoring ${chosen.length} container(s); each blob is checked as it is read`);
   const worker = new ContainerRestore(ctx, opts, set, new Set(chosen.map((c) => opts.rename.get(c.name) ?? c.name)), txn);
   const results: RestoredContainer[] = [];
+  // A group whose member failed: why, for its other members (which are then put back too).
+  const failedGroups = new Map<string, string>();
   const fail = (c: ContainerRecord, target: string, err: unknown) => {
     if (err instanceof InterruptedError) throw err;
+    if (c.group && !failedGroups.has(c.group)) failedGroups.set(c.group, `group ${c.group} not restored: ${c.name} failed: ${errorMessage(err)}`);
     const r: RestoredContainer = { name: target, from: c.name, id: '', state: '', status: 'failed', error: errorMessage(err) };
     // The reason is said once, in the caller's final error line that lists every failed container.
     log.info(`${c.name}: not restored`);
@@ -548,14 +580,17 @@ export async function runRestore(opts: RestoreOptions, ctx: RestoreContext): Pro
     for (const { c, target, image } of ready) {
       try {
         txn.checkpoint();
-        const r = await log.group(`Restore ${c.name}${target !== c.name ? ` as ${target}` : ''}`, () => worker.restore(c, target, image));
+        if (c.group && failedGroups.has(c.group)) throw new RestoreError(failedGroups.get(c.group) ?? '');
+        const r = await log.group(`Restore ${c.name}${target !== c.name ? ` as ${target}` : ''}`, () => worker.restore(c, target, image, c.group !== undefined));
         log.info(`${target}: restored (${r.state})`);
         results.push(r);
       } catch (err) {
+        if (c.group && failedGroups.has(c.group)) await worker.rollBack(target).catch((e: unknown) => log.error(errorMessage(e)));
         if (!(err instanceof InterruptedError)) await dropImage(c);
         fail(c, target, err);
       }
     }
+    await settleGroups(worker, ready, results, failedGroups, dropImage, log);
   } catch (err) {
     if (!(err instanceof InterruptedError)) throw err;
     log.error(`${err.message}: putting back what this restore changed`);

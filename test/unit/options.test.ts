@@ -213,3 +213,26 @@ describe('parallelism', () => {
     expect(() => parseBackupInputs(reader({ parallelism: '0' }), undefined, {}, CLI_WORDS)).toThrow("Invalid --parallelism '0'. Expected a whole number from 1 to 64.");
   });
 });
+
+describe('group-by and projects', () => {
+  it('reads none, compose-project and label:KEY', () => {
+    expect(parseBackupInputs(reader({})).groupBy).toEqual({ kind: 'none' });
+    expect(parseBackupInputs(reader({ 'group-by': 'none' })).groupBy).toEqual({ kind: 'none' });
+    expect(parseBackupInputs(reader({ 'group-by': ' compose-project ' })).groupBy).toEqual({ kind: 'compose-project' });
+    expect(parseBackupInputs(reader({ 'group-by': 'label:app.tier' })).groupBy).toEqual({ kind: 'label', key: 'app.tier' });
+  });
+
+  it('refuses other group-by values in the words of the interface', () => {
+    for (const bad of ['project', 'label:', 'label:a b', 'label:a=b']) {
+      expect(() => parseBackupInputs(reader({ 'group-by': bad })), bad).toThrow(`Invalid group-by '${bad}'. Expected none, compose-project or label:KEY (a label key, like label:app).`);
+    }
+    expect(() => parseBackupInputs(reader({ 'group-by': 'x' }), undefined, {}, CLI_WORDS)).toThrow("Invalid --group-by 'x'.");
+  });
+
+  it('reads a list of Compose project names and refuses what Compose would not name a project', () => {
+    expect(parseBackupInputs(reader({ projects: 'blog\nshop-2, my_app' })).selection.projects).toEqual(['blog', 'shop-2', 'my_app']);
+    expect(parseBackupInputs(reader({})).selection.projects).toEqual([]);
+    expect(() => parseBackupInputs(reader({ projects: 'Blog' }))).toThrow("Invalid projects 'Blog'. Expected Compose project names: lowercase letters, digits, - and _, starting with a letter or digit.");
+    expect(() => parseBackupInputs(reader({ projects: '-x' }), undefined, {}, CLI_WORDS)).toThrow("Invalid --projects '-x'.");
+  });
+});

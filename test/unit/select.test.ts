@@ -7,12 +7,16 @@ const all: Candidate[] = [
   { id: 'cccc3333dddd4444', name: 'web-2', labels: { tier: 'front' }, state: 'exited' },
   { id: 'eeee5555ffff6666', name: 'db-10', labels: { tier: 'data', backup: 'true' }, state: 'paused' },
   { id: '9999888877776666', name: 'cache', labels: {}, state: 'created' },
+  { id: '1111222233334444', name: 'blog-db-1', labels: { 'com.docker.compose.project': 'blog', tier: 'data' }, state: 'running' },
+  { id: '5555666677778888', name: 'blog-web-1', labels: { 'com.docker.compose.project': 'blog', tier: 'front' }, state: 'running' },
+  { id: '9999000011112222', name: 'shop-web-1', labels: { 'com.docker.compose.project': 'shop' }, state: 'running' },
 ];
 
-function sel(partial: Partial<{ containers: string[]; labels: string[]; exclude: string[] }>): Selection {
+function sel(partial: Partial<{ containers: string[]; labels: string[]; exclude: string[]; projects: string[] }>): Selection {
   return {
     containers: (partial.containers ?? []).map(parseSelector),
     labels: (partial.labels ?? []).map(parseLabelFilter),
+    projects: partial.projects ?? [],
     exclude: (partial.exclude ?? []).map(parseSelector),
     ifNoMatch: 'warn',
   };
@@ -22,7 +26,7 @@ const names = (r: ReturnType<typeof selectContainers>) => r.selected.map((c) => 
 
 describe('selectContainers', () => {
   it('takes every container in any state when nothing is named', () => {
-    expect(names(selectContainers(all, sel({})))).toEqual(['cache', 'db-10', 'web-1', 'web-2']);
+    expect(names(selectContainers(all, sel({})))).toEqual(['blog-db-1', 'blog-web-1', 'cache', 'db-10', 'shop-web-1', 'web-1', 'web-2']);
   });
 
   it('matches globs, regexes, names and ID prefixes', () => {
@@ -41,6 +45,19 @@ describe('selectContainers', () => {
     const r = selectContainers(all, sel({ containers: ['web-1', 'ghost', 'nope-*', 'abcdefabcdef'] }));
     expect(r.missing).toEqual(['ghost', 'abcdefabcdef']);
     expect(names(r)).toEqual(['web-1']);
+  });
+
+  it('takes the containers of the named Compose projects, combined with the other selectors', () => {
+    expect(names(selectContainers(all, sel({ projects: ['blog', 'shop'] })))).toEqual(['blog-db-1', 'blog-web-1', 'shop-web-1']);
+    expect(names(selectContainers(all, sel({ projects: ['blog'], labels: ['tier=front'] })))).toEqual(['blog-web-1']);
+    expect(names(selectContainers(all, sel({ projects: ['blog', 'shop'], containers: ['*-web-1'], exclude: ['shop-*'] })))).toEqual(['blog-web-1']);
+  });
+
+  it('reports a project no container is in', () => {
+    const r = selectContainers(all, sel({ projects: ['blog', 'ghost'] }));
+    expect(r.missingProjects).toEqual(['ghost']);
+    expect(r.missing).toEqual([]);
+    expect(names(r)).toEqual(['blog-db-1', 'blog-web-1']);
   });
 
   it('says when nothing matched', () => {
