@@ -7,6 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { spoolRoot } from '../core/recovery.js';
 import { runName } from '../core/run-names.js';
 import { formatBytes } from '../util/format.js';
+import { allZero } from '../util/zeros.js';
 
 /** Free space the spool leaves on its filesystem: it fails rather than fill the disk. */
 export const SPOOL_RESERVE = 256 << 20;
@@ -15,16 +16,6 @@ const CHECK_EVERY = 32 << 20;
 /** All-zero runs of this size, at this alignment, are left as holes in a spooled file. */
 const BLOCK = 4096;
 const ZEROS = Buffer.alloc(BLOCK);
-/** Compared against a whole chunk first: a long zero run (a sparse file's hole) costs one memcmp per MiB, not one per block (5x fewer CPU cycles, measured). */
-const ZERO_MIB = Buffer.alloc(1 << 20);
-
-function allZero(chunk: Buffer): boolean {
-  for (let at = 0; at < chunk.length; at += ZERO_MIB.length) {
-    const end = Math.min(chunk.length, at + ZERO_MIB.length);
-    if (ZERO_MIB.compare(chunk, at, end, 0, end - at) !== 0) return false;
-  }
-  return true;
-}
 
 /** An archive read while its container was held, waiting on local disk: its path and length in bytes. */
 export interface Spooled {
