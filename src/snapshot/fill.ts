@@ -179,12 +179,13 @@ export class Filler {
   }
 
   /**
-   * Makes files of a filled volume sparse again, through helpers of the snapshot's own image (the
+   * Makes files of a filled volume sparse again, through helpers of the container's own image (the
    * only one at hand with tools) started as root without a network: `fallocate --dig-holes` on each
    * file (`names` as in the archive, `<base>/…`). Best effort: without a util-linux `fallocate` in
    * the image, the files stay as written (content intact, fully allocated) and a warning says so.
    */
   private async digHoles(volume: string, base: string, names: string[], more: number): Promise<void> {
+    let done = 0;
     try {
       for (const name of names) {
         const code = await this.withHelper(
@@ -198,11 +199,12 @@ export class Filler {
           { entrypoint: [...DIG_HOLES, posix.join('/', name)], user: '0' },
         );
         if (code !== 'exit code 0') throw new Error(`fallocate --dig-holes ended with ${code} (util-linux's fallocate is needed)`);
+        done++;
       }
       this.log?.info(`volume '${volume}': ${names.length} sparse file(s) made sparse again${more > 0 ? ` (${more} more left fully allocated)` : ''}`);
     } catch (err) {
       const why = /executable file not found|no such file or directory/i.test(errorMessage(err)) ? 'the image has no fallocate' : errorMessage(err);
-      this.log?.warning(`volume '${volume}': ${names.length + more} file(s) with long runs of zeros (sparse files) were written fully allocated, content intact: ${why}`);
+      this.log?.warning(`volume '${volume}': ${names.length + more - done} file(s) with long runs of zeros (sparse files) were written fully allocated, content intact: ${why}`);
     }
   }
 
@@ -244,4 +246,3 @@ export class Filler {
     );
   }
 }
-
