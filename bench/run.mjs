@@ -14,6 +14,7 @@ import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pauseAndParallel } from './pause.mjs';
+import { sparseVolume } from './sparse.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = join(ROOT, 'dist/cli.js');
@@ -589,6 +590,8 @@ async function main() {
     // Before the restores, which remove the fixture container.
     progress('pause and parallel containers');
     const pauses = await pauseAndParallel(ctx, { measure, rounds, combine, sh, q, csBackupCmd, CLI });
+    progress('sparse volume');
+    const sparse = await sparseVolume(ctx);
     progress('restore');
     const r = await rounds(opts.runs, { zstd: dockerRestore(ctx, 'zstd'), cs: csRestore(ctx), csArt: csRestoreArtifact(ctx), raw: dockerRestore(ctx, 'raw') });
     const dr = { raw: r.raw, zstd: r.zstd };
@@ -621,6 +624,7 @@ async function main() {
       row('container-snapshot restore', 'artifacts', r.csArt.cold, rz),
     ]);
     pauses.print();
+    sparse.print();
     printNotes(ctx);
   } finally {
     await ctx.artifacts?.stop();

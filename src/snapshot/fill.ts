@@ -1,8 +1,10 @@
 import { posix } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, pipeline } from 'node:stream';
 import tar from 'tar-stream';
+import { errorMessage, type Logger } from '../core/log.js';
 import { type Engine } from '../engine/engine.js';
 import { NotFoundError } from '../engine/errors.js';
+import { HoleFinder } from './holes.js';
 
 /**
  * The label every container and volume a restore makes for its own use carries (helpers, volumes
@@ -10,6 +12,22 @@ import { NotFoundError } from '../engine/errors.js';
  * an interrupted restore finds what that run left.
  */
 export const RUN_LABEL = 'container-snapshot.run';
+
+/**
+ * Punches the holes back into one file: util-linux ≥ 2.25 `fallocate --dig-holes` replaces its
+ * aligned all-zero blocks by holes, in place, content unchanged. Run as the entrypoint itself, not
+ * through a shell: a busybox shell may prefer its own applet of that name, which cannot.
+ */
+const DIG_HOLES = ['fallocate', '--dig-holes', '--'];
+/** How long one hole-punching helper may run (it reads each file once). */
+const DIG_TIMEOUT_MS = 30 * 60_000;
+
+/** What a helper runs when it is started (never-started helpers name a command that does not exist). */
+interface HelperRun {
+  entrypoint: string[];
+  /** `User` of the helper: the image's own when not given. */
+  user?: string;
+}
 
 /** A mount of a never-started helper: a volume by name, or a host path. */
 export type HelperMount = { volume: string; target: string } | { bind: string; target: string; create?: boolean };
@@ -84,10 +102,12 @@ export class Filler {
     private readonly image: string,
     /** This run's label value (`RUN_LABEL`). */
     private readonly run: string,
+    /** Where a volume's sparse files are reported (made sparse again, or why not). */
+    private readonly log?: Logger,
   ) {}
 
   /** Runs `fn` with a helper that mounts `mounts`; the helper is removed after, whatever happens. */
-  async withHelper<T>(mounts: HelperMount[], fn: (id: string) => Promise<T>, image = this.image): Promise<T> {
+  async withHelper<T>(mounts: HelperMount[], fn: (id: string) => Promise<T>, image = this.image, run: HelperRun = { entrypoint: ['/csx-helper'] }): Promise<T> {
     const Mounts = mounts.flatMap((m) =>
       'volume' in m ? [{ Type: 'volume', Source: m.volume, Target: m.target, VolumeOptions: { NoCopy: true } }] : m.create ? [] : [{ Type: 'bind', Source: m.bind, Target: m.target }],
     );
@@ -95,8 +115,9 @@ export class Filler {
     const Binds = mounts.flatMap((m) => ('bind' in m && m.create ? [`${m.bind}:${m.target}`] : []));
     const id = await this.engine.createContainer({
       Image: image,
-      Entrypoint: ['/csx-helper'],
+      Entrypoint: run.entrypoint,
       Cmd: [],
+      ...(run.user ? { User: run.user } : {}),
       Labels: { [RUN_LABEL]: this.run },
       NetworkDisabled: true,
       HostConfig: { Mounts, Binds, NetworkMode: 'none' },
@@ -141,10 +162,50 @@ export class Filler {
     }
   }
 
-  /** Writes a volume's archive (entries under `basename(mountPoint)`) into the volume `volume`. */
+  /**
+   * Writes a volume's archive (entries under `basename(mountPoint)`) into the volume `volume`. The
+   * engine writes holes as zeros: files with long zero runs are made sparse again after (see
+   * `digHoles`).
+   */
   async fillVolume(volume: string, mountPoint: string, content: () => Promise<Readable>): Promise<void> {
     const base = posix.basename(mountPoint);
-    await this.withHelper([{ volume, target: `/${base}` }], async (id) => this.engine.putArchive(id, '/', await content()), await emptyImage(this.engine));
+    const finder = new HoleFinder();
+    await this.withHelper(
+      [{ volume, target: `/${base}` }],
+      async (id) => this.engine.putArchive(id, '/', pipeline(await content(), finder, () => undefined)),
+      await emptyImage(this.engine),
+    );
+    if (finder.files.length > 0) await this.digHoles(volume, base, finder.files, finder.more);
+  }
+
+  /**
+   * Makes files of a filled volume sparse again, through helpers of the container's own image (the
+   * only one at hand with tools) started as root without a network: `fallocate --dig-holes` on each
+   * file (`names` as in the archive, `<base>/…`). Best effort: without a util-linux `fallocate` in
+   * the image, the files stay as written (content intact, fully allocated) and a warning says so.
+   */
+  private async digHoles(volume: string, base: string, names: string[], more: number): Promise<void> {
+    let done = 0;
+    try {
+      for (const name of names) {
+        const code = await this.withHelper(
+          [{ volume, target: `/${base}` }],
+          async (id) => {
+            await this.engine.start(id);
+            if (!(await this.engine.waitNotRunning(id, DIG_TIMEOUT_MS))) return 'a timeout';
+            return `exit code ${(await this.engine.inspectContainer(id)).State.ExitCode}`;
+          },
+          this.image,
+          { entrypoint: [...DIG_HOLES, posix.join('/', name)], user: '0' },
+        );
+        if (code !== 'exit code 0') throw new Error(`fallocate --dig-holes ended with ${code} (util-linux's fallocate is needed)`);
+        done++;
+      }
+      this.log?.info(`volume '${volume}': ${names.length} sparse file(s) made sparse again${more > 0 ? ` (${more} more left fully allocated)` : ''}`);
+    } catch (err) {
+      const why = /executable file not found|no such file or directory/i.test(errorMessage(err)) ? 'the image has no fallocate' : errorMessage(err);
+      this.log?.warning(`volume '${volume}': ${names.length + more - done} file(s) with long runs of zeros (sparse files) were written fully allocated, content intact: ${why}`);
+    }
   }
 
   /**

@@ -133,7 +133,7 @@ async function restoreContainerPaths(c: ContainerRecord, target: string, paths: 
   const info = await engine.findContainer(target);
   if (!info) throw new RestoreError(`${w.name('paths')} restores into an existing container; '${target}' does not exist (restore it without ${w.name('paths')} first).`);
   const plans = planFor(c, target, info, paths);
-  const filler = new Filler(engine, info.Image, ctx.txn?.pending.run ?? runLabelValue());
+  const filler = new Filler(engine, info.Image, ctx.txn?.pending.run ?? runLabelValue(), log);
   const found: string[] = [];
   for (const plan of plans) {
     const present = new Set<string>();

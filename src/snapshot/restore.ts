@@ -181,7 +181,7 @@ class ContainerRestore {
   }
 
   private filler(image: string): Filler {
-    return new Filler(this.ctx.engine, image, this.txn.pending.run);
+    return new Filler(this.ctx.engine, image, this.txn.pending.run, this.ctx.log);
   }
 
   /**

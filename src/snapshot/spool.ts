@@ -7,6 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { spoolRoot } from '../core/recovery.js';
 import { runName } from '../core/run-names.js';
 import { formatBytes } from '../util/format.js';
+import { allZero } from '../util/zeros.js';
 
 /** Free space the spool leaves on its filesystem: it fails rather than fill the disk. */
 export const SPOOL_RESERVE = 256 << 20;
@@ -74,6 +75,10 @@ class SparseFile extends Writable {
 
   /** Writes the runs of `chunk` that are not whole zero blocks, at their offsets. */
   private async writeData(chunk: Buffer): Promise<void> {
+    if (allZero(chunk)) {
+      this.bytes += chunk.length;
+      return;
+    }
     let start = -1;
     let i = 0;
     while (i < chunk.length) {

@@ -45,7 +45,10 @@ describe('the spool', () => {
     await spool.ready();
     const zeros = Buffer.alloc(8 << 20);
     // Chunks that do not fall on block boundaries, data between the holes.
-    const parts = [zeros.subarray(0, 5000), zeros.subarray(5000), Buffer.from('data in the middle'), zeros, Buffer.from('end')];
+    // A chunk of several MiB of zeros with one byte of data at its very end.
+    const lastByte = Buffer.alloc(3 << 20);
+    lastByte[lastByte.length - 1] = 7;
+    const parts = [zeros.subarray(0, 5000), zeros.subarray(5000), Buffer.from('data in the middle'), zeros, lastByte, zeros.subarray(1), Buffer.from('end')];
     const spooled = await spool.take(Readable.from(parts));
     const whole = Buffer.concat(parts);
     expect(statSync(spooled.path).size).toBe(whole.length);
