@@ -264,14 +264,18 @@ export class Engine {
 
   /**
    * Waits, at most `timeoutMs`, for a container to be not running (`POST /containers/{id}/wait?condition=not-running`,
-   * API ≥ 1.30). True when it is not running; false when it still runs at the deadline.
+   * API ≥ 1.30). True when it is not running; false when it still runs at the deadline. An aborted
+   * `signal` stops the waiting (the container runs on) and throws its reason.
    */
-  async waitNotRunning(id: string, timeoutMs: number): Promise<boolean> {
+  async waitNotRunning(id: string, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
     const deadline = AbortSignal.timeout(Math.max(0, timeoutMs));
     try {
-      await call(`wait for container ${id}`, () => this.docker.getContainer(id).wait({ condition: 'not-running', abortSignal: deadline }));
+      signal?.throwIfAborted();
+      const abortSignal = signal ? AbortSignal.any([deadline, signal]) : deadline;
+      await call(`wait for container ${id}`, () => this.docker.getContainer(id).wait({ condition: 'not-running', abortSignal }));
       return true;
     } catch (err) {
+      if (signal?.aborted) throw signal.reason;
       if (deadline.aborted) return false;
       throw err;
     }

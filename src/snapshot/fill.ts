@@ -4,7 +4,8 @@ import tar from 'tar-stream';
 import { errorMessage, type Logger } from '../core/log.js';
 import { type Engine } from '../engine/engine.js';
 import { NotFoundError } from '../engine/errors.js';
-import { HoleFinder } from './holes.js';
+import { HoleFinder, holePlan, type HolePlan } from './holes.js';
+import { archiveRoot, sameRoot, scanSparseFiles, type SparseFiles } from './volume-metadata.js';
 
 /**
  * The label every container and volume a restore makes for its own use carries (helpers, volumes
@@ -104,6 +105,8 @@ export class Filler {
     private readonly run: string,
     /** Where a volume's sparse files are reported (made sparse again, or why not). */
     private readonly log?: Logger,
+    /** Stops hole punching: the running helper is removed (killed) and the signal's reason thrown. */
+    private readonly signal?: AbortSignal,
   ) {}
 
   /** Runs `fn` with a helper that mounts `mounts`; the helper is removed after, whatever happens. */
@@ -164,35 +167,41 @@ export class Filler {
 
   /**
    * Writes a volume's archive (entries under `basename(mountPoint)`) into the volume `volume`. The
-   * engine writes holes as zeros: files with long zero runs are made sparse again after (see
-   * `digHoles`).
+   * engine writes holes as zeros: the files `sparse()` names (the set's record, paths relative to
+   * the volume's root) are made sparse again after, or, when it names none (undefined or `'many'`),
+   * the files with long zero runs (see `digHoles`).
    */
-  async fillVolume(volume: string, mountPoint: string, content: () => Promise<Readable>): Promise<void> {
+  async fillVolume(volume: string, mountPoint: string, content: () => Promise<Readable>, sparse: () => Promise<SparseFiles> = async () => undefined): Promise<void> {
     const base = posix.basename(mountPoint);
-    const finder = new HoleFinder();
+    const recorded = await sparse();
+    const finder = Array.isArray(recorded) ? undefined : new HoleFinder();
     await this.withHelper(
       [{ volume, target: `/${base}` }],
-      async (id) => this.engine.putArchive(id, '/', pipeline(await content(), finder, () => undefined)),
+      async (id) => this.engine.putArchive(id, '/', finder ? pipeline(await content(), finder, () => undefined) : await content()),
       await emptyImage(this.engine),
     );
-    if (finder.files.length > 0) await this.digHoles(volume, base, finder.files, finder.more);
+    await this.digHoles(volume, base, holePlan(recorded, base, finder ?? { files: [], more: 0 }));
   }
 
   /**
    * Makes files of a filled volume sparse again, through helpers of the container's own image (the
    * only one at hand with tools) started as root without a network: `fallocate --dig-holes` on each
-   * file (`names` as in the archive, `<base>/…`). Best effort: without a util-linux `fallocate` in
+   * file (names as in the archive, `<base>/…`). Best effort: without a util-linux `fallocate` in
    * the image, the files stay as written (content intact, fully allocated) and a warning says so.
+   * Throws only when the signal aborts (the helper at work is removed first).
    */
-  private async digHoles(volume: string, base: string, names: string[], more: number): Promise<void> {
+  private async digHoles(volume: string, base: string, plan: HolePlan): Promise<void> {
+    const { files, more, guessed } = plan;
+    if (files.length === 0) return;
     let done = 0;
     try {
-      for (const name of names) {
+      for (const name of files) {
+        this.signal?.throwIfAborted();
         const code = await this.withHelper(
           [{ volume, target: `/${base}` }],
           async (id) => {
             await this.engine.start(id);
-            if (!(await this.engine.waitNotRunning(id, DIG_TIMEOUT_MS))) return 'a timeout';
+            if (!(await this.engine.waitNotRunning(id, DIG_TIMEOUT_MS, this.signal))) return 'a timeout';
             return `exit code ${(await this.engine.inspectContainer(id)).State.ExitCode}`;
           },
           this.image,
@@ -201,10 +210,11 @@ export class Filler {
         if (code !== 'exit code 0') throw new Error(`fallocate --dig-holes ended with ${code} (util-linux's fallocate is needed)`);
         done++;
       }
-      this.log?.info(`volume '${volume}': ${names.length} sparse file(s) made sparse again${more > 0 ? ` (${more} more left fully allocated)` : ''}`);
+      this.log?.info(`volume '${volume}': ${files.length} sparse file(s) made sparse again${more > 0 ? ` (${more} more left fully allocated)` : ''}${guessed ? `; ${guessed}` : ''}`);
     } catch (err) {
+      if (this.signal?.aborted) throw err;
       const why = /executable file not found|no such file or directory/i.test(errorMessage(err)) ? 'the image has no fallocate' : errorMessage(err);
-      this.log?.warning(`volume '${volume}': ${names.length + more - done} file(s) with long runs of zeros (sparse files) were written fully allocated, content intact: ${why}`);
+      this.log?.warning(`volume '${volume}': ${files.length + more - done} file(s) with long runs of zeros (sparse files) were written fully allocated, content intact: ${why}`);
     }
   }
 
@@ -231,18 +241,27 @@ export class Filler {
   /**
    * Copies one volume's whole content into another (empty) one, through the engine: read through
    * one helper, written through another (the engine holds a container's lock while its archive is
-   * read, so a read and a write on one container wait for each other forever).
+   * read, so a read and a write on one container wait for each other forever). The copy's files are
+   * made sparse where the source's are (read on this host), or, when the source's directory cannot
+   * be read here, where they hold long zero runs.
    */
   async copyVolume(from: string, to: string): Promise<void> {
-    await this.withHelper([{ volume: from, target: '/v' }], async (source) =>
+    const scanning = this.engine.inspectVolume(from).then((v) => scanSparseFiles(v?.Mountpoint));
+    const finder = new HoleFinder();
+    const archived = await this.withHelper([{ volume: from, target: '/v' }], async (source) =>
       this.withHelper([{ volume: to, target: '/v' }], async (target) => {
         const archive = await this.engine.getArchive(source, '/v');
+        const root = archiveRoot(archive);
         try {
-          await this.engine.putArchive(target, '/', archive);
+          await this.engine.putArchive(target, '/', pipeline(archive, finder, () => undefined));
         } finally {
           archive.destroy();
         }
+        return root;
       }),
     );
+    const scan = await scanning;
+    const here = scan && sameRoot(scan.root, await archived) ? scan.sparse : undefined;
+    await this.digHoles(to, 'v', holePlan(here, 'v', finder, `the sparse files of volume '${from}' are not readable on this host`));
   }
 }

@@ -1,3 +1,4 @@
+import { posix } from 'node:path';
 import type { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import type { RestoreOptions } from '../core/options.js';
@@ -12,6 +13,7 @@ import { Filler } from './fill.js';
 import type { ContainerRecord } from './manifest.js';
 import { mergedWith, readMetadataRecord } from './metadata-merge.js';
 import { runLabelValue } from './restore-journal.js';
+import { sparseOf, type MetadataRecord, type SparseFiles } from './volume-metadata.js';
 import { RestoreError, chooseContainers, findSet, type RestoreContext, type RestoredContainer, type RestoreResult } from './restore.js';
 
 /** One volume of an existing container to write some of a set's paths into. */
@@ -133,7 +135,7 @@ async function restoreContainerPaths(c: ContainerRecord, target: string, paths: 
   const info = await engine.findContainer(target);
   if (!info) throw new RestoreError(`${w.name('paths')} restores into an existing container; '${target}' does not exist (restore it without ${w.name('paths')} first).`);
   const plans = planFor(c, target, info, paths);
-  const filler = new Filler(engine, info.Image, ctx.txn?.pending.run ?? runLabelValue(), log);
+  const filler = new Filler(engine, info.Image, ctx.txn?.pending.run ?? runLabelValue(), log, ctx.txn?.signal);
   const found: string[] = [];
   for (const plan of plans) {
     const present = new Set<string>();
@@ -148,7 +150,7 @@ async function restoreContainerPaths(c: ContainerRecord, target: string, paths: 
     await filler.fillVolume(plan.volume, plan.source.root, async () => {
       progress.writing = plan.paths;
       return keepOnly(await volumeContent(c, plan.source, ctx), plan.source.root, plan.paths);
-    });
+    }, async () => sparseWithin(await sideRecord(c, plan.source, ctx), plan.source.root, plan.paths));
     progress.written.push(...plan.paths);
     progress.writing = [];
   }
@@ -156,11 +158,22 @@ async function restoreContainerPaths(c: ContainerRecord, target: string, paths: 
   return { name: target, from: c.name, id: info.Id, state: now.State.Paused ? 'paused' : now.State.Status, status: 'ok' };
 }
 
+/** A volume's side record of what the archive drops, when the set has one. */
+async function sideRecord(c: ContainerRecord, source: Source, ctx: RestoreContext): Promise<MetadataRecord | undefined> {
+  const v = c.volumes.find((x) => x.destination === source.root)!;
+  return v.metadata?.record && (await readMetadataRecord(ctx.source, v.metadata.record, `${c.name} volume ${v.name || v.destination}`));
+}
+
+/** The recorded sparse files (see `sparseOf`) that lie within the container paths `paths` of a volume mounted at `root`. */
+function sparseWithin(record: MetadataRecord | undefined, root: string, paths: string[]): SparseFiles {
+  const all = sparseOf(record);
+  return Array.isArray(all) ? all.filter((f) => paths.some((p) => within(posix.join(root, f), p))) : all;
+}
+
 /** A volume's content, its digests checked as it streams, with its side record of dropped metadata merged in. */
 async function volumeContent(c: ContainerRecord, source: Source, ctx: RestoreContext): Promise<Readable> {
   const v = c.volumes.find((x) => x.destination === source.root)!;
-  const what = `${c.name} volume ${v.name || v.destination}`;
-  const record = v.metadata?.record && (await readMetadataRecord(ctx.source, v.metadata.record, what));
-  const stream = await openContent(ctx.source, SET_SCOPE, v.blob, what);
-  return record ? mergedWith(stream, record) : stream;
+  const record = await sideRecord(c, source, ctx);
+  const stream = await openContent(ctx.source, SET_SCOPE, v.blob, `${c.name} volume ${v.name || v.destination}`);
+  return record && record.entries.length > 0 ? mergedWith(stream, record) : stream;
 }

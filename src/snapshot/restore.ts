@@ -14,7 +14,7 @@ import { Filler, RUN_LABEL } from './fill.js';
 import { InterruptedError, RestoreTransaction, rollBackTargets, type ReplacedVolume, type TargetPending } from './transaction.js';
 import { mountsToTake } from './volumes.js';
 import { mergedWith, readMetadataRecord } from './metadata-merge.js';
-import type { MetadataRecord } from './volume-metadata.js';
+import { sparseOf, type MetadataRecord, type SparseFiles } from './volume-metadata.js';
 import { warnEngineCompat } from './engine-compat.js';
 import { checkTarget, mapPorts, willStart } from './target-check.js';
 import { refuseClearWithKey } from './sealed-sets.js';
@@ -159,6 +159,7 @@ function anonymousVolumes(info: ContainerInspect): Array<{ destination: string; 
 class ContainerRestore {
   /** Volumes already filled by this run (two containers of a set may share one). */
   private readonly filled = new Set<string>();
+  private readonly records = new Map<VolumeRecord, Promise<MetadataRecord | undefined>>();
 
   constructor(
     private readonly ctx: RestoreContext,
@@ -181,7 +182,7 @@ class ContainerRestore {
   }
 
   private filler(image: string): Filler {
-    return new Filler(this.ctx.engine, image, this.txn.pending.run, this.ctx.log);
+    return new Filler(this.ctx.engine, image, this.txn.pending.run, this.ctx.log, this.txn.signal);
   }
 
   /**
@@ -191,14 +192,27 @@ class ContainerRestore {
   private content(c: ContainerRecord, v: VolumeRecord): () => Promise<Readable> {
     const what = `${c.name} volume ${v.name || v.destination}`;
     if (v.metadata?.notKept) this.ctx.log.warning(`${what}: not in the set: ${v.metadata.notKept}`);
-    let record: Promise<MetadataRecord> | undefined;
     return async () => {
       this.txn.checkpoint();
-      if (v.metadata?.record) record ??= readMetadataRecord(this.ctx.source, v.metadata.record, what);
-      const merging = record && (await record);
+      const merging = await this.record(c, v);
       const stream = await openContent(this.ctx.source, SET_SCOPE, v.blob, what);
-      return this.txn.track(merging ? mergedWith(stream, merging) : stream);
+      return this.txn.track(merging && merging.entries.length > 0 ? mergedWith(stream, merging) : stream);
     };
+  }
+
+  /** A volume's side record, read once; undefined when the set has none for it. */
+  private record(c: ContainerRecord, v: VolumeRecord): Promise<MetadataRecord | undefined> {
+    let read = this.records.get(v);
+    if (!read) {
+      read = v.metadata?.record ? readMetadataRecord(this.ctx.source, v.metadata.record, `${c.name} volume ${v.name || v.destination}`) : Promise.resolve(undefined);
+      this.records.set(v, read);
+    }
+    return read;
+  }
+
+  /** The sparse files a volume's side record names (see `sparseOf`). */
+  private sparse(c: ContainerRecord, v: VolumeRecord): () => Promise<SparseFiles> {
+    return async () => sparseOf(await this.record(c, v));
   }
 
   /** Loads the container's image unless the engine has it; `loaded` says whether this restore added it. */
@@ -348,7 +362,7 @@ class ContainerRestore {
       }
       // Filled before the container exists, so the engine finds it not empty and copies no image content in.
       log.info(`${c.name}: filling volume '${name}'`);
-      await this.filler(image).fillVolume(name, v.destination, this.content(c, v));
+      await this.filler(image).fillVolume(name, v.destination, this.content(c, v), this.sparse(c, v));
     }
   }
 
@@ -379,7 +393,7 @@ class ContainerRestore {
       const volume = mounts.find((m) => m.Type === 'volume' && m.Destination === v.destination)?.Name;
       if (!volume) throw new RestoreError(`${c.name}: the new container has no volume at ${v.destination}`);
       this.ctx.log.info(`${c.name}: filling anonymous volume at ${v.destination}`);
-      await this.filler(image).fillVolume(volume, v.destination, this.content(c, v));
+      await this.filler(image).fillVolume(volume, v.destination, this.content(c, v), this.sparse(c, v));
     }
   }
 

@@ -73,6 +73,7 @@ export class RestoreTransaction {
   readonly pending: RestorePending;
   private abortReason?: string;
   private readonly onAbort = new Set<() => void>();
+  private readonly cancel = new AbortController();
 
   constructor(
     run: string,
@@ -85,10 +86,16 @@ export class RestoreTransaction {
     return this.abortReason !== undefined;
   }
 
+  /** Aborts (with an `InterruptedError`) when the restore is cancelled: for the engine calls that wait on helpers. */
+  get signal(): AbortSignal {
+    return this.cancel.signal;
+  }
+
   /** Stops the restore at its next step; streams in flight are destroyed. */
   abort(reason: string): void {
     this.abortReason ??= reason;
     for (const f of this.onAbort) f();
+    if (!this.cancel.signal.aborted) this.cancel.abort(new InterruptedError(this.abortReason));
   }
 
   /** Destroys `stream` on abort while it is open; returns it. */
@@ -190,7 +197,7 @@ export async function rollBackTargets(engine: Engine, run: string, helperImage: 
         e.replaced.splice(e.replaced.indexOf(v), 1);
         save();
       };
-      await attempt(`put back volume ${v.name}`, () => putBackVolume(engine, run, image, v, done), () => undefined);
+      await attempt(`put back volume ${v.name}`, () => putBackVolume(engine, run, image, v, log, done), () => undefined);
     }
     for (const name of [...e.createdVolumes]) {
       await attempt(`remove volume ${name}`, () => engine.removeVolume(name).catch(ignoreMissing), () => e.createdVolumes.splice(e.createdVolumes.indexOf(name), 1));
@@ -209,7 +216,7 @@ export async function rollBackTargets(engine: Engine, run: string, helperImage: 
 }
 
 /** Puts back one volume; `done` is called once it holds its old content, before the copy aside is removed. */
-async function putBackVolume(engine: Engine, run: string, image: string | undefined, v: ReplacedVolume, done: () => void): Promise<void> {
+async function putBackVolume(engine: Engine, run: string, image: string | undefined, v: ReplacedVolume, log: Logger, done: () => void): Promise<void> {
   if (!v.kept || v.emptied === false) {
     done();
     if (v.aside) await engine.removeVolume(v.aside).catch(ignoreMissing);
@@ -224,7 +231,7 @@ async function putBackVolume(engine: Engine, run: string, image: string | undefi
   await engine.createVolume({ name: v.name, driver: v.driver, driverOpts: v.driverOpts, labels: v.labels });
   if (v.aside) {
     if (!image) throw new Error('no local image to copy its old content with');
-    await new Filler(engine, image, run).copyVolume(v.aside, v.name);
+    await new Filler(engine, image, run, log).copyVolume(v.aside, v.name);
   }
   done();
   if (v.aside) await engine.removeVolume(v.aside).catch(ignoreMissing);

@@ -16,6 +16,50 @@ export interface MetadataRecord {
   entries: Array<{ path: string; /** `seconds.nanoseconds`, when the nanoseconds are not 0. */ mtime?: string; /** Name → base64 value. */ xattrs?: Record<string, string> }>;
   /** Unix sockets, which no tar can carry. */
   sockets: string[];
+  /**
+   * Regular files that were sparse (see `SPARSE_MIN`), paths as in `entries`; `'many'` when there
+   * were more than `MAX_SPARSE_NAMED`. Absent in sets written before it was recorded.
+   */
+  sparse?: string[] | 'many';
+}
+
+/** A file is recorded as sparse when at least this much of its apparent size is not allocated (`st_size - st_blocks * 512`). */
+export const SPARSE_MIN = 64 << 10;
+/** At most this many sparse files are named per volume; beyond it the record says `'many'`. */
+export const MAX_SPARSE_NAMED = 10_000;
+
+/** What a set says of a volume's sparse files: their paths, `'many'`, or undefined when it does not say (an older set, or the directory was not read). */
+export type SparseFiles = string[] | 'many' | undefined;
+
+/** Collects sparse files' paths up to `MAX_SPARSE_NAMED` (`limit`), then only counts them. */
+export class SparseList {
+  private readonly paths: string[] = [];
+  count = 0;
+
+  constructor(private readonly limit = MAX_SPARSE_NAMED) {}
+
+  /** Notes `path` when it is sparse: `size` and `blocks` (512-byte units) as `stat` gives them. */
+  add(path: string, size: number, blocks: number): void {
+    if (size - blocks * 512 < SPARSE_MIN) return;
+    this.count++;
+    if (this.paths.length < this.limit) this.paths.push(path);
+  }
+
+  get value(): string[] | 'many' {
+    return this.count > this.limit ? 'many' : this.paths;
+  }
+}
+
+/**
+ * The sparse files a side record (as read from a set) names: undefined when it has no such field
+ * (older sets) or the field is not a list of relative paths inside the volume, which is then ignored.
+ */
+export function sparseOf(record: unknown): SparseFiles {
+  const field = (record as { sparse?: unknown } | undefined)?.sparse;
+  if (field === 'many') return 'many';
+  if (!Array.isArray(field)) return undefined;
+  const inside = (p: unknown) => typeof p === 'string' && p !== '' && !p.startsWith('/') && !p.split('/').includes('..');
+  return field.every(inside) ? (field as string[]) : undefined;
 }
 
 /** Why a volume's metadata was not read, or which part of it was not. */
@@ -57,11 +101,14 @@ export function archiveRoot(archive: Readable): Promise<RootStat | undefined> {
   });
 }
 
+/** Whether a directory seen here is the one whose archive the engine sent (owner, mode and time alike); false when the archive had none. */
+export function sameRoot(here: RootStat, archived: RootStat | undefined): boolean {
+  return archived !== undefined && here.uid === archived.uid && here.gid === archived.gid && here.mode === archived.mode && here.mtime === archived.mtime;
+}
+
 /** The scan, or why it does not describe the directory the engine archived (another host's path). */
 export function matchedScan(scan: MetadataScan, archived: RootStat | undefined, root: string | undefined): MetadataScan {
-  const here = scan.root;
-  if (!here || !archived) return scan;
-  if (here.uid === archived.uid && here.gid === archived.gid && here.mode === archived.mode && here.mtime === archived.mtime) return scan;
+  if (!scan.root || !archived || sameRoot(scan.root, archived)) return scan;
   return { unreadable: `${root} here is not the directory the engine archived (owner, mode or time differ): an engine on another host?` };
 }
 
@@ -121,9 +168,17 @@ function getfattr(root: string): Promise<string> {
   });
 }
 
-async function walk(root: string, visit: (rel: string, info: { mtimeNs: bigint; socket: boolean }) => void): Promise<void> {
+interface Walked {
+  mtimeNs: bigint;
+  socket: boolean;
+  file: boolean;
+  size: number;
+  blocks: number;
+}
+
+async function walk(root: string, visit: (rel: string, info: Walked) => void): Promise<void> {
   const rootInfo = await lstat(root, { bigint: true });
-  visit('.', { mtimeNs: rootInfo.mtimeNs, socket: false });
+  visit('.', { mtimeNs: rootInfo.mtimeNs, socket: false, file: false, size: 0, blocks: 0 });
   const dirs = ['.'];
   while (dirs.length > 0) {
     const rel = dirs.pop()!;
@@ -133,7 +188,7 @@ async function walk(root: string, visit: (rel: string, info: { mtimeNs: bigint; 
       const batch = names.slice(i, i + WALK_BATCH).map((n) => (rel === '.' ? n : `${rel}/${n}`));
       const infos = await Promise.all(batch.map((p) => lstat(join(root, p), { bigint: true })));
       infos.forEach((info, j) => {
-        visit(batch[j], { mtimeNs: info.mtimeNs, socket: info.isSocket() });
+        visit(batch[j], { mtimeNs: info.mtimeNs, socket: info.isSocket(), file: info.isFile(), size: Number(info.size), blocks: Number(info.blocks) });
         if (info.isDirectory()) dirs.push(batch[j]);
       });
     }
@@ -146,27 +201,51 @@ function seconds(ns: bigint): string {
   return `${ns / 1_000_000_000n}.${(ns % 1_000_000_000n).toString().padStart(9, '0')}`;
 }
 
-/**
- * Reads, from the volume's directory on this host (`Mountpoint` of the volume, or a bind mount's
- * source), what the engine's archive leaves out. Needs the directory readable here: the engine on
- * this host and enough rights (root). Extended attributes need `getfattr` (Debian package `attr`);
- * without it they are reported unchecked. Never throws: what could not be read is said in the result.
- */
-export async function scanVolumeMetadata(root: string | undefined): Promise<MetadataScan> {
-  if (!root) return { unreadable: 'the engine gives no host path for it' };
-  let rootStat: RootStat;
+/** The stat of a directory here, or why it cannot be read. */
+async function rootStatOf(root: string | undefined): Promise<RootStat | string> {
+  if (!root) return 'the engine gives no host path for it';
   try {
     const st = await stat(root);
-    if (!st.isDirectory()) return { unreadable: `${root} is not a directory here` };
-    rootStat = { uid: st.uid, gid: st.gid, mode: st.mode & 0o7777, mtime: Math.floor(st.mtimeMs / 1000) };
+    if (!st.isDirectory()) return `${root} is not a directory here`;
+    return { uid: st.uid, gid: st.gid, mode: st.mode & 0o7777, mtime: Math.floor(st.mtimeMs / 1000) };
   } catch (err) {
-    return { unreadable: `${root} is not readable here (${(err as NodeJS.ErrnoException).code ?? String(err)}): an engine on another host, or not run as root` };
+    return `${root} is not readable here (${(err as NodeJS.ErrnoException).code ?? String(err)}): an engine on another host, or not run as root`;
   }
+}
+
+/**
+ * The sparse files of a directory on this host (a volume's `Mountpoint`), with its root's stat to
+ * match against the engine's archive (`matchedScan`); undefined when it cannot be read here.
+ */
+export async function scanSparseFiles(root: string | undefined): Promise<{ sparse: string[] | 'many'; root: RootStat } | undefined> {
+  const rootStat = await rootStatOf(root);
+  if (typeof rootStat === 'string') return undefined;
+  const sparse = new SparseList();
+  try {
+    await walk(root!, (rel, info) => info.file && sparse.add(rel, info.size, info.blocks));
+  } catch {
+    return undefined;
+  }
+  return { sparse: sparse.value, root: rootStat };
+}
+
+/**
+ * Reads, from the volume's directory on this host (`Mountpoint` of the volume, or a bind mount's
+ * source), what the engine's archive leaves out, and which regular files are sparse. Needs the
+ * directory readable here: the engine on this host and enough rights (root). Extended attributes
+ * need `getfattr` (Debian package `attr`); without it they are reported unchecked. Never throws:
+ * what could not be read is said in the result.
+ */
+export async function scanVolumeMetadata(root: string | undefined): Promise<MetadataScan> {
+  const rootStat = await rootStatOf(root);
+  if (typeof rootStat === 'string') return { unreadable: rootStat };
   const entries = new Map<string, MetadataRecord['entries'][number]>();
   const record: MetadataRecord = { entries: [], sockets: [] };
   const loss: MetadataLoss = { xattrs: 0, acls: 0, subSecondTimes: 0, sockets: 0 };
+  const sparse = new SparseList();
   try {
-    await walk(root, (rel, info) => {
+    await walk(root!, (rel, info) => {
+      if (info.file) sparse.add(rel, info.size, info.blocks);
       if (info.socket) {
         record.sockets.push(rel);
         loss.sockets++;
@@ -178,9 +257,10 @@ export async function scanVolumeMetadata(root: string | undefined): Promise<Meta
   } catch (err) {
     return { unreadable: `${root} could not be read here (${(err as Error).message})` };
   }
+  record.sparse = sparse.value;
   let xattrsUnchecked: string | undefined;
   try {
-    for (const [rel, attrs] of parseGetfattr(await getfattr(root), root)) {
+    for (const [rel, attrs] of parseGetfattr(await getfattr(root!), root!)) {
       if (record.sockets.includes(rel)) continue;
       const names = Object.keys(attrs);
       if (names.some((n) => ACL.test(n))) loss.acls++;
@@ -205,7 +285,7 @@ function counted(loss: MetadataLoss, sockets: string[]): { kept: string[]; lost:
 }
 
 /**
- * Stores the side record of a scanned volume (through `store`, when it holds anything) and words
+ * Stores the side record of a scanned volume (through `store`) and words
  * what was kept and what was not: `notKept` becomes a warning and is recorded in the set.
  */
 export async function keepVolumeMetadata(
@@ -213,12 +293,18 @@ export async function keepVolumeMetadata(
   store: (content: Readable) => Promise<BlobDescriptor>,
 ): Promise<{ metadata: VolumeMetadata; kept?: string }> {
   if (scan.unreadable) {
-    return { metadata: { notKept: `extended attributes, ACLs, sub-second modification times and unix sockets (the engine's archive drops them; not counted: ${scan.unreadable})` } };
+    return {
+      metadata: {
+        notKept: `extended attributes, ACLs, sub-second modification times, unix sockets (the engine's archive drops them) and which files are sparse (a restore makes sparse those with zero runs of 64 KiB or more; not counted: ${scan.unreadable})`,
+      },
+    };
   }
   const { kept, lost } = counted(scan.loss!, scan.record!.sockets);
   if (scan.xattrsUnchecked) lost.push(`extended attributes and ACLs, if any (not checked: ${scan.xattrsUnchecked})`);
+  if (scan.record!.sparse === 'many') lost.push(`the names of its sparse files (more than ${MAX_SPARSE_NAMED}: a restore makes sparse every file with zero runs of 64 KiB or more, preallocated ones too)`);
   const metadata: VolumeMetadata = { dropped: scan.loss };
-  if (scan.record!.entries.length > 0) metadata.record = await store(Readable.from([Buffer.from(JSON.stringify(scan.record))]));
+  // Stored even when it holds nothing else: its `sparse` field tells a restore which files to punch, and that no others were sparse.
+  metadata.record = await store(Readable.from([Buffer.from(JSON.stringify(scan.record))]));
   if (lost.length > 0) metadata.notKept = lost.join(', ');
   return { metadata, ...(kept.length > 0 ? { kept: `kept in a side record, as the engine's archive drops them: ${kept.join(', ')}` } : {}) };
 }

@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { randomBytes } from 'node:crypto';
 import tar from 'tar-stream';
-import { HOLE_MIN, HoleFinder, MAX_HOLEY_FILES } from '../../src/snapshot/holes.js';
+import { HOLE_MIN, HoleFinder, MAX_HOLEY_FILES, holePlan } from '../../src/snapshot/holes.js';
 import { allZero } from '../../src/util/zeros.js';
 
 /** A tar (tar-stream's pack) of `files`: name → content, or null for a directory. */
@@ -79,5 +79,22 @@ describe('allZero', () => {
       b[at] = 1;
       expect(allZero(b)).toBe(false);
     }
+  });
+});
+
+describe('holePlan', () => {
+  const found = { files: ['data/found'], more: 2 };
+
+  it('punches the files the set recorded (under the archive base, at most MAX_HOLEY_FILES), not those found by their zeros', () => {
+    expect(holePlan(['a', 'd/b'], 'data', found)).toEqual({ files: ['data/a', 'data/d/b'], more: 0 });
+    expect(holePlan([], 'data', found)).toEqual({ files: [], more: 0 });
+    const many = Array.from({ length: MAX_HOLEY_FILES + 5 }, (_, i) => `f${i}`);
+    expect(holePlan(many, 'v', found)).toMatchObject({ files: many.slice(0, MAX_HOLEY_FILES).map((f) => `v/${f}`), more: 5 });
+  });
+
+  it('falls back on the files found by their zero runs, and says why, when the set names none', () => {
+    expect(holePlan(undefined, 'data', found)).toEqual({ ...found, guessed: expect.stringMatching(/^the set does not record which files were sparse .*: files with zero runs of 64 KiB or more were punched$/) });
+    expect(holePlan('many', 'data', found).guessed).toMatch(/too many to list/);
+    expect(holePlan(undefined, 'v', found, 'not here').guessed).toBe('not here: files with zero runs of 64 KiB or more were punched');
   });
 });

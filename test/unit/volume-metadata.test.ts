@@ -1,12 +1,23 @@
 import { describe, expect, it } from 'vitest';
-import { linkSync, mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { closeSync, linkSync, mkdirSync, mkdtempSync, openSync, rmSync, truncateSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import { MetadataMerger } from '../../src/snapshot/metadata-merge.js';
-import { keepVolumeMetadata, matchedScan, parseGetfattr, scanVolumeMetadata, type MetadataRecord } from '../../src/snapshot/volume-metadata.js';
+import {
+  MAX_SPARSE_NAMED,
+  SPARSE_MIN,
+  SparseList,
+  keepVolumeMetadata,
+  matchedScan,
+  parseGetfattr,
+  scanSparseFiles,
+  scanVolumeMetadata,
+  sparseOf,
+  type MetadataRecord,
+} from '../../src/snapshot/volume-metadata.js';
 import type { BlobDescriptor } from '../../src/snapshot/manifest.js';
 
 const blob: BlobDescriptor = { mediaType: 'm', digest: `sha256:${'a'.repeat(64)}`, size: 1, contentDigest: `sha256:${'b'.repeat(64)}`, contentSize: 1 };
@@ -84,7 +95,66 @@ describe('keepVolumeMetadata', () => {
     expect(kept.kept).toBe("kept in a side record, as the engine's archive drops them: 1 file(s) with POSIX ACLs, 1 file(s) with sub-second modification times");
     expect(JSON.parse(stored.join(''))).toEqual(scan.record);
     const none = await keepVolumeMetadata({ unreadable: 'why' }, store);
-    expect(none.metadata.notKept).toMatch(/^extended attributes, ACLs, sub-second modification times and unix sockets .*not counted: why\)$/);
+    expect(none.metadata.notKept).toMatch(/^extended attributes, ACLs, sub-second modification times, unix sockets .* and which files are sparse .*not counted: why\)$/);
+  });
+
+  it('stores the record even when it holds only the sparse files (none of them, too), and says when there were too many to name', async () => {
+    const stored: string[] = [];
+    const store = async (content: Readable) => {
+      for await (const c of content) stored.push(String(c));
+      return blob;
+    };
+    const loss = { xattrs: 0, acls: 0, subSecondTimes: 0, sockets: 0 };
+    const none = await keepVolumeMetadata({ record: { entries: [], sockets: [], sparse: [] }, loss }, store);
+    expect(none).toEqual({ metadata: { dropped: loss, record: blob } });
+    expect(JSON.parse(stored.join(''))).toEqual({ entries: [], sockets: [], sparse: [] });
+    const many = await keepVolumeMetadata({ record: { entries: [], sockets: [], sparse: 'many' }, loss }, store);
+    expect(many.metadata.notKept).toBe(
+      `the names of its sparse files (more than ${MAX_SPARSE_NAMED}: a restore makes sparse every file with zero runs of 64 KiB or more, preallocated ones too)`,
+    );
+  });
+});
+
+describe('sparse files in the record', () => {
+  it('names a file when SPARSE_MIN or more of its size is unallocated, up to the limit, then says many', () => {
+    const list = new SparseList(2);
+    list.add('dense', 10 << 20, (10 << 20) / 512);
+    list.add('almost', SPARSE_MIN + 4096, 4096 / 512 + 1);
+    list.add('a', SPARSE_MIN, 0);
+    list.add('b', 8 << 20, 8);
+    expect(list.value).toEqual(['a', 'b']);
+    list.add('c', 1 << 30, 0);
+    expect(list.count).toBe(3);
+    expect(list.value).toBe('many');
+    expect(new SparseList().value).toEqual([]);
+    expect(MAX_SPARSE_NAMED).toBe(10_000);
+  });
+
+  it('reads the field of a stored record: absent in older sets, and ignored unless it is a list of paths inside the volume', () => {
+    expect(sparseOf({ entries: [], sockets: [], sparse: ['a', 'd/b'] })).toEqual(['a', 'd/b']);
+    expect(sparseOf({ entries: [], sockets: [], sparse: [] })).toEqual([]);
+    expect(sparseOf({ entries: [], sockets: [], sparse: 'many' })).toBe('many');
+    expect(sparseOf({ entries: [], sockets: [] })).toBeUndefined();
+    expect(sparseOf(undefined)).toBeUndefined();
+    for (const bad of [['../etc/passwd'], ['/abs'], ['a', 3], [''], 'some', 7]) expect(sparseOf({ entries: [], sockets: [], sparse: bad })).toBeUndefined();
+  });
+
+  it('are found by a scan of a directory read here; a preallocated file is not', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'csx-sparse-'));
+    try {
+      mkdirSync(join(root, 'd'));
+      const fd = openSync(join(root, 'd', 'holes'), 'w');
+      writeSync(fd, 'x', 4 << 20);
+      closeSync(fd);
+      truncateSync(join(root, 'd', 'holes'), 8 << 20);
+      writeFileSync(join(root, 'zeros'), Buffer.alloc(1 << 20));
+      const scan = await scanVolumeMetadata(root);
+      expect(scan.record?.sparse).toEqual(['d/holes']);
+      expect((await scanSparseFiles(root))?.sparse).toEqual(['d/holes']);
+      expect(await scanSparseFiles(join(root, 'absent'))).toBeUndefined();
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });
 
