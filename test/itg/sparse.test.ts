@@ -1,9 +1,13 @@
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import tar from 'tar-stream';
 import { backup, restore } from '../../src/commands.js';
 import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
+import { RUN_LABEL } from '../../src/snapshot/fill.js';
+import { runLabelValue } from '../../src/snapshot/restore-journal.js';
+import { InterruptedError, RestoreTransaction } from '../../src/snapshot/transaction.js';
 import { Resources, docker, quietLog, runContainer } from '../support/fixtures.js';
 
 const env = { ...process.env, DOCKER_CONFIG: '/nonexistent' };
@@ -14,7 +18,7 @@ const MiB = 1024 * KiB;
 /**
  * Sparse files made in the volume with busybox dd (seek= leaves a hole; count=0 seek=N sets the
  * size): data at the start, middle and end of `holes`; `tail` ends in a hole; `empty` is all hole;
- * `zeros` holds written (allocated) zeros then data; `small` short zero runs only.
+ * `zeros` holds written (allocated) zeros then data, as a preallocated file does; `small` short zero runs only.
  */
 const MAKE = [
   'dd if=/dev/urandom of=/data/holes bs=64k seek=127 count=1',
@@ -58,12 +62,46 @@ function fallocateTar(): tar.Pack {
   return pack;
 }
 
-/** Backs up `name` (its volume `volume`), removes both, restores; returns the restore's log. */
-async function roundTrip(res: Resources, name: string, volume: string, tag: string): Promise<string[]> {
-  const store = `dir:${join(res.tempDir(), 'store')}`;
+/** A tar of a `fallocate` that only sleeps: hole punching that takes as long as the test wants. */
+function slowFallocateTar(): tar.Pack {
+  const pack = tar.pack();
+  pack.entry({ name: 'bin/fallocate', mode: 0o755 }, '#!/bin/sh\nexec sleep 600\n');
+  pack.finalize();
+  return pack;
+}
+
+/** The fixture image with `files` added, committed as `<prefix>-<tag>:1`. */
+async function imageWith(res: Resources, fixture: string, tag: string, files: tar.Pack): Promise<string> {
+  const made = await runContainer({ name: res.name(`make-${tag}`), Image: fixture, Cmd: ['true'] }, 'created');
+  await made.putArchive(files as unknown as NodeJS.ReadableStream, { path: '/' });
+  const image = res.image(`${res.prefix}-${tag}:1`);
+  await made.commit({ repo: `${res.prefix}-${tag}`, tag: '1' });
+  return image;
+}
+
+/**
+ * Rewrites the set `tag` of the dir: store at `store` without its volumes' side records, as a set
+ * written before they named sparse files (and with no other metadata to keep) looks.
+ */
+function withoutSideRecords(store: string, tag: string): void {
+  const tagFile = join(store, 'sets', `${tag}.json`);
+  const descriptor = JSON.parse(readFileSync(tagFile, 'utf8')) as { digest: string; size: number };
+  const set = JSON.parse(readFileSync(join(store, 'blobs', 'sha256', descriptor.digest.slice(7)), 'utf8')) as { containers: Array<{ volumes: Array<{ metadata?: { record?: unknown } }> }> };
+  for (const v of set.containers.flatMap((c) => c.volumes)) delete v.metadata?.record;
+  const body = Buffer.from(`${JSON.stringify(set, null, 2)}\n`);
+  const hex = createHash('sha256').update(body).digest('hex');
+  writeFileSync(join(store, 'blobs', 'sha256', hex), body);
+  writeFileSync(tagFile, JSON.stringify({ ...descriptor, digest: `sha256:${hex}`, size: body.length }));
+}
+
+/** Backs up `name` (its volume `volume`), removes both, restores; returns the restore's log. `edit` may change the stored set first. */
+async function roundTrip(res: Resources, name: string, volume: string, tag: string, edit?: (store: string) => void): Promise<string[]> {
+  const dir = join(res.tempDir(), 'store');
+  const store = `dir:${dir}`;
   const b = await backup(parseBackupInputs(inputs({ containers: name, destination: store, tag })), { log: quietLog, env });
   expect(b.failed, JSON.stringify(b.containers)).toBe(0);
   res.image(`container-snapshot/${name}:${tag}`);
+  edit?.(dir);
   await docker.getContainer(name).remove({ force: true });
   await docker.getVolume(volume).remove();
   const log = { ...quietLog, lines: [] as string[] };
@@ -72,46 +110,133 @@ async function roundTrip(res: Resources, name: string, volume: string, tag: stri
   return log.lines;
 }
 
+/** Starts a container of `image` that makes the MAKE files in `volume` (at /data), then sleeps; returns the files' state. */
+async function madeFiles(res: Resources, fixture: string, image: string, name: string, volume: string): Promise<Record<string, FileState>> {
+  await runContainer({ name, Image: image, Cmd: ['sh', '-c', `${MAKE.join(' && ')} && exec sleep 100000`], HostConfig: { Binds: [`${volume}:/data`] } }, 'running');
+  await new Promise((r) => setTimeout(r, 1000));
+  return volumeFiles(res, fixture, volume);
+}
+
 describe('sparse files in a volume', () => {
   const res = new Resources(inject('runPrefix'), 'sparse');
   const fixture = inject('fixtureImage');
   afterAll(() => res.cleanup());
+  let dig: Promise<string> | undefined;
+  /** The fixture image with util-linux fallocate, made once. */
+  const digImage = () => (dig ??= imageWith(res, fixture, 'dig', fallocateTar()));
 
-  it('come back byte-identical and sparse again when the image has util-linux fallocate; other files byte-identical', async () => {
-    const maker = res.name('maker');
-    const made = await runContainer({ name: maker, Image: fixture, Cmd: ['true'] }, 'created');
-    await made.putArchive(fallocateTar() as unknown as NodeJS.ReadableStream, { path: '/' });
-    const image = res.image(`${res.prefix}-dig:1`);
-    await made.commit({ repo: `${res.prefix}-dig`, tag: '1' });
+  it('come back byte-identical and sparse again when the image has util-linux fallocate; a preallocated file stays allocated; other files byte-identical', async () => {
+    const image = await digImage();
     const name = res.name('app');
     const volume = res.volume('app');
-    await runContainer({ name, Image: image, Cmd: ['sh', '-c', `${MAKE.join(' && ')} && exec sleep 100000`], HostConfig: { Binds: [`${volume}:/data`] } }, 'running');
-    await new Promise((r) => setTimeout(r, 1000));
-    const before = await volumeFiles(res, fixture, volume);
+    const before = await madeFiles(res, fixture, image, name, volume);
     expect(Object.keys(before).sort()).toEqual(['empty', 'holes', 'small', 'tail', 'zeros']);
     expect(before.holes.size).toBe(8 * MiB);
+    expect(before.zeros.allocated).toBeGreaterThanOrEqual(4 * MiB);
 
     const lines = await roundTrip(res, name, volume, 'dig');
     const after = await volumeFiles(res, fixture, volume);
     for (const f of Object.keys(before)) expect({ f, sha: after[f].sha, size: after[f].size }).toEqual({ f, sha: before[f].sha, size: before[f].size });
-    // Data: 192 KiB, 64 KiB, none, 3 KiB; a few file system blocks of slack.
+    // Data: 192 KiB, 64 KiB, none; a few file system blocks of slack.
     expect(after.holes.allocated).toBeLessThanOrEqual(192 * KiB + 64 * KiB);
     expect(after.tail.allocated).toBeLessThanOrEqual(64 * KiB + 64 * KiB);
     expect(after.empty.allocated).toBeLessThanOrEqual(64 * KiB);
+    // Written zeros (not sparse at backup) stay written, as a preallocated file must.
+    expect(after.zeros.allocated).toBeGreaterThanOrEqual(before.zeros.allocated);
+    expect(lines.join('\n')).toMatch(/3 sparse file\(s\) made sparse again$/m);
+  });
+
+  it('from a set that does not record which files were sparse: every file with long zero runs is made sparse, and the log says why', async () => {
+    const image = await digImage();
+    const name = res.name('old');
+    const volume = res.volume('old');
+    const before = await madeFiles(res, fixture, image, name, volume);
+    const lines = await roundTrip(res, name, volume, 'old', (dir) => withoutSideRecords(dir, 'old'));
+    const after = await volumeFiles(res, fixture, volume);
+    for (const f of Object.keys(before)) expect({ f, sha: after[f].sha, size: after[f].size }).toEqual({ f, sha: before[f].sha, size: before[f].size });
+    expect(after.empty.allocated).toBeLessThanOrEqual(64 * KiB);
     expect(after.zeros.allocated).toBeLessThanOrEqual(64 * KiB);
-    expect(lines.join('\n')).toMatch(/4 sparse file\(s\) made sparse again/);
+    expect(lines.filter((l) => /does not record which files were sparse/.test(l))).toEqual([
+      expect.stringMatching(/4 sparse file\(s\) made sparse again; the set does not record which files were sparse \(written before it did, or the volume's directory was not readable at backup\): files with zero runs of 64 KiB or more were punched$/),
+    ]);
   });
 
   it('come back byte-identical, fully allocated, with a warning, when the image has no fallocate that punches holes', async () => {
     const name = res.name('plain');
     const volume = res.volume('plain');
-    await runContainer({ name, Image: fixture, Cmd: ['sh', '-c', `${MAKE.join(' && ')} && exec sleep 100000`], HostConfig: { Binds: [`${volume}:/data`] } }, 'running');
-    await new Promise((r) => setTimeout(r, 1000));
-    const before = await volumeFiles(res, fixture, volume);
+    const before = await madeFiles(res, fixture, fixture, name, volume);
     const lines = await roundTrip(res, name, volume, 'plain');
     const after = await volumeFiles(res, fixture, volume);
     for (const f of Object.keys(before)) expect({ f, sha: after[f].sha, size: after[f].size }).toEqual({ f, sha: before[f].sha, size: before[f].size });
     expect(after.empty.allocated).toBeGreaterThanOrEqual(16 * MiB);
-    expect(lines.join('\n')).toMatch(/warning: volume '.*': 4 file\(s\) with long runs of zeros \(sparse files\) were written fully allocated, content intact: the image has no fallocate/);
+    expect(lines.join('\n')).toMatch(/warning: volume '.*': 3 file\(s\) with long runs of zeros \(sparse files\) were written fully allocated, content intact: the image has no fallocate/);
+  });
+
+  it('a replace restore that fails and is rolled back leaves the old sparse files sparse and the preallocated ones allocated', async () => {
+    const image = await digImage();
+    const name = res.name('back');
+    const [first, second] = [res.volume('back-a'), res.volume('back-b')];
+    const make = MAKE.map((c) => c.replaceAll('/data/', '/a/')).concat(MAKE.map((c) => c.replaceAll('/data/', '/b/')));
+    // Made once: the old container is started again when it is put back.
+    const once = `[ -e /a/.made ] || { ${make.join(' && ')} && touch /a/.made; }`;
+    await runContainer({ name, Image: image, Cmd: ['sh', '-c', `${once} && exec sleep 100000`], HostConfig: { Binds: [`${first}:/a`, `${second}:/b`] } }, 'running');
+    await new Promise((r) => setTimeout(r, 1000));
+    const dir = join(res.tempDir(), 'store');
+    const b = await backup(parseBackupInputs(inputs({ containers: name, destination: `dir:${dir}`, tag: 'back' })), { log: quietLog, env });
+    expect(b.failed, JSON.stringify(b.containers)).toBe(0);
+    res.image(`container-snapshot/${name}:back`);
+    // The volume filled second fails its check: the first was replaced and filled by then, and is put back.
+    const set = JSON.parse(readFileSync(join(dir, 'blobs', 'sha256', (JSON.parse(readFileSync(join(dir, 'sets', 'back.json'), 'utf8')) as { digest: string }).digest.slice(7)), 'utf8')) as {
+      containers: Array<{ volumes: Array<{ blob: { digest: string } }> }>;
+    };
+    const damaged = join(dir, 'blobs', 'sha256', set.containers[0].volumes[1].blob.digest.slice(7));
+    const bytes = readFileSync(damaged);
+    bytes[Math.floor(bytes.length / 2)] ^= 0xff;
+    writeFileSync(damaged, bytes);
+    const before = { a: await volumeFiles(res, fixture, first), b: await volumeFiles(res, fixture, second) };
+
+    const log = { ...quietLog, lines: [] as string[] };
+    const r = await restore(parseRestoreInputs(inputs({ source: `dir:${dir}`, snapshot: 'back', start: 'never', replace: 'true' })), { log, env });
+    expect(r.failed).toBe(1);
+    expect(log.lines.join('\n')).toMatch(/the previous container is back and running/);
+    const after = { a: await volumeFiles(res, fixture, first), b: await volumeFiles(res, fixture, second) };
+    for (const v of ['a', 'b'] as const) {
+      for (const f of Object.keys(before[v])) expect({ v, f, sha: after[v][f].sha, size: after[v][f].size }).toEqual({ v, f, sha: before[v][f].sha, size: before[v][f].size });
+      expect({ v, holes: after[v].holes.allocated <= 256 * KiB, empty: after[v].empty.allocated <= 64 * KiB, zeros: after[v].zeros.allocated >= before[v].zeros.allocated }).toEqual({ v, holes: true, empty: true, zeros: true });
+    }
+  });
+
+  it('a restore cancelled while a helper punches holes ends promptly, puts back what it changed and leaves no helper', async () => {
+    const image = await imageWith(res, fixture, 'slow', slowFallocateTar());
+    const name = res.name('cancel');
+    const volume = res.volume('cancel');
+    await madeFiles(res, fixture, image, name, volume);
+    const dir = join(res.tempDir(), 'store');
+    const b = await backup(parseBackupInputs(inputs({ containers: name, destination: `dir:${dir}`, tag: 'cancel' })), { log: quietLog, env });
+    expect(b.failed, JSON.stringify(b.containers)).toBe(0);
+    res.image(`container-snapshot/${name}:cancel`);
+    await docker.getContainer(name).remove({ force: true });
+    await docker.getVolume(volume).remove();
+
+    const run = runLabelValue();
+    const txn = new RestoreTransaction(run);
+    const ours = { label: [`${RUN_LABEL}=${run}`] };
+    const restoring = restore(parseRestoreInputs(inputs({ source: `dir:${dir}`, snapshot: 'cancel', start: 'never' })), { log: quietLog, env, txn }).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    let punching = false;
+    for (let i = 0; i < 600 && !punching; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      punching = (await docker.listContainers({ filters: { ...ours, status: ['running'] } })).some((c) => c.Command.includes('--dig-holes'));
+    }
+    expect(punching).toBe(true);
+    const cancelled = Date.now();
+    txn.abort('cancelled by the test');
+    const err = await restoring;
+    expect(err).toBeInstanceOf(InterruptedError);
+    expect(Date.now() - cancelled).toBeLessThan(20_000);
+    expect(await docker.listContainers({ all: true, filters: ours })).toEqual([]);
+    expect(await docker.listVolumes({ filters: { name: [volume] } }).then((v) => (v.Volumes ?? []).map((x) => x.Name))).not.toContain(volume);
   });
 });
