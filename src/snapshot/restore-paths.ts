@@ -173,7 +173,8 @@ function sparseWithin(record: MetadataRecord | undefined, root: string, paths: s
 /** A volume's content, its digests checked as it streams, with its side record of dropped metadata merged in. */
 async function volumeContent(c: ContainerRecord, source: Source, ctx: RestoreContext): Promise<Readable> {
   const v = c.volumes.find((x) => x.destination === source.root)!;
-  const record = await sideRecord(c, source, ctx);
-  const stream = await openContent(ctx.source, SET_SCOPE, v.blob, `${c.name} volume ${v.name || v.destination}`);
-  return record && record.entries.length > 0 ? mergedWith(stream, record) : stream;
+  const what = `${c.name} volume ${v.name || v.destination}`;
+  const record = v.metadata?.record && (await readMetadataRecord(ctx.source, v.metadata.record, what));
+  const stream = await openContent(ctx.source, SET_SCOPE, v.blob, what);
+  return record ? mergedWith(stream, record) : stream;
 }

@@ -159,7 +159,6 @@ function anonymousVolumes(info: ContainerInspect): Array<{ destination: string; 
 class ContainerRestore {
   /** Volumes already filled by this run (two containers of a set may share one). */
   private readonly filled = new Set<string>();
-  private readonly records = new Map<VolumeRecord, Promise<MetadataRecord | undefined>>();
 
   constructor(
     private readonly ctx: RestoreContext,
@@ -192,27 +191,20 @@ class ContainerRestore {
   private content(c: ContainerRecord, v: VolumeRecord): () => Promise<Readable> {
     const what = `${c.name} volume ${v.name || v.destination}`;
     if (v.metadata?.notKept) this.ctx.log.warning(`${what}: not in the set: ${v.metadata.notKept}`);
+    let record: Promise<MetadataRecord> | undefined;
     return async () => {
       this.txn.checkpoint();
-      const merging = await this.record(c, v);
+      if (v.metadata?.record) record ??= readMetadataRecord(this.ctx.source, v.metadata.record, what);
+      const merging = record && (await record);
       const stream = await openContent(this.ctx.source, SET_SCOPE, v.blob, what);
-      return this.txn.track(merging && merging.entries.length > 0 ? mergedWith(stream, merging) : stream);
+      return this.txn.track(merging ? mergedWith(stream, merging) : stream);
     };
   }
 
-  /** A volume's side record, read once; undefined when the set has none for it. */
-  private record(c: ContainerRecord, v: VolumeRecord): Promise<MetadataRecord | undefined> {
-    let read = this.records.get(v);
-    if (!read) {
-      read = v.metadata?.record ? readMetadataRecord(this.ctx.source, v.metadata.record, `${c.name} volume ${v.name || v.destination}`) : Promise.resolve(undefined);
-      this.records.set(v, read);
-    }
-    return read;
-  }
-
-  /** The sparse files a volume's side record names (see `sparseOf`). */
+  /** The sparse files a volume's side record names (see `sparseOf`), read before the volume is filled. */
   private sparse(c: ContainerRecord, v: VolumeRecord): () => Promise<SparseFiles> {
-    return async () => sparseOf(await this.record(c, v));
+    const record = v.metadata?.record;
+    return async () => sparseOf(record && (await readMetadataRecord(this.ctx.source, record, `${c.name} volume ${v.name || v.destination}`)));
   }
 
   /** Loads the container's image unless the engine has it; `loaded` says whether this restore added it. */

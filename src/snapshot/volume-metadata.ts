@@ -295,7 +295,7 @@ export async function keepVolumeMetadata(
   if (scan.unreadable) {
     return {
       metadata: {
-        notKept: `extended attributes, ACLs, sub-second modification times, unix sockets (the engine's archive drops them) and which files are sparse (a restore makes sparse those with zero runs of 64 KiB or more; not counted: ${scan.unreadable})`,
+        notKept: `extended attributes, ACLs, sub-second modification times and unix sockets (the engine's archive drops them), and which files are sparse (a restore punches those with zero runs of 64 KiB or more); not read: ${scan.unreadable}`,
       },
     };
   }
