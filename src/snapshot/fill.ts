@@ -246,7 +246,7 @@ export class Filler {
    * be read here, where they hold long zero runs.
    */
   async copyVolume(from: string, to: string): Promise<void> {
-    const scanning = this.engine.inspectVolume(from).then((v) => scanSparseFiles(v?.Mountpoint));
+    const scanning = this.engine.inspectVolume(from).then((v) => scanSparseFiles(v?.Mountpoint), () => undefined);
     const finder = new HoleFinder();
     const archived = await this.withHelper([{ volume: from, target: '/v' }], async (source) =>
       this.withHelper([{ volume: to, target: '/v' }], async (target) => {
@@ -262,6 +262,7 @@ export class Filler {
     );
     const scan = await scanning;
     const here = scan && sameRoot(scan.root, await archived) ? scan.sparse : undefined;
-    await this.digHoles(to, 'v', holePlan(here, 'v', finder, `the sparse files of volume '${from}' are not readable on this host`));
+    const why = scan?.sparse === 'many' ? `volume '${from}' has too many sparse files to list` : `the files of volume '${from}' are not readable on this host`;
+    await this.digHoles(to, 'v', holePlan(here, 'v', finder, why));
   }
 }

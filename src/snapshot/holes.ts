@@ -105,20 +105,16 @@ export interface HolePlan {
 /**
  * The files to punch after a fill: those the set recorded as sparse (`recorded`, paths relative to
  * the volume's root, written under `base`), so that files preallocated with zeros stay allocated;
- * else those `finder` saw with a zero run of HOLE_MIN or more (`unrecorded` says why, when nothing was recorded).
+ * else those `finder` saw with a zero run of HOLE_MIN or more, and `why` (or the set's reason) says so.
  */
-export function holePlan(
-  recorded: string[] | 'many' | undefined,
-  base: string,
-  finder: { files: string[]; more: number },
-  unrecorded = "the set does not record which files were sparse (written before it did, or the volume's directory was not readable at backup)",
-): HolePlan {
+export function holePlan(recorded: string[] | 'many' | undefined, base: string, finder: { files: string[]; more: number }, why?: string): HolePlan {
   if (Array.isArray(recorded)) {
     return { files: recorded.slice(0, MAX_HOLEY_FILES).map((p) => `${base}/${p}`), more: Math.max(0, recorded.length - MAX_HOLEY_FILES) };
   }
-  const guessed =
-    recorded === 'many'
-      ? 'the set names no sparse files (it had too many to list): files with zero runs of 64 KiB or more were punched'
-      : `${unrecorded}: files with zero runs of 64 KiB or more were punched`;
-  return { files: finder.files, more: finder.more, guessed };
+  const reason =
+    why ??
+    (recorded === 'many'
+      ? 'the set names no sparse files (it had too many to list)'
+      : "the set does not record which files were sparse (written before it did, or the volume's directory was not readable at backup)");
+  return { files: finder.files, more: finder.more, guessed: `${reason}: files with zero runs of 64 KiB or more were punched` };
 }
