@@ -165,7 +165,7 @@ async function sideRecord(c: ContainerRecord, source: Source, ctx: RestoreContex
 }
 
 /** The recorded sparse files (see `sparseOf`) that lie within the container paths `paths` of a volume mounted at `root`. */
-function sparseWithin(record: MetadataRecord | undefined, root: string, paths: string[]): SparseFiles {
+export function sparseWithin(record: MetadataRecord | undefined, root: string, paths: string[]): SparseFiles {
   const all = sparseOf(record);
   return Array.isArray(all) ? all.filter((f) => paths.some((p) => within(posix.join(root, f), p))) : all;
 }

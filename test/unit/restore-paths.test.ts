@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Readable } from 'node:stream';
 import tar from 'tar-stream';
-import { keepOnly, partlyWritten, pathsPerContainer } from '../../src/snapshot/restore-paths.js';
+import { keepOnly, partlyWritten, pathsPerContainer, sparseWithin } from '../../src/snapshot/restore-paths.js';
 import type { ContainerRecord } from '../../src/snapshot/manifest.js';
 import { parseContainerPath } from '../../src/core/options.js';
 
@@ -55,5 +55,16 @@ describe('restore paths', () => {
       'paths partly written into the live volumes, not undone (written: /a; interrupted while writing: /b; not written: /c)',
     );
     expect(partlyWritten(['/a'], { written: [], writing: ['/a'] })).toBe('paths partly written into the live volumes, not undone (written: none; interrupted while writing: /a)');
+  });
+});
+
+describe('sparseWithin', () => {
+  it('keeps the recorded sparse files inside the paths written, and passes on a set that names none', () => {
+    const record = { entries: [], sockets: [], sparse: ['db/a', 'db/sub/b', 'dbx/c', 'log'] };
+    expect(sparseWithin(record, '/var/lib/data', ['/var/lib/data/db'])).toEqual(['db/a', 'db/sub/b']);
+    expect(sparseWithin(record, '/var/lib/data', ['/var/lib/data/log', '/var/lib/data/dbx/c'])).toEqual(['dbx/c', 'log']);
+    expect(sparseWithin({ ...record, sparse: 'many' }, '/d', ['/d/x'])).toBe('many');
+    expect(sparseWithin({ entries: [], sockets: [] }, '/d', ['/d/x'])).toBeUndefined();
+    expect(sparseWithin(undefined, '/d', ['/d/x'])).toBeUndefined();
   });
 });
