@@ -75,6 +75,7 @@ export const COMMANDS: Record<Command, { summary: string; flags: Flag[]; operand
       flag(Input.DryRun, SWITCH, 'false', 'print the plan and check the destinations; change nothing'),
       flag(Input.Compression, 'auto|zstd|gzip', 'auto', 'layer and volume compression (auto: zstd, gzip for old engines pushing to a registry)'),
       flag(Input.Parallelism, 'N', 'the number of CPUs', 'containers backed up at once, 1 to 64; each is paused or stopped on its own'),
+      flag(Input.LayerCompaction, 'N', '8', 'delta layers (what changed since the last snapshot) before the whole writable layer is taken again; 0: always whole'),
       flag(Input.RetentionDays, '1-90', 'the repository setting', 'days an artifact: destination keeps the set'),
       KEEP,
       flag(Input.ExcludeEnv, 'LIST', undefined, 'environment variable names or globs left out of the stored configuration and image config'),
