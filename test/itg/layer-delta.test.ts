@@ -106,3 +106,46 @@ describe('incremental writable layers (dir:)', () => {
     }
   });
 });
+
+describe('incremental writable layers (registry:)', () => {
+  const res = new Resources(inject('runPrefix'), 'dreg');
+  const reg = inject('registry');
+  const app = res.name('app');
+  const creds = { 'registry-username': reg.username, 'registry-password': reg.password };
+  const auth = { authconfig: { username: reg.username, password: reg.password, serveraddress: reg.host } };
+
+  beforeAll(async () => {
+    await runContainer({ name: app, Image: inject('fixtureImage'), Cmd: ['sleep', '100000'] }, 'running');
+  });
+
+  afterAll(() => res.cleanup());
+
+  async function pulled(ref: string, suffix: string): Promise<Record<string, string>> {
+    const stream = await docker.pull(ref, auth);
+    const events = await new Promise<Array<{ error?: string }>>((resolve, reject) => docker.modem.followProgress(stream, (err, out) => (err ? reject(err) : resolve(out))));
+    res.image(ref);
+    expect(events.filter((e) => e.error)).toEqual([]);
+    const name = res.name(suffix);
+    await runContainer({ name, Image: ref, Cmd: ['sleep', '100000'] }, 'created');
+    return digests(name);
+  }
+
+  it('pushes a pullable image per set: base layers and a stack of deltas, each pulled with the files of its point in time', async () => {
+    const location = `registry:${reg.host}/${res.prefix}`;
+    const steps = [
+      'mkdir -p /app/keep && dd if=/dev/urandom of=/app/big.bin bs=64k count=16 2>/dev/null && echo one > /app/keep/f && echo gone > /app/gone',
+      'rm /app/gone /www/index.html && echo two >> /app/keep/f && ln -s keep /app/link',
+      'mv /app/keep /app/kept && chmod 700 /app/big.bin',
+    ];
+    const expected: Array<Record<string, string>> = [];
+    for (const [i, script] of steps.entries()) {
+      await sh(app, script);
+      expected.push(await digests(app));
+      const r = await backup(parseBackupInputs(inputs({ containers: app, destination: location, tag: `r${i}`, ...creds })), { log: quietLog, env });
+      expect(r.failed, JSON.stringify(r.containers)).toBe(0);
+      // A delta stores its layer, its config and the index; the layers below are the earlier set's, not sent again.
+      if (i > 0) expect(r.containers[0].blobs).toEqual({ written: 3, reused: 2 + i - 1 });
+    }
+    for (const [i, want] of expected.entries()) expect(await pulled(`${reg.host}/${res.prefix}/${app}:r${i}`, `pulled${i}`), `r${i}`).toEqual(want);
+  });
+});
