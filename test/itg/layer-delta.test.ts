@@ -1,7 +1,10 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { backup, restore } from '../../src/commands.js';
+import tar from 'tar-stream';
+import { backup, ls, restore } from '../../src/commands.js';
+import type { PathListing } from '../../src/browse/ls.js';
+import { parseDestination } from '../../src/core/options.js';
 import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
 import type { SnapshotSet } from '../../src/snapshot/manifest.js';
 import { Resources, docker, quietLog, runContainer, treeDigest } from '../support/fixtures.js';
@@ -28,6 +31,23 @@ async function digests(container: string): Promise<Record<string, string>> {
   return out;
 }
 
+/** The entries under `path` of a container as its archive shows them: path, type, mode, owner, size, link, mtime (s). */
+async function listing(container: string, path: string): Promise<string[]> {
+  const stream = (await docker.getContainer(container).getArchive({ path })) as unknown as NodeJS.ReadableStream;
+  const extract = tar.extract();
+  stream.pipe(extract);
+  const out: string[] = [];
+  for await (const entry of extract) {
+    const h = entry.header;
+    entry.resume();
+    out.push(line(`/${h.name.replace(/\/$/, '')}`, h.type ?? '', h.mode ?? 0, h.uid ?? 0, h.gid ?? 0, h.type === 'file' ? (h.size ?? 0) : 0, h.linkname ?? '', h.mtime));
+  }
+  return out.sort();
+}
+
+const line = (path: string, type: string, mode: number, uid: number, gid: number, size: number, link: string, mtime: Date | number | undefined) =>
+  [path, type, (mode & 0o7777).toString(8), uid, gid, size, link, type === 'directory' ? '' : typeof mtime === 'number' ? mtime : Math.floor((mtime?.getTime() ?? 0) / 1000)].join(' ');
+
 /** Each backup's change, made just before it (the first: the state of the full layer). */
 const STEPS: Array<{ what: string; script: string }> = [
   {
@@ -53,6 +73,7 @@ describe('incremental writable layers (dir:)', () => {
   let store: string;
   const app = res.name('app');
   const expected: Array<Record<string, string>> = [];
+  const listed: string[][] = [];
 
   beforeAll(async () => {
     store = join(res.tempDir(), 'store');
@@ -71,6 +92,7 @@ describe('incremental writable layers (dir:)', () => {
     for (const [i, step] of STEPS.entries()) {
       await sh(app, step.script);
       expected.push(await digests(app));
+      listed.push(await listing(app, '/app'));
       const r = await backup(parseBackupInputs(inputs({ containers: app, destination: `dir:${store}`, tag: `t${i}`, 'layer-compaction': '4' })), { log: quietLog, env });
       expect(r.failed, `${step.what}: ${JSON.stringify(r.containers)}`).toBe(0);
       const set = setOf(`t${i}`);
@@ -103,6 +125,15 @@ describe('incremental writable layers (dir:)', () => {
       res.image((await docker.getContainer(copy).inspect()).Config.Image);
       expect(await digests(copy), `t${i} (${STEPS[i].what})`).toEqual(expected[i]);
       await docker.getContainer(copy).remove({ force: true });
+    }
+  });
+
+  it('ls shows each set\'s writable layer as its stack of layers gives it', async () => {
+    const from = { spec: parseDestination(`dir:${store}`), credentials: {} };
+    for (const i of STEPS.keys()) {
+      const l = (await ls(from, `t${i}`, { container: app, path: '/app' }, { log: quietLog, env })) as PathListing;
+      const shown = l.entries.filter((e) => e.type !== 'deleted' && e.type !== 'opaque').map((e) => line(e.path, e.type, e.mode, e.uid, e.gid, e.size, e.linkname ?? '', e.mtime));
+      expect(shown.sort(), `t${i} (${STEPS[i].what})`).toEqual(listed[i]);
     }
   });
 });

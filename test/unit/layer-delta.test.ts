@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { deltaConfig, isEmpty, planDelta, whiteoutName } from '../../src/snapshot/layer-delta.js';
 import { isDir, isRegular, isSymlink, sameEntry, type LayerEntry, type LayerIndex } from '../../src/snapshot/layer-index.js';
 import { parseLayerCompaction } from '../../src/core/options.js';
+import { stackWinners } from '../../src/browse/layer-stack.js';
 import { parseSet, schemaVersionOf, type SnapshotSet } from '../../src/snapshot/manifest.js';
 
 const DIR = 0x80000000 + 0o755;
@@ -117,5 +118,30 @@ describe('set schema', () => {
     expect(schemaVersionOf(containers())).toBe(1);
     expect(schemaVersionOf(containers(0))).toBe(1);
     expect(schemaVersionOf(containers(1))).toBe(2);
+  });
+});
+
+describe('stackWinners', () => {
+  const e = (path: string, type = 'file') => ({ path, type });
+
+  it('the topmost entry of a path wins; a delta whiteout hides the path and its subtree below', () => {
+    const w = stackWinners([
+      [e('/app', 'directory'), e('/app/a'), e('/app/d', 'directory'), e('/app/d/x'), e('/www/index.html', 'deleted')],
+      [e('/app', 'directory'), e('/app/a'), e('/app/d', 'deleted'), e('/app/e', 'directory'), e('/app/e/x')],
+    ]);
+    expect(Object.fromEntries(w)).toEqual({ '/app': 1, '/app/a': 1, '/app/e': 1, '/app/e/x': 1, '/www/index.html': 0 });
+  });
+
+  it('an entry that is no directory hides what was under it below; an opaque directory its children below', () => {
+    const w = stackWinners([
+      [e('/d', 'directory'), e('/d/x'), e('/o', 'directory'), e('/o/old')],
+      [e('/d'), e('/o', 'directory'), e('/o', 'opaque'), e('/o/new')],
+    ]);
+    expect(Object.fromEntries(w)).toEqual({ '/d': 1, '/o': 1, '/o/new': 1 });
+  });
+
+  it('a path deleted in one delta and made again in the next shows the new one', () => {
+    const w = stackWinners([[e('/f')], [e('/f', 'deleted')], [e('/f', 'symlink')]]);
+    expect(Object.fromEntries(w)).toEqual({ '/f': 2 });
   });
 });

@@ -1,0 +1,49 @@
+import { posix } from 'node:path';
+
+/** A path of one layer of a stack and what its entry is (a whiteout: `deleted` or `opaque`). */
+export interface StackEntry {
+  path: string;
+  /** An EntryType of entries.ts: `directory`, `deleted`, `opaque`, `file`, … */
+  type: string;
+}
+
+function ancestors(path: string): string[] {
+  const out: string[] = [];
+  for (let p = posix.dirname(path); p !== '/' && p !== '.'; p = posix.dirname(p)) out.push(p);
+  return out;
+}
+
+/**
+ * Which layer of a writable-layer stack (bottom first: the full layer, then each delta) shows each
+ * path, as the engine applies them (OCI image-spec layer.md): the topmost entry of a path wins; a
+ * whiteout hides the path and its subtree in the layers below, an opaque directory its children
+ * below, an entry that is no directory whatever was under it below. A whiteout is shown (as
+ * `deleted`) only from the bottom layer, where it marks a file of the image deleted; a delta's
+ * whiteout hides what the layers below it added. Returns path → layer index.
+ */
+export function stackWinners(layers: StackEntry[][]): Map<string, number> {
+  const winners = new Map<string, number>();
+  const gone = new Set<string>();
+  const opaque = new Set<string>();
+  for (let i = layers.length - 1; i >= 0; i--) {
+    const hide: { gone: string[]; opaque: string[] } = { gone: [], opaque: [] };
+    for (const { path, type } of layers[i]) {
+      if (winners.has(path) || gone.has(path) || ancestors(path).some((a) => gone.has(a) || opaque.has(a))) continue;
+      if (type === 'opaque') {
+        hide.opaque.push(path);
+        continue;
+      }
+      if (type === 'deleted') {
+        hide.gone.push(path);
+        if (i === 0) winners.set(path, i);
+        continue;
+      }
+      winners.set(path, i);
+      if (type !== 'directory') hide.gone.push(path);
+    }
+    // What a layer hides applies to the layers below it only.
+    for (const p of hide.gone) gone.add(p);
+    for (const p of hide.opaque) opaque.add(p);
+  }
+  return winners;
+}
