@@ -28,11 +28,13 @@ export function stackWinners(layers: StackEntry[][]): Map<string, number> {
   for (let i = layers.length - 1; i >= 0; i--) {
     const hide: { gone: string[]; opaque: string[] } = { gone: [], opaque: [] };
     for (const { path, type } of layers[i]) {
-      if (winners.has(path) || gone.has(path) || ancestors(path).some((a) => gone.has(a) || opaque.has(a))) continue;
+      const hidden = gone.has(path) || ancestors(path).some((a) => gone.has(a) || opaque.has(a));
+      // An opaque marker names its directory, whose own entry in the same layer may come first.
       if (type === 'opaque') {
-        hide.opaque.push(path);
+        if (!hidden && (winners.get(path) ?? i) === i) hide.opaque.push(path);
         continue;
       }
+      if (hidden || winners.has(path)) continue;
       if (type === 'deleted') {
         hide.gone.push(path);
         if (i === 0) winners.set(path, i);
