@@ -442,8 +442,9 @@ export class Engine {
    * each Modified (0), Added (1) or Deleted (2). Empty when nothing changed (the engine says null).
    */
   async containerChanges(id: string, signal?: AbortSignal): Promise<ContainerChange[]> {
-    const list = (await call(`list the changes of container ${id}`, () => this.docker.getContainer(id).changes() as Promise<ContainerChange[] | null>, signal)) ?? [];
-    return list;
+    const list: unknown = await call(`list the changes of container ${id}`, () => this.docker.getContainer(id).changes() as Promise<unknown>, signal);
+    // No change: the engine answers `null`, which docker-modem passes on unparsed (not an array).
+    return Array.isArray(list) ? (list as ContainerChange[]) : [];
   }
 
   /**

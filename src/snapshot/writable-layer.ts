@@ -66,11 +66,13 @@ export async function storeDelta(
   targets: { layers: StoreTarget[]; set: StoreTarget[] },
   opts: { layerMediaType: string; compression: Compression; created: string; rewriteConfig?: (config: Buffer) => Buffer },
 ): Promise<StoredDelta> {
-  const layerIndex = await storeLayerIndex(now, targets.set, opts.compression);
   if (!layer) {
     const { id, config, layers, deltas } = previous.image;
-    return { image: { id, config, layers, deltas, layerIndex }, written: 1 };
+    const same = JSON.stringify(now) === JSON.stringify(previous.index);
+    const layerIndex = same ? previous.image.layerIndex : await storeLayerIndex(now, targets.set, opts.compression);
+    return { image: { id, config, layers, deltas, layerIndex }, written: same ? 0 : 1 };
   }
+  const layerIndex = await storeLayerIndex(now, targets.set, opts.compression);
   const delta = await storeBlob(layer, targets.layers, opts.layerMediaType);
   const configBytes = deltaConfig(opts.rewriteConfig?.(previous.config) ?? previous.config, delta.contentDigest, opts.created);
   const config = await storeBlob(Readable.from([configBytes]), targets.set, IMAGE_CONFIG_MEDIA_TYPE);
