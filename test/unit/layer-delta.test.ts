@@ -127,9 +127,10 @@ describe('stackWinners', () => {
   it('the topmost entry of a path wins; a delta whiteout hides the path and its subtree below', () => {
     const w = stackWinners([
       [e('/app', 'directory'), e('/app/a'), e('/app/d', 'directory'), e('/app/d/x'), e('/www/index.html', 'deleted')],
-      [e('/app', 'directory'), e('/app/a'), e('/app/d', 'deleted'), e('/app/e', 'directory'), e('/app/e/x')],
+      [e('/app', 'directory'), e('/app/a'), e('/app/d', 'deleted'), e('/app/e', 'directory'), e('/app/e/x'), e('/bin/sort', 'deleted')],
     ]);
-    expect(Object.fromEntries(w)).toEqual({ '/app': 1, '/app/a': 1, '/app/e': 1, '/app/e/x': 1, '/www/index.html': 0 });
+    // /app/d was made by the layer: its whiteout is not shown; /bin/sort was the image's: deleted.
+    expect(Object.fromEntries(w)).toEqual({ '/app': 1, '/app/a': 1, '/app/e': 1, '/app/e/x': 1, '/www/index.html': 0, '/bin/sort': 1 });
   });
 
   it('an entry that is no directory hides what was under it below; an opaque directory its children below', () => {
