@@ -4,7 +4,16 @@ import type { Descriptor } from '../oci/descriptor.js';
 import type { ContainerSpec } from './spec.js';
 
 export const SET_MEDIA_TYPE = 'application/vnd.container-snapshot.set.v1+json';
+/** The schema written by default; 2 for a set with a delta layer (an image that needs a reader that knows `deltas`, see ImageRecord). */
 export const SET_SCHEMA_VERSION = 1;
+/** Schemas this version reads: 1, and 2 (delta layers). */
+export const SET_SCHEMA_VERSIONS = [1, 2] as const;
+export type SetSchemaVersion = (typeof SET_SCHEMA_VERSIONS)[number];
+
+/** The schema a set is written with: 2 once one of its images has a delta layer, else 1 (older readers read it). */
+export function schemaVersionOf(containers: ContainerRecord[]): SetSchemaVersion {
+  return containers.some((c) => (c.image.deltas ?? 0) > 0) ? 2 : SET_SCHEMA_VERSION;
+}
 /** A set document encrypted with age (sealed-sets.ts): its descriptor's media type. */
 export const SET_AGE_MEDIA_TYPE = `${SET_MEDIA_TYPE}+age`;
 export type Compression = 'zstd' | 'gzip';
@@ -40,6 +49,14 @@ export interface ImageRecord {
   baseImage: string;
   config: BlobDescriptor;
   layers: BlobDescriptor[];
+  /**
+   * How many of the top layers are delta layers (layer-delta.ts): each holds what changed in the
+   * writable layer since the snapshot before, over the full writable layer below them. Absent or 0:
+   * the top layer is the whole writable layer (a commit).
+   */
+  deltas?: number;
+  /** The writable layer's index at this snapshot (layer-index.ts), for the next backup to compare with; a set-scope blob. */
+  layerIndex?: BlobDescriptor;
 }
 
 export interface VolumeRecord {
@@ -94,7 +111,7 @@ export interface ContainerRecord {
 }
 
 export interface SnapshotSet {
-  schemaVersion: typeof SET_SCHEMA_VERSION;
+  schemaVersion: SetSchemaVersion;
   mediaType: typeof SET_MEDIA_TYPE;
   tag: string;
   created: string;
@@ -174,7 +191,8 @@ export function setBlobs(set: SnapshotSet): BlobDescriptor[] {
 }
 
 function setScopeBlobsOf(c: ContainerRecord): BlobDescriptor[] {
-  return [c.image.config, ...c.volumes.flatMap((v) => (v.metadata?.record ? [v.blob, v.metadata.record] : [v.blob]))];
+  const index = c.image.layerIndex ? [c.image.layerIndex] : [];
+  return [c.image.config, ...index, ...c.volumes.flatMap((v) => (v.metadata?.record ? [v.blob, v.metadata.record] : [v.blob]))];
 }
 
 /** The blobs a set keeps in its own scope (not a container's image): image configs, volumes and their side records, each once. */
@@ -218,9 +236,9 @@ export function parseSet(text: string, where: string): SnapshotSet {
   } catch (err) {
     throw new ManifestError(`Invalid snapshot manifest at ${where}: ${(err as Error).message}`);
   }
-  if (set?.mediaType !== SET_MEDIA_TYPE || set.schemaVersion !== SET_SCHEMA_VERSION) {
+  if (set?.mediaType !== SET_MEDIA_TYPE || !(SET_SCHEMA_VERSIONS as readonly unknown[]).includes(set.schemaVersion)) {
     throw new ManifestError(
-      `Unsupported snapshot manifest at ${where}: expected ${SET_MEDIA_TYPE} schema ${SET_SCHEMA_VERSION}, found ${String(set?.mediaType)} ${String(set?.schemaVersion)}.`,
+      `Unsupported snapshot manifest at ${where}: expected ${SET_MEDIA_TYPE} schema ${SET_SCHEMA_VERSIONS.join(' or ')}, found ${String(set?.mediaType)} ${String(set?.schemaVersion)}.`,
     );
   }
   if (!Array.isArray(set.containers)) throw new ManifestError(`Invalid snapshot manifest at ${where}: no containers.`);
@@ -228,6 +246,9 @@ export function parseSet(text: string, where: string): SnapshotSet {
   for (const c of set.containers) {
     checkBlob(c.image?.config, `container ${c.name} image config`);
     c.image.layers.forEach((l, i) => checkBlob(l, `container ${c.name} layer ${i}`));
+    if (c.image.layerIndex) checkBlob(c.image.layerIndex, `container ${c.name} writable layer index`);
+    const deltas = c.image.deltas ?? 0;
+    if (!(Number.isInteger(deltas) && deltas >= 0 && deltas < c.image.layers.length)) throw new ManifestError(`Invalid snapshot manifest at ${where}: container ${c.name} has ${String(c.image.deltas)} delta layers of ${c.image.layers.length}.`);
     c.volumes.forEach((v) => checkBlob(v.blob, `container ${c.name} volume ${v.name || v.destination}`));
     c.volumes.forEach((v) => v.metadata?.record && checkBlob(v.metadata.record, `container ${c.name} volume ${v.name || v.destination} side record`));
   }

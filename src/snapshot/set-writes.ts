@@ -61,6 +61,7 @@ function blobsOf(set: SnapshotSet): Array<{ scope: BlobScope; blob: BlobDescript
   for (const c of set.containers) {
     for (const layer of c.image.layers) add({ container: c.name }, layer, `${c.name} layer ${layer.digest}`);
     add(SET_SCOPE, c.image.config, `${c.name} image config`);
+    if (c.image.layerIndex) add(SET_SCOPE, c.image.layerIndex, `${c.name} writable layer index`);
     for (const v of c.volumes) add(SET_SCOPE, v.blob, `${c.name} volume ${v.name || v.destination}`);
   }
   return [...out.values()];
