@@ -4,7 +4,10 @@ import type { Descriptor } from '../oci/descriptor.js';
 import type { ContainerSpec } from './spec.js';
 
 export const SET_MEDIA_TYPE = 'application/vnd.container-snapshot.set.v1+json';
-export const SET_SCHEMA_VERSION = 1;
+/** The schema this version writes: 2 since volumes may be chunked (ChunkedBlob). */
+export const SET_SCHEMA_VERSION = 2;
+/** The schemas this version reads: 1 (every volume one blob) and 2. */
+export const READABLE_SCHEMA_VERSIONS: readonly number[] = [1, 2];
 /** A set document encrypted with age (sealed-sets.ts): its descriptor's media type. */
 export const SET_AGE_MEDIA_TYPE = `${SET_MEDIA_TYPE}+age`;
 export type Compression = 'zstd' | 'gzip';
@@ -16,6 +19,12 @@ export function layerMediaType(compression: Compression): string {
 export function volumeMediaType(compression: Compression): string {
   return `application/vnd.container-snapshot.volume.v1.tar+${compression}`;
 }
+/** One content-defined chunk of a volume's archive (chunked.ts), compressed like the volume. */
+export function chunkMediaType(compression: Compression): string {
+  return `application/vnd.container-snapshot.chunk.v1+${compression}`;
+}
+/** A volume's archive stored as chunks (ChunkedBlob): no bytes of its own. */
+export const CHUNKED_VOLUME_MEDIA_TYPE = 'application/vnd.container-snapshot.volume.v2.tar+chunks';
 /** A volume's side record (JSON, `MetadataRecord` in volume-metadata.ts) of what the engine's archive drops. */
 export function volumeMetadataMediaType(compression: Compression): string {
   return `application/vnd.container-snapshot.volume-metadata.v1+json+${compression}`;
@@ -31,6 +40,26 @@ export interface BlobDescriptor extends Descriptor {
   contentSize: number;
   /** `age` when the stored bytes are the compressed content encrypted with age (keyring.ts); absent: not encrypted. */
   encryption?: 'age';
+}
+
+/**
+ * A volume's archive cut into content-defined chunks (chunker.ts), each stored as its own blob.
+ * `contentDigest`/`contentSize` are the whole archive's (the chunks' contents concatenated);
+ * `digest` is the same content digest (no blob is stored under it) and `size` the sum of the
+ * chunks' stored sizes. `chunks` lists them in order; the same chunk may appear more than once.
+ */
+export interface ChunkedBlob extends BlobDescriptor {
+  mediaType: typeof CHUNKED_VOLUME_MEDIA_TYPE;
+  chunks: BlobDescriptor[];
+}
+
+export function isChunked(blob: BlobDescriptor): blob is ChunkedBlob {
+  return blob.mediaType === CHUNKED_VOLUME_MEDIA_TYPE && Array.isArray((blob as ChunkedBlob).chunks);
+}
+
+/** The blobs stored for `blob`: its chunks when it is chunked, else itself. Everything that reads, counts, copies or sweeps blobs goes through here. */
+export function storedBlobs(blob: BlobDescriptor): BlobDescriptor[] {
+  return isChunked(blob) ? blob.chunks : [blob];
 }
 
 export interface ImageRecord {
@@ -53,7 +82,8 @@ export interface VolumeRecord {
   driver?: string;
   driverOptions?: Record<string, string>;
   labels?: Record<string, string>;
-  blob: BlobDescriptor;
+  /** The archive of the volume: one blob (every set of schema 1; sets for an artifact: destination), or chunked. */
+  blob: BlobDescriptor | ChunkedBlob;
   /** What the engine's archive of this volume dropped (absent in sets written before it was recorded). */
   metadata?: VolumeMetadata;
 }
@@ -92,7 +122,8 @@ export interface ContainerRecord {
 }
 
 export interface SnapshotSet {
-  schemaVersion: typeof SET_SCHEMA_VERSION;
+  /** 1 or 2 (READABLE_SCHEMA_VERSIONS); written as SET_SCHEMA_VERSION. */
+  schemaVersion: number;
   mediaType: typeof SET_MEDIA_TYPE;
   tag: string;
   created: string;
@@ -165,14 +196,23 @@ function checkBlob(blob: BlobDescriptor | undefined, where: string): void {
   }
 }
 
-/** Every blob a set references, each once. */
+function checkVolumeBlob(blob: BlobDescriptor, where: string): void {
+  checkBlob(blob, where);
+  if (blob.mediaType !== CHUNKED_VOLUME_MEDIA_TYPE) return;
+  if (!isChunked(blob) || blob.chunks.length === 0) throw new ManifestError(`Invalid snapshot manifest: ${where} is chunked and lists no chunks.`);
+  blob.chunks.forEach((chunk, i) => checkBlob(chunk, `${where} chunk ${i}`));
+  const sum = (n: number, b: BlobDescriptor) => n + b.contentSize;
+  if (blob.chunks.reduce(sum, 0) !== blob.contentSize) throw new ManifestError(`Invalid snapshot manifest: ${where}: its chunks do not add up to its size.`);
+}
+
+/** Every blob a set stores, each once (a chunked volume's chunks, never its whole). */
 export function setBlobs(set: SnapshotSet): BlobDescriptor[] {
   const all = set.containers.flatMap((c) => [...c.image.layers, ...setScopeBlobsOf(c)]);
   return [...new Map(all.map((b) => [b.digest, b])).values()];
 }
 
 function setScopeBlobsOf(c: ContainerRecord): BlobDescriptor[] {
-  return [c.image.config, ...c.volumes.flatMap((v) => (v.metadata?.record ? [v.blob, v.metadata.record] : [v.blob]))];
+  return [c.image.config, ...c.volumes.flatMap((v) => [...storedBlobs(v.blob), ...(v.metadata?.record ? [v.metadata.record] : [])])];
 }
 
 /** The blobs a set keeps in its own scope (not a container's image): image configs, volumes and their side records, each once. */
@@ -216,9 +256,9 @@ export function parseSet(text: string, where: string): SnapshotSet {
   } catch (err) {
     throw new ManifestError(`Invalid snapshot manifest at ${where}: ${(err as Error).message}`);
   }
-  if (set?.mediaType !== SET_MEDIA_TYPE || set.schemaVersion !== SET_SCHEMA_VERSION) {
+  if (set?.mediaType !== SET_MEDIA_TYPE || !READABLE_SCHEMA_VERSIONS.includes(set.schemaVersion)) {
     throw new ManifestError(
-      `Unsupported snapshot manifest at ${where}: expected ${SET_MEDIA_TYPE} schema ${SET_SCHEMA_VERSION}, found ${String(set?.mediaType)} ${String(set?.schemaVersion)}.`,
+      `Unsupported snapshot manifest at ${where}: expected ${SET_MEDIA_TYPE} schema ${READABLE_SCHEMA_VERSIONS.join(' or ')}, found ${String(set?.mediaType)} ${String(set?.schemaVersion)}.`,
     );
   }
   if (!Array.isArray(set.containers)) throw new ManifestError(`Invalid snapshot manifest at ${where}: no containers.`);
@@ -226,7 +266,7 @@ export function parseSet(text: string, where: string): SnapshotSet {
   for (const c of set.containers) {
     checkBlob(c.image?.config, `container ${c.name} image config`);
     c.image.layers.forEach((l, i) => checkBlob(l, `container ${c.name} layer ${i}`));
-    c.volumes.forEach((v) => checkBlob(v.blob, `container ${c.name} volume ${v.name || v.destination}`));
+    c.volumes.forEach((v) => checkVolumeBlob(v.blob, `container ${c.name} volume ${v.name || v.destination}`));
     c.volumes.forEach((v) => v.metadata?.record && checkBlob(v.metadata.record, `container ${c.name} volume ${v.name || v.destination} side record`));
   }
   return set;

@@ -1,0 +1,127 @@
+import { describe, expect, it } from 'vitest';
+import { createHash, randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { SET_SCOPE } from '../../src/destinations/types.js';
+import { openContent } from '../../src/snapshot/blobs.js';
+import { CHUNK_SIZES, chunksOf, cutPoint, type ChunkSizes } from '../../src/snapshot/chunker.js';
+import { storeChunked } from '../../src/snapshot/chunked.js';
+import { CHUNKED_VOLUME_MEDIA_TYPE, ManifestError, SET_MEDIA_TYPE, parseSet, setBlobs, type BlobDescriptor } from '../../src/snapshot/manifest.js';
+import { drain } from '../../src/util/streams.js';
+import { MemoryDestination } from '../support/memory-destination.js';
+
+const SMALL: ChunkSizes = { min: 2 << 10, avg: 8 << 10, max: 32 << 10 };
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+async function* pieces(b: Buffer, size: number): AsyncGenerator<Buffer> {
+  for (let i = 0; i < b.length; i += size) yield b.subarray(i, i + size);
+}
+
+async function cut(b: Buffer, sizes = SMALL, piece = 1000): Promise<Buffer[]> {
+  const out: Buffer[] = [];
+  for await (const c of chunksOf(pieces(b, piece), sizes)) out.push(c);
+  return out;
+}
+
+async function readAll(stream: Readable): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const p of stream) parts.push(p as Buffer);
+  return Buffer.concat(parts);
+}
+
+describe('content-defined chunking (FastCDC)', () => {
+  it('cuts a stream into chunks within the sizes that concatenate to it, whatever the pieces it arrives in', async () => {
+    const data = randomBytes(600 << 10);
+    const a = await cut(data, SMALL, 1000);
+    const b = await cut(data, SMALL, 65536);
+    expect(Buffer.concat(a).equals(data)).toBe(true);
+    expect(a.map(sha)).toEqual(b.map(sha));
+    for (const c of a.slice(0, -1)) {
+      expect(c.length).toBeGreaterThanOrEqual(SMALL.min);
+      expect(c.length).toBeLessThanOrEqual(SMALL.max);
+    }
+    const average = data.length / a.length;
+    expect(average).toBeGreaterThan(SMALL.avg / 2);
+    expect(average).toBeLessThan(SMALL.avg * 2);
+  });
+
+  it('keeps the chunks before and after an insertion: only those around it change', async () => {
+    const data = randomBytes(800 << 10);
+    const edited = Buffer.concat([data.subarray(0, 400 << 10), Buffer.from('an inserted line\n'), data.subarray(400 << 10)]);
+    const before = new Set((await cut(data)).map(sha));
+    const after = (await cut(edited)).map(sha);
+    const fresh = after.filter((d) => !before.has(d));
+    expect(fresh.length).toBeGreaterThan(0);
+    expect(fresh.length).toBeLessThanOrEqual(3);
+  });
+
+  it('cuts a run of zeros where hashing it would, without hashing it', async () => {
+    const zeros = Buffer.alloc(SMALL.max * 5 + 123);
+    const chunks = await cut(zeros);
+    let at = 0;
+    for (const c of chunks) {
+      expect(at + c.length).toBe(cutPoint(zeros, at, zeros.length, SMALL));
+      at += c.length;
+    }
+    expect(at).toBe(zeros.length);
+  });
+
+  it('uses 256 KiB, 1 MiB and 4 MiB by default', () => {
+    expect(CHUNK_SIZES).toEqual({ min: 256 << 10, avg: 1 << 20, max: 4 << 20 });
+  });
+});
+
+describe('chunked volumes', () => {
+  it('stores each new chunk once, reuses known ones, and reads back the whole, every chunk checked', async () => {
+    const dest = new MemoryDestination();
+    const targets = [{ dest, scope: SET_SCOPE }];
+    const known = new Map<string, BlobDescriptor>();
+    const data = Buffer.concat([randomBytes(6 << 20), Buffer.alloc(12 << 20), randomBytes(3 << 20)]);
+    const first = await storeChunked(Readable.from(pieces(data, 65536)), targets, 'zstd', known);
+    expect(first.blob.mediaType).toBe(CHUNKED_VOLUME_MEDIA_TYPE);
+    expect(first.blob.contentDigest).toBe(`sha256:${sha(data)}`);
+    expect(first.blob.contentSize).toBe(data.length);
+    // The zero run is cut into repeated chunks of zeros, stored once.
+    expect(first.written).toBeLessThan(first.blob.chunks.length);
+    expect(dest.blobs.size).toBe(first.written);
+    expect((await readAll(await openContent(dest, SET_SCOPE, first.blob, 'v'))).equals(data)).toBe(true);
+
+    const changed = Buffer.from(data);
+    randomBytes(1000).copy(changed, 3 << 20);
+    const writes = dest.writes;
+    const second = await storeChunked(Readable.from(pieces(changed, 65536)), targets, 'zstd', known);
+    expect(second.written).toBeGreaterThan(0);
+    expect(second.written).toBeLessThanOrEqual(2);
+    expect(dest.writes - writes).toBe(second.written);
+    expect((await readAll(await openContent(dest, SET_SCOPE, second.blob, 'v'))).equals(changed)).toBe(true);
+  });
+
+  it('fails the read of a chunked volume whose chunk is damaged, naming the chunk', async () => {
+    const dest = new MemoryDestination();
+    const { blob } = await storeChunked(Readable.from([randomBytes(3 << 20)]), [{ dest, scope: SET_SCOPE }], 'zstd', new Map());
+    const victim = blob.chunks[1].digest;
+    const body = Buffer.from(dest.blobs.get(victim)!);
+    body[10] ^= 1;
+    dest.blobs.set(victim, body);
+    await expect(drain(await openContent(dest, SET_SCOPE, blob, 'web volume data'))).rejects.toThrow(/web volume data chunk 1/);
+  });
+
+  it('is listed as its chunks (prune, verify, an encrypted set\'s envelope), never as its whole', async () => {
+    const dest = new MemoryDestination();
+    const { blob } = await storeChunked(Readable.from([randomBytes(3 << 20)]), [{ dest, scope: SET_SCOPE }], 'gzip', new Map());
+    const config = { mediaType: 'x', digest: `sha256:${'1'.repeat(64)}`, size: 1, contentDigest: `sha256:${'1'.repeat(64)}`, contentSize: 1 };
+    const set = {
+      schemaVersion: 2,
+      mediaType: SET_MEDIA_TYPE,
+      tag: 't',
+      created: '2026-12-01T00:00:00Z',
+      containers: [{ name: 'web', image: { config, layers: [] }, volumes: [{ type: 'volume', name: 'data', destination: '/data', blob }] }],
+    };
+    const parsed = parseSet(JSON.stringify(set), 'here');
+    expect(setBlobs(parsed).map((b) => b.digest).sort()).toEqual([config.digest, ...new Set(blob.chunks.map((c) => c.digest))].sort());
+    expect(() => parseSet(JSON.stringify({ ...set, schemaVersion: 1 }), 'here')).not.toThrow();
+    expect(() => parseSet(JSON.stringify({ ...set, schemaVersion: 3 }), 'here')).toThrow(ManifestError);
+    const short = { ...blob, chunks: blob.chunks.slice(1) };
+    const broken = { ...set, containers: [{ ...set.containers[0], volumes: [{ ...set.containers[0].volumes[0], blob: short }] }] };
+    expect(() => parseSet(JSON.stringify(broken), 'here')).toThrow(/do not add up/);
+  });
+});
