@@ -492,7 +492,8 @@ class ContainerBackup {
     const { plan, spooled } = taken;
     const what = `${container}: ${plan.mount.type === 'bind' ? `bind mount ${plan.mount.source}` : `volume ${plan.mount.name}`}`;
     const checked = () => {
-      const file = this.spool.read(spooled);
+      // Reads of 1 MiB: fewer turns through the tar check and the chunker.
+      const file = this.spool.read(spooled, 1 << 20);
       const tar = file.pipe(new TarChecker(`${container}: ${plan.mount.name || plan.mount.destination}`));
       file.on('error', (err) => tar.destroy(err));
       return tar;

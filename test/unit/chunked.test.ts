@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
+import tar from 'tar-stream';
 import { SET_SCOPE } from '../../src/destinations/types.js';
 import { openContent } from '../../src/snapshot/blobs.js';
 import { CHUNK_SIZES, chunksOf, cutPoint, type ChunkSizes } from '../../src/snapshot/chunker.js';
@@ -65,8 +66,26 @@ describe('content-defined chunking (FastCDC)', () => {
     expect(at).toBe(zeros.length);
   });
 
-  it('uses 256 KiB, 1 MiB and 4 MiB by default', () => {
-    expect(CHUNK_SIZES).toEqual({ min: 256 << 10, avg: 1 << 20, max: 4 << 20 });
+  it('cuts a tar archive before and after the header of each large member, so that a changed header is a chunk of its own', async () => {
+    const archive = async (mtime: number, big: Buffer) => {
+      const pack = tar.pack();
+      pack.entry({ name: 'small.txt', mtime: new Date(0) }, 'a small file\n');
+      pack.entry({ name: `${'long-name/'.repeat(30)}big.bin`, mtime: new Date(mtime * 1000) }, big);
+      pack.entry({ name: 'after.bin', mtime: new Date(0) }, big.subarray(0, 100 << 10));
+      pack.finalize();
+      return readAll(pack as unknown as Readable);
+    };
+    const big = randomBytes(300 << 10);
+    const [a, b] = [await cut(await archive(1, big), SMALL, 4096), await cut(await archive(2, big), SMALL, 4096)];
+    expect(Buffer.concat(a).equals(await archive(1, big))).toBe(true);
+    const before = new Set(a.map(sha));
+    const changed = b.filter((c) => !before.has(sha(c)));
+    // Only the member's headers: its pax header (the name is too long for ustar) and data, then its ustar header.
+    expect(changed.map((c) => c.length)).toEqual([1536]);
+  });
+
+  it('uses 64 KiB, 512 KiB and 2 MiB by default', () => {
+    expect(CHUNK_SIZES).toEqual({ min: 64 << 10, avg: 512 << 10, max: 2 << 20 });
   });
 });
 
