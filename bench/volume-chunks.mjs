@@ -90,8 +90,8 @@ async function main() {
         const store = join(tmp, `store-${k}-${run}`);
         const first = backup(cli, container, store, 'first');
         const firstBytes = storeBytes(store);
-        // 1 MB in the middle of a file in the middle of the volume, then the next backup.
-        const middle = `/data/f${String(Math.floor(files / 2)).padStart(3, '0')}`;
+        // 1 MB of random bytes in the middle of a random file in the middle of the volume (the worst case), then the next backup.
+        const middle = `/data/f${String(Math.floor(files / 4) * 2).padStart(3, '0')}`;
         sh(`docker exec -i ${container} busybox dd of=${middle} bs=1M seek=1 count=1 iflag=fullblock conv=notrunc 2>/dev/null`, randomBytes(MB));
         const next = backup(cli, container, store, 'next');
         const added = storeBytes(store) - firstBytes;

@@ -114,6 +114,17 @@ describe('chunked volumes', () => {
     expect((await readAll(await openContent(dest, SET_SCOPE, second.blob, 'v'))).equals(changed)).toBe(true);
   });
 
+  it('fails when a chunk cannot be stored (the others in flight finish first), with the destination\'s error', async () => {
+    const dest = new MemoryDestination();
+    const writeBlob = dest.writeBlob.bind(dest);
+    let n = 0;
+    dest.writeBlob = async () => {
+      if (++n === 3) throw new Error('memory: disk full');
+      return writeBlob();
+    };
+    await expect(storeChunked(Readable.from(pieces(randomBytes(6 << 20), 65536)), [{ dest, scope: SET_SCOPE }], 'zstd', new Map())).rejects.toThrow(/disk full/);
+  });
+
   it('fails the read of a chunked volume whose chunk is damaged, naming the chunk', async () => {
     const dest = new MemoryDestination();
     const { blob } = await storeChunked(Readable.from([randomBytes(3 << 20)]), [{ dest, scope: SET_SCOPE }], 'zstd', new Map());
