@@ -6,7 +6,9 @@ import { SET_SCOPE } from '../../src/destinations/types.js';
 import { openContent } from '../../src/snapshot/blobs.js';
 import { CHUNK_SIZES, chunksOf, cutPoint, type ChunkSizes } from '../../src/snapshot/chunker.js';
 import { storeChunked } from '../../src/snapshot/chunked.js';
-import { CHUNKED_VOLUME_MEDIA_TYPE, ManifestError, SET_MEDIA_TYPE, parseSet, setBlobs, type BlobDescriptor } from '../../src/snapshot/manifest.js';
+import { CHUNKED_VOLUME_MEDIA_TYPE, ManifestError, SET_MEDIA_TYPE, parseSet, setBlobs, type BlobDescriptor, type SnapshotSet } from '../../src/snapshot/manifest.js';
+import { RegistryDestination } from '../../src/destinations/registry.js';
+import type { RegistryClient } from '../../src/registry/client.js';
 import { drain } from '../../src/util/streams.js';
 import { MemoryDestination } from '../support/memory-destination.js';
 
@@ -153,5 +155,26 @@ describe('chunked volumes', () => {
     const short = { ...blob, chunks: blob.chunks.slice(1) };
     const broken = { ...set, containers: [{ ...set.containers[0], volumes: [{ ...set.containers[0].volumes[0], blob: short }] }] };
     expect(() => parseSet(JSON.stringify(broken), 'here')).toThrow(/do not add up/);
+  });
+});
+
+describe('a registry set manifest names every chunk', () => {
+  it('is refused before anything is written when it would be larger than the client reads back', async () => {
+    const calls: string[] = [];
+    const client = new Proxy({ host: 'r.example' }, { get: (t, k) => (k in t ? t[k as 'host'] : (calls.push(String(k)), async () => undefined)) }) as unknown as RegistryClient;
+    const dest = new RegistryDestination('registry:r.example/p', 'p', client);
+    const d = (i: number) => `sha256:${createHash('sha256').update(String(i)).digest('hex')}`;
+    const chunks = Array.from({ length: 40_000 }, (_v, i) => ({ mediaType: 'application/vnd.container-snapshot.chunk.v1+zstd', digest: d(i), size: 1, contentDigest: d(-i - 1), contentSize: 1 }));
+    const blob = { mediaType: CHUNKED_VOLUME_MEDIA_TYPE, digest: d(-1), size: chunks.length, contentDigest: d(-1), contentSize: chunks.length, chunks };
+    const config = chunks[0];
+    const set = {
+      schemaVersion: 2,
+      mediaType: SET_MEDIA_TYPE,
+      tag: 'big',
+      created: '2026-12-01T00:00:00Z',
+      containers: [{ name: 'web', image: { config, layers: [] }, volumes: [{ type: 'volume', name: 'data', destination: '/data', blob }] }],
+    } as unknown as SnapshotSet;
+    await expect(dest.writeSet(set)).rejects.toThrow(/registry:r\.example\/p: the set manifest of big would take \d+ bytes \(40000 blobs\), more than the 4194304 .* not written/);
+    expect(calls).toEqual([]);
   });
 });
