@@ -143,7 +143,7 @@ class TarBoundaries {
 }
 
 /**
- * Cuts a byte stream into content-defined chunks (cutPoint), each yielded as its own Buffer, in
+ * Cuts a byte stream into content-defined chunks (cutPoint), each yielded as a Buffer not to be changed, in
  * order; together they are the stream. A tar archive's members of `min` bytes or more are also cut
  * before their header and after it (TarBoundaries). A chunk that starts a run of `max` zero bytes
  * (a sparse file's hole) is cut without hashing, where cutPoint would cut it.
@@ -167,7 +167,8 @@ export async function* chunksOf(source: AsyncIterable<Buffer>, sizes: ChunkSizes
       if (!ended && (len < limit || (base + limit > tar.horizon && len < win.length))) break;
       const zeros = limit - start === sizes.max && len >= limit && win.subarray(start, limit).equals(zero.zeros);
       const cut = zeros ? start + zero.cut : cutPoint(win, start, Math.min(len, limit), sizes);
-      out.push(Buffer.from(win.subarray(start, cut)));
+      // A run of zeros is handed out as the one shared buffer of zeros (read only), not copied.
+      out.push(zeros ? zero.zeros.subarray(0, zero.cut) : Buffer.from(win.subarray(start, cut)));
       start = cut;
     }
     if (start > 0) {
