@@ -4,15 +4,19 @@ import type { Descriptor } from '../oci/descriptor.js';
 import type { ContainerSpec } from './spec.js';
 
 export const SET_MEDIA_TYPE = 'application/vnd.container-snapshot.set.v1+json';
-/** The schema written by default; 2 for a set with a delta layer (an image that needs a reader that knows `deltas`, see ImageRecord). */
+/** The schema written by default; 2 for a set with a delta layer or a chunked volume (see schemaVersionOf). */
 export const SET_SCHEMA_VERSION = 1;
-/** Schemas this version reads: 1, and 2 (delta layers). */
+/** Schemas this version reads: 1, and 2 (delta layers, chunked volumes). */
 export const SET_SCHEMA_VERSIONS = [1, 2] as const;
 export type SetSchemaVersion = (typeof SET_SCHEMA_VERSIONS)[number];
 
-/** The schema a set is written with: 2 once one of its images has a delta layer, else 1 (older readers read it). */
+/**
+ * The schema a set is written with: 2 once one of its images has a delta layer (ImageRecord.deltas)
+ * or one of its volumes is stored as chunks (ChunkedBlob), else 1, so that older readers read it.
+ */
 export function schemaVersionOf(containers: ContainerRecord[]): SetSchemaVersion {
-  return containers.some((c) => (c.image.deltas ?? 0) > 0) ? 2 : SET_SCHEMA_VERSION;
+  const v2 = containers.some((c) => (c.image.deltas ?? 0) > 0 || c.volumes.some((v) => isChunked(v.blob)));
+  return v2 ? 2 : SET_SCHEMA_VERSION;
 }
 /** A set document encrypted with age (sealed-sets.ts): its descriptor's media type. */
 export const SET_AGE_MEDIA_TYPE = `${SET_MEDIA_TYPE}+age`;
@@ -25,6 +29,12 @@ export function layerMediaType(compression: Compression): string {
 export function volumeMediaType(compression: Compression): string {
   return `application/vnd.container-snapshot.volume.v1.tar+${compression}`;
 }
+/** One content-defined chunk of a volume's archive (chunked.ts), compressed like the volume. */
+export function chunkMediaType(compression: Compression): string {
+  return `application/vnd.container-snapshot.chunk.v1+${compression}`;
+}
+/** A volume's archive stored as chunks (ChunkedBlob): no bytes of its own. */
+export const CHUNKED_VOLUME_MEDIA_TYPE = 'application/vnd.container-snapshot.volume.v2.tar+chunks';
 /** A volume's side record (JSON, `MetadataRecord` in volume-metadata.ts) of what the engine's archive drops. */
 export function volumeMetadataMediaType(compression: Compression): string {
   return `application/vnd.container-snapshot.volume-metadata.v1+json+${compression}`;
@@ -40,6 +50,26 @@ export interface BlobDescriptor extends Descriptor {
   contentSize: number;
   /** `age` when the stored bytes are the compressed content encrypted with age (keyring.ts); absent: not encrypted. */
   encryption?: 'age';
+}
+
+/**
+ * A volume's archive cut into content-defined chunks (chunker.ts), each stored as its own blob.
+ * `contentDigest`/`contentSize` are the whole archive's (the chunks' contents concatenated);
+ * `digest` is the same content digest (no blob is stored under it) and `size` the sum of the
+ * chunks' stored sizes. `chunks` lists them in order; the same chunk may appear more than once.
+ */
+export interface ChunkedBlob extends BlobDescriptor {
+  mediaType: typeof CHUNKED_VOLUME_MEDIA_TYPE;
+  chunks: BlobDescriptor[];
+}
+
+export function isChunked(blob: BlobDescriptor): blob is ChunkedBlob {
+  return blob.mediaType === CHUNKED_VOLUME_MEDIA_TYPE && Array.isArray((blob as ChunkedBlob).chunks);
+}
+
+/** The blobs stored for `blob`: its chunks when it is chunked, else itself. Everything that reads, counts, copies or sweeps blobs goes through here. */
+export function storedBlobs(blob: BlobDescriptor): BlobDescriptor[] {
+  return isChunked(blob) ? blob.chunks : [blob];
 }
 
 export interface ImageRecord {
@@ -70,7 +100,8 @@ export interface VolumeRecord {
   driver?: string;
   driverOptions?: Record<string, string>;
   labels?: Record<string, string>;
-  blob: BlobDescriptor;
+  /** The archive of the volume: one blob (every set of schema 1; sets for an artifact: destination), or chunked. */
+  blob: BlobDescriptor | ChunkedBlob;
   /** What the engine's archive of this volume dropped (absent in sets written before it was recorded). */
   metadata?: VolumeMetadata;
 }
@@ -184,7 +215,16 @@ function checkBlob(blob: BlobDescriptor | undefined, where: string): void {
   }
 }
 
-/** Every blob a set references, each once. */
+function checkVolumeBlob(blob: BlobDescriptor, where: string): void {
+  checkBlob(blob, where);
+  if (blob.mediaType !== CHUNKED_VOLUME_MEDIA_TYPE) return;
+  if (!isChunked(blob) || blob.chunks.length === 0) throw new ManifestError(`Invalid snapshot manifest: ${where} is chunked and lists no chunks.`);
+  blob.chunks.forEach((chunk, i) => checkBlob(chunk, `${where} chunk ${i}`));
+  const sum = (n: number, b: BlobDescriptor) => n + b.contentSize;
+  if (blob.chunks.reduce(sum, 0) !== blob.contentSize) throw new ManifestError(`Invalid snapshot manifest: ${where}: its chunks do not add up to its size.`);
+}
+
+/** Every blob a set stores, each once (a chunked volume's chunks, never its whole). */
 export function setBlobs(set: SnapshotSet): BlobDescriptor[] {
   const all = set.containers.flatMap((c) => [...c.image.layers, ...setScopeBlobsOf(c)]);
   return [...new Map(all.map((b) => [b.digest, b])).values()];
@@ -192,7 +232,7 @@ export function setBlobs(set: SnapshotSet): BlobDescriptor[] {
 
 function setScopeBlobsOf(c: ContainerRecord): BlobDescriptor[] {
   const index = c.image.layerIndex ? [c.image.layerIndex] : [];
-  return [c.image.config, ...index, ...c.volumes.flatMap((v) => (v.metadata?.record ? [v.blob, v.metadata.record] : [v.blob]))];
+  return [c.image.config, ...index, ...c.volumes.flatMap((v) => [...storedBlobs(v.blob), ...(v.metadata?.record ? [v.metadata.record] : [])])];
 }
 
 /** The blobs a set keeps in its own scope (not a container's image): image configs, volumes and their side records, each once. */
@@ -249,7 +289,7 @@ export function parseSet(text: string, where: string): SnapshotSet {
     if (c.image.layerIndex) checkBlob(c.image.layerIndex, `container ${c.name} writable layer index`);
     const deltas = c.image.deltas ?? 0;
     if (!(Number.isInteger(deltas) && deltas >= 0 && deltas < c.image.layers.length)) throw new ManifestError(`Invalid snapshot manifest at ${where}: container ${c.name} has ${String(c.image.deltas)} delta layers of ${c.image.layers.length}.`);
-    c.volumes.forEach((v) => checkBlob(v.blob, `container ${c.name} volume ${v.name || v.destination}`));
+    c.volumes.forEach((v) => checkVolumeBlob(v.blob, `container ${c.name} volume ${v.name || v.destination}`));
     c.volumes.forEach((v) => v.metadata?.record && checkBlob(v.metadata.record, `container ${c.name} volume ${v.name || v.destination} side record`));
   }
   return set;
