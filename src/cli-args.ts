@@ -77,6 +77,7 @@ export const COMMANDS: Record<Command, { summary: string; flags: Flag[]; operand
       flag(Input.Compression, 'auto|zstd|gzip', 'auto', 'layer and volume compression (auto: zstd, gzip for old engines pushing to a registry)'),
       flag(Input.Parallelism, 'N', 'the number of CPUs', 'containers (a group counts as one) backed up at once, 1 to 64'),
       flag(Input.GroupBy, 'none|compose-project|label:KEY', 'none', 'hold these containers together, one consistency group each (and those labelled container-snapshot.group)'),
+      flag(Input.LayerCompaction, 'N', '8', 'delta layers (what changed since the last snapshot) before the whole writable layer is taken again; 0: always whole'),
       flag(Input.RetentionDays, '1-90', 'the repository setting', 'days an artifact: destination keeps the set'),
       KEEP,
       flag(Input.ExcludeEnv, 'LIST', undefined, 'environment variable names or globs left out of the stored configuration and image config'),

@@ -4,6 +4,7 @@ import type { Destination } from '../destinations/types.js';
 import { openContent } from '../snapshot/blobs.js';
 import { layerName, mountName, normalizePath, entrySegments } from './paths.js';
 import type { Source } from './sources.js';
+import { stackWinners, type StackEntry } from './layer-stack.js';
 
 /** A tar entry's kind, or what a layer's whiteout says: `deleted` (`.wh.NAME`), `opaque` (`.wh..wh..opq`). */
 export type EntryType = 'file' | 'directory' | 'symlink' | 'link' | 'fifo' | 'character-device' | 'block-device' | 'deleted' | 'opaque' | 'other';
@@ -90,7 +91,37 @@ function isEngineMountPoint(read: ReadEntry): boolean {
  * Throws the archive's or the store's error (a digest mismatch among them).
  */
 export async function walk(dest: Destination, source: Source, what: string, visit: (read: ReadEntry, content: Readable) => Promise<void>): Promise<void> {
-  const content = await openContent(dest, source.scope, source.blob, what);
+  if (source.below?.length) return walkStack(dest, source, what, visit);
+  await walkOne(dest, source, source.blob, what, visit);
+}
+
+/**
+ * A writable layer of several layers (a full one and deltas): their headers read first, to know
+ * which layer shows each path (layer-stack.ts), then each layer again, bottom first, visiting the
+ * entries it shows. Entries whose names climb out are visited from every layer (as unsafe).
+ */
+async function walkStack(dest: Destination, source: Source, what: string, visit: (read: ReadEntry, content: Readable) => Promise<void>): Promise<void> {
+  const layers = [...(source.below ?? []), source.blob];
+  const listed: StackEntry[][] = [];
+  for (const [i, blob] of layers.entries()) {
+    const entries: StackEntry[] = [];
+    await walkOne(dest, source, blob, `${what} (layer ${i + 1} of ${layers.length})`, async (read) => {
+      if ('entry' in read) entries.push({ path: read.entry.path, type: read.entry.type });
+    });
+    listed.push(entries);
+  }
+  const winners = stackWinners(listed);
+  for (const [i, blob] of layers.entries()) {
+    await walkOne(dest, source, blob, `${what} (layer ${i + 1} of ${layers.length})`, async (read, content) => {
+      if (!('entry' in read)) return visit(read, content);
+      const shown = winners.get(read.entry.path) === i && (read.entry.type !== 'opaque' || i === 0);
+      if (shown) await visit(read, content);
+    });
+  }
+}
+
+async function walkOne(dest: Destination, source: Source, blob: Source['blob'], what: string, visit: (read: ReadEntry, content: Readable) => Promise<void>): Promise<void> {
+  const content = await openContent(dest, source.scope, blob, what);
   const extract = tar.extract();
   content.on('error', (err: Error) => extract.destroy(err));
   content.pipe(extract);

@@ -13,17 +13,25 @@ export interface Source {
   /** In words: `layer`, `volume NAME`, `bind HOST-PATH`. */
   label: string;
   blob: BlobDescriptor;
+  /**
+   * The layer only: the layers `blob` goes on top of when the writable layer is a stack (the full
+   * layer, then each delta before the top; ImageRecord.deltas), bottom first, in the same scope.
+   */
+  below?: BlobDescriptor[];
   scope: BlobScope;
 }
 
 /**
  * The container's writable layer: the top layer of its committed image. A commit adds exactly
  * one layer to the image the container was made from (Engine API, POST /commit); those below are
- * the image's own and not the container's changes.
+ * the image's own and not the container's changes. With delta layers (ImageRecord.deltas), the
+ * top layer and the `deltas` layers below it, down to the last full one.
  */
 export function layerSource(c: ContainerRecord): Source | undefined {
-  const top = c.image.layers.at(-1);
-  return top && { kind: 'layer', root: '/', label: 'layer', blob: top, scope: { container: c.name } };
+  const stack = c.image.layers.slice(-((c.image.deltas ?? 0) + 1));
+  const top = stack.at(-1);
+  const below = stack.slice(0, -1);
+  return top && { kind: 'layer', root: '/', label: 'layer', blob: top, scope: { container: c.name }, ...(below.length > 0 ? { below } : {}) };
 }
 
 /** Every archive of a container: its layer first, then its mounts by destination. */

@@ -94,6 +94,8 @@ export interface BackupOptions {
   parallelism: number;
   /** Which containers are held together, as one consistency group (group-by). */
   groupBy: GroupBy;
+  /** Delta layers on a full writable layer before the whole layer is taken again; 0: always the whole layer. Absent: 8. */
+  layerCompaction?: number;
   /** The words of the interface the options came from, for messages; the action's when absent. */
   words?: Vocabulary;
 }
@@ -394,6 +396,15 @@ export const MAX_PARALLELISM = 64;
 /** Containers backed up at once, 1 to MAX_PARALLELISM; '' for the default (the number of CPUs). */
 export function parseParallelism(raw: string, name = 'parallelism'): number {
   return parseWholeNumber(name, raw, 1, MAX_PARALLELISM, `a whole number from 1 to ${MAX_PARALLELISM}`) ?? Math.min(availableParallelism(), MAX_PARALLELISM);
+}
+
+/** Delta layers on a full writable layer before a backup takes the whole layer again (layer-compaction). */
+export const DEFAULT_LAYER_COMPACTION = 8;
+export const MAX_LAYER_COMPACTION = 100;
+
+/** Delta layers before the next full writable layer, 0 (never a delta) to MAX_LAYER_COMPACTION; '' for DEFAULT_LAYER_COMPACTION. */
+export function parseLayerCompaction(raw: string, name = 'layer-compaction'): number {
+  return parseWholeNumber(name, raw, 0, MAX_LAYER_COMPACTION, `a whole number from 0 to ${MAX_LAYER_COMPACTION}`) ?? DEFAULT_LAYER_COMPACTION;
 }
 
 /** Seconds, 1 to 86400; '' for the default. */

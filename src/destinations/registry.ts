@@ -3,7 +3,7 @@ import { repoComponent } from '../core/names.js';
 import { sha256Digest } from '../oci/digest.js';
 import type { ImageManifest } from '../oci/descriptor.js';
 import { OCI_MANIFEST } from '../oci/media-types.js';
-import type { RegistryClient } from '../registry/client.js';
+import { MANIFEST_LIMIT, type RegistryClient } from '../registry/client.js';
 import { DigestMismatchError, RegistryError } from '../registry/errors.js';
 import type { Keyring } from '../crypto/keyring.js';
 import { envelopeOf, openSealed, sealSet, sealedSummary } from '../snapshot/sealed-sets.js';
@@ -127,6 +127,23 @@ export class RegistryDestination implements Destination {
   async writeSet(set: SnapshotSet): Promise<SetReceipt> {
     const refs: Record<string, StoredRef> = {};
     const annotations = { 'org.opencontainers.image.created': set.created };
+    const sealed = this.keyring?.encrypting ? await sealSet(set, this.keyring) : { body: Buffer.from(JSON.stringify(set)), mediaType: SET_MEDIA_TYPE, annotations: {} };
+    const doc = sealed.body;
+    // Every blob of the set's own scope: volume chunks, their side records and the committed image configs (a restore's, not the pushed one's).
+    const scopeBlobs = setScopeBlobs(set);
+    const setManifest: ImageManifest = {
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: { mediaType: sealed.mediaType, digest: sha256Digest(doc), size: doc.length },
+      layers: scopeBlobs.map(descriptorOf),
+      annotations: { ...annotations, ...sealed.annotations },
+    };
+    const body = Buffer.from(JSON.stringify(setManifest));
+    if (body.length > MANIFEST_LIMIT) {
+      throw new DestinationError(
+        `${this.label}: the set manifest of ${set.tag} would take ${body.length} bytes (${scopeBlobs.length} blobs), more than the ${MANIFEST_LIMIT} a manifest is read back with; not written. Expected fewer or smaller volumes per set, or a dir: destination.`,
+      );
+    }
     const repos = new Map<string, string>();
     for (const c of set.containers) {
       const repo = this.repo({ container: c.name });
@@ -142,19 +159,8 @@ export class RegistryDestination implements Destination {
       const digest = await this.client.putManifest(repo, set.tag, OCI_MANIFEST, Buffer.from(JSON.stringify(manifest)));
       refs[c.name] = { ref: `${this.client.host}/${repo}:${set.tag}`, digest };
     }
-    const sealed = this.keyring?.encrypting ? await sealSet(set, this.keyring) : { body: Buffer.from(JSON.stringify(set)), mediaType: SET_MEDIA_TYPE, annotations: {} };
-    const doc = sealed.body;
-    const docDigest = await this.putJsonBlob(this.prefix, doc);
-    // Every blob of the set's own scope: volumes, their side records and the committed image configs (a restore's, not the pushed one's).
-    const scopeBlobs = setScopeBlobs(set);
-    const setManifest: ImageManifest = {
-      schemaVersion: 2,
-      mediaType: OCI_MANIFEST,
-      config: { mediaType: sealed.mediaType, digest: docDigest, size: doc.length },
-      layers: scopeBlobs.map(descriptorOf),
-      annotations: { ...annotations, ...sealed.annotations },
-    };
-    await this.client.putManifest(this.prefix, set.tag, OCI_MANIFEST, Buffer.from(JSON.stringify(setManifest)));
+    await this.putJsonBlob(this.prefix, doc);
+    await this.client.putManifest(this.prefix, set.tag, OCI_MANIFEST, body);
     return { refs };
   }
 

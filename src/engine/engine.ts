@@ -24,6 +24,23 @@ export interface EngineInfo {
   id?: string;
 }
 
+/** One path of `GET /containers/{id}/changes` (Engine API 1.41): Kind 0 Modified, 1 Added, 2 Deleted. */
+export interface ContainerChange {
+  Path: string;
+  Kind: 0 | 1 | 2;
+}
+
+/** The engine's stat of a container path (Engine API 1.41 ContainerPathStat). */
+export interface PathStat {
+  name: string;
+  size: number;
+  /** Go's os.FileMode: permission bits, setuid 1<<23, setgid 1<<22, sticky 1<<20, dir 1<<31, symlink 1<<27, … */
+  mode: number;
+  /** RFC 3339, nanoseconds. */
+  mtime: string;
+  linkTarget: string;
+}
+
 /** What an engine can run a container with (`GET /info`: Runtimes and Plugins), for a restore's up-front check. */
 export interface EngineFeatures {
   runtimes: string[];
@@ -423,6 +440,31 @@ export class Engine {
 
   async removeImage(ref: string, opts: { force?: boolean } = {}): Promise<void> {
     await unlessMissing(call(`remove image ${ref}`, () => this.docker.getImage(ref).remove({ force: opts.force ?? false })));
+  }
+
+  /**
+   * `GET /containers/{id}/changes`: the paths of the container's writable layer against its image,
+   * each Modified (0), Added (1) or Deleted (2). Empty when nothing changed (the engine says null).
+   */
+  async containerChanges(id: string, signal?: AbortSignal): Promise<ContainerChange[]> {
+    const list: unknown = await call(`list the changes of container ${id}`, () => this.docker.getContainer(id).changes() as Promise<unknown>, signal);
+    // No change: the engine answers `null`, which docker-modem passes on unparsed (not an array).
+    return Array.isArray(list) ? (list as ContainerChange[]) : [];
+  }
+
+  /**
+   * `HEAD /containers/{id}/archive?path=`: the stat of one path, from the header X-Docker-Container-Path-Stat
+   * (base64 JSON; `mode` is Go's os.FileMode, `mtime` RFC 3339 with nanoseconds, `linkTarget` the symlink
+   * fully resolved inside the container). Undefined when the path does not exist.
+   */
+  async statPath(id: string, path: string, signal?: AbortSignal): Promise<PathStat | undefined> {
+    const container = this.docker.getContainer(id);
+    const res = await unlessMissing(call(`stat ${path} of container ${id}`, () => container.infoArchive({ path }) as unknown as Promise<Readable & { headers: Record<string, string | undefined> }>, signal));
+    if (!res) return undefined;
+    res.resume();
+    const header = res.headers['x-docker-container-path-stat'];
+    if (!header) throw new EngineError(`stat ${path} of container ${id}: the engine sent no X-Docker-Container-Path-Stat header`);
+    return JSON.parse(Buffer.from(header, 'base64').toString('utf8')) as PathStat;
   }
 
   /** Streams `path` of the container's filesystem (volumes included) as a tar. */

@@ -34,7 +34,8 @@ export interface RegistryClientOptions {
 export const DEFAULT_RETRY: RetryOptions = { attempts: 5, delayMs: 500 };
 const REDIRECTS = [301, 302, 303, 307, 308];
 const MAX_REDIRECTS = 5;
-const MANIFEST_LIMIT = 4 * 1024 * 1024;
+/** The largest manifest this client reads back, in bytes. */
+export const MANIFEST_LIMIT = 4 * 1024 * 1024;
 const SMALL_BODY_LIMIT = 1024 * 1024;
 const DEFAULT_TIMEOUT_MS = 300_000;
 

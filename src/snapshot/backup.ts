@@ -14,12 +14,14 @@ import type { Journal } from '../core/journal.js';
 import { tempImageName } from '../core/run-names.js';
 import { allHave, storeBlob, type StoreTarget } from './blobs.js';
 import { storeSavedImage } from './image-archive.js';
+import { storeChunked, type ChunkIndex } from './chunked.js';
 import {
   SET_MEDIA_TYPE,
-  SET_SCHEMA_VERSION,
+  schemaVersionOf,
   layerMediaType,
   volumeMediaType,
   volumeMetadataMediaType,
+  isChunked,
   type Compression,
   type BlobDescriptor,
   type ContainerRecord,
@@ -39,6 +41,9 @@ import { captureSpec, containerReferences, userNetworkNames } from './spec.js';
 import { mountsToTake, type MountToTake } from './volumes.js';
 import { archiveRoot, keepVolumeMetadata, matchedScan, scanVolumeMetadata, type MetadataScan } from './volume-metadata.js';
 import { TOOL } from '../version.js';
+import { deltaTar, isEmpty, planDelta } from './layer-delta.js';
+import { scanLayer, type LayerIndex } from './layer-index.js';
+import { DEFAULT_LAYER_COMPACTION, MAX_INDEXED_PATHS, deltaAllowed, previousLayer, storeDelta, storeFullIndex, type PreviousLayer } from './writable-layer.js';
 
 export interface BackupContext {
   engine: Engine;
@@ -96,6 +101,10 @@ export class BackupError extends Error {
 interface History {
   layers: Map<string, BlobDescriptor>;
   volumes: Map<string, BlobDescriptor>;
+  /** Each container's image in the newest recent set that has it, by container ID (with its name then): the base of a delta layer. */
+  images: Map<string, { name: string; image: ImageRecord }>;
+  /** Chunks of chunked volumes, by content digest (any container's, any mount's). */
+  chunks: ChunkIndex;
 }
 
 const HISTORY_DEPTH = 5;
@@ -108,12 +117,16 @@ function volumeKey(container: string, destination: string): string {
 async function loadHistory(destinations: Destination[]): Promise<History> {
   const perDest: History[] = [];
   for (const dest of destinations) {
-    const h: History = { layers: new Map(), volumes: new Map() };
+    const h: History = { layers: new Map(), volumes: new Map(), images: new Map(), chunks: new Map() };
     for (const summary of (await dest.listSets()).filter((s) => !s.damaged).slice(0, HISTORY_DEPTH)) {
       const set = await setForHistory(dest, summary);
       for (const c of set?.containers ?? []) {
         for (const l of c.image.layers) h.layers.set(l.contentDigest, l);
         for (const v of c.volumes) if (!h.volumes.has(volumeKey(c.name, v.destination))) h.volumes.set(volumeKey(c.name, v.destination), v.blob);
+        // A sealed set's dedupe record names no container ID and no config: it is no base for a delta.
+        const full = 'id' in c && 'config' in c.image ? (c as ContainerRecord) : undefined;
+        if (full && !h.images.has(full.id)) h.images.set(full.id, { name: full.name, image: full.image });
+        for (const v of c.volumes) if (isChunked(v.blob)) for (const chunk of v.blob.chunks) h.chunks.set(chunk.contentDigest, chunk);
       }
     }
     perDest.push(h);
@@ -124,6 +137,8 @@ async function loadHistory(destinations: Destination[]): Promise<History> {
   return {
     layers: keep(first.layers, (h) => h.layers),
     volumes: keep(first.volumes, (h) => h.volumes),
+    images: new Map([...first.images].filter(([k, v]) => rest.every((h) => h.images.get(k)?.image.config?.digest === v.image.config?.digest))),
+    chunks: keep(first.chunks, (h) => h.chunks),
   };
 }
 
@@ -210,6 +225,11 @@ class ContainerBackup {
   /** Why a container was not held as asked, by container ID. */
   readonly notes = new Map<string, string>();
 
+  /** Volumes are stored as content-defined chunks, except for an artifact: destination (one artifact per chunk would be absurd): then each is one blob. */
+  private get chunking(): boolean {
+    return !this.opts.destinations.some((d) => d.kind === 'artifact');
+  }
+
   private get meter(): Meter {
     return this.ctx.meter ?? meterWith((line) => this.ctx.log.info(line));
   }
@@ -260,16 +280,22 @@ class ContainerBackup {
     // What is read while held goes to the spool, and to the destinations only once the container is back.
     const taken: TakenVolume[] = [];
     const pending: Spooled[] = [];
+    const previous = await this.previousLayer(info.Id, name);
     const hooks = hooksFor(this.opts, info.Config.Labels ?? {});
     if ((hooks.pre || hooks.post) && !running) log.info(`${name}: not running (${status}), so its pre- and post-command are not run`);
     try {
-      const { value: imageId, heldMs, held } = await this.withHooks(info.Id, name, running ? hooks : {}, gate, () =>
+      const { value: layer, heldMs, held } = await this.withHooks(info.Id, name, running ? hooks : {}, gate, () =>
         this.held(info, name, hold, mounts.length, gate, async () => {
           signal?.throwIfAborted();
-          journal?.tempImage(tempRef);
-          log.info(`${name}: committing the writable layer`);
-          const commit = engine.commit(info.Id, { pause: false, ...temp });
-          const committed = await phase('commit', () => (journal ? journal.track(commit) : commit));
+          const now = (this.opts.layerCompaction ?? DEFAULT_LAYER_COMPACTION) > 0 ? await phase('writable layer changes', () => scanLayer(engine, info.Id, MAX_INDEXED_PATHS, signal)) : undefined;
+          let committed: TakenLayer;
+          if (previous && now) committed = await this.takeDelta(info, name, previous, now, pending);
+          else {
+            journal?.tempImage(tempRef);
+            log.info(`${name}: committing the writable layer`);
+            const commit = engine.commit(info.Id, { pause: false, ...temp });
+            committed = { kind: 'commit', imageId: await phase('commit', () => (journal ? journal.track(commit) : commit)), now };
+          }
           for (const plan of plans) {
             const { mount } = plan;
             log.info(`${name}: reading ${mount.type === 'bind' ? `bind mount ${mount.source}` : `volume ${mount.name}`}`);
@@ -281,16 +307,14 @@ class ContainerBackup {
       signal?.throwIfAborted();
       for (const t of taken) volumes.push(await phase(`volume ${t.plan.mount.name || t.plan.mount.destination}`, () => this.storeVolume(name, t, stats)));
       await turn.wait();
-      const { image, stats: layerStats } = await phase('image layers', () => this.saveImage(imageId, name));
+      const { image, stats: layerStats } = await phase('image layers', () => (layer.kind === 'delta' ? this.storeDeltaImage(name, layer) : this.saveCommit(layer, name)));
       // Containers later in this run share base layers with this one: stored once per set.
       for (const layer of image.layers) if (!this.history.layers.has(layer.contentDigest)) this.history.layers.set(layer.contentDigest, layer);
       turn.done();
       stats.written += layerStats.written;
       stats.reused += layerStats.reused;
       const pausedMs = held === 'pause' ? heldMs : 0;
-      // Without excluded variables, the stored config is another image: its ID is that config's digest.
-      const id = this.opts.excludeEnv.length > 0 ? image.config.contentDigest : imageId;
-      return { name, id: info.Id, status: status as ContainerRecord['status'], image: { ...image, id, baseImage: info.Config.Image }, volumes, spec, pausedMs, ...(held === 'stop' ? { stoppedMs: heldMs } : {}), layerStats: stats };
+      return { name, id: info.Id, status: status as ContainerRecord['status'], image: { ...image, baseImage: info.Config.Image }, volumes, spec, pausedMs, ...(held === 'stop' ? { stoppedMs: heldMs } : {}), layerStats: stats };
     } finally {
       turn.done();
       await Promise.allSettled(pending.map((p) => this.spool.release(p)));
@@ -432,6 +456,65 @@ class ContainerBackup {
     log.info(`${name}: ${phase} done in ${ms} ms`);
   }
 
+  /**
+   * The last snapshot of this container (same ID, same name) in every destination, when the next
+   * may be a delta on it (layer-compaction not reached, not encrypted); its index and config read.
+   * Undefined otherwise: the writable layer is then committed whole.
+   */
+  private async previousLayer(id: string, name: string): Promise<PreviousLayer | undefined> {
+    const compaction = this.opts.layerCompaction ?? DEFAULT_LAYER_COMPACTION;
+    const last = this.history.images.get(id);
+    if (!last || last.name !== name || compaction === 0 || this.ctx.destinations[0]?.keyring?.encrypting) return undefined;
+    try {
+      const previous = await previousLayer(last.image, this.targets({ container: name }), this.targets(SET_SCOPE), layerMediaType(this.compression));
+      if (previous && previous.deltas >= compaction) this.ctx.log.info(`${name}: ${previous.deltas} delta layer(s) on the last full writable layer (layer-compaction ${compaction}): the whole layer is taken again`);
+      return deltaAllowed(previous, compaction) ? previous : undefined;
+    } catch (err) {
+      this.ctx.log.info(`${name}: the last snapshot's writable layer could not serve as a base (${errorMessage(err)}): the whole layer is taken`);
+      return undefined;
+    }
+  }
+
+  /** While held: reads what changed since `previous` (plan-delta) into the spool, touching no destination. */
+  private async takeDelta(info: ContainerInspect, name: string, previous: PreviousLayer, now: LayerIndex, pending: Spooled[]): Promise<TakenLayer> {
+    const plan = planDelta(previous.index, now);
+    this.ctx.log.info(`${name}: reading what changed in the writable layer since the last snapshot: ${plan.reads.length} path(s), ${plan.whiteouts.length} removed`);
+    if (isEmpty(plan)) return { kind: 'delta', previous, now };
+    await this.spool.ready();
+    const mountPoints = new Set((info.Mounts ?? []).map((m) => m.Destination));
+    const spooled = await phase('writable layer changes', () => this.spool.take(deltaTar(this.ctx.engine, info.Id, plan, mountPoints, this.ctx.signal)));
+    pending.push(spooled);
+    return { kind: 'delta', previous, now, spooled };
+  }
+
+  /** Once the container is back: the delta layer (checked as a whole tar), its config and the index stored. */
+  private async storeDeltaImage(name: string, layer: TakenLayer & { kind: 'delta' }): Promise<{ image: Omit<ImageRecord, 'baseImage'>; stats: { written: number; reused: number } }> {
+    let tar: Readable | undefined;
+    if (layer.spooled) {
+      const file = this.spool.read(layer.spooled);
+      tar = file.pipe(new TarChecker(`${name}: writable layer changes`));
+      file.on('error', (err) => tar?.destroy(err));
+      this.ctx.log.info(`${name}: storing the writable layer's changes (${formatBytes(layer.spooled.bytes)} before compression)`);
+    }
+    const exclude = this.opts.excludeEnv;
+    const stored = await storeDelta(layer.previous, tar, layer.now, { layers: this.targets({ container: name }), set: this.targets(SET_SCOPE) }, {
+      layerMediaType: layerMediaType(this.compression),
+      compression: this.compression,
+      created: (this.ctx.now?.() ?? new Date()).toISOString(),
+      rewriteConfig: exclude.length > 0 ? (config: Buffer) => imageConfigWithoutEnv(config, exclude) : undefined,
+    });
+    return { image: stored.image, stats: { written: stored.written, reused: layer.previous.image.layers.length } };
+  }
+
+  /** Once the container is back: the committed image stored, and the writable layer's index beside it. */
+  private async saveCommit(layer: TakenLayer & { kind: 'commit' }, name: string): Promise<{ image: Omit<ImageRecord, 'baseImage'>; stats: { written: number; reused: number } }> {
+    const { image, stats } = await this.saveImage(layer.imageId, name);
+    const index = await storeFullIndex(layer.now, this.targets(SET_SCOPE), this.compression);
+    // Without excluded variables, the stored config is another image: its ID is that config's digest.
+    const id = this.opts.excludeEnv.length > 0 ? image.config.contentDigest : layer.imageId;
+    return { image: { ...image, id, ...index }, stats };
+  }
+
   private async saveImage(imageId: string, name: string): Promise<{ image: Pick<ImageRecord, 'config' | 'layers'>; stats: { written: number; reused: number } }> {
     const { engine, signal } = this.ctx;
     const targets = this.targets({ container: name });
@@ -503,14 +586,25 @@ class ContainerBackup {
   private async storeVolume(container: string, taken: TakenVolume, stats: { written: number; reused: number }): Promise<VolumeRecord> {
     const { plan, spooled } = taken;
     const what = `${container}: ${plan.mount.type === 'bind' ? `bind mount ${plan.mount.source}` : `volume ${plan.mount.name}`}`;
-    let blob = plan.previous && (await this.sameContent(spooled, plan.previous)) ? plan.previous : undefined;
+    const checked = () => {
+      // Reads of 1 MiB: fewer turns through the tar check and the chunker.
+      const file = this.spool.read(spooled, 1 << 20);
+      const tar = file.pipe(new TarChecker(`${container}: ${plan.mount.name || plan.mount.destination}`));
+      file.on('error', (err) => tar.destroy(err));
+      return tar;
+    };
+    let blob = !this.chunking && plan.previous && (await this.sameContent(spooled, plan.previous)) ? plan.previous : undefined;
     if (blob) stats.reused++;
-    else {
+    else if (this.chunking) {
+      this.ctx.log.info(`${what}: storing the new chunks of ${formatBytes(spooled.bytes)} (before compression)`);
+      const chunked = await storeChunked(checked(), this.targets(SET_SCOPE), this.compression, this.history.chunks, this.meter(`${what}: chunking`, spooled.bytes));
+      this.ctx.log.info(`${what}: ${chunked.blob.chunks.length} chunk(s): ${chunked.written} stored, ${chunked.reused} already there`);
+      blob = chunked.blob;
+      stats.written += chunked.written;
+      stats.reused += chunked.reused;
+    } else {
       this.ctx.log.info(`${what}: storing ${formatBytes(spooled.bytes)} (before compression)`);
-      const file = this.spool.read(spooled);
-      const checked = file.pipe(new TarChecker(`${container}: ${plan.mount.name || plan.mount.destination}`));
-      file.on('error', (err) => checked.destroy(err));
-      blob = await storeBlob(checked, this.targets(SET_SCOPE), volumeMediaType(this.compression), this.meter(`${what}: storing`, spooled.bytes));
+      blob = await storeBlob(checked(), this.targets(SET_SCOPE), volumeMediaType(this.compression), this.meter(`${what}: storing`, spooled.bytes));
       stats.written++;
     }
     await this.spool.release(spooled);
@@ -550,6 +644,9 @@ function turnsInOrder(count: number): Turn[] {
   const finished = Array.from({ length: count }, (_v, i) => new Promise<void>((resolve) => (releases[i] = resolve)));
   return finished.map((_p, i) => ({ wait: () => (i === 0 ? Promise.resolve() : finished[i - 1]), done: () => releases[i]() }));
 }
+
+/** The writable layer as taken while held: committed whole, or what changed since `previous` spooled (absent: nothing did). */
+type TakenLayer = { kind: 'commit'; imageId: string; now?: LayerIndex } | { kind: 'delta'; previous: PreviousLayer; now: LayerIndex; spooled?: Spooled };
 
 /** What is known of a mount before its container is held (ContainerBackup.planVolume). */
 interface VolumePlan {
@@ -872,8 +969,9 @@ async function backUpAndStore(
   outcomes.push(...failures);
   if (records.length === 0) return { written: false, artifacts: [], destinations: [], groups };
   const env = ctx.env ?? {};
+  const containers = records.map(({ layerStats: _unused, ...r }) => r);
   const set: SnapshotSet = {
-    schemaVersion: SET_SCHEMA_VERSION,
+    schemaVersion: schemaVersionOf(containers),
     mediaType: SET_MEDIA_TYPE,
     tag: opts.tag,
     created,
@@ -884,7 +982,7 @@ async function backUpAndStore(
       ...(env.GITHUB_SHA ? { revision: env.GITHUB_SHA } : {}),
       ...(env.GITHUB_RUN_ID ? { run: `${env.GITHUB_REPOSITORY ?? ''}/actions/runs/${env.GITHUB_RUN_ID}` } : {}),
     },
-    containers: records.map(({ layerStats: _unused, ...r }) => r),
+    containers,
     failures: outcomes.filter((o) => o.status === 'failed').map((o) => ({ name: o.name, error: o.error ?? '' })),
   };
   log.info(`Writing snapshot set ${opts.tag} to ${ctx.destinations.map((d) => d.label).join(', ')}`);

@@ -1,11 +1,11 @@
 import { constants, createGunzip, createGzip, createZstdCompress, createZstdDecompress } from 'node:zlib';
-import { PassThrough, type Duplex, type Readable, type Transform } from 'node:stream';
+import { PassThrough, Readable, type Duplex, type Transform } from 'node:stream';
 import { AGE, KeyError, type Keyring } from '../crypto/keyring.js';
 import { pipeline } from 'node:stream/promises';
 import type { BlobScope, BlobWriter, Destination } from '../destinations/types.js';
 import { Digester, Verifier } from '../oci/digest.js';
 import { drain, fanOut } from '../util/streams.js';
-import type { BlobDescriptor } from './manifest.js';
+import { isChunked, type BlobDescriptor, type ChunkedBlob } from './manifest.js';
 
 // Measured here on 810 MB of libraries: zstd 3 at 141 MB/s to 35 %, gzip 1 at 77 MB/s to 40 %.
 export const ZSTD_LEVEL = 3;
@@ -26,9 +26,11 @@ function decompressor(mediaType: string): Transform | undefined {
 /**
  * A blob's content, read back from a destination: its stored digest checked, then decrypted (an
  * encrypted blob, with the destination's keyring: a KeyError without the key), decompressed and its
- * content digest checked.
+ * content digest checked. A chunked volume (ChunkedBlob): its chunks' contents, each checked so,
+ * one after the other, and the whole checked against its content digest.
  */
 export async function openContent(dest: Destination, scope: BlobScope, blob: BlobDescriptor, what: string): Promise<Readable> {
+  if (isChunked(blob)) return openChunks(dest, scope, blob, what);
   const decrypt = blob.encryption ? decryptor(dest, `${what} (${dest.label})`) : undefined;
   const stored = await dest.readBlob(scope, blob.digest);
   const out = new PassThrough();
@@ -40,6 +42,16 @@ export async function openContent(dest: Destination, scope: BlobScope, blob: Blo
     stages.push(new Verifier({ digest: blob.contentDigest, size: blob.contentSize }, `${what} content (${dest.label})`));
   }
   pipeline([...stages, out]).catch((err: Error) => out.destroy(err));
+  return out;
+}
+
+function openChunks(dest: Destination, scope: BlobScope, blob: ChunkedBlob, what: string): Readable {
+  async function* chunks(): AsyncGenerator<Buffer> {
+    for (const [i, chunk] of blob.chunks.entries()) yield* await openContent(dest, scope, chunk, `${what} chunk ${i}`);
+  }
+  const out = new PassThrough();
+  const whole = new Verifier({ digest: blob.contentDigest, size: blob.contentSize }, `${what} content (${dest.label})`);
+  pipeline(Readable.from(chunks(), { objectMode: false }), whole, out).catch((err: Error) => out.destroy(err));
   return out;
 }
 

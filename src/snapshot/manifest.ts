@@ -4,7 +4,20 @@ import type { Descriptor } from '../oci/descriptor.js';
 import type { ContainerSpec } from './spec.js';
 
 export const SET_MEDIA_TYPE = 'application/vnd.container-snapshot.set.v1+json';
+/** The schema written by default; 2 for a set with a delta layer or a chunked volume (see schemaVersionOf). */
 export const SET_SCHEMA_VERSION = 1;
+/** Schemas this version reads: 1, and 2 (delta layers, chunked volumes). */
+export const SET_SCHEMA_VERSIONS = [1, 2] as const;
+export type SetSchemaVersion = (typeof SET_SCHEMA_VERSIONS)[number];
+
+/**
+ * The schema a set is written with: 2 once one of its images has a delta layer (ImageRecord.deltas)
+ * or one of its volumes is stored as chunks (ChunkedBlob), else 1, so that older readers read it.
+ */
+export function schemaVersionOf(containers: ContainerRecord[]): SetSchemaVersion {
+  const v2 = containers.some((c) => (c.image.deltas ?? 0) > 0 || c.volumes.some((v) => isChunked(v.blob)));
+  return v2 ? 2 : SET_SCHEMA_VERSION;
+}
 /** A set document encrypted with age (sealed-sets.ts): its descriptor's media type. */
 export const SET_AGE_MEDIA_TYPE = `${SET_MEDIA_TYPE}+age`;
 export type Compression = 'zstd' | 'gzip';
@@ -16,6 +29,12 @@ export function layerMediaType(compression: Compression): string {
 export function volumeMediaType(compression: Compression): string {
   return `application/vnd.container-snapshot.volume.v1.tar+${compression}`;
 }
+/** One content-defined chunk of a volume's archive (chunked.ts), compressed like the volume. */
+export function chunkMediaType(compression: Compression): string {
+  return `application/vnd.container-snapshot.chunk.v1+${compression}`;
+}
+/** A volume's archive stored as chunks (ChunkedBlob): no bytes of its own. */
+export const CHUNKED_VOLUME_MEDIA_TYPE = 'application/vnd.container-snapshot.volume.v2.tar+chunks';
 /** A volume's side record (JSON, `MetadataRecord` in volume-metadata.ts) of what the engine's archive drops. */
 export function volumeMetadataMediaType(compression: Compression): string {
   return `application/vnd.container-snapshot.volume-metadata.v1+json+${compression}`;
@@ -33,6 +52,26 @@ export interface BlobDescriptor extends Descriptor {
   encryption?: 'age';
 }
 
+/**
+ * A volume's archive cut into content-defined chunks (chunker.ts), each stored as its own blob.
+ * `contentDigest`/`contentSize` are the whole archive's (the chunks' contents concatenated);
+ * `digest` is the same content digest (no blob is stored under it) and `size` the sum of the
+ * chunks' stored sizes. `chunks` lists them in order; the same chunk may appear more than once.
+ */
+export interface ChunkedBlob extends BlobDescriptor {
+  mediaType: typeof CHUNKED_VOLUME_MEDIA_TYPE;
+  chunks: BlobDescriptor[];
+}
+
+export function isChunked(blob: BlobDescriptor): blob is ChunkedBlob {
+  return blob.mediaType === CHUNKED_VOLUME_MEDIA_TYPE && Array.isArray((blob as ChunkedBlob).chunks);
+}
+
+/** The blobs stored for `blob`: its chunks when it is chunked, else itself. Everything that reads, counts, copies or sweeps blobs goes through here. */
+export function storedBlobs(blob: BlobDescriptor): BlobDescriptor[] {
+  return isChunked(blob) ? blob.chunks : [blob];
+}
+
 export interface ImageRecord {
   /** Image ID of the committed writable layer (the sha256 of its config). */
   id: string;
@@ -40,6 +79,14 @@ export interface ImageRecord {
   baseImage: string;
   config: BlobDescriptor;
   layers: BlobDescriptor[];
+  /**
+   * How many of the top layers are delta layers (layer-delta.ts): each holds what changed in the
+   * writable layer since the snapshot before, over the full writable layer below them. Absent or 0:
+   * the top layer is the whole writable layer (a commit).
+   */
+  deltas?: number;
+  /** The writable layer's index at this snapshot (layer-index.ts), for the next backup to compare with; a set-scope blob. */
+  layerIndex?: BlobDescriptor;
 }
 
 export interface VolumeRecord {
@@ -53,7 +100,8 @@ export interface VolumeRecord {
   driver?: string;
   driverOptions?: Record<string, string>;
   labels?: Record<string, string>;
-  blob: BlobDescriptor;
+  /** The archive of the volume: one blob (every set of schema 1; sets for an artifact: destination), or chunked. */
+  blob: BlobDescriptor | ChunkedBlob;
   /** What the engine's archive of this volume dropped (absent in sets written before it was recorded). */
   metadata?: VolumeMetadata;
 }
@@ -94,7 +142,7 @@ export interface ContainerRecord {
 }
 
 export interface SnapshotSet {
-  schemaVersion: typeof SET_SCHEMA_VERSION;
+  schemaVersion: SetSchemaVersion;
   mediaType: typeof SET_MEDIA_TYPE;
   tag: string;
   created: string;
@@ -167,14 +215,24 @@ function checkBlob(blob: BlobDescriptor | undefined, where: string): void {
   }
 }
 
-/** Every blob a set references, each once. */
+function checkVolumeBlob(blob: BlobDescriptor, where: string): void {
+  checkBlob(blob, where);
+  if (blob.mediaType !== CHUNKED_VOLUME_MEDIA_TYPE) return;
+  if (!isChunked(blob) || blob.chunks.length === 0) throw new ManifestError(`Invalid snapshot manifest: ${where} is chunked and lists no chunks.`);
+  blob.chunks.forEach((chunk, i) => checkBlob(chunk, `${where} chunk ${i}`));
+  const sum = (n: number, b: BlobDescriptor) => n + b.contentSize;
+  if (blob.chunks.reduce(sum, 0) !== blob.contentSize) throw new ManifestError(`Invalid snapshot manifest: ${where}: its chunks do not add up to its size.`);
+}
+
+/** Every blob a set stores, each once (a chunked volume's chunks, never its whole). */
 export function setBlobs(set: SnapshotSet): BlobDescriptor[] {
   const all = set.containers.flatMap((c) => [...c.image.layers, ...setScopeBlobsOf(c)]);
   return [...new Map(all.map((b) => [b.digest, b])).values()];
 }
 
 function setScopeBlobsOf(c: ContainerRecord): BlobDescriptor[] {
-  return [c.image.config, ...c.volumes.flatMap((v) => (v.metadata?.record ? [v.blob, v.metadata.record] : [v.blob]))];
+  const index = c.image.layerIndex ? [c.image.layerIndex] : [];
+  return [c.image.config, ...index, ...c.volumes.flatMap((v) => [...storedBlobs(v.blob), ...(v.metadata?.record ? [v.metadata.record] : [])])];
 }
 
 /** The blobs a set keeps in its own scope (not a container's image): image configs, volumes and their side records, each once. */
@@ -218,9 +276,9 @@ export function parseSet(text: string, where: string): SnapshotSet {
   } catch (err) {
     throw new ManifestError(`Invalid snapshot manifest at ${where}: ${(err as Error).message}`);
   }
-  if (set?.mediaType !== SET_MEDIA_TYPE || set.schemaVersion !== SET_SCHEMA_VERSION) {
+  if (set?.mediaType !== SET_MEDIA_TYPE || !(SET_SCHEMA_VERSIONS as readonly unknown[]).includes(set.schemaVersion)) {
     throw new ManifestError(
-      `Unsupported snapshot manifest at ${where}: expected ${SET_MEDIA_TYPE} schema ${SET_SCHEMA_VERSION}, found ${String(set?.mediaType)} ${String(set?.schemaVersion)}.`,
+      `Unsupported snapshot manifest at ${where}: expected ${SET_MEDIA_TYPE} schema ${SET_SCHEMA_VERSIONS.join(' or ')}, found ${String(set?.mediaType)} ${String(set?.schemaVersion)}.`,
     );
   }
   if (!Array.isArray(set.containers)) throw new ManifestError(`Invalid snapshot manifest at ${where}: no containers.`);
@@ -228,7 +286,10 @@ export function parseSet(text: string, where: string): SnapshotSet {
   for (const c of set.containers) {
     checkBlob(c.image?.config, `container ${c.name} image config`);
     c.image.layers.forEach((l, i) => checkBlob(l, `container ${c.name} layer ${i}`));
-    c.volumes.forEach((v) => checkBlob(v.blob, `container ${c.name} volume ${v.name || v.destination}`));
+    if (c.image.layerIndex) checkBlob(c.image.layerIndex, `container ${c.name} writable layer index`);
+    const deltas = c.image.deltas ?? 0;
+    if (!(Number.isInteger(deltas) && deltas >= 0 && (deltas === 0 || deltas < c.image.layers.length))) throw new ManifestError(`Invalid snapshot manifest at ${where}: container ${c.name} has ${String(c.image.deltas)} delta layers of ${c.image.layers.length}.`);
+    c.volumes.forEach((v) => checkVolumeBlob(v.blob, `container ${c.name} volume ${v.name || v.destination}`));
     c.volumes.forEach((v) => v.metadata?.record && checkBlob(v.metadata.record, `container ${c.name} volume ${v.name || v.destination} side record`));
   }
   return set;

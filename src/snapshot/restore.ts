@@ -8,7 +8,7 @@ import { ConflictError, type ContainerInspect, type Engine } from '../engine/eng
 import { SET_SCOPE, type BlobScope, type Destination } from '../destinations/types.js';
 import { openContent, verifyBlob as verifyStored } from './blobs.js';
 import { loadArchive } from './image-archive.js';
-import type { BlobDescriptor, ContainerRecord, SnapshotSet, VolumeRecord } from './manifest.js';
+import { isChunked, storedBlobs, type BlobDescriptor, type ContainerRecord, type SnapshotSet, type VolumeRecord } from './manifest.js';
 import { captureSpec, containerReferences, createNetworkOptions, createOptions, renameReferences } from './spec.js';
 import { Filler, RUN_LABEL } from './fill.js';
 import { InterruptedError, RestoreTransaction, rollBackTargets, type ReplacedVolume, type TargetPending } from './transaction.js';
@@ -102,7 +102,8 @@ export async function verifyContainers(source: Destination, containers: Containe
     seen.add(key);
   };
   let count = 0;
-  const blobs = containers.reduce((n, c) => n + 1 + c.image.layers.length + (includeVolumes ? c.volumes.length + c.volumes.filter((v) => v.metadata?.record).length : 0), 0);
+  const volumeBlobs = (c: ContainerRecord) => c.volumes.reduce((n, v) => n + storedBlobs(v.blob).length + (v.metadata?.record ? 1 : 0), 0);
+  const blobs = containers.reduce((n, c) => n + 1 + c.image.layers.length + (includeVolumes ? volumeBlobs(c) : 0), 0);
   log.info(`Verifying ${blobs} blob(s) of ${containers.length} container(s) (each read in full)`);
   for (const c of containers) {
     const scope = imageScope(c);
@@ -111,10 +112,13 @@ export async function verifyContainers(source: Destination, containers: Containe
     count += 1 + c.image.layers.length;
     if (includeVolumes) {
       for (const v of c.volumes) {
-        await verifyBlob(source, SET_SCOPE, v.blob, `${c.name} volume ${v.name || v.destination}`);
-        if (v.metadata?.record) await verifyBlob(source, SET_SCOPE, v.metadata.record, `${c.name} volume ${v.name || v.destination} side record`);
+        const what = `${c.name} volume ${v.name || v.destination}`;
+        // Each chunk on its own: sets share most of them, and `seen` reads each once.
+        if (isChunked(v.blob)) for (const [i, chunk] of v.blob.chunks.entries()) await verifyBlob(source, SET_SCOPE, chunk, `${what} chunk ${i}`);
+        else await verifyBlob(source, SET_SCOPE, v.blob, what);
+        if (v.metadata?.record) await verifyBlob(source, SET_SCOPE, v.metadata.record, `${what} side record`);
       }
-      count += c.volumes.length + c.volumes.filter((v) => v.metadata?.record).length;
+      count += volumeBlobs(c);
     }
     log.info(`${c.name}: checksums verified`);
   }

@@ -36,8 +36,8 @@ export interface SealedDocument {
  * point, its volumes. Kept in the envelope sealed with a secret of the backup's (Keyring.sealRecord:
  * the passphrase's session key, else this host's key), so that blobs are reused although age
  * ciphertext is never the same twice, and only on the word of a record the backup itself sealed.
- * Content-defined chunks will go the same way: each chunk an age file under its stored digest, and
- * this record mapping each chunk's content digest to that descriptor.
+ * A chunked volume's blob lists its chunks: each an age file under its stored digest, found here by
+ * its content digest, which never appears in clear (the envelope lists stored digests only).
  */
 export interface DedupeRecord {
   containers: Array<{ name: string; image: { layers: BlobDescriptor[] }; volumes: Array<{ destination: string; blob: BlobDescriptor }> }>;

@@ -3,7 +3,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { errorMessage } from '../core/log.js';
 import { SET_SCOPE, type BlobScope, type Destination, type StoredRef } from '../destinations/types.js';
 import { Verifier } from '../oci/digest.js';
-import type { BlobDescriptor, SnapshotSet } from './manifest.js';
+import { storedBlobs, type BlobDescriptor, type SnapshotSet } from './manifest.js';
 
 /** One destination asked for, and whether it holds the complete set (else why not). */
 export interface SetPlacement {
@@ -61,7 +61,8 @@ function blobsOf(set: SnapshotSet): Array<{ scope: BlobScope; blob: BlobDescript
   for (const c of set.containers) {
     for (const layer of c.image.layers) add({ container: c.name }, layer, `${c.name} layer ${layer.digest}`);
     add(SET_SCOPE, c.image.config, `${c.name} image config`);
-    for (const v of c.volumes) add(SET_SCOPE, v.blob, `${c.name} volume ${v.name || v.destination}`);
+    if (c.image.layerIndex) add(SET_SCOPE, c.image.layerIndex, `${c.name} writable layer index`);
+    for (const v of c.volumes) for (const blob of storedBlobs(v.blob)) add(SET_SCOPE, blob, `${c.name} volume ${v.name || v.destination}`);
   }
   return [...out.values()];
 }

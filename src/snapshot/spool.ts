@@ -150,9 +150,9 @@ export class Spool {
     }
   }
 
-  /** The spooled bytes, to be read once the container is back. */
-  read(spooled: Spooled): Readable {
-    return createReadStream(spooled.path);
+  /** The spooled bytes, to be read once the container is back; `highWaterMark`: bytes per read (64 KiB by default). */
+  read(spooled: Spooled, highWaterMark?: number): Readable {
+    return createReadStream(spooled.path, highWaterMark ? { highWaterMark } : {});
   }
 
   /** Removes one spooled file (once stored, or after a failure). */

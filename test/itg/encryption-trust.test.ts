@@ -10,7 +10,7 @@ import { Keyring } from '../../src/crypto/keyring.js';
 import { DirDestination } from '../../src/destinations/dir.js';
 import { SET_SCOPE } from '../../src/destinations/types.js';
 import { storeBlob } from '../../src/snapshot/blobs.js';
-import type { BlobDescriptor, SnapshotSet } from '../../src/snapshot/manifest.js';
+import { isChunked, storedBlobs, type BlobDescriptor, type SnapshotSet } from '../../src/snapshot/manifest.js';
 import { setsTable } from '../../src/report.js';
 import { ENVELOPE_ANNOTATION, ENVELOPE_DIGEST_ANNOTATION } from '../../src/snapshot/sealed-sets.js';
 import { backUp, restoreFrom, testEnv } from '../support/commands.js';
@@ -60,7 +60,7 @@ describe('encrypted stores: what a backup and a restore trust', () => {
     const forger = new DirDestination(store, root, () => undefined, new Keyring({ recipients: [keys.recipient] }, undefined, words));
     const junk = await storeBlob(Readable.from([randomBytes(64)]), [{ dest: forger, scope: SET_SCOPE }], 'application/vnd.oci.image.layer.v1.tar+zstd');
     const poisoned = (b: BlobDescriptor): BlobDescriptor => ({ ...junk, mediaType: b.mediaType, contentDigest: b.contentDigest, contentSize: b.contentSize });
-    const containers = honest.containers.map((c) => ({ ...c, image: { ...c.image, layers: c.image.layers.map(poisoned) }, volumes: c.volumes.map((v) => ({ ...v, blob: poisoned(v.blob) })) }));
+    const containers = honest.containers.map((c) => ({ ...c, image: { ...c.image, layers: c.image.layers.map(poisoned) }, volumes: c.volumes.map((v) => ({ ...v, blob: isChunked(v.blob) ? { ...v.blob, chunks: v.blob.chunks.map(poisoned) } : poisoned(v.blob) })) }));
     const forged: SnapshotSet = { ...honest, tag: 'f1', created: new Date(Date.parse(honest.created) + 1000).toISOString(), containers };
     await forger.writeSet(forged);
     const tagFile = join(root, 'sets', 'f1.json');
@@ -75,7 +75,7 @@ describe('encrypted stores: what a backup and a restore trust', () => {
     // The honest record of h1 (sealed with this host's key) is still reused.
     expect(h2.containers[0].blobs.reused).toBeGreaterThanOrEqual(1);
     const set = (await reader.readSet('h2'))!;
-    const used = [...set.containers[0].image.layers, ...set.containers[0].volumes.map((v) => v.blob)].map((b) => b.digest);
+    const used = [...set.containers[0].image.layers, ...set.containers[0].volumes.flatMap((v) => storedBlobs(v.blob))].map((b) => b.digest);
     expect(used).not.toContain(junk.digest);
     const v = await verify(parseDestination(store), 'h2', {}, { log: quietLog, env: testEnv, decryption: { identities: [keys.identity] } });
     expect(v.blobs).toBeGreaterThanOrEqual(3);

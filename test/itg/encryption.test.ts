@@ -11,6 +11,7 @@ import { Readable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
 import { parseDestination } from '../../src/core/options.js';
+import { storedBlobs } from '../../src/snapshot/manifest.js';
 import { backUp, inputs, testEnv } from '../support/commands.js';
 import { Resources, docker, quietLog, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
 
@@ -119,7 +120,7 @@ describe('encryption at rest (dir:)', () => {
     await expectRefused({ source: byKey, snapshot: 'k1', 'decryption-identity': other.identityFile }, `Snapshot k1 in ${byKey} cannot be decrypted with the key or passphrase given: it was encrypted for another. Expected the identity or passphrase it was made with (decryption-identity or decryption-passphrase).`);
     await expectRefused({ source: byPass, snapshot: 'p1', 'decryption-passphrase': 'not it' }, `Snapshot p1 in ${byPass} cannot be decrypted`);
     const set = await verifyAndRead(byKey, 'k1', { identities: [keys.identity] });
-    const blob = join(byKey.slice(4), 'blobs', 'sha256', set.containers[0].volumes[0].blob.digest.slice(7));
+    const blob = join(byKey.slice(4), 'blobs', 'sha256', storedBlobs(set.containers[0].volumes[0].blob)[0].digest.slice(7));
     const original = readFileSync(blob);
     const changed = Buffer.from(original);
     changed[changed.length - 20] ^= 1;

@@ -7,7 +7,7 @@ import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js'
 import { parseDestination, type Credentials } from '../../src/core/options.js';
 import { processStart } from '../../src/core/recovery.js';
 import { RegistryClient } from '../../src/registry/client.js';
-import type { SnapshotSet } from '../../src/snapshot/manifest.js';
+import { storedBlobs, type SnapshotSet } from '../../src/snapshot/manifest.js';
 import { parseRetentionPolicy } from '../../src/core/retention-input.js';
 import { Resources, docker, quietLog, runContainer } from '../support/fixtures.js';
 
@@ -48,7 +48,7 @@ describe('prune applies a retention policy to dir: and registry:', () => {
   const needs = (tag: string): string[] => {
     const set = docOf(tag);
     const { digest } = JSON.parse(readFileSync(join(root, 'sets', `${tag}.json`), 'utf8')) as { digest: string };
-    const blobs = set.containers.flatMap((c) => [c.image.config, ...c.image.layers, ...c.volumes.flatMap((v) => [v.blob, ...(v.metadata?.record ? [v.metadata.record] : [])])]);
+    const blobs = set.containers.flatMap((c) => [c.image.config, ...(c.image.layerIndex ? [c.image.layerIndex] : []), ...c.image.layers, ...c.volumes.flatMap((v) => [...storedBlobs(v.blob), ...(v.metadata?.record ? [v.metadata.record] : [])])]);
     return [digest, ...blobs.map((b) => b.digest)].map((d) => d.slice(7));
   };
 

@@ -1,0 +1,90 @@
+import { createHash } from 'node:crypto';
+import { Readable, type Transform } from 'node:stream';
+import { allHave, storeBlob, type StoreTarget } from './blobs.js';
+import { CHUNK_SIZES, chunksOf } from './chunker.js';
+import { CHUNKED_VOLUME_MEDIA_TYPE, chunkMediaType, type BlobDescriptor, type ChunkedBlob, type Compression } from './manifest.js';
+
+/** Chunks already stored, by content digest: each chunk's descriptor (from recent sets, and from this run as it stores them). */
+export type ChunkIndex = Map<string, BlobDescriptor>;
+
+const ZEROS = Buffer.alloc(CHUNK_SIZES.max);
+const zeroDigests = new Map<number, string>();
+
+/** The sha256 of a chunk; a sparse file's holes cut into many chunks of zeros, so theirs is computed once per length. */
+function contentDigestOf(chunk: Buffer): string {
+  const zeros = chunk.length <= ZEROS.length && chunk.equals(ZEROS.subarray(0, chunk.length));
+  const known = zeros ? zeroDigests.get(chunk.length) : undefined;
+  if (known) return known;
+  const digest = `sha256:${createHash('sha256').update(chunk).digest('hex')}`;
+  if (zeros) zeroDigests.set(chunk.length, digest);
+  return digest;
+}
+
+/** What storing a chunked volume did: its descriptor, and how many chunks were stored or found already stored. */
+export interface ChunkedResult {
+  blob: ChunkedBlob;
+  written: number;
+  reused: number;
+}
+
+/** Chunks stored at once: compressing one while the other is written and synced to disk. */
+const IN_FLIGHT = 2;
+
+/**
+ * Cuts `source` (a volume's archive) into content-defined chunks (chunker.ts) and stores each
+ * chunk that `known` does not hold, or that some target lacks, as its own blob through storeBlob
+ * (compressed, encrypted when the targets' keyring encrypts), IN_FLIGHT at a time; the others are
+ * referenced as they are. Chunks it stores are added to `known`, so a chunk repeated in this run
+ * is stored once. `meter` sees the content on its way. Throws what storeBlob throws (the
+ * destination named).
+ */
+export async function storeChunked(source: Readable, targets: StoreTarget[], compression: Compression, known: ChunkIndex, meter?: Transform): Promise<ChunkedResult> {
+  const input = meter ? source.pipe(meter) : source;
+  if (meter) source.on('error', (err) => meter.destroy(err));
+  const whole = createHash('sha256');
+  const chunks: Array<Promise<BlobDescriptor>> = [];
+  const storing = new Map<string, Promise<BlobDescriptor>>();
+  const present = new Set<string>();
+  const inFlight = new Set<Promise<BlobDescriptor>>();
+  let written = 0;
+  let contentSize = 0;
+  try {
+    for await (const chunk of chunksOf(input)) {
+      whole.update(chunk);
+      contentSize += chunk.length;
+      const digest = contentDigestOf(chunk);
+      const stored = known.get(digest);
+      if (stored && (present.has(stored.digest) || (await allHave(targets, stored.digest)))) {
+        present.add(stored.digest);
+        chunks.push(Promise.resolve(stored));
+        continue;
+      }
+      const pending = storing.get(digest);
+      if (pending) {
+        chunks.push(pending);
+        continue;
+      }
+      if (inFlight.size >= IN_FLIGHT) await Promise.race(inFlight);
+      const store = storeBlob(Readable.from([chunk]), targets, chunkMediaType(compression)).then((blob) => {
+        known.set(digest, blob);
+        present.add(blob.digest);
+        return blob;
+      });
+      // Its failure is awaited below (Promise.all); meanwhile it must not count as unhandled.
+      store.catch(() => undefined);
+      const tracked = store.finally(() => inFlight.delete(tracked));
+      tracked.catch(() => undefined);
+      inFlight.add(tracked);
+      storing.set(digest, store);
+      chunks.push(store);
+      written++;
+    }
+  } finally {
+    await Promise.allSettled(inFlight);
+  }
+  const descriptors = await Promise.all(chunks);
+  const contentDigest = `sha256:${whole.digest('hex')}`;
+  const size = descriptors.reduce((n, c) => n + c.size, 0);
+  const blob: ChunkedBlob = { mediaType: CHUNKED_VOLUME_MEDIA_TYPE, digest: contentDigest, size, contentDigest, contentSize, chunks: descriptors };
+  return { blob, written, reused: descriptors.length - written };
+}

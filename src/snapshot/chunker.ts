@@ -1,0 +1,193 @@
+import { createHash } from 'node:crypto';
+
+/**
+ * Chunk sizes in bytes. Measured on 30 MB of random data with 1 MB of it rewritten (16 trials
+ * each): an average of 1 MiB (256 KiB–4 MiB, restic's average) stored 4.0 MB again, 512 KiB 1.8–2.3
+ * MB, 256 KiB 1.5–1.7 MB; a chunk is one blob (one stat or HEAD to reuse, one line in a registry
+ * manifest), so 512 KiB: ~400 blobs for 200 MB. The minimum (1/8 of the average) lets a changed run
+ * resynchronise soon; the maximum bounds memory (a chunk is held whole while it is stored).
+ */
+export interface ChunkSizes {
+  min: number;
+  avg: number;
+  max: number;
+}
+
+export const CHUNK_SIZES: ChunkSizes = { min: 64 << 10, avg: 512 << 10, max: 2 << 20 };
+
+/**
+ * The gear table of FastCDC (Xia et al., USENIX ATC 2016): 256 pseudo-random 32-bit values, derived
+ * from a fixed seed. Changing it moves every boundary (nothing breaks, but nothing dedupes against
+ * chunks cut before), so it never changes.
+ */
+const GEAR = Int32Array.from({ length: 256 }, (_v, i) => createHash('sha256').update(`container-snapshot gear ${i}`).digest().readInt32BE(0));
+
+/** A mask of the top `bits` bits: the gear hash's top bits depend on the last 32 bytes, the bottom ones on fewer. */
+function topBits(bits: number): number {
+  return 0xffffffff << (32 - bits);
+}
+
+/**
+ * Where the chunk that starts at `start` ends: FastCDC with normalized chunking (level 2): a
+ * harder mask before the average size, an easier one after it. `end` is where the data available
+ * ends; the caller gives at least `max` bytes unless the stream has ended. Returns an offset in `buf`.
+ */
+export function cutPoint(buf: Uint8Array, start: number, end: number, sizes: ChunkSizes = CHUNK_SIZES): number {
+  const n = Math.min(end - start, sizes.max);
+  if (n <= sizes.min) return start + n;
+  const bits = Math.round(Math.log2(sizes.avg));
+  const hard = topBits(bits + 2);
+  const easy = topBits(bits - 2);
+  const normal = start + Math.min(sizes.avg, n);
+  const last = start + n;
+  let h = 0;
+  let i = start + sizes.min;
+  for (; i < normal; i++) {
+    h = ((h << 1) + GEAR[buf[i]]) | 0;
+    if ((h & hard) === 0) return i + 1;
+  }
+  for (; i < last; i++) {
+    h = ((h << 1) + GEAR[buf[i]]) | 0;
+    if ((h & easy) === 0) return i + 1;
+  }
+  return last;
+}
+
+const zeroCuts = new Map<ChunkSizes, { zeros: Buffer; cut: number }>();
+
+/** A run of `max` zero bytes, and where cutPoint ends a chunk that starts with one (computed once). */
+function zeroRun(sizes: ChunkSizes): { zeros: Buffer; cut: number } {
+  let z = zeroCuts.get(sizes);
+  if (!z) {
+    const zeros = Buffer.alloc(sizes.max);
+    z = { zeros, cut: cutPoint(zeros, 0, zeros.length, sizes) };
+    zeroCuts.set(sizes, z);
+  }
+  return z;
+}
+
+const BLOCK = 512;
+
+/** A ustar header's checksum (POSIX.1-2017 pax, "ustar Interchange Format"): its bytes summed, the checksum field read as spaces. */
+function checksumOk(h: Buffer): boolean {
+  let sum = 0;
+  for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : h[i];
+  const field = h.subarray(148, 156).toString('latin1').replace(/[\0 ]+$/, '').trim();
+  return /^[0-7]+$/.test(field) && Number.parseInt(field, 8) === sum;
+}
+
+/** A header's size field: octal, or base-256 (GNU, for members of 8 GiB and more) when its first byte has the high bit. */
+function memberSize(h: Buffer): number {
+  if (h[124] & 0x80) {
+    let n = 0;
+    for (let i = 125; i < 136; i++) n = n * 256 + h[i];
+    return n;
+  }
+  const field = h.subarray(124, 136).toString('latin1').replace(/[\0 ]+$/, '').trim();
+  return field ? Number.parseInt(field, 8) : 0;
+}
+
+/**
+ * Where a tar archive's large members start and where their data starts, found as the stream goes
+ * by: a chunk is cut at both, so that a member's header (its mtime changes with every write) is a
+ * chunk of its own and the member's data chunks start with its data (a renamed or copied large
+ * file dedupes). Extended headers (pax `x`/`g`, GNU `L`/`K`) belong to the member they precede.
+ * A stream that is not a tar archive (a header with a wrong checksum) gets no such cuts.
+ */
+class TarBoundaries {
+  private next = 0;
+  private readonly head = Buffer.alloc(BLOCK);
+  private headLen = 0;
+  private sequence: number | undefined;
+  private done = false;
+  /** Offsets in the stream, ascending, where a chunk must end. */
+  readonly cuts: number[] = [];
+
+  constructor(private readonly large: number) {}
+
+  /** Below this offset of the stream, every cut is known. */
+  get horizon(): number {
+    return this.done ? Number.POSITIVE_INFINITY : (this.sequence ?? this.next);
+  }
+
+  /** Reads the headers in `data`, the stream's bytes from offset `at`. */
+  feed(data: Buffer, at: number): void {
+    const end = at + data.length;
+    while (!this.done) {
+      const want = this.next + this.headLen;
+      if (want >= end) return;
+      const n = Math.min(BLOCK - this.headLen, end - want);
+      data.copy(this.head, this.headLen, want - at, want - at + n);
+      this.headLen += n;
+      if (this.headLen < BLOCK) return;
+      this.headLen = 0;
+      this.member(this.next);
+    }
+  }
+
+  private member(at: number): void {
+    if (!checksumOk(this.head)) {
+      this.done = true;
+      return;
+    }
+    const size = memberSize(this.head);
+    this.next = at + BLOCK + Math.ceil(size / BLOCK) * BLOCK;
+    if ('xgLK'.includes(String.fromCharCode(this.head[156]))) {
+      this.sequence ??= at;
+      return;
+    }
+    const start = this.sequence ?? at;
+    this.sequence = undefined;
+    if (size >= this.large) this.cuts.push(start, at + BLOCK);
+  }
+}
+
+/**
+ * Cuts a byte stream into content-defined chunks (cutPoint), each yielded as a Buffer not to be changed, in
+ * order; together they are the stream. A tar archive's members of `min` bytes or more are also cut
+ * before their header and after it (TarBoundaries). A chunk that starts a run of `max` zero bytes
+ * (a sparse file's hole) is cut without hashing, where cutPoint would cut it.
+ */
+export async function* chunksOf(source: AsyncIterable<Buffer>, sizes: ChunkSizes = CHUNK_SIZES): AsyncGenerator<Buffer> {
+  const zero = zeroRun(sizes);
+  const tar = new TarBoundaries(sizes.min);
+  const win = Buffer.allocUnsafe(sizes.max * 2);
+  // The stream's offset of win[0], and how many bytes of the stream have come.
+  let base = 0;
+  let len = 0;
+  let read = 0;
+  const cutFrom = (ended: boolean): Buffer[] => {
+    const out: Buffer[] = [];
+    let start = 0;
+    while (len > start) {
+      while (tar.cuts.length > 0 && tar.cuts[0] <= base + start) tar.cuts.shift();
+      const forced = tar.cuts.length > 0 ? tar.cuts[0] - base : Number.POSITIVE_INFINITY;
+      const limit = Math.min(start + sizes.max, forced);
+      // Wait for the bytes up to the limit and for the headers before it (unless the window is full).
+      if (!ended && (len < limit || (base + limit > tar.horizon && len < win.length))) break;
+      const zeros = limit - start === sizes.max && len >= limit && win.subarray(start, limit).equals(zero.zeros);
+      const cut = zeros ? start + zero.cut : cutPoint(win, start, Math.min(len, limit), sizes);
+      // A run of zeros is handed out as the one shared buffer of zeros (read only), not copied.
+      out.push(zeros ? zero.zeros.subarray(0, zero.cut) : Buffer.from(win.subarray(start, cut)));
+      start = cut;
+    }
+    if (start > 0) {
+      win.copyWithin(0, start, len);
+      len -= start;
+      base += start;
+    }
+    return out;
+  };
+  for await (const data of source) {
+    tar.feed(data, read);
+    read += data.length;
+    let at = 0;
+    while (at < data.length) {
+      const n = data.copy(win, len, at);
+      len += n;
+      at += n;
+      yield* cutFrom(false);
+    }
+  }
+  yield* cutFrom(true);
+}

@@ -1,0 +1,124 @@
+import { posix } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
+import type { Engine } from '../engine/engine.js';
+import { isDir, sameEntry, type LayerIndex } from './layer-index.js';
+
+/** What one delta layer holds: whiteouts for paths gone since the last snapshot, and the paths to read again. */
+export interface DeltaPlan {
+  /** Absolute paths to hide (OCI image-spec layer.md, Whiteouts: an entry `.wh.NAME` beside them). */
+  whiteouts: string[];
+  /** Absolute paths whose entry is taken again, parents before children; a directory is taken alone, without its subtree. */
+  reads: string[];
+}
+
+/** The ancestors of an absolute path, nearest first ('/a/b/c' → '/a/b', '/a'). */
+function ancestors(path: string): string[] {
+  const out: string[] = [];
+  for (let p = posix.dirname(path); p !== '/' && p !== '.'; p = posix.dirname(p)) out.push(p);
+  return out;
+}
+
+const byPath = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+/**
+ * The delta from the writable layer at `prev` to the one at `now` (both as `scanLayer` gives them).
+ * A path whose stat differs (or is new) is read again; one deleted now, or listed before and not
+ * now (a file the layer added, then removed), becomes a whiteout, unless an ancestor is itself
+ * whited out or is no directory any more (applying the layer could not descend into it).
+ */
+export function planDelta(prev: LayerIndex, now: LayerIndex): DeltaPlan {
+  const gone = new Set<string>();
+  const reads: string[] = [];
+  for (const [path, entry] of Object.entries(now.entries)) {
+    const before = prev.entries[path];
+    if (entry.whiteout) {
+      if (!before?.whiteout) gone.add(path);
+    } else if (!sameEntry(before, entry)) reads.push(path);
+  }
+  for (const [path, entry] of Object.entries(prev.entries)) if (!entry.whiteout && !(path in now.entries)) gone.add(path);
+  const reachable = (path: string) =>
+    ancestors(path).every((a) => !gone.has(a) && (now.entries[a] === undefined || isDir(now.entries[a])));
+  return { whiteouts: [...gone].filter(reachable).sort(byPath), reads: reads.sort(byPath) };
+}
+
+export function isEmpty(plan: DeltaPlan): boolean {
+  return plan.whiteouts.length === 0 && plan.reads.length === 0;
+}
+
+/** The whiteout entry's name in a layer tar: `dir/.wh.name`, relative to the root. */
+export function whiteoutName(path: string): string {
+  return posix.join(posix.dirname(path), `.wh.${posix.basename(path)}`).replace(/^\//, '');
+}
+
+async function addEntry(pack: tar.Pack, header: Partial<tar.Header> & { name: string }, content?: Readable): Promise<void> {
+  if (!content) {
+    // With a buffer, even an empty one: a file entry without one waits for content written into it.
+    await new Promise<void>((resolve, reject) => pack.entry(header as tar.Header, Buffer.alloc(0), (err) => (err ? reject(err) : resolve())));
+    return;
+  }
+  await pipeline(content, pack.entry(header as tar.Header));
+}
+
+/**
+ * Copies the first entry of `GET /containers/{id}/archive?path=` into `pack` under its path in
+ * the layer: a file or symlink with its content and metadata as the engine's archive has them;
+ * a directory as its header alone (the rest of its archive, its subtree, is not read). A mount's
+ * destination is taken as the commit takes it, without what is mounted there: its header alone.
+ */
+async function copyPath(engine: Engine, id: string, path: string, pack: tar.Pack, mount: boolean, signal?: AbortSignal): Promise<void> {
+  const archive = await engine.getArchive(id, path, signal);
+  const extract = tar.extract();
+  archive.on('error', (err) => extract.destroy(err));
+  archive.pipe(extract);
+  const entries = extract[Symbol.asyncIterator]();
+  try {
+    const first = await entries.next();
+    if (first.done) throw new Error(`the engine's archive of ${path} is empty`);
+    const entry = first.value as unknown as Readable & { header: tar.Header };
+    const { header } = entry;
+    const name = path.replace(/^\//, '') + (header.type === 'directory' ? '/' : '');
+    if (header.type === 'directory' || mount) {
+      await addEntry(pack, { ...header, name, size: 0 });
+      entry.resume();
+      return;
+    }
+    await addEntry(pack, { ...header, name }, header.type === 'file' ? entry : undefined);
+    if (header.type !== 'file') entry.resume();
+    await entries.next();
+  } finally {
+    // A directory's archive goes on with its subtree, unread: closed, the engine stops sending it.
+    archive.destroy();
+    extract.destroy();
+  }
+}
+
+/**
+ * A layer tar of `plan`, streamed: the whiteouts first, then each path read from the container
+ * as its archive gives it (numeric owner, mode, mtime to the second, link target, xattrs the
+ * engine keeps). `mounts`: the container's mount destinations. Fails the stream on the first error.
+ */
+export function deltaTar(engine: Engine, id: string, plan: DeltaPlan, mounts: Set<string>, signal?: AbortSignal): Readable {
+  const pack = tar.pack();
+  const build = async () => {
+    for (const path of plan.whiteouts) await addEntry(pack, { name: whiteoutName(path), type: 'file', size: 0, mode: 0o644, mtime: new Date(0) });
+    for (const path of plan.reads) await copyPath(engine, id, path, pack, mounts.has(path), signal);
+    pack.finalize();
+  };
+  build().catch((err: Error) => pack.destroy(err));
+  return pack as unknown as Readable;
+}
+
+/**
+ * The image config of a delta snapshot: the previous snapshot's config with the delta layer's
+ * diff ID added to rootfs.diff_ids and a history entry (OCI image-spec config.md), created now.
+ * The container's own config in it stays as it was: a container's config does not change.
+ */
+export function deltaConfig(previous: Buffer, diffId: string, created: string): Buffer {
+  const config = JSON.parse(previous.toString('utf8')) as { created?: string; rootfs: { type: string; diff_ids: string[] }; history?: Array<Record<string, unknown>> };
+  config.created = created;
+  config.rootfs = { ...config.rootfs, diff_ids: [...config.rootfs.diff_ids, diffId] };
+  config.history = [...(config.history ?? []), { created, created_by: 'container-snapshot: writable layer changes since the last snapshot' }];
+  return Buffer.from(JSON.stringify(config));
+}

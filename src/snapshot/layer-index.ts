@@ -1,0 +1,104 @@
+import { Readable } from 'node:stream';
+import type { Engine, PathStat } from '../engine/engine.js';
+import type { Destination } from '../destinations/types.js';
+import { SET_SCOPE } from '../destinations/types.js';
+import { readSmall } from '../util/streams.js';
+import { openContent, storeBlob, type StoreTarget } from './blobs.js';
+import type { BlobDescriptor, Compression } from './manifest.js';
+
+/** Media type of a writable layer's index (JSON, compressed as the set's blobs). */
+export function layerIndexMediaType(compression: Compression): string {
+  return `application/vnd.container-snapshot.layer-index.v1+json+${compression}`;
+}
+
+/** A path of a writable layer as the engine stats it, or a whiteout (deleted from the image below). */
+export interface LayerEntry {
+  /** Go's os.FileMode as the engine gives it (type and permission bits); 0 for a whiteout. */
+  mode: number;
+  size: number;
+  /** RFC 3339 with nanoseconds, as the engine gives it; '' for a whiteout. */
+  mtime: string;
+  whiteout?: true;
+}
+
+/**
+ * What a container's writable layer held at one snapshot: every path of
+ * `GET /containers/{id}/changes`, by absolute path. The next backup compares with it.
+ */
+export interface LayerIndex {
+  entries: Record<string, LayerEntry>;
+}
+
+/** Go os.FileMode type bits (io/fs): ModeDir 1<<31, ModeSymlink 1<<27; every type bit is in 0xFFF80000. */
+const GO_DIR = 0x80000000;
+const GO_SYMLINK = 0x08000000;
+const GO_TYPE = 0xfff80000;
+
+export function isDir(e: LayerEntry): boolean {
+  return !e.whiteout && (e.mode & GO_DIR) !== 0;
+}
+
+export function isSymlink(e: LayerEntry): boolean {
+  return !e.whiteout && (e.mode & GO_SYMLINK) !== 0;
+}
+
+/** A regular file (no type bit set). */
+export function isRegular(e: LayerEntry): boolean {
+  return !e.whiteout && (e.mode & GO_TYPE) === 0;
+}
+
+export function entryOf(stat: PathStat): LayerEntry {
+  return { mode: stat.mode, size: stat.size, mtime: stat.mtime };
+}
+
+/** Same path content and metadata as far as the engine's stat tells (ownership it does not tell). */
+export function sameEntry(a: LayerEntry | undefined, b: LayerEntry): boolean {
+  if (!a) return false;
+  if (a.whiteout || b.whiteout) return Boolean(a.whiteout && b.whiteout);
+  return a.mode === b.mode && a.size === b.size && a.mtime === b.mtime;
+}
+
+/** Stats taken at once against one engine (each a HEAD request of ~1 ms, measured here). */
+const STAT_CONCURRENCY = 8;
+
+/**
+ * The index of a container's writable layer: `GET /containers/{id}/changes`, then a stat of each
+ * path not deleted (`HEAD /containers/{id}/archive`). Undefined when the layer has more than
+ * `maxPaths` paths: stat'ing them all would hold the container longer than a commit.
+ * A path that vanished between the two calls (a container not held) is left out.
+ */
+export async function scanLayer(engine: Engine, id: string, maxPaths: number, signal?: AbortSignal): Promise<LayerIndex | undefined> {
+  const changes = await engine.containerChanges(id, signal);
+  if (changes.length > maxPaths) return undefined;
+  const entries: Record<string, LayerEntry> = {};
+  const queue = [...changes];
+  const worker = async () => {
+    for (let c = queue.shift(); c; c = queue.shift()) {
+      if (c.Kind === 2) {
+        entries[c.Path] = { mode: 0, size: 0, mtime: '', whiteout: true };
+        continue;
+      }
+      const stat = await engine.statPath(id, c.Path, signal);
+      if (stat) entries[c.Path] = entryOf(stat);
+    }
+  };
+  await Promise.all(Array.from({ length: STAT_CONCURRENCY }, worker));
+  return { entries: Object.fromEntries(Object.entries(entries).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) };
+}
+
+/** Stores the index as a set-scope blob (JSON, compressed). */
+export function storeLayerIndex(index: LayerIndex, targets: StoreTarget[], compression: Compression): Promise<BlobDescriptor> {
+  return storeBlob(Readable.from([Buffer.from(JSON.stringify(index))]), targets, layerIndexMediaType(compression));
+}
+
+export class LayerIndexError extends Error {
+  override name = 'LayerIndexError';
+}
+
+/** Reads a stored index back (its digests checked); throws LayerIndexError when it is not one. */
+export async function readLayerIndex(dest: Destination, blob: BlobDescriptor): Promise<LayerIndex> {
+  const text = (await readSmall(await openContent(dest, SET_SCOPE, blob, 'writable layer index'))).toString('utf8');
+  const index = JSON.parse(text) as LayerIndex;
+  if (!index || typeof index.entries !== 'object' || index.entries === null) throw new LayerIndexError('the writable layer index has no entries');
+  return index;
+}

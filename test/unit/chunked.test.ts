@@ -1,0 +1,180 @@
+import { describe, expect, it } from 'vitest';
+import { createHash, randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import tar from 'tar-stream';
+import { SET_SCOPE } from '../../src/destinations/types.js';
+import { openContent } from '../../src/snapshot/blobs.js';
+import { CHUNK_SIZES, chunksOf, cutPoint, type ChunkSizes } from '../../src/snapshot/chunker.js';
+import { storeChunked } from '../../src/snapshot/chunked.js';
+import { CHUNKED_VOLUME_MEDIA_TYPE, ManifestError, SET_MEDIA_TYPE, parseSet, setBlobs, type BlobDescriptor, type SnapshotSet } from '../../src/snapshot/manifest.js';
+import { RegistryDestination } from '../../src/destinations/registry.js';
+import type { RegistryClient } from '../../src/registry/client.js';
+import { drain } from '../../src/util/streams.js';
+import { MemoryDestination } from '../support/memory-destination.js';
+
+const SMALL: ChunkSizes = { min: 2 << 10, avg: 8 << 10, max: 32 << 10 };
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+async function* pieces(b: Buffer, size: number): AsyncGenerator<Buffer> {
+  for (let i = 0; i < b.length; i += size) yield b.subarray(i, i + size);
+}
+
+async function cut(b: Buffer, sizes = SMALL, piece = 1000): Promise<Buffer[]> {
+  const out: Buffer[] = [];
+  for await (const c of chunksOf(pieces(b, piece), sizes)) out.push(c);
+  return out;
+}
+
+async function readAll(stream: Readable): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const p of stream) parts.push(p as Buffer);
+  return Buffer.concat(parts);
+}
+
+describe('content-defined chunking (FastCDC)', () => {
+  it('cuts a stream into chunks within the sizes that concatenate to it, whatever the pieces it arrives in', async () => {
+    const data = randomBytes(600 << 10);
+    const a = await cut(data, SMALL, 1000);
+    const b = await cut(data, SMALL, 65536);
+    expect(Buffer.concat(a).equals(data)).toBe(true);
+    expect(a.map(sha)).toEqual(b.map(sha));
+    for (const c of a.slice(0, -1)) {
+      expect(c.length).toBeGreaterThanOrEqual(SMALL.min);
+      expect(c.length).toBeLessThanOrEqual(SMALL.max);
+    }
+    const average = data.length / a.length;
+    expect(average).toBeGreaterThan(SMALL.avg / 2);
+    expect(average).toBeLessThan(SMALL.avg * 2);
+  });
+
+  it('keeps the chunks before and after an insertion: only those around it change', async () => {
+    const data = randomBytes(800 << 10);
+    const edited = Buffer.concat([data.subarray(0, 400 << 10), Buffer.from('an inserted line\n'), data.subarray(400 << 10)]);
+    const before = new Set((await cut(data)).map(sha));
+    const after = (await cut(edited)).map(sha);
+    const fresh = after.filter((d) => !before.has(d));
+    expect(fresh.length).toBeGreaterThan(0);
+    expect(fresh.length).toBeLessThanOrEqual(3);
+  });
+
+  it('cuts a run of zeros where hashing it would, without hashing it', async () => {
+    const zeros = Buffer.alloc(SMALL.max * 5 + 123);
+    const chunks = await cut(zeros);
+    let at = 0;
+    for (const c of chunks) {
+      expect(at + c.length).toBe(cutPoint(zeros, at, zeros.length, SMALL));
+      at += c.length;
+    }
+    expect(at).toBe(zeros.length);
+  });
+
+  it('cuts a tar archive before and after the header of each large member, so that a changed header is a chunk of its own', async () => {
+    const archive = async (mtime: number, big: Buffer) => {
+      const pack = tar.pack();
+      pack.entry({ name: 'small.txt', mtime: new Date(0) }, 'a small file\n');
+      pack.entry({ name: `${'long-name/'.repeat(30)}big.bin`, mtime: new Date(mtime * 1000) }, big);
+      pack.entry({ name: 'after.bin', mtime: new Date(0) }, big.subarray(0, 100 << 10));
+      pack.finalize();
+      return readAll(pack as unknown as Readable);
+    };
+    const big = randomBytes(300 << 10);
+    const [a, b] = [await cut(await archive(1, big), SMALL, 4096), await cut(await archive(2, big), SMALL, 4096)];
+    expect(Buffer.concat(a).equals(await archive(1, big))).toBe(true);
+    const before = new Set(a.map(sha));
+    const changed = b.filter((c) => !before.has(sha(c)));
+    // Only the member's headers: its pax header (the name is too long for ustar) and data, then its ustar header.
+    expect(changed.map((c) => c.length)).toEqual([1536]);
+  });
+
+  it('uses 64 KiB, 512 KiB and 2 MiB by default', () => {
+    expect(CHUNK_SIZES).toEqual({ min: 64 << 10, avg: 512 << 10, max: 2 << 20 });
+  });
+});
+
+describe('chunked volumes', () => {
+  it('stores each new chunk once, reuses known ones, and reads back the whole, every chunk checked', async () => {
+    const dest = new MemoryDestination();
+    const targets = [{ dest, scope: SET_SCOPE }];
+    const known = new Map<string, BlobDescriptor>();
+    const data = Buffer.concat([randomBytes(6 << 20), Buffer.alloc(12 << 20), randomBytes(3 << 20)]);
+    const first = await storeChunked(Readable.from(pieces(data, 65536)), targets, 'zstd', known);
+    expect(first.blob.mediaType).toBe(CHUNKED_VOLUME_MEDIA_TYPE);
+    expect(first.blob.contentDigest).toBe(`sha256:${sha(data)}`);
+    expect(first.blob.contentSize).toBe(data.length);
+    // The zero run is cut into repeated chunks of zeros, stored once.
+    expect(first.written).toBeLessThan(first.blob.chunks.length);
+    expect(dest.blobs.size).toBe(first.written);
+    expect((await readAll(await openContent(dest, SET_SCOPE, first.blob, 'v'))).equals(data)).toBe(true);
+
+    const changed = Buffer.from(data);
+    randomBytes(1000).copy(changed, 3 << 20);
+    const writes = dest.writes;
+    const second = await storeChunked(Readable.from(pieces(changed, 65536)), targets, 'zstd', known);
+    expect(second.written).toBeGreaterThan(0);
+    expect(second.written).toBeLessThanOrEqual(2);
+    expect(dest.writes - writes).toBe(second.written);
+    expect((await readAll(await openContent(dest, SET_SCOPE, second.blob, 'v'))).equals(changed)).toBe(true);
+  });
+
+  it('fails when a chunk cannot be stored (the others in flight finish first), with the destination\'s error', async () => {
+    const dest = new MemoryDestination();
+    const writeBlob = dest.writeBlob.bind(dest);
+    let n = 0;
+    dest.writeBlob = async () => {
+      if (++n === 3) throw new Error('memory: disk full');
+      return writeBlob();
+    };
+    await expect(storeChunked(Readable.from(pieces(randomBytes(6 << 20), 65536)), [{ dest, scope: SET_SCOPE }], 'zstd', new Map())).rejects.toThrow(/disk full/);
+  });
+
+  it('fails the read of a chunked volume whose chunk is damaged, naming the chunk', async () => {
+    const dest = new MemoryDestination();
+    const { blob } = await storeChunked(Readable.from([randomBytes(3 << 20)]), [{ dest, scope: SET_SCOPE }], 'zstd', new Map());
+    const victim = blob.chunks[1].digest;
+    const body = Buffer.from(dest.blobs.get(victim)!);
+    body[10] ^= 1;
+    dest.blobs.set(victim, body);
+    await expect(drain(await openContent(dest, SET_SCOPE, blob, 'web volume data'))).rejects.toThrow(/web volume data chunk 1/);
+  });
+
+  it('is listed as its chunks (prune, verify, an encrypted set\'s envelope), never as its whole', async () => {
+    const dest = new MemoryDestination();
+    const { blob } = await storeChunked(Readable.from([randomBytes(3 << 20)]), [{ dest, scope: SET_SCOPE }], 'gzip', new Map());
+    const config = { mediaType: 'x', digest: `sha256:${'1'.repeat(64)}`, size: 1, contentDigest: `sha256:${'1'.repeat(64)}`, contentSize: 1 };
+    const set = {
+      schemaVersion: 2,
+      mediaType: SET_MEDIA_TYPE,
+      tag: 't',
+      created: '2026-12-01T00:00:00Z',
+      containers: [{ name: 'web', image: { config, layers: [] }, volumes: [{ type: 'volume', name: 'data', destination: '/data', blob }] }],
+    };
+    const parsed = parseSet(JSON.stringify(set), 'here');
+    expect(setBlobs(parsed).map((b) => b.digest).sort()).toEqual([config.digest, ...new Set(blob.chunks.map((c) => c.digest))].sort());
+    expect(() => parseSet(JSON.stringify({ ...set, schemaVersion: 1 }), 'here')).not.toThrow();
+    expect(() => parseSet(JSON.stringify({ ...set, schemaVersion: 3 }), 'here')).toThrow(ManifestError);
+    const short = { ...blob, chunks: blob.chunks.slice(1) };
+    const broken = { ...set, containers: [{ ...set.containers[0], volumes: [{ ...set.containers[0].volumes[0], blob: short }] }] };
+    expect(() => parseSet(JSON.stringify(broken), 'here')).toThrow(/do not add up/);
+  });
+});
+
+describe('a registry set manifest names every chunk', () => {
+  it('is refused before anything is written when it would be larger than the client reads back', async () => {
+    const calls: string[] = [];
+    const client = new Proxy({ host: 'r.example' }, { get: (t, k) => (k in t ? t[k as 'host'] : (calls.push(String(k)), async () => undefined)) }) as unknown as RegistryClient;
+    const dest = new RegistryDestination('registry:r.example/p', 'p', client);
+    const d = (i: number) => `sha256:${createHash('sha256').update(String(i)).digest('hex')}`;
+    const chunks = Array.from({ length: 40_000 }, (_v, i) => ({ mediaType: 'application/vnd.container-snapshot.chunk.v1+zstd', digest: d(i), size: 1, contentDigest: d(-i - 1), contentSize: 1 }));
+    const blob = { mediaType: CHUNKED_VOLUME_MEDIA_TYPE, digest: d(-1), size: chunks.length, contentDigest: d(-1), contentSize: chunks.length, chunks };
+    const config = chunks[0];
+    const set = {
+      schemaVersion: 2,
+      mediaType: SET_MEDIA_TYPE,
+      tag: 'big',
+      created: '2026-12-01T00:00:00Z',
+      containers: [{ name: 'web', image: { config, layers: [] }, volumes: [{ type: 'volume', name: 'data', destination: '/data', blob }] }],
+    } as unknown as SnapshotSet;
+    await expect(dest.writeSet(set)).rejects.toThrow(/registry:r\.example\/p: the set manifest of big would take \d+ bytes \(40000 blobs\), more than the 4194304 .* not written/);
+    expect(calls).toEqual([]);
+  });
+});

@@ -1,0 +1,148 @@
+import { describe, expect, it } from 'vitest';
+import { deltaConfig, isEmpty, planDelta, whiteoutName } from '../../src/snapshot/layer-delta.js';
+import { isDir, isRegular, isSymlink, sameEntry, type LayerEntry, type LayerIndex } from '../../src/snapshot/layer-index.js';
+import { parseLayerCompaction } from '../../src/core/options.js';
+import { stackWinners } from '../../src/browse/layer-stack.js';
+import { parseSet, schemaVersionOf, type SnapshotSet } from '../../src/snapshot/manifest.js';
+
+const DIR = 0x80000000 + 0o755;
+const LINK = 0x08000000 + 0o777;
+const file = (mtime: string, size = 1, mode = 0o644): LayerEntry => ({ mode, size, mtime });
+const dir = (mtime: string): LayerEntry => ({ mode: DIR, size: 4096, mtime });
+const wh: LayerEntry = { mode: 0, size: 0, mtime: '', whiteout: true };
+const index = (entries: Record<string, LayerEntry>): LayerIndex => ({ entries });
+
+describe('layer index entries', () => {
+  it('reads the type from Go os.FileMode bits', () => {
+    expect(isDir(dir('t'))).toBe(true);
+    expect(isRegular(file('t'))).toBe(true);
+    expect(isSymlink({ mode: LINK, size: 3, mtime: 't' })).toBe(true);
+    expect(isRegular({ mode: LINK, size: 3, mtime: 't' })).toBe(false);
+    expect(isDir(wh)).toBe(false);
+  });
+
+  it('compares mode, size and mtime; whiteouts only with whiteouts', () => {
+    expect(sameEntry(file('a'), file('a'))).toBe(true);
+    expect(sameEntry(file('a'), file('b'))).toBe(false);
+    expect(sameEntry(file('a', 1), file('a', 2))).toBe(false);
+    expect(sameEntry(file('a', 1, 0o644), file('a', 1, 0o755))).toBe(false);
+    expect(sameEntry(undefined, file('a'))).toBe(false);
+    expect(sameEntry(wh, wh)).toBe(true);
+    expect(sameEntry(file('a'), wh)).toBe(false);
+  });
+});
+
+describe('planDelta', () => {
+  const prev = index({
+    '/app': dir('1'),
+    '/app/a': file('1'),
+    '/app/d': dir('1'),
+    '/app/d/x': file('1'),
+    '/app/d/sub': dir('1'),
+    '/app/d/sub/y': file('1'),
+    '/app/f': file('1'),
+    '/www/index.html': wh,
+  });
+
+  it('is empty when nothing changed', () => {
+    expect(isEmpty(planDelta(prev, prev))).toBe(true);
+  });
+
+  it('reads changed and new paths, parents first; whiteouts for paths gone and newly deleted', () => {
+    const now = index({ ...prev.entries, '/app/a': file('2'), '/app/new': file('2'), '/etc/passwd': wh, '/app': dir('2') });
+    delete now.entries['/app/f'];
+    expect(planDelta(prev, now)).toEqual({ whiteouts: ['/app/f', '/etc/passwd'], reads: ['/app', '/app/a', '/app/new'] });
+  });
+
+  it('a renamed directory: one whiteout for the old tree, the new tree read', () => {
+    const now = index({ '/app': dir('2'), '/app/a': file('1'), '/app/e': dir('1'), '/app/e/x': file('1'), '/app/e/sub': dir('1'), '/app/e/sub/y': file('1'), '/app/f': file('1'), '/www/index.html': wh });
+    expect(planDelta(prev, now)).toEqual({ whiteouts: ['/app/d'], reads: ['/app', '/app/e', '/app/e/sub', '/app/e/sub/y', '/app/e/x'] });
+  });
+
+  it('a directory replaced by a file: no whiteout below it (the layer could not descend into a file)', () => {
+    const now = index({ '/app': dir('1'), '/app/a': file('1'), '/app/d': file('2'), '/app/f': file('1'), '/www/index.html': wh });
+    expect(planDelta(prev, now)).toEqual({ whiteouts: [], reads: ['/app/d'] });
+  });
+
+  it('a base file deleted before stays deleted: no second whiteout', () => {
+    expect(planDelta(prev, index({ ...prev.entries })).whiteouts).toEqual([]);
+  });
+
+  it('names whiteouts as OCI image-spec layer.md says', () => {
+    expect(whiteoutName('/app/d')).toBe('app/.wh.d');
+    expect(whiteoutName('/top')).toBe('.wh.top');
+  });
+});
+
+describe('deltaConfig', () => {
+  it('adds the diff ID and a history entry, keeps the rest', () => {
+    const before = Buffer.from(JSON.stringify({ architecture: 'amd64', config: { Cmd: ['sh'] }, rootfs: { type: 'layers', diff_ids: ['sha256:a'] }, history: [{ created_by: 'x' }] }));
+    const after = JSON.parse(deltaConfig(before, 'sha256:b', '2026-12-01T00:00:00.000Z').toString()) as Record<string, unknown>;
+    expect(after).toMatchObject({ architecture: 'amd64', config: { Cmd: ['sh'] }, created: '2026-12-01T00:00:00.000Z', rootfs: { type: 'layers', diff_ids: ['sha256:a', 'sha256:b'] } });
+    expect((after.history as unknown[]).length).toBe(2);
+  });
+});
+
+describe('layer-compaction', () => {
+  it('defaults to 8, takes 0 to 100', () => {
+    expect(parseLayerCompaction('')).toBe(8);
+    expect(parseLayerCompaction('0')).toBe(0);
+    expect(parseLayerCompaction('100')).toBe(100);
+    expect(() => parseLayerCompaction('101')).toThrow("Invalid layer-compaction '101'. Expected a whole number from 0 to 100.");
+    expect(() => parseLayerCompaction('x', '--layer-compaction')).toThrow('--layer-compaction');
+  });
+});
+
+describe('set schema', () => {
+  const blob = (n: string) => ({ mediaType: 'm', digest: `sha256:${n.repeat(64)}`, size: 1, contentDigest: `sha256:${n.repeat(64)}`, contentSize: 1 });
+  const set = (schemaVersion: number, deltas?: number) =>
+    JSON.stringify({
+      schemaVersion,
+      mediaType: 'application/vnd.container-snapshot.set.v1+json',
+      tag: 't',
+      containers: [{ name: 'c', image: { id: 'x', baseImage: 'b', config: blob('a'), layers: [blob('b'), blob('c')], deltas, layerIndex: blob('d') }, volumes: [] }],
+    });
+
+  it('reads schema 1 and 2, and says which it found otherwise', () => {
+    expect(parseSet(set(1), 'here').schemaVersion).toBe(1);
+    expect(parseSet(set(2, 1), 'here').containers[0].image.deltas).toBe(1);
+    expect(() => parseSet(set(3), 'here')).toThrow('expected application/vnd.container-snapshot.set.v1+json schema 1 or 2, found application/vnd.container-snapshot.set.v1+json 3');
+  });
+
+  it('refuses more delta layers than the image has layers above its first', () => {
+    expect(() => parseSet(set(2, 2), 'here')).toThrow('has 2 delta layers of 2');
+  });
+
+  it('is written as 2 once an image has a delta layer', () => {
+    const containers = (deltas?: number) => (JSON.parse(set(1, deltas)) as SnapshotSet).containers;
+    expect(schemaVersionOf(containers())).toBe(1);
+    expect(schemaVersionOf(containers(0))).toBe(1);
+    expect(schemaVersionOf(containers(1))).toBe(2);
+  });
+});
+
+describe('stackWinners', () => {
+  const e = (path: string, type = 'file') => ({ path, type });
+
+  it('the topmost entry of a path wins; a delta whiteout hides the path and its subtree below', () => {
+    const w = stackWinners([
+      [e('/app', 'directory'), e('/app/a'), e('/app/d', 'directory'), e('/app/d/x'), e('/www/index.html', 'deleted')],
+      [e('/app', 'directory'), e('/app/a'), e('/app/d', 'deleted'), e('/app/e', 'directory'), e('/app/e/x'), e('/bin/sort', 'deleted')],
+    ]);
+    // /app/d was made by the layer: its whiteout is not shown; /bin/sort was the image's: deleted.
+    expect(Object.fromEntries(w)).toEqual({ '/app': 1, '/app/a': 1, '/app/e': 1, '/app/e/x': 1, '/www/index.html': 0, '/bin/sort': 1 });
+  });
+
+  it('an entry that is no directory hides what was under it below; an opaque directory its children below', () => {
+    const w = stackWinners([
+      [e('/d', 'directory'), e('/d/x'), e('/o', 'directory'), e('/o/old')],
+      [e('/d'), e('/o', 'directory'), e('/o', 'opaque'), e('/o/new')],
+    ]);
+    expect(Object.fromEntries(w)).toEqual({ '/d': 1, '/o': 1, '/o/new': 1 });
+  });
+
+  it('a path deleted in one delta and made again in the next shows the new one', () => {
+    const w = stackWinners([[e('/f')], [e('/f', 'deleted')], [e('/f', 'symlink')]]);
+    expect(Object.fromEntries(w)).toEqual({ '/f': 2 });
+  });
+});
