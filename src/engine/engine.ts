@@ -481,8 +481,21 @@ export class Engine {
     return net && (net.Name === name || net.Id === name) ? net : undefined;
   }
 
-  async createNetwork(opts: Docker.NetworkCreateOptions): Promise<void> {
-    await call(`create network ${opts.Name}`, () => this.docker.createNetwork(opts));
+  /** Creates a network; returns its ID. */
+  async createNetwork(opts: Docker.NetworkCreateOptions): Promise<string> {
+    const net = await call(`create network ${opts.Name}`, () => this.docker.createNetwork(opts));
+    return net.id;
+  }
+
+  /** Removes a network by name or ID; NotFoundError when it is gone, ConflictError while a running container is on it. */
+  async removeNetwork(idOrName: string): Promise<void> {
+    await call(`remove network ${idOrName}`, () => this.docker.getNetwork(idOrName).remove());
+  }
+
+  /** Containers, in any state, attached to the network `id` (the engine's `network` filter of `GET /containers/json`). */
+  async networkUsers(id: string): Promise<Array<{ id: string; name: string }>> {
+    const list = await call(`list containers on network ${id}`, () => this.docker.listContainers({ all: true, filters: { network: [id] } }));
+    return list.map((c) => ({ id: c.Id, name: ownName(c.Names, c.Id) }));
   }
 
   async connectNetwork(network: string, container: string, endpoint: EndpointSettings): Promise<void> {
