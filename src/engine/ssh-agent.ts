@@ -12,6 +12,12 @@ export interface SshTarget {
   agent: string;
 }
 
+/** The SSH server took none of the agent's keys: said without them (the engine client reports `EACCES` as unreachable). */
+function refused({ host, port, username }: SshTarget): Error {
+  const error = new Error(`SSH authentication as ${username ?? 'the current user'} on ${host}:${port} failed: the server accepted none of the keys of the SSH agent (SSH_AUTH_SOCK)`);
+  return Object.assign(error, { code: 'EACCES' });
+}
+
 /** The socket methods Node's http.Agent calls on a kept-alive connection, which an ssh2 channel lacks. */
 type ChannelSocket = Duplex & Partial<Pick<Socket, 'setKeepAlive' | 'setNoDelay' | 'setTimeout' | 'ref' | 'unref'>>;
 
@@ -75,9 +81,9 @@ export class SshAgent extends Agent {
       };
       client
         .once('ready', () => resolve(client))
-        .once('error', (err) => {
+        .once('error', (err: Error & { level?: string; code?: string }) => {
           forget();
-          reject(err);
+          reject(err.level === 'client-authentication' ? refused(this.target) : err);
         })
         .once('close', forget);
       client.connect({ sock: tcp, host, port, username, agent });

@@ -66,11 +66,13 @@ describe('an engine reached over ssh:// (one SSH connection per run, an SSH agen
   let server: ReturnType<typeof standInServer> | undefined;
   let env: NodeJS.ProcessEnv;
   let address = '';
+  let privateKey = '';
 
   beforeAll(async () => {
     const dir = res.tempDir();
     const key = join(dir, 'id_ed25519');
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]);
+    privateKey = readFileSync(key, 'utf8');
     const agentSocket = join(dir, 'agent.sock');
     agent = spawn('ssh-agent', ['-D', '-a', agentSocket], { stdio: 'ignore' });
     await waitFor(async () => existsSync(agentSocket));
@@ -119,6 +121,15 @@ describe('an engine reached over ssh:// (one SSH connection per run, an SSH agen
     expect(restored.engine.address).toBe(address);
     expect((await treeDigest(copy, '/v')).digest).toBe((await treeDigest(app, '/v')).digest);
     expect(new Set(seen)).toEqual(new Set(['docker system dial-stdio']));
+  });
+
+  it('a user the server refuses: one line, no key in it', async () => {
+    const refusedAt = address.replace('tester@', 'intruder@');
+    const engine = Engine.connect(parseEngineAddress(refusedAt, env, 'docker-host'));
+    const err = await engine.info().then(() => undefined, (e: Error) => e);
+    engine.close();
+    expect(err?.message).toMatch(/^Docker engine unreachable \(EACCES\) while trying to read the engine (version|information): SSH authentication as intruder on 127\.0\.0\.1:\d+ failed: the server accepted none of the keys of the SSH agent \(SSH_AUTH_SOCK\)$/);
+    expect(err?.message).not.toContain(privateKey.split('\n')[1]);
   });
 
   it('the CLI over ssh:// exits once done: its one SSH connection does not hold the process', async () => {
