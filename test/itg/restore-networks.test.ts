@@ -74,6 +74,38 @@ describe('networks and volumes a restore created', () => {
     expect(await exists.container()).toBe(false);
   });
 
+  it('a group put back after two members joined the network one of them created: the network is removed', async () => {
+    const group = `${res.prefix}-g`;
+    const groupNet = res.network('gnet');
+    const [a, b, c] = ['ga', 'gb', 'gc'].map((m) => res.name(m));
+    const cVolume = res.volume('gc-data');
+    await docker.createNetwork({ Name: groupNet });
+    for (const m of [a, b]) await runContainer({ name: m, Image: image, Labels: { 'container-snapshot.group': group }, Cmd: ['sleep', '100000'], HostConfig: { NetworkMode: groupNet } }, 'running');
+    await runContainer({ name: c, Image: image, Labels: { 'container-snapshot.group': group }, Cmd: ['sh', '-c', 'echo c > /data/c; exec sleep 100000'], HostConfig: { Binds: [`${cVolume}:/data`] } }, 'running');
+    await waitFor(async () => treeDigest(c, '/data/c').then(() => true, () => false));
+    const groupStore = join(res.tempDir(), 'store');
+    const backup = await runCli(['backup', '--containers', [a, b, c].join(','), '--destination', `dir:${groupStore}`, '--tag', 'group']);
+    expect(backup.code, backup.stderr).toBe(0);
+    [a, b, c].forEach((m) => res.image(`container-snapshot/${m}:group`));
+    for (const m of [a, b, c]) await docker.getContainer(m).remove({ force: true });
+    await docker.getVolume(cVolume).remove();
+    await docker.getNetwork(groupNet).remove();
+    // c, restored last, fails on its damaged volume once a and b are restored on the network a created.
+    const set = (await new DirDestination('dir:store', groupStore).readSet('group'))!;
+    expect(set.containers.map((m) => m.name)).toEqual([a, b, c]);
+    const file = join(groupStore, 'blobs', 'sha256', set.containers[2].volumes[0].blob.digest.slice('sha256:'.length));
+    const bytes = readFileSync(file);
+    bytes[Math.floor(bytes.length / 2)] ^= 0xff;
+    writeFileSync(file, bytes);
+    quietLog.lines.length = 0;
+    const r = await restoreFrom({ source: `dir:${groupStore}`, snapshot: 'group' });
+    expect(r.failed).toBe(3);
+    expect(quietLog.lines).toEqual(expect.arrayContaining([`${a}: created network ${groupNet}`, `${a}: restored (running)`, `${b}: restored (running)`]));
+    expect(quietLog.lines.filter((l) => l.includes('kept'))).toEqual([]);
+    expect(await docker.getNetwork(groupNet).inspect().then(() => true, () => false)).toBe(false);
+    for (const m of [a, b, c]) expect(await docker.getContainer(m).inspect().then(() => true, () => false), m).toBe(false);
+  });
+
   it('a network that existed before the failed restore is kept', async () => {
     await removeAll();
     damage(true);
