@@ -73,7 +73,8 @@ export class SshAgent extends Agent {
   private connected(): Promise<ssh2.Client> {
     this.client ??= new Promise<ssh2.Client>((resolve, reject) => {
       const { host, port, username, agent } = this.target;
-      const tcp = tcpConnect({ host, port });
+      // Without Nagle: small requests on kept-alive channels would wait on the server's delayed ACKs (~40 ms a call).
+      const tcp = tcpConnect({ host, port, noDelay: true });
       this.tcp = tcp;
       const client = new ssh2.Client();
       const forget = () => {

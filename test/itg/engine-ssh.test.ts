@@ -101,6 +101,11 @@ describe('an engine reached over ssh:// (one SSH connection per run, an SSH agen
     engine.close();
 
     const store = `dir:${res.tempDir()}/store`;
+    // The same backup over the unix socket first, so that neither finds the other's work done.
+    const local = performance.now();
+    const overSocket = await backup(parseBackupInputs(inputs({ containers: app, destination: `dir:${res.tempDir()}/store`, tag: 'via-socket' }), undefined, testEnv), { log: quietLog, env: testEnv });
+    expect(overSocket.failed).toBe(0);
+    console.info(`the same backup over the unix socket: ${Math.round(performance.now() - local)} ms`);
     Object.assign(count, { connections: 0, channels: 0 });
     const started = performance.now();
     const backedUp = await backup(parseBackupInputs(inputs({ containers: app, destination: store, tag: 'via-ssh', 'docker-host': address }), undefined, env), { log: quietLog, env });
@@ -110,10 +115,6 @@ describe('an engine reached over ssh:// (one SSH connection per run, an SSH agen
     // The figure to compare with a backup over the unix socket; not asserted (the machine's load varies).
     console.info(`backup over ssh: ${took} ms, ${count.connections} SSH connection(s), ${count.channels} channel(s)`);
     expect(count.connections).toBe(1);
-    const local = performance.now();
-    const overSocket = await backup(parseBackupInputs(inputs({ containers: app, destination: store, tag: 'via-socket' }), undefined, testEnv), { log: quietLog, env: testEnv });
-    expect(overSocket.failed).toBe(0);
-    console.info(`the same backup over the unix socket: ${Math.round(performance.now() - local)} ms`);
     Object.assign(count, { connections: 0, channels: 0 });
     const restored = await restoreFrom({ source: store, snapshot: 'via-ssh', rename: `${app}=${copy},${volume}=${volumeCopy}`, 'docker-host': address }, env);
     expect(restored.failed, JSON.stringify(restored.containers)).toBe(0);
