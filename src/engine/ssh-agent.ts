@@ -22,21 +22,33 @@ function refused({ host, port, username }: SshTarget): Error {
 type ChannelSocket = Duplex & Partial<Pick<Socket, 'setKeepAlive' | 'setNoDelay' | 'setTimeout' | 'ref' | 'unref'>>;
 
 /**
- * An http.Agent that carries every Engine API call of a run over one SSH connection: each HTTP
+ * Channels one SSH connection carries at most: OpenSSH's sshd allows 10 sessions a connection
+ * (`MaxSessions`), and refuses more.
+ */
+export const CHANNELS_PER_CONNECTION = 8;
+
+/** One SSH connection: its channels (open, and with a call in flight). */
+interface Connection {
+  client: Promise<ssh2.Client>;
+  tcp: Socket;
+  channels: number;
+  busy: number;
+}
+
+/**
+ * An http.Agent that carries a run's Engine API calls over one SSH connection: each HTTP
  * connection is a channel running `docker system dial-stdio` on the remote host (as the docker
  * CLI does), kept alive for the next call. docker-modem 5's own ssh transport opens one SSH
- * connection per call instead. The SSH connection is opened on first use and again after it
- * drops; it keeps the process alive only while a call is in flight, and `close()` ends it.
- * Errors carry ssh2's message (never a key: keys stay in the SSH agent).
+ * connection per call instead. More than `CHANNELS_PER_CONNECTION` calls at once open another
+ * SSH connection. A connection is opened on first use and again after it drops; it keeps the
+ * process alive only while a call is in flight on it, and `close()` ends them all. Errors carry
+ * ssh2's message, or one line for refused keys (never a key: keys stay in the SSH agent).
  */
 export class SshAgent extends Agent {
-  /** Agents whose SSH connection may be open: those left are closed once the process has nothing else to do. */
+  /** Agents whose SSH connections may be open: those left are closed once the process has nothing else to do. */
   private static readonly open = new Set<SshAgent>();
 
-  private client?: Promise<ssh2.Client>;
-  private tcp?: Socket;
-  /** Channels with a call in flight: the SSH connection keeps the process alive while there are any. */
-  private busy = 0;
+  private readonly connections = new Set<Connection>();
 
   constructor(
     private readonly target: SshTarget,
@@ -47,62 +59,71 @@ export class SshAgent extends Agent {
     SshAgent.open.add(this);
   }
 
-  /** Called by http.Agent for each new HTTP connection: opens a channel on the one SSH connection. */
+  /** Called by http.Agent for each new HTTP connection: opens a channel on an SSH connection with room for it. */
   override createConnection(_options: unknown, done: (err: Error | null, socket?: Duplex) => void): undefined {
-    this.connected().then(
+    const conn = this.withRoom();
+    conn.channels++;
+    const fail = (err: Error) => {
+      conn.channels--;
+      done(err);
+    };
+    conn.client.then(
       (client) =>
         client.exec('docker system dial-stdio', (err, channel) => {
-          if (err) return done(err);
-          done(null, this.asSocket(channel));
+          if (err) return fail(err);
+          done(null, this.asSocket(conn, channel));
         }),
-      (err: Error) => done(err),
+      fail,
     );
     return undefined;
   }
 
-  /** Ends the SSH connection and every channel on it. */
+  /** Ends every SSH connection and the channels on them. */
   close(): void {
     SshAgent.open.delete(this);
     this.destroy();
-    const client = this.client;
-    this.client = undefined;
-    void client?.then((c) => c.end(), () => undefined);
-    this.tcp?.destroy();
+    for (const conn of this.connections) {
+      void conn.client.then((c) => c.end(), () => undefined);
+      conn.tcp.destroy();
+    }
+    this.connections.clear();
   }
 
-  private connected(): Promise<ssh2.Client> {
-    this.client ??= new Promise<ssh2.Client>((resolve, reject) => {
-      const { host, port, username, agent } = this.target;
-      // Without Nagle: small requests on kept-alive channels would wait on the server's delayed ACKs (~40 ms a call).
-      const tcp = tcpConnect({ host, port, noDelay: true });
-      this.tcp = tcp;
-      const client = new ssh2.Client();
-      const forget = () => {
-        if (this.tcp === tcp) [this.client, this.tcp] = [undefined, undefined];
-      };
-      client
-        .once('ready', () => resolve(client))
-        .once('error', (err: Error & { level?: string; code?: string }) => {
-          forget();
-          reject(err.level === 'client-authentication' ? refused(this.target) : err);
-        })
-        .once('close', forget);
-      client.connect({ sock: tcp, host, port, username, agent });
-    });
-    return this.client;
+  private withRoom(): Connection {
+    for (const conn of this.connections) if (conn.channels < CHANNELS_PER_CONNECTION) return conn;
+    const { host, port, username, agent } = this.target;
+    // Without Nagle: small requests on kept-alive channels would wait on the server's delayed ACKs (~40 ms a call).
+    const tcp = tcpConnect({ host, port, noDelay: true });
+    const client = new ssh2.Client();
+    const conn: Connection = {
+      tcp,
+      channels: 0,
+      busy: 0,
+      client: new Promise<ssh2.Client>((resolve, reject) => {
+        client
+          .once('ready', () => resolve(client))
+          .once('error', (err: Error & { level?: string }) => {
+            this.connections.delete(conn);
+            reject(err.level === 'client-authentication' ? refused(this.target) : err);
+          })
+          .once('close', () => this.connections.delete(conn));
+        client.connect({ sock: tcp, host, port, username, agent });
+      }),
+    };
+    this.connections.add(conn);
+    return conn;
   }
 
   /** The channel, with the socket methods http.Agent calls; `ref`/`unref` say whether a call is in flight on it. */
-  private asSocket(channel: ssh2.ClientChannel): ChannelSocket {
+  private asSocket(conn: Connection, channel: ssh2.ClientChannel): ChannelSocket {
     const socket = channel as ChannelSocket;
-    const tcp = this.tcp;
     let active = false;
     const mark = (on: boolean) => {
       if (on === active) return;
       active = on;
-      this.busy += on ? 1 : -1;
-      if (this.busy === 0) tcp?.unref();
-      else tcp?.ref();
+      conn.busy += on ? 1 : -1;
+      if (conn.busy === 0) conn.tcp.unref();
+      else conn.tcp.ref();
     };
     mark(true);
     socket.ref = () => (mark(true), socket as Socket);
@@ -110,7 +131,10 @@ export class SshAgent extends Agent {
     socket.setKeepAlive = () => socket as Socket;
     socket.setNoDelay = () => socket as Socket;
     socket.setTimeout ??= () => socket as Socket;
-    channel.once('close', () => mark(false));
+    channel.once('close', () => {
+      mark(false);
+      conn.channels--;
+    });
     return socket;
   }
 }

@@ -40,8 +40,14 @@ function standInServer(publicKey: string, socketPath: string, seen: string[], co
     });
     client.on('error', () => undefined);
     client.on('ready', () => {
-      client.on('session', (accept) => {
-        accept().on('exec', (acceptExec, reject, info) => {
+      // As sshd's MaxSessions (10 by default): more sessions at once on one connection are refused.
+      let sessions = 0;
+      client.on('session', (accept, rejectSession) => {
+        if (sessions >= 10) return rejectSession();
+        sessions++;
+        const session = accept();
+        session.once('close', () => sessions--);
+        session.on('exec', (acceptExec, reject, info) => {
           seen.push(info.command);
           count.channels++;
           if (info.command !== 'docker system dial-stdio') return reject();
@@ -122,6 +128,16 @@ describe('an engine reached over ssh:// (one SSH connection per run, an SSH agen
     expect(restored.engine.address).toBe(address);
     expect((await treeDigest(copy, '/v')).digest).toBe((await treeDigest(app, '/v')).digest);
     expect(new Set(seen)).toEqual(new Set(['docker system dial-stdio']));
+  });
+
+  it('more calls at once than one SSH connection may carry open another, and all succeed', async () => {
+    Object.assign(count, { connections: 0, channels: 0 });
+    const engine = Engine.connect(parseEngineAddress(address, env, 'docker-host'));
+    const infos = await Promise.all(Array.from({ length: 20 }, () => engine.info())).finally(() => engine.close());
+    expect(new Set(infos.map((i) => i.id))).toEqual(new Set([((await docker.info()) as { ID: string }).ID]));
+    // 40 calls (each info() is two), at most 8 channels a connection.
+    expect(count.connections).toBeGreaterThan(1);
+    expect(count.connections).toBeLessThanOrEqual(5);
   });
 
   it('a user the server refuses: one line, no key in it', async () => {
