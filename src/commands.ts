@@ -76,6 +76,16 @@ export function engineAt(address: EngineAddress | undefined): Engine {
   return address ? Engine.connect(address) : new Engine();
 }
 
+/** Runs `fn` on `given`, else on an engine at `address` made for it and closed after (an ssh:// engine's connection). */
+async function withEngine<T>(given: Engine | undefined, address: EngineAddress | undefined, fn: (engine: Engine) => Promise<T>): Promise<T> {
+  const engine = given ?? engineAt(address);
+  try {
+    return await fn(engine);
+  } finally {
+    if (!given) engine.close();
+  }
+}
+
 async function report(engine: Engine): Promise<EngineReport> {
   return { ...(await engine.info()), address: engine.describe() };
 }
@@ -92,7 +102,10 @@ export async function backup(opts: BackupOptions, deps: Deps): Promise<BackupOut
   if (opts.retentionDays !== undefined && !opts.destinations.some((d) => d.kind === 'artifact')) {
     deps.log.warning(`${words.name('retention-days')} ${opts.retentionDays} has no effect: it applies to artifact: destinations only.`);
   }
-  const engine = deps.engine ?? engineAt(opts.engine);
+  return withEngine(deps.engine, opts.engine, (engine) => backUpOn(engine, opts, deps, destinations));
+}
+
+async function backUpOn(engine: Engine, opts: BackupOptions, deps: Deps, destinations: Destination[]): Promise<BackupOutcome> {
   const identity = await report(engine);
   deps.log.info(`Engine: ${engineLine(identity)}`);
   if (!opts.dryRun) {
@@ -152,14 +165,15 @@ export type RestoreOutcome = RestoreResult & { engine: EngineReport };
 
 export async function restore(opts: RestoreOptions, deps: Deps): Promise<RestoreOutcome> {
   const source = await open(opts.source, opts.credentials, { ...deps, decryption: opts.decryption }, { artifactRun: opts.artifactRun, words: opts.words ?? deps.words });
-  const engine = deps.engine ?? engineAt(opts.engine);
-  // The engine first: an unreachable one fails at once, not after every blob was read and checked.
-  const identity = await report(engine);
-  deps.log.info(`Engine: ${engineLine(identity)}`);
-  await recoverAbandoned(engine, deps.log, deps.env);
-  await recoverAbandonedRestores(engine, deps.log, deps.env);
-  const ctx = { engine, source, log: deps.log, txn: deps.txn };
-  return { ...(await (opts.paths.length > 0 ? restorePaths(opts, ctx) : runRestore(opts, ctx))), engine: identity };
+  return withEngine(deps.engine, opts.engine, async (engine) => {
+    // The engine first: an unreachable one fails at once, not after every blob was read and checked.
+    const identity = await report(engine);
+    deps.log.info(`Engine: ${engineLine(identity)}`);
+    await recoverAbandoned(engine, deps.log, deps.env);
+    await recoverAbandonedRestores(engine, deps.log, deps.env);
+    const ctx = { engine, source, log: deps.log, txn: deps.txn };
+    return { ...(await (opts.paths.length > 0 ? restorePaths(opts, ctx) : runRestore(opts, ctx))), engine: identity };
+  });
 }
 
 export async function list(spec: DestinationSpec, credentials: Credentials, deps: Deps, artifactRun?: ArtifactRun): Promise<SetSummary[]> {

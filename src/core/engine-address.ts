@@ -15,8 +15,9 @@ export interface TlsFiles {
  * - unix: a socket path.
  * - tcp: plain HTTP, or HTTPS with a verified server and a client certificate (`tls`) when
  *   DOCKER_TLS_VERIFY is non-empty (the docker CLI's rule), from DOCKER_CERT_PATH (default ~/.docker).
- * - ssh: docker-modem's ssh transport (it runs `docker system dial-stdio` on the remote host, which
- *   needs the docker CLI there); keys come from the SSH agent at `agent` (SSH_AUTH_SOCK).
+ * - ssh: one SSH connection per run (engine/ssh-agent.ts: each API connection a channel running
+ *   `docker system dial-stdio` on the remote host, which needs the docker CLI there); keys come
+ *   from the SSH agent at `agent` (SSH_AUTH_SOCK).
  */
 export type EngineAddress =
   | { kind: 'unix'; socketPath: string; raw: string }

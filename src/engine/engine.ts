@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Writable, type Readable } from 'node:stream';
 import { describeAddress, type EngineAddress } from '../core/engine-address.js';
 import { EngineError, NotFoundError, ConflictError, UnreachableError } from './errors.js';
+import { SshAgent } from './ssh-agent.js';
 
 export type ContainerInspect = Docker.ContainerInspectInfo;
 export type ContainerSummary = Docker.ContainerInfo;
@@ -62,13 +63,15 @@ const NO_ENV_DEFAULTS = { socketPath: undefined, host: undefined, port: undefine
 
 /**
  * dockerode's options for an address (docker-modem 5: unix socket, http, https with a client
- * certificate, or its ssh transport with the SSH agent). Reads the TLS files; they are passed to
- * the client only, never logged.
+ * certificate; ssh through an `SshAgent`, one SSH connection for every call, with the SSH agent's
+ * keys). Reads the TLS files; they are passed to the client only, never logged.
  */
 function dockerOptions(address: EngineAddress): Docker.DockerOptions {
   if (address.kind === 'unix') return { ...NO_ENV_DEFAULTS, socketPath: address.socketPath };
   if (address.kind === 'ssh') {
-    return { ...NO_ENV_DEFAULTS, protocol: 'ssh', host: address.host, port: address.port, username: address.username, sshOptions: { agent: address.agent } } as Docker.DockerOptions;
+    // Plain HTTP over the agent's channels; the host only names the engine in the request (as the docker CLI's `http://docker`).
+    const agent = new SshAgent({ host: address.host, port: address.port, username: address.username, agent: address.agent });
+    return { ...NO_ENV_DEFAULTS, protocol: 'http', host: 'docker', pathPrefix: '/', agent } as Docker.DockerOptions;
   }
   // An IPv6 address keeps its brackets: docker-modem puts the host into a URL as it is.
   const host = address.host.includes(':') ? `[${address.host}]` : address.host;
@@ -210,6 +213,15 @@ export class Engine {
       throw new UnreachableError(`Docker engine ${address.raw}: the client could not be set up: ${(err as Error).message}`);
     }
     return new Engine(docker, describeAddress(address));
+  }
+
+  /**
+   * Ends what the client keeps open for the run (the SSH connection of an ssh:// engine); a call
+   * after it opens it again. Nothing to do for other engines.
+   */
+  close(): void {
+    const agent = (this.docker.modem as { agent?: unknown }).agent;
+    if (agent instanceof SshAgent) agent.close();
   }
 
   /** Where this engine is reached, as given (no secret): unix:///var/run/docker.sock, tcp://host:2376 (TLS). */
@@ -527,8 +539,21 @@ export class Engine {
     return net && (net.Name === name || net.Id === name) ? net : undefined;
   }
 
-  async createNetwork(opts: Docker.NetworkCreateOptions): Promise<void> {
-    await call(`create network ${opts.Name}`, () => this.docker.createNetwork(opts));
+  /** Creates a network; returns its ID. */
+  async createNetwork(opts: Docker.NetworkCreateOptions): Promise<string> {
+    const net = await call(`create network ${opts.Name}`, () => this.docker.createNetwork(opts));
+    return net.id;
+  }
+
+  /** Removes a network by name or ID; NotFoundError when it is gone, ConflictError while a running container is on it. */
+  async removeNetwork(idOrName: string): Promise<void> {
+    await call(`remove network ${idOrName}`, () => this.docker.getNetwork(idOrName).remove());
+  }
+
+  /** Containers, in any state, attached to the network `id` (the engine's `network` filter of `GET /containers/json`). */
+  async networkUsers(id: string): Promise<Array<{ id: string; name: string }>> {
+    const list = await call(`list containers on network ${id}`, () => this.docker.listContainers({ all: true, filters: { network: [id] } }));
+    return list.map((c) => ({ id: c.Id, name: ownName(c.Names, c.Id) }));
   }
 
   async connectNetwork(network: string, container: string, endpoint: EndpointSettings): Promise<void> {

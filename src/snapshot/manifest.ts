@@ -230,7 +230,8 @@ export function setBlobs(set: SnapshotSet): BlobDescriptor[] {
   return [...new Map(all.map((b) => [b.digest, b])).values()];
 }
 
-function setScopeBlobsOf(c: ContainerRecord): BlobDescriptor[] {
+/** The blobs of one container that a set keeps in its own scope: its image config, writable layer index, volumes (each chunk) and their side records. */
+export function setScopeBlobsOf(c: ContainerRecord): BlobDescriptor[] {
   const index = c.image.layerIndex ? [c.image.layerIndex] : [];
   return [c.image.config, ...index, ...c.volumes.flatMap((v) => [...storedBlobs(v.blob), ...(v.metadata?.record ? [v.metadata.record] : [])])];
 }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { errorMessage, type Logger } from '../core/log.js';
 import { isAlive, journalOwner, processStart, readJournals, stateDir, writeJournalFile, type JournalOwner } from '../core/recovery.js';
 import type { Engine } from '../engine/engine.js';
-import { RestoreTransaction, removeRunHelpers, removeRunVolumes, rollBackTargets, type RestorePending } from './transaction.js';
+import { RestoreTransaction, hasChanges, removeRunHelpers, removeRunVolumes, rollBackTargets, type RestorePending } from './transaction.js';
 
 /** One restore's journal file: who wrote it, and what it has not committed. */
 interface RestoreJournalFile extends JournalOwner {
@@ -53,7 +53,7 @@ export async function rollBackAll(engine: Engine, pending: RestorePending, log: 
   await removeRunHelpers(engine, (run) => run === pending.run);
   // Its own helpers carry this process's label: another run's sweep of the gone run's must not take them.
   const problems = await rollBackTargets(engine, runLabelValue(), pending.helperImage, pending.targets, log, save);
-  pending.targets = pending.targets.filter((t) => t.creating || t.replaced.length > 0 || t.createdVolumes.length > 0 || t.aside);
+  pending.targets = pending.targets.filter(hasChanges);
   save();
   return problems;
 }

@@ -11,7 +11,7 @@ import { loadArchive } from './image-archive.js';
 import { isChunked, storedBlobs, type BlobDescriptor, type ContainerRecord, type SnapshotSet, type VolumeRecord } from './manifest.js';
 import { captureSpec, containerReferences, createNetworkOptions, createOptions, renameReferences } from './spec.js';
 import { Filler, RUN_LABEL } from './fill.js';
-import { InterruptedError, RestoreTransaction, rollBackTargets, type ReplacedVolume, type TargetPending } from './transaction.js';
+import { InterruptedError, RestoreTransaction, hasChanges, rollBackTargets, type CreatedNetwork, type ReplacedVolume } from './transaction.js';
 import { mountsToTake } from './volumes.js';
 import { mergedWith, readMetadataRecord } from './metadata-merge.js';
 import { sparseOf, type MetadataRecord, type SparseFiles } from './volume-metadata.js';
@@ -362,11 +362,15 @@ class ContainerRestore {
     }
   }
 
-  private async ensureNetworks(c: ContainerRecord): Promise<void> {
+  /** Creates the user-defined networks the container needs and the engine lacks, each recorded first (a rollback removes them). */
+  private async ensureNetworks(c: ContainerRecord, target: string): Promise<void> {
     const { engine, log } = this.ctx;
     for (const n of c.spec.networks) {
       if (!n.definition || (await engine.inspectNetwork(n.name))) continue;
-      await engine.createNetwork(createNetworkOptions(n.name, n.definition) as never);
+      const created: CreatedNetwork = { name: n.name };
+      this.txn.record(target, (e) => (e.createdNetworks ??= []).push(created));
+      const id = await engine.createNetwork(createNetworkOptions(n.name, n.definition) as never);
+      this.txn.record(target, () => (created.id = id));
       log.info(`${c.name}: created network ${n.name}`);
     }
   }
@@ -411,7 +415,7 @@ class ContainerRestore {
 
   private async create(c: ContainerRecord, target: string, image: string): Promise<string> {
     const { engine } = this.ctx;
-    await this.ensureNetworks(c);
+    await this.ensureNetworks(c, target);
     const spec = mapPorts(renameReferences(c.spec, this.opts.rename), this.opts.portMap ?? []);
     const { create, connect } = createOptions(spec, target, image, (await engine.info()).apiVersion);
     if (!this.opts.includeVolumes) await this.keepAnonymousVolumes(c, target, create);
@@ -440,8 +444,7 @@ class ContainerRestore {
       for (const v of e.createdVolumes) this.filled.delete(v);
     }
     const problems = await rollBackTargets(this.ctx.engine, this.txn.pending.run, this.txn.pending.helperImage, entries, this.ctx.log, () => this.txn.persist());
-    const done = (e: TargetPending) => !e.creating && e.replaced.length === 0 && e.createdVolumes.length === 0 && !e.aside;
-    for (const e of entries) if (done(e)) this.txn.committed(e.target);
+    for (const e of entries) if (!hasChanges(e)) this.txn.committed(e.target);
     if (problems.length > 0) throw new RestoreError(`${targets.join(', ')}: could not put everything back: ${problems.join('; ')}`);
   }
 
@@ -508,16 +511,19 @@ async function settleGroups(
   dropImage: (c: ContainerRecord) => Promise<void>,
   log: Logger,
 ): Promise<void> {
+  const putBack: Array<{ c: ContainerRecord; target: string; i: number; why: string }> = [];
   for (const { c, target } of ready) {
     const i = results.findIndex((r) => r.name === target && r.status === 'ok');
     if (!c.group || i === -1) continue;
     const why = failedGroups.get(c.group);
-    if (!why) {
-      await worker.commit(target);
-      continue;
-    }
-    log.info(`${target}: put back (${why})`);
-    await worker.rollBack(target).catch((e: unknown) => log.error(errorMessage(e)));
+    if (why) putBack.push({ c, target, i, why });
+    else await worker.commit(target);
+  }
+  if (putBack.length === 0) return;
+  // In one rollback: a network one member created may be in use by another's new container.
+  for (const { target, why } of putBack) log.info(`${target}: put back (${why})`);
+  await worker.rollBack(...putBack.map((p) => p.target)).catch((e: unknown) => log.error(errorMessage(e)));
+  for (const { c, target, i, why } of putBack) {
     await dropImage(c);
     results[i] = { name: target, from: c.name, id: '', state: '', status: 'failed', error: why };
   }

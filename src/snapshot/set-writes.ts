@@ -3,7 +3,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { errorMessage } from '../core/log.js';
 import { SET_SCOPE, type BlobScope, type Destination, type StoredRef } from '../destinations/types.js';
 import { Verifier } from '../oci/digest.js';
-import { storedBlobs, type BlobDescriptor, type SnapshotSet } from './manifest.js';
+import { setScopeBlobsOf, storedBlobs, type BlobDescriptor, type SnapshotSet } from './manifest.js';
 
 /** One destination asked for, and whether it holds the complete set (else why not). */
 export interface SetPlacement {
@@ -54,15 +54,27 @@ export async function tagState(destinations: Destination[], tag: string): Promis
   return { holders, missing, set };
 }
 
+/** What each set-scope blob of a container is, in words, by digest (for messages). */
+function blobNames(c: SnapshotSet['containers'][number]): Map<string, string> {
+  const names = new Map<string, string>([[c.image.config.digest, 'image config']]);
+  if (c.image.layerIndex) names.set(c.image.layerIndex.digest, 'writable layer index');
+  for (const v of c.volumes) {
+    const volume = `volume ${v.name || v.destination}`;
+    for (const blob of storedBlobs(v.blob)) names.set(blob.digest, volume);
+    if (v.metadata?.record) names.set(v.metadata.record.digest, `${volume} side record`);
+  }
+  return names;
+}
+
 /** Each blob of a set once, with the scope a destination keeps it under (see Destination.writeBlob). */
 function blobsOf(set: SnapshotSet): Array<{ scope: BlobScope; blob: BlobDescriptor; what: string }> {
   const out = new Map<string, { scope: BlobScope; blob: BlobDescriptor; what: string }>();
   const add = (scope: BlobScope, blob: BlobDescriptor, what: string) => out.set(`${'container' in scope ? scope.container : ''}\0${blob.digest}`, { scope, blob, what });
   for (const c of set.containers) {
     for (const layer of c.image.layers) add({ container: c.name }, layer, `${c.name} layer ${layer.digest}`);
-    add(SET_SCOPE, c.image.config, `${c.name} image config`);
-    if (c.image.layerIndex) add(SET_SCOPE, c.image.layerIndex, `${c.name} writable layer index`);
-    for (const v of c.volumes) for (const blob of storedBlobs(v.blob)) add(SET_SCOPE, blob, `${c.name} volume ${v.name || v.destination}`);
+    // The same list a prune keeps and a verify reads, so a copied set lacks nothing they expect.
+    const names = blobNames(c);
+    for (const blob of setScopeBlobsOf(c)) add(SET_SCOPE, blob, `${c.name} ${names.get(blob.digest) ?? blob.digest}`);
   }
   return [...out.values()];
 }

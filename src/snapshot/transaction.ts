@@ -47,7 +47,23 @@ export interface TargetPending {
   /** The new container's ID, once created. */
   created?: string;
   createdVolumes: string[];
+  /**
+   * Networks this restore created for the container (recorded before each is created; its ID once
+   * it is). Absent in journals of older versions.
+   */
+  createdNetworks?: CreatedNetwork[];
   replaced: ReplacedVolume[];
+}
+
+/** A network a restore created: its name, and its ID once the engine made it. */
+export interface CreatedNetwork {
+  name: string;
+  id?: string;
+}
+
+/** Whether `e` still has a change to put back (or to commit). */
+export function hasChanges(e: TargetPending): boolean {
+  return e.creating || e.replaced.length > 0 || e.createdVolumes.length > 0 || (e.createdNetworks?.length ?? 0) > 0 || e.aside !== undefined;
 }
 
 /** The whole of a restore's pending changes, saved after each change (step state and a journal file). */
@@ -190,6 +206,12 @@ export async function rollBackTargets(engine: Engine, run: string, helperImage: 
       () => (e.creating = false),
     );
   }
+  // Once the new containers are gone: a network still in use is someone else's now.
+  for (const e of ordered) {
+    for (const n of [...(e.createdNetworks ?? [])]) {
+      await attempt(`remove network ${n.name}`, () => removeCreatedNetwork(engine, n, log), () => e.createdNetworks?.splice(e.createdNetworks.indexOf(n), 1));
+    }
+  }
   for (const e of targets) {
     const image = e.aside?.removed?.image ?? e.image ?? helperImage;
     for (const v of [...e.replaced].reverse()) {
@@ -213,6 +235,27 @@ export async function rollBackTargets(engine: Engine, run: string, helperImage: 
     if (a) await attempt(`put back container ${e.target}`, () => putBackContainer(engine, run, e.target, a, log, save, forget), forget);
   }
   return problems;
+}
+
+/**
+ * Removes a network the restore created, unless a container is on it (one the restore did not
+ * create: its own are removed first) or it is another network of that name made since.
+ */
+async function removeCreatedNetwork(engine: Engine, n: CreatedNetwork, log: Logger): Promise<void> {
+  const now = await engine.inspectNetwork(n.name);
+  if (!now || (n.id && now.Id !== n.id)) return;
+  const users = await engine.networkUsers(now.Id);
+  if (users.length === 0) {
+    try {
+      await engine.removeNetwork(now.Id);
+      return;
+    } catch (err) {
+      if (err instanceof NotFoundError) return;
+      if (!(err instanceof ConflictError)) throw err;
+    }
+  }
+  const names = users.map((u) => u.name).join(', ') || 'a container';
+  log.warning(`network ${n.name} kept: the restore created it, but ${names} joined it since`);
 }
 
 /** Puts back one volume; `done` is called once it holds its old content, before the copy aside is removed. */

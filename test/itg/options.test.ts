@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { backup, list, restore, verify } from '../../src/commands.js';
 import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
 import { parseDestination } from '../../src/core/options.js';
+import { DirDestination } from '../../src/destinations/dir.js';
 import { Resources, docker, quietLog, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
 
 const env = { ...process.env, DOCKER_CONFIG: '/nonexistent' };
@@ -40,6 +41,24 @@ describe('backup and restore options', () => {
       const v = await verify(parseDestination(location), 'multi', { username: reg.username, password: reg.password }, { log: quietLog, env });
       expect(v.blobs).toBeGreaterThanOrEqual(3);
     }
+  });
+
+  it('a set held by one destination is copied into one that lacks it, whole (volume chunks and side records too): it verifies and restores from there', async () => {
+    const first = `dir:${join(res.tempDir(), 'first')}`;
+    const second = `dir:${join(res.tempDir(), 'second')}`;
+    const r = await backup(parseBackupInputs(inputs({ containers: app, destination: first, tag: 'copied' })), { log: quietLog, env });
+    expect(r.failed).toBe(0);
+    const done = await backup(parseBackupInputs(inputs({ containers: app, destination: `${first}\n${second}`, tag: 'copied' })), { log: quietLog, env });
+    expect(done.failed).toBe(0);
+    const set = await new DirDestination(second, second.slice(4)).readSet('copied');
+    // The volume's side record (sub-second times at least) is among what had to be copied.
+    expect(set?.containers[0].volumes[0].metadata?.record).toBeDefined();
+    const v = await verify(parseDestination(second), 'copied', {}, { log: quietLog, env });
+    expect(v.blobs).toBeGreaterThanOrEqual(3);
+    const copy = res.name('copied');
+    const restored = await restore(parseRestoreInputs(inputs({ source: second, snapshot: 'copied', rename: `${app}=${copy}\n${vol}=${res.volume('copiedvol')}` })), { log: quietLog, env });
+    expect(restored.failed, JSON.stringify(restored.containers)).toBe(0);
+    expect((await treeDigest(copy, '/data')).digest).toBe((await treeDigest(app, '/data')).digest);
   });
 
   it('an unchanged container uploads no layer or volume to the registry the second time', async () => {
