@@ -7,6 +7,7 @@ import { backup } from '../../src/commands.js';
 import { parseBackupInputs } from '../../src/core/inputs.js';
 import { DirDestination } from '../../src/destinations/dir.js';
 import { backupSummary } from '../../src/report.js';
+import { storedBlobs } from '../../src/snapshot/manifest.js';
 import { inputs, restoreFrom, testEnv } from '../support/commands.js';
 import { Resources, docker, quietLog, runContainer, waitFor } from '../support/fixtures.js';
 
@@ -262,7 +263,7 @@ describe('consistency groups and Compose projects', () => {
     await docker.getContainer(b.name).remove({ force: true });
     await docker.getVolume(b.volume).remove();
     const set = (await new DirDestination('dir:store', store).readSet('txn'))!;
-    const blob = set.containers.find((c) => c.name === b.name)!.volumes[0].blob;
+    const [blob] = storedBlobs(set.containers.find((c) => c.name === b.name)!.volumes[0].blob);
     const file = join(store, 'blobs', 'sha256', blob.digest.slice('sha256:'.length));
     const bytes = readFileSync(file);
     bytes[Math.floor(bytes.length / 2)] ^= 0xff;
