@@ -47,11 +47,15 @@ describe('verification through the bundled restore action and CLI', () => {
   /** A location with sets of `app` and `other`, tagged `tags` in that order (so the last is latest). */
   async function storeWith(name: string, tags: string[]): Promise<string> {
     const store = join(dir, name);
-    for (const tag of tags) await backUp({ containers: `${app},${other}`, destination: `dir:${store}`, tag });
+    for (const tag of tags) {
+      // A change in `other` before each set, so that each holds an image config of its own (an unchanged container's is the earlier set's).
+      execFileSync('docker', ['exec', other, 'sh', '-c', `echo ${tag} > /set-tag`]);
+      await backUp({ containers: `${app},${other}`, destination: `dir:${store}`, tag });
+    }
     return store;
   }
 
-  /** The stored digest of container `name`'s image config in set `tag` (a blob no other set shares: it holds the commit time). */
+  /** The stored digest of container `name`'s image config in set `tag` (`other`'s: a blob no other set of storeWith shares, as it changed before each). */
   async function configDigest(store: string, tag: string, name: string): Promise<string> {
     const set = await new DirDestination(`dir:${store}`, store).readSet(tag);
     return set!.containers.find((c) => c.name === name)!.image.config.digest;
