@@ -1,0 +1,42 @@
+// Command-line options of bench/run.mjs.
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const USAGE =
+  'usage: node bench/run.mjs [--quick] [--mb N] [--volume-mb N] [--runs N] [--json PATH]   (env: BENCH_MB, BENCH_VOLUME_MB, BENCH_RUNS)';
+
+/** The JSON result's default path: outside the worktree, overwritten by each run. */
+export const DEFAULT_JSON = join(tmpdir(), 'container-snapshot-bench.json');
+
+/**
+ * Parses argv (without node and the script) over the BENCH_* environment: flags win.
+ * --quick: a 30 MB layer, a 10 MB volume, B8 with 6 containers of 2 MB. Throws on an unknown flag or a non-positive size.
+ */
+export function parseOptions(argv, env = process.env) {
+  const opts = {
+    layerMB: Number(env.BENCH_MB ?? 300),
+    volumeMB: Number(env.BENCH_VOLUME_MB ?? 100),
+    runs: Number(env.BENCH_RUNS ?? 1),
+    json: DEFAULT_JSON,
+    quick: false,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--quick') Object.assign(opts, { layerMB: 30, volumeMB: 10, quick: true });
+    else if (a === '--mb') opts.layerMB = Number(argv[++i]);
+    else if (a === '--volume-mb') opts.volumeMB = Number(argv[++i]);
+    else if (a === '--runs') opts.runs = Number(argv[++i]);
+    else if (a === '--json') opts.json = argv[++i];
+    else if (a === '--help' || a === '-h') {
+      console.log(USAGE);
+      process.exit(0);
+    } else throw new Error(`unknown argument ${a}; ${USAGE}`);
+  }
+  for (const k of ['layerMB', 'volumeMB', 'runs']) {
+    if (!(opts[k] > 0)) throw new Error(`${k} must be a positive number, got ${opts[k]}`);
+  }
+  if (!opts.json) throw new Error('--json needs a path');
+  // B8: 20 containers of 20 MB; --quick keeps CI short with fewer, smaller ones.
+  opts.b8 = opts.quick ? { count: 6, mb: 2 } : { count: 20, mb: 20 };
+  return opts;
+}
