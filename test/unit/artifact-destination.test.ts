@@ -12,8 +12,8 @@ import { storeBlob } from '../../src/snapshot/blobs.js';
 import type { Destination } from '../../src/destinations/types.js';
 
 /**
- * The artifact destination's own logic (the named pipe, cleanup, bookkeeping) against a fake
- * client that reads the pipe as @actions/artifact does: create the artifact, then open the file.
+ * The artifact destination's own logic (the streamed upload, cleanup, bookkeeping) against a fake
+ * client that reads the file as @actions/artifact does: create the artifact, then createReadStream.
  * The real library and a wire-level service are exercised in test/e2e/artifact.test.ts.
  */
 class FakeClient {
@@ -46,7 +46,7 @@ class FakeClient {
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
-describe('artifact destination: blobs through a named pipe', () => {
+describe('artifact destination: blobs streamed into the library', () => {
   let temp: string;
   let client: FakeClient;
   let dest: ArtifactDestination;
@@ -70,7 +70,7 @@ describe('artifact destination: blobs through a named pipe', () => {
     expect(readdirSync(temp)).toEqual([]);
   });
 
-  it('aborted before the library opens the pipe: returns, and deletes the empty artifact it made', async () => {
+  it('aborted before the library opens the file: returns, and deletes the empty artifact it made', async () => {
     client.createMs = 200;
     const w = await dest.writeBlob();
     await w.abort();
@@ -98,7 +98,7 @@ describe('artifact destination: blobs through a named pipe', () => {
     expect(client.finalized.size).toBe(0);
   });
 
-  it('a refused artifact fails the blob with the service\'s reason, and leaves no pipe behind', async () => {
+  it('a refused artifact fails the blob with the service\'s reason, and leaves nothing behind', async () => {
     client.failCreate = true;
     const w = await dest.writeBlob();
     const store = async () => {

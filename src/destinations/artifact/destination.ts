@@ -15,14 +15,14 @@ import { describeRun, findOptions } from './find.js';
 import { blobArtifactName, newestSetArtifacts, setArtifactName } from './names.js';
 import type { RunContext } from './run-context.js';
 import { buildIndex, parseIndex, type ArtifactIndex } from './set-index.js';
-import { PipeUpload } from './upload.js';
+import { StreamedUpload } from './upload.js';
 
 const CREATED = 'org.opencontainers.image.created';
 
 /**
  * Snapshot sets as workflow artifacts, through @actions/artifact (names.ts says which artifact holds what).
- * Blobs stream through a named pipe into the library's single-file upload (skipArchive, upload.ts), so a
- * snapshot is never written to the runner's disk on the way out. A download lands in a temporary
+ * Blobs stream into the library's single-file upload (skipArchive; upload.ts hands it our stream in
+ * place of the file), so a snapshot is never written to the runner's disk on the way out. A download lands in a temporary
  * file, one blob at a time, removed once read.
  */
 export class ArtifactDestination implements Destination {
@@ -86,7 +86,7 @@ export class ArtifactDestination implements Destination {
 
   async writeBlob(): Promise<BlobWriter> {
     const name = blobArtifactName(this.name, this.run.attempt, this.uid, ++this.seq);
-    const upload = await PipeUpload.start(
+    const upload = await StreamedUpload.start(
       this.run.tempDir,
       name,
       (path, dir) => this.client.uploadArtifact(name, [path], dir, { skipArchive: true, retentionDays: this.retentionDays }),
