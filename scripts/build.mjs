@@ -34,6 +34,8 @@
 //   depend on the machine that built it. They stay plain runtime requires, which fail
 //   inside ssh2's own try/catch, so ssh2 uses its pure-JS code (as on a machine where
 //   the addons did not build).
+// - Bundles are pure ASCII (scripts/ascii.mjs: escapes, same behaviour): Node keeps a
+//   module's source in memory, and V8 holds a non-ASCII one as UTF-16, 9 MB more per process.
 // - The CLI bundle lives at dist/cli.js, but its side files go to dist/cli/: ncc's
 //   asset base (`__nccwpck_require__.ab`, "the bundle's directory") is rewritten to
 //   "<bundle's directory>/cli/". Every asset path the bundle uses is checked to exist.
@@ -52,6 +54,7 @@ import {
 } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { asciiOnly } from './ascii.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 process.chdir(root); // ncc resolves assets, tsconfig and module ids relative to the cwd
@@ -182,6 +185,7 @@ async function build(target) {
     }
   }
 
+  code = asciiOnly(code, out);
   const written = [out];
   writeOut(out, code, code.startsWith('#!') ? 0o755 : 0o644);
   for (const name of Object.keys(assets).sort()) {
