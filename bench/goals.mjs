@@ -81,7 +81,7 @@ export const GOALS = [
   { id: 'B9', measure: 'a volume with a sparse 4 GiB file (4 MB of data)', goal: 'paused <= 5 s; restored sparse', of: b9 },
 ];
 
-/** Each goal's row: { id, measure, goal, value (null: not measured), unit ('x' or 'MB'), detail, met }. */
+/** Each goal's row: { id, measure, goal, value (null: not measured), unit ('x', 'MB' or 's'), detail, met }. */
 export function evaluate(results) {
   return GOALS.map(({ id, measure, goal, of }) => {
     const r = of(results);
