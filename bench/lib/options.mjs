@@ -10,7 +10,7 @@ export const DEFAULT_JSON = join(tmpdir(), 'container-snapshot-bench.json');
 
 /**
  * Parses argv (without node and the script) over the BENCH_* environment: flags win.
- * --quick: a 30 MB layer, a 10 MB volume, B8 with 6 containers of 2 MB. Throws on an unknown flag or a non-positive size.
+ * --quick: a 30 MB layer, a 10 MB volume, B8 with 6 containers of 2 MB (B9: 0.25 GiB, sparse.mjs). Throws on an unknown flag or a non-positive size.
  */
 export function parseOptions(argv, env = process.env) {
   const opts = {
