@@ -15,6 +15,7 @@ import { tempImageName } from '../core/run-names.js';
 import { allHave, storeBlob, type StoreTarget } from './blobs.js';
 import { storeSavedImage } from './image-archive.js';
 import { storeChunked, type ChunkIndex } from './chunked.js';
+import { CHUNK_SIZES } from './chunker.js';
 import {
   SET_MEDIA_TYPE,
   schemaVersionOf,
@@ -213,6 +214,9 @@ function statusOf(info: ContainerInspect): string {
   return info.State.Paused ? 'paused' : info.State.Status;
 }
 
+/** Set-scope blobs kept out of the chunk budget (Destination.setBlobLimit): side records, image configs, layer indexes. */
+export const SET_BLOB_HEADROOM = 256;
+
 class ContainerBackup {
   constructor(
     private readonly ctx: BackupContext,
@@ -224,6 +228,23 @@ class ContainerBackup {
 
   /** Why a container was not held as asked, by container ID. */
   readonly notes = new Map<string, string>();
+
+  /** Chunks planned for this set so far, against the destinations' setBlobLimit (all volumes of all containers: one worker per set). */
+  private chunksPlanned = 0;
+
+  /**
+   * Why the volume of `bytes` (its archive, before compression) is to be stored whole rather than as
+   * chunks, or undefined to chunk it; when chunked, its estimate counts as planned. The estimate is
+   * twice the expected count (CHUNK_SIZES.avg), and SET_BLOB_HEADROOM blobs are kept for side records and configs.
+   */
+  private wholeBecause(bytes: number): string | undefined {
+    const limits = this.ctx.destinations.flatMap((d) => (d.setBlobLimit === undefined ? [] : [{ label: d.label, limit: d.setBlobLimit }]));
+    const estimate = 2 * Math.ceil(bytes / CHUNK_SIZES.avg) + 1;
+    const tight = limits.find((l) => this.chunksPlanned + estimate > l.limit - SET_BLOB_HEADROOM);
+    if (tight) return `up to ${estimate} chunks, and ${tight.label} takes ${tight.limit} blobs per set (${this.chunksPlanned} already planned)`;
+    this.chunksPlanned += estimate;
+    return undefined;
+  }
 
   /** Volumes are stored as content-defined chunks, except for an artifact: destination (one artifact per chunk would be absurd): then each is one blob. */
   private get chunking(): boolean {
@@ -593,9 +614,12 @@ class ContainerBackup {
       file.on('error', (err) => tar.destroy(err));
       return tar;
     };
-    let blob = !this.chunking && plan.previous && (await this.sameContent(spooled, plan.previous)) ? plan.previous : undefined;
+    const whole = this.chunking ? this.wholeBecause(spooled.bytes) : undefined;
+    if (whole) this.ctx.log.info(`${what}: stored whole, not as chunks: ${formatBytes(spooled.bytes)} would take ${whole}`);
+    const chunking = this.chunking && !whole;
+    let blob = !chunking && plan.previous && (await this.sameContent(spooled, plan.previous)) ? plan.previous : undefined;
     if (blob) stats.reused++;
-    else if (this.chunking) {
+    else if (chunking) {
       this.ctx.log.info(`${what}: storing the new chunks of ${formatBytes(spooled.bytes)} (before compression)`);
       const chunked = await storeChunked(checked(), this.targets(SET_SCOPE), this.compression, this.history.chunks, this.meter(`${what}: chunking`, spooled.bytes));
       this.ctx.log.info(`${what}: ${chunked.blob.chunks.length} chunk(s): ${chunked.written} stored, ${chunked.reused} already there`);

@@ -5,11 +5,14 @@ import tar from 'tar-stream';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { prune, restore, verify, verifyReport } from '../../src/commands.js';
-import { parseRestoreInputs } from '../../src/core/inputs.js';
+import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
 import { parseDestination } from '../../src/core/options.js';
 import { parseRetentionPolicy } from '../../src/core/retention-input.js';
 import { Keyring } from '../../src/crypto/keyring.js';
 import { DirDestination } from '../../src/destinations/dir.js';
+import { RegistryDestination } from '../../src/destinations/registry.js';
+import { Engine } from '../../src/engine/engine.js';
+import { SET_BLOB_HEADROOM, runBackup } from '../../src/snapshot/backup.js';
 import { RegistryClient } from '../../src/registry/client.js';
 import { CHUNKED_VOLUME_MEDIA_TYPE, isChunked, storedBlobs, type SnapshotSet, type VolumeRecord } from '../../src/snapshot/manifest.js';
 import { backUp, inputs, testEnv } from '../support/commands.js';
@@ -231,6 +234,39 @@ describe('volumes stored as content-defined chunks', () => {
     for (const d of r2) expect(await client.hasBlob(prefix, d), `chunk ${d} in ${prefix}`).toBe(true);
     expect((await verify(parseDestination(location), 'r2', { username: reg.username, password: reg.password }, { log: quietLog, env: testEnv })).blobs).toBeGreaterThanOrEqual(r2.length);
     expect(await restoredTree(location, 'r2', c, creds)).toEqual(tree);
+  });
+
+  it('registry: a volume whose chunks would not fit the set manifest is stored whole (one line says why), the other chunked; the set verifies and restores', async () => {
+    const name = res.name('budget');
+    const [big, small] = [res.volume('budget-big'), res.volume('budget-small')];
+    await runContainer({ name, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'exec sleep 100000'], HostConfig: { Binds: [`${big}:/data`, `${small}:/small`] } }, 'running');
+    await putFile(name, '/data', 'big', keystream('budget big', 8 * MB), 1);
+    await putFile(name, '/small', 'small', keystream('budget small', MB), 1);
+    const trees = { data: await treeDigest(name, '/data'), small: await treeDigest(name, '/small') };
+    const prefix = `${res.prefix}-budget`;
+    const location = `registry:${reg.host}/${prefix}`;
+    const client = new RegistryClient({ host: reg.host, auth: { username: reg.username, password: reg.password } });
+    // Room for the 1 MiB volume's chunks (≤ 7 planned), not for the 8 MiB one's (≤ 35).
+    const dest = new RegistryDestination(location, prefix, client, undefined, undefined, { setBlobLimit: SET_BLOB_HEADROOM + 12 });
+    const log = { ...quietLog, lines: [] as string[] };
+    const r = await runBackup(parseBackupInputs(inputs({ containers: name, destination: location, tag: 'b1', ...creds })), { engine: new Engine(), destinations: [dest], log, env: testEnv });
+    expect(r.failed, JSON.stringify(r.containers)).toBe(0);
+    const set = (await dest.readSet('b1'))!;
+    const volume = (mount: string) => set.containers[0].volumes.find((v) => v.destination === mount)!;
+    expect(isChunked(volume('/data').blob)).toBe(false);
+    expect(volume('/data').blob.mediaType).toMatch(/^application\/vnd\.container-snapshot\.volume\.v1\.tar/);
+    expect(isChunked(volume('/small').blob)).toBe(true);
+    const why = log.lines.filter((l) => l.includes('stored whole, not as chunks'));
+    expect(why).toHaveLength(1);
+    expect(why[0]).toContain(big);
+    expect(why[0]).toContain(`${SET_BLOB_HEADROOM + 12} blobs per set`);
+    expect((await verify(parseDestination(location), 'b1', { username: reg.username, password: reg.password }, { log: quietLog, env: testEnv })).blobs).toBeGreaterThanOrEqual(2);
+    const copy = res.name('budget-r');
+    const rename = `${name}=${copy},${big}=${res.volume('budget-r-big')},${small}=${res.volume('budget-r-small')}`;
+    const restored = await restore(parseRestoreInputs(inputs({ source: location, snapshot: 'b1', containers: name, rename, start: 'never', ...creds })), { log: quietLog, env: testEnv });
+    expect(restored.failed, JSON.stringify(restored.containers)).toBe(0);
+    res.image((await docker.getContainer(copy).inspect()).Config.Image);
+    expect({ data: await treeDigest(copy, '/data'), small: await treeDigest(copy, '/small') }).toEqual(trees);
   });
 
   it('a set written before chunking (schema 1, a committed fixture) still verifies and restores', async () => {
