@@ -232,17 +232,23 @@ class ContainerBackup {
   /** Chunks planned for this set so far, against the destinations' setBlobLimit (all volumes of all containers: one worker per set). */
   private chunksPlanned = 0;
 
+  /** The tightest setBlobLimit among the destinations, less SET_BLOB_HEADROOM; undefined when none limits. */
+  private chunkLimit(): { label: string; limit: number } | undefined {
+    const limits = this.ctx.destinations.flatMap((d) => (d.setBlobLimit === undefined ? [] : [{ label: d.label, limit: d.setBlobLimit - SET_BLOB_HEADROOM }]));
+    return limits.sort((x, y) => x.limit - y.limit)[0];
+  }
+
   /**
-   * Why the volume of `bytes` (its archive, before compression) is to be stored whole rather than as
-   * chunks, or undefined to chunk it; when chunked, its estimate counts as planned. The estimate is
-   * twice the expected count (CHUNK_SIZES.avg), and SET_BLOB_HEADROOM blobs are kept for side records and configs.
+   * Plans `chunks` more chunks for the set: undefined when they fit (then counted as planned), else
+   * why not. `less`: chunks planned before (an estimate now replaced by the count), taken back first.
    */
-  private wholeBecause(bytes: number): string | undefined {
-    const limits = this.ctx.destinations.flatMap((d) => (d.setBlobLimit === undefined ? [] : [{ label: d.label, limit: d.setBlobLimit }]));
-    const estimate = 2 * Math.ceil(bytes / CHUNK_SIZES.avg) + 1;
-    const tight = limits.find((l) => this.chunksPlanned + estimate > l.limit - SET_BLOB_HEADROOM);
-    if (tight) return `up to ${estimate} chunks, and ${tight.label} takes ${tight.limit} blobs per set (${this.chunksPlanned} already planned)`;
-    this.chunksPlanned += estimate;
+  private planChunks(chunks: number, less = 0): string | undefined {
+    this.chunksPlanned -= less;
+    const tight = this.chunkLimit();
+    if (tight && this.chunksPlanned + chunks > tight.limit) {
+      return `${chunks} chunks, and ${tight.label} takes ${tight.limit + SET_BLOB_HEADROOM} blobs per set (${this.chunksPlanned} already planned, ${SET_BLOB_HEADROOM} kept for other records)`;
+    }
+    this.chunksPlanned += chunks;
     return undefined;
   }
 
@@ -614,19 +620,22 @@ class ContainerBackup {
       file.on('error', (err) => tar.destroy(err));
       return tar;
     };
-    const whole = this.chunking ? this.wholeBecause(spooled.bytes) : undefined;
-    if (whole) this.ctx.log.info(`${what}: stored whole, not as chunks: ${formatBytes(spooled.bytes)} would take ${whole}`);
-    const chunking = this.chunking && !whole;
-    let blob = !chunking && plan.previous && (await this.sameContent(spooled, plan.previous)) ? plan.previous : undefined;
+    // Counted before chunking (the archive's size is known), a little above the average: a count past it is caught after.
+    const estimate = Math.ceil((1.25 * spooled.bytes) / CHUNK_SIZES.avg) + 1;
+    let whole = this.chunking ? this.planChunks(estimate) : undefined;
+    let blob = (!this.chunking || whole) && plan.previous && (await this.sameContent(spooled, plan.previous)) ? plan.previous : undefined;
     if (blob) stats.reused++;
-    else if (chunking) {
+    else if (this.chunking && !whole) {
       this.ctx.log.info(`${what}: storing the new chunks of ${formatBytes(spooled.bytes)} (before compression)`);
       const chunked = await storeChunked(checked(), this.targets(SET_SCOPE), this.compression, this.history.chunks, this.meter(`${what}: chunking`, spooled.bytes));
       this.ctx.log.info(`${what}: ${chunked.blob.chunks.length} chunk(s): ${chunked.written} stored, ${chunked.reused} already there`);
-      blob = chunked.blob;
+      whole = this.planChunks(chunked.blob.chunks.length, estimate);
+      blob = whole ? undefined : chunked.blob;
       stats.written += chunked.written;
       stats.reused += chunked.reused;
-    } else {
+    }
+    if (whole) this.ctx.log.info(`${what}: stored whole, not as chunks: ${formatBytes(spooled.bytes)} would take ${whole}`);
+    if (!blob) {
       this.ctx.log.info(`${what}: storing ${formatBytes(spooled.bytes)} (before compression)`);
       blob = await storeBlob(checked(), this.targets(SET_SCOPE), volumeMediaType(this.compression), this.meter(`${what}: storing`, spooled.bytes));
       stats.written++;

@@ -246,7 +246,7 @@ describe('volumes stored as content-defined chunks', () => {
     const prefix = `${res.prefix}-budget`;
     const location = `registry:${reg.host}/${prefix}`;
     const client = new RegistryClient({ host: reg.host, auth: { username: reg.username, password: reg.password } });
-    // Room for the 1 MiB volume's chunks (≤ 7 planned), not for the 8 MiB one's (≤ 35).
+    // Room for the 1 MiB volume's chunks (3 planned, ~4 cut), not for the 8 MiB one's (22 planned).
     const dest = new RegistryDestination(location, prefix, client, undefined, undefined, { setBlobLimit: SET_BLOB_HEADROOM + 12 });
     const log = { ...quietLog, lines: [] as string[] };
     const r = await runBackup(parseBackupInputs(inputs({ containers: name, destination: location, tag: 'b1', ...creds })), { engine: new Engine(), destinations: [dest], log, env: testEnv });
