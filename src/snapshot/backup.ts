@@ -37,7 +37,7 @@ import { dependencyOrder, GroupGate, unitsOf, type MemberGate, type Unit } from 
 import { Spool, type Spooled } from './spool.js';
 import { forEachLimited } from '../util/pool.js';
 import { meterWith, type Meter } from '../util/progress.js';
-import { copyBlobs, tagState, unwrittenLine, writeSetEverywhere, type SetPlacement, type TagState } from './set-writes.js';
+import { SetWriteError, copyBlobs, tagState, unwrittenLine, writeSetEverywhere, type SetPlacement, type TagState } from './set-writes.js';
 import { captureSpec, containerReferences, userNetworkNames } from './spec.js';
 import { mountsToTake, type MountToTake } from './volumes.js';
 import { archiveRoot, keepVolumeMetadata, matchedScan, scanVolumeMetadata, type MetadataScan } from './volume-metadata.js';
@@ -748,8 +748,21 @@ async function checkDestinations(ctx: BackupContext, opts: BackupOptions): Promi
   for (const dest of ctx.destinations) await dest.check('plan');
   // The tag before any directory is made: a refused tag changes nothing.
   const state = await tagState(ctx.destinations, opts.tag);
+  if (state.set) refuseWholeOnly(opts, state.set, state.missing);
   if (!opts.dryRun) for (const dest of ctx.destinations) await dest.check('write');
   return state;
+}
+
+/**
+ * A set with chunked volumes cannot be completed in an artifact: destination: it stores each volume
+ * whole, so its set document would differ from the holders' (and a set must read the same everywhere).
+ * Throws SetWriteError.
+ */
+function refuseWholeOnly(opts: BackupOptions, set: SnapshotSet, missing: Destination[]): void {
+  const wholeOnly = missing.filter((d) => opts.destinations.some((spec) => spec.kind === 'artifact' && spec.raw === d.label));
+  if (wholeOnly.length === 0 || !set.containers.some((c) => c.volumes.some((v) => isChunked(v.blob)))) return;
+  const labels = wholeOnly.map((d) => d.label).join(', ');
+  throw new SetWriteError(`Snapshot ${set.tag} stores its volumes as chunks, which ${labels} cannot hold (one blob per volume there); not copied. Expected a new tag: a new set stores whole volumes in every destination.`);
 }
 
 /** A set some destinations hold and others miss (an earlier run with this tag failed there): copied to the rest, no container taken again. */

@@ -4,7 +4,7 @@ import { cpSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import tar from 'tar-stream';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { prune, restore, verify, verifyReport } from '../../src/commands.js';
+import { backup, prune, restore, verify, verifyReport } from '../../src/commands.js';
 import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
 import { parseDestination } from '../../src/core/options.js';
 import { parseRetentionPolicy } from '../../src/core/retention-input.js';
@@ -15,6 +15,7 @@ import { Engine } from '../../src/engine/engine.js';
 import { SET_BLOB_HEADROOM, runBackup } from '../../src/snapshot/backup.js';
 import { RegistryClient } from '../../src/registry/client.js';
 import { CHUNKED_VOLUME_MEDIA_TYPE, isChunked, storedBlobs, type SnapshotSet, type VolumeRecord } from '../../src/snapshot/manifest.js';
+import { startArtifactService } from '../support/artifact-service.js';
 import { backUp, inputs, testEnv } from '../support/commands.js';
 import { Resources, docker, quietLog, runContainer, treeDigest } from '../support/fixtures.js';
 
@@ -267,6 +268,35 @@ describe('volumes stored as content-defined chunks', () => {
     expect(restored.failed, JSON.stringify(restored.containers)).toBe(0);
     res.image((await docker.getContainer(copy).inspect()).Config.Image);
     expect({ data: await treeDigest(copy, '/data'), small: await treeDigest(copy, '/small') }).toEqual(trees);
+  });
+
+  it('a chunked set is not completed in an artifact: destination (it would hold whole volumes, a different set document): refused before anything is written, a new tag named', async () => {
+    const c = await container('art', 'true');
+    await putFile(c.name, '/data', 'a', keystream('art', 2 * MB), 1);
+    const root = join(res.tempDir(), 'art-store');
+    const dir = `dir:${root}`;
+    await backUp({ containers: c.name, destination: dir, tag: 'a1' });
+    expect(isChunked(volumeOf(setOf(root, 'a1')).blob)).toBe(true);
+    const files = readdirSync(join(root, 'blobs', 'sha256')).sort();
+    const artifacts = await startArtifactService();
+    // @actions/artifact reads its run from process.env.
+    const vars: Record<string, string> = { ...artifacts.env({ runId: 7301, jobId: 'backup' }), RUNNER_TEMP: res.tempDir() };
+    const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+    Object.assign(process.env, vars);
+    try {
+      const both = `${dir}\nartifact:${res.prefix}-art`;
+      await expect(backup(parseBackupInputs(inputs({ containers: c.name, destination: both, tag: 'a1' })), { log: quietLog, env: { ...testEnv, ...vars } })).rejects.toThrow(
+        `Snapshot a1 stores its volumes as chunks, which artifact:${res.prefix}-art cannot hold (one blob per volume there); not copied. Expected a new tag: a new set stores whole volumes in every destination.`,
+      );
+      expect(artifacts.artifacts()).toEqual([]);
+      expect(readdirSync(join(root, 'blobs', 'sha256')).sort()).toEqual(files);
+    } finally {
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+      await artifacts.stop();
+    }
   });
 
   it('a set written before chunking (schema 1, a committed fixture) still verifies and restores', async () => {
