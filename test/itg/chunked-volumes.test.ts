@@ -270,6 +270,24 @@ describe('volumes stored as content-defined chunks', () => {
     expect({ data: await treeDigest(copy, '/data'), small: await treeDigest(copy, '/small') }).toEqual(trees);
   });
 
+  it('registry: a volume cut into more chunks than planned for it (many files of 100 KiB: a header chunk each) is stored whole after all, and restores', async () => {
+    const c = await container('many', 'for i in $(busybox seq 40); do busybox dd if=/dev/urandom of=/data/f$i bs=1024 count=100 2>/dev/null; done');
+    const tree = await treeDigest(c.name, '/data');
+    const prefix = `${res.prefix}-many`;
+    const location = `registry:${reg.host}/${prefix}`;
+    const client = new RegistryClient({ host: reg.host, auth: { username: reg.username, password: reg.password } });
+    // ~4 MiB of archive: 11 chunks planned, which fit; ~80 cut (a header chunk and a data chunk per file), which do not.
+    const dest = new RegistryDestination(location, prefix, client, undefined, undefined, { setBlobLimit: SET_BLOB_HEADROOM + 30 });
+    const log = { ...quietLog, lines: [] as string[] };
+    const r = await runBackup(parseBackupInputs(inputs({ containers: c.name, destination: location, tag: 'm1', ...creds })), { engine: new Engine(), destinations: [dest], log, env: testEnv });
+    expect(r.failed, JSON.stringify(r.containers)).toBe(0);
+    const cut = log.lines.find((l) => / chunk\(s\): /.test(l));
+    expect(Number(cut?.match(/: (\d+) chunk\(s\)/)?.[1])).toBeGreaterThan(30);
+    expect(log.lines.filter((l) => l.includes('stored whole, not as chunks'))).toHaveLength(1);
+    expect(isChunked(volumeOf((await dest.readSet('m1'))!).blob)).toBe(false);
+    expect(await restoredTree(location, 'm1', c, creds)).toEqual(tree);
+  });
+
   it('a chunked set is not completed in an artifact: destination (it would hold whole volumes, a different set document): refused before anything is written, a new tag named', async () => {
     const c = await container('art', 'true');
     await putFile(c.name, '/data', 'a', keystream('art', 2 * MB), 1);
