@@ -27,6 +27,12 @@ const CREATED = 'org.opencontainers.image.created';
 /** The config of a snapshot image whose config and layers are encrypted: an OCI artifact, not a pullable image. */
 export const ENCRYPTED_IMAGE_CONFIG_MEDIA_TYPE = 'application/vnd.container-snapshot.image-config.v1+json+age';
 
+/**
+ * Bytes one chunk takes in a set manifest, an upper bound: its descriptor (~130 bytes); encrypted,
+ * also its digest in the clear envelope and its descriptor in the sealed dedupe record (~0.5 KB).
+ */
+const MANIFEST_BYTES_PER_BLOB = { clear: 160, encrypted: 800 };
+
 /** A blob as an OCI descriptor: an encrypted one's media type says so (`+age`), so no client takes it for what it holds. */
 function descriptorOf(b: BlobDescriptor): { mediaType: string; digest: string; size: number } {
   return { mediaType: b.encryption ? `${b.mediaType}+age` : b.mediaType, digest: b.digest, size: b.size };
@@ -62,7 +68,15 @@ export class RegistryDestination implements Destination {
     private readonly client: RegistryClient,
     private readonly warn: (message: string) => void = () => undefined,
     readonly keyring?: Keyring,
-  ) {}
+    /** `setBlobLimit`: tests only, to reach the limit with small volumes; by default what fits in MANIFEST_LIMIT with a tenth to spare. */
+    options: { setBlobLimit?: number } = {},
+  ) {
+    const perBlob = keyring?.encrypting ? MANIFEST_BYTES_PER_BLOB.encrypted : MANIFEST_BYTES_PER_BLOB.clear;
+    this.setBlobLimit = options.setBlobLimit ?? Math.floor((MANIFEST_LIMIT * 0.9) / perBlob);
+  }
+
+  /** See Destination.setBlobLimit. */
+  readonly setBlobLimit: number;
 
   private repo(scope: BlobScope): string {
     return 'container' in scope ? `${this.prefix}/${repoComponent(scope.container)}` : this.prefix;

@@ -40,6 +40,12 @@ export interface Destination {
   /** The run's keys: blobs and set documents stored encrypted when it encrypts, read back with its identities. */
   readonly keyring?: Keyring;
   /**
+   * The most blobs of the set's own scope (SET_SCOPE: volume chunks, side records, configs) one set
+   * may name here; undefined for no limit. registry: what its set manifest can list within the
+   * 4 MiB a manifest is read back with. A backup stores a volume whole when its chunks would not fit.
+   */
+  readonly setBlobLimit?: number;
+  /**
    * Fails early with a clear error when the store can't be reached, read or written. `write` may
    * prepare the store (create a directory); `plan` (a dry run) checks the same without changing anything.
    */

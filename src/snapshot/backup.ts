@@ -15,6 +15,7 @@ import { tempImageName } from '../core/run-names.js';
 import { allHave, storeBlob, type StoreTarget } from './blobs.js';
 import { storeSavedImage } from './image-archive.js';
 import { storeChunked, type ChunkIndex } from './chunked.js';
+import { CHUNK_SIZES } from './chunker.js';
 import {
   SET_MEDIA_TYPE,
   schemaVersionOf,
@@ -36,7 +37,7 @@ import { dependencyOrder, GroupGate, unitsOf, type MemberGate, type Unit } from 
 import { Spool, type Spooled } from './spool.js';
 import { forEachLimited } from '../util/pool.js';
 import { meterWith, type Meter } from '../util/progress.js';
-import { copyBlobs, tagState, unwrittenLine, writeSetEverywhere, type SetPlacement, type TagState } from './set-writes.js';
+import { SetWriteError, copyBlobs, tagState, unwrittenLine, writeSetEverywhere, type SetPlacement, type TagState } from './set-writes.js';
 import { captureSpec, containerReferences, userNetworkNames } from './spec.js';
 import { mountsToTake, type MountToTake } from './volumes.js';
 import { archiveRoot, keepVolumeMetadata, matchedScan, scanVolumeMetadata, type MetadataScan } from './volume-metadata.js';
@@ -213,6 +214,9 @@ function statusOf(info: ContainerInspect): string {
   return info.State.Paused ? 'paused' : info.State.Status;
 }
 
+/** Set-scope blobs kept out of the chunk budget (Destination.setBlobLimit): side records, image configs, layer indexes. */
+export const SET_BLOB_HEADROOM = 256;
+
 class ContainerBackup {
   constructor(
     private readonly ctx: BackupContext,
@@ -224,6 +228,29 @@ class ContainerBackup {
 
   /** Why a container was not held as asked, by container ID. */
   readonly notes = new Map<string, string>();
+
+  /** Chunks planned for this set so far, against the destinations' setBlobLimit (all volumes of all containers: one worker per set). */
+  private chunksPlanned = 0;
+
+  /** The tightest setBlobLimit among the destinations, less SET_BLOB_HEADROOM; undefined when none limits. */
+  private chunkLimit(): { label: string; limit: number } | undefined {
+    const limits = this.ctx.destinations.flatMap((d) => (d.setBlobLimit === undefined ? [] : [{ label: d.label, limit: d.setBlobLimit - SET_BLOB_HEADROOM }]));
+    return limits.sort((x, y) => x.limit - y.limit)[0];
+  }
+
+  /**
+   * Plans `chunks` more chunks for the set: undefined when they fit (then counted as planned), else
+   * why not. `less`: chunks planned before (an estimate now replaced by the count), taken back first.
+   */
+  private planChunks(chunks: number, less = 0): string | undefined {
+    this.chunksPlanned -= less;
+    const tight = this.chunkLimit();
+    if (tight && this.chunksPlanned + chunks > tight.limit) {
+      return `${chunks} chunks, and ${tight.label} takes ${tight.limit + SET_BLOB_HEADROOM} blobs per set (${this.chunksPlanned} already planned, ${SET_BLOB_HEADROOM} kept for other records)`;
+    }
+    this.chunksPlanned += chunks;
+    return undefined;
+  }
 
   /** Volumes are stored as content-defined chunks, except for an artifact: destination (one artifact per chunk would be absurd): then each is one blob. */
   private get chunking(): boolean {
@@ -593,16 +620,22 @@ class ContainerBackup {
       file.on('error', (err) => tar.destroy(err));
       return tar;
     };
-    let blob = !this.chunking && plan.previous && (await this.sameContent(spooled, plan.previous)) ? plan.previous : undefined;
+    // Counted before chunking (the archive's size is known), a little above the average: a count past it is caught after.
+    const estimate = Math.ceil((1.25 * spooled.bytes) / CHUNK_SIZES.avg) + 1;
+    let whole = this.chunking ? this.planChunks(estimate) : undefined;
+    let blob = (!this.chunking || whole) && plan.previous && (await this.sameContent(spooled, plan.previous)) ? plan.previous : undefined;
     if (blob) stats.reused++;
-    else if (this.chunking) {
+    else if (this.chunking && !whole) {
       this.ctx.log.info(`${what}: storing the new chunks of ${formatBytes(spooled.bytes)} (before compression)`);
       const chunked = await storeChunked(checked(), this.targets(SET_SCOPE), this.compression, this.history.chunks, this.meter(`${what}: chunking`, spooled.bytes));
       this.ctx.log.info(`${what}: ${chunked.blob.chunks.length} chunk(s): ${chunked.written} stored, ${chunked.reused} already there`);
-      blob = chunked.blob;
+      whole = this.planChunks(chunked.blob.chunks.length, estimate);
+      blob = whole ? undefined : chunked.blob;
       stats.written += chunked.written;
       stats.reused += chunked.reused;
-    } else {
+    }
+    if (whole) this.ctx.log.info(`${what}: stored whole, not as chunks: ${formatBytes(spooled.bytes)} would take ${whole}`);
+    if (!blob) {
       this.ctx.log.info(`${what}: storing ${formatBytes(spooled.bytes)} (before compression)`);
       blob = await storeBlob(checked(), this.targets(SET_SCOPE), volumeMediaType(this.compression), this.meter(`${what}: storing`, spooled.bytes));
       stats.written++;
@@ -715,8 +748,21 @@ async function checkDestinations(ctx: BackupContext, opts: BackupOptions): Promi
   for (const dest of ctx.destinations) await dest.check('plan');
   // The tag before any directory is made: a refused tag changes nothing.
   const state = await tagState(ctx.destinations, opts.tag);
+  if (state.set) refuseWholeOnly(opts, state.set, state.missing);
   if (!opts.dryRun) for (const dest of ctx.destinations) await dest.check('write');
   return state;
+}
+
+/**
+ * A set with chunked volumes cannot be completed in an artifact: destination: it stores each volume
+ * whole, so its set document would differ from the holders' (and a set must read the same everywhere).
+ * Throws SetWriteError.
+ */
+function refuseWholeOnly(opts: BackupOptions, set: SnapshotSet, missing: Destination[]): void {
+  const wholeOnly = missing.filter((d) => opts.destinations.some((spec) => spec.kind === 'artifact' && spec.raw === d.label));
+  if (wholeOnly.length === 0 || !set.containers.some((c) => c.volumes.some((v) => isChunked(v.blob)))) return;
+  const labels = wholeOnly.map((d) => d.label).join(', ');
+  throw new SetWriteError(`Snapshot ${set.tag} stores its volumes as chunks, which ${labels} cannot hold (one blob per volume there); not copied. Expected a new tag: a new set stores whole volumes in every destination.`);
 }
 
 /** A set some destinations hold and others miss (an earlier run with this tag failed there): copied to the rest, no container taken again. */

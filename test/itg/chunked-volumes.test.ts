@@ -4,14 +4,18 @@ import { cpSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import tar from 'tar-stream';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { prune, restore, verify, verifyReport } from '../../src/commands.js';
-import { parseRestoreInputs } from '../../src/core/inputs.js';
+import { backup, prune, restore, verify, verifyReport } from '../../src/commands.js';
+import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
 import { parseDestination } from '../../src/core/options.js';
 import { parseRetentionPolicy } from '../../src/core/retention-input.js';
 import { Keyring } from '../../src/crypto/keyring.js';
 import { DirDestination } from '../../src/destinations/dir.js';
+import { RegistryDestination } from '../../src/destinations/registry.js';
+import { Engine } from '../../src/engine/engine.js';
+import { SET_BLOB_HEADROOM, runBackup } from '../../src/snapshot/backup.js';
 import { RegistryClient } from '../../src/registry/client.js';
 import { CHUNKED_VOLUME_MEDIA_TYPE, isChunked, storedBlobs, type SnapshotSet, type VolumeRecord } from '../../src/snapshot/manifest.js';
+import { startArtifactService } from '../support/artifact-service.js';
 import { backUp, inputs, testEnv } from '../support/commands.js';
 import { Resources, docker, quietLog, runContainer, treeDigest } from '../support/fixtures.js';
 
@@ -231,6 +235,86 @@ describe('volumes stored as content-defined chunks', () => {
     for (const d of r2) expect(await client.hasBlob(prefix, d), `chunk ${d} in ${prefix}`).toBe(true);
     expect((await verify(parseDestination(location), 'r2', { username: reg.username, password: reg.password }, { log: quietLog, env: testEnv })).blobs).toBeGreaterThanOrEqual(r2.length);
     expect(await restoredTree(location, 'r2', c, creds)).toEqual(tree);
+  });
+
+  it('registry: a volume whose chunks would not fit the set manifest is stored whole (one line says why), the other chunked; the set verifies and restores', async () => {
+    const name = res.name('budget');
+    const [big, small] = [res.volume('budget-big'), res.volume('budget-small')];
+    await runContainer({ name, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'exec sleep 100000'], HostConfig: { Binds: [`${big}:/data`, `${small}:/small`] } }, 'running');
+    await putFile(name, '/data', 'big', keystream('budget big', 8 * MB), 1);
+    await putFile(name, '/small', 'small', keystream('budget small', MB), 1);
+    const trees = { data: await treeDigest(name, '/data'), small: await treeDigest(name, '/small') };
+    const prefix = `${res.prefix}-budget`;
+    const location = `registry:${reg.host}/${prefix}`;
+    const client = new RegistryClient({ host: reg.host, auth: { username: reg.username, password: reg.password } });
+    // Room for the 1 MiB volume's chunks (3 planned, ~4 cut), not for the 8 MiB one's (22 planned).
+    const dest = new RegistryDestination(location, prefix, client, undefined, undefined, { setBlobLimit: SET_BLOB_HEADROOM + 12 });
+    const log = { ...quietLog, lines: [] as string[] };
+    const r = await runBackup(parseBackupInputs(inputs({ containers: name, destination: location, tag: 'b1', ...creds })), { engine: new Engine(), destinations: [dest], log, env: testEnv });
+    expect(r.failed, JSON.stringify(r.containers)).toBe(0);
+    const set = (await dest.readSet('b1'))!;
+    const volume = (mount: string) => set.containers[0].volumes.find((v) => v.destination === mount)!;
+    expect(isChunked(volume('/data').blob)).toBe(false);
+    expect(volume('/data').blob.mediaType).toMatch(/^application\/vnd\.container-snapshot\.volume\.v1\.tar/);
+    expect(isChunked(volume('/small').blob)).toBe(true);
+    const why = log.lines.filter((l) => l.includes('stored whole, not as chunks'));
+    expect(why).toHaveLength(1);
+    expect(why[0]).toContain(big);
+    expect(why[0]).toContain(`${SET_BLOB_HEADROOM + 12} blobs per set`);
+    expect((await verify(parseDestination(location), 'b1', { username: reg.username, password: reg.password }, { log: quietLog, env: testEnv })).blobs).toBeGreaterThanOrEqual(2);
+    const copy = res.name('budget-r');
+    const rename = `${name}=${copy},${big}=${res.volume('budget-r-big')},${small}=${res.volume('budget-r-small')}`;
+    const restored = await restore(parseRestoreInputs(inputs({ source: location, snapshot: 'b1', containers: name, rename, start: 'never', ...creds })), { log: quietLog, env: testEnv });
+    expect(restored.failed, JSON.stringify(restored.containers)).toBe(0);
+    res.image((await docker.getContainer(copy).inspect()).Config.Image);
+    expect({ data: await treeDigest(copy, '/data'), small: await treeDigest(copy, '/small') }).toEqual(trees);
+  });
+
+  it('registry: a volume cut into more chunks than planned for it (many files of 100 KiB: a header chunk each) is stored whole after all, and restores', async () => {
+    const c = await container('many', 'for i in $(busybox seq 40); do busybox dd if=/dev/urandom of=/data/f$i bs=1024 count=100 2>/dev/null; done');
+    const tree = await treeDigest(c.name, '/data');
+    const prefix = `${res.prefix}-many`;
+    const location = `registry:${reg.host}/${prefix}`;
+    const client = new RegistryClient({ host: reg.host, auth: { username: reg.username, password: reg.password } });
+    // ~4 MiB of archive: 11 chunks planned, which fit; ~80 cut (a header chunk and a data chunk per file), which do not.
+    const dest = new RegistryDestination(location, prefix, client, undefined, undefined, { setBlobLimit: SET_BLOB_HEADROOM + 30 });
+    const log = { ...quietLog, lines: [] as string[] };
+    const r = await runBackup(parseBackupInputs(inputs({ containers: c.name, destination: location, tag: 'm1', ...creds })), { engine: new Engine(), destinations: [dest], log, env: testEnv });
+    expect(r.failed, JSON.stringify(r.containers)).toBe(0);
+    const cut = log.lines.find((l) => / chunk\(s\): /.test(l));
+    expect(Number(cut?.match(/: (\d+) chunk\(s\)/)?.[1])).toBeGreaterThan(30);
+    expect(log.lines.filter((l) => l.includes('stored whole, not as chunks'))).toHaveLength(1);
+    expect(isChunked(volumeOf((await dest.readSet('m1'))!).blob)).toBe(false);
+    expect(await restoredTree(location, 'm1', c, creds)).toEqual(tree);
+  });
+
+  it('a chunked set is not completed in an artifact: destination (it would hold whole volumes, a different set document): refused before anything is written, a new tag named', async () => {
+    const c = await container('art', 'true');
+    await putFile(c.name, '/data', 'a', keystream('art', 2 * MB), 1);
+    const root = join(res.tempDir(), 'art-store');
+    const dir = `dir:${root}`;
+    await backUp({ containers: c.name, destination: dir, tag: 'a1' });
+    expect(isChunked(volumeOf(setOf(root, 'a1')).blob)).toBe(true);
+    const files = readdirSync(join(root, 'blobs', 'sha256')).sort();
+    const artifacts = await startArtifactService();
+    // @actions/artifact reads its run from process.env.
+    const vars: Record<string, string> = { ...artifacts.env({ runId: 7301, jobId: 'backup' }), RUNNER_TEMP: res.tempDir() };
+    const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+    Object.assign(process.env, vars);
+    try {
+      const both = `${dir}\nartifact:${res.prefix}-art`;
+      await expect(backup(parseBackupInputs(inputs({ containers: c.name, destination: both, tag: 'a1' })), { log: quietLog, env: { ...testEnv, ...vars } })).rejects.toThrow(
+        `Snapshot a1 stores its volumes as chunks, which artifact:${res.prefix}-art cannot hold (one blob per volume there); not copied. Expected a new tag: a new set stores whole volumes in every destination.`,
+      );
+      expect(artifacts.artifacts()).toEqual([]);
+      expect(readdirSync(join(root, 'blobs', 'sha256')).sort()).toEqual(files);
+    } finally {
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+      await artifacts.stop();
+    }
   });
 
   it('a set written before chunking (schema 1, a committed fixture) still verifies and restores', async () => {
