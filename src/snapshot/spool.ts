@@ -85,17 +85,18 @@ class ZeroKeepingCtr extends Transform {
     const at = this.offset;
     this.offset += data.length;
     if (allZero(data)) return data;
-    const out = Buffer.alloc(data.length);
+    let out: Buffer | undefined;
     let i = 0;
     while (i < data.length) {
       let end = i;
       while (end < data.length && !allZero(data.subarray(end, end + BLOCK))) end += BLOCK;
       end = Math.min(end, data.length);
-      if (end > i) this.cipherFrom(at + i).update(data.subarray(i, end)).copy(out, i);
+      if (i === 0 && end === data.length) out = this.cipherFrom(at).update(data);
+      else if (end > i) this.cipherFrom(at + i).update(data.subarray(i, end)).copy((out ??= Buffer.alloc(data.length)), i);
       this.cipherAt += end - i;
       i = end + BLOCK;
     }
-    return out;
+    return out!;
   }
 
   /** The cipher whose key stream starts at byte `at` (a multiple of 16): the running one when it is there already. */
