@@ -849,7 +849,7 @@ async function checkAndStore(
   const history = await loadHistory(ctx.destinations);
   const compression = chooseCompression(opts, engineInfo.version);
   log.info(`Compression: ${compression}${opts.compression === 'auto' ? ' (auto)' : ''}`);
-  const spool = Spool.for(ctx.env ?? {});
+  const spool = Spool.for(ctx.env ?? {}, ctx.destinations.some((d) => d.keyring?.encrypting));
   // Aborted when one container fails with on-error: abort, so that the others stop (and are put back) too.
   const stopOthers = new AbortController();
   const signal = ctx.signal ? AbortSignal.any([ctx.signal, stopOthers.signal]) : stopOthers.signal;

@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { chmod, mkdir, open, rm, rmdir, statfs, type FileHandle } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
+import { createCipheriv, randomBytes, type Cipheriv } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { Transform, Writable, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -47,6 +47,67 @@ class RoomCheck extends Transform {
       },
       (err: Error) => done(err),
     );
+  }
+}
+
+/**
+ * AES-256-CTR at the offset of each byte, so that one transform both encrypts (into the spool) and
+ * decrypts (out of it): a whole BLOCK (or the tail) of zeros passes as zeros both ways, so that it
+ * stays a hole in the file. The spool thus shows which blocks are all zero, and nothing else; a
+ * ciphertext block that is all zero (chance 2^-32768) would read back as zeros.
+ * Not authenticated: the spool is local to the run, and a volume's archive is checked when read back.
+ */
+class ZeroKeepingCtr extends Transform {
+  private offset = 0;
+  private rest = Buffer.alloc(0);
+  private cipher?: Cipheriv;
+  private cipherAt = -1;
+
+  constructor(private readonly key: Buffer) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    const data = this.rest.length ? Buffer.concat([this.rest, chunk]) : chunk;
+    const whole = data.length - (data.length % BLOCK);
+    this.rest = Buffer.from(data.subarray(whole));
+    if (whole > 0) this.push(this.apply(data.subarray(0, whole)));
+    done();
+  }
+
+  override _flush(done: TransformCallback): void {
+    if (this.rest.length) this.push(this.apply(this.rest));
+    done();
+  }
+
+  /** Applies the key stream to `data` (starting at this.offset, on a block boundary), zero blocks kept zero. */
+  private apply(data: Buffer): Buffer {
+    const at = this.offset;
+    this.offset += data.length;
+    if (allZero(data)) return data;
+    let out: Buffer | undefined;
+    let i = 0;
+    while (i < data.length) {
+      let end = i;
+      while (end < data.length && !allZero(data.subarray(end, end + BLOCK))) end += BLOCK;
+      end = Math.min(end, data.length);
+      if (i === 0 && end === data.length) out = this.cipherFrom(at).update(data);
+      else if (end > i) this.cipherFrom(at + i).update(data.subarray(i, end)).copy((out ??= Buffer.alloc(data.length)), i);
+      this.cipherAt += end - i;
+      i = end + BLOCK;
+    }
+    return out!;
+  }
+
+  /** The cipher whose key stream starts at byte `at` (a multiple of 16): the running one when it is there already. */
+  private cipherFrom(at: number): Cipheriv {
+    if (!this.cipher || this.cipherAt !== at) {
+      const counter = Buffer.alloc(16);
+      counter.writeBigUInt64BE(BigInt(at / 16), 8);
+      this.cipher = createCipheriv('aes-256-ctr', this.key, counter);
+      this.cipherAt = at;
+    }
+    return this.cipher;
   }
 }
 
@@ -113,15 +174,23 @@ class SparseFile extends Writable {
  * destination (nor on compression): it is checked, digested, compressed and stored once the
  * container is back. Each run spools in a directory of its own under `spoolRoot` (0700, files
  * 0600), removed when the run ends; a later run's recovery removes one left by a killed run.
+ * When the run encrypts, each file is encrypted (ZeroKeepingCtr) with a random key of its own, held
+ * in this object only: what encryption protects is never on the runner's disk in clear.
  */
 export class Spool {
   private readonly files = new Set<string>();
+  /** Each file's key (32 bytes) when the spool encrypts; never written anywhere. */
+  private readonly keys = new Map<string, Buffer>();
   private made = false;
 
-  private constructor(readonly dir: string) {}
+  private constructor(
+    readonly dir: string,
+    readonly encrypting: boolean,
+  ) {}
 
-  static for(env: NodeJS.ProcessEnv): Spool {
-    return new Spool(join(spoolRoot(env), runName()));
+  /** The run's spool under `spoolRoot(env)`; `encrypting`: whether its files are encrypted (when the run's sets are). */
+  static for(env: NodeJS.ProcessEnv, encrypting = false): Spool {
+    return new Spool(join(spoolRoot(env), runName()), encrypting);
   }
 
   /** Makes the spool's directory (once). Called before an engine stream is opened, so that `take` reads it at once. */
@@ -140,8 +209,10 @@ export class Spool {
     const path = join(this.dir, `archive-${randomBytes(6).toString('hex')}`);
     this.files.add(path);
     const file = new SparseFile(path);
+    const key = this.encrypting ? randomBytes(32) : undefined;
+    if (key) this.keys.set(path, key);
     try {
-      await pipeline([source, ...(meter ? [meter] : []), new RoomCheck(this.dir), file]);
+      await pipeline([source, ...(meter ? [meter] : []), ...(key ? [new ZeroKeepingCtr(key)] : []), new RoomCheck(this.dir), file]);
       return { path, bytes: file.bytes };
     } catch (err) {
       source.destroy();
@@ -152,12 +223,19 @@ export class Spool {
 
   /** The spooled bytes, to be read once the container is back; `highWaterMark`: bytes per read (64 KiB by default). */
   read(spooled: Spooled, highWaterMark?: number): Readable {
-    return createReadStream(spooled.path, highWaterMark ? { highWaterMark } : {});
+    const file = createReadStream(spooled.path, highWaterMark ? { highWaterMark } : {});
+    const key = this.keys.get(spooled.path);
+    if (!key) return file;
+    const clear = new ZeroKeepingCtr(key);
+    file.on('error', (err) => clear.destroy(err));
+    clear.on('close', () => file.destroy());
+    return file.pipe(clear);
   }
 
   /** Removes one spooled file (once stored, or after a failure). */
   async release(spooled: Pick<Spooled, 'path'>): Promise<void> {
     this.files.delete(spooled.path);
+    this.keys.delete(spooled.path);
     await rm(spooled.path, { force: true });
   }
 

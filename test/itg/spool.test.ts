@@ -1,13 +1,14 @@
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { backup, verify } from '../../src/commands.js';
 import { parseBackupInputs } from '../../src/core/inputs.js';
 import { parseDestination } from '../../src/core/options.js';
 import { startFaultyProxy } from '../support/faulty-proxy.js';
 import { inputs, testEnv } from '../support/commands.js';
-import { Resources, commitsOf, docker, quietLog, runBigVolumeContainer } from '../support/fixtures.js';
+import { Resources, commitsOf, docker, quietLog, runBigVolumeContainer, waitFor } from '../support/fixtures.js';
 
+const spoolFiles = (dir: string): string[] => (existsSync(dir) ? readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name)) : []);
 const filesUnder = (dir: string): string[] => (existsSync(dir) ? readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => e.name) : []);
 
 describe('the pause never waits on the destination', () => {
@@ -50,6 +51,30 @@ describe('the pause never waits on the destination', () => {
     } finally {
       proxy.release('pass');
       await proxy.close();
+    }
+  });
+
+  it('spools in clear without encryption, encrypted with it: while the upload stalls, no spool file holds the volume\'s marker', async () => {
+    const marker = `MARKER-${res.prefix}-spool-clear-text`;
+    const { name } = await runBigVolumeContainer(res, 'enc', inject('fixtureImage'), 1);
+    const exec = await docker.getContainer(name).exec({ Cmd: ['sh', '-c', `for i in $(seq 2000); do echo ${marker}; done > /v/marker`] });
+    await (await exec.start({})).resume();
+    await waitFor(async () => (await exec.inspect()).Running === false, 30_000);
+    for (const [tag, values] of [['clear', {}], ['sealed', { 'encryption-passphrase': `spool passphrase ${res.prefix} long enough` }]] as const) {
+      const temp = res.tempDir();
+      const { proxy, run } = await stalledBackup({ containers: name, tag, ...values }, temp);
+      try {
+        const files = spoolFiles(join(temp, 'container-snapshot-spool'));
+        expect(files.length).toBeGreaterThan(0);
+        const holding = files.filter((f) => readFileSync(f).includes(marker));
+        expect(holding.length, tag).toBe(tag === 'clear' ? 1 : 0);
+        proxy.release('pass');
+        const outcome = await run;
+        expect('r' in outcome && outcome.r.failed, JSON.stringify(outcome)).toBe(0);
+      } finally {
+        proxy.release('pass');
+        await proxy.close();
+      }
     }
   });
 

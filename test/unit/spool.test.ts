@@ -57,6 +57,39 @@ describe('the spool', () => {
     await spool.close();
   });
 
+  it('encrypts its files when the run encrypts: no clear byte on disk, the same bytes read back, holes kept', async () => {
+    const spool = Spool.for({ RUNNER_TEMP: temp() }, true);
+    await spool.ready();
+    const marker = 'MARKER-spool-secret-7f3a';
+    const zeros = Buffer.alloc(8 << 20);
+    // Chunks off block boundaries, a block half zero and half data, a marker across a chunk boundary, a tail off a block.
+    const text = Buffer.from(`${marker} `.repeat(50_000));
+    const half = Buffer.alloc(4096);
+    half.write(marker, 2048);
+    const parts = [text.subarray(0, 3001), text.subarray(3001), zeros.subarray(0, 5000), half, zeros, Buffer.from(marker), zeros.subarray(7), Buffer.from('end')];
+    const spooled = await spool.take(Readable.from(parts));
+    const whole = Buffer.concat(parts);
+    const raw = readFileSync(spooled.path);
+    expect(raw.length).toBe(whole.length);
+    expect(raw.includes(marker)).toBe(false);
+    expect(raw.includes(Buffer.from('end'))).toBe(false);
+    expect(statSync(spooled.path).blocks * 512).toBeLessThan(text.length + (64 << 10));
+    for (const hwm of [undefined, 1000, 1 << 20]) {
+      const read: Buffer[] = [];
+      for await (const c of spool.read(spooled, hwm)) read.push(c as Buffer);
+      expect(sha(Buffer.concat(read))).toBe(sha(whole));
+    }
+    await spool.close();
+  });
+
+  it('stays clear without encryption: the file is the bytes given', async () => {
+    const spool = Spool.for({ RUNNER_TEMP: temp() }, false);
+    await spool.ready();
+    const spooled = await spool.take(Readable.from([Buffer.from('clear MARKER')]));
+    expect(readFileSync(spooled.path, 'utf8')).toBe('clear MARKER');
+    await spool.close();
+  });
+
   it('leaves no file when the source fails mid-way', async () => {
     const env = { RUNNER_TEMP: temp() };
     const spool = Spool.for(env);
