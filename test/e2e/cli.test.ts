@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -77,6 +78,8 @@ describe('the bundled CLI as a newcomer meets it', () => {
   });
 
   it('says each long phase of a backup and of a restore as it starts', async () => {
+    // A store of its own: the first set of a container commits its whole writable layer; the next one stores a delta.
+    const store = `dir:${join(res.tempDir(), 'phases')}`;
     const r = await runCli(['backup', '--containers', app, '--destination', store, '--tag', 'said'], { env });
     expect(r.code, r.stderr).toBe(0);
     const lines = r.stderr.split('\n');
@@ -85,6 +88,14 @@ describe('the bundled CLI as a newcomer meets it', () => {
     expect(at(new RegExp(`^${app}: reading the image \\(\\d+ layer\\(s\\)\\) from the engine$`))).toBeGreaterThan(at(/committing/));
     expect(at(new RegExp(`^${app}: (storing|checking) layer 1 of \\d+ \\(`))).toBeGreaterThan(at(/reading the image/));
     expect(at(new RegExp(`^Writing snapshot set said to ${store.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}$`))).toBeGreaterThan(at(/layer 1 of/));
+    execFileSync('docker', ['exec', app, 'sh', '-c', 'echo changed > /phases-changed']);
+    const next = await runCli(['backup', '--containers', app, '--destination', store, '--tag', 'said-next'], { env });
+    expect(next.code, next.stderr).toBe(0);
+    const nextLines = next.stderr.split('\n');
+    const nextAt = (pattern: RegExp) => nextLines.findIndex((l) => pattern.test(l));
+    expect(nextAt(new RegExp(`^${app}: reading what changed in the writable layer since the last snapshot: \\d+ path\\(s\\), \\d+ removed$`))).toBeGreaterThanOrEqual(0);
+    expect(nextAt(new RegExp(`^${app}: storing the writable layer's changes \\(`))).toBeGreaterThan(nextAt(/reading what changed/));
+    expect(nextAt(/committing the writable layer/)).toBe(-1);
   
     const copy = res.name('copy');
     const volumeCopy = res.volume('v-copy');
