@@ -1,7 +1,9 @@
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { Resources, docker, runContainer, signalWhen, treeDigest, waitFor } from '../support/fixtures.js';
+import { startRegistry } from '../support/registry.js';
 import { runCli } from '../support/runner.js';
 
 /** Runs a shell script in a running container and waits for it; fails on a non-zero exit. */
@@ -102,6 +104,47 @@ describe('an interrupted incremental backup never damages earlier sets', () => {
       expect(r.code, r.stderr).toBe(0);
       await waitFor(() => docker.getContainer(copy).inspect().then(() => true, () => false), 30_000);
       expect(await state(copy), tag).toEqual(states[i]);
+    }
+  });
+
+  it('to a registry, killed (SIGKILL) while held: every earlier set restores to its own point in time, verify passes, the next delta is on the last complete set', async () => {
+    const registry = await startRegistry();
+    try {
+      const name = res.name('reg');
+      const volume = res.volume('reg-v');
+      const destination = `registry:${registry.host}/${res.prefix}`;
+      const creds = ['--registry-username', registry.username, '--registry-password-stdin'];
+      const cli = (args: string[], onSpawn?: (child: ChildProcess) => void) => runCli([...args, ...creds], { input: registry.password, env: { DOCKER_CONFIG: '/nonexistent' }, ...(onSpawn ? { onSpawn } : {}) });
+      await runContainer({ name, Image: inject('fixtureImage'), Cmd: ['sleep', '100000'], HostConfig: { Binds: [`${volume}:/v`] } }, 'running');
+      const id = (await docker.getContainer(name).inspect()).Id;
+      const states: Array<{ app: string; vol: string }> = [];
+      for (const [i, change] of ['mkdir -p /app && echo alpha > /app/a.txt && echo one > /v/one', 'echo beta >> /app/a.txt && echo two > /v/two', 'rm /app/a.txt && echo c > /app/c'].entries()) {
+        await sh(name, change);
+        const r = await cli(['backup', '--containers', name, '--destination', destination, '--tag', `s${i + 1}`]);
+        expect(r.code, r.stderr).toBe(0);
+        states.push(await state(name));
+      }
+      await sh(name, 'dd if=/dev/urandom of=/app/more.bin bs=1M count=4 2>/dev/null && dd if=/dev/urandom of=/v/big bs=1M count=120 2>/dev/null');
+      const sent: { at?: number; pid?: number } = {};
+      const killed = await cli(['backup', '--containers', name, '--destination', destination, '--tag', 'cut'], signalWhen(async () => (await docker.getContainer(id).inspect()).State.Paused, 'SIGKILL', sent));
+      expect(sent.at, killed.stderr).toBeDefined();
+      expect(registry.storedTags(res.prefix)).not.toContain('cut');
+      const next = await cli(['backup', '--containers', name, '--destination', destination, '--tag', 'next']);
+      expect(next.code, next.stderr).toBe(0);
+      expect(next.stderr).toMatch(/ended without cleaning up \(1 paused container\(s\)/);
+      expect((await docker.getContainer(id).inspect()).State.Paused).toBe(false);
+      states.push(await state(name));
+      const verify = await cli(['verify', '--source', destination, '--all']);
+      expect(verify.code, verify.stderr).toBe(0);
+      for (const [i, tag] of ['s1', 's2', 's3', 'next'].entries()) {
+        const copy = res.name(`reg-${tag}`);
+        const copyVolume = res.volume(`reg-v-${tag}`);
+        const r = await cli(['restore', '--source', destination, '--snapshot', tag, '--rename', `${name}=${copy},${volume}=${copyVolume}`]);
+        expect(r.code, r.stderr).toBe(0);
+        expect(await state(copy), tag).toEqual(states[i]);
+      }
+    } finally {
+      await registry.stop();
     }
   });
 });
