@@ -2,19 +2,9 @@ import { afterAll, describe, expect, inject, it } from 'vitest';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { Resources, docker, runContainer, signalWhen, treeDigest, waitFor } from '../support/fixtures.js';
+import { Resources, docker, runContainer, signalWhen, treeDigest, waitFor, sh } from '../support/fixtures.js';
 import { startRegistry } from '../support/registry.js';
 import { runCli } from '../support/runner.js';
-
-/** Runs a shell script in a running container and waits for it; fails on a non-zero exit. */
-async function sh(container: string, script: string): Promise<void> {
-  const exec = await docker.getContainer(container).exec({ Cmd: ['sh', '-c', script], AttachStdout: true, AttachStderr: true });
-  const stream = await exec.start({ hijack: true, stdin: false });
-  stream.resume();
-  await new Promise((r) => stream.on('end', r));
-  const { ExitCode } = await exec.inspect();
-  if (ExitCode !== 0) throw new Error(`${script}: exit ${ExitCode}`);
-}
 
 /** The digests of the writable layer's directory and the volume: a point in time of the container. */
 const state = async (container: string) => ({ app: (await treeDigest(container, '/app')).digest, vol: (await treeDigest(container, '/v')).digest });

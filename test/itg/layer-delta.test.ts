@@ -7,20 +7,10 @@ import type { PathListing } from '../../src/browse/ls.js';
 import { parseDestination } from '../../src/core/options.js';
 import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
 import type { SnapshotSet } from '../../src/snapshot/manifest.js';
-import { Resources, docker, quietLog, runContainer, treeDigest } from '../support/fixtures.js';
+import { Resources, docker, quietLog, runContainer, treeDigest, sh } from '../support/fixtures.js';
 
 const env = { ...process.env, DOCKER_CONFIG: '/nonexistent' };
 const inputs = (values: Record<string, string>) => (name: string) => values[name] ?? '';
-
-/** Runs a shell script in a running container and waits for it; fails on a non-zero exit. */
-async function sh(container: string, script: string): Promise<void> {
-  const exec = await docker.getContainer(container).exec({ Cmd: ['sh', '-c', script], AttachStdout: true, AttachStderr: true });
-  const stream = await exec.start({ hijack: true, stdin: false });
-  stream.resume();
-  await new Promise((r) => stream.on('end', r));
-  const { ExitCode } = await exec.inspect();
-  if (ExitCode !== 0) throw new Error(`${script}: exit ${ExitCode}`);
-}
 
 /** Paths compared after each restore: the writable layer's own, and base-image paths it changed or deleted. */
 const PATHS = ['/app', '/www', '/etc/passwd', '/bin'];

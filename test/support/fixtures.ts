@@ -92,6 +92,16 @@ export async function runContainer(opts: Docker.ContainerCreateOptions & { name:
   return c;
 }
 
+/** Runs a shell script in a running container and waits for it; fails on a non-zero exit. */
+export async function sh(container: string, script: string): Promise<void> {
+  const exec = await docker.getContainer(container).exec({ Cmd: ['sh', '-c', script], AttachStdout: true, AttachStderr: true });
+  const stream = await exec.start({ hijack: true, stdin: false });
+  stream.resume();
+  await new Promise((r) => stream.on('end', r));
+  const { ExitCode } = await exec.inspect();
+  if (ExitCode !== 0) throw new Error(`${script}: exit ${ExitCode}`);
+}
+
 export async function waitFor(check: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
