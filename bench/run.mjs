@@ -20,6 +20,7 @@ import { parseOptions } from './lib/options.mjs';
 import { CLI, progress } from './lib/process.mjs';
 import { facts, loadAverage, printFacts, printGoals, printNotes, printTables, writeJson } from './lib/report.mjs';
 import { runBackups } from './scenarios/backup.mjs';
+import { runIncremental } from './scenarios/incremental.mjs';
 import { runPauseAndParallel } from './scenarios/pause.mjs';
 import { runRestores } from './scenarios/restore.mjs';
 import { sparseVolume } from './sparse.mjs';
@@ -53,13 +54,16 @@ async function main() {
     progress('backup');
     const backup = await runBackups(ctx);
     // Before the restores, which remove the fixture container.
+    progress('incremental backup (B2, B6)');
+    const incremental = await runIncremental(ctx);
+    console.error('.. B4 not measured: the bench starts no registry and none is running');
     progress('pause and parallel containers');
     const pause = await runPauseAndParallel(ctx);
     progress('sparse volume');
     const { print: printSparse, ...sparse } = await sparseVolume(ctx);
     progress('restore');
     const restore = await runRestores(ctx);
-    const results = { backup, restore, pause, sparse };
+    const results = { backup, incremental, restore, pause, sparse };
     const goals = evaluate(results);
     printTables(results);
     printSparse();

@@ -124,7 +124,8 @@ export function median(xs) {
 /**
  * Runs every variant once per round, in reverse order on odd rounds so that no variant
  * always goes first or last (the machine is shared and drifts). Keeps, per variant and row,
- * the median time and size and the largest peaks: { variant: { row: { seconds, bytes, rssKB, engineKB } } }.
+ * the median time and size (and paused window, when a row has one) and the largest peaks:
+ * { variant: { row: { seconds, bytes, rssKB, engineKB, paused? } } }.
  */
 export async function rounds(runs, variants) {
   const samples = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
@@ -138,6 +139,7 @@ export async function rounds(runs, variants) {
     bytes: median(rows.map((r) => r.bytes)),
     rssKB: Math.max(...rows.map((r) => r.rssKB)),
     engineKB: Math.max(...rows.map((r) => r.engineKB)),
+    ...(rows[0].paused !== undefined && { paused: median(rows.map((r) => r.paused)) }),
   });
   return Object.fromEntries(
     Object.entries(samples).map(([key, runsOf]) => [key, Object.fromEntries(Object.keys(runsOf[0]).map((row) => [row, summary(runsOf.map((s) => s[row]))]))]),

@@ -7,7 +7,7 @@ import { combine, measure, rounds } from '../lib/measure.mjs';
 import { CLI, MB, csBackupCmd, q, sh } from '../lib/process.mjs';
 
 /** The paused time a backup's log reports (`<name>: paused for N ms`), in seconds. */
-function pausedSeconds(ctx) {
+export function pausedSeconds(ctx) {
   const m = /paused for (\d+) ms/.exec(readFileSync(join(ctx.tmp, 'step.log'), 'utf8'));
   if (!m) throw new Error('the backup reported no pause');
   return Number(m[1]) / 1000;
