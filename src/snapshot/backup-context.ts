@@ -1,0 +1,32 @@
+/** What a backup run is given, and the error its phases throw. */
+import { errorMessage, type Logger } from '../core/log.js';
+import type { Engine } from '../engine/engine.js';
+import type { Destination } from '../destinations/types.js';
+import type { Journal } from '../core/journal.js';
+import type { Meter } from '../util/progress.js';
+
+export interface BackupContext {
+  engine: Engine;
+  journal?: Journal;
+  destinations: Destination[];
+  log: Logger;
+  env?: NodeJS.ProcessEnv;
+  now?: () => Date;
+  /** Aborted when the run is cancelled: the pipeline stops, and puts back what it changed. */
+  signal?: AbortSignal;
+  /** Reports long transfers; a line to `log` every 5 s when absent. */
+  meter?: Meter;
+}
+
+export class BackupError extends Error {
+  override name = 'BackupError';
+}
+
+/** Runs one phase of a container's backup; its errors say which phase. */
+export async function phase<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw new BackupError(`${what}: ${errorMessage(err)}`, { cause: err });
+  }
+}

@@ -1,0 +1,50 @@
+/** What recent snapshot sets already hold: the basis for reusing blobs and for delta layers. */
+import type { Destination } from '../destinations/types.js';
+import type { ChunkIndex } from './chunked.js';
+import { isChunked, type BlobDescriptor, type ContainerRecord, type ImageRecord } from './manifest.js';
+import { setForHistory } from './sealed-sets.js';
+
+export interface History {
+  layers: Map<string, BlobDescriptor>;
+  volumes: Map<string, BlobDescriptor>;
+  /** Each container's image in the newest recent set that has it, by container ID (with its name then): the base of a delta layer. */
+  images: Map<string, { name: string; image: ImageRecord }>;
+  /** Chunks of chunked volumes, by content digest (any container's, any mount's). */
+  chunks: ChunkIndex;
+}
+
+export const HISTORY_DEPTH = 5;
+
+/** The key of a volume in History.volumes: container name and mount destination. */
+export function volumeKey(container: string, destination: string): string {
+  return `${container}\0${destination}`;
+}
+
+/** What recent sets stored alike (encrypted to the same keys, or clear), present in every destination: the basis for not storing it again. */
+export async function loadHistory(destinations: Destination[]): Promise<History> {
+  const perDest: History[] = [];
+  for (const dest of destinations) {
+    const h: History = { layers: new Map(), volumes: new Map(), images: new Map(), chunks: new Map() };
+    for (const summary of (await dest.listSets()).filter((s) => !s.damaged).slice(0, HISTORY_DEPTH)) {
+      const set = await setForHistory(dest, summary);
+      for (const c of set?.containers ?? []) {
+        for (const l of c.image.layers) h.layers.set(l.contentDigest, l);
+        for (const v of c.volumes) if (!h.volumes.has(volumeKey(c.name, v.destination))) h.volumes.set(volumeKey(c.name, v.destination), v.blob);
+        // A sealed set's dedupe record names no container ID and no config: it is no base for a delta.
+        const full = 'id' in c && 'config' in c.image ? (c as ContainerRecord) : undefined;
+        if (full && !h.images.has(full.id)) h.images.set(full.id, { name: full.name, image: full.image });
+        for (const v of c.volumes) if (isChunked(v.blob)) for (const chunk of v.blob.chunks) h.chunks.set(chunk.contentDigest, chunk);
+      }
+    }
+    perDest.push(h);
+  }
+  const [first, ...rest] = perDest;
+  const keep = <K, V extends BlobDescriptor>(m: Map<K, V>, pick: (h: History) => Map<K, V>) =>
+    new Map([...m].filter(([k, v]) => rest.every((h) => pick(h).get(k)?.digest === v.digest)));
+  return {
+    layers: keep(first.layers, (h) => h.layers),
+    volumes: keep(first.volumes, (h) => h.volumes),
+    images: new Map([...first.images].filter(([k, v]) => rest.every((h) => h.images.get(k)?.image.config?.digest === v.image.config?.digest))),
+    chunks: keep(first.chunks, (h) => h.chunks),
+  };
+}

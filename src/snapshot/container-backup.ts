@@ -1,0 +1,516 @@
+/**
+ * One container's backup: hooks, hold, writable layer (full commit or delta), volumes (spooled, chunked).
+ * Over 300 lines: one class whose layer and volume paths share its hold window, spool and chunk budget.
+ */
+import type { Readable } from 'node:stream';
+import type { BackupOptions } from '../core/options.js';
+import { errorMessage } from '../core/log.js';
+import { ACTION_WORDS } from '../core/words.js';
+import { NotFoundError, type ContainerInspect, type NetworkInspect } from '../engine/engine.js';
+import { SET_SCOPE } from '../destinations/types.js';
+import { Digester } from '../oci/digest.js';
+import { drain } from '../util/streams.js';
+import { formatBytes } from '../util/format.js';
+import { TarChecker } from '../util/tar-check.js';
+import { tempImageName } from '../core/run-names.js';
+import { allHave, storeBlob, type StoreTarget } from './blobs.js';
+import { storeSavedImage } from './image-archive.js';
+import { storeChunked } from './chunked.js';
+import { CHUNK_SIZES } from './chunker.js';
+import { layerMediaType, volumeMediaType, volumeMetadataMediaType, type Compression, type BlobDescriptor, type ContainerRecord, type ImageRecord, type VolumeRecord } from './manifest.js';
+import { imageConfigWithoutEnv, secretEnvWarning, specWithoutEnv } from './secret-env.js';
+import type { Candidate } from './select.js';
+import type { MemberGate } from './groups.js';
+import { Spool, type Spooled } from './spool.js';
+import { meterWith, type Meter } from '../util/progress.js';
+import { captureSpec, containerReferences, userNetworkNames } from './spec.js';
+import { mountsToTake, type MountToTake } from './volumes.js';
+import { archiveRoot, keepVolumeMetadata, matchedScan, scanVolumeMetadata, type MetadataScan } from './volume-metadata.js';
+import { deltaTar, isEmpty, planDelta } from './layer-delta.js';
+import { scanLayer, type LayerIndex } from './layer-index.js';
+import { DEFAULT_LAYER_COMPACTION, MAX_INDEXED_PATHS, deltaAllowed, previousLayer, storeDelta, storeFullIndex, type PreviousLayer } from './writable-layer.js';
+import { type BackupContext, BackupError, phase } from './backup-context.js';
+import { type History, volumeKey } from './backup-history.js';
+import { hooksFor, holdFor, statusOf, type Hold, ENGINE_STOP_TIMEOUT_S, STOP_MARGIN_MS } from './hold.js';
+
+/** Set-scope blobs kept out of the chunk budget (Destination.setBlobLimit): side records, image configs, layer indexes. */
+export const SET_BLOB_HEADROOM = 256;
+
+export class ContainerBackup {
+  constructor(
+    private readonly ctx: BackupContext,
+    private readonly opts: BackupOptions,
+    private readonly history: History,
+    private readonly compression: Compression,
+    private readonly spool: Spool,
+  ) {}
+
+  /** Why a container was not held as asked, by container ID. */
+  readonly notes = new Map<string, string>();
+
+  /** Chunks planned for this set so far, against the destinations' setBlobLimit (all volumes of all containers: one worker per set). */
+  private chunksPlanned = 0;
+
+  /** The tightest setBlobLimit among the destinations, less SET_BLOB_HEADROOM; undefined when none limits. */
+  private chunkLimit(): { label: string; limit: number } | undefined {
+    const limits = this.ctx.destinations.flatMap((d) => (d.setBlobLimit === undefined ? [] : [{ label: d.label, limit: d.setBlobLimit - SET_BLOB_HEADROOM }]));
+    return limits.sort((x, y) => x.limit - y.limit)[0];
+  }
+
+  /**
+   * Plans `chunks` more chunks for the set: undefined when they fit (then counted as planned), else
+   * why not. `less`: chunks planned before (an estimate now replaced by the count), taken back first.
+   */
+  private planChunks(chunks: number, less = 0): string | undefined {
+    this.chunksPlanned -= less;
+    const tight = this.chunkLimit();
+    if (tight && this.chunksPlanned + chunks > tight.limit) {
+      return `${chunks} chunks, and ${tight.label} takes ${tight.limit + SET_BLOB_HEADROOM} blobs per set (${this.chunksPlanned} already planned, ${SET_BLOB_HEADROOM} kept for other records)`;
+    }
+    this.chunksPlanned += chunks;
+    return undefined;
+  }
+
+  /** Volumes are stored as content-defined chunks, except for an artifact: destination (one artifact per chunk would be absurd): then each is one blob. */
+  private get chunking(): boolean {
+    return !this.opts.destinations.some((d) => d.kind === 'artifact');
+  }
+
+  private get meter(): Meter {
+    return this.ctx.meter ?? meterWith((line) => this.ctx.log.info(line));
+  }
+
+  private targets(scope: StoreTarget['scope']): StoreTarget[] {
+    return this.ctx.destinations.map((dest) => ({ dest, scope }));
+  }
+
+  /**
+   * Backs up one container. `turn` orders the image-layer phase of containers taken at once (selection
+   * order), so that a base layer they share is stored by the first and reused by the next. `gate`:
+   * the container's place in its consistency group, whose members are hooked, held, taken and put back together.
+   */
+  async run(candidate: Candidate, turn: Turn = FREE_TURN, gate?: MemberGate): Promise<ContainerRecord & { layerStats: { written: number; reused: number } }> {
+    const { engine, log, signal } = this.ctx;
+    const info = await engine.inspectContainer(candidate.id, signal);
+    const name = info.Name.replace(/^\//, '');
+    const status = statusOf(info);
+    const networks = new Map<string, NetworkInspect>();
+    for (const net of userNetworkNames(info)) {
+      const n = await engine.inspectNetwork(net, signal);
+      if (n) networks.set(net, n);
+    }
+    const names = new Map<string, string>();
+    for (const ref of containerReferences(info.HostConfig as Record<string, unknown>)) {
+      const peer = await engine.inspectContainer(ref, signal).catch(() => undefined);
+      if (peer) names.set(ref, peer.Name.replace(/^\//, ''));
+    }
+    const spec = specWithoutEnv(captureSpec(info, networks, (ref) => names.get(ref) ?? ref), this.opts.excludeEnv);
+    const keyring = this.ctx.destinations[0]?.keyring;
+    const how = !keyring?.encrypting ? 'clear' : keyring.keepsImagesPullable ? 'pullable' : undefined;
+    const clear = how && secretEnvWarning(name, (spec.config.Env as string[] | undefined) ?? [], this.opts.words ?? ACTION_WORDS, how);
+    if (clear) log.warning(clear);
+    const mounts = mountsToTake(info, this.opts);
+    const running = info.State.Running && !info.State.Paused && !info.State.Restarting;
+    const { hold, note, warn } = holdFor(info, this.opts);
+    if (note) this.notes.set(info.Id, note);
+    if (warn) log.warning(`${name}: started with --rm (auto-remove), so it is not stopped (the engine would remove it and its anonymous volumes): ${hold === 'pause' ? 'paused' : 'taken running'} instead`);
+    else if (note) log.info(`${name}: restarting (its restart policy runs it again after each exit): taken as it is, between two runs`);
+    const journal = this.ctx.journal;
+    // Named before the commit starts, so an interruption mid-commit still knows what to remove.
+    const temp = tempImageName(info.Id);
+    const tempRef = `${temp.repo}:${temp.tag}`;
+    const volumes: VolumeRecord[] = [];
+    const stats = { written: 0, reused: 0 };
+    const plans: VolumePlan[] = [];
+    for (const mount of mounts) plans.push(await this.planVolume(name, mount));
+    // What is read while held goes to the spool, and to the destinations only once the container is back.
+    const taken: TakenVolume[] = [];
+    const pending: Spooled[] = [];
+    const previous = await this.previousLayer(info.Id, name);
+    const hooks = hooksFor(this.opts, info.Config.Labels ?? {});
+    if ((hooks.pre || hooks.post) && !running) log.info(`${name}: not running (${status}), so its pre- and post-command are not run`);
+    try {
+      const { value: layer, heldMs, held } = await this.withHooks(info.Id, name, running ? hooks : {}, gate, () =>
+        this.held(info, name, hold, mounts.length, gate, async () => {
+          signal?.throwIfAborted();
+          const now = (this.opts.layerCompaction ?? DEFAULT_LAYER_COMPACTION) > 0 ? await phase('writable layer changes', () => scanLayer(engine, info.Id, MAX_INDEXED_PATHS, signal)) : undefined;
+          let committed: TakenLayer;
+          if (previous && now) committed = await this.takeDelta(info, name, previous, now, pending);
+          else {
+            journal?.tempImage(tempRef);
+            log.info(`${name}: committing the writable layer`);
+            const commit = engine.commit(info.Id, { pause: false, ...temp });
+            committed = { kind: 'commit', imageId: await phase('commit', () => (journal ? journal.track(commit) : commit)), now };
+          }
+          for (const plan of plans) {
+            const { mount } = plan;
+            log.info(`${name}: reading ${mount.type === 'bind' ? `bind mount ${mount.source}` : `volume ${mount.name}`}`);
+            taken.push(await phase(`volume ${mount.name || mount.destination}`, () => this.takeVolume(info.Id, name, plan, pending)));
+          }
+          return committed;
+        }),
+      );
+      signal?.throwIfAborted();
+      for (const t of taken) volumes.push(await phase(`volume ${t.plan.mount.name || t.plan.mount.destination}`, () => this.storeVolume(name, t, stats)));
+      await turn.wait();
+      const { image, stats: layerStats } = await phase('image layers', () => (layer.kind === 'delta' ? this.storeDeltaImage(name, layer) : this.saveCommit(layer, name)));
+      // Containers later in this run share base layers with this one: stored once per set.
+      for (const layer of image.layers) if (!this.history.layers.has(layer.contentDigest)) this.history.layers.set(layer.contentDigest, layer);
+      turn.done();
+      stats.written += layerStats.written;
+      stats.reused += layerStats.reused;
+      const pausedMs = held === 'pause' ? heldMs : 0;
+      return { name, id: info.Id, status: status as ContainerRecord['status'], image: { ...image, baseImage: info.Config.Image }, volumes, spec, pausedMs, ...(held === 'stop' ? { stoppedMs: heldMs } : {}), layerStats: stats };
+    } finally {
+      turn.done();
+      await Promise.allSettled(pending.map((p) => this.spool.release(p)));
+      await engine.removeImage(tempRef, { force: true });
+      journal?.tempImageRemoved(tempRef);
+    }
+  }
+
+  /**
+   * Runs `fn` between the pre-command and the post-command; the post-command also runs after a failed
+   * pre-command (it undoes it). In a group, each waits for its turn (dependency order, reversed after).
+   */
+  private async withHooks<T>(id: string, name: string, hooks: { pre?: string; post?: string }, gate: MemberGate | undefined, fn: () => Promise<T>): Promise<T> {
+    try {
+      await gate?.beforePre();
+      if (hooks.pre) await this.hook(id, name, 'pre-command', hooks.pre);
+      gate?.afterPre();
+      return await fn();
+    } catch (err) {
+      gate?.fail(err);
+      throw err;
+    } finally {
+      await gate?.beforePost();
+      if (hooks.post) await this.hook(id, name, 'post-command', hooks.post).catch((err: unknown) => this.ctx.log.warning(`${name}: ${errorMessage(err)}`));
+      gate?.afterPost();
+    }
+  }
+
+  /**
+   * Runs `take` with the container held still as asked: paused, or stopped, each journalled
+   * before the change so that an interruption puts it back, and puts it back after. A hold that
+   * fails leaves the container as it was (its journal entry cleared) or fails the container; one
+   * that fails because the container is not running any more (a crash loop) takes it as it is.
+   * Once stopping, a cancelled run waits for the stop to finish, then starts it again.
+   * In a group, it is held once every member's pre-command has run, taken once every member is
+   * held, and put back once every member is taken. Returns how long it was held, and how.
+   */
+  private async held<T>(info: ContainerInspect, name: string, hold: Hold, mounts: number, gate: MemberGate | undefined, take: () => Promise<T>): Promise<{ value: T; heldMs: number; held: Hold }> {
+    const { log, signal } = this.ctx;
+    await gate?.beforeHold();
+    const held = await this.holdStill(info, name, hold);
+    const since = performance.now();
+    let heldMs = 0;
+    let value: T;
+    let taken = false;
+    try {
+      await gate?.afterHold();
+      signal?.throwIfAborted();
+      value = await take();
+      await gate?.afterTake();
+      taken = true;
+    } finally {
+      await this.putBack(info.Id, held);
+      gate?.released();
+      heldMs = Math.round(performance.now() - since);
+      const what = (when: string) => (taken ? ` (writable layer and ${mounts} mount(s) taken ${when})` : '');
+      if (held === 'pause') log.info(`${name}: paused for ${heldMs} ms${what('at one point in time')}`);
+      if (held === 'stop') log.info(`${name}: started again after ${heldMs} ms stopped${what('while stopped')}`);
+    }
+    return { value, heldMs, held };
+  }
+
+  /** Pauses or stops the container (the state changes take no abort signal: each runs to its end, then is put back). */
+  private async holdStill(info: ContainerInspect, name: string, hold: Hold): Promise<Hold> {
+    const { engine, log, journal } = this.ctx;
+    const id = info.Id;
+    try {
+      if (hold === 'pause') {
+        journal?.paused(id);
+        await engine.pause(id);
+      }
+      if (hold === 'stop') {
+        const timeoutS = this.opts.stopTimeout ?? (info.Config as { StopTimeout?: number }).StopTimeout ?? ENGINE_STOP_TIMEOUT_S;
+        journal?.stopped({ id, startedAt: info.State.StartedAt, until: Date.now() + timeoutS * 1000 + STOP_MARGIN_MS });
+        log.info(`${name}: stopping (up to ${timeoutS} s before the engine kills it)`);
+        await engine.stop(id, this.opts.stopTimeout);
+        log.info(`${name}: stopped for its snapshot`);
+      }
+      return hold;
+    } catch (err) {
+      if (await this.asItWas(info, hold)) {
+        const verb = hold === 'pause' ? 'paused' : 'stopped';
+        log.info(`${name}: could not be ${verb} (${errorMessage(err)}); it is restarting or not running any more, so it is taken as it is`);
+        this.notes.set(id, `restarting: not ${verb}, taken as it is, between two runs`);
+        return 'none';
+      }
+      throw new BackupError(`${hold}: ${errorMessage(err)}`, { cause: err });
+    }
+  }
+
+  /**
+   * After a failed pause or stop, makes sure the container is as it was: its journal entry is
+   * cleared when it verifiably is (not paused; still running; gone), else it is put back. True
+   * when it is now between two runs of a crash loop (restarting, or exited after a pause), to be
+   * taken as it is.
+   */
+  private async asItWas(info: ContainerInspect, hold: Hold): Promise<boolean> {
+    const { engine, journal } = this.ctx;
+    const id = info.Id;
+    const now = await engine.inspectContainer(id).catch((err: unknown) => {
+      if (err instanceof NotFoundError) return undefined;
+      throw err;
+    });
+    if (hold === 'pause') {
+      if (now?.State.Paused) await this.putBack(id, 'pause');
+      else journal?.unpaused(id);
+      return Boolean(now && !now.State.Paused && (now.State.Restarting || !now.State.Running));
+    }
+    if (now && !now.State.Running) await this.putBack(id, 'stop');
+    else journal?.restarted(id);
+    return Boolean(now?.State.Restarting);
+  }
+
+  /** Unpauses or starts the container again, then clears its journal entry. */
+  private async putBack(id: string, held: Hold): Promise<void> {
+    const { engine, journal } = this.ctx;
+    if (held === 'pause') {
+      await phase('unpause', () => engine.unpause(id));
+      journal?.unpaused(id);
+    }
+    if (held === 'stop') {
+      await phase('start again', () => engine.start(id));
+      journal?.restarted(id);
+    }
+  }
+
+  /** Runs a hook inside the container; fails with the container, the phase and the exit code. */
+  private async hook(id: string, name: string, phase: 'pre-command' | 'post-command', command: string): Promise<void> {
+    const { engine, log } = this.ctx;
+    const timeoutMs = this.opts.hookTimeout * 1000;
+    log.info(`${name}: ${phase}: ${command}`);
+    const started = performance.now();
+    // A post-command undoes what the pre-command did: it runs even in a cancelled run.
+    const signal = phase === 'pre-command' ? this.ctx.signal : undefined;
+    const result = await engine.exec(id, command, { timeoutMs, signal, onLine: (line) => log.info(`${name} ${phase}> ${line}`) });
+    const ms = Math.round(performance.now() - started);
+    if (result.timedOut) throw new BackupError(`${phase} did not finish within ${(this.opts.words ?? ACTION_WORDS).name('hook-timeout')} ${this.opts.hookTimeout} s (it may still run in the container): ${command}`);
+    if (result.exitCode !== 0) throw new BackupError(`${phase} exited with ${result.exitCode ?? 'an unknown status'} after ${ms} ms: ${command}`);
+    log.info(`${name}: ${phase} done in ${ms} ms`);
+  }
+
+  /**
+   * The last snapshot of this container (same ID, same name) in every destination, when the next
+   * may be a delta on it (layer-compaction not reached, not encrypted); its index and config read.
+   * Undefined otherwise: the writable layer is then committed whole.
+   */
+  private async previousLayer(id: string, name: string): Promise<PreviousLayer | undefined> {
+    const compaction = this.opts.layerCompaction ?? DEFAULT_LAYER_COMPACTION;
+    const last = this.history.images.get(id);
+    if (!last || last.name !== name || compaction === 0 || this.ctx.destinations[0]?.keyring?.encrypting) return undefined;
+    try {
+      const previous = await previousLayer(last.image, this.targets({ container: name }), this.targets(SET_SCOPE), layerMediaType(this.compression));
+      if (previous && previous.deltas >= compaction) this.ctx.log.info(`${name}: ${previous.deltas} delta layer(s) on the last full writable layer (layer-compaction ${compaction}): the whole layer is taken again`);
+      return deltaAllowed(previous, compaction) ? previous : undefined;
+    } catch (err) {
+      this.ctx.log.info(`${name}: the last snapshot's writable layer could not serve as a base (${errorMessage(err)}): the whole layer is taken`);
+      return undefined;
+    }
+  }
+
+  /** While held: reads what changed since `previous` (plan-delta) into the spool, touching no destination. */
+  private async takeDelta(info: ContainerInspect, name: string, previous: PreviousLayer, now: LayerIndex, pending: Spooled[]): Promise<TakenLayer> {
+    const plan = planDelta(previous.index, now);
+    this.ctx.log.info(`${name}: reading what changed in the writable layer since the last snapshot: ${plan.reads.length} path(s), ${plan.whiteouts.length} removed`);
+    if (isEmpty(plan)) return { kind: 'delta', previous, now };
+    await this.spool.ready();
+    const mountPoints = new Set((info.Mounts ?? []).map((m) => m.Destination));
+    const spooled = await phase('writable layer changes', () => this.spool.take(deltaTar(this.ctx.engine, info.Id, plan, mountPoints, this.ctx.signal)));
+    pending.push(spooled);
+    return { kind: 'delta', previous, now, spooled };
+  }
+
+  /** Once the container is back: the delta layer (checked as a whole tar), its config and the index stored. */
+  private async storeDeltaImage(name: string, layer: TakenLayer & { kind: 'delta' }): Promise<{ image: Omit<ImageRecord, 'baseImage'>; stats: { written: number; reused: number } }> {
+    let tar: Readable | undefined;
+    if (layer.spooled) {
+      const file = this.spool.read(layer.spooled);
+      tar = file.pipe(new TarChecker(`${name}: writable layer changes`));
+      file.on('error', (err) => tar?.destroy(err));
+      this.ctx.log.info(`${name}: storing the writable layer's changes (${formatBytes(layer.spooled.bytes)} before compression)`);
+    }
+    const exclude = this.opts.excludeEnv;
+    const stored = await storeDelta(layer.previous, tar, layer.now, { layers: this.targets({ container: name }), set: this.targets(SET_SCOPE) }, {
+      layerMediaType: layerMediaType(this.compression),
+      compression: this.compression,
+      created: (this.ctx.now?.() ?? new Date()).toISOString(),
+      rewriteConfig: exclude.length > 0 ? (config: Buffer) => imageConfigWithoutEnv(config, exclude) : undefined,
+    });
+    return { image: stored.image, stats: { written: stored.written, reused: layer.previous.image.layers.length } };
+  }
+
+  /** Once the container is back: the committed image stored, and the writable layer's index beside it. */
+  private async saveCommit(layer: TakenLayer & { kind: 'commit' }, name: string): Promise<{ image: Omit<ImageRecord, 'baseImage'>; stats: { written: number; reused: number } }> {
+    const { image, stats } = await this.saveImage(layer.imageId, name);
+    const index = await storeFullIndex(layer.now, this.targets(SET_SCOPE), this.compression);
+    // Without excluded variables, the stored config is another image: its ID is that config's digest.
+    const id = this.opts.excludeEnv.length > 0 ? image.config.contentDigest : layer.imageId;
+    return { image: { ...image, id, ...index }, stats };
+  }
+
+  private async saveImage(imageId: string, name: string): Promise<{ image: Pick<ImageRecord, 'config' | 'layers'>; stats: { written: number; reused: number } }> {
+    const { engine, signal } = this.ctx;
+    const targets = this.targets({ container: name });
+    const diffIds = (await engine.inspectImage(imageId, signal)).RootFS.Layers ?? [];
+    const known = new Map<string, BlobDescriptor>();
+    for (const diffId of diffIds) {
+      const blob = this.history.layers.get(diffId);
+      if (blob && blob.mediaType === layerMediaType(this.compression) && (await allHave(targets, blob.digest))) known.set(diffId, blob);
+    }
+    const mediaType = layerMediaType(this.compression);
+    const exclude = this.opts.excludeEnv;
+    const rewriteConfig = exclude.length > 0 ? (config: Buffer) => imageConfigWithoutEnv(config, exclude) : undefined;
+    const base = { diffIds, layerMediaType: mediaType, configTargets: this.targets(SET_SCOPE), rewriteConfig, meter: (bytes: number) => this.meter(`${name}: layer ${n} of ${diffIds.length}`, bytes) };
+    let n = 0;
+    const onLayer = (bytes: number, known: boolean) => this.ctx.log.info(`${name}: ${known ? 'checking' : 'storing'} layer ${++n} of ${diffIds.length} (${formatBytes(bytes)})`);
+    this.ctx.log.info(`${name}: reading the image (${diffIds.length} layer(s)) from the engine`);
+    let result = await storeSavedImage(await engine.saveImage(imageId, signal), targets, { ...base, known, onLayer });
+    if ('retry' in result) {
+      n = 0;
+      result = await storeSavedImage(await engine.saveImage(imageId, signal), targets, { ...base, known: new Map(), onLayer });
+    }
+    if ('retry' in result) throw new BackupError(`${name}: could not read the committed image consistently`);
+    return { image: result.image, stats: { written: result.written, reused: result.reused } };
+  }
+
+  /** What is known of a mount before the hold: its record so far, where it is on the host, and an earlier set's blob it may turn out to equal. */
+  private async planVolume(container: string, mount: MountToTake): Promise<VolumePlan> {
+    const { engine, signal } = this.ctx;
+    const record: Omit<VolumeRecord, 'blob'> = { type: mount.type, name: mount.name, anonymous: mount.anonymous, destination: mount.destination };
+    let hostPath = mount.source;
+    if (mount.type === 'bind') record.source = mount.source;
+    else {
+      const v = await engine.inspectVolume(mount.name, signal);
+      if (v) {
+        record.driver = v.Driver;
+        record.driverOptions = (v.Options as Record<string, string> | null) ?? {};
+        record.labels = (v.Labels as Record<string, string> | null) ?? {};
+        hostPath = v.Mountpoint;
+      }
+    }
+    const previous = this.history.volumes.get(volumeKey(container, mount.destination));
+    const reusable = previous && previous.mediaType === volumeMediaType(this.compression) && (await allHave(this.targets(SET_SCOPE), previous.digest));
+    return { mount, record, hostPath, ...(reusable ? { previous } : {}) };
+  }
+
+  /**
+   * Reads a mount while the container is held, touching no destination and compressing nothing:
+   * its archive into the spool, as the engine sends it, and a scan of what the archive drops.
+   * The spooled file is also pushed to `pending`, for the caller to remove whatever happens.
+   */
+  private async takeVolume(id: string, container: string, plan: VolumePlan, pending: Spooled[]): Promise<TakenVolume> {
+    const { engine, signal } = this.ctx;
+    const { mount, hostPath } = plan;
+    const scanning = scanVolumeMetadata(hostPath);
+    await this.spool.ready();
+    const archive = await engine.getArchive(id, mount.destination, signal);
+    const archived = archiveRoot(archive);
+    // take() destroys the archive if it fails: one left open keeps the container locked in the engine (never unpaused).
+    const spooled = await this.spool.take(archive, this.meter(`${container}: reading ${mount.name || mount.destination}`));
+    pending.push(spooled);
+    return { plan, spooled, scan: matchedScan(await scanning, await archived, hostPath) };
+  }
+
+  /**
+   * Once the container is back: the spooled archive checked (a whole tar) and digested; the
+   * earlier set's blob when the content is the same, else compressed into every destination.
+   * Then the side record of what the archive dropped.
+   */
+  private async storeVolume(container: string, taken: TakenVolume, stats: { written: number; reused: number }): Promise<VolumeRecord> {
+    const { plan, spooled } = taken;
+    const what = `${container}: ${plan.mount.type === 'bind' ? `bind mount ${plan.mount.source}` : `volume ${plan.mount.name}`}`;
+    const checked = () => {
+      // Reads of 1 MiB: fewer turns through the tar check and the chunker.
+      const file = this.spool.read(spooled, 1 << 20);
+      const tar = file.pipe(new TarChecker(`${container}: ${plan.mount.name || plan.mount.destination}`));
+      file.on('error', (err) => tar.destroy(err));
+      return tar;
+    };
+    // Counted before chunking (the archive's size is known), a little above the average: a count past it is caught after.
+    const estimate = Math.ceil((1.25 * spooled.bytes) / CHUNK_SIZES.avg) + 1;
+    let whole = this.chunking ? this.planChunks(estimate) : undefined;
+    let blob = (!this.chunking || whole) && plan.previous && (await this.sameContent(spooled, plan.previous)) ? plan.previous : undefined;
+    if (blob) stats.reused++;
+    else if (this.chunking && !whole) {
+      this.ctx.log.info(`${what}: storing the new chunks of ${formatBytes(spooled.bytes)} (before compression)`);
+      const chunked = await storeChunked(checked(), this.targets(SET_SCOPE), this.compression, this.history.chunks, this.meter(`${what}: chunking`, spooled.bytes));
+      this.ctx.log.info(`${what}: ${chunked.blob.chunks.length} chunk(s): ${chunked.written} stored, ${chunked.reused} already there`);
+      whole = this.planChunks(chunked.blob.chunks.length, estimate);
+      blob = whole ? undefined : chunked.blob;
+      stats.written += chunked.written;
+      stats.reused += chunked.reused;
+    }
+    if (whole) this.ctx.log.info(`${what}: stored whole, not as chunks: ${formatBytes(spooled.bytes)} would take ${whole}`);
+    if (!blob) {
+      this.ctx.log.info(`${what}: storing ${formatBytes(spooled.bytes)} (before compression)`);
+      blob = await storeBlob(checked(), this.targets(SET_SCOPE), volumeMediaType(this.compression), this.meter(`${what}: storing`, spooled.bytes));
+      stats.written++;
+    }
+    await this.spool.release(spooled);
+    return this.withMetadata(what, { ...plan.record, blob }, taken.scan);
+  }
+
+  /** True when the spooled archive's content is `previous`'s (its sha256). */
+  private async sameContent(spooled: Spooled, previous: BlobDescriptor): Promise<boolean> {
+    const digester = new Digester();
+    const file = this.spool.read(spooled);
+    file.on('error', (err) => digester.destroy(err));
+    await drain(file.pipe(digester));
+    return digester.digest === previous.contentDigest;
+  }
+
+  /** Keeps the side record of what the archive dropped, and says what it kept and what not (a warning). */
+  private async withMetadata(what: string, volume: VolumeRecord, scan: MetadataScan): Promise<VolumeRecord> {
+    const store = (content: Readable) => storeBlob(content, this.targets(SET_SCOPE), volumeMetadataMediaType(this.compression));
+    const { metadata, kept } = await keepVolumeMetadata(scan, store);
+    if (kept) this.ctx.log.info(`${what}: ${kept}`);
+    if (metadata.notKept) this.ctx.log.warning(`${what}: not kept: ${metadata.notKept}`);
+    return { ...volume, metadata };
+  }
+}
+
+/** A container's place in the order of the image-layer phases: wait for the one before, then let the next go (once, whatever happens). */
+export interface Turn {
+  wait(): Promise<void>;
+  done(): void;
+}
+
+export const FREE_TURN: Turn = { wait: async () => undefined, done: () => undefined };
+
+/** Turns for `count` containers, each after the one before. */
+export function turnsInOrder(count: number): Turn[] {
+  const releases: Array<() => void> = [];
+  const finished = Array.from({ length: count }, (_v, i) => new Promise<void>((resolve) => (releases[i] = resolve)));
+  return finished.map((_p, i) => ({ wait: () => (i === 0 ? Promise.resolve() : finished[i - 1]), done: () => releases[i]() }));
+}
+
+/** The writable layer as taken while held: committed whole, or what changed since `previous` spooled (absent: nothing did). */
+export type TakenLayer = { kind: 'commit'; imageId: string; now?: LayerIndex } | { kind: 'delta'; previous: PreviousLayer; now: LayerIndex; spooled?: Spooled };
+
+/** What is known of a mount before its container is held (ContainerBackup.planVolume). */
+export interface VolumePlan {
+  mount: MountToTake;
+  record: Omit<VolumeRecord, 'blob'>;
+  hostPath: string | undefined;
+  previous?: BlobDescriptor;
+}
+
+/** A mount read while held: its plan, its archive in the spool, and the scan of what the archive drops. */
+export interface TakenVolume {
+  plan: VolumePlan;
+  spooled: Spooled;
+  scan: MetadataScan;
+}

@@ -1,0 +1,53 @@
+/** How a container is held still for its snapshot, and which hooks run around it (inputs, over-ridden by labels). */
+import type { BackupOptions } from '../core/options.js';
+import type { ContainerInspect } from '../engine/engine.js';
+
+/** Labels that give a container its own pre- and post-command (over the inputs). */
+export const PRE_LABEL = 'container-snapshot.pre';
+export const POST_LABEL = 'container-snapshot.post';
+
+/** The pre- and post-command for a container: its labels' (blank: none), else the inputs'. */
+export function hooksFor(opts: BackupOptions, labels: Record<string, string>): { pre?: string; post?: string } {
+  const pick = (label: string | undefined, input: string | undefined) => (label !== undefined ? label.trim() || undefined : input);
+  return { pre: pick(labels[PRE_LABEL], opts.preCommand), post: pick(labels[POST_LABEL], opts.postCommand) };
+}
+
+/** The label container-snapshot.stop (true or false) overrides the stop input for its container. */
+export const STOP_LABEL = 'container-snapshot.stop';
+
+/** How a running container is held still for its snapshot. */
+export type Hold = 'pause' | 'stop' | 'none';
+
+/** Seconds the engine waits for a stopped container when neither it nor the input says (Engine API `t`). */
+export const ENGINE_STOP_TIMEOUT_S = 10;
+/** Beyond its stop timeout, how long a stop may take before an undo stops waiting for it. */
+export const STOP_MARGIN_MS = 30_000;
+
+/** Whether a container is to be stopped (not paused): its STOP_LABEL, else the stop input. */
+export function stopAsked(opts: Pick<BackupOptions, 'stop'>, labels: Record<string, string>): boolean {
+  const label = labels[STOP_LABEL]?.trim().toLowerCase();
+  if (label === 'true') return true;
+  if (label === 'false') return false;
+  return opts.stop;
+}
+
+/**
+ * How a container is held still for its snapshot, and why, when that is not what was asked. Only
+ * a running container is paused or stopped. A restarting one (a restart policy between two runs)
+ * is taken as it is: its layer and volumes are at rest, and the engine can pause neither. One
+ * started with --rm (HostConfig.AutoRemove) is never stopped: the engine would remove it, and its
+ * anonymous volumes, as it stops; it is paused instead, or taken running with `pause: false`.
+ */
+export function holdFor(info: ContainerInspect, opts: Pick<BackupOptions, 'stop' | 'pause'>): { hold: Hold; note?: string; warn?: boolean } {
+  if (info.State.Restarting) return { hold: 'none', note: 'restarting: taken as it is, between two runs' };
+  if (!info.State.Running || info.State.Paused) return { hold: 'none' };
+  const instead: Hold = opts.pause ? 'pause' : 'none';
+  if (!stopAsked(opts, info.Config.Labels ?? {})) return { hold: instead };
+  if (info.HostConfig.AutoRemove) return { hold: instead, note: `auto-remove (--rm): ${instead === 'pause' ? 'paused' : 'taken running'}, not stopped`, warn: true };
+  return { hold: 'stop' };
+}
+
+/** The engine state of a container as reported in outcomes: 'paused', else State.Status. */
+export function statusOf(info: ContainerInspect): string {
+  return info.State.Paused ? 'paused' : info.State.Status;
+}
