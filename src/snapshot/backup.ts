@@ -20,7 +20,7 @@ import { ContainerBackup, turnsInOrder, type Turn } from './container-backup.js'
 export type { BackupContext } from './backup-context.js';
 export { BackupError } from './backup-context.js';
 export { PRE_LABEL, POST_LABEL, STOP_LABEL, holdFor } from './hold.js';
-export { SET_BLOB_HEADROOM } from './container-backup.js';
+export { SET_BLOB_HEADROOM } from './backup-volumes.js';
 
 export interface ContainerOutcome {
   name: string;

@@ -1,0 +1,178 @@
+/** The volume path of a container's backup: plan, spool, chunk budget, store (whole blob or content-defined chunks). */
+import type { Readable } from 'node:stream';
+import type { BackupOptions } from '../core/options.js';
+import { SET_SCOPE } from '../destinations/types.js';
+import { Digester } from '../oci/digest.js';
+import { drain } from '../util/streams.js';
+import { formatBytes } from '../util/format.js';
+import { TarChecker } from '../util/tar-check.js';
+import { allHave, storeBlob, type StoreTarget } from './blobs.js';
+import { storeChunked } from './chunked.js';
+import { CHUNK_SIZES } from './chunker.js';
+import { volumeMediaType, volumeMetadataMediaType, type Compression, type BlobDescriptor, type VolumeRecord } from './manifest.js';
+import { Spool, type Spooled } from './spool.js';
+import { meterWith, type Meter } from '../util/progress.js';
+import type { MountToTake } from './volumes.js';
+import { archiveRoot, keepVolumeMetadata, matchedScan, scanVolumeMetadata, type MetadataScan } from './volume-metadata.js';
+import type { BackupContext } from './backup-context.js';
+import { type History, volumeKey } from './backup-history.js';
+
+/** Set-scope blobs kept out of the chunk budget (Destination.setBlobLimit): side records, image configs, layer indexes. */
+export const SET_BLOB_HEADROOM = 256;
+
+/** A container's volumes: planned before it is held, read into the spool while held, stored (whole or in chunks) after; one per run, for the set's chunk budget. */
+export class VolumePath {
+  constructor(
+    private readonly ctx: BackupContext,
+    private readonly opts: BackupOptions,
+    private readonly history: History,
+    private readonly compression: Compression,
+    private readonly spool: Spool,
+  ) {}
+
+  /** Chunks planned for this set so far, against the destinations' setBlobLimit (all volumes of all containers: one worker per set). */
+  private chunksPlanned = 0;
+
+  /** The tightest setBlobLimit among the destinations, less SET_BLOB_HEADROOM; undefined when none limits. */
+  private chunkLimit(): { label: string; limit: number } | undefined {
+    const limits = this.ctx.destinations.flatMap((d) => (d.setBlobLimit === undefined ? [] : [{ label: d.label, limit: d.setBlobLimit - SET_BLOB_HEADROOM }]));
+    return limits.sort((x, y) => x.limit - y.limit)[0];
+  }
+
+  /**
+   * Plans `chunks` more chunks for the set: undefined when they fit (then counted as planned), else
+   * why not. `less`: chunks planned before (an estimate now replaced by the count), taken back first.
+   */
+  private planChunks(chunks: number, less = 0): string | undefined {
+    this.chunksPlanned -= less;
+    const tight = this.chunkLimit();
+    if (tight && this.chunksPlanned + chunks > tight.limit) {
+      return `${chunks} chunks, and ${tight.label} takes ${tight.limit + SET_BLOB_HEADROOM} blobs per set (${this.chunksPlanned} already planned, ${SET_BLOB_HEADROOM} kept for other records)`;
+    }
+    this.chunksPlanned += chunks;
+    return undefined;
+  }
+
+  /** Volumes are stored as content-defined chunks, except for an artifact: destination (one artifact per chunk would be absurd): then each is one blob. */
+  private get chunking(): boolean {
+    return !this.opts.destinations.some((d) => d.kind === 'artifact');
+  }
+
+  private get meter(): Meter {
+    return this.ctx.meter ?? meterWith((line) => this.ctx.log.info(line));
+  }
+
+  private targets(scope: StoreTarget['scope']): StoreTarget[] {
+    return this.ctx.destinations.map((dest) => ({ dest, scope }));
+  }
+
+  /** What is known of a mount before the hold: its record so far, where it is on the host, and an earlier set's blob it may turn out to equal. */
+  async planVolume(container: string, mount: MountToTake): Promise<VolumePlan> {
+    const { engine, signal } = this.ctx;
+    const record: Omit<VolumeRecord, 'blob'> = { type: mount.type, name: mount.name, anonymous: mount.anonymous, destination: mount.destination };
+    let hostPath = mount.source;
+    if (mount.type === 'bind') record.source = mount.source;
+    else {
+      const v = await engine.inspectVolume(mount.name, signal);
+      if (v) {
+        record.driver = v.Driver;
+        record.driverOptions = (v.Options as Record<string, string> | null) ?? {};
+        record.labels = (v.Labels as Record<string, string> | null) ?? {};
+        hostPath = v.Mountpoint;
+      }
+    }
+    const previous = this.history.volumes.get(volumeKey(container, mount.destination));
+    const reusable = previous && previous.mediaType === volumeMediaType(this.compression) && (await allHave(this.targets(SET_SCOPE), previous.digest));
+    return { mount, record, hostPath, ...(reusable ? { previous } : {}) };
+  }
+
+  /**
+   * Reads a mount while the container is held, touching no destination and compressing nothing:
+   * its archive into the spool, as the engine sends it, and a scan of what the archive drops.
+   * The spooled file is also pushed to `pending`, for the caller to remove whatever happens.
+   */
+  async takeVolume(id: string, container: string, plan: VolumePlan, pending: Spooled[]): Promise<TakenVolume> {
+    const { engine, signal } = this.ctx;
+    const { mount, hostPath } = plan;
+    const scanning = scanVolumeMetadata(hostPath);
+    await this.spool.ready();
+    const archive = await engine.getArchive(id, mount.destination, signal);
+    const archived = archiveRoot(archive);
+    // take() destroys the archive if it fails: one left open keeps the container locked in the engine (never unpaused).
+    const spooled = await this.spool.take(archive, this.meter(`${container}: reading ${mount.name || mount.destination}`));
+    pending.push(spooled);
+    return { plan, spooled, scan: matchedScan(await scanning, await archived, hostPath) };
+  }
+
+  /**
+   * Once the container is back: the spooled archive checked (a whole tar) and digested; the
+   * earlier set's blob when the content is the same, else compressed into every destination.
+   * Then the side record of what the archive dropped.
+   */
+  async storeVolume(container: string, taken: TakenVolume, stats: { written: number; reused: number }): Promise<VolumeRecord> {
+    const { plan, spooled } = taken;
+    const what = `${container}: ${plan.mount.type === 'bind' ? `bind mount ${plan.mount.source}` : `volume ${plan.mount.name}`}`;
+    const checked = () => {
+      // Reads of 1 MiB: fewer turns through the tar check and the chunker.
+      const file = this.spool.read(spooled, 1 << 20);
+      const tar = file.pipe(new TarChecker(`${container}: ${plan.mount.name || plan.mount.destination}`));
+      file.on('error', (err) => tar.destroy(err));
+      return tar;
+    };
+    // Counted before chunking (the archive's size is known), a little above the average: a count past it is caught after.
+    const estimate = Math.ceil((1.25 * spooled.bytes) / CHUNK_SIZES.avg) + 1;
+    let whole = this.chunking ? this.planChunks(estimate) : undefined;
+    let blob = (!this.chunking || whole) && plan.previous && (await this.sameContent(spooled, plan.previous)) ? plan.previous : undefined;
+    if (blob) stats.reused++;
+    else if (this.chunking && !whole) {
+      this.ctx.log.info(`${what}: storing the new chunks of ${formatBytes(spooled.bytes)} (before compression)`);
+      const chunked = await storeChunked(checked(), this.targets(SET_SCOPE), this.compression, this.history.chunks, this.meter(`${what}: chunking`, spooled.bytes));
+      this.ctx.log.info(`${what}: ${chunked.blob.chunks.length} chunk(s): ${chunked.written} stored, ${chunked.reused} already there`);
+      whole = this.planChunks(chunked.blob.chunks.length, estimate);
+      blob = whole ? undefined : chunked.blob;
+      stats.written += chunked.written;
+      stats.reused += chunked.reused;
+    }
+    if (whole) this.ctx.log.info(`${what}: stored whole, not as chunks: ${formatBytes(spooled.bytes)} would take ${whole}`);
+    if (!blob) {
+      this.ctx.log.info(`${what}: storing ${formatBytes(spooled.bytes)} (before compression)`);
+      blob = await storeBlob(checked(), this.targets(SET_SCOPE), volumeMediaType(this.compression), this.meter(`${what}: storing`, spooled.bytes));
+      stats.written++;
+    }
+    await this.spool.release(spooled);
+    return this.withMetadata(what, { ...plan.record, blob }, taken.scan);
+  }
+
+  /** True when the spooled archive's content is `previous`'s (its sha256). */
+  private async sameContent(spooled: Spooled, previous: BlobDescriptor): Promise<boolean> {
+    const digester = new Digester();
+    const file = this.spool.read(spooled);
+    file.on('error', (err) => digester.destroy(err));
+    await drain(file.pipe(digester));
+    return digester.digest === previous.contentDigest;
+  }
+
+  /** Keeps the side record of what the archive dropped, and says what it kept and what not (a warning). */
+  private async withMetadata(what: string, volume: VolumeRecord, scan: MetadataScan): Promise<VolumeRecord> {
+    const store = (content: Readable) => storeBlob(content, this.targets(SET_SCOPE), volumeMetadataMediaType(this.compression));
+    const { metadata, kept } = await keepVolumeMetadata(scan, store);
+    if (kept) this.ctx.log.info(`${what}: ${kept}`);
+    if (metadata.notKept) this.ctx.log.warning(`${what}: not kept: ${metadata.notKept}`);
+    return { ...volume, metadata };
+  }
+}
+
+/** What is known of a mount before its container is held (VolumePath.planVolume). */
+export interface VolumePlan {
+  mount: MountToTake;
+  record: Omit<VolumeRecord, 'blob'>;
+  hostPath: string | undefined;
+  previous?: BlobDescriptor;
+}
+
+/** A mount read while held: its plan, its archive in the spool, and the scan of what the archive drops. */
+export interface TakenVolume {
+  plan: VolumePlan;
+  spooled: Spooled;
+  scan: MetadataScan;
+}
