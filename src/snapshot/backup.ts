@@ -1,3 +1,7 @@
+/**
+ * A backup run: selection, the dry-run plan, destination checks, per-container and per-group runs, and the set written last.
+ * Over 300 lines: the run-level orchestration and its result types, kept together.
+ */
 import { hostname } from 'node:os';
 import type { BackupOptions } from '../core/options.js';
 import { errorMessage, type Logger } from '../core/log.js';

@@ -1,4 +1,7 @@
-/** One container's backup: hooks, hold, writable layer (full commit or delta); its volumes go through VolumePath (backup-volumes.ts). */
+/**
+ * One container's backup: hooks, hold, writable layer (full commit or delta); its volumes go through VolumePath (backup-volumes.ts).
+ * Over 300 lines: the hold window and the layer path it brackets are one container's run; the layer path is the next to move out.
+ */
 import type { Readable } from 'node:stream';
 import type { BackupOptions } from '../core/options.js';
 import { errorMessage } from '../core/log.js';
