@@ -7,6 +7,7 @@ import { recoverAbandonedRestores } from '../../src/snapshot/restore-journal.js'
 import { restoreFrom } from '../support/commands.js';
 import { Resources, docker, quietLog, runContainer, signalWhen, treeDigest, waitFor } from '../support/fixtures.js';
 import { runCli } from '../support/runner.js';
+import { storedBlobs } from '../../src/snapshot/manifest.js';
 
 /**
  * Networks and volumes a restore creates are part of its transaction: a restore that fails, or
@@ -58,7 +59,7 @@ describe('networks and volumes a restore created', () => {
     res.image(`container-snapshot/${name}:good`);
     const set = (await new DirDestination('dir:store', store).readSet('good'))!;
     const anonymous = set.containers[0].volumes.find((v) => v.destination === '/w')!;
-    blobFile = join(store, 'blobs', 'sha256', anonymous.blob.digest.slice('sha256:'.length));
+    blobFile = join(store, 'blobs', 'sha256', storedBlobs(anonymous.blob)[0].digest.slice('sha256:'.length));
     blobBytes = readFileSync(blobFile);
   });
 
@@ -93,7 +94,7 @@ describe('networks and volumes a restore created', () => {
     // c, restored last, fails on its damaged volume once a and b are restored on the network a created.
     const set = (await new DirDestination('dir:store', groupStore).readSet('group'))!;
     expect(set.containers.map((m) => m.name)).toEqual([a, b, c]);
-    const file = join(groupStore, 'blobs', 'sha256', set.containers[2].volumes[0].blob.digest.slice('sha256:'.length));
+    const file = join(groupStore, 'blobs', 'sha256', storedBlobs(set.containers[2].volumes[0].blob)[0].digest.slice('sha256:'.length));
     const bytes = readFileSync(file);
     bytes[Math.floor(bytes.length / 2)] ^= 0xff;
     writeFileSync(file, bytes);
