@@ -3,7 +3,8 @@ import { errorMessage, type Logger } from '../core/log.js';
 import type { Engine } from '../engine/engine.js';
 import type { Destination } from '../destinations/types.js';
 import type { Journal } from '../core/journal.js';
-import type { Meter } from '../util/progress.js';
+import { meterWith, type Meter } from '../util/progress.js';
+import type { StoreTarget } from './blobs.js';
 
 export interface BackupContext {
   engine: Engine;
@@ -29,4 +30,14 @@ export async function phase<T>(what: string, fn: () => Promise<T>): Promise<T> {
   } catch (err) {
     throw new BackupError(`${what}: ${errorMessage(err)}`, { cause: err });
   }
+}
+
+/** The run's meter: the one it was given, or a line to its log every 5 s. */
+export function runMeter(ctx: BackupContext): Meter {
+  return ctx.meter ?? meterWith((line) => ctx.log.info(line));
+}
+
+/** Every destination of the run, each with `scope`: where a blob is stored. */
+export function runTargets(ctx: BackupContext, scope: StoreTarget['scope']): StoreTarget[] {
+  return ctx.destinations.map((dest) => ({ dest, scope }));
 }

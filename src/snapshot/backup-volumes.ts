@@ -11,10 +11,10 @@ import { storeChunked } from './chunked.js';
 import { CHUNK_SIZES } from './chunker.js';
 import { volumeMediaType, volumeMetadataMediaType, type Compression, type BlobDescriptor, type VolumeRecord } from './manifest.js';
 import { Spool, type Spooled } from './spool.js';
-import { meterWith, type Meter } from '../util/progress.js';
+import type { Meter } from '../util/progress.js';
 import type { MountToTake } from './volumes.js';
 import { archiveRoot, keepVolumeMetadata, matchedScan, scanVolumeMetadata, type MetadataScan } from './volume-metadata.js';
-import type { BackupContext } from './backup-context.js';
+import { runMeter, runTargets, type BackupContext } from './backup-context.js';
 import { type History, volumeKey } from './backup-history.js';
 
 /** Set-scope blobs kept out of the chunk budget (Destination.setBlobLimit): side records, image configs, layer indexes. */
@@ -59,11 +59,11 @@ export class VolumePath {
   }
 
   private get meter(): Meter {
-    return this.ctx.meter ?? meterWith((line) => this.ctx.log.info(line));
+    return runMeter(this.ctx);
   }
 
   private targets(scope: StoreTarget['scope']): StoreTarget[] {
-    return this.ctx.destinations.map((dest) => ({ dest, scope }));
+    return runTargets(this.ctx, scope);
   }
 
   /** What is known of a mount before the hold: its record so far, where it is on the host, and an earlier set's blob it may turn out to equal. */

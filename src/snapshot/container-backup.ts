@@ -18,13 +18,13 @@ import { imageConfigWithoutEnv, secretEnvWarning, specWithoutEnv } from './secre
 import type { Candidate } from './select.js';
 import type { MemberGate } from './groups.js';
 import { Spool, type Spooled } from './spool.js';
-import { meterWith, type Meter } from '../util/progress.js';
+import type { Meter } from '../util/progress.js';
 import { captureSpec, containerReferences, userNetworkNames } from './spec.js';
 import { mountsToTake } from './volumes.js';
 import { deltaTar, isEmpty, planDelta } from './layer-delta.js';
 import { scanLayer, type LayerIndex } from './layer-index.js';
 import { DEFAULT_LAYER_COMPACTION, MAX_INDEXED_PATHS, deltaAllowed, previousLayer, storeDelta, storeFullIndex, type PreviousLayer } from './writable-layer.js';
-import { type BackupContext, BackupError, phase } from './backup-context.js';
+import { type BackupContext, BackupError, phase, runMeter, runTargets } from './backup-context.js';
 import type { History } from './backup-history.js';
 import { hooksFor, holdFor, statusOf, type Hold, ENGINE_STOP_TIMEOUT_S, STOP_MARGIN_MS } from './hold.js';
 import { VolumePath, type TakenVolume, type VolumePlan } from './backup-volumes.js';
@@ -47,11 +47,11 @@ export class ContainerBackup {
   private readonly volumes: VolumePath;
 
   private get meter(): Meter {
-    return this.ctx.meter ?? meterWith((line) => this.ctx.log.info(line));
+    return runMeter(this.ctx);
   }
 
   private targets(scope: StoreTarget['scope']): StoreTarget[] {
-    return this.ctx.destinations.map((dest) => ({ dest, scope }));
+    return runTargets(this.ctx, scope);
   }
 
   /**
