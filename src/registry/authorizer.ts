@@ -20,7 +20,9 @@ export interface TokenTransport {
   send(call: Call, headers: Record<string, string>): Promise<IncomingMessage>;
   /** The body of `res`, up to `limit` bytes; throws RegistryError when it is larger. */
   readSmall(res: IncomingMessage, op: Op, limit: number): Promise<Buffer>;
+  /** The error for a refused request (401/403), with what to do about the credentials. */
   authError(res: IncomingMessage, op: Op): Promise<RegistryAuthError>;
+  /** The error for any other unexpected status. */
   httpError(res: IncomingMessage, op: Op): Promise<RegistryError>;
   /** "Registry <host> (repository …): <op>", the start of every message. */
   where(op: Op): string;

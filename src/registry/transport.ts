@@ -6,6 +6,7 @@ import { errorDetail, oneLine, open, readUpTo, type Failure } from './http.js';
 import type { Call, Op } from './request.js';
 import { USER_AGENT } from '../version.js';
 
+/** How often and how patiently a failed request is tried again (only transient failures: errors.ts isTransient). */
 export interface RetryOptions {
   /** Tries in all, the first included. */
   attempts: number;
@@ -13,6 +14,7 @@ export interface RetryOptions {
   delayMs: number;
 }
 
+/** How a RegistryClient reaches its registry. */
 export interface RegistryClientOptions {
   /** `host[:port]`, no scheme or path. */
   host: string;
@@ -91,6 +93,7 @@ export class RegistryTransport implements TokenTransport {
     return new URL(path, this.base);
   }
 
+  /** "Registry <host> (repository <repo>): <op>", the start of every message. */
   where(op: Op): string {
     return `Registry ${this.host}${op.repo ? ` (repository ${op.repo})` : ''}: ${op.name}`;
   }
@@ -102,6 +105,7 @@ export class RegistryTransport implements TokenTransport {
     return new URL(location, base);
   }
 
+  /** The body of `res`, up to `limit` bytes; throws RegistryError when it is larger or the connection fails. */
   async readSmall(res: IncomingMessage, op: Op, limit: number): Promise<Buffer> {
     const { body, truncated } = await readUpTo(res, limit).catch((err: NodeJS.ErrnoException) => {
       throw this.failure(op, this.base)(err);
@@ -158,6 +162,7 @@ export class RegistryTransport implements TokenTransport {
     }
   }
 
+  /** Sends `call` once with exactly `headers` (plus its content-length); resolves with any response, rejects with RegistryError when the connection fails. */
   send(call: Call, headers: Record<string, string>): Promise<IncomingMessage> {
     const all = call.body ? { ...headers, 'content-length': String(call.body.length) } : headers;
     const { req, response } = open(call.method, call.url, all, this.timeoutMs, this.failure(call.op, call.url));
@@ -195,6 +200,7 @@ export class RegistryTransport implements TokenTransport {
     return status === 401 || status === 403 ? this.authError(res, op) : this.httpError(res, op);
   }
 
+  /** The RegistryError for an unexpected response: its status, the registry's error code and message (distribution spec, "Error Codes"). */
   async httpError(res: IncomingMessage, op: Op): Promise<RegistryError> {
     const detail = await errorDetail(res);
     const https = this.base.protocol === 'http:' && res.statusCode === 400 && /HTTPS/.test(detail.text ?? '') ? `; it serves HTTPS: remove ${this.host} from ${this.insecureHint}` : '';
@@ -202,6 +208,7 @@ export class RegistryTransport implements TokenTransport {
     return new RegistryError(oneLine(message), { status: res.statusCode, code: detail.code });
   }
 
+  /** The RegistryAuthError for a 401/403 of the registry: its message, and what to do about the credentials. */
   async authError(res: IncomingMessage, op: Op): Promise<RegistryAuthError> {
     const detail = await errorDetail(res);
     const hint = this.authorizer.auth

@@ -42,6 +42,7 @@ export class DirLayout {
     return join(this.blobs, blobName(digest));
   }
 
+  /** sets/<tag>.json; `tag` is not checked here. */
   setPath(tag: string): string {
     return join(this.sets, `${tag}.json`);
   }

@@ -39,6 +39,7 @@ export class SetStore {
     private readonly warn: (message: string) => void,
   ) {}
 
+  /** Whether sets/<tag>.json exists (whatever it holds). */
   has(tag: string): Promise<boolean> {
     return exists(this.layout.setPath(tag));
   }
