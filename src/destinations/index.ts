@@ -4,7 +4,7 @@ import type { Keyring } from '../crypto/keyring.js';
 import { RegistryClient } from '../registry/client.js';
 import { resolveCredentials } from '../registry/credentials.js';
 import { ArtifactDestination, runContext } from './artifact/index.js';
-import { DirDestination } from './dir.js';
+import { DirDestination } from './dir/index.js';
 import { RegistryDestination } from './registry.js';
 import type { Destination } from './types.js';
 

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { Resources, docker, runContainer } from '../support/fixtures.js';
-import { DirDestination } from '../../src/destinations/dir.js';
+import { DirDestination } from '../../src/destinations/dir/index.js';
 import { localImageName } from '../../src/snapshot/restore.js';
 import { runCli } from '../support/runner.js';
 

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { Resources, docker, runContainer } from '../support/fixtures.js';
 import { backUp } from '../support/commands.js';
 import { runCli, runStep, type StepResult } from '../support/runner.js';
-import { DirDestination } from '../../src/destinations/dir.js';
+import { DirDestination } from '../../src/destinations/dir/index.js';
 import { IDENTITY_ENV } from '../../src/core/words.js';
 import { verifySets } from '../../src/snapshot/verify.js';
 import { quietLog } from '../support/fixtures.js';

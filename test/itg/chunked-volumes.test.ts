@@ -9,7 +9,7 @@ import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js'
 import { parseDestination } from '../../src/core/options.js';
 import { parseRetentionPolicy } from '../../src/core/retention-input.js';
 import { Keyring } from '../../src/crypto/keyring.js';
-import { DirDestination } from '../../src/destinations/dir.js';
+import { DirDestination } from '../../src/destinations/dir/index.js';
 import { RegistryDestination } from '../../src/destinations/registry.js';
 import { Engine } from '../../src/engine/engine.js';
 import { SET_BLOB_HEADROOM, runBackup } from '../../src/snapshot/backup.js';

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { list, verify } from '../../src/commands.js';
 import { parseDestination } from '../../src/core/options.js';
 import { Keyring } from '../../src/crypto/keyring.js';
-import { DirDestination } from '../../src/destinations/dir.js';
+import { DirDestination } from '../../src/destinations/dir/index.js';
 import { SET_SCOPE } from '../../src/destinations/types.js';
 import { storeBlob } from '../../src/snapshot/blobs.js';
 import { isChunked, storedBlobs, type BlobDescriptor, type SnapshotSet } from '../../src/snapshot/manifest.js';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import tar from 'tar-stream';
 import { backup } from '../../src/commands.js';
 import { parseBackupInputs } from '../../src/core/inputs.js';
-import { DirDestination } from '../../src/destinations/dir.js';
+import { DirDestination } from '../../src/destinations/dir/index.js';
 import { backupSummary } from '../../src/report.js';
 import { storedBlobs } from '../../src/snapshot/manifest.js';
 import { inputs, restoreFrom, testEnv } from '../support/commands.js';

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { backup, list, restore, verify } from '../../src/commands.js';
 import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
 import { parseDestination } from '../../src/core/options.js';
-import { DirDestination } from '../../src/destinations/dir.js';
+import { DirDestination } from '../../src/destinations/dir/index.js';
 import { Resources, docker, quietLog, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
 
 const env = { ...process.env, DOCKER_CONFIG: '/nonexistent' };

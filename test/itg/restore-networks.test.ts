@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DirDestination } from '../../src/destinations/dir.js';
+import { DirDestination } from '../../src/destinations/dir/index.js';
 import { Engine } from '../../src/engine/engine.js';
 import { recoverAbandonedRestores } from '../../src/snapshot/restore-journal.js';
 import { restoreFrom } from '../support/commands.js';

@@ -5,7 +5,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { backup, restore } from '../../src/commands.js';
 import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
-import { DirDestination } from '../../src/destinations/dir.js';
+import { DirDestination } from '../../src/destinations/dir/index.js';
 import { Engine } from '../../src/engine/engine.js';
 import { openContent } from '../../src/snapshot/blobs.js';
 import { SET_SCOPE } from '../../src/destinations/types.js';

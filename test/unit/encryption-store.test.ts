@@ -7,7 +7,7 @@ import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { parseRetentionPolicy } from '../../src/core/retention-input.js';
 import { Keyring } from '../../src/crypto/keyring.js';
-import { DirDestination } from '../../src/destinations/dir.js';
+import { DirDestination } from '../../src/destinations/dir/index.js';
 import { SET_SCOPE } from '../../src/destinations/types.js';
 import { storeBlob } from '../../src/snapshot/blobs.js';
 import { SET_MEDIA_TYPE, type BlobDescriptor, type SnapshotSet } from '../../src/snapshot/manifest.js';

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import type { ArtifactClient } from '@actions/artifact';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ArtifactDestination } from '../../src/destinations/artifact/index.js';
-import { DirDestination, parseSetRecord } from '../../src/destinations/dir.js';
+import { DirDestination, parseSetRecord } from '../../src/destinations/dir/index.js';
 import { setsTable } from '../../src/report.js';
 import { ManifestError, SET_MEDIA_TYPE, SetDigestError, parseCheckedSet, type SnapshotSet } from '../../src/snapshot/manifest.js';
 

@@ -1,0 +1,2 @@
+export { DirDestination } from './destination.js';
+export { parseSetRecord, type SetRecord } from './set-record.js';
