@@ -72,7 +72,9 @@ describe('the spool', () => {
     const raw = readFileSync(spooled.path);
     expect(raw.length).toBe(whole.length);
     expect(raw.includes(marker)).toBe(false);
-    expect(raw.includes(Buffer.from('end'))).toBe(false);
+    // The tail off a block is encrypted too. (Not `raw.includes('end')`: three given bytes occur by
+    // chance in ~7 % of 1.25 MB of ciphertext, which made this test fail now and then.)
+    expect(raw.subarray(-3).equals(Buffer.from('end'))).toBe(false);
     expect(statSync(spooled.path).blocks * 512).toBeLessThan(text.length + (64 << 10));
     for (const hwm of [undefined, 1000, 1 << 20]) {
       const read: Buffer[] = [];
