@@ -8,7 +8,7 @@ import { errorMessage, type Logger } from '../core/log.js';
 import { ownName } from '../engine/engine.js';
 import type { Destination } from '../destinations/types.js';
 import { withContainerLock } from '../core/locks.js';
-import { SET_MEDIA_TYPE, schemaVersionOf, isChunked, type Compression, type ContainerRecord, type SnapshotSet } from './manifest.js';
+import { SET_MEDIA_TYPE, SET_SCHEMA_VERSION, isChunked, type Compression, type ContainerRecord, type SnapshotSet } from './manifest.js';
 import { selectContainers, type Candidate } from './select.js';
 import { dependencyOrder, GroupGate, unitsOf, type Unit } from './groups.js';
 import { Spool } from './spool.js';
@@ -82,7 +82,7 @@ function outcome(record: ContainerRecord & { layerStats: { written: number; reus
   return {
     name: record.name,
     id: record.id,
-    state: record.status,
+    state: record.state,
     status: 'ok',
     destinations: refs,
     volumes: record.volumes.map((v) => v.name || v.source || v.destination),
@@ -398,7 +398,7 @@ async function backUpAndStore(
   const env = ctx.env ?? {};
   const containers = records.map(({ layerStats: _unused, ...r }) => r);
   const set: SnapshotSet = {
-    schemaVersion: schemaVersionOf(containers),
+    schemaVersion: SET_SCHEMA_VERSION,
     mediaType: SET_MEDIA_TYPE,
     tag: opts.tag,
     created,

@@ -130,7 +130,7 @@ export class ContainerBackup {
       stats.written += layerStats.written;
       stats.reused += layerStats.reused;
       const pausedMs = held === 'pause' ? heldMs : 0;
-      return { name, id: info.Id, status: status as ContainerRecord['status'], image: { ...image, baseImage: info.Config.Image }, volumes, spec, pausedMs, ...(held === 'stop' ? { stoppedMs: heldMs } : {}), layerStats: stats };
+      return { name, id: info.Id, state: status as ContainerRecord['state'], image: { ...image, baseImage: info.Config.Image }, volumes, spec, pausedMs, ...(held === 'stop' ? { stoppedMs: heldMs } : {}), layerStats: stats };
     } finally {
       turn.done();
       await Promise.allSettled(pending.map((p) => this.spool.release(p)));

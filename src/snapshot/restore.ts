@@ -430,7 +430,7 @@ class ContainerRestore {
     this.txn.checkpoint();
     if (this.shouldStart(c)) {
       await engine.start(id);
-      if (c.status === 'paused' && this.opts.start === 'auto') await engine.pause(id);
+      if (c.state === 'paused' && this.opts.start === 'auto') await engine.pause(id);
     }
     return id;
   }
