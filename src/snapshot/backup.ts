@@ -18,7 +18,7 @@ import { mountsToTake } from './volumes.js';
 import { TOOL } from '../version.js';
 import { type BackupContext, BackupError } from './backup-context.js';
 import { loadHistory } from './backup-history.js';
-import { holdFor, statusOf } from './hold.js';
+import { holdFor, stateOf } from './hold.js';
 import { ContainerBackup, turnsInOrder, type Turn } from './container-backup.js';
 
 export type { BackupContext } from './backup-context.js';
@@ -113,10 +113,10 @@ async function plan(ctx: BackupContext, opts: BackupOptions, selected: Candidate
     const running = info.State.Running && !info.State.Paused && !info.State.Restarting;
     const quiesce = (!running ? 'taken as it is' : hold === 'stop' ? 'would be stopped' : hold === 'pause' ? 'would be paused' : 'taken running') + (note ? `; ${note}` : '');
     ctx.log.info(
-      `[dry-run] ${c.name} (${statusOf(info)}, ${quiesce}, image ${info.Config.Image}, writable layer ${size ?? '?'} bytes): ` +
+      `[dry-run] ${c.name} (${stateOf(info)}, ${quiesce}, image ${info.Config.Image}, writable layer ${size ?? '?'} bytes): ` +
         `volumes [${vols.join(', ')}] → ${opts.destinations.map((d) => d.raw).join(', ')} as ${opts.tag}`,
     );
-    out.push({ ...failure(c.name, c.id, statusOf(info), ''), status: 'planned', error: undefined, volumes: vols, bytes: size ?? 0 });
+    out.push({ ...failure(c.name, c.id, stateOf(info), ''), status: 'planned', error: undefined, volumes: vols, bytes: size ?? 0 });
   }
   return out;
 }
