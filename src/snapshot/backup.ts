@@ -77,7 +77,7 @@ function candidateOf(c: { Id: string; Names?: string[]; Labels?: Record<string, 
   return { id: c.Id, name: ownName(c.Names, c.Id), labels: c.Labels ?? {}, state: c.State };
 }
 
-function outcome(record: ContainerRecord & { layerStats: { written: number; reused: number } }, refs: ContainerOutcome['destinations'], note?: string): ContainerOutcome {
+function outcome(record: ContainerRecord & { blobStats: { written: number; reused: number } }, refs: ContainerOutcome['destinations'], note?: string): ContainerOutcome {
   const blobs = [record.image.config, ...record.image.layers, ...record.volumes.map((v) => v.blob)];
   return {
     name: record.name,
@@ -89,7 +89,7 @@ function outcome(record: ContainerRecord & { layerStats: { written: number; reus
     bytes: [...new Map(blobs.map((b) => [b.digest, b.size])).values()].reduce((a, b) => a + b, 0),
     pausedMs: record.pausedMs,
     stoppedMs: record.stoppedMs ?? 0,
-    blobs: record.layerStats,
+    blobs: record.blobStats,
     ...(note ? { note } : {}),
     ...(record.group ? { group: record.group } : {}),
   };
@@ -150,7 +150,7 @@ function refuseWholeOnly(opts: BackupOptions, set: SnapshotSet, missing: Destina
 async function completeSet(ctx: BackupContext, opts: BackupOptions, state: TagState & { set: SnapshotSet }): Promise<BackupResult> {
   const { set, holders, missing } = state;
   const names = (ds: Destination[]) => ds.map((d) => d.label).join(', ');
-  const records = set.containers.map((c) => ({ ...c, layerStats: { written: 0, reused: 0 } }));
+  const records = set.containers.map((c) => ({ ...c, blobStats: { written: 0, reused: 0 } }));
   if (opts.dryRun) {
     ctx.log.info(`[dry-run] Snapshot ${set.tag} is in ${names(holders)}: it would be copied to ${names(missing)}; no container is taken again.`);
     const planned = records.map((r) => ({ ...outcome(r, []), status: 'planned' as const }));
@@ -255,7 +255,7 @@ interface Crew {
   signal: AbortSignal;
 }
 
-type Taken = ContainerRecord & { layerStats: { written: number; reused: number } };
+type Taken = ContainerRecord & { blobStats: { written: number; reused: number } };
 
 /** Where a run's results go while its units are taken: by the container's place in the run, and one entry per group. */
 interface Tally {
@@ -287,7 +287,7 @@ async function backUpEach(ctx: BackupContext, opts: BackupOptions, selected: Can
       // Groups of containers taken at once would interleave: their lines name the container instead.
       const record = together ? await take() : await log.group(`Back up ${c.name}`, take);
       tally.records[i] = record;
-      log.info(`${c.name}: ${record.image.layers.length} layer(s) and ${record.volumes.length} volume(s): ${record.layerStats.written} blob(s) stored, ${record.layerStats.reused} already there`);
+      log.info(`${c.name}: ${record.image.layers.length} layer(s) and ${record.volumes.length} volume(s): ${record.blobStats.written} blob(s) stored, ${record.blobStats.reused} already there`);
     } catch (err) {
       // A cancelled run goes no further: its undo follows.
       if (ctx.signal?.aborted) throw ctx.signal.reason;
@@ -396,7 +396,7 @@ async function backUpAndStore(
   outcomes.push(...failures);
   if (records.length === 0) return { written: false, artifacts: [], destinations: [], groups };
   const env = ctx.env ?? {};
-  const containers = records.map(({ layerStats: _unused, ...r }) => r);
+  const containers = records.map(({ blobStats: _unused, ...r }) => r);
   const set: SnapshotSet = {
     schemaVersion: SET_SCHEMA_VERSION,
     mediaType: SET_MEDIA_TYPE,

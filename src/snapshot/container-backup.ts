@@ -59,7 +59,7 @@ export class ContainerBackup {
    * order), so that a base layer they share is stored by the first and reused by the next. `gate`:
    * the container's place in its consistency group, whose members are hooked, held, taken and put back together.
    */
-  async run(candidate: Candidate, turn: Turn = FREE_TURN, gate?: MemberGate): Promise<ContainerRecord & { layerStats: { written: number; reused: number } }> {
+  async run(candidate: Candidate, turn: Turn = FREE_TURN, gate?: MemberGate): Promise<ContainerRecord & { blobStats: { written: number; reused: number } }> {
     const { engine, log, signal } = this.ctx;
     const info = await engine.inspectContainer(candidate.id, signal);
     const name = info.Name.replace(/^\//, '');
@@ -130,7 +130,7 @@ export class ContainerBackup {
       stats.written += layerStats.written;
       stats.reused += layerStats.reused;
       const pausedMs = held === 'pause' ? heldMs : 0;
-      return { name, id: info.Id, state: state as ContainerRecord['state'], image: { ...image, baseImage: info.Config.Image }, volumes, spec, pausedMs, ...(held === 'stop' ? { stoppedMs: heldMs } : {}), layerStats: stats };
+      return { name, id: info.Id, state: state as ContainerRecord['state'], image: { ...image, baseImage: info.Config.Image }, volumes, spec, pausedMs, ...(held === 'stop' ? { stoppedMs: heldMs } : {}), blobStats: stats };
     } finally {
       turn.done();
       await Promise.allSettled(pending.map((p) => this.spool.release(p)));
