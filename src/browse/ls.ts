@@ -35,7 +35,7 @@ export function listSet(set: SnapshotSet): SetListing {
     snapshot: set.tag,
     containers: set.containers.map((c) => ({
       name: c.name,
-      status: c.status,
+      status: c.state,
       image: c.image.baseImage,
       sources: sourcesOf(c).map((s) => ({ kind: s.kind, label: s.label, path: s.root, size: s.blob.contentSize })),
     })),

@@ -8,7 +8,7 @@ import { errorMessage, type Logger } from '../core/log.js';
 import { ownName } from '../engine/engine.js';
 import type { Destination } from '../destinations/types.js';
 import { withContainerLock } from '../core/locks.js';
-import { SET_MEDIA_TYPE, schemaVersionOf, isChunked, type Compression, type ContainerRecord, type SnapshotSet } from './manifest.js';
+import { SET_MEDIA_TYPE, SET_SCHEMA_VERSION, isChunked, type Compression, type ContainerRecord, type SnapshotSet } from './manifest.js';
 import { selectContainers, type Candidate } from './select.js';
 import { dependencyOrder, GroupGate, unitsOf, type Unit } from './groups.js';
 import { Spool } from './spool.js';
@@ -18,7 +18,7 @@ import { mountsToTake } from './volumes.js';
 import { TOOL } from '../version.js';
 import { type BackupContext, BackupError } from './backup-context.js';
 import { loadHistory } from './backup-history.js';
-import { holdFor, statusOf } from './hold.js';
+import { holdFor, stateOf } from './hold.js';
 import { ContainerBackup, turnsInOrder, type Turn } from './container-backup.js';
 
 export type { BackupContext } from './backup-context.js';
@@ -77,19 +77,19 @@ function candidateOf(c: { Id: string; Names?: string[]; Labels?: Record<string, 
   return { id: c.Id, name: ownName(c.Names, c.Id), labels: c.Labels ?? {}, state: c.State };
 }
 
-function outcome(record: ContainerRecord & { layerStats: { written: number; reused: number } }, refs: ContainerOutcome['destinations'], note?: string): ContainerOutcome {
+function outcome(record: ContainerRecord & { blobStats: { written: number; reused: number } }, refs: ContainerOutcome['destinations'], note?: string): ContainerOutcome {
   const blobs = [record.image.config, ...record.image.layers, ...record.volumes.map((v) => v.blob)];
   return {
     name: record.name,
     id: record.id,
-    state: record.status,
+    state: record.state,
     status: 'ok',
     destinations: refs,
     volumes: record.volumes.map((v) => v.name || v.source || v.destination),
     bytes: [...new Map(blobs.map((b) => [b.digest, b.size])).values()].reduce((a, b) => a + b, 0),
     pausedMs: record.pausedMs,
     stoppedMs: record.stoppedMs ?? 0,
-    blobs: record.layerStats,
+    blobs: record.blobStats,
     ...(note ? { note } : {}),
     ...(record.group ? { group: record.group } : {}),
   };
@@ -113,10 +113,10 @@ async function plan(ctx: BackupContext, opts: BackupOptions, selected: Candidate
     const running = info.State.Running && !info.State.Paused && !info.State.Restarting;
     const quiesce = (!running ? 'taken as it is' : hold === 'stop' ? 'would be stopped' : hold === 'pause' ? 'would be paused' : 'taken running') + (note ? `; ${note}` : '');
     ctx.log.info(
-      `[dry-run] ${c.name} (${statusOf(info)}, ${quiesce}, image ${info.Config.Image}, writable layer ${size ?? '?'} bytes): ` +
+      `[dry-run] ${c.name} (${stateOf(info)}, ${quiesce}, image ${info.Config.Image}, writable layer ${size ?? '?'} bytes): ` +
         `volumes [${vols.join(', ')}] → ${opts.destinations.map((d) => d.raw).join(', ')} as ${opts.tag}`,
     );
-    out.push({ ...failure(c.name, c.id, statusOf(info), ''), status: 'planned', error: undefined, volumes: vols, bytes: size ?? 0 });
+    out.push({ ...failure(c.name, c.id, stateOf(info), ''), status: 'planned', error: undefined, volumes: vols, bytes: size ?? 0 });
   }
   return out;
 }
@@ -150,7 +150,7 @@ function refuseWholeOnly(opts: BackupOptions, set: SnapshotSet, missing: Destina
 async function completeSet(ctx: BackupContext, opts: BackupOptions, state: TagState & { set: SnapshotSet }): Promise<BackupResult> {
   const { set, holders, missing } = state;
   const names = (ds: Destination[]) => ds.map((d) => d.label).join(', ');
-  const records = set.containers.map((c) => ({ ...c, layerStats: { written: 0, reused: 0 } }));
+  const records = set.containers.map((c) => ({ ...c, blobStats: { written: 0, reused: 0 } }));
   if (opts.dryRun) {
     ctx.log.info(`[dry-run] Snapshot ${set.tag} is in ${names(holders)}: it would be copied to ${names(missing)}; no container is taken again.`);
     const planned = records.map((r) => ({ ...outcome(r, []), status: 'planned' as const }));
@@ -255,7 +255,7 @@ interface Crew {
   signal: AbortSignal;
 }
 
-type Taken = ContainerRecord & { layerStats: { written: number; reused: number } };
+type Taken = ContainerRecord & { blobStats: { written: number; reused: number } };
 
 /** Where a run's results go while its units are taken: by the container's place in the run, and one entry per group. */
 interface Tally {
@@ -287,7 +287,7 @@ async function backUpEach(ctx: BackupContext, opts: BackupOptions, selected: Can
       // Groups of containers taken at once would interleave: their lines name the container instead.
       const record = together ? await take() : await log.group(`Back up ${c.name}`, take);
       tally.records[i] = record;
-      log.info(`${c.name}: ${record.image.layers.length} layer(s) and ${record.volumes.length} volume(s): ${record.layerStats.written} blob(s) stored, ${record.layerStats.reused} already there`);
+      log.info(`${c.name}: ${record.image.layers.length} layer(s) and ${record.volumes.length} volume(s): ${record.blobStats.written} blob(s) stored, ${record.blobStats.reused} already there`);
     } catch (err) {
       // A cancelled run goes no further: its undo follows.
       if (ctx.signal?.aborted) throw ctx.signal.reason;
@@ -396,9 +396,9 @@ async function backUpAndStore(
   outcomes.push(...failures);
   if (records.length === 0) return { written: false, artifacts: [], destinations: [], groups };
   const env = ctx.env ?? {};
-  const containers = records.map(({ layerStats: _unused, ...r }) => r);
+  const containers = records.map(({ blobStats: _unused, ...r }) => r);
   const set: SnapshotSet = {
-    schemaVersion: schemaVersionOf(containers),
+    schemaVersion: SET_SCHEMA_VERSION,
     mediaType: SET_MEDIA_TYPE,
     tag: opts.tag,
     created,

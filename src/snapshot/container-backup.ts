@@ -26,7 +26,7 @@ import { scanLayer, type LayerIndex } from './layer-index.js';
 import { DEFAULT_LAYER_COMPACTION, MAX_INDEXED_PATHS, deltaAllowed, previousLayer, storeDelta, storeFullIndex, type PreviousLayer } from './writable-layer.js';
 import { type BackupContext, BackupError, phase, runMeter, runTargets } from './backup-context.js';
 import type { History } from './backup-history.js';
-import { hooksFor, holdFor, statusOf, type Hold, ENGINE_STOP_TIMEOUT_S, STOP_MARGIN_MS } from './hold.js';
+import { hooksFor, holdFor, stateOf, type Hold, ENGINE_STOP_TIMEOUT_S, STOP_MARGIN_MS } from './hold.js';
 import { VolumePath, type TakenVolume, type VolumePlan } from './backup-volumes.js';
 
 export class ContainerBackup {
@@ -59,11 +59,11 @@ export class ContainerBackup {
    * order), so that a base layer they share is stored by the first and reused by the next. `gate`:
    * the container's place in its consistency group, whose members are hooked, held, taken and put back together.
    */
-  async run(candidate: Candidate, turn: Turn = FREE_TURN, gate?: MemberGate): Promise<ContainerRecord & { layerStats: { written: number; reused: number } }> {
+  async run(candidate: Candidate, turn: Turn = FREE_TURN, gate?: MemberGate): Promise<ContainerRecord & { blobStats: { written: number; reused: number } }> {
     const { engine, log, signal } = this.ctx;
     const info = await engine.inspectContainer(candidate.id, signal);
     const name = info.Name.replace(/^\//, '');
-    const status = statusOf(info);
+    const state = stateOf(info);
     const networks = new Map<string, NetworkInspect>();
     for (const net of userNetworkNames(info)) {
       const n = await engine.inspectNetwork(net, signal);
@@ -98,7 +98,7 @@ export class ContainerBackup {
     const pending: Spooled[] = [];
     const previous = await this.previousLayer(info.Id, name);
     const hooks = hooksFor(this.opts, info.Config.Labels ?? {});
-    if ((hooks.pre || hooks.post) && !running) log.info(`${name}: not running (${status}), so its pre- and post-command are not run`);
+    if ((hooks.pre || hooks.post) && !running) log.info(`${name}: not running (${state}), so its pre- and post-command are not run`);
     try {
       const { value: layer, heldMs, held } = await this.withHooks(info.Id, name, running ? hooks : {}, gate, () =>
         this.held(info, name, hold, mounts.length, gate, async () => {
@@ -130,7 +130,7 @@ export class ContainerBackup {
       stats.written += layerStats.written;
       stats.reused += layerStats.reused;
       const pausedMs = held === 'pause' ? heldMs : 0;
-      return { name, id: info.Id, status: status as ContainerRecord['status'], image: { ...image, baseImage: info.Config.Image }, volumes, spec, pausedMs, ...(held === 'stop' ? { stoppedMs: heldMs } : {}), layerStats: stats };
+      return { name, id: info.Id, state: state as ContainerRecord['state'], image: { ...image, baseImage: info.Config.Image }, volumes, spec, pausedMs, ...(held === 'stop' ? { stoppedMs: heldMs } : {}), blobStats: stats };
     } finally {
       turn.done();
       await Promise.allSettled(pending.map((p) => this.spool.release(p)));

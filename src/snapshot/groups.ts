@@ -16,8 +16,8 @@ export interface Unit {
 
 /** A container's group: its container-snapshot.group label, else what group-by says; undefined when in none. */
 export function groupOf(c: Candidate, groupBy: GroupBy): string | undefined {
-  const own = c.labels[GROUP_LABEL]?.trim();
-  if (own) return own;
+  const labelled = c.labels[GROUP_LABEL]?.trim();
+  if (labelled) return labelled;
   if (groupBy.kind === 'compose-project') return c.labels[COMPOSE_PROJECT_LABEL] || undefined;
   if (groupBy.kind === 'label') return c.labels[groupBy.key] || undefined;
   return undefined;

@@ -47,7 +47,7 @@ export function holdFor(info: ContainerInspect, opts: Pick<BackupOptions, 'stop'
   return { hold: 'stop' };
 }
 
-/** The engine state of a container as reported in outcomes: 'paused', else State.Status. */
-export function statusOf(info: ContainerInspect): string {
+/** The engine state of a container, as outcomes and set records give it: 'paused' when State.Paused, else State.Status (Engine API). */
+export function stateOf(info: ContainerInspect): string {
   return info.State.Paused ? 'paused' : info.State.Status;
 }

@@ -4,20 +4,16 @@ import type { Descriptor } from '../oci/descriptor.js';
 import type { ContainerSpec } from './spec.js';
 
 export const SET_MEDIA_TYPE = 'application/vnd.container-snapshot.set.v1+json';
-/** The schema written by default; 2 for a set with a delta layer or a chunked volume (see schemaVersionOf). */
-export const SET_SCHEMA_VERSION = 1;
-/** Schemas this version reads: 1, and 2 (delta layers, chunked volumes). */
+/**
+ * The schema every new set is written with. 2 since a container record's engine state is `state`
+ * (was `status`, which a schema 1 reader looks for); 2 also brought delta layers (ImageRecord.deltas)
+ * and chunked volumes (ChunkedBlob).
+ */
+export const SET_SCHEMA_VERSION = 2;
+/** Schemas this version reads: 1, and 2 (delta layers, chunked volumes, `state`). parseSet reads either's records as schema 2. */
 export const SET_SCHEMA_VERSIONS = [1, 2] as const;
 export type SetSchemaVersion = (typeof SET_SCHEMA_VERSIONS)[number];
 
-/**
- * The schema a set is written with: 2 once one of its images has a delta layer (ImageRecord.deltas)
- * or one of its volumes is stored as chunks (ChunkedBlob), else 1, so that older readers read it.
- */
-export function schemaVersionOf(containers: ContainerRecord[]): SetSchemaVersion {
-  const v2 = containers.some((c) => (c.image.deltas ?? 0) > 0 || c.volumes.some((v) => isChunked(v.blob)));
-  return v2 ? 2 : SET_SCHEMA_VERSION;
-}
 /** A set document encrypted with age (sealed-sets.ts): its descriptor's media type. */
 export const SET_AGE_MEDIA_TYPE = `${SET_MEDIA_TYPE}+age`;
 export type Compression = 'zstd' | 'gzip';
@@ -125,12 +121,14 @@ export interface VolumeMetadata {
   notKept?: string;
 }
 
-export type ContainerStatus = 'created' | 'running' | 'paused' | 'restarting' | 'removing' | 'exited' | 'dead';
+/** A container's state as the engine reports it (Engine API `State.Status`, with `paused` when `State.Paused`). */
+export type ContainerState = 'created' | 'running' | 'paused' | 'restarting' | 'removing' | 'exited' | 'dead';
 
 export interface ContainerRecord {
   name: string;
   id: string;
-  status: ContainerStatus;
+  /** The engine state the container was in when it was taken; `status` in sets of schema 1 and early schema 2 (parseSet renames it). */
+  state: ContainerState;
   image: ImageRecord;
   volumes: VolumeRecord[];
   spec: ContainerSpec;
@@ -270,6 +268,11 @@ export function damagedSummary(tag: string, created: string | undefined, err: Er
   return { tag, created: created ?? '', containers: [], bytes: 0, damaged: err.message };
 }
 
+/**
+ * Reads a set document of schema 1 or 2 (SET_SCHEMA_VERSIONS) and checks every blob descriptor in it.
+ * A container record's engine state written as `status` (schema 1, and schema 2 before it was `state`)
+ * comes back as `state`. Throws ManifestError when the text is not such a document.
+ */
 export function parseSet(text: string, where: string): SnapshotSet {
   let set: SnapshotSet;
   try {
@@ -285,6 +288,7 @@ export function parseSet(text: string, where: string): SnapshotSet {
   if (!Array.isArray(set.containers)) throw new ManifestError(`Invalid snapshot manifest at ${where}: no containers.`);
   set.failures ??= [];
   for (const c of set.containers) {
+    stateFromStatus(c);
     checkBlob(c.image?.config, `container ${c.name} image config`);
     c.image.layers.forEach((l, i) => checkBlob(l, `container ${c.name} layer ${i}`));
     if (c.image.layerIndex) checkBlob(c.image.layerIndex, `container ${c.name} writable layer index`);
@@ -294,6 +298,12 @@ export function parseSet(text: string, where: string): SnapshotSet {
     c.volumes.forEach((v) => v.metadata?.record && checkBlob(v.metadata.record, `container ${c.name} volume ${v.name || v.destination} side record`));
   }
   return set;
+}
+
+/** A record that names its engine state `status` (as written before `state`): renamed in place. */
+function stateFromStatus(c: ContainerRecord & { status?: ContainerState }): void {
+  if (c.state === undefined && c.status !== undefined) c.state = c.status;
+  delete c.status;
 }
 
 /** Newest first: tags sort by their creation time, then by name. */

@@ -133,12 +133,12 @@ export async function verifyContainers(source: Destination, containers: Containe
 export function inheritedMounts(c: ContainerRecord): Set<string> {
   const hc = c.spec.hostConfig;
   if (!((hc.VolumesFrom as string[] | null) ?? []).length) return new Set();
-  const own = new Set<string>([
+  const declared = new Set<string>([
     ...((hc.Binds as string[] | null) ?? []).map((b) => b.split(':')[1]),
     ...((hc.Mounts as Array<{ Target?: string }> | null) ?? []).map((m) => m.Target ?? ''),
     ...Object.keys((c.spec.config.Volumes as Record<string, unknown> | null) ?? {}),
   ]);
-  return new Set(c.volumes.filter((v) => !own.has(v.destination)).map((v) => v.destination));
+  return new Set(c.volumes.filter((v) => !declared.has(v.destination)).map((v) => v.destination));
 }
 
 /** A local-driver volume mounted as tmpfs: its content lives in memory only, and nothing on disk can be clobbered. */
@@ -151,12 +151,12 @@ export function isTmpfs(v: VolumeRecord): boolean {
  * takes from another container with `--volumes-from` (they are that container's).
  */
 function anonymousVolumes(info: ContainerInspect): Array<{ destination: string; volume: string }> {
-  const own = new Set([
+  const declared = new Set([
     ...Object.keys((info.Config?.Volumes as Record<string, unknown> | null) ?? {}),
     ...((info.HostConfig?.Mounts as Array<{ Type?: string; Source?: string; Target?: string }> | null) ?? []).filter((m) => m.Type === 'volume' && !m.Source).map((m) => m.Target ?? ''),
   ]);
   return mountsToTake(info, { includeVolumes: true, includeBindMounts: false })
-    .filter((m) => m.anonymous && own.has(m.destination))
+    .filter((m) => m.anonymous && declared.has(m.destination))
     .map((m) => ({ destination: m.destination, volume: m.name }));
 }
 
@@ -430,7 +430,7 @@ class ContainerRestore {
     this.txn.checkpoint();
     if (this.shouldStart(c)) {
       await engine.start(id);
-      if (c.status === 'paused' && this.opts.start === 'auto') await engine.pause(id);
+      if (c.state === 'paused' && this.opts.start === 'auto') await engine.pause(id);
     }
     return id;
   }

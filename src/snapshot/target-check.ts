@@ -96,10 +96,10 @@ export function portClashes(wanted: HostBinding[], taken: TakenPort[], portMapNa
 }
 
 /** Whether a restore with this start policy starts the container (its recorded state under `auto`). */
-export function willStart(c: Pick<ContainerRecord, 'status'>, start: StartPolicy): boolean {
+export function willStart(c: Pick<ContainerRecord, 'state'>, start: StartPolicy): boolean {
   if (start === 'always') return true;
   if (start === 'never') return false;
-  return ['running', 'paused', 'restarting'].includes(c.status);
+  return ['running', 'paused', 'restarting'].includes(c.state);
 }
 
 /** What a restore asks of the engine: the runtime, log driver and volume drivers of each container, and the drivers of networks it creates. */

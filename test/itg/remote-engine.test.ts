@@ -161,7 +161,7 @@ describe("engine B's features, read from the engine itself", () => {
     const record = (name: string, hostConfig: Record<string, unknown>, driver?: string): ContainerRecord => ({
       name,
       id: name,
-      status: 'created',
+      state: 'created',
       image: { id: 'sha256:x', baseImage: 'x', config: blob, layers: [] },
       volumes: driver ? [{ type: 'volume', name: `${prefix}-vol`, anonymous: false, destination: '/v', driver, blob }] : [],
       spec: { config: {}, hostConfig, networks: [{ name: `${prefix}-net`, aliases: [], definition: { driver: 'csx-netdriver', options: {}, labels: {}, internal: false, attachable: false, enableIPv6: false, ipam: {} } }] },

@@ -29,7 +29,7 @@ function makeSet(tag: string, created: string, layer: BlobDescriptor, config: Bl
       {
         name: 'db',
         id: 'i',
-        status: 'running',
+        state: 'running',
         image: { id: 'sha256:1', baseImage: 'b', config, layers: [layer] },
         volumes: [{ name: 'v', destination: '/data', blob: volume }] as never,
         spec: { Config: { Env: ['MODE=primary'] } } as never,

@@ -3,7 +3,7 @@ import { deltaConfig, isEmpty, planDelta, whiteoutName } from '../../src/snapsho
 import { isDir, isRegular, isSymlink, sameEntry, type LayerEntry, type LayerIndex } from '../../src/snapshot/layer-index.js';
 import { parseLayerCompaction } from '../../src/core/options.js';
 import { stackWinners } from '../../src/browse/layer-stack.js';
-import { parseSet, schemaVersionOf, type SnapshotSet } from '../../src/snapshot/manifest.js';
+import { SET_SCHEMA_VERSION, parseSet, type SnapshotSet } from '../../src/snapshot/manifest.js';
 
 const DIR = 0x80000000 + 0o755;
 const LINK = 0x08000000 + 0o777;
@@ -113,11 +113,16 @@ describe('set schema', () => {
     expect(() => parseSet(set(2, 2), 'here')).toThrow('has 2 delta layers of 2');
   });
 
-  it('is written as 2 once an image has a delta layer', () => {
-    const containers = (deltas?: number) => (JSON.parse(set(1, deltas)) as SnapshotSet).containers;
-    expect(schemaVersionOf(containers())).toBe(1);
-    expect(schemaVersionOf(containers(0))).toBe(1);
-    expect(schemaVersionOf(containers(1))).toBe(2);
+  it('is written as 2 (a record names its engine state `state`), and reads the `status` of sets written before', () => {
+    expect(SET_SCHEMA_VERSION).toBe(2);
+    const written = (schemaVersion: number, record: Record<string, string>) => {
+      const doc = JSON.parse(set(schemaVersion)) as { containers: Array<Record<string, unknown>> };
+      Object.assign(doc.containers[0], record);
+      return parseSet(JSON.stringify(doc), 'here').containers[0] as SnapshotSet['containers'][number] & { status?: string };
+    };
+    for (const c of [written(1, { status: 'paused' }), written(2, { status: 'paused' }), written(2, { state: 'paused' })]) {
+      expect([c.state, c.status]).toEqual(['paused', undefined]);
+    }
   });
 });
 

@@ -95,7 +95,7 @@ describe('published ports on the target engine', () => {
   });
 
   it('checks only containers the restore starts', () => {
-    expect([willStart({ status: 'running' }, 'auto'), willStart({ status: 'exited' }, 'auto'), willStart({ status: 'exited' }, 'always'), willStart({ status: 'running' }, 'never')]).toEqual([true, false, true, false]);
+    expect([willStart({ state: 'running' }, 'auto'), willStart({ state: 'exited' }, 'auto'), willStart({ state: 'exited' }, 'always'), willStart({ state: 'running' }, 'never')]).toEqual([true, false, true, false]);
   });
 });
 

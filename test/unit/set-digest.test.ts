@@ -25,7 +25,7 @@ function makeSet(tag: string, created: string): SnapshotSet {
       {
         name: 'db',
         id: 'i',
-        status: 'running',
+        state: 'running',
         image: { id: 'sha256:1', baseImage: 'b', config: blob, layers: [blob] },
         volumes: [],
         spec: { Config: { Env: ['MODE=primary'], Cmd: ['serve'] } } as never,

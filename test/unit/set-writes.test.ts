@@ -32,7 +32,7 @@ function aSet(tag: string, created = '2026-12-01T00:00:00.000Z'): SnapshotSet {
       {
         name: 'db',
         id: 'c1',
-        status: 'running',
+        state: 'running',
         image: { id: 'sha256:img', baseImage: 'base', config: config.descriptor, layers: [layer.descriptor] },
         volumes: [{ type: 'volume', name: 'data', anonymous: false, destination: '/data', blob: volume.descriptor }],
         spec: {},

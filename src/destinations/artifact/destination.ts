@@ -11,7 +11,7 @@ import { ManifestError, SetDigestError, damagedSummary, newestFirst, setBlobs, s
 import { envelopeOf, openSealed, sealSet, sealedSummary } from '../../snapshot/sealed-sets.js';
 import { DestinationError, type BlobWriter, type Destination, type SetReceipt } from '../types.js';
 import { downloadOne, openBlobArtifact, type DownloadContext } from './download.js';
-import { describeRun, findOptions } from './find.js';
+import { describeRun, findOptions } from './source-run.js';
 import { blobArtifactName, newestSetArtifacts, setArtifactName } from './names.js';
 import type { RunContext } from './run-context.js';
 import { buildIndex, parseIndex, type ArtifactIndex } from './set-index.js';
