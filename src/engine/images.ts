@@ -51,7 +51,7 @@ export class ImageCalls extends ContainerIoCalls {
   }
 
   /**
-   * `docker load` (`POST /images/load?quiet=1`); returns the loaded image IDs and references the
+   * `docker load` (`POST /images/load`, quiet); returns the loaded image IDs and references the
    * engine reports ("Loaded image: …", "Loaded image ID: …"). A failure the engine reports inside
    * its progress stream is thrown as EngineError (progress.ts).
    */
