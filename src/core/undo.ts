@@ -1,4 +1,6 @@
-import { NotFoundError, type ContainerInspect, type Engine } from '../engine/engine.js';
+import type { ContainerInspect } from '../engine/containers.js';
+import type { Engine } from '../engine/engine.js';
+import { NotFoundError } from '../engine/errors.js';
 import type { Journal, StopEntry } from './journal.js';
 import { errorMessage, type Logger } from './log.js';
 

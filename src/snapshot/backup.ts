@@ -5,7 +5,7 @@
 import { hostname } from 'node:os';
 import type { BackupOptions } from '../core/options.js';
 import { errorMessage, type Logger } from '../core/log.js';
-import { ownName } from '../engine/engine.js';
+import { ownName } from '../engine/names.js';
 import type { Destination } from '../destinations/types.js';
 import { withContainerLock } from '../core/locks.js';
 import { SET_MEDIA_TYPE, SET_SCHEMA_VERSION, isChunked, type Compression, type ContainerRecord, type SnapshotSet } from './manifest.js';

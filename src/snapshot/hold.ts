@@ -1,6 +1,6 @@
 /** How a container is held still for its snapshot, and which hooks run around it (inputs, over-ridden by labels). */
 import type { BackupOptions } from '../core/options.js';
-import type { ContainerInspect } from '../engine/engine.js';
+import type { ContainerInspect } from '../engine/containers.js';
 
 /** Labels that give a container its own pre- and post-command (over the inputs). */
 export const PRE_LABEL = 'container-snapshot.pre';

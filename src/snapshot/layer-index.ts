@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
-import type { Engine, PathStat } from '../engine/engine.js';
+import type { PathStat } from '../engine/container-io.js';
+import type { Engine } from '../engine/engine.js';
 import type { Destination } from '../destinations/types.js';
 import { SET_SCOPE } from '../destinations/types.js';
 import { readSmall } from '../util/streams.js';

@@ -4,7 +4,7 @@ import tar from 'tar-stream';
 import type { RestoreOptions } from '../core/options.js';
 import { ACTION_WORDS } from '../core/words.js';
 import { SET_SCOPE } from '../destinations/types.js';
-import type { ContainerInspect } from '../engine/engine.js';
+import type { ContainerInspect } from '../engine/containers.js';
 import { visitSource } from '../browse/view.js';
 import { mountName, within } from '../browse/paths.js';
 import { ownerOf, sourcesOf, type Source } from '../browse/sources.js';

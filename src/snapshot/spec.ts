@@ -1,4 +1,5 @@
-import type { ContainerInspect, CreateContainerOptions, EndpointSettings, NetworkInspect } from '../engine/engine.js';
+import type { ContainerInspect, CreateContainerOptions, EndpointSettings } from '../engine/containers.js';
+import type { NetworkInspect } from '../engine/volumes-networks.js';
 
 export interface NetworkDefinition {
   driver: string;

@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import { errorMessage, type Logger } from '../core/log.js';
-import { ConflictError, NotFoundError, type Engine } from '../engine/engine.js';
+import type { Engine } from '../engine/engine.js';
+import { ConflictError, NotFoundError } from '../engine/errors.js';
 import { Filler, RUN_LABEL } from './fill.js';
 import { createOptions, type ContainerSpec } from './spec.js';
 

@@ -1,4 +1,4 @@
-import type { ContainerInspect } from '../engine/engine.js';
+import type { ContainerInspect } from '../engine/containers.js';
 
 export interface MountToTake {
   type: 'volume' | 'bind';

@@ -7,7 +7,8 @@ import { backup, restore } from '../../src/commands.js';
 import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
 import { fileJournal, processStart } from '../../src/core/recovery.js';
 import { guarded } from '../../src/core/guard.js';
-import { Engine, type ContainerInspect } from '../../src/engine/engine.js';
+import type { ContainerInspect } from '../../src/engine/containers.js';
+import { Engine } from '../../src/engine/engine.js';
 import type { Logger } from '../../src/core/log.js';
 import { Resources, commitsOf, docker, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
 

@@ -13,7 +13,7 @@ function engineAnswering(chunks: string[]): Engine {
 }
 
 /*
- * Why engine.ts reads progress streams itself rather than through docker-modem's followProgress
+ * Why src/engine/progress.ts reads progress streams itself rather than through docker-modem's followProgress
  * (5.0.7): it parses inside a 'data' listener, so a malformed line is an uncaught exception, and it
  * drops a last line that has no newline. These pin what a replacement must keep.
  */

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { ContainerInspect, NetworkInspect } from '../../src/engine/engine.js';
+import type { ContainerInspect } from '../../src/engine/containers.js';
+import type { NetworkInspect } from '../../src/engine/volumes-networks.js';
 import { apiAtLeast, captureSpec, createOptions, macFromIp, normalizeLinks } from '../../src/snapshot/spec.js';
 import { mountsToTake } from '../../src/snapshot/volumes.js';
 

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { UndoJournal, emptyUndo, hasPending, parsePending, undo } from '../../src/core/undo.js';
-import { NotFoundError, type ContainerInspect, type Engine } from '../../src/engine/engine.js';
+import type { ContainerInspect } from '../../src/engine/containers.js';
+import type { Engine } from '../../src/engine/engine.js';
+import { NotFoundError } from '../../src/engine/errors.js';
 import type { Logger } from '../../src/core/log.js';
 
 const quietLog: Logger & { lines: string[] } = {

@@ -1,0 +1,138 @@
+import type Docker from 'dockerode';
+import { call, unlessMissing } from './call.js';
+import { EngineClient } from './connection.js';
+import { EngineError } from './errors.js';
+import { ownName } from './names.js';
+
+/** `GET /containers/{id}/json` as dockerode types it. */
+export type ContainerInspect = Docker.ContainerInspectInfo;
+/** One entry of `GET /containers/json` as dockerode types it. */
+export type ContainerSummary = Docker.ContainerInfo;
+/** The body of `POST /containers/create` (and its `name` query parameter) as dockerode types it. */
+export type CreateContainerOptions = Docker.ContainerCreateOptions;
+/** A container's settings on one network (`NetworkSettings.Networks[name]`, `EndpointConfig` of a connect). */
+export type EndpointSettings = Docker.EndpointSettings;
+
+/**
+ * The calls about containers themselves: listing, inspecting, creating, their state (pause, start,
+ * stop, wait) and removal. Part of `Engine` (connection.ts tells the chain). Each throws as `call`
+ * (call.ts) says, unless its doc says otherwise.
+ */
+export class ContainerCalls extends EngineClient {
+  /** Every container, in any state (`GET /containers/json?all=1`). */
+  listContainers(signal?: AbortSignal): Promise<ContainerSummary[]> {
+    return call('list containers', () => this.docker.listContainers({ all: true }), signal);
+  }
+
+  /** `GET /containers/{id}/json`; NotFoundError when there is no such container (the engine also matches an ID prefix). */
+  inspectContainer(idOrName: string, signal?: AbortSignal): Promise<ContainerInspect> {
+    return call(`inspect container ${idOrName}`, () => this.docker.getContainer(idOrName).inspect(), signal);
+  }
+
+  /** The container with exactly this name (the engine alone would also match an ID prefix); undefined when there is none. */
+  async findContainer(name: string): Promise<ContainerInspect | undefined> {
+    const info = await unlessMissing(this.inspectContainer(name));
+    return info?.Name === `/${name}` ? info : undefined;
+  }
+
+  /** Bytes of the container's writable layer (`SizeRw` of `GET /containers/{id}/json?size=1`); undefined where the engine does not say. */
+  async writableLayerSize(id: string, signal?: AbortSignal): Promise<number | undefined> {
+    const container = this.docker.getContainer(id) as unknown as { inspect(o: { size: boolean }): Promise<{ SizeRw?: number }> };
+    const info = await call(`inspect container ${id}`, () => container.inspect({ size: true }), signal);
+    return info.SizeRw;
+  }
+
+  /** Containers, in any state, that mount the volume (the engine's `volume` filter of `GET /containers/json`). */
+  async volumeUsers(volume: string): Promise<Array<{ id: string; name: string }>> {
+    const list = await call(`list containers using volume ${volume}`, () => this.docker.listContainers({ all: true, filters: { volume: [volume] } }));
+    return list.map((c) => ({ id: c.Id, name: ownName(c.Names, c.Id) }));
+  }
+
+  /** Containers, in any state, carrying the label `key` (any value): ID, own name and the label's value. */
+  async containersLabelled(key: string): Promise<Array<{ id: string; name: string; value: string }>> {
+    const list = await call(`list containers labelled ${key}`, () => this.docker.listContainers({ all: true, filters: { label: [key] } }));
+    return list.map((c) => ({ id: c.Id, name: ownName(c.Names, c.Id), value: c.Labels?.[key] ?? '' }));
+  }
+
+  /** Host ports published by the engine's running containers: container, host IP ('' for every address), port, protocol. */
+  async publishedPorts(signal?: AbortSignal): Promise<Array<{ container: string; ip: string; port: number; protocol: string }>> {
+    const list = await call('list containers', () => this.docker.listContainers({ all: false }), signal);
+    return list.flatMap((c) =>
+      (c.Ports ?? [])
+        .filter((p) => p.PublicPort)
+        .map((p) => ({ container: ownName(c.Names, c.Id), ip: p.IP === '0.0.0.0' || p.IP === '::' ? '' : (p.IP ?? ''), port: p.PublicPort, protocol: p.Type })),
+    );
+  }
+
+  /** `POST /containers/create`; returns the new container's ID. ConflictError when the name is taken. */
+  async createContainer(opts: CreateContainerOptions): Promise<string> {
+    const c = await call(`create container ${opts.name ?? ''}`.trim(), () => this.docker.createContainer(opts));
+    return c.id;
+  }
+
+  /** `POST /containers/{id}/pause` (freezes its processes); ConflictError when it is not running. */
+  async pause(id: string): Promise<void> {
+    await call(`pause container ${id}`, () => this.docker.getContainer(id).pause());
+  }
+
+  /** `POST /containers/{id}/unpause`; ConflictError when it is not paused. */
+  async unpause(id: string): Promise<void> {
+    await call(`unpause container ${id}`, () => this.docker.getContainer(id).unpause());
+  }
+
+  /** Starts a container (`POST /containers/{id}/start`); one already running is left as it is (the engine's 304). */
+  async start(id: string): Promise<void> {
+    try {
+      await call(`start container ${id}`, () => this.docker.getContainer(id).start());
+    } catch (err) {
+      if (!(err instanceof EngineError && err.statusCode === 304)) throw err;
+    }
+  }
+
+  /**
+   * Stops a container (`POST /containers/{id}/stop?t=`): its stop signal, then SIGKILL after
+   * `timeoutSeconds` (s; the container's own StopTimeout, else 10 s, when absent). One already
+   * stopped is left as it is (the engine's 304).
+   */
+  async stop(id: string, timeoutSeconds?: number): Promise<void> {
+    try {
+      await call(`stop container ${id}`, () => this.docker.getContainer(id).stop({ t: timeoutSeconds }));
+    } catch (err) {
+      if (!(err instanceof EngineError && err.statusCode === 304)) throw err;
+    }
+  }
+
+  /**
+   * Waits, at most `timeoutMs`, for a container to be not running (`POST /containers/{id}/wait?condition=not-running`,
+   * API ≥ 1.30). True when it is not running; false when it still runs at the deadline. An aborted
+   * `signal` stops the waiting (the container runs on) and throws its reason.
+   */
+  async waitNotRunning(id: string, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+    const deadline = AbortSignal.timeout(Math.max(0, timeoutMs));
+    try {
+      signal?.throwIfAborted();
+      const abortSignal = signal ? AbortSignal.any([deadline, signal]) : deadline;
+      await call(`wait for container ${id}`, () => this.docker.getContainer(id).wait({ condition: 'not-running', abortSignal }));
+      return true;
+    } catch (err) {
+      if (signal?.aborted) throw signal.reason;
+      if (deadline.aborted) return false;
+      throw err;
+    }
+  }
+
+  /**
+   * `DELETE /containers/{id}`: `force` kills it first when it runs, `volumes` also removes its
+   * anonymous volumes (both false when absent). NotFoundError when it is gone, ConflictError when it runs without `force`.
+   */
+  async removeContainer(id: string, opts: { force?: boolean; volumes?: boolean } = {}): Promise<void> {
+    await call(`remove container ${id}`, () =>
+      this.docker.getContainer(id).remove({ force: opts.force ?? false, v: opts.volumes ?? false }),
+    );
+  }
+
+  /** `POST /containers/{id}/rename?name=`; ConflictError when the name is taken. */
+  async renameContainer(id: string, name: string): Promise<void> {
+    await call(`rename container ${id} to ${name}`, () => this.docker.getContainer(id).rename({ name }));
+  }
+}

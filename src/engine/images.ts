@@ -1,0 +1,85 @@
+import type Docker from 'dockerode';
+import type { Readable } from 'node:stream';
+import { call, closedIfAborted, endOnAbort, unlessMissing } from './call.js';
+import { ContainerIoCalls } from './container-io.js';
+import { readProgress } from './progress.js';
+
+/** `GET /images/{name}/json` as dockerode types it. */
+export type ImageInspect = Docker.ImageInspectInfo;
+
+/**
+ * The calls about images: commit, import, load, save, tag, list, remove. Part of `Engine`
+ * (connection.ts tells the chain). Each throws as `call` (call.ts) says, unless its doc says otherwise.
+ */
+export class ImageCalls extends ContainerIoCalls {
+  /**
+   * Commits the container's writable layer as `repo:tag` (`POST /commit`), the container paused
+   * meanwhile when `pause`; returns the new image ID (sha256:…).
+   */
+  async commit(id: string, opts: { pause: boolean; repo: string; tag: string }): Promise<string> {
+    const res = (await call(`commit container ${id}`, () =>
+      this.docker.getContainer(id).commit({ pause: opts.pause, repo: opts.repo, tag: opts.tag }),
+    )) as { Id: string };
+    return res.Id;
+  }
+
+  /** `GET /images/{name}/json`; NotFoundError when there is no such image. */
+  inspectImage(ref: string, signal?: AbortSignal): Promise<ImageInspect> {
+    return call(`inspect image ${ref}`, () => this.docker.getImage(ref).inspect(), signal);
+  }
+
+  /** Whether the engine has the image `ref` (a reference or an ID). */
+  async imageExists(ref: string): Promise<boolean> {
+    return (await unlessMissing(this.inspectImage(ref))) !== undefined;
+  }
+
+  /**
+   * `docker import` (`POST /images/create?fromSrc=-`): an image whose single layer is `tar`, tagged
+   * `repo:tag`. A failure the engine reports inside its progress stream is thrown as EngineError (progress.ts).
+   */
+  async importImage(tar: Readable, repo: string, tag: string): Promise<void> {
+    const stream = await call(`import image ${repo}:${tag}`, () => this.docker.importImage(tar as never, { repo, tag }) as Promise<Readable>);
+    await readProgress(stream, `import image ${repo}:${tag}`);
+  }
+
+  /**
+   * `docker save` (`GET /images/{name}/get`): a tar stream of the image (legacy or OCI layout, both
+   * with manifest.json). An aborted `signal` destroys the stream with its reason.
+   */
+  async saveImage(ref: string, signal?: AbortSignal): Promise<Readable> {
+    return endOnAbort(await call(`save image ${ref}`, () => closedIfAborted(this.docker.getImage(ref).get() as Promise<Readable>, signal), signal), signal);
+  }
+
+  /**
+   * `docker load` (`POST /images/load`, quiet); returns the loaded image IDs and references the
+   * engine reports ("Loaded image: …", "Loaded image ID: …"). A failure the engine reports inside
+   * its progress stream is thrown as EngineError (progress.ts).
+   */
+  async loadImage(tar: Readable): Promise<string[]> {
+    const stream = await call('load image', () => this.docker.loadImage(tar, { quiet: true }));
+    const events = await readProgress(stream, 'load image');
+    return events
+      .map((e) => String(e.stream ?? ''))
+      .map((s) => /Loaded image(?: ID)?: (\S+)/.exec(s)?.[1])
+      .filter((s): s is string => Boolean(s));
+  }
+
+  /** `POST /images/{name}/tag`: tags the image `id` as `repo:tag` (moving the tag if another image had it). */
+  async tagImage(id: string, repo: string, tag: string): Promise<void> {
+    await call(`tag image ${id} as ${repo}:${tag}`, () => this.docker.getImage(id).tag({ repo, tag }));
+  }
+
+  /** Tags (repository:tag) of the local images whose repository matches `pattern` (the engine's reference filter). */
+  async imageTags(pattern: string): Promise<string[]> {
+    const images = await call(`list images ${pattern}`, () => this.docker.listImages({ filters: { reference: [pattern] } }));
+    return images.flatMap((i) => i.RepoTags ?? []).filter((t) => t !== '<none>:<none>');
+  }
+
+  /**
+   * `DELETE /images/{name}`: removes the image or tag `ref`; nothing when it is gone. ConflictError
+   * when a container uses it (or an ID still has several tags) and `force` is not set.
+   */
+  async removeImage(ref: string, opts: { force?: boolean } = {}): Promise<void> {
+    await unlessMissing(call(`remove image ${ref}`, () => this.docker.getImage(ref).remove({ force: opts.force ?? false })));
+  }
+}
