@@ -7,7 +7,7 @@
 //   env: BENCH_MB, BENCH_VOLUME_MB, BENCH_RUNS (flags win)
 //
 // Everything it makes (containers, volumes, images, temp dirs) carries a random prefix and is
-// removed at the end, also on failure or Ctrl-C.
+// removed at the end, also on failure or Ctrl-C; so does the registry B4 starts (lib/registry.mjs).
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,11 +17,13 @@ import { startArtifacts } from './lib/artifacts.mjs';
 import { cleanup, makeFixture } from './lib/fixture.mjs';
 import { findDockerd } from './lib/measure.mjs';
 import { parseOptions } from './lib/options.mjs';
-import { CLI, progress } from './lib/process.mjs';
+import { CLI, progress, shQuiet } from './lib/process.mjs';
+import { startRegistry } from './lib/registry.mjs';
 import { facts, loadAverage, printFacts, printGoals, printNotes, printTables, writeJson } from './lib/report.mjs';
 import { runBackups } from './scenarios/backup.mjs';
 import { runIncremental } from './scenarios/incremental.mjs';
 import { runPauseAndParallel } from './scenarios/pause.mjs';
+import { runRegistry } from './scenarios/registry.mjs';
 import { runRestores } from './scenarios/restore.mjs';
 import { sparseVolume } from './sparse.mjs';
 
@@ -38,7 +40,11 @@ async function main() {
     loadStart: loadAverage(),
   };
   // Cleanup is synchronous, so it also runs from 'exit': after signals, uncaught errors, EPIPE.
-  process.on('exit', () => cleanup(ctx));
+  // The registry first: it writes under ctx.tmp, which cleanup removes.
+  process.on('exit', () => {
+    ctx.registry?.kill();
+    cleanup(ctx);
+  });
   const onSignal = (sig) => {
     console.error(`\n${sig}: cleaning up`);
     process.exit(130);
@@ -56,14 +62,22 @@ async function main() {
     // Before the restores, which remove the fixture container.
     progress('incremental backup (B2, B6)');
     const incremental = await runIncremental(ctx);
-    console.error('.. B4 not measured: the bench starts no registry and none is running');
     progress('pause and parallel containers');
     const pause = await runPauseAndParallel(ctx);
     progress('sparse volume');
     const { print: printSparse, ...sparse } = await sparseVolume(ctx);
+    // B4 makes B2's change again: after every scenario that backs up the fixture, before the
+    // restores remove it (they restore sets taken before any change).
+    let registry = null;
+    if (shQuiet('command -v docker-registry && command -v htpasswd') !== '') {
+      progress('incremental backup to a registry (B4)');
+      await startRegistry(ctx);
+      registry = await runRegistry(ctx);
+      await ctx.registry.stop();
+    } else console.error('.. B4 not measured: docker-registry or htpasswd not found (Debian: docker-registry, apache2-utils)');
     progress('restore');
     const restore = await runRestores(ctx);
-    const results = { backup, incremental, restore, pause, sparse };
+    const results = { backup, incremental, registry, restore, pause, sparse };
     const goals = evaluate(results);
     printTables(results);
     printSparse();
@@ -73,6 +87,7 @@ async function main() {
     writeJson(opts.json, { facts: { ...machine, loadEnd, seconds: Math.round((Date.now() - started) / 1000) }, goals, results });
   } finally {
     await ctx.artifacts?.stop();
+    await ctx.registry?.stop();
     cleanup(ctx);
   }
 }

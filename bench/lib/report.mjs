@@ -83,8 +83,8 @@ export function printFacts(ctx, f) {
   console.log(`  levels    docker side: ${ZSTD} (multi-threaded) / ${GZIP}; container-snapshot: zstd 3 / gzip 1 in-process`);
 }
 
-/** The backup and restore tables. */
-export function printTables({ backup, restore }) {
+/** The backup and restore tables, and B4's registry table when it ran. */
+export function printTables({ backup, restore, registry }) {
   const row = (name, part, r, vs) => ({ name, part, r, vs });
   const d = backup.docker;
   const dz = row('docker commit+save | zstd', '+volume', d.zstd.all);
@@ -113,6 +113,15 @@ export function printTables({ backup, restore }) {
     row('container-snapshot restore', 'zstd set', restore.cs.cold, rr),
     row('container-snapshot restore', 'artifacts', restore.csArt.cold, rz),
   ]);
+  if (!registry) return;
+  const dFull = row('docker commit+push', 'full', registry.docker.full);
+  const dChange = row('docker commit+push', 'change', registry.docker.change);
+  table('Backup to a registry (B4; local docker-registry on loopback, no volume on the docker side)', 'MB pushed', [
+    dFull,
+    dChange,
+    row('container-snapshot registry:', 'full', registry.ours.full, dFull),
+    row('container-snapshot registry:', 'change', registry.ours.change, dChange),
+  ]);
 }
 
 export function printNotes(ctx, loadEnd) {
@@ -130,6 +139,9 @@ Notes
   - "artifacts" rows: the same backup and restore through @actions/artifact against the tests' local stand-in
     for GitHub's artifact service on loopback (its own memory is not counted; "MB written" is what it stored).
     A restore downloads one blob at a time into RUNNER_TEMP; the bench checks that nothing is left there.
+  - Registry rows (B4): both sides push the fixture as it is ("full"), then B2's change is made and each
+    pushes it ("change"). "MB pushed" is the growth of the registry's storage (du -sb); the docker side
+    commits the whole writable layer again as one new layer and pushes no volume.
   - B5 is the largest peak RSS of container-snapshot's steps here; the issue's 2 GiB layer is run with --mb 2048.
   - MB = 2^20 bytes. Load average (1 min) at start ${ctx.loadStart}, at end ${loadEnd}: others may share the machine.`);
 }

@@ -10,13 +10,13 @@ import { MB, csBackupCmd, q, sh } from '../lib/process.mjs';
 import { pausedSeconds } from './pause.mjs';
 
 /** The largest file of a payload part (host paths; the container holds them under `root`). */
-function largest(part, root) {
+export function largest(part, root) {
   const sizes = part.files.map((f) => ({ host: f, root, size: statSync(f).size }));
   return sizes.reduce((a, b) => (b.size > a.size ? b : a));
 }
 
 /** Copies `bytes` into the container at `root` + `rel` (the fixture image has no dd: the file goes in by docker cp). */
-function put(ctx, root, rel, bytes) {
+export function put(ctx, root, rel, bytes) {
   const stage = mkdtempSync(join(ctx.tmp, 'b2-stage-'));
   mkdirSync(join(stage, dirname(rel)), { recursive: true });
   writeFileSync(join(stage, rel), bytes);
@@ -25,7 +25,7 @@ function put(ctx, root, rel, bytes) {
 }
 
 /** 1 MB of random bytes over the middle of a payload file in the container (size kept; docker cp writes the whole file). */
-function rewriteMiddle(ctx, { host, root, size }) {
+export function rewriteMiddle(ctx, { host, root, size }) {
   const bytes = readFileSync(host);
   const at = Math.max(0, Math.floor(size / 2) - MB / 2);
   randomBytes(Math.min(MB, size)).copy(bytes, at);
