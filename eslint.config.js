@@ -15,10 +15,7 @@ export default defineConfig(
     languageOptions: { globals: globals.node },
     rules: {
       // A leading underscore marks what a signature or a destructuring needs but the body does not use.
-      '@typescript-eslint/no-unused-vars': [
-        'error',
-        { argsIgnorePattern: '^_', varsIgnorePattern: '^_', destructuredArrayIgnorePattern: '^_' },
-      ],
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', destructuredArrayIgnorePattern: '^_' }],
     },
   },
   {
