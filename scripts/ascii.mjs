@@ -32,7 +32,7 @@ function escapedRanges(code, name) {
   const visit = (node, tagged) => {
     if (ESCAPED.has(node.kind)) {
       const start = node.getStart(file);
-      if (tagged && /[^\x00-\x7f]/.test(code.slice(start, node.end))) {
+      if (tagged && /\P{ASCII}/u.test(code.slice(start, node.end))) {
         const { line } = file.getLineAndCharacterOfPosition(start);
         throw new Error(`${name}:${line + 1}: a non-ASCII character in a tagged template; its raw text cannot be escaped`);
       }
@@ -46,12 +46,12 @@ function escapedRanges(code, name) {
 
 /** `code` with every character above U+007F escaped or, as whitespace between tokens, a space. */
 export function asciiOnly(code, name) {
-  if (!/[^\x00-\x7f]/.test(code)) return code;
+  if (!/\P{ASCII}/u.test(code)) return code;
   const ranges = escapedRanges(code, name);
   let out = '';
   let last = 0;
   let r = 0;
-  for (const m of code.matchAll(/[^\x00-\x7f]/gu)) {
+  for (const m of code.matchAll(/\P{ASCII}/gu)) {
     while (r < ranges.length && ranges[r][1] <= m.index) r++;
     const inToken = r < ranges.length && ranges[r][0] <= m.index;
     out += code.slice(last, m.index) + (!inToken && /^\s$/u.test(m[0]) ? ' ' : escape(m[0]));

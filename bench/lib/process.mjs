@@ -15,7 +15,7 @@ export function sh(cmd) {
   try {
     return execFileSync('sh', ['-c', cmd], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 * MB });
   } catch (err) {
-    throw new Error(`${cmd}\n${err.stderr || err.message}`);
+    throw new Error(`${cmd}\n${err.stderr || err.message}`, { cause: err });
   }
 }
 

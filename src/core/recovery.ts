@@ -47,7 +47,7 @@ export function writeJournalFile(path: string, body: string): void {
  * Temporary files that writers gone left (see writeJournalFile) are removed.
  */
 export function readJournals<T extends JournalOwner>(dir: string, env: NodeJS.ProcessEnv): Array<{ path: string; entry: T; gone: boolean }> {
-  let all: string[] = [];
+  let all: string[];
   try {
     all = readdirSync(dir);
   } catch {

@@ -63,7 +63,7 @@ async function readConfig(file: string): Promise<DockerConfig | undefined> {
     text = await readFile(file, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new Error(`Cannot read Docker config ${file}: ${(err as Error).message}`);
+    throw new Error(`Cannot read Docker config ${file}: ${(err as Error).message}`, { cause: err });
   }
   let parsed: unknown;
   try {

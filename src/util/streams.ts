@@ -22,13 +22,16 @@ function drained(target: Writable): Promise<void> {
 export function fanOut(targets: Writable[]): Writable {
   if (targets.length === 1) return targets[0];
   const fan: Writable = new Writable({
-    async write(chunk: Buffer, _enc, done) {
-      try {
-        await Promise.all(targets.filter((t) => !t.write(chunk)).map(drained));
-        done();
-      } catch (err) {
-        done(err as Error);
-      }
+    write(chunk: Buffer, _enc, done) {
+      // Writable ignores what write returns: the outcome reaches it through `done` alone.
+      void (async () => {
+        try {
+          await Promise.all(targets.filter((t) => !t.write(chunk)).map(drained));
+          done();
+        } catch (err) {
+          done(err as Error);
+        }
+      })();
     },
     final(done) {
       const ends = targets.map((t) => new Promise<void>((resolve, reject) => {

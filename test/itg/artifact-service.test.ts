@@ -26,8 +26,25 @@ try {
 }
 `;
 
+/** An artifact in the client's responses, as JSON (the fields these tests read; @actions/artifact's Artifact). */
+interface ArtifactJson {
+  id: number;
+  name: string;
+  size: number;
+  digest: string;
+}
+
+/** What each client method called here returns, as JSON: the fields these tests read of @actions/artifact's response types. */
+interface Results {
+  uploadArtifact: { id: number; size: number; digest: string };
+  listArtifacts: { artifacts: ArtifactJson[] };
+  getArtifact: { artifact: ArtifactJson };
+  downloadArtifact: { downloadPath: string; digestMismatch: boolean };
+  deleteArtifact: { id: number };
+}
+
 interface CallOutcome {
-  result?: any;
+  result?: unknown;
   error?: { name: string; message: string };
   output: string;
   ms: number;
@@ -62,10 +79,10 @@ function parseOutcome(output: string): Pick<CallOutcome, 'result' | 'error'> {
   return line.startsWith('@@RESULT ') ? { result: value } : { error: value };
 }
 
-async function succeed(run: RunSpec, method: string, ...args: unknown[]): Promise<any> {
+async function succeed<M extends keyof Results>(run: RunSpec, method: M, ...args: unknown[]): Promise<Results[M]> {
   const outcome = await call(run, method, ...args);
   if (outcome.error) throw new Error(`${method} failed: ${outcome.error.message}\n${outcome.output.slice(-3000)}`);
-  return outcome.result;
+  return outcome.result as Results[M];
 }
 
 async function sha256(path: string): Promise<string> {
@@ -301,7 +318,7 @@ describe('@actions/artifact 6 against the local artifact service', () => {
 });
 
 describe('the local artifact service’s wire protocol', () => {
-  const json = async (response: Response | Promise<Response>): Promise<any> => (await response).json();
+  const json = async <T = unknown>(response: Response | Promise<Response>): Promise<T> => (await response).json() as Promise<T>;
   const twirp = (method: string, token: string, body: unknown) =>
     fetch(`${service.url}/twirp/github.actions.results.api.v1.ArtifactService/${method}`, {
       method: 'POST',
@@ -340,18 +357,18 @@ describe('the local artifact service’s wire protocol', () => {
   async function rawUpload(run: RunSpec, name: string, content: string): Promise<number> {
     const token = service.env(run).ACTIONS_RUNTIME_TOKEN;
     const scope = scopeOf(token);
-    const created = await json(twirp('CreateArtifact', token, { ...scope, name, version: 7 }));
+    const created = await json<{ signed_upload_url: string }>(twirp('CreateArtifact', token, { ...scope, name, version: 7 }));
     await putBlob(created.signed_upload_url, 'comp=block&blockid=YQ%3D%3D', content);
     await putBlob(created.signed_upload_url, 'comp=blocklist', blockList(['YQ==']));
     const finalized = await twirp('FinalizeArtifact', token, { ...scope, name, size: String(Buffer.byteLength(content)) });
-    return Number((await json(finalized)).artifact_id);
+    return Number((await json<{ artifact_id: string }>(finalized)).artifact_id);
   }
 
   it('assembles blocks in block-list order and checks the size at finalize', async () => {
     const token = service.env(runA).ACTIONS_RUNTIME_TOKEN;
     const scope = scopeOf(token);
     const name = unique('blocks');
-    const created = await json(twirp('CreateArtifact', token, { ...scope, name, version: 7 }));
+    const created = await json<{ signed_upload_url: string }>(twirp('CreateArtifact', token, { ...scope, name, version: 7 }));
     const put = (query: string, body: string) => putBlob(created.signed_upload_url, query, body);
     const [first, second] = ['Zmlyc3Q=', 'c2Vjb25k'];
     expect((await put(`comp=block&blockid=${encodeURIComponent(second)}`, 'world')).status).toBe(201);
@@ -363,7 +380,7 @@ describe('the local artifact service’s wire protocol', () => {
     const finalized = await twirp('FinalizeArtifact', token, { ...scope, name, size: '11' });
     expect(await json(finalized)).toMatchObject({ ok: true });
 
-    const { signed_url } = await json(twirp('GetSignedArtifactURL', token, { ...scope, name }));
+    const { signed_url } = await json<{ signed_url: string }>(twirp('GetSignedArtifactURL', token, { ...scope, name }));
     expect(await (await fetch(signed_url)).text()).toBe('hello world');
     expect((await fetch(signed_url.replace(/sig=[^&]+/, 'sig=nope'))).status).toBe(403);
     expect((await put(`comp=block&blockid=${encodeURIComponent(first)}`, 'late')).status).toBe(403);
@@ -377,8 +394,8 @@ describe('the local artifact service’s wire protocol', () => {
     const api = (path: string, token = service.apiToken, repository = REPOSITORY) =>
       fetch(`${service.url}/repos/${repository}${path}`, { headers: { Authorization: `token ${token}` }, redirect: 'manual' });
 
-    const page1 = await json(api(`/actions/runs/${runC.runId}/artifacts?per_page=2&page=1`));
-    const page2 = await json(api(`/actions/runs/${runC.runId}/artifacts?per_page=2&page=2`));
+    const page1 = await json<{ total_count: number; artifacts: Array<{ id: number }> }>(api(`/actions/runs/${runC.runId}/artifacts?per_page=2&page=1`));
+    const page2 = await json<{ total_count: number; artifacts: Array<{ id: number }> }>(api(`/actions/runs/${runC.runId}/artifacts?per_page=2&page=2`));
     expect(page1.total_count).toBe(3);
     expect([...page1.artifacts, ...page2.artifacts].map((a: { id: number }) => a.id).sort()).toEqual([...ids].sort());
     const byName = await json(api(`/actions/runs/${runC.runId}/artifacts?name=${names[1]}`));

@@ -14,6 +14,7 @@ export async function requireEngine(): Promise<void> {
     throw new Error(
       `No Docker engine reachable (${process.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock'}): ` +
         `start one with 'scripts/testbed.sh' (${(err as Error).message})`,
+      { cause: err },
     );
   }
 }

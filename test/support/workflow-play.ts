@@ -33,8 +33,10 @@ function tokenize(src: string): Token[] {
       let s = '';
       for (i++; ; i++) {
         if (i >= src.length) throw new Error(`unterminated string in ${src}`);
-        if (src[i] === "'" && src[i + 1] === "'") (s += "'"), i++;
-        else if (src[i] === "'") break;
+        if (src[i] === "'" && src[i + 1] === "'") {
+          s += "'";
+          i++;
+        } else if (src[i] === "'") break;
         else s += src[i];
       }
       i++;

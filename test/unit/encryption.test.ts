@@ -108,7 +108,7 @@ describe('Keyring', () => {
     expect(sealed.subarray(0, 21).toString()).toBe('age-encryption.org/v1');
     const dec = new Keyring(undefined, { identities: [a.identity] }, words);
     const out: Buffer[] = [];
-    await pipeline(Readable.from([sealed]), dec.decryptStream('blob'), async function* (src) {
+    await pipeline(Readable.from([sealed]), dec.decryptStream('blob'), async function (src) {
       for await (const c of src) out.push(c as Buffer);
     });
     expect(Buffer.concat(out).equals(plain)).toBe(true);
