@@ -107,7 +107,7 @@ export async function startRegistry(ctx) {
       stdio: ['pipe', 'ignore', 'pipe'],
     });
   } catch (err) {
-    throw new Error(`docker login ${host} failed: ${err.stderr || err.message}`);
+    throw new Error(`docker login ${host} failed: ${err.stderr || err.message}`, { cause: err });
   }
   if (!existsSync(join(dockerConfig, 'config.json'))) throw new Error('docker login wrote no config.json');
   Object.assign(ctx.registry, {

@@ -175,7 +175,7 @@ export class ContainerBackup {
     await gate?.beforeHold();
     const held = await this.holdStill(info, name, hold);
     const since = performance.now();
-    let heldMs = 0;
+    let heldMs: number;
     let value: T;
     let taken = false;
     try {
