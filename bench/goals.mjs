@@ -24,7 +24,7 @@ function b3({ restore }) {
 }
 
 /** B5: the largest peak RSS of any container-snapshot step of this scenario (the 2 GiB layer is not run). */
-function b5({ backup, restore, pause }) {
+function b5({ backup, restore, pause, registry }) {
   const peaks = {
     'backup cold': backup.cs.cold.rssKB,
     'backup warm': backup.cs.warm.rssKB,
@@ -33,6 +33,7 @@ function b5({ backup, restore, pause }) {
     restore: restore.cs.cold.rssKB,
     'restore artifact': restore.csArt.cold.rssKB,
     'B8 one run': pause.b8.rssKB,
+    ...(registry ? { 'registry full': registry.ours.full.rssKB, 'registry change': registry.ours.change.rssKB } : {}),
   };
   const [worst, kb] = Object.entries(peaks).reduce((a, b) => (b[1] > a[1] ? b : a));
   const value = (kb * 1024) / MB;
