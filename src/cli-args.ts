@@ -1,5 +1,5 @@
 import { DEFAULT_LOCATION, Input } from './core/inputs.js';
-import { InputError } from './core/options.js';
+import { InputError } from './core/input-error.js';
 import { DECRYPTION_PASSPHRASE_ENV, ENCRYPTION_PASSPHRASE_ENV, IDENTITY_ENV, PASSWORD_ENV, TOKEN_ENV } from './core/words.js';
 
 /** One flag of one command, as its help line shows it: what it takes, its default, what it does. */

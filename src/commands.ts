@@ -1,4 +1,5 @@
-import type { ArtifactRun, BackupOptions, Credentials, DestinationSpec, RestoreOptions } from './core/options.js';
+import type { BackupOptions, RestoreOptions } from './core/options.js';
+import type { ArtifactRun, Credentials, DestinationSpec } from './core/destination-input.js';
 import type { Logger } from './core/log.js';
 import { ACTION_WORDS, type Vocabulary } from './core/words.js';
 import { hostDedupeKey } from './crypto/dedupe-key.js';

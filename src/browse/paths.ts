@@ -1,5 +1,5 @@
 import { posix } from 'node:path';
-import { InputError } from '../core/options.js';
+import { InputError } from '../core/input-error.js';
 
 /** A container of a set and, optionally, an absolute path inside it (normalized, no trailing slash). */
 export interface Target {

@@ -1,37 +1,36 @@
+import type { BackupOptions, RestoreOptions } from './options.js';
+import { InputError } from './input-error.js';
+import { parseBoolean, parseChoice, splitList } from './input-values.js';
 import {
-  InputError,
+  parseContainerName,
+  parseLabelFilter,
+  parseGroupBy,
+  parseProjectName,
+  parseSelector,
+} from './selection-input.js';
+import {
   parseArtifactRun,
   checkDistinctDestinations,
-  parseBoolean,
-  parseLockTimeout,
-  parseChoice,
-  parseContainerName,
-  parseContainerPath,
   parseCredentials,
   parseDestination,
-  parseLabelFilter,
-  parseRename,
+  parseInsecureRegistries,
+  markInsecure,
+  type ArtifactRun,
+  type Credentials,
+  type DestinationSpec,
+} from './destination-input.js';
+import {
+  parseLockTimeout,
   parseRetentionDays,
   parseStopTimeout,
   parseCommand,
   parseHookTimeout,
-  parseInsecureRegistries,
-  markInsecure,
   parseParallelism,
-  parseGroupBy,
-  parseProjectName,
   parseLayerCompaction,
-  parseSelector,
   parseEnvPattern,
-  parseSnapshotRef,
   parseTag,
-  splitList,
-  type ArtifactRun,
-  type BackupOptions,
-  type Credentials,
-  type DestinationSpec,
-  type RestoreOptions,
-} from './options.js';
+} from './backup-input.js';
+import { parseContainerPath, parseRename, parseSnapshotRef } from './restore-input.js';
 import { parseDecryption, parseEncryption } from './key-inputs.js';
 import { parseRetentionPolicy } from './retention-input.js';
 import { parseEngineAddress, type EngineAddress } from './engine-address.js';

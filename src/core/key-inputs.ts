@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { Decrypter, Encrypter } from 'age-encryption';
 import type { Decryption, Encryption } from '../crypto/keyring.js';
-import { InputError, splitList } from './options.js';
+import { InputError } from './input-error.js';
+import { splitList } from './input-values.js';
 
 const IDENTITY_PREFIX = 'AGE-SECRET-KEY-';
 

@@ -1,4 +1,4 @@
-import { InputError } from './options.js';
+import { InputError } from './input-error.js';
 import { isEmptyPolicy, type Bucket, type KeepCount, type RetentionPolicy } from '../snapshot/retention.js';
 
 const RULE = /^(last|hourly|daily|weekly|monthly|yearly|within)=(.*)$/;

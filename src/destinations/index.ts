@@ -1,4 +1,4 @@
-import type { ArtifactRun, Credentials, DestinationSpec } from '../core/options.js';
+import type { ArtifactRun, Credentials, DestinationSpec } from '../core/destination-input.js';
 import type { Vocabulary } from '../core/words.js';
 import type { Keyring } from '../crypto/keyring.js';
 import { RegistryClient } from '../registry/client.js';

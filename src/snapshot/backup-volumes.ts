@@ -13,7 +13,8 @@ import { volumeMediaType, volumeMetadataMediaType, type Compression, type BlobDe
 import { Spool, type Spooled } from './spool.js';
 import type { Meter } from '../util/progress.js';
 import type { MountToTake } from './volumes.js';
-import { archiveRoot, keepVolumeMetadata, matchedScan, scanVolumeMetadata, type MetadataScan } from './volume-metadata.js';
+import { keepVolumeMetadata, matchedScan, scanVolumeMetadata, type MetadataScan } from './volume-metadata.js';
+import { archiveRoot } from './volume-root.js';
 import { runMeter, runTargets, type BackupContext } from './backup-context.js';
 import { type History, volumeKey } from './backup-history.js';
 

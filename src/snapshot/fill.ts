@@ -5,7 +5,8 @@ import { errorMessage, type Logger } from '../core/log.js';
 import { type Engine } from '../engine/engine.js';
 import { NotFoundError } from '../engine/errors.js';
 import { HoleFinder, holePlan, type HolePlan } from './holes.js';
-import { archiveRoot, sameRoot, scanSparseFiles, type SparseFiles } from './volume-metadata.js';
+import { scanSparseFiles, type SparseFiles } from './volume-metadata.js';
+import { archiveRoot, sameRoot } from './volume-root.js';
 
 /**
  * The label every container and volume a restore makes for its own use carries (helpers, volumes

@@ -1,4 +1,4 @@
-import type { GroupBy } from '../core/options.js';
+import type { GroupBy } from '../core/selection-input.js';
 import { errorMessage } from '../core/log.js';
 import { COMPOSE_PROJECT_LABEL, type Candidate } from './select.js';
 

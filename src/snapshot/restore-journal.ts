@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { errorMessage, type Logger } from '../core/log.js';
 import { isAlive, journalOwner, processStart, readJournals, stateDir, writeJournalFile, type JournalOwner } from '../core/recovery.js';
 import type { Engine } from '../engine/engine.js';
-import { RestoreTransaction, hasChanges, removeRunHelpers, removeRunVolumes, rollBackTargets, type RestorePending } from './transaction.js';
+import { RestoreTransaction, hasChanges, type RestorePending } from './transaction.js';
+import { removeRunHelpers, removeRunVolumes, rollBackTargets } from './restore-rollback.js';
 
 /** One restore's journal file: who wrote it, and what it has not committed. */
 interface RestoreJournalFile extends JournalOwner {

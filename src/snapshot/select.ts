@@ -1,4 +1,4 @@
-import type { LabelFilter, Selection, Selector } from '../core/options.js';
+import type { LabelFilter, Selection, Selector } from '../core/selection-input.js';
 
 export interface Candidate {
   id: string;

@@ -1,9 +1,10 @@
+/**
+ * The record of a restore's uncommitted changes (what each target changed, saved before each change)
+ * and the transaction that keeps it and stops a cancelled restore at its next step. Putting the
+ * changes back is restore-rollback.ts.
+ */
 import type { Readable } from 'node:stream';
-import { errorMessage, type Logger } from '../core/log.js';
-import type { Engine } from '../engine/engine.js';
-import { ConflictError, NotFoundError } from '../engine/errors.js';
-import { Filler, RUN_LABEL } from './fill.js';
-import { createOptions, type ContainerSpec } from './spec.js';
+import type { ContainerSpec } from './spec.js';
 
 /** An old container a restore with `replace` moved aside: stopped and renamed, kept until its replacement runs. */
 export interface AsideRecord {
@@ -76,6 +77,7 @@ export interface RestorePending {
   targets: TargetPending[];
 }
 
+/** A restore stopped by `abort()` (a cancelled run); its message is the abort's reason. */
 export class InterruptedError extends Error {
   override name = 'InterruptedError';
 }
@@ -99,6 +101,7 @@ export class RestoreTransaction {
     this.pending = { run, targets: [] };
   }
 
+  /** Whether `abort()` was called. */
   get aborted(): boolean {
     return this.abortReason !== undefined;
   }
@@ -137,6 +140,7 @@ export class RestoreTransaction {
     this.save();
   }
 
+  /** Records a local image rollback helpers can use (RestorePending.helperImage), and saves. */
   setHelperImage(image: string): void {
     this.pending.helperImage = image;
     this.save();
@@ -152,6 +156,7 @@ export class RestoreTransaction {
     return e;
   }
 
+  /** Applies `change` to the entry of `target` and saves, before the caller changes anything; throws InterruptedError once aborted. */
   record(target: string, change: (e: TargetPending) => void): void {
     this.checkpoint();
     change(this.entry(target));
@@ -167,181 +172,5 @@ export class RestoreTransaction {
   committed(target: string): void {
     this.pending.targets = this.pending.targets.filter((t) => t.target !== target);
     this.save();
-  }
-}
-
-async function exists(engine: Engine, id: string): Promise<boolean> {
-  return (await engine.inspectContainer(id).catch((err: unknown) => (err instanceof NotFoundError ? undefined : Promise.reject(err)))) !== undefined;
-}
-
-/**
- * Puts back what the uncommitted restores of `targets` changed, phase by phase across all of them
- * (two targets may share a volume, which cannot be put back while an old container holds it): the
- * new containers are removed, then replaced volumes get their old content back and created ones are
- * removed, then the old containers are back under their names and in their states (in the order of
- * `targets`, the restore's: a container others refer to first). Each step done
- * is removed from its target's record and `save` is called, so a rollback interrupted in turn runs
- * again from where it stopped. Returns what could not be put back.
- */
-export async function rollBackTargets(engine: Engine, run: string, helperImage: string | undefined, targets: TargetPending[], log: Logger, save: () => void): Promise<string[]> {
-  const problems: string[] = [];
-  const attempt = async (what: string, fn: () => Promise<void>, done: () => void) => {
-    try {
-      await fn();
-      done();
-      save();
-    } catch (err) {
-      problems.push(`${what}: ${errorMessage(err)}`);
-    }
-  };
-  const ordered = [...targets].reverse();
-  for (const e of ordered.filter((t) => t.creating)) {
-    await attempt(
-      `remove the new container ${e.target}`,
-      async () => {
-        // Only the restore's own: a container made under that name since (by hand) is left alone.
-        const now = await engine.findContainer(e.target);
-        const ours = e.created ? now?.Id === e.created : now?.Config.Image === e.image;
-        if (now && ours && now.Id !== e.aside?.id) await engine.removeContainer(now.Id, { force: true, volumes: true });
-      },
-      () => (e.creating = false),
-    );
-  }
-  // Once the new containers are gone: a network still in use is someone else's now.
-  for (const e of ordered) {
-    for (const n of [...(e.createdNetworks ?? [])]) {
-      await attempt(`remove network ${n.name}`, () => removeCreatedNetwork(engine, n, log), () => e.createdNetworks?.splice(e.createdNetworks.indexOf(n), 1));
-    }
-  }
-  for (const e of targets) {
-    const image = e.aside?.removed?.image ?? e.image ?? helperImage;
-    for (const v of [...e.replaced].reverse()) {
-      const done = () => {
-        e.replaced.splice(e.replaced.indexOf(v), 1);
-        save();
-      };
-      await attempt(`put back volume ${v.name}`, () => putBackVolume(engine, run, image, v, log, done), () => undefined);
-    }
-    for (const name of [...e.createdVolumes]) {
-      await attempt(`remove volume ${name}`, () => engine.removeVolume(name).catch(ignoreMissing), () => e.createdVolumes.splice(e.createdVolumes.indexOf(name), 1));
-    }
-  }
-  // Old containers in restore order: those others take volumes or namespaces from come first.
-  for (const e of targets) {
-    const a = e.aside;
-    const forget = () => {
-      e.aside = undefined;
-      save();
-    };
-    if (a) await attempt(`put back container ${e.target}`, () => putBackContainer(engine, run, e.target, a, log, save, forget), forget);
-  }
-  return problems;
-}
-
-/**
- * Removes a network the restore created, unless a container is on it (one the restore did not
- * create: its own are removed first) or it is another network of that name made since.
- */
-async function removeCreatedNetwork(engine: Engine, n: CreatedNetwork, log: Logger): Promise<void> {
-  const now = await engine.inspectNetwork(n.name);
-  if (!now || (n.id && now.Id !== n.id)) return;
-  const users = await engine.networkUsers(now.Id);
-  if (users.length === 0) {
-    try {
-      await engine.removeNetwork(now.Id);
-      return;
-    } catch (err) {
-      if (err instanceof NotFoundError) return;
-      if (!(err instanceof ConflictError)) throw err;
-    }
-  }
-  const names = users.map((u) => u.name).join(', ') || 'a container';
-  log.warning(`network ${n.name} kept: the restore created it, but ${names} joined it since`);
-}
-
-/** Puts back one volume; `done` is called once it holds its old content, before the copy aside is removed. */
-async function putBackVolume(engine: Engine, run: string, image: string | undefined, v: ReplacedVolume, log: Logger, done: () => void): Promise<void> {
-  if (!v.kept || v.emptied === false) {
-    done();
-    if (v.aside) await engine.removeVolume(v.aside).catch(ignoreMissing);
-    return;
-  }
-  if (v.aside && !(await engine.inspectVolume(v.aside))) {
-    // Nothing can bring it back: said once, not on every later run.
-    done();
-    throw new Error(`its old content (volume ${v.aside}) is gone`);
-  }
-  if (await engine.inspectVolume(v.name)) await engine.removeVolume(v.name);
-  await engine.createVolume({ name: v.name, driver: v.driver, driverOpts: v.driverOpts, labels: v.labels });
-  if (v.aside) {
-    if (!image) throw new Error('no local image to copy its old content with');
-    await new Filler(engine, image, run, log).copyVolume(v.aside, v.name);
-  }
-  done();
-  if (v.aside) await engine.removeVolume(v.aside).catch(ignoreMissing);
-}
-
-/** Puts back one old container; `gone` is called when it was removed by hand (nothing to put back). */
-async function putBackContainer(engine: Engine, run: string, target: string, a: AsideRecord, log: Logger, save: () => void, gone: () => void): Promise<void> {
-  if (!(await exists(engine, a.id))) {
-    if (!a.removed) {
-      // Removed by hand meanwhile: nothing can bring it back, said once.
-      gone();
-      throw new Error(`container ${a.id} is gone`);
-    }
-    a.id = await recreate(engine, run, target, a.removed);
-    save();
-  } else if ((await engine.inspectContainer(a.id)).Name !== `/${target}`) {
-    await engine.renameContainer(a.id, target);
-  }
-  if (a.wasRunning) await engine.start(a.id);
-  if (a.wasPaused && !(await engine.inspectContainer(a.id)).State.Paused) await engine.pause(a.id);
-  if (a.removed) {
-    await engine.removeImage(a.removed.image, { force: true });
-    // Still in use when the container was interrupted before its removal: they are its own then.
-    for (const v of a.removed.anonymous) await engine.removeVolume(v.volume).catch(ignoreGoing);
-  }
-  log.warning(`${target}: the previous container is back${a.wasRunning ? ' and running' : ''}`);
-}
-
-function ignoreMissing(err: unknown): void {
-  if (!(err instanceof NotFoundError)) throw err;
-}
-
-/** Missing, or in use / being removed by someone else: left to whoever has it. */
-function ignoreGoing(err: unknown): void {
-  if (!(err instanceof NotFoundError || err instanceof ConflictError)) throw err;
-}
-
-/** Creates a removed old container again from its committed layer and configuration; its anonymous volumes get their old content back. */
-async function recreate(engine: Engine, run: string, name: string, removed: NonNullable<AsideRecord['removed']>): Promise<string> {
-  // One a rollback interrupted in turn made and did not record: made again, its old volumes are still there.
-  const half = await engine.findContainer(name);
-  if (half && half.Config.Image === removed.image) await engine.removeContainer(half.Id, { force: true, volumes: true });
-  const { create, connect } = createOptions(removed.spec, name, removed.image, (await engine.info()).apiVersion);
-  const id = await engine.createContainer(create);
-  for (const n of connect) await engine.connectNetwork(n.network, id, n.endpoint);
-  const mounts = ((await engine.inspectContainer(id)).Mounts ?? []) as Array<{ Type?: string; Name?: string; Destination: string }>;
-  const filler = new Filler(engine, removed.image, run);
-  for (const old of removed.anonymous) {
-    const now = mounts.find((m) => m.Type === 'volume' && m.Destination === old.destination && m.Name);
-    if (now?.Name && (await engine.inspectVolume(old.volume))) await filler.copyVolume(old.volume, now.Name);
-  }
-  return id;
-}
-
-/** Removes the helper containers of the runs `matches` accepts (by their label). */
-export async function removeRunHelpers(engine: Engine, matches: (run: string) => boolean): Promise<void> {
-  for (const c of await engine.containersLabelled(RUN_LABEL)) {
-    // Another run may be removing the same leftover at this moment: 404 and 409 both mean it is going.
-    if (matches(c.value)) await engine.removeContainer(c.id, { force: true, volumes: true }).catch(ignoreGoing);
-  }
-}
-
-/** Removes the aside volumes of the runs `matches` accepts, but those in `keep` or still in use. */
-export async function removeRunVolumes(engine: Engine, matches: (run: string) => boolean, keep: Set<string>): Promise<void> {
-  for (const v of await engine.volumesLabelled(RUN_LABEL)) {
-    if (!matches(v.value) || keep.has(v.name)) continue;
-    await engine.removeVolume(v.name).catch(ignoreGoing);
   }
 }

@@ -1,8 +1,13 @@
-import { execFile } from 'node:child_process';
-import { lstat, readdir, stat } from 'node:fs/promises';
+/**
+ * The side record of a volume (what the engine's archive drops, which files are sparse): its shape,
+ * the scan of the volume's directory on this host that fills it, and its storing with a set.
+ */
+import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { BlobDescriptor, MetadataLoss, VolumeMetadata } from './manifest.js';
+import { getfattr, parseGetfattr } from './getfattr.js';
+import { rootStatOf, sameRoot, type RootStat } from './volume-root.js';
 
 /**
  * What the engine's archive (`GET /containers/{id}/archive`, Engine 20.10) leaves out of a volume,
@@ -45,6 +50,7 @@ export class SparseList {
     if (this.paths.length < this.limit) this.paths.push(path);
   }
 
+  /** The paths noted, or `'many'` once more than `limit` were sparse. */
   get value(): string[] | 'many' {
     return this.count > this.limit ? 'many' : this.paths;
   }
@@ -74,99 +80,13 @@ export interface MetadataScan {
   root?: RootStat;
 }
 
-/** Owner, permission bits and whole-second modification time of a volume's root. */
-export interface RootStat {
-  uid: number;
-  gid: number;
-  mode: number;
-  mtime: number;
-}
-
-/**
- * The root directory's stat from the first header of a tar stream (the engine's archive of the
- * volume), read beside whoever else consumes the stream; undefined when the stream ends first.
- */
-export function archiveRoot(archive: Readable): Promise<RootStat | undefined> {
-  return new Promise((resolve) => {
-    let head = Buffer.alloc(0);
-    const octal = (from: number, len: number) => parseInt(head.subarray(from, from + len).toString('latin1').replace(/\0.*$/s, '').trim() || '0', 8);
-    const onData = (chunk: Buffer) => {
-      head = Buffer.concat([head, chunk]);
-      if (head.length < 512) return;
-      archive.off('data', onData);
-      resolve({ mode: octal(100, 8) & 0o7777, uid: octal(108, 8), gid: octal(116, 8), mtime: octal(136, 12) });
-    };
-    archive.on('data', onData);
-    archive.once('close', () => resolve(undefined));
-  });
-}
-
-/** Whether a directory seen here is the one whose archive the engine sent (owner, mode and time alike); false when the archive had none. */
-export function sameRoot(here: RootStat, archived: RootStat | undefined): boolean {
-  return archived !== undefined && here.uid === archived.uid && here.gid === archived.gid && here.mode === archived.mode && here.mtime === archived.mtime;
-}
-
 /** The scan, or why it does not describe the directory the engine archived (another host's path). */
 export function matchedScan(scan: MetadataScan, archived: RootStat | undefined, root: string | undefined): MetadataScan {
   if (!scan.root || !archived || sameRoot(scan.root, archived)) return scan;
   return { unreadable: `${root} here is not the directory the engine archived (owner, mode or time differ): an engine on another host?` };
 }
 
-const KEPT_BY_ARCHIVE = new Set(['security.capability']);
 const ACL = /^system\.posix_acl_(access|default)$/;
-
-/** getfattr escapes bytes of a file name as `\ooo` and a backslash as `\\`. */
-function unescapeName(raw: string): string {
-  const bytes: number[] = [];
-  const src = Buffer.from(raw, 'latin1');
-  for (let i = 0; i < src.length; i++) {
-    if (src[i] === 0x5c && src[i + 1] === 0x5c) {
-      bytes.push(0x5c);
-      i++;
-    } else if (src[i] === 0x5c && /^[0-7]{3}$/.test(src.subarray(i + 1, i + 4).toString('latin1'))) {
-      bytes.push(parseInt(src.subarray(i + 1, i + 4).toString('latin1'), 8));
-      i += 3;
-    } else bytes.push(src[i]);
-  }
-  return Buffer.from(bytes).toString('utf8');
-}
-
-/**
- * Parses `getfattr --absolute-names -R -P -d -m - -e base64` output into path → (name → base64),
- * paths relative to `root`; the attributes the archive keeps are left out.
- */
-export function parseGetfattr(output: string, root: string): Map<string, Record<string, string>> {
-  const out = new Map<string, Record<string, string>>();
-  let current: Record<string, string> | undefined;
-  for (const line of output.split('\n')) {
-    if (line.startsWith('# file: ')) {
-      const abs = unescapeName(line.slice(8));
-      const rel = abs === root ? '.' : abs.startsWith(`${root}/`) ? abs.slice(root.length + 1) : undefined;
-      current = rel === undefined ? undefined : {};
-      if (current && rel !== undefined) out.set(rel, current);
-      continue;
-    }
-    const eq = line.indexOf('=');
-    if (!current || eq <= 0) continue;
-    const name = line.slice(0, eq);
-    const value = line.slice(eq + 1);
-    if (KEPT_BY_ARCHIVE.has(name)) continue;
-    current[name] = value.startsWith('0s') ? value.slice(2) : Buffer.from(value.replace(/^"|"$/g, ''), 'latin1').toString('base64');
-  }
-  for (const [path, attrs] of out) if (Object.keys(attrs).length === 0) out.delete(path);
-  return out;
-}
-
-function getfattr(root: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile('getfattr', ['--absolute-names', '-R', '-P', '-d', '-m', '-', '-e', 'base64', root], { maxBuffer: 1 << 30, encoding: 'latin1' }, (err, stdout) => {
-      // It exits 1 when some file could not be read, after printing the others.
-      if (err && (err as NodeJS.ErrnoException).code === 'ENOENT') reject(err);
-      else if (err && !stdout) reject(err);
-      else resolve(Buffer.from(stdout, 'latin1').toString('latin1'));
-    });
-  });
-}
 
 interface Walked {
   mtimeNs: bigint;
@@ -199,18 +119,6 @@ const WALK_BATCH = 256;
 
 function seconds(ns: bigint): string {
   return `${ns / 1_000_000_000n}.${(ns % 1_000_000_000n).toString().padStart(9, '0')}`;
-}
-
-/** The stat of a directory here, or why it cannot be read. */
-async function rootStatOf(root: string | undefined): Promise<RootStat | string> {
-  if (!root) return 'the engine gives no host path for it';
-  try {
-    const st = await stat(root);
-    if (!st.isDirectory()) return `${root} is not a directory here`;
-    return { uid: st.uid, gid: st.gid, mode: st.mode & 0o7777, mtime: Math.floor(st.mtimeMs / 1000) };
-  } catch (err) {
-    return `${root} is not readable here (${(err as NodeJS.ErrnoException).code ?? String(err)}): an engine on another host, or not run as root`;
-  }
 }
 
 /**

@@ -6,7 +6,7 @@ import { deltaConfig } from './layer-delta.js';
 import { readLayerIndex, storeLayerIndex, type LayerIndex } from './layer-index.js';
 import { IMAGE_CONFIG_MEDIA_TYPE, type BlobDescriptor, type Compression, type ImageRecord } from './manifest.js';
 
-export { DEFAULT_LAYER_COMPACTION } from '../core/options.js';
+export { DEFAULT_LAYER_COMPACTION } from '../core/backup-input.js';
 /**
  * A writable layer with more paths than this is committed whole and not indexed: each path is
  * stat'ed while the container is held (~0.6 ms a path measured here, 8 at once).

@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, statfsSync,
 import { join } from 'node:path';
 import { backup, list, verify } from '../../src/commands.js';
 import { parseBackupInputs } from '../../src/core/inputs.js';
-import { parseDestination } from '../../src/core/options.js';
+import { parseDestination } from '../../src/core/destination-input.js';
 import { startFaultyProxy } from '../support/faulty-proxy.js';
 import { Resources, commitsOf, quietLog, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
 import { runCli, runStep } from '../support/runner.js';

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { diff, extract, ls, type SetSource } from '../../src/commands.js';
 import type { SourceDiff } from '../../src/browse/compare.js';
 import { CLI_WORDS } from '../../src/core/words.js';
-import { parseDestination } from '../../src/core/options.js';
+import { parseDestination } from '../../src/core/destination-input.js';
 import type { PathListing, SetListing } from '../../src/browse/ls.js';
 import { Resources, docker, quietLog, runContainer } from '../support/fixtures.js';
 import { backUp, testEnv } from '../support/commands.js';

@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { backup, prune, restore, verify, verifyReport } from '../../src/commands.js';
 import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
-import { parseDestination } from '../../src/core/options.js';
+import { parseDestination } from '../../src/core/destination-input.js';
 import { parseRetentionPolicy } from '../../src/core/retention-input.js';
 import { Keyring } from '../../src/crypto/keyring.js';
 import { DirDestination } from '../../src/destinations/dir/index.js';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { list, verify } from '../../src/commands.js';
-import { parseDestination } from '../../src/core/options.js';
+import { parseDestination } from '../../src/core/destination-input.js';
 import { Keyring } from '../../src/crypto/keyring.js';
 import { DirDestination } from '../../src/destinations/dir/index.js';
 import { SET_SCOPE } from '../../src/destinations/types.js';

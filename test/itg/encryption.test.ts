@@ -10,7 +10,7 @@ import { buffer } from 'node:stream/consumers';
 import { Readable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
-import { parseDestination } from '../../src/core/options.js';
+import { parseDestination } from '../../src/core/destination-input.js';
 import { storedBlobs } from '../../src/snapshot/manifest.js';
 import { backUp, inputs, testEnv } from '../support/commands.js';
 import { Resources, docker, quietLog, runContainer, treeDigest, waitFor } from '../support/fixtures.js';

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import tar from 'tar-stream';
 import { backup, ls, restore } from '../../src/commands.js';
 import type { PathListing } from '../../src/browse/ls.js';
-import { parseDestination } from '../../src/core/options.js';
+import { parseDestination } from '../../src/core/destination-input.js';
 import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
 import type { SnapshotSet } from '../../src/snapshot/manifest.js';
 import { Resources, docker, quietLog, runContainer, treeDigest, sh } from '../support/fixtures.js';

@@ -3,7 +3,7 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { backup, verify } from '../../src/commands.js';
 import { parseBackupInputs } from '../../src/core/inputs.js';
-import { parseDestination } from '../../src/core/options.js';
+import { parseDestination } from '../../src/core/destination-input.js';
 import { inputs, testEnv } from '../support/commands.js';
 import { Resources, commitsOf, docker, quietLog, runBigVolumeContainer, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
 

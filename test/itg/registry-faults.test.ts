@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { backup, restore, verify } from '../../src/commands.js';
 import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
-import { parseDestination } from '../../src/core/options.js';
+import { parseDestination } from '../../src/core/destination-input.js';
 import { startFaultyProxy } from '../support/faulty-proxy.js';
 import { Resources, docker, quietLog, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
 

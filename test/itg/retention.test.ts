@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { backup, list, prune, restore, verify } from '../../src/commands.js';
 import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
-import { parseDestination, type Credentials } from '../../src/core/options.js';
+import { parseDestination, type Credentials } from '../../src/core/destination-input.js';
 import { processStart } from '../../src/core/recovery.js';
 import { RegistryClient } from '../../src/registry/client.js';
 import { storedBlobs, type SnapshotSet } from '../../src/snapshot/manifest.js';

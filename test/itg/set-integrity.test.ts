@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { backup, list, restore, verify } from '../../src/commands.js';
 import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
-import { parseDestination } from '../../src/core/options.js';
+import { parseDestination } from '../../src/core/destination-input.js';
 import { Resources, docker, quietLog, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
 
 const env = { ...process.env, DOCKER_CONFIG: '/nonexistent' };

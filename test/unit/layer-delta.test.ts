@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { deltaConfig, isEmpty, planDelta, whiteoutName } from '../../src/snapshot/layer-delta.js';
 import { isDir, isRegular, isSymlink, sameEntry, type LayerEntry, type LayerIndex } from '../../src/snapshot/layer-index.js';
-import { parseLayerCompaction } from '../../src/core/options.js';
+import { parseLayerCompaction } from '../../src/core/backup-input.js';
 import { stackWinners } from '../../src/browse/layer-stack.js';
 import { SET_SCHEMA_VERSION, parseSet, type SnapshotSet } from '../../src/snapshot/manifest.js';
 

@@ -2,14 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { availableParallelism } from 'node:os';
 import { CLI_WORDS } from '../../src/core/words.js';
 import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
-import {
-  defaultTag,
-  parseBoolean,
-  parseDestination,
-  parseRename,
-  parseSelector,
-  parseTag,
-} from '../../src/core/options.js';
+import { parseBoolean } from '../../src/core/input-values.js';
+import { parseSelector } from '../../src/core/selection-input.js';
+import { parseDestination } from '../../src/core/destination-input.js';
+import { defaultTag, parseTag } from '../../src/core/backup-input.js';
+import { parseRename } from '../../src/core/restore-input.js';
 
 const reader = (values: Record<string, string>) => (name: string) => values[name] ?? '';
 

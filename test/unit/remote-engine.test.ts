@@ -7,7 +7,7 @@ import { parseEngineAddress } from '../../src/core/engine-address.js';
 import { parsePortMap } from '../../src/core/port-map.js';
 import { parseRestoreInputs } from '../../src/core/inputs.js';
 import { CLI_WORDS } from '../../src/core/words.js';
-import { InputError } from '../../src/core/options.js';
+import { InputError } from '../../src/core/input-error.js';
 import { hostBindings, mapPorts, missingFeatures, portClashes, subnetClashes, unusedMappings, willStart } from '../../src/snapshot/target-check.js';
 import type { ContainerSpec } from '../../src/snapshot/spec.js';
 import { engineLine, restoreSummary } from '../../src/report.js';

@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import { keepOnly, partlyWritten, pathsPerContainer, sparseWithin } from '../../src/snapshot/restore-paths.js';
 import type { ContainerRecord } from '../../src/snapshot/manifest.js';
-import { parseContainerPath } from '../../src/core/options.js';
+import { parseContainerPath } from '../../src/core/restore-input.js';
 
 async function names(archive: Readable): Promise<string[]> {
   const extract = tar.extract();

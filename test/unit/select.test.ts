@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseLabelFilter, parseSelector, type Selection } from '../../src/core/options.js';
+import { parseLabelFilter, parseSelector, type Selection } from '../../src/core/selection-input.js';
 import { selectContainers, type Candidate } from '../../src/snapshot/select.js';
 
 const all: Candidate[] = [

@@ -12,12 +12,12 @@ import {
   SparseList,
   keepVolumeMetadata,
   matchedScan,
-  parseGetfattr,
   scanSparseFiles,
   scanVolumeMetadata,
   sparseOf,
   type MetadataRecord,
 } from '../../src/snapshot/volume-metadata.js';
+import { parseGetfattr } from '../../src/snapshot/getfattr.js';
 import type { BlobDescriptor } from '../../src/snapshot/manifest.js';
 
 const blob: BlobDescriptor = { mediaType: 'm', digest: `sha256:${'a'.repeat(64)}`, size: 1, contentDigest: `sha256:${'b'.repeat(64)}`, contentSize: 1 };

@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Artifact, ArtifactClient } from '@actions/artifact';
-import type { ArtifactRun } from '../../core/options.js';
+import type { ArtifactRun } from '../../core/destination-input.js';
 import { ACTION_WORDS, type Vocabulary } from '../../core/words.js';
 import type { Keyring } from '../../crypto/keyring.js';
 import { sha256Digest } from '../../oci/digest.js';

@@ -1,5 +1,5 @@
 import type { FindOptions } from '@actions/artifact';
-import type { ArtifactRun } from '../../core/options.js';
+import type { ArtifactRun } from '../../core/destination-input.js';
 
 /** The library's options to list and download the artifacts of `run` (another workflow run), or of this run when absent. */
 export function findOptions(run: ArtifactRun | undefined): FindOptions {
