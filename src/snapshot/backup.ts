@@ -1,6 +1,6 @@
 /**
- * A backup run: selection, the dry-run plan, destination checks, per-container and per-group runs, and the set written last.
- * Over 300 lines: the run-level orchestration and its result types, kept together.
+ * A backup run: selection, then the dry run (backup-plan.ts) or the per-container and per-group runs,
+ * and the set written last. Destination checks: backup-destinations.ts; result types: backup-outcome.ts.
  */
 import { hostname } from 'node:os';
 import type { BackupOptions } from '../core/options.js';
@@ -8,59 +8,25 @@ import { errorMessage, type Logger } from '../core/log.js';
 import { ownName } from '../engine/names.js';
 import type { Destination } from '../destinations/types.js';
 import { withContainerLock } from '../core/locks.js';
-import { SET_MEDIA_TYPE, SET_SCHEMA_VERSION, isChunked, type Compression, type ContainerRecord, type SnapshotSet } from './manifest.js';
+import { SET_MEDIA_TYPE, SET_SCHEMA_VERSION, type Compression, type SnapshotSet } from './manifest.js';
 import { selectContainers, type Candidate } from './select.js';
 import { dependencyOrder, GroupGate, unitsOf, type Unit } from './groups.js';
 import { Spool } from './spool.js';
 import { forEachLimited } from '../util/pool.js';
-import { SetWriteError, copyBlobs, tagState, unwrittenLine, writeSetEverywhere, type SetPlacement, type TagState } from './set-writes.js';
-import { mountsToTake } from './volumes.js';
+import { unwrittenLine, writeSetEverywhere } from './set-writes.js';
 import { TOOL } from '../version.js';
 import { type BackupContext, BackupError } from './backup-context.js';
 import { loadHistory } from './backup-history.js';
-import { holdFor, stateOf } from './hold.js';
 import { ContainerBackup, turnsInOrder, type Turn } from './container-backup.js';
+import { failure, outcome, type BackupResult, type ContainerOutcome, type GroupOutcome, type Taken } from './backup-outcome.js';
+import { plan } from './backup-plan.js';
+import { checkDestinations, completeSet } from './backup-destinations.js';
 
 export type { BackupContext } from './backup-context.js';
 export { BackupError } from './backup-context.js';
+export type { BackupResult, ContainerOutcome, GroupOutcome } from './backup-outcome.js';
 export { PRE_LABEL, POST_LABEL, STOP_LABEL, holdFor } from './hold.js';
 export { SET_BLOB_HEADROOM } from './backup-volumes.js';
-
-export interface ContainerOutcome {
-  name: string;
-  id: string;
-  state: string;
-  status: 'ok' | 'failed' | 'planned';
-  error?: string;
-  destinations: Array<{ destination: string; ref: string; digest?: string }>;
-  volumes: string[];
-  bytes: number;
-  pausedMs: number;
-  stoppedMs: number;
-  /** Blobs (layers and volumes) this run stored, and those already stored by an earlier set. */
-  blobs: { written: number; reused: number };
-  /** Why the container was not held as asked (auto-remove, restarting), when it was not. */
-  note?: string;
-  /** The consistency group it was held with, when in one. */
-  group?: string;
-  /** That group's window: milliseconds from its first hold to its last release. */
-  groupWindowMs?: number;
-}
-
-export interface BackupResult {
-  tag: string;
-  containers: ContainerOutcome[];
-  failed: number;
-  written: boolean;
-  /** The set's artifact in each artifact: destination, for a workflow to link to. */
-  artifacts: Array<{ destination: string; name: string; id: number; url: string }>;
-  /** Each destination asked for, and whether it holds the set (in a dry run: each it would write, not written; empty when no set was due). */
-  destinations: SetPlacement[];
-  /** Why some destinations do not hold a set that others hold; the run has failed. */
-  incomplete?: string;
-  /** Each consistency group of the run (group-by, container-snapshot.group): its members and window; absent or empty when none. */
-  groups?: GroupOutcome[];
-}
 
 /**
  * zstd is faster and smaller, but engines before 23.0 can't pull zstd layers: `auto` keeps
@@ -75,111 +41,6 @@ export function chooseCompression(opts: Pick<BackupOptions, 'compression' | 'des
 
 function candidateOf(c: { Id: string; Names?: string[]; Labels?: Record<string, string>; State: string }): Candidate {
   return { id: c.Id, name: ownName(c.Names, c.Id), labels: c.Labels ?? {}, state: c.State };
-}
-
-function outcome(record: ContainerRecord & { blobStats: { written: number; reused: number } }, refs: ContainerOutcome['destinations'], note?: string): ContainerOutcome {
-  const blobs = [record.image.config, ...record.image.layers, ...record.volumes.map((v) => v.blob)];
-  return {
-    name: record.name,
-    id: record.id,
-    state: record.state,
-    status: 'ok',
-    destinations: refs,
-    volumes: record.volumes.map((v) => v.name || v.source || v.destination),
-    bytes: [...new Map(blobs.map((b) => [b.digest, b.size])).values()].reduce((a, b) => a + b, 0),
-    pausedMs: record.pausedMs,
-    stoppedMs: record.stoppedMs ?? 0,
-    blobs: record.blobStats,
-    ...(note ? { note } : {}),
-    ...(record.group ? { group: record.group } : {}),
-  };
-}
-
-function failure(name: string, id: string, state: string, err: unknown): ContainerOutcome {
-  return { name, id, state, status: 'failed', error: errorMessage(err), destinations: [], volumes: [], bytes: 0, pausedMs: 0, stoppedMs: 0, blobs: { written: 0, reused: 0 } };
-}
-
-async function plan(ctx: BackupContext, opts: BackupOptions, selected: Candidate[]): Promise<ContainerOutcome[]> {
-  const out: ContainerOutcome[] = [];
-  for (const u of unitsOf(selected, opts.groupBy)) {
-    if (u.group !== undefined) ctx.log.info(`[dry-run] group ${u.group}: ${u.members.map((c) => c.name).join(', ')} would be held together`);
-  }
-  for (const c of selected) {
-    const info = await ctx.engine.inspectContainer(c.id);
-    const mounts = mountsToTake(info, opts);
-    const vols = mounts.map((m) => m.name || m.source || m.destination);
-    const size = await ctx.engine.writableLayerSize(c.id);
-    const { hold, note } = holdFor(info, opts);
-    const running = info.State.Running && !info.State.Paused && !info.State.Restarting;
-    const quiesce = (!running ? 'taken as it is' : hold === 'stop' ? 'would be stopped' : hold === 'pause' ? 'would be paused' : 'taken running') + (note ? `; ${note}` : '');
-    ctx.log.info(
-      `[dry-run] ${c.name} (${stateOf(info)}, ${quiesce}, image ${info.Config.Image}, writable layer ${size ?? '?'} bytes): ` +
-        `volumes [${vols.join(', ')}] → ${opts.destinations.map((d) => d.raw).join(', ')} as ${opts.tag}`,
-    );
-    out.push({ ...failure(c.name, c.id, stateOf(info), ''), status: 'planned', error: undefined, volumes: vols, bytes: size ?? 0 });
-  }
-  return out;
-}
-
-/**
- * Every destination checked as the run needs it, changing nothing in a dry run (the tag is free,
- * credentials work, the place is writable). Throws when one fails; returns where the tag already is.
- */
-async function checkDestinations(ctx: BackupContext, opts: BackupOptions): Promise<TagState> {
-  for (const dest of ctx.destinations) await dest.check('plan');
-  // The tag before any directory is made: a refused tag changes nothing.
-  const state = await tagState(ctx.destinations, opts.tag);
-  if (state.set) refuseWholeOnly(opts, state.set, state.missing);
-  if (!opts.dryRun) for (const dest of ctx.destinations) await dest.check('write');
-  return state;
-}
-
-/**
- * A set with chunked volumes cannot be completed in an artifact: destination: it stores each volume
- * whole, so its set document would differ from the holders' (and a set must read the same everywhere).
- * Throws SetWriteError.
- */
-function refuseWholeOnly(opts: BackupOptions, set: SnapshotSet, missing: Destination[]): void {
-  const wholeOnly = missing.filter((d) => opts.destinations.some((spec) => spec.kind === 'artifact' && spec.raw === d.label));
-  if (wholeOnly.length === 0 || !set.containers.some((c) => c.volumes.some((v) => isChunked(v.blob)))) return;
-  const labels = wholeOnly.map((d) => d.label).join(', ');
-  throw new SetWriteError(`Snapshot ${set.tag} stores its volumes as chunks, which ${labels} cannot hold (one blob per volume there); not copied. Expected a new tag: a new set stores whole volumes in every destination.`);
-}
-
-/** A set some destinations hold and others miss (an earlier run with this tag failed there): copied to the rest, no container taken again. */
-async function completeSet(ctx: BackupContext, opts: BackupOptions, state: TagState & { set: SnapshotSet }): Promise<BackupResult> {
-  const { set, holders, missing } = state;
-  const names = (ds: Destination[]) => ds.map((d) => d.label).join(', ');
-  const records = set.containers.map((c) => ({ ...c, blobStats: { written: 0, reused: 0 } }));
-  if (opts.dryRun) {
-    ctx.log.info(`[dry-run] Snapshot ${set.tag} is in ${names(holders)}: it would be copied to ${names(missing)}; no container is taken again.`);
-    const planned = records.map((r) => ({ ...outcome(r, []), status: 'planned' as const }));
-    return { tag: set.tag, containers: planned, failed: 0, written: false, artifacts: [], destinations: [] };
-  }
-  ctx.log.info(`Snapshot ${set.tag} is in ${names(holders)} and not in ${names(missing)}: copying it there; no container is taken again.`);
-  const copied = new Set<Destination>();
-  const placements: SetPlacement[] = [];
-  for (const dest of missing) {
-    try {
-      const stats = await copyBlobs(set, holders[0], dest);
-      ctx.log.info(`${dest.label}: ${stats.written} blob(s) copied from ${holders[0].label}, ${stats.reused} already there`);
-      copied.add(dest);
-    } catch (err) {
-      placements.push({ destination: dest.label, written: false, error: `Snapshot ${set.tag} not copied to ${dest.label}: ${errorMessage(err)}` });
-    }
-  }
-  const writes = await writeSetEverywhere(set, [...copied], holders);
-  const all = [...writes.placements, ...placements];
-  await Promise.allSettled(missing.filter((d) => !all.find((p) => p.destination === d.label)?.written).map((d) => d.discard?.()));
-  return {
-    tag: set.tag,
-    containers: records.map((r) => outcome(r, writes.refs.get(r.name) ?? [])),
-    failed: 0,
-    written: true,
-    artifacts: writes.artifacts,
-    destinations: all,
-    incomplete: unwrittenLine(set.tag, all),
-  };
 }
 
 export async function runBackup(opts: BackupOptions, ctx: BackupContext): Promise<BackupResult> {
@@ -215,7 +76,7 @@ async function checkAndStore(
   ctx: BackupContext,
   opts: BackupOptions,
   selected: Candidate[],
-  outcomes: ContainerOutcome[],
+  outcomes: readonly ContainerOutcome[],
   engineInfo: SnapshotSet['source']['engine'],
 ): Promise<BackupResult> {
   const { log } = ctx;
@@ -235,7 +96,7 @@ async function checkAndStore(
   const stopOthers = new AbortController();
   const signal = ctx.signal ? AbortSignal.any([ctx.signal, stopOthers.signal]) : stopOthers.signal;
   const worker = new ContainerBackup({ ...ctx, signal }, opts, history, compression, spool);
-  let stored: Omit<BackupResult, 'tag' | 'containers' | 'failed'> | undefined;
+  let stored: Stored | undefined;
   try {
     stored = await backUpAndStore(ctx, opts, selected, { worker, stopOthers, signal }, created, engineInfo, outcomes);
   } finally {
@@ -244,8 +105,8 @@ async function checkAndStore(
     const holds = (d: Destination) => stored?.destinations.some((p) => p.destination === d.label && p.written);
     await Promise.allSettled(ctx.destinations.filter((d) => !holds(d)).map((d) => d.discard?.()));
   }
-  outcomes.sort((a, b) => a.name.localeCompare(b.name));
-  return { tag: opts.tag, containers: outcomes, failed: outcomes.filter((o) => o.status === 'failed').length, ...stored };
+  const containers = [...outcomes, ...stored.containers].sort((a, b) => a.name.localeCompare(b.name));
+  return { tag: opts.tag, ...stored, containers, failed: containers.filter((o) => o.status === 'failed').length };
 }
 
 /** The containers' backups of one run: one worker, and the signal that stops them all (a cancel, or a failure with on-error: abort). */
@@ -254,8 +115,6 @@ interface Crew {
   stopOthers: AbortController;
   signal: AbortSignal;
 }
-
-type Taken = ContainerRecord & { blobStats: { written: number; reused: number } };
 
 /** Where a run's results go while its units are taken: by the container's place in the run, and one entry per group. */
 interface Tally {
@@ -320,15 +179,6 @@ function unitFailed(opts: BackupOptions, crew: Crew, tally: Tally, failed: Array
   }
 }
 
-/** One consistency group's result: its members, how long from the first hold to the last release, and why it was not taken. */
-export interface GroupOutcome {
-  name: string;
-  containers: string[];
-  status: 'ok' | 'failed';
-  windowMs: number;
-  error?: string;
-}
-
 /**
  * Backs up a consistency group: its members at once, in dependency order (groups.ts), each held
  * until all are taken (GroupGate). One member failing, or missing (a Compose service another
@@ -382,6 +232,14 @@ async function backUpGroup(
   unitFailed(opts, crew, tally, failed, `group ${unit.group}`, log);
 }
 
+/** What backUpAndStore produced: the outcomes of the containers it took or failed (not those given to it), and where the set went. */
+type Stored = Omit<BackupResult, 'tag' | 'failed'>;
+
+/**
+ * Backs up the selected containers (backUpEach), then writes their set, which also lists as failures
+ * those of `earlier` (the containers not found) and those that failed here. Throws BackupError when
+ * no destination took the set. Returns its own outcomes only; the caller joins them to `earlier`.
+ */
 async function backUpAndStore(
   ctx: BackupContext,
   opts: BackupOptions,
@@ -389,12 +247,11 @@ async function backUpAndStore(
   crew: Crew,
   created: string,
   engineInfo: SnapshotSet['source']['engine'],
-  outcomes: ContainerOutcome[],
-): Promise<Omit<BackupResult, 'tag' | 'containers' | 'failed'>> {
+  earlier: readonly ContainerOutcome[],
+): Promise<Stored> {
   const { log } = ctx;
   const { records, failures, groups } = await backUpEach(ctx, opts, selected, crew);
-  outcomes.push(...failures);
-  if (records.length === 0) return { written: false, artifacts: [], destinations: [], groups };
+  if (records.length === 0) return { containers: failures, written: false, artifacts: [], destinations: [], groups };
   const env = ctx.env ?? {};
   const containers = records.map(({ blobStats: _unused, ...r }) => r);
   const set: SnapshotSet = {
@@ -410,13 +267,13 @@ async function backUpAndStore(
       ...(env.GITHUB_RUN_ID ? { run: `${env.GITHUB_REPOSITORY ?? ''}/actions/runs/${env.GITHUB_RUN_ID}` } : {}),
     },
     containers,
-    failures: outcomes.filter((o) => o.status === 'failed').map((o) => ({ name: o.name, error: o.error ?? '' })),
+    failures: [...earlier, ...failures].filter((o) => o.status === 'failed').map((o) => ({ name: o.name, error: o.error ?? '' })),
   };
   log.info(`Writing snapshot set ${opts.tag} to ${ctx.destinations.map((d) => d.label).join(', ')}`);
   const writes = await writeSetEverywhere(set, ctx.destinations);
   const incomplete = unwrittenLine(opts.tag, writes.placements);
   if (!writes.placements.some((p) => p.written)) throw new BackupError(incomplete ?? `Snapshot ${opts.tag} was not written.`);
   const windows = new Map(groups.map((g) => [g.name, g.windowMs]));
-  for (const r of records) outcomes.push({ ...outcome(r, writes.refs.get(r.name) ?? [], crew.worker.notes.get(r.id)), ...(r.group ? { groupWindowMs: windows.get(r.group) } : {}) });
-  return { written: true, artifacts: writes.artifacts, destinations: writes.placements, groups, ...(incomplete ? { incomplete } : {}) };
+  const taken = records.map((r) => ({ ...outcome(r, writes.refs.get(r.name) ?? [], crew.worker.notes.get(r.id)), ...(r.group ? { groupWindowMs: windows.get(r.group) } : {}) }));
+  return { containers: [...failures, ...taken], written: true, artifacts: writes.artifacts, destinations: writes.placements, groups, ...(incomplete ? { incomplete } : {}) };
 }

@@ -1,13 +1,12 @@
 /**
- * One container's backup: hooks, hold, writable layer (full commit or delta); its volumes go through VolumePath (backup-volumes.ts).
- * Over 300 lines: the hold window and the layer path it brackets are one container's run; the layer path is the next to move out.
+ * One container's backup: its spec, the hold window (decided in hold.ts, done by Holder in holder.ts),
+ * the writable layer (full commit or delta); its volumes go through VolumePath (backup-volumes.ts).
  */
 import type { Readable } from 'node:stream';
 import type { BackupOptions } from '../core/options.js';
 import { errorMessage } from '../core/log.js';
 import { ACTION_WORDS } from '../core/words.js';
 import type { ContainerInspect } from '../engine/containers.js';
-import { NotFoundError } from '../engine/errors.js';
 import type { NetworkInspect } from '../engine/volumes-networks.js';
 import { SET_SCOPE } from '../destinations/types.js';
 import { formatBytes } from '../util/format.js';
@@ -28,7 +27,8 @@ import { scanLayer, type LayerIndex } from './layer-index.js';
 import { DEFAULT_LAYER_COMPACTION, MAX_INDEXED_PATHS, deltaAllowed, previousLayer, storeDelta, storeFullIndex, type PreviousLayer } from './writable-layer.js';
 import { type BackupContext, BackupError, phase, runMeter, runTargets } from './backup-context.js';
 import type { History } from './backup-history.js';
-import { hooksFor, holdFor, stateOf, type Hold, ENGINE_STOP_TIMEOUT_S, STOP_MARGIN_MS } from './hold.js';
+import { holdPlan, stateOf } from './hold.js';
+import { Holder } from './holder.js';
 import { VolumePath, type TakenVolume, type VolumePlan } from './backup-volumes.js';
 
 export class ContainerBackup {
@@ -40,6 +40,7 @@ export class ContainerBackup {
     private readonly spool: Spool,
   ) {
     this.volumes = new VolumePath(ctx, opts, history, compression, spool);
+    this.holder = new Holder(ctx, opts, this.notes);
   }
 
   /** Why a container was not held as asked, by container ID. */
@@ -47,6 +48,9 @@ export class ContainerBackup {
 
   /** The volume path, with the set's chunk budget (one worker per set). */
   private readonly volumes: VolumePath;
+
+  /** Holds the container still around its layer and volumes, and puts it back. */
+  private readonly holder: Holder;
 
   private get meter(): Meter {
     return runMeter(this.ctx);
@@ -82,8 +86,7 @@ export class ContainerBackup {
     const clear = how && secretEnvWarning(name, (spec.config.Env as string[] | undefined) ?? [], this.opts.words ?? ACTION_WORDS, how);
     if (clear) log.warning(clear);
     const mounts = mountsToTake(info, this.opts);
-    const running = info.State.Running && !info.State.Paused && !info.State.Restarting;
-    const { hold, note, warn } = holdFor(info, this.opts);
+    const { hold, note, warn, hooks, hooksSkipped } = holdPlan(info, this.opts);
     if (note) this.notes.set(info.Id, note);
     if (warn) log.warning(`${name}: started with --rm (auto-remove), so it is not stopped (the engine would remove it and its anonymous volumes): ${hold === 'pause' ? 'paused' : 'taken running'} instead`);
     else if (note) log.info(`${name}: restarting (its restart policy runs it again after each exit): taken as it is, between two runs`);
@@ -99,11 +102,10 @@ export class ContainerBackup {
     const taken: TakenVolume[] = [];
     const pending: Spooled[] = [];
     const previous = await this.previousLayer(info.Id, name);
-    const hooks = hooksFor(this.opts, info.Config.Labels ?? {});
-    if ((hooks.pre || hooks.post) && !running) log.info(`${name}: not running (${state}), so its pre- and post-command are not run`);
+    if (hooksSkipped) log.info(`${name}: not running (${state}), so its pre- and post-command are not run`);
     try {
-      const { value: layer, heldMs, held } = await this.withHooks(info.Id, name, running ? hooks : {}, gate, () =>
-        this.held(info, name, hold, mounts.length, gate, async () => {
+      const { value: layer, heldMs, held } = await this.holder.withHooks(info.Id, name, hooks, gate, () =>
+        this.holder.held(info, name, hold, mounts.length, gate, async () => {
           signal?.throwIfAborted();
           const now = (this.opts.layerCompaction ?? DEFAULT_LAYER_COMPACTION) > 0 ? await phase('writable layer changes', () => scanLayer(engine, info.Id, MAX_INDEXED_PATHS, signal)) : undefined;
           let committed: TakenLayer;
@@ -139,139 +141,6 @@ export class ContainerBackup {
       await engine.removeImage(tempRef, { force: true });
       journal?.tempImageRemoved(tempRef);
     }
-  }
-
-  /**
-   * Runs `fn` between the pre-command and the post-command; the post-command also runs after a failed
-   * pre-command (it undoes it). In a group, each waits for its turn (dependency order, reversed after).
-   */
-  private async withHooks<T>(id: string, name: string, hooks: { pre?: string; post?: string }, gate: MemberGate | undefined, fn: () => Promise<T>): Promise<T> {
-    try {
-      await gate?.beforePre();
-      if (hooks.pre) await this.hook(id, name, 'pre-command', hooks.pre);
-      gate?.afterPre();
-      return await fn();
-    } catch (err) {
-      gate?.fail(err);
-      throw err;
-    } finally {
-      await gate?.beforePost();
-      if (hooks.post) await this.hook(id, name, 'post-command', hooks.post).catch((err: unknown) => this.ctx.log.warning(`${name}: ${errorMessage(err)}`));
-      gate?.afterPost();
-    }
-  }
-
-  /**
-   * Runs `take` with the container held still as asked: paused, or stopped, each journalled
-   * before the change so that an interruption puts it back, and puts it back after. A hold that
-   * fails leaves the container as it was (its journal entry cleared) or fails the container; one
-   * that fails because the container is not running any more (a crash loop) takes it as it is.
-   * Once stopping, a cancelled run waits for the stop to finish, then starts it again.
-   * In a group, it is held once every member's pre-command has run, taken once every member is
-   * held, and put back once every member is taken. Returns how long it was held, and how.
-   */
-  private async held<T>(info: ContainerInspect, name: string, hold: Hold, mounts: number, gate: MemberGate | undefined, take: () => Promise<T>): Promise<{ value: T; heldMs: number; held: Hold }> {
-    const { log, signal } = this.ctx;
-    await gate?.beforeHold();
-    const held = await this.holdStill(info, name, hold);
-    const since = performance.now();
-    let heldMs: number;
-    let value: T;
-    let taken = false;
-    try {
-      await gate?.afterHold();
-      signal?.throwIfAborted();
-      value = await take();
-      await gate?.afterTake();
-      taken = true;
-    } finally {
-      await this.putBack(info.Id, held);
-      gate?.released();
-      heldMs = Math.round(performance.now() - since);
-      const what = (when: string) => (taken ? ` (writable layer and ${mounts} mount(s) taken ${when})` : '');
-      if (held === 'pause') log.info(`${name}: paused for ${heldMs} ms${what('at one point in time')}`);
-      if (held === 'stop') log.info(`${name}: started again after ${heldMs} ms stopped${what('while stopped')}`);
-    }
-    return { value, heldMs, held };
-  }
-
-  /** Pauses or stops the container (the state changes take no abort signal: each runs to its end, then is put back). */
-  private async holdStill(info: ContainerInspect, name: string, hold: Hold): Promise<Hold> {
-    const { engine, log, journal } = this.ctx;
-    const id = info.Id;
-    try {
-      if (hold === 'pause') {
-        journal?.paused(id);
-        await engine.pause(id);
-      }
-      if (hold === 'stop') {
-        const timeoutS = this.opts.stopTimeout ?? (info.Config as { StopTimeout?: number }).StopTimeout ?? ENGINE_STOP_TIMEOUT_S;
-        journal?.stopped({ id, startedAt: info.State.StartedAt, until: Date.now() + timeoutS * 1000 + STOP_MARGIN_MS });
-        log.info(`${name}: stopping (up to ${timeoutS} s before the engine kills it)`);
-        await engine.stop(id, this.opts.stopTimeout);
-        log.info(`${name}: stopped for its snapshot`);
-      }
-      return hold;
-    } catch (err) {
-      if (await this.asItWas(info, hold)) {
-        const verb = hold === 'pause' ? 'paused' : 'stopped';
-        log.info(`${name}: could not be ${verb} (${errorMessage(err)}); it is restarting or not running any more, so it is taken as it is`);
-        this.notes.set(id, `restarting: not ${verb}, taken as it is, between two runs`);
-        return 'none';
-      }
-      throw new BackupError(`${hold}: ${errorMessage(err)}`, { cause: err });
-    }
-  }
-
-  /**
-   * After a failed pause or stop, makes sure the container is as it was: its journal entry is
-   * cleared when it verifiably is (not paused; still running; gone), else it is put back. True
-   * when it is now between two runs of a crash loop (restarting, or exited after a pause), to be
-   * taken as it is.
-   */
-  private async asItWas(info: ContainerInspect, hold: Hold): Promise<boolean> {
-    const { engine, journal } = this.ctx;
-    const id = info.Id;
-    const now = await engine.inspectContainer(id).catch((err: unknown) => {
-      if (err instanceof NotFoundError) return undefined;
-      throw err;
-    });
-    if (hold === 'pause') {
-      if (now?.State.Paused) await this.putBack(id, 'pause');
-      else journal?.unpaused(id);
-      return Boolean(now && !now.State.Paused && (now.State.Restarting || !now.State.Running));
-    }
-    if (now && !now.State.Running) await this.putBack(id, 'stop');
-    else journal?.restarted(id);
-    return Boolean(now?.State.Restarting);
-  }
-
-  /** Unpauses or starts the container again, then clears its journal entry. */
-  private async putBack(id: string, held: Hold): Promise<void> {
-    const { engine, journal } = this.ctx;
-    if (held === 'pause') {
-      await phase('unpause', () => engine.unpause(id));
-      journal?.unpaused(id);
-    }
-    if (held === 'stop') {
-      await phase('start again', () => engine.start(id));
-      journal?.restarted(id);
-    }
-  }
-
-  /** Runs a hook inside the container; fails with the container, the phase and the exit code. */
-  private async hook(id: string, name: string, phase: 'pre-command' | 'post-command', command: string): Promise<void> {
-    const { engine, log } = this.ctx;
-    const timeoutMs = this.opts.hookTimeout * 1000;
-    log.info(`${name}: ${phase}: ${command}`);
-    const started = performance.now();
-    // A post-command undoes what the pre-command did: it runs even in a cancelled run.
-    const signal = phase === 'pre-command' ? this.ctx.signal : undefined;
-    const result = await engine.exec(id, command, { timeoutMs, signal, onLine: (line) => log.info(`${name} ${phase}> ${line}`) });
-    const ms = Math.round(performance.now() - started);
-    if (result.timedOut) throw new BackupError(`${phase} did not finish within ${(this.opts.words ?? ACTION_WORDS).name('hook-timeout')} ${this.opts.hookTimeout} s (it may still run in the container): ${command}`);
-    if (result.exitCode !== 0) throw new BackupError(`${phase} exited with ${result.exitCode ?? 'an unknown status'} after ${ms} ms: ${command}`);
-    log.info(`${name}: ${phase} done in ${ms} ms`);
   }
 
   /**

@@ -6,8 +6,14 @@ import type { ContainerInspect } from '../engine/containers.js';
 export const PRE_LABEL = 'container-snapshot.pre';
 export const POST_LABEL = 'container-snapshot.post';
 
+/** A container's pre- and post-command (shell command lines run inside it); absent: none. */
+export interface Hooks {
+  pre?: string;
+  post?: string;
+}
+
 /** The pre- and post-command for a container: its labels' (blank: none), else the inputs'. */
-export function hooksFor(opts: BackupOptions, labels: Record<string, string>): { pre?: string; post?: string } {
+export function hooksFor(opts: Pick<BackupOptions, 'preCommand' | 'postCommand'>, labels: Record<string, string>): Hooks {
   const pick = (label: string | undefined, input: string | undefined) => (label !== undefined ? label.trim() || undefined : input);
   return { pre: pick(labels[PRE_LABEL], opts.preCommand), post: pick(labels[POST_LABEL], opts.postCommand) };
 }
@@ -45,6 +51,33 @@ export function holdFor(info: ContainerInspect, opts: Pick<BackupOptions, 'stop'
   if (!stopAsked(opts, info.Config.Labels ?? {})) return { hold: instead };
   if (info.HostConfig.AutoRemove) return { hold: instead, note: `auto-remove (--rm): ${instead === 'pause' ? 'paused' : 'taken running'}, not stopped`, warn: true };
   return { hold: 'stop' };
+}
+
+/**
+ * The one decision of how a container is taken, which the run follows and the dry run reports:
+ * whether it is running (State.Running, not Paused, not Restarting: Engine API), how it is held
+ * and why not as asked (holdFor), and the hooks run around the hold (hooksFor), which run only
+ * when it is running.
+ */
+export interface HoldPlan {
+  running: boolean;
+  hold: Hold;
+  /** Why it is not held as asked (auto-remove, restarting), when it is not. */
+  note?: string;
+  /** True when the note is worth a warning (auto-remove: the stop asked for is not done). */
+  warn?: boolean;
+  /** The pre- and post-command that run around the hold: none when it is not running. */
+  hooks: Hooks;
+  /** True when it has a pre- or post-command that is not run, because it is not running. */
+  hooksSkipped: boolean;
+}
+
+/** How `info`'s container is taken with `opts` (and its labels): see HoldPlan. */
+export function holdPlan(info: ContainerInspect, opts: Pick<BackupOptions, 'stop' | 'pause' | 'preCommand' | 'postCommand'>): HoldPlan {
+  const running = info.State.Running && !info.State.Paused && !info.State.Restarting;
+  const hooks = hooksFor(opts, info.Config.Labels ?? {});
+  const has = Boolean(hooks.pre || hooks.post);
+  return { running, ...holdFor(info, opts), hooks: running ? hooks : {}, hooksSkipped: has && !running };
 }
 
 /** The engine state of a container, as outcomes and set records give it: 'paused' when State.Paused, else State.Status (Engine API). */

@@ -64,7 +64,8 @@ function knownCandidates(name: string, size: number, opts: SaveOptions): BlobDes
 export async function storeSavedImage(source: Readable, targets: StoreTarget[], opts: SaveOptions): Promise<SaveResult> {
   const diffIds = new Set(opts.diffIds);
   const stored = new Map<string, BlobDescriptor>();
-  const small = new Map<string, Buffer>();
+  // Entries that are not layer candidates (manifest.json, the config, small layers), up to BUFFERED_ENTRY_MAX bytes each, by path.
+  const buffered = new Map<string, Buffer>();
   const links = new Map<string, string>();
   let missed = false;
   let reused = 0;
@@ -87,7 +88,7 @@ export async function storeSavedImage(source: Readable, targets: StoreTarget[], 
         continue;
       }
       if (!isLayerCandidate(name, size, diffIds)) {
-        if (size <= BUFFERED_ENTRY_MAX) small.set(name, await readSmall(entry, BUFFERED_ENTRY_MAX));
+        if (size <= BUFFERED_ENTRY_MAX) buffered.set(name, await readSmall(entry, BUFFERED_ENTRY_MAX));
         else entry.resume();
         continue;
       }
@@ -114,19 +115,19 @@ export async function storeSavedImage(source: Readable, targets: StoreTarget[], 
     throw err;
   }
   if (missed) return { retry: true };
-  const manifestText = small.get('manifest.json');
+  const manifestText = buffered.get('manifest.json');
   if (!manifestText) throw new ArchiveError('image archive from the engine has no manifest.json (truncated save?)');
   const [manifest] = JSON.parse(manifestText.toString('utf8')) as Array<{ Config: string; Layers: string[] }>;
   if (!manifest?.Config || !Array.isArray(manifest.Layers)) throw new ArchiveError('image archive manifest.json lists no image');
   const resolve = (p: string) => links.get(p) ?? p;
-  const configBytes = small.get(resolve(manifest.Config));
+  const configBytes = buffered.get(resolve(manifest.Config));
   if (!configBytes) throw new ArchiveError(`image archive has no config ${manifest.Config}`);
   const config = await storeBlob(Readable.from([opts.rewriteConfig?.(configBytes) ?? configBytes]), opts.configTargets, IMAGE_CONFIG_MEDIA_TYPE);
   const layers: BlobDescriptor[] = [];
   for (const layerPath of manifest.Layers) {
     const path = resolve(layerPath);
     let blob = stored.get(path);
-    const bytes = small.get(path);
+    const bytes = buffered.get(path);
     if (!blob && bytes) {
       blob = await storeBlob(Readable.from([bytes]), targets, opts.layerMediaType);
       stored.set(path, blob);

@@ -5,7 +5,6 @@ import {
   SET_AGE_MEDIA_TYPE,
   SET_MEDIA_TYPE,
   SetDigestError,
-  parseCheckedSet,
   setBlobs,
   summarize,
   type BlobDescriptor,
@@ -13,6 +12,7 @@ import {
   type SetSummary,
   type SnapshotSet,
 } from './manifest.js';
+import { parseCheckedSet } from './set-parse.js';
 import { sha256Digest } from '../oci/digest.js';
 
 /** The annotation of a set's descriptor (dir:, registry:, artifact:) that holds its clear envelope, as JSON. */

@@ -66,4 +66,14 @@ describe('pre-command and post-command run inside each container around its snap
     expect(result.containers[0].error).toBe('pre-command did not finish within hook-timeout 1 s (it may still run in the container): sleep 30');
     expect((await docker.getContainer(slow.name).inspect()).State.Paused).toBe(false);
   });
+
+  it('a dry run names the pre- and post-command the run would run, and runs neither', async () => {
+    const c = await app('dry', { 'container-snapshot.post': 'echo own-post > /data/post' });
+    quietLog.lines.length = 0;
+    const result = await run({ containers: c.name, destination: `dir:${join(res.tempDir(), 'dry')}`, tag: 'dry', 'dry-run': 'true', 'pre-command': 'echo pre > /data/pre' });
+    expect(result.containers.map((o) => o.status)).toEqual(['planned']);
+    const line = quietLog.lines.find((l) => l.startsWith(`[dry-run] ${c.name} (`));
+    expect(line).toMatch(/\(running, would be paused, image .*; would run pre-command: echo pre > \/data\/pre; post-command: echo own-post > \/data\/post$/);
+    expect({ pre: await has(c.name, '/data/pre'), post: await has(c.name, '/data/post') }).toEqual({ pre: false, post: false });
+  });
 });

@@ -3,7 +3,8 @@ import { deltaConfig, isEmpty, planDelta, whiteoutName } from '../../src/snapsho
 import { isDir, isRegular, isSymlink, sameEntry, type LayerEntry, type LayerIndex } from '../../src/snapshot/layer-index.js';
 import { parseLayerCompaction } from '../../src/core/backup-input.js';
 import { stackWinners } from '../../src/browse/layer-stack.js';
-import { SET_SCHEMA_VERSION, parseSet, type SnapshotSet } from '../../src/snapshot/manifest.js';
+import { SET_SCHEMA_VERSION, type SnapshotSet } from '../../src/snapshot/manifest.js';
+import { parseSet } from '../../src/snapshot/set-parse.js';
 
 const DIR = 0x80000000 + 0o755;
 const LINK = 0x08000000 + 0o777;

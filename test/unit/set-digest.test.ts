@@ -8,7 +8,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ArtifactDestination } from '../../src/destinations/artifact/index.js';
 import { DirDestination, parseSetRecord } from '../../src/destinations/dir/index.js';
 import { setsTable } from '../../src/report.js';
-import { ManifestError, SET_MEDIA_TYPE, SetDigestError, parseCheckedSet, type SnapshotSet } from '../../src/snapshot/manifest.js';
+import { ManifestError, SET_MEDIA_TYPE, SetDigestError, type SnapshotSet } from '../../src/snapshot/manifest.js';
+import { parseCheckedSet } from '../../src/snapshot/set-parse.js';
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 

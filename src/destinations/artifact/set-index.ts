@@ -1,5 +1,6 @@
 import { isDigest } from '../../oci/digest.js';
-import { SET_AGE_MEDIA_TYPE, parseSet, setBlobs, type SnapshotSet } from '../../snapshot/manifest.js';
+import { SET_AGE_MEDIA_TYPE, setBlobs, type SnapshotSet } from '../../snapshot/manifest.js';
+import { parseSet } from '../../snapshot/set-parse.js';
 import { envelopeOf, type SealedDocument } from '../../snapshot/sealed-sets.js';
 import { DestinationError } from '../types.js';
 

@@ -5,12 +5,12 @@ import {
   SetDigestError,
   damagedSummary,
   newestFirst,
-  parseSet,
   summarize,
   type SetDescriptor,
   type SetSummary,
   type SnapshotSet,
 } from '../../snapshot/manifest.js';
+import { parseSet } from '../../snapshot/set-parse.js';
 import { sha256Digest } from '../../oci/digest.js';
 import type { Keyring } from '../../crypto/keyring.js';
 import { envelopeOf, openSealed, sealSet, sealedSummary } from '../../snapshot/sealed-sets.js';

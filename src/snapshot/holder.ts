@@ -1,0 +1,156 @@
+/**
+ * How a container is held still for its snapshot and put back: its pre- and post-command run
+ * around the hold, the pause or stop (journalled first, so an interrupted run is undone), and the
+ * unpause or start after. What is decided (pause, stop, which hooks) comes from hold.ts.
+ */
+import type { BackupOptions } from '../core/options.js';
+import { errorMessage } from '../core/log.js';
+import { ACTION_WORDS } from '../core/words.js';
+import type { ContainerInspect } from '../engine/containers.js';
+import { NotFoundError } from '../engine/errors.js';
+import type { MemberGate } from './groups.js';
+import { type BackupContext, BackupError, phase } from './backup-context.js';
+import { ENGINE_STOP_TIMEOUT_S, STOP_MARGIN_MS, type Hold, type Hooks } from './hold.js';
+
+/** Holds containers still and puts them back, for one backup run: its engine, log, journal and signal, and the options that time the hooks and stops. */
+export class Holder {
+  constructor(
+    private readonly ctx: Pick<BackupContext, 'engine' | 'log' | 'journal' | 'signal'>,
+    private readonly opts: Pick<BackupOptions, 'stopTimeout' | 'hookTimeout' | 'words'>,
+    /** Why a container was not held as asked, by container ID: a hold that finds it restarting says so here. */
+    private readonly notes: Map<string, string>,
+  ) {}
+
+  /**
+   * Runs `fn` between the pre-command and the post-command; the post-command also runs after a failed
+   * pre-command (it undoes it). In a group, each waits for its turn (dependency order, reversed after).
+   */
+  async withHooks<T>(id: string, name: string, hooks: Hooks, gate: MemberGate | undefined, fn: () => Promise<T>): Promise<T> {
+    try {
+      await gate?.beforePre();
+      if (hooks.pre) await this.hook(id, name, 'pre-command', hooks.pre);
+      gate?.afterPre();
+      return await fn();
+    } catch (err) {
+      gate?.fail(err);
+      throw err;
+    } finally {
+      await gate?.beforePost();
+      if (hooks.post) await this.hook(id, name, 'post-command', hooks.post).catch((err: unknown) => this.ctx.log.warning(`${name}: ${errorMessage(err)}`));
+      gate?.afterPost();
+    }
+  }
+
+  /**
+   * Runs `take` with the container held still as asked: paused, or stopped, each journalled
+   * before the change so that an interruption puts it back, and puts it back after. A hold that
+   * fails leaves the container as it was (its journal entry cleared) or fails the container; one
+   * that fails because the container is not running any more (a crash loop) takes it as it is.
+   * Once stopping, a cancelled run waits for the stop to finish, then starts it again.
+   * In a group, it is held once every member's pre-command has run, taken once every member is
+   * held, and put back once every member is taken. Returns how long it was held, and how.
+   */
+  async held<T>(info: ContainerInspect, name: string, hold: Hold, mounts: number, gate: MemberGate | undefined, take: () => Promise<T>): Promise<{ value: T; heldMs: number; held: Hold }> {
+    const { log, signal } = this.ctx;
+    await gate?.beforeHold();
+    const held = await this.holdStill(info, name, hold);
+    const since = performance.now();
+    let heldMs: number;
+    let value: T;
+    let taken = false;
+    try {
+      await gate?.afterHold();
+      signal?.throwIfAborted();
+      value = await take();
+      await gate?.afterTake();
+      taken = true;
+    } finally {
+      await this.putBack(info.Id, held);
+      gate?.released();
+      heldMs = Math.round(performance.now() - since);
+      const what = (when: string) => (taken ? ` (writable layer and ${mounts} mount(s) taken ${when})` : '');
+      if (held === 'pause') log.info(`${name}: paused for ${heldMs} ms${what('at one point in time')}`);
+      if (held === 'stop') log.info(`${name}: started again after ${heldMs} ms stopped${what('while stopped')}`);
+    }
+    return { value, heldMs, held };
+  }
+
+  /** Pauses or stops the container (the state changes take no abort signal: each runs to its end, then is put back). */
+  private async holdStill(info: ContainerInspect, name: string, hold: Hold): Promise<Hold> {
+    const { engine, log, journal } = this.ctx;
+    const id = info.Id;
+    try {
+      if (hold === 'pause') {
+        journal?.paused(id);
+        await engine.pause(id);
+      }
+      if (hold === 'stop') {
+        const timeoutS = this.opts.stopTimeout ?? (info.Config as { StopTimeout?: number }).StopTimeout ?? ENGINE_STOP_TIMEOUT_S;
+        journal?.stopped({ id, startedAt: info.State.StartedAt, until: Date.now() + timeoutS * 1000 + STOP_MARGIN_MS });
+        log.info(`${name}: stopping (up to ${timeoutS} s before the engine kills it)`);
+        await engine.stop(id, this.opts.stopTimeout);
+        log.info(`${name}: stopped for its snapshot`);
+      }
+      return hold;
+    } catch (err) {
+      if (await this.asItWas(info, hold)) {
+        const verb = hold === 'pause' ? 'paused' : 'stopped';
+        log.info(`${name}: could not be ${verb} (${errorMessage(err)}); it is restarting or not running any more, so it is taken as it is`);
+        this.notes.set(id, `restarting: not ${verb}, taken as it is, between two runs`);
+        return 'none';
+      }
+      throw new BackupError(`${hold}: ${errorMessage(err)}`, { cause: err });
+    }
+  }
+
+  /**
+   * After a failed pause or stop, makes sure the container is as it was: its journal entry is
+   * cleared when it verifiably is (not paused; still running; gone), else it is put back. True
+   * when it is now between two runs of a crash loop (restarting, or exited after a pause), to be
+   * taken as it is.
+   */
+  private async asItWas(info: ContainerInspect, hold: Hold): Promise<boolean> {
+    const { engine, journal } = this.ctx;
+    const id = info.Id;
+    const now = await engine.inspectContainer(id).catch((err: unknown) => {
+      if (err instanceof NotFoundError) return undefined;
+      throw err;
+    });
+    if (hold === 'pause') {
+      if (now?.State.Paused) await this.putBack(id, 'pause');
+      else journal?.unpaused(id);
+      return Boolean(now && !now.State.Paused && (now.State.Restarting || !now.State.Running));
+    }
+    if (now && !now.State.Running) await this.putBack(id, 'stop');
+    else journal?.restarted(id);
+    return Boolean(now?.State.Restarting);
+  }
+
+  /** Unpauses or starts the container again, then clears its journal entry. */
+  private async putBack(id: string, held: Hold): Promise<void> {
+    const { engine, journal } = this.ctx;
+    if (held === 'pause') {
+      await phase('unpause', () => engine.unpause(id));
+      journal?.unpaused(id);
+    }
+    if (held === 'stop') {
+      await phase('start again', () => engine.start(id));
+      journal?.restarted(id);
+    }
+  }
+
+  /** Runs a hook inside the container; fails with the container, the phase and the exit code. */
+  private async hook(id: string, name: string, phase: 'pre-command' | 'post-command', command: string): Promise<void> {
+    const { engine, log } = this.ctx;
+    const timeoutMs = this.opts.hookTimeout * 1000;
+    log.info(`${name}: ${phase}: ${command}`);
+    const started = performance.now();
+    // A post-command undoes what the pre-command did: it runs even in a cancelled run.
+    const signal = phase === 'pre-command' ? this.ctx.signal : undefined;
+    const result = await engine.exec(id, command, { timeoutMs, signal, onLine: (line) => log.info(`${name} ${phase}> ${line}`) });
+    const ms = Math.round(performance.now() - started);
+    if (result.timedOut) throw new BackupError(`${phase} did not finish within ${(this.opts.words ?? ACTION_WORDS).name('hook-timeout')} ${this.opts.hookTimeout} s (it may still run in the container): ${command}`);
+    if (result.exitCode !== 0) throw new BackupError(`${phase} exited with ${result.exitCode ?? 'an unknown status'} after ${ms} ms: ${command}`);
+    log.info(`${name}: ${phase} done in ${ms} ms`);
+  }
+}

@@ -1,0 +1,82 @@
+/** Reading a snapshot set document (manifest.ts): its schema checked, every blob descriptor checked, its bytes checked against their digest. */
+import { isDigest, sha256Digest } from '../oci/digest.js';
+import {
+  CHUNKED_VOLUME_MEDIA_TYPE,
+  ManifestError,
+  SET_MEDIA_TYPE,
+  SET_SCHEMA_VERSIONS,
+  SetDigestError,
+  isChunked,
+  type BlobDescriptor,
+  type ContainerRecord,
+  type ContainerState,
+  type SetDescriptor,
+  type SnapshotSet,
+} from './manifest.js';
+
+/**
+ * Parses a set document only once its bytes match the digest (and size) recorded for its tag
+ * (OCI image-spec descriptor rules: the digest is of the exact bytes). Throws SetDigestError
+ * on a mismatch, ManifestError when the matching bytes are not a set of tag `tag`.
+ */
+export function parseCheckedSet(body: Buffer, expected: Pick<SetDescriptor, 'digest'> & { size?: number }, tag: string, location: string): SnapshotSet {
+  if (sha256Digest(body) !== expected.digest || (expected.size !== undefined && body.length !== expected.size)) {
+    throw new SetDigestError(tag, location, expected.digest);
+  }
+  const set = parseSet(body.toString('utf8'), `${location} ${tag}`);
+  if (set.tag !== tag) throw new ManifestError(`Snapshot ${tag} in ${location}: its set document is the one of snapshot ${set.tag}; not used.`);
+  return set;
+}
+
+/**
+ * Reads a set document of schema 1 or 2 (SET_SCHEMA_VERSIONS) and checks every blob descriptor in it.
+ * A container record's engine state written as `status` (schema 1, and schema 2 before it was `state`)
+ * comes back as `state`. Throws ManifestError when the text is not such a document.
+ */
+export function parseSet(text: string, where: string): SnapshotSet {
+  let set: SnapshotSet;
+  try {
+    set = JSON.parse(text) as SnapshotSet;
+  } catch (err) {
+    throw new ManifestError(`Invalid snapshot manifest at ${where}: ${(err as Error).message}`);
+  }
+  if (set?.mediaType !== SET_MEDIA_TYPE || !(SET_SCHEMA_VERSIONS as readonly unknown[]).includes(set.schemaVersion)) {
+    throw new ManifestError(
+      `Unsupported snapshot manifest at ${where}: expected ${SET_MEDIA_TYPE} schema ${SET_SCHEMA_VERSIONS.join(' or ')}, found ${String(set?.mediaType)} ${String(set?.schemaVersion)}.`,
+    );
+  }
+  if (!Array.isArray(set.containers)) throw new ManifestError(`Invalid snapshot manifest at ${where}: no containers.`);
+  set.failures ??= [];
+  for (const c of set.containers) {
+    stateFromStatus(c);
+    checkBlob(c.image?.config, `container ${c.name} image config`);
+    c.image.layers.forEach((l, i) => checkBlob(l, `container ${c.name} layer ${i}`));
+    if (c.image.layerIndex) checkBlob(c.image.layerIndex, `container ${c.name} writable layer index`);
+    const deltas = c.image.deltas ?? 0;
+    if (!(Number.isInteger(deltas) && deltas >= 0 && (deltas === 0 || deltas < c.image.layers.length))) throw new ManifestError(`Invalid snapshot manifest at ${where}: container ${c.name} has ${String(c.image.deltas)} delta layers of ${c.image.layers.length}.`);
+    c.volumes.forEach((v) => checkVolumeBlob(v.blob, `container ${c.name} volume ${v.name || v.destination}`));
+    c.volumes.forEach((v) => v.metadata?.record && checkBlob(v.metadata.record, `container ${c.name} volume ${v.name || v.destination} side record`));
+  }
+  return set;
+}
+
+/** A record that names its engine state `status` (as written before `state`): renamed in place. */
+function stateFromStatus(c: ContainerRecord & { status?: ContainerState }): void {
+  if (c.state === undefined && c.status !== undefined) c.state = c.status;
+  delete c.status;
+}
+
+function checkBlob(blob: BlobDescriptor | undefined, where: string): void {
+  if (!blob || !isDigest(blob.digest) || !isDigest(blob.contentDigest) || !(blob.size >= 0) || !(blob.contentSize >= 0)) {
+    throw new ManifestError(`Invalid snapshot manifest: ${where} has no valid blob descriptor (sha256 digest and size).`);
+  }
+}
+
+function checkVolumeBlob(blob: BlobDescriptor, where: string): void {
+  checkBlob(blob, where);
+  if (blob.mediaType !== CHUNKED_VOLUME_MEDIA_TYPE) return;
+  if (!isChunked(blob) || blob.chunks.length === 0) throw new ManifestError(`Invalid snapshot manifest: ${where} is chunked and lists no chunks.`);
+  blob.chunks.forEach((chunk, i) => checkBlob(chunk, `${where} chunk ${i}`));
+  const sum = (n: number, b: BlobDescriptor) => n + b.contentSize;
+  if (blob.chunks.reduce(sum, 0) !== blob.contentSize) throw new ManifestError(`Invalid snapshot manifest: ${where}: its chunks do not add up to its size.`);
+}
