@@ -46,7 +46,10 @@ export class ContainerRestore {
     return new Filler(this.ctx.engine, image, this.txn.pending.run, this.ctx.log, this.txn.signal);
   }
 
-  /** Loads the container's image unless the engine has it; `loaded` says whether this restore added it. */
+  /**
+   * Loads the container's image unless the engine has it, and tags it `localImageName(c.name):<set tag>`
+   * (`ref`); `loaded` says whether this restore added it. Throws RestoreError when the engine loaded another image.
+   */
   async loadImage(c: ContainerRecord): Promise<{ ref: string; loaded: boolean }> {
     const { engine, source } = this.ctx;
     const repo = localImageName(c.name);
