@@ -1,6 +1,6 @@
 import type { BackupResult } from './snapshot/backup.js';
 import type { EngineInfo } from './engine/engine.js';
-import type { RestoreResult } from './snapshot/restore.js';
+import type { RestoreResult } from './snapshot/restore-types.js';
 import type { SetSummary } from './snapshot/manifest.js';
 import type { PruneResult } from './snapshot/prune.js';
 import type { VerifyReport } from './snapshot/verify.js';

@@ -14,7 +14,8 @@ import type { ContainerRecord } from './manifest.js';
 import { mergedWith, readMetadataRecord } from './metadata-merge.js';
 import { runLabelValue } from './restore-journal.js';
 import { sparseOf, type MetadataRecord, type SparseFiles } from './volume-metadata.js';
-import { RestoreError, chooseContainers, findSet, type RestoreContext, type RestoredContainer, type RestoreResult } from './restore.js';
+import { chooseContainers, findSet } from './restore-set.js';
+import { RestoreError, type RestoreContext, type RestoredContainer, type RestoreResult } from './restore-types.js';
 
 /** One volume of an existing container to write some of a set's paths into. */
 interface PathsPlan {

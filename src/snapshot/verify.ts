@@ -1,7 +1,8 @@
 import { errorMessage, type Logger } from '../core/log.js';
 import type { Destination } from '../destinations/types.js';
 import type { SnapshotSet } from './manifest.js';
-import { RestoreError, findSet, verifyContainers } from './restore.js';
+import { findSet, verifyContainers } from './restore-set.js';
+import { RestoreError } from './restore-types.js';
 
 /** The snapshot reference that means every set of a location (verification only). */
 export const ALL_SETS = 'all';

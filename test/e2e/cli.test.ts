@@ -5,7 +5,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { Resources, docker, runContainer } from '../support/fixtures.js';
 import { DirDestination } from '../../src/destinations/dir/index.js';
-import { localImageName } from '../../src/snapshot/restore.js';
+import { localImageName } from '../../src/snapshot/container-restore.js';
 import { runCli } from '../support/runner.js';
 
 const version = JSON.parse(readFileSync('package.json', 'utf8')).version as string;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { repoComponent } from '../../src/core/names.js';
-import { localImageName } from '../../src/snapshot/restore.js';
+import { localImageName } from '../../src/snapshot/container-restore.js';
 
 describe('repository names for containers', () => {
   it('keeps valid names and makes the others valid without collisions', () => {

@@ -194,7 +194,7 @@ describe('normalizeLinks', () => {
 
 describe('restore order and renames', () => {
   it('creates containers others refer to first, and applies renames to references', async () => {
-    const { restoreOrder } = await import('../../src/snapshot/restore.js');
+    const { restoreOrder } = await import('../../src/snapshot/restore-set.js');
     const { renameReferences } = await import('../../src/snapshot/spec.js');
     const rec = (name: string, hostConfig: Record<string, unknown>) => ({ name, spec: { config: {}, hostConfig, networks: [] } }) as never;
     const app = rec('app', { Links: ['db:database'], VolumesFrom: ['data:ro'] });

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { TOOL, USER_AGENT } from '../../src/version.js';
 import { backupSummary, restoreSummary } from '../../src/report.js';
 import type { BackupResult } from '../../src/snapshot/backup.js';
-import type { RestoreResult } from '../../src/snapshot/restore.js';
+import type { RestoreResult } from '../../src/snapshot/restore-types.js';
 
 const json = (file: string) => JSON.parse(readFileSync(file, 'utf8'));
 const pkg = json('package.json') as { version: string };

@@ -1,0 +1,221 @@
+import { randomBytes } from 'node:crypto';
+import type { RestoreOptions } from '../core/options.js';
+import { errorMessage } from '../core/log.js';
+import { ACTION_WORDS } from '../core/words.js';
+import { repoComponent } from '../core/names.js';
+import { loadArchive } from './image-archive.js';
+import type { ContainerRecord, SnapshotSet } from './manifest.js';
+import { containerReferences, createNetworkOptions, createOptions, renameReferences } from './spec.js';
+import { Filler } from './fill.js';
+import { hasChanges, type CreatedNetwork, type RestoreTransaction } from './transaction.js';
+import { rollBackTargets } from './restore-rollback.js';
+import { mapPorts, willStart } from './target-check.js';
+import { anonymousVolumes, inheritedMounts, isTmpfs } from './restore-mounts.js';
+import { imageScope } from './restore-set.js';
+import { VolumeRestore } from './restore-volumes.js';
+import { RestoreError, type RestoreContext, type RestoredContainer } from './restore-types.js';
+
+/**
+ * The local name of a restored image. Not the registry's reference: the image pushed there
+ * carries OCI labels, so it is a different image from the one restored.
+ */
+export function localImageName(container: string): string {
+  return `container-snapshot/${repoComponent(container)}`;
+}
+
+/**
+ * Restores the containers of one run, one at a time, each as a transaction: every change (old
+ * container set aside, volume created or replaced, network created, container created) is recorded
+ * in `txn` before it is made, so that `rollBack` can put it back; `commit` ends it. Volumes are
+ * restored through a `VolumeRestore`. Engine errors are passed on; a refusal is a `RestoreError`.
+ */
+export class ContainerRestore {
+  private readonly volumes: VolumeRestore;
+
+  constructor(
+    private readonly ctx: RestoreContext,
+    private readonly opts: RestoreOptions,
+    private readonly set: SnapshotSet,
+    /** Names of the containers this run restores: their old instances may be replaced. */
+    private readonly targets: Set<string>,
+    private readonly txn: RestoreTransaction,
+  ) {
+    this.volumes = new VolumeRestore(ctx, opts, txn, (image) => this.filler(image));
+  }
+
+  private filler(image: string): Filler {
+    return new Filler(this.ctx.engine, image, this.txn.pending.run, this.ctx.log, this.txn.signal);
+  }
+
+  /**
+   * Loads the container's image unless the engine has it, and tags it `localImageName(c.name):<set tag>`
+   * (`ref`); `loaded` says whether this restore added it. Throws RestoreError when the engine loaded another image.
+   */
+  async loadImage(c: ContainerRecord): Promise<{ ref: string; loaded: boolean }> {
+    const { engine, source } = this.ctx;
+    const repo = localImageName(c.name);
+    const ref = `${repo}:${this.set.tag}`;
+    if (await engine.imageExists(c.image.id)) {
+      await engine.tagImage(c.image.id, repo, this.set.tag);
+      return { ref, loaded: false };
+    }
+    this.ctx.log.info(`${c.name}: loading image ${c.image.id.slice(0, 19)} (${c.image.layers.length} layer(s)) into the engine`);
+    const loaded = await engine.loadImage(loadArchive(source, imageScope(c), c.image, ref));
+    if (!(await engine.imageExists(c.image.id))) {
+      throw new RestoreError(`${c.name}: the engine loaded ${loaded.join(', ') || 'nothing'}, not image ${c.image.id}`);
+    }
+    await engine.tagImage(c.image.id, repo, this.set.tag);
+    return { ref, loaded: true };
+  }
+
+  /** Everything that would make this restore clobber something, or fail half-way, checked before any change. */
+  async conflicts(c: ContainerRecord, target: string, image: string): Promise<string[]> {
+    const { engine } = this.ctx;
+    const filler = this.filler(image);
+    const found: string[] = [];
+    const w = this.opts.words ?? ACTION_WORDS;
+    const [replace, rename] = [w.enable('replace'), w.name('rename')];
+    if (!this.opts.replace && (await engine.findContainer(target))) found.push(`container '${target}' exists (${replace} replaces it, ${rename} ${c.name}=NEW restores it beside it)`);
+    for (const ref of containerReferences(renameReferences(c.spec, this.opts.rename).hostConfig)) {
+      if (!this.targets.has(ref) && !(await engine.findContainer(ref))) {
+        found.push(`it needs container '${ref}' (volumes-from, links or a shared namespace), which is neither restored now nor on the engine`);
+      }
+    }
+    for (const v of this.volumes.namedVolumes(c)) {
+      const name = this.volumes.volumeName(v);
+      if (!(await engine.inspectVolume(name))) {
+        if (v.driverOptions?.device && !isTmpfs(v) && !this.opts.replace) found.push(`volume '${name}' would be created on ${v.driverOptions.device}, which may hold data (${replace} writes there)`);
+        continue;
+      }
+      const others = (await engine.volumeUsers(name)).filter((u) => !(this.opts.replace && this.targets.has(u.name)));
+      if (others.length > 0) found.push(`volume '${name}' is in use by ${others.map((u) => u.name).join(', ')}`);
+      else if (!this.opts.replace && !isTmpfs(v) && (await filler.volumeHasData(name))) found.push(`volume '${name}' exists and is not empty (${replace} replaces it, ${rename} ${v.name}=NEW restores it beside it)`);
+    }
+    if (this.opts.includeVolumes && !this.opts.replace) {
+      const inherited = inheritedMounts(c);
+      for (const v of c.volumes.filter((m) => m.type === 'bind' && m.source && !inherited.has(m.destination))) {
+        const probe = await filler.probeHostPath(v.source!);
+        if (probe.hasData) found.push(`host path '${v.source}' ${probe.kind === 'directory' ? 'is not empty' : 'exists'}`);
+      }
+    }
+    return found;
+  }
+
+  /**
+   * With replace, before any other change: each old container is stopped and kept aside under
+   * another name until its replacement runs (all of them first, since they may share volumes).
+   */
+  async setAside(target: string, image: string): Promise<void> {
+    const { engine, log } = this.ctx;
+    const old = await engine.findContainer(target);
+    if (!old) return;
+    const asideName = `${target}-replaced-${randomBytes(3).toString('hex')}`;
+    this.txn.record(target, (e) => {
+      e.image = image;
+      e.aside = { id: old.Id, asideName, wasRunning: old.State.Running, wasPaused: old.State.Paused };
+    });
+    if (old.State.Paused) await engine.unpause(old.Id);
+    if (old.State.Running) {
+      log.info(`${target}: stopping the existing container (its own stop timeout)`);
+      await engine.stop(old.Id); // its own stop signal and timeout
+    }
+    await engine.renameContainer(old.Id, asideName);
+    log.info(`${target}: the existing container is stopped and kept as '${asideName}' until the restore succeeds`);
+  }
+
+  /** Creates the user-defined networks the container needs and the engine lacks, each recorded first (a rollback removes them). */
+  private async ensureNetworks(c: ContainerRecord, target: string): Promise<void> {
+    const { engine, log } = this.ctx;
+    for (const n of c.spec.networks) {
+      if (!n.definition || (await engine.inspectNetwork(n.name))) continue;
+      const created: CreatedNetwork = { name: n.name };
+      this.txn.record(target, (e) => (e.createdNetworks ??= []).push(created));
+      const id = await engine.createNetwork(createNetworkOptions(n.name, n.definition) as never);
+      this.txn.record(target, () => (created.id = id));
+      log.info(`${c.name}: created network ${n.name}`);
+    }
+  }
+
+  private shouldStart(c: ContainerRecord): boolean {
+    return willStart(c, this.opts.start);
+  }
+
+  /**
+   * Without volumes, the container replacing an old one mounts the old one's anonymous volumes at
+   * the same mount points: no volume is written, and none is lost when the old container goes.
+   */
+  private async keepAnonymousVolumes(c: ContainerRecord, target: string, create: { HostConfig?: { Mounts?: unknown[] } }): Promise<void> {
+    const old = this.txn.pending.targets.find((t) => t.target === target)?.aside;
+    if (!old || old.removed) return;
+    const inherited = inheritedMounts(c);
+    const wanted = new Set(c.volumes.filter((v) => v.anonymous && !inherited.has(v.destination)).map((v) => v.destination));
+    const keep = anonymousVolumes(await this.ctx.engine.inspectContainer(old.id)).filter((v) => wanted.has(v.destination));
+    if (keep.length === 0) return;
+    const targets = new Set(keep.map((v) => v.destination));
+    const mounts = ((create.HostConfig?.Mounts as Array<{ Target?: string }> | undefined) ?? []).filter((m) => !targets.has(m.Target ?? ''));
+    create.HostConfig = { ...create.HostConfig, Mounts: [...mounts, ...keep.map((v) => ({ Type: 'volume', Source: v.volume, Target: v.destination }))] };
+  }
+
+  private async create(c: ContainerRecord, target: string, image: string): Promise<string> {
+    const { engine } = this.ctx;
+    await this.ensureNetworks(c, target);
+    const spec = mapPorts(renameReferences(c.spec, this.opts.rename), this.opts.portMap ?? []);
+    const { create, connect } = createOptions(spec, target, image, (await engine.info()).apiVersion);
+    if (!this.opts.includeVolumes) await this.keepAnonymousVolumes(c, target, create);
+    this.txn.record(target, (e) => {
+      e.image = image;
+      e.creating = true;
+    });
+    const id = await engine.createContainer(create);
+    this.txn.record(target, (e) => (e.created = id));
+    await this.volumes.fillOwnMounts(c, id, image);
+    for (const n of connect) await engine.connectNetwork(n.network, id, n.endpoint);
+    this.txn.checkpoint();
+    if (this.shouldStart(c)) {
+      await engine.start(id);
+      if (c.state === 'paused' && this.opts.start === 'auto') await engine.pause(id);
+    }
+    return id;
+  }
+
+  /** Puts back what the restores of `targets` changed, and forgets them. */
+  async rollBack(...targets: string[]): Promise<void> {
+    const entries = this.txn.pending.targets.filter((t) => targets.includes(t.target));
+    if (entries.length === 0) return;
+    for (const e of entries) this.volumes.forget(...e.replaced.map((v) => v.name), ...e.createdVolumes);
+    const problems = await rollBackTargets(this.ctx.engine, this.txn.pending.run, this.txn.pending.helperImage, entries, this.ctx.log, () => this.txn.persist());
+    for (const e of entries) if (!hasChanges(e)) this.txn.committed(e.target);
+    if (problems.length > 0) throw new RestoreError(`${targets.join(', ')}: could not put everything back: ${problems.join('; ')}`);
+  }
+
+  /** The restore of `target` succeeded: what it kept aside is removed. */
+  async commit(target: string): Promise<void> {
+    const { engine } = this.ctx;
+    const e = this.txn.pending.targets.find((t) => t.target === target);
+    if (!e) return;
+    const a = e.aside;
+    if (a && !a.removed) await engine.removeContainer(a.id, { force: true, volumes: true }).catch(() => undefined);
+    if (a?.removed) {
+      await engine.removeImage(a.removed.image, { force: true });
+      for (const v of a.removed.anonymous) await engine.removeVolume(v.volume).catch(() => undefined);
+    }
+    for (const v of e.replaced) if (v.aside) await engine.removeVolume(v.aside).catch(() => undefined);
+    this.txn.committed(target);
+  }
+
+  /** Restores one container; commits it unless `deferCommit` (a group member: committed with its group by the caller, or rolled back). */
+  async restore(c: ContainerRecord, target: string, image: string, deferCommit = false): Promise<RestoredContainer> {
+    const { engine } = this.ctx;
+    let id: string;
+    try {
+      await this.volumes.prepareVolumes(c, target, image);
+      id = await this.create(c, target, image);
+    } catch (err) {
+      await this.rollBack(target).catch((e: unknown) => this.ctx.log.error(errorMessage(e)));
+      throw err;
+    }
+    if (!deferCommit) await this.commit(target);
+    const info = await engine.inspectContainer(id);
+    return { name: target, from: c.name, id, state: info.State.Paused ? 'paused' : info.State.Status, status: 'ok' };
+  }
+}

@@ -1,0 +1,39 @@
+import type { ContainerInspect } from '../engine/containers.js';
+import type { ContainerRecord, VolumeRecord } from './manifest.js';
+import { mountsToTake } from './volumes.js';
+
+/**
+ * Mount points of `c` that come from another container through `--volumes-from`: those it does
+ * not declare itself (its binds, mounts and `Config.Volumes`). They belong to that container and
+ * are restored through it, never through `c`.
+ */
+export function inheritedMounts(c: ContainerRecord): Set<string> {
+  const hc = c.spec.hostConfig;
+  if (!((hc.VolumesFrom as string[] | null) ?? []).length) return new Set();
+  const declared = new Set<string>([
+    ...((hc.Binds as string[] | null) ?? []).map((b) => b.split(':')[1]),
+    ...((hc.Mounts as Array<{ Target?: string }> | null) ?? []).map((m) => m.Target ?? ''),
+    ...Object.keys((c.spec.config.Volumes as Record<string, unknown> | null) ?? {}),
+  ]);
+  return new Set(c.volumes.filter((v) => !declared.has(v.destination)).map((v) => v.destination));
+}
+
+/** A local-driver volume mounted as tmpfs: its content lives in memory only, and nothing on disk can be clobbered. */
+export function isTmpfs(v: VolumeRecord): boolean {
+  return v.driverOptions?.type === 'tmpfs' || v.driverOptions?.device === 'tmpfs';
+}
+
+/**
+ * A container's own anonymous volumes (from its Engine API inspect): those its configuration or
+ * image declares, not those it takes from another container with `--volumes-from` (they are that
+ * container's). Each is its mount point and the engine's name of the volume.
+ */
+export function anonymousVolumes(info: ContainerInspect): Array<{ destination: string; volume: string }> {
+  const declared = new Set([
+    ...Object.keys((info.Config?.Volumes as Record<string, unknown> | null) ?? {}),
+    ...((info.HostConfig?.Mounts as Array<{ Type?: string; Source?: string; Target?: string }> | null) ?? []).filter((m) => m.Type === 'volume' && !m.Source).map((m) => m.Target ?? ''),
+  ]);
+  return mountsToTake(info, { includeVolumes: true, includeBindMounts: false })
+    .filter((m) => m.anonymous && declared.has(m.destination))
+    .map((m) => ({ destination: m.destination, volume: m.name }));
+}

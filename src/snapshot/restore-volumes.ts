@@ -1,0 +1,176 @@
+import { randomBytes } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import type { RestoreOptions } from '../core/options.js';
+import { ConflictError } from '../engine/errors.js';
+import { SET_SCOPE } from '../destinations/types.js';
+import { openContent } from './blobs.js';
+import type { ContainerRecord, VolumeRecord } from './manifest.js';
+import { captureSpec } from './spec.js';
+import { RUN_LABEL, type Filler } from './fill.js';
+import type { RestoreTransaction, ReplacedVolume } from './transaction.js';
+import { mergedWith, readMetadataRecord } from './metadata-merge.js';
+import { sparseOf, type MetadataRecord, type SparseFiles } from './volume-metadata.js';
+import { anonymousVolumes, inheritedMounts, isTmpfs } from './restore-mounts.js';
+import { RestoreError, type RestoreContext } from './restore-types.js';
+
+/**
+ * The volume part of a restore run: creates, empties (with `replace`) and fills the named volumes
+ * of the containers it restores, and fills their own anonymous volumes and bind mounts. Each change
+ * is recorded in `txn` before it is made, so that a rollback can put it back. A volume that cannot
+ * be replaced (in use by a container not set aside) is a `RestoreError`; engine errors are passed on.
+ */
+export class VolumeRestore {
+  /** Volumes already filled by this run (two containers of a set may share one). */
+  private readonly filled = new Set<string>();
+
+  constructor(
+    private readonly ctx: RestoreContext,
+    private readonly opts: RestoreOptions,
+    private readonly txn: RestoreTransaction,
+    /** A helper that writes volumes and host paths, run from `image` (the restored container's image). */
+    private readonly filler: (image: string) => Filler,
+  ) {}
+
+  /** The name `v` is restored under (`opts.rename` may give it a new one). */
+  volumeName(v: VolumeRecord): string {
+    return this.opts.rename.get(v.name) ?? v.name;
+  }
+
+  /** The container's own named volumes to restore (inherited ones belong to their owner); none without `includeVolumes`. */
+  namedVolumes(c: ContainerRecord): VolumeRecord[] {
+    if (!this.opts.includeVolumes) return [];
+    const inherited = inheritedMounts(c);
+    return c.volumes.filter((v) => v.type === 'volume' && !v.anonymous && !inherited.has(v.destination));
+  }
+
+  /** Forgets that these volumes were filled (their restore was put back): a later restore fills them again. */
+  forget(...volumes: string[]): void {
+    for (const v of volumes) this.filled.delete(v);
+  }
+
+  /**
+   * Opens a volume's verified content, with the metadata the engine's archive dropped (its side
+   * record) merged back in; a cancelled restore destroys it.
+   */
+  private content(c: ContainerRecord, v: VolumeRecord): () => Promise<Readable> {
+    const what = `${c.name} volume ${v.name || v.destination}`;
+    if (v.metadata?.notKept) this.ctx.log.warning(`${what}: not in the set: ${v.metadata.notKept}`);
+    let record: Promise<MetadataRecord> | undefined;
+    return async () => {
+      this.txn.checkpoint();
+      if (v.metadata?.record) record ??= readMetadataRecord(this.ctx.source, v.metadata.record, what);
+      const merging = record && (await record);
+      const stream = await openContent(this.ctx.source, SET_SCOPE, v.blob, what);
+      return this.txn.track(merging ? mergedWith(stream, merging) : stream);
+    };
+  }
+
+  /** The sparse files a volume's side record names (see `sparseOf`), read before the volume is filled. */
+  private sparse(c: ContainerRecord, v: VolumeRecord): () => Promise<SparseFiles> {
+    const record = v.metadata?.record;
+    return async () => sparseOf(record && (await readMetadataRecord(this.ctx.source, record, `${c.name} volume ${v.name || v.destination}`)));
+  }
+
+  /**
+   * Old containers set aside that still use a volume about to be emptied are removed, their
+   * writable layer committed first so that a rollback can create them again.
+   */
+  private async releaseVolume(volume: string): Promise<void> {
+    const { engine, log } = this.ctx;
+    for (const user of await engine.volumeUsers(volume)) {
+      const owner = this.txn.asideOf(user.id);
+      if (!owner?.aside) throw new RestoreError(`volume '${volume}' is in use by ${user.name}; cannot replace it`);
+      const info = await engine.inspectContainer(user.id);
+      const ref = { repo: `container-snapshot-aside/${user.id.slice(0, 12)}`, tag: `p${process.pid}-${randomBytes(3).toString('hex')}` };
+      // Without its environment (passwords): the committed image carries it, and the journal must not.
+      const { Env: _env, ...config } = captureSpec(info, new Map()).config;
+      const spec = { ...captureSpec(info, new Map()), config };
+      this.txn.record(owner.target, (e) => {
+        e.aside!.removed = { image: `${ref.repo}:${ref.tag}`, spec, anonymous: anonymousVolumes(info) };
+      });
+      await engine.commit(user.id, { pause: false, ...ref });
+      await engine.removeContainer(user.id, { force: true, volumes: false });
+      log.info(`${owner.target}: the replaced container '${owner.aside.asideName}' is removed to replace volume '${volume}' (committed, to be put back if the restore fails)`);
+    }
+  }
+
+  /** Empties an existing volume for the snapshot's content, keeping its old content aside until the restore commits. */
+  private async replaceVolume(c: ContainerRecord, target: string, v: VolumeRecord, image: string): Promise<void> {
+    const { engine } = this.ctx;
+    const name = this.volumeName(v);
+    const old = (await engine.inspectVolume(name))!;
+    const hasData = !isTmpfs(v) && (await this.filler(image).volumeHasData(name));
+    const aside = hasData ? `${name}-aside-${randomBytes(3).toString('hex')}` : undefined;
+    const record: ReplacedVolume = { name, aside, kept: false, emptied: false, driver: old.Driver, driverOpts: (old.Options as Record<string, string> | null) ?? {}, labels: (old.Labels as Record<string, string> | null) ?? {} };
+    this.txn.record(target, (e) => {
+      e.image = image;
+      e.replaced.push(record);
+    });
+    if (aside) {
+      await engine.createVolume({ name: aside, labels: { [RUN_LABEL]: this.txn.pending.run } });
+      await this.filler(image).copyVolume(name, aside);
+    }
+    this.txn.record(target, () => (record.kept = true));
+    await this.releaseVolume(name);
+    this.txn.record(target, () => (record.emptied = true));
+    try {
+      await engine.removeVolume(name);
+    } catch (err) {
+      if (err instanceof ConflictError) throw new RestoreError(`${c.name}: volume '${name}' is in use by another container; cannot replace it`);
+      throw err;
+    }
+    await engine.createVolume({ name, driver: v.driver, driverOpts: v.driverOptions, labels: v.labels });
+  }
+
+  /**
+   * Creates, or with `replace` empties, each of the container's own named volumes and fills it with
+   * the set's content, before the container exists; a volume this run already filled is skipped.
+   */
+  async prepareVolumes(c: ContainerRecord, target: string, image: string): Promise<void> {
+    const { engine, log } = this.ctx;
+    for (const v of this.namedVolumes(c)) {
+      const name = this.volumeName(v);
+      if (this.filled.has(name)) continue;
+      if (await engine.inspectVolume(name)) {
+        if (this.opts.replace) await this.replaceVolume(c, target, v, image);
+        else {
+          // Empty and unused (checked): a rollback empties it again.
+          const old = (await engine.inspectVolume(name))!;
+          this.txn.record(target, (e) => e.replaced.push({ name, kept: true, emptied: true, driver: old.Driver, driverOpts: (old.Options as Record<string, string> | null) ?? {}, labels: (old.Labels as Record<string, string> | null) ?? {} }));
+        }
+      } else {
+        this.txn.record(target, (e) => e.createdVolumes.push(name));
+        await engine.createVolume({ name, driver: v.driver, driverOpts: v.driverOptions, labels: v.labels });
+      }
+      this.filled.add(name);
+      if (isTmpfs(v)) {
+        log.info(`${c.name}: volume '${name}' is a tmpfs volume: created as it was; its content lived in memory only and starts empty, as after any restart`);
+        continue;
+      }
+      // Filled before the container exists, so the engine finds it not empty and copies no image content in.
+      log.info(`${c.name}: filling volume '${name}'`);
+      await this.filler(image).fillVolume(name, v.destination, this.content(c, v), this.sparse(c, v));
+    }
+  }
+
+  /**
+   * Fills the new container `id`'s own anonymous volumes and bind mounts, each through a helper of
+   * its own; throws `RestoreError` when the container has no volume at a recorded mount point.
+   */
+  async fillOwnMounts(c: ContainerRecord, id: string, image: string): Promise<void> {
+    if (!this.opts.includeVolumes) return;
+    const inherited = inheritedMounts(c);
+    const mounts = ((await this.ctx.engine.inspectContainer(id)).Mounts ?? []) as Array<{ Type?: string; Name?: string; Destination: string }>;
+    for (const v of c.volumes.filter((m) => (m.type === 'bind' || m.anonymous) && !inherited.has(m.destination))) {
+      if (v.type === 'bind') {
+        this.ctx.log.info(`${c.name}: filling bind mount ${v.source}`);
+        await this.filler(image).fillHostPath(v.source!, v.destination, this.content(c, v));
+        continue;
+      }
+      const volume = mounts.find((m) => m.Type === 'volume' && m.Destination === v.destination)?.Name;
+      if (!volume) throw new RestoreError(`${c.name}: the new container has no volume at ${v.destination}`);
+      this.ctx.log.info(`${c.name}: filling anonymous volume at ${v.destination}`);
+      await this.filler(image).fillVolume(volume, v.destination, this.content(c, v), this.sparse(c, v));
+    }
+  }
+}
