@@ -27,6 +27,7 @@ import { listPath, listSet, type PathListing, type SetListing } from './browse/l
 import type { Target } from './browse/paths.js';
 import { diffSets, type SetDiff } from './browse/compare.js';
 import { extractPath, type ExtractOptions, type ExtractResult } from './browse/extract.js';
+import { provenanceOf } from './core/provenance.js';
 
 /** What every command needs from its caller (the action or the CLI). */
 export interface Deps {
@@ -117,7 +118,7 @@ async function backUpOn(engine: Engine, opts: BackupOptions, deps: Deps, destina
   }
   const { signal } = deps;
   const cut = signal ? destinations.map((d) => cancellable(d, signal)) : destinations;
-  const result = { ...(await runBackup(opts, { engine, destinations: cut, log: deps.log, env: deps.env, journal: deps.journal, signal, now: deps.now })), engine: identity };
+  const result = { ...(await runBackup(opts, { engine, destinations: cut, log: deps.log, env: deps.env, provenance: provenanceOf(deps.env), journal: deps.journal, signal, now: deps.now })), engine: identity };
   if (!opts.keep || (!result.written && !opts.dryRun)) return result;
   const holders = opts.dryRun ? destinations : destinations.filter((d) => result.destinations.some((p) => p.destination === d.label && p.written));
   return { ...result, pruned: await pruneAfterBackup(holders, opts.keep, result.tag, opts.dryRun, deps) };

@@ -3,6 +3,7 @@ import { errorMessage, type Logger } from '../core/log.js';
 import type { Engine } from '../engine/engine.js';
 import type { Destination } from '../destinations/types.js';
 import type { Journal } from '../core/journal.js';
+import type { Provenance } from '../core/provenance.js';
 import { meterWith, type Meter } from '../util/progress.js';
 import type { StoreTarget } from './blobs.js';
 
@@ -11,7 +12,10 @@ export interface BackupContext {
   journal?: Journal;
   destinations: Destination[];
   log: Logger;
+  /** Read for RUNNER_TEMP (the spool) and the lock directory; not for provenance (given below). */
   env?: NodeJS.ProcessEnv;
+  /** What the set document records as its source's revision and run (none when absent). */
+  provenance?: Provenance;
   now?: () => Date;
   /** Aborted when the run is cancelled: the pipeline stops, and puts back what it changed. */
   signal?: AbortSignal;

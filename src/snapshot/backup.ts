@@ -98,7 +98,7 @@ async function checkAndStore(
   const worker = new ContainerBackup({ ...ctx, signal }, opts, history, compression, spool);
   let stored: Stored | undefined;
   try {
-    stored = await backUpAndStore(ctx, opts, selected, { worker, stopOthers, signal }, created, engineInfo, outcomes);
+    stored = await backUpAndStore(ctx, opts, selected, { worker, stopOthers, signal }, { created, engine: engineInfo, earlier: outcomes });
   } finally {
     await spool.close();
     // Where no set was written (a failure, an abort, every container failed): drop what was stored for it, where nothing else would.
@@ -235,6 +235,15 @@ async function backUpGroup(
 /** What backUpAndStore produced: the outcomes of the containers it took or failed (not those given to it), and where the set went. */
 type Stored = Omit<BackupResult, 'tag' | 'failed'>;
 
+/** What the set document of a run records besides its containers: when, on which engine, and the containers that failed before any was taken. */
+interface SetOrigin {
+  /** ISO 8601 time the run started. */
+  created: string;
+  engine: SnapshotSet['source']['engine'];
+  /** Outcomes given before backUpEach (containers not found): listed as failures in the set, not returned. */
+  earlier: readonly ContainerOutcome[];
+}
+
 /**
  * Backs up the selected containers (backUpEach), then writes their set, which also lists as failures
  * those of `earlier` (the containers not found) and those that failed here. Throws BackupError when
@@ -245,14 +254,11 @@ async function backUpAndStore(
   opts: BackupOptions,
   selected: Candidate[],
   crew: Crew,
-  created: string,
-  engineInfo: SnapshotSet['source']['engine'],
-  earlier: readonly ContainerOutcome[],
+  { created, engine, earlier }: SetOrigin,
 ): Promise<Stored> {
   const { log } = ctx;
   const { records, failures, groups } = await backUpEach(ctx, opts, selected, crew);
   if (records.length === 0) return { containers: failures, written: false, artifacts: [], destinations: [], groups };
-  const env = ctx.env ?? {};
   const containers = records.map(({ blobStats: _unused, ...r }) => r);
   const set: SnapshotSet = {
     schemaVersion: SET_SCHEMA_VERSION,
@@ -262,9 +268,8 @@ async function backUpAndStore(
     tool: TOOL,
     source: {
       hostname: hostname(),
-      engine: engineInfo,
-      ...(env.GITHUB_SHA ? { revision: env.GITHUB_SHA } : {}),
-      ...(env.GITHUB_RUN_ID ? { run: `${env.GITHUB_REPOSITORY ?? ''}/actions/runs/${env.GITHUB_RUN_ID}` } : {}),
+      engine,
+      ...ctx.provenance,
     },
     containers,
     failures: [...earlier, ...failures].filter((o) => o.status === 'failed').map((o) => ({ name: o.name, error: o.error ?? '' })),

@@ -68,6 +68,15 @@ describe('the bundled CLI as a newcomer meets it', () => {
     expect(set?.tool).toEqual({ name: 'container-snapshot', version });
   });
 
+  it('records in the set the commit and the workflow run it was taken in, from the environment of a workflow step', async () => {
+    const sha = 'c0ffee'.padEnd(40, '0');
+    const inRun = { ...env, GITHUB_SHA: sha, GITHUB_REPOSITORY: 'acme/app', GITHUB_RUN_ID: '7' };
+    const r = await runCli(['backup', '--containers', app, '--destination', store, '--tag', 'in-a-run'], { env: inRun });
+    expect(r.code, r.stderr).toBe(0);
+    const set = await new DirDestination(store, store.slice('dir:'.length)).readSet('in-a-run');
+    expect(set?.source).toMatchObject({ revision: sha, run: 'acme/app/actions/runs/7' });
+  });
+
   it('lists in a dry run the destinations it would write', async () => {
     const r = await runCli(['backup', '--containers', app, '--destination', store, '--dry-run', '--tag', 'planned'], { env });
     expect(r.code, r.stderr).toBe(0);
