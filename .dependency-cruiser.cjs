@@ -4,7 +4,13 @@
  */
 module.exports = {
   forbidden: [
-    { name: 'no-circular', comment: 'Modules form layers; a cycle hides which one owns what.', severity: 'error', from: { path: '^src' }, to: { circular: true } },
+    {
+      name: 'no-circular',
+      comment: 'Modules form layers; a cycle hides which one owns what.',
+      severity: 'error',
+      from: { path: '^src' },
+      to: { circular: true },
+    },
     {
       name: 'one-engine-module',
       comment: 'src/engine/ is the only module that talks to the Engine API (dockerode).',

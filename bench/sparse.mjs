@@ -60,7 +60,9 @@ export async function sparseVolume(ctx, gib = ctx.opts?.quick ? 0.25 : 4) {
   const volumeSize = () => sh(`docker run --rm -v ${name}:/data ${image} busybox stat -c '%s %b %B' /data/sparse`).trim().split(' ').map(Number);
   try {
     sh(`docker run -d --name ${name} -v ${name}:/data ${image} sleep 2147483647 >/dev/null`);
-    sh(`docker exec ${name} sh -c 'busybox dd if=/dev/urandom of=/data/sparse bs=1M count=2 2>/dev/null && busybox dd if=/dev/urandom of=/data/sparse bs=1M count=2 seek=${Math.floor(apparent / 2 / MB)} conv=notrunc 2>/dev/null && busybox truncate -s ${apparent} /data/sparse'`);
+    sh(
+      `docker exec ${name} sh -c 'busybox dd if=/dev/urandom of=/data/sparse bs=1M count=2 2>/dev/null && busybox dd if=/dev/urandom of=/data/sparse bs=1M count=2 seek=${Math.floor(apparent / 2 / MB)} conv=notrunc 2>/dev/null && busybox truncate -s ${apparent} /data/sparse'`,
+    );
     const b = cli(['backup', '--containers', name, '--destination', `dir:${dest}`, '--tag', 'b9']);
     const paused = Number(/paused for (\d+) ms/.exec(b.out)?.[1] ?? NaN) / 1000;
     const stored = Number(sh(`du -sb ${dest}`).split('\t')[0]);

@@ -61,7 +61,10 @@ function storeBytes(dir) {
 
 function backup(cli, container, store, tag) {
   const started = performance.now();
-  const r = spawnSync('node', [cli, 'backup', '--containers', container, '--destination', `dir:${store}`, '--tag', tag, '--compression', 'zstd'], { encoding: 'utf8', maxBuffer: 1 << 28 });
+  const r = spawnSync('node', [cli, 'backup', '--containers', container, '--destination', `dir:${store}`, '--tag', tag, '--compression', 'zstd'], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 28,
+  });
   if (r.status !== 0) throw new Error(`backup ${tag} failed: ${r.stderr.trim().split('\n').pop()}`);
   return (performance.now() - started) / 1000;
 }
@@ -95,7 +98,16 @@ async function main() {
         sh(`docker exec -i ${container} busybox dd of=${middle} bs=1M seek=1 count=1 iflag=fullblock conv=notrunc 2>/dev/null`, randomBytes(MB));
         const next = backup(cli, container, store, 'next');
         const added = storeBytes(store) - firstBytes;
-        rows.push({ cli: cli.replace(`${ROOT}/`, ''), run, firstS: first, firstMB: firstBytes / MB, nextS: next, addedMB: added / MB, addedPct: (100 * added) / firstBytes, timeRatio: next / first });
+        rows.push({
+          cli: cli.replace(`${ROOT}/`, ''),
+          run,
+          firstS: first,
+          firstMB: firstBytes / MB,
+          nextS: next,
+          addedMB: added / MB,
+          addedPct: (100 * added) / firstBytes,
+          timeRatio: next / first,
+        });
         rmSync(store, { recursive: true, force: true });
       }
     }

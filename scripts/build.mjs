@@ -40,18 +40,7 @@
 //   asset base (`__nccwpck_require__.ab`, "the bundle's directory") is rewritten to
 //   "<bundle's directory>/cli/". Every asset path the bundle uses is checked to exist.
 import { createRequire } from 'node:module';
-import {
-  chmodSync,
-  existsSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  rmdirSync,
-  rmSync,
-  symlinkSync,
-  writeFileSync,
-} from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { asciiOnly } from './ascii.mjs';
@@ -174,8 +163,7 @@ async function build(target) {
   const assetDir = assetDirOf(out);
 
   if (assetDir !== outDir) {
-    const abLine =
-      /^(.*__nccwpck_require__\.ab = decodeURIComponent\(new URL\('\.', import\.meta\.url\)\.pathname\).*\+ )"\/";$/gm;
+    const abLine = /^(.*__nccwpck_require__\.ab = decodeURIComponent\(new URL\('\.', import\.meta\.url\)\.pathname\).*\+ )"\/";$/gm;
     const found = code.match(abLine)?.length ?? 0;
     if (found > 1) fail(`${out}: ${found} asset-base lines in ncc's output, expected one`);
     if (found === 1) {

@@ -70,7 +70,9 @@ export function describeInput(name, input) {
   const value = spec.default === undefined ? '' : String(spec.default);
   const type = sig.type ?? (value === 'true' || value === 'false' ? 'Bool' : 'String');
   if (sig.defaultText === undefined && value.includes('${{')) {
-    throw new Error(`input '${name}': its default ${value} is an expression; start its description with a signature line such as "String. Default: this repository."`);
+    throw new Error(
+      `input '${name}': its default ${value} is an expression; start its description with a signature line such as "String. Default: this repository."`,
+    );
   }
   const def = sig.defaultText ?? (value === '' ? '' : code(value));
   if (sig.text === '') throw new Error(`input '${name}' has no description`);
@@ -176,8 +178,11 @@ export function run(root = ROOT, { write = false } = {}) {
       try {
         const embedded = renderWorkflows(text, (file) => readFileSync(join(root, 'workflows', file), 'utf8'));
         for (const file of embedded.changed) drift.push(`${doc.readme}: the workflow ${file} differs from workflows/${file}`);
-        for (const file of readdirSync(join(root, 'workflows')).filter((f) => /\.ya?ml$/.test(f)).sort()) {
-          if (!embedded.files.includes(file)) errors.push(`${doc.readme}: workflows/${file} is not embedded (add a <!-- workflow:${file}:begin --> … <!-- workflow:${file}:end --> region)`);
+        for (const file of readdirSync(join(root, 'workflows'))
+          .filter((f) => /\.ya?ml$/.test(f))
+          .sort()) {
+          if (!embedded.files.includes(file))
+            errors.push(`${doc.readme}: workflows/${file} is not embedded (add a <!-- workflow:${file}:begin --> … <!-- workflow:${file}:end --> region)`);
         }
         text = embedded.text;
       } catch (err) {

@@ -25,7 +25,12 @@ const SWITCH = '[true|false]';
 const flag = (name: string, takes: string | undefined, dflt: string | undefined, help: string): Flag => ({ name, takes, default: dflt, help });
 
 const CREDENTIALS: Flag[] = [
-  flag(Input.RegistryUsername, 'USER', 'the Docker config, as docker login writes it', `registry user; the password from --registry-password-stdin or ${PASSWORD_ENV}`),
+  flag(
+    Input.RegistryUsername,
+    'USER',
+    'the Docker config, as docker login writes it',
+    `registry user; the password from --registry-password-stdin or ${PASSWORD_ENV}`,
+  ),
   flag('registry-password-stdin', undefined, undefined, 'read the registry password from stdin (needs --registry-username)'),
   flag(Input.RegistryInsecure, 'LIST', 'loopback only', "registries (HOST[:PORT]) reached over plain HTTP, like docker's insecure-registries"),
 ];
@@ -44,9 +49,19 @@ const OTHER_RUN: Flag[] = [
   flag(Input.RunId, 'ID', 'this workflow run', `read artifact:NAME from another workflow run (a token with actions:read in ${TOKEN_ENV})`),
   flag(Input.Repository, 'OWNER/NAME', 'GITHUB_REPOSITORY', 'the repository of --run-id'),
 ];
-const KEEP = flag(Input.Keep, 'RULES', undefined, 'retention policy applied after the set is written: last=N, hourly|daily|weekly|monthly|yearly=N, within=DURATION');
+const KEEP = flag(
+  Input.Keep,
+  'RULES',
+  undefined,
+  'retention policy applied after the set is written: last=N, hourly|daily|weekly|monthly|yearly=N, within=DURATION',
+);
 const JSON_OUT = flag('json', SWITCH, 'false', 'print JSON instead of a table');
-const DOCKER_HOST = flag(Input.DockerHost, 'ADDRESS', 'DOCKER_HOST, else unix:///var/run/docker.sock', 'the engine: unix:///PATH, tcp://HOST:PORT (TLS with DOCKER_TLS_VERIFY and DOCKER_CERT_PATH) or ssh://[USER@]HOST');
+const DOCKER_HOST = flag(
+  Input.DockerHost,
+  'ADDRESS',
+  'DOCKER_HOST, else unix:///var/run/docker.sock',
+  'the engine: unix:///PATH, tcp://HOST:PORT (TLS with DOCKER_TLS_VERIFY and DOCKER_CERT_PATH) or ssh://[USER@]HOST',
+);
 const INCLUDE_VOLUMES = flag(Input.IncludeVolumes, SWITCH, 'true', 'named and anonymous volumes too');
 
 /**
@@ -76,8 +91,18 @@ export const COMMANDS: Record<Command, { summary: string; flags: Flag[]; operand
       flag(Input.DryRun, SWITCH, 'false', 'print the plan and check the destinations; change nothing'),
       flag(Input.Compression, 'auto|zstd|gzip', 'auto', 'layer and volume compression (auto: zstd, gzip for old engines pushing to a registry)'),
       flag(Input.Parallelism, 'N', 'the number of CPUs', 'containers (a group counts as one) backed up at once, 1 to 64'),
-      flag(Input.GroupBy, 'none|compose-project|label:KEY', 'none', 'hold these containers together, one consistency group each (and those labelled container-snapshot.group)'),
-      flag(Input.LayerCompaction, 'N', '8', 'delta layers (what changed since the last snapshot) before the whole writable layer is taken again; 0: always whole'),
+      flag(
+        Input.GroupBy,
+        'none|compose-project|label:KEY',
+        'none',
+        'hold these containers together, one consistency group each (and those labelled container-snapshot.group)',
+      ),
+      flag(
+        Input.LayerCompaction,
+        'N',
+        '8',
+        'delta layers (what changed since the last snapshot) before the whole writable layer is taken again; 0: always whole',
+      ),
       flag(Input.RetentionDays, '1-90', 'the repository setting', 'days an artifact: destination keeps the set'),
       KEEP,
       flag(Input.ExcludeEnv, 'LIST', undefined, 'environment variable names or globs left out of the stored configuration and image config'),
@@ -107,7 +132,14 @@ export const COMMANDS: Record<Command, { summary: string; flags: Flag[]; operand
   list: { summary: 'print the complete sets of a location, newest first', flags: [SOURCE, ...DECRYPTION, ...OTHER_RUN, ...CREDENTIALS] },
   verify: {
     summary: 'read every blob of a set (or of every set), check its checksums and that it decrypts, one line per set and per container',
-    flags: [SOURCE, SNAPSHOT, flag('all', SWITCH, 'false', 'every set of --source instead of one (--snapshot all says the same)'), ...DECRYPTION, ...OTHER_RUN, ...CREDENTIALS],
+    flags: [
+      SOURCE,
+      SNAPSHOT,
+      flag('all', SWITCH, 'false', 'every set of --source instead of one (--snapshot all says the same)'),
+      ...DECRYPTION,
+      ...OTHER_RUN,
+      ...CREDENTIALS,
+    ],
   },
   prune: {
     summary: 'remove the sets a retention policy does not keep, then the blobs no set uses',
@@ -269,7 +301,9 @@ export function parseCommandLine(command: Command, argv: string[]): { flags: Map
     values.set(name, previous === undefined ? value : `${previous}\n${value}`);
   }
   if (takes && (operands.length < takes.min || operands.length > takes.max)) {
-    throw new InputError(`${command} takes ${takes.usage}, given ${operands.length === 0 ? 'nothing' : operands.map((o) => `'${o}'`).join(' ')}. See ${PROGRAM} ${command} --help.`);
+    throw new InputError(
+      `${command} takes ${takes.usage}, given ${operands.length === 0 ? 'nothing' : operands.map((o) => `'${o}'`).join(' ')}. See ${PROGRAM} ${command} --help.`,
+    );
   }
   return { flags: values, operands };
 }

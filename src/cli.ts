@@ -51,7 +51,8 @@ const cliLogger: Logger = {
 function cliCredentials(flags: Map<string, string>): { username: string; password: string } {
   const username = (flags.get(Input.RegistryUsername) ?? '').trim();
   const fromStdin = parseBoolean('--registry-password-stdin', flags.get('registry-password-stdin') ?? '', false);
-  if (fromStdin && username === '') throw new InputError('--registry-password-stdin needs --registry-username. Expected --registry-username U --registry-password-stdin.');
+  if (fromStdin && username === '')
+    throw new InputError('--registry-password-stdin needs --registry-username. Expected --registry-username U --registry-password-stdin.');
   const password = fromStdin ? readFileSync(0, 'utf8').replace(/\r?\n$/, '') : (process.env[PASSWORD_ENV] ?? '');
   if (fromStdin && password === '') throw new InputError('--registry-password-stdin read an empty password. Expected the registry password on stdin.');
   if (username !== '' && password === '') throw new InputError(`--registry-username needs a password. Expected --registry-password-stdin or ${PASSWORD_ENV}.`);
@@ -68,7 +69,8 @@ const STDIN_FLAGS = ['registry-password-stdin', 'encryption-passphrase-stdin', '
  */
 function cliKeys(flags: Map<string, string>): Map<string, string> {
   const onStdin = STDIN_FLAGS.filter((f) => parseBoolean(`--${f}`, flags.get(f) ?? '', false));
-  if (onStdin.length > 1) throw new InputError(`--${onStdin.join(' and --')} both read stdin. Expected one of them; give the other in its environment variable.`);
+  if (onStdin.length > 1)
+    throw new InputError(`--${onStdin.join(' and --')} both read stdin. Expected one of them; give the other in its environment variable.`);
   const fromStdin = (flag: string, env: string) => {
     if (!onStdin.includes(flag)) return process.env[env] ?? '';
     const value = readFileSync(0, 'utf8').replace(/\r?\n$/, '');
@@ -77,7 +79,9 @@ function cliKeys(flags: Map<string, string>): Map<string, string> {
   };
   const identity = flags.get(Input.DecryptionIdentity);
   if (identity?.includes('AGE-SECRET-KEY-')) {
-    throw new InputError(`--${Input.DecryptionIdentity} takes a file: a key on the command line shows in ps. Expected --${Input.DecryptionIdentity} FILE, or the key in ${IDENTITY_ENV}.`);
+    throw new InputError(
+      `--${Input.DecryptionIdentity} takes a file: a key on the command line shows in ps. Expected --${Input.DecryptionIdentity} FILE, or the key in ${IDENTITY_ENV}.`,
+    );
   }
   return new Map([
     [Input.EncryptionPassphrase, fromStdin('encryption-passphrase-stdin', ENCRYPTION_PASSPHRASE_ENV)],
@@ -157,7 +161,22 @@ async function main(argv: string[]): Promise<number> {
     const result = await guarded(handle, engine, cliLogger, (signal) => backup(opts, { ...deps, env, engine, journal: handle.journal, signal }));
     // No tag where no set was written (nothing matched, every container failed): nothing to restore by it.
     const snapshot = result.written || opts.dryRun ? result.tag : undefined;
-    print(JSON.stringify({ snapshot, failed: result.failed, engine: result.engine, destinations: result.destinations, containers: result.containers, groups: result.groups ?? [], artifacts: result.artifacts, pruned: result.pruned }, null, 2));
+    print(
+      JSON.stringify(
+        {
+          snapshot,
+          failed: result.failed,
+          engine: result.engine,
+          destinations: result.destinations,
+          containers: result.containers,
+          groups: result.groups ?? [],
+          artifacts: result.artifacts,
+          pruned: result.pruned,
+        },
+        null,
+        2,
+      ),
+    );
     const code = failures(result.containers.map((c) => ({ name: c.name, error: c.error, failed: c.status === 'failed' })));
     if (result.incomplete) console.error(`error: ${result.incomplete}`);
     return result.incomplete ? EXIT.failed : code;
@@ -167,7 +186,13 @@ async function main(argv: string[]): Promise<number> {
     const env = engineEnv(process.env, opts.engine);
     const handle = restoreJournal(env);
     const result = await guardedRestore(handle, cliLogger, () => restore(opts, { ...deps, env, txn: handle.txn }));
-    print(JSON.stringify({ snapshot: result.tag, failed: result.failed, engine: result.engine, sourceEngine: result.sourceEngine, containers: result.containers }, null, 2));
+    print(
+      JSON.stringify(
+        { snapshot: result.tag, failed: result.failed, engine: result.engine, sourceEngine: result.sourceEngine, containers: result.containers },
+        null,
+        2,
+      ),
+    );
     return failures(result.containers.map((c) => ({ name: c.from, error: c.error, failed: c.status === 'failed' })));
   }
   if (command === 'prune') return runPrune(get);
@@ -200,7 +225,11 @@ async function runBrowse(command: Command, argv: string[]): Promise<number> {
   const { flags, operands } = parseCommandLine(command, argv);
   const get = reader(flags, cliCredentials(flags));
   const spec = parseSource(get, CLI_WORDS);
-  const from: SetSource = { spec, credentials: parseCredentials(get(Input.RegistryUsername), get(Input.RegistryPassword), CLI_WORDS), artifactRun: parseSourceRun(get, spec, CLI_WORDS) };
+  const from: SetSource = {
+    spec,
+    credentials: parseCredentials(get(Input.RegistryUsername), get(Input.RegistryPassword), CLI_WORDS),
+    artifactRun: parseSourceRun(get, spec, CLI_WORDS),
+  };
   const deps = { log: cliLogger, env: process.env, words: CLI_WORDS, decryption: parseKeys(get, CLI_WORDS) };
   const json = parseBoolean('--json', get('json'), false);
   const snapshot = parseSnapshotRef(operands[0], command === 'diff' ? 'SNAPSHOT1' : 'SNAPSHOT');
@@ -218,7 +247,9 @@ async function runBrowse(command: Command, argv: string[]): Promise<number> {
     const keepSpecial = parseBoolean('--keep-special', get('keep-special'), false);
     const r = await extract(from, snapshot, target, { to, overwrite, keepSpecial, words: CLI_WORDS }, deps);
     const w = r.written;
-    print(`${r.container}:${r.path} from snapshot ${r.snapshot} written to ${r.to}: ${w.files} file(s), ${w.directories} directory(ies), ${w.links} link(s), ${w.special} special file(s)${r.skipped.length ? `; ${r.skipped.length} left out (see warnings)` : ''}${r.stripped.length ? `; setuid/setgid dropped on ${r.stripped.length}` : ''}.`);
+    print(
+      `${r.container}:${r.path} from snapshot ${r.snapshot} written to ${r.to}: ${w.files} file(s), ${w.directories} directory(ies), ${w.links} link(s), ${w.special} special file(s)${r.skipped.length ? `; ${r.skipped.length} left out (see warnings)` : ''}${r.stripped.length ? `; setuid/setgid dropped on ${r.stripped.length}` : ''}.`,
+    );
     return EXIT.ok;
   }
   const changes = await diff(from, snapshot, parseSnapshotRef(operands[1], 'SNAPSHOT2'), deps);
@@ -246,4 +277,3 @@ main(process.argv.slice(2)).then(
     process.exitCode = EXIT.failed;
   },
 );
-

@@ -48,10 +48,24 @@ export interface Deps {
   decryption?: Decryption;
 }
 
-function open(spec: DestinationSpec, credentials: Credentials, deps: Deps, extra: Pick<OpenOptions, 'retentionDays' | 'artifactRun' | 'words' | 'keyring'> = {}): Promise<Destination> {
+function open(
+  spec: DestinationSpec,
+  credentials: Credentials,
+  deps: Deps,
+  extra: Pick<OpenOptions, 'retentionDays' | 'artifactRun' | 'words' | 'keyring'> = {},
+): Promise<Destination> {
   const log = deps.log;
   const keyring = new Keyring(undefined, deps.decryption, { decrypt: (extra.words ?? deps.words ?? ACTION_WORDS).decryption });
-  return openDestination(spec, { credentials, onSecret: deps.onSecret, env: deps.env, warn: (m) => log.warning(m), info: (m) => log.info(m), words: deps.words, keyring, ...extra });
+  return openDestination(spec, {
+    credentials,
+    onSecret: deps.onSecret,
+    env: deps.env,
+    warn: (m) => log.warning(m),
+    info: (m) => log.info(m),
+    words: deps.words,
+    keyring,
+    ...extra,
+  });
 }
 
 /**
@@ -118,7 +132,19 @@ async function backUpOn(engine: Engine, opts: BackupOptions, deps: Deps, destina
   }
   const { signal } = deps;
   const cut = signal ? destinations.map((d) => cancellable(d, signal)) : destinations;
-  const result = { ...(await runBackup(opts, { engine, destinations: cut, log: deps.log, env: deps.env, provenance: provenanceOf(deps.env), journal: deps.journal, signal, now: deps.now })), engine: identity };
+  const result = {
+    ...(await runBackup(opts, {
+      engine,
+      destinations: cut,
+      log: deps.log,
+      env: deps.env,
+      provenance: provenanceOf(deps.env),
+      journal: deps.journal,
+      signal,
+      now: deps.now,
+    })),
+    engine: identity,
+  };
   if (!opts.keep || (!result.written && !opts.dryRun)) return result;
   const holders = opts.dryRun ? destinations : destinations.filter((d) => result.destinations.some((p) => p.destination === d.label && p.written));
   return { ...result, pruned: await pruneAfterBackup(holders, opts.keep, result.tag, opts.dryRun, deps) };
@@ -136,7 +162,13 @@ function pruneAfterBackup(destinations: Destination[], keep: RetentionPolicy, ta
   return pruneEach(destinations, keep, dryRun, deps, { fail: false, protect: tag });
 }
 
-async function pruneEach(destinations: Destination[], keep: RetentionPolicy, dryRun: boolean, deps: Deps, how: { fail: boolean; protect?: string }): Promise<PruneResult[]> {
+async function pruneEach(
+  destinations: Destination[],
+  keep: RetentionPolicy,
+  dryRun: boolean,
+  deps: Deps,
+  how: { fail: boolean; protect?: string },
+): Promise<PruneResult[]> {
   const results: PruneResult[] = [];
   for (const dest of destinations) {
     if (!dest.deleteSet) {
@@ -168,7 +200,12 @@ export async function prune(specs: DestinationSpec[], policy: RetentionPolicy, d
 export type RestoreOutcome = RestoreResult & { engine: EngineReport };
 
 export async function restore(opts: RestoreOptions, deps: Deps): Promise<RestoreOutcome> {
-  const source = await open(opts.source, opts.credentials, { ...deps, decryption: opts.decryption }, { artifactRun: opts.artifactRun, words: opts.words ?? deps.words });
+  const source = await open(
+    opts.source,
+    opts.credentials,
+    { ...deps, decryption: opts.decryption },
+    { artifactRun: opts.artifactRun, words: opts.words ?? deps.words },
+  );
   return withEngine(deps.engine, opts.engine, async (engine) => {
     // The engine first: an unreachable one fails at once, not after every blob was read and checked.
     const identity = await report(engine);
@@ -191,7 +228,13 @@ export async function list(spec: DestinationSpec, credentials: Credentials, deps
  * location) read in full, both checksums checked and, when encrypted, decrypted. Reads the location
  * only; the engine is never used. A set that cannot be found or read throws; damaged blobs are reported.
  */
-export async function verifyReport(spec: DestinationSpec, snapshot: string, credentials: Credentials, deps: Deps, artifactRun?: ArtifactRun): Promise<VerifyReport> {
+export async function verifyReport(
+  spec: DestinationSpec,
+  snapshot: string,
+  credentials: Credentials,
+  deps: Deps,
+  artifactRun?: ArtifactRun,
+): Promise<VerifyReport> {
   const source = await open(spec, credentials, deps, { artifactRun });
   return verifySets(source, snapshot, deps.log);
 }
@@ -233,7 +276,13 @@ export async function ls(from: SetSource, snapshot: string, target: Target | und
 }
 
 /** `extract`: one file or directory of a container in set `snapshot` written under `opts.to` (see browse/extract.ts). */
-export async function extract(from: SetSource, snapshot: string, target: Required<Target>, opts: Omit<ExtractOptions, 'warn'>, deps: Deps): Promise<ExtractResult> {
+export async function extract(
+  from: SetSource,
+  snapshot: string,
+  target: Required<Target>,
+  opts: Omit<ExtractOptions, 'warn'>,
+  deps: Deps,
+): Promise<ExtractResult> {
   const source = await openSource(from, deps);
   const set = await findSet(source, snapshot);
   return extractPath(source, set, target, { ...opts, warn: (m) => deps.log.warning(m) });

@@ -50,7 +50,8 @@ export function backupSummary(summary: Summary, result: BackupResult & { engine?
       c.status === 'failed' ? `❌ ${c.error ?? ''}` : c.status === 'planned' ? 'planned' : '✅',
       c.volumes.join(', ') || '—',
       formatBytes(c.bytes),
-      (c.status !== 'ok' ? '—' : c.stoppedMs > 0 ? `${c.stoppedMs} ms stopped` : c.pausedMs > 0 ? `${c.pausedMs} ms paused` : 'not paused') + (c.note ? ` (${c.note})` : ''),
+      (c.status !== 'ok' ? '—' : c.stoppedMs > 0 ? `${c.stoppedMs} ms stopped` : c.pausedMs > 0 ? `${c.pausedMs} ms paused` : 'not paused') +
+        (c.note ? ` (${c.note})` : ''),
     ].map(text),
     c.destinations.map((d) => text(d.ref)).join('<br>') || '—',
   ]);
@@ -67,7 +68,8 @@ export function backupSummary(summary: Summary, result: BackupResult & { engine?
 /** One line per consistency group: its members, and how long from the first hold to the last release (or why it was not taken). */
 export function groupLines(groups: NonNullable<BackupResult['groups']>): string {
   if (groups.length === 0) return '';
-  const line = (g: (typeof groups)[number]) => `- ${g.status === 'ok' ? '✅' : '❌'} ${g.name} (${g.containers.join(', ')}): ${g.status === 'ok' ? `held together for ${g.windowMs} ms` : text(g.error ?? 'not taken')}`;
+  const line = (g: (typeof groups)[number]) =>
+    `- ${g.status === 'ok' ? '✅' : '❌'} ${g.name} (${g.containers.join(', ')}): ${g.status === 'ok' ? `held together for ${g.windowMs} ms` : text(g.error ?? 'not taken')}`;
   return `\nConsistency groups (first hold to last release):\n${groups.map(line).join('\n')}\n`;
 }
 
@@ -91,7 +93,14 @@ export function setsTable(sets: SetSummary[]): string {
   );
   const head = ['TAG', 'CREATED', 'N', 'CONTAINERS', 'SIZE', 'ENCRYPTED'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  return [head, ...rows].map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n');
+  return [head, ...rows]
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i]))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 /** What a prune kept (and by which rule), removed and freed, as plain lines for a terminal or a log. */
@@ -103,7 +112,12 @@ export function pruneReport(r: PruneResult): string {
     ...r.damaged.map((d) => ['damaged, kept', d.tag, '', d.reason]),
   ];
   const widths = [0, 1, 2].map((i) => Math.max(...rows.map((row) => row[i].length)));
-  const lines = rows.map((row) => row.map((c, i) => (i < 3 ? c.padEnd(widths[i]) : c)).join('  ').trimEnd());
+  const lines = rows.map((row) =>
+    row
+      .map((c, i) => (i < 3 ? c.padEnd(widths[i]) : c))
+      .join('  ')
+      .trimEnd(),
+  );
   const freed = r.swept
     ? r.swept.skipped
       ? `No blob swept: ${r.swept.skipped}.`
@@ -126,15 +140,25 @@ export function verifyLines(report: VerifyReport): string[] {
 
 /** One line for everything a verification found damaged, or undefined when nothing was. */
 export function verifyFailureLine(report: VerifyReport): string | undefined {
-  const items = report.sets.flatMap((s) => (s.error ? [`snapshot ${s.tag} (${s.error})`] : s.containers.filter((c) => c.status === 'failed').map((c) => `snapshot ${s.tag} container ${c.name} (${c.error})`)));
+  const items = report.sets.flatMap((s) =>
+    s.error
+      ? [`snapshot ${s.tag} (${s.error})`]
+      : s.containers.filter((c) => c.status === 'failed').map((c) => `snapshot ${s.tag} container ${c.name} (${c.error})`),
+  );
   return items.length ? `${items.length} damaged: ${items.join('; ')}` : undefined;
 }
 
 /** Adds the job summary of a verification to `summary`: one row per container of each set, one for a set that could not be read. */
 export function verifySummary(summary: Summary, report: VerifyReport): Summary {
   const rows = report.sets.flatMap((s) =>
-    (s.error ? [[s.tag, '—', '—', `❌ ${s.error}`]] : s.containers.map((c) => [s.tag, c.name, String(c.blobs), c.status === 'ok' ? '✅' : `❌ ${c.error ?? ''}`])).map((row) => row.map(text)),
+    (s.error
+      ? [[s.tag, '—', '—', `❌ ${s.error}`]]
+      : s.containers.map((c) => [s.tag, c.name, String(c.blobs), c.status === 'ok' ? '✅' : `❌ ${c.error ?? ''}`])
+    ).map((row) => row.map(text)),
   );
   const title = report.sets.length === 1 ? `### Verified snapshot ${report.sets[0].tag}` : `### Verified ${report.sets.length} snapshot sets`;
-  return summary.addRaw(`${title}\n\n`).addTable([header(['Snapshot', 'Container', 'Blobs', 'Result']), ...rows]).addRaw(byline());
+  return summary
+    .addRaw(`${title}\n\n`)
+    .addTable([header(['Snapshot', 'Container', 'Blobs', 'Result']), ...rows])
+    .addRaw(byline());
 }

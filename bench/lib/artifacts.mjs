@@ -18,10 +18,15 @@ export async function startArtifacts(ctx) {
 /** A CLI command as a step of workflow run `runId` runs it: the runner's artifact variables set. */
 export function inRun(ctx, runId, cmd) {
   const vars = { ...ctx.artifacts.env({ runId, repository: 'bench/bench' }), RUNNER_TEMP: ctx.runnerTemp };
-  return `env ${Object.entries(vars).map(([k, v]) => `${k}=${q(v)}`).join(' ')} ${cmd}`;
+  return `env ${Object.entries(vars)
+    .map(([k, v]) => `${k}=${q(v)}`)
+    .join(' ')} ${cmd}`;
 }
 
 /** Bytes the service stored for run `runId` (finalized artifacts). */
 export function storedBytes(ctx, runId) {
-  return ctx.artifacts.artifacts().filter((a) => a.runId === runId && a.finalized).reduce((n, a) => n + a.size, 0);
+  return ctx.artifacts
+    .artifacts()
+    .filter((a) => a.runId === runId && a.finalized)
+    .reduce((n, a) => n + a.size, 0);
 }

@@ -2,8 +2,7 @@
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-export const USAGE =
-  'usage: node bench/run.mjs [--quick] [--mb N] [--volume-mb N] [--runs N] [--json PATH]   (env: BENCH_MB, BENCH_VOLUME_MB, BENCH_RUNS)';
+export const USAGE = 'usage: node bench/run.mjs [--quick] [--mb N] [--volume-mb N] [--runs N] [--json PATH]   (env: BENCH_MB, BENCH_VOLUME_MB, BENCH_RUNS)';
 
 /** The JSON result's default path: outside the worktree, overwritten by each run. */
 export const DEFAULT_JSON = join(tmpdir(), 'container-snapshot-bench.json');

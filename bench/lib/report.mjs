@@ -17,7 +17,13 @@ export const loadAverage = () => readFileSync('/proc/loadavg', 'utf8').split(' '
 function printRows(head, body, left) {
   const widths = head.map((_, c) => Math.max(...[head, ...body].map((row) => row[c].length)));
   for (const row of [head, ...body]) {
-    console.log('  ' + row.map((cell, c) => (left(c, row.length) ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  ').trimEnd());
+    console.log(
+      '  ' +
+        row
+          .map((cell, c) => (left(c, row.length) ? cell.padEnd(widths[c]) : cell.padStart(widths[c])))
+          .join('  ')
+          .trimEnd(),
+    );
   }
 }
 
@@ -45,7 +51,11 @@ export function printGoals(goals) {
   console.log('\nGoals of issue 12 (ratio = container-snapshot / the other; medians)');
   const value = (g) => (g.value === null ? '-' : g.unit === 'x' ? `x${fmt(g.value, 2)}` : `${fmt(g.value, g.unit === 's' ? 2 : 1)} ${g.unit}`);
   const verdict = (g) => (g.met === null ? 'not measured' : g.met ? 'met' : 'not met');
-  printRows(['id', 'measure', 'goal', 'measured', 'verdict', ''], goals.map((g) => [g.id, g.measure, g.goal, value(g), verdict(g), g.detail]), (c) => c !== 3);
+  printRows(
+    ['id', 'measure', 'goal', 'measured', 'verdict', ''],
+    goals.map((g) => [g.id, g.measure, g.goal, value(g), verdict(g), g.detail]),
+    (c) => c !== 3,
+  );
 }
 
 /** The machine, engine, payload and methods of this run: printed, and kept in the JSON. */
@@ -74,12 +84,18 @@ export function printFacts(ctx, f) {
   const p = f.payload;
   console.log('container-snapshot benchmark — docker CLI vs node dist/cli.js, side by side in one run');
   console.log(`  machine   ${f.machine}`);
-  console.log(`  engine    Docker ${f.engine}, storage driver ${f.storageDriver}; node ${f.node}; dist ${f.dist}${f.distModified ? ' (dist/ modified locally)' : ''}`);
-  console.log(`  payload   layer ${fmt(p.layerBytes / MB)} MB in ${p.layerFiles} files (SizeRw ${fmt(p.sizeRw / MB)} MB), ` +
-    `volume ${fmt(p.volumeBytes / MB)} MB in ${p.volumeFiles} files; from ${PAYLOAD_ROOTS.join(' + ')}`);
+  console.log(
+    `  engine    Docker ${f.engine}, storage driver ${f.storageDriver}; node ${f.node}; dist ${f.dist}${f.distModified ? ' (dist/ modified locally)' : ''}`,
+  );
+  console.log(
+    `  payload   layer ${fmt(p.layerBytes / MB)} MB in ${p.layerFiles} files (SizeRw ${fmt(p.sizeRw / MB)} MB), ` +
+      `volume ${fmt(p.volumeBytes / MB)} MB in ${p.volumeFiles} files; from ${PAYLOAD_ROOTS.join(' + ')}`,
+  );
   console.log(`  runs      ${f.runs} per variant${f.runs > 1 ? ' (order reversed every other round; median time and size, largest peaks)' : ''}`);
   console.log(`  peak RSS  ${RSS_METHOD}`);
-  console.log(`  engine    ${ctx.dockerd ? `peak growth of the summed PSS of dockerd (pid ${ctx.dockerd}) and its children (containerd, docker-tar/untar) during the step, polled every ${POLL_MS} ms` : 'dockerd not visible from here: column is 0'}`);
+  console.log(
+    `  engine    ${ctx.dockerd ? `peak growth of the summed PSS of dockerd (pid ${ctx.dockerd}) and its children (containerd, docker-tar/untar) during the step, polled every ${POLL_MS} ms` : 'dockerd not visible from here: column is 0'}`,
+  );
   console.log(`  levels    docker side: ${ZSTD} (multi-threaded) / ${GZIP}; container-snapshot: zstd 3 / gzip 1 in-process`);
 }
 

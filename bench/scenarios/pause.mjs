@@ -51,10 +51,16 @@ async function manyContainers(ctx, count, mb) {
     names.push(name);
   }
   const r = await rounds(ctx.opts.runs, {
-    one: async (i) => ({ all: { ...(await measure(ctx, `node ${q(CLI)} backup --containers '${ctx.prefix}-b8-*' --destination dir:${join(ctx.tmp, `b8-one-${i}`)} --tag one`)), bytes: 0 } }),
+    one: async (i) => ({
+      all: {
+        ...(await measure(ctx, `node ${q(CLI)} backup --containers '${ctx.prefix}-b8-*' --destination dir:${join(ctx.tmp, `b8-one-${i}`)} --tag one`)),
+        bytes: 0,
+      },
+    }),
     each: async (i) => {
       const steps = [];
-      for (const name of names) steps.push(await measure(ctx, `node ${q(CLI)} backup --containers ${name} --destination dir:${join(ctx.tmp, `b8-each-${i}`)} --tag ${name.slice(-2)}`));
+      for (const name of names)
+        steps.push(await measure(ctx, `node ${q(CLI)} backup --containers ${name} --destination dir:${join(ctx.tmp, `b8-each-${i}`)} --tag ${name.slice(-2)}`));
       return { all: { ...combine(steps), bytes: 0 } };
     },
   });

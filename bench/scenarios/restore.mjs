@@ -53,6 +53,11 @@ function csRestoreArtifact(ctx) {
 
 /** Every restore variant, in rounds: { docker: { raw, zstd } (rows layer, all), cs, csArt (cold) }. Run after the backups. */
 export async function runRestores(ctx) {
-  const r = await rounds(ctx.opts.runs, { zstd: dockerRestore(ctx, 'zstd'), cs: csRestore(ctx), csArt: csRestoreArtifact(ctx), raw: dockerRestore(ctx, 'raw') });
+  const r = await rounds(ctx.opts.runs, {
+    zstd: dockerRestore(ctx, 'zstd'),
+    cs: csRestore(ctx),
+    csArt: csRestoreArtifact(ctx),
+    raw: dockerRestore(ctx, 'raw'),
+  });
   return { docker: { raw: r.raw, zstd: r.zstd }, cs: r.cs, csArt: r.csArt };
 }

@@ -37,7 +37,10 @@ export async function main(): Promise<void> {
   if (opts.pruneOnly) return;
   const ok = result.containers.filter((c) => c.status === 'ok');
   core.info(`Snapshot ${result.tag}: ${ok.length} container(s), ${formatBytes(ok.reduce((n, c) => n + c.bytes, 0))}`);
-  const failed = failureLine(result.containers.map((c) => ({ name: c.name, error: c.error, failed: c.status === 'failed' })), 'failed');
+  const failed = failureLine(
+    result.containers.map((c) => ({ name: c.name, error: c.error, failed: c.status === 'failed' })),
+    'failed',
+  );
   const problems = [failed, result.incomplete].filter((p) => p !== undefined);
   if (problems.length > 0) throw new Error(problems.join(' '));
 }

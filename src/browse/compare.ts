@@ -60,7 +60,16 @@ async function compareContainer(dest: Destination, a: ContainerRecord, b: Contai
   const ys = sourcesOf(b);
   const roots = [...new Set([...xs, ...ys].map((s) => s.root))].sort();
   const sources: SourceDiff[] = [];
-  for (const root of roots) sources.push(await compareSource(dest, a, b, xs.find((s) => s.root === root), ys.find((s) => s.root === root)));
+  for (const root of roots)
+    sources.push(
+      await compareSource(
+        dest,
+        a,
+        b,
+        xs.find((s) => s.root === root),
+        ys.find((s) => s.root === root),
+      ),
+    );
   return { name: b.name, status: 'compared', sources };
 }
 

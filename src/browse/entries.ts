@@ -54,7 +54,8 @@ function linkTarget(source: Source, header: TarHeader): string | undefined {
 export function toEntry(source: Source, header: TarHeader): ReadEntry {
   const at = pathIn(source, header.name);
   if (!at) return { unsafe: header.name };
-  const type: EntryType = at.kind !== 'file' ? at.kind : header.type && KNOWN.has(header.type) ? (header.type as EntryType) : header.type === 'contiguous-file' ? 'file' : 'other';
+  const type: EntryType =
+    at.kind !== 'file' ? at.kind : header.type && KNOWN.has(header.type) ? (header.type as EntryType) : header.type === 'contiguous-file' ? 'file' : 'other';
   const linkname = at.kind === 'file' ? linkTarget(source, header) : undefined;
   if (header.type === 'link' && at.kind === 'file' && linkname === undefined) return { unsafe: `${header.name} -> ${header.linkname ?? ''}` };
   const entry: FileEntry = {
@@ -120,7 +121,13 @@ async function walkStack(dest: Destination, source: Source, what: string, visit:
   }
 }
 
-async function walkOne(dest: Destination, source: Source, blob: Source['blob'], what: string, visit: (read: ReadEntry, content: Readable) => Promise<void>): Promise<void> {
+async function walkOne(
+  dest: Destination,
+  source: Source,
+  blob: Source['blob'],
+  what: string,
+  visit: (read: ReadEntry, content: Readable) => Promise<void>,
+): Promise<void> {
   const content = await openContent(dest, source.scope, blob, what);
   const extract = tar.extract();
   content.on('error', (err: Error) => extract.destroy(err));

@@ -56,13 +56,26 @@ function relativeName(path: string, top: string): string {
  * files are created exclusively (an existing symlink is never followed). Throws BrowseError
  * when something exists (without `overwrite`) or nothing of the container lies at the path.
  */
-export async function extractPath(dest: Destination, set: SnapshotSet, target: { container: string; path: string }, opts: ExtractOptions): Promise<ExtractResult> {
+export async function extractPath(
+  dest: Destination,
+  set: SnapshotSet,
+  target: { container: string; path: string },
+  opts: ExtractOptions,
+): Promise<ExtractResult> {
   const c = containerOf(set, target.container);
   const top = target.path;
   const to = resolve(opts.to);
   if (!opts.overwrite) await refuseExisting(dest, set, c.name, top, to, opts.words);
   await mkdir(to, { recursive: true });
-  const result: ExtractResult = { snapshot: set.tag, container: c.name, path: top, to, written: { files: 0, directories: 0, links: 0, special: 0 }, skipped: [], stripped: [] };
+  const result: ExtractResult = {
+    snapshot: set.tag,
+    container: c.name,
+    path: top,
+    to,
+    written: { files: 0, directories: 0, links: 0, special: 0 },
+    skipped: [],
+    stripped: [],
+  };
   const skip = (why: string) => {
     result.skipped.push(why);
     opts.warn(why);
@@ -101,7 +114,8 @@ export async function extractPath(dest: Destination, set: SnapshotSet, target: {
     },
     (name, source) => skip(`${source.label}: entry '${name}' climbs out of its archive; not written`),
   );
-  if (seen === 0) throw new BrowseError(`Snapshot ${set.tag}: ${c.name} has nothing at ${top} in its writable layer or mounts (files of its image are not in the set).`);
+  if (seen === 0)
+    throw new BrowseError(`Snapshot ${set.tag}: ${c.name} has nothing at ${top} in its writable layer or mounts (files of its image are not in the set).`);
   for (const [rel, d] of made.directories()) {
     if (!(await ownDirectory(join(to, rel), d, asRoot))) skip(`${join(to, rel)} is no longer the directory extract made; its attributes are not set`);
   }
@@ -111,7 +125,9 @@ export async function extractPath(dest: Destination, set: SnapshotSet, target: {
 /** The error for an entry that lands on something, without overwrite: the archive's own earlier entry, or what was in `to`. */
 function clash(abs: string, e: FileEntry, source: Source, twice: boolean, words: Vocabulary): BrowseError {
   if (twice) {
-    return new BrowseError(`${source.label}: the archive names ${e.path} twice; ${abs} is its first entry. Expected ${words.enable('overwrite')} to let the later entry replace it.`);
+    return new BrowseError(
+      `${source.label}: the archive names ${e.path} twice; ${abs} is its first entry. Expected ${words.enable('overwrite')} to let the later entry replace it.`,
+    );
   }
   return new BrowseError(`${abs} exists. Expected a ${words.name('to')} directory without it, or ${words.enable('overwrite')}.`);
 }
@@ -171,7 +187,14 @@ async function writeEntry(e: FileEntry, abs: string, content: Readable, ctx: Wri
         ctx.skip(`${e.path}: a device, made only with ${ctx.words.enable('keep-special')} when run as root; not written`);
         return undefined;
       }
-      await run('mknod', ['-m', (e.mode & 0o777).toString(8), abs, e.type === 'character-device' ? 'c' : 'b', String(e.device?.major ?? 0), String(e.device?.minor ?? 0)]);
+      await run('mknod', [
+        '-m',
+        (e.mode & 0o777).toString(8),
+        abs,
+        e.type === 'character-device' ? 'c' : 'b',
+        String(e.device?.major ?? 0),
+        String(e.device?.minor ?? 0),
+      ]);
       await ownName(abs, e, ctx.asRoot);
       return 'special';
     default:
@@ -182,7 +205,10 @@ async function writeEntry(e: FileEntry, abs: string, content: Readable, ctx: Wri
 
 /** Without overwrite: fails before writing anything when an entry would land on something that exists (a directory on a directory is fine). */
 async function refuseExisting(dest: Destination, set: SnapshotSet, container: string, top: string, to: string, words: Vocabulary): Promise<void> {
-  const present = await readdir(to).then((names) => names.length > 0, () => false);
+  const present = await readdir(to).then(
+    (names) => names.length > 0,
+    () => false,
+  );
   if (!present) return;
   const c = containerOf(set, container);
   const clashes: string[] = [];
@@ -200,6 +226,8 @@ async function refuseExisting(dest: Destination, set: SnapshotSet, container: st
   );
   if (clashes.length > 0) {
     const more = clashes.length > 3 ? ` and ${clashes.length - 3} more` : '';
-    throw new BrowseError(`${clashes.slice(0, 3).join(', ')}${more} exist(s). Expected a ${words.name('to')} directory without them, or ${words.enable('overwrite')}.`);
+    throw new BrowseError(
+      `${clashes.slice(0, 3).join(', ')}${more} exist(s). Expected a ${words.name('to')} directory without them, or ${words.enable('overwrite')}.`,
+    );
   }
 }

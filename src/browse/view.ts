@@ -25,14 +25,26 @@ export type Visit = (entry: FileEntry, source: Source, content: Readable) => Pro
  * below `top`: an entry of the layer below a mount point is hidden by the mount, as in the running
  * container. Entries whose names climb out of their archive are passed to `unsafe`, never visited.
  */
-export async function visitUnder(dest: Destination, c: ContainerRecord, top: string, visit: Visit, unsafe: (name: string, source: Source) => void): Promise<void> {
+export async function visitUnder(
+  dest: Destination,
+  c: ContainerRecord,
+  top: string,
+  visit: Visit,
+  unsafe: (name: string, source: Source) => void,
+): Promise<void> {
   for (const source of sourcesUnder(top, sourcesOf(c))) {
     await visitSource(dest, c, source, (entry, from, content) => (within(entry.path, top) ? visit(entry, from, content) : Promise.resolve()), unsafe);
   }
 }
 
 /** Reads one archive of the container: the entries of it the container shows (see visitUnder). */
-export async function visitSource(dest: Destination, c: ContainerRecord, source: Source, visit: Visit, unsafe: (name: string, source: Source) => void): Promise<void> {
+export async function visitSource(
+  dest: Destination,
+  c: ContainerRecord,
+  source: Source,
+  visit: Visit,
+  unsafe: (name: string, source: Source) => void,
+): Promise<void> {
   const sources = sourcesOf(c);
   const mine = sources.find((s) => s.root === source.root) ?? source;
   await walk(dest, source, `${c.name} ${source.label}`, async (read, content) => {

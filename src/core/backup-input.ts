@@ -10,7 +10,8 @@ import { InputError } from './input-error.js';
 /** An exclude-env item: a variable name, or a glob of name characters and * ?. Throws InputError naming `name`. */
 export function parseEnvPattern(raw: string, name = 'exclude-env'): RegExp {
   const value = raw.trim();
-  if (!/^[A-Za-z0-9_*?]+$/.test(value)) throw new InputError(`Invalid ${name} '${value}'. Expected an environment variable name or a glob of name characters and * ?, like *_PASSWORD.`);
+  if (!/^[A-Za-z0-9_*?]+$/.test(value))
+    throw new InputError(`Invalid ${name} '${value}'. Expected an environment variable name or a glob of name characters and * ?, like *_PASSWORD.`);
   return globToRegExp(value);
 }
 
@@ -25,7 +26,10 @@ export function parseLockTimeout(raw: string | undefined, fallbackSeconds = 600)
 
 /** The tag of a backup without one: the UTC time as YYYYMMDDTHHMMSSZ (ISO 8601 basic, whole seconds). */
 export function defaultTag(now: Date = new Date()): string {
-  return now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
 }
 
 /**

@@ -62,9 +62,7 @@ export function parseDestination(raw: string, name = 'destination'): Destination
     const host = slash === -1 ? rest : rest.slice(0, slash);
     const prefix = slash === -1 ? '' : rest.slice(slash + 1).replace(/\/+$/, '');
     if (!REGISTRY_HOST.test(host) || !isRepositoryPath(prefix)) {
-      throw new InputError(
-        `Invalid ${name} '${raw}'. Expected ${DESTINATION_FORMAT}, with a lowercase repository prefix like registry:ghcr.io/acme/backups.`,
-      );
+      throw new InputError(`Invalid ${name} '${raw}'. Expected ${DESTINATION_FORMAT}, with a lowercase repository prefix like registry:ghcr.io/acme/backups.`);
     }
     return { kind: 'registry', host, prefix, raw: value };
   }
@@ -79,7 +77,8 @@ export function parseDestination(raw: string, name = 'destination'): Destination
  */
 export function parseInsecureRegistries(items: string[], name = 'registry-insecure'): Set<string> {
   for (const item of items) {
-    if (!REGISTRY_HOST.test(item)) throw new InputError(`Invalid ${name} '${item}'. Expected HOST[:PORT] of a registry, as in registry:HOST[:PORT]/PREFIX (e.g. registry.lan:5000).`);
+    if (!REGISTRY_HOST.test(item))
+      throw new InputError(`Invalid ${name} '${item}'. Expected HOST[:PORT] of a registry, as in registry:HOST[:PORT]/PREFIX (e.g. registry.lan:5000).`);
   }
   return new Set(items.map((i) => i.toLowerCase()));
 }
@@ -136,7 +135,13 @@ export function parseArtifactName(name: string, raw = `artifact:${name}`, what =
  * `repository` and `token` fall back to the workflow's own (GITHUB_REPOSITORY, the token input). Throws InputError when run-id is not
  * a number, the source is not artifact:, or the repository or token is missing or malformed.
  */
-export function parseArtifactRun(source: DestinationSpec, runId: string, repository: string, token: string, words: Vocabulary = ACTION_WORDS): ArtifactRun | undefined {
+export function parseArtifactRun(
+  source: DestinationSpec,
+  runId: string,
+  repository: string,
+  token: string,
+  words: Vocabulary = ACTION_WORDS,
+): ArtifactRun | undefined {
   const id = runId.trim();
   if (id === '') return undefined;
   const [runIdName, sourceName] = [words.name('run-id'), words.name('source')];
@@ -146,7 +151,8 @@ export function parseArtifactRun(source: DestinationSpec, runId: string, reposit
   }
   const repo = repository.trim();
   if (repo === '') throw new InputError(`Missing repository for ${runIdName} ${id}. Expected owner/name in ${words.repository}.`);
-  if (!REPOSITORY.test(repo)) throw new InputError(`Invalid repository '${repository}'. Expected owner/name, the repository of run ${id}, in ${words.repository}.`);
+  if (!REPOSITORY.test(repo))
+    throw new InputError(`Invalid repository '${repository}'. Expected owner/name, the repository of run ${id}, in ${words.repository}.`);
   if (token.trim() === '') throw new InputError(`Missing ${words.token} for ${runIdName} ${id}. Expected a token with actions:read on ${repo}.`);
   const [owner, name] = repo.split('/');
   return { runId: Number(id), owner, repo: name, token: token.trim() };

@@ -61,7 +61,10 @@ export function parseEngineAddress(override: string, env: NodeJS.ProcessEnv, nam
     if (username !== undefined && !/^[a-zA-Z0-9._-]+$/.test(username)) throw bad(': the ssh user is a plain name (keys come from the SSH agent)');
     const { host, port } = hostPort(rest.slice(at + 1), 22, bad);
     const agent = (env.SSH_AUTH_SOCK ?? '').trim();
-    if (!agent) throw new InputError(`${origin} '${raw}' needs an SSH agent with the key for ${username ?? 'the user'}@${host}. Expected SSH_AUTH_SOCK (ssh-agent, then ssh-add).`);
+    if (!agent)
+      throw new InputError(
+        `${origin} '${raw}' needs an SSH agent with the key for ${username ?? 'the user'}@${host}. Expected SSH_AUTH_SOCK (ssh-agent, then ssh-add).`,
+      );
     return { kind: 'ssh', host, port, ...(username ? { username } : {}), agent, raw };
   }
   throw bad(`, not ${kind}://`);
@@ -78,7 +81,11 @@ function hostPort(text: string, defaultPort: number, bad: (why: string) => Input
 function tlsFiles(env: NodeJS.ProcessEnv): TlsFiles {
   const dir = (env.DOCKER_CERT_PATH ?? '').trim() || join(env.HOME ?? '', '.docker');
   const [ca, cert, key] = TLS_NAMES.map((n) => join(dir, n));
-  for (const [file, n] of [[ca, 'ca.pem'], [cert, 'cert.pem'], [key, 'key.pem']] as const) {
+  for (const [file, n] of [
+    [ca, 'ca.pem'],
+    [cert, 'cert.pem'],
+    [key, 'key.pem'],
+  ] as const) {
     try {
       accessSync(file, constants.R_OK);
     } catch {

@@ -72,7 +72,12 @@ function settledOrStuck<T>(run: Promise<T>, signal: AbortSignal, log: Logger): P
  * crash). Without a signal, the undo still runs over anything a failure left. The journal file
  * is removed once nothing is left to undo.
  */
-export async function guarded<T>(handle: { journal: UndoJournal; close(): void }, engine: Engine, log: Logger, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+export async function guarded<T>(
+  handle: { journal: UndoJournal; close(): void },
+  engine: Engine,
+  log: Logger,
+  fn: (signal: AbortSignal) => Promise<T>,
+): Promise<T> {
   const cancellation = cancelOnSignals(log);
   let result: PromiseSettledResult<T>;
   try {

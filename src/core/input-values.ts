@@ -32,7 +32,10 @@ export function parseChoice<T extends string>(name: string, value: string, choic
 
 /** A glob (`*`, `?`, `[…]`, `[!…]`) as an anchored RegExp; other characters match themselves. */
 export function globToRegExp(glob: string): RegExp {
-  const body = glob.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  const body = glob
+    .replace(/[.+^${}()|\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
   return new RegExp(`^${body.replace(/\[!/g, '[^')}$`);
 }
 

@@ -1,13 +1,7 @@
 import type { BackupOptions, RestoreOptions } from './options.js';
 import { InputError } from './input-error.js';
 import { parseBoolean, parseChoice, splitList } from './input-values.js';
-import {
-  parseContainerName,
-  parseLabelFilter,
-  parseGroupBy,
-  parseProjectName,
-  parseSelector,
-} from './selection-input.js';
+import { parseContainerName, parseLabelFilter, parseGroupBy, parseProjectName, parseSelector } from './selection-input.js';
 import {
   parseArtifactRun,
   checkDistinctDestinations,
@@ -100,10 +94,14 @@ export function parseBackupInputs(get: InputReader, now?: Date, env: NodeJS.Proc
   const destinations = parseDestinations(get, words);
   const keep = parseRetentionPolicy(get(Input.Keep), n(Input.Keep));
   const pruneOnly = parseBoolean(n(Input.PruneOnly), get(Input.PruneOnly), false);
-  const encryption = parseEncryption(get(Input.EncryptionRecipients), get(Input.EncryptionPassphrase), { recipients: n(Input.EncryptionRecipients), passphrase: n(Input.EncryptionPassphrase) });
+  const encryption = parseEncryption(get(Input.EncryptionRecipients), get(Input.EncryptionPassphrase), {
+    recipients: n(Input.EncryptionRecipients),
+    passphrase: n(Input.EncryptionPassphrase),
+  });
   const pullableImage = parseBoolean(n(Input.RegistryPullableImage), get(Input.RegistryPullableImage), false);
   if (encryption && pullableImage) encryption.pullableImage = true;
-  if (pruneOnly && !keep) throw new InputError(`${n(Input.PruneOnly)} needs ${n(Input.Keep)}. Expected ${n(Input.Keep)} with at least one rule, e.g. last=7,daily=14.`);
+  if (pruneOnly && !keep)
+    throw new InputError(`${n(Input.PruneOnly)} needs ${n(Input.Keep)}. Expected ${n(Input.Keep)} with at least one rule, e.g. last=7,daily=14.`);
   return {
     selection: {
       containers: splitList(get(Input.Containers)).map(parseSelector),
@@ -226,7 +224,9 @@ export function parseVerifyInputs(get: InputReader, words: Vocabulary = ACTION_W
   const n = words.name;
   const given = [Input.Containers, Input.Rename, Input.Paths].filter((name) => get(name).trim() !== '');
   if (given.length > 0) {
-    throw new InputError(`${given.map(n).join(', ')} cannot be used with ${n(Input.VerifyOnly)}: true. Expected them empty: a verification reads every container of the set and restores nothing.`);
+    throw new InputError(
+      `${given.map(n).join(', ')} cannot be used with ${n(Input.VerifyOnly)}: true. Expected them empty: a verification reads every container of the set and restores nothing.`,
+    );
   }
   const source = parseSource(get, words);
   return {
@@ -240,5 +240,8 @@ export function parseVerifyInputs(get: InputReader, words: Vocabulary = ACTION_W
 
 /** The decryption-identity and decryption-passphrase inputs (restore, verify, list). */
 export function parseKeys(get: InputReader, words: Vocabulary = ACTION_WORDS): RestoreOptions['decryption'] {
-  return parseDecryption(get(Input.DecryptionIdentity), get(Input.DecryptionPassphrase), { identity: words.name(Input.DecryptionIdentity), passphrase: words.name(Input.DecryptionPassphrase) });
+  return parseDecryption(get(Input.DecryptionIdentity), get(Input.DecryptionPassphrase), {
+    identity: words.name(Input.DecryptionIdentity),
+    passphrase: words.name(Input.DecryptionPassphrase),
+  });
 }

@@ -27,12 +27,15 @@ function readKeyFile(path: string, name: string, what: string, secret = false): 
 /** Throws InputError, never repeating the value, when `value` (a recipient, or the path of a file of them) holds a private key. */
 function refuseIdentity(value: string, name: string): void {
   if (!/AGE-SECRET-KEY-/i.test(value)) return;
-  throw new InputError(`Invalid ${name}: this looks like a private key (an identity); expected public keys (age1…, as age-keygen -y prints them), or a file of them.`);
+  throw new InputError(
+    `Invalid ${name}: this looks like a private key (an identity); expected public keys (age1…, as age-keygen -y prints them), or a file of them.`,
+  );
 }
 
 function checkRecipient(r: string, name: string): string {
   refuseIdentity(r, name);
-  if (r.startsWith('ssh-')) throw new InputError(`Invalid ${name} '${r.slice(0, 20)}…': ssh keys are not supported (age-encryption 0.3.1). Expected an age public key (age1…).`);
+  if (r.startsWith('ssh-'))
+    throw new InputError(`Invalid ${name} '${r.slice(0, 20)}…': ssh keys are not supported (age-encryption 0.3.1). Expected an age public key (age1…).`);
   try {
     new Encrypter().addRecipient(r);
   } catch {

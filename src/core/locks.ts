@@ -61,7 +61,9 @@ export async function withContainerLock<T>(
       continue;
     }
     if (Date.now() >= deadline) {
-      throw new LockError(`${container.name}: another backup${holder ? ` (pid ${holder.pid})` : ''} is taking this container; waited ${Math.round(timeoutMs / 1000)} s (CONTAINER_SNAPSHOT_LOCK_TIMEOUT)`);
+      throw new LockError(
+        `${container.name}: another backup${holder ? ` (pid ${holder.pid})` : ''} is taking this container; waited ${Math.round(timeoutMs / 1000)} s (CONTAINER_SNAPSHOT_LOCK_TIMEOUT)`,
+      );
     }
     await new Promise((r) => setTimeout(r, 200));
   }

@@ -23,7 +23,8 @@ export function parsePortMap(items: string[], name: string): PortMapping[] {
   for (const item of items) {
     const m = ENTRY.exec(item.replace(/\s+/g, ''));
     const [from, to] = m ? [Number(m[1]), Number(m[3])] : [0, 0];
-    if (!m || from < 1 || from > 65535 || to < 1 || to > 65535) throw new InputError(`Invalid ${name} '${item}'. Expected ${PORT_MAP_FORMAT} (ports 1 to 65535).`);
+    if (!m || from < 1 || from > 65535 || to < 1 || to > 65535)
+      throw new InputError(`Invalid ${name} '${item}'. Expected ${PORT_MAP_FORMAT} (ports 1 to 65535).`);
     const protocol = m[2] as PortMapping['protocol'];
     const twice = out.find((p) => p.from === from && (!p.protocol || !protocol || p.protocol === protocol));
     if (twice) throw new InputError(`Invalid ${name} '${item}': host port ${from} is mapped twice. Expected each host port once.`);

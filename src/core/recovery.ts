@@ -134,7 +134,10 @@ export async function sweepSpools(env: NodeJS.ProcessEnv, log: Logger): Promise<
   for (const name of await readdir(root).catch(() => [] as string[])) {
     const pid = runNameOwner(name);
     if (pid === undefined || pid === process.pid || isAlive(pid, '')) continue;
-    const held = await readdir(join(root, name)).then((files) => files.length, () => 0);
+    const held = await readdir(join(root, name)).then(
+      (files) => files.length,
+      () => 0,
+    );
     await rm(join(root, name), { recursive: true, force: true });
     // An empty one (killed after its last upload) held nothing worth a word.
     if (held > 0) log.warning(`Removed the spool ${join(root, name)}, left by an interrupted backup`);

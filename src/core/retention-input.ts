@@ -3,7 +3,8 @@ import { isEmptyPolicy, type Bucket, type KeepCount, type RetentionPolicy } from
 
 const RULE = /^(last|hourly|daily|weekly|monthly|yearly|within)=(.*)$/;
 const SPAN = /^(?:(\d+)y)?(?:(\d+)m)?(?:(\d+)d)?(?:(\d+)h)?$/;
-const EXPECTED = 'Expected rules like last=7, daily=14, weekly=8, monthly=12, yearly=3 (a whole number or unlimited) or within=30d (restic durations: 1y5m7d2h)';
+const EXPECTED =
+  'Expected rules like last=7, daily=14, weekly=8, monthly=12, yearly=3 (a whole number or unlimited) or within=30d (restic durations: 1y5m7d2h)';
 
 function parseCount(name: string, raw: string): KeepCount {
   if (raw === 'unlimited') return Infinity;
@@ -16,7 +17,10 @@ function parseCount(name: string, raw: string): KeepCount {
  * `name` is the input or flag to name in errors. Throws InputError on an unknown, repeated or bad rule.
  */
 export function parseRetentionPolicy(raw: string, name = 'keep'): RetentionPolicy | undefined {
-  const items = raw.split(/[\n,]/).map((s) => s.trim()).filter(Boolean);
+  const items = raw
+    .split(/[\n,]/)
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (items.length === 0) return undefined;
   const policy: RetentionPolicy = {};
   for (const item of items) {
@@ -33,4 +37,3 @@ export function parseRetentionPolicy(raw: string, name = 'keep'): RetentionPolic
   if (isEmptyPolicy(policy)) throw new InputError(`Invalid ${name} '${raw}': it keeps nothing. ${EXPECTED}.`);
   return policy;
 }
-

@@ -62,9 +62,7 @@ export function parseSelector(raw: string): Selector {
   }
   const name = value.startsWith('/') ? value.slice(1) : value;
   if (!CONTAINER_NAME.test(name)) {
-    throw new InputError(
-      `Invalid container selector '${value}'. Expected a container name, an ID, a glob (web-*) or a regex in slashes (/^db-[0-9]+$/).`,
-    );
+    throw new InputError(`Invalid container selector '${value}'. Expected a container name, an ID, a glob (web-*) or a regex in slashes (/^db-[0-9]+$/).`);
   }
   if (HEX_ID.test(name)) return { kind: 'id', value: name };
   return { kind: 'name', value: name };
@@ -96,13 +94,15 @@ export function parseGroupBy(raw: string, name = 'group-by'): GroupBy {
   if (value === '' || value === 'none') return { kind: 'none' };
   if (value === 'compose-project') return { kind: 'compose-project' };
   const key = value.startsWith('label:') ? value.slice('label:'.length) : '';
-  if (key === '' || /[\s=]/.test(key)) throw new InputError(`Invalid ${name} '${raw}'. Expected none, compose-project or label:KEY (a label key, like label:app).`);
+  if (key === '' || /[\s=]/.test(key))
+    throw new InputError(`Invalid ${name} '${raw}'. Expected none, compose-project or label:KEY (a label key, like label:app).`);
   return { kind: 'label', key };
 }
 
 /** A Compose project name, as Compose writes it in com.docker.compose.project: lowercase letters, digits, - and _, starting with a letter or digit. Throws InputError naming `name`. */
 export function parseProjectName(raw: string, name = 'projects'): string {
   const value = raw.trim();
-  if (!/^[a-z0-9][a-z0-9_-]*$/.test(value)) throw new InputError(`Invalid ${name} '${raw}'. Expected Compose project names: lowercase letters, digits, - and _, starting with a letter or digit.`);
+  if (!/^[a-z0-9][a-z0-9_-]*$/.test(value))
+    throw new InputError(`Invalid ${name} '${raw}'. Expected Compose project names: lowercase letters, digits, - and _, starting with a letter or digit.`);
   return value;
 }

@@ -167,7 +167,8 @@ export class Keyring {
 
   private decrypter(what: string): Decrypter {
     if (this.identities.length === 0 && this.passphrases.length > 0) throw this.keyError(what, new Error('no identity matched'));
-    if (this.identities.length === 0) throw this.words.readBack ? this.keyError(what, undefined) : new KeyError(`${what} is encrypted (age). Expected ${this.words.decrypt}.`);
+    if (this.identities.length === 0)
+      throw this.words.readBack ? this.keyError(what, undefined) : new KeyError(`${what} is encrypted (age). Expected ${this.words.decrypt}.`);
     const dec = new Decrypter();
     for (const i of this.identities) dec.addIdentity(i);
     return dec;
@@ -202,10 +203,14 @@ export class Keyring {
     const message = err instanceof Error ? err.message : String(err);
     if (this.words.readBack) return new KeyError(`${what} is encrypted (age) and cannot be read back by this backup. Expected ${this.words.readBack}.`);
     if (/no identity matched/.test(message) && this.damagedWrap) {
-      return new KeyError(`${what} cannot be decrypted: the passphrase's wrapped key in its envelope is damaged (${this.damagedWrap}), so no passphrase opens it. Expected an intact set, or an identity it was encrypted to.`);
+      return new KeyError(
+        `${what} cannot be decrypted: the passphrase's wrapped key in its envelope is damaged (${this.damagedWrap}), so no passphrase opens it. Expected an intact set, or an identity it was encrypted to.`,
+      );
     }
     if (/no identity matched/.test(message)) {
-      return new KeyError(`${what} cannot be decrypted with the key or passphrase given: it was encrypted for another. Expected the identity or passphrase it was made with (${this.words.decrypt}).`);
+      return new KeyError(
+        `${what} cannot be decrypted with the key or passphrase given: it was encrypted for another. Expected the identity or passphrase it was made with (${this.words.decrypt}).`,
+      );
     }
     return new KeyError(`${what} cannot be decrypted: ${message}.`);
   }
@@ -227,7 +232,9 @@ export class Keyring {
   private dedupeKey(): Buffer | undefined {
     const secret = this.sessionIdentity ? Buffer.from(this.sessionIdentity) : this.hostKey;
     if (!secret) return undefined;
-    return createHmac('sha256', secret).update(`container-snapshot dedupe v2\n${this.recipients().join('\n')}`).digest();
+    return createHmac('sha256', secret)
+      .update(`container-snapshot dedupe v2\n${this.recipients().join('\n')}`)
+      .digest();
   }
 
   /** The dedupe record sealed (AES-256-GCM), as base64; undefined when this run has no secret to seal it with. */

@@ -30,11 +30,28 @@ export async function openDestination(spec: DestinationSpec, opts: OpenOptions):
     if (opts.artifactRun) opts.onSecret?.(opts.artifactRun.token);
     // Loaded on first use: it reads GITHUB_API_URL when loaded, and only artifact users need it.
     const { DefaultArtifactClient } = await import(/* webpackMode: "eager" */ '@actions/artifact');
-    return new ArtifactDestination(spec.raw, spec.name, new DefaultArtifactClient(), runContext(opts.env ?? process.env), opts.retentionDays, opts.artifactRun, opts.warn, opts.words, opts.keyring);
+    return new ArtifactDestination(
+      spec.raw,
+      spec.name,
+      new DefaultArtifactClient(),
+      runContext(opts.env ?? process.env),
+      opts.retentionDays,
+      opts.artifactRun,
+      opts.warn,
+      opts.words,
+      opts.keyring,
+    );
   }
   const auth = await resolveCredentials(spec.host, { ...opts.credentials, env: opts.env, onSecret: opts.onSecret });
   const onRetry = (m: string) => (opts.info ?? opts.warn)?.(m);
-  const client = new RegistryClient({ host: spec.host, auth, scheme: spec.insecure ? 'http' : undefined, credentialsHint: opts.words?.credentials, insecureHint: opts.words?.name('registry-insecure'), onRetry });
+  const client = new RegistryClient({
+    host: spec.host,
+    auth,
+    scheme: spec.insecure ? 'http' : undefined,
+    credentialsHint: opts.words?.credentials,
+    insecureHint: opts.words?.name('registry-insecure'),
+    onRetry,
+  });
   return new RegistryDestination(spec.raw, spec.prefix, client, opts.warn, opts.keyring);
 }
 

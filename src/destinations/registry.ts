@@ -48,7 +48,6 @@ function ociLabels(set: SnapshotSet, c: SnapshotSet['containers'][number]): Reco
   };
 }
 
-
 /**
  * Snapshot sets in an OCI registry:
  *   <prefix>/<container>:<tag>  the snapshot image (OCI image manifest: config + zstd layers), pullable;
@@ -141,7 +140,9 @@ export class RegistryDestination implements Destination {
   async writeSet(set: SnapshotSet): Promise<SetReceipt> {
     const refs: Record<string, StoredRef> = {};
     const annotations = { 'org.opencontainers.image.created': set.created };
-    const sealed = this.keyring?.encrypting ? await sealSet(set, this.keyring) : { body: Buffer.from(JSON.stringify(set)), mediaType: SET_MEDIA_TYPE, annotations: {} };
+    const sealed = this.keyring?.encrypting
+      ? await sealSet(set, this.keyring)
+      : { body: Buffer.from(JSON.stringify(set)), mediaType: SET_MEDIA_TYPE, annotations: {} };
     const doc = sealed.body;
     // Every blob of the set's own scope: volume chunks, their side records and the committed image configs (a restore's, not the pushed one's).
     const scopeBlobs = setScopeBlobs(set);
@@ -182,7 +183,11 @@ export class RegistryDestination implements Destination {
    * The pushed image's config: the labelled copy of a clear config (pullable), or the encrypted config
    * itself, mounted from the set's repository (an artifact: its layers are encrypted too).
    */
-  private async imageConfig(repo: string, set: SnapshotSet, c: SnapshotSet['containers'][number]): Promise<{ mediaType: string; digest: string; size: number }> {
+  private async imageConfig(
+    repo: string,
+    set: SnapshotSet,
+    c: SnapshotSet['containers'][number],
+  ): Promise<{ mediaType: string; digest: string; size: number }> {
     if (!c.image.config.encryption) return { mediaType: IMAGE_CONFIG_MEDIA_TYPE, ...(await this.labeledConfig(repo, set, c)) };
     const { digest, size } = c.image.config;
     if (!(await this.client.hasBlob(repo, digest)) && !(await this.client.mountBlob(repo, digest, this.prefix))) {
@@ -206,7 +211,13 @@ export class RegistryDestination implements Destination {
       if (err instanceof DigestMismatchError) throw new SetDigestError(tag, this.label, digest);
       throw err;
     }
-    const set = await openSealed(body, { mediaType: manifest.config.mediaType, digest, size, annotations: manifest.annotations }, this.keyring, tag, this.label);
+    const set = await openSealed(
+      body,
+      { mediaType: manifest.config.mediaType, digest, size, annotations: manifest.annotations },
+      this.keyring,
+      tag,
+      this.label,
+    );
     for (const c of set.containers) {
       const repo = this.repo({ container: c.name });
       for (const b of c.image.layers) if (!this.blobRepos.has(b.digest)) this.blobRepos.set(b.digest, repo);
@@ -218,7 +229,9 @@ export class RegistryDestination implements Destination {
    * The set's manifest, checked against the digest its tag points at; its config descriptor
    * names the set document by digest. Undefined when the tag holds no set.
    */
-  private async setManifest(tag: string): Promise<{ config?: { mediaType: string; digest: string; size?: number }; created?: string; annotations?: Record<string, string> } | undefined> {
+  private async setManifest(
+    tag: string,
+  ): Promise<{ config?: { mediaType: string; digest: string; size?: number }; created?: string; annotations?: Record<string, string> } | undefined> {
     let manifest;
     try {
       manifest = await this.client.getManifest(this.prefix, tag, [OCI_MANIFEST]);
@@ -227,7 +240,10 @@ export class RegistryDestination implements Destination {
       throw err;
     }
     if (!manifest) return undefined;
-    const parsed = JSON.parse(manifest.body.toString('utf8')) as { config?: { mediaType?: string; digest?: string; size?: number }; annotations?: Record<string, string> };
+    const parsed = JSON.parse(manifest.body.toString('utf8')) as {
+      config?: { mediaType?: string; digest?: string; size?: number };
+      annotations?: Record<string, string>;
+    };
     const created = parsed.annotations?.[CREATED];
     const mediaType = parsed.config?.mediaType;
     if ((mediaType !== SET_MEDIA_TYPE && mediaType !== SET_AGE_MEDIA_TYPE) || typeof parsed.config?.digest !== 'string') return { created };
@@ -287,7 +303,9 @@ export class RegistryDestination implements Destination {
       await this.client.deleteManifest(repo, digest);
     } catch (err) {
       if (err instanceof RegistryError && err.status === 405) {
-        throw new DestinationError(`${this.label}: the registry refuses deletes (HTTP 405 on ${repo}). Expected a registry with deletes enabled (distribution: storage.delete.enabled: true).`);
+        throw new DestinationError(
+          `${this.label}: the registry refuses deletes (HTTP 405 on ${repo}). Expected a registry with deletes enabled (distribution: storage.delete.enabled: true).`,
+        );
       }
       throw err;
     }

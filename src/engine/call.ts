@@ -55,7 +55,11 @@ function untilAborted<T>(operation: Promise<T>, signal: AbortSignal): Promise<T>
  * keeps the container locked in the engine (then it can be neither unpaused nor removed).
  */
 export function closedIfAborted<S extends Readable>(response: Promise<S>, signal?: AbortSignal): Promise<S> {
-  if (signal) void response.then((stream) => signal.aborted && stream.destroy(), () => undefined);
+  if (signal)
+    void response.then(
+      (stream) => signal.aborted && stream.destroy(),
+      () => undefined,
+    );
   return response;
 }
 

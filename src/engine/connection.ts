@@ -12,7 +12,17 @@ process.emitWarning = ((warning: unknown, ...rest: unknown[]) => {
 }) as typeof process.emitWarning;
 
 // Every option docker-modem would otherwise take from DOCKER_HOST and DOCKER_CERT_PATH: the parsed address decides alone.
-const NO_ENV_DEFAULTS = { socketPath: undefined, host: undefined, port: undefined, protocol: undefined, username: undefined, sshOptions: undefined, ca: undefined, cert: undefined, key: undefined };
+const NO_ENV_DEFAULTS = {
+  socketPath: undefined,
+  host: undefined,
+  port: undefined,
+  protocol: undefined,
+  username: undefined,
+  sshOptions: undefined,
+  ca: undefined,
+  cert: undefined,
+  key: undefined,
+};
 
 /**
  * dockerode's options for an address (docker-modem 5: unix socket, http, https with a client

@@ -44,7 +44,13 @@ export class ContainerIoCalls extends ContainerCalls {
    */
   async statPath(id: string, path: string, signal?: AbortSignal): Promise<PathStat | undefined> {
     const container = this.docker.getContainer(id);
-    const res = await unlessMissing(call(`stat ${path} of container ${id}`, () => container.infoArchive({ path }) as unknown as Promise<Readable & { headers: Record<string, string | undefined> }>, signal));
+    const res = await unlessMissing(
+      call(
+        `stat ${path} of container ${id}`,
+        () => container.infoArchive({ path }) as unknown as Promise<Readable & { headers: Record<string, string | undefined> }>,
+        signal,
+      ),
+    );
     if (!res) return undefined;
     res.resume();
     const header = res.headers['x-docker-container-path-stat'];
@@ -57,7 +63,11 @@ export class ContainerIoCalls extends ContainerCalls {
    * included) as a tar. An aborted `signal` destroys the stream with its reason.
    */
   async getArchive(id: string, path: string, signal?: AbortSignal): Promise<Readable> {
-    const archive = await call(`read ${path} of container ${id}`, () => closedIfAborted(this.docker.getContainer(id).getArchive({ path }) as unknown as Promise<Readable>, signal), signal);
+    const archive = await call(
+      `read ${path} of container ${id}`,
+      () => closedIfAborted(this.docker.getContainer(id).getArchive({ path }) as unknown as Promise<Readable>, signal),
+      signal,
+    );
     return endOnAbort(archive, signal);
   }
 
@@ -97,7 +107,11 @@ export class ContainerIoCalls extends ContainerCalls {
    * `timeoutMs` (the process is left to the container: the Engine API cannot stop an exec). An
    * aborted signal stops the waiting and throws its reason.
    */
-  async exec(id: string, command: string, opts: { timeoutMs: number; onLine: (line: string) => void; signal?: AbortSignal }): Promise<{ exitCode?: number; timedOut: boolean }> {
+  async exec(
+    id: string,
+    command: string,
+    opts: { timeoutMs: number; onLine: (line: string) => void; signal?: AbortSignal },
+  ): Promise<{ exitCode?: number; timedOut: boolean }> {
     const { signal } = opts;
     const container = this.docker.getContainer(id);
     const exec = await call(`exec in container ${id}`, () => container.exec({ Cmd: ['sh', '-c', command], AttachStdout: true, AttachStderr: true }), signal);

@@ -126,9 +126,7 @@ export class ContainerCalls extends EngineClient {
    * anonymous volumes (both false when absent). NotFoundError when it is gone, ConflictError when it runs without `force`.
    */
   async removeContainer(id: string, opts: { force?: boolean; volumes?: boolean } = {}): Promise<void> {
-    await call(`remove container ${id}`, () =>
-      this.docker.getContainer(id).remove({ force: opts.force ?? false, v: opts.volumes ?? false }),
-    );
+    await call(`remove container ${id}`, () => this.docker.getContainer(id).remove({ force: opts.force ?? false, v: opts.volumes ?? false }));
   }
 
   /** `POST /containers/{id}/rename?name=`; ConflictError when the name is taken. */

@@ -60,7 +60,9 @@ export class Engine extends VolumeNetworkCalls {
   private explainTls(err: unknown): unknown {
     if (!(err instanceof EngineError)) return err;
     if (err.message.includes('Client sent an HTTP request to an HTTPS server')) {
-      return new UnreachableError(`Docker engine ${this.address} answers HTTPS only. Expected DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH with ca.pem, cert.pem and key.pem.`);
+      return new UnreachableError(
+        `Docker engine ${this.address} answers HTTPS only. Expected DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH with ca.pem, cert.pem and key.pem.`,
+      );
     }
     if (this.address.endsWith('(TLS)') && /certificate|tlsv1 alert|ssl|EPROTO|socket hang up|ECONNRESET/i.test(err.message)) {
       return new UnreachableError(

@@ -17,9 +17,9 @@ export class ImageCalls extends ContainerIoCalls {
    * meanwhile when `pause`; returns the new image ID (sha256:…).
    */
   async commit(id: string, opts: { pause: boolean; repo: string; tag: string }): Promise<string> {
-    const res = (await call(`commit container ${id}`, () =>
-      this.docker.getContainer(id).commit({ pause: opts.pause, repo: opts.repo, tag: opts.tag }),
-    )) as { Id: string };
+    const res = (await call(`commit container ${id}`, () => this.docker.getContainer(id).commit({ pause: opts.pause, repo: opts.repo, tag: opts.tag }))) as {
+      Id: string;
+    };
     return res.Id;
   }
 

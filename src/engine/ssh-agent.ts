@@ -14,7 +14,9 @@ export interface SshTarget {
 
 /** The SSH server took none of the agent's keys: said without them (the engine client reports `EACCES` as unreachable). */
 function refused({ host, port, username }: SshTarget): Error {
-  const error = new Error(`SSH authentication as ${username ?? 'the current user'} on ${host}:${port} failed: the server accepted none of the keys of the SSH agent (SSH_AUTH_SOCK)`);
+  const error = new Error(
+    `SSH authentication as ${username ?? 'the current user'} on ${host}:${port} failed: the server accepted none of the keys of the SSH agent (SSH_AUTH_SOCK)`,
+  );
   return Object.assign(error, { code: 'EACCES' });
 }
 
@@ -83,7 +85,10 @@ export class SshAgent extends Agent {
     SshAgent.open.delete(this);
     this.destroy();
     for (const conn of this.connections) {
-      void conn.client.then((c) => c.end(), () => undefined);
+      void conn.client.then(
+        (c) => c.end(),
+        () => undefined,
+      );
       conn.tcp.destroy();
     }
     this.connections.clear();

@@ -75,6 +75,8 @@ export class VolumeNetworkCalls extends ImageCalls {
   /** The IPv4 and IPv6 subnets of the engine's networks (IPAM Config), by network name. */
   async networkSubnets(signal?: AbortSignal): Promise<Array<{ network: string; subnet: string }>> {
     const list = await call('list networks', () => this.docker.listNetworks(), signal);
-    return list.flatMap((n) => ((n.IPAM?.Config ?? []) as Array<{ Subnet?: string }>).filter((c) => c.Subnet).map((c) => ({ network: n.Name, subnet: c.Subnet! })));
+    return list.flatMap((n) =>
+      ((n.IPAM?.Config ?? []) as Array<{ Subnet?: string }>).filter((c) => c.Subnet).map((c) => ({ network: n.Name, subnet: c.Subnet! })),
+    );
   }
 }

@@ -44,7 +44,12 @@ export async function putManifest(t: RegistryTransport, repo: string, reference:
  * DigestMismatchError when its sha256 is not the digest asked for (or, by tag, the registry's
  * Docker-Content-Digest), RegistryError when it is over MANIFEST_LIMIT bytes.
  */
-export async function getManifest(t: RegistryTransport, repo: string, reference: string, accept: string[] = MANIFEST_MEDIA_TYPES): Promise<FetchedManifest | undefined> {
+export async function getManifest(
+  t: RegistryTransport,
+  repo: string,
+  reference: string,
+  accept: string[] = MANIFEST_MEDIA_TYPES,
+): Promise<FetchedManifest | undefined> {
   checkRepo(repo);
   checkReference(reference);
   const op = { name: `get manifest ${reference}`, repo };

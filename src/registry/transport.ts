@@ -140,7 +140,9 @@ export class RegistryTransport implements TokenTransport {
       } catch (err) {
         if (attempt >= this.retry.attempts || !isTransient(err)) throw err;
         const delay = this.retry.delayMs * 2 ** (attempt - 1);
-        this.onRetry?.(`${err instanceof Error ? err.message : String(err)}; retrying in ${(delay / 1000).toFixed(1)} s (try ${attempt + 1} of ${this.retry.attempts})`);
+        this.onRetry?.(
+          `${err instanceof Error ? err.message : String(err)}; retrying in ${(delay / 1000).toFixed(1)} s (try ${attempt + 1} of ${this.retry.attempts})`,
+        );
         await new Promise((r) => setTimeout(r, delay));
       }
     }
@@ -203,7 +205,10 @@ export class RegistryTransport implements TokenTransport {
   /** The RegistryError for an unexpected response: its status, the registry's error code and message (distribution spec, "Error Codes"). */
   async httpError(res: IncomingMessage, op: Op): Promise<RegistryError> {
     const detail = await errorDetail(res);
-    const https = this.base.protocol === 'http:' && res.statusCode === 400 && /HTTPS/.test(detail.text ?? '') ? `; it serves HTTPS: remove ${this.host} from ${this.insecureHint}` : '';
+    const https =
+      this.base.protocol === 'http:' && res.statusCode === 400 && /HTTPS/.test(detail.text ?? '')
+        ? `; it serves HTTPS: remove ${this.host} from ${this.insecureHint}`
+        : '';
     const message = `${this.where(op)} failed: HTTP ${res.statusCode}${detail.text ? ` (${detail.text})` : ''}${https}`;
     return new RegistryError(oneLine(message), { status: res.statusCode, code: detail.code });
   }

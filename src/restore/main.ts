@@ -29,7 +29,10 @@ export async function main(): Promise<void> {
   core.setOutput(RestoreOutput.Containers, JSON.stringify(result.containers));
   core.setOutput(RestoreOutput.Failed, String(result.failed));
   await restoreSummary(core.summary, result).write();
-  const failed = failureLine(result.containers.map((c) => ({ name: c.from, error: c.error, failed: c.status === 'failed' })), 'not restored');
+  const failed = failureLine(
+    result.containers.map((c) => ({ name: c.from, error: c.error, failed: c.status === 'failed' })),
+    'not restored',
+  );
   if (failed) throw new Error(failed);
 }
 
@@ -44,7 +47,11 @@ async function verifyOnly(opts: VerifyOptions): Promise<void> {
   const deps = { log: actionLogger, env: process.env, onSecret: (s: string) => core.setSecret(s), decryption: opts.decryption };
   const report = await verifyReport(opts.source, opts.snapshot, opts.credentials, deps, opts.artifactRun);
   for (const line of verifyLines(report)) core.info(line);
-  const containers = report.sets.flatMap((s) => (s.error ? [{ snapshot: s.tag, name: '', from: '', blobs: 0, status: 'failed' as const, error: s.error }] : s.containers.map((c) => ({ ...c, from: c.name }))));
+  const containers = report.sets.flatMap((s) =>
+    s.error
+      ? [{ snapshot: s.tag, name: '', from: '', blobs: 0, status: 'failed' as const, error: s.error }]
+      : s.containers.map((c) => ({ ...c, from: c.name })),
+  );
   core.setOutput(RestoreOutput.Snapshot, report.sets.map((s) => s.tag).join(','));
   core.setOutput(RestoreOutput.Containers, JSON.stringify(containers));
   core.setOutput(RestoreOutput.Failed, String(report.failed));

@@ -29,7 +29,9 @@ function refuseWholeOnly(opts: BackupOptions, set: SnapshotSet, missing: Destina
   const wholeOnly = missing.filter((d) => opts.destinations.some((spec) => spec.kind === 'artifact' && spec.raw === d.label));
   if (wholeOnly.length === 0 || !set.containers.some((c) => c.volumes.some((v) => isChunked(v.blob)))) return;
   const labels = wholeOnly.map((d) => d.label).join(', ');
-  throw new SetWriteError(`Snapshot ${set.tag} stores its volumes as chunks, which ${labels} cannot hold (one blob per volume there); not copied. Expected a new tag: a new set stores whole volumes in every destination.`);
+  throw new SetWriteError(
+    `Snapshot ${set.tag} stores its volumes as chunks, which ${labels} cannot hold (one blob per volume there); not copied. Expected a new tag: a new set stores whole volumes in every destination.`,
+  );
 }
 
 /** A set some destinations hold and others miss (an earlier run with this tag failed there): copied to the rest, no container taken again. */

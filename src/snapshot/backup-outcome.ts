@@ -74,5 +74,17 @@ export function outcome(record: Taken, refs: ContainerOutcome['destinations'], n
 
 /** A container that failed (or was not found): its error's message, nothing stored. */
 export function failure(name: string, id: string, state: string, err: unknown): ContainerOutcome {
-  return { name, id, state, status: 'failed', error: errorMessage(err), destinations: [], volumes: [], bytes: 0, pausedMs: 0, stoppedMs: 0, blobs: { written: 0, reused: 0 } };
+  return {
+    name,
+    id,
+    state,
+    status: 'failed',
+    error: errorMessage(err),
+    destinations: [],
+    volumes: [],
+    bytes: 0,
+    pausedMs: 0,
+    stoppedMs: 0,
+    blobs: { written: 0, reused: 0 },
+  };
 }

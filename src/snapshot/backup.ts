@@ -91,7 +91,10 @@ async function checkAndStore(
   const history = await loadHistory(ctx.destinations);
   const compression = chooseCompression(opts, engineInfo.version);
   log.info(`Compression: ${compression}${opts.compression === 'auto' ? ' (auto)' : ''}`);
-  const spool = Spool.for(ctx.env ?? {}, ctx.destinations.some((d) => d.keyring?.encrypting));
+  const spool = Spool.for(
+    ctx.env ?? {},
+    ctx.destinations.some((d) => d.keyring?.encrypting),
+  );
   // Aborted when one container fails with on-error: abort, so that the others stop (and are put back) too.
   const stopOthers = new AbortController();
   const signal = ctx.signal ? AbortSignal.any([ctx.signal, stopOthers.signal]) : stopOthers.signal;
@@ -130,7 +133,12 @@ interface Tally {
  * failures (in the order taken) and the groups. With on-error: abort, the first failure stops the
  * others (each put back as it stands) and throws once they have.
  */
-async function backUpEach(ctx: BackupContext, opts: BackupOptions, selected: Candidate[], crew: Crew): Promise<{ records: Taken[]; failures: ContainerOutcome[]; groups: GroupOutcome[] }> {
+async function backUpEach(
+  ctx: BackupContext,
+  opts: BackupOptions,
+  selected: Candidate[],
+  crew: Crew,
+): Promise<{ records: Taken[]; failures: ContainerOutcome[]; groups: GroupOutcome[] }> {
   const { log } = ctx;
   const units = unitsOf(selected, opts.groupBy);
   const order = units.flatMap((u) => u.members);
@@ -146,7 +154,9 @@ async function backUpEach(ctx: BackupContext, opts: BackupOptions, selected: Can
       // Groups of containers taken at once would interleave: their lines name the container instead.
       const record = together ? await take() : await log.group(`Back up ${c.name}`, take);
       tally.records[i] = record;
-      log.info(`${c.name}: ${record.image.layers.length} layer(s) and ${record.volumes.length} volume(s): ${record.blobStats.written} blob(s) stored, ${record.blobStats.reused} already there`);
+      log.info(
+        `${c.name}: ${record.image.layers.length} layer(s) and ${record.volumes.length} volume(s): ${record.blobStats.written} blob(s) stored, ${record.blobStats.reused} already there`,
+      );
     } catch (err) {
       // A cancelled run goes no further: its undo follows.
       if (ctx.signal?.aborted) throw ctx.signal.reason;
@@ -196,7 +206,10 @@ async function backUpGroup(
   const infos = await Promise.all(unit.members.map((c) => engine.inspectContainer(c.id, crew.signal).catch(() => undefined)));
   const { order, missing } = dependencyOrder(unit.members.map((c, k) => ({ name: c.name, labels: c.labels, links: infos[k]?.HostConfig.Links ?? [] })));
   const members = order.map((k) => unit.members[k]);
-  const gate = new GroupGate(unit.group, members.map((c) => c.name));
+  const gate = new GroupGate(
+    unit.group,
+    members.map((c) => c.name),
+  );
   if (missing.length > 0) {
     gate.fail(0, `a member is missing: ${missing.join('; ')}`);
     for (const c of members) turns[place.get(c.id) ?? 0].done();
@@ -279,6 +292,16 @@ async function backUpAndStore(
   const incomplete = unwrittenLine(opts.tag, writes.placements);
   if (!writes.placements.some((p) => p.written)) throw new BackupError(incomplete ?? `Snapshot ${opts.tag} was not written.`);
   const windows = new Map(groups.map((g) => [g.name, g.windowMs]));
-  const taken = records.map((r) => ({ ...outcome(r, writes.refs.get(r.name) ?? [], crew.worker.notes.get(r.id)), ...(r.group ? { groupWindowMs: windows.get(r.group) } : {}) }));
-  return { containers: [...failures, ...taken], written: true, artifacts: writes.artifacts, destinations: writes.placements, groups, ...(incomplete ? { incomplete } : {}) };
+  const taken = records.map((r) => ({
+    ...outcome(r, writes.refs.get(r.name) ?? [], crew.worker.notes.get(r.id)),
+    ...(r.group ? { groupWindowMs: windows.get(r.group) } : {}),
+  }));
+  return {
+    containers: [...failures, ...taken],
+    written: true,
+    artifacts: writes.artifacts,
+    destinations: writes.placements,
+    groups,
+    ...(incomplete ? { incomplete } : {}),
+  };
 }

@@ -80,7 +80,10 @@ export class ContainerBackup {
       const peer = await engine.inspectContainer(ref, signal).catch(() => undefined);
       if (peer) names.set(ref, peer.Name.replace(/^\//, ''));
     }
-    const spec = specWithoutEnv(captureSpec(info, networks, (ref) => names.get(ref) ?? ref), this.opts.excludeEnv);
+    const spec = specWithoutEnv(
+      captureSpec(info, networks, (ref) => names.get(ref) ?? ref),
+      this.opts.excludeEnv,
+    );
     const keyring = this.ctx.destinations[0]?.keyring;
     const how = !keyring?.encrypting ? 'clear' : keyring.keepsImagesPullable ? 'pullable' : undefined;
     const clear = how && secretEnvWarning(name, (spec.config.Env as string[] | undefined) ?? [], this.opts.words ?? ACTION_WORDS, how);
@@ -88,7 +91,10 @@ export class ContainerBackup {
     const mounts = mountsToTake(info, this.opts);
     const { hold, note, warn, hooks, hooksSkipped } = holdPlan(info, this.opts);
     if (note) this.notes.set(info.Id, note);
-    if (warn) log.warning(`${name}: started with --rm (auto-remove), so it is not stopped (the engine would remove it and its anonymous volumes): ${hold === 'pause' ? 'paused' : 'taken running'} instead`);
+    if (warn)
+      log.warning(
+        `${name}: started with --rm (auto-remove), so it is not stopped (the engine would remove it and its anonymous volumes): ${hold === 'pause' ? 'paused' : 'taken running'} instead`,
+      );
     else if (note) log.info(`${name}: restarting (its restart policy runs it again after each exit): taken as it is, between two runs`);
     const journal = this.ctx.journal;
     // Named before the commit starts, so an interruption mid-commit still knows what to remove.
@@ -104,10 +110,17 @@ export class ContainerBackup {
     const previous = await this.previousLayer(info.Id, name);
     if (hooksSkipped) log.info(`${name}: not running (${state}), so its pre- and post-command are not run`);
     try {
-      const { value: layer, heldMs, held } = await this.holder.withHooks(info.Id, name, hooks, gate, () =>
+      const {
+        value: layer,
+        heldMs,
+        held,
+      } = await this.holder.withHooks(info.Id, name, hooks, gate, () =>
         this.holder.held(info, name, hold, mounts.length, gate, async () => {
           signal?.throwIfAborted();
-          const now = (this.opts.layerCompaction ?? DEFAULT_LAYER_COMPACTION) > 0 ? await phase('writable layer changes', () => scanLayer(engine, info.Id, MAX_INDEXED_PATHS, signal)) : undefined;
+          const now =
+            (this.opts.layerCompaction ?? DEFAULT_LAYER_COMPACTION) > 0
+              ? await phase('writable layer changes', () => scanLayer(engine, info.Id, MAX_INDEXED_PATHS, signal))
+              : undefined;
           let committed: TakenLayer;
           if (previous && now) committed = await this.takeDelta(info, name, previous, now, pending);
           else {
@@ -125,16 +138,29 @@ export class ContainerBackup {
         }),
       );
       signal?.throwIfAborted();
-      for (const t of taken) volumes.push(await phase(`volume ${t.plan.mount.name || t.plan.mount.destination}`, () => this.volumes.storeVolume(name, t, stats)));
+      for (const t of taken)
+        volumes.push(await phase(`volume ${t.plan.mount.name || t.plan.mount.destination}`, () => this.volumes.storeVolume(name, t, stats)));
       await turn.wait();
-      const { image, stats: layerStats } = await phase('image layers', () => (layer.kind === 'delta' ? this.storeDeltaImage(name, layer) : this.saveCommit(layer, name)));
+      const { image, stats: layerStats } = await phase('image layers', () =>
+        layer.kind === 'delta' ? this.storeDeltaImage(name, layer) : this.saveCommit(layer, name),
+      );
       // Containers later in this run share base layers with this one: stored once per set.
       for (const layer of image.layers) if (!this.history.layers.has(layer.contentDigest)) this.history.layers.set(layer.contentDigest, layer);
       turn.done();
       stats.written += layerStats.written;
       stats.reused += layerStats.reused;
       const pausedMs = held === 'pause' ? heldMs : 0;
-      return { name, id: info.Id, state: state as ContainerRecord['state'], image: { ...image, baseImage: info.Config.Image }, volumes, spec, pausedMs, ...(held === 'stop' ? { stoppedMs: heldMs } : {}), blobStats: stats };
+      return {
+        name,
+        id: info.Id,
+        state: state as ContainerRecord['state'],
+        image: { ...image, baseImage: info.Config.Image },
+        volumes,
+        spec,
+        pausedMs,
+        ...(held === 'stop' ? { stoppedMs: heldMs } : {}),
+        blobStats: stats,
+      };
     } finally {
       turn.done();
       await Promise.allSettled(pending.map((p) => this.spool.release(p)));
@@ -154,7 +180,10 @@ export class ContainerBackup {
     if (!last || last.name !== name || compaction === 0 || this.ctx.destinations[0]?.keyring?.encrypting) return undefined;
     try {
       const previous = await previousLayer(last.image, this.targets({ container: name }), this.targets(SET_SCOPE), layerMediaType(this.compression));
-      if (previous && previous.deltas >= compaction) this.ctx.log.info(`${name}: ${previous.deltas} delta layer(s) on the last full writable layer (layer-compaction ${compaction}): the whole layer is taken again`);
+      if (previous && previous.deltas >= compaction)
+        this.ctx.log.info(
+          `${name}: ${previous.deltas} delta layer(s) on the last full writable layer (layer-compaction ${compaction}): the whole layer is taken again`,
+        );
       return deltaAllowed(previous, compaction) ? previous : undefined;
     } catch (err) {
       this.ctx.log.info(`${name}: the last snapshot's writable layer could not serve as a base (${errorMessage(err)}): the whole layer is taken`);
@@ -165,7 +194,9 @@ export class ContainerBackup {
   /** While held: reads what changed since `previous` (plan-delta) into the spool, touching no destination. */
   private async takeDelta(info: ContainerInspect, name: string, previous: PreviousLayer, now: LayerIndex, pending: Spooled[]): Promise<TakenLayer> {
     const plan = planDelta(previous.index, now);
-    this.ctx.log.info(`${name}: reading what changed in the writable layer since the last snapshot: ${plan.reads.length} path(s), ${plan.whiteouts.length} removed`);
+    this.ctx.log.info(
+      `${name}: reading what changed in the writable layer since the last snapshot: ${plan.reads.length} path(s), ${plan.whiteouts.length} removed`,
+    );
     if (isEmpty(plan)) return { kind: 'delta', previous, now };
     await this.spool.ready();
     const mountPoints = new Set((info.Mounts ?? []).map((m) => m.Destination));
@@ -175,7 +206,10 @@ export class ContainerBackup {
   }
 
   /** Once the container is back: the delta layer (checked as a whole tar), its config and the index stored. */
-  private async storeDeltaImage(name: string, layer: TakenLayer & { kind: 'delta' }): Promise<{ image: Omit<ImageRecord, 'baseImage'>; stats: { written: number; reused: number } }> {
+  private async storeDeltaImage(
+    name: string,
+    layer: TakenLayer & { kind: 'delta' },
+  ): Promise<{ image: Omit<ImageRecord, 'baseImage'>; stats: { written: number; reused: number } }> {
     let tar: Readable | undefined;
     if (layer.spooled) {
       const file = this.spool.read(layer.spooled);
@@ -184,17 +218,26 @@ export class ContainerBackup {
       this.ctx.log.info(`${name}: storing the writable layer's changes (${formatBytes(layer.spooled.bytes)} before compression)`);
     }
     const exclude = this.opts.excludeEnv;
-    const stored = await storeDelta(layer.previous, tar, layer.now, { layers: this.targets({ container: name }), set: this.targets(SET_SCOPE) }, {
-      layerMediaType: layerMediaType(this.compression),
-      compression: this.compression,
-      created: (this.ctx.now?.() ?? new Date()).toISOString(),
-      rewriteConfig: exclude.length > 0 ? (config: Buffer) => imageConfigWithoutEnv(config, exclude) : undefined,
-    });
+    const stored = await storeDelta(
+      layer.previous,
+      tar,
+      layer.now,
+      { layers: this.targets({ container: name }), set: this.targets(SET_SCOPE) },
+      {
+        layerMediaType: layerMediaType(this.compression),
+        compression: this.compression,
+        created: (this.ctx.now?.() ?? new Date()).toISOString(),
+        rewriteConfig: exclude.length > 0 ? (config: Buffer) => imageConfigWithoutEnv(config, exclude) : undefined,
+      },
+    );
     return { image: stored.image, stats: { written: stored.written, reused: layer.previous.image.layers.length } };
   }
 
   /** Once the container is back: the committed image stored, and the writable layer's index beside it. */
-  private async saveCommit(layer: TakenLayer & { kind: 'commit' }, name: string): Promise<{ image: Omit<ImageRecord, 'baseImage'>; stats: { written: number; reused: number } }> {
+  private async saveCommit(
+    layer: TakenLayer & { kind: 'commit' },
+    name: string,
+  ): Promise<{ image: Omit<ImageRecord, 'baseImage'>; stats: { written: number; reused: number } }> {
     const { image, stats } = await this.saveImage(layer.imageId, name);
     const index = await storeFullIndex(layer.now, this.targets(SET_SCOPE), this.compression);
     // Without excluded variables, the stored config is another image: its ID is that config's digest.
@@ -202,7 +245,10 @@ export class ContainerBackup {
     return { image: { ...image, id, ...index }, stats };
   }
 
-  private async saveImage(imageId: string, name: string): Promise<{ image: Pick<ImageRecord, 'config' | 'layers'>; stats: { written: number; reused: number } }> {
+  private async saveImage(
+    imageId: string,
+    name: string,
+  ): Promise<{ image: Pick<ImageRecord, 'config' | 'layers'>; stats: { written: number; reused: number } }> {
     const { engine, signal } = this.ctx;
     const targets = this.targets({ container: name });
     const diffIds = (await engine.inspectImage(imageId, signal)).RootFS.Layers ?? [];
@@ -214,9 +260,16 @@ export class ContainerBackup {
     const mediaType = layerMediaType(this.compression);
     const exclude = this.opts.excludeEnv;
     const rewriteConfig = exclude.length > 0 ? (config: Buffer) => imageConfigWithoutEnv(config, exclude) : undefined;
-    const base = { diffIds, layerMediaType: mediaType, configTargets: this.targets(SET_SCOPE), rewriteConfig, meter: (bytes: number) => this.meter(`${name}: layer ${n} of ${diffIds.length}`, bytes) };
+    const base = {
+      diffIds,
+      layerMediaType: mediaType,
+      configTargets: this.targets(SET_SCOPE),
+      rewriteConfig,
+      meter: (bytes: number) => this.meter(`${name}: layer ${n} of ${diffIds.length}`, bytes),
+    };
     let n = 0;
-    const onLayer = (bytes: number, known: boolean) => this.ctx.log.info(`${name}: ${known ? 'checking' : 'storing'} layer ${++n} of ${diffIds.length} (${formatBytes(bytes)})`);
+    const onLayer = (bytes: number, known: boolean) =>
+      this.ctx.log.info(`${name}: ${known ? 'checking' : 'storing'} layer ${++n} of ${diffIds.length} (${formatBytes(bytes)})`);
     this.ctx.log.info(`${name}: reading the image (${diffIds.length} layer(s)) from the engine`);
     let result = await storeSavedImage(await engine.saveImage(imageId, signal), targets, { ...base, known, onLayer });
     if ('retry' in result) {

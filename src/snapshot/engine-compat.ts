@@ -32,6 +32,10 @@ export function engineCompatWarnings(set: Pick<SnapshotSet, 'tag' | 'source' | '
 }
 
 /** Logs a warning for each feature of the set the target engine lacks (see engineCompatWarnings). */
-export async function warnEngineCompat(set: SnapshotSet, engine: { info(): Promise<Pick<EngineInfo, 'version'>> }, log: Pick<Logger, 'warning'>): Promise<void> {
+export async function warnEngineCompat(
+  set: SnapshotSet,
+  engine: { info(): Promise<Pick<EngineInfo, 'version'>> },
+  log: Pick<Logger, 'warning'>,
+): Promise<void> {
   for (const w of engineCompatWarnings(set, await engine.info())) log.warning(w);
 }

@@ -49,7 +49,8 @@ export function holdFor(info: ContainerInspect, opts: Pick<BackupOptions, 'stop'
   if (!info.State.Running || info.State.Paused) return { hold: 'none' };
   const instead: Hold = opts.pause ? 'pause' : 'none';
   if (!stopAsked(opts, info.Config.Labels ?? {})) return { hold: instead };
-  if (info.HostConfig.AutoRemove) return { hold: instead, note: `auto-remove (--rm): ${instead === 'pause' ? 'paused' : 'taken running'}, not stopped`, warn: true };
+  if (info.HostConfig.AutoRemove)
+    return { hold: instead, note: `auto-remove (--rm): ${instead === 'pause' ? 'paused' : 'taken running'}, not stopped`, warn: true };
   return { hold: 'stop' };
 }
 

@@ -50,7 +50,14 @@ export class Holder {
    * In a group, it is held once every member's pre-command has run, taken once every member is
    * held, and put back once every member is taken. Returns how long it was held, and how.
    */
-  async held<T>(info: ContainerInspect, name: string, hold: Hold, mounts: number, gate: MemberGate | undefined, take: () => Promise<T>): Promise<{ value: T; heldMs: number; held: Hold }> {
+  async held<T>(
+    info: ContainerInspect,
+    name: string,
+    hold: Hold,
+    mounts: number,
+    gate: MemberGate | undefined,
+    take: () => Promise<T>,
+  ): Promise<{ value: T; heldMs: number; held: Hold }> {
     const { log, signal } = this.ctx;
     await gate?.beforeHold();
     const held = await this.holdStill(info, name, hold);
@@ -149,7 +156,10 @@ export class Holder {
     const signal = phase === 'pre-command' ? this.ctx.signal : undefined;
     const result = await engine.exec(id, command, { timeoutMs, signal, onLine: (line) => log.info(`${name} ${phase}> ${line}`) });
     const ms = Math.round(performance.now() - started);
-    if (result.timedOut) throw new BackupError(`${phase} did not finish within ${(this.opts.words ?? ACTION_WORDS).name('hook-timeout')} ${this.opts.hookTimeout} s (it may still run in the container): ${command}`);
+    if (result.timedOut)
+      throw new BackupError(
+        `${phase} did not finish within ${(this.opts.words ?? ACTION_WORDS).name('hook-timeout')} ${this.opts.hookTimeout} s (it may still run in the container): ${command}`,
+      );
     if (result.exitCode !== 0) throw new BackupError(`${phase} exited with ${result.exitCode ?? 'an unknown status'} after ${ms} ms: ${command}`);
     log.info(`${name}: ${phase} done in ${ms} ms`);
   }

@@ -47,7 +47,14 @@ function octal(buf: Buffer, from: number, len: number): number {
     for (let i = from + 1; i < from + len; i++) n = n * 256 + buf[i];
     return n;
   }
-  return parseInt(buf.subarray(from, from + len).toString('latin1').replace(/\0.*$/s, '').trim() || '0', 8);
+  return parseInt(
+    buf
+      .subarray(from, from + len)
+      .toString('latin1')
+      .replace(/\0.*$/s, '')
+      .trim() || '0',
+    8,
+  );
 }
 
 function text(buf: Buffer, from: number, len: number): string {
@@ -125,7 +132,10 @@ export class MetadataMerger extends Transform {
   /** The directories with a default ACL once more, with only that ACL (and their time): a later entry of a path updates it. */
   private flushDeferred(): void {
     for (const d of this.deferred) {
-      this.pax = new Map([['path', Buffer.from(d.name)], [`SCHILY.xattr.${DEFAULT_ACL}`, d.acl]]);
+      this.pax = new Map([
+        ['path', Buffer.from(d.name)],
+        [`SCHILY.xattr.${DEFAULT_ACL}`, d.acl],
+      ]);
       if (d.mtime) this.pax.set('mtime', Buffer.from(d.mtime));
       this.flushPax();
       this.push(d.header);

@@ -94,7 +94,9 @@ export async function recoverAbandonedRestores(engine: Engine, log: Logger, env:
       continue;
     }
     if (entry.pending.targets.length > 0) {
-      log.warning(`A restore (pid ${entry.pid}) ended before it finished (${entry.pending.targets.map((t) => t.target).join(', ')}); putting back what it changed`);
+      log.warning(
+        `A restore (pid ${entry.pid}) ended before it finished (${entry.pending.targets.map((t) => t.target).join(', ')}); putting back what it changed`,
+      );
     }
     const save = () => {
       writeJournalFile(path, JSON.stringify(entry));

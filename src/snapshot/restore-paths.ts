@@ -57,7 +57,9 @@ function planFor(c: ContainerRecord, target: string, info: ContainerInspect, pat
     const source = ownerOf(path, sources);
     if (!source || source.kind !== 'volume') {
       const where = source?.kind === 'bind' ? `bind mount ${source.root}` : 'writable layer';
-      throw new RestoreError(`${path} is in the ${where} of ${c.name} in the set, not in a volume: only volume content is restored by path (extract takes any path).`);
+      throw new RestoreError(
+        `${path} is in the ${where} of ${c.name} in the set, not in a volume: only volume content is restored by path (extract takes any path).`,
+      );
     }
     const volume = mounts.find((m) => m.Type === 'volume' && m.Destination === source.root)?.Name;
     if (!volume) throw new RestoreError(`container '${target}' has no volume at ${source.root}, where ${path} belongs.`);
@@ -89,7 +91,14 @@ export async function restorePaths(opts: RestoreOptions, ctx: RestoreContext & {
       const partly = partlyWritten(paths, progress);
       if (partly) ctx.log.warning(`${c.name}: ${partly}`);
       else ctx.log.info(`${c.name}: paths not restored`);
-      results.push({ name: target, from: c.name, id: '', state: '', status: 'failed', error: partly ? `${(err as Error).message}; ${partly}` : (err as Error).message });
+      results.push({
+        name: target,
+        from: c.name,
+        id: '',
+        state: '',
+        status: 'failed',
+        error: partly ? `${(err as Error).message}; ${partly}` : (err as Error).message,
+      });
     }
   }
   return { tag: set.tag, containers: results, failed: results.filter((r) => r.status === 'failed').length };
@@ -122,36 +131,60 @@ export function partlyWritten(paths: string[], progress: PathsProgress): string 
  * each container of the set the paths that lie in its mounts (those with none are left alone).
  * Throws RestoreError when, without `containers`, a path lies in no container's mount.
  */
-export function pathsPerContainer(chosen: ContainerRecord[], opts: Pick<RestoreOptions, 'containers' | 'paths'>): Array<{ c: ContainerRecord; paths: string[] }> {
+export function pathsPerContainer(
+  chosen: ContainerRecord[],
+  opts: Pick<RestoreOptions, 'containers' | 'paths'>,
+): Array<{ c: ContainerRecord; paths: string[] }> {
   if (opts.containers.length > 0) return chosen.map((c) => ({ c, paths: opts.paths }));
   const inMounts = (c: ContainerRecord, p: string) => (ownerOf(p, sourcesOf(c))?.kind ?? 'layer') !== 'layer';
   const stray = opts.paths.filter((p) => !chosen.some((c) => inMounts(c, p)));
-  if (stray.length > 0) throw new RestoreError(`No container of the set has a mount at ${stray.join(', ')}. Expected paths inside a volume of a container of the set.`);
+  if (stray.length > 0)
+    throw new RestoreError(`No container of the set has a mount at ${stray.join(', ')}. Expected paths inside a volume of a container of the set.`);
   return chosen.map((c) => ({ c, paths: opts.paths.filter((p) => inMounts(c, p)) })).filter((x) => x.paths.length > 0);
 }
 
-async function restoreContainerPaths(c: ContainerRecord, target: string, paths: string[], opts: RestoreOptions, ctx: RestoreContext, progress: PathsProgress): Promise<RestoredContainer> {
+async function restoreContainerPaths(
+  c: ContainerRecord,
+  target: string,
+  paths: string[],
+  opts: RestoreOptions,
+  ctx: RestoreContext,
+  progress: PathsProgress,
+): Promise<RestoredContainer> {
   const { engine, log } = ctx;
   const w = opts.words ?? ACTION_WORDS;
   const info = await engine.findContainer(target);
-  if (!info) throw new RestoreError(`${w.name('paths')} restores into an existing container; '${target}' does not exist (restore it without ${w.name('paths')} first).`);
+  if (!info)
+    throw new RestoreError(`${w.name('paths')} restores into an existing container; '${target}' does not exist (restore it without ${w.name('paths')} first).`);
   const plans = planFor(c, target, info, paths);
   const filler = new Filler(engine, info.Image, ctx.txn?.pending.run ?? runLabelValue(), log, ctx.txn?.signal);
   const found: string[] = [];
   for (const plan of plans) {
     const present = new Set<string>();
-    await visitSource(ctx.source, c, plan.source, async (entry) => void plan.paths.filter((p) => within(entry.path, p)).forEach((p) => present.add(p)), () => undefined);
+    await visitSource(
+      ctx.source,
+      c,
+      plan.source,
+      async (entry) => void plan.paths.filter((p) => within(entry.path, p)).forEach((p) => present.add(p)),
+      () => undefined,
+    );
     const missing = plan.paths.filter((p) => !present.has(p));
     if (missing.length > 0) throw new RestoreError(`snapshot ${opts.snapshot}: ${c.name} has nothing at ${missing.join(', ')} in ${plan.source.label}.`);
-    for (const p of plan.paths) if (!opts.replace && (await filler.volumePathExists(plan.volume, plan.source.root, p))) found.push(`${p} exists in volume '${plan.volume}'`);
+    for (const p of plan.paths)
+      if (!opts.replace && (await filler.volumePathExists(plan.volume, plan.source.root, p))) found.push(`${p} exists in volume '${plan.volume}'`);
   }
   if (found.length > 0) throw new RestoreError(`refused: ${found.join('; ')} (${w.enable('replace')} writes the snapshot's over it)`);
   for (const plan of plans) {
     log.info(`${target}: writing ${plan.paths.join(', ')} into volume '${plan.volume}'`);
-    await filler.fillVolume(plan.volume, plan.source.root, async () => {
-      progress.writing = plan.paths;
-      return keepOnly(await volumeContent(c, plan.source, ctx), plan.source.root, plan.paths);
-    }, async () => sparseWithin(await sideRecord(c, plan.source, ctx), plan.source.root, plan.paths));
+    await filler.fillVolume(
+      plan.volume,
+      plan.source.root,
+      async () => {
+        progress.writing = plan.paths;
+        return keepOnly(await volumeContent(c, plan.source, ctx), plan.source.root, plan.paths);
+      },
+      async () => sparseWithin(await sideRecord(c, plan.source, ctx), plan.source.root, plan.paths),
+    );
     progress.written.push(...plan.paths);
     progress.writing = [];
   }

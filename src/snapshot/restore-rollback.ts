@@ -22,7 +22,14 @@ async function exists(engine: Engine, id: string): Promise<boolean> {
  * is removed from its target's record and `save` is called, so a rollback interrupted in turn runs
  * again from where it stopped. Returns what could not be put back.
  */
-export async function rollBackTargets(engine: Engine, run: string, helperImage: string | undefined, targets: TargetPending[], log: Logger, save: () => void): Promise<string[]> {
+export async function rollBackTargets(
+  engine: Engine,
+  run: string,
+  helperImage: string | undefined,
+  targets: TargetPending[],
+  log: Logger,
+  save: () => void,
+): Promise<string[]> {
   const problems: string[] = [];
   const attempt = async (what: string, fn: () => Promise<void>, done: () => void) => {
     try {
@@ -49,7 +56,11 @@ export async function rollBackTargets(engine: Engine, run: string, helperImage: 
   // Once the new containers are gone: a network still in use is someone else's now.
   for (const e of ordered) {
     for (const n of [...(e.createdNetworks ?? [])]) {
-      await attempt(`remove network ${n.name}`, () => removeCreatedNetwork(engine, n, log), () => e.createdNetworks?.splice(e.createdNetworks.indexOf(n), 1));
+      await attempt(
+        `remove network ${n.name}`,
+        () => removeCreatedNetwork(engine, n, log),
+        () => e.createdNetworks?.splice(e.createdNetworks.indexOf(n), 1),
+      );
     }
   }
   for (const e of targets) {
@@ -59,10 +70,18 @@ export async function rollBackTargets(engine: Engine, run: string, helperImage: 
         e.replaced.splice(e.replaced.indexOf(v), 1);
         save();
       };
-      await attempt(`put back volume ${v.name}`, () => putBackVolume(engine, run, image, v, log, done), () => undefined);
+      await attempt(
+        `put back volume ${v.name}`,
+        () => putBackVolume(engine, run, image, v, log, done),
+        () => undefined,
+      );
     }
     for (const name of [...e.createdVolumes]) {
-      await attempt(`remove volume ${name}`, () => engine.removeVolume(name).catch(ignoreMissing), () => e.createdVolumes.splice(e.createdVolumes.indexOf(name), 1));
+      await attempt(
+        `remove volume ${name}`,
+        () => engine.removeVolume(name).catch(ignoreMissing),
+        () => e.createdVolumes.splice(e.createdVolumes.indexOf(name), 1),
+      );
     }
   }
   // Old containers in restore order: those others take volumes or namespaces from come first.

@@ -88,13 +88,26 @@ export function formatSpan(s: Span): string {
     [s.days, 'd'],
     [s.hours, 'h'],
   ] as const;
-  return parts.filter(([n]) => n > 0).map(([n, u]) => `${n}${u}`).join('') || '0h';
+  return (
+    parts
+      .filter(([n]) => n > 0)
+      .map(([n, u]) => `${n}${u}`)
+      .join('') || '0h'
+  );
 }
 
 /** Go's time.AddDate(-y, -m, -d).Add(-h): calendar fields overflow the same way in Date.UTC. */
 function before(latest: number, s: Span): number {
   const d = new Date(latest);
-  const back = Date.UTC(d.getUTCFullYear() - s.years, d.getUTCMonth() - s.months, d.getUTCDate() - s.days, d.getUTCHours(), d.getUTCMinutes(), d.getUTCSeconds(), d.getUTCMilliseconds());
+  const back = Date.UTC(
+    d.getUTCFullYear() - s.years,
+    d.getUTCMonth() - s.months,
+    d.getUTCDate() - s.days,
+    d.getUTCHours(),
+    d.getUTCMinutes(),
+    d.getUTCSeconds(),
+    d.getUTCMilliseconds(),
+  );
   return back - s.hours * 3_600_000;
 }
 

@@ -44,7 +44,13 @@ export interface DedupeRecord {
 }
 
 function dedupeRecord(set: SnapshotSet): DedupeRecord {
-  return { containers: set.containers.map((c) => ({ name: c.name, image: { layers: c.image.layers }, volumes: c.volumes.map((v) => ({ destination: v.destination, blob: v.blob })) })) };
+  return {
+    containers: set.containers.map((c) => ({
+      name: c.name,
+      image: { layers: c.image.layers },
+      volumes: c.volumes.map((v) => ({ destination: v.destination, blob: v.blob })),
+    })),
+  };
 }
 
 /** The set document as JSON; encrypted with age, with its clear envelope, when the keyring encrypts. */
@@ -73,7 +79,9 @@ export async function sealSet(set: SnapshotSet, keyring: Keyring | undefined): P
 export function envelopeOf(annotations: Record<string, string> | undefined, where: string): SetEnvelope {
   const text = annotations?.[ENVELOPE_ANNOTATION];
   if (text !== undefined && sha256Digest(Buffer.from(text)) !== annotations?.[ENVELOPE_DIGEST_ANNOTATION]) {
-    throw new ManifestError(`Invalid encrypted snapshot at ${where}: its ${ENVELOPE_ANNOTATION} annotation does not match its digest (${ENVELOPE_DIGEST_ANNOTATION}); damaged.`);
+    throw new ManifestError(
+      `Invalid encrypted snapshot at ${where}: its ${ENVELOPE_ANNOTATION} annotation does not match its digest (${ENVELOPE_DIGEST_ANNOTATION}); damaged.`,
+    );
   }
   try {
     const env = JSON.parse(text ?? '') as SetEnvelope;
@@ -97,7 +105,8 @@ export async function openSealed(
   location: string,
 ): Promise<SnapshotSet> {
   if (descriptor.mediaType !== SET_AGE_MEDIA_TYPE) return parseCheckedSet(body, descriptor, tag, location);
-  if (sha256Digest(body) !== descriptor.digest || (descriptor.size !== undefined && body.length !== descriptor.size)) throw new SetDigestError(tag, location, descriptor.digest);
+  if (sha256Digest(body) !== descriptor.digest || (descriptor.size !== undefined && body.length !== descriptor.size))
+    throw new SetDigestError(tag, location, descriptor.digest);
   const what = `Snapshot ${tag} in ${location}`;
   if (!keyring) throw new KeyError(`${what} is encrypted (age). Expected a decryption key.`);
   const envelope = envelopeOf(descriptor.annotations, `${location} ${tag}`);
@@ -131,7 +140,16 @@ export function refuseClearWithKey(set: SnapshotSet, keyring: Keyring | undefine
 /** Throws ManifestError when the clear envelope does not say what the decrypted document does (its blobs, containers). */
 export function checkEnvelope(set: SnapshotSet, envelope: SetEnvelope, where: string): void {
   const same = (a: string[], b: string[]) => JSON.stringify([...a].sort()) === JSON.stringify([...b].sort());
-  if (!same(envelope.blobs, setBlobs(set).map((b) => b.digest)) || !same(envelope.containers, set.containers.map((c) => c.name))) {
+  if (
+    !same(
+      envelope.blobs,
+      setBlobs(set).map((b) => b.digest),
+    ) ||
+    !same(
+      envelope.containers,
+      set.containers.map((c) => c.name),
+    )
+  ) {
     throw new ManifestError(`Invalid encrypted snapshot at ${where}: its clear envelope does not match its set document (blobs or containers); damaged.`);
   }
 }

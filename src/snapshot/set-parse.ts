@@ -53,7 +53,10 @@ export function parseSet(text: string, where: string): SnapshotSet {
     c.image.layers.forEach((l, i) => checkBlob(l, `container ${c.name} layer ${i}`));
     if (c.image.layerIndex) checkBlob(c.image.layerIndex, `container ${c.name} writable layer index`);
     const deltas = c.image.deltas ?? 0;
-    if (!(Number.isInteger(deltas) && deltas >= 0 && (deltas === 0 || deltas < c.image.layers.length))) throw new ManifestError(`Invalid snapshot manifest at ${where}: container ${c.name} has ${String(c.image.deltas)} delta layers of ${c.image.layers.length}.`);
+    if (!(Number.isInteger(deltas) && deltas >= 0 && (deltas === 0 || deltas < c.image.layers.length)))
+      throw new ManifestError(
+        `Invalid snapshot manifest at ${where}: container ${c.name} has ${String(c.image.deltas)} delta layers of ${c.image.layers.length}.`,
+      );
     c.volumes.forEach((v) => checkVolumeBlob(v.blob, `container ${c.name} volume ${v.name || v.destination}`));
     c.volumes.forEach((v) => v.metadata?.record && checkBlob(v.metadata.record, `container ${c.name} volume ${v.name || v.destination} side record`));
   }

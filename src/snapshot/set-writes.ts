@@ -43,13 +43,14 @@ async function holdsSame(dest: Destination, set: SnapshotSet): Promise<boolean> 
 export async function tagState(destinations: Destination[], tag: string): Promise<TagState> {
   const holders: Destination[] = [];
   const missing: Destination[] = [];
-  for (const dest of destinations) (await dest.hasSet(tag) ? holders : missing).push(dest);
+  for (const dest of destinations) ((await dest.hasSet(tag)) ? holders : missing).push(dest);
   if (holders.length === 0) return { holders, missing };
   if (missing.length === 0) throw new SetWriteError(`Snapshot ${tag} already exists in ${holders.map((d) => d.label).join(', ')}. Expected a new tag.`);
   const set = await holders[0].readSet(tag);
   if (!set) throw new SetWriteError(`Snapshot ${tag} in ${holders[0].label} cannot be read. Expected a new tag.`);
   for (const holder of holders.slice(1)) {
-    if (!(await holdsSame(holder, set))) throw new SetWriteError(`Snapshot ${tag} differs between ${holders[0].label} and ${holder.label}. Expected a new tag.`);
+    if (!(await holdsSame(holder, set)))
+      throw new SetWriteError(`Snapshot ${tag} differs between ${holders[0].label} and ${holder.label}. Expected a new tag.`);
   }
   return { holders, missing, set };
 }
@@ -69,7 +70,8 @@ function blobNames(c: SnapshotSet['containers'][number]): Map<string, string> {
 /** Each blob of a set once, with the scope a destination keeps it under (see Destination.writeBlob). */
 function blobsOf(set: SnapshotSet): Array<{ scope: BlobScope; blob: BlobDescriptor; what: string }> {
   const out = new Map<string, { scope: BlobScope; blob: BlobDescriptor; what: string }>();
-  const add = (scope: BlobScope, blob: BlobDescriptor, what: string) => out.set(`${'container' in scope ? scope.container : ''}\0${blob.digest}`, { scope, blob, what });
+  const add = (scope: BlobScope, blob: BlobDescriptor, what: string) =>
+    out.set(`${'container' in scope ? scope.container : ''}\0${blob.digest}`, { scope, blob, what });
   for (const c of set.containers) {
     for (const layer of c.image.layers) add({ container: c.name }, layer, `${c.name} layer ${layer.digest}`);
     // The same list a prune keeps and a verify reads, so a copied set lacks nothing they expect.

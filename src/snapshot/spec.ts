@@ -41,8 +41,19 @@ export const CONFIG_NOT_TAKEN = ['Image'] as const;
  * into their own attachment fields. The rest is passed back as it was.
  */
 export const ENDPOINT_NOT_TAKEN = [
-  'NetworkID', 'EndpointID', 'Gateway', 'IPAddress', 'IPPrefixLen', 'IPv6Gateway', 'GlobalIPv6Address', 'GlobalIPv6PrefixLen', 'DNSNames',
-  'Aliases', 'IPAMConfig', 'Links', 'MacAddress',
+  'NetworkID',
+  'EndpointID',
+  'Gateway',
+  'IPAddress',
+  'IPPrefixLen',
+  'IPv6Gateway',
+  'GlobalIPv6Address',
+  'GlobalIPv6PrefixLen',
+  'DNSNames',
+  'Aliases',
+  'IPAMConfig',
+  'Links',
+  'MacAddress',
 ] as const;
 
 // Values the engine fills in at create time; passing them back would pin this engine's defaults.

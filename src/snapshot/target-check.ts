@@ -89,7 +89,10 @@ export function portClashes(wanted: HostBinding[], taken: TakenPort[], portMapNa
   for (const [i, b] of wanted.entries()) {
     const holder = taken.find((t) => t.port === b.port && t.protocol === b.protocol && overlaps(t.ip, b.ip));
     const twin = wanted.slice(0, i).find((o) => o.port === b.port && o.protocol === b.protocol && overlaps(o.ip, b.ip));
-    if (holder) found.push(`${b.container} publishes host port ${where(b)} (for ${b.containerPort}), which container '${holder.container}' holds on this engine (${portMapName} ${b.port}=NEWPORT publishes it elsewhere)`);
+    if (holder)
+      found.push(
+        `${b.container} publishes host port ${where(b)} (for ${b.containerPort}), which container '${holder.container}' holds on this engine (${portMapName} ${b.port}=NEWPORT publishes it elsewhere)`,
+      );
     else if (twin) found.push(`${b.container} and ${twin.container} both publish host port ${where(b)}`);
   }
   return found;
@@ -129,11 +132,16 @@ export function subnetClashes(networks: Needs['networks'], existing: Array<{ net
   for (const n of networks) {
     for (const subnet of n.subnets ?? []) {
       const a = ipv4Range(subnet);
-      const overlapped = a && existing.find((e) => {
-        const b = ipv4Range(e.subnet);
-        return b !== undefined && a[0] <= b[1] && b[0] <= a[1];
-      });
-      if (overlapped) found.push(`network ${n.name} would be created with subnet ${subnet}, which overlaps network ${overlapped.network} (${overlapped.subnet}) on this engine`);
+      const overlapped =
+        a &&
+        existing.find((e) => {
+          const b = ipv4Range(e.subnet);
+          return b !== undefined && a[0] <= b[1] && b[0] <= a[1];
+        });
+      if (overlapped)
+        found.push(
+          `network ${n.name} would be created with subnet ${subnet}, which overlaps network ${overlapped.network} (${overlapped.subnet}) on this engine`,
+        );
     }
   }
   return found;
@@ -156,7 +164,8 @@ export function missingFeatures(needs: Needs, features: EngineFeatures): string[
     const log = (c.spec.hostConfig.LogConfig as { Type?: string } | undefined)?.Type ?? '';
     if (!BUILTIN_LOG_DRIVERS.includes(log) && !features.logDrivers.includes(log)) add(`log driver '${log}'`, c.name);
     const volumeDriver = c.spec.hostConfig.VolumeDriver as string | undefined;
-    for (const d of new Set([...c.volumeDrivers, ...(volumeDriver ? [volumeDriver] : [])])) if (!features.volumeDrivers.includes(d)) add(`volume driver '${d}'`, c.name);
+    for (const d of new Set([...c.volumeDrivers, ...(volumeDriver ? [volumeDriver] : [])]))
+      if (!features.volumeDrivers.includes(d)) add(`volume driver '${d}'`, c.name);
   }
   for (const n of needs.networks) if (!features.networkDrivers.includes(n.driver)) add(`network driver '${n.driver}'`, `network ${n.name}`);
   return [...found].map(([what, who]) => `${what} (${[...new Set(who)].join(', ')})`);
@@ -200,10 +209,15 @@ async function needsOf(engine: Engine, chosen: ContainerRecord[], opts: RestoreO
 export async function checkTarget(engine: Engine, set: SnapshotSet, chosen: ContainerRecord[], opts: RestoreOptions): Promise<void> {
   const w = opts.words ?? ACTION_WORDS;
   const map = opts.portMap ?? [];
-  const unused = unusedMappings(chosen.map((c) => ({ container: c.name, spec: c.spec })), map);
+  const unused = unusedMappings(
+    chosen.map((c) => ({ container: c.name, spec: c.spec })),
+    map,
+  );
   if (unused.length > 0) {
     const published = [...new Set(chosen.flatMap((c) => hostBindings(c.name, c.spec)).map((b) => `${b.port}/${b.protocol}`))];
-    throw new TargetError(`Invalid ${w.name('port-map')} ${unused.map(mappingText).join(', ')}: no container restored from snapshot ${set.tag} publishes that host port. Expected one of: ${published.join(', ') || '(none)'}.`);
+    throw new TargetError(
+      `Invalid ${w.name('port-map')} ${unused.map(mappingText).join(', ')}: no container restored from snapshot ${set.tag} publishes that host port. Expected one of: ${published.join(', ') || '(none)'}.`,
+    );
   }
   const needs = await needsOf(engine, chosen, opts);
   const lacking = missingFeatures(needs, await engine.features());

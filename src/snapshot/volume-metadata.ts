@@ -18,7 +18,11 @@ import { rootStatOf, sameRoot, type RootStat } from './volume-root.js';
  */
 export interface MetadataRecord {
   /** Paths relative to the volume's root ('.' is the root), POSIX separators. */
-  entries: Array<{ path: string; /** `seconds.nanoseconds`, when the nanoseconds are not 0. */ mtime?: string; /** Name → base64 value. */ xattrs?: Record<string, string> }>;
+  entries: Array<{
+    path: string;
+    /** `seconds.nanoseconds`, when the nanoseconds are not 0. */ mtime?: string;
+    /** Name → base64 value. */ xattrs?: Record<string, string>;
+  }>;
   /** Unix sockets, which no tar can carry. */
   sockets: string[];
   /**
@@ -209,7 +213,10 @@ export async function keepVolumeMetadata(
   }
   const { kept, lost } = counted(scan.loss!, scan.record!.sockets);
   if (scan.xattrsUnchecked) lost.push(`extended attributes and ACLs, if any (not checked: ${scan.xattrsUnchecked})`);
-  if (scan.record!.sparse === 'many') lost.push(`the names of its sparse files (more than ${MAX_SPARSE_NAMED}: a restore makes sparse every file with zero runs of 64 KiB or more, preallocated ones too)`);
+  if (scan.record!.sparse === 'many')
+    lost.push(
+      `the names of its sparse files (more than ${MAX_SPARSE_NAMED}: a restore makes sparse every file with zero runs of 64 KiB or more, preallocated ones too)`,
+    );
   const metadata: VolumeMetadata = { dropped: scan.loss };
   // Stored even when it holds nothing else: its `sparse` field tells a restore which files to punch, and that no others were sparse.
   metadata.record = await store(Readable.from([Buffer.from(JSON.stringify(scan.record))]));

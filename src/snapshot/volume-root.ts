@@ -20,7 +20,15 @@ export interface RootStat {
 export function archiveRoot(archive: Readable): Promise<RootStat | undefined> {
   return new Promise((resolve) => {
     let head = Buffer.alloc(0);
-    const octal = (from: number, len: number) => parseInt(head.subarray(from, from + len).toString('latin1').replace(/\0.*$/s, '').trim() || '0', 8);
+    const octal = (from: number, len: number) =>
+      parseInt(
+        head
+          .subarray(from, from + len)
+          .toString('latin1')
+          .replace(/\0.*$/s, '')
+          .trim() || '0',
+        8,
+      );
     const onData = (chunk: Buffer) => {
       head = Buffer.concat([head, chunk]);
       if (head.length < 512) return;

@@ -24,7 +24,13 @@ describe('the bundled actions and CLI, run as a runner runs them', () => {
       },
       'running',
     );
-    await waitFor(async () => (await treeDigest(res.name('app'), '/data/db.txt').then(() => true, () => false)));
+    await waitFor(
+      async () =>
+        await treeDigest(res.name('app'), '/data/db.txt').then(
+          () => true,
+          () => false,
+        ),
+    );
   });
 
   afterAll(() => res.cleanup());
@@ -36,7 +42,13 @@ describe('the bundled actions and CLI, run as a runner runs them', () => {
     expect(main.code, main.stdout + main.stderr).toBe(0);
     expect(main.outputs.snapshot).toBe('e2e-1');
     expect(main.outputs.failed).toBe('0');
-    const containers = JSON.parse(main.outputs.containers) as Array<{ name: string; status: string; volumes: string[]; pausedMs: number; destinations: Array<{ ref: string }> }>;
+    const containers = JSON.parse(main.outputs.containers) as Array<{
+      name: string;
+      status: string;
+      volumes: string[];
+      pausedMs: number;
+      destinations: Array<{ ref: string }>;
+    }>;
     expect(containers).toHaveLength(1);
     expect(containers[0]).toMatchObject({ name: app, status: 'ok', volumes: [vol] });
     expect(containers[0].destinations[0].ref).toContain('e2e-1');
@@ -100,7 +112,11 @@ describe('the bundled actions and CLI, run as a runner runs them', () => {
     const app = res.name('app');
     const info = await docker.getContainer(app).inspect();
     await docker.getContainer(app).stop({ t: 1 });
-    const post = await runStep('.', {}, { phase: 'post', state: { isPost: 'true', pending: JSON.stringify({ paused: [], stopped: [info.Id], tempImages: [] }) }, env });
+    const post = await runStep(
+      '.',
+      {},
+      { phase: 'post', state: { isPost: 'true', pending: JSON.stringify({ paused: [], stopped: [info.Id], tempImages: [] }) }, env },
+    );
     expect(post.code, post.stdout).toBe(0);
     expect(post.stdout).toContain(`Started container ${app} again`);
     expect((await docker.getContainer(app).inspect()).State.Running).toBe(true);
@@ -110,16 +126,34 @@ describe('the bundled actions and CLI, run as a runner runs them', () => {
     const app = res.name('app');
     const main = await runStep(
       '.',
-      { containers: app, destination: `registry:${reg.host}/${res.prefix}`, tag: 'e2e-reg', 'registry-username': reg.username, 'registry-password': reg.password },
+      {
+        containers: app,
+        destination: `registry:${reg.host}/${res.prefix}`,
+        tag: 'e2e-reg',
+        'registry-username': reg.username,
+        'registry-password': reg.password,
+      },
       { env },
     );
     expect(main.code, main.stdout + main.stderr).toBe(0);
     expect(main.stdout).toContain(`::add-mask::${reg.password}`);
-    const elsewhere = [main.stdout.replaceAll(`::add-mask::${reg.password}`, ''), main.stderr, JSON.stringify(main.outputs), JSON.stringify(main.state), main.summary].join('\n');
+    const elsewhere = [
+      main.stdout.replaceAll(`::add-mask::${reg.password}`, ''),
+      main.stderr,
+      JSON.stringify(main.outputs),
+      JSON.stringify(main.state),
+      main.summary,
+    ].join('\n');
     expect(elsewhere).not.toContain(reg.password);
     const wrong = await runStep(
       '.',
-      { containers: app, destination: `registry:${reg.host}/${res.prefix}`, tag: 'e2e-bad', 'registry-username': reg.username, 'registry-password': 'not-the-password' },
+      {
+        containers: app,
+        destination: `registry:${reg.host}/${res.prefix}`,
+        tag: 'e2e-bad',
+        'registry-username': reg.username,
+        'registry-password': 'not-the-password',
+      },
       { env },
     );
     expect(wrong.code).toBe(1);
@@ -132,7 +166,11 @@ describe('the bundled actions and CLI, run as a runner runs them', () => {
     mkdirSync(config, { recursive: true });
     const auth = Buffer.from(`${reg.username}:${reg.password}`).toString('base64');
     writeFileSync(join(config, 'config.json'), JSON.stringify({ auths: { [reg.host]: { auth } } }));
-    const main = await runStep('.', { containers: app, destination: `registry:${reg.host}/${res.prefix}`, tag: 'e2e-cfg' }, { env: { ...env, DOCKER_CONFIG: config } });
+    const main = await runStep(
+      '.',
+      { containers: app, destination: `registry:${reg.host}/${res.prefix}`, tag: 'e2e-cfg' },
+      { env: { ...env, DOCKER_CONFIG: config } },
+    );
     expect(main.code, main.stdout + main.stderr).toBe(0);
     expect(main.stdout).toContain(`::add-mask::${auth}`);
     const list = await runCli(['list', '--source', `registry:${reg.host}/${res.prefix}`], { env: { DOCKER_CONFIG: config } });

@@ -63,7 +63,13 @@ describe('artifact: destinations and sources', () => {
       },
       'running',
     );
-    await waitFor(async () => (await treeDigest(app, '/data/rows').then(() => true, () => false)));
+    await waitFor(
+      async () =>
+        await treeDigest(app, '/data/rows').then(
+          () => true,
+          () => false,
+        ),
+    );
     big = await runBigVolumeContainer(res, 'big', inject('fixtureImage'), 24);
   });
 
@@ -138,7 +144,11 @@ describe('artifact: destinations and sources', () => {
     let r: StepResult;
     let pid: number | undefined;
     try {
-      r = await runStep('restore', { source: `artifact:${nightly()}`, rename: `${app}=${app}-copy,${vol}=${vol}-copy` }, { env: stepEnv({ ...jobA, jobId: 'tampered' }), onSpawn: (c) => (pid = c.pid) });
+      r = await runStep(
+        'restore',
+        { source: `artifact:${nightly()}`, rename: `${app}=${app}-copy,${vol}=${vol}-copy` },
+        { env: stepEnv({ ...jobA, jobId: 'tampered' }), onSpawn: (c) => (pid = c.pid) },
+      );
     } finally {
       service.faults.corruptBlob = undefined;
     }
@@ -163,7 +173,11 @@ describe('artifact: destinations and sources', () => {
     let pid: number | undefined;
     try {
       v = await runCli(['verify', ...from, '--snapshot', 'n-1'], { env: cliEnv() });
-      r = await runStep('restore', { source: `artifact:${nightly()}`, rename: `${app}=${app}-copy,${vol}=${vol}-copy` }, { env: stepEnv({ ...jobA, jobId: 'tampered-set' }), onSpawn: (c) => (pid = c.pid) });
+      r = await runStep(
+        'restore',
+        { source: `artifact:${nightly()}`, rename: `${app}=${app}-copy,${vol}=${vol}-copy` },
+        { env: stepEnv({ ...jobA, jobId: 'tampered-set' }), onSpawn: (c) => (pid = c.pid) },
+      );
     } finally {
       service.faults.corruptBlob = undefined;
     }
@@ -181,7 +195,10 @@ describe('artifact: destinations and sources', () => {
     service.faults.twirp500Times = 1;
     const r = await runStep('.', { containers: app, destination: `artifact:${nightly()}`, tag: 'retried' }, { env: stepEnv(run) });
     expect(r.code, r.stdout).toBe(0);
-    const twirp = service.requests().slice(mark).filter((q) => q.kind.startsWith('twirp:'));
+    const twirp = service
+      .requests()
+      .slice(mark)
+      .filter((q) => q.kind.startsWith('twirp:'));
     expect(twirp[0]).toMatchObject({ kind: 'twirp:ListArtifacts', status: 500 });
     expect(twirp.slice(1).every((q) => q.status === 200)).toBe(true);
     expect(live(run).map((a) => a.name)).toContain(`${nightly()}@retried.attempt-1.set.json`);
@@ -221,7 +238,11 @@ describe('artifact: destinations and sources', () => {
     expect(ofRun(run).length).toBeGreaterThan(0);
     expect(live(run)).toEqual([]);
 
-    const restore = await runStep('restore', { source: `artifact:${nightly()}`, rename: `${big.name}=${big.name}-2` }, { env: stepEnv({ ...run, jobId: 'restore' }) });
+    const restore = await runStep(
+      'restore',
+      { source: `artifact:${nightly()}`, rename: `${big.name}=${big.name}-2` },
+      { env: stepEnv({ ...run, jobId: 'restore' }) },
+    );
     expect(restore.code).toBe(1);
     expect(failed(restore)[0]).toMatch(/No complete snapshot set in artifact:/);
     await expect(docker.getContainer(`${big.name}-2`).inspect()).rejects.toMatchObject({ statusCode: 404 });
@@ -234,7 +255,10 @@ describe('artifact: destinations and sources', () => {
     expect(first.code, first.stdout).toBe(0);
     const rerun = await runStep('.', { containers: app, destination: `artifact:${nightly()}`, tag: 'both' }, { env: stepEnv({ ...run, attempt: 2 }) });
     expect(rerun.code, rerun.stdout).toBe(0);
-    const sets = live(run).filter((a) => a.name.endsWith('.set.json')).map((a) => a.name).sort();
+    const sets = live(run)
+      .filter((a) => a.name.endsWith('.set.json'))
+      .map((a) => a.name)
+      .sort();
     expect(sets).toEqual([`${nightly()}@both.attempt-1.set.json`, `${nightly()}@both.attempt-2.set.json`]);
     // The same tag again in the same attempt is refused before any work.
     const again = await runStep('.', { containers: app, destination: `artifact:${nightly()}`, tag: 'both' }, { env: stepEnv({ ...run, attempt: 2 }) });

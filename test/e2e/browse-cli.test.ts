@@ -77,10 +77,15 @@ describe('the bundled CLI browses sets: ls, extract, diff', () => {
   it('ls, extract and diff read an encrypted set with the decryption flags or environment, and say which flag is missing without', async () => {
     const keyFile = join(res.tempDir(), 'key.txt');
     execFileSync('age-keygen', ['-o', keyFile], { stdio: 'ignore' });
-    const identity = readFileSync(keyFile, 'utf8').split('\n').find((l) => l.startsWith('AGE-SECRET-KEY-'))!;
+    const identity = readFileSync(keyFile, 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('AGE-SECRET-KEY-'))!;
     const recipient = execFileSync('age-keygen', ['-y', keyFile], { encoding: 'utf8' }).trim();
     const sealed = `dir:${join(res.tempDir(), 'sealed')}`;
-    for (const tag of ['e1', 'e2']) expect((await runCli(['backup', '--containers', app, '--destination', sealed, '--tag', tag, '--encryption-recipients', recipient], { env })).code).toBe(0);
+    for (const tag of ['e1', 'e2'])
+      expect((await runCli(['backup', '--containers', app, '--destination', sealed, '--tag', tag, '--encryption-recipients', recipient], { env })).code).toBe(
+        0,
+      );
     const listed = await runCli(['ls', 'e1', `${app}:/v/a`, '--json', '--source', sealed, '--decryption-identity', keyFile]);
     expect([listed.code, JSON.parse(listed.stdout || '{}').entries?.map((e: { path: string }) => e.path)]).toEqual([0, ['/v/a']]);
     const to = res.tempDir();
@@ -88,8 +93,13 @@ describe('the bundled CLI browses sets: ls, extract, diff', () => {
     expect([taken.code, readFileSync(join(to, 'a'), 'utf8')]).toEqual([0, 'second\n']);
     const d = await runCli(['diff', 'e1', 'e2', '--source', sealed, '--decryption-identity', keyFile]);
     expect([d.code, d.stdout]).toEqual([0, expect.stringContaining(`${app} volume ${volume} at /v:`)]);
-    const hint = 'Expected --decryption-identity FILE (or CONTAINER_SNAPSHOT_DECRYPTION_IDENTITY), or --decryption-passphrase-stdin (or CONTAINER_SNAPSHOT_DECRYPTION_PASSPHRASE).';
-    for (const args of [['ls', 'e1'], ['extract', 'e1', `${app}:/v/a`, '--to', res.tempDir()], ['diff', 'e1', 'e2']]) {
+    const hint =
+      'Expected --decryption-identity FILE (or CONTAINER_SNAPSHOT_DECRYPTION_IDENTITY), or --decryption-passphrase-stdin (or CONTAINER_SNAPSHOT_DECRYPTION_PASSPHRASE).';
+    for (const args of [
+      ['ls', 'e1'],
+      ['extract', 'e1', `${app}:/v/a`, '--to', res.tempDir()],
+      ['diff', 'e1', 'e2'],
+    ]) {
       const bare = await runCli([...args, '--source', sealed]);
       expect([bare.code, bare.stderr]).toEqual([1, expect.stringContaining(hint)]);
     }

@@ -21,20 +21,28 @@ describe('the bundled CLI as a newcomer meets it', () => {
     app = res.name('app');
     store = `dir:${join(res.tempDir(), 'store')}`;
     volume = res.volume('v');
-    await runContainer({ name: app, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'echo rows > /v/table; exec sleep 100000'], HostConfig: { Binds: [`${volume}:/v`] } }, 'running');
+    await runContainer(
+      { name: app, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'echo rows > /v/table; exec sleep 100000'], HostConfig: { Binds: [`${volume}:/v`] } },
+      'running',
+    );
   });
 
   afterAll(() => res.cleanup());
 
-  it.each(['backup', 'restore', 'list', 'verify', 'ls', 'extract', 'diff'])('%s --help (and help with it) prints its own flags, one line each, and exit 0', async (command) => {
-    const a = await runCli([command, '--help']);
-    const b = await runCli(['help', command]);
-    expect(a.code).toBe(0);
-    expect(b.stdout).toBe(a.stdout);
-    expect(a.stdout).toMatch(new RegExp(`^node dist/cli.js ${command}: `));
-    expect(a.stdout).toMatch(/^ {2}--source LOCATION +where to read: .* \(default: dir:\.\/container-snapshots\)$|^ {2}--containers LIST +names, IDs, .* \(default: all\)$/m);
-    expect(a.stdout).toMatch(/^ {2}--registry-password-stdin +read the registry password from stdin/m);
-  });
+  it.each(['backup', 'restore', 'list', 'verify', 'ls', 'extract', 'diff'])(
+    '%s --help (and help with it) prints its own flags, one line each, and exit 0',
+    async (command) => {
+      const a = await runCli([command, '--help']);
+      const b = await runCli(['help', command]);
+      expect(a.code).toBe(0);
+      expect(b.stdout).toBe(a.stdout);
+      expect(a.stdout).toMatch(new RegExp(`^node dist/cli.js ${command}: `));
+      expect(a.stdout).toMatch(
+        /^ {2}--source LOCATION +where to read: .* \(default: dir:\.\/container-snapshots\)$|^ {2}--containers LIST +names, IDs, .* \(default: all\)$/m,
+      );
+      expect(a.stdout).toMatch(/^ {2}--registry-password-stdin +read the registry password from stdin/m);
+    },
+  );
 
   it('prints the version, and the usage with exit 2 when given nothing', async () => {
     const v = await runCli(['--version']);
@@ -50,7 +58,10 @@ describe('the bundled CLI as a newcomer meets it', () => {
     const r = await runCli(['backup', '--containers', ghost, '--destination', store], { env });
     expect(r.code).toBe(1);
     // The engine it read is named first (see Remote engines in the README).
-    expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^Engine: .*Engine \d+\.\d+.* \(API \d+\.\d+\) at unix:\/\//), `error: 1 container(s) failed: ${ghost} (no such container: ${ghost})`]);
+    expect(r.stderr.trim().split('\n')).toEqual([
+      expect.stringMatching(/^Engine: .*Engine \d+\.\d+.* \(API \d+\.\d+\) at unix:\/\//),
+      `error: 1 container(s) failed: ${ghost} (no such container: ${ghost})`,
+    ]);
     const json = JSON.parse(r.stdout);
     expect(json).not.toHaveProperty('snapshot');
     expect(json.failed).toBe(1);
@@ -62,7 +73,12 @@ describe('the bundled CLI as a newcomer meets it', () => {
     expect(r.code).toBe(1);
     expect(r.stderr.split(`no such container: ${ghost}`)).toHaveLength(2);
     expect(r.stderr).toContain(`${ghost}: not found; the others go on\n`);
-    expect(r.stderr.trim().split('\n').filter((l) => l.startsWith('error: '))).toEqual([`error: 1 container(s) failed: ${ghost} (no such container: ${ghost})`]);
+    expect(
+      r.stderr
+        .trim()
+        .split('\n')
+        .filter((l) => l.startsWith('error: ')),
+    ).toEqual([`error: 1 container(s) failed: ${ghost} (no such container: ${ghost})`]);
     expect(JSON.parse(r.stdout).snapshot).toBe('partial');
     const set = await new DirDestination(store, store.slice('dir:'.length)).readSet('partial');
     expect(set?.tool).toEqual({ name: 'container-snapshot', version });
@@ -102,24 +118,30 @@ describe('the bundled CLI as a newcomer meets it', () => {
     expect(next.code, next.stderr).toBe(0);
     const nextLines = next.stderr.split('\n');
     const nextAt = (pattern: RegExp) => nextLines.findIndex((l) => pattern.test(l));
-    expect(nextAt(new RegExp(`^${app}: reading what changed in the writable layer since the last snapshot: \\d+ path\\(s\\), \\d+ removed$`))).toBeGreaterThanOrEqual(0);
+    expect(
+      nextAt(new RegExp(`^${app}: reading what changed in the writable layer since the last snapshot: \\d+ path\\(s\\), \\d+ removed$`)),
+    ).toBeGreaterThanOrEqual(0);
     expect(nextAt(new RegExp(`^${app}: storing the writable layer's changes \\(`))).toBeGreaterThan(nextAt(/reading what changed/));
     expect(nextAt(/committing the writable layer/)).toBe(-1);
-  
+
     const copy = res.name('copy');
     const volumeCopy = res.volume('v-copy');
     res.image(`${localImageName(app)}:said`);
-    const restored = await runCli(['restore', '--source', store, '--snapshot', 'said', '--rename', `${app}=${copy}`, '--rename', `${volume}=${volumeCopy}`], { env });
+    const restored = await runCli(['restore', '--source', store, '--snapshot', 'said', '--rename', `${app}=${copy}`, '--rename', `${volume}=${volumeCopy}`], {
+      env,
+    });
     expect(restored.code, restored.stderr).toBe(0);
     const told = restored.stderr.split('\n');
     const seen = (pattern: RegExp) => told.findIndex((l) => pattern.test(l));
     expect(seen(/^Restoring 1 container\(s\); each blob is checked as it is read$/)).toBeGreaterThanOrEqual(0);
-    expect(seen(new RegExp(`^${app}: loading image sha256:[0-9a-f]{12} \\(\\d+ layer\\(s\\)\\) into the engine$`))).toBeGreaterThan(seen(/^Restoring 1 container/));
+    expect(seen(new RegExp(`^${app}: loading image sha256:[0-9a-f]{12} \\(\\d+ layer\\(s\\)\\) into the engine$`))).toBeGreaterThan(
+      seen(/^Restoring 1 container/),
+    );
     expect(seen(new RegExp(`^${app}: filling volume '${volumeCopy}'$`))).toBeGreaterThan(seen(/loading image/));
     expect((await docker.getContainer(copy).inspect()).State.Running).toBe(true);
   });
 
-  it('says the reason of a refused restore once, in the CLI\'s flags, and changes nothing', async () => {
+  it("says the reason of a refused restore once, in the CLI's flags, and changes nothing", async () => {
     const b = await runCli(['backup', '--containers', app, '--destination', store, '--tag', 'refused'], { env });
     expect(b.code, b.stderr).toBe(0);
     res.image(`${localImageName(app)}:refused`);

@@ -32,8 +32,16 @@ describe('destinations: a set written everywhere or reported as it is, checked b
   beforeAll(async () => {
     app = res.name('app');
     const script = 'test -f /v/f || seq 1 999 > /v/f; exec sleep 100000';
-    await runContainer({ name: app, Image: inject('fixtureImage'), Cmd: ['sh', '-c', script], Env: ['DB_PASSWORD=hunter2'], HostConfig: { Binds: [`${res.volume('v')}:/v`] } }, 'running');
-    await waitFor(() => treeDigest(app, '/v/f').then(() => true, () => false));
+    await runContainer(
+      { name: app, Image: inject('fixtureImage'), Cmd: ['sh', '-c', script], Env: ['DB_PASSWORD=hunter2'], HostConfig: { Binds: [`${res.volume('v')}:/v`] } },
+      'running',
+    );
+    await waitFor(() =>
+      treeDigest(app, '/v/f').then(
+        () => true,
+        () => false,
+      ),
+    );
   });
 
   afterAll(() => res.cleanup());
@@ -46,31 +54,60 @@ describe('destinations: a set written everywhere or reported as it is, checked b
     try {
       const registry = `registry:${proxy.host}/${res.prefix}`;
       const dir = `dir:${store}`;
-      const step = await runStep('.', { containers: app, destination: `${dir}\n${registry}`, tag: 't6', 'registry-username': reg.username, 'registry-password': reg.password }, { env: { DOCKER_CONFIG: '/nonexistent' } });
+      const step = await runStep(
+        '.',
+        { containers: app, destination: `${dir}\n${registry}`, tag: 't6', 'registry-username': reg.username, 'registry-password': reg.password },
+        { env: { DOCKER_CONFIG: '/nonexistent' } },
+      );
       expect(step.code).toBe(1);
       const places = JSON.parse(step.outputs.destinations) as Array<{ destination: string; written: boolean; error?: string }>;
       expect(places).toEqual([
         { destination: dir, written: true },
-        { destination: registry, written: false, error: expect.stringMatching(new RegExp(`^Snapshot t6 \\(${esc(app)}\\) not written to ${esc(registry)}: set document: .*400`)) },
+        {
+          destination: registry,
+          written: false,
+          error: expect.stringMatching(new RegExp(`^Snapshot t6 \\(${esc(app)}\\) not written to ${esc(registry)}: set document: .*400`)),
+        },
       ]);
       const containers = JSON.parse(step.outputs.containers) as Array<{ status: string; destinations: Array<{ destination: string }> }>;
       expect(containers.map((c) => [c.status, c.destinations.map((d) => d.destination)])).toEqual([['ok', [dir]]]);
       expect(step.summary).toContain(`- ✅ ${dir}`);
       expect(step.summary).toContain(`- ❌ ${registry}: Snapshot t6`);
       const errors = step.stdout.split('\n').filter((l) => l.startsWith('::error::'));
-      expect(errors).toEqual([expect.stringMatching(new RegExp(`not written to ${esc(registry)}: set document: .*It is complete in ${esc(dir)}; run again with tag t6`))]);
+      expect(errors).toEqual([
+        expect.stringMatching(new RegExp(`not written to ${esc(registry)}: set document: .*It is complete in ${esc(dir)}; run again with tag t6`)),
+      ]);
       expect((await list(parseDestination(dir), {}, { log: quietLog, env })).map((s) => s.tag)).toEqual(['t6']);
       const creds = { username: reg.username, password: reg.password };
       expect((await list(parseDestination(registry), creds, { log: quietLog, env })).map((s) => s.tag)).toEqual([]);
 
       failing = false;
-      const retry = await runCli(['backup', '--containers', app, '--destination', dir, '--destination', registry, '--tag', 't6', '--registry-username', reg.username, '--registry-password-stdin'], {
-        input: reg.password,
-        env: { DOCKER_CONFIG: '/nonexistent' },
-      });
+      const retry = await runCli(
+        [
+          'backup',
+          '--containers',
+          app,
+          '--destination',
+          dir,
+          '--destination',
+          registry,
+          '--tag',
+          't6',
+          '--registry-username',
+          reg.username,
+          '--registry-password-stdin',
+        ],
+        {
+          input: reg.password,
+          env: { DOCKER_CONFIG: '/nonexistent' },
+        },
+      );
       expect(retry.code, retry.stderr).toBe(0);
       const json = JSON.parse(retry.stdout) as { destinations: unknown; containers: Array<{ destinations: Array<{ destination: string }> }> };
-      expect(json.destinations).toEqual([{ destination: dir, written: true }, { destination: registry, written: true }]);
+      expect(json.destinations).toEqual([
+        { destination: dir, written: true },
+        { destination: registry, written: true },
+      ]);
       expect(json.containers[0].destinations.map((d) => d.destination)).toEqual([dir, registry]);
       expect(retry.stderr).toContain('no container is taken again');
       const [inDir] = await list(parseDestination(dir), {}, { log: quietLog, env });
@@ -101,7 +138,9 @@ describe('destinations: a set written everywhere or reported as it is, checked b
     const store = join(res.tempDir(), 'twice');
     const r = await runCli(['backup', '--containers', app, '--destination', `dir:${store}`, '--destination', `dir:${store}/`]);
     expect(r.code).toBe(1);
-    expect(errorLines(r.stderr)).toEqual([`error: Invalid --destination: 'dir:${store}' and 'dir:${store}/' are the same place (dir:${store}). Expected each destination once.`]);
+    expect(errorLines(r.stderr)).toEqual([
+      `error: Invalid --destination: 'dir:${store}' and 'dir:${store}/' are the same place (dir:${store}). Expected each destination once.`,
+    ]);
     expect(existsSync(store)).toBe(false);
   });
 
@@ -122,7 +161,9 @@ describe('destinations: a set written everywhere or reported as it is, checked b
       writeFileSync(join(mnt, 'filler'), Buffer.alloc((fs.bavail - 2) * fs.bsize));
       const full = await runCli(['backup', '--containers', name, '--destination', store, '--tag', 'second']);
       expect(full.code).toBe(1);
-      expect(errorLines(full.stderr)).toEqual([`error: Snapshot second (${name}) not written to ${store}: set document: ENOSPC: no space left on device, write.`]);
+      expect(errorLines(full.stderr)).toEqual([
+        `error: Snapshot second (${name}) not written to ${store}: set document: ENOSPC: no space left on device, write.`,
+      ]);
       expect(readdirSync(join(mnt, 'store', '.tmp'))).toEqual([]);
       expect(readdirSync(join(mnt, 'store', 'sets'))).toEqual(['first.json']);
       rmSync(join(mnt, 'filler'));
@@ -138,10 +179,13 @@ describe('destinations: a set written everywhere or reported as it is, checked b
     const store = `dir:${join(res.tempDir(), 'dry')}`;
     const made = await backup(parseBackupInputs(inputs({ containers: app, destination: store, tag: 'there' })), { log: quietLog, env });
     expect(made.failed).toBe(0);
-    const dry = (values: Record<string, string>) => backup(parseBackupInputs(inputs({ containers: app, 'dry-run': 'true', ...values })), { log: quietLog, env });
+    const dry = (values: Record<string, string>) =>
+      backup(parseBackupInputs(inputs({ containers: app, 'dry-run': 'true', ...values })), { log: quietLog, env });
     await expect(dry({ destination: store, tag: 'there' })).rejects.toThrow(`Snapshot there already exists in ${store}. Expected a new tag.`);
     const registry = `registry:${reg.host}/${res.prefix}-dry`;
-    await expect(dry({ destination: registry, 'registry-username': reg.username, 'registry-password': 'wrong' })).rejects.toThrow(/401|credentials|unauthorized/i);
+    await expect(dry({ destination: registry, 'registry-username': reg.username, 'registry-password': 'wrong' })).rejects.toThrow(
+      /401|credentials|unauthorized/i,
+    );
     const file = join(res.tempDir(), 'a-file');
     writeFileSync(file, 'x');
     await expect(dry({ destination: `dir:${file}` })).rejects.toThrow(`Cannot write to dir:${file}: ${file} is not a directory`);
@@ -156,16 +200,28 @@ describe('destinations: a set written everywhere or reported as it is, checked b
 
   it('input and the environment are checked before any change: the CLI password flags, CONTAINER_SNAPSHOT_LOCK_TIMEOUT', async () => {
     const store = join(res.tempDir(), 'input');
-    const cli = (args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv } = {}) => runCli(['backup', '--containers', app, '--destination', `dir:${store}`, ...args], opts);
+    const cli = (args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv } = {}) =>
+      runCli(['backup', '--containers', app, '--destination', `dir:${store}`, ...args], opts);
     const noUser = await cli(['--registry-password-stdin'], { input: 'secret' });
-    expect([noUser.code, errorLines(noUser.stderr)]).toEqual([1, ['error: --registry-password-stdin needs --registry-username. Expected --registry-username U --registry-password-stdin.']]);
+    expect([noUser.code, errorLines(noUser.stderr)]).toEqual([
+      1,
+      ['error: --registry-password-stdin needs --registry-username. Expected --registry-username U --registry-password-stdin.'],
+    ]);
     const empty = await cli(['--registry-username', 'u', '--registry-password-stdin'], { input: '' });
-    expect([empty.code, errorLines(empty.stderr)]).toEqual([1, ['error: --registry-password-stdin read an empty password. Expected the registry password on stdin.']]);
+    expect([empty.code, errorLines(empty.stderr)]).toEqual([
+      1,
+      ['error: --registry-password-stdin read an empty password. Expected the registry password on stdin.'],
+    ]);
     const lock = await cli([], { env: { CONTAINER_SNAPSHOT_LOCK_TIMEOUT: 'abc' } });
-    expect([lock.code, errorLines(lock.stderr)]).toEqual([1, ["error: Invalid CONTAINER_SNAPSHOT_LOCK_TIMEOUT 'abc'. Expected a number of seconds, like 600."]]);
+    expect([lock.code, errorLines(lock.stderr)]).toEqual([
+      1,
+      ["error: Invalid CONTAINER_SNAPSHOT_LOCK_TIMEOUT 'abc'. Expected a number of seconds, like 600."],
+    ]);
     const step = await runStep('.', { containers: app, destination: `dir:${store}` }, { env: { CONTAINER_SNAPSHOT_LOCK_TIMEOUT: 'abc' } });
     expect(step.code).toBe(1);
-    expect(step.stdout.split('\n').filter((l) => l.startsWith('::error::'))).toEqual(["::error::Invalid CONTAINER_SNAPSHOT_LOCK_TIMEOUT 'abc'. Expected a number of seconds, like 600."]);
+    expect(step.stdout.split('\n').filter((l) => l.startsWith('::error::'))).toEqual([
+      "::error::Invalid CONTAINER_SNAPSHOT_LOCK_TIMEOUT 'abc'. Expected a number of seconds, like 600.",
+    ]);
     expect(existsSync(store)).toBe(false);
   });
 
@@ -195,7 +251,9 @@ describe('destinations: a set written everywhere or reported as it is, checked b
     const r = await backup(parseBackupInputs(inputs({ containers: app, destination: `dir:${open}`, tag: 'open' })), { log: quietLog, env });
     expect(r.failed).toBe(0);
     expect(statSync(open).mode & 0o777).toBe(0o755);
-    expect(quietLog.lines).toContain(`warning: dir:${open} is open to other users (mode 0755); the files this backup writes there are 0600, but names and older files may be visible. Expected 0700 (chmod 700 ${open}).`);
+    expect(quietLog.lines).toContain(
+      `warning: dir:${open} is open to other users (mode 0755); the files this backup writes there are 0600, but names and older files may be visible. Expected 0700 (chmod 700 ${open}).`,
+    );
     expect(modes(open).filter((f) => (f.dir ? f.mode !== 0o700 : f.mode !== 0o600))).toEqual([]);
   });
 });

@@ -12,7 +12,9 @@ const TOKEN = 'tk-c03a9e12-never-in-clear';
 
 /** Every file under `root`, recursively. */
 function filesUnder(root: string): string[] {
-  return readdirSync(root, { recursive: true, encoding: 'utf8' }).map((f) => join(root, f)).filter((f) => statSync(f).isFile());
+  return readdirSync(root, { recursive: true, encoding: 'utf8' })
+    .map((f) => join(root, f))
+    .filter((f) => statSync(f).isFile());
 }
 
 /** What a step left anywhere a secret must not be: its log (but the runner's mask commands), outputs, state and summary. */
@@ -41,7 +43,9 @@ describe('encryption at rest through the bundled actions and the CLI', () => {
     store = join(dir, 'store');
     clearStore = join(dir, 'clear');
     execFileSync('age-keygen', ['-o', join(dir, 'key.txt')], { stdio: 'ignore' });
-    identity = readFileSync(join(dir, 'key.txt'), 'utf8').split('\n').find((l) => l.startsWith('AGE-SECRET-KEY-'))!;
+    identity = readFileSync(join(dir, 'key.txt'), 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('AGE-SECRET-KEY-'))!;
     recipient = execFileSync('age-keygen', ['-y', join(dir, 'key.txt')], { encoding: 'utf8' }).trim();
     await runContainer(
       {
@@ -53,7 +57,12 @@ describe('encryption at rest through the bundled actions and the CLI', () => {
       },
       'running',
     );
-    await waitFor(() => treeDigest(app, '/data/db.txt').then(() => true, () => false));
+    await waitFor(() =>
+      treeDigest(app, '/data/db.txt').then(
+        () => true,
+        () => false,
+      ),
+    );
   });
   afterAll(async () => {
     await service?.stop();
@@ -90,7 +99,9 @@ describe('encryption at rest through the bundled actions and the CLI', () => {
     expect(noKey.stderr.trim()).toBe(
       `error: Snapshot e-1 in dir:${store} is encrypted (age). Expected --decryption-identity FILE (or CONTAINER_SNAPSHOT_DECRYPTION_IDENTITY), or --decryption-passphrase-stdin (or CONTAINER_SNAPSHOT_DECRYPTION_PASSPHRASE).`,
     );
-    const verify = await runCli(['verify', '--source', `dir:${store}`, '--snapshot', 'e-1'], { env: { DOCKER_CONFIG: '/nonexistent', CONTAINER_SNAPSHOT_DECRYPTION_IDENTITY: identity } });
+    const verify = await runCli(['verify', '--source', `dir:${store}`, '--snapshot', 'e-1'], {
+      env: { DOCKER_CONFIG: '/nonexistent', CONTAINER_SNAPSHOT_DECRYPTION_IDENTITY: identity },
+    });
     expect(verify.code, verify.stderr).toBe(0);
     expect(verify.stdout).toMatch(/^e-1: ok, 1 container\(s\), \d+ blob\(s\) verified$/m);
     expect(verify.stdout + verify.stderr).not.toContain(identity);
@@ -101,13 +112,25 @@ describe('encryption at rest through the bundled actions and the CLI', () => {
 
   it('a restore with a wrong key fails with one error and changes nothing; with the key it brings the container back', async () => {
     // This test's volumes only: other runs share the engine.
-    const ours = async () => ((await docker.listVolumes()).Volumes ?? []).map((v) => v.Name).filter((n) => n.includes(res.prefix)).sort();
+    const ours = async () =>
+      ((await docker.listVolumes()).Volumes ?? [])
+        .map((v) => v.Name)
+        .filter((n) => n.includes(res.prefix))
+        .sort();
     const volumesBefore = await ours();
-    const other = execFileSync('age-keygen', { encoding: 'utf8' }).split('\n').find((l) => l.startsWith('AGE-SECRET-KEY-'))!;
-    const wrong = await runStep('restore', { source: `artifact:${res.prefix}`, rename: `${app}=${app}-copy,${vol}=${vol}-copy`, 'decryption-identity': other }, { env: stepEnv('wrong') });
+    const other = execFileSync('age-keygen', { encoding: 'utf8' })
+      .split('\n')
+      .find((l) => l.startsWith('AGE-SECRET-KEY-'))!;
+    const wrong = await runStep(
+      'restore',
+      { source: `artifact:${res.prefix}`, rename: `${app}=${app}-copy,${vol}=${vol}-copy`, 'decryption-identity': other },
+      { env: stepEnv('wrong') },
+    );
     expect(wrong.code).toBe(1);
     const errors = wrong.stdout.split('\n').filter((l) => l.startsWith('::error::'));
-    expect(errors).toEqual([`::error::Snapshot e-1 in artifact:${res.prefix} cannot be decrypted with the key or passphrase given: it was encrypted for another. Expected the identity or passphrase it was made with (decryption-identity or decryption-passphrase).`]);
+    expect(errors).toEqual([
+      `::error::Snapshot e-1 in artifact:${res.prefix} cannot be decrypted with the key or passphrase given: it was encrypted for another. Expected the identity or passphrase it was made with (decryption-identity or decryption-passphrase).`,
+    ]);
     expect(leftBehind(wrong)).not.toContain(other);
     await expect(docker.getContainer(`${app}-copy`).inspect()).rejects.toMatchObject({ statusCode: 404 });
     expect(await ours()).toEqual(volumesBefore);
@@ -129,19 +152,30 @@ describe('encryption at rest through the bundled actions and the CLI', () => {
     const passphrase = 'e2e passphrase 6f0d';
     const name = `${res.prefix}-pass`;
     const passStore = join(store, '..', 'pass');
-    const b = await runStep('.', { containers: app, destination: `artifact:${name}\ndir:${passStore}`, tag: 'p-1', 'encryption-passphrase': passphrase }, { env: stepEnv('pass-backup') });
+    const b = await runStep(
+      '.',
+      { containers: app, destination: `artifact:${name}\ndir:${passStore}`, tag: 'p-1', 'encryption-passphrase': passphrase },
+      { env: stepEnv('pass-backup') },
+    );
     expect(b.code, b.stdout + b.stderr).toBe(0);
     expect(b.stdout).toContain(`::add-mask::${passphrase}`);
     for (const secret of [passphrase, PASSWORD]) expect(leftBehind(b)).not.toContain(secret);
     for (const f of filesUnder(passStore)) expect(readFileSync(f).includes(PASSWORD), f).toBe(false);
 
-    const verify = await runCli(['verify', '--source', `dir:${passStore}`, '--snapshot', 'p-1', '--decryption-passphrase-stdin'], { env: { DOCKER_CONFIG: '/nonexistent' }, input: `${passphrase}\n` });
+    const verify = await runCli(['verify', '--source', `dir:${passStore}`, '--snapshot', 'p-1', '--decryption-passphrase-stdin'], {
+      env: { DOCKER_CONFIG: '/nonexistent' },
+      input: `${passphrase}\n`,
+    });
     expect(verify.code, verify.stderr).toBe(0);
     expect(verify.stdout).toMatch(/^p-1: ok, 1 container\(s\), \d+ blob\(s\) verified$/m);
 
     const copy = res.name('pass-copy');
     const copyVol = res.volume('pass-data');
-    const r = await runStep('restore', { source: `artifact:${name}`, rename: `${app}=${copy},${vol}=${copyVol}`, 'decryption-passphrase': passphrase }, { env: stepEnv('pass-restore') });
+    const r = await runStep(
+      'restore',
+      { source: `artifact:${name}`, rename: `${app}=${copy},${vol}=${copyVol}`, 'decryption-passphrase': passphrase },
+      { env: stepEnv('pass-restore') },
+    );
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(leftBehind(r)).not.toContain(passphrase);
     const info = await docker.getContainer(copy).inspect();

@@ -17,10 +17,14 @@ describe('an interrupted backup', () => {
 
     let signalled = false;
     const result = await runCli(['backup', '--containers', name, '--destination', `dir:${store}`, '--tag', 'cut'], {
-      onSpawn: whenContainer(id, (info) => info.State.Paused, (child) => {
-        signalled = true;
-        child.kill(signal);
-      }),
+      onSpawn: whenContainer(
+        id,
+        (info) => info.State.Paused,
+        (child) => {
+          signalled = true;
+          child.kill(signal);
+        },
+      ),
     });
     expect(signalled, result.stderr).toBe(true);
     expect(result.code).toBe(signal === 'SIGINT' ? 130 : 143);
@@ -43,10 +47,14 @@ describe('an interrupted backup', () => {
     const spooling = () => spools().some((d) => !before.has(d) && readdirSync(join(spoolRoot(process.env), d)).length > 0);
     let killed = false;
     const result = await runCli(['backup', '--containers', name, '--destination', `dir:${store}`, '--tag', 'killed'], {
-      onSpawn: whenContainer(id, (info) => info.State.Paused && spooling(), (child) => {
-        killed = true;
-        child.kill('SIGKILL');
-      }),
+      onSpawn: whenContainer(
+        id,
+        (info) => info.State.Paused && spooling(),
+        (child) => {
+          killed = true;
+          child.kill('SIGKILL');
+        },
+      ),
     });
     expect(killed, result.stderr).toBe(true);
     expect(result.code).toBe(128);
@@ -79,10 +87,14 @@ describe('an interrupted backup', () => {
     const { name, id } = await runBigVolumeContainer(res, suffix, inject('fixtureImage'), 160);
     let sent = false;
     const result = await runCli(['backup', '--containers', name, '--destination', `dir:${store}`, '--tag', 'stopped', '--stop', '--stop-timeout', '1'], {
-      onSpawn: whenContainer(id, (info) => !info.State.Running && info.State.Status === 'exited', (child) => {
-        sent = true;
-        child.kill(signal);
-      }),
+      onSpawn: whenContainer(
+        id,
+        (info) => !info.State.Running && info.State.Status === 'exited',
+        (child) => {
+          sent = true;
+          child.kill(signal);
+        },
+      ),
     });
     expect(sent, result.stderr).toBe(true);
     return { id, store, result };

@@ -15,7 +15,14 @@ import { runCli, runStep } from '../support/runner.js';
 describe('the bundles on another engine', () => {
   const res = new Resources(inject('runPrefix'), 'rmte2e');
   const env = { DOCKER_CONFIG: '/nonexistent' };
-  const [app, viaCli, viaAction, killed, onB, backHome] = [res.name('app'), res.name('cli'), res.name('action'), res.name('killed'), res.name('on-b'), res.name('home')];
+  const [app, viaCli, viaAction, killed, onB, backHome] = [
+    res.name('app'),
+    res.name('cli'),
+    res.name('action'),
+    res.name('killed'),
+    res.name('on-b'),
+    res.name('home'),
+  ];
   const volume = res.volume('v');
   const key = readFileSync(join(ENGINE_B.certPath, 'key.pem'), 'utf8');
   let b: Docker;
@@ -24,13 +31,27 @@ describe('the bundles on another engine', () => {
   beforeAll(async () => {
     b = await requireEngineB();
     store = `dir:${join(res.tempDir(), 'store')}`;
-    await runContainer({ name: app, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'test -f /v/table || echo rows > /v/table; exec sleep 100000'], HostConfig: { Binds: [`${volume}:/v`] } }, 'running');
+    await runContainer(
+      {
+        name: app,
+        Image: inject('fixtureImage'),
+        Cmd: ['sh', '-c', 'test -f /v/table || echo rows > /v/table; exec sleep 100000'],
+        HostConfig: { Binds: [`${volume}:/v`] },
+      },
+      'running',
+    );
   });
 
   afterAll(async () => {
     if (b) {
       for (const name of [viaCli, viaAction, killed, onB]) {
-        const image = await b.getContainer(name).inspect().then((i) => i.Config.Image, () => undefined);
+        const image = await b
+          .getContainer(name)
+          .inspect()
+          .then(
+            (i) => i.Config.Image,
+            () => undefined,
+          );
         if (image) res.image(image);
       }
       res.trackVolume(`${volume}-cli`);
@@ -48,14 +69,33 @@ describe('the bundles on another engine', () => {
     expect(backedUp.summary).toContain(`Engine: ${a.Name}, ID ${a.ID.slice(0, 14)}, Engine `);
 
     const bId = ((await b.info()) as { ID: string }).ID;
-    const cli = await runCli(['restore', '--source', store, '--snapshot', 'moved', '--docker-host', ENGINE_B.host, '--rename', `${app}=${viaCli}`, '--rename', `${volume}=${volume}-cli`], { env: { ...env, ...engineBEnv } });
+    const cli = await runCli(
+      [
+        'restore',
+        '--source',
+        store,
+        '--snapshot',
+        'moved',
+        '--docker-host',
+        ENGINE_B.host,
+        '--rename',
+        `${app}=${viaCli}`,
+        '--rename',
+        `${volume}=${volume}-cli`,
+      ],
+      { env: { ...env, ...engineBEnv } },
+    );
     expect(cli.code, cli.stderr).toBe(0);
     const json = JSON.parse(cli.stdout);
     expect(json.engine).toMatchObject({ id: bId, address: `${ENGINE_B.host} (TLS)` });
     expect(json.sourceEngine).toMatchObject({ id: a.ID, name: a.Name });
     expect((await b.getContainer(viaCli).inspect()).State.Running).toBe(true);
 
-    const step = await runStep('restore', { source: store, snapshot: 'moved', 'docker-host': ENGINE_B.host, rename: `${app}=${viaAction}\n${volume}=${volume}-action` }, { env: { ...env, ...engineBEnv } });
+    const step = await runStep(
+      'restore',
+      { source: store, snapshot: 'moved', 'docker-host': ENGINE_B.host, rename: `${app}=${viaAction}\n${volume}=${volume}-action` },
+      { env: { ...env, ...engineBEnv } },
+    );
     expect(step.code, step.stdout).toBe(0);
     expect(step.summary).toContain(`Restored onto: `);
     expect(step.summary).toContain(`ID ${bId.slice(0, 14)}, Engine `);
@@ -67,29 +107,77 @@ describe('the bundles on another engine', () => {
 
   it('refuses a bad engine address in one line, in the words of each interface', async () => {
     const cli = await runCli(['restore', '--source', store, '--docker-host', 'http://127.0.0.1:2375'], { env });
-    expect([cli.code, cli.stderr]).toEqual([1, "error: Invalid --docker-host 'http://127.0.0.1:2375'. Expected unix:///PATH, tcp://HOST:PORT or ssh://[USER@]HOST[:PORT], not http://.\n"]);
-    const noCerts = await runCli(['backup', '--containers', app, '--destination', store], { env: { ...env, DOCKER_HOST: ENGINE_B.host, DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: '/nonexistent' } });
+    expect([cli.code, cli.stderr]).toEqual([
+      1,
+      "error: Invalid --docker-host 'http://127.0.0.1:2375'. Expected unix:///PATH, tcp://HOST:PORT or ssh://[USER@]HOST[:PORT], not http://.\n",
+    ]);
+    const noCerts = await runCli(['backup', '--containers', app, '--destination', store], {
+      env: { ...env, DOCKER_HOST: ENGINE_B.host, DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: '/nonexistent' },
+    });
     expect(noCerts.stderr).toBe(
       'error: DOCKER_TLS_VERIFY is set, but ca.pem cannot be read in /nonexistent (DOCKER_CERT_PATH). Expected ca.pem, cert.pem and key.pem there, as docker --tlsverify reads them.\n',
     );
     // Engine B over plain HTTP, and with a client certificate of another CA: what to set, in one line.
     const plain = await runCli(['restore', '--source', store, '--docker-host', ENGINE_B.host], { env });
-    expect(plain.stderr).toBe(`error: Docker engine ${ENGINE_B.host} answers HTTPS only. Expected DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH with ca.pem, cert.pem and key.pem.\n`);
+    expect(plain.stderr).toBe(
+      `error: Docker engine ${ENGINE_B.host} answers HTTPS only. Expected DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH with ca.pem, cert.pem and key.pem.\n`,
+    );
     const stranger = res.tempDir();
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=stranger', '-keyout', join(stranger, 'key.pem'), '-out', join(stranger, 'cert.pem')], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=stranger',
+        '-keyout',
+        join(stranger, 'key.pem'),
+        '-out',
+        join(stranger, 'cert.pem'),
+      ],
+      { stdio: 'ignore' },
+    );
     copyFileSync(join(ENGINE_B.certPath, 'ca.pem'), join(stranger, 'ca.pem'));
-    const refused = await runCli(['restore', '--source', store, '--docker-host', ENGINE_B.host], { env: { ...env, DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: stranger } });
-    expect(refused.stderr).toMatch(new RegExp(`^error: Docker engine ${ENGINE_B.host.replace(/[.:/]/g, '\\$&')} \\(TLS\\): the TLS handshake failed \\(.*bad certificate.*\\)\\. Expected an engine certificate signed by ca\\.pem of DOCKER_CERT_PATH, and cert\\.pem/key\\.pem the engine accepts\\.\n$`));
+    const refused = await runCli(['restore', '--source', store, '--docker-host', ENGINE_B.host], {
+      env: { ...env, DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: stranger },
+    });
+    expect(refused.stderr).toMatch(
+      new RegExp(
+        `^error: Docker engine ${ENGINE_B.host.replace(/[.:/]/g, '\\$&')} \\(TLS\\): the TLS handshake failed \\(.*bad certificate.*\\)\\. Expected an engine certificate signed by ca\\.pem of DOCKER_CERT_PATH, and cert\\.pem/key\\.pem the engine accepts\\.\n$`,
+      ),
+    );
     const step = await runStep('restore', { source: store, 'docker-host': 'tcp://127.0.0.1:2375/v1.41' }, { env });
     expect(step.code).toBe(1);
-    expect(step.stdout).toContain("::error::Invalid docker-host 'tcp://127.0.0.1:2375/v1.41'. Expected unix:///PATH, tcp://HOST:PORT or ssh://[USER@]HOST[:PORT]: a host name or IP address, then an optional :PORT, and no path.");
+    expect(step.stdout).toContain(
+      "::error::Invalid docker-host 'tcp://127.0.0.1:2375/v1.41'. Expected unix:///PATH, tcp://HOST:PORT or ssh://[USER@]HOST[:PORT]: a host name or IP address, then an optional :PORT, and no path.",
+    );
   });
 
   it("keeps a restore's journal per engine: one killed on B is put back on B only, never on A", async () => {
     const big = res.name('big');
     const bigVolume = res.volume('bigv');
-    await runContainer({ name: big, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'test -f /v/big || dd if=/dev/urandom of=/v/big bs=1M count=40 2>/dev/null; touch /v/ready; exec sleep 100000'], HostConfig: { Binds: [`${bigVolume}:/v`] } }, 'running');
-    await waitFor(async () => treeDigest(big, '/v/ready').then(() => true, () => false), 60_000);
+    await runContainer(
+      {
+        name: big,
+        Image: inject('fixtureImage'),
+        Cmd: ['sh', '-c', 'test -f /v/big || dd if=/dev/urandom of=/v/big bs=1M count=40 2>/dev/null; touch /v/ready; exec sleep 100000'],
+        HostConfig: { Binds: [`${bigVolume}:/v`] },
+      },
+      'running',
+    );
+    await waitFor(
+      async () =>
+        treeDigest(big, '/v/ready').then(
+          () => true,
+          () => false,
+        ),
+      60_000,
+    );
     const bigStore = `dir:${join(res.tempDir(), 'store')}`;
     expect((await runCli(['backup', '--containers', big, '--destination', bigStore, '--tag', 'big'], { env })).code).toBe(0);
     res.image(`container-snapshot/${big}:big`);
@@ -98,7 +186,21 @@ describe('the bundles on another engine', () => {
     const onB = { ...env, ...engineBEnv };
     const args = ['restore', '--source', bigStore, '--snapshot', 'big', '--docker-host', ENGINE_B.host, '--rename', `${big}=${killed},${bigVolume}=${target}`];
     const sent: { at?: number; pid?: number } = {};
-    const first = await runCli(args, { env: onB, onSpawn: signalWhen(async () => b.getVolume(target).inspect().then(() => true, () => false), 'SIGKILL', sent) });
+    const first = await runCli(args, {
+      env: onB,
+      onSpawn: signalWhen(
+        async () =>
+          b
+            .getVolume(target)
+            .inspect()
+            .then(
+              () => true,
+              () => false,
+            ),
+        'SIGKILL',
+        sent,
+      ),
+    });
     expect([first.code, sent.at !== undefined], first.stderr).toEqual([128, true]);
     const journals = join(stateDir(process.env), 'restore-journal');
     const mine = () => (existsSync(journals) ? readdirSync(journals).filter((f) => f === `${hostname()}-${sent.pid}.json`) : []);
@@ -109,7 +211,15 @@ describe('the bundles on another engine', () => {
     const onA = await runCli(['backup', '--containers', app, '--destination', store, '--tag', 'on-a'], { env });
     expect(onA.code, onA.stderr).toBe(0);
     expect(mine()).toHaveLength(1);
-    expect(await b.getVolume(target).inspect().then(() => true, () => false)).toBe(true);
+    expect(
+      await b
+        .getVolume(target)
+        .inspect()
+        .then(
+          () => true,
+          () => false,
+        ),
+    ).toBe(true);
 
     // The next restore onto B puts it back first, then restores.
     const again = await runCli(args, { env: onB });
@@ -121,9 +231,18 @@ describe('the bundles on another engine', () => {
   it('backs up on B with the backup action (docker-host), and the set says so when restored on A', async () => {
     const image = res.image(await buildFixtureImage(`${res.prefix}-b:v1`, 'on-b', b));
     await runContainer({ name: onB, Image: image, Cmd: ['sh', '-c', 'test -f /tmp/b.txt || echo written-on-b > /tmp/b.txt; exec sleep 100000'] }, 'running', b);
-    await waitFor(async () => treeDigest(onB, '/tmp/b.txt', b).then(() => true, () => false));
+    await waitFor(async () =>
+      treeDigest(onB, '/tmp/b.txt', b).then(
+        () => true,
+        () => false,
+      ),
+    );
     const bInfo = (await b.info()) as { ID: string; Name: string };
-    const backedUp = await runStep('.', { containers: onB, destination: store, tag: 'from-b', 'docker-host': ENGINE_B.host }, { env: { ...env, ...engineBEnv } });
+    const backedUp = await runStep(
+      '.',
+      { containers: onB, destination: store, tag: 'from-b', 'docker-host': ENGINE_B.host },
+      { env: { ...env, ...engineBEnv } },
+    );
     expect(backedUp.code, backedUp.stdout).toBe(0);
     expect(backedUp.summary).toContain(`Engine: ${bInfo.Name}, ID ${bInfo.ID.slice(0, 14)}, Engine `);
     expect(backedUp.summary).toContain(`at ${ENGINE_B.host} (TLS)`);

@@ -9,7 +9,10 @@ describe('retention through the bundled action and CLI', () => {
   let store = '';
   let app = '';
   const env = { DOCKER_CONFIG: '/nonexistent' };
-  const tags = () => readdirSync(join(store, 'sets')).map((n) => n.replace(/\.json$/, '')).sort();
+  const tags = () =>
+    readdirSync(join(store, 'sets'))
+      .map((n) => n.replace(/\.json$/, ''))
+      .sort();
 
   beforeAll(async () => {
     store = join(res.tempDir(), 'store');
@@ -26,7 +29,12 @@ describe('retention through the bundled action and CLI', () => {
     }
     const r = await runStep('.', { containers: app, destination: `dir:${store}`, tag: 'k3', 'pre-command': 'echo k3 > /stamp', keep: 'last=2' }, { env });
     expect(r.code, r.stdout + r.stderr).toBe(0);
-    const pruned = JSON.parse(r.outputs.pruned) as Array<{ destination: string; removed: Array<{ tag: string }>; kept: Array<{ tag: string; reasons: string[] }>; swept: { blobs: number; bytes: number } }>;
+    const pruned = JSON.parse(r.outputs.pruned) as Array<{
+      destination: string;
+      removed: Array<{ tag: string }>;
+      kept: Array<{ tag: string; reasons: string[] }>;
+      swept: { blobs: number; bytes: number };
+    }>;
     expect(pruned.map((p) => [p.destination, p.kept.map((k) => k.tag), p.removed.map((x) => x.tag)])).toEqual([[`dir:${store}`, ['k3', 'k2'], ['k1']]]);
     expect(pruned[0].swept.blobs).toBeGreaterThan(0);
     expect(r.summary).toContain('#### Retention');
@@ -37,7 +45,9 @@ describe('retention through the bundled action and CLI', () => {
   it('prune-only prunes without backing up; the CLI prune says what it keeps and why, and refuses a bad policy in one line', async () => {
     const dry = await runCli(['prune', '--destination', `dir:${store}`, '--keep', 'last=1', '--dry-run']);
     expect(dry.code, dry.stderr).toBe(0);
-    expect(dry.stdout.trimEnd()).toMatch(/^dir:.*: keep last=1 \(dry run\): 1 kept, 1 would remove\n {2}keep\s+k3\s+\S+\s+last snapshot, newest set\n {2}would remove\s+k2\s+\S+\nWould free \S+ \S+ \(\d+ unreferenced blob\(s\)\)\.$/);
+    expect(dry.stdout.trimEnd()).toMatch(
+      /^dir:.*: keep last=1 \(dry run\): 1 kept, 1 would remove\n {2}keep\s+k3\s+\S+\s+last snapshot, newest set\n {2}would remove\s+k2\s+\S+\nWould free \S+ \S+ \(\d+ unreferenced blob\(s\)\)\.$/,
+    );
     expect(tags()).toEqual(['k2', 'k3']);
 
     const only = await runStep('.', { destination: `dir:${store}`, keep: 'last=1', 'prune-only': 'true' }, { env });

@@ -11,7 +11,9 @@ import { runCli, runStep } from '../support/runner.js';
  * image upload runs after it is started again) and a volume; /s is a host directory where it
  * says that it was told to stop.
  */
-const SERVICE = 'test -f /big || dd if=/dev/urandom of=/big bs=1M count=64 2>/dev/null; echo run >> /v/starts; touch /v/ready; ' + 'trap "touch /s/term; sleep 2; exit 0" TERM; while true; do sleep 0.1; done';
+const SERVICE =
+  'test -f /big || dd if=/dev/urandom of=/big bs=1M count=64 2>/dev/null; echo run >> /v/starts; touch /v/ready; ' +
+  'trap "touch /s/term; sleep 2; exit 0" TERM; while true; do sleep 0.1; done';
 
 type Phase = 'stopping' | 'stopped' | 'started again';
 type Kill = 'CLI SIGTERM' | 'CLI SIGKILL' | 'action SIGKILL, then post' | 'action SIGTERM, then post';
@@ -25,7 +27,10 @@ describe('a --stop backup interrupted at each phase ends with its container runn
   async function service(suffix: string) {
     const name = res.name(suffix);
     const signals = res.tempDir();
-    await runContainer({ name, Image: inject('fixtureImage'), Cmd: ['sh', '-c', SERVICE], HostConfig: { Binds: [`${res.volume(suffix)}:/v`, `${signals}:/s`] } }, 'running');
+    await runContainer(
+      { name, Image: inject('fixtureImage'), Cmd: ['sh', '-c', SERVICE], HostConfig: { Binds: [`${res.volume(suffix)}:/v`, `${signals}:/s`] } },
+      'running',
+    );
     const exec = async () => {
       const e = await docker.getContainer(name).exec({ Cmd: ['test', '-f', '/v/ready'] });
       await (await e.start({})).resume();
@@ -60,7 +65,10 @@ describe('a --stop backup interrupted at each phase ends with its container runn
     });
     let log: string;
     if (kill.startsWith('CLI')) {
-      const r = await runCli(['backup', '--containers', c.name, '--destination', `dir:${store}`, '--tag', 'cut', '--stop', '--stop-timeout', '10'], { env, onSpawn });
+      const r = await runCli(['backup', '--containers', c.name, '--destination', `dir:${store}`, '--tag', 'cut', '--stop', '--stop-timeout', '10'], {
+        env,
+        onSpawn,
+      });
       log = r.stderr;
       expect(sent, r.stderr).toBe(true);
       expect(r.code, r.stderr).toBe(signal === 'SIGTERM' ? 143 : 128);
@@ -85,7 +93,11 @@ describe('a --stop backup interrupted at each phase ends with its container runn
     if (signal === 'SIGTERM') {
       // One owner of the undo: once the process has exited, nothing is left and nothing lands after.
       await new Promise((r) => setTimeout(r, 500));
-      expect({ journals: entries(join(state, 'journal')), locks: entries(join(state, 'locks')), images: await commitsOf([c.id]) }).toEqual({ journals: [], locks: [], images: [] });
+      expect({ journals: entries(join(state, 'journal')), locks: entries(join(state, 'locks')), images: await commitsOf([c.id]) }).toEqual({
+        journals: [],
+        locks: [],
+        images: [],
+      });
     }
 
     // A plain re-run: it backs up, and nothing of the interrupted run is left.
@@ -94,7 +106,12 @@ describe('a --stop backup interrupted at each phase ends with its container runn
     expect(again.stderr).not.toMatch(/^error:/m);
     const info = await docker.getContainer(c.id).inspect();
     expect({ running: info.State.Running, paused: info.State.Paused }).toEqual({ running: true, paused: false });
-    expect({ journals: entries(join(state, 'journal')), locks: entries(join(state, 'locks')), tmp: entries(join(store, '.tmp')), sets: entries(join(store, 'sets')) }).toEqual({
+    expect({
+      journals: entries(join(state, 'journal')),
+      locks: entries(join(state, 'locks')),
+      tmp: entries(join(store, '.tmp')),
+      sets: entries(join(store, 'sets')),
+    }).toEqual({
       journals: [],
       locks: [],
       tmp: [],
@@ -104,7 +121,7 @@ describe('a --stop backup interrupted at each phase ends with its container runn
   });
 });
 
-describe('a SIGTERM\'d backup stops its pipeline, then undoes once', () => {
+describe("a SIGTERM'd backup stops its pipeline, then undoes once", () => {
   const res = new Resources(inject('runPrefix'), 'once');
   afterAll(() => res.cleanup());
 
@@ -133,7 +150,12 @@ describe('a SIGTERM\'d backup stops its pipeline, then undoes once', () => {
     await new Promise((res) => setTimeout(res, 500));
     const info = await docker.getContainer(id).inspect();
     expect({ running: info.State.Running, paused: info.State.Paused }).toEqual({ running: true, paused: false });
-    expect({ journals: entries(join(state, 'journal')), locks: entries(join(state, 'locks')), tmp: entries(join(store, '.tmp')), sets: entries(join(store, 'sets')) }).toEqual({
+    expect({
+      journals: entries(join(state, 'journal')),
+      locks: entries(join(state, 'locks')),
+      tmp: entries(join(store, '.tmp')),
+      sets: entries(join(store, 'sets')),
+    }).toEqual({
       journals: [],
       locks: [],
       tmp: [],
@@ -156,13 +178,27 @@ describe('a SIGTERM during a pre-command', () => {
     let sent = false;
     const started = Date.now();
     const r = await runCli(
-      ['backup', '--containers', name, '--destination', `dir:${join(res.tempDir(), 'store')}`, '--pre-command', 'touch /s/pre; sleep 30', '--post-command', 'touch /s/post'],
+      [
+        'backup',
+        '--containers',
+        name,
+        '--destination',
+        `dir:${join(res.tempDir(), 'store')}`,
+        '--pre-command',
+        'touch /s/pre; sleep 30',
+        '--post-command',
+        'touch /s/post',
+      ],
       {
         env: { CONTAINER_SNAPSHOT_STATE_DIR: state },
-        onSpawn: whenContainer(id, () => existsSync(join(signals, 'pre')), (child) => {
-          sent = true;
-          child.kill('SIGTERM');
-        }),
+        onSpawn: whenContainer(
+          id,
+          () => existsSync(join(signals, 'pre')),
+          (child) => {
+            sent = true;
+            child.kill('SIGTERM');
+          },
+        ),
       },
     );
     expect(sent, r.stderr).toBe(true);
@@ -172,6 +208,10 @@ describe('a SIGTERM during a pre-command', () => {
     expect(existsSync(join(signals, 'post')), r.stderr).toBe(true);
     const info = await docker.getContainer(id).inspect();
     expect({ running: info.State.Running, paused: info.State.Paused }).toEqual({ running: true, paused: false });
-    expect({ journals: entries(join(state, 'journal')), locks: entries(join(state, 'locks')), images: await commitsOf([id]) }).toEqual({ journals: [], locks: [], images: [] });
+    expect({ journals: entries(join(state, 'journal')), locks: entries(join(state, 'locks')), images: await commitsOf([id]) }).toEqual({
+      journals: [],
+      locks: [],
+      images: [],
+    });
   });
 });

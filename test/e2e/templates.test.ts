@@ -46,7 +46,12 @@ describe('workflow templates, played against the real engine and registry', () =
       },
       'running',
     );
-    await waitFor(() => treeDigest(name, '/data/sub/x').then(() => true, () => false));
+    await waitFor(() =>
+      treeDigest(name, '/data/sub/x').then(
+        () => true,
+        () => false,
+      ),
+    );
     return { name, volume };
   }
 
@@ -84,7 +89,10 @@ describe('workflow templates, played against the real engine and registry', () =
     // The set is in the registry under this runner's prefix, with exactly the selected containers.
     const source = `registry:${reg.host}/backups/${runnerName}`;
     const listConfig = res.tempDir();
-    writeFileSync(join(listConfig, 'config.json'), JSON.stringify({ auths: { [reg.host]: { auth: Buffer.from(`${reg.username}:${reg.password}`).toString('base64') } } }));
+    writeFileSync(
+      join(listConfig, 'config.json'),
+      JSON.stringify({ auths: { [reg.host]: { auth: Buffer.from(`${reg.username}:${reg.password}`).toString('base64') } } }),
+    );
     const list = await runCli(['list', '--source', source], { env: { DOCKER_CONFIG: listConfig } });
     expect(list.code, list.stderr).toBe(0);
     const row = list.stdout.split('\n').find((l) => l.startsWith(tag));
@@ -105,7 +113,10 @@ describe('workflow templates, played against the real engine and registry', () =
       actions: ACTIONS,
       env,
       // The user's deploy: migrates the data, then fails.
-      run: (job, step) => (job === 'deploy' && step.id === 'deploy' ? `docker exec ${name} sh -c 'echo v2-data > /data/db.txt; rm -r /data/sub'\necho "deploy failed" >&2\nexit 1\n` : undefined),
+      run: (job, step) =>
+        job === 'deploy' && step.id === 'deploy'
+          ? `docker exec ${name} sh -c 'echo v2-data > /data/db.txt; rm -r /data/sub'\necho "deploy failed" >&2\nexit 1\n`
+          : undefined,
     });
     expect(jobs.snapshot.result, logOf(jobs)).toBe('success');
     expect(jobs.snapshot.outputs.snapshot).toBe('pre-deploy-202-1');
@@ -149,7 +160,13 @@ describe('workflow templates, played against the real engine and registry', () =
     // The backup the scheduled workflow would have taken, into this runner's prefix.
     const backup = await runStep(
       '.',
-      { containers: name, destination: `registry:${reg.host}/backups/${runnerName}`, tag: `dispatch-${res.prefix}`, 'registry-username': reg.username, 'registry-password': reg.password },
+      {
+        containers: name,
+        destination: `registry:${reg.host}/backups/${runnerName}`,
+        tag: `dispatch-${res.prefix}`,
+        'registry-username': reg.username,
+        'registry-password': reg.password,
+      },
       { env: { ...env, DOCKER_CONFIG: '/nonexistent' } },
     );
     expect(backup.code, backup.stdout + backup.stderr).toBe(0);
@@ -159,7 +176,14 @@ describe('workflow templates, played against the real engine and registry', () =
     const wf = loadWorkflow('restore-dispatch.yml');
     const inputs = dispatchInputs(wf, { containers: name });
     expect(inputs).toEqual({ source: '', snapshot: 'latest', containers: name, rename: '', replace: false, 'run-id': '' });
-    const jobs = await playWorkflow(wf, { contexts: contexts('303', { inputs, github: { run_id: '303', event: { inputs: Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, String(v)])) } } }), actions: ACTIONS, env });
+    const jobs = await playWorkflow(wf, {
+      contexts: contexts('303', {
+        inputs,
+        github: { run_id: '303', event: { inputs: Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, String(v)])) } },
+      }),
+      actions: ACTIONS,
+      env,
+    });
     expect(jobs.restore.result, logOf(jobs)).toBe('success');
     const restore = jobs.restore.steps.find((s) => s.id === 'restore')!;
     expect(restore.outputs.snapshot).toBe(`dispatch-${res.prefix}`);
@@ -239,14 +263,42 @@ describe('workflow templates, played against the real engine and registry', () =
     expect(restore.outputs.snapshot).toBe(tag);
     expect(JSON.parse(restore.outputs.containers)).toEqual([expect.objectContaining({ name: copy, from: name, status: 'ok', state: 'created' })]);
     // what the test restored is gone again; the original is untouched
-    expect(await docker.getContainer(copy).inspect().then(() => true, () => false)).toBe(false);
-    expect(await docker.getVolume(copyVolume).inspect().then(() => true, () => false)).toBe(false);
-    expect(await docker.getImage(`container-snapshot/${name}:${tag}`).inspect().then(() => true, () => false)).toBe(false);
+    expect(
+      await docker
+        .getContainer(copy)
+        .inspect()
+        .then(
+          () => true,
+          () => false,
+        ),
+    ).toBe(false);
+    expect(
+      await docker
+        .getVolume(copyVolume)
+        .inspect()
+        .then(
+          () => true,
+          () => false,
+        ),
+    ).toBe(false);
+    expect(
+      await docker
+        .getImage(`container-snapshot/${name}:${tag}`)
+        .inspect()
+        .then(
+          () => true,
+          () => false,
+        ),
+    ).toBe(false);
     expect((await docker.getContainer(name).inspect()).State.Running).toBe(true);
     expect(await treeDigest(name, '/data')).toEqual(before);
 
     // Without a rename map it stops before touching anything.
-    const refused = await playWorkflow(wf, { contexts: { ...base, runner: { name: host }, vars: { ...vars, VERIFY_CONTAINERS: name } }, actions: ACTIONS, env });
+    const refused = await playWorkflow(wf, {
+      contexts: { ...base, runner: { name: host }, vars: { ...vars, VERIFY_CONTAINERS: name } },
+      actions: ACTIONS,
+      env,
+    });
     expect(refused.verify.result).toBe('failure');
     expect(refused.verify.steps.map((s) => s.outcome)).toEqual(['failure', 'skipped', 'skipped', 'skipped', 'success']);
     expect(refused.verify.steps[0].log).toContain('set the VERIFY_RENAME variable');

@@ -248,11 +248,7 @@ describe('@actions/artifact 6 against the local artifact service', () => {
     expect(outcome.error).toBeUndefined();
     expect(outcome.ms).toBeGreaterThanOrEqual(3000);
     const twirp = requestsSince(mark).filter((r) => r.kind.startsWith('twirp:'));
-    expect(twirp.map((r) => `${r.kind} ${r.status}`)).toEqual([
-      'twirp:CreateArtifact 500',
-      'twirp:CreateArtifact 200',
-      'twirp:FinalizeArtifact 200',
-    ]);
+    expect(twirp.map((r) => `${r.kind} ${r.status}`)).toEqual(['twirp:CreateArtifact 500', 'twirp:CreateArtifact 200', 'twirp:FinalizeArtifact 200']);
   });
 
   it('fails at once on a Twirp 401, without retrying', async () => {
@@ -295,9 +291,7 @@ describe('@actions/artifact 6 against the local artifact service', () => {
     const after = requestsSince(mark).map((r) => `${r.kind} ${r.status}`);
     expect(after.filter((r) => r.startsWith('blob:'))).toEqual(Array(4).fill('blob:block 0'));
     expect(after).not.toContain('twirp:FinalizeArtifact 200');
-    expect(service.artifacts().filter((a) => a.name === file.name)).toEqual([
-      expect.objectContaining({ finalized: false, size: 0 }),
-    ]);
+    expect(service.artifacts().filter((a) => a.name === file.name)).toEqual([expect.objectContaining({ finalized: false, size: 0 })]);
     const listed = await succeed(runA, 'listArtifacts');
     expect(listed.artifacts.map((a: { name: string }) => a.name)).not.toContain(file.name);
   });
@@ -328,7 +322,10 @@ describe('the local artifact service’s wire protocol', () => {
 
   const scopeOf = (token: string) => {
     const scp = JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString()).scp as string;
-    const [, run, job] = scp.split(' ').find((s) => s.startsWith('Actions.Results:'))!.split(':');
+    const [, run, job] = scp
+      .split(' ')
+      .find((s) => s.startsWith('Actions.Results:'))!
+      .split(':');
     return { workflow_run_backend_id: run, workflow_job_run_backend_id: job };
   };
 
@@ -351,8 +348,7 @@ describe('the local artifact service’s wire protocol', () => {
   });
 
   const putBlob = (signedUrl: string, query: string, body: string) => fetch(`${signedUrl}&${query}`, { method: 'PUT', body });
-  const blockList = (ids: string[]) =>
-    `<?xml version="1.0" encoding="utf-8"?><BlockList>${ids.map((id) => `<Latest>${id}</Latest>`).join('')}</BlockList>`;
+  const blockList = (ids: string[]) => `<?xml version="1.0" encoding="utf-8"?><BlockList>${ids.map((id) => `<Latest>${id}</Latest>`).join('')}</BlockList>`;
 
   async function rawUpload(run: RunSpec, name: string, content: string): Promise<number> {
     const token = service.env(run).ACTIONS_RUNTIME_TOKEN;

@@ -22,7 +22,16 @@ describe('selection, failures and reuse', () => {
   beforeAll(async () => {
     store = join(res.tempDir(), 'store');
     const image = inject('fixtureImage');
-    await runContainer({ name: res.name('web-1'), Image: image, Labels: { backup: 'yes', tier: 'web' }, Cmd: ['sh', '-c', 'echo x > /v/x; exec sleep 100000'], HostConfig: { Binds: [`${vol}:/v`] } }, 'running');
+    await runContainer(
+      {
+        name: res.name('web-1'),
+        Image: image,
+        Labels: { backup: 'yes', tier: 'web' },
+        Cmd: ['sh', '-c', 'echo x > /v/x; exec sleep 100000'],
+        HostConfig: { Binds: [`${vol}:/v`] },
+      },
+      'running',
+    );
     await waitFor(async () => (await treeDigest(res.name('web-1'), '/v')).entries > 1);
     await runContainer({ name: res.name('web-2'), Image: image, Labels: { tier: 'web' }, Cmd: ['sleep', '100000'] }, 'running');
     await runContainer({ name: res.name('db-10'), Image: image, Labels: { backup: 'yes' }, Cmd: ['true'] }, 'exited');
@@ -30,11 +39,13 @@ describe('selection, failures and reuse', () => {
 
   afterAll(() => res.cleanup());
 
-  const names = (r: { containers: Array<{ name: string; status: string }> }, status = 'ok') => r.containers.filter((c) => c.status === status).map((c) => c.name.slice(res.prefix.length + 1));
+  const names = (r: { containers: Array<{ name: string; status: string }> }, status = 'ok') =>
+    r.containers.filter((c) => c.status === status).map((c) => c.name.slice(res.prefix.length + 1));
 
   it('selects by glob, regex, label and exclusion', async () => {
     const p = res.prefix;
-    const dry = (v: Record<string, string>) => backup(parseBackupInputs(inputs({ destination: `dir:${store}`, 'dry-run': 'true', ...v })), { log: quietLog, env });
+    const dry = (v: Record<string, string>) =>
+      backup(parseBackupInputs(inputs({ destination: `dir:${store}`, 'dry-run': 'true', ...v })), { log: quietLog, env });
     expect(names(await dry({ containers: `${p}-web-*` }), 'planned')).toEqual(['web-1', 'web-2']);
     expect(names(await dry({ containers: `/^${p}-db-[0-9]+$/` }), 'planned')).toEqual(['db-10']);
     expect(names(await dry({ containers: `${p}-*`, labels: 'backup=yes' }), 'planned')).toEqual(['db-10', 'web-1']);
@@ -43,7 +54,10 @@ describe('selection, failures and reuse', () => {
   });
 
   it('dry run plans with volumes and changes nothing', async () => {
-    const r = await backup(parseBackupInputs(inputs({ containers: res.name('web-1'), destination: `dir:${store}`, 'dry-run': 'true' })), { log: quietLog, env });
+    const r = await backup(parseBackupInputs(inputs({ containers: res.name('web-1'), destination: `dir:${store}`, 'dry-run': 'true' })), {
+      log: quietLog,
+      env,
+    });
     expect(r.containers[0]).toMatchObject({ status: 'planned', volumes: [vol] });
     expect(r.written).toBe(false);
     expect(existsSync(store)).toBe(false);
@@ -51,28 +65,39 @@ describe('selection, failures and reuse', () => {
   });
 
   it('a missing container is an error for it alone; the others are stored and the set says so', async () => {
-    const r = await backup(parseBackupInputs(inputs({ containers: `${res.name('web-1')}, ${res.name('ghost')}`, destination: `dir:${store}`, tag: 'partial' })), { log: quietLog, env });
+    const r = await backup(
+      parseBackupInputs(inputs({ containers: `${res.name('web-1')}, ${res.name('ghost')}`, destination: `dir:${store}`, tag: 'partial' })),
+      { log: quietLog, env },
+    );
     expect(r.failed).toBe(1);
     expect(r.containers.find((c) => c.status === 'failed')?.error).toContain(`no such container: ${res.name('ghost')}`);
     expect(names(r)).toEqual(['web-1']);
     const sets = await list(parseDestination(`dir:${store}`), {}, { log: quietLog, env });
     expect(sets.find((s) => s.tag === 'partial')?.containers).toEqual([res.name('web-1')]);
     const { digest } = JSON.parse(readFileSync(join(store, 'sets', 'partial.json'), 'utf8')) as { digest: string };
-    const doc = JSON.parse(readFileSync(join(store, 'blobs', 'sha256', digest.slice('sha256:'.length)), 'utf8')) as { failures: Array<{ name: string; error: string }> };
+    const doc = JSON.parse(readFileSync(join(store, 'blobs', 'sha256', digest.slice('sha256:'.length)), 'utf8')) as {
+      failures: Array<{ name: string; error: string }>;
+    };
     expect(doc.failures).toEqual([{ name: res.name('ghost'), error: `no such container: ${res.name('ghost')}` }]);
   });
 
   it('on-error abort stops before anything is written', async () => {
     const before = blobCount(store);
     await expect(
-      backup(parseBackupInputs(inputs({ containers: `${res.name('web-1')}, ${res.name('ghost')}`, destination: `dir:${store}`, tag: 'aborted', 'on-error': 'abort' })), { log: quietLog, env }),
+      backup(
+        parseBackupInputs(
+          inputs({ containers: `${res.name('web-1')}, ${res.name('ghost')}`, destination: `dir:${store}`, tag: 'aborted', 'on-error': 'abort' }),
+        ),
+        { log: quietLog, env },
+      ),
     ).rejects.toThrow(/Aborted before any change: .*no such container/);
     expect(existsSync(join(store, 'sets', 'aborted.json'))).toBe(false);
     expect(blobCount(store)).toBe(before);
   });
 
   it('if-no-match warns, errs or stays quiet', async () => {
-    const run = (mode: string) => backup(parseBackupInputs(inputs({ containers: `${res.prefix}-nothing-*`, destination: `dir:${store}`, 'if-no-match': mode })), { log: quietLog, env });
+    const run = (mode: string) =>
+      backup(parseBackupInputs(inputs({ containers: `${res.prefix}-nothing-*`, destination: `dir:${store}`, 'if-no-match': mode })), { log: quietLog, env });
     quietLog.lines.length = 0;
     expect((await run('warn')).containers).toEqual([]);
     expect(quietLog.lines.some((l) => l.startsWith('warning: No container matched'))).toBe(true);
@@ -83,15 +108,21 @@ describe('selection, failures and reuse', () => {
   });
 
   it('refuses a tag that already exists, before any change', async () => {
-    await expect(backup(parseBackupInputs(inputs({ containers: res.name('web-2'), destination: `dir:${store}`, tag: 'partial' })), { log: quietLog, env })).rejects.toThrow(
-      /Snapshot partial already exists/,
-    );
+    await expect(
+      backup(parseBackupInputs(inputs({ containers: res.name('web-2'), destination: `dir:${store}`, tag: 'partial' })), { log: quietLog, env }),
+    ).rejects.toThrow(/Snapshot partial already exists/);
   });
 
   it('an unchanged container stores nothing new the second time, and the temporary images are gone', async () => {
-    const first = await backup(parseBackupInputs(inputs({ containers: res.name('db-10'), destination: `dir:${store}`, tag: 'reuse-1' })), { log: quietLog, env });
+    const first = await backup(parseBackupInputs(inputs({ containers: res.name('db-10'), destination: `dir:${store}`, tag: 'reuse-1' })), {
+      log: quietLog,
+      env,
+    });
     const blobsAfterFirst = blobCount(store);
-    const second = await backup(parseBackupInputs(inputs({ containers: res.name('db-10'), destination: `dir:${store}`, tag: 'reuse-2' })), { log: quietLog, env });
+    const second = await backup(parseBackupInputs(inputs({ containers: res.name('db-10'), destination: `dir:${store}`, tag: 'reuse-2' })), {
+      log: quietLog,
+      env,
+    });
     expect(first.failed + second.failed).toBe(0);
     expect(second.containers[0].blobs.written).toBe(0);
     expect(second.containers[0].blobs.reused).toBeGreaterThan(0);
@@ -105,25 +136,37 @@ describe('selection, failures and reuse', () => {
     expect(r.failed).toBe(1);
     expect(r.containers[0].error).toMatch(/container '.*web-1' exists/);
     const id = (await docker.getContainer(res.name('web-1')).inspect()).Id;
-    const renamed = await restore(parseRestoreInputs(inputs({ source: `dir:${store}`, snapshot: 'partial', rename: `${res.name('web-1')}=${res.name('web-copy')}` })), { log: quietLog, env });
+    const renamed = await restore(
+      parseRestoreInputs(inputs({ source: `dir:${store}`, snapshot: 'partial', rename: `${res.name('web-1')}=${res.name('web-copy')}` })),
+      { log: quietLog, env },
+    );
     expect(renamed.failed).toBe(1);
     expect(renamed.containers[0].error).toContain(`volume '${vol}' is in use by ${res.name('web-1')}`);
     const both = await restore(
-      parseRestoreInputs(inputs({ source: `dir:${store}`, snapshot: 'partial', rename: `${res.name('web-1')}=${res.name('web-copy')}\n${vol}=${res.volume('v-copy')}` })),
+      parseRestoreInputs(
+        inputs({ source: `dir:${store}`, snapshot: 'partial', rename: `${res.name('web-1')}=${res.name('web-copy')}\n${vol}=${res.volume('v-copy')}` }),
+      ),
       { log: quietLog, env },
     );
     expect(both.failed, JSON.stringify(both.containers)).toBe(0);
     expect((await docker.getContainer(res.name('web-copy')).inspect()).Mounts.map((m) => m.Name)).toEqual([res.volume('v-copy')]);
     res.image((await docker.getContainer(res.name('web-copy')).inspect()).Config.Image);
     await docker.getContainer(res.name('web-copy')).remove({ force: true });
-    const replaced = await restore(parseRestoreInputs(inputs({ source: `dir:${store}`, snapshot: 'partial', containers: res.name('web-1'), replace: 'true' })), { log: quietLog, env });
+    const replaced = await restore(
+      parseRestoreInputs(inputs({ source: `dir:${store}`, snapshot: 'partial', containers: res.name('web-1'), replace: 'true' })),
+      { log: quietLog, env },
+    );
     expect(replaced.failed, JSON.stringify(replaced.containers)).toBe(0);
     expect(replaced.containers[0].id).not.toBe(id);
     expect(replaced.containers[0].state).toBe('running');
   });
 
   it('restore names what it cannot find', async () => {
-    await expect(restore(parseRestoreInputs(inputs({ source: `dir:${store}`, snapshot: 'nope' })), { log: quietLog, env })).rejects.toThrow(/Snapshot 'nope' not found .* Expected one of: /);
-    await expect(restore(parseRestoreInputs(inputs({ source: `dir:${store}`, snapshot: 'partial', containers: 'zzz' })), { log: quietLog, env })).rejects.toThrow(/has no container zzz/);
+    await expect(restore(parseRestoreInputs(inputs({ source: `dir:${store}`, snapshot: 'nope' })), { log: quietLog, env })).rejects.toThrow(
+      /Snapshot 'nope' not found .* Expected one of: /,
+    );
+    await expect(
+      restore(parseRestoreInputs(inputs({ source: `dir:${store}`, snapshot: 'partial', containers: 'zzz' })), { log: quietLog, env }),
+    ).rejects.toThrow(/has no container zzz/);
   });
 });

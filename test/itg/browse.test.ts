@@ -46,7 +46,10 @@ describe('browsing a set: ls, extract, diff', () => {
     from = { spec: parseDestination(`dir:${join(res.tempDir(), 'store')}`), credentials: { username: '', password: '' } };
     bound = res.tempDir();
     writeFileSync(join(bound, 'host.txt'), 'from the host');
-    await runContainer({ name: app, Image: image, Cmd: ['sh', '-ec', SCRIPT], HostConfig: { Binds: [`${vol}:/v`, `${up}:/www/up`, `${bound}:/srv/b`] } }, 'exited');
+    await runContainer(
+      { name: app, Image: image, Cmd: ['sh', '-ec', SCRIPT], HostConfig: { Binds: [`${vol}:/v`, `${up}:/www/up`, `${bound}:/srv/b`] } },
+      'exited',
+    );
     await backUp({ containers: app, destination: from.spec.raw, tag: 'one', 'include-bind-mounts': 'true' });
   });
   afterAll(() => res.cleanup());
@@ -74,7 +77,12 @@ describe('browsing a set: ls, extract, diff', () => {
     expect(l.entries.some((e) => e.path.includes('.wh.'))).toBe(false);
     expect(entry(l, '/etc/group')).toMatchObject({ type: 'deleted', source: 'layer' });
     // A directory made again after its removal hides the image's content: its entry, and an opaque marker.
-    expect(l.entries.filter((e) => e.path === '/root').map((e) => e.type).sort()).toEqual(['directory', 'opaque']);
+    expect(
+      l.entries
+        .filter((e) => e.path === '/root')
+        .map((e) => e.type)
+        .sort(),
+    ).toEqual(['directory', 'opaque']);
     expect(entry(l, '/etc/link')).toMatchObject({ type: 'symlink', linkname: '/www/index.html' });
     const pair = [entry(l, '/etc/added'), entry(l, '/etc/hard')];
     const file = pair.find((e) => e.type === 'file');
@@ -99,12 +107,18 @@ describe('browsing a set: ls, extract, diff', () => {
     const l = (await ls(from, 'one', { container: app, path: '/v/sub' }, deps)) as PathListing;
     expect(l.entries.map((e) => e.path)).toEqual(['/v/sub', '/v/sub/b.txt', '/v/sub/link']);
     const www = (await ls(from, 'one', { container: app, path: '/www' }, deps)) as PathListing;
-    expect(www.entries.map((e) => `${e.path} ${e.source}`)).toEqual(['/www layer', '/www/index.html layer', `/www/up volume ${up}`, `/www/up/u.txt volume ${up}`]);
+    expect(www.entries.map((e) => `${e.path} ${e.source}`)).toEqual([
+      '/www layer',
+      '/www/index.html layer',
+      `/www/up volume ${up}`,
+      `/www/up/u.txt volume ${up}`,
+    ]);
     await expect(ls(from, 'one', { container: app, path: '/nothing' }, deps)).rejects.toThrow(`Snapshot one: ${app} has nothing at /nothing`);
     await expect(ls(from, 'one', { container: 'ghost' }, deps)).rejects.toThrow(`Snapshot one has no container ghost. Expected one of: ${app}.`);
   });
 
-  const take = (path: string, to: string, overwrite = false, keepSpecial = false) => extract(from, 'one', { container: app, path }, { to, overwrite, keepSpecial, words: CLI_WORDS }, deps);
+  const take = (path: string, to: string, overwrite = false, keepSpecial = false) =>
+    extract(from, 'one', { container: app, path }, { to, overwrite, keepSpecial, words: CLI_WORDS }, deps);
 
   it("extracts a volume's directory with its modes, owners, mtimes, links, empty directory and fifo", async () => {
     const to = res.tempDir();
@@ -172,7 +186,10 @@ describe('browsing a set: ls, extract, diff', () => {
 
   it('diffs two sets per container and mount: added, changed (and how), removed; a mount that did not change', async () => {
     const name = res.name('diff');
-    await runContainer({ name, Image: image, Cmd: ['sh', '-ec', TWO_RUNS], HostConfig: { Binds: [`${res.volume('w')}:/w`, `${res.volume('u')}:/u`] } }, 'exited');
+    await runContainer(
+      { name, Image: image, Cmd: ['sh', '-ec', TWO_RUNS], HostConfig: { Binds: [`${res.volume('w')}:/w`, `${res.volume('u')}:/u`] } },
+      'exited',
+    );
     await backUp({ containers: name, destination: from.spec.raw, tag: 'd1' });
     const c = docker.getContainer(name);
     await c.start();
@@ -202,6 +219,11 @@ describe('browsing a set: ls, extract, diff', () => {
       ['/w/sym', 'added', undefined],
     ]);
     const across = await diff(from, 'one', 'd1', deps);
-    expect(across.containers.map((x) => [x.name, x.status])).toEqual([[app, 'removed'], [name, 'added']].sort((a, b) => a[0].localeCompare(b[0])));
+    expect(across.containers.map((x) => [x.name, x.status])).toEqual(
+      [
+        [app, 'removed'],
+        [name, 'added'],
+      ].sort((a, b) => a[0].localeCompare(b[0])),
+    );
   });
 });

@@ -23,7 +23,10 @@ describe('two backups of one container at once', () => {
   afterAll(() => res.cleanup());
 
   const run = (tag: string, env: NodeJS.ProcessEnv = process.env) =>
-    backup(parseBackupInputs(inputs({ containers: name, destination: `dir:${store}`, tag }), undefined, env), { log: quietLog, env: { ...env, DOCKER_CONFIG: '/nonexistent' } });
+    backup(parseBackupInputs(inputs({ containers: name, destination: `dir:${store}`, tag }), undefined, env), {
+      log: quietLog,
+      env: { ...env, DOCKER_CONFIG: '/nonexistent' },
+    });
 
   it('take turns: both record the container as running, and it ends running', async () => {
     const [a, b] = await Promise.all([run('turn-a'), run('turn-b')]);

@@ -13,7 +13,9 @@ const PASSPHRASE = 'registry passphrase 41c9';
 
 /** Every file under `root`, recursively. */
 function filesUnder(root: string): string[] {
-  return readdirSync(root, { recursive: true, encoding: 'utf8' }).map((f) => join(root, f)).filter((f) => statSync(f).isFile());
+  return readdirSync(root, { recursive: true, encoding: 'utf8' })
+    .map((f) => join(root, f))
+    .filter((f) => statSync(f).isFile());
 }
 
 describe('encryption at rest (registry:)', () => {
@@ -46,13 +48,32 @@ describe('encryption at rest (registry:)', () => {
     execFileSync('age-keygen', ['-o', identityFile], { stdio: 'ignore' });
     recipient = execFileSync('age-keygen', ['-y', identityFile], { encoding: 'utf8' }).trim();
     await runContainer(
-      { name, Image: inject('fixtureImage'), Env: [`DB_PASSWORD=${SECRET}`], Cmd: ['sh', '-c', '[ -f /data/f ] || echo row > /data/f; exec sleep 100000'], HostConfig: { Binds: [`${volume}:/data`] } },
+      {
+        name,
+        Image: inject('fixtureImage'),
+        Env: [`DB_PASSWORD=${SECRET}`],
+        Cmd: ['sh', '-c', '[ -f /data/f ] || echo row > /data/f; exec sleep 100000'],
+        HostConfig: { Binds: [`${volume}:/data`] },
+      },
       'running',
     );
-    await waitFor(() => treeDigest(name, '/data/f').then(() => true, () => false));
+    await waitFor(() =>
+      treeDigest(name, '/data/f').then(
+        () => true,
+        () => false,
+      ),
+    );
     volumeDigest = (await treeDigest(name, '/data')).digest;
     await backUp({ containers: name, destination: `registry:${reg.host}/${sealedPrefix}`, tag: 's1', 'encryption-recipients': recipient, ...creds });
-    await backUp({ containers: name, destination: `registry:${reg.host}/${pullablePrefix}`, tag: 'p1', 'encryption-passphrase': PASSPHRASE, 'registry-pullable-image': 'true', 'exclude-env': 'DB_PASSWORD', ...creds });
+    await backUp({
+      containers: name,
+      destination: `registry:${reg.host}/${pullablePrefix}`,
+      tag: 'p1',
+      'encryption-passphrase': PASSPHRASE,
+      'registry-pullable-image': 'true',
+      'exclude-env': 'DB_PASSWORD',
+      ...creds,
+    });
   });
   afterAll(() => res.cleanup());
 
@@ -76,34 +97,62 @@ describe('encryption at rest (registry:)', () => {
     expect(set.layers.filter((l) => l.mediaType.includes('volume')).every((l) => l.mediaType.endsWith('+age'))).toBe(true);
     const ref = `${reg.host}/${pullablePrefix}/${name}:p1`;
     const stream = await docker.pull(ref, { authconfig: { username: reg.username, password: reg.password, serveraddress: reg.host } });
-    const events = await new Promise<Array<{ error?: string }>>((resolve, reject) => docker.modem.followProgress(stream, (err, out) => (err ? reject(err) : resolve(out))));
+    const events = await new Promise<Array<{ error?: string }>>((resolve, reject) =>
+      docker.modem.followProgress(stream, (err, out) => (err ? reject(err) : resolve(out))),
+    );
     res.image(ref);
     expect(events.filter((e) => e.error)).toEqual([]);
     expect((await docker.getImage(ref).inspect()).Config.Env.join('\n')).not.toContain(SECRET);
   });
 
   it('lists both sets without a key; refuses a missing and a wrong key before any change; restores with the identity and with the passphrase', async () => {
-    const sets = await list(parseDestination(`registry:${reg.host}/${sealedPrefix}`), { username: reg.username, password: reg.password }, { log: quietLog, env: testEnv });
+    const sets = await list(
+      parseDestination(`registry:${reg.host}/${sealedPrefix}`),
+      { username: reg.username, password: reg.password },
+      { log: quietLog, env: testEnv },
+    );
     expect(sets.map((s) => [s.tag, s.containers])).toEqual([['s1', [name]]]);
     await docker.getContainer(name).remove({ force: true });
     await docker.getVolume(volume).remove();
     const before = await engineState();
     const source = `registry:${reg.host}/${sealedPrefix}`;
-    await expect(restore(parseRestoreInputs(inputs({ source, snapshot: 's1', ...creds })), { log: quietLog, env: testEnv })).rejects.toThrow('is encrypted (age). Expected decryption-identity or decryption-passphrase.');
-    await expect(restore(parseRestoreInputs(inputs({ source, snapshot: 's1', 'decryption-passphrase': 'nope', ...creds })), { log: quietLog, env: testEnv })).rejects.toThrow('cannot be decrypted');
+    await expect(restore(parseRestoreInputs(inputs({ source, snapshot: 's1', ...creds })), { log: quietLog, env: testEnv })).rejects.toThrow(
+      'is encrypted (age). Expected decryption-identity or decryption-passphrase.',
+    );
+    await expect(
+      restore(parseRestoreInputs(inputs({ source, snapshot: 's1', 'decryption-passphrase': 'nope', ...creds })), { log: quietLog, env: testEnv }),
+    ).rejects.toThrow('cannot be decrypted');
     expect(await engineState()).toBe(before);
 
-    const r = await restore(parseRestoreInputs(inputs({ source, snapshot: 's1', 'decryption-identity': identityFile, ...creds })), { log: quietLog, env: testEnv });
+    const r = await restore(parseRestoreInputs(inputs({ source, snapshot: 's1', 'decryption-identity': identityFile, ...creds })), {
+      log: quietLog,
+      env: testEnv,
+    });
     expect(r.failed).toBe(0);
     res.image(`container-snapshot/${name}:s1`);
     expect((await docker.getContainer(name).inspect()).Config.Env).toContain(`DB_PASSWORD=${SECRET}`);
-    await waitFor(() => treeDigest(name, '/data').then((t) => t.digest === volumeDigest, () => false));
+    await waitFor(() =>
+      treeDigest(name, '/data').then(
+        (t) => t.digest === volumeDigest,
+        () => false,
+      ),
+    );
 
-    const p = await restore(parseRestoreInputs(inputs({ source: `registry:${reg.host}/${pullablePrefix}`, snapshot: 'p1', 'decryption-passphrase': PASSPHRASE, replace: 'true', ...creds })), { log: quietLog, env: testEnv });
+    const p = await restore(
+      parseRestoreInputs(
+        inputs({ source: `registry:${reg.host}/${pullablePrefix}`, snapshot: 'p1', 'decryption-passphrase': PASSPHRASE, replace: 'true', ...creds }),
+      ),
+      { log: quietLog, env: testEnv },
+    );
     expect(p.failed).toBe(0);
     res.image(`container-snapshot/${name}:p1`);
     expect((await docker.getContainer(name).inspect()).Config.Env.join('\n')).not.toContain('DB_PASSWORD');
-    await waitFor(() => treeDigest(name, '/data').then((t) => t.digest === volumeDigest, () => false));
+    await waitFor(() =>
+      treeDigest(name, '/data').then(
+        (t) => t.digest === volumeDigest,
+        () => false,
+      ),
+    );
     for (const line of quietLog.lines) expect([line.includes(SECRET), line.includes(PASSPHRASE)], line).toEqual([false, false]);
   });
 });

@@ -20,13 +20,17 @@ const words = { decrypt: 'a key' };
 
 function keygen(path: string): { identityFile: string; identity: string; recipient: string } {
   execFileSync('age-keygen', ['-o', path], { stdio: 'ignore' });
-  const identity = readFileSync(path, 'utf8').split('\n').find((l) => l.startsWith('AGE-SECRET-KEY-'))!;
+  const identity = readFileSync(path, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('AGE-SECRET-KEY-'))!;
   return { identityFile: path, identity, recipient: execFileSync('age-keygen', ['-y', path], { encoding: 'utf8' }).trim() };
 }
 
 /** What anyone holding only the public keys can seal: a record keyed by the recipients alone. */
 function sealWithPublicKeys(record: unknown, recipients: string[]): string {
-  const key = createHmac('sha256', 'container-snapshot dedupe v1').update([...recipients].sort().join('\n')).digest();
+  const key = createHmac('sha256', 'container-snapshot dedupe v1')
+    .update([...recipients].sort().join('\n'))
+    .digest();
   const nonce = randomBytes(12);
   const cipher = createCipheriv('aes-256-gcm', key, nonce);
   const body = Buffer.concat([cipher.update(JSON.stringify(record)), cipher.final()]);
@@ -42,10 +46,21 @@ describe('encrypted stores: what a backup and a restore trust', () => {
   beforeAll(async () => {
     keys = keygen(join(res.tempDir(), 'key.txt'));
     await runContainer(
-      { name, Image: inject('fixtureImage'), Env: ['API_TOKEN=tok-5d1e-never-logged'], Cmd: ['sh', '-c', '[ -f /data/f ] || echo row > /data/f; exec sleep 100000'], HostConfig: { Binds: [`${volume}:/data`] } },
+      {
+        name,
+        Image: inject('fixtureImage'),
+        Env: ['API_TOKEN=tok-5d1e-never-logged'],
+        Cmd: ['sh', '-c', '[ -f /data/f ] || echo row > /data/f; exec sleep 100000'],
+        HostConfig: { Binds: [`${volume}:/data`] },
+      },
       'running',
     );
-    await waitFor(() => treeDigest(name, '/data/f').then(() => true, () => false));
+    await waitFor(() =>
+      treeDigest(name, '/data/f').then(
+        () => true,
+        () => false,
+      ),
+    );
   });
   afterAll(() => res.cleanup());
 
@@ -60,13 +75,26 @@ describe('encrypted stores: what a backup and a restore trust', () => {
     const forger = new DirDestination(store, root, () => undefined, new Keyring({ recipients: [keys.recipient] }, undefined, words));
     const junk = await storeBlob(Readable.from([randomBytes(64)]), [{ dest: forger, scope: SET_SCOPE }], 'application/vnd.oci.image.layer.v1.tar+zstd');
     const poisoned = (b: BlobDescriptor): BlobDescriptor => ({ ...junk, mediaType: b.mediaType, contentDigest: b.contentDigest, contentSize: b.contentSize });
-    const containers = honest.containers.map((c) => ({ ...c, image: { ...c.image, layers: c.image.layers.map(poisoned) }, volumes: c.volumes.map((v) => ({ ...v, blob: isChunked(v.blob) ? { ...v.blob, chunks: v.blob.chunks.map(poisoned) } : poisoned(v.blob) })) }));
+    const containers = honest.containers.map((c) => ({
+      ...c,
+      image: { ...c.image, layers: c.image.layers.map(poisoned) },
+      volumes: c.volumes.map((v) => ({ ...v, blob: isChunked(v.blob) ? { ...v.blob, chunks: v.blob.chunks.map(poisoned) } : poisoned(v.blob) })),
+    }));
     const forged: SnapshotSet = { ...honest, tag: 'f1', created: new Date(Date.parse(honest.created) + 1000).toISOString(), containers };
     await forger.writeSet(forged);
     const tagFile = join(root, 'sets', 'f1.json');
     const record = JSON.parse(readFileSync(tagFile, 'utf8')) as { annotations: Record<string, string> };
     const envelope = JSON.parse(record.annotations[ENVELOPE_ANNOTATION]) as Record<string, unknown>;
-    envelope.dedupe = sealWithPublicKeys({ containers: containers.map((c) => ({ name: c.name, image: { layers: c.image.layers }, volumes: c.volumes.map((v) => ({ destination: v.destination, blob: v.blob })) })) }, [keys.recipient]);
+    envelope.dedupe = sealWithPublicKeys(
+      {
+        containers: containers.map((c) => ({
+          name: c.name,
+          image: { layers: c.image.layers },
+          volumes: c.volumes.map((v) => ({ destination: v.destination, blob: v.blob })),
+        })),
+      },
+      [keys.recipient],
+    );
     record.annotations[ENVELOPE_ANNOTATION] = JSON.stringify(envelope);
     record.annotations[ENVELOPE_DIGEST_ANNOTATION] = `sha256:${createHash('sha256').update(record.annotations[ENVELOPE_ANNOTATION]).digest('hex')}`;
     writeFileSync(tagFile, JSON.stringify(record));
@@ -90,7 +118,9 @@ describe('encrypted stores: what a backup and a restore trust', () => {
     await expect(restoreFrom({ source: store, snapshot: 'c1', 'decryption-identity': keys.identityFile, replace: 'true' })).rejects.toThrow(
       `Snapshot c1 in ${store} is not encrypted, yet decryption-identity or decryption-passphrase was given: a clear set may have been put where an encrypted one was. Not used; expected an encrypted set, or no key to read a clear one.`,
     );
-    await expect(verify(parseDestination(store), 'c1', {}, { log: quietLog, env: testEnv, decryption: { identities: [keys.identity] } })).rejects.toThrow(/is not encrypted, yet/);
+    await expect(verify(parseDestination(store), 'c1', {}, { log: quietLog, env: testEnv, decryption: { identities: [keys.identity] } })).rejects.toThrow(
+      /is not encrypted, yet/,
+    );
     const sets = await list(parseDestination(store), {}, { log: quietLog, env: testEnv });
     expect(sets.map((s) => [s.tag, s.encrypted])).toEqual([
       ['e1', true],
@@ -101,7 +131,12 @@ describe('encrypted stores: what a backup and a restore trust', () => {
 
   it('registry-pullable-image with a key: a warning names the secret-looking variables the clear image config holds, never their values', async () => {
     quietLog.lines.length = 0;
-    await backUp({ containers: name, destination: `dir:${join(res.tempDir(), 'pullable')}`, 'encryption-recipients': keys.recipient, 'registry-pullable-image': 'true' });
+    await backUp({
+      containers: name,
+      destination: `dir:${join(res.tempDir(), 'pullable')}`,
+      'encryption-recipients': keys.recipient,
+      'registry-pullable-image': 'true',
+    });
     expect(quietLog.lines).toContain(
       `warning: ${name}: its environment has API_TOKEN, whose names look secret; with registry-pullable-image: true the image config (which docker commit fills with the environment) is stored in clear, in every destination. Expected exclude-env to leave them out.`,
     );

@@ -21,7 +21,9 @@ const AGE_HEADER = 'age-encryption.org/v1\n';
 /** An age key pair made by the reference age-keygen (Debian's age). */
 function keygen(path: string): { identityFile: string; identity: string; recipient: string } {
   execFileSync('age-keygen', ['-o', path], { stdio: 'ignore' });
-  const identity = readFileSync(path, 'utf8').split('\n').find((l) => l.startsWith('AGE-SECRET-KEY-'))!;
+  const identity = readFileSync(path, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('AGE-SECRET-KEY-'))!;
   return { identityFile: path, identity, recipient: execFileSync('age-keygen', ['-y', path], { encoding: 'utf8' }).trim() };
 }
 
@@ -62,10 +64,21 @@ describe('encryption at rest (dir:)', () => {
     byKey = `dir:${join(dir, 'by-key')}`;
     byPass = `dir:${join(dir, 'by-pass')}`;
     await runContainer(
-      { name, Image: inject('fixtureImage'), Env: [`DB_PASSWORD=${SECRET}`], Cmd: ['sh', '-c', '[ -f /data/f ] || echo row > /data/f; exec sleep 100000'], HostConfig: { Binds: [`${volume}:/data`] } },
+      {
+        name,
+        Image: inject('fixtureImage'),
+        Env: [`DB_PASSWORD=${SECRET}`],
+        Cmd: ['sh', '-c', '[ -f /data/f ] || echo row > /data/f; exec sleep 100000'],
+        HostConfig: { Binds: [`${volume}:/data`] },
+      },
       'running',
     );
-    await waitFor(() => treeDigest(name, '/data/f').then(() => true, () => false));
+    await waitFor(() =>
+      treeDigest(name, '/data/f').then(
+        () => true,
+        () => false,
+      ),
+    );
     volumeDigest = (await treeDigest(name, '/data')).digest;
     await backUp({ containers: name, destination: byKey, tag: 'k1', 'encryption-recipients': keys.recipient });
     await backUp({ containers: name, destination: byPass, tag: 'p1', 'encryption-passphrase': SECRET.toUpperCase() });
@@ -116,8 +129,14 @@ describe('encryption at rest (dir:)', () => {
   it('a missing key, a wrong key and a wrong passphrase are refused before any change; a tampered blob fails its container and leaves nothing changed', async () => {
     await docker.getContainer(name).remove({ force: true });
     await docker.getVolume(volume).remove();
-    await expectRefused({ source: byKey, snapshot: 'k1' }, `Snapshot k1 in ${byKey} is encrypted (age). Expected decryption-identity or decryption-passphrase.`);
-    await expectRefused({ source: byKey, snapshot: 'k1', 'decryption-identity': other.identityFile }, `Snapshot k1 in ${byKey} cannot be decrypted with the key or passphrase given: it was encrypted for another. Expected the identity or passphrase it was made with (decryption-identity or decryption-passphrase).`);
+    await expectRefused(
+      { source: byKey, snapshot: 'k1' },
+      `Snapshot k1 in ${byKey} is encrypted (age). Expected decryption-identity or decryption-passphrase.`,
+    );
+    await expectRefused(
+      { source: byKey, snapshot: 'k1', 'decryption-identity': other.identityFile },
+      `Snapshot k1 in ${byKey} cannot be decrypted with the key or passphrase given: it was encrypted for another. Expected the identity or passphrase it was made with (decryption-identity or decryption-passphrase).`,
+    );
     await expectRefused({ source: byPass, snapshot: 'p1', 'decryption-passphrase': 'not it' }, `Snapshot p1 in ${byPass} cannot be decrypted`);
     const set = await verifyAndRead(byKey, 'k1', { identities: [keys.identity] });
     const blob = join(byKey.slice(4), 'blobs', 'sha256', storedBlobs(set.containers[0].volumes[0].blob)[0].digest.slice(7));
@@ -128,7 +147,10 @@ describe('encryption at rest (dir:)', () => {
     try {
       // Read once, checked as it streams: the damaged volume fails its container, whose changes are put back.
       const before = await engineState();
-      const r = await restore(parseRestoreInputs(inputs({ source: byKey, snapshot: 'k1', 'decryption-identity': keys.identityFile })), { log: quietLog, env: testEnv });
+      const r = await restore(parseRestoreInputs(inputs({ source: byKey, snapshot: 'k1', 'decryption-identity': keys.identityFile })), {
+        log: quietLog,
+        env: testEnv,
+      });
       expect(r.containers.map((c) => [c.status, c.error])).toEqual([['failed', expect.stringMatching(/checksum mismatch/)]]);
       expect(await engineState()).toBe(before);
     } finally {
@@ -140,13 +162,19 @@ describe('encryption at rest (dir:)', () => {
   for (const what of ['an identity file', 'the passphrase'] as const) {
     it(`restores the container, its volume and its environment with ${what}`, async () => {
       const [source, snapshot] = what === 'the passphrase' ? [byPass, 'p2'] : [byKey, 'k2'];
-      const key: Record<string, string> = what === 'the passphrase' ? { 'decryption-passphrase': SECRET.toUpperCase() } : { 'decryption-identity': keys.identityFile };
+      const key: Record<string, string> =
+        what === 'the passphrase' ? { 'decryption-passphrase': SECRET.toUpperCase() } : { 'decryption-identity': keys.identityFile };
       const r = await restore(parseRestoreInputs(inputs({ source, snapshot, ...key, replace: 'true' })), { log: quietLog, env: testEnv });
       expect(r.failed).toBe(0);
       res.image(`container-snapshot/${name}:${r.tag}`);
       const info = await docker.getContainer(name).inspect();
       expect(info.Config.Env).toContain(`DB_PASSWORD=${SECRET}`);
-      await waitFor(() => treeDigest(name, '/data').then((t) => t.digest === volumeDigest, () => false));
+      await waitFor(() =>
+        treeDigest(name, '/data').then(
+          (t) => t.digest === volumeDigest,
+          () => false,
+        ),
+      );
     });
   }
 
@@ -162,7 +190,12 @@ describe('encryption at rest (dir:)', () => {
 
   it('completing a tag held by one destination needs the set read back: refused, with a new tag as the way out, when the backup holds only public keys', async () => {
     const more = `dir:${join(res.tempDir(), 'more')}`;
-    await expect(backup(parseBackupInputs(inputs({ containers: name, destination: `${byKey}\n${more}`, tag: 'o1', 'encryption-recipients': other.recipient })), { log: quietLog, env: testEnv })).rejects.toThrow(
+    await expect(
+      backup(parseBackupInputs(inputs({ containers: name, destination: `${byKey}\n${more}`, tag: 'o1', 'encryption-recipients': other.recipient })), {
+        log: quietLog,
+        env: testEnv,
+      }),
+    ).rejects.toThrow(
       `Snapshot o1 in ${byKey} is encrypted (age) and cannot be read back by this backup. Expected a new tag (a backup reads a set back only with the encryption-passphrase it was made with).`,
     );
   });

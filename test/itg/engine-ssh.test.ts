@@ -35,7 +35,8 @@ function standInServer(publicKey: string, socketPath: string, seen: string[], co
     count.connections++;
     client.on('authentication', (ctx) => {
       const ok = ctx.method === 'publickey' && ctx.username === 'tester' && ctx.key.algo === allowed.type && ctx.key.data.equals(allowed.getPublicSSH());
-      if (!ok || (ctx.method === 'publickey' && ctx.signature && allowed.verify(ctx.blob!, ctx.signature, ctx.hashAlgo) !== true)) return ctx.reject(['publickey']);
+      if (!ok || (ctx.method === 'publickey' && ctx.signature && allowed.verify(ctx.blob!, ctx.signature, ctx.hashAlgo) !== true))
+        return ctx.reject(['publickey']);
       ctx.accept();
     });
     client.on('error', () => undefined);
@@ -87,14 +88,34 @@ describe('an engine reached over ssh:// (one SSH connection per run, an SSH agen
     await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
     address = `ssh://tester@127.0.0.1:${(server.address() as AddressInfo).port}`;
     env = { ...testEnv, SSH_AUTH_SOCK: agentSocket };
-    await runContainer({ name: app, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'test -f /v/rows || seq 1 500 > /v/rows; exec sleep 100000'], HostConfig: { Binds: [`${volume}:/v`] } }, 'running');
-    await waitFor(async () => (await treeDigest(app, '/v/rows').then(() => true, () => false)));
+    await runContainer(
+      {
+        name: app,
+        Image: inject('fixtureImage'),
+        Cmd: ['sh', '-c', 'test -f /v/rows || seq 1 500 > /v/rows; exec sleep 100000'],
+        HostConfig: { Binds: [`${volume}:/v`] },
+      },
+      'running',
+    );
+    await waitFor(
+      async () =>
+        await treeDigest(app, '/v/rows').then(
+          () => true,
+          () => false,
+        ),
+    );
   });
 
   afterAll(async () => {
     await new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)));
     agent?.kill();
-    const image = await docker.getContainer(copy).inspect().then((i) => i.Config.Image, () => undefined);
+    const image = await docker
+      .getContainer(copy)
+      .inspect()
+      .then(
+        (i) => i.Config.Image,
+        () => undefined,
+      );
     if (image) res.image(image);
     await res.cleanup();
   });
@@ -109,12 +130,18 @@ describe('an engine reached over ssh:// (one SSH connection per run, an SSH agen
     const store = `dir:${res.tempDir()}/store`;
     // The same backup over the unix socket first, so that neither finds the other's work done.
     const local = performance.now();
-    const overSocket = await backup(parseBackupInputs(inputs({ containers: app, destination: `dir:${res.tempDir()}/store`, tag: 'via-socket' }), undefined, testEnv), { log: quietLog, env: testEnv });
+    const overSocket = await backup(
+      parseBackupInputs(inputs({ containers: app, destination: `dir:${res.tempDir()}/store`, tag: 'via-socket' }), undefined, testEnv),
+      { log: quietLog, env: testEnv },
+    );
     expect(overSocket.failed).toBe(0);
     console.info(`the same backup over the unix socket: ${Math.round(performance.now() - local)} ms`);
     Object.assign(count, { connections: 0, channels: 0 });
     const started = performance.now();
-    const backedUp = await backup(parseBackupInputs(inputs({ containers: app, destination: store, tag: 'via-ssh', 'docker-host': address }), undefined, env), { log: quietLog, env });
+    const backedUp = await backup(parseBackupInputs(inputs({ containers: app, destination: store, tag: 'via-ssh', 'docker-host': address }), undefined, env), {
+      log: quietLog,
+      env,
+    });
     const took = Math.round(performance.now() - started);
     expect(backedUp.failed, JSON.stringify(backedUp.containers)).toBe(0);
     expect(backedUp.engine).toMatchObject({ id: direct.ID, address });
@@ -143,9 +170,14 @@ describe('an engine reached over ssh:// (one SSH connection per run, an SSH agen
   it('a user the server refuses: one line, no key in it', async () => {
     const refusedAt = address.replace('tester@', 'intruder@');
     const engine = Engine.connect(parseEngineAddress(refusedAt, env, 'docker-host'));
-    const err = await engine.info().then(() => undefined, (e: Error) => e);
+    const err = await engine.info().then(
+      () => undefined,
+      (e: Error) => e,
+    );
     engine.close();
-    expect(err?.message).toMatch(/^Docker engine unreachable \(EACCES\) while trying to read the engine (version|information): SSH authentication as intruder on 127\.0\.0\.1:\d+ failed: the server accepted none of the keys of the SSH agent \(SSH_AUTH_SOCK\)$/);
+    expect(err?.message).toMatch(
+      /^Docker engine unreachable \(EACCES\) while trying to read the engine (version|information): SSH authentication as intruder on 127\.0\.0\.1:\d+ failed: the server accepted none of the keys of the SSH agent \(SSH_AUTH_SOCK\)$/,
+    );
     expect(err?.message).not.toContain(privateKey.split('\n')[1]);
   });
 

@@ -30,14 +30,26 @@ describe(`${label}: behaviour that depends on the engine version`, () => {
   async function runWithFile(suffix: string): Promise<string> {
     const name = res.name(suffix);
     await runContainer({ name, Image: image, Cmd: ['sh', '-c', `test -f /made || echo ${suffix} > /made; exec sleep 100000`] }, 'running');
-    await waitFor(async () => treeDigest(name, '/made').then(() => true, () => false));
+    await waitFor(async () =>
+      treeDigest(name, '/made').then(
+        () => true,
+        () => false,
+      ),
+    );
     return name;
   }
 
   const zstd = engineAtLeast(engine, 23);
   it(`${label}: compression auto to a registry stores ${zstd ? 'zstd' : 'gzip'} layers (engines pull zstd from 23.0) and the engine pulls the snapshot image`, async () => {
     const name = await runWithFile('auto');
-    const r = await backUp({ containers: name, destination: `registry:${reg.host}/${res.prefix}`, tag: 'auto-1', compression: 'auto', 'registry-username': reg.username, 'registry-password': reg.password });
+    const r = await backUp({
+      containers: name,
+      destination: `registry:${reg.host}/${res.prefix}`,
+      tag: 'auto-1',
+      compression: 'auto',
+      'registry-username': reg.username,
+      'registry-password': reg.password,
+    });
     const ref = r.containers[0].destinations[0].ref;
     const [repo, tag] = ref.slice(reg.host.length + 1).split(':');
     const auth = `Basic ${Buffer.from(`${reg.username}:${reg.password}`).toString('base64')}`;
@@ -48,7 +60,9 @@ describe(`${label}: behaviour that depends on the engine version`, () => {
     expect(new Set(manifest.layers.map((l) => l.mediaType))).toEqual(new Set([`application/vnd.oci.image.layer.v1.tar+${zstd ? 'zstd' : 'gzip'}`]));
 
     const stream = await docker.pull(ref, { authconfig: { username: reg.username, password: reg.password, serveraddress: reg.host } });
-    const events = await new Promise<Array<{ error?: string }>>((resolve, reject) => docker.modem.followProgress(stream, (err, out) => (err ? reject(err) : resolve(out))));
+    const events = await new Promise<Array<{ error?: string }>>((resolve, reject) =>
+      docker.modem.followProgress(stream, (err, out) => (err ? reject(err) : resolve(out))),
+    );
     res.image(ref);
     expect(events.filter((e) => e.error)).toEqual([]);
     const copy = res.name('auto-pulled');
@@ -94,13 +108,20 @@ describe(`${label}: behaviour that depends on the engine version`, () => {
     const name = res.name('mac');
     if (endpointMac) {
       await runContainer(
-        { name, Image: image, Cmd: ['sleep', '100000'], HostConfig: { NetworkMode: nets[0] }, NetworkingConfig: { EndpointsConfig: { [nets[0]]: { MacAddress: macs[0] }, [nets[1]]: { MacAddress: macs[1] } } } } as never,
+        {
+          name,
+          Image: image,
+          Cmd: ['sleep', '100000'],
+          HostConfig: { NetworkMode: nets[0] },
+          NetworkingConfig: { EndpointsConfig: { [nets[0]]: { MacAddress: macs[0] }, [nets[1]]: { MacAddress: macs[1] } } },
+        } as never,
         'running',
       );
     } else {
       await runContainer({ name, Image: image, Cmd: ['sleep', '100000'], MacAddress: macs[0], HostConfig: { NetworkMode: nets[0] } }, 'running');
     }
-    const shown = async () => Object.fromEntries(Object.entries((await docker.getContainer(name).inspect()).NetworkSettings.Networks).map(([n, e]) => [n, e.MacAddress]));
+    const shown = async () =>
+      Object.fromEntries(Object.entries((await docker.getContainer(name).inspect()).NetworkSettings.Networks).map(([n, e]) => [n, e.MacAddress]));
     const expected = endpointMac ? { [nets[0]]: macs[0], [nets[1]]: macs[1] } : { [nets[0]]: macs[0] };
     expect(await shown()).toEqual(expected);
 

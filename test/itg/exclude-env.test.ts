@@ -14,7 +14,10 @@ describe('exclude-env', () => {
 
   beforeAll(async () => {
     store = join(res.tempDir(), 'store');
-    await runContainer({ name, Image: inject('fixtureImage'), Env: [`DB_PASSWORD=${PASSWORD}`, `API_TOKEN=${TOKEN}`, 'MODE=primary'], Cmd: ['sleep', '100000'] }, 'running');
+    await runContainer(
+      { name, Image: inject('fixtureImage'), Env: [`DB_PASSWORD=${PASSWORD}`, `API_TOKEN=${TOKEN}`, 'MODE=primary'], Cmd: ['sleep', '100000'] },
+      'running',
+    );
   });
   afterAll(() => res.cleanup());
 

@@ -38,7 +38,8 @@ describe('consistency groups and Compose projects', () => {
   const res = new Resources(inject('runPrefix'), 'grp');
   const image = inject('fixtureImage');
   let store: string;
-  const run = (values: Record<string, string>) => backup(parseBackupInputs(inputs({ destination: `dir:${store}`, ...values })), { log: quietLog, env: testEnv });
+  const run = (values: Record<string, string>) =>
+    backup(parseBackupInputs(inputs({ destination: `dir:${store}`, ...values })), { log: quietLog, env: testEnv });
 
   beforeAll(() => {
     store = join(res.tempDir(), 'store');
@@ -59,10 +60,20 @@ describe('consistency groups and Compose projects', () => {
     const uploads = res.volume(`${tag}-uploads`);
     const rows = res.volume(`${tag}-rows`);
     const webLoop = 'i=0; while true; do i=$((i+1)); echo upload-$i > /uploads/$i; echo $i > /chan/last; busybox usleep 5000; done';
-    const dbLoop = 'n=0; while true; do last=$n; read last < /chan/last; [ -n "$last" ] || last=$n; while [ $n -lt $last ]; do n=$((n+1)); echo $n >> /data/rows; done; busybox usleep 5000; done';
-    await runContainer({ name: db, Image: image, Labels: compose(project, 'db'), Cmd: ['sh', '-c', dbLoop], HostConfig: { Binds: [`${rows}:/data`, `${chan}:/chan`] } }, 'running');
+    const dbLoop =
+      'n=0; while true; do last=$n; read last < /chan/last; [ -n "$last" ] || last=$n; while [ $n -lt $last ]; do n=$((n+1)); echo $n >> /data/rows; done; busybox usleep 5000; done';
     await runContainer(
-      { name: web, Image: image, Labels: compose(project, 'web', { 'com.docker.compose.depends_on': 'db:service_started:false' }), Cmd: ['sh', '-c', webLoop], HostConfig: { Binds: [`${uploads}:/uploads`, `${chan}:/chan`] } },
+      { name: db, Image: image, Labels: compose(project, 'db'), Cmd: ['sh', '-c', dbLoop], HostConfig: { Binds: [`${rows}:/data`, `${chan}:/chan`] } },
+      'running',
+    );
+    await runContainer(
+      {
+        name: web,
+        Image: image,
+        Labels: compose(project, 'web', { 'com.docker.compose.depends_on': 'db:service_started:false' }),
+        Cmd: ['sh', '-c', webLoop],
+        HostConfig: { Binds: [`${uploads}:/uploads`, `${chan}:/chan`] },
+      },
       'running',
     );
     await waitFor(async () => ((await filesIn(db, '/data').catch(() => new Map<string, string>())).get('rows') ?? '').split('\n').length > 50);
@@ -72,7 +83,12 @@ describe('consistency groups and Compose projects', () => {
   /** The rows of the restored db whose upload the restored web lacks (both restored beside the originals, not started). */
   async function rowsAhead(app: Awaited<ReturnType<typeof blog>>, tag: string): Promise<{ rows: number; uploads: number; ahead: number[] }> {
     const [web, db] = [res.name(`${tag}-web-copy`), res.name(`${tag}-db-copy`)];
-    const rename = [`${app.web}=${web}`, `${app.db}=${db}`, `${app.uploads}=${res.volume(`${tag}-uploads-copy`)}`, `${app.rows}=${res.volume(`${tag}-rows-copy`)}`].join(',');
+    const rename = [
+      `${app.web}=${web}`,
+      `${app.db}=${db}`,
+      `${app.uploads}=${res.volume(`${tag}-uploads-copy`)}`,
+      `${app.rows}=${res.volume(`${tag}-rows-copy`)}`,
+    ].join(',');
     const r = await restoreFrom({ source: `dir:${store}`, snapshot: tag, rename, start: 'never' });
     expect(r.failed, JSON.stringify(r.containers)).toBe(0);
     for (const c of [web, db]) res.image((await docker.getContainer(c).inspect()).Config.Image);
@@ -91,14 +107,18 @@ describe('consistency groups and Compose projects', () => {
       [app.project, result.groups?.[0].windowMs],
       [app.project, result.groups?.[0].windowMs],
     ]);
-    expect(backupSummary(core.summary.emptyBuffer(), result, false).stringify()).toContain(`- ✅ ${app.project} (${app.db}, ${app.web}): held together for ${result.groups?.[0].windowMs} ms`);
+    expect(backupSummary(core.summary.emptyBuffer(), result, false).stringify()).toContain(
+      `- ✅ ${app.project} (${app.db}, ${app.web}): held together for ${result.groups?.[0].windowMs} ms`,
+    );
     const log = quietLog.lines.join('\n');
     expect(log).toContain(`Group ${app.project}: ${app.db}, ${app.web} held together`);
     const set = (await new DirDestination('dir:store', store).readSet('grouped'))!;
-    expect(set.containers.map((c) => [c.name, c.group]).sort()).toEqual([
-      [app.web, app.project],
-      [app.db, app.project],
-    ].sort());
+    expect(set.containers.map((c) => [c.name, c.group]).sort()).toEqual(
+      [
+        [app.web, app.project],
+        [app.db, app.project],
+      ].sort(),
+    );
     const check = await rowsAhead(app, 'grouped');
     expect(check.rows).toBeGreaterThan(50);
     expect(check.ahead).toEqual([]);
@@ -118,14 +138,33 @@ describe('consistency groups and Compose projects', () => {
     const project = `${res.prefix}-proj`;
     const network = res.network('proj_default');
     const volume = res.volume('proj_data');
-    await docker.createNetwork({ Name: network, Labels: { 'com.docker.compose.project': project, 'com.docker.compose.network': 'default', 'com.docker.compose.version': '2.24.0' } });
-    await docker.createVolume({ Name: volume, Labels: { 'com.docker.compose.project': project, 'com.docker.compose.volume': 'data', 'com.docker.compose.version': '2.24.0' } });
+    await docker.createNetwork({
+      Name: network,
+      Labels: { 'com.docker.compose.project': project, 'com.docker.compose.network': 'default', 'com.docker.compose.version': '2.24.0' },
+    });
+    await docker.createVolume({
+      Name: volume,
+      Labels: { 'com.docker.compose.project': project, 'com.docker.compose.volume': 'data', 'com.docker.compose.version': '2.24.0' },
+    });
     const db = res.name('proj-db-1');
     const web = res.name('proj-web-1');
     const labels = { db: compose(project, 'db'), web: compose(project, 'web', { 'com.docker.compose.depends_on': 'db:service_started:false' }) };
     const net = (alias: string) => ({ EndpointsConfig: { [network]: { Aliases: [alias] } } });
-    await runContainer({ name: db, Image: image, Labels: labels.db, Cmd: ['sh', '-c', 'echo 42 > /data/answer; exec sleep 100000'], HostConfig: { Binds: [`${volume}:/data`], NetworkMode: network }, NetworkingConfig: net('db') }, 'running');
-    await runContainer({ name: web, Image: image, Labels: labels.web, Cmd: ['sleep', '100000'], HostConfig: { NetworkMode: network }, NetworkingConfig: net('web') }, 'running');
+    await runContainer(
+      {
+        name: db,
+        Image: image,
+        Labels: labels.db,
+        Cmd: ['sh', '-c', 'echo 42 > /data/answer; exec sleep 100000'],
+        HostConfig: { Binds: [`${volume}:/data`], NetworkMode: network },
+        NetworkingConfig: net('db'),
+      },
+      'running',
+    );
+    await runContainer(
+      { name: web, Image: image, Labels: labels.web, Cmd: ['sleep', '100000'], HostConfig: { NetworkMode: network }, NetworkingConfig: net('web') },
+      'running',
+    );
     await waitFor(async () => (await filesIn(db, '/data/answer').catch(() => new Map())).size === 1);
     const result = await run({ projects: project, 'group-by': 'compose-project', tag: 'project' });
     expect(result.failed, JSON.stringify(result.containers)).toBe(0);
@@ -141,13 +180,19 @@ describe('consistency groups and Compose projects', () => {
     // What `docker compose ps` lists: the containers carrying the project's label.
     const listed = await docker.listContainers({ all: true, filters: { label: [`com.docker.compose.project=${project}`] } });
     expect(listed.map((c) => c.Names[0].slice(1)).sort()).toEqual([db, web]);
-    for (const [name, want] of [[db, labels.db], [web, labels.web]] as const) {
+    for (const [name, want] of [
+      [db, labels.db],
+      [web, labels.web],
+    ] as const) {
       const info = await docker.getContainer(name).inspect();
       expect(info.Config.Labels).toMatchObject(want);
       expect(info.State.Running).toBe(true);
       expect(Object.keys(info.NetworkSettings.Networks)).toEqual([network]);
     }
-    expect((await docker.getNetwork(network).inspect()).Labels).toMatchObject({ 'com.docker.compose.project': project, 'com.docker.compose.network': 'default' });
+    expect((await docker.getNetwork(network).inspect()).Labels).toMatchObject({
+      'com.docker.compose.project': project,
+      'com.docker.compose.network': 'default',
+    });
     expect((await docker.getVolume(volume).inspect()).Labels).toMatchObject({ 'com.docker.compose.project': project, 'com.docker.compose.volume': 'data' });
     expect((await docker.getContainer(db).inspect()).Mounts.map((m) => m.Name)).toEqual([volume]);
     expect((await filesIn(db, '/data/answer')).get('answer')).toBe('42\n');
@@ -169,7 +214,14 @@ describe('consistency groups and Compose projects', () => {
     const db = await make('c-db', {});
     const result = await run({ projects: project, 'group-by': 'compose-project', stop: 'true', 'stop-timeout': '1', tag: 'hooks' });
     expect(result.failed, JSON.stringify(result.containers)).toBe(0);
-    expect(readFileSync(join(chan, 'log'), 'utf8').trim().split('\n')).toEqual(['pre c-db', 'pre b-web', 'pre a-proxy', 'post a-proxy', 'post b-web', 'post c-db']);
+    expect(readFileSync(join(chan, 'log'), 'utf8').trim().split('\n')).toEqual([
+      'pre c-db',
+      'pre b-web',
+      'pre a-proxy',
+      'post a-proxy',
+      'post b-web',
+      'post c-db',
+    ]);
     for (const c of [proxy, web, db]) {
       expect(result.containers.find((o) => o.name === c)?.stoppedMs).toBeGreaterThan(0);
       expect((await docker.getContainer(c).inspect()).State.Running).toBe(true);
@@ -216,7 +268,9 @@ describe('consistency groups and Compose projects', () => {
     expect(result.failed).toBe(3);
     const byName = new Map(result.containers.map((c) => [c.name, c]));
     expect(byName.get(lonely)?.error).toBe(`group ${p1} not taken: a member is missing: ${lonely} depends on service db, which is not in the group`);
-    expect(byName.get(failing)?.error).toMatch(new RegExp(`^group ${p2} not taken: ${failing} failed: pre-command exited with 3 after \\d+ ms: echo cannot flush >&2; exit 3$`));
+    expect(byName.get(failing)?.error).toMatch(
+      new RegExp(`^group ${p2} not taken: ${failing} failed: pre-command exited with 3 after \\d+ ms: echo cannot flush >&2; exit 3$`),
+    );
     expect(byName.get(partner)?.error).toBe(byName.get(failing)?.error);
     expect([fine1, fine2].map((n) => byName.get(n)?.status)).toEqual(['ok', 'ok']);
     expect(result.groups?.map((g) => [g.name, g.status])).toEqual([
@@ -226,7 +280,9 @@ describe('consistency groups and Compose projects', () => {
     ]);
     expect(result.written).toBe(true);
     for (const c of [failing, partner]) expect((await docker.getContainer(c).inspect()).State).toMatchObject({ Running: true, Paused: false });
-    const aborted = await run({ projects: [p2, p3].join(','), 'group-by': 'compose-project', tag: 'partial-abort', 'on-error': 'abort' }).catch((err: Error) => err);
+    const aborted = await run({ projects: [p2, p3].join(','), 'group-by': 'compose-project', tag: 'partial-abort', 'on-error': 'abort' }).catch(
+      (err: Error) => err,
+    );
     expect(aborted).toBeInstanceOf(Error);
     expect((aborted as Error).message).toContain(`group ${p2} not taken`);
   });
@@ -236,15 +292,30 @@ describe('consistency groups and Compose projects', () => {
     const members = ['a', 'b'].map((m) => ({ name: res.name(`tx-${m}`), volume: res.volume(`tx-${m}-data`), marker: `${m}-${res.prefix}` }));
     for (const m of members) {
       const cmd = `echo ${m.marker} > /data/marker; exec sleep 100000`;
-      await runContainer({ name: m.name, Image: image, Labels: { 'container-snapshot.group': group }, Cmd: ['sh', '-c', cmd], HostConfig: { Binds: [`${m.volume}:/data`] } }, 'running');
+      await runContainer(
+        { name: m.name, Image: image, Labels: { 'container-snapshot.group': group }, Cmd: ['sh', '-c', cmd], HostConfig: { Binds: [`${m.volume}:/data`] } },
+        'running',
+      );
       await waitFor(async () => (await filesIn(m.name, '/data/marker').catch(() => new Map())).size === 1);
     }
     const result = await run({ containers: members.map((m) => m.name).join(','), tag: 'txn' });
     expect(result.failed, JSON.stringify(result.containers)).toBe(0);
     const [a, b] = members;
     const gone = async (m: (typeof members)[number]) => ({
-      container: await docker.getContainer(m.name).inspect().then(() => false, () => true),
-      volume: await docker.getVolume(m.volume).inspect().then(() => false, () => true),
+      container: await docker
+        .getContainer(m.name)
+        .inspect()
+        .then(
+          () => false,
+          () => true,
+        ),
+      volume: await docker
+        .getVolume(m.volume)
+        .inspect()
+        .then(
+          () => false,
+          () => true,
+        ),
     });
     const removeA = async () => {
       await docker.getContainer(a.name).remove({ force: true });
@@ -255,7 +326,9 @@ describe('consistency groups and Compose projects', () => {
     await removeA();
     const refused = await restoreFrom({ source: `dir:${store}`, snapshot: 'txn' });
     expect(refused.failed).toBe(2);
-    expect(refused.containers.find((c) => c.name === a.name)?.error).toMatch(new RegExp(`^group ${group} not restored: ${b.name} failed: refused: container '${b.name}' exists`));
+    expect(refused.containers.find((c) => c.name === a.name)?.error).toMatch(
+      new RegExp(`^group ${group} not restored: ${b.name} failed: refused: container '${b.name}' exists`),
+    );
     expect(await gone(a)).toEqual({ container: true, volume: true });
     expect((await docker.getContainer(b.name).inspect()).State.Running).toBe(true);
 

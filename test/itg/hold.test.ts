@@ -33,7 +33,12 @@ describe('a backup never makes a state it cannot undo', () => {
     const env = { ...process.env, DOCKER_CONFIG: '/nonexistent', CONTAINER_SNAPSHOT_STATE_DIR: state };
     const log = recordingLog();
     const handle = fileJournal(env);
-    const result = await guarded(handle, engine, log, (signal) => backup(parseBackupInputs((n) => inputs[n] ?? ''), { log, env, engine, journal: handle.journal, signal }));
+    const result = await guarded(handle, engine, log, (signal) =>
+      backup(
+        parseBackupInputs((n) => inputs[n] ?? ''),
+        { log, env, engine, journal: handle.journal, signal },
+      ),
+    );
     return { result, log, journals: readdirIfAny(join(state, 'journal')), locks: readdirIfAny(join(state, 'locks')) };
   }
 
@@ -42,37 +47,65 @@ describe('a backup never makes a state it cannot undo', () => {
   it.each([
     ['true', 'paused', /auto-remove \(--rm\): paused, not stopped/],
     ['false', 'taken running', /auto-remove \(--rm\): taken running, not stopped/],
-  ] as const)('a --rm container with an anonymous volume, backed up with stop (pause %s), is %s instead, and its data is in the set', async (pause, _how, note) => {
-    const name = res.name(`rm-${pause}`);
-    await runContainer(
-      { name, Image: inject('fixtureImage'), Volumes: { '/data': {} }, HostConfig: { AutoRemove: true }, Cmd: ['sh', '-c', 'echo kept > /data/marker; exec sleep 100000'] },
-      'running',
-    );
-    await waitFor(() => treeDigest(name, '/data/marker').then(() => true, () => false));
-    const before = await docker.getContainer(name).inspect();
-    const store = join(res.tempDir(), 'store');
-    const { result, log, journals } = await journalled({ containers: name, destination: `dir:${store}`, tag: 'rm', stop: 'true', pause }, res.tempDir());
-    expect(result.failed, JSON.stringify(result.containers)).toBe(0);
-    const [outcome] = result.containers;
-    expect(outcome).toMatchObject({ state: 'running', stoppedMs: 0, note: expect.stringMatching(note) });
-    if (pause === 'true') expect(outcome.pausedMs).toBeGreaterThan(0);
-    expect(log.lines).toContainEqual(expect.stringMatching(/^warning: .*started with --rm \(auto-remove\), so it is not stopped/));
-    // Never stopped: the same container, the same run, still there.
-    const after = await docker.getContainer(name).inspect();
-    expect({ running: after.State.Running, paused: after.State.Paused, startedAt: after.State.StartedAt }).toEqual({ running: true, paused: false, startedAt: before.State.StartedAt });
-    expect(journals).toEqual([]);
-    // The anonymous volume's content is in the set: restored beside it, it is there.
-    const copy = res.name(`rm-${pause}-copy`);
-    const r = await restore(parseRestoreInputs((n) => ({ source: `dir:${store}`, snapshot: 'rm', rename: `${name}=${copy}`, start: 'never' })[n] ?? ''), { log: recordingLog(), env: { ...process.env } });
-    expect(r.failed, JSON.stringify(r.containers)).toBe(0);
-    res.image((await docker.getContainer(copy).inspect()).Config.Image);
-    expect((await treeDigest(copy, '/data/marker')).entries).toBe(1);
-  });
+  ] as const)(
+    'a --rm container with an anonymous volume, backed up with stop (pause %s), is %s instead, and its data is in the set',
+    async (pause, _how, note) => {
+      const name = res.name(`rm-${pause}`);
+      await runContainer(
+        {
+          name,
+          Image: inject('fixtureImage'),
+          Volumes: { '/data': {} },
+          HostConfig: { AutoRemove: true },
+          Cmd: ['sh', '-c', 'echo kept > /data/marker; exec sleep 100000'],
+        },
+        'running',
+      );
+      await waitFor(() =>
+        treeDigest(name, '/data/marker').then(
+          () => true,
+          () => false,
+        ),
+      );
+      const before = await docker.getContainer(name).inspect();
+      const store = join(res.tempDir(), 'store');
+      const { result, log, journals } = await journalled({ containers: name, destination: `dir:${store}`, tag: 'rm', stop: 'true', pause }, res.tempDir());
+      expect(result.failed, JSON.stringify(result.containers)).toBe(0);
+      const [outcome] = result.containers;
+      expect(outcome).toMatchObject({ state: 'running', stoppedMs: 0, note: expect.stringMatching(note) });
+      if (pause === 'true') expect(outcome.pausedMs).toBeGreaterThan(0);
+      expect(log.lines).toContainEqual(expect.stringMatching(/^warning: .*started with --rm \(auto-remove\), so it is not stopped/));
+      // Never stopped: the same container, the same run, still there.
+      const after = await docker.getContainer(name).inspect();
+      expect({ running: after.State.Running, paused: after.State.Paused, startedAt: after.State.StartedAt }).toEqual({
+        running: true,
+        paused: false,
+        startedAt: before.State.StartedAt,
+      });
+      expect(journals).toEqual([]);
+      // The anonymous volume's content is in the set: restored beside it, it is there.
+      const copy = res.name(`rm-${pause}-copy`);
+      const r = await restore(
+        parseRestoreInputs((n) => ({ source: `dir:${store}`, snapshot: 'rm', rename: `${name}=${copy}`, start: 'never' })[n] ?? ''),
+        { log: recordingLog(), env: { ...process.env } },
+      );
+      expect(r.failed, JSON.stringify(r.containers)).toBe(0);
+      res.image((await docker.getContainer(copy).inspect()).Config.Image);
+      expect((await treeDigest(copy, '/data/marker')).entries).toBe(1);
+    },
+  );
 
   /** A restart: always container that exits at once, caught between two runs with a back-off of seconds. */
   async function crashLooping(suffix: string): Promise<ContainerInspect> {
     const name = res.name(suffix);
-    await docker.createContainer({ name, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'echo crashed >> /crashes; exit 1'], HostConfig: { RestartPolicy: { Name: 'always' } } }).then((c) => c.start());
+    await docker
+      .createContainer({
+        name,
+        Image: inject('fixtureImage'),
+        Cmd: ['sh', '-c', 'echo crashed >> /crashes; exit 1'],
+        HostConfig: { RestartPolicy: { Name: 'always' } },
+      })
+      .then((c) => c.start());
     let info: ContainerInspect | undefined;
     await waitFor(async () => {
       info = (await docker.getContainer(name).inspect()) as ContainerInspect;
@@ -109,9 +142,15 @@ describe('a backup never makes a state it cannot undo', () => {
       seen = 0;
     }
     const state = res.tempDir();
-    const { result, log, journals } = await journalled({ containers: info.Name.slice(1), destination: `dir:${join(res.tempDir(), 'store')}`, tag: 'race' }, state, new EarlierEngine());
+    const { result, log, journals } = await journalled(
+      { containers: info.Name.slice(1), destination: `dir:${join(res.tempDir(), 'store')}`, tag: 'race' },
+      state,
+      new EarlierEngine(),
+    );
     expect(result.failed, JSON.stringify(result.containers)).toBe(0);
-    expect(log.lines).toContainEqual(expect.stringMatching(/could not be paused \(.*(restarting|not running).*\); it is restarting or not running any more, so it is taken as it is/));
+    expect(log.lines).toContainEqual(
+      expect.stringMatching(/could not be paused \(.*(restarting|not running).*\); it is restarting or not running any more, so it is taken as it is/),
+    );
     expect(journals).toEqual([]);
     expect(log.lines.filter((l) => l.startsWith('error:'))).toEqual([]);
     expect(result.containers[0]).toMatchObject({ pausedMs: 0, note: 'restarting: not paused, taken as it is, between two runs' });
@@ -127,7 +166,10 @@ describe('a backup never makes a state it cannot undo', () => {
     const journalFile = join(state, 'journal', `${hostname()}-${gone}.json`);
     mkdirSync(join(state, 'journal'), { recursive: true });
     const pending = { paused: [goneId], stopped: [{ id: goneId, startedAt: '2026-11-30T00:00:00Z', until: 0 }], tempImages: [] };
-    writeFileSync(journalFile, JSON.stringify({ pid: gone, started: processStart(gone), host: hostname(), engine: process.env.DOCKER_HOST || 'unix:///var/run/docker.sock', pending }));
+    writeFileSync(
+      journalFile,
+      JSON.stringify({ pid: gone, started: processStart(gone), host: hostname(), engine: process.env.DOCKER_HOST || 'unix:///var/run/docker.sock', pending }),
+    );
 
     const other = res.name('gone-other');
     await runContainer({ name: other, Image: inject('fixtureImage'), Cmd: ['sleep', '100000'] }, 'running');
@@ -135,17 +177,22 @@ describe('a backup never makes a state it cannot undo', () => {
     const first = await journalled({ containers: other, destination: `dir:${store}`, tag: 'first' }, state);
     expect(first.result.failed).toBe(0);
     expect(first.log.lines.filter((l) => l.startsWith('error:'))).toEqual([]);
-    expect(first.log.lines).toContainEqual(expect.stringMatching(new RegExp(`^warning: container ${goneId.slice(0, 12)}, left by an interrupted backup, no longer exists`)));
+    expect(first.log.lines).toContainEqual(
+      expect.stringMatching(new RegExp(`^warning: container ${goneId.slice(0, 12)}, left by an interrupted backup, no longer exists`)),
+    );
     expect(existsSync(journalFile)).toBe(false);
     // Neither a later backup nor a restore says anything of it again.
     const second = await journalled({ containers: other, destination: `dir:${store}`, tag: 'second' }, state);
     expect(second.log.lines.filter((l) => l.includes(goneId.slice(0, 12)) || /interrupted/.test(l))).toEqual([]);
     const restoreLog = recordingLog();
     const copy = res.name('gone-copy');
-    const r = await restore(parseRestoreInputs((n) => ({ source: `dir:${store}`, snapshot: 'second', rename: `${other}=${copy}`, start: 'never' })[n] ?? ''), {
-      log: restoreLog,
-      env: { ...process.env, CONTAINER_SNAPSHOT_STATE_DIR: state },
-    });
+    const r = await restore(
+      parseRestoreInputs((n) => ({ source: `dir:${store}`, snapshot: 'second', rename: `${other}=${copy}`, start: 'never' })[n] ?? ''),
+      {
+        log: restoreLog,
+        env: { ...process.env, CONTAINER_SNAPSHOT_STATE_DIR: state },
+      },
+    );
     expect(r.failed).toBe(0);
     res.image((await docker.getContainer(copy).inspect()).Config.Image);
     expect(restoreLog.lines.filter((l) => l.startsWith('error:') || /interrupted/.test(l))).toEqual([]);

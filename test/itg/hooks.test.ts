@@ -9,13 +9,30 @@ describe('pre-command and post-command run inside each container around its snap
   const res = new Resources(inject('runPrefix'), 'hook');
   let store: string;
   const env = { ...process.env, DOCKER_CONFIG: '/nonexistent' };
-  const run = (inputs: Record<string, string>) => backup(parseBackupInputs((n) => inputs[n] ?? ''), { log: quietLog, env });
-  const has = (container: string, path: string) => treeDigest(container, path).then(() => true, () => false);
+  const run = (inputs: Record<string, string>) =>
+    backup(
+      parseBackupInputs((n) => inputs[n] ?? ''),
+      { log: quietLog, env },
+    );
+  const has = (container: string, path: string) =>
+    treeDigest(container, path).then(
+      () => true,
+      () => false,
+    );
 
   async function app(suffix: string, labels: Record<string, string> = {}) {
     const name = res.name(suffix);
     const volume = res.volume(`${suffix}-data`);
-    await runContainer({ name, Image: inject('fixtureImage'), Labels: labels, Cmd: ['sh', '-c', 'touch /data/ready; exec sleep 100000'], HostConfig: { Binds: [`${volume}:/data`] } }, 'running');
+    await runContainer(
+      {
+        name,
+        Image: inject('fixtureImage'),
+        Labels: labels,
+        Cmd: ['sh', '-c', 'touch /data/ready; exec sleep 100000'],
+        HostConfig: { Binds: [`${volume}:/data`] },
+      },
+      'running',
+    );
     await waitFor(() => has(name, '/data/ready'));
     return { name, volume, suffix };
   }
@@ -28,7 +45,13 @@ describe('pre-command and post-command run inside each container around its snap
   it('runs the pre-command before the snapshot and the post-command after, with their output in the log', async () => {
     const c = await app('both');
     quietLog.lines.length = 0;
-    const result = await run({ containers: c.name, destination: `dir:${store}`, tag: 'both', 'pre-command': 'echo flushing; echo pre > /data/pre', 'post-command': 'echo post > /data/post' });
+    const result = await run({
+      containers: c.name,
+      destination: `dir:${store}`,
+      tag: 'both',
+      'pre-command': 'echo flushing; echo pre > /data/pre',
+      'post-command': 'echo post > /data/post',
+    });
     expect(result.failed, JSON.stringify(result.containers)).toBe(0);
     expect(quietLog.lines.join('\n')).toContain(`${c.name} pre-command> flushing`);
     expect({ pre: await has(c.name, '/data/pre'), post: await has(c.name, '/data/post') }).toEqual({ pre: true, post: true });
@@ -70,7 +93,13 @@ describe('pre-command and post-command run inside each container around its snap
   it('a dry run names the pre- and post-command the run would run, and runs neither', async () => {
     const c = await app('dry', { 'container-snapshot.post': 'echo own-post > /data/post' });
     quietLog.lines.length = 0;
-    const result = await run({ containers: c.name, destination: `dir:${join(res.tempDir(), 'dry')}`, tag: 'dry', 'dry-run': 'true', 'pre-command': 'echo pre > /data/pre' });
+    const result = await run({
+      containers: c.name,
+      destination: `dir:${join(res.tempDir(), 'dry')}`,
+      tag: 'dry',
+      'dry-run': 'true',
+      'pre-command': 'echo pre > /data/pre',
+    });
     expect(result.containers.map((o) => o.status)).toEqual(['planned']);
     const line = quietLog.lines.find((l) => l.startsWith(`[dry-run] ${c.name} (`));
     expect(line).toMatch(/\(running, would be paused, image .*; would run pre-command: echo pre > \/data\/pre; post-command: echo own-post > \/data\/post$/);

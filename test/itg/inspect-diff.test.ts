@@ -110,14 +110,20 @@ describe('a restored container is the same container: docker inspect over Config
   it('differs only in the fields listed as different by design', async () => {
     const location = `dir:${res.tempDir()}/store`;
     const inputs: Record<string, string> = { containers: `${res.prefix}-*`, destination: location, tag: 'inspect-1' };
-    const result = await backup(parseBackupInputs((n) => inputs[n] ?? ''), { log: quietLog, env });
+    const result = await backup(
+      parseBackupInputs((n) => inputs[n] ?? ''),
+      { log: quietLog, env },
+    );
     expect(result.failed, JSON.stringify(result.containers.filter((c) => c.error))).toBe(0);
     for (const suffix of before.keys()) await docker.getContainer(res.name(suffix)).remove({ force: true, v: true });
     await docker.getVolume(vol).remove();
     await docker.getNetwork(net).remove();
 
     const rin: Record<string, string> = { source: location, snapshot: 'latest' };
-    const restored = await restore(parseRestoreInputs((n) => rin[n] ?? ''), { log: quietLog, env });
+    const restored = await restore(
+      parseRestoreInputs((n) => rin[n] ?? ''),
+      { log: quietLog, env },
+    );
     expect(restored.failed, JSON.stringify(restored.containers.filter((c) => c.error))).toBe(0);
     for (const r of restored.containers) res.image((await docker.getContainer(r.id).inspect()).Config.Image);
 

@@ -23,10 +23,21 @@ describe('backup and restore options', () => {
     registry = `registry:${reg.host}/${res.prefix}`;
     app = res.name('app');
     await runContainer(
-      { name: app, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'test -f /data/f || { seq 1 20000 > /data/f; echo l > /layer; }; exec sleep 100000'], HostConfig: { Binds: [`${vol}:/data`] } },
+      {
+        name: app,
+        Image: inject('fixtureImage'),
+        Cmd: ['sh', '-c', 'test -f /data/f || { seq 1 20000 > /data/f; echo l > /layer; }; exec sleep 100000'],
+        HostConfig: { Binds: [`${vol}:/data`] },
+      },
       'running',
     );
-    await waitFor(async () => (await treeDigest(app, '/layer').then(() => true, () => false)));
+    await waitFor(
+      async () =>
+        await treeDigest(app, '/layer').then(
+          () => true,
+          () => false,
+        ),
+    );
   });
 
   afterAll(() => res.cleanup());
@@ -36,7 +47,10 @@ describe('backup and restore options', () => {
     expect(r.failed).toBe(0);
     expect(r.containers[0].destinations.map((d) => d.destination)).toEqual([dir, registry]);
     for (const location of [dir, registry]) {
-      const sets = await list(parseDestination(location), creds['registry-username'] ? { username: reg.username, password: reg.password } : {}, { log: quietLog, env });
+      const sets = await list(parseDestination(location), creds['registry-username'] ? { username: reg.username, password: reg.password } : {}, {
+        log: quietLog,
+        env,
+      });
       expect(sets.map((s) => s.tag)).toContain('multi');
       const v = await verify(parseDestination(location), 'multi', { username: reg.username, password: reg.password }, { log: quietLog, env });
       expect(v.blobs).toBeGreaterThanOrEqual(3);
@@ -56,7 +70,10 @@ describe('backup and restore options', () => {
     const v = await verify(parseDestination(second), 'copied', {}, { log: quietLog, env });
     expect(v.blobs).toBeGreaterThanOrEqual(3);
     const copy = res.name('copied');
-    const restored = await restore(parseRestoreInputs(inputs({ source: second, snapshot: 'copied', rename: `${app}=${copy}\n${vol}=${res.volume('copiedvol')}` })), { log: quietLog, env });
+    const restored = await restore(
+      parseRestoreInputs(inputs({ source: second, snapshot: 'copied', rename: `${app}=${copy}\n${vol}=${res.volume('copiedvol')}` })),
+      { log: quietLog, env },
+    );
     expect(restored.failed, JSON.stringify(restored.containers)).toBe(0);
     expect((await treeDigest(copy, '/data')).digest).toBe((await treeDigest(app, '/data')).digest);
   });
@@ -71,9 +88,17 @@ describe('backup and restore options', () => {
   it('pause: false never pauses the container', async () => {
     let sawPaused = false;
     const poll = setInterval(() => {
-      docker.getContainer(app).inspect().then((i) => (sawPaused ||= i.State.Paused), () => undefined);
+      docker
+        .getContainer(app)
+        .inspect()
+        .then(
+          (i) => (sawPaused ||= i.State.Paused),
+          () => undefined,
+        );
     }, 5);
-    const r = await backup(parseBackupInputs(inputs({ containers: app, destination: dir, tag: 'nopause', pause: 'false' })), { log: quietLog, env }).finally(() => clearInterval(poll));
+    const r = await backup(parseBackupInputs(inputs({ containers: app, destination: dir, tag: 'nopause', pause: 'false' })), { log: quietLog, env }).finally(
+      () => clearInterval(poll),
+    );
     expect(r.failed).toBe(0);
     expect(r.containers[0].pausedMs).toBe(0);
     expect(sawPaused).toBe(false);
@@ -100,9 +125,15 @@ describe('backup and restore options', () => {
     await docker.getContainer(job).stop({ t: 0 });
     const r = await backup(parseBackupInputs(inputs({ containers: job, destination: dir, tag: 'stopped' })), { log: quietLog, env });
     expect(r.containers[0].state).toBe('exited');
-    const always = await restore(parseRestoreInputs(inputs({ source: dir, snapshot: 'stopped', rename: `${job}=${res.name('job-always')}`, start: 'always' })), { log: quietLog, env });
+    const always = await restore(
+      parseRestoreInputs(inputs({ source: dir, snapshot: 'stopped', rename: `${job}=${res.name('job-always')}`, start: 'always' })),
+      { log: quietLog, env },
+    );
     expect(always.containers[0]).toMatchObject({ status: 'ok', state: 'running' });
-    const auto = await restore(parseRestoreInputs(inputs({ source: dir, snapshot: 'stopped', rename: `${job}=${res.name('job-auto')}` })), { log: quietLog, env });
+    const auto = await restore(parseRestoreInputs(inputs({ source: dir, snapshot: 'stopped', rename: `${job}=${res.name('job-auto')}` })), {
+      log: quietLog,
+      env,
+    });
     expect(auto.containers[0]).toMatchObject({ status: 'ok', state: 'created' });
     res.image((await docker.getContainer(res.name('job-auto')).inspect()).Config.Image);
   });
@@ -119,7 +150,9 @@ describe('containers of one set that share a base image', () => {
     // Each writes a file of its own, so each image is the shared base plus a layer of its own.
     for (const name of names) await runContainer({ name, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'hostname > /me'] }, 'exited');
     const r = await backup(
-      parseBackupInputs(inputs({ containers: names.join(','), destination: location, tag: 'shared', 'registry-username': reg.username, 'registry-password': reg.password })),
+      parseBackupInputs(
+        inputs({ containers: names.join(','), destination: location, tag: 'shared', 'registry-username': reg.username, 'registry-password': reg.password }),
+      ),
       { log: quietLog, env },
     );
     expect(r.failed).toBe(0);

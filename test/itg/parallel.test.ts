@@ -15,15 +15,32 @@ describe('containers backed up in parallel', () => {
   async function withData(suffix: string, pre?: string): Promise<string> {
     const name = res.name(suffix);
     const Labels: Record<string, string> = pre ? { 'container-snapshot.pre': pre } : {};
-    await runContainer({ name, Image: inject('fixtureImage'), Labels, Cmd: ['sh', '-c', `echo ${suffix} > /v/f; exec sleep 100000`], HostConfig: { Binds: [`${res.volume(suffix)}:/v`] } }, 'running');
-    await waitFor(() => treeDigest(name, '/v/f').then(() => true, () => false));
+    await runContainer(
+      {
+        name,
+        Image: inject('fixtureImage'),
+        Labels,
+        Cmd: ['sh', '-c', `echo ${suffix} > /v/f; exec sleep 100000`],
+        HostConfig: { Binds: [`${res.volume(suffix)}:/v`] },
+      },
+      'running',
+    );
+    await waitFor(() =>
+      treeDigest(name, '/v/f').then(
+        () => true,
+        () => false,
+      ),
+    );
     return name;
   }
 
   it('one failing container leaves the others stored, each held on its own, in selection order', async () => {
     const names = [await withData('a'), await withData('b', 'echo refusing; exit 3'), await withData('c')];
     const store = join(res.tempDir(), 'store');
-    const r = await backup(parseBackupInputs(inputs({ containers: names.join(','), destination: `dir:${store}`, tag: 'par', parallelism: '3' })), { log: quietLog, env: testEnv });
+    const r = await backup(parseBackupInputs(inputs({ containers: names.join(','), destination: `dir:${store}`, tag: 'par', parallelism: '3' })), {
+      log: quietLog,
+      env: testEnv,
+    });
     expect(r.containers.map((c) => [c.name, c.status])).toEqual([
       [names[0], 'ok'],
       [names[1], 'failed'],
@@ -42,7 +59,9 @@ describe('containers backed up in parallel', () => {
     const failing = await withData('x2-fail', 'exit 4');
     const store = join(res.tempDir(), 'store');
     const values = { containers: `${big.name},${failing}`, destination: `dir:${store}`, tag: 'abort', parallelism: '2', 'on-error': 'abort' };
-    await expect(backup(parseBackupInputs(inputs(values)), { log: quietLog, env: testEnv })).rejects.toThrow(new RegExp(`Aborted at ${failing}; no snapshot set was written: .*exited with 4`));
+    await expect(backup(parseBackupInputs(inputs(values)), { log: quietLog, env: testEnv })).rejects.toThrow(
+      new RegExp(`Aborted at ${failing}; no snapshot set was written: .*exited with 4`),
+    );
     for (const n of [big.name, failing]) expect((await docker.getContainer(n).inspect()).State, n).toMatchObject({ Running: true, Paused: false });
     expect(readdirSync(join(store, 'sets'))).toEqual([]);
     expect(readdirSync(join(store, '.tmp'))).toEqual([]);

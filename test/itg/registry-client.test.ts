@@ -67,7 +67,9 @@ describe('RegistryClient against a real registry (distribution, htpasswd)', () =
 
   it('raises RegistryAuthError for a wrong password without printing it', async () => {
     const wrong = `nope-${randomBytes(6).toString('hex')}`;
-    const err = await client(wrong).ping().catch((e: unknown) => e);
+    const err = await client(wrong)
+      .ping()
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(RegistryAuthError);
     expect((err as Error).message).toContain(`docker login ${reg.host}`);
     expect((err as Error).message).not.toContain(wrong);

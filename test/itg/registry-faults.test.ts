@@ -19,8 +19,22 @@ describe('a registry that fails now and then', () => {
     const proxy = await startFaultyProxy(reg.host, (req, n) => (req.method !== 'PATCH' && n % 3 === 1 ? (n % 2 ? 503 : 'reset') : 'pass'));
     try {
       const name = res.name('app');
-      await runContainer({ name, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'test -f /v/f || seq 1 9999 > /v/f; exec sleep 100000'], HostConfig: { Binds: [`${res.volume('v')}:/v`] } }, 'running');
-      await waitFor(async () => (await treeDigest(name, '/v/f').then(() => true, () => false)));
+      await runContainer(
+        {
+          name,
+          Image: inject('fixtureImage'),
+          Cmd: ['sh', '-c', 'test -f /v/f || seq 1 9999 > /v/f; exec sleep 100000'],
+          HostConfig: { Binds: [`${res.volume('v')}:/v`] },
+        },
+        'running',
+      );
+      await waitFor(
+        async () =>
+          await treeDigest(name, '/v/f').then(
+            () => true,
+            () => false,
+          ),
+      );
       const before = await treeDigest(name, '/v');
       const location = `registry:${proxy.host}/${res.prefix}`;
       const r = await backup(parseBackupInputs(inputs({ containers: name, destination: location, tag: 'flaky', ...creds })), { log: quietLog, env });
@@ -43,7 +57,10 @@ describe('a registry that fails now and then', () => {
     let requests = 0;
     const proxy = await startFaultyProxy(reg.host, () => (requests++, 403));
     try {
-      const r = backup(parseBackupInputs(inputs({ containers: res.name('app'), destination: `registry:${proxy.host}/${res.prefix}`, ...creds })), { log: quietLog, env });
+      const r = backup(parseBackupInputs(inputs({ containers: res.name('app'), destination: `registry:${proxy.host}/${res.prefix}`, ...creds })), {
+        log: quietLog,
+        env,
+      });
       await expect(r).rejects.toThrow(/403/);
       expect(requests).toBe(1);
     } finally {

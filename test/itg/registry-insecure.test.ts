@@ -53,7 +53,10 @@ describe('a registry on the network that serves plain HTTP (registry-insecure)',
 
   it('backs up to it and verifies every blob there when it is named, over HTTP', async () => {
     const name = res.name('app');
-    await runContainer({ name, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'seq 1 999 > /v/f; exec sleep 100000'], HostConfig: { Binds: [`${res.volume('v')}:/v`] } }, 'running');
+    await runContainer(
+      { name, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'seq 1 999 > /v/f; exec sleep 100000'], HostConfig: { Binds: [`${res.volume('v')}:/v`] } },
+      'running',
+    );
     const insecure = { 'registry-insecure': fwd.host };
     const r = await backup(parseBackupInputs(inputs({ containers: name, destination: location, tag: 'plain', ...creds, ...insecure })), { log: quietLog, env });
     expect(r.failed, JSON.stringify(r.containers)).toBe(0);
@@ -69,7 +72,9 @@ describe('a registry on the network that serves plain HTTP (registry-insecure)',
     const source = parseSource(inputs({ source: location }), CLI_WORDS);
     expect(source).not.toHaveProperty('insecure');
     const failed = list(source, { username: reg.username, password: reg.password }, { log: quietLog, env, words: CLI_WORDS });
-    await expect(failed).rejects.toThrow(`cannot talk to ${fwd.host} (TLS handshake failed; a registry that serves plain HTTP must be named in --registry-insecure)`);
+    await expect(failed).rejects.toThrow(
+      `cannot talk to ${fwd.host} (TLS handshake failed; a registry that serves plain HTTP must be named in --registry-insecure)`,
+    );
     expect(fwd.connections()).toBeGreaterThan(before);
   });
 });

@@ -40,7 +40,10 @@ async function shape(on: Docker, name: string) {
     cmd: info.Config.Cmd,
     labels: info.Config.Labels,
     restart: info.HostConfig.RestartPolicy,
-    networks: Object.entries(info.NetworkSettings.Networks).map(([n, ep]) => ({ n, aliases: (ep.Aliases ?? []).filter((a: string) => a !== info.Id.slice(0, 12)).sort() })),
+    networks: Object.entries(info.NetworkSettings.Networks).map(([n, ep]) => ({
+      n,
+      aliases: (ep.Aliases ?? []).filter((a: string) => a !== info.Id.slice(0, 12)).sort(),
+    })),
   };
 }
 
@@ -48,10 +51,22 @@ async function shape(on: Docker, name: string) {
 async function madeOn(on: Docker, prefix: string) {
   const mine = (n: string) => n.startsWith(prefix) || n.startsWith(`container-snapshot/${prefix}`);
   return {
-    containers: (await on.listContainers({ all: true })).flatMap((c) => c.Names.map((n) => n.replace(/^\//, ''))).filter(mine).sort(),
-    volumes: ((await on.listVolumes()).Volumes ?? []).map((v) => v.Name).filter(mine).sort(),
-    networks: (await on.listNetworks()).map((n) => n.Name).filter(mine).sort(),
-    images: (await on.listImages()).flatMap((i) => i.RepoTags ?? []).filter(mine).sort(),
+    containers: (await on.listContainers({ all: true }))
+      .flatMap((c) => c.Names.map((n) => n.replace(/^\//, '')))
+      .filter(mine)
+      .sort(),
+    volumes: ((await on.listVolumes()).Volumes ?? [])
+      .map((v) => v.Name)
+      .filter(mine)
+      .sort(),
+    networks: (await on.listNetworks())
+      .map((n) => n.Name)
+      .filter(mine)
+      .sort(),
+    images: (await on.listImages())
+      .flatMap((i) => i.RepoTags ?? [])
+      .filter(mine)
+      .sort(),
   };
 }
 
@@ -87,16 +102,35 @@ describe.each<Kind>(['dir', 'registry', 'artifact'])('back up on engine A, resto
         Labels: { tier: 'front' },
         Cmd: ['sh', '-c', 'test -f /data/index.html || { echo served-from-the-volume > /data/index.html; sync; }; exec httpd -f -p 8080 -h /data'],
         ExposedPorts: { '8080/tcp': {} },
-        HostConfig: { Binds: [`${data}:/data`], PortBindings: { '8080/tcp': [{ HostIp: '127.0.0.1', HostPort: String(port) }] }, RestartPolicy: { Name: 'unless-stopped', MaximumRetryCount: 0 } },
+        HostConfig: {
+          Binds: [`${data}:/data`],
+          PortBindings: { '8080/tcp': [{ HostIp: '127.0.0.1', HostPort: String(port) }] },
+          RestartPolicy: { Name: 'unless-stopped', MaximumRetryCount: 0 },
+        },
         NetworkingConfig: { EndpointsConfig: { [net]: { Aliases: ['web-alias'] } } },
       },
       'running',
     );
-    await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/index.html`).then((r) => r.ok).catch(() => false)));
-    await runContainer({ name: worker, Image: image, Cmd: ['sh', '-c', 'test -f /tmp/w.txt || echo w > /tmp/w.txt; exec sleep 100000'], HostConfig: { NetworkMode: net } }, 'running');
-    await waitFor(async () => (await treeDigest(worker, '/tmp/w.txt').then(() => true, () => false)));
+    await waitFor(
+      async () =>
+        await fetch(`http://127.0.0.1:${port}/index.html`)
+          .then((r) => r.ok)
+          .catch(() => false),
+    );
+    await runContainer(
+      { name: worker, Image: image, Cmd: ['sh', '-c', 'test -f /tmp/w.txt || echo w > /tmp/w.txt; exec sleep 100000'], HostConfig: { NetworkMode: net } },
+      'running',
+    );
+    await waitFor(
+      async () =>
+        await treeDigest(worker, '/tmp/w.txt').then(
+          () => true,
+          () => false,
+        ),
+    );
     await docker.getContainer(worker).pause();
-    for (const name of [web, worker]) before.set(name, { shape: await shape(docker, name), data: (await treeDigest(name, name === web ? '/data' : '/tmp/w.txt')).digest });
+    for (const name of [web, worker])
+      before.set(name, { shape: await shape(docker, name), data: (await treeDigest(name, name === web ? '/data' : '/tmp/w.txt')).digest });
   });
 
   afterAll(async () => {
@@ -107,7 +141,10 @@ describe.each<Kind>(['dir', 'registry', 'artifact'])('back up on engine A, resto
 
   it('refuses a host port taken on B before any change, then restores the same data, configuration and state with port-map, creating the network', async () => {
     const leave = enterRun(artifacts ? { ...artifacts.env({ runId: 7101, jobId: 'backup' }), RUNNER_TEMP: runnerTemp } : {});
-    const backedUp = await backup(parseBackupInputs(inputs({ containers: `${res.prefix}-*`, destination: location, tag: 'remote-1', ...creds })), { log: quietLog, env: stepEnv() }).finally(leave);
+    const backedUp = await backup(parseBackupInputs(inputs({ containers: `${res.prefix}-*`, destination: location, tag: 'remote-1', ...creds })), {
+      log: quietLog,
+      env: stepEnv(),
+    }).finally(leave);
     expect(backedUp.failed, JSON.stringify(backedUp.containers.filter((c) => c.error))).toBe(0);
     const a = (await docker.info()) as { ID: string; Name: string };
     expect(backedUp.engine).toMatchObject({ id: a.ID, name: a.Name });
@@ -117,8 +154,23 @@ describe.each<Kind>(['dir', 'registry', 'artifact'])('back up on engine A, resto
     await docker.getVolume(data).remove();
     await docker.getNetwork(net).remove();
     const holderImage = res.image(await buildFixtureImage(`${res.prefix}-holder:v1`, 'holder', b));
-    await runContainer({ name: holder, Image: holderImage, Cmd: ['httpd', '-f', '-p', '80', '-h', '/www'], ExposedPorts: { '80/tcp': {} }, HostConfig: { PortBindings: { '80/tcp': [{ HostIp: '127.0.0.1', HostPort: String(port) }] } } }, 'running', b);
-    await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/index.html`).then((r) => r.ok).catch(() => false)));
+    await runContainer(
+      {
+        name: holder,
+        Image: holderImage,
+        Cmd: ['httpd', '-f', '-p', '80', '-h', '/www'],
+        ExposedPorts: { '80/tcp': {} },
+        HostConfig: { PortBindings: { '80/tcp': [{ HostIp: '127.0.0.1', HostPort: String(port) }] } },
+      },
+      'running',
+      b,
+    );
+    await waitFor(
+      async () =>
+        await fetch(`http://127.0.0.1:${port}/index.html`)
+          .then((r) => r.ok)
+          .catch(() => false),
+    );
     const untouched = await madeOn(b, res.prefix);
     expect(untouched).toEqual({ containers: [holder], volumes: [], networks: [], images: [holderImage] });
 
@@ -128,7 +180,9 @@ describe.each<Kind>(['dir', 'registry', 'artifact'])('back up on engine A, resto
       const back = enterRun(artifacts ? { ...artifacts.env({ runId: 7102, jobId: 'restore' }), RUNNER_TEMP: runnerTemp } : {});
       return restore(parseRestoreInputs(inputs(values), undefined, { ...stepEnv(), ...engineBEnv }), { log: quietLog, env: stepEnv() }).finally(back);
     };
-    await expect(onB({})).rejects.toThrow(new RegExp(`${web} publishes host port 127\\.0\\.0\\.1:${port}/tcp .*container '${holder}' holds on this engine \\(port-map ${port}=NEWPORT`));
+    await expect(onB({})).rejects.toThrow(
+      new RegExp(`${web} publishes host port 127\\.0\\.0\\.1:${port}/tcp .*container '${holder}' holds on this engine \\(port-map ${port}=NEWPORT`),
+    );
     expect(await madeOn(b, res.prefix)).toEqual(untouched);
 
     const newPort = await freePort();
@@ -147,7 +201,12 @@ describe.each<Kind>(['dir', 'registry', 'artifact'])('back up on engine A, resto
     }
     expect((await b.getNetwork(net).inspect()).Labels).toEqual({ purpose: 'remote' });
     expect((await b.getContainer(web).inspect()).HostConfig.PortBindings).toEqual({ '8080/tcp': [{ HostIp: '127.0.0.1', HostPort: String(newPort) }] });
-    await waitFor(async () => (await fetch(`http://127.0.0.1:${newPort}/index.html`).then(async (r) => (await r.text()) === 'served-from-the-volume\n').catch(() => false)));
+    await waitFor(
+      async () =>
+        await fetch(`http://127.0.0.1:${newPort}/index.html`)
+          .then(async (r) => (await r.text()) === 'served-from-the-volume\n')
+          .catch(() => false),
+    );
     expect(await fetch(`http://127.0.0.1:${port}/index.html`).then((r) => r.text())).toContain('fixture');
   });
 });
@@ -164,11 +223,28 @@ describe("engine B's features, read from the engine itself", () => {
       state: 'created',
       image: { id: 'sha256:x', baseImage: 'x', config: blob, layers: [] },
       volumes: driver ? [{ type: 'volume', name: `${prefix}-vol`, anonymous: false, destination: '/v', driver, blob }] : [],
-      spec: { config: {}, hostConfig, networks: [{ name: `${prefix}-net`, aliases: [], definition: { driver: 'csx-netdriver', options: {}, labels: {}, internal: false, attachable: false, enableIPv6: false, ipam: {} } }] },
+      spec: {
+        config: {},
+        hostConfig,
+        networks: [
+          {
+            name: `${prefix}-net`,
+            aliases: [],
+            definition: { driver: 'csx-netdriver', options: {}, labels: {}, internal: false, attachable: false, enableIPv6: false, ipam: {} },
+          },
+        ],
+      },
       pausedMs: 0,
     });
-    const set = { tag: 'features', source: { hostname: 'a', engine: { version: '20.10.24', apiVersion: '1.41', os: 'linux', arch: 'amd64' } }, containers: [] } as unknown as SnapshotSet;
-    const chosen = [record(`${prefix}-gpu`, { Runtime: 'csx-runtime', LogConfig: { Type: 'csx-logdriver' } }, 'csx-voldriver'), record(`${prefix}-plain`, { Runtime: 'runc', LogConfig: { Type: 'json-file' } })];
+    const set = {
+      tag: 'features',
+      source: { hostname: 'a', engine: { version: '20.10.24', apiVersion: '1.41', os: 'linux', arch: 'amd64' } },
+      containers: [],
+    } as unknown as SnapshotSet;
+    const chosen = [
+      record(`${prefix}-gpu`, { Runtime: 'csx-runtime', LogConfig: { Type: 'csx-logdriver' } }, 'csx-voldriver'),
+      record(`${prefix}-plain`, { Runtime: 'runc', LogConfig: { Type: 'json-file' } }),
+    ];
     const opts = { ...parseRestoreInputs(inputs({ snapshot: 'latest' })), includeVolumes: true };
     const [info, version] = [(await engineBClient().info()) as { Name: string }, await engineBClient().version()];
     await expect(checkTarget(engine, set, chosen, opts)).rejects.toThrow(
@@ -185,8 +261,16 @@ describe("engine B's features, read from the engine itself", () => {
     try {
       const plain = chosen[1];
       const net = plain.spec.networks[0];
-      const wants = { ...plain, spec: { ...plain.spec, networks: [{ ...net, definition: { ...net.definition!, driver: 'bridge', ipam: { Driver: 'default', Config: [{ Subnet: subnet }] } } }] } };
-      await expect(checkTarget(engine, set, [wants], opts)).rejects.toThrow(`nothing was changed: network ${prefix}-net would be created with subnet ${subnet}, which overlaps network ${taken} (${subnet}) on this engine.`);
+      const wants = {
+        ...plain,
+        spec: {
+          ...plain.spec,
+          networks: [{ ...net, definition: { ...net.definition!, driver: 'bridge', ipam: { Driver: 'default', Config: [{ Subnet: subnet }] } } }],
+        },
+      };
+      await expect(checkTarget(engine, set, [wants], opts)).rejects.toThrow(
+        `nothing was changed: network ${prefix}-net would be created with subnet ${subnet}, which overlaps network ${taken} (${subnet}) on this engine.`,
+      );
     } finally {
       await b.getNetwork(taken).remove();
     }

@@ -48,13 +48,25 @@ describe('prune applies a retention policy to dir: and registry:', () => {
   const needs = (tag: string): string[] => {
     const set = docOf(tag);
     const { digest } = JSON.parse(readFileSync(join(root, 'sets', `${tag}.json`), 'utf8')) as { digest: string };
-    const blobs = set.containers.flatMap((c) => [c.image.config, ...(c.image.layerIndex ? [c.image.layerIndex] : []), ...c.image.layers, ...c.volumes.flatMap((v) => [...storedBlobs(v.blob), ...(v.metadata?.record ? [v.metadata.record] : [])])]);
+    const blobs = set.containers.flatMap((c) => [
+      c.image.config,
+      ...(c.image.layerIndex ? [c.image.layerIndex] : []),
+      ...c.image.layers,
+      ...c.volumes.flatMap((v) => [...storedBlobs(v.blob), ...(v.metadata?.record ? [v.metadata.record] : [])]),
+    ]);
     return [digest, ...blobs.map((b) => b.digest)].map((d) => d.slice(7));
   };
 
   async function backUp(tag: string, created: string, extra: Record<string, string> = {}) {
     const opts = parseBackupInputs(
-      inputs({ containers: name, destination: `${dirLocation}\n${regLocation}`, tag, 'pre-command': `echo ${tag} > /data/f && echo ${tag} > /stamp`, ...creds, ...extra }),
+      inputs({
+        containers: name,
+        destination: `${dirLocation}\n${regLocation}`,
+        tag,
+        'pre-command': `echo ${tag} > /data/f && echo ${tag} > /stamp`,
+        ...creds,
+        ...extra,
+      }),
     );
     const r = await backup(opts, { log: quietLog, env, now: () => new Date(created) });
     expect(r.failed).toBe(0);
@@ -63,8 +75,14 @@ describe('prune applies a retention policy to dir: and registry:', () => {
   }
 
   async function restoredContent(location: string, tag: string): Promise<string> {
-    await docker.getContainer(name).remove({ force: true }).catch(() => undefined);
-    await docker.getVolume(volume).remove({ force: true }).catch(() => undefined);
+    await docker
+      .getContainer(name)
+      .remove({ force: true })
+      .catch(() => undefined);
+    await docker
+      .getVolume(volume)
+      .remove({ force: true })
+      .catch(() => undefined);
     const r = await restore(parseRestoreInputs(inputs({ source: location, snapshot: tag, start: 'never', ...creds })), { log: quietLog, env });
     expect(r.failed).toBe(0);
     res.image((await docker.getContainer(name).inspect()).Config.Image);
@@ -93,7 +111,11 @@ describe('prune applies a retention policy to dir: and registry:', () => {
 
   it('a dry run reports the plan and the space it would free, and changes nothing', async () => {
     const before = blobFiles();
-    const [dirPlan, regPlan] = await prune([parseDestination(dirLocation), parseDestination(regLocation)], POLICY, true, credentials, { log: quietLog, env, now: () => NOW });
+    const [dirPlan, regPlan] = await prune([parseDestination(dirLocation), parseDestination(regLocation)], POLICY, true, credentials, {
+      log: quietLog,
+      env,
+      now: () => NOW,
+    });
     for (const plan of [dirPlan, regPlan]) {
       expect(plan.dryRun).toBe(true);
       expect(plan.kept.map((k) => [k.tag, k.reasons])).toEqual([
@@ -173,7 +195,9 @@ describe('prune applies a retention policy to dir: and registry:', () => {
   });
 
   it('prune-only with dry-run: reports each destination and backs up or removes nothing', async () => {
-    const opts = parseBackupInputs(inputs({ containers: name, destination: `${dirLocation}\n${regLocation}`, keep: 'last=1', 'prune-only': 'true', 'dry-run': 'true', ...creds }));
+    const opts = parseBackupInputs(
+      inputs({ containers: name, destination: `${dirLocation}\n${regLocation}`, keep: 'last=1', 'prune-only': 'true', 'dry-run': 'true', ...creds }),
+    );
     const before = blobFiles();
     const r = await backup(opts, { log: quietLog, env, now: () => NOW });
     expect(r.containers).toEqual([]);
@@ -182,7 +206,8 @@ describe('prune applies a retention policy to dir: and registry:', () => {
       [regLocation, true, [tagOf('s6')]],
     ]);
     expect(blobFiles()).toEqual(before);
-    for (const loc of [dirLocation, regLocation]) expect((await list(parseDestination(loc), credentials, { log: quietLog, env })).map((s) => s.tag)).toEqual([tagOf('s5'), tagOf('s6')]);
+    for (const loc of [dirLocation, regLocation])
+      expect((await list(parseDestination(loc), credentials, { log: quietLog, env })).map((s) => s.tag)).toEqual([tagOf('s5'), tagOf('s6')]);
   });
 
   it('dir: a live backup lock defers the sweep (tags still go); a damaged set is kept, reported, and stops the sweep', async () => {
@@ -226,14 +251,19 @@ describe('prune racing a backup to dir: loses nothing', () => {
   const blobCount = () => readdirSync(join(root, 'blobs', 'sha256')).length;
   const opts = (tag: string, extra: Record<string, string> = {}) =>
     // One container after the other: the race below needs the first one's blobs stored while the second's pre-command sleeps.
-    parseBackupInputs(inputs({ containers: `${first},${second}`, destination: location, tag, 'pre-command': 'sleep 2; date +%s%N > /stamp', parallelism: '1', ...extra }));
+    parseBackupInputs(
+      inputs({ containers: `${first},${second}`, destination: location, tag, 'pre-command': 'sleep 2; date +%s%N > /stamp', parallelism: '1', ...extra }),
+    );
   const locks = () => readdirSync(join(root, 'locks'));
 
   beforeAll(async () => {
     root = join(res.tempDir(), 'store');
     location = `dir:${root}`;
     for (const n of [first, second]) await runContainer({ name: n, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'exec sleep 100000'] }, 'running');
-    for (const [tag, created] of [['old', '2026-11-01T00:00:00.000Z'], ['new', '2026-11-02T00:00:00.000Z']]) {
+    for (const [tag, created] of [
+      ['old', '2026-11-01T00:00:00.000Z'],
+      ['new', '2026-11-02T00:00:00.000Z'],
+    ]) {
       expect((await backup(opts(`${res.prefix}-${tag}`), { log: quietLog, env, now: () => new Date(created) })).failed).toBe(0);
     }
   });

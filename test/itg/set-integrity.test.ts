@@ -48,7 +48,8 @@ describe('the set document is used only when it matches its digest', () => {
   const regLocation = `registry:${reg.host}/${res.prefix}-sets`;
   const registryData = join(dirname(reg.config), 'data', 'docker', 'registry', 'v2');
   const regBlob = (digest: string) => join(registryData, 'blobs', 'sha256', digest.slice(7, 9), digest.slice(7), 'data');
-  const regManifestDigest = () => readFileSync(join(registryData, 'repositories', `${res.prefix}-sets`, '_manifests', 'tags', TAG, 'current', 'link'), 'utf8').trim();
+  const regManifestDigest = () =>
+    readFileSync(join(registryData, 'repositories', `${res.prefix}-sets`, '_manifests', 'tags', TAG, 'current', 'link'), 'utf8').trim();
 
   /** Where each destination keeps the set document, and the digest its tag records apart from it. */
   const stored: Record<'dir' | 'registry', () => { path: string; digest: string }> = {
@@ -74,7 +75,9 @@ describe('the set document is used only when it matches its digest', () => {
 
   async function expectRefused(kind: 'dir' | 'registry', snapshot: string, message: string): Promise<void> {
     const before = await engineState();
-    await expect(verify(parseDestination(location(kind)), snapshot, { username: reg.username, password: reg.password }, { log: quietLog, env })).rejects.toThrow(message);
+    await expect(
+      verify(parseDestination(location(kind)), snapshot, { username: reg.username, password: reg.password }, { log: quietLog, env }),
+    ).rejects.toThrow(message);
     await expect(restore(parseRestoreInputs(inputs({ source: location(kind), snapshot, ...creds })), { log: quietLog, env })).rejects.toThrow(message);
     expect(await engineState()).toBe(before);
   }
@@ -82,11 +85,25 @@ describe('the set document is used only when it matches its digest', () => {
   beforeAll(async () => {
     dirLocation = `dir:${join(res.tempDir(), 'store')}`;
     await runContainer(
-      { name, Image: inject('fixtureImage'), Env: ['MODE=primary'], Cmd: ['sh', '-c', 'echo row > /data/f; exec sleep 100000'], HostConfig: { Binds: [`${volume}:/data`] } },
+      {
+        name,
+        Image: inject('fixtureImage'),
+        Env: ['MODE=primary'],
+        Cmd: ['sh', '-c', 'echo row > /data/f; exec sleep 100000'],
+        HostConfig: { Binds: [`${volume}:/data`] },
+      },
       'running',
     );
-    await waitFor(() => treeDigest(name, '/data/f').then(() => true, () => false));
-    const r = await backup(parseBackupInputs(inputs({ containers: name, destination: `${dirLocation}\n${regLocation}`, tag: TAG, ...creds })), { log: quietLog, env });
+    await waitFor(() =>
+      treeDigest(name, '/data/f').then(
+        () => true,
+        () => false,
+      ),
+    );
+    const r = await backup(parseBackupInputs(inputs({ containers: name, destination: `${dirLocation}\n${regLocation}`, tag: TAG, ...creds })), {
+      log: quietLog,
+      env,
+    });
     expect(r.failed).toBe(0);
     // Restores below would create the container and its volume: nothing of it is left to overwrite.
     await docker.getContainer(name).remove({ force: true });
@@ -101,7 +118,11 @@ describe('the set document is used only when it matches its digest', () => {
         const original = readFileSync(path);
         writeFileSync(path, change(original));
         try {
-          await expectRefused(kind, TAG, `Snapshot ${TAG} in ${location(kind)}: the set document does not match its digest ${digest} (corrupted or changed); not used.`);
+          await expectRefused(
+            kind,
+            TAG,
+            `Snapshot ${TAG} in ${location(kind)}: the set document does not match its digest ${digest} (corrupted or changed); not used.`,
+          );
         } finally {
           writeFileSync(path, original);
         }
@@ -128,7 +149,11 @@ describe('the set document is used only when it matches its digest', () => {
     const original = readFileSync(path);
     writeFileSync(path, changeByte(/"org\.opencontainers\.image\.created":"\d/)(original));
     try {
-      await expectRefused('registry', TAG, `Snapshot ${TAG} in ${regLocation}: the set manifest does not match its digest ${manifestDigest} (corrupted or changed); not used.`);
+      await expectRefused(
+        'registry',
+        TAG,
+        `Snapshot ${TAG} in ${regLocation}: the set manifest does not match its digest ${manifestDigest} (corrupted or changed); not used.`,
+      );
     } finally {
       writeFileSync(path, original);
     }

@@ -43,7 +43,15 @@ interface FileState {
 /** Each file of /data in `volume`: content digest, apparent size and allocated bytes, read through a throwaway container of `image`. */
 async function volumeFiles(res: Resources, image: string, volume: string): Promise<Record<string, FileState>> {
   const name = res.name(`look-${Math.random().toString(16).slice(2, 8)}`);
-  const c = await runContainer({ name, Image: image, Cmd: ['sh', '-c', 'cd /data && for f in *; do echo "$(sha256sum "$f") $(stat -c "%s %b %B" "$f")"; done'], HostConfig: { Binds: [`${volume}:/data`] } }, 'exited');
+  const c = await runContainer(
+    {
+      name,
+      Image: image,
+      Cmd: ['sh', '-c', 'cd /data && for f in *; do echo "$(sha256sum "$f") $(stat -c "%s %b %B" "$f")"; done'],
+      HostConfig: { Binds: [`${volume}:/data`] },
+    },
+    'exited',
+  );
   const out = (await c.logs({ stdout: true, stderr: true })).toString('latin1');
   await c.remove({ force: true });
   const files: Record<string, FileState> = {};
@@ -87,7 +95,9 @@ async function imageWith(res: Resources, fixture: string, tag: string, files: ta
 function withoutSideRecords(store: string, tag: string): void {
   const tagFile = join(store, 'sets', `${tag}.json`);
   const descriptor = JSON.parse(readFileSync(tagFile, 'utf8')) as { digest: string; size: number };
-  const set = JSON.parse(readFileSync(join(store, 'blobs', 'sha256', descriptor.digest.slice(7)), 'utf8')) as { containers: Array<{ volumes: Array<{ metadata?: { record?: unknown } }> }> };
+  const set = JSON.parse(readFileSync(join(store, 'blobs', 'sha256', descriptor.digest.slice(7)), 'utf8')) as {
+    containers: Array<{ volumes: Array<{ metadata?: { record?: unknown } }> }>;
+  };
   for (const v of set.containers.flatMap((c) => c.volumes)) delete v.metadata?.record;
   const body = Buffer.from(`${JSON.stringify(set, null, 2)}\n`);
   const hex = createHash('sha256').update(body).digest('hex');
@@ -113,7 +123,10 @@ async function roundTrip(res: Resources, name: string, volume: string, tag: stri
 
 /** Starts a container of `image` that makes the MAKE files in `volume` (at /data), then sleeps; returns the files' state. */
 async function madeFiles(res: Resources, fixture: string, image: string, name: string, volume: string): Promise<Record<string, FileState>> {
-  await runContainer({ name, Image: image, Cmd: ['sh', '-c', `${MAKE.join(' && ')} && exec sleep 100000`], HostConfig: { Binds: [`${volume}:/data`] } }, 'running');
+  await runContainer(
+    { name, Image: image, Cmd: ['sh', '-c', `${MAKE.join(' && ')} && exec sleep 100000`], HostConfig: { Binds: [`${volume}:/data`] } },
+    'running',
+  );
   await new Promise((r) => setTimeout(r, 1000));
   return volumeFiles(res, fixture, volume);
 }
@@ -158,7 +171,9 @@ describe('sparse files in a volume', () => {
     expect(after.empty.allocated).toBeLessThanOrEqual(64 * KiB);
     expect(after.zeros.allocated).toBeLessThanOrEqual(64 * KiB);
     expect(lines.filter((l) => /does not record which files were sparse/.test(l))).toEqual([
-      expect.stringMatching(/4 sparse file\(s\) made sparse again; the set does not record which files were sparse \(written before it did, or the volume's directory was not readable at backup\): files with zero runs of 64 KiB or more were punched$/),
+      expect.stringMatching(
+        /4 sparse file\(s\) made sparse again; the set does not record which files were sparse \(written before it did, or the volume's directory was not readable at backup\): files with zero runs of 64 KiB or more were punched$/,
+      ),
     ]);
   });
 
@@ -170,7 +185,9 @@ describe('sparse files in a volume', () => {
     const after = await volumeFiles(res, fixture, volume);
     for (const f of Object.keys(before)) expect({ f, sha: after[f].sha, size: after[f].size }).toEqual({ f, sha: before[f].sha, size: before[f].size });
     expect(after.empty.allocated).toBeGreaterThanOrEqual(16 * MiB);
-    expect(lines.join('\n')).toMatch(/warning: volume '.*': 3 file\(s\) with long runs of zeros \(sparse files\) were written fully allocated, content intact: the image has no fallocate/);
+    expect(lines.join('\n')).toMatch(
+      /warning: volume '.*': 3 file\(s\) with long runs of zeros \(sparse files\) were written fully allocated, content intact: the image has no fallocate/,
+    );
   });
 
   it('a replace restore that fails and is rolled back leaves the old sparse files sparse and the preallocated ones allocated', async () => {
@@ -180,14 +197,22 @@ describe('sparse files in a volume', () => {
     const make = MAKE.map((c) => c.replaceAll('/data/', '/a/')).concat(MAKE.map((c) => c.replaceAll('/data/', '/b/')));
     // Made once: the old container is started again when it is put back.
     const once = `[ -e /a/.made ] || { ${make.join(' && ')} && touch /a/.made; }`;
-    await runContainer({ name, Image: image, Cmd: ['sh', '-c', `${once} && exec sleep 100000`], HostConfig: { Binds: [`${first}:/a`, `${second}:/b`] } }, 'running');
+    await runContainer(
+      { name, Image: image, Cmd: ['sh', '-c', `${once} && exec sleep 100000`], HostConfig: { Binds: [`${first}:/a`, `${second}:/b`] } },
+      'running',
+    );
     await new Promise((r) => setTimeout(r, 1000));
     const dir = join(res.tempDir(), 'store');
     const b = await backup(parseBackupInputs(inputs({ containers: name, destination: `dir:${dir}`, tag: 'back' })), { log: quietLog, env });
     expect(b.failed, JSON.stringify(b.containers)).toBe(0);
     res.image(`container-snapshot/${name}:back`);
     // The volume filled second fails its check: the first was replaced and filled by then, and is put back.
-    const set = JSON.parse(readFileSync(join(dir, 'blobs', 'sha256', (JSON.parse(readFileSync(join(dir, 'sets', 'back.json'), 'utf8')) as { digest: string }).digest.slice(7)), 'utf8')) as SnapshotSet;
+    const set = JSON.parse(
+      readFileSync(
+        join(dir, 'blobs', 'sha256', (JSON.parse(readFileSync(join(dir, 'sets', 'back.json'), 'utf8')) as { digest: string }).digest.slice(7)),
+        'utf8',
+      ),
+    ) as SnapshotSet;
     const [one, two] = set.containers[0].volumes.map((v) => storedBlobs(v.blob).map((b) => b.digest));
     const damaged = join(dir, 'blobs', 'sha256', two.find((d) => !one.includes(d))!.slice(7));
     const bytes = readFileSync(damaged);
@@ -201,8 +226,14 @@ describe('sparse files in a volume', () => {
     expect(log.lines.join('\n')).toMatch(/the previous container is back and running/);
     const after = { a: await volumeFiles(res, fixture, first), b: await volumeFiles(res, fixture, second) };
     for (const v of ['a', 'b'] as const) {
-      for (const f of Object.keys(before[v])) expect({ v, f, sha: after[v][f].sha, size: after[v][f].size }).toEqual({ v, f, sha: before[v][f].sha, size: before[v][f].size });
-      expect({ v, holes: after[v].holes.allocated <= 256 * KiB, empty: after[v].empty.allocated <= 64 * KiB, zeros: after[v].zeros.allocated >= before[v].zeros.allocated }).toEqual({ v, holes: true, empty: true, zeros: true });
+      for (const f of Object.keys(before[v]))
+        expect({ v, f, sha: after[v][f].sha, size: after[v][f].size }).toEqual({ v, f, sha: before[v][f].sha, size: before[v][f].size });
+      expect({
+        v,
+        holes: after[v].holes.allocated <= 256 * KiB,
+        empty: after[v].empty.allocated <= 64 * KiB,
+        zeros: after[v].zeros.allocated >= before[v].zeros.allocated,
+      }).toEqual({ v, holes: true, empty: true, zeros: true });
     }
   });
 

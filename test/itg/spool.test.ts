@@ -8,8 +8,18 @@ import { startFaultyProxy } from '../support/faulty-proxy.js';
 import { inputs, testEnv } from '../support/commands.js';
 import { Resources, commitsOf, docker, quietLog, runBigVolumeContainer, waitFor } from '../support/fixtures.js';
 
-const spoolFiles = (dir: string): string[] => (existsSync(dir) ? readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name)) : []);
-const filesUnder = (dir: string): string[] => (existsSync(dir) ? readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => e.name) : []);
+const spoolFiles = (dir: string): string[] =>
+  existsSync(dir)
+    ? readdirSync(dir, { recursive: true, withFileTypes: true })
+        .filter((e) => e.isFile())
+        .map((e) => join(e.parentPath, e.name))
+    : [];
+const filesUnder = (dir: string): string[] =>
+  existsSync(dir)
+    ? readdirSync(dir, { recursive: true, withFileTypes: true })
+        .filter((e) => e.isFile())
+        .map((e) => e.name)
+    : [];
 
 describe('the pause never waits on the destination', () => {
   const res = new Resources(inject('runPrefix'), 'spool');
@@ -54,13 +64,16 @@ describe('the pause never waits on the destination', () => {
     }
   });
 
-  it('spools in clear without encryption, encrypted with it: while the upload stalls, no spool file holds the volume\'s marker', async () => {
+  it("spools in clear without encryption, encrypted with it: while the upload stalls, no spool file holds the volume's marker", async () => {
     const marker = `MARKER-${res.prefix}-spool-clear-text`;
     const { name } = await runBigVolumeContainer(res, 'enc', inject('fixtureImage'), 1);
     const exec = await docker.getContainer(name).exec({ Cmd: ['sh', '-c', `for i in $(seq 2000); do echo ${marker}; done > /v/marker`] });
     await (await exec.start({})).resume();
     await waitFor(async () => (await exec.inspect()).Running === false, 30_000);
-    for (const [tag, values] of [['clear', {}], ['sealed', { 'encryption-passphrase': `spool passphrase ${res.prefix} long enough` }]] as const) {
+    for (const [tag, values] of [
+      ['clear', {}],
+      ['sealed', { 'encryption-passphrase': `spool passphrase ${res.prefix} long enough` }],
+    ] as const) {
       const temp = res.tempDir();
       const { proxy, run } = await stalledBackup({ containers: name, tag, ...values }, temp);
       try {

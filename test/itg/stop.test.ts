@@ -12,13 +12,25 @@ describe('stop: the container is stopped for its snapshot and started again', ()
   const res = new Resources(inject('runPrefix'), 'stop');
   let store: string;
   const env = { ...process.env, DOCKER_CONFIG: '/nonexistent' };
-  const run = (inputs: Record<string, string>) => backup(parseBackupInputs((n) => inputs[n] ?? ''), { log: quietLog, env });
+  const run = (inputs: Record<string, string>) =>
+    backup(
+      parseBackupInputs((n) => inputs[n] ?? ''),
+      { log: quietLog, env },
+    );
 
   async function flusher(suffix: string, labels: Record<string, string> = {}) {
     const name = res.name(suffix);
     const volume = res.volume(`${suffix}-data`);
-    await runContainer({ name, Image: inject('fixtureImage'), Labels: labels, Cmd: ['sh', '-c', FLUSHER], HostConfig: { Binds: [`${volume}:/data`] } }, 'running');
-    await waitFor(() => treeDigest(name, '/data/starts').then(() => true, () => false));
+    await runContainer(
+      { name, Image: inject('fixtureImage'), Labels: labels, Cmd: ['sh', '-c', FLUSHER], HostConfig: { Binds: [`${volume}:/data`] } },
+      'running',
+    );
+    await waitFor(() =>
+      treeDigest(name, '/data/starts').then(
+        () => true,
+        () => false,
+      ),
+    );
     return { name, volume, suffix };
   }
 
@@ -46,7 +58,12 @@ describe('stop: the container is stopped for its snapshot and started again', ()
     const labelled = await flusher('labelled', { 'container-snapshot.stop': 'true' });
     const plain = await flusher('plain');
     const optedOut = await flusher('optout', { 'container-snapshot.stop': 'false' });
-    const result = await run({ containers: [labelled, plain, optedOut].map((c) => c.name).join(','), destination: `dir:${store}`, tag: 'labels', 'stop-timeout': '5' });
+    const result = await run({
+      containers: [labelled, plain, optedOut].map((c) => c.name).join(','),
+      destination: `dir:${store}`,
+      tag: 'labels',
+      'stop-timeout': '5',
+    });
     expect(result.failed, JSON.stringify(result.containers)).toBe(0);
     const by = (c: { name: string }) => result.containers.find((o) => o.name === c.name)!;
     expect(by(labelled).stoppedMs).toBeGreaterThan(0);

@@ -19,7 +19,10 @@ function metadataOf(root: string, paths: string[]) {
   return Object.fromEntries(
     paths.map((p) => {
       const abs = join(root, p);
-      const xattrs = tool('getfattr', ['--absolute-names', '-d', '-m', '-', '-e', 'base64', abs]).split('\n').filter((l) => l.includes('=')).sort();
+      const xattrs = tool('getfattr', ['--absolute-names', '-d', '-m', '-', '-e', 'base64', abs])
+        .split('\n')
+        .filter((l) => l.includes('='))
+        .sort();
       const acl = tool('getfacl', ['-c', '-p', abs]).trim();
       return [p, { xattrs, acl, mtimeNs: String(lstatSync(abs, { bigint: true }).mtimeNs) }];
     }),
@@ -71,7 +74,10 @@ describe('file metadata the engine archive drops: xattrs, ACLs, sub-second times
     const store = `${res.tempDir()}/store`;
     const inputs: Record<string, string> = { containers: res.name('app'), destination: `dir:${store}`, tag: 'meta-1' };
     quietLog.lines.length = 0;
-    const result = await backup(parseBackupInputs((n) => inputs[n] ?? ''), { log: quietLog, env: { ...process.env, DOCKER_CONFIG: '/nonexistent' } });
+    const result = await backup(
+      parseBackupInputs((n) => inputs[n] ?? ''),
+      { log: quietLog, env: { ...process.env, DOCKER_CONFIG: '/nonexistent' } },
+    );
     expect(result.failed, JSON.stringify(result.containers.filter((c) => c.error))).toBe(0);
 
     const said = quietLog.lines.filter((l) => l.includes(`volume ${vol}`));
@@ -91,7 +97,12 @@ describe('file metadata the engine archive drops: xattrs, ACLs, sub-second times
     // What a restore's helper does: a never-started container mounting a fresh volume, the archive PUT into it.
     const engine = new Engine();
     const fill = async (volume: string, withRecord: boolean) => {
-      const helper = await docker.createContainer({ name: res.name(`fill-${volume.slice(-5)}`), Image: image, Cmd: ['true'], HostConfig: { Binds: [`${volume}:/data`] } });
+      const helper = await docker.createContainer({
+        name: res.name(`fill-${volume.slice(-5)}`),
+        Image: image,
+        Cmd: ['true'],
+        HostConfig: { Binds: [`${volume}:/data`] },
+      });
       await putVolumeArchive(engine, helper.id, '/', await openContent(dest, SET_SCOPE, v.blob, 'data'), withRecord ? record : undefined);
       return metadataOf((await docker.getVolume(volume).inspect()).Mountpoint, paths);
     };
@@ -104,8 +115,16 @@ describe('file metadata the engine archive drops: xattrs, ACLs, sub-second times
 
     // And through a real restore, under new names: the same.
     const copyVol = res.volume('data-copy');
-    const back: Record<string, string> = { source: `dir:${store}`, snapshot: 'meta-1', rename: `${res.name('app')}=${res.name('app-copy')},${vol}=${copyVol}`, start: 'never' };
-    const restored = await restore(parseRestoreInputs((n) => back[n] ?? ''), { log: quietLog, env: { ...process.env, DOCKER_CONFIG: '/nonexistent' } });
+    const back: Record<string, string> = {
+      source: `dir:${store}`,
+      snapshot: 'meta-1',
+      rename: `${res.name('app')}=${res.name('app-copy')},${vol}=${copyVol}`,
+      start: 'never',
+    };
+    const restored = await restore(
+      parseRestoreInputs((n) => back[n] ?? ''),
+      { log: quietLog, env: { ...process.env, DOCKER_CONFIG: '/nonexistent' } },
+    );
     expect(restored.failed, JSON.stringify(restored.containers)).toBe(0);
     res.image(`container-snapshot/${res.name('app')}:meta-1`);
     expect(metadataOf((await docker.getVolume(copyVol).inspect()).Mountpoint, paths)).toEqual(before);

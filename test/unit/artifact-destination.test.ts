@@ -81,7 +81,16 @@ describe('artifact destination: blobs streamed into the library', () => {
   it('another destination failing first (storeBlob aborts every writer) settles at once', async () => {
     const broken = { label: 'registry:r', writeBlob: async () => Promise.reject(new Error('registry:r: cannot start upload: 401')) } as unknown as Destination;
     const started = Date.now();
-    await expect(storeBlob(Readable.from([Buffer.from('x')]), [{ dest, scope: { set: true } }, { dest: broken, scope: { set: true } }], 'application/octet-stream')).rejects.toThrow(/401/);
+    await expect(
+      storeBlob(
+        Readable.from([Buffer.from('x')]),
+        [
+          { dest, scope: { set: true } },
+          { dest: broken, scope: { set: true } },
+        ],
+        'application/octet-stream',
+      ),
+    ).rejects.toThrow(/401/);
     expect(Date.now() - started).toBeLessThan(5_000);
   });
 
@@ -98,7 +107,7 @@ describe('artifact destination: blobs streamed into the library', () => {
     expect(client.finalized.size).toBe(0);
   });
 
-  it('a refused artifact fails the blob with the service\'s reason, and leaves nothing behind', async () => {
+  it("a refused artifact fails the blob with the service's reason, and leaves nothing behind", async () => {
     client.failCreate = true;
     const w = await dest.writeBlob();
     const store = async () => {

@@ -21,7 +21,11 @@ async function setWith(entries: Entry[]): Promise<{ dest: MemoryDestination; set
   pack.finalize();
   const dest = new MemoryDestination();
   const blob = await storeBlob(pack as unknown as Readable, [{ dest, scope: SET_SCOPE }], volumeMediaType('gzip'));
-  const c = { name: 'c', image: { layers: [] }, volumes: [{ type: 'volume', name: 'vol', anonymous: false, destination: '/v', blob }] } as unknown as ContainerRecord;
+  const c = {
+    name: 'c',
+    image: { layers: [] },
+    volumes: [{ type: 'volume', name: 'vol', anonymous: false, destination: '/v', blob }],
+  } as unknown as ContainerRecord;
   return { dest, set: { tag: 't', containers: [c] } as unknown as SnapshotSet };
 }
 
@@ -98,7 +102,12 @@ describe('extract guards', () => {
     const to = temp();
     await extractPath(dest, set, { container: 'c', path: '/v' }, { to, overwrite: true, words: CLI_WORDS, warn: () => undefined });
     const after = statSync(outside);
-    expect({ mode: after.mode, uid: after.uid, gid: after.gid, mtime: after.mtimeMs }).toEqual({ mode: before.mode, uid: before.uid, gid: before.gid, mtime: before.mtimeMs });
+    expect({ mode: after.mode, uid: after.uid, gid: after.gid, mtime: after.mtimeMs }).toEqual({
+      mode: before.mode,
+      uid: before.uid,
+      gid: before.gid,
+      mtime: before.mtimeMs,
+    });
     expect(lstatSync(join(to, 'v/d')).isSymbolicLink()).toBe(true);
   });
 

@@ -67,7 +67,7 @@ describe('browse paths', () => {
     expect(toEntry(v, { ...h, name: 'v/../../x', type: 'file' })).toEqual({ unsafe: 'v/../../x' });
   });
 
-  it("writes modes as ls -l does", () => {
+  it('writes modes as ls -l does', () => {
     expect(modeString({ type: 'directory', mode: 0o755 })).toBe('drwxr-xr-x');
     expect(modeString({ type: 'file', mode: 0o4755 })).toBe('-rwsr-xr-x');
     expect(modeString({ type: 'directory', mode: 0o1777 })).toBe('drwxrwxrwt');

@@ -13,7 +13,9 @@ describe('CLI help', () => {
   it.each(commands)('%s --help has one line per flag, with what it takes and its default', (command) => {
     const help = commandHelp(command);
     for (const f of COMMANDS[command].flags) {
-      const line = help.split('\n').find((l) => l.trimStart().startsWith(`--${f.name} `) || l.trim() === `--${f.name}` || l.trimStart().startsWith(`--${f.name}  `));
+      const line = help
+        .split('\n')
+        .find((l) => l.trimStart().startsWith(`--${f.name} `) || l.trim() === `--${f.name}` || l.trimStart().startsWith(`--${f.name}  `));
       expect(line, f.name).toBeDefined();
       if (f.takes) expect(line).toContain(`--${f.name} ${f.takes}`);
       if (f.default) expect(line).toContain(`(default: ${f.default})`);
@@ -22,11 +24,15 @@ describe('CLI help', () => {
   });
 
   it('has a line for every input of the actions that the CLI takes as a flag, with the same default', () => {
-    const inputs = { ...parse(readFileSync('action.yml', 'utf8')).inputs, ...parse(readFileSync('restore/action.yml', 'utf8')).inputs } as Record<string, { default?: string }>;
+    const inputs = { ...parse(readFileSync('action.yml', 'utf8')).inputs, ...parse(readFileSync('restore/action.yml', 'utf8')).inputs } as Record<
+      string,
+      { default?: string }
+    >;
     for (const command of commands) {
       for (const f of COMMANDS[command].flags) {
         const input = inputs[f.name];
-        if (input && /^(true|false|\d+|auto|continue|warn|latest|dir:\.\/container-snapshots)$/.test(input.default ?? '')) expect(f.default, `${command} --${f.name}`).toBe(input.default);
+        if (input && /^(true|false|\d+|auto|continue|warn|latest|dir:\.\/container-snapshots)$/.test(input.default ?? ''))
+          expect(f.default, `${command} --${f.name}`).toBe(input.default);
       }
     }
   });
@@ -44,9 +50,13 @@ describe('CLI help', () => {
 
 describe('CLI flags and suggestions', () => {
   it('suggests the nearest flag of the command, not the whole list', () => {
-    expect(() => parseArgs('backup', ['--container', 'x'])).toThrow(/^Unknown flag --container for backup\. Did you mean --containers\? See node dist\/cli\.js backup --help\.$/);
+    expect(() => parseArgs('backup', ['--container', 'x'])).toThrow(
+      /^Unknown flag --container for backup\. Did you mean --containers\? See node dist\/cli\.js backup --help\.$/,
+    );
     expect(() => parseArgs('restore', ['--snapshto', 'x'])).toThrow(/Did you mean --snapshot\?/);
-    expect(() => parseArgs('backup', ['--source', 'x'])).toThrow(/Unknown flag --source for backup\. It is a flag of restore, list, verify, ls, extract, diff\./);
+    expect(() => parseArgs('backup', ['--source', 'x'])).toThrow(
+      /Unknown flag --source for backup\. It is a flag of restore, list, verify, ls, extract, diff\./,
+    );
     expect(() => parseArgs('list', ['--zzzzzz'])).toThrow(/^Unknown flag --zzzzzz for list\. See/);
     expect(unknownCommand('backpu').message).toMatch(/Did you mean backup\?/);
     expect(unknownCommand('frobnicate').message).not.toMatch(/Did you mean/);
@@ -81,16 +91,22 @@ describe('messages in the words of the interface', () => {
   it('names CLI flags in the CLI and inputs in the action', () => {
     expect(() => parseSource(reader({ source: './x' }), CLI_WORDS)).toThrow(/^Invalid --source '\.\/x'\. Expected dir:PATH/);
     expect(() => parseSource(reader({ source: './x' }))).toThrow(/^Invalid source '\.\/x'/);
-    expect(() => parseRestoreInputs(reader({ source: 'dir:x', snapshot: 'latest', rename: 'a' }), CLI_WORDS)).toThrow(/^Invalid --rename 'a'\. Expected old=new/);
+    expect(() => parseRestoreInputs(reader({ source: 'dir:x', snapshot: 'latest', rename: 'a' }), CLI_WORDS)).toThrow(
+      /^Invalid --rename 'a'\. Expected old=new/,
+    );
     expect(() => parseBackupInputs(reader({ 'stop-timeout': 'x' }), undefined, {}, CLI_WORDS)).toThrow(/^Invalid --stop-timeout 'x'/);
     expect(() => parseBackupInputs(reader({ 'stop-timeout': 'x' }))).toThrow(/^Invalid stop-timeout 'x'/);
   });
 
   it('names --repository and GITHUB_REPOSITORY with --run-id', () => {
     const source = parseSource(reader({ source: 'artifact:nightly' }), CLI_WORDS);
-    expect(() => parseSourceRun(reader({ 'run-id': '123' }), source, CLI_WORDS)).toThrow(/^Missing repository for --run-id 123\. Expected owner\/name in --repository \(or GITHUB_REPOSITORY\)\.$/);
+    expect(() => parseSourceRun(reader({ 'run-id': '123' }), source, CLI_WORDS)).toThrow(
+      /^Missing repository for --run-id 123\. Expected owner\/name in --repository \(or GITHUB_REPOSITORY\)\.$/,
+    );
     expect(() => parseSourceRun(reader({ 'run-id': '123', repository: 'o/r' }), source, CLI_WORDS)).toThrow(/^Missing GITHUB_TOKEN for --run-id 123/);
     expect(() => parseSourceRun(reader({ 'run-id': '123', repository: 'o/r' }), source)).toThrow(/^Missing github-token for run-id 123/);
-    expect(() => parseSourceRun(reader({ 'run-id': '1' }), parseSource(reader({ source: 'dir:x' }), CLI_WORDS), CLI_WORDS)).toThrow(/Expected --run-id only with --source artifact:NAME/);
+    expect(() => parseSourceRun(reader({ 'run-id': '1' }), parseSource(reader({ source: 'dir:x' }), CLI_WORDS), CLI_WORDS)).toThrow(
+      /Expected --run-id only with --source artifact:NAME/,
+    );
   });
 });

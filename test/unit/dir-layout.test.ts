@@ -19,7 +19,10 @@ describe('dir: layout', () => {
   });
 
   it('names temporary files so that their process can be told from the name', () => {
-    for (const [kind, length] of [['blob', 6], ['set', 4]] as const) {
+    for (const [kind, length] of [
+      ['blob', 6],
+      ['set', 4],
+    ] as const) {
       const path = layout.tmpPath(kind, length);
       expect(path.startsWith(join('/backups/x', '.tmp'))).toBe(true);
       expect(tmpOwner(basename(path))).toEqual({ host: hostname(), pid: process.pid });

@@ -113,11 +113,20 @@ describe('README tables generated from action.yml (scripts/docs.mjs)', () => {
 
   it('reads the type and a human default from a signature line, and only from a first line that is one', () => {
     expect(docs.splitSignature('List, one per line or comma-separated. Default: all.\nNames.')).toEqual({ type: 'List', defaultText: 'all', text: 'Names.' });
-    expect(docs.splitSignature("String. Default: the workflow's token.\nA token.")).toEqual({ type: 'String', defaultText: "the workflow's token", text: 'A token.' });
+    expect(docs.splitSignature("String. Default: the workflow's token.\nA token.")).toEqual({
+      type: 'String',
+      defaultText: "the workflow's token",
+      text: 'A token.',
+    });
     expect(docs.splitSignature('Choice.\n`a` or `b`.')).toEqual({ type: 'Choice', defaultText: undefined, text: '`a` or `b`.' });
     expect(docs.splitSignature('List.')).toEqual({ type: undefined, defaultText: undefined, text: 'List.' });
     expect(docs.splitSignature('Pause each container.\nMore.').type).toBeUndefined();
-    expect(docs.describeInput('pause', { description: 'Pause.', default: 'true' })).toEqual({ name: 'pause', type: 'Bool', default: '`true`', description: 'Pause.' });
+    expect(docs.describeInput('pause', { description: 'Pause.', default: 'true' })).toEqual({
+      name: 'pause',
+      type: 'Bool',
+      default: '`true`',
+      description: 'Pause.',
+    });
     expect(docs.describeInput('x', { description: 'X.', default: '' })).toEqual({ name: 'x', type: 'String', default: '', description: 'X.' });
     expect(() => docs.describeInput('repository', { description: 'A repository.', default: '${{ github.repository }}' })).toThrow(/expression/);
   });
@@ -156,7 +165,9 @@ describe('README tables generated from action.yml (scripts/docs.mjs)', () => {
     const dir = copy();
     const readme = join(dir, 'restore/README.md');
     writeFileSync(readme, readFileSync(readme, 'utf8').replace('<!-- outputs:end -->\n', ''));
-    expect(docs.run(dir).errors).toEqual([expect.stringMatching(/^restore\/README\.md: cannot generate its tables from restore\/action\.yml: expected one <!-- outputs:begin/)]);
+    expect(docs.run(dir).errors).toEqual([
+      expect.stringMatching(/^restore\/README\.md: cannot generate its tables from restore\/action\.yml: expected one <!-- outputs:begin/),
+    ]);
     expect(cli('--check', dir).status).toBe(1);
 
     const r = docs.replaceRegion('above\n<!-- inputs:begin (x) -->\nold\n<!-- inputs:end -->\nbelow\n', 'inputs', 'new');

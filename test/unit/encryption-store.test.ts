@@ -15,7 +15,13 @@ import { prune } from '../../src/snapshot/prune.js';
 import { ENVELOPE_ANNOTATION, ENVELOPE_DIGEST_ANNOTATION } from '../../src/snapshot/sealed-sets.js';
 
 const words = { decrypt: 'decryption-identity or decryption-passphrase' };
-const log = { lines: [] as string[], info: () => undefined, warning: (m: string) => void log.lines.push(m), error: () => undefined, group: <T>(_t: string, fn: () => Promise<T>) => fn() };
+const log = {
+  lines: [] as string[],
+  info: () => undefined,
+  warning: (m: string) => void log.lines.push(m),
+  error: () => undefined,
+  group: <T>(_t: string, fn: () => Promise<T>) => fn(),
+};
 
 function makeSet(tag: string, created: string, layer: BlobDescriptor, config: BlobDescriptor, volume: BlobDescriptor): SnapshotSet {
   return {
@@ -72,12 +78,16 @@ describe('encrypted sets in a dir: store', () => {
     const env = JSON.parse(record.annotations[ENVELOPE_ANNOTATION]) as { blobs: string[]; containers: string[] };
     edit(env);
     record.annotations[ENVELOPE_ANNOTATION] = JSON.stringify(env);
-    if (redigest) record.annotations[ENVELOPE_DIGEST_ANNOTATION] = `sha256:${createHash('sha256').update(record.annotations[ENVELOPE_ANNOTATION]).digest('hex')}`;
+    if (redigest)
+      record.annotations[ENVELOPE_DIGEST_ANNOTATION] = `sha256:${createHash('sha256').update(record.annotations[ENVELOPE_ANNOTATION]).digest('hex')}`;
     writeFileSync(tagFile(), JSON.stringify(record));
   };
 
   for (const [what, edit] of [
-    ['one changed character in the blob list', (env: { blobs: string[] }) => void (env.blobs[0] = `${env.blobs[0].slice(0, -1)}${env.blobs[0].endsWith('0') ? '1' : '0'}`)],
+    [
+      'one changed character in the blob list',
+      (env: { blobs: string[] }) => void (env.blobs[0] = `${env.blobs[0].slice(0, -1)}${env.blobs[0].endsWith('0') ? '1' : '0'}`),
+    ],
     ['an emptied blob list', (env: { blobs: string[] }) => void (env.blobs = [])],
   ] as const) {
     it(`${what}: the set is listed damaged and a prune sweeps no blob`, async () => {
@@ -96,7 +106,9 @@ describe('encrypted sets in a dir: store', () => {
   it('an envelope edited with its digest made anew: refused once the key opens the document, and a prune with the key sweeps nothing', async () => {
     editEnvelope((env) => void (env.blobs = env.blobs.slice(1)), true);
     const reader = new DirDestination(`dir:${root}`, root, () => undefined, new Keyring(undefined, { identities: [identity] }, words));
-    await expect(reader.readSet('s1')).rejects.toThrow(`Invalid encrypted snapshot at dir:${root} s1: its clear envelope does not match its set document (blobs or containers); damaged.`);
+    await expect(reader.readSet('s1')).rejects.toThrow(
+      `Invalid encrypted snapshot at dir:${root} s1: its clear envelope does not match its set document (blobs or containers); damaged.`,
+    );
     const before = blobs();
     await dest.close();
     const r = await prune(reader, parseRetentionPolicy('last=1')!, { dryRun: false, now: new Date(), log });

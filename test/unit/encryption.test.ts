@@ -36,7 +36,9 @@ describe('key inputs', () => {
   it('refuses an ssh key, a malformed key and a missing file, naming the input', () => {
     expect(() => parseRecipients('ssh-ed25519 AAAAC3Nza', 'encryption-recipients')).toThrow(/ssh keys are not supported .* Expected an age public key/);
     expect(() => parseRecipients('age1notakey', 'encryption-recipients')).toThrow("Invalid encryption-recipients 'age1notakey'. Expected an age public key");
-    expect(() => parseRecipients('/nonexistent/r.txt', 'encryption-recipients')).toThrow("Invalid encryption-recipients '/nonexistent/r.txt': not an age public key (age1…) and not a readable file (ENOENT).");
+    expect(() => parseRecipients('/nonexistent/r.txt', 'encryption-recipients')).toThrow(
+      "Invalid encryption-recipients '/nonexistent/r.txt': not an age public key (age1…) and not a readable file (ENOENT).",
+    );
   });
 
   it('refuses a private key where public keys are expected, as the value or in a file, and never repeats it', () => {
@@ -49,7 +51,9 @@ describe('key inputs', () => {
       } catch (err) {
         message = (err as Error).message;
       }
-      expect(message).toBe('Invalid --encryption-recipients: this looks like a private key (an identity); expected public keys (age1…, as age-keygen -y prints them), or a file of them.');
+      expect(message).toBe(
+        'Invalid --encryption-recipients: this looks like a private key (an identity); expected public keys (age1…, as age-keygen -y prints them), or a file of them.',
+      );
       expect(message.toUpperCase()).not.toContain(identity.slice('AGE-SECRET-KEY-'.length, 40));
     }
   });
@@ -83,7 +87,9 @@ describe('key inputs', () => {
   it('keeps images pullable only when asked, and only with a key', () => {
     const dest = 'registry:127.0.0.1:5000/snap';
     expect(parseBackupInputs(inputs({ destination: dest, 'encryption-passphrase': 'p' })).encryption).toEqual({ recipients: [], passphrase: 'p' });
-    expect(parseBackupInputs(inputs({ destination: dest, 'encryption-passphrase': 'p', 'registry-pullable-image': 'true' })).encryption?.pullableImage).toBe(true);
+    expect(parseBackupInputs(inputs({ destination: dest, 'encryption-passphrase': 'p', 'registry-pullable-image': 'true' })).encryption?.pullableImage).toBe(
+      true,
+    );
     expect(parseBackupInputs(inputs({ destination: dest, 'registry-pullable-image': 'true' })).encryption).toBeUndefined();
     expect(() => parseBackupInputs(inputs({ 'registry-pullable-image': 'yes' }))).toThrow("Invalid registry-pullable-image 'yes'. Expected true or false.");
   });
@@ -116,7 +122,9 @@ describe('Keyring', () => {
 
   it('says which key is missing or wrong, in the words of the interface', async () => {
     const sealed = await new Keyring({ recipients: [a.recipient] }, undefined, words).encryptBytes(Buffer.from('doc'));
-    await expect(new Keyring(undefined, undefined, words).decryptBytes(sealed, 'Snapshot t')).rejects.toThrow('Snapshot t is encrypted (age). Expected decryption-identity or decryption-passphrase.');
+    await expect(new Keyring(undefined, undefined, words).decryptBytes(sealed, 'Snapshot t')).rejects.toThrow(
+      'Snapshot t is encrypted (age). Expected decryption-identity or decryption-passphrase.',
+    );
     await expect(new Keyring(undefined, { identities: [b.identity] }, words).decryptBytes(sealed, 'Snapshot t')).rejects.toThrow(KeyError);
     await expect(new Keyring(undefined, { identities: [b.identity] }, { decrypt: CLI_WORDS.decryption }).decryptBytes(sealed, 'Snapshot t')).rejects.toThrow(
       `Snapshot t cannot be decrypted with the key or passphrase given: it was encrypted for another. Expected the identity or passphrase it was made with (${CLI_WORDS.decryption}).`,
@@ -131,17 +139,23 @@ describe('Keyring', () => {
     lines[1] = `${lines[1].slice(0, 5)}${lines[1][5] === 'A' ? 'B' : 'A'}${lines[1].slice(6)}`;
     const reader = new Keyring(undefined, { identities: [], passphrase: 'correct horse' }, words);
     await reader.unlock(lines.join('\n'));
-    await expect(reader.decryptBytes(sealed, 'Snapshot t')).rejects.toThrow(/^Snapshot t cannot be decrypted: the passphrase's wrapped key in its envelope is damaged \(.+\), so no passphrase opens it\./);
+    await expect(reader.decryptBytes(sealed, 'Snapshot t')).rejects.toThrow(
+      /^Snapshot t cannot be decrypted: the passphrase's wrapped key in its envelope is damaged \(.+\), so no passphrase opens it\./,
+    );
     const wrong = new Keyring(undefined, { identities: [], passphrase: 'wrong horse' }, words);
     await wrong.unlock(maker.passphraseKey);
-    await expect(wrong.decryptBytes(sealed, 'Snapshot t')).rejects.toThrow('Snapshot t cannot be decrypted with the key or passphrase given: it was encrypted for another.');
+    await expect(wrong.decryptBytes(sealed, 'Snapshot t')).rejects.toThrow(
+      'Snapshot t cannot be decrypted with the key or passphrase given: it was encrypted for another.',
+    );
     expect((await reader.unlock(maker.passphraseKey), await reader.decryptBytes(sealed, 'Snapshot t')).toString()).toBe('doc');
   }, 30_000);
 
   it('tells a backup that cannot read a set back to use a new tag', async () => {
     const sealed = await new Keyring({ recipients: [a.recipient] }, undefined, words).encryptBytes(Buffer.from('doc'));
     const backup = new Keyring({ recipients: [a.recipient] }, undefined, { ...words, readBack: 'a new tag' });
-    await expect(backup.decryptBytes(sealed, 'Snapshot t')).rejects.toThrow('Snapshot t is encrypted (age) and cannot be read back by this backup. Expected a new tag.');
+    await expect(backup.decryptBytes(sealed, 'Snapshot t')).rejects.toThrow(
+      'Snapshot t is encrypted (age) and cannot be read back by this backup. Expected a new tag.',
+    );
   });
 
   it('opens a dedupe record only for the same recipients and host key', () => {
@@ -205,7 +219,12 @@ describe('exclude-env', () => {
   });
 
   it('strips the image config (config and container_config) and nothing else', () => {
-    const config = { architecture: 'amd64', config: { Env: ['PATH=/bin', 'DB_PASSWORD=a'], Cmd: ['sh'] }, container_config: { Env: ['DB_PASSWORD=a'] }, rootfs: { diff_ids: ['sha256:1'] } };
+    const config = {
+      architecture: 'amd64',
+      config: { Env: ['PATH=/bin', 'DB_PASSWORD=a'], Cmd: ['sh'] },
+      container_config: { Env: ['DB_PASSWORD=a'] },
+      rootfs: { diff_ids: ['sha256:1'] },
+    };
     const out = JSON.parse(imageConfigWithoutEnv(Buffer.from(JSON.stringify(config)), [/^DB_PASSWORD$/]).toString('utf8')) as typeof config;
     expect(out).toEqual({ ...config, config: { Env: ['PATH=/bin'], Cmd: ['sh'] }, container_config: { Env: [] } });
   });

@@ -2,7 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { engineCompatWarnings, engineMajor, warnEngineCompat } from '../../src/snapshot/engine-compat.js';
 import type { BlobDescriptor, SnapshotSet } from '../../src/snapshot/manifest.js';
 
-const blob = (mediaType: string): BlobDescriptor => ({ mediaType, digest: `sha256:${'a'.repeat(64)}`, size: 1, contentDigest: `sha256:${'b'.repeat(64)}`, contentSize: 1 });
+const blob = (mediaType: string): BlobDescriptor => ({
+  mediaType,
+  digest: `sha256:${'a'.repeat(64)}`,
+  size: 1,
+  contentDigest: `sha256:${'b'.repeat(64)}`,
+  contentSize: 1,
+});
 
 function set(engineVersion: string, layerMediaType: string): Pick<SnapshotSet, 'tag' | 'source' | 'containers'> {
   return {
@@ -25,7 +31,9 @@ describe('restore onto an older engine than the set was made on', () => {
   it('warns that zstd layers of a set from Engine 26 cannot be pulled by Engine 20.10', () => {
     const [warning, ...more] = engineCompatWarnings(set('26.1.5+dfsg1', ZSTD), { version: '20.10.24+dfsg1' });
     expect(more).toEqual([]);
-    expect(warning).toMatch(/^Snapshot nightly was made on Engine 26\.1\.5\+dfsg1 with zstd image layers, which Engine 20\.10\.24\+dfsg1 cannot pull \(Engine 23 or later can\)/);
+    expect(warning).toMatch(
+      /^Snapshot nightly was made on Engine 26\.1\.5\+dfsg1 with zstd image layers, which Engine 20\.10\.24\+dfsg1 cannot pull \(Engine 23 or later can\)/,
+    );
   });
 
   it.each([

@@ -19,12 +19,18 @@ function engineAnswering(chunks: string[]): Engine {
  */
 describe('engine progress streams (load, import)', () => {
   it('returns what the events say, a line split across chunks and a last line without a newline included', async () => {
-    const ids = await engineAnswering(['{"stream":"Loaded image: a:1\\n"}\n{"str', 'eam":"Loaded image ID: sha256:ab\\n"}\n', '{"stream":"Loaded image: b:2"}']).loadImage(Readable.from([]));
+    const ids = await engineAnswering([
+      '{"stream":"Loaded image: a:1\\n"}\n{"str',
+      'eam":"Loaded image ID: sha256:ab\\n"}\n',
+      '{"stream":"Loaded image: b:2"}',
+    ]).loadImage(Readable.from([]));
     expect(ids).toEqual(['a:1', 'sha256:ab', 'b:2']);
   });
 
   it('throws an EngineError for an error the engine reports inside the stream', async () => {
-    const load = engineAnswering(['{"stream":"x"}\n', '{"errorDetail":{"message":"no space left on device"},"error":"no space left on device"}\n']).loadImage(Readable.from([]));
+    const load = engineAnswering(['{"stream":"x"}\n', '{"errorDetail":{"message":"no space left on device"},"error":"no space left on device"}\n']).loadImage(
+      Readable.from([]),
+    );
     await expect(load).rejects.toThrow(new EngineError('load image: no space left on device'));
   });
 

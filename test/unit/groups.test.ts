@@ -40,7 +40,9 @@ describe('dependencyOrder', () => {
   });
 
   it('names a depended-on service that is not in the group, and breaks a cycle in the given order', () => {
-    expect(dependencyOrder([{ name: 'w', labels: project('p', 'web', 'db:service_started:false'), links: [] }]).missing).toEqual(['w depends on service db, which is not in the group']);
+    expect(dependencyOrder([{ name: 'w', labels: project('p', 'web', 'db:service_started:false'), links: [] }]).missing).toEqual([
+      'w depends on service db, which is not in the group',
+    ]);
     const cycle = [
       { name: 'a', labels: {}, links: ['/b:/a/b'] },
       { name: 'b', labels: {}, links: ['/a:/b/a'] },

@@ -21,12 +21,27 @@ describe('holdPlan', () => {
   });
 
   it('one started with --rm is paused, not stopped, and says why', () => {
-    expect(holdPlan(container({}, { [STOP_LABEL]: 'true' }, true), opts)).toMatchObject({ running: true, hold: 'pause', warn: true, note: 'auto-remove (--rm): paused, not stopped' });
+    expect(holdPlan(container({}, { [STOP_LABEL]: 'true' }, true), opts)).toMatchObject({
+      running: true,
+      hold: 'pause',
+      warn: true,
+      note: 'auto-remove (--rm): paused, not stopped',
+    });
   });
 
   it('a container not running is taken as it is, its hooks not run', () => {
     expect(holdPlan(container({ Status: 'exited', Running: false }), opts)).toEqual({ running: false, hold: 'none', hooks: {}, hooksSkipped: true });
-    expect(holdPlan(container({ Status: 'paused', Paused: true }), { ...opts, preCommand: undefined, postCommand: undefined })).toEqual({ running: false, hold: 'none', hooks: {}, hooksSkipped: false });
-    expect(holdPlan(container({ Status: 'restarting', Restarting: true }), opts)).toMatchObject({ running: false, hold: 'none', note: 'restarting: taken as it is, between two runs', hooksSkipped: true });
+    expect(holdPlan(container({ Status: 'paused', Paused: true }), { ...opts, preCommand: undefined, postCommand: undefined })).toEqual({
+      running: false,
+      hold: 'none',
+      hooks: {},
+      hooksSkipped: false,
+    });
+    expect(holdPlan(container({ Status: 'restarting', Restarting: true }), opts)).toMatchObject({
+      running: false,
+      hold: 'none',
+      note: 'restarting: taken as it is, between two runs',
+      hooksSkipped: true,
+    });
   });
 });

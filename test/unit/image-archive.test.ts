@@ -123,6 +123,13 @@ describe('layer reuse by size', () => {
     const dest = new MemoryDestination();
     const whole = await readSmall(legacySave());
     const truncated = Readable.from([whole.subarray(0, whole.length - 3000)]);
-    await expect(storeSavedImage(truncated, [{ dest, scope: { container: 'web' } }], { diffIds, known: new Map(), layerMediaType: layerMediaType('zstd'), configTargets: [] })).rejects.toThrow();
+    await expect(
+      storeSavedImage(truncated, [{ dest, scope: { container: 'web' } }], {
+        diffIds,
+        known: new Map(),
+        layerMediaType: layerMediaType('zstd'),
+        configTargets: [],
+      }),
+    ).rejects.toThrow();
   });
 });

@@ -15,7 +15,12 @@ describe('inspectDiff', () => {
     const after = { ...base(), Id: 'f'.repeat(64), Config: { Hostname: 'ffffffffffff', Env: ['A=2'], Image: 'y', New: true } };
     after.NetworkSettings.Networks.net = { Aliases: ['ffffffffffff', 'a'], IPAddress: '10.0.0.3' };
     (after.HostConfig as Record<string, unknown>).Dns = null;
-    expect(inspectDiff(before, after, [{ path: 'Config.Image', why: 'test' }, { path: 'Networks.*.IPAddress', why: 'test' }])).toEqual([
+    expect(
+      inspectDiff(before, after, [
+        { path: 'Config.Image', why: 'test' },
+        { path: 'Networks.*.IPAddress', why: 'test' },
+      ]),
+    ).toEqual([
       { path: 'Config.Env', before: ['A=1'], after: ['A=2'] },
       { path: 'Config.New', before: undefined, after: true },
       { path: 'HostConfig.Dns', before: [], after: null },

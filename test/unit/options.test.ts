@@ -64,7 +64,10 @@ describe('tags and booleans', () => {
 
 describe('rename', () => {
   it('maps old to new and refuses collisions', () => {
-    expect([...parseRename(['a=b', 'c=d'])]).toEqual([['a', 'b'], ['c', 'd']]);
+    expect([...parseRename(['a=b', 'c=d'])]).toEqual([
+      ['a', 'b'],
+      ['c', 'd'],
+    ]);
     expect(() => parseRename(['a=x', 'b=x'])).toThrow(/two containers would be named 'x'/);
     expect(() => parseRename(['a'])).toThrow(/Expected old=new/);
     expect(() => parseRename(['a=../x'])).toThrow(/Invalid rename target/);
@@ -130,7 +133,9 @@ describe('artifact destinations and sources', () => {
     expect(parseBackupInputs(reader({ destination: 'artifact:x', 'retention-days': '1' })).retentionDays).toBe(1);
     expect(parseBackupInputs(reader({ destination: 'artifact:x', 'retention-days': ' 90 ' })).retentionDays).toBe(90);
     for (const bad of ['0', '91', '-1', '1.5', '7d', '030']) {
-      expect(() => parseBackupInputs(reader({ 'retention-days': bad })), bad).toThrow(`Invalid retention-days '${bad}'. Expected a whole number of days from 1 to 90.`);
+      expect(() => parseBackupInputs(reader({ 'retention-days': bad })), bad).toThrow(
+        `Invalid retention-days '${bad}'. Expected a whole number of days from 1 to 90.`,
+      );
     }
   });
 
@@ -143,7 +148,9 @@ describe('artifact destinations and sources', () => {
       repo: 'octo.repo',
       token: 'ghs_x',
     });
-    expect(() => parseRestoreInputs(reader({ ...base, 'run-id': '0', repository: 'o/r', 'github-token': 't' }))).toThrow(/Expected the numeric ID of a workflow run/);
+    expect(() => parseRestoreInputs(reader({ ...base, 'run-id': '0', repository: 'o/r', 'github-token': 't' }))).toThrow(
+      /Expected the numeric ID of a workflow run/,
+    );
     expect(() => parseRestoreInputs(reader({ ...base, 'run-id': '12', repository: 'o/r/x', 'github-token': 't' }))).toThrow(/Expected owner\/name/);
     expect(() => parseRestoreInputs(reader({ ...base, 'run-id': '12', repository: 'o/r' }))).toThrow(/Missing github-token for run-id 12/);
     expect(() => parseRestoreInputs(reader({ source: 'dir:x', snapshot: 'latest', 'run-id': '12' }))).toThrow(/Expected run-id only with source artifact:NAME/);
@@ -171,12 +178,12 @@ describe('compression', () => {
     expect(chooseCompression({ compression: 'auto', destinations: [reg] }, '28.2.2')).toBe('zstd');
     expect(chooseCompression({ compression: 'zstd', destinations: [reg] }, '20.10.24')).toBe('zstd');
     expect(chooseCompression({ compression: 'gzip', destinations: [dir] }, '28.0.0')).toBe('gzip');
-    expect(() => parseBackupInputs(reader({ compression: 'xz' }))).toThrow('Invalid compression \'xz\'. Expected one of: auto, zstd, gzip.');
+    expect(() => parseBackupInputs(reader({ compression: 'xz' }))).toThrow("Invalid compression 'xz'. Expected one of: auto, zstd, gzip.");
   });
 });
 
 describe('stop inputs', () => {
-  it('parses stop and stop-timeout (0 to 3600 s, empty: the container\'s own)', () => {
+  it("parses stop and stop-timeout (0 to 3600 s, empty: the container's own)", () => {
     expect(parseBackupInputs(reader({}))).toMatchObject({ stop: false, stopTimeout: undefined });
     expect(parseBackupInputs(reader({ stop: 'true', 'stop-timeout': '0' }))).toMatchObject({ stop: true, stopTimeout: 0 });
     expect(parseBackupInputs(reader({ 'stop-timeout': '3600' })).stopTimeout).toBe(3600);
@@ -207,7 +214,9 @@ describe('parallelism', () => {
     for (const bad of ['0', '65', '2.5', 'many', '-1']) {
       expect(() => parseBackupInputs(reader({ parallelism: bad })), bad).toThrow(`Invalid parallelism '${bad}'. Expected a whole number from 1 to 64.`);
     }
-    expect(() => parseBackupInputs(reader({ parallelism: '0' }), undefined, {}, CLI_WORDS)).toThrow("Invalid --parallelism '0'. Expected a whole number from 1 to 64.");
+    expect(() => parseBackupInputs(reader({ parallelism: '0' }), undefined, {}, CLI_WORDS)).toThrow(
+      "Invalid --parallelism '0'. Expected a whole number from 1 to 64.",
+    );
   });
 });
 
@@ -221,7 +230,9 @@ describe('group-by and projects', () => {
 
   it('refuses other group-by values in the words of the interface', () => {
     for (const bad of ['project', 'label:', 'label:a b', 'label:a=b']) {
-      expect(() => parseBackupInputs(reader({ 'group-by': bad })), bad).toThrow(`Invalid group-by '${bad}'. Expected none, compose-project or label:KEY (a label key, like label:app).`);
+      expect(() => parseBackupInputs(reader({ 'group-by': bad })), bad).toThrow(
+        `Invalid group-by '${bad}'. Expected none, compose-project or label:KEY (a label key, like label:app).`,
+      );
     }
     expect(() => parseBackupInputs(reader({ 'group-by': 'x' }), undefined, {}, CLI_WORDS)).toThrow("Invalid --group-by 'x'.");
   });
@@ -229,7 +240,9 @@ describe('group-by and projects', () => {
   it('reads a list of Compose project names and refuses what Compose would not name a project', () => {
     expect(parseBackupInputs(reader({ projects: 'blog\nshop-2, my_app' })).selection.projects).toEqual(['blog', 'shop-2', 'my_app']);
     expect(parseBackupInputs(reader({})).selection.projects).toEqual([]);
-    expect(() => parseBackupInputs(reader({ projects: 'Blog' }))).toThrow("Invalid projects 'Blog'. Expected Compose project names: lowercase letters, digits, - and _, starting with a letter or digit.");
+    expect(() => parseBackupInputs(reader({ projects: 'Blog' }))).toThrow(
+      "Invalid projects 'Blog'. Expected Compose project names: lowercase letters, digits, - and _, starting with a letter or digit.",
+    );
     expect(() => parseBackupInputs(reader({ projects: '-x' }), undefined, {}, CLI_WORDS)).toThrow("Invalid --projects '-x'.");
   });
 });

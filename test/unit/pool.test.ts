@@ -58,7 +58,12 @@ describe('forEachLimited', () => {
 
   it('takes no further item once stop() says so', async () => {
     const seen: string[] = [];
-    await forEachLimited(['a', 'b', 'c'], 1, async (item) => void seen.push(item), () => seen.length >= 2);
+    await forEachLimited(
+      ['a', 'b', 'c'],
+      1,
+      async (item) => void seen.push(item),
+      () => seen.length >= 2,
+    );
     expect(seen).toEqual(['a', 'b']);
   });
 });

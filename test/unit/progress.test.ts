@@ -6,7 +6,9 @@ import { Progress, formatDuration, formatProgress, meterWith } from '../../src/u
 
 describe('progress lines', () => {
   it('say bytes, rate and time left when the size is known; bytes and rate when not', () => {
-    expect(formatProgress({ what: 'web: volume data', bytes: 50 << 20, total: 200 << 20, rate: 10 << 20 })).toBe('web: volume data: 50.0 MiB of 200.0 MiB (25 %), 10.0 MiB/s, about 15 s left');
+    expect(formatProgress({ what: 'web: volume data', bytes: 50 << 20, total: 200 << 20, rate: 10 << 20 })).toBe(
+      'web: volume data: 50.0 MiB of 200.0 MiB (25 %), 10.0 MiB/s, about 15 s left',
+    );
     expect(formatProgress({ what: 'web: reading', bytes: 3 * 2 ** 30, rate: 1.5 * 2 ** 20 })).toBe('web: reading: 3.0 GiB, 1.5 MiB/s');
     expect(formatProgress({ what: 'x', bytes: 1024, total: 4096, rate: 0 })).toBe('x: 1.0 KiB of 4.0 KiB (25 %), no progress since the last line');
   });
@@ -18,8 +20,21 @@ describe('progress lines', () => {
   it('a transfer says nothing before 5 s, then a line every 5 s with the rate of the last interval (fake clock)', () => {
     let now = 1000;
     const lines: string[] = [];
-    const p = new Progress('up', 100 << 20, (l) => lines.push(l), () => now);
-    for (const [at, add] of [[2000, 10], [4999, 10], [6000, 10], [8000, 5], [11000, 0], [16000, 15], [20000, 40]] as const) {
+    const p = new Progress(
+      'up',
+      100 << 20,
+      (l) => lines.push(l),
+      () => now,
+    );
+    for (const [at, add] of [
+      [2000, 10],
+      [4999, 10],
+      [6000, 10],
+      [8000, 5],
+      [11000, 0],
+      [16000, 15],
+      [20000, 40],
+    ] as const) {
       now = 1000 + at;
       p.add(add << 20);
       p.tick();

@@ -8,10 +8,29 @@ import { prune, REGISTRY_GC_NOTE } from '../../src/snapshot/prune.js';
 import { parseRetentionPolicy } from '../../src/core/retention-input.js';
 import { pruneReport } from '../../src/report.js';
 
-const log = { lines: [] as string[], info: () => undefined, warning(m: string) { this.lines.push(m); }, error: () => undefined, group: <T>(_t: string, fn: () => Promise<T>) => fn() };
+const log = {
+  lines: [] as string[],
+  info: () => undefined,
+  warning(m: string) {
+    this.lines.push(m);
+  },
+  error: () => undefined,
+  group: <T>(_t: string, fn: () => Promise<T>) => fn(),
+};
 const NOW = new Date('2026-12-01T00:00:00Z');
-const summary = (tag: string, created: string, damaged?: string): SetSummary => ({ tag, created, containers: ['a'], bytes: 10, ...(damaged ? { damaged } : {}) });
-const SETS = [summary('d3', '2026-11-30T10:00:00Z'), summary('d2b', '2026-11-29T20:00:00Z'), summary('d2a', '2026-11-29T10:00:00Z'), summary('d1', '2026-11-28T10:00:00Z')];
+const summary = (tag: string, created: string, damaged?: string): SetSummary => ({
+  tag,
+  created,
+  containers: ['a'],
+  bytes: 10,
+  ...(damaged ? { damaged } : {}),
+});
+const SETS = [
+  summary('d3', '2026-11-30T10:00:00Z'),
+  summary('d2b', '2026-11-29T20:00:00Z'),
+  summary('d2a', '2026-11-29T10:00:00Z'),
+  summary('d1', '2026-11-28T10:00:00Z'),
+];
 
 /** Records the calls a prune makes, in order. */
 function fake(sets: SetSummary[], opts: { sweep?: boolean; deletable?: boolean } = {}): Destination & { calls: string[] } {
@@ -77,7 +96,9 @@ describe('prune', () => {
   });
 
   it('refuses a destination whose sets cannot be removed (artifact:), naming retention-days', async () => {
-    await expect(prune(fake(SETS, { deletable: false }), policy, { dryRun: false, now: NOW, log })).rejects.toThrow(/a prune cannot remove sets there.*retention-days/);
+    await expect(prune(fake(SETS, { deletable: false }), policy, { dryRun: false, now: NOW, log })).rejects.toThrow(
+      /a prune cannot remove sets there.*retention-days/,
+    );
   });
 });
 

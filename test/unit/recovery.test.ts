@@ -20,7 +20,12 @@ describe('recovery of a backup that ended without cleaning up', () => {
     mkdirSync(join(dir, 'journal'), { recursive: true });
     writeFileSync(file, JSON.stringify({ ...journalOwner(env), pid: gone, started: 'gone', pending: { paused: [], stopped: [], tempImages: [] } }));
     const said: string[] = [];
-    const log = { info: (m: string) => said.push(m), warning: (m: string) => said.push(m), error: (m: string) => said.push(m), group: <T>(_t: string, fn: () => Promise<T>) => fn() };
+    const log = {
+      info: (m: string) => said.push(m),
+      warning: (m: string) => said.push(m),
+      error: (m: string) => said.push(m),
+      group: <T>(_t: string, fn: () => Promise<T>) => fn(),
+    };
     expect(await recoverAbandoned(engine, log, env)).toBe(0);
     expect([existsSync(file), said]).toEqual([false, []]);
   });

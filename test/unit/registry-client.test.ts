@@ -151,7 +151,9 @@ class FakeRegistry {
     }
     const data = this.manifests.get(key);
     if (!data) return registryError(res, 404, 'MANIFEST_UNKNOWN', 'manifest unknown');
-    res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'docker-content-digest': this.manifestDigests.get(key) ?? sha(data) }).end(data);
+    res
+      .writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'docker-content-digest': this.manifestDigests.get(key) ?? sha(data) })
+      .end(data);
   }
 
   private async blob(req: IncomingMessage, res: ServerResponse, repo: string, rest: string, url: URL) {
@@ -249,9 +251,13 @@ describe('RegistryClient against a fake token-auth registry', () => {
 
   it('says when no credentials were given', async () => {
     const anon = new RegistryClient({ host: fake.host });
-    await expect(anon.hasBlob('team/app', sha(Buffer.from('x')))).rejects.toThrow(/no credentials were given: give registry-username and registry-password or run/);
+    await expect(anon.hasBlob('team/app', sha(Buffer.from('x')))).rejects.toThrow(
+      /no credentials were given: give registry-username and registry-password or run/,
+    );
     const cli = new RegistryClient({ host: fake.host, credentialsHint: '--registry-username with --registry-password-stdin' });
-    await expect(cli.hasBlob('team/app', sha(Buffer.from('x')))).rejects.toThrow(/no credentials were given: give --registry-username with --registry-password-stdin or run `docker login/);
+    await expect(cli.hasBlob('team/app', sha(Buffer.from('x')))).rejects.toThrow(
+      /no credentials were given: give --registry-username with --registry-password-stdin or run `docker login/,
+    );
   });
 
   it('uses an identity token as an OAuth refresh token', async () => {
@@ -318,11 +324,7 @@ describe('RegistryClient against a fake token-auth registry', () => {
     fake.tags.set('team/app', tags);
     expect(await client.listTags('team/app')).toEqual(tags);
     const pages = fake.seen.filter((s) => s.path.includes('/tags/list') && s.auth === 'Bearer').map((s) => s.path);
-    expect(pages).toEqual([
-      '/v2/team/app/tags/list?n=1000',
-      '/v2/team/app/tags/list?n=1000&last=t00999',
-      '/v2/team/app/tags/list?n=1000&last=t01999',
-    ]);
+    expect(pages).toEqual(['/v2/team/app/tags/list?n=1000', '/v2/team/app/tags/list?n=1000&last=t00999', '/v2/team/app/tags/list?n=1000&last=t01999']);
     expect(await client.listTags('team/none')).toEqual([]);
   });
 
@@ -342,7 +344,10 @@ describe('RegistryClient against a fake token-auth registry', () => {
     fake.manifests.set('team/app:v1', changed);
     const err = await client.getManifest('team/app', 'v1').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(DigestMismatchError);
-    expect(err).toMatchObject({ expected: digest, message: `Registry ${fake.host} (repository team/app): get manifest v1 failed: the registry sent a manifest with digest ${sha(changed)}, expected ${digest}` });
+    expect(err).toMatchObject({
+      expected: digest,
+      message: `Registry ${fake.host} (repository team/app): get manifest v1 failed: the registry sent a manifest with digest ${sha(changed)}, expected ${digest}`,
+    });
   });
 
   it('deletes manifests, asking for the delete scope the challenge names', async () => {
@@ -416,11 +421,17 @@ describe('RegistryClient connection handling', () => {
   });
 
   it('names the plain-HTTP input when HTTPS meets a registry that serves HTTP, and the reverse', async () => {
-    const server = http.createServer((_req, res) => res.writeHead(400, { 'content-type': 'text/plain' }).end('Client sent an HTTP request to an HTTPS server.\n'));
+    const server = http.createServer((_req, res) =>
+      res.writeHead(400, { 'content-type': 'text/plain' }).end('Client sent an HTTP request to an HTTPS server.\n'),
+    );
     const host = await listen(server);
     try {
-      const tls = await new RegistryClient({ host, scheme: 'https', insecureHint: '--registry-insecure', retry: { attempts: 1, delayMs: 0 } }).ping().catch((e: unknown) => e);
-      expect((tls as Error).message).toBe(`Registry ${host}: ping failed: cannot talk to ${host} (TLS handshake failed; a registry that serves plain HTTP must be named in --registry-insecure)`);
+      const tls = await new RegistryClient({ host, scheme: 'https', insecureHint: '--registry-insecure', retry: { attempts: 1, delayMs: 0 } })
+        .ping()
+        .catch((e: unknown) => e);
+      expect((tls as Error).message).toBe(
+        `Registry ${host}: ping failed: cannot talk to ${host} (TLS handshake failed; a registry that serves plain HTTP must be named in --registry-insecure)`,
+      );
       const plain = await new RegistryClient({ host, scheme: 'http', retry: { attempts: 1, delayMs: 0 } }).ping().catch((e: unknown) => e);
       expect((plain as Error).message).toMatch(new RegExp(`HTTP 400 .*; it serves HTTPS: remove ${host} from registry-insecure$`));
     } finally {

@@ -23,12 +23,17 @@ describe('registry-insecure: registries reached over plain HTTP', () => {
     expect(() => parseBackupInputs(reader(bad))).toThrow(
       "Invalid registry-insecure 'http://reg.lan:5000'. Expected HOST[:PORT] of a registry, as in registry:HOST[:PORT]/PREFIX (e.g. registry.lan:5000).",
     );
-    expect(() => parseSource(reader({ 'registry-insecure': 'reg.lan:5000/path' }), CLI_WORDS)).toThrow(/^Invalid --registry-insecure 'reg\.lan:5000\/path'\. Expected HOST\[:PORT\]/);
+    expect(() => parseSource(reader({ 'registry-insecure': 'reg.lan:5000/path' }), CLI_WORDS)).toThrow(
+      /^Invalid --registry-insecure 'reg\.lan:5000\/path'\. Expected HOST\[:PORT\]/,
+    );
   });
 
   it('is a flag of every command that reaches a registry, with its help line', () => {
     for (const command of ['backup', 'restore', 'list', 'verify', 'prune'] as const) {
-      expect(COMMANDS[command].flags.map((f) => f.name), command).toContain('registry-insecure');
+      expect(
+        COMMANDS[command].flags.map((f) => f.name),
+        command,
+      ).toContain('registry-insecure');
       expect(commandHelp(command)).toMatch(/--registry-insecure LIST +registries \(HOST\[:PORT\]\) reached over plain HTTP.*\(default: loopback only\)/);
     }
     expect(parseArgs('list', ['--registry-insecure', 'reg.lan:5000']).get('registry-insecure')).toBe('reg.lan:5000');

@@ -19,7 +19,8 @@ async function names(archive: Readable): Promise<string[]> {
 describe('restore paths', () => {
   it('keeps the entries at and below the paths, and hard links only to what it keeps', async () => {
     const pack = tar.pack();
-    for (const name of ['data/', 'data/keep', 'data/up/', 'data/up/a', 'data/upper', 'data/other/x']) pack.entry({ name, type: name.endsWith('/') ? 'directory' : 'file' }, '');
+    for (const name of ['data/', 'data/keep', 'data/up/', 'data/up/a', 'data/upper', 'data/other/x'])
+      pack.entry({ name, type: name.endsWith('/') ? 'directory' : 'file' }, '');
     pack.entry({ name: 'data/up/in', type: 'link', linkname: 'data/up/a' });
     pack.entry({ name: 'data/up/out', type: 'link', linkname: 'data/keep' });
     pack.finalize();
@@ -40,11 +41,15 @@ describe('restore paths', () => {
 
   it('gives each container the paths in its mounts when none is named, and every path to named ones', () => {
     const blob = { mediaType: 'x', digest: 'sha256:a', size: 0, contentDigest: 'sha256:a', contentSize: 0 };
-    const c = (name: string, destination: string) => ({ name, image: { layers: [blob] }, volumes: [{ type: 'volume', name: `${name}-v`, destination, blob }] }) as unknown as ContainerRecord;
+    const c = (name: string, destination: string) =>
+      ({ name, image: { layers: [blob] }, volumes: [{ type: 'volume', name: `${name}-v`, destination, blob }] }) as unknown as ContainerRecord;
     const [db, web] = [c('db', '/var/lib/db'), c('web', '/srv/uploads')];
     const names = (r: Array<{ c: ContainerRecord; paths: string[] }>) => r.map((x) => [x.c.name, x.paths]);
     expect(names(pathsPerContainer([db, web], { containers: [], paths: ['/srv/uploads/2026'] }))).toEqual([['web', ['/srv/uploads/2026']]]);
-    expect(names(pathsPerContainer([db, web], { containers: [], paths: ['/srv/uploads/a', '/var/lib/db/t'] }))).toEqual([['db', ['/var/lib/db/t']], ['web', ['/srv/uploads/a']]]);
+    expect(names(pathsPerContainer([db, web], { containers: [], paths: ['/srv/uploads/a', '/var/lib/db/t'] }))).toEqual([
+      ['db', ['/var/lib/db/t']],
+      ['web', ['/srv/uploads/a']],
+    ]);
     expect(names(pathsPerContainer([db], { containers: ['db'], paths: ['/srv/uploads/a'] }))).toEqual([['db', ['/srv/uploads/a']]]);
     expect(() => pathsPerContainer([db, web], { containers: [], paths: ['/etc/x'] })).toThrow('No container of the set has a mount at /etc/x.');
   });
@@ -54,7 +59,9 @@ describe('restore paths', () => {
     expect(partlyWritten(['/a', '/b', '/c'], { written: ['/a'], writing: ['/b'] })).toBe(
       'paths partly written into the live volumes, not undone (written: /a; interrupted while writing: /b; not written: /c)',
     );
-    expect(partlyWritten(['/a'], { written: [], writing: ['/a'] })).toBe('paths partly written into the live volumes, not undone (written: none; interrupted while writing: /a)');
+    expect(partlyWritten(['/a'], { written: [], writing: ['/a'] })).toBe(
+      'paths partly written into the live volumes, not undone (written: none; interrupted while writing: /a)',
+    );
   });
 });
 

@@ -4,7 +4,13 @@ import type { SetSummary } from '../../src/snapshot/manifest.js';
 import { applyPolicy, describePolicy, type RetentionPolicy } from '../../src/snapshot/retention.js';
 import { parseRetentionPolicy } from '../../src/core/retention-input.js';
 
-const set = (created: string, damaged?: string): SetSummary => ({ tag: `t-${created.replace(/[^0-9]/g, '')}`, created, containers: ['a'], bytes: 1, ...(damaged ? { damaged } : {}) });
+const set = (created: string, damaged?: string): SetSummary => ({
+  tag: `t-${created.replace(/[^0-9]/g, '')}`,
+  created,
+  containers: ['a'],
+  bytes: 1,
+  ...(damaged ? { damaged } : {}),
+});
 const NOW = new Date('2027-01-10T00:00:00Z');
 
 function kept(sets: SetSummary[], policy: RetentionPolicy, now = NOW): string[] {
@@ -116,9 +122,12 @@ describe('parseRetentionPolicy', () => {
     expect(parseRetentionPolicy('  ')).toBeUndefined();
   });
 
-  it.each([['daily'], ['daily=-1'], ['daily=0'], ['daily=x'], ['hourly=1,hourly=2'], ['within=30'], ['within=2w'], ['keep-daily=3'], ['within=0d']])('refuses %s naming the input', (raw) => {
-    expect(() => parseRetentionPolicy(raw, 'keep')).toThrow(/^Invalid keep.*Expected rules like last=7/);
-  });
+  it.each([['daily'], ['daily=-1'], ['daily=0'], ['daily=x'], ['hourly=1,hourly=2'], ['within=30'], ['within=2w'], ['keep-daily=3'], ['within=0d']])(
+    'refuses %s naming the input',
+    (raw) => {
+      expect(() => parseRetentionPolicy(raw, 'keep')).toThrow(/^Invalid keep.*Expected rules like last=7/);
+    },
+  );
 });
 
 describe('backup inputs keep and prune-only', () => {
@@ -132,6 +141,8 @@ describe('backup inputs keep and prune-only', () => {
   });
 
   it('refuses prune-only without keep, in the words of the inputs', () => {
-    expect(() => parseBackupInputs(get({ 'prune-only': 'true' }))).toThrow('prune-only needs keep. Expected keep with at least one rule, e.g. last=7,daily=14.');
+    expect(() => parseBackupInputs(get({ 'prune-only': 'true' }))).toThrow(
+      'prune-only needs keep. Expected keep with at least one rule, e.g. last=7,daily=14.',
+    );
   });
 });

@@ -79,7 +79,9 @@ describe('parseSetRecord', () => {
 
   it('refuses a descriptor without a valid digest or size', () => {
     expect(() => parseSetRecord(JSON.stringify({ mediaType: SET_MEDIA_TYPE, digest: 'sha256:12', size: 1 }), 'w')).toThrow(ManifestError);
-    expect(() => parseSetRecord(JSON.stringify({ mediaType: SET_MEDIA_TYPE, digest: sha(Buffer.from('x')) }), 'w')).toThrow(/digest sha256:<64 lowercase hex characters> and size/);
+    expect(() => parseSetRecord(JSON.stringify({ mediaType: SET_MEDIA_TYPE, digest: sha(Buffer.from('x')) }), 'w')).toThrow(
+      /digest sha256:<64 lowercase hex characters> and size/,
+    );
     expect(() => parseSetRecord('{', 'w')).toThrow(/Invalid snapshot record at w/);
   });
 });
@@ -125,7 +127,7 @@ describe('dir destination: set documents by digest', () => {
     expect((await dest.readSet('old'))?.tag).toBe('old');
   });
 
-  it('a descriptor repointed at another set\'s document is refused', async () => {
+  it("a descriptor repointed at another set's document is refused", async () => {
     await dest.writeSet(makeSet('a', '2026-01-01T00:00:00Z'));
     await dest.writeSet(makeSet('b', '2026-01-02T00:00:00Z'));
     await copyFile(join(root, 'sets', 'a.json'), join(root, 'sets', 'b.json'));

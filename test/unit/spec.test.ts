@@ -39,7 +39,16 @@ function inspect(over: Record<string, unknown> = {}): ContainerInspect {
   } as unknown as ContainerInspect;
 }
 
-const net = { Name: 'appnet', Driver: 'bridge', Options: {}, Labels: { x: 'y' }, Internal: false, Attachable: true, EnableIPv6: false, IPAM: { Driver: 'default', Config: [] } } as unknown as NetworkInspect;
+const net = {
+  Name: 'appnet',
+  Driver: 'bridge',
+  Options: {},
+  Labels: { x: 'y' },
+  Internal: false,
+  Attachable: true,
+  EnableIPv6: false,
+  IPAM: { Driver: 'default', Config: [] },
+} as unknown as NetworkInspect;
 
 describe('captureSpec', () => {
   it('keeps the configuration, drops engine-assigned values', () => {
@@ -60,7 +69,11 @@ describe('captureSpec', () => {
     const spec = captureSpec(inspect(), new Map([['appnet', net]]));
     expect(spec.networks.map((n) => n.name)).toEqual(['appnet', 'other', 'bridge']);
     expect(spec.networks[2].definition).toBeUndefined();
-    expect(spec.networks[0]).toMatchObject({ aliases: ['web-alias'], ipamConfig: { IPv4Address: '10.9.0.5' }, definition: { driver: 'bridge', labels: { x: 'y' }, attachable: true } });
+    expect(spec.networks[0]).toMatchObject({
+      aliases: ['web-alias'],
+      ipamConfig: { IPv4Address: '10.9.0.5' },
+      definition: { driver: 'bridge', labels: { x: 'y' }, attachable: true },
+    });
   });
 });
 
@@ -122,7 +135,10 @@ describe('captureSpec: Config whole, MAC addresses', () => {
     } as never;
     const spec = captureSpec(info, new Map());
     const current = createOptions(spec, 'w', 'i', '1.45');
-    expect(current.create.NetworkingConfig?.EndpointsConfig).toEqual({ appnet: { MacAddress: '02:aa:bb:cc:dd:01' }, other: { MacAddress: '02:aa:bb:cc:dd:02' } });
+    expect(current.create.NetworkingConfig?.EndpointsConfig).toEqual({
+      appnet: { MacAddress: '02:aa:bb:cc:dd:01' },
+      other: { MacAddress: '02:aa:bb:cc:dd:02' },
+    });
     expect(current.connect).toEqual([]);
     const old = createOptions(spec, 'w', 'i', '1.41');
     expect(Object.keys(old.create.NetworkingConfig?.EndpointsConfig ?? {})).toEqual(['appnet']);
@@ -181,7 +197,9 @@ describe('mountsToTake', () => {
       { type: 'volume', name: 'cache', destination: '/cache', anonymous: false },
       { type: 'volume', name: 'data', destination: '/data', anonymous: false },
     ]);
-    expect(mountsToTake(info, { includeVolumes: false, includeBindMounts: true })).toEqual([{ type: 'bind', name: '', destination: '/srv', source: '/srv', anonymous: false }]);
+    expect(mountsToTake(info, { includeVolumes: false, includeBindMounts: true })).toEqual([
+      { type: 'bind', name: '', destination: '/srv', source: '/srv', anonymous: false },
+    ]);
   });
 });
 
@@ -201,7 +219,13 @@ describe('restore order and renames', () => {
     const db = rec('db', { NetworkMode: 'container:data' });
     const data = rec('data', { Binds: ['vol:/v'] });
     expect(restoreOrder([app, db, data], new Map()).map((c: { name: string }) => c.name)).toEqual(['data', 'db', 'app']);
-    const renamed = renameReferences((app as { spec: never }).spec, new Map([['db', 'db2'], ['data', 'data2']]));
+    const renamed = renameReferences(
+      (app as { spec: never }).spec,
+      new Map([
+        ['db', 'db2'],
+        ['data', 'data2'],
+      ]),
+    );
     expect(renamed.hostConfig).toMatchObject({ Links: ['db2:database'], VolumesFrom: ['data2:ro'] });
     expect(renameReferences((data as { spec: never }).spec, new Map([['vol', 'vol2']])).hostConfig.Binds).toEqual(['vol2:/v']);
   });

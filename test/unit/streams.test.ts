@@ -71,6 +71,8 @@ describe('TarChecker', () => {
 
   it('fails on an archive cut short', async () => {
     const whole = await archive();
-    await expect(pipeline(Readable.from([whole.subarray(0, 1500)]), new TarChecker('vol'), new Writable({ write: (_c, _e, d) => d() }))).rejects.toThrow(/vol: the engine's archive is not a whole tar/);
+    await expect(pipeline(Readable.from([whole.subarray(0, 1500)]), new TarChecker('vol'), new Writable({ write: (_c, _e, d) => d() }))).rejects.toThrow(
+      /vol: the engine's archive is not a whole tar/,
+    );
   });
 });

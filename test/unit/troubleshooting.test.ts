@@ -15,12 +15,17 @@ function troubleshooting(file: string): string[] {
   const start = text.indexOf('\n## Troubleshooting\n');
   expect(start, file).toBeGreaterThan(0);
   const end = text.indexOf('\n## ', start + 1);
-  return text.slice(start, end < 0 ? undefined : end).split(/\n- /).slice(1);
+  return text
+    .slice(start, end < 0 ? undefined : end)
+    .split(/\n- /)
+    .slice(1);
 }
 
 /** Quotes in code spans that are messages, not commands, inputs or names. */
 function quotedMessages(bullet: string): string[] {
-  return [...bullet.matchAll(/`([^`]+)`/g)].map((m) => m[1]).filter((q) => /\s/.test(q) && /^[A-Za-z…]/.test(q) && !/^(docker |node |permissions:|rename:|replace:)/.test(q));
+  return [...bullet.matchAll(/`([^`]+)`/g)]
+    .map((m) => m[1])
+    .filter((q) => /\s/.test(q) && /^[A-Za-z…]/.test(q) && !/^(docker |node |permissions:|rename:|replace:)/.test(q));
 }
 
 // Messages quoted from other programs (GitHub's API), not printed by our code.
@@ -38,14 +43,24 @@ function printedBy(quote: string): RegExp {
 describe('Troubleshooting quotes only messages the tools print', () => {
   const lines = sourceLines();
   it.each(['README.md', 'restore/README.md'])('%s', (file) => {
-    const quotes = troubleshooting(file).flatMap(quotedMessages).filter((q) => !FOREIGN.has(q));
+    const quotes = troubleshooting(file)
+      .flatMap(quotedMessages)
+      .filter((q) => !FOREIGN.has(q));
     expect(quotes.length).toBeGreaterThanOrEqual(4);
-    for (const quote of quotes) expect(lines.some((l) => printedBy(quote).test(l)), quote).toBe(true);
+    for (const quote of quotes)
+      expect(
+        lines.some((l) => printedBy(quote).test(l)),
+        quote,
+      ).toBe(true);
   });
 
   it('turns a quote into its literal parts in order', () => {
     expect(printedBy("container 'x' exists").source).toBe("container '.*' exists");
-    expect(printedBy('Snapshot X (…) not written to DEST: set document: …').test('`Snapshot ${set.tag} (${names}) not written to ${dest.label}: set document: ${own}`')).toBe(true);
+    expect(
+      printedBy('Snapshot X (…) not written to DEST: set document: …').test(
+        '`Snapshot ${set.tag} (${names}) not written to ${dest.label}: set document: ${own}`',
+      ),
+    ).toBe(true);
     expect(printedBy('Snapshot X was lost').test('`Snapshot ${tag} already exists`')).toBe(false);
   });
 });

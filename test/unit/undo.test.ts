@@ -85,7 +85,10 @@ describe('undo', () => {
 
   it('leaves alone a container already back (a newer run), and one that never stopped by its deadline', async () => {
     const { engine, calls } = fakeEngine({ back: { Running: true, StartedAt: 'newer' }, never: { Running: true, StartedAt: entry.startedAt } });
-    const stopped = [{ ...entry, id: 'back' }, { ...entry, id: 'never', until: Date.now() + 50 }];
+    const stopped = [
+      { ...entry, id: 'back' },
+      { ...entry, id: 'never', until: Date.now() + 50 },
+    ];
     const { left } = await undo({ paused: [], stopped, tempImages: [] }, engine, quietLog);
     expect(calls).toEqual(['wait never']);
     expect(left).toEqual(emptyUndo());

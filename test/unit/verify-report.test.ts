@@ -9,7 +9,13 @@ const get = (values: Record<string, string>) => (name: string) => values[name] ?
 
 const report: VerifyReport = {
   sets: [
-    { tag: 's-2', containers: [{ snapshot: 's-2', name: 'web', blobs: 3, status: 'ok' }, { snapshot: 's-2', name: 'db', blobs: 0, status: 'failed', error: 'db layer 0 (dir:/b): checksum mismatch' }] },
+    {
+      tag: 's-2',
+      containers: [
+        { snapshot: 's-2', name: 'web', blobs: 3, status: 'ok' },
+        { snapshot: 's-2', name: 'db', blobs: 0, status: 'failed', error: 'db layer 0 (dir:/b): checksum mismatch' },
+      ],
+    },
     { tag: 's-1', containers: [], error: 'the set document fails its digest' },
   ],
   failed: 2,
@@ -23,7 +29,9 @@ describe('verification report and inputs', () => {
       '  db: DAMAGED: db layer 0 (dir:/b): checksum mismatch',
       's-1: DAMAGED: the set document fails its digest',
     ]);
-    expect(verifyFailureLine(report)).toBe('2 damaged: snapshot s-2 container db (db layer 0 (dir:/b): checksum mismatch); snapshot s-1 (the set document fails its digest)');
+    expect(verifyFailureLine(report)).toBe(
+      '2 damaged: snapshot s-2 container db (db layer 0 (dir:/b): checksum mismatch); snapshot s-1 (the set document fails its digest)',
+    );
     expect(verifyFailureLine({ sets: [{ tag: 'ok', containers: [{ snapshot: 'ok', name: 'web', blobs: 2, status: 'ok' }] }], failed: 0 })).toBeUndefined();
     const summary = verifySummary(core.summary.emptyBuffer(), report).stringify();
     expect(summary).toContain('<tr><th>Snapshot</th><th>Container</th><th>Blobs</th><th>Result</th></tr>');

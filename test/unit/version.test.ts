@@ -27,7 +27,8 @@ describe('the version, read once from package.json', () => {
   it('ends each job summary', () => {
     const backup = { tag: 't1', containers: [], destinations: [], artifacts: [] } as unknown as BackupResult;
     const restore = { tag: 't1', containers: [] } as unknown as RestoreResult;
-    for (const text of [backupSummary(core.summary.emptyBuffer(), backup, false).stringify(), restoreSummary(core.summary.emptyBuffer(), restore).stringify()]) expect(text.trimEnd().split('\n').at(-1)).toBe(`<sub>container-snapshot ${pkg.version}</sub>`);
+    for (const text of [backupSummary(core.summary.emptyBuffer(), backup, false).stringify(), restoreSummary(core.summary.emptyBuffer(), restore).stringify()])
+      expect(text.trimEnd().split('\n').at(-1)).toBe(`<sub>container-snapshot ${pkg.version}</sub>`);
   });
 
   it('has its section in CHANGELOG.md, with its link', () => {
@@ -40,7 +41,9 @@ describe('the version, read once from package.json', () => {
   it('is the major tag every README and template uses', () => {
     const major = `v${SEMVER.exec(pkg.version)![1]}`;
     const files = ['README.md', 'restore/README.md', ...readdirSync('workflows').map((f) => join('workflows', f))];
-    const refs = files.flatMap((f) => [...readFileSync(f, 'utf8').matchAll(/uses: [\w-]+\/container-snapshot(?:\/restore)?@(\S+)/g)].map((m) => `${f}: ${m[1]}`));
+    const refs = files.flatMap((f) =>
+      [...readFileSync(f, 'utf8').matchAll(/uses: [\w-]+\/container-snapshot(?:\/restore)?@(\S+)/g)].map((m) => `${f}: ${m[1]}`),
+    );
     expect(refs.length).toBeGreaterThanOrEqual(10);
     expect(refs.filter((r) => !r.endsWith(`: ${major}`))).toEqual([]);
   });

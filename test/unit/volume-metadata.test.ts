@@ -92,10 +92,14 @@ describe('keepVolumeMetadata', () => {
       record: blob,
       notKept: '4 unix socket(s) (s, t, u, …), extended attributes and ACLs, if any (not checked: getfattr not found (Debian package attr))',
     });
-    expect(kept.kept).toBe("kept in a side record, as the engine's archive drops them: 1 file(s) with POSIX ACLs, 1 file(s) with sub-second modification times");
+    expect(kept.kept).toBe(
+      "kept in a side record, as the engine's archive drops them: 1 file(s) with POSIX ACLs, 1 file(s) with sub-second modification times",
+    );
     expect(JSON.parse(stored.join(''))).toEqual(scan.record);
     const none = await keepVolumeMetadata({ unreadable: 'why' }, store);
-    expect(none.metadata.notKept).toMatch(/^extended attributes, ACLs, sub-second modification times and unix sockets .*, and which files are sparse .*; not read: why$/);
+    expect(none.metadata.notKept).toMatch(
+      /^extended attributes, ACLs, sub-second modification times and unix sockets .*, and which files are sparse .*; not read: why$/,
+    );
   });
 
   it('stores the record even when it holds only the sparse files (none of them, too), and says when there were too many to name', async () => {

@@ -46,7 +46,11 @@ async function actionlint(file: string): Promise<string[]> {
 
 describe('workflow templates', () => {
   it('are all there, and nothing else', () => {
-    expect(readdirSync(WORKFLOWS).filter((f) => /\.ya?ml$/.test(f)).sort()).toEqual([...TEMPLATES].sort());
+    expect(
+      readdirSync(WORKFLOWS)
+        .filter((f) => /\.ya?ml$/.test(f))
+        .sort(),
+    ).toEqual([...TEMPLATES].sort());
   });
 
   it('actionlint (as filtered here) still reports real mistakes', async () => {
@@ -199,7 +203,12 @@ describe('workflow templates', () => {
 });
 
 describe('the expression evaluator the e2e play uses', () => {
-  const ctx = { inputs: { source: '', replace: false, snapshot: 'latest' }, vars: { BACKUP_REGISTRY: 'reg:5000' }, runner: { name: 'r1' }, needs: { deploy: { result: 'failure', outputs: { x: 'y' } } } };
+  const ctx = {
+    inputs: { source: '', replace: false, snapshot: 'latest' },
+    vars: { BACKUP_REGISTRY: 'reg:5000' },
+    runner: { name: 'r1' },
+    needs: { deploy: { result: 'failure', outputs: { x: 'y' } } },
+  };
   it('evaluates what the templates use', () => {
     expect(evaluate("inputs.source || format('registry:{0}/backups/{1}', vars.BACKUP_REGISTRY, runner.name)", ctx)).toBe('registry:reg:5000/backups/r1');
     expect(evaluate("failure() && needs.deploy.result == 'failure'", ctx, { failed: true })).toBe(true);
@@ -272,7 +281,10 @@ describe("the repository's own CI (.github/workflows)", () => {
       expect(restore, name).toBeGreaterThan(backup);
       if (backup >= 0) expect(Object.keys(steps[backup].with ?? {}).filter((k) => !(k in action('.').inputs))).toEqual([]);
       expect(Object.keys(steps[restore].with ?? {}).filter((k) => !(k in action('restore').inputs))).toEqual([]);
-      const check = steps.slice(restore + 1).map((s) => s.run ?? '').join('\n');
+      const check = steps
+        .slice(restore + 1)
+        .map((s) => s.run ?? '')
+        .join('\n');
       expect(check, name).toContain('test "$(docker exec ci-demo cat /data/table)" = "precious rows"');
     }
     expect(jobs.action.steps.find((s) => s.uses === './')?.with?.destination).toMatch(/^dir:.*\nartifact:ci-demo\n?$/);

@@ -98,7 +98,9 @@ export class ArtifactDestination implements Destination {
         const result = await this.call(`upload ${name}`, () => upload.finish());
         this.pending.push(name);
         if (result.size !== size || `sha256:${result.digest}` !== digest) {
-          throw new DestinationError(`${this.label}: artifact ${name} holds ${result.size} bytes (sha256:${result.digest}), expected ${size} bytes (${digest})`);
+          throw new DestinationError(
+            `${this.label}: artifact ${name} holds ${result.size} bytes (sha256:${result.digest}), expected ${size} bytes (${digest})`,
+          );
         }
         // A blob stored twice in one set (a retried image, a layer of a failed container): keep the first.
         if (!this.uploaded.has(digest)) this.uploaded.set(digest, name);
@@ -118,7 +120,10 @@ export class ArtifactDestination implements Destination {
     const name = [...this.indexes.values()].find((index) => index.blobs[digest])?.blobs[digest];
     if (!name) throw new DestinationError(`${this.label}: no artifact holds blob ${digest}`);
     const artifact = (await this.artifacts()).find((a) => a.name === name) ?? (await this.artifacts(true)).find((a) => a.name === name);
-    if (!artifact) throw new DestinationError(`${this.label}: artifact ${name} (blob ${digest}) is missing from ${describeRun(this.artifactRun)}; it may have expired or been deleted`);
+    if (!artifact)
+      throw new DestinationError(
+        `${this.label}: artifact ${name} (blob ${digest}) is missing from ${describeRun(this.artifactRun)}; it may have expired or been deleted`,
+      );
     return openBlobArtifact(this.downloads, artifact, digest);
   }
 
@@ -176,7 +181,13 @@ export class ArtifactDestination implements Destination {
     const sealed = index.sealed!;
     const body = Buffer.from(sealed.body, 'base64');
     // The artifact service checked the index's digest; the document inside it is the index's own.
-    index.set = await openSealed(body, { mediaType: sealed.mediaType, digest: sha256Digest(body), annotations: sealed.annotations }, this.keyring, tag, this.label);
+    index.set = await openSealed(
+      body,
+      { mediaType: sealed.mediaType, digest: sha256Digest(body), annotations: sealed.annotations },
+      this.keyring,
+      tag,
+      this.label,
+    );
     return index.set;
   }
 
@@ -189,12 +200,15 @@ export class ArtifactDestination implements Destination {
     this.indexes.delete(tag);
     if (!artifact.digest && !this.unchecked.has(tag)) {
       this.unchecked.add(tag);
-      this.warn(`Snapshot ${tag} in ${this.label}: the artifact service recorded no digest for ${artifact.name}, so a change to its set document cannot be detected.`);
+      this.warn(
+        `Snapshot ${tag} in ${this.label}: the artifact service recorded no digest for ${artifact.name}, so a change to its set document cannot be detected.`,
+      );
     }
     const { dir, file } = await downloadOne(this.downloads, artifact, artifact.digest, () => new SetDigestError(tag, this.label, artifact.digest ?? ''));
     try {
       const index = parseIndex(await readFile(file, 'utf8'), `${this.label} ${artifact.name}`);
-      if (index.set && index.set.tag !== tag) throw new ManifestError(`Snapshot ${tag} in ${this.label}: its set document is the one of snapshot ${index.set.tag}; not used.`);
+      if (index.set && index.set.tag !== tag)
+        throw new ManifestError(`Snapshot ${tag} in ${this.label}: its set document is the one of snapshot ${index.set.tag}; not used.`);
       this.indexes.set(tag, index);
       return index;
     } finally {
@@ -207,7 +221,15 @@ export class ArtifactDestination implements Destination {
     for (const [tag, artifact] of await this.setArtifacts()) {
       try {
         const index = await this.readIndex(tag, artifact);
-        out.push(!index.sealed && index.set ? summarize(index.set) : sealedSummary(tag, index.sealed?.annotations[CREATED] ?? artifact.createdAt?.toISOString() ?? '', envelopeOf(index.sealed?.annotations, `${this.label} ${artifact.name}`)));
+        out.push(
+          !index.sealed && index.set
+            ? summarize(index.set)
+            : sealedSummary(
+                tag,
+                index.sealed?.annotations[CREATED] ?? artifact.createdAt?.toISOString() ?? '',
+                envelopeOf(index.sealed?.annotations, `${this.label} ${artifact.name}`),
+              ),
+        );
       } catch (err) {
         if (!(err instanceof SetDigestError)) throw err;
         out.push(damagedSummary(tag, artifact.createdAt?.toISOString(), err));

@@ -42,13 +42,16 @@ export function parseIndex(text: string, where: string): ArtifactIndex {
     if (!isDigest(digest) || typeof name !== 'string') throw new DestinationError(`${where} has an invalid blob entry '${digest}'`);
   }
   if (doc.sealed && doc.set === undefined) {
-    if (doc.sealed.mediaType !== SET_AGE_MEDIA_TYPE || typeof doc.sealed.body !== 'string') throw new DestinationError(`${where} holds an encrypted set document of an unknown kind. Expected ${SET_AGE_MEDIA_TYPE}.`);
+    if (doc.sealed.mediaType !== SET_AGE_MEDIA_TYPE || typeof doc.sealed.body !== 'string')
+      throw new DestinationError(`${where} holds an encrypted set document of an unknown kind. Expected ${SET_AGE_MEDIA_TYPE}.`);
     const missing = envelopeOf(doc.sealed.annotations, where).blobs.filter((d) => !doc.blobs![d]);
     if (missing.length > 0) throw new DestinationError(`${where} does not say where blob ${missing[0]} is`);
     return { mediaType: INDEX_MEDIA_TYPE, sealed: doc.sealed, blobs: doc.blobs };
   }
   const set = parseSet(JSON.stringify(doc.set), where);
-  const missing = setBlobs(set).map((b) => b.digest).filter((d) => !doc.blobs![d]);
+  const missing = setBlobs(set)
+    .map((b) => b.digest)
+    .filter((d) => !doc.blobs![d]);
   if (missing.length > 0) throw new DestinationError(`${where} does not say where blob ${missing[0]} is`);
   return { mediaType: INDEX_MEDIA_TYPE, set, blobs: doc.blobs };
 }

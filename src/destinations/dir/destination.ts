@@ -97,9 +97,14 @@ export class DirDestination implements Destination {
 
   /** An existing directory keeps its mode; one others may enter is worth a word. */
   private async warnIfShared(): Promise<void> {
-    const mode = await stat(this.root).then((s) => s.mode & 0o777, () => undefined);
+    const mode = await stat(this.root).then(
+      (s) => s.mode & 0o777,
+      () => undefined,
+    );
     if (mode !== undefined && (mode & 0o077) !== 0) {
-      this.warn(`${this.label} is open to other users (mode ${mode.toString(8).padStart(4, '0')}); the files this backup writes there are 0600, but names and older files may be visible. Expected 0700 (chmod 700 ${this.root}).`);
+      this.warn(
+        `${this.label} is open to other users (mode ${mode.toString(8).padStart(4, '0')}); the files this backup writes there are 0600, but names and older files may be visible. Expected 0700 (chmod 700 ${this.root}).`,
+      );
     }
   }
 

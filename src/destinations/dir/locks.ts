@@ -42,7 +42,10 @@ export async function liveLocks(root: string, kind: LockKind, except?: string): 
   const names = await readdir(dir).catch(() => [] as string[]);
   const live: string[] = [];
   for (const name of names.filter((n) => n.startsWith(`${kind}-`) && join(dir, n) !== except)) {
-    const holder = await readFile(join(dir, name), 'utf8').then((t) => JSON.parse(t) as Holder, () => undefined);
+    const holder = await readFile(join(dir, name), 'utf8').then(
+      (t) => JSON.parse(t) as Holder,
+      () => undefined,
+    );
     if (holder && holder.host === hostname() && !isAlive(holder.pid, holder.started)) {
       await rm(join(dir, name), { force: true });
       continue;
@@ -60,7 +63,9 @@ export async function waitForNone(root: string, kind: LockKind, timeoutMs: numbe
     const live = await liveLocks(root, kind);
     if (live.length === 0) return;
     if (Date.now() >= until) {
-      throw new Error(`a ${kind} holds ${label} (locks/${live[0]}); waited ${Math.round(timeoutMs / 1000)} s. Expected it to end, or remove that file if its process is gone`);
+      throw new Error(
+        `a ${kind} holds ${label} (locks/${live[0]}); waited ${Math.round(timeoutMs / 1000)} s. Expected it to end, or remove that file if its process is gone`,
+      );
     }
     await new Promise((r) => setTimeout(r, 250));
   }

@@ -56,7 +56,12 @@ export class SetStore {
     const { body, mediaType, annotations } = await sealSet(set, this.keyring);
     const tmp = this.layout.tmpPath('set');
     try {
-      const descriptor: SetDescriptor = { mediaType, digest: await writeBlobBytes(this.layout, body), size: body.length, annotations: { [CREATED]: set.created, ...annotations } };
+      const descriptor: SetDescriptor = {
+        mediaType,
+        digest: await writeBlobBytes(this.layout, body),
+        size: body.length,
+        annotations: { [CREATED]: set.created, ...annotations },
+      };
       await writeFile(tmp, `${JSON.stringify(descriptor, null, 2)}\n`, { flag: 'wx', mode: FILE_MODE });
       await chmod(tmp, FILE_MODE);
       await fsyncPath(tmp);
@@ -136,7 +141,10 @@ export class SetStore {
 
   /** When a tag file was written, for ordering a set whose record cannot be read. */
   private async writtenAt(name: string): Promise<string | undefined> {
-    return stat(join(this.layout.sets, name)).then((s) => s.mtime.toISOString(), () => undefined);
+    return stat(join(this.layout.sets, name)).then(
+      (s) => s.mtime.toISOString(),
+      () => undefined,
+    );
   }
 
   /** Every set, newest first; one that cannot be read is listed as damaged. */

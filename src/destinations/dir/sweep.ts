@@ -29,7 +29,8 @@ export async function sweep(ctx: SweepContext, { without, dryRun }: { without: s
   const lock = dryRun ? undefined : await takeLock(ctx.layout.root, 'prune');
   try {
     const backups = await liveLocks(ctx.layout.root, 'backup', ctx.backupLock);
-    if (backups.length > 0 && !dryRun) return { blobs: 0, bytes: 0, skipped: `a backup is writing to ${ctx.label} (locks/${backups[0]}); unused blobs are swept by a later prune` };
+    if (backups.length > 0 && !dryRun)
+      return { blobs: 0, bytes: 0, skipped: `a backup is writing to ${ctx.label} (locks/${backups[0]}); unused blobs are swept by a later prune` };
     const marked = await mark(ctx, without);
     if (typeof marked === 'string') return { blobs: 0, bytes: 0, skipped: marked };
     const dir = ctx.layout.blobs;
@@ -37,7 +38,10 @@ export async function sweep(ctx: SweepContext, { without, dryRun }: { without: s
     let bytes = 0;
     for (const hex of await readdir(dir).catch(() => [] as string[])) {
       if (!isDigest(`sha256:${hex}`) || marked.has(`sha256:${hex}`)) continue;
-      const size = await stat(join(dir, hex)).then((st) => st.size, () => undefined);
+      const size = await stat(join(dir, hex)).then(
+        (st) => st.size,
+        () => undefined,
+      );
       if (size === undefined) continue;
       if (!dryRun) await rm(join(dir, hex), { force: true });
       blobs++;
