@@ -1,6 +1,7 @@
 import { DEFAULT_LOCATION, Input } from './core/inputs.js';
 import { InputError } from './core/input-error.js';
 import { DECRYPTION_PASSPHRASE_ENV, ENCRYPTION_PASSPHRASE_ENV, IDENTITY_ENV, PASSWORD_ENV, TOKEN_ENV } from './core/words.js';
+import { closest } from './core/spelling.js';
 
 /** One flag of one command, as its help line shows it: what it takes, its default, what it does. */
 export interface Flag {
@@ -217,28 +218,6 @@ export function commandHelp(command: Command): string {
     '',
     'Lists take commas or repeated flags. A switch given alone means true. --flag=value works for every flag.',
   ].join('\n');
-}
-
-/** Levenshtein distance between two strings. */
-export function editDistance(a: string, b: string): number {
-  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const next = [i];
-    for (let j = 1; j <= b.length; j++) next[j] = Math.min(row[j] + 1, next[j - 1] + 1, row[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-    row = next;
-  }
-  return row[b.length];
-}
-
-/** The closest of `candidates` to `word`, when it is close enough to be a slip (a third of its length, at least 2 edits). */
-export function closest(word: string, candidates: readonly string[]): string | undefined {
-  const limit = Math.max(2, Math.floor(word.length / 3));
-  let best: { name: string; d: number } | undefined;
-  for (const name of candidates) {
-    const d = editDistance(word, name);
-    if (d <= limit && (!best || d < best.d)) best = { name, d };
-  }
-  return best?.name;
 }
 
 function unknownFlag(command: Command, name: string): InputError {

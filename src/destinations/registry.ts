@@ -16,37 +16,19 @@ import {
   newestFirst,
   setScopeBlobs,
   summarize,
-  type BlobDescriptor,
   type SetSummary,
   type SnapshotSet,
 } from '../snapshot/manifest.js';
 import { readSmall } from '../util/streams.js';
+import { descriptorOf, ENCRYPTED_IMAGE_CONFIG_MEDIA_TYPE, ociLabels } from './registry-image.js';
 import { DestinationError, type BlobScope, type BlobWriter, type Destination, type SetReceipt, type StoredRef } from './types.js';
 
 const CREATED = 'org.opencontainers.image.created';
-/** The config of a snapshot image whose config and layers are encrypted: an OCI artifact, not a pullable image. */
-export const ENCRYPTED_IMAGE_CONFIG_MEDIA_TYPE = 'application/vnd.container-snapshot.image-config.v1+json+age';
-
 /**
  * Bytes one chunk takes in a set manifest, an upper bound: its descriptor (~130 bytes); encrypted,
  * also its digest in the clear envelope and its descriptor in the sealed dedupe record (~0.5 KB).
  */
 const MANIFEST_BYTES_PER_BLOB = { clear: 160, encrypted: 800 };
-
-/** A blob as an OCI descriptor: an encrypted one's media type says so (`+age`), so no client takes it for what it holds. */
-function descriptorOf(b: BlobDescriptor): { mediaType: string; digest: string; size: number } {
-  return { mediaType: b.encryption ? `${b.mediaType}+age` : b.mediaType, digest: b.digest, size: b.size };
-}
-
-function ociLabels(set: SnapshotSet, c: SnapshotSet['containers'][number]): Record<string, string> {
-  return {
-    'org.opencontainers.image.created': set.created,
-    'org.opencontainers.image.base.name': c.image.baseImage,
-    ...(set.source.revision ? { 'org.opencontainers.image.revision': set.source.revision } : {}),
-    'io.container-snapshot.container': c.name,
-    'io.container-snapshot.set': set.tag,
-  };
-}
 
 /**
  * Snapshot sets in an OCI registry:

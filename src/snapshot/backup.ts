@@ -8,7 +8,8 @@ import { errorMessage, type Logger } from '../core/log.js';
 import { ownName } from '../engine/names.js';
 import type { Destination } from '../destinations/types.js';
 import { withContainerLock } from '../core/locks.js';
-import { SET_MEDIA_TYPE, SET_SCHEMA_VERSION, type Compression, type SnapshotSet } from './manifest.js';
+import { SET_MEDIA_TYPE, SET_SCHEMA_VERSION, type SnapshotSet } from './manifest.js';
+import { chooseCompression } from './compression-choice.js';
 import { selectContainers, type Candidate } from './select.js';
 import { dependencyOrder, GroupGate, unitsOf, type Unit } from './groups.js';
 import { Spool } from './spool.js';
@@ -27,17 +28,6 @@ export { BackupError } from './backup-context.js';
 export type { BackupResult, ContainerOutcome, GroupOutcome } from './backup-outcome.js';
 export { PRE_LABEL, POST_LABEL, STOP_LABEL, holdFor } from './hold.js';
 export { SET_BLOB_HEADROOM } from './backup-volumes.js';
-
-/**
- * zstd is faster and smaller, but engines before 23.0 can't pull zstd layers: `auto` keeps
- * a registry's snapshot images pullable by the engine that made them.
- */
-export function chooseCompression(opts: Pick<BackupOptions, 'compression' | 'destinations'>, engineVersion: string): Compression {
-  if (opts.compression !== 'auto') return opts.compression;
-  const major = Number.parseInt(engineVersion, 10);
-  const toRegistry = opts.destinations.some((d) => d.kind === 'registry');
-  return toRegistry && !(major >= 23) ? 'gzip' : 'zstd';
-}
 
 function candidateOf(c: { Id: string; Names?: string[]; Labels?: Record<string, string>; State: string }): Candidate {
   return { id: c.Id, name: ownName(c.Names, c.Id), labels: c.Labels ?? {}, state: c.State };

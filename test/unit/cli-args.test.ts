@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
-import { COMMANDS, closest, commandHelp, editDistance, parseArgs, unknownCommand, usage, type Command } from '../../src/cli-args.js';
+import { COMMANDS, commandHelp, parseArgs, unknownCommand, usage, type Command } from '../../src/cli-args.js';
+import { closest, editDistance } from '../../src/core/spelling.js';
 import { parseBackupInputs, parseRestoreInputs, parseSource, parseSourceRun } from '../../src/core/inputs.js';
 import { CLI_WORDS } from '../../src/core/words.js';
 import { TOOL } from '../../src/version.js';

@@ -172,7 +172,7 @@ describe('compression', () => {
   const dir = parseDestination('dir:/x');
   const reg = parseDestination('registry:r.example/p');
   it('auto picks zstd, unless a registry is written by an engine that cannot pull zstd layers', async () => {
-    const { chooseCompression } = await import('../../src/snapshot/backup.js');
+    const { chooseCompression } = await import('../../src/snapshot/compression-choice.js');
     expect(chooseCompression({ compression: 'auto', destinations: [dir] }, '20.10.24+dfsg1')).toBe('zstd');
     expect(chooseCompression({ compression: 'auto', destinations: [dir, reg] }, '20.10.24+dfsg1')).toBe('gzip');
     expect(chooseCompression({ compression: 'auto', destinations: [reg] }, '28.2.2')).toBe('zstd');
