@@ -77,18 +77,15 @@ export async function scanLayer(engine: Engine, id: string, maxPaths: number, si
   if (changes.length > maxPaths) return undefined;
   const upper = await trustedUpperDir(engine, id, changes.filter((c) => c.Kind !== 2).map((c) => c.Path), signal);
   const entries: Record<string, LayerEntry> = {};
-  const queue = [...changes];
+  const queue: typeof changes = [];
+  for (const c of changes) {
+    const host = c.Kind !== 2 && upper ? upperEntry(upper, c.Path) : undefined;
+    if (c.Kind === 2) entries[c.Path] = { mode: 0, size: 0, mtime: '', whiteout: true };
+    else if (host) entries[c.Path] = host;
+    else queue.push(c);
+  }
   const worker = async () => {
     for (let c = queue.shift(); c; c = queue.shift()) {
-      if (c.Kind === 2) {
-        entries[c.Path] = { mode: 0, size: 0, mtime: '', whiteout: true };
-        continue;
-      }
-      const host = upper && (await upperEntry(upper, c.Path));
-      if (host) {
-        entries[c.Path] = host;
-        continue;
-      }
       const stat = await engine.statPath(id, c.Path, signal);
       if (stat) entries[c.Path] = entryOf(stat);
     }

@@ -6,7 +6,7 @@
  * engine's stat gives, byte for byte; everything else goes to the engine.
  */
 import { lstat } from 'node:fs/promises';
-import type { BigIntStats } from 'node:fs';
+import { lstatSync, type BigIntStats } from 'node:fs';
 import { isAbsolute, join, posix } from 'node:path';
 import type { ContainerInspect } from '../engine/containers.js';
 import type { Engine } from '../engine/engine.js';
@@ -116,10 +116,19 @@ async function throughSymlink(path: string, layers: string[]): Promise<boolean> 
   return false;
 }
 
-/** A path's entry from the upper directory; undefined when the host cannot say it as the engine would (missing, unreadable, out-of-range time). */
-export async function upperEntry(upper: UpperDir, path: string): Promise<HostStat | undefined> {
+/**
+ * A path's entry from the upper directory; undefined when the host cannot say it as the engine
+ * would (shadowed, missing, unreadable, out-of-range time). Synchronous: a local lstat (~5 µs)
+ * costs less than a turn through the thread pool, and a layer's paths are at most MAX_INDEXED_PATHS.
+ */
+export function upperEntry(upper: UpperDir, path: string): HostStat | undefined {
   if (upper.shadowed(path)) return undefined;
-  const st = await lstatOrUndefined(join(upper.root, path));
+  let st: BigIntStats | undefined;
+  try {
+    st = lstatSync(join(upper.root, path), { bigint: true, throwIfNoEntry: false });
+  } catch {
+    return undefined;
+  }
   return st && hostEntry(st);
 }
 
@@ -140,7 +149,7 @@ export async function trustedUpperDir(engine: Engine, id: string, paths: string[
     if (open.length === 0) return undefined;
     const picks = [...new Set(Array.from({ length: PROBES }, (_v, i) => open[Math.floor((i * (open.length - 1)) / Math.max(1, PROBES - 1))]))];
     for (const path of picks) {
-      const host = await upperEntry(upper, path);
+      const host = upperEntry(upper, path);
       const stat = await engine.statPath(id, path, signal);
       if (!host || !stat || host.mode !== stat.mode || host.size !== stat.size || host.mtime !== stat.mtime) return undefined;
     }
