@@ -28,7 +28,9 @@ process.on('SIGINT', () => process.exit(130));
 async function backup(dir, tag, label, cli = CLI) {
   const node = prof ? ['--cpu-prof', '--cpu-prof-dir', prof, '--cpu-prof-name', `${label}.cpuprofile`] : [];
   const started = performance.now();
-  const child = spawn('node', [...node, cli, 'backup', '--containers', ctx.container, '--destination', `dir:${dir}`, '--tag', tag], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('node', [...node, cli, 'backup', '--containers', ctx.container, '--destination', `dir:${dir}`, '--tag', tag], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const lines = [];
   let rest = '';
   const onData = (d) => {
@@ -71,7 +73,9 @@ for (let i = 0; i < runs; i++) {
     rewriteMiddle(ctx, volFile);
     const inc = await backup(dir, 'inc', `${which}-inc-${i}`, cli);
     rows[which].push({ full, inc });
-    console.log(`round ${i} ${which}: full paused ${full.paused} ms (${full.seconds.toFixed(2)} s), incremental paused ${inc.paused} ms (${inc.seconds.toFixed(2)} s), ratio ${(inc.paused / full.paused).toFixed(2)}; load ${load()}`);
+    console.log(
+      `round ${i} ${which}: full paused ${full.paused} ms (${full.seconds.toFixed(2)} s), incremental paused ${inc.paused} ms (${inc.seconds.toFixed(2)} s), ratio ${(inc.paused / full.paused).toFixed(2)}; load ${load()}`,
+    );
   }
 }
 const commit = median(commits);
@@ -79,5 +83,7 @@ console.log(`docker commit -p: median ${Math.round(commit)} ms of ${runs}`);
 for (const [which, rs] of Object.entries(rows)) {
   const fp = median(rs.map((r) => r.full.paused));
   const ip = median(rs.map((r) => r.inc.paused));
-  console.log(`${which}, median of ${runs}: full paused ${fp} ms (x${(fp / commit).toFixed(2)} of docker commit -p), incremental paused ${ip} ms, ratio ${(ip / fp).toFixed(2)}; full ${median(rs.map((r) => r.full.seconds)).toFixed(2)} s, incremental ${median(rs.map((r) => r.inc.seconds)).toFixed(2)} s`);
+  console.log(
+    `${which}, median of ${runs}: full paused ${fp} ms (x${(fp / commit).toFixed(2)} of docker commit -p), incremental paused ${ip} ms, ratio ${(ip / fp).toFixed(2)}; full ${median(rs.map((r) => r.full.seconds)).toFixed(2)} s, incremental ${median(rs.map((r) => r.inc.seconds)).toFixed(2)} s`,
+  );
 }

@@ -75,7 +75,12 @@ const STAT_CONCURRENCY = 8;
 export async function scanLayer(engine: Engine, id: string, maxPaths: number, signal?: AbortSignal): Promise<LayerIndex | undefined> {
   const changes = await engine.containerChanges(id, signal);
   if (changes.length > maxPaths) return undefined;
-  const upper = await trustedUpperDir(engine, id, changes.filter((c) => c.Kind !== 2).map((c) => c.Path), signal);
+  const upper = await trustedUpperDir(
+    engine,
+    id,
+    changes.filter((c) => c.Kind !== 2).map((c) => c.Path),
+    signal,
+  );
   const entries: Record<string, LayerEntry> = {};
   const queue: typeof changes = [];
   for (const c of changes) {

@@ -22,9 +22,31 @@ export interface HostStat {
 }
 
 /** Go os.FileMode bits (io/fs) that os.Lstat sets on Linux (os/stat_linux.go fillFileStatFromSys). */
-const GO = { dir: 0x80000000, symlink: 0x08000000, device: 0x04000000, namedPipe: 0x02000000, socket: 0x01000000, setuid: 0x00800000, setgid: 0x00400000, charDevice: 0x00200000, sticky: 0x00100000 };
+const GO = {
+  dir: 0x80000000,
+  symlink: 0x08000000,
+  device: 0x04000000,
+  namedPipe: 0x02000000,
+  socket: 0x01000000,
+  setuid: 0x00800000,
+  setgid: 0x00400000,
+  charDevice: 0x00200000,
+  sticky: 0x00100000,
+};
 /** POSIX st_mode bits (sys/stat.h). */
-const S = { fmt: 0o170000, sock: 0o140000, lnk: 0o120000, reg: 0o100000, blk: 0o060000, dir: 0o040000, chr: 0o020000, fifo: 0o010000, suid: 0o4000, sgid: 0o2000, svtx: 0o1000 };
+const S = {
+  fmt: 0o170000,
+  sock: 0o140000,
+  lnk: 0o120000,
+  reg: 0o100000,
+  blk: 0o060000,
+  dir: 0o040000,
+  chr: 0o020000,
+  fifo: 0o010000,
+  suid: 0o4000,
+  sgid: 0o2000,
+  svtx: 0o1000,
+};
 
 /** A POSIX st_mode as Go's os.FileMode (uint32), as the engine's stat reports it (Engine API ContainerPathStat.mode). */
 export function goFileMode(mode: number): number {

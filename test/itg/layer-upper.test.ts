@@ -24,7 +24,15 @@ describe("the writable layer's index read on this host", () => {
   let id: string;
 
   beforeAll(async () => {
-    const c = await runContainer({ name: app, Image: inject('fixtureImage'), Cmd: ['sleep', '100000'], HostConfig: { Binds: [`${res.volume('data')}:/data`, `${res.volume('inner')}:/app/vol`] } }, 'running');
+    const c = await runContainer(
+      {
+        name: app,
+        Image: inject('fixtureImage'),
+        Cmd: ['sleep', '100000'],
+        HostConfig: { Binds: [`${res.volume('data')}:/data`, `${res.volume('inner')}:/app/vol`] },
+      },
+      'running',
+    );
     id = c.id;
     await sh(
       app,
@@ -47,7 +55,13 @@ describe("the writable layer's index read on this host", () => {
       // Where this host reads the engine's upper directory (the test bed: root, same host), it is the one used.
       if (process.getuid?.() === 0 && (await docker.info()).Driver === 'overlay2') {
         const changes = await engine.containerChanges(id);
-        expect(await trustedUpperDir(engine, id, changes.filter((c) => c.Kind !== 2).map((c) => c.Path))).toBeDefined();
+        expect(
+          await trustedUpperDir(
+            engine,
+            id,
+            changes.filter((c) => c.Kind !== 2).map((c) => c.Path),
+          ),
+        ).toBeDefined();
       }
     } finally {
       await docker.getContainer(app).unpause();
