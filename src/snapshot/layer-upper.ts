@@ -161,7 +161,8 @@ const PROBES = 3;
  * The container's upper directory (upperDirOf) once it has answered as the engine does: up to
  * PROBES of `paths` (spread over the list; not shadowed) stat'ed both ways, every field equal. An
  * engine elsewhere (another host, a VM), one whose clock zone is not UTC (its stat's mtime has an
- * offset) or an inspect that fails gives undefined: then the engine stats every path. Never throws.
+ * offset) or an inspect that fails gives undefined: then the engine stats every path. Throws only
+ * when `signal` is aborted (its reason).
  */
 export async function trustedUpperDir(engine: Engine, id: string, paths: string[], signal?: AbortSignal): Promise<UpperDir | undefined> {
   try {
