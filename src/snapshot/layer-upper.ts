@@ -1,0 +1,184 @@
+/**
+ * The writable layer's paths stat'ed on this host, in the container's overlay2 upper directory,
+ * instead of one engine request each: the engine serialises `HEAD /containers/{id}/archive` per
+ * container (each takes the container's lock and mounts its volumes, ~1.2 ms here), which made
+ * the layer's index (layer-index.ts) most of a paused window. Used only where it gives what the
+ * engine's stat gives, byte for byte; everything else goes to the engine.
+ */
+import { lstat } from 'node:fs/promises';
+import { lstatSync, type BigIntStats } from 'node:fs';
+import { isAbsolute, join, posix } from 'node:path';
+import type { ContainerInspect } from '../engine/containers.js';
+import type { Engine } from '../engine/engine.js';
+
+/** A path's stat as the layer's index keeps it (layer-index.ts HostStat, less the whiteout flag). */
+export interface HostStat {
+  /** Go's os.FileMode. */
+  mode: number;
+  /** Bytes. */
+  size: number;
+  /** RFC 3339 with nanoseconds, UTC. */
+  mtime: string;
+}
+
+/** Go os.FileMode bits (io/fs) that os.Lstat sets on Linux (os/stat_linux.go fillFileStatFromSys). */
+const GO = {
+  dir: 0x80000000,
+  symlink: 0x08000000,
+  device: 0x04000000,
+  namedPipe: 0x02000000,
+  socket: 0x01000000,
+  setuid: 0x00800000,
+  setgid: 0x00400000,
+  charDevice: 0x00200000,
+  sticky: 0x00100000,
+};
+/** POSIX st_mode bits (sys/stat.h). */
+const S = {
+  fmt: 0o170000,
+  sock: 0o140000,
+  lnk: 0o120000,
+  reg: 0o100000,
+  blk: 0o060000,
+  dir: 0o040000,
+  chr: 0o020000,
+  fifo: 0o010000,
+  suid: 0o4000,
+  sgid: 0o2000,
+  svtx: 0o1000,
+};
+
+/** A POSIX st_mode as Go's os.FileMode (uint32), as the engine's stat reports it (Engine API ContainerPathStat.mode). */
+export function goFileMode(mode: number): number {
+  let m = mode & 0o777;
+  const type = mode & S.fmt;
+  if (type === S.blk) m |= GO.device;
+  else if (type === S.chr) m |= GO.device | GO.charDevice;
+  else if (type === S.dir) m |= GO.dir;
+  else if (type === S.fifo) m |= GO.namedPipe;
+  else if (type === S.lnk) m |= GO.symlink;
+  else if (type === S.sock) m |= GO.socket;
+  if (mode & S.sgid) m |= GO.setgid;
+  if (mode & S.suid) m |= GO.setuid;
+  if (mode & S.svtx) m |= GO.sticky;
+  return m >>> 0;
+}
+
+/**
+ * An mtime in nanoseconds since the epoch as Go's time.Time marshals to JSON in UTC (RFC 3339,
+ * fraction to the nanosecond with trailing zeros dropped, `Z`). Undefined outside years 1970–9999
+ * (before 1970 or where Go's JSON fails: left to the engine).
+ */
+export function goUtcTime(ns: bigint): string | undefined {
+  if (ns < 0n) return undefined;
+  const seconds = ns / 1_000_000_000n;
+  const date = new Date(Number(seconds) * 1000);
+  if (Number.isNaN(date.getTime()) || date.getUTCFullYear() > 9999) return undefined;
+  const frac = (ns % 1_000_000_000n).toString().padStart(9, '0').replace(/0+$/, '');
+  return `${date.toISOString().slice(0, 19)}${frac ? `.${frac}` : ''}Z`;
+}
+
+/** An index entry from a host lstat, as the engine's stat of the same inode gives it; undefined when it cannot be said (then the engine is asked). */
+export function hostEntry(st: BigIntStats): HostStat | undefined {
+  const mtime = goUtcTime(st.mtimeNs);
+  return mtime === undefined ? undefined : { mode: goFileMode(Number(st.mode)), size: Number(st.size), mtime };
+}
+
+/** The container's upper directory on this host, and which container paths it can answer for. */
+export interface UpperDir {
+  root: string;
+  /**
+   * True when the engine's stat of `path` would not see the upper directory's entry: the path is,
+   * or is under, something the engine mounts before it stats (the container's volumes and binds,
+   * and its /etc/hosts, /etc/resolv.conf and /etc/hostname: daemon.mountVolumes).
+   */
+  shadowed(path: string): boolean;
+}
+
+/** The files the engine bind-mounts into every container besides its Mounts (container.NetworkMounts). */
+const NETWORK_FILES = ['/etc/hosts', '/etc/resolv.conf', '/etc/hostname'];
+
+async function lstatOrUndefined(path: string): Promise<BigIntStats | undefined> {
+  return lstat(path, { bigint: true }).catch(() => undefined);
+}
+
+/**
+ * The upper directory of a container on overlay2 (`GraphDriver.Data.UpperDir`, Engine API
+ * ContainerInspect) when it is a directory readable here (the engine on this host, run as root or
+ * rootless as this user), and no mount destination goes through a symlink in the container's
+ * layers (the engine resolves it; a prefix check could not). Undefined otherwise: then every path
+ * is stat'ed by the engine. Whether this host's directory is the engine's is not told here: the
+ * caller compares a few paths with the engine's stat.
+ */
+export async function upperDirOf(info: ContainerInspect): Promise<UpperDir | undefined> {
+  const driver = info.GraphDriver as { Name?: string; Data?: Record<string, string | undefined> | null } | undefined;
+  const root = driver?.Data?.UpperDir;
+  if (driver?.Name !== 'overlay2' || !root || !isAbsolute(root)) return undefined;
+  const top = await lstatOrUndefined(root);
+  if (!top?.isDirectory()) return undefined;
+  const lowers = (driver.Data?.LowerDir ?? '').split(':').filter((d) => isAbsolute(d));
+  const mounts = [...(info.Mounts ?? []).map((m) => posix.normalize(m.Destination)), ...NETWORK_FILES];
+  for (const dest of mounts) if (await throughSymlink(dest, [root, ...lowers])) return undefined;
+  const shadowed = (path: string) => mounts.some((m) => path === m || path.startsWith(m === '/' ? '/' : `${m}/`));
+  return { root, shadowed };
+}
+
+/** Whether `path` or one of its ancestors is a symlink in the topmost of `layers` (upper first) that has it. */
+async function throughSymlink(path: string, layers: string[]): Promise<boolean> {
+  const parts = path.split('/').filter(Boolean);
+  for (let i = 1; i <= parts.length; i++) {
+    const prefix = `/${parts.slice(0, i).join('/')}`;
+    for (const layer of layers) {
+      const st = await lstatOrUndefined(join(layer, prefix));
+      if (!st) continue;
+      if (st.isSymbolicLink()) return true;
+      break;
+    }
+  }
+  return false;
+}
+
+/**
+ * A path's entry from the upper directory; undefined when the host cannot say it as the engine
+ * would (shadowed, missing, unreadable, out-of-range time). Synchronous: a local lstat (~5 µs)
+ * costs less than a turn through the thread pool, and a layer's paths are at most MAX_INDEXED_PATHS.
+ */
+export function upperEntry(upper: UpperDir, path: string): HostStat | undefined {
+  if (upper.shadowed(path)) return undefined;
+  let st: BigIntStats | undefined;
+  try {
+    st = lstatSync(join(upper.root, path), { bigint: true, throwIfNoEntry: false });
+  } catch {
+    return undefined;
+  }
+  return st && hostEntry(st);
+}
+
+/** Paths compared with the engine's stat before the upper directory is trusted. */
+const PROBES = 3;
+
+/**
+ * The container's upper directory (upperDirOf) once it has answered as the engine does: up to
+ * PROBES of `paths` (spread over the list; not shadowed) stat'ed both ways, every field equal. An
+ * engine elsewhere (another host, a VM), one whose clock zone is not UTC (its stat's mtime has an
+ * offset) or an inspect that fails gives undefined: then the engine stats every path. Throws only
+ * when `signal` is aborted (its reason).
+ */
+export async function trustedUpperDir(engine: Engine, id: string, paths: string[], signal?: AbortSignal): Promise<UpperDir | undefined> {
+  try {
+    const upper = await upperDirOf(await engine.inspectContainer(id, signal));
+    if (!upper) return undefined;
+    const open = paths.filter((p) => !upper.shadowed(p));
+    if (open.length === 0) return undefined;
+    const picks = [...new Set(Array.from({ length: PROBES }, (_v, i) => open[Math.floor((i * (open.length - 1)) / Math.max(1, PROBES - 1))]))];
+    for (const path of picks) {
+      const host = upperEntry(upper, path);
+      const stat = await engine.statPath(id, path, signal);
+      if (!host || !stat || host.mode !== stat.mode || host.size !== stat.size || host.mtime !== stat.mtime) return undefined;
+    }
+    return upper;
+  } catch {
+    signal?.throwIfAborted();
+    return undefined;
+  }
+}
