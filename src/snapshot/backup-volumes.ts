@@ -127,7 +127,13 @@ export class VolumePath {
     if (blob) stats.reused++;
     else if (this.chunking && !whole) {
       this.ctx.log.info(`${what}: storing the new chunks of ${formatBytes(spooled.bytes)} (before compression)`);
-      const chunked = await storeChunked(checked(), this.targets(SET_SCOPE), this.compression, this.history.chunks, this.meter(`${what}: chunking`, spooled.bytes));
+      const chunked = await storeChunked(
+        checked(),
+        this.targets(SET_SCOPE),
+        this.compression,
+        this.history.chunks,
+        this.meter(`${what}: chunking`, spooled.bytes),
+      );
       this.ctx.log.info(`${what}: ${chunked.blob.chunks.length} chunk(s): ${chunked.written} stored, ${chunked.reused} already there`);
       whole = this.planChunks(chunked.blob.chunks.length, estimate);
       blob = whole ? undefined : chunked.blob;

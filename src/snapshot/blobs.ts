@@ -84,7 +84,13 @@ export interface StoreTarget {
  * age encryption with `keyring`, sha256 of the stored bytes. Resolves with the blob's descriptor
  * once `sink` has finished.
  */
-async function encodeInto(source: Readable, sink: NodeJS.WritableStream, mediaType: string, keyring: Keyring | undefined, meter?: Transform): Promise<BlobDescriptor> {
+async function encodeInto(
+  source: Readable,
+  sink: NodeJS.WritableStream,
+  mediaType: string,
+  keyring: Keyring | undefined,
+  meter?: Transform,
+): Promise<BlobDescriptor> {
   const content = new Digester();
   const stored = new Digester();
   const stages: Array<NodeJS.ReadableStream | NodeJS.WritableStream> = [source, ...(meter ? [meter] : []), content];

@@ -38,7 +38,13 @@ const IN_FLIGHT = 2;
  * is stored once. `meter` sees the content on its way. Throws what storeBlob throws (the
  * destination named).
  */
-export async function storeChunked(source: Readable, targets: StoreTarget[], compression: Compression, known: ChunkIndex, meter?: Transform): Promise<ChunkedResult> {
+export async function storeChunked(
+  source: Readable,
+  targets: StoreTarget[],
+  compression: Compression,
+  known: ChunkIndex,
+  meter?: Transform,
+): Promise<ChunkedResult> {
   const input = meter ? source.pipe(meter) : source;
   if (meter) source.on('error', (err) => meter.destroy(err));
   const whole = createHash('sha256');

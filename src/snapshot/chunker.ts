@@ -72,7 +72,11 @@ const BLOCK = 512;
 function checksumOk(h: Buffer): boolean {
   let sum = 0;
   for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : h[i];
-  const field = h.subarray(148, 156).toString('latin1').replace(/[\0 ]+$/, '').trim();
+  const field = h
+    .subarray(148, 156)
+    .toString('latin1')
+    .replace(/[\0 ]+$/, '')
+    .trim();
   return /^[0-7]+$/.test(field) && Number.parseInt(field, 8) === sum;
 }
 
@@ -83,7 +87,11 @@ function memberSize(h: Buffer): number {
     for (let i = 125; i < 136; i++) n = n * 256 + h[i];
     return n;
   }
-  const field = h.subarray(124, 136).toString('latin1').replace(/[\0 ]+$/, '').trim();
+  const field = h
+    .subarray(124, 136)
+    .toString('latin1')
+    .replace(/[\0 ]+$/, '')
+    .trim();
   return field ? Number.parseInt(field, 8) : 0;
 }
 

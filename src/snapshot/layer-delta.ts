@@ -38,8 +38,7 @@ export function planDelta(prev: LayerIndex, now: LayerIndex): DeltaPlan {
     } else if (!sameEntry(before, entry)) reads.push(path);
   }
   for (const [path, entry] of Object.entries(prev.entries)) if (!entry.whiteout && !(path in now.entries)) gone.add(path);
-  const reachable = (path: string) =>
-    ancestors(path).every((a) => !gone.has(a) && (now.entries[a] === undefined || isDir(now.entries[a])));
+  const reachable = (path: string) => ancestors(path).every((a) => !gone.has(a) && (now.entries[a] === undefined || isDir(now.entries[a])));
   return { whiteouts: [...gone].filter(reachable).sort(byPath), reads: reads.sort(byPath) };
 }
 
@@ -116,7 +115,11 @@ export function deltaTar(engine: Engine, id: string, plan: DeltaPlan, mounts: Se
  * The container's own config in it stays as it was: a container's config does not change.
  */
 export function deltaConfig(previous: Buffer, diffId: string, created: string): Buffer {
-  const config = JSON.parse(previous.toString('utf8')) as { created?: string; rootfs: { type: string; diff_ids: string[] }; history?: Array<Record<string, unknown>> };
+  const config = JSON.parse(previous.toString('utf8')) as {
+    created?: string;
+    rootfs: { type: string; diff_ids: string[] };
+    history?: Array<Record<string, unknown>>;
+  };
   config.created = created;
   config.rootfs = { ...config.rootfs, diff_ids: [...config.rootfs.diff_ids, diffId] };
   config.history = [...(config.history ?? []), { created, created_by: 'container-snapshot: writable layer changes since the last snapshot' }];

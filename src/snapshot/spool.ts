@@ -45,7 +45,11 @@ class RoomCheck extends Transform {
       (fs) => {
         const free = fs.bavail * fs.bsize;
         if (free >= SPOOL_RESERVE) return done(null, chunk);
-        done(new SpoolError(`the spool at ${this.dir} has ${formatBytes(free)} free, less than the ${formatBytes(SPOOL_RESERVE)} it leaves free: make room there (see the README on the spool's disk)`));
+        done(
+          new SpoolError(
+            `the spool at ${this.dir} has ${formatBytes(free)} free, less than the ${formatBytes(SPOOL_RESERVE)} it leaves free: make room there (see the README on the spool's disk)`,
+          ),
+        );
       },
       (err: Error) => done(err),
     );
@@ -94,7 +98,10 @@ class ZeroKeepingCtr extends Transform {
       while (end < data.length && !allZero(data.subarray(end, end + BLOCK))) end += BLOCK;
       end = Math.min(end, data.length);
       if (i === 0 && end === data.length) out = this.cipherFrom(at).update(data);
-      else if (end > i) this.cipherFrom(at + i).update(data.subarray(i, end)).copy((out ??= Buffer.alloc(data.length)), i);
+      else if (end > i)
+        this.cipherFrom(at + i)
+          .update(data.subarray(i, end))
+          .copy((out ??= Buffer.alloc(data.length)), i);
       this.cipherAt += end - i;
       i = end + BLOCK;
     }
@@ -172,7 +179,10 @@ class SparseFile extends Writable {
     const handle = this.handle;
     this.handle = undefined;
     if (!handle) return done(err);
-    handle.close().then(() => done(err), () => done(err));
+    handle.close().then(
+      () => done(err),
+      () => done(err),
+    );
   }
 }
 

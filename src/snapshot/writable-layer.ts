@@ -83,6 +83,10 @@ export async function storeDelta(
 }
 
 /** Stores the index of a committed (whole) writable layer: the base the next backup's delta compares with. */
-export async function storeFullIndex(now: LayerIndex | undefined, targets: StoreTarget[], compression: Compression): Promise<Pick<ImageRecord, 'deltas' | 'layerIndex'>> {
+export async function storeFullIndex(
+  now: LayerIndex | undefined,
+  targets: StoreTarget[],
+  compression: Compression,
+): Promise<Pick<ImageRecord, 'deltas' | 'layerIndex'>> {
   return now ? { deltas: 0, layerIndex: await storeLayerIndex(now, targets, compression) } : {};
 }

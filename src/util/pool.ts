@@ -2,7 +2,12 @@
  * Runs `task` on each item, at most `limit` at once, taking items in order; `stop()` true takes
  * no further item. Waits for every task started, then rethrows the first error one threw.
  */
-export async function forEachLimited<T>(items: T[], limit: number, task: (item: T, index: number) => Promise<void>, stop: () => boolean = () => false): Promise<void> {
+export async function forEachLimited<T>(
+  items: T[],
+  limit: number,
+  task: (item: T, index: number) => Promise<void>,
+  stop: () => boolean = () => false,
+): Promise<void> {
   let next = 0;
   const errors: unknown[] = [];
   const lane = async () => {

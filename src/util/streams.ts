@@ -34,10 +34,13 @@ export function fanOut(targets: Writable[]): Writable {
       })();
     },
     final(done) {
-      const ends = targets.map((t) => new Promise<void>((resolve, reject) => {
-        t.once('error', reject);
-        t.end((err?: Error | null) => (err ? reject(err) : resolve()));
-      }));
+      const ends = targets.map(
+        (t) =>
+          new Promise<void>((resolve, reject) => {
+            t.once('error', reject);
+            t.end((err?: Error | null) => (err ? reject(err) : resolve()));
+          }),
+      );
       Promise.all(ends).then(() => done(), done);
     },
     destroy(err, done) {

@@ -30,13 +30,33 @@ async function listing(container: string, path: string): Promise<string[]> {
   for await (const entry of extract) {
     const h = entry.header;
     entry.resume();
-    out.push(line(`/${h.name.replace(/\/$/, '')}`, h.type ?? '', h.mode ?? 0, h.uid ?? 0, h.gid ?? 0, h.type === 'file' ? (h.size ?? 0) : 0, h.linkname ?? '', h.mtime));
+    out.push(
+      line(
+        `/${h.name.replace(/\/$/, '')}`,
+        h.type ?? '',
+        h.mode ?? 0,
+        h.uid ?? 0,
+        h.gid ?? 0,
+        h.type === 'file' ? (h.size ?? 0) : 0,
+        h.linkname ?? '',
+        h.mtime,
+      ),
+    );
   }
   return out.sort();
 }
 
 const line = (path: string, type: string, mode: number, uid: number, gid: number, size: number, link: string, mtime: Date | number | undefined) =>
-  [path, type, (mode & 0o7777).toString(8), uid, gid, size, link, type === 'directory' ? '' : typeof mtime === 'number' ? mtime : Math.floor((mtime?.getTime() ?? 0) / 1000)].join(' ');
+  [
+    path,
+    type,
+    (mode & 0o7777).toString(8),
+    uid,
+    gid,
+    size,
+    link,
+    type === 'directory' ? '' : typeof mtime === 'number' ? mtime : Math.floor((mtime?.getTime() ?? 0) / 1000),
+  ].join(' ');
 
 /** Each backup's change, made just before it (the first: the state of the full layer). */
 const STEPS: Array<{ what: string; script: string }> = [
@@ -55,7 +75,10 @@ const STEPS: Array<{ what: string; script: string }> = [
   { what: 'a directory deleted, a file of the base image deleted', script: 'rm -r /app/moved && rm /bin/sort' },
   { what: 'a base-image file changed', script: 'echo extra:x:2000:2000::/:/bin/sh >> /etc/passwd' },
   { what: 'nothing', script: 'true' },
-  { what: 'a directory replaced by a file, a file of the layer replaced', script: 'rm -r /app/data && echo file > /app/data && echo gamma > /app/a.tmp && mv /app/a.tmp /app/a.txt' },
+  {
+    what: 'a directory replaced by a file, a file of the layer replaced',
+    script: 'rm -r /app/data && echo file > /app/data && echo gamma > /app/a.tmp && mv /app/a.tmp /app/a.txt',
+  },
 ];
 
 describe('incremental writable layers (dir:)', () => {
@@ -83,7 +106,10 @@ describe('incremental writable layers (dir:)', () => {
       await sh(app, step.script);
       expected.push(await digests(app));
       listed.push(await listing(app, '/app'));
-      const r = await backup(parseBackupInputs(inputs({ containers: app, destination: `dir:${store}`, tag: `t${i}`, 'layer-compaction': '4' })), { log: quietLog, env });
+      const r = await backup(parseBackupInputs(inputs({ containers: app, destination: `dir:${store}`, tag: `t${i}`, 'layer-compaction': '4' })), {
+        log: quietLog,
+        env,
+      });
       expect(r.failed, `${step.what}: ${JSON.stringify(r.containers)}`).toBe(0);
       const set = setOf(`t${i}`);
       images.push(set.containers[0].image);
@@ -110,7 +136,10 @@ describe('incremental writable layers (dir:)', () => {
   it('restores every set to its own point in time, older sets after newer deltas and after compaction', async () => {
     for (const i of STEPS.keys()) {
       const copy = res.name(`r${i}`);
-      const r = await restore(parseRestoreInputs(inputs({ source: `dir:${store}`, snapshot: `t${i}`, rename: `${app}=${copy}`, start: 'never' })), { log: quietLog, env });
+      const r = await restore(parseRestoreInputs(inputs({ source: `dir:${store}`, snapshot: `t${i}`, rename: `${app}=${copy}`, start: 'never' })), {
+        log: quietLog,
+        env,
+      });
       expect(r.failed, `t${i}: ${JSON.stringify(r.containers.filter((c) => c.error))}`).toBe(0);
       res.image((await docker.getContainer(copy).inspect()).Config.Image);
       expect(await digests(copy), `t${i} (${STEPS[i].what})`).toEqual(expected[i]);
@@ -118,11 +147,13 @@ describe('incremental writable layers (dir:)', () => {
     }
   });
 
-  it('ls shows each set\'s writable layer as its stack of layers gives it', async () => {
+  it("ls shows each set's writable layer as its stack of layers gives it", async () => {
     const from = { spec: parseDestination(`dir:${store}`), credentials: {} };
     for (const i of STEPS.keys()) {
       const l = (await ls(from, `t${i}`, { container: app, path: '/app' }, { log: quietLog, env })) as PathListing;
-      const shown = l.entries.filter((e) => e.type !== 'deleted' && e.type !== 'opaque').map((e) => line(e.path, e.type, e.mode, e.uid, e.gid, e.size, e.linkname ?? '', e.mtime));
+      const shown = l.entries
+        .filter((e) => e.type !== 'deleted' && e.type !== 'opaque')
+        .map((e) => line(e.path, e.type, e.mode, e.uid, e.gid, e.size, e.linkname ?? '', e.mtime));
       expect(shown.sort(), `t${i} (${STEPS[i].what})`).toEqual(listed[i]);
     }
   });
@@ -143,7 +174,9 @@ describe('incremental writable layers (registry:)', () => {
 
   async function pulled(ref: string, suffix: string): Promise<Record<string, string>> {
     const stream = await docker.pull(ref, auth);
-    const events = await new Promise<Array<{ error?: string }>>((resolve, reject) => docker.modem.followProgress(stream, (err, out) => (err ? reject(err) : resolve(out))));
+    const events = await new Promise<Array<{ error?: string }>>((resolve, reject) =>
+      docker.modem.followProgress(stream, (err, out) => (err ? reject(err) : resolve(out))),
+    );
     res.image(ref);
     expect(events.filter((e) => e.error)).toEqual([]);
     const name = res.name(suffix);

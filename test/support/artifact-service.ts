@@ -271,7 +271,6 @@ class ArtifactService {
     else sendJson(res, e.status, { message: e.message, documentation_url: 'https://docs.github.com/rest', status: String(e.status) });
   }
 
-
   private async twirp(method: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (req.method !== 'POST') throw twirpError('bad_route', `${req.method} is not supported`);
     this.injectTwirpFault();
@@ -422,7 +421,6 @@ class ArtifactService {
     return createHmac('sha256', this.jwtSecret).update(data).digest('base64url');
   }
 
-
   private async blob(key: string, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const artifact = this.artifacts.find((a) => a.blobKey === key && !a.deleted);
     const comp = url.searchParams.get('comp');
@@ -530,7 +528,6 @@ class ArtifactService {
     return join(this.dir, `${artifact.blobKey}.blob`);
   }
 
-
   private async rest(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     this.checkApiToken(req.headers.authorization);
     const list = RUN_ARTIFACTS_ROUTE.exec(url.pathname);
@@ -590,7 +587,6 @@ class ArtifactService {
       workflow_run: { id: a.run.runId, repository_id: 1, head_repository_id: 1, head_branch: 'main', head_sha: '0'.repeat(40) },
     };
   }
-
 
   private runByBackendId(backendId: string): Run {
     const run = [...this.runs.values()].find((r) => r.backendId === backendId);

@@ -25,6 +25,9 @@ export async function requireEngineB(): Promise<Docker> {
     await b.ping();
     return b;
   } catch (err) {
-    throw new Error(`Engine B is not reachable at ${ENGINE_B.host} (TLS, certificates in ${ENGINE_B.certPath}): start it with 'scripts/testbed.sh engine-b' (${(err as Error).message})`, { cause: err });
+    throw new Error(
+      `Engine B is not reachable at ${ENGINE_B.host} (TLS, certificates in ${ENGINE_B.certPath}): start it with 'scripts/testbed.sh engine-b' (${(err as Error).message})`,
+      { cause: err },
+    );
   }
 }

@@ -59,10 +59,11 @@ export async function startFaultyProxy(target: string, decide: (req: http.Incomi
     faults: () => faults,
     stalled,
     release: (how) => onRelease(how),
-    close: () => new Promise((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }
 

@@ -18,7 +18,6 @@ import type { Job, Step, Workflow } from './workflow-types.js';
 type Value = string | number | boolean | null | undefined | Value[] | { [key: string]: Value };
 export type Contexts = { [key: string]: Value };
 
-
 // ---------------------------------------------------------------- expressions
 
 type Token = { kind: 'str' | 'num' | 'id' | 'op'; text: string };

@@ -117,7 +117,7 @@ describe('chunked volumes', () => {
     expect((await readAll(await openContent(dest, SET_SCOPE, second.blob, 'v'))).equals(changed)).toBe(true);
   });
 
-  it('fails when a chunk cannot be stored (the others in flight finish first), with the destination\'s error', async () => {
+  it("fails when a chunk cannot be stored (the others in flight finish first), with the destination's error", async () => {
     const dest = new MemoryDestination();
     const writeBlob = dest.writeBlob.bind(dest);
     let n = 0;
@@ -125,7 +125,9 @@ describe('chunked volumes', () => {
       if (++n === 3) throw new Error('memory: disk full');
       return writeBlob();
     };
-    await expect(storeChunked(Readable.from(pieces(randomBytes(6 << 20), 65536)), [{ dest, scope: SET_SCOPE }], 'zstd', new Map())).rejects.toThrow(/disk full/);
+    await expect(storeChunked(Readable.from(pieces(randomBytes(6 << 20), 65536)), [{ dest, scope: SET_SCOPE }], 'zstd', new Map())).rejects.toThrow(
+      /disk full/,
+    );
   });
 
   it('fails the read of a chunked volume whose chunk is damaged, naming the chunk', async () => {
@@ -138,7 +140,7 @@ describe('chunked volumes', () => {
     await expect(drain(await openContent(dest, SET_SCOPE, blob, 'web volume data'))).rejects.toThrow(/web volume data chunk 1/);
   });
 
-  it('is listed as its chunks (prune, verify, an encrypted set\'s envelope), never as its whole', async () => {
+  it("is listed as its chunks (prune, verify, an encrypted set's envelope), never as its whole", async () => {
     const dest = new MemoryDestination();
     const { blob } = await storeChunked(Readable.from([randomBytes(3 << 20)]), [{ dest, scope: SET_SCOPE }], 'gzip', new Map());
     const config = { mediaType: 'x', digest: `sha256:${'1'.repeat(64)}`, size: 1, contentDigest: `sha256:${'1'.repeat(64)}`, contentSize: 1 };
@@ -150,7 +152,11 @@ describe('chunked volumes', () => {
       containers: [{ name: 'web', image: { config, layers: [] }, volumes: [{ type: 'volume', name: 'data', destination: '/data', blob }] }],
     };
     const parsed = parseSet(JSON.stringify(set), 'here');
-    expect(setBlobs(parsed).map((b) => b.digest).sort()).toEqual([config.digest, ...new Set(blob.chunks.map((c) => c.digest))].sort());
+    expect(
+      setBlobs(parsed)
+        .map((b) => b.digest)
+        .sort(),
+    ).toEqual([config.digest, ...new Set(blob.chunks.map((c) => c.digest))].sort());
     expect(() => parseSet(JSON.stringify({ ...set, schemaVersion: 1 }), 'here')).not.toThrow();
     expect(() => parseSet(JSON.stringify({ ...set, schemaVersion: 3 }), 'here')).toThrow(ManifestError);
     const short = { ...blob, chunks: blob.chunks.slice(1) };
@@ -162,10 +168,19 @@ describe('chunked volumes', () => {
 describe('a registry set manifest names every chunk', () => {
   it('is refused before anything is written when it would be larger than the client reads back', async () => {
     const calls: string[] = [];
-    const client = new Proxy({ host: 'r.example' }, { get: (t, k) => (k in t ? t[k as 'host'] : (calls.push(String(k)), async () => undefined)) }) as unknown as RegistryClient;
+    const client = new Proxy(
+      { host: 'r.example' },
+      { get: (t, k) => (k in t ? t[k as 'host'] : (calls.push(String(k)), async () => undefined)) },
+    ) as unknown as RegistryClient;
     const dest = new RegistryDestination('registry:r.example/p', 'p', client);
     const d = (i: number) => `sha256:${createHash('sha256').update(String(i)).digest('hex')}`;
-    const chunks = Array.from({ length: 40_000 }, (_v, i) => ({ mediaType: 'application/vnd.container-snapshot.chunk.v1+zstd', digest: d(i), size: 1, contentDigest: d(-i - 1), contentSize: 1 }));
+    const chunks = Array.from({ length: 40_000 }, (_v, i) => ({
+      mediaType: 'application/vnd.container-snapshot.chunk.v1+zstd',
+      digest: d(i),
+      size: 1,
+      contentDigest: d(-i - 1),
+      contentSize: 1,
+    }));
     const blob = { mediaType: CHUNKED_VOLUME_MEDIA_TYPE, digest: d(-1), size: chunks.length, contentDigest: d(-1), contentSize: chunks.length, chunks };
     const config = chunks[0];
     const set = {
@@ -175,7 +190,9 @@ describe('a registry set manifest names every chunk', () => {
       created: '2026-12-01T00:00:00Z',
       containers: [{ name: 'web', image: { config, layers: [] }, volumes: [{ type: 'volume', name: 'data', destination: '/data', blob }] }],
     } as unknown as SnapshotSet;
-    await expect(dest.writeSet(set)).rejects.toThrow(/registry:r\.example\/p: the set manifest of big would take \d+ bytes \(40000 blobs\), more than the 4194304 .* not written/);
+    await expect(dest.writeSet(set)).rejects.toThrow(
+      /registry:r\.example\/p: the set manifest of big would take \d+ bytes \(40000 blobs\), more than the 4194304 .* not written/,
+    );
     expect(calls).toEqual([]);
   });
 });

@@ -93,7 +93,10 @@ describe('holePlan', () => {
   });
 
   it('falls back on the files found by their zero runs, and says why, when the set names none', () => {
-    expect(holePlan(undefined, 'data', found)).toEqual({ ...found, guessed: expect.stringMatching(/^the set does not record which files were sparse .*: files with zero runs of 64 KiB or more were punched$/) });
+    expect(holePlan(undefined, 'data', found)).toEqual({
+      ...found,
+      guessed: expect.stringMatching(/^the set does not record which files were sparse .*: files with zero runs of 64 KiB or more were punched$/),
+    });
     expect(holePlan('many', 'data', found).guessed).toMatch(/too many to list/);
     expect(holePlan(undefined, 'v', found, 'not here').guessed).toBe('not here: files with zero runs of 64 KiB or more were punched');
   });

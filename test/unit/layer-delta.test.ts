@@ -56,7 +56,16 @@ describe('planDelta', () => {
   });
 
   it('a renamed directory: one whiteout for the old tree, the new tree read', () => {
-    const now = index({ '/app': dir('2'), '/app/a': file('1'), '/app/e': dir('1'), '/app/e/x': file('1'), '/app/e/sub': dir('1'), '/app/e/sub/y': file('1'), '/app/f': file('1'), '/www/index.html': wh });
+    const now = index({
+      '/app': dir('2'),
+      '/app/a': file('1'),
+      '/app/e': dir('1'),
+      '/app/e/x': file('1'),
+      '/app/e/sub': dir('1'),
+      '/app/e/sub/y': file('1'),
+      '/app/f': file('1'),
+      '/www/index.html': wh,
+    });
     expect(planDelta(prev, now)).toEqual({ whiteouts: ['/app/d'], reads: ['/app', '/app/e', '/app/e/sub', '/app/e/sub/y', '/app/e/x'] });
   });
 
@@ -77,9 +86,16 @@ describe('planDelta', () => {
 
 describe('deltaConfig', () => {
   it('adds the diff ID and a history entry, keeps the rest', () => {
-    const before = Buffer.from(JSON.stringify({ architecture: 'amd64', config: { Cmd: ['sh'] }, rootfs: { type: 'layers', diff_ids: ['sha256:a'] }, history: [{ created_by: 'x' }] }));
+    const before = Buffer.from(
+      JSON.stringify({ architecture: 'amd64', config: { Cmd: ['sh'] }, rootfs: { type: 'layers', diff_ids: ['sha256:a'] }, history: [{ created_by: 'x' }] }),
+    );
     const after = JSON.parse(deltaConfig(before, 'sha256:b', '2026-12-01T00:00:00.000Z').toString()) as Record<string, unknown>;
-    expect(after).toMatchObject({ architecture: 'amd64', config: { Cmd: ['sh'] }, created: '2026-12-01T00:00:00.000Z', rootfs: { type: 'layers', diff_ids: ['sha256:a', 'sha256:b'] } });
+    expect(after).toMatchObject({
+      architecture: 'amd64',
+      config: { Cmd: ['sh'] },
+      created: '2026-12-01T00:00:00.000Z',
+      rootfs: { type: 'layers', diff_ids: ['sha256:a', 'sha256:b'] },
+    });
     expect((after.history as unknown[]).length).toBe(2);
   });
 });
@@ -101,13 +117,17 @@ describe('set schema', () => {
       schemaVersion,
       mediaType: 'application/vnd.container-snapshot.set.v1+json',
       tag: 't',
-      containers: [{ name: 'c', image: { id: 'x', baseImage: 'b', config: blob('a'), layers: [blob('b'), blob('c')], deltas, layerIndex: blob('d') }, volumes: [] }],
+      containers: [
+        { name: 'c', image: { id: 'x', baseImage: 'b', config: blob('a'), layers: [blob('b'), blob('c')], deltas, layerIndex: blob('d') }, volumes: [] },
+      ],
     });
 
   it('reads schema 1 and 2, and says which it found otherwise', () => {
     expect(parseSet(set(1), 'here').schemaVersion).toBe(1);
     expect(parseSet(set(2, 1), 'here').containers[0].image.deltas).toBe(1);
-    expect(() => parseSet(set(3), 'here')).toThrow('expected application/vnd.container-snapshot.set.v1+json schema 1 or 2, found application/vnd.container-snapshot.set.v1+json 3');
+    expect(() => parseSet(set(3), 'here')).toThrow(
+      'expected application/vnd.container-snapshot.set.v1+json schema 1 or 2, found application/vnd.container-snapshot.set.v1+json 3',
+    );
   });
 
   it('refuses more delta layers than the image has layers above its first', () => {

@@ -66,7 +66,16 @@ describe('the spool', () => {
     const text = Buffer.from(`${marker} `.repeat(50_000));
     const half = Buffer.alloc(4096);
     half.write(marker, 2048);
-    const parts = [text.subarray(0, 3001), text.subarray(3001), zeros.subarray(0, 5000), half, zeros, Buffer.from(marker), zeros.subarray(7), Buffer.from('end')];
+    const parts = [
+      text.subarray(0, 3001),
+      text.subarray(3001),
+      zeros.subarray(0, 5000),
+      half,
+      zeros,
+      Buffer.from(marker),
+      zeros.subarray(7),
+      Buffer.from('end'),
+    ];
     const spooled = await spool.take(Readable.from(parts));
     const whole = Buffer.concat(parts);
     const raw = readFileSync(spooled.path);
