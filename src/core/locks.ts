@@ -1,7 +1,8 @@
 import { mkdir, open, readFile, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { isAlive, processStart, stateDir } from './recovery.js';
+import { isAlive, processStart } from './process-liveness.js';
+import { stateDir } from './state-dir.js';
 
 export class LockError extends Error {
   override name = 'LockError';

@@ -1,105 +1,23 @@
-import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+/**
+ * What a run that was killed outright left on this host, found and put back by the next run: its
+ * journal's pending undo (containers left paused or stopped), its spool directory, its temporary
+ * images. The files' contracts: journal-files.ts, state-dir.ts, run-names.ts.
+ */
+import { mkdirSync, rmSync } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
-import { homedir, hostname } from 'node:os';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Engine } from '../engine/engine.js';
 import { errorMessage, type Logger } from './log.js';
 import { TEMP_IMAGE_REPOSITORY, runNameOwner, tempImageOwner } from './run-names.js';
+import { isAlive } from './process-liveness.js';
+import { journalOwner, readJournals, writeJournalFile, type JournalOwner } from './journal-files.js';
+import { spoolRoot, stateDir } from './state-dir.js';
 import { UndoJournal, hasPending, pendingFrom, undo, type PendingUndo } from './undo.js';
-
-/** Who wrote a journal file: a process of a host, talking to an engine. */
-export interface JournalOwner {
-  pid: number;
-  /** The process's start time (from /proc), so a reused pid is not taken for the same run. */
-  started: string;
-  host: string;
-  engine: string;
-}
 
 /** One run's record of what it changed and has not put back, kept on disk while it runs. */
 interface JournalFile extends JournalOwner {
   pending: PendingUndo;
-}
-
-/** This process as a journal's owner, for the engine `env` names. */
-export function journalOwner(env: NodeJS.ProcessEnv): JournalOwner {
-  return { pid: process.pid, started: processStart(process.pid), host: hostname(), engine: engineId(env) };
-}
-
-/** `<journal>.json.<writer pid>.tmp`: a journal being written, named after the process writing it. */
-const TEMP_FILE = /^.+\.json\.(\d+)\.tmp$/;
-
-/**
- * Writes a journal file whole or not at all: to a temporary file named after this process, then
- * renamed over it. A process killed between the two leaves the temporary file, whose change it
- * had not made yet (a journal is written before each change); readJournals removes it once that
- * process is gone. Throws the file system's error.
- */
-export function writeJournalFile(path: string, body: string): void {
-  const temp = `${path}.${process.pid}.tmp`;
-  writeFileSync(temp, body, { mode: 0o600 });
-  renameSync(temp, path);
-}
-
-/**
- * The journal files (`*.json`) of `dir` written for this host's engine, parsed; `gone` says their
- * process is no longer alive (so what they name is for this run to put back). Unreadable files are skipped.
- * Temporary files that writers gone left (see writeJournalFile) are removed.
- */
-export function readJournals<T extends JournalOwner>(dir: string, env: NodeJS.ProcessEnv): Array<{ path: string; entry: T; gone: boolean }> {
-  let all: string[];
-  try {
-    all = readdirSync(dir);
-  } catch {
-    return [];
-  }
-  for (const name of all) {
-    const writer = Number(TEMP_FILE.exec(name)?.[1] ?? NaN);
-    if (Number.isInteger(writer) && writer !== process.pid && !isAlive(writer, '')) rmSync(join(dir, name), { force: true });
-  }
-  const names = all.filter((n) => n.endsWith('.json'));
-  const out: Array<{ path: string; entry: T; gone: boolean }> = [];
-  for (const name of names) {
-    const path = join(dir, name);
-    try {
-      const entry = JSON.parse(readFileSync(path, 'utf8')) as T;
-      if (entry.host !== hostname() || entry.engine !== engineId(env)) continue;
-      out.push({ path, entry, gone: entry.pid !== process.pid && !isAlive(entry.pid, entry.started) });
-    } catch {
-      // Being written, or not ours.
-    }
-  }
-  return out;
-}
-
-export function stateDir(env: NodeJS.ProcessEnv): string {
-  if (env.CONTAINER_SNAPSHOT_STATE_DIR) return env.CONTAINER_SNAPSHOT_STATE_DIR;
-  return join(env.XDG_STATE_HOME || join(homedir(), '.local', 'state'), 'container-snapshot');
-}
-
-function engineId(env: NodeJS.ProcessEnv): string {
-  return env.DOCKER_HOST || 'unix:///var/run/docker.sock';
-}
-
-export function processStart(pid: number): string {
-  try {
-    // Field 22 of /proc/<pid>/stat, counted after the command name (which may hold spaces).
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '';
-  } catch {
-    return '';
-  }
-}
-
-export function isAlive(pid: number, started: string): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  if (!started) return true;
-  const now = processStart(pid);
-  return now === '' || now === started;
 }
 
 /**
@@ -116,15 +34,6 @@ export function fileJournal(env: NodeJS.ProcessEnv, onChange?: (pending: Pending
     writeJournalFile(file, JSON.stringify(record(pending)));
   });
   return { journal, close: () => rmSync(file, { force: true }) };
-}
-
-/**
- * Where a backup spools what it read while a container was held, when no dir: destination
- * takes the spool: `$RUNNER_TEMP/container-snapshot-spool`, else `<state dir>/spool`. Each run
- * spools in a directory of its own there, named `<host prefix>-<pid>-<random>`.
- */
-export function spoolRoot(env: NodeJS.ProcessEnv): string {
-  return env.RUNNER_TEMP ? join(env.RUNNER_TEMP, 'container-snapshot-spool') : join(stateDir(env), 'spool');
 }
 
 /** Removes the spool directories of processes on this host that are gone (killed mid-backup), with a warning where they held files; returns how many. */

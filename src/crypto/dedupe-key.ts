@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, link, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { stateDir } from '../core/recovery.js';
+import { stateDir } from '../core/state-dir.js';
 
 /** The file under the state directory that holds this host's dedupe key (64 hex characters, mode 0600). */
 export const DEDUPE_KEY_FILE = 'dedupe-key';

@@ -4,7 +4,7 @@ import { createCipheriv, randomBytes, type Cipheriv } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { Transform, Writable, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { spoolRoot } from '../core/recovery.js';
+import { spoolRoot } from '../core/state-dir.js';
 import { runName } from '../core/run-names.js';
 import { formatBytes } from '../util/format.js';
 import { allZero } from '../util/zeros.js';

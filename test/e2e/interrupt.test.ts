@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { existsSync, readdirSync } from 'node:fs';
-import { spoolRoot, stateDir } from '../../src/core/recovery.js';
+import { spoolRoot, stateDir } from '../../src/core/state-dir.js';
 import { tempImageName } from '../../src/core/run-names.js';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';

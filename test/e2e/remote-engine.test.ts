@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type Docker from 'dockerode';
 import { existsSync, readdirSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { stateDir } from '../../src/core/recovery.js';
+import { stateDir } from '../../src/core/state-dir.js';
 import { Resources, docker, runContainer, signalWhen, treeDigest, waitFor } from '../support/fixtures.js';
 import { buildFixtureImage } from '../support/engine.js';
 import { ENGINE_B, engineBEnv, requireEngineB } from '../support/engine-b.js';

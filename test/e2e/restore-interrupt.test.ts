@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { hostname } from 'node:os';
-import { stateDir } from '../../src/core/recovery.js';
+import { stateDir } from '../../src/core/state-dir.js';
 import { RUN_LABEL } from '../../src/snapshot/fill.js';
 import { Resources, docker, runContainer, signalWhen, treeDigest, waitFor } from '../support/fixtures.js';
 import { runCli, runStep } from '../support/runner.js';

@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { backup } from '../../src/commands.js';
 import { parseBackupInputs } from '../../src/core/inputs.js';
-import { stateDir } from '../../src/core/recovery.js';
+import { stateDir } from '../../src/core/state-dir.js';
 import { Resources, docker, quietLog, runBigVolumeContainer } from '../support/fixtures.js';
 
 const inputs = (values: Record<string, string>) => (name: string) => values[name] ?? '';

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { backup, list, prune, restore, verify } from '../../src/commands.js';
 import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
 import { parseDestination, type Credentials } from '../../src/core/destination-input.js';
-import { processStart } from '../../src/core/recovery.js';
+import { processStart } from '../../src/core/process-liveness.js';
 import { RegistryClient } from '../../src/registry/client.js';
 import { storedBlobs, type SnapshotSet } from '../../src/snapshot/manifest.js';
 import { parseRetentionPolicy } from '../../src/core/retention-input.js';

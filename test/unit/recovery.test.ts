@@ -3,7 +3,8 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { journalOwner, recoverAbandoned } from '../../src/core/recovery.js';
+import { journalOwner } from '../../src/core/journal-files.js';
+import { recoverAbandoned } from '../../src/core/recovery.js';
 import type { Engine } from '../../src/engine/engine.js';
 
 /** An engine with no temporary images: recovery of an empty journal must call nothing else. */

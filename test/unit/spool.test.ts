@@ -5,7 +5,8 @@ import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
-import { spoolRoot, sweepSpools } from '../../src/core/recovery.js';
+import { spoolRoot } from '../../src/core/state-dir.js';
+import { sweepSpools } from '../../src/core/recovery.js';
 import { runName } from '../../src/core/run-names.js';
 import { Spool } from '../../src/snapshot/spool.js';
 

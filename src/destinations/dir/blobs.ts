@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { isAlive } from '../../core/recovery.js';
+import { isAlive } from '../../core/process-liveness.js';
 import { sha256Digest } from '../../oci/digest.js';
 import { DestinationError, type BlobWriter } from '../types.js';
 import { FILE_MODE, exists, fsyncPath } from './files.js';

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { isAlive, processStart } from '../../core/recovery.js';
+import { isAlive, processStart } from '../../core/process-liveness.js';
 
 /**
  * The locks of a dir: destination, one file each in <root>/locks: `backup-…` while a backup writes
