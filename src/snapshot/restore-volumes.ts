@@ -22,6 +22,8 @@ import { RestoreError, type RestoreContext } from './restore-types.js';
 export class VolumeRestore {
   /** Volumes already filled by this run (two containers of a set may share one). */
   private readonly filled = new Set<string>();
+  /** Side records being read or read, by volume record, until its volume is filled: each is read from the store once. */
+  private readonly records = new Map<VolumeRecord, Promise<MetadataRecord>>();
 
   constructor(
     private readonly ctx: RestoreContext,
@@ -55,11 +57,9 @@ export class VolumeRestore {
   private content(c: ContainerRecord, v: VolumeRecord): () => Promise<Readable> {
     const what = `${c.name} volume ${v.name || v.destination}`;
     if (v.metadata?.notKept) this.ctx.log.warning(`${what}: not in the set: ${v.metadata.notKept}`);
-    let record: Promise<MetadataRecord> | undefined;
     return async () => {
       this.txn.checkpoint();
-      if (v.metadata?.record) record ??= readMetadataRecord(this.ctx.source, v.metadata.record, what);
-      const merging = record && (await record);
+      const merging = await this.record(c, v);
       const stream = await openContent(this.ctx.source, SET_SCOPE, v.blob, what);
       return this.txn.track(merging ? mergedWith(stream, merging) : stream);
     };
@@ -67,8 +67,23 @@ export class VolumeRestore {
 
   /** The sparse files a volume's side record names (see `sparseOf`), read before the volume is filled. */
   private sparse(c: ContainerRecord, v: VolumeRecord): () => Promise<SparseFiles> {
-    const record = v.metadata?.record;
-    return async () => sparseOf(record && (await readMetadataRecord(this.ctx.source, record, `${c.name} volume ${v.name || v.destination}`)));
+    return async () => sparseOf(await this.record(c, v));
+  }
+
+  /**
+   * A volume's side record (none when the set has none), read from the store once for both of its
+   * uses, its sparse files and the metadata merged into the volume's archive; a failed read is not kept.
+   */
+  private record(c: ContainerRecord, v: VolumeRecord): Promise<MetadataRecord | undefined> {
+    const blob = v.metadata?.record;
+    if (!blob) return Promise.resolve(undefined);
+    let read = this.records.get(v);
+    if (!read) {
+      read = readMetadataRecord(this.ctx.source, blob, `${c.name} volume ${v.name || v.destination}`);
+      this.records.set(v, read);
+      read.catch(() => this.records.delete(v));
+    }
+    return read;
   }
 
   /**
@@ -150,6 +165,7 @@ export class VolumeRestore {
       // Filled before the container exists, so the engine finds it not empty and copies no image content in.
       log.info(`${c.name}: filling volume '${name}'`);
       await this.filler(image).fillVolume(name, v.destination, this.content(c, v), this.sparse(c, v));
+      this.records.delete(v);
     }
   }
 
@@ -165,12 +181,14 @@ export class VolumeRestore {
       if (v.type === 'bind') {
         this.ctx.log.info(`${c.name}: filling bind mount ${v.source}`);
         await this.filler(image).fillHostPath(v.source!, v.destination, this.content(c, v));
+        this.records.delete(v);
         continue;
       }
       const volume = mounts.find((m) => m.Type === 'volume' && m.Destination === v.destination)?.Name;
       if (!volume) throw new RestoreError(`${c.name}: the new container has no volume at ${v.destination}`);
       this.ctx.log.info(`${c.name}: filling anonymous volume at ${v.destination}`);
       await this.filler(image).fillVolume(volume, v.destination, this.content(c, v), this.sparse(c, v));
+      this.records.delete(v);
     }
   }
 }
