@@ -75,7 +75,8 @@ export class ContainerRestore {
     const found: string[] = [];
     const w = this.opts.words ?? ACTION_WORDS;
     const [replace, rename] = [w.enable('replace'), w.name('rename')];
-    if (!this.opts.replace && (await engine.findContainer(target))) found.push(`container '${target}' exists (${replace} replaces it, ${rename} ${c.name}=NEW restores it beside it)`);
+    if (!this.opts.replace && (await engine.findContainer(target)))
+      found.push(`container '${target}' exists (${replace} replaces it, ${rename} ${c.name}=NEW restores it beside it)`);
     for (const ref of containerReferences(renameReferences(c.spec, this.opts.rename).hostConfig)) {
       if (!this.targets.has(ref) && !(await engine.findContainer(ref))) {
         found.push(`it needs container '${ref}' (volumes-from, links or a shared namespace), which is neither restored now nor on the engine`);
@@ -84,12 +85,14 @@ export class ContainerRestore {
     for (const v of this.volumes.namedVolumes(c)) {
       const name = this.volumes.volumeName(v);
       if (!(await engine.inspectVolume(name))) {
-        if (v.driverOptions?.device && !isTmpfs(v) && !this.opts.replace) found.push(`volume '${name}' would be created on ${v.driverOptions.device}, which may hold data (${replace} writes there)`);
+        if (v.driverOptions?.device && !isTmpfs(v) && !this.opts.replace)
+          found.push(`volume '${name}' would be created on ${v.driverOptions.device}, which may hold data (${replace} writes there)`);
         continue;
       }
       const others = (await engine.volumeUsers(name)).filter((u) => !(this.opts.replace && this.targets.has(u.name)));
       if (others.length > 0) found.push(`volume '${name}' is in use by ${others.map((u) => u.name).join(', ')}`);
-      else if (!this.opts.replace && !isTmpfs(v) && (await filler.volumeHasData(name))) found.push(`volume '${name}' exists and is not empty (${replace} replaces it, ${rename} ${v.name}=NEW restores it beside it)`);
+      else if (!this.opts.replace && !isTmpfs(v) && (await filler.volumeHasData(name)))
+        found.push(`volume '${name}' exists and is not empty (${replace} replaces it, ${rename} ${v.name}=NEW restores it beside it)`);
     }
     if (this.opts.includeVolumes && !this.opts.replace) {
       const inherited = inheritedMounts(c);
@@ -183,7 +186,9 @@ export class ContainerRestore {
     const entries = this.txn.pending.targets.filter((t) => targets.includes(t.target));
     if (entries.length === 0) return;
     for (const e of entries) this.volumes.forget(...e.replaced.map((v) => v.name), ...e.createdVolumes);
-    const problems = await rollBackTargets(this.ctx.engine, this.txn.pending.run, this.txn.pending.helperImage, entries, this.ctx.log, () => this.txn.persist());
+    const problems = await rollBackTargets(this.ctx.engine, this.txn.pending.run, this.txn.pending.helperImage, entries, this.ctx.log, () =>
+      this.txn.persist(),
+    );
     for (const e of entries) if (!hasChanges(e)) this.txn.committed(e.target);
     if (problems.length > 0) throw new RestoreError(`${targets.join(', ')}: could not put everything back: ${problems.join('; ')}`);
   }

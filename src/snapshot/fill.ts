@@ -113,7 +113,11 @@ export class Filler {
   /** Runs `fn` with a helper that mounts `mounts`; the helper is removed after, whatever happens. */
   async withHelper<T>(mounts: HelperMount[], fn: (id: string) => Promise<T>, image = this.image, run: HelperRun = { entrypoint: ['/csx-helper'] }): Promise<T> {
     const Mounts = mounts.flatMap((m) =>
-      'volume' in m ? [{ Type: 'volume', Source: m.volume, Target: m.target, VolumeOptions: { NoCopy: true } }] : m.create ? [] : [{ Type: 'bind', Source: m.bind, Target: m.target }],
+      'volume' in m
+        ? [{ Type: 'volume', Source: m.volume, Target: m.target, VolumeOptions: { NoCopy: true } }]
+        : m.create
+          ? []
+          : [{ Type: 'bind', Source: m.bind, Target: m.target }],
     );
     // The legacy bind syntax creates a missing host directory, as `docker run -v` did for the original.
     const Binds = mounts.flatMap((m) => ('bind' in m && m.create ? [`${m.bind}:${m.target}`] : []));
@@ -172,7 +176,12 @@ export class Filler {
    * the volume's root) are made sparse again after, or, when it names none (undefined or `'many'`),
    * the files with long zero runs (see `digHoles`).
    */
-  async fillVolume(volume: string, mountPoint: string, content: () => Promise<Readable>, sparse: () => Promise<SparseFiles> = async () => undefined): Promise<void> {
+  async fillVolume(
+    volume: string,
+    mountPoint: string,
+    content: () => Promise<Readable>,
+    sparse: () => Promise<SparseFiles> = async () => undefined,
+  ): Promise<void> {
     const base = posix.basename(mountPoint);
     const recorded = await sparse();
     const finder = Array.isArray(recorded) ? undefined : new HoleFinder();
@@ -211,11 +220,15 @@ export class Filler {
         if (code !== 'exit code 0') throw new Error(`fallocate --dig-holes ended with ${code} (util-linux's fallocate is needed)`);
         done++;
       }
-      this.log?.info(`volume '${volume}': ${files.length} sparse file(s) made sparse again${more > 0 ? ` (${more} more left fully allocated)` : ''}${guessed ? `; ${guessed}` : ''}`);
+      this.log?.info(
+        `volume '${volume}': ${files.length} sparse file(s) made sparse again${more > 0 ? ` (${more} more left fully allocated)` : ''}${guessed ? `; ${guessed}` : ''}`,
+      );
     } catch (err) {
       if (this.signal?.aborted) throw err;
       const why = /executable file not found|no such file or directory/i.test(errorMessage(err)) ? 'the image has no fallocate' : errorMessage(err);
-      this.log?.warning(`volume '${volume}': ${files.length + more - done} file(s) with long runs of zeros (sparse files) were written fully allocated, content intact: ${why}`);
+      this.log?.warning(
+        `volume '${volume}': ${files.length + more - done} file(s) with long runs of zeros (sparse files) were written fully allocated, content intact: ${why}`,
+      );
     }
   }
 
@@ -247,14 +260,21 @@ export class Filler {
    * be read here, where they hold long zero runs.
    */
   async copyVolume(from: string, to: string): Promise<void> {
-    const scanning = this.engine.inspectVolume(from).then((v) => scanSparseFiles(v?.Mountpoint), () => undefined);
+    const scanning = this.engine.inspectVolume(from).then(
+      (v) => scanSparseFiles(v?.Mountpoint),
+      () => undefined,
+    );
     const finder = new HoleFinder();
     const archived = await this.withHelper([{ volume: from, target: '/v' }], async (source) =>
       this.withHelper([{ volume: to, target: '/v' }], async (target) => {
         const archive = await this.engine.getArchive(source, '/v');
         const root = archiveRoot(archive);
         try {
-          await this.engine.putArchive(target, '/', pipeline(archive, finder, () => undefined));
+          await this.engine.putArchive(
+            target,
+            '/',
+            pipeline(archive, finder, () => undefined),
+          );
         } finally {
           archive.destroy();
         }

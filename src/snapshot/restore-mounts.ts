@@ -31,7 +31,9 @@ export function isTmpfs(v: VolumeRecord): boolean {
 export function anonymousVolumes(info: ContainerInspect): Array<{ destination: string; volume: string }> {
   const declared = new Set([
     ...Object.keys((info.Config?.Volumes as Record<string, unknown> | null) ?? {}),
-    ...((info.HostConfig?.Mounts as Array<{ Type?: string; Source?: string; Target?: string }> | null) ?? []).filter((m) => m.Type === 'volume' && !m.Source).map((m) => m.Target ?? ''),
+    ...((info.HostConfig?.Mounts as Array<{ Type?: string; Source?: string; Target?: string }> | null) ?? [])
+      .filter((m) => m.Type === 'volume' && !m.Source)
+      .map((m) => m.Target ?? ''),
   ]);
   return mountsToTake(info, { includeVolumes: true, includeBindMounts: false })
     .filter((m) => m.anonymous && declared.has(m.destination))

@@ -53,7 +53,13 @@ export function chooseContainers(set: SnapshotSet, opts: RestoreOptions): Contai
  * A blob already in `seen` (by scope and digest) is not read again, and each one that passes is
  * added: a verification of several sets reads the blobs they share once.
  */
-export async function verifyContainers(source: Destination, containers: ContainerRecord[], includeVolumes: boolean, log: Logger, seen = new Set<string>()): Promise<number> {
+export async function verifyContainers(
+  source: Destination,
+  containers: ContainerRecord[],
+  includeVolumes: boolean,
+  log: Logger,
+  seen = new Set<string>(),
+): Promise<number> {
   const verifyBlob = async (dest: Destination, scope: BlobScope, blob: BlobDescriptor, what: string) => {
     const key = `${JSON.stringify(scope)} ${blob.digest}`;
     if (seen.has(key)) return;

@@ -105,7 +105,9 @@ export class VolumeRestore {
       });
       await engine.commit(user.id, { pause: false, ...ref });
       await engine.removeContainer(user.id, { force: true, volumes: false });
-      log.info(`${owner.target}: the replaced container '${owner.aside.asideName}' is removed to replace volume '${volume}' (committed, to be put back if the restore fails)`);
+      log.info(
+        `${owner.target}: the replaced container '${owner.aside.asideName}' is removed to replace volume '${volume}' (committed, to be put back if the restore fails)`,
+      );
     }
   }
 
@@ -116,7 +118,15 @@ export class VolumeRestore {
     const old = (await engine.inspectVolume(name))!;
     const hasData = !isTmpfs(v) && (await this.filler(image).volumeHasData(name));
     const aside = hasData ? `${name}-aside-${randomBytes(3).toString('hex')}` : undefined;
-    const record: ReplacedVolume = { name, aside, kept: false, emptied: false, driver: old.Driver, driverOpts: (old.Options as Record<string, string> | null) ?? {}, labels: (old.Labels as Record<string, string> | null) ?? {} };
+    const record: ReplacedVolume = {
+      name,
+      aside,
+      kept: false,
+      emptied: false,
+      driver: old.Driver,
+      driverOpts: (old.Options as Record<string, string> | null) ?? {},
+      labels: (old.Labels as Record<string, string> | null) ?? {},
+    };
     this.txn.record(target, (e) => {
       e.image = image;
       e.replaced.push(record);
@@ -151,7 +161,16 @@ export class VolumeRestore {
         else {
           // Empty and unused (checked): a rollback empties it again.
           const old = (await engine.inspectVolume(name))!;
-          this.txn.record(target, (e) => e.replaced.push({ name, kept: true, emptied: true, driver: old.Driver, driverOpts: (old.Options as Record<string, string> | null) ?? {}, labels: (old.Labels as Record<string, string> | null) ?? {} }));
+          this.txn.record(target, (e) =>
+            e.replaced.push({
+              name,
+              kept: true,
+              emptied: true,
+              driver: old.Driver,
+              driverOpts: (old.Options as Record<string, string> | null) ?? {},
+              labels: (old.Labels as Record<string, string> | null) ?? {},
+            }),
+          );
         }
       } else {
         this.txn.record(target, (e) => e.createdVolumes.push(name));

@@ -98,7 +98,10 @@ export async function runRestore(opts: RestoreOptions, ctx: RestoreContext): Pro
         try {
           await worker.setAside(target, image);
         } catch (err) {
-          ready.splice(ready.findIndex((r) => r.c === c), 1);
+          ready.splice(
+            ready.findIndex((r) => r.c === c),
+            1,
+          );
           await worker.rollBack(target).catch((e: unknown) => log.error(errorMessage(e)));
           await dropImage(c);
           fail(c, target, err);
@@ -109,7 +112,9 @@ export async function runRestore(opts: RestoreOptions, ctx: RestoreContext): Pro
       try {
         txn.checkpoint();
         if (c.group && failedGroups.has(c.group)) throw new RestoreError(failedGroups.get(c.group) ?? '');
-        const r = await log.group(`Restore ${c.name}${target !== c.name ? ` as ${target}` : ''}`, () => worker.restore(c, target, image, c.group !== undefined));
+        const r = await log.group(`Restore ${c.name}${target !== c.name ? ` as ${target}` : ''}`, () =>
+          worker.restore(c, target, image, c.group !== undefined),
+        );
         log.info(`${target}: restored (${r.state})`);
         results.push(r);
       } catch (err) {

@@ -6,7 +6,18 @@ import type { ChildProcess } from 'node:child_process';
 import { backup } from '../../src/commands.js';
 import { parseBackupInputs } from '../../src/core/inputs.js';
 import { Engine } from '../../src/engine/engine.js';
-import { Resources, afterItsPause, commitsOf, docker, quietLog, runBigVolumeContainer, runContainer, treeDigest, waitFor, whenContainer } from '../support/fixtures.js';
+import {
+  Resources,
+  afterItsPause,
+  commitsOf,
+  docker,
+  quietLog,
+  runBigVolumeContainer,
+  runContainer,
+  treeDigest,
+  waitFor,
+  whenContainer,
+} from '../support/fixtures.js';
 import { startRegistry, type RunningRegistry } from '../support/registry.js';
 import { startFaultyProxy } from '../support/faulty-proxy.js';
 import { runCli, runStep } from '../support/runner.js';
@@ -23,10 +34,21 @@ describe('faults: the registry, the disk and the engine failing under a backup',
     // 80 MB of random data in the writable layer: its upload after the pause takes a while.
     const name = res.name('layer');
     await runContainer(
-      { name, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'test -f /big || dd if=/dev/urandom of=/big bs=1M count=80 2>/dev/null; touch /ready; exec sleep 100000'] },
+      {
+        name,
+        Image: inject('fixtureImage'),
+        Cmd: ['sh', '-c', 'test -f /big || dd if=/dev/urandom of=/big bs=1M count=80 2>/dev/null; touch /ready; exec sleep 100000'],
+      },
       'running',
     );
-    await waitFor(() => treeDigest(name, '/ready').then(() => true, () => false), 60_000);
+    await waitFor(
+      () =>
+        treeDigest(name, '/ready').then(
+          () => true,
+          () => false,
+        ),
+      60_000,
+    );
     bigLayer = { name, id: (await docker.getContainer(name).inspect()).Id };
   });
 
@@ -40,15 +62,26 @@ describe('faults: the registry, the disk and the engine failing under a backup',
     try {
       const { name, id } = await runBigVolumeContainer(res, 'regdown', inject('fixtureImage'), 60);
       const destination = `registry:${own.host}/${res.prefix}`;
-      const r = await runCli(['backup', '--containers', name, '--destination', destination, '--tag', 'down', '--registry-username', own.username, '--registry-password-stdin'], {
-        input: own.password,
-        env: { DOCKER_CONFIG: '/nonexistent' },
-        onSpawn: whenContainer(id, (info) => info.State.Paused, () => void own.halt()),
-      });
+      const r = await runCli(
+        ['backup', '--containers', name, '--destination', destination, '--tag', 'down', '--registry-username', own.username, '--registry-password-stdin'],
+        {
+          input: own.password,
+          env: { DOCKER_CONFIG: '/nonexistent' },
+          onSpawn: whenContainer(
+            id,
+            (info) => info.State.Paused,
+            () => void own.halt(),
+          ),
+        },
+      );
       expect(r.code).toBe(1);
       expect(errorLines(r.stderr)).toHaveLength(1);
       const esc = (t: string) => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-      expect(errorLines(r.stderr)[0]).toMatch(new RegExp(`1 container\\(s\\) failed: ${esc(name)} \\(volume ${esc(name)}: (${esc(destination)}|Registry ${esc(own.host)}).*(ECONNREFUSED|ECONNRESET|socket|terminated)`));
+      expect(errorLines(r.stderr)[0]).toMatch(
+        new RegExp(
+          `1 container\\(s\\) failed: ${esc(name)} \\(volume ${esc(name)}: (${esc(destination)}|Registry ${esc(own.host)}).*(ECONNREFUSED|ECONNRESET|socket|terminated)`,
+        ),
+      );
       const info = await docker.getContainer(id).inspect();
       expect({ running: info.State.Running, paused: info.State.Paused }).toEqual({ running: true, paused: false });
       expect(await commitsOf([id])).toEqual([]);
@@ -87,10 +120,15 @@ describe('faults: the registry, the disk and the engine failing under a backup',
     const store = `dir:${res.tempDir()}/store`;
     const made = await runCli(['backup', '--containers', bigLayer.name, '--destination', store, '--tag', 'there']);
     expect(made.code, made.stderr).toBe(0);
-    for (const [dir, inputs] of [['.', { destination: `dir:${res.tempDir()}` }], ['restore', { source: store }]] as const) {
+    for (const [dir, inputs] of [
+      ['.', { destination: `dir:${res.tempDir()}` }],
+      ['restore', { source: store }],
+    ] as const) {
       const step = await runStep(dir, inputs, { env });
       expect(step.code).toBe(1);
-      expect(step.stdout.split('\n').filter((l) => l.startsWith('::error::'))).toEqual([expect.stringMatching(/^::error::Docker engine unreachable \(ENOENT\)/)]);
+      expect(step.stdout.split('\n').filter((l) => l.startsWith('::error::'))).toEqual([
+        expect.stringMatching(/^::error::Docker engine unreachable \(ENOENT\)/),
+      ]);
     }
   });
 
@@ -102,13 +140,20 @@ describe('faults: the registry, the disk and the engine failing under a backup',
     // The real engine; the container disappears right after the selection listed it.
     class RacingEngine extends Engine {
       override async inspectContainer(idOrName: string) {
-        if (idOrName === victimId) await docker.getContainer(victimId).remove({ force: true }).catch(() => undefined);
+        if (idOrName === victimId)
+          await docker
+            .getContainer(victimId)
+            .remove({ force: true })
+            .catch(() => undefined);
         return super.inspectContainer(idOrName);
       }
     }
     const store = join(res.tempDir(), 'store');
     const inputs: Record<string, string> = { containers: `${victim},${survivor}`, destination: `dir:${store}`, tag: 'race' };
-    const result = await backup(parseBackupInputs((n) => inputs[n] ?? ''), { log: quietLog, env: { ...process.env }, engine: new RacingEngine() });
+    const result = await backup(
+      parseBackupInputs((n) => inputs[n] ?? ''),
+      { log: quietLog, env: { ...process.env }, engine: new RacingEngine() },
+    );
     expect(result.failed).toBe(1);
     expect(result.containers.find((c) => c.name === victim)?.error).toMatch(/No such container/);
     expect(result.containers.find((c) => c.name === survivor)?.status).toBe('ok');
@@ -118,14 +163,28 @@ describe('faults: the registry, the disk and the engine failing under a backup',
   it('SIGTERM while it uploads the image (after the pause): running container, no temporary image, no set', async () => {
     const destination = `registry:${registry.host}/${res.prefix}-term`;
     let sent = false;
-    const r = await runCli(['backup', '--containers', bigLayer.name, '--destination', destination, '--tag', 'term', '--registry-username', registry.username, '--registry-password-stdin'], {
-      input: registry.password,
-      env: { DOCKER_CONFIG: '/nonexistent' },
-      onSpawn: whenContainer(bigLayer.id, afterItsPause(), (child) => {
-        sent = true;
-        child.kill('SIGTERM');
-      }),
-    });
+    const r = await runCli(
+      [
+        'backup',
+        '--containers',
+        bigLayer.name,
+        '--destination',
+        destination,
+        '--tag',
+        'term',
+        '--registry-username',
+        registry.username,
+        '--registry-password-stdin',
+      ],
+      {
+        input: registry.password,
+        env: { DOCKER_CONFIG: '/nonexistent' },
+        onSpawn: whenContainer(bigLayer.id, afterItsPause(), (child) => {
+          sent = true;
+          child.kill('SIGTERM');
+        }),
+      },
+    );
     expect(sent).toBe(true);
     expect(r.code).toBe(143);
     expect((await docker.getContainer(bigLayer.id).inspect()).State.Running).toBe(true);
@@ -136,13 +195,17 @@ describe('faults: the registry, the disk and the engine failing under a backup',
   it('SIGKILL of the main step while it uploads, then the post step: no temporary image, no set', async () => {
     const destination = `registry:${registry.host}/${res.prefix}-kill`;
     let sent = false;
-    const main = await runStep('.', { containers: bigLayer.name, destination, tag: 'kill', 'registry-username': registry.username, 'registry-password': registry.password }, {
-      env: { DOCKER_CONFIG: '/nonexistent' },
-      onSpawn: whenContainer(bigLayer.id, afterItsPause(), (child) => {
-        sent = true;
-        child.kill('SIGKILL');
-      }),
-    });
+    const main = await runStep(
+      '.',
+      { containers: bigLayer.name, destination, tag: 'kill', 'registry-username': registry.username, 'registry-password': registry.password },
+      {
+        env: { DOCKER_CONFIG: '/nonexistent' },
+        onSpawn: whenContainer(bigLayer.id, afterItsPause(), (child) => {
+          sent = true;
+          child.kill('SIGKILL');
+        }),
+      },
+    );
     expect(sent).toBe(true);
     expect(main.code).toBe(128);
     // Killed outright: its temporary image is still there, and its step state says so.
@@ -168,15 +231,32 @@ describe('faults: the registry, the disk and the engine failing under a backup',
       return 'pass';
     });
     try {
-      const r = await runCli(['backup', '--containers', bigLayer.name, '--destination', `registry:${proxy.host}/${prefix}`, '--tag', 'last', '--registry-username', registry.username, '--registry-password-stdin'], {
-        input: registry.password,
-        env: { DOCKER_CONFIG: '/nonexistent' },
-        onSpawn: (c) => (child = c),
-      });
+      const r = await runCli(
+        [
+          'backup',
+          '--containers',
+          bigLayer.name,
+          '--destination',
+          `registry:${proxy.host}/${prefix}`,
+          '--tag',
+          'last',
+          '--registry-username',
+          registry.username,
+          '--registry-password-stdin',
+        ],
+        {
+          input: registry.password,
+          env: { DOCKER_CONFIG: '/nonexistent' },
+          onSpawn: (c) => (child = c),
+        },
+      );
       expect(sent, r.stderr).toBe(true);
       expect(r.code).toBe(signal === 'SIGTERM' ? 143 : 128);
       expect(registry.storedTags(prefix)).toEqual([]);
-      const list = await runCli(['list', '--source', `registry:${registry.host}/${prefix}`, '--registry-username', registry.username, '--registry-password-stdin'], { input: registry.password, env: { DOCKER_CONFIG: '/nonexistent' } });
+      const list = await runCli(
+        ['list', '--source', `registry:${registry.host}/${prefix}`, '--registry-username', registry.username, '--registry-password-stdin'],
+        { input: registry.password, env: { DOCKER_CONFIG: '/nonexistent' } },
+      );
       expect(list.stdout.trim()).toBe(`No snapshot sets in registry:${registry.host}/${prefix}.`);
       expect((await docker.getContainer(bigLayer.id).inspect()).State.Running).toBe(true);
       expect(await commitsOf([bigLayer.id])).toEqual([]);

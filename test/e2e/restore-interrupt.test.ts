@@ -17,16 +17,23 @@ describe('an interrupted restore', () => {
   const image = inject('fixtureImage');
   afterAll(() => res.cleanup());
 
-
   const helpersOf = async (vol: string) => (await docker.listContainers({ all: true, filters: { label: [RUN_LABEL], volume: [vol] } })).map((c) => c.Names);
-  const asideVolumes = async (vol: string) => ((await docker.listVolumes({ filters: { label: [RUN_LABEL] } })).Volumes ?? []).filter((v) => v.Name.startsWith(`${vol}-aside-`));
+  const asideVolumes = async (vol: string) =>
+    ((await docker.listVolumes({ filters: { label: [RUN_LABEL] } })).Volumes ?? []).filter((v) => v.Name.startsWith(`${vol}-aside-`));
   const replaced = async (name: string) => (await docker.listContainers({ all: true })).filter((c) => c.Names.some((n) => n.startsWith(`/${name}-replaced-`)));
 
   /** The phases, each a check on the engine that holds while the restore is in it. */
   const phases: Record<string, (s: { id: string; name: string; vol: string }) => () => Promise<boolean>> = {
     'after the old container was set aside': (s) => async () => (await docker.getContainer(s.id).inspect()).Name.includes('-replaced-'),
     'while the old content is copied aside': (s) => async () => (await asideVolumes(s.vol)).length > 0,
-    'while the volume is filled': (s) => async () => !(await docker.getContainer(s.id).inspect().then(() => true, () => false)),
+    'while the volume is filled': (s) => async () =>
+      !(await docker
+        .getContainer(s.id)
+        .inspect()
+        .then(
+          () => true,
+          () => false,
+        )),
   };
 
   interface Service {
@@ -47,7 +54,14 @@ describe('an interrupted restore', () => {
     const store = join(res.tempDir(), 'store');
     const script = 'test -f /v/ready || { dd if=/dev/urandom of=/v/big bs=1M count=120 2>/dev/null; touch /v/ready; }; exec sleep 100000';
     await runContainer({ name, Image: image, StopTimeout: 1, Cmd: ['sh', '-c', script], HostConfig: { Binds: [`${vol}:/v`] } }, 'running');
-    await waitFor(async () => treeDigest(name, '/v/ready').then(() => true, () => false), 60_000);
+    await waitFor(
+      async () =>
+        treeDigest(name, '/v/ready').then(
+          () => true,
+          () => false,
+        ),
+      60_000,
+    );
     const backup = await runCli(['backup', '--containers', name, '--destination', `dir:${store}`, '--tag', 'good']);
     expect(backup.code, backup.stderr).toBe(0);
     res.image(`container-snapshot/${name}:good`);
@@ -55,7 +69,12 @@ describe('an interrupted restore', () => {
     // The service goes on writing: the live volume now differs from the set.
     const exec = await docker.getContainer(name).exec({ Cmd: ['sh', '-c', 'echo later > /v/later'] });
     await (await exec.start({})).resume();
-    await waitFor(async () => treeDigest(name, '/v/later').then(() => true, () => false));
+    await waitFor(async () =>
+      treeDigest(name, '/v/later').then(
+        () => true,
+        () => false,
+      ),
+    );
     const live = (await treeDigest(name, '/v')).digest;
     return { name, vol, id: (await docker.getContainer(name).inspect()).Id, store, inSet, live };
   }
@@ -124,7 +143,11 @@ describe('an interrupted restore', () => {
   ] as const)('the action interrupted %s (%s), then its post step: everything is back, and a re-run restores', async (phase, signal) => {
     const s = await service();
     const sent: { at?: number; pid?: number } = {};
-    const main = await runStep('restore', { source: `dir:${s.store}`, snapshot: 'good', replace: 'true' }, { onSpawn: signalWhen(phases[phase](s), signal, sent) });
+    const main = await runStep(
+      'restore',
+      { source: `dir:${s.store}`, snapshot: 'good', replace: 'true' },
+      { onSpawn: signalWhen(phases[phase](s), signal, sent) },
+    );
     expect(sent.at, main.stderr).toBeDefined();
     expect(main.code).toBe(signal === 'SIGKILL' ? 128 : 143);
     expect(main.state['restore-pending']).toBeTruthy();

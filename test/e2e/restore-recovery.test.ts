@@ -23,9 +23,16 @@ describe('putting back an interrupted restore', () => {
     expect(stateDir(process.env)).toContain('csx-test-state');
   });
 
-
-  const gone = async (id: string) => !(await docker.getContainer(id).inspect().then(() => true, () => false));
-  const asideVolumes = async (vol: string) => ((await docker.listVolumes({ filters: { label: [RUN_LABEL] } })).Volumes ?? []).filter((v) => v.Name.startsWith(`${vol}-aside-`));
+  const gone = async (id: string) =>
+    !(await docker
+      .getContainer(id)
+      .inspect()
+      .then(
+        () => true,
+        () => false,
+      ));
+  const asideVolumes = async (vol: string) =>
+    ((await docker.listVolumes({ filters: { label: [RUN_LABEL] } })).Volumes ?? []).filter((v) => v.Name.startsWith(`${vol}-aside-`));
   const journalOf = (pid?: number) => {
     const dir = join(stateDir(process.env), 'restore-journal');
     return existsSync(dir) ? readdirSync(dir).filter((f) => f === `${hostname()}-${pid}.json`) : [];
@@ -61,11 +68,22 @@ describe('putting back an interrupted restore', () => {
     const fill = (dir: string, n: number) => `(test -f ${dir}/big || dd if=/dev/urandom of=${dir}/big bs=1M count=${n} 2>/dev/null)`;
     for (let i = 0; i < count; i++) {
       const name = res.name(`${suffix}-c${i}`);
-      const script = i === 0 ? `${fill('/v', mb)}; ${anonymousMb ? fill('/w', anonymousMb) + ';' : ''} test -f /v/ready || touch /v/ready; exec sleep 100000` : 'exec sleep 100000';
+      const script =
+        i === 0
+          ? `${fill('/v', mb)}; ${anonymousMb ? fill('/w', anonymousMb) + ';' : ''} test -f /v/ready || touch /v/ready; exec sleep 100000`
+          : 'exec sleep 100000';
       const Volumes = anonymousMb && i === 0 ? { '/w': {} } : undefined;
       await runContainer({ name, Image: image, StopTimeout: 1, Cmd: ['sh', '-c', script], Volumes, HostConfig: { Binds: [`${vol}:/v`] } }, 'running');
       names.push(name);
-      if (i === 0) await waitFor(async () => treeDigest(name, '/v/ready').then(() => true, () => false), 60_000);
+      if (i === 0)
+        await waitFor(
+          async () =>
+            treeDigest(name, '/v/ready').then(
+              () => true,
+              () => false,
+            ),
+          60_000,
+        );
     }
     await exec(names[0], `echo set > /layer${layerMb ? `; dd if=/dev/urandom of=/big bs=1M count=${layerMb} 2>/dev/null` : ''}`);
     const paths = ['/v', '/layer', ...(anonymousMb ? ['/w'] : [])];
@@ -93,7 +111,10 @@ describe('putting back an interrupted restore', () => {
     const s = await service(1, 2, 60);
     const sent: { at?: number; pid?: number } = {};
     const created = async () => {
-      const now = await docker.getContainer(s.names[0]).inspect().catch(() => undefined);
+      const now = await docker
+        .getContainer(s.names[0])
+        .inspect()
+        .catch(() => undefined);
       return !!now && now.Id !== s.ids[0];
     };
     const main = await runStep('restore', { source: `dir:${s.store}`, snapshot: 'good', replace: 'true' }, { onSpawn: signalWhen(created, 'SIGKILL', sent) });
@@ -146,7 +167,8 @@ describe('putting back an interrupted restore', () => {
   it('killed once the old content is copied aside, before the volume is emptied: the next run puts the old container back as it was', async () => {
     const s = await service(1, 2, 1, 150);
     const sent: { at?: number; pid?: number } = {};
-    const helpers = async (prefix: string) => (await docker.listContainers({ all: true, filters: { label: [RUN_LABEL] } })).filter((c) => c.Mounts.some((m) => m.Name?.startsWith(prefix)));
+    const helpers = async (prefix: string) =>
+      (await docker.listContainers({ all: true, filters: { label: [RUN_LABEL] } })).filter((c) => c.Mounts.some((m) => m.Name?.startsWith(prefix)));
     // The copy aside is made once its helpers came and went; the old container is committed and removed next.
     let copying = false;
     const committing = async () => {
@@ -167,9 +189,20 @@ describe('putting back an interrupted restore', () => {
     const owner = res.name('vf-owner');
     const taker = res.name('vf-taker');
     const store = join(res.tempDir(), 'store');
-    const script = 'test -f /data/big || dd if=/dev/urandom of=/data/big bs=1M count=60 2>/dev/null; test -f /data/ready || touch /data/ready; exec sleep 100000';
-    await runContainer({ name: owner, Image: image, StopTimeout: 1, Volumes: { '/anon': {} }, Cmd: ['sh', '-c', script], HostConfig: { Binds: [`${vol}:/data`] } }, 'running');
-    await waitFor(async () => treeDigest(owner, '/data/ready').then(() => true, () => false), 60_000);
+    const script =
+      'test -f /data/big || dd if=/dev/urandom of=/data/big bs=1M count=60 2>/dev/null; test -f /data/ready || touch /data/ready; exec sleep 100000';
+    await runContainer(
+      { name: owner, Image: image, StopTimeout: 1, Volumes: { '/anon': {} }, Cmd: ['sh', '-c', script], HostConfig: { Binds: [`${vol}:/data`] } },
+      'running',
+    );
+    await waitFor(
+      async () =>
+        treeDigest(owner, '/data/ready').then(
+          () => true,
+          () => false,
+        ),
+      60_000,
+    );
     await runContainer({ name: taker, Image: image, StopTimeout: 1, Cmd: ['sleep', '100000'], HostConfig: { VolumesFrom: [owner] } }, 'running');
     const backup = await runCli(['backup', '--containers', `${owner},${taker}`, '--destination', `dir:${store}`, '--tag', 'good']);
     expect(backup.code, backup.stderr).toBe(0);

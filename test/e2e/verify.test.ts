@@ -63,7 +63,10 @@ describe('verification through the bundled restore action and CLI', () => {
 
   beforeAll(async () => {
     dir = res.tempDir();
-    await runContainer({ name: app, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'echo rows > /data/t; exec sleep 100000'], HostConfig: { Binds: [`${vol}:/data`] } }, 'running');
+    await runContainer(
+      { name: app, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'echo rows > /data/t; exec sleep 100000'], HostConfig: { Binds: [`${vol}:/data`] } },
+      'running',
+    );
     await runContainer({ name: other, Image: inject('fixtureImage'), Cmd: ['sleep', '100000'] }, 'running');
   });
   afterAll(() => res.cleanup());
@@ -102,7 +105,9 @@ describe('verification through the bundled restore action and CLI', () => {
   it('refuses the inputs of a restore with verify-only, in one line', async () => {
     const r = await runStep('restore', { source: `dir:${join(dir, 'good')}`, 'verify-only': 'true', rename: `${app}=x` }, { env });
     expect(r.code).toBe(1);
-    expect(errors(r)).toEqual(['::error::rename cannot be used with verify-only: true. Expected them empty: a verification reads every container of the set and restores nothing.']);
+    expect(errors(r)).toEqual([
+      '::error::rename cannot be used with verify-only: true. Expected them empty: a verification reads every container of the set and restores nothing.',
+    ]);
   });
 
   it('a tampered blob fails the step and the CLI with one line naming the set, the container and the blob; the other container passes', async () => {
@@ -121,7 +126,9 @@ describe('verification through the bundled restore action and CLI', () => {
     expect(containers[0].error).toContain(digest);
     const [line, ...more] = errors(r);
     expect(more).toEqual([]);
-    expect(line).toMatch(new RegExp(`^::error::1 damaged: snapshot t-1 container ${app} \\(${app} image config \\(dir:.*\\): checksum mismatch \\(expected ${digest}, `));
+    expect(line).toMatch(
+      new RegExp(`^::error::1 damaged: snapshot t-1 container ${app} \\(${app} image config \\(dir:.*\\): checksum mismatch \\(expected ${digest}, `),
+    );
     expect(r.summary).toContain('❌');
     expect(await ours()).toEqual(before);
 
@@ -131,7 +138,9 @@ describe('verification through the bundled restore action and CLI', () => {
     expect(cli.stdout).toContain(`  ${app}: DAMAGED: ${app} image config`);
     expect(cli.stdout).toMatch(new RegExp(`^  ${other}: ok, \\d+ blob\\(s\\)$`, 'm'));
     const stderr = cli.stderr.trim().split('\n');
-    expect(stderr.filter((l) => l.startsWith('error:'))).toEqual([expect.stringMatching(new RegExp(`^error: 1 damaged: snapshot t-1 container ${app} .*${digest}`))]);
+    expect(stderr.filter((l) => l.startsWith('error:'))).toEqual([
+      expect.stringMatching(new RegExp(`^error: 1 damaged: snapshot t-1 container ${app} .*${digest}`)),
+    ]);
   });
 
   it('an encrypted set passes with the right key; no key or a wrong key fails with one line', async () => {
@@ -154,14 +163,20 @@ describe('verification through the bundled restore action and CLI', () => {
 
     const wrong = await runStep('restore', { source, 'verify-only': 'true', 'decryption-identity': wrongFile }, { env });
     expect(wrong.code).toBe(1);
-    expect(errors(wrong)).toEqual([expect.stringMatching(/^::error::.*cannot be decrypted with the key or passphrase given: it was encrypted for another\. Expected the identity or passphrase it was made with \(decryption-identity or decryption-passphrase\)/)]);
+    expect(errors(wrong)).toEqual([
+      expect.stringMatching(
+        /^::error::.*cannot be decrypted with the key or passphrase given: it was encrypted for another\. Expected the identity or passphrase it was made with \(decryption-identity or decryption-passphrase\)/,
+      ),
+    ]);
 
     const cli = await runCli(['verify', '--source', source, '--decryption-identity', keyFile], { env });
     expect(cli.code, cli.stderr).toBe(0);
     expect(cli.stdout).toMatch(/^e-1: ok, 2 container\(s\), \d+ blob\(s\) verified$/m);
     const cliWrong = await runCli(['verify', '--source', source, '--all'], { env: { ...env, [IDENTITY_ENV]: readFileSync(wrongFile, 'utf8') } });
     expect(cliWrong.code).toBe(1);
-    expect(cliWrong.stdout).toMatch(/^e-1: DAMAGED: Snapshot e-1 in dir:.* cannot be decrypted with the key or passphrase given: it was encrypted for another\. Expected the identity or passphrase it was made with \(--decryption-identity FILE/m);
+    expect(cliWrong.stdout).toMatch(
+      /^e-1: DAMAGED: Snapshot e-1 in dir:.* cannot be decrypted with the key or passphrase given: it was encrypted for another\. Expected the identity or passphrase it was made with \(--decryption-identity FILE/m,
+    );
   });
 
   it('--all (CLI) and snapshot: all (action) verify every set, one line per set and per container, and fail naming the damaged one', async () => {
@@ -184,7 +199,12 @@ describe('verification through the bundled restore action and CLI', () => {
       `  ${app}: ok, N blob(s)`,
       `  ${other}: ok, N blob(s)`,
     ]);
-    expect(cli.stderr.trim().split('\n').filter((l) => l.startsWith('error:'))).toEqual([expect.stringMatching(new RegExp(`^error: 1 damaged: snapshot m-2 container ${other} .*${digest}`))]);
+    expect(
+      cli.stderr
+        .trim()
+        .split('\n')
+        .filter((l) => l.startsWith('error:')),
+    ).toEqual([expect.stringMatching(new RegExp(`^error: 1 damaged: snapshot m-2 container ${other} .*${digest}`))]);
     const both = await runCli(['verify', '--source', `dir:${store}`, '--all', '--snapshot', 'm-1'], { env });
     expect([both.code, both.stderr.trim()]).toEqual([1, 'error: --all and --snapshot both choose the sets to verify. Expected one of them.']);
 

@@ -37,7 +37,8 @@ function storeBytes(root: string): number {
 }
 
 /** `bytes` of AES-256-CTR keystream under a key derived from `seed`: random-looking, the same every run. */
-const keystream = (seed: string, bytes: number): Buffer => createCipheriv('aes-256-ctr', createHash('sha256').update(seed).digest(), Buffer.alloc(16)).update(Buffer.alloc(bytes));
+const keystream = (seed: string, bytes: number): Buffer =>
+  createCipheriv('aes-256-ctr', createHash('sha256').update(seed).digest(), Buffer.alloc(16)).update(Buffer.alloc(bytes));
 
 /** Writes one file into a container (through the engine's archive API), modified at `mtime` (seconds). */
 async function putFile(container: string, dir: string, name: string, body: Buffer, mtime: number): Promise<void> {
@@ -69,7 +70,10 @@ describe('volumes stored as content-defined chunks', () => {
   async function restoredTree(location: string, tag: string, c: { name: string; volume: string }, extra: Record<string, string> = {}) {
     const copy = res.name(`${c.name.slice(res.prefix.length + 1)}-r-${tag}`);
     const rename = `${c.name}=${copy},${c.volume}=${res.volume(`${copy.slice(res.prefix.length + 1)}-data`)}`;
-    const r = await restore(parseRestoreInputs(inputs({ source: location, snapshot: tag, containers: c.name, rename, start: 'never', ...extra })), { log: quietLog, env: testEnv });
+    const r = await restore(parseRestoreInputs(inputs({ source: location, snapshot: tag, containers: c.name, rename, start: 'never', ...extra })), {
+      log: quietLog,
+      env: testEnv,
+    });
     expect(r.failed, JSON.stringify(r.containers)).toBe(0);
     res.image((await docker.getContainer(copy).inspect()).Config.Image);
     return treeDigest(copy, '/data');
@@ -85,7 +89,10 @@ describe('volumes stored as content-defined chunks', () => {
     for (const f of ['a', 'b', 'c', 'd', 'new']) pack.entry({ name: `src/${f}` }, keystream(f, f === 'new' ? 300_000 : 200_000));
     pack.finalize();
     await docker.getContainer(c.name).putArchive(pack as unknown as NodeJS.ReadableStream, { path: '/' });
-    sh(c.name, 'busybox cp /src/big.bin /data/ && busybox mkdir -p /data/dir /data/logs && for f in a b c d; do busybox cp /src/$f /data/dir/$f; done && busybox seq 1 40000 > /data/logs/app.log && busybox ln -s big.bin /data/link');
+    sh(
+      c.name,
+      'busybox cp /src/big.bin /data/ && busybox mkdir -p /data/dir /data/logs && for f in a b c d; do busybox cp /src/$f /data/dir/$f; done && busybox seq 1 40000 > /data/logs/app.log && busybox ln -s big.bin /data/link',
+    );
     const root = join(res.tempDir(), 'store');
     const location = `dir:${root}`;
     const changes = [
@@ -182,7 +189,9 @@ describe('volumes stored as content-defined chunks', () => {
     const keyFile = join(dir, 'key.txt');
     execFileSync('age-keygen', ['-o', keyFile], { stdio: 'ignore' });
     const recipient = execFileSync('age-keygen', ['-y', keyFile], { encoding: 'utf8' }).trim();
-    const identity = readFileSync(keyFile, 'utf8').split('\n').find((l) => l.startsWith('AGE-SECRET-KEY-'))!;
+    const identity = readFileSync(keyFile, 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('AGE-SECRET-KEY-'))!;
     const root = join(dir, 'store');
     const location = `dir:${root}`;
     const first = await backUp({ containers: c.name, destination: location, tag: 'e1', 'encryption-recipients': recipient });
@@ -202,7 +211,9 @@ describe('volumes stored as content-defined chunks', () => {
       const blob = volumeOf(s).blob;
       return [blob.contentDigest, ...(isChunked(blob) ? blob.chunks.map((ch) => ch.contentDigest) : [])];
     });
-    const clear = readdirSync(join(root, 'sets')).map((f) => readFileSync(join(root, 'sets', f), 'utf8')).join('\n');
+    const clear = readdirSync(join(root, 'sets'))
+      .map((f) => readFileSync(join(root, 'sets', f), 'utf8'))
+      .join('\n');
     const names = readdirSync(join(root, 'blobs', 'sha256'));
     for (const d of contents) {
       expect(clear.includes(d.slice(7)), `content digest ${d} in a clear descriptor`).toBe(false);
@@ -233,14 +244,19 @@ describe('volumes stored as content-defined chunks', () => {
     expect(r2.length).toBeGreaterThanOrEqual(5);
     expect(r2.filter((d) => r1.includes(d)).length).toBeGreaterThanOrEqual(r2.length - 3);
     for (const d of r2) expect(await client.hasBlob(prefix, d), `chunk ${d} in ${prefix}`).toBe(true);
-    expect((await verify(parseDestination(location), 'r2', { username: reg.username, password: reg.password }, { log: quietLog, env: testEnv })).blobs).toBeGreaterThanOrEqual(r2.length);
+    expect(
+      (await verify(parseDestination(location), 'r2', { username: reg.username, password: reg.password }, { log: quietLog, env: testEnv })).blobs,
+    ).toBeGreaterThanOrEqual(r2.length);
     expect(await restoredTree(location, 'r2', c, creds)).toEqual(tree);
   });
 
   it('registry: a volume whose chunks would not fit the set manifest is stored whole (one line says why), the other chunked; the set verifies and restores', async () => {
     const name = res.name('budget');
     const [big, small] = [res.volume('budget-big'), res.volume('budget-small')];
-    await runContainer({ name, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'exec sleep 100000'], HostConfig: { Binds: [`${big}:/data`, `${small}:/small`] } }, 'running');
+    await runContainer(
+      { name, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'exec sleep 100000'], HostConfig: { Binds: [`${big}:/data`, `${small}:/small`] } },
+      'running',
+    );
     await putFile(name, '/data', 'big', keystream('budget big', 8 * MB), 1);
     await putFile(name, '/small', 'small', keystream('budget small', MB), 1);
     const trees = { data: await treeDigest(name, '/data'), small: await treeDigest(name, '/small') };
@@ -250,7 +266,12 @@ describe('volumes stored as content-defined chunks', () => {
     // Room for the 1 MiB volume's chunks (3 planned, ~4 cut), not for the 8 MiB one's (22 planned).
     const dest = new RegistryDestination(location, prefix, client, undefined, undefined, { setBlobLimit: SET_BLOB_HEADROOM + 12 });
     const log = { ...quietLog, lines: [] as string[] };
-    const r = await runBackup(parseBackupInputs(inputs({ containers: name, destination: location, tag: 'b1', ...creds })), { engine: new Engine(), destinations: [dest], log, env: testEnv });
+    const r = await runBackup(parseBackupInputs(inputs({ containers: name, destination: location, tag: 'b1', ...creds })), {
+      engine: new Engine(),
+      destinations: [dest],
+      log,
+      env: testEnv,
+    });
     expect(r.failed, JSON.stringify(r.containers)).toBe(0);
     const set = (await dest.readSet('b1'))!;
     const volume = (mount: string) => set.containers[0].volumes.find((v) => v.destination === mount)!;
@@ -261,10 +282,15 @@ describe('volumes stored as content-defined chunks', () => {
     expect(why).toHaveLength(1);
     expect(why[0]).toContain(big);
     expect(why[0]).toContain(`${SET_BLOB_HEADROOM + 12} blobs per set`);
-    expect((await verify(parseDestination(location), 'b1', { username: reg.username, password: reg.password }, { log: quietLog, env: testEnv })).blobs).toBeGreaterThanOrEqual(2);
+    expect(
+      (await verify(parseDestination(location), 'b1', { username: reg.username, password: reg.password }, { log: quietLog, env: testEnv })).blobs,
+    ).toBeGreaterThanOrEqual(2);
     const copy = res.name('budget-r');
     const rename = `${name}=${copy},${big}=${res.volume('budget-r-big')},${small}=${res.volume('budget-r-small')}`;
-    const restored = await restore(parseRestoreInputs(inputs({ source: location, snapshot: 'b1', containers: name, rename, start: 'never', ...creds })), { log: quietLog, env: testEnv });
+    const restored = await restore(parseRestoreInputs(inputs({ source: location, snapshot: 'b1', containers: name, rename, start: 'never', ...creds })), {
+      log: quietLog,
+      env: testEnv,
+    });
     expect(restored.failed, JSON.stringify(restored.containers)).toBe(0);
     res.image((await docker.getContainer(copy).inspect()).Config.Image);
     expect({ data: await treeDigest(copy, '/data'), small: await treeDigest(copy, '/small') }).toEqual(trees);
@@ -279,7 +305,12 @@ describe('volumes stored as content-defined chunks', () => {
     // ~4 MiB of archive: 11 chunks planned, which fit; ~80 cut (a header chunk and a data chunk per file), which do not.
     const dest = new RegistryDestination(location, prefix, client, undefined, undefined, { setBlobLimit: SET_BLOB_HEADROOM + 30 });
     const log = { ...quietLog, lines: [] as string[] };
-    const r = await runBackup(parseBackupInputs(inputs({ containers: c.name, destination: location, tag: 'm1', ...creds })), { engine: new Engine(), destinations: [dest], log, env: testEnv });
+    const r = await runBackup(parseBackupInputs(inputs({ containers: c.name, destination: location, tag: 'm1', ...creds })), {
+      engine: new Engine(),
+      destinations: [dest],
+      log,
+      env: testEnv,
+    });
     expect(r.failed, JSON.stringify(r.containers)).toBe(0);
     const cut = log.lines.find((l) => / chunk\(s\): /.test(l));
     expect(Number(cut?.match(/: (\d+) chunk\(s\)/)?.[1])).toBeGreaterThan(30);
@@ -303,7 +334,9 @@ describe('volumes stored as content-defined chunks', () => {
     Object.assign(process.env, vars);
     try {
       const both = `${dir}\nartifact:${res.prefix}-art`;
-      await expect(backup(parseBackupInputs(inputs({ containers: c.name, destination: both, tag: 'a1' })), { log: quietLog, env: { ...testEnv, ...vars } })).rejects.toThrow(
+      await expect(
+        backup(parseBackupInputs(inputs({ containers: c.name, destination: both, tag: 'a1' })), { log: quietLog, env: { ...testEnv, ...vars } }),
+      ).rejects.toThrow(
         `Snapshot a1 stores its volumes as chunks, which artifact:${res.prefix}-art cannot hold (one blob per volume there); not copied. Expected a new tag: a new set stores whole volumes in every destination.`,
       );
       expect(artifacts.artifacts()).toEqual([]);

@@ -67,12 +67,30 @@ function compared(info: Docker.ContainerInspectInfo) {
       Volumes: info.Config.Volumes,
     },
     hostConfig: Object.fromEntries(
-      ['PortBindings', 'RestartPolicy', 'Binds', 'Mounts', 'Tmpfs', 'CapAdd', 'ExtraHosts', 'LogConfig', 'NetworkMode', 'Memory', 'Privileged', 'ReadonlyRootfs', 'Dns', 'Init'].map((k) => [k, hc[k]]),
+      [
+        'PortBindings',
+        'RestartPolicy',
+        'Binds',
+        'Mounts',
+        'Tmpfs',
+        'CapAdd',
+        'ExtraHosts',
+        'LogConfig',
+        'NetworkMode',
+        'Memory',
+        'Privileged',
+        'ReadonlyRootfs',
+        'Dns',
+        'Init',
+      ].map((k) => [k, hc[k]]),
     ),
     networks,
-    mounts: info.Mounts.map((m) => ({ Type: m.Type, Destination: m.Destination, RW: m.RW, Name: m.Type === 'volume' && !/^[0-9a-f]{64}$/.test(m.Name ?? '') ? m.Name : undefined })).sort((a, b) =>
-      a.Destination.localeCompare(b.Destination),
-    ),
+    mounts: info.Mounts.map((m) => ({
+      Type: m.Type,
+      Destination: m.Destination,
+      RW: m.RW,
+      Name: m.Type === 'volume' && !/^[0-9a-f]{64}$/.test(m.Name ?? '') ? m.Name : undefined,
+    })).sort((a, b) => a.Destination.localeCompare(b.Destination)),
   };
 }
 
@@ -158,7 +176,12 @@ describe.each<Kind>(['dir', 'registry', 'artifact'])('round trip through %s', (k
       },
       'running',
     );
-    await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/index.html`).then((r) => r.ok).catch(() => false)));
+    await waitFor(
+      async () =>
+        await fetch(`http://127.0.0.1:${port}/index.html`)
+          .then((r) => r.ok)
+          .catch(() => false),
+    );
     await runContainer(
       {
         name: res.name('worker'),
@@ -169,7 +192,13 @@ describe.each<Kind>(['dir', 'registry', 'artifact'])('round trip through %s', (k
       },
       'running',
     );
-    await waitFor(async () => (await treeDigest(res.name('worker'), '/tmp/worker.txt').then(() => true, () => false)));
+    await waitFor(
+      async () =>
+        await treeDigest(res.name('worker'), '/tmp/worker.txt').then(
+          () => true,
+          () => false,
+        ),
+    );
     await docker.getContainer(res.name('worker')).pause();
     await runContainer(
       {
@@ -199,7 +228,13 @@ describe.each<Kind>(['dir', 'registry', 'artifact'])('round trip through %s', (k
       },
       'running',
     );
-    await waitFor(async () => (await treeDigest(res.name('binder'), '/layer-bind.txt').then(() => true, () => false)));
+    await waitFor(
+      async () =>
+        await treeDigest(res.name('binder'), '/layer-bind.txt').then(
+          () => true,
+          () => false,
+        ),
+    );
     for (const c of CASES) before.set(c.suffix, await snapshotOf(res.name(c.suffix), c.paths));
   });
 
@@ -217,7 +252,10 @@ describe.each<Kind>(['dir', 'registry', 'artifact'])('round trip through %s', (k
       ...creds,
     };
     const leave = enterRun(artifacts ? { ...artifacts.env({ runId: 7001, jobId: 'backup' }), RUNNER_TEMP: runnerTemp } : {});
-    const result = await backup(parseBackupInputs((n) => inputs[n] ?? ''), { log: quietLog, env: { ...env, ...process.env } }).finally(leave);
+    const result = await backup(
+      parseBackupInputs((n) => inputs[n] ?? ''),
+      { log: quietLog, env: { ...env, ...process.env } },
+    ).finally(leave);
     expect(result.failed, JSON.stringify(result.containers.filter((c) => c.error))).toBe(0);
     expect(result.containers.map((c) => c.name).sort()).toEqual(CASES.map((c) => res.name(c.suffix)).sort());
     expect(await commitsOf(result.containers.map((c) => c.id))).toEqual([]);
@@ -241,7 +279,10 @@ describe.each<Kind>(['dir', 'registry', 'artifact'])('round trip through %s', (k
     const rin: Record<string, string> = { source: location, snapshot: 'latest', ...creds, ...otherRun };
     const engine = new NotingEngine();
     const back = enterRun(artifacts ? { ...artifacts.env({ runId: 7002, jobId: 'restore' }), RUNNER_TEMP: runnerTemp } : {});
-    const restored = await restore(parseRestoreInputs((n) => rin[n] ?? ''), { log: quietLog, env: { ...env, ...process.env }, engine }).finally(back);
+    const restored = await restore(
+      parseRestoreInputs((n) => rin[n] ?? ''),
+      { log: quietLog, env: { ...env, ...process.env }, engine },
+    ).finally(back);
     // Volumes no container mounts any more, among those the restore's containers (helpers included) mounted: it must leave none.
     expect(engine.volumes.size).toBeGreaterThan(0);
     const dangling = ((await docker.listVolumes({ filters: { dangling: ['true'] } })).Volumes ?? []).filter((v) => engine.volumes.has(v.Name));
@@ -251,7 +292,12 @@ describe.each<Kind>(['dir', 'registry', 'artifact'])('round trip through %s', (k
       const ref = (await docker.getContainer(r.id).inspect()).Config.Image;
       res.image(ref);
     }
-    await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/index.html`).then((r) => r.ok).catch(() => false)));
+    await waitFor(
+      async () =>
+        await fetch(`http://127.0.0.1:${port}/index.html`)
+          .then((r) => r.ok)
+          .catch(() => false),
+    );
 
     for (const c of CASES) {
       const after = await snapshotOf(res.name(c.suffix), c.paths);
@@ -283,11 +329,17 @@ describe.each<Kind>(['dir', 'registry', 'artifact'])('round trip through %s', (k
   /** The engine that made the snapshot can pull its image, and the image carries the OCI labels. */
   async function expectPullable(ref: string): Promise<void> {
     const stream = await docker.pull(ref, { authconfig: { username: reg.username, password: reg.password, serveraddress: reg.host } });
-    const events = await new Promise<Array<{ error?: string }>>((resolve, reject) => docker.modem.followProgress(stream, (err, out) => (err ? reject(err) : resolve(out))));
+    const events = await new Promise<Array<{ error?: string }>>((resolve, reject) =>
+      docker.modem.followProgress(stream, (err, out) => (err ? reject(err) : resolve(out))),
+    );
     res.image(ref);
     expect(events.filter((e) => e.error)).toEqual([]);
     const labels = (await docker.getImage(ref).inspect()).Config.Labels ?? {};
-    expect(labels).toMatchObject({ 'io.container-snapshot.container': res.name('web'), 'io.container-snapshot.set': 'fidelity-1', 'org.opencontainers.image.base.name': baseImage });
+    expect(labels).toMatchObject({
+      'io.container-snapshot.container': res.name('web'),
+      'io.container-snapshot.set': 'fidelity-1',
+      'org.opencontainers.image.base.name': baseImage,
+    });
     expect(labels['org.opencontainers.image.created']).toMatch(/^\d{4}-\d\d-\d\dT/);
   }
 });

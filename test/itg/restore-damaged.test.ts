@@ -26,7 +26,13 @@ describe('a restore of a set with a damaged blob', () => {
     const containers = (await docker.listContainers({ all: true })).filter((c) => c.Names.some((n) => n.includes(res.prefix)));
     const volumes = ((await docker.listVolumes()).Volumes ?? []).filter((v) => v.Name.includes(res.prefix));
     const images = (await docker.listImages()).filter((i) => (i.RepoTags ?? []).some((t) => t.includes(res.prefix)));
-    const snapshotImage = await docker.getImage(set.containers[0].image.id).inspect().then(() => true, () => false);
+    const snapshotImage = await docker
+      .getImage(set.containers[0].image.id)
+      .inspect()
+      .then(
+        () => true,
+        () => false,
+      );
     return JSON.stringify([containers.map((c) => [c.Names, c.State]).sort(), volumes.map((v) => v.Name).sort(), images.map((i) => i.Id), snapshotImage]);
   }
 
@@ -51,9 +57,17 @@ describe('a restore of a set with a damaged blob', () => {
   async function startApp(): Promise<void> {
     // Random bytes: stored as zstd raw blocks, so a flipped byte passes the decompressor and only
     // the digest, at the blob's end, finds it.
-    const script = 'test -f /own/r || { mkdir -p /own && dd if=/dev/urandom of=/own/r bs=1M count=3 2>/dev/null && dd if=/dev/urandom of=/data/r bs=1M count=3 2>/dev/null; }; touch /tmp/ready; exec sleep 100000';
+    const script =
+      'test -f /own/r || { mkdir -p /own && dd if=/dev/urandom of=/own/r bs=1M count=3 2>/dev/null && dd if=/dev/urandom of=/data/r bs=1M count=3 2>/dev/null; }; touch /tmp/ready; exec sleep 100000';
     await runContainer({ name, Image: image, StopTimeout: 1, Cmd: ['sh', '-c', script], HostConfig: { Binds: [`${vol}:/data`] } }, 'running');
-    await waitFor(async () => treeDigest(name, '/tmp/ready').then(() => true, () => false), 60_000);
+    await waitFor(
+      async () =>
+        treeDigest(name, '/tmp/ready').then(
+          () => true,
+          () => false,
+        ),
+      60_000,
+    );
   }
 
   beforeAll(async () => {
@@ -61,7 +75,15 @@ describe('a restore of a set with a damaged blob', () => {
     await backUp({ containers: name, destination: `dir:${store}`, tag: 'd1' });
     set = (await new DirDestination('dir:store', store).readSet('d1'))!;
     // The backup leaves no image behind: the restore loads it, streaming every layer.
-    expect(await docker.getImage(set.containers[0].image.id).inspect().then(() => true, () => false)).toBe(false);
+    expect(
+      await docker
+        .getImage(set.containers[0].image.id)
+        .inspect()
+        .then(
+          () => true,
+          () => false,
+        ),
+    ).toBe(false);
   });
 
   const layerDigest = () => set.containers[0].image.layers.at(-1)!.digest;

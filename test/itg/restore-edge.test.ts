@@ -33,8 +33,17 @@ describe('restore edge cases', () => {
   it('a registry set survives registry garbage collection', async () => {
     const reg = inject('registry');
     const name = res.name('gc');
-    await runContainer({ name, Image: image, Cmd: ['sh', '-c', 'echo x > /x; exec sleep 100000'], HostConfig: { Binds: [`${res.volume('gc')}:/v`] } }, 'running');
-    await waitFor(async () => (await treeDigest(name, '/x').then(() => true, () => false)));
+    await runContainer(
+      { name, Image: image, Cmd: ['sh', '-c', 'echo x > /x; exec sleep 100000'], HostConfig: { Binds: [`${res.volume('gc')}:/v`] } },
+      'running',
+    );
+    await waitFor(
+      async () =>
+        await treeDigest(name, '/x').then(
+          () => true,
+          () => false,
+        ),
+    );
     const location = `registry:${reg.host}/${res.prefix}-gc`;
     const creds = { username: reg.username, password: reg.password };
     await backUp({ containers: name, destination: location, tag: 'gc', 'registry-username': reg.username, 'registry-password': reg.password });
@@ -49,13 +58,24 @@ describe('restore edge cases', () => {
     const subnet = freeSubnet();
     await docker.createNetwork({ Name: net, IPAM: { Config: [{ Subnet: `${subnet}.0/24` }] } });
     const name = res.name('ip');
-    await runContainer({ name, Image: image, Cmd: ['sleep', '100000'], NetworkingConfig: { EndpointsConfig: { [net]: { IPAMConfig: { IPv4Address: `${subnet}.10` } } } } }, 'running');
+    await runContainer(
+      { name, Image: image, Cmd: ['sleep', '100000'], NetworkingConfig: { EndpointsConfig: { [net]: { IPAMConfig: { IPv4Address: `${subnet}.10` } } } } },
+      'running',
+    );
     const location = store();
     await backUp({ containers: name, destination: location, tag: 'ip' });
     await docker.getContainer(name).stop({ t: 0 });
     const before = await docker.getContainer(name).inspect();
     // Another container takes the address, so the restored one cannot start.
-    await runContainer({ name: res.name('squatter'), Image: image, Cmd: ['sleep', '100000'], NetworkingConfig: { EndpointsConfig: { [net]: { IPAMConfig: { IPv4Address: `${subnet}.10` } } } } }, 'running');
+    await runContainer(
+      {
+        name: res.name('squatter'),
+        Image: image,
+        Cmd: ['sleep', '100000'],
+        NetworkingConfig: { EndpointsConfig: { [net]: { IPAMConfig: { IPv4Address: `${subnet}.10` } } } },
+      },
+      'running',
+    );
     const r = await restoreFrom({ source: location, snapshot: 'ip', replace: 'true' });
     expect(r.failed).toBe(1);
     expect(r.containers[0].error).toMatch(/[Aa]ddress already in use|already allocated/);
@@ -68,7 +88,10 @@ describe('restore edge cases', () => {
   it('replace restores two containers that share a named volume', async () => {
     const shared = res.volume('shared');
     const [a, b] = [res.name('share-a'), res.name('share-b')];
-    await runContainer({ name: a, Image: image, StopTimeout: 1, Cmd: ['sh', '-c', 'test -f /s/a || echo a > /s/a; exec sleep 100000'], HostConfig: { Binds: [`${shared}:/s`] } }, 'running');
+    await runContainer(
+      { name: a, Image: image, StopTimeout: 1, Cmd: ['sh', '-c', 'test -f /s/a || echo a > /s/a; exec sleep 100000'], HostConfig: { Binds: [`${shared}:/s`] } },
+      'running',
+    );
     await runContainer({ name: b, Image: image, StopTimeout: 1, Cmd: ['sh', '-c', 'exec sleep 100000'], HostConfig: { Binds: [`${shared}:/s`] } }, 'running');
     await waitFor(async () => (await listing(a, '/s')).includes('s/a'));
     const location = store();
@@ -118,7 +141,15 @@ describe('restore edge cases', () => {
     const seeded = res.image(`${res.prefix}-seeded:v1`);
     await docker.getContainer(seeder).commit({ repo: `${res.prefix}-seeded`, tag: 'v1' });
     const name = res.name('seeded');
-    await runContainer({ name, Image: seeded, Cmd: ['sh', '-c', 'test -f /seeded/mine || { rm /seeded/seed; echo mine > /seeded/mine; }; exec sleep 100000'], HostConfig: { Binds: [`${res.volume('seeded')}:/seeded`] } }, 'running');
+    await runContainer(
+      {
+        name,
+        Image: seeded,
+        Cmd: ['sh', '-c', 'test -f /seeded/mine || { rm /seeded/seed; echo mine > /seeded/mine; }; exec sleep 100000'],
+        HostConfig: { Binds: [`${res.volume('seeded')}:/seeded`] },
+      },
+      'running',
+    );
     await waitFor(async () => (await listing(name, '/seeded')).includes('seeded/mine'));
     expect(await listing(name, '/seeded')).toEqual(['seeded', 'seeded/mine']);
     const location = store();

@@ -24,11 +24,22 @@ describe('restore fills', () => {
     const host = join(res.tempDir(), 'lib');
     mkdirSync(host);
     writeFileSync(join(host, 'conf'), 'bound\n');
-    await runContainer({ name, Image: merged, Cmd: ['sh', '-c', 'echo kept > /opt/app/lib/data; exec sleep 100000'], HostConfig: { Binds: [`${vol}:/opt/app/lib`, `${host}:/srv/lib`] } }, 'running');
+    await runContainer(
+      {
+        name,
+        Image: merged,
+        Cmd: ['sh', '-c', 'echo kept > /opt/app/lib/data; exec sleep 100000'],
+        HostConfig: { Binds: [`${vol}:/opt/app/lib`, `${host}:/srv/lib`] },
+      },
+      'running',
+    );
     const store = `dir:${join(res.tempDir(), 'store')}`;
     await new Promise((r) => setTimeout(r, 500));
     const before = await treeDigest(name, '/opt/app/lib');
-    const b = await backup(parseBackupInputs(inputs({ containers: name, destination: store, tag: 'lib', 'include-bind-mounts': 'true' })), { log: quietLog, env });
+    const b = await backup(parseBackupInputs(inputs({ containers: name, destination: store, tag: 'lib', 'include-bind-mounts': 'true' })), {
+      log: quietLog,
+      env,
+    });
     expect(b.failed, JSON.stringify(b.containers)).toBe(0);
     res.image(`container-snapshot/${name}:lib`);
     await docker.getContainer(name).remove({ force: true });

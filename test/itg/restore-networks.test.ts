@@ -27,14 +27,44 @@ describe('networks and volumes a restore created', () => {
   afterAll(() => res.cleanup());
 
   const exists = {
-    network: () => docker.getNetwork(net).inspect().then((n: { Id: string }) => n.Id, () => undefined),
-    volume: () => docker.getVolume(vol).inspect().then(() => true, () => false),
-    container: () => docker.getContainer(name).inspect().then(() => true, () => false),
+    network: () =>
+      docker
+        .getNetwork(net)
+        .inspect()
+        .then(
+          (n: { Id: string }) => n.Id,
+          () => undefined,
+        ),
+    volume: () =>
+      docker
+        .getVolume(vol)
+        .inspect()
+        .then(
+          () => true,
+          () => false,
+        ),
+    container: () =>
+      docker
+        .getContainer(name)
+        .inspect()
+        .then(
+          () => true,
+          () => false,
+        ),
   };
   const removeAll = async () => {
-    await docker.getContainer(name).remove({ force: true, v: true }).catch(() => undefined);
-    await docker.getVolume(vol).remove().catch(() => undefined);
-    await docker.getNetwork(net).remove().catch(() => undefined);
+    await docker
+      .getContainer(name)
+      .remove({ force: true, v: true })
+      .catch(() => undefined);
+    await docker
+      .getVolume(vol)
+      .remove()
+      .catch(() => undefined);
+    await docker
+      .getNetwork(net)
+      .remove()
+      .catch(() => undefined);
   };
   const damage = (on: boolean) => {
     const bytes = Buffer.from(blobBytes);
@@ -43,7 +73,9 @@ describe('networks and volumes a restore created', () => {
   };
   const restoreKilledOnceNetworkExists = async () => {
     const sent: { at?: number; pid?: number } = {};
-    const r = await runCli(['restore', '--source', `dir:${store}`, '--snapshot', 'good'], { onSpawn: signalWhen(async () => (await exists.network()) !== undefined, 'SIGKILL', sent) });
+    const r = await runCli(['restore', '--source', `dir:${store}`, '--snapshot', 'good'], {
+      onSpawn: signalWhen(async () => (await exists.network()) !== undefined, 'SIGKILL', sent),
+    });
     expect(sent.at, r.stderr).toBeDefined();
     expect(await exists.network()).toBeDefined();
   };
@@ -52,8 +84,18 @@ describe('networks and volumes a restore created', () => {
     await docker.createNetwork({ Name: net });
     // The anonymous volume /w is filled after the network is created: large enough to be killed in.
     const script = 'test -f /w/big || dd if=/dev/urandom of=/w/big bs=1M count=60 2>/dev/null; echo v > /data/v; touch /w/ready; exec sleep 100000';
-    await runContainer({ name, Image: image, StopTimeout: 1, Volumes: { '/w': {} }, Cmd: ['sh', '-c', script], HostConfig: { NetworkMode: net, Binds: [`${vol}:/data`] } }, 'running');
-    await waitFor(async () => treeDigest(name, '/w/ready').then(() => true, () => false), 60_000);
+    await runContainer(
+      { name, Image: image, StopTimeout: 1, Volumes: { '/w': {} }, Cmd: ['sh', '-c', script], HostConfig: { NetworkMode: net, Binds: [`${vol}:/data`] } },
+      'running',
+    );
+    await waitFor(
+      async () =>
+        treeDigest(name, '/w/ready').then(
+          () => true,
+          () => false,
+        ),
+      60_000,
+    );
     const backup = await runCli(['backup', '--containers', name, '--destination', `dir:${store}`, '--tag', 'good']);
     expect(backup.code, backup.stderr).toBe(0);
     res.image(`container-snapshot/${name}:good`);
@@ -81,9 +123,27 @@ describe('networks and volumes a restore created', () => {
     const [a, b, c] = ['ga', 'gb', 'gc'].map((m) => res.name(m));
     const cVolume = res.volume('gc-data');
     await docker.createNetwork({ Name: groupNet });
-    for (const m of [a, b]) await runContainer({ name: m, Image: image, Labels: { 'container-snapshot.group': group }, Cmd: ['sleep', '100000'], HostConfig: { NetworkMode: groupNet } }, 'running');
-    await runContainer({ name: c, Image: image, Labels: { 'container-snapshot.group': group }, Cmd: ['sh', '-c', 'echo c > /data/c; exec sleep 100000'], HostConfig: { Binds: [`${cVolume}:/data`] } }, 'running');
-    await waitFor(async () => treeDigest(c, '/data/c').then(() => true, () => false));
+    for (const m of [a, b])
+      await runContainer(
+        { name: m, Image: image, Labels: { 'container-snapshot.group': group }, Cmd: ['sleep', '100000'], HostConfig: { NetworkMode: groupNet } },
+        'running',
+      );
+    await runContainer(
+      {
+        name: c,
+        Image: image,
+        Labels: { 'container-snapshot.group': group },
+        Cmd: ['sh', '-c', 'echo c > /data/c; exec sleep 100000'],
+        HostConfig: { Binds: [`${cVolume}:/data`] },
+      },
+      'running',
+    );
+    await waitFor(async () =>
+      treeDigest(c, '/data/c').then(
+        () => true,
+        () => false,
+      ),
+    );
     const groupStore = join(res.tempDir(), 'store');
     const backup = await runCli(['backup', '--containers', [a, b, c].join(','), '--destination', `dir:${groupStore}`, '--tag', 'group']);
     expect(backup.code, backup.stderr).toBe(0);
@@ -103,8 +163,26 @@ describe('networks and volumes a restore created', () => {
     expect(r.failed).toBe(3);
     expect(quietLog.lines).toEqual(expect.arrayContaining([`${a}: created network ${groupNet}`, `${a}: restored (running)`, `${b}: restored (running)`]));
     expect(quietLog.lines.filter((l) => l.includes('kept'))).toEqual([]);
-    expect(await docker.getNetwork(groupNet).inspect().then(() => true, () => false)).toBe(false);
-    for (const m of [a, b, c]) expect(await docker.getContainer(m).inspect().then(() => true, () => false), m).toBe(false);
+    expect(
+      await docker
+        .getNetwork(groupNet)
+        .inspect()
+        .then(
+          () => true,
+          () => false,
+        ),
+    ).toBe(false);
+    for (const m of [a, b, c])
+      expect(
+        await docker
+          .getContainer(m)
+          .inspect()
+          .then(
+            () => true,
+            () => false,
+          ),
+        m,
+      ).toBe(false);
   });
 
   it('a network that existed before the failed restore is kept', async () => {

@@ -12,7 +12,7 @@ async function readFile(container: string, path: string): Promise<string> {
   // Strip the engine's 8-byte stream frame headers.
   const raw = Buffer.concat(chunks);
   let out = '';
-  for (let i = 0; i + 8 <= raw.length; ) {
+  for (let i = 0; i + 8 <= raw.length;) {
     const len = raw.readUInt32BE(i + 4);
     out += raw.subarray(i + 8, i + 8 + len).toString();
     i += 8 + len;
@@ -34,9 +34,15 @@ describe('restore writes only what it owns, and fills every volume the same way'
   it('restores a volume whose symlinks climb above its parent, relative and absolute', async () => {
     const name = res.name('web');
     const vol = res.volume('web');
-    const script = 'cd /var/www/html && test -e abs || { echo page > index && ln -s ../../../usr/share/tool tool && ln -s ../../../../../../etc/passwd deep && ln -s /etc/passwd abs; }; exec sleep 100000';
+    const script =
+      'cd /var/www/html && test -e abs || { echo page > index && ln -s ../../../usr/share/tool tool && ln -s ../../../../../../etc/passwd deep && ln -s /etc/passwd abs; }; exec sleep 100000';
     await runContainer({ name, Image: image, Cmd: ['sh', '-c', script], HostConfig: { Binds: [`${vol}:/var/www/html`] } }, 'running');
-    await waitFor(async () => treeDigest(name, '/var/www/html/abs').then(() => true, () => false));
+    await waitFor(async () =>
+      treeDigest(name, '/var/www/html/abs').then(
+        () => true,
+        () => false,
+      ),
+    );
     const before = await treeDigest(name, '/var/www/html');
     const location = store();
     await backUp({ containers: name, destination: location, tag: 'links' });
@@ -52,8 +58,22 @@ describe('restore writes only what it owns, and fills every volume the same way'
     const db = res.name('ro-db');
     const reader = res.name('ro-reader');
     const vol = res.volume('ro-db');
-    await runContainer({ name: db, Image: image, Volumes: { '/anon': {} }, Cmd: ['sh', '-c', 'test -f /data/table || { echo rows > /data/table; echo scratch > /anon/x; }; exec sleep 100000'], HostConfig: { Binds: [`${vol}:/data`] } }, 'running');
-    await waitFor(async () => treeDigest(db, '/anon/x').then(() => true, () => false));
+    await runContainer(
+      {
+        name: db,
+        Image: image,
+        Volumes: { '/anon': {} },
+        Cmd: ['sh', '-c', 'test -f /data/table || { echo rows > /data/table; echo scratch > /anon/x; }; exec sleep 100000'],
+        HostConfig: { Binds: [`${vol}:/data`] },
+      },
+      'running',
+    );
+    await waitFor(async () =>
+      treeDigest(db, '/anon/x').then(
+        () => true,
+        () => false,
+      ),
+    );
     await runContainer({ name: reader, Image: image, Cmd: ['sleep', '100000'], HostConfig: { VolumesFrom: [`${db}:ro`] } }, 'running');
     const location = store();
     await backUp({ containers: `${db},${reader}`, destination: location, tag: 'ro' });
@@ -69,12 +89,25 @@ describe('restore writes only what it owns, and fills every volume the same way'
     expect((await docker.getContainer(reader).inspect()).HostConfig.VolumesFrom).toEqual([`${db}:ro`]);
   });
 
-  it('restoring only a container that shares its owner\'s volume leaves the owner\'s live data alone', async () => {
+  it("restoring only a container that shares its owner's volume leaves the owner's live data alone", async () => {
     const db = res.name('sh-db');
     const sidecar = res.name('sh-side');
     const vol = res.volume('sh-db');
-    await runContainer({ name: db, Image: image, Cmd: ['sh', '-c', 'test -f /data/table || echo row1 > /data/table; exec sleep 100000'], HostConfig: { Binds: [`${vol}:/data`] } }, 'running');
-    await waitFor(async () => treeDigest(db, '/data/table').then(() => true, () => false));
+    await runContainer(
+      {
+        name: db,
+        Image: image,
+        Cmd: ['sh', '-c', 'test -f /data/table || echo row1 > /data/table; exec sleep 100000'],
+        HostConfig: { Binds: [`${vol}:/data`] },
+      },
+      'running',
+    );
+    await waitFor(async () =>
+      treeDigest(db, '/data/table').then(
+        () => true,
+        () => false,
+      ),
+    );
     await runContainer({ name: sidecar, Image: image, Cmd: ['sleep', '100000'], HostConfig: { VolumesFrom: [db] } }, 'running');
     const location = store();
     await backUp({ containers: `${db},${sidecar}`, destination: location, tag: 'share' });
@@ -93,7 +126,12 @@ describe('restore writes only what it owns, and fills every volume the same way'
     const again = await restoreFrom({ source: location, snapshot: 'share', containers: sidecar });
     expect(again.failed).toBe(1);
     expect(again.containers[0].error).toMatch(new RegExp(`needs container '${db}'`));
-    expect(await docker.getContainer(sidecar).inspect().catch(() => undefined)).toBeUndefined();
+    expect(
+      await docker
+        .getContainer(sidecar)
+        .inspect()
+        .catch(() => undefined),
+    ).toBeUndefined();
 
     // With replace, a volume another container uses, selected or not, is a conflict.
     await restoreFrom({ source: location, snapshot: 'share', containers: db }).then((x) => expect(x.failed, JSON.stringify(x.containers)).toBe(1));
@@ -144,7 +182,10 @@ describe('restore writes only what it owns, and fills every volume the same way'
     const labels = { tier: 'cache' };
     await docker.createVolume({ Name: vol, DriverOpts: { type: 'tmpfs', device: 'tmpfs', o: 'size=10m' }, Labels: labels });
     const name = res.name('tmpfs-app');
-    await runContainer({ name, Image: image, Cmd: ['sh', '-c', 'echo hot > /cache/x; exec sleep 100000'], HostConfig: { Binds: [`${vol}:/cache`] } }, 'running');
+    await runContainer(
+      { name, Image: image, Cmd: ['sh', '-c', 'echo hot > /cache/x; exec sleep 100000'], HostConfig: { Binds: [`${vol}:/cache`] } },
+      'running',
+    );
     const location = store();
     await backUp({ containers: name, destination: location, tag: 'tmpfs' });
     await remove(name);

@@ -10,7 +10,10 @@ import type { Logger } from '../../src/core/log.js';
 
 /** A file's content read through the engine's archive API; undefined when it does not exist. */
 async function readIn(container: string, path: string): Promise<string | undefined> {
-  const stream = (await docker.getContainer(container).getArchive({ path }).catch(() => undefined)) as NodeJS.ReadableStream | undefined;
+  const stream = (await docker
+    .getContainer(container)
+    .getArchive({ path })
+    .catch(() => undefined)) as NodeJS.ReadableStream | undefined;
   if (!stream) return undefined;
   const extract = tar.extract();
   stream.pipe(extract);
@@ -26,7 +29,16 @@ describe('restore with paths: some paths of a volume into the existing container
   let volume: string;
   let more: string;
   let source: string;
-  const change = (script: string) => runContainer({ name: res.name(`change-${Math.random().toString(16).slice(2, 8)}`), Image: image, Cmd: ['sh', '-ec', script], HostConfig: { Binds: [`${volume}:/data`] } }, 'exited');
+  const change = (script: string) =>
+    runContainer(
+      {
+        name: res.name(`change-${Math.random().toString(16).slice(2, 8)}`),
+        Image: image,
+        Cmd: ['sh', '-ec', script],
+        HostConfig: { Binds: [`${volume}:/data`] },
+      },
+      'exited',
+    );
 
   beforeAll(async () => {
     app = res.name('app');
@@ -62,13 +74,20 @@ describe('restore with paths: some paths of a volume into the existing container
 
   it('names a path outside the volumes, one the set has nothing at, and a container that does not exist', async () => {
     const layer = await restoreFrom({ source, snapshot: 'p1', containers: app, paths: '/etc/x' });
-    expect(layer.containers[0].error).toBe(`/etc/x is in the writable layer of ${app} in the set, not in a volume: only volume content is restored by path (extract takes any path).`);
+    expect(layer.containers[0].error).toBe(
+      `/etc/x is in the writable layer of ${app} in the set, not in a volume: only volume content is restored by path (extract takes any path).`,
+    );
     const nothing = await restoreFrom({ source, snapshot: 'p1', containers: app, paths: '/data/nothing' });
     expect(nothing.containers[0].error).toBe(`snapshot p1: ${app} has nothing at /data/nothing in volume ${volume}.`);
     const ghost = `${app}-ghost`;
     const missing = await restoreFrom({ source, snapshot: 'p1', containers: app, rename: `${app}=${ghost}`, paths: '/data/up' });
     expect(missing.containers[0].error).toBe(`paths restores into an existing container; '${ghost}' does not exist (restore it without paths first).`);
-    expect(await docker.getContainer(ghost).inspect().catch(() => undefined)).toBeUndefined();
+    expect(
+      await docker
+        .getContainer(ghost)
+        .inspect()
+        .catch(() => undefined),
+    ).toBeUndefined();
   });
 
   it('says which paths were written, and which was being written, when the engine fails partway (nothing is undone)', async () => {

@@ -31,7 +31,10 @@ describe('restore with replace', () => {
     await exec(name, 'echo live > /anon/f; echo live > /named/f');
     const live = [(await treeDigest(name, '/anon')).digest, (await treeDigest(name, '/named')).digest];
     const oldId = (await docker.getContainer(name).inspect()).Id;
-    const r = await restore(parseRestoreInputs(inputs({ source: store, snapshot: 'novol', replace: 'true', 'include-volumes': 'false' })), { log: quietLog, env });
+    const r = await restore(parseRestoreInputs(inputs({ source: store, snapshot: 'novol', replace: 'true', 'include-volumes': 'false' })), {
+      log: quietLog,
+      env,
+    });
     expect(r.failed, JSON.stringify(r.containers)).toBe(0);
     const info = await docker.getContainer(name).inspect();
     expect(info.Id).not.toBe(oldId);

@@ -17,7 +17,7 @@ describe('the recovery of interrupted restores', () => {
   const res = new Resources(inject('runPrefix'), 'swp');
   afterAll(() => res.cleanup());
 
-  it("keeps the aside volumes of a gone run whose journal is not in this state directory", async () => {
+  it('keeps the aside volumes of a gone run whose journal is not in this state directory', async () => {
     const gone = spawnSync('true');
     const run = `${hostname()}/${gone.pid}/1`;
     expect(runIsGone(run)).toBe(true);
@@ -40,9 +40,20 @@ describe('the recovery of interrupted restores', () => {
     const target = res.name('gone');
     const pending = {
       run: `${hostname()}/${gone.pid}/1`,
-      targets: [{ target, creating: false, createdVolumes: [], replaced: [{ name: vol, aside: `${vol}-aside-000000`, kept: true, emptied: true }], aside: { id: `${target}-replaced-000000`, asideName: `${target}-replaced-000000`, wasRunning: true, wasPaused: false } }],
+      targets: [
+        {
+          target,
+          creating: false,
+          createdVolumes: [],
+          replaced: [{ name: vol, aside: `${vol}-aside-000000`, kept: true, emptied: true }],
+          aside: { id: `${target}-replaced-000000`, asideName: `${target}-replaced-000000`, wasRunning: true, wasPaused: false },
+        },
+      ],
     };
-    writeFileSync(file, JSON.stringify({ pid: gone.pid, started: '1', host: hostname(), engine: process.env.DOCKER_HOST || 'unix:///var/run/docker.sock', pending }));
+    writeFileSync(
+      file,
+      JSON.stringify({ pid: gone.pid, started: '1', host: hostname(), engine: process.env.DOCKER_HOST || 'unix:///var/run/docker.sock', pending }),
+    );
     const stateEnv = { ...process.env, CONTAINER_SNAPSHOT_STATE_DIR: state };
     const first = await recoverAbandonedRestores(new Engine(), quietLog, stateEnv);
     expect(first.problems).toEqual([expect.stringContaining('is gone'), expect.stringContaining('is gone')]);
@@ -59,8 +70,14 @@ describe('the recovery of interrupted restores', () => {
     const state = res.tempDir();
     const dir = join(state, 'restore-journal');
     mkdirSync(dir, { recursive: true });
-    const pending = { run: `${hostname()}/${gone.pid}/1`, targets: [{ target, image: `container-snapshot/${target}:t`, creating: true, createdVolumes: [], replaced: [] }] };
-    writeFileSync(join(dir, `${hostname()}-${gone.pid}.json`), JSON.stringify({ pid: gone.pid, started: '1', host: hostname(), engine: process.env.DOCKER_HOST || 'unix:///var/run/docker.sock', pending }));
+    const pending = {
+      run: `${hostname()}/${gone.pid}/1`,
+      targets: [{ target, image: `container-snapshot/${target}:t`, creating: true, createdVolumes: [], replaced: [] }],
+    };
+    writeFileSync(
+      join(dir, `${hostname()}-${gone.pid}.json`),
+      JSON.stringify({ pid: gone.pid, started: '1', host: hostname(), engine: process.env.DOCKER_HOST || 'unix:///var/run/docker.sock', pending }),
+    );
     const r = await recoverAbandonedRestores(new Engine(), quietLog, { ...process.env, CONTAINER_SNAPSHOT_STATE_DIR: state });
     expect(r.problems).toEqual([]);
     expect((await docker.getContainer(target).inspect()).Id).toBe(made.id);

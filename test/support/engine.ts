@@ -20,9 +20,36 @@ export async function requireEngine(): Promise<void> {
 }
 
 const APPLETS = [
-  'sh', 'ls', 'cat', 'echo', 'sleep', 'mkdir', 'wc', 'httpd', 'id', 'chown', 'chmod', 'rm',
-  'sha256sum', 'find', 'touch', 'ln', 'stat', 'hostname', 'sync', 'true', 'test', 'env', 'sort', 'xargs',
-  'head', 'dd', 'seq', 'kill', 'ps', 'readlink',
+  'sh',
+  'ls',
+  'cat',
+  'echo',
+  'sleep',
+  'mkdir',
+  'wc',
+  'httpd',
+  'id',
+  'chown',
+  'chmod',
+  'rm',
+  'sha256sum',
+  'find',
+  'touch',
+  'ln',
+  'stat',
+  'hostname',
+  'sync',
+  'true',
+  'test',
+  'env',
+  'sort',
+  'xargs',
+  'head',
+  'dd',
+  'seq',
+  'kill',
+  'ps',
+  'readlink',
 ];
 
 /**
@@ -44,11 +71,14 @@ export async function buildFixtureImage(ref: string, marker = '', docker: Docker
   if (marker) pack.entry({ name: 'etc/marker', mode: 0o644 }, `${marker}\n`);
   pack.finalize();
   const [repo, tag] = ref.split(':');
-  const stream = (await docker.importImage(pack as unknown as NodeJS.ReadableStream, {
-    repo,
-    tag,
-    changes: ['ENV PATH=/bin', 'CMD ["sh"]'],
-  } as never)) as unknown as NodeJS.ReadableStream;
+  const stream = (await docker.importImage(
+    pack as unknown as NodeJS.ReadableStream,
+    {
+      repo,
+      tag,
+      changes: ['ENV PATH=/bin', 'CMD ["sh"]'],
+    } as never,
+  )) as unknown as NodeJS.ReadableStream;
   await new Promise<void>((resolve, reject) => {
     docker.modem.followProgress(stream, (err: Error | null, events: Array<{ error?: string }>) => {
       const failed = events?.find((e) => e.error);

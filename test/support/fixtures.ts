@@ -71,15 +71,35 @@ export class Resources {
 
   /** Removes what was made, on `on` (the engine under test by default; another engine where the test made things there too). */
   async cleanup(on: Docker = docker): Promise<void> {
-    for (const c of this.containers) await on.getContainer(c).remove({ force: true, v: true }).catch(() => undefined);
-    for (const v of this.volumes) await on.getVolume(v).remove({ force: true }).catch(() => undefined);
-    for (const n of this.networks) await on.getNetwork(n).remove().catch(() => undefined);
-    for (const i of this.images) await on.getImage(i).remove({ force: true }).catch(() => undefined);
+    for (const c of this.containers)
+      await on
+        .getContainer(c)
+        .remove({ force: true, v: true })
+        .catch(() => undefined);
+    for (const v of this.volumes)
+      await on
+        .getVolume(v)
+        .remove({ force: true })
+        .catch(() => undefined);
+    for (const n of this.networks)
+      await on
+        .getNetwork(n)
+        .remove()
+        .catch(() => undefined);
+    for (const i of this.images)
+      await on
+        .getImage(i)
+        .remove({ force: true })
+        .catch(() => undefined);
     for (const d of this.dirs) rmSync(d, { recursive: true, force: true });
   }
 }
 
-export async function runContainer(opts: Docker.ContainerCreateOptions & { name: string }, state: 'created' | 'running' | 'paused' | 'exited', on: Docker = docker): Promise<Docker.Container> {
+export async function runContainer(
+  opts: Docker.ContainerCreateOptions & { name: string },
+  state: 'created' | 'running' | 'paused' | 'exited',
+  on: Docker = docker,
+): Promise<Docker.Container> {
   const c = await on.createContainer(opts);
   if (state === 'created') return c;
   await c.start();
@@ -126,7 +146,9 @@ export async function treeDigest(containerId: string, path: string, on: Docker =
     const hash = createHash('sha256');
     for await (const chunk of entry) hash.update(chunk as Buffer);
     const mtime = h.type === 'file' ? Math.floor((h.mtime?.getTime() ?? 0) / 1000) : 0;
-    lines.push([h.name.replace(/\/$/, ''), h.type, ((h.mode ?? 0) & 0o7777).toString(8), h.uid, h.gid, h.size, h.linkname ?? '', mtime, hash.digest('hex')].join(' '));
+    lines.push(
+      [h.name.replace(/\/$/, ''), h.type, ((h.mode ?? 0) & 0o7777).toString(8), h.uid, h.gid, h.size, h.linkname ?? '', mtime, hash.digest('hex')].join(' '),
+    );
   }
   lines.sort();
   return { digest: createHash('sha256').update(lines.join('\n')).digest('hex'), entries: lines.length };
@@ -144,7 +166,10 @@ export async function commitsOf(containerIds: string[]): Promise<string[]> {
   const ids = new Set(containerIds);
   const left: string[] = [];
   for (const image of await docker.listImages({ all: true })) {
-    const info = await docker.getImage(image.Id).inspect().catch(() => undefined);
+    const info = await docker
+      .getImage(image.Id)
+      .inspect()
+      .catch(() => undefined);
     if (info && ids.has((info as { Container?: string }).Container ?? '')) left.push(image.Id);
   }
   return left;
@@ -172,17 +197,27 @@ export async function runBigVolumeContainer(res: Resources, suffix: string, imag
  * For runCli's and runStep's onSpawn: polls the container every 10 ms and, the first time `when`
  * holds for its inspect, calls `act` with the child process (to signal it at a chosen moment).
  */
-export function whenContainer(id: string, when: (info: Docker.ContainerInspectInfo) => boolean, act: (child: ChildProcess) => void): (child: ChildProcess) => void {
+export function whenContainer(
+  id: string,
+  when: (info: Docker.ContainerInspectInfo) => boolean,
+  act: (child: ChildProcess) => void,
+): (child: ChildProcess) => void {
   return (child) => {
     let done = false;
     const poll = setInterval(() => {
-      docker.getContainer(id).inspect().then((info) => {
-        if (!done && when(info)) {
-          done = true;
-          clearInterval(poll);
-          act(child);
-        }
-      }, () => undefined);
+      docker
+        .getContainer(id)
+        .inspect()
+        .then(
+          (info) => {
+            if (!done && when(info)) {
+              done = true;
+              clearInterval(poll);
+              act(child);
+            }
+          },
+          () => undefined,
+        );
     }, 10);
     child.on('close', () => clearInterval(poll));
   };
@@ -196,7 +231,6 @@ export function afterItsPause(): (info: Docker.ContainerInspectInfo) => boolean 
     return seenPaused && !info.State.Paused;
   };
 }
-
 
 /** A `when` for whenContainer: the backup has stopped the container, and started it again. */
 export function afterItsStop(): (info: Docker.ContainerInspectInfo) => boolean {
@@ -222,7 +256,7 @@ export function freeSubnet(): string {
     const [a, b] = [randomInt(100, 250), randomInt(0, 256)];
     // /proc/net/route writes addresses in host (little-endian) byte order.
     const net = 10 | (a << 8) | (b << 16);
-    if (!routes.some((r) => r.mask !== 0 && ((net & r.mask & 0xffffff) >>> 0) === ((r.dest & r.mask & 0xffffff) >>> 0))) return `10.${a}.${b}`;
+    if (!routes.some((r) => r.mask !== 0 && (net & r.mask & 0xffffff) >>> 0 === (r.dest & r.mask & 0xffffff) >>> 0)) return `10.${a}.${b}`;
   }
 }
 

@@ -17,10 +17,17 @@ export async function markersInSnapshot(
   const copy = res.name(`${c.suffix}-copy-${tag}`);
   const rename = `${c.name}=${copy},${c.volume}=${res.volume(`${c.suffix}-copy-${tag}-data`)}`;
   const inputs: Record<string, string> = { source: `dir:${store}`, snapshot: tag, containers: c.name, rename, start: 'never' };
-  const r = await restore(parseRestoreInputs((n) => inputs[n] ?? ''), { log: quietLog, env: { ...process.env, DOCKER_CONFIG: '/nonexistent' } });
+  const r = await restore(
+    parseRestoreInputs((n) => inputs[n] ?? ''),
+    { log: quietLog, env: { ...process.env, DOCKER_CONFIG: '/nonexistent' } },
+  );
   expect(r.failed, JSON.stringify(r.containers)).toBe(0);
   res.image((await docker.getContainer(copy).inspect()).Config.Image);
   const out: Record<string, boolean> = {};
-  for (const m of markers) out[m] = await treeDigest(copy, `/data/${m}`).then(() => true, () => false);
+  for (const m of markers)
+    out[m] = await treeDigest(copy, `/data/${m}`).then(
+      () => true,
+      () => false,
+    );
   return out;
 }
