@@ -89,7 +89,7 @@ export class ContainerBackup {
     const clear = how && secretEnvWarning(name, (spec.config.Env as string[] | undefined) ?? [], this.opts.words ?? ACTION_WORDS, how);
     if (clear) log.warning(clear);
     const mounts = mountsToTake(info, this.opts);
-    const { hold, note, warn, hooks, hooksSkipped } = holdPlan(info, this.opts);
+    const { running, hold, note, warn, hooks, hooksSkipped } = holdPlan(info, this.opts);
     if (note) this.notes.set(info.Id, note);
     if (warn)
       log.warning(
@@ -115,11 +115,13 @@ export class ContainerBackup {
         heldMs,
         held,
       } = await this.holder.withHooks(info.Id, name, hooks, gate, () =>
-        this.holder.held(info, name, hold, mounts.length, gate, async () => {
+        this.holder.held(info, name, hold, mounts.length, gate, async (heldAs) => {
           signal?.throwIfAborted();
+          // The host may read the layer's upper directory only while no process of the container can change it.
+          const atRest = heldAs !== 'none' || !running;
           const now =
             (this.opts.layerCompaction ?? DEFAULT_LAYER_COMPACTION) > 0
-              ? await phase('writable layer changes', () => scanLayer(engine, info.Id, MAX_INDEXED_PATHS, signal))
+              ? await phase('writable layer changes', () => scanLayer(engine, info.Id, MAX_INDEXED_PATHS, signal, { hostReads: atRest }))
               : undefined;
           let committed: TakenLayer;
           if (previous && now) committed = await this.takeDelta(info, name, previous, now, pending);

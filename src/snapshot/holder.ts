@@ -48,7 +48,9 @@ export class Holder {
    * that fails because the container is not running any more (a crash loop) takes it as it is.
    * Once stopping, a cancelled run waits for the stop to finish, then starts it again.
    * In a group, it is held once every member's pre-command has run, taken once every member is
-   * held, and put back once every member is taken. Returns how long it was held, and how.
+   * held, and put back once every member is taken. `take` is told how the container is held
+   * ('none': as it was, which for a running container means its processes go on). Returns how long
+   * it was held, and how.
    */
   async held<T>(
     info: ContainerInspect,
@@ -56,7 +58,7 @@ export class Holder {
     hold: Hold,
     mounts: number,
     gate: MemberGate | undefined,
-    take: () => Promise<T>,
+    take: (held: Hold) => Promise<T>,
   ): Promise<{ value: T; heldMs: number; held: Hold }> {
     const { log, signal } = this.ctx;
     await gate?.beforeHold();
@@ -68,7 +70,7 @@ export class Holder {
     try {
       await gate?.afterHold();
       signal?.throwIfAborted();
-      value = await take();
+      value = await take(held);
       await gate?.afterTake();
       taken = true;
     } finally {

@@ -70,17 +70,27 @@ const STAT_CONCURRENCY = 8;
  * nanosecond), else the engine's (`HEAD /containers/{id}/archive`, ~1.2 ms a path, serialised by
  * the engine). Undefined when the layer has more than `maxPaths` paths: stat'ing them all would
  * hold the container longer than a commit. A path that vanished between the two calls (a
- * container not held) is left out.
+ * container not held) is left out. `hostReads`: the upper directory may be read at all — only
+ * while the container is at rest (paused, stopped, not running), since a running process could
+ * swap a directory for a symlink between the list and the lstat (default false: the engine only).
  */
-export async function scanLayer(engine: Engine, id: string, maxPaths: number, signal?: AbortSignal): Promise<LayerIndex | undefined> {
+export async function scanLayer(
+  engine: Engine,
+  id: string,
+  maxPaths: number,
+  signal?: AbortSignal,
+  { hostReads = false }: { hostReads?: boolean } = {},
+): Promise<LayerIndex | undefined> {
   const changes = await engine.containerChanges(id, signal);
   if (changes.length > maxPaths) return undefined;
-  const upper = await trustedUpperDir(
-    engine,
-    id,
-    changes.filter((c) => c.Kind !== 2).map((c) => c.Path),
-    signal,
-  );
+  const upper =
+    hostReads &&
+    (await trustedUpperDir(
+      engine,
+      id,
+      changes.filter((c) => c.Kind !== 2).map((c) => c.Path),
+      signal,
+    ));
   const entries: Record<string, LayerEntry> = {};
   const queue: typeof changes = [];
   for (const c of changes) {

@@ -78,8 +78,14 @@ export function goUtcTime(ns: bigint): string | undefined {
   return `${date.toISOString().slice(0, 19)}${frac ? `.${frac}` : ''}Z`;
 }
 
-/** An index entry from a host lstat, as the engine's stat of the same inode gives it; undefined when it cannot be said (then the engine is asked). */
+/**
+ * An index entry from a host lstat, as the engine's stat of the same inode gives it; undefined when
+ * it cannot be said (then the engine is asked). An overlay whiteout (a character device 0:0, the
+ * kernel's overlayfs.rst "whiteouts and opaque directories") is a deletion the engine's stat would
+ * not find: undefined too.
+ */
 export function hostEntry(st: BigIntStats): HostStat | undefined {
+  if (st.isCharacterDevice() && st.rdev === 0n) return undefined;
   const mtime = goUtcTime(st.mtimeNs);
   return mtime === undefined ? undefined : { mode: goFileMode(Number(st.mode)), size: Number(st.size), mtime };
 }
@@ -87,6 +93,8 @@ export function hostEntry(st: BigIntStats): HostStat | undefined {
 /** The container's upper directory on this host, and which container paths it can answer for. */
 export interface UpperDir {
   root: string;
+  /** Directories of `root` (relative paths) already seen to be real directories, not symlinks: each is lstat'ed once a scan. */
+  realDirs: Set<string>;
   /**
    * True when the engine's stat of `path` would not see the upper directory's entry: the path is,
    * or is under, something the engine mounts before it stats (the container's volumes and binds,
@@ -120,7 +128,7 @@ export async function upperDirOf(info: ContainerInspect): Promise<UpperDir | und
   const mounts = [...(info.Mounts ?? []).map((m) => posix.normalize(m.Destination)), ...NETWORK_FILES];
   for (const dest of mounts) if (await throughSymlink(dest, [root, ...lowers])) return undefined;
   const shadowed = (path: string) => mounts.some((m) => path === m || path.startsWith(m === '/' ? '/' : `${m}/`));
-  return { root, shadowed };
+  return { root, shadowed, realDirs: new Set() };
 }
 
 /** Whether `path` or one of its ancestors is a symlink in the topmost of `layers` (upper first) that has it. */
@@ -129,8 +137,14 @@ async function throughSymlink(path: string, layers: string[]): Promise<boolean> 
   for (let i = 1; i <= parts.length; i++) {
     const prefix = `/${parts.slice(0, i).join('/')}`;
     for (const layer of layers) {
-      const st = await lstatOrUndefined(join(layer, prefix));
-      if (!st) continue;
+      let st: BigIntStats | undefined;
+      try {
+        st = await lstat(join(layer, prefix), { bigint: true });
+      } catch (err) {
+        // Not there: the next layer down says. Unreadable (EACCES, …): it cannot be told, so say yes.
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        return true;
+      }
       if (st.isSymbolicLink()) return true;
       break;
     }
@@ -145,6 +159,7 @@ async function throughSymlink(path: string, layers: string[]): Promise<boolean> 
  */
 export function upperEntry(upper: UpperDir, path: string): HostStat | undefined {
   if (upper.shadowed(path)) return undefined;
+  if (!realParents(upper, path)) return undefined;
   let st: BigIntStats | undefined;
   try {
     st = lstatSync(join(upper.root, path), { bigint: true, throwIfNoEntry: false });
@@ -152,6 +167,30 @@ export function upperEntry(upper: UpperDir, path: string): HostStat | undefined 
     return undefined;
   }
   return st && hostEntry(st);
+}
+
+/**
+ * Whether every ancestor of `path` is a real directory in the upper directory. A host lstat follows
+ * symlinks in all but the last component, and an absolute link target resolves against the host's
+ * root: a directory swapped for a symlink to `/` would have the host stat its own files. The
+ * engine resolves such a link inside the container instead, so a path under one goes to the engine.
+ */
+function realParents(upper: UpperDir, path: string): boolean {
+  const parts = path.split('/').filter(Boolean);
+  let dir = '';
+  for (const part of parts.slice(0, -1)) {
+    dir = `${dir}/${part}`;
+    if (upper.realDirs.has(dir)) continue;
+    let st: BigIntStats | undefined;
+    try {
+      st = lstatSync(join(upper.root, dir), { bigint: true, throwIfNoEntry: false });
+    } catch {
+      return false;
+    }
+    if (!st?.isDirectory()) return false;
+    upper.realDirs.add(dir);
+  }
+  return true;
 }
 
 /** Paths compared with the engine's stat before the upper directory is trusted. */

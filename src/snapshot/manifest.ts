@@ -132,6 +132,11 @@ export interface ContainerRecord {
   id: string;
   /** The engine state the container was in when it was taken; `status` in sets of schema 1 and early schema 2 (parseSet renames it). */
   state: ContainerState;
+  /**
+   * Schema 1's name of `state`: kept only on the records of a schema 1 set as read (parseSet), so a
+   * copy of that set still says it to releases that read only schema 1. Never written on a new set; read `state`.
+   */
+  status?: ContainerState;
   image: ImageRecord;
   volumes: VolumeRecord[];
   spec: ContainerSpec;

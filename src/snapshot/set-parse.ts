@@ -9,7 +9,6 @@ import {
   isChunked,
   type BlobDescriptor,
   type ContainerRecord,
-  type ContainerState,
   type SetDescriptor,
   type SnapshotSet,
 } from './manifest.js';
@@ -31,7 +30,8 @@ export function parseCheckedSet(body: Buffer, expected: Pick<SetDescriptor, 'dig
 /**
  * Reads a set document of schema 1 or 2 (SET_SCHEMA_VERSIONS) and checks every blob descriptor in it.
  * A container record's engine state written as `status` (schema 1, and schema 2 before it was `state`)
- * comes back as `state`. Throws ManifestError when the text is not such a document.
+ * comes back as `state`; a schema 1 record keeps its `status` too, so that a copy of the set
+ * (completeSet) still says it to releases that read only schema 1. Throws ManifestError when the text is not such a document.
  */
 export function parseSet(text: string, where: string): SnapshotSet {
   let set: SnapshotSet;
@@ -48,7 +48,7 @@ export function parseSet(text: string, where: string): SnapshotSet {
   if (!Array.isArray(set.containers)) throw new ManifestError(`Invalid snapshot manifest at ${where}: no containers.`);
   set.failures ??= [];
   for (const c of set.containers) {
-    stateFromStatus(c);
+    stateFromStatus(c, set.schemaVersion === 1);
     checkBlob(c.image?.config, `container ${c.name} image config`);
     c.image.layers.forEach((l, i) => checkBlob(l, `container ${c.name} layer ${i}`));
     if (c.image.layerIndex) checkBlob(c.image.layerIndex, `container ${c.name} writable layer index`);
@@ -63,10 +63,10 @@ export function parseSet(text: string, where: string): SnapshotSet {
   return set;
 }
 
-/** A record that names its engine state `status` (as written before `state`): renamed in place. */
-function stateFromStatus(c: ContainerRecord & { status?: ContainerState }): void {
+/** A record that names its engine state `status` (as written before `state`): `state` set in place; `status` kept when `keep`. */
+function stateFromStatus(c: ContainerRecord, keep: boolean): void {
   if (c.state === undefined && c.status !== undefined) c.state = c.status;
-  delete c.status;
+  if (!keep) delete c.status;
 }
 
 function checkBlob(blob: BlobDescriptor | undefined, where: string): void {

@@ -3,7 +3,7 @@ import { deltaConfig, isEmpty, planDelta, whiteoutName } from '../../src/snapsho
 import { isDir, isRegular, isSymlink, sameEntry, type LayerEntry, type LayerIndex } from '../../src/snapshot/layer-index.js';
 import { parseLayerCompaction } from '../../src/core/backup-input.js';
 import { stackWinners } from '../../src/browse/layer-stack.js';
-import { SET_SCHEMA_VERSION, type SnapshotSet } from '../../src/snapshot/manifest.js';
+import { SET_SCHEMA_VERSION } from '../../src/snapshot/manifest.js';
 import { parseSet } from '../../src/snapshot/set-parse.js';
 
 const DIR = 0x80000000 + 0o755;
@@ -134,16 +134,20 @@ describe('set schema', () => {
     expect(() => parseSet(set(2, 2), 'here')).toThrow('has 2 delta layers of 2');
   });
 
-  it('is written as 2 (a record names its engine state `state`), and reads the `status` of sets written before', () => {
+  it('is written as 2 (a record names its engine state `state`), and reads the `status` of sets written before, keeping it on a schema 1 set', () => {
     expect(SET_SCHEMA_VERSION).toBe(2);
     const written = (schemaVersion: number, record: Record<string, string>) => {
       const doc = JSON.parse(set(schemaVersion)) as { containers: Array<Record<string, unknown>> };
       Object.assign(doc.containers[0], record);
-      return parseSet(JSON.stringify(doc), 'here').containers[0] as SnapshotSet['containers'][number] & { status?: string };
+      return parseSet(JSON.stringify(doc), 'here').containers[0];
     };
-    for (const c of [written(1, { status: 'paused' }), written(2, { status: 'paused' }), written(2, { state: 'paused' })]) {
+    for (const c of [written(2, { status: 'paused' }), written(2, { state: 'paused' })]) {
       expect([c.state, c.status]).toEqual(['paused', undefined]);
     }
+    // A schema 1 set copied to another destination (completeSet) still says `status` to releases that read only schema 1.
+    const v1 = written(1, { status: 'paused' });
+    expect([v1.state, v1.status]).toEqual(['paused', 'paused']);
+    expect(JSON.parse(JSON.stringify(v1))).toMatchObject({ state: 'paused', status: 'paused' });
   });
 });
 

@@ -3,7 +3,8 @@ import { mkdtempSync, rmSync, symlinkSync, mkdirSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ContainerInspect } from '../../src/engine/containers.js';
-import { goFileMode, goUtcTime, upperDirOf } from '../../src/snapshot/layer-upper.js';
+import { goFileMode, goUtcTime, hostEntry, upperDirOf, upperEntry } from '../../src/snapshot/layer-upper.js';
+import type { BigIntStats } from 'node:fs';
 
 describe('host stats as the engine gives them', () => {
   it("maps st_mode to Go's os.FileMode", () => {
@@ -55,5 +56,30 @@ describe('upperDirOf', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('upperEntry', () => {
+  it('leaves to the engine a path under a directory that is a symlink in the upper directory (the host would follow it out)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'upper-'));
+    try {
+      mkdirSync(join(dir, 'srv'));
+      writeFileSync(join(dir, 'srv', 'f'), 'x');
+      symlinkSync('/', join(dir, 'x'));
+      const upper = { root: dir, shadowed: () => false, realDirs: new Set<string>() };
+      expect(upperEntry(upper, '/srv/f')?.size).toBe(1);
+      expect(upperEntry(upper, '/x/etc/passwd')).toBeUndefined();
+      expect(upperEntry(upper, '/x')?.mode).toBe((0x08000000 | 0o777) >>> 0);
+      expect([...upper.realDirs]).toEqual(['/srv']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('takes an overlay whiteout (a character device 0:0) for what the engine would not find', () => {
+    const whiteout = { isCharacterDevice: () => true, rdev: 0n, mode: 0o020000n, size: 0n, mtimeNs: 1n } as unknown as BigIntStats;
+    expect(hostEntry(whiteout)).toBeUndefined();
+    const device = { ...whiteout, isCharacterDevice: () => true, rdev: 259n } as unknown as BigIntStats;
+    expect(hostEntry(device)?.mode).toBe((0x04000000 | 0x00200000) >>> 0);
   });
 });
