@@ -4,6 +4,9 @@
  */
 import type { BlobDescriptor, SnapshotSet } from '../snapshot/manifest.js';
 
+/** The OCI annotation and label of when a manifest or image was made (image-spec annotations.md). */
+export const CREATED = 'org.opencontainers.image.created';
+
 /** The config of a snapshot image whose config and layers are encrypted: an OCI artifact, not a pullable image. */
 export const ENCRYPTED_IMAGE_CONFIG_MEDIA_TYPE = 'application/vnd.container-snapshot.image-config.v1+json+age';
 
@@ -15,7 +18,7 @@ export function descriptorOf(b: BlobDescriptor): { mediaType: string; digest: st
 /** The labels of a snapshot image's config: when and from what it was made, and which container and set it belongs to. */
 export function ociLabels(set: SnapshotSet, c: SnapshotSet['containers'][number]): Record<string, string> {
   return {
-    'org.opencontainers.image.created': set.created,
+    [CREATED]: set.created,
     'org.opencontainers.image.base.name': c.image.baseImage,
     ...(set.source.revision ? { 'org.opencontainers.image.revision': set.source.revision } : {}),
     'io.container-snapshot.container': c.name,

@@ -20,10 +20,9 @@ import {
   type SnapshotSet,
 } from '../snapshot/manifest.js';
 import { readSmall } from '../util/streams.js';
-import { descriptorOf, ENCRYPTED_IMAGE_CONFIG_MEDIA_TYPE, ociLabels } from './registry-image.js';
+import { CREATED, descriptorOf, ENCRYPTED_IMAGE_CONFIG_MEDIA_TYPE, ociLabels } from './registry-image.js';
 import { DestinationError, type BlobScope, type BlobWriter, type Destination, type SetReceipt, type StoredRef } from './types.js';
 
-const CREATED = 'org.opencontainers.image.created';
 /**
  * Bytes one chunk takes in a set manifest, an upper bound: its descriptor (~130 bytes); encrypted,
  * also its digest in the clear envelope and its descriptor in the sealed dedupe record (~0.5 KB).
@@ -121,7 +120,7 @@ export class RegistryDestination implements Destination {
 
   async writeSet(set: SnapshotSet): Promise<SetReceipt> {
     const refs: Record<string, StoredRef> = {};
-    const annotations = { 'org.opencontainers.image.created': set.created };
+    const annotations = { [CREATED]: set.created };
     const sealed = this.keyring?.encrypting
       ? await sealSet(set, this.keyring)
       : { body: Buffer.from(JSON.stringify(set)), mediaType: SET_MEDIA_TYPE, annotations: {} };
