@@ -24,7 +24,16 @@ import { captureSpec, containerReferences, userNetworkNames } from './spec.js';
 import { mountsToTake } from './volumes.js';
 import { deltaTar, isEmpty, planDelta } from './layer-delta.js';
 import { scanLayer, type LayerIndex } from './layer-index.js';
-import { DEFAULT_LAYER_COMPACTION, MAX_INDEXED_PATHS, deltaAllowed, previousLayer, storeDelta, storeFullIndex, type PreviousLayer } from './writable-layer.js';
+import {
+  DEFAULT_LAYER_COMPACTION,
+  MAX_DELTA_READS,
+  MAX_INDEXED_PATHS,
+  deltaAllowed,
+  previousLayer,
+  storeDelta,
+  storeFullIndex,
+  type PreviousLayer,
+} from './writable-layer.js';
 import { type BackupContext, BackupError, phase, runMeter, runTargets } from './backup-context.js';
 import type { History } from './backup-history.js';
 import { holdPlan, stateOf } from './hold.js';
@@ -123,9 +132,8 @@ export class ContainerBackup {
             (this.opts.layerCompaction ?? DEFAULT_LAYER_COMPACTION) > 0
               ? await phase('writable layer changes', () => scanLayer(engine, info.Id, MAX_INDEXED_PATHS, signal, { hostReads: atRest }))
               : undefined;
-          let committed: TakenLayer;
-          if (previous && now) committed = await this.takeDelta(info, name, previous, now, pending);
-          else {
+          let committed = previous && now ? await this.takeDelta(info, name, previous, now, pending) : undefined;
+          if (!committed) {
             journal?.tempImage(tempRef);
             log.info(`${name}: committing the writable layer`);
             const commit = engine.commit(info.Id, { pause: false, ...temp });
@@ -194,8 +202,14 @@ export class ContainerBackup {
   }
 
   /** While held: reads what changed since `previous` (plan-delta) into the spool, touching no destination. */
-  private async takeDelta(info: ContainerInspect, name: string, previous: PreviousLayer, now: LayerIndex, pending: Spooled[]): Promise<TakenLayer> {
+  private async takeDelta(info: ContainerInspect, name: string, previous: PreviousLayer, now: LayerIndex, pending: Spooled[]): Promise<TakenLayer | undefined> {
     const plan = planDelta(previous.index, now);
+    if (plan.reads.length > MAX_DELTA_READS) {
+      this.ctx.log.info(
+        `${name}: ${plan.reads.length} path(s) of the writable layer changed since the last snapshot (more than ${MAX_DELTA_READS}, each read alone): the whole layer is taken again`,
+      );
+      return undefined;
+    }
     this.ctx.log.info(
       `${name}: reading what changed in the writable layer since the last snapshot: ${plan.reads.length} path(s), ${plan.whiteouts.length} removed`,
     );

@@ -60,6 +60,12 @@ export function sameEntry(a: LayerEntry | undefined, b: LayerEntry): boolean {
   return a.mode === b.mode && a.size === b.size && a.mtime === b.mtime;
 }
 
+/**
+ * The most paths a layer index holds (each ~100 bytes in memory and ~20 bytes compressed in the
+ * stored index): a layer with more is committed whole at every backup.
+ */
+export const MAX_LAYER_PATHS = 200_000;
+
 /** Stats taken at once against one engine (each a HEAD request of ~1 ms, measured here; the engine runs them one at a time per container). */
 const STAT_CONCURRENCY = 8;
 
@@ -67,22 +73,24 @@ const STAT_CONCURRENCY = 8;
  * The index of a container's writable layer: `GET /containers/{id}/changes`, then a stat of each
  * path not deleted: an lstat in the container's overlay2 upper directory when this host reads it
  * and it answers as the engine does (layer-upper.ts: the same mode, size and mtime, to the
- * nanosecond), else the engine's (`HEAD /containers/{id}/archive`, ~1.2 ms a path, serialised by
- * the engine). Undefined when the layer has more than `maxPaths` paths: stat'ing them all would
- * hold the container longer than a commit. A path that vanished between the two calls (a
- * container not held) is left out. `hostReads`: the upper directory may be read at all — only
- * while the container is at rest (paused, stopped, not running), since a running process could
- * swap a directory for a symlink between the list and the lstat (default false: the engine only).
+ * nanosecond; ~5 µs a path), else the engine's (`HEAD /containers/{id}/archive`, ~1.2 ms a path,
+ * serialised by the engine). Undefined when more than `maxPaths` paths would go to the engine
+ * (stat'ing them would hold the container longer than a commit), or the layer has more than
+ * `maxTotal` paths in all (default MAX_LAYER_PATHS: the index is held in memory and stored). A
+ * path that vanished between the two calls (a container not held) is left out. `hostReads`: the
+ * upper directory may be read at all — only while the container is at rest (paused, stopped, not
+ * running), since a running process could swap a directory for a symlink between the list and the
+ * lstat (default false: the engine only).
  */
 export async function scanLayer(
   engine: Engine,
   id: string,
   maxPaths: number,
   signal?: AbortSignal,
-  { hostReads = false }: { hostReads?: boolean } = {},
+  { hostReads = false, maxTotal = MAX_LAYER_PATHS }: { hostReads?: boolean; maxTotal?: number } = {},
 ): Promise<LayerIndex | undefined> {
   const changes = await engine.containerChanges(id, signal);
-  if (changes.length > maxPaths) return undefined;
+  if (changes.length > maxTotal || (!hostReads && changes.length > maxPaths)) return undefined;
   const upper =
     hostReads &&
     (await trustedUpperDir(
@@ -91,6 +99,7 @@ export async function scanLayer(
       changes.filter((c) => c.Kind !== 2).map((c) => c.Path),
       signal,
     ));
+  if (!upper && changes.length > maxPaths) return undefined;
   const entries: Record<string, LayerEntry> = {};
   const queue: typeof changes = [];
   for (const c of changes) {
@@ -99,6 +108,7 @@ export async function scanLayer(
     else if (host) entries[c.Path] = host;
     else queue.push(c);
   }
+  if (queue.length > maxPaths) return undefined;
   const worker = async () => {
     for (let c = queue.shift(); c; c = queue.shift()) {
       const stat = await engine.statPath(id, c.Path, signal);

@@ -155,7 +155,7 @@ async function throughSymlink(path: string, layers: string[]): Promise<boolean> 
 /**
  * A path's entry from the upper directory; undefined when the host cannot say it as the engine
  * would (shadowed, missing, unreadable, out-of-range time). Synchronous: a local lstat (~5 µs)
- * costs less than a turn through the thread pool, and a layer's paths are at most MAX_INDEXED_PATHS.
+ * costs less than a turn through the thread pool (a layer's index holds at most MAX_LAYER_PATHS: ~1 s).
  */
 export function upperEntry(upper: UpperDir, path: string): HostStat | undefined {
   if (upper.shadowed(path)) return undefined;

@@ -8,10 +8,18 @@ import { IMAGE_CONFIG_MEDIA_TYPE, type BlobDescriptor, type Compression, type Im
 
 export { DEFAULT_LAYER_COMPACTION } from '../core/backup-input.js';
 /**
- * A writable layer with more paths than this is committed whole and not indexed: each path is
- * stat'ed while the container is held (~0.6 ms a path measured here, 8 at once).
+ * A writable layer with more paths than this for the engine to stat is committed whole and not
+ * indexed: each is stat'ed while the container is held (~0.6 ms a path measured here, 8 at once).
+ * Paths this host stats in the layer's upper directory (layer-upper.ts) do not count; a layer's
+ * index holds at most MAX_LAYER_PATHS (layer-index.ts) in all.
  */
 export const MAX_INDEXED_PATHS = 4000;
+
+/**
+ * A delta that would read more changed paths than this is not taken: the whole layer is committed
+ * instead. Each path is one `GET /containers/{id}/archive` while the container is held.
+ */
+export const MAX_DELTA_READS = 2000;
 
 /** The container's last snapshot in the destinations, which a delta layer goes on top of. */
 export interface PreviousLayer {

@@ -1,8 +1,14 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { backup } from '../../src/commands.js';
+import { parseBackupInputs } from '../../src/core/inputs.js';
 import { Engine } from '../../src/engine/engine.js';
+import type { SnapshotSet } from '../../src/snapshot/manifest.js';
+import { MAX_DELTA_READS, MAX_INDEXED_PATHS } from '../../src/snapshot/writable-layer.js';
 import { entryOf, scanLayer, type LayerIndex } from '../../src/snapshot/layer-index.js';
 import { trustedUpperDir } from '../../src/snapshot/layer-upper.js';
-import { Resources, docker, runContainer, sh } from '../support/fixtures.js';
+import { Resources, docker, quietLog, runContainer, sh } from '../support/fixtures.js';
 
 /** The index as the engine alone gives it: a stat per path (HEAD /containers/{id}/archive). */
 async function engineIndex(engine: Engine, id: string): Promise<LayerIndex> {
@@ -66,5 +72,65 @@ describe("the writable layer's index read on this host", () => {
     } finally {
       await docker.getContainer(app).unpause();
     }
+  });
+});
+
+/** Where this host reads the engine's upper directories (the test bed: root, same host, overlay2). */
+async function hostReadsLayers(): Promise<boolean> {
+  return process.getuid?.() === 0 && (await docker.info()).Driver === 'overlay2';
+}
+
+describe('a writable layer of more paths than the engine is asked to stat', () => {
+  const res = new Resources(inject('runPrefix'), 'upperbig');
+  const app = res.name('app');
+  const engine = new Engine();
+  const env = { ...process.env, DOCKER_CONFIG: '/nonexistent' };
+  const inputs = (values: Record<string, string>) => (name: string) => values[name] ?? '';
+  let id: string;
+  let store: string;
+  const files = MAX_INDEXED_PATHS + 500;
+
+  beforeAll(async () => {
+    store = join(res.tempDir(), 'store');
+    id = (await runContainer({ name: app, Image: inject('fixtureImage'), Cmd: ['sleep', '100000'] }, 'running')).id;
+    // 45 directories of 100 files: more paths than MAX_INDEXED_PATHS.
+    await sh(app, `for d in $(seq 1 ${files / 100}); do mkdir -p /many/d$d && (cd /many/d$d && for f in $(seq 1 100); do echo $d.$f > f$f; done); done`);
+  });
+
+  afterAll(() => res.cleanup());
+
+  it("is indexed on the host: every path, none stat'ed by the engine but the probes", async () => {
+    await docker.getContainer(app).pause();
+    try {
+      expect(await scanLayer(engine, id, MAX_INDEXED_PATHS, undefined, { hostReads: false })).toBeUndefined();
+      const ours = await scanLayer(engine, id, MAX_INDEXED_PATHS, undefined, { hostReads: true });
+      if (!(await hostReadsLayers())) return expect(ours).toBeUndefined();
+      expect(Object.keys(ours!.entries).filter((p) => p.startsWith('/many/')).length).toBe(files + files / 100);
+      // The cap on all paths still holds.
+      expect(await scanLayer(engine, id, MAX_INDEXED_PATHS, undefined, { hostReads: true, maxTotal: files })).toBeUndefined();
+    } finally {
+      await docker.getContainer(app).unpause();
+    }
+  });
+
+  it('gets a delta layer at the next backup, and the whole layer again when more than MAX_DELTA_READS paths changed', async () => {
+    const run = async (tag: string) => {
+      const r = await backup(parseBackupInputs(inputs({ containers: app, destination: `dir:${store}`, tag })), { log: quietLog, env });
+      expect(r.failed, JSON.stringify(r.containers)).toBe(0);
+      const { digest } = JSON.parse(readFileSync(join(store, 'sets', `${tag}.json`), 'utf8')) as { digest: string };
+      return (JSON.parse(readFileSync(join(store, 'blobs', 'sha256', digest.replace('sha256:', '')), 'utf8')) as SnapshotSet).containers[0].image;
+    };
+    const first = await run('t0');
+    if (!(await hostReadsLayers())) return expect(first.layerIndex).toBeUndefined();
+    expect(first.layerIndex).toBeDefined();
+    await sh(app, 'echo changed > /many/d1/f1 && echo new > /many/new');
+    const second = await run('t1');
+    expect(second.deltas).toBe(1);
+    expect(second.layers.at(-1)!.contentSize).toBeLessThan(64 * 1024);
+    // Touch more files than a delta reads one by one: the layer is committed whole.
+    await sh(app, `touch -d '2002-01-01' $(find /many -type f | head -n ${MAX_DELTA_READS + 1})`);
+    const third = await run('t2');
+    expect(third.deltas ?? 0).toBe(0);
+    expect(third.layerIndex).toBeDefined();
   });
 });
