@@ -3,7 +3,7 @@
 // It prints seconds, bytes on disk and peak memory with ratios, then the goals of issue 12 (B1…B9)
 // met or not, and writes the whole result as JSON; it never asserts a speed.
 //
-//   node bench/run.mjs [--quick] [--mb 300] [--volume-mb 100] [--runs 1] [--json PATH]
+//   node bench/run.mjs [--quick] [--mb 300] [--volume-mb 100] [--runs 1] [--json PATH] [--only backup,incremental,…]
 //   env: BENCH_MB, BENCH_VOLUME_MB, BENCH_RUNS (flags win)
 //
 // Everything it makes (containers, volumes, images, temp dirs) carries a random prefix and is
@@ -57,26 +57,45 @@ async function main() {
     await startArtifacts(ctx);
     const machine = facts(ctx);
     printFacts(ctx, machine);
-    progress('backup');
-    const backup = await runBackups(ctx);
+    const on = (name) => opts.only.has(name);
+    let backup = null;
+    if (on('backup')) {
+      progress('backup');
+      backup = await runBackups(ctx);
+    }
     // Before the restores, which remove the fixture container.
-    progress('incremental backup (B2, B6)');
-    const incremental = await runIncremental(ctx);
-    progress('pause and parallel containers');
-    const pause = await runPauseAndParallel(ctx);
-    progress('sparse volume');
-    const { print: printSparse, ...sparse } = await sparseVolume(ctx);
+    let incremental = null;
+    if (on('incremental')) {
+      progress('incremental backup (B2, B6)');
+      incremental = await runIncremental(ctx);
+    }
+    let pause = null;
+    if (on('pause')) {
+      progress('pause and parallel containers');
+      pause = await runPauseAndParallel(ctx);
+    }
+    let sparse = null;
+    let printSparse = () => {};
+    if (on('sparse')) {
+      progress('sparse volume');
+      ({ print: printSparse, ...sparse } = await sparseVolume(ctx));
+    }
     // B4 makes B2's change again: after every scenario that backs up the fixture, before the
     // restores remove it (they restore sets taken before any change).
     let registry = null;
-    if (shQuiet('command -v docker-registry && command -v htpasswd') !== '') {
+    if (!on('registry')) {
+      // not asked for
+    } else if (shQuiet('command -v docker-registry && command -v htpasswd') !== '') {
       progress('incremental backup to a registry (B4)');
       await startRegistry(ctx);
       registry = await runRegistry(ctx);
       await ctx.registry.stop();
     } else console.error('.. B4 not measured: docker-registry or htpasswd not found (Debian: docker-registry, apache2-utils)');
-    progress('restore');
-    const restore = await runRestores(ctx);
+    let restore = null;
+    if (on('restore')) {
+      progress('restore');
+      restore = await runRestores(ctx);
+    }
     const results = { backup, incremental, registry, restore, pause, sparse };
     const goals = evaluate(results);
     printTables(results);

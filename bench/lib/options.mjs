@@ -2,14 +2,20 @@
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-export const USAGE = 'usage: node bench/run.mjs [--quick] [--mb N] [--volume-mb N] [--runs N] [--json PATH]   (env: BENCH_MB, BENCH_VOLUME_MB, BENCH_RUNS)';
+export const USAGE =
+  'usage: node bench/run.mjs [--quick] [--mb N] [--volume-mb N] [--runs N] [--json PATH] [--only SCENARIO,…]   (env: BENCH_MB, BENCH_VOLUME_MB, BENCH_RUNS)';
+
+/** The scenarios in the order they run; `restore` restores what `backup` saved, so it brings `backup` along. */
+export const SCENARIOS = ['backup', 'incremental', 'pause', 'sparse', 'registry', 'restore'];
 
 /** The JSON result's default path: outside the worktree, overwritten by each run. */
 export const DEFAULT_JSON = join(tmpdir(), 'container-snapshot-bench.json');
 
 /**
  * Parses argv (without node and the script) over the BENCH_* environment: flags win.
- * --quick: a 30 MB layer, a 10 MB volume, B8 with 6 containers of 2 MB (B9: 0.25 GiB, sparse.mjs). Throws on an unknown flag or a non-positive size.
+ * --quick: a 30 MB layer, a 10 MB volume, B8 with 6 containers of 2 MB (B9: 0.25 GiB, sparse.mjs).
+ * --only: a comma-separated subset of SCENARIOS (the goals they do not measure say "not measured").
+ * Throws on an unknown flag, an unknown scenario or a non-positive size.
  */
 export function parseOptions(argv, env = process.env) {
   const opts = {
@@ -18,6 +24,7 @@ export function parseOptions(argv, env = process.env) {
     runs: Number(env.BENCH_RUNS ?? 1),
     json: DEFAULT_JSON,
     quick: false,
+    only: new Set(SCENARIOS),
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -26,7 +33,14 @@ export function parseOptions(argv, env = process.env) {
     else if (a === '--volume-mb') opts.volumeMB = Number(argv[++i]);
     else if (a === '--runs') opts.runs = Number(argv[++i]);
     else if (a === '--json') opts.json = argv[++i];
-    else if (a === '--help' || a === '-h') {
+    else if (a === '--only') {
+      const names = String(argv[++i] ?? '')
+        .split(',')
+        .filter(Boolean);
+      const unknown = names.filter((n) => !SCENARIOS.includes(n));
+      if (names.length === 0 || unknown.length) throw new Error(`--only takes scenarios among ${SCENARIOS.join(', ')}, got ${unknown.join(', ') || 'nothing'}`);
+      opts.only = new Set(names.includes('restore') ? [...names, 'backup'] : names);
+    } else if (a === '--help' || a === '-h') {
       console.log(USAGE);
       process.exit(0);
     } else throw new Error(`unknown argument ${a}; ${USAGE}`);

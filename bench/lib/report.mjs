@@ -102,6 +102,12 @@ export function printFacts(ctx, f) {
 /** The backup and restore tables, and B4's registry table when it ran. */
 export function printTables({ backup, restore, registry }) {
   const row = (name, part, r, vs) => ({ name, part, r, vs });
+  if (backup) backupTable(backup, row);
+  if (restore) restoreTable(restore, row);
+  if (registry) registryTable(registry, row);
+}
+
+function backupTable(backup, row) {
   const d = backup.docker;
   const dz = row('docker commit+save | zstd', '+volume', d.zstd.all);
   const dg = row('docker commit+save | gzip', '+volume', d.gzip.all);
@@ -117,6 +123,9 @@ export function printTables({ backup, restore, registry }) {
     row('container-snapshot gzip', 'cold', backup.csGz.cold, dg),
     row('container-snapshot zstd', 'artifacts', backup.csArt.cold, dz),
   ]);
+}
+
+function restoreTable(restore, row) {
   const dr = restore.docker;
   const rr = row('docker load -i', '+volume', dr.raw.all);
   const rz = row('zstd -dc | docker load', '+volume', dr.zstd.all);
@@ -129,7 +138,9 @@ export function printTables({ backup, restore, registry }) {
     row('container-snapshot restore', 'zstd set', restore.cs.cold, rr),
     row('container-snapshot restore', 'artifacts', restore.csArt.cold, rz),
   ]);
-  if (!registry) return;
+}
+
+function registryTable(registry, row) {
   const dFull = row('docker commit+push', 'full', registry.docker.full);
   const dChange = row('docker commit+push', 'change', registry.docker.change);
   table('Backup to a registry (B4; local docker-registry on loopback, no volume on the docker side)', 'MB pushed', [
