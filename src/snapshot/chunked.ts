@@ -31,11 +31,17 @@ export interface ChunkedResult {
 const IN_FLIGHT = 2;
 
 /**
+ * Chunks of earlier sets checked at once in the targets (`hasBlob`: a stat in `dir:`, a HEAD
+ * request in a registry: ~9 ms each measured here on loopback, under load): each holds its chunk (≤ 2 MiB) until answered.
+ */
+const CHECKS = 16;
+
+/**
  * Cuts `source` (a volume's archive) into content-defined chunks (chunker.ts) and stores each
  * chunk that `known` does not hold, or that some target lacks, as its own blob through storeBlob
  * (compressed, encrypted when the targets' keyring encrypts), IN_FLIGHT at a time; the others are
- * referenced as they are. Chunks it stores are added to `known`, so a chunk repeated in this run
- * is stored once. `meter` sees the content on its way. Throws what storeBlob throws (the
+ * referenced as they are, once every target is seen to hold them (CHECKS asked at once). Chunks
+ * it stores are added to `known`, so a chunk repeated in this run is stored once. `meter` sees the content on its way. Throws what storeBlob throws (the
  * destination named).
  */
 export async function storeChunked(
@@ -52,41 +58,61 @@ export async function storeChunked(
   const storing = new Map<string, Promise<BlobDescriptor>>();
   const present = new Set<string>();
   const inFlight = new Set<Promise<BlobDescriptor>>();
+  const checking = new Set<Promise<BlobDescriptor>>();
   let written = 0;
   let contentSize = 0;
+  const track = (set: Set<Promise<BlobDescriptor>>, p: Promise<BlobDescriptor>) => {
+    // Its failure is awaited below (Promise.all); meanwhile it must not count as unhandled.
+    p.catch(() => undefined);
+    const tracked = p.finally(() => set.delete(tracked));
+    tracked.catch(() => undefined);
+    set.add(tracked);
+  };
+  const store = (chunk: Buffer, digest: string) => {
+    written++;
+    return storeBlob(Readable.from([chunk]), targets, chunkMediaType(compression)).then((blob) => {
+      known.set(digest, blob);
+      present.add(blob.digest);
+      return blob;
+    });
+  };
   try {
     for await (const chunk of chunksOf(input)) {
       whole.update(chunk);
       contentSize += chunk.length;
       const digest = contentDigestOf(chunk);
-      const stored = known.get(digest);
-      if (stored && (present.has(stored.digest) || (await allHave(targets, stored.digest)))) {
-        present.add(stored.digest);
-        chunks.push(Promise.resolve(stored));
-        continue;
-      }
       const pending = storing.get(digest);
       if (pending) {
         chunks.push(pending);
         continue;
       }
+      const stored = known.get(digest);
+      if (stored && present.has(stored.digest)) {
+        chunks.push(Promise.resolve(stored));
+        continue;
+      }
+      if (stored) {
+        // Asked without holding up the cut (a registry answers each in a round trip), CHECKS at once;
+        // a chunk some target turns out to lack is stored again.
+        if (checking.size >= CHECKS) await Promise.race(checking);
+        const check = allHave(targets, stored.digest).then((have) => {
+          if (!have) return store(chunk, digest);
+          present.add(stored.digest);
+          return stored;
+        });
+        track(checking, check);
+        storing.set(digest, check);
+        chunks.push(check);
+        continue;
+      }
       if (inFlight.size >= IN_FLIGHT) await Promise.race(inFlight);
-      const store = storeBlob(Readable.from([chunk]), targets, chunkMediaType(compression)).then((blob) => {
-        known.set(digest, blob);
-        present.add(blob.digest);
-        return blob;
-      });
-      // Its failure is awaited below (Promise.all); meanwhile it must not count as unhandled.
-      store.catch(() => undefined);
-      const tracked = store.finally(() => inFlight.delete(tracked));
-      tracked.catch(() => undefined);
-      inFlight.add(tracked);
-      storing.set(digest, store);
-      chunks.push(store);
-      written++;
+      const fresh = store(chunk, digest);
+      track(inFlight, fresh);
+      storing.set(digest, fresh);
+      chunks.push(fresh);
     }
   } finally {
-    await Promise.allSettled(inFlight);
+    await Promise.allSettled([...inFlight, ...checking]);
   }
   const descriptors = await Promise.all(chunks);
   const contentDigest = `sha256:${whole.digest('hex')}`;

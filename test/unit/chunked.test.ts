@@ -117,6 +117,32 @@ describe('chunked volumes', () => {
     expect((await readAll(await openContent(dest, SET_SCOPE, second.blob, 'v'))).equals(changed)).toBe(true);
   });
 
+  it('stores again a known chunk that a target no longer holds, and asks about known chunks side by side', async () => {
+    const dest = new MemoryDestination();
+    const targets = [{ dest, scope: SET_SCOPE }];
+    const known = new Map<string, BlobDescriptor>();
+    const data = randomBytes(8 << 20);
+    const first = await storeChunked(Readable.from(pieces(data, 65536)), targets, 'zstd', known);
+    // One chunk of the earlier set lost from the destination (a blob removed by hand).
+    const lost = first.blob.chunks[2].digest;
+    dest.blobs.delete(lost);
+    const hasBlob = dest.hasBlob.bind(dest);
+    let asking = 0;
+    let most = 0;
+    dest.hasBlob = async (scope, digest) => {
+      most = Math.max(most, ++asking);
+      await new Promise((r) => setTimeout(r, 5));
+      asking--;
+      return hasBlob(scope, digest);
+    };
+    const second = await storeChunked(Readable.from(pieces(data, 65536)), targets, 'zstd', known);
+    expect(second.written).toBe(1);
+    expect(dest.blobs.has(lost)).toBe(true);
+    expect(second.blob.chunks.map((c) => c.digest)).toEqual(first.blob.chunks.map((c) => c.digest));
+    expect(most).toBeGreaterThan(1);
+    expect((await readAll(await openContent(dest, SET_SCOPE, second.blob, 'v'))).equals(data)).toBe(true);
+  });
+
   it("fails when a chunk cannot be stored (the others in flight finish first), with the destination's error", async () => {
     const dest = new MemoryDestination();
     const writeBlob = dest.writeBlob.bind(dest);
