@@ -45,9 +45,9 @@ function listFiles(dir, out = [], seen = new Set()) {
 /**
  * Real files from the host (shared libraries and /usr/share: binaries, text, already
  * compressed docs), mixed by bytes so the payload compresses like a real container's.
- * The layer takes the first files, the volume the next ones: no content shared.
+ * The base image takes the first files, the layer the next, then the volume: no content shared.
  */
-function pickPayload(layerBytes, volumeBytes) {
+function pickPayload(baseBytes, layerBytes, volumeBytes) {
   const seen = new Set();
   const sources = PAYLOAD_ROOTS.map((r) => ({ files: listFiles(r, [], seen), next: 0, taken: 0 }));
   const take = (budget) => {
@@ -65,7 +65,7 @@ function pickPayload(layerBytes, volumeBytes) {
     }
     return picked;
   };
-  return { layer: take(layerBytes), volume: take(volumeBytes) };
+  return { base: take(baseBytes), layer: take(layerBytes), volume: take(volumeBytes) };
 }
 
 function tarList(ctx, name, files) {
@@ -74,15 +74,26 @@ function tarList(ctx, name, files) {
   return list;
 }
 
-/** Builds the scenario: ctx.image, ctx.container (+Id), ctx.volume, ctx.payload, ctx.sizeRw, ctx.counts. */
+/**
+ * Builds the scenario: ctx.image (busybox, ~2 MB: B8's and B9's containers), ctx.baseImage (busybox
+ * and a layer of opts.baseMB of host files), ctx.container (+Id) on it with a writable layer of
+ * opts.layerMB and ctx.volume of opts.volumeMB; ctx.payload, ctx.sizeRw, ctx.counts.
+ */
 export async function makeFixture(ctx, opts) {
   ctx.image = sh(`${q(join(ROOT, 'scripts/demo-image.sh'))} ${q(`${ctx.prefix}-base:busybox`)}`).trim();
   ctx.container = `${ctx.prefix}-app`;
   ctx.volume = `${ctx.prefix}-data`;
-  ctx.containerId = sh(`docker run -d --name ${ctx.container} -v ${ctx.volume}:/data ${ctx.image} sleep 2147483647`).trim();
-
-  const payload = pickPayload(opts.layerMB * MB, opts.volumeMB * MB);
-  // Paths in the tar are relative to /: the layer's land in /usr, the volume's in /data/usr.
+  const payload = pickPayload((opts.baseMB ?? 0) * MB, opts.layerMB * MB, opts.volumeMB * MB);
+  // Paths in the tar are relative to /: the base's and the layer's land in /usr, the volume's in /data/usr.
+  ctx.baseImage = ctx.image;
+  if (payload.base.files.length > 0) {
+    const builder = `${ctx.prefix}-base-builder`;
+    sh(`docker create --name ${builder} ${ctx.image} true >/dev/null`);
+    sh(`tar -C / -cf - -T ${tarList(ctx, 'base', payload.base.files)} | docker cp - ${builder}:/`);
+    ctx.baseImage = `${ctx.prefix}-base:large`;
+    sh(`docker commit ${builder} ${ctx.baseImage} >/dev/null && docker rm ${builder} >/dev/null`);
+  }
+  ctx.containerId = sh(`docker run -d --name ${ctx.container} -v ${ctx.volume}:/data ${ctx.baseImage} sleep 2147483647`).trim();
   sh(`tar -C / -cf - -T ${tarList(ctx, 'layer', payload.layer.files)} | docker cp - ${ctx.container}:/`);
   sh(`tar -C / -cf - -T ${tarList(ctx, 'volume', payload.volume.files)} | docker cp - ${ctx.container}:/data`);
 

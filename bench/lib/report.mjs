@@ -68,6 +68,8 @@ export function facts(ctx) {
     dist: shQuiet(`git -C ${q(ROOT)} log -1 --format='%h %cs' -- dist`).trim() || '?',
     distModified: shQuiet(`git -C ${q(ROOT)} status --porcelain -- dist`).trim() !== '',
     payload: {
+      baseBytes: ctx.payload.base.bytes,
+      baseFiles: ctx.payload.base.files.length,
       layerBytes: ctx.payload.layer.bytes,
       layerFiles: ctx.payload.layer.files.length,
       sizeRw: ctx.sizeRw,
@@ -88,7 +90,7 @@ export function printFacts(ctx, f) {
     `  engine    Docker ${f.engine}, storage driver ${f.storageDriver}; node ${f.node}; dist ${f.dist}${f.distModified ? ' (dist/ modified locally)' : ''}`,
   );
   console.log(
-    `  payload   layer ${fmt(p.layerBytes / MB)} MB in ${p.layerFiles} files (SizeRw ${fmt(p.sizeRw / MB)} MB), ` +
+    `  payload   base image +${fmt(p.baseBytes / MB)} MB in ${p.baseFiles} files, layer ${fmt(p.layerBytes / MB)} MB in ${p.layerFiles} files (SizeRw ${fmt(p.sizeRw / MB)} MB), ` +
       `volume ${fmt(p.volumeBytes / MB)} MB in ${p.volumeFiles} files; from ${PAYLOAD_ROOTS.join(' + ')}`,
   );
   console.log(`  runs      ${f.runs} per variant${f.runs > 1 ? ' (order reversed every other round; median time and size, largest peaks)' : ''}`);
