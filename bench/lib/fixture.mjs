@@ -7,6 +7,9 @@ import { MB, ROOT, lines, q, sh, shQuiet } from './process.mjs';
 
 export const PAYLOAD_ROOTS = ['/usr/lib/x86_64-linux-gnu', '/usr/share'];
 
+/** Where a payload larger than PAYLOAD_ROOTS hold (B5's 2 GiB layer) takes the rest of its files: the rest of /usr. */
+const SPARE_ROOT = '/usr';
+
 /** Bytes under a path (a file's size, a directory's files summed; 0 when absent). */
 export function sizeOf(path) {
   const st = lstatSync(path, { throwIfNoEntry: false });
@@ -53,8 +56,13 @@ function pickPayload(baseBytes, layerBytes, volumeBytes) {
   const take = (budget) => {
     const picked = { files: [], bytes: 0 };
     while (picked.bytes < budget) {
-      const open = sources.filter((s) => s.next < s.files.length);
-      if (open.length === 0) throw new Error(`not enough files under ${PAYLOAD_ROOTS.join(', ')} for the payload`);
+      let open = sources.filter((s) => s.next < s.files.length);
+      if (open.length === 0 && sources.length === PAYLOAD_ROOTS.length) {
+        sources.push({ files: listFiles(SPARE_ROOT, [], seen), next: 0, taken: 0 });
+        open = sources.slice(-1);
+      }
+      if (open.length === 0 || open[0].next >= open[0].files.length)
+        throw new Error(`not enough files under ${[...PAYLOAD_ROOTS, SPARE_ROOT].join(', ')} for the payload`);
       const src = open.reduce((a, b) => (b.taken < a.taken ? b : a));
       const f = src.files[src.next++];
       // A 100 MB library would blow a 30 MB budget: files that overshoot by > 1 MB are skipped.
