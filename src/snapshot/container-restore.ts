@@ -13,6 +13,7 @@ import { mapPorts, willStart } from './target-check.js';
 import { anonymousVolumes, inheritedMounts, isTmpfs } from './restore-mounts.js';
 import { imageScope } from './restore-set.js';
 import { VolumeRestore } from './restore-volumes.js';
+import { ImageLoads, type LoadedImage } from './image-loads.js';
 import { RestoreError, type RestoreContext, type RestoredContainer } from './restore-types.js';
 
 /**
@@ -31,6 +32,7 @@ export function localImageName(container: string): string {
  */
 export class ContainerRestore {
   private readonly volumes: VolumeRestore;
+  private readonly loads = new ImageLoads();
 
   constructor(
     private readonly ctx: RestoreContext,
@@ -44,17 +46,46 @@ export class ContainerRestore {
   }
 
   private filler(image: string): Filler {
-    return new Filler(this.ctx.engine, image, this.txn.pending.run, this.ctx.log, this.txn.signal);
+    return new Filler(this.ctx.engine, image, this.txn.pending.run, this.ctx.log, this.txn.signal, this.loads.ready(image));
+  }
+
+  /** The local reference the container's image is tagged with: `localImageName(c.name):<set tag>`. */
+  imageRef(c: ContainerRecord): string {
+    return `${localImageName(c.name)}:${this.set.tag}`;
   }
 
   /**
-   * Loads the container's image unless the engine has it, and tags it `localImageName(c.name):<set tag>`
-   * (`ref`); `loaded` says whether this restore added it. Throws RestoreError when the engine loaded another image.
+   * Starts loading the container's image (see loadImage) after the loads started before it; the
+   * container's restore waits for it before creating the container (`restore`), while its new
+   * volumes are filled. Rejects with loadImage's errors, or InterruptedError when cancelled first.
    */
-  async loadImage(c: ContainerRecord): Promise<{ ref: string; loaded: boolean }> {
+  startLoad(c: ContainerRecord): Promise<LoadedImage> {
+    return this.loads.start(this.imageRef(c), () => {
+      this.txn.checkpoint();
+      return this.loadImage(c);
+    });
+  }
+
+  /**
+   * Whether restoring `c` as `target` changes something that exists (a container of that name, one
+   * of its named volumes): then its image must be loaded first, so that a load that fails leaves it
+   * untouched (stopped not even once) and a rollback has the image for its helpers.
+   */
+  async touchesExisting(c: ContainerRecord, target: string): Promise<boolean> {
+    const { engine } = this.ctx;
+    if (await engine.findContainer(target)) return true;
+    for (const v of this.volumes.namedVolumes(c)) if (await engine.inspectVolume(this.volumes.volumeName(v))) return true;
+    return false;
+  }
+
+  /**
+   * Loads the container's image unless the engine has it, and tags it `imageRef(c)` (`ref`);
+   * `loaded` says whether this restore added it. Throws RestoreError when the engine loaded another image.
+   */
+  private async loadImage(c: ContainerRecord): Promise<LoadedImage> {
     const { engine, source } = this.ctx;
     const repo = localImageName(c.name);
-    const ref = `${repo}:${this.set.tag}`;
+    const ref = this.imageRef(c);
     if (await engine.imageExists(c.image.id)) {
       await engine.tagImage(c.image.id, repo, this.set.tag);
       return { ref, loaded: false };
@@ -161,6 +192,8 @@ export class ContainerRestore {
 
   private async create(c: ContainerRecord, target: string, image: string): Promise<string> {
     const { engine } = this.ctx;
+    await this.loads.ready(image);
+    this.txn.checkpoint();
     await this.ensureNetworks(c, target);
     const spec = mapPorts(renameReferences(c.spec, this.opts.rename), this.opts.portMap ?? []);
     const { create, connect } = createOptions(spec, target, image, (await engine.info()).apiVersion);

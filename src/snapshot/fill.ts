@@ -100,7 +100,7 @@ function renamedFileArchive(content: Readable, name: string): Readable {
 export class Filler {
   constructor(
     private readonly engine: Engine,
-    /** Any local image: helpers are created, never started. */
+    /** The image hole punching runs from (the restored container's: the only one at hand with tools); other helpers use an empty one. */
     private readonly image: string,
     /** This run's label value (`RUN_LABEL`). */
     private readonly run: string,
@@ -108,10 +108,18 @@ export class Filler {
     private readonly log?: Logger,
     /** Stops hole punching: the running helper is removed (killed) and the signal's reason thrown. */
     private readonly signal?: AbortSignal,
+    /**
+     * Settles once `image` is in the engine (a restore loads it while volumes are filled): only
+     * hole punching runs from it, after this; its rejection is thrown from there.
+     */
+    private readonly imageReady: Promise<unknown> = Promise.resolve(),
   ) {}
 
-  /** Runs `fn` with a helper that mounts `mounts`; the helper is removed after, whatever happens. */
-  async withHelper<T>(mounts: HelperMount[], fn: (id: string) => Promise<T>, image = this.image, run: HelperRun = { entrypoint: ['/csx-helper'] }): Promise<T> {
+  /**
+   * Runs `fn` with a helper that mounts `mounts`, from `image` (an empty one when not given: a
+   * never-started helper needs nothing of its image); the helper is removed after, whatever happens.
+   */
+  async withHelper<T>(mounts: HelperMount[], fn: (id: string) => Promise<T>, image?: string, run: HelperRun = { entrypoint: ['/csx-helper'] }): Promise<T> {
     const Mounts = mounts.flatMap((m) =>
       'volume' in m
         ? [{ Type: 'volume', Source: m.volume, Target: m.target, VolumeOptions: { NoCopy: true } }]
@@ -122,7 +130,7 @@ export class Filler {
     // The legacy bind syntax creates a missing host directory, as `docker run -v` did for the original.
     const Binds = mounts.flatMap((m) => ('bind' in m && m.create ? [`${m.bind}:${m.target}`] : []));
     const id = await this.engine.createContainer({
-      Image: image,
+      Image: image ?? (await emptyImage(this.engine)),
       Entrypoint: run.entrypoint,
       Cmd: [],
       ...(run.user ? { User: run.user } : {}),
@@ -185,10 +193,8 @@ export class Filler {
     const base = posix.basename(mountPoint);
     const recorded = await sparse();
     const finder = Array.isArray(recorded) ? undefined : new HoleFinder();
-    await this.withHelper(
-      [{ volume, target: `/${base}` }],
-      async (id) => this.engine.putArchive(id, '/', finder ? pipeline(await content(), finder, () => undefined) : await content()),
-      await emptyImage(this.engine),
+    await this.withHelper([{ volume, target: `/${base}` }], async (id) =>
+      this.engine.putArchive(id, '/', finder ? pipeline(await content(), finder, () => undefined) : await content()),
     );
     await this.digHoles(volume, base, holePlan(recorded, base, finder ?? { files: [], more: 0 }));
   }
@@ -203,6 +209,7 @@ export class Filler {
   private async digHoles(volume: string, base: string, plan: HolePlan): Promise<void> {
     const { files, more, guessed } = plan;
     if (files.length === 0) return;
+    await this.imageReady;
     let done = 0;
     try {
       for (const name of files) {
@@ -240,10 +247,8 @@ export class Filler {
   async fillHostPath(source: string, mountPoint: string, content: () => Promise<Readable>): Promise<void> {
     const { first } = await peekTar(await content(), 1);
     if (first === 'directory') {
-      await this.withHelper(
-        [{ bind: source, target: `/${posix.basename(mountPoint)}`, create: true }],
-        async (id) => this.engine.putArchive(id, '/', await content()),
-        await emptyImage(this.engine),
+      await this.withHelper([{ bind: source, target: `/${posix.basename(mountPoint)}`, create: true }], async (id) =>
+        this.engine.putArchive(id, '/', await content()),
       );
       return;
     }

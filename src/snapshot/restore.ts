@@ -72,9 +72,11 @@ export async function runRestore(opts: RestoreOptions, ctx: RestoreContext): Pro
     results.push(r);
   };
   const ready: Array<{ c: ContainerRecord; target: string; image: string }> = [];
-  // Images this run loaded for containers it then did not restore are removed again.
+  // Images this run loaded for containers it then did not restore are removed again (once their load has settled).
   const loadedFor = new Map<ContainerRecord, string>();
+  const loading = new Map<ContainerRecord, Promise<unknown>>();
   const dropImage = async (c: ContainerRecord) => {
+    await loading.get(c)?.catch(() => undefined);
     const ref = loadedFor.get(c);
     if (ref) await ctx.engine.removeImage(ref).catch(() => undefined);
   };
@@ -83,10 +85,16 @@ export async function runRestore(opts: RestoreOptions, ctx: RestoreContext): Pro
       const target = opts.rename.get(c.name) ?? c.name;
       try {
         txn.checkpoint();
-        const { ref: image, loaded } = await worker.loadImage(c);
-        if (loaded) loadedFor.set(c, image);
+        const image = worker.imageRef(c);
         const conflicts = await worker.conflicts(c, target, image);
         if (conflicts.length > 0) throw new RestoreError(`refused: ${conflicts.join('; ')}`);
+        // The image loads while the container's new volumes are filled (the restore waits for it
+        // before creating the container); when something existing would change, it is loaded first.
+        const load = worker.startLoad(c).then(({ ref, loaded }) => void (loaded && loadedFor.set(c, ref)));
+        // Its failure is the restore's (create waits for the load), or dropImage's: never unhandled.
+        load.catch(() => undefined);
+        loading.set(c, load);
+        if (await worker.touchesExisting(c, target)) await load;
         ready.push({ c, target, image });
       } catch (err) {
         await dropImage(c);

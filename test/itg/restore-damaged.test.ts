@@ -118,4 +118,22 @@ describe('a restore of a set with a damaged blob', () => {
       expect(quietLog.lines.join('\n')).not.toContain('could not put everything back');
     });
   }
+
+  it('with its own image layer damaged, loaded while its new volume is filled: the volume was filled, and nothing is left', async () => {
+    await docker.getContainer(name).remove({ force: true, v: true });
+    await docker.getVolume(vol).remove();
+    try {
+      const before = await engineState();
+      const from = quietLog.lines.length;
+      const r = await withDamaged(layerDigest(), () => restoreFrom({ source: `dir:${store}`, snapshot: 'd1' }));
+      expect(r.containers.map((c) => [c.status, c.error])).toEqual([['failed', expect.stringMatching(/checksum mismatch/)]]);
+      // Nothing existed to change: the image loaded while the volume was created and filled, then all of it went.
+      const log = quietLog.lines.slice(from);
+      expect(log.some((l) => l.includes(`filling volume '${vol}'`))).toBe(true);
+      expect(await engineState()).toBe(before);
+      expect(log.join('\n')).not.toContain('could not put everything back');
+    } finally {
+      await startApp();
+    }
+  });
 });
