@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
-import { Readable, type Transform } from 'node:stream';
-import { allHave, storeBlob, type StoreTarget } from './blobs.js';
+import type { Readable, Transform } from 'node:stream';
+import { allHave, type StoreTarget } from './blobs.js';
+import { storeChunk } from './chunk-blob.js';
 import { CHUNK_SIZES, chunksOf } from './chunker.js';
-import { CHUNKED_VOLUME_MEDIA_TYPE, chunkMediaType, type BlobDescriptor, type ChunkedBlob, type Compression } from './manifest.js';
+import { CHUNKED_VOLUME_MEDIA_TYPE, type BlobDescriptor, type ChunkedBlob, type Compression } from './manifest.js';
 
 /** Chunks already stored, by content digest: each chunk's descriptor (from recent sets, and from this run as it stores them). */
 export type ChunkIndex = Map<string, BlobDescriptor>;
@@ -27,7 +28,7 @@ export interface ChunkedResult {
   reused: number;
 }
 
-/** Chunks stored at once: compressing one while the other is written and synced to disk. */
+/** Chunks stored at once: compressing one while the other is written (2 and 4 measured alike here). */
 const IN_FLIGHT = 2;
 
 /**
@@ -38,10 +39,11 @@ const CHECKS = 16;
 
 /**
  * Cuts `source` (a volume's archive) into content-defined chunks (chunker.ts) and stores each
- * chunk that `known` does not hold, or that some target lacks, as its own blob through storeBlob
+ * chunk that `known` does not hold, or that some target lacks, as its own blob through storeChunk
  * (compressed, encrypted when the targets' keyring encrypts), IN_FLIGHT at a time; the others are
  * referenced as they are, once every target is seen to hold them (CHECKS asked at once). Chunks
- * it stores are added to `known`, so a chunk repeated in this run is stored once. `meter` sees the content on its way. Throws what storeBlob throws (the
+ * it stores are added to `known`, so a chunk repeated in this run is stored once. `meter` sees
+ * the content on its way. Throws what storeChunk throws (the
  * destination named).
  */
 export async function storeChunked(
@@ -70,7 +72,7 @@ export async function storeChunked(
   };
   const store = (chunk: Buffer, digest: string) => {
     written++;
-    return storeBlob(Readable.from([chunk]), targets, chunkMediaType(compression)).then((blob) => {
+    return storeChunk(chunk, digest, targets, compression).then((blob) => {
       known.set(digest, blob);
       present.add(blob.digest);
       return blob;

@@ -4,8 +4,8 @@ import type { Readable } from 'node:stream';
 import type { SetSummary, SnapshotSet } from '../../snapshot/manifest.js';
 import type { Keyring } from '../../crypto/keyring.js';
 import { DestinationError, type BlobWriter, type Destination, type SetReceipt, type SweepResult } from '../types.js';
-import { readBlob, removeAbandoned, writeBlob } from './blobs.js';
-import { ensureDir, exists, nearestExisting } from './files.js';
+import { BlobStore, removeAbandoned } from './blobs.js';
+import { ensureDir, nearestExisting } from './files.js';
 import { DirLayout } from './layout.js';
 import { takeLock, waitForNone } from './locks.js';
 import { SetStore } from './sets.js';
@@ -25,6 +25,7 @@ export class DirDestination implements Destination {
   readonly root: string;
   private readonly layout: DirLayout;
   private readonly sets: SetStore;
+  private readonly blobs: BlobStore;
   private backupLock?: string;
 
   constructor(
@@ -36,6 +37,7 @@ export class DirDestination implements Destination {
     this.root = resolve(path);
     this.layout = new DirLayout(this.root);
     this.sets = new SetStore(this.layout, label, keyring, warn);
+    this.blobs = new BlobStore(this.layout, label);
   }
 
   /**
@@ -88,8 +90,9 @@ export class DirDestination implements Destination {
     }
   }
 
-  /** Releases the backup lock, if this destination holds one. */
+  /** Waits for the blobs on their way to disk, then releases the backup lock, if this destination holds one. */
   async close(): Promise<void> {
+    await this.blobs.settle();
     const lock = this.backupLock;
     this.backupLock = undefined;
     if (lock) await rm(lock, { force: true });
@@ -109,22 +112,25 @@ export class DirDestination implements Destination {
   }
 
   hasBlob(_scope: unknown, digest: string): Promise<boolean> {
-    return exists(this.layout.blobPath(digest));
+    return this.blobs.has(digest);
   }
 
+  /** A commit accepts the blob; it is made durable in the background, and always before a set document is written (writeSet). */
   writeBlob(): Promise<BlobWriter> {
-    return writeBlob(this.layout, this.label);
+    return this.blobs.writer();
   }
 
   readBlob(_scope: unknown, digest: string): Promise<Readable> {
-    return readBlob(this.layout, this.label, digest);
+    return this.blobs.read(digest);
   }
 
   hasSet(tag: string): Promise<boolean> {
     return this.sets.has(tag);
   }
 
-  writeSet(set: SnapshotSet): Promise<SetReceipt> {
+  /** Every blob this destination accepted is durable and in place (BlobStore.flush) before the set document is written. */
+  async writeSet(set: SnapshotSet): Promise<SetReceipt> {
+    await this.blobs.flush();
     return this.sets.write(set);
   }
 

@@ -1,0 +1,103 @@
+#!/usr/bin/env node
+// Goal B1 alone: the bench fixture (bench/lib/fixture.mjs), then in alternating turns a full backup
+// to a fresh dir: by each --cli and `docker commit` + `docker save -o` + `docker cp` of the volume.
+// Prints each step's seconds and the ratio of each build to the docker CLI (medians); with
+// --phases, the seconds from the backup's start to each line of its log. It never asserts a speed.
+//
+//   node bench/b1.mjs [--cli dist/cli.js]... [--mb 300] [--volume-mb 100] [--runs 1] [--phases]
+//
+// Several --cli compare builds side by side (`node scripts/build.mjs src/cli.ts=.tmp/cli-new/cli.js`).
+// Everything it makes carries a random prefix and is removed at the end.
+import { spawn, execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { cleanup, makeFixture, sizeOf } from './lib/fixture.mjs';
+import { CLI, q } from './lib/process.mjs';
+
+function parse(argv) {
+  const opts = { clis: [], layerMB: 300, volumeMB: 100, runs: 1, phases: false };
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--cli') opts.clis.push(resolve(argv[++i]));
+    else if (argv[i] === '--mb') opts.layerMB = Number(argv[++i]);
+    else if (argv[i] === '--volume-mb') opts.volumeMB = Number(argv[++i]);
+    else if (argv[i] === '--runs') opts.runs = Number(argv[++i]);
+    else if (argv[i] === '--phases') opts.phases = true;
+    else throw new Error(`unknown argument ${argv[i]}`);
+  }
+  if (opts.clis.length === 0) opts.clis.push(CLI);
+  return opts;
+}
+
+/** Runs `cmd` in sh; resolves with its seconds and, with `phases`, each output line with the seconds since the start. */
+function timed(cmd, phases) {
+  execFileSync('sync');
+  return new Promise((done, fail) => {
+    const start = process.hrtime.bigint();
+    const child = spawn('sh', ['-c', cmd], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const lines = [];
+    let err = '';
+    const stamp = (data) => {
+      const t = Number(process.hrtime.bigint() - start) / 1e9;
+      for (const line of data.toString().split('\n').filter(Boolean)) lines.push(`${t.toFixed(2).padStart(7)}  ${line}`);
+    };
+    child.stdout.on('data', stamp);
+    child.stderr.on('data', (d) => {
+      err += d;
+      stamp(d);
+    });
+    child.on('close', (code) => {
+      const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+      if (code !== 0) fail(new Error(`${cmd} exited ${code}\n${err}`));
+      else done({ seconds, lines: phases ? lines : [] });
+    });
+  });
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const load = () =>
+  loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
+
+async function main() {
+  const opts = parse(process.argv.slice(2));
+  const ctx = { prefix: `csb1-${randomBytes(3).toString('hex')}`, tmp: mkdtempSync(join(tmpdir(), 'csb1-')), saved: {} };
+  const bye = () => cleanup(ctx);
+  process.on('exit', bye);
+  process.on('SIGINT', () => process.exit(130));
+  console.log(`load average at start: ${load()}`);
+  await makeFixture(ctx, opts);
+  console.log(`fixture: layer ${ctx.sizeRw} bytes, ${opts.volumeMB} MB volume`);
+  const times = { docker: [], ...Object.fromEntries(opts.clis.map((c) => [c, []])) };
+  for (let run = 0; run < opts.runs; run++) {
+    const order = run % 2 === 0 ? ['docker', ...opts.clis] : [...opts.clis, 'docker'];
+    for (const who of order) {
+      if (who === 'docker') {
+        const img = `${ctx.prefix}-commit:run${run}`;
+        const cmd = `docker commit ${ctx.container} ${img} >/dev/null && docker save -o ${q(join(ctx.tmp, 'layer.tar'))} ${img} && docker cp ${ctx.container}:/data - > ${q(join(ctx.tmp, 'volume.tar'))}`;
+        const r = await timed(cmd, false);
+        execFileSync('sh', ['-c', `docker rmi ${img} >/dev/null; rm -f ${q(join(ctx.tmp, 'layer.tar'))} ${q(join(ctx.tmp, 'volume.tar'))}`]);
+        times.docker.push(r.seconds);
+        console.log(`run ${run} docker commit+save -o+cp  ${r.seconds.toFixed(2)} s  (load ${load()})`);
+        continue;
+      }
+      const dir = join(ctx.tmp, `cs-${run}`);
+      const r = await timed(`node ${q(who)} backup --containers ${ctx.container} --destination dir:${q(dir)} --tag cold`, opts.phases);
+      const bytes = sizeOf(dir);
+      execFileSync('rm', ['-rf', dir]);
+      times[who].push(r.seconds);
+      console.log(`run ${run} ${who}  ${r.seconds.toFixed(2)} s  ${(bytes / 1e6).toFixed(1)} MB  (load ${load()})`);
+      for (const line of r.lines) console.log(`    ${line}`);
+    }
+  }
+  const d = median(times.docker);
+  for (const c of opts.clis) console.log(`B1 ${c}: x${(median(times[c]) / d).toFixed(2)} (${median(times[c]).toFixed(2)} s vs ${d.toFixed(2)} s)`);
+  console.log(`load average at end: ${load()}`);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exitCode = 1;
+});
