@@ -7,12 +7,12 @@
 // later run loads compiled code instead of parsing the whole bundle again: faster, and the
 // parser's memory is never taken (see scripts/build.mjs for the figures).
 //
-// Where: a directory of this user's own, container-snapshot-compile-cache-<uid>, under RUNNER_TEMP
-// when a runner gives one (the job's scratch directory, emptied by the runner: nothing piles up on
-// a self-hosted machine), else under the OS temporary directory. A shared /tmp is writable by
-// everyone, so a directory that is not ours, is a symbolic link, or that others may write is not
-// used (V8 would run what such a cache holds). Any failure only means no cache: the bundle starts
-// all the same. NODE_COMPILE_CACHE (a directory of the user's choice) and
+// Where: a directory of this user's own, container-snapshot-compile-cache-<uid>, in the OS
+// temporary directory (TMPDIR). Not under RUNNER_TEMP: a run leaves nothing there, and a
+// self-hosted runner keeps the cache warm from one job to the next. A shared /tmp is writable
+// by everyone, so a directory that is not ours, is a symbolic link, or that others may write is
+// not used (V8 would run what such a cache holds). Any failure only means no cache: the bundle
+// starts all the same. NODE_COMPILE_CACHE (a directory of the user's choice) and
 // NODE_DISABLE_COMPILE_CACHE (set to anything) are Node's own switches and win.
 import { enableCompileCache, getCompileCacheDir } from 'node:module';
 import { lstatSync, mkdirSync } from 'node:fs';
@@ -21,7 +21,7 @@ import { join } from 'node:path';
 
 function cacheDir() {
   const uid = process.getuid?.();
-  const dir = join(process.env.RUNNER_TEMP || tmpdir(), `container-snapshot-compile-cache-${uid ?? userInfo().username}`);
+  const dir = join(tmpdir(), `container-snapshot-compile-cache-${uid ?? userInfo().username}`);
   try {
     mkdirSync(dir, { mode: 0o700 });
   } catch {

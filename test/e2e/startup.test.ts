@@ -15,7 +15,7 @@ function filesUnder(dir: string): string[] {
 }
 
 // The entries of dist/ are scripts/loader.mjs, which keeps Node's compile cache of the bundle in a
-// directory of the user's own (RUNNER_TEMP or the temporary directory) and then imports the bundle.
+// directory of the user's own in the temporary directory (never RUNNER_TEMP) and then imports the bundle.
 describe('the entries of dist/ start their bundle through the compile-cache loader', () => {
   const temp = mkdtempSync(join(tmpdir(), 'csx-startup-'));
   // Node's own switch of a cache directory, off (empty) so that the loader chooses.
@@ -36,32 +36,27 @@ describe('the entries of dist/ start their bundle through the compile-cache load
     }
   });
 
-  it('keeps the cache in a directory of its own (mode 700) under RUNNER_TEMP, and runs the same from it the second time', async () => {
+  it('keeps the cache in a directory of its own (mode 700) in TMPDIR, none in RUNNER_TEMP, and runs the same from it the second time', async () => {
+    const tmp = join(temp, 'tmp');
     const runnerTemp = join(temp, 'runner');
+    mkdirSync(tmp);
     mkdirSync(runnerTemp);
-    const env = { ...clean, RUNNER_TEMP: runnerTemp };
+    const env = { ...clean, TMPDIR: tmp, RUNNER_TEMP: runnerTemp };
     const first = await runCli(['--version'], { env });
     expect([first.code, first.stdout.trim(), first.stderr]).toEqual([0, version, '']);
-    expect(statSync(join(runnerTemp, CACHE)).mode & 0o777).toBe(0o700);
-    const cached = filesUnder(join(runnerTemp, CACHE));
+    expect(statSync(join(tmp, CACHE)).mode & 0o777).toBe(0o700);
+    const cached = filesUnder(join(tmp, CACHE));
     expect(cached.length).toBeGreaterThan(0);
     const second = await runCli(['--version'], { env });
     expect([second.code, second.stdout.trim(), second.stderr]).toEqual([0, version, '']);
-    expect(filesUnder(join(runnerTemp, CACHE))).toEqual(cached);
-  });
-
-  it('uses the temporary directory without RUNNER_TEMP', async () => {
-    const tmp = join(temp, 'tmp');
-    mkdirSync(tmp);
-    const run = await runCli(['--version'], { env: { ...clean, RUNNER_TEMP: '', TMPDIR: tmp } });
-    expect([run.code, run.stdout.trim()]).toEqual([0, version]);
-    expect(filesUnder(join(tmp, CACHE)).length).toBeGreaterThan(0);
+    expect(filesUnder(join(tmp, CACHE))).toEqual(cached);
+    expect(readdirSync(runnerTemp)).toEqual([]);
   });
 
   it('runs without a cache where the directory cannot be made', async () => {
     const notDir = join(temp, 'a-file');
     writeFileSync(notDir, '');
-    const run = await runCli(['--version'], { env: { ...clean, RUNNER_TEMP: notDir } });
+    const run = await runCli(['--version'], { env: { ...clean, TMPDIR: notDir } });
     expect([run.code, run.stdout.trim(), run.stderr]).toEqual([0, version, '']);
   });
 
@@ -69,7 +64,7 @@ describe('the entries of dist/ start their bundle through the compile-cache load
     const shared = join(temp, 'shared');
     mkdirSync(join(shared, CACHE), { recursive: true });
     chmodSync(join(shared, CACHE), 0o777);
-    const run = await runCli(['--version'], { env: { ...clean, RUNNER_TEMP: shared } });
+    const run = await runCli(['--version'], { env: { ...clean, TMPDIR: shared } });
     expect([run.code, run.stdout.trim(), run.stderr]).toEqual([0, version, '']);
     expect(filesUnder(join(shared, CACHE))).toEqual([]);
   });
@@ -77,7 +72,7 @@ describe('the entries of dist/ start their bundle through the compile-cache load
   it('leaves the cache off with NODE_DISABLE_COMPILE_CACHE=1', async () => {
     const off = join(temp, 'off');
     mkdirSync(off);
-    const run = await runCli(['--version'], { env: { ...clean, RUNNER_TEMP: off, NODE_DISABLE_COMPILE_CACHE: '1' } });
+    const run = await runCli(['--version'], { env: { ...clean, TMPDIR: off, NODE_DISABLE_COMPILE_CACHE: '1' } });
     expect([run.code, run.stdout.trim()]).toEqual([0, version]);
     expect(readdirSync(off)).toEqual([]);
   });
