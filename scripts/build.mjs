@@ -41,7 +41,8 @@
 //   run but the first the compilation of the 9 MB bundle. Measured here (Node 24, 2 busy cores,
 //   `node dist/cli.js --version`, CPU user+system by hyperfine, peak RSS by /usr/bin/time): the
 //   bundle started directly 0.29 s, 101 MB; through the loader, first run (writes the cache)
-//   0.33 s, 103 MB; every later run 0.17 s, 87 MB, and so is the fixed part of every command.
+//   0.33 s, 103 MB; every later run 0.17 s, 87 MB. (A backup's peak RSS is set later, by its
+//   data path: B8's stayed where it was, the parser's freed memory being reused there.)
 // - A bundle lives in the directory of its side files, so ncc's asset base
 //   (`__nccwpck_require__.ab`, "the bundle's directory") is where they are. Every asset path
 //   the bundle uses is checked to exist.
