@@ -40,8 +40,8 @@ function smallPayload(ctx, mb) {
   return dir;
 }
 
-/** B8: `count` containers of ~`mb` MB each (a volume), one backup run of all against one run each (summed). */
-async function manyContainers(ctx, count, mb) {
+/** Makes `count` running containers of ~`mb` MB each (a volume), named `<prefix>-b8-NN`; returns their names. */
+export function makeSmallContainers(ctx, count, mb) {
   const payload = smallPayload(ctx, mb);
   const names = [];
   for (let i = 0; i < count; i++) {
@@ -50,13 +50,19 @@ async function manyContainers(ctx, count, mb) {
     sh(`tar -C ${q(payload)} -cf - . | docker cp - ${name}:/data`);
     names.push(name);
   }
+  return names;
+}
+
+/** B8's timed step: one backup run of every `<prefix>-b8-*` container into a fresh directory (round `i`). */
+export function backupAllInOneRun(ctx, i) {
+  return measure(ctx, `node ${q(CLI)} backup --containers '${ctx.prefix}-b8-*' --destination dir:${join(ctx.tmp, `b8-one-${i}`)} --tag one`);
+}
+
+/** B8: `count` containers of ~`mb` MB each (a volume), one backup run of all against one run each (summed). */
+async function manyContainers(ctx, count, mb) {
+  const names = makeSmallContainers(ctx, count, mb);
   const r = await rounds(ctx.opts.runs, {
-    one: async (i) => ({
-      all: {
-        ...(await measure(ctx, `node ${q(CLI)} backup --containers '${ctx.prefix}-b8-*' --destination dir:${join(ctx.tmp, `b8-one-${i}`)} --tag one`)),
-        bytes: 0,
-      },
-    }),
+    one: async (i) => ({ all: { ...(await backupAllInOneRun(ctx, i)), bytes: 0 } }),
     each: async (i) => {
       const steps = [];
       for (const name of names)
