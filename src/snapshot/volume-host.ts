@@ -36,10 +36,15 @@ export interface HostReadFacts {
 /** Files and directories the engine mounts into every container besides its Mounts (container.NetworkMounts, /dev/shm, swarm secrets). */
 const ENGINE_MOUNTS = ['/etc/hosts', '/etc/resolv.conf', '/etc/hostname', '/dev/shm', '/run/secrets'];
 
+/** A container path normalised, without a trailing slash. */
+function clean(path: string): string {
+  return posix.normalize(path).replace(/(.)\/+$/, '$1');
+}
+
 /** Whether the mount at `destination` of `info` shows a subpath of its volume (HostConfig.Mounts[].VolumeOptions.Subpath, Engine API 1.45). */
 export function mountsSubpath(info: ContainerInspect, destination: string): boolean {
   const mounts = (info.HostConfig as { Mounts?: Array<{ Target?: string; VolumeOptions?: { Subpath?: string } }> } | undefined)?.Mounts ?? [];
-  return mounts.some((m) => m.Target !== undefined && posix.normalize(m.Target) === posix.normalize(destination) && !!m.VolumeOptions?.Subpath);
+  return mounts.some((m) => m.Target !== undefined && clean(m.Target) === clean(destination) && !!m.VolumeOptions?.Subpath);
 }
 
 /** The paths an engine mounts into `info`'s container: its Mounts, its HostConfig.Tmpfs, and ENGINE_MOUNTS. */
@@ -63,8 +68,8 @@ export function hostReadBlocker(f: HostReadFacts): string | undefined {
   if (f.mount.type === 'volume' && f.driver !== 'local') return `its volume driver is ${f.driver ?? 'unknown'}, not local`;
   if (f.subpath) return 'it shows a subpath of its volume';
   if (!f.hostPath || !isAbsolute(f.hostPath)) return 'the engine gives no host path for it';
-  const dest = posix.normalize(f.mount.destination);
-  const inside = f.mounted.map((d) => posix.normalize(d)).find((d) => d !== dest && d.startsWith(dest === '/' ? '/' : `${dest}/`));
+  const dest = clean(f.mount.destination);
+  const inside = f.mounted.map(clean).find((d) => d !== dest && d.startsWith(dest === '/' ? '/' : `${dest}/`));
   return inside ? `${inside} is mounted inside it` : undefined;
 }
 
