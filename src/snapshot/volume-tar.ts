@@ -14,6 +14,7 @@ import { once } from 'node:events';
 import type { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import { allZero, zeroBytes, ZERO_BYTES_MAX } from '../util/zeros.js';
+import { DirectSlab } from '../util/direct-read.js';
 import { atDir, utf8, type HostDir } from './volume-host.js';
 import { SPARSE_MIN } from './volume-metadata.js';
 
@@ -71,9 +72,8 @@ interface Walk {
   caps: Map<string, Buffer>;
   /** dev:ino → the tar name of its first path. */
   links: Map<string, string>;
-  /** A CHUNK-long view of `slab` at an address O_DIRECT accepts, once found. */
-  aligned?: Buffer;
-  slab: Buffer;
+  /** Where sparse files are read with O_DIRECT. */
+  slab: DirectSlab;
 }
 
 /**
@@ -83,7 +83,7 @@ interface Walk {
  */
 export function hostTar(dir: HostDir, base: string, caps: Map<string, Buffer>): Readable {
   const pack = tar.pack();
-  const walk: Walk = { pack, caps, links: new Map(), slab: Buffer.allocUnsafeSlow(CHUNK + 4096) };
+  const walk: Walk = { pack, caps, links: new Map(), slab: new DirectSlab() };
   const build = async () => {
     try {
       await add(walk, header(`${base}/`, dir.root, '.', walk), { type: 'directory' });
@@ -187,8 +187,8 @@ function openSame(path: Buffer, flags: number, st: BigIntStats): number {
 async function addFile(walk: Walk, h: Header, path: Buffer, st: BigIntStats): Promise<void> {
   const size = Number(st.size);
   const sparse = size - Number(st.blocks) * 512 >= SPARSE_MIN;
-  let fd = sparse ? openDirect(path, st) : undefined;
-  let buf = fd === undefined ? undefined : alignedFor(walk, fd);
+  let fd = sparse ? openDirectSame(path, st) : undefined;
+  let buf = fd === undefined ? undefined : walk.slab.viewFor(fd);
   if (fd !== undefined && !buf) closeSync(fd);
   if (!buf) {
     fd = openSame(path, 0, st);
@@ -228,33 +228,12 @@ function readFull(fd: number, buf: Buffer, want: number, at: number): number {
   return want;
 }
 
-/** `path` opened with O_DIRECT, or undefined where its file system refuses it. */
-function openDirect(path: Buffer, st: BigIntStats): number | undefined {
+/** `path` opened with O_DIRECT (and checked as openSame does), or undefined where its file system refuses it. */
+function openDirectSame(path: Buffer, st: BigIntStats): number | undefined {
   try {
     return openSame(path, constants.O_DIRECT, st);
   } catch (err) {
-    if (err instanceof HostReadError) throw err;
+    if (err instanceof HostReadError || (err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
     return undefined;
   }
-}
-
-/**
- * A CHUNK-long view of the walk's slab that O_DIRECT reads of `fd` accept (the memory alignment a
- * device asks, up to 4 KiB, found by trying: Node cannot ask for an aligned buffer), or undefined.
- */
-function alignedFor(walk: Walk, fd: number): Buffer | undefined {
-  const tryAt = (off: number) => {
-    try {
-      readSync(fd, walk.slab, off, 4096, 0);
-      return true;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EINVAL') return false;
-      throw err;
-    }
-  };
-  if (walk.aligned && tryAt(walk.aligned.byteOffset - walk.slab.byteOffset)) return walk.aligned;
-  for (let off = 0; off < 4096; off += 8) {
-    if (tryAt(off)) return (walk.aligned = walk.slab.subarray(off, off + CHUNK));
-  }
-  return undefined;
 }
