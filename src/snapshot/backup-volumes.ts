@@ -152,15 +152,22 @@ export class VolumePath {
     if (typeof dir === 'string') return dir;
     if (typeof caps === 'string') {
       closeSync(dir.fd);
+      await dir.owner;
       return caps;
     }
+    let spooled: Spooled;
     try {
-      return await this.spool.take(hostTar(dir, posix.basename(posix.normalize(mount.destination)), caps), this.meter(label));
+      spooled = await this.spool.take(hostTar(dir, posix.basename(posix.normalize(mount.destination)), caps), this.meter(label));
     } catch (err) {
+      await dir.owner;
       signal?.throwIfAborted();
       if (err instanceof SpoolError) throw err;
       return `the host could not read it as the engine would (${errorMessage(err)})`;
     }
+    const owner = await dir.owner;
+    if (!owner) return spooled;
+    await this.spool.release(spooled);
+    return owner;
   }
 
   /**

@@ -73,12 +73,18 @@ export function hostReadBlocker(f: HostReadFacts): string | undefined {
   return inside ? `${inside} is mounted inside it` : undefined;
 }
 
-/** A volume's directory here, open (`fd`, O_DIRECTORY|O_NOFOLLOW) and checked against the engine; the caller closes `fd`. */
+/**
+ * A volume's directory here, open (`fd`, O_DIRECTORY|O_NOFOLLOW) and checked against the engine's
+ * stat; the caller closes `fd`. `owner` settles later: undefined when the root's owner, mode and
+ * mtime are those of the engine's archive header, else why not; what was read here must not be
+ * used before it says undefined.
+ */
 export interface HostDir {
   fd: number;
   root: BigIntStats;
   /** The host path it was opened at. */
   path: string;
+  owner: Promise<string | undefined>;
 }
 
 /** `/proc/self/fd/<fd>/`: a path relative to an open directory, as openat would take it (the directory is not looked up again by name). */
@@ -99,11 +105,10 @@ async function sameStat(engine: Engine, id: string, path: string, st: BigIntStat
 
 /**
  * Opens `hostPath` and checks it is the directory the engine archives at `destination` of
- * container `id`: the root's owner, mode and mtime (seconds) as in the first header of the
- * engine's archive (read, then the stream closed: this catches a user-namespaced engine, whose
- * owners differ), and the root and up to PROBES entries below it with the same mode, size and
- * mtime (nanoseconds) as the engine's stat (`HEAD …/archive`). Gives the open directory, or why
- * not (a sentence); throws only when `signal` is aborted.
+ * container `id`: the root and up to PROBES entries below it with the same mode, size and mtime
+ * (nanoseconds) as the engine's stat (`HEAD …/archive`). Gives the open directory, or why not (a
+ * sentence); throws only when `signal` is aborted. Its `owner` check (`ownerCheck`) runs meanwhile,
+ * beside the caller's read: the engine takes ~50 ms to start an archive.
  */
 export async function trustHostDir(engine: Engine, id: string, destination: string, hostPath: string, signal?: AbortSignal): Promise<HostDir | string> {
   let fd: number;
@@ -115,7 +120,7 @@ export async function trustHostDir(engine: Engine, id: string, destination: stri
   try {
     const root = fstatSync(fd, { bigint: true });
     const why = await differs(engine, id, destination, fd, root, signal);
-    if (!why) return { fd, root, path: hostPath };
+    if (!why) return { fd, root, path: hostPath, owner: ownerCheck(engine, id, destination, root, signal) };
     closeSync(fd);
     return why;
   } catch (err) {
@@ -125,19 +130,31 @@ export async function trustHostDir(engine: Engine, id: string, destination: stri
   }
 }
 
+/**
+ * Undefined when the first header of the engine's archive of `destination` (read, then the stream
+ * closed) has the owner, mode and mtime (seconds) of `root`, else why not: this catches a
+ * user-namespaced engine, whose owners differ from the host's. Never rejects.
+ */
+async function ownerCheck(engine: Engine, id: string, destination: string, root: BigIntStats, signal?: AbortSignal): Promise<string | undefined> {
+  try {
+    const archive = await engine.getArchive(id, destination, signal);
+    let head;
+    try {
+      head = await archiveRoot(archive);
+    } finally {
+      // Only its first header is wanted: closed, the engine stops sending it.
+      archive.destroy();
+    }
+    const here = { uid: Number(root.uid), gid: Number(root.gid), mode: Number(root.mode) & 0o7777, mtime: Number(root.mtimeNs / 1_000_000_000n) };
+    return sameRoot(here, head) ? undefined : `${destination} has another owner, mode or time in the engine's archive (a user-namespaced engine?)`;
+  } catch (err) {
+    return `the engine's archive of ${destination} could not be read (${(err as Error).message})`;
+  }
+}
+
 async function differs(engine: Engine, id: string, destination: string, fd: number, root: BigIntStats, signal?: AbortSignal): Promise<string | undefined> {
   const mismatch = `${destination} here is not what the engine sees there (mode, size or time differ)`;
   if (!(await sameStat(engine, id, destination, root, signal))) return mismatch;
-  const archive = await engine.getArchive(id, destination, signal);
-  let head;
-  try {
-    head = await archiveRoot(archive);
-  } finally {
-    // Only its first header is wanted: closed, the engine stops sending it.
-    archive.destroy();
-  }
-  const here = { uid: Number(root.uid), gid: Number(root.gid), mode: Number(root.mode) & 0o7777, mtime: Number(root.mtimeNs / 1_000_000_000n) };
-  if (!sameRoot(here, head)) return `${destination} has another owner, mode or time in the engine's archive (a user-namespaced engine?)`;
   const names = (readdirSync(atDir(fd), { encoding: 'buffer' }) as Buffer[]).filter((n) => utf8(n) !== undefined).sort(Buffer.compare);
   const picks = [
     ...new Set(Array.from({ length: Math.min(PROBES, names.length) }, (_v, i) => names[Math.floor((i * (names.length - 1)) / Math.max(1, PROBES - 1))])),

@@ -10,7 +10,6 @@
  */
 import { execFile } from 'node:child_process';
 import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs';
-import { once } from 'node:events';
 import type { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import { allZero, zeroBytes, ZERO_BYTES_MAX } from '../util/zeros.js';
@@ -25,6 +24,8 @@ export class HostReadError extends Error {
 
 /** Bytes per read of a file (a multiple of any O_DIRECT block size). */
 const CHUNK = ZERO_BYTES_MAX;
+/** Bytes the pack holds before the walk waits for the spool to take them. */
+const PACK_BUFFER = 4 << 20;
 /** Deepest directory nesting read here (one descriptor open per level); deeper, the engine reads the volume. */
 const MAX_DEPTH = 200;
 /** Largest mtime (seconds) tar-stream's header writes (it truncates to 32 bits); later ones go to the engine. */
@@ -82,7 +83,8 @@ interface Walk {
  * host cannot answer as the engine would, or with the error met. `dir.fd` is closed when it ends.
  */
 export function hostTar(dir: HostDir, base: string, caps: Map<string, Buffer>): Readable {
-  const pack = tar.pack();
+  // Room for many small entries ahead of the spool's writes: the walk waits on the pack less often.
+  const pack = tar.pack({ highWaterMark: PACK_BUFFER });
   const walk: Walk = { pack, caps, links: new Map(), slab: new DirectSlab() };
   const build = async () => {
     try {
@@ -202,19 +204,39 @@ async function addFile(walk: Walk, h: Header, path: Buffer, st: BigIntStats): Pr
       return;
     }
     const sink = walk.pack.entry({ ...h, type: 'file', size });
-    const written = once(sink, 'finish');
-    written.catch(() => undefined);
     for (let at = 0; at < size;) {
       const n = readFull(fd!, buf, Math.min(buf.length, size - at), at);
       const chunk = buf.subarray(0, n);
       at += n;
-      if (!sink.write(allZero(chunk) ? zeroBytes(n) : Buffer.from(chunk))) await once(sink, 'drain');
+      if (!sink.write(allZero(chunk) ? zeroBytes(n) : Buffer.from(chunk))) await event(sink, 'drain');
     }
+    const written = event(sink, 'finish');
     sink.end(null);
     await written;
   } finally {
     closeSync(fd!);
   }
+}
+
+/**
+ * Resolves on `name` from an entry's sink; rejects on its error, or when it closes first (the pack
+ * destroyed under it, which may close it without an error): a walk never waits on a closed sink.
+ */
+function event(sink: ReturnType<tar.Pack['entry']>, name: 'drain' | 'finish'): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const settle = (err?: Error) => {
+      sink.off(name, ok);
+      sink.off('error', settle);
+      sink.off('close', closed);
+      if (err) reject(err);
+      else resolve();
+    };
+    const ok = () => settle();
+    const closed = () => settle(new HostReadError('the archive was closed while a file was read'));
+    sink.on(name, ok);
+    sink.on('error', settle);
+    sink.on('close', closed);
+  });
 }
 
 /** Reads `want` bytes at `at` (fewer only at the file's end: then HostReadError, the file shrank). O_DIRECT reads ask for whole chunks. */

@@ -119,6 +119,7 @@ describe('a volume read on this host', () => {
       const engine = Engine.connect(parseEngineAddress('', process.env, 'engine'));
       const dir = await trustHostDir(engine, c.id, '/data', mountpoint);
       if (typeof dir === 'string') throw new Error(dir);
+      expect(await dir.owner).toBeUndefined();
       const mine = await entries(hostTar(dir, 'data', await readCapabilities(mountpoint)));
       const theirs = await entries((await c.getArchive({ path: '/data' })) as unknown as Readable);
       expect(mine).toEqual(theirs);

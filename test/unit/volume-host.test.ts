@@ -103,6 +103,7 @@ describe("a volume's directory checked against the engine", () => {
     const trusted = await trustHostDir(engineSeeing(paths), 'c', '/data', root);
     if (typeof trusted === 'string') throw new Error(trusted);
     expect(trusted.path).toBe(root);
+    expect(await trusted.owner).toBeUndefined();
     closeSync(trusted.fd);
   });
 
@@ -110,7 +111,10 @@ describe("a volume's directory checked against the engine", () => {
     expect(await trustHostDir(engineSeeing(paths, { mtime: '2001-01-01T00:00:00Z' }), 'c', '/data', root)).toBe(
       '/data here is not what the engine sees there (mode, size or time differ)',
     );
-    expect(await trustHostDir(engineSeeing(paths, { uid: 4242 }), 'c', '/data', root)).toMatch(/another owner, mode or time in the engine's archive/);
+    const other = await trustHostDir(engineSeeing(paths, { uid: 4242 }), 'c', '/data', root);
+    if (typeof other === 'string') throw new Error(other);
+    closeSync(other.fd);
+    expect(await other.owner).toMatch(/another owner, mode or time in the engine's archive/);
     expect(await trustHostDir(engineSeeing({ '/data': root }), 'c', '/data', root)).toMatch(/not what the engine sees there/);
     expect(await trustHostDir(engineSeeing(paths), 'c', '/data', join(dir, 'link'))).toMatch(/cannot be opened here as a directory \(ENOTDIR\)/);
     expect(await trustHostDir(engineSeeing(paths), 'c', '/data', join(dir, 'none'))).toMatch(/\(ENOENT\)/);
