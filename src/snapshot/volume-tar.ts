@@ -26,6 +26,8 @@ export class HostReadError extends Error {
 const CHUNK = ZERO_BYTES_MAX;
 /** Bytes the pack holds before the walk waits for the spool to take them. */
 const PACK_BUFFER = 4 << 20;
+/** Entries walked between two turns of the event loop. */
+const YIELD_EVERY = 32;
 /** Deepest directory nesting read here (one descriptor open per level); deeper, the engine reads the volume. */
 const MAX_DEPTH = 200;
 /** Largest mtime (seconds) tar-stream's header writes (it truncates to 32 bits); later ones go to the engine. */
@@ -73,6 +75,8 @@ interface Walk {
   caps: Map<string, Buffer>;
   /** dev:ino → the tar name of its first path. */
   links: Map<string, string>;
+  /** Entries walked so far. */
+  entries: number;
   /** Where sparse files are read with O_DIRECT. */
   slab: DirectSlab;
 }
@@ -85,7 +89,7 @@ interface Walk {
 export function hostTar(dir: HostDir, base: string, caps: Map<string, Buffer>): Readable {
   // Room for many small entries ahead of the spool's writes: the walk waits on the pack less often.
   const pack = tar.pack({ highWaterMark: PACK_BUFFER });
-  const walk: Walk = { pack, caps, links: new Map(), slab: new DirectSlab() };
+  const walk: Walk = { pack, caps, links: new Map(), entries: 0, slab: new DirectSlab() };
   const build = async () => {
     try {
       await add(walk, header(`${base}/`, dir.root, '.', walk), { type: 'directory' });
@@ -135,6 +139,9 @@ async function walkDir(walk: Walk, fd: number, prefix: string, relPrefix: string
   if (depth > MAX_DEPTH) throw new HostReadError(`${prefix}: nested deeper than ${MAX_DEPTH} directories`);
   const names = (readdirSync(atDir(fd), { encoding: 'buffer' }) as Buffer[]).sort(Buffer.compare);
   for (const raw of names) {
+    // The walk's calls are synchronous: every YIELD_EVERY entries the event loop turns, so that the
+    // spool's writes and the metadata scan's lstat calls (thread pool) go on beside it.
+    if (++walk.entries % YIELD_EVERY === 0) await new Promise((resolve) => setImmediate(resolve));
     const name = utf8(raw);
     if (name === undefined) throw new HostReadError(`${prefix}${raw.toString('latin1')}: a name that is not UTF-8`);
     const path = atDir(fd, raw);
