@@ -15,6 +15,12 @@ import type { Meter } from '../util/progress.js';
 import type { MountToTake } from './volumes.js';
 import { keepVolumeMetadata, matchedScan, scanVolumeMetadata, type MetadataScan } from './volume-metadata.js';
 import { archiveRoot } from './volume-root.js';
+import { readCapabilities, hostTar } from './volume-tar.js';
+import { hostReadBlocker, mountedPaths, mountsSubpath, trustHostDir } from './volume-host.js';
+import { SpoolError } from './spool.js';
+import { posix } from 'node:path';
+import { closeSync } from 'node:fs';
+import { errorMessage } from '../core/log.js';
 import { runMeter, runTargets, type BackupContext } from './backup-context.js';
 import { type History, volumeKey } from './backup-history.js';
 
@@ -89,20 +95,79 @@ export class VolumePath {
 
   /**
    * Reads a mount while the container is held, touching no destination and compressing nothing:
-   * its archive into the spool, as the engine sends it, and a scan of what the archive drops.
-   * The spooled file is also pushed to `pending`, for the caller to remove whatever happens.
+   * its archive into the spool, made on this host from its directory when that may be trusted
+   * (`takeOnHost`), else as the engine sends it; and a scan of what the archive drops. The spooled
+   * file is also pushed to `pending`, for the caller to remove whatever happens.
    */
   async takeVolume(id: string, container: string, plan: VolumePlan, pending: Spooled[]): Promise<TakenVolume> {
     const { engine, signal } = this.ctx;
     const { mount, hostPath } = plan;
     const scanning = scanVolumeMetadata(hostPath);
     await this.spool.ready();
+    const label = `${container}: reading ${mount.name || mount.destination}`;
+    const onHost = await this.takeOnHost(id, plan, label);
+    if (typeof onHost !== 'string') {
+      pending.push(onHost);
+      this.ctx.log.info(`${label}: read on this host from ${hostPath}`);
+      // The directory was compared with the engine's archive of it before it was read (trustHostDir).
+      return { plan, spooled: onHost, scan: await scanning, readOnHost: true };
+    }
+    this.ctx.log.info(`${label}: read through the engine: ${onHost}`);
     const archive = await engine.getArchive(id, mount.destination, signal);
     const archived = archiveRoot(archive);
     // take() destroys the archive if it fails: one left open keeps the container locked in the engine (never unpaused).
-    const spooled = await this.spool.take(archive, this.meter(`${container}: reading ${mount.name || mount.destination}`));
+    const spooled = await this.spool.take(archive, this.meter(label));
     pending.push(spooled);
-    return { plan, spooled, scan: matchedScan(await scanning, await archived, hostPath) };
+    return { plan, spooled, scan: matchedScan(await scanning, await archived, hostPath), readOnHost: false };
+  }
+
+  /**
+   * The mount's archive made on this host (volume-tar.ts) into the spool, or why not (a sentence):
+   * hostReadBlocker, then trustHostDir, then anything the host could not read as the engine would
+   * (the spooled file is then removed). Throws a SpoolError (the disk), or the signal's reason.
+   */
+  private async takeOnHost(id: string, plan: VolumePlan, label: string): Promise<Spooled | string> {
+    const { engine, signal } = this.ctx;
+    const { mount, hostPath } = plan;
+    const info = await engine.inspectContainer(id, signal);
+    const why = hostReadBlocker({
+      address: engine.describe(),
+      running: !!info.State?.Running,
+      paused: !!info.State?.Paused,
+      mount,
+      driver: plan.record.driver,
+      hostPath,
+      mounted: mountedPaths(info),
+      uid: process.getuid?.(),
+      subpath: mountsSubpath(info, mount.destination),
+    });
+    if (why) return why;
+    const capabilities = readCapabilities(hostPath!).then(
+      (caps) => caps,
+      (err: NodeJS.ErrnoException) =>
+        err.code === 'ENOENT' ? 'getfattr not found (Debian package attr) to read security.capability' : `getfattr failed (${err.message.split('\n')[0]})`,
+    );
+    const dir = await trustHostDir(engine, id, mount.destination, hostPath!, signal);
+    const caps = await capabilities;
+    if (typeof dir === 'string') return dir;
+    if (typeof caps === 'string') {
+      closeSync(dir.fd);
+      await dir.owner;
+      return caps;
+    }
+    let spooled: Spooled;
+    try {
+      spooled = await this.spool.take(hostTar(dir, posix.basename(posix.normalize(mount.destination)), caps), this.meter(label));
+    } catch (err) {
+      await dir.owner;
+      signal?.throwIfAborted();
+      if (err instanceof SpoolError) throw err;
+      return `the host could not read it as the engine would (${errorMessage(err)})`;
+    }
+    const owner = await dir.owner;
+    if (!owner) return spooled;
+    await this.spool.release(spooled);
+    return owner;
   }
 
   /**
@@ -177,9 +242,11 @@ export interface VolumePlan {
   previous?: BlobDescriptor;
 }
 
-/** A mount read while held: its plan, its archive in the spool, and the scan of what the archive drops. */
+/** A mount read while held: its plan, its archive in the spool, the scan of what the archive drops, and whether this host made the archive. */
 export interface TakenVolume {
   plan: VolumePlan;
   spooled: Spooled;
   scan: MetadataScan;
+  /** True when the archive was made here from the host directory (volume-tar.ts), false when the engine sent it. */
+  readOnHost: boolean;
 }

@@ -8,6 +8,7 @@ import { spoolRoot } from '../core/state-dir.js';
 import { runName } from '../core/run-names.js';
 import { formatBytes } from '../util/format.js';
 import { allZero } from '../util/zeros.js';
+import { directStream } from '../util/direct-read.js';
 
 /** Free space the spool leaves on its filesystem: it fails rather than fill the disk. */
 export const SPOOL_RESERVE = 256 << 20;
@@ -239,13 +240,18 @@ export class Spool {
     }
   }
 
-  /** The spooled bytes, to be read once the container is back; `highWaterMark`: bytes per read (64 KiB by default). */
+  /**
+   * The spooled bytes, to be read once the container is back; `highWaterMark`: bytes per read (64 KiB
+   * by default). A file that is mostly holes (a sparse file's archive) is read with O_DIRECT in
+   * 1 MiB pieces, its holes passed on as shared zeros (direct-read.ts): a buffered read of holes
+   * fills the page cache with zeros, slower than the disk.
+   */
   read(spooled: Spooled, highWaterMark?: number): Readable {
-    const file = createReadStream(spooled.path, highWaterMark ? { highWaterMark } : {});
+    const file = directStream(spooled.path) ?? createReadStream(spooled.path, highWaterMark ? { highWaterMark } : {});
     const key = this.keys.get(spooled.path);
     if (!key) return file;
     const clear = new ZeroKeepingCtr(key);
-    file.on('error', (err) => clear.destroy(err));
+    file.on('error', (err: Error) => clear.destroy(err));
     clear.on('close', () => file.destroy());
     return file.pipe(clear);
   }

@@ -1,0 +1,268 @@
+/**
+ * A volume's archive made on this host from its directory (volume-host.ts says when), with the
+ * entries the engine's archive gives (moby pkg/archive TarWithOptions, Engine 20.10 and 26.1):
+ * the top directory named after the mount point, then each path depth first in byte order,
+ * numeric owners, permission bits with setuid/setgid/sticky, mtimes to the second, symlinks,
+ * later names of a hard-linked inode as tar links to the first, empty directories, fifos and
+ * devices, `security.capability` as a PAX `SCHILY.xattr` record; unix sockets skipped. A sparse
+ * file's holes are read with O_DIRECT (no page cache to fill with zeros) and passed on as shared
+ * zero buffers (zeros.ts), which the spool leaves as holes.
+ */
+import { execFile } from 'node:child_process';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs';
+import type { Readable } from 'node:stream';
+import tar from 'tar-stream';
+import { allZero, zeroBytes, ZERO_BYTES_MAX } from '../util/zeros.js';
+import { DirectSlab } from '../util/direct-read.js';
+import { atDir, utf8, type HostDir } from './volume-host.js';
+import { SPARSE_MIN } from './volume-metadata.js';
+
+/** A volume the host could not read as the engine would (a name not in UTF-8, a file that changed, …): the engine reads it instead. */
+export class HostReadError extends Error {
+  override name = 'HostReadError';
+}
+
+/** Bytes per read of a file (a multiple of any O_DIRECT block size). */
+const CHUNK = ZERO_BYTES_MAX;
+/** Bytes the pack holds before the walk waits for the spool to take them. */
+const PACK_BUFFER = 4 << 20;
+/** Entries walked between two turns of the event loop. */
+const YIELD_EVERY = 32;
+/** Deepest directory nesting read here (one descriptor open per level); deeper, the engine reads the volume. */
+const MAX_DEPTH = 200;
+/** Largest mtime (seconds) tar-stream's header writes (it truncates to 32 bits); later ones go to the engine. */
+const MAX_MTIME = 2 ** 31 - 1;
+/** Largest owner tar-stream's header field holds (6 octal digits); above it the owner goes in a PAX record, as the engine's does above 7. */
+const MAX_USTAR_ID = 0o777777;
+
+/**
+ * `security.capability` of every file under `root` (the one extended attribute the engine's
+ * archive keeps), keyed by path relative to `root` (bytes as latin1), read with `getfattr`
+ * (Debian package attr). Rejects when getfattr is missing or fails: then what the engine keeps
+ * cannot be told here.
+ */
+export function readCapabilities(root: string): Promise<Map<string, Buffer>> {
+  return new Promise((resolve, reject) => {
+    // Paths compared as bytes (latin1), as getfattr's unescaped output is read.
+    const top = Buffer.from(root, 'utf8').toString('latin1');
+    const args = ['--absolute-names', '-R', '-P', '-h', '-d', '-m', '^security\\.capability$', '-e', 'base64', root];
+    execFile('getfattr', args, { maxBuffer: 1 << 28, encoding: 'latin1' }, (err, stdout) => {
+      if (err) return reject(err);
+      const caps = new Map<string, Buffer>();
+      let file: string | undefined;
+      for (const line of stdout.split('\n')) {
+        if (line.startsWith('# file: ')) {
+          const abs = unescapeGetfattr(line.slice(8));
+          file = abs === top ? '.' : abs.startsWith(`${top}/`) ? abs.slice(top.length + 1) : undefined;
+        } else if (file !== undefined && line.startsWith('security.capability=0s')) caps.set(file, Buffer.from(line.slice(22), 'base64'));
+      }
+      resolve(caps);
+    });
+  });
+}
+
+/** getfattr's file name (latin1 text, bytes escaped as `\ooo`, a backslash as `\\`) as its bytes, in latin1. */
+function unescapeGetfattr(raw: string): string {
+  return raw.replace(/\\\\|\\([0-7]{3})/g, (_m, oct: string | undefined) => (oct ? String.fromCharCode(parseInt(oct, 8)) : '\\'));
+}
+
+/** An entry's header; `pax`: records tar-stream writes in a PAX header before it. */
+type Header = Partial<tar.Header> & { name: string; pax?: Record<string, string> };
+
+/** What the walk keeps between entries. */
+interface Walk {
+  pack: tar.Pack;
+  caps: Map<string, Buffer>;
+  /** dev:ino → the tar name of its first path. */
+  links: Map<string, string>;
+  /** Entries walked so far. */
+  entries: number;
+  /** Where sparse files are read with O_DIRECT. */
+  slab: DirectSlab;
+}
+
+/**
+ * The archive of `dir` as the engine would give it for a mount at a path whose last component is
+ * `base`, streamed; `caps`: readCapabilities of it. The stream fails with HostReadError where the
+ * host cannot answer as the engine would, or with the error met. `dir.fd` is closed when it ends.
+ */
+export function hostTar(dir: HostDir, base: string, caps: Map<string, Buffer>): Readable {
+  // Room for many small entries ahead of the spool's writes: the walk waits on the pack less often.
+  const pack = tar.pack({ highWaterMark: PACK_BUFFER });
+  const walk: Walk = { pack, caps, links: new Map(), entries: 0, slab: new DirectSlab() };
+  const build = async () => {
+    try {
+      await add(walk, header(`${base}/`, dir.root, '.', walk), { type: 'directory' });
+      await walkDir(walk, dir.fd, `${base}/`, '', 1);
+    } finally {
+      closeSync(dir.fd);
+    }
+    pack.finalize();
+  };
+  build().catch((err: Error) => pack.destroy(err));
+  return pack as unknown as Readable;
+}
+
+/** The common header of an entry from its lstat; `rel`: its path below the root (for its capability). */
+function header(name: string, st: BigIntStats, rel: string, walk: Walk): Header {
+  const mtime = Number(st.mtimeNs / 1_000_000_000n);
+  if (st.mtimeNs < 0n || mtime > MAX_MTIME) throw new HostReadError(`${name}: its modification time is out of the range read here`);
+  const uid = Number(st.uid);
+  const gid = Number(st.gid);
+  const pax: Record<string, string> = {};
+  if (uid > MAX_USTAR_ID) pax.uid = String(uid);
+  if (gid > MAX_USTAR_ID) pax.gid = String(gid);
+  const cap = walk.caps.get(rel);
+  if (cap) {
+    const text = utf8(cap);
+    if (text === undefined) throw new HostReadError(`${name}: its security.capability is not text a PAX record written here can carry`);
+    pax['SCHILY.xattr.security.capability'] = text;
+  }
+  return { name, mode: Number(st.mode) & 0o7777, uid, gid, mtime: new Date(mtime * 1000), ...(Object.keys(pax).length ? { pax } : {}) };
+}
+
+/** Adds one entry with no data; resolves once the pack took it. */
+function add(walk: Walk, h: Header, extra: Partial<Header>, data?: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (err?: Error | null) => (err ? reject(err) : resolve());
+    if (data) walk.pack.entry({ ...h, ...extra }, data, done);
+    else walk.pack.entry({ ...h, ...extra }, done);
+  });
+}
+
+/** Linux's major and minor of a device number (glibc sys/sysmacros.h). */
+function device(rdev: bigint): { devmajor: number; devminor: number } {
+  return { devmajor: Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn)), devminor: Number((rdev & 0xffn) | ((rdev >> 12n) & ~0xffn)) };
+}
+
+async function walkDir(walk: Walk, fd: number, prefix: string, relPrefix: string, depth: number): Promise<void> {
+  if (depth > MAX_DEPTH) throw new HostReadError(`${prefix}: nested deeper than ${MAX_DEPTH} directories`);
+  const names = (readdirSync(atDir(fd), { encoding: 'buffer' }) as Buffer[]).sort(Buffer.compare);
+  for (const raw of names) {
+    // The walk's calls are synchronous: every YIELD_EVERY entries the event loop turns, so that the
+    // spool's writes and the metadata scan's lstat calls (thread pool) go on beside it.
+    if (++walk.entries % YIELD_EVERY === 0) await new Promise((resolve) => setImmediate(resolve));
+    const name = utf8(raw);
+    if (name === undefined) throw new HostReadError(`${prefix}${raw.toString('latin1')}: a name that is not UTF-8`);
+    const path = atDir(fd, raw);
+    const st = lstatSync(path, { bigint: true });
+    if (st.isSocket()) continue;
+    const rel = `${relPrefix}${raw.toString('latin1')}`;
+    const h = header(`${prefix}${name}${st.isDirectory() ? '/' : ''}`, st, rel, walk);
+    if (!st.isDirectory() && st.nlink > 1n) {
+      const key = `${st.dev}:${st.ino}`;
+      const first = walk.links.get(key);
+      if (first !== undefined) {
+        await add(walk, h, { type: 'link', linkname: first, size: 0 });
+        continue;
+      }
+      walk.links.set(key, h.name);
+    }
+    if (st.isDirectory()) {
+      const child = openSame(path, constants.O_DIRECTORY, st);
+      try {
+        await add(walk, h, { type: 'directory' });
+        await walkDir(walk, child, h.name, `${rel}/`, depth + 1);
+      } finally {
+        closeSync(child);
+      }
+    } else if (st.isSymbolicLink()) {
+      const target = utf8(readlinkSync(path, { encoding: 'buffer' }));
+      if (target === undefined) throw new HostReadError(`${h.name}: a link target that is not UTF-8`);
+      await add(walk, h, { type: 'symlink', linkname: target });
+    } else if (st.isFIFO()) await add(walk, h, { type: 'fifo' });
+    else if (st.isCharacterDevice()) await add(walk, h, { type: 'character-device', ...device(st.rdev) });
+    else if (st.isBlockDevice()) await add(walk, h, { type: 'block-device', ...device(st.rdev) });
+    else if (st.isFile()) await addFile(walk, h, path, st);
+    else throw new HostReadError(`${h.name}: a file of a kind not read here`);
+  }
+}
+
+/**
+ * Opens `path` (below an open directory) without following a symlink or blocking on a fifo, and
+ * checks it is still the inode `st` describes; HostReadError if not.
+ */
+function openSame(path: Buffer, flags: number, st: BigIntStats): number {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | flags);
+  const now = fstatSync(fd, { bigint: true });
+  if (now.dev !== st.dev || now.ino !== st.ino || (Number(now.mode) & constants.S_IFMT) !== (Number(st.mode) & constants.S_IFMT)) {
+    closeSync(fd);
+    throw new HostReadError(`${path.toString('latin1')} changed while it was read`);
+  }
+  return fd;
+}
+
+/** A regular file's entry and data: exactly `st.size` bytes, else HostReadError (it changed). */
+async function addFile(walk: Walk, h: Header, path: Buffer, st: BigIntStats): Promise<void> {
+  const size = Number(st.size);
+  const sparse = size - Number(st.blocks) * 512 >= SPARSE_MIN;
+  let fd = sparse ? openDirectSame(path, st) : undefined;
+  let buf = fd === undefined ? undefined : walk.slab.viewFor(fd);
+  if (fd !== undefined && !buf) closeSync(fd);
+  if (!buf) {
+    fd = openSame(path, 0, st);
+    // A small file is read whole into a buffer of its own, handed to the pack as it is.
+    buf = Buffer.allocUnsafe(Math.min(CHUNK, Math.max(size, 1)));
+  }
+  try {
+    if (size <= buf.length && !sparse) {
+      readFull(fd!, buf, size, 0);
+      await add(walk, h, { type: 'file', size }, buf.subarray(0, size));
+      return;
+    }
+    const sink = walk.pack.entry({ ...h, type: 'file', size });
+    for (let at = 0; at < size;) {
+      const n = readFull(fd!, buf, Math.min(buf.length, size - at), at);
+      const chunk = buf.subarray(0, n);
+      at += n;
+      if (!sink.write(allZero(chunk) ? zeroBytes(n) : Buffer.from(chunk))) await event(sink, 'drain');
+    }
+    const written = event(sink, 'finish');
+    sink.end(null);
+    await written;
+  } finally {
+    closeSync(fd!);
+  }
+}
+
+/**
+ * Resolves on `name` from an entry's sink; rejects on its error, or when it closes first (the pack
+ * destroyed under it, which may close it without an error): a walk never waits on a closed sink.
+ */
+function event(sink: ReturnType<tar.Pack['entry']>, name: 'drain' | 'finish'): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const settle = (err?: Error) => {
+      sink.off(name, ok);
+      sink.off('error', settle);
+      sink.off('close', closed);
+      if (err) reject(err);
+      else resolve();
+    };
+    const ok = () => settle();
+    const closed = () => settle(new HostReadError('the archive was closed while a file was read'));
+    sink.on(name, ok);
+    sink.on('error', settle);
+    sink.on('close', closed);
+  });
+}
+
+/** Reads `want` bytes at `at` (fewer only at the file's end: then HostReadError, the file shrank). O_DIRECT reads ask for whole chunks. */
+function readFull(fd: number, buf: Buffer, want: number, at: number): number {
+  let got = 0;
+  while (got < want) {
+    const n = readSync(fd, buf, got, buf.length - got, at + got);
+    if (n === 0) throw new HostReadError('a file shrank while it was read');
+    got += n;
+  }
+  return want;
+}
+
+/** `path` opened with O_DIRECT (and checked as openSame does), or undefined where its file system refuses it. */
+function openDirectSame(path: Buffer, st: BigIntStats): number | undefined {
+  try {
+    return openSame(path, constants.O_DIRECT, st);
+  } catch (err) {
+    if (err instanceof HostReadError || (err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+    return undefined;
+  }
+}

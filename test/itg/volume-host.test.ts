@@ -1,0 +1,162 @@
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { chownSync, linkSync, mkdirSync, symlinkSync, truncateSync, utimesSync, writeFileSync, chmodSync, writeSync, openSync, closeSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import tar from 'tar-stream';
+import { backup, restore } from '../../src/commands.js';
+import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
+import { Engine } from '../../src/engine/engine.js';
+import { parseEngineAddress } from '../../src/core/engine-address.js';
+import { trustHostDir } from '../../src/snapshot/volume-host.js';
+import { hostTar, readCapabilities } from '../../src/snapshot/volume-tar.js';
+import { Resources, docker, quietLog, runContainer, treeDigest } from '../support/fixtures.js';
+
+const env = { ...process.env, DOCKER_CONFIG: '/nonexistent' };
+const inputs = (values: Record<string, string>) => (name: string) => values[name] ?? '';
+const MiB = 1 << 20;
+
+/**
+ * Fills a volume's directory on this host: a symlink out of the volume, a hard-linked pair, an
+ * empty directory, a fifo, a setuid file owned 1234:5678, a sparse file (data at its start and in
+ * its middle), a non-ASCII name, a nested file, a file dated in 2001 and a unix socket (which no
+ * archive carries). Returns a function that closes the socket's listener.
+ */
+async function fill(dir: string, extra?: (dir: string) => void): Promise<() => void> {
+  writeFileSync(join(dir, 'a'), 'hard linked\n');
+  linkSync(join(dir, 'a'), join(dir, 'b'));
+  symlinkSync('/etc', join(dir, 'etc-link'));
+  symlinkSync('../a', join(dir, 'rel-link'));
+  mkdirSync(join(dir, 'empty'));
+  mkdirSync(join(dir, 'sub/deeper'), { recursive: true });
+  writeFileSync(join(dir, 'sub/deeper/file'), 'nested\n');
+  execFileSync('mkfifo', [join(dir, 'fifo')]);
+  writeFileSync(join(dir, 'suid'), '#!/bin/sh\n');
+  chownSync(join(dir, 'suid'), 1234, 5678);
+  chmodSync(join(dir, 'suid'), 0o4755);
+  const sparse = join(dir, 'sparse');
+  const fd = openSync(sparse, 'w');
+  writeSync(fd, Buffer.alloc(4096, 7), 0, 4096, 0);
+  writeSync(fd, Buffer.alloc(4096, 9), 0, 4096, 32 * MiB);
+  closeSync(fd);
+  truncateSync(sparse, 64 * MiB);
+  writeFileSync(join(dir, 'café-日本.txt'), 'non-ASCII\n');
+  writeFileSync(join(dir, 'old'), 'dated\n');
+  utimesSync(join(dir, 'old'), new Date('2001-02-03T04:05:06Z'), new Date('2001-02-03T04:05:06Z'));
+  extra?.(dir);
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(join(dir, 'sock'), resolve));
+  return () => server.close();
+}
+
+/** Each entry of a tar stream: name, type, permission bits, owner, size, mtime (s), link, device, security.capability, data length and a checksum of the data. */
+async function entries(stream: Readable): Promise<string[]> {
+  const extract = tar.extract();
+  stream.pipe(extract);
+  const out: string[] = [];
+  for await (const entry of extract) {
+    const h = entry.header;
+    let bytes = 0;
+    let sum = 0;
+    for await (const chunk of entry) {
+      bytes += (chunk as Buffer).length;
+      for (const b of chunk as Buffer) sum = (sum + b) % 65521;
+    }
+    const mtime = Math.floor((h.mtime?.getTime() ?? 0) / 1000);
+    const cap = (h.pax as Record<string, string> | undefined)?.['SCHILY.xattr.security.capability'] ?? '';
+    out.push(
+      [
+        h.name.replace(/\/$/, ''),
+        h.type,
+        ((h.mode ?? 0) & 0o7777).toString(8),
+        h.uid,
+        h.gid,
+        h.size,
+        mtime,
+        h.linkname ?? '',
+        h.devmajor,
+        h.devminor,
+        cap,
+        bytes,
+        sum,
+      ].join(' '),
+    );
+  }
+  return out;
+}
+
+/** Creates the volume `name`; gives its directory on this host. */
+async function mountpointOf(name: string): Promise<string> {
+  await docker.createVolume({ Name: name });
+  return ((await docker.getVolume(name).inspect()) as { Mountpoint: string }).Mountpoint;
+}
+
+async function roundTrip(res: Resources, name: string, volume: string, tag: string): Promise<string[]> {
+  const dir = join(res.tempDir(), 'store');
+  const log = { ...quietLog, lines: [] as string[] };
+  const b = await backup(parseBackupInputs(inputs({ containers: name, destination: `dir:${dir}`, tag })), { log, env });
+  expect(b.failed, JSON.stringify(b.containers)).toBe(0);
+  res.image(`container-snapshot/${name}:${tag}`);
+  await docker.getContainer(name).remove({ force: true });
+  await docker.getVolume(volume).remove();
+  const r = await restore(parseRestoreInputs(inputs({ source: `dir:${dir}`, snapshot: tag, start: 'never' })), { log: quietLog, env });
+  expect(r.failed, JSON.stringify(r.containers)).toBe(0);
+  return log.lines;
+}
+
+describe('a volume read on this host', () => {
+  const res = new Resources(inject('runPrefix'), 'vhost');
+  const fixture = inject('fixtureImage');
+  afterAll(() => res.cleanup());
+
+  it('gives the entries the engine archive gives (sockets skipped), from the directory the engine archives', async () => {
+    const volume = res.volume('same');
+    const mountpoint = await mountpointOf(volume);
+    const close = await fill(mountpoint, (d) => execFileSync('setcap', ['cap_net_raw+ep', join(d, 'a')], { stdio: 'ignore' }));
+    const c = await runContainer({ name: res.name('same'), Image: fixture, Cmd: ['sleep', '100000'], HostConfig: { Binds: [`${volume}:/data`] } }, 'paused');
+    try {
+      const engine = Engine.connect(parseEngineAddress('', process.env, 'engine'));
+      const dir = await trustHostDir(engine, c.id, '/data', mountpoint);
+      if (typeof dir === 'string') throw new Error(dir);
+      expect(await dir.owner).toBeUndefined();
+      const mine = await entries(hostTar(dir, 'data', await readCapabilities(mountpoint)));
+      const theirs = await entries((await c.getArchive({ path: '/data' })) as unknown as Readable);
+      expect(mine).toEqual(theirs);
+      expect(mine.some((e) => e.startsWith('data/sock '))).toBe(false);
+      expect(mine.find((e) => e.startsWith('data/b '))).toMatch(/^data\/b link /);
+      // The capability set on `a` is carried as the engine carries it (a PAX SCHILY.xattr record).
+      expect(mine.find((e) => e.startsWith('data/a '))!.split(' ')[10]).not.toBe('');
+    } finally {
+      close();
+      await c.unpause();
+    }
+  });
+
+  it('round-trips a volume of links, a fifo, a setuid file of 1234:5678, a sparse file and a non-ASCII name identically', async () => {
+    const name = res.name('trip');
+    const volume = res.volume('trip');
+    const mountpoint = await mountpointOf(volume);
+    const close = await fill(mountpoint);
+    const c = await runContainer({ name, Image: fixture, Cmd: ['sleep', '100000'], HostConfig: { Binds: [`${volume}:/data`] } }, 'running');
+    const before = await treeDigest(c.id, '/data');
+    close();
+    const lines = await roundTrip(res, name, volume, 'trip');
+    expect(lines.filter((l) => /reading .*: read on this host from /.test(l))).toHaveLength(1);
+    const after = await treeDigest(name, '/data');
+    expect(after).toEqual(before);
+    expect(before.entries).toBe(14);
+  });
+
+  it('falls back to the engine for a volume holding a name that is not UTF-8, and still round-trips it', async () => {
+    const name = res.name('latin');
+    const volume = res.volume('latin');
+    const mountpoint = await mountpointOf(volume);
+    writeFileSync(Buffer.concat([Buffer.from(`${mountpoint}/caf`), Buffer.from([0xe9])]), 'latin-1 name\n');
+    const c = await runContainer({ name, Image: fixture, Cmd: ['sleep', '100000'], HostConfig: { Binds: [`${volume}:/data`] } }, 'running');
+    const before = await treeDigest(c.id, '/data');
+    const lines = await roundTrip(res, name, volume, 'latin');
+    expect(lines.filter((l) => /: read through the engine: the host could not read it as the engine would \(.*not UTF-8/.test(l))).toHaveLength(1);
+    expect(await treeDigest(name, '/data')).toEqual(before);
+  });
+});
