@@ -63,13 +63,18 @@ export function toEntry(source: Source, header: TarHeader): ReadEntry {
     type,
     size: type === 'file' ? (header.size ?? 0) : 0,
     mode: (header.mode ?? 0) & 0o7777,
-    uid: header.uid ?? 0,
-    gid: header.gid ?? 0,
+    uid: paxId((header.pax as Record<string, string> | undefined)?.uid) ?? header.uid ?? 0,
+    gid: paxId((header.pax as Record<string, string> | undefined)?.gid) ?? header.gid ?? 0,
     mtime: Math.floor((header.mtime?.getTime() ?? 0) / 1000),
   };
   if (linkname) entry.linkname = linkname;
   if (type === 'character-device' || type === 'block-device') entry.device = { major: header.devmajor ?? 0, minor: header.devminor ?? 0 };
   return { entry };
+}
+
+/** An owner from a PAX record (POSIX.1-2008 pax, `uid`/`gid`: decimal), which wins over the header's field (too short above 0o7777777, or 0o777777 in some writers). */
+function paxId(value: string | undefined): number | undefined {
+  return value !== undefined && /^\d+$/.test(value) ? Number(value) : undefined;
 }
 
 const KNOWN = new Set(['file', 'directory', 'symlink', 'link', 'fifo', 'character-device', 'block-device']);

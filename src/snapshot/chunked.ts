@@ -97,8 +97,9 @@ export async function storeChunked(
         // Asked without holding up the cut (a registry answers each in a round trip), CHECKS at once;
         // a chunk some target turns out to lack is stored again.
         if (checking.size >= CHECKS) await Promise.race(checking);
+        const held = Buffer.from(chunk);
         const check = allHave(targets, stored.digest).then((have) => {
-          if (!have) return store(chunk, digest);
+          if (!have) return store(held, digest);
           present.add(stored.digest);
           return stored;
         });
@@ -108,7 +109,8 @@ export async function storeChunked(
         continue;
       }
       if (inFlight.size >= IN_FLIGHT) await Promise.race(inFlight);
-      const fresh = store(chunk, digest);
+      // The chunker's view is valid only until the next chunk: what is stored is a copy.
+      const fresh = store(Buffer.from(chunk), digest);
       track(inFlight, fresh);
       storing.set(digest, fresh);
       chunks.push(fresh);

@@ -151,10 +151,12 @@ class TarBoundaries {
 }
 
 /**
- * Cuts a byte stream into content-defined chunks (cutPoint), each yielded as a Buffer not to be changed, in
- * order; together they are the stream. A tar archive's members of `min` bytes or more are also cut
- * before their header and after it (TarBoundaries). A chunk that starts a run of `max` zero bytes
- * (a sparse file's hole) is cut without hashing, where cutPoint would cut it.
+ * Cuts a byte stream into content-defined chunks (cutPoint), yielded in order; together they are
+ * the stream. Each chunk is a view of the chunker's window, valid only until the next one is asked
+ * for (copy what is kept longer: no chunk is copied that the caller only hashes), and never to be
+ * changed. A tar archive's members of `min` bytes or more are also cut before their header and
+ * after it (TarBoundaries). A chunk that starts a run of `max` zero bytes (a sparse file's hole) is
+ * cut without hashing, where cutPoint would cut it, and is a view of one shared buffer of zeros.
  */
 export async function* chunksOf(source: AsyncIterable<Buffer>, sizes: ChunkSizes = CHUNK_SIZES): AsyncGenerator<Buffer> {
   const zero = zeroRun(sizes);
@@ -164,8 +166,8 @@ export async function* chunksOf(source: AsyncIterable<Buffer>, sizes: ChunkSizes
   let base = 0;
   let len = 0;
   let read = 0;
-  const cutFrom = (ended: boolean): Buffer[] => {
-    const out: Buffer[] = [];
+  // Yields the chunks the window holds, each before the window moves on.
+  function* cutFrom(ended: boolean): Generator<Buffer> {
     let start = 0;
     while (len > start) {
       while (tar.cuts.length > 0 && tar.cuts[0] <= base + start) tar.cuts.shift();
@@ -175,8 +177,7 @@ export async function* chunksOf(source: AsyncIterable<Buffer>, sizes: ChunkSizes
       if (!ended && (len < limit || (base + limit > tar.horizon && len < win.length))) break;
       const zeros = limit - start === sizes.max && len >= limit && win.subarray(start, limit).equals(zero.zeros);
       const cut = zeros ? start + zero.cut : cutPoint(win, start, Math.min(len, limit), sizes);
-      // A run of zeros is handed out as the one shared buffer of zeros (read only), not copied.
-      out.push(zeros ? zero.zeros.subarray(0, zero.cut) : Buffer.from(win.subarray(start, cut)));
+      yield zeros ? zero.zeros.subarray(0, zero.cut) : win.subarray(start, cut);
       start = cut;
     }
     if (start > 0) {
@@ -184,8 +185,7 @@ export async function* chunksOf(source: AsyncIterable<Buffer>, sizes: ChunkSizes
       len -= start;
       base += start;
     }
-    return out;
-  };
+  }
   for await (const data of source) {
     tar.feed(data, read);
     read += data.length;

@@ -20,6 +20,9 @@ const ZEROS = Buffer.alloc(BLOCK);
 /** Bytes a spooled file buffers while a write is in flight (written together, one write per run of data). */
 const SPOOL_BUFFER = 1 << 20;
 
+/** Buffers in one writev: Linux's IOV_MAX (limits.h, UIO_MAXIOV). */
+const IOV_MAX = 1024;
+
 /** An archive read while its container was held, waiting on local disk: its path and length in bytes. */
 export interface Spooled {
   path: string;
@@ -143,33 +146,66 @@ class SparseFile extends Writable {
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
-    this.writeData(chunk).then(() => done(), done);
+    this.writeData([chunk]).then(() => done(), done);
   }
 
   override _writev(chunks: Array<{ chunk: Buffer }>, done: (err?: Error | null) => void): void {
-    this.writeData(chunks.length === 1 ? chunks[0].chunk : Buffer.concat(chunks.map((c) => c.chunk))).then(() => done(), done);
+    this.writeData(chunks.map((c) => c.chunk)).then(() => done(), done);
   }
 
-  /** Writes the runs of `chunk` that are not whole zero blocks, at their offsets. */
-  private async writeData(chunk: Buffer): Promise<void> {
-    if (allZero(chunk)) {
-      this.bytes += chunk.length;
-      return;
-    }
-    let start = -1;
-    let i = 0;
-    while (i < chunk.length) {
-      const end = Math.min(chunk.length, i + BLOCK - ((this.bytes + i) % BLOCK));
-      const zero = chunk.subarray(i, end).equals(ZEROS.subarray(0, end - i));
-      if (!zero && start < 0) start = i;
-      if (zero && start >= 0) {
-        await this.handle!.write(chunk, start, i - start, this.bytes + start);
-        start = -1;
+  /**
+   * Writes the runs of `chunks` (consecutive in the file) that are not whole zero blocks, at their
+   * offsets: runs that follow each other in the file go in one writev, without copying them together.
+   */
+  private async writeData(chunks: Buffer[]): Promise<void> {
+    let run: Buffer[] = [];
+    let runAt = 0;
+    let runEnd = -1;
+    const flush = async () => {
+      let rest = run;
+      let at = runAt;
+      run = [];
+      runEnd = -1;
+      // A short write (a file system nearly full) goes on from where it stopped.
+      while (rest.length > 0) {
+        const { bytesWritten } = await this.handle!.writev(rest, at);
+        at += bytesWritten;
+        let skip = bytesWritten;
+        while (rest.length > 0 && skip >= rest[0].length) skip -= rest.shift()!.length;
+        if (rest.length > 0 && skip > 0) rest = [rest[0].subarray(skip), ...rest.slice(1)];
+        if (bytesWritten === 0 && rest.length > 0) throw new Error('the spool file took no bytes');
       }
-      i = end;
+    };
+    const add = async (piece: Buffer, at: number) => {
+      if (at !== runEnd) {
+        await flush();
+        runAt = at;
+      }
+      run.push(piece);
+      runEnd = at + piece.length;
+      if (run.length >= IOV_MAX) await flush();
+    };
+    for (const chunk of chunks) {
+      if (allZero(chunk)) {
+        this.bytes += chunk.length;
+        continue;
+      }
+      let start = -1;
+      let i = 0;
+      while (i < chunk.length) {
+        const end = Math.min(chunk.length, i + BLOCK - ((this.bytes + i) % BLOCK));
+        const zero = chunk.subarray(i, end).equals(ZEROS.subarray(0, end - i));
+        if (!zero && start < 0) start = i;
+        if (zero && start >= 0) {
+          await add(chunk.subarray(start, i), this.bytes + start);
+          start = -1;
+        }
+        i = end;
+      }
+      if (start >= 0) await add(chunk.subarray(start), this.bytes + start);
+      this.bytes += chunk.length;
     }
-    if (start >= 0) await this.handle!.write(chunk, start, chunk.length - start, this.bytes + start);
-    this.bytes += chunk.length;
+    await flush();
   }
 
   override _final(done: (err?: Error | null) => void): void {

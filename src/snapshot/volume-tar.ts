@@ -100,6 +100,9 @@ export function hostTar(dir: HostDir, base: string, caps: Map<string, Buffer>): 
     pack.finalize();
   };
   build().catch((err: Error) => pack.destroy(err));
+  // The reader's pipeline reports the error; once it has ended (failed on its own side), a late one
+  // from the walk must not reach the process as an uncaught 'error' event.
+  pack.on('error', () => undefined);
   return pack as unknown as Readable;
 }
 
@@ -197,7 +200,15 @@ async function addFile(walk: Walk, h: Header, path: Buffer, st: BigIntStats): Pr
   const size = Number(st.size);
   const sparse = size - Number(st.blocks) * 512 >= SPARSE_MIN;
   let fd = sparse ? openDirectSame(path, st) : undefined;
-  let buf = fd === undefined ? undefined : walk.slab.viewFor(fd);
+  let buf: Buffer | undefined;
+  try {
+    buf = fd === undefined ? undefined : walk.slab.viewFor(fd);
+  } catch (err) {
+    closeSync(fd!);
+    throw err;
+  }
+  let direct = buf !== undefined;
+  let reprobed = false;
   if (fd !== undefined && !buf) closeSync(fd);
   if (!buf) {
     fd = openSame(path, 0, st);
@@ -212,7 +223,24 @@ async function addFile(walk: Walk, h: Header, path: Buffer, st: BigIntStats): Pr
     }
     const sink = walk.pack.entry({ ...h, type: 'file', size });
     for (let at = 0; at < size;) {
-      const n = readFull(fd!, buf, Math.min(buf.length, size - at), at);
+      let n: number;
+      try {
+        n = readFull(fd!, buf, Math.min(buf.length, size - at), at);
+      } catch (err) {
+        if (!direct || (err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+        // The memory alignment found on a hole is refused for data: found again on this data, else this file read buffered.
+        const view = reprobed ? undefined : walk.slab.viewFor(fd!, at, true);
+        reprobed = true;
+        if (view) buf = view;
+        else {
+          closeSync(fd!);
+          fd = undefined;
+          fd = openSame(path, 0, st);
+          buf = Buffer.allocUnsafe(CHUNK);
+          direct = false;
+        }
+        continue;
+      }
       const chunk = buf.subarray(0, n);
       at += n;
       if (!sink.write(allZero(chunk) ? zeroBytes(n) : Buffer.from(chunk))) await event(sink, 'drain');
@@ -221,7 +249,7 @@ async function addFile(walk: Walk, h: Header, path: Buffer, st: BigIntStats): Pr
     sink.end(null);
     await written;
   } finally {
-    closeSync(fd!);
+    if (fd !== undefined) closeSync(fd);
   }
 }
 
@@ -250,7 +278,14 @@ function event(sink: ReturnType<tar.Pack['entry']>, name: 'drain' | 'finish'): P
 function readFull(fd: number, buf: Buffer, want: number, at: number): number {
   let got = 0;
   while (got < want) {
-    const n = readSync(fd, buf, got, buf.length - got, at + got);
+    let n: number;
+    try {
+      n = readSync(fd, buf, got, buf.length - got, at + got);
+    } catch (err) {
+      // An O_DIRECT read after a short one (the file shrank under the read) is at an unaligned offset.
+      if (got > 0 && (err as NodeJS.ErrnoException).code === 'EINVAL') throw new HostReadError('a file shrank while it was read');
+      throw err;
+    }
     if (n === 0) throw new HostReadError('a file shrank while it was read');
     got += n;
   }

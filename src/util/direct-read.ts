@@ -21,19 +21,22 @@ export class DirectSlab {
 
   /**
    * A DIRECT_CHUNK-long view of the slab that O_DIRECT reads of `fd` accept, or undefined when none
-   * does (the caller reads without O_DIRECT). Reads the file's first 4 KiB to try; throws what a
-   * read throws besides EINVAL.
+   * does (the caller reads without O_DIRECT). Reads 4 KiB at `at` (a multiple of 4096) to try: a read
+   * of a hole is accepted whatever the memory's alignment, so a view found on one may be refused for
+   * data — ask again with `fresh` at the offset of data that was refused. Throws what a read throws
+   * besides EINVAL.
    */
-  viewFor(fd: number): Buffer | undefined {
+  viewFor(fd: number, at = 0, fresh = false): Buffer | undefined {
     const tryAt = (off: number) => {
       try {
-        readSync(fd, this.slab, off, MAX_ALIGN, 0);
+        readSync(fd, this.slab, off, MAX_ALIGN, at);
         return true;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'EINVAL') return false;
         throw err;
       }
     };
+    if (fresh) this.aligned = undefined;
     if (this.aligned && tryAt(this.aligned.byteOffset - this.slab.byteOffset)) return this.aligned;
     for (let off = 0; off < MAX_ALIGN; off += 8) {
       if (tryAt(off)) return (this.aligned = this.slab.subarray(off, off + DIRECT_CHUNK));

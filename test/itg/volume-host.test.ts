@@ -159,4 +159,21 @@ describe('a volume read on this host', () => {
     expect(lines.filter((l) => /: read through the engine: the host could not read it as the engine would \(.*not UTF-8/.test(l))).toHaveLength(1);
     expect(await treeDigest(name, '/data')).toEqual(before);
   });
+
+  it('reads on this host a sparse file that starts with a hole (data only further in), and round-trips it', async () => {
+    const name = res.name('hole');
+    const volume = res.volume('hole');
+    const mountpoint = await mountpointOf(volume);
+    const sparse = join(mountpoint, 'a-hole-first');
+    const fd = openSync(sparse, 'w');
+    writeSync(fd, Buffer.alloc(8192, 5), 0, 8192, 3 * MiB);
+    writeSync(fd, Buffer.alloc(100, 6), 0, 100, 40 * MiB + 17);
+    closeSync(fd);
+    truncateSync(sparse, 48 * MiB + 3);
+    const c = await runContainer({ name, Image: fixture, Cmd: ['sleep', '100000'], HostConfig: { Binds: [`${volume}:/data`] } }, 'running');
+    const before = await treeDigest(c.id, '/data');
+    const lines = await roundTrip(res, name, volume, 'hole');
+    expect(lines.filter((l) => /reading .*: read on this host from /.test(l))).toHaveLength(1);
+    expect(await treeDigest(name, '/data')).toEqual(before);
+  });
 });

@@ -22,7 +22,7 @@ async function* pieces(b: Buffer, size: number): AsyncGenerator<Buffer> {
 
 async function cut(b: Buffer, sizes = SMALL, piece = 1000): Promise<Buffer[]> {
   const out: Buffer[] = [];
-  for await (const c of chunksOf(pieces(b, piece), sizes)) out.push(c);
+  for await (const c of chunksOf(pieces(b, piece), sizes)) out.push(Buffer.from(c));
   return out;
 }
 

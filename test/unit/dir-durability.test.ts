@@ -146,4 +146,29 @@ describe('dir: durability order', () => {
     expect(await dest.hasBlob({ set: true }, `sha256:${hex(body)}`)).toBe(false);
     expect(readdirSync(join(root, '.tmp'))).toEqual([]);
   });
+
+  it('keeps one copy when writers of the same blob commit at once (two containers storing one chunk), and a set after it', async () => {
+    const dest = new DirDestination('dir:t', root);
+    await dest.check('write');
+    const write = async (body: Buffer) => {
+      const writer = await dest.writeBlob();
+      await new Promise<void>((resolve, reject) => {
+        writer.stream.once('error', reject);
+        writer.stream.end(body, resolve);
+      });
+      return writer;
+    };
+    for (let round = 0; round < 5; round++) {
+      const shared = randomBytes(1000 + round);
+      const others = [randomBytes(2000), randomBytes(3000)];
+      const bodies = [...others, shared, shared, shared];
+      const writers = await Promise.all(bodies.map(write));
+      await Promise.all(writers.map((w, i) => w.commit(`sha256:${hex(bodies[i])}`, bodies[i].length)));
+      const digests = [...new Set(bodies.map((b) => `sha256:${hex(b)}`))];
+      await dest.writeSet(setNaming(`r${round}`, digests));
+      for (const b of bodies) expect(readFileSync(join(root, 'blobs', 'sha256', hex(b))).equals(b)).toBe(true);
+    }
+    await dest.close();
+    expect(readdirSync(join(root, '.tmp'))).toEqual([]);
+  });
 });

@@ -36,7 +36,7 @@ interface Accepted {
  */
 export class BlobStore {
   private readonly accepted = new Map<string, Accepted>();
-  private readonly queue: string[] = [];
+  private readonly queue: Array<{ digest: string; blob: Accepted }> = [];
   private running = 0;
   private failure?: Error;
   private readonly waiters: Array<() => void> = [];
@@ -85,6 +85,8 @@ export class BlobStore {
           await discard();
           throw err;
         }
+        // Another writer of the same blob may have been accepted while `has` looked: the first one stays.
+        if (this.accepted.has(digest)) return await discard();
         owned = false;
         await this.accept(digest, { tmp, handle });
       },
@@ -98,15 +100,14 @@ export class BlobStore {
   /** Queues a written blob for its sync and rename; waits while WAITING_MAX blobs wait already. */
   private async accept(digest: string, blob: Accepted): Promise<void> {
     this.accepted.set(digest, blob);
-    this.queue.push(digest);
+    this.queue.push({ digest, blob });
     this.pump();
     while (this.queue.length > WAITING_MAX) await new Promise<void>((resolve) => this.waiters.push(resolve));
   }
 
   private pump(): void {
     while (this.running < SYNCS_AT_ONCE && this.queue.length > 0) {
-      const digest = this.queue.shift()!;
-      const blob = this.accepted.get(digest)!;
+      const { digest, blob } = this.queue.shift()!;
       this.running++;
       blob.done = this.place(digest, blob).finally(() => {
         this.running--;
@@ -129,7 +130,7 @@ export class BlobStore {
       this.failure ??= new DestinationError(`${this.label}: blob ${digest} could not be made durable: ${(err as Error).message}`, { cause: err });
       await rm(blob.tmp, { force: true });
     } finally {
-      this.accepted.delete(digest);
+      if (this.accepted.get(digest) === blob) this.accepted.delete(digest);
     }
   }
 
