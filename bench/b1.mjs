@@ -4,7 +4,7 @@
 // Prints each step's seconds and the ratio of each build to the docker CLI (medians); with
 // --phases, the seconds from the backup's start to each line of its log. It never asserts a speed.
 //
-//   node bench/b1.mjs [--cli dist/cli.js]... [--mb 300] [--volume-mb 100] [--runs 1] [--phases]
+//   node bench/b1.mjs [--cli dist/cli.js]... [--base-mb 400] [--mb 300] [--volume-mb 200] [--runs 1] [--phases]
 //
 // Several --cli compare builds side by side (`node scripts/build.mjs src/cli.ts=.tmp/cli-new/cli.js`).
 // Everything it makes carries a random prefix and is removed at the end.
@@ -17,9 +17,10 @@ import { cleanup, makeFixture, sizeOf } from './lib/fixture.mjs';
 import { CLI, q } from './lib/process.mjs';
 
 function parse(argv) {
-  const opts = { clis: [], layerMB: 300, volumeMB: 100, runs: 1, phases: false };
+  const opts = { clis: [], baseMB: 400, layerMB: 300, volumeMB: 200, runs: 1, phases: false };
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--cli') opts.clis.push(resolve(argv[++i]));
+    else if (argv[i] === '--base-mb') opts.baseMB = Number(argv[++i]);
     else if (argv[i] === '--mb') opts.layerMB = Number(argv[++i]);
     else if (argv[i] === '--volume-mb') opts.volumeMB = Number(argv[++i]);
     else if (argv[i] === '--runs') opts.runs = Number(argv[++i]);

@@ -148,12 +148,21 @@ export class ContainerBackup {
         }),
       );
       signal?.throwIfAborted();
-      for (const t of taken)
-        volumes.push(await phase(`volume ${t.plan.mount.name || t.plan.mount.destination}`, () => this.volumes.storeVolume(name, t, stats)));
-      await turn.wait();
-      const { image, stats: layerStats } = await phase('image layers', () =>
-        layer.kind === 'delta' ? this.storeDeltaImage(name, layer) : this.saveCommit(layer, name),
-      );
+      // The volumes (from the spool) are stored while the engine saves the image: its save writes
+      // the whole image to a temporary directory before it sends a byte (Engine 20.10).
+      const storingVolumes = (async () => {
+        for (const t of taken)
+          volumes.push(await phase(`volume ${t.plan.mount.name || t.plan.mount.destination}`, () => this.volumes.storeVolume(name, t, stats)));
+      })();
+      const storingImage = (async () => {
+        await turn.wait();
+        return phase('image layers', () => (layer.kind === 'delta' ? this.storeDeltaImage(name, layer) : this.saveCommit(layer, name)));
+      })();
+      // Both end before either's error is thrown: the spool is released only once nothing reads it.
+      const [volumesDone, imageDone] = await Promise.allSettled([storingVolumes, storingImage]);
+      if (volumesDone.status === 'rejected') throw volumesDone.reason;
+      if (imageDone.status === 'rejected') throw imageDone.reason;
+      const { image, stats: layerStats } = imageDone.value;
       // Containers later in this run share base layers with this one: stored once per set.
       for (const layer of image.layers) if (!this.history.layers.has(layer.contentDigest)) this.history.layers.set(layer.contentDigest, layer);
       turn.done();
