@@ -57,9 +57,12 @@ export async function loadContainerImage(engine: Engine, source: Destination, c:
   const total = c.image.layers.length;
   const onEngine = held > 0 ? `, ${held === total ? 'all' : `the first ${held}`} on the engine already, not read` : '';
   log.info(`${c.name}: loading image ${c.image.id.slice(0, 19)} (${total} layer(s)${onEngine}) into the engine`);
+  const archive = loadArchive(source, imageScope(c), c.image, ref, held);
   try {
-    return await engine.loadImage(loadArchive(source, imageScope(c), c.image, ref, held));
+    return await engine.loadImage(archive);
   } catch (err) {
+    // What the engine did not take of it is not read on.
+    archive.destroy();
     if (held === 0 || !missingLayerFile(err)) throw err;
     log.info(`${c.name}: the engine no longer holds those layers (${errorMessage(err)}): loading every layer`);
     return engine.loadImage(loadArchive(source, imageScope(c), c.image, ref, 0));
