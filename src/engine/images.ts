@@ -28,6 +28,25 @@ export class ImageCalls extends ContainerIoCalls {
     return call(`inspect image ${ref}`, () => this.docker.getImage(ref).inspect(), signal);
   }
 
+  /**
+   * The diff IDs (sha256:…) of the layers of image `ref` (a reference or an ID), bottom first
+   * (`GET /images/{name}/json` RootFS.Layers); undefined when the engine has no such image.
+   */
+  async imageDiffIds(ref: string): Promise<string[] | undefined> {
+    const info = await unlessMissing(this.inspectImage(ref));
+    return info === undefined ? undefined : (info.RootFS?.Layers ?? []);
+  }
+
+  /**
+   * Whether the engine keeps its images in containerd's store (`docker info` DriverStatus has
+   * `driver-type` `io.containerd.snapshotter.v1`: Engine 24+ with the containerd image store on),
+   * whose `POST /images/load` imports every blob an archive lists rather than reusing held layers.
+   */
+  async containerdImageStore(): Promise<boolean> {
+    const i = (await call('read the engine information', () => this.docker.info())) as { DriverStatus?: Array<[string, string]> | null };
+    return (i.DriverStatus ?? []).some(([k, v]) => k === 'driver-type' && v === 'io.containerd.snapshotter.v1');
+  }
+
   /** Whether the engine has the image `ref` (a reference or an ID). */
   async imageExists(ref: string): Promise<boolean> {
     return (await unlessMissing(this.inspectImage(ref))) !== undefined;

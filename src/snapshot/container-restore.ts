@@ -3,7 +3,7 @@ import type { RestoreOptions } from '../core/options.js';
 import { errorMessage } from '../core/log.js';
 import { ACTION_WORDS } from '../core/words.js';
 import { repoComponent } from '../core/names.js';
-import { loadArchive } from './image-archive.js';
+import { loadContainerImage } from './held-layers.js';
 import type { ContainerRecord, SnapshotSet } from './manifest.js';
 import { containerReferences, createNetworkOptions, createOptions, renameReferences } from './spec.js';
 import { Filler } from './fill.js';
@@ -11,7 +11,6 @@ import { hasChanges, type CreatedNetwork, type RestoreTransaction } from './tran
 import { rollBackTargets } from './restore-rollback.js';
 import { mapPorts, willStart } from './target-check.js';
 import { anonymousVolumes, inheritedMounts, isTmpfs } from './restore-mounts.js';
-import { imageScope } from './restore-set.js';
 import { VolumeRestore } from './restore-volumes.js';
 import { ImageLoads, type LoadedImage } from './image-loads.js';
 import { RestoreError, type RestoreContext, type RestoredContainer } from './restore-types.js';
@@ -79,8 +78,8 @@ export class ContainerRestore {
   }
 
   /**
-   * Loads the container's image unless the engine has it, and tags it `imageRef(c)` (`ref`);
-   * `loaded` says whether this restore added it. Throws RestoreError when the engine loaded another image.
+   * Loads the container's image unless the engine has it (the layers it holds are not read:
+   * held-layers.ts), and tags it `imageRef(c)` (`ref`); `loaded` says whether this restore added it. Throws RestoreError when the engine loaded another image.
    */
   private async loadImage(c: ContainerRecord): Promise<LoadedImage> {
     const { engine, source } = this.ctx;
@@ -90,8 +89,7 @@ export class ContainerRestore {
       await engine.tagImage(c.image.id, repo, this.set.tag);
       return { ref, loaded: false };
     }
-    this.ctx.log.info(`${c.name}: loading image ${c.image.id.slice(0, 19)} (${c.image.layers.length} layer(s)) into the engine`);
-    const loaded = await engine.loadImage(loadArchive(source, imageScope(c), c.image, ref));
+    const loaded = await loadContainerImage(engine, source, c, repo, ref, this.ctx.log);
     if (!(await engine.imageExists(c.image.id))) {
       throw new RestoreError(`${c.name}: the engine loaded ${loaded.join(', ') || 'nothing'}, not image ${c.image.id}`);
     }

@@ -155,9 +155,13 @@ async function addEntry(pack: tar.Pack, header: Partial<tar.Header> & { name: st
 /**
  * A `docker load` archive (manifest.json, config, one layer.tar per layer) built on the
  * fly from the stored blobs; every blob is checked as it streams, and a mismatch aborts
- * the load before the engine commits the image.
+ * the load before the engine commits the image. The first `held` layers (ones the engine
+ * holds with the same layers below: held-layers.ts) are listed in manifest.json but their
+ * layer.tar is left out and their blobs are not read; the engine opens a layer.tar only for
+ * a layer whose chain ID it lacks (moby image/tarexport/load.go, Engine 20.10 and 26.1 with
+ * the classic image store), and fails naming the missing file when it lacks one.
  */
-export function loadArchive(dest: Destination, scope: BlobScope, image: Pick<ImageRecord, 'config' | 'layers'>, repoTag: string): Readable {
+export function loadArchive(dest: Destination, scope: BlobScope, image: Pick<ImageRecord, 'config' | 'layers'>, repoTag: string, held = 0): Readable {
   const pack = tar.pack();
   const build = async () => {
     const configBytes = await readSmall(await openContent(dest, SET_SCOPE, image.config, 'image config'));
@@ -168,7 +172,7 @@ export function loadArchive(dest: Destination, scope: BlobScope, image: Pick<Ima
     for (const [i, layer] of image.layers.entries()) {
       const dir = hexOf(layer.contentDigest);
       layerNames.push(`${dir}/layer.tar`);
-      if (written.has(dir)) continue;
+      if (i < held || written.has(dir)) continue;
       written.add(dir);
       await addEntry(pack, { name: `${dir}/`, type: 'directory', mode: 0o755 }, Buffer.alloc(0));
       const content = await openContent(dest, scope, layer, `image layer ${i}`);
