@@ -1,27 +1,12 @@
 import { promisify } from 'node:util';
 import { gunzip, zstdDecompress } from 'node:zlib';
-import type { Readable } from 'node:stream';
 import type { BlobScope, Destination } from '../destinations/types.js';
 import { ChecksumError, sha256Digest, type Expected } from '../oci/digest.js';
 import type { BlobDescriptor } from './manifest.js';
+import { readSmall } from '../util/streams.js';
 
 const unzstd = promisify(zstdDecompress);
 const ungzip = promisify(gunzip);
-
-/** Reads a stream whole, failing as soon as it holds more than `max` bytes (a ChecksumError naming `what`). */
-async function readUpTo(stream: Readable, max: number, what: string): Promise<Buffer> {
-  const pieces: Buffer[] = [];
-  let bytes = 0;
-  for await (const piece of stream as AsyncIterable<Buffer>) {
-    bytes += piece.length;
-    if (bytes > max) {
-      stream.destroy();
-      throw new ChecksumError(`${what}: more than the ${max} bytes recorded`);
-    }
-    pieces.push(piece);
-  }
-  return Buffer.concat(pieces, bytes);
-}
 
 /** Throws a ChecksumError (worded as the Verifier's) when `data` does not have the expected digest and size. */
 function check(data: Buffer, expected: Required<Expected>, what: string): void {
@@ -40,7 +25,11 @@ function check(data: Buffer, expected: Required<Expected>, what: string): void {
  * on a stream that does not decompress. The caller keeps encrypted blobs on the streaming path.
  */
 export async function readWholeBlob(dest: Destination, scope: BlobScope, blob: BlobDescriptor, what: string): Promise<Buffer> {
-  const stored = await readUpTo(await dest.readBlob(scope, blob.digest), blob.size, `${what} (${dest.label})`);
+  const stored = await readSmall(
+    await dest.readBlob(scope, blob.digest),
+    blob.size,
+    () => new ChecksumError(`${what} (${dest.label}): more than the ${blob.size} bytes recorded`),
+  );
   check(stored, { digest: blob.digest, size: blob.size }, `${what} (${dest.label})`);
   const opts = { maxOutputLength: Math.max(1, blob.contentSize) };
   const content = blob.mediaType.endsWith('+zstd') ? await unzstd(stored, opts) : blob.mediaType.endsWith('+gzip') ? await ungzip(stored, opts) : stored;

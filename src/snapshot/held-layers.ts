@@ -65,6 +65,12 @@ export async function loadContainerImage(engine: Engine, source: Destination, c:
     archive.destroy();
     if (held === 0 || !missingLayerFile(err)) throw err;
     log.info(`${c.name}: the engine no longer holds those layers (${errorMessage(err)}): loading every layer`);
-    return engine.loadImage(loadArchive(source, imageScope(c), c.image, ref, 0));
+    const whole = loadArchive(source, imageScope(c), c.image, ref, 0);
+    try {
+      return await engine.loadImage(whole);
+    } catch (again) {
+      whole.destroy();
+      throw again;
+    }
   }
 }

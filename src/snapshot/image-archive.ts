@@ -148,7 +148,14 @@ async function addEntry(pack: tar.Pack, header: Partial<tar.Header> & { name: st
     await new Promise<void>((resolve, reject) => pack.entry(header as tar.Header, source, (err) => (err ? reject(err) : resolve())));
     return;
   }
-  const entry = pack.entry(header as tar.Header);
+  let entry: ReturnType<tar.Pack['entry']>;
+  try {
+    entry = pack.entry(header as tar.Header);
+  } catch (err) {
+    // The pack was destroyed (the load failed) while this blob was opened: it is not read on.
+    source.destroy();
+    throw err;
+  }
   await pipeline(source, entry);
 }
 

@@ -23,13 +23,16 @@ export class DirectSlab {
    * A DIRECT_CHUNK-long view of the slab that O_DIRECT reads of `fd` accept, or undefined when none
    * does (the caller reads without O_DIRECT). Reads 4 KiB at `at` (a multiple of 4096) to try: a read
    * of a hole is accepted whatever the memory's alignment, so a view found on one may be refused for
-   * data — ask again with `fresh` at the offset of data that was refused. Throws what a read throws
+   * data — ask again with `fresh` at the offset of the refused read, which then reads its whole
+   * DIRECT_CHUNK to try. Throws what a read throws
    * besides EINVAL.
    */
   viewFor(fd: number, at = 0, fresh = false): Buffer | undefined {
+    // Asked again (`fresh`), the whole refused range is read: its data may lie past its first 4 KiB.
+    const length = fresh ? DIRECT_CHUNK : MAX_ALIGN;
     const tryAt = (off: number) => {
       try {
-        readSync(fd, this.slab, off, MAX_ALIGN, at);
+        readSync(fd, this.slab, off, length, at);
         return true;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'EINVAL') return false;

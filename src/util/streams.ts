@@ -53,19 +53,22 @@ export function fanOut(targets: Writable[]): Writable {
   return fan;
 }
 
-/** Reads a small stream whole (manifests, configs); refuses more than `limit` bytes. */
-export async function readSmall(stream: Readable, limit = 64 * 1024 * 1024): Promise<Buffer> {
+/**
+ * Reads a small stream whole (manifests, configs, chunks); refuses more than `limit` bytes: the
+ * stream is destroyed as soon as it holds more, and `tooLarge()` thrown (default: an Error saying so).
+ */
+export async function readSmall(stream: Readable, limit = 64 * 1024 * 1024, tooLarge?: () => Error): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let total = 0;
   for await (const chunk of stream as AsyncIterable<Buffer>) {
     total += chunk.length;
     if (total > limit) {
       stream.destroy();
-      throw new Error(`refusing to buffer more than ${limit} bytes`);
+      throw tooLarge?.() ?? new Error(`refusing to buffer more than ${limit} bytes`);
     }
     chunks.push(chunk);
   }
-  return Buffer.concat(chunks);
+  return Buffer.concat(chunks, total);
 }
 
 /** Consumes a stream, discarding its bytes. */
