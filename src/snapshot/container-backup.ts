@@ -160,7 +160,11 @@ export class ContainerBackup {
       })();
       // Both end before either's error is thrown: the spool is released only once nothing reads it.
       const [volumesDone, imageDone] = await Promise.allSettled([storingVolumes, storingImage]);
-      if (volumesDone.status === 'rejected') throw volumesDone.reason;
+      if (volumesDone.status === 'rejected') {
+        // The container fails with the first; the image's own failure is said too, not lost.
+        if (imageDone.status === 'rejected') this.ctx.log.warning(`${name}: the image layers failed too: ${errorMessage(imageDone.reason)}`);
+        throw volumesDone.reason;
+      }
       if (imageDone.status === 'rejected') throw imageDone.reason;
       const { image, stats: layerStats } = imageDone.value;
       // Containers later in this run share base layers with this one: stored once per set.
