@@ -75,6 +75,8 @@ export async function runRestore(opts: RestoreOptions, ctx: RestoreContext): Pro
   // Images this run loaded for containers it then did not restore are removed again (once their load has settled).
   const loadedFor = new Map<ContainerRecord, string>();
   const loading = new Map<ContainerRecord, Promise<unknown>>();
+  // Containers the restore got to (created, or failed trying): an interruption drops the images of the others.
+  const reached = new Set<ContainerRecord>();
   const dropImage = async (c: ContainerRecord) => {
     await loading.get(c)?.catch(() => undefined);
     const ref = loadedFor.get(c);
@@ -119,6 +121,7 @@ export async function runRestore(opts: RestoreOptions, ctx: RestoreContext): Pro
     for (const { c, target, image } of ready) {
       try {
         txn.checkpoint();
+        reached.add(c);
         if (c.group && failedGroups.has(c.group)) throw new RestoreError(failedGroups.get(c.group) ?? '');
         const r = await log.group(`Restore ${c.name}${target !== c.name ? ` as ${target}` : ''}`, () =>
           worker.restore(c, target, image, c.group !== undefined),
@@ -136,6 +139,8 @@ export async function runRestore(opts: RestoreOptions, ctx: RestoreContext): Pro
     if (!(err instanceof InterruptedError)) throw err;
     log.error(`${err.message}: putting back what this restore changed`);
     await worker.rollBack(...txn.pending.targets.map((t) => t.target)).catch((e: unknown) => log.error(errorMessage(e)));
+    // A load still in flight ends before the restore does; what it loaded for a container never reached is removed.
+    for (const c of loading.keys()) if (!reached.has(c)) await dropImage(c);
     throw err;
   }
   return { tag: set.tag, containers: results, failed: results.filter((r) => r.status === 'failed').length, sourceEngine: set.source.engine };
