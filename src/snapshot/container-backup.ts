@@ -39,6 +39,7 @@ import type { History } from './backup-history.js';
 import { holdPlan, stateOf } from './hold.js';
 import { Holder } from './holder.js';
 import { VolumePath, type TakenVolume, type VolumePlan } from './backup-volumes.js';
+import { FREE_TURN, type Turn } from './turns.js';
 
 export class ContainerBackup {
   constructor(
@@ -308,21 +309,6 @@ export class ContainerBackup {
     if ('retry' in result) throw new BackupError(`${name}: could not read the committed image consistently`);
     return { image: result.image, stats: { written: result.written, reused: result.reused } };
   }
-}
-
-/** A container's place in the order of the image-layer phases: wait for the one before, then let the next go (once, whatever happens). */
-export interface Turn {
-  wait(): Promise<void>;
-  done(): void;
-}
-
-export const FREE_TURN: Turn = { wait: async () => undefined, done: () => undefined };
-
-/** Turns for `count` containers, each after the one before. */
-export function turnsInOrder(count: number): Turn[] {
-  const releases: Array<() => void> = [];
-  const finished = Array.from({ length: count }, (_v, i) => new Promise<void>((resolve) => (releases[i] = resolve)));
-  return finished.map((_p, i) => ({ wait: () => (i === 0 ? Promise.resolve() : finished[i - 1]), done: () => releases[i]() }));
 }
 
 /** The writable layer as taken while held: committed whole, or what changed since `previous` spooled (absent: nothing did). */
