@@ -134,10 +134,16 @@ describe('the bundled CLI as a newcomer meets it', () => {
     const told = restored.stderr.split('\n');
     const seen = (pattern: RegExp) => told.findIndex((l) => pattern.test(l));
     expect(seen(/^Restoring 1 container\(s\); each blob is checked as it is read$/)).toBeGreaterThanOrEqual(0);
-    expect(seen(new RegExp(`^${app}: loading image sha256:[0-9a-f]{12} \\(\\d+ layer\\(s\\)\\) into the engine$`))).toBeGreaterThan(
-      seen(/^Restoring 1 container/),
-    );
-    expect(seen(new RegExp(`^${app}: filling volume '${volumeCopy}'$`))).toBeGreaterThan(seen(/loading image/));
+    // The layers of the base image the engine holds are said and not read (held-layers.ts).
+    expect(
+      seen(
+        new RegExp(
+          `^${app}: loading image sha256:[0-9a-f]{12} \\(\\d+ layer\\(s\\)(, (the first \\d+|all) on the engine already, not read)?\\) into the engine$`,
+        ),
+      ),
+    ).toBeGreaterThan(seen(/^Restoring 1 container/));
+    // The volume fills while the image loads: both are said, in either order.
+    expect(seen(new RegExp(`^${app}: filling volume '${volumeCopy}'$`))).toBeGreaterThan(seen(/^Restoring 1 container/));
     expect((await docker.getContainer(copy).inspect()).State.Running).toBe(true);
   });
 
