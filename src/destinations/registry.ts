@@ -15,12 +15,14 @@ import {
   damagedSummary,
   newestFirst,
   setScopeBlobs,
-  summarize,
   type SetSummary,
   type SnapshotSet,
 } from '../snapshot/manifest.js';
 import { readSmall } from '../util/streams.js';
+import { forEachLimited } from '../util/pool.js';
 import { CREATED, descriptorOf, ENCRYPTED_IMAGE_CONFIG_MEDIA_TYPE, ociLabels } from './registry-image.js';
+import { KnownBlobs } from './registry-known.js';
+import { LIST_READS, parseSetManifest, summaryOf, type SetManifest } from './registry-set-manifest.js';
 import { DestinationError, type BlobScope, type BlobWriter, type Destination, type SetReceipt, type StoredRef } from './types.js';
 
 /**
@@ -39,8 +41,8 @@ const MANIFEST_BYTES_PER_BLOB = { clear: 160, encrypted: 800 };
  *                               layers are the volume archives, pushed last
  */
 export class RegistryDestination implements Destination {
-  /** Digest → the repository the blob was seen in, so a blob already in another repository is mounted instead of uploaded. */
-  private readonly blobRepos = new Map<string, string>();
+  /** Where blobs are known to be (manifests read, blobs stored), so fewer are asked for; set documents read. */
+  private readonly known = new KnownBlobs();
 
   constructor(
     readonly label: string,
@@ -67,11 +69,17 @@ export class RegistryDestination implements Destination {
     await this.client.ping();
   }
 
+  /**
+   * True without a request when a manifest read from the repository names the blob, or this run
+   * stored it there (KnownBlobs); else a HEAD, then a mount from a repository it was seen in.
+   */
   async hasBlob(scope: BlobScope, digest: string): Promise<boolean> {
     const repo = this.repo(scope);
-    if (await this.client.hasBlob(repo, digest)) return true;
-    const seenIn = this.blobRepos.get(digest);
-    return Boolean(seenIn && seenIn !== repo && (await this.client.mountBlob(repo, digest, seenIn)));
+    if (this.known.has(repo, digest)) return true;
+    const from = this.known.mountSource(repo, digest);
+    const here = (await this.client.hasBlob(repo, digest)) || Boolean(from && (await this.client.mountBlob(repo, digest, from)));
+    if (here) this.known.add(repo, [digest]);
+    return here;
   }
 
   async writeBlob(scope: BlobScope): Promise<BlobWriter> {
@@ -81,7 +89,7 @@ export class RegistryDestination implements Destination {
       stream: upload.stream,
       commit: async (digest) => {
         await upload.finish(digest);
-        if (!this.blobRepos.has(digest)) this.blobRepos.set(digest, repo);
+        this.known.add(repo, [digest]);
       },
       abort: () => upload.cancel(),
     };
@@ -97,10 +105,11 @@ export class RegistryDestination implements Destination {
 
   private async putJsonBlob(repo: string, body: Buffer): Promise<string> {
     const digest = sha256Digest(body);
-    if (await this.client.hasBlob(repo, digest)) return digest;
+    if (this.known.has(repo, digest) || (await this.client.hasBlob(repo, digest))) return digest;
     const upload = await this.client.createUpload(repo);
     upload.stream.end(body);
     await upload.finish(digest);
+    this.known.add(repo, [digest]);
     return digest;
   }
 
@@ -182,15 +191,22 @@ export class RegistryDestination implements Destination {
       const [newest] = await this.listSets();
       return newest ? this.readSet(newest.tag) : undefined;
     }
-    const manifest = await this.setManifest(tag);
+    return this.setOf(tag, await this.setManifest(tag));
+  }
+
+  /** The set `manifest` (read at `tag`) names: its document read (once per run: by digest) and opened; undefined when it names none. */
+  private async setOf(tag: string, manifest: SetManifest | undefined): Promise<SnapshotSet | undefined> {
     if (!manifest?.config) return undefined;
     const { digest, size } = manifest.config;
-    let body: Buffer;
-    try {
-      body = await readSmall(await this.client.getBlob(this.prefix, digest));
-    } catch (err) {
-      if (err instanceof DigestMismatchError) throw new SetDigestError(tag, this.label, digest);
-      throw err;
+    let body = this.known.doc(digest);
+    if (!body) {
+      try {
+        body = await readSmall(await this.client.getBlob(this.prefix, digest));
+      } catch (err) {
+        if (err instanceof DigestMismatchError) throw new SetDigestError(tag, this.label, digest);
+        throw err;
+      }
+      this.known.keepDoc(digest, body);
     }
     const set = await openSealed(
       body,
@@ -201,18 +217,17 @@ export class RegistryDestination implements Destination {
     );
     for (const c of set.containers) {
       const repo = this.repo({ container: c.name });
-      for (const b of c.image.layers) if (!this.blobRepos.has(b.digest)) this.blobRepos.set(b.digest, repo);
+      for (const b of c.image.layers) this.known.seen(repo, b.digest);
     }
     return set;
   }
 
   /**
    * The set's manifest, checked against the digest its tag points at; its config descriptor
-   * names the set document by digest. Undefined when the tag holds no set.
+   * names the set document by digest. Undefined when the tag holds no set. The blobs it names
+   * are noted as in the set's repository (the registry checked them when it was pushed).
    */
-  private async setManifest(
-    tag: string,
-  ): Promise<{ config?: { mediaType: string; digest: string; size?: number }; created?: string; annotations?: Record<string, string> } | undefined> {
+  private async setManifest(tag: string): Promise<SetManifest | undefined> {
     let manifest;
     try {
       manifest = await this.client.getManifest(this.prefix, tag, [OCI_MANIFEST]);
@@ -221,36 +236,40 @@ export class RegistryDestination implements Destination {
       throw err;
     }
     if (!manifest) return undefined;
-    const parsed = JSON.parse(manifest.body.toString('utf8')) as {
-      config?: { mediaType?: string; digest?: string; size?: number };
-      annotations?: Record<string, string>;
-    };
-    const created = parsed.annotations?.[CREATED];
-    const mediaType = parsed.config?.mediaType;
-    if ((mediaType !== SET_MEDIA_TYPE && mediaType !== SET_AGE_MEDIA_TYPE) || typeof parsed.config?.digest !== 'string') return { created };
-    const size = typeof parsed.config.size === 'number' ? parsed.config.size : undefined;
-    return { config: { mediaType, digest: parsed.config.digest, size }, created, annotations: parsed.annotations };
+    const { parsed, named } = parseSetManifest(manifest.body);
+    this.known.add(this.prefix, named);
+    return parsed;
   }
 
+  /** Every set, newest first: each tag's manifest read once (LIST_READS at once), and a clear set's document; an encrypted one listed from its envelope. */
   async listSets(): Promise<SetSummary[]> {
-    const sets: SetSummary[] = [];
-    for (const tag of await this.client.listTags(this.prefix)) {
+    const tags = await this.client.listTags(this.prefix);
+    const listed: Array<SetSummary | Error | undefined> = [];
+    await forEachLimited(tags, LIST_READS, async (tag, i) => {
       try {
-        const sealed = await this.sealedSummary(tag);
-        const set = sealed ? undefined : await this.readSet(tag);
-        if (sealed) sets.push(sealed);
-        if (set) sets.push(summarize(set));
+        const manifest = await this.setManifest(tag);
+        const sealed = this.sealedOf(tag, manifest);
+        listed[i] = sealed ?? summaryOf(await this.setOf(tag, manifest));
       } catch (err) {
-        if (err instanceof SetDigestError) sets.push(damagedSummary(tag, await this.createdOf(tag), err));
-        else this.warn(`Skipping ${this.label}:${tag}: ${(err as Error).message}`);
+        listed[i] = err instanceof SetDigestError ? damagedSummary(tag, await this.createdOf(tag), err) : (err as Error);
       }
-    }
+    });
+    const sets: SetSummary[] = [];
+    tags.forEach((tag, i) => {
+      const entry = listed[i];
+      if (entry instanceof Error) this.warn(`Skipping ${this.label}:${tag}: ${entry.message}`);
+      else if (entry) sets.push(entry);
+    });
     return sets.sort(newestFirst);
   }
 
   /** An encrypted set as listed, from its manifest's clear envelope (not decrypted); undefined for a clear set. */
   private async sealedSummary(tag: string): Promise<SetSummary | undefined> {
-    const manifest = await this.setManifest(tag);
+    return this.sealedOf(tag, await this.setManifest(tag));
+  }
+
+  /** sealedSummary of a manifest already read. */
+  private sealedOf(tag: string, manifest: SetManifest | undefined): SetSummary | undefined {
     if (manifest?.config?.mediaType !== SET_AGE_MEDIA_TYPE) return undefined;
     return sealedSummary(tag, manifest.created ?? '', envelopeOf(manifest.annotations, `${this.label}:${tag}`));
   }
