@@ -4,7 +4,7 @@ import { DigestMismatchError } from './errors.js';
 import { EMPTY, open, verified } from './http.js';
 import { checkDigest, checkRepo } from './request.js';
 import type { RegistryTransport } from './transport.js';
-import { StreamingUpload, type BlobUpload } from './upload.js';
+import { BufferedUpload, StreamingUpload, type BlobUpload } from './upload.js';
 
 /**
  * Blob operations of the OCI distribution spec: "Checking if content exists in the registry"
@@ -43,7 +43,11 @@ export async function mountBlob(t: RegistryTransport, repo: string, digest: stri
   return false;
 }
 
-/** Opens an upload session in `repo` and starts its one PATCH: write the blob to the upload's stream, then finish() with its digest. */
+/**
+ * Opens an upload session in `repo`: write the blob to the upload's stream, then finish() with its
+ * digest. A blob of up to WHOLE_UPLOAD_MAX bytes goes whole in the PUT that completes it; a larger
+ * one in one PATCH, streamed (upload.ts BufferedUpload).
+ */
 export async function createUpload(t: RegistryTransport, repo: string): Promise<BlobUpload> {
   checkRepo(repo);
   const scopes = [pushScope(repo)];
@@ -53,12 +57,19 @@ export async function createUpload(t: RegistryTransport, repo: string): Promise<
   res.resume();
   const location = t.location(res, start, op);
   const patchOp = { name: 'upload blob', repo };
-  const headers = await t.headers(location, scopes, { 'content-type': 'application/octet-stream' });
-  const pending = open('PATCH', location, headers, t.timeoutMs, t.failure(patchOp, location));
-  return new StreamingUpload(pending, location, {
-    rejection: (patch) => t.rejection(patch, patchOp),
-    commit: (next, digest) => commitUpload(t, repo, next, digest, scopes),
-    discard: () => discardUpload(t, repo, location, scopes),
+  const discard = () => discardUpload(t, repo, location, scopes);
+  return new BufferedUpload({
+    streaming: async () => {
+      const headers = await t.headers(location, scopes, { 'content-type': 'application/octet-stream' });
+      const pending = open('PATCH', location, headers, t.timeoutMs, t.failure(patchOp, location));
+      return new StreamingUpload(pending, location, {
+        rejection: (patch) => t.rejection(patch, patchOp),
+        commit: (next, digest) => commitUpload(t, repo, next, digest, scopes),
+        discard,
+      });
+    },
+    whole: (body, digest) => commitUpload(t, repo, location, digest, scopes, body),
+    discard,
   });
 }
 
@@ -73,11 +84,13 @@ export async function getBlob(t: RegistryTransport, repo: string, digest: string
   return verified(res, digest, t.failure(op, url), mismatch);
 }
 
-async function commitUpload(t: RegistryTransport, repo: string, location: URL, digest: string, scopes: string[]): Promise<void> {
+/** PUT <location>?digest=…: completes the upload, with `body` its last (or only) bytes. */
+async function commitUpload(t: RegistryTransport, repo: string, location: URL, digest: string, scopes: string[], body: Buffer = EMPTY): Promise<void> {
   const url = new URL(location);
   url.searchParams.set('digest', digest);
   const op = { name: `finish blob upload ${digest}`, repo };
-  const res = await t.call({ op, method: 'PUT', url, scopes, body: EMPTY, expect: [201] });
+  const headers = body.length > 0 ? { 'content-type': 'application/octet-stream' } : undefined;
+  const res = await t.call({ op, method: 'PUT', url, scopes, headers, body, expect: [201] });
   res.resume();
 }
 

@@ -6,6 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RegistryClient } from '../../src/registry/client.js';
 import { DigestMismatchError, RegistryAuthError, RegistryError, isTransient } from '../../src/registry/errors.js';
+import { WHOLE_UPLOAD_MAX } from '../../src/registry/upload.js';
 
 const USER = 'alice';
 const PASSWORD = 'correct-horse-battery';
@@ -268,8 +269,8 @@ describe('RegistryClient against a fake token-auth registry', () => {
     expect(post?.scopes).toEqual(['repository:team/app:pull']);
   });
 
-  it('streams an upload in one authenticated PATCH and reads it back through a redirect without auth', async () => {
-    const data = randomBytes(200_000);
+  it('streams an upload larger than WHOLE_UPLOAD_MAX in one authenticated PATCH and reads it back through a redirect without auth', async () => {
+    const data = randomBytes(WHOLE_UPLOAD_MAX + 200_000);
     await upload(client, 'team/app', data);
     const patch = fake.seen.find((s) => s.method === 'PATCH');
     expect(patch?.auth).toBe('Bearer');
@@ -278,6 +279,27 @@ describe('RegistryClient against a fake token-auth registry', () => {
     const back = await readAll(await client.getBlob('team/app', sha(data)));
     expect(back.equals(data)).toBe(true);
     expect(fake.cdnAuth).toEqual(['']);
+  });
+
+  it('sends a blob of up to WHOLE_UPLOAD_MAX whole in the PUT that completes it: POST and PUT, no PATCH', async () => {
+    const data = randomBytes(200_000);
+    fake.seen.length = 0;
+    await upload(client, 'team/app', data);
+    const methods = fake.seen.filter((s) => s.path.includes('/blobs/uploads/')).map((s) => s.method);
+    // The first POST may be challenged (401) and sent again.
+    expect([...new Set(methods)]).toEqual(['POST', 'PUT']);
+    expect(methods.filter((m) => m === 'PUT')).toHaveLength(1);
+    expect(await client.hasBlob('team/app', sha(data))).toBe(true);
+    expect((await readAll(await client.getBlob('team/app', sha(data)))).equals(data)).toBe(true);
+  });
+
+  it('sends an empty blob whole too', async () => {
+    const data = Buffer.alloc(0);
+    const up = await client.createUpload('team/app');
+    up.stream.end();
+    await up.finish(sha(data));
+    expect(fake.seen.some((s) => s.method === 'PATCH')).toBe(false);
+    expect(await client.hasBlob('team/app', sha(data))).toBe(true);
   });
 
   it('fails the blob stream when the content does not match the digest', async () => {
@@ -361,11 +383,14 @@ describe('RegistryClient against a fake token-auth registry', () => {
 
   it('does not time out while the caller is slow to write or to read', async () => {
     const slow = new RegistryClient({ host: fake.host, auth: { username: USER, password: PASSWORD }, timeoutMs: 150 });
-    const data = randomBytes(4 * 1024 * 1024);
+    // More than an upload holds before it streams: the PATCH is open while the caller waits.
+    const data = randomBytes(WHOLE_UPLOAD_MAX + 64 * 1024);
     const up = await slow.createUpload('team/app');
-    up.stream.write(data.subarray(0, 1000));
+    for (let at = 0; at < WHOLE_UPLOAD_MAX + 1000; at += 1 << 16) {
+      await new Promise((r) => up.stream.write(data.subarray(at, Math.min(at + (1 << 16), WHOLE_UPLOAD_MAX + 1000)), r));
+    }
     await new Promise((r) => setTimeout(r, 500));
-    up.stream.end(data.subarray(1000));
+    up.stream.end(data.subarray(WHOLE_UPLOAD_MAX + 1000));
     await up.finish(sha(data));
     const blob = await slow.getBlob('team/app', sha(data));
     await new Promise((r) => setTimeout(r, 500));
