@@ -20,24 +20,12 @@ export function volumeKey(container: string, destination: string): string {
   return `${container}\0${destination}`;
 }
 
-/** What recent sets stored alike (encrypted to the same keys, or clear), present in every destination: the basis for not storing it again. */
+/**
+ * What recent sets stored alike (encrypted to the same keys, or clear), present in every destination: the basis for not storing it again.
+ * The destinations, and the HISTORY_DEPTH newest sets of each, are read at once (each a round trip or more in a registry); they are taken in order.
+ */
 export async function loadHistory(destinations: Destination[]): Promise<History> {
-  const perDest: History[] = [];
-  for (const dest of destinations) {
-    const h: History = { layers: new Map(), volumes: new Map(), images: new Map(), chunks: new Map() };
-    for (const summary of (await dest.listSets()).filter((s) => !s.damaged).slice(0, HISTORY_DEPTH)) {
-      const set = await setForHistory(dest, summary);
-      for (const c of set?.containers ?? []) {
-        for (const l of c.image.layers) h.layers.set(l.contentDigest, l);
-        for (const v of c.volumes) if (!h.volumes.has(volumeKey(c.name, v.destination))) h.volumes.set(volumeKey(c.name, v.destination), v.blob);
-        // A sealed set's dedupe record names no container ID and no config: it is no base for a delta.
-        const full = 'id' in c && 'config' in c.image ? (c as ContainerRecord) : undefined;
-        if (full && !h.images.has(full.id)) h.images.set(full.id, { name: full.name, image: full.image });
-        for (const v of c.volumes) if (isChunked(v.blob)) for (const chunk of v.blob.chunks) h.chunks.set(chunk.contentDigest, chunk);
-      }
-    }
-    perDest.push(h);
-  }
+  const perDest = await Promise.all(destinations.map(destHistory));
   const [first, ...rest] = perDest;
   const keep = <K, V extends BlobDescriptor>(m: Map<K, V>, pick: (h: History) => Map<K, V>) =>
     new Map([...m].filter(([k, v]) => rest.every((h) => pick(h).get(k)?.digest === v.digest)));
@@ -47,4 +35,22 @@ export async function loadHistory(destinations: Destination[]): Promise<History>
     images: new Map([...first.images].filter(([k, v]) => rest.every((h) => h.images.get(k)?.image.config?.digest === v.image.config?.digest))),
     chunks: keep(first.chunks, (h) => h.chunks),
   };
+}
+
+/** One destination's history: its HISTORY_DEPTH newest undamaged sets, read at once, taken newest first. */
+async function destHistory(dest: Destination): Promise<History> {
+  const h: History = { layers: new Map(), volumes: new Map(), images: new Map(), chunks: new Map() };
+  const recent = (await dest.listSets()).filter((s) => !s.damaged).slice(0, HISTORY_DEPTH);
+  const sets = await Promise.all(recent.map((summary) => setForHistory(dest, summary)));
+  for (const set of sets) {
+    for (const c of set?.containers ?? []) {
+      for (const l of c.image.layers) h.layers.set(l.contentDigest, l);
+      for (const v of c.volumes) if (!h.volumes.has(volumeKey(c.name, v.destination))) h.volumes.set(volumeKey(c.name, v.destination), v.blob);
+      // A sealed set's dedupe record names no container ID and no config: it is no base for a delta.
+      const full = 'id' in c && 'config' in c.image ? (c as ContainerRecord) : undefined;
+      if (full && !h.images.has(full.id)) h.images.set(full.id, { name: full.name, image: full.image });
+      for (const v of c.volumes) if (isChunked(v.blob)) for (const chunk of v.blob.chunks) h.chunks.set(chunk.contentDigest, chunk);
+    }
+  }
+  return h;
 }
