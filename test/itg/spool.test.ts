@@ -27,9 +27,13 @@ describe('the pause never waits on the destination', () => {
   const creds = { 'registry-username': reg.username, 'registry-password': reg.password };
   afterAll(() => res.cleanup());
 
-  /** A backup through a proxy whose first upload of more than 256 KiB stalls mid-body; resolves once it has stalled. */
-  async function stalledBackup(values: Record<string, string>, runnerTemp: string) {
-    const proxy = await startFaultyProxy(reg.host, (req) => (req.method === 'PATCH' ? { stallAfter: 256 << 10 } : 'pass'));
+  /**
+   * A backup through a proxy whose first upload of more than 256 KiB stalls mid-body (a streamed PATCH, or
+   * a blob sent whole in its PUT); resolves once it has stalled. `dropped.all`, once set, drops every later request.
+   */
+  async function stalledBackup(values: Record<string, string>, runnerTemp: string, dropped = { all: false }) {
+    const upload = (req: { method?: string; url?: string }) => req.method === 'PATCH' || (req.method === 'PUT' && (req.url ?? '').includes('/blobs/uploads/'));
+    const proxy = await startFaultyProxy(reg.host, (req) => (dropped.all ? 'reset' : upload(req) ? { stallAfter: 256 << 10 } : 'pass'));
     const env = { ...testEnv, RUNNER_TEMP: runnerTemp };
     const destination = [values.destination, `registry:${proxy.host}/${res.prefix}`].filter(Boolean).join('\n');
     const run = backup(parseBackupInputs(inputs({ ...values, ...creds, destination })), { log: quietLog, env }).then(
@@ -95,9 +99,12 @@ describe('the pause never waits on the destination', () => {
     const { name, id } = await runBigVolumeContainer(res, 'drop', inject('fixtureImage'), 8);
     const temp = res.tempDir();
     const store = join(res.tempDir(), 'store');
-    const { proxy, run } = await stalledBackup({ containers: name, tag: 'drop', destination: `dir:${store}` }, temp);
+    // A blob sent whole is retried after a dropped connection: the registry stays unreachable from then on.
+    const dropped = { all: false };
+    const { proxy, run } = await stalledBackup({ containers: name, tag: 'drop', destination: `dir:${store}` }, temp, dropped);
     try {
       expect((await docker.getContainer(id).inspect()).State).toMatchObject({ Running: true, Paused: false });
+      dropped.all = true;
       proxy.release('reset');
       const outcome = await run;
       const failed = 'err' in outcome ? outcome.err.message : outcome.r.containers.find((c) => c.status === 'failed')?.error;
