@@ -210,23 +210,22 @@ async function addFile(walk: Walk, h: Header, path: Buffer, st: BigIntStats): Pr
   let direct = buf !== undefined;
   let reprobed = false;
   if (fd !== undefined && !buf) closeSync(fd);
-  if (!buf) fd = openSame(path, 0, st);
+  if (!buf) {
+    fd = openSame(path, 0, st);
+    // A small file is read whole into a buffer of its own, handed to the pack as it is.
+    buf = Buffer.allocUnsafe(Math.min(CHUNK, Math.max(size, 1)));
+  }
   try {
-    if (!buf && size <= CHUNK && !sparse) {
-      // A small file is read whole into a buffer of its own, handed to the pack as it is.
-      const whole = Buffer.allocUnsafe(Math.max(size, 1));
-      readFull(fd!, whole, size, 0);
-      await add(walk, h, { type: 'file', size }, whole.subarray(0, size));
+    if (size <= buf.length && !sparse) {
+      readFull(fd!, buf, size, 0);
+      await add(walk, h, { type: 'file', size }, buf.subarray(0, size));
       return;
     }
     const sink = walk.pack.entry({ ...h, type: 'file', size });
     for (let at = 0; at < size;) {
-      // Read buffered, each piece goes into a buffer of its own, handed on without a copy; read
-      // with O_DIRECT, into the slab, which the next read reuses: copied.
-      const into = buf ?? Buffer.allocUnsafeSlow(Math.min(CHUNK, size - at));
       let n: number;
       try {
-        n = readFull(fd!, into, Math.min(into.length, size - at), at);
+        n = readFull(fd!, buf, Math.min(buf.length, size - at), at);
       } catch (err) {
         if (!direct || (err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
         // The memory alignment found on a hole is refused for data: found again on this data, else this file read buffered.
@@ -237,14 +236,14 @@ async function addFile(walk: Walk, h: Header, path: Buffer, st: BigIntStats): Pr
           closeSync(fd!);
           fd = undefined;
           fd = openSame(path, 0, st);
-          buf = undefined;
+          buf = Buffer.allocUnsafe(CHUNK);
           direct = false;
         }
         continue;
       }
-      const chunk = into.subarray(0, n);
+      const chunk = buf.subarray(0, n);
       at += n;
-      if (!sink.write(allZero(chunk) ? zeroBytes(n) : direct ? Buffer.from(chunk) : chunk)) await event(sink, 'drain');
+      if (!sink.write(allZero(chunk) ? zeroBytes(n) : Buffer.from(chunk))) await event(sink, 'drain');
     }
     const written = event(sink, 'finish');
     sink.end(null);
