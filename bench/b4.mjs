@@ -59,7 +59,7 @@ function countingProxy(target) {
   return new Promise((done) =>
     server.listen(0, '127.0.0.1', () => {
       proxyHost = `127.0.0.1:${server.address().port}`;
-      done({ host: proxyHost, counts, close: () => server.close() });
+      done({ host: proxyHost, counts, close: () => (server.closeAllConnections(), server.close()) });
     }),
   );
 }
