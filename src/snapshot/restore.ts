@@ -50,16 +50,20 @@ async function settleGroups(
 export async function runRestore(opts: RestoreOptions, ctx: RestoreContext): Promise<RestoreResult> {
   const { log } = ctx;
   const txn = ctx.txn ?? new RestoreTransaction(`memory/${process.pid}/${randomBytes(3).toString('hex')}`);
+  // The engine's identity is asked once, while the set is read: the compatibility warnings and each
+  // container's create (its API version) use it.
+  const info = ctx.engine.info();
+  info.catch(() => undefined);
   const set = await findSet(ctx.source, opts.snapshot);
   log.info(`Restoring snapshot ${set.tag} (created ${set.created}) from ${ctx.source.label}`);
-  await warnEngineCompat(set, ctx.engine, log);
+  await warnEngineCompat(set, { info: () => info }, log);
   const chosen = chooseContainers(set, opts);
   await checkTarget(ctx.engine, set, chosen, opts);
   // Each blob is read once, checked as it streams into the engine (a Verifier keeps a blob's end
   // back until its digest matches): a container whose blob is damaged fails and its changes are
   // put back, as for any failure. `verify` reads a set without restoring it.
   log.info(`Restoring ${chosen.length} container(s); each blob is checked as it is read`);
-  const worker = new ContainerRestore(ctx, opts, set, new Set(chosen.map((c) => opts.rename.get(c.name) ?? c.name)), txn);
+  const worker = new ContainerRestore(ctx, opts, set, new Set(chosen.map((c) => opts.rename.get(c.name) ?? c.name)), txn, info);
   const results: RestoredContainer[] = [];
   // A group whose member failed: why, for its other members (which are then put back too).
   const failedGroups = new Map<string, string>();
