@@ -6,7 +6,7 @@
 // to the docker CLI (medians); with --phases, the seconds from the restore's start to each line of
 // its log. It never asserts a speed.
 //
-//   node bench/b3.mjs [--cli dist/cli.js]... [--base-mb 400] [--mb 300] [--volume-mb 200] [--runs 1] [--phases] [--cpu-prof DIR]
+//   node bench/b3.mjs [--cli dist/cli.js]... [--base-mb 400] [--mb 300] [--volume-mb 200] [--runs 1] [--phases] [--cpu-prof DIR] [--node-option OPTION]...
 //
 // Several --cli compare builds side by side (`node scripts/build.mjs src/cli.ts=.tmp/cli-new/cli.js`).
 // Everything it makes carries a random prefix and is removed at the end.
@@ -19,7 +19,7 @@ import { checkRestored, cleanup, makeFixture, removeContainerAndVolume } from '.
 import { CLI, q, shQuiet } from './lib/process.mjs';
 
 function parse(argv) {
-  const opts = { clis: [], baseMB: 400, layerMB: 300, volumeMB: 200, runs: 1, phases: false, prof: undefined };
+  const opts = { clis: [], baseMB: 400, layerMB: 300, volumeMB: 200, runs: 1, phases: false, prof: undefined, nodeOptions: [] };
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--cli') opts.clis.push(resolve(argv[++i]));
     else if (argv[i] === '--base-mb') opts.baseMB = Number(argv[++i]);
@@ -28,6 +28,7 @@ function parse(argv) {
     else if (argv[i] === '--runs') opts.runs = Number(argv[++i]);
     else if (argv[i] === '--phases') opts.phases = true;
     else if (argv[i] === '--cpu-prof') opts.prof = resolve(argv[++i]);
+    else if (argv[i] === '--node-option') opts.nodeOptions.push(argv[++i]);
     else throw new Error(`unknown argument ${argv[i]}`);
   }
   if (opts.clis.length === 0) opts.clis.push(CLI);
@@ -42,9 +43,19 @@ function timed(cmd, phases, prefix = '') {
     const wallNs = BigInt(Date.now()) * 1_000_000n;
     // The engine's events while it runs (helper containers, volumes, the image load), on the same clock.
     const events = phases
-      ? spawn('docker', ['events', '--since', (Date.now() / 1000).toFixed(3), '--format', '{{.TimeNano}} {{.Type}} {{.Action}} {{.Actor.ID}} {{.Actor.Attributes.name}} {{.Actor.Attributes.image}}'], {
-          stdio: ['ignore', 'pipe', 'ignore'],
-        })
+      ? spawn(
+          'docker',
+          [
+            'events',
+            '--since',
+            (Date.now() / 1000).toFixed(3),
+            '--format',
+            '{{.TimeNano}} {{.Type}} {{.Action}} {{.Actor.ID}} {{.Actor.Attributes.name}} {{.Actor.Attributes.image}}',
+          ],
+          {
+            stdio: ['ignore', 'pipe', 'ignore'],
+          },
+        )
       : undefined;
     const lines = [];
     let partial = '';
@@ -99,7 +110,10 @@ async function main() {
   const img = `${ctx.prefix}-commit:saved`;
   const layerFile = join(ctx.tmp, 'layer.tar');
   const volFile = join(ctx.tmp, 'volume.tar');
-  execFileSync('sh', ['-c', `docker commit ${ctx.container} ${img} >/dev/null && docker save -o ${q(layerFile)} ${img} && docker cp ${ctx.container}:/data - > ${q(volFile)}`]);
+  execFileSync('sh', [
+    '-c',
+    `docker commit ${ctx.container} ${img} >/dev/null && docker save -o ${q(layerFile)} ${img} && docker cp ${ctx.container}:/data - > ${q(volFile)}`,
+  ]);
   execFileSync('sh', ['-c', `docker rmi ${img} >/dev/null`]);
   const times = { docker: [], ...Object.fromEntries(opts.clis.map((c) => [c, []])) };
   for (let run = 0; run < opts.runs; run++) {
@@ -124,7 +138,11 @@ async function main() {
       }
       const i = opts.clis.indexOf(who);
       const prof = opts.prof ? `--cpu-prof --cpu-prof-dir ${q(opts.prof)} --cpu-prof-name ${q(`cli${i}-run${run}.cpuprofile`)} ` : '';
-      const r = await timed(`node ${prof}${q(who)} restore --source dir:${q(dir)} --snapshot cold`, opts.phases, ctx.prefix);
+      const r = await timed(
+        `node ${prof}${opts.nodeOptions.map(q).join(' ')} ${q(who)} restore --source dir:${q(dir)} --snapshot cold`,
+        opts.phases,
+        ctx.prefix,
+      );
       checkRestored(ctx, `${who} restore`);
       removeContainerAndVolume(ctx);
       shQuiet(`docker rmi container-snapshot/${ctx.container}:cold`);
