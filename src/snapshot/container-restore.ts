@@ -15,7 +15,6 @@ import { anonymousVolumes, inheritedMounts, isTmpfs } from './restore-mounts.js'
 import { VolumeRestore } from './restore-volumes.js';
 import { ImageLoads, type LoadedImage } from './image-loads.js';
 import { RestoreError, type RestoreContext, type RestoredContainer } from './restore-types.js';
-import type { EngineInfo } from '../engine/engine.js';
 
 /**
  * The local name of a restored image. Not the registry's reference: the image pushed there
@@ -42,16 +41,8 @@ export class ContainerRestore {
     /** Names of the containers this run restores: their old instances may be replaced. */
     private readonly targets: Set<string>,
     private readonly txn: RestoreTransaction,
-    /** The engine's identity (its API version shapes each create), asked once per run; asked here when not given. */
-    private engineInfo?: Promise<EngineInfo>,
   ) {
     this.volumes = new VolumeRestore(ctx, opts, txn, (image) => this.filler(image));
-  }
-
-  /** The engine's API version, asked once (`engineInfo`). */
-  private apiVersion(): Promise<string> {
-    this.engineInfo ??= this.ctx.engine.info();
-    return this.engineInfo.then((i) => i.apiVersion);
   }
 
   private filler(image: string): Filler {
@@ -215,7 +206,7 @@ export class ContainerRestore {
     this.txn.checkpoint();
     await this.ensureNetworks(c, target);
     const spec = mapPorts(renameReferences(c.spec, this.opts.rename), this.opts.portMap ?? []);
-    const { create, connect } = createOptions(spec, target, image, await this.apiVersion());
+    const { create, connect } = createOptions(spec, target, image, (await engine.info()).apiVersion);
     if (!this.opts.includeVolumes) await this.keepAnonymousVolumes(c, target, create);
     this.txn.record(target, (e) => {
       e.image = image;

@@ -50,8 +50,7 @@ async function settleGroups(
 export async function runRestore(opts: RestoreOptions, ctx: RestoreContext): Promise<RestoreResult> {
   const { log } = ctx;
   const txn = ctx.txn ?? new RestoreTransaction(`memory/${process.pid}/${randomBytes(3).toString('hex')}`);
-  // The engine's identity is asked once, while the set is read: the compatibility warnings and each
-  // container's create (its API version) use it.
+  // The engine's identity is asked while the set is read, for the compatibility warnings.
   const info = ctx.engine.info();
   info.catch(() => undefined);
   const set = await findSet(ctx.source, opts.snapshot);
@@ -63,7 +62,7 @@ export async function runRestore(opts: RestoreOptions, ctx: RestoreContext): Pro
   // back until its digest matches): a container whose blob is damaged fails and its changes are
   // put back, as for any failure. `verify` reads a set without restoring it.
   log.info(`Restoring ${chosen.length} container(s); each blob is checked as it is read`);
-  const worker = new ContainerRestore(ctx, opts, set, new Set(chosen.map((c) => opts.rename.get(c.name) ?? c.name)), txn, info);
+  const worker = new ContainerRestore(ctx, opts, set, new Set(chosen.map((c) => opts.rename.get(c.name) ?? c.name)), txn);
   const results: RestoredContainer[] = [];
   // A group whose member failed: why, for its other members (which are then put back too).
   const failedGroups = new Map<string, string>();
