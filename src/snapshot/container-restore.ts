@@ -3,7 +3,8 @@ import type { RestoreOptions } from '../core/options.js';
 import { errorMessage } from '../core/log.js';
 import { ACTION_WORDS } from '../core/words.js';
 import { repoComponent } from '../core/names.js';
-import { loadContainerImage } from './held-layers.js';
+import { heldLayers, loadContainerImage } from './held-layers.js';
+import { NotFoundError } from '../engine/errors.js';
 import type { ContainerRecord, SnapshotSet } from './manifest.js';
 import { containerReferences, createNetworkOptions, createOptions, renameReferences } from './spec.js';
 import { Filler } from './fill.js';
@@ -72,9 +73,12 @@ export class ContainerRestore {
    */
   async touchesExisting(c: ContainerRecord, target: string): Promise<boolean> {
     const { engine } = this.ctx;
-    if (await engine.findContainer(target)) return true;
-    for (const v of this.volumes.namedVolumes(c)) if (await engine.inspectVolume(this.volumes.volumeName(v))) return true;
-    return false;
+    // Asked at once: each is a round trip to an engine that is busy loading the image meanwhile.
+    const found = await Promise.all([
+      engine.findContainer(target),
+      ...this.volumes.namedVolumes(c).map((v) => engine.inspectVolume(this.volumes.volumeName(v))),
+    ]);
+    return found.some(Boolean);
   }
 
   /**
@@ -85,16 +89,24 @@ export class ContainerRestore {
     const { engine, source } = this.ctx;
     const repo = localImageName(c.name);
     const ref = this.imageRef(c);
-    if (await engine.imageExists(c.image.id)) {
-      await engine.tagImage(c.image.id, repo, this.set.tag);
-      return { ref, loaded: false };
-    }
-    const loaded = await loadContainerImage(engine, source, c, repo, ref, this.ctx.log);
-    if (!(await engine.imageExists(c.image.id))) {
-      throw new RestoreError(`${c.name}: the engine loaded ${loaded.join(', ') || 'nothing'}, not image ${c.image.id}`);
-    }
-    await engine.tagImage(c.image.id, repo, this.set.tag);
+    // Asked while the engine is asked for the image: unused when it has it.
+    const holding = heldLayers(engine, c, repo);
+    holding.catch(() => undefined);
+    if (await this.tagged(c)) return { ref, loaded: false };
+    const loaded = await loadContainerImage(engine, source, c, repo, ref, this.ctx.log, holding);
+    if (!(await this.tagged(c))) throw new RestoreError(`${c.name}: the engine loaded ${loaded.join(', ') || 'nothing'}, not image ${c.image.id}`);
     return { ref, loaded: true };
+  }
+
+  /** Tags image `c.image.id` as `imageRef(c)`: false when the engine has no such image (one round trip, not two). */
+  private async tagged(c: ContainerRecord): Promise<boolean> {
+    try {
+      await this.ctx.engine.tagImage(c.image.id, localImageName(c.name), this.set.tag);
+      return true;
+    } catch (err) {
+      if (err instanceof NotFoundError) return false;
+      throw err;
+    }
   }
 
   /** Everything that would make this restore clobber something, or fail half-way, checked before any change. */

@@ -129,15 +129,27 @@ export class Filler {
     );
     // The legacy bind syntax creates a missing host directory, as `docker run -v` did for the original.
     const Binds = mounts.flatMap((m) => ('bind' in m && m.create ? [`${m.bind}:${m.target}`] : []));
-    const id = await this.engine.createContainer({
-      Image: image ?? (await emptyImage(this.engine)),
-      Entrypoint: run.entrypoint,
-      Cmd: [],
-      ...(run.user ? { User: run.user } : {}),
-      Labels: { [RUN_LABEL]: this.run },
-      NetworkDisabled: true,
-      HostConfig: { Mounts, Binds, NetworkMode: 'none' },
-    } as never);
+    const create = (from: string) =>
+      this.engine.createContainer({
+        Image: from,
+        Entrypoint: run.entrypoint,
+        Cmd: [],
+        ...(run.user ? { User: run.user } : {}),
+        Labels: { [RUN_LABEL]: this.run },
+        NetworkDisabled: true,
+        HostConfig: { Mounts, Binds, NetworkMode: 'none' },
+      } as never);
+    let id: string;
+    if (image) id = await create(image);
+    else {
+      // The empty image is made only when the engine lacks it (one round trip less when it has it).
+      try {
+        id = await create(`${EMPTY_IMAGE.repo}:${EMPTY_IMAGE.tag}`);
+      } catch (err) {
+        if (!(err instanceof NotFoundError) || !/no such image/i.test(errorMessage(err))) throw err;
+        id = await create(await emptyImage(this.engine));
+      }
+    }
     try {
       return await fn(id);
     } finally {
@@ -191,12 +203,17 @@ export class Filler {
     sparse: () => Promise<SparseFiles> = async () => undefined,
   ): Promise<void> {
     const base = posix.basename(mountPoint);
-    const recorded = await sparse();
-    const finder = Array.isArray(recorded) ? undefined : new HoleFinder();
-    await this.withHelper([{ volume, target: `/${base}` }], async (id) =>
-      this.engine.putArchive(id, '/', finder ? pipeline(await content(), finder, () => undefined) : await content()),
-    );
-    await this.digHoles(volume, base, holePlan(recorded, base, finder ?? { files: [], more: 0 }));
+    // The side record is read while the helper is made.
+    const reading = sparse();
+    reading.catch(() => undefined);
+    let recorded: SparseFiles;
+    let finder: HoleFinder | undefined;
+    await this.withHelper([{ volume, target: `/${base}` }], async (id) => {
+      recorded = await reading;
+      finder = Array.isArray(recorded) ? undefined : new HoleFinder();
+      await this.engine.putArchive(id, '/', finder ? pipeline(await content(), finder, () => undefined) : await content());
+    });
+    await this.digHoles(volume, base, holePlan(recorded!, base, finder ?? { files: [], more: 0 }));
   }
 
   /**

@@ -27,15 +27,14 @@ export function leadingMatch(layers: ReadonlyArray<{ contentDigest: string }>, h
  * errors are thrown (the caller loads every layer then).
  */
 export async function heldLayers(engine: Engine, c: ContainerRecord, repo: string): Promise<number> {
-  if (await engine.containerdImageStore()) return 0;
-  const refs = [c.image.baseImage, ...(await engine.imageTags(repo)).slice(0, TAGS_INSPECTED)].filter(Boolean);
-  let best = 0;
-  for (const ref of refs) {
-    if (best === c.image.layers.length) break;
-    const diffIds = await engine.imageDiffIds(ref);
-    if (diffIds) best = Math.max(best, leadingMatch(c.image.layers, diffIds));
-  }
-  return best;
+  // Asked at once: each is a round trip before the load's first byte.
+  const base = c.image.baseImage ? engine.imageDiffIds(c.image.baseImage) : Promise.resolve(undefined);
+  base.catch(() => undefined);
+  const [containerd, tags] = await Promise.all([engine.containerdImageStore(), engine.imageTags(repo)]);
+  if (containerd) return 0;
+  const others = tags.slice(0, TAGS_INSPECTED).filter((t) => t !== c.image.baseImage);
+  const found = await Promise.all([base, ...others.map((ref) => engine.imageDiffIds(ref))]);
+  return Math.max(0, ...found.map((diffIds) => (diffIds ? leadingMatch(c.image.layers, diffIds) : 0)));
 }
 
 /** The engine's load failed for want of a layer.tar left out of the archive (Engine 20.10 and 26.1 say "open …/layer.tar: no such file or directory"). */
@@ -49,11 +48,19 @@ function missingLayerFile(err: unknown): boolean {
  * not read. The engine opens a layer.tar only for a layer whose chain ID it lacks
  * (moby image/tarexport/load.go), and computes the diff ID of each layer it reads, so the loaded
  * image is the set's whole. When the held layers went away before the load (it then fails naming
- * a missing layer.tar and registers nothing), it loads again with every layer. Returns what
- * `Engine.loadImage` returns; throws its errors.
+ * a missing layer.tar and registers nothing), it loads again with every layer. `holding` is
+ * `heldLayers` when the caller started it already. Returns what `Engine.loadImage` returns; throws its errors.
  */
-export async function loadContainerImage(engine: Engine, source: Destination, c: ContainerRecord, repo: string, ref: string, log: Logger): Promise<string[]> {
-  const held = await heldLayers(engine, c, repo).catch(() => 0);
+export async function loadContainerImage(
+  engine: Engine,
+  source: Destination,
+  c: ContainerRecord,
+  repo: string,
+  ref: string,
+  log: Logger,
+  holding: Promise<number> = heldLayers(engine, c, repo),
+): Promise<string[]> {
+  const held = await holding.catch(() => 0);
   const total = c.image.layers.length;
   const onEngine = held > 0 ? `, ${held === total ? 'all' : `the first ${held}`} on the engine already, not read` : '';
   log.info(`${c.name}: loading image ${c.image.id.slice(0, 19)} (${total} layer(s)${onEngine}) into the engine`);

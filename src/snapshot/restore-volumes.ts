@@ -195,8 +195,11 @@ export class VolumeRestore {
   async fillOwnMounts(c: ContainerRecord, id: string, image: string): Promise<void> {
     if (!this.opts.includeVolumes) return;
     const inherited = inheritedMounts(c);
+    const own = c.volumes.filter((m) => (m.type === 'bind' || m.anonymous) && !inherited.has(m.destination));
+    // Nothing of its own to fill: the new container need not be inspected.
+    if (own.length === 0) return;
     const mounts = ((await this.ctx.engine.inspectContainer(id)).Mounts ?? []) as Array<{ Type?: string; Name?: string; Destination: string }>;
-    for (const v of c.volumes.filter((m) => (m.type === 'bind' || m.anonymous) && !inherited.has(m.destination))) {
+    for (const v of own) {
       if (v.type === 'bind') {
         this.ctx.log.info(`${c.name}: filling bind mount ${v.source}`);
         await this.filler(image).fillHostPath(v.source!, v.destination, this.content(c, v));

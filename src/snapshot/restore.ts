@@ -50,9 +50,12 @@ async function settleGroups(
 export async function runRestore(opts: RestoreOptions, ctx: RestoreContext): Promise<RestoreResult> {
   const { log } = ctx;
   const txn = ctx.txn ?? new RestoreTransaction(`memory/${process.pid}/${randomBytes(3).toString('hex')}`);
+  // The engine's identity is asked while the set is read, for the compatibility warnings.
+  const info = ctx.engine.info();
+  info.catch(() => undefined);
   const set = await findSet(ctx.source, opts.snapshot);
   log.info(`Restoring snapshot ${set.tag} (created ${set.created}) from ${ctx.source.label}`);
-  await warnEngineCompat(set, ctx.engine, log);
+  await warnEngineCompat(set, { info: () => info }, log);
   const chosen = chooseContainers(set, opts);
   await checkTarget(ctx.engine, set, chosen, opts);
   // Each blob is read once, checked as it streams into the engine (a Verifier keeps a blob's end
