@@ -36,6 +36,11 @@ const IN_FLIGHT = 2;
  * request in a registry: ~9 ms each measured here on loopback, under load): each holds its chunk (≤ 2 MiB) until answered.
  */
 const CHECKS = 16;
+/**
+ * …and at most this many bytes of them held at once (a check holds a copy of its chunk): 16 chunks
+ * of the 512 KiB average, where 16 of the 2 MiB maximum would hold 32 MiB through a warm backup.
+ */
+const CHECK_BYTES = 8 << 20;
 
 /**
  * Cuts `source` (a volume's archive) into content-defined chunks (chunker.ts) and stores each
@@ -63,6 +68,7 @@ export async function storeChunked(
   const checking = new Set<Promise<BlobDescriptor>>();
   let written = 0;
   let contentSize = 0;
+  let checkingBytes = 0;
   const track = (set: Set<Promise<BlobDescriptor>>, p: Promise<BlobDescriptor>) => {
     // Its failure is awaited below (Promise.all); meanwhile it must not count as unhandled.
     p.catch(() => undefined);
@@ -96,13 +102,16 @@ export async function storeChunked(
       if (stored) {
         // Asked without holding up the cut (a registry answers each in a round trip), CHECKS at once;
         // a chunk some target turns out to lack is stored again.
-        if (checking.size >= CHECKS) await Promise.race(checking);
+        while (checking.size >= CHECKS || (checking.size > 0 && checkingBytes + chunk.length > CHECK_BYTES)) await Promise.race(checking);
         const held = Buffer.from(chunk);
-        const check = allHave(targets, stored.digest).then((have) => {
-          if (!have) return store(held, digest);
-          present.add(stored.digest);
-          return stored;
-        });
+        checkingBytes += held.length;
+        const check = allHave(targets, stored.digest)
+          .then((have) => {
+            if (!have) return store(held, digest);
+            present.add(stored.digest);
+            return stored;
+          })
+          .finally(() => (checkingBytes -= held.length));
         track(checking, check);
         storing.set(digest, check);
         chunks.push(check);

@@ -143,6 +143,36 @@ describe('chunked volumes', () => {
     expect((await readAll(await openContent(dest, SET_SCOPE, second.blob, 'v'))).equals(data)).toBe(true);
   });
 
+  it('holds at most 8 MiB of known chunks while their checks are out, and still asks side by side', async () => {
+    const dest = new MemoryDestination();
+    const targets = [{ dest, scope: SET_SCOPE }];
+    const known = new Map<string, BlobDescriptor>();
+    const data = randomBytes(20 << 20);
+    const first = await storeChunked(Readable.from(pieces(data, 1 << 20)), targets, 'zstd', known);
+    const sizeOf = new Map(first.blob.chunks.map((c) => [c.digest, c.contentSize]));
+    const hasBlob = dest.hasBlob.bind(dest);
+    let bytes = 0;
+    let most = 0;
+    let mostAsked = 0;
+    let asking = 0;
+    dest.hasBlob = async (scope, digest) => {
+      const n = sizeOf.get(digest) ?? 0;
+      bytes += n;
+      most = Math.max(most, bytes);
+      mostAsked = Math.max(mostAsked, ++asking);
+      await new Promise((r) => setTimeout(r, 20));
+      bytes -= n;
+      asking--;
+      return hasBlob(scope, digest);
+    };
+    const second = await storeChunked(Readable.from(pieces(data, 1 << 20)), targets, 'zstd', known);
+    expect(second.written).toBe(0);
+    expect(mostAsked).toBeGreaterThan(1);
+    expect(most).toBeLessThanOrEqual(8 << 20);
+    // 16 checks of chunks averaging 512 KiB come near the bound: it is reached, not just avoided.
+    expect(most).toBeGreaterThan(4 << 20);
+  }, 60_000);
+
   it("fails when a chunk cannot be stored (the others in flight finish first), with the destination's error", async () => {
     const dest = new MemoryDestination();
     const writeBlob = dest.writeBlob.bind(dest);
