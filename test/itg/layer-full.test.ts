@@ -90,9 +90,11 @@ describe('the whole writable layer made on this host from its upper directory', 
 
   it("is the tar the engine's commit makes: every entry, whiteout and opaque marker alike", async () => {
     if (!hostReads) return expect(hostReads).toBe(false);
+    const upper = await upperDirOf(await engine.inspectContainer(app));
+    // A file capability (CAP_NET_BIND_SERVICE), which the engine's archive keeps as a PAX record.
+    execFileSync('setfattr', ['-n', 'security.capability', '-v', '0sAQAAAgAEAAAAAAAAAAAAAAAAAAA=', join(upper!.root, 'app', 'big')]);
     await docker.getContainer(app).pause();
     try {
-      const upper = await upperDirOf(await engine.inspectContainer(app));
       const ours = await upperLayerTar(upper!);
       if (typeof ours === 'string') throw new Error(ours);
       const commit = await docker.getContainer(app).commit({ repo: res.name('commit'), tag: 'x', pause: false });
@@ -102,6 +104,7 @@ describe('the whole writable layer made on this host from its upper directory', 
       expect(mine).toEqual(theirs);
       expect(mine.some((e) => e.startsWith('bin/.wh.sort '))).toBe(true);
       expect(mine.some((e) => e.startsWith('www/.wh..wh..opq '))).toBe(true);
+      expect(mine.find((e) => e.startsWith('app/big '))?.endsWith(' ')).toBe(false);
     } finally {
       await docker.getContainer(app).unpause();
     }
