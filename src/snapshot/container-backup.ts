@@ -23,7 +23,7 @@ import type { UpperDir } from './layer-upper.js';
 import { upperLayerTar } from './layer-upper-tar.js';
 import { LayerStore, hostImageConfig, type TakenLayer } from './layer-store.js';
 import { DEFAULT_LAYER_COMPACTION, MAX_DELTA_READS, MAX_INDEXED_PATHS, deltaAllowed, previousLayer, type PreviousLayer } from './writable-layer.js';
-import { type BackupContext, phase, runTargets } from './backup-context.js';
+import { type BackupContext, phase, runMeter, runTargets } from './backup-context.js';
 import type { History } from './backup-history.js';
 import { holdPlan, stateOf } from './hold.js';
 import { Holder } from './holder.js';
@@ -247,6 +247,7 @@ export class ContainerBackup {
       log.info(`${name}: the writable layer is committed by the engine: ${why}`);
       return undefined;
     };
+    await this.spool.ready();
     let tar;
     try {
       tar = await upperLayerTar(upper);
@@ -255,10 +256,9 @@ export class ContainerBackup {
     }
     if (typeof tar === 'string') return fallback(tar);
     log.info(`${name}: reading the writable layer from its upper directory on this host`);
-    await this.spool.ready();
     let spooled: Spooled;
     try {
-      spooled = await this.spool.take(tar);
+      spooled = await this.spool.take(tar, runMeter(this.ctx)(`${name}: reading the writable layer`));
     } catch (err) {
       signal?.throwIfAborted();
       if (err instanceof SpoolError) throw err;
