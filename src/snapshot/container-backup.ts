@@ -2,39 +2,28 @@
  * One container's backup: its spec, the hold window (decided in hold.ts, done by Holder in holder.ts),
  * the writable layer (full commit or delta); its volumes go through VolumePath (backup-volumes.ts).
  */
-import type { Readable } from 'node:stream';
 import type { BackupOptions } from '../core/options.js';
 import { errorMessage } from '../core/log.js';
 import { ACTION_WORDS } from '../core/words.js';
 import type { ContainerInspect } from '../engine/containers.js';
 import type { NetworkInspect } from '../engine/volumes-networks.js';
 import { SET_SCOPE } from '../destinations/types.js';
-import { formatBytes } from '../util/format.js';
-import { TarChecker } from '../util/tar-check.js';
 import { tempImageName } from '../core/run-names.js';
-import { allHave, type StoreTarget } from './blobs.js';
-import { storeSavedImage } from './image-archive.js';
-import { layerMediaType, type Compression, type BlobDescriptor, type ContainerRecord, type ImageRecord, type VolumeRecord } from './manifest.js';
-import { imageConfigWithoutEnv, secretEnvWarning, specWithoutEnv } from './secret-env.js';
+import type { StoreTarget } from './blobs.js';
+import { layerMediaType, type Compression, type ContainerRecord, type VolumeRecord } from './manifest.js';
+import { secretEnvWarning, specWithoutEnv } from './secret-env.js';
 import type { Candidate } from './select.js';
 import type { MemberGate } from './groups.js';
-import { Spool, type Spooled } from './spool.js';
-import type { Meter } from '../util/progress.js';
+import { Spool, SpoolError, type Spooled } from './spool.js';
 import { captureSpec, containerReferences, userNetworkNames } from './spec.js';
 import { mountsToTake } from './volumes.js';
 import { deltaTar, isEmpty, planDelta } from './layer-delta.js';
-import { scanLayer, type LayerIndex } from './layer-index.js';
-import {
-  DEFAULT_LAYER_COMPACTION,
-  MAX_DELTA_READS,
-  MAX_INDEXED_PATHS,
-  deltaAllowed,
-  previousLayer,
-  storeDelta,
-  storeFullIndex,
-  type PreviousLayer,
-} from './writable-layer.js';
-import { type BackupContext, BackupError, phase, runMeter, runTargets } from './backup-context.js';
+import { scanLayerOn, type LayerIndex } from './layer-index.js';
+import type { UpperDir } from './layer-upper.js';
+import { upperLayerTar } from './layer-upper-tar.js';
+import { LayerStore, hostImageConfig, type TakenLayer } from './layer-store.js';
+import { DEFAULT_LAYER_COMPACTION, MAX_DELTA_READS, MAX_INDEXED_PATHS, deltaAllowed, previousLayer, type PreviousLayer } from './writable-layer.js';
+import { type BackupContext, phase, runMeter, runTargets } from './backup-context.js';
 import type { History } from './backup-history.js';
 import { holdPlan, stateOf } from './hold.js';
 import { Holder } from './holder.js';
@@ -51,7 +40,11 @@ export class ContainerBackup {
   ) {
     this.volumes = new VolumePath(ctx, opts, history, compression, spool);
     this.holder = new Holder(ctx, opts, this.notes);
+    this.store = new LayerStore(ctx, opts, history, compression, spool);
   }
+
+  /** Stores the image once the container is back. */
+  private readonly store: LayerStore;
 
   /** Why a container was not held as asked, by container ID. */
   readonly notes = new Map<string, string>();
@@ -61,10 +54,6 @@ export class ContainerBackup {
 
   /** Holds the container still around its layer and volumes, and puts it back. */
   private readonly holder: Holder;
-
-  private get meter(): Meter {
-    return runMeter(this.ctx);
-  }
 
   private targets(scope: StoreTarget['scope']): StoreTarget[] {
     return runTargets(this.ctx, scope);
@@ -118,6 +107,8 @@ export class ContainerBackup {
     const taken: TakenVolume[] = [];
     const pending: Spooled[] = [];
     const previous = await this.previousLayer(info.Id, name);
+    // Read before the hold: the base image's config, for a writable layer made on this host.
+    const baseConfig = await hostImageConfig(info);
     if (hooksSkipped) log.info(`${name}: not running (${state}), so its pre- and post-command are not run`);
     try {
       const {
@@ -129,11 +120,13 @@ export class ContainerBackup {
           signal?.throwIfAborted();
           // The host may read the layer's upper directory only while no process of the container can change it.
           const atRest = heldAs !== 'none' || !running;
-          const now =
+          const { index: now, upper } =
             (this.opts.layerCompaction ?? DEFAULT_LAYER_COMPACTION) > 0
-              ? await phase('writable layer changes', () => scanLayer(engine, info.Id, MAX_INDEXED_PATHS, signal, { hostReads: atRest }))
-              : undefined;
+              ? await phase('writable layer changes', () => scanLayerOn(engine, info.Id, MAX_INDEXED_PATHS, signal, { hostReads: atRest }))
+              : {};
           let committed = previous && now ? await this.takeDelta(info, name, previous, now, pending) : undefined;
+          // The whole layer from this host's upper directory, read while no process can change it.
+          if (!committed && now && upper && atRest) committed = await this.takeWhole(info, name, now, upper, baseConfig, pending);
           if (!committed) {
             journal?.tempImage(tempRef);
             log.info(`${name}: committing the writable layer`);
@@ -157,7 +150,7 @@ export class ContainerBackup {
       })();
       const storingImage = (async () => {
         await turn.wait();
-        return phase('image layers', () => (layer.kind === 'delta' ? this.storeDeltaImage(name, layer) : this.saveCommit(layer, name)));
+        return phase('image layers', () => this.store.store(name, layer));
       })();
       // Both end before either's error is thrown: the spool is released only once nothing reads it.
       const [volumesDone, imageDone] = await Promise.allSettled([storingVolumes, storingImage]);
@@ -235,81 +228,43 @@ export class ContainerBackup {
     return { kind: 'delta', previous, now, spooled };
   }
 
-  /** Once the container is back: the delta layer (checked as a whole tar), its config and the index stored. */
-  private async storeDeltaImage(
+  /**
+   * While held: the whole writable layer as a tar made on this host from the trusted upper
+   * directory `upper` (layer-upper-tar.ts) into the spool, instead of a commit. Undefined (the
+   * reason logged in one line: the engine commits it then) when it cannot be made here as the
+   * engine's overlay2 diff would make it. Throws when the run is aborted or the spool runs short.
+   */
+  private async takeWhole(
+    info: ContainerInspect,
     name: string,
-    layer: TakenLayer & { kind: 'delta' },
-  ): Promise<{ image: Omit<ImageRecord, 'baseImage'>; stats: { written: number; reused: number } }> {
-    let tar: Readable | undefined;
-    if (layer.spooled) {
-      const file = this.spool.read(layer.spooled);
-      tar = file.pipe(new TarChecker(`${name}: writable layer changes`));
-      file.on('error', (err) => tar?.destroy(err));
-      this.ctx.log.info(`${name}: storing the writable layer's changes (${formatBytes(layer.spooled.bytes)} before compression)`);
-    }
-    const exclude = this.opts.excludeEnv;
-    const stored = await storeDelta(
-      layer.previous,
-      tar,
-      layer.now,
-      { layers: this.targets({ container: name }), set: this.targets(SET_SCOPE) },
-      {
-        layerMediaType: layerMediaType(this.compression),
-        compression: this.compression,
-        created: (this.ctx.now?.() ?? new Date()).toISOString(),
-        rewriteConfig: exclude.length > 0 ? (config: Buffer) => imageConfigWithoutEnv(config, exclude) : undefined,
-      },
-    );
-    return { image: stored.image, stats: { written: stored.written, reused: layer.previous.image.layers.length } };
-  }
-
-  /** Once the container is back: the committed image stored, and the writable layer's index beside it. */
-  private async saveCommit(
-    layer: TakenLayer & { kind: 'commit' },
-    name: string,
-  ): Promise<{ image: Omit<ImageRecord, 'baseImage'>; stats: { written: number; reused: number } }> {
-    const { image, stats } = await this.saveImage(layer.imageId, name);
-    const index = await storeFullIndex(layer.now, this.targets(SET_SCOPE), this.compression);
-    // Without excluded variables, the stored config is another image: its ID is that config's digest.
-    const id = this.opts.excludeEnv.length > 0 ? image.config.contentDigest : layer.imageId;
-    return { image: { ...image, id, ...index }, stats };
-  }
-
-  private async saveImage(
-    imageId: string,
-    name: string,
-  ): Promise<{ image: Pick<ImageRecord, 'config' | 'layers'>; stats: { written: number; reused: number } }> {
-    const { engine, signal } = this.ctx;
-    const targets = this.targets({ container: name });
-    const diffIds = (await engine.inspectImage(imageId, signal)).RootFS.Layers ?? [];
-    const known = new Map<string, BlobDescriptor>();
-    for (const diffId of diffIds) {
-      const blob = this.history.layers.get(diffId);
-      if (blob && blob.mediaType === layerMediaType(this.compression) && (await allHave(targets, blob.digest))) known.set(diffId, blob);
-    }
-    const mediaType = layerMediaType(this.compression);
-    const exclude = this.opts.excludeEnv;
-    const rewriteConfig = exclude.length > 0 ? (config: Buffer) => imageConfigWithoutEnv(config, exclude) : undefined;
-    const base = {
-      diffIds,
-      layerMediaType: mediaType,
-      configTargets: this.targets(SET_SCOPE),
-      rewriteConfig,
-      meter: (bytes: number) => this.meter(`${name}: layer ${n} of ${diffIds.length}`, bytes),
+    now: LayerIndex,
+    upper: UpperDir,
+    baseConfig: Buffer | undefined,
+    pending: Spooled[],
+  ): Promise<TakenLayer | undefined> {
+    const { log, signal } = this.ctx;
+    const fallback = (why: string) => {
+      log.info(`${name}: the writable layer is committed by the engine: ${why}`);
+      return undefined;
     };
-    let n = 0;
-    const onLayer = (bytes: number, known: boolean) =>
-      this.ctx.log.info(`${name}: ${known ? 'checking' : 'storing'} layer ${++n} of ${diffIds.length} (${formatBytes(bytes)})`);
-    this.ctx.log.info(`${name}: reading the image (${diffIds.length} layer(s)) from the engine`);
-    let result = await storeSavedImage(await engine.saveImage(imageId, signal), targets, { ...base, known, onLayer });
-    if ('retry' in result) {
-      n = 0;
-      result = await storeSavedImage(await engine.saveImage(imageId, signal), targets, { ...base, known: new Map(), onLayer });
+    await this.spool.ready();
+    let tar;
+    try {
+      tar = await upperLayerTar(upper);
+    } catch (err) {
+      return fallback(`its upper directory could not be read (${errorMessage(err)})`);
     }
-    if ('retry' in result) throw new BackupError(`${name}: could not read the committed image consistently`);
-    return { image: result.image, stats: { written: result.written, reused: result.reused } };
+    if (typeof tar === 'string') return fallback(tar);
+    log.info(`${name}: reading the writable layer from its upper directory on this host`);
+    let spooled: Spooled;
+    try {
+      spooled = await this.spool.take(tar, runMeter(this.ctx)(`${name}: reading the writable layer`));
+    } catch (err) {
+      signal?.throwIfAborted();
+      if (err instanceof SpoolError) throw err;
+      return fallback(`the host could not read it as the engine would (${errorMessage(err)})`);
+    }
+    pending.push(spooled);
+    return { kind: 'host', now, spooled, base: info.Image, config: info.Config, ...(baseConfig ? { baseConfig } : {}) };
   }
 }
-
-/** The writable layer as taken while held: committed whole, or what changed since `previous` spooled (absent: nothing did). */
-export type TakenLayer = { kind: 'commit'; imageId: string; now?: LayerIndex } | { kind: 'delta'; previous: PreviousLayer; now: LayerIndex; spooled?: Spooled };

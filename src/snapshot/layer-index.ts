@@ -5,7 +5,7 @@ import type { Destination } from '../destinations/types.js';
 import { SET_SCOPE } from '../destinations/types.js';
 import { readSmall } from '../util/streams.js';
 import { openContent, storeBlob, type StoreTarget } from './blobs.js';
-import { trustedUpperDir, upperEntry } from './layer-upper.js';
+import { trustedUpperDir, upperEntry, type UpperDir } from './layer-upper.js';
 import type { BlobDescriptor, Compression } from './manifest.js';
 
 /** Media type of a writable layer's index (JSON, compressed as the set's blobs). */
@@ -87,10 +87,25 @@ export async function scanLayer(
   id: string,
   maxPaths: number,
   signal?: AbortSignal,
-  { hostReads = false, maxTotal = MAX_LAYER_PATHS }: { hostReads?: boolean; maxTotal?: number } = {},
+  opts: { hostReads?: boolean; maxTotal?: number } = {},
 ): Promise<LayerIndex | undefined> {
+  return (await scanLayerOn(engine, id, maxPaths, signal, opts)).index;
+}
+
+/**
+ * scanLayer, and the upper directory it read on this host (trusted as layer-upper.ts trusts it:
+ * probes equal to the engine's stat) when it read one: undefined when every path went to the
+ * engine, or the layer had no path to probe.
+ */
+export async function scanLayerOn(
+  engine: Engine,
+  id: string,
+  maxPaths: number,
+  signal?: AbortSignal,
+  { hostReads = false, maxTotal = MAX_LAYER_PATHS }: { hostReads?: boolean; maxTotal?: number } = {},
+): Promise<{ index?: LayerIndex; upper?: UpperDir }> {
   const changes = await engine.containerChanges(id, signal);
-  if (changes.length > maxTotal || (!hostReads && changes.length > maxPaths)) return undefined;
+  if (changes.length > maxTotal || (!hostReads && changes.length > maxPaths)) return {};
   const upper =
     hostReads &&
     (await trustedUpperDir(
@@ -99,7 +114,7 @@ export async function scanLayer(
       changes.filter((c) => c.Kind !== 2).map((c) => c.Path),
       signal,
     ));
-  if (!upper && changes.length > maxPaths) return undefined;
+  if (!upper && changes.length > maxPaths) return {};
   const entries: Record<string, LayerEntry> = {};
   const queue: typeof changes = [];
   for (const c of changes) {
@@ -108,7 +123,7 @@ export async function scanLayer(
     else if (host) entries[c.Path] = host;
     else queue.push(c);
   }
-  if (queue.length > maxPaths) return undefined;
+  if (queue.length > maxPaths) return {};
   const worker = async () => {
     for (let c = queue.shift(); c; c = queue.shift()) {
       const stat = await engine.statPath(id, c.Path, signal);
@@ -116,7 +131,8 @@ export async function scanLayer(
     }
   };
   await Promise.all(Array.from({ length: STAT_CONCURRENCY }, worker));
-  return { entries: Object.fromEntries(Object.entries(entries).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) };
+  const index = { entries: Object.fromEntries(Object.entries(entries).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) };
+  return { index, ...(upper ? { upper } : {}) };
 }
 
 /** Stores the index as a set-scope blob (JSON, compressed). */

@@ -67,7 +67,28 @@ function unescapeGetfattr(raw: string): string {
 }
 
 /** An entry's header; `pax`: records tar-stream writes in a PAX header before it. */
-type Header = Partial<tar.Header> & { name: string; pax?: Record<string, string> };
+export type Header = Partial<tar.Header> & { name: string; pax?: Record<string, string> };
+
+/**
+ * How hostTar may change an entry before it is written (an image layer's whiteouts: layer-upper-tar.ts).
+ * `replace`: written instead of the entry, as a header with no data and no hard-link lookup;
+ * `after`: headers with no data written right after the entry (before a directory's children).
+ */
+export interface EntryChange {
+  replace?: Header;
+  after?: Header[];
+}
+
+/**
+ * hostTar's options. `bare`: no entry for the top directory itself, and names relative to it
+ * (`etc/`, `etc/passwd`), as an image layer's tar has them (moby pkg/archive TarWithOptions
+ * without IncludeSourceDir). `change`: called for each entry below the top with its lstat, its
+ * header as made and its path below the top (bytes as latin1); may throw HostReadError.
+ */
+export interface HostTarOptions {
+  bare?: boolean;
+  change?: (st: BigIntStats, h: Header, rel: string) => EntryChange | undefined;
+}
 
 /** What the walk keeps between entries. */
 interface Walk {
@@ -79,6 +100,7 @@ interface Walk {
   entries: number;
   /** Where sparse files are read with O_DIRECT. */
   slab: DirectSlab;
+  change?: HostTarOptions['change'];
 }
 
 /**
@@ -86,14 +108,14 @@ interface Walk {
  * `base`, streamed; `caps`: readCapabilities of it. The stream fails with HostReadError where the
  * host cannot answer as the engine would, or with the error met. `dir.fd` is closed when it ends.
  */
-export function hostTar(dir: HostDir, base: string, caps: Map<string, Buffer>): Readable {
+export function hostTar(dir: Pick<HostDir, 'fd' | 'root'>, base: string, caps: Map<string, Buffer>, opts: HostTarOptions = {}): Readable {
   // Room for many small entries ahead of the spool's writes: the walk waits on the pack less often.
   const pack = tar.pack({ highWaterMark: PACK_BUFFER });
-  const walk: Walk = { pack, caps, links: new Map(), entries: 0, slab: new DirectSlab() };
+  const walk: Walk = { pack, caps, links: new Map(), entries: 0, slab: new DirectSlab(), change: opts.change };
   const build = async () => {
     try {
-      await add(walk, header(`${base}/`, dir.root, '.', walk), { type: 'directory' });
-      await walkDir(walk, dir.fd, `${base}/`, '', 1);
+      if (!opts.bare) await add(walk, header(`${base}/`, dir.root, '.', walk), { type: 'directory' });
+      await walkDir(walk, dir.fd, opts.bare ? '' : `${base}/`, '', 1);
     } finally {
       closeSync(dir.fd);
     }
@@ -152,6 +174,11 @@ async function walkDir(walk: Walk, fd: number, prefix: string, relPrefix: string
     if (st.isSocket()) continue;
     const rel = `${relPrefix}${raw.toString('latin1')}`;
     const h = header(`${prefix}${name}${st.isDirectory() ? '/' : ''}`, st, rel, walk);
+    const change = walk.change?.(st, h, rel);
+    if (change?.replace) {
+      await add(walk, change.replace, {}, Buffer.alloc(0));
+      continue;
+    }
     if (!st.isDirectory() && st.nlink > 1n) {
       const key = `${st.dev}:${st.ino}`;
       const first = walk.links.get(key);
@@ -165,6 +192,7 @@ async function walkDir(walk: Walk, fd: number, prefix: string, relPrefix: string
       const child = openSame(path, constants.O_DIRECTORY, st);
       try {
         await add(walk, h, { type: 'directory' });
+        for (const extra of change?.after ?? []) await add(walk, extra, {}, Buffer.alloc(0));
         await walkDir(walk, child, h.name, `${rel}/`, depth + 1);
       } finally {
         closeSync(child);

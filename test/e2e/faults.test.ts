@@ -197,7 +197,15 @@ describe('faults: the registry, the disk and the engine failing under a backup',
     let sent = false;
     const main = await runStep(
       '.',
-      { containers: bigLayer.name, destination, tag: 'kill', 'registry-username': registry.username, 'registry-password': registry.password },
+      // layer-compaction 0: the writable layer is committed (not read on the host), so a killed step leaves its temporary image.
+      {
+        containers: bigLayer.name,
+        destination,
+        tag: 'kill',
+        'layer-compaction': '0',
+        'registry-username': registry.username,
+        'registry-password': registry.password,
+      },
       {
         env: { DOCKER_CONFIG: '/nonexistent' },
         onSpawn: whenContainer(bigLayer.id, afterItsPause(), (child) => {

@@ -1,0 +1,240 @@
+/**
+ * A container's image stored once the container is back, as it was taken while held
+ * (container-backup.ts): a delta layer on the last snapshot; the whole writable layer made on this
+ * host (layer-upper-tar.ts) on top of the base image's layers; or a committed image read with
+ * `docker save`.
+ */
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { Readable } from 'node:stream';
+import type { BackupOptions } from '../core/options.js';
+import { SET_SCOPE } from '../destinations/types.js';
+import { formatBytes } from '../util/format.js';
+import { TarChecker } from '../util/tar-check.js';
+import type { ContainerInspect } from '../engine/containers.js';
+import { allHave, storeBlob, type StoreTarget } from './blobs.js';
+import { storeSavedImage } from './image-archive.js';
+import { IMAGE_CONFIG_MEDIA_TYPE, layerMediaType, type BlobDescriptor, type Compression, type ImageRecord } from './manifest.js';
+import { imageConfigWithoutEnv } from './secret-env.js';
+import type { Spool, Spooled } from './spool.js';
+import type { LayerIndex } from './layer-index.js';
+import { storeDelta, storeFullIndex, type PreviousLayer } from './writable-layer.js';
+import { type BackupContext, BackupError, runMeter, runTargets } from './backup-context.js';
+import type { History } from './backup-history.js';
+
+/**
+ * The writable layer as taken while held: committed whole (`imageId`); what changed since
+ * `previous` spooled (absent: nothing did); or the whole layer made on this host and spooled, to go
+ * on the base image `base` (its ID) with the container's `config` (inspect Config).
+ */
+export type TakenLayer =
+  | { kind: 'commit'; imageId: string; now?: LayerIndex }
+  | { kind: 'delta'; previous: PreviousLayer; now: LayerIndex; spooled?: Spooled }
+  | { kind: 'host'; now: LayerIndex; spooled: Spooled; base: string; config: unknown; baseConfig?: Buffer };
+
+/** A stored image and how many blobs were written and reused for it. */
+export interface StoredImage {
+  image: Omit<ImageRecord, 'baseImage'>;
+  stats: { written: number; reused: number };
+}
+
+/**
+ * The raw config of image `imageId` from the engine's image store on this host
+ * (`<data-root>/image/overlay2/imagedb/content/sha256/<hex>`, the classic store of Engine 20.10 and
+ * 26.1), the data root found from the container's overlay2 upper directory
+ * (`<data-root>/overlay2/<layer>/diff`); undefined when it is not there or its digest is not the ID.
+ * Read before the container is held.
+ */
+export async function hostImageConfig(info: ContainerInspect): Promise<Buffer | undefined> {
+  const upper = (info.GraphDriver as { Data?: Record<string, string | undefined> | null } | undefined)?.Data?.UpperDir;
+  const m = /^sha256:([0-9a-f]{64})$/.exec(info.Image ?? '');
+  if (!upper || !m) return undefined;
+  const root = dirname(dirname(dirname(upper)));
+  try {
+    const bytes = await readFile(join(root, 'image', 'overlay2', 'imagedb', 'content', 'sha256', m[1]));
+    return createHash('sha256').update(bytes).digest('hex') === m[1] ? bytes : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The config of an image committed from a container on `base` (moby image.NewChildImage, as
+ * `docker commit` makes it): the base's config with `config` the container's, the layer's diff ID
+ * added to rootfs.diff_ids, a history entry (created_by: the container's command) and `created`
+ * now; the base build's `container` and `container_config` left out.
+ */
+export function childConfig(base: Buffer, config: unknown, diffId: string, created: string): Buffer {
+  const doc = JSON.parse(base.toString('utf8')) as Record<string, unknown> & {
+    rootfs: { type: string; diff_ids: string[] };
+    history?: Array<Record<string, unknown>>;
+  };
+  delete doc.container;
+  delete doc.container_config;
+  const cmd = (config as { Cmd?: string[] | null } | null)?.Cmd ?? [];
+  doc.config = config;
+  doc.created = created;
+  doc.rootfs = { ...doc.rootfs, diff_ids: [...doc.rootfs.diff_ids, diffId] };
+  doc.history = [...(doc.history ?? []), { created, created_by: cmd.join(' ') }];
+  return Buffer.from(JSON.stringify(doc));
+}
+
+/** Stores a container's image once it is back, as ContainerBackup took it. */
+export class LayerStore {
+  constructor(
+    private readonly ctx: BackupContext,
+    private readonly opts: BackupOptions,
+    private readonly history: History,
+    private readonly compression: Compression,
+    private readonly spool: Spool,
+  ) {}
+
+  private targets(scope: StoreTarget['scope']): StoreTarget[] {
+    return runTargets(this.ctx, scope);
+  }
+
+  private rewriteConfig(): ((config: Buffer) => Buffer) | undefined {
+    const exclude = this.opts.excludeEnv;
+    return exclude.length > 0 ? (config: Buffer) => imageConfigWithoutEnv(config, exclude) : undefined;
+  }
+
+  private created(): string {
+    return (this.ctx.now?.() ?? new Date()).toISOString();
+  }
+
+  /** The layer as taken, stored. */
+  store(name: string, layer: TakenLayer): Promise<StoredImage> {
+    if (layer.kind === 'delta') return this.storeDeltaImage(name, layer);
+    if (layer.kind === 'host') return this.storeHostImage(name, layer);
+    return this.saveCommit(layer, name);
+  }
+
+  /** A spooled layer tar, checked as a whole tar as it is read. */
+  private spooledTar(spooled: Spooled, what: string): Readable {
+    const file = this.spool.read(spooled);
+    const tar = file.pipe(new TarChecker(what));
+    file.on('error', (err) => tar.destroy(err));
+    return tar;
+  }
+
+  /** The delta layer (checked as a whole tar), its config and the index stored. */
+  private async storeDeltaImage(name: string, layer: TakenLayer & { kind: 'delta' }): Promise<StoredImage> {
+    let tar: Readable | undefined;
+    if (layer.spooled) {
+      tar = this.spooledTar(layer.spooled, `${name}: writable layer changes`);
+      this.ctx.log.info(`${name}: storing the writable layer's changes (${formatBytes(layer.spooled.bytes)} before compression)`);
+    }
+    const stored = await storeDelta(
+      layer.previous,
+      tar,
+      layer.now,
+      { layers: this.targets({ container: name }), set: this.targets(SET_SCOPE) },
+      { layerMediaType: layerMediaType(this.compression), compression: this.compression, created: this.created(), rewriteConfig: this.rewriteConfig() },
+    );
+    return { image: stored.image, stats: { written: stored.written, reused: layer.previous.image.layers.length } };
+  }
+
+  /**
+   * The whole writable layer made on this host: the base image's layers stored unless every target
+   * holds them (the base image read with `docker save` then, beside the new layer's storing), the
+   * new layer from the spool, a config as the engine's commit makes it (childConfig), the index.
+   */
+  private async storeHostImage(name: string, layer: TakenLayer & { kind: 'host' }): Promise<StoredImage> {
+    const { engine, signal, log } = this.ctx;
+    const targets = this.targets({ container: name });
+    const mediaType = layerMediaType(this.compression);
+    const diffIds = (await engine.inspectImage(layer.base, signal)).RootFS.Layers ?? [];
+    const known = new Map<string, BlobDescriptor>();
+    for (const diffId of diffIds) {
+      const blob = this.history.layers.get(diffId);
+      if (blob && blob.mediaType === mediaType && (await allHave(targets, blob.digest))) known.set(diffId, blob);
+    }
+    log.info(`${name}: storing the writable layer made on this host (${formatBytes(layer.spooled.bytes)} before compression)`);
+    const storing = storeBlob(this.spooledTar(layer.spooled, `${name}: writable layer`), targets, mediaType);
+    let base: { layers: BlobDescriptor[]; config: Buffer; written: number; reused: number };
+    try {
+      if (layer.baseConfig && diffIds.every((d) => known.has(d))) {
+        log.info(`${name}: the base image's ${diffIds.length} layer(s) are already stored`);
+        base = { layers: diffIds.map((d) => known.get(d)!), config: layer.baseConfig, written: 0, reused: diffIds.length };
+      } else base = await this.saveBase(name, layer.base, diffIds, known);
+    } catch (err) {
+      await storing.catch(() => undefined);
+      throw err;
+    }
+    const blob = await storing;
+    const config = childConfig(base.config, layer.config, blob.contentDigest, this.created());
+    const rewrite = this.rewriteConfig();
+    const configBlob = await storeBlob(Readable.from([rewrite?.(config) ?? config]), this.targets(SET_SCOPE), IMAGE_CONFIG_MEDIA_TYPE);
+    const index = await storeFullIndex(layer.now, this.targets(SET_SCOPE), this.compression);
+    return {
+      image: { id: configBlob.contentDigest, config: configBlob, layers: [...base.layers, blob], ...index },
+      stats: { written: base.written + 3, reused: base.reused },
+    };
+  }
+
+  /** The base image read with `docker save`: its layers stored where missing, its config kept (not stored). */
+  private async saveBase(
+    name: string,
+    imageId: string,
+    diffIds: string[],
+    known: Map<string, BlobDescriptor>,
+  ): Promise<{ layers: BlobDescriptor[]; config: Buffer; written: number; reused: number }> {
+    let config: Buffer | undefined;
+    const keep = (bytes: Buffer) => (config = bytes);
+    const result = await this.saveImage(imageId, name, diffIds, known, { configTargets: [], rewriteConfig: keep, what: 'base image' });
+    if (!config) throw new BackupError(`${name}: the base image's save has no config`);
+    return { layers: result.image.layers, config, ...result.stats };
+  }
+
+  /** The committed image stored, and the writable layer's index beside it. */
+  private async saveCommit(layer: TakenLayer & { kind: 'commit' }, name: string): Promise<StoredImage> {
+    const { engine, signal } = this.ctx;
+    const targets = this.targets({ container: name });
+    const diffIds = (await engine.inspectImage(layer.imageId, signal)).RootFS.Layers ?? [];
+    const known = new Map<string, BlobDescriptor>();
+    for (const diffId of diffIds) {
+      const blob = this.history.layers.get(diffId);
+      if (blob && blob.mediaType === layerMediaType(this.compression) && (await allHave(targets, blob.digest))) known.set(diffId, blob);
+    }
+    const { image, stats } = await this.saveImage(layer.imageId, name, diffIds, known, {
+      configTargets: this.targets(SET_SCOPE),
+      rewriteConfig: this.rewriteConfig(),
+      what: 'image',
+    });
+    const index = await storeFullIndex(layer.now, this.targets(SET_SCOPE), this.compression);
+    // Without excluded variables, the stored config is another image: its ID is that config's digest.
+    const id = this.opts.excludeEnv.length > 0 ? image.config.contentDigest : layer.imageId;
+    return { image: { ...image, id, ...index }, stats };
+  }
+
+  /** `docker save` of `imageId` stored (layers in `known` checked, not written); saved again without reuse once if one was not what it seemed. */
+  private async saveImage(
+    imageId: string,
+    name: string,
+    diffIds: string[],
+    known: Map<string, BlobDescriptor>,
+    how: { configTargets: StoreTarget[]; rewriteConfig?: (config: Buffer) => Buffer; what: string },
+  ): Promise<{ image: Pick<ImageRecord, 'config' | 'layers'>; stats: { written: number; reused: number } }> {
+    const { engine, signal } = this.ctx;
+    const targets = this.targets({ container: name });
+    const base = {
+      diffIds,
+      layerMediaType: layerMediaType(this.compression),
+      configTargets: how.configTargets,
+      rewriteConfig: how.rewriteConfig,
+      meter: (bytes: number) => runMeter(this.ctx)(`${name}: layer ${n} of ${diffIds.length}`, bytes),
+    };
+    let n = 0;
+    const onLayer = (bytes: number, known: boolean) =>
+      this.ctx.log.info(`${name}: ${known ? 'checking' : 'storing'} layer ${++n} of ${diffIds.length} (${formatBytes(bytes)})`);
+    this.ctx.log.info(`${name}: reading the ${how.what} (${diffIds.length} layer(s)) from the engine`);
+    let result = await storeSavedImage(await engine.saveImage(imageId, signal), targets, { ...base, known, onLayer });
+    if ('retry' in result) {
+      n = 0;
+      result = await storeSavedImage(await engine.saveImage(imageId, signal), targets, { ...base, known: new Map(), onLayer });
+    }
+    if ('retry' in result) throw new BackupError(`${name}: could not read the ${how.what === 'image' ? 'committed image' : how.what} consistently`);
+    return { image: result.image, stats: { written: result.written, reused: result.reused } };
+  }
+}

@@ -1,0 +1,128 @@
+/**
+ * A container's whole writable layer as a tar made on this host from its overlay2 upper directory,
+ * as the engine's overlay2 driver diffs it for a commit (moby daemon/graphdriver/overlay2 Diff:
+ * pkg/archive TarWithOptions(upperDir, WhiteoutFormat: OverlayWhiteoutFormat), Engine 20.10 and
+ * 26.1): every path below the upper directory (not the directory itself), depth first in byte
+ * order, with what hostTar (volume-tar.ts) gives a path (numeric owners, mode bits, mtimes to the
+ * second, symlinks, later names of an inode as hard links, `security.capability`); a whiteout (a
+ * character device 0:0) as an empty file `.wh.NAME` of mode 0600; a directory whose
+ * `trusted.overlay.opaque` is `y` followed by an empty file `.wh..wh..opq` (overlayWhiteoutConverter
+ * ConvertWrite). Used only while the container is held, on an upper directory layer-upper.ts trusts.
+ */
+import { execFile } from 'node:child_process';
+import { closeSync, constants, fstatSync, openSync, type BigIntStats } from 'node:fs';
+import { posix } from 'node:path';
+import type { Readable } from 'node:stream';
+import { parseGetfattr } from './getfattr.js';
+import type { UpperDir } from './layer-upper.js';
+import { hostTar, readCapabilities, type EntryChange, type Header } from './volume-tar.js';
+
+/** overlayfs xattrs (kernel overlayfs.rst) that do not change what a path's upper entry means for a diff. */
+const HARMLESS = new Set(['trusted.overlay.origin', 'trusted.overlay.impure', 'trusted.overlay.nlink', 'trusted.overlay.upper', 'trusted.overlay.uuid']);
+const OPAQUE = 'trusted.overlay.opaque';
+
+/**
+ * `trusted.overlay.*` attributes under `root` (path relative to it, in UTF-8 → name → base64),
+ * read with getfattr (symlinks not followed). Rejects when getfattr is missing or fails.
+ */
+function overlayXattrs(root: string): Promise<Map<string, Record<string, string>>> {
+  return new Promise((resolve, reject) => {
+    const args = ['--absolute-names', '-R', '-P', '-h', '-d', '-m', '^trusted\\.overlay\\.', '-e', 'base64', root];
+    execFile('getfattr', args, { maxBuffer: 1 << 28, encoding: 'latin1' }, (err, stdout) => (err ? reject(err) : resolve(parseGetfattr(stdout, root))));
+  });
+}
+
+/**
+ * The relative paths (UTF-8) of opaque directories under `root`, or why the upper directory cannot
+ * be diffed here as the engine would: a `trusted.overlay.redirect` (a renamed directory) or
+ * `trusted.overlay.metacopy` (a file whose data is in a lower layer), an opaque value other than
+ * `y`, or any other overlay attribute not known to be harmless.
+ */
+export function opaqueDirs(xattrs: Map<string, Record<string, string>>): Set<string> | string {
+  const opaque = new Set<string>();
+  for (const [rel, attrs] of xattrs) {
+    for (const [name, value] of Object.entries(attrs)) {
+      if (HARMLESS.has(name)) continue;
+      if (name === OPAQUE && Buffer.from(value, 'base64').toString('latin1') === 'y') {
+        if (rel !== '.') opaque.add(rel);
+        continue;
+      }
+      return `/${rel === '.' ? '' : rel} has ${name}${name === OPAQUE ? ' other than y' : ''}`;
+    }
+  }
+  return opaque;
+}
+
+/** What overlayChange reads of an entry's lstat. */
+type OverlayStat = Pick<BigIntStats, 'dev' | 'ino' | 'nlink' | 'rdev'> & { isCharacterDevice(): boolean; isDirectory(): boolean };
+
+/**
+ * hostTar's entry change for an overlay upper directory (overlayWhiteoutConverter.ConvertWrite):
+ * a character device 0:0 becomes `.wh.NAME`, an empty file of mode 0600 with its owner and mtime;
+ * an opaque directory (its path in `opaque`) gets `.wh..wh..opq` after it, an empty file with its
+ * owner and permission bits.
+ */
+export function overlayChange(opaque: Set<string>): (st: OverlayStat, h: Header, rel: string) => EntryChange | undefined {
+  // The kernel links whiteouts to one inode (overlayfs since Linux 5.8): moby's archive still finds
+  // the later ones hard links first, and keeps the first one's name (unrenamed) as their link name.
+  const seen = new Map<string, string>();
+  return (st, h, rel) => {
+    if (st.isCharacterDevice() && st.rdev === 0n) {
+      const dir = posix.dirname(h.name);
+      const name = `${dir === '.' ? '' : `${dir}/`}.wh.${posix.basename(h.name)}`;
+      const key = `${st.dev}:${st.ino}`;
+      const first = st.nlink > 1n ? seen.get(key) : undefined;
+      if (st.nlink > 1n && first === undefined) seen.set(key, h.name);
+      return { replace: { ...h, name, type: 'file', size: 0, mode: 0o600, ...(first !== undefined ? { linkname: first } : {}) } };
+    }
+    if (st.isDirectory() && opaque.has(Buffer.from(rel, 'latin1').toString('utf8'))) {
+      const pax = { ...(h.pax?.uid ? { uid: h.pax.uid } : {}), ...(h.pax?.gid ? { gid: h.pax.gid } : {}) };
+      const marker: Header = {
+        name: `${h.name}.wh..wh..opq`,
+        type: 'file',
+        size: 0,
+        mode: (h.mode ?? 0) & 0o777,
+        uid: h.uid,
+        gid: h.gid,
+        mtime: new Date(0),
+        ...(Object.keys(pax).length ? { pax } : {}),
+      };
+      return { after: [marker] };
+    }
+    return undefined;
+  };
+}
+
+/**
+ * The writable layer's tar from `upper` (streamed; the caller spools it), or why it is not made
+ * here (one clause): not root; the upper directory not owned by root (a user-namespaced or
+ * rootless engine, whose owners are not the layer's); overlay attributes this diff does not
+ * reproduce (opaqueDirs); getfattr missing or failing. The stream fails with HostReadError
+ * (volume-tar.ts) where a path cannot be read as the engine would (a name not in UTF-8, …).
+ */
+export async function upperLayerTar(upper: UpperDir, uid = process.getuid?.()): Promise<Readable | string> {
+  if (uid !== 0) return 'not run as root';
+  let fd: number;
+  try {
+    fd = openSync(upper.root, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+  } catch (err) {
+    return `its upper directory cannot be opened (${(err as NodeJS.ErrnoException).code ?? String(err)})`;
+  }
+  try {
+    const root = fstatSync(fd, { bigint: true });
+    if (root.uid !== 0n || root.gid !== 0n)
+      throw new Reason(`its upper directory is owned by ${root.uid}:${root.gid}, not root (a user-namespaced or rootless engine?)`);
+    const [caps, xattrs] = await Promise.all([readCapabilities(upper.root), overlayXattrs(upper.root)]).catch((err: NodeJS.ErrnoException) => {
+      throw new Reason(err.code === 'ENOENT' ? 'getfattr not found (Debian package attr)' : `getfattr failed (${err.message.split('\n')[0]})`);
+    });
+    const opaque = opaqueDirs(xattrs);
+    if (typeof opaque === 'string') throw new Reason(opaque);
+    return hostTar({ fd, root }, '', caps, { bare: true, change: overlayChange(opaque) });
+  } catch (err) {
+    closeSync(fd);
+    if (err instanceof Reason) return err.message;
+    throw err;
+  }
+}
+
+class Reason extends Error {}
