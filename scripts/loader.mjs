@@ -14,7 +14,18 @@
 // not used (V8 would run what such a cache holds). Any failure only means no cache: the bundle
 // starts all the same. NODE_COMPILE_CACHE (a directory of the user's choice) and
 // NODE_DISABLE_COMPILE_CACHE (set to anything) are Node's own switches and win.
-import { enableCompileCache, getCompileCacheDir } from 'node:module';
+//
+// node:module is imported whole: a Node without enableCompileCache (before 22.1) then starts the
+// bundle without a cache, and the bundle refuses a Node older than it runs on in one clear line,
+// instead of this file failing to link with a SyntaxError.
+import * as nodeModule from 'node:module';
+// The bundle is built for Node 24 (zlib's zstd among others): an older Node would fail while the
+// bundle loads, with an error that says nothing of the cause. Refused here, in one line, exit 2.
+const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
+if (NODE_MAJOR < 24) {
+  console.error(`error: Node ${process.versions.node} is too old. Expected Node 24 or later: after npm ci, run node_modules/.bin/node dist/cli.js.`);
+  process.exit(2);
+}
 import { lstatSync, mkdirSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -33,9 +44,9 @@ function cacheDir() {
 }
 
 try {
-  if (process.env.NODE_DISABLE_COMPILE_CACHE === undefined && !getCompileCacheDir()) {
+  if (process.env.NODE_DISABLE_COMPILE_CACHE === undefined && nodeModule.enableCompileCache && !nodeModule.getCompileCacheDir()) {
     const dir = cacheDir();
-    if (dir) enableCompileCache(dir);
+    if (dir) nodeModule.enableCompileCache(dir);
   }
 } catch {
   // no cache, same run

@@ -34,6 +34,18 @@ process.stdout.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
   return process.stderr.write(chunk, ...(rest as []));
 }) as typeof process.stdout.write;
 
+/**
+ * A reader of stdout or stderr that goes away (`| head`, a closed terminal) leaves writes failing
+ * with EPIPE. Unhandled, each is an uncaught exception mid-run: the backup's guard cancels the run
+ * and logs that, which fails again, without end. What is written there is dropped instead, and the
+ * run ends as it would have: every container put back, the set written or not, the exit status the same.
+ */
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE' && err.code !== 'ERR_STREAM_DESTROYED') throw err;
+  });
+}
+
 const cliLogger: Logger = {
   info: (m) => console.error(m),
   warning: (m) => console.error(`warning: ${m}`),
@@ -110,14 +122,6 @@ function failures(containers: Array<{ name: string; error?: string; failed: bool
   return line ? EXIT.failed : EXIT.ok;
 }
 
-/** Node 24 is what the bundle is built for (zlib's zstd among others); an older one fails late and obscurely. */
-function checkNode(): void {
-  const major = Number(process.versions.node.split('.')[0]);
-  if (major < 24) {
-    throw new InputError(`Node ${process.versions.node} is too old. Expected Node 24 or later: after npm ci, run node_modules/.bin/node dist/cli.js.`);
-  }
-}
-
 /** Usage, help or the version, when that is what was asked for: the exit status; else undefined. */
 function helpOrVersion(command: string | undefined, rest: string[]): number | undefined {
   if (!command) {
@@ -146,7 +150,6 @@ async function main(argv: string[]): Promise<number> {
   const answered = helpOrVersion(command, rest);
   if (answered !== undefined) return answered;
   if (!isCommand(command)) throw unknownCommand(command);
-  checkNode();
   if (command === 'ls' || command === 'extract' || command === 'diff') return runBrowse(command, rest);
   const flags = parseArgs(command, rest);
   const snapshotGiven = flags.has(Input.Snapshot);
