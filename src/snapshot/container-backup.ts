@@ -232,7 +232,7 @@ export class ContainerBackup {
    * While held: the whole writable layer as a tar made on this host from the trusted upper
    * directory `upper` (layer-upper-tar.ts) into the spool, instead of a commit. Undefined (the
    * reason logged in one line: the engine commits it then) when it cannot be made here as the
-   * engine's overlay2 diff would make it. Throws when the run is aborted or the spool runs short.
+   * engine's overlay2 diff would make it, or when the spool runs short. Throws when the run is aborted.
    */
   private async takeWhole(
     info: ContainerInspect,
@@ -261,7 +261,8 @@ export class ContainerBackup {
       spooled = await this.spool.take(tar, runMeter(this.ctx)(`${name}: reading the writable layer`));
     } catch (err) {
       signal?.throwIfAborted();
-      if (err instanceof SpoolError) throw err;
+      // The spool file is gone: the engine's commit needs no spool room for the layer, as before this path.
+      if (err instanceof SpoolError) return fallback(`the spool has no room for it (${errorMessage(err)})`);
       return fallback(`the host could not read it as the engine would (${errorMessage(err)})`);
     }
     pending.push(spooled);

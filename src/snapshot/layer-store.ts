@@ -152,6 +152,8 @@ export class LayerStore {
     }
     log.info(`${name}: storing the writable layer made on this host (${formatBytes(layer.spooled.bytes)} before compression)`);
     const storing = storeBlob(this.spooledTar(layer.spooled, `${name}: writable layer`), targets, mediaType);
+    // Its failure is awaited below, once the base image's save has ended: never an unhandled rejection meanwhile.
+    storing.catch(() => undefined);
     let base: { layers: BlobDescriptor[]; config: Buffer; written: number; reused: number };
     try {
       if (layer.baseConfig && diffIds.every((d) => known.has(d))) {

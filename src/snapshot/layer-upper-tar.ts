@@ -10,7 +10,7 @@
  * ConvertWrite). Used only while the container is held, on an upper directory layer-upper.ts trusts.
  */
 import { execFile } from 'node:child_process';
-import { closeSync, constants, fstatSync, openSync, type BigIntStats } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readFileSync, type BigIntStats } from 'node:fs';
 import { posix } from 'node:path';
 import type { Readable } from 'node:stream';
 import { parseGetfattr } from './getfattr.js';
@@ -81,7 +81,8 @@ export function overlayChange(opaque: Set<string>): (st: OverlayStat, h: Header,
         name: `${h.name}.wh..wh..opq`,
         type: 'file',
         size: 0,
-        mode: (h.mode ?? 0) & 0o777,
+        // The regular-file type bit keeps a mode of 000 from reading as none given (volume-tar.ts header).
+        mode: ((h.mode ?? 0) & 0o777) | 0o100000,
         uid: h.uid,
         gid: h.gid,
         mtime: new Date(0),
@@ -95,13 +96,16 @@ export function overlayChange(opaque: Set<string>): (st: OverlayStat, h: Header,
 
 /**
  * The writable layer's tar from `upper` (streamed; the caller spools it), or why it is not made
- * here (one clause): not root; the upper directory not owned by root (a user-namespaced or
+ * here (one clause): not root, or without CAP_SYS_ADMIN (`capEff`: effectiveCapabilities); the upper directory not owned by root (a user-namespaced or
  * rootless engine, whose owners are not the layer's); overlay attributes this diff does not
  * reproduce (opaqueDirs); getfattr missing or failing. The stream fails with HostReadError
  * (volume-tar.ts) where a path cannot be read as the engine would (a name not in UTF-8, …).
  */
-export async function upperLayerTar(upper: UpperDir, uid = process.getuid?.()): Promise<Readable | string> {
+export async function upperLayerTar(upper: UpperDir, uid = process.getuid?.(), capEff = effectiveCapabilities()): Promise<Readable | string> {
   if (uid !== 0) return 'not run as root';
+  // Without CAP_SYS_ADMIN the kernel hides trusted.* attributes: getfattr lists none and exits 0,
+  // so opaque directories (and redirects) would be missed without a word.
+  if (capEff === undefined || (capEff & CAP_SYS_ADMIN) === 0n) return 'run without CAP_SYS_ADMIN (overlay attributes cannot be read)';
   let fd: number;
   try {
     fd = openSync(upper.root, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
@@ -126,3 +130,17 @@ export async function upperLayerTar(upper: UpperDir, uid = process.getuid?.()): 
 }
 
 class Reason extends Error {}
+
+/** CAP_SYS_ADMIN's bit in a capability set (linux/capability.h: 21). */
+const CAP_SYS_ADMIN = 1n << 21n;
+
+/** This process's effective capabilities (CapEff of /proc/self/status, proc(5)); undefined where not readable. */
+export function effectiveCapabilities(status?: string): bigint | undefined {
+  try {
+    const text = status ?? readFileSync('/proc/self/status', 'latin1');
+    const hex = /^CapEff:\s*([0-9a-f]+)$/im.exec(text)?.[1];
+    return hex === undefined ? undefined : BigInt(`0x${hex}`);
+  } catch {
+    return undefined;
+  }
+}

@@ -143,7 +143,10 @@ function header(name: string, st: BigIntStats, rel: string, walk: Walk): Header 
     if (text === undefined) throw new HostReadError(`${name}: its security.capability is not text a PAX record written here can carry`);
     pax['SCHILY.xattr.security.capability'] = text;
   }
-  return { name, mode: Number(st.mode) & 0o7777, uid, gid, mtime: new Date(mtime * 1000), ...(Object.keys(pax).length ? { pax } : {}) };
+  // The whole st_mode, file type bits included: tar-stream writes only its 0o7777 bits, but takes a
+  // mode of 0 for "none given" and writes 0644 (0755 for a directory) instead: a file of mode 000
+  // (/etc/shadow on RHEL-family images) would come back readable by all.
+  return { name, mode: Number(st.mode), uid, gid, mtime: new Date(mtime * 1000), ...(Object.keys(pax).length ? { pax } : {}) };
 }
 
 /** Adds one entry with no data; resolves once the pack took it. */

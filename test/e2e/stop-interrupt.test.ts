@@ -3,7 +3,18 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import type Docker from 'dockerode';
-import { Resources, afterItsPause, afterItsStop, commitsOf, docker, runBigVolumeContainer, runContainer, waitFor, whenContainer } from '../support/fixtures.js';
+import {
+  Resources,
+  afterItsPause,
+  afterItsStop,
+  commitsOf,
+  docker,
+  hasFile,
+  runBigVolumeContainer,
+  runContainer,
+  waitFor,
+  whenContainer,
+} from '../support/fixtures.js';
 import { runCli, runStep } from '../support/runner.js';
 
 /**
@@ -31,13 +42,7 @@ describe('a --stop backup interrupted at each phase ends with its container runn
       { name, Image: inject('fixtureImage'), Cmd: ['sh', '-c', SERVICE], HostConfig: { Binds: [`${res.volume(suffix)}:/v`, `${signals}:/s`] } },
       'running',
     );
-    const exec = async () => {
-      const e = await docker.getContainer(name).exec({ Cmd: ['test', '-f', '/v/ready'] });
-      await (await e.start({})).resume();
-      await new Promise((r) => setTimeout(r, 50));
-      return (await e.inspect()).ExitCode === 0;
-    };
-    await waitFor(exec, 60_000);
+    await waitFor(() => hasFile(name, '/v/ready'), 60_000);
     const info = await docker.getContainer(name).inspect();
     return { name, id: info.Id, startedAt: info.State.StartedAt, signals };
   }

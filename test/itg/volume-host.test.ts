@@ -44,6 +44,12 @@ async function fill(dir: string, extra?: (dir: string) => void): Promise<() => v
   writeFileSync(join(dir, 'café-日本.txt'), 'non-ASCII\n');
   writeFileSync(join(dir, 'old'), 'dated\n');
   utimesSync(join(dir, 'old'), new Date('2001-02-03T04:05:06Z'), new Date('2001-02-03T04:05:06Z'));
+  // Mode 000: a file and a directory (tar-stream takes a mode of 0 for none given).
+  writeFileSync(join(dir, 'shadow'), 'hashes\n');
+  chmodSync(join(dir, 'shadow'), 0o000);
+  mkdirSync(join(dir, 'closed'));
+  writeFileSync(join(dir, 'closed/inner'), 'inner\n');
+  chmodSync(join(dir, 'closed'), 0o000);
   extra?.(dir);
   const server = createServer();
   await new Promise<void>((resolve) => server.listen(join(dir, 'sock'), resolve));

@@ -179,17 +179,24 @@ export async function commitsOf(containerIds: string[]): Promise<string[]> {
  * A running container whose volume at /v holds `mb` MB of random data, ready once written:
  * archiving it keeps the container paused long enough to interrupt a backup mid-way.
  */
+/** Whether `path` is a file in the running container `name` (`test -f` in an exec, its exit code read once it has ended: 50–100 ms here). */
+export async function hasFile(name: string, path: string): Promise<boolean> {
+  const exec = await docker.getContainer(name).exec({ Cmd: ['test', '-f', path] });
+  await (await exec.start({})).resume();
+  let ended = await exec.inspect();
+  for (let i = 0; ended.Running && i < 250; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+    ended = await exec.inspect();
+  }
+  return ended.ExitCode === 0;
+}
+
 export async function runBigVolumeContainer(res: Resources, suffix: string, image: string, mb: number): Promise<{ name: string; id: string }> {
   const name = res.name(suffix);
   const volume = res.volume(suffix);
   const script = `test -f /v/big || dd if=/dev/urandom of=/v/big bs=1M count=${mb} 2>/dev/null; touch /v/ready; exec sleep 100000`;
   await runContainer({ name, Image: image, Cmd: ['sh', '-c', script], HostConfig: { Binds: [`${volume}:/v`] } }, 'running');
-  await waitFor(async () => {
-    const exec = await docker.getContainer(name).exec({ Cmd: ['test', '-f', '/v/ready'] });
-    await (await exec.start({})).resume();
-    await new Promise((r) => setTimeout(r, 50));
-    return (await exec.inspect()).ExitCode === 0;
-  }, 60_000);
+  await waitFor(() => hasFile(name, '/v/ready'), 60_000);
   return { name, id: (await docker.getContainer(name).inspect()).Id };
 }
 

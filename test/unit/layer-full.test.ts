@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { opaqueDirs, overlayChange } from '../../src/snapshot/layer-upper-tar.js';
+import { effectiveCapabilities, opaqueDirs, overlayChange, upperLayerTar } from '../../src/snapshot/layer-upper-tar.js';
 import { childConfig } from '../../src/snapshot/layer-store.js';
 
 const b64 = (s: string) => Buffer.from(s, 'latin1').toString('base64');
@@ -42,7 +42,10 @@ describe("the entries of a layer made from an upper directory (moby's overlayWhi
   it('follows an opaque directory with .wh..wh..opq: its owner and permission bits, a regular empty file', () => {
     const change = overlayChange(new Set(['www']));
     const out = change(stat('dir'), { name: 'www/', mode: 0o4755, uid: 1, gid: 2, mtime: new Date(5000) }, 'www');
-    expect(out).toEqual({ after: [{ name: 'www/.wh..wh..opq', type: 'file', size: 0, mode: 0o755, uid: 1, gid: 2, mtime: new Date(0) }] });
+    // The regular-file type bit is kept: tar-stream writes the 0o7777 bits, and reads a mode of 0 as none given.
+    expect(out).toEqual({ after: [{ name: 'www/.wh..wh..opq', type: 'file', size: 0, mode: 0o100755, uid: 1, gid: 2, mtime: new Date(0) }] });
+    const closed = change(stat('dir'), { name: 'www/', mode: 0o40000, uid: 0, gid: 0, mtime: new Date(0) }, 'www');
+    expect(closed?.after?.[0].mode).toBe(0o100000);
     expect(change(stat('dir'), { name: 'etc/' }, 'etc')).toBeUndefined();
   });
 });
@@ -73,5 +76,19 @@ describe('the config of a layer made on this host', () => {
         { created: '2026-12-02T00:00:00.000Z', created_by: 'sleep 1' },
       ],
     });
+  });
+});
+
+describe('who may make the layer on this host', () => {
+  it("reads the effective capabilities from /proc/self/status's CapEff line", () => {
+    expect(effectiveCapabilities('Name:\tnode\nCapInh:\t0000000000000000\nCapEff:\t000001ffffffffff\n')).toBe(0x1ffffffffffn);
+    expect(effectiveCapabilities('Name:\tnode\n')).toBeUndefined();
+  });
+
+  it('refuses root without CAP_SYS_ADMIN (trusted.* attributes hidden: opaque directories would be missed)', async () => {
+    // Docker's default capability set for a container (no CAP_SYS_ADMIN, bit 21).
+    const dockerDefault = 0xa80425fbn;
+    expect(await upperLayerTar({ root: '/nonexistent' } as never, 0, dockerDefault)).toBe('run without CAP_SYS_ADMIN (overlay attributes cannot be read)');
+    expect(await upperLayerTar({ root: '/nonexistent' } as never, 1000, 0x1ffffffffffn)).toBe('not run as root');
   });
 });
