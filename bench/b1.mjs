@@ -8,13 +8,14 @@
 //
 // Several --cli compare builds side by side (`node scripts/build.mjs src/cli.ts=.tmp/cli-new/cli.js`).
 // Everything it makes carries a random prefix and is removed at the end.
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { cleanup, makeFixture, sizeOf } from './lib/fixture.mjs';
 import { CLI, q } from './lib/process.mjs';
+import { load, median, timed } from './lib/timed.mjs';
 
 function parse(argv) {
   const opts = { clis: [], baseMB: 400, layerMB: 300, volumeMB: 200, runs: 1, phases: false };
@@ -30,37 +31,6 @@ function parse(argv) {
   if (opts.clis.length === 0) opts.clis.push(CLI);
   return opts;
 }
-
-/** Runs `cmd` in sh; resolves with its seconds and, with `phases`, each output line with the seconds since the start. */
-function timed(cmd, phases) {
-  execFileSync('sync');
-  return new Promise((done, fail) => {
-    const start = process.hrtime.bigint();
-    const child = spawn('sh', ['-c', cmd], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const lines = [];
-    let err = '';
-    const stamp = (data) => {
-      const t = Number(process.hrtime.bigint() - start) / 1e9;
-      for (const line of data.toString().split('\n').filter(Boolean)) lines.push(`${t.toFixed(2).padStart(7)}  ${line}`);
-    };
-    child.stdout.on('data', stamp);
-    child.stderr.on('data', (d) => {
-      err += d;
-      stamp(d);
-    });
-    child.on('close', (code) => {
-      const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-      if (code !== 0) fail(new Error(`${cmd} exited ${code}\n${err}`));
-      else done({ seconds, lines: phases ? lines : [] });
-    });
-  });
-}
-
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const load = () =>
-  loadavg()
-    .map((l) => l.toFixed(2))
-    .join(' ');
 
 async function main() {
   const opts = parse(process.argv.slice(2));
@@ -78,19 +48,19 @@ async function main() {
       if (who === 'docker') {
         const img = `${ctx.prefix}-commit:run${run}`;
         const cmd = `docker commit ${ctx.container} ${img} >/dev/null && docker save -o ${q(join(ctx.tmp, 'layer.tar'))} ${img} && docker cp ${ctx.container}:/data - > ${q(join(ctx.tmp, 'volume.tar'))}`;
-        const r = await timed(cmd, false);
+        const r = await timed(cmd);
         execFileSync('sh', ['-c', `docker rmi ${img} >/dev/null; rm -f ${q(join(ctx.tmp, 'layer.tar'))} ${q(join(ctx.tmp, 'volume.tar'))}`]);
         times.docker.push(r.seconds);
         console.log(`run ${run} docker commit+save -o+cp  ${r.seconds.toFixed(2)} s  (load ${load()})`);
         continue;
       }
       const dir = join(ctx.tmp, `cs-${run}`);
-      const r = await timed(`node ${q(who)} backup --containers ${ctx.container} --destination dir:${q(dir)} --tag cold`, opts.phases);
+      const r = await timed(`node ${q(who)} backup --containers ${ctx.container} --destination dir:${q(dir)} --tag cold`);
       const bytes = sizeOf(dir);
       execFileSync('rm', ['-rf', dir]);
       times[who].push(r.seconds);
       console.log(`run ${run} ${who}  ${r.seconds.toFixed(2)} s  ${(bytes / 1e6).toFixed(1)} MB  (load ${load()})`);
-      for (const line of r.lines) console.log(`    ${line}`);
+      if (opts.phases) for (const line of r.lines) console.log(`    ${line}`);
     }
   }
   const d = median(times.docker);

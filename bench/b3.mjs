@@ -10,13 +10,14 @@
 //
 // Several --cli compare builds side by side (`node scripts/build.mjs src/cli.ts=.tmp/cli-new/cli.js`).
 // Everything it makes carries a random prefix and is removed at the end.
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { checkRestored, cleanup, makeFixture, removeContainerAndVolume } from './lib/fixture.mjs';
 import { CLI, q, shQuiet } from './lib/process.mjs';
+import { load, median, timed } from './lib/timed.mjs';
 
 function parse(argv) {
   const opts = { clis: [], baseMB: 400, layerMB: 300, volumeMB: 200, runs: 1, phases: false, prof: undefined, nodeOptions: [] };
@@ -35,67 +36,35 @@ function parse(argv) {
   return opts;
 }
 
-/** Runs `cmd` in sh; resolves with its seconds and, with `phases`, each output line with the seconds since the start. */
-function timed(cmd, phases, prefix = '') {
-  execFileSync('sync');
-  return new Promise((done, fail) => {
-    const start = process.hrtime.bigint();
-    const wallNs = BigInt(Date.now()) * 1_000_000n;
-    // The engine's events while it runs (helper containers, volumes, the image load), on the same clock.
-    const events = phases
-      ? spawn(
-          'docker',
-          [
-            'events',
-            '--since',
-            (Date.now() / 1000).toFixed(3),
-            '--format',
-            '{{.TimeNano}} {{.Type}} {{.Action}} {{.Actor.ID}} {{.Actor.Attributes.name}} {{.Actor.Attributes.image}}',
-          ],
-          {
-            stdio: ['ignore', 'pipe', 'ignore'],
-          },
-        )
-      : undefined;
-    const lines = [];
-    let partial = '';
-    events?.stdout.on('data', (d) => {
-      const all = (partial + d.toString()).split('\n');
-      partial = all.pop();
-      for (const line of all) {
-        const [ns, type, action, id, ...rest] = line.split(' ');
-        // Other runs share the engine: only what names this one, or a helper's.
-        if (!/^\d+$/.test(ns) || !(line.includes(prefix) || line.includes('container-snapshot/'))) continue;
-        lines.push(`${(Number(BigInt(ns) - wallNs) / 1e9).toFixed(2).padStart(7)}  [engine] ${type} ${action} ${id.slice(0, 24)} ${rest.join(' ')}`);
-      }
-    });
-    const child = spawn('sh', ['-c', cmd], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let err = '';
-    const stamp = (data) => {
-      const t = Number(process.hrtime.bigint() - start) / 1e9;
-      for (const line of data.toString().split('\n').filter(Boolean)) lines.push(`${t.toFixed(2).padStart(7)}  ${line}`);
-    };
-    child.stdout.on('data', stamp);
-    child.stderr.on('data', (d) => {
-      err += d;
-      stamp(d);
-    });
-    child.on('close', async (code) => {
-      const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-      if (events) await new Promise((r) => setTimeout(r, 500));
-      events?.kill();
-      lines.sort((a, b) => parseFloat(a) - parseFloat(b));
-      if (code !== 0) fail(new Error(`${cmd} exited ${code}\n${err}`));
-      else done({ seconds, lines: phases ? lines : [] });
-    });
+/**
+ * Runs `cmd` in sh (lib/timed.mjs); with `phases`, its output lines and the engine's events that name
+ * `prefix` or a helper (`docker events`, on the same clock), in time order.
+ */
+function timedWithEvents(cmd, phases, prefix = '') {
+  if (!phases) return timed(cmd);
+  const start = process.hrtime.bigint();
+  const wallNs = BigInt(Date.now()) * 1_000_000n;
+  const format = '{{.TimeNano}} {{.Type}} {{.Action}} {{.Actor.ID}} {{.Actor.Attributes.name}} {{.Actor.Attributes.image}}';
+  const events = spawn('docker', ['events', '--since', (Date.now() / 1000).toFixed(3), '--format', format], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const seen = [];
+  let partial = '';
+  events.stdout.on('data', (d) => {
+    const all = (partial + d.toString()).split('\n');
+    partial = all.pop();
+    for (const line of all) {
+      const [ns, type, action, id, ...rest] = line.split(' ');
+      // Other runs share the engine: only what names this one, or a helper's.
+      if (!/^\d+$/.test(ns) || !(line.includes(prefix) || line.includes('container-snapshot/'))) continue;
+      seen.push(`${(Number(BigInt(ns) - wallNs) / 1e9).toFixed(2).padStart(7)}  [engine] ${type} ${action} ${id.slice(0, 24)} ${rest.join(' ')}`);
+    }
   });
+  const extra = async () => {
+    await new Promise((r) => setTimeout(r, 500));
+    events.kill();
+    return seen;
+  };
+  return timed(cmd, { start, extra }).then((r) => ({ ...r, lines: r.lines.sort((x, y) => parseFloat(x) - parseFloat(y)) }));
 }
-
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const load = () =>
-  loadavg()
-    .map((l) => l.toFixed(2))
-    .join(' ');
 
 async function main() {
   const opts = parse(process.argv.slice(2));
@@ -106,7 +75,7 @@ async function main() {
   await makeFixture(ctx, opts);
   console.log(`fixture: layer ${ctx.sizeRw} bytes, ${opts.volumeMB} MB volume`);
   const dir = join(ctx.tmp, 'cs');
-  await timed(`node ${q(opts.clis[0])} backup --containers ${ctx.container} --destination dir:${q(dir)} --tag cold`, false);
+  await timed(`node ${q(opts.clis[0])} backup --containers ${ctx.container} --destination dir:${q(dir)} --tag cold`);
   const img = `${ctx.prefix}-commit:saved`;
   const layerFile = join(ctx.tmp, 'layer.tar');
   const volFile = join(ctx.tmp, 'volume.tar');
@@ -127,18 +96,18 @@ async function main() {
           `docker cp - ${ctx.container}:/ < ${q(volFile)}`,
           `docker start ${ctx.container} >/dev/null`,
         ].join(' && ');
-        const r = await timed(cmd, opts.phases, ctx.prefix);
+        const r = await timedWithEvents(cmd, opts.phases, ctx.prefix);
         checkRestored(ctx, 'docker restore');
         removeContainerAndVolume(ctx);
         shQuiet(`docker rmi ${img}`);
         times.docker.push(r.seconds);
         console.log(`run ${run} docker load+create+cp+start  ${r.seconds.toFixed(2)} s  (load ${load()})`);
-        for (const line of r.lines) console.log(`    ${line}`);
+        if (opts.phases) for (const line of r.lines) console.log(`    ${line}`);
         continue;
       }
       const i = opts.clis.indexOf(who);
       const prof = opts.prof ? `--cpu-prof --cpu-prof-dir ${q(opts.prof)} --cpu-prof-name ${q(`cli${i}-run${run}.cpuprofile`)} ` : '';
-      const r = await timed(
+      const r = await timedWithEvents(
         `node ${prof}${opts.nodeOptions.map(q).join(' ')} ${q(who)} restore --source dir:${q(dir)} --snapshot cold`,
         opts.phases,
         ctx.prefix,
@@ -148,7 +117,7 @@ async function main() {
       shQuiet(`docker rmi container-snapshot/${ctx.container}:cold`);
       times[who].push(r.seconds);
       console.log(`run ${run} ${who}  ${r.seconds.toFixed(2)} s  (load ${load()})`);
-      for (const line of r.lines.filter((l) => !/^\s*[\d.]+ {2}(\s|[{}[\]"])/.test(l))) console.log(`    ${line}`);
+      if (opts.phases) for (const line of r.lines.filter((l) => !/^\s*[\d.]+ {2}(\s|[{}[\]"])/.test(l))) console.log(`    ${line}`);
     }
   }
   const d = median(times.docker);

@@ -9,15 +9,15 @@
 // --cpu-prof DIR, each CLI run writes a CPU profile there. It never asserts a speed.
 //
 //   node bench/b4.mjs [--cli dist/cli.js]... [--base-mb 400] [--mb 300] [--volume-mb 200] [--runs 1] [--phases] [--cpu-prof DIR]
-import { spawn, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import { loadavg, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { cleanup, makeFixture } from './lib/fixture.mjs';
 import { CLI, MB, q, sh } from './lib/process.mjs';
 import { startRegistry } from './lib/registry.mjs';
+import { load, median, timed } from './lib/timed.mjs';
 import { largest, put, rewriteMiddle } from './scenarios/incremental.mjs';
 
 function parse(argv) {
@@ -64,37 +64,6 @@ function countingProxy(target) {
   );
 }
 
-/** Runs `cmd` in sh; resolves with its seconds and its output lines, each with the seconds since the start. */
-function timed(cmd) {
-  execFileSync('sync');
-  return new Promise((done, fail) => {
-    const start = process.hrtime.bigint();
-    const child = spawn('sh', ['-c', cmd], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const lines = [];
-    let err = '';
-    const stamp = (data) => {
-      const t = Number(process.hrtime.bigint() - start) / 1e9;
-      for (const line of data.toString().split('\n').filter(Boolean)) lines.push(`${t.toFixed(2).padStart(7)}  ${line}`);
-    };
-    child.stdout.on('data', stamp);
-    child.stderr.on('data', (d) => {
-      err += d;
-      stamp(d);
-    });
-    child.on('close', (code) => {
-      const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-      if (code !== 0) fail(new Error(`${cmd} exited ${code}\n${err}`));
-      else done({ seconds, lines });
-    });
-  });
-}
-
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const load = () =>
-  loadavg()
-    .map((l) => l.toFixed(2))
-    .join(' ');
-
 async function main() {
   const opts = parse(process.argv.slice(2));
   const ctx = { prefix: `csb4-${randomBytes(3).toString('hex')}`, tmp: mkdtempSync(join(tmpdir(), 'csb4-')), saved: {}, opts };
@@ -121,7 +90,9 @@ async function main() {
     for (const m of Object.keys(proxy.counts)) delete proxy.counts[m];
     const prof = opts.cpuProf ? `--cpu-prof --cpu-prof-dir=${q(opts.cpuProf)} --cpu-prof-name=${q(`cli${k}-${tag}.cpuprofile`)} ` : '';
     const dest = `registry:${proxy.host}/${ctx.prefix}/cli${k}`;
-    const r = await timed(`DOCKER_CONFIG=${q(proxyConfig)} ${q(process.execPath)} ${prof}${q(opts.clis[k])} backup --containers ${ctx.container} --destination ${dest} --tag ${tag}`);
+    const r = await timed(
+      `DOCKER_CONFIG=${q(proxyConfig)} ${q(process.execPath)} ${prof}${q(opts.clis[k])} backup --containers ${ctx.container} --destination ${dest} --tag ${tag}`,
+    );
     const paused = Number(/paused for (\d+) ms/.exec(r.lines.join('\n'))?.[1] ?? NaN) / 1000;
     return { ...r, paused, requests: { ...proxy.counts } };
   };
