@@ -171,7 +171,8 @@ export class LayerStore {
     const index = await storeFullIndex(layer.now, this.targets(SET_SCOPE), this.compression);
     return {
       image: { id: configBlob.contentDigest, config: configBlob, layers: [...base.layers, blob], ...index },
-      stats: { written: base.written + 3, reused: base.reused },
+      // Image layers, as the commit path counts them (image-archive.ts): the config and the index are not.
+      stats: { written: base.written + 1, reused: base.reused },
     };
   }
 
