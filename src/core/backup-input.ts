@@ -24,6 +24,20 @@ export function parseLockTimeout(raw: string | undefined, fallbackSeconds = 600)
   return Math.round(seconds * 1000);
 }
 
+/**
+ * CONTAINER_SNAPSHOT_SETTLE_SECONDS: how long before a backup a large file of a volume must have
+ * last changed (its ctime) for the next backup to leave it unread when it is unchanged
+ * (file-index.ts); undefined when not set (the kernel's writeback timing decides). Whole seconds,
+ * 0 to 86400. Throws InputError naming the variable otherwise.
+ */
+export function parseSettleSeconds(raw: string | undefined): number | undefined {
+  const value = (raw ?? '').trim();
+  if (value === '') return undefined;
+  const seconds = /^\d{1,5}$/.test(value) ? Number(value) : NaN;
+  if (!(seconds <= 86400)) throw new InputError(`Invalid CONTAINER_SNAPSHOT_SETTLE_SECONDS '${raw}'. Expected a whole number of seconds from 0 to 86400, like 40.`);
+  return seconds;
+}
+
 /** The tag of a backup without one: the UTC time as YYYYMMDDTHHMMSSZ (ISO 8601 basic, whole seconds). */
 export function defaultTag(now: Date = new Date()): string {
   return now

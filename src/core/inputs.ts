@@ -15,6 +15,7 @@ import {
 } from './destination-input.js';
 import {
   parseLockTimeout,
+  parseSettleSeconds,
   parseRetentionDays,
   parseStopTimeout,
   parseCommand,
@@ -133,6 +134,7 @@ export function parseBackupInputs(get: InputReader, now?: Date, env: NodeJS.Proc
     excludeEnv: splitList(get(Input.ExcludeEnv)).map((p) => parseEnvPattern(p, n(Input.ExcludeEnv))),
     encryption,
     lockTimeoutMs: parseLockTimeout(env.CONTAINER_SNAPSHOT_LOCK_TIMEOUT),
+    settleSeconds: parseSettleSeconds(env.CONTAINER_SNAPSHOT_SETTLE_SECONDS),
     engine: parseEngineInput(get, env, words),
     words,
   };

@@ -7,9 +7,10 @@ import { drain } from '../util/streams.js';
 import { formatBytes } from '../util/format.js';
 import { TarChecker } from '../util/tar-check.js';
 import { allHave, storeBlob, type StoreTarget } from './blobs.js';
-import { storeChunked } from './chunked.js';
+import { storeChunked, type UnreadRuns } from './chunked.js';
 import { CHUNK_SIZES } from './chunker.js';
-import { volumeMediaType, volumeMetadataMediaType, type Compression, type BlobDescriptor, type VolumeRecord } from './manifest.js';
+import { isChunked, volumeMediaType, volumeMetadataMediaType, type ChunkedBlob, type Compression, type BlobDescriptor, type VolumeRecord } from './manifest.js';
+import { buildFileIndex, FileWalk, racyMarginNs, readFileIndex, storeFileIndex, type FileIndex } from './file-index.js';
 import { Spool, type Spooled } from './spool.js';
 import type { Meter } from '../util/progress.js';
 import type { MountToTake } from './volumes.js';
@@ -21,8 +22,12 @@ import { SpoolError } from './spool.js';
 import { posix } from 'node:path';
 import { closeSync } from 'node:fs';
 import { errorMessage } from '../core/log.js';
+import { KeyError } from '../crypto/keyring.js';
 import { runMeter, runTargets, type BackupContext } from './backup-context.js';
 import { type History, volumeKey } from './backup-history.js';
+
+/** Chunks of the set before checked at once in every destination before files are left unread (a stat in `dir:`, a HEAD in a registry when not known present). */
+const INDEX_CHECKS = 16;
 
 /** Set-scope blobs kept out of the chunk budget (Destination.setBlobLimit): side records, image configs, layer indexes. */
 export const SET_BLOB_HEADROOM = 256;
@@ -90,7 +95,38 @@ export class VolumePath {
     }
     const previous = this.history.volumes.get(volumeKey(container, mount.destination));
     const reusable = previous && previous.mediaType === volumeMediaType(this.compression) && (await allHave(this.targets(SET_SCOPE), previous.digest));
-    return { mount, record, hostPath, ...(reusable ? { previous } : {}) };
+    const unread = previous && isChunked(previous) ? await this.earlierIndex(container, mount, previous) : undefined;
+    return { mount, record, hostPath, ...(reusable ? { previous } : {}), ...(unread ? { unread } : {}) };
+  }
+
+  /**
+   * The file index of the set before (its blob read from the first destination) when this backup
+   * may leave that set's unchanged files unread: it stores chunks, the set before's chunks fit in
+   * the chunk budget, and every destination holds every chunk the index names (asked CHECKS at
+   * once). Undefined otherwise; a failure to read the index is logged and leaves every file read.
+   */
+  private async earlierIndex(container: string, mount: MountToTake, previous: ChunkedBlob): Promise<VolumePlan['unread']> {
+    if (!this.chunking || !previous.files) return undefined;
+    const tight = this.chunkLimit();
+    if (tight && this.chunksPlanned + Math.ceil(1.25 * previous.chunks.length) > tight.limit) return undefined;
+    try {
+      const index = await readFileIndex(this.ctx.destinations[0], previous.files, previous.chunks.length);
+      const named = new Set(Object.values(index.files).flatMap((e) => previous.chunks.slice(e.first, e.first + e.count).map((c) => c.digest)));
+      const targets = this.targets(SET_SCOPE);
+      const queue = [...named];
+      let missing = false;
+      const worker = async () => {
+        for (let d = queue.shift(); d !== undefined && !missing; d = queue.shift()) if (!(await allHave(targets, d))) missing = true;
+      };
+      await Promise.all(Array.from({ length: INDEX_CHECKS }, worker));
+      return missing ? undefined : { index, chunks: previous.chunks };
+    } catch (err) {
+      this.ctx.signal?.throwIfAborted();
+      // An encrypting run without an identity cannot read it: every file is read, as in the first backup.
+      if (err instanceof KeyError) return undefined;
+      this.ctx.log.info(`${container}: ${mount.name || mount.destination}: the set before's file index could not be read (${errorMessage(err)}); every file is read`);
+      return undefined;
+    }
   }
 
   /**
@@ -105,12 +141,16 @@ export class VolumePath {
     const scanning = scanVolumeMetadata(hostPath);
     await this.spool.ready();
     const label = `${container}: reading ${mount.name || mount.destination}`;
-    const onHost = await this.takeOnHost(id, plan, label);
+    // Files changed since shortly before now are read again next time (racyMarginNs); the container is held already.
+    const margin = this.opts.settleSeconds !== undefined ? BigInt(this.opts.settleSeconds) * 1_000_000_000n : racyMarginNs();
+    const files = this.chunking ? new FileWalk(CHUNK_SIZES.min, BigInt(Date.now()) * 1_000_000n - margin, plan.unread?.index) : undefined;
+    const onHost = await this.takeOnHost(id, plan, label, files);
     if (typeof onHost !== 'string') {
       pending.push(onHost);
       this.ctx.log.info(`${label}: read on this host from ${hostPath}`);
+      if (files?.unread.size) this.ctx.log.info(`${label}: ${files.unread.size} file(s) unchanged since the set before, not read (${formatBytes(files.unreadBytes)})`);
       // The directory was compared with the engine's archive of it before it was read (trustHostDir).
-      return { plan, spooled: onHost, scan: await scanning, readOnHost: true };
+      return { plan, spooled: onHost, scan: await scanning, readOnHost: true, ...(files ? { files } : {}) };
     }
     this.ctx.log.info(`${label}: read through the engine: ${onHost}`);
     const archive = await engine.getArchive(id, mount.destination, signal);
@@ -126,7 +166,7 @@ export class VolumePath {
    * hostReadBlocker, then trustHostDir, then anything the host could not read as the engine would
    * (the spooled file is then removed). Throws a SpoolError (the disk), or the signal's reason.
    */
-  private async takeOnHost(id: string, plan: VolumePlan, label: string): Promise<Spooled | string> {
+  private async takeOnHost(id: string, plan: VolumePlan, label: string, files?: FileWalk): Promise<Spooled | string> {
     const { engine, signal } = this.ctx;
     const { mount, hostPath } = plan;
     const info = await engine.inspectContainer(id, signal);
@@ -157,7 +197,7 @@ export class VolumePath {
     }
     let spooled: Spooled;
     try {
-      spooled = await this.spool.take(hostTar(dir, posix.basename(posix.normalize(mount.destination)), caps), this.meter(label));
+      spooled = await this.spool.take(hostTar(dir, posix.basename(posix.normalize(mount.destination)), caps, { files }), this.meter(label));
     } catch (err) {
       await dir.owner;
       signal?.throwIfAborted();
@@ -188,19 +228,19 @@ export class VolumePath {
     // Counted before chunking (the archive's size is known), a little above the average: a count past it is caught after.
     const estimate = Math.ceil((1.25 * spooled.bytes) / CHUNK_SIZES.avg) + 1;
     let whole = this.chunking ? this.planChunks(estimate) : undefined;
-    let blob = (!this.chunking || whole) && plan.previous && (await this.sameContent(spooled, plan.previous)) ? plan.previous : undefined;
+    // Files left unread are zeros in the spool: only their chunks from the set before can stand for them.
+    const unread = taken.files?.unread.size ? this.unreadRuns(taken.files, plan) : undefined;
+    if (unread && whole) throw new Error(`${what}: ${whole}, and ${unread.size} unchanged file(s) were not read: the next backup reads them`);
+    let blob = !unread && (!this.chunking || whole) && plan.previous && (await this.sameContent(spooled, plan.previous)) ? plan.previous : undefined;
     if (blob) stats.reused++;
     else if (this.chunking && !whole) {
-      this.ctx.log.info(`${what}: storing the new chunks of ${formatBytes(spooled.bytes)} (before compression)`);
-      const chunked = await storeChunked(
-        checked(),
-        this.targets(SET_SCOPE),
-        this.compression,
-        this.history.chunks,
-        this.meter(`${what}: chunking`, spooled.bytes),
-      );
+      this.ctx.log.info(`${what}: storing the new chunks of ${formatBytes(spooled.bytes - (taken.files?.unreadBytes ?? 0))} (before compression)`);
+      const targets = this.targets(SET_SCOPE);
+      const chunked = await storeChunked(checked(), targets, this.compression, this.history.chunks, this.meter(`${what}: chunking`, spooled.bytes), unread);
       this.ctx.log.info(`${what}: ${chunked.blob.chunks.length} chunk(s): ${chunked.written} stored, ${chunked.reused} already there`);
       whole = this.planChunks(chunked.blob.chunks.length, estimate);
+      if (unread && whole) throw new Error(`${what}: ${whole}, and ${unread.size} unchanged file(s) were not read: the next backup reads them`);
+      if (!whole && taken.files) chunked.blob.files = await storeFileIndex(buildFileIndex(taken.files, chunked.runs), targets, this.compression);
       blob = whole ? undefined : chunked.blob;
       stats.written += chunked.written;
       stats.reused += chunked.reused;
@@ -213,6 +253,12 @@ export class VolumePath {
     }
     await this.spool.release(spooled);
     return this.withMetadata(what, { ...plan.record, blob }, taken.scan);
+  }
+
+  /** The set before's chunks of each file the walk left unread, by member number (chunked.ts UnreadRuns). */
+  private unreadRuns(files: FileWalk, plan: VolumePlan): UnreadRuns {
+    const chunks = plan.unread!.chunks;
+    return new Map([...files.unread].map(([member, e]) => [member, chunks.slice(e.first, e.first + e.count)]));
   }
 
   /** True when the spooled archive's content is `previous`'s (its sha256). */
@@ -240,6 +286,8 @@ export interface VolumePlan {
   record: Omit<VolumeRecord, 'blob'>;
   hostPath: string | undefined;
   previous?: BlobDescriptor;
+  /** The set before's file index and chunk list, when its unchanged files may be left unread (every destination holds their chunks). */
+  unread?: { index: FileIndex; chunks: BlobDescriptor[] };
 }
 
 /** A mount read while held: its plan, its archive in the spool, the scan of what the archive drops, and whether this host made the archive. */
@@ -249,4 +297,6 @@ export interface TakenVolume {
   scan: MetadataScan;
   /** True when the archive was made here from the host directory (volume-tar.ts), false when the engine sent it. */
   readOnHost: boolean;
+  /** What the host read saw of large files and left unread (file-index.ts); absent when the engine sent the archive or volumes are not chunked. */
+  files?: FileWalk;
 }

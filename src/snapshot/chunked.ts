@@ -3,7 +3,7 @@ import type { Readable, Transform } from 'node:stream';
 import { allHave, type StoreTarget } from './blobs.js';
 import { storeChunk } from './chunk-blob.js';
 import { CHUNK_SIZES, chunksOf } from './chunker.js';
-import { CHUNKED_VOLUME_MEDIA_TYPE, type BlobDescriptor, type ChunkedBlob, type Compression } from './manifest.js';
+import { CHUNK_LIST_VOLUME_MEDIA_TYPE, chunkListDigest, type BlobDescriptor, type ChunkedBlob, type Compression } from './manifest.js';
 
 /** Chunks already stored, by content digest: each chunk's descriptor (from recent sets, and from this run as it stores them). */
 export type ChunkIndex = Map<string, BlobDescriptor>;
@@ -21,12 +21,24 @@ function contentDigestOf(chunk: Buffer): string {
   return digest;
 }
 
-/** What storing a chunked volume did: its descriptor, and how many chunks were stored or found already stored. */
+/**
+ * What storing a chunked volume did: its descriptor, how many chunks were stored or found already
+ * stored (chunks taken unread count as found), and where each large member's data is in the chunk
+ * list (`runs`: member number → index of its first chunk and how many; chunker.ts numbers members).
+ */
 export interface ChunkedResult {
   blob: ChunkedBlob;
   written: number;
   reused: number;
+  runs: Map<number, { first: number; count: number }>;
 }
+
+/**
+ * The chunks that stand for a large member's data left unread (an earlier archive's, which every
+ * target was seen to hold), by member number; each run's contents must add up to the member's data
+ * and its padding to a 512-byte block.
+ */
+export type UnreadRuns = ReadonlyMap<number, readonly BlobDescriptor[]>;
 
 /** Chunks stored at once: compressing one while the other is written (2 and 4 measured alike here). */
 const IN_FLIGHT = 2;
@@ -48,8 +60,10 @@ const CHECK_BYTES = 8 << 20;
  * (compressed, encrypted when the targets' keyring encrypts), IN_FLIGHT at a time; the others are
  * referenced as they are, once every target is seen to hold them (CHECKS asked at once). Chunks
  * it stores are added to `known`, so a chunk repeated in this run is stored once. `meter` sees
- * the content on its way. Throws what storeChunk throws (the
- * destination named).
+ * the content on its way. A large member in `unread` (its data left unread: zeros in `source`)
+ * gets that run of chunks, as they are. The blob's digest is its chunk list's (schema 3). Throws
+ * what storeChunk throws (the destination named), or an Error when an unread run does not hold
+ * its member's data size.
  */
 export async function storeChunked(
   source: Readable,
@@ -57,11 +71,12 @@ export async function storeChunked(
   compression: Compression,
   known: ChunkIndex,
   meter?: Transform,
+  unread: UnreadRuns = new Map(),
 ): Promise<ChunkedResult> {
   const input = meter ? source.pipe(meter) : source;
   if (meter) source.on('error', (err) => meter.destroy(err));
-  const whole = createHash('sha256');
   const chunks: Array<Promise<BlobDescriptor>> = [];
+  const runs = new Map<number, { first: number; count: number }>();
   const storing = new Map<string, Promise<BlobDescriptor>>();
   const present = new Set<string>();
   const inFlight = new Set<Promise<BlobDescriptor>>();
@@ -85,8 +100,18 @@ export async function storeChunked(
     });
   };
   try {
-    for await (const chunk of chunksOf(input)) {
-      whole.update(chunk);
+    for await (const chunk of chunksOf(input, CHUNK_SIZES, (member) => unread.get(member))) {
+      if (!Buffer.isBuffer(chunk)) {
+        if (chunk.at === 'data') runs.set(chunk.member, { first: chunks.length, count: 0 });
+        else runs.get(chunk.member)!.count = chunks.length - runs.get(chunk.member)!.first;
+        if (chunk.reused) {
+          const bytes = chunk.reused.reduce((n, c) => n + c.contentSize, 0);
+          if (bytes !== Math.ceil(chunk.size / 512) * 512) throw new Error(`a file left unread has ${chunk.size} bytes, not what its chunks hold (${bytes})`);
+          for (const c of chunk.reused) chunks.push(Promise.resolve(c));
+          contentSize += bytes;
+        }
+        continue;
+      }
       contentSize += chunk.length;
       const digest = contentDigestOf(chunk);
       const pending = storing.get(digest);
@@ -128,8 +153,8 @@ export async function storeChunked(
     await Promise.allSettled([...inFlight, ...checking]);
   }
   const descriptors = await Promise.all(chunks);
-  const contentDigest = `sha256:${whole.digest('hex')}`;
+  const contentDigest = chunkListDigest(descriptors);
   const size = descriptors.reduce((n, c) => n + c.size, 0);
-  const blob: ChunkedBlob = { mediaType: CHUNKED_VOLUME_MEDIA_TYPE, digest: contentDigest, size, contentDigest, contentSize, chunks: descriptors };
-  return { blob, written, reused: descriptors.length - written };
+  const blob: ChunkedBlob = { mediaType: CHUNK_LIST_VOLUME_MEDIA_TYPE, digest: contentDigest, size, contentDigest, contentSize, chunks: descriptors };
+  return { blob, written, reused: descriptors.length - written, runs };
 }

@@ -95,12 +95,27 @@ function memberSize(h: Buffer): number {
   return field ? Number.parseInt(field, 8) : 0;
 }
 
+/** Where a large member's data starts or ends in the stream (TarBoundaries.marks). */
+interface Mark {
+  /** The stream's offset. */
+  offset: number;
+  /** The member's number: the archive's members counted from 0 in order, extended headers not counted. */
+  member: number;
+  at: 'data' | 'end';
+  /** The member's data size in bytes (before the padding to a 512-byte block). */
+  size: number;
+  /** Where its data ends, padding included (the 'end' mark's offset). */
+  end: number;
+}
+
 /**
- * Where a tar archive's large members start and where their data starts, found as the stream goes
- * by: a chunk is cut at both, so that a member's header (its mtime changes with every write) is a
- * chunk of its own and the member's data chunks start with its data (a renamed or copied large
- * file dedupes). Extended headers (pax `x`/`g`, GNU `L`/`K`) belong to the member they precede.
- * A stream that is not a tar archive (a header with a wrong checksum) gets no such cuts.
+ * Where a tar archive's large members start, where their data starts and where it ends (after the
+ * padding), found as the stream goes by: a chunk is cut at each, so that a member's header (its
+ * mtime changes with every write) is a chunk of its own, the member's data chunks start with its
+ * data and end with it (a renamed or copied large file dedupes, and an unchanged one is the same
+ * run of chunks in every archive: chunksOf's `reuse`). Extended headers (pax `x`/`g`, GNU `L`/`K`)
+ * belong to the member they precede. A stream that is not a tar archive (a header with a wrong
+ * checksum) gets no such cuts.
  */
 class TarBoundaries {
   private next = 0;
@@ -108,8 +123,11 @@ class TarBoundaries {
   private headLen = 0;
   private sequence: number | undefined;
   private done = false;
+  private members = 0;
   /** Offsets in the stream, ascending, where a chunk must end. */
   readonly cuts: number[] = [];
+  /** Where large members' data starts and ends, ascending. */
+  readonly marks: Mark[] = [];
 
   constructor(private readonly large: number) {}
 
@@ -146,19 +164,44 @@ class TarBoundaries {
     }
     const start = this.sequence ?? at;
     this.sequence = undefined;
-    if (size >= this.large) this.cuts.push(start, at + BLOCK);
+    const member = this.members++;
+    if (size < this.large) return;
+    const data = at + BLOCK;
+    this.cuts.push(start, data, this.next);
+    this.marks.push({ offset: data, member, at: 'data', size, end: this.next }, { offset: this.next, member, at: 'end', size, end: this.next });
   }
+}
+
+/**
+ * Where a large member's data starts (`at: 'data'`) or ends (`at: 'end'`, after its padding), in
+ * chunksOf's output: between the two come the chunks of its data, or nothing when `reused` is
+ * set (what `reuse` gave for it: its data was not chunked). `member` numbers the archive's
+ * members from 0 in order (extended headers not counted); `size` is its data size in bytes.
+ */
+export interface MemberMark<R> {
+  member: number;
+  at: 'data' | 'end';
+  size: number;
+  reused?: R;
 }
 
 /**
  * Cuts a byte stream into content-defined chunks (cutPoint), yielded in order; together they are
  * the stream. Each chunk is a view of the chunker's window, valid only until the next one is asked
  * for (copy what is kept longer: no chunk is copied that the caller only hashes), and never to be
- * changed. A tar archive's members of `min` bytes or more are also cut before their header and
- * after it (TarBoundaries). A chunk that starts a run of `max` zero bytes (a sparse file's hole) is
- * cut without hashing, where cutPoint would cut it, and is a view of one shared buffer of zeros.
+ * changed. A tar archive's members of `min` bytes or more are also cut before their header, after
+ * it and after their data (TarBoundaries), and their data is framed by MemberMarks. `reuse`, asked
+ * at each such member's data with its number and data size, may answer with what stands for its
+ * data (an earlier archive's chunks of it): then its data bytes (the padding too) are skipped, not
+ * chunked, and the marks carry the answer. A chunk that starts a run of `max` zero bytes (a sparse
+ * file's hole) is cut without hashing, where cutPoint would cut it, and is a view of one shared
+ * buffer of zeros.
  */
-export async function* chunksOf(source: AsyncIterable<Buffer>, sizes: ChunkSizes = CHUNK_SIZES): AsyncGenerator<Buffer> {
+export async function* chunksOf<R = never>(
+  source: AsyncIterable<Buffer>,
+  sizes: ChunkSizes = CHUNK_SIZES,
+  reuse?: (member: number, size: number) => R | undefined,
+): AsyncGenerator<Buffer | MemberMark<R>> {
   const zero = zeroRun(sizes);
   const tar = new TarBoundaries(sizes.min);
   const win = Buffer.allocUnsafe(sizes.max * 2);
@@ -166,10 +209,32 @@ export async function* chunksOf(source: AsyncIterable<Buffer>, sizes: ChunkSizes
   let base = 0;
   let len = 0;
   let read = 0;
+  // Bytes of a reused member's data still to come, to be skipped.
+  let skip = 0;
+  // Yields the marks at the stream's offset `pos`; true when a reused member's data starts there (then `skip` is set from `pos`).
+  function* marksAt(pos: number): Generator<MemberMark<R>, boolean> {
+    while (tar.marks.length > 0 && tar.marks[0].offset <= pos) {
+      const m = tar.marks.shift()!;
+      const reused = m.at === 'data' ? reuse?.(m.member, m.size) : undefined;
+      yield { member: m.member, at: m.at, size: m.size, ...(reused !== undefined ? { reused } : {}) };
+      if (reused !== undefined) {
+        skip = m.end - pos;
+        return true;
+      }
+    }
+    return false;
+  }
   // Yields the chunks the window holds, each before the window moves on.
-  function* cutFrom(ended: boolean): Generator<Buffer> {
+  function* cutFrom(ended: boolean): Generator<Buffer | MemberMark<R>> {
     let start = 0;
-    while (len > start) {
+    for (;;) {
+      if (skip === 0 && (yield* marksAt(base + start))) {
+        const n = Math.min(len - start, skip);
+        start += n;
+        skip -= n;
+        continue;
+      }
+      if (skip > 0 || len <= start) break;
       while (tar.cuts.length > 0 && tar.cuts[0] <= base + start) tar.cuts.shift();
       const forced = tar.cuts.length > 0 ? tar.cuts[0] - base : Number.POSITIVE_INFINITY;
       const limit = Math.min(start + sizes.max, forced);
@@ -180,6 +245,7 @@ export async function* chunksOf(source: AsyncIterable<Buffer>, sizes: ChunkSizes
       yield zeros ? zero.zeros.subarray(0, zero.cut) : win.subarray(start, cut);
       start = cut;
     }
+    if (ended && skip > 0) throw new Error('the archive ended inside a member whose data was to be skipped');
     if (start > 0) {
       win.copyWithin(0, start, len);
       len -= start;
@@ -191,9 +257,17 @@ export async function* chunksOf(source: AsyncIterable<Buffer>, sizes: ChunkSizes
     read += data.length;
     let at = 0;
     while (at < data.length) {
-      const n = data.copy(win, len, at);
-      len += n;
-      at += n;
+      if (skip > 0) {
+        // The window is empty while a reused member's data goes by: its bytes never enter it.
+        const n = Math.min(skip, data.length - at);
+        at += n;
+        skip -= n;
+        base += n;
+      } else {
+        const n = data.copy(win, len, at);
+        len += n;
+        at += n;
+      }
       yield* cutFrom(false);
     }
   }

@@ -2,6 +2,7 @@
  * The snapshot set document (SET_MEDIA_TYPE): its types, media types and schema versions, the blobs
  * it references, and its summary. Parsing and checking a document: set-parse.ts.
  */
+import { createHash } from 'node:crypto';
 import { OCI_IMAGE_CONFIG, ociLayerMediaType } from '../oci/media-types.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import type { ContainerSpec } from './spec.js';
@@ -10,11 +11,13 @@ export const SET_MEDIA_TYPE = 'application/vnd.container-snapshot.set.v1+json';
 /**
  * The schema every new set is written with. 2 since a container record's engine state is `state`
  * (was `status`, which a schema 1 reader looks for); 2 also brought delta layers (ImageRecord.deltas)
- * and chunked volumes (ChunkedBlob).
+ * and chunked volumes (ChunkedBlob). 3 since a chunked volume's digest is that of its chunk list
+ * (CHUNK_LIST_VOLUME_MEDIA_TYPE), with a file index (ChunkedBlob.files): a schema 2 reader would
+ * look for a whole-archive digest that is not there.
  */
-export const SET_SCHEMA_VERSION = 2;
-/** Schemas this version reads: 1, and 2 (delta layers, chunked volumes, `state`). parseSet reads either's records as schema 2. */
-export const SET_SCHEMA_VERSIONS = [1, 2] as const;
+export const SET_SCHEMA_VERSION = 3;
+/** Schemas this version reads: 1, 2 (delta layers, chunked volumes, `state`) and 3 (chunk-list digests, file indexes). parseSet reads each one's records as the newest. */
+export const SET_SCHEMA_VERSIONS = [1, 2, 3] as const;
 export type SetSchemaVersion = (typeof SET_SCHEMA_VERSIONS)[number];
 
 /** A set document encrypted with age (sealed-sets.ts): its descriptor's media type. */
@@ -32,8 +35,14 @@ export function volumeMediaType(compression: Compression): string {
 export function chunkMediaType(compression: Compression): string {
   return `application/vnd.container-snapshot.chunk.v1+${compression}`;
 }
-/** A volume's archive stored as chunks (ChunkedBlob): no bytes of its own. */
+/** A volume's archive stored as chunks (ChunkedBlob), its digest the whole archive's sha256 (sets of schema 2): no bytes of its own. */
 export const CHUNKED_VOLUME_MEDIA_TYPE = 'application/vnd.container-snapshot.volume.v2.tar+chunks';
+/**
+ * A volume's archive stored as chunks (ChunkedBlob), its digest that of its chunk list
+ * (chunkListDigest), since its unchanged files' chunks are taken from the set before without being
+ * read again (file-index.ts): no bytes of its own. Sets of schema 3.
+ */
+export const CHUNK_LIST_VOLUME_MEDIA_TYPE = 'application/vnd.container-snapshot.volume.v3.tar+chunks';
 /** A volume's side record (JSON, `MetadataRecord` in volume-metadata.ts) of what the engine's archive drops. */
 export function volumeMetadataMediaType(compression: Compression): string {
   return `application/vnd.container-snapshot.volume-metadata.v1+json+${compression}`;
@@ -53,22 +62,41 @@ export interface BlobDescriptor extends Descriptor {
 
 /**
  * A volume's archive cut into content-defined chunks (chunker.ts), each stored as its own blob.
- * `contentDigest`/`contentSize` are the whole archive's (the chunks' contents concatenated);
- * `digest` is the same content digest (no blob is stored under it) and `size` the sum of the
- * chunks' stored sizes. `chunks` lists them in order; the same chunk may appear more than once.
+ * `contentSize` is the whole archive's (the chunks' contents concatenated) and `size` the sum of
+ * the chunks' stored sizes. `contentDigest` (and `digest`, the same: no blob is stored under it)
+ * is the whole archive's sha256 for CHUNKED_VOLUME_MEDIA_TYPE (schema 2), the chunk list's
+ * (chunkListDigest) for CHUNK_LIST_VOLUME_MEDIA_TYPE (schema 3). `chunks` lists them in order; the
+ * same chunk may appear more than once. `files`: the archive's file index (file-index.ts), a
+ * set-scope blob the next backup reads to take unchanged files' chunks without reading them.
  */
 export interface ChunkedBlob extends BlobDescriptor {
-  mediaType: typeof CHUNKED_VOLUME_MEDIA_TYPE;
+  mediaType: typeof CHUNKED_VOLUME_MEDIA_TYPE | typeof CHUNK_LIST_VOLUME_MEDIA_TYPE;
   chunks: BlobDescriptor[];
+  files?: BlobDescriptor;
 }
 
 export function isChunked(blob: BlobDescriptor): blob is ChunkedBlob {
-  return blob.mediaType === CHUNKED_VOLUME_MEDIA_TYPE && Array.isArray((blob as ChunkedBlob).chunks);
+  return (blob.mediaType === CHUNKED_VOLUME_MEDIA_TYPE || blob.mediaType === CHUNK_LIST_VOLUME_MEDIA_TYPE) && Array.isArray((blob as ChunkedBlob).chunks);
 }
 
-/** The blobs stored for `blob`: its chunks when it is chunked, else itself. Everything that reads, counts, copies or sweeps blobs goes through here. */
+/**
+ * The digest of a chunk list (CHUNK_LIST_VOLUME_MEDIA_TYPE): sha256 of one line per chunk, in
+ * order, `<content digest> <content size in bytes>\n`. Each chunk's content is checked against its
+ * own digest when read, so the archive is checked whole without a digest of all its bytes.
+ */
+export function chunkListDigest(chunks: ReadonlyArray<Pick<BlobDescriptor, 'contentDigest' | 'contentSize'>>): string {
+  const h = createHash('sha256');
+  for (const c of chunks) h.update(`${c.contentDigest} ${c.contentSize}\n`);
+  return `sha256:${h.digest('hex')}`;
+}
+
+/**
+ * The blobs stored for `blob`: its chunks (and its file index) when it is chunked, else itself.
+ * Everything that reads, counts, copies or sweeps blobs goes through here.
+ */
 export function storedBlobs(blob: BlobDescriptor): BlobDescriptor[] {
-  return isChunked(blob) ? blob.chunks : [blob];
+  if (!isChunked(blob)) return [blob];
+  return blob.files ? [...blob.chunks, blob.files] : blob.chunks;
 }
 
 export interface ImageRecord {

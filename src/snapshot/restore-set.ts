@@ -79,8 +79,10 @@ export async function verifyContainers(
       for (const v of c.volumes) {
         const what = `${c.name} volume ${v.name || v.destination}`;
         // Each chunk on its own: sets share most of them, and `seen` reads each once.
-        if (isChunked(v.blob)) for (const [i, chunk] of v.blob.chunks.entries()) await verifyBlob(source, SET_SCOPE, chunk, `${what} chunk ${i}`);
-        else await verifyBlob(source, SET_SCOPE, v.blob, what);
+        if (isChunked(v.blob)) {
+          for (const [i, chunk] of v.blob.chunks.entries()) await verifyBlob(source, SET_SCOPE, chunk, `${what} chunk ${i}`);
+          if (v.blob.files) await verifyBlob(source, SET_SCOPE, v.blob.files, `${what} file index`);
+        } else await verifyBlob(source, SET_SCOPE, v.blob, what);
         if (v.metadata?.record) await verifyBlob(source, SET_SCOPE, v.metadata.record, `${what} side record`);
       }
       count += volumeBlobs(c);

@@ -2,6 +2,8 @@
 import { isDigest, sha256Digest } from '../oci/digest.js';
 import {
   CHUNKED_VOLUME_MEDIA_TYPE,
+  CHUNK_LIST_VOLUME_MEDIA_TYPE,
+  chunkListDigest,
   ManifestError,
   SET_MEDIA_TYPE,
   SET_SCHEMA_VERSIONS,
@@ -77,9 +79,13 @@ function checkBlob(blob: BlobDescriptor | undefined, where: string): void {
 
 function checkVolumeBlob(blob: BlobDescriptor, where: string): void {
   checkBlob(blob, where);
-  if (blob.mediaType !== CHUNKED_VOLUME_MEDIA_TYPE) return;
+  if (blob.mediaType !== CHUNKED_VOLUME_MEDIA_TYPE && blob.mediaType !== CHUNK_LIST_VOLUME_MEDIA_TYPE) return;
   if (!isChunked(blob) || blob.chunks.length === 0) throw new ManifestError(`Invalid snapshot manifest: ${where} is chunked and lists no chunks.`);
   blob.chunks.forEach((chunk, i) => checkBlob(chunk, `${where} chunk ${i}`));
   const sum = (n: number, b: BlobDescriptor) => n + b.contentSize;
   if (blob.chunks.reduce(sum, 0) !== blob.contentSize) throw new ManifestError(`Invalid snapshot manifest: ${where}: its chunks do not add up to its size.`);
+  if (blob.mediaType === CHUNK_LIST_VOLUME_MEDIA_TYPE && blob.contentDigest !== chunkListDigest(blob.chunks)) {
+    throw new ManifestError(`Invalid snapshot manifest: ${where}: its digest is not that of its chunk list.`);
+  }
+  if (blob.files) checkBlob(blob.files, `${where} file index`);
 }

@@ -88,6 +88,20 @@ export interface EntryChange {
 export interface HostTarOptions {
   bare?: boolean;
   change?: (st: BigIntStats, h: Header, rel: string) => EntryChange | undefined;
+  /** Told of large regular files, and may have their data left unread (FileTracker). */
+  files?: FileTracker;
+}
+
+/**
+ * Told by hostTar of each regular file of `min` bytes or more with one link (file-index.ts): its
+ * member number (the archive's members counted from 0 in order, as chunker.ts counts them), its
+ * path below the top (bytes as latin1) and its lstat. Answers true to leave its data unread:
+ * hostTar then writes as many zero bytes in its place (which the spool leaves as holes), for the
+ * caller to put the data's chunks from an earlier archive in their place (chunksOf's `reuse`).
+ */
+export interface FileTracker {
+  readonly min: number;
+  file(member: number, rel: string, st: BigIntStats): boolean;
 }
 
 /** What the walk keeps between entries. */
@@ -101,6 +115,9 @@ interface Walk {
   /** Where sparse files are read with O_DIRECT. */
   slab: DirectSlab;
   change?: HostTarOptions['change'];
+  files?: FileTracker;
+  /** Members given to the pack so far (the next one's number). */
+  members: number;
 }
 
 /**
@@ -111,7 +128,7 @@ interface Walk {
 export function hostTar(dir: Pick<HostDir, 'fd' | 'root'>, base: string, caps: Map<string, Buffer>, opts: HostTarOptions = {}): Readable {
   // Room for many small entries ahead of the spool's writes: the walk waits on the pack less often.
   const pack = tar.pack({ highWaterMark: PACK_BUFFER });
-  const walk: Walk = { pack, caps, links: new Map(), entries: 0, slab: new DirectSlab(), change: opts.change };
+  const walk: Walk = { pack, caps, links: new Map(), entries: 0, slab: new DirectSlab(), change: opts.change, files: opts.files, members: 0 };
   const build = async () => {
     try {
       if (!opts.bare) await add(walk, header(`${base}/`, dir.root, '.', walk), { type: 'directory' });
@@ -151,6 +168,7 @@ function header(name: string, st: BigIntStats, rel: string, walk: Walk): Header 
 
 /** Adds one entry with no data; resolves once the pack took it. */
 function add(walk: Walk, h: Header, extra: Partial<Header>, data?: Buffer): Promise<void> {
+  walk.members++;
   return new Promise((resolve, reject) => {
     const done = (err?: Error | null) => (err ? reject(err) : resolve());
     if (data) walk.pack.entry({ ...h, ...extra }, data, done);
@@ -207,7 +225,11 @@ async function walkDir(walk: Walk, fd: number, prefix: string, relPrefix: string
     } else if (st.isFIFO()) await add(walk, h, { type: 'fifo' });
     else if (st.isCharacterDevice()) await add(walk, h, { type: 'character-device', ...device(st.rdev) });
     else if (st.isBlockDevice()) await add(walk, h, { type: 'block-device', ...device(st.rdev) });
-    else if (st.isFile()) await addFile(walk, h, path, st);
+    else if (st.isFile()) {
+      const tracked = walk.files && st.nlink === 1n && st.size >= BigInt(walk.files.min);
+      if (tracked && walk.files!.file(walk.members, rel, st)) await addUnread(walk, h, Number(st.size));
+      else await addFile(walk, h, path, st);
+    }
     else throw new HostReadError(`${h.name}: a file of a kind not read here`);
   }
 }
@@ -252,6 +274,7 @@ async function addFile(walk: Walk, h: Header, path: Buffer, st: BigIntStats): Pr
       await add(walk, h, { type: 'file', size }, buf.subarray(0, size));
       return;
     }
+    walk.members++;
     const sink = walk.pack.entry({ ...h, type: 'file', size });
     for (let at = 0; at < size;) {
       let n: number;
@@ -282,6 +305,18 @@ async function addFile(walk: Walk, h: Header, path: Buffer, st: BigIntStats): Pr
   } finally {
     if (fd !== undefined) closeSync(fd);
   }
+}
+
+/** A regular file's entry with `size` zero bytes for data, its file left unread (FileTracker). */
+async function addUnread(walk: Walk, h: Header, size: number): Promise<void> {
+  walk.members++;
+  const sink = walk.pack.entry({ ...h, type: 'file', size });
+  for (let at = 0; at < size; at += CHUNK) {
+    if (!sink.write(zeroBytes(Math.min(CHUNK, size - at)))) await event(sink, 'drain');
+  }
+  const written = event(sink, 'finish');
+  sink.end(null);
+  await written;
 }
 
 /**

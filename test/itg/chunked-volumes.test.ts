@@ -14,7 +14,7 @@ import { RegistryDestination } from '../../src/destinations/registry.js';
 import { Engine } from '../../src/engine/engine.js';
 import { SET_BLOB_HEADROOM, runBackup } from '../../src/snapshot/backup.js';
 import { RegistryClient } from '../../src/registry/client.js';
-import { CHUNKED_VOLUME_MEDIA_TYPE, isChunked, storedBlobs, type SnapshotSet, type VolumeRecord } from '../../src/snapshot/manifest.js';
+import { CHUNK_LIST_VOLUME_MEDIA_TYPE, SET_SCHEMA_VERSION, isChunked, storedBlobs, type SnapshotSet, type VolumeRecord } from '../../src/snapshot/manifest.js';
 import { startArtifactService } from '../support/artifact-service.js';
 import { backUp, inputs, testEnv } from '../support/commands.js';
 import { Resources, docker, quietLog, runContainer, treeDigest } from '../support/fixtures.js';
@@ -116,7 +116,7 @@ describe('volumes stored as content-defined chunks', () => {
       await backUp({ containers: c.name, destination: location, tag: `t${i + 1}` });
     }
     const sets = tags.map((t) => setOf(root, t));
-    expect(sets.every((s) => s.schemaVersion === 2 && volumeOf(s).blob.mediaType === CHUNKED_VOLUME_MEDIA_TYPE)).toBe(true);
+    expect(sets.every((s) => s.schemaVersion === SET_SCHEMA_VERSION && volumeOf(s).blob.mediaType === CHUNK_LIST_VOLUME_MEDIA_TYPE)).toBe(true);
     const seen = new Set<string>();
     const fresh: number[] = [];
     const freshBytes: number[] = [];

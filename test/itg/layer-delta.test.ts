@@ -6,7 +6,7 @@ import { backup, ls, restore } from '../../src/commands.js';
 import type { PathListing } from '../../src/browse/ls.js';
 import { parseDestination } from '../../src/core/destination-input.js';
 import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
-import type { SnapshotSet } from '../../src/snapshot/manifest.js';
+import { SET_SCHEMA_VERSION, type SnapshotSet } from '../../src/snapshot/manifest.js';
 import { Resources, docker, quietLog, runContainer, treeDigest, sh } from '../support/fixtures.js';
 
 const env = { ...process.env, DOCKER_CONFIG: '/nonexistent' };
@@ -113,7 +113,7 @@ describe('incremental writable layers (dir:)', () => {
       expect(r.failed, `${step.what}: ${JSON.stringify(r.containers)}`).toBe(0);
       const set = setOf(`t${i}`);
       images.push(set.containers[0].image);
-      expect(set.schemaVersion, step.what).toBe(2);
+      expect(set.schemaVersion, step.what).toBe(SET_SCHEMA_VERSION);
     }
     // Full, four deltas, full again (compaction), deltas; the backup after no change keeps the image it had.
     expect(images.map((m) => m.deltas ?? 0)).toEqual([0, 1, 2, 3, 4, 0, 1, 2, 2, 3]);

@@ -6,7 +6,7 @@ import { SET_SCOPE } from '../../src/destinations/types.js';
 import { openContent } from '../../src/snapshot/blobs.js';
 import { CHUNK_SIZES, chunksOf, cutPoint, type ChunkSizes } from '../../src/snapshot/chunker.js';
 import { storeChunked } from '../../src/snapshot/chunked.js';
-import { CHUNKED_VOLUME_MEDIA_TYPE, ManifestError, SET_MEDIA_TYPE, setBlobs, type BlobDescriptor, type SnapshotSet } from '../../src/snapshot/manifest.js';
+import { CHUNK_LIST_VOLUME_MEDIA_TYPE, CHUNKED_VOLUME_MEDIA_TYPE, ManifestError, chunkListDigest, SET_MEDIA_TYPE, setBlobs, type BlobDescriptor, type SnapshotSet } from '../../src/snapshot/manifest.js';
 import { parseSet } from '../../src/snapshot/set-parse.js';
 import { RegistryDestination } from '../../src/destinations/registry.js';
 import type { RegistryClient } from '../../src/registry/client.js';
@@ -22,7 +22,7 @@ async function* pieces(b: Buffer, size: number): AsyncGenerator<Buffer> {
 
 async function cut(b: Buffer, sizes = SMALL, piece = 1000): Promise<Buffer[]> {
   const out: Buffer[] = [];
-  for await (const c of chunksOf(pieces(b, piece), sizes)) out.push(Buffer.from(c));
+  for await (const c of chunksOf(pieces(b, piece), sizes)) if (Buffer.isBuffer(c)) out.push(Buffer.from(c));
   return out;
 }
 
@@ -99,8 +99,9 @@ describe('chunked volumes', () => {
     const known = new Map<string, BlobDescriptor>();
     const data = Buffer.concat([randomBytes(6 << 20), Buffer.alloc(12 << 20), randomBytes(3 << 20)]);
     const first = await storeChunked(Readable.from(pieces(data, 65536)), targets, 'zstd', known);
-    expect(first.blob.mediaType).toBe(CHUNKED_VOLUME_MEDIA_TYPE);
-    expect(first.blob.contentDigest).toBe(`sha256:${sha(data)}`);
+    expect(first.blob.mediaType).toBe(CHUNK_LIST_VOLUME_MEDIA_TYPE);
+    expect(first.blob.contentDigest).toBe(chunkListDigest(first.blob.chunks));
+    expect(Buffer.concat(await Promise.all(first.blob.chunks.map(async (c) => readAll(await openContent(dest, SET_SCOPE, c, 'c'))))).equals(data)).toBe(true);
     expect(first.blob.contentSize).toBe(data.length);
     // The zero run is cut into repeated chunks of zeros, stored once.
     expect(first.written).toBeLessThan(first.blob.chunks.length);
@@ -214,7 +215,9 @@ describe('chunked volumes', () => {
         .sort(),
     ).toEqual([config.digest, ...new Set(blob.chunks.map((c) => c.digest))].sort());
     expect(() => parseSet(JSON.stringify({ ...set, schemaVersion: 1 }), 'here')).not.toThrow();
-    expect(() => parseSet(JSON.stringify({ ...set, schemaVersion: 3 }), 'here')).toThrow(ManifestError);
+    expect(() => parseSet(JSON.stringify({ ...set, schemaVersion: 4 }), 'here')).toThrow(ManifestError);
+    const wrong = { ...set, containers: [{ ...set.containers[0], volumes: [{ ...set.containers[0].volumes[0], blob: { ...blob, contentDigest: config.digest } }] }] };
+    expect(() => parseSet(JSON.stringify(wrong), 'here')).toThrow(/not that of its chunk list/);
     const short = { ...blob, chunks: blob.chunks.slice(1) };
     const broken = { ...set, containers: [{ ...set.containers[0], volumes: [{ ...set.containers[0].volumes[0], blob: short }] }] };
     expect(() => parseSet(JSON.stringify(broken), 'here')).toThrow(/do not add up/);
@@ -250,5 +253,55 @@ describe('a registry set manifest names every chunk', () => {
       /registry:r\.example\/p: the set manifest of big would take \d+ bytes \(40000 blobs\), more than the 4194304 .* not written/,
     );
     expect(calls).toEqual([]);
+  });
+});
+
+describe('files left unread (their data chunks taken from the archive before)', () => {
+  const archive = async (files: Array<[string, Buffer]>) => {
+    const pack = tar.pack();
+    pack.entry({ name: 'data/', type: 'directory', mtime: new Date(0) });
+    for (const [name, data] of files) pack.entry({ name, mtime: new Date(0) }, data);
+    pack.finalize();
+    return readAll(pack as unknown as Readable);
+  };
+
+  it('gives the same chunk list as reading them, and reads back the whole archive', async () => {
+    const dest = new MemoryDestination();
+    const targets = [{ dest, scope: SET_SCOPE }];
+    const files: Array<[string, Buffer]> = [
+      ['data/a.bin', randomBytes((700 << 10) + 3)],
+      ['data/small.txt', Buffer.from('a small file\n')],
+      ['data/b.bin', Buffer.concat([Buffer.alloc(3 << 20), randomBytes(100 << 10)])],
+      ['data/c.bin', randomBytes(200 << 10)],
+    ];
+    const full = await archive(files);
+    const known = new Map<string, BlobDescriptor>();
+    const first = await storeChunked(Readable.from(pieces(full, 65536)), targets, 'zstd', known);
+    // Members: 0 the directory, 1 a.bin, 2 small.txt, 3 b.bin, 4 c.bin; the small file has no run.
+    expect([...first.runs.keys()].sort()).toEqual([1, 3, 4]);
+    const runOf = (m: number) => first.blob.chunks.slice(first.runs.get(m)!.first, first.runs.get(m)!.first + first.runs.get(m)!.count);
+    expect(runOf(1).reduce((n, c) => n + c.contentSize, 0)).toBe(Math.ceil(((700 << 10) + 3) / 512) * 512);
+
+    // a.bin and b.bin left unread: zeros in their place, their runs given.
+    const zeroed = await archive(files.map(([n, d], i) => [n, i === 0 || i === 2 ? Buffer.alloc(d.length) : d]));
+    const writes = dest.writes;
+    const second = await storeChunked(Readable.from(pieces(zeroed, 65536)), targets, 'zstd', known, undefined, new Map([[1, runOf(1)], [3, runOf(3)]]));
+    expect(second.blob.chunks.map((c) => c.digest)).toEqual(first.blob.chunks.map((c) => c.digest));
+    expect(second.blob.contentDigest).toBe(first.blob.contentDigest);
+    expect(second.blob.contentSize).toBe(full.length);
+    expect(second.runs).toEqual(first.runs);
+    expect(dest.writes - writes).toBe(0);
+    expect((await readAll(await openContent(dest, SET_SCOPE, second.blob, 'v'))).equals(full)).toBe(true);
+  });
+
+  it('refuses a run that does not hold the member it stands for', async () => {
+    const dest = new MemoryDestination();
+    const targets = [{ dest, scope: SET_SCOPE }];
+    const files: Array<[string, Buffer]> = [['data/a.bin', randomBytes(300 << 10)]];
+    const first = await storeChunked(Readable.from([await archive(files)]), targets, 'zstd', new Map());
+    const other = await archive([['data/a.bin', Buffer.alloc(400 << 10)]]);
+    await expect(storeChunked(Readable.from([other]), targets, 'zstd', new Map(), undefined, new Map([[1, first.blob.chunks.slice(1, 2)]]))).rejects.toThrow(
+      /a file left unread has 409600 bytes, not what its chunks hold/,
+    );
   });
 });

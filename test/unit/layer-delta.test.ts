@@ -122,11 +122,12 @@ describe('set schema', () => {
       ],
     });
 
-  it('reads schema 1 and 2, and says which it found otherwise', () => {
+  it('reads schema 1, 2 and 3, and says which it found otherwise', () => {
     expect(parseSet(set(1), 'here').schemaVersion).toBe(1);
     expect(parseSet(set(2, 1), 'here').containers[0].image.deltas).toBe(1);
-    expect(() => parseSet(set(3), 'here')).toThrow(
-      'expected application/vnd.container-snapshot.set.v1+json schema 1 or 2, found application/vnd.container-snapshot.set.v1+json 3',
+    expect(parseSet(set(3, 1), 'here').containers[0].image.deltas).toBe(1);
+    expect(() => parseSet(set(4), 'here')).toThrow(
+      'expected application/vnd.container-snapshot.set.v1+json schema 1 or 2 or 3, found application/vnd.container-snapshot.set.v1+json 4',
     );
   });
 
@@ -134,8 +135,8 @@ describe('set schema', () => {
     expect(() => parseSet(set(2, 2), 'here')).toThrow('has 2 delta layers of 2');
   });
 
-  it('is written as 2 (a record names its engine state `state`), and reads the `status` of sets written before, keeping it on a schema 1 set', () => {
-    expect(SET_SCHEMA_VERSION).toBe(2);
+  it('is written as 3 (a record names its engine state `state`), and reads the `status` of sets written before, keeping it on a schema 1 set', () => {
+    expect(SET_SCHEMA_VERSION).toBe(3);
     const written = (schemaVersion: number, record: Record<string, string>) => {
       const doc = JSON.parse(set(schemaVersion)) as { containers: Array<Record<string, unknown>> };
       Object.assign(doc.containers[0], record);

@@ -1,0 +1,121 @@
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, truncateSync, utimesSync, writeFileSync, writeSync, appendFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { backup, restore, verify } from '../../src/commands.js';
+import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
+import { parseDestination } from '../../src/core/destination-input.js';
+import { CHUNK_LIST_VOLUME_MEDIA_TYPE, isChunked, type SnapshotSet } from '../../src/snapshot/manifest.js';
+import { Resources, docker, quietLog, runContainer, treeDigest } from '../support/fixtures.js';
+
+const inputs = (values: Record<string, string>) => (name: string) => values[name] ?? '';
+const MiB = 1 << 20;
+
+/** Creates the volume `name`; gives its directory on this host. */
+async function mountpointOf(name: string): Promise<string> {
+  await docker.createVolume({ Name: name });
+  return ((await docker.getVolume(name).inspect()) as { Mountpoint: string }).Mountpoint;
+}
+
+/** Rewrites `path` in place with other bytes of the same size, its mtime put back: only its ctime (and inode data) tell it changed. */
+function rewriteKeepingTimes(path: string): void {
+  const st = statSync(path);
+  writeFileSync(path, randomBytes(st.size));
+  utimesSync(path, st.atime, st.mtime);
+}
+
+describe('unchanged files of a volume left unread (the set before\'s file index)', () => {
+  const res = new Resources(inject('runPrefix'), 'reuse');
+  const fixture = inject('fixtureImage');
+  afterAll(() => res.cleanup());
+
+  it('takes unchanged large files from the set before, reads every changed one, and each set restores to its own point in time', async () => {
+    const name = res.name('app');
+    const volume = res.volume('data');
+    const m = await mountpointOf(volume);
+    writeFileSync(join(m, 'big1'), randomBytes(MiB));
+    writeFileSync(join(m, 'big2'), randomBytes(300 << 10));
+    writeFileSync(join(m, 'still'), randomBytes(2 * MiB + 7));
+    writeFileSync(join(m, 'small.txt'), 'small\n');
+    mkdirSync(join(m, 'dir'));
+    writeFileSync(join(m, 'dir/keep'), randomBytes(600 << 10));
+    const fd = openSync(join(m, 'sparse'), 'w');
+    writeSync(fd, randomBytes(4096), 0, 4096, 3 * MiB);
+    closeSync(fd);
+    truncateSync(join(m, 'sparse'), 8 * MiB);
+    const c = await runContainer({ name, Image: fixture, Cmd: ['sleep', '100000'], HostConfig: { Binds: [`${volume}:/data`] } }, 'running');
+    const store = join(res.tempDir(), 'store');
+    // Every file counts as settled at once: the test's files are seconds old.
+    const env = { ...process.env, DOCKER_CONFIG: '/nonexistent', CONTAINER_SNAPSHOT_SETTLE_SECONDS: '0' };
+    const take = async (tag: string) => {
+      const log = { ...quietLog, lines: [] as string[] };
+      const b = await backup(parseBackupInputs(inputs({ containers: name, destination: `dir:${store}`, tag }), undefined, env), { log, env });
+      expect(b.failed, JSON.stringify(b.containers)).toBe(0);
+      res.image(`container-snapshot/${name}:${tag}`);
+      const unread = log.lines.map((l) => /: (\d+) file\(s\) unchanged since the set before, not read/.exec(l)?.[1]).find(Boolean);
+      return { unread: Number(unread ?? 0), tree: await treeDigest(c.id, '/data'), lines: log.lines };
+    };
+
+    const s1 = await take('s1');
+    expect(s1.lines.filter((l) => /read on this host from/.test(l))).toHaveLength(1);
+    expect(s1.unread).toBe(0);
+
+    // Same size and mtime, other bytes; a file deleted; a directory renamed; a new file.
+    rewriteKeepingTimes(join(m, 'big1'));
+    rmSync(join(m, 'big2'));
+    renameSync(join(m, 'dir'), join(m, 'moved'));
+    writeFileSync(join(m, 'big4'), randomBytes(MiB + 1));
+    const s2 = await take('s2');
+    // still and sparse: unchanged; big1 changed, moved/keep has a new path, big4 is new.
+    expect(s2.unread).toBe(2);
+    expect(s2.tree).not.toEqual(s1.tree);
+
+    // Grown; touched with the same bytes; replaced by a new file of the same name, size and mtime.
+    appendFileSync(join(m, 'still'), 'more\n');
+    const t = statSync(join(m, 'sparse'));
+    utimesSync(join(m, 'sparse'), t.atime, new Date(t.mtimeMs + 5000));
+    const keep = readFileSync(join(m, 'moved/keep'));
+    const k = statSync(join(m, 'moved/keep'));
+    rmSync(join(m, 'moved/keep'));
+    writeFileSync(join(m, 'moved/keep'), Buffer.concat([randomBytes(100), keep.subarray(100)]));
+    utimesSync(join(m, 'moved/keep'), k.atime, k.mtime);
+    const s3 = await take('s3');
+    // big1 and big4 only.
+    expect(s3.unread).toBe(2);
+
+    const s4 = await take('s4');
+    expect(s4.unread).toBe(5);
+    expect(s4.tree).toEqual(s3.tree);
+
+    const set = (tag: string) => {
+      const { digest } = JSON.parse(readFileSync(join(store, 'sets', `${tag}.json`), 'utf8')) as { digest: string };
+      return JSON.parse(readFileSync(join(store, 'blobs', 'sha256', digest.slice(7)), 'utf8')) as SnapshotSet;
+    };
+    for (const tag of ['s1', 's2', 's3', 's4']) {
+      const blob = set(tag).containers[0].volumes[0].blob;
+      expect(blob.mediaType).toBe(CHUNK_LIST_VOLUME_MEDIA_TYPE);
+      expect(isChunked(blob) && blob.files).toBeTruthy();
+    }
+    // s4 stored no chunk of its volume again: its chunk list is s3's.
+    const chunks = (tag: string) => {
+      const blob = set(tag).containers[0].volumes[0].blob;
+      return isChunked(blob) ? blob.chunks.map((x) => x.digest) : [];
+    };
+    expect(chunks('s4')).toEqual(chunks('s3'));
+
+    for (const [tag, taken] of [
+      ['s1', s1],
+      ['s2', s2],
+      ['s3', s3],
+      ['s4', s4],
+    ] as const) {
+      await verify(parseDestination(`dir:${store}`), tag, {}, { log: quietLog, env });
+      const copy = res.name(`copy-${tag}`);
+      const rename = `${name}=${copy},${volume}=${res.volume(`copyvol-${tag}`)}`;
+      const r = await restore(parseRestoreInputs(inputs({ source: `dir:${store}`, snapshot: tag, rename, start: 'never' })), { log: quietLog, env });
+      expect(r.failed, JSON.stringify(r.containers)).toBe(0);
+      expect(await treeDigest(copy, '/data'), tag).toEqual(taken.tree);
+      await docker.getContainer(copy).remove({ force: true });
+    }
+  });
+});

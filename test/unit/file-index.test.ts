@@ -1,0 +1,56 @@
+import { describe, expect, it } from 'vitest';
+import type { BigIntStats } from 'node:fs';
+import { buildFileIndex, FileWalk, racyMarginNs, type FileIndex } from '../../src/snapshot/file-index.js';
+import { parseSettleSeconds } from '../../src/core/backup-input.js';
+
+const st = (o: { ino: bigint; size: bigint; mtimeNs: bigint; ctimeNs: bigint }) => o as unknown as BigIntStats;
+const S = 1_000_000_000n;
+
+describe('file index', () => {
+  const earlier: FileIndex = { files: { a: { ino: '7', size: 100, mtimeNs: String(10n * S), ctimeNs: String(11n * S), first: 2, count: 1 } } };
+
+  it('leaves a file unread only when its inode, size, mtime and ctime are those indexed', () => {
+    const walk = new FileWalk(64, 100n * S, earlier);
+    const same = { ino: 7n, size: 100n, mtimeNs: 10n * S, ctimeNs: 11n * S };
+    expect(walk.file(1, 'a', st(same))).toBe(true);
+    expect(walk.file(2, 'a', st({ ...same, ctimeNs: 11n * S + 1n }))).toBe(false);
+    expect(walk.file(3, 'a', st({ ...same, mtimeNs: 10n * S + 1n }))).toBe(false);
+    expect(walk.file(4, 'a', st({ ...same, ino: 8n }))).toBe(false);
+    expect(walk.file(5, 'a', st({ ...same, size: 101n }))).toBe(false);
+    expect(walk.file(6, 'b', st(same))).toBe(false);
+    expect([...walk.unread.keys()]).toEqual([1]);
+    expect(walk.unreadBytes).toBe(100);
+  });
+
+  it('neither indexes nor leaves unread a file whose ctime is not before the cutoff', () => {
+    const walk = new FileWalk(64, 11n * S, earlier);
+    expect(walk.file(1, 'a', st({ ino: 7n, size: 100n, mtimeNs: 10n * S, ctimeNs: 11n * S }))).toBe(false);
+    expect(walk.seen.size).toBe(0);
+    const index = buildFileIndex(walk, new Map([[1, { first: 0, count: 1 }]]));
+    expect(index.files).toEqual({});
+  });
+
+  it('indexes each file seen with the run of chunks its data got; none without a run', () => {
+    const walk = new FileWalk(64, 100n * S);
+    walk.file(1, 'x', st({ ino: 1n, size: 5000n, mtimeNs: 2n, ctimeNs: 3n }));
+    walk.file(2, 'y', st({ ino: 2n, size: 5000n, mtimeNs: 2n, ctimeNs: 3n }));
+    const index = buildFileIndex(walk, new Map([[1, { first: 4, count: 2 }]]));
+    expect(index.files).toEqual({ x: { ino: '1', size: 5000, mtimeNs: '2', ctimeNs: '3', first: 4, count: 2 } });
+  });
+
+  it("waits the kernel's dirty expiry and writeback interval and 5 s more before a change counts as settled", () => {
+    const proc: Record<string, string> = { '/proc/sys/vm/dirty_expire_centisecs': '3000\n', '/proc/sys/vm/dirty_writeback_centisecs': '500\n' };
+    expect(racyMarginNs((p) => proc[p])).toBe(40n * S);
+    expect(racyMarginNs(() => 'x')).toBe(40n * S);
+    expect(racyMarginNs((p) => (p.endsWith('expire_centisecs') ? '6000' : '0'))).toBe(65n * S);
+  });
+
+  it('reads CONTAINER_SNAPSHOT_SETTLE_SECONDS as whole seconds, in one line otherwise', () => {
+    expect(parseSettleSeconds(undefined)).toBeUndefined();
+    expect(parseSettleSeconds(' 0 ')).toBe(0);
+    expect(parseSettleSeconds('120')).toBe(120);
+    for (const bad of ['-1', '1.5', 'ten', '90000']) {
+      expect(() => parseSettleSeconds(bad)).toThrow(`Invalid CONTAINER_SNAPSHOT_SETTLE_SECONDS '${bad}'. Expected a whole number of seconds from 0 to 86400, like 40.`);
+    }
+  });
+});
