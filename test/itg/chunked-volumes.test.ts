@@ -350,6 +350,44 @@ describe('volumes stored as content-defined chunks', () => {
     }
   });
 
+  it('a set of schema 2 (whole-archive digest, no file index; a committed fixture) still verifies, restores, and serves as the set before', async () => {
+    const root = join(res.tempDir(), 'v2-store');
+    cpSync(resolve(import.meta.dirname, '../fixtures/v2-store'), root, { recursive: true });
+    const location = `dir:${root}`;
+    const doc = setOf(root, 'v2');
+    expect(doc.schemaVersion).toBe(2);
+    const c2 = doc.containers[0];
+    expect(c2.volumes[0].blob.mediaType).toBe('application/vnd.container-snapshot.volume.v2.tar+chunks');
+    const blobs = 1 + c2.image.layers.length + c2.volumes.reduce((n, v) => n + storedBlobs(v.blob).length + (v.metadata?.record ? 1 : 0), 0);
+    expect((await verify(parseDestination(location), 'v2', {}, { log: quietLog, env: testEnv })).blobs).toBe(blobs);
+    const copy = res.name('v2-copy');
+    const data = res.volume('v2-copy-data');
+    const r = await restore(parseRestoreInputs(inputs({ source: location, snapshot: 'v2', rename: `csfix-v2=${copy},csfix-v2-data=${data}`, start: 'never' })), {
+      log: quietLog,
+      env: testEnv,
+    });
+    expect(r.failed, JSON.stringify(r.containers)).toBe(0);
+    res.image((await docker.getContainer(copy).inspect()).Config.Image);
+    const archive = (await docker.getContainer(copy).getArchive({ path: '/data/notes.txt' })) as unknown as NodeJS.ReadableStream;
+    const parts: Buffer[] = [];
+    for await (const p of archive) parts.push(p as Buffer);
+    expect(Buffer.concat(parts).subarray(512).toString('utf8')).toMatch(/^written by the set format of schema 2\n/);
+    const tree = await treeDigest(copy, '/data');
+    expect(tree.entries).toBe(5);
+    // The next backup into the same store: a set of schema 3 beside the schema 2 one; both restore.
+    await backUp({ containers: copy, destination: location, tag: 'v3' });
+    expect(setOf(root, 'v3').schemaVersion).toBe(SET_SCHEMA_VERSION);
+    expect(setOf(root, 'v3').containers[0].volumes[0].blob.mediaType).toBe(CHUNK_LIST_VOLUME_MEDIA_TYPE);
+    res.image(`container-snapshot/${copy}:v3`);
+    const again = res.name('v3-copy');
+    const r3 = await restore(parseRestoreInputs(inputs({ source: location, snapshot: 'v3', rename: `${copy}=${again},${data}=${res.volume('v3-copy-data')}`, start: 'never' })), {
+      log: quietLog,
+      env: testEnv,
+    });
+    expect(r3.failed, JSON.stringify(r3.containers)).toBe(0);
+    expect(await treeDigest(again, '/data')).toEqual(tree);
+  });
+
   it('a set written before chunking (schema 1, a committed fixture) still verifies and restores', async () => {
     const root = join(res.tempDir(), 'v1-store');
     cpSync(resolve(import.meta.dirname, '../fixtures/v1-store'), root, { recursive: true });
