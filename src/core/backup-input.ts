@@ -28,13 +28,14 @@ export function parseLockTimeout(raw: string | undefined, fallbackSeconds = 600)
  * CONTAINER_SNAPSHOT_SETTLE_SECONDS: how long before a backup a large file of a volume must have
  * last changed (its ctime) for the next backup to leave it unread when it is unchanged
  * (file-index.ts); undefined when not set (the kernel's writeback timing decides). Whole seconds,
- * 0 to 86400. Throws InputError naming the variable otherwise.
+ * 2 to 86400 (below 2 s a file system's coarse timestamps could hide a change). Throws InputError
+ * naming the variable otherwise.
  */
 export function parseSettleSeconds(raw: string | undefined): number | undefined {
   const value = (raw ?? '').trim();
   if (value === '') return undefined;
   const seconds = /^\d{1,5}$/.test(value) ? Number(value) : NaN;
-  if (!(seconds <= 86400)) throw new InputError(`Invalid CONTAINER_SNAPSHOT_SETTLE_SECONDS '${raw}'. Expected a whole number of seconds from 0 to 86400, like 40.`);
+  if (!(seconds >= 2 && seconds <= 86400)) throw new InputError(`Invalid CONTAINER_SNAPSHOT_SETTLE_SECONDS '${raw}'. Expected a whole number of seconds from 2 to 86400, like 40.`);
   return seconds;
 }
 

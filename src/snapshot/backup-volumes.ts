@@ -1,26 +1,26 @@
 /** The volume path of a container's backup: plan, spool, chunk budget, store (whole blob or content-defined chunks). */
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { BackupOptions } from '../core/options.js';
 import { SET_SCOPE } from '../destinations/types.js';
 import { Digester } from '../oci/digest.js';
 import { drain } from '../util/streams.js';
 import { formatBytes } from '../util/format.js';
 import { TarChecker } from '../util/tar-check.js';
-import { allHave, storeBlob, type StoreTarget } from './blobs.js';
-import { storeChunked, type UnreadRuns } from './chunked.js';
+import { allHave, openContent, storeBlob, type StoreTarget } from './blobs.js';
+import { splicedArchive, storeChunked, type UnreadRuns } from './chunked.js';
 import { CHUNK_SIZES } from './chunker.js';
 import { isChunked, volumeMediaType, volumeMetadataMediaType, type ChunkedBlob, type Compression, type BlobDescriptor, type VolumeRecord } from './manifest.js';
-import { buildFileIndex, FileWalk, racyMarginNs, readFileIndex, storeFileIndex, type FileIndex } from './file-index.js';
+import { buildFileIndex, FileWalk, racyMarginNs, readFileIndex, storeFileIndex, untrustedFs, type FileIndex } from './file-index.js';
 import { Spool, type Spooled } from './spool.js';
 import type { Meter } from '../util/progress.js';
 import type { MountToTake } from './volumes.js';
 import { keepVolumeMetadata, matchedScan, scanVolumeMetadata, type MetadataScan } from './volume-metadata.js';
 import { archiveRoot } from './volume-root.js';
 import { readCapabilities, hostTar } from './volume-tar.js';
-import { hostReadBlocker, mountedPaths, mountsSubpath, trustHostDir } from './volume-host.js';
+import { atDir, hostReadBlocker, mountedPaths, mountsSubpath, trustHostDir } from './volume-host.js';
 import { SpoolError } from './spool.js';
 import { posix } from 'node:path';
-import { closeSync } from 'node:fs';
+import { closeSync, statfsSync } from 'node:fs';
 import { errorMessage } from '../core/log.js';
 import { KeyError } from '../crypto/keyring.js';
 import { runMeter, runTargets, type BackupContext } from './backup-context.js';
@@ -106,17 +106,23 @@ export class VolumePath {
    * once). Undefined otherwise; a failure to read the index is logged and leaves every file read.
    */
   private async earlierIndex(container: string, mount: MountToTake, previous: ChunkedBlob): Promise<VolumePlan['unread']> {
-    if (!this.chunking || !previous.files) return undefined;
+    // Files are left unread only where this host reads the volume (volume-host.ts hostReadBlocker says the rest at the hold).
+    if (!this.chunking || !previous.files || process.getuid?.() !== 0 || !this.ctx.engine.describe().startsWith('unix://')) return undefined;
     const tight = this.chunkLimit();
     if (tight && this.chunksPlanned + Math.ceil(1.25 * previous.chunks.length) > tight.limit) return undefined;
     try {
-      const index = await readFileIndex(this.ctx.destinations[0], previous.files, previous.chunks.length);
+      const index = await readFileIndex(this.ctx.destinations[0], previous.files, previous.chunks);
       const named = new Set(Object.values(index.files).flatMap((e) => previous.chunks.slice(e.first, e.first + e.count).map((c) => c.digest)));
       const targets = this.targets(SET_SCOPE);
       const queue = [...named];
       let missing = false;
       const worker = async () => {
-        for (let d = queue.shift(); d !== undefined && !missing; d = queue.shift()) if (!(await allHave(targets, d))) missing = true;
+        try {
+          for (let d = queue.shift(); d !== undefined && !missing; d = queue.shift()) if (!(await allHave(targets, d))) missing = true;
+        } catch (err) {
+          missing = true;
+          throw err;
+        }
       };
       await Promise.all(Array.from({ length: INDEX_CHECKS }, worker));
       return missing ? undefined : { index, chunks: previous.chunks };
@@ -143,12 +149,14 @@ export class VolumePath {
     const label = `${container}: reading ${mount.name || mount.destination}`;
     // Files changed since shortly before now are read again next time (racyMarginNs); the container is held already.
     const margin = this.opts.settleSeconds !== undefined ? BigInt(this.opts.settleSeconds) * 1_000_000_000n : racyMarginNs();
-    const files = this.chunking ? new FileWalk(CHUNK_SIZES.min, BigInt(Date.now()) * 1_000_000n - margin, plan.unread?.index) : undefined;
+    const cutoff = margin === undefined ? undefined : BigInt(Date.now()) * 1_000_000n - margin;
+    const files = this.chunking ? new FileWalk(CHUNK_SIZES.min, cutoff, plan.unread?.index) : undefined;
     const onHost = await this.takeOnHost(id, plan, label, files);
     if (typeof onHost !== 'string') {
       pending.push(onHost);
       this.ctx.log.info(`${label}: read on this host from ${hostPath}`);
       if (files?.unread.size) this.ctx.log.info(`${label}: ${files.unread.size} file(s) unchanged since the set before, not read (${formatBytes(files.unreadBytes)})`);
+      if (files?.off && plan.unread) this.ctx.log.info(`${label}: every file read, none left unread: ${files.off}`);
       // The directory was compared with the engine's archive of it before it was read (trustHostDir).
       return { plan, spooled: onHost, scan: await scanning, readOnHost: true, ...(files ? { files } : {}) };
     }
@@ -195,6 +203,7 @@ export class VolumePath {
       await dir.owner;
       return caps;
     }
+    if (files) files.off ??= untrustedFs(statfsSync(atDir(dir.fd)).type);
     let spooled: Spooled;
     try {
       spooled = await this.spool.take(hostTar(dir, posix.basename(posix.normalize(mount.destination)), caps, { files }), this.meter(label));
@@ -230,7 +239,6 @@ export class VolumePath {
     let whole = this.chunking ? this.planChunks(estimate) : undefined;
     // Files left unread are zeros in the spool: only their chunks from the set before can stand for them.
     const unread = taken.files?.unread.size ? this.unreadRuns(taken.files, plan) : undefined;
-    if (unread && whole) throw new Error(`${what}: ${whole}, and ${unread.size} unchanged file(s) were not read: the next backup reads them`);
     let blob = !unread && (!this.chunking || whole) && plan.previous && (await this.sameContent(spooled, plan.previous)) ? plan.previous : undefined;
     if (blob) stats.reused++;
     else if (this.chunking && !whole) {
@@ -239,8 +247,8 @@ export class VolumePath {
       const chunked = await storeChunked(checked(), targets, this.compression, this.history.chunks, this.meter(`${what}: chunking`, spooled.bytes), unread);
       this.ctx.log.info(`${what}: ${chunked.blob.chunks.length} chunk(s): ${chunked.written} stored, ${chunked.reused} already there`);
       whole = this.planChunks(chunked.blob.chunks.length, estimate);
-      if (unread && whole) throw new Error(`${what}: ${whole}, and ${unread.size} unchanged file(s) were not read: the next backup reads them`);
-      if (!whole && taken.files) chunked.blob.files = await storeFileIndex(buildFileIndex(taken.files, chunked.runs), targets, this.compression);
+      const index = !whole && taken.files ? await storeFileIndex(buildFileIndex(taken.files, chunked.runs), targets, this.compression) : undefined;
+      if (index) chunked.blob.files = index;
       blob = whole ? undefined : chunked.blob;
       stats.written += chunked.written;
       stats.reused += chunked.reused;
@@ -248,7 +256,11 @@ export class VolumePath {
     if (whole) this.ctx.log.info(`${what}: stored whole, not as chunks: ${formatBytes(spooled.bytes)} would take ${whole}`);
     if (!blob) {
       this.ctx.log.info(`${what}: storing ${formatBytes(spooled.bytes)} (before compression)`);
-      blob = await storeBlob(checked(), this.targets(SET_SCOPE), volumeMediaType(this.compression), this.meter(`${what}: storing`, spooled.bytes));
+      // Files left unread are read back from the set before's chunks (in every destination: planVolume saw them).
+      const source = this.targets(SET_SCOPE)[0].dest;
+      const read = (chunk: BlobDescriptor) => openContent(source, SET_SCOPE, chunk, `${what} (a file left unread)`);
+      const archive = unread ? Readable.from(splicedArchive(checked(), unread, read)) : checked();
+      blob = await storeBlob(archive, this.targets(SET_SCOPE), volumeMediaType(this.compression), this.meter(`${what}: storing`, spooled.bytes));
       stats.written++;
     }
     await this.spool.release(spooled);

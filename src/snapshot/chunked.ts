@@ -63,7 +63,7 @@ const CHECK_BYTES = 8 << 20;
  * the content on its way. A large member in `unread` (its data left unread: zeros in `source`)
  * gets that run of chunks, as they are. The blob's digest is its chunk list's (schema 3). Throws
  * what storeChunk throws (the destination named), or an Error when an unread run does not hold
- * its member's data size.
+ * its member's data size or a member of `unread` is not in the archive.
  */
 export async function storeChunked(
   source: Readable,
@@ -82,6 +82,7 @@ export async function storeChunked(
   const inFlight = new Set<Promise<BlobDescriptor>>();
   const checking = new Set<Promise<BlobDescriptor>>();
   let written = 0;
+  let substituted = 0;
   let contentSize = 0;
   let checkingBytes = 0;
   const track = (set: Set<Promise<BlobDescriptor>>, p: Promise<BlobDescriptor>) => {
@@ -105,6 +106,7 @@ export async function storeChunked(
         if (chunk.at === 'data') runs.set(chunk.member, { first: chunks.length, count: 0 });
         else runs.get(chunk.member)!.count = chunks.length - runs.get(chunk.member)!.first;
         if (chunk.reused) {
+          substituted++;
           const bytes = chunk.reused.reduce((n, c) => n + c.contentSize, 0);
           if (bytes !== Math.ceil(chunk.size / 512) * 512) throw new Error(`a file left unread has ${chunk.size} bytes, not what its chunks hold (${bytes})`);
           for (const c of chunk.reused) chunks.push(Promise.resolve(c));
@@ -153,8 +155,38 @@ export async function storeChunked(
     await Promise.allSettled([...inFlight, ...checking]);
   }
   const descriptors = await Promise.all(chunks);
+  // A file left unread whose data was not replaced would be stored as the zeros in its place.
+  if (substituted !== unread.size) throw new Error(`${unread.size - substituted} file(s) left unread were not found in the archive`);
   const contentDigest = chunkListDigest(descriptors);
   const size = descriptors.reduce((n, c) => n + c.size, 0);
   const blob: ChunkedBlob = { mediaType: CHUNK_LIST_VOLUME_MEDIA_TYPE, digest: contentDigest, size, contentDigest, contentSize, chunks: descriptors };
   return { blob, written, reused: descriptors.length - written, runs };
+}
+
+/**
+ * The whole archive of `source` (a volume's archive whose `unread` members' data are zeros), each
+ * unread member's data read back from its run of chunks (`read`: a chunk's content, checked), in
+ * order: what is stored as one blob when the chunks would not fit the set (backup-volumes.ts).
+ * Throws as storeChunked does when a run does not fit its member or a member is missing.
+ */
+export async function* splicedArchive(source: AsyncIterable<Buffer>, unread: UnreadRuns, read: (chunk: BlobDescriptor) => Promise<Readable>): AsyncGenerator<Buffer> {
+  let substituted = 0;
+  for await (const item of chunksOf(source, CHUNK_SIZES, (member) => unread.get(member))) {
+    if (Buffer.isBuffer(item)) {
+      // The chunker's view is valid only until the next item.
+      yield Buffer.from(item);
+      continue;
+    }
+    if (!item.reused) continue;
+    substituted++;
+    let bytes = 0;
+    for (const chunk of item.reused) {
+      for await (const part of await read(chunk)) {
+        bytes += (part as Buffer).length;
+        yield part as Buffer;
+      }
+    }
+    if (bytes !== Math.ceil(item.size / 512) * 512) throw new Error(`a file left unread has ${item.size} bytes, not what its chunks hold (${bytes})`);
+  }
+  if (substituted !== unread.size) throw new Error(`${unread.size - substituted} file(s) left unread were not found in the archive`);
 }

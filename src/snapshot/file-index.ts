@@ -49,8 +49,9 @@ const INDEX_MAX = 64 << 20;
  * dirty_writeback_centisecs: 30 s and 5 s by default) and 5 s more. A page written through a shared
  * mapping updates the file's times only at the first write after it was last written back; a
  * file whose ctime is older than that was written back since, so a later write changes its ctime.
+ * Undefined when periodic writeback is off (dirty_writeback_centisecs 0): then no wait is enough.
  */
-export function racyMarginNs(readProc: (path: string) => string = (p) => readFileSync(p, 'utf8')): bigint {
+export function racyMarginNs(readProc: (path: string) => string = (p) => readFileSync(p, 'utf8')): bigint | undefined {
   const centis = (name: string, fallback: number) => {
     try {
       const n = Number(readProc(`/proc/sys/vm/${name}`).trim());
@@ -59,34 +60,67 @@ export function racyMarginNs(readProc: (path: string) => string = (p) => readFil
       return fallback;
     }
   };
-  return BigInt(centis('dirty_expire_centisecs', 3000) + centis('dirty_writeback_centisecs', 500) + 500) * 10_000_000n;
+  const writeback = centis('dirty_writeback_centisecs', 500);
+  if (writeback === 0) return undefined;
+  return BigInt(centis('dirty_expire_centisecs', 3000) + writeback + 500) * 10_000_000n;
+}
+
+/**
+ * File systems (statfs f_type, linux/magic.h) whose ctime a write always changes once its pages
+ * were written back: ext2/3/4, XFS, Btrfs. Not tmpfs (its pages are never written back: a write
+ * through a mapping never changes the times again), not NFS, CIFS or FUSE (times cached, or set by
+ * a server's clock, or ctime = mtime).
+ */
+const TRUSTED_FS: ReadonlyMap<number, string> = new Map([
+  [0xef53, 'ext4'],
+  [0x58465342, 'xfs'],
+  [0x9123683e, 'btrfs'],
+]);
+
+/** Why files of a file system of statfs type `type` may not be left unread (a phrase), or undefined when they may. */
+export function untrustedFs(type: number): string | undefined {
+  return TRUSTED_FS.has(type) ? undefined : `its file system (type 0x${type.toString(16)}) is not ext4, XFS or Btrfs`;
+}
+
+/** What identified a large file's content when the walk met it (decimal text: nanoseconds overflow a double). */
+interface Seen {
+  rel: string;
+  ino: string;
+  size: number;
+  mtimeNs: string;
+  ctimeNs: string;
 }
 
 /** What the walk of one volume saw of its large files, and which it left unread (FileTracker for hostTar). */
 export class FileWalk implements FileTracker {
   /** Large files with one link whose ctime is before the cutoff, by member number (chunker.ts numbers members alike). */
-  readonly seen = new Map<number, { rel: string; st: BigIntStats }>();
+  readonly seen = new Map<number, Seen>();
   /** Members left unread, with the earlier index's entry of each. */
   readonly unread = new Map<number, FileIndexEntry>();
   /** Bytes of data left unread. */
   unreadBytes = 0;
+  /** Set (a phrase) when nothing may be left unread nor indexed: every file is read, and the next backup too. */
+  off?: string;
 
   /**
    * `min`: the chunker's large-member size (bytes); `cutoffNs`: files with a later ctime are
-   * neither indexed nor left unread; `earlier`: the index of the set before, whose chunks every
-   * destination was seen to hold (undefined: every file is read).
+   * neither indexed nor left unread (undefined: none is); `earlier`: the index of the set before,
+   * whose chunks every destination was seen to hold (undefined: every file is read).
    */
   constructor(
     readonly min: number,
-    private readonly cutoffNs: bigint,
+    private readonly cutoffNs: bigint | undefined,
     private readonly earlier?: FileIndex,
-  ) {}
+  ) {
+    if (cutoffNs === undefined) this.off = 'the kernel writes dirty pages back only when asked (vm.dirty_writeback_centisecs is 0)';
+  }
 
   file(member: number, rel: string, st: BigIntStats): boolean {
-    if (st.ctimeNs >= this.cutoffNs) return false;
-    this.seen.set(member, { rel, st });
-    const e = this.earlier?.files[rel];
-    if (!e || e.ino !== String(st.ino) || e.size !== Number(st.size) || e.mtimeNs !== String(st.mtimeNs) || e.ctimeNs !== String(st.ctimeNs)) return false;
+    if (this.off !== undefined || this.cutoffNs === undefined || st.ctimeNs >= this.cutoffNs) return false;
+    const seen = { rel, ino: String(st.ino), size: Number(st.size), mtimeNs: String(st.mtimeNs), ctimeNs: String(st.ctimeNs) };
+    this.seen.set(member, seen);
+    const e = this.earlier && Object.hasOwn(this.earlier.files, rel) ? this.earlier.files[rel] : undefined;
+    if (!e || e.ino !== seen.ino || e.size !== seen.size || e.mtimeNs !== seen.mtimeNs || e.ctimeNs !== seen.ctimeNs) return false;
     this.unread.set(member, e);
     this.unreadBytes += e.size;
     return true;
@@ -95,21 +129,27 @@ export class FileWalk implements FileTracker {
 
 /**
  * The new archive's index: each file `walk` saw, with the chunks its data got in `chunks`
- * (`runs`: member number → first chunk and count, from storeChunked).
+ * (`runs`: member number → first chunk and count, from storeChunked). Empty when the walk is off.
  */
 export function buildFileIndex(walk: FileWalk, runs: ReadonlyMap<number, { first: number; count: number }>): FileIndex {
-  const files: Record<string, FileIndexEntry> = {};
-  for (const [member, { rel, st }] of walk.seen) {
+  const files: Record<string, FileIndexEntry> = Object.create(null) as Record<string, FileIndexEntry>;
+  if (walk.off !== undefined) return { files };
+  for (const [member, { rel, ino, size, mtimeNs, ctimeNs }] of walk.seen) {
     const run = runs.get(member);
     if (!run || run.count === 0) continue;
-    files[rel] = { ino: String(st.ino), size: Number(st.size), mtimeNs: String(st.mtimeNs), ctimeNs: String(st.ctimeNs), ...run };
+    files[rel] = { ino, size, mtimeNs, ctimeNs, ...run };
   }
   return { files };
 }
 
-/** Stores the index as a set-scope blob (JSON, compressed; encrypted when the set is). */
-export function storeFileIndex(index: FileIndex, targets: StoreTarget[], compression: Compression): Promise<BlobDescriptor> {
-  return storeBlob(Readable.from([Buffer.from(JSON.stringify(index))]), targets, fileIndexMediaType(compression));
+/**
+ * Stores the index as a set-scope blob (JSON, compressed; encrypted when the set is); undefined,
+ * nothing stored, when its JSON would be larger than the next backup reads back (INDEX_MAX).
+ */
+export async function storeFileIndex(index: FileIndex, targets: StoreTarget[], compression: Compression): Promise<BlobDescriptor | undefined> {
+  const json = Buffer.from(JSON.stringify(index));
+  if (json.length > INDEX_MAX) return undefined;
+  return storeBlob(Readable.from([json]), targets, fileIndexMediaType(compression));
 }
 
 export class FileIndexError extends Error {
@@ -117,18 +157,19 @@ export class FileIndexError extends Error {
 }
 
 /**
- * Reads a stored index back (its digests checked), and checks each entry names chunks that
- * `chunkCount` (the archive's chunk list's length) holds. Throws FileIndexError when it is not such
- * an index, or what reading the blob throws.
+ * Reads a stored index back (its digests checked). Entries whose run of `chunks` (the archive's
+ * chunk list) does not exist or does not hold their data (its size padded to a 512-byte block)
+ * are left out. Throws FileIndexError when it is not such an index, or what reading the blob throws.
  */
-export async function readFileIndex(dest: Destination, blob: BlobDescriptor, chunkCount: number): Promise<FileIndex> {
+export async function readFileIndex(dest: Destination, blob: BlobDescriptor, chunks: readonly BlobDescriptor[]): Promise<FileIndex> {
   const text = (await readSmall(await openContent(dest, SET_SCOPE, blob, 'file index'), INDEX_MAX)).toString('utf8');
   const index = JSON.parse(text) as FileIndex;
   if (!index || typeof index.files !== 'object' || index.files === null) throw new FileIndexError('the file index has no files');
-  for (const e of Object.values(index.files)) {
-    const ok =
-      Number.isInteger(e.first) && Number.isInteger(e.count) && e.first >= 0 && e.count > 0 && e.first + e.count <= chunkCount && Number.isInteger(e.size) && e.size >= 0;
-    if (!ok) throw new FileIndexError('the file index names chunks its archive does not have');
+  const files: Record<string, FileIndexEntry> = Object.create(null) as Record<string, FileIndexEntry>;
+  for (const [rel, e] of Object.entries(index.files)) {
+    const sane = Number.isInteger(e.first) && Number.isInteger(e.count) && e.first >= 0 && e.count > 0 && e.first + e.count <= chunks.length;
+    const bytes = sane ? chunks.slice(e.first, e.first + e.count).reduce((n, c) => n + c.contentSize, 0) : -1;
+    if (Number.isInteger(e.size) && bytes === Math.ceil(e.size / 512) * 512) files[rel] = e;
   }
-  return index;
+  return { files };
 }

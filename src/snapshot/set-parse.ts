@@ -30,7 +30,7 @@ export function parseCheckedSet(body: Buffer, expected: Pick<SetDescriptor, 'dig
 }
 
 /**
- * Reads a set document of schema 1 or 2 (SET_SCHEMA_VERSIONS) and checks every blob descriptor in it.
+ * Reads a set document of schema 1, 2 or 3 (SET_SCHEMA_VERSIONS) and checks every blob descriptor in it.
  * A container record's engine state written as `status` (schema 1, and schema 2 before it was `state`)
  * comes back as `state`; a schema 1 record keeps its `status` too, so that a copy of the set
  * (completeSet) still says it to releases that read only schema 1. Throws ManifestError when the text is not such a document.

@@ -45,9 +45,10 @@ describe('unchanged files of a volume left unread (the set before\'s file index)
     truncateSync(join(m, 'sparse'), 8 * MiB);
     const c = await runContainer({ name, Image: fixture, Cmd: ['sleep', '100000'], HostConfig: { Binds: [`${volume}:/data`] } }, 'running');
     const store = join(res.tempDir(), 'store');
-    // Every file counts as settled at once: the test's files are seconds old.
-    const env = { ...process.env, DOCKER_CONFIG: '/nonexistent', CONTAINER_SNAPSHOT_SETTLE_SECONDS: '0' };
+    // Files count as settled 2 s after their last change (the least allowed): each backup waits that long after the changes before it.
+    const env = { ...process.env, DOCKER_CONFIG: '/nonexistent', CONTAINER_SNAPSHOT_SETTLE_SECONDS: '2' };
     const take = async (tag: string) => {
+      await new Promise((resolve) => setTimeout(resolve, 2500));
       const log = { ...quietLog, lines: [] as string[] };
       const b = await backup(parseBackupInputs(inputs({ containers: name, destination: `dir:${store}`, tag }), undefined, env), { log, env });
       expect(b.failed, JSON.stringify(b.containers)).toBe(0);
@@ -117,5 +118,28 @@ describe('unchanged files of a volume left unread (the set before\'s file index)
       expect(await treeDigest(copy, '/data'), tag).toEqual(taken.tree);
       await docker.getContainer(copy).remove({ force: true });
     }
+  });
+
+  it('reads every file of a tmpfs volume at every backup (a write through a mapping never changes its times there)', async () => {
+    const name = res.name('tmpfs');
+    const volume = res.volume('tmpfsvol');
+    await docker.createVolume({ Name: volume, DriverOpts: { type: 'tmpfs', device: 'tmpfs' } });
+    await runContainer({ name, Image: fixture, Cmd: ['sleep', '100000'], HostConfig: { Binds: [`${volume}:/data`] } }, 'running');
+    const m = ((await docker.getVolume(volume).inspect()) as { Mountpoint: string }).Mountpoint;
+    writeFileSync(join(m, 'db'), randomBytes(MiB));
+    const store = join(res.tempDir(), 'store');
+    const env = { ...process.env, DOCKER_CONFIG: '/nonexistent', CONTAINER_SNAPSHOT_SETTLE_SECONDS: '2' };
+    const lines: string[][] = [];
+    for (const tag of ['t1', 't2']) {
+      await new Promise((resolve) => setTimeout(resolve, 2500));
+      const log = { ...quietLog, lines: [] as string[] };
+      const b = await backup(parseBackupInputs(inputs({ containers: name, destination: `dir:${store}`, tag }), undefined, env), { log, env });
+      expect(b.failed, JSON.stringify(b.containers)).toBe(0);
+      res.image(`container-snapshot/${name}:${tag}`);
+      lines.push(log.lines);
+    }
+    expect(lines[1].filter((l) => /read on this host from/.test(l))).toHaveLength(1);
+    expect(lines[1].some((l) => /not read \(/.test(l))).toBe(false);
+    expect(lines[1].filter((l) => /: every file read, none left unread: its file system \(type 0x1021994\) is not ext4, XFS or Btrfs$/.test(l))).toHaveLength(1);
   });
 });

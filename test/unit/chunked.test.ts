@@ -5,7 +5,7 @@ import tar from 'tar-stream';
 import { SET_SCOPE } from '../../src/destinations/types.js';
 import { openContent } from '../../src/snapshot/blobs.js';
 import { CHUNK_SIZES, chunksOf, cutPoint, type ChunkSizes } from '../../src/snapshot/chunker.js';
-import { storeChunked } from '../../src/snapshot/chunked.js';
+import { splicedArchive, storeChunked } from '../../src/snapshot/chunked.js';
 import { CHUNK_LIST_VOLUME_MEDIA_TYPE, CHUNKED_VOLUME_MEDIA_TYPE, ManifestError, chunkListDigest, SET_MEDIA_TYPE, setBlobs, type BlobDescriptor, type SnapshotSet } from '../../src/snapshot/manifest.js';
 import { parseSet } from '../../src/snapshot/set-parse.js';
 import { RegistryDestination } from '../../src/destinations/registry.js';
@@ -292,6 +292,18 @@ describe('files left unread (their data chunks taken from the archive before)', 
     expect(second.runs).toEqual(first.runs);
     expect(dest.writes - writes).toBe(0);
     expect((await readAll(await openContent(dest, SET_SCOPE, second.blob, 'v'))).equals(full)).toBe(true);
+
+    // Stored whole instead (too many chunks for the set): the unread data read back from its chunks.
+    const unread = new Map([[1, runOf(1)], [3, runOf(3)]]);
+    const spliced = await readAll(Readable.from(splicedArchive(pieces(zeroed, 65536), unread, (c) => openContent(dest, SET_SCOPE, c, 'c'))));
+    expect(spliced.equals(full)).toBe(true);
+    // A member planned unread but not among the large members (small.txt): refused, never stored as zeros.
+    await expect(storeChunked(Readable.from(pieces(zeroed, 65536)), targets, 'zstd', known, undefined, new Map([...unread, [2, runOf(1)]]))).rejects.toThrow(
+      '1 file(s) left unread were not found in the archive',
+    );
+    await expect(readAll(Readable.from(splicedArchive(pieces(zeroed, 65536), new Map([[2, runOf(1)]]), (c) => openContent(dest, SET_SCOPE, c, 'c'))))).rejects.toThrow(
+      '1 file(s) left unread were not found in the archive',
+    );
   });
 
   it('refuses a run that does not hold the member it stands for', async () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { BigIntStats } from 'node:fs';
-import { buildFileIndex, FileWalk, racyMarginNs, type FileIndex } from '../../src/snapshot/file-index.js';
+import { buildFileIndex, FileWalk, racyMarginNs, untrustedFs, type FileIndex } from '../../src/snapshot/file-index.js';
 import { parseSettleSeconds } from '../../src/core/backup-input.js';
 
 const st = (o: { ino: bigint; size: bigint; mtimeNs: bigint; ctimeNs: bigint }) => o as unknown as BigIntStats;
@@ -42,15 +42,35 @@ describe('file index', () => {
     const proc: Record<string, string> = { '/proc/sys/vm/dirty_expire_centisecs': '3000\n', '/proc/sys/vm/dirty_writeback_centisecs': '500\n' };
     expect(racyMarginNs((p) => proc[p])).toBe(40n * S);
     expect(racyMarginNs(() => 'x')).toBe(40n * S);
-    expect(racyMarginNs((p) => (p.endsWith('expire_centisecs') ? '6000' : '0'))).toBe(65n * S);
+    expect(racyMarginNs((p) => (p.endsWith('expire_centisecs') ? '6000' : '1000'))).toBe(75n * S);
+    // Periodic writeback off: no wait is enough, and the walk leaves nothing unread.
+    expect(racyMarginNs((p) => (p.endsWith('expire_centisecs') ? '3000' : '0'))).toBeUndefined();
+    const off = new FileWalk(64, undefined, earlier);
+    expect(off.file(1, 'a', st({ ino: 7n, size: 100n, mtimeNs: 10n * S, ctimeNs: 11n * S }))).toBe(false);
+    expect(off.off).toMatch(/dirty_writeback_centisecs is 0/);
+  });
+
+  it('trusts the ctime of ext4, XFS and Btrfs only (not tmpfs, NFS, CIFS, FUSE, overlay)', () => {
+    for (const t of [0xef53, 0x58465342, 0x9123683e]) expect(untrustedFs(t)).toBeUndefined();
+    for (const t of [0x01021994, 0x6969, 0xff534d42, 0x65735546, 0x794c7630]) expect(untrustedFs(t)).toMatch(/is not ext4, XFS or Btrfs/);
+  });
+
+  it('keeps an own entry named like an Object.prototype property, and finds no inherited one', () => {
+    const walk = new FileWalk(64, 100n * S, { files: {} });
+    expect(walk.file(1, 'constructor', st({ ino: 1n, size: 100n, mtimeNs: 1n, ctimeNs: 1n }))).toBe(false);
+    walk.file(2, '__proto__', st({ ino: 2n, size: 100n, mtimeNs: 1n, ctimeNs: 1n }));
+    const index = buildFileIndex(walk, new Map([[2, { first: 0, count: 1 }]]));
+    const again = JSON.parse(JSON.stringify(index)) as FileIndex;
+    expect(Object.hasOwn(again.files, '__proto__')).toBe(true);
+    expect(new FileWalk(64, 100n * S, again).file(3, '__proto__', st({ ino: 2n, size: 100n, mtimeNs: 1n, ctimeNs: 1n }))).toBe(true);
   });
 
   it('reads CONTAINER_SNAPSHOT_SETTLE_SECONDS as whole seconds, in one line otherwise', () => {
     expect(parseSettleSeconds(undefined)).toBeUndefined();
-    expect(parseSettleSeconds(' 0 ')).toBe(0);
+    expect(parseSettleSeconds(' 2 ')).toBe(2);
     expect(parseSettleSeconds('120')).toBe(120);
-    for (const bad of ['-1', '1.5', 'ten', '90000']) {
-      expect(() => parseSettleSeconds(bad)).toThrow(`Invalid CONTAINER_SNAPSHOT_SETTLE_SECONDS '${bad}'. Expected a whole number of seconds from 0 to 86400, like 40.`);
+    for (const bad of ['0', '1', '-1', '1.5', 'ten', '90000']) {
+      expect(() => parseSettleSeconds(bad)).toThrow(`Invalid CONTAINER_SNAPSHOT_SETTLE_SECONDS '${bad}'. Expected a whole number of seconds from 2 to 86400, like 40.`);
     }
   });
 });
