@@ -20,6 +20,12 @@ const ZEROS = Buffer.alloc(BLOCK);
 /** Bytes a spooled file buffers while a write is in flight (written together, one write per run of data). */
 const SPOOL_BUFFER = 1 << 20;
 
+/**
+ * Bytes per read of a spooled file, by default: the pieces the stages after it (tar check, digest,
+ * compressor) take in one turn; node's 64 KiB costs sixteen reads, and sixteen turns of each stage, per MiB.
+ */
+const SPOOL_READ = 1 << 20;
+
 /** Buffers in one writev: Linux's IOV_MAX (limits.h, UIO_MAXIOV). */
 const IOV_MAX = 1024;
 
@@ -277,13 +283,13 @@ export class Spool {
   }
 
   /**
-   * The spooled bytes, to be read once the container is back; `highWaterMark`: bytes per read (64 KiB
-   * by default). A file that is mostly holes (a sparse file's archive) is read with O_DIRECT in
+   * The spooled bytes, to be read once the container is back; `highWaterMark`: bytes per read
+   * (SPOOL_READ, 1 MiB, by default). A file that is mostly holes (a sparse file's archive) is read with O_DIRECT in
    * 1 MiB pieces, its holes passed on as shared zeros (direct-read.ts): a buffered read of holes
    * fills the page cache with zeros, slower than the disk.
    */
   read(spooled: Spooled, highWaterMark?: number): Readable {
-    const file = directStream(spooled.path) ?? createReadStream(spooled.path, highWaterMark ? { highWaterMark } : {});
+    const file = directStream(spooled.path) ?? createReadStream(spooled.path, { highWaterMark: highWaterMark ?? SPOOL_READ });
     const key = this.keys.get(spooled.path);
     if (!key) return file;
     const clear = new ZeroKeepingCtr(key);
