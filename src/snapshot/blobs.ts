@@ -15,8 +15,8 @@ export const GZIP_LEVEL = 1;
 
 /**
  * The compressor's output buffer, in bytes (node:zlib's chunkSize, 16 KiB by default): with pieces
- * of GATHER_BYTES going in, one trip through the thread pool per piece rather than one per 16 KiB
- * of output. The stored bytes do not depend on it, nor on how the input is cut (zstd and deflate
+ * of GATHER_BYTES going in (at most about as long compressed), one trip through the thread pool per
+ * piece rather than one per 16 KiB of output. The stored bytes do not depend on it, nor on how the input is cut (zstd and deflate
  * without flushes), so stored digests stay what they were.
  */
 const COMPRESS_CHUNK = GATHER_BYTES;

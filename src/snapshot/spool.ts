@@ -9,6 +9,7 @@ import { runName } from '../core/run-names.js';
 import { formatBytes } from '../util/format.js';
 import { allZero } from '../util/zeros.js';
 import { directStream } from '../util/direct-read.js';
+import { GATHER_BYTES } from '../util/streams.js';
 
 /** Free space the spool leaves on its filesystem: it fails rather than fill the disk. */
 export const SPOOL_RESERVE = 256 << 20;
@@ -22,9 +23,10 @@ const SPOOL_BUFFER = 1 << 20;
 
 /**
  * Bytes per read of a spooled file, by default: the pieces the stages after it (tar check, digest,
- * compressor) take in one turn; node's 64 KiB costs sixteen reads, and sixteen turns of each stage, per MiB.
+ * compressor) take in one turn (GATHER_BYTES, streams.ts); node's 64 KiB costs four reads, and four
+ * turns of each stage, per 256 KiB.
  */
-const SPOOL_READ = 1 << 20;
+const SPOOL_READ = GATHER_BYTES;
 
 /** Buffers in one writev: Linux's IOV_MAX (limits.h, UIO_MAXIOV). */
 const IOV_MAX = 1024;
@@ -284,9 +286,9 @@ export class Spool {
 
   /**
    * The spooled bytes, to be read once the container is back; `highWaterMark`: bytes per read
-   * (SPOOL_READ, 1 MiB, by default). A file that is mostly holes (a sparse file's archive) is read with O_DIRECT in
-   * 1 MiB pieces, its holes passed on as shared zeros (direct-read.ts): a buffered read of holes
-   * fills the page cache with zeros, slower than the disk.
+   * (SPOOL_READ, 256 KiB, by default). A file that is mostly holes (a sparse file's archive) is
+   * read with O_DIRECT in 1 MiB pieces, its holes passed on as shared zeros (direct-read.ts): a
+   * buffered read of holes fills the page cache with zeros, slower than the disk.
    */
   read(spooled: Spooled, highWaterMark?: number): Readable {
     const file = directStream(spooled.path) ?? createReadStream(spooled.path, { highWaterMark: highWaterMark ?? SPOOL_READ });

@@ -115,16 +115,14 @@ describe('Gather', () => {
       })(),
     );
     const out: Buffer[] = [];
-    await expect(
-      pipeline(failing, new Gather(4096), new Writable({ write: (c: Buffer, _e, done) => (out.push(c), done()) })),
-    ).rejects.toThrow(/source cut/);
+    await expect(pipeline(failing, new Gather(4096), new Writable({ write: (c: Buffer, _e, done) => (out.push(c), done()) }))).rejects.toThrow(/source cut/);
     expect(out).toEqual([]);
   });
 });
 
 describe('storeBlob', () => {
   it('stores the same bytes (the same digest) however the content is cut, zstd and gzip', async () => {
-    const content = Buffer.from(Array.from({ length: 3 << 20 }, (_v, i) => (i % 251) ^ (i >> 12) & 0xff));
+    const content = Buffer.from(Array.from({ length: 3 << 20 }, (_v, i) => (i % 251) ^ ((i >> 12) & 0xff)));
     const cuts = [
       [content],
       Array.from({ length: Math.ceil(content.length / 4096) }, (_v, i) => content.subarray(i * 4096, (i + 1) * 4096)),
