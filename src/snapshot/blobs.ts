@@ -4,7 +4,7 @@ import { AGE, KeyError, type Keyring } from '../crypto/keyring.js';
 import { pipeline } from 'node:stream/promises';
 import type { BlobScope, BlobWriter, Destination } from '../destinations/types.js';
 import { Digester, Verifier } from '../oci/digest.js';
-import { drain, fanOut, readSmall } from '../util/streams.js';
+import { drain, fanOut, Gather, GATHER_BYTES, readSmall } from '../util/streams.js';
 import { chunkContents, WHOLE_CHUNK_MAX } from './chunk-reader.js';
 import { readWholeBlob } from './chunk-read.js';
 import { CHUNKED_VOLUME_MEDIA_TYPE, isChunked, type BlobDescriptor, type ChunkedBlob } from './manifest.js';
@@ -13,9 +13,17 @@ import { CHUNKED_VOLUME_MEDIA_TYPE, isChunked, type BlobDescriptor, type Chunked
 export const ZSTD_LEVEL = 3;
 export const GZIP_LEVEL = 1;
 
+/**
+ * The compressor's output buffer, in bytes (node:zlib's chunkSize, 16 KiB by default): with pieces
+ * of GATHER_BYTES going in (at most about as long compressed), one trip through the thread pool per
+ * piece rather than one per 16 KiB of output. The stored bytes do not depend on it, nor on how the input is cut (zstd and deflate
+ * without flushes), so stored digests stay what they were.
+ */
+const COMPRESS_CHUNK = GATHER_BYTES;
+
 function compressor(mediaType: string): Transform | undefined {
-  if (mediaType.endsWith('+zstd')) return createZstdCompress({ params: { [constants.ZSTD_c_compressionLevel]: ZSTD_LEVEL } });
-  if (mediaType.endsWith('+gzip')) return createGzip({ level: GZIP_LEVEL });
+  if (mediaType.endsWith('+zstd')) return createZstdCompress({ chunkSize: COMPRESS_CHUNK, params: { [constants.ZSTD_c_compressionLevel]: ZSTD_LEVEL } });
+  if (mediaType.endsWith('+gzip')) return createGzip({ chunkSize: COMPRESS_CHUNK, level: GZIP_LEVEL });
   return undefined;
 }
 
@@ -89,9 +97,9 @@ export interface StoreTarget {
 }
 
 /**
- * Streams `source` once into `sink`: sha256 of the content, zstd or gzip as the media type says,
- * age encryption with `keyring`, sha256 of the stored bytes. Resolves with the blob's descriptor
- * once `sink` has finished.
+ * Streams `source` once into `sink`: gathered into pieces of GATHER_BYTES (Gather), sha256 of the
+ * content, zstd or gzip as the media type says, age encryption with `keyring`, sha256 of the stored
+ * bytes. Resolves with the blob's descriptor once `sink` has finished.
  */
 async function encodeInto(
   source: Readable,
@@ -102,7 +110,7 @@ async function encodeInto(
 ): Promise<BlobDescriptor> {
   const content = new Digester();
   const stored = new Digester();
-  const stages: Array<NodeJS.ReadableStream | NodeJS.WritableStream> = [source, ...(meter ? [meter] : []), content];
+  const stages: Array<NodeJS.ReadableStream | NodeJS.WritableStream> = [source, new Gather(), ...(meter ? [meter] : []), content];
   const compress = compressor(mediaType);
   if (compress) stages.push(compress);
   if (keyring) stages.push(keyring.encryptStream());

@@ -9,6 +9,7 @@ import { runName } from '../core/run-names.js';
 import { formatBytes } from '../util/format.js';
 import { allZero } from '../util/zeros.js';
 import { directStream } from '../util/direct-read.js';
+import { GATHER_BYTES } from '../util/streams.js';
 
 /** Free space the spool leaves on its filesystem: it fails rather than fill the disk. */
 export const SPOOL_RESERVE = 256 << 20;
@@ -19,6 +20,13 @@ const BLOCK = 4096;
 const ZEROS = Buffer.alloc(BLOCK);
 /** Bytes a spooled file buffers while a write is in flight (written together, one write per run of data). */
 const SPOOL_BUFFER = 1 << 20;
+
+/**
+ * Bytes per read of a spooled file, by default: the pieces the stages after it (tar check, digest,
+ * compressor) take in one turn (GATHER_BYTES, streams.ts); node's 64 KiB costs four reads, and four
+ * turns of each stage, per 256 KiB.
+ */
+const SPOOL_READ = GATHER_BYTES;
 
 /** Buffers in one writev: Linux's IOV_MAX (limits.h, UIO_MAXIOV). */
 const IOV_MAX = 1024;
@@ -277,13 +285,13 @@ export class Spool {
   }
 
   /**
-   * The spooled bytes, to be read once the container is back; `highWaterMark`: bytes per read (64 KiB
-   * by default). A file that is mostly holes (a sparse file's archive) is read with O_DIRECT in
-   * 1 MiB pieces, its holes passed on as shared zeros (direct-read.ts): a buffered read of holes
-   * fills the page cache with zeros, slower than the disk.
+   * The spooled bytes, to be read once the container is back; `highWaterMark`: bytes per read
+   * (SPOOL_READ, 256 KiB, by default). A file that is mostly holes (a sparse file's archive) is
+   * read with O_DIRECT in 1 MiB pieces, its holes passed on as shared zeros (direct-read.ts): a
+   * buffered read of holes fills the page cache with zeros, slower than the disk.
    */
   read(spooled: Spooled, highWaterMark?: number): Readable {
-    const file = directStream(spooled.path) ?? createReadStream(spooled.path, highWaterMark ? { highWaterMark } : {});
+    const file = directStream(spooled.path) ?? createReadStream(spooled.path, { highWaterMark: highWaterMark ?? SPOOL_READ });
     const key = this.keys.get(spooled.path);
     if (!key) return file;
     const clear = new ZeroKeepingCtr(key);

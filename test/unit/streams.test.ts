@@ -1,7 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { fanOut } from '../../src/util/streams.js';
+import { fanOut, Gather } from '../../src/util/streams.js';
+import { storeBlob } from '../../src/snapshot/blobs.js';
+import { SET_SCOPE } from '../../src/destinations/types.js';
+import { MemoryDestination } from '../support/memory-destination.js';
 import { TarChecker } from '../../src/util/tar-check.js';
 
 function sink(opts: { failAfter?: number; slow?: boolean } = {}): Writable & { bytes: number } {
@@ -74,5 +77,66 @@ describe('TarChecker', () => {
     await expect(pipeline(Readable.from([whole.subarray(0, 1500)]), new TarChecker('vol'), new Writable({ write: (_c, _e, d) => d() }))).rejects.toThrow(
       /vol: the engine's archive is not a whole tar/,
     );
+  });
+});
+
+describe('Gather', () => {
+  const bytes = (n: number, seed = 1) => Buffer.from(Array.from({ length: n }, (_v, i) => (i * 31 + seed) & 0xff));
+  const collect = async (source: Readable, gather: Gather) => {
+    const out: Buffer[] = [];
+    await pipeline(source, gather, new Writable({ write: (c: Buffer, _e, done) => (out.push(c), done()) }));
+    return out;
+  };
+
+  it('passes the bytes unchanged in pieces of at least its size, the last one shorter', async () => {
+    const parts = Array.from({ length: 40 }, (_v, i) => bytes(300 + i * 7, i));
+    const out = await collect(Readable.from(parts), new Gather(4096));
+    expect(Buffer.concat(out).equals(Buffer.concat(parts))).toBe(true);
+    expect(out.slice(0, -1).every((c) => c.length >= 4096)).toBe(true);
+    expect(out.length).toBeLessThan(parts.length);
+  });
+
+  it('passes a chunk of its size or more as it is when it holds nothing', async () => {
+    const big = bytes(10_000);
+    const out = await collect(Readable.from([big, bytes(10), bytes(9000)]), new Gather(4096));
+    expect(out[0]).toBe(big);
+    expect(out.map((c) => c.length)).toEqual([10_000, 9010]);
+  });
+
+  it('passes nothing on for an empty stream', async () => {
+    expect(await collect(Readable.from([]), new Gather(4096))).toEqual([]);
+  });
+
+  it('fails the pipeline when its source fails, without passing on what it held', async () => {
+    const failing = Readable.from(
+      (async function* () {
+        yield bytes(100);
+        throw new Error('source cut');
+      })(),
+    );
+    const out: Buffer[] = [];
+    await expect(pipeline(failing, new Gather(4096), new Writable({ write: (c: Buffer, _e, done) => (out.push(c), done()) }))).rejects.toThrow(/source cut/);
+    expect(out).toEqual([]);
+  });
+});
+
+describe('storeBlob', () => {
+  it('stores the same bytes (the same digest) however the content is cut, zstd and gzip', async () => {
+    const content = Buffer.from(Array.from({ length: 3 << 20 }, (_v, i) => (i % 251) ^ ((i >> 12) & 0xff)));
+    const cuts = [
+      [content],
+      Array.from({ length: Math.ceil(content.length / 4096) }, (_v, i) => content.subarray(i * 4096, (i + 1) * 4096)),
+      [content.subarray(0, 5), content.subarray(5, 1_500_001), content.subarray(1_500_001)],
+    ];
+    for (const mediaType of ['application/vnd.oci.image.layer.v1.tar+zstd', 'application/vnd.oci.image.layer.v1.tar+gzip']) {
+      const digests = new Set<string>();
+      for (const parts of cuts) {
+        const dest = new MemoryDestination();
+        const blob = await storeBlob(Readable.from(parts), [{ dest, scope: SET_SCOPE }], mediaType);
+        expect(blob.contentSize).toBe(content.length);
+        digests.add(blob.digest);
+      }
+      expect(digests.size).toBe(1);
+    }
   });
 });
