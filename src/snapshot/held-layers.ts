@@ -4,6 +4,7 @@ import type { Destination } from '../destinations/types.js';
 import { loadArchive } from './image-archive.js';
 import type { ContainerRecord } from './manifest.js';
 import { imageScope } from './restore-set.js';
+import { openLayerContent } from './restore-content.js';
 
 /** At most this many local tags of the container's repository are inspected for held layers. */
 const TAGS_INSPECTED = 20;
@@ -64,7 +65,7 @@ export async function loadContainerImage(
   const total = c.image.layers.length;
   const onEngine = held > 0 ? `, ${held === total ? 'all' : `the first ${held}`} on the engine already, not read` : '';
   log.info(`${c.name}: loading image ${c.image.id.slice(0, 19)} (${total} layer(s)${onEngine}) into the engine`);
-  const archive = loadArchive(source, imageScope(c), c.image, ref, held);
+  const archive = loadArchive(source, imageScope(c), c.image, ref, held, openLayerContent);
   try {
     return await engine.loadImage(archive);
   } catch (err) {
@@ -72,7 +73,7 @@ export async function loadContainerImage(
     archive.destroy();
     if (held === 0 || !missingLayerFile(err)) throw err;
     log.info(`${c.name}: the engine no longer holds those layers (${errorMessage(err)}): loading every layer`);
-    const whole = loadArchive(source, imageScope(c), c.image, ref, 0);
+    const whole = loadArchive(source, imageScope(c), c.image, ref, 0, openLayerContent);
     try {
       return await engine.loadImage(whole);
     } catch (again) {

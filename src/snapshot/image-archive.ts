@@ -166,9 +166,17 @@ async function addEntry(pack: tar.Pack, header: Partial<tar.Header> & { name: st
  * holds with the same layers below: held-layers.ts) are listed in manifest.json but their
  * layer.tar is left out and their blobs are not read; the engine opens a layer.tar only for
  * a layer whose chain ID it lacks (moby image/tarexport/load.go, Engine 20.10 and 26.1 with
- * the classic image store), and fails naming the missing file when it lacks one.
+ * the classic image store), and fails naming the missing file when it lacks one. `open` opens a
+ * layer's checked content (`openContent` by default; the restore's reads larger pieces).
  */
-export function loadArchive(dest: Destination, scope: BlobScope, image: Pick<ImageRecord, 'config' | 'layers'>, repoTag: string, held = 0): Readable {
+export function loadArchive(
+  dest: Destination,
+  scope: BlobScope,
+  image: Pick<ImageRecord, 'config' | 'layers'>,
+  repoTag: string,
+  held = 0,
+  open: typeof openContent = openContent,
+): Readable {
   const pack = tar.pack();
   const build = async () => {
     const configBytes = await readSmall(await openContent(dest, SET_SCOPE, image.config, 'image config'));
@@ -182,7 +190,7 @@ export function loadArchive(dest: Destination, scope: BlobScope, image: Pick<Ima
       if (i < held || written.has(dir)) continue;
       written.add(dir);
       await addEntry(pack, { name: `${dir}/`, type: 'directory', mode: 0o755 }, Buffer.alloc(0));
-      const content = await openContent(dest, scope, layer, `image layer ${i}`);
+      const content = await open(dest, scope, layer, `image layer ${i}`);
       await addEntry(pack, { name: `${dir}/layer.tar`, size: layer.contentSize, mode: 0o644 }, content);
     }
     const manifest = JSON.stringify([{ Config: configName, RepoTags: [repoTag], Layers: layerNames }]);
