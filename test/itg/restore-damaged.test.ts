@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DirDestination } from '../../src/destinations/dir/index.js';
-import { storedBlobs, type SnapshotSet } from '../../src/snapshot/manifest.js';
+import { isChunked, storedBlobs, type SnapshotSet } from '../../src/snapshot/manifest.js';
 import { backUp, restoreFrom } from '../support/commands.js';
 import { Resources, docker, quietLog, runContainer, sh, treeDigest, waitFor } from '../support/fixtures.js';
 
@@ -87,7 +87,11 @@ describe('a restore of a set with a damaged blob', () => {
   });
 
   const layerDigest = () => set.containers[0].image.layers.at(-1)!.digest;
-  const volumeDigest = () => storedBlobs(set.containers[0].volumes.find((v) => v.destination === '/data')!.blob).at(-1)!.digest;
+  // The volume's last chunk (a chunked volume's file index, stored after its chunks, is not read by a restore).
+  const volumeDigest = () => {
+    const blob = set.containers[0].volumes.find((v) => v.destination === '/data')!.blob;
+    return (isChunked(blob) ? blob.chunks : storedBlobs(blob)).at(-1)!.digest;
+  };
 
   for (const [what, digest] of [
     ['its own image layer', layerDigest],
