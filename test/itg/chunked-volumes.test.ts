@@ -48,6 +48,14 @@ async function putFile(container: string, dir: string, name: string, body: Buffe
   await docker.getContainer(container).putArchive(pack as unknown as NodeJS.ReadableStream, { path: dir });
 }
 
+/** The text of /data/notes.txt in container `name` (a fixture store's restored volume), through the engine's archive. */
+async function notesOf(name: string): Promise<string> {
+  const archive = (await docker.getContainer(name).getArchive({ path: '/data/notes.txt' })) as unknown as NodeJS.ReadableStream;
+  const parts: Buffer[] = [];
+  for await (const p of archive) parts.push(p as Buffer);
+  return Buffer.concat(parts).subarray(512).toString('utf8');
+}
+
 const volumeOf = (set: SnapshotSet): VolumeRecord => set.containers[0].volumes[0];
 const chunkDigests = (set: SnapshotSet): string[] => storedBlobs(volumeOf(set).blob).map((b) => b.digest);
 
@@ -368,10 +376,7 @@ describe('volumes stored as content-defined chunks', () => {
     });
     expect(r.failed, JSON.stringify(r.containers)).toBe(0);
     res.image((await docker.getContainer(copy).inspect()).Config.Image);
-    const archive = (await docker.getContainer(copy).getArchive({ path: '/data/notes.txt' })) as unknown as NodeJS.ReadableStream;
-    const parts: Buffer[] = [];
-    for await (const p of archive) parts.push(p as Buffer);
-    expect(Buffer.concat(parts).subarray(512).toString('utf8')).toMatch(/^written by the set format of schema 2\n/);
+    expect(await notesOf(copy)).toMatch(/^written by the set format of schema 2\n/);
     const tree = await treeDigest(copy, '/data');
     expect(tree.entries).toBe(5);
     // The next backup into the same store: a set of schema 3 beside the schema 2 one; both restore.
@@ -401,10 +406,7 @@ describe('volumes stored as content-defined chunks', () => {
     const r = await restore(parseRestoreInputs(inputs({ source: location, snapshot: 'v1', rename, start: 'never' })), { log: quietLog, env: testEnv });
     expect(r.failed, JSON.stringify(r.containers)).toBe(0);
     res.image((await docker.getContainer(copy).inspect()).Config.Image);
-    const archive = (await docker.getContainer(copy).getArchive({ path: '/data/notes.txt' })) as unknown as NodeJS.ReadableStream;
-    const parts: Buffer[] = [];
-    for await (const p of archive) parts.push(p as Buffer);
-    expect(Buffer.concat(parts).subarray(512).toString('utf8')).toMatch(/^written by the set format of schema 1\n/);
+    expect(await notesOf(copy)).toMatch(/^written by the set format of schema 1\n/);
     expect((await treeDigest(copy, '/data')).entries).toBe(5);
   });
 });
