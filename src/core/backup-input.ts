@@ -35,7 +35,8 @@ export function parseSettleSeconds(raw: string | undefined): number | undefined 
   const value = (raw ?? '').trim();
   if (value === '') return undefined;
   const seconds = /^\d{1,5}$/.test(value) ? Number(value) : NaN;
-  if (!(seconds >= 2 && seconds <= 86400)) throw new InputError(`Invalid CONTAINER_SNAPSHOT_SETTLE_SECONDS '${raw}'. Expected a whole number of seconds from 2 to 86400, like 40.`);
+  if (!(seconds >= 2 && seconds <= 86400))
+    throw new InputError(`Invalid CONTAINER_SNAPSHOT_SETTLE_SECONDS '${raw}'. Expected a whole number of seconds from 2 to 86400, like 40.`);
   return seconds;
 }
 

@@ -130,7 +130,9 @@ export class VolumePath {
       this.ctx.signal?.throwIfAborted();
       // An encrypting run without an identity cannot read it: every file is read, as in the first backup.
       if (err instanceof KeyError) return undefined;
-      this.ctx.log.info(`${container}: ${mount.name || mount.destination}: the set before's file index could not be read (${errorMessage(err)}); every file is read`);
+      this.ctx.log.info(
+        `${container}: ${mount.name || mount.destination}: the set before's file index could not be read (${errorMessage(err)}); every file is read`,
+      );
       return undefined;
     }
   }
@@ -155,7 +157,8 @@ export class VolumePath {
     if (typeof onHost !== 'string') {
       pending.push(onHost);
       this.ctx.log.info(`${label}: read on this host from ${hostPath}`);
-      if (files?.unread.size) this.ctx.log.info(`${label}: ${files.unread.size} file(s) unchanged since the set before, not read (${formatBytes(files.unreadBytes)})`);
+      if (files?.unread.size)
+        this.ctx.log.info(`${label}: ${files.unread.size} file(s) unchanged since the set before, not read (${formatBytes(files.unreadBytes)})`);
       if (files?.off && plan.unread) this.ctx.log.info(`${label}: every file read, none left unread: ${files.off}`);
       // The directory was compared with the engine's archive of it before it was read (trustHostDir).
       return { plan, spooled: onHost, scan: await scanning, readOnHost: true, ...(files ? { files } : {}) };

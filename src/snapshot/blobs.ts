@@ -67,7 +67,10 @@ function openChunks(dest: Destination, scope: BlobScope, blob: ChunkedBlob, what
   });
   const out = new PassThrough();
   // A chunk list's digest (schema 3) was checked against the list when the set was read; each chunk is checked as it is read.
-  const stages = blob.mediaType === CHUNKED_VOLUME_MEDIA_TYPE ? [new Verifier({ digest: blob.contentDigest, size: blob.contentSize }, `${what} content (${dest.label})`)] : [];
+  const stages =
+    blob.mediaType === CHUNKED_VOLUME_MEDIA_TYPE
+      ? [new Verifier({ digest: blob.contentDigest, size: blob.contentSize }, `${what} content (${dest.label})`)]
+      : [];
   pipeline([chunks, ...stages, out]).catch((err: Error) => out.destroy(err));
   return out;
 }

@@ -169,7 +169,11 @@ export async function storeChunked(
  * order: what is stored as one blob when the chunks would not fit the set (backup-volumes.ts).
  * Throws as storeChunked does when a run does not fit its member or a member is missing.
  */
-export async function* splicedArchive(source: AsyncIterable<Buffer>, unread: UnreadRuns, read: (chunk: BlobDescriptor) => Promise<Readable>): AsyncGenerator<Buffer> {
+export async function* splicedArchive(
+  source: AsyncIterable<Buffer>,
+  unread: UnreadRuns,
+  read: (chunk: BlobDescriptor) => Promise<Readable>,
+): AsyncGenerator<Buffer> {
   let substituted = 0;
   for await (const item of chunksOf(source, CHUNK_SIZES, (member) => unread.get(member))) {
     if (Buffer.isBuffer(item)) {

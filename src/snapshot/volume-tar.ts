@@ -229,8 +229,7 @@ async function walkDir(walk: Walk, fd: number, prefix: string, relPrefix: string
       const tracked = walk.files && st.nlink === 1n && st.size >= BigInt(walk.files.min);
       if (tracked && walk.files!.file(walk.members, rel, st)) await addUnread(walk, h, Number(st.size));
       else await addFile(walk, h, path, st);
-    }
-    else throw new HostReadError(`${h.name}: a file of a kind not read here`);
+    } else throw new HostReadError(`${h.name}: a file of a kind not read here`);
   }
 }
 

@@ -370,10 +370,13 @@ describe('volumes stored as content-defined chunks', () => {
     expect((await verify(parseDestination(location), 'v2', {}, { log: quietLog, env: testEnv })).blobs).toBe(blobs);
     const copy = res.name('v2-copy');
     const data = res.volume('v2-copy-data');
-    const r = await restore(parseRestoreInputs(inputs({ source: location, snapshot: 'v2', rename: `csfix-v2=${copy},csfix-v2-data=${data}`, start: 'never' })), {
-      log: quietLog,
-      env: testEnv,
-    });
+    const r = await restore(
+      parseRestoreInputs(inputs({ source: location, snapshot: 'v2', rename: `csfix-v2=${copy},csfix-v2-data=${data}`, start: 'never' })),
+      {
+        log: quietLog,
+        env: testEnv,
+      },
+    );
     expect(r.failed, JSON.stringify(r.containers)).toBe(0);
     res.image((await docker.getContainer(copy).inspect()).Config.Image);
     expect(await notesOf(copy)).toMatch(/^written by the set format of schema 2\n/);
@@ -385,10 +388,13 @@ describe('volumes stored as content-defined chunks', () => {
     expect(setOf(root, 'v3').containers[0].volumes[0].blob.mediaType).toBe(CHUNK_LIST_VOLUME_MEDIA_TYPE);
     res.image(`container-snapshot/${copy}:v3`);
     const again = res.name('v3-copy');
-    const r3 = await restore(parseRestoreInputs(inputs({ source: location, snapshot: 'v3', rename: `${copy}=${again},${data}=${res.volume('v3-copy-data')}`, start: 'never' })), {
-      log: quietLog,
-      env: testEnv,
-    });
+    const r3 = await restore(
+      parseRestoreInputs(inputs({ source: location, snapshot: 'v3', rename: `${copy}=${again},${data}=${res.volume('v3-copy-data')}`, start: 'never' })),
+      {
+        log: quietLog,
+        env: testEnv,
+      },
+    );
     expect(r3.failed, JSON.stringify(r3.containers)).toBe(0);
     expect(await treeDigest(again, '/data')).toEqual(tree);
   });

@@ -1,6 +1,19 @@
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, truncateSync, utimesSync, writeFileSync, writeSync, appendFileSync } from 'node:fs';
+import {
+  closeSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  utimesSync,
+  writeFileSync,
+  writeSync,
+  appendFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { backup, restore, verify } from '../../src/commands.js';
 import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
@@ -24,7 +37,7 @@ function rewriteKeepingTimes(path: string): void {
   utimesSync(path, st.atime, st.mtime);
 }
 
-describe('unchanged files of a volume left unread (the set before\'s file index)', () => {
+describe("unchanged files of a volume left unread (the set before's file index)", () => {
   const res = new Resources(inject('runPrefix'), 'reuse');
   const fixture = inject('fixtureImage');
   afterAll(() => res.cleanup());
@@ -172,6 +185,8 @@ describe('unchanged files of a volume left unread (the set before\'s file index)
     }
     expect(lines[1].filter((l) => /read on this host from/.test(l))).toHaveLength(1);
     expect(lines[1].some((l) => /not read \(/.test(l))).toBe(false);
-    expect(lines[1].filter((l) => /: every file read, none left unread: its file system \(type 0x1021994\) is not ext4, XFS or Btrfs$/.test(l))).toHaveLength(1);
+    expect(lines[1].filter((l) => /: every file read, none left unread: its file system \(type 0x1021994\) is not ext4, XFS or Btrfs$/.test(l))).toHaveLength(
+      1,
+    );
   });
 });

@@ -6,7 +6,16 @@ import { SET_SCOPE } from '../../src/destinations/types.js';
 import { openContent } from '../../src/snapshot/blobs.js';
 import { CHUNK_SIZES, chunksOf, cutPoint, type ChunkSizes } from '../../src/snapshot/chunker.js';
 import { splicedArchive, storeChunked } from '../../src/snapshot/chunked.js';
-import { CHUNK_LIST_VOLUME_MEDIA_TYPE, CHUNKED_VOLUME_MEDIA_TYPE, ManifestError, chunkListDigest, SET_MEDIA_TYPE, setBlobs, type BlobDescriptor, type SnapshotSet } from '../../src/snapshot/manifest.js';
+import {
+  CHUNK_LIST_VOLUME_MEDIA_TYPE,
+  CHUNKED_VOLUME_MEDIA_TYPE,
+  ManifestError,
+  chunkListDigest,
+  SET_MEDIA_TYPE,
+  setBlobs,
+  type BlobDescriptor,
+  type SnapshotSet,
+} from '../../src/snapshot/manifest.js';
 import { parseSet } from '../../src/snapshot/set-parse.js';
 import { RegistryDestination } from '../../src/destinations/registry.js';
 import type { RegistryClient } from '../../src/registry/client.js';
@@ -216,7 +225,10 @@ describe('chunked volumes', () => {
     ).toEqual([config.digest, ...new Set(blob.chunks.map((c) => c.digest))].sort());
     expect(() => parseSet(JSON.stringify({ ...set, schemaVersion: 1 }), 'here')).not.toThrow();
     expect(() => parseSet(JSON.stringify({ ...set, schemaVersion: 4 }), 'here')).toThrow(ManifestError);
-    const wrong = { ...set, containers: [{ ...set.containers[0], volumes: [{ ...set.containers[0].volumes[0], blob: { ...blob, contentDigest: config.digest } }] }] };
+    const wrong = {
+      ...set,
+      containers: [{ ...set.containers[0], volumes: [{ ...set.containers[0].volumes[0], blob: { ...blob, contentDigest: config.digest } }] }],
+    };
     expect(() => parseSet(JSON.stringify(wrong), 'here')).toThrow(/not that of its chunk list/);
     const short = { ...blob, chunks: blob.chunks.slice(1) };
     const broken = { ...set, containers: [{ ...set.containers[0], volumes: [{ ...set.containers[0].volumes[0], blob: short }] }] };
@@ -285,7 +297,17 @@ describe('files left unread (their data chunks taken from the archive before)', 
     // a.bin and b.bin left unread: zeros in their place, their runs given.
     const zeroed = await archive(files.map(([n, d], i) => [n, i === 0 || i === 2 ? Buffer.alloc(d.length) : d]));
     const writes = dest.writes;
-    const second = await storeChunked(Readable.from(pieces(zeroed, 65536)), targets, 'zstd', known, undefined, new Map([[1, runOf(1)], [3, runOf(3)]]));
+    const second = await storeChunked(
+      Readable.from(pieces(zeroed, 65536)),
+      targets,
+      'zstd',
+      known,
+      undefined,
+      new Map([
+        [1, runOf(1)],
+        [3, runOf(3)],
+      ]),
+    );
     expect(second.blob.chunks.map((c) => c.digest)).toEqual(first.blob.chunks.map((c) => c.digest));
     expect(second.blob.contentDigest).toBe(first.blob.contentDigest);
     expect(second.blob.contentSize).toBe(full.length);
@@ -294,16 +316,19 @@ describe('files left unread (their data chunks taken from the archive before)', 
     expect((await readAll(await openContent(dest, SET_SCOPE, second.blob, 'v'))).equals(full)).toBe(true);
 
     // Stored whole instead (too many chunks for the set): the unread data read back from its chunks.
-    const unread = new Map([[1, runOf(1)], [3, runOf(3)]]);
+    const unread = new Map([
+      [1, runOf(1)],
+      [3, runOf(3)],
+    ]);
     const spliced = await readAll(Readable.from(splicedArchive(pieces(zeroed, 65536), unread, (c) => openContent(dest, SET_SCOPE, c, 'c'))));
     expect(spliced.equals(full)).toBe(true);
     // A member planned unread but not among the large members (small.txt): refused, never stored as zeros.
     await expect(storeChunked(Readable.from(pieces(zeroed, 65536)), targets, 'zstd', known, undefined, new Map([...unread, [2, runOf(1)]]))).rejects.toThrow(
       '1 file(s) left unread were not found in the archive',
     );
-    await expect(readAll(Readable.from(splicedArchive(pieces(zeroed, 65536), new Map([[2, runOf(1)]]), (c) => openContent(dest, SET_SCOPE, c, 'c'))))).rejects.toThrow(
-      '1 file(s) left unread were not found in the archive',
-    );
+    await expect(
+      readAll(Readable.from(splicedArchive(pieces(zeroed, 65536), new Map([[2, runOf(1)]]), (c) => openContent(dest, SET_SCOPE, c, 'c')))),
+    ).rejects.toThrow('1 file(s) left unread were not found in the archive');
   });
 
   it('refuses a run that does not hold the member it stands for', async () => {

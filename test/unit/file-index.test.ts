@@ -70,7 +70,9 @@ describe('file index', () => {
     expect(parseSettleSeconds(' 2 ')).toBe(2);
     expect(parseSettleSeconds('120')).toBe(120);
     for (const bad of ['0', '1', '-1', '1.5', 'ten', '90000']) {
-      expect(() => parseSettleSeconds(bad)).toThrow(`Invalid CONTAINER_SNAPSHOT_SETTLE_SECONDS '${bad}'. Expected a whole number of seconds from 2 to 86400, like 40.`);
+      expect(() => parseSettleSeconds(bad)).toThrow(
+        `Invalid CONTAINER_SNAPSHOT_SETTLE_SECONDS '${bad}'. Expected a whole number of seconds from 2 to 86400, like 40.`,
+      );
     }
   });
 });
