@@ -21,6 +21,8 @@ export interface LayerEntry {
   /** RFC 3339 with nanoseconds, as the engine gives it; '' for a whiteout. */
   mtime: string;
   whiteout?: true;
+  /** Its change time (ns since the epoch, decimal), where this host stat it in the upper directory. */
+  ctimeNs?: string;
 }
 
 /**
@@ -53,10 +55,15 @@ export function entryOf(stat: PathStat): LayerEntry {
   return { mode: stat.mode, size: stat.size, mtime: stat.mtime };
 }
 
-/** Same path content and metadata as far as the engine's stat tells (ownership it does not tell). */
+/**
+ * Same path content and metadata as far as the stats tell (ownership they do not tell): mode, size
+ * and mtime, and the ctime too where this host stat both (a same-size rewrite with its mtime put
+ * back, a chown, a new hard link change only the ctime).
+ */
 export function sameEntry(a: LayerEntry | undefined, b: LayerEntry): boolean {
   if (!a) return false;
   if (a.whiteout || b.whiteout) return Boolean(a.whiteout && b.whiteout);
+  if (a.ctimeNs !== undefined && b.ctimeNs !== undefined && a.ctimeNs !== b.ctimeNs) return false;
   return a.mode === b.mode && a.size === b.size && a.mtime === b.mtime;
 }
 

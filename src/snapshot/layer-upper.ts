@@ -19,6 +19,8 @@ export interface HostStat {
   size: number;
   /** RFC 3339 with nanoseconds, UTC. */
   mtime: string;
+  /** The inode's change time in ns since the epoch (decimal text), where the host stat it: the engine's stat does not give it. */
+  ctimeNs?: string;
 }
 
 /** Go os.FileMode bits (io/fs) that os.Lstat sets on Linux (os/stat_linux.go fillFileStatFromSys). */
@@ -87,7 +89,7 @@ export function goUtcTime(ns: bigint): string | undefined {
 export function hostEntry(st: BigIntStats): HostStat | undefined {
   if (st.isCharacterDevice() && st.rdev === 0n) return undefined;
   const mtime = goUtcTime(st.mtimeNs);
-  return mtime === undefined ? undefined : { mode: goFileMode(Number(st.mode)), size: Number(st.size), mtime };
+  return mtime === undefined ? undefined : { mode: goFileMode(Number(st.mode)), size: Number(st.size), mtime, ctimeNs: String(st.ctimeNs) };
 }
 
 /** The container's upper directory on this host, and which container paths it can answer for. */

@@ -33,6 +33,19 @@ describe('layer index entries', () => {
   });
 });
 
+describe('sameEntry', () => {
+  const f = (ctimeNs?: string): LayerEntry => ({ mode: 0o644, size: 10, mtime: '2026-01-01T00:00:00.5Z', ...(ctimeNs ? { ctimeNs } : {}) });
+
+  it('tells a change by the ctime where this host stat both sides (a same-size rewrite with its mtime put back), and by the rest elsewhere', () => {
+    expect(sameEntry(f('100'), f('100'))).toBe(true);
+    expect(sameEntry(f('100'), f('101'))).toBe(false);
+    // An index written before ctimes were kept, or a path the engine stat'ed: mode, size and mtime only.
+    expect(sameEntry(f(), f('101'))).toBe(true);
+    expect(sameEntry(f('100'), f())).toBe(true);
+    expect(sameEntry(f('100'), { ...f('100'), size: 11 })).toBe(false);
+  });
+});
+
 describe('planDelta', () => {
   const prev = index({
     '/app': dir('1'),

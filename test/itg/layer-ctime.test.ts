@@ -1,0 +1,52 @@
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { backup, restore } from '../../src/commands.js';
+import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
+import { Resources, docker, quietLog, runContainer, sh, treeDigest } from '../support/fixtures.js';
+
+const env = { ...process.env, DOCKER_CONFIG: '/nonexistent' };
+const inputs = (values: Record<string, string>) => (name: string) => values[name] ?? '';
+
+describe('a delta of the writable layer', () => {
+  const res = new Resources(inject('runPrefix'), 'lctime');
+  afterAll(() => res.cleanup());
+
+  it('takes again a file rewritten with the same size and its mtime put back (only its ctime changed), and the set restores it', async () => {
+    const name = res.name('app');
+    await runContainer({ name, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'exec sleep 100000'] }, 'running');
+    await sh(name, 'mkdir -p /app && dd if=/dev/urandom of=/app/f bs=1024 count=256 2>/dev/null && echo steady > /app/g');
+    const store = join(res.tempDir(), 'store');
+    const take = async (tag: string) => {
+      const log = { ...quietLog, lines: [] as string[] };
+      const b = await backup(parseBackupInputs(inputs({ containers: name, destination: `dir:${store}`, tag })), { log, env });
+      expect(b.failed, JSON.stringify(b.containers)).toBe(0);
+      res.image(`container-snapshot/${name}:${tag}`);
+      return log.lines;
+    };
+    await take('t1');
+    // The same bytes count, other bytes, the mtime put back: written through the container's upper directory on this host.
+    const upper = ((await docker.getContainer(name).inspect()) as unknown as { GraphDriver: { Data: { UpperDir: string } } }).GraphDriver.Data.UpperDir;
+    const file = join(upper, 'app/f');
+    const st = statSync(file, { bigint: true });
+    writeFileSync(file, randomBytes(Number(st.size)));
+    // GNU touch sets the mtime to the nanosecond (utimes from node goes through a double).
+    const ns = (st.mtimeNs % 1_000_000_000n).toString().padStart(9, '0');
+    execFileSync('touch', ['-m', '-d', `@${st.mtimeNs / 1_000_000_000n}.${ns}`, file]);
+    const now = statSync(file, { bigint: true });
+    expect([now.mtimeNs, now.size]).toEqual([st.mtimeNs, st.size]);
+    expect(now.ctimeNs).not.toBe(st.ctimeNs);
+    const lines = await take('t2');
+    expect(lines.filter((l) => /reading what changed in the writable layer since the last snapshot: 1 path\(s\), 0 removed/.test(l))).toHaveLength(1);
+    const tree = await treeDigest(name, '/app');
+    const copy = res.name('copy');
+    const r = await restore(parseRestoreInputs(inputs({ source: `dir:${store}`, snapshot: 't2', rename: `${name}=${copy}`, start: 'never' })), {
+      log: quietLog,
+      env,
+    });
+    expect(r.failed, JSON.stringify(r.containers)).toBe(0);
+    expect(await treeDigest(copy, '/app')).toEqual(tree);
+  });
+});
