@@ -55,7 +55,9 @@ describe("the writable layer's index read on this host", () => {
     try {
       const ours = await scanLayer(engine, id, 4000, undefined, { hostReads: true });
       const theirs = await engineIndex(engine, id);
-      expect(ours).toEqual(theirs);
+      // The host's stat adds the ctime, which the engine's does not give (compared by the next backup where both sides have it).
+      const withoutCtime = Object.fromEntries(Object.entries(ours!.entries).map(([path, { ctimeNs: _ctime, ...e }]) => [path, e]));
+      expect({ entries: withoutCtime }).toEqual(theirs);
       // /app/vol: a mount point the engine made in the layer, stat'ed by the engine (what is mounted there).
       expect(Object.keys(theirs.entries)).toEqual(expect.arrayContaining(['/app/a', '/app/fifo', '/app/link', '/app/sticky', '/bin/sort', '/app/vol']));
       // Where this host reads the engine's upper directory (the test bed: root, same host), it is the one used.
@@ -68,6 +70,7 @@ describe("the writable layer's index read on this host", () => {
             changes.filter((c) => c.Kind !== 2).map((c) => c.Path),
           ),
         ).toBeDefined();
+        expect(Object.values(ours!.entries).filter((e) => !e.whiteout && e.ctimeNs !== undefined).length).toBeGreaterThan(0);
       }
     } finally {
       await docker.getContainer(app).unpause();
