@@ -23,6 +23,7 @@ import { posix } from 'node:path';
 import { closeSync, statfsSync } from 'node:fs';
 import { errorMessage } from '../core/log.js';
 import { KeyError } from '../crypto/keyring.js';
+import { forEachLimited } from '../util/pool.js';
 import { runMeter, runTargets, type BackupContext } from './backup-context.js';
 import { type History, volumeKey } from './backup-history.js';
 
@@ -114,17 +115,15 @@ export class VolumePath {
       const index = await readFileIndex(this.ctx.destinations[0], previous.files, previous.chunks);
       const named = new Set(Object.values(index.files).flatMap((e) => previous.chunks.slice(e.first, e.first + e.count).map((c) => c.digest)));
       const targets = this.targets(SET_SCOPE);
-      const queue = [...named];
       let missing = false;
-      const worker = async () => {
-        try {
-          for (let d = queue.shift(); d !== undefined && !missing; d = queue.shift()) if (!(await allHave(targets, d))) missing = true;
-        } catch (err) {
-          missing = true;
-          throw err;
-        }
-      };
-      await Promise.all(Array.from({ length: INDEX_CHECKS }, worker));
+      await forEachLimited(
+        [...named],
+        INDEX_CHECKS,
+        async (digest) => {
+          if (!(await allHave(targets, digest))) missing = true;
+        },
+        () => missing,
+      );
       return missing ? undefined : { index, chunks: previous.chunks };
     } catch (err) {
       this.ctx.signal?.throwIfAborted();

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Readable, Transform } from 'node:stream';
 import { allHave, type StoreTarget } from './blobs.js';
 import { storeChunk } from './chunk-blob.js';
-import { CHUNK_SIZES, chunksOf } from './chunker.js';
+import { CHUNK_SIZES, chunksOf, paddedSize } from './chunker.js';
 import { CHUNK_LIST_VOLUME_MEDIA_TYPE, chunkListDigest, type BlobDescriptor, type ChunkedBlob, type Compression } from './manifest.js';
 
 /** Chunks already stored, by content digest: each chunk's descriptor (from recent sets, and from this run as it stores them). */
@@ -108,7 +108,7 @@ export async function storeChunked(
         if (chunk.reused) {
           substituted++;
           const bytes = chunk.reused.reduce((n, c) => n + c.contentSize, 0);
-          if (bytes !== Math.ceil(chunk.size / 512) * 512) throw new Error(`a file left unread has ${chunk.size} bytes, not what its chunks hold (${bytes})`);
+          checkRun(chunk.size, bytes);
           for (const c of chunk.reused) chunks.push(Promise.resolve(c));
           contentSize += bytes;
         }
@@ -156,7 +156,7 @@ export async function storeChunked(
   }
   const descriptors = await Promise.all(chunks);
   // A file left unread whose data was not replaced would be stored as the zeros in its place.
-  if (substituted !== unread.size) throw new Error(`${unread.size - substituted} file(s) left unread were not found in the archive`);
+  checkAllFound(substituted, unread);
   const contentDigest = chunkListDigest(descriptors);
   const size = descriptors.reduce((n, c) => n + c.size, 0);
   const blob: ChunkedBlob = { mediaType: CHUNK_LIST_VOLUME_MEDIA_TYPE, digest: contentDigest, size, contentDigest, contentSize, chunks: descriptors };
@@ -190,7 +190,17 @@ export async function* splicedArchive(
         yield part as Buffer;
       }
     }
-    if (bytes !== Math.ceil(item.size / 512) * 512) throw new Error(`a file left unread has ${item.size} bytes, not what its chunks hold (${bytes})`);
+    checkRun(item.size, bytes);
   }
+  checkAllFound(substituted, unread);
+}
+
+/** Throws unless a run of chunks of `bytes` content bytes holds a member's data of `size` bytes and its padding. */
+function checkRun(size: number, bytes: number): void {
+  if (bytes !== paddedSize(size)) throw new Error(`a file left unread has ${size} bytes, not what its chunks hold (${bytes})`);
+}
+
+/** Throws unless every member of `unread` was met in the archive (`substituted` of them). */
+function checkAllFound(substituted: number, unread: UnreadRuns): void {
   if (substituted !== unread.size) throw new Error(`${unread.size - substituted} file(s) left unread were not found in the archive`);
 }

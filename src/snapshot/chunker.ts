@@ -68,6 +68,11 @@ function zeroRun(sizes: ChunkSizes): { zeros: Buffer; cut: number } {
 
 const BLOCK = 512;
 
+/** Bytes a tar member's data of `size` bytes takes in the archive: padded to a whole 512-byte block (POSIX.1-2017 pax, ustar). */
+export function paddedSize(size: number): number {
+  return Math.ceil(size / BLOCK) * BLOCK;
+}
+
 /** A ustar header's checksum (POSIX.1-2017 pax, "ustar Interchange Format"): its bytes summed, the checksum field read as spaces. */
 function checksumOk(h: Buffer): boolean {
   let sum = 0;
@@ -157,7 +162,7 @@ class TarBoundaries {
       return;
     }
     const size = memberSize(this.head);
-    this.next = at + BLOCK + Math.ceil(size / BLOCK) * BLOCK;
+    this.next = at + BLOCK + paddedSize(size);
     if ('xgLK'.includes(String.fromCharCode(this.head[156]))) {
       this.sequence ??= at;
       return;

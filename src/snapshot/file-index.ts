@@ -16,6 +16,7 @@ import { SET_SCOPE } from '../destinations/types.js';
 import { readSmall } from '../util/streams.js';
 import { openContent, storeBlob, type StoreTarget } from './blobs.js';
 import type { BlobDescriptor, Compression } from './manifest.js';
+import { paddedSize } from './chunker.js';
 import type { FileTracker } from './volume-tar.js';
 
 /** Media type of a file index (JSON, FileIndex, compressed as the set's blobs). */
@@ -169,7 +170,7 @@ export async function readFileIndex(dest: Destination, blob: BlobDescriptor, chu
   for (const [rel, e] of Object.entries(index.files)) {
     const sane = Number.isInteger(e.first) && Number.isInteger(e.count) && e.first >= 0 && e.count > 0 && e.first + e.count <= chunks.length;
     const bytes = sane ? chunks.slice(e.first, e.first + e.count).reduce((n, c) => n + c.contentSize, 0) : -1;
-    if (Number.isInteger(e.size) && bytes === Math.ceil(e.size / 512) * 512) files[rel] = e;
+    if (Number.isInteger(e.size) && bytes === paddedSize(e.size)) files[rel] = e;
   }
   return { files };
 }
