@@ -19,16 +19,10 @@ import { backup, restore, verify } from '../../src/commands.js';
 import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
 import { parseDestination } from '../../src/core/destination-input.js';
 import { CHUNK_LIST_VOLUME_MEDIA_TYPE, isChunked, type SnapshotSet } from '../../src/snapshot/manifest.js';
-import { Resources, docker, quietLog, runContainer, treeDigest } from '../support/fixtures.js';
+import { Resources, docker, mountpointOf, quietLog, runContainer, treeDigest } from '../support/fixtures.js';
 
 const inputs = (values: Record<string, string>) => (name: string) => values[name] ?? '';
 const MiB = 1 << 20;
-
-/** Creates the volume `name`; gives its directory on this host. */
-async function mountpointOf(name: string): Promise<string> {
-  await docker.createVolume({ Name: name });
-  return ((await docker.getVolume(name).inspect()) as { Mountpoint: string }).Mountpoint;
-}
 
 /** Rewrites `path` in place with other bytes of the same size, its mtime put back: only its ctime (and inode data) tell it changed. */
 function rewriteKeepingTimes(path: string): void {

@@ -11,7 +11,7 @@ import { Engine } from '../../src/engine/engine.js';
 import { parseEngineAddress } from '../../src/core/engine-address.js';
 import { trustHostDir } from '../../src/snapshot/volume-host.js';
 import { hostTar, readCapabilities } from '../../src/snapshot/volume-tar.js';
-import { Resources, docker, quietLog, runContainer, treeDigest } from '../support/fixtures.js';
+import { Resources, docker, mountpointOf, quietLog, runContainer, treeDigest } from '../support/fixtures.js';
 
 const env = { ...process.env, DOCKER_CONFIG: '/nonexistent' };
 const inputs = (values: Record<string, string>) => (name: string) => values[name] ?? '';
@@ -90,12 +90,6 @@ async function entries(stream: Readable): Promise<string[]> {
     );
   }
   return out;
-}
-
-/** Creates the volume `name`; gives its directory on this host. */
-async function mountpointOf(name: string): Promise<string> {
-  await docker.createVolume({ Name: name });
-  return ((await docker.getVolume(name).inspect()) as { Mountpoint: string }).Mountpoint;
 }
 
 async function roundTrip(res: Resources, name: string, volume: string, tag: string): Promise<string[]> {

@@ -293,3 +293,9 @@ export function signalWhen(check: () => Promise<boolean>, signal: NodeJS.Signals
     child.on('close', () => clearInterval(poll));
   };
 }
+
+/** Creates the volume `name` (the caller registers it for removal, e.g. Resources.volume); gives its directory on this host. */
+export async function mountpointOf(name: string): Promise<string> {
+  await docker.createVolume({ Name: name });
+  return ((await docker.getVolume(name).inspect()) as { Mountpoint: string }).Mountpoint;
+}
