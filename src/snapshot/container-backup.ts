@@ -17,7 +17,7 @@ import type { MemberGate } from './groups.js';
 import { Spool, SpoolError, type Spooled } from './spool.js';
 import { captureSpec, containerReferences, userNetworkNames } from './spec.js';
 import { mountsToTake } from './volumes.js';
-import { deltaTar, isEmpty, planDelta } from './layer-delta.js';
+import { deltaBaseMismatch, deltaTar, isEmpty, planDelta } from './layer-delta.js';
 import { scanLayerOn, type LayerIndex } from './layer-index.js';
 import type { UpperDir } from './layer-upper.js';
 import { upperLayerTar } from './layer-upper-tar.js';
@@ -210,6 +210,11 @@ export class ContainerBackup {
 
   /** While held: reads what changed since `previous` (plan-delta) into the spool, touching no destination. */
   private async takeDelta(info: ContainerInspect, name: string, previous: PreviousLayer, now: LayerIndex, pending: Spooled[]): Promise<TakenLayer | undefined> {
+    const mismatch = deltaBaseMismatch(previous.index, now);
+    if (mismatch) {
+      this.ctx.log.info(`${name}: ${mismatch}: the whole layer is taken again`);
+      return undefined;
+    }
     const plan = planDelta(previous.index, now);
     if (plan.reads.length > MAX_DELTA_READS) {
       this.ctx.log.info(
@@ -218,7 +223,7 @@ export class ContainerBackup {
       return undefined;
     }
     this.ctx.log.info(
-      `${name}: reading what changed in the writable layer since the last snapshot: ${plan.reads.length} path(s), ${plan.whiteouts.length} removed`,
+      `${name}: reading what changed in the writable layer since the last snapshot: ${plan.reads.length} path(s), ${plan.whiteouts.length} removed${plan.opaque.length ? `, ${plan.opaque.length} director${plan.opaque.length === 1 ? 'y' : 'ies'} made again (opaque)` : ''}`,
     );
     if (isEmpty(plan)) return { kind: 'delta', previous, now };
     await this.spool.ready();

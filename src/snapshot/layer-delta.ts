@@ -11,6 +11,12 @@ export interface DeltaPlan {
   whiteouts: string[];
   /** Absolute paths whose entry is taken again, parents before children; a directory is taken alone, without its subtree. */
   reads: string[];
+  /**
+   * Directories of `reads` opaque now and not before (LayerEntry.opaque): each gets an opaque
+   * whiteout (`.wh..wh..opq`, OCI image-spec layer.md "Opaque Whiteout") after its entry, which
+   * hides what the layers below hold under it; so every path under it is in `reads` too.
+   */
+  opaque: string[];
 }
 
 /** The ancestors of an absolute path, nearest first ('/a/b/c' → '/a/b', '/a'). */
@@ -23,27 +29,43 @@ function ancestors(path: string): string[] {
 const byPath = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 /**
- * The delta from the writable layer at `prev` to the one at `now` (both as `scanLayer` gives them).
- * A path whose stat differs (or is new) is read again; one deleted now, or listed before and not
- * now (a file the layer added, then removed), becomes a whiteout, unless an ancestor is itself
- * whited out or is no directory any more (applying the layer could not descend into it).
+ * Why a delta from `prev` to `now` cannot be planned (a clause), or undefined when it can: an index
+ * made from the upper directory (`source: 'upper'`) lists directories the engine's list leaves
+ * out, so against a later index from the engine they would read as removed and be whited out.
+ */
+export function deltaBaseMismatch(prev: LayerIndex, now: LayerIndex): string | undefined {
+  return prev.source === 'upper' && now.source !== 'upper'
+    ? "the last snapshot's index was made from the upper directory on this host, this one by the engine"
+    : undefined;
+}
+
+/**
+ * The delta from the writable layer at `prev` to the one at `now` (both as `scanLayer` gives them;
+ * deltaBaseMismatch first). A path whose stat differs (or is new) is read again; one deleted now,
+ * or listed before and not now (a file the layer added, then removed), becomes a whiteout, unless
+ * an ancestor is itself whited out or is no directory any more (applying the layer could not
+ * descend into it). A directory opaque now and not before is read with everything under it, and
+ * marked opaque (its whiteouts below are then left out: the marker hides the lower paths).
  */
 export function planDelta(prev: LayerIndex, now: LayerIndex): DeltaPlan {
+  const opaque = new Set(Object.keys(now.entries).filter((p) => now.entries[p].opaque && isDir(now.entries[p]) && !prev.entries[p]?.opaque));
+  const hiddenBelow = (path: string) => opaque.size > 0 && ancestors(path).some((a) => opaque.has(a));
   const gone = new Set<string>();
   const reads: string[] = [];
   for (const [path, entry] of Object.entries(now.entries)) {
     const before = prev.entries[path];
     if (entry.whiteout) {
       if (!before?.whiteout) gone.add(path);
-    } else if (!sameEntry(before, entry)) reads.push(path);
+    } else if (!sameEntry(before, entry) || opaque.has(path) || hiddenBelow(path)) reads.push(path);
   }
   for (const [path, entry] of Object.entries(prev.entries)) if (!entry.whiteout && !(path in now.entries)) gone.add(path);
-  const reachable = (path: string) => ancestors(path).every((a) => !gone.has(a) && (now.entries[a] === undefined || isDir(now.entries[a])));
-  return { whiteouts: [...gone].filter(reachable).sort(byPath), reads: reads.sort(byPath) };
+  const reachable = (path: string) =>
+    !hiddenBelow(path) && ancestors(path).every((a) => !gone.has(a) && (now.entries[a] === undefined || isDir(now.entries[a])));
+  return { whiteouts: [...gone].filter(reachable).sort(byPath), reads: reads.sort(byPath), opaque: [...opaque].sort(byPath) };
 }
 
 export function isEmpty(plan: DeltaPlan): boolean {
-  return plan.whiteouts.length === 0 && plan.reads.length === 0;
+  return plan.whiteouts.length === 0 && plan.reads.length === 0 && plan.opaque.length === 0;
 }
 
 /** The whiteout entry's name in a layer tar: `dir/.wh.name`, relative to the root. */
@@ -95,14 +117,19 @@ async function copyPath(engine: Engine, id: string, path: string, pack: tar.Pack
 
 /**
  * A layer tar of `plan`, streamed: the whiteouts first, then each path read from the container
- * as its archive gives it (numeric owner, mode, mtime to the second, link target, xattrs the
+ * (an opaque directory's entry followed by its opaque whiteout) as its archive gives it (numeric owner, mode, mtime to the second, link target, xattrs the
  * engine keeps). `mounts`: the container's mount destinations. Fails the stream on the first error.
  */
 export function deltaTar(engine: Engine, id: string, plan: DeltaPlan, mounts: Set<string>, signal?: AbortSignal): Readable {
   const pack = tar.pack();
   const build = async () => {
     for (const path of plan.whiteouts) await addEntry(pack, { name: whiteoutName(path), type: 'file', size: 0, mode: 0o644, mtime: new Date(0) });
-    for (const path of plan.reads) await copyPath(engine, id, path, pack, mounts.has(path), signal);
+    const opaque = new Set(plan.opaque);
+    for (const path of plan.reads) {
+      await copyPath(engine, id, path, pack, mounts.has(path), signal);
+      // Right after the directory's entry, as the engine's own diff writes it (pkg/archive overlayWhiteoutConverter).
+      if (opaque.has(path)) await addEntry(pack, { name: `${path.replace(/^\//, '')}/.wh..wh..opq`, type: 'file', size: 0, mode: 0o644, mtime: new Date(0) });
+    }
     pack.finalize();
   };
   build().catch((err: Error) => pack.destroy(err));

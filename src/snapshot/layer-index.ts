@@ -5,7 +5,9 @@ import type { Destination } from '../destinations/types.js';
 import { SET_SCOPE } from '../destinations/types.js';
 import { readSmall } from '../util/streams.js';
 import { openContent, storeBlob, type StoreTarget } from './blobs.js';
-import { trustedUpperDir, upperEntry, type UpperDir } from './layer-upper.js';
+import { probesAgree, trustedUpperDir, upperDirOf, upperEntry, type UpperDir } from './layer-upper.js';
+import { overlayAttrsBlocker, upperOpaqueDirs } from './layer-upper-tar.js';
+import { walkUpperDir } from './layer-walk.js';
 import type { BlobDescriptor, Compression } from './manifest.js';
 
 /** Media type of a writable layer's index (JSON, compressed as the set's blobs). */
@@ -21,16 +23,29 @@ export interface LayerEntry {
   /** RFC 3339 with nanoseconds, as the engine gives it; '' for a whiteout. */
   mtime: string;
   whiteout?: true;
+  /**
+   * A directory through which nothing of the lower layers shows (removed and made again: overlayfs
+   * `trusted.overlay.opaque` y; a layer tar marks it with `.wh..wh..opq`, OCI image-spec layer.md
+   * "Opaque Whiteout"). Only in an index made from the upper directory (`source: 'upper'`).
+   */
+  opaque?: true;
   /** Its change time (ns since the epoch, decimal), where this host stat it in the upper directory. */
   ctimeNs?: string;
 }
 
 /**
- * What a container's writable layer held at one snapshot: every path of
- * `GET /containers/{id}/changes`, by absolute path. The next backup compares with it.
+ * What a container's writable layer held at one snapshot, by absolute path: every path of
+ * `GET /containers/{id}/changes` (no `source`), or every path of its upper directory, opaque
+ * directories marked (`source: 'upper'`, layer-walk.ts). The next backup compares with it.
  */
 export interface LayerIndex {
   entries: Record<string, LayerEntry>;
+  /**
+   * 'upper': made from a walk of the upper directory. It lists directories the engine's list leaves
+   * out, so a later index without it cannot be compared with it (a path missing from the later one
+   * would read as removed): layerDeltaBase.
+   */
+  source?: 'upper';
 }
 
 /** Go os.FileMode type bits (io/fs): ModeDir 1<<31, ModeSymlink 1<<27; every type bit is in 0xFFF80000. */
@@ -77,17 +92,20 @@ export const MAX_LAYER_PATHS = 200_000;
 const STAT_CONCURRENCY = 8;
 
 /**
- * The index of a container's writable layer: `GET /containers/{id}/changes`, then a stat of each
- * path not deleted: an lstat in the container's overlay2 upper directory when this host reads it
- * and it answers as the engine does (layer-upper.ts: the same mode, size and mtime, to the
- * nanosecond; ~5 µs a path), else the engine's (`HEAD /containers/{id}/archive`, ~1.2 ms a path,
- * serialised by the engine). Undefined when more than `maxPaths` paths would go to the engine
- * (stat'ing them would hold the container longer than a commit), or the layer has more than
- * `maxTotal` paths in all (default MAX_LAYER_PATHS: the index is held in memory and stored). A
- * path that vanished between the two calls (a container not held) is left out. `hostReads`: the
- * upper directory may be read at all — only while the container is at rest (paused, stopped, not
- * running), since a running process could swap a directory for a symlink between the list and the
- * lstat (default false: the engine only).
+ * The index of a container's writable layer. Where `hostReads` allows and this host reads the
+ * container's overlay2 upper directory (root with CAP_SYS_ADMIN, the engine's own directory: the
+ * same stats as the engine's for a few probed paths), a walk of that directory (layer-walk.ts,
+ * `source: 'upper'`: ~0.1 s for 14,000 paths); otherwise `GET /containers/{id}/changes` (~1.1 s
+ * for as many, measured on Engine 20.10), then a stat of each path not deleted: an lstat in the
+ * upper directory when it answers as the engine does (layer-upper.ts: the same mode, size and
+ * mtime, to the nanosecond; ~5 µs a path), else the engine's (`HEAD /containers/{id}/archive`,
+ * ~1.2 ms a path, serialised by the engine). Undefined when more than `maxPaths` paths would go to
+ * the engine (stat'ing them would hold the container longer than a commit), or the layer has more
+ * than `maxTotal` paths in all (default MAX_LAYER_PATHS: the index is held in memory and stored).
+ * A path that vanished between the list and its stat (a container not held) is left out.
+ * `hostReads`: the upper directory may be read at all — only while the container is at rest
+ * (paused, stopped, not running), since a running process could swap a directory for a symlink
+ * between the list and the lstat (default false: the engine only).
  */
 export async function scanLayer(
   engine: Engine,
@@ -111,6 +129,8 @@ export async function scanLayerOn(
   signal?: AbortSignal,
   { hostReads = false, maxTotal = MAX_LAYER_PATHS }: { hostReads?: boolean; maxTotal?: number } = {},
 ): Promise<{ index?: LayerIndex; upper?: UpperDir }> {
+  const walked = hostReads ? await scanUpper(engine, id, maxPaths, maxTotal, signal) : undefined;
+  if (walked) return walked;
   const changes = await engine.containerChanges(id, signal);
   if (changes.length > maxTotal || (!hostReads && changes.length > maxPaths)) return {};
   const upper =
@@ -123,23 +143,77 @@ export async function scanLayerOn(
     ));
   if (!upper && changes.length > maxPaths) return {};
   const entries: Record<string, LayerEntry> = {};
-  const queue: typeof changes = [];
+  const queue: string[] = [];
   for (const c of changes) {
     const host = c.Kind !== 2 && upper ? upperEntry(upper, c.Path) : undefined;
-    if (c.Kind === 2) entries[c.Path] = { mode: 0, size: 0, mtime: '', whiteout: true };
+    if (c.Kind === 2) entries[c.Path] = WHITEOUT;
     else if (host) entries[c.Path] = host;
-    else queue.push(c);
+    else queue.push(c.Path);
   }
   if (queue.length > maxPaths) return {};
+  await statByEngine(engine, id, queue, entries, signal);
+  return { index: { entries: sortedEntries(entries) }, ...(upper ? { upper } : {}) };
+}
+
+const WHITEOUT: LayerEntry = { mode: 0, size: 0, mtime: '', whiteout: true };
+
+/**
+ * The index from a walk of the container's upper directory (layer-walk.ts), with the directory:
+ * undefined when it cannot be made here (not root or without CAP_SYS_ADMIN, no overlay2 upper
+ * directory readable here, a name not UTF-8, overlay attributes the walk does not stand for —
+ * a redirect or metacopy —, or the probes differ from the engine's stat): the caller then asks
+ * the engine's list. `{}` (no index) when the layer has more than `maxTotal` paths or more than
+ * `maxPaths` for the engine to stat (paths under a mount).
+ */
+async function scanUpper(
+  engine: Engine,
+  id: string,
+  maxPaths: number,
+  maxTotal: number,
+  signal?: AbortSignal,
+): Promise<{ index?: LayerIndex; upper?: UpperDir } | undefined> {
+  if (overlayAttrsBlocker()) return undefined;
+  let upper: UpperDir | undefined;
+  try {
+    upper = await upperDirOf(await engine.inspectContainer(id, signal));
+  } catch {
+    signal?.throwIfAborted();
+    return undefined;
+  }
+  if (!upper) return undefined;
+  // getfattr runs beside the walk (its own process).
+  const opaqueDirs = upperOpaqueDirs(upper.root);
+  const walk = walkUpperDir(upper.root, upper.shadowed, maxTotal);
+  const opaque = await opaqueDirs;
+  if (typeof walk === 'string' || typeof opaque === 'string') return undefined;
+  if (walk.truncated || walk.toEngine.length > maxPaths) return {};
+  const hostPaths = [...walk.entries].flatMap(([path, e]) => (e === 'whiteout' ? [] : [path]));
+  if (!(await probesAgree(engine, id, upper, hostPaths, signal))) return undefined;
+  const entries: Record<string, LayerEntry> = {};
+  for (const [path, e] of walk.entries) entries[path] = e === 'whiteout' ? WHITEOUT : e;
+  await statByEngine(engine, id, walk.toEngine, entries, signal);
+  for (const rel of opaque) {
+    const path = `/${rel}`;
+    if (entries[path] && isDir(entries[path])) entries[path] = { ...entries[path], opaque: true };
+  }
+  return { index: { entries: sortedEntries(entries), source: 'upper' }, upper };
+}
+
+/** Stats each of `paths` through the engine (STAT_CONCURRENCY at once) into `entries`; a path the engine does not find is left out. */
+async function statByEngine(engine: Engine, id: string, paths: string[], entries: Record<string, LayerEntry>, signal?: AbortSignal): Promise<void> {
+  const queue = [...paths];
   const worker = async () => {
-    for (let c = queue.shift(); c; c = queue.shift()) {
-      const stat = await engine.statPath(id, c.Path, signal);
-      if (stat) entries[c.Path] = entryOf(stat);
+    for (let path = queue.shift(); path !== undefined; path = queue.shift()) {
+      const stat = await engine.statPath(id, path, signal);
+      if (stat) entries[path] = entryOf(stat);
     }
   };
   await Promise.all(Array.from({ length: STAT_CONCURRENCY }, worker));
-  const index = { entries: Object.fromEntries(Object.entries(entries).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) };
-  return { index, ...(upper ? { upper } : {}) };
+}
+
+/** `entries` in the order of their paths (JavaScript string order, as stored). */
+function sortedEntries(entries: Record<string, LayerEntry>): Record<string, LayerEntry> {
+  return Object.fromEntries(Object.entries(entries).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
 /** Stores the index as a set-scope blob (JSON, compressed). */

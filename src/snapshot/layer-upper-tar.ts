@@ -33,6 +33,21 @@ function overlayXattrs(root: string): Promise<Map<string, Record<string, string>
 }
 
 /**
+ * The relative paths (UTF-8) of the opaque directories of the upper directory `root` (opaqueDirs of
+ * its overlay attributes), or why they cannot be told (one clause): getfattr missing or failing,
+ * or an attribute opaqueDirs refuses. The caller checks overlayAttrsBlocker first: without
+ * CAP_SYS_ADMIN getfattr lists nothing and this would find no opaque directory.
+ */
+export async function upperOpaqueDirs(root: string): Promise<Set<string> | string> {
+  try {
+    return opaqueDirs(await overlayXattrs(root));
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    return e.code === 'ENOENT' ? 'getfattr not found (Debian package attr)' : `getfattr failed (${e.message.split('\n')[0]})`;
+  }
+}
+
+/**
  * The relative paths (UTF-8) of opaque directories under `root`, or why the upper directory cannot
  * be diffed here as the engine would: a `trusted.overlay.redirect` (a renamed directory) or
  * `trusted.overlay.metacopy` (a file whose data is in a lower layer), an opaque value other than
@@ -102,10 +117,8 @@ export function overlayChange(opaque: Set<string>): (st: OverlayStat, h: Header,
  * (volume-tar.ts) where a path cannot be read as the engine would (a name not in UTF-8, …).
  */
 export async function upperLayerTar(upper: UpperDir, uid = process.getuid?.(), capEff = effectiveCapabilities()): Promise<Readable | string> {
-  if (uid !== 0) return 'not run as root';
-  // Without CAP_SYS_ADMIN the kernel hides trusted.* attributes: getfattr lists none and exits 0,
-  // so opaque directories (and redirects) would be missed without a word.
-  if (capEff === undefined || (capEff & CAP_SYS_ADMIN) === 0n) return 'run without CAP_SYS_ADMIN (overlay attributes cannot be read)';
+  const blocked = overlayAttrsBlocker(uid, capEff);
+  if (blocked) return blocked;
   let fd: number;
   try {
     fd = openSync(upper.root, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
@@ -130,6 +143,18 @@ export async function upperLayerTar(upper: UpperDir, uid = process.getuid?.(), c
 }
 
 class Reason extends Error {}
+
+/**
+ * Why this process cannot read an upper directory's overlay attributes (`trusted.overlay.*`),
+ * or undefined when it can: it must run as root (`uid`) with CAP_SYS_ADMIN in `capEff`
+ * (effectiveCapabilities). Without it the kernel hides trusted.* attributes: getfattr lists none
+ * and exits 0, so opaque directories (and redirects) would be missed without a word.
+ */
+export function overlayAttrsBlocker(uid = process.getuid?.(), capEff = effectiveCapabilities()): string | undefined {
+  if (uid !== 0) return 'not run as root';
+  if (capEff === undefined || (capEff & CAP_SYS_ADMIN) === 0n) return 'run without CAP_SYS_ADMIN (overlay attributes cannot be read)';
+  return undefined;
+}
 
 /** CAP_SYS_ADMIN's bit in a capability set (linux/capability.h: 21). */
 const CAP_SYS_ADMIN = 1n << 21n;

@@ -199,27 +199,40 @@ function realParents(upper: UpperDir, path: string): boolean {
 const PROBES = 3;
 
 /**
- * The container's upper directory (upperDirOf) once it has answered as the engine does: up to
- * PROBES of `paths` (spread over the list; not shadowed) stat'ed both ways, every field equal. An
- * engine elsewhere (another host, a VM), one whose clock zone is not UTC (its stat's mtime has an
- * offset) or an inspect that fails gives undefined: then the engine stats every path. Throws only
- * when `signal` is aborted (its reason).
+ * The container's upper directory (upperDirOf) once it has answered as the engine does
+ * (probesAgree on `paths`). An engine elsewhere (another host, a VM), one whose clock zone is not
+ * UTC (its stat's mtime has an offset) or an inspect that fails gives undefined: then the engine
+ * stats every path. Throws only when `signal` is aborted (its reason).
  */
 export async function trustedUpperDir(engine: Engine, id: string, paths: string[], signal?: AbortSignal): Promise<UpperDir | undefined> {
   try {
     const upper = await upperDirOf(await engine.inspectContainer(id, signal));
-    if (!upper) return undefined;
+    return upper && (await probesAgree(engine, id, upper, paths, signal)) ? upper : undefined;
+  } catch {
+    signal?.throwIfAborted();
+    return undefined;
+  }
+}
+
+/**
+ * Whether `upper` answers as the engine does: up to PROBES of `paths` (spread over the list; not
+ * shadowed) stat'ed both ways (upperEntry; the engine's `HEAD /containers/{id}/archive`), mode,
+ * size and mtime equal to the nanosecond. False when no path can be probed or a stat fails; throws
+ * only when `signal` is aborted (its reason).
+ */
+export async function probesAgree(engine: Engine, id: string, upper: UpperDir, paths: string[], signal?: AbortSignal): Promise<boolean> {
+  try {
     const open = paths.filter((p) => !upper.shadowed(p));
-    if (open.length === 0) return undefined;
+    if (open.length === 0) return false;
     const picks = [...new Set(Array.from({ length: PROBES }, (_v, i) => open[Math.floor((i * (open.length - 1)) / Math.max(1, PROBES - 1))]))];
     for (const path of picks) {
       const host = upperEntry(upper, path);
       const stat = await engine.statPath(id, path, signal);
-      if (!host || !stat || host.mode !== stat.mode || host.size !== stat.size || host.mtime !== stat.mtime) return undefined;
+      if (!host || !stat || host.mode !== stat.mode || host.size !== stat.size || host.mtime !== stat.mtime) return false;
     }
-    return upper;
+    return true;
   } catch {
     signal?.throwIfAborted();
-    return undefined;
+    return false;
   }
 }

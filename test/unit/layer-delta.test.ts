@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { deltaConfig, isEmpty, planDelta, whiteoutName } from '../../src/snapshot/layer-delta.js';
+import { deltaBaseMismatch, deltaConfig, isEmpty, planDelta, whiteoutName } from '../../src/snapshot/layer-delta.js';
 import { isDir, isRegular, isSymlink, sameEntry, type LayerEntry, type LayerIndex } from '../../src/snapshot/layer-index.js';
 import { parseLayerCompaction } from '../../src/core/backup-input.js';
 import { stackWinners } from '../../src/browse/layer-stack.js';
@@ -65,7 +65,7 @@ describe('planDelta', () => {
   it('reads changed and new paths, parents first; whiteouts for paths gone and newly deleted', () => {
     const now = index({ ...prev.entries, '/app/a': file('2'), '/app/new': file('2'), '/etc/passwd': wh, '/app': dir('2') });
     delete now.entries['/app/f'];
-    expect(planDelta(prev, now)).toEqual({ whiteouts: ['/app/f', '/etc/passwd'], reads: ['/app', '/app/a', '/app/new'] });
+    expect(planDelta(prev, now)).toEqual({ whiteouts: ['/app/f', '/etc/passwd'], reads: ['/app', '/app/a', '/app/new'], opaque: [] });
   });
 
   it('a renamed directory: one whiteout for the old tree, the new tree read', () => {
@@ -79,16 +79,40 @@ describe('planDelta', () => {
       '/app/f': file('1'),
       '/www/index.html': wh,
     });
-    expect(planDelta(prev, now)).toEqual({ whiteouts: ['/app/d'], reads: ['/app', '/app/e', '/app/e/sub', '/app/e/sub/y', '/app/e/x'] });
+    expect(planDelta(prev, now)).toEqual({ whiteouts: ['/app/d'], reads: ['/app', '/app/e', '/app/e/sub', '/app/e/sub/y', '/app/e/x'], opaque: [] });
   });
 
   it('a directory replaced by a file: no whiteout below it (the layer could not descend into a file)', () => {
     const now = index({ '/app': dir('1'), '/app/a': file('1'), '/app/d': file('2'), '/app/f': file('1'), '/www/index.html': wh });
-    expect(planDelta(prev, now)).toEqual({ whiteouts: [], reads: ['/app/d'] });
+    expect(planDelta(prev, now)).toEqual({ whiteouts: [], reads: ['/app/d'], opaque: [] });
   });
 
   it('a base file deleted before stays deleted: no second whiteout', () => {
     expect(planDelta(prev, index({ ...prev.entries })).whiteouts).toEqual([]);
+  });
+
+  it('a directory made again (opaque now): read with everything under it, marked, no whiteouts below it', () => {
+    // rm -rf /app/d && mkdir /app/d && echo > /app/d/new: the upper directory holds /app/d (opaque) and /app/d/new only.
+    const up = (entries: Record<string, LayerEntry>): LayerIndex => ({ entries, source: 'upper' });
+    const before = up({ ...prev.entries, '/app/d/sub/y': file('1') });
+    const now = up({ ...prev.entries, '/app/d': { ...dir('3'), opaque: true }, '/app/d/new': file('3'), '/app/d/x': file('1') });
+    for (const gone of ['/app/d/sub', '/app/d/sub/y']) delete now.entries[gone];
+    const plan = planDelta(before, now);
+    // /app/d/x is unchanged but read again: the opaque whiteout hides what the layers below hold of it.
+    expect(plan).toEqual({ whiteouts: [], reads: ['/app/d', '/app/d/new', '/app/d/x'], opaque: ['/app/d'] });
+    // Opaque before and now: only what changed since.
+    const later = up({ ...now.entries, '/app/d/x': file('4') });
+    expect(planDelta(now, later)).toEqual({ whiteouts: [], reads: ['/app/d/x'], opaque: [] });
+    // An index from the engine's list before it (no opaque mark): marked now, everything under it read.
+    expect(planDelta(prev, now).opaque).toEqual(['/app/d']);
+  });
+
+  it('refuses a delta from an index of the upper directory to one from the engine (its directories would read as removed)', () => {
+    const upper: LayerIndex = { ...prev, source: 'upper' };
+    expect(deltaBaseMismatch(upper, prev)).toMatch(/upper directory/);
+    expect(deltaBaseMismatch(prev, upper)).toBeUndefined();
+    expect(deltaBaseMismatch(upper, upper)).toBeUndefined();
+    expect(deltaBaseMismatch(prev, prev)).toBeUndefined();
   });
 
   it('names whiteouts as OCI image-spec layer.md says', () => {
