@@ -5,7 +5,7 @@ import type { Destination } from '../destinations/types.js';
 import { SET_SCOPE } from '../destinations/types.js';
 import { readSmall } from '../util/streams.js';
 import { openContent, storeBlob, type StoreTarget } from './blobs.js';
-import { probesAgree, trustedUpperDir, upperDirOf, upperEntry, type UpperDir } from './layer-upper.js';
+import { isNetworkFile, probesAgree, trustedUpperDir, upperDirOf, upperEntry, type UpperDir } from './layer-upper.js';
 import { overlayAttrsBlocker, upperOpaqueDirs } from './layer-upper-tar.js';
 import { walkUpperDir } from './layer-walk.js';
 import type { BlobDescriptor, Compression } from './manifest.js';
@@ -190,8 +190,15 @@ async function scanUpper(
   const hostPaths = [...walk.entries].flatMap(([path, e]) => (e === 'whiteout' ? [] : [path]));
   if (!(await probesAgree(engine, id, upper, hostPaths, signal))) return undefined;
   const entries: Record<string, LayerEntry> = {};
-  for (const [path, e] of walk.entries) entries[path] = e === 'whiteout' ? WHITEOUT : e;
-  await statByEngine(engine, id, walk.toEngine, entries, signal);
+  for (const [path, e] of walk.entries) if (!isNetworkFile(path)) entries[path] = e === 'whiteout' ? WHITEOUT : e;
+  // The engine's own files mounted at /etc/hosts and the like are no part of the layer (the engine's list leaves them out too).
+  await statByEngine(
+    engine,
+    id,
+    walk.toEngine.filter((p) => !isNetworkFile(p)),
+    entries,
+    signal,
+  );
   for (const rel of opaque) {
     const path = `/${rel}`;
     if (entries[path] && isDir(entries[path])) entries[path] = { ...entries[path], opaque: true };

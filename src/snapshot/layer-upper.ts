@@ -108,6 +108,16 @@ export interface UpperDir {
 /** The files the engine bind-mounts into every container besides its Mounts (container.NetworkMounts). */
 const NETWORK_FILES = ['/etc/hosts', '/etc/resolv.conf', '/etc/hostname'];
 
+/**
+ * Whether `path` is one of the files the engine bind-mounts into every container (container.NetworkMounts):
+ * their mount targets may sit in the upper directory (Engine 26.1 copies them up), but what the
+ * container sees there is the engine's file, written again at each start; the engine's list of
+ * changes leaves them out.
+ */
+export function isNetworkFile(path: string): boolean {
+  return NETWORK_FILES.includes(path);
+}
+
 async function lstatOrUndefined(path: string): Promise<BigIntStats | undefined> {
   return lstat(path, { bigint: true }).catch(() => undefined);
 }

@@ -39,7 +39,8 @@ describe('a delta of the writable layer', () => {
     expect([now.mtimeNs, now.size]).toEqual([st.mtimeNs, st.size]);
     expect(now.ctimeNs).not.toBe(st.ctimeNs);
     const lines = await take('t2');
-    expect(lines.filter((l) => /reading what changed in the writable layer since the last snapshot: 1 path\(s\), 0 removed/.test(l))).toHaveLength(1);
+    // /app/f; and on Engine 26.1 /etc once: the engine's first archive request after a start (t1's probes) copies it up to make its mount targets.
+    expect(lines.filter((l) => /reading what changed in the writable layer since the last snapshot: [12] path\(s\), 0 removed/.test(l))).toHaveLength(1);
     const tree = await treeDigest(name, '/app');
     const copy = res.name('copy');
     const r = await restore(parseRestoreInputs(inputs({ source: `dir:${store}`, snapshot: 't2', rename: `${name}=${copy}`, start: 'never' })), {
