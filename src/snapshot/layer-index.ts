@@ -203,7 +203,7 @@ async function scanUpper(
     const path = `/${rel}`;
     if (entries[path] && isDir(entries[path])) entries[path] = { ...entries[path], opaque: true };
   }
-  return { index: { entries: sortedEntries(entries), source: 'upper' }, upper };
+  return { index: { entries: sortedEntries(entries), source: 'upper' }, upper: { ...upper, opaque } };
 }
 
 /** Stats each of `paths` through the engine (STAT_CONCURRENCY at once) into `entries`; a path the engine does not find is left out. */

@@ -129,10 +129,12 @@ export async function upperLayerTar(upper: UpperDir, uid = process.getuid?.(), c
     const root = fstatSync(fd, { bigint: true });
     if (root.uid !== 0n || root.gid !== 0n)
       throw new Reason(`its upper directory is owned by ${root.uid}:${root.gid}, not root (a user-namespaced or rootless engine?)`);
-    const [caps, xattrs] = await Promise.all([readCapabilities(upper.root), overlayXattrs(upper.root)]).catch((err: NodeJS.ErrnoException) => {
-      throw new Reason(err.code === 'ENOENT' ? 'getfattr not found (Debian package attr)' : `getfattr failed (${err.message.split('\n')[0]})`);
-    });
-    const opaque = opaqueDirs(xattrs);
+    // The opaque directories the layer's walk read in this hold (layer-index.ts), else read now.
+    const [caps, opaque] = await Promise.all([readCapabilities(upper.root), upper.opaque ?? overlayXattrs(upper.root).then(opaqueDirs)]).catch(
+      (err: NodeJS.ErrnoException) => {
+        throw new Reason(err.code === 'ENOENT' ? 'getfattr not found (Debian package attr)' : `getfattr failed (${err.message.split('\n')[0]})`);
+      },
+    );
     if (typeof opaque === 'string') throw new Reason(opaque);
     return hostTar({ fd, root }, '', caps, { bare: true, change: overlayChange(opaque) });
   } catch (err) {

@@ -103,6 +103,8 @@ export interface UpperDir {
    * and its /etc/hosts, /etc/resolv.conf and /etc/hostname: daemon.mountVolumes).
    */
   shadowed(path: string): boolean;
+  /** Its opaque directories (relative paths, UTF-8: layer-upper-tar.ts opaqueDirs), when a walk of it in this hold read them (layer-index.ts). */
+  opaque?: Set<string>;
 }
 
 /** The files the engine bind-mounts into every container besides its Mounts (container.NetworkMounts). */
