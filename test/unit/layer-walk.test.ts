@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { walkUpperDir } from '../../src/snapshot/layer-walk.js';
@@ -13,6 +13,9 @@ describe('walkUpperDir', () => {
   writeFileSync(join(root, 'app/d/x'), 'xx');
   mkdirSync(join(root, 'data/sub'), { recursive: true });
   writeFileSync(join(root, 'data/sub/hidden'), 'h');
+  // Before 1970: the engine's stat says it (Go's time), not this host.
+  writeFileSync(join(root, 'app/old'), 'o');
+  utimesSync(join(root, 'app/old'), new Date('1960-01-01'), new Date('1960-01-01'));
   // A symlink to a directory (here to the host's /): listed, never entered.
   symlinkSync('/', join(root, 'app/root'));
   // A whiteout: a character device 0:0 (needs root, as the tests do: scripts/testbed.sh, CI).
@@ -37,14 +40,14 @@ describe('walkUpperDir', () => {
     const x = walk.entries.get('/app/d/x');
     expect(x !== 'whiteout' && x?.size).toBe(2);
     expect(x !== 'whiteout' && x?.ctimeNs).toMatch(/^\d+$/);
-    expect(walk.toEngine).toEqual([]);
+    expect(walk.toEngine).toEqual(['/app/old']);
     expect(walk.truncated).toBeUndefined();
   });
 
   it('leaves paths under a mount to the engine', () => {
     const walk = walkUpperDir(root, (p) => p === '/data' || p.startsWith('/data/'), 100);
     if (typeof walk === 'string') throw new Error(walk);
-    expect(walk.toEngine.sort()).toEqual(['/data', '/data/sub', '/data/sub/hidden']);
+    expect(walk.toEngine.sort()).toEqual(['/app/old', '/data', '/data/sub', '/data/sub/hidden']);
     expect(walk.entries.has('/data')).toBe(false);
   });
 
