@@ -216,9 +216,9 @@ export class ContainerBackup {
       return undefined;
     }
     const plan = planDelta(previous.index, now);
-    if (plan.reads.length > MAX_DELTA_READS) {
+    if (plan.reads.length + plan.parents.length > MAX_DELTA_READS) {
       this.ctx.log.info(
-        `${name}: ${plan.reads.length} path(s) of the writable layer changed since the last snapshot (more than ${MAX_DELTA_READS}, each read alone): the whole layer is taken again`,
+        `${name}: ${plan.reads.length + plan.parents.length} path(s) of the writable layer changed since the last snapshot (more than ${MAX_DELTA_READS}, each read alone): the whole layer is taken again`,
       );
       return undefined;
     }

@@ -17,6 +17,13 @@ export interface DeltaPlan {
    * hides what the layers below hold under it; so every path under it is in `reads` too.
    */
   opaque: string[];
+  /**
+   * The directories above `reads` and `whiteouts` that are not in `reads` themselves, taken as their
+   * header alone: a layer that lacks a parent of its entries gets one made when it is applied,
+   * with mode 0755, owner root and the time of the load (moby pkg/archive UnpackLayer), and in an
+   * overlay the topmost layer's directory wins: /tmp would come back 0755.
+   */
+  parents: string[];
 }
 
 /** The ancestors of an absolute path, nearest first ('/a/b/c' → '/a/b', '/a'). */
@@ -45,7 +52,8 @@ export function deltaBaseMismatch(prev: LayerIndex, now: LayerIndex): string | u
  * or listed before and not now (a file the layer added, then removed), becomes a whiteout, unless
  * an ancestor is itself whited out or is no directory any more (applying the layer could not
  * descend into it). A directory opaque now and not before is read with everything under it, and
- * marked opaque (its whiteouts below are then left out: the marker hides the lower paths).
+ * marked opaque (its whiteouts below are then left out: the marker hides the lower paths). Every
+ * directory above what the delta holds is taken too (`parents`).
  */
 export function planDelta(prev: LayerIndex, now: LayerIndex): DeltaPlan {
   const opaque = new Set(Object.keys(now.entries).filter((p) => now.entries[p].opaque && isDir(now.entries[p]) && !prev.entries[p]?.opaque));
@@ -61,7 +69,11 @@ export function planDelta(prev: LayerIndex, now: LayerIndex): DeltaPlan {
   for (const [path, entry] of Object.entries(prev.entries)) if (!entry.whiteout && !(path in now.entries)) gone.add(path);
   const reachable = (path: string) =>
     !hiddenBelow(path) && ancestors(path).every((a) => !gone.has(a) && (now.entries[a] === undefined || isDir(now.entries[a])));
-  return { whiteouts: [...gone].filter(reachable).sort(byPath), reads: reads.sort(byPath), opaque: [...opaque].sort(byPath) };
+  const whiteouts = [...gone].filter(reachable).sort(byPath);
+  const taken = new Set(reads);
+  const parents = new Set<string>();
+  for (const path of [...reads, ...whiteouts]) for (const a of ancestors(path)) if (!taken.has(a)) parents.add(a);
+  return { whiteouts, reads: reads.sort(byPath), opaque: [...opaque].sort(byPath), parents: [...parents].sort(byPath) };
 }
 
 export function isEmpty(plan: DeltaPlan): boolean {
@@ -83,10 +95,24 @@ async function addEntry(pack: tar.Pack, header: Partial<tar.Header> & { name: st
 }
 
 /**
+ * `header` (an entry of the engine's archive of one path) under `name`: without the PAX `path` and
+ * `linkpath` records the engine wrote for a long or non-ASCII name, which name the entry relative
+ * to the path asked (its last component) and, written after the name, would win over it (POSIX.1-2017
+ * pax: a later record of a keyword overrides an earlier one); tar-stream writes the name's own.
+ */
+function renamed(header: tar.Header, name: string): tar.Header {
+  const pax = header.pax ? Object.fromEntries(Object.entries(header.pax).filter(([k]) => k !== 'path' && k !== 'linkpath')) : undefined;
+  const { pax: _pax, ...rest } = header;
+  return { ...rest, name, ...(pax && Object.keys(pax).length ? { pax } : {}) };
+}
+
+/**
  * Copies the first entry of `GET /containers/{id}/archive?path=` into `pack` under its path in
  * the layer: a file or symlink with its content and metadata as the engine's archive has them;
  * a directory as its header alone (the rest of its archive, its subtree, is not read). A mount's
  * destination is taken as the commit takes it, without what is mounted there: its header alone.
+ * An empty archive (a unix socket: the engine's archive leaves sockets out, as its commit does)
+ * adds nothing.
  */
 async function copyPath(engine: Engine, id: string, path: string, pack: tar.Pack, mount: boolean, signal?: AbortSignal): Promise<void> {
   const archive = await engine.getArchive(id, path, signal);
@@ -96,10 +122,10 @@ async function copyPath(engine: Engine, id: string, path: string, pack: tar.Pack
   const entries = extract[Symbol.asyncIterator]();
   try {
     const first = await entries.next();
-    if (first.done) throw new Error(`the engine's archive of ${path} is empty`);
+    if (first.done) return;
     const entry = first.value as unknown as Readable & { header: tar.Header };
-    const { header } = entry;
-    const name = path.replace(/^\//, '') + (header.type === 'directory' ? '/' : '');
+    const header = renamed(entry.header, path.replace(/^\//, '') + (entry.header.type === 'directory' ? '/' : ''));
+    const { name } = header;
     if (header.type === 'directory' || mount) {
       await addEntry(pack, { ...header, name, size: 0 });
       entry.resume();
@@ -116,8 +142,9 @@ async function copyPath(engine: Engine, id: string, path: string, pack: tar.Pack
 }
 
 /**
- * A layer tar of `plan`, streamed: the whiteouts first, then each path read from the container
- * (an opaque directory's entry followed by its opaque whiteout) as its archive gives it (numeric owner, mode, mtime to the second, link target, xattrs the
+ * A layer tar of `plan`, streamed: the whiteouts first, then each path read (and each parent
+ * directory, its header alone), parents first, from the container (an opaque directory's entry
+ * followed by its opaque whiteout) as its archive gives it (numeric owner, mode, mtime to the second, link target, xattrs the
  * engine keeps). `mounts`: the container's mount destinations. Fails the stream on the first error.
  */
 export function deltaTar(engine: Engine, id: string, plan: DeltaPlan, mounts: Set<string>, signal?: AbortSignal): Readable {
@@ -125,7 +152,7 @@ export function deltaTar(engine: Engine, id: string, plan: DeltaPlan, mounts: Se
   const build = async () => {
     for (const path of plan.whiteouts) await addEntry(pack, { name: whiteoutName(path), type: 'file', size: 0, mode: 0o644, mtime: new Date(0) });
     const opaque = new Set(plan.opaque);
-    for (const path of plan.reads) {
+    for (const path of [...plan.reads, ...plan.parents].sort(byPath)) {
       await copyPath(engine, id, path, pack, mounts.has(path), signal);
       // Right after the directory's entry, as the engine's own diff writes it (pkg/archive overlayWhiteoutConverter).
       if (opaque.has(path)) await addEntry(pack, { name: `${path.replace(/^\//, '')}/.wh..wh..opq`, type: 'file', size: 0, mode: 0o644, mtime: new Date(0) });

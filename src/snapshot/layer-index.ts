@@ -1,3 +1,4 @@
+import { lstatSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import type { PathStat } from '../engine/container-io.js';
 import type { Engine } from '../engine/engine.js';
@@ -133,6 +134,9 @@ export async function scanLayerOn(
   if (walked) return walked;
   const changes = await engine.containerChanges(id, signal);
   if (changes.length > maxTotal || (!hostReads && changes.length > maxPaths)) return {};
+  // A name that is not UTF-8 comes as U+FFFD in the engine's JSON: such a path cannot be stat'ed nor
+  // whited out by name, so an index without it would let its later deletion go unseen. None kept.
+  if (changes.some((c) => c.Path.includes('\uFFFD'))) return {};
   const upper =
     hostReads &&
     (await trustedUpperDir(
@@ -160,7 +164,7 @@ const WHITEOUT: LayerEntry = { mode: 0, size: 0, mtime: '', whiteout: true };
 /**
  * The index from a walk of the container's upper directory (layer-walk.ts), with the directory:
  * undefined when it cannot be made here (not root or without CAP_SYS_ADMIN, no overlay2 upper
- * directory readable here, a name not UTF-8, overlay attributes the walk does not stand for —
+ * directory readable here or one not owned by root, a name not UTF-8, overlay attributes the walk does not stand for —
  * a redirect or metacopy —, or the probes differ from the engine's stat): the caller then asks
  * the engine's list. `{}` (no index) when the layer has more than `maxTotal` paths or more than
  * `maxPaths` for the engine to stat (paths under a mount).
@@ -181,6 +185,9 @@ async function scanUpper(
     return undefined;
   }
   if (!upper) return undefined;
+  // An upper directory not owned by root is a rootless or user-namespaced engine's, whose overlay
+  // attributes may be `user.overlay.*` (userxattr), which the opaque directories are not read from.
+  if (!ownedByRoot(upper.root)) return undefined;
   // getfattr runs beside the walk (its own process).
   const opaqueDirs = upperOpaqueDirs(upper.root);
   const walk = walkUpperDir(upper.root, upper.shadowed, maxTotal);
@@ -204,6 +211,16 @@ async function scanUpper(
     if (entries[path] && isDir(entries[path])) entries[path] = { ...entries[path], opaque: true };
   }
   return { index: { entries: sortedEntries(entries), source: 'upper' }, upper: { ...upper, opaque } };
+}
+
+/** Whether `dir` is owned by root:root (lstat; false when it cannot be stat'ed). */
+function ownedByRoot(dir: string): boolean {
+  try {
+    const st = lstatSync(dir);
+    return st.uid === 0 && st.gid === 0;
+  } catch {
+    return false;
+  }
 }
 
 /** Stats each of `paths` through the engine (STAT_CONCURRENCY at once) into `entries`; a path the engine does not find is left out. */

@@ -65,7 +65,7 @@ describe('planDelta', () => {
   it('reads changed and new paths, parents first; whiteouts for paths gone and newly deleted', () => {
     const now = index({ ...prev.entries, '/app/a': file('2'), '/app/new': file('2'), '/etc/passwd': wh, '/app': dir('2') });
     delete now.entries['/app/f'];
-    expect(planDelta(prev, now)).toEqual({ whiteouts: ['/app/f', '/etc/passwd'], reads: ['/app', '/app/a', '/app/new'], opaque: [] });
+    expect(planDelta(prev, now)).toEqual({ whiteouts: ['/app/f', '/etc/passwd'], reads: ['/app', '/app/a', '/app/new'], opaque: [], parents: ['/etc'] });
   });
 
   it('a renamed directory: one whiteout for the old tree, the new tree read', () => {
@@ -79,12 +79,24 @@ describe('planDelta', () => {
       '/app/f': file('1'),
       '/www/index.html': wh,
     });
-    expect(planDelta(prev, now)).toEqual({ whiteouts: ['/app/d'], reads: ['/app', '/app/e', '/app/e/sub', '/app/e/sub/y', '/app/e/x'], opaque: [] });
+    expect(planDelta(prev, now)).toEqual({
+      whiteouts: ['/app/d'],
+      reads: ['/app', '/app/e', '/app/e/sub', '/app/e/sub/y', '/app/e/x'],
+      opaque: [],
+      parents: [],
+    });
   });
 
   it('a directory replaced by a file: no whiteout below it (the layer could not descend into a file)', () => {
     const now = index({ '/app': dir('1'), '/app/a': file('1'), '/app/d': file('2'), '/app/f': file('1'), '/www/index.html': wh });
-    expect(planDelta(prev, now)).toEqual({ whiteouts: [], reads: ['/app/d'], opaque: [] });
+    expect(planDelta(prev, now)).toEqual({ whiteouts: [], reads: ['/app/d'], opaque: [], parents: ['/app'] });
+  });
+
+  it('takes every directory above what it holds, so that applying it makes none with default attributes', () => {
+    // /tmp (1777) above a file changed again: without its own entry the load would make /tmp 0755.
+    const before = index({ '/tmp': dir('1'), '/tmp/x': file('1'), '/a/b/c/f': file('1') });
+    const after = index({ '/tmp': dir('1'), '/tmp/x': file('2') });
+    expect(planDelta(before, after)).toEqual({ whiteouts: ['/a/b/c/f'], reads: ['/tmp/x'], opaque: [], parents: ['/a', '/a/b', '/a/b/c', '/tmp'] });
   });
 
   it('a base file deleted before stays deleted: no second whiteout', () => {
@@ -99,10 +111,10 @@ describe('planDelta', () => {
     for (const gone of ['/app/d/sub', '/app/d/sub/y']) delete now.entries[gone];
     const plan = planDelta(before, now);
     // /app/d/x is unchanged but read again: the opaque whiteout hides what the layers below hold of it.
-    expect(plan).toEqual({ whiteouts: [], reads: ['/app/d', '/app/d/new', '/app/d/x'], opaque: ['/app/d'] });
+    expect(plan).toEqual({ whiteouts: [], reads: ['/app/d', '/app/d/new', '/app/d/x'], opaque: ['/app/d'], parents: ['/app'] });
     // Opaque before and now: only what changed since.
     const later = up({ ...now.entries, '/app/d/x': file('4') });
-    expect(planDelta(now, later)).toEqual({ whiteouts: [], reads: ['/app/d/x'], opaque: [] });
+    expect(planDelta(now, later)).toEqual({ whiteouts: [], reads: ['/app/d/x'], opaque: [], parents: ['/app', '/app/d'] });
     // An index from the engine's list before it (no opaque mark): marked now, everything under it read.
     expect(planDelta(prev, now).opaque).toEqual(['/app/d']);
   });
