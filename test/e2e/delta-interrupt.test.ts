@@ -106,6 +106,8 @@ describe('an interrupted incremental backup never damages earlier sets', () => {
         const copy = res.name(`${suffix}-${tag}`);
         const copyVolume = res.volume(`${suffix}-v-${tag}`);
         const r = await runCli(['restore', '--source', `dir:${store}`, '--snapshot', tag, '--rename', `${name}=${copy},${volume}=${copyVolume}`]);
+        // The image the restore tags (localImageName): this test's to remove.
+        res.image(`container-snapshot/${name}:${tag}`);
         expect(r.code, r.stderr).toBe(0);
         await waitFor(
           () =>
@@ -164,6 +166,7 @@ describe('an interrupted incremental backup never damages earlier sets', () => {
         const copy = res.name(`reg-${tag}`);
         const copyVolume = res.volume(`reg-v-${tag}`);
         const r = await cli(['restore', '--source', destination, '--snapshot', tag, '--rename', `${name}=${copy},${volume}=${copyVolume}`]);
+        res.image(`container-snapshot/${name}:${tag}`);
         expect(r.code, r.stderr).toBe(0);
         expect(await state(copy), tag).toEqual(states[i]);
       }

@@ -74,6 +74,7 @@ describe('backup and restore options', () => {
       parseRestoreInputs(inputs({ source: second, snapshot: 'copied', rename: `${app}=${copy}\n${vol}=${res.volume('copiedvol')}` })),
       { log: quietLog, env },
     );
+    res.image(`container-snapshot/${app}:copied`);
     expect(restored.failed, JSON.stringify(restored.containers)).toBe(0);
     expect((await treeDigest(copy, '/data')).digest).toBe((await treeDigest(app, '/data')).digest);
   });
