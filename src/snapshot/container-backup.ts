@@ -17,7 +17,7 @@ import type { MemberGate } from './groups.js';
 import { Spool, SpoolError, type Spooled } from './spool.js';
 import { captureSpec, containerReferences, userNetworkNames } from './spec.js';
 import { mountsToTake } from './volumes.js';
-import { deltaBaseMismatch, deltaTar, isEmpty, planDelta } from './layer-delta.js';
+import { deltaBaseMismatch, deltaTar, isEmpty, planDelta, upperDeltaTar, type DeltaPlan } from './layer-delta.js';
 import { scanLayerOn, type LayerIndex } from './layer-index.js';
 import type { UpperDir } from './layer-upper.js';
 import { upperLayerTar } from './layer-upper-tar.js';
@@ -124,7 +124,7 @@ export class ContainerBackup {
             (this.opts.layerCompaction ?? DEFAULT_LAYER_COMPACTION) > 0
               ? await phase('writable layer changes', () => scanLayerOn(engine, info.Id, MAX_INDEXED_PATHS, signal, { hostReads: atRest }))
               : {};
-          let committed = previous && now ? await this.takeDelta(info, name, previous, now, pending) : undefined;
+          let committed = previous && now ? await this.takeDelta(info, name, previous, now, pending, upper) : undefined;
           // The whole layer from this host's upper directory, read while no process can change it.
           if (!committed && now && upper && atRest) committed = await this.takeWhole(info, name, now, upper, baseConfig, pending);
           if (!committed) {
@@ -208,8 +208,20 @@ export class ContainerBackup {
     }
   }
 
-  /** While held: reads what changed since `previous` (plan-delta) into the spool, touching no destination. */
-  private async takeDelta(info: ContainerInspect, name: string, previous: PreviousLayer, now: LayerIndex, pending: Spooled[]): Promise<TakenLayer | undefined> {
+  /**
+   * While held: reads what changed since `previous` (plan-delta) into the spool, touching no
+   * destination: from the upper directory `upper` where the index was made from it
+   * (layer-delta.ts upperDeltaTar), else (or when the host cannot read a path as the engine
+   * would: said in one line) one engine archive request per path.
+   */
+  private async takeDelta(
+    info: ContainerInspect,
+    name: string,
+    previous: PreviousLayer,
+    now: LayerIndex,
+    pending: Spooled[],
+    upper?: UpperDir,
+  ): Promise<TakenLayer | undefined> {
     const mismatch = deltaBaseMismatch(previous.index, now);
     if (mismatch) {
       this.ctx.log.info(`${name}: ${mismatch}: the whole layer is taken again`);
@@ -227,10 +239,33 @@ export class ContainerBackup {
     );
     if (isEmpty(plan)) return { kind: 'delta', previous, now };
     await this.spool.ready();
-    const mountPoints = new Set((info.Mounts ?? []).map((m) => m.Destination));
-    const spooled = await phase('writable layer changes', () => this.spool.take(deltaTar(this.ctx.engine, info.Id, plan, mountPoints, this.ctx.signal)));
+    const spooled = (upper && now.source === 'upper' && (await this.hostDelta(name, plan, upper))) || (await this.engineDelta(info, plan));
     pending.push(spooled);
     return { kind: 'delta', previous, now, spooled };
+  }
+
+  /** The delta of `plan` from the upper directory into the spool; undefined (why said in one line) when the host cannot make it. Throws a SpoolError, or the signal's reason. */
+  private async hostDelta(name: string, plan: DeltaPlan, upper: UpperDir): Promise<Spooled | undefined> {
+    const { log, signal } = this.ctx;
+    const fallback = (why: string) => {
+      log.info(`${name}: the writable layer's changes are read through the engine: ${why}`);
+      return undefined;
+    };
+    const tar = await upperDeltaTar(upper, plan);
+    if (typeof tar === 'string') return fallback(tar);
+    try {
+      return await this.spool.take(tar);
+    } catch (err) {
+      signal?.throwIfAborted();
+      if (err instanceof SpoolError) throw err;
+      return fallback(`the host could not read it as the engine would (${errorMessage(err)})`);
+    }
+  }
+
+  /** The delta of `plan` read through the engine, one archive request per path, into the spool. */
+  private engineDelta(info: ContainerInspect, plan: DeltaPlan): Promise<Spooled> {
+    const mountPoints = new Set((info.Mounts ?? []).map((m) => m.Destination));
+    return phase('writable layer changes', () => this.spool.take(deltaTar(this.ctx.engine, info.Id, plan, mountPoints, this.ctx.signal)));
   }
 
   /**

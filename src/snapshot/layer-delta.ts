@@ -2,7 +2,10 @@ import { posix } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
+import { constants, fstatSync, openSync } from 'node:fs';
 import type { Engine } from '../engine/engine.js';
+import type { UpperDir } from './layer-upper.js';
+import { hostPaths, readCapabilities, type Header } from './volume-tar.js';
 import { isDir, sameEntry, type LayerIndex } from './layer-index.js';
 
 /** What one delta layer holds: whiteouts for paths gone since the last snapshot, and the paths to read again. */
@@ -95,7 +98,8 @@ async function addEntry(pack: tar.Pack, header: Partial<tar.Header> & { name: st
 }
 
 /**
- * `header` (an entry of the engine's archive of one path) under `name`: without the PAX `path` and
+ * `header` (an entry of the engine's archive of one path) under `name`, its mode kept as it is
+ * (000 too), without the PAX `path` and
  * `linkpath` records the engine wrote for a long or non-ASCII name, which name the entry relative
  * to the path asked (its last component) and, written after the name, would win over it (POSIX.1-2017
  * pax: a later record of a keyword overrides an earlier one); tar-stream writes the name's own.
@@ -103,7 +107,9 @@ async function addEntry(pack: tar.Pack, header: Partial<tar.Header> & { name: st
 function renamed(header: tar.Header, name: string): tar.Header {
   const pax = header.pax ? Object.fromEntries(Object.entries(header.pax).filter(([k]) => k !== 'path' && k !== 'linkpath')) : undefined;
   const { pax: _pax, ...rest } = header;
-  return { ...rest, name, ...(pax && Object.keys(pax).length ? { pax } : {}) };
+  // A bit above the 0o7777 tar-stream writes keeps a mode of 000 (/etc/shadow on RHEL-family
+  // images) from reading as none given, which it would write as 0644 (as volume-tar.ts header).
+  return { ...rest, name, mode: (header.mode ?? 0) | 0o100000, ...(pax && Object.keys(pax).length ? { pax } : {}) };
 }
 
 /**
@@ -150,17 +156,60 @@ async function copyPath(engine: Engine, id: string, path: string, pack: tar.Pack
 export function deltaTar(engine: Engine, id: string, plan: DeltaPlan, mounts: Set<string>, signal?: AbortSignal): Readable {
   const pack = tar.pack();
   const build = async () => {
-    for (const path of plan.whiteouts) await addEntry(pack, { name: whiteoutName(path), type: 'file', size: 0, mode: 0o644, mtime: new Date(0) });
+    for (const path of plan.whiteouts) await addEntry(pack, whiteoutHeader(path));
     const opaque = new Set(plan.opaque);
     for (const path of [...plan.reads, ...plan.parents].sort(byPath)) {
       await copyPath(engine, id, path, pack, mounts.has(path), signal);
       // Right after the directory's entry, as the engine's own diff writes it (pkg/archive overlayWhiteoutConverter).
-      if (opaque.has(path)) await addEntry(pack, { name: `${path.replace(/^\//, '')}/.wh..wh..opq`, type: 'file', size: 0, mode: 0o644, mtime: new Date(0) });
+      if (opaque.has(path)) await addEntry(pack, opaqueMarker(path));
     }
     pack.finalize();
   };
   build().catch((err: Error) => pack.destroy(err));
   return pack as unknown as Readable;
+}
+
+/** The whiteout entry hiding `path` (an empty file `.wh.NAME` beside it). */
+function whiteoutHeader(path: string): Header {
+  return { name: whiteoutName(path), type: 'file', size: 0, mode: 0o644, mtime: new Date(0) };
+}
+
+/** The opaque whiteout of directory `path` (an empty file `.wh..wh..opq` in it). */
+function opaqueMarker(path: string): Header {
+  return { name: `${path.replace(/^\//, '')}/.wh..wh..opq`, type: 'file', size: 0, mode: 0o644, mtime: new Date(0) };
+}
+
+/**
+ * The layer tar of `plan` made on this host from the container's upper directory `upper` (trusted
+ * and read in this hold: layer-index.ts scanLayerOn), streamed, or why it is not made here (a
+ * clause): the whiteouts first, then each path read and each parent directory as volume-tar.ts
+ * hostPaths writes it — what the upper directory holds, which is what the engine's commit takes
+ * (a mount's target too, where the engine's archive would give what is mounted there) — an opaque
+ * directory followed by its opaque whiteout. An lstat and a read per path instead of one
+ * `GET /containers/{id}/archive` each (~50 ms here, while the container is held). The stream
+ * fails with HostReadError where a path cannot be read as the engine would.
+ */
+export async function upperDeltaTar(upper: UpperDir, plan: DeltaPlan): Promise<Readable | string> {
+  const paths = [...plan.reads, ...plan.parents].sort(byPath);
+  let caps: Map<string, Buffer>;
+  try {
+    caps = await readCapabilities(upper.root, paths);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    return e.code === 'ENOENT' ? 'getfattr not found (Debian package attr)' : `getfattr failed (${e.message.split('\n')[0]})`;
+  }
+  let fd: number;
+  try {
+    fd = openSync(upper.root, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+  } catch (err) {
+    return `its upper directory cannot be opened (${(err as NodeJS.ErrnoException).code ?? String(err)})`;
+  }
+  const root = fstatSync(fd, { bigint: true });
+  const opaque = new Set(plan.opaque);
+  return hostPaths({ fd, root }, paths, caps, {
+    prelude: plan.whiteouts.map(whiteoutHeader),
+    after: (path) => (opaque.has(path) ? [opaqueMarker(path)] : undefined),
+  });
 }
 
 /**

@@ -36,16 +36,20 @@ const MAX_MTIME = 2 ** 31 - 1;
 const MAX_USTAR_ID = 0o777777;
 
 /**
- * `security.capability` of every file under `root` (the one extended attribute the engine's
- * archive keeps), keyed by path relative to `root` (bytes as latin1), read with `getfattr`
+ * `security.capability` of every file under `root`, or of `paths` alone (absolute below `root`,
+ * UTF-8) when given (the one extended attribute the engine's archive keeps), keyed by path
+ * relative to `root` (bytes as latin1), read with `getfattr`
  * (Debian package attr). Rejects when getfattr is missing or fails: then what the engine keeps
  * cannot be told here.
  */
-export function readCapabilities(root: string): Promise<Map<string, Buffer>> {
+export function readCapabilities(root: string, paths?: string[]): Promise<Map<string, Buffer>> {
+  if (paths?.length === 0) return Promise.resolve(new Map());
   return new Promise((resolve, reject) => {
     // Paths compared as bytes (latin1), as getfattr's unescaped output is read.
     const top = Buffer.from(root, 'utf8').toString('latin1');
-    const args = ['--absolute-names', '-R', '-P', '-h', '-d', '-m', '^security\\.capability$', '-e', 'base64', root];
+    // `paths` (absolute below `root`): those alone, not their subtrees.
+    const which = paths ? paths.map((p) => `${root}${p}`) : ['-R', root];
+    const args = ['--absolute-names', '-P', '-h', '-d', '-m', '^security\\.capability$', '-e', 'base64', ...which];
     execFile('getfattr', args, { maxBuffer: 1 << 28, encoding: 'latin1' }, (err, stdout) => {
       if (err) return reject(err);
       const caps = new Map<string, Buffer>();
@@ -200,15 +204,7 @@ async function walkDir(walk: Walk, fd: number, prefix: string, relPrefix: string
       await add(walk, change.replace, {}, Buffer.alloc(0));
       continue;
     }
-    if (!st.isDirectory() && st.nlink > 1n) {
-      const key = `${st.dev}:${st.ino}`;
-      const first = walk.links.get(key);
-      if (first !== undefined) {
-        await add(walk, h, { type: 'link', linkname: first, size: 0 });
-        continue;
-      }
-      walk.links.set(key, h.name);
-    }
+    if (await addedAsLink(walk, h, st)) continue;
     if (st.isDirectory()) {
       const child = openSame(path, constants.O_DIRECTORY, st);
       try {
@@ -218,19 +214,108 @@ async function walkDir(walk: Walk, fd: number, prefix: string, relPrefix: string
       } finally {
         closeSync(child);
       }
-    } else if (st.isSymbolicLink()) {
-      const target = utf8(readlinkSync(path, { encoding: 'buffer' }));
-      if (target === undefined) throw new HostReadError(`${h.name}: a link target that is not UTF-8`);
-      await add(walk, h, { type: 'symlink', linkname: target });
-    } else if (st.isFIFO()) await add(walk, h, { type: 'fifo' });
-    else if (st.isCharacterDevice()) await add(walk, h, { type: 'character-device', ...device(st.rdev) });
-    else if (st.isBlockDevice()) await add(walk, h, { type: 'block-device', ...device(st.rdev) });
-    else if (st.isFile()) {
-      const tracked = walk.files && st.nlink === 1n && st.size >= BigInt(walk.files.min);
-      if (tracked && walk.files!.file(walk.members, rel, st)) await addUnread(walk, h, Number(st.size));
-      else await addFile(walk, h, path, st);
-    } else throw new HostReadError(`${h.name}: a file of a kind not read here`);
+    } else await addNonDirectory(walk, h, path, st, rel);
   }
+}
+
+/** True when `st` is an inode of more than one link already written under another name: it is then added as a hard link to that name. */
+async function addedAsLink(walk: Walk, h: Header, st: BigIntStats): Promise<boolean> {
+  if (st.isDirectory() || st.nlink <= 1n) return false;
+  const key = `${st.dev}:${st.ino}`;
+  const first = walk.links.get(key);
+  if (first === undefined) {
+    walk.links.set(key, h.name);
+    return false;
+  }
+  await add(walk, h, { type: 'link', linkname: first, size: 0 });
+  return true;
+}
+
+/** Adds an entry that is not a directory (`path`: below an open directory; `rel`: below the top, latin1): its link target, device numbers or data. */
+async function addNonDirectory(walk: Walk, h: Header, path: Buffer, st: BigIntStats, rel: string): Promise<void> {
+  if (st.isSymbolicLink()) {
+    const target = utf8(readlinkSync(path, { encoding: 'buffer' }));
+    if (target === undefined) throw new HostReadError(`${h.name}: a link target that is not UTF-8`);
+    await add(walk, h, { type: 'symlink', linkname: target });
+  } else if (st.isFIFO()) await add(walk, h, { type: 'fifo' });
+  else if (st.isCharacterDevice()) await add(walk, h, { type: 'character-device', ...device(st.rdev) });
+  else if (st.isBlockDevice()) await add(walk, h, { type: 'block-device', ...device(st.rdev) });
+  else if (st.isFile()) {
+    const tracked = walk.files && st.nlink === 1n && st.size >= BigInt(walk.files.min);
+    if (tracked && walk.files!.file(walk.members, rel, st)) await addUnread(walk, h, Number(st.size));
+    else await addFile(walk, h, path, st);
+  } else throw new HostReadError(`${h.name}: a file of a kind not read here`);
+}
+
+/** hostPaths' options: headers with no data written before the paths (`prelude`), and after a path's entry (`after`, given its path). */
+export interface HostPathsOptions {
+  prelude?: Header[];
+  after?: (path: string) => Header[] | undefined;
+}
+
+/**
+ * The entries of `paths` (absolute paths below the top of `dir`, UTF-8, parents before children)
+ * each alone, a directory as its header without its subtree, streamed as hostTar writes them
+ * (numeric owners, mode bits, mtimes to the second, symlink targets, device numbers,
+ * `security.capability` from `caps`; a later path of an inode written before as a hard link to
+ * it), named below the top as an image layer names them (`etc/`, `etc/passwd`); a unix socket is
+ * left out, as the engine's archive leaves it. Each path's directories are opened one by one
+ * from the top without following a symlink: one swapped for a symlink fails the stream with
+ * HostReadError, as a whiteout (a character device 0:0) among `paths` does. `dir.fd` is closed
+ * when it ends.
+ */
+export function hostPaths(dir: Pick<HostDir, 'fd' | 'root'>, paths: string[], caps: Map<string, Buffer>, opts: HostPathsOptions = {}): Readable {
+  const pack = tar.pack({ highWaterMark: PACK_BUFFER });
+  const walk: Walk = { pack, caps, links: new Map(), entries: 0, slab: new DirectSlab(), members: 0 };
+  const opened = new Map<string, number>();
+  /** The directory `parts` name below the top, opened (once) component by component. */
+  const directory = (parts: Buffer[]): number => {
+    let fd = dir.fd;
+    let key = '';
+    for (const part of parts) {
+      key += `/${part.toString('latin1')}`;
+      let next = opened.get(key);
+      if (next === undefined) {
+        const path = atDir(fd, part);
+        const st = lstatSync(path, { bigint: true });
+        if (!st.isDirectory()) throw new HostReadError(`${key}: not a directory here`);
+        next = openSame(path, constants.O_DIRECTORY, st);
+        opened.set(key, next);
+      }
+      fd = next;
+    }
+    return fd;
+  };
+  const build = async () => {
+    try {
+      for (const h of opts.prelude ?? []) await add(walk, h, {}, Buffer.alloc(0));
+      for (const full of paths) {
+        const parts = full
+          .split('/')
+          .filter(Boolean)
+          .map((p) => Buffer.from(p, 'utf8'));
+        const last = parts.pop();
+        if (!last) continue;
+        const path = atDir(directory(parts), last);
+        const st = lstatSync(path, { bigint: true });
+        if (st.isSocket()) continue;
+        if (st.isCharacterDevice() && st.rdev === 0n) throw new HostReadError(`${full}: a whiteout, not a path to take`);
+        const rel = Buffer.from(full.replace(/^\//, ''), 'utf8').toString('latin1');
+        const h = header(`${full.replace(/^\//, '')}${st.isDirectory() ? '/' : ''}`, st, rel, walk);
+        if (await addedAsLink(walk, h, st)) continue;
+        if (st.isDirectory()) await add(walk, h, { type: 'directory' });
+        else await addNonDirectory(walk, h, path, st, rel);
+        for (const extra of opts.after?.(full) ?? []) await add(walk, extra, {}, Buffer.alloc(0));
+      }
+    } finally {
+      for (const fd of opened.values()) closeSync(fd);
+      closeSync(dir.fd);
+    }
+    pack.finalize();
+  };
+  build().catch((err: Error) => pack.destroy(err));
+  pack.on('error', () => undefined);
+  return pack as unknown as Readable;
 }
 
 /**

@@ -1,11 +1,17 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createServer, type Server } from 'node:net';
+import { execFileSync } from 'node:child_process';
 import { readFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { backup, restore } from '../../src/commands.js';
 import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
+import { Engine } from '../../src/engine/engine.js';
+import { deltaTar, planDelta, upperDeltaTar } from '../../src/snapshot/layer-delta.js';
+import { scanLayerOn } from '../../src/snapshot/layer-index.js';
+import { upperDirOf } from '../../src/snapshot/layer-upper.js';
 import type { SnapshotSet } from '../../src/snapshot/manifest.js';
 import { Resources, docker, quietLog, runContainer, sh, treeDigest } from '../support/fixtures.js';
+import { layerEntries } from '../support/layers.js';
 
 const env = { ...process.env, DOCKER_CONFIG: '/nonexistent' };
 const inputs = (values: Record<string, string>) => (name: string) => values[name] ?? '';
@@ -102,5 +108,46 @@ describe('delta layers of paths the engine archives unusually', () => {
     }
     expect(points.get('t2')).toMatch(/^\/tmp directory 1777 0:0/m);
     expect(points.get('t2')).toMatch(/^\/priv directory 700 1000:1000/m);
+  });
+});
+
+describe('a delta layer made on this host from the upper directory', () => {
+  const res = new Resources(inject('runPrefix'), 'ldhost');
+  const app = res.name('app');
+  const engine = new Engine();
+  let id: string;
+
+  beforeAll(async () => {
+    id = (await runContainer({ name: app, Image: inject('fixtureImage'), Cmd: ['sleep', '100000'] }, 'running')).id;
+    await sh(
+      app,
+      `mkdir -p /app/d/sub /u && echo a > /app/a && chmod 4750 /app/a && chown 1000:1000 /app/a && echo s > /app/shadow && chmod 000 /app/shadow && ` +
+        `ln -s ../etc/passwd /app/link && busybox mkfifo /app/fifo && busybox mknod /app/null c 1 3 && chmod 1777 /app/d/sub && ` +
+        `echo x > /u/é.txt && echo y > /u/${LONG} && busybox dd if=/dev/urandom of=/app/big bs=64k count=4 2>/dev/null && rm /bin/sort && echo p >> /etc/passwd`,
+    );
+    // A file capability (CAP_NET_BIND_SERVICE), which the engine's archive keeps as a PAX record.
+    const upper = (await upperDirOf(await engine.inspectContainer(id)))!;
+    execFileSync('setfattr', ['-n', 'security.capability', '-v', '0sAQAAAgAEAAAAAAAAAAAAAAAAAAA=', join(upper.root, 'app', 'big')]);
+  });
+
+  afterAll(() => res.cleanup());
+
+  it("holds, entry for entry, what the engine's archive of each path gives", async () => {
+    await docker.getContainer(app).pause();
+    try {
+      const { index, upper } = await scanLayerOn(engine, id, 4000, undefined, { hostReads: true });
+      expect(index?.source).toBe('upper');
+      // Against an empty index: every path of the layer is read, whiteouts and parents included.
+      const plan = planDelta({ entries: {} }, index!);
+      expect(plan.reads).toEqual(expect.arrayContaining(['/app/a', '/app/big', '/app/null', `/u/${LONG}`, '/u/é.txt', '/etc/passwd']));
+      const host = await upperDeltaTar(upper!, plan);
+      if (typeof host === 'string') throw new Error(host);
+      const mine = await layerEntries(host);
+      const theirs = await layerEntries(deltaTar(engine, id, plan, new Set()));
+      expect(mine).toEqual(theirs);
+      expect(mine.find((e) => e.startsWith('app/big '))?.endsWith(' ')).toBe(false);
+    } finally {
+      await docker.getContainer(app).unpause();
+    }
   });
 });

@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,6 +12,7 @@ import { upperDirOf } from '../../src/snapshot/layer-upper.js';
 import { upperLayerTar } from '../../src/snapshot/layer-upper-tar.js';
 import type { SnapshotSet } from '../../src/snapshot/manifest.js';
 import { Resources, docker, runContainer, sh, treeDigest } from '../support/fixtures.js';
+import { layerEntries as entries } from '../support/layers.js';
 
 const env = { ...process.env, DOCKER_CONFIG: '/nonexistent' };
 const inputs = (values: Record<string, string>) => (name: string) => values[name] ?? '';
@@ -29,23 +29,6 @@ const PATHS = ['/app', '/www', '/etc/passwd', '/bin', '/root', '/data'];
 async function digests(container: string, paths = PATHS): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   for (const p of paths) out[p] = (await treeDigest(container, p)).digest;
-  return out;
-}
-
-/** A layer tar's entries: name, type, mode bits, owner, size, link, mtime (s; none for the opaque marker), content digest, capability. */
-async function entries(layer: Readable): Promise<string[]> {
-  const extract = tar.extract();
-  layer.pipe(extract);
-  const out: string[] = [];
-  for await (const entry of extract) {
-    const h = entry.header;
-    const hash = createHash('sha256');
-    for await (const chunk of entry) hash.update(chunk as Buffer);
-    const name = h.name.replace(/\/$/, '');
-    const mtime = name.endsWith('.wh..wh..opq') ? '' : Math.floor((h.mtime?.getTime() ?? 0) / 1000);
-    const cap = (h.pax as Record<string, string> | undefined)?.['SCHILY.xattr.security.capability'] ?? '';
-    out.push([name, h.type, ((h.mode ?? 0) & 0o7777).toString(8), h.uid, h.gid, h.size, h.linkname ?? '', mtime, hash.digest('hex'), cap].join(' '));
-  }
   return out;
 }
 
