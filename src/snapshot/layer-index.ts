@@ -44,7 +44,7 @@ export interface LayerIndex {
   /**
    * 'upper': made from a walk of the upper directory. It lists directories the engine's list leaves
    * out, so a later index without it cannot be compared with it (a path missing from the later one
-   * would read as removed): layerDeltaBase.
+   * would read as removed): layer-delta.ts deltaBaseMismatch.
    */
   source?: 'upper';
 }
@@ -164,8 +164,8 @@ const WHITEOUT: LayerEntry = { mode: 0, size: 0, mtime: '', whiteout: true };
 /**
  * The index from a walk of the container's upper directory (layer-walk.ts), with the directory:
  * undefined when it cannot be made here (not root or without CAP_SYS_ADMIN, no overlay2 upper
- * directory readable here or one not owned by root, a name not UTF-8, overlay attributes the walk does not stand for —
- * a redirect or metacopy —, or the probes differ from the engine's stat): the caller then asks
+ * directory readable here or one not owned by root, a name not UTF-8, overlay attributes the walk
+ * does not stand for — a redirect or metacopy —, or the probes differ from the engine's stat): the caller then asks
  * the engine's list. `{}` (no index) when the layer has more than `maxTotal` paths or more than
  * `maxPaths` for the engine to stat (paths under a mount).
  */
