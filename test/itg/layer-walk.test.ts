@@ -36,6 +36,20 @@ describe('the writable layer indexed from its upper directory', () => {
     return { lines: log.lines, image: set.containers[0].image };
   };
 
+  /** Restores each set under a new name: every one equal to its own point in time. */
+  const restoresEach = async (tags: string[]) => {
+    for (const tag of tags) {
+      const copy = res.name(`r${tag}`);
+      const r = await restore(parseRestoreInputs(inputs({ source: `dir:${store}`, snapshot: tag, rename: `${app}=${copy}`, start: 'never' })), {
+        log: quietLog,
+        env,
+      });
+      expect(r.failed, JSON.stringify(r.containers)).toBe(0);
+      expect(await digests(copy), tag).toEqual(points.get(tag));
+      await docker.getContainer(copy).remove({ force: true, v: true });
+    }
+  };
+
   beforeAll(async () => {
     store = join(res.tempDir(), 'store');
     // An image whose /opt/d holds two files: the container's layer then removes and makes the directory again (opaque).
@@ -63,16 +77,7 @@ describe('the writable layer indexed from its upper directory', () => {
     const third = await take('t3');
     expect(third.image.deltas).toBe(2);
     expect(third.lines.filter((l) => /since the last snapshot: 2 path\(s\), 0 removed$/.test(l))).toHaveLength(1);
-    for (const tag of ['t1', 't2', 't3']) {
-      const copy = res.name(`r${tag}`);
-      const r = await restore(parseRestoreInputs(inputs({ source: `dir:${store}`, snapshot: tag, rename: `${app}=${copy}`, start: 'never' })), {
-        log: quietLog,
-        env,
-      });
-      expect(r.failed, JSON.stringify(r.containers)).toBe(0);
-      expect(await digests(copy), tag).toEqual(points.get(tag));
-      await docker.getContainer(copy).remove({ force: true, v: true });
-    }
+    await restoresEach(['t1', 't2', 't3']);
     // And the image's files really are gone from the last point in time (not only equal digests of two empty trees).
     expect((await treeDigest(app, '/opt/d')).entries).toBe(3);
   });
@@ -91,15 +96,6 @@ describe('the writable layer indexed from its upper directory', () => {
     await sh(app, 'echo c > /app/c && rm -rf /opt/d && mkdir /opt/d');
     const held = await take('t5');
     expect(held.image.deltas).toBe(1);
-    for (const tag of ['t4', 't5']) {
-      const copy = res.name(`r${tag}`);
-      const r = await restore(parseRestoreInputs(inputs({ source: `dir:${store}`, snapshot: tag, rename: `${app}=${copy}`, start: 'never' })), {
-        log: quietLog,
-        env,
-      });
-      expect(r.failed, JSON.stringify(r.containers)).toBe(0);
-      expect(await digests(copy), tag).toEqual(points.get(tag));
-      await docker.getContainer(copy).remove({ force: true, v: true });
-    }
+    await restoresEach(['t4', 't5']);
   });
 });
