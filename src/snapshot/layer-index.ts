@@ -176,7 +176,9 @@ async function scanUpper(
   maxTotal: number,
   signal?: AbortSignal,
 ): Promise<{ index?: LayerIndex; upper?: UpperDir } | undefined> {
-  if (overlayAttrsBlocker()) return undefined;
+  // A local engine only: over ssh:// or tcp:// the probes' requests share the run's connection
+  // (and the engine's files are another host's), so the engine lists the paths there, as before.
+  if (overlayAttrsBlocker() || !engine.describe().startsWith('unix://')) return undefined;
   let upper: UpperDir | undefined;
   try {
     upper = await upperDirOf(await engine.inspectContainer(id, signal));
@@ -194,6 +196,10 @@ async function scanUpper(
   const opaque = await opaqueDirs;
   if (typeof walk === 'string' || typeof opaque === 'string') return undefined;
   if (walk.truncated || walk.toEngine.length > maxPaths) return {};
+  // Nothing but the engine's own mount targets and their /etc (Engine 26.1 copies them up at the
+  // first archive request; its list and its commit leave them out): the engine's list, as for an
+  // unchanged layer, so that such a layer is committed (empty) as before, not taken from here.
+  if ([...walk.entries.keys()].every((p) => isNetworkFile(p) || p === '/etc')) return undefined;
   const hostPaths = [...walk.entries].flatMap(([path, e]) => (e === 'whiteout' ? [] : [path]));
   if (!(await probesAgree(engine, id, upper, hostPaths, signal))) return undefined;
   const entries: Record<string, LayerEntry> = {};
