@@ -5,7 +5,8 @@
 // `paused for N ms`), `docker commit -p` once a round, and the medians; with --prof DIR, each
 // backup's log (every line stamped with the ms since it started) and CPU profile (node --cpu-prof);
 // with --against PATH, another build's dist/cli.js in turns on the same fixture. Asserts nothing.
-//   npm run build && node bench/paused-window.mjs [--runs 3] [--prof DIR] [--against /other/dist/cli.js]
+// --base-mb, --mb and --volume-mb size the fixture's base layer, writable layer and volume (default 0, 30 and 10; the full bench uses 400, 300 and 200).
+//   npm run build && node bench/paused-window.mjs [--runs 3] [--base-mb 0] [--mb 30] [--volume-mb 10] [--prof DIR] [--against /other/dist/cli.js]
 import { randomBytes } from 'node:crypto';
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
@@ -16,7 +17,8 @@ import { CLI, MB, sh } from './lib/process.mjs';
 import { largest, put, rewriteMiddle } from './scenarios/incremental.mjs';
 
 const args = process.argv.slice(2);
-const runs = Number(args[args.indexOf('--runs') + 1] || 3) || 3;
+const flag = (name, dflt) => (args.includes(name) ? Number(args[args.indexOf(name) + 1]) || dflt : dflt);
+const runs = flag('--runs', 3);
 const prof = args.includes('--prof') ? args[args.indexOf('--prof') + 1] : undefined;
 // --against PATH: another build's dist/cli.js, run in turns with this one on the same fixture (each round: ours, then theirs, the order reversed every other round).
 const against = args.includes('--against') ? args[args.indexOf('--against') + 1] : undefined;
@@ -52,7 +54,7 @@ async function backup(dir, tag, label, cli = CLI) {
 const load = () => execFileSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).split(' ').slice(0, 3).join(' ');
 
 if (prof) mkdirSync(prof, { recursive: true });
-await makeFixture(ctx, { layerMB: 30, volumeMB: 10 });
+await makeFixture(ctx, { baseMB: flag('--base-mb', 0), layerMB: flag('--mb', 30), volumeMB: flag('--volume-mb', 10) });
 const volFile = largest(ctx.payload.volume, '/data');
 console.log(`fixture ${ctx.container}: layer ${ctx.payload.layer.files.length} files, volume ${ctx.payload.volume.files.length} files; load ${load()}`);
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];

@@ -14,13 +14,14 @@ import { buildFileIndex, FileWalk, racyMarginNs, readFileIndex, storeFileIndex, 
 import { Spool, type Spooled } from './spool.js';
 import type { Meter } from '../util/progress.js';
 import type { MountToTake } from './volumes.js';
-import { keepVolumeMetadata, matchedScan, scanVolumeMetadata, type MetadataScan } from './volume-metadata.js';
+import { keepVolumeMetadata, matchedScan, MetadataCollector, scanVolumeMetadata, type MetadataScan } from './volume-metadata.js';
+import { runGetfattr, xattrOutput } from './getfattr.js';
 import { archiveRoot } from './volume-root.js';
-import { readCapabilities, hostTar } from './volume-tar.js';
+import { capabilitiesFrom, hostTar } from './volume-tar.js';
 import { atDir, hostReadBlocker, mountedPaths, mountsSubpath, trustHostDir } from './volume-host.js';
 import { SpoolError } from './spool.js';
 import { posix } from 'node:path';
-import { closeSync, statfsSync } from 'node:fs';
+import { closeSync, statfsSync, type BigIntStats } from 'node:fs';
 import { errorMessage } from '../core/log.js';
 import { KeyError } from '../crypto/keyring.js';
 import { forEachLimited } from '../util/pool.js';
@@ -145,7 +146,6 @@ export class VolumePath {
   async takeVolume(id: string, container: string, plan: VolumePlan, pending: Spooled[]): Promise<TakenVolume> {
     const { engine, signal } = this.ctx;
     const { mount, hostPath } = plan;
-    const scanning = scanVolumeMetadata(hostPath);
     await this.spool.ready();
     const label = `${container}: reading ${mount.name || mount.destination}`;
     // Files changed since shortly before now are read again next time (racyMarginNs); the container is held already.
@@ -154,15 +154,16 @@ export class VolumePath {
     const files = this.chunking ? new FileWalk(CHUNK_SIZES.min, cutoff, plan.unread?.index) : undefined;
     const onHost = await this.takeOnHost(id, plan, label, files);
     if (typeof onHost !== 'string') {
-      pending.push(onHost);
+      pending.push(onHost.spooled);
       this.ctx.log.info(`${label}: read on this host from ${hostPath}`);
       if (files?.unread.size)
         this.ctx.log.info(`${label}: ${files.unread.size} file(s) unchanged since the set before, not read (${formatBytes(files.unreadBytes)})`);
       if (files?.off && plan.unread) this.ctx.log.info(`${label}: every file read, none left unread: ${files.off}`);
       // The directory was compared with the engine's archive of it before it was read (trustHostDir).
-      return { plan, spooled: onHost, scan: await scanning, readOnHost: true, ...(files ? { files } : {}) };
+      return { plan, spooled: onHost.spooled, scan: onHost.scan, readOnHost: true, ...(files ? { files } : {}) };
     }
     this.ctx.log.info(`${label}: read through the engine: ${onHost}`);
+    const scanning = scanVolumeMetadata(hostPath);
     const archive = await engine.getArchive(id, mount.destination, signal);
     const archived = archiveRoot(archive);
     // take() destroys the archive if it fails: one left open keeps the container locked in the engine (never unpaused).
@@ -172,11 +173,13 @@ export class VolumePath {
   }
 
   /**
-   * The mount's archive made on this host (volume-tar.ts) into the spool, or why not (a sentence):
-   * hostReadBlocker, then trustHostDir, then anything the host could not read as the engine would
-   * (the spooled file is then removed). Throws a SpoolError (the disk), or the signal's reason.
+   * The mount's archive made on this host (volume-tar.ts) into the spool, with the scan of what
+   * that archive drops made by the same walk (one getfattr for the side record's attributes and
+   * the archive's capabilities), or why not (a sentence): hostReadBlocker, then trustHostDir, then
+   * anything the host could not read as the engine would (the spooled file is then removed).
+   * Throws a SpoolError (the disk), or the signal's reason.
    */
-  private async takeOnHost(id: string, plan: VolumePlan, label: string, files?: FileWalk): Promise<Spooled | string> {
+  private async takeOnHost(id: string, plan: VolumePlan, label: string, files?: FileWalk): Promise<{ spooled: Spooled; scan: MetadataScan } | string> {
     const { engine, signal } = this.ctx;
     const { mount, hostPath } = plan;
     const info = await engine.inspectContainer(id, signal);
@@ -192,23 +195,39 @@ export class VolumePath {
       subpath: mountsSubpath(info, mount.destination),
     });
     if (why) return why;
-    const capabilities = readCapabilities(hostPath!).then(
-      (caps) => caps,
-      (err: NodeJS.ErrnoException) =>
-        err.code === 'ENOENT' ? 'getfattr not found (Debian package attr) to read security.capability' : `getfattr failed (${err.message.split('\n')[0]})`,
-    );
+    const xattrs = runGetfattr(hostPath!);
     const dir = await trustHostDir(engine, id, mount.destination, hostPath!, signal);
-    const caps = await capabilities;
+    const dump = await xattrs;
     if (typeof dir === 'string') return dir;
-    if (typeof caps === 'string') {
+    // Every capability must be known: a getfattr that could not read some file (exit 1) leaves it to the engine.
+    if (dump.failed) {
       closeSync(dir.fd);
       await dir.owner;
-      return caps;
+      const code = dump.failed.code;
+      return code === 'ENOENT'
+        ? 'getfattr not found (Debian package attr) to read security.capability'
+        : `getfattr failed (${dump.failed.message.split('\n')[0]})`;
     }
     if (files) files.off ??= untrustedFs(statfsSync(atDir(dir.fd)).type);
+    const root = dir.root;
+    const collector = new MetadataCollector({
+      uid: Number(root.uid),
+      gid: Number(root.gid),
+      mode: Number(root.mode) & 0o7777,
+      mtime: Number(root.mtimeNs / 1_000_000_000n),
+    });
+    const observe = (rel: string, st: BigIntStats) =>
+      collector.visit(rel === '.' ? rel : Buffer.from(rel, 'latin1').toString('utf8'), {
+        mtimeNs: st.mtimeNs,
+        socket: st.isSocket(),
+        file: st.isFile(),
+        size: Number(st.size),
+        blocks: Number(st.blocks),
+      });
     let spooled: Spooled;
     try {
-      spooled = await this.spool.take(hostTar(dir, posix.basename(posix.normalize(mount.destination)), caps, { files }), this.meter(label));
+      const base = posix.basename(posix.normalize(mount.destination));
+      spooled = await this.spool.take(hostTar(dir, base, capabilitiesFrom(dump.output, hostPath!), { files, observe }), this.meter(label));
     } catch (err) {
       await dir.owner;
       signal?.throwIfAborted();
@@ -216,7 +235,7 @@ export class VolumePath {
       return `the host could not read it as the engine would (${errorMessage(err)})`;
     }
     const owner = await dir.owner;
-    if (!owner) return spooled;
+    if (!owner) return { spooled, scan: collector.finish(hostPath!, xattrOutput(dump)) };
     await this.spool.release(spooled);
     return owner;
   }

@@ -48,18 +48,33 @@ export function parseGetfattr(output: string, root: string): Map<string, Record<
   return out;
 }
 
+/** What one run of `getfattr -R -h -d -m -` printed, and how it failed, if it did. */
+export interface GetfattrRun {
+  /** Its output (latin1 text); what it printed before failing, when it failed. */
+  output: string;
+  /** Set when it exited non-zero (1: some file could not be read, the others printed) or could not start (ENOENT: not installed). */
+  failed?: NodeJS.ErrnoException;
+}
+
 /**
- * The output of `getfattr --absolute-names -R -P -d -m - -e base64 root` (for parseGetfattr), also when
- * some files could not be read. Rejects with ENOENT when getfattr is not installed, and when it failed
- * printing nothing.
+ * Runs `getfattr --absolute-names -R -P -h -d -m - -e base64 root`: every extended attribute of
+ * every file under `root`, values in base64; a symbolic link's own (`-h`: without it getfattr gives
+ * a link its target's attributes, and fails on a dangling one). Never rejects: a failure is in `failed`.
  */
-export function getfattr(root: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile('getfattr', ['--absolute-names', '-R', '-P', '-d', '-m', '-', '-e', 'base64', root], { maxBuffer: 1 << 30, encoding: 'latin1' }, (err, stdout) => {
-      // It exits 1 when some file could not be read, after printing the others.
-      if (err && (err as NodeJS.ErrnoException).code === 'ENOENT') reject(err);
-      else if (err && !stdout) reject(err);
-      else resolve(Buffer.from(stdout, 'latin1').toString('latin1'));
-    });
+export function runGetfattr(root: string): Promise<GetfattrRun> {
+  return new Promise((resolve) => {
+    execFile('getfattr', ['--absolute-names', '-R', '-P', '-h', '-d', '-m', '-', '-e', 'base64', root], { maxBuffer: 1 << 30, encoding: 'latin1' }, (err, stdout) =>
+      resolve({ output: stdout ?? '', ...(err ? { failed: err as NodeJS.ErrnoException } : {}) }),
+    );
   });
+}
+
+/**
+ * What getfattr's run gives the side record (for parseGetfattr): its output, also when some files
+ * could not be read (getfattr exits 1 after printing the others); the error when it is not
+ * installed (ENOENT) or failed printing nothing.
+ */
+export function xattrOutput(run: GetfattrRun): string | Error {
+  if (run.failed && (run.failed.code === 'ENOENT' || !run.output)) return run.failed;
+  return run.output;
 }

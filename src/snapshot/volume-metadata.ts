@@ -6,7 +6,7 @@ import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { BlobDescriptor, MetadataLoss, VolumeMetadata } from './manifest.js';
-import { getfattr, parseGetfattr } from './getfattr.js';
+import { parseGetfattr, runGetfattr, xattrOutput } from './getfattr.js';
 import { rootStatOf, sameRoot, type RootStat } from './volume-root.js';
 
 /**
@@ -92,7 +92,8 @@ export function matchedScan(scan: MetadataScan, archived: RootStat | undefined, 
 
 const ACL = /^system\.posix_acl_(access|default)$/;
 
-interface Walked {
+/** What a walk tells MetadataCollector of one entry (from its lstat). */
+export interface Walked {
   mtimeNs: bigint;
   socket: boolean;
   file: boolean;
@@ -142,6 +143,59 @@ export async function scanSparseFiles(root: string | undefined): Promise<{ spars
 }
 
 /**
+ * Builds a volume's MetadataScan from its entries as a walk meets them (`visit`) and the output of
+ * `getfattr` over it (`finish`): sub-second modification times, unix sockets, sparse regular files
+ * and extended attributes. Used by scanVolumeMetadata's own walk, and by the host's read of a
+ * volume (volume-tar.ts hostTar's `observe`), which then needs no second walk while held.
+ */
+export class MetadataCollector {
+  private readonly entries = new Map<string, MetadataRecord['entries'][number]>();
+  private readonly record: MetadataRecord = { entries: [], sockets: [] };
+  private readonly loss: MetadataLoss = { xattrs: 0, acls: 0, subSecondTimes: 0, sockets: 0 };
+  private readonly sparse = new SparseList();
+
+  /** `root`: the directory's stat, matched against the engine's archive of it (`matchedScan`). */
+  constructor(private readonly root: RootStat) {}
+
+  /** One entry: `rel` its path below the top ('.' the top), POSIX separators; `info` its lstat's facts. */
+  visit(rel: string, info: Walked): void {
+    if (info.file) this.sparse.add(rel, info.size, info.blocks);
+    if (info.socket) {
+      this.record.sockets.push(rel);
+      this.loss.sockets++;
+    } else if (info.mtimeNs % 1_000_000_000n !== 0n) {
+      this.entries.set(rel, { path: rel, mtime: seconds(info.mtimeNs) });
+      this.loss.subSecondTimes++;
+    }
+  }
+
+  /**
+   * The scan, once every entry was visited: `xattrs` is getfattr's output over the same directory
+   * (getfattr.ts `xattrOutput` of `runGetfattr(top)`, parsed against `top`), or the error it failed
+   * with (then extended attributes are reported unchecked; a missing getfattr is ENOENT).
+   */
+  finish(top: string, xattrs: string | Error): MetadataScan {
+    const { record, loss, entries } = this;
+    record.sparse = this.sparse.value;
+    let xattrsUnchecked: string | undefined;
+    if (typeof xattrs === 'string') {
+      for (const [rel, attrs] of parseGetfattr(xattrs, top)) {
+        if (record.sockets.includes(rel)) continue;
+        const names = Object.keys(attrs);
+        if (names.some((n) => ACL.test(n))) loss.acls++;
+        if (names.some((n) => !ACL.test(n))) loss.xattrs++;
+        entries.set(rel, { ...(entries.get(rel) ?? { path: rel }), xattrs: attrs });
+      }
+    } else {
+      const code = (xattrs as NodeJS.ErrnoException).code;
+      xattrsUnchecked = code === 'ENOENT' ? 'getfattr not found (Debian package attr)' : `getfattr failed (${xattrs.message.split('\n')[0]})`;
+    }
+    record.entries = [...entries.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    return { record, loss, root: this.root, ...(xattrsUnchecked ? { xattrsUnchecked } : {}) };
+  }
+}
+
+/**
  * Reads, from the volume's directory on this host (`Mountpoint` of the volume, or a bind mount's
  * source), what the engine's archive leaves out, and which regular files are sparse. Needs the
  * directory readable here: the engine on this host and enough rights (root). Extended attributes
@@ -151,40 +205,13 @@ export async function scanSparseFiles(root: string | undefined): Promise<{ spars
 export async function scanVolumeMetadata(root: string | undefined): Promise<MetadataScan> {
   const rootStat = await rootStatOf(root);
   if (typeof rootStat === 'string') return { unreadable: rootStat };
-  const entries = new Map<string, MetadataRecord['entries'][number]>();
-  const record: MetadataRecord = { entries: [], sockets: [] };
-  const loss: MetadataLoss = { xattrs: 0, acls: 0, subSecondTimes: 0, sockets: 0 };
-  const sparse = new SparseList();
+  const collector = new MetadataCollector(rootStat);
   try {
-    await walk(root!, (rel, info) => {
-      if (info.file) sparse.add(rel, info.size, info.blocks);
-      if (info.socket) {
-        record.sockets.push(rel);
-        loss.sockets++;
-      } else if (info.mtimeNs % 1_000_000_000n !== 0n) {
-        entries.set(rel, { path: rel, mtime: seconds(info.mtimeNs) });
-        loss.subSecondTimes++;
-      }
-    });
+    await walk(root!, (rel, info) => collector.visit(rel, info));
   } catch (err) {
     return { unreadable: `${root} could not be read here (${(err as Error).message})` };
   }
-  record.sparse = sparse.value;
-  let xattrsUnchecked: string | undefined;
-  try {
-    for (const [rel, attrs] of parseGetfattr(await getfattr(root!), root!)) {
-      if (record.sockets.includes(rel)) continue;
-      const names = Object.keys(attrs);
-      if (names.some((n) => ACL.test(n))) loss.acls++;
-      if (names.some((n) => !ACL.test(n))) loss.xattrs++;
-      entries.set(rel, { ...(entries.get(rel) ?? { path: rel }), xattrs: attrs });
-    }
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    xattrsUnchecked = code === 'ENOENT' ? 'getfattr not found (Debian package attr)' : `getfattr failed (${(err as Error).message.split('\n')[0]})`;
-  }
-  record.entries = [...entries.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  return { record, loss, root: rootStat, ...(xattrsUnchecked ? { xattrsUnchecked } : {}) };
+  return collector.finish(root!, xattrOutput(await runGetfattr(root!)));
 }
 
 function counted(loss: MetadataLoss, sockets: string[]): { kept: string[]; lost: string[] } {

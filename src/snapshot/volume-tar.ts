@@ -45,24 +45,30 @@ const MAX_USTAR_ID = 0o777777;
 export function readCapabilities(root: string, paths?: string[]): Promise<Map<string, Buffer>> {
   if (paths?.length === 0) return Promise.resolve(new Map());
   return new Promise((resolve, reject) => {
-    // Paths compared as bytes (latin1), as getfattr's unescaped output is read.
-    const top = Buffer.from(root, 'utf8').toString('latin1');
     // `paths` (absolute below `root`): those alone, not their subtrees.
     const which = paths ? paths.map((p) => `${root}${p}`) : ['-R', root];
     const args = ['--absolute-names', '-P', '-h', '-d', '-m', '^security\\.capability$', '-e', 'base64', ...which];
-    execFile('getfattr', args, { maxBuffer: 1 << 28, encoding: 'latin1' }, (err, stdout) => {
-      if (err) return reject(err);
-      const caps = new Map<string, Buffer>();
-      let file: string | undefined;
-      for (const line of stdout.split('\n')) {
-        if (line.startsWith('# file: ')) {
-          const abs = unescapeGetfattr(line.slice(8));
-          file = abs === top ? '.' : abs.startsWith(`${top}/`) ? abs.slice(top.length + 1) : undefined;
-        } else if (file !== undefined && line.startsWith('security.capability=0s')) caps.set(file, Buffer.from(line.slice(22), 'base64'));
-      }
-      resolve(caps);
-    });
+    execFile('getfattr', args, { maxBuffer: 1 << 28, encoding: 'latin1' }, (err, stdout) => (err ? reject(err) : resolve(capabilitiesFrom(stdout, root))));
   });
+}
+
+/**
+ * The `security.capability` values in getfattr's base64 output (`-d -e base64`, latin1 text, as
+ * readCapabilities or volume-metadata.ts getfattr run it) for files under `root`, keyed as
+ * readCapabilities keys them. Other attributes in the output are passed over.
+ */
+export function capabilitiesFrom(stdout: string, root: string): Map<string, Buffer> {
+  // Paths compared as bytes (latin1), as getfattr's unescaped output is read.
+  const top = Buffer.from(root, 'utf8').toString('latin1');
+  const caps = new Map<string, Buffer>();
+  let file: string | undefined;
+  for (const line of stdout.split('\n')) {
+    if (line.startsWith('# file: ')) {
+      const abs = unescapeGetfattr(line.slice(8));
+      file = abs === top ? '.' : abs.startsWith(`${top}/`) ? abs.slice(top.length + 1) : undefined;
+    } else if (file !== undefined && line.startsWith('security.capability=0s')) caps.set(file, Buffer.from(line.slice(22), 'base64'));
+  }
+  return caps;
 }
 
 /** getfattr's file name (latin1 text, bytes escaped as `\ooo`, a backslash as `\\`) as its bytes, in latin1. */
@@ -94,6 +100,8 @@ export interface HostTarOptions {
   change?: (st: BigIntStats, h: Header, rel: string) => EntryChange | undefined;
   /** Told of large regular files, and may have their data left unread (FileTracker). */
   files?: FileTracker;
+  /** Told of every entry as it is met, the top ('.') and unix sockets included: its path below the top (bytes as latin1) and its lstat. */
+  observe?: (rel: string, st: BigIntStats) => void;
 }
 
 /**
@@ -120,6 +128,7 @@ interface Walk {
   slab: DirectSlab;
   change?: HostTarOptions['change'];
   files?: FileTracker;
+  observe?: HostTarOptions['observe'];
   /** Members given to the pack so far (the next one's number). */
   members: number;
 }
@@ -132,9 +141,20 @@ interface Walk {
 export function hostTar(dir: Pick<HostDir, 'fd' | 'root'>, base: string, caps: Map<string, Buffer>, opts: HostTarOptions = {}): Readable {
   // Room for many small entries ahead of the spool's writes: the walk waits on the pack less often.
   const pack = tar.pack({ highWaterMark: PACK_BUFFER });
-  const walk: Walk = { pack, caps, links: new Map(), entries: 0, slab: new DirectSlab(), change: opts.change, files: opts.files, members: 0 };
+  const walk: Walk = {
+    pack,
+    caps,
+    links: new Map(),
+    entries: 0,
+    slab: new DirectSlab(),
+    change: opts.change,
+    files: opts.files,
+    observe: opts.observe,
+    members: 0,
+  };
   const build = async () => {
     try {
+      walk.observe?.('.', dir.root);
       if (!opts.bare) await add(walk, header(`${base}/`, dir.root, '.', walk), { type: 'directory' });
       await walkDir(walk, dir.fd, opts.bare ? '' : `${base}/`, '', 1);
     } finally {
@@ -196,8 +216,9 @@ async function walkDir(walk: Walk, fd: number, prefix: string, relPrefix: string
     if (name === undefined) throw new HostReadError(`${prefix}${raw.toString('latin1')}: a name that is not UTF-8`);
     const path = atDir(fd, raw);
     const st = lstatSync(path, { bigint: true });
-    if (st.isSocket()) continue;
     const rel = `${relPrefix}${raw.toString('latin1')}`;
+    walk.observe?.(rel, st);
+    if (st.isSocket()) continue;
     const h = header(`${prefix}${name}${st.isDirectory() ? '/' : ''}`, st, rel, walk);
     const change = walk.change?.(st, h, rel);
     if (change?.replace) {

@@ -44,7 +44,7 @@ describe('file metadata the engine archive drops: xattrs, ACLs, sub-second times
   const vol = res.volume('data');
   const fresh = res.volume('fresh');
   const bare = res.volume('bare');
-  const paths = ['.', 'f', 'd', 'd/g'];
+  const paths = ['.', 'f', 'd', 'd/g', 'flink'];
   let mountpoint = '';
   let before: ReturnType<typeof metadataOf>;
 
@@ -60,6 +60,10 @@ describe('file metadata the engine archive drops: xattrs, ACLs, sub-second times
     tool('setfacl', ['-m', 'u:1000:rw,g:1000:r', join(mountpoint, 'f')]);
     tool('setfacl', ['-d', '-m', 'u:1000:rwx', join(mountpoint, 'd')]);
     await leaveSocket(join(mountpoint, 'd', 'sock'));
+    // Symbolic links have no attributes of their own here: neither one to f nor a dangling one is in the record (nor makes it fail).
+    tool('ln', ['-s', 'f', join(mountpoint, 'flink')]);
+    tool('ln', ['-s', '/nowhere', join(mountpoint, 'dangling')]);
+    tool('touch', ['-h', '-d', '2020-01-01 00:00:00', join(mountpoint, 'flink'), join(mountpoint, 'dangling')]);
     tool('touch', ['-h', '-d', '2020-01-01 00:00:00.123456789', join(mountpoint, 'f'), join(mountpoint, 'd', 'g'), join(mountpoint, 'd')]);
     tool('touch', ['-d', '2020-01-02 00:00:00.5', mountpoint]);
     await runContainer({ name: res.name('app'), Image: image, Cmd: ['sleep', '100000'], HostConfig: { Binds: [`${vol}:/data`] } }, 'running');
@@ -79,6 +83,8 @@ describe('file metadata the engine archive drops: xattrs, ACLs, sub-second times
       { log: quietLog, env: { ...process.env, DOCKER_CONFIG: '/nonexistent' } },
     );
     expect(result.failed, JSON.stringify(result.containers.filter((c) => c.error))).toBe(0);
+    // Read here, the scan made by the same walk.
+    expect(quietLog.lines).toContain(`${res.name('app')}: reading ${vol}: read on this host from ${mountpoint}`);
 
     const said = quietLog.lines.filter((l) => l.includes(`volume ${vol}`));
     expect(said).toContain(
@@ -93,6 +99,7 @@ describe('file metadata the engine archive drops: xattrs, ACLs, sub-second times
     expect(v.metadata?.notKept).toBe('1 unix socket(s) (d/sock)');
     const record = await readMetadataRecord(dest, v.metadata!.record!, 'data');
     expect(record.sockets).toEqual(['d/sock']);
+    expect(record.entries.map((e) => e.path)).toEqual(['.', 'd', 'd/g', 'f']);
 
     // What a restore's helper does: a never-started container mounting a fresh volume, the archive PUT into it.
     const engine = new Engine();
