@@ -63,8 +63,11 @@ export interface GetfattrRun {
  */
 export function runGetfattr(root: string): Promise<GetfattrRun> {
   return new Promise((resolve) => {
-    execFile('getfattr', ['--absolute-names', '-R', '-P', '-h', '-d', '-m', '-', '-e', 'base64', root], { maxBuffer: 1 << 30, encoding: 'latin1' }, (err, stdout) =>
-      resolve({ output: stdout ?? '', ...(err ? { failed: err as NodeJS.ErrnoException } : {}) }),
+    execFile(
+      'getfattr',
+      ['--absolute-names', '-R', '-P', '-h', '-d', '-m', '-', '-e', 'base64', root],
+      { maxBuffer: 1 << 30, encoding: 'latin1' },
+      (err, stdout) => resolve({ output: stdout ?? '', ...(err ? { failed: err as NodeJS.ErrnoException } : {}) }),
     );
   });
 }
