@@ -60,7 +60,7 @@ export class Holder {
     gate: MemberGate | undefined,
     take: (held: Hold) => Promise<T>,
   ): Promise<{ value: T; heldMs: number; held: Hold }> {
-    const { log, signal } = this.ctx;
+    const { engine, log, signal } = this.ctx;
     await gate?.beforeHold();
     const held = await this.holdStill(info, name, hold);
     const since = performance.now();
@@ -70,7 +70,18 @@ export class Holder {
     try {
       await gate?.afterHold();
       signal?.throwIfAborted();
+      // Taken as it is while still (exited, created, restarting, paused; or found so by a hold that
+      // failed): nothing holds it, so whether it stayed still is checked once it is read.
+      const still = held === 'none' && (hold !== 'none' || isStill(info.State)) ? await engine.inspectContainer(info.Id, signal) : undefined;
       value = await take(held);
+      if (still) {
+        const now = await engine.inspectContainer(info.Id, signal).catch(() => undefined);
+        const moved = now && startedDuring(still.State, now.State);
+        if (moved)
+          throw new BackupError(
+            `${moved} while it was read, so its writable layer and volumes would mix two points in time: nothing of it is stored; back it up again (a restart policy in a crash loop runs it again after each exit: stopping it first, or backing it up while it runs, pauses it for the read)`,
+          );
+      }
       await gate?.afterTake();
       taken = true;
     } finally {
@@ -165,4 +176,22 @@ export class Holder {
     if (result.exitCode !== 0) throw new BackupError(`${phase} exited with ${result.exitCode ?? 'an unknown status'} after ${ms} ms: ${command}`);
     log.info(`${name}: ${phase} done in ${ms} ms`);
   }
+}
+
+/** A container's state as inspect gives it (Engine API ContainerState: Running is also true while Restarting). */
+type StateFacts = Pick<ContainerInspect['State'], 'Running' | 'Paused' | 'Restarting' | 'StartedAt'>;
+
+/** Whether a container is still with nothing holding it: not running, restarting (between two runs), or paused. */
+export function isStill(state: StateFacts): boolean {
+  return !state.Running || !!state.Restarting || !!state.Paused;
+}
+
+/**
+ * Why a container still at `before` (isStill) may have changed by `now`: it was started (another
+ * StartedAt: a start, a restart of its policy) or unpaused and runs; undefined when it stayed still.
+ */
+export function startedDuring(before: StateFacts, now: StateFacts): string | undefined {
+  if (now.StartedAt !== before.StartedAt) return 'it was started';
+  if (before.Paused && !now.Paused && now.Running) return 'it was unpaused';
+  return undefined;
 }

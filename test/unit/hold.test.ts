@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { holdPlan, PRE_LABEL, STOP_LABEL } from '../../src/snapshot/hold.js';
+import { isStill, startedDuring } from '../../src/snapshot/holder.js';
 import type { ContainerInspect } from '../../src/engine/containers.js';
 
 const opts = { stop: false, pause: true, preCommand: 'sync', postCommand: 'echo done' };
@@ -43,5 +44,25 @@ describe('holdPlan', () => {
       note: 'restarting: taken as it is, between two runs',
       hooksSkipped: true,
     });
+  });
+});
+
+describe('isStill and startedDuring (holder.ts): a container taken as it is must stay still while read', () => {
+  const at = (over: Partial<ContainerInspect['State']>) =>
+    ({ Running: false, Paused: false, Restarting: false, StartedAt: '2026-01-01T00:00:00Z', ...over }) as ContainerInspect['State'];
+  it('exited, restarting and paused containers are still; a running one is not', () => {
+    expect([at({}), at({ Running: true, Restarting: true }), at({ Running: true, Paused: true }), at({ Running: true })].map(isStill)).toEqual([
+      true,
+      true,
+      true,
+      false,
+    ]);
+  });
+  it('a start (another StartedAt) or an unpause moves it; an exit or nothing does not', () => {
+    expect(startedDuring(at({}), at({ Running: true, StartedAt: '2026-01-01T00:00:05Z' }))).toBe('it was started');
+    expect(startedDuring(at({ Running: true, Restarting: true }), at({ StartedAt: '2026-01-01T00:00:05Z' }))).toBe('it was started');
+    expect(startedDuring(at({ Running: true, Paused: true }), at({ Running: true }))).toBe('it was unpaused');
+    expect(startedDuring(at({ Running: true, Paused: true }), at({ Running: true, Paused: true }))).toBeUndefined();
+    expect(startedDuring(at({ Running: true, Restarting: true }), at({}))).toBeUndefined();
   });
 });
