@@ -15,7 +15,8 @@ import { Spool, type Spooled } from './spool.js';
 import type { Meter } from '../util/progress.js';
 import type { MountToTake } from './volumes.js';
 import { keepVolumeMetadata, matchedScan, MetadataCollector, scanVolumeMetadata, type MetadataScan } from './volume-metadata.js';
-import { runGetfattr, xattrOutput } from './getfattr.js';
+import { runGetfattr, xattrOutput, type GetfattrRun } from './getfattr.js';
+import type { ContainerInspect } from '../engine/containers.js';
 import { archiveRoot } from './volume-root.js';
 import { capabilitiesFrom, hostTar } from './volume-tar.js';
 import { atDir, hostReadBlocker, mountedPaths, mountsSubpath, trustHostDir } from './volume-host.js';
@@ -141,9 +142,10 @@ export class VolumePath {
    * Reads a mount while the container is held, touching no destination and compressing nothing:
    * its archive into the spool, made on this host from its directory when that may be trusted
    * (`takeOnHost`), else as the engine sends it; and a scan of what the archive drops. The spooled
-   * file is also pushed to `pending`, for the caller to remove whatever happens.
+   * file is also pushed to `pending`, for the caller to remove whatever happens. `xattrs`: this
+   * mount's getfattr run, started earlier in the same hold (earlyGetfattr); started here when not given.
    */
-  async takeVolume(id: string, container: string, plan: VolumePlan, pending: Spooled[]): Promise<TakenVolume> {
+  async takeVolume(id: string, container: string, plan: VolumePlan, pending: Spooled[], xattrs?: Promise<GetfattrRun>): Promise<TakenVolume> {
     const { engine, signal } = this.ctx;
     const { mount, hostPath } = plan;
     await this.spool.ready();
@@ -152,7 +154,7 @@ export class VolumePath {
     const margin = this.opts.settleSeconds !== undefined ? BigInt(this.opts.settleSeconds) * 1_000_000_000n : racyMarginNs();
     const cutoff = margin === undefined ? undefined : BigInt(Date.now()) * 1_000_000n - margin;
     const files = this.chunking ? new FileWalk(CHUNK_SIZES.min, cutoff, plan.unread?.index) : undefined;
-    const onHost = await this.takeOnHost(id, plan, label, files);
+    const onHost = await this.takeOnHost(id, plan, label, files, xattrs);
     if (typeof onHost !== 'string') {
       pending.push(onHost.spooled);
       this.ctx.log.info(`${label}: read on this host from ${hostPath}`);
@@ -173,13 +175,40 @@ export class VolumePath {
   }
 
   /**
+   * The getfattr run a read of `plan`'s mount on this host needs (takeVolume's `xattrs`), started
+   * once its container is held (`atRest`: paused, stopped, or not running), so that it runs beside
+   * the writable layer's read: a process of its own, asking the engine nothing. Undefined when
+   * `info` (its container's inspect) already rules out a read here (hostReadBlocker).
+   */
+  earlyGetfattr(info: ContainerInspect, plan: VolumePlan, atRest: boolean): Promise<GetfattrRun> | undefined {
+    const blocked = hostReadBlocker({
+      address: this.ctx.engine.describe(),
+      running: !atRest,
+      paused: false,
+      mount: plan.mount,
+      driver: plan.record.driver,
+      hostPath: plan.hostPath,
+      mounted: mountedPaths(info),
+      uid: process.getuid?.(),
+      subpath: mountsSubpath(info, plan.mount.destination),
+    });
+    return blocked ? undefined : runGetfattr(plan.hostPath!);
+  }
+
+  /**
    * The mount's archive made on this host (volume-tar.ts) into the spool, with the scan of what
    * that archive drops made by the same walk (one getfattr for the side record's attributes and
    * the archive's capabilities), or why not (a sentence): hostReadBlocker, then trustHostDir, then
    * anything the host could not read as the engine would (the spooled file is then removed).
    * Throws a SpoolError (the disk), or the signal's reason.
    */
-  private async takeOnHost(id: string, plan: VolumePlan, label: string, files?: FileWalk): Promise<{ spooled: Spooled; scan: MetadataScan } | string> {
+  private async takeOnHost(
+    id: string,
+    plan: VolumePlan,
+    label: string,
+    files?: FileWalk,
+    early?: Promise<GetfattrRun>,
+  ): Promise<{ spooled: Spooled; scan: MetadataScan } | string> {
     const { engine, signal } = this.ctx;
     const { mount, hostPath } = plan;
     const info = await engine.inspectContainer(id, signal);
@@ -195,7 +224,7 @@ export class VolumePath {
       subpath: mountsSubpath(info, mount.destination),
     });
     if (why) return why;
-    const xattrs = runGetfattr(hostPath!);
+    const xattrs = early ?? runGetfattr(hostPath!);
     const dir = await trustHostDir(engine, id, mount.destination, hostPath!, signal);
     const dump = await xattrs;
     if (typeof dir === 'string') return dir;

@@ -120,6 +120,8 @@ export class ContainerBackup {
           signal?.throwIfAborted();
           // The host may read the layer's upper directory only while no process of the container can change it.
           const atRest = heldAs !== 'none' || !running;
+          // Each mount's getfattr (for a read on this host) runs beside the layer's read.
+          const xattrs = plans.map((plan) => this.volumes.earlyGetfattr(info, plan, atRest));
           const { index: now, upper } =
             (this.opts.layerCompaction ?? DEFAULT_LAYER_COMPACTION) > 0
               ? await phase('writable layer changes', () => scanLayerOn(engine, info.Id, MAX_INDEXED_PATHS, signal, { hostReads: atRest }))
@@ -133,10 +135,10 @@ export class ContainerBackup {
             const commit = engine.commit(info.Id, { pause: false, ...temp });
             committed = { kind: 'commit', imageId: await phase('commit', () => (journal ? journal.track(commit) : commit)), now };
           }
-          for (const plan of plans) {
+          for (const [i, plan] of plans.entries()) {
             const { mount } = plan;
             log.info(`${name}: reading ${mount.type === 'bind' ? `bind mount ${mount.source}` : `volume ${mount.name}`}`);
-            taken.push(await phase(`volume ${mount.name || mount.destination}`, () => this.volumes.takeVolume(info.Id, name, plan, pending)));
+            taken.push(await phase(`volume ${mount.name || mount.destination}`, () => this.volumes.takeVolume(info.Id, name, plan, pending, xattrs[i])));
           }
           return committed;
         }),

@@ -71,16 +71,22 @@ export class Holder {
       await gate?.afterHold();
       signal?.throwIfAborted();
       // Taken as it is while still (exited, created, restarting, paused; or found so by a hold that
-      // failed): nothing holds it, so whether it stayed still is checked once it is read.
-      const still = held === 'none' && (hold !== 'none' || isStill(info.State)) ? await engine.inspectContainer(info.Id, signal) : undefined;
+      // failed): nothing holds it, so it must be still now as the plan saw it (`info`), and stay so while read.
+      const planned = held === 'none' && hold === 'none' && isStill(info.State);
+      const still = planned || (held === 'none' && hold !== 'none') ? await engine.inspectContainer(info.Id, signal) : undefined;
+      if (still) {
+        const moved = (planned ? startedDuring(info.State, still.State) : undefined) ?? (isStill(still.State) ? undefined : 'it was started');
+        if (moved) throw tornError(moved, info);
+      }
       value = await take(held);
       if (still) {
-        const now = await engine.inspectContainer(info.Id, signal).catch(() => undefined);
-        const moved = now && startedDuring(still.State, now.State);
-        if (moved)
-          throw new BackupError(
-            `${moved} while it was read, so its writable layer and volumes would mix two points in time: nothing of it is stored; back it up again (a restart policy in a crash loop runs it again after each exit: stopping it first, or backing it up while it runs, pauses it for the read)`,
-          );
+        const now = await engine.inspectContainer(info.Id, signal).catch((err: unknown) => {
+          // Removed meanwhile: nothing of it is left to mix with what was read.
+          if (err instanceof NotFoundError) return undefined;
+          throw err;
+        });
+        const moved = now && (startedDuring(still.State, now.State) ?? (isStill(now.State) ? undefined : 'it was started'));
+        if (moved) throw tornError(moved, info);
       }
       await gate?.afterTake();
       taken = true;
@@ -194,4 +200,16 @@ export function startedDuring(before: StateFacts, now: StateFacts): string | und
   if (now.StartedAt !== before.StartedAt) return 'it was started';
   if (before.Paused && !now.Paused && now.Running) return 'it was unpaused';
   return undefined;
+}
+
+/** The error of a container that moved while taken as it is (`moved`: startedDuring's reason), with advice for a restart policy when it has one. */
+function tornError(moved: string, info: ContainerInspect): BackupError {
+  const policy = (info.HostConfig as { RestartPolicy?: { Name?: string } } | undefined)?.RestartPolicy?.Name;
+  const advice =
+    policy && policy !== 'no' && moved === 'it was started'
+      ? ` (its restart policy, ${policy}, runs it again after each exit: backed up while it runs, it is paused for the read)`
+      : '';
+  return new BackupError(
+    `${moved} during its backup, so its writable layer and volumes would mix two points in time: nothing of it is stored; back it up again${advice}`,
+  );
 }

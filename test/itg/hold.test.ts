@@ -188,7 +188,7 @@ describe('a backup never makes a state it cannot undo', () => {
     expect(log.lines).toContain(`info: ${name}: reading volume ${volume}`);
     expect(result.failed).toBe(1);
     expect(result.containers[0].error).toMatch(
-      /it was started while it was read, so its writable layer and volumes would mix two points in time: nothing of it is stored/,
+      /it was started during its backup, so its writable layer and volumes would mix two points in time: nothing of it is stored/,
     );
     expect(existsSync(join(store, 'sets', 'started.json'))).toBe(false);
     // Left still, the same container is taken as it is.
@@ -199,6 +199,35 @@ describe('a backup never makes a state it cannot undo', () => {
     );
     expect(again.failed, JSON.stringify(again.containers)).toBe(0);
     expect(again.containers[0]).toMatchObject({ state: 'exited', pausedMs: 0 });
+  });
+
+  it('an exited container started after the backup first looked at it, before its read, is not stored either', async () => {
+    const name = res.name('started-early');
+    const c = await docker.createContainer({ name, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'echo run >> /runs; sleep 30'] });
+    await c.start();
+    await c.kill();
+    await waitFor(async () => !(await c.inspect()).State.Running, 30_000);
+    const id = c.id;
+    // The engine as another client leaves it: started right after its first inspect answered.
+    class StartingEngine extends Engine {
+      started = false;
+      override async inspectContainer(idOrName: string, signal?: AbortSignal) {
+        const info = await super.inspectContainer(idOrName, signal);
+        if (info.Id === id && !this.started) {
+          this.started = true;
+          expect(spawnSync('docker', ['start', name], { encoding: 'utf8' }).status).toBe(0);
+        }
+        return info;
+      }
+    }
+    const inputs: Record<string, string> = { containers: name, destination: `dir:${join(res.tempDir(), 'store')}`, tag: 'early' };
+    const result = await backup(
+      parseBackupInputs((n) => inputs[n] ?? ''),
+      { log: recordingLog(), env: { ...process.env, DOCKER_CONFIG: '/nonexistent' }, engine: new StartingEngine() },
+    );
+    expect(result.failed).toBe(1);
+    expect(result.containers[0].error).toMatch(/it was started during its backup, so its writable layer and volumes would mix two points in time/);
+    await c.kill().catch(() => undefined);
   });
 
   it('a journal naming a container that no longer exists is cleared by the next backup and restore, with no error', async () => {
