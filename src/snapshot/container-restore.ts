@@ -33,6 +33,8 @@ export function localImageName(container: string): string {
 export class ContainerRestore {
   private readonly volumes: VolumeRestore;
   private readonly loads = new ImageLoads();
+  /** The engine's API version, asked once per run (`apiVersion`). */
+  private api?: Promise<string>;
 
   constructor(
     private readonly ctx: RestoreContext,
@@ -60,6 +62,8 @@ export class ContainerRestore {
    * volumes are filled. Rejects with loadImage's errors, or InterruptedError when cancelled first.
    */
   startLoad(c: ContainerRecord): Promise<LoadedImage> {
+    // Asked now, while the image loads: creating the container needs it.
+    this.apiVersion().catch(() => undefined);
     return this.loads.start(this.imageRef(c), () => {
       this.txn.checkpoint();
       return this.loadImage(c);
@@ -167,6 +171,18 @@ export class ContainerRestore {
     log.info(`${target}: the existing container is stopped and kept as '${asideName}' until the restore succeeds`);
   }
 
+  /** The engine's API version (`Engine.info`), asked once per run; rejects with its error (and asks again next time). */
+  private apiVersion(): Promise<string> {
+    if (!this.api) {
+      const asked = this.ctx.engine.info().then((i) => i.apiVersion);
+      asked.catch(() => {
+        if (this.api === asked) this.api = undefined;
+      });
+      this.api = asked;
+    }
+    return this.api;
+  }
+
   /** Creates the user-defined networks the container needs and the engine lacks, each recorded first (a rollback removes them). */
   private async ensureNetworks(c: ContainerRecord, target: string): Promise<void> {
     const { engine, log } = this.ctx;
@@ -206,7 +222,7 @@ export class ContainerRestore {
     this.txn.checkpoint();
     await this.ensureNetworks(c, target);
     const spec = mapPorts(renameReferences(c.spec, this.opts.rename), this.opts.portMap ?? []);
-    const { create, connect } = createOptions(spec, target, image, (await engine.info()).apiVersion);
+    const { create, connect } = createOptions(spec, target, image, await this.apiVersion());
     if (!this.opts.includeVolumes) await this.keepAnonymousVolumes(c, target, create);
     this.txn.record(target, (e) => {
       e.image = image;
@@ -226,6 +242,8 @@ export class ContainerRestore {
 
   /** Puts back what the restores of `targets` changed, and forgets them. */
   async rollBack(...targets: string[]): Promise<void> {
+    // A helper still being removed holds its volume: a rollback may remove that volume.
+    await this.volumes.settle().catch((e: unknown) => this.ctx.log.error(errorMessage(e)));
     const entries = this.txn.pending.targets.filter((t) => targets.includes(t.target));
     if (entries.length === 0) return;
     for (const e of entries) this.volumes.forget(...e.replaced.map((v) => v.name), ...e.createdVolumes);
@@ -258,6 +276,8 @@ export class ContainerRestore {
     try {
       await this.volumes.prepareVolumes(c, target, image);
       id = await this.create(c, target, image);
+      // The fill helpers were removed meanwhile; a removal that failed fails the restore, as before.
+      await this.volumes.settle();
     } catch (err) {
       await this.rollBack(target).catch((e: unknown) => this.ctx.log.error(errorMessage(e)));
       throw err;

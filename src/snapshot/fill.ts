@@ -118,8 +118,16 @@ export class Filler {
   /**
    * Runs `fn` with a helper that mounts `mounts`, from `image` (an empty one when not given: a
    * never-started helper needs nothing of its image); the helper is removed after, whatever happens.
+   * With `later`, a helper whose `fn` succeeded is removed without waiting: the removal (which
+   * rejects with the engine's error) is handed to `later`, whose owner must await it.
    */
-  async withHelper<T>(mounts: HelperMount[], fn: (id: string) => Promise<T>, image?: string, run: HelperRun = { entrypoint: ['/csx-helper'] }): Promise<T> {
+  async withHelper<T>(
+    mounts: HelperMount[],
+    fn: (id: string) => Promise<T>,
+    image?: string,
+    run: HelperRun = { entrypoint: ['/csx-helper'] },
+    later?: (removal: Promise<void>) => void,
+  ): Promise<T> {
     const Mounts = mounts.flatMap((m) =>
       'volume' in m
         ? [{ Type: 'volume', Source: m.volume, Target: m.target, VolumeOptions: { NoCopy: true } }]
@@ -150,11 +158,21 @@ export class Filler {
         id = await create(await emptyImage(this.engine));
       }
     }
+    let result: T;
     try {
-      return await fn(id);
-    } finally {
+      result = await fn(id);
+    } catch (err) {
       await this.engine.removeContainer(id, { force: true, volumes: true });
+      throw err;
     }
+    const removal = this.engine.removeContainer(id, { force: true, volumes: true });
+    if (!later) await removal;
+    else {
+      // Its failure reaches whoever awaits it through `later`: never an unhandled rejection.
+      removal.catch(() => undefined);
+      later(removal);
+    }
+    return result;
   }
 
   /** Whether a volume holds anything (no image content is copied into it by looking). */
@@ -194,13 +212,15 @@ export class Filler {
    * Writes a volume's archive (entries under `basename(mountPoint)`) into the volume `volume`. The
    * engine writes holes as zeros: the files `sparse()` names (the set's record, paths relative to
    * the volume's root) are made sparse again after, or, when it names none (undefined or `'many'`),
-   * the files with long zero runs (see `digHoles`).
+   * the files with long zero runs (see `digHoles`). With `later`, the helper that wrote the archive
+   * is removed without waiting (see `withHelper`): nothing else of the restore needs it gone.
    */
   async fillVolume(
     volume: string,
     mountPoint: string,
     content: () => Promise<Readable>,
     sparse: () => Promise<SparseFiles> = async () => undefined,
+    later?: (removal: Promise<void>) => void,
   ): Promise<void> {
     const base = posix.basename(mountPoint);
     // The side record is read while the helper is made.
@@ -208,11 +228,17 @@ export class Filler {
     reading.catch(() => undefined);
     let recorded: SparseFiles;
     let finder: HoleFinder | undefined;
-    await this.withHelper([{ volume, target: `/${base}` }], async (id) => {
-      recorded = await reading;
-      finder = Array.isArray(recorded) ? undefined : new HoleFinder();
-      await this.engine.putArchive(id, '/', finder ? pipeline(await content(), finder, () => undefined) : await content());
-    });
+    await this.withHelper(
+      [{ volume, target: `/${base}` }],
+      async (id) => {
+        recorded = await reading;
+        finder = Array.isArray(recorded) ? undefined : new HoleFinder();
+        await this.engine.putArchive(id, '/', finder ? pipeline(await content(), finder, () => undefined) : await content());
+      },
+      undefined,
+      undefined,
+      later,
+    );
     await this.digHoles(volume, base, holePlan(recorded!, base, finder ?? { files: [], more: 0 }));
   }
 
