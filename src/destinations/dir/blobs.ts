@@ -13,6 +13,8 @@ import { tmpOwner, type DirLayout } from './layout.js';
 
 /** Blob files synced at once in the background: each holds a thread of libuv's pool (4) while the disk works. */
 const SYNCS_AT_ONCE = 2;
+/** Bytes per read of a stored blob (Node's default is 64 KiB: a 300 MB layer took ~30 % more CPU to read in those). */
+const READ_PIECE = 1 << 20;
 /** Written blobs that may wait for their sync, each an open file: past this, a commit waits for room. */
 const WAITING_MAX = 64;
 
@@ -159,9 +161,23 @@ export class BlobStore {
     const pending = this.accepted.get(digest);
     // Opened now: the file is renamed once synced, and an open file is read whatever its name becomes.
     const handle = pending && (await open(pending.tmp, 'r').catch(() => undefined));
-    if (handle) return createReadStream('', { fd: handle });
-    if (!(await exists(path))) throw new DestinationError(`${this.label}: blob ${digest} is missing`);
-    return createReadStream(path);
+    if (handle) return createReadStream('', { fd: handle, highWaterMark: READ_PIECE });
+    let file: FileHandle;
+    try {
+      file = await open(path, 'r');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') throw new DestinationError(`${this.label}: blob ${digest} is missing`);
+      throw new DestinationError(`${this.label}: blob ${digest} cannot be read (${code ?? (err as Error).message})`, { cause: err });
+    }
+    try {
+      // Pieces of its size up to READ_PIECE: a chunk of a few hundred KiB is read in one piece, without a READ_PIECE buffer each.
+      const { size } = await file.stat();
+      return createReadStream('', { fd: file, highWaterMark: Math.max(1, Math.min(READ_PIECE, size)) });
+    } catch (err) {
+      await file.close();
+      throw err;
+    }
   }
 }
 
