@@ -17,8 +17,11 @@ import { CLI, MB, sh } from './lib/process.mjs';
 import { largest, put, rewriteMiddle } from './scenarios/incremental.mjs';
 
 const args = process.argv.slice(2);
-const flag = (name, dflt) => (args.includes(name) ? Number(args[args.indexOf(name) + 1]) || dflt : dflt);
-const runs = flag('--runs', 3);
+const flag = (name, dflt) => {
+  const n = args.includes(name) ? Number(args[args.indexOf(name) + 1]) : NaN;
+  return Number.isFinite(n) && n >= 0 ? n : dflt;
+};
+const runs = Math.max(1, flag('--runs', 3));
 const prof = args.includes('--prof') ? args[args.indexOf('--prof') + 1] : undefined;
 // --against PATH: another build's dist/cli.js, run in turns with this one on the same fixture (each round: ours, then theirs, the order reversed every other round).
 const against = args.includes('--against') ? args[args.indexOf('--against') + 1] : undefined;
