@@ -57,17 +57,27 @@ export interface GetfattrRun {
 }
 
 /**
+ * Most bytes of getfattr output read (256 MiB, about two million files with an attribute each):
+ * beyond it getfattr is stopped and its run failed. Node cannot make a string past ~512 MiB:
+ * execFile's decoding of a larger output threw out of its callback (an uncaught exception, which
+ * cancels the whole run), and the run never answered, so the container stayed held until the
+ * cancelled run's undo gave up waiting (30 s).
+ */
+export const GETFATTR_MAX = 1 << 28;
+
+/** execFile's error when an output passed its `maxBuffer` (the child is killed, the output cut). */
+const OUTPUT_CUT = 'ERR_CHILD_PROCESS_STDIO_MAXBUFFER';
+
+/**
  * Runs `getfattr --absolute-names -R -P -h -d -m - -e base64 root`: every extended attribute of
  * every file under `root`, values in base64; a symbolic link's own (`-h`: without it getfattr gives
- * a link its target's attributes, and fails on a dangling one). Never rejects: a failure is in `failed`.
+ * a link its target's attributes, and fails on a dangling one). Never rejects: a failure is in
+ * `failed`, an output past `maxBuffer` bytes (GETFATTR_MAX) too.
  */
-export function runGetfattr(root: string): Promise<GetfattrRun> {
+export function runGetfattr(root: string, maxBuffer = GETFATTR_MAX): Promise<GetfattrRun> {
   return new Promise((resolve) => {
-    execFile(
-      'getfattr',
-      ['--absolute-names', '-R', '-P', '-h', '-d', '-m', '-', '-e', 'base64', root],
-      { maxBuffer: 1 << 30, encoding: 'latin1' },
-      (err, stdout) => resolve({ output: stdout ?? '', ...(err ? { failed: err as NodeJS.ErrnoException } : {}) }),
+    execFile('getfattr', ['--absolute-names', '-R', '-P', '-h', '-d', '-m', '-', '-e', 'base64', root], { maxBuffer, encoding: 'latin1' }, (err, stdout) =>
+      resolve({ output: stdout ?? '', ...(err ? { failed: err as NodeJS.ErrnoException } : {}) }),
     );
   });
 }
@@ -75,9 +85,10 @@ export function runGetfattr(root: string): Promise<GetfattrRun> {
 /**
  * What getfattr's run gives the side record (for parseGetfattr): its output, also when some files
  * could not be read (getfattr exits 1 after printing the others); the error when it is not
- * installed (ENOENT) or failed printing nothing.
+ * installed (ENOENT), failed printing nothing, or printed more than it may (its output cut: what
+ * it would leave out is not known).
  */
 export function xattrOutput(run: GetfattrRun): string | Error {
-  if (run.failed && (run.failed.code === 'ENOENT' || !run.output)) return run.failed;
+  if (run.failed && (run.failed.code === 'ENOENT' || run.failed.code === OUTPUT_CUT || !run.output)) return run.failed;
   return run.output;
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { closeSync, linkSync, mkdirSync, mkdtempSync, openSync, rmSync, truncateSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { closeSync, linkSync, mkdirSync, mkdtempSync, openSync, rmSync, symlinkSync, truncateSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,7 +18,7 @@ import {
   sparseOf,
   type MetadataRecord,
 } from '../../src/snapshot/volume-metadata.js';
-import { parseGetfattr } from '../../src/snapshot/getfattr.js';
+import { parseGetfattr, runGetfattr, xattrOutput } from '../../src/snapshot/getfattr.js';
 import type { BlobDescriptor } from '../../src/snapshot/manifest.js';
 
 const blob: BlobDescriptor = { mediaType: 'm', digest: `sha256:${'a'.repeat(64)}`, size: 1, contentDigest: `sha256:${'b'.repeat(64)}`, contentSize: 1 };
@@ -37,6 +38,27 @@ describe('parseGetfattr', () => {
       '',
     ].join('\n');
     expect(Object.fromEntries(parseGetfattr(out, '/v/_data'))).toEqual({ '.': { 'system.posix_acl_default': 'AgAA' }, 'a b\\c': { 'user.one': 'MQ==' } });
+  });
+});
+
+describe('runGetfattr', () => {
+  it('gives every attribute, a link its own; an output past its limit is a failure, not a cut record nor a crash', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'csx-getfattr-'));
+    try {
+      writeFileSync(join(root, 'f'), 'x');
+      execFileSync('setfattr', ['-n', 'user.one', '-v', '1', join(root, 'f')]);
+      symlinkSync('f', join(root, 'link'));
+      symlinkSync('/nowhere', join(root, 'dangling'));
+      const run = await runGetfattr(root);
+      expect(run.failed).toBeUndefined();
+      expect([...parseGetfattr(run.output, root)]).toEqual([['f', { 'user.one': 'MQ==' }]]);
+      // 16 bytes cannot hold its output: getfattr is stopped, and the side record says its attributes are unchecked.
+      const cut = await runGetfattr(root, 16);
+      expect(cut.failed?.code).toBe('ERR_CHILD_PROCESS_STDIO_MAXBUFFER');
+      expect(xattrOutput(cut)).toBeInstanceOf(Error);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });
 
