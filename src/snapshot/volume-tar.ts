@@ -402,7 +402,11 @@ async function addFile(walk: Walk, h: Header, path: Buffer, st: BigIntStats): Pr
       }
       const chunk = buf.subarray(0, n);
       at += n;
-      if (!sink.write(allZero(chunk) ? zeroBytes(n) : Buffer.from(chunk))) await event(sink, 'drain');
+      // Data read buffered goes to the pack as read, and the next read gets a buffer of its own (no
+      // copy of each MiB while held); the O_DIRECT slab is reused, so what it read is copied.
+      const data = allZero(chunk) ? zeroBytes(n) : direct ? Buffer.from(chunk) : chunk;
+      if (data === chunk && at < size) buf = Buffer.allocUnsafe(CHUNK);
+      if (!sink.write(data)) await event(sink, 'drain');
     }
     const written = event(sink, 'finish');
     sink.end(null);
