@@ -14,11 +14,11 @@ import { buildFileIndex, FileWalk, racyMarginNs, readFileIndex, storeFileIndex, 
 import { Spool, type Spooled } from './spool.js';
 import type { Meter } from '../util/progress.js';
 import type { MountToTake } from './volumes.js';
-import { keepVolumeMetadata, matchedScan, MetadataCollector, scanVolumeMetadata, type MetadataScan } from './volume-metadata.js';
-import { runGetfattr, xattrOutput, type GetfattrRun } from './getfattr.js';
+import { keepVolumeMetadata, matchedScan, MetadataCollector, scanVolumeMetadata, walkedOf, type MetadataScan } from './volume-metadata.js';
+import { capabilitiesFrom, runGetfattr, xattrOutput, type GetfattrRun } from './getfattr.js';
 import type { ContainerInspect } from '../engine/containers.js';
-import { archiveRoot } from './volume-root.js';
-import { capabilitiesFrom, hostTar } from './volume-tar.js';
+import { archiveRoot, rootStatFrom } from './volume-root.js';
+import { hostTar } from './volume-tar.js';
 import { atDir, hostReadBlocker, mountedPaths, mountsSubpath, trustHostDir } from './volume-host.js';
 import { SpoolError } from './spool.js';
 import { posix } from 'node:path';
@@ -181,10 +181,15 @@ export class VolumePath {
    * `info` (its container's inspect) already rules out a read here (hostReadBlocker).
    */
   earlyGetfattr(info: ContainerInspect, plan: VolumePlan, atRest: boolean): Promise<GetfattrRun> | undefined {
-    const blocked = hostReadBlocker({
+    return this.hostBlocker(info, plan, !atRest, false) ? undefined : runGetfattr(plan.hostPath!);
+  }
+
+  /** hostReadBlocker for `plan`'s mount of `info`'s container, `running` and `paused` as given. */
+  private hostBlocker(info: ContainerInspect, plan: VolumePlan, running: boolean, paused: boolean): string | undefined {
+    return hostReadBlocker({
       address: this.ctx.engine.describe(),
-      running: !atRest,
-      paused: false,
+      running,
+      paused,
       mount: plan.mount,
       driver: plan.record.driver,
       hostPath: plan.hostPath,
@@ -192,7 +197,6 @@ export class VolumePath {
       uid: process.getuid?.(),
       subpath: mountsSubpath(info, plan.mount.destination),
     });
-    return blocked ? undefined : runGetfattr(plan.hostPath!);
   }
 
   /**
@@ -212,17 +216,7 @@ export class VolumePath {
     const { engine, signal } = this.ctx;
     const { mount, hostPath } = plan;
     const info = await engine.inspectContainer(id, signal);
-    const why = hostReadBlocker({
-      address: engine.describe(),
-      running: !!info.State?.Running,
-      paused: !!info.State?.Paused,
-      mount,
-      driver: plan.record.driver,
-      hostPath,
-      mounted: mountedPaths(info),
-      uid: process.getuid?.(),
-      subpath: mountsSubpath(info, mount.destination),
-    });
+    const why = this.hostBlocker(info, plan, !!info.State?.Running, !!info.State?.Paused);
     if (why) return why;
     const xattrs = early ?? runGetfattr(hostPath!);
     const dir = await trustHostDir(engine, id, mount.destination, hostPath!, signal);
@@ -238,21 +232,8 @@ export class VolumePath {
         : `getfattr failed (${dump.failed.message.split('\n')[0]})`;
     }
     if (files) files.off ??= untrustedFs(statfsSync(atDir(dir.fd)).type);
-    const root = dir.root;
-    const collector = new MetadataCollector({
-      uid: Number(root.uid),
-      gid: Number(root.gid),
-      mode: Number(root.mode) & 0o7777,
-      mtime: Number(root.mtimeNs / 1_000_000_000n),
-    });
-    const observe = (rel: string, st: BigIntStats) =>
-      collector.visit(rel === '.' ? rel : Buffer.from(rel, 'latin1').toString('utf8'), {
-        mtimeNs: st.mtimeNs,
-        socket: st.isSocket(),
-        file: st.isFile(),
-        size: Number(st.size),
-        blocks: Number(st.blocks),
-      });
+    const collector = new MetadataCollector(rootStatFrom(dir.root));
+    const observe = (rel: string, st: BigIntStats) => collector.visit(rel === '.' ? rel : Buffer.from(rel, 'latin1').toString('utf8'), walkedOf(st));
     let spooled: Spooled;
     try {
       const base = posix.basename(posix.normalize(mount.destination));

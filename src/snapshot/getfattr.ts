@@ -6,20 +6,14 @@ import { execFile } from 'node:child_process';
 
 const KEPT_BY_ARCHIVE = new Set(['security.capability']);
 
-/** getfattr escapes bytes of a file name as `\ooo` and a backslash as `\\`. */
+/** getfattr's file name (latin1 text, bytes escaped as `\ooo`, a backslash as `\\`) as its bytes, in latin1. */
+function unescapeBytes(raw: string): string {
+  return raw.replace(/\\\\|\\([0-7]{3})/g, (_m, oct: string | undefined) => (oct ? String.fromCharCode(parseInt(oct, 8)) : '\\'));
+}
+
+/** getfattr's file name as UTF-8 text. */
 function unescapeName(raw: string): string {
-  const bytes: number[] = [];
-  const src = Buffer.from(raw, 'latin1');
-  for (let i = 0; i < src.length; i++) {
-    if (src[i] === 0x5c && src[i + 1] === 0x5c) {
-      bytes.push(0x5c);
-      i++;
-    } else if (src[i] === 0x5c && /^[0-7]{3}$/.test(src.subarray(i + 1, i + 4).toString('latin1'))) {
-      bytes.push(parseInt(src.subarray(i + 1, i + 4).toString('latin1'), 8));
-      i += 3;
-    } else bytes.push(src[i]);
-  }
-  return Buffer.from(bytes).toString('utf8');
+  return Buffer.from(unescapeBytes(raw), 'latin1').toString('utf8');
 }
 
 /**
@@ -91,4 +85,23 @@ export function runGetfattr(root: string, maxBuffer = GETFATTR_MAX): Promise<Get
 export function xattrOutput(run: GetfattrRun): string | Error {
   if (run.failed && (run.failed.code === 'ENOENT' || run.failed.code === OUTPUT_CUT || !run.output)) return run.failed;
   return run.output;
+}
+
+/**
+ * The `security.capability` values in getfattr's base64 output (`-d -e base64`, latin1 text: a
+ * runGetfattr run, or volume-tar.ts readCapabilities') for files under `root`, keyed by path
+ * relative to `root` ('.' the root) as bytes in latin1. Other attributes in the output are passed over.
+ */
+export function capabilitiesFrom(stdout: string, root: string): Map<string, Buffer> {
+  // Paths compared as bytes (latin1), as getfattr's unescaped output is read.
+  const top = Buffer.from(root, 'utf8').toString('latin1');
+  const caps = new Map<string, Buffer>();
+  let file: string | undefined;
+  for (const line of stdout.split('\n')) {
+    if (line.startsWith('# file: ')) {
+      const abs = unescapeBytes(line.slice(8));
+      file = abs === top ? '.' : abs.startsWith(`${top}/`) ? abs.slice(top.length + 1) : undefined;
+    } else if (file !== undefined && line.startsWith('security.capability=0s')) caps.set(file, Buffer.from(line.slice(22), 'base64'));
+  }
+  return caps;
 }

@@ -10,7 +10,7 @@ import { isAbsolute, posix } from 'node:path';
 import type { ContainerInspect } from '../engine/containers.js';
 import type { Engine } from '../engine/engine.js';
 import { hostEntry } from './layer-upper.js';
-import { archiveRoot, sameRoot } from './volume-root.js';
+import { archiveRoot, rootStatFrom, sameRoot } from './volume-root.js';
 import type { MountToTake } from './volumes.js';
 
 /** What decides, before any file is looked at, whether a mount may be read here. */
@@ -145,8 +145,9 @@ async function ownerCheck(engine: Engine, id: string, destination: string, root:
       // Only its first header is wanted: closed, the engine stops sending it.
       archive.destroy();
     }
-    const here = { uid: Number(root.uid), gid: Number(root.gid), mode: Number(root.mode) & 0o7777, mtime: Number(root.mtimeNs / 1_000_000_000n) };
-    return sameRoot(here, head) ? undefined : `${destination} has another owner, mode or time in the engine's archive (a user-namespaced engine?)`;
+    return sameRoot(rootStatFrom(root), head)
+      ? undefined
+      : `${destination} has another owner, mode or time in the engine's archive (a user-namespaced engine?)`;
   } catch (err) {
     return `the engine's archive of ${destination} could not be read (${(err as Error).message})`;
   }

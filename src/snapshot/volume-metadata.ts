@@ -2,6 +2,7 @@
  * The side record of a volume (what the engine's archive drops, which files are sparse): its shape,
  * the scan of the volume's directory on this host that fills it, and its storing with a set.
  */
+import type { BigIntStats } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -101,9 +102,14 @@ export interface Walked {
   blocks: number;
 }
 
+/** What MetadataCollector needs of an entry's lstat. */
+export function walkedOf(st: BigIntStats): Walked {
+  return { mtimeNs: st.mtimeNs, socket: st.isSocket(), file: st.isFile(), size: Number(st.size), blocks: Number(st.blocks) };
+}
+
 async function walk(root: string, visit: (rel: string, info: Walked) => void): Promise<void> {
   const rootInfo = await lstat(root, { bigint: true });
-  visit('.', { mtimeNs: rootInfo.mtimeNs, socket: false, file: false, size: 0, blocks: 0 });
+  visit('.', walkedOf(rootInfo));
   const dirs = ['.'];
   while (dirs.length > 0) {
     const rel = dirs.pop()!;
@@ -113,7 +119,7 @@ async function walk(root: string, visit: (rel: string, info: Walked) => void): P
       const batch = names.slice(i, i + WALK_BATCH).map((n) => (rel === '.' ? n : `${rel}/${n}`));
       const infos = await Promise.all(batch.map((p) => lstat(join(root, p), { bigint: true })));
       infos.forEach((info, j) => {
-        visit(batch[j], { mtimeNs: info.mtimeNs, socket: info.isSocket(), file: info.isFile(), size: Number(info.size), blocks: Number(info.blocks) });
+        visit(batch[j], walkedOf(info));
         if (info.isDirectory()) dirs.push(batch[j]);
       });
     }

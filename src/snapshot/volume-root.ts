@@ -2,6 +2,7 @@
  * A volume's root directory as seen on this host and as the engine archived it: the two are compared
  * before a host-side scan is trusted to describe the volume (another host's engine has other files there).
  */
+import type { BigIntStats } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 
@@ -11,6 +12,11 @@ export interface RootStat {
   gid: number;
   mode: number;
   mtime: number;
+}
+
+/** A directory's RootStat from its lstat or fstat (BigInt fields). */
+export function rootStatFrom(st: BigIntStats): RootStat {
+  return { uid: Number(st.uid), gid: Number(st.gid), mode: Number(st.mode) & 0o7777, mtime: Number(st.mtimeNs / 1_000_000_000n) };
 }
 
 /**

@@ -16,6 +16,7 @@ import { allZero, zeroBytes, ZERO_BYTES_MAX } from '../util/zeros.js';
 import { DirectSlab } from '../util/direct-read.js';
 import { atDir, utf8, type HostDir } from './volume-host.js';
 import { SPARSE_MIN } from './volume-metadata.js';
+import { capabilitiesFrom } from './getfattr.js';
 
 /** A volume the host could not read as the engine would (a name not in UTF-8, a file that changed, …): the engine reads it instead. */
 export class HostReadError extends Error {
@@ -50,30 +51,6 @@ export function readCapabilities(root: string, paths?: string[]): Promise<Map<st
     const args = ['--absolute-names', '-P', '-h', '-d', '-m', '^security\\.capability$', '-e', 'base64', ...which];
     execFile('getfattr', args, { maxBuffer: 1 << 28, encoding: 'latin1' }, (err, stdout) => (err ? reject(err) : resolve(capabilitiesFrom(stdout, root))));
   });
-}
-
-/**
- * The `security.capability` values in getfattr's base64 output (`-d -e base64`, latin1 text, as
- * readCapabilities or volume-metadata.ts getfattr run it) for files under `root`, keyed as
- * readCapabilities keys them. Other attributes in the output are passed over.
- */
-export function capabilitiesFrom(stdout: string, root: string): Map<string, Buffer> {
-  // Paths compared as bytes (latin1), as getfattr's unescaped output is read.
-  const top = Buffer.from(root, 'utf8').toString('latin1');
-  const caps = new Map<string, Buffer>();
-  let file: string | undefined;
-  for (const line of stdout.split('\n')) {
-    if (line.startsWith('# file: ')) {
-      const abs = unescapeGetfattr(line.slice(8));
-      file = abs === top ? '.' : abs.startsWith(`${top}/`) ? abs.slice(top.length + 1) : undefined;
-    } else if (file !== undefined && line.startsWith('security.capability=0s')) caps.set(file, Buffer.from(line.slice(22), 'base64'));
-  }
-  return caps;
-}
-
-/** getfattr's file name (latin1 text, bytes escaped as `\ooo`, a backslash as `\\`) as its bytes, in latin1. */
-function unescapeGetfattr(raw: string): string {
-  return raw.replace(/\\\\|\\([0-7]{3})/g, (_m, oct: string | undefined) => (oct ? String.fromCharCode(parseInt(oct, 8)) : '\\'));
 }
 
 /** An entry's header; `pax`: records tar-stream writes in a PAX header before it. */
