@@ -237,7 +237,7 @@ export class VolumePath {
     let spooled: Spooled;
     try {
       const base = posix.basename(posix.normalize(mount.destination));
-      spooled = await this.spool.take(hostTar(dir, base, capabilitiesFrom(dump.output, hostPath!), { files, observe }), this.meter(label));
+      spooled = await this.spool.take(hostTar(dir, base, capabilitiesFrom(dump.output, hostPath!), { files, observe, signal }), this.meter(label));
     } catch (err) {
       await dir.owner;
       signal?.throwIfAborted();

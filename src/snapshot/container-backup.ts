@@ -253,7 +253,7 @@ export class ContainerBackup {
       log.info(`${name}: the writable layer's changes are read through the engine: ${why}`);
       return undefined;
     };
-    const tar = await upperDeltaTar(upper, plan);
+    const tar = await upperDeltaTar(upper, plan, signal);
     if (typeof tar === 'string') return fallback(tar);
     try {
       return await this.spool.take(tar);
@@ -292,7 +292,7 @@ export class ContainerBackup {
     await this.spool.ready();
     let tar;
     try {
-      tar = await upperLayerTar(upper);
+      tar = await upperLayerTar(upper, signal);
     } catch (err) {
       return fallback(`its upper directory could not be read (${errorMessage(err)})`);
     }

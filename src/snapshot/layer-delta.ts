@@ -187,9 +187,10 @@ function opaqueMarker(path: string): Header {
  * (a mount's target too, where the engine's archive would give what is mounted there) — an opaque
  * directory followed by its opaque whiteout. An lstat and a read per path instead of one
  * `GET /containers/{id}/archive` each (~50 ms here, while the container is held). The stream
- * fails with HostReadError where a path cannot be read as the engine would.
+ * fails with HostReadError where a path cannot be read as the engine would, or with `signal`'s
+ * reason once it is aborted.
  */
-export async function upperDeltaTar(upper: UpperDir, plan: DeltaPlan): Promise<Readable | string> {
+export async function upperDeltaTar(upper: UpperDir, plan: DeltaPlan, signal?: AbortSignal): Promise<Readable | string> {
   const paths = [...plan.reads, ...plan.parents].sort(byPath);
   let caps: Map<string, Buffer>;
   try {
@@ -209,6 +210,7 @@ export async function upperDeltaTar(upper: UpperDir, plan: DeltaPlan): Promise<R
   return hostPaths({ fd, root }, paths, caps, {
     prelude: plan.whiteouts.map(whiteoutHeader),
     after: (path) => (opaque.has(path) ? [opaqueMarker(path)] : undefined),
+    signal,
   });
 }
 

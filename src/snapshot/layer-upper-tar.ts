@@ -114,9 +114,15 @@ export function overlayChange(opaque: Set<string>): (st: OverlayStat, h: Header,
  * here (one clause): not root, or without CAP_SYS_ADMIN (`capEff`: effectiveCapabilities); the upper directory not owned by root (a user-namespaced or
  * rootless engine, whose owners are not the layer's); overlay attributes this diff does not
  * reproduce (opaqueDirs); getfattr missing or failing. The stream fails with HostReadError
- * (volume-tar.ts) where a path cannot be read as the engine would (a name not in UTF-8, …).
+ * (volume-tar.ts) where a path cannot be read as the engine would (a name not in UTF-8, …), or with
+ * `signal`'s reason once it is aborted (the walk stops at its next entry or MiB read).
  */
-export async function upperLayerTar(upper: UpperDir, uid = process.getuid?.(), capEff = effectiveCapabilities()): Promise<Readable | string> {
+export async function upperLayerTar(
+  upper: UpperDir,
+  signal?: AbortSignal,
+  uid = process.getuid?.(),
+  capEff = effectiveCapabilities(),
+): Promise<Readable | string> {
   const blocked = overlayAttrsBlocker(uid, capEff);
   if (blocked) return blocked;
   let fd: number;
@@ -136,7 +142,7 @@ export async function upperLayerTar(upper: UpperDir, uid = process.getuid?.(), c
       },
     );
     if (typeof opaque === 'string') throw new Reason(opaque);
-    return hostTar({ fd, root }, '', caps, { bare: true, change: overlayChange(opaque) });
+    return hostTar({ fd, root }, '', caps, { bare: true, change: overlayChange(opaque), signal });
   } catch (err) {
     closeSync(fd);
     if (err instanceof Reason) return err.message;

@@ -79,6 +79,8 @@ export interface HostTarOptions {
   files?: FileTracker;
   /** Told of every entry as it is met, the top ('.') and unix sockets included: its path below the top (bytes as latin1) and its lstat. */
   observe?: (rel: string, st: BigIntStats) => void;
+  /** Once aborted, the walk stops at its next entry or MiB read and the stream fails with the signal's reason (the container is held meanwhile). */
+  signal?: AbortSignal;
 }
 
 /**
@@ -108,6 +110,7 @@ interface Walk {
   observe?: HostTarOptions['observe'];
   /** Members given to the pack so far (the next one's number). */
   members: number;
+  signal?: AbortSignal;
 }
 
 /**
@@ -128,6 +131,7 @@ export function hostTar(dir: Pick<HostDir, 'fd' | 'root'>, base: string, caps: M
     files: opts.files,
     observe: opts.observe,
     members: 0,
+    signal: opts.signal,
   };
   const build = async () => {
     try {
@@ -186,6 +190,7 @@ async function walkDir(walk: Walk, fd: number, prefix: string, relPrefix: string
   if (depth > MAX_DEPTH) throw new HostReadError(`${prefix}: nested deeper than ${MAX_DEPTH} directories`);
   const names = (readdirSync(atDir(fd), { encoding: 'buffer' }) as Buffer[]).sort(Buffer.compare);
   for (const raw of names) {
+    walk.signal?.throwIfAborted();
     // The walk's calls are synchronous: every YIELD_EVERY entries the event loop turns, so that the
     // spool's writes and the metadata scan's lstat calls (thread pool) go on beside it.
     if (++walk.entries % YIELD_EVERY === 0) await new Promise((resolve) => setImmediate(resolve));
@@ -249,6 +254,8 @@ async function addNonDirectory(walk: Walk, h: Header, path: Buffer, st: BigIntSt
 export interface HostPathsOptions {
   prelude?: Header[];
   after?: (path: string) => Header[] | undefined;
+  /** As hostTar's: the paths stop at the next one or MiB read once it is aborted, the stream failing with its reason. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -264,7 +271,7 @@ export interface HostPathsOptions {
  */
 export function hostPaths(dir: Pick<HostDir, 'fd' | 'root'>, paths: string[], caps: Map<string, Buffer>, opts: HostPathsOptions = {}): Readable {
   const pack = tar.pack({ highWaterMark: PACK_BUFFER });
-  const walk: Walk = { pack, caps, links: new Map(), entries: 0, slab: new DirectSlab(), members: 0 };
+  const walk: Walk = { pack, caps, links: new Map(), entries: 0, slab: new DirectSlab(), members: 0, signal: opts.signal };
   const opened = new Map<string, number>();
   /** The directory `parts` name below the top, opened (once) component by component. */
   const directory = (parts: Buffer[]): number => {
@@ -288,6 +295,7 @@ export function hostPaths(dir: Pick<HostDir, 'fd' | 'root'>, paths: string[], ca
     try {
       for (const h of opts.prelude ?? []) await add(walk, h, {}, Buffer.alloc(0));
       for (const full of paths) {
+        walk.signal?.throwIfAborted();
         const parts = full
           .split('/')
           .filter(Boolean)
@@ -356,9 +364,9 @@ async function addFile(walk: Walk, h: Header, path: Buffer, st: BigIntStats): Pr
       await add(walk, h, { type: 'file', size }, buf.subarray(0, size));
       return;
     }
-    walk.members++;
-    const sink = walk.pack.entry({ ...h, type: 'file', size });
+    const sink = openEntry(walk, h, size);
     for (let at = 0; at < size;) {
+      walk.signal?.throwIfAborted();
       let n: number;
       try {
         n = readFull(fd!, buf, Math.min(buf.length, size - at), at);
@@ -393,11 +401,24 @@ async function addFile(walk: Walk, h: Header, path: Buffer, st: BigIntStats): Pr
   }
 }
 
-/** A regular file's entry with `size` zero bytes for data, its file left unread (FileTracker). */
-async function addUnread(walk: Walk, h: Header, size: number): Promise<void> {
+/**
+ * A regular file's entry whose `size` bytes of data the caller writes. When the walk stops
+ * part-way (a file that shrank, a cancelled run), the pack is destroyed with that error and
+ * destroys this entry with it: the pack reports it, and the entry's own 'error' must not reach
+ * the process as an uncaught exception (which the backup takes for a crash and cancels the run).
+ */
+function openEntry(walk: Walk, h: Header, size: number): ReturnType<tar.Pack['entry']> {
   walk.members++;
   const sink = walk.pack.entry({ ...h, type: 'file', size });
+  sink.on('error', () => undefined);
+  return sink;
+}
+
+/** A regular file's entry with `size` zero bytes for data, its file left unread (FileTracker). */
+async function addUnread(walk: Walk, h: Header, size: number): Promise<void> {
+  const sink = openEntry(walk, h, size);
   for (let at = 0; at < size; at += CHUNK) {
+    walk.signal?.throwIfAborted();
     if (!sink.write(zeroBytes(Math.min(CHUNK, size - at)))) await event(sink, 'drain');
   }
   const written = event(sink, 'finish');

@@ -1,7 +1,21 @@
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chownSync, linkSync, mkdirSync, symlinkSync, truncateSync, utimesSync, writeFileSync, chmodSync, writeSync, openSync, closeSync } from 'node:fs';
+import {
+  chownSync,
+  linkSync,
+  mkdirSync,
+  symlinkSync,
+  truncateSync,
+  utimesSync,
+  writeFileSync,
+  chmodSync,
+  writeSync,
+  openSync,
+  closeSync,
+  constants,
+  fstatSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -178,5 +192,47 @@ describe('a volume read on this host', () => {
     const lines = await roundTrip(res, name, volume, 'hole');
     expect(lines.filter((l) => /reading .*: read on this host from /.test(l))).toHaveLength(1);
     expect(await treeDigest(name, '/data')).toEqual(before);
+  });
+
+  describe('once its run is cancelled', () => {
+    /** Reads hostTar of `dir` until `when` says to abort; the error it failed with, and how many entries and data bytes came first. */
+    async function cancelledRead(dir: string, when: (entries: number, bytes: number) => boolean) {
+      const controller = new AbortController();
+      const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+      const extract = tar.extract();
+      hostTar({ fd, root: fstatSync(fd, { bigint: true }) }, 'data', new Map(), { signal: controller.signal }).pipe(extract);
+      let entries = 0;
+      let bytes = 0;
+      try {
+        for await (const entry of extract) {
+          entries++;
+          for await (const chunk of entry) {
+            bytes += (chunk as Buffer).length;
+            if (when(entries, bytes)) controller.abort(new Error('cancelled by the test'));
+          }
+          if (when(entries, bytes)) controller.abort(new Error('cancelled by the test'));
+        }
+      } catch (err) {
+        return { err: err as Error, entries, bytes };
+      }
+      return { err: undefined, entries, bytes };
+    }
+
+    it('stops walking the directory at its next entry: the archive fails with the reason, its later entries never read', async () => {
+      const dir = res.tempDir();
+      // 12 MiB of 4 KiB files: three times what the archive holds ahead of its reader.
+      for (let i = 0; i < 3000; i++) writeFileSync(join(dir, `f${String(i).padStart(4, '0')}`), randomBytes(4096));
+      const r = await cancelledRead(dir, (entries) => entries >= 1);
+      expect(r.err?.message).toBe('cancelled by the test');
+      expect(r.entries).toBeLessThan(3001);
+    });
+
+    it('stops reading a large file at its next MiB', async () => {
+      const dir = res.tempDir();
+      writeFileSync(join(dir, 'large'), randomBytes(64 * MiB));
+      const r = await cancelledRead(dir, (_entries, bytes) => bytes > 0);
+      expect(r.err?.message).toBe('cancelled by the test');
+      expect(r.bytes).toBeLessThan(64 * MiB);
+    });
   });
 });

@@ -88,7 +88,9 @@ describe('who may make the layer on this host', () => {
   it('refuses root without CAP_SYS_ADMIN (trusted.* attributes hidden: opaque directories would be missed)', async () => {
     // Docker's default capability set for a container (no CAP_SYS_ADMIN, bit 21).
     const dockerDefault = 0xa80425fbn;
-    expect(await upperLayerTar({ root: '/nonexistent' } as never, 0, dockerDefault)).toBe('run without CAP_SYS_ADMIN (overlay attributes cannot be read)');
-    expect(await upperLayerTar({ root: '/nonexistent' } as never, 1000, 0x1ffffffffffn)).toBe('not run as root');
+    expect(await upperLayerTar({ root: '/nonexistent' } as never, undefined, 0, dockerDefault)).toBe(
+      'run without CAP_SYS_ADMIN (overlay attributes cannot be read)',
+    );
+    expect(await upperLayerTar({ root: '/nonexistent' } as never, undefined, 1000, 0x1ffffffffffn)).toBe('not run as root');
   });
 });
