@@ -194,6 +194,16 @@ describe('a volume read on this host', () => {
     expect(await treeDigest(name, '/data')).toEqual(before);
   });
 
+  it('fails the archive, not the process, when a file shrinks while it is read (another container sharing the volume)', async () => {
+    const dir = res.tempDir();
+    writeFileSync(join(dir, 'log'), randomBytes(4 * MiB));
+    const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+    // Cut to 1.5 MiB once its lstat is taken: the first MiB reads, the second comes short.
+    const observe = (rel: string) => rel === 'log' && truncateSync(join(dir, 'log'), 1.5 * MiB);
+    const archive = hostTar({ fd, root: fstatSync(fd, { bigint: true }) }, 'data', new Map(), { observe });
+    await expect(entries(archive)).rejects.toThrow('a file shrank while it was read');
+  });
+
   describe('once its run is cancelled', () => {
     /** Reads hostTar of `dir` until `when` says to abort; the error it failed with, and how many entries and data bytes came first. */
     async function cancelledRead(dir: string, when: (entries: number, bytes: number) => boolean) {
