@@ -74,6 +74,15 @@ export class EngineClient {
     if (agent instanceof SshAgent) agent.close();
   }
 
+  /**
+   * True when the engine is reached over ssh:// (this client's SshAgent, or docker-modem's own ssh
+   * transport): there each open connection is a channel of an SSH connection, and a session on the remote host.
+   */
+  protected overSsh(): boolean {
+    const modem = this.docker.modem as { agent?: unknown; protocol?: string };
+    return modem.agent instanceof SshAgent || modem.protocol === 'ssh';
+  }
+
   /** Where this engine is reached, as given (no secret): unix:///var/run/docker.sock, tcp://host:2376 (TLS). */
   describe(): string {
     return this.address;

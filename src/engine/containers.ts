@@ -1,7 +1,9 @@
 import type Docker from 'dockerode';
+import type { Readable } from 'node:stream';
 import { call, unlessMissing } from './call.js';
 import { EngineClient } from './connection.js';
 import { EngineError } from './errors.js';
+import { unwatched, watchOf, type ContainerWatch } from './events.js';
 import { ownName } from './names.js';
 
 /** `GET /containers/{id}/json` as dockerode types it. */
@@ -127,6 +129,25 @@ export class ContainerCalls extends EngineClient {
    */
   async removeContainer(id: string, opts: { force?: boolean; volumes?: boolean } = {}): Promise<void> {
     await call(`remove container ${id}`, () => this.docker.getContainer(id).remove({ force: opts.force ?? false, v: opts.volumes ?? false }));
+  }
+
+  /**
+   * Watches the container's events of these `actions` (`start`, `pause`, `die`, …) from now until
+   * `close()`: one `GET /events` stream with the filters `container`, `type: container` and `event`
+   * (Engine API 1.24 and later; the engine sends each event as one line of JSON). Never throws: a
+   * stream that cannot be opened (within WATCH_OPEN_TIMEOUT_MS) or fails says so (`ready`,
+   * `intact`). Over ssh:// nothing is watched (`unwatched`): each stream would hold an SSH channel
+   * and a remote `docker system dial-stdio` of its own. The caller closes it in every path: an open
+   * stream keeps a connection, and the process, alive.
+   */
+  watchContainer(id: string, actions: readonly string[]): ContainerWatch {
+    if (this.overSsh()) return unwatched();
+    const abort = new AbortController();
+    const filters = JSON.stringify({ container: [id], type: ['container'], event: actions });
+    // docker-modem 5 takes abortSignal (dockerode's types do not say so): it cancels the request and destroys its response.
+    const options = { filters, abortSignal: abort.signal } as Docker.GetEventsOptions;
+    const open = Promise.resolve().then(() => this.docker.getEvents(options) as Promise<unknown> as Promise<Readable>);
+    return watchOf(open, abort);
   }
 
   /** `POST /containers/{id}/rename?name=`; ConflictError when the name is taken. */

@@ -8,9 +8,11 @@ import { errorMessage } from '../core/log.js';
 import { ACTION_WORDS } from '../core/words.js';
 import type { ContainerInspect } from '../engine/containers.js';
 import { NotFoundError } from '../engine/errors.js';
+import type { ContainerWatch } from '../engine/events.js';
 import type { MemberGate } from './groups.js';
 import { type BackupContext, BackupError, phase } from './backup-context.js';
 import { ENGINE_STOP_TIMEOUT_S, STOP_MARGIN_MS, type Hold, type Hooks } from './hold.js';
+import { DESTROY_WAIT_MS, WATCHED_ACTIONS, movedByEvents, movedWhileHeld, type StateFacts } from './still-check.js';
 
 /** Holds containers still and puts them back, for one backup run: its engine, log, journal and signal, and the options that time the hooks and stops. */
 export class Holder {
@@ -62,47 +64,84 @@ export class Holder {
   ): Promise<{ value: T; heldMs: number; held: Hold }> {
     const { engine, log, signal } = this.ctx;
     await gate?.beforeHold();
-    const held = await this.holdStill(info, name, hold);
-    const since = performance.now();
-    let heldMs: number;
-    let value: T;
-    let taken = false;
+    // The container's events from before the hold (or the first inspect of one taken as it is) to
+    // after the read: they show what the two inspects cannot (unpaused and paused again; started and removed).
+    const watching = hold !== 'none' || isStill(info.State);
+    let watch = watching ? engine.watchContainer(info.Id, WATCHED_ACTIONS) : undefined;
     try {
-      await gate?.afterHold();
-      signal?.throwIfAborted();
-      // Taken as it is while still (exited, created, restarting, paused; or found so by a hold that
-      // failed): nothing holds it, so it must be still now as the plan saw it (`info`), and stay so while read.
-      const planned = held === 'none' && hold === 'none' && isStill(info.State);
-      const still = planned || (held === 'none' && hold !== 'none') ? await engine.inspectContainer(info.Id, signal) : undefined;
-      if (still) {
-        const moved = (planned ? startedDuring(info.State, still.State) : undefined) ?? (isStill(still.State) ? undefined : 'it was started');
-        if (moved) throw tornError(moved, info);
+      // The state it is held from, just before the hold: a start between the plan and the hold is not one during the read.
+      const from = hold === 'none' ? info.State : await this.stateNow(info, watch);
+      const held = await this.holdStill(info, from.StartedAt, name, hold);
+      if (held === 'none' && hold !== 'none') {
+        // Taken as it is after a refused hold: what happened before this point is no move during the read.
+        watch?.close();
+        watch = engine.watchContainer(info.Id, WATCHED_ACTIONS);
       }
-      value = await take(held);
-      if (still) {
-        const now = await engine.inspectContainer(info.Id, signal).catch((err: unknown) => {
-          // Removed meanwhile: nothing of it is left to mix with what was read.
-          if (err instanceof NotFoundError) return undefined;
-          throw err;
-        });
-        const moved = now && (startedDuring(still.State, now.State) ?? (isStill(now.State) ? undefined : 'it was started'));
+      const since = performance.now();
+      let heldMs: number;
+      let value: T;
+      let taken = false;
+      try {
+        await gate?.afterHold();
+        signal?.throwIfAborted();
+        // Taken as it is while still (exited, created, restarting, paused; or found so by a hold that
+        // failed): nothing holds it, so it must be still now as the plan saw it (`info`), and stay so while read.
+        const planned = held === 'none' && hold === 'none' && isStill(info.State);
+        if (held === 'none') await watch?.ready;
+        const still = planned || (held === 'none' && hold !== 'none') ? await engine.inspectContainer(info.Id, signal) : undefined;
+        if (still) {
+          const moved = (planned ? startedDuring(info.State, still.State) : undefined) ?? (isStill(still.State) ? undefined : 'it was started');
+          if (moved) throw tornError(moved, info);
+        }
+        value = await take(held);
+        // Still as it was found or left (one inspect, while still held), and nothing moved it meanwhile (its events).
+        // Removed meanwhile: nothing of it is left to mix with what was read, unless its events say it ran.
+        const now =
+          still || held !== 'none'
+            ? await engine.inspectContainer(info.Id, signal).catch((err: unknown) => {
+                if (err instanceof NotFoundError) return undefined;
+                throw err;
+              })
+            : undefined;
+        // Found removed: its events up to its removal are all in once the removal's own is.
+        if (!now && watch?.intact) await watch.seen('destroy', DESTROY_WAIT_MS);
+        const moved =
+          (now && still ? (startedDuring(still.State, now.State) ?? (isStill(now.State) ? undefined : 'it was started')) : undefined) ??
+          (now && held !== 'none' ? movedWhileHeld(held, from, now.State) : undefined) ??
+          (watch?.intact ? movedByEvents(held, watch.actions) : undefined);
         if (moved) throw tornError(moved, info);
+        await gate?.afterTake();
+        taken = true;
+      } finally {
+        await this.putBack(info.Id, held);
+        gate?.released();
+        heldMs = Math.round(performance.now() - since);
+        const what = (when: string) => (taken ? ` (writable layer and ${mounts} mount(s) taken ${when})` : '');
+        if (held === 'pause') log.info(`${name}: paused for ${heldMs} ms${what('at one point in time')}`);
+        if (held === 'stop') log.info(`${name}: started again after ${heldMs} ms stopped${what('while stopped')}`);
       }
-      await gate?.afterTake();
-      taken = true;
+      return { value, heldMs, held };
     } finally {
-      await this.putBack(info.Id, held);
-      gate?.released();
-      heldMs = Math.round(performance.now() - since);
-      const what = (when: string) => (taken ? ` (writable layer and ${mounts} mount(s) taken ${when})` : '');
-      if (held === 'pause') log.info(`${name}: paused for ${heldMs} ms${what('at one point in time')}`);
-      if (held === 'stop') log.info(`${name}: started again after ${heldMs} ms stopped${what('while stopped')}`);
+      // Closed once put back (its events are read by then), whatever happened: an open stream keeps the process alive.
+      watch?.close();
     }
-    return { value, heldMs, held };
   }
 
-  /** Pauses or stops the container (the state changes take no abort signal: each runs to its end, then is put back). */
-  private async holdStill(info: ContainerInspect, name: string, hold: Hold): Promise<Hold> {
+  /**
+   * The container's state just before its hold, once its watch streams (or cannot): the plan's
+   * (`info`) when it cannot be read now (the hold then fails as it would have).
+   */
+  private async stateNow(info: ContainerInspect, watch: ContainerWatch | undefined): Promise<StateFacts> {
+    await watch?.ready;
+    const now = await this.ctx.engine.inspectContainer(info.Id).catch(() => undefined);
+    return now?.State ?? info.State;
+  }
+
+  /**
+   * Pauses or stops the container (the state changes take no abort signal: each runs to its end,
+   * then is put back); `startedAt`: its StartedAt just before, journalled for a stop.
+   */
+  private async holdStill(info: ContainerInspect, startedAt: string, name: string, hold: Hold): Promise<Hold> {
     const { engine, log, journal } = this.ctx;
     const id = info.Id;
     try {
@@ -112,7 +151,7 @@ export class Holder {
       }
       if (hold === 'stop') {
         const timeoutS = this.opts.stopTimeout ?? (info.Config as { StopTimeout?: number }).StopTimeout ?? ENGINE_STOP_TIMEOUT_S;
-        journal?.stopped({ id, startedAt: info.State.StartedAt, until: Date.now() + timeoutS * 1000 + STOP_MARGIN_MS });
+        journal?.stopped({ id, startedAt, until: Date.now() + timeoutS * 1000 + STOP_MARGIN_MS });
         log.info(`${name}: stopping (up to ${timeoutS} s before the engine kills it)`);
         await engine.stop(id, this.opts.stopTimeout);
         log.info(`${name}: stopped for its snapshot`);
@@ -152,11 +191,21 @@ export class Holder {
     return Boolean(now?.State.Restarting);
   }
 
-  /** Unpauses or starts the container again, then clears its journal entry. */
+  /**
+   * Unpauses or starts the container again, then clears its journal entry. One another client
+   * unpaused or started meanwhile is left as it is (an unpause refused, then an inspect that finds
+   * it not paused; a start the engine answers 304).
+   */
   private async putBack(id: string, held: Hold): Promise<void> {
     const { engine, journal } = this.ctx;
     if (held === 'pause') {
-      await phase('unpause', () => engine.unpause(id));
+      await phase('unpause', () =>
+        engine.unpause(id).catch(async (err: unknown) => {
+          // Unpaused by another client meanwhile (Engine 20.10 answers 500, later ones 409): nothing is left to put back.
+          const now = await engine.inspectContainer(id).catch(() => undefined);
+          if (!now || now.State.Paused) throw err;
+        }),
+      );
       journal?.unpaused(id);
     }
     if (held === 'stop') {
@@ -183,9 +232,6 @@ export class Holder {
     log.info(`${name}: ${phase} done in ${ms} ms`);
   }
 }
-
-/** A container's state as inspect gives it (Engine API ContainerState: Running is also true while Restarting). */
-type StateFacts = Pick<ContainerInspect['State'], 'Running' | 'Paused' | 'Restarting' | 'StartedAt'>;
 
 /** Whether a container is still with nothing holding it: not running, restarting (between two runs), or paused. */
 export function isStill(state: StateFacts): boolean {

@@ -10,6 +10,7 @@ import { processStart } from '../../src/core/process-liveness.js';
 import { guarded } from '../../src/core/guard.js';
 import type { ContainerInspect } from '../../src/engine/containers.js';
 import { Engine } from '../../src/engine/engine.js';
+import { watchOf } from '../../src/engine/events.js';
 import type { Logger } from '../../src/core/log.js';
 import { Resources, commitsOf, docker, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
 
@@ -30,14 +31,16 @@ describe('a backup never makes a state it cannot undo', () => {
   afterAll(() => res.cleanup());
 
   /** Runs a backup with a journal in its own state directory, as the CLI does. */
-  async function journalled(inputs: Record<string, string>, state: string, engine = new Engine()) {
+  async function journalled(inputs: Record<string, string>, state: string, engine = new Engine(), onInfo?: (line: string) => void) {
     const env = { ...process.env, DOCKER_CONFIG: '/nonexistent', CONTAINER_SNAPSHOT_STATE_DIR: state };
     const log = recordingLog();
+    // Whatever `onInfo` does runs synchronously as the line is logged, before the backup goes on.
+    const seen: Logger = { ...log, info: (m) => (log.info(m), onInfo?.(m)) };
     const handle = fileJournal(env);
-    const result = await guarded(handle, engine, log, (signal) =>
+    const result = await guarded(handle, engine, seen, (signal) =>
       backup(
         parseBackupInputs((n) => inputs[n] ?? ''),
-        { log, env, engine, journal: handle.journal, signal },
+        { log: seen, env, engine, journal: handle.journal, signal },
       ),
     );
     return { result, log, journals: readdirIfAny(join(state, 'journal')), locks: readdirIfAny(join(state, 'locks')) };
@@ -228,6 +231,103 @@ describe('a backup never makes a state it cannot undo', () => {
     expect(result.failed).toBe(1);
     expect(result.containers[0].error).toMatch(/it was started during its backup, so its writable layer and volumes would mix two points in time/);
     await c.kill().catch(() => undefined);
+  });
+
+  /** The docker CLI, as another client would run it; fails the test when it fails. */
+  const cli = (...args: string[]) => expect(spawnSync('docker', args, { encoding: 'utf8' }).stderr).toBe('');
+
+  /** A running container writing to a named volume, which stops at once on SIGTERM. */
+  async function writer(suffix: string): Promise<{ name: string; volume: string; startedAt: string }> {
+    const name = res.name(suffix);
+    const volume = res.volume(`${suffix}-data`);
+    const Cmd = ['sh', '-c', 'trap "exit 0" TERM; while true; do date >> /data/log; sleep 0.1; done'];
+    await runContainer({ name, Image: inject('fixtureImage'), Cmd, HostConfig: { Binds: [`${volume}:/data`] } }, 'running');
+    return { name, volume, startedAt: (await docker.getContainer(name).inspect()).State.StartedAt };
+  }
+
+  const torn = /during its backup, so its writable layer and volumes would mix two points in time: nothing of it is stored; back it up again/;
+
+  it.each([
+    ['paused', 'unpaused by another client', 'pause', ['unpause'], 'it was unpaused'],
+    ['stopped', 'started by another client', 'stop', ['start'], 'it was started'],
+    ['paused', 'unpaused and paused again by another client (only its events show it)', 'pause', ['unpause', 'pause'], 'it was unpaused'],
+  ] as const)('a container %s for its snapshot and %s while its volume is read is not stored, and is left running', async (_held, _how, hold, acts, moved) => {
+    const { name, volume, startedAt } = await writer(`moved-${hold}-${acts.length}`);
+    const store = join(res.tempDir(), 'store');
+    let startedByOther: string | undefined;
+    const inputs = { containers: name, destination: `dir:${store}`, tag: 'moved', stop: String(hold === 'stop') };
+    const { result, log, journals } = await journalled(inputs, res.tempDir(), undefined, (m) => {
+      if (m !== `${name}: reading volume ${volume}`) return;
+      for (const act of acts) cli(act, name);
+      if (hold === 'stop') startedByOther = spawnSync('docker', ['inspect', '-f', '{{.State.StartedAt}}', name], { encoding: 'utf8' }).stdout.trim();
+    });
+    expect(log.lines).toContain(`info: ${name}: reading volume ${volume}`);
+    expect(result.failed, JSON.stringify(result.containers)).toBe(1);
+    expect(result.containers[0].error).toMatch(new RegExp(`^${moved} ${torn.source}`));
+    expect(existsSync(join(store, 'sets', 'moved.json'))).toBe(false);
+    expect(journals).toEqual([]);
+    const after = (await docker.getContainer(name).inspect()).State;
+    expect({ running: after.Running, paused: after.Paused }).toEqual({ running: true, paused: false });
+    // Started once, by the other client: not started again by the backup's put-back.
+    expect(after.StartedAt).toBe(hold === 'stop' ? startedByOther : startedAt);
+    expect(log.lines.filter((l) => l.startsWith('warning:'))).toEqual([]);
+  });
+
+  it('a created --rm container started, exited and removed while its volume is read is not stored (its events show it ran)', async () => {
+    const name = res.name('rm-created');
+    const volume = res.volume('rm-created-data');
+    await runContainer(
+      { name, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'date >> /data/runs'], HostConfig: { AutoRemove: true, Binds: [`${volume}:/data`] } },
+      'created',
+    );
+    const store = join(res.tempDir(), 'store');
+    const inputs = { containers: name, destination: `dir:${store}`, tag: 'rm-created' };
+    let gone = false;
+    const { result, log } = await journalled(inputs, res.tempDir(), undefined, (m) => {
+      // Once its volume is read on this host: the container runs, exits and is removed before the inspect after the read.
+      if (!m.startsWith(`${name}: reading ${volume}: read on this host from`)) return;
+      cli('start', name);
+      for (let i = 0; i < 300 && !gone; i++) {
+        gone = spawnSync('docker', ['inspect', name]).status !== 0;
+        if (!gone) spawnSync('sleep', ['0.02']);
+      }
+    });
+    expect(gone, log.lines.join('\n')).toBe(true);
+    expect(result.failed, JSON.stringify(result.containers)).toBe(1);
+    expect(result.containers[0].error).toMatch(new RegExp(`^it was started ${torn.source}`));
+    expect(existsSync(join(store, 'sets', 'rm-created.json'))).toBe(false);
+  });
+
+  it.each(['false', 'true'])('a container paused or stopped (stop %s) and left alone is stored, with no warning and no word of its events', async (stop) => {
+    const { name } = await writer(`still-${stop}`);
+    const store = join(res.tempDir(), 'store');
+    const { result, log, journals } = await journalled({ containers: name, destination: `dir:${store}`, tag: 'still', stop }, res.tempDir());
+    expect(result.failed, JSON.stringify(result.containers)).toBe(0);
+    expect(result.containers[0]).toMatchObject(stop === 'true' ? { pausedMs: 0, stoppedMs: expect.any(Number) } : { pausedMs: expect.any(Number) });
+    expect(log.lines.filter((l) => /^(warning|error):|\bevents?\b/.test(l))).toEqual([]);
+    expect(journals).toEqual([]);
+    expect(existsSync(join(store, 'sets', 'still.json'))).toBe(true);
+    const after = (await docker.getContainer(name).inspect()).State;
+    expect({ running: after.Running, paused: after.Paused }).toEqual({ running: true, paused: false });
+  });
+
+  it('where the engine streams no events, the inspects alone still catch an unpause, and a container left alone is stored, with nothing said of it', async () => {
+    // The engine as one whose events cannot be read: each stream fails as it opens.
+    class NoEvents extends Engine {
+      override watchContainer() {
+        return watchOf(Promise.reject(new Error('connect ECONNRESET')), new AbortController());
+      }
+    }
+    const { name, volume } = await writer('unwatched');
+    const store = join(res.tempDir(), 'store');
+    const left = await journalled({ containers: name, destination: `dir:${store}`, tag: 'left' }, res.tempDir(), new NoEvents());
+    expect(left.result.failed, JSON.stringify(left.result.containers)).toBe(0);
+    expect(left.log.lines.filter((l) => /^(warning|error):|\bevents?\b/.test(l))).toEqual([]);
+    const moved = await journalled({ containers: name, destination: `dir:${store}`, tag: 'moved' }, res.tempDir(), new NoEvents(), (m) => {
+      if (m === `${name}: reading volume ${volume}`) cli('unpause', name);
+    });
+    expect(moved.result.containers[0].error).toMatch(new RegExp(`^it was unpaused ${torn.source}`));
+    expect(moved.journals).toEqual([]);
   });
 
   it('a journal naming a container that no longer exists is cleared by the next backup and restore, with no error', async () => {

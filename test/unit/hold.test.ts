@@ -2,6 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { holdPlan, PRE_LABEL, STOP_LABEL } from '../../src/snapshot/hold.js';
 import { isStill, startedDuring } from '../../src/snapshot/holder.js';
 import type { ContainerInspect } from '../../src/engine/containers.js';
+import { watchOf } from '../../src/engine/events.js';
+import { movedByEvents, movedWhileHeld } from '../../src/snapshot/still-check.js';
+import { PassThrough } from 'node:stream';
 
 const opts = { stop: false, pause: true, preCommand: 'sync', postCommand: 'echo done' };
 
@@ -64,5 +67,100 @@ describe('isStill and startedDuring (holder.ts): a container taken as it is must
     expect(startedDuring(at({ Running: true, Paused: true }), at({ Running: true }))).toBe('it was unpaused');
     expect(startedDuring(at({ Running: true, Paused: true }), at({ Running: true, Paused: true }))).toBeUndefined();
     expect(startedDuring(at({ Running: true, Restarting: true }), at({}))).toBeUndefined();
+  });
+});
+
+describe('movedWhileHeld and movedByEvents (still-check.ts): a container held by the run must stay as it was left while read', () => {
+  const at = (over: Partial<ContainerInspect['State']>) =>
+    ({ Running: true, Paused: false, Restarting: false, StartedAt: '2026-01-01T00:00:00Z', ...over }) as ContainerInspect['State'];
+  it('paused: still paused with the same StartedAt; unpaused, stopped or started again is a move', () => {
+    expect(movedWhileHeld('pause', at({}), at({ Paused: true }))).toBeUndefined();
+    expect(movedWhileHeld('pause', at({}), at({}))).toBe('it was unpaused');
+    expect(movedWhileHeld('pause', at({}), at({ Running: false }))).toBe('it was stopped');
+    expect(movedWhileHeld('pause', at({}), at({ Paused: true, StartedAt: '2026-01-01T00:00:05Z' }))).toBe('it was started');
+  });
+  it('stopped: not running with the same StartedAt; started (even stopped again since) is a move', () => {
+    expect(movedWhileHeld('stop', at({}), at({ Running: false }))).toBeUndefined();
+    expect(movedWhileHeld('stop', at({}), at({ Running: false, StartedAt: '2026-01-01T00:00:05Z' }))).toBe('it was started');
+    expect(movedWhileHeld('stop', at({}), at({}))).toBe('it was started');
+  });
+  it("a hold's own events never count; a start, restart or unpause after them does", () => {
+    expect(movedByEvents('pause', ['pause'])).toBeUndefined();
+    expect(movedByEvents('pause', ['pause', 'unpause', 'pause'])).toBe('it was unpaused');
+    expect(movedByEvents('pause', ['pause', 'die', 'start'])).toBe('it was started');
+    expect(movedByEvents('stop', ['die', 'stop'])).toBeUndefined();
+    expect(movedByEvents('stop', ['stop', 'die'])).toBeUndefined();
+    expect(movedByEvents('stop', ['die', 'stop', 'start', 'die', 'stop'])).toBe('it was started');
+    expect(movedByEvents('stop', ['die', 'stop', 'restart'])).toBe('it was started');
+  });
+  it("without the hold's own event the events tell nothing (a stream subscribed late)", () => {
+    expect(movedByEvents('pause', ['unpause', 'start'])).toBeUndefined();
+    expect(movedByEvents('stop', ['start'])).toBeUndefined();
+  });
+  it('taken as it is: any start, restart or unpause moves it; an exit does not', () => {
+    expect(movedByEvents('none', [])).toBeUndefined();
+    expect(movedByEvents('none', ['die'])).toBeUndefined();
+    expect(movedByEvents('none', ['start', 'die'])).toBe('it was started');
+    expect(movedByEvents('none', ['unpause', 'pause'])).toBe('it was unpaused');
+  });
+});
+
+describe('watchOf (engine/events.ts): a container event stream read line by line', () => {
+  const opened = (stream: PassThrough) => watchOf(Promise.resolve(stream), new AbortController());
+  it("keeps each event's action in order, across chunks, and closes the stream", async () => {
+    const stream = new PassThrough();
+    const watch = opened(stream);
+    expect(await watch.ready).toBe(true);
+    stream.write('{"Type":"container","Action":"pause"}\n{"Type":"contai');
+    stream.write('ner","Action":"unpause"}\n');
+    await new Promise((r) => setImmediate(r));
+    watch.close();
+    expect({ actions: watch.actions, intact: watch.intact, destroyed: stream.destroyed }).toEqual({
+      actions: ['pause', 'unpause'],
+      intact: true,
+      destroyed: true,
+    });
+  });
+  it('a stream that fails, ends early, or could not be opened is not intact', async () => {
+    const failing = new PassThrough();
+    const w1 = opened(failing);
+    await w1.ready;
+    failing.destroy(new Error('socket hang up'));
+    await new Promise((r) => setImmediate(r));
+    const ending = new PassThrough();
+    const w2 = opened(ending);
+    await w2.ready;
+    ending.end();
+    ending.resume();
+    await new Promise((r) => setImmediate(r));
+    const w3 = watchOf(Promise.reject(new Error('refused')), new AbortController());
+    expect(await w3.ready).toBe(false);
+    expect([w1.intact, w2.intact, w3.intact]).toEqual([false, false, false]);
+    [w1, w2, w3].forEach((w) => w.close());
+  });
+  it('seen: a barrier that waits for an event, and gives up at its deadline or when the stream fails', async () => {
+    const stream = new PassThrough();
+    const watch = opened(stream);
+    await watch.ready;
+    const destroyed = watch.seen('destroy', 5_000);
+    stream.write('{"Action":"start"}\n{"Action":"die"}\n{"Action":"destroy"}\n');
+    expect(await destroyed).toBe(true);
+    expect(watch.actions).toEqual(['start', 'die', 'destroy']);
+    expect(await watch.seen('destroy', 5_000)).toBe(true);
+    expect(await watch.seen('start', 5_000)).toBe(true);
+    expect(await watch.seen('pause', 10)).toBe(false);
+    const never = watch.seen('pause', 5_000);
+    stream.destroy(new Error('socket hang up'));
+    expect(await never).toBe(false);
+    watch.close();
+  });
+  it('closed before the engine answered: the stream that arrives later is destroyed', async () => {
+    const stream = new PassThrough();
+    let answer: (s: PassThrough) => void = () => undefined;
+    const watch = watchOf(new Promise<PassThrough>((r) => (answer = r)), new AbortController());
+    watch.close();
+    answer(stream);
+    expect(await watch.ready).toBe(false);
+    expect(stream.destroyed).toBe(true);
   });
 });
