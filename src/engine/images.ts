@@ -3,6 +3,7 @@ import type { Readable } from 'node:stream';
 import { call, closedIfAborted, endOnAbort, unlessMissing } from './call.js';
 import { ContainerIoCalls } from './container-io.js';
 import { readProgress } from './progress.js';
+import { ConflictError, NotFoundError } from './errors.js';
 
 /** `GET /images/{name}/json` as dockerode types it. */
 export type ImageInspect = Docker.ImageInspectInfo;
@@ -92,6 +93,38 @@ export class ImageCalls extends ContainerIoCalls {
   async imageTags(pattern: string): Promise<string[]> {
     const images = await call(`list images ${pattern}`, () => this.docker.listImages({ filters: { reference: [pattern] } }));
     return images.flatMap((i) => i.RepoTags ?? []).filter((t) => t !== '<none>:<none>');
+  }
+
+  /** The ID (sha256:…) of the image `ref` names (`GET /images/{name}/json`); undefined when the engine has none. */
+  async imageId(ref: string): Promise<string | undefined> {
+    return (await unlessMissing(this.inspectImage(ref)))?.Id;
+  }
+
+  /**
+   * The containers, in any state, made from image `id` or from an image built on it
+   * (`GET /containers/json?all=1` filtered by `ancestor`): their IDs.
+   */
+  async imageUsers(id: string): Promise<string[]> {
+    const found = await call(`list the containers of image ${id}`, () => this.docker.listContainers({ all: true, filters: { ancestor: [id] } }));
+    return found.map((c) => c.Id);
+  }
+
+  /**
+   * `DELETE /images/{id}` never forced, parents without another use pruned (`noprune` false):
+   * removes the image `id` when the engine agrees; true when it did. False, leaving everything as
+   * it was, when the engine refuses (409: a container uses it, it has tags in several
+   * repositories, an image is built on it) or has no such image (404). Beware: an ID whose tags
+   * are all in one repository loses them and goes (moby daemon/images/image_delete.go); check its
+   * tags first. Other errors are thrown as `call` says.
+   */
+  async removeImageIfUnused(id: string): Promise<boolean> {
+    try {
+      await call(`remove image ${id}`, () => this.docker.getImage(id).remove({ force: false, noprune: false }));
+      return true;
+    } catch (err) {
+      if (err instanceof NotFoundError || err instanceof ConflictError) return false;
+      throw err;
+    }
   }
 
   /**

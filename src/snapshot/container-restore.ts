@@ -14,6 +14,7 @@ import { mapPorts, willStart } from './target-check.js';
 import { anonymousVolumes, inheritedMounts, isTmpfs } from './restore-mounts.js';
 import { VolumeRestore } from './restore-volumes.js';
 import { ImageLoads, type LoadedImage } from './image-loads.js';
+import { LeftImages } from './left-images.js';
 import { RestoreError, type RestoreContext, type RestoredContainer } from './restore-types.js';
 
 /**
@@ -33,6 +34,7 @@ export function localImageName(container: string): string {
 export class ContainerRestore {
   private readonly volumes: VolumeRestore;
   private readonly loads = new ImageLoads();
+  private readonly left: LeftImages;
   /** The engine's API version, asked once per run (`apiVersion`). */
   private api?: Promise<string>;
 
@@ -45,6 +47,7 @@ export class ContainerRestore {
     private readonly txn: RestoreTransaction,
   ) {
     this.volumes = new VolumeRestore(ctx, opts, txn, (image) => this.filler(image));
+    this.left = new LeftImages(ctx.engine, ctx.log, (id) => set.containers.some((c) => c.image.id === id));
   }
 
   private filler(image: string): Filler {
@@ -87,7 +90,9 @@ export class ContainerRestore {
 
   /**
    * Loads the container's image unless the engine has it (the layers it holds are not read:
-   * held-layers.ts), and tags it `imageRef(c)` (`ref`); `loaded` says whether this restore added it. Throws RestoreError when the engine loaded another image.
+   * held-layers.ts), and tags it `imageRef(c)` (`ref`); `loaded` says whether this restore added it,
+   * `previous` which image `ref` named before (kept for `commit` and `unload`). Throws RestoreError
+   * when the engine loaded another image (its tag then put back as it was).
    */
   private async loadImage(c: ContainerRecord): Promise<LoadedImage> {
     const { engine, source } = this.ctx;
@@ -96,10 +101,36 @@ export class ContainerRestore {
     // Asked while the engine is asked for the image: unused when it has it.
     const holding = heldLayers(engine, c, repo);
     holding.catch(() => undefined);
-    if (await this.tagged(c)) return { ref, loaded: false };
+    // Asked before the tag moves: by `tagged`, or by the load itself (its archive names `ref`).
+    const previous = await this.left.beforeTag(ref, c.image.id);
+    if (await this.tagged(c)) return { ref, loaded: false, previous };
     const loaded = await loadContainerImage(engine, source, c, repo, ref, this.ctx.log, holding);
-    if (!(await this.tagged(c))) throw new RestoreError(`${c.name}: the engine loaded ${loaded.join(', ') || 'nothing'}, not image ${c.image.id}`);
-    return { ref, loaded: true };
+    if (!(await this.tagged(c))) {
+      await this.unload(c, { ref, loaded: true, previous });
+      throw new RestoreError(`${c.name}: the engine loaded ${loaded.join(', ') || 'nothing'}, not image ${c.image.id}`);
+    }
+    return { ref, loaded: true, previous };
+  }
+
+  /**
+   * Undoes what loading `c`'s image did to the engine's tags, for a container this run does not
+   * restore (`l` is what its load returned): an image the run loaded loses the tag `ref` (and goes,
+   * unless a container uses it or it has another tag), and the image `ref` named before gets it back.
+   * Never throws: a tag that cannot be put back is a warning.
+   */
+  async unload(c: ContainerRecord, l: LoadedImage): Promise<void> {
+    const { engine, log } = this.ctx;
+    this.left.forgetTag(l.ref);
+    if (l.loaded) {
+      const now = await engine.imageId(l.ref).catch(() => undefined);
+      if (now && now !== l.previous) await engine.removeImage(l.ref).catch(() => undefined);
+    }
+    if (!l.previous) return;
+    try {
+      await engine.tagImage(l.previous, localImageName(c.name), this.set.tag);
+    } catch (err) {
+      if (!(err instanceof NotFoundError)) log.warning(`${c.name}: could not tag image ${l.previous} as ${l.ref} again: ${errorMessage(err)}`);
+    }
   }
 
   /** Tags image `c.image.id` as `imageRef(c)`: false when the engine has no such image (one round trip, not two). */
@@ -158,6 +189,7 @@ export class ContainerRestore {
     const old = await engine.findContainer(target);
     if (!old) return;
     const asideName = `${target}-replaced-${randomBytes(3).toString('hex')}`;
+    this.left.setAside(target, old, asideName);
     this.txn.record(target, (e) => {
       e.image = image;
       e.aside = { id: old.Id, asideName, wasRunning: old.State.Running, wasPaused: old.State.Paused };
@@ -244,6 +276,7 @@ export class ContainerRestore {
   async rollBack(...targets: string[]): Promise<void> {
     // A helper still being removed holds its volume: a rollback may remove that volume.
     await this.volumes.settle().catch((e: unknown) => this.ctx.log.error(errorMessage(e)));
+    for (const t of targets) this.left.putBack(t);
     const entries = this.txn.pending.targets.filter((t) => targets.includes(t.target));
     if (entries.length === 0) return;
     for (const e of entries) this.volumes.forget(...e.replaced.map((v) => v.name), ...e.createdVolumes);
@@ -254,7 +287,11 @@ export class ContainerRestore {
     if (problems.length > 0) throw new RestoreError(`${targets.join(', ')}: could not put everything back: ${problems.join('; ')}`);
   }
 
-  /** The restore of `target` succeeded: what it kept aside is removed. */
+  /**
+   * The restore of `target` succeeded: what it kept aside is removed, then the image its tag moved
+   * off and the image an earlier rollback made the old container from, each when nothing uses it
+   * (LeftImages.committed).
+   */
   async commit(target: string): Promise<void> {
     const { engine } = this.ctx;
     const e = this.txn.pending.targets.find((t) => t.target === target);
@@ -267,6 +304,8 @@ export class ContainerRestore {
     }
     for (const v of e.replaced) if (v.aside) await engine.removeVolume(v.aside).catch(() => undefined);
     this.txn.committed(target);
+    // Once the old container is gone: it was usually made from one of them. `e.image` is `imageRef`.
+    await this.left.committed(target, e.image);
   }
 
   /** Restores one container; commits it unless `deferCommit` (a group member: committed with its group by the caller, or rolled back). */

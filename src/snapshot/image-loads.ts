@@ -2,6 +2,8 @@
 export interface LoadedImage {
   ref: string;
   loaded: boolean;
+  /** The ID of the image `ref` named before this restore tagged another image with it. */
+  previous?: string;
 }
 
 /**

@@ -14,6 +14,12 @@ import { anonymousVolumes, inheritedMounts, isTmpfs } from './restore-mounts.js'
 import { RestoreError, type RestoreContext } from './restore-types.js';
 
 /**
+ * The repository of the image an old container set aside is committed as, before it is removed to
+ * replace a volume it uses (`releaseVolume`); a rollback creates the container again from it.
+ */
+export const ASIDE_IMAGE_REPOSITORY = 'container-snapshot-aside';
+
+/**
  * The volume part of a restore run: creates, empties (with `replace`) and fills the named volumes
  * of the containers it restores, and fills their own anonymous volumes and bind mounts. Each change
  * is recorded in `txn` before it is made, so that a rollback can put it back. A volume that cannot
@@ -110,7 +116,7 @@ export class VolumeRestore {
       const owner = this.txn.asideOf(user.id);
       if (!owner?.aside) throw new RestoreError(`volume '${volume}' is in use by ${user.name}; cannot replace it`);
       const info = await engine.inspectContainer(user.id);
-      const ref = { repo: `container-snapshot-aside/${user.id.slice(0, 12)}`, tag: `p${process.pid}-${randomBytes(3).toString('hex')}` };
+      const ref = { repo: `${ASIDE_IMAGE_REPOSITORY}/${user.id.slice(0, 12)}`, tag: `p${process.pid}-${randomBytes(3).toString('hex')}` };
       // Without its environment (passwords): the committed image carries it, and the journal must not.
       const { Env: _env, ...config } = captureSpec(info, new Map()).config;
       const spec = { ...captureSpec(info, new Map()), config };

@@ -7,6 +7,7 @@ import { warnEngineCompat } from './engine-compat.js';
 import { checkTarget } from './target-check.js';
 import { chooseContainers, findSet, restoreOrder } from './restore-set.js';
 import { ContainerRestore } from './container-restore.js';
+import type { LoadedImage } from './image-loads.js';
 import { RestoreError, type RestoreContext, type RestoredContainer, type RestoreResult } from './restore-types.js';
 
 /**
@@ -75,15 +76,15 @@ export async function runRestore(opts: RestoreOptions, ctx: RestoreContext): Pro
     results.push(r);
   };
   const ready: Array<{ c: ContainerRecord; target: string; image: string }> = [];
-  // Images this run loaded for containers it then did not restore are removed again (once their load has settled).
-  const loadedFor = new Map<ContainerRecord, string>();
+  // What each load did to the engine's images: undone for containers this run then did not restore (once their load has settled).
+  const loadedFor = new Map<ContainerRecord, LoadedImage>();
   const loading = new Map<ContainerRecord, Promise<unknown>>();
-  // Containers the restore got to (created, or failed trying): an interruption drops the images of the others.
-  const reached = new Set<ContainerRecord>();
   const dropImage = async (c: ContainerRecord) => {
     await loading.get(c)?.catch(() => undefined);
-    const ref = loadedFor.get(c);
-    if (ref) await ctx.engine.removeImage(ref).catch(() => undefined);
+    const loaded = loadedFor.get(c);
+    // Once: a second undo would take the tag off the image the first put it back on.
+    loadedFor.delete(c);
+    if (loaded) await worker.unload(c, loaded);
   };
   try {
     for (const c of restoreOrder(chosen, opts.rename)) {
@@ -95,7 +96,7 @@ export async function runRestore(opts: RestoreOptions, ctx: RestoreContext): Pro
         if (conflicts.length > 0) throw new RestoreError(`refused: ${conflicts.join('; ')}`);
         // The image loads while the container's new volumes are filled (the restore waits for it
         // before creating the container); when something existing would change, it is loaded first.
-        const load = worker.startLoad(c).then(({ ref, loaded }) => void (loaded && loadedFor.set(c, ref)));
+        const load = worker.startLoad(c).then((l) => void loadedFor.set(c, l));
         // Its failure is the restore's (create waits for the load), or dropImage's: never unhandled.
         load.catch(() => undefined);
         loading.set(c, load);
@@ -124,7 +125,6 @@ export async function runRestore(opts: RestoreOptions, ctx: RestoreContext): Pro
     for (const { c, target, image } of ready) {
       try {
         txn.checkpoint();
-        reached.add(c);
         if (c.group && failedGroups.has(c.group)) throw new RestoreError(failedGroups.get(c.group) ?? '');
         const r = await log.group(`Restore ${c.name}${target !== c.name ? ` as ${target}` : ''}`, () =>
           worker.restore(c, target, image, c.group !== undefined),
@@ -141,9 +141,16 @@ export async function runRestore(opts: RestoreOptions, ctx: RestoreContext): Pro
   } catch (err) {
     if (!(err instanceof InterruptedError)) throw err;
     log.error(`${err.message}: putting back what this restore changed`);
-    await worker.rollBack(...txn.pending.targets.map((t) => t.target)).catch((e: unknown) => log.error(errorMessage(e)));
-    // A load still in flight ends before the restore does; what it loaded for a container never reached is removed.
-    for (const c of loading.keys()) if (!reached.has(c)) await dropImage(c);
+    const uncommitted = new Set(txn.pending.targets.map((t) => t.target));
+    await worker.rollBack(...uncommitted).catch((e: unknown) => log.error(errorMessage(e)));
+    // A load still in flight ends before the restore does. What loads did is undone for every
+    // container not restored, but one whose rollback did not finish: the run that finishes it may need its image.
+    const unfinished = new Set(txn.pending.targets.map((t) => t.target));
+    for (const c of loading.keys()) {
+      const target = opts.rename.get(c.name) ?? c.name;
+      const restored = results.some((r) => r.name === target && r.status === 'ok') && !uncommitted.has(target);
+      if (!restored && !unfinished.has(target)) await dropImage(c);
+    }
     throw err;
   }
   return { tag: set.tag, containers: results, failed: results.filter((r) => r.status === 'failed').length, sourceEngine: set.source.engine };

@@ -109,7 +109,7 @@ describe('a restore of a set with a damaged blob', () => {
     });
 
     it(`with ${what} damaged, onto an engine without the container: fails and leaves no container, volume or image`, async () => {
-      await docker.getContainer(name).remove({ force: true, v: true });
+      await res.removeContainer(name);
       await docker.getVolume(vol).remove();
       try {
         const before = await engineState();
@@ -124,7 +124,7 @@ describe('a restore of a set with a damaged blob', () => {
   }
 
   it('with its own image layer damaged, loaded while its new volume is filled: the volume was filled, and nothing is left', async () => {
-    await docker.getContainer(name).remove({ force: true, v: true });
+    await res.removeContainer(name);
     await docker.getVolume(vol).remove();
     try {
       const before = await engineState();

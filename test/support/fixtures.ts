@@ -23,13 +23,20 @@ export const quietLog: Logger & { lines: string[] } = {
   group: (_t, fn) => fn(),
 };
 
-/** Everything one test makes, under one unique prefix, removed afterwards (and nothing else). */
+/**
+ * Everything one test makes, under one unique prefix, removed afterwards (and nothing else). Images
+ * are known by reference (`image`) or by ID (`imageId`: one a restore left untagged); an image left
+ * without tags that only this test's containers used (one a rollback made them from) goes with them.
+ */
 export class Resources {
   readonly prefix: string;
   private readonly containers = new Set<string>();
   private readonly volumes = new Set<string>();
   private readonly networks = new Set<string>();
   private readonly images = new Set<string>();
+  private readonly imageIds = new Set<string>();
+  /** Images this test's containers were made from: removed at cleanup when left without a tag. */
+  private readonly usedBy = new Set<string>();
   private readonly dirs = new Set<string>();
 
   constructor(runPrefix: string, label: string) {
@@ -59,6 +66,25 @@ export class Resources {
     return ref;
   }
 
+  /** Tracks an image by its ID (sha256:…), removed after the references (`image`), never forced: one a container still uses stays. */
+  imageId(id: string): string {
+    this.imageIds.add(id);
+    return id;
+  }
+
+  /** Removes container `name` (with its anonymous volumes) now; its image, when left without a tag, goes at cleanup. */
+  async removeContainer(name: string, on: Docker = docker): Promise<void> {
+    const info = await on
+      .getContainer(name)
+      .inspect()
+      .catch(() => undefined);
+    if (info) this.usedBy.add(info.Image);
+    await on
+      .getContainer(name)
+      .remove({ force: true, v: true })
+      .catch(() => undefined);
+  }
+
   trackVolume(name: string): void {
     this.volumes.add(name);
   }
@@ -71,11 +97,7 @@ export class Resources {
 
   /** Removes what was made, on `on` (the engine under test by default; another engine where the test made things there too). */
   async cleanup(on: Docker = docker): Promise<void> {
-    for (const c of this.containers)
-      await on
-        .getContainer(c)
-        .remove({ force: true, v: true })
-        .catch(() => undefined);
+    for (const c of this.containers) await this.removeContainer(c, on);
     for (const v of this.volumes)
       await on
         .getVolume(v)
@@ -90,6 +112,19 @@ export class Resources {
       await on
         .getImage(i)
         .remove({ force: true })
+        .catch(() => undefined);
+    for (const id of this.usedBy) {
+      const tags = await on
+        .getImage(id)
+        .inspect()
+        .then((i) => (i.RepoTags ?? []).filter((t) => t !== '<none>:<none>'))
+        .catch(() => undefined);
+      if (tags?.length === 0) this.imageIds.add(id);
+    }
+    for (const id of this.imageIds)
+      await on
+        .getImage(id)
+        .remove({ force: false, noprune: false })
         .catch(() => undefined);
     for (const d of this.dirs) rmSync(d, { recursive: true, force: true });
   }
