@@ -72,17 +72,16 @@ export class Holder {
       // The state it is held from, just before the hold: a start between the plan and the hold is not one during the read.
       const from = hold === 'none' ? info.State : await this.stateNow(info, watch);
       const held = await this.holdStill(info, from.StartedAt, name, hold);
-      if (held === 'none' && hold !== 'none') {
-        // Taken as it is after a refused hold: what happened before this point is no move during the read.
-        watch?.close();
-        watch = engine.watchContainer(info.Id, WATCHED_ACTIONS);
-      }
+      // Taken as it is after a refused hold: what happened before its read (its group's other members
+      // held meanwhile) is no move during the read, as for one planned so (checked from its first inspect).
+      if (held === 'none' && hold !== 'none') watch?.close();
       const since = performance.now();
       let heldMs: number;
       let value: T;
       let taken = false;
       try {
         await gate?.afterHold();
+        if (held === 'none' && hold !== 'none') watch = engine.watchContainer(info.Id, WATCHED_ACTIONS);
         signal?.throwIfAborted();
         // Taken as it is while still (exited, created, restarting, paused; or found so by a hold that
         // failed): nothing holds it, so it must be still now as the plan saw it (`info`), and stay so while read.

@@ -145,7 +145,10 @@ export async function storeSavedImage(source: Readable, targets: StoreTarget[], 
 
 async function addEntry(pack: tar.Pack, header: Partial<tar.Header> & { name: string }, source: Readable | Buffer): Promise<void> {
   if (Buffer.isBuffer(source)) {
-    await new Promise<void>((resolve, reject) => pack.entry(header as tar.Header, source, (err) => (err ? reject(err) : resolve())));
+    await new Promise<void>((resolve, reject) => {
+      // The error reaches the callback; the entry's own 'error' (the pack destroyed under it) must not go uncaught.
+      pack.entry(header as tar.Header, source, (err) => (err ? reject(err) : resolve())).on('error', () => undefined);
+    });
     return;
   }
   let entry: ReturnType<tar.Pack['entry']>;

@@ -91,7 +91,10 @@ export function whiteoutName(path: string): string {
 async function addEntry(pack: tar.Pack, header: Partial<tar.Header> & { name: string }, content?: Readable): Promise<void> {
   if (!content) {
     // With a buffer, even an empty one: a file entry without one waits for content written into it.
-    await new Promise<void>((resolve, reject) => pack.entry(header as tar.Header, Buffer.alloc(0), (err) => (err ? reject(err) : resolve())));
+    await new Promise<void>((resolve, reject) => {
+      // The error reaches the callback; the entry's own 'error' (the pack destroyed under it) must not go uncaught.
+      pack.entry(header as tar.Header, Buffer.alloc(0), (err) => (err ? reject(err) : resolve())).on('error', () => undefined);
+    });
     return;
   }
   await pipeline(content, pack.entry(header as tar.Header));

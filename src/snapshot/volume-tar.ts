@@ -171,13 +171,17 @@ function header(name: string, st: BigIntStats, rel: string, walk: Walk): Header 
   return { name, mode: Number(st.mode), uid, gid, mtime: new Date(mtime * 1000), ...(Object.keys(pax).length ? { pax } : {}) };
 }
 
-/** Adds one entry with no data; resolves once the pack took it. */
+/**
+ * Adds one entry, with `data` when given; resolves once the pack took it, rejects with the error
+ * the pack was destroyed with (its reader failed: the spool full, the disk out of room).
+ */
 function add(walk: Walk, h: Header, extra: Partial<Header>, data?: Buffer): Promise<void> {
   walk.members++;
   return new Promise((resolve, reject) => {
     const done = (err?: Error | null) => (err ? reject(err) : resolve());
-    if (data) walk.pack.entry({ ...h, ...extra }, data, done);
-    else walk.pack.entry({ ...h, ...extra }, done);
+    const sink = data ? walk.pack.entry({ ...h, ...extra }, data, done) : walk.pack.entry({ ...h, ...extra }, done);
+    // Reported through `done`; its own 'error' must not reach the process as an uncaught exception (openEntry).
+    sink.on('error', () => undefined);
   });
 }
 

@@ -18,7 +18,8 @@ import {
 } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Writable, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { backup, restore } from '../../src/commands.js';
 import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
@@ -202,6 +203,23 @@ describe('a volume read on this host', () => {
     const observe = (rel: string) => rel === 'log' && truncateSync(join(dir, 'log'), 1.5 * MiB);
     const archive = hostTar({ fd, root: fstatSync(fd, { bigint: true }) }, 'data', new Map(), { observe });
     await expect(entries(archive)).rejects.toThrow('a file shrank while it was read');
+  });
+
+  it('fails the archive, not the process, when its reader fails part-way (the spool out of room)', async () => {
+    const dir = res.tempDir();
+    // Files read whole (up to 1 MiB each), 25 MiB in all: the reader fails after 6 MiB.
+    for (let i = 0; i < 100; i++) writeFileSync(join(dir, `f${String(i).padStart(3, '0')}`), randomBytes(256 << 10));
+    const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+    let got = 0;
+    const full = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        got += chunk.length;
+        setTimeout(() => done(got > 6 * MiB ? new Error('no room left') : null), 1);
+      },
+    });
+    await expect(pipeline(hostTar({ fd, root: fstatSync(fd, { bigint: true }) }, 'data', new Map()), full)).rejects.toThrow('no room left');
+    // An entry's error thrown after the pipeline settled would fail this file as an uncaught exception.
+    await new Promise((resolve) => setTimeout(resolve, 100));
   });
 
   describe('once its run is cancelled', () => {

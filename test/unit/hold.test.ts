@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { holdPlan, PRE_LABEL, STOP_LABEL } from '../../src/snapshot/hold.js';
-import { isStill, startedDuring } from '../../src/snapshot/holder.js';
+import { Holder, isStill, startedDuring } from '../../src/snapshot/holder.js';
+import type { ContainerWatch } from '../../src/engine/events.js';
+import type { MemberGate } from '../../src/snapshot/groups.js';
 import type { ContainerInspect } from '../../src/engine/containers.js';
 import { watchOf } from '../../src/engine/events.js';
 import { movedByEvents, movedWhileHeld } from '../../src/snapshot/still-check.js';
@@ -162,5 +164,41 @@ describe('watchOf (engine/events.ts): a container event stream read line by line
     answer(stream);
     expect(await watch.ready).toBe(false);
     expect(stream.destroyed).toBe(true);
+  });
+});
+
+describe('Holder.held: a group member whose pause is refused (crash-looping) is taken as it is', () => {
+  it('is stored when its restart policy ran it (and it exited again) while its group waited for the other members, before its read', async () => {
+    const state = (s: Partial<ContainerInspect['State']>) => ({ Status: 'running', Running: true, Paused: false, Restarting: false, StartedAt: 'S1', ...s });
+    const info = container({}, {});
+    // Refused at the hold: restarting between two runs.
+    let current = state({ Restarting: true });
+    const watches: Array<{ actions: string[] }> = [];
+    const engine = {
+      inspectContainer: async () => ({ ...info, State: current }),
+      pause: async () => {
+        throw new Error('Container c1 is restarting, wait until the container is running');
+      },
+      unpause: async () => undefined,
+      watchContainer: (): ContainerWatch => {
+        const w = { ready: Promise.resolve(true), actions: [] as string[], intact: true, seen: async () => true, close: () => undefined };
+        watches.push(w);
+        return w;
+      },
+    };
+    const gate = {
+      beforeHold: async () => undefined,
+      // The other members' stops take seconds: the policy runs it meanwhile, and it exits again.
+      afterHold: async () => {
+        watches.at(-1)?.actions.push('start', 'die');
+        current = state({ Restarting: true, StartedAt: 'S2' });
+      },
+      afterTake: async () => undefined,
+      released: () => undefined,
+    } as unknown as MemberGate;
+    const log = { info: () => undefined, warning: () => undefined, error: () => undefined, group: (_t: string, fn: () => unknown) => fn() };
+    const holder = new Holder({ engine, log, journal: undefined, signal: undefined } as never, { hookTimeout: 60 } as never, new Map());
+    // Nothing moves while it is read (restarting, S2, before and after).
+    expect(await holder.held(info, 'c1', 'pause', 0, gate, async () => 'read')).toMatchObject({ value: 'read', held: 'none' });
   });
 });
