@@ -5,23 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tar from 'tar-stream';
 import type { ChildProcess } from 'node:child_process';
-import type { Logger } from '../../src/core/log.js';
+import { recordingLog } from './log.js';
 
 export const docker = new Docker();
 
-export const quietLog: Logger & { lines: string[] } = {
-  lines: [],
-  info(m) {
-    this.lines.push(m);
-  },
-  warning(m) {
-    this.lines.push(`warning: ${m}`);
-  },
-  error(m) {
-    this.lines.push(`error: ${m}`);
-  },
-  group: (_t, fn) => fn(),
-};
+export const quietLog = recordingLog();
 
 /**
  * Everything one test makes, under one unique prefix, removed afterwards (and nothing else). Images

@@ -2,25 +2,11 @@ import { describe, expect, it } from 'vitest';
 import type { Engine } from '../../src/engine/engine.js';
 import { NotFoundError } from '../../src/engine/errors.js';
 import { displacedImage, removeIfDangling } from '../../src/snapshot/left-images.js';
-import type { Logger } from '../../src/core/log.js';
+import { recordingLog } from '../support/log.js';
 
 const ID = `sha256:${'ab'.repeat(32)}`;
 
-function logger(): Logger & { lines: string[] } {
-  return {
-    lines: [],
-    info(m) {
-      this.lines.push(m);
-    },
-    warning(m) {
-      this.lines.push(`warning: ${m}`);
-    },
-    error(m) {
-      this.lines.push(`error: ${m}`);
-    },
-    group: (_t, fn) => fn(),
-  };
-}
+const logger = recordingLog;
 
 /** An engine with one image `ID` (its tags), its users, and what its removal answers; `removed` records the calls. */
 function engine(tags: string[] | undefined, users: string[] = [], remove: () => Promise<boolean> = async () => true) {

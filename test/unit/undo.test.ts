@@ -3,21 +3,9 @@ import { UndoJournal, emptyUndo, hasPending, parsePending, undo } from '../../sr
 import type { ContainerInspect } from '../../src/engine/containers.js';
 import type { Engine } from '../../src/engine/engine.js';
 import { NotFoundError } from '../../src/engine/errors.js';
-import type { Logger } from '../../src/core/log.js';
+import { recordingLog } from '../support/log.js';
 
-const quietLog: Logger & { lines: string[] } = {
-  lines: [],
-  info(m) {
-    this.lines.push(m);
-  },
-  warning(m) {
-    this.lines.push(`warning: ${m}`);
-  },
-  error(m) {
-    this.lines.push(`error: ${m}`);
-  },
-  group: (_t, fn) => fn(),
-};
+const quietLog = recordingLog();
 
 const entry = { id: 'c1', startedAt: '2026-12-01T00:00:00Z', until: 0 };
 
