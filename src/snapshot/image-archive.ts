@@ -2,6 +2,7 @@ import { posix } from 'node:path';
 import { Readable, Writable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
+import { putEntry } from '../util/tar-entry.js';
 import { SET_SCOPE, type BlobScope, type Destination } from '../destinations/types.js';
 import { Digester, hexOf } from '../oci/digest.js';
 import { readSmall } from '../util/streams.js';
@@ -145,10 +146,7 @@ export async function storeSavedImage(source: Readable, targets: StoreTarget[], 
 
 async function addEntry(pack: tar.Pack, header: Partial<tar.Header> & { name: string }, source: Readable | Buffer): Promise<void> {
   if (Buffer.isBuffer(source)) {
-    await new Promise<void>((resolve, reject) => {
-      // The error reaches the callback; the entry's own 'error' (the pack destroyed under it) must not go uncaught.
-      pack.entry(header as tar.Header, source, (err) => (err ? reject(err) : resolve())).on('error', () => undefined);
-    });
+    await putEntry(pack, header as tar.Header, source);
     return;
   }
   let entry: ReturnType<tar.Pack['entry']>;

@@ -2,6 +2,7 @@ import { posix } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
+import { putEntry } from '../util/tar-entry.js';
 import { constants, fstatSync, openSync } from 'node:fs';
 import type { Engine } from '../engine/engine.js';
 import type { UpperDir } from './layer-upper.js';
@@ -91,10 +92,7 @@ export function whiteoutName(path: string): string {
 async function addEntry(pack: tar.Pack, header: Partial<tar.Header> & { name: string }, content?: Readable): Promise<void> {
   if (!content) {
     // With a buffer, even an empty one: a file entry without one waits for content written into it.
-    await new Promise<void>((resolve, reject) => {
-      // The error reaches the callback; the entry's own 'error' (the pack destroyed under it) must not go uncaught.
-      pack.entry(header as tar.Header, Buffer.alloc(0), (err) => (err ? reject(err) : resolve())).on('error', () => undefined);
-    });
+    await putEntry(pack, header as tar.Header, Buffer.alloc(0));
     return;
   }
   await pipeline(content, pack.entry(header as tar.Header));

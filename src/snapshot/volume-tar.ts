@@ -13,6 +13,7 @@ import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, readdir
 import type { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import { allZero, zeroBytes, ZERO_BYTES_MAX } from '../util/zeros.js';
+import { putEntry } from '../util/tar-entry.js';
 import { DirectSlab } from '../util/direct-read.js';
 import { atDir, utf8, type HostDir } from './volume-host.js';
 import { SPARSE_MIN } from './volume-metadata.js';
@@ -177,12 +178,7 @@ function header(name: string, st: BigIntStats, rel: string, walk: Walk): Header 
  */
 function add(walk: Walk, h: Header, extra: Partial<Header>, data?: Buffer): Promise<void> {
   walk.members++;
-  return new Promise((resolve, reject) => {
-    const done = (err?: Error | null) => (err ? reject(err) : resolve());
-    const sink = data ? walk.pack.entry({ ...h, ...extra }, data, done) : walk.pack.entry({ ...h, ...extra }, done);
-    // Reported through `done`; its own 'error' must not reach the process as an uncaught exception (openEntry).
-    sink.on('error', () => undefined);
-  });
+  return putEntry(walk.pack, { ...h, ...extra } as tar.Header, data);
 }
 
 /** Linux's major and minor of a device number (glibc sys/sysmacros.h). */
