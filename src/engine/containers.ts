@@ -94,13 +94,15 @@ export class ContainerCalls extends EngineClient {
   /**
    * Stops a container (`POST /containers/{id}/stop?t=`): its stop signal, then SIGKILL after
    * `timeoutSeconds` (s; the container's own StopTimeout, else 10 s, when absent). One already
-   * stopped is left as it is (the engine's 304).
+   * stopped is left as it is (the engine's 304): false then, true when this call stopped it.
    */
-  async stop(id: string, timeoutSeconds?: number): Promise<void> {
+  async stop(id: string, timeoutSeconds?: number): Promise<boolean> {
     try {
       await call(`stop container ${id}`, () => this.docker.getContainer(id).stop({ t: timeoutSeconds }));
+      return true;
     } catch (err) {
       if (!(err instanceof EngineError && err.statusCode === 304)) throw err;
+      return false;
     }
   }
 

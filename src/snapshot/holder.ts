@@ -152,7 +152,13 @@ export class Holder {
         const timeoutS = this.opts.stopTimeout ?? (info.Config as { StopTimeout?: number }).StopTimeout ?? ENGINE_STOP_TIMEOUT_S;
         journal?.stopped({ id, startedAt, until: Date.now() + timeoutS * 1000 + STOP_MARGIN_MS });
         log.info(`${name}: stopping (up to ${timeoutS} s before the engine kills it)`);
-        await engine.stop(id, this.opts.stopTimeout);
+        if (!(await engine.stop(id, this.opts.stopTimeout))) {
+          // Stopped by another client since the plan saw it running: not this run's to start again.
+          journal?.restarted(id);
+          log.info(`${name}: was stopped by another client before this backup stopped it: taken as it is, and left stopped`);
+          this.notes.set(id, 'stopped by another client before its hold: taken as it is, left stopped');
+          return 'none';
+        }
         log.info(`${name}: stopped for its snapshot`);
       }
       return hold;

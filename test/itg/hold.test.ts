@@ -273,6 +273,25 @@ describe('a backup never makes a state it cannot undo', () => {
     expect(log.lines.filter((l) => l.startsWith('warning:'))).toEqual([]);
   });
 
+  it('a running container stopped by another client just before the backup stops it is taken as it is and left stopped, not started again', async () => {
+    const { name, volume } = await writer('stopped-by-other');
+    const store = join(res.tempDir(), 'store');
+    const inputs = { containers: name, destination: `dir:${store}`, tag: 'other-stop', stop: 'true' };
+    const { result, log, journals } = await journalled(inputs, res.tempDir(), undefined, (m) => {
+      // Logged just before the backup's own stop: the other client's comes first, so the engine answers the backup's with 304.
+      if (m.startsWith(`${name}: stopping (up to`)) cli('stop', name);
+    });
+    expect(result.failed, JSON.stringify(result.containers)).toBe(0);
+    expect(result.containers[0]).toMatchObject({ pausedMs: 0, stoppedMs: 0, note: 'stopped by another client before its hold: taken as it is, left stopped' });
+    expect(log.lines).toContain(`info: ${name}: was stopped by another client before this backup stopped it: taken as it is, and left stopped`);
+    expect(log.lines.filter((l) => /^(warning|error):/.test(l))).toEqual([]);
+    expect(journals).toEqual([]);
+    expect(existsSync(join(store, 'sets', 'other-stop.json'))).toBe(true);
+    expect(result.containers[0].volumes).toEqual([volume]);
+    // Left as the other client left it: the backup did not start it again.
+    expect((await docker.getContainer(name).inspect()).State.Running).toBe(false);
+  });
+
   it('a created --rm container started, exited and removed while its volume is read is not stored (its events show it ran)', async () => {
     const name = res.name('rm-created');
     const volume = res.volume('rm-created-data');
