@@ -11,9 +11,8 @@
 import { execFile } from 'node:child_process';
 import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs';
 import type { Readable } from 'node:stream';
-import tar from 'tar-stream';
 import { allZero, zeroBytes, ZERO_BYTES_MAX } from '../util/zeros.js';
-import { putEntry } from '../util/tar-entry.js';
+import { TarWriter, TAR_COPY_MAX, type TarHeader } from '../util/tar-writer.js';
 import { DirectSlab } from '../util/direct-read.js';
 import { atDir, utf8, type HostDir } from './volume-host.js';
 import { SPARSE_MIN } from './volume-metadata.js';
@@ -26,15 +25,15 @@ export class HostReadError extends Error {
 
 /** Bytes per read of a file (a multiple of any O_DIRECT block size). */
 const CHUNK = ZERO_BYTES_MAX;
-/** Bytes the pack holds before the walk waits for the spool to take them. */
+/** Bytes the archive holds before the walk waits for the spool to take them. */
 const PACK_BUFFER = 4 << 20;
 /** Entries walked between two turns of the event loop. */
 const YIELD_EVERY = 32;
 /** Deepest directory nesting read here (one descriptor open per level); deeper, the engine reads the volume. */
 const MAX_DEPTH = 200;
-/** Largest mtime (seconds) tar-stream's header writes (it truncates to 32 bits); later ones go to the engine. */
+/** Largest mtime (seconds) the header writes (truncated to 32 bits, as tar-stream did); later ones go to the engine. */
 const MAX_MTIME = 2 ** 31 - 1;
-/** Largest owner tar-stream's header field holds (6 octal digits); above it the owner goes in a PAX record, as the engine's does above 7. */
+/** Largest owner the header field holds (6 octal digits); above it the owner goes in a PAX record, as the engine's does above 7. */
 const MAX_USTAR_ID = 0o777777;
 
 /**
@@ -54,8 +53,8 @@ export function readCapabilities(root: string, paths?: string[]): Promise<Map<st
   });
 }
 
-/** An entry's header; `pax`: records tar-stream writes in a PAX header before it. */
-export type Header = Partial<tar.Header> & { name: string; pax?: Record<string, string> };
+/** An entry's header; `pax`: records written in a PAX header before it. */
+export type Header = TarHeader;
 
 /**
  * How hostTar may change an entry before it is written (an image layer's whiteouts: layer-upper-tar.ts).
@@ -98,7 +97,7 @@ export interface FileTracker {
 
 /** What the walk keeps between entries. */
 interface Walk {
-  pack: tar.Pack;
+  tar: TarWriter;
   caps: Map<string, Buffer>;
   /** dev:ino → the tar name of its first path. */
   links: Map<string, string>;
@@ -109,7 +108,7 @@ interface Walk {
   change?: HostTarOptions['change'];
   files?: FileTracker;
   observe?: HostTarOptions['observe'];
-  /** Members given to the pack so far (the next one's number). */
+  /** Members written so far (the next one's number). */
   members: number;
   signal?: AbortSignal;
 }
@@ -120,10 +119,10 @@ interface Walk {
  * host cannot answer as the engine would, or with the error met. `dir.fd` is closed when it ends.
  */
 export function hostTar(dir: Pick<HostDir, 'fd' | 'root'>, base: string, caps: Map<string, Buffer>, opts: HostTarOptions = {}): Readable {
-  // Room for many small entries ahead of the spool's writes: the walk waits on the pack less often.
-  const pack = tar.pack({ highWaterMark: PACK_BUFFER });
+  // Room for many small entries ahead of the spool's writes: the walk waits on the spool less often.
+  const writer = new TarWriter(PACK_BUFFER);
   const walk: Walk = {
-    pack,
+    tar: writer,
     caps,
     links: new Map(),
     entries: 0,
@@ -142,13 +141,13 @@ export function hostTar(dir: Pick<HostDir, 'fd' | 'root'>, base: string, caps: M
     } finally {
       closeSync(dir.fd);
     }
-    pack.finalize();
+    await writer.finalize();
   };
-  build().catch((err: Error) => pack.destroy(err));
+  build().catch((err: Error) => writer.destroy(err));
   // The reader's pipeline reports the error; once it has ended (failed on its own side), a late one
   // from the walk must not reach the process as an uncaught 'error' event.
-  pack.on('error', () => undefined);
-  return pack as unknown as Readable;
+  writer.stream.on('error', () => undefined);
+  return writer.stream;
 }
 
 /** The common header of an entry from its lstat; `rel`: its path below the root (for its capability). */
@@ -173,12 +172,13 @@ function header(name: string, st: BigIntStats, rel: string, walk: Walk): Header 
 }
 
 /**
- * Adds one entry, with `data` when given; resolves once the pack took it, rejects with the error
- * the pack was destroyed with (its reader failed: the spool full, the disk out of room).
+ * Adds one entry, with `data` when given; resolves once the archive's reader has room (at once
+ * while it has), rejects with the error its stream was destroyed with (its reader failed: the
+ * spool full, the disk out of room).
  */
-function add(walk: Walk, h: Header, extra: Partial<Header>, data?: Buffer): Promise<void> {
+function add(walk: Walk, h: Header, extra: Partial<Header>, data?: Buffer): Promise<void> | undefined {
   walk.members++;
-  return putEntry(walk.pack, { ...h, ...extra } as tar.Header, data);
+  return walk.tar.entry({ ...h, ...extra }, data);
 }
 
 /** Linux's major and minor of a device number (glibc sys/sysmacros.h). */
@@ -270,8 +270,8 @@ export interface HostPathsOptions {
  * when it ends.
  */
 export function hostPaths(dir: Pick<HostDir, 'fd' | 'root'>, paths: string[], caps: Map<string, Buffer>, opts: HostPathsOptions = {}): Readable {
-  const pack = tar.pack({ highWaterMark: PACK_BUFFER });
-  const walk: Walk = { pack, caps, links: new Map(), entries: 0, slab: new DirectSlab(), members: 0, signal: opts.signal };
+  const writer = new TarWriter(PACK_BUFFER);
+  const walk: Walk = { tar: writer, caps, links: new Map(), entries: 0, slab: new DirectSlab(), members: 0, signal: opts.signal };
   const opened = new Map<string, number>();
   /** The directory `parts` name below the top, opened (once) component by component. */
   const directory = (parts: Buffer[]): number => {
@@ -317,11 +317,11 @@ export function hostPaths(dir: Pick<HostDir, 'fd' | 'root'>, paths: string[], ca
       for (const fd of opened.values()) closeSync(fd);
       closeSync(dir.fd);
     }
-    pack.finalize();
+    await writer.finalize();
   };
-  build().catch((err: Error) => pack.destroy(err));
-  pack.on('error', () => undefined);
-  return pack as unknown as Readable;
+  build().catch((err: Error) => writer.destroy(err));
+  writer.stream.on('error', () => undefined);
+  return writer.stream;
 }
 
 /**
@@ -342,6 +342,17 @@ function openSame(path: Buffer, flags: number, st: BigIntStats): number {
 async function addFile(walk: Walk, h: Header, path: Buffer, st: BigIntStats): Promise<void> {
   const size = Number(st.size);
   const sparse = size - Number(st.blocks) * 512 >= SPARSE_MIN;
+  if (!sparse && size < TAR_COPY_MAX) {
+    // A small file is read straight into the archive's batch, after its header.
+    const fd = openSame(path, 0, st);
+    try {
+      walk.members++;
+      readFull(fd, walk.tar.open({ ...h, type: 'file', size })!, size, 0);
+    } finally {
+      closeSync(fd);
+    }
+    return walk.tar.ready();
+  }
   let fd = sparse ? openDirectSame(path, st) : undefined;
   let buf: Buffer | undefined;
   try {
@@ -355,16 +366,10 @@ async function addFile(walk: Walk, h: Header, path: Buffer, st: BigIntStats): Pr
   if (fd !== undefined && !buf) closeSync(fd);
   if (!buf) {
     fd = openSame(path, 0, st);
-    // A small file is read whole into a buffer of its own, handed to the pack as it is.
     buf = Buffer.allocUnsafe(Math.min(CHUNK, Math.max(size, 1)));
   }
   try {
-    if (size <= buf.length && !sparse) {
-      readFull(fd!, buf, size, 0);
-      await add(walk, h, { type: 'file', size }, buf.subarray(0, size));
-      return;
-    }
-    const sink = openEntry(walk, h, size);
+    openLarge(walk, h, size);
     for (let at = 0; at < size;) {
       walk.signal?.throwIfAborted();
       let n: number;
@@ -387,64 +392,31 @@ async function addFile(walk: Walk, h: Header, path: Buffer, st: BigIntStats): Pr
       }
       const chunk = buf.subarray(0, n);
       at += n;
-      // Data read buffered goes to the pack as read, and the next read gets a buffer of its own (no
+      // Data read buffered goes to the archive as read, and the next read gets a buffer of its own (no
       // copy of each MiB while held); the O_DIRECT slab is reused, so what it read is copied.
       const data = allZero(chunk) ? zeroBytes(n) : direct ? Buffer.from(chunk) : chunk;
       if (data === chunk && at < size) buf = Buffer.allocUnsafe(CHUNK);
-      if (!sink.write(data)) await event(sink, 'drain');
+      await walk.tar.write(data, at === size ? size : undefined);
     }
-    const written = event(sink, 'finish');
-    sink.end(null);
-    await written;
   } finally {
     if (fd !== undefined) closeSync(fd);
   }
 }
 
-/**
- * A regular file's entry whose `size` bytes of data the caller writes. When the walk stops
- * part-way (a file that shrank, a cancelled run), the pack is destroyed with that error and
- * destroys this entry with it: the pack reports it, and the entry's own 'error' must not reach
- * the process as an uncaught exception (which the backup takes for a crash and cancels the run).
- */
-function openEntry(walk: Walk, h: Header, size: number): ReturnType<tar.Pack['entry']> {
+/** A regular file's entry whose `size` bytes of data the caller gives to `walk.tar.write`, in pieces. */
+function openLarge(walk: Walk, h: Header, size: number): void {
   walk.members++;
-  const sink = walk.pack.entry({ ...h, type: 'file', size });
-  sink.on('error', () => undefined);
-  return sink;
+  walk.tar.open({ ...h, type: 'file', size }, true);
 }
 
 /** A regular file's entry with `size` zero bytes for data, its file left unread (FileTracker). */
 async function addUnread(walk: Walk, h: Header, size: number): Promise<void> {
-  const sink = openEntry(walk, h, size);
+  openLarge(walk, h, size);
   for (let at = 0; at < size; at += CHUNK) {
     walk.signal?.throwIfAborted();
-    if (!sink.write(zeroBytes(Math.min(CHUNK, size - at)))) await event(sink, 'drain');
+    const n = Math.min(CHUNK, size - at);
+    await walk.tar.write(zeroBytes(n), at + n === size ? size : undefined);
   }
-  const written = event(sink, 'finish');
-  sink.end(null);
-  await written;
-}
-
-/**
- * Resolves on `name` from an entry's sink; rejects on its error, or when it closes first (the pack
- * destroyed under it, which may close it without an error): a walk never waits on a closed sink.
- */
-function event(sink: ReturnType<tar.Pack['entry']>, name: 'drain' | 'finish'): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const settle = (err?: Error) => {
-      sink.off(name, ok);
-      sink.off('error', settle);
-      sink.off('close', closed);
-      if (err) reject(err);
-      else resolve();
-    };
-    const ok = () => settle();
-    const closed = () => settle(new HostReadError('the archive was closed while a file was read'));
-    sink.on(name, ok);
-    sink.on('error', settle);
-    sink.on('close', closed);
-  });
 }
 
 /** Reads `want` bytes at `at` (fewer only at the file's end: then HostReadError, the file shrank). O_DIRECT reads ask for whole chunks. */

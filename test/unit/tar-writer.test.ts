@@ -1,0 +1,114 @@
+import { describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
+import { TarWriter, type TarHeader } from '../../src/util/tar-writer.js';
+import { putEntry } from '../../src/util/tar-entry.js';
+
+/** Every byte of `stream`, once it ends. */
+async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const part of stream) parts.push(part as Buffer);
+  return Buffer.concat(parts);
+}
+
+/** One entry as both writers are given it: data at once, small data read into the room `open` gives, or large data in pieces. */
+interface Case {
+  h: TarHeader;
+  data?: Buffer;
+  how?: 'entry' | 'open';
+}
+
+/** The archive tar-stream's pack writes for `cases`. */
+async function byTarStream(cases: Case[]): Promise<Buffer> {
+  const pack = tar.pack();
+  const out = readAll(pack as unknown as NodeJS.ReadableStream);
+  for (const { h, data } of cases) await putEntry(pack, { ...h } as tar.Header, data);
+  pack.finalize();
+  return out;
+}
+
+/** The archive TarWriter writes for `cases`, taking each data the way `how` says. */
+async function byWriter(cases: Case[], highWaterMark?: number): Promise<Buffer> {
+  const w = new TarWriter(highWaterMark);
+  const out = readAll(w.stream);
+  for (const { h, data, how } of cases) {
+    if (how !== 'open' || !data) {
+      await w.entry(h, data);
+      continue;
+    }
+    const room = w.open({ ...h, size: data.length });
+    if (room) data.copy(room);
+    else
+      for (let at = 0; at < data.length; at += 300_000) {
+        const end = Math.min(data.length, at + 300_000);
+        await w.write(data.subarray(at, end), end === data.length ? data.length : undefined);
+      }
+  }
+  await w.finalize();
+  return out;
+}
+
+const mtime = new Date(1_700_000_000_000);
+const file = (name: string, size: number, how: Case['how'] = 'entry', extra: Partial<TarHeader> = {}): Case => ({
+  h: { name, type: 'file', mode: 0o100644, uid: 1000, gid: 1000, mtime, ...extra },
+  data: randomBytes(size),
+  how,
+});
+
+describe('TarWriter writes the bytes tar-stream writes', () => {
+  it('for every kind of entry, long and non-ASCII names, PAX records and default modes', async () => {
+    const deep = Array.from({ length: 12 }, (_v, i) => `directory-${i}`).join('/');
+    const cases: Case[] = [
+      { h: { name: 'top/', type: 'directory', mode: 0o40755, mtime } },
+      file('top/empty', 0),
+      file('top/one', 1),
+      file('top/block', 512),
+      file('top/block-and-one', 513),
+      file('top/large-at-once', 200_000),
+      file('top/small-read', 4000, 'open'),
+      file('top/large-in-pieces', 1_500_000, 'open'),
+      file('top/sixty-four-k', 64 << 10, 'open'),
+      { h: { name: 'top/link', type: 'symlink', linkname: '../elsewhere', mode: 0o120777, mtime } },
+      { h: { name: 'top/hard', type: 'link', linkname: 'top/one', mode: 0o100644, mtime } },
+      { h: { name: 'top/tty', type: 'character-device', devmajor: 5, devminor: 0, mode: 0o20620, mtime } },
+      { h: { name: 'top/disk', type: 'block-device', devmajor: 259, devminor: 70000, mode: 0o60660, mtime } },
+      { h: { name: 'top/pipe', type: 'fifo', mode: 0o10600, mtime } },
+      // A whiteout as layer-upper-tar writes it: no type, a character device's mode, no data.
+      { h: { name: 'top/.wh.gone', mode: 0o20000, mtime }, data: Buffer.alloc(0) },
+      { h: { name: 'top/no-mode-dir/', type: 'directory', mtime } },
+      file('top/no-mode', 10, 'entry', { mode: 0 }),
+      file(`top/${deep}/named-with-a-prefix`, 700),
+      file(`top/${'x'.repeat(120)}`, 30),
+      file('top/naïve-ünïcode', 30, 'open'),
+      { h: { name: 'top/far', type: 'symlink', linkname: `/${'l'.repeat(150)}`, mode: 0o120777, mtime } },
+      file('top/owned-high', 20, 'entry', { uid: 3_000_000, gid: 2_999_999, pax: { uid: '3000000', gid: '2999999' } }),
+      file('top/capable', 20, 'open', { pax: { 'SCHILY.xattr.security.capability': '\u0001\u0000\u0000\u0002 \u0000' } }),
+      file('top/setuid', 5, 'entry', { mode: 0o104755 }),
+      file('top/old', 5, 'entry', { mtime: new Date(0) }),
+    ];
+    expect((await byWriter(cases)).equals(await byTarStream(cases))).toBe(true);
+  });
+
+  it('for thousands of small files across many batches, with a reader that keeps it waiting', async () => {
+    const cases = Array.from({ length: 3000 }, (_v, i) => file(`many/${i}`, (i * 997) % 5000, i % 2 ? 'open' : 'entry'));
+    const ours = await byWriter(cases, 64 << 10);
+    expect(ours.length).toBeGreaterThan(8 << 20);
+    expect(ours.equals(await byTarStream(cases))).toBe(true);
+  });
+});
+
+describe('TarWriter when its reader fails', () => {
+  it('rejects the waiting call and every later one with the reader’s error, and raises nothing uncaught', async () => {
+    const w = new TarWriter(64 << 10);
+    const failing = new Writable({ write: (_c, _e, done) => done(new Error('no space left on device')) });
+    const piped = pipeline(w.stream, failing).catch((err: Error) => err);
+    let waited: Error | undefined;
+    for (let i = 0; i < 1000 && !waited; i++) await Promise.resolve(w.entry(file(`f${i}`, 4000).h, randomBytes(4000))).catch((err: Error) => (waited = err));
+    expect(waited?.message).toBe('no space left on device');
+    expect((await piped)?.message).toBe('no space left on device');
+    await expect(w.entry({ name: 'after', type: 'file', mtime }, Buffer.from('x'))).rejects.toThrow('no space left on device');
+    expect(() => w.open({ name: 'after', size: 1, mtime })).toThrow('no space left on device');
+  });
+});
