@@ -8,7 +8,7 @@ import { readSmall } from '../util/streams.js';
 import { openContent, storeBlob, type StoreTarget } from './blobs.js';
 import { isNetworkFile, probesAgree, trustedUpperDir, upperDirOf, upperEntry, type UpperDir } from './layer-upper.js';
 import { overlayAttrsBlocker, upperOpaqueDirs } from './layer-upper-tar.js';
-import { walkUpperDir } from './layer-walk.js';
+import { walkUpper } from './layer-walk.js';
 import type { BlobDescriptor, Compression } from './manifest.js';
 
 /** Media type of a writable layer's index (JSON, compressed as the set's blobs). */
@@ -192,7 +192,7 @@ async function scanUpper(
   if (!ownedByRoot(upper.root)) return undefined;
   // getfattr runs beside the walk (its own process).
   const opaqueDirs = upperOpaqueDirs(upper.root);
-  const walk = walkUpperDir(upper.root, upper.shadowed, maxTotal);
+  const walk = await walkUpper(upper.root, upper.shadowed, maxTotal, signal);
   const opaque = await opaqueDirs;
   if (typeof walk === 'string' || typeof opaque === 'string') return undefined;
   if (walk.truncated || walk.toEngine.length > maxPaths) return {};
