@@ -122,25 +122,40 @@ export class ContainerBackup {
           const atRest = heldAs !== 'none' || !running;
           // Each mount's getfattr (for a read on this host) runs beside the layer's read.
           const xattrs = plans.map((plan) => this.volumes.earlyGetfattr(info, plan, atRest));
-          const { index: now, upper } =
-            (this.opts.layerCompaction ?? DEFAULT_LAYER_COMPACTION) > 0
-              ? await phase('writable layer changes', () => scanLayerOn(engine, info.Id, MAX_INDEXED_PATHS, signal, { hostReads: atRest }))
-              : {};
-          let committed = previous && now ? await this.takeDelta(info, name, previous, now, pending, upper) : undefined;
-          // The whole layer from this host's upper directory, read while no process can change it.
-          if (!committed && now && upper && atRest) committed = await this.takeWhole(info, name, now, upper, baseConfig, pending);
-          if (!committed) {
-            journal?.tempImage(tempRef);
-            log.info(`${name}: committing the writable layer`);
-            const commit = engine.commit(info.Id, { pause: false, ...temp });
-            committed = { kind: 'commit', imageId: await phase('commit', () => (journal ? journal.track(commit) : commit)), now };
+          // The writable layer and the volumes are read at once: the layer's walk runs in a child process
+          // (layer-walk.ts) and its probes are the engine's, while this thread walks the volumes.
+          const layerTaken = (async (): Promise<TakenLayer> => {
+            const { index: now, upper } =
+              (this.opts.layerCompaction ?? DEFAULT_LAYER_COMPACTION) > 0
+                ? await phase('writable layer changes', () => scanLayerOn(engine, info.Id, MAX_INDEXED_PATHS, signal, { hostReads: atRest }))
+                : {};
+            let committed = previous && now ? await this.takeDelta(info, name, previous, now, pending, upper) : undefined;
+            // The whole layer from this host's upper directory, read while no process can change it.
+            if (!committed && now && upper && atRest) committed = await this.takeWhole(info, name, now, upper, baseConfig, pending);
+            if (!committed) {
+              journal?.tempImage(tempRef);
+              log.info(`${name}: committing the writable layer`);
+              const commit = engine.commit(info.Id, { pause: false, ...temp });
+              committed = { kind: 'commit', imageId: await phase('commit', () => (journal ? journal.track(commit) : commit)), now };
+            }
+            return committed;
+          })();
+          const volumesTaken = (async () => {
+            for (const [i, plan] of plans.entries()) {
+              const { mount } = plan;
+              log.info(`${name}: reading ${mount.type === 'bind' ? `bind mount ${mount.source}` : `volume ${mount.name}`}`);
+              taken.push(await phase(`volume ${mount.name || mount.destination}`, () => this.volumes.takeVolume(info.Id, name, plan, pending, xattrs[i])));
+            }
+          })();
+          // Both end before either's error is thrown: what they spooled is released only once nothing writes it.
+          const [layerDone, volumesDone] = await Promise.allSettled([layerTaken, volumesTaken]);
+          if (layerDone.status === 'rejected') {
+            // Said when it is a failure of its own (not the same cancel).
+            if (volumesDone.status === 'rejected' && !signal?.aborted) log.warning(`${name}: its volumes failed too: ${errorMessage(volumesDone.reason)}`);
+            throw layerDone.reason;
           }
-          for (const [i, plan] of plans.entries()) {
-            const { mount } = plan;
-            log.info(`${name}: reading ${mount.type === 'bind' ? `bind mount ${mount.source}` : `volume ${mount.name}`}`);
-            taken.push(await phase(`volume ${mount.name || mount.destination}`, () => this.volumes.takeVolume(info.Id, name, plan, pending, xattrs[i])));
-          }
-          return committed;
+          if (volumesDone.status === 'rejected') throw volumesDone.reason;
+          return layerDone.value;
         }),
       );
       signal?.throwIfAborted();

@@ -92,13 +92,21 @@ export class Holder {
           const moved = (planned ? startedDuring(info.State, still.State) : undefined) ?? (isStill(still.State) ? undefined : 'it was started');
           if (moved) throw tornError(moved, info);
         }
-        value = await take(held);
+        // A read that fails (its container removed under it, say) is checked as one that ends: a move is its cause.
+        let failed: { err: unknown } | undefined;
+        try {
+          value = await take(held);
+        } catch (err) {
+          if (signal?.aborted) throw err;
+          failed = { err };
+        }
         // Still as it was found or left (one inspect, while still held), and nothing moved it meanwhile (its events).
         // Removed meanwhile: nothing of it is left to mix with what was read, unless its events say it ran.
         const now =
           still || held !== 'none'
             ? await engine.inspectContainer(info.Id, signal).catch((err: unknown) => {
                 if (err instanceof NotFoundError) return undefined;
+                if (failed) return undefined;
                 throw err;
               })
             : undefined;
@@ -109,6 +117,7 @@ export class Holder {
           (now && held !== 'none' ? movedWhileHeld(held, from, now.State) : undefined) ??
           (watch?.intact ? movedByEvents(held, watch.actions) : undefined);
         if (moved) throw tornError(moved, info);
+        if (failed) throw failed.err;
         await gate?.afterTake();
         taken = true;
       } finally {
@@ -119,7 +128,7 @@ export class Holder {
         if (held === 'pause') log.info(`${name}: paused for ${heldMs} ms${what('at one point in time')}`);
         if (held === 'stop') log.info(`${name}: started again after ${heldMs} ms stopped${what('while stopped')}`);
       }
-      return { value, heldMs, held };
+      return { value: value!, heldMs, held };
     } finally {
       // Closed once put back (its events are read by then), whatever happened: an open stream keeps the process alive.
       watch?.close();
