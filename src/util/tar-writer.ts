@@ -99,7 +99,8 @@ export class TarWriter {
     if (this.failed) throw this.failed;
     this.header({ ...h, type: 'file' });
     if (streamed || h.size >= TAR_COPY_MAX) return undefined;
-    if (h.size > BATCH - this.used) this.flush();
+    // The data and its padding in this batch, or both in the next: a batch is never handed on with room not yet filled.
+    if (padded(h.size) > BATCH - this.used) this.flush();
     const room = this.batch.subarray(this.used, this.used + h.size);
     this.used += h.size;
     this.pad(h.size);
@@ -152,15 +153,22 @@ export class TarWriter {
 
   /** Zeros to the end of the 512-byte block after `size` bytes of data (tar-stream pack.js overflow). */
   private pad(size: number): void {
-    const rest = size % BLOCK;
-    if (rest) this.copy(END.subarray(0, BLOCK - rest));
+    if (padded(size) > size) this.copy(END.subarray(0, padded(size) - size));
   }
 
-  /** Hands the batch on and starts a new one. */
+  /**
+   * Hands the batch on and starts a new one. A batch little used (before a long piece, say) is
+   * handed on as a copy of what it holds and used again: the reader's backlog then holds what it
+   * counts, not a MiB per piece.
+   */
   private flush(): void {
     if (this.used === 0) return;
-    const piece = this.batch.subarray(0, this.used);
-    this.batch = Buffer.allocUnsafe(BATCH);
+    let piece: Buffer;
+    if (this.used < BATCH / 16) piece = Buffer.from(this.batch.subarray(0, this.used));
+    else {
+      piece = this.batch.subarray(0, this.used);
+      this.batch = Buffer.allocUnsafe(BATCH);
+    }
     this.used = 0;
     this.push(piece);
   }
@@ -258,6 +266,11 @@ export class TarWriter {
     this.used += BLOCK;
     return true;
   }
+}
+
+/** Bytes `size` bytes of data take with their padding: a whole number of 512-byte blocks. */
+function padded(size: number): number {
+  return Math.ceil(size / BLOCK) * BLOCK;
 }
 
 /** tar-stream pack.js modeToType: an entry's type from its st_mode when none is given. */
