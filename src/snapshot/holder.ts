@@ -102,21 +102,26 @@ export class Holder {
         }
         // Still as it was found or left (one inspect, while still held), and nothing moved it meanwhile (its events).
         // Removed meanwhile: nothing of it is left to mix with what was read, unless its events say it ran.
+        let gone = false;
         const now =
           still || held !== 'none'
             ? await engine.inspectContainer(info.Id, signal).catch((err: unknown) => {
-                if (err instanceof NotFoundError) return undefined;
-                if (failed) return undefined;
+                gone = err instanceof NotFoundError;
+                // After a failed read, what the inspect cannot tell is left to the events.
+                if (gone || failed) return undefined;
                 throw err;
               })
             : undefined;
         // Found removed: its events up to its removal are all in once the removal's own is.
-        if (!now && watch?.intact) await watch.seen('destroy', DESTROY_WAIT_MS);
+        if (gone && watch?.intact) await watch.seen('destroy', DESTROY_WAIT_MS);
         const moved =
           (now && still ? (startedDuring(still.State, now.State) ?? (isStill(now.State) ? undefined : 'it was started')) : undefined) ??
           (now && held !== 'none' ? movedWhileHeld(held, from, now.State) : undefined) ??
           (watch?.intact ? movedByEvents(held, watch.actions) : undefined);
-        if (moved) throw tornError(moved, info);
+        if (moved) {
+          if (failed) log.info(`${name}: its read failed too (${errorMessage(failed.err)})`);
+          throw tornError(moved, info);
+        }
         if (failed) throw failed.err;
         await gate?.afterTake();
         taken = true;
@@ -162,16 +167,23 @@ export class Holder {
         journal?.stopped({ id, startedAt, until: Date.now() + timeoutS * 1000 + STOP_MARGIN_MS });
         log.info(`${name}: stopping (up to ${timeoutS} s before the engine kills it)`);
         if (!(await engine.stop(id, this.opts.stopTimeout))) {
-          // Stopped by another client since the plan saw it running: not this run's to start again.
+          // Stopped by another client (or exited) since the plan saw it running: not this run's to start again.
           journal?.restarted(id);
-          log.info(`${name}: was stopped by another client before this backup stopped it: taken as it is, and left stopped`);
-          this.notes.set(id, 'stopped by another client before its hold: taken as it is, left stopped');
+          log.info(`${name}: was not running any more when this backup stopped it (stopped by another client, or exited): taken as it is, and left stopped`);
+          this.notes.set(id, 'not running at its stop (stopped by another client, or exited): taken as it is, left stopped');
           return 'none';
         }
         log.info(`${name}: stopped for its snapshot`);
       }
       return hold;
     } catch (err) {
+      if (hold === 'pause' && /already paused/i.test(errorMessage(err))) {
+        // Paused by another client since the plan saw it running (the engine's 409): not this run's to unpause.
+        journal?.unpaused(id);
+        log.info(`${name}: was paused by another client before this backup paused it: taken as it is, and left paused`);
+        this.notes.set(id, 'paused by another client before its hold: taken as it is, left paused');
+        return 'none';
+      }
       if (await this.asItWas(info, hold)) {
         const verb = hold === 'pause' ? 'paused' : 'stopped';
         log.info(`${name}: could not be ${verb} (${errorMessage(err)}); it is restarting or not running any more, so it is taken as it is`);

@@ -282,14 +282,47 @@ describe('a backup never makes a state it cannot undo', () => {
       if (m.startsWith(`${name}: stopping (up to`)) cli('stop', name);
     });
     expect(result.failed, JSON.stringify(result.containers)).toBe(0);
-    expect(result.containers[0]).toMatchObject({ pausedMs: 0, stoppedMs: 0, note: 'stopped by another client before its hold: taken as it is, left stopped' });
-    expect(log.lines).toContain(`info: ${name}: was stopped by another client before this backup stopped it: taken as it is, and left stopped`);
+    expect(result.containers[0]).toMatchObject({
+      pausedMs: 0,
+      stoppedMs: 0,
+      note: 'not running at its stop (stopped by another client, or exited): taken as it is, left stopped',
+    });
+    expect(log.lines).toContain(
+      `info: ${name}: was not running any more when this backup stopped it (stopped by another client, or exited): taken as it is, and left stopped`,
+    );
     expect(log.lines.filter((l) => /^(warning|error):/.test(l))).toEqual([]);
     expect(journals).toEqual([]);
     expect(existsSync(join(store, 'sets', 'other-stop.json'))).toBe(true);
     expect(result.containers[0].volumes).toEqual([volume]);
     // Left as the other client left it: the backup did not start it again.
     expect((await docker.getContainer(name).inspect()).State.Running).toBe(false);
+  });
+
+  it('a running container paused by another client just before the backup pauses it is taken as it is and left paused, not unpaused', async () => {
+    const { name, volume } = await writer('paused-by-other');
+    // Another client pauses it between the plan (it ran) and the backup's own pause, which the engine then refuses (409).
+    class OtherPausesFirst extends Engine {
+      override async pause(id: string) {
+        cli('pause', name);
+        return super.pause(id);
+      }
+    }
+    const store = join(res.tempDir(), 'store');
+    const { result, log, journals } = await journalled(
+      { containers: name, destination: `dir:${store}`, tag: 'other-pause' },
+      res.tempDir(),
+      new OtherPausesFirst(),
+    );
+    expect(result.failed, JSON.stringify(result.containers)).toBe(0);
+    expect(result.containers[0]).toMatchObject({ pausedMs: 0, stoppedMs: 0, note: 'paused by another client before its hold: taken as it is, left paused' });
+    expect(log.lines).toContain(`info: ${name}: was paused by another client before this backup paused it: taken as it is, and left paused`);
+    expect(log.lines.filter((l) => /^(warning|error):/.test(l))).toEqual([]);
+    expect(journals).toEqual([]);
+    expect(result.containers[0].volumes).toEqual([volume]);
+    // Left as the other client left it: the backup did not unpause it.
+    const after = (await docker.getContainer(name).inspect()).State;
+    expect({ running: after.Running, paused: after.Paused }).toEqual({ running: true, paused: true });
+    cli('unpause', name);
   });
 
   it('a created --rm container started, exited and removed while its volume is read is not stored (its events show it ran)', async () => {
