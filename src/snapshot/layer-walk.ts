@@ -103,7 +103,12 @@ export function findUpperDir(
   signal?: AbortSignal,
 ): Promise<UpperWalk | string | undefined> {
   return new Promise((resolve) => {
-    const child = spawn('find', [root, '-mindepth', '1', '-printf', FORMAT], { stdio: ['ignore', 'pipe', 'pipe'], signal });
+    // The C locale: the decimal point of %T@ and find's messages as parsed here.
+    const child = spawn('find', [root, '-mindepth', '1', '-printf', FORMAT], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      signal,
+      env: { ...process.env, LC_ALL: 'C' },
+    });
     const parts: Buffer[] = [];
     let records = 0;
     let truncated = false;
