@@ -168,10 +168,12 @@ export class Holder {
         log.info(`${name}: stopping (up to ${timeoutS} s before the engine kills it)`);
         if (!(await engine.stop(id, this.opts.stopTimeout))) {
           // Stopped by another client (or exited) since the plan saw it running: not this run's to start again.
-          journal?.restarted(id);
-          log.info(`${name}: was not running any more when this backup stopped it (stopped by another client, or exited): taken as it is, and left stopped`);
-          this.notes.set(id, 'not running at its stop (stopped by another client, or exited): taken as it is, left stopped');
-          return 'none';
+          return this.leftAsFound(
+            id,
+            'stop',
+            `${name}: was not running any more when this backup stopped it (stopped by another client, or exited): taken as it is, and left stopped`,
+            'not running at its stop (stopped by another client, or exited): taken as it is, left stopped',
+          );
         }
         log.info(`${name}: stopped for its snapshot`);
       }
@@ -179,10 +181,12 @@ export class Holder {
     } catch (err) {
       if (hold === 'pause' && /already paused/i.test(errorMessage(err))) {
         // Paused by another client since the plan saw it running (the engine's 409): not this run's to unpause.
-        journal?.unpaused(id);
-        log.info(`${name}: was paused by another client before this backup paused it: taken as it is, and left paused`);
-        this.notes.set(id, 'paused by another client before its hold: taken as it is, left paused');
-        return 'none';
+        return this.leftAsFound(
+          id,
+          'pause',
+          `${name}: was paused by another client before this backup paused it: taken as it is, and left paused`,
+          'paused by another client before its hold: taken as it is, left paused',
+        );
       }
       if (await this.asItWas(info, hold)) {
         const verb = hold === 'pause' ? 'paused' : 'stopped';
@@ -192,6 +196,19 @@ export class Holder {
       }
       throw new BackupError(`${hold}: ${errorMessage(err)}`, { cause: err });
     }
+  }
+
+  /**
+   * A container found already paused or stopped by its hold (another client's doing): its journal
+   * entry for `hold` cleared (the put-back would undo what this run did not do), `line` logged,
+   * `note` kept for its outcome. Returns 'none': it is taken as it is.
+   */
+  private leftAsFound(id: string, hold: 'pause' | 'stop', line: string, note: string): Hold {
+    if (hold === 'pause') this.ctx.journal?.unpaused(id);
+    else this.ctx.journal?.restarted(id);
+    this.ctx.log.info(line);
+    this.notes.set(id, note);
+    return 'none';
   }
 
   /**

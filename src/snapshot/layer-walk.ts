@@ -51,8 +51,7 @@ export async function walkUpper(root: string, shadowed: (path: string) => boolea
  * a turn through the thread pool, and the container is held meanwhile.
  */
 export function walkUpperDir(root: string, shadowed: (path: string) => boolean, maxTotal: number): UpperWalk | string {
-  const entries = new Map<string, HostStat | 'whiteout'>();
-  const toEngine: string[] = [];
+  const walk: UpperWalk = { entries: new Map(), toEngine: [] };
   let count = 0;
   const dirs: string[] = [''];
   try {
@@ -65,21 +64,23 @@ export function walkUpperDir(root: string, shadowed: (path: string) => boolean, 
           return `a name in ${dir || '/'} is not UTF-8`;
         }
         const path = `${dir}/${name}`;
-        if (++count > maxTotal) return { entries, toEngine, truncated: true };
+        if (++count > maxTotal) return { ...walk, truncated: true };
         const st: BigIntStats = lstatSync(join(root, path), { bigint: true });
         if (st.isDirectory()) dirs.push(path);
-        if (st.isCharacterDevice() && st.rdev === 0n) entries.set(path, 'whiteout');
-        else {
-          const host = shadowed(path) ? undefined : hostEntry(st);
-          if (host) entries.set(path, host);
-          else toEngine.push(path);
-        }
+        addStat(walk, path, st, shadowed);
       }
     }
   } catch (err) {
     return `${(err as NodeJS.ErrnoException).code ?? (err as Error).message} while walking it`;
   }
-  return { entries, toEngine };
+  return walk;
+}
+
+/** Adds a path's lstat to `walk`: a whiteout (a character device 0:0), its host stat, or a path for the engine (under a mount, or a time the host cannot say as the engine would). */
+function addStat(walk: UpperWalk, path: string, st: BigIntStats, shadowed: (path: string) => boolean): void {
+  const host = st.isCharacterDevice() && st.rdev === 0n ? 'whiteout' : shadowed(path) ? undefined : hostEntry(st);
+  if (host) walk.entries.set(path, host);
+  else walk.toEngine.push(path);
 }
 
 /** One record per path below the top: type letter, permission bits (octal, setuid/setgid/sticky included), size, mtime and ctime as seconds.nanoseconds, then the path (relative, raw bytes) and a NUL. */
@@ -136,8 +137,7 @@ export function findUpperDir(
 
 /** The entries of find's output (FORMAT records); a clause when a name is not UTF-8 or a record cannot be read. */
 function parseRecords(out: Buffer, root: string, shadowed: (path: string) => boolean): UpperWalk | string {
-  const entries = new Map<string, HostStat | 'whiteout'>();
-  const toEngine: string[] = [];
+  const walk: UpperWalk = { entries: new Map(), toEngine: [] };
   let at = 0;
   while (at < out.length) {
     const end = out.indexOf(0, at);
@@ -168,12 +168,7 @@ function parseRecords(out: Buffer, root: string, shadowed: (path: string) => boo
       } catch (err) {
         return `${(err as NodeJS.ErrnoException).code ?? (err as Error).message} while walking it`;
       }
-      if (st.rdev === 0n) entries.set(path, 'whiteout');
-      else {
-        const host = shadowed(path) ? undefined : hostEntry(st);
-        if (host) entries.set(path, host);
-        else toEngine.push(path);
-      }
+      addStat(walk, path, st, shadowed);
       continue;
     }
     const bits = TYPE_BITS[type];
@@ -183,10 +178,10 @@ function parseRecords(out: Buffer, root: string, shadowed: (path: string) => boo
       return `find wrote a record it was not asked for (${fields.join(' ')})`;
     }
     const time = shadowed(path) ? undefined : goUtcTime(mtimeNs);
-    if (time === undefined) toEngine.push(path);
-    else entries.set(path, { mode: goFileMode(bits | Number.parseInt(perm, 8)), size: Number(size), mtime: time, ctimeNs: String(ctimeNs) });
+    if (time === undefined) walk.toEngine.push(path);
+    else walk.entries.set(path, { mode: goFileMode(bits | Number.parseInt(perm, 8)), size: Number(size), mtime: time, ctimeNs: String(ctimeNs) });
   }
-  return { entries, toEngine };
+  return walk;
 }
 
 /** find's `%T@` (seconds, a dot, then nanoseconds and more digits; the seconds signed, the fraction added) in ns. */
