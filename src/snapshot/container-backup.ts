@@ -123,7 +123,10 @@ export class ContainerBackup {
           // Each mount's getfattr (for a read on this host) runs beside the layer's read.
           const xattrs = plans.map((plan) => this.volumes.earlyGetfattr(info, plan, atRest));
           // The writable layer and the volumes are read at once: the layer's walk runs in a child process
-          // (layer-walk.ts) and its probes are the engine's, while this thread walks the volumes.
+          // (layer-walk.ts) and its probes are the engine's, while this thread walks the volumes. Not over
+          // ssh:// or tcp://: there both would share the run's one connection (an SSH server may refuse a
+          // second channel at once, "Unable to exec"), and nothing is walked on this host.
+          const beside = engine.describe().startsWith('unix://');
           const layerTaken = (async (): Promise<TakenLayer> => {
             const { index: now, upper } =
               (this.opts.layerCompaction ?? DEFAULT_LAYER_COMPACTION) > 0
@@ -141,6 +144,7 @@ export class ContainerBackup {
             return committed;
           })();
           const volumesTaken = (async () => {
+            if (!beside) await layerTaken;
             for (const [i, plan] of plans.entries()) {
               const { mount } = plan;
               log.info(`${name}: reading ${mount.type === 'bind' ? `bind mount ${mount.source}` : `volume ${mount.name}`}`);
@@ -151,7 +155,8 @@ export class ContainerBackup {
           const [layerDone, volumesDone] = await Promise.allSettled([layerTaken, volumesTaken]);
           if (layerDone.status === 'rejected') {
             // Said when it is a failure of its own (not the same cancel).
-            if (volumesDone.status === 'rejected' && !signal?.aborted) log.warning(`${name}: its volumes failed too: ${errorMessage(volumesDone.reason)}`);
+            if (volumesDone.status === 'rejected' && volumesDone.reason !== layerDone.reason && !signal?.aborted)
+              log.warning(`${name}: its volumes failed too: ${errorMessage(volumesDone.reason)}`);
             throw layerDone.reason;
           }
           if (volumesDone.status === 'rejected') throw volumesDone.reason;
