@@ -25,9 +25,9 @@ export function parseLockTimeout(raw: string | undefined, fallbackSeconds = 600)
 }
 
 /**
- * CONTAINER_SNAPSHOT_SETTLE_SECONDS: how long before a backup a large file of a volume must have
- * last changed (its ctime) for the next backup to leave it unread when it is unchanged
- * (file-index.ts); undefined when not set (the kernel's writeback timing decides). Whole seconds,
+ * CONTAINER_SNAPSHOT_SETTLE_SECONDS: how long before a backup a file of a volume must have last
+ * changed (its ctime) to be read once the container is back (deferred-read.ts), and a large one
+ * for the next backup to leave it unread when it is unchanged (file-index.ts); undefined when not set (the kernel's writeback timing decides). Whole seconds,
  * 2 to 86400 (below 2 s a file system's coarse timestamps could hide a change). Throws InputError
  * naming the variable otherwise.
  */
