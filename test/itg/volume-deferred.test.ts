@@ -237,6 +237,7 @@ describe('volume files read once the container is back (deferred reads)', () => 
       const before = await treeDigest(c.name, '/data');
       const { lines } = await take(c.name, store, 'c1', {}, engine);
       expect(engine.unpauses).toBe(2);
+      expect((await docker.getContainer(c.name).inspect()).State).toMatchObject({ Running: true, Paused: false });
       expect(lines.filter((l) => l.includes('changed after the container was back'))).toEqual([
         `${c.name}: ${c.volume}: ${rel} changed after the container was back, before it was read: taken again, every file read while it is held`,
       ]);
