@@ -19,6 +19,7 @@ import { capabilitiesFrom, runGetfattr, xattrOutput, type GetfattrRun } from './
 import type { ContainerInspect } from '../engine/containers.js';
 import { archiveRoot, rootStatFrom } from './volume-root.js';
 import { hostTar } from './volume-tar.js';
+import { DeferredReads, readDeferred } from './deferred-read.js';
 import { atDir, hostReadBlocker, mountedPaths, mountsSubpath, trustHostDir } from './volume-host.js';
 import { SpoolError } from './spool.js';
 import { posix } from 'node:path';
@@ -144,8 +145,10 @@ export class VolumePath {
    * (`takeOnHost`), else as the engine sends it; and a scan of what the archive drops. The spooled
    * file is also pushed to `pending`, for the caller to remove whatever happens. `xattrs`: this
    * mount's getfattr run, started earlier in the same hold (earlyGetfattr); started here when not given.
+   * `defer`: settled files may be left for a read once the container is back (deferred-read.ts;
+   * the caller then calls readLater, and takes the container again if it throws DeferredChange).
    */
-  async takeVolume(id: string, container: string, plan: VolumePlan, pending: Spooled[], xattrs?: Promise<GetfattrRun>): Promise<TakenVolume> {
+  async takeVolume(id: string, container: string, plan: VolumePlan, pending: Spooled[], xattrs?: Promise<GetfattrRun>, defer = false): Promise<TakenVolume> {
     const { engine, signal } = this.ctx;
     const { mount, hostPath } = plan;
     await this.spool.ready();
@@ -154,7 +157,7 @@ export class VolumePath {
     const margin = this.opts.settleSeconds !== undefined ? BigInt(this.opts.settleSeconds) * 1_000_000_000n : racyMarginNs();
     const cutoff = margin === undefined ? undefined : BigInt(Date.now()) * 1_000_000n - margin;
     const files = this.chunking ? new FileWalk(CHUNK_SIZES.min, cutoff, plan.unread?.index) : undefined;
-    const onHost = await this.takeOnHost(id, plan, label, files, xattrs);
+    const onHost = await this.takeOnHost(id, plan, label, files, xattrs, defer ? cutoff : undefined);
     if (typeof onHost !== 'string') {
       pending.push(onHost.spooled);
       this.ctx.log.info(`${label}: read on this host from ${hostPath}`);
@@ -162,7 +165,8 @@ export class VolumePath {
         this.ctx.log.info(`${label}: ${files.unread.size} file(s) unchanged since the set before, not read (${formatBytes(files.unreadBytes)})`);
       if (files?.off && plan.unread) this.ctx.log.info(`${label}: every file read, none left unread: ${files.off}`);
       // The directory was compared with the engine's archive of it before it was read (trustHostDir).
-      return { plan, spooled: onHost.spooled, scan: onHost.scan, readOnHost: true, ...(files ? { files } : {}) };
+      const deferred = onHost.deferred?.reads.length ? onHost.deferred : undefined;
+      return { plan, spooled: onHost.spooled, scan: onHost.scan, readOnHost: true, ...(files ? { files } : {}), ...(deferred ? { deferred } : {}) };
     }
     this.ctx.log.info(`${label}: read through the engine: ${onHost}`);
     const scanning = scanVolumeMetadata(hostPath);
@@ -204,7 +208,8 @@ export class VolumePath {
    * that archive drops made by the same walk (one getfattr for the side record's attributes and
    * the archive's capabilities), or why not (a sentence): hostReadBlocker, then trustHostDir, then
    * anything the host could not read as the engine would (the spooled file is then removed).
-   * Throws a SpoolError (the disk), or the signal's reason.
+   * `deferBefore`: files whose ctime is before it (ns) may be left for later (DeferredReads), on a
+   * file system whose ctime the file index trusts. Throws a SpoolError (the disk), or the signal's reason.
    */
   private async takeOnHost(
     id: string,
@@ -212,7 +217,8 @@ export class VolumePath {
     label: string,
     files?: FileWalk,
     early?: Promise<GetfattrRun>,
-  ): Promise<{ spooled: Spooled; scan: MetadataScan } | string> {
+    deferBefore?: bigint,
+  ): Promise<{ spooled: Spooled; scan: MetadataScan; deferred?: DeferredReads } | string> {
     const { engine, signal } = this.ctx;
     const { mount, hostPath } = plan;
     const info = await engine.inspectContainer(id, signal);
@@ -231,13 +237,18 @@ export class VolumePath {
         ? 'getfattr not found (Debian package attr) to read security.capability'
         : `getfattr failed (${dump.failed.message.split('\n')[0]})`;
     }
-    if (files) files.off ??= untrustedFs(statfsSync(atDir(dir.fd)).type);
+    const untrusted = untrustedFs(statfsSync(atDir(dir.fd)).type);
+    if (files) files.off ??= untrusted;
+    const deferred = deferBefore !== undefined && !untrusted ? new DeferredReads(deferBefore) : undefined;
     const collector = new MetadataCollector(rootStatFrom(dir.root));
     const observe = (rel: string, st: BigIntStats) => collector.visit(rel === '.' ? rel : Buffer.from(rel, 'latin1').toString('utf8'), walkedOf(st));
     let spooled: Spooled;
     try {
       const base = posix.basename(posix.normalize(mount.destination));
-      spooled = await this.spool.take(hostTar(dir, base, capabilitiesFrom(dump.output, hostPath!), { files, observe, signal }), this.meter(label));
+      spooled = await this.spool.take(
+        hostTar(dir, base, capabilitiesFrom(dump.output, hostPath!), { files, defer: deferred, observe, signal }),
+        this.meter(label),
+      );
     } catch (err) {
       await dir.owner;
       signal?.throwIfAborted();
@@ -245,9 +256,29 @@ export class VolumePath {
       return `the host could not read it as the engine would (${errorMessage(err)})`;
     }
     const owner = await dir.owner;
-    if (!owner) return { spooled, scan: collector.finish(hostPath!, xattrOutput(dump)) };
+    if (!owner) return { spooled, scan: collector.finish(hostPath!, xattrOutput(dump)), ...(deferred ? { deferred } : {}) };
     await this.spool.release(spooled);
     return owner;
+  }
+
+  /**
+   * Once the container is back, before storeVolume: the files the host read left for later read
+   * into the spooled archive (deferred-read.ts), each checked unchanged since the hold. Throws
+   * DeferredChange when one changed (the caller takes the container again, `defer` off), the
+   * signal's reason, or a read's or the spool's error.
+   */
+  async readLater(container: string, taken: TakenVolume): Promise<void> {
+    const { deferred, spooled, plan } = taken;
+    if (!deferred) return;
+    const patch = this.spool.patch(spooled);
+    try {
+      await readDeferred(plan.hostPath!, deferred, patch, this.ctx.signal);
+    } finally {
+      patch.close();
+    }
+    this.ctx.log.info(
+      `${container}: reading ${plan.mount.name || plan.mount.destination}: ${deferred.reads.length} file(s) read once the container was back (${formatBytes(deferred.bytes)}), each checked unchanged since the hold`,
+    );
   }
 
   /**
@@ -342,4 +373,6 @@ export interface TakenVolume {
   readOnHost: boolean;
   /** What the host read saw of large files and left unread (file-index.ts); absent when the engine sent the archive or volumes are not chunked. */
   files?: FileWalk;
+  /** Files the host read left as zeros, to read once the container is back (readLater); absent when none. */
+  deferred?: DeferredReads;
 }

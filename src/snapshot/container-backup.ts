@@ -28,6 +28,7 @@ import type { History } from './backup-history.js';
 import { holdPlan, stateOf } from './hold.js';
 import { Holder } from './holder.js';
 import { VolumePath, type TakenVolume, type VolumePlan } from './backup-volumes.js';
+import { DeferredChange } from './deferred-read.js';
 import { FREE_TURN, type Turn } from './turns.js';
 
 export class ContainerBackup {
@@ -111,58 +112,72 @@ export class ContainerBackup {
     const baseConfig = await hostImageConfig(info);
     if (hooksSkipped) log.info(`${name}: not running (${state}), so its pre- and post-command are not run`);
     try {
-      const {
-        value: layer,
-        heldMs,
-        held,
-      } = await this.holder.withHooks(info.Id, name, hooks, gate, () =>
-        this.holder.held(info, name, hold, mounts.length, gate, async (heldAs) => {
-          signal?.throwIfAborted();
-          // The host may read the layer's upper directory only while no process of the container can change it.
-          const atRest = heldAs !== 'none' || !running;
-          // Each mount's getfattr (for a read on this host) runs beside the layer's read.
-          const xattrs = plans.map((plan) => this.volumes.earlyGetfattr(info, plan, atRest));
-          // The writable layer and the volumes are read at once: the layer's walk runs in a child process
-          // (layer-walk.ts) and its probes are the engine's, while this thread walks the volumes. Not over
-          // ssh:// or tcp://: there both would share the run's one connection (an SSH server may refuse a
-          // second channel at once, "Unable to exec"), and nothing is walked on this host.
-          const beside = engine.describe().startsWith('unix://');
-          const layerTaken = (async (): Promise<TakenLayer> => {
-            const { index: now, upper } =
-              (this.opts.layerCompaction ?? DEFAULT_LAYER_COMPACTION) > 0
-                ? await phase('writable layer changes', () => scanLayerOn(engine, info.Id, MAX_INDEXED_PATHS, signal, { hostReads: atRest }))
-                : {};
-            let committed = previous && now ? await this.takeDelta(info, name, previous, now, pending, upper) : undefined;
-            // The whole layer from this host's upper directory, read while no process can change it.
-            if (!committed && now && upper && atRest) committed = await this.takeWhole(info, name, now, upper, baseConfig, pending);
-            if (!committed) {
-              journal?.tempImage(tempRef);
-              log.info(`${name}: committing the writable layer`);
-              const commit = engine.commit(info.Id, { pause: false, ...temp });
-              committed = { kind: 'commit', imageId: await phase('commit', () => (journal ? journal.track(commit) : commit)), now };
+      // One hold, its layer and volumes read; `defer`: settled files of the volumes are read once the container is back.
+      const takeHeld = (defer: boolean) =>
+        this.holder.withHooks(info.Id, name, hooks, gate, () =>
+          this.holder.held(info, name, hold, mounts.length, gate, async (heldAs) => {
+            signal?.throwIfAborted();
+            // The host may read the layer's upper directory only while no process of the container can change it.
+            const atRest = heldAs !== 'none' || !running;
+            // Each mount's getfattr (for a read on this host) runs beside the layer's read.
+            const xattrs = plans.map((plan) => this.volumes.earlyGetfattr(info, plan, atRest));
+            // The writable layer and the volumes are read at once: the layer's walk runs in a child process
+            // (layer-walk.ts) and its probes are the engine's, while this thread walks the volumes. Not over
+            // ssh:// or tcp://: there both would share the run's one connection (an SSH server may refuse a
+            // second channel at once, "Unable to exec"), and nothing is walked on this host.
+            const beside = engine.describe().startsWith('unix://');
+            const layerTaken = (async (): Promise<TakenLayer> => {
+              const { index: now, upper } =
+                (this.opts.layerCompaction ?? DEFAULT_LAYER_COMPACTION) > 0
+                  ? await phase('writable layer changes', () => scanLayerOn(engine, info.Id, MAX_INDEXED_PATHS, signal, { hostReads: atRest }))
+                  : {};
+              let committed = previous && now ? await this.takeDelta(info, name, previous, now, pending, upper) : undefined;
+              // The whole layer from this host's upper directory, read while no process can change it.
+              if (!committed && now && upper && atRest) committed = await this.takeWhole(info, name, now, upper, baseConfig, pending);
+              if (!committed) {
+                journal?.tempImage(tempRef);
+                log.info(`${name}: committing the writable layer`);
+                const commit = engine.commit(info.Id, { pause: false, ...temp });
+                committed = { kind: 'commit', imageId: await phase('commit', () => (journal ? journal.track(commit) : commit)), now };
+              }
+              return committed;
+            })();
+            const volumesTaken = (async () => {
+              if (!beside) await layerTaken;
+              for (const [i, plan] of plans.entries()) {
+                const { mount } = plan;
+                log.info(`${name}: reading ${mount.type === 'bind' ? `bind mount ${mount.source}` : `volume ${mount.name}`}`);
+                taken.push(
+                  await phase(`volume ${mount.name || mount.destination}`, () => this.volumes.takeVolume(info.Id, name, plan, pending, xattrs[i], defer)),
+                );
+              }
+            })();
+            // Both end before either's error is thrown: what they spooled is released only once nothing writes it.
+            const [layerDone, volumesDone] = await Promise.allSettled([layerTaken, volumesTaken]);
+            if (layerDone.status === 'rejected') {
+              // Said when it is a failure of its own (not the same cancel).
+              if (volumesDone.status === 'rejected' && volumesDone.reason !== layerDone.reason && !signal?.aborted)
+                log.warning(`${name}: its volumes failed too: ${errorMessage(volumesDone.reason)}`);
+              throw layerDone.reason;
             }
-            return committed;
-          })();
-          const volumesTaken = (async () => {
-            if (!beside) await layerTaken;
-            for (const [i, plan] of plans.entries()) {
-              const { mount } = plan;
-              log.info(`${name}: reading ${mount.type === 'bind' ? `bind mount ${mount.source}` : `volume ${mount.name}`}`);
-              taken.push(await phase(`volume ${mount.name || mount.destination}`, () => this.volumes.takeVolume(info.Id, name, plan, pending, xattrs[i])));
-            }
-          })();
-          // Both end before either's error is thrown: what they spooled is released only once nothing writes it.
-          const [layerDone, volumesDone] = await Promise.allSettled([layerTaken, volumesTaken]);
-          if (layerDone.status === 'rejected') {
-            // Said when it is a failure of its own (not the same cancel).
-            if (volumesDone.status === 'rejected' && volumesDone.reason !== layerDone.reason && !signal?.aborted)
-              log.warning(`${name}: its volumes failed too: ${errorMessage(volumesDone.reason)}`);
-            throw layerDone.reason;
-          }
-          if (volumesDone.status === 'rejected') throw volumesDone.reason;
-          return layerDone.value;
-        }),
-      );
+            if (volumesDone.status === 'rejected') throw volumesDone.reason;
+            return layerDone.value;
+          }),
+        );
+      // A member of a consistency group is held with the others: it is never taken again alone.
+      let { value: layer, heldMs, held } = await takeHeld(!gate);
+      const changed = await this.readLater(name, taken);
+      if (changed) {
+        log.info(`${name}: ${changed}: taken again, every file read while it is held`);
+        // This hold's reads are dropped whole: the next one reads everything while the container is held.
+        await Promise.allSettled(pending.splice(0).map((p) => this.spool.release(p)));
+        taken.length = 0;
+        if (layer.kind === 'commit') {
+          await engine.removeImage(tempRef, { force: true });
+          journal?.tempImageRemoved(tempRef);
+        }
+        ({ value: layer, heldMs, held } = await takeHeld(false));
+      }
       signal?.throwIfAborted();
       // The volumes (from the spool) are stored while the engine saves the image: its save writes
       // the whole image to a temporary directory before it sends a byte (Engine 20.10).
@@ -206,6 +221,24 @@ export class ContainerBackup {
       await engine.removeImage(tempRef, { force: true });
       journal?.tempImageRemoved(tempRef);
     }
+  }
+
+  /**
+   * Once the container is back: the files each volume's read left for later, read into its spooled
+   * archive (VolumePath.readLater). Returns what changed before its read ("VOLUME: PATH changed
+   * after the container was back, before it was read"), the reads then stopped, else undefined.
+   */
+  private async readLater(name: string, taken: TakenVolume[]): Promise<string | undefined> {
+    for (const t of taken) {
+      const { mount } = t.plan;
+      try {
+        await phase(`volume ${mount.name || mount.destination} (read later)`, () => this.volumes.readLater(name, t));
+      } catch (err) {
+        if (!(err instanceof DeferredChange)) throw err;
+        return `${mount.name || mount.destination}: ${Buffer.from(err.rel, 'latin1').toString('utf8')} changed after the container was back, before it was read`;
+      }
+    }
+    return undefined;
   }
 
   /**

@@ -1,4 +1,4 @@
-import { createReadStream } from 'node:fs';
+import { closeSync, createReadStream, openSync, readSync, statfsSync, writeSync } from 'node:fs';
 import { chmod, mkdir, open, rm, rmdir, statfs, type FileHandle } from 'node:fs/promises';
 import { createCipheriv, randomBytes, type Cipheriv } from 'node:crypto';
 import { dirname, join } from 'node:path';
@@ -53,18 +53,14 @@ class RoomCheck extends Transform {
     this.sinceCheck += chunk.length;
     if (this.sinceCheck < CHECK_EVERY) return done(null, chunk);
     this.sinceCheck = 0;
-    statfs(this.dir).then(
-      (fs) => {
-        const free = fs.bavail * fs.bsize;
-        if (free >= SPOOL_RESERVE) return done(null, chunk);
-        done(
-          new SpoolError(
-            `the spool at ${this.dir} has ${formatBytes(free)} free, less than the ${formatBytes(SPOOL_RESERVE)} it leaves free: make room there (see the README on the spool's disk)`,
-          ),
-        );
-      },
-      (err: Error) => done(err),
-    );
+    statfs(this.dir).then((fs) => {
+      try {
+        roomError(this.dir, fs);
+        done(null, chunk);
+      } catch (err) {
+        done(err as Error);
+      }
+    }, done);
   }
 }
 
@@ -78,11 +74,11 @@ class RoomCheck extends Transform {
 class ZeroKeepingCtr extends Transform {
   private offset = 0;
   private rest = Buffer.alloc(0);
-  private cipher?: Cipheriv;
-  private cipherAt = -1;
+  private readonly ctr: BlockCtr;
 
-  constructor(private readonly key: Buffer) {
+  constructor(key: Buffer) {
     super();
+    this.ctr = new BlockCtr(key);
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
@@ -98,10 +94,25 @@ class ZeroKeepingCtr extends Transform {
     done();
   }
 
-  /** Applies the key stream to `data` (starting at this.offset, on a block boundary), zero blocks kept zero. */
   private apply(data: Buffer): Buffer {
-    const at = this.offset;
+    const out = this.ctr.apply(data, this.offset);
     this.offset += data.length;
+    return out;
+  }
+}
+
+/** ZeroKeepingCtr's key stream, applied to any run of whole BLOCKs (or a file's tail) at its offset. */
+class BlockCtr {
+  private cipher?: Cipheriv;
+  private cipherAt = -1;
+
+  constructor(private readonly key: Buffer) {}
+
+  /**
+   * `data` (starting at byte `at` of the file, a multiple of BLOCK) with the key stream applied,
+   * each all-zero BLOCK left zero: a new buffer, or `data` itself when it is all zero.
+   */
+  apply(data: Buffer, at: number): Buffer {
     if (allZero(data)) return data;
     let out: Buffer | undefined;
     let i = 0;
@@ -130,6 +141,83 @@ class ZeroKeepingCtr extends Transform {
     }
     return this.cipher;
   }
+}
+
+/**
+ * Writes into a spooled file after it was taken, at given offsets (Spool.patch): the data of tar
+ * members the walk left as zeros, read once the container is back (deferred-read.ts). Synchronous,
+ * as the walk's reads are: one write per piece, no turn of the thread pool. In an encrypting spool
+ * each BLOCK a piece touches is read, decrypted, changed and encrypted again whole, so that a block
+ * stays zero exactly when its clear bytes are all zero (ZeroKeepingCtr's rule).
+ */
+export class SpoolPatch {
+  private sinceCheck = 0;
+
+  /** @internal Spool.patch makes it. */
+  constructor(
+    private readonly fd: number,
+    private readonly spooled: Spooled,
+    private readonly dir: string,
+    private readonly ctr?: BlockCtr,
+  ) {}
+
+  /**
+   * Writes `data` (clear bytes; encrypted here when the spool encrypts) at byte `at` of the spooled
+   * file, a range within it (else RangeError). Throws SpoolError when the disk runs short (as
+   * `take` does), or the file system's error.
+   */
+  write(at: number, data: Buffer): void {
+    if (at < 0 || at + data.length > this.spooled.bytes)
+      throw new RangeError(`a patch of ${data.length} bytes at ${at} is outside the spooled ${this.spooled.bytes} bytes`);
+    this.sinceCheck += data.length;
+    if (this.sinceCheck >= CHECK_EVERY) {
+      this.sinceCheck = 0;
+      roomError(this.dir, statfsSync(this.dir));
+    }
+    if (!this.ctr) return writeAll(this.fd, data, at);
+    const start = at - (at % BLOCK);
+    const end = Math.min(this.spooled.bytes, Math.ceil((at + data.length) / BLOCK) * BLOCK);
+    const blocks = Buffer.alloc(end - start);
+    readAll(this.fd, blocks, start);
+    // Decrypted (zero blocks stay zero), the clear data put over it, encrypted again.
+    const clear = Buffer.from(this.ctr.apply(blocks, start));
+    data.copy(clear, at - start);
+    writeAll(this.fd, this.ctr.apply(clear, start), start);
+  }
+
+  /** Closes the file. */
+  close(): void {
+    closeSync(this.fd);
+  }
+}
+
+/** Writes all of `data` at `at`, going on after a short write. */
+function writeAll(fd: number, data: Buffer, at: number): void {
+  let done = 0;
+  while (done < data.length) {
+    const n = writeSync(fd, data, done, data.length - done, at + done);
+    if (n === 0) throw new Error('the spool file took no bytes');
+    done += n;
+  }
+}
+
+/** Fills `buf` from byte `at` of the file (holes read as zeros); fails if the file ends first. */
+function readAll(fd: number, buf: Buffer, at: number): void {
+  let done = 0;
+  while (done < buf.length) {
+    const n = readSync(fd, buf, done, buf.length - done, at + done);
+    if (n === 0) throw new Error('the spool file ended before its patched block');
+    done += n;
+  }
+}
+
+/** Throws SpoolError when `fs` (the spool's statfs) has less than SPOOL_RESERVE free. */
+function roomError(dir: string, fs: { bavail: number; bsize: number }): void {
+  const free = fs.bavail * fs.bsize;
+  if (free < SPOOL_RESERVE)
+    throw new SpoolError(
+      `the spool at ${dir} has ${formatBytes(free)} free, less than the ${formatBytes(SPOOL_RESERVE)} it leaves free: make room there (see the README on the spool's disk)`,
+    );
 }
 
 /**
@@ -333,6 +421,15 @@ export class Spool {
     file.on('error', (err: Error) => clear.destroy(err));
     clear.on('close', () => file.destroy());
     return file.pipe(clear);
+  }
+
+  /**
+   * Opens a spooled file (taken, not yet released) to write into it at given offsets (SpoolPatch).
+   * The caller closes it before the file is read.
+   */
+  patch(spooled: Spooled): SpoolPatch {
+    const key = this.keys.get(spooled.path);
+    return new SpoolPatch(openSync(spooled.path, 'r+'), spooled, this.dir, key && new BlockCtr(key));
   }
 
   /** Removes one spooled file (once stored, or after a failure). */

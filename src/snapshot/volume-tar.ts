@@ -17,6 +17,7 @@ import { DirectSlab } from '../util/direct-read.js';
 import { atDir, utf8, type HostDir } from './volume-host.js';
 import { SPARSE_MIN } from './volume-metadata.js';
 import { capabilitiesFrom } from './getfattr.js';
+import type { DeferredReads } from './deferred-read.js';
 
 /** A volume the host could not read as the engine would (a name not in UTF-8, a file that changed, …): the engine reads it instead. */
 export class HostReadError extends Error {
@@ -77,6 +78,8 @@ export interface HostTarOptions {
   change?: (st: BigIntStats, h: Header, rel: string) => EntryChange | undefined;
   /** Told of large regular files, and may have their data left unread (FileTracker). */
   files?: FileTracker;
+  /** Regular files it may leave as zeros, to be read once the container is back (deferred-read.ts), recorded there. */
+  defer?: DeferredReads;
   /** Told of every entry as it is met, the top ('.') and unix sockets included: its path below the top (bytes as latin1) and its lstat. */
   observe?: (rel: string, st: BigIntStats) => void;
   /** Once aborted, the walk stops at its next entry or MiB read and the stream fails with the signal's reason (the container is held meanwhile). */
@@ -107,6 +110,7 @@ interface Walk {
   slab: DirectSlab;
   change?: HostTarOptions['change'];
   files?: FileTracker;
+  defer?: DeferredReads;
   observe?: HostTarOptions['observe'];
   /** Members written so far (the next one's number). */
   members: number;
@@ -129,6 +133,7 @@ export function hostTar(dir: Pick<HostDir, 'fd' | 'root'>, base: string, caps: M
     slab: new DirectSlab(),
     change: opts.change,
     files: opts.files,
+    defer: opts.defer,
     observe: opts.observe,
     members: 0,
     signal: opts.signal,
@@ -246,6 +251,7 @@ async function addNonDirectory(walk: Walk, h: Header, path: Buffer, st: BigIntSt
   else if (st.isFile()) {
     const tracked = walk.files && st.nlink === 1n && st.size >= BigInt(walk.files.min);
     if (tracked && walk.files!.file(walk.members, rel, st)) await addUnread(walk, h, Number(st.size));
+    else if (walk.defer?.takes(st) && !isSparse(st)) await addDeferred(walk, h, rel, st);
     else await addFile(walk, h, path, st);
   } else throw new HostReadError(`${h.name}: a file of a kind not read here`);
 }
@@ -341,7 +347,7 @@ function openSame(path: Buffer, flags: number, st: BigIntStats): number {
 /** A regular file's entry and data: exactly `st.size` bytes, else HostReadError (it changed). */
 async function addFile(walk: Walk, h: Header, path: Buffer, st: BigIntStats): Promise<void> {
   const size = Number(st.size);
-  const sparse = size - Number(st.blocks) * 512 >= SPARSE_MIN;
+  const sparse = isSparse(st);
   if (!sparse && size < TAR_COPY_MAX) {
     // A small file is read straight into the archive's batch, after its header.
     const fd = openSame(path, 0, st);
@@ -409,9 +415,27 @@ function openLarge(walk: Walk, h: Header, size: number): void {
   walk.tar.open({ ...h, type: 'file', size }, true);
 }
 
+/** Whether a regular file of lstat `st` has holes worth reading around (SPARSE_MIN bytes or more not allocated). */
+function isSparse(st: BigIntStats): boolean {
+  return Number(st.size) - Number(st.blocks) * 512 >= SPARSE_MIN;
+}
+
+/** A regular file's entry with zeros for data, its path and offset recorded for a read once the container is back (DeferredReads). */
+async function addDeferred(walk: Walk, h: Header, rel: string, st: BigIntStats): Promise<void> {
+  const size = Number(st.size);
+  openLarge(walk, h, size);
+  walk.defer!.add(rel, walk.tar.offset, st);
+  await zeros(walk, size);
+}
+
 /** A regular file's entry with `size` zero bytes for data, its file left unread (FileTracker). */
 async function addUnread(walk: Walk, h: Header, size: number): Promise<void> {
   openLarge(walk, h, size);
+  await zeros(walk, size);
+}
+
+/** `size` zero bytes of the data of the entry just opened (openLarge), its padding after. */
+async function zeros(walk: Walk, size: number): Promise<void> {
   for (let at = 0; at < size; at += CHUNK) {
     walk.signal?.throwIfAborted();
     const n = Math.min(CHUNK, size - at);

@@ -63,6 +63,8 @@ export class TarWriter {
   private waiting?: { promise: Promise<void>; resolve: () => void; reject: (err: Error) => void };
   private failed?: Error;
   private ended = false;
+  /** Bytes handed to the stream so far (batches and long pieces). */
+  private pushed = 0;
 
   /** `highWaterMark`: bytes the reader may fall behind before a method waits for it. */
   constructor(highWaterMark = 4 << 20) {
@@ -117,6 +119,11 @@ export class TarWriter {
     this.put(piece);
     if (size !== undefined) this.pad(size);
     return this.ready();
+  }
+
+  /** Bytes of the archive written so far (in bytes from its start): after `open(h, true)`, where the entry's data starts. */
+  get offset(): number {
+    return this.pushed + this.used;
   }
 
   /** Ends the archive (its two zero blocks). */
@@ -174,6 +181,7 @@ export class TarWriter {
   }
 
   private push(piece: Buffer): void {
+    this.pushed += piece.length;
     if (!this.stream.push(piece)) this.behind = true;
   }
 

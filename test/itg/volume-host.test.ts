@@ -28,6 +28,7 @@ import { parseEngineAddress } from '../../src/core/engine-address.js';
 import { trustHostDir } from '../../src/snapshot/volume-host.js';
 import { hostTar, readCapabilities } from '../../src/snapshot/volume-tar.js';
 import { Spool } from '../../src/snapshot/spool.js';
+import { DeferredReads, readDeferred } from '../../src/snapshot/deferred-read.js';
 import { Resources, docker, mountpointOf, quietLog, runContainer, treeDigest } from '../support/fixtures.js';
 
 const env = { ...process.env, DOCKER_CONFIG: '/nonexistent' };
@@ -254,6 +255,60 @@ describe('a volume read on this host', () => {
           expect(Buffer.concat(parts).equals(want.get(rel)!), rel).toBe(true);
         }
         expect(files).toBe(want.size);
+      } finally {
+        await spool.close();
+      }
+    },
+  );
+
+  it.each([false, true])(
+    'gives the same archive when settled files are left as zeros while held and read once the container is back (encrypting: %s)',
+    async (encrypting) => {
+      const dir = res.tempDir();
+      // Small and large files across batch and block boundaries, files all or partly zero (blocks an
+      // encrypting spool leaves zero), a hard-linked pair, an empty file, a symlink, a sparse file.
+      const files = new Map<string, Buffer>();
+      for (let d = 0; d < 6; d++) {
+        mkdirSync(join(dir, `d${d}`));
+        files.set(`d${d}/big`, randomBytes(MiB + 1 + d * 7919));
+        files.set(`d${d}/zeros`, Buffer.alloc(8192 + d * 1000));
+        files.set(`d${d}/part`, Buffer.concat([Buffer.alloc(5000), randomBytes(3000 + d), Buffer.alloc(9000)]));
+        for (let f = 0; f < 200; f++) files.set(`d${d}/f${f}`, randomBytes((d * 200 + f) % 3001));
+      }
+      for (const [rel, data] of files) writeFileSync(join(dir, rel), data);
+      linkSync(join(dir, 'd0/big'), join(dir, 'd0/big-link'));
+      writeFileSync(join(dir, 'empty'), '');
+      symlinkSync('d1/f1', join(dir, 'link'));
+      const sparse = openSync(join(dir, 'sparse'), 'w');
+      writeSync(sparse, randomBytes(4096), 0, 4096, 8 * MiB);
+      closeSync(sparse);
+      const withData = [...files.values()].filter((b) => b.length > 0).length;
+      const spool = Spool.for({ RUNNER_TEMP: res.tempDir() }, encrypting);
+      const archive = async (defer?: DeferredReads) => {
+        const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+        const spooled = await spool.take(hostTar({ fd, root: fstatSync(fd, { bigint: true }) }, 'data', new Map(), { defer }));
+        const read = async () => {
+          const parts: Buffer[] = [];
+          for await (const part of spool.read(spooled)) parts.push(part as Buffer);
+          return Buffer.concat(parts);
+        };
+        return { spooled, read };
+      };
+      try {
+        await spool.ready();
+        const whole = await (await archive()).read();
+        // Every file counts as settled: its ctime is before a cutoff in the future.
+        const deferred = new DeferredReads(BigInt(Date.now() + 60_000) * 1_000_000n);
+        const later = await archive(deferred);
+        expect(deferred.reads).toHaveLength(withData);
+        expect((await later.read()).equals(whole)).toBe(false);
+        const patch = spool.patch(later.spooled);
+        try {
+          await readDeferred(dir, deferred, patch);
+        } finally {
+          patch.close();
+        }
+        expect((await later.read()).equals(whole)).toBe(true);
       } finally {
         await spool.close();
       }

@@ -1,0 +1,143 @@
+/**
+ * Files of a volume read once their container is back, not while it is held. The walk that
+ * archives a volume on this host (volume-tar.ts hostTar) lstats every entry while the container is
+ * paused or stopped; a regular file whose ctime is older than the settle margin (file-index.ts
+ * racyMarginNs: the kernel's writeback timing) has its data left as zeros in the spool, and is
+ * read here once the container runs again, into the spooled archive at its member's offset.
+ *
+ * Why it holds the same bytes as a read while held: every write to a file changes its ctime, and a
+ * file whose ctime is older than the margin has had its pages written back since (a write through
+ * a shared mapping changes the times again only after writeback), so a write after the hold changes
+ * its ctime. Each file is checked to be the same inode (dev, ino) with the same size, mtime and
+ * ctime (ns) as the held walk saw, both when opened and after its read; any difference (or the file
+ * gone) is a DeferredChange, and the caller takes the container again with nothing left for later.
+ * The same trust as the file index's (unchanged files left unread), on the same file systems only.
+ */
+import { closeSync, constants, fstatSync, openSync, readSync, type BigIntStats } from 'node:fs';
+import type { SpoolPatch } from './spool.js';
+
+/**
+ * open(2)'s O_PATH (Linux asm-generic/fcntl.h, x86-64 and arm64 alike; not in node's constants): a
+ * descriptor that names the inode without opening it, so that a path swapped for a device after
+ * the hold is never opened (a device's open may act: a watchdog arms).
+ */
+const O_PATH = 0o10000000;
+/** Bytes read into one buffer at a time. */
+const PIECE = 1 << 20;
+/** Files read between two turns of the event loop. */
+const YIELD_EVERY = 64;
+
+/** A file whose data the walk left as zeros: where its data starts in the archive (bytes), and what the walk's lstat saw. */
+export interface DeferredRead {
+  /** Its path below the volume's top (bytes as latin1). */
+  rel: string;
+  /** Byte offset of its data in the archive. */
+  at: number;
+  dev: bigint;
+  ino: bigint;
+  size: bigint;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+}
+
+/** The files one walk left for later (hostTar's `defer`), and which it may leave. */
+export class DeferredReads {
+  readonly reads: DeferredRead[] = [];
+  /** Bytes of data left for later. */
+  bytes = 0;
+
+  /** `cutoffNs`: only files whose ctime is before it (ns since the epoch) are left for later. */
+  constructor(readonly cutoffNs: bigint) {}
+
+  /** Whether a regular file of lstat `st` (not sparse) may be read later: it has data and its ctime is before the cutoff. */
+  takes(st: BigIntStats): boolean {
+    return st.size > 0n && st.ctimeNs < this.cutoffNs;
+  }
+
+  /** Records a file left as zeros: `rel` below the top (latin1), its data at byte `at` of the archive. */
+  add(rel: string, at: number, st: BigIntStats): void {
+    this.reads.push({ rel, at, dev: st.dev, ino: st.ino, size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs });
+    this.bytes += Number(st.size);
+  }
+}
+
+/** A file left for later changed (or went) between the hold and its read: the container must be taken again. */
+export class DeferredChange extends Error {
+  override name = 'DeferredChange';
+
+  /** `rel`: the file's path below the volume's top (latin1); `why`: what differed (a phrase). */
+  constructor(
+    readonly rel: string,
+    why: string,
+  ) {
+    super(`${rel} changed after the container was back, before it was read (${why})`);
+  }
+}
+
+/**
+ * Reads each file of `deferred` below `root` (the volume's directory on this host, as the walk
+ * read it) and writes its data into `patch` at its offset. Opened without following a last
+ * symlink nor blocking on a fifo; whatever the path leads to must be the walk's inode, unchanged,
+ * so a path swapped for another leads nowhere else. Throws DeferredChange for the first file that
+ * changed, the signal's reason once aborted, or a read's or the spool's error.
+ */
+export async function readDeferred(root: string, deferred: DeferredReads, patch: SpoolPatch, signal?: AbortSignal): Promise<void> {
+  const top = Buffer.from(root.endsWith('/') ? root : `${root}/`);
+  const buf = Buffer.allocUnsafe(PIECE);
+  for (const [i, r] of deferred.reads.entries()) {
+    signal?.throwIfAborted();
+    if (i % YIELD_EVERY === YIELD_EVERY - 1) await new Promise((resolve) => setImmediate(resolve));
+    const fd = openChecked(Buffer.concat([top, Buffer.from(r.rel, 'latin1')]), r);
+    try {
+      const size = Number(r.size);
+      for (let off = 0; off < size;) {
+        signal?.throwIfAborted();
+        const want = Math.min(PIECE, size - off);
+        let got = 0;
+        while (got < want) {
+          const n = readSync(fd, buf, got, want - got, off + got);
+          if (n === 0) throw new DeferredChange(r.rel, 'shorter than it was');
+          got += n;
+        }
+        patch.write(r.at + off, buf.subarray(0, want));
+        off += want;
+      }
+      unchanged(r, fstatSync(fd, { bigint: true }));
+    } finally {
+      closeSync(fd);
+    }
+  }
+}
+
+/**
+ * `path` opened for reading once it is known to be the walk's inode, unchanged: named first
+ * (O_PATH, a last symlink not followed), checked, then opened through /proc/self/fd, which opens
+ * that very inode whatever the path names by then. Throws DeferredChange otherwise.
+ */
+function openChecked(path: Buffer, r: DeferredRead): number {
+  let named: number;
+  try {
+    named = openSync(path, O_PATH | constants.O_NOFOLLOW);
+  } catch (err) {
+    throw new DeferredChange(r.rel, `not found: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  try {
+    unchanged(r, fstatSync(named, { bigint: true }));
+    return openSync(`/proc/self/fd/${named}`, constants.O_RDONLY | constants.O_NONBLOCK);
+  } finally {
+    closeSync(named);
+  }
+}
+
+/** Throws DeferredChange unless `now` (an fstat) is the inode `r` describes, with the same size and times. */
+function unchanged(r: DeferredRead, now: BigIntStats): void {
+  const why =
+    !now.isFile() || now.dev !== r.dev || now.ino !== r.ino
+      ? 'another file'
+      : now.size !== r.size
+        ? 'its size'
+        : now.mtimeNs !== r.mtimeNs || now.ctimeNs !== r.ctimeNs
+          ? 'its times'
+          : undefined;
+  if (why) throw new DeferredChange(r.rel, why);
+}

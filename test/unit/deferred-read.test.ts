@@ -1,0 +1,161 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { linkSync, lstatSync, mkdirSync, mkdtempSync, renameSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync, appendFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { DeferredChange, DeferredReads, readDeferred } from '../../src/snapshot/deferred-read.js';
+import { Spool } from '../../src/snapshot/spool.js';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+/** A directory with `files`, their lstat recorded as a walk would (every file settled), and a spool of zeros to read them into. */
+async function setUp(files: Record<string, Buffer>, before?: (root: string) => void) {
+  const root = mkdtempSync(join(tmpdir(), 'csx-deferred-'));
+  dirs.push(root);
+  for (const [rel, data] of Object.entries(files)) {
+    mkdirSync(join(root, rel, '..'), { recursive: true });
+    writeFileSync(join(root, rel), data);
+  }
+  before?.(root);
+  const deferred = new DeferredReads(BigInt(Date.now() + 60_000) * 1_000_000n);
+  let at = 0;
+  for (const rel of Object.keys(files)) {
+    const st = lstatSync(join(root, rel), { bigint: true });
+    expect(deferred.takes(st)).toBe(true);
+    deferred.add(rel, at, st);
+    at += files[rel].length + 100;
+  }
+  const spool = Spool.for({ RUNNER_TEMP: root });
+  await spool.ready();
+  const spooled = await spool.take(Readable.from([Buffer.alloc(at)]));
+  const run = async (during?: () => void) => {
+    const patch = spool.patch(spooled);
+    if (during) {
+      // Called as the first piece is written: a change while the file is read.
+      const write = patch.write.bind(patch);
+      patch.write = (at, data) => (during(), write(at, data));
+    }
+    try {
+      await readDeferred(root, deferred, patch);
+    } finally {
+      patch.close();
+    }
+  };
+  const read = async () => {
+    const parts: Buffer[] = [];
+    for await (const part of spool.read(spooled)) parts.push(part as Buffer);
+    return Buffer.concat(parts);
+  };
+  return { root, deferred, run, read, close: () => spool.close() };
+}
+
+describe('files read once the container is back (deferred reads)', () => {
+  it('writes each file at its offset in the spooled archive, and nothing else', async () => {
+    const a = randomBytes(3000);
+    const b = randomBytes((1 << 20) * 2 + 13);
+    const s = await setUp({ a, 'dir/b': b });
+    await s.run();
+    const got = await s.read();
+    expect(got.subarray(0, 3000).equals(a)).toBe(true);
+    expect(got.subarray(3000, 3100).equals(Buffer.alloc(100))).toBe(true);
+    expect(got.subarray(3100, 3100 + b.length).equals(b)).toBe(true);
+    expect(s.deferred.bytes).toBe(a.length + b.length);
+    await s.close();
+  });
+
+  it('leaves an empty file to be read while held', () => {
+    const root = mkdtempSync(join(tmpdir(), 'csx-deferred-'));
+    dirs.push(root);
+    writeFileSync(join(root, 'empty'), '');
+    writeFileSync(join(root, 'new'), 'x');
+    const st = lstatSync(join(root, 'new'), { bigint: true });
+    expect(new DeferredReads(BigInt(Date.now() + 60_000) * 1_000_000n).takes(lstatSync(join(root, 'empty'), { bigint: true }))).toBe(false);
+    // Changed at or after the cutoff: read while held.
+    expect(new DeferredReads(st.ctimeNs).takes(st)).toBe(false);
+    expect(new DeferredReads(st.ctimeNs + 1n).takes(st)).toBe(true);
+  });
+
+  const changes: Array<[string, (root: string) => void, RegExp]> = [
+    ['appended to', (root) => appendFileSync(join(root, 'dir/f'), 'more'), /its size/],
+    [
+      'rewritten in place with its size and mtime kept (only its ctime tells)',
+      (root) => {
+        const st = statSync(join(root, 'dir/f'));
+        writeFileSync(join(root, 'dir/f'), randomBytes(st.size));
+        utimesSync(join(root, 'dir/f'), st.atime, st.mtime);
+      },
+      /its times/,
+    ],
+    [
+      'replaced by another file of the same size and mtime (renamed over it)',
+      (root) => {
+        const st = statSync(join(root, 'dir/f'));
+        writeFileSync(join(root, 'dir/other'), randomBytes(st.size));
+        utimesSync(join(root, 'dir/other'), st.atime, st.mtime);
+        renameSync(join(root, 'dir/other'), join(root, 'dir/f'));
+      },
+      /another file/,
+    ],
+    ['removed', (root) => rmSync(join(root, 'dir/f')), /not found: ENOENT/],
+    [
+      'replaced by a fifo (never opened for reading: no wait on a writer)',
+      (root) => {
+        rmSync(join(root, 'dir/f'));
+        execFileSync('mkfifo', [join(root, 'dir/f')]);
+      },
+      /another file/,
+    ],
+    [
+      'replaced by a symlink to its own inode (a last symlink is named, not followed)',
+      (root) => {
+        renameSync(join(root, 'dir/f'), join(root, 'dir/moved'));
+        symlinkSync('moved', join(root, 'dir/f'));
+      },
+      /another file/,
+    ],
+  ];
+
+  it.each(changes)('fails with DeferredChange for a file %s between the hold and its read', async (_what, change, why) => {
+    const s = await setUp({ 'dir/f': randomBytes(5000), g: randomBytes(10) });
+    change(s.root);
+    const failed = await s.run().then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(failed).toBeInstanceOf(DeferredChange);
+    expect((failed as DeferredChange).rel).toBe('dir/f');
+    expect((failed as Error).message).toMatch(why);
+    await s.close();
+  });
+
+  it('fails with DeferredChange for a file written while it is read (checked again after its read)', async () => {
+    const s = await setUp({ 'dir/f': randomBytes(5000) });
+    const failed = await s
+      .run(() => writeFileSync(join(s.root, 'dir/f'), randomBytes(5000)))
+      .then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+    expect(failed).toBeInstanceOf(DeferredChange);
+    expect((failed as Error).message).toMatch(/its times/);
+    await s.close();
+  });
+
+  it('reads the same inode through a directory swapped for a symlink to another holding it: the bytes are that inode’s', async () => {
+    const f = randomBytes(5000);
+    const s = await setUp({ 'dir/f': f }, (root) => {
+      mkdirSync(join(root, 'elsewhere'));
+      linkSync(join(root, 'dir/f'), join(root, 'elsewhere/f'));
+    });
+    renameSync(join(s.root, 'dir'), join(s.root, 'old'));
+    symlinkSync('elsewhere', join(s.root, 'dir'));
+    await s.run();
+    expect((await s.read()).subarray(0, 5000).equals(f)).toBe(true);
+    await s.close();
+  });
+});
