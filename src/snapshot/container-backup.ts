@@ -226,7 +226,7 @@ export class ContainerBackup {
   /**
    * Once the container is back: the files each volume's read left for later, read into its spooled
    * archive (VolumePath.readLater). Returns what changed before its read ("VOLUME: PATH changed
-   * after the container was back, before it was read"), the reads then stopped, else undefined.
+   * after the container was back, before it was read (WHY)"), the reads then stopped, else undefined.
    */
   private async readLater(name: string, taken: TakenVolume[]): Promise<string | undefined> {
     for (const t of taken) {
@@ -234,8 +234,10 @@ export class ContainerBackup {
       try {
         await phase(`volume ${mount.name || mount.destination} (read later)`, () => this.volumes.readLater(name, t));
       } catch (err) {
-        if (!(err instanceof DeferredChange)) throw err;
-        return `${mount.name || mount.destination}: ${Buffer.from(err.rel, 'latin1').toString('utf8')} changed after the container was back, before it was read`;
+        // phase() says which phase failed, the DeferredChange its cause.
+        const change = err instanceof Error && err.cause instanceof DeferredChange ? err.cause : err;
+        if (!(change instanceof DeferredChange)) throw err;
+        return `${mount.name || mount.destination}: ${Buffer.from(change.rel, 'latin1').toString('utf8')} changed after the container was back, before it was read (${change.why})`;
       }
     }
     return undefined;

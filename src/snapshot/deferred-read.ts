@@ -68,7 +68,7 @@ export class DeferredChange extends Error {
   /** `rel`: the file's path below the volume's top (latin1); `why`: what differed (a phrase). */
   constructor(
     readonly rel: string,
-    why: string,
+    readonly why: string,
   ) {
     super(`${rel} changed after the container was back, before it was read (${why})`);
   }

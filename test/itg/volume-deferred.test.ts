@@ -221,12 +221,12 @@ describe('volume files read once the container is back (deferred reads)', () => 
   };
 
   it.each([
-    ['appended to', appended],
-    ['removed', removed],
-    ['replaced by another file of the same size and mtime (a new inode)', replaced],
+    ['appended to', appended, 'its size'],
+    ['removed', removed, 'not found: ENOENT'],
+    ['replaced by another file of the same size and mtime (a new inode)', replaced, 'another file'],
   ] as const)(
     'a file %s after the container is back, before its read: the container is taken again, and the set holds the second hold',
-    async (how, change) => {
+    async (how, change, why) => {
       const suffix = `chg-${how.split(' ')[0]}`;
       const c = await container(suffix, {}, 60);
       const rel = 'd3/s0/f3';
@@ -239,7 +239,7 @@ describe('volume files read once the container is back (deferred reads)', () => 
       expect(engine.unpauses).toBe(2);
       expect((await docker.getContainer(c.name).inspect()).State).toMatchObject({ Running: true, Paused: false });
       expect(lines.filter((l) => l.includes('changed after the container was back'))).toEqual([
-        `${c.name}: ${c.volume}: ${rel} changed after the container was back, before it was read: taken again, every file read while it is held`,
+        `${c.name}: ${c.volume}: ${rel} changed after the container was back, before it was read (${why}): taken again, every file read while it is held`,
       ]);
       const after = await treeDigest(c.name, '/data');
       expect(after).not.toEqual(before);
