@@ -238,8 +238,11 @@ export class VolumePath {
         : `getfattr failed (${dump.failed.message.split('\n')[0]})`;
     }
     const untrusted = untrustedFs(statfsSync(atDir(dir.fd)).type);
-    if (files) files.off ??= untrusted;
-    const deferred = deferBefore !== undefined && !untrusted ? new DeferredReads(deferBefore) : undefined;
+    if (files) {
+      files.off ??= untrusted;
+      files.dev = dir.root.dev;
+    }
+    const deferred = deferBefore !== undefined && !untrusted ? new DeferredReads(deferBefore, { path: hostPath!, dev: dir.root.dev }) : undefined;
     const collector = new MetadataCollector(rootStatFrom(dir.root));
     const observe = (rel: string, st: BigIntStats) => collector.visit(rel === '.' ? rel : Buffer.from(rel, 'latin1').toString('utf8'), walkedOf(st));
     let spooled: Spooled;

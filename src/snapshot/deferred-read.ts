@@ -22,8 +22,12 @@ import type { SpoolPatch } from './spool.js';
  * the hold is never opened (a device's open may act: a watchdog arms).
  */
 const O_PATH = 0o10000000;
-/** Bytes read into one buffer at a time. */
+/** Bytes read into one buffer at a time; the event loop turns after each (a cancel is seen). */
 const PIECE = 1 << 20;
+/** Linux's PATH_MAX (limits.h), with its NUL: a longer path is read while held (the walk opens below directory descriptors). */
+const PATH_MAX = 4096;
+/** Files one walk may leave for later (~180 bytes of memory each): the rest are read while held. */
+export const MAX_DEFERRED = 200_000;
 /** Files read between two turns of the event loop. */
 const YIELD_EVERY = 64;
 
@@ -46,12 +50,30 @@ export class DeferredReads {
   /** Bytes of data left for later. */
   bytes = 0;
 
-  /** `cutoffNs`: only files whose ctime is before it (ns since the epoch) are left for later. */
-  constructor(readonly cutoffNs: bigint) {}
+  /**
+   * `cutoffNs`: only files whose ctime is before it (ns since the epoch) are left for later;
+   * `root`: the directory walked (its path on this host and its device): only files on that
+   * device (whose file system the caller trusts) and whose path fits PATH_MAX are.
+   */
+  constructor(
+    readonly cutoffNs: bigint,
+    private readonly root: { path: string; dev: bigint },
+  ) {}
 
-  /** Whether a regular file of lstat `st` (not sparse) may be read later: it has data and its ctime is before the cutoff. */
-  takes(st: BigIntStats): boolean {
-    return st.size > 0n && st.ctimeNs < this.cutoffNs;
+  /**
+   * Whether a regular file of lstat `st` (not sparse), at `rel` below the top (latin1), may be read
+   * later: it has data, its ctime is before the cutoff, it is on the top's device (not on a file
+   * system mounted below it, tmpfs or NFS say, whose times a write may leave alone), its path fits,
+   * and fewer than MAX_DEFERRED are left already.
+   */
+  takes(st: BigIntStats, rel: string): boolean {
+    return (
+      st.size > 0n &&
+      st.ctimeNs < this.cutoffNs &&
+      st.dev === this.root.dev &&
+      Buffer.byteLength(this.root.path) + 1 + rel.length < PATH_MAX &&
+      this.reads.length < MAX_DEFERRED
+    );
   }
 
   /** Records a file left as zeros: `rel` below the top (latin1), its data at byte `at` of the archive. */
@@ -79,23 +101,26 @@ export class DeferredChange extends Error {
  * read it) and writes its data into `patch` at its offset. Opened without following a last
  * symlink nor blocking on a fifo; whatever the path leads to must be the walk's inode, unchanged,
  * so a path swapped for another leads nowhere else. Throws DeferredChange for the first file that
- * changed, the signal's reason once aborted, or a read's or the spool's error.
+ * changed or could not be read (opened or read failing: taken again, it is read while held, or
+ * through the engine), the signal's reason once aborted, or the spool's error.
  */
 export async function readDeferred(root: string, deferred: DeferredReads, patch: SpoolPatch, signal?: AbortSignal): Promise<void> {
   const top = Buffer.from(root.endsWith('/') ? root : `${root}/`);
   const buf = Buffer.allocUnsafe(PIECE);
+  const turn = () => new Promise((resolve) => setImmediate(resolve));
   for (const [i, r] of deferred.reads.entries()) {
     signal?.throwIfAborted();
-    if (i % YIELD_EVERY === YIELD_EVERY - 1) await new Promise((resolve) => setImmediate(resolve));
+    if (i % YIELD_EVERY === YIELD_EVERY - 1) await turn();
     const fd = openChecked(Buffer.concat([top, Buffer.from(r.rel, 'latin1')]), r);
     try {
       const size = Number(r.size);
       for (let off = 0; off < size;) {
+        if (off > 0) await turn();
         signal?.throwIfAborted();
         const want = Math.min(PIECE, size - off);
         let got = 0;
         while (got < want) {
-          const n = readSync(fd, buf, got, want - got, off + got);
+          const n = readOf(fd, buf, got, want - got, off + got, r);
           if (n === 0) throw new DeferredChange(r.rel, 'shorter than it was');
           got += n;
         }
@@ -106,6 +131,15 @@ export async function readDeferred(root: string, deferred: DeferredReads, patch:
     } finally {
       closeSync(fd);
     }
+  }
+}
+
+/** readSync, its failure (EIO, a lease's EWOULDBLOCK) a DeferredChange: the container is taken again. */
+function readOf(fd: number, buf: Buffer, at: number, n: number, position: number, r: DeferredRead): number {
+  try {
+    return readSync(fd, buf, at, n, position);
+  } catch (err) {
+    throw new DeferredChange(r.rel, `not read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
 }
 
@@ -123,7 +157,11 @@ function openChecked(path: Buffer, r: DeferredRead): number {
   }
   try {
     unchanged(r, fstatSync(named, { bigint: true }));
-    return openSync(`/proc/self/fd/${named}`, constants.O_RDONLY | constants.O_NONBLOCK);
+    try {
+      return openSync(`/proc/self/fd/${named}`, constants.O_RDONLY | constants.O_NONBLOCK);
+    } catch (err) {
+      throw new DeferredChange(r.rel, `not opened: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
   } finally {
     closeSync(named);
   }

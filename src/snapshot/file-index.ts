@@ -102,6 +102,8 @@ export class FileWalk implements FileTracker {
   unreadBytes = 0;
   /** Set (a phrase) when nothing may be left unread nor indexed: every file is read, and the next backup too. */
   off?: string;
+  /** The device of the directory walked, once known: files of another (a file system mounted below it, whose times the checks here may not trust) are neither indexed nor left unread. */
+  dev?: bigint;
 
   /**
    * `min`: the chunker's large-member size (bytes); `cutoffNs`: files with a later ctime are
@@ -117,7 +119,7 @@ export class FileWalk implements FileTracker {
   }
 
   file(member: number, rel: string, st: BigIntStats): boolean {
-    if (this.off !== undefined || this.cutoffNs === undefined || st.ctimeNs >= this.cutoffNs) return false;
+    if (this.off !== undefined || this.cutoffNs === undefined || st.ctimeNs >= this.cutoffNs || (this.dev !== undefined && st.dev !== this.dev)) return false;
     const seen = { rel, ino: String(st.ino), size: Number(st.size), mtimeNs: String(st.mtimeNs), ctimeNs: String(st.ctimeNs) };
     this.seen.set(member, seen);
     const e = this.earlier && Object.hasOwn(this.earlier.files, rel) ? this.earlier.files[rel] : undefined;

@@ -76,7 +76,7 @@ class ZeroKeepingCtr extends Transform {
   private rest = Buffer.alloc(0);
   private readonly ctr: BlockCtr;
 
-  constructor(key: Buffer) {
+  constructor(key: FileKey) {
     super();
     this.ctr = new BlockCtr(key);
   }
@@ -101,43 +101,69 @@ class ZeroKeepingCtr extends Transform {
   }
 }
 
-/** ZeroKeepingCtr's key stream, applied to any run of whole BLOCKs (or a file's tail) at its offset. */
+/**
+ * A spooled file's key (32 bytes, AES-256) and the generation of each BLOCK written again by a
+ * SpoolPatch: the key stream of a block is AES-CTR with the counter block [generation, 8 bytes
+ * big-endian][byte offset / 16, 8 bytes big-endian], generation 0 as the file was taken. A block
+ * written again takes a generation not used before, so no key stream ever covers two different
+ * clear texts (which would give away their XOR to whoever saw both versions of the file).
+ */
+export interface FileKey {
+  key: Buffer;
+  /** Generation by block number (byte offset / BLOCK), for the blocks written again; absent: 0. */
+  gens: Map<number, number>;
+  /** The last generation given out. */
+  lastGen: number;
+}
+
+/** ZeroKeepingCtr's key stream (FileKey), applied to any run of whole BLOCKs (or a file's tail) at its offset. */
 class BlockCtr {
   private cipher?: Cipheriv;
   private cipherAt = -1;
+  private cipherGen = -1;
 
-  constructor(private readonly key: Buffer) {}
+  constructor(private readonly fileKey: FileKey) {}
 
   /**
-   * `data` (starting at byte `at` of the file, a multiple of BLOCK) with the key stream applied,
-   * each all-zero BLOCK left zero: a new buffer, or `data` itself when it is all zero.
+   * `data` (starting at byte `at` of the file, a multiple of BLOCK) with each block's key stream
+   * applied, each all-zero BLOCK left zero: a new buffer, or `data` itself when it is all zero.
    */
   apply(data: Buffer, at: number): Buffer {
     if (allZero(data)) return data;
+    const gens = this.fileKey.gens;
+    const genAt = (i: number) => (gens.size === 0 ? 0 : (gens.get((at + i) / BLOCK) ?? 0));
     let out: Buffer | undefined;
     let i = 0;
     while (i < data.length) {
+      // A run of blocks that are not all zero and share a generation.
+      const gen = genAt(i);
       let end = i;
-      while (end < data.length && !allZero(data.subarray(end, end + BLOCK))) end += BLOCK;
+      while (end < data.length && !allZero(data.subarray(end, end + BLOCK)) && genAt(end) === gen) end += BLOCK;
       end = Math.min(end, data.length);
-      if (i === 0 && end === data.length) out = this.cipherFrom(at).update(data);
-      else if (end > i)
-        this.cipherFrom(at + i)
+      if (end === i) {
+        i += BLOCK;
+        continue;
+      }
+      if (i === 0 && end === data.length) out = this.cipherFrom(at, gen).update(data);
+      else
+        this.cipherFrom(at + i, gen)
           .update(data.subarray(i, end))
           .copy((out ??= Buffer.alloc(data.length)), i);
       this.cipherAt += end - i;
-      i = end + BLOCK;
+      i = end;
     }
     return out!;
   }
 
-  /** The cipher whose key stream starts at byte `at` (a multiple of 16): the running one when it is there already. */
-  private cipherFrom(at: number): Cipheriv {
-    if (!this.cipher || this.cipherAt !== at) {
+  /** The cipher whose key stream starts at byte `at` (a multiple of 16) of generation `gen`: the running one when it is there already. */
+  private cipherFrom(at: number, gen: number): Cipheriv {
+    if (!this.cipher || this.cipherAt !== at || this.cipherGen !== gen) {
       const counter = Buffer.alloc(16);
+      counter.writeBigUInt64BE(BigInt(gen), 0);
       counter.writeBigUInt64BE(BigInt(at / 16), 8);
-      this.cipher = createCipheriv('aes-256-ctr', this.key, counter);
+      this.cipher = createCipheriv('aes-256-ctr', this.fileKey.key, counter);
       this.cipherAt = at;
+      this.cipherGen = gen;
     }
     return this.cipher;
   }
@@ -147,8 +173,9 @@ class BlockCtr {
  * Writes into a spooled file after it was taken, at given offsets (Spool.patch): the data of tar
  * members the walk left as zeros, read once the container is back (deferred-read.ts). Synchronous,
  * as the walk's reads are: one write per piece, no turn of the thread pool. In an encrypting spool
- * each BLOCK a piece touches is read, decrypted, changed and encrypted again whole, so that a block
- * stays zero exactly when its clear bytes are all zero (ZeroKeepingCtr's rule).
+ * each BLOCK a piece touches is read, decrypted, changed and encrypted again whole, in a generation
+ * of the file's key stream not used before (FileKey), so that a block stays zero exactly when its
+ * clear bytes are all zero (ZeroKeepingCtr's rule) and no key stream covers two clear texts.
  */
 export class SpoolPatch {
   private sinceCheck = 0;
@@ -158,8 +185,12 @@ export class SpoolPatch {
     private readonly fd: number,
     private readonly spooled: Spooled,
     private readonly dir: string,
-    private readonly ctr?: BlockCtr,
-  ) {}
+    private readonly fileKey?: FileKey,
+  ) {
+    this.ctr = fileKey && new BlockCtr(fileKey);
+  }
+
+  private readonly ctr?: BlockCtr;
 
   /**
    * Writes `data` (clear bytes; encrypted here when the spool encrypts) at byte `at` of the spooled
@@ -179,9 +210,11 @@ export class SpoolPatch {
     const end = Math.min(this.spooled.bytes, Math.ceil((at + data.length) / BLOCK) * BLOCK);
     const blocks = Buffer.alloc(end - start);
     readAll(this.fd, blocks, start);
-    // Decrypted (zero blocks stay zero), the clear data put over it, encrypted again.
+    // Decrypted (zero blocks stay zero), the clear data put over it, encrypted again in a generation of its own.
     const clear = Buffer.from(this.ctr.apply(blocks, start));
     data.copy(clear, at - start);
+    const gen = ++this.fileKey!.lastGen;
+    for (let b = start / BLOCK; b * BLOCK < end; b++) this.fileKey!.gens.set(b, gen);
     writeAll(this.fd, this.ctr.apply(clear, start), start);
   }
 
@@ -366,7 +399,7 @@ class SparseFile extends Writable {
 export class Spool {
   private readonly files = new Set<string>();
   /** Each file's key (32 bytes) when the spool encrypts; never written anywhere. */
-  private readonly keys = new Map<string, Buffer>();
+  private readonly keys = new Map<string, FileKey>();
   private made = false;
 
   private constructor(
@@ -395,7 +428,7 @@ export class Spool {
     const path = join(this.dir, `archive-${randomBytes(6).toString('hex')}`);
     this.files.add(path);
     const file = new SparseFile(path);
-    const key = this.encrypting ? randomBytes(32) : undefined;
+    const key: FileKey | undefined = this.encrypting ? { key: randomBytes(32), gens: new Map(), lastGen: 0 } : undefined;
     if (key) this.keys.set(path, key);
     try {
       await pipeline([source, ...(meter ? [meter] : []), ...(key ? [new ZeroKeepingCtr(key)] : []), new RoomCheck(this.dir), file]);
@@ -429,7 +462,7 @@ export class Spool {
    */
   patch(spooled: Spooled): SpoolPatch {
     const key = this.keys.get(spooled.path);
-    return new SpoolPatch(openSync(spooled.path, 'r+'), spooled, this.dir, key && new BlockCtr(key));
+    return new SpoolPatch(openSync(spooled.path, 'r+'), spooled, this.dir, key);
   }
 
   /** Removes one spooled file (once stored, or after a failure). */

@@ -251,7 +251,7 @@ async function addNonDirectory(walk: Walk, h: Header, path: Buffer, st: BigIntSt
   else if (st.isFile()) {
     const tracked = walk.files && st.nlink === 1n && st.size >= BigInt(walk.files.min);
     if (tracked && walk.files!.file(walk.members, rel, st)) await addUnread(walk, h, Number(st.size));
-    else if (walk.defer?.takes(st) && !isSparse(st)) await addDeferred(walk, h, rel, st);
+    else if (walk.defer?.takes(st, rel) && !isSparse(st)) await addDeferred(walk, h, rel, st);
     else await addFile(walk, h, path, st);
   } else throw new HostReadError(`${h.name}: a file of a kind not read here`);
 }

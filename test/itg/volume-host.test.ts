@@ -15,6 +15,7 @@ import {
   closeSync,
   constants,
   fstatSync,
+  statSync,
 } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -298,7 +299,7 @@ describe('a volume read on this host', () => {
         await spool.ready();
         const whole = await (await archive()).read();
         // Every file counts as settled: its ctime is before a cutoff in the future.
-        const deferred = new DeferredReads(BigInt(Date.now() + 60_000) * 1_000_000n);
+        const deferred = new DeferredReads(BigInt(Date.now() + 60_000) * 1_000_000n, { path: dir, dev: statSync(dir, { bigint: true }).dev });
         const later = await archive(deferred);
         expect(deferred.reads).toHaveLength(withData);
         expect((await later.read()).equals(whole)).toBe(false);

@@ -1,7 +1,20 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { linkSync, lstatSync, mkdirSync, mkdtempSync, renameSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync, appendFileSync } from 'node:fs';
+import {
+  linkSync,
+  lstatSync,
+  readFileSync,
+  mkdirSync,
+  mkdtempSync,
+  renameSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+  appendFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -13,6 +26,8 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
+const rootOf = (path: string) => ({ path, dev: lstatSync(path, { bigint: true }).dev });
+
 /** A directory with `files`, their lstat recorded as a walk would (every file settled), and a spool of zeros to read them into. */
 async function setUp(files: Record<string, Buffer>, before?: (root: string) => void) {
   const root = mkdtempSync(join(tmpdir(), 'csx-deferred-'));
@@ -22,18 +37,18 @@ async function setUp(files: Record<string, Buffer>, before?: (root: string) => v
     writeFileSync(join(root, rel), data);
   }
   before?.(root);
-  const deferred = new DeferredReads(BigInt(Date.now() + 60_000) * 1_000_000n);
+  const deferred = new DeferredReads(BigInt(Date.now() + 60_000) * 1_000_000n, rootOf(root));
   let at = 0;
   for (const rel of Object.keys(files)) {
     const st = lstatSync(join(root, rel), { bigint: true });
-    expect(deferred.takes(st)).toBe(true);
+    expect(deferred.takes(st, rel)).toBe(true);
     deferred.add(rel, at, st);
     at += files[rel].length + 100;
   }
   const spool = Spool.for({ RUNNER_TEMP: root });
   await spool.ready();
   const spooled = await spool.take(Readable.from([Buffer.alloc(at)]));
-  const run = async (during?: () => void) => {
+  const run = async (during?: () => void, signal?: AbortSignal) => {
     const patch = spool.patch(spooled);
     if (during) {
       // Called as the first piece is written: a change while the file is read.
@@ -41,7 +56,7 @@ async function setUp(files: Record<string, Buffer>, before?: (root: string) => v
       patch.write = (at, data) => (during(), write(at, data));
     }
     try {
-      await readDeferred(root, deferred, patch);
+      await readDeferred(root, deferred, patch, signal);
     } finally {
       patch.close();
     }
@@ -68,16 +83,52 @@ describe('files read once the container is back (deferred reads)', () => {
     await s.close();
   });
 
-  it('leaves an empty file to be read while held', () => {
+  it('leaves to be read while held an empty file, one changed at or after the cutoff, one on another device, one whose path passes PATH_MAX', () => {
     const root = mkdtempSync(join(tmpdir(), 'csx-deferred-'));
     dirs.push(root);
     writeFileSync(join(root, 'empty'), '');
     writeFileSync(join(root, 'new'), 'x');
     const st = lstatSync(join(root, 'new'), { bigint: true });
-    expect(new DeferredReads(BigInt(Date.now() + 60_000) * 1_000_000n).takes(lstatSync(join(root, 'empty'), { bigint: true }))).toBe(false);
-    // Changed at or after the cutoff: read while held.
-    expect(new DeferredReads(st.ctimeNs).takes(st)).toBe(false);
-    expect(new DeferredReads(st.ctimeNs + 1n).takes(st)).toBe(true);
+    const later = BigInt(Date.now() + 60_000) * 1_000_000n;
+    expect(new DeferredReads(later, rootOf(root)).takes(lstatSync(join(root, 'empty'), { bigint: true }), 'empty')).toBe(false);
+    expect(new DeferredReads(st.ctimeNs, rootOf(root)).takes(st, 'new')).toBe(false);
+    expect(new DeferredReads(st.ctimeNs + 1n, rootOf(root)).takes(st, 'new')).toBe(true);
+    // A file system mounted below the top (a tmpfs, say): its own device.
+    expect(new DeferredReads(later, { path: root, dev: st.dev + 1n }).takes(st, 'new')).toBe(false);
+    const deep = `${'d/'.repeat(2040)}new`;
+    expect(Buffer.byteLength(root) + 1 + deep.length).toBeGreaterThanOrEqual(4096);
+    expect(new DeferredReads(later, rootOf(root)).takes(st, deep)).toBe(false);
+  });
+
+  it('never covers two clear texts with one key stream in an encrypting spool: a block written again takes a key stream of its own', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'csx-deferred-'));
+    dirs.push(root);
+    const spool = Spool.for({ RUNNER_TEMP: root }, true);
+    await spool.ready();
+    // A "header" of non-zero bytes, then zeros where a file's data goes, in one 4096-byte block; a second block all zero.
+    const header = Buffer.alloc(512, 0x41);
+    const spooled = await spool.take(Readable.from([Buffer.concat([header, Buffer.alloc(8192 - 512)])]));
+    const before = readFileSync(spooled.path);
+    const secret = Buffer.from('-----BEGIN PRIVATE KEY----- not to be seen in the spool -----END PRIVATE KEY-----');
+    const patch = spool.patch(spooled);
+    patch.write(512, secret);
+    patch.write(4096 + 100, secret);
+    patch.write(600, secret);
+    patch.close();
+    const after = readFileSync(spooled.path);
+    const xor = Buffer.alloc(after.length);
+    for (let i = 0; i < xor.length; i++) xor[i] = before[i] ^ after[i];
+    expect(xor.includes(secret)).toBe(false);
+    expect(after.includes(secret)).toBe(false);
+    const parts: Buffer[] = [];
+    for await (const part of spool.read(spooled)) parts.push(part as Buffer);
+    const clear = Buffer.concat(parts);
+    expect(clear.subarray(0, 512).equals(header)).toBe(true);
+    expect(clear.subarray(512, 512 + secret.length).equals(secret)).toBe(true);
+    expect(clear.subarray(512 + secret.length, 600).equals(Buffer.alloc(600 - 512 - secret.length))).toBe(true);
+    expect(clear.subarray(600, 600 + secret.length).equals(secret)).toBe(true);
+    expect(clear.subarray(4196, 4196 + secret.length).equals(secret)).toBe(true);
+    await spool.close();
   });
 
   const changes: Array<[string, (root: string) => void, RegExp]> = [
@@ -143,6 +194,24 @@ describe('files read once the container is back (deferred reads)', () => {
       );
     expect(failed).toBeInstanceOf(DeferredChange);
     expect((failed as Error).message).toMatch(/its times/);
+    await s.close();
+  });
+
+  it('stops within a large file once the run is cancelled: at its next MiB, with the reason', async () => {
+    const s = await setUp({ big: randomBytes(8 << 20) });
+    const controller = new AbortController();
+    let pieces = 0;
+    const failed = await s
+      .run(() => {
+        // Cancelled as the first MiB is written: the timer fires at the read's next turn of the event loop.
+        if (pieces++ === 0) setImmediate(() => controller.abort(new Error('cancelled by the test')));
+      }, controller.signal)
+      .then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+    expect((failed as Error).message).toBe('cancelled by the test');
+    expect(pieces).toBeLessThanOrEqual(2);
     await s.close();
   });
 
