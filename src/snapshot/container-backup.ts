@@ -176,7 +176,10 @@ export class ContainerBackup {
           await engine.removeImage(tempRef, { force: true });
           journal?.tempImageRemoved(tempRef);
         }
+        const firstMs = heldMs;
         ({ value: layer, heldMs, held } = await takeHeld(false));
+        // The time held is both holds' (pausedMs, stoppedMs): the container was held twice.
+        heldMs += firstMs;
       }
       signal?.throwIfAborted();
       // The volumes (from the spool) are stored while the engine saves the image: its save writes

@@ -235,8 +235,15 @@ describe('volume files read once the container is back (deferred reads)', () => 
       const engine = new ChangesWhenBack(() => change(join(c.m, rel)));
       await settled();
       const before = await treeDigest(c.name, '/data');
-      const { lines } = await take(c.name, store, 'c1', {}, engine);
+      const { lines, result } = await take(c.name, store, 'c1', {}, engine);
       expect(engine.unpauses).toBe(2);
+      // Held twice: the time reported is both pauses'.
+      const pauses = lines
+        .map((l) => /: paused for (\d+) ms/.exec(l)?.[1])
+        .filter(Boolean)
+        .map(Number);
+      expect(pauses).toHaveLength(2);
+      expect(result.containers[0].pausedMs).toBe(pauses[0] + pauses[1]);
       expect((await docker.getContainer(c.name).inspect()).State).toMatchObject({ Running: true, Paused: false });
       expect(lines.filter((l) => l.includes('changed after the container was back'))).toEqual([
         `${c.name}: ${c.volume}: ${rel} changed after the container was back, before it was read (${why}): taken again, every file read while it is held`,
