@@ -139,7 +139,7 @@ function readOf(fd: number, buf: Buffer, at: number, n: number, position: number
   try {
     return readSync(fd, buf, at, n, position);
   } catch (err) {
-    throw new DeferredChange(r.rel, `not read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new DeferredChange(r.rel, `not read: ${failure(err)}`);
   }
 }
 
@@ -153,18 +153,23 @@ function openChecked(path: Buffer, r: DeferredRead): number {
   try {
     named = openSync(path, O_PATH | constants.O_NOFOLLOW);
   } catch (err) {
-    throw new DeferredChange(r.rel, `not found: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new DeferredChange(r.rel, `not found: ${failure(err)}`);
   }
   try {
     unchanged(r, fstatSync(named, { bigint: true }));
     try {
       return openSync(`/proc/self/fd/${named}`, constants.O_RDONLY | constants.O_NONBLOCK);
     } catch (err) {
-      throw new DeferredChange(r.rel, `not opened: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      throw new DeferredChange(r.rel, `not opened: ${failure(err)}`);
     }
   } finally {
     closeSync(named);
   }
+}
+
+/** A failed call's errno code (ENOENT), else its message. */
+function failure(err: unknown): string {
+  return (err as NodeJS.ErrnoException).code ?? (err as Error).message;
 }
 
 /** Throws DeferredChange unless `now` (an fstat) is the inode `r` describes, with the same size and times. */
