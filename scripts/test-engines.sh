@@ -13,7 +13,8 @@
 # TEST_TIERS=parallel (default) runs the tiers side by side, =sequential one after another.
 # Each tier's output is printed in one block after a banner naming its engine; vitest names
 # the engine in every file's result too ("engine 26.1.5"). The summary gives each tier's
-# engine, wall time and result; the exit status is non-zero when any tier failed.
+# engine, wall time and result, then each failed test with its message (scripts/failures.mjs);
+# the exit status is non-zero when any tier failed.
 # Extra arguments are passed to vitest (e.g. a test file).
 set -uo pipefail
 
@@ -54,7 +55,8 @@ names=() logs=() pids=()
 run_tier() {
   local i=$1 host=$2 tmp=$work/tier-$1/tmp start=$SECONDS rc
   mkdir -p "$tmp"
-  DOCKER_HOST=$host TMPDIR=$tmp vitest run --config vitest.itg.config.ts "${@:3}" >"$work/tier-$i/log" 2>&1
+  DOCKER_HOST=$host TMPDIR=$tmp vitest run --config vitest.itg.config.ts \
+    --reporter=default --reporter=json --outputFile.json="$work/tier-$i/report.json" "${@:3}" >"$work/tier-$i/log" 2>&1
   rc=$?
   printf '%s %s\n' "$rc" $((SECONDS - start)) >"$work/tier-$i/result"
   rm -rf "$tmp"
@@ -113,5 +115,13 @@ for i in "${!engines[@]}"; do
   [[ $rc == 0 ]] || failed=1
   printf '    %-7s %s at %s: %dm%02ds\n' "$([[ $rc == 0 ]] && echo passed || echo FAILED)" "${names[$i]}" "${engines[$i]}" $((secs / 60)) $((secs % 60))
 done
+# Last, what failed and why (each failure's message, not its stack): the tail of a CI log shows it.
+if ((failed)); then
+  printf '\n==> failed tests:\n'
+  for i in "${!engines[@]}"; do
+    read -r rc secs <"$work/tier-$i/result"
+    [[ $rc == 0 ]] || node scripts/failures.mjs "$work/tier-$i/report.json" "[${names[$i]}] "
+  done
+fi
 rm -rf "$work"
 exit "$failed"
