@@ -55,7 +55,7 @@ export async function rollBackAll(engine: Engine, pending: RestorePending, log: 
   // A helper of the run may still hold a volume to put back.
   await removeRunHelpers(engine, (run) => run === pending.run);
   // Its own helpers carry this process's label: another run's sweep of the gone run's must not take them.
-  const problems = await rollBackTargets(engine, runLabelValue(), pending.helperImage, pending.targets, log, save);
+  const problems = await rollBackTargets(engine, runLabelValue(), pending.helperImage, pending.targets, log, save, pending.run);
   pending.targets = pending.targets.filter(hasChanges);
   save();
   return problems;

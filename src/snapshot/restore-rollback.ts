@@ -20,7 +20,11 @@ async function exists(engine: Engine, id: string): Promise<boolean> {
  * removed, then the old containers are back under their names and in their states (in the order of
  * `targets`, the restore's: a container others refer to first). Each step done
  * is removed from its target's record and `save` is called, so a rollback interrupted in turn runs
- * again from where it stopped. Returns what could not be put back.
+ * again from where it stopped. `gone`: the run label of the restore being put back when it is no
+ * longer alive (a recovery): what it asked the engine for may be done after this rollback looked
+ * (a new container not yet recorded by ID, a helper of that run); found in the way of a volume or
+ * network to remove, or still there at the end, it is removed too. Returns what could not be put
+ * back.
  */
 export async function rollBackTargets(
   engine: Engine,
@@ -29,8 +33,33 @@ export async function rollBackTargets(
   targets: TargetPending[],
   log: Logger,
   save: () => void,
+  gone?: string,
 ): Promise<string[]> {
   const problems: string[] = [];
+  // Targets whose new container was not found (none recorded by ID): a run killed outright may have
+  // left its create with the engine, which finishes it after this rollback looked (seen in tests
+  // under load: the recovery then found the restore's volume "in use" by it).
+  const unseen: TargetPending[] = [];
+  /**
+   * What of the rolled-back run appeared since this rollback looked (its new containers, and the
+   * helpers of the run `gone` names), removed; true when there was any. Called when a volume or
+   * network the restore made is found in use, and once at the end.
+   */
+  const late = async (): Promise<boolean> => {
+    let found = false;
+    if (gone) found = (await removeRunHelpers(engine, (r) => r === gone)) > 0;
+    for (const e of unseen) if (await removeNewContainer(engine, e)) found = true;
+    return found;
+  };
+  /** `fn`, again once after `late()` removed something when it failed on a volume in use (409). */
+  const unlessLate = async (fn: () => Promise<void>) => {
+    try {
+      await fn();
+    } catch (err) {
+      if (!(err instanceof ConflictError) || !(await late())) throw err;
+      await fn();
+    }
+  };
   const attempt = async (what: string, fn: () => Promise<void>, done: () => void) => {
     try {
       await fn();
@@ -45,10 +74,7 @@ export async function rollBackTargets(
     await attempt(
       `remove the new container ${e.target}`,
       async () => {
-        // Only the restore's own: a container made under that name since (by hand) is left alone.
-        const now = await engine.findContainer(e.target);
-        const ours = e.created ? now?.Id === e.created : now?.Config.Image === e.image;
-        if (now && ours && now.Id !== e.aside?.id) await engine.removeContainer(now.Id, { force: true, volumes: true });
+        if (!(await removeNewContainer(engine, e)) && !e.created) unseen.push(e);
       },
       () => (e.creating = false),
     );
@@ -58,7 +84,7 @@ export async function rollBackTargets(
     for (const n of [...(e.createdNetworks ?? [])]) {
       await attempt(
         `remove network ${n.name}`,
-        () => removeCreatedNetwork(engine, n, log),
+        () => removeCreatedNetwork(engine, n, log, late),
         () => e.createdNetworks?.splice(e.createdNetworks.indexOf(n), 1),
       );
     }
@@ -72,14 +98,14 @@ export async function rollBackTargets(
       };
       await attempt(
         `put back volume ${v.name}`,
-        () => putBackVolume(engine, run, image, v, log, done),
+        () => putBackVolume(engine, run, image, v, log, done, unlessLate),
         () => undefined,
       );
     }
     for (const name of [...e.createdVolumes]) {
       await attempt(
         `remove volume ${name}`,
-        () => engine.removeVolume(name).catch(ignoreMissing),
+        () => unlessLate(() => engine.removeVolume(name).catch(ignoreMissing)),
         () => e.createdVolumes.splice(e.createdVolumes.indexOf(name), 1),
       );
     }
@@ -93,17 +119,37 @@ export async function rollBackTargets(
     };
     if (a) await attempt(`put back container ${e.target}`, () => putBackContainer(engine, run, e.target, a, log, save, forget), forget);
   }
+  if (unseen.length > 0 || gone)
+    await attempt(
+      'remove what the restore made late',
+      () => late().then(() => undefined),
+      () => undefined,
+    );
   return problems;
+}
+
+/**
+ * Removes the new container of `e` (with its anonymous volumes) when it is there; true when it
+ * was. Only the restore's own: its recorded ID, or (none recorded yet) its target name and image;
+ * a container made under that name since (by hand) is left alone.
+ */
+async function removeNewContainer(engine: Engine, e: TargetPending): Promise<boolean> {
+  const now = await engine.findContainer(e.target);
+  const ours = e.created ? now?.Id === e.created : now?.Config.Image === e.image;
+  if (!now || !ours || now.Id === e.aside?.id) return false;
+  await engine.removeContainer(now.Id, { force: true, volumes: true }).catch(ignoreMissing);
+  return true;
 }
 
 /**
  * Removes a network the restore created, unless a container is on it (one the restore did not
  * create: its own are removed first) or it is another network of that name made since.
  */
-async function removeCreatedNetwork(engine: Engine, n: CreatedNetwork, log: Logger): Promise<void> {
+async function removeCreatedNetwork(engine: Engine, n: CreatedNetwork, log: Logger, late: () => Promise<boolean>): Promise<void> {
   const now = await engine.inspectNetwork(n.name);
   if (!now || (n.id && now.Id !== n.id)) return;
-  const users = await engine.networkUsers(now.Id);
+  let users = await engine.networkUsers(now.Id);
+  if (users.length > 0 && (await late())) users = await engine.networkUsers(now.Id);
   if (users.length === 0) {
     try {
       await engine.removeNetwork(now.Id);
@@ -118,7 +164,15 @@ async function removeCreatedNetwork(engine: Engine, n: CreatedNetwork, log: Logg
 }
 
 /** Puts back one volume; `done` is called once it holds its old content, before the copy aside is removed. */
-async function putBackVolume(engine: Engine, run: string, image: string | undefined, v: ReplacedVolume, log: Logger, done: () => void): Promise<void> {
+async function putBackVolume(
+  engine: Engine,
+  run: string,
+  image: string | undefined,
+  v: ReplacedVolume,
+  log: Logger,
+  done: () => void,
+  unlessLate: (fn: () => Promise<void>) => Promise<void>,
+): Promise<void> {
   if (!v.kept || v.emptied === false) {
     done();
     if (v.aside) await engine.removeVolume(v.aside).catch(ignoreMissing);
@@ -129,7 +183,7 @@ async function putBackVolume(engine: Engine, run: string, image: string | undefi
     done();
     throw new Error(`its old content (volume ${v.aside}) is gone`);
   }
-  if (await engine.inspectVolume(v.name)) await engine.removeVolume(v.name);
+  if (await engine.inspectVolume(v.name)) await unlessLate(() => engine.removeVolume(v.name).catch(ignoreMissing));
   await engine.createVolume({ name: v.name, driver: v.driver, driverOpts: v.driverOpts, labels: v.labels });
   if (v.aside) {
     if (!image) throw new Error('no local image to copy its old content with');
@@ -188,12 +242,12 @@ async function recreate(engine: Engine, run: string, name: string, removed: NonN
   return id;
 }
 
-/** Removes the helper containers of the runs `matches` accepts (by their label). */
-export async function removeRunHelpers(engine: Engine, matches: (run: string) => boolean): Promise<void> {
-  for (const c of await engine.containersLabelled(RUN_LABEL)) {
-    // Another run may be removing the same leftover at this moment: 404 and 409 both mean it is going.
-    if (matches(c.value)) await engine.removeContainer(c.id, { force: true, volumes: true }).catch(ignoreGoing);
-  }
+/** Removes the helper containers of the runs `matches` accepts (by their label); returns how many there were. */
+export async function removeRunHelpers(engine: Engine, matches: (run: string) => boolean): Promise<number> {
+  const helpers = (await engine.containersLabelled(RUN_LABEL)).filter((c) => matches(c.value));
+  // Another run may be removing the same leftover at this moment: 404 and 409 both mean it is going.
+  for (const c of helpers) await engine.removeContainer(c.id, { force: true, volumes: true }).catch(ignoreGoing);
+  return helpers.length;
 }
 
 /** Removes the aside volumes of the runs `matches` accepts, but those in `keep` or still in use. */

@@ -4,6 +4,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hostname } from 'node:os';
 import { Engine } from '../../src/engine/engine.js';
+import type { ContainerInspect } from '../../src/engine/containers.js';
 import { RUN_LABEL } from '../../src/snapshot/fill.js';
 import { recoverAbandonedRestores, runIsGone } from '../../src/snapshot/restore-journal.js';
 import { Resources, docker, quietLog, runContainer } from '../support/fixtures.js';
@@ -81,5 +82,83 @@ describe('the recovery of interrupted restores', () => {
     const r = await recoverAbandonedRestores(new Engine(), quietLog, { ...process.env, CONTAINER_SNAPSHOT_STATE_DIR: state });
     expect(r.problems).toEqual([]);
     expect((await docker.getContainer(target).inspect()).Id).toBe(made.id);
+  });
+
+  /**
+   * A restore killed outright leaves its last requests with the engine, which may finish them after
+   * the next run's recovery looked (seen under load: the restore's volume "in use" by its own new
+   * container, so the recovery failed and left the volume). Here the engine is asked for real; the
+   * recovery's first look is made to miss what the engine had not finished yet.
+   */
+  it.each([
+    ['its new container, found in the way of its volume', 'container', false],
+    ['its new container, found on its network', 'container', true],
+    ['a helper it labelled, found in the way of its volume', 'helper', false],
+    ['a helper it labelled, found on its network', 'helper', true],
+  ] as const)('removes what a killed restore made after the recovery looked: %s; then its volume and network', async (_what, kind, onNetwork) => {
+    const gone = spawnSync('true');
+    const run = `${hostname()}/${gone.pid}/1`;
+    const target = res.name(`late-${kind}-${onNetwork ? 'n' : 'v'}`);
+    const vol = res.volume(`late-${kind}-${onNetwork ? 'n' : 'v'}`);
+    const net = res.network(`late-${kind}-${onNetwork ? 'n' : 'v'}`);
+    await docker.createVolume({ Name: vol });
+    const netId = onNetwork ? (await docker.createNetwork({ Name: net })).id : undefined;
+    const image = inject('fixtureImage');
+    const made = await docker.createContainer({
+      name: kind === 'container' ? target : res.name(`helper-of-${onNetwork ? 'n' : 'v'}`),
+      Image: image,
+      Cmd: ['sleep', '100000'],
+      ...(kind === 'helper' ? { Labels: { [RUN_LABEL]: run } } : {}),
+      HostConfig: { Binds: [`${vol}:/v`], ...(netId ? { NetworkMode: net } : {}) },
+    });
+    const state = res.tempDir();
+    const dir = join(state, 'restore-journal');
+    mkdirSync(dir, { recursive: true });
+    const pending = {
+      run,
+      targets: [
+        {
+          target,
+          image,
+          creating: true,
+          createdVolumes: [vol],
+          ...(netId ? { createdNetworks: [{ name: net, id: netId }] } : {}),
+          replaced: [],
+        },
+      ],
+    };
+    writeFileSync(
+      join(dir, `${hostname()}-${gone.pid}.json`),
+      JSON.stringify({ pid: gone.pid, started: '1', host: hostname(), engine: process.env.DOCKER_HOST || 'unix:///var/run/docker.sock', pending }),
+    );
+    // What the killed restore made "appears" (is seen) only once the recovery turns to the volume or network.
+    let appeared = false;
+    const engine = new (class extends Engine {
+      override async findContainer(name: string): Promise<ContainerInspect | undefined> {
+        return kind === 'container' && name === target && !appeared ? undefined : super.findContainer(name);
+      }
+      override async containersLabelled(key: string): Promise<Array<{ id: string; name: string; value: string }>> {
+        return kind === 'helper' && !appeared ? [] : super.containersLabelled(key);
+      }
+      override async removeVolume(name: string): Promise<void> {
+        appeared = true;
+        return super.removeVolume(name);
+      }
+      override async networkUsers(id: string): Promise<Array<{ id: string; name: string }>> {
+        appeared = true;
+        return super.networkUsers(id);
+      }
+    })();
+    const r = await recoverAbandonedRestores(engine, quietLog, { ...process.env, CONTAINER_SNAPSHOT_STATE_DIR: state });
+    expect(r.problems).toEqual([]);
+    expect(r.recovered).toBe(1);
+    const missing = (p: Promise<unknown>) =>
+      p.then(
+        () => false,
+        (err: { statusCode?: number }) => err.statusCode === 404,
+      );
+    expect(await missing(docker.getContainer(made.id).inspect())).toBe(true);
+    expect(await missing(docker.getVolume(vol).inspect())).toBe(true);
+    if (netId) expect(await missing(docker.getNetwork(netId).inspect())).toBe(true);
   });
 });
