@@ -7,6 +7,9 @@
 //   src/restore/index.ts → dist/restore/index.js (loader) → dist/restore/bundle.js (+ the same)
 //   src/cli.ts           → dist/cli.js (loader) → dist/cli/bundle.js (+ licenses.txt and
 //                          assets in dist/cli/; the {"type":"module"} in dist/package.json)
+//   src/destinations/artifact/sdk-entry.ts → dist/artifact/bundle.js (+ its licenses.txt):
+//                          @actions/artifact, a library bundle the three above import only
+//                          when an artifact: destination is used (artifact/sdk.ts says why)
 //
 // Usage (run it with Node 24: `npm run build` puts node_modules/.bin first on PATH):
 //   node scripts/build.mjs                  rebuild all of dist/ (stale files disappear)
@@ -62,6 +65,9 @@ const BUNDLES = {
   backup: { entry: 'src/backup/index.ts', out: 'dist/backup/index.js' },
   restore: { entry: 'src/restore/index.ts', out: 'dist/restore/index.js' },
   cli: { entry: 'src/cli.ts', out: 'dist/cli.js' },
+  // A library bundle (no loader; its entry's exports kept): imported by the others on first use
+  // (src/destinations/artifact/sdk.ts), so that they leave out what it holds.
+  artifact: { entry: 'src/destinations/artifact/sdk-entry.ts', out: 'dist/artifact/bundle.js', library: true },
 };
 
 // Requests left to Node at run time, unchanged (see above). ncc reads a key written as
@@ -107,9 +113,9 @@ function parseTargets(args) {
   return { full: false, targets };
 }
 
-/** Where a bundle and its side files go: beside an index.js, else in OUT/ (dist/cli.js → dist/cli/). */
-function assetDirOf(out) {
-  return out === 'index.js' || out.endsWith('/index.js') ? dirname(out) : out.replace(/\.[cm]?js$/, '');
+/** Where a bundle and its side files go: beside an index.js or a library's bundle.js, else in OUT/ (dist/cli.js → dist/cli/). */
+function assetDirOf(out, library = false) {
+  return library || out === 'index.js' || out.endsWith('/index.js') ? dirname(out) : out.replace(/\.[cm]?js$/, '');
 }
 
 const LOADER = readFileSync(join(root, 'scripts/loader.mjs'), 'utf8');
@@ -130,7 +136,8 @@ function stage(target) {
   const spec = toPosix(relative(dir, target.entry)).replace(/\.([cm]?)tsx?$/, '.$1js');
   // ncc keeps the shebang of its entry file only (and then the bundle is made executable).
   const shebang = /^#![^\r\n]*/.exec(readFileSync(target.entry, 'utf8'))?.[0];
-  writeFileSync(join(dir, 'entry.ts'), `${shebang ? `${shebang}\n` : ''}import '${spec}';\n`);
+  // A library's stub passes its entry's exports on; an entry bundle's only runs its entry.
+  writeFileSync(join(dir, 'entry.ts'), `${shebang ? `${shebang}\n` : ''}${target.library ? `export * from '${spec}'` : `import '${spec}'`};\n`);
   const tsconfig = {
     extends: toPosix(relative(dir, 'tsconfig.json')),
     // ncc hands these options to ts-loader as they are: relative to this file.
@@ -177,21 +184,23 @@ async function build(target) {
 
   const out = target.out;
   const outDir = dirname(out);
-  const assetDir = assetDirOf(out);
+  const assetDir = assetDirOf(out, target.library);
   const bundle = join(assetDir, 'bundle.js');
 
   const shebang = /^#![^\r\n]*\r?\n/.exec(code)?.[0];
   if (shebang) code = code.slice(shebang.length);
   code = asciiOnly(code, bundle);
-  const loader = asciiOnly(loaderFor(out, bundle, shebang?.trimEnd()), out);
-  const written = [out, bundle];
-  writeOut(out, loader, shebang ? 0o755 : 0o644);
+  const written = [bundle];
+  if (!target.library) {
+    writeOut(out, asciiOnly(loaderFor(out, bundle, shebang?.trimEnd()), out), shebang ? 0o755 : 0o644);
+    written.unshift(out);
+  }
   writeOut(bundle, code, 0o644);
   for (const name of Object.keys(assets).sort()) {
     const asset = assets[name];
     // ncc's {"type":"module"} marker belongs beside the loader (it covers the bundle too).
     const rel = name === 'package.json' ? join(outDir, name) : join(assetDir, name);
-    if (rel === out || rel === bundle) fail(`${out}: ncc's asset ${name} would overwrite ${rel}`);
+    if (written.includes(rel)) fail(`${out}: ncc's asset ${name} would overwrite ${rel}`);
     writeOut(rel, asset.source, (asset.permissions ?? 0o644) & 0o111 ? 0o755 : 0o644);
     written.push(rel);
   }
@@ -215,7 +224,8 @@ async function build(target) {
 
   const kib = (Buffer.byteLength(code) / 1024).toFixed(0);
   const secs = ((Date.now() - started) / 1000).toFixed(1);
-  console.log(`build: ${target.entry} → ${out} → ${bundle} (${kib} KiB + ${written.length - 2} side files, ${secs} s)`);
+  const sides = written.length - (target.library ? 1 : 2);
+  console.log(`build: ${target.entry} → ${target.library ? bundle : `${out} → ${bundle}`} (${kib} KiB + ${sides} side files, ${secs} s)`);
   return written;
 }
 
@@ -246,7 +256,7 @@ if (full) {
 } else {
   for (const target of targets) {
     rmSync(target.out, { force: true });
-    rmSync(assetDirOf(target.out), { recursive: true, force: true });
+    rmSync(assetDirOf(target.out, target.library), { recursive: true, force: true });
   }
   for (const rel of written) place(rel);
 }

@@ -4,6 +4,7 @@ import type { Keyring } from '../crypto/keyring.js';
 import { RegistryClient } from '../registry/client.js';
 import { resolveCredentials } from '../registry/credentials.js';
 import { ArtifactDestination, runContext } from './artifact/index.js';
+import { loadArtifactClient } from './artifact/sdk.js';
 import { DirDestination } from './dir/index.js';
 import { RegistryDestination } from './registry.js';
 import type { Destination } from './types.js';
@@ -28,8 +29,7 @@ export async function openDestination(spec: DestinationSpec, opts: OpenOptions):
   if (spec.kind === 'dir') return new DirDestination(spec.raw, spec.path, opts.warn, opts.keyring);
   if (spec.kind === 'artifact') {
     if (opts.artifactRun) opts.onSecret?.(opts.artifactRun.token);
-    // Loaded on first use: it reads GITHUB_API_URL when loaded, and only artifact users need it.
-    const { DefaultArtifactClient } = await import(/* webpackMode: "eager" */ '@actions/artifact');
+    const DefaultArtifactClient = await loadArtifactClient();
     return new ArtifactDestination(
       spec.raw,
       spec.name,

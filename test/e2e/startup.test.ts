@@ -36,6 +36,19 @@ describe('the entries of dist/ start their bundle through the compile-cache load
     }
   });
 
+  it('leaves the artifact client out of the entry bundles: a bundle of its own, imported beside them when an artifact: destination opens', async () => {
+    // BlobServiceClient: the Azure storage SDK the artifact client uploads with.
+    for (const bundle of ['dist/cli/bundle.js', 'dist/backup/bundle.js', 'dist/restore/bundle.js']) {
+      const source = readFileSync(bundle, 'utf8');
+      expect(source.includes('BlobServiceClient'), bundle).toBe(false);
+      expect(source, bundle).toContain("'../artifact/bundle.js'");
+    }
+    expect(readFileSync('dist/artifact/bundle.js', 'utf8')).toContain('BlobServiceClient');
+    expect(readFileSync('dist/artifact/licenses.txt', 'utf8')).toContain('@azure/storage-blob');
+    const sdk = (await import(join(process.cwd(), 'dist/artifact/bundle.js'))) as { DefaultArtifactClient: unknown };
+    expect(typeof sdk.DefaultArtifactClient).toBe('function');
+  });
+
   it('keeps the cache in a directory of its own (mode 700) in TMPDIR, none in RUNNER_TEMP, and runs the same from it the second time', async () => {
     const tmp = join(temp, 'tmp');
     const runnerTemp = join(temp, 'runner');
