@@ -39,7 +39,10 @@ export async function rollBackTargets(
   // Targets whose new container was not found (none recorded by ID): a run killed outright may have
   // left its create with the engine, which finishes it after this rollback looked (seen in tests
   // under load: the recovery then found the restore's volume "in use" by it).
-  const unseen: TargetPending[] = [];
+  // Their `creating` stays set (saved) until the last look, so a rollback interrupted meanwhile looks again.
+  const unseen = new Set<TargetPending>();
+  // The old containers (set aside, or put back): never taken for a new one, whatever their image.
+  const kept = new Set(targets.flatMap((t) => (t.aside ? [t.aside.id] : [])));
   /**
    * What of the rolled-back run appeared since this rollback looked (its new containers, and the
    * helpers of the run `gone` names), removed; true when there was any. Called when a volume or
@@ -48,7 +51,7 @@ export async function rollBackTargets(
   const late = async (): Promise<boolean> => {
     let found = false;
     if (gone) found = (await removeRunHelpers(engine, (r) => r === gone)) > 0;
-    for (const e of unseen) if (await removeNewContainer(engine, e)) found = true;
+    for (const e of unseen) if (await removeNewContainer(engine, e, kept)) found = true;
     return found;
   };
   /** `fn`, again once after `late()` removed something when it failed on a volume in use (409). */
@@ -74,9 +77,9 @@ export async function rollBackTargets(
     await attempt(
       `remove the new container ${e.target}`,
       async () => {
-        if (!(await removeNewContainer(engine, e)) && !e.created) unseen.push(e);
+        if (!(await removeNewContainer(engine, e, kept)) && !e.created) unseen.add(e);
       },
-      () => (e.creating = false),
+      () => (e.creating = unseen.has(e)),
     );
   }
   // Once the new containers are gone: a network still in use is someone else's now.
@@ -113,17 +116,32 @@ export async function rollBackTargets(
   // Old containers in restore order: those others take volumes or namespaces from come first.
   for (const e of targets) {
     const a = e.aside;
+    // Once the old container holds its name again, no create of the restore can take it: nothing late to look for.
     const forget = () => {
       e.aside = undefined;
+      e.creating = false;
+      unseen.delete(e);
       save();
     };
-    if (a) await attempt(`put back container ${e.target}`, () => putBackContainer(engine, run, e.target, a, log, save, forget), forget);
+    if (a)
+      await attempt(
+        `put back container ${e.target}`,
+        async () => {
+          // A new container made late under its name would keep the old one from getting it back.
+          if (unseen.has(e)) await removeNewContainer(engine, e, kept);
+          await putBackContainer(engine, run, e.target, a, log, save, forget);
+          kept.add(a.id);
+        },
+        forget,
+      );
   }
-  if (unseen.length > 0 || gone)
+  if (unseen.size > 0 || gone)
     await attempt(
       'remove what the restore made late',
       () => late().then(() => undefined),
-      () => undefined,
+      () => {
+        for (const e of unseen) e.creating = false;
+      },
     );
   return problems;
 }
@@ -131,12 +149,13 @@ export async function rollBackTargets(
 /**
  * Removes the new container of `e` (with its anonymous volumes) when it is there; true when it
  * was. Only the restore's own: its recorded ID, or (none recorded yet) its target name and image;
- * a container made under that name since (by hand) is left alone.
+ * a container made under that name since (by hand) is left alone, and so is any in `kept` (the old
+ * containers, which may have been made from the same image: a snapshot restored twice).
  */
-async function removeNewContainer(engine: Engine, e: TargetPending): Promise<boolean> {
+async function removeNewContainer(engine: Engine, e: TargetPending, kept: Set<string>): Promise<boolean> {
   const now = await engine.findContainer(e.target);
   const ours = e.created ? now?.Id === e.created : now?.Config.Image === e.image;
-  if (!now || !ours || now.Id === e.aside?.id) return false;
+  if (!now || !ours || now.Id === e.aside?.id || kept.has(now.Id)) return false;
   await engine.removeContainer(now.Id, { force: true, volumes: true }).catch(ignoreMissing);
   return true;
 }

@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hostname } from 'node:os';
 import { Engine } from '../../src/engine/engine.js';
@@ -160,5 +160,57 @@ describe('the recovery of interrupted restores', () => {
     expect(await missing(docker.getContainer(made.id).inspect())).toBe(true);
     expect(await missing(docker.getVolume(vol).inspect())).toBe(true);
     if (netId) expect(await missing(docker.getNetwork(netId).inspect())).toBe(true);
+  });
+
+  /** Writes a gone run's restore journal holding `targets` into a new state directory; returns its env and journal file. */
+  const journalOfGoneRun = (targets: unknown[]) => {
+    const gone = spawnSync('true');
+    const state = res.tempDir();
+    const dir = join(state, 'restore-journal');
+    mkdirSync(dir, { recursive: true });
+    const file = join(dir, `${hostname()}-${gone.pid}.json`);
+    const pending = { run: `${hostname()}/${gone.pid}/1`, targets };
+    writeFileSync(
+      file,
+      JSON.stringify({ pid: gone.pid, started: '1', host: hostname(), engine: process.env.DOCKER_HOST || 'unix:///var/run/docker.sock', pending }),
+    );
+    return { env: { ...process.env, CONTAINER_SNAPSHOT_STATE_DIR: state }, file };
+  };
+
+  it('puts back an old container made from the same image as the new one (a snapshot restored twice), and keeps it, when the new one never came', async () => {
+    const target = res.name('twice');
+    const asideName = res.name('twice-replaced-000000');
+    const image = inject('fixtureImage');
+    const old = await docker.createContainer({ name: asideName, Image: image, Cmd: ['sleep', '100000'] });
+    const vol = res.volume('twice-v');
+    await docker.createVolume({ Name: vol });
+    const { env } = journalOfGoneRun([
+      { target, image, creating: true, createdVolumes: [vol], replaced: [], aside: { id: old.id, asideName, wasRunning: false, wasPaused: false } },
+    ]);
+    const r = await recoverAbandonedRestores(new Engine(), quietLog, env);
+    expect(r.problems).toEqual([]);
+    expect(r.recovered).toBe(1);
+    const back = await docker.getContainer(target).inspect();
+    expect([back.Id, back.Name]).toEqual([old.id, `/${target}`]);
+  });
+
+  it('keeps a target whose new container was not found to be looked for again while its rollback goes on (a rollback killed meanwhile looks again)', async () => {
+    const target = res.name('still');
+    const vol = res.volume('still-v');
+    await docker.createVolume({ Name: vol });
+    const { env, file } = journalOfGoneRun([{ target, image: inject('fixtureImage'), creating: true, createdVolumes: [vol], replaced: [] }]);
+    const seen: boolean[] = [];
+    const engine = new (class extends Engine {
+      override async removeVolume(name: string): Promise<void> {
+        // The journal as saved when the rollback reaches the volume: the target's create still to look for.
+        const saved = JSON.parse(readFileSync(file, 'utf8')) as { pending: { targets: Array<{ creating: boolean }> } };
+        seen.push(saved.pending.targets[0].creating);
+        return super.removeVolume(name);
+      }
+    })();
+    const r = await recoverAbandonedRestores(engine, quietLog, env);
+    expect(r.problems).toEqual([]);
+    expect(seen).toEqual([true]);
+    expect(existsSync(file)).toBe(false);
   });
 });
