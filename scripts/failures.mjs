@@ -17,12 +17,14 @@ try {
   console.log(`    (no test report at ${file}: ${err.message.split('\n')[0]})`);
   process.exit(0);
 }
+let printed = 0;
 for (const suite of report.testResults ?? []) {
   const name = relative(process.cwd(), suite.name);
   const failed = (suite.assertionResults ?? []).filter((a) => a.status === 'failed');
   // A file that failed outside any test (its import, a hook) has a message and no failed test.
   if (failed.length === 0 && suite.status === 'failed') failed.push({ fullName: '(the file itself)', failureMessages: [suite.message ?? ''] });
   for (const a of failed) {
+    printed++;
     console.log(`--- ${label}${name} > ${a.fullName}`);
     const lines = strip(a.failureMessages?.[0] ?? '')
       .split('\n')
@@ -31,3 +33,5 @@ for (const suite of report.testResults ?? []) {
     if (lines.length > MAX_LINES) console.log(`    … (${lines.length - MAX_LINES} more lines in the tier's log)`);
   }
 }
+// A run can fail with no failed test: an unhandled error, which the JSON report leaves out.
+if (printed === 0) console.log(`--- ${label}no failed test in the report: the tier's log above says what failed (an unhandled error, say)`);

@@ -2,7 +2,7 @@
 // file: scripts/build.mjs copies it with the specifier of the last line replaced by the path of
 // the entry's ncc bundle, relative to the entry (./cli/bundle.js; ./bundle.js as it stands).
 //
-// Why: compiling the ~9 MB bundle is most of a run's fixed cost. Node's compile cache
+// Why: compiling the 4-5 MB bundle is most of a run's fixed cost. Node's compile cache
 // (module.enableCompileCache, Node >= 22.1) keeps V8's code cache of the bundle on disk, so a
 // later run loads compiled code instead of parsing the whole bundle again: faster, and the
 // parser's memory is never taken (see scripts/build.mjs for the figures).

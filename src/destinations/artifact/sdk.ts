@@ -11,13 +11,23 @@ import type { DefaultArtifactClient } from '@actions/artifact';
 /** Whether this module runs from a bundle of dist/ (each is named bundle.js by scripts/build.mjs). */
 const BUNDLED = import.meta.url.endsWith('/bundle.js');
 
-/** The SDK's client class; rejects when its module cannot be loaded (dist/artifact/ missing). */
+type Sdk = { DefaultArtifactClient: typeof DefaultArtifactClient };
+
+/**
+ * The SDK's client class. Rejects with the import's error when its module cannot be loaded: in a
+ * bundle, dist/artifact/ missing and no @actions/artifact resolvable from the bundle either (a
+ * scratch build, `scripts/build.mjs ENTRY=OUT`, has no library bundle beside it and loads the
+ * package from the checkout's node_modules).
+ */
 export async function loadArtifactClient(): Promise<typeof DefaultArtifactClient> {
   // webpackIgnore: ncc must not follow these imports into the bundle being built.
-  const sdk = (
-    BUNDLED
-      ? await import(/* webpackIgnore: true */ new URL(/* webpackIgnore: true */ '../artifact/bundle.js', import.meta.url).href)
-      : await import(/* webpackIgnore: true */ '@actions/artifact')
-  ) as { DefaultArtifactClient: typeof DefaultArtifactClient };
-  return sdk.DefaultArtifactClient;
+  const fromPackage = async () => ((await import(/* webpackIgnore: true */ '@actions/artifact')) as Sdk).DefaultArtifactClient;
+  if (!BUNDLED) return fromPackage();
+  try {
+    return ((await import(/* webpackIgnore: true */ new URL(/* webpackIgnore: true */ '../artifact/bundle.js', import.meta.url).href)) as Sdk)
+      .DefaultArtifactClient;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw err;
+    return fromPackage().catch(() => Promise.reject(err));
+  }
 }
