@@ -6,12 +6,17 @@ const ZERO_MIB = Buffer.alloc(1 << 20);
  * A view of `zeroBytes` answers at once, without a compare.
  */
 export function allZero(chunk: Buffer): boolean {
-  if (chunk.buffer === ZERO_MIB.buffer) return true;
+  if (isZeroBytes(chunk)) return true;
   for (let at = 0; at < chunk.length; at += ZERO_MIB.length) {
     const end = Math.min(chunk.length, at + ZERO_MIB.length);
     if (ZERO_MIB.compare(chunk, at, end, 0, end - at) !== 0) return false;
   }
   return true;
+}
+
+/** Whether `chunk` is a view of `zeroBytes`' shared buffer (known zero without a compare). */
+export function isZeroBytes(chunk: Buffer): boolean {
+  return chunk.buffer === ZERO_MIB.buffer;
 }
 
 /** Most bytes `zeroBytes` gives at once (1 MiB). */

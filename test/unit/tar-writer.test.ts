@@ -3,7 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
-import { TarWriter, type TarHeader } from '../../src/util/tar-writer.js';
+import { TAR_HOLE_MIN, TarWriter, type TarHeader } from '../../src/util/tar-writer.js';
+import { isZeroBytes, zeroBytes } from '../../src/util/zeros.js';
 import { putEntry } from '../../src/util/tar-entry.js';
 
 /** Every byte of `stream`, once it ends. */
@@ -125,6 +126,26 @@ describe('TarWriter with a reader that takes each piece as it is handed on', () 
     await w.finalize();
     await ended;
     expect(Buffer.concat(copies).equals(await byTarStream(cases))).toBe(true);
+  });
+});
+
+describe('TarWriter with zeros read as holes (zeroBytes)', () => {
+  it('hands a zero piece of TAR_HOLE_MIN or more on as it is, a shorter one copied, and writes the bytes tar-stream writes', async () => {
+    const holes = [TAR_HOLE_MIN, 10_000, 60_000, TAR_HOLE_MIN - 1, 100];
+    const cases: Case[] = holes.map((n, i) => ({ h: { name: `z${i}`, type: 'file', mode: 0o100644, mtime }, data: Buffer.alloc(n) }));
+    const w = new TarWriter();
+    const pieces: Buffer[] = [];
+    w.stream.on('data', (piece: Buffer) => pieces.push(piece));
+    const ended = new Promise((resolve) => w.stream.on('end', resolve));
+    for (const [i, n] of holes.entries()) {
+      expect(w.open({ ...cases[i].h, size: n }, true)).toBeUndefined();
+      await w.write(zeroBytes(n), n);
+    }
+    await w.finalize();
+    await ended;
+    // Only the pieces of TAR_HOLE_MIN or more come out as views of the shared zeros, each as long as it went in.
+    expect(pieces.filter(isZeroBytes).map((p) => p.length)).toEqual(holes.filter((n) => n >= TAR_HOLE_MIN));
+    expect(Buffer.concat(pieces).equals(await byTarStream(cases))).toBe(true);
   });
 });
 
