@@ -3,6 +3,7 @@ import type { Readable, Transform } from 'node:stream';
 import { allHave, type StoreTarget } from './blobs.js';
 import { ChunkCompressors, storeChunk } from './chunk-blob.js';
 import { CHUNK_SIZES, chunksOf, paddedSize } from './chunker.js';
+import { CopySlabs } from '../util/copy-slabs.js';
 import { CHUNK_LIST_VOLUME_MEDIA_TYPE, chunkListDigest, type BlobDescriptor, type ChunkedBlob, type Compression } from './manifest.js';
 
 /** Chunks already stored, by content digest: each chunk's descriptor (from recent sets, and from this run as it stores them). */
@@ -95,6 +96,8 @@ export async function storeChunked(
   const compressors = new ChunkCompressors(compression, IN_FLIGHT);
   // Copies of the chunks being stored (the chunker's views last until the next chunk), reused: IN_FLIGHT at most at once.
   const spare: Buffer[] = [];
+  // Copies of the chunks being checked, out of reused slabs: CHECK_BYTES of them at once, and a chunk more.
+  const heldCopies = new CopySlabs(CHUNK_SIZES.max, Math.ceil(CHECK_BYTES / CHUNK_SIZES.max) + 2);
   const store = (chunk: Buffer, digest: string) => {
     written++;
     return storeChunk(chunk, digest, targets, compressors).then((blob) => {
@@ -133,7 +136,7 @@ export async function storeChunked(
         // Asked without holding up the cut (a registry answers each in a round trip), CHECKS at once;
         // a chunk some target turns out to lack is stored again.
         while (checking.size >= CHECKS || (checking.size > 0 && checkingBytes + chunk.length > CHECK_BYTES)) await Promise.race(checking);
-        const held = Buffer.from(chunk);
+        const { copy: held, release } = heldCopies.copy(chunk);
         checkingBytes += held.length;
         const check = allHave(targets, stored.digest)
           .then((have) => {
@@ -141,7 +144,10 @@ export async function storeChunked(
             present.add(stored.digest);
             return stored;
           })
-          .finally(() => (checkingBytes -= held.length));
+          .finally(() => {
+            checkingBytes -= held.length;
+            release();
+          });
         track(checking, check);
         storing.set(digest, check);
         chunks.push(check);
