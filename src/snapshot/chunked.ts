@@ -50,7 +50,8 @@ const IN_FLIGHT = 2;
  */
 const CHECKS = 16;
 /**
- * …and at most this many bytes of them held at once (a check holds a copy of its chunk): 16 chunks
+ * …and at most this many bytes held by their copies at once (a check holds a copy of its chunk, in a
+ * 2 MiB slab it shares with the next copies: CopySlabs.heldAfter counts whole slabs): about 16 chunks
  * of the 512 KiB average, where 16 of the 2 MiB maximum would hold 32 MiB through a warm backup.
  */
 const CHECK_BYTES = 8 << 20;
@@ -85,7 +86,6 @@ export async function storeChunked(
   let written = 0;
   let substituted = 0;
   let contentSize = 0;
-  let checkingBytes = 0;
   const track = (set: Set<Promise<BlobDescriptor>>, p: Promise<BlobDescriptor>) => {
     // Its failure is awaited below (Promise.all); meanwhile it must not count as unhandled.
     p.catch(() => undefined);
@@ -96,8 +96,8 @@ export async function storeChunked(
   const compressors = new ChunkCompressors(compression, IN_FLIGHT);
   // Copies of the chunks being stored (the chunker's views last until the next chunk), reused: IN_FLIGHT at most at once.
   const spare: Buffer[] = [];
-  // Copies of the chunks being checked, out of reused slabs: CHECK_BYTES of them at once, and a chunk more.
-  const heldCopies = new CopySlabs(CHUNK_SIZES.max, Math.ceil(CHECK_BYTES / CHUNK_SIZES.max) + 2);
+  // Copies of the chunks being checked, out of reused slabs: at most CHECK_BYTES of slabs held by them at once, as many kept free.
+  const heldCopies = new CopySlabs(CHUNK_SIZES.max, Math.ceil(CHECK_BYTES / CHUNK_SIZES.max));
   const store = (chunk: Buffer, digest: string) => {
     written++;
     return storeChunk(chunk, digest, targets, compressors).then((blob) => {
@@ -135,19 +135,15 @@ export async function storeChunked(
       if (stored) {
         // Asked without holding up the cut (a registry answers each in a round trip), CHECKS at once;
         // a chunk some target turns out to lack is stored again.
-        while (checking.size >= CHECKS || (checking.size > 0 && checkingBytes + chunk.length > CHECK_BYTES)) await Promise.race(checking);
+        while (checking.size >= CHECKS || (checking.size > 0 && heldCopies.heldAfter(chunk.length) > CHECK_BYTES)) await Promise.race(checking);
         const { copy: held, release } = heldCopies.copy(chunk);
-        checkingBytes += held.length;
         const check = allHave(targets, stored.digest)
           .then((have) => {
             if (!have) return store(held, digest);
             present.add(stored.digest);
             return stored;
           })
-          .finally(() => {
-            checkingBytes -= held.length;
-            release();
-          });
+          .finally(release);
         track(checking, check);
         storing.set(digest, check);
         chunks.push(check);

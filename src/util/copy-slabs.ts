@@ -11,17 +11,30 @@ interface Slab {
  * reused once every copy in them is released: no allocation, page faults or garbage per copy. A
  * fresh buffer per copy (Buffer.from) of the 524 chunks (209 MiB) a warm backup of the benchmark's
  * volume checks took ~160 ms and most of the run's young-generation GC (~200 ms) in one profile.
- * At most `keep` free slabs are kept for reuse; more are made as needed and dropped when freed.
+ * At most `keep` free slabs are kept for reuse; more are made as needed and dropped when freed. A
+ * copy pins its whole slab until released: the caller bounds what is held with heldAfter.
  */
 export class CopySlabs {
   private current?: Slab;
   private readonly free: Slab[] = [];
+  /** Slabs holding a copy not yet released. */
+  private pinned = 0;
 
   /** `slabBytes`: bytes of a slab (the longest copy); `keep`: free slabs kept for reuse. */
   constructor(
     private readonly slabBytes: number,
     private readonly keep: number,
   ) {}
+
+  /**
+   * Bytes of the slabs that copies not yet released hold (a slab held by one short copy counts
+   * whole), after a copy of `n` bytes were taken now: what bounds the memory held, not the bytes copied.
+   */
+  heldAfter(n: number): number {
+    const slab = this.current;
+    const fits = slab !== undefined && slab.live > 0 && slab.used + n <= this.slabBytes;
+    return (this.pinned + (fits ? 0 : 1)) * this.slabBytes;
+  }
 
   /**
    * A copy of `bytes` and the call that gives its room back (once the copy is no longer read;
@@ -38,13 +51,13 @@ export class CopySlabs {
     const copy = slab.buf.subarray(slab.used, slab.used + bytes.length);
     bytes.copy(copy);
     slab.used += bytes.length;
-    slab.live++;
+    if (slab.live++ === 0) this.pinned++;
     let released = false;
     const release = () => {
       if (released) return;
       released = true;
-      slab.live--;
-      if (slab.live > 0) return;
+      if (--slab.live > 0) return;
+      this.pinned--;
       if (slab === this.current) slab.used = 0;
       else this.recycle(slab);
     };

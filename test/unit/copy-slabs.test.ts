@@ -38,6 +38,21 @@ describe('CopySlabs', () => {
     expect(e.copy.byteOffset).toBe(0);
   });
 
+  it('counts as held every slab a copy not yet released is in, whole, and what a next copy would add', () => {
+    const slabs = new CopySlabs(1000, 4);
+    expect(slabs.heldAfter(100)).toBe(1000);
+    const a = slabs.copy(Buffer.alloc(100, 1));
+    expect(slabs.heldAfter(100)).toBe(1000); // fits the slab a holds
+    expect(slabs.heldAfter(901)).toBe(2000); // would take a second slab
+    const b = slabs.copy(Buffer.alloc(901, 2));
+    // One short copy in each of two slabs: both held whole.
+    expect(slabs.heldAfter(50)).toBe(2000);
+    a.release();
+    expect(slabs.heldAfter(50)).toBe(1000);
+    b.release();
+    expect(slabs.heldAfter(50)).toBe(1000);
+  });
+
   it('refuses a copy longer than a slab', () => {
     expect(() => new CopySlabs(100, 1).copy(Buffer.alloc(101))).toThrow(RangeError);
   });
