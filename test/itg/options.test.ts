@@ -5,6 +5,7 @@ import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js'
 import { parseDestination } from '../../src/core/destination-input.js';
 import { DirDestination } from '../../src/destinations/dir/index.js';
 import { Resources, docker, quietLog, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
+import { recordingLog } from '../support/log.js';
 
 const env = { ...process.env, DOCKER_CONFIG: '/nonexistent' };
 const inputs = (values: Record<string, string>) => (name: string) => values[name] ?? '';
@@ -80,9 +81,11 @@ describe('backup and restore options', () => {
   });
 
   it('an unchanged container uploads no layer or volume to the registry the second time', async () => {
-    const r = await backup(parseBackupInputs(inputs({ containers: app, destination: registry, tag: 'again', ...creds })), { log: quietLog, env });
+    // Its log in the failure message: what was stored again, and why.
+    const log = recordingLog();
+    const r = await backup(parseBackupInputs(inputs({ containers: app, destination: registry, tag: 'again', ...creds })), { log, env });
     expect(r.failed).toBe(0);
-    expect(r.containers[0].blobs).toEqual({ written: 0, reused: expect.any(Number) });
+    expect(r.containers[0].blobs, log.lines.join('\n')).toEqual({ written: 0, reused: expect.any(Number) });
     expect(r.containers[0].blobs.reused).toBeGreaterThanOrEqual(3);
   });
 
