@@ -58,6 +58,23 @@ describe('the spool', () => {
     await spool.close();
   });
 
+  it('keeps a block whose first and last bytes are zero but not the rest as data, and leaves only whole zero blocks out', async () => {
+    const spool = Spool.for({ RUNNER_TEMP: temp() });
+    await spool.ready();
+    const body = Buffer.alloc(64 << 10);
+    // Block 1: zero at both ends, data in its middle; block 3: data only in its last byte; block 5: only in its first.
+    body[4096 + 2048] = 1;
+    body[4 * 4096 - 1] = 2;
+    body[5 * 4096] = 3;
+    // Blocks 8–15 hold text (their first and last bytes are not zero).
+    body.write('t'.repeat(8 * 4096), 8 * 4096, 'latin1');
+    const spooled = await spool.take(Readable.from([Buffer.from(body)]));
+    expect(readFileSync(spooled.path).equals(body)).toBe(true);
+    // Blocks 1, 3, 5 and 8–15 written (11 blocks), the 5 zero blocks left as holes.
+    expect(statSync(spooled.path).blocks * 512).toBeLessThan(12 * 4096 + 1);
+    await spool.close();
+  });
+
   it('encrypts its files when the run encrypts: no clear byte on disk, the same bytes read back, holes kept', async () => {
     const spool = Spool.for({ RUNNER_TEMP: temp() }, true);
     await spool.ready();

@@ -88,6 +88,9 @@ describe('TarWriter writes the bytes tar-stream writes', () => {
       file('top/capable', 20, 'open', { pax: { 'SCHILY.xattr.security.capability': '\u0001\u0000\u0000\u0002 \u0000' } }),
       file('top/setuid', 5, 'entry', { mode: 0o104755 }),
       file('top/old', 5, 'entry', { mtime: new Date(0) }),
+      file('top/before-1970', 5, 'entry', { mtime: new Date('1950-06-01T00:00:00Z') }),
+      file('top/far-future', 5, 'entry', { mtime: new Date('2200-01-01T00:00:00Z') }),
+      file('top/top-of-field', 5, 'entry', { uid: 8 ** 6 - 1, gid: 8 ** 6, mode: 0o107777 }),
     ];
     expect((await byWriter(cases)).equals(await byTarStream(cases))).toBe(true);
   });
