@@ -7,10 +7,10 @@ import { drain } from '../util/streams.js';
 import { formatBytes } from '../util/format.js';
 import { TarChecker } from '../util/tar-check.js';
 import { allHave, openContent, storeBlob, type StoreTarget } from './blobs.js';
-import { splicedArchive, storeChunked, type UnreadRuns } from './chunked.js';
+import { splicedArchive, storeChunked, type ArchiveRanges, type UnreadRuns } from './chunked.js';
 import { CHUNK_SIZES } from './chunker.js';
 import { isChunked, volumeMediaType, volumeMetadataMediaType, type ChunkedBlob, type Compression, type BlobDescriptor, type VolumeRecord } from './manifest.js';
-import { buildFileIndex, FileWalk, racyMarginNs, readFileIndex, storeFileIndex, untrustedFs, type FileIndex } from './file-index.js';
+import { buildFileIndex, FileWalk, indexedChunks, racyMarginNs, readFileIndex, storeFileIndex, untrustedFs, type FileIndex } from './file-index.js';
 import { Spool, type Spooled } from './spool.js';
 import type { Meter } from '../util/progress.js';
 import type { MountToTake } from './volumes.js';
@@ -116,7 +116,7 @@ export class VolumePath {
     if (tight && this.chunksPlanned + Math.ceil(1.25 * previous.chunks.length) > tight.limit) return undefined;
     try {
       const index = await readFileIndex(this.ctx.destinations[0], previous.files, previous.chunks);
-      const named = new Set(Object.values(index.files).flatMap((e) => previous.chunks.slice(e.first, e.first + e.count).map((c) => c.digest)));
+      const named = new Set(indexedChunks(index).map((i) => previous.chunks[i].digest));
       const targets = this.targets(SET_SCOPE);
       let missing = false;
       await forEachLimited(
@@ -163,6 +163,10 @@ export class VolumePath {
       this.ctx.log.info(`${label}: read on this host from ${hostPath}`);
       if (files?.unread.size)
         this.ctx.log.info(`${label}: ${files.unread.size} file(s) unchanged since the set before, not read (${formatBytes(files.unreadBytes)})`);
+      if (files?.runFilesUnread)
+        this.ctx.log.info(
+          `${label}: ${files.runFilesUnread} small file(s) in ${files.runs.filter((r) => r.earlier).length} run(s) unchanged since the set before, not read (${formatBytes(files.runBytesUnread)})`,
+        );
       if (files?.off && plan.unread) this.ctx.log.info(`${label}: every file read, none left unread: ${files.off}`);
       // The directory was compared with the engine's archive of it before it was read (trustHostDir).
       const deferred = onHost.deferred?.reads.length ? onHost.deferred : undefined;
@@ -304,15 +308,20 @@ export class VolumePath {
     let whole = this.chunking ? this.planChunks(estimate) : undefined;
     // Files left unread are zeros in the spool: only their chunks from the set before can stand for them.
     const unread = taken.files?.unread.size ? this.unreadRuns(taken.files, plan) : undefined;
-    let blob = !unread && (!this.chunking || whole) && plan.previous && (await this.sameContent(spooled, plan.previous)) ? plan.previous : undefined;
+    const ranges = taken.files ? this.runRanges(taken.files, plan) : [];
+    const anyUnread = unread !== undefined || ranges.some((r) => r.reused);
+    let blob = !anyUnread && (!this.chunking || whole) && plan.previous && (await this.sameContent(spooled, plan.previous)) ? plan.previous : undefined;
     if (blob) stats.reused++;
     else if (this.chunking && !whole) {
-      this.ctx.log.info(`${what}: storing the new chunks of ${formatBytes(spooled.bytes - (taken.files?.unreadBytes ?? 0))} (before compression)`);
+      const left = (taken.files?.unreadBytes ?? 0) + (taken.files?.runBytesUnread ?? 0);
+      this.ctx.log.info(`${what}: storing the new chunks of ${formatBytes(spooled.bytes - left)} (before compression)`);
       const targets = this.targets(SET_SCOPE);
-      const chunked = await storeChunked(checked(), targets, this.compression, this.history.chunks, this.meter(`${what}: chunking`, spooled.bytes), unread);
+      const meter = this.meter(`${what}: chunking`, spooled.bytes);
+      const chunked = await storeChunked(checked(), targets, this.compression, this.history.chunks, meter, unread, ranges);
       this.ctx.log.info(`${what}: ${chunked.blob.chunks.length} chunk(s): ${chunked.written} stored, ${chunked.reused} already there`);
       whole = this.planChunks(chunked.blob.chunks.length, estimate);
-      const index = !whole && taken.files ? await storeFileIndex(buildFileIndex(taken.files, chunked.runs), targets, this.compression) : undefined;
+      const index =
+        !whole && taken.files ? await storeFileIndex(buildFileIndex(taken.files, chunked.runs, chunked.ranges), targets, this.compression) : undefined;
       if (index) chunked.blob.files = index;
       blob = whole ? undefined : chunked.blob;
       stats.written += chunked.written;
@@ -324,7 +333,7 @@ export class VolumePath {
       // Files left unread are read back from the set before's chunks (in every destination: planVolume saw them).
       const source = this.targets(SET_SCOPE)[0].dest;
       const read = (chunk: BlobDescriptor) => openContent(source, SET_SCOPE, chunk, `${what} (a file left unread)`);
-      const archive = unread ? Readable.from(splicedArchive(checked(), unread, read)) : checked();
+      const archive = anyUnread ? Readable.from(splicedArchive(checked(), unread ?? new Map(), read, ranges)) : checked();
       blob = await storeBlob(archive, this.targets(SET_SCOPE), volumeMediaType(this.compression), this.meter(`${what}: storing`, spooled.bytes));
       stats.written++;
     }
@@ -336,6 +345,17 @@ export class VolumePath {
   private unreadRuns(files: FileWalk, plan: VolumePlan): UnreadRuns {
     const chunks = plan.unread!.chunks;
     return new Map([...files.unread].map(([member, e]) => [member, chunks.slice(e.first, e.first + e.count)]));
+  }
+
+  /** The runs of small files the walk wrote (ascending), each left unread with the set before's chunks of it (chunked.ts ArchiveRanges). */
+  private runRanges(files: FileWalk, plan: VolumePlan): ArchiveRanges {
+    // (A run is left unread only against plan.unread's index: its chunks are there; none would fail the store, never store zeros.)
+    const chunks = plan.unread?.chunks ?? [];
+    return files.runs.map(({ start, end, earlier }) => ({
+      start,
+      end,
+      ...(earlier ? { reused: chunks.slice(earlier.first, earlier.first + earlier.count) } : {}),
+    }));
   }
 
   /** True when the spooled archive's content is `previous`'s (its sha256). */

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Readable, Transform } from 'node:stream';
 import { allHave, type StoreTarget } from './blobs.js';
 import { ChunkCompressors, storeChunk } from './chunk-blob.js';
-import { CHUNK_SIZES, chunksOf, paddedSize } from './chunker.js';
+import { CHUNK_SIZES, chunksOf, paddedSize, type StreamRange } from './chunker.js';
 import { CopySlabs } from '../util/copy-slabs.js';
 import { CHUNK_LIST_VOLUME_MEDIA_TYPE, chunkListDigest, type BlobDescriptor, type ChunkedBlob, type Compression } from './manifest.js';
 
@@ -25,13 +25,15 @@ function contentDigestOf(chunk: Buffer): string {
 /**
  * What storing a chunked volume did: its descriptor, how many chunks were stored or found already
  * stored (chunks taken unread count as found), and where each large member's data is in the chunk
- * list (`runs`: member number → index of its first chunk and how many; chunker.ts numbers members).
+ * list (`runs`: member number → index of its first chunk and how many; chunker.ts numbers members),
+ * and where each range given is (`ranges`: its index among them → its first chunk and how many).
  */
 export interface ChunkedResult {
   blob: ChunkedBlob;
   written: number;
   reused: number;
   runs: Map<number, { first: number; count: number }>;
+  ranges: Map<number, { first: number; count: number }>;
 }
 
 /**
@@ -40,6 +42,13 @@ export interface ChunkedResult {
  * and its padding to a 512-byte block.
  */
 export type UnreadRuns = ReadonlyMap<number, readonly BlobDescriptor[]>;
+
+/**
+ * Ranges of the archive cut apart (runs of small files, volume-tar.ts), ascending (chunker.ts
+ * StreamRange); a reused one's bytes are zeros in the archive, and the chunks given (an earlier
+ * archive's, which every target was seen to hold) must add up to its length.
+ */
+export type ArchiveRanges = readonly StreamRange<readonly BlobDescriptor[]>[];
 
 /** Chunks stored at once: compressing one while the other is written (2 and 4 measured alike here). */
 const IN_FLIGHT = 2;
@@ -65,7 +74,8 @@ const CHECK_BYTES = 8 << 20;
  * the content on its way. A large member in `unread` (its data left unread: zeros in `source`)
  * gets that run of chunks, as they are. The blob's digest is its chunk list's (schema 3). Throws
  * what storeChunk throws (the destination named), or an Error when an unread run does not hold
- * its member's data size or a member of `unread` is not in the archive.
+ * its member's data size or a member of `unread` is not in the archive. `ranges` are cut apart,
+ * each reused one's bytes taken as the chunks given (Error when they do not add up to its length).
  */
 export async function storeChunked(
   source: Readable,
@@ -74,11 +84,13 @@ export async function storeChunked(
   known: ChunkIndex,
   meter?: Transform,
   unread: UnreadRuns = new Map(),
+  ranges: ArchiveRanges = [],
 ): Promise<ChunkedResult> {
   const input = meter ? source.pipe(meter) : source;
   if (meter) source.on('error', (err) => meter.destroy(err));
   const chunks: Array<Promise<BlobDescriptor>> = [];
   const runs = new Map<number, { first: number; count: number }>();
+  const rangeRuns = new Map<number, { first: number; count: number }>();
   const storing = new Map<string, Promise<BlobDescriptor>>();
   const present = new Set<string>();
   const inFlight = new Set<Promise<BlobDescriptor>>();
@@ -107,7 +119,18 @@ export async function storeChunked(
     });
   };
   try {
-    for await (const chunk of chunksOf(input, CHUNK_SIZES, (member) => unread.get(member))) {
+    for await (const chunk of chunksOf(input, CHUNK_SIZES, (member) => unread.get(member), ranges)) {
+      if (!Buffer.isBuffer(chunk) && 'range' in chunk) {
+        if (chunk.at === 'start') rangeRuns.set(chunk.range, { first: chunks.length, count: 0 });
+        else rangeRuns.get(chunk.range)!.count = chunks.length - rangeRuns.get(chunk.range)!.first;
+        if (chunk.reused) {
+          const bytes = chunk.reused.reduce((n, c) => n + c.contentSize, 0);
+          checkRange(ranges[chunk.range], bytes);
+          for (const c of chunk.reused) chunks.push(Promise.resolve(c));
+          contentSize += bytes;
+        }
+        continue;
+      }
       if (!Buffer.isBuffer(chunk)) {
         if (chunk.at === 'data') runs.set(chunk.member, { first: chunks.length, count: 0 });
         else runs.get(chunk.member)!.count = chunks.length - runs.get(chunk.member)!.first;
@@ -169,25 +192,39 @@ export async function storeChunked(
   const contentDigest = chunkListDigest(descriptors);
   const size = descriptors.reduce((n, c) => n + c.size, 0);
   const blob: ChunkedBlob = { mediaType: CHUNK_LIST_VOLUME_MEDIA_TYPE, digest: contentDigest, size, contentDigest, contentSize, chunks: descriptors };
-  return { blob, written, reused: descriptors.length - written, runs };
+  return { blob, written, reused: descriptors.length - written, runs, ranges: rangeRuns };
 }
 
 /**
  * The whole archive of `source` (a volume's archive whose `unread` members' data are zeros), each
  * unread member's data read back from its run of chunks (`read`: a chunk's content, checked), in
- * order: what is stored as one blob when the chunks would not fit the set (backup-volumes.ts).
- * Throws as storeChunked does when a run does not fit its member or a member is missing.
+ * order, and each reused range's bytes alike: what is stored as one blob when the chunks would not
+ * fit the set (backup-volumes.ts). Throws as storeChunked does when a run does not fit its member
+ * or its range, or a member is missing.
  */
 export async function* splicedArchive(
   source: AsyncIterable<Buffer>,
   unread: UnreadRuns,
   read: (chunk: BlobDescriptor) => Promise<Readable>,
+  ranges: ArchiveRanges = [],
 ): AsyncGenerator<Buffer> {
   let substituted = 0;
-  for await (const item of chunksOf(source, CHUNK_SIZES, (member) => unread.get(member))) {
+  for await (const item of chunksOf(source, CHUNK_SIZES, (member) => unread.get(member), ranges)) {
     if (Buffer.isBuffer(item)) {
       // The chunker's view is valid only until the next item.
       yield Buffer.from(item);
+      continue;
+    }
+    if ('range' in item) {
+      if (!item.reused) continue;
+      let bytes = 0;
+      for (const chunk of item.reused) {
+        for await (const part of await read(chunk)) {
+          bytes += (part as Buffer).length;
+          yield part as Buffer;
+        }
+      }
+      checkRange(ranges[item.range], bytes);
       continue;
     }
     if (!item.reused) continue;
@@ -207,6 +244,12 @@ export async function* splicedArchive(
 /** Throws unless a run of chunks of `bytes` content bytes holds a member's data of `size` bytes and its padding. */
 function checkRun(size: number, bytes: number): void {
   if (bytes !== paddedSize(size)) throw new Error(`a file left unread has ${size} bytes, not what its chunks hold (${bytes})`);
+}
+
+/** Throws unless a run of chunks of `bytes` content bytes holds a range of the archive whole. */
+function checkRange(range: StreamRange<unknown>, bytes: number): void {
+  if (bytes !== range.end - range.start)
+    throw new Error(`a run of files left unread takes ${range.end - range.start} bytes, not what its chunks hold (${bytes})`);
 }
 
 /** Throws unless every member of `unread` was met in the archive (`substituted` of them). */

@@ -191,6 +191,27 @@ export interface MemberMark<R> {
 }
 
 /**
+ * A range of the stream given to chunksOf (a run of small files the walk read or left unread,
+ * volume-tar.ts): a chunk is cut at its start and at its end, so that the run's chunks depend on
+ * its bytes alone. `start` and `end` are offsets in the stream (bytes, `end` after the last
+ * member's padding); `reused`, when set, stands for the bytes between (an earlier archive's chunks
+ * of the same run): they are skipped, not chunked. Ranges are ascending and do not overlap, and
+ * none holds a member of chunksOf's `min` bytes or more.
+ */
+export interface StreamRange<R> {
+  start: number;
+  end: number;
+  reused?: R;
+}
+
+/** Where a StreamRange starts or ends in chunksOf's output: `range` is its index in the ranges given; `reused` as it was given. */
+export interface RangeMark<R> {
+  range: number;
+  at: 'start' | 'end';
+  reused?: R;
+}
+
+/**
  * Cuts a byte stream into content-defined chunks (cutPoint), yielded in order; together they are
  * the stream. Each chunk is a view of the chunker's window, valid only until the next one is asked
  * for (copy what is kept longer: no chunk is copied that the caller only hashes), and never to be
@@ -198,15 +219,17 @@ export interface MemberMark<R> {
  * it and after their data (TarBoundaries), and their data is framed by MemberMarks. `reuse`, asked
  * at each such member's data with its number and data size, may answer with what stands for its
  * data (an earlier archive's chunks of it): then its data bytes (the padding too) are skipped, not
- * chunked, and the marks carry the answer. A chunk that starts a run of `max` zero bytes (a sparse
- * file's hole) is cut without hashing, where cutPoint would cut it, and is a view of one shared
- * buffer of zeros.
+ * chunked, and the marks carry the answer. `ranges` (StreamRange) are cut at both ends and framed
+ * by RangeMarks; a reused one's bytes are skipped as a reused member's data is. A chunk that starts
+ * a run of `max` zero bytes (a sparse file's hole) is cut without hashing, where cutPoint would cut
+ * it, and is a view of one shared buffer of zeros.
  */
 export async function* chunksOf<R = never>(
   source: AsyncIterable<Buffer>,
   sizes: ChunkSizes = CHUNK_SIZES,
   reuse?: (member: number, size: number) => R | undefined,
-): AsyncGenerator<Buffer | MemberMark<R>> {
+  ranges: readonly StreamRange<R>[] = [],
+): AsyncGenerator<Buffer | MemberMark<R> | RangeMark<R>> {
   const zero = zeroRun(sizes);
   const tar = new TarBoundaries(sizes.min);
   const win = Buffer.allocUnsafe(sizes.max * 2);
@@ -216,21 +239,35 @@ export async function* chunksOf<R = never>(
   let read = 0;
   // Bytes of a reused member's data still to come, to be skipped.
   let skip = 0;
-  // Yields the marks at the stream's offset `pos`; true when a reused member's data starts there (then `skip` is set from `pos`).
-  function* marksAt(pos: number): Generator<MemberMark<R>, boolean> {
-    while (tar.marks.length > 0 && tar.marks[0].offset <= pos) {
-      const m = tar.marks.shift()!;
-      const reused = m.at === 'data' ? reuse?.(m.member, m.size) : undefined;
-      yield { member: m.member, at: m.at, size: m.size, ...(reused !== undefined ? { reused } : {}) };
-      if (reused !== undefined) {
-        skip = m.end - pos;
-        return true;
-      }
+  // The ranges' ends, in order: range i starts at bounds[2i] and ends at bounds[2i + 1]; `bound` is the next one not yet met.
+  const bounds = ranges.flatMap((r) => [r.start, r.end]);
+  let bound = 0;
+  // Yields the marks at the stream's offset `pos` (a member's before a range's at the same offset);
+  // true when a reused member's data or a reused range starts there (then `skip` is set from `pos`).
+  function* marksAt(pos: number): Generator<MemberMark<R> | RangeMark<R>, boolean> {
+    for (;;) {
+      if (tar.marks.length > 0 && tar.marks[0].offset <= pos) {
+        const m = tar.marks.shift()!;
+        const reused = m.at === 'data' ? reuse?.(m.member, m.size) : undefined;
+        yield { member: m.member, at: m.at, size: m.size, ...(reused !== undefined ? { reused } : {}) };
+        if (reused !== undefined) {
+          skip = m.end - pos;
+          return true;
+        }
+      } else if (bound < bounds.length && bounds[bound] <= pos) {
+        const i = bound >> 1;
+        const at = bound++ % 2 === 0 ? 'start' : 'end';
+        const reused = at === 'start' ? ranges[i].reused : undefined;
+        yield { range: i, at, ...(reused !== undefined ? { reused } : {}) };
+        if (reused !== undefined) {
+          skip = ranges[i].end - pos;
+          return true;
+        }
+      } else return false;
     }
-    return false;
   }
   // Yields the chunks the window holds, each before the window moves on.
-  function* cutFrom(ended: boolean): Generator<Buffer | MemberMark<R>> {
+  function* cutFrom(ended: boolean): Generator<Buffer | MemberMark<R> | RangeMark<R>> {
     let start = 0;
     for (;;) {
       if (skip === 0 && (yield* marksAt(base + start))) {
@@ -241,7 +278,10 @@ export async function* chunksOf<R = never>(
       }
       if (skip > 0 || len <= start) break;
       while (tar.cuts.length > 0 && tar.cuts[0] <= base + start) tar.cuts.shift();
-      const forced = tar.cuts.length > 0 ? tar.cuts[0] - base : Number.POSITIVE_INFINITY;
+      const forced = Math.min(
+        tar.cuts.length > 0 ? tar.cuts[0] - base : Number.POSITIVE_INFINITY,
+        bound < bounds.length ? bounds[bound] - base : Number.POSITIVE_INFINITY,
+      );
       const limit = Math.min(start + sizes.max, forced);
       // Wait for the bytes up to the limit and for the headers before it (unless the window is full).
       if (!ended && (len < limit || (base + limit > tar.horizon && len < win.length))) break;
@@ -251,6 +291,7 @@ export async function* chunksOf<R = never>(
       start = cut;
     }
     if (ended && skip > 0) throw new Error('the archive ended inside a member whose data was to be skipped');
+    if (ended && bound < bounds.length) throw new Error('the archive ended before a range given for it');
     if (start > 0) {
       win.copyWithin(0, start, len);
       len -= start;

@@ -36,9 +36,27 @@ export interface FileIndexEntry {
   count: number;
 }
 
-/** A volume archive's file index: entries by path below the volume's top (its bytes as latin1 text). */
+/** A run of small files of the index (file-runs.ts): what its bytes follow from, and its chunks. */
+export interface RunIndexEntry {
+  /** runKey of its files (sha256 hex). */
+  key: string;
+  /** How many files it holds. */
+  files: number;
+  /** Its length in the archive (bytes: headers, data and padding), which its chunks' contents add up to. */
+  bytes: number;
+  /** Its chunks: `count` chunks of the archive's chunk list from index `first`. */
+  first: number;
+  count: number;
+}
+
+/**
+ * A volume archive's file index: entries by path below the volume's top (its bytes as latin1
+ * text); `runs`, runs of small files by their first file's path (absent in indexes written before
+ * runs were: then no run is taken unread).
+ */
 export interface FileIndex {
   files: Record<string, FileIndexEntry>;
+  runs?: Record<string, RunIndexEntry>;
 }
 
 /** Largest index read back (bytes, uncompressed): ~120 bytes a file, so about half a million files. */
@@ -92,7 +110,19 @@ interface Seen {
   ctimeNs: string;
 }
 
-/** What the walk of one volume saw of its large files, and which it left unread (FileTracker for hostTar). */
+/** A run of small files the walk wrote: what runStarts was told, where runEnds said it lies, and the earlier index's entry when it was left unread. */
+export interface SeenRun {
+  rel: string;
+  key: string;
+  files: number;
+  /** Data bytes (padded). */
+  bytes: number;
+  start: number;
+  end: number;
+  earlier?: RunIndexEntry;
+}
+
+/** What the walk of one volume saw of its large files and runs of small ones, and which it left unread (FileTracker for hostTar). */
 export class FileWalk implements FileTracker {
   /** Large files with one link whose ctime is before the cutoff, by member number (chunker.ts numbers members alike). */
   readonly seen = new Map<number, Seen>();
@@ -100,6 +130,12 @@ export class FileWalk implements FileTracker {
   readonly unread = new Map<number, FileIndexEntry>();
   /** Bytes of data left unread. */
   unreadBytes = 0;
+  /** Runs of small files written (file-runs.ts), in the archive's order. */
+  readonly runs: SeenRun[] = [];
+  /** Files of runs left unread, and their data bytes (padded). */
+  runFilesUnread = 0;
+  runBytesUnread = 0;
+  private run?: Omit<SeenRun, 'start' | 'end'>;
   /** Set (a phrase) when nothing may be left unread nor indexed: every file is read, and the next backup too. */
   off?: string;
   /** The device of the directory walked, once known: files of another (a file system mounted below it, whose times the checks here may not trust) are neither indexed nor left unread. */
@@ -118,8 +154,33 @@ export class FileWalk implements FileTracker {
     if (cutoffNs === undefined) this.off = 'the kernel writes dirty pages back only when asked (vm.dirty_writeback_centisecs is 0)';
   }
 
+  settled(st: BigIntStats): boolean {
+    return this.off === undefined && this.cutoffNs !== undefined && st.ctimeNs < this.cutoffNs && (this.dev === undefined || st.dev === this.dev);
+  }
+
+  runStarts(first: string, key: string, files: number, bytes: number): boolean {
+    const runs = this.earlier?.runs;
+    const e = runs && Object.hasOwn(runs, first) ? runs[first] : undefined;
+    const earlier = e && e.key === key && e.files === files ? e : undefined;
+    this.run = { rel: first, key, files, bytes, ...(earlier ? { earlier } : {}) };
+    if (earlier) {
+      this.runFilesUnread += files;
+      this.runBytesUnread += bytes;
+    }
+    return earlier !== undefined;
+  }
+
+  /** Throws an Error when a run left unread does not take the length its earlier chunks hold (the walk then fails, and the engine reads the volume). */
+  runEnds(start: number, end: number): void {
+    const run = this.run!;
+    this.run = undefined;
+    if (run.earlier && run.earlier.bytes !== end - start)
+      throw new Error(`${run.rel}: a run of files left unread takes ${end - start} bytes, not the ${run.earlier.bytes} its chunks hold`);
+    this.runs.push({ ...run, start, end });
+  }
+
   file(member: number, rel: string, st: BigIntStats): boolean {
-    if (this.off !== undefined || this.cutoffNs === undefined || st.ctimeNs >= this.cutoffNs || (this.dev !== undefined && st.dev !== this.dev)) return false;
+    if (!this.settled(st)) return false;
     const seen = { rel, ino: String(st.ino), size: Number(st.size), mtimeNs: String(st.mtimeNs), ctimeNs: String(st.ctimeNs) };
     this.seen.set(member, seen);
     const e = this.earlier && Object.hasOwn(this.earlier.files, rel) ? this.earlier.files[rel] : undefined;
@@ -131,18 +192,29 @@ export class FileWalk implements FileTracker {
 }
 
 /**
- * The new archive's index: each file `walk` saw, with the chunks its data got in `chunks`
- * (`runs`: member number → first chunk and count, from storeChunked). Empty when the walk is off.
+ * The new archive's index: each large file `walk` saw, with the chunks its data got in `chunks`
+ * (`runs`: member number → first chunk and count, from storeChunked), and each run of small files
+ * with its chunks (`ranges`: the run's index in walk.runs → first chunk and count). Empty when the
+ * walk is off.
  */
-export function buildFileIndex(walk: FileWalk, runs: ReadonlyMap<number, { first: number; count: number }>): FileIndex {
+export function buildFileIndex(
+  walk: FileWalk,
+  runs: ReadonlyMap<number, { first: number; count: number }>,
+  ranges: ReadonlyMap<number, { first: number; count: number }> = new Map(),
+): FileIndex {
   const files: Record<string, FileIndexEntry> = Object.create(null) as Record<string, FileIndexEntry>;
+  const smalls: Record<string, RunIndexEntry> = Object.create(null) as Record<string, RunIndexEntry>;
   if (walk.off !== undefined) return { files };
   for (const [member, { rel, ino, size, mtimeNs, ctimeNs }] of walk.seen) {
     const run = runs.get(member);
     if (!run || run.count === 0) continue;
     files[rel] = { ino, size, mtimeNs, ctimeNs, ...run };
   }
-  return { files };
+  for (const [i, { rel, key, files: n, start, end }] of walk.runs.entries()) {
+    const chunks = ranges.get(i);
+    if (chunks && chunks.count > 0) smalls[rel] = { key, files: n, bytes: end - start, ...chunks };
+  }
+  return Object.keys(smalls).length > 0 ? { files, runs: smalls } : { files };
 }
 
 /**
@@ -161,18 +233,29 @@ export class FileIndexError extends Error {
 
 /**
  * Reads a stored index back (its digests checked). Entries whose run of `chunks` (the archive's
- * chunk list) does not exist or does not hold their data (its size padded to a 512-byte block)
- * are left out. Throws FileIndexError when it is not such an index, or what reading the blob throws.
+ * chunk list) does not exist or does not hold their data (its size padded to a 512-byte block),
+ * and runs of small files whose chunks do not add up to their length, are left out. Throws
+ * FileIndexError when it is not such an index, or what reading the blob throws.
  */
 export async function readFileIndex(dest: Destination, blob: BlobDescriptor, chunks: readonly BlobDescriptor[]): Promise<FileIndex> {
   const text = (await readSmall(await openContent(dest, SET_SCOPE, blob, 'file index'), INDEX_MAX)).toString('utf8');
   const index = JSON.parse(text) as FileIndex;
   if (!index || typeof index.files !== 'object' || index.files === null) throw new FileIndexError('the file index has no files');
   const files: Record<string, FileIndexEntry> = Object.create(null) as Record<string, FileIndexEntry>;
-  for (const [rel, e] of Object.entries(index.files)) {
+  const bytesOf = (e: { first: number; count: number }) => {
     const sane = Number.isInteger(e.first) && Number.isInteger(e.count) && e.first >= 0 && e.count > 0 && e.first + e.count <= chunks.length;
-    const bytes = sane ? chunks.slice(e.first, e.first + e.count).reduce((n, c) => n + c.contentSize, 0) : -1;
-    if (Number.isInteger(e.size) && bytes === paddedSize(e.size)) files[rel] = e;
-  }
-  return { files };
+    return sane ? chunks.slice(e.first, e.first + e.count).reduce((n, c) => n + c.contentSize, 0) : -1;
+  };
+  for (const [rel, e] of Object.entries(index.files)) if (Number.isInteger(e.size) && bytesOf(e) === paddedSize(e.size)) files[rel] = e;
+  if (!index.runs || typeof index.runs !== 'object') return { files };
+  const runs: Record<string, RunIndexEntry> = Object.create(null) as Record<string, RunIndexEntry>;
+  for (const [rel, e] of Object.entries(index.runs))
+    if (typeof e.key === 'string' && Number.isInteger(e.files) && Number.isInteger(e.bytes) && bytesOf(e) === e.bytes) runs[rel] = e;
+  return { files, runs };
+}
+
+/** The chunks an index names (its files' and its runs'), as indexes into the archive's chunk list. */
+export function indexedChunks(index: FileIndex): number[] {
+  const runs = [...Object.values(index.files), ...Object.values(index.runs ?? {})];
+  return runs.flatMap((e) => Array.from({ length: e.count }, (_v, i) => e.first + i));
 }

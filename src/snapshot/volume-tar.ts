@@ -18,6 +18,7 @@ import { atDir, utf8, type HostDir } from './volume-host.js';
 import { SPARSE_MIN } from './volume-metadata.js';
 import { capabilitiesFrom } from './getfattr.js';
 import type { DeferredReads } from './deferred-read.js';
+import { endsRun, runDataBytes, runKey, RUN_MAX_BYTES, RUN_MAX_FILES, RUN_MIN, type RunFile } from './file-runs.js';
 
 /** A volume the host could not read as the engine would (a name not in UTF-8, a file that changed, …): the engine reads it instead. */
 export class HostReadError extends Error {
@@ -96,6 +97,17 @@ export interface HostTarOptions {
 export interface FileTracker {
   readonly min: number;
   file(member: number, rel: string, st: BigIntStats): boolean;
+  /** Whether a small regular file of lstat `st` may join a run of small files (file-runs.ts): its content trusted by its identity, as `file` trusts a large one's. */
+  settled(st: BigIntStats): boolean;
+  /**
+   * A run about to be written: `first`, its first file's path below the top (latin1); `key`,
+   * runKey of its files; `files` and `bytes`, how many and their data (padded). True to leave its
+   * files unread: hostTar then writes their headers with zeros for data, for the caller to put the
+   * run's chunks from an earlier archive in its place (chunksOf's `ranges`).
+   */
+  runStarts(first: string, key: string, files: number, bytes: number): boolean;
+  /** Where the run runStarts told of lies in the archive: byte offsets of its first header and of the end of its last file's padding. */
+  runEnds(start: number, end: number): void;
 }
 
 /** What the walk keeps between entries. */
@@ -194,6 +206,9 @@ function device(rdev: bigint): { devmajor: number; devminor: number } {
 async function walkDir(walk: Walk, fd: number, prefix: string, relPrefix: string, depth: number): Promise<void> {
   if (depth > MAX_DEPTH) throw new HostReadError(`${prefix}: nested deeper than ${MAX_DEPTH} directories`);
   const names = (readdirSync(atDir(fd), { encoding: 'buffer' }) as Buffer[]).sort(Buffer.compare);
+  // Small settled files met one after the other, written together once their run ends (addRun).
+  const run: RunMember[] = [];
+  let runBytes = 0;
   for (const raw of names) {
     walk.signal?.throwIfAborted();
     // The walk's calls are synchronous: every YIELD_EVERY entries the event loop turns, so that the
@@ -208,6 +223,19 @@ async function walkDir(walk: Walk, fd: number, prefix: string, relPrefix: string
     if (st.isSocket()) continue;
     const h = header(`${prefix}${name}${st.isDirectory() ? '/' : ''}`, st, rel, walk);
     const change = walk.change?.(st, h, rel);
+    if (!change && inRun(walk, st)) {
+      run.push({ h, st, path, rel });
+      runBytes += Number(st.size);
+      if (endsRun(raw) || run.length >= RUN_MAX_FILES || runBytes >= RUN_MAX_BYTES) {
+        await addRun(walk, run.splice(0));
+        runBytes = 0;
+      }
+      continue;
+    }
+    if (run.length > 0) {
+      await addRun(walk, run.splice(0));
+      runBytes = 0;
+    }
     if (change?.replace) {
       await add(walk, change.replace, {}, Buffer.alloc(0));
       continue;
@@ -224,6 +252,39 @@ async function walkDir(walk: Walk, fd: number, prefix: string, relPrefix: string
       }
     } else await addNonDirectory(walk, h, path, st, rel);
   }
+  if (run.length > 0) await addRun(walk, run);
+}
+
+/** A file of a run being gathered: its header, lstat, path below the open directory and path below the top (latin1). */
+interface RunMember extends RunFile {
+  path: Buffer;
+  rel: string;
+}
+
+/** Whether a file of lstat `st` may join a run of small files (file-runs.ts): a settled regular file below the large-member size, with one link, not sparse. */
+function inRun(walk: Walk, st: BigIntStats): boolean {
+  return walk.files !== undefined && st.isFile() && st.nlink === 1n && st.size < BigInt(walk.files.min) && !isSparse(st) && walk.files.settled(st);
+}
+
+/**
+ * Writes a run of small files. One of RUN_MIN bytes of data or more is told to the tracker
+ * (runStarts, runEnds): when it answers that the set before's chunks stand for it, each file's
+ * header is written with zeros for its data, no file read; else each is added as usual (read now,
+ * or left for later). A shorter run is added as usual and told to no one.
+ */
+async function addRun(walk: Walk, files: RunMember[]): Promise<void> {
+  const bytes = runDataBytes(files);
+  if (bytes < RUN_MIN) {
+    for (const f of files) await addNonDirectory(walk, f.h, f.path, f.st, f.rel);
+    return;
+  }
+  const unread = walk.files!.runStarts(files[0].rel, runKey(files), files.length, bytes);
+  const start = walk.tar.offset;
+  for (const f of files) {
+    if (unread) await addUnread(walk, f.h, Number(f.st.size));
+    else await addNonDirectory(walk, f.h, f.path, f.st, f.rel);
+  }
+  walk.files!.runEnds(start, walk.tar.offset);
 }
 
 /** True when `st` is an inode of more than one link already written under another name: it is then added as a hard link to that name. */

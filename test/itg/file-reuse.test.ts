@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import {
+  chmodSync,
   closeSync,
   mkdirSync,
   openSync,
@@ -18,6 +19,7 @@ import { join } from 'node:path';
 import { backup, restore, verify } from '../../src/commands.js';
 import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
 import { parseDestination } from '../../src/core/destination-input.js';
+import { endsRun } from '../../src/snapshot/file-runs.js';
 import { CHUNK_LIST_VOLUME_MEDIA_TYPE, isChunked, type SnapshotSet } from '../../src/snapshot/manifest.js';
 import { Resources, docker, mountpointOf, quietLog, runContainer, treeDigest } from '../support/fixtures.js';
 
@@ -120,6 +122,105 @@ describe("unchanged files of a volume left unread (the set before's file index)"
       await verify(parseDestination(`dir:${store}`), tag, {}, { log: quietLog, env });
       const copy = res.name(`copy-${tag}`);
       const rename = `${name}=${copy},${volume}=${res.volume(`copyvol-${tag}`)}`;
+      const r = await restore(parseRestoreInputs(inputs({ source: `dir:${store}`, snapshot: tag, rename, start: 'never' })), { log: quietLog, env });
+      expect(r.failed, JSON.stringify(r.containers)).toBe(0);
+      expect(await treeDigest(copy, '/data'), tag).toEqual(taken.tree);
+      await docker.getContainer(copy).remove({ force: true });
+    }
+  });
+
+  it('takes unchanged runs of small files from the set before, reads again each run a file of which changed, and each set restores to its own point in time', async () => {
+    const name = res.name('runs');
+    const volume = res.volume('runsvol');
+    const m = await mountpointOf(volume);
+    // a/ and b/ hold runs (64 KiB or more of small files in a row), c/ too few bytes for one.
+    for (const [dir, n] of [
+      ['a', 300],
+      ['b', 40],
+      ['c', 3],
+    ] as const) {
+      mkdirSync(join(m, dir));
+      for (let i = 0; i < n; i++) {
+        const f = join(m, dir, `f${String(i).padStart(3, '0')}`);
+        writeFileSync(f, randomBytes(3000 + ((i * 7919) % 5000)));
+        // Whole seconds: a rewrite that puts the mtime back keeps it to the nanosecond (only the ctime then tells).
+        utimesSync(f, 1_700_000_000 + i, 1_700_000_000 + i);
+      }
+    }
+    writeFileSync(join(m, 'a', 'large'), randomBytes(MiB));
+    // A file in the middle of a/'s longest run (runs end after a name endsRun picks, file-runs.ts): the one rewritten below.
+    const runsOfA: string[][] = [[]];
+    for (let i = 0; i < 300; i++) {
+      const f = `f${String(i).padStart(3, '0')}`;
+      runsOfA[runsOfA.length - 1].push(f);
+      if (endsRun(Buffer.from(f))) runsOfA.push([]);
+    }
+    const longest = runsOfA.reduce((x, y) => (y.length > x.length ? y : x));
+    expect(longest.length).toBeGreaterThan(20);
+    const target = longest[Math.floor(longest.length / 2)];
+    // And one of another run, renamed below.
+    const other = runsOfA.find((r) => r !== longest && r.length > 5)!;
+    const renamed = other[Math.floor(other.length / 2)];
+    const c = await runContainer({ name, Image: fixture, Cmd: ['sleep', '100000'], HostConfig: { Binds: [`${volume}:/data`] } }, 'running');
+    const store = join(res.tempDir(), 'store');
+    const env = { ...process.env, DOCKER_CONFIG: '/nonexistent', CONTAINER_SNAPSHOT_SETTLE_SECONDS: '2' };
+    const take = async (tag: string) => {
+      await new Promise((resolve) => setTimeout(resolve, 2500));
+      const log = { ...quietLog, lines: [] as string[] };
+      const b = await backup(parseBackupInputs(inputs({ containers: name, destination: `dir:${store}`, tag }), undefined, env), { log, env });
+      expect(b.failed, JSON.stringify(b.containers)).toBe(0);
+      res.image(`container-snapshot/${name}:${tag}`);
+      const runs = log.lines.map((l) => /: (\d+) small file\(s\) in (\d+) run\(s\) unchanged since the set before, not read/.exec(l)).find(Boolean);
+      return {
+        files: Number(runs?.[1] ?? 0),
+        runs: Number(runs?.[2] ?? 0),
+        tree: await treeDigest(c.id, '/data'),
+        lines: log.lines,
+        written: b.containers[0].blobs.written,
+      };
+    };
+    const s1 = await take('s1');
+    expect(s1.files).toBe(0);
+
+    // Nothing changed: every run is taken unread, and nothing of the volume is stored again.
+    const s2 = await take('s2');
+    // Of 343 small files, those in runs of 64 KiB or more (runs end at about one name in 32).
+    expect(s2.files).toBeGreaterThanOrEqual(200);
+    expect(s2.files).toBeLessThanOrEqual(343);
+    expect(s2.tree).toEqual(s1.tree);
+    expect(s2.written, s2.lines.join('\n')).toBe(0);
+
+    // One file of a/ rewritten (same size and mtime to the nanosecond: only its ctime tells), one of b/ removed, one renamed within a/, one added to c/: their runs are read again.
+    rewriteKeepingTimes(join(m, 'a', target));
+    rmSync(join(m, 'b', 'f020'));
+    renameSync(join(m, 'a', renamed), join(m, 'a', `${renamed}-renamed`));
+    writeFileSync(join(m, 'c', 'f100'), randomBytes(5000));
+    const s3 = await take('s3');
+    expect(s3.files).toBeGreaterThan(0);
+    expect(s3.files).toBeLessThan(s2.files);
+    expect(s3.tree).not.toEqual(s2.tree);
+
+    // A mode changed: only its ctime tells; its run is read again.
+    chmodSync(join(m, 'b', 'f005'), 0o600);
+    const s4 = await take('s4');
+    expect(s4.files).toBeGreaterThan(0);
+    expect(s4.files).toBeLessThan(s2.files);
+    expect(s4.tree).not.toEqual(s3.tree);
+
+    const s5 = await take('s5');
+    expect(s5.files).toBeGreaterThan(s4.files);
+    expect(s5.tree).toEqual(s4.tree);
+
+    for (const [tag, taken] of [
+      ['s1', s1],
+      ['s2', s2],
+      ['s3', s3],
+      ['s4', s4],
+      ['s5', s5],
+    ] as const) {
+      await verify(parseDestination(`dir:${store}`), tag, {}, { log: quietLog, env });
+      const copy = res.name(`runs-copy-${tag}`);
+      const rename = `${name}=${copy},${volume}=${res.volume(`runs-copyvol-${tag}`)}`;
       const r = await restore(parseRestoreInputs(inputs({ source: `dir:${store}`, snapshot: tag, rename, start: 'never' })), { log: quietLog, env });
       expect(r.failed, JSON.stringify(r.containers)).toBe(0);
       expect(await treeDigest(copy, '/data'), tag).toEqual(taken.tree);

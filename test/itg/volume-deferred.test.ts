@@ -180,7 +180,11 @@ describe('volume files read once the container is back (deferred reads)', () => 
     expect(next.lines).toContain(
       `${c.name}: reading ${c.volume}: ${large.length + 1} file(s) unchanged since the set before, not read (${formatBytes(largeBytes + 8 * MiB)})`,
     );
-    expect(deferredLines(next.lines)).toEqual([deferredLine(c.name, c.volume, c.tally.files - large.length, c.tally.bytes - largeBytes)]);
+    // Most small files are in runs (64 KiB or more of them in a row, file-runs.ts) taken unread too; the rest are read later.
+    const runs = next.lines.map((l) => /: (\d+) small file\(s\) in \d+ run\(s\) unchanged since the set before, not read/.exec(l)?.[1]).find(Boolean);
+    expect(Number(runs)).toBeGreaterThan(150);
+    const later = deferredLines(next.lines).map((l) => /: (\d+) file\(s\) read once the container was back/.exec(l)?.[1]);
+    expect(later).toEqual([String(c.tally.files - large.length - Number(runs))]);
     expect(await restoredTree(store, 'd2', c)).toEqual(before);
   });
 

@@ -331,6 +331,42 @@ describe('files left unread (their data chunks taken from the archive before)', 
     ).rejects.toThrow('1 file(s) left unread were not found in the archive');
   });
 
+  it('takes a run of small files whole from the archive before: the same chunk list, the whole archive read back, a run of another length refused', async () => {
+    const dest = new MemoryDestination();
+    const targets = [{ dest, scope: SET_SCOPE }];
+    // 60 small files (a run from the 2nd to the 41st), then a large one.
+    const smalls: Array<[string, Buffer]> = Array.from({ length: 60 }, (_v, i) => [`data/s${String(i).padStart(2, '0')}`, randomBytes(2000 + i * 37)]);
+    const files: Array<[string, Buffer]> = [...smalls, ['data/z.bin', randomBytes(300 << 10)]];
+    const full = await archive(files);
+    // Offsets: the directory's header, then each small file's header and padded data.
+    const at = (i: number) => 512 + smalls.slice(0, i).reduce((n, [, d]) => n + 512 + Math.ceil(d.length / 512) * 512, 0);
+    const range = { start: at(1), end: at(41) };
+    const known = new Map<string, BlobDescriptor>();
+    const first = await storeChunked(Readable.from(pieces(full, 65536)), targets, 'zstd', known, undefined, new Map(), [range]);
+    const r = first.ranges.get(0)!;
+    const run = first.blob.chunks.slice(r.first, r.first + r.count);
+    expect(run.reduce((n, c) => n + c.contentSize, 0)).toBe(range.end - range.start);
+
+    // Left unread: its files' headers written as they are, zeros for their data (as the walk writes them).
+    const zeroed = await archive(files.map(([n, d], i) => [n, i >= 1 && i < 41 ? Buffer.alloc(d.length) : d]));
+    expect(zeroed.length).toBe(full.length);
+    const writes = dest.writes;
+    const second = await storeChunked(Readable.from(pieces(zeroed, 65536)), targets, 'zstd', known, undefined, new Map(), [{ ...range, reused: run }]);
+    expect(second.blob.chunks.map((c) => c.digest)).toEqual(first.blob.chunks.map((c) => c.digest));
+    expect(second.ranges).toEqual(first.ranges);
+    expect(dest.writes - writes).toBe(0);
+    expect((await readAll(await openContent(dest, SET_SCOPE, second.blob, 'v'))).equals(full)).toBe(true);
+    const read = (c: BlobDescriptor) => openContent(dest, SET_SCOPE, c, 'c');
+    expect((await readAll(Readable.from(splicedArchive(pieces(zeroed, 65536), new Map(), read, [{ ...range, reused: run }])))).equals(full)).toBe(true);
+
+    // Chunks that do not add up to the range: refused, never stored as zeros.
+    const short = { ...range, reused: run.slice(1) };
+    await expect(storeChunked(Readable.from(pieces(zeroed, 65536)), targets, 'zstd', known, undefined, new Map(), [short])).rejects.toThrow(
+      /a run of files left unread takes/,
+    );
+    await expect(readAll(Readable.from(splicedArchive(pieces(zeroed, 65536), new Map(), read, [short])))).rejects.toThrow(/a run of files left unread takes/);
+  });
+
   it('refuses a run that does not hold the member it stands for', async () => {
     const dest = new MemoryDestination();
     const targets = [{ dest, scope: SET_SCOPE }];

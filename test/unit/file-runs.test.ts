@@ -1,0 +1,147 @@
+import { describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import type { BigIntStats } from 'node:fs';
+import { CHUNK_SIZES, chunksOf, type RangeMark } from '../../src/snapshot/chunker.js';
+import { buildFileIndex, FileWalk, indexedChunks, type FileIndex } from '../../src/snapshot/file-index.js';
+import { endsRun, runDataBytes, runKey, type RunFile } from '../../src/snapshot/file-runs.js';
+
+const S = 1_000_000_000n;
+const st = (o: Partial<Record<'ino' | 'size' | 'mtimeNs' | 'ctimeNs' | 'dev', bigint>>) =>
+  ({ ino: 7n, size: 100n, mtimeNs: 10n * S, ctimeNs: 11n * S, dev: 1n, ...o }) as unknown as BigIntStats;
+const file = (name: string, o: Parameters<typeof st>[0] = {}, h: Partial<RunFile['h']> = {}): RunFile => ({
+  h: { name, mode: 0o100644, uid: 1, gid: 2, mtime: new Date(10_000), ...h },
+  st: st(o),
+});
+
+/** Every item chunksOf yields for `data` in pieces of `piece` bytes, with `ranges`. */
+async function cut(data: Buffer, ranges: { start: number; end: number; reused?: string }[], piece = 100_000) {
+  const pieces = Array.from({ length: Math.ceil(data.length / piece) }, (_v, i) => data.subarray(i * piece, (i + 1) * piece));
+  const items: Array<Buffer | RangeMark<string>> = [];
+  for await (const item of chunksOf<string>(
+    (async function* () {
+      yield* pieces;
+    })(),
+    CHUNK_SIZES,
+    undefined,
+    ranges,
+  ))
+    items.push(Buffer.isBuffer(item) ? Buffer.from(item) : (item as RangeMark<string>));
+  return items;
+}
+
+describe('runs of small files', () => {
+  it('cut the chunk list at both ends of each range, so that a range is chunked alike wherever it stands', async () => {
+    const run = randomBytes(300_000);
+    const a = Buffer.concat([randomBytes(700_001), run, randomBytes(900_000)]);
+    const b = Buffer.concat([randomBytes(123_457), run, randomBytes(50_000)]);
+    const inA = await cut(a, [{ start: 700_001, end: 1_000_001 }]);
+    const inB = await cut(b, [{ start: 123_457, end: 423_457 }], 65_536);
+    // The chunks between each range's marks: the same in both streams, and they are the range's bytes.
+    const between = (items: typeof inA) => {
+      const s = items.findIndex((x) => !Buffer.isBuffer(x) && x.at === 'start');
+      const e = items.findIndex((x) => !Buffer.isBuffer(x) && x.at === 'end');
+      return items.slice(s + 1, e) as Buffer[];
+    };
+    expect(between(inA).map((c) => c.toString('hex'))).toEqual(between(inB).map((c) => c.toString('hex')));
+    expect(Buffer.concat(between(inA)).equals(run)).toBe(true);
+    // Nothing lost or added around them.
+    expect(Buffer.concat(inA.filter((x): x is Buffer => Buffer.isBuffer(x))).equals(a)).toBe(true);
+  });
+
+  it('skip a reused range: its bytes are not chunked, the marks carry what stands for them', async () => {
+    const data = Buffer.concat([randomBytes(200_000), Buffer.alloc(150_000), randomBytes(200_000), Buffer.alloc(80_000), randomBytes(10_000)]);
+    const items = await cut(data, [
+      { start: 200_000, end: 350_000, reused: 'earlier chunks' },
+      { start: 550_000, end: 630_000 },
+    ]);
+    const marks = items.filter((x) => !Buffer.isBuffer(x));
+    expect(marks).toEqual([
+      { range: 0, at: 'start', reused: 'earlier chunks' },
+      { range: 0, at: 'end' },
+      { range: 1, at: 'start' },
+      { range: 1, at: 'end' },
+    ]);
+    const chunks = items.filter((x): x is Buffer => Buffer.isBuffer(x));
+    expect(Buffer.concat(chunks).equals(Buffer.concat([data.subarray(0, 200_000), data.subarray(350_000)]))).toBe(true);
+  });
+
+  it('fail when the stream ends before a range given for it', async () => {
+    await expect(cut(randomBytes(100_000), [{ start: 50_000, end: 150_000 }])).rejects.toThrow(/ended/);
+  });
+
+  it('end after one name in 32 or so, the same for the same name', () => {
+    const names = Array.from({ length: 3200 }, (_v, i) => Buffer.from(`file-${i}.txt`));
+    const ends = names.filter(endsRun).length;
+    expect(ends).toBeGreaterThan(50);
+    expect(ends).toBeLessThan(200);
+    expect(names.map(endsRun)).toEqual(names.map((n) => endsRun(Buffer.from(n))));
+  });
+
+  it('have a key that changes with any header field or identity of any file, and only then', () => {
+    const run = [file('data/a'), file('data/b', { ino: 8n })];
+    const key = runKey(run);
+    expect(runKey([file('data/a'), file('data/b', { ino: 8n })])).toBe(key);
+    const changed = [
+      [file('data/a', { ctimeNs: 11n * S + 1n }), run[1]],
+      [file('data/a', { mtimeNs: 10n * S + 1n }), run[1]],
+      [file('data/a', { ino: 9n }), run[1]],
+      [file('data/a', { size: 101n }), run[1]],
+      [file('other/a'), run[1]],
+      [file('data/a', {}, { mode: 0o100600 }), run[1]],
+      [file('data/a', {}, { uid: 3 }), run[1]],
+      [file('data/a', {}, { pax: { 'SCHILY.xattr.security.capability': 'x' } }), run[1]],
+      [run[1], run[0]],
+      [run[0]],
+    ];
+    for (const c of changed) expect(runKey(c)).not.toBe(key);
+    expect(runDataBytes(run)).toBe(1024);
+  });
+
+  it('are left unread only against an earlier run of the same first path, key and count; indexed with their chunks', () => {
+    const run = [file('d/a'), file('d/b', { ino: 8n })];
+    const key = runKey(run);
+    const earlier: FileIndex = { files: {}, runs: { 'd/a': { key, files: 2, bytes: 2048, first: 3, count: 1 } } };
+    expect(new FileWalk(64 << 10, 100n * S, earlier).settled(run[0].st)).toBe(true);
+    expect(new FileWalk(64 << 10, 100n * S, earlier).settled(st({ ctimeNs: 100n * S }))).toBe(false);
+    const misses: Array<[string, string, number]> = [
+      ['d/a', key, 3],
+      ['d/x', key, 2],
+      ['d/a', 'another key', 2],
+    ];
+    for (const [first, k, n] of misses) expect(new FileWalk(64 << 10, 100n * S, earlier).runStarts(first, k, n, 1024)).toBe(false);
+    const walk = new FileWalk(64 << 10, 100n * S, earlier);
+    expect(walk.runStarts('d/a', key, 2, 1024)).toBe(true);
+    walk.runEnds(10_240, 12_288);
+    expect(walk.runStarts('e/a', 'e key', 5, 70_000)).toBe(false);
+    walk.runEnds(12_288, 90_000);
+    expect(walk.runStarts('f/a', 'f key', 4, 70_000)).toBe(false);
+    walk.runEnds(90_000, 170_000);
+    expect({ files: walk.runFilesUnread, bytes: walk.runBytesUnread }).toEqual({ files: 2, bytes: 1024 });
+    expect(walk.runs.map((r) => [r.rel, r.start, r.end, r.earlier?.first])).toEqual([
+      ['d/a', 10_240, 12_288, 3],
+      ['e/a', 12_288, 90_000, undefined],
+      ['f/a', 90_000, 170_000, undefined],
+    ]);
+    // Indexed with the chunks each got (one with none is left out).
+    const index = buildFileIndex(
+      walk,
+      new Map(),
+      new Map([
+        [0, { first: 0, count: 1 }],
+        [1, { first: 1, count: 2 }],
+        [2, { first: 3, count: 0 }],
+      ]),
+    );
+    expect(index.runs).toEqual({
+      'd/a': { key, files: 2, bytes: 2048, first: 0, count: 1 },
+      'e/a': { key: 'e key', files: 5, bytes: 77_712, first: 1, count: 2 },
+    });
+    expect(indexedChunks({ files: { big: { ino: '1', size: 1, mtimeNs: '1', ctimeNs: '1', first: 5, count: 2 } }, runs: index.runs })).toEqual([5, 6, 0, 1, 2]);
+  });
+
+  it('left unread must take the length their chunks hold, else the walk fails', () => {
+    const walk = new FileWalk(64 << 10, 100n * S, { files: {}, runs: { 'd/a': { key: 'k', files: 2, bytes: 2048, first: 3, count: 1 } } });
+    expect(walk.runStarts('d/a', 'k', 2, 1024)).toBe(true);
+    expect(() => walk.runEnds(0, 2047)).toThrow(/2047 bytes, not the 2048/);
+  });
+});
