@@ -340,10 +340,11 @@ export class Spool {
    * The spooled bytes, to be read once the container is back; `highWaterMark`: bytes per read
    * (SPOOL_READ, 256 KiB, by default). A file that is mostly holes (a sparse file's archive) is
    * read with O_DIRECT in 1 MiB pieces, its holes passed on as shared zeros (direct-read.ts): a
-   * buffered read of holes fills the page cache with zeros, slower than the disk.
+   * buffered read of holes fills the page cache with zeros, slower than the disk. `knownZeros`:
+   * bytes of files left unread (directStream's), which do not count as holes for that.
    */
-  read(spooled: Spooled, highWaterMark?: number): Readable {
-    const file = directStream(spooled.path) ?? createReadStream(spooled.path, { highWaterMark: highWaterMark ?? SPOOL_READ });
+  read(spooled: Spooled, highWaterMark?: number, knownZeros = 0): Readable {
+    const file = directStream(spooled.path, knownZeros) ?? createReadStream(spooled.path, { highWaterMark: highWaterMark ?? SPOOL_READ });
     const key = this.keys.get(spooled.path);
     if (!key) return file;
     const clear = new ZeroKeepingCtr(key);

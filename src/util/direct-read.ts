@@ -67,12 +67,15 @@ export function mostlyHoles(size: number, blocks: number): boolean {
  * The whole of the file at `path`, streamed in DIRECT_CHUNK pieces read with O_DIRECT, all-zero
  * pieces passed on as shared zeros (zeroBytes) and the rest copied out of the slab; undefined
  * when the file is not mostly holes or O_DIRECT cannot read it (the caller reads it as usual).
+ * `knownZeros`: bytes of holes the caller left on purpose (files left unread, whose zeros the
+ * chunker skips): not counted as holes, so that they alone never send a file's data to O_DIRECT
+ * (past the page cache it was just written to: ~200 ms more for a warm backup's 25 MiB, measured here).
  */
-export function directStream(path: string): Readable | undefined {
+export function directStream(path: string, knownZeros = 0): Readable | undefined {
   const fd = openDirect(path);
   if (fd === undefined) return undefined;
   const st = fstatSync(fd);
-  const view = mostlyHoles(st.size, st.blocks) ? new DirectSlab().viewFor(fd) : undefined;
+  const view = mostlyHoles(st.size - knownZeros, st.blocks) ? new DirectSlab().viewFor(fd) : undefined;
   if (!view) {
     closeSync(fd);
     return undefined;
