@@ -119,6 +119,8 @@ export interface SeenRun {
   bytes: number;
   start: number;
   end: number;
+  /** Every file of it settled: it goes in the index (else it is only cut apart). */
+  settled: boolean;
   earlier?: RunIndexEntry;
 }
 
@@ -158,11 +160,11 @@ export class FileWalk implements FileTracker {
     return this.off === undefined && this.cutoffNs !== undefined && st.ctimeNs < this.cutoffNs && (this.dev === undefined || st.dev === this.dev);
   }
 
-  runStarts(first: string, key: string, files: number, bytes: number): boolean {
+  runStarts(first: string, key: string, files: number, bytes: number, settled: boolean): boolean {
     const runs = this.earlier?.runs;
-    const e = runs && Object.hasOwn(runs, first) ? runs[first] : undefined;
+    const e = settled && this.off === undefined && runs && Object.hasOwn(runs, first) ? runs[first] : undefined;
     const earlier = e && e.key === key && e.files === files ? e : undefined;
-    this.run = { rel: first, key, files, bytes, ...(earlier ? { earlier } : {}) };
+    this.run = { rel: first, key, files, bytes, settled: settled && this.off === undefined, ...(earlier ? { earlier } : {}) };
     if (earlier) {
       this.runFilesUnread += files;
       this.runBytesUnread += bytes;
@@ -210,9 +212,9 @@ export function buildFileIndex(
     if (!run || run.count === 0) continue;
     files[rel] = { ino, size, mtimeNs, ctimeNs, ...run };
   }
-  for (const [i, { rel, key, files: n, start, end }] of walk.runs.entries()) {
+  for (const [i, { rel, key, files: n, start, end, settled }] of walk.runs.entries()) {
     const chunks = ranges.get(i);
-    if (chunks && chunks.count > 0) smalls[rel] = { key, files: n, bytes: end - start, ...chunks };
+    if (settled && chunks && chunks.count > 0) smalls[rel] = { key, files: n, bytes: end - start, ...chunks };
   }
   return Object.keys(smalls).length > 0 ? { files, runs: smalls } : { files };
 }

@@ -97,15 +97,16 @@ export interface HostTarOptions {
 export interface FileTracker {
   readonly min: number;
   file(member: number, rel: string, st: BigIntStats): boolean;
-  /** Whether a small regular file of lstat `st` may join a run of small files (file-runs.ts): its content trusted by its identity, as `file` trusts a large one's. */
+  /** Whether a file of lstat `st` has a content its identity may be trusted for, as `file` trusts a large one's (a run of small files is taken unread or indexed only when all of its are). */
   settled(st: BigIntStats): boolean;
   /**
    * A run about to be written: `first`, its first file's path below the top (latin1); `key`,
-   * runKey of its files; `files` and `bytes`, how many and their data (padded). True to leave its
-   * files unread: hostTar then writes their headers with zeros for data, for the caller to put the
-   * run's chunks from an earlier archive in its place (chunksOf's `ranges`).
+   * runKey of its files; `files` and `bytes`, how many and their data (padded); `settled`, whether
+   * every file of it is (`settled`): else it is cut apart all the same, but neither indexed nor
+   * left unread. True to leave its files unread: hostTar then writes their headers with zeros for
+   * data, for the caller to put the run's chunks from an earlier archive in its place (chunksOf's `ranges`).
    */
-  runStarts(first: string, key: string, files: number, bytes: number): boolean;
+  runStarts(first: string, key: string, files: number, bytes: number, settled: boolean): boolean;
   /** Where the run runStarts told of lies in the archive: byte offsets of its first header and of the end of its last file's padding. */
   runEnds(start: number, end: number): void;
 }
@@ -261,9 +262,13 @@ interface RunMember extends RunFile {
   rel: string;
 }
 
-/** Whether a file of lstat `st` may join a run of small files (file-runs.ts): a settled regular file below the large-member size, with one link, not sparse. */
+/**
+ * Whether a file of lstat `st` joins a run of small files (file-runs.ts): a regular file below the
+ * large-member size, with one link, not sparse. Settled or not: where runs are cut must not move
+ * when files settle, or the same bytes would be cut otherwise at the next backup and stored again.
+ */
 function inRun(walk: Walk, st: BigIntStats): boolean {
-  return walk.files !== undefined && st.isFile() && st.nlink === 1n && st.size < BigInt(walk.files.min) && !isSparse(st) && walk.files.settled(st);
+  return walk.files !== undefined && st.isFile() && st.nlink === 1n && st.size < BigInt(walk.files.min) && !isSparse(st);
 }
 
 /**
@@ -278,7 +283,8 @@ async function addRun(walk: Walk, files: RunMember[]): Promise<void> {
     for (const f of files) await addNonDirectory(walk, f.h, f.path, f.st, f.rel);
     return;
   }
-  const unread = walk.files!.runStarts(files[0].rel, runKey(files), files.length, bytes);
+  const settled = files.every((f) => walk.files!.settled(f.st));
+  const unread = walk.files!.runStarts(files[0].rel, runKey(files), files.length, bytes, settled);
   const start = walk.tar.offset;
   for (const f of files) {
     if (unread) await addUnread(walk, f.h, Number(f.st.size));

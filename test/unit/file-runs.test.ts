@@ -108,13 +108,18 @@ describe('runs of small files', () => {
       ['d/x', key, 2],
       ['d/a', 'another key', 2],
     ];
-    for (const [first, k, n] of misses) expect(new FileWalk(64 << 10, 100n * S, earlier).runStarts(first, k, n, 1024)).toBe(false);
+    for (const [first, k, n] of misses) expect(new FileWalk(64 << 10, 100n * S, earlier).runStarts(first, k, n, 1024, true)).toBe(false);
+    // A run with a file not settled: neither left unread nor indexed (only cut apart).
+    const young = new FileWalk(64 << 10, 100n * S, earlier);
+    expect(young.runStarts('d/a', key, 2, 1024, false)).toBe(false);
+    young.runEnds(0, 2048);
+    expect(buildFileIndex(young, new Map(), new Map([[0, { first: 0, count: 1 }]])).runs).toBeUndefined();
     const walk = new FileWalk(64 << 10, 100n * S, earlier);
-    expect(walk.runStarts('d/a', key, 2, 1024)).toBe(true);
+    expect(walk.runStarts('d/a', key, 2, 1024, true)).toBe(true);
     walk.runEnds(10_240, 12_288);
-    expect(walk.runStarts('e/a', 'e key', 5, 70_000)).toBe(false);
+    expect(walk.runStarts('e/a', 'e key', 5, 70_000, true)).toBe(false);
     walk.runEnds(12_288, 90_000);
-    expect(walk.runStarts('f/a', 'f key', 4, 70_000)).toBe(false);
+    expect(walk.runStarts('f/a', 'f key', 4, 70_000, true)).toBe(false);
     walk.runEnds(90_000, 170_000);
     expect({ files: walk.runFilesUnread, bytes: walk.runBytesUnread }).toEqual({ files: 2, bytes: 1024 });
     expect(walk.runs.map((r) => [r.rel, r.start, r.end, r.earlier?.first])).toEqual([
@@ -141,7 +146,7 @@ describe('runs of small files', () => {
 
   it('left unread must take the length their chunks hold, else the walk fails', () => {
     const walk = new FileWalk(64 << 10, 100n * S, { files: {}, runs: { 'd/a': { key: 'k', files: 2, bytes: 2048, first: 3, count: 1 } } });
-    expect(walk.runStarts('d/a', 'k', 2, 1024)).toBe(true);
+    expect(walk.runStarts('d/a', 'k', 2, 1024, true)).toBe(true);
     expect(() => walk.runEnds(0, 2047)).toThrow(/2047 bytes, not the 2048/);
   });
 });
