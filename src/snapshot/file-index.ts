@@ -256,8 +256,13 @@ export async function readFileIndex(dest: Destination, blob: BlobDescriptor, chu
   return { files, runs };
 }
 
-/** The chunks an index names (its files' and its runs'), as indexes into the archive's chunk list. */
+/**
+ * The chunks an index names (its files' and its runs'), each once, as indexes into the archive's
+ * chunk list (in the order met). Collected into a set as it goes: entries that overlap (a damaged
+ * index whose every entry names the whole list) cost no more than the list itself.
+ */
 export function indexedChunks(index: FileIndex): number[] {
-  const runs = [...Object.values(index.files), ...Object.values(index.runs ?? {})];
-  return runs.flatMap((e) => Array.from({ length: e.count }, (_v, i) => e.first + i));
+  const named = new Set<number>();
+  for (const e of [...Object.values(index.files), ...Object.values(index.runs ?? {})]) for (let i = 0; i < e.count; i++) named.add(e.first + i);
+  return [...named];
 }

@@ -142,6 +142,9 @@ describe('runs of small files', () => {
       'e/a': { key: 'e key', files: 5, bytes: 77_712, first: 1, count: 2 },
     });
     expect(indexedChunks({ files: { big: { ino: '1', size: 1, mtimeNs: '1', ctimeNs: '1', first: 5, count: 2 } }, runs: index.runs })).toEqual([5, 6, 0, 1, 2]);
+    // Overlapping entries name each chunk once.
+    const whole = { ino: '1', size: 1, mtimeNs: '1', ctimeNs: '1', first: 0, count: 3 };
+    expect(indexedChunks({ files: { x: whole, y: whole, z: { ...whole, first: 2 } } })).toEqual([0, 1, 2, 3, 4]);
   });
 
   it('left unread must take the length their chunks hold, else the walk fails', () => {
