@@ -9,6 +9,11 @@ export interface ContainerChange {
   Kind: 0 | 1 | 2;
 }
 
+/** How many times a list of changes is asked for when the engine fails it on a path gone mid-walk (containerChanges). */
+export const CHANGES_TRIES = 5;
+/** The wait between those asks (ms). */
+const CHANGES_RETRY_MS = 20;
+
 /** The engine's stat of a container path (Engine API 1.41 ContainerPathStat). */
 export interface PathStat {
   name: string;
@@ -30,11 +35,23 @@ export class ContainerIoCalls extends ContainerCalls {
   /**
    * `GET /containers/{id}/changes`: the paths of the container's writable layer against its image,
    * each Modified (0), Added (1) or Deleted (2). Empty when nothing changed (the engine says null).
+   * The engine walks the layer to answer, and fails the whole list when a path goes away mid-walk
+   * ("open …/merged/.pivot_root123: no such file or directory", "readdirent: no such file or
+   * directory"; Engine 20.10 and 26.1) — a directory its own archive requests make for a moment
+   * (snapshot/engine-scratch.ts), even in a paused container, or a running process's file: asked
+   * again, up to CHANGES_TRIES times in all, CHANGES_RETRY_MS apart.
    */
   async containerChanges(id: string, signal?: AbortSignal): Promise<ContainerChange[]> {
-    const list: unknown = await call(`list the changes of container ${id}`, () => this.docker.getContainer(id).changes() as Promise<unknown>, signal);
-    // No change: the engine answers `null`, which docker-modem passes on unparsed (not an array).
-    return Array.isArray(list) ? (list as ContainerChange[]) : [];
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const list: unknown = await call(`list the changes of container ${id}`, () => this.docker.getContainer(id).changes() as Promise<unknown>, signal);
+        // No change: the engine answers `null`, which docker-modem passes on unparsed (not an array).
+        return Array.isArray(list) ? (list as ContainerChange[]) : [];
+      } catch (err) {
+        if (attempt >= CHANGES_TRIES || !(err instanceof EngineError) || !/no such file or directory$/.test(err.message)) throw err;
+        await new Promise((resolve) => setTimeout(resolve, CHANGES_RETRY_MS));
+      }
+    }
   }
 
   /**

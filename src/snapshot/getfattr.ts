@@ -42,6 +42,9 @@ export function parseGetfattr(output: string, root: string): Map<string, Record<
   return out;
 }
 
+/** The environment getfattr runs in where its messages are read: the C locale's (engine-scratch.ts vanishedScratchOnly). */
+export const C_LOCALE: NodeJS.ProcessEnv = { ...process.env, LC_ALL: 'C' };
+
 /** What one run of `getfattr -R -h -d -m -` printed, and how it failed, if it did. */
 export interface GetfattrRun {
   /** Its output (latin1 text); what it printed before failing, when it failed. */

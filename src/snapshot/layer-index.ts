@@ -7,6 +7,7 @@ import { SET_SCOPE } from '../destinations/types.js';
 import { readSmall } from '../util/streams.js';
 import { openContent, storeBlob, type StoreTarget } from './blobs.js';
 import { isNetworkFile, probesAgree, trustedUpperDir, upperDirOf, upperEntry, type UpperDir } from './layer-upper.js';
+import { isEngineScratch } from './engine-scratch.js';
 import { overlayAttrsBlocker, upperOpaqueDirs } from './layer-upper-tar.js';
 import { walkUpper } from './layer-walk.js';
 import type { BlobDescriptor, Compression } from './manifest.js';
@@ -132,7 +133,8 @@ export async function scanLayerOn(
 ): Promise<{ index?: LayerIndex; upper?: UpperDir }> {
   const walked = hostReads ? await scanUpper(engine, id, maxPaths, maxTotal, signal) : undefined;
   if (walked) return walked;
-  const changes = await engine.containerChanges(id, signal);
+  // The engine's own directories of a moment (engine-scratch.ts) are no part of the layer.
+  const changes = (await engine.containerChanges(id, signal)).filter((c) => !isEngineScratch(c.Path));
   if (changes.length > maxTotal || (!hostReads && changes.length > maxPaths)) return {};
   // A name that is not UTF-8 comes as U+FFFD in the engine's JSON: such a path cannot be stat'ed nor
   // whited out by name, so an index without it would let its later deletion go unseen. None kept.

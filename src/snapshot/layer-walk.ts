@@ -19,6 +19,7 @@
 import { spawn } from 'node:child_process';
 import { lstatSync, readdirSync, type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
+import { isEngineScratch, vanishedScratchOnly } from './engine-scratch.js';
 import { goFileMode, goUtcTime, hostEntry, type HostStat } from './layer-upper.js';
 
 /** What the walk found: host stats and whiteouts by absolute path, and the paths to ask the engine. */
@@ -64,6 +65,8 @@ export function walkUpperDir(root: string, shadowed: (path: string) => boolean, 
           return `a name in ${dir || '/'} is not UTF-8`;
         }
         const path = `${dir}/${name}`;
+        // The engine's own directory of a moment (engine-scratch.ts): not lstat'ed, it may be gone.
+        if (isEngineScratch(path)) continue;
         if (++count > maxTotal) return { ...walk, truncated: true };
         const st: BigIntStats = lstatSync(join(root, path), { bigint: true });
         if (st.isDirectory()) dirs.push(path);
@@ -129,7 +132,10 @@ export function findUpperDir(
     child.on('close', (code) => {
       if (truncated) return resolve({ entries: new Map(), toEngine: [], truncated: true });
       // Nothing written: find could not walk at all (not GNU find, no -printf): the walk here says what it finds.
-      if (code !== 0) return resolve(records === 0 ? undefined : `find exited with ${code} while walking it: ${stderr.trim().split('\n')[0]}`);
+      // Exit 1 for nothing but an engine's directory of a moment gone mid-walk (engine-scratch.ts): the other records stand.
+      if (code !== 0 && !(code === 1 && vanishedScratchOnly(stderr, root))) {
+        return resolve(records === 0 ? undefined : `find exited with ${code} while walking it: ${stderr.trim().split('\n')[0]}`);
+      }
       resolve(parseRecords(Buffer.concat(parts), root, shadowed));
     });
   });
@@ -159,6 +165,7 @@ function parseRecords(out: Buffer, root: string, shadowed: (path: string) => boo
     }
     at = end + 1;
     const path = `/${rel}`;
+    if (isEngineScratch(path)) continue;
     const [type, perm, size, mtime, ctime] = fields;
     if (type === 'c') {
       // A whiteout (0:0) or a device: its device numbers are not in find's record.

@@ -16,7 +16,8 @@ import { TarWriter, TAR_COPY_MAX, type TarHeader } from '../util/tar-writer.js';
 import { DirectSlab } from '../util/direct-read.js';
 import { atDir, utf8, type HostDir } from './volume-host.js';
 import { SPARSE_MIN } from './volume-metadata.js';
-import { capabilitiesFrom } from './getfattr.js';
+import { capabilitiesFrom, C_LOCALE } from './getfattr.js';
+import { vanishedScratchOnly } from './engine-scratch.js';
 import type { DeferredReads } from './deferred-read.js';
 import { endsRun, runDataBytes, runKey, RUN_MAX_BYTES, RUN_MAX_FILES, RUN_MIN, type RunFile } from './file-runs.js';
 
@@ -43,15 +44,18 @@ const MAX_USTAR_ID = 0o777777;
  * UTF-8) when given (the one extended attribute the engine's archive keeps), keyed by path
  * relative to `root` (bytes as latin1), read with `getfattr`
  * (Debian package attr). Rejects when getfattr is missing or fails: then what the engine keeps
- * cannot be told here.
+ * cannot be told here. `containerRoot`: `root` is a container's upper directory, where a failure
+ * on nothing but an engine's directory of a moment gone mid-walk (engine-scratch.ts) is none.
  */
-export function readCapabilities(root: string, paths?: string[]): Promise<Map<string, Buffer>> {
+export function readCapabilities(root: string, paths?: string[], containerRoot = false): Promise<Map<string, Buffer>> {
   if (paths?.length === 0) return Promise.resolve(new Map());
   return new Promise((resolve, reject) => {
     // `paths` (absolute below `root`): those alone, not their subtrees.
     const which = paths ? paths.map((p) => `${root}${p}`) : ['-R', root];
     const args = ['--absolute-names', '-P', '-h', '-d', '-m', '^security\\.capability$', '-e', 'base64', ...which];
-    execFile('getfattr', args, { maxBuffer: 1 << 28, encoding: 'latin1' }, (err, stdout) => (err ? reject(err) : resolve(capabilitiesFrom(stdout, root))));
+    execFile('getfattr', args, { maxBuffer: 1 << 28, encoding: 'latin1', env: C_LOCALE }, (err, stdout, stderr) =>
+      err && !(containerRoot && err.code === 1 && vanishedScratchOnly(stderr, root)) ? reject(err) : resolve(capabilitiesFrom(stdout, root)),
+    );
   });
 }
 
@@ -85,6 +89,8 @@ export interface HostTarOptions {
   observe?: (rel: string, st: BigIntStats) => void;
   /** Once aborted, the walk stops at its next entry or MiB read and the stream fails with the signal's reason (the container is held meanwhile). */
   signal?: AbortSignal;
+  /** Paths below the top (bytes as latin1) left out unread, not even lstat'ed: they may be gone (engine-scratch.ts). */
+  skip?: (rel: string) => boolean;
 }
 
 /**
@@ -125,6 +131,7 @@ interface Walk {
   files?: FileTracker;
   defer?: DeferredReads;
   observe?: HostTarOptions['observe'];
+  skip?: HostTarOptions['skip'];
   /** Members written so far (the next one's number). */
   members: number;
   signal?: AbortSignal;
@@ -148,6 +155,7 @@ export function hostTar(dir: Pick<HostDir, 'fd' | 'root'>, base: string, caps: M
     files: opts.files,
     defer: opts.defer,
     observe: opts.observe,
+    skip: opts.skip,
     members: 0,
     signal: opts.signal,
   };
@@ -218,8 +226,9 @@ async function walkDir(walk: Walk, fd: number, prefix: string, relPrefix: string
     const name = utf8(raw);
     if (name === undefined) throw new HostReadError(`${prefix}${raw.toString('latin1')}: a name that is not UTF-8`);
     const path = atDir(fd, raw);
-    const st = lstatSync(path, { bigint: true });
     const rel = `${relPrefix}${raw.toString('latin1')}`;
+    if (walk.skip?.(rel)) continue;
+    const st = lstatSync(path, { bigint: true });
     walk.observe?.(rel, st);
     if (st.isSocket()) continue;
     const h = header(`${prefix}${name}${st.isDirectory() ? '/' : ''}`, st, rel, walk);
