@@ -13,6 +13,8 @@ export interface ContainerChange {
 export const CHANGES_TRIES = 5;
 /** The wait between those asks (ms). */
 const CHANGES_RETRY_MS = 20;
+/** The engine's messages when a directory went away while it listed the changes (containerChanges). */
+const GONE_MID_WALK = /(\/\.pivot_root\d+|readdirent): no such file or directory$/;
 
 /** The engine's stat of a container path (Engine API 1.41 ContainerPathStat). */
 export interface PathStat {
@@ -38,8 +40,9 @@ export class ContainerIoCalls extends ContainerCalls {
    * The engine walks the layer to answer, and fails the whole list when a path goes away mid-walk
    * ("open …/merged/.pivot_root123: no such file or directory", "readdirent: no such file or
    * directory"; Engine 20.10 and 26.1) — a directory its own archive requests make for a moment
-   * (snapshot/engine-scratch.ts), even in a paused container, or a running process's file: asked
-   * again, up to CHANGES_TRIES times in all, CHANGES_RETRY_MS apart.
+   * (snapshot/engine-scratch.ts), whatever the container's state: asked again on those two
+   * messages alone (GONE_MID_WALK), up to CHANGES_TRIES times in all, CHANGES_RETRY_MS apart; any
+   * other failure is thrown at once.
    */
   async containerChanges(id: string, signal?: AbortSignal): Promise<ContainerChange[]> {
     for (let attempt = 1; ; attempt++) {
@@ -48,7 +51,7 @@ export class ContainerIoCalls extends ContainerCalls {
         // No change: the engine answers `null`, which docker-modem passes on unparsed (not an array).
         return Array.isArray(list) ? (list as ContainerChange[]) : [];
       } catch (err) {
-        if (attempt >= CHANGES_TRIES || !(err instanceof EngineError) || !/no such file or directory$/.test(err.message)) throw err;
+        if (attempt >= CHANGES_TRIES || !(err instanceof EngineError) || !GONE_MID_WALK.test(err.message)) throw err;
         await new Promise((resolve) => setTimeout(resolve, CHANGES_RETRY_MS));
       }
     }

@@ -42,8 +42,10 @@ export function parseGetfattr(output: string, root: string): Map<string, Record<
   return out;
 }
 
-/** The environment getfattr runs in where its messages are read: the C locale's (engine-scratch.ts vanishedScratchOnly). */
-export const C_LOCALE: NodeJS.ProcessEnv = { ...process.env, LC_ALL: 'C' };
+/** The environment getfattr runs in where its messages are read: this process's, in the C locale (engine-scratch.ts vanishedScratchOnly). */
+export function cLocale(): NodeJS.ProcessEnv {
+  return { ...process.env, LC_ALL: 'C' };
+}
 
 /** What one run of `getfattr -R -h -d -m -` printed, and how it failed, if it did. */
 export interface GetfattrRun {

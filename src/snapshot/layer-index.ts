@@ -7,7 +7,7 @@ import { SET_SCOPE } from '../destinations/types.js';
 import { readSmall } from '../util/streams.js';
 import { openContent, storeBlob, type StoreTarget } from './blobs.js';
 import { isNetworkFile, probesAgree, trustedUpperDir, upperDirOf, upperEntry, type UpperDir } from './layer-upper.js';
-import { isEngineScratch } from './engine-scratch.js';
+import { scratchToDrop } from './engine-scratch.js';
 import { overlayAttrsBlocker, upperOpaqueDirs } from './layer-upper-tar.js';
 import { walkUpper } from './layer-walk.js';
 import type { BlobDescriptor, Compression } from './manifest.js';
@@ -104,7 +104,8 @@ const STAT_CONCURRENCY = 8;
  * ~1.2 ms a path, serialised by the engine). Undefined when more than `maxPaths` paths would go to
  * the engine (stat'ing them would hold the container longer than a commit), or the layer has more
  * than `maxTotal` paths in all (default MAX_LAYER_PATHS: the index is held in memory and stored).
- * A path that vanished between the list and its stat (a container not held) is left out.
+ * A path that vanished between the list and its stat (a container not held) is left out, and so
+ * is the engine's own directory of a moment (engine-scratch.ts) in either list.
  * `hostReads`: the upper directory may be read at all — only while the container is at rest
  * (paused, stopped, not running), since a running process could swap a directory for a symlink
  * between the list and the lstat (default false: the engine only).
@@ -133,8 +134,10 @@ export async function scanLayerOn(
 ): Promise<{ index?: LayerIndex; upper?: UpperDir }> {
   const walked = hostReads ? await scanUpper(engine, id, maxPaths, maxTotal, signal) : undefined;
   if (walked) return walked;
+  const listed = await engine.containerChanges(id, signal);
   // The engine's own directories of a moment (engine-scratch.ts) are no part of the layer.
-  const changes = (await engine.containerChanges(id, signal)).filter((c) => !isEngineScratch(c.Path));
+  const scratch = scratchToDrop(listed.flatMap((c) => (c.Kind === 1 ? [c.Path] : [])));
+  const changes = scratch.size ? listed.filter((c) => !scratch.has(c.Path)) : listed;
   if (changes.length > maxTotal || (!hostReads && changes.length > maxPaths)) return {};
   // A name that is not UTF-8 comes as U+FFFD in the engine's JSON: such a path cannot be stat'ed nor
   // whited out by name, so an index without it would let its later deletion go unseen. None kept.

@@ -13,8 +13,8 @@ import { execFile } from 'node:child_process';
 import { closeSync, constants, fstatSync, openSync, readFileSync, type BigIntStats } from 'node:fs';
 import { posix } from 'node:path';
 import type { Readable } from 'node:stream';
-import { isEngineScratch, vanishedScratchOnly } from './engine-scratch.js';
-import { C_LOCALE, parseGetfattr } from './getfattr.js';
+import { goneOrEmptyDir, isEngineScratch, vanishedScratchOnly } from './engine-scratch.js';
+import { cLocale, parseGetfattr } from './getfattr.js';
 import type { UpperDir } from './layer-upper.js';
 import { hostTar, readCapabilities, type EntryChange, type Header } from './volume-tar.js';
 
@@ -30,7 +30,7 @@ function overlayXattrs(root: string): Promise<Map<string, Record<string, string>
   return new Promise((resolve, reject) => {
     const args = ['--absolute-names', '-R', '-P', '-h', '-d', '-m', '^trusted\\.overlay\\.', '-e', 'base64', root];
     // Exit 1 for nothing but an engine's directory of a moment gone mid-walk (engine-scratch.ts): the rest of its output stands.
-    execFile('getfattr', args, { maxBuffer: 1 << 28, encoding: 'latin1', env: C_LOCALE }, (err, stdout, stderr) =>
+    execFile('getfattr', args, { maxBuffer: 1 << 28, encoding: 'latin1', env: cLocale() }, (err, stdout, stderr) =>
       err && !(err.code === 1 && vanishedScratchOnly(stderr, root)) ? reject(err) : resolve(parseGetfattr(stdout, root)),
     );
   });
@@ -140,13 +140,19 @@ export async function upperLayerTar(
     if (root.uid !== 0n || root.gid !== 0n)
       throw new Reason(`its upper directory is owned by ${root.uid}:${root.gid}, not root (a user-namespaced or rootless engine?)`);
     // The opaque directories the layer's walk read in this hold (layer-index.ts), else read now.
-    const [caps, opaque] = await Promise.all([readCapabilities(upper.root, undefined, true), upper.opaque ?? overlayXattrs(upper.root).then(opaqueDirs)]).catch(
-      (err: NodeJS.ErrnoException) => {
-        throw new Reason(err.code === 'ENOENT' ? 'getfattr not found (Debian package attr)' : `getfattr failed (${err.message.split('\n')[0]})`);
-      },
-    );
+    const [caps, opaque] = await Promise.all([
+      readCapabilities(upper.root, undefined, { containerRoot: true }),
+      upper.opaque ?? overlayXattrs(upper.root).then(opaqueDirs),
+    ]).catch((err: NodeJS.ErrnoException) => {
+      throw new Reason(err.code === 'ENOENT' ? 'getfattr not found (Debian package attr)' : `getfattr failed (${err.message.split('\n')[0]})`);
+    });
     if (typeof opaque === 'string') throw new Reason(opaque);
-    return hostTar({ fd, root }, '', caps, { bare: true, change: overlayChange(opaque), skip: (rel) => isEngineScratch(`/${rel}`), signal });
+    return hostTar({ fd, root }, '', caps, {
+      bare: true,
+      change: overlayChange(opaque),
+      skip: (rel) => isEngineScratch(`/${rel}`) && goneOrEmptyDir(posix.join(upper.root, rel)),
+      signal,
+    });
   } catch (err) {
     closeSync(fd);
     if (err instanceof Reason) return err.message;

@@ -19,7 +19,7 @@
 import { spawn } from 'node:child_process';
 import { lstatSync, readdirSync, type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
-import { isEngineScratch, vanishedScratchOnly } from './engine-scratch.js';
+import { isEngineScratch, scratchToDrop, vanishedScratchOnly } from './engine-scratch.js';
 import { goFileMode, goUtcTime, hostEntry, type HostStat } from './layer-upper.js';
 
 /** What the walk found: host stats and whiteouts by absolute path, and the paths to ask the engine. */
@@ -48,7 +48,8 @@ export async function walkUpper(root: string, shadowed: (path: string) => boolea
  * mounted there instead (layer-upper.ts UpperDir.shadowed): such paths go to `toEngine`. Returns
  * why the walk cannot stand for the engine's list (a clause) when a name is not UTF-8 (the
  * engine's JSON could not name it either) or a path cannot be read; stops, `truncated`, past
- * `maxTotal` paths (the caller then keeps no index). Synchronous: a local lstat (~5 µs) costs less than
+ * `maxTotal` paths (the caller then keeps no index). The engine's own directory of a moment at the
+ * root (engine-scratch.ts) is left out, gone or empty. Synchronous: a local lstat (~5 µs) costs less than
  * a turn through the thread pool, and the container is held meanwhile.
  */
 export function walkUpperDir(root: string, shadowed: (path: string) => boolean, maxTotal: number): UpperWalk | string {
@@ -57,7 +58,7 @@ export function walkUpperDir(root: string, shadowed: (path: string) => boolean, 
   const dirs: string[] = [''];
   try {
     for (let dir = dirs.pop(); dir !== undefined; dir = dirs.pop()) {
-      for (const raw of readdirSync(join(root, dir), { encoding: 'buffer' })) {
+      for (const raw of readdirGone(join(root, dir), isEngineScratch(dir))) {
         let name: string;
         try {
           name = utf8.decode(raw);
@@ -65,10 +66,10 @@ export function walkUpperDir(root: string, shadowed: (path: string) => boolean, 
           return `a name in ${dir || '/'} is not UTF-8`;
         }
         const path = `${dir}/${name}`;
-        // The engine's own directory of a moment (engine-scratch.ts): not lstat'ed, it may be gone.
-        if (isEngineScratch(path)) continue;
         if (++count > maxTotal) return { ...walk, truncated: true };
-        const st: BigIntStats = lstatSync(join(root, path), { bigint: true });
+        const st = lstatGone(join(root, path), isEngineScratch(path));
+        // The engine's own directory of a moment (engine-scratch.ts), gone since it was listed.
+        if (!st) continue;
         if (st.isDirectory()) dirs.push(path);
         addStat(walk, path, st, shadowed);
       }
@@ -76,7 +77,35 @@ export function walkUpperDir(root: string, shadowed: (path: string) => boolean, 
   } catch (err) {
     return `${(err as NodeJS.ErrnoException).code ?? (err as Error).message} while walking it`;
   }
-  return walk;
+  return withoutScratch(walk);
+}
+
+/** `dir`'s names; none when it is gone and `mayGo` (an engine's directory of a moment). Throws otherwise. */
+function readdirGone(dir: string, mayGo: boolean): Buffer[] {
+  try {
+    return readdirSync(dir, { encoding: 'buffer' });
+  } catch (err) {
+    if (mayGo && (err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+}
+
+/** `path`'s lstat; undefined when it is gone and `mayGo` (an engine's directory of a moment). Throws otherwise. */
+function lstatGone(path: string, mayGo: boolean): BigIntStats | undefined {
+  try {
+    return lstatSync(path, { bigint: true });
+  } catch (err) {
+    if (mayGo && (err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/** `walk` without the engine's directories of a moment it met (engine-scratch.ts scratchToDrop: the name, nothing below). */
+function withoutScratch(walk: UpperWalk): UpperWalk {
+  const drop = scratchToDrop([...[...walk.entries].flatMap(([path, e]) => (e === 'whiteout' ? [] : [path])), ...walk.toEngine]);
+  if (drop.size === 0) return walk;
+  for (const path of drop) walk.entries.delete(path);
+  return { ...walk, toEngine: walk.toEngine.filter((p) => !drop.has(p)) };
 }
 
 /** Adds a path's lstat to `walk`: a whiteout (a character device 0:0), its host stat, or a path for the engine (under a mount, or a time the host cannot say as the engine would). */
@@ -95,7 +124,9 @@ const TYPE_BITS: Record<string, number> = { f: 0o100000, d: 0o040000, l: 0o12000
 /**
  * walkUpperDir's answer from `find root -printf` (GNU findutils, which never follows a symlink
  * unless asked: `-P`): the same entries and paths for the engine, or why the walk cannot stand for
- * the engine's list (a clause: a name not UTF-8, find failing part-way); undefined when find cannot
+ * the engine's list (a clause: a name not UTF-8, find failing part-way — but not when it failed on
+ * nothing but the engine's own directory of a moment gone, engine-scratch.ts, which is left out as
+ * walkUpperDir leaves it); undefined when find cannot
  * be run here (not installed, or wrote nothing and failed, as one without -printf does): the caller
  * then walks the directory itself. A character device is lstat'ed here (a whiteout is one of 0:0).
  * Past `maxTotal` paths, find is stopped and the answer is `truncated`. An aborted `signal` kills it.
@@ -165,7 +196,6 @@ function parseRecords(out: Buffer, root: string, shadowed: (path: string) => boo
     }
     at = end + 1;
     const path = `/${rel}`;
-    if (isEngineScratch(path)) continue;
     const [type, perm, size, mtime, ctime] = fields;
     if (type === 'c') {
       // A whiteout (0:0) or a device: its device numbers are not in find's record.
@@ -188,7 +218,7 @@ function parseRecords(out: Buffer, root: string, shadowed: (path: string) => boo
     if (time === undefined) walk.toEngine.push(path);
     else walk.entries.set(path, { mode: goFileMode(bits | Number.parseInt(perm, 8)), size: Number(size), mtime: time, ctimeNs: String(ctimeNs) });
   }
-  return walk;
+  return withoutScratch(walk);
 }
 
 /** find's `%T@` (seconds, a dot, then nanoseconds and more digits; the seconds signed, the fraction added) in ns. */

@@ -16,7 +16,7 @@ import { TarWriter, TAR_COPY_MAX, type TarHeader } from '../util/tar-writer.js';
 import { DirectSlab } from '../util/direct-read.js';
 import { atDir, utf8, type HostDir } from './volume-host.js';
 import { SPARSE_MIN } from './volume-metadata.js';
-import { capabilitiesFrom, C_LOCALE } from './getfattr.js';
+import { capabilitiesFrom, cLocale } from './getfattr.js';
 import { vanishedScratchOnly } from './engine-scratch.js';
 import type { DeferredReads } from './deferred-read.js';
 import { endsRun, runDataBytes, runKey, RUN_MAX_BYTES, RUN_MAX_FILES, RUN_MIN, type RunFile } from './file-runs.js';
@@ -47,13 +47,13 @@ const MAX_USTAR_ID = 0o777777;
  * cannot be told here. `containerRoot`: `root` is a container's upper directory, where a failure
  * on nothing but an engine's directory of a moment gone mid-walk (engine-scratch.ts) is none.
  */
-export function readCapabilities(root: string, paths?: string[], containerRoot = false): Promise<Map<string, Buffer>> {
+export function readCapabilities(root: string, paths?: string[], { containerRoot = false }: { containerRoot?: boolean } = {}): Promise<Map<string, Buffer>> {
   if (paths?.length === 0) return Promise.resolve(new Map());
   return new Promise((resolve, reject) => {
     // `paths` (absolute below `root`): those alone, not their subtrees.
     const which = paths ? paths.map((p) => `${root}${p}`) : ['-R', root];
     const args = ['--absolute-names', '-P', '-h', '-d', '-m', '^security\\.capability$', '-e', 'base64', ...which];
-    execFile('getfattr', args, { maxBuffer: 1 << 28, encoding: 'latin1', env: C_LOCALE }, (err, stdout, stderr) =>
+    execFile('getfattr', args, { maxBuffer: 1 << 28, encoding: 'latin1', env: cLocale() }, (err, stdout, stderr) =>
       err && !(containerRoot && err.code === 1 && vanishedScratchOnly(stderr, root)) ? reject(err) : resolve(capabilitiesFrom(stdout, root)),
     );
   });
