@@ -6,7 +6,9 @@
 // backup's log (every line stamped with the ms since it started) and CPU profile (node --cpu-prof);
 // with --against PATH, another build's dist/cli.js in turns on the same fixture. Asserts nothing.
 // --base-mb, --mb and --volume-mb size the fixture's base layer, writable layer and volume (default 0, 30 and 10; the full bench uses 400, 300 and 200).
-//   npm run build && node bench/paused-window.mjs [--runs 3] [--base-mb 0] [--mb 30] [--volume-mb 10] [--prof DIR] [--against /other/dist/cli.js]
+// --settle S waits S seconds after the fixture is made, so that its files count as settled (unchanged for the kernel's writeback
+// interval and more, ~40 s: file-index.ts racyMarginNs) as a scheduled backup finds them; without it nothing has settled in round 0.
+//   npm run build && node bench/paused-window.mjs [--runs 3] [--base-mb 0] [--mb 30] [--volume-mb 10] [--settle 45] [--prof DIR] [--against /other/dist/cli.js]
 import { randomBytes } from 'node:crypto';
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
@@ -60,6 +62,8 @@ if (prof) mkdirSync(prof, { recursive: true });
 await makeFixture(ctx, { baseMB: flag('--base-mb', 0), layerMB: flag('--mb', 30), volumeMB: flag('--volume-mb', 10) });
 const volFile = largest(ctx.payload.volume, '/data');
 console.log(`fixture ${ctx.container}: layer ${ctx.payload.layer.files.length} files, volume ${ctx.payload.volume.files.length} files; load ${load()}`);
+const settle = flag('--settle', 0);
+if (settle > 0) await new Promise((resolve) => setTimeout(resolve, settle * 1000));
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const builds = { ours: CLI, ...(against ? { theirs: against } : {}) };
 const rows = Object.fromEntries(Object.keys(builds).map((k) => [k, []]));
