@@ -246,7 +246,9 @@ export class VolumePath {
       files.off ??= untrusted;
       files.dev = dir.root.dev;
     }
-    const deferred = deferBefore !== undefined && !untrusted ? new DeferredReads(deferBefore, { path: hostPath!, dev: dir.root.dev }) : undefined;
+    // Held copies go in the spool's directory (removed with it), never when the spool encrypts.
+    const held = this.spool.encrypting ? undefined : this.spool.dir;
+    const deferred = deferBefore !== undefined && !untrusted ? new DeferredReads(deferBefore, { path: hostPath!, dev: dir.root.dev }, held) : undefined;
     const collector = new MetadataCollector(rootStatFrom(dir.root));
     const observe = (rel: string, st: BigIntStats) => collector.visit(rel === '.' ? rel : Buffer.from(rel, 'latin1').toString('utf8'), walkedOf(st));
     let spooled: Spooled;
@@ -282,9 +284,11 @@ export class VolumePath {
       await readDeferred(plan.hostPath!, deferred, patch, this.ctx.signal);
     } finally {
       patch.close();
+      deferred.discard();
     }
+    const copies = deferred.copied > 0 ? `; ${deferred.copied} of them (${formatBytes(deferred.copiedBytes)}) not settled, copied while held` : '';
     this.ctx.log.info(
-      `${container}: reading ${plan.mount.name || plan.mount.destination}: ${deferred.reads.length} file(s) read once the container was back (${formatBytes(deferred.bytes)}), each checked unchanged since the hold`,
+      `${container}: reading ${plan.mount.name || plan.mount.destination}: ${deferred.reads.length} file(s) read once the container was back (${formatBytes(deferred.bytes)}), each checked unchanged since the hold${copies}`,
     );
   }
 

@@ -239,6 +239,8 @@ export class ContainerBackup {
       } catch (err) {
         // phase() says which phase failed, the DeferredChange its cause.
         const change = err instanceof Error && err.cause instanceof DeferredChange ? err.cause : err;
+        // The held copies of the volumes not read yet go now: the container is taken again.
+        for (const other of taken) other.deferred?.discard();
         if (!(change instanceof DeferredChange)) throw err;
         return `${mount.name || mount.destination}: ${Buffer.from(change.rel, 'latin1').toString('utf8')} changed after the container was back, before it was read (${change.why})`;
       }

@@ -83,7 +83,7 @@ export interface HostTarOptions {
   change?: (st: BigIntStats, h: Header, rel: string) => EntryChange | undefined;
   /** Told of large regular files, and may have their data left unread (FileTracker). */
   files?: FileTracker;
-  /** Regular files it may leave as zeros, to be read once the container is back (deferred-read.ts), recorded there. */
+  /** Regular files it may leave as zeros, to be read once the container is back (deferred-read.ts), recorded there; large ones not settled copied while held, where it copies. */
   defer?: DeferredReads;
   /** Told of every entry as it is met, the top ('.') and unix sockets included: its path below the top (bytes as latin1) and its lstat. */
   observe?: (rel: string, st: BigIntStats) => void;
@@ -328,7 +328,7 @@ async function addNonDirectory(walk: Walk, h: Header, path: Buffer, st: BigIntSt
     const tracked = walk.files && st.nlink === 1n && st.size >= BigInt(walk.files.min);
     if (tracked && walk.files!.file(walk.members, rel, st)) await addUnread(walk, h, Number(st.size));
     else if (walk.defer?.takes(st, rel) && !isSparse(st)) await addDeferred(walk, h, rel, st);
-    else await addFile(walk, h, path, st);
+    else if (!(walk.defer?.copies(st) && !isSparse(st) && (await addHeldCopy(walk, h, path, rel, st)))) await addFile(walk, h, path, st);
   } else throw new HostReadError(`${h.name}: a file of a kind not read here`);
 }
 
@@ -502,6 +502,27 @@ async function addDeferred(walk: Walk, h: Header, rel: string, st: BigIntStats):
   openLarge(walk, h, size);
   walk.defer!.add(rel, walk.tar.offset, st);
   await zeros(walk, size);
+}
+
+/**
+ * A regular file's entry with zeros for data, its data copied by the kernel into a held copy
+ * (DeferredReads.copy) that is read once the container is back; false, nothing written, when no
+ * copy was made (the caller then reads the file). Opened as the walk saw it (openSame).
+ */
+async function addHeldCopy(walk: Walk, h: Header, path: Buffer, rel: string, st: BigIntStats): Promise<boolean> {
+  const fd = openSame(path, 0, st);
+  let copy;
+  try {
+    copy = walk.defer!.copy(fd, st);
+  } finally {
+    closeSync(fd);
+  }
+  if (!copy) return false;
+  const size = Number(st.size);
+  openLarge(walk, h, size);
+  walk.defer!.addCopy(rel, walk.tar.offset, copy);
+  await zeros(walk, size);
+  return true;
 }
 
 /** A regular file's entry with `size` zero bytes for data, its file left unread (FileTracker). */

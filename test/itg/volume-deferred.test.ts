@@ -273,6 +273,26 @@ describe('volume files read once the container is back (deferred reads)', () => 
     expect(await restoredTree(store, 'y1', c)).toEqual(tree);
   });
 
+  it('a large file written just before the backup (not settled) is copied while held and read from its copy once back: written again right after, the set still holds what the hold saw', async () => {
+    const settle = 5;
+    const c = await container('held-copy', {}, 40);
+    const store = join(res.tempDir(), 'store');
+    await sleep(settle * 1000 + 500);
+    // A database's file, just written: younger than the margin, so taken as the hold sees it.
+    const db = randomBytes(6 * MiB + 5);
+    writeFileSync(join(c.m, 'db'), db);
+    const held = await treeDigest(c.name, '/data');
+    // Written again the moment the container is back, before anything reads it there.
+    const engine = new ChangesWhenBack(() => writeFileSync(join(c.m, 'db'), randomBytes(db.length)));
+    const { lines } = await take(c.name, store, 'h1', {}, engine, settle);
+    expect(engine.unpauses).toBe(1);
+    expect(deferredLines(lines)).toEqual([
+      `${deferredLine(c.name, c.volume, c.tally.files + 1, c.tally.bytes + db.length)}; 1 of them (${formatBytes(db.length)}) not settled, copied while held`,
+    ]);
+    expect(await treeDigest(c.name, '/data')).not.toEqual(held);
+    expect(await restoredTree(store, 'h1', c)).toEqual(held);
+  });
+
   it('the containers of a consistency group get no deferred reads, and restore to their trees', async () => {
     const group = `${res.prefix}-grp`;
     const members = [await container('grp-a', { 'container-snapshot.group': group }, 80), await container('grp-b', { 'container-snapshot.group': group }, 80)];

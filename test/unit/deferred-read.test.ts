@@ -14,11 +14,15 @@ import {
   utimesSync,
   writeFileSync,
   appendFileSync,
+  closeSync,
+  existsSync,
+  openSync,
+  readdirSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { DeferredChange, DeferredReads, readDeferred } from '../../src/snapshot/deferred-read.js';
+import { DeferredChange, DeferredReads, HELD_COPY_MIN, readDeferred } from '../../src/snapshot/deferred-read.js';
 import { Spool } from '../../src/snapshot/spool.js';
 
 const dirs: string[] = [];
@@ -226,5 +230,53 @@ describe('files read once the container is back (deferred reads)', () => {
     await s.run();
     expect((await s.read()).subarray(0, 5000).equals(f)).toBe(true);
     await s.close();
+  });
+
+  it('a file not settled is copied while held: the copy is read in its place once back (the file changed since or not), then removed', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'csx-deferred-'));
+    dirs.push(root);
+    const data = randomBytes((1 << 20) * 3 + 7);
+    writeFileSync(join(root, 'db'), data);
+    writeFileSync(join(root, 'small'), randomBytes(HELD_COPY_MIN - 1));
+    const spool = Spool.for({ RUNNER_TEMP: root });
+    await spool.ready();
+    // Nothing settled (the cutoff before every ctime): only copies.
+    const deferred = new DeferredReads(0n, rootOf(root), spool.dir);
+    const st = lstatSync(join(root, 'db'), { bigint: true });
+    expect([deferred.takes(st, 'db'), deferred.copies(st), deferred.copies(lstatSync(join(root, 'small'), { bigint: true }))]).toEqual([false, true, false]);
+    const fd = openSync(join(root, 'db'), 'r');
+    const copy = deferred.copy(fd, st);
+    closeSync(fd);
+    expect(copy?.path.startsWith(`${spool.dir}/held-`)).toBe(true);
+    deferred.addCopy('db', 100, copy!);
+    expect([deferred.copied, deferred.copiedBytes, deferred.bytes]).toEqual([1, data.length, data.length]);
+    // The file written again once the container is back: the copy holds what the hold saw.
+    writeFileSync(join(root, 'db'), randomBytes(data.length));
+    const spooled = await spool.take(Readable.from([Buffer.alloc(100 + data.length)]));
+    const patch = spool.patch(spooled);
+    try {
+      await readDeferred(root, deferred, patch);
+    } finally {
+      patch.close();
+    }
+    const parts: Buffer[] = [];
+    for await (const part of spool.read(spooled)) parts.push(part as Buffer);
+    expect(Buffer.concat(parts).subarray(100).equals(data)).toBe(true);
+    expect(existsSync(copy!.path)).toBe(false);
+    await spool.close();
+  });
+
+  it('makes no held copy without a held directory (an encrypting spool), nor one that would leave the disk short', () => {
+    const root = mkdtempSync(join(tmpdir(), 'csx-deferred-'));
+    dirs.push(root);
+    writeFileSync(join(root, 'db'), randomBytes(HELD_COPY_MIN));
+    const st = lstatSync(join(root, 'db'), { bigint: true });
+    expect(new DeferredReads(0n, rootOf(root)).copies(st)).toBe(false);
+    // A size past the free space (the file's lstat said so): no copy, nothing left behind.
+    const held = new DeferredReads(0n, rootOf(root), root);
+    const fd = openSync(join(root, 'db'), 'r');
+    expect(held.copy(fd, { ...st, size: 1n << 60n } as typeof st)).toBeUndefined();
+    closeSync(fd);
+    expect(readdirSync(root)).toEqual(['db']);
   });
 });
