@@ -160,6 +160,8 @@ export class VolumePath {
     const onHost = await this.takeOnHost(id, plan, label, files, xattrs, defer ? cutoff : undefined);
     if (typeof onHost !== 'string') {
       pending.push(onHost.spooled);
+      // Its held copies go with the spooled file whatever happens (each read one is removed at once).
+      for (const r of onHost.deferred?.reads ?? []) if (r.copy) pending.push({ path: r.copy, bytes: 0 });
       this.ctx.log.info(`${label}: read on this host from ${hostPath}`);
       if (files?.unread.size)
         this.ctx.log.info(`${label}: ${files.unread.size} file(s) unchanged since the set before, not read (${formatBytes(files.unreadBytes)})`);
@@ -259,6 +261,7 @@ export class VolumePath {
         this.meter(label),
       );
     } catch (err) {
+      deferred?.discard();
       await dir.owner;
       signal?.throwIfAborted();
       if (err instanceof SpoolError) throw err;
@@ -266,6 +269,7 @@ export class VolumePath {
     }
     const owner = await dir.owner;
     if (!owner) return { spooled, scan: collector.finish(hostPath!, xattrOutput(dump)), ...(deferred ? { deferred } : {}) };
+    deferred?.discard();
     await this.spool.release(spooled);
     return owner;
   }

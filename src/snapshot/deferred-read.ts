@@ -15,13 +15,14 @@
  *
  * A large file that has not settled (written just before the backup: a database's file, say) is
  * not trusted so, and must be taken while held; but it need not go through this process then: it
- * is copied by the kernel into a file of the run's spool (copyFileSync: a clone where the file
+ * is copied by the kernel into a file of the run's spool (GNU cp: a clone where the file
  * system shares blocks, else copy_file_range, page cache to page cache — a 106 MB file in ~35 ms
  * here, where reading it into the spool through this process took 300–450 ms of the hold with
  * the collections its buffers caused), and that **held copy** is read once the container is back
  * and removed. Not when the spool encrypts (the copy would be the file in clear on the disk).
  */
-import { closeSync, constants, copyFileSync, fstatSync, lstatSync, openSync, readSync, rmSync, statfsSync, type BigIntStats } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { chmodSync, closeSync, constants, fstatSync, lstatSync, openSync, readSync, rmSync, statfsSync, type BigIntStats } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { SPOOL_RESERVE, type SpoolPatch } from './spool.js';
@@ -41,8 +42,12 @@ export const MAX_DEFERRED = 200_000;
 /** Files read between two turns of the event loop. */
 const YIELD_EVERY = 64;
 
-/** Least size of a file copied while held (bytes): a smaller one is read while held, at less cost than a file made for it. */
-export const HELD_COPY_MIN = 1 << 20;
+/**
+ * Least size of a file copied while held (bytes, 16 MiB): a smaller one is read while held, at less
+ * cost than a child process and a file for it (cp of 8 MiB took ~20 ms here, most of it starting
+ * the child; reading 8 MiB into the spool 10–30 ms).
+ */
+export const HELD_COPY_MIN = 16 << 20;
 
 /**
  * A file whose data the walk left as zeros: where its data starts in the archive (bytes), and what
@@ -124,27 +129,41 @@ export class DeferredReads {
 
   /**
    * Copies the file open at `fd` (the walk's lstat `st`) into a new file of the held directory, in
-   * the kernel (COPYFILE_FICLONE: a clone where the file system can, else copy_file_range), or
-   * undefined when it is not (then the caller reads it while held): the spool's file system would
-   * keep less than SPOOL_RESERVE free, the copy failed (its part removed), or the file is not as
-   * `st` says (size, times) after it. Throws nothing.
+   * the kernel, or undefined when it is not (then the caller reads it while held): the spool's file
+   * system would keep less than SPOOL_RESERVE free with the copy and, later, its data written into
+   * the spooled archive (twice its size); the copy failed (its part removed); or the file is not as
+   * `st` says (size, times) after it. The copy is GNU cp's (`--reflink=auto`: a clone where the file
+   * system shares blocks, else copy_file_range) in a child process that opens the very descriptor
+   * (/proc/PID/fd/N): it ends at the file's end even if another process truncates it meanwhile (a
+   * copy in this process — libuv's copyfile — would loop on a file shorter than it began, with the
+   * container held), and is killed once `signal` aborts. The copy is made 0600. Never rejects
+   * except with `signal`'s reason.
    */
-  copy(fd: number, st: BigIntStats): HeldCopy | undefined {
+  async copy(fd: number, st: BigIntStats, signal?: AbortSignal): Promise<HeldCopy | undefined> {
     if (!this.held) return undefined;
     const path = join(this.held, `held-${randomBytes(6).toString('hex')}`);
     try {
       const fs = statfsSync(this.held);
-      if (fs.bavail * fs.bsize - Number(st.size) < SPOOL_RESERVE) return undefined;
-      copyFileSync(`/proc/self/fd/${fd}`, path, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
+      if (fs.bavail * fs.bsize - 2 * Number(st.size) < SPOOL_RESERVE) return undefined;
+      await run('cp', ['--reflink=auto', '--no-preserve=all', '-T', `/proc/${process.pid}/fd/${fd}`, path], signal);
+      chmodSync(path, 0o600);
       const now = fstatSync(fd, { bigint: true });
       const copied = lstatSync(path, { bigint: true });
-      if (now.ino === st.ino && now.size === st.size && now.mtimeNs === st.mtimeNs && now.ctimeNs === st.ctimeNs && copied.size === st.size) {
+      if (
+        copied.isFile() &&
+        now.ino === st.ino &&
+        now.size === st.size &&
+        now.mtimeNs === st.mtimeNs &&
+        now.ctimeNs === st.ctimeNs &&
+        copied.size === st.size
+      ) {
         return { path, st: copied };
       }
     } catch {
       // Read while held instead.
     }
     rmSync(path, { force: true });
+    signal?.throwIfAborted();
     return undefined;
   }
 
@@ -264,4 +283,11 @@ function unchanged(r: DeferredRead, now: BigIntStats): void {
           ? 'its times'
           : undefined;
   if (why) throw new DeferredChange(r.rel, why);
+}
+
+/** Runs `cmd` with `args` to its end; rejects when it fails, and kills it (rejecting) once `signal` aborts. */
+function run(cmd: string, args: string[], signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, { signal }, (err) => (err ? reject(err) : resolve()));
+  });
 }

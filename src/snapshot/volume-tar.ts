@@ -513,7 +513,7 @@ async function addHeldCopy(walk: Walk, h: Header, path: Buffer, rel: string, st:
   const fd = openSame(path, 0, st);
   let copy;
   try {
-    copy = walk.defer!.copy(fd, st);
+    copy = await walk.defer!.copy(fd, st, walk.signal);
   } finally {
     closeSync(fd);
   }

@@ -279,7 +279,7 @@ describe('volume files read once the container is back (deferred reads)', () => 
     const store = join(res.tempDir(), 'store');
     await sleep(settle * 1000 + 500);
     // A database's file, just written: younger than the margin, so taken as the hold sees it.
-    const db = randomBytes(6 * MiB + 5);
+    const db = randomBytes(20 * MiB + 5);
     writeFileSync(join(c.m, 'db'), db);
     const held = await treeDigest(c.name, '/data');
     // Written again the moment the container is back, before anything reads it there.

@@ -235,7 +235,7 @@ describe('files read once the container is back (deferred reads)', () => {
   it('a file not settled is copied while held: the copy is read in its place once back (the file changed since or not), then removed', async () => {
     const root = mkdtempSync(join(tmpdir(), 'csx-deferred-'));
     dirs.push(root);
-    const data = randomBytes((1 << 20) * 3 + 7);
+    const data = randomBytes(HELD_COPY_MIN + 7);
     writeFileSync(join(root, 'db'), data);
     writeFileSync(join(root, 'small'), randomBytes(HELD_COPY_MIN - 1));
     const spool = Spool.for({ RUNNER_TEMP: root });
@@ -245,9 +245,11 @@ describe('files read once the container is back (deferred reads)', () => {
     const st = lstatSync(join(root, 'db'), { bigint: true });
     expect([deferred.takes(st, 'db'), deferred.copies(st), deferred.copies(lstatSync(join(root, 'small'), { bigint: true }))]).toEqual([false, true, false]);
     const fd = openSync(join(root, 'db'), 'r');
-    const copy = deferred.copy(fd, st);
+    const copy = await deferred.copy(fd, st);
     closeSync(fd);
     expect(copy?.path.startsWith(`${spool.dir}/held-`)).toBe(true);
+    // Readable by this user alone, whatever the file's mode.
+    expect(statSync(copy!.path).mode & 0o7777).toBe(0o600);
     deferred.addCopy('db', 100, copy!);
     expect([deferred.copied, deferred.copiedBytes, deferred.bytes]).toEqual([1, data.length, data.length]);
     // The file written again once the container is back: the copy holds what the hold saw.
@@ -266,7 +268,7 @@ describe('files read once the container is back (deferred reads)', () => {
     await spool.close();
   });
 
-  it('makes no held copy without a held directory (an encrypting spool), nor one that would leave the disk short', () => {
+  it('makes no held copy without a held directory (an encrypting spool), nor one that would leave the disk short', async () => {
     const root = mkdtempSync(join(tmpdir(), 'csx-deferred-'));
     dirs.push(root);
     writeFileSync(join(root, 'db'), randomBytes(HELD_COPY_MIN));
@@ -275,7 +277,34 @@ describe('files read once the container is back (deferred reads)', () => {
     // A size past the free space (the file's lstat said so): no copy, nothing left behind.
     const held = new DeferredReads(0n, rootOf(root), root);
     const fd = openSync(join(root, 'db'), 'r');
-    expect(held.copy(fd, { ...st, size: 1n << 60n } as typeof st)).toBeUndefined();
+    expect(await held.copy(fd, { ...st, size: 1n << 60n } as typeof st)).toBeUndefined();
+    closeSync(fd);
+    expect(readdirSync(root)).toEqual(['db']);
+  });
+
+  it('a file shorter when copied than the walk saw it (truncated by a process not held): no copy, nothing left, read while held', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'csx-deferred-'));
+    dirs.push(root);
+    writeFileSync(join(root, 'db'), randomBytes(2 * HELD_COPY_MIN));
+    const st = lstatSync(join(root, 'db'), { bigint: true });
+    const held = new DeferredReads(0n, rootOf(root), root);
+    const fd = openSync(join(root, 'db'), 'r');
+    writeFileSync(join(root, 'db'), randomBytes(HELD_COPY_MIN));
+    expect(await held.copy(fd, st)).toBeUndefined();
+    closeSync(fd);
+    expect(readdirSync(root)).toEqual(['db']);
+  });
+
+  it('a copy under way stops when the run is cancelled: the reason thrown, nothing left', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'csx-deferred-'));
+    dirs.push(root);
+    writeFileSync(join(root, 'db'), randomBytes(2 * HELD_COPY_MIN));
+    const st = lstatSync(join(root, 'db'), { bigint: true });
+    const held = new DeferredReads(0n, rootOf(root), root);
+    const fd = openSync(join(root, 'db'), 'r');
+    const cancel = new AbortController();
+    cancel.abort(new Error('cancelled'));
+    await expect(held.copy(fd, st, cancel.signal)).rejects.toThrow('cancelled');
     closeSync(fd);
     expect(readdirSync(root)).toEqual(['db']);
   });
