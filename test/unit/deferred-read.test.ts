@@ -282,13 +282,17 @@ describe('files read once the container is back (deferred reads)', () => {
     expect(readdirSync(root)).toEqual(['db']);
   });
 
-  it('a file shorter when copied than the walk saw it (truncated by a process not held): no copy, nothing left, read while held', async () => {
+  /** A directory holding `db` (`bytes` long) opened as the walk would, its lstat, and DeferredReads that copy into that directory. */
+  const heldFile = (bytes: number) => {
     const root = mkdtempSync(join(tmpdir(), 'csx-deferred-'));
     dirs.push(root);
-    writeFileSync(join(root, 'db'), randomBytes(2 * HELD_COPY_MIN));
+    writeFileSync(join(root, 'db'), randomBytes(bytes));
     const st = lstatSync(join(root, 'db'), { bigint: true });
-    const held = new DeferredReads(0n, rootOf(root), root);
-    const fd = openSync(join(root, 'db'), 'r');
+    return { root, st, held: new DeferredReads(0n, rootOf(root), root), fd: openSync(join(root, 'db'), 'r') };
+  };
+
+  it('a file shorter when copied than the walk saw it (truncated by a process not held): no copy, nothing left, read while held', async () => {
+    const { root, st, held, fd } = heldFile(2 * HELD_COPY_MIN);
     writeFileSync(join(root, 'db'), randomBytes(HELD_COPY_MIN));
     expect(await held.copy(fd, st)).toBeUndefined();
     closeSync(fd);
@@ -296,12 +300,7 @@ describe('files read once the container is back (deferred reads)', () => {
   });
 
   it('a copy under way stops when the run is cancelled: the reason thrown, nothing left', async () => {
-    const root = mkdtempSync(join(tmpdir(), 'csx-deferred-'));
-    dirs.push(root);
-    writeFileSync(join(root, 'db'), randomBytes(2 * HELD_COPY_MIN));
-    const st = lstatSync(join(root, 'db'), { bigint: true });
-    const held = new DeferredReads(0n, rootOf(root), root);
-    const fd = openSync(join(root, 'db'), 'r');
+    const { root, st, held, fd } = heldFile(2 * HELD_COPY_MIN);
     const cancel = new AbortController();
     cancel.abort(new Error('cancelled'));
     await expect(held.copy(fd, st, cancel.signal)).rejects.toThrow('cancelled');
