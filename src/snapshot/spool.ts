@@ -8,6 +8,7 @@ import { spoolRoot } from '../core/state-dir.js';
 import { runName } from '../core/run-names.js';
 import { formatBytes } from '../util/format.js';
 import { allZero } from '../util/zeros.js';
+import { giveBackMiB } from '../util/mib-buffers.js';
 import { directStream } from '../util/direct-read.js';
 import { GATHER_BYTES } from '../util/streams.js';
 import { BLOCK, BlockCtr, ZeroKeepingCtr, type FileKey } from './spool-cipher.js';
@@ -158,7 +159,14 @@ class SparseFile extends Writable {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
 
-  constructor(private readonly path: string) {
+  /**
+   * `giveBack`: the file is the only reader of what it is given (no cipher before it), so the
+   * buffers of mib-buffers.ts among them go back there once written.
+   */
+  constructor(
+    private readonly path: string,
+    private readonly giveBack: boolean,
+  ) {
     // Chunks that arrive while a write is in flight are gathered (_writev) into the next one: fewer
     // round trips to the file system while the container is held, and the engine's stream keeps flowing.
     super({ highWaterMark: SPOOL_BUFFER });
@@ -175,7 +183,9 @@ class SparseFile extends Writable {
    * Chunks are held until SPOOL_BUFFER bytes are, then written together: a tar of many small files
    * comes as three small chunks a file (header, data, padding), and one write each (a round trip
    * through the thread pool) made a walk of 12,500 files spend most of its time waiting on them.
-   * The chunks are kept as they are, not copied: every writer hands over buffers it does not reuse.
+   * The chunks are kept as they are, not copied: every writer hands over buffers it does not reuse;
+   * those of mib-buffers.ts (a host walk's batches) go back there once written, unless a cipher
+   * stands before this file (then it is given the cipher's output, not them).
    */
   override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
     this.hold([chunk], done);
@@ -201,7 +211,10 @@ class SparseFile extends Writable {
     const chunks = this.pending;
     this.pending = [];
     this.pendingBytes = 0;
-    return chunks.length > 0 ? this.writeData(chunks) : Promise.resolve();
+    if (chunks.length === 0) return Promise.resolve();
+    return this.writeData(chunks).then(() => {
+      if (this.giveBack) giveBackMiB(chunks);
+    });
   }
 
   /**
@@ -323,8 +336,8 @@ export class Spool {
   async take(source: Readable, meter?: Transform): Promise<Spooled> {
     const path = join(this.dir, `archive-${randomBytes(6).toString('hex')}`);
     this.files.add(path);
-    const file = new SparseFile(path);
     const key: FileKey | undefined = this.encrypting ? { key: randomBytes(32), gens: new Map(), lastGen: 0 } : undefined;
+    const file = new SparseFile(path, !key);
     if (key) this.keys.set(path, key);
     try {
       await pipeline([source, ...(meter ? [meter] : []), ...(key ? [new ZeroKeepingCtr(key)] : []), new RoomCheck(this.dir), file]);

@@ -436,49 +436,46 @@ async function addFile(walk: Walk, h: Header, path: Buffer, st: BigIntStats): Pr
     return walk.tar.ready();
   }
   let fd = sparse ? openDirectSame(path, st) : undefined;
-  let buf: Buffer | undefined;
+  // O_DIRECT (a sparse file): reads go into the walk's aligned slab, reused, so what it read is copied on.
+  let slab: Buffer | undefined;
   try {
-    buf = fd === undefined ? undefined : walk.slab.viewFor(fd);
+    slab = fd === undefined ? undefined : walk.slab.viewFor(fd);
   } catch (err) {
     closeSync(fd!);
     throw err;
   }
-  let direct = buf !== undefined;
   let reprobed = false;
-  if (fd !== undefined && !buf) closeSync(fd);
-  if (!buf) {
-    fd = openSame(path, 0, st);
-    buf = Buffer.allocUnsafe(Math.min(CHUNK, Math.max(size, 1)));
-  }
+  if (fd !== undefined && !slab) closeSync(fd);
+  if (!slab) fd = openSame(path, 0, st);
   try {
     openLarge(walk, h, size);
     for (let at = 0; at < size;) {
       walk.signal?.throwIfAborted();
+      // Read buffered, data goes straight into the archive's batch: no buffer per piece, none to
+      // collect later (the spool hands the batch back once written), no copy while held.
+      const into = slab ?? walk.tar.room();
       let n: number;
       try {
-        n = readFull(fd!, buf, Math.min(buf.length, size - at), at);
+        n = readFull(fd!, into, Math.min(into.length, size - at), at);
       } catch (err) {
-        if (!direct || (err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+        if (!slab || (err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
         // The memory alignment found on a hole is refused for data: found again on this data, else this file read buffered.
         const view = reprobed ? undefined : walk.slab.viewFor(fd!, at, true);
         reprobed = true;
-        if (view) buf = view;
-        else {
+        slab = view;
+        if (!view) {
           closeSync(fd!);
           fd = undefined;
           fd = openSame(path, 0, st);
-          buf = Buffer.allocUnsafe(CHUNK);
-          direct = false;
         }
         continue;
       }
-      const chunk = buf.subarray(0, n);
+      const chunk = into.subarray(0, n);
       at += n;
-      // Data read buffered goes to the archive as read, and the next read gets a buffer of its own (no
-      // copy of each MiB while held); the O_DIRECT slab is reused, so what it read is copied.
-      const data = allZero(chunk) ? zeroBytes(n) : direct ? Buffer.from(chunk) : chunk;
-      if (data === chunk && at < size) buf = Buffer.allocUnsafe(CHUNK);
-      await walk.tar.write(data, at === size ? size : undefined);
+      const end = at === size ? size : undefined;
+      if (allZero(chunk)) await walk.tar.write(zeroBytes(n), end);
+      else if (slab) await walk.tar.write(Buffer.from(chunk), end);
+      else await walk.tar.commit(n, end);
     }
   } finally {
     if (fd !== undefined) closeSync(fd);

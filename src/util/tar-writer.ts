@@ -9,6 +9,7 @@
  * object per entry, a buffer per header), each a turn of every stream after it.
  */
 import { Readable } from 'node:stream';
+import { MIB_BUFFER, takeMiB } from './mib-buffers.js';
 import { isZeroBytes } from './zeros.js';
 
 /** An entry's header, as tar-stream's pack takes it. `pax`: records written in a PAX header before it. */
@@ -40,9 +41,11 @@ export const TAR_COPY_MAX = 64 << 10;
  * backup, 16.5 MB of the zeros standing for its 12,142 files read after the hold, in 11,096 pieces.
  */
 export const TAR_HOLE_MIN = 4096;
-/** Bytes of a batch (headers, padding and pieces shorter than TAR_COPY_MAX, copied together). */
-const BATCH = 1 << 20;
+/** Bytes of a batch (headers, padding and pieces shorter than TAR_COPY_MAX, copied together; data read in place by `room`). */
+const BATCH = MIB_BUFFER;
 const BLOCK = 512;
+/** Least room (bytes) `room` gives: less free in the batch hands it on first (a read of a few bytes per call would cost a syscall each). */
+const ROOM_MIN = 64 << 10;
 const END = Buffer.alloc(2 * BLOCK);
 
 /** tar-stream headers.js toTypeflag. */
@@ -64,7 +67,7 @@ const PAX_TYPEFLAG = 72; // 'x'
  */
 export class TarWriter {
   readonly stream: Readable;
-  private batch = Buffer.allocUnsafe(BATCH);
+  private batch = takeMiB();
   private used = 0;
   /** The reader is behind (the stream's buffer is full): the next method waits for it to read. */
   private behind = false;
@@ -130,6 +133,28 @@ export class TarWriter {
     return this.ready();
   }
 
+  /**
+   * Room in the batch to read the next piece of an entry's data into (`open(h, true)` first): a
+   * view of the batch's free bytes, at least ROOM_MIN long (the batch is handed on first when
+   * less is free), at most a MiB. Fill its start, then `commit` what was filled before any other
+   * call. Reading into it spares a buffer per piece: the batch goes on whole, and the spool hands
+   * it back once written (mib-buffers.ts).
+   */
+  room(): Buffer {
+    if (this.failed) throw this.failed;
+    if (BATCH - this.used < ROOM_MIN) this.flush();
+    return this.batch.subarray(this.used);
+  }
+
+  /** Takes the first `n` bytes of the view `room` gave as data; `size`: the entry's whole data size, given with its last piece (then its padding is written). */
+  commit(n: number, size?: number): Promise<void> | undefined {
+    if (this.failed) return Promise.reject(this.failed);
+    if (n < 0 || n > BATCH - this.used) throw new RangeError(`commit: ${n} bytes do not fit the ${BATCH - this.used} free in the batch`);
+    this.used += n;
+    if (size !== undefined) this.pad(size);
+    return this.ready();
+  }
+
   /** Bytes of the archive written so far (in bytes from its start): after `open(h, true)`, where the entry's data starts. */
   get offset(): number {
     return this.pushed + this.used;
@@ -183,7 +208,7 @@ export class TarWriter {
     if (this.used < BATCH / 16) piece = Buffer.from(this.batch.subarray(0, this.used));
     else {
       piece = this.batch.subarray(0, this.used);
-      this.batch = Buffer.allocUnsafe(BATCH);
+      this.batch = takeMiB();
     }
     this.used = 0;
     this.push(piece);

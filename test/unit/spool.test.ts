@@ -1,5 +1,5 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { createHash } from 'node:crypto';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
@@ -9,6 +9,21 @@ import { spoolRoot } from '../../src/core/state-dir.js';
 import { sweepSpools } from '../../src/core/recovery.js';
 import { runName } from '../../src/core/run-names.js';
 import { Spool } from '../../src/snapshot/spool.js';
+import { TarWriter } from '../../src/util/tar-writer.js';
+import { freeMiBCount, MIB_BUFFER, takeMiB } from '../../src/util/mib-buffers.js';
+
+// Each batch handed back is scribbled over at once, as the next take would fill it: a batch handed
+// back before its write was done puts those bytes in the spooled file.
+vi.mock('../../src/util/mib-buffers.js', async (importOriginal) => {
+  const real = await importOriginal<typeof import('../../src/util/mib-buffers.js')>();
+  return {
+    ...real,
+    giveBackMiB: (pieces: Buffer[]) => {
+      for (const p of pieces) if (p.buffer.byteLength === real.MIB_BUFFER && p.byteOffset === 0) p.fill(0xa5);
+      real.giveBackMiB(pieces);
+    },
+  };
+});
 
 const silent = { info: () => undefined, warning: () => undefined, error: () => undefined, group: <T>(_t: string, fn: () => Promise<T>) => fn() };
 const dirs: string[] = [];
@@ -111,6 +126,50 @@ describe('the spool', () => {
     await spool.close();
   });
 
+  it('hands the batches it was given back once written (mib-buffers.ts), and the file holds what they held when given; not when it encrypts', async () => {
+    // A walk's archive: files read into the writer's batches, taken as fast as the spool writes them.
+    const data = randomBytes(9 << 20);
+    const archive = async (w: TarWriter) => {
+      for (let i = 0; i < 12; i++) {
+        const body = data.subarray(i * 700_001, (i + 1) * 700_001);
+        w.open({ name: `f${i}`, type: 'file', mtime: new Date(0), size: body.length }, true);
+        for (let at = 0; at < body.length;) {
+          const n = body.copy(w.room(), 0, at);
+          at += n;
+          await w.commit(n, at === body.length ? body.length : undefined);
+        }
+      }
+      await w.finalize();
+    };
+    const expected = async () => {
+      const w = new TarWriter();
+      const parts: Buffer[] = [];
+      w.stream.on('data', (p: Buffer) => parts.push(Buffer.from(p)));
+      const ended = new Promise((resolve) => w.stream.on('end', resolve));
+      await archive(w);
+      await ended;
+      return Buffer.concat(parts);
+    };
+    const want = await expected();
+    for (const encrypt of [false, true]) {
+      const spool = Spool.for({ RUNNER_TEMP: temp() }, encrypt);
+      await spool.ready();
+      while (freeMiBCount() > 0) expect(takeMiB().length).toBe(MIB_BUFFER);
+      const w = new TarWriter();
+      const taking = spool.take(w.stream);
+      await archive(w);
+      const spooled = await taking;
+      // A batch handed back before its write was done would be filled again by the next files: other bytes in the file.
+      const back = Buffer.alloc(spooled.bytes);
+      const file = spool.read(spooled);
+      let at = 0;
+      for await (const part of file) at += (part as Buffer).copy(back, at);
+      expect(sha(back)).toBe(sha(want));
+      if (encrypt) expect(freeMiBCount()).toBe(0);
+      else expect(freeMiBCount()).toBeGreaterThan(0);
+      await spool.close();
+    }
+  });
   it('stays clear without encryption: the file is the bytes given', async () => {
     const spool = Spool.for({ RUNNER_TEMP: temp() }, false);
     await spool.ready();

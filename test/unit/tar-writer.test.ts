@@ -6,6 +6,7 @@ import tar from 'tar-stream';
 import { TAR_HOLE_MIN, TarWriter, type TarHeader } from '../../src/util/tar-writer.js';
 import { isZeroBytes, zeroBytes } from '../../src/util/zeros.js';
 import { putEntry } from '../../src/util/tar-entry.js';
+import { giveBackMiB, MIB_BUFFER } from '../../src/util/mib-buffers.js';
 
 /** Every byte of `stream`, once it ends. */
 async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
@@ -18,7 +19,7 @@ async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
 interface Case {
   h: TarHeader;
   data?: Buffer;
-  how?: 'entry' | 'open';
+  how?: 'entry' | 'open' | 'room';
 }
 
 /** The archive tar-stream's pack writes for `cases`. */
@@ -35,8 +36,19 @@ async function byWriter(cases: Case[], highWaterMark?: number): Promise<Buffer> 
   const w = new TarWriter(highWaterMark);
   const out = readAll(w.stream);
   for (const { h, data, how } of cases) {
-    if (how !== 'open' || !data) {
+    if (how === undefined || how === 'entry' || !data) {
       await w.entry(h, data);
+      continue;
+    }
+    if (how === 'room') {
+      w.open({ ...h, size: data.length }, true);
+      // As volume-tar reads a file: into the batch's room, as much as it takes, then committed.
+      for (let at = 0; at < data.length;) {
+        const room = w.room();
+        const n = data.copy(room, 0, at);
+        at += n;
+        await w.commit(n, at === data.length ? data.length : undefined);
+      }
       continue;
     }
     const room = w.open({ ...h, size: data.length });
@@ -128,6 +140,59 @@ describe('TarWriter with a reader that takes each piece as it is handed on', () 
     }
     await w.finalize();
     await ended;
+    expect(Buffer.concat(copies).equals(await byTarStream(cases))).toBe(true);
+  });
+});
+
+describe('TarWriter with data read into its batch (room, commit)', () => {
+  it('writes the bytes tar-stream writes, files of every size across batches, among small ones and entries', async () => {
+    const sizes = [0, 1, 511, 512, 65_536, 70_001, 1 << 20, (1 << 20) + 3, 2_500_000, 300_000];
+    const cases: Case[] = sizes.flatMap((size, i) => [file(`big/${i}`, size, 'room'), file(`small/${i}`, (i * 911) % 4000, i % 2 ? 'open' : 'entry')]);
+    const ours = await byWriter(cases, 64 << 10);
+    expect(ours.equals(await byTarStream(cases))).toBe(true);
+  });
+
+  it('refuses a commit longer than the room it gave, and gives at least 64 KiB of room', async () => {
+    const w = new TarWriter();
+    void readAll(w.stream);
+    w.open({ name: 'f', type: 'file', mtime, size: 3 << 20 }, true);
+    const room = w.room();
+    expect(room.length).toBeGreaterThanOrEqual(64 << 10);
+    expect(() => w.commit(room.length + 1)).toThrow(RangeError);
+    await w.commit(room.length - 1000);
+    expect(w.room().length).toBeGreaterThanOrEqual(64 << 10);
+  });
+
+  it('writes the same bytes when its reader hands each batch back the moment it has read it (the spool, mib-buffers.ts)', async () => {
+    const cases: Case[] = Array.from({ length: 40 }, (_v, i) => file(`f${i}`, 150_000 + i * 9_973, i % 3 ? 'room' : 'entry'));
+    const w = new TarWriter();
+    const copies: Buffer[] = [];
+    let handedBack = 0;
+    w.stream.on('data', (piece: Buffer) => {
+      copies.push(Buffer.from(piece));
+      // Scribbled over, as a batch reused by the next take would be: nothing read later may come from it.
+      if (piece.buffer.byteLength === MIB_BUFFER && piece.byteOffset === 0) {
+        piece.fill(0xa5);
+        giveBackMiB([piece]);
+        handedBack++;
+      }
+    });
+    const ended = new Promise((resolve) => w.stream.on('end', resolve));
+    await new Promise((resolve) => setImmediate(resolve));
+    for (const { h, data, how } of cases) {
+      if (how !== 'room') await w.entry(h, data);
+      else {
+        w.open({ ...h, size: data!.length }, true);
+        for (let at = 0; at < data!.length;) {
+          const n = data!.copy(w.room(), 0, at);
+          at += n;
+          await w.commit(n, at === data!.length ? data!.length : undefined);
+        }
+      }
+    }
+    await w.finalize();
+    await ended;
+    expect(handedBack).toBeGreaterThan(3);
     expect(Buffer.concat(copies).equals(await byTarStream(cases))).toBe(true);
   });
 });
