@@ -63,7 +63,14 @@ export class SshAgent extends Agent {
 
   /** Called by http.Agent for each new HTTP connection: opens a channel on an SSH connection with room for it. */
   override createConnection(_options: unknown, done: (err: Error | null, socket?: Duplex) => void): undefined {
-    const conn = this.withRoom();
+    let conn: Connection;
+    try {
+      conn = this.withRoom();
+    } catch (err) {
+      // No client could be made (in dist/, ssh2 is read on first use: a bundle missing or broken): this call fails, it does not wait.
+      done(err as Error);
+      return undefined;
+    }
     conn.channels++;
     const fail = (err: Error) => {
       conn.channels--;
@@ -97,9 +104,10 @@ export class SshAgent extends Agent {
   private withRoom(): Connection {
     for (const conn of this.connections) if (conn.channels < CHANNELS_PER_CONNECTION) return conn;
     const { host, port, username, agent } = this.target;
+    // Made first: when it throws, no socket is left open.
+    const client = new ssh2.Client();
     // Without Nagle: small requests on kept-alive channels would wait on the server's delayed ACKs (~40 ms a call).
     const tcp = tcpConnect({ host, port, noDelay: true });
-    const client = new ssh2.Client();
     const conn: Connection = {
       tcp,
       channels: 0,
