@@ -3,7 +3,7 @@ import { PassThrough, Readable, type Duplex, type Transform } from 'node:stream'
 import { AGE, KeyError, type Keyring } from '../crypto/keyring.js';
 import { pipeline } from 'node:stream/promises';
 import type { BlobScope, BlobWriter, Destination } from '../destinations/types.js';
-import { Digester, Verifier } from '../oci/digest.js';
+import { ChecksumError, Digester, Verifier } from '../oci/digest.js';
 import { drain, fanOut, Gather, GATHER_BYTES, readSmall } from '../util/streams.js';
 import { chunkContents, WHOLE_CHUNK_MAX } from './chunk-reader.js';
 import { readWholeBlob } from './chunk-read.js';
@@ -146,13 +146,23 @@ async function abortAll(err: unknown, targets: StoreTarget[], writers: BlobWrite
  * Streams `source` once into every target: sha256 of the content, zstd or gzip as the
  * media type says, age encryption when the targets' keyring encrypts, sha256 of the stored
  * bytes. Nothing is held whole in memory. `meter` (a pass-through) sees the content on its way,
- * to report progress.
+ * to report progress. With `expectContent` (a digest), content of another digest is a
+ * ChecksumError, thrown with every writer aborted before any target keeps the blob.
  */
-export async function storeBlob(source: Readable, targets: StoreTarget[], mediaType: string, meter?: Transform): Promise<BlobDescriptor> {
+export async function storeBlob(
+  source: Readable,
+  targets: StoreTarget[],
+  mediaType: string,
+  meter?: Transform,
+  expectContent?: string,
+): Promise<BlobDescriptor> {
   const writers: BlobWriter[] = [];
   try {
     for (const t of targets) writers.push(await t.dest.writeBlob(t.scope));
     const blob = await encodeInto(source, fanOut(writers.map((w) => w.stream)), mediaType, encryptingKeyring(targets, mediaType), meter);
+    if (expectContent !== undefined && blob.contentDigest !== expectContent) {
+      throw new ChecksumError(`content is ${blob.contentDigest} (${blob.contentSize} bytes), expected ${expectContent}`);
+    }
     await Promise.all(writers.map((w) => w.commit(blob.digest, blob.size)));
     return blob;
   } catch (err) {

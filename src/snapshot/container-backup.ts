@@ -22,6 +22,7 @@ import { scanLayerOn, type LayerIndex } from './layer-index.js';
 import type { UpperDir } from './layer-upper.js';
 import { upperLayerTar } from './layer-upper-tar.js';
 import { LayerStore, hostImageConfig, type TakenLayer } from './layer-store.js';
+import { imageStoreRoot } from './host-image-store.js';
 import { DEFAULT_LAYER_COMPACTION, MAX_DELTA_READS, MAX_INDEXED_PATHS, deltaAllowed, previousLayer, type PreviousLayer } from './writable-layer.js';
 import { type BackupContext, phase, runMeter, runTargets } from './backup-context.js';
 import type { History } from './backup-history.js';
@@ -110,6 +111,8 @@ export class ContainerBackup {
     const previous = await this.previousLayer(info.Id, name);
     // Read before the hold: the base image's config, for a writable layer made on this host.
     const baseConfig = await hostImageConfig(info);
+    // Images are read from the engine's own store where its files are this host's (a local engine).
+    const imageStore = engine.describe().startsWith('unix://') ? imageStoreRoot(info.GraphDriver as Parameters<typeof imageStoreRoot>[0]) : undefined;
     if (hooksSkipped) log.info(`${name}: not running (${state}), so its pre- and post-command are not run`);
     try {
       // One hold, its layer and volumes read; `defer`: settled files of the volumes are read once the container is back.
@@ -182,15 +185,16 @@ export class ContainerBackup {
         heldMs += firstMs;
       }
       signal?.throwIfAborted();
-      // The volumes (from the spool) are stored while the engine saves the image: its save writes
-      // the whole image to a temporary directory before it sends a byte (Engine 20.10).
+      // The volumes (from the spool) are stored while the image is read (from the engine's store on this
+      // host, else with docker save, which writes the whole image to a temporary directory before it
+      // sends a byte on Engine 20.10).
       const storingVolumes = (async () => {
         for (const t of taken)
           volumes.push(await phase(`volume ${t.plan.mount.name || t.plan.mount.destination}`, () => this.volumes.storeVolume(name, t, stats)));
       })();
       const storingImage = (async () => {
         await turn.wait();
-        return phase('image layers', () => this.store.store(name, layer));
+        return phase('image layers', () => this.store.store(name, layer, imageStore));
       })();
       // Both end before either's error is thrown: the spool is released only once nothing reads it.
       const [volumesDone, imageDone] = await Promise.allSettled([storingVolumes, storingImage]);

@@ -4,9 +4,6 @@
  * host (layer-upper-tar.ts) on top of the base image's layers; or a committed image read with
  * `docker save`.
  */
-import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { BackupOptions } from '../core/options.js';
 import { SET_SCOPE } from '../destinations/types.js';
@@ -15,6 +12,8 @@ import { TarChecker } from '../util/tar-check.js';
 import type { ContainerInspect } from '../engine/containers.js';
 import { allHave, storeBlob, type StoreTarget } from './blobs.js';
 import { storeSavedImage } from './image-archive.js';
+import { HostStoreError, hostLayerSize, hostLayerTar, hostLayers, imageStoreRoot, readHostConfig } from './host-image-store.js';
+import { ChecksumError } from '../oci/digest.js';
 import { IMAGE_CONFIG_MEDIA_TYPE, layerMediaType, type BlobDescriptor, type Compression, type ImageRecord } from './manifest.js';
 import { imageConfigWithoutEnv } from './secret-env.js';
 import type { Spool, Spooled } from './spool.js';
@@ -40,23 +39,14 @@ export interface StoredImage {
 }
 
 /**
- * The raw config of image `imageId` from the engine's image store on this host
- * (`<data-root>/image/overlay2/imagedb/content/sha256/<hex>`, the classic store of Engine 20.10 and
- * 26.1), the data root found from the container's overlay2 upper directory
- * (`<data-root>/overlay2/<layer>/diff`); undefined when it is not there or its digest is not the ID.
- * Read before the container is held.
+ * The raw config of the container's image from the engine's image store on this host
+ * (host-image-store.ts readHostConfig; the store found from the container's overlay2 upper
+ * directory); undefined when it is not there or its digest is not the ID. Read before the
+ * container is held.
  */
 export async function hostImageConfig(info: ContainerInspect): Promise<Buffer | undefined> {
-  const upper = (info.GraphDriver as { Data?: Record<string, string | undefined> | null } | undefined)?.Data?.UpperDir;
-  const m = /^sha256:([0-9a-f]{64})$/.exec(info.Image ?? '');
-  if (!upper || !m) return undefined;
-  const root = dirname(dirname(dirname(upper)));
-  try {
-    const bytes = await readFile(join(root, 'image', 'overlay2', 'imagedb', 'content', 'sha256', m[1]));
-    return createHash('sha256').update(bytes).digest('hex') === m[1] ? bytes : undefined;
-  } catch {
-    return undefined;
-  }
+  const root = imageStoreRoot(info.GraphDriver as Parameters<typeof imageStoreRoot>[0]);
+  return root ? readHostConfig(root, info.Image ?? '') : undefined;
 }
 
 /**
@@ -103,11 +93,14 @@ export class LayerStore {
     return (this.ctx.now?.() ?? new Date()).toISOString();
   }
 
-  /** The layer as taken, stored. */
-  store(name: string, layer: TakenLayer): Promise<StoredImage> {
+  /**
+   * The layer as taken, stored. `imageStore`: the engine's data root where this host may read
+   * its image store (host-image-store.ts): images are read there before `docker save` is asked.
+   */
+  store(name: string, layer: TakenLayer, imageStore?: string): Promise<StoredImage> {
     if (layer.kind === 'delta') return this.storeDeltaImage(name, layer);
-    if (layer.kind === 'host') return this.storeHostImage(name, layer);
-    return this.saveCommit(layer, name);
+    if (layer.kind === 'host') return this.storeHostImage(name, layer, imageStore);
+    return this.saveCommit(layer, name, imageStore);
   }
 
   /** A spooled layer tar, checked as a whole tar as it is read. */
@@ -140,7 +133,7 @@ export class LayerStore {
    * holds them (the base image read with `docker save` then, beside the new layer's storing), the
    * new layer from the spool, a config as the engine's commit makes it (childConfig), the index.
    */
-  private async storeHostImage(name: string, layer: TakenLayer & { kind: 'host' }): Promise<StoredImage> {
+  private async storeHostImage(name: string, layer: TakenLayer & { kind: 'host' }, imageStore: string | undefined): Promise<StoredImage> {
     const { engine, signal, log } = this.ctx;
     const targets = this.targets({ container: name });
     const mediaType = layerMediaType(this.compression);
@@ -159,7 +152,7 @@ export class LayerStore {
       if (layer.baseConfig && diffIds.every((d) => known.has(d))) {
         log.info(`${name}: the base image's ${diffIds.length} layer(s) are already stored`);
         base = { layers: diffIds.map((d) => known.get(d)!), config: layer.baseConfig, written: 0, reused: diffIds.length };
-      } else base = await this.saveBase(name, layer.base, diffIds, known);
+      } else base = await this.saveBase(name, layer.base, diffIds, known, imageStore);
     } catch (err) {
       await storing.catch(() => undefined);
       throw err;
@@ -176,22 +169,23 @@ export class LayerStore {
     };
   }
 
-  /** The base image read with `docker save`: its layers stored where missing, its config kept (not stored). */
+  /** The base image read (saveImage): its layers stored where missing, its config kept (not stored). */
   private async saveBase(
     name: string,
     imageId: string,
     diffIds: string[],
     known: Map<string, BlobDescriptor>,
+    imageStore: string | undefined,
   ): Promise<{ layers: BlobDescriptor[]; config: Buffer; written: number; reused: number }> {
     let config: Buffer | undefined;
     const keep = (bytes: Buffer) => (config = bytes);
-    const result = await this.saveImage(imageId, name, diffIds, known, { configTargets: [], rewriteConfig: keep, what: 'base image' });
+    const result = await this.saveImage(imageId, name, diffIds, known, { configTargets: [], rewriteConfig: keep, what: 'base image', imageStore });
     if (!config) throw new BackupError(`${name}: the base image's save has no config`);
     return { layers: result.image.layers, config, ...result.stats };
   }
 
   /** The committed image stored, and the writable layer's index beside it. */
-  private async saveCommit(layer: TakenLayer & { kind: 'commit' }, name: string): Promise<StoredImage> {
+  private async saveCommit(layer: TakenLayer & { kind: 'commit' }, name: string, imageStore: string | undefined): Promise<StoredImage> {
     const { engine, signal } = this.ctx;
     const targets = this.targets({ container: name });
     const diffIds = (await engine.inspectImage(layer.imageId, signal)).RootFS.Layers ?? [];
@@ -204,6 +198,7 @@ export class LayerStore {
       configTargets: this.targets(SET_SCOPE),
       rewriteConfig: this.rewriteConfig(),
       what: 'image',
+      imageStore,
     });
     const index = await storeFullIndex(layer.now, this.targets(SET_SCOPE), this.compression);
     // Without excluded variables, the stored config is another image: its ID is that config's digest.
@@ -211,15 +206,29 @@ export class LayerStore {
     return { image: { ...image, id, ...index }, stats };
   }
 
-  /** `docker save` of `imageId` stored (layers in `known` checked, not written); saved again without reuse once if one was not what it seemed. */
+  /**
+   * Image `imageId` stored: read from the engine's store on this host (`how.imageStore`,
+   * readFromStore), else (no store, or its read failed: the reason logged in one line) with
+   * `docker save`, layers in `known` checked, not written, and saved again without reuse once if
+   * one was not what it seemed.
+   */
   private async saveImage(
     imageId: string,
     name: string,
     diffIds: string[],
     known: Map<string, BlobDescriptor>,
-    how: { configTargets: StoreTarget[]; rewriteConfig?: (config: Buffer) => Buffer; what: string },
-  ): Promise<{ image: Pick<ImageRecord, 'config' | 'layers'>; stats: { written: number; reused: number } }> {
+    how: { configTargets: StoreTarget[]; rewriteConfig?: (config: Buffer) => Buffer; what: string; imageStore?: string },
+  ): Promise<SavedImage> {
     const { engine, signal } = this.ctx;
+    if (how.imageStore) {
+      try {
+        return await this.readFromStore(how.imageStore, imageId, name, diffIds, known, how);
+      } catch (err) {
+        const why = hostStoreFailure(err);
+        if (!why || signal?.aborted) throw err;
+        this.ctx.log.info(`${name}: the ${how.what} is read with docker save instead: ${why.message}`);
+      }
+    }
     const targets = this.targets({ container: name });
     const base = {
       diffIds,
@@ -240,4 +249,59 @@ export class LayerStore {
     if ('retry' in result) throw new BackupError(`${name}: could not read the ${how.what === 'image' ? 'committed image' : how.what} consistently`);
     return { image: result.image, stats: { written: result.written, reused: result.reused } };
   }
+
+  /**
+   * Image `imageId` read from the engine's image store at `root` (host-image-store.ts): its
+   * config (its digest the ID, its diff IDs `diffIds`), each layer in `known` taken as stored
+   * (the chain of diff IDs names it exactly), each other one put together from the store and
+   * stored, checked against its diff ID before any target keeps it. Throws a HostStoreError or
+   * a ChecksumError where the store does not give the image (the caller then saves it), and
+   * the destinations' errors.
+   */
+  private async readFromStore(
+    root: string,
+    imageId: string,
+    name: string,
+    diffIds: string[],
+    known: Map<string, BlobDescriptor>,
+    how: { configTargets: StoreTarget[]; rewriteConfig?: (config: Buffer) => Buffer; what: string },
+  ): Promise<SavedImage> {
+    const { log, signal } = this.ctx;
+    const config = await readHostConfig(root, imageId);
+    if (!config) throw new HostStoreError(`its config is not in the engine's store at ${root}`);
+    const listed = (JSON.parse(config.toString('utf8')) as { rootfs?: { diff_ids?: string[] } }).rootfs?.diff_ids ?? [];
+    if (listed.length !== diffIds.length || listed.some((d, i) => d !== diffIds[i])) {
+      throw new HostStoreError(`its config in the engine's store lists other layers than the engine's inspect`);
+    }
+    const layers = await hostLayers(root, diffIds);
+    log.info(`${name}: reading the ${how.what} (${diffIds.length} layer(s)) from the engine's image store on this host`);
+    const targets = this.targets({ container: name });
+    const blobs: BlobDescriptor[] = [];
+    let written = 0;
+    for (const [i, layer] of layers.entries()) {
+      const what = `layer ${i + 1} of ${layers.length}`;
+      const hit = known.get(layer.diffId);
+      if (hit) {
+        log.info(`${name}: ${what} is already stored`);
+        blobs.push(hit);
+        continue;
+      }
+      const bytes = await hostLayerSize(layer);
+      log.info(`${name}: storing ${what} (${formatBytes(bytes)})`);
+      const meter = runMeter(this.ctx)(`${name}: ${what}`, bytes);
+      blobs.push(await storeBlob(hostLayerTar(layer, signal), targets, layerMediaType(this.compression), meter, layer.diffId));
+      written++;
+    }
+    const configBlob = await storeBlob(Readable.from([how.rewriteConfig?.(config) ?? config]), how.configTargets, IMAGE_CONFIG_MEDIA_TYPE);
+    return { image: { config: configBlob, layers: blobs }, stats: { written, reused: layers.length - written } };
+  }
+}
+
+/** An image's config and layers as stored, and how many layer blobs were written and reused. */
+type SavedImage = { image: Pick<ImageRecord, 'config' | 'layers'>; stats: { written: number; reused: number } };
+
+/** The failure of a read of the engine's store on this host (a HostStoreError, or a layer of another digest) in `err` or its causes. */
+function hostStoreFailure(err: unknown): Error | undefined {
+  for (let e = err; e instanceof Error; e = e.cause) if (e instanceof HostStoreError || e instanceof ChecksumError) return e;
+  return undefined;
 }

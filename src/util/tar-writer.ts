@@ -170,6 +170,18 @@ export class TarWriter {
     return undefined;
   }
 
+  /**
+   * Ends the stream with what was written, adding nothing: for an archive whose last bytes the
+   * caller wrote itself (one put together from recorded segments, host-image-store.ts). Throws
+   * the stream's error once it failed.
+   */
+  end(): void {
+    if (this.failed) throw this.failed;
+    this.flush();
+    this.ended = true;
+    this.stream.push(null);
+  }
+
   /** Fails the archive's stream with `err`. */
   destroy(err: Error): void {
     this.stream.destroy(err);
