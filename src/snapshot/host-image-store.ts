@@ -21,7 +21,7 @@
  * and the caller reads the image with `docker save` instead.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, constants, createReadStream, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, createReadStream, fstatSync, lstatSync, openSync, readSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, posix } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -142,35 +142,71 @@ async function* tarSplitEntries(path: string): AsyncGenerator<TarSplitEntry> {
 }
 
 /**
- * The path of a file entry in `diff`: its name cleaned as rooted there (a `..` stops at `diff`,
- * as the engine's own path getter joins it, tar-split storage.NewPathFileGetter).
+ * A file entry's path below a layer's diff directory, as bytes in a latin1 string (a name tar-split
+ * gives as `name_raw` is not UTF-8): its name cleaned as rooted there, so a `..` stops at the
+ * directory, as the engine's own path getter joins it (tar-split storage.NewPathFileGetter).
  */
-function entryPath(diff: string, e: TarSplitEntry): string | Buffer {
-  if (e.name_raw === undefined) return join(diff, posix.normalize(`/${e.name ?? ''}`));
-  const clean = posix.normalize(`/${Buffer.from(e.name_raw, 'base64').toString('latin1')}`);
-  return Buffer.concat([Buffer.from(diff), Buffer.from(clean, 'latin1')]);
+function entryName(e: TarSplitEntry): string {
+  const bytes = e.name_raw !== undefined ? Buffer.from(e.name_raw, 'base64') : Buffer.from(e.name ?? '', 'utf8');
+  return posix.normalize(`/${bytes.toString('latin1')}`);
 }
 
 /**
- * Copies `size` bytes of the regular file at `path` into `tar`, read in place into its batches.
- * Throws a HostStoreError when it is not a regular file of exactly `size` bytes or ends early.
+ * Opens the files of one layer's diff directory by entry name, never through a symlink: each
+ * directory above a file is lstat'ed once (a layer's own symlink `d -> /dev` must not make `d/x` a
+ * host path), and the file itself is opened with O_NOFOLLOW.
  */
-async function copyFile(tar: TarWriter, path: string | Buffer, size: number): Promise<void> {
-  let fd: number;
-  try {
-    // Never a FIFO's wait, never a symlink's target: the store holds regular files here.
-    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-  } catch (err) {
-    throw new HostStoreError(`${String(path)}: ${(err as Error).message}`);
+class DiffFiles {
+  private readonly dirs = new Set<string>(['/']);
+
+  constructor(private readonly diff: string) {}
+
+  /** The path on this host of a cleaned entry name (entryName). */
+  private path(name: string): Buffer {
+    return Buffer.concat([Buffer.from(this.diff), Buffer.from(name, 'latin1')]);
   }
+
+  /** Throws a HostStoreError unless `dir` and each directory above it are directories of the layer. */
+  private checkDir(dir: string): void {
+    if (this.dirs.has(dir)) return;
+    this.checkDir(posix.dirname(dir));
+    let st;
+    try {
+      st = lstatSync(this.path(dir));
+    } catch (err) {
+      throw new HostStoreError(`${this.diff}${dir}: ${(err as Error).message}`);
+    }
+    if (!st.isDirectory()) throw new HostStoreError(`${this.diff}${dir} is not a directory of the layer`);
+    this.dirs.add(dir);
+  }
+
+  /** A descriptor of the regular file `name` (never a FIFO's wait, never a symlink's target); a HostStoreError where it cannot be opened so. */
+  open(name: string): number {
+    this.checkDir(posix.dirname(name));
+    try {
+      return openSync(this.path(name), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    } catch (err) {
+      throw new HostStoreError(`${this.diff}${name}: ${(err as Error).message}`);
+    }
+  }
+}
+
+/**
+ * Copies `size` bytes of the regular file `name` of `files` into `tar`, read in place into its
+ * batches. Throws a HostStoreError when it is not a regular file of exactly `size` bytes or ends
+ * early, and `signal`'s reason once it is aborted (checked at each MiB).
+ */
+async function copyFile(tar: TarWriter, files: DiffFiles, name: string, size: number, signal?: AbortSignal): Promise<void> {
+  const fd = files.open(name);
   try {
     const st = fstatSync(fd);
-    if (!st.isFile() || st.size !== size) throw new HostStoreError(`${String(path)}: not a regular file of ${size} bytes as recorded`);
+    if (!st.isFile() || st.size !== size) throw new HostStoreError(`${name}: not a regular file of ${size} bytes as recorded`);
     let at = 0;
     while (at < size) {
+      signal?.throwIfAborted();
       const room = tar.room();
       const n = readSync(fd, room, 0, Math.min(room.length, size - at), at);
-      if (n === 0) throw new HostStoreError(`${String(path)}: ended after ${at} of ${size} bytes`);
+      if (n === 0) throw new HostStoreError(`${name}: ended after ${at} of ${size} bytes`);
       at += n;
       await tar.commit(n);
     }
@@ -187,13 +223,14 @@ async function copyFile(tar: TarWriter, path: string | Buffer, size: number): Pr
  */
 export function hostLayerTar(layer: HostLayer, signal?: AbortSignal): Readable {
   const tar = new TarWriter();
+  const files = new DiffFiles(layer.diff);
   const build = async () => {
     for await (const e of tarSplitEntries(layer.tarSplit)) {
       signal?.throwIfAborted();
       if (e.type === SEGMENT_TYPE) {
         if (e.payload) await tar.write(Buffer.from(e.payload, 'base64'));
       } else if (e.type === FILE_TYPE) {
-        if ((e.size ?? 0) > 0) await copyFile(tar, entryPath(layer.diff, e), e.size!);
+        if ((e.size ?? 0) > 0) await copyFile(tar, files, entryName(e), e.size!, signal);
       } else throw new HostStoreError(`${layer.tarSplit}: an entry of unknown type ${e.type}`);
     }
     tar.end();
@@ -205,20 +242,29 @@ export function hostLayerTar(layer: HostLayer, signal?: AbortSignal): Readable {
   return tar.stream;
 }
 
-/** `err` of a read of the store as a HostStoreError (a tar-split file that does not read, gunzip or parse). */
-function storeError(err: Error, path: string): HostStoreError {
-  return err instanceof HostStoreError ? err : new HostStoreError(`${path}: ${err.message}`, { cause: err });
+/**
+ * `err` of a read of the store as a HostStoreError where it is the store's (a file that does not
+ * read: an errno code; a tar-split file that does not gunzip, a zlib code, or parse); any other
+ * error (a fault of this code) as it is, so that it fails the backup instead of a quiet fallback.
+ */
+function storeError(err: Error, path: string): Error {
+  if (err instanceof HostStoreError) return err;
+  const code = (err as NodeJS.ErrnoException).code;
+  const theStore = err instanceof SyntaxError || (typeof code === 'string' && /^(E[A-Z]+|Z_[A-Z_]+)$/.test(code));
+  return theStore ? new HostStoreError(`${path}: ${err.message}`, { cause: err }) : err;
 }
 
-/** The length in bytes of the tar `hostLayerTar` makes of `layer` (its segments and file sizes, from the tar-split file); a HostStoreError where that file does not read. */
-export async function hostLayerSize(layer: HostLayer): Promise<number> {
+/** The length in bytes of the tar `hostLayerTar` makes of `layer` (its segments and file sizes, from the tar-split file); a HostStoreError where that file does not read, `signal`'s reason once aborted. */
+export async function hostLayerSize(layer: HostLayer, signal?: AbortSignal): Promise<number> {
   let bytes = 0;
   try {
     for await (const e of tarSplitEntries(layer.tarSplit)) {
+      signal?.throwIfAborted();
       if (e.type === SEGMENT_TYPE && e.payload) bytes += Buffer.byteLength(e.payload, 'base64');
       else if (e.type === FILE_TYPE) bytes += e.size ?? 0;
     }
   } catch (err) {
+    signal?.throwIfAborted();
     throw storeError(err as Error, layer.tarSplit);
   }
   return bytes;

@@ -221,11 +221,14 @@ export class LayerStore {
   ): Promise<SavedImage> {
     const { engine, signal } = this.ctx;
     if (how.imageStore) {
+      // Layers stored from the store before a failure are not read again by the save.
+      known = new Map(known);
       try {
         return await this.readFromStore(how.imageStore, imageId, name, diffIds, known, how);
       } catch (err) {
+        signal?.throwIfAborted();
         const why = hostStoreFailure(err);
-        if (!why || signal?.aborted) throw err;
+        if (!why) throw err;
         this.ctx.log.info(`${name}: the ${how.what} is read with docker save instead: ${why.message}`);
       }
     }
@@ -254,9 +257,9 @@ export class LayerStore {
    * Image `imageId` read from the engine's image store at `root` (host-image-store.ts): its
    * config (its digest the ID, its diff IDs `diffIds`), each layer in `known` taken as stored
    * (the chain of diff IDs names it exactly), each other one put together from the store and
-   * stored, checked against its diff ID before any target keeps it. Throws a HostStoreError or
-   * a ChecksumError where the store does not give the image (the caller then saves it), and
-   * the destinations' errors.
+   * stored, checked against its diff ID before any target keeps it, and added to `known`. Throws
+   * a HostStoreError where the store does not give the image (the caller then saves it), the
+   * destinations' errors, and the signal's reason once aborted.
    */
   private async readFromStore(
     root: string,
@@ -286,10 +289,20 @@ export class LayerStore {
         blobs.push(hit);
         continue;
       }
-      const bytes = await hostLayerSize(layer);
+      const bytes = await hostLayerSize(layer, signal);
       log.info(`${name}: storing ${what} (${formatBytes(bytes)})`);
       const meter = runMeter(this.ctx)(`${name}: ${what}`, bytes);
-      blobs.push(await storeBlob(hostLayerTar(layer, signal), targets, layerMediaType(this.compression), meter, layer.diffId));
+      let blob: BlobDescriptor;
+      try {
+        blob = await storeBlob(hostLayerTar(layer, signal), targets, layerMediaType(this.compression), meter, layer.diffId);
+      } catch (err) {
+        // storeBlob's check of the diff ID: this host did not reproduce the layer.
+        if (err instanceof ChecksumError) throw new HostStoreError(`${what}: ${err.message}`, { cause: err });
+        throw err;
+      }
+      // Known from now on: an image listing the same layer twice stores it once, a save after a failure does not store it again.
+      known.set(layer.diffId, blob);
+      blobs.push(blob);
       written++;
     }
     const configBlob = await storeBlob(Readable.from([how.rewriteConfig?.(config) ?? config]), how.configTargets, IMAGE_CONFIG_MEDIA_TYPE);
@@ -300,8 +313,8 @@ export class LayerStore {
 /** An image's config and layers as stored, and how many layer blobs were written and reused. */
 type SavedImage = { image: Pick<ImageRecord, 'config' | 'layers'>; stats: { written: number; reused: number } };
 
-/** The failure of a read of the engine's store on this host (a HostStoreError, or a layer of another digest) in `err` or its causes. */
+/** The failure of a read of the engine's store on this host (a HostStoreError: a file not as recorded, a layer of another digest) in `err` or its causes. */
 function hostStoreFailure(err: unknown): Error | undefined {
-  for (let e = err; e instanceof Error; e = e.cause) if (e instanceof HostStoreError || e instanceof ChecksumError) return e;
+  for (let e = err; e instanceof Error; e = e.cause) if (e instanceof HostStoreError) return e;
   return undefined;
 }

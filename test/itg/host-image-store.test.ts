@@ -4,6 +4,8 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BackupOptions } from '../../src/core/options.js';
+import { backup } from '../../src/commands.js';
+import { parseBackupInputs } from '../../src/core/inputs.js';
 import { DirDestination } from '../../src/destinations/dir/destination.js';
 import { Engine } from '../../src/engine/engine.js';
 import type { History } from '../../src/snapshot/backup-history.js';
@@ -82,6 +84,18 @@ describe("images read from the engine's own store on this host, in place of dock
     expect(viaSave.log.lines.join('\n')).not.toMatch(/image store on this host/);
     expect(fromSave.image.layers.map((l) => l.contentDigest)).toEqual(fromStore.image.layers.map((l) => l.contentDigest));
     expect(fromSave.image.config.digest).toBe(fromStore.image.config.digest);
+  });
+
+  it('a full backup reads the base image under the layer it made on this host from the store, not with docker save', async () => {
+    const log = recordingLog();
+    const env = { ...process.env, DOCKER_CONFIG: '/nonexistent' };
+    const inputs = (values: Record<string, string>) => (name: string) => values[name] ?? '';
+    const result = await backup(parseBackupInputs(inputs({ containers: app, destination: `dir:${join(res.tempDir(), 'store')}`, tag: 'full' })), { log, env });
+    expect(result.failed).toBe(0);
+    const lines = log.lines.join('\n');
+    expect(lines).toMatch(/reading the writable layer from its upper directory on this host/);
+    expect(lines).toMatch(/reading the base image \(\d+ layer\(s\)\) from the engine's image store on this host/);
+    expect(lines).not.toMatch(/docker save instead/);
   });
 
   it('falls back to docker save, in one line, where the store is not there or a layer in it is not what its diff ID says', async () => {

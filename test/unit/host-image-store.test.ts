@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -193,8 +193,39 @@ describe("a layer put together from the engine's store (tar-split and the diff d
     await expect(
       storeBlob(hostLayerTar(layer), [{ dest, scope: SET_SCOPE }], 'application/vnd.oci.image.layer.v1.tar+zstd', undefined, layer.diffId),
     ).rejects.toBeInstanceOf(ChecksumError);
-    const blobs = join(dir, 'blobs', 'sha256');
-    expect(readdirSync(blobs)).toEqual([]);
+    // Once every accepted blob is in place (the group commit a set document waits for), none is there and nothing is left in .tmp/.
+    await (dest as unknown as { blobs: { flush(): Promise<void> } }).blobs.flush();
+    expect(readdirSync(join(dir, 'blobs', 'sha256'))).toEqual([]);
+    expect(readdirSync(join(dir, '.tmp'))).toEqual([]);
+  });
+
+  it("never opens a file through a symlink of the layer: a directory symlink's target outside is refused before any open", async () => {
+    const { root, diffIds, diffs } = makeStore([await packTar([{ header: { name: 'd/x', size: 5, mtime }, data: Buffer.from('inner') }])]);
+    // The layer's d is a symlink to a directory beside it (as a layer holding `d -> /dev` would be), holding an x of the recorded size.
+    const outside = join(root, 'outside');
+    mkdirSync(outside);
+    writeFileSync(join(outside, 'x'), 'outer');
+    rmSync(join(diffs[0], 'd'), { recursive: true });
+    symlinkSync(outside, join(diffs[0], 'd'));
+    const [layer] = await hostLayers(root, diffIds);
+    await expect(drain(hostLayerTar(layer))).rejects.toThrow(/diff\/d is not a directory of the layer/);
+  });
+
+  it("stops within a MiB of a large file once cancelled, with the signal's reason", async () => {
+    const { root, diffIds } = makeStore([await packTar([{ header: { name: 'big', size: 64 << 20, mtime }, data: Buffer.alloc(64 << 20, 1) }])]);
+    const [layer] = await hostLayers(root, diffIds);
+    const abort = new AbortController();
+    const stream = hostLayerTar(layer, abort.signal);
+    let read = 0;
+    const reason = new Error('cancelled by the test');
+    const done = (async () => {
+      for await (const piece of stream) {
+        read += (piece as Buffer).length;
+        if (read >= 4 << 20 && !abort.signal.aborted) abort.abort(reason);
+      }
+    })();
+    await expect(done).rejects.toBe(reason);
+    expect(read).toBeLessThan(16 << 20);
   });
 
   it("finds the data root from an overlay2 directory, and reads a config only when its digest is the image's ID", async () => {
