@@ -1,8 +1,9 @@
 /**
  * A container's image stored once the container is back, as it was taken while held
  * (container-backup.ts): a delta layer on the last snapshot; the whole writable layer made on this
- * host (layer-upper-tar.ts) on top of the base image's layers; or a committed image read with
- * `docker save`.
+ * host (layer-upper-tar.ts) on top of the base image's layers; or a committed image. An image
+ * (the base image, the committed one) is read from the engine's own store on this host where it
+ * can be (host-image-store.ts), else with `docker save`.
  */
 import { Readable } from 'node:stream';
 import type { BackupOptions } from '../core/options.js';
@@ -130,7 +131,7 @@ export class LayerStore {
 
   /**
    * The whole writable layer made on this host: the base image's layers stored unless every target
-   * holds them (the base image read with `docker save` then, beside the new layer's storing), the
+   * holds them (the base image read then, saveImage, beside the new layer's storing), the
    * new layer from the spool, a config as the engine's commit makes it (childConfig), the index.
    */
   private async storeHostImage(name: string, layer: TakenLayer & { kind: 'host' }, imageStore: string | undefined): Promise<StoredImage> {

@@ -71,7 +71,9 @@ describe(`${label}: behaviour that depends on the engine version`, () => {
   });
 
   const oci = engineAtLeast(engine, 25);
-  it(`${label}: docker save writes ${oci ? 'an OCI layout (from Engine 25)' : 'a Docker archive (before Engine 25)'}, and a backup through it restores the container's files`, async () => {
+  // A local backup reads images from the engine's store (host-image-store.ts); docker save is its
+  // fallback, and the path of remote engines: host-image-store.test.ts stores an image through it on each engine.
+  it(`${label}: docker save writes ${oci ? 'an OCI layout (from Engine 25)' : 'a Docker archive (before Engine 25)'}, and a backup restores the container's files`, async () => {
     const name = await runWithFile('save');
     const committed = res.image(`${res.prefix}-save:probe`);
     const [repo, tag] = committed.split(':');
