@@ -66,6 +66,32 @@ export function goFileMode(mode: number): number {
   return m >>> 0;
 }
 
+/** The last second Go's JSON marshals (9999-12-31T23:59:59Z), in seconds since the epoch. */
+const GO_JSON_MAX_SECONDS = 253402300799;
+/** `YYYY-MM-DDTHH:MM:SS` by second: a walk meets the same few seconds over and over (files made together). */
+const utcSeconds = new Map<number, string>();
+
+/**
+ * goUtcTime from its parts: whole `seconds` since the epoch and `nanos` (0–999,999,999), without a
+ * BigInt (a walk of the upper directory formats one per path while the container is held).
+ * Undefined outside years 1970–9999, as goUtcTime.
+ */
+export function goUtcTimeOf(seconds: number, nanos: number): string | undefined {
+  if (!(seconds >= 0 && seconds <= GO_JSON_MAX_SECONDS) || !Number.isInteger(seconds)) return undefined;
+  let day = utcSeconds.get(seconds);
+  if (day === undefined) {
+    if (utcSeconds.size >= 4096) utcSeconds.clear();
+    day = new Date(seconds * 1000).toISOString().slice(0, 19);
+    utcSeconds.set(seconds, day);
+  }
+  if (nanos === 0) return `${day}Z`;
+  let frac = String(nanos).padStart(9, '0');
+  let end = frac.length;
+  while (frac.charCodeAt(end - 1) === 0x30) end--;
+  frac = frac.slice(0, end);
+  return `${day}.${frac}Z`;
+}
+
 /**
  * An mtime in nanoseconds since the epoch as Go's time.Time marshals to JSON in UTC (RFC 3339,
  * fraction to the nanosecond with trailing zeros dropped, `Z`). Undefined outside years 1970–9999
@@ -74,10 +100,8 @@ export function goFileMode(mode: number): number {
 export function goUtcTime(ns: bigint): string | undefined {
   if (ns < 0n) return undefined;
   const seconds = ns / 1_000_000_000n;
-  const date = new Date(Number(seconds) * 1000);
-  if (Number.isNaN(date.getTime()) || date.getUTCFullYear() > 9999) return undefined;
-  const frac = (ns % 1_000_000_000n).toString().padStart(9, '0').replace(/0+$/, '');
-  return `${date.toISOString().slice(0, 19)}${frac ? `.${frac}` : ''}Z`;
+  if (seconds > BigInt(GO_JSON_MAX_SECONDS)) return undefined;
+  return goUtcTimeOf(Number(seconds), Number(ns % 1_000_000_000n));
 }
 
 /**

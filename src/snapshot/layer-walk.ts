@@ -20,7 +20,7 @@ import { spawn } from 'node:child_process';
 import { lstatSync, readdirSync, type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
 import { isEngineScratch, scratchToDrop, vanishedScratchOnly } from './engine-scratch.js';
-import { goFileMode, goUtcTime, hostEntry, type HostStat } from './layer-upper.js';
+import { goFileMode, goUtcTime, goUtcTimeOf, hostEntry, type HostStat } from './layer-upper.js';
 
 /** What the walk found: host stats and whiteouts by absolute path, and the paths to ask the engine. */
 export interface UpperWalk {
@@ -209,21 +209,37 @@ function parseRecords(out: Buffer, root: string, shadowed: (path: string) => boo
       continue;
     }
     const bits = TYPE_BITS[type];
-    const mtimeNs = nanoseconds(mtime);
-    const ctimeNs = nanoseconds(ctime);
-    if (bits === undefined || mtimeNs === undefined || ctimeNs === undefined || !/^[0-7]+$/.test(perm) || !/^\d+$/.test(size)) {
+    const m = findTime(mtime);
+    const c = findTime(ctime);
+    if (bits === undefined || m === undefined || c === undefined || !/^[0-7]+$/.test(perm) || !/^\d+$/.test(size)) {
       return `find wrote a record it was not asked for (${fields.join(' ')})`;
     }
-    const time = shadowed(path) ? undefined : goUtcTime(mtimeNs);
+    const time = shadowed(path) ? undefined : typeof m === 'bigint' ? goUtcTime(m) : goUtcTimeOf(m.seconds, m.nanos);
     if (time === undefined) walk.toEngine.push(path);
-    else walk.entries.set(path, { mode: goFileMode(bits | Number.parseInt(perm, 8)), size: Number(size), mtime: time, ctimeNs: String(ctimeNs) });
+    else walk.entries.set(path, { mode: goFileMode(bits | Number.parseInt(perm, 8)), size: Number(size), mtime: time, ctimeNs: decimalNs(c) });
   }
   return withoutScratch(walk);
 }
 
-/** find's `%T@` (seconds, a dot, then nanoseconds and more digits; the seconds signed, the fraction added) in ns. */
-function nanoseconds(text: string): bigint | undefined {
+/** find's `%T@` of a time after the epoch, up to 15 digits of seconds (exact in a double): most of them. */
+const EPOCH_TIME = /^(\d{1,15})\.(\d+)$/;
+
+/**
+ * find's `%T@` (seconds, a dot, then nanoseconds and more digits; the seconds signed, the fraction
+ * added): its whole seconds and nanoseconds as numbers where they fit (no BigInt: a walk parses
+ * two per path while the container is held), else (before the epoch, or beyond 15 digits of
+ * seconds) in ns as a bigint; undefined when it is not such a time.
+ */
+export function findTime(text: string): { seconds: number; nanos: number } | bigint | undefined {
+  const fast = EPOCH_TIME.exec(text);
+  if (fast) return { seconds: Number(fast[1]), nanos: Number(fast[2].slice(0, 9).padEnd(9, '0')) };
   const m = /^(-?\d+)\.(\d+)$/.exec(text);
   if (!m) return undefined;
   return BigInt(m[1]) * 1_000_000_000n + BigInt(m[2].slice(0, 9).padEnd(9, '0'));
+}
+
+/** A findTime in ns since the epoch, in decimal. */
+function decimalNs(t: { seconds: number; nanos: number } | bigint): string {
+  if (typeof t === 'bigint') return String(t);
+  return t.seconds > 0 ? `${t.seconds}${String(t.nanos).padStart(9, '0')}` : String(t.nanos);
 }
