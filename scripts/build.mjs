@@ -14,6 +14,10 @@
 //                          the entry bundles' `require('ssh2')` (docker-modem's, ssh-agent.ts's)
 //                          gets index.cjs, which reads the package on the first SSH connection
 //                          only (~20 MB less peak RSS for every run not on an ssh:// engine)
+//   scripts/buildkit-absent.cjs → dist/<entry>/buildkit-absent.cjs: what the entry bundles'
+//                          `require('@grpc/grpc-js')` and `require('@grpc/proto-loader')` get
+//                          (dockerode's BuildKit sessions, never used; any use throws): each
+//                          entry bundle 874 KiB smaller, ~4.8 MB less peak RSS for every run
 //
 // Usage (run it with Node 24: `npm run build` puts node_modules/.bin first on PATH):
 //   node scripts/build.mjs                  rebuild all of dist/ (stale files disappear)
@@ -81,7 +85,15 @@ const EXTERNALS = { 'cpu-features': 'cpu-features', '/^(.+\\.node)$/': '$1' };
 // The entry bundles' `require('ssh2')` gets scripts/ssh2-lazy.cjs (which reads the package on
 // first use) from the side library <dir>/ssh2/ beside their own <dir>/<name>/: built with them.
 const SSH2 = { entry: 'node_modules/ssh2/lib/index.js', shim: 'scripts/ssh2-lazy.cjs' };
-const ENTRY_EXTERNALS = { ...EXTERNALS, ssh2: '../ssh2/index.cjs' };
+// Their `require('@grpc/grpc-js')` and `require('@grpc/proto-loader')` (dockerode's BuildKit
+// sessions, never used) get scripts/buildkit-absent.cjs, written beside each entry bundle.
+const BUILDKIT_ABSENT = { file: 'buildkit-absent.cjs', source: 'scripts/buildkit-absent.cjs' };
+const ENTRY_EXTERNALS = {
+  ...EXTERNALS,
+  ssh2: '../ssh2/index.cjs',
+  '@grpc/grpc-js': `./${BUILDKIT_ABSENT.file}`,
+  '@grpc/proto-loader': `./${BUILDKIT_ABSENT.file}`,
+};
 
 const STAGING = '.tmp/ncc'; // generated stub entries
 const OUT_ROOT = '.tmp/ncc-out'; // outputs, before they are moved into place
@@ -208,6 +220,8 @@ async function build(target) {
   if (!target.library) {
     writeOut(out, asciiOnly(loaderFor(out, bundle, shebang?.trimEnd()), out), shebang ? 0o755 : 0o644);
     written.unshift(out);
+    writeOut(join(assetDir, BUILDKIT_ABSENT.file), readFileSync(BUILDKIT_ABSENT.source, 'utf8'), 0o644);
+    written.push(join(assetDir, BUILDKIT_ABSENT.file));
   }
   writeOut(bundle, code, 0o644);
   for (const name of Object.keys(assets).sort()) {

@@ -1,5 +1,6 @@
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runCli } from '../support/runner.js';
@@ -47,6 +48,19 @@ describe('the entries of dist/ start their bundle through the compile-cache load
     expect(readFileSync('dist/artifact/licenses.txt', 'utf8')).toContain('@azure/storage-blob');
     const sdk = (await import(join(process.cwd(), 'dist/artifact/bundle.js'))) as { DefaultArtifactClient: unknown };
     expect(typeof sdk.DefaultArtifactClient).toBe('function');
+  });
+
+  it("leaves dockerode's BuildKit gRPC packages out of the entry bundles: a module beside each that throws on any use", () => {
+    for (const dir of ['dist/cli', 'dist/backup', 'dist/restore']) {
+      const source = readFileSync(join(dir, 'bundle.js'), 'utf8');
+      // One of grpc-js's own option names; and the .proto files proto-loader would read, not beside it.
+      expect(source.includes('grpc.ssl_target_name_override'), dir).toBe(false);
+      expect(existsSync(join(dir, 'proto')), dir).toBe(false);
+      expect(source, dir).toContain('("./buildkit-absent.cjs")');
+      const absent = createRequire(join(process.cwd(), dir, 'bundle.js'))('./buildkit-absent.cjs') as Record<string, unknown>;
+      expect(absent.__esModule).toBeUndefined();
+      expect(() => absent.Server).toThrow(/BuildKit sessions \(gRPC\) are not part of container-snapshot: Server/);
+    }
   });
 
   it('keeps the cache in a directory of its own (mode 700) in TMPDIR, none in RUNNER_TEMP, and runs the same from it the second time', async () => {
