@@ -50,7 +50,7 @@ describe('the entries of dist/ start their bundle through the compile-cache load
     expect(typeof sdk.DefaultArtifactClient).toBe('function');
   });
 
-  it("leaves dockerode's BuildKit gRPC packages out of the entry bundles: a module beside each that throws on any use", () => {
+  it("leaves dockerode's BuildKit packages (gRPC, protobuf) out of the entry bundles: a module beside each that throws on any use", () => {
     for (const dir of ['dist/cli', 'dist/backup', 'dist/restore']) {
       const source = readFileSync(join(dir, 'bundle.js'), 'utf8');
       // One of grpc-js's own option names; and the .proto files proto-loader would read, not beside it.
@@ -59,7 +59,7 @@ describe('the entries of dist/ start their bundle through the compile-cache load
       expect(source, dir).toContain('("./buildkit-absent.cjs")');
       const absent = createRequire(join(process.cwd(), dir, 'bundle.js'))('./buildkit-absent.cjs') as Record<string, unknown>;
       expect(absent.__esModule).toBeUndefined();
-      expect(() => absent.Server).toThrow(/BuildKit sessions \(gRPC\) are not part of container-snapshot: Server/);
+      expect(() => absent.Server).toThrow(/BuildKit support \(gRPC, protobuf\) is not part of container-snapshot: Server/);
     }
   });
 
