@@ -35,7 +35,9 @@ describe("images read from the engine's own store on this host, in place of dock
   beforeAll(async () => {
     await runContainer({ name: app, Image: inject('fixtureImage'), Cmd: ['sleep', '100000'] }, 'running');
     await sh(app, 'mkdir -p /app && head -c 300000 /dev/urandom > /app/r && echo hi > /app/t && ln -s t /app/l && rm -f /bin/sort');
-    const repo = res.image(`${res.prefix}-img`);
+    const repo = `${res.prefix}-img`;
+    // Tracked by its tag: a reference without one would name :latest, which the commit does not make.
+    res.image(`${repo}:one`);
     imageId = await engine.commit(app, { pause: true, repo, tag: 'one' });
     const image = await docker.getImage(imageId).inspect();
     diffIds = image.RootFS.Layers ?? [];
