@@ -8,6 +8,7 @@ import { secretsOf } from '../core/key-inputs.js';
 import { engineEnv } from '../core/engine-address.js';
 import { failureLine, restoreSummary, verifyFailureLine, verifyLines, verifySummary } from '../report.js';
 import { adoptPending, guardedRestore, recoverAbandonedRestores } from '../snapshot/restore-journal.js';
+import { hasPending } from '../snapshot/transaction.js';
 
 export async function main(): Promise<void> {
   for (const name of [Input.RegistryPassword, Input.GithubToken, Input.DecryptionPassphrase, Input.DecryptionIdentity]) {
@@ -79,7 +80,7 @@ export async function post(): Promise<void> {
   const pending = readRestorePending();
   const address = parseEngineInput((name) => core.getInput(name), process.env);
   const env = engineEnv(process.env, address);
-  if (pending && pending.targets.length > 0) adoptPending(env, pending);
+  if (pending && hasPending(pending)) adoptPending(env, pending);
   const { problems } = await recoverAbandonedRestores(engineAt(address), actionLogger, env);
   if (problems.length > 0) core.setFailed(`Putting back what the interrupted restore changed failed: ${problems.join('; ')}`);
 }

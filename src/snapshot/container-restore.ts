@@ -8,8 +8,8 @@ import { NotFoundError } from '../engine/errors.js';
 import type { ContainerRecord, SnapshotSet } from './manifest.js';
 import { containerReferences, createNetworkOptions, createOptions, renameReferences } from './spec.js';
 import { Filler } from './fill.js';
-import { hasChanges, type CreatedNetwork, type RestoreTransaction } from './transaction.js';
-import { rollBackTargets } from './restore-rollback.js';
+import { hasChanges, type CreatedNetwork, type Leftovers, type RestoreTransaction } from './transaction.js';
+import { removeLeftovers, rollBackTargets } from './restore-rollback.js';
 import { mapPorts, willStart } from './target-check.js';
 import { anonymousVolumes, inheritedMounts, isTmpfs } from './restore-mounts.js';
 import { VolumeRestore } from './restore-volumes.js';
@@ -283,29 +283,34 @@ export class ContainerRestore {
     const problems = await rollBackTargets(this.ctx.engine, this.txn.pending.run, this.txn.pending.helperImage, entries, this.ctx.log, () =>
       this.txn.persist(),
     );
-    for (const e of entries) if (!hasChanges(e)) this.txn.committed(e.target);
+    this.txn.committed(entries.filter((e) => !hasChanges(e)).map((e) => e.target));
     if (problems.length > 0) throw new RestoreError(`${targets.join(', ')}: could not put everything back: ${problems.join('; ')}`);
   }
 
   /**
-   * The restore of `target` succeeded: what it kept aside is removed, then the image its tag moved
-   * off and the image an earlier rollback made the old container from, each when nothing uses it
-   * (LeftImages.committed).
+   * The restores of `targets` succeeded (a consistency group's together): recorded as committed in
+   * one journal write with what they kept aside, which is removed next (an interrupted run is
+   * finished by the next one, never rolled back); then the image each tag moved off and the image an
+   * earlier rollback made the old container from, each when nothing uses it (LeftImages.committed).
    */
-  async commit(target: string): Promise<void> {
+  async commit(...targets: string[]): Promise<void> {
     const { engine } = this.ctx;
-    const e = this.txn.pending.targets.find((t) => t.target === target);
-    if (!e) return;
-    const a = e.aside;
-    if (a && !a.removed) await engine.removeContainer(a.id, { force: true, volumes: true }).catch(() => undefined);
-    if (a?.removed) {
-      await engine.removeImage(a.removed.image, { force: true });
-      for (const v of a.removed.anonymous) await engine.removeVolume(v.volume).catch(() => undefined);
+    const entries = this.txn.pending.targets.filter((t) => targets.includes(t.target));
+    if (entries.length === 0) return;
+    const leftovers: Leftovers = { containers: [], images: [], volumes: [] };
+    for (const e of entries) {
+      const a = e.aside;
+      if (a && !a.removed) leftovers.containers.push(a.id);
+      if (a?.removed) leftovers.images.push(a.removed.image);
+      leftovers.volumes.push(...(a?.removed?.anonymous.map((v) => v.volume) ?? []), ...e.replaced.flatMap((v) => (v.aside ? [v.aside] : [])));
     }
-    for (const v of e.replaced) if (v.aside) await engine.removeVolume(v.aside).catch(() => undefined);
-    this.txn.committed(target);
+    this.txn.committed(
+      entries.map((e) => e.target),
+      leftovers,
+    );
+    this.txn.removed(await removeLeftovers(engine, leftovers, this.ctx.log));
     // Once the old container is gone: it was usually made from one of them. `e.image` is `imageRef`.
-    await this.left.committed(target, e.image);
+    for (const e of entries) await this.left.committed(e.target, e.image);
   }
 
   /** Restores one container; commits it unless `deferCommit` (a group member: committed with its group by the caller, or rolled back). */

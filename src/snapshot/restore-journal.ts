@@ -6,8 +6,8 @@ import { isAlive, processStart } from '../core/process-liveness.js';
 import { journalOwner, readJournals, writeJournalFile, type JournalOwner } from '../core/journal-files.js';
 import { stateDir } from '../core/state-dir.js';
 import type { Engine } from '../engine/engine.js';
-import { RestoreTransaction, hasChanges, type RestorePending } from './transaction.js';
-import { removeRunHelpers, removeRunVolumes, rollBackTargets } from './restore-rollback.js';
+import { RestoreTransaction, hasChanges, hasPending, type RestorePending } from './transaction.js';
+import { removeLeftovers, removeRunHelpers, removeRunVolumes, rollBackTargets } from './restore-rollback.js';
 
 /** One restore's journal file: who wrote it, and what it has not committed. */
 interface RestoreJournalFile extends JournalOwner {
@@ -48,8 +48,9 @@ export function restoreJournal(env: NodeJS.ProcessEnv, onChange?: (pending: Rest
 }
 
 /**
- * Rolls back every target of `pending`; returns what could not be put back. `save` is called after
- * each step, with `pending` less what is done.
+ * Rolls back every uncommitted target of `pending` and finishes its commits (removes their
+ * `leftovers`); returns what could not be put back. `save` is called after each step, with
+ * `pending` less what is done.
  */
 export async function rollBackAll(engine: Engine, pending: RestorePending, log: Logger, save: () => void = () => undefined): Promise<string[]> {
   // A helper of the run may still hold a volume to put back.
@@ -57,6 +58,13 @@ export async function rollBackAll(engine: Engine, pending: RestorePending, log: 
   // Its own helpers carry this process's label: another run's sweep of the gone run's must not take them.
   const problems = await rollBackTargets(engine, runLabelValue(), pending.helperImage, pending.targets, log, save, pending.run);
   pending.targets = pending.targets.filter(hasChanges);
+  const l = pending.leftovers;
+  if (l) {
+    const done = await removeLeftovers(engine, l, log);
+    const drop = (from: string[], gone: string[]) => from.filter((x) => !gone.includes(x));
+    pending.leftovers = { containers: drop(l.containers, done.containers), images: drop(l.images, done.images), volumes: drop(l.volumes, done.volumes) };
+    if (!hasPending({ ...pending, targets: [] })) delete pending.leftovers;
+  }
   save();
   return problems;
 }
@@ -99,6 +107,8 @@ export async function recoverAbandonedRestores(engine: Engine, log: Logger, env:
       log.warning(
         `A restore (pid ${entry.pid}) ended before it finished (${entry.pending.targets.map((t) => t.target).join(', ')}); putting back what it changed`,
       );
+    } else if (entry.pending.leftovers) {
+      log.info(`A restore (pid ${entry.pid}) ended after it committed, before it removed what it replaced: removing it`);
     }
     const save = () => {
       writeJournalFile(path, JSON.stringify(entry));
@@ -110,6 +120,8 @@ export async function recoverAbandonedRestores(engine: Engine, log: Logger, env:
       problems.push(...failed);
       continue;
     }
+    // What the engine would not remove yet (each said in a warning): the journal keeps it for the next run.
+    if (hasPending(entry.pending)) continue;
     rmSync(path, { force: true });
     recovered.add(entry.pending.run);
   }
@@ -138,7 +150,7 @@ export async function guardedRestore<T>(handle: { txn: RestoreTransaction; close
   } finally {
     process.off('SIGINT', handler);
     process.off('SIGTERM', handler);
-    if (handle.txn.pending.targets.length === 0) handle.close();
+    if (!hasPending(handle.txn.pending)) handle.close();
     if (code !== undefined) process.exit(code);
   }
 }

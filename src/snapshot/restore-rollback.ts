@@ -7,7 +7,7 @@ import type { Engine } from '../engine/engine.js';
 import { ConflictError, NotFoundError } from '../engine/errors.js';
 import { Filler, RUN_LABEL } from './fill.js';
 import { createOptions } from './spec.js';
-import type { AsideRecord, CreatedNetwork, ReplacedVolume, TargetPending } from './transaction.js';
+import type { AsideRecord, CreatedNetwork, Leftovers, ReplacedVolume, TargetPending } from './transaction.js';
 
 async function exists(engine: Engine, id: string): Promise<boolean> {
   return (await engine.inspectContainer(id).catch((err: unknown) => (err instanceof NotFoundError ? undefined : Promise.reject(err)))) !== undefined;
@@ -259,6 +259,30 @@ async function recreate(engine: Engine, run: string, name: string, removed: NonN
     if (now?.Name && (await engine.inspectVolume(old.volume))) await filler.copyVolume(old.volume, now.Name);
   }
   return id;
+}
+
+/**
+ * Removes what committed restores left (`Leftovers`): the old containers (with their anonymous
+ * volumes), then the images and volumes. One already gone, or in use by someone else (409), counts
+ * as done; one the engine failed to remove otherwise stays out of the result, with a warning, for
+ * the next run to remove. Returns what is done. Never throws.
+ */
+export async function removeLeftovers(engine: Engine, l: Leftovers, log: Logger): Promise<Leftovers> {
+  const done: Leftovers = { containers: [], images: [], volumes: [] };
+  const each = async (kind: keyof Leftovers, what: string, remove: (x: string) => Promise<void>) => {
+    for (const x of l[kind]) {
+      try {
+        await remove(x).catch(ignoreGoing);
+        done[kind].push(x);
+      } catch (err) {
+        log.warning(`${what} ${x} could not be removed (the next restore tries again): ${errorMessage(err)}`);
+      }
+    }
+  };
+  await each('containers', 'The replaced container', (id) => engine.removeContainer(id, { force: true, volumes: true }));
+  await each('images', 'The image of the replaced container', (image) => engine.removeImage(image, { force: true }));
+  await each('volumes', 'Volume', (v) => engine.removeVolume(v));
+  return done;
 }
 
 /** Removes the helper containers of the runs `matches` accepts (by their label); returns how many there were. */

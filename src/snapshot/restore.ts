@@ -23,13 +23,16 @@ async function settleGroups(
   log: Logger,
 ): Promise<void> {
   const putBack: Array<{ c: ContainerRecord; target: string; i: number; why: string }> = [];
+  const commit: string[] = [];
   for (const { c, target } of ready) {
     const i = results.findIndex((r) => r.name === target && r.status === 'ok');
     if (!c.group || i === -1) continue;
     const why = failedGroups.get(c.group);
     if (why) putBack.push({ c, target, i, why });
-    else await worker.commit(target);
+    else commit.push(target);
   }
+  // Every group that succeeded, in one journal write: an interrupted run never leaves part of a group committed.
+  if (commit.length > 0) await worker.commit(...commit);
   if (putBack.length === 0) return;
   // In one rollback: a network one member created may be in use by another's new container.
   for (const { target, why } of putBack) log.info(`${target}: put back (${why})`);

@@ -75,6 +75,29 @@ export interface RestorePending {
   /** Any local image, for helpers during a rollback. */
   helperImage?: string;
   targets: TargetPending[];
+  /**
+   * What committed restores still have to remove (recorded with the commit, before any removal):
+   * a run killed meanwhile is finished by the next, never rolled back. Absent when there is none,
+   * and in journals of older versions.
+   */
+  leftovers?: Leftovers;
+}
+
+/**
+ * What a committed restore removes: the old container kept aside (by ID), the image an old
+ * container removed to free a volume was committed to, the copies aside of replaced volumes and
+ * that container's anonymous volumes (by name).
+ */
+export interface Leftovers {
+  containers: string[];
+  images: string[];
+  volumes: string[];
+}
+
+/** Whether `pending` still has anything to put back or to finish. */
+export function hasPending(pending: RestorePending): boolean {
+  const l = pending.leftovers;
+  return pending.targets.length > 0 || (l !== undefined && l.containers.length + l.images.length + l.volumes.length > 0);
 }
 
 /** A restore stopped by `abort()` (a cancelled run); its message is the abort's reason. */
@@ -168,9 +191,32 @@ export class RestoreTransaction {
     return this.pending.targets.find((t) => t.aside?.id === id);
   }
 
-  /** The restore of `target` succeeded: forget it (its leftovers were removed by the caller). */
-  committed(target: string): void {
-    this.pending.targets = this.pending.targets.filter((t) => t.target !== target);
+  /**
+   * The restores of `targets` succeeded (a consistency group's together): forget them, and record
+   * `leftovers` as what is left to remove (the caller removes them next, then calls `removed`).
+   * Saved in one write, so a run killed at any point of a commit is finished by the next run, never
+   * rolled back, and never only part of a group.
+   */
+  committed(targets: string[], leftovers?: Leftovers): void {
+    this.pending.targets = this.pending.targets.filter((t) => !targets.includes(t.target));
+    if (leftovers) {
+      const l = (this.pending.leftovers ??= { containers: [], images: [], volumes: [] });
+      l.containers.push(...leftovers.containers);
+      l.images.push(...leftovers.images);
+      l.volumes.push(...leftovers.volumes);
+    }
+    this.save();
+  }
+
+  /** `leftovers` are removed (or were left to the user, with a warning): forgotten, and saved. */
+  removed(leftovers: Leftovers): void {
+    const l = this.pending.leftovers;
+    if (!l) return;
+    const drop = (from: string[], gone: string[]) => from.filter((x) => !gone.includes(x));
+    l.containers = drop(l.containers, leftovers.containers);
+    l.images = drop(l.images, leftovers.images);
+    l.volumes = drop(l.volumes, leftovers.volumes);
+    if (!hasPending({ ...this.pending, targets: [] })) delete this.pending.leftovers;
     this.save();
   }
 }

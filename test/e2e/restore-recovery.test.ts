@@ -126,7 +126,7 @@ describe('putting back an interrupted restore', () => {
     expect(journalOf(sent.pid)).toEqual([]);
     // The next run finds nothing left to put back.
     const next = await recoverAbandonedRestores(new Engine(), quietLog, process.env);
-    expect(next.problems).toEqual([]);
+    expect(next.problems, next.problems.join('; ')).toEqual([]);
     await expectOldBack(s);
   });
 
@@ -138,9 +138,38 @@ describe('putting back an interrupted restore', () => {
     const r = await runCli(restoreArgs(s), { onSpawn: signalWhen(filling, 'SIGKILL', sent) });
     expect(sent.at, r.stderr).toBeDefined();
     const next = await recoverAbandonedRestores(new Engine(), quietLog, process.env);
-    expect(next.problems).toEqual([]);
+    expect(next.problems, next.problems.join('; ')).toEqual([]);
     await expectOldBack(s);
     expect((await treeDigest(s.names[1], '/v')).digest).toBe(s.live[0]);
+    expect(journalOf(sent.pid)).toEqual([]);
+  });
+
+  it('killed while it commits (the image an old container was committed to is removed): the next run finishes the commit and keeps what was restored', async () => {
+    // The old containers share the volume being replaced, so each is committed to an image and removed;
+    // the commit removes that image. Killed once the first one's is gone: the restore was committed.
+    const s = await service(2, 2, 0, 1);
+    const asideImages = async (id: string) => (await docker.listImages({ filters: { reference: [`container-snapshot-aside/${id.slice(0, 12)}`] } })).length;
+    let seen = false;
+    const committing = async () => {
+      const n = await asideImages(s.ids[0]);
+      seen ||= n > 0;
+      return seen && n === 0;
+    };
+    const sent: { at?: number; pid?: number } = {};
+    const r = await runCli(restoreArgs(s), { onSpawn: signalWhen(committing, 'SIGKILL', sent) });
+    expect(sent.at, r.stderr).toBeDefined();
+    const next = await recoverAbandonedRestores(new Engine(), quietLog, process.env);
+    expect(next.problems, next.problems.join('; ')).toEqual([]);
+    // The first container is the restored one, with the set's content; nothing of the old one is left.
+    const now = await docker.getContainer(s.names[0]).inspect();
+    expect(now.Id).not.toBe(s.ids[0]);
+    expect(now.State.Running).toBe(true);
+    for (const [i, p] of s.paths.entries()) expect((await treeDigest(s.names[0], p)).digest, p).toBe(s.inSet[i]);
+    // The second was restored or put back as it was, whichever the kill left it; it runs, on the volume's restored content.
+    expect((await docker.getContainer(s.names[1]).inspect()).State.Running).toBe(true);
+    expect((await treeDigest(s.names[1], '/v')).digest).toBe(s.inSet[0]);
+    expect(await asideVolumes(s.vol)).toEqual([]);
+    expect(await asideImages(s.ids[0])).toBe(0);
     expect(journalOf(sent.pid)).toEqual([]);
   });
 
@@ -156,7 +185,7 @@ describe('putting back an interrupted restore', () => {
     await runCli(restoreArgs(s), { onSpawn: signalWhen(putBack, 'SIGKILL', second) });
     expect(second.at).toBeDefined();
     const next = await recoverAbandonedRestores(new Engine(), quietLog, process.env);
-    expect(next.problems).toEqual([]);
+    expect(next.problems, next.problems.join('; ')).toEqual([]);
     await expectOldBack(s);
     expect([...journalOf(first.pid), ...journalOf(second.pid)]).toEqual([]);
     const again = await runCli(restoreArgs(s));
@@ -178,7 +207,7 @@ describe('putting back an interrupted restore', () => {
     const r = await runCli(restoreArgs(s), { onSpawn: signalWhen(committing, 'SIGKILL', sent) });
     expect(sent.at, r.stderr).toBeDefined();
     const next = await recoverAbandonedRestores(new Engine(), quietLog, process.env);
-    expect(next.problems).toEqual([]);
+    expect(next.problems, next.problems.join('; ')).toEqual([]);
     await expectOldBack(s);
     expect((await docker.getContainer(s.names[0]).inspect()).Id).toBe(s.ids[0]);
     expect(journalOf(sent.pid)).toEqual([]);
@@ -215,7 +244,7 @@ describe('putting back an interrupted restore', () => {
     await runCli(['restore', '--source', `dir:${store}`, '--snapshot', 'good', '--replace'], { onSpawn: signalWhen(filling, 'SIGKILL', sent) });
     expect(sent.at).toBeDefined();
     const next = await recoverAbandonedRestores(new Engine(), quietLog, process.env);
-    expect(next.problems).toEqual([]);
+    expect(next.problems, next.problems.join('; ')).toEqual([]);
     for (const n of [owner, taker]) {
       expect((await docker.getContainer(n).inspect()).State.Running, n).toBe(true);
       expect(await Promise.all(['/data', '/anon'].map(async (p) => (await treeDigest(n, p)).digest)), n).toEqual(live);
