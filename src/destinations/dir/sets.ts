@@ -44,10 +44,25 @@ export class SetStore {
     return exists(this.layout.setPath(tag));
   }
 
-  /** The tags, from the names of sets/; [] when there is no sets/. */
+  /** The tags, from the names of sets/; [] when there is no sets/. Throws DestinationError when sets/ cannot be read. */
   async tags(): Promise<string[]> {
-    const names = await readdir(this.layout.sets).catch(() => [] as string[]);
+    const names = await this.setFiles();
     return names.filter((n) => n.endsWith('.json')).map((n) => n.slice(0, -'.json'.length));
+  }
+
+  /**
+   * The names in sets/; [] when there is none (ENOENT). Any other failure (EACCES, EIO, ESTALE,
+   * ENOTDIR, EMFILE) is a DestinationError: taken for "no sets", a prune's sweep would delete
+   * every blob the sets it could not see need.
+   */
+  private async setFiles(): Promise<string[]> {
+    try {
+      return await readdir(this.layout.sets);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return [];
+      throw new DestinationError(`${this.label}: the list of snapshots (sets/) cannot be read (${code ?? (err as Error).message})`);
+    }
   }
 
   /** Writes the set's document (sealed when the keyring encrypts), then its tag. Throws DestinationError when the tag exists. */
@@ -147,14 +162,9 @@ export class SetStore {
     );
   }
 
-  /** Every set, newest first; one that cannot be read is listed as damaged. */
+  /** Every set, newest first; one that cannot be read is listed as damaged. Throws DestinationError when sets/ cannot be read. */
   async list(): Promise<SetSummary[]> {
-    let names: string[];
-    try {
-      names = await readdir(this.layout.sets);
-    } catch {
-      return [];
-    }
+    const names = await this.setFiles();
     const sets: SetSummary[] = [];
     for (const name of names.filter((n) => n.endsWith('.json'))) {
       const tag = name.slice(0, -'.json'.length);
