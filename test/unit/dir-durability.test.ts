@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { putBlob as put, setNaming } from '../support/dir-sets.js';
 
 /** What the dir: destination asked of the file system, in order: `sync <name>`, `rename <from> <to>`, `writeFile <name>`, `link <from> <to>`. */
 const events: string[] = [];
@@ -39,46 +40,8 @@ vi.mock('node:fs/promises', async (importOriginal) => {
 });
 
 const { DirDestination } = await import('../../src/destinations/dir/index.js');
-const { SET_MEDIA_TYPE } = await import('../../src/snapshot/manifest.js');
-type SnapshotSet = import('../../src/snapshot/manifest.js').SnapshotSet;
 
 const hex = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-
-function setNaming(tag: string, digests: string[]): SnapshotSet {
-  const blobs = digests.map((d) => ({ mediaType: 'application/octet-stream', digest: d, size: 1, contentDigest: d, contentSize: 1 }));
-  return {
-    schemaVersion: 1,
-    mediaType: SET_MEDIA_TYPE,
-    tag,
-    created: '2026-12-02T00:00:00Z',
-    tool: { name: 'container-snapshot', version: 'test' },
-    source: { hostname: 'h', engine: { version: '20.10', apiVersion: '1.41', os: 'linux', arch: 'amd64' } },
-    containers: [
-      {
-        name: 'app',
-        id: 'i',
-        state: 'running',
-        image: { id: 'sha256:1', baseImage: 'b', config: blobs[0], layers: blobs.slice(1) },
-        volumes: [],
-        spec: { Config: {} } as never,
-        pausedMs: 0,
-      },
-    ],
-    failures: [],
-  };
-}
-
-/** Writes `body` as a blob through the destination's writer and commits it; returns its digest. */
-async function put(dest: InstanceType<typeof DirDestination>, body: Buffer): Promise<string> {
-  const digest = `sha256:${hex(body)}`;
-  const writer = await dest.writeBlob();
-  await new Promise<void>((resolve, reject) => {
-    writer.stream.once('error', reject);
-    writer.stream.end(body, resolve);
-  });
-  await writer.commit(digest, body.length);
-  return digest;
-}
 
 describe('dir: durability order', () => {
   let root: string;

@@ -1,50 +1,14 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DirDestination } from '../../src/destinations/dir/index.js';
-import { SET_MEDIA_TYPE, type SnapshotSet } from '../../src/snapshot/manifest.js';
 import { prune } from '../../src/snapshot/prune.js';
 import { parseRetentionPolicy } from '../../src/core/retention-input.js';
+import { putBlob as put, setNaming } from '../support/dir-sets.js';
 
 const log = { info: () => undefined, warning: () => undefined, error: () => undefined, group: <T>(_t: string, fn: () => Promise<T>) => fn() };
-
-/** A set naming `digests` (config first, then layers). */
-function setNaming(tag: string, digests: string[]): SnapshotSet {
-  const blobs = digests.map((d) => ({ mediaType: 'application/octet-stream', digest: d, size: 1, contentDigest: d, contentSize: 1 }));
-  return {
-    schemaVersion: 1,
-    mediaType: SET_MEDIA_TYPE,
-    tag,
-    created: '2026-12-02T00:00:00Z',
-    tool: { name: 'container-snapshot', version: 'test' },
-    source: { hostname: 'h', engine: { version: '20.10', apiVersion: '1.41', os: 'linux', arch: 'amd64' } },
-    containers: [
-      {
-        name: 'app',
-        id: 'i',
-        state: 'running',
-        image: { id: 'sha256:1', baseImage: 'b', config: blobs[0], layers: blobs.slice(1) },
-        volumes: [],
-        spec: { Config: {} } as never,
-        pausedMs: 0,
-      },
-    ],
-    failures: [],
-  };
-}
-
-async function put(dest: DirDestination, body: Buffer): Promise<string> {
-  const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
-  const writer = await dest.writeBlob();
-  await new Promise<void>((resolve, reject) => {
-    writer.stream.once('error', reject);
-    writer.stream.end(body, resolve);
-  });
-  await writer.commit(digest, body.length);
-  return digest;
-}
 
 /**
  * A prune that cannot read the list of sets must not take it for "no sets": its sweep would delete
