@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DirDestination } from '../../src/destinations/dir/index.js';
+import { liveLocks } from '../../src/destinations/dir/locks.js';
 import { prune } from '../../src/snapshot/prune.js';
 import { parseRetentionPolicy } from '../../src/core/retention-input.js';
 import { putBlob as put, setNaming } from '../support/dir-sets.js';
@@ -49,5 +50,19 @@ describe('dir: a prune when sets/ cannot be read', () => {
   it('a store with no sets/ at all lists no snapshot (nothing to read is not an error)', async () => {
     rmSync(join(root, 'sets'));
     expect(await new DirDestination('dir:t', root).listSets()).toEqual([]);
+  });
+});
+
+describe('dir: locks/ that cannot be read', () => {
+  it('is an error, never "no backup is running" (a prune would sweep the blobs a backup is writing)', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'cs-locks-unreadable-'));
+    try {
+      writeFileSync(join(root, 'locks'), 'not a directory');
+      await expect(liveLocks(root, 'backup')).rejects.toThrow(`${join(root, 'locks')} cannot be read (ENOTDIR)`);
+      rmSync(join(root, 'locks'));
+      expect(await liveLocks(root, 'backup')).toEqual([]);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });

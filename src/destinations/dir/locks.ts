@@ -35,11 +35,16 @@ export async function takeLock(root: string, kind: LockKind): Promise<string> {
 /**
  * The locks of `kind` whose holder may still be running, by file name. A lock of a process of this
  * host that is gone is removed; one of another host counts as live (its process cannot be checked),
- * and the message that names it says which file to remove by hand.
+ * and the message that names it says which file to remove by hand. No locks/ is no lock; a locks/
+ * that cannot be read (EIO, EACCES, EMFILE…) throws: taken for "no lock", a prune would sweep the
+ * blobs a running backup is writing.
  */
 export async function liveLocks(root: string, kind: LockKind, except?: string): Promise<string[]> {
   const dir = join(root, 'locks');
-  const names = await readdir(dir).catch(() => [] as string[]);
+  const names = await readdir(dir).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return [] as string[];
+    throw new Error(`${dir} cannot be read (${err.code ?? err.message}), so whether a backup or a prune is running there is unknown`);
+  });
   const live: string[] = [];
   for (const name of names.filter((n) => n.startsWith(`${kind}-`) && join(dir, n) !== except)) {
     const holder = await readFile(join(dir, name), 'utf8').then(
