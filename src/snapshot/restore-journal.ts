@@ -9,7 +9,7 @@ import type { Engine } from '../engine/engine.js';
 import { RestoreTransaction, hasChanges, hasPending, type RestorePending } from './transaction.js';
 import { removeLeftovers, removeRunHelpers, removeRunVolumes, rollBackTargets } from './restore-rollback.js';
 
-/** One restore's journal file: who wrote it, and what it has not committed. */
+/** One restore's journal file: who wrote it, what it has not committed, and what its commits have yet to remove. */
 interface RestoreJournalFile extends JournalOwner {
   pending: RestorePending;
 }
@@ -86,11 +86,13 @@ export function adoptPending(env: NodeJS.ProcessEnv, pending: RestorePending): v
 }
 
 /**
- * Puts back what restores on this host that are no longer alive left uncommitted (from their
- * journal files, each rewritten as the rollback goes), then removes the helpers those runs left
- * and the aside volumes of the runs put back. An aside volume of a run whose journal is not in this
+ * Puts back what restores on this host that are no longer alive left uncommitted, and finishes
+ * what their commits had yet to remove (from their journal files, each rewritten as it goes), then
+ * removes the helpers those runs left and the aside volumes of the runs finished. A journal is
+ * removed once nothing is left in it; one with a leftover the engine would not remove yet (said in
+ * a warning) stays for the next run. An aside volume of a run whose journal is not in this
  * state directory (another user's, another `CONTAINER_SNAPSHOT_STATE_DIR`) is that journal's to put
- * back and is kept. Returns how many runs were put back, and what could not be.
+ * back and is kept. Returns how many runs were finished, and what could not be put back.
  */
 export async function recoverAbandonedRestores(engine: Engine, log: Logger, env: NodeJS.ProcessEnv): Promise<{ recovered: number; problems: string[] }> {
   const recovered = new Set<string>();

@@ -263,19 +263,24 @@ async function recreate(engine: Engine, run: string, name: string, removed: NonN
 
 /**
  * Removes what committed restores left (`Leftovers`): the old containers (with their anonymous
- * volumes), then the images and volumes. One already gone, or in use by someone else (409), counts
- * as done; one the engine failed to remove otherwise stays out of the result, with a warning, for
- * the next run to remove. Returns what is done. Never throws.
+ * volumes), then the images and volumes. One already gone counts as done, and so does one the
+ * engine says is in use (409): a container or image being removed by someone else, or a volume
+ * someone mounts, which is left in place with a warning naming it. One the engine failed to remove
+ * otherwise stays out of the result, with a warning, for the next run to remove. Returns what is
+ * done. Never throws.
  */
 export async function removeLeftovers(engine: Engine, l: Leftovers, log: Logger): Promise<Leftovers> {
   const done: Leftovers = { containers: [], images: [], volumes: [] };
   const each = async (kind: keyof Leftovers, what: string, remove: (x: string) => Promise<void>) => {
     for (const x of l[kind]) {
       try {
-        await remove(x).catch(ignoreGoing);
+        await remove(x).catch(ignoreMissing);
         done[kind].push(x);
       } catch (err) {
-        log.warning(`${what} ${x} could not be removed (the next restore tries again): ${errorMessage(err)}`);
+        if (err instanceof ConflictError) {
+          if (kind === 'volumes') log.warning(`${what} ${x} is in use: left in place (remove it by hand once it is free)`);
+          done[kind].push(x);
+        } else log.warning(`${what} ${x} could not be removed (the next restore tries again): ${errorMessage(err)}`);
       }
     }
   };

@@ -208,7 +208,7 @@ export class RestoreTransaction {
     this.save();
   }
 
-  /** `leftovers` are removed (or were left to the user, with a warning): forgotten, and saved. */
+  /** `leftovers` are done with (removed, gone, or in use and left with a warning; see removeLeftovers): forgotten, and saved. */
   removed(leftovers: Leftovers): void {
     const l = this.pending.leftovers;
     if (!l) return;

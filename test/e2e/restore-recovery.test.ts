@@ -1,11 +1,13 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, watch } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { hostname } from 'node:os';
 import { stateDir } from '../../src/core/state-dir.js';
 import { Engine } from '../../src/engine/engine.js';
 import { RUN_LABEL } from '../../src/snapshot/fill.js';
 import { recoverAbandonedRestores } from '../../src/snapshot/restore-journal.js';
+import type { RestorePending } from '../../src/snapshot/transaction.js';
 import { Resources, docker, quietLog, runContainer, signalWhen, treeDigest, waitFor } from '../support/fixtures.js';
 import { runCli, runStep } from '../support/runner.js';
 
@@ -144,20 +146,41 @@ describe('putting back an interrupted restore', () => {
     expect(journalOf(sent.pid)).toEqual([]);
   });
 
-  it('killed while it commits (the image an old container was committed to is removed): the next run finishes the commit and keeps what was restored', async () => {
+  it('killed once its commit is written: the next run finishes the commit (removes what was kept aside) and keeps what was restored', async () => {
     // The old containers share the volume being replaced, so each is committed to an image and removed;
-    // the commit removes that image. Killed once the first one's is gone: the restore was committed.
+    // the commit removes those images and the volume's copy aside. Killed the moment the journal records
+    // the commit (a `leftovers` entry), before or while they are removed.
     const s = await service(2, 2, 0, 1);
     const asideImages = async (id: string) => (await docker.listImages({ filters: { reference: [`container-snapshot-aside/${id.slice(0, 12)}`] } })).length;
-    let seen = false;
-    const committing = async () => {
-      const n = await asideImages(s.ids[0]);
-      seen ||= n > 0;
-      return seen && n === 0;
-    };
     const sent: { at?: number; pid?: number } = {};
-    const r = await runCli(restoreArgs(s), { onSpawn: signalWhen(committing, 'SIGKILL', sent) });
+    const journalDir = join(stateDir(process.env), 'restore-journal');
+    mkdirSync(journalDir, { recursive: true, mode: 0o700 });
+    const atCommit = (child: ChildProcess) => {
+      const file = join(journalDir, `${hostname()}-${child.pid}.json`);
+      const watcher = watch(journalDir, () => {
+        if (sent.at) return;
+        const text = (() => {
+          try {
+            return readFileSync(file, 'utf8');
+          } catch {
+            return '';
+          }
+        })();
+        if (!text.includes('"leftovers"')) return;
+        sent.at = Date.now();
+        sent.pid = child.pid;
+        child.kill('SIGKILL');
+        watcher.close();
+      });
+      child.on('close', () => watcher.close());
+    };
+    const r = await runCli(restoreArgs(s), { onSpawn: atCommit });
     expect(sent.at, r.stderr).toBeDefined();
+    expect(r.code).toBe(128);
+    // What the killed run left: its first container committed, with what the commit had yet to remove.
+    const left = JSON.parse(readFileSync(join(journalDir, `${hostname()}-${sent.pid}.json`), 'utf8')) as { pending: RestorePending };
+    expect(left.pending.targets.map((t) => t.target)).not.toContain(s.names[0]);
+    expect(left.pending.leftovers?.images.length).toBeGreaterThan(0);
     const next = await recoverAbandonedRestores(new Engine(), quietLog, process.env);
     expect(next.problems, next.problems.join('; ')).toEqual([]);
     // The first container is the restored one, with the set's content; nothing of the old one is left.
@@ -165,11 +188,12 @@ describe('putting back an interrupted restore', () => {
     expect(now.Id).not.toBe(s.ids[0]);
     expect(now.State.Running).toBe(true);
     for (const [i, p] of s.paths.entries()) expect((await treeDigest(s.names[0], p)).digest, p).toBe(s.inSet[i]);
-    // The second was restored or put back as it was, whichever the kill left it; it runs, on the volume's restored content.
+    // The second was put back as it was (its restore had not begun), on the volume's restored content.
     expect((await docker.getContainer(s.names[1]).inspect()).State.Running).toBe(true);
     expect((await treeDigest(s.names[1], '/v')).digest).toBe(s.inSet[0]);
     expect(await asideVolumes(s.vol)).toEqual([]);
     expect(await asideImages(s.ids[0])).toBe(0);
+    expect(await asideImages(s.ids[1])).toBe(0);
     expect(journalOf(sent.pid)).toEqual([]);
   });
 
