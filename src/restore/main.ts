@@ -72,8 +72,9 @@ function verifiesOnly(): boolean {
 
 /**
  * Puts back what an interrupted main step changed and did not commit (it must be loud when it
- * cannot), and finishes a commit it was killed in (removes what it kept aside). Through the main step's journal file, which the rollback keeps up to date: a second
- * rollback of the same changes (by the next run) would undo what this one put back.
+ * cannot), and finishes a commit it was killed in (removes what it kept aside). Through the main
+ * step's journal file, which the rollback keeps up to date: a second rollback of the same changes
+ * (by the next run) would undo what this one put back.
  */
 export async function post(): Promise<void> {
   if (verifiesOnly()) return;

@@ -6,7 +6,7 @@ import { isAlive, processStart } from '../core/process-liveness.js';
 import { journalOwner, readJournals, writeJournalFile, type JournalOwner } from '../core/journal-files.js';
 import { stateDir } from '../core/state-dir.js';
 import type { Engine } from '../engine/engine.js';
-import { RestoreTransaction, hasChanges, hasPending, type RestorePending } from './transaction.js';
+import { RestoreTransaction, forgetLeftovers, hasChanges, hasPending, type RestorePending } from './transaction.js';
 import { removeLeftovers, removeRunHelpers, removeRunVolumes, rollBackTargets } from './restore-rollback.js';
 
 /** One restore's journal file: who wrote it, what it has not committed, and what its commits have yet to remove. */
@@ -58,13 +58,7 @@ export async function rollBackAll(engine: Engine, pending: RestorePending, log: 
   // Its own helpers carry this process's label: another run's sweep of the gone run's must not take them.
   const problems = await rollBackTargets(engine, runLabelValue(), pending.helperImage, pending.targets, log, save, pending.run);
   pending.targets = pending.targets.filter(hasChanges);
-  const l = pending.leftovers;
-  if (l) {
-    const done = await removeLeftovers(engine, l, log);
-    const drop = (from: string[], gone: string[]) => from.filter((x) => !gone.includes(x));
-    pending.leftovers = { containers: drop(l.containers, done.containers), images: drop(l.images, done.images), volumes: drop(l.volumes, done.volumes) };
-    if (!hasPending({ ...pending, targets: [] })) delete pending.leftovers;
-  }
+  if (pending.leftovers) forgetLeftovers(pending, await removeLeftovers(engine, pending.leftovers, log));
   save();
   return problems;
 }

@@ -94,6 +94,17 @@ export interface Leftovers {
   volumes: string[];
 }
 
+/** Drops `done` from `pending.leftovers`, and the entry itself once nothing is left in it. */
+export function forgetLeftovers(pending: RestorePending, done: Leftovers): void {
+  const l = pending.leftovers;
+  if (!l) return;
+  const drop = (from: string[], gone: string[]) => from.filter((x) => !gone.includes(x));
+  l.containers = drop(l.containers, done.containers);
+  l.images = drop(l.images, done.images);
+  l.volumes = drop(l.volumes, done.volumes);
+  if (l.containers.length + l.images.length + l.volumes.length === 0) delete pending.leftovers;
+}
+
 /** Whether `pending` still has anything to put back or to finish. */
 export function hasPending(pending: RestorePending): boolean {
   const l = pending.leftovers;
@@ -210,13 +221,7 @@ export class RestoreTransaction {
 
   /** `leftovers` are done with (removed, gone, or in use and left with a warning; see removeLeftovers): forgotten, and saved. */
   removed(leftovers: Leftovers): void {
-    const l = this.pending.leftovers;
-    if (!l) return;
-    const drop = (from: string[], gone: string[]) => from.filter((x) => !gone.includes(x));
-    l.containers = drop(l.containers, leftovers.containers);
-    l.images = drop(l.images, leftovers.images);
-    l.volumes = drop(l.volumes, leftovers.volumes);
-    if (!hasPending({ ...this.pending, targets: [] })) delete this.pending.leftovers;
+    forgetLeftovers(this.pending, leftovers);
     this.save();
   }
 }
