@@ -8,6 +8,7 @@ import { NotFoundError } from '../engine/errors.js';
 import type { ContainerRecord, SnapshotSet } from './manifest.js';
 import { containerReferences, createNetworkOptions, createOptions, renameReferences } from './spec.js';
 import { Filler } from './fill.js';
+import { asideBlocker } from './host-path-aside.js';
 import { hasChanges, type CreatedNetwork, type Leftovers, type RestoreTransaction } from './transaction.js';
 import { removeLeftovers, rollBackTargets } from './restore-rollback.js';
 import { mapPorts, willStart } from './target-check.js';
@@ -170,11 +171,20 @@ export class ContainerRestore {
       else if (!this.opts.replace && !isTmpfs(v) && (await filler.volumeHasData(name)))
         found.push(`volume '${name}' exists and is not empty (${replace} replaces it, ${rename} ${v.name}=NEW restores it beside it)`);
     }
-    if (this.opts.includeVolumes && !this.opts.replace) {
+    if (this.opts.includeVolumes) {
       const inherited = inheritedMounts(c);
       for (const v of c.volumes.filter((m) => m.type === 'bind' && m.source && !inherited.has(m.destination))) {
         const probe = await filler.probeHostPath(v.source!);
-        if (probe.hasData) found.push(`host path '${v.source}' ${probe.kind === 'directory' ? 'is not empty' : 'exists'}`);
+        if (!probe.hasData) continue;
+        if (!this.opts.replace) {
+          found.push(`host path '${v.source}' ${probe.kind === 'directory' ? 'is not empty' : 'exists'} (${replace} replaces it)`);
+          continue;
+        }
+        // Its old content is renamed aside (kept until the commit): a container outside the restore would keep it.
+        const others = (await engine.hostPathUsers(v.source!)).filter((u) => !this.targets.has(u.name));
+        if (others.length > 0) found.push(`host path '${v.source}' is in use by ${others.map((u) => u.name).join(', ')}`);
+        const blocker = await asideBlocker(v.source!, probe);
+        if (blocker) found.push(`host path '${v.source}' holds data that cannot be kept aside while it is replaced: ${blocker}; move or empty it first`);
       }
     }
     return found;
@@ -262,7 +272,7 @@ export class ContainerRestore {
     });
     const id = await engine.createContainer(create);
     this.txn.record(target, (e) => (e.created = id));
-    await this.volumes.fillOwnMounts(c, id, image);
+    await this.volumes.fillOwnMounts(c, target, id, image);
     for (const n of connect) await engine.connectNetwork(n.network, id, n.endpoint);
     this.txn.checkpoint();
     if (this.shouldStart(c)) {
@@ -279,7 +289,7 @@ export class ContainerRestore {
     for (const t of targets) this.left.putBack(t);
     const entries = this.txn.pending.targets.filter((t) => targets.includes(t.target));
     if (entries.length === 0) return;
-    for (const e of entries) this.volumes.forget(...e.replaced.map((v) => v.name), ...e.createdVolumes);
+    for (const e of entries) this.volumes.forget(e);
     const problems = await rollBackTargets(this.ctx.engine, this.txn.pending.run, this.txn.pending.helperImage, entries, this.ctx.log, () =>
       this.txn.persist(),
     );
@@ -297,12 +307,13 @@ export class ContainerRestore {
     const { engine } = this.ctx;
     const entries = this.txn.pending.targets.filter((t) => targets.includes(t.target));
     if (entries.length === 0) return;
-    const leftovers: Leftovers = { containers: [], images: [], volumes: [] };
+    const leftovers: Leftovers = { containers: [], images: [], volumes: [], paths: [] };
     for (const e of entries) {
       const a = e.aside;
       if (a && !a.removed) leftovers.containers.push(a.id);
       if (a?.removed) leftovers.images.push(a.removed.image);
       leftovers.volumes.push(...(a?.removed?.anonymous.map((v) => v.volume) ?? []), ...e.replaced.flatMap((v) => (v.aside ? [v.aside] : [])));
+      leftovers.paths!.push(...(e.replacedPaths ?? []).map((p) => p.aside));
     }
     this.txn.committed(
       entries.map((e) => e.target),

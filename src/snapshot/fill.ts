@@ -6,7 +6,7 @@ import { type Engine } from '../engine/engine.js';
 import { NotFoundError } from '../engine/errors.js';
 import { HoleFinder, holePlan, type HolePlan } from './holes.js';
 import { scanSparseFiles, type SparseFiles } from './volume-metadata.js';
-import { archiveRoot, sameRoot } from './volume-root.js';
+import { archiveRoot, sameRoot, type RootStat } from './volume-root.js';
 
 /**
  * The label every container and volume a restore makes for its own use carries (helpers, volumes
@@ -40,23 +40,27 @@ export interface PathProbe {
   kind?: 'directory' | 'file' | 'other';
   /** True for a directory with at least one entry, or any file. */
   hasData: boolean;
+  /** Owner, mode and modification time of what is there, as the engine's archive gives them. */
+  root?: RootStat;
 }
 
-/** Reads a tar stream's entries up to `limit`: how many, and the first one's type. */
-async function peekTar(stream: Readable, limit: number): Promise<{ count: number; first?: string }> {
+/** Reads a tar stream's entries up to `limit`: how many, and the first one's type and header. */
+async function peekTar(stream: Readable, limit: number): Promise<{ count: number; first?: string; header?: tar.Header }> {
   const extract = tar.extract();
   stream.on('error', (err: Error) => extract.destroy(err));
   stream.pipe(extract);
   let count = 0;
   let first: string | undefined;
+  let header: tar.Header | undefined;
   for await (const entry of extract) {
+    header ??= entry.header;
     first ??= entry.header.type;
     entry.resume();
     if (++count >= limit) break;
   }
   extract.destroy();
   stream.destroy();
-  return { count, first };
+  return { count, first, header };
 }
 
 /**
@@ -198,9 +202,15 @@ export class Filler {
   async probeHostPath(path: string): Promise<PathProbe> {
     try {
       return await this.withHelper([{ bind: path, target: '/csx-probe' }], async (id) => {
-        const { count, first } = await peekTar(await this.engine.getArchive(id, '/csx-probe'), 2);
+        const { count, first, header } = await peekTar(await this.engine.getArchive(id, '/csx-probe'), 2);
         const kind = first === 'directory' ? 'directory' : first === 'file' ? 'file' : 'other';
-        return { exists: true, kind, hasData: kind !== 'directory' || count > 1 };
+        const root = header && {
+          uid: header.uid ?? 0,
+          gid: header.gid ?? 0,
+          mode: (header.mode ?? 0) & 0o7777,
+          mtime: Math.floor((header.mtime?.getTime() ?? 0) / 1000),
+        };
+        return { exists: true, kind, hasData: kind !== 'directory' || count > 1, root };
       });
     } catch (err) {
       if (/bind source path does not exist|no such file or directory/i.test((err as Error).message)) return { exists: false, hasData: false };

@@ -6,6 +6,7 @@ import { errorMessage, type Logger } from '../core/log.js';
 import type { Engine } from '../engine/engine.js';
 import { ConflictError, NotFoundError } from '../engine/errors.js';
 import { Filler, RUN_LABEL } from './fill.js';
+import { putBackHostPath, removeAsidePath } from './host-path-aside.js';
 import { createOptions } from './spec.js';
 import type { AsideRecord, CreatedNetwork, Leftovers, ReplacedVolume, TargetPending } from './transaction.js';
 
@@ -103,6 +104,13 @@ export async function rollBackTargets(
         `put back volume ${v.name}`,
         () => putBackVolume(engine, run, image, v, log, done, unlessLate),
         () => undefined,
+      );
+    }
+    for (const p of [...(e.replacedPaths ?? [])].reverse()) {
+      await attempt(
+        `put back host path ${p.path}`,
+        () => putBackHostPath(p),
+        () => e.replacedPaths?.splice(e.replacedPaths.indexOf(p), 1),
       );
     }
     for (const name of [...e.createdVolumes]) {
@@ -263,23 +271,23 @@ async function recreate(engine: Engine, run: string, name: string, removed: NonN
 
 /**
  * Removes what committed restores left (`Leftovers`): the old containers (with their anonymous
- * volumes), then the images and volumes. One already gone counts as done, and so does one the
+ * volumes), then the images and volumes, then the host paths' old content kept aside. One already gone counts as done, and so does one the
  * engine says is in use (409): a container or image being removed by someone else, or a volume
  * someone mounts, which is left in place with a warning naming it. One the engine failed to remove
  * otherwise stays out of the result, with a warning, for the next run to remove. Returns what is
  * done. Never throws.
  */
 export async function removeLeftovers(engine: Engine, l: Leftovers, log: Logger): Promise<Leftovers> {
-  const done: Leftovers = { containers: [], images: [], volumes: [] };
+  const done: Leftovers = { containers: [], images: [], volumes: [], paths: [] };
   const each = async (kind: keyof Leftovers, what: string, remove: (x: string) => Promise<void>) => {
-    for (const x of l[kind]) {
+    for (const x of l[kind] ?? []) {
       try {
         await remove(x).catch(ignoreMissing);
-        done[kind].push(x);
+        done[kind]!.push(x);
       } catch (err) {
         if (err instanceof ConflictError) {
           if (kind === 'volumes') log.warning(`${what} ${x} is in use: left in place (remove it by hand once it is free)`);
-          done[kind].push(x);
+          done[kind]!.push(x);
         } else log.warning(`${what} ${x} could not be removed (the next restore tries again): ${errorMessage(err)}`);
       }
     }
@@ -287,6 +295,7 @@ export async function removeLeftovers(engine: Engine, l: Leftovers, log: Logger)
   await each('containers', 'The replaced container', (id) => engine.removeContainer(id, { force: true, volumes: true }));
   await each('images', 'The image of the replaced container', (image) => engine.removeImage(image, { force: true }));
   await each('volumes', 'Volume', (v) => engine.removeVolume(v));
+  await each('paths', 'The old content of a replaced host path, kept at', removeAsidePath);
   return done;
 }
 

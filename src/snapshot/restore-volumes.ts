@@ -7,11 +7,13 @@ import { openContent } from './blobs.js';
 import type { ContainerRecord, VolumeRecord } from './manifest.js';
 import { captureSpec } from './spec.js';
 import { RUN_LABEL, type Filler } from './fill.js';
-import type { RestoreTransaction, ReplacedVolume } from './transaction.js';
+import type { RestoreTransaction, ReplacedVolume, TargetPending } from './transaction.js';
 import { mergedWith, readMetadataRecord } from './metadata-merge.js';
 import { sparseOf, type MetadataRecord, type SparseFiles } from './volume-metadata.js';
 import { anonymousVolumes, inheritedMounts, isTmpfs } from './restore-mounts.js';
 import { RestoreError, type RestoreContext } from './restore-types.js';
+import { asideBlocker, asidePathOf, moveAside, type ReplacedHostPath } from './host-path-aside.js';
+import { errorMessage } from '../core/log.js';
 
 /**
  * The repository of the image an old container set aside is committed as, before it is removed to
@@ -26,7 +28,7 @@ export const ASIDE_IMAGE_REPOSITORY = 'container-snapshot-aside';
  * be replaced (in use by a container not set aside) is a `RestoreError`; engine errors are passed on.
  */
 export class VolumeRestore {
-  /** Volumes already filled by this run (two containers of a set may share one). */
+  /** Volumes (by name) and host paths (`bind:PATH`) already filled by this run (two containers of a set may share one). */
   private readonly filled = new Set<string>();
   /** Side records being read or read, by volume record, until its volume is filled: each is read from the store once. */
   private readonly records = new Map<VolumeRecord, Promise<MetadataRecord>>();
@@ -65,9 +67,9 @@ export class VolumeRestore {
     if (failed) throw failed.reason;
   }
 
-  /** Forgets that these volumes were filled (their restore was put back): a later restore fills them again. */
-  forget(...volumes: string[]): void {
-    for (const v of volumes) this.filled.delete(v);
+  /** Forgets that the volumes and host paths `e` changed were filled (its restore was put back): a later restore fills them again. */
+  forget(e: TargetPending): void {
+    for (const v of [...e.replaced.map((r) => r.name), ...e.createdVolumes, ...(e.replacedPaths ?? []).map((p) => `bind:${p.path}`)]) this.filled.delete(v);
   }
 
   /**
@@ -209,10 +211,36 @@ export class VolumeRestore {
   }
 
   /**
-   * Fills the new container `id`'s own anonymous volumes and bind mounts, each through a helper of
-   * its own; throws `RestoreError` when the container has no volume at a recorded mount point.
+   * Moves a bind mount's host path aside before it is filled, when anything is there and this host
+   * can (see host-path-aside.ts): recorded in `txn` first, so that a rollback renames it back and a
+   * commit removes it. A path that holds data and cannot be moved aside is a `RestoreError` (the
+   * conflict check refuses it earlier; this is for a path that changed since).
    */
-  async fillOwnMounts(c: ContainerRecord, id: string, image: string): Promise<void> {
+  private async moveHostPathAside(c: ContainerRecord, target: string, path: string, image: string): Promise<void> {
+    const probe = await this.filler(image).probeHostPath(path);
+    if (!probe.exists) return;
+    const blocker = await asideBlocker(path, probe);
+    if (blocker) {
+      if (!probe.hasData) return;
+      throw new RestoreError(`${c.name}: host path '${path}' holds data that cannot be kept aside while it is replaced: ${blocker}; move or empty it first`);
+    }
+    const moved: ReplacedHostPath = { path, aside: asidePathOf(path) };
+    this.txn.record(target, (e) => (e.replacedPaths ??= []).push(moved));
+    try {
+      await moveAside(moved);
+    } catch (err) {
+      throw new RestoreError(`${c.name}: host path '${path}' could not be moved aside to ${moved.aside}: ${errorMessage(err)}`);
+    }
+    this.ctx.log.info(`${c.name}: host path ${path} moved aside to ${moved.aside} (removed once the restore succeeds, put back if it fails)`);
+  }
+
+  /**
+   * Fills the new container `id`'s own anonymous volumes and bind mounts, each through a helper of
+   * its own; a bind mount's host path is first moved aside (`moveHostPathAside`), so it holds the
+   * set's content only, and filled once when two containers of the run share it. Throws
+   * `RestoreError` when the container has no volume at a recorded mount point.
+   */
+  async fillOwnMounts(c: ContainerRecord, target: string, id: string, image: string): Promise<void> {
     if (!this.opts.includeVolumes) return;
     const inherited = inheritedMounts(c);
     const own = c.volumes.filter((m) => (m.type === 'bind' || m.anonymous) && !inherited.has(m.destination));
@@ -221,6 +249,10 @@ export class VolumeRestore {
     const mounts = ((await this.ctx.engine.inspectContainer(id)).Mounts ?? []) as Array<{ Type?: string; Name?: string; Destination: string }>;
     for (const v of own) {
       if (v.type === 'bind') {
+        const key = `bind:${v.source!}`;
+        if (this.filled.has(key)) continue;
+        await this.moveHostPathAside(c, target, v.source!, image);
+        this.filled.add(key);
         this.ctx.log.info(`${c.name}: filling bind mount ${v.source}`);
         await this.filler(image).fillHostPath(v.source!, v.destination, this.content(c, v));
         this.records.delete(v);

@@ -4,6 +4,7 @@
  * changes back is restore-rollback.ts.
  */
 import type { Readable } from 'node:stream';
+import type { ReplacedHostPath } from './host-path-aside.js';
 import type { ContainerSpec } from './spec.js';
 
 /** An old container a restore with `replace` moved aside: stopped and renamed, kept until its replacement runs. */
@@ -55,6 +56,11 @@ export interface TargetPending {
    */
   createdNetworks?: CreatedNetwork[];
   replaced: ReplacedVolume[];
+  /**
+   * Bind-mounted host paths moved aside to be filled anew (recorded before each rename). Absent
+   * in journals of older versions.
+   */
+  replacedPaths?: ReplacedHostPath[];
 }
 
 /** A network a restore created: its name, and its ID once the engine made it. */
@@ -65,7 +71,14 @@ export interface CreatedNetwork {
 
 /** Whether `e` still has a change to put back (or to commit). */
 export function hasChanges(e: TargetPending): boolean {
-  return e.creating || e.replaced.length > 0 || e.createdVolumes.length > 0 || (e.createdNetworks?.length ?? 0) > 0 || e.aside !== undefined;
+  return (
+    e.creating ||
+    e.replaced.length > 0 ||
+    e.createdVolumes.length > 0 ||
+    (e.createdNetworks?.length ?? 0) > 0 ||
+    (e.replacedPaths?.length ?? 0) > 0 ||
+    e.aside !== undefined
+  );
 }
 
 /** The whole of a restore's pending changes, saved after each change (step state and a journal file). */
@@ -86,29 +99,36 @@ export interface RestorePending {
 /**
  * What a committed restore removes: the old container kept aside (by ID), the image an old
  * container removed to free a volume was committed to, the copies aside of replaced volumes and
- * that container's anonymous volumes (by name).
+ * that container's anonymous volumes (by name), and the siblings holding replaced host paths' old
+ * content (absolute paths on this host; absent in journals of older versions).
  */
 export interface Leftovers {
   containers: string[];
   images: string[];
   volumes: string[];
+  paths?: string[];
+}
+
+/** How many things `l` still names. */
+function leftoverCount(l: Leftovers): number {
+  return l.containers.length + l.images.length + l.volumes.length + (l.paths?.length ?? 0);
 }
 
 /** Drops `done` from `pending.leftovers`, and the entry itself once nothing is left in it. */
 export function forgetLeftovers(pending: RestorePending, done: Leftovers): void {
   const l = pending.leftovers;
   if (!l) return;
-  const drop = (from: string[], gone: string[]) => from.filter((x) => !gone.includes(x));
+  const drop = (from: string[], gone: string[] = []) => from.filter((x) => !gone.includes(x));
   l.containers = drop(l.containers, done.containers);
   l.images = drop(l.images, done.images);
   l.volumes = drop(l.volumes, done.volumes);
-  if (l.containers.length + l.images.length + l.volumes.length === 0) delete pending.leftovers;
+  if (l.paths) l.paths = drop(l.paths, done.paths);
+  if (leftoverCount(l) === 0) delete pending.leftovers;
 }
 
 /** Whether `pending` still has anything to put back or to finish. */
 export function hasPending(pending: RestorePending): boolean {
-  const l = pending.leftovers;
-  return pending.targets.length > 0 || (l !== undefined && l.containers.length + l.images.length + l.volumes.length > 0);
+  return pending.targets.length > 0 || (pending.leftovers !== undefined && leftoverCount(pending.leftovers) > 0);
 }
 
 /** A restore stopped by `abort()` (a cancelled run); its message is the abort's reason. */
@@ -215,6 +235,7 @@ export class RestoreTransaction {
       l.containers.push(...leftovers.containers);
       l.images.push(...leftovers.images);
       l.volumes.push(...leftovers.volumes);
+      if (leftovers.paths?.length) (l.paths ??= []).push(...leftovers.paths);
     }
     this.save();
   }

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { existsSync, mkdirSync, readFileSync, readdirSync, watch } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, watch, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { hostname } from 'node:os';
 import { stateDir } from '../../src/core/state-dir.js';
 import { Engine } from '../../src/engine/engine.js';
@@ -107,6 +108,29 @@ describe('putting back an interrupted restore', () => {
     expect(await asideVolumes(s.vol)).toEqual([]);
   }
 
+  const journalDir = join(stateDir(process.env), 'restore-journal');
+  /** Kills the restore (SIGKILL) the moment its journal records a commit (a `leftovers` entry), before or while what it kept aside is removed. */
+  const killAtCommit = (sent: { at?: number; pid?: number }) => (child: ChildProcess) => {
+    mkdirSync(journalDir, { recursive: true, mode: 0o700 });
+    const file = join(journalDir, `${hostname()}-${child.pid}.json`);
+    const watcher = watch(journalDir, () => {
+      if (sent.at) return;
+      const text = (() => {
+        try {
+          return readFileSync(file, 'utf8');
+        } catch {
+          return '';
+        }
+      })();
+      if (!text.includes('"leftovers"')) return;
+      sent.at = Date.now();
+      sent.pid = child.pid;
+      child.kill('SIGKILL');
+      watcher.close();
+    });
+    child.on('close', () => watcher.close());
+  };
+
   const restoreArgs = (s: Service) => ['restore', '--source', `dir:${s.store}`, '--snapshot', 'good', '--replace'];
 
   it('the action killed once its new container exists: the post step puts the old one back, and the next run leaves it so', async () => {
@@ -153,28 +177,7 @@ describe('putting back an interrupted restore', () => {
     const s = await service(2, 2, 0, 1);
     const asideImages = async (id: string) => (await docker.listImages({ filters: { reference: [`container-snapshot-aside/${id.slice(0, 12)}`] } })).length;
     const sent: { at?: number; pid?: number } = {};
-    const journalDir = join(stateDir(process.env), 'restore-journal');
-    mkdirSync(journalDir, { recursive: true, mode: 0o700 });
-    const atCommit = (child: ChildProcess) => {
-      const file = join(journalDir, `${hostname()}-${child.pid}.json`);
-      const watcher = watch(journalDir, () => {
-        if (sent.at) return;
-        const text = (() => {
-          try {
-            return readFileSync(file, 'utf8');
-          } catch {
-            return '';
-          }
-        })();
-        if (!text.includes('"leftovers"')) return;
-        sent.at = Date.now();
-        sent.pid = child.pid;
-        child.kill('SIGKILL');
-        watcher.close();
-      });
-      child.on('close', () => watcher.close());
-    };
-    const r = await runCli(restoreArgs(s), { onSpawn: atCommit });
+    const r = await runCli(restoreArgs(s), { onSpawn: killAtCommit(sent) });
     expect(sent.at, r.stderr).toBeDefined();
     expect(r.code).toBe(128);
     // What the killed run left: its first container committed, with what the commit had yet to remove.
@@ -274,6 +277,61 @@ describe('putting back an interrupted restore', () => {
       expect(await Promise.all(['/data', '/anon'].map(async (p) => (await treeDigest(n, p)).digest)), n).toEqual(live);
     }
     expect(await asideVolumes(vol)).toEqual([]);
+    expect(journalOf(sent.pid)).toEqual([]);
+  });
+
+  /**
+   * A container bind-mounting a new host directory (a `mb` MB random file and a small one), backed
+   * up with its bind mounts as `good`, then the directory changed: digests of both states.
+   */
+  async function bindService(mb: number) {
+    const host = join(res.tempDir(), 'data');
+    mkdirSync(host);
+    execFileSync('dd', ['if=/dev/urandom', `of=${join(host, 'big')}`, 'bs=1M', `count=${mb}`], { stdio: 'ignore' });
+    writeFileSync(join(host, 'small'), 'as backed up\n');
+    const name = res.name(`bind${seq++}`);
+    await runContainer({ name, Image: image, StopTimeout: 1, Cmd: ['sleep', '100000'], HostConfig: { Binds: [`${host}:/data`] } }, 'running');
+    const store = join(res.tempDir(), 'store');
+    const backup = await runCli(['backup', '--containers', name, '--destination', `dir:${store}`, '--tag', 'good', '--include-bind-mounts']);
+    expect(backup.code, backup.stderr).toBe(0);
+    res.image(`container-snapshot/${name}:good`);
+    const inSet = (await treeDigest(name, '/data')).digest;
+    writeFileSync(join(host, 'small'), 'changed since\n');
+    writeFileSync(join(host, 'later'), 'added since\n');
+    const live = (await treeDigest(name, '/data')).digest;
+    const id = (await docker.getContainer(name).inspect()).Id;
+    const asides = () => readdirSync(dirname(host)).filter((n) => n.startsWith('data.csx-aside-'));
+    return { host, name, id, store, inSet, live, asides };
+  }
+
+  it('a bind-mounted host path, killed while it is filled: the next run puts its old content back', async () => {
+    const b = await bindService(150);
+    const sent: { at?: number; pid?: number } = {};
+    const filling = async () => b.asides().length > 0;
+    const r = await runCli(['restore', '--source', `dir:${b.store}`, '--snapshot', 'good', '--replace'], { onSpawn: signalWhen(filling, 'SIGKILL', sent) });
+    expect(sent.at, r.stderr).toBeDefined();
+    const next = await recoverAbandonedRestores(new Engine(), quietLog, process.env);
+    expect(next.problems, next.problems.join('; ')).toEqual([]);
+    const now = await docker.getContainer(b.name).inspect();
+    expect([now.Id, now.State.Running]).toEqual([b.id, true]);
+    expect((await treeDigest(b.name, '/data')).digest).toBe(b.live);
+    expect(b.asides()).toEqual([]);
+    expect(journalOf(sent.pid)).toEqual([]);
+  });
+
+  it('a bind-mounted host path, killed once the commit is written: the next run removes its old content and keeps the restored one', async () => {
+    const b = await bindService(2);
+    const sent: { at?: number; pid?: number } = {};
+    const r = await runCli(['restore', '--source', `dir:${b.store}`, '--snapshot', 'good', '--replace'], { onSpawn: killAtCommit(sent) });
+    expect(sent.at, r.stderr).toBeDefined();
+    const left = JSON.parse(readFileSync(join(journalDir, `${hostname()}-${sent.pid}.json`), 'utf8')) as { pending: RestorePending };
+    expect(left.pending.leftovers?.paths?.length).toBe(1);
+    const next = await recoverAbandonedRestores(new Engine(), quietLog, process.env);
+    expect(next.problems, next.problems.join('; ')).toEqual([]);
+    const now = await docker.getContainer(b.name).inspect();
+    expect(now.Id).not.toBe(b.id);
+    expect((await treeDigest(b.name, '/data')).digest).toBe(b.inSet);
+    expect(b.asides()).toEqual([]);
     expect(journalOf(sent.pid)).toEqual([]);
   });
 });

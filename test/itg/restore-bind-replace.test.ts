@@ -1,0 +1,120 @@
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { Resources, docker, freeSubnet, runContainer } from '../support/fixtures.js';
+import { backUp, restoreFrom } from '../support/commands.js';
+
+/** Every entry under `root`, by path: type, permission bits, owner, and content or link target. */
+function tree(root: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (dir: string, rel: string) => {
+    const st = lstatSync(dir);
+    out[rel || '.'] = `dir ${(st.mode & 0o7777).toString(8)} ${st.uid}:${st.gid}`;
+    for (const name of readdirSync(dir).sort()) {
+      const path = join(dir, name);
+      const r = rel ? `${rel}/${name}` : name;
+      const s = lstatSync(path);
+      if (s.isDirectory()) walk(path, r);
+      else if (s.isSymbolicLink()) out[r] = `link ${readlinkSync(path)}`;
+      else out[r] = `file ${(s.mode & 0o7777).toString(8)} ${s.uid}:${s.gid} ${readFileSync(path, 'utf8')}`;
+    }
+  };
+  walk(root, '');
+  return out;
+}
+
+/** Siblings of `path` a restore kept its old content under. */
+const asides = (path: string) => readdirSync(dirname(path)).filter((n) => n.startsWith(`${basename(path)}.csx-aside-`));
+
+/**
+ * Restore with `replace` over a bind-mounted host path: the path ends up holding exactly what the
+ * set holds (files added since are gone, files deleted since are back), its old content is kept
+ * aside until the restore succeeds, and a failed restore puts it back as it was.
+ */
+describe('replacing a bind-mounted host path', () => {
+  const res = new Resources(inject('runPrefix'), 'bindrep');
+  const image = inject('fixtureImage');
+  afterAll(() => res.cleanup());
+  const store = () => `dir:${join(res.tempDir(), 'store')}`;
+
+  /** A container bind-mounting a new host directory at /conf, backed up (with bind mounts) as `tag`; the directory is changed after. */
+  async function backedUp(tag: string, extra: Record<string, unknown> = {}) {
+    const host = join(res.tempDir(), 'conf');
+    mkdirSync(join(host, 'sub'), { recursive: true });
+    chmodSync(host, 0o750);
+    writeFileSync(join(host, 'a'), 'a as backed up\n');
+    writeFileSync(join(host, 'sub', 'b'), 'b as backed up\n');
+    symlinkSync('sub/b', join(host, 'link'));
+    const name = res.name(tag);
+    await runContainer({ name, Image: image, StopTimeout: 1, Cmd: ['sleep', '100000'], HostConfig: { Binds: [`${host}:/conf`] }, ...extra }, 'running');
+    const location = store();
+    await backUp({ containers: name, destination: location, tag, 'include-bind-mounts': 'true' });
+    const inSet = tree(host);
+    // After the backup: a file changed, one deleted, one added, a directory renamed.
+    writeFileSync(join(host, 'a'), 'a changed since\n');
+    rmSync(join(host, 'sub', 'b'));
+    writeFileSync(join(host, 'added'), 'added since\n');
+    writeFileSync(join(host, 'sub', 'c'), 'c\n');
+    const live = tree(host);
+    return { host, name, location, inSet, live };
+  }
+
+  it('holds exactly the set’s content after the restore, and nothing is left aside', async () => {
+    const b = await backedUp('exact');
+    const r = await restoreFrom({ source: b.location, snapshot: 'exact', replace: 'true' });
+    expect(r.failed, JSON.stringify(r.containers)).toBe(0);
+    expect(tree(b.host)).toEqual(b.inSet);
+    expect(asides(b.host)).toEqual([]);
+  });
+
+  it('a restore that fails after the path was filled puts its old content back as it was', async () => {
+    const net = res.network('bindnet');
+    const subnet = freeSubnet();
+    await docker.createNetwork({ Name: net, IPAM: { Config: [{ Subnet: `${subnet}.0/24` }] } });
+    const endpoint = { NetworkingConfig: { EndpointsConfig: { [net]: { IPAMConfig: { IPv4Address: `${subnet}.10` } } } } };
+    const b = await backedUp('fails', endpoint);
+    await docker.getContainer(b.name).stop({ t: 0 });
+    // Another container takes the address, so the restored one cannot start: its host path was filled by then.
+    await runContainer({ name: res.name('squatter'), Image: image, Cmd: ['sleep', '100000'], ...endpoint }, 'running');
+    const r = await restoreFrom({ source: b.location, snapshot: 'fails', replace: 'true' });
+    expect(r.failed).toBe(1);
+    expect(r.containers[0].error).toMatch(/[Aa]ddress already in use|already allocated/);
+    expect(tree(b.host)).toEqual(b.live);
+    expect(asides(b.host)).toEqual([]);
+  });
+
+  it('a bind-mounted single file is replaced whole', async () => {
+    const dir = res.tempDir();
+    const file = join(dir, 'app.conf');
+    writeFileSync(file, 'as backed up\n');
+    const name = res.name('file');
+    await runContainer({ name, Image: image, StopTimeout: 1, Cmd: ['sleep', '100000'], HostConfig: { Binds: [`${file}:/etc/app.conf`] } }, 'running');
+    const location = store();
+    await backUp({ containers: name, destination: location, tag: 'file', 'include-bind-mounts': 'true' });
+    writeFileSync(file, 'changed since, and longer than it was\n');
+    const r = await restoreFrom({ source: location, snapshot: 'file', replace: 'true' });
+    expect(r.failed, JSON.stringify(r.containers)).toBe(0);
+    expect(readFileSync(file, 'utf8')).toBe('as backed up\n');
+    expect(asides(file)).toEqual([]);
+  });
+
+  it('is refused, untouched, while a container outside the restore mounts it', async () => {
+    const b = await backedUp('shared');
+    const other = res.name('shared-other');
+    await runContainer({ name: other, Image: image, Cmd: ['sleep', '100000'], HostConfig: { Binds: [`${b.host}/sub:/sub`] } }, 'running');
+    const r = await restoreFrom({ source: b.location, snapshot: 'shared', replace: 'true' });
+    expect(r.failed).toBe(1);
+    expect(r.containers[0].error).toContain(`host path '${b.host}' is in use by ${other}`);
+    expect(tree(b.host)).toEqual(b.live);
+    expect((await docker.getContainer(b.name).inspect()).State.Running).toBe(true);
+  });
+
+  it('without replace, a path that holds data is refused and left as it is', async () => {
+    const b = await backedUp('kept');
+    const r = await restoreFrom({ source: b.location, snapshot: 'kept', rename: `${b.name}=${res.name('kept-copy')}` });
+    expect(r.failed).toBe(1);
+    expect(r.containers[0].error).toContain(`host path '${b.host}' is not empty (replace: true replaces it)`);
+    expect(tree(b.host)).toEqual(b.live);
+    expect(existsSync(join(b.host, 'added'))).toBe(true);
+  });
+});

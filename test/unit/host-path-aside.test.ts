@@ -1,0 +1,98 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { asideBlocker, asidePathOf, moveAside, putBackHostPath, removeAsidePath } from '../../src/snapshot/host-path-aside.js';
+import type { PathProbe } from '../../src/snapshot/fill.js';
+import { forgetLeftovers, hasPending, type RestorePending } from '../../src/snapshot/transaction.js';
+
+const dirs: string[] = [];
+afterEach(() => dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+/** A directory `data` holding one file, in a new temporary directory. */
+function hostPath(): string {
+  const root = mkdtempSync(join(tmpdir(), 'csx-aside-'));
+  dirs.push(root);
+  const path = join(root, 'data');
+  mkdirSync(path);
+  writeFileSync(join(path, 'old'), 'old content\n');
+  return path;
+}
+
+/** What the engine would report for `path`, from this host's own stat. */
+function probeOf(path: string): PathProbe {
+  const st = lstatSync(path);
+  return {
+    exists: true,
+    kind: st.isDirectory() ? 'directory' : 'file',
+    hasData: true,
+    root: { uid: st.uid, gid: st.gid, mode: st.mode & 0o7777, mtime: Math.floor(st.mtimeMs / 1000) },
+  };
+}
+
+describe('host path kept aside', () => {
+  it('names a sibling of the path', () => {
+    expect(asidePathOf('/srv/app/data')).toMatch(/^\/srv\/app\/data\.csx-aside-[0-9a-f]{6}$/);
+  });
+
+  it('puts the old content back over what the restore wrote, and is safe to run again', async () => {
+    const path = hostPath();
+    const r = { path, aside: asidePathOf(path) };
+    await moveAside(r);
+    mkdirSync(path);
+    writeFileSync(join(path, 'new'), 'restored\n');
+    await putBackHostPath(r);
+    expect(readFileSync(join(path, 'old'), 'utf8')).toBe('old content\n');
+    expect(existsSync(join(path, 'new'))).toBe(false);
+    expect(existsSync(r.aside)).toBe(false);
+    // Run again (a recovery after a rollback that was killed once done): nothing moves.
+    await putBackHostPath(r);
+    expect(readFileSync(join(path, 'old'), 'utf8')).toBe('old content\n');
+  });
+
+  it('leaves the path alone when it was never moved (killed between the record and the rename)', async () => {
+    const path = hostPath();
+    await putBackHostPath({ path, aside: asidePathOf(path) });
+    expect(readFileSync(join(path, 'old'), 'utf8')).toBe('old content\n');
+  });
+
+  it('a commit removes the sibling, once or twice', async () => {
+    const path = hostPath();
+    const r = { path, aside: asidePathOf(path) };
+    await moveAside(r);
+    await removeAsidePath(r.aside);
+    await removeAsidePath(r.aside);
+    expect(existsSync(r.aside)).toBe(false);
+  });
+
+  it('can move a path this host sees as the engine does', async () => {
+    const path = hostPath();
+    expect(await asideBlocker(path, probeOf(path))).toBeUndefined();
+  });
+
+  it('refuses a path the engine sees otherwise (another host), one that is not here, and the root directory', async () => {
+    const path = hostPath();
+    const probe = probeOf(path);
+    expect(await asideBlocker(path, { ...probe, root: { ...probe.root!, mtime: probe.root!.mtime - 60 } })).toMatch(/does not see the path the engine mounts/);
+    expect(await asideBlocker(path, { ...probe, kind: 'file' })).toMatch(/does not see the path the engine mounts/);
+    expect(await asideBlocker(join(path, 'missing'), probe)).toMatch(/does not see the path the engine mounts/);
+    expect(await asideBlocker('/', probeOf('/'))).toBe('it is the root directory');
+  });
+
+  it('refuses a mount point of its own', async () => {
+    // /proc is a filesystem of its own on every Linux host.
+    expect(await asideBlocker('/proc', probeOf('/proc'))).toMatch(/mount point/);
+  });
+});
+
+describe('leftovers naming host paths', () => {
+  it('are pending until removed, and journals without them still read', () => {
+    const pending: RestorePending = { run: 'r', targets: [], leftovers: { containers: [], images: [], volumes: [], paths: ['/a.csx-aside-000000'] } };
+    expect(hasPending(pending)).toBe(true);
+    forgetLeftovers(pending, { containers: [], images: [], volumes: [], paths: ['/a.csx-aside-000000'] });
+    expect(pending.leftovers).toBeUndefined();
+    const older: RestorePending = { run: 'r', targets: [], leftovers: { containers: ['c'], images: [], volumes: [] } };
+    forgetLeftovers(older, { containers: ['c'], images: [], volumes: [] });
+    expect([older.leftovers, hasPending(older)]).toEqual([undefined, false]);
+  });
+});
