@@ -50,17 +50,6 @@ export class ContainerCalls extends EngineClient {
     return list.map((c) => ({ id: c.Id, name: ownName(c.Names, c.Id) }));
   }
 
-  /**
-   * Containers, in any state, with a bind mount whose host path (`Mounts[].Source` of
-   * `GET /containers/json`) is `path`, lies inside it, or holds it: each would see a change made to
-   * `path` on the host.
-   */
-  async hostPathUsers(path: string): Promise<Array<{ id: string; name: string }>> {
-    const list = await this.listContainers();
-    const overlaps = (source: string) => source === path || source.startsWith(`${path}/`) || path.startsWith(`${source.replace(/\/$/, '')}/`);
-    return list.filter((c) => (c.Mounts ?? []).some((m) => m.Type === 'bind' && overlaps(m.Source))).map((c) => ({ id: c.Id, name: ownName(c.Names, c.Id) }));
-  }
-
   /** Containers, in any state, carrying the label `key` (any value): ID, own name and the label's value. */
   async containersLabelled(key: string): Promise<Array<{ id: string; name: string; value: string }>> {
     const list = await call(`list containers labelled ${key}`, () => this.docker.listContainers({ all: true, filters: { label: [key] } }));

@@ -72,6 +72,12 @@ export class Engine extends VolumeNetworkCalls {
     return err;
   }
 
+  /** Where the engine keeps its data on its host (`GET /info` DockerRootDir); undefined where it does not say. */
+  async dataRoot(signal?: AbortSignal): Promise<string | undefined> {
+    const i = (await call('read the engine information', () => this.docker.info(), signal)) as { DockerRootDir?: string };
+    return i.DockerRootDir || undefined;
+  }
+
   /** The runtimes, log, volume and network drivers the engine offers (`GET /info`). */
   async features(signal?: AbortSignal): Promise<EngineFeatures> {
     const i = (await call('read the engine information', () => this.docker.info(), signal)) as {

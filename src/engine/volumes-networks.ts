@@ -42,6 +42,30 @@ export class VolumeNetworkCalls extends ImageCalls {
     return (res.Volumes ?? []).map((v) => ({ name: v.Name, value: (v.Labels as Record<string, string> | null)?.[key] ?? '' }));
   }
 
+  /**
+   * Containers, in any state, with the host paths each mounts: its bind mounts' sources
+   * (`Mounts[].Source` of `GET /containers/json`), and the device of each local volume it mounts
+   * that binds a host path (`type=none`, `o=bind`, `device=PATH`: how Compose binds a directory
+   * through a volume). Containers that mount none are left out.
+   */
+  async hostPathMounts(): Promise<Array<{ id: string; name: string; paths: string[] }>> {
+    const [list, volumes] = await Promise.all([this.listContainers(), call('list volumes', () => this.docker.listVolumes())]);
+    const device = new Map<string, string>();
+    for (const v of volumes.Volumes ?? []) {
+      const o = (v.Options as Record<string, string> | null) ?? {};
+      if (v.Driver === 'local' && o.device && /(^|,)r?bind(,|$)/.test(o.o ?? '')) device.set(v.Name, o.device);
+    }
+    return list
+      .map((c) => ({
+        id: c.Id,
+        name: ownName(c.Names, c.Id),
+        paths: (c.Mounts ?? []).flatMap((m) =>
+          m.Type === 'bind' ? [m.Source] : m.Type === 'volume' && m.Name && device.has(m.Name) ? [device.get(m.Name)!] : [],
+        ),
+      }))
+      .filter((c) => c.paths.length > 0);
+  }
+
   /** The network with exactly this name or ID (the engine alone would also match an ID prefix); undefined when there is none. */
   async inspectNetwork(name: string, signal?: AbortSignal): Promise<NetworkInspect | undefined> {
     const net = await unlessMissing(call(`inspect network ${name}`, () => this.docker.getNetwork(name).inspect(), signal));

@@ -8,7 +8,7 @@ import { NotFoundError } from '../engine/errors.js';
 import type { ContainerRecord, SnapshotSet } from './manifest.js';
 import { containerReferences, createNetworkOptions, createOptions, renameReferences } from './spec.js';
 import { Filler } from './fill.js';
-import { asideBlocker } from './host-path-aside.js';
+import { localSymlink } from './host-path-aside.js';
 import { hasChanges, type CreatedNetwork, type Leftovers, type RestoreTransaction } from './transaction.js';
 import { removeLeftovers, rollBackTargets } from './restore-rollback.js';
 import { mapPorts, willStart } from './target-check.js';
@@ -175,16 +175,14 @@ export class ContainerRestore {
       const inherited = inheritedMounts(c);
       for (const v of c.volumes.filter((m) => m.type === 'bind' && m.source && !inherited.has(m.destination))) {
         const probe = await filler.probeHostPath(v.source!);
-        if (!probe.hasData) continue;
-        if (!this.opts.replace) {
-          found.push(`host path '${v.source}' ${probe.kind === 'directory' ? 'is not empty' : 'exists'} (${replace} replaces it)`);
-          continue;
+        // A symbolic link is never written (said when the container is filled).
+        if (!probe.hasData || (await localSymlink(v.source!, probe))) continue;
+        if (!this.opts.replace) found.push(`host path '${v.source}' ${probe.kind === 'directory' ? 'is not empty' : 'exists'} (${replace} replaces it)`);
+        else {
+          // Its old content is renamed aside (kept until the commit): a container outside the restore would keep it.
+          const refusal = await this.volumes.hostPathRefusal(v.source!, probe, (u) => this.targets.has(u.name));
+          if (refusal) found.push(refusal);
         }
-        // Its old content is renamed aside (kept until the commit): a container outside the restore would keep it.
-        const others = (await engine.hostPathUsers(v.source!)).filter((u) => !this.targets.has(u.name));
-        if (others.length > 0) found.push(`host path '${v.source}' is in use by ${others.map((u) => u.name).join(', ')}`);
-        const blocker = await asideBlocker(v.source!, probe);
-        if (blocker) found.push(`host path '${v.source}' holds data that cannot be kept aside while it is replaced: ${blocker}; move or empty it first`);
       }
     }
     return found;

@@ -3,16 +3,18 @@
  * the path is renamed, on this host, to a sibling (`PATH.csx-aside-xxxxxx`, same directory, so the
  * same filesystem and one atomic `rename(2)`); the restore fills a new, empty path; a commit removes
  * the sibling, a rollback renames it back. Only where this process sees the very path the engine
- * mounts (an engine on this host) and may rename it; elsewhere the caller refuses to replace a path
- * that holds data (the engine's helpers can write files but not delete them).
+ * mounts (an engine on this host), may rename it, and nothing else depends on it (a file system
+ * mounted inside it, the engine's own data, another container); elsewhere the caller refuses to
+ * replace a path that holds data (the engine's helpers can write files but not delete them).
  */
 import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
-import { access, lstat, rename, rm } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { constants, lstatSync, readFileSync, realpathSync } from 'node:fs';
+import { access, lstat, readdir, rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { errorMessage } from '../core/log.js';
+import { isAlive, processStart } from '../core/process-liveness.js';
 import type { PathProbe } from './fill.js';
-import { sameRoot } from './volume-root.js';
+import { sameRoot, type RootStat } from './volume-root.js';
 
 /** A host path a restore moved aside (TargetPending.replacedPaths): the path and the sibling holding its old content. */
 export interface ReplacedHostPath {
@@ -22,15 +24,17 @@ export interface ReplacedHostPath {
   aside: string;
 }
 
-/** The sibling name `path`'s old content is kept under: `PATH.csx-aside-` and 6 random hex digits. */
-export function asidePathOf(path: string): string {
-  return `${path}.csx-aside-${randomBytes(3).toString('hex')}`;
+/** A container and the host paths it mounts (Engine.hostPathMounts). */
+export interface HostPathMounts {
+  id: string;
+  name: string;
+  paths: string[];
 }
 
 /** Whether anything (file, directory, symlink) is at `path` here; errors other than ENOENT are thrown. */
-async function present(path: string): Promise<boolean> {
+function presentSync(path: string): boolean {
   try {
-    await lstat(path);
+    lstatSync(path);
     return true;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
@@ -38,23 +42,92 @@ async function present(path: string): Promise<boolean> {
   }
 }
 
+/** A sibling name free now for `path`'s old content: `PATH.csx-aside-` and 6 random hex digits. */
+export function asidePathOf(path: string): string {
+  for (;;) {
+    const aside = `${path}.csx-aside-${randomBytes(3).toString('hex')}`;
+    if (!presentSync(aside)) return aside;
+  }
+}
+
+/** `path` with its symbolic links resolved on this host, or as it is when it cannot be. */
+function real(path: string): string {
+  try {
+    return realpathSync.native(path);
+  } catch {
+    return path;
+  }
+}
+
+/** Whether `a` and `b` are the same path or one lies inside the other. */
+function overlap(a: string, b: string): boolean {
+  const inside = (x: string, y: string) => x === y || x.startsWith(y.endsWith('/') ? y : `${y}/`);
+  return inside(a, b) || inside(b, a);
+}
+
+/** The containers of `mounts` that mount `path`, a path inside it or one holding it, compared by their real paths on this host. */
+export function usersOf(path: string, mounts: readonly HostPathMounts[]): Array<{ id: string; name: string }> {
+  const here = real(path);
+  return mounts.filter((c) => c.paths.some((p) => overlap(here, real(p)))).map(({ id, name }) => ({ id, name }));
+}
+
+/**
+ * The first mount point at or below `dir` in a mountinfo text (proc(5) /proc/self/mountinfo: the
+ * fifth field, with spaces and other bytes octal-escaped), or undefined.
+ */
+export function mountInside(dir: string, mountinfo: string): string | undefined {
+  for (const line of mountinfo.split('\n')) {
+    const field = line.split(' ')[4];
+    if (!field) continue;
+    const point = field.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+    if (point === dir || point.startsWith(`${dir}/`)) return point;
+  }
+  return undefined;
+}
+
+/** The target of `path` when it is a symbolic link on this host that leads where the engine's `probe` saw the same thing; undefined otherwise. */
+export async function localSymlink(path: string, probe: PathProbe): Promise<string | undefined> {
+  try {
+    if (!(await lstat(path)).isSymbolicLink()) return undefined;
+    const st = await stat(path, { bigint: true });
+    return sameRoot(statOf(st), probe.root) ? real(path) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function statOf(st: { uid: bigint; gid: bigint; mode: bigint; mtimeNs: bigint }): RootStat {
+  return { uid: Number(st.uid), gid: Number(st.gid), mode: Number(st.mode) & 0o7777, mtime: Number(st.mtimeNs / 1_000_000_000n) };
+}
+
 /**
  * Why `path` cannot be moved aside from this process (a phrase for a message), or undefined when
  * it can: the engine's view (`probe`, through a helper that mounts it) must match this host's
- * (kind, owner, mode and modification time alike: an engine on another host sees other files), the
- * path must not be a mount point or `/` (rename(2) fails with EBUSY or EXDEV there), and its
- * directory must be writable by this process. Never throws.
+ * (kind, owner, mode and modification time alike: an engine on another host sees other files);
+ * the path must not be a top-level directory, hold the engine's data (`dataRoot`), be a mount point
+ * or hold one (`mountinfo`, this process's /proc/self/mountinfo by default: rename(2) fails there,
+ * or would carry another file system along), and its directory must be writable by this process.
+ * Never throws.
  */
-export async function asideBlocker(path: string, probe: PathProbe): Promise<string | undefined> {
+export async function asideBlocker(
+  path: string,
+  probe: PathProbe,
+  dataRoot?: string,
+  mountinfo: () => string = () => readFileSync('/proc/self/mountinfo', 'utf8'),
+): Promise<string | undefined> {
   const elsewhere = 'this host does not see the path the engine mounts (an engine on another host, or a runner in a container without it)';
   try {
     const here = await lstat(path, { bigint: true });
     const kind = here.isDirectory() ? 'directory' : here.isFile() ? 'file' : 'other';
-    const stat = { uid: Number(here.uid), gid: Number(here.gid), mode: Number(here.mode) & 0o7777, mtime: Number(here.mtimeNs / 1_000_000_000n) };
-    if (kind !== probe.kind || !sameRoot(stat, probe.root)) return elsewhere;
-    const parent = dirname(path);
-    if (parent === path) return 'it is the root directory';
-    if ((await lstat(parent, { bigint: true })).dev !== here.dev) return 'it is a mount point of its own (it cannot be renamed)';
+    if (kind !== probe.kind || !sameRoot(statOf(here), probe.root)) return elsewhere;
+    const at = real(path);
+    const parent = dirname(at);
+    if (parent === at) return 'it is the root directory';
+    if (parent === '/') return 'it is a top-level directory of the host';
+    if (dataRoot && overlap(at, dataRoot) && !at.startsWith(`${dataRoot}/`)) return `it holds the engine's own data (${dataRoot})`;
+    if ((await stat(parent, { bigint: true })).dev !== here.dev) return 'it is a mount point of its own (it cannot be renamed)';
+    const mounted = mountInside(at, mountinfo());
+    if (mounted) return `a file system is mounted ${mounted === at ? 'on it' : `inside it, at ${mounted}`}`;
     await access(parent, constants.W_OK);
     return undefined;
   } catch (err) {
@@ -70,15 +143,49 @@ export async function moveAside(r: ReplacedHostPath): Promise<void> {
   await rename(r.path, r.aside);
 }
 
+/** The name of this process's claim on a sibling (see `claimAside`). */
+function claimName(aside: string): string {
+  return `${aside}.claim-${process.pid}-${processStart(process.pid)}`;
+}
+
 /**
- * Puts `r`'s old content back: when the sibling exists (the rename was made), whatever the restore
- * wrote at the path is removed and the sibling renamed back; when it does not, the path was never
- * moved and is left as it is. Safe to run again after an interruption at any point.
+ * Takes the sibling holding `r`'s old content for this process, by renaming it (one atomic step,
+ * so two rollbacks of one journal, a post step and a recovery, never both put it back): from its
+ * own name, or from the claim of a process that ended before it put it back. Returns the claimed
+ * name, or undefined when there is nothing to claim (never moved, already put back, or claimed by a
+ * process still running).
+ */
+async function claimAside(r: ReplacedHostPath): Promise<string | undefined> {
+  const mine = claimName(r.aside);
+  if (presentSync(mine)) return mine;
+  const prefix = `${basename(r.aside)}.claim-`;
+  const names = await readdir(dirname(r.aside)).catch(() => [] as string[]);
+  const ended = names.filter((n) => {
+    const [pid, started] = n.slice(prefix.length).split('-');
+    return n.startsWith(prefix) && /^\d+$/.test(pid ?? '') && !isAlive(Number(pid), started ?? '');
+  });
+  for (const from of [r.aside, ...ended.map((n) => join(dirname(r.aside), n))]) {
+    try {
+      await rename(from, mine);
+      return mine;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Puts `r`'s old content back: when the sibling exists (the rename was made), it is claimed
+ * (`claimAside`), whatever the restore wrote at the path is removed, and the claimed sibling renamed
+ * back; when it does not, the path was never moved (or is back already) and is left as it is. Safe
+ * to run again after an interruption at any point, and beside another rollback of the same record.
  */
 export async function putBackHostPath(r: ReplacedHostPath): Promise<void> {
-  if (!(await present(r.aside))) return;
+  const claimed = await claimAside(r);
+  if (!claimed) return;
   await rm(r.path, { recursive: true, force: true });
-  await rename(r.aside, r.path);
+  await rename(claimed, r.path);
 }
 
 /** Removes a sibling holding a replaced path's old content (a committed restore's leftover); one already gone is done. */

@@ -6,7 +6,7 @@ import { errorMessage, type Logger } from '../core/log.js';
 import type { Engine } from '../engine/engine.js';
 import { ConflictError, NotFoundError } from '../engine/errors.js';
 import { Filler, RUN_LABEL } from './fill.js';
-import { putBackHostPath, removeAsidePath } from './host-path-aside.js';
+import { putBackHostPath, removeAsidePath, usersOf, type ReplacedHostPath } from './host-path-aside.js';
 import { createOptions } from './spec.js';
 import type { AsideRecord, CreatedNetwork, Leftovers, ReplacedVolume, TargetPending } from './transaction.js';
 
@@ -73,6 +73,8 @@ export async function rollBackTargets(
       problems.push(`${what}: ${errorMessage(err)}`);
     }
   };
+  // The containers of the restores being put back, old and new: the only ones a host path put back may be mounted by.
+  const ours = new Set(targets.flatMap((t) => [...(t.aside ? [t.aside.id] : []), ...(t.created ? [t.created] : [])]));
   const ordered = [...targets].reverse();
   for (const e of ordered.filter((t) => t.creating)) {
     await attempt(
@@ -107,10 +109,14 @@ export async function rollBackTargets(
       );
     }
     for (const p of [...(e.replacedPaths ?? [])].reverse()) {
+      const done = () => {
+        e.replacedPaths?.splice(e.replacedPaths.indexOf(p), 1);
+        save();
+      };
       await attempt(
         `put back host path ${p.path}`,
-        () => putBackHostPath(p),
-        () => e.replacedPaths?.splice(e.replacedPaths.indexOf(p), 1),
+        () => putBackPath(engine, p, ours, late, done),
+        () => undefined,
       );
     }
     for (const name of [...e.createdVolumes]) {
@@ -218,6 +224,23 @@ async function putBackVolume(
   }
   done();
   if (v.aside) await engine.removeVolume(v.aside).catch(ignoreMissing);
+}
+
+/**
+ * Puts back one host path (putBackHostPath) unless a container other than `ours` mounts it now (a
+ * container of the same run that committed, say): what is there is theirs then, and is left as it
+ * is, the old content where it was kept, said once. `done` is called once the record is finished.
+ */
+async function putBackPath(engine: Engine, p: ReplacedHostPath, ours: Set<string>, late: () => Promise<boolean>, done: () => void): Promise<void> {
+  const users = async () => usersOf(p.path, await engine.hostPathMounts()).filter((u) => !ours.has(u.id));
+  let others = await users();
+  if (others.length > 0 && (await late())) others = await users();
+  if (others.length > 0) {
+    done();
+    throw new Error(`${others.map((u) => u.name).join(', ')} mount it now: left as it is; its old content is kept at ${p.aside}`);
+  }
+  await putBackHostPath(p);
+  done();
 }
 
 /** Puts back one old container; `gone` is called when it was removed by hand (nothing to put back). */

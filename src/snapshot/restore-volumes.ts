@@ -6,13 +6,13 @@ import { SET_SCOPE } from '../destinations/types.js';
 import { openContent } from './blobs.js';
 import type { ContainerRecord, VolumeRecord } from './manifest.js';
 import { captureSpec } from './spec.js';
-import { RUN_LABEL, type Filler } from './fill.js';
+import { RUN_LABEL, type Filler, type PathProbe } from './fill.js';
 import type { RestoreTransaction, ReplacedVolume, TargetPending } from './transaction.js';
 import { mergedWith, readMetadataRecord } from './metadata-merge.js';
 import { sparseOf, type MetadataRecord, type SparseFiles } from './volume-metadata.js';
 import { anonymousVolumes, inheritedMounts, isTmpfs } from './restore-mounts.js';
 import { RestoreError, type RestoreContext } from './restore-types.js';
-import { asideBlocker, asidePathOf, moveAside, type ReplacedHostPath } from './host-path-aside.js';
+import { asideBlocker, asidePathOf, localSymlink, moveAside, usersOf, type ReplacedHostPath } from './host-path-aside.js';
 import { errorMessage } from '../core/log.js';
 
 /**
@@ -35,6 +35,7 @@ export class VolumeRestore {
   /** Removals of the helpers that filled volumes, not waited for while the restore goes on (see `settle`). */
   private removals: Array<Promise<void>> = [];
   private readonly later = (removal: Promise<void>) => void this.removals.push(removal);
+  private engineDataRoot?: Promise<string | undefined>;
 
   constructor(
     private readonly ctx: RestoreContext,
@@ -210,33 +211,63 @@ export class VolumeRestore {
     }
   }
 
+  /** The engine's data directory (Engine.dataRoot), asked once per run. */
+  private dataRoot(): Promise<string | undefined> {
+    this.engineDataRoot ??= this.ctx.engine.dataRoot();
+    return this.engineDataRoot;
+  }
+
   /**
-   * Moves a bind mount's host path aside before it is filled, when anything is there and this host
-   * can (see host-path-aside.ts): recorded in `txn` first, so that a rollback renames it back and a
-   * commit removes it. A path that holds data and cannot be moved aside is a `RestoreError` (the
-   * conflict check refuses it earlier; this is for a path that changed since).
+   * Why the host path `path` (which holds data: `probe`) cannot be replaced, or undefined when its
+   * old content can be moved aside (asideBlocker) and no container but those `ours` accepts mounts
+   * it, a path inside it or one holding it (Engine.hostPathMounts: bind mounts and volumes that
+   * bind a host path). A phrase for a message.
    */
-  private async moveHostPathAside(c: ContainerRecord, target: string, path: string, image: string): Promise<void> {
+  async hostPathRefusal(path: string, probe: PathProbe, ours: (u: { id: string; name: string }) => boolean): Promise<string | undefined> {
+    const blocker = await asideBlocker(path, probe, await this.dataRoot());
+    if (blocker) return `host path '${path}' holds data that cannot be kept aside while it is replaced: ${blocker}; move or empty it first`;
+    const others = usersOf(path, await this.ctx.engine.hostPathMounts()).filter((u) => !ours(u));
+    return others.length > 0 ? `host path '${path}' is in use by ${others.map((u) => u.name).join(', ')}` : undefined;
+  }
+
+  /**
+   * Makes a bind mount's host path ready to be filled for the new container `id`; false when it is
+   * not to be written at all: a symbolic link on this host (/etc/localtime, say) is left as it is,
+   * with a warning. A path that holds data is moved aside (see host-path-aside.ts), recorded in
+   * `txn` first, so that a rollback renames it back and a commit removes it; an empty or missing
+   * one is filled in place. Throws `RestoreError` when a path that holds data cannot be moved aside,
+   * or another container than `id` and the old containers this run set aside mounts it (the
+   * conflict check refuses both earlier; this is for a path that changed since, or a container of
+   * this run that was not set aside).
+   */
+  private async prepareHostPath(c: ContainerRecord, target: string, id: string, path: string, image: string): Promise<boolean> {
     const probe = await this.filler(image).probeHostPath(path);
-    if (!probe.exists) return;
-    const blocker = await asideBlocker(path, probe);
-    if (blocker) {
-      if (!probe.hasData) return;
-      throw new RestoreError(`${c.name}: host path '${path}' holds data that cannot be kept aside while it is replaced: ${blocker}; move or empty it first`);
+    if (!probe.exists) return true;
+    const link = await localSymlink(path, probe);
+    if (link) {
+      this.ctx.log.warning(`${c.name}: host path '${path}' is a symbolic link (to ${link}): left as it is, not written; the container mounts what it leads to`);
+      return false;
     }
+    if (!probe.hasData) return true;
+    if (!this.opts.replace) throw new RestoreError(`${c.name}: host path '${path}' is not empty`);
+    const refusal = await this.hostPathRefusal(path, probe, (u) => u.id === id || this.txn.asideOf(u.id) !== undefined);
+    if (refusal) throw new RestoreError(`${c.name}: ${refusal}`);
     const moved: ReplacedHostPath = { path, aside: asidePathOf(path) };
     this.txn.record(target, (e) => (e.replacedPaths ??= []).push(moved));
     try {
       await moveAside(moved);
     } catch (err) {
+      // Nothing was moved: nothing to put back.
+      this.txn.record(target, (e) => e.replacedPaths?.splice(e.replacedPaths.indexOf(moved), 1));
       throw new RestoreError(`${c.name}: host path '${path}' could not be moved aside to ${moved.aside}: ${errorMessage(err)}`);
     }
     this.ctx.log.info(`${c.name}: host path ${path} moved aside to ${moved.aside} (removed once the restore succeeds, put back if it fails)`);
+    return true;
   }
 
   /**
    * Fills the new container `id`'s own anonymous volumes and bind mounts, each through a helper of
-   * its own; a bind mount's host path is first moved aside (`moveHostPathAside`), so it holds the
+   * its own; a bind mount's host path that holds data is first moved aside (`prepareHostPath`), so it holds the
    * set's content only, and filled once when two containers of the run share it. Throws
    * `RestoreError` when the container has no volume at a recorded mount point.
    */
@@ -250,11 +281,10 @@ export class VolumeRestore {
     for (const v of own) {
       if (v.type === 'bind') {
         const key = `bind:${v.source!}`;
-        if (this.filled.has(key)) continue;
-        await this.moveHostPathAside(c, target, v.source!, image);
-        this.filled.add(key);
+        if (this.filled.has(key) || !(await this.prepareHostPath(c, target, id, v.source!, image))) continue;
         this.ctx.log.info(`${c.name}: filling bind mount ${v.source}`);
         await this.filler(image).fillHostPath(v.source!, v.destination, this.content(c, v));
+        this.filled.add(key);
         this.records.delete(v);
         continue;
       }

@@ -117,4 +117,59 @@ describe('replacing a bind-mounted host path', () => {
     expect(tree(b.host)).toEqual(b.live);
     expect(existsSync(join(b.host, 'added'))).toBe(true);
   });
+
+  it('is refused while a container mounts it through a volume that binds it (type=none, o=bind, as Compose writes it)', async () => {
+    const b = await backedUp('composed');
+    const vol = res.volume('composed');
+    await docker.createVolume({ Name: vol, Driver: 'local', DriverOpts: { type: 'none', o: 'bind', device: b.host } });
+    const other = res.name('composed-other');
+    await runContainer({ name: other, Image: image, Cmd: ['sleep', '100000'], HostConfig: { Binds: [`${vol}:/conf`] } }, 'running');
+    const r = await restoreFrom({ source: b.location, snapshot: 'composed', replace: 'true' });
+    expect(r.failed).toBe(1);
+    expect(r.containers[0].error).toContain(`host path '${b.host}' is in use by ${other}`);
+    expect(tree(b.host)).toEqual(b.live);
+  });
+
+  it('an empty host path is filled in place: a container outside the restore that mounts it sees the restored files', async () => {
+    const b = await backedUp('empty');
+    for (const name of readdirSync(b.host)) rmSync(join(b.host, name), { recursive: true });
+    const other = res.name('empty-other');
+    await runContainer({ name: other, Image: image, Cmd: ['sleep', '100000'], HostConfig: { Binds: [`${b.host}:/seen`] } }, 'running');
+    const r = await restoreFrom({ source: b.location, snapshot: 'empty', replace: 'true' });
+    expect(r.failed, JSON.stringify(r.containers)).toBe(0);
+    expect(tree(b.host)).toEqual(b.inSet);
+    const exec = await docker.getContainer(other).exec({ Cmd: ['cat', '/seen/a'], AttachStdout: true });
+    const out = await new Promise<string>((resolve, reject) =>
+      exec.start({}, (err, stream) => {
+        if (err || !stream) return reject(err ?? new Error('no stream'));
+        let text = '';
+        stream.on('data', (d: Buffer) => (text += d.toString('latin1')));
+        stream.on('end', () => resolve(text));
+      }),
+    );
+    expect(out).toContain('a as backed up');
+  });
+
+  it('a bind-mounted symbolic link (as /etc/localtime) is left as it is, and the restore goes on', async () => {
+    const dir = res.tempDir();
+    writeFileSync(join(dir, 'zone'), 'zone as it is\n');
+    const link = join(dir, 'localtime');
+    symlinkSync(join(dir, 'zone'), link);
+    const name = res.name('link');
+    await runContainer({ name, Image: image, StopTimeout: 1, Cmd: ['sleep', '100000'], HostConfig: { Binds: [`${link}:/etc/localtime:ro`] } }, 'running');
+    const location = store();
+    await backUp({ containers: name, destination: location, tag: 'link', 'include-bind-mounts': 'true' });
+    writeFileSync(join(dir, 'zone'), 'zone changed since\n');
+    for (const replace of ['false', 'true']) {
+      const r = await restoreFrom({
+        source: location,
+        snapshot: 'link',
+        replace,
+        ...(replace === 'false' ? { rename: `${name}=${res.name('link-copy')}` } : {}),
+      });
+      expect(r.failed, JSON.stringify(r.containers)).toBe(0);
+      expect(lstatSync(link).isSymbolicLink()).toBe(true);
+      expect(readFileSync(link, 'utf8')).toBe('zone changed since\n');
+    }
+  });
 });

@@ -1,8 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { asideBlocker, asidePathOf, moveAside, putBackHostPath, removeAsidePath } from '../../src/snapshot/host-path-aside.js';
+import { asideBlocker, asidePathOf, mountInside, moveAside, putBackHostPath, removeAsidePath, usersOf } from '../../src/snapshot/host-path-aside.js';
+import { processStart } from '../../src/core/process-liveness.js';
 import type { PathProbe } from '../../src/snapshot/fill.js';
 import { forgetLeftovers, hasPending, type RestorePending } from '../../src/snapshot/transaction.js';
 
@@ -79,9 +80,52 @@ describe('host path kept aside', () => {
     expect(await asideBlocker('/', probeOf('/'))).toBe('it is the root directory');
   });
 
-  it('refuses a mount point of its own', async () => {
-    // /proc is a filesystem of its own on every Linux host.
-    expect(await asideBlocker('/proc', probeOf('/proc'))).toMatch(/mount point/);
+  it('refuses a top-level directory, one holding the engine’s data, and one with a file system mounted inside', async () => {
+    expect(await asideBlocker('/proc', probeOf('/proc'))).toBe('it is a top-level directory of the host');
+    const path = hostPath();
+    expect(await asideBlocker(path, probeOf(path), join(path, 'docker'))).toBe(`it holds the engine's own data (${join(path, 'docker')})`);
+    // The engine's data below another directory of the path's parent is no reason.
+    expect(await asideBlocker(path, probeOf(path), `${path}-other/docker`)).toBeUndefined();
+    const mountinfo = `22 1 0:21 / /proc rw - proc proc rw\n40 22 0:50 / ${join(path, 'with\\040space')} rw - tmpfs tmpfs rw\n`;
+    expect(await asideBlocker(path, probeOf(path), undefined, () => mountinfo)).toBe(`a file system is mounted inside it, at ${join(path, 'with space')}`);
+  });
+
+  it('reads mount points from mountinfo, their escapes undone, at or below a directory only', () => {
+    const info = '36 35 98:0 /mnt1 /mnt/a\\040b rw - ext3 /dev/root rw\n37 35 98:0 / /mnt/abc rw - ext3 /dev/root rw\n';
+    expect(mountInside('/mnt/a b', info)).toBe('/mnt/a b');
+    expect(mountInside('/mnt', info)).toBe('/mnt/a b');
+    expect(mountInside('/mnt/ab', info)).toBeUndefined();
+  });
+
+  it('finds the containers that mount the path, one inside it, one holding it, or one through a symbolic link', () => {
+    const path = hostPath();
+    const link = `${path}-link`;
+    symlinkSync(path, link);
+    const mounts = [
+      { id: 'a', name: 'same', paths: [path] },
+      { id: 'b', name: 'inside', paths: [join(path, 'old')] },
+      { id: 'c', name: 'holding', paths: [join(path, '..')] },
+      { id: 'd', name: 'linked', paths: [link] },
+      { id: 'e', name: 'beside', paths: [`${path}2`, '/elsewhere'] },
+    ];
+    expect(usersOf(path, mounts).map((u) => u.name)).toEqual(['same', 'inside', 'holding', 'linked']);
+  });
+
+  it('takes over the put back of a process that ended, never of one still running', async () => {
+    const path = hostPath();
+    const r = { path, aside: asidePathOf(path) };
+    await moveAside(r);
+    mkdirSync(path);
+    // Claimed by a running process (this one's parent): left to it.
+    const live = `${r.aside}.claim-${process.ppid}-${processStart(process.ppid)}`;
+    renameSync(r.aside, live);
+    await putBackHostPath(r);
+    expect(existsSync(join(path, 'old'))).toBe(false);
+    // Its claim outlived it (a pid no process has): taken, and put back.
+    renameSync(live, `${r.aside}.claim-4194303-1`);
+    await putBackHostPath(r);
+    expect(readFileSync(join(path, 'old'), 'utf8')).toBe('old content\n');
+    expect(existsSync(`${r.aside}.claim-4194303-1`)).toBe(false);
   });
 });
 
