@@ -7,10 +7,12 @@
  * mounted inside it, the engine's own data, another container); elsewhere the caller refuses to
  * replace a path that holds data (the engine's helpers can write files but not delete them).
  */
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { constants, lstatSync, readFileSync, realpathSync } from 'node:fs';
 import { access, lstat, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { promisify } from 'node:util';
 import { errorMessage } from '../core/log.js';
 import { isAlive, processStart } from '../core/process-liveness.js';
 import type { PathProbe } from './fill.js';
@@ -138,6 +140,20 @@ export async function asideBlocker(
   }
 }
 
+/**
+ * Removes the tree at `path` (none there is done). Node's rm names each entry by its whole path, so
+ * a tree deeper than PATH_MAX (4096 bytes) fails with ENAMETOOLONG: that one is removed by GNU rm,
+ * which walks it below directory descriptors, never crossing into another file system.
+ */
+async function removeTree(path: string): Promise<void> {
+  try {
+    await rm(path, { recursive: true, force: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENAMETOOLONG') throw err;
+    await promisify(execFile)('rm', ['-rf', '--one-file-system', '--', path]);
+  }
+}
+
 /** Renames `r.path` to `r.aside`; the rename's error (ENOENT, EACCES, EBUSY, EXDEV, …) is thrown as it came. */
 export async function moveAside(r: ReplacedHostPath): Promise<void> {
   await rename(r.path, r.aside);
@@ -184,11 +200,11 @@ async function claimAside(r: ReplacedHostPath): Promise<string | undefined> {
 export async function putBackHostPath(r: ReplacedHostPath): Promise<void> {
   const claimed = await claimAside(r);
   if (!claimed) return;
-  await rm(r.path, { recursive: true, force: true });
+  await removeTree(r.path);
   await rename(claimed, r.path);
 }
 
 /** Removes a sibling holding a replaced path's old content (a committed restore's leftover); one already gone is done. */
 export async function removeAsidePath(aside: string): Promise<void> {
-  await rm(aside, { recursive: true, force: true });
+  await removeTree(aside);
 }

@@ -300,7 +300,21 @@ describe('workflow templates, played against the real engine and registry', () =
       env,
     });
     expect(refused.verify.result).toBe('failure');
-    expect(refused.verify.steps.map((s) => s.outcome)).toEqual(['failure', 'skipped', 'skipped', 'skipped', 'success']);
+    expect(refused.verify.steps.map((s) => s.outcome)).toEqual(['failure', 'skipped', 'skipped', 'skipped', 'skipped', 'success']);
     expect(refused.verify.steps[0].log).toContain('set the VERIFY_RENAME variable');
+
+    // A new name that is taken already (a volume holding data): the restore refuses it, and the cleanup leaves it.
+    const taken = res.volume('verified-taken');
+    await runContainer({ name: res.name('taker'), Image: image, Cmd: ['sh', '-c', 'echo mine > /t/mine'], HostConfig: { Binds: [`${taken}:/t`] } }, 'exited');
+    await docker.getContainer(res.name('taker')).remove();
+    const clash = await playWorkflow(wf, {
+      contexts: { ...base, runner: { name: host }, vars: { ...vars, VERIFY_CONTAINERS: name, VERIFY_RENAME: `${name}=${copy},${volume}=${taken}` } },
+      actions: ACTIONS,
+      env,
+    });
+    expect(clash.verify.result).toBe('failure');
+    const cleanup = clash.verify.steps.find((s) => s.name === 'Remove what the test restored')!;
+    expect([cleanup.outcome, cleanup.log]).toEqual(['success', expect.stringContaining(`${taken} existed before the test: kept`)]);
+    expect((await docker.getVolume(taken).inspect()).Name).toBe(taken);
   });
 });

@@ -86,6 +86,14 @@ describe('CLI flags and suggestions', () => {
     expect(parseArgs('backup', ['--dry-run', '--pause', 'false']).get('dry-run')).toBe('true');
     expect(parseArgs('backup', ['--containers', 'a', '--containers', 'b']).get('containers')).toBe('a\nb');
   });
+
+  it('refuses a flag that needs a value when another flag of the command follows it, rather than take that flag as its value', () => {
+    expect(() => parseArgs('backup', ['--labels', '--dry-run'])).toThrow(
+      'Flag --labels needs a value: LIST, not --dry-run (a value that starts with -- goes as --labels=VALUE).',
+    );
+    expect(() => parseArgs('backup', ['--destination', '--containers', 'x'])).toThrow(/^Flag --destination needs a value: .*, not --containers /);
+    expect(parseArgs('backup', ['--pre-command=--flag']).get('pre-command')).toBe('--flag');
+  });
 });
 
 describe('messages in the words of the interface', () => {

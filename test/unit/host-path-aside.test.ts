@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { asideBlocker, asidePathOf, mountInside, moveAside, putBackHostPath, removeAsidePath, usersOf } from '../../src/snapshot/host-path-aside.js';
 import { processStart } from '../../src/core/process-liveness.js';
@@ -55,6 +56,17 @@ describe('host path kept aside', () => {
     const path = hostPath();
     await putBackHostPath({ path, aside: asidePathOf(path) });
     expect(readFileSync(join(path, 'old'), 'utf8')).toBe('old content\n');
+  });
+
+  it('a commit removes a sibling deeper than PATH_MAX (4096 bytes), which node alone cannot', async () => {
+    const path = hostPath();
+    const r = { path, aside: asidePathOf(path) };
+    // Made one level at a time, each from the one above: no path handed to the kernel is longer than PATH_MAX.
+    const name = 'D'.repeat(120);
+    execFileSync('bash', ['-c', `cd "$1" && for i in $(seq 40); do mkdir ${name} && cd ${name}; done && echo x > leaf`, 'deep', path]);
+    await moveAside(r);
+    await removeAsidePath(r.aside);
+    expect(existsSync(r.aside)).toBe(false);
   });
 
   it('a commit removes the sibling, once or twice', async () => {
