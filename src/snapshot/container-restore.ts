@@ -12,7 +12,7 @@ import { localSymlink } from './host-path-aside.js';
 import { hasChanges, type CreatedNetwork, type Leftovers, type RestoreTransaction } from './transaction.js';
 import { removeLeftovers, rollBackTargets } from './restore-rollback.js';
 import { mapPorts, willStart } from './target-check.js';
-import { anonymousVolumes, inheritedMounts, isTmpfs } from './restore-mounts.js';
+import { anonymousVolumes, inheritedMounts, isTmpfs, mountedSubpath } from './restore-mounts.js';
 import { VolumeRestore } from './restore-volumes.js';
 import { ImageLoads, type LoadedImage } from './image-loads.js';
 import { LeftImages } from './left-images.js';
@@ -167,9 +167,14 @@ export class ContainerRestore {
         continue;
       }
       const others = (await engine.volumeUsers(name)).filter((u) => !(this.opts.replace && this.targets.has(u.name)));
+      const subpath = mountedSubpath(c, v.destination);
       if (others.length > 0) found.push(`volume '${name}' is in use by ${others.map((u) => u.name).join(', ')}`);
-      else if (!this.opts.replace && !isTmpfs(v) && (await filler.volumeHasData(name)))
-        found.push(`volume '${name}' exists and is not empty (${replace} replaces it, ${rename} ${v.name}=NEW restores it beside it)`);
+      else if ((!this.opts.replace || subpath) && !isTmpfs(v) && (await filler.volumeHasData(name)))
+        found.push(
+          subpath
+            ? `volume '${name}' is not empty, and the set holds only its subpath ${subpath} (what the container mounts): replacing it would drop the rest (${rename} ${v.name}=NEW restores it beside it)`
+            : `volume '${name}' exists and is not empty (${replace} replaces it, ${rename} ${v.name}=NEW restores it beside it)`,
+        );
     }
     if (this.opts.includeVolumes) {
       const inherited = inheritedMounts(c);
@@ -185,7 +190,8 @@ export class ContainerRestore {
         }
       }
     }
-    return found;
+    // Two mounts of one volume (two subpaths of it) find the same thing: said once.
+    return [...new Set(found)];
   }
 
   /**

@@ -31,8 +31,8 @@ interface HelperRun {
   user?: string;
 }
 
-/** A mount of a never-started helper: a volume by name, or a host path. */
-export type HelperMount = { volume: string; target: string } | { bind: string; target: string; create?: boolean };
+/** A mount of a never-started helper: a volume by name (or a subpath of it, Engine API 1.45), or a host path. */
+export type HelperMount = { volume: string; target: string; subpath?: string } | { bind: string; target: string; create?: boolean };
 
 /** What a host path holds, seen through the engine. */
 export interface PathProbe {
@@ -134,7 +134,7 @@ export class Filler {
   ): Promise<T> {
     const Mounts = mounts.flatMap((m) =>
       'volume' in m
-        ? [{ Type: 'volume', Source: m.volume, Target: m.target, VolumeOptions: { NoCopy: true } }]
+        ? [{ Type: 'volume', Source: m.volume, Target: m.target, VolumeOptions: { NoCopy: true, ...(m.subpath ? { Subpath: m.subpath } : {}) } }]
         : m.create
           ? []
           : [{ Type: 'bind', Source: m.bind, Target: m.target }],
@@ -231,15 +231,17 @@ export class Filler {
     content: () => Promise<Readable>,
     sparse: () => Promise<SparseFiles> = async () => undefined,
     later?: (removal: Promise<void>) => void,
+    subpath?: string,
   ): Promise<void> {
     const base = posix.basename(mountPoint);
+    if (subpath) await this.makeSubpath(volume, subpath);
     // The side record is read while the helper is made.
     const reading = sparse();
     reading.catch(() => undefined);
     let recorded: SparseFiles;
     let finder: HoleFinder | undefined;
     await this.withHelper(
-      [{ volume, target: `/${base}` }],
+      [{ volume, target: `/${base}`, subpath }],
       async (id) => {
         recorded = await reading;
         finder = Array.isArray(recorded) ? undefined : new HoleFinder();
@@ -249,7 +251,20 @@ export class Filler {
       undefined,
       later,
     );
-    await this.digHoles(volume, base, holePlan(recorded!, base, finder ?? { files: [], more: 0 }));
+    await this.digHoles(volume, base, holePlan(recorded!, base, finder ?? { files: [], more: 0 }), subpath);
+  }
+
+  /**
+   * Creates the directories of `subpath` (`a/b`) in the volume, owned by root, mode 0755, where
+   * missing: the engine mounts a subpath only once it exists. Its last one takes the set's owner
+   * and mode when the volume is filled.
+   */
+  private async makeSubpath(volume: string, subpath: string): Promise<void> {
+    const pack = tar.pack();
+    const parts = subpath.split('/').filter(Boolean);
+    for (let i = 1; i <= parts.length; i++) pack.entry({ name: `v/${parts.slice(0, i).join('/')}/`, type: 'directory', mode: 0o755, uid: 0, gid: 0 });
+    pack.finalize();
+    await this.withHelper([{ volume, target: '/v' }], async (id) => this.engine.putArchive(id, '/', pack as unknown as Readable));
   }
 
   /**
@@ -259,7 +274,7 @@ export class Filler {
    * the image, the files stay as written (content intact, fully allocated) and a warning says so.
    * Throws only when the signal aborts (the helper at work is removed first).
    */
-  private async digHoles(volume: string, base: string, plan: HolePlan): Promise<void> {
+  private async digHoles(volume: string, base: string, plan: HolePlan, subpath?: string): Promise<void> {
     const { files, more, guessed } = plan;
     if (files.length === 0) return;
     await this.imageReady;
@@ -268,7 +283,7 @@ export class Filler {
       for (const name of files) {
         this.signal?.throwIfAborted();
         const code = await this.withHelper(
-          [{ volume, target: `/${base}` }],
+          [{ volume, target: `/${base}`, subpath }],
           async (id) => {
             await this.engine.start(id);
             if (!(await this.engine.waitNotRunning(id, DIG_TIMEOUT_MS, this.signal))) return 'a timeout';

@@ -18,6 +18,19 @@ export function inheritedMounts(c: ContainerRecord): Set<string> {
   return new Set(c.volumes.filter((v) => !declared.has(v.destination)).map((v) => v.destination));
 }
 
+/**
+ * The subpath of its volume that `c` mounts at `destination` (HostConfig.Mounts[].VolumeOptions.Subpath,
+ * Engine API 1.45), without leading or trailing slashes; undefined for a mount of the whole volume.
+ * The set holds what the container saw there: the subpath's content, not the volume's.
+ */
+export function mountedSubpath(c: ContainerRecord, destination: string): string | undefined {
+  const clean = (p: string) => p.replace(/\/+$/, '') || '/';
+  const mounts = (c.spec.hostConfig.Mounts as Array<{ Target?: string; VolumeOptions?: { Subpath?: string } | null }> | null) ?? [];
+  const sub = mounts.find((m) => m.Target !== undefined && clean(m.Target) === clean(destination))?.VolumeOptions?.Subpath;
+  const trimmed = sub?.replace(/^\/+|\/+$/g, '');
+  return trimmed ? trimmed : undefined;
+}
+
 /** A local-driver volume mounted as tmpfs: its content lives in memory only, and nothing on disk can be clobbered. */
 export function isTmpfs(v: VolumeRecord): boolean {
   return v.driverOptions?.type === 'tmpfs' || v.driverOptions?.device === 'tmpfs';

@@ -10,7 +10,7 @@ import { RUN_LABEL, type Filler, type PathProbe } from './fill.js';
 import type { RestoreTransaction, ReplacedVolume, TargetPending } from './transaction.js';
 import { mergedWith, readMetadataRecord } from './metadata-merge.js';
 import { sparseOf, type MetadataRecord, type SparseFiles } from './volume-metadata.js';
-import { anonymousVolumes, inheritedMounts, isTmpfs } from './restore-mounts.js';
+import { anonymousVolumes, inheritedMounts, isTmpfs, mountedSubpath } from './restore-mounts.js';
 import { RestoreError, type RestoreContext } from './restore-types.js';
 import { asideBlocker, asidePathOf, localSymlink, moveAside, usersOf, type ReplacedHostPath } from './host-path-aside.js';
 import { errorMessage } from '../core/log.js';
@@ -178,7 +178,17 @@ export class VolumeRestore {
     const { engine, log } = this.ctx;
     for (const v of this.namedVolumes(c)) {
       const name = this.volumeName(v);
-      if (this.filled.has(name)) continue;
+      // A subpath mount holds that part of its volume only: two of them fill one volume twice, in two places.
+      const subpath = mountedSubpath(c, v.destination);
+      const part = subpath ? `${name}:${subpath}` : name;
+      if (this.filled.has(part)) continue;
+      if (this.filled.has(name)) {
+        this.filled.add(part);
+        log.info(`${c.name}: filling subpath ${subpath} of volume '${name}'`);
+        await this.filler(image).fillVolume(name, v.destination, this.content(c, v), this.sparse(c, v), this.later, subpath);
+        this.records.delete(v);
+        continue;
+      }
       if (await engine.inspectVolume(name)) {
         if (this.opts.replace) await this.replaceVolume(c, target, v, image);
         else {
@@ -200,13 +210,14 @@ export class VolumeRestore {
         await engine.createVolume({ name, driver: v.driver, driverOpts: v.driverOptions, labels: v.labels });
       }
       this.filled.add(name);
+      this.filled.add(part);
       if (isTmpfs(v)) {
         log.info(`${c.name}: volume '${name}' is a tmpfs volume: created as it was; its content lived in memory only and starts empty, as after any restart`);
         continue;
       }
       // Filled before the container exists, so the engine finds it not empty and copies no image content in.
-      log.info(`${c.name}: filling volume '${name}'`);
-      await this.filler(image).fillVolume(name, v.destination, this.content(c, v), this.sparse(c, v), this.later);
+      log.info(`${c.name}: filling ${subpath ? `subpath ${subpath} of ` : ''}volume '${name}'`);
+      await this.filler(image).fillVolume(name, v.destination, this.content(c, v), this.sparse(c, v), this.later, subpath);
       this.records.delete(v);
     }
   }

@@ -134,4 +134,46 @@ describe(`${label}: behaviour that depends on the engine version`, () => {
     res.image((await docker.getContainer(r.containers[0].id).inspect()).Config.Image);
     expect(await shown()).toEqual(expected);
   });
+
+  const subpaths = apiAtLeast(engine, '1.45');
+  it(`${label}: ${subpaths ? 'a volume mounted at a subpath comes back at that subpath, two subpaths of one volume each at its own, and replace of such a volume that holds data is refused (API 1.45 and later)' : 'the engine drops a subpath of a volume mount (before API 1.45): the container, and so the set and the restore, mount the whole volume'}`, async () => {
+    const vol = res.volume('subvol');
+    const mount = (target: string, subpath: string) => ({ Type: 'volume', Source: vol, Target: target, VolumeOptions: { Subpath: subpath } });
+    const seed = res.name('sub-seed');
+    await runContainer(
+      {
+        name: seed,
+        Image: image,
+        Cmd: ['sh', '-c', 'mkdir -p /v/one/deep /v/two && echo 1 > /v/one/deep/f && echo 2 > /v/two/g && echo outside > /v/top'],
+        HostConfig: { Binds: [`${vol}:/v`] },
+      },
+      'exited',
+    );
+    await docker.getContainer(seed).remove();
+    const name = res.name('sub');
+    await runContainer(
+      { name, Image: image, StopTimeout: 1, Cmd: ['sleep', '100000'], HostConfig: { Mounts: [mount('/a', 'one/deep'), mount('/b', 'two')] } } as never,
+      'running',
+    );
+    const kept = ((await docker.getContainer(name).inspect()).HostConfig.Mounts ?? []).map(
+      (m) => (m.VolumeOptions as { Subpath?: string } | undefined)?.Subpath,
+    );
+    expect(kept).toEqual(subpaths ? ['one/deep', 'two'] : [undefined, undefined]);
+    const location = `dir:${join(res.tempDir(), 'store')}`;
+    await backUp({ containers: name, destination: location, tag: 'sub' });
+    res.image(`container-snapshot/${name}:sub`);
+    const [a, b] = [await treeDigest(name, '/a'), await treeDigest(name, '/b')];
+    // Under new names, into a new volume: each subpath is made and filled, and the container starts.
+    const copy = res.name('sub-copy');
+    const copyVol = res.volume('subvol-copy');
+    const r = await restoreFrom({ source: location, snapshot: 'sub', rename: `${name}=${copy},${vol}=${copyVol}`, start: 'always' });
+    res.image((await docker.getContainer(r.containers[0].id).inspect()).Config.Image);
+    expect((await docker.getContainer(copy).inspect()).State.Running).toBe(true);
+    expect([await treeDigest(copy, '/a'), await treeDigest(copy, '/b')]).toEqual([a, b]);
+    if (!subpaths) return;
+    // In place with replace: the volume holds what the set does not (/v/top), so it is refused, and kept.
+    const refused = await restore(parseRestoreInputs(inputs({ source: location, snapshot: 'sub', replace: 'true' })), { log: quietLog, env });
+    expect(refused.containers[0].error).toContain(`volume '${vol}' is not empty, and the set holds only its subpath`);
+    expect((await docker.getContainer(name).inspect()).State.Running).toBe(true);
+  });
 });

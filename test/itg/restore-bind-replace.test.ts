@@ -49,6 +49,7 @@ describe('replacing a bind-mounted host path', () => {
     await runContainer({ name, Image: image, StopTimeout: 1, Cmd: ['sleep', '100000'], HostConfig: { Binds: [`${host}:/conf`] }, ...extra }, 'running');
     const location = store();
     await backUp({ containers: name, destination: location, tag, 'include-bind-mounts': 'true' });
+    res.image(`container-snapshot/${name}:${tag}`);
     const inSet = tree(host);
     // After the backup: a file changed, one deleted, one added, a directory renamed.
     writeFileSync(join(host, 'a'), 'a changed since\n');
@@ -91,6 +92,7 @@ describe('replacing a bind-mounted host path', () => {
     await runContainer({ name, Image: image, StopTimeout: 1, Cmd: ['sleep', '100000'], HostConfig: { Binds: [`${file}:/etc/app.conf`] } }, 'running');
     const location = store();
     await backUp({ containers: name, destination: location, tag: 'file', 'include-bind-mounts': 'true' });
+    res.image(`container-snapshot/${name}:file`);
     writeFileSync(file, 'changed since, and longer than it was\n');
     const r = await restoreFrom({ source: location, snapshot: 'file', replace: 'true' });
     expect(r.failed, JSON.stringify(r.containers)).toBe(0);
@@ -159,6 +161,7 @@ describe('replacing a bind-mounted host path', () => {
     await runContainer({ name, Image: image, StopTimeout: 1, Cmd: ['sleep', '100000'], HostConfig: { Binds: [`${link}:/etc/localtime:ro`] } }, 'running');
     const location = store();
     await backUp({ containers: name, destination: location, tag: 'link', 'include-bind-mounts': 'true' });
+    res.image(`container-snapshot/${name}:link`);
     writeFileSync(join(dir, 'zone'), 'zone changed since\n');
     for (const replace of ['false', 'true']) {
       const r = await restoreFrom({
