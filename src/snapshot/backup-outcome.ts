@@ -53,7 +53,7 @@ export interface GroupOutcome {
 /** A container taken, with the blobs its backup stored and reused. */
 export type Taken = ContainerRecord & { blobStats: { written: number; reused: number } };
 
-/** A taken container's outcome: `refs` where it was written, `note` why it was not held as asked; bytes count each stored blob once. */
+/** A taken container's outcome: `refs` where it was written, `note` why it was not held as asked or what of it is not in the set; bytes count each stored blob once. */
 export function outcome(record: Taken, refs: ContainerOutcome['destinations'], note?: string): ContainerOutcome {
   const blobs = [record.image.config, ...record.image.layers, ...record.volumes.map((v) => v.blob)];
   return {

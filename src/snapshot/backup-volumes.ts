@@ -175,13 +175,18 @@ export class VolumePath {
       return { plan, spooled: onHost.spooled, scan: onHost.scan, readOnHost: true, ...(files ? { files } : {}), ...(deferred ? { deferred } : {}) };
     }
     this.ctx.log.info(`${label}: read through the engine: ${onHost}`);
+    // The engine's archive drops such paths without a word (and this host could not read them either).
+    const incomplete = /ENAMETOOLONG/.test(onHost)
+      ? `${mount.name || mount.destination} holds paths longer than 4096 bytes (PATH_MAX), which are not in the set: neither this host's read nor the engine's archive takes them`
+      : undefined;
+    if (incomplete) this.ctx.log.warning(`${container}: ${incomplete}`);
     const scanning = scanVolumeMetadata(hostPath);
     const archive = await engine.getArchive(id, mount.destination, signal);
     const archived = archiveRoot(archive);
     // take() destroys the archive if it fails: one left open keeps the container locked in the engine (never unpaused).
     const spooled = await this.spool.take(archive, this.meter(label));
     pending.push(spooled);
-    return { plan, spooled, scan: matchedScan(await scanning, await archived, hostPath), readOnHost: false };
+    return { plan, spooled, scan: matchedScan(await scanning, await archived, hostPath), readOnHost: false, ...(incomplete ? { incomplete } : {}) };
   }
 
   /**
@@ -239,9 +244,11 @@ export class VolumePath {
       closeSync(dir.fd);
       await dir.owner;
       const code = dump.failed.code;
+      // Its walk stops at a path longer than PATH_MAX, as this host's own read would: said so (takeVolume notes what the engine then drops).
+      const tooLong = /File name too long|ENAMETOOLONG/i.test(dump.failed.message) ? ', ENAMETOOLONG: a path longer than PATH_MAX' : '';
       return code === 'ENOENT'
         ? 'getfattr not found (Debian package attr) to read security.capability'
-        : `getfattr failed (${dump.failed.message.split('\n')[0]})`;
+        : `getfattr failed (${dump.failed.message.split('\n')[0]}${tooLong})`;
     }
     const untrusted = untrustedFs(statfsSync(atDir(dir.fd)).type);
     if (files) {
@@ -407,4 +414,6 @@ export interface TakenVolume {
   files?: FileWalk;
   /** Files the host read left as zeros, to read once the container is back (readLater); absent when none. */
   deferred?: DeferredReads;
+  /** What of the mount is not in its archive (a sentence; the container's outcome notes it); absent when all of it is. */
+  incomplete?: string;
 }

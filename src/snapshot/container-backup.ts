@@ -185,6 +185,8 @@ export class ContainerBackup {
         heldMs += firstMs;
       }
       signal?.throwIfAborted();
+      const missing = taken.flatMap((t) => (t.incomplete ? [t.incomplete] : []));
+      if (missing.length > 0) this.notes.set(info.Id, [this.notes.get(info.Id), ...missing].filter(Boolean).join('; '));
       // The volumes (from the spool) are stored while the image is read (from the engine's store on this
       // host, else with docker save, which writes the whole image to a temporary directory before it
       // sends a byte on Engine 20.10).

@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import { backup, list, restore } from '../../src/commands.js';
 import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
 import { parseDestination } from '../../src/core/destination-input.js';
-import { Resources, commitsOf, docker, quietLog, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
+import { Resources, commitsOf, docker, mountpointOf, quietLog, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
+import { recordingLog } from '../support/log.js';
+import { execFileSync } from 'node:child_process';
 
 const env = { ...process.env, DOCKER_CONFIG: '/nonexistent' };
 const inputs = (values: Record<string, string>) => (name: string) => values[name] ?? '';
@@ -168,5 +170,25 @@ describe('selection, failures and reuse', () => {
     await expect(
       restore(parseRestoreInputs(inputs({ source: `dir:${store}`, snapshot: 'partial', containers: 'zzz' })), { log: quietLog, env }),
     ).rejects.toThrow(/has no container zzz/);
+  });
+
+  it("a volume holding a path longer than 4096 bytes: the backup says in a warning and the container's note that it is not in the set", async () => {
+    const volume = res.volume('deep');
+    const m = await mountpointOf(volume);
+    // Made one level at a time, each from the one above: no path handed to the kernel is longer than PATH_MAX.
+    execFileSync('bash', [
+      '-c',
+      `cd "$1" && echo top > top && for i in $(seq 40); do mkdir ${'D'.repeat(120)} && cd ${'D'.repeat(120)}; done && echo x > leaf`,
+      'deep',
+      m,
+    ]);
+    const name = res.name('deep');
+    await runContainer({ name, Image: inject('fixtureImage'), Cmd: ['sleep', '100000'], HostConfig: { Binds: [`${volume}:/v`] } }, 'running');
+    const log = recordingLog();
+    const r = await backup(parseBackupInputs(inputs({ containers: name, destination: `dir:${join(res.tempDir(), 'store')}`, tag: 'deep' })), { log, env });
+    expect(r.failed).toBe(0);
+    const said = `${volume} holds paths longer than 4096 bytes (PATH_MAX), which are not in the set`;
+    expect(log.lines).toContainEqual(expect.stringContaining(`warning: ${name}: ${said}`));
+    expect(r.containers[0].note).toContain(said);
   });
 });
