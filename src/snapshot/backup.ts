@@ -89,7 +89,7 @@ async function checkAndStore(
   // Aborted when one container fails with on-error: abort, so that the others stop (and are put back) too.
   const stopOthers = new AbortController();
   const signal = ctx.signal ? AbortSignal.any([ctx.signal, stopOthers.signal]) : stopOthers.signal;
-  const worker = new ContainerBackup({ ...ctx, signal }, opts, history, compression, spool);
+  const worker = new ContainerBackup({ ...ctx, signal }, opts, history, compression, spool, new Set(selected.flatMap((c) => [c.id, c.name])));
   let stored: Stored | undefined;
   try {
     stored = await backUpAndStore(ctx, opts, selected, { worker, stopOthers, signal }, { created, engine: engineInfo, earlier: outcomes });

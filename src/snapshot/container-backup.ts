@@ -39,6 +39,8 @@ export class ContainerBackup {
     private readonly history: History,
     private readonly compression: Compression,
     private readonly spool: Spool,
+    /** The names and IDs of the containers this run takes: a container that takes volumes from one outside them is said to need it. */
+    private readonly selected: ReadonlySet<string> = new Set(),
   ) {
     this.volumes = new VolumePath(ctx, opts, history, compression, spool);
     this.holder = new Holder(ctx, opts, this.notes);
@@ -92,6 +94,14 @@ export class ContainerBackup {
     const mounts = mountsToTake(info, this.opts);
     const { running, hold, note, warn, hooks, hooksSkipped } = holdPlan(info, this.opts);
     if (note) this.notes.set(info.Id, note);
+    // Its --volumes-from volumes are taken here, but a restore mounts them from their owner, which must be restored too or be there.
+    const owners = ((info.HostConfig.VolumesFrom as string[] | null) ?? []).map((v) => v.split(':')[0]);
+    const outside = owners.filter((ref) => !this.selected.has(ref) && !this.selected.has(names.get(ref) ?? ref)).map((ref) => names.get(ref) ?? ref);
+    if (outside.length > 0) {
+      const needs = `takes volumes from ${outside.join(', ')} (--volumes-from), which this set does not hold: it restores only where ${outside.length > 1 ? 'they are' : 'that container is'} (back them up together)`;
+      log.warning(`${name}: ${needs}`);
+      this.notes.set(info.Id, [this.notes.get(info.Id), needs].filter(Boolean).join('; '));
+    }
     if (warn)
       log.warning(
         `${name}: started with --rm (auto-remove), so it is not stopped (the engine would remove it and its anonymous volumes): ${hold === 'pause' ? 'paused' : 'taken running'} instead`,

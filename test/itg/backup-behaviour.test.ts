@@ -191,4 +191,23 @@ describe('selection, failures and reuse', () => {
     expect(log.lines).toContainEqual(expect.stringContaining(`warning: ${name}: ${said}`));
     expect(r.containers[0].note).toContain(said);
   });
+
+  it('a container that takes volumes from one outside the set: a warning and its note say the set restores only beside that one', async () => {
+    const image = inject('fixtureImage');
+    const owner = res.name('vf-owner');
+    const taker = res.name('vf-taker');
+    await runContainer({ name: owner, Image: image, Cmd: ['sleep', '100000'], HostConfig: { Binds: [`${res.volume('vf')}:/shared`] } }, 'running');
+    await runContainer({ name: taker, Image: image, Cmd: ['sleep', '100000'], HostConfig: { VolumesFrom: [owner] } }, 'running');
+    const take = async (containers: string) => {
+      const log = recordingLog();
+      const r = await backup(parseBackupInputs(inputs({ containers, destination: `dir:${join(res.tempDir(), 'store')}`, tag: 'vf' })), { log, env });
+      expect(r.failed).toBe(0);
+      return { log, note: r.containers.find((c) => c.name === taker)?.note };
+    };
+    const alone = await take(taker);
+    const said = `takes volumes from ${owner} (--volumes-from), which this set does not hold`;
+    expect(alone.note).toContain(said);
+    expect(alone.log.lines).toContainEqual(expect.stringContaining(`warning: ${taker}: ${said}`));
+    expect((await take(`${owner},${taker}`)).note).toBeUndefined();
+  });
 });
