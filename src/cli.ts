@@ -266,7 +266,11 @@ async function runPrune(get: (name: string) => string): Promise<number> {
   if (!policy) throw new InputError('prune needs --keep. Expected --keep last=N,daily=N,… (see --help).');
   const dryRun = parseBoolean('--dry-run', get(Input.DryRun), false);
   const credentials = parseCredentials(get(Input.RegistryUsername), get(Input.RegistryPassword), CLI_WORDS);
-  const results = await prune(parseDestinations(get, CLI_WORDS), policy, dryRun, credentials, { log: cliLogger, env: process.env });
+  const destinations = parseDestinations(get, CLI_WORDS);
+  // An artifact's retention is GitHub's (retention-days): nothing here removes one.
+  const artifact = destinations.find((d) => d.kind === 'artifact');
+  if (artifact) throw new InputError(`prune takes dir: or registry: locations, not ${artifact.raw}: artifacts expire after their retention-days.`);
+  const results = await prune(destinations, policy, dryRun, credentials, { log: cliLogger, env: process.env });
   print(results.map(pruneReport).join('\n\n'));
   return EXIT.ok;
 }

@@ -50,7 +50,7 @@ export function defaultTag(now: Date = new Date()): string {
 
 /**
  * The tag input: an OCI tag (distribution spec), defaultTag(now) when empty. Throws InputError naming
- * `name` for a malformed tag, and for `latest`, which always means the newest complete set.
+ * `name` for a malformed tag, for `latest`, which always means the newest complete set, and for `all`, every set.
  */
 export function parseTag(raw: string, now?: Date, name = 'tag'): string {
   const value = raw.trim();
@@ -58,8 +58,9 @@ export function parseTag(raw: string, now?: Date, name = 'tag'): string {
   if (!isTag(value)) {
     throw new InputError(`Invalid ${name} '${raw}'. Expected an OCI tag: up to 128 of [A-Za-z0-9_.-], not starting with '.' or '-'.`);
   }
-  if (value === 'latest') {
-    throw new InputError(`Invalid ${name} 'latest'. Expected a specific tag: 'latest' always means the newest complete set.`);
+  if (value === 'latest' || value === 'all') {
+    const means = value === 'latest' ? 'the newest complete set' : 'every set (to verify)';
+    throw new InputError(`Invalid ${name} '${value}'. Expected a specific tag: '${value}' always means ${means}.`);
   }
   return value;
 }

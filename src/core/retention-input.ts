@@ -4,7 +4,7 @@ import { isEmptyPolicy, type Bucket, type KeepCount, type RetentionPolicy } from
 const RULE = /^(last|hourly|daily|weekly|monthly|yearly|within)=(.*)$/;
 const SPAN = /^(?:(\d+)y)?(?:(\d+)m)?(?:(\d+)d)?(?:(\d+)h)?$/;
 const EXPECTED =
-  'Expected rules like last=7, daily=14, weekly=8, monthly=12, yearly=3 (a whole number or unlimited) or within=30d (restic durations: 1y5m7d2h)';
+  'Expected rules like last=7, daily=14, weekly=8, monthly=12, yearly=3 (a whole number from 1, or unlimited) or within=30d (restic durations: 1y5m7d2h)';
 
 function parseCount(name: string, raw: string): KeepCount {
   if (raw === 'unlimited') return Infinity;

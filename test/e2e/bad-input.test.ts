@@ -379,6 +379,30 @@ describe('bad input: a one-line error saying what was expected, a non-zero exit,
       }),
     ],
     [
+      'cli: backup --tag all (every set, to verify)',
+      () => ({
+        via: 'cli',
+        args: ['backup', '--containers', app, '--destination', dir(), '--tag', 'all'],
+        expected: /^error: Invalid --tag 'all'. Expected a specific tag/,
+      }),
+    ],
+    [
+      'cli: prune of an artifact: location',
+      () => ({
+        via: 'cli',
+        args: ['prune', '--destination', 'artifact:nightly', '--keep', 'last=1'],
+        expected: /^error: prune takes dir: or registry: locations, not artifact:nightly/,
+      }),
+    ],
+    [
+      'cli: a flag that needs a value, followed by another flag',
+      () => ({ via: 'cli', args: ['backup', '--labels', '--dry-run'], expected: /^error: Flag --labels needs a value: LIST, not --dry-run/ }),
+    ],
+    [
+      'cli: list of a dir: location that does not exist',
+      () => ({ via: 'cli', args: ['list', '--source', `${dir()}-missing`], expected: /^error: Cannot read dir:.*Expected a directory a backup wrote sets to/ }),
+    ],
+    [
       'cli: --group-by an unknown value',
       () => ({
         via: 'cli',

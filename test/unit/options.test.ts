@@ -48,11 +48,12 @@ describe('tags and booleans', () => {
     expect(parseTag('', new Date('2026-01-02T03:04:05Z'))).toBe('20260102T030405Z');
   });
 
-  it('validates tags as OCI tags and reserves latest', () => {
+  it('validates tags as OCI tags and reserves latest and all', () => {
     expect(parseTag('v1.2_3-x')).toBe('v1.2_3-x');
     expect(() => parseTag('-bad')).toThrow(/Expected an OCI tag/);
     expect(() => parseTag('a'.repeat(129))).toThrow(/Expected an OCI tag/);
     expect(() => parseTag('latest')).toThrow(/always means the newest/);
+    expect(() => parseTag('all', undefined, '--tag')).toThrow("Invalid --tag 'all'. Expected a specific tag: 'all' always means every set (to verify).");
   });
 
   it('is strict about booleans', () => {

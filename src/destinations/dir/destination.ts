@@ -74,7 +74,11 @@ export class DirDestination implements Destination {
       const s = await stat(this.root);
       if (!s.isDirectory()) throw new Error('not a directory');
     } catch (err) {
-      throw new DestinationError(`Cannot read ${this.label}: ${(err as Error).message}`);
+      const missing =
+        (err as NodeJS.ErrnoException).code === 'ENOENT'
+          ? ` Expected a directory a backup wrote sets to (a relative path is below the directory this runs in: ${this.root}).`
+          : '';
+      throw new DestinationError(`Cannot read ${this.label}: ${(err as Error).message}.${missing}`);
     }
   }
 
