@@ -140,6 +140,8 @@ export interface MetadataLoss {
   /** Files with a POSIX ACL (`system.posix_acl_access` or `_default`). */
   acls: number;
   subSecondTimes: number;
+  /** Files modified before 1970: in the archive, but an engine restores the epoch instead (moby Chtimes); absent in sets written before it was counted. */
+  before1970?: number;
   sockets: number;
 }
 

@@ -166,6 +166,7 @@ export class MetadataCollector {
   /** One entry: `rel` its path below the top ('.' the top), POSIX separators; `info` its lstat's facts. */
   visit(rel: string, info: Walked): void {
     if (info.file) this.sparse.add(rel, info.size, info.blocks);
+    if (info.mtimeNs < 0n) this.loss.before1970 = (this.loss.before1970 ?? 0) + 1;
     if (info.socket) {
       this.record.sockets.push(rel);
       this.loss.sockets++;
@@ -226,6 +227,8 @@ function counted(loss: MetadataLoss, sockets: string[]): { kept: string[]; lost:
   if (loss.acls > 0) kept.push(`${loss.acls} file(s) with POSIX ACLs`);
   if (loss.subSecondTimes > 0) kept.push(`${loss.subSecondTimes} file(s) with sub-second modification times`);
   const lost = loss.sockets > 0 ? [`${loss.sockets} unix socket(s) (${sockets.slice(0, 3).join(', ')}${loss.sockets > 3 ? ', …' : ''})`] : [];
+  if (loss.before1970)
+    lost.push(`the modification times of ${loss.before1970} file(s) modified before 1970 (a restore through the engine gives them 1970-01-01)`);
   return { kept, lost };
 }
 

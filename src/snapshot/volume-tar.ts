@@ -179,7 +179,8 @@ export function hostTar(dir: Pick<HostDir, 'fd' | 'root'>, base: string, caps: M
 /** The common header of an entry from its lstat; `rel`: its path below the root (for its capability). */
 function header(name: string, st: BigIntStats, rel: string, walk: Walk): Header {
   const mtime = Number(st.mtimeNs / 1_000_000_000n);
-  if (st.mtimeNs < 0n || mtime > MAX_MTIME) throw new HostReadError(`${name}: its modification time is out of the range read here`);
+  if (st.mtimeNs < 0n) throw new HostReadError(`${name}: its modification time is out of the range read here (before 1970)`);
+  if (mtime > MAX_MTIME) throw new HostReadError(`${name}: its modification time is out of the range read here (after 2038)`);
   const uid = Number(st.uid);
   const gid = Number(st.gid);
   const pax: Record<string, string> = {};

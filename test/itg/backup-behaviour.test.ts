@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { backup, list, restore } from '../../src/commands.js';
 import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
@@ -209,5 +209,20 @@ describe('selection, failures and reuse', () => {
     expect(alone.note).toContain(said);
     expect(alone.log.lines).toContainEqual(expect.stringContaining(`warning: ${taker}: ${said}`));
     expect((await take(`${owner},${taker}`)).note).toBeUndefined();
+  });
+
+  it('a volume holding a file modified before 1970: a warning says a restore gives it 1970-01-01 (the engine sets no earlier time)', async () => {
+    const volume = res.volume('old');
+    const m = await mountpointOf(volume);
+    writeFileSync(join(m, 'old'), 'old\n');
+    utimesSync(join(m, 'old'), new Date('1960-01-01T00:00:00Z'), new Date('1960-01-01T00:00:00Z'));
+    const name = res.name('old');
+    await runContainer({ name, Image: inject('fixtureImage'), Cmd: ['sleep', '100000'], HostConfig: { Binds: [`${volume}:/v`] } }, 'running');
+    const log = recordingLog();
+    const r = await backup(parseBackupInputs(inputs({ containers: name, destination: `dir:${join(res.tempDir(), 'store')}`, tag: 'old' })), { log, env });
+    expect(r.failed, JSON.stringify(r.containers)).toBe(0);
+    expect(log.lines.filter((l) => l.startsWith('warning:') && l.includes('modified before 1970')).join('\n')).toContain(
+      'the modification times of 1 file(s) modified before 1970 (a restore through the engine gives them 1970-01-01)',
+    );
   });
 });
