@@ -274,9 +274,9 @@ export function parseCommandLine(command: Command, argv: string[]): { flags: Map
       value = takesNext ? argv[++i] : 'true';
     } else {
       if (i + 1 >= argv.length) throw new InputError(`Flag --${name} needs a value: ${spec.takes}.`);
-      // A flag of this command right after: the value was left out (taking it would drop that flag, --dry-run say).
+      // A flag right after (this command's or not, a typo): the value was left out (taking it would drop that flag, --dry-run say).
       const next = argv[i + 1];
-      if (next.startsWith('--') && flags.some((f) => f.name === next.slice(2).split('=')[0]))
+      if (/^--[A-Za-z]/.test(next))
         throw new InputError(`Flag --${name} needs a value: ${spec.takes}, not ${next} (a value that starts with -- goes as --${name}=VALUE).`);
       value = argv[++i];
     }

@@ -46,9 +46,10 @@ export class VolumeNetworkCalls extends ImageCalls {
    * Containers, in any state, with the host paths each mounts: its bind mounts' sources
    * (`Mounts[].Source` of `GET /containers/json`), and the device of each local volume it mounts
    * that binds a host path (`type=none`, `o=bind`, `device=PATH`: how Compose binds a directory
-   * through a volume). Containers that mount none are left out.
+   * through a volume). Containers that mount none are left out, and so are those labelled
+   * `skipLabel` (any value).
    */
-  async hostPathMounts(): Promise<Array<{ id: string; name: string; paths: string[] }>> {
+  async hostPathMounts(skipLabel?: string): Promise<Array<{ id: string; name: string; paths: string[] }>> {
     const [list, volumes] = await Promise.all([this.listContainers(), call('list volumes', () => this.docker.listVolumes())]);
     const device = new Map<string, string>();
     for (const v of volumes.Volumes ?? []) {
@@ -56,6 +57,7 @@ export class VolumeNetworkCalls extends ImageCalls {
       if (v.Driver === 'local' && o.device && /(^|,)r?bind(,|$)/.test(o.o ?? '')) device.set(v.Name, o.device);
     }
     return list
+      .filter((c) => !skipLabel || c.Labels?.[skipLabel] === undefined)
       .map((c) => ({
         id: c.Id,
         name: ownName(c.Names, c.Id),

@@ -6,7 +6,7 @@ import { repoComponent } from '../core/names.js';
 import { heldLayers, loadContainerImage } from './held-layers.js';
 import { NotFoundError } from '../engine/errors.js';
 import type { ContainerRecord, SnapshotSet } from './manifest.js';
-import { containerReferences, createNetworkOptions, createOptions, renameReferences } from './spec.js';
+import { apiAtLeast, containerReferences, createNetworkOptions, createOptions, renameReferences } from './spec.js';
 import { Filler } from './fill.js';
 import { localSymlink } from './host-path-aside.js';
 import { hasChanges, type CreatedNetwork, type Leftovers, type RestoreTransaction } from './transaction.js';
@@ -145,6 +145,15 @@ export class ContainerRestore {
     }
   }
 
+  /** Whether a container restored now mounts the volume `name` (after `rename`) whole, not a subpath of it. */
+  private wholeInRun(name: string): boolean {
+    return this.set.containers.some(
+      (o) =>
+        this.targets.has(this.opts.rename.get(o.name) ?? o.name) &&
+        this.volumes.namedVolumes(o).some((v) => this.volumes.volumeName(v) === name && mountedSubpath(o, v.destination) === undefined),
+    );
+  }
+
   /** Everything that would make this restore clobber something, or fail half-way, checked before any change. */
   async conflicts(c: ContainerRecord, target: string, image: string): Promise<string[]> {
     const { engine } = this.ctx;
@@ -167,11 +176,15 @@ export class ContainerRestore {
         continue;
       }
       const others = (await engine.volumeUsers(name)).filter((u) => !(this.opts.replace && this.targets.has(u.name)));
+      // The set holds a subpath's content only, unless a container restored now mounts the whole volume.
       const subpath = mountedSubpath(c, v.destination);
+      const partOnly = subpath !== undefined && !this.wholeInRun(name);
+      if (subpath && !apiAtLeast(await this.apiVersion(), '1.45'))
+        found.push(`it mounts volume '${name}' at its subpath ${subpath}, which this engine cannot (Engine API 1.45 or later mounts a subpath)`);
       if (others.length > 0) found.push(`volume '${name}' is in use by ${others.map((u) => u.name).join(', ')}`);
-      else if ((!this.opts.replace || subpath) && !isTmpfs(v) && (await filler.volumeHasData(name)))
+      else if ((!this.opts.replace || partOnly) && !isTmpfs(v) && (await filler.volumeHasData(name)))
         found.push(
-          subpath
+          partOnly
             ? `volume '${name}' is not empty, and the set holds only its subpath ${subpath} (what the container mounts): replacing it would drop the rest (${rename} ${v.name}=NEW restores it beside it)`
             : `volume '${name}' exists and is not empty (${replace} replaces it, ${rename} ${v.name}=NEW restores it beside it)`,
         );

@@ -184,9 +184,9 @@ export class Filler {
     return this.withHelper([{ volume, target: '/csx-probe' }], async (id) => (await peekTar(await this.engine.getArchive(id, '/csx-probe'), 2)).count > 1);
   }
 
-  /** Whether anything is at `path` (a container path below `mountPoint`) in the volume; nothing is copied into it by looking. */
-  async volumePathExists(volume: string, mountPoint: string, path: string): Promise<boolean> {
-    const inside = posix.join('/csx-probe', posix.relative(mountPoint, path));
+  /** Whether anything is at `path` (a container path below `mountPoint`, which shows `subpath` of the volume when given) in the volume; nothing is copied into it by looking. */
+  async volumePathExists(volume: string, mountPoint: string, path: string, subpath?: string): Promise<boolean> {
+    const inside = posix.join('/csx-probe', subpath ?? '', posix.relative(mountPoint, path));
     return this.withHelper([{ volume, target: '/csx-probe' }], async (id) => {
       try {
         (await this.engine.getArchive(id, inside)).destroy();
@@ -255,16 +255,24 @@ export class Filler {
   }
 
   /**
-   * Creates the directories of `subpath` (`a/b`) in the volume, owned by root, mode 0755, where
-   * missing: the engine mounts a subpath only once it exists. Its last one takes the set's owner
-   * and mode when the volume is filled.
+   * Creates the directories of `subpath` (`a/b`) that the volume lacks, owned by root, mode 0755:
+   * the engine mounts a subpath only once it exists. Those there already are left as they are;
+   * the last one takes the set's owner and mode when the volume is filled.
    */
   private async makeSubpath(volume: string, subpath: string): Promise<void> {
-    const pack = tar.pack();
     const parts = subpath.split('/').filter(Boolean);
-    for (let i = 1; i <= parts.length; i++) pack.entry({ name: `v/${parts.slice(0, i).join('/')}/`, type: 'directory', mode: 0o755, uid: 0, gid: 0 });
-    pack.finalize();
-    await this.withHelper([{ volume, target: '/v' }], async (id) => this.engine.putArchive(id, '/', pack as unknown as Readable));
+    await this.withHelper([{ volume, target: '/v' }], async (id) => {
+      const pack = tar.pack();
+      let missing = 0;
+      for (let i = 1; i <= parts.length; i++) {
+        const rel = parts.slice(0, i).join('/');
+        if (await this.engine.statPath(id, `/v/${rel}`)) continue;
+        pack.entry({ name: `v/${rel}/`, type: 'directory', mode: 0o755, uid: 0, gid: 0 });
+        missing++;
+      }
+      pack.finalize();
+      if (missing > 0) await this.engine.putArchive(id, '/', pack as unknown as Readable);
+    });
   }
 
   /**

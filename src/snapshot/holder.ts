@@ -191,7 +191,7 @@ export class Holder {
       if (await this.asItWas(info, hold)) {
         const verb = hold === 'pause' ? 'paused' : 'stopped';
         log.info(`${name}: could not be ${verb} (${errorMessage(err)}); it is restarting or not running any more, so it is taken as it is`);
-        this.notes.set(id, `restarting: not ${verb}, taken as it is, between two runs`);
+        this.addNote(id, `restarting: not ${verb}, taken as it is, between two runs`);
         return 'none';
       }
       throw new BackupError(`${hold}: ${errorMessage(err)}`, { cause: err });
@@ -207,8 +207,13 @@ export class Holder {
     if (hold === 'pause') this.ctx.journal?.unpaused(id);
     else this.ctx.journal?.restarted(id);
     this.ctx.log.info(line);
-    this.notes.set(id, note);
+    this.addNote(id, note);
     return 'none';
+  }
+
+  /** Adds `note` to what the container's outcome notes already (another reason said earlier is kept). */
+  private addNote(id: string, note: string): void {
+    this.notes.set(id, [this.notes.get(id), note].filter(Boolean).join('; '));
   }
 
   /**

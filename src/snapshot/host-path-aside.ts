@@ -61,16 +61,20 @@ function real(path: string): string {
   }
 }
 
-/** Whether `a` and `b` are the same path or one lies inside the other. */
-function overlap(a: string, b: string): boolean {
-  const inside = (x: string, y: string) => x === y || x.startsWith(y.endsWith('/') ? y : `${y}/`);
-  return inside(a, b) || inside(b, a);
+/** Whether `x` is `y` or lies inside it. */
+function inside(x: string, y: string): boolean {
+  return x === y || x.startsWith(y.endsWith('/') ? y : `${y}/`);
 }
 
-/** The containers of `mounts` that mount `path`, a path inside it or one holding it, compared by their real paths on this host. */
+/**
+ * The containers of `mounts` that mount `path` or a path inside it, compared by their real paths on
+ * this host: those would keep the old content where it is moved aside (a mount follows the
+ * directory it was made on). A container that mounts a directory holding `path` sees the new
+ * content there, and is not one.
+ */
 export function usersOf(path: string, mounts: readonly HostPathMounts[]): Array<{ id: string; name: string }> {
   const here = real(path);
-  return mounts.filter((c) => c.paths.some((p) => overlap(here, real(p)))).map(({ id, name }) => ({ id, name }));
+  return mounts.filter((c) => c.paths.some((p) => inside(real(p), here))).map(({ id, name }) => ({ id, name }));
 }
 
 /**
@@ -126,7 +130,7 @@ export async function asideBlocker(
     const parent = dirname(at);
     if (parent === at) return 'it is the root directory';
     if (parent === '/') return 'it is a top-level directory of the host';
-    if (dataRoot && overlap(at, dataRoot) && !at.startsWith(`${dataRoot}/`)) return `it holds the engine's own data (${dataRoot})`;
+    if (dataRoot && inside(dataRoot, at)) return `it holds the engine's own data (${dataRoot})`;
     if ((await stat(parent, { bigint: true })).dev !== here.dev) return 'it is a mount point of its own (it cannot be renamed)';
     const mounted = mountInside(at, mountinfo());
     if (mounted) return `a file system is mounted ${mounted === at ? 'on it' : `inside it, at ${mounted}`}`;
@@ -150,7 +154,8 @@ async function removeTree(path: string): Promise<void> {
     await rm(path, { recursive: true, force: true });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENAMETOOLONG') throw err;
-    await promisify(execFile)('rm', ['-rf', '--one-file-system', '--', path]);
+    // busybox rm has no --one-file-system: then without it (what is moved aside holds no mount: asideBlocker).
+    await promisify(execFile)('rm', ['-rf', '--one-file-system', '--', path]).catch(() => promisify(execFile)('rm', ['-rf', '--', path]));
   }
 }
 

@@ -1,3 +1,4 @@
+import { posix } from 'node:path';
 import type { ContainerInspect } from '../engine/containers.js';
 import type { ContainerRecord, VolumeRecord } from './manifest.js';
 import { mountsToTake } from './volumes.js';
@@ -24,11 +25,12 @@ export function inheritedMounts(c: ContainerRecord): Set<string> {
  * The set holds what the container saw there: the subpath's content, not the volume's.
  */
 export function mountedSubpath(c: ContainerRecord, destination: string): string | undefined {
-  const clean = (p: string) => p.replace(/\/+$/, '') || '/';
+  const trim = (p: string) => p.replace(/\/+$/, '') || '/';
   const mounts = (c.spec.hostConfig.Mounts as Array<{ Target?: string; VolumeOptions?: { Subpath?: string } | null }> | null) ?? [];
-  const sub = mounts.find((m) => m.Target !== undefined && clean(m.Target) === clean(destination))?.VolumeOptions?.Subpath;
-  const trimmed = sub?.replace(/^\/+|\/+$/g, '');
-  return trimmed ? trimmed : undefined;
+  const sub = mounts.find((m) => m.Target !== undefined && trim(m.Target) === trim(destination))?.VolumeOptions?.Subpath;
+  // As the engine takes it: `a/../b` is `b`, `a/..` the whole volume (one that leaves it, `../x`, it refuses).
+  const clean = sub ? posix.normalize(sub).replace(/^\/+|\/+$/g, '') : '';
+  return clean && clean !== '.' && !clean.startsWith('..') ? clean : undefined;
 }
 
 /** A local-driver volume mounted as tmpfs: its content lives in memory only, and nothing on disk can be clobbered. */

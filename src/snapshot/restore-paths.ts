@@ -8,6 +8,7 @@ import type { ContainerInspect } from '../engine/containers.js';
 import { visitSource } from '../browse/view.js';
 import { mountName, within } from '../browse/paths.js';
 import { ownerOf, sourcesOf, type Source } from '../browse/sources.js';
+import { mountedSubpath } from './restore-mounts.js';
 import { openContent } from './blobs.js';
 import { Filler } from './fill.js';
 import type { ContainerRecord } from './manifest.js';
@@ -171,7 +172,8 @@ async function restoreContainerPaths(
     const missing = plan.paths.filter((p) => !present.has(p));
     if (missing.length > 0) throw new RestoreError(`snapshot ${opts.snapshot}: ${c.name} has nothing at ${missing.join(', ')} in ${plan.source.label}.`);
     for (const p of plan.paths)
-      if (!opts.replace && (await filler.volumePathExists(plan.volume, plan.source.root, p))) found.push(`${p} exists in volume '${plan.volume}'`);
+      if (!opts.replace && (await filler.volumePathExists(plan.volume, plan.source.root, p, mountedSubpath(c, plan.source.root))))
+        found.push(`${p} exists in volume '${plan.volume}'`);
   }
   if (found.length > 0) throw new RestoreError(`refused: ${found.join('; ')} (${w.enable('replace')} writes the snapshot's over it)`);
   for (const plan of plans) {
@@ -184,6 +186,8 @@ async function restoreContainerPaths(
         return keepOnly(await volumeContent(c, plan.source, ctx), plan.source.root, plan.paths);
       },
       async () => sparseWithin(await sideRecord(c, plan.source, ctx), plan.source.root, plan.paths),
+      undefined,
+      mountedSubpath(c, plan.source.root),
     );
     progress.written.push(...plan.paths);
     progress.writing = [];

@@ -232,7 +232,7 @@ async function putBackVolume(
  * is, the old content where it was kept, said once. `done` is called once the record is finished.
  */
 async function putBackPath(engine: Engine, p: ReplacedHostPath, ours: Set<string>, late: () => Promise<boolean>, done: () => void): Promise<void> {
-  const users = async () => usersOf(p.path, await engine.hostPathMounts()).filter((u) => !ours.has(u.id));
+  const users = async () => usersOf(p.path, await engine.hostPathMounts(RUN_LABEL)).filter((u) => !ours.has(u.id));
   let others = await users();
   if (others.length > 0 && (await late())) others = await users();
   if (others.length > 0) {

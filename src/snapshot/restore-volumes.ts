@@ -28,7 +28,12 @@ export const ASIDE_IMAGE_REPOSITORY = 'container-snapshot-aside';
  * be replaced (in use by a container not set aside) is a `RestoreError`; engine errors are passed on.
  */
 export class VolumeRestore {
-  /** Volumes (by name) and host paths (`bind:PATH`) already filled by this run (two containers of a set may share one). */
+  /** Volumes made by this run (created, or emptied with replace), by name: once each, whoever mounts them. */
+  private readonly prepared = new Set<string>();
+  /**
+   * What this run filled (two containers of a set may share one): a volume mounted whole by its
+   * name, a subpath of one as `NAME:SUBPATH`, a host path as `bind:PATH`.
+   */
   private readonly filled = new Set<string>();
   /** Side records being read or read, by volume record, until its volume is filled: each is read from the store once. */
   private readonly records = new Map<VolumeRecord, Promise<MetadataRecord>>();
@@ -68,9 +73,12 @@ export class VolumeRestore {
     if (failed) throw failed.reason;
   }
 
-  /** Forgets that the volumes and host paths `e` changed were filled (its restore was put back): a later restore fills them again. */
+  /** Forgets that the volumes (and their subpaths) and host paths `e` changed were made and filled (its restore was put back): a later restore does it again. */
   forget(e: TargetPending): void {
-    for (const v of [...e.replaced.map((r) => r.name), ...e.createdVolumes, ...(e.replacedPaths ?? []).map((p) => `bind:${p.path}`)]) this.filled.delete(v);
+    const volumes = [...e.replaced.map((r) => r.name), ...e.createdVolumes];
+    for (const v of volumes) this.prepared.delete(v);
+    for (const key of [...this.filled]) if (volumes.some((v) => key === v || key.startsWith(`${v}:`))) this.filled.delete(key);
+    for (const p of e.replacedPaths ?? []) this.filled.delete(`bind:${p.path}`);
   }
 
   /**
@@ -182,9 +190,11 @@ export class VolumeRestore {
       const subpath = mountedSubpath(c, v.destination);
       const part = subpath ? `${name}:${subpath}` : name;
       if (this.filled.has(part)) continue;
-      if (this.filled.has(name)) {
+      // Made (created, or emptied with replace) once per run; each part of it that a container mounts is filled.
+      if (this.prepared.has(name)) {
         this.filled.add(part);
-        log.info(`${c.name}: filling subpath ${subpath} of volume '${name}'`);
+        if (isTmpfs(v)) continue;
+        log.info(`${c.name}: filling ${subpath ? `subpath ${subpath} of ` : ''}volume '${name}'`);
         await this.filler(image).fillVolume(name, v.destination, this.content(c, v), this.sparse(c, v), this.later, subpath);
         this.records.delete(v);
         continue;
@@ -209,7 +219,7 @@ export class VolumeRestore {
         this.txn.record(target, (e) => e.createdVolumes.push(name));
         await engine.createVolume({ name, driver: v.driver, driverOpts: v.driverOptions, labels: v.labels });
       }
-      this.filled.add(name);
+      this.prepared.add(name);
       this.filled.add(part);
       if (isTmpfs(v)) {
         log.info(`${c.name}: volume '${name}' is a tmpfs volume: created as it was; its content lived in memory only and starts empty, as after any restart`);
@@ -237,7 +247,7 @@ export class VolumeRestore {
   async hostPathRefusal(path: string, probe: PathProbe, ours: (u: { id: string; name: string }) => boolean): Promise<string | undefined> {
     const blocker = await asideBlocker(path, probe, await this.dataRoot());
     if (blocker) return `host path '${path}' holds data that cannot be kept aside while it is replaced: ${blocker}; move or empty it first`;
-    const others = usersOf(path, await this.ctx.engine.hostPathMounts()).filter((u) => !ours(u));
+    const others = usersOf(path, await this.ctx.engine.hostPathMounts(RUN_LABEL)).filter((u) => !ours(u));
     return others.length > 0 ? `host path '${path}' is in use by ${others.map((u) => u.name).join(', ')}` : undefined;
   }
 

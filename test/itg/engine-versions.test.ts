@@ -144,7 +144,11 @@ describe(`${label}: behaviour that depends on the engine version`, () => {
       {
         name: seed,
         Image: image,
-        Cmd: ['sh', '-c', 'mkdir -p /v/one/deep /v/two && echo 1 > /v/one/deep/f && echo 2 > /v/two/g && echo outside > /v/top'],
+        Cmd: [
+          'sh',
+          '-c',
+          'mkdir -p /v/one/deep /v/two && echo 1 > /v/one/deep/f && echo 2 > /v/two/g && echo outside > /v/top && chown 1000 /v/one && chmod 700 /v/one',
+        ],
         HostConfig: { Binds: [`${vol}:/v`] },
       },
       'exited',
@@ -175,5 +179,34 @@ describe(`${label}: behaviour that depends on the engine version`, () => {
     const refused = await restore(parseRestoreInputs(inputs({ source: location, snapshot: 'sub', replace: 'true' })), { log: quietLog, env });
     expect(refused.containers[0].error).toContain(`volume '${vol}' is not empty, and the set holds only its subpath`);
     expect((await docker.getContainer(name).inspect()).State.Running).toBe(true);
+
+    // With a container that mounts the whole volume in the same set: the whole volume comes back (its
+    // /top too), whichever is restored first, and the subpath's directories keep their owner and mode.
+    await docker.getContainer(name).stop({ t: 0 });
+    const holder = await runContainer(
+      {
+        name: res.name('sub-whole'),
+        Image: image,
+        StopTimeout: 1,
+        Cmd: ['sleep', '100000'],
+        HostConfig: { Binds: [`${vol}:/v`] },
+      },
+      'running',
+    ).then(() => res.name('sub-whole'));
+    await docker.getContainer(name).start();
+    await backUp({ containers: `${name},${holder}`, destination: location, tag: 'sub-whole' });
+    res.image(`container-snapshot/${name}:sub-whole`);
+    res.image(`container-snapshot/${holder}:sub-whole`);
+    const whole = await treeDigest(holder, '/v');
+    const [copy2, holder2, vol2] = [res.name('sub-copy2'), res.name('sub-whole-copy'), res.volume('subvol-copy2')];
+    const both = await restoreFrom({
+      source: location,
+      snapshot: 'sub-whole',
+      rename: `${name}=${copy2},${holder}=${holder2},${vol}=${vol2}`,
+      start: 'always',
+    });
+    for (const c of both.containers) res.image((await docker.getContainer(c.id).inspect()).Config.Image);
+    expect(await treeDigest(holder2, '/v')).toEqual(whole);
+    expect([await treeDigest(copy2, '/a'), await treeDigest(copy2, '/b')]).toEqual([a, b]);
   });
 });

@@ -93,6 +93,8 @@ describe('CLI flags and suggestions', () => {
     );
     expect(() => parseArgs('backup', ['--destination', '--containers', 'x'])).toThrow(/^Flag --destination needs a value: .*, not --containers /);
     expect(parseArgs('backup', ['--pre-command=--flag']).get('pre-command')).toBe('--flag');
+    // A mistyped flag after it too: taken as the value, the run would go on without the flag meant.
+    expect(() => parseArgs('backup', ['--labels', '--dryrun'])).toThrow(/^Flag --labels needs a value: LIST, not --dryrun /);
   });
 });
 

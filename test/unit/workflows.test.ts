@@ -191,14 +191,15 @@ describe('workflow templates', () => {
     expect(String(backup?.with?.destination)).toMatch(/^registry:\$\{\{ vars\.BACKUP_REGISTRY \}\}\/backups\/\$\{\{ runner\.name \}\}$/);
   });
 
-  it('verify-weekly verifies every set, restores under new names, never starts or replaces, and always cleans up', () => {
+  it('verify-weekly verifies every set, restores under new names found free, never starts or replaces, and cleans up whenever the names were free', () => {
     const steps = workflow('verify-weekly.yml').jobs.verify.steps;
     const [verify, restore] = steps.filter((s) => s.uses === 'OWNER/container-snapshot/restore@v1');
     expect(verify?.with).toEqual({ source: restore?.with?.source, snapshot: 'all', 'verify-only': true });
     expect(restore?.with).toMatchObject({ snapshot: 'latest', start: 'never' });
     expect(restore?.with?.rename).toBeTruthy();
     expect(restore?.with).not.toHaveProperty('replace');
-    expect(steps.at(-1)?.if).toBe('always()');
+    expect(steps.at(-1)?.if).toBe("always() && steps.existing.outcome == 'success'");
+    expect(steps.findIndex((s) => s.id === 'existing')).toBeLessThan(steps.indexOf(verify!));
   });
 });
 
