@@ -27,7 +27,7 @@ import { DEFAULT_LAYER_COMPACTION, MAX_DELTA_READS, MAX_INDEXED_PATHS, deltaAllo
 import { type BackupContext, phase, runMeter, runTargets } from './backup-context.js';
 import type { History } from './backup-history.js';
 import { holdPlan, stateOf } from './hold.js';
-import { Holder } from './holder.js';
+import { Holder, addNote } from './holder.js';
 import { VolumePath, type TakenVolume, type VolumePlan } from './backup-volumes.js';
 import { DeferredChange } from './deferred-read.js';
 import { FREE_TURN, type Turn } from './turns.js';
@@ -100,7 +100,7 @@ export class ContainerBackup {
     if (outside.length > 0) {
       const needs = `takes volumes from ${outside.join(', ')} (--volumes-from), which this set does not hold: it restores only where ${outside.length > 1 ? 'they are' : 'that container is'} (back them up together)`;
       log.warning(`${name}: ${needs}`);
-      this.notes.set(info.Id, [this.notes.get(info.Id), needs].filter(Boolean).join('; '));
+      addNote(this.notes, info.Id, needs);
     }
     if (warn)
       log.warning(
@@ -196,7 +196,7 @@ export class ContainerBackup {
       }
       signal?.throwIfAborted();
       const missing = taken.flatMap((t) => (t.incomplete ? [t.incomplete] : []));
-      if (missing.length > 0) this.notes.set(info.Id, [this.notes.get(info.Id), ...missing].filter(Boolean).join('; '));
+      for (const m of missing) addNote(this.notes, info.Id, m);
       // The volumes (from the spool) are stored while the image is read (from the engine's store on this
       // host, else with docker save, which writes the whole image to a temporary directory before it
       // sends a byte on Engine 20.10).

@@ -14,6 +14,11 @@ import { type BackupContext, BackupError, phase } from './backup-context.js';
 import { ENGINE_STOP_TIMEOUT_S, STOP_MARGIN_MS, type Hold, type Hooks } from './hold.js';
 import { DESTROY_WAIT_MS, WATCHED_ACTIONS, movedByEvents, movedWhileHeld, type StateFacts } from './still-check.js';
 
+/** Adds `note` to what `notes` (container ID → its outcome's note) holds for `id`: another reason said earlier is kept. */
+export function addNote(notes: Map<string, string>, id: string, note: string): void {
+  notes.set(id, [notes.get(id), note].filter(Boolean).join('; '));
+}
+
 /** Holds containers still and puts them back, for one backup run: its engine, log, journal and signal, and the options that time the hooks and stops. */
 export class Holder {
   constructor(
@@ -191,7 +196,7 @@ export class Holder {
       if (await this.asItWas(info, hold)) {
         const verb = hold === 'pause' ? 'paused' : 'stopped';
         log.info(`${name}: could not be ${verb} (${errorMessage(err)}); it is restarting or not running any more, so it is taken as it is`);
-        this.addNote(id, `restarting: not ${verb}, taken as it is, between two runs`);
+        addNote(this.notes, id, `restarting: not ${verb}, taken as it is, between two runs`);
         return 'none';
       }
       throw new BackupError(`${hold}: ${errorMessage(err)}`, { cause: err });
@@ -207,13 +212,8 @@ export class Holder {
     if (hold === 'pause') this.ctx.journal?.unpaused(id);
     else this.ctx.journal?.restarted(id);
     this.ctx.log.info(line);
-    this.addNote(id, note);
+    addNote(this.notes, id, note);
     return 'none';
-  }
-
-  /** Adds `note` to what the container's outcome notes already (another reason said earlier is kept). */
-  private addNote(id: string, note: string): void {
-    this.notes.set(id, [this.notes.get(id), note].filter(Boolean).join('; '));
   }
 
   /**

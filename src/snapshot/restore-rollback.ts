@@ -294,11 +294,11 @@ async function recreate(engine: Engine, run: string, name: string, removed: NonN
 
 /**
  * Removes what committed restores left (`Leftovers`): the old containers (with their anonymous
- * volumes), then the images and volumes, then the host paths' old content kept aside. One already gone counts as done, and so does one the
- * engine says is in use (409): a container or image being removed by someone else, or a volume
- * someone mounts, which is left in place with a warning naming it. One the engine failed to remove
- * otherwise stays out of the result, with a warning, for the next run to remove. Returns what is
- * done. Never throws.
+ * volumes), then the images and volumes, then the host paths' old content kept aside. One already
+ * gone counts as done, and so does one the engine says is in use (409): a container or image being
+ * removed by someone else, or a volume someone mounts, which is left in place with a warning naming
+ * it. One that failed to be removed otherwise stays out of the result, with a warning, for the next
+ * run to remove. Returns what is done. Never throws.
  */
 export async function removeLeftovers(engine: Engine, l: Leftovers, log: Logger): Promise<Leftovers> {
   const done: Leftovers = { containers: [], images: [], volumes: [], paths: [] };

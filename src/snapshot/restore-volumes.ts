@@ -183,7 +183,7 @@ export class VolumeRestore {
    * the set's content, before the container exists; a volume this run already filled is skipped.
    */
   async prepareVolumes(c: ContainerRecord, target: string, image: string): Promise<void> {
-    const { engine, log } = this.ctx;
+    const { log } = this.ctx;
     for (const v of this.namedVolumes(c)) {
       const name = this.volumeName(v);
       // A subpath mount holds that part of its volume only: two of them fill one volume twice, in two places.
@@ -191,38 +191,12 @@ export class VolumeRestore {
       const part = subpath ? `${name}:${subpath}` : name;
       if (this.filled.has(part)) continue;
       // Made (created, or emptied with replace) once per run; each part of it that a container mounts is filled.
-      if (this.prepared.has(name)) {
-        this.filled.add(part);
-        if (isTmpfs(v)) continue;
-        log.info(`${c.name}: filling ${subpath ? `subpath ${subpath} of ` : ''}volume '${name}'`);
-        await this.filler(image).fillVolume(name, v.destination, this.content(c, v), this.sparse(c, v), this.later, subpath);
-        this.records.delete(v);
-        continue;
-      }
-      if (await engine.inspectVolume(name)) {
-        if (this.opts.replace) await this.replaceVolume(c, target, v, image);
-        else {
-          // Empty and unused (checked): a rollback empties it again.
-          const old = (await engine.inspectVolume(name))!;
-          this.txn.record(target, (e) =>
-            e.replaced.push({
-              name,
-              kept: true,
-              emptied: true,
-              driver: old.Driver,
-              driverOpts: (old.Options as Record<string, string> | null) ?? {},
-              labels: (old.Labels as Record<string, string> | null) ?? {},
-            }),
-          );
-        }
-      } else {
-        this.txn.record(target, (e) => e.createdVolumes.push(name));
-        await engine.createVolume({ name, driver: v.driver, driverOpts: v.driverOptions, labels: v.labels });
-      }
-      this.prepared.add(name);
+      const fresh = !this.prepared.has(name);
+      if (fresh) await this.prepareVolume(c, target, v, name, image);
       this.filled.add(part);
       if (isTmpfs(v)) {
-        log.info(`${c.name}: volume '${name}' is a tmpfs volume: created as it was; its content lived in memory only and starts empty, as after any restart`);
+        if (fresh)
+          log.info(`${c.name}: volume '${name}' is a tmpfs volume: created as it was; its content lived in memory only and starts empty, as after any restart`);
         continue;
       }
       // Filled before the container exists, so the engine finds it not empty and copies no image content in.
@@ -230,6 +204,32 @@ export class VolumeRestore {
       await this.filler(image).fillVolume(name, v.destination, this.content(c, v), this.sparse(c, v), this.later, subpath);
       this.records.delete(v);
     }
+  }
+
+  /** Creates the volume `name`, or with `replace` empties it (keeping its old content aside), or records an existing empty one; once per run. */
+  private async prepareVolume(c: ContainerRecord, target: string, v: VolumeRecord, name: string, image: string): Promise<void> {
+    const { engine } = this.ctx;
+    if (await engine.inspectVolume(name)) {
+      if (this.opts.replace) await this.replaceVolume(c, target, v, image);
+      else {
+        // Empty and unused (checked): a rollback empties it again.
+        const old = (await engine.inspectVolume(name))!;
+        this.txn.record(target, (e) =>
+          e.replaced.push({
+            name,
+            kept: true,
+            emptied: true,
+            driver: old.Driver,
+            driverOpts: (old.Options as Record<string, string> | null) ?? {},
+            labels: (old.Labels as Record<string, string> | null) ?? {},
+          }),
+        );
+      }
+    } else {
+      this.txn.record(target, (e) => e.createdVolumes.push(name));
+      await engine.createVolume({ name, driver: v.driver, driverOpts: v.driverOptions, labels: v.labels });
+    }
+    this.prepared.add(name);
   }
 
   /** The engine's data directory (Engine.dataRoot), asked once per run. */
@@ -241,8 +241,8 @@ export class VolumeRestore {
   /**
    * Why the host path `path` (which holds data: `probe`) cannot be replaced, or undefined when its
    * old content can be moved aside (asideBlocker) and no container but those `ours` accepts mounts
-   * it, a path inside it or one holding it (Engine.hostPathMounts: bind mounts and volumes that
-   * bind a host path). A phrase for a message.
+   * it or a path inside it (usersOf; Engine.hostPathMounts: bind mounts and volumes that bind a host
+   * path, restore helpers left out). A phrase for a message.
    */
   async hostPathRefusal(path: string, probe: PathProbe, ours: (u: { id: string; name: string }) => boolean): Promise<string | undefined> {
     const blocker = await asideBlocker(path, probe, await this.dataRoot());
