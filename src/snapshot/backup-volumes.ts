@@ -312,9 +312,8 @@ export class VolumePath {
     const { plan, spooled } = taken;
     const what = `${container}: ${plan.mount.type === 'bind' ? `bind mount ${plan.mount.source}` : `volume ${plan.mount.name}`}`;
     const checked = () => {
-      // Reads of 1 MiB: fewer turns through the tar check and the chunker.
       // Files left unread are zeros the chunker skips: not a sparse archive to read past the page cache.
-      const file = this.spool.read(spooled, 1 << 20, (taken.files?.unreadBytes ?? 0) + (taken.files?.runBytesUnread ?? 0));
+      const file = this.spool.read(spooled, (taken.files?.unreadBytes ?? 0) + (taken.files?.runBytesUnread ?? 0));
       const tar = file.pipe(new TarChecker(`${container}: ${plan.mount.name || plan.mount.destination}`));
       file.on('error', (err) => tar.destroy(err));
       return tar;

@@ -2,8 +2,10 @@ import { createHash } from 'node:crypto';
 import type { Readable, Transform } from 'node:stream';
 import { allHave, type StoreTarget } from './blobs.js';
 import { ChunkCompressors, storeChunk } from './chunk-blob.js';
-import { CHUNK_SIZES, chunksOf, paddedSize, type StreamRange } from './chunker.js';
+import { CHUNK_SIZES, chunksOf, type StreamRange } from './chunker.js';
+import { paddedSize } from '../util/tar-header.js';
 import { CopySlabs } from '../util/copy-slabs.js';
+import { giveBackMiB } from '../util/mib-buffers.js';
 import { CHUNK_LIST_VOLUME_MEDIA_TYPE, chunkListDigest, type BlobDescriptor, type ChunkedBlob, type Compression } from './manifest.js';
 
 /** Chunks already stored, by content digest: each chunk's descriptor (from recent sets, and from this run as it stores them). */
@@ -66,6 +68,19 @@ const CHECKS = 16;
 const CHECK_BYTES = 8 << 20;
 
 /**
+ * `source`'s pieces, each given back to mib-buffers.ts (when it is one of its buffers) once the
+ * reader asks for the next: chunksOf copies a piece into its window before it asks for the next,
+ * and keeps no view of it. So the 1 MiB pieces of a spooled archive (spool.ts read) are read into
+ * again, not allocated per piece. The stages before (the tar check, the meter) keep nothing.
+ */
+async function* handedBack(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  for await (const piece of source) {
+    yield piece;
+    giveBackMiB([piece]);
+  }
+}
+
+/**
  * Cuts `source` (a volume's archive) into content-defined chunks (chunker.ts) and stores each
  * chunk that `known` does not hold, or that some target lacks, as its own blob through storeChunk
  * (compressed, encrypted when the targets' keyring encrypts), IN_FLIGHT at a time; the others are
@@ -119,7 +134,7 @@ export async function storeChunked(
     });
   };
   try {
-    for await (const chunk of chunksOf(input, CHUNK_SIZES, (member) => unread.get(member), ranges)) {
+    for await (const chunk of chunksOf(handedBack(input), CHUNK_SIZES, (member) => unread.get(member), ranges)) {
       if (!Buffer.isBuffer(chunk) && 'range' in chunk) {
         if (chunk.at === 'start') rangeRuns.set(chunk.range, { first: chunks.length, count: 0 });
         else rangeRuns.get(chunk.range)!.count = chunks.length - rangeRuns.get(chunk.range)!.first;

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { checksumOk, EXTENSION_TYPES, memberSize, paddedSize, TAR_BLOCK } from '../util/tar-header.js';
 
 /**
  * Chunk sizes in bytes. Measured on 30 MB of random data with 1 MB of it rewritten (16 trials
@@ -66,39 +67,7 @@ function zeroRun(sizes: ChunkSizes): { zeros: Buffer; cut: number } {
   return z;
 }
 
-const BLOCK = 512;
-
-/** Bytes a tar member's data of `size` bytes takes in the archive: padded to a whole 512-byte block (POSIX.1-2017 pax, ustar). */
-export function paddedSize(size: number): number {
-  return Math.ceil(size / BLOCK) * BLOCK;
-}
-
-/** A ustar header's checksum (POSIX.1-2017 pax, "ustar Interchange Format"): its bytes summed, the checksum field read as spaces. */
-function checksumOk(h: Buffer): boolean {
-  let sum = 0;
-  for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : h[i];
-  const field = h
-    .subarray(148, 156)
-    .toString('latin1')
-    .replace(/[\0 ]+$/, '')
-    .trim();
-  return /^[0-7]+$/.test(field) && Number.parseInt(field, 8) === sum;
-}
-
-/** A header's size field: octal, or base-256 (GNU, for members of 8 GiB and more) when its first byte has the high bit. */
-function memberSize(h: Buffer): number {
-  if (h[124] & 0x80) {
-    let n = 0;
-    for (let i = 125; i < 136; i++) n = n * 256 + h[i];
-    return n;
-  }
-  const field = h
-    .subarray(124, 136)
-    .toString('latin1')
-    .replace(/[\0 ]+$/, '')
-    .trim();
-  return field ? Number.parseInt(field, 8) : 0;
-}
+const BLOCK = TAR_BLOCK;
 
 /** Where a large member's data starts or ends in the stream (TarBoundaries.marks). */
 interface Mark {
@@ -163,7 +132,7 @@ class TarBoundaries {
     }
     const size = memberSize(this.head);
     this.next = at + BLOCK + paddedSize(size);
-    if ('xgLK'.includes(String.fromCharCode(this.head[156]))) {
+    if (EXTENSION_TYPES.includes(String.fromCharCode(this.head[156]))) {
       this.sequence ??= at;
       return;
     }

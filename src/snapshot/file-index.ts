@@ -16,7 +16,7 @@ import { SET_SCOPE } from '../destinations/types.js';
 import { readSmall } from '../util/streams.js';
 import { openContent, storeBlob, type StoreTarget } from './blobs.js';
 import type { BlobDescriptor, Compression } from './manifest.js';
-import { paddedSize } from './chunker.js';
+import { paddedSize } from '../util/tar-header.js';
 import type { FileTracker } from './volume-tar.js';
 
 /** Media type of a file index (JSON, FileIndex, compressed as the set's blobs). */

@@ -17,7 +17,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { BigIntStats } from 'node:fs';
-import { paddedSize } from './chunker.js';
+import { paddedSize } from '../util/tar-header.js';
 import type { TarHeader } from '../util/tar-writer.js';
 
 /** Bytes of data (padded to 512-byte blocks) a run must hold to be cut apart: the chunker's minimum chunk. Shorter runs are written as they are. */

@@ -1,4 +1,4 @@
-import { closeSync, createReadStream, openSync, readSync, statfsSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readSync, statfsSync, writeSync } from 'node:fs';
 import { chmod, mkdir, open, rm, rmdir, statfs, type FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
@@ -8,9 +8,8 @@ import { spoolRoot } from '../core/state-dir.js';
 import { runName } from '../core/run-names.js';
 import { formatBytes } from '../util/format.js';
 import { allZero } from '../util/zeros.js';
-import { giveBackMiB } from '../util/mib-buffers.js';
+import { giveBackMiB, mibFileStream } from '../util/mib-buffers.js';
 import { directStream } from '../util/direct-read.js';
-import { GATHER_BYTES } from '../util/streams.js';
 import { BLOCK, BlockCtr, ZeroKeepingCtr, type FileKey } from './spool-cipher.js';
 
 /** Free space the spool leaves on its filesystem: it fails rather than fill the disk. */
@@ -20,13 +19,6 @@ const CHECK_EVERY = 32 << 20;
 const ZEROS = Buffer.alloc(BLOCK);
 /** Bytes a spooled file buffers while a write is in flight (written together, one write per run of data). */
 const SPOOL_BUFFER = 1 << 20;
-
-/**
- * Bytes per read of a spooled file, by default: the pieces the stages after it (tar check, digest,
- * compressor) take in one turn (GATHER_BYTES, streams.ts); node's 64 KiB costs four reads, and four
- * turns of each stage, per 256 KiB.
- */
-const SPOOL_READ = GATHER_BYTES;
 
 /** Buffers in one writev: Linux's IOV_MAX (limits.h, UIO_MAXIOV). */
 const IOV_MAX = 1024;
@@ -350,14 +342,15 @@ export class Spool {
   }
 
   /**
-   * The spooled bytes, to be read once the container is back; `highWaterMark`: bytes per read
-   * (SPOOL_READ, 256 KiB, by default). A file that is mostly holes (a sparse file's archive) is
-   * read with O_DIRECT in 1 MiB pieces, its holes passed on as shared zeros (direct-read.ts): a
-   * buffered read of holes fills the page cache with zeros, slower than the disk. `knownZeros`:
-   * bytes of files left unread (directStream's), which do not count as holes for that.
+   * The spooled bytes, to be read once the container is back, in pieces of 1 MiB read into
+   * buffers of mib-buffers.ts (mibFileStream): the stream's last reader may give them back once
+   * done with them. A file that is mostly holes (a sparse file's archive) is read with O_DIRECT in
+   * 1 MiB pieces, its holes passed on as shared zeros (direct-read.ts): a buffered read of holes
+   * fills the page cache with zeros, slower than the disk. `knownZeros`: bytes of files left
+   * unread (directStream's), which do not count as holes for that.
    */
-  read(spooled: Spooled, highWaterMark?: number, knownZeros = 0): Readable {
-    const file = directStream(spooled.path, knownZeros) ?? createReadStream(spooled.path, { highWaterMark: highWaterMark ?? SPOOL_READ });
+  read(spooled: Spooled, knownZeros = 0): Readable {
+    const file = directStream(spooled.path, knownZeros) ?? mibFileStream(spooled.path);
     const key = this.keys.get(spooled.path);
     if (!key) return file;
     const clear = new ZeroKeepingCtr(key);

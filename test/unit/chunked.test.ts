@@ -20,6 +20,11 @@ import { parseSet } from '../../src/snapshot/set-parse.js';
 import { RegistryDestination } from '../../src/destinations/registry.js';
 import type { RegistryClient } from '../../src/registry/client.js';
 import { drain } from '../../src/util/streams.js';
+import { freeMiBCount, mibFileStream, takeMiB } from '../../src/util/mib-buffers.js';
+import { TarChecker } from '../../src/util/tar-check.js';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { MemoryDestination } from '../support/memory-destination.js';
 
 const SMALL: ChunkSizes = { min: 2 << 10, avg: 8 << 10, max: 32 << 10 };
@@ -125,6 +130,25 @@ describe('chunked volumes', () => {
     expect(second.written).toBeLessThanOrEqual(2);
     expect(dest.writes - writes).toBe(second.written);
     expect((await readAll(await openContent(dest, SET_SCOPE, second.blob, 'v'))).equals(changed)).toBe(true);
+  });
+
+  it('stores exactly the bytes of a spooled archive read into reused buffers, and hands each piece back once cut', async () => {
+    // A tar archive of random files (its large members are cut at their boundaries), read as spool.ts reads one.
+    const p = tar.pack();
+    const files = Array.from({ length: 6 }, (_v, i) => randomBytes((i + 1) * 700_000));
+    files.forEach((f, i) => p.entry({ name: `f${i}`, size: f.length }, f));
+    p.finalize();
+    const parts: Buffer[] = [];
+    for await (const c of p) parts.push(c as Buffer);
+    const archive = Buffer.concat(parts);
+    const path = join(mkdtempSync(join(tmpdir(), 'csx-chunked-')), 'spooled');
+    writeFileSync(path, archive);
+    while (freeMiBCount() > 0) takeMiB();
+    const dest = new MemoryDestination();
+    const source = mibFileStream(path).pipe(new TarChecker('vol'));
+    const stored = await storeChunked(source, [{ dest, scope: SET_SCOPE }], 'zstd', new Map());
+    expect(sha(await readAll(await openContent(dest, SET_SCOPE, stored.blob, 'v')))).toBe(sha(archive));
+    expect(freeMiBCount()).toBeGreaterThan(0);
   });
 
   it('stores again a known chunk that a target no longer holds, and asks about known chunks side by side', async () => {
