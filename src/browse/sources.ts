@@ -22,13 +22,15 @@ export interface Source {
 }
 
 /**
- * The container's writable layer: the top layer of its committed image. A commit adds exactly
- * one layer to the image the container was made from (Engine API, POST /commit); those below are
- * the image's own and not the container's changes. With delta layers (ImageRecord.deltas), the
- * top layer and the `deltas` layers below it, down to the last full one.
+ * The container's writable layer: the layers of its snapshot image above those of the image it was
+ * made from (ImageRecord.baseLayers): the whole writable layer, then each delta layer
+ * (ImageRecord.deltas) on it. Undefined when there are none: the container had changed nothing
+ * (a commit that finds nothing changed adds no layer). A set written before baseLayers was
+ * recorded: the top layer and the `deltas` layers below it (a commit adds one layer at most).
  */
 export function layerSource(c: ContainerRecord): Source | undefined {
-  const stack = c.image.layers.slice(-((c.image.deltas ?? 0) + 1));
+  const { layers, baseLayers, deltas } = c.image;
+  const stack = baseLayers !== undefined ? layers.slice(baseLayers) : layers.slice(-((deltas ?? 0) + 1));
   const top = stack.at(-1);
   const below = stack.slice(0, -1);
   return top && { kind: 'layer', root: '/', label: 'layer', blob: top, scope: { container: c.name }, ...(below.length > 0 ? { below } : {}) };

@@ -151,7 +151,7 @@ export class ContainerBackup {
                 journal?.tempImage(tempRef);
                 log.info(`${name}: committing the writable layer`);
                 const commit = engine.commit(info.Id, { pause: false, ...temp });
-                committed = { kind: 'commit', imageId: await phase('commit', () => (journal ? journal.track(commit) : commit)), now };
+                committed = { kind: 'commit', imageId: await phase('commit', () => (journal ? journal.track(commit) : commit)), now, base: info.Image };
               }
               return committed;
             })();

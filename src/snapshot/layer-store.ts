@@ -10,6 +10,7 @@ import type { BackupOptions } from '../core/options.js';
 import { SET_SCOPE } from '../destinations/types.js';
 import { formatBytes } from '../util/format.js';
 import { TarChecker } from '../util/tar-check.js';
+import { errorMessage } from '../core/log.js';
 import type { ContainerInspect } from '../engine/containers.js';
 import { allHave, storeBlob, type StoreTarget } from './blobs.js';
 import { storeSavedImage } from './image-archive.js';
@@ -29,7 +30,7 @@ import type { History } from './backup-history.js';
  * on the base image `base` (its ID) with the container's `config` (inspect Config).
  */
 export type TakenLayer =
-  | { kind: 'commit'; imageId: string; now?: LayerIndex }
+  | { kind: 'commit'; imageId: string; now?: LayerIndex; base: string }
   | { kind: 'delta'; previous: PreviousLayer; now: LayerIndex; spooled?: Spooled }
   | { kind: 'host'; now: LayerIndex; spooled: Spooled; base: string; config: unknown; baseConfig?: Buffer };
 
@@ -164,7 +165,7 @@ export class LayerStore {
     const configBlob = await storeBlob(Readable.from([rewrite?.(config) ?? config]), this.targets(SET_SCOPE), IMAGE_CONFIG_MEDIA_TYPE);
     const index = await storeFullIndex(layer.now, this.targets(SET_SCOPE), this.compression);
     return {
-      image: { id: configBlob.contentDigest, config: configBlob, layers: [...base.layers, blob], ...index },
+      image: { id: configBlob.contentDigest, config: configBlob, layers: [...base.layers, blob], baseLayers: base.layers.length, ...index },
       // Image layers, as the commit path counts them (image-archive.ts): the config and the index are not.
       stats: { written: base.written + 1, reused: base.reused },
     };
@@ -204,7 +205,29 @@ export class LayerStore {
     const index = await storeFullIndex(layer.now, this.targets(SET_SCOPE), this.compression);
     // Without excluded variables, the stored config is another image: its ID is that config's digest.
     const id = this.opts.excludeEnv.length > 0 ? image.config.contentDigest : layer.imageId;
-    return { image: { ...image, id, ...index }, stats };
+    const baseLayers = await this.baseLayersOf(name, layer.base, diffIds);
+    return { image: { ...image, id, ...(baseLayers !== undefined ? { baseLayers } : {}), ...index }, stats };
+  }
+
+  /**
+   * How many of a committed image's layers (`diffIds`, bottom first) are those of `base`, the image
+   * its container was made from: all of base's, when they are the committed image's first ones
+   * (the commit then added one layer, or none when the container had changed nothing). Undefined
+   * when base cannot be inspected (removed since with `docker rmi -f`) or is not below it.
+   */
+  private async baseLayersOf(name: string, base: string, diffIds: string[]): Promise<number | undefined> {
+    const { engine, signal } = this.ctx;
+    let below: string[];
+    try {
+      below = (await engine.inspectImage(base, signal)).RootFS.Layers ?? [];
+    } catch (err) {
+      signal?.throwIfAborted();
+      this.ctx.log.info(
+        `${name}: the image it was made from cannot be inspected (${errorMessage(err)}): ls, extract and diff take the top layer for its changes`,
+      );
+      return undefined;
+    }
+    return below.length <= diffIds.length && below.every((d, i) => diffIds[i] === d) ? below.length : undefined;
   }
 
   /**

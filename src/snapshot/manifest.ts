@@ -112,6 +112,14 @@ export interface ImageRecord {
    * the top layer is the whole writable layer (a commit).
    */
   deltas?: number;
+  /**
+   * How many of `layers`, from the bottom, are the image the container was made from; those above
+   * are the container's own: its writable layer (none when a commit found nothing changed: the
+   * engine then adds no layer, moby daemon/images image_commit.go), then `deltas` delta layers.
+   * Absent in sets written before it was recorded: the top `deltas + 1` layers are then taken for
+   * the container's.
+   */
+  baseLayers?: number;
   /** The writable layer's index at this snapshot (layer-index.ts), for the next backup to compare with; a set-scope blob. */
   layerIndex?: BlobDescriptor;
 }

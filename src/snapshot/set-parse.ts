@@ -59,6 +59,11 @@ export function parseSet(text: string, where: string): SnapshotSet {
       throw new ManifestError(
         `Invalid snapshot manifest at ${where}: container ${c.name} has ${String(c.image.deltas)} delta layers of ${c.image.layers.length}.`,
       );
+    const base = c.image.baseLayers;
+    if (base !== undefined && !(Number.isInteger(base) && base >= 0 && base + deltas <= c.image.layers.length))
+      throw new ManifestError(
+        `Invalid snapshot manifest at ${where}: container ${c.name} has ${String(base)} base image layers and ${deltas} delta layers of ${c.image.layers.length}.`,
+      );
     c.volumes.forEach((v) => checkVolumeBlob(v.blob, `container ${c.name} volume ${v.name || v.destination}`));
     c.volumes.forEach((v) => v.metadata?.record && checkBlob(v.metadata.record, `container ${c.name} volume ${v.name || v.destination} side record`));
   }

@@ -59,7 +59,7 @@ export function deltaAllowed(previous: PreviousLayer | undefined, compaction: nu
 
 /** What storing a delta image stored: the image record, and how many blobs were written. */
 export interface StoredDelta {
-  image: Pick<ImageRecord, 'id' | 'config' | 'layers' | 'deltas' | 'layerIndex'>;
+  image: Pick<ImageRecord, 'id' | 'config' | 'layers' | 'deltas' | 'layerIndex' | 'baseLayers'>;
   written: number;
 }
 
@@ -75,17 +75,24 @@ export async function storeDelta(
   opts: { layerMediaType: string; compression: Compression; created: string; rewriteConfig?: (config: Buffer) => Buffer },
 ): Promise<StoredDelta> {
   if (!layer) {
-    const { id, config, layers, deltas } = previous.image;
+    const { id, config, layers, deltas, baseLayers } = previous.image;
     const same = JSON.stringify(now) === JSON.stringify(previous.index);
     const layerIndex = same ? previous.image.layerIndex : await storeLayerIndex(now, targets.set, opts.compression);
-    return { image: { id, config, layers, deltas, layerIndex }, written: same ? 0 : 1 };
+    return { image: { id, config, layers, deltas, layerIndex, ...(baseLayers !== undefined ? { baseLayers } : {}) }, written: same ? 0 : 1 };
   }
   const layerIndex = await storeLayerIndex(now, targets.set, opts.compression);
   const delta = await storeBlob(layer, targets.layers, opts.layerMediaType);
   const configBytes = deltaConfig(opts.rewriteConfig?.(previous.config) ?? previous.config, delta.contentDigest, opts.created);
   const config = await storeBlob(Readable.from([configBytes]), targets.set, IMAGE_CONFIG_MEDIA_TYPE);
   return {
-    image: { id: config.contentDigest, config, layers: [...previous.image.layers, delta], deltas: previous.deltas + 1, layerIndex },
+    image: {
+      id: config.contentDigest,
+      config,
+      layers: [...previous.image.layers, delta],
+      deltas: previous.deltas + 1,
+      layerIndex,
+      ...(previous.image.baseLayers !== undefined ? { baseLayers: previous.image.baseLayers } : {}),
+    },
     written: 3,
   };
 }

@@ -103,6 +103,25 @@ describe('browsing a set: ls, extract, diff', () => {
     expect(entry(l, '/srv/b/host.txt')).toMatchObject({ type: 'file', size: 'from the host'.length, source: `bind ${bound}` });
   });
 
+  it("shows no writable layer for a container that changed nothing, committed or read on this host, never the image's top layer", async () => {
+    const idle = res.name('idle');
+    await runContainer({ name: idle, Image: image, Cmd: ['true'] }, 'created');
+    // layer-compaction 0: committed by the engine, which adds no layer when nothing changed (Engine 20.10).
+    for (const [tag, extra] of [
+      ['idle-commit', { 'layer-compaction': '0' }],
+      ['idle-host', {}],
+    ] as const) {
+      const result = await backUp({ containers: idle, destination: from.spec.raw, tag, ...extra });
+      expect(result.containers[0].error, tag).toBeUndefined();
+      const l = (await ls(from, tag, { container: idle }, deps)) as PathListing;
+      expect(
+        l.entries.filter((e) => e.source === 'layer'),
+        tag,
+      ).toEqual([]);
+      await expect(ls(from, tag, { container: idle, path: '/etc/passwd' }, deps), tag).rejects.toThrow(`Snapshot ${tag}: ${idle} has nothing at /etc/passwd`);
+    }
+  });
+
   it('with a path lists that subtree only, and names a path with nothing as an error', async () => {
     const l = (await ls(from, 'one', { container: app, path: '/v/sub' }, deps)) as PathListing;
     expect(l.entries.map((e) => e.path)).toEqual(['/v/sub', '/v/sub/b.txt', '/v/sub/link']);

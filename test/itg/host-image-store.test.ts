@@ -75,14 +75,16 @@ describe("images read from the engine's own store on this host, in place of dock
 
   it('stores a committed image from the store: every layer its diff ID, the config the image ID, as docker save does', async () => {
     const viaStore = layerStore(await newDir());
-    const fromStore = await viaStore.store.store(app, { kind: 'commit', imageId }, root);
+    const fromStore = await viaStore.store.store(app, { kind: 'commit', imageId, base: inject('fixtureImage') }, root);
     expect(viaStore.log.lines.join('\n')).toMatch(/from the engine's image store on this host/);
     expect(fromStore.image.layers.map((l) => l.contentDigest)).toEqual(diffIds);
     expect(fromStore.image.config.contentDigest).toBe(imageId);
     expect(fromStore.stats).toEqual({ written: diffIds.length, reused: 0 });
+    // The commit added one layer to the image the container was made from.
+    expect(fromStore.image.baseLayers).toBe(diffIds.length - 1);
 
     const viaSave = layerStore(await newDir());
-    const fromSave = await viaSave.store.store(app, { kind: 'commit', imageId });
+    const fromSave = await viaSave.store.store(app, { kind: 'commit', imageId, base: inject('fixtureImage') });
     expect(viaSave.log.lines.join('\n')).not.toMatch(/image store on this host/);
     expect(fromSave.image.layers.map((l) => l.contentDigest)).toEqual(fromStore.image.layers.map((l) => l.contentDigest));
     expect(fromSave.image.config.digest).toBe(fromStore.image.config.digest);
@@ -102,7 +104,7 @@ describe("images read from the engine's own store on this host, in place of dock
 
   it('falls back to docker save, in one line, where the store is not there or a layer in it is not what its diff ID says', async () => {
     const missing = layerStore(await newDir());
-    const result = await missing.store.store(app, { kind: 'commit', imageId }, join(res.tempDir(), 'nothing'));
+    const result = await missing.store.store(app, { kind: 'commit', imageId, base: inject('fixtureImage') }, join(res.tempDir(), 'nothing'));
     expect(missing.log.lines.filter((l) => /read with docker save instead/.test(l))).toHaveLength(1);
     expect(result.image.layers.map((l) => l.contentDigest)).toEqual(diffIds);
 
@@ -128,7 +130,7 @@ describe("images read from the engine's own store on this host, in place of dock
     }
     const dest = await newDir();
     const spoiled = layerStore(dest);
-    const again = await spoiled.store.store(app, { kind: 'commit', imageId }, fake);
+    const again = await spoiled.store.store(app, { kind: 'commit', imageId, base: inject('fixtureImage') }, fake);
     expect(spoiled.log.lines.filter((l) => /read with docker save instead: .*content is sha256:/.test(l))).toHaveLength(1);
     expect(again.image.layers.map((l) => l.contentDigest)).toEqual(diffIds);
     // Nothing of the spoiled layer was kept: once every accepted blob is in place (the group commit a

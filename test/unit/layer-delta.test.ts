@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
+import { layerSource } from '../../src/browse/sources.js';
 import { deltaBaseMismatch, deltaConfig, isEmpty, planDelta, whiteoutName } from '../../src/snapshot/layer-delta.js';
 import { isDir, isRegular, isSymlink, sameEntry, type LayerEntry, type LayerIndex } from '../../src/snapshot/layer-index.js';
 import { parseLayerCompaction } from '../../src/core/backup-input.js';
 import { stackWinners } from '../../src/browse/layer-stack.js';
-import { SET_SCHEMA_VERSION } from '../../src/snapshot/manifest.js';
+import { SET_SCHEMA_VERSION, type ContainerRecord } from '../../src/snapshot/manifest.js';
 import { parseSet } from '../../src/snapshot/set-parse.js';
 
 const DIR = 0x80000000 + 0o755;
@@ -184,6 +185,19 @@ describe('set schema', () => {
     expect(() => parseSet(set(2, 2), 'here')).toThrow('has 2 delta layers of 2');
   });
 
+  it('refuses more base image layers than there are below the delta layers', () => {
+    const withBase = (baseLayers: unknown, deltas?: number) => {
+      const doc = JSON.parse(set(3, deltas)) as { containers: Array<{ image: Record<string, unknown> }> };
+      doc.containers[0].image.baseLayers = baseLayers;
+      return JSON.stringify(doc);
+    };
+    expect(parseSet(withBase(2), 'here').containers[0].image.baseLayers).toBe(2);
+    expect(parseSet(withBase(1, 1), 'here').containers[0].image.baseLayers).toBe(1);
+    expect(() => parseSet(withBase(2, 1), 'here')).toThrow('has 2 base image layers and 1 delta layers of 2');
+    expect(() => parseSet(withBase(-1), 'here')).toThrow('has -1 base image layers');
+    expect(() => parseSet(withBase('1'), 'here')).toThrow('has 1 base image layers');
+  });
+
   it('is written as 3 (a record names its engine state `state`), and reads the `status` of sets written before, keeping it on a schema 1 set', () => {
     expect(SET_SCHEMA_VERSION).toBe(3);
     const written = (schemaVersion: number, record: Record<string, string>) => {
@@ -224,5 +238,40 @@ describe('stackWinners', () => {
   it('a path deleted in one delta and made again in the next shows the new one', () => {
     const w = stackWinners([[e('/f')], [e('/f', 'deleted')], [e('/f', 'symlink')]]);
     expect(Object.fromEntries(w)).toEqual({ '/f': 2 });
+  });
+});
+
+describe("a container's writable layer in a set (browse sources)", () => {
+  const blob = (n: number) => ({
+    mediaType: 'm',
+    digest: `sha256:${String(n).repeat(64)}`,
+    size: 1,
+    contentDigest: `sha256:${String(n).repeat(64)}`,
+    contentSize: 1,
+  });
+  const record = (layers: number, image: { deltas?: number; baseLayers?: number }) =>
+    ({
+      name: 'c',
+      image: { id: 'x', baseImage: 'b', config: blob(9), layers: Array.from({ length: layers }, (_v, i) => blob(i)), ...image },
+      volumes: [],
+    }) as unknown as ContainerRecord;
+  const stack = (c: ContainerRecord) => {
+    const s = layerSource(c);
+    return s && [...(s.below ?? []), s.blob].map((b) => Number(b.digest[7]));
+  };
+
+  it('is the layers above the base image: the whole layer, then its deltas', () => {
+    expect(stack(record(4, { baseLayers: 2 }))).toEqual([2, 3]);
+    expect(stack(record(5, { baseLayers: 2, deltas: 2 }))).toEqual([2, 3, 4]);
+  });
+
+  it('is nothing when the commit added no layer (the container changed nothing), and only the deltas above one such', () => {
+    expect(layerSource(record(3, { baseLayers: 3 }))).toBeUndefined();
+    expect(stack(record(4, { baseLayers: 3, deltas: 1 }))).toEqual([3]);
+  });
+
+  it('is the top layer and its deltas in a set written before the base was recorded', () => {
+    expect(stack(record(4, {}))).toEqual([3]);
+    expect(stack(record(4, { deltas: 2 }))).toEqual([1, 2, 3]);
   });
 });
