@@ -10,7 +10,7 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { constants, lstatSync, readFileSync, realpathSync } from 'node:fs';
-import { access, lstat, readdir, rename, rm, stat } from 'node:fs/promises';
+import { access, chmod, chown, lstat, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { errorMessage } from '../core/log.js';
@@ -24,6 +24,20 @@ export interface ReplacedHostPath {
   path: string;
   /** The sibling the old content is renamed to; recorded before the rename, so it may not exist yet. */
   aside: string;
+}
+
+/**
+ * A bind mount's host path a restore filled where nothing was kept aside (TargetPending.filledPaths):
+ * it was missing, or an empty directory (`root`: its owner, mode and modification time then).
+ * Recorded before the fill; a rollback empties it again, or removes it (`emptyFilledPath`).
+ */
+export interface FilledHostPath {
+  /** The bind mount's host path, absolute. */
+  path: string;
+  /** False: missing before the fill (the fill made it); true: an empty directory. */
+  existed: boolean;
+  /** The empty directory's owner, mode and modification time (whole seconds) before the fill. */
+  root?: RootStat;
 }
 
 /** A container and the host paths it mounts (Engine.hostPathMounts). */
@@ -207,6 +221,45 @@ export async function putBackHostPath(r: ReplacedHostPath): Promise<void> {
   if (!claimed) return;
   await removeTree(r.path);
   await rename(claimed, r.path);
+}
+
+/**
+ * The record of a fill of `path`, which the engine's helper found missing or an empty directory
+ * (`probe`), when this process sees the very path the engine mounts, as the engine sees it (an
+ * engine on this host): missing here too, or an empty directory of the same owner, mode and
+ * modification time. Undefined elsewhere: a rollback could not undo that fill from here.
+ */
+export async function filledPathRecord(path: string, probe: PathProbe): Promise<FilledHostPath | undefined> {
+  try {
+    const here = await lstat(path, { bigint: true });
+    if (!probe.exists || probe.kind !== 'directory' || !here.isDirectory() || !sameRoot(statOf(here), probe.root)) return undefined;
+    if ((await readdir(path)).length > 0) return undefined;
+    return { path, existed: true, root: statOf(here) };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || probe.exists) return undefined;
+    // Missing here as for the engine: made by the fill, in a directory this host sees.
+    return presentSync(dirname(path)) ? { path, existed: false } : undefined;
+  }
+}
+
+/**
+ * Undoes the fill `r` records: a path the fill made is removed whole; an empty directory is emptied
+ * again and given back its owner, mode and modification time. Safe to run again after an
+ * interruption, and on a path already undone.
+ */
+export async function emptyFilledPath(r: FilledHostPath): Promise<void> {
+  if (!r.existed) return removeTree(r.path);
+  const names = await readdir(r.path).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return undefined;
+    throw err;
+  });
+  if (!names) return;
+  for (const name of names) await removeTree(join(r.path, name));
+  if (r.root) {
+    await chown(r.path, r.root.uid, r.root.gid);
+    await chmod(r.path, r.root.mode);
+    await utimes(r.path, r.root.mtime, r.root.mtime);
+  }
 }
 
 /** Removes a sibling holding a replaced path's old content (a committed restore's leftover); one already gone is done. */

@@ -6,7 +6,7 @@ import { errorMessage, type Logger } from '../core/log.js';
 import type { Engine } from '../engine/engine.js';
 import { ConflictError, NotFoundError } from '../engine/errors.js';
 import { Filler, RUN_LABEL } from './fill.js';
-import { putBackHostPath, removeAsidePath, usersOf, type ReplacedHostPath } from './host-path-aside.js';
+import { emptyFilledPath, putBackHostPath, removeAsidePath, usersOf, type FilledHostPath, type ReplacedHostPath } from './host-path-aside.js';
 import { createOptions } from './spec.js';
 import type { AsideRecord, CreatedNetwork, Leftovers, ReplacedVolume, TargetPending } from './transaction.js';
 
@@ -119,6 +119,17 @@ export async function rollBackTargets(
         () => undefined,
       );
     }
+    for (const p of [...(e.filledPaths ?? [])].reverse()) {
+      const done = () => {
+        e.filledPaths?.splice(e.filledPaths.indexOf(p), 1);
+        save();
+      };
+      await attempt(
+        `${p.existed ? 'empty' : 'remove'} host path ${p.path} again`,
+        () => undoFill(engine, p, ours, late, done),
+        () => undefined,
+      );
+    }
     for (const name of [...e.createdVolumes]) {
       await attempt(
         `remove volume ${name}`,
@@ -227,19 +238,43 @@ async function putBackVolume(
 }
 
 /**
+ * The containers outside the restores being put back (`ours`) that mount the host path `path` or
+ * a path inside it now (usersOf), asked again once when a late create of the restore may still
+ * land (`late`).
+ */
+async function othersMounting(engine: Engine, path: string, ours: Set<string>, late: () => Promise<boolean>): Promise<string[]> {
+  const users = async () => usersOf(path, await engine.hostPathMounts(RUN_LABEL)).filter((u) => !ours.has(u.id));
+  let others = await users();
+  if (others.length > 0 && (await late())) others = await users();
+  return others.map((u) => u.name);
+}
+
+/**
  * Puts back one host path (putBackHostPath) unless a container other than `ours` mounts it now (a
  * container of the same run that committed, say): what is there is theirs then, and is left as it
  * is, the old content where it was kept, said once. `done` is called once the record is finished.
  */
 async function putBackPath(engine: Engine, p: ReplacedHostPath, ours: Set<string>, late: () => Promise<boolean>, done: () => void): Promise<void> {
-  const users = async () => usersOf(p.path, await engine.hostPathMounts(RUN_LABEL)).filter((u) => !ours.has(u.id));
-  let others = await users();
-  if (others.length > 0 && (await late())) others = await users();
+  const others = await othersMounting(engine, p.path, ours, late);
   if (others.length > 0) {
     done();
-    throw new Error(`${others.map((u) => u.name).join(', ')} mount it now: left as it is; its old content is kept at ${p.aside}`);
+    throw new Error(`${others.join(', ')} mount it now: left as it is; its old content is kept at ${p.aside}`);
   }
   await putBackHostPath(p);
+  done();
+}
+
+/**
+ * Undoes the fill of a host path that was missing or empty (emptyFilledPath), unless a container
+ * outside the restores being put back mounts it now (it keeps what it sees: left, said).
+ */
+async function undoFill(engine: Engine, p: FilledHostPath, ours: Set<string>, late: () => Promise<boolean>, done: () => void): Promise<void> {
+  const others = await othersMounting(engine, p.path, ours, late);
+  if (others.length > 0) {
+    done();
+    throw new Error(`${others.join(', ')} mount it: left with the restored content`);
+  }
+  await emptyFilledPath(p);
   done();
 }
 

@@ -12,7 +12,7 @@ import { mergedWith, readMetadataRecord } from './metadata-merge.js';
 import { sparseOf, type MetadataRecord, type SparseFiles } from './volume-metadata.js';
 import { anonymousVolumes, inheritedMounts, isTmpfs, mountedSubpath } from './restore-mounts.js';
 import { RestoreError, type RestoreContext } from './restore-types.js';
-import { asideBlocker, asidePathOf, localSymlink, moveAside, usersOf, type ReplacedHostPath } from './host-path-aside.js';
+import { asideBlocker, asidePathOf, filledPathRecord, localSymlink, moveAside, usersOf, type ReplacedHostPath } from './host-path-aside.js';
 import { errorMessage } from '../core/log.js';
 
 /**
@@ -78,7 +78,7 @@ export class VolumeRestore {
     const volumes = [...e.replaced.map((r) => r.name), ...e.createdVolumes];
     for (const v of volumes) this.prepared.delete(v);
     for (const key of [...this.filled]) if (volumes.some((v) => key === v || key.startsWith(`${v}:`))) this.filled.delete(key);
-    for (const p of e.replacedPaths ?? []) this.filled.delete(`bind:${p.path}`);
+    for (const p of [...(e.replacedPaths ?? []), ...(e.filledPaths ?? [])]) this.filled.delete(`bind:${p.path}`);
   }
 
   /**
@@ -263,13 +263,21 @@ export class VolumeRestore {
    */
   private async prepareHostPath(c: ContainerRecord, target: string, id: string, path: string, image: string): Promise<boolean> {
     const probe = await this.filler(image).probeHostPath(path);
-    if (!probe.exists) return true;
-    const link = await localSymlink(path, probe);
-    if (link) {
-      this.ctx.log.warning(`${c.name}: host path '${path}' is a symbolic link (to ${link}): left as it is, not written; the container mounts what it leads to`);
-      return false;
+    if (probe.exists) {
+      const link = await localSymlink(path, probe);
+      if (link) {
+        this.ctx.log.warning(
+          `${c.name}: host path '${path}' is a symbolic link (to ${link}): left as it is, not written; the container mounts what it leads to`,
+        );
+        return false;
+      }
     }
-    if (!probe.hasData) return true;
+    if (!probe.hasData) {
+      // Filled in place: recorded first, so that a rollback removes or empties it again (where this host sees it).
+      const filled = await filledPathRecord(path, probe);
+      if (filled) this.txn.record(target, (e) => (e.filledPaths ??= []).push(filled));
+      return true;
+    }
     if (!this.opts.replace) throw new RestoreError(`${c.name}: host path '${path}' is not empty`);
     const refusal = await this.hostPathRefusal(path, probe, (u) => u.id === id || this.txn.asideOf(u.id) !== undefined);
     if (refusal) throw new RestoreError(`${c.name}: ${refusal}`);

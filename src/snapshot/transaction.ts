@@ -4,7 +4,7 @@
  * changes back is restore-rollback.ts.
  */
 import type { Readable } from 'node:stream';
-import type { ReplacedHostPath } from './host-path-aside.js';
+import type { FilledHostPath, ReplacedHostPath } from './host-path-aside.js';
 import type { ContainerSpec } from './spec.js';
 
 /** An old container a restore with `replace` moved aside: stopped and renamed, kept until its replacement runs. */
@@ -61,6 +61,12 @@ export interface TargetPending {
    * in journals of older versions.
    */
   replacedPaths?: ReplacedHostPath[];
+  /**
+   * Bind-mounted host paths filled where they were missing or empty (recorded before each fill,
+   * where this host sees them): a rollback empties or removes them again. Absent in journals of
+   * older versions.
+   */
+  filledPaths?: FilledHostPath[];
 }
 
 /** A network a restore created: its name, and its ID once the engine made it. */
@@ -77,6 +83,7 @@ export function hasChanges(e: TargetPending): boolean {
     e.createdVolumes.length > 0 ||
     (e.createdNetworks?.length ?? 0) > 0 ||
     (e.replacedPaths?.length ?? 0) > 0 ||
+    (e.filledPaths?.length ?? 0) > 0 ||
     e.aside !== undefined
   );
 }

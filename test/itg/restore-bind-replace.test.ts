@@ -84,6 +84,37 @@ describe('replacing a bind-mounted host path', () => {
     expect(asides(b.host)).toEqual([]);
   });
 
+  it('a restore that fails removes what it wrote into a host path that was missing, and empties one that was empty again', async () => {
+    for (const [tag, before] of [
+      ['fails-missing', 'missing'],
+      ['fails-empty', 'empty'],
+    ] as const) {
+      const net = res.network(`${tag}-net`);
+      const subnet = freeSubnet();
+      await docker.createNetwork({ Name: net, IPAM: { Config: [{ Subnet: `${subnet}.0/24` }] } });
+      const endpoint = { NetworkingConfig: { EndpointsConfig: { [net]: { IPAMConfig: { IPv4Address: `${subnet}.10` } } } } };
+      const b = await backedUp(tag, endpoint);
+      await docker.getContainer(b.name).stop({ t: 0 });
+      rmSync(b.host, { recursive: true });
+      if (before === 'empty') {
+        mkdirSync(b.host, { mode: 0o711 });
+        chmodSync(b.host, 0o711);
+      }
+      const was = before === 'empty' ? tree(b.host) : undefined;
+      const mtime = before === 'empty' ? lstatSync(b.host).mtimeMs : undefined;
+      await runContainer({ name: res.name(`${tag}-squatter`), Image: image, Cmd: ['sleep', '100000'], ...endpoint }, 'running');
+      const r = await restoreFrom({ source: b.location, snapshot: tag, replace: 'true' });
+      expect(r.failed, tag).toBe(1);
+      expect(r.containers[0].error, tag).toMatch(/[Aa]ddress already in use|already allocated/);
+      if (before === 'missing') expect(existsSync(b.host), tag).toBe(false);
+      else {
+        expect(tree(b.host), tag).toEqual(was);
+        expect(Math.floor(lstatSync(b.host).mtimeMs / 1000), tag).toBe(Math.floor(mtime! / 1000));
+      }
+      expect(asides(b.host), tag).toEqual([]);
+    }
+  });
+
   it('a bind-mounted single file is replaced whole', async () => {
     const dir = res.tempDir();
     const file = join(dir, 'app.conf');

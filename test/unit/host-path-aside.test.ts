@@ -1,9 +1,19 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { asideBlocker, asidePathOf, mountInside, moveAside, putBackHostPath, removeAsidePath, usersOf } from '../../src/snapshot/host-path-aside.js';
+import {
+  asideBlocker,
+  asidePathOf,
+  emptyFilledPath,
+  filledPathRecord,
+  mountInside,
+  moveAside,
+  putBackHostPath,
+  removeAsidePath,
+  usersOf,
+} from '../../src/snapshot/host-path-aside.js';
 import { processStart } from '../../src/core/process-liveness.js';
 import type { PathProbe } from '../../src/snapshot/fill.js';
 import { forgetLeftovers, hasPending, type RestorePending } from '../../src/snapshot/transaction.js';
@@ -139,6 +149,50 @@ describe('host path kept aside', () => {
     await putBackHostPath(r);
     expect(readFileSync(join(path, 'old'), 'utf8')).toBe('old content\n');
     expect(existsSync(`${r.aside}.claim-4194303-1`)).toBe(false);
+  });
+});
+
+describe('host path filled in place (missing or empty before)', () => {
+  it('is recorded only where this host sees it as the engine does: missing here too, or empty with the same owner, mode and time', async () => {
+    const path = hostPath();
+    const missing = join(path, 'new');
+    expect(await filledPathRecord(missing, { exists: false, hasData: false })).toEqual({ path: missing, existed: false });
+    // Its directory not here: another host's path.
+    expect(await filledPathRecord(join(path, 'no', 'new'), { exists: false, hasData: false })).toBeUndefined();
+    const empty = join(path, 'empty');
+    mkdirSync(empty);
+    const probe = { ...probeOf(empty), hasData: false };
+    expect(await filledPathRecord(empty, probe)).toEqual({ path: empty, existed: true, root: probe.root });
+    expect(await filledPathRecord(empty, { ...probe, root: { ...probe.root!, mode: 0o700 } })).toBeUndefined();
+    // Missing for the engine, there here (or the reverse): another host.
+    expect(await filledPathRecord(empty, { exists: false, hasData: false })).toBeUndefined();
+    expect(await filledPathRecord(missing, probe)).toBeUndefined();
+    writeFileSync(join(empty, 'f'), 'x');
+    expect(await filledPathRecord(empty, probe)).toBeUndefined();
+  });
+
+  it('is undone: a path the fill made removed, an empty one emptied with its owner, mode and time back; safe to run again', async () => {
+    const path = hostPath();
+    const made = { path: join(path, 'made'), existed: false };
+    mkdirSync(join(made.path, 'sub'), { recursive: true });
+    writeFileSync(join(made.path, 'sub', 'f'), 'restored');
+    await emptyFilledPath(made);
+    expect(existsSync(made.path)).toBe(false);
+    await emptyFilledPath(made);
+
+    const empty = join(path, 'empty');
+    mkdirSync(empty, { mode: 0o711 });
+    const before = lstatSync(empty);
+    const record = { path: empty, existed: true, root: { uid: before.uid, gid: before.gid, mode: before.mode & 0o7777, mtime: 1_600_000_000 } };
+    execFileSync('chmod', ['0755', empty]);
+    mkdirSync(join(empty, 'd'));
+    writeFileSync(join(empty, 'd', 'f'), 'restored');
+    symlinkSync('d/f', join(empty, 'l'));
+    await emptyFilledPath(record);
+    await emptyFilledPath(record);
+    const after = lstatSync(empty);
+    expect(readdirSync(empty)).toEqual([]);
+    expect([after.mode & 0o7777, after.uid, after.gid, Math.floor(after.mtimeMs / 1000)]).toEqual([0o711, before.uid, before.gid, 1_600_000_000]);
   });
 });
 
