@@ -316,6 +316,8 @@ export class VolumePath {
       const file = this.spool.read(spooled, (taken.files?.unreadBytes ?? 0) + (taken.files?.runBytesUnread ?? 0));
       const tar = file.pipe(new TarChecker(`${container}: ${plan.mount.name || plan.mount.destination}`));
       file.on('error', (err) => tar.destroy(err));
+      // A failed check (or a reader that stops) leaves the file open otherwise: pipe() only unpipes.
+      tar.on('close', () => file.destroy());
       return tar;
     };
     // Counted before chunking (the archive's size is known), a little above the average: a count past it is caught after.

@@ -131,6 +131,11 @@ class TarBoundaries {
       return;
     }
     const size = memberSize(this.head);
+    // No size to go by: no more cuts (the archive check, before the chunker, fails such an archive).
+    if (!Number.isSafeInteger(size)) {
+      this.done = true;
+      return;
+    }
     this.next = at + BLOCK + paddedSize(size);
     if (EXTENSION_TYPES.includes(String.fromCharCode(this.head[156]))) {
       this.sequence ??= at;

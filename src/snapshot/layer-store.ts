@@ -110,6 +110,8 @@ export class LayerStore {
     const file = this.spool.read(spooled);
     const tar = file.pipe(new TarChecker(what));
     file.on('error', (err) => tar.destroy(err));
+    // A failed check (or a reader that stops) leaves the file open otherwise: pipe() only unpipes.
+    tar.on('close', () => file.destroy());
     return tar;
   }
 

@@ -55,7 +55,9 @@ export function parseSet(text: string, where: string): SnapshotSet {
     c.image.layers.forEach((l, i) => checkBlob(l, `container ${c.name} layer ${i}`));
     if (c.image.layerIndex) checkBlob(c.image.layerIndex, `container ${c.name} writable layer index`);
     const deltas = c.image.deltas ?? 0;
-    if (!(Number.isInteger(deltas) && deltas >= 0 && (deltas === 0 || deltas < c.image.layers.length)))
+    // Delta layers go on the whole writable layer, or straight on the base image's layers when the commit added none (baseLayers).
+    const below = c.image.baseLayers === undefined ? 1 : 0;
+    if (!(Number.isInteger(deltas) && deltas >= 0 && (deltas === 0 || deltas + below <= c.image.layers.length)))
       throw new ManifestError(
         `Invalid snapshot manifest at ${where}: container ${c.name} has ${String(c.image.deltas)} delta layers of ${c.image.layers.length}.`,
       );

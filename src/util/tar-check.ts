@@ -102,6 +102,7 @@ export class TarChecker extends Transform {
     if (!h.subarray(257, 263).equals(USTAR_MAGIC) && !h.subarray(257, 265).equals(GNU_MAGIC)) return `a header of unknown format at byte ${offset}`;
     const type = typeFlag(h);
     const size = memberSize(h);
+    if (!Number.isSafeInteger(size)) return `a header with no valid size at byte ${offset}`;
     if (EXTENSION_TYPES.includes(type)) {
       if (size > MAX_EXTENSION) return `an extended header of ${size} bytes at byte ${offset}`;
       this.next = offset + TAR_BLOCK + paddedSize(size);
@@ -115,7 +116,7 @@ export class TarChecker extends Transform {
     const headerOnly = HEADER_ONLY_TYPES.includes(type) || (h[156] === 0 && nameEnd > 0 && h[nameEnd - 1] === 0x2f);
     const data = headerOnly ? 0 : (this.paxSize ?? size);
     this.paxSize = undefined;
-    if (!(data >= 0) || !Number.isSafeInteger(data)) return `a header with no valid size at byte ${offset}`;
+    if (!Number.isSafeInteger(data) || data < 0) return `a header with no valid size at byte ${offset}`;
     this.next = offset + TAR_BLOCK + paddedSize(data);
     return undefined;
   }

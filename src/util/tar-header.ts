@@ -29,7 +29,10 @@ export function checksumOk(h: Buffer): boolean {
   return /^[0-7]+$/.test(field) && Number.parseInt(field, 8) === headerSum(h);
 }
 
-/** A header's size field in bytes: octal, or base-256 (GNU, for members of 8 GiB and more) when its first byte has the high bit. */
+/**
+ * A header's size field in bytes: octal (NULs and spaces around it allowed), or base-256 (GNU, for
+ * members of 8 GiB and more) when its first byte has the high bit. NaN when it is neither.
+ */
 export function memberSize(h: Buffer): number {
   if (h[124] & 0x80) {
     let n = 0;
@@ -39,9 +42,9 @@ export function memberSize(h: Buffer): number {
   const field = h
     .subarray(124, 136)
     .toString('latin1')
-    .replace(/[\0 ]+$/, '')
-    .trim();
-  return field ? Number.parseInt(field, 8) : 0;
+    .replace(/^[\0 ]+|[\0 ]+$/g, '');
+  if (!field) return 0;
+  return /^[0-7]+$/.test(field) ? Number.parseInt(field, 8) : Number.NaN;
 }
 
 /** The header's type flag (byte 156) as a character; a NUL (pre-POSIX regular file) as '0'. */

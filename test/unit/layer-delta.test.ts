@@ -193,6 +193,8 @@ describe('set schema', () => {
     };
     expect(parseSet(withBase(2), 'here').containers[0].image.baseLayers).toBe(2);
     expect(parseSet(withBase(1, 1), 'here').containers[0].image.baseLayers).toBe(1);
+    // Deltas straight on the base image's layers (its commit added none), even on a base of no layer.
+    expect(parseSet(withBase(0, 2), 'here').containers[0].image.deltas).toBe(2);
     expect(() => parseSet(withBase(2, 1), 'here')).toThrow('has 2 base image layers and 1 delta layers of 2');
     expect(() => parseSet(withBase(-1), 'here')).toThrow('has -1 base image layers');
     expect(() => parseSet(withBase('1'), 'here')).toThrow('has 1 base image layers');

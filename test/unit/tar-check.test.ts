@@ -124,3 +124,25 @@ describe('TarChecker', () => {
     await expect(check([paxSize(10).subarray(0, 600)])).rejects.toThrow(/it ends inside a member/);
   });
 });
+
+describe('TarChecker on a size field it cannot read', () => {
+  it('fails at once, never loops, on an extended or regular header whose size is not octal; NULs around an octal size are read', async () => {
+    for (const type of ['x', 'L', '0']) {
+      const h = header('bad', 0, type);
+      h.write('zzzzzzzzzzz\0', 124, 'latin1');
+      // The checksum made again over the new size field.
+      h.fill(0x20, 148, 156);
+      let sum = 0;
+      for (const b of h) sum += b;
+      h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+      await expect(check([h, END]), type).rejects.toThrow(/a header with no valid size at byte 0/);
+    }
+    const nuls = header('nul', 0);
+    nuls.write(`${'\0'.repeat(8)}3${'\0'.repeat(3)}`, 124, 'latin1');
+    nuls.fill(0x20, 148, 156);
+    let sum = 0;
+    for (const b of nuls) sum += b;
+    nuls.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+    await expect(check([nuls, padded(Buffer.from('abc')), END])).resolves.toHaveLength(3);
+  });
+});
