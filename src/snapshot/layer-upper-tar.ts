@@ -150,7 +150,8 @@ export async function upperLayerTar(
     return hostTar({ fd, root }, '', caps, {
       bare: true,
       change: overlayChange(opaque),
-      skip: (rel) => isEngineScratch(`/${rel}`) && goneOrEmptyDir(posix.join(upper.root, rel)),
+      // The engine's own directory of a moment, and a tmpfs mount point the runtime made (UpperDir.tmpfsMadePoints): each while empty.
+      skip: (rel) => (isEngineScratch(`/${rel}`) || (upper.tmpfsMadePoints?.has(rel) ?? false)) && goneOrEmptyDir(posix.join(upper.root, rel)),
       signal,
     });
   } catch (err) {

@@ -129,6 +129,14 @@ export interface UpperDir {
   shadowed(path: string): boolean;
   /** Its opaque directories (relative paths, UTF-8: layer-upper-tar.ts opaqueDirs), when a walk of it in this hold read them (layer-index.ts). */
   opaque?: Set<string>;
+  /**
+   * The container's tmpfs mount points that no lower layer has (relative paths, no leading `/`):
+   * the runtime made them at its first start. Left out of the layer made here while they are
+   * empty (layer-upper-tar.ts): runc gives a tmpfs the mode of the directory it mounts on when
+   * there is one (libcontainer rootfs_linux.go, mountToRootfs), so kept, a restored `--tmpfs /tmp`
+   * (1777) would come back 0755, the mode runc made the mount point with.
+   */
+  tmpfsMadePoints?: Set<string>;
 }
 
 /** The files the engine bind-mounts into every container besides its Mounts (container.NetworkMounts). */
@@ -166,7 +174,22 @@ export async function upperDirOf(info: ContainerInspect): Promise<UpperDir | und
   const mounts = [...(info.Mounts ?? []).map((m) => posix.normalize(m.Destination)), ...NETWORK_FILES];
   for (const dest of mounts) if (await throughSymlink(dest, [root, ...lowers])) return undefined;
   const shadowed = (path: string) => mounts.some((m) => path === m || path.startsWith(m === '/' ? '/' : `${m}/`));
-  return { root, shadowed, realDirs: new Set() };
+  const tmpfsMadePoints = new Set<string>();
+  for (const dest of tmpfsDestinations(info)) {
+    const lower = await Promise.all(lowers.map((l) => lstatOrUndefined(join(l, dest))));
+    if (dest !== '/' && lower.every((st) => st === undefined)) tmpfsMadePoints.add(dest.slice(1));
+  }
+  return { root, shadowed, realDirs: new Set(), tmpfsMadePoints };
+}
+
+/**
+ * Where the container mounts a tmpfs (absolute, normalised): `HostConfig.Tmpfs` (`--tmpfs
+ * PATH[:OPTIONS]`, keyed by path) and `HostConfig.Mounts` of type `tmpfs` (Engine API HostConfig).
+ */
+export function tmpfsDestinations(info: Pick<ContainerInspect, 'HostConfig'>): string[] {
+  const host = (info.HostConfig ?? {}) as { Tmpfs?: Record<string, string> | null; Mounts?: Array<{ Type?: string; Target?: string }> | null };
+  const paths = [...Object.keys(host.Tmpfs ?? {}), ...(host.Mounts ?? []).filter((m) => m.Type === 'tmpfs' && m.Target).map((m) => m.Target!)];
+  return [...new Set(paths.filter((p) => isAbsolute(p)).map((p) => posix.normalize(p)))];
 }
 
 /** Whether `path` or one of its ancestors is a symlink in the topmost of `layers` (upper first) that has it. */
