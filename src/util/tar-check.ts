@@ -23,7 +23,9 @@ const GNU_MAGIC = Buffer.from('ustar  \0', 'latin1');
  * writes and reads these archives: a pax `size` record stands for the next member's size field,
  * and a header-only member (a link, a device, a directory, a FIFO; a pre-POSIX regular file
  * named with a trailing slash is a directory) has no data whatever its size field says. All-zero
- * blocks (the end of the archive) are skipped. At the end, no member or header may be cut short,
+ * blocks are skipped. At the end, no member or header may be cut short, the archive must end with
+ * the end-of-archive marker (zero blocks: POSIX.1-2017 pax, ustar; Go's tar.Writer.Close, the
+ * engine's, and tar-writer.ts write two), so that a response cut between two members is caught too,
  * and there must be at least one member. Errors: `WHAT: the engine's archive is not a whole tar
  * (WHY)`, `WHAT: the engine sent an empty archive`.
  */
@@ -39,6 +41,8 @@ export class TarChecker extends Transform {
   /** The size a pax `x` header gave for the next member. */
   private paxSize?: number;
   private entries = 0;
+  /** Whether the last header block seen was all zeros: the end-of-archive marker. */
+  private atEnd = false;
 
   constructor(private readonly what: string) {
     super();
@@ -54,6 +58,7 @@ export class TarChecker extends Transform {
 
   override _flush(done: TransformCallback): void {
     if (this.headLen > 0 || this.extension || this.seen < this.next) return done(this.broken('it ends inside a member'));
+    if (this.entries > 0 && !this.atEnd) return done(this.broken('it ends without the end-of-archive marker, cut short between two members'));
     done(this.entries > 0 ? null : new Error(`${this.what}: the engine sent an empty archive`));
   }
 
@@ -96,8 +101,10 @@ export class TarChecker extends Transform {
     // A block of zeros (the checksum field aside): the end-of-archive marker, or padding after it.
     if (headerSum(h) === 8 * 0x20) {
       this.next = offset + TAR_BLOCK;
+      this.atEnd = true;
       return undefined;
     }
+    this.atEnd = false;
     if (!checksumOk(h)) return `a header's checksum is wrong at byte ${offset}`;
     if (!h.subarray(257, 263).equals(USTAR_MAGIC) && !h.subarray(257, 265).equals(GNU_MAGIC)) return `a header of unknown format at byte ${offset}`;
     const type = typeFlag(h);

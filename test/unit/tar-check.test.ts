@@ -119,6 +119,18 @@ describe('TarChecker', () => {
     await expect(check([END])).rejects.toThrow(/vol: the engine sent an empty archive/);
   });
 
+  it('fails on an archive cut short between two members: it must end with the end-of-archive marker', async () => {
+    const first = Buffer.concat([header('a', 3), padded(Buffer.from('abc'))]);
+    const second = Buffer.concat([header('b', 2), padded(Buffer.from('de'))]);
+    await expect(check([first, second, END])).resolves.toHaveLength(3);
+    // One zero block ends it too (GNU tar reads it so); padding after the marker is zeros.
+    await expect(check([first, END.subarray(512)])).resolves.toHaveLength(2);
+    await expect(check([first, END, Buffer.alloc(8192)])).resolves.toHaveLength(3);
+    await expect(check([first, second])).rejects.toThrow(/it ends without the end-of-archive marker, cut short between two members/);
+    // A zero block followed by more members is not the end.
+    await expect(check([first, END.subarray(512), second])).rejects.toThrow(/without the end-of-archive marker/);
+  });
+
   it('fails on an archive that ends inside a header or inside a pax header', async () => {
     await expect(check([header('a', 0).subarray(0, 300)])).rejects.toThrow(/it ends inside a member/);
     await expect(check([paxSize(10).subarray(0, 600)])).rejects.toThrow(/it ends inside a member/);
