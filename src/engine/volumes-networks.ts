@@ -47,9 +47,9 @@ export class VolumeNetworkCalls extends ImageCalls {
    * (`Mounts[].Source` of `GET /containers/json`), and the device of each local volume it mounts
    * that binds a host path (`type=none`, `o=bind`, `device=PATH`: how Compose binds a directory
    * through a volume). Containers that mount none are left out, and so are those labelled
-   * `skipLabel` (any value).
+   * `skipLabel` (any value). `running`: the container runs (or is paused) now.
    */
-  async hostPathMounts(skipLabel?: string): Promise<Array<{ id: string; name: string; paths: string[] }>> {
+  async hostPathMounts(skipLabel?: string): Promise<Array<{ id: string; name: string; paths: string[]; running: boolean }>> {
     const [list, volumes] = await Promise.all([this.listContainers(), call('list volumes', () => this.docker.listVolumes())]);
     const device = new Map<string, string>();
     for (const v of volumes.Volumes ?? []) {
@@ -61,6 +61,7 @@ export class VolumeNetworkCalls extends ImageCalls {
       .map((c) => ({
         id: c.Id,
         name: ownName(c.Names, c.Id),
+        running: c.State === 'running' || c.State === 'paused',
         paths: (c.Mounts ?? []).flatMap((m) =>
           m.Type === 'bind' ? [m.Source] : m.Type === 'volume' && m.Name && device.has(m.Name) ? [device.get(m.Name)!] : [],
         ),

@@ -38,6 +38,11 @@ export interface FilledHostPath {
   existed: boolean;
   /** The empty directory's owner, mode and modification time (whole seconds) before the fill. */
   root?: RootStat;
+  /**
+   * `DEV:INODE` of the directory (the empty one; or the one the fill made, once it is made): a
+   * rollback leaves a path that is another inode now (moved away, a symbolic link put there).
+   */
+  inode?: string;
 }
 
 /** A container and the host paths it mounts (Engine.hostPathMounts). */
@@ -45,6 +50,8 @@ export interface HostPathMounts {
   id: string;
   name: string;
   paths: string[];
+  /** Running or paused now (absent: not said). */
+  running?: boolean;
 }
 
 /** Whether anything (file, directory, symlink) is at `path` here; errors other than ENOENT are thrown. */
@@ -229,12 +236,14 @@ export async function putBackHostPath(r: ReplacedHostPath): Promise<void> {
  * engine on this host): missing here too, or an empty directory of the same owner, mode and
  * modification time. Undefined elsewhere: a rollback could not undo that fill from here.
  */
-export async function filledPathRecord(path: string, probe: PathProbe): Promise<FilledHostPath | undefined> {
+export async function filledPathRecord(path: string, probe: PathProbe, uid = process.getuid?.()): Promise<FilledHostPath | undefined> {
+  // What the engine's helper writes is root's: only root may remove it again.
+  if (uid !== 0) return undefined;
   try {
     const here = await lstat(path, { bigint: true });
     if (!probe.exists || probe.kind !== 'directory' || !here.isDirectory() || !sameRoot(statOf(here), probe.root)) return undefined;
     if ((await readdir(path)).length > 0) return undefined;
-    return { path, existed: true, root: statOf(here) };
+    return { path, existed: true, root: statOf(here), inode: `${here.dev}:${here.ino}` };
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || probe.exists) return undefined;
     // Missing here as for the engine: made by the fill, in a directory this host sees.
@@ -242,12 +251,25 @@ export async function filledPathRecord(path: string, probe: PathProbe): Promise<
   }
 }
 
+/** `DEV:INODE` of what is at `path` now (not followed), or undefined when nothing is. */
+export async function inodeOf(path: string): Promise<string | undefined> {
+  const st = await lstat(path, { bigint: true }).catch(() => undefined);
+  return st && `${st.dev}:${st.ino}`;
+}
+
 /**
  * Undoes the fill `r` records: a path the fill made is removed whole; an empty directory is emptied
- * again and given back its owner, mode and modification time. Safe to run again after an
+ * again and given back its owner, mode and modification time. A path that is not the one filled
+ * any more (another inode: `r.inode`; not a directory) is left as it is. Safe to run again after an
  * interruption, and on a path already undone.
  */
 export async function emptyFilledPath(r: FilledHostPath): Promise<void> {
+  const here = await lstat(r.path, { bigint: true }).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return undefined;
+    throw err;
+  });
+  // Gone, or another file or directory than the one filled (moved away, a symbolic link put there): not the restore's.
+  if (!here || (r.inode !== undefined && `${here.dev}:${here.ino}` !== r.inode) || (r.existed && !here.isDirectory())) return;
   if (!r.existed) return removeTree(r.path);
   const names = await readdir(r.path).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return undefined;

@@ -108,7 +108,8 @@ export class LayerStore {
   /** A spooled layer tar, checked as a whole tar as it is read. */
   private spooledTar(spooled: Spooled, what: string): Readable {
     const file = this.spool.read(spooled);
-    const tar = file.pipe(new TarChecker(what));
+    // A layer that changed nothing (every entry of its upper directory left out) is an archive of no member.
+    const tar = file.pipe(new TarChecker(what, true));
     file.on('error', (err) => tar.destroy(err));
     // A failed check (or a reader that stops) leaves the file open otherwise: pipe() only unpipes.
     tar.on('close', () => file.destroy());

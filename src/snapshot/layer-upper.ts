@@ -189,7 +189,7 @@ export async function upperDirOf(info: ContainerInspect): Promise<UpperDir | und
 export function tmpfsDestinations(info: Pick<ContainerInspect, 'HostConfig'>): string[] {
   const host = (info.HostConfig ?? {}) as { Tmpfs?: Record<string, string> | null; Mounts?: Array<{ Type?: string; Target?: string }> | null };
   const paths = [...Object.keys(host.Tmpfs ?? {}), ...(host.Mounts ?? []).filter((m) => m.Type === 'tmpfs' && m.Target).map((m) => m.Target!)];
-  return [...new Set(paths.filter((p) => isAbsolute(p)).map((p) => posix.normalize(p)))];
+  return [...new Set(paths.filter((p) => isAbsolute(p)).map((p) => posix.normalize(p).replace(/(.)\/+$/, '$1')))];
 }
 
 /** Whether `path` or one of its ancestors is a symlink in the topmost of `layers` (upper first) that has it. */

@@ -274,6 +274,15 @@ async function undoFill(engine: Engine, p: FilledHostPath, ours: Set<string>, la
     done();
     throw new Error(`${others.join(', ')} mount it: left with the restored content`);
   }
+  // One of the restores' own containers running with it: another rollback of this journal put it back and started it.
+  const running = usersOf(
+    p.path,
+    (await engine.hostPathMounts(RUN_LABEL)).filter((m) => m.running),
+  );
+  if (running.length > 0) {
+    done();
+    throw new Error(`${running.map((u) => u.name).join(', ')} runs with it now: left as it is`);
+  }
   await emptyFilledPath(p);
   done();
 }

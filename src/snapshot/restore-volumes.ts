@@ -12,7 +12,7 @@ import { mergedWith, readMetadataRecord } from './metadata-merge.js';
 import { sparseOf, type MetadataRecord, type SparseFiles } from './volume-metadata.js';
 import { anonymousVolumes, inheritedMounts, isTmpfs, mountedSubpath } from './restore-mounts.js';
 import { RestoreError, type RestoreContext } from './restore-types.js';
-import { asideBlocker, asidePathOf, filledPathRecord, localSymlink, moveAside, usersOf, type ReplacedHostPath } from './host-path-aside.js';
+import { asideBlocker, asidePathOf, filledPathRecord, inodeOf, localSymlink, moveAside, usersOf, type ReplacedHostPath } from './host-path-aside.js';
 import { errorMessage } from '../core/log.js';
 
 /**
@@ -273,8 +273,9 @@ export class VolumeRestore {
       }
     }
     if (!probe.hasData) {
-      // Filled in place: recorded first, so that a rollback removes or empties it again (where this host sees it).
-      const filled = await filledPathRecord(path, probe);
+      // Filled in place: recorded first, so that a rollback removes or empties it again (where this host sees it:
+      // a missing path only with an engine on this host, and confirmed once the fill made it, fillOwnMounts).
+      const filled = probe.exists || this.ctx.engine.describe().startsWith('unix://') ? await filledPathRecord(path, probe) : undefined;
       if (filled) this.txn.record(target, (e) => (e.filledPaths ??= []).push(filled));
       return true;
     }
@@ -292,6 +293,21 @@ export class VolumeRestore {
     }
     this.ctx.log.info(`${c.name}: host path ${path} moved aside to ${moved.aside} (removed once the restore succeeds, put back if it fails)`);
     return true;
+  }
+
+  /**
+   * A missing host path the fill just made (a FilledHostPath record of `target` without its inode):
+   * its inode recorded, so that a rollback removes that directory and nothing put there later; the
+   * record dropped when this host does not see the path after all (another mount namespace).
+   */
+  private async madeByFill(target: string, path: string): Promise<void> {
+    const made = this.txn.pending.targets.find((t) => t.target === target)?.filledPaths?.find((p) => p.path === path && !p.existed && !p.inode);
+    if (!made) return;
+    const inode = await inodeOf(path);
+    this.txn.record(target, (e) => {
+      if (inode) made.inode = inode;
+      else e.filledPaths?.splice(e.filledPaths.indexOf(made), 1);
+    });
   }
 
   /**
@@ -313,6 +329,7 @@ export class VolumeRestore {
         if (this.filled.has(key) || !(await this.prepareHostPath(c, target, id, v.source!, image))) continue;
         this.ctx.log.info(`${c.name}: filling bind mount ${v.source}`);
         await this.filler(image).fillHostPath(v.source!, v.destination, this.content(c, v));
+        await this.madeByFill(target, v.source!);
         this.filled.add(key);
         this.records.delete(v);
         continue;

@@ -26,7 +26,7 @@ const GNU_MAGIC = Buffer.from('ustar  \0', 'latin1');
  * blocks are skipped. At the end, no member or header may be cut short, the archive must end with
  * the end-of-archive marker (zero blocks: POSIX.1-2017 pax, ustar; Go's tar.Writer.Close, the
  * engine's, and tar-writer.ts write two), so that a response cut between two members is caught too,
- * and there must be at least one member. Errors: `WHAT: the engine's archive is not a whole tar
+ * and there must be at least one member (unless `emptyOk`). Errors: `WHAT: the engine's archive is not a whole tar
  * (WHY)`, `WHAT: the engine sent an empty archive`.
  */
 export class TarChecker extends Transform {
@@ -44,7 +44,11 @@ export class TarChecker extends Transform {
   /** Whether the last header block seen was all zeros: the end-of-archive marker. */
   private atEnd = false;
 
-  constructor(private readonly what: string) {
+  /** `emptyOk`: an archive of no member is whole (a writable layer that changed nothing); a volume's archive holds its root at least. */
+  constructor(
+    private readonly what: string,
+    private readonly emptyOk = false,
+  ) {
     super();
   }
 
@@ -58,8 +62,9 @@ export class TarChecker extends Transform {
 
   override _flush(done: TransformCallback): void {
     if (this.headLen > 0 || this.extension || this.seen < this.next) return done(this.broken('it ends inside a member'));
-    if (this.entries > 0 && !this.atEnd) return done(this.broken('it ends without the end-of-archive marker, cut short between two members'));
-    done(this.entries > 0 ? null : new Error(`${this.what}: the engine sent an empty archive`));
+    if (this.entries === 0 && !this.emptyOk) return done(new Error(`${this.what}: the engine sent an empty archive`));
+    if (!this.atEnd) return done(this.broken('it ends without the end-of-archive marker, cut short between two members'));
+    done();
   }
 
   private broken(why: string): Error {

@@ -8,6 +8,7 @@ import {
   asidePathOf,
   emptyFilledPath,
   filledPathRecord,
+  inodeOf,
   mountInside,
   moveAside,
   putBackHostPath,
@@ -156,19 +157,22 @@ describe('host path filled in place (missing or empty before)', () => {
   it('is recorded only where this host sees it as the engine does: missing here too, or empty with the same owner, mode and time', async () => {
     const path = hostPath();
     const missing = join(path, 'new');
-    expect(await filledPathRecord(missing, { exists: false, hasData: false })).toEqual({ path: missing, existed: false });
+    expect(await filledPathRecord(missing, { exists: false, hasData: false }, 0)).toEqual({ path: missing, existed: false });
     // Its directory not here: another host's path.
-    expect(await filledPathRecord(join(path, 'no', 'new'), { exists: false, hasData: false })).toBeUndefined();
+    expect(await filledPathRecord(join(path, 'no', 'new'), { exists: false, hasData: false }, 0)).toBeUndefined();
     const empty = join(path, 'empty');
     mkdirSync(empty);
     const probe = { ...probeOf(empty), hasData: false };
-    expect(await filledPathRecord(empty, probe)).toEqual({ path: empty, existed: true, root: probe.root });
-    expect(await filledPathRecord(empty, { ...probe, root: { ...probe.root!, mode: 0o700 } })).toBeUndefined();
+    const st = lstatSync(empty, { bigint: true });
+    expect(await filledPathRecord(empty, probe, 0)).toEqual({ path: empty, existed: true, root: probe.root, inode: `${st.dev}:${st.ino}` });
+    // What the engine's helper writes is root's: a runner that is not root could not remove it again.
+    expect(await filledPathRecord(empty, probe, 1000)).toBeUndefined();
+    expect(await filledPathRecord(empty, { ...probe, root: { ...probe.root!, mode: 0o700 } }, 0)).toBeUndefined();
     // Missing for the engine, there here (or the reverse): another host.
-    expect(await filledPathRecord(empty, { exists: false, hasData: false })).toBeUndefined();
-    expect(await filledPathRecord(missing, probe)).toBeUndefined();
+    expect(await filledPathRecord(empty, { exists: false, hasData: false }, 0)).toBeUndefined();
+    expect(await filledPathRecord(missing, probe, 0)).toBeUndefined();
     writeFileSync(join(empty, 'f'), 'x');
-    expect(await filledPathRecord(empty, probe)).toBeUndefined();
+    expect(await filledPathRecord(empty, probe, 0)).toBeUndefined();
   });
 
   it('is undone: a path the fill made removed, an empty one emptied with its owner, mode and time back; safe to run again', async () => {
@@ -193,6 +197,31 @@ describe('host path filled in place (missing or empty before)', () => {
     const after = lstatSync(empty);
     expect(readdirSync(empty)).toEqual([]);
     expect([after.mode & 0o7777, after.uid, after.gid, Math.floor(after.mtimeMs / 1000)]).toEqual([0o711, before.uid, before.gid, 1_600_000_000]);
+  });
+
+  it('leaves a path that is not the one filled any more: moved away and a symbolic link put there, or another directory', async () => {
+    const path = hostPath();
+    const empty = join(path, 'empty');
+    mkdirSync(empty);
+    const record = (await filledPathRecord(empty, { ...probeOf(empty), hasData: false }, 0))!;
+    // Moved elsewhere, a link to it put in its place: the data it leads to is not the restore's to empty.
+    const moved = join(path, 'moved');
+    renameSync(empty, moved);
+    writeFileSync(join(moved, 'kept'), 'kept');
+    symlinkSync(moved, empty);
+    await emptyFilledPath(record);
+    expect(readFileSync(join(moved, 'kept'), 'utf8')).toBe('kept');
+    expect(lstatSync(empty).isSymbolicLink()).toBe(true);
+    // A path the fill made, replaced since by another directory.
+    const made = join(path, 'made');
+    mkdirSync(made);
+    const inode = await inodeOf(made);
+    // Moved away (its inode still in use, so the new directory cannot reuse it).
+    renameSync(made, join(path, 'made-away'));
+    mkdirSync(made);
+    writeFileSync(join(made, 'other'), 'other');
+    await emptyFilledPath({ path: made, existed: false, inode });
+    expect(existsSync(join(made, 'other'))).toBe(true);
   });
 });
 

@@ -3,7 +3,12 @@ import { mkdtempSync, rmSync, symlinkSync, mkdirSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ContainerInspect } from '../../src/engine/containers.js';
-import { goFileMode, goUtcTime, hostEntry, upperDirOf, upperEntry } from '../../src/snapshot/layer-upper.js';
+import { goFileMode, goUtcTime, hostEntry, tmpfsDestinations, upperDirOf, upperEntry } from '../../src/snapshot/layer-upper.js';
+import { upperLayerTar } from '../../src/snapshot/layer-upper-tar.js';
+import { TarChecker } from '../../src/util/tar-check.js';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
 import type { BigIntStats } from 'node:fs';
 
 describe('host stats as the engine gives them', () => {
@@ -81,5 +86,56 @@ describe('upperEntry', () => {
     expect(hostEntry(whiteout)).toBeUndefined();
     const device = { ...whiteout, isCharacterDevice: () => true, rdev: 259n } as unknown as BigIntStats;
     expect(hostEntry(device)?.mode).toBe((0x04000000 | 0x00200000) >>> 0);
+  });
+});
+
+describe('tmpfs mount points the runtime made', () => {
+  it('are those of HostConfig.Tmpfs and tmpfs Mounts that no lower layer has, and are left out of the layer while empty', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'upper-tmpfs-'));
+    try {
+      const upper = join(dir, 'upper');
+      const lower = join(dir, 'lower');
+      for (const d of ['scratch', 'deep/er', 'www', 'full']) mkdirSync(join(upper, d), { recursive: true });
+      mkdirSync(join(lower, 'www'), { recursive: true });
+      writeFileSync(join(upper, 'full', 'f'), 'x');
+      const info = {
+        GraphDriver: { Name: 'overlay2', Data: { UpperDir: upper, LowerDir: lower } },
+        Mounts: [],
+        HostConfig: {
+          Tmpfs: { '/scratch/': '', '/deep/er': 'mode=1770', '/full': '' },
+          Mounts: [
+            { Type: 'tmpfs', Target: '/www' },
+            { Type: 'bind', Target: '/b', Source: '/x' },
+          ],
+        },
+      } as unknown as ContainerInspect;
+      expect(tmpfsDestinations(info).sort()).toEqual(['/deep/er', '/full', '/scratch', '/www']);
+      const got = await upperDirOf(info);
+      // /www is the image's own directory: kept (runc gives the tmpfs its mode, as it did before).
+      expect([...(got?.tmpfsMadePoints ?? [])].sort()).toEqual(['deep/er', 'full', 'scratch']);
+      const names = async () => {
+        const layer = await upperLayerTar(got!);
+        if (typeof layer === 'string') throw new Error(layer);
+        const out: string[] = [];
+        const extract = tar.extract();
+        pipeline(layer, new TarChecker('layer', true), extract).catch(() => undefined);
+        for await (const entry of extract) {
+          out.push(entry.header.name.replace(/\/$/, ''));
+          entry.resume();
+        }
+        return out.sort();
+      };
+      // /full holds a file (not a bare mount point): kept.
+      expect(await names()).toEqual(['deep', 'full', 'full/f', 'www']);
+      // Nothing left but the mount points: an archive of no member, which the layer's check takes.
+      rmSync(join(upper, 'full'), { recursive: true });
+      rmSync(join(upper, 'www'), { recursive: true });
+      rmSync(join(upper, 'deep'), { recursive: true });
+      const layer = await upperLayerTar(got!);
+      if (typeof layer === 'string') throw new Error(layer);
+      await expect(pipeline(layer, new TarChecker('layer', true), new Writable({ write: (_c, _e, d) => d() }))).resolves.toBeUndefined();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

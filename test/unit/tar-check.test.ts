@@ -158,3 +158,11 @@ describe('TarChecker on a size field it cannot read', () => {
     await expect(check([nuls, padded(Buffer.from('abc')), END])).resolves.toHaveLength(3);
   });
 });
+
+describe('TarChecker of a writable layer (emptyOk)', () => {
+  it('takes an archive of no member, ended by its marker, as whole; not one of no bytes', async () => {
+    const run = (parts: Buffer[]) => pipeline(Readable.from(parts), new TarChecker('layer', true), new Writable({ write: (_c, _e, d) => d() }));
+    await expect(run([END])).resolves.toBeUndefined();
+    await expect(run([Buffer.alloc(0)])).rejects.toThrow(/layer: the engine's archive is not a whole tar \(it ends without the end-of-archive marker/);
+  });
+});
