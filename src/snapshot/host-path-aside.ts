@@ -9,14 +9,14 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { constants, lstatSync, readFileSync, realpathSync } from 'node:fs';
+import { constants, lstatSync, readFileSync, realpathSync, type BigIntStats } from 'node:fs';
 import { access, chmod, chown, lstat, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { errorMessage } from '../core/log.js';
 import { isAlive, processStart } from '../core/process-liveness.js';
 import type { PathProbe } from './fill.js';
-import { sameRoot, type RootStat } from './volume-root.js';
+import { rootStatFrom, sameRoot, type RootStat } from './volume-root.js';
 
 /** A host path a restore moved aside (TargetPending.replacedPaths): the path and the sibling holding its old content. */
 export interface ReplacedHostPath {
@@ -117,14 +117,10 @@ export async function localSymlink(path: string, probe: PathProbe): Promise<stri
   try {
     if (!(await lstat(path)).isSymbolicLink()) return undefined;
     const st = await stat(path, { bigint: true });
-    return sameRoot(statOf(st), probe.root) ? real(path) : undefined;
+    return sameRoot(rootStatFrom(st), probe.root) ? real(path) : undefined;
   } catch {
     return undefined;
   }
-}
-
-function statOf(st: { uid: bigint; gid: bigint; mode: bigint; mtimeNs: bigint }): RootStat {
-  return { uid: Number(st.uid), gid: Number(st.gid), mode: Number(st.mode) & 0o7777, mtime: Number(st.mtimeNs / 1_000_000_000n) };
 }
 
 /**
@@ -146,7 +142,7 @@ export async function asideBlocker(
   try {
     const here = await lstat(path, { bigint: true });
     const kind = here.isDirectory() ? 'directory' : here.isFile() ? 'file' : 'other';
-    if (kind !== probe.kind || !sameRoot(statOf(here), probe.root)) return elsewhere;
+    if (kind !== probe.kind || !sameRoot(rootStatFrom(here), probe.root)) return elsewhere;
     const at = real(path);
     const parent = dirname(at);
     if (parent === at) return 'it is the root directory';
@@ -241,9 +237,9 @@ export async function filledPathRecord(path: string, probe: PathProbe, uid = pro
   if (uid !== 0) return undefined;
   try {
     const here = await lstat(path, { bigint: true });
-    if (!probe.exists || probe.kind !== 'directory' || !here.isDirectory() || !sameRoot(statOf(here), probe.root)) return undefined;
+    if (!probe.exists || probe.kind !== 'directory' || !here.isDirectory() || !sameRoot(rootStatFrom(here), probe.root)) return undefined;
     if ((await readdir(path)).length > 0) return undefined;
-    return { path, existed: true, root: statOf(here), inode: `${here.dev}:${here.ino}` };
+    return { path, existed: true, root: rootStatFrom(here), inode: inodeKey(here) };
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || probe.exists) return undefined;
     // Missing here as for the engine: made by the fill, in a directory this host sees.
@@ -251,10 +247,15 @@ export async function filledPathRecord(path: string, probe: PathProbe, uid = pro
   }
 }
 
+/** `DEV:INODE` of a stat (FilledHostPath.inode). */
+function inodeKey(st: BigIntStats): string {
+  return `${st.dev}:${st.ino}`;
+}
+
 /** `DEV:INODE` of what is at `path` now (not followed), or undefined when nothing is. */
 export async function inodeOf(path: string): Promise<string | undefined> {
   const st = await lstat(path, { bigint: true }).catch(() => undefined);
-  return st && `${st.dev}:${st.ino}`;
+  return st && inodeKey(st);
 }
 
 /**
@@ -269,7 +270,7 @@ export async function emptyFilledPath(r: FilledHostPath): Promise<void> {
     throw err;
   });
   // Gone, or another file or directory than the one filled (moved away, a symbolic link put there): not the restore's.
-  if (!here || (r.inode !== undefined && `${here.dev}:${here.ino}` !== r.inode) || (r.existed && !here.isDirectory())) return;
+  if (!here || (r.inode !== undefined && inodeKey(here) !== r.inode) || (r.existed && !here.isDirectory())) return;
   if (!r.existed) return removeTree(r.path);
   const names = await readdir(r.path).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return undefined;

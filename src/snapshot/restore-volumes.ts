@@ -149,15 +149,7 @@ export class VolumeRestore {
     const old = (await engine.inspectVolume(name))!;
     const hasData = !isTmpfs(v) && (await this.filler(image).volumeHasData(name));
     const aside = hasData ? `${name}-aside-${randomBytes(3).toString('hex')}` : undefined;
-    const record: ReplacedVolume = {
-      name,
-      aside,
-      kept: false,
-      emptied: false,
-      driver: old.Driver,
-      driverOpts: (old.Options as Record<string, string> | null) ?? {},
-      labels: (old.Labels as Record<string, string> | null) ?? {},
-    };
+    const record: ReplacedVolume = { name, aside, kept: false, emptied: false, ...settingsOf(old) };
     this.txn.record(target, (e) => {
       e.image = image;
       e.replaced.push(record);
@@ -214,16 +206,7 @@ export class VolumeRestore {
       else {
         // Empty and unused (checked): a rollback empties it again.
         const old = (await engine.inspectVolume(name))!;
-        this.txn.record(target, (e) =>
-          e.replaced.push({
-            name,
-            kept: true,
-            emptied: true,
-            driver: old.Driver,
-            driverOpts: (old.Options as Record<string, string> | null) ?? {},
-            labels: (old.Labels as Record<string, string> | null) ?? {},
-          }),
-        );
+        this.txn.record(target, (e) => e.replaced.push({ name, kept: true, emptied: true, ...settingsOf(old) }));
       }
     } else {
       this.txn.record(target, (e) => e.createdVolumes.push(name));
@@ -341,4 +324,13 @@ export class VolumeRestore {
       this.records.delete(v);
     }
   }
+}
+
+/** What a volume is made again with when a rollback puts it back (ReplacedVolume): its driver, options and labels, from its inspect. */
+function settingsOf(old: { Driver: string; Options?: unknown; Labels?: unknown }): Pick<ReplacedVolume, 'driver' | 'driverOpts' | 'labels'> {
+  return {
+    driver: old.Driver,
+    driverOpts: (old.Options as Record<string, string> | null) ?? {},
+    labels: (old.Labels as Record<string, string> | null) ?? {},
+  };
 }
