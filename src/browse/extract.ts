@@ -227,7 +227,7 @@ async function refuseExisting(dest: Destination, set: SnapshotSet, container: st
   if (clashes.length > 0) {
     const more = clashes.length > 3 ? ` and ${clashes.length - 3} more` : '';
     throw new BrowseError(
-      `${clashes.slice(0, 3).join(', ')}${more} exist(s). Expected a ${words.name('to')} directory without them, or ${words.enable('overwrite')}.`,
+      `${clashes.slice(0, 3).join(', ')}${more} ${clashes.length === 1 ? 'exists' : 'exist'}. Expected a ${words.name('to')} directory without ${clashes.length === 1 ? 'it' : 'them'}, or ${words.enable('overwrite')}.`,
     );
   }
 }

@@ -11,6 +11,7 @@ import { withContainerLock } from '../core/locks.js';
 import { SET_MEDIA_TYPE, SET_SCHEMA_VERSION, type SnapshotSet } from './manifest.js';
 import { chooseCompression } from './compression-choice.js';
 import { selectContainers, type Candidate } from './select.js';
+import { editDistance } from '../core/spelling.js';
 import { dependencyOrder, GroupGate, unitsOf, type Unit } from './groups.js';
 import { Spool } from './spool.js';
 import { forEachLimited } from '../util/pool.js';
@@ -34,13 +35,26 @@ function candidateOf(c: { Id: string; Names?: string[]; Labels?: Record<string, 
   return { id: c.Id, name: ownName(c.Names, c.Id), labels: c.Labels ?? {}, state: c.State };
 }
 
+/** Most edits (editDistance) between a missing name and a container's for a suggestion: a slip of a key or two swapped, not another container of a similar name. */
+const NAME_SLIP = 2;
+
+/** `; did you mean NAME?` when a container on the engine has a name NAME_SLIP edits or fewer from `name` (the closest), else ''. */
+function nearestName(name: string, all: readonly Candidate[]): string {
+  let best: { name: string; d: number } | undefined;
+  for (const c of all) {
+    const d = editDistance(name, c.name);
+    if (d > 0 && d <= NAME_SLIP && (!best || d < best.d)) best = { name: c.name, d };
+  }
+  return best ? `; did you mean ${best.name}?` : '';
+}
+
 export async function runBackup(opts: BackupOptions, ctx: BackupContext): Promise<BackupResult> {
   const { engine, log } = ctx;
   const engineInfo = await engine.info(ctx.signal);
   const all = (await engine.listContainers(ctx.signal)).map(candidateOf);
   const selection = selectContainers(all, opts.selection);
   const outcomes: ContainerOutcome[] = [
-    ...selection.missing.map((name) => failure(name, '', 'missing', new BackupError(`no such container: ${name}`))),
+    ...selection.missing.map((name) => failure(name, '', 'missing', new BackupError(`no such container: ${name}${nearestName(name, all)}`))),
     ...selection.missingProjects.map((p) => failure(`project ${p}`, '', 'missing', new BackupError(`no container in Compose project ${p}`))),
   ];
   // A missing container is said once, in the caller's final error line that lists every failure.

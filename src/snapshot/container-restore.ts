@@ -161,8 +161,9 @@ export class ContainerRestore {
     const found: string[] = [];
     const w = this.opts.words ?? ACTION_WORDS;
     const [replace, rename] = [w.enable('replace'), w.name('rename')];
-    if (!this.opts.replace && (await engine.findContainer(target)))
-      found.push(`container '${target}' exists (${replace} replaces it, ${rename} ${c.name}=NEW restores it beside it)`);
+    const containerExists = !this.opts.replace && (await engine.findContainer(target)) !== undefined;
+    // Its named volumes already on the engine (not renamed): a copy beside it must rename them too.
+    const besideToo: string[] = [];
     for (const ref of containerReferences(renameReferences(c.spec, this.opts.rename).hostConfig)) {
       if (!this.targets.has(ref) && !(await engine.findContainer(ref))) {
         found.push(`it needs container '${ref}' (volumes-from, links or a shared namespace), which is neither restored now nor on the engine`);
@@ -175,6 +176,7 @@ export class ContainerRestore {
           found.push(`volume '${name}' would be created on ${v.driverOptions.device}, which may hold data (${replace} writes there)`);
         continue;
       }
+      if (!this.opts.rename.has(v.name) && !besideToo.includes(v.name)) besideToo.push(v.name);
       const others = (await engine.volumeUsers(name)).filter((u) => !(this.opts.replace && this.targets.has(u.name)));
       // The set holds a subpath's content only, unless a container restored now mounts the whole volume.
       const subpath = mountedSubpath(c, v.destination);
@@ -202,6 +204,10 @@ export class ContainerRestore {
           if (refusal) found.push(refusal);
         }
       }
+    }
+    if (containerExists) {
+      const beside = [c.name, ...besideToo].map((n) => `${n}=NEW`).join(',');
+      found.unshift(`container '${target}' exists (${replace} replaces it, ${rename} ${beside} restores it beside it)`);
     }
     // Two mounts of one volume (two subpaths of it) find the same thing: said once.
     return [...new Set(found)];

@@ -343,7 +343,7 @@ describe('bad input: a one-line error saying what was expected, a non-zero exit,
         via: 'restore',
         inputs: { source: dir() },
         expected:
-          /1 container\(s\) not restored: (\S+-app) \(refused: container '\1' exists \(replace: true replaces it, rename \1=NEW restores it beside it\);/,
+          /1 container\(s\) not restored: (\S+-app) \(refused: container '\1' exists \(replace: true replaces it, rename \1=NEW,\S+-v=NEW restores it beside it\);/,
       }),
     ],
     [
@@ -400,7 +400,11 @@ describe('bad input: a one-line error saying what was expected, a non-zero exit,
     ],
     [
       'cli: list of a dir: location that does not exist',
-      () => ({ via: 'cli', args: ['list', '--source', `${dir()}-missing`], expected: /^error: Cannot read dir:.*Expected a directory a backup wrote sets to/ }),
+      () => ({
+        via: 'cli',
+        args: ['list', '--source', `${dir()}-missing`],
+        expected: /^error: Cannot read dir:\/\S+-missing: no such directory\. Expected a directory a backup wrote sets to\.$/,
+      }),
     ],
     [
       'cli: --group-by an unknown value',
@@ -523,7 +527,7 @@ describe('bad input: a one-line error saying what was expected, a non-zero exit,
         via: 'cli',
         args: ['restore', '--source', dir()],
         expected:
-          /^error: 1 container\(s\) failed: (\S+-app) \(refused: container '\1' exists \(--replace replaces it, --rename \1=NEW restores it beside it\);/,
+          /^error: 1 container\(s\) failed: (\S+-app) \(refused: container '\1' exists \(--replace replaces it, --rename \1=NEW,\S+-v=NEW restores it beside it\);/,
       }),
     ],
   ];

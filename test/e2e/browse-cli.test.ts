@@ -45,7 +45,7 @@ describe('the bundled CLI browses sets: ls, extract, diff', () => {
     expect([first.code, readFileSync(join(to, 'a'), 'utf8')]).toEqual([0, 'first\n']);
     const again = await runCli(['extract', 's2', `${app}:/v/a`, '--to', to, '--source', source]);
     expect(again.code).toBe(1);
-    expect(again.stderr.trim()).toBe(`error: ${join(to, 'a')} exist(s). Expected a --to directory without them, or --overwrite.`);
+    expect(again.stderr.trim()).toBe(`error: ${join(to, 'a')} exists. Expected a --to directory without it, or --overwrite.`);
     expect((await runCli(['extract', 's2', `${app}:/v/a`, '--to', to, '--overwrite', '--source', source])).code).toBe(0);
     expect(readFileSync(join(to, 'a'), 'utf8')).toBe('second\n');
     const noTo = await runCli(['extract', 's1', `${app}:/v/a`, '--source', source]);

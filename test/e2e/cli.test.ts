@@ -67,6 +67,13 @@ describe('the bundled CLI as a newcomer meets it', () => {
     expect(json.failed).toBe(1);
   });
 
+  it('names the container a missing name is a slip of a key away from', async () => {
+    const slip = `${app.slice(0, -1)}x`;
+    const r = await runCli(['backup', '--containers', slip, '--destination', store], { env });
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split('\n').at(-1)).toBe(`error: 1 container(s) failed: ${slip} (no such container: ${slip}; did you mean ${app}?)`);
+  });
+
   it('gives the reason of a failed container once, and names the set that was written without it', async () => {
     const ghost = res.name('ghost-2');
     const r = await runCli(['backup', '--containers', `${app},${ghost}`, '--destination', store, '--tag', 'partial'], { env });
@@ -155,11 +162,17 @@ describe('the bundled CLI as a newcomer meets it', () => {
     const before = (await docker.getContainer(app).inspect()).Id;
     const r = await runCli(['restore', '--source', store, '--snapshot', 'refused'], { env });
     expect(r.code).toBe(1);
-    const reason = `container '${app}' exists (--replace replaces it, --rename ${app}=NEW restores it beside it)`;
+    // The copy beside it needs its volume renamed too (the original mounts it): the hint names both.
+    const reason = `container '${app}' exists (--replace replaces it, --rename ${app}=NEW,${volume}=NEW restores it beside it)`;
     expect(r.stderr.split(reason)).toHaveLength(2);
     expect(r.stderr.trim().split('\n').at(-1)).toContain(reason);
     expect(r.stderr.trim().split('\n').at(-1)).toMatch(/^error: /);
     expect((await docker.getContainer(app).inspect()).Id).toBe(before);
+    // Followed as said, it restores.
+    const [copy, volumeCopy] = [res.name('hinted'), res.volume('v-hinted')];
+    const hinted = await runCli(['restore', '--source', store, '--snapshot', 'refused', '--rename', `${app}=${copy},${volume}=${volumeCopy}`], { env });
+    expect(hinted.code, hinted.stderr).toBe(0);
+    expect(execFileSync('docker', ['exec', copy, 'cat', '/v/table'], { encoding: 'utf8' })).toBe('rows\n');
   });
 
   it('says each retry of a registry that refuses connections, then fails in one error line', async () => {

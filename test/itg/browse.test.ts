@@ -176,14 +176,14 @@ describe('browsing a set: ls, extract, diff', () => {
   it('refuses to overwrite an existing file unless asked, and never writes through a symlink in the way', async () => {
     const to = res.tempDir();
     writeFileSync(join(to, 'added'), 'mine');
-    await expect(take('/etc/added', to)).rejects.toThrow(`${join(to, 'added')} exist(s). Expected a --to directory without them, or --overwrite.`);
+    await expect(take('/etc/added', to)).rejects.toThrow(`${join(to, 'added')} exists. Expected a --to directory without it, or --overwrite.`);
     expect(readFileSync(join(to, 'added'), 'utf8')).toBe('mine');
     await take('/etc/added', to, true);
     expect(readFileSync(join(to, 'added'), 'utf8')).toBe('new\n');
     const outside = res.tempDir();
     const trap = res.tempDir();
     symlinkSync(outside, join(trap, 'v'));
-    await expect(take('/v', trap)).rejects.toThrow('exist(s)');
+    await expect(take('/v', trap)).rejects.toThrow('/v exists.');
     await take('/v', trap, true);
     expect(readdirSync(outside)).toEqual([]);
     expect(lstatSync(join(trap, 'v')).isDirectory()).toBe(true);

@@ -50,14 +50,25 @@ describe('CLI help', () => {
 });
 
 describe('CLI flags and suggestions', () => {
+  it('suggests the flag that means the same here before the nearest spelling', () => {
+    // --force is nearest to --source by spelling; what it asks for is --replace.
+    expect(() => parseArgs('restore', ['--force'])).toThrow(/^Unknown flag --force for restore\. Did you mean --replace\?/);
+    expect(() => parseArgs('extract', ['--force'])).toThrow(/Did you mean --overwrite\?/);
+    // The location is --destination where a command writes it, --source where it reads it.
+    expect(() => parseArgs('prune', ['--source', 'dir:x'])).toThrow(/^Unknown flag --source for prune\. Did you mean --destination\?/);
+    expect(() => parseArgs('backup', ['--source', 'dir:x'])).toThrow(/Did you mean --destination\?/);
+    expect(() => parseArgs('list', ['--destination', 'dir:x'])).toThrow(/^Unknown flag --destination for list\. Did you mean --source\?/);
+    expect(() => parseArgs('extract', ['--destination', '/tmp/x'])).toThrow(/Did you mean --to\?/);
+  });
+
   it('suggests the nearest flag of the command, not the whole list', () => {
     expect(() => parseArgs('backup', ['--container', 'x'])).toThrow(
       /^Unknown flag --container for backup\. Did you mean --containers\? See node dist\/cli\.js backup --help\.$/,
     );
     expect(() => parseArgs('restore', ['--snapshto', 'x'])).toThrow(/Did you mean --snapshot\?/);
-    expect(() => parseArgs('backup', ['--source', 'x'])).toThrow(
-      /Unknown flag --source for backup\. It is a flag of restore, list, verify, ls, extract, diff\./,
-    );
+    expect(() => parseArgs('backup', ['--labels-x', 'x'])).toThrow(/Did you mean --labels\?/);
+    expect(() => parseArgs('backup', ['--rename', 'a=b'])).toThrow(/Unknown flag --rename for backup\. It is a flag of restore\./);
+    expect(() => parseArgs('list', ['--zzzzzz'])).toThrow(/^Unknown flag --zzzzzz for list\. See/);
     expect(() => parseArgs('list', ['--zzzzzz'])).toThrow(/^Unknown flag --zzzzzz for list\. See/);
     expect(unknownCommand('backpu').message).toMatch(/Did you mean backup\?/);
     expect(unknownCommand('frobnicate').message).not.toMatch(/Did you mean/);

@@ -1,5 +1,5 @@
 import { access, rm, stat, constants } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { isAbsolute, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { SetSummary, SnapshotSet } from '../../snapshot/manifest.js';
 import type { Keyring } from '../../crypto/keyring.js';
@@ -23,6 +23,8 @@ const PRUNE_WAIT_MS = 120_000;
 export class DirDestination implements Destination {
   /** The directory, absolute. */
   readonly root: string;
+  /** The path was given relative (to the directory this runs in): said when it is not found. */
+  private readonly relative: boolean;
   private readonly layout: DirLayout;
   private readonly sets: SetStore;
   private readonly blobs: BlobStore;
@@ -35,6 +37,7 @@ export class DirDestination implements Destination {
     readonly keyring?: Keyring,
   ) {
     this.root = resolve(path);
+    this.relative = !isAbsolute(path);
     this.layout = new DirLayout(this.root);
     this.sets = new SetStore(this.layout, label, keyring, warn);
     this.blobs = new BlobStore(this.layout, label);
@@ -74,11 +77,11 @@ export class DirDestination implements Destination {
       const s = await stat(this.root);
       if (!s.isDirectory()) throw new Error('not a directory');
     } catch (err) {
-      const missing =
-        (err as NodeJS.ErrnoException).code === 'ENOENT'
-          ? ` Expected a directory a backup wrote sets to (a relative path is below the directory this runs in: ${this.root}).`
-          : '';
-      throw new DestinationError(`Cannot read ${this.label}: ${(err as Error).message}.${missing}`);
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        const where = this.relative ? ` (a relative path is below the directory this runs in: ${this.root})` : '';
+        throw new DestinationError(`Cannot read ${this.label}: no such directory. Expected a directory a backup wrote sets to${where}.`);
+      }
+      throw new DestinationError(`Cannot read ${this.label}: ${(err as Error).message}.`);
     }
   }
 
