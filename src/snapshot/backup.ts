@@ -12,6 +12,7 @@ import { SET_MEDIA_TYPE, SET_SCHEMA_VERSION, type SnapshotSet } from './manifest
 import { chooseCompression } from './compression-choice.js';
 import { selectContainers, type Candidate } from './select.js';
 import { editDistance } from '../core/spelling.js';
+import { racyMarginNs } from './file-index.js';
 import { dependencyOrder, GroupGate, unitsOf, type Unit } from './groups.js';
 import { Spool } from './spool.js';
 import { forEachLimited } from '../util/pool.js';
@@ -35,6 +36,18 @@ function candidateOf(c: { Id: string; Names?: string[]; Labels?: Record<string, 
   return { id: c.Id, name: ownName(c.Names, c.Id), labels: c.Labels ?? {}, state: c.State };
 }
 
+/**
+ * The warning for a settle margin (CONTAINER_SNAPSHOT_SETTLE_SECONDS, s) shorter than this
+ * kernel's writeback timing (file-index.ts racyMarginNs), else undefined: a page written through a
+ * shared mapping changes the file's ctime again only after it was written back, so within that
+ * time a file changed since the set before can look unchanged and be taken from it.
+ */
+export function settleBelowWriteback(seconds: number | undefined, kernel: () => bigint | undefined = racyMarginNs): string | undefined {
+  const kernelNs = seconds === undefined ? undefined : kernel();
+  if (seconds === undefined || kernelNs === undefined || BigInt(seconds) * 1_000_000_000n >= kernelNs) return undefined;
+  return `CONTAINER_SNAPSHOT_SETTLE_SECONDS=${seconds} is below this kernel's writeback timing (${kernelNs / 1_000_000_000n} s: vm.dirty_expire_centisecs + vm.dirty_writeback_centisecs + 5 s): a file a program writes through a shared memory mapping may be taken from the set before although it changed`;
+}
+
 /** Most edits (editDistance) between a missing name and a container's for a suggestion: a slip of a key or two swapped, not another container of a similar name. */
 const NAME_SLIP = 2;
 
@@ -51,6 +64,8 @@ function nearestName(name: string, all: readonly Candidate[]): string {
 export async function runBackup(opts: BackupOptions, ctx: BackupContext): Promise<BackupResult> {
   const { engine, log } = ctx;
   const engineInfo = await engine.info(ctx.signal);
+  const shortSettle = settleBelowWriteback(opts.settleSeconds);
+  if (shortSettle) log.warning(shortSettle);
   const all = (await engine.listContainers(ctx.signal)).map(candidateOf);
   const selection = selectContainers(all, opts.selection);
   const outcomes: ContainerOutcome[] = [

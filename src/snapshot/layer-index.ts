@@ -33,6 +33,13 @@ export interface LayerEntry {
   opaque?: true;
   /** Its change time (ns since the epoch, decimal), where this host stat it in the upper directory. */
   ctimeNs?: string;
+  /**
+   * Its inode number (decimal), where this host stat it in the upper directory. Renaming a
+   * directory changes no time of the files below it: two directories whose files were written in
+   * the same clock tick, swapped by renames, hold files of the same size, mtime and ctime at each
+   * path, but not of the same inode. Absent from indexes written before it was recorded.
+   */
+  ino?: string;
 }
 
 /**
@@ -74,13 +81,15 @@ export function entryOf(stat: PathStat): LayerEntry {
 
 /**
  * Same path content and metadata as far as the stats tell (ownership they do not tell): mode, size
- * and mtime, and the ctime too where this host stat both (a same-size rewrite with its mtime put
- * back, a chown, a new hard link change only the ctime).
+ * and mtime, and the ctime and inode too where this host stat both (a same-size rewrite with its
+ * mtime put back, a chown, a new hard link change only the ctime; a file moved to the path by
+ * renaming a directory above it, only the inode).
  */
 export function sameEntry(a: LayerEntry | undefined, b: LayerEntry): boolean {
   if (!a) return false;
   if (a.whiteout || b.whiteout) return Boolean(a.whiteout && b.whiteout);
   if (a.ctimeNs !== undefined && b.ctimeNs !== undefined && a.ctimeNs !== b.ctimeNs) return false;
+  if (a.ino !== undefined && b.ino !== undefined && a.ino !== b.ino) return false;
   return a.mode === b.mode && a.size === b.size && a.mtime === b.mtime;
 }
 

@@ -21,6 +21,8 @@ export interface HostStat {
   mtime: string;
   /** The inode's change time in ns since the epoch (decimal text), where the host stat it: the engine's stat does not give it. */
   ctimeNs?: string;
+  /** The inode number in the upper directory (decimal text), where the host stat it: a file moved there from elsewhere (a directory renamed above it) keeps its times but not its inode. */
+  ino?: string;
 }
 
 /** Go os.FileMode bits (io/fs) that os.Lstat sets on Linux (os/stat_linux.go fillFileStatFromSys). */
@@ -113,7 +115,9 @@ export function goUtcTime(ns: bigint): string | undefined {
 export function hostEntry(st: BigIntStats): HostStat | undefined {
   if (st.isCharacterDevice() && st.rdev === 0n) return undefined;
   const mtime = goUtcTime(st.mtimeNs);
-  return mtime === undefined ? undefined : { mode: goFileMode(Number(st.mode)), size: Number(st.size), mtime, ctimeNs: String(st.ctimeNs) };
+  return mtime === undefined
+    ? undefined
+    : { mode: goFileMode(Number(st.mode)), size: Number(st.size), mtime, ctimeNs: String(st.ctimeNs), ino: String(st.ino) };
 }
 
 /** The container's upper directory on this host, and which container paths it can answer for. */

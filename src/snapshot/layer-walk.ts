@@ -115,8 +115,10 @@ function addStat(walk: UpperWalk, path: string, st: BigIntStats, shadowed: (path
   else walk.toEngine.push(path);
 }
 
-/** One record per path below the top: type letter, permission bits (octal, setuid/setgid/sticky included), size, mtime and ctime as seconds.nanoseconds, then the path (relative, raw bytes) and a NUL. */
-const FORMAT = '%y %m %s %T@ %C@ %P\\0';
+/** One record per path below the top: type letter, permission bits (octal, setuid/setgid/sticky included), size, mtime and ctime as seconds.nanoseconds, inode number, then the path (relative, raw bytes) and a NUL. */
+const FORMAT = '%y %m %s %T@ %C@ %i %P\\0';
+/** Fields of a FORMAT record before its path (ASCII, each followed by a space). */
+const FIELDS = 6;
 
 /** st_mode's file type bits by find's %y letter (sys/stat.h). */
 const TYPE_BITS: Record<string, number> = { f: 0o100000, d: 0o040000, l: 0o120000, c: 0o020000, b: 0o060000, p: 0o010000, s: 0o140000 };
@@ -179,10 +181,10 @@ function parseRecords(out: Buffer, root: string, shadowed: (path: string) => boo
   while (at < out.length) {
     const end = out.indexOf(0, at);
     if (end < 0) return 'find’s output ended inside a record';
-    // The five fields are ASCII; the path, after the fifth space, is raw bytes.
+    // The fields are ASCII; the path, after the last field's space, is raw bytes.
     let field = at;
     const fields: string[] = [];
-    for (let i = 0; i < 5; i++) {
+    for (let i = 0; i < FIELDS; i++) {
       const space = out.indexOf(0x20, field);
       if (space < 0 || space >= end) return 'find wrote a record it was not asked for';
       fields.push(out.toString('latin1', field, space));
@@ -196,7 +198,7 @@ function parseRecords(out: Buffer, root: string, shadowed: (path: string) => boo
     }
     at = end + 1;
     const path = `/${rel}`;
-    const [type, perm, size, mtime, ctime] = fields;
+    const [type, perm, size, mtime, ctime, ino] = fields;
     if (type === 'c') {
       // A whiteout (0:0) or a device: its device numbers are not in find's record.
       let st: BigIntStats;
@@ -211,12 +213,12 @@ function parseRecords(out: Buffer, root: string, shadowed: (path: string) => boo
     const bits = TYPE_BITS[type];
     const m = findTime(mtime);
     const c = findTime(ctime);
-    if (bits === undefined || m === undefined || c === undefined || !/^[0-7]+$/.test(perm) || !/^\d+$/.test(size)) {
+    if (bits === undefined || m === undefined || c === undefined || !/^[0-7]+$/.test(perm) || !/^\d+$/.test(size) || !/^\d+$/.test(ino)) {
       return `find wrote a record it was not asked for (${fields.join(' ')})`;
     }
     const time = shadowed(path) ? undefined : typeof m === 'bigint' ? goUtcTime(m) : goUtcTimeOf(m.seconds, m.nanos);
     if (time === undefined) walk.toEngine.push(path);
-    else walk.entries.set(path, { mode: goFileMode(bits | Number.parseInt(perm, 8)), size: Number(size), mtime: time, ctimeNs: decimalNs(c) });
+    else walk.entries.set(path, { mode: goFileMode(bits | Number.parseInt(perm, 8)), size: Number(size), mtime: time, ctimeNs: decimalNs(c), ino });
   }
   return withoutScratch(walk);
 }

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { backup } from '../../src/commands.js';
 import { parseBackupInputs } from '../../src/core/inputs.js';
@@ -58,10 +58,10 @@ describe("the writable layer's index read on this host", () => {
       // The tests run as root against an overlay2 engine on this host (scripts/testbed.sh, CI): the index is the upper directory's.
       expect(process.getuid?.() === 0 && (await docker.info()).Driver === 'overlay2', 'root and overlay2 on this host').toBe(true);
       expect(ours!.source).toBe('upper');
-      // The host's stat adds the ctime, which the engine's does not give (compared by the next backup where both sides have it).
+      // The host's stat adds the ctime and the inode, which the engine's does not give (compared by the next backup where both sides have them).
       const plain = (e: LayerEntry | undefined) => {
         if (!e) return e;
-        const { ctimeNs: _ctime, opaque: _opaque, ...rest } = e;
+        const { ctimeNs: _ctime, ino: _ino, opaque: _opaque, ...rest } = e;
         return rest;
       };
       for (const [path, e] of Object.entries(theirs.entries)) expect(plain(ours!.entries[path]), path).toEqual(e);
@@ -73,7 +73,10 @@ describe("the writable layer's index read on this host", () => {
       expect(Object.keys(theirs.entries)).toEqual(expect.arrayContaining(['/app/a', '/app/fifo', '/app/link', '/app/sticky', '/bin/sort', '/app/vol']));
       expect(ours!.entries['/bin/sort'].whiteout).toBe(true);
       expect(ours!.entries['/app/vol'].ctimeNs).toBeUndefined();
+      expect(ours!.entries['/app/vol'].ino).toBeUndefined();
       expect(ours!.entries['/app/a'].ctimeNs).toBeDefined();
+      const upperRoot = ((await docker.getContainer(id).inspect()) as unknown as { GraphDriver: { Data: { UpperDir: string } } }).GraphDriver.Data.UpperDir;
+      expect(ours!.entries['/app/a'].ino).toBe(String(statSync(join(upperRoot, 'app/a'), { bigint: true }).ino));
       // The engine's list is still read through the upper directory where the walk is not used.
       const changes = await engine.containerChanges(id);
       expect(

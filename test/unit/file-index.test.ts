@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { BigIntStats } from 'node:fs';
 import { buildFileIndex, FileWalk, racyMarginNs, untrustedFs, type FileIndex } from '../../src/snapshot/file-index.js';
+import { settleBelowWriteback } from '../../src/snapshot/backup.js';
 import { parseSettleSeconds } from '../../src/core/backup-input.js';
 
 const st = (o: { ino: bigint; size: bigint; mtimeNs: bigint; ctimeNs: bigint }) => o as unknown as BigIntStats;
@@ -48,6 +49,17 @@ describe('file index', () => {
     const off = new FileWalk(64, undefined, earlier);
     expect(off.file(1, 'a', st({ ino: 7n, size: 100n, mtimeNs: 10n * S, ctimeNs: 11n * S }))).toBe(false);
     expect(off.off).toMatch(/dirty_writeback_centisecs is 0/);
+  });
+
+  it("warns when CONTAINER_SNAPSHOT_SETTLE_SECONDS is below the kernel's writeback timing, not at or above it", () => {
+    expect(settleBelowWriteback(2, () => 40n * S)).toMatch(
+      /^CONTAINER_SNAPSHOT_SETTLE_SECONDS=2 is below this kernel's writeback timing \(40 s: .*\): a file a program writes through a shared memory mapping may be taken from the set before although it changed$/,
+    );
+    expect(settleBelowWriteback(40, () => 40n * S)).toBeUndefined();
+    expect(settleBelowWriteback(90, () => 40n * S)).toBeUndefined();
+    expect(settleBelowWriteback(undefined, () => 40n * S)).toBeUndefined();
+    // Periodic writeback off: no margin is enough, and nothing is left unread anyway (FileWalk.off).
+    expect(settleBelowWriteback(2, () => undefined)).toBeUndefined();
   });
 
   it('trusts the ctime of ext4, XFS and Btrfs only (not tmpfs, NFS, CIFS, FUSE, overlay)', () => {
