@@ -6,7 +6,7 @@ import type { Destination } from '../destinations/types.js';
 import { SET_SCOPE } from '../destinations/types.js';
 import { readSmall } from '../util/streams.js';
 import { openContent, storeBlob, type StoreTarget } from './blobs.js';
-import { isNetworkFile, probesAgree, trustedUpperDir, upperDirOf, upperEntry, type UpperDir } from './layer-upper.js';
+import { isNetworkFile, probesAgree, trustedUpperDir, upperDirOf, upperEntry, UpperStats, type UpperDir } from './layer-upper.js';
 import { scratchToDrop } from './engine-scratch.js';
 import { overlayAttrsBlocker, upperOpaqueDirs } from './layer-upper-tar.js';
 import { walkUpper } from './layer-walk.js';
@@ -115,9 +115,13 @@ const STAT_CONCURRENCY = 8;
  * than `maxTotal` paths in all (default MAX_LAYER_PATHS: the index is held in memory and stored).
  * A path that vanished between the list and its stat (a container not held) is left out, and so
  * is the engine's own directory of a moment (engine-scratch.ts) in either list.
- * `hostReads`: the upper directory may be read at all — only while the container is at rest
- * (paused, stopped, not running), since a running process could swap a directory for a symlink
- * between the list and the lstat (default false: the engine only).
+ * `hostReads`: the upper directory may be walked and lstat'ed by path — only while the container
+ * is at rest (paused, stopped, not running), since a running process could swap a directory for
+ * a symlink between the list and the lstat (default false). Without it, on a local engine, the
+ * engine's list is stat'ed in the upper directory through directory descriptors (layer-upper.ts
+ * UpperStats), which no swap can lead out of it: the index then has the change time and inode the
+ * engine's stat lacks (a same-size rewrite with its mtime put back, a chown, a directory swapped
+ * are seen), and the upper directory is not given to the caller to read.
  */
 export async function scanLayer(
   engine: Engine,
@@ -151,8 +155,11 @@ export async function scanLayerOn(
   // A name that is not UTF-8 comes as U+FFFD in the engine's JSON: such a path cannot be stat'ed nor
   // whited out by name, so an index without it would let its later deletion go unseen. None kept.
   if (changes.some((c) => c.Path.includes('\uFFFD'))) return {};
+  // Running (not `hostReads`), on a local engine: the upper directory is stat'ed through directory
+  // descriptors (UpperStats), for the change time and inode the engine's stat lacks; never read.
+  const statsOnly = !hostReads && engine.describe().startsWith('unix://');
   const upper =
-    hostReads &&
+    (hostReads || statsOnly) &&
     (await trustedUpperDir(
       engine,
       id,
@@ -162,15 +169,21 @@ export async function scanLayerOn(
   if (!upper && changes.length > maxPaths) return {};
   const entries: Record<string, LayerEntry> = {};
   const queue: string[] = [];
-  for (const c of changes) {
-    const host = c.Kind !== 2 && upper ? upperEntry(upper, c.Path) : undefined;
-    if (c.Kind === 2) entries[c.Path] = WHITEOUT;
-    else if (host) entries[c.Path] = host;
-    else queue.push(c.Path);
+  const running = upper && statsOnly ? new UpperStats(upper) : undefined;
+  try {
+    for (const c of changes) {
+      const host = c.Kind !== 2 && upper ? (running ? running.entry(c.Path) : upperEntry(upper, c.Path)) : undefined;
+      if (c.Kind === 2) entries[c.Path] = WHITEOUT;
+      else if (host) entries[c.Path] = host;
+      else queue.push(c.Path);
+    }
+  } finally {
+    running?.close();
   }
   if (queue.length > maxPaths) return {};
   await statByEngine(engine, id, queue, entries, signal);
-  return { index: { entries: sortedEntries(entries) }, ...(upper ? { upper } : {}) };
+  // The upper directory is given on only where the caller may read it (hostReads).
+  return { index: { entries: sortedEntries(entries) }, ...(upper && hostReads ? { upper } : {}) };
 }
 
 const WHITEOUT: LayerEntry = { mode: 0, size: 0, mtime: '', whiteout: true };

@@ -6,7 +6,7 @@
  * engine's stat gives, byte for byte; everything else goes to the engine.
  */
 import { lstat } from 'node:fs/promises';
-import { lstatSync, type BigIntStats } from 'node:fs';
+import { closeSync, constants, lstatSync, openSync, type BigIntStats } from 'node:fs';
 import { isAbsolute, join, posix } from 'node:path';
 import type { ContainerInspect } from '../engine/containers.js';
 import type { Engine } from '../engine/engine.js';
@@ -232,6 +232,73 @@ export function upperEntry(upper: UpperDir, path: string): HostStat | undefined 
     return undefined;
   }
   return st && hostEntry(st);
+}
+
+/** open(2)'s O_PATH (Linux asm-generic/fcntl.h; not in node's constants): a descriptor that names a directory without reading it. */
+const O_PATH = 0o10000000;
+
+/**
+ * Entries of an upper directory whose container may be running: each directory on the way to a
+ * path is opened from its parent's descriptor without following a symlink (O_PATH, O_NOFOLLOW,
+ * O_DIRECTORY, through /proc/self/fd), and the path is lstat'ed below that descriptor. A process of
+ * the container that swaps a directory for a symlink between two calls makes the open fail (the
+ * path then goes to the engine); it can never have this host stat a file outside the upper
+ * directory, as upperEntry's realParents check, made once before the lstat, could while the
+ * container runs. The stats only say whether a path changed: the data is read through the engine.
+ * `close()` closes every descriptor it opened; call it once done.
+ */
+export class UpperStats {
+  private readonly dirs = new Map<string, number | null>();
+
+  constructor(private readonly upper: UpperDir) {}
+
+  /** The entry of `path` (absolute in the container), or undefined when the host cannot say it as the engine would (shadowed, missing, a parent not a real directory, an out-of-range time). */
+  entry(path: string): HostStat | undefined {
+    if (this.upper.shadowed(path)) return undefined;
+    const parts = path.split('/').filter(Boolean);
+    const last = parts.pop();
+    if (last === undefined) return undefined;
+    const fd = this.dir(parts);
+    if (fd === undefined) return undefined;
+    try {
+      const st = lstatSync(`/proc/self/fd/${fd}/${last}`, { bigint: true, throwIfNoEntry: false });
+      return st && hostEntry(st);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Closes the descriptors it opened. */
+  close(): void {
+    for (const fd of this.dirs.values()) if (fd !== null) closeSync(fd);
+    this.dirs.clear();
+  }
+
+  /** A descriptor of the directory `parts` names below the top, each component opened from the one above it; undefined when one is not a real directory. */
+  private dir(parts: string[]): number | undefined {
+    let key = '';
+    let fd = this.open(key, () => openSync(this.upper.root, O_PATH | constants.O_DIRECTORY | constants.O_NOFOLLOW));
+    for (const part of parts) {
+      if (fd === undefined) return undefined;
+      const parent: number = fd;
+      key = `${key}/${part}`;
+      fd = this.open(key, () => openSync(`/proc/self/fd/${parent}/${part}`, O_PATH | constants.O_DIRECTORY | constants.O_NOFOLLOW));
+    }
+    return fd;
+  }
+
+  private open(key: string, how: () => number): number | undefined {
+    const known = this.dirs.get(key);
+    if (known !== undefined) return known ?? undefined;
+    let fd: number | null = null;
+    try {
+      fd = how();
+    } catch {
+      // ENOTDIR or ELOOP (a symlink), ENOENT: the engine stats what is below.
+    }
+    this.dirs.set(key, fd);
+    return fd ?? undefined;
+  }
 }
 
 /**

@@ -14,14 +14,17 @@ describe('a delta of the writable layer', () => {
   const res = new Resources(inject('runPrefix'), 'lctime');
   afterAll(() => res.cleanup());
 
-  it('takes again a file rewritten with the same size and its mtime put back (only its ctime changed), and the set restores it', async () => {
-    const name = res.name('app');
+  it.each([
+    ['paused', 'true'],
+    ['taken running (pause: false)', 'false'],
+  ])('takes again a file rewritten with the same size and its mtime put back (only its ctime changed), and the set restores it: %s', async (_how, pause) => {
+    const name = res.name(`app-${pause}`);
     await runContainer({ name, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'exec sleep 100000'] }, 'running');
     await sh(name, 'mkdir -p /app && dd if=/dev/urandom of=/app/f bs=1024 count=256 2>/dev/null && echo steady > /app/g');
     const store = join(res.tempDir(), 'store');
     const take = async (tag: string) => {
       const log = { ...quietLog, lines: [] as string[] };
-      const b = await backup(parseBackupInputs(inputs({ containers: name, destination: `dir:${store}`, tag })), { log, env });
+      const b = await backup(parseBackupInputs(inputs({ containers: name, destination: `dir:${store}`, tag, pause })), { log, env });
       expect(b.failed, JSON.stringify(b.containers)).toBe(0);
       res.image(`container-snapshot/${name}:${tag}`);
       return log.lines;
@@ -42,7 +45,7 @@ describe('a delta of the writable layer', () => {
     // /app/f; and on Engine 26.1 /etc once: the engine's first archive request after a start (t1's probes) copies it up to make its mount targets.
     expect(lines.filter((l) => /reading what changed in the writable layer since the last snapshot: [12] path\(s\), 0 removed/.test(l))).toHaveLength(1);
     const tree = await treeDigest(name, '/app');
-    const copy = res.name('copy');
+    const copy = res.name(`copy-${pause}`);
     const r = await restore(parseRestoreInputs(inputs({ source: `dir:${store}`, snapshot: 't2', rename: `${name}=${copy}`, start: 'never' })), {
       log: quietLog,
       env,

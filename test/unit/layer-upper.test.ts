@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync, symlinkSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ContainerInspect } from '../../src/engine/containers.js';
-import { goFileMode, goUtcTime, hostEntry, tmpfsDestinations, upperDirOf, upperEntry } from '../../src/snapshot/layer-upper.js';
+import { goFileMode, goUtcTime, hostEntry, tmpfsDestinations, upperDirOf, upperEntry, UpperStats } from '../../src/snapshot/layer-upper.js';
 import { upperLayerTar } from '../../src/snapshot/layer-upper-tar.js';
 import { TarChecker } from '../../src/util/tar-check.js';
 import { Writable } from 'node:stream';
@@ -76,6 +76,37 @@ describe('upperEntry', () => {
       expect(upperEntry(upper, '/x/etc/passwd')).toBeUndefined();
       expect(upperEntry(upper, '/x')?.mode).toBe((0x08000000 | 0o777) >>> 0);
       expect([...upper.realDirs]).toEqual(['/srv']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("stats a running container's paths through directory descriptors: never through a symlink, each directory opened once, all closed", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'upper-fd-'));
+    try {
+      mkdirSync(join(dir, 'srv', 'deep'), { recursive: true });
+      writeFileSync(join(dir, 'srv', 'deep', 'f'), 'xy');
+      symlinkSync('/', join(dir, 'x'));
+      symlinkSync('srv', join(dir, 'rel'));
+      const upper = { root: dir, shadowed: (p: string) => p.startsWith('/mnt'), realDirs: new Set<string>() };
+      const stats = new UpperStats(upper);
+      const before = readdirSync('/proc/self/fd').length;
+      const f = stats.entry('/srv/deep/f');
+      expect(f?.size).toBe(2);
+      expect(f?.ino).toBe(String(statSync(join(dir, 'srv', 'deep', 'f'), { bigint: true }).ino));
+      expect(f?.ctimeNs).toBeDefined();
+      expect((stats.entry('/srv/deep')!.mode & 0x80000000) !== 0).toBe(true);
+      // Below a symlink, absolute or relative: the engine's to stat, never the host's files.
+      expect(stats.entry('/x/etc/passwd')).toBeUndefined();
+      expect(stats.entry('/rel/deep/f')).toBeUndefined();
+      // The symlink itself is an entry of its own.
+      expect(stats.entry('/x')?.mode).toBe((0x08000000 | 0o777) >>> 0);
+      expect(stats.entry('/mnt/a')).toBeUndefined();
+      expect(stats.entry('/srv/missing')).toBeUndefined();
+      // The top, /srv and /srv/deep held open (the failed opens of x and rel hold nothing).
+      expect(readdirSync('/proc/self/fd').length).toBe(before + 3);
+      stats.close();
+      expect(readdirSync('/proc/self/fd').length).toBe(before);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
