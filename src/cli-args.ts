@@ -225,17 +225,17 @@ export function commandHelp(command: Command): string {
  * `--force` is what a user of `cp`/`docker rm` reaches for; list and verify read a location
  * (--source) that backup and prune write (--destination); extract writes to --to.
  */
-const SAME_MEANING: Readonly<Record<string, readonly string[]>> = {
-  force: ['replace', 'overwrite'],
-  overwrite: ['replace'],
-  clobber: ['replace', 'overwrite'],
-  source: ['destination'],
-  destination: ['to', 'source'],
-};
+const SAME_MEANING: ReadonlyMap<string, readonly string[]> = new Map([
+  ['force', ['replace', 'overwrite']],
+  ['overwrite', ['replace']],
+  ['clobber', ['replace', 'overwrite']],
+  ['source', ['destination']],
+  ['destination', ['to', 'source']],
+]);
 
 function unknownFlag(command: Command, name: string): InputError {
   const names = COMMANDS[command].flags.map((f) => f.name);
-  const near = SAME_MEANING[name]?.find((n) => names.includes(n)) ?? closest(name, names);
+  const near = SAME_MEANING.get(name)?.find((n) => names.includes(n)) ?? closest(name, names);
   const elsewhere = (Object.keys(COMMANDS) as Command[]).filter((c) => c !== command && COMMANDS[c].flags.some((f) => f.name === name));
   const hint = near ? ` Did you mean --${near}?` : elsewhere.length > 0 ? ` It is a flag of ${elsewhere.join(', ')}.` : '';
   return new InputError(`Unknown flag --${name} for ${command}.${hint} See ${PROGRAM} ${command} --help.`);

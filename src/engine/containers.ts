@@ -2,7 +2,7 @@ import type Docker from 'dockerode';
 import type { Readable } from 'node:stream';
 import { call, unlessMissing } from './call.js';
 import { EngineClient } from './connection.js';
-import { EngineError } from './errors.js';
+import { EngineError, NotFoundError } from './errors.js';
 import { unwatched, watchOf, type ContainerWatch } from './events.js';
 import { ownName } from './names.js';
 
@@ -20,15 +20,27 @@ export type EndpointSettings = Docker.EndpointSettings;
  * stop, wait) and removal. Part of `Engine` (connection.ts tells the chain). Each throws as `call`
  * (call.ts) says, unless its doc says otherwise.
  */
+/** A container's name or ID as the engine takes it in a request path (moby daemon/names: validContainerNamePattern). */
+const CONTAINER_REF = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+
 export class ContainerCalls extends EngineClient {
   /** Every container, in any state (`GET /containers/json?all=1`). */
   listContainers(signal?: AbortSignal): Promise<ContainerSummary[]> {
     return call('list containers', () => this.docker.listContainers({ all: true }), signal);
   }
 
-  /** `GET /containers/{id}/json`; NotFoundError when there is no such container (the engine also matches an ID prefix). */
+  /**
+   * `GET /containers/{id}/json`; NotFoundError when there is no such container (the engine also
+   * matches an ID prefix). A name may come as the engine writes it in HostConfig (`/db`, a legacy
+   * link's target): its leading slash is dropped. Anything else that is not a container's name or
+   * ID (moby daemon/names validContainerNamePattern `[a-zA-Z0-9][a-zA-Z0-9_.-]*`) is NotFoundError
+   * at once: a `/` inside it would change the request's path (the engine answers `//db` with a
+   * redirect that the client follows to a host named `containers`).
+   */
   inspectContainer(idOrName: string, signal?: AbortSignal): Promise<ContainerInspect> {
-    return call(`inspect container ${idOrName}`, () => this.docker.getContainer(idOrName).inspect(), signal);
+    const ref = idOrName.replace(/^\//, '');
+    if (!CONTAINER_REF.test(ref)) return Promise.reject(new NotFoundError(`inspect container ${idOrName}: not a container name or ID`));
+    return call(`inspect container ${ref}`, () => this.docker.getContainer(ref).inspect(), signal);
   }
 
   /** The container with exactly this name (the engine alone would also match an ID prefix); undefined when there is none. */

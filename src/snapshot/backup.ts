@@ -48,15 +48,22 @@ export function settleBelowWriteback(seconds: number | undefined, kernel: () => 
   return `CONTAINER_SNAPSHOT_SETTLE_SECONDS=${seconds} is below this kernel's writeback timing (${kernelNs / 1_000_000_000n} s: vm.dirty_expire_centisecs + vm.dirty_writeback_centisecs + 5 s): a file a program writes through a shared memory mapping may be taken from the set before although it changed`;
 }
 
-/** Most edits (editDistance) between a missing name and a container's for a suggestion: a slip of a key or two swapped, not another container of a similar name. */
-const NAME_SLIP = 2;
+/**
+ * Most edits (editDistance) between a missing name of `length` characters and a container's for a
+ * suggestion: two (a slip of a key, two keys swapped) from 5 characters, one from 3, none below
+ * (`db` is two edits from `ui`).
+ */
+function nameSlip(length: number): number {
+  return length >= 5 ? 2 : length >= 3 ? 1 : 0;
+}
 
-/** `; did you mean NAME?` when a container on the engine has a name NAME_SLIP edits or fewer from `name` (the closest), else ''. */
-function nearestName(name: string, all: readonly Candidate[]): string {
+/** `; did you mean NAME?` for the container on the engine, not selected already, closest to `name` within nameSlip edits, else ''. */
+function nearestName(name: string, all: readonly Candidate[], selected: ReadonlySet<string>): string {
   let best: { name: string; d: number } | undefined;
   for (const c of all) {
+    if (selected.has(c.name)) continue;
     const d = editDistance(name, c.name);
-    if (d > 0 && d <= NAME_SLIP && (!best || d < best.d)) best = { name: c.name, d };
+    if (d > 0 && d <= nameSlip(name.length) && (!best || d < best.d)) best = { name: c.name, d };
   }
   return best ? `; did you mean ${best.name}?` : '';
 }
@@ -69,7 +76,9 @@ export async function runBackup(opts: BackupOptions, ctx: BackupContext): Promis
   const all = (await engine.listContainers(ctx.signal)).map(candidateOf);
   const selection = selectContainers(all, opts.selection);
   const outcomes: ContainerOutcome[] = [
-    ...selection.missing.map((name) => failure(name, '', 'missing', new BackupError(`no such container: ${name}${nearestName(name, all)}`))),
+    ...selection.missing.map((name) =>
+      failure(name, '', 'missing', new BackupError(`no such container: ${name}${nearestName(name, all, new Set(selection.selected.map((c) => c.name)))}`)),
+    ),
     ...selection.missingProjects.map((p) => failure(`project ${p}`, '', 'missing', new BackupError(`no container in Compose project ${p}`))),
   ];
   // A missing container is said once, in the caller's final error line that lists every failure.

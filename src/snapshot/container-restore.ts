@@ -5,6 +5,7 @@ import { ACTION_WORDS } from '../core/words.js';
 import { repoComponent } from '../core/names.js';
 import { heldLayers, loadContainerImage } from './held-layers.js';
 import { NotFoundError } from '../engine/errors.js';
+import type { ContainerInspect } from '../engine/containers.js';
 import type { ContainerRecord, SnapshotSet } from './manifest.js';
 import { apiAtLeast, containerReferences, createNetworkOptions, createOptions, renameReferences } from './spec.js';
 import { Filler } from './fill.js';
@@ -38,6 +39,7 @@ export class ContainerRestore {
   private readonly left: LeftImages;
   /** The engine's API version, asked once per run (`apiVersion`). */
   private api?: Promise<string>;
+  private referrersRead?: Promise<Array<{ id: string; name: string; refs: string[] }>>;
 
   constructor(
     private readonly ctx: RestoreContext,
@@ -154,6 +156,53 @@ export class ContainerRestore {
     );
   }
 
+  /**
+   * Why the existing container `old` (named `target`) cannot be replaced so that a failed restore
+   * puts it back as it was: it was started with --rm (HostConfig.AutoRemove: the stop that sets it
+   * aside has the engine remove it and its anonymous volumes), or a container outside this restore
+   * refers to it (a shared network, PID, IPC or UTS namespace, --volumes-from, a legacy link: the
+   * engine resolved that to the old container's ID, and it would stay tied to the old one).
+   */
+  private async replaceRefusals(old: ContainerInspect, target: string, name: string, rename: string): Promise<string[]> {
+    const found: string[] = [];
+    if ((old.HostConfig as { AutoRemove?: boolean }).AutoRemove) {
+      found.push(
+        `container '${target}' was started with --rm (auto-remove): stopping it to replace it would have the engine remove it and its anonymous volumes, so a failed restore could not put it back (remove it first, or ${rename} ${name}=NEW restores it beside it)`,
+      );
+    }
+    const id = old.Id;
+    const refersToOld = (ref: string) => ref === target || ref === id || (ref.length >= 12 && id.startsWith(ref));
+    for (const other of await this.referrers()) {
+      if (other.id === id || this.targets.has(other.name)) continue;
+      if (other.refs.some(refersToOld)) {
+        found.push(
+          `container '${other.name}' shares a namespace or volumes with '${target}' (container:…, --volumes-from or a link): replaced, '${target}' would leave it tied to the old container (restore '${other.name}' in the same run, or remove it first)`,
+        );
+      }
+    }
+    return found;
+  }
+
+  /** Every container on the engine with the containers it refers to (spec.ts containerReferences), read once a run. */
+  private referrers(): Promise<Array<{ id: string; name: string; refs: string[] }>> {
+    this.referrersRead ??= (async () => {
+      const { engine } = this.ctx;
+      const out: Array<{ id: string; name: string; refs: string[] }> = [];
+      for (const summary of await engine.listContainers()) {
+        // Removed since it was listed: it refers to nothing any more.
+        const info = await engine.inspectContainer(summary.Id).catch((err: unknown) => {
+          if (err instanceof NotFoundError) return undefined;
+          throw err;
+        });
+        if (!info) continue;
+        const refs = containerReferences(info.HostConfig as Record<string, unknown>);
+        if (refs.length > 0) out.push({ id: info.Id, name: info.Name.replace(/^\//, ''), refs });
+      }
+      return out;
+    })();
+    return this.referrersRead;
+  }
+
   /** Everything that would make this restore clobber something, or fail half-way, checked before any change. */
   async conflicts(c: ContainerRecord, target: string, image: string): Promise<string[]> {
     const { engine } = this.ctx;
@@ -161,7 +210,9 @@ export class ContainerRestore {
     const found: string[] = [];
     const w = this.opts.words ?? ACTION_WORDS;
     const [replace, rename] = [w.enable('replace'), w.name('rename')];
-    const containerExists = !this.opts.replace && (await engine.findContainer(target)) !== undefined;
+    const existing = await engine.findContainer(target);
+    const containerExists = !this.opts.replace && existing !== undefined;
+    if (this.opts.replace && existing) found.push(...(await this.replaceRefusals(existing, target, c.name, rename)));
     // Its named volumes already on the engine (not renamed): a copy beside it must rename them too.
     const besideToo: string[] = [];
     for (const ref of containerReferences(renameReferences(c.spec, this.opts.rename).hostConfig)) {
@@ -206,7 +257,8 @@ export class ContainerRestore {
       }
     }
     if (containerExists) {
-      const beside = [c.name, ...besideToo].map((n) => `${n}=NEW`).join(',');
+      // One rename map serves containers and volumes: a volume named as its container is renamed with it.
+      const beside = [...new Set([c.name, ...besideToo])].map((n) => `${n}=NEW`).join(',');
       found.unshift(`container '${target}' exists (${replace} replaces it, ${rename} ${beside} restores it beside it)`);
     }
     // Two mounts of one volume (two subpaths of it) find the same thing: said once.

@@ -165,6 +165,7 @@ export async function scanLayerOn(
       id,
       changes.filter((c) => c.Kind !== 2).map((c) => c.Path),
       signal,
+      statsOnly,
     ));
   if (!upper && changes.length > maxPaths) return {};
   const entries: Record<string, LayerEntry> = {};

@@ -332,31 +332,45 @@ const PROBES = 3;
  * The container's upper directory (upperDirOf) once it has answered as the engine does
  * (probesAgree on `paths`). An engine elsewhere (another host, a VM), one whose clock zone is not
  * UTC (its stat's mtime has an offset) or an inspect that fails gives undefined: then the engine
- * stats every path. Throws only when `signal` is aborted (its reason).
+ * stats every path. `running`: the container may be running, so the probes stat through
+ * directory descriptors (UpperStats), not by path. Throws only when `signal` is aborted (its reason).
  */
-export async function trustedUpperDir(engine: Engine, id: string, paths: string[], signal?: AbortSignal): Promise<UpperDir | undefined> {
+export async function trustedUpperDir(engine: Engine, id: string, paths: string[], signal?: AbortSignal, running = false): Promise<UpperDir | undefined> {
+  let stats: UpperStats | undefined;
   try {
     const upper = await upperDirOf(await engine.inspectContainer(id, signal));
-    return upper && (await probesAgree(engine, id, upper, paths, signal)) ? upper : undefined;
+    if (!upper) return undefined;
+    stats = running ? new UpperStats(upper) : undefined;
+    const entry = stats ? (path: string) => stats!.entry(path) : (path: string) => upperEntry(upper, path);
+    return (await probesAgree(engine, id, upper, paths, signal, entry)) ? upper : undefined;
   } catch {
     signal?.throwIfAborted();
     return undefined;
+  } finally {
+    stats?.close();
   }
 }
 
 /**
  * Whether `upper` answers as the engine does: up to PROBES of `paths` (spread over the list; not
- * shadowed) stat'ed both ways (upperEntry; the engine's `HEAD /containers/{id}/archive`), mode,
+ * shadowed) stat'ed both ways (`entry`, upperEntry by default; the engine's `HEAD /containers/{id}/archive`), mode,
  * size and mtime equal to the nanosecond. False when no path can be probed or a stat fails; throws
  * only when `signal` is aborted (its reason).
  */
-export async function probesAgree(engine: Engine, id: string, upper: UpperDir, paths: string[], signal?: AbortSignal): Promise<boolean> {
+export async function probesAgree(
+  engine: Engine,
+  id: string,
+  upper: UpperDir,
+  paths: string[],
+  signal?: AbortSignal,
+  entry: (path: string) => HostStat | undefined = (path) => upperEntry(upper, path),
+): Promise<boolean> {
   try {
     const open = paths.filter((p) => !upper.shadowed(p));
     if (open.length === 0) return false;
     const picks = [...new Set(Array.from({ length: PROBES }, (_v, i) => open[Math.floor((i * (open.length - 1)) / Math.max(1, PROBES - 1))]))];
     for (const path of picks) {
-      const host = upperEntry(upper, path);
+      const host = entry(path);
       const stat = await engine.statPath(id, path, signal);
       if (!host || !stat || host.mode !== stat.mode || host.size !== stat.size || host.mtime !== stat.mtime) return false;
     }

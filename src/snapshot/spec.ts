@@ -131,7 +131,8 @@ export function containerReferences(hostConfig: Record<string, unknown>): string
     if (m) refs.push(m[1]);
   }
   for (const v of (hostConfig.VolumesFrom as string[] | null) ?? []) refs.push(v.split(':')[0]);
-  for (const l of (hostConfig.Links as string[] | null) ?? []) refs.push(l.split(':')[0]);
+  // A legacy link as the engine writes it: `/target:/holder/alias`.
+  for (const l of (hostConfig.Links as string[] | null) ?? []) refs.push(l.split(':')[0].replace(/^\//, ''));
   return refs;
 }
 

@@ -7,6 +7,7 @@ import { parseBackupInputs } from '../../src/core/inputs.js';
 import { parseDestination } from '../../src/core/destination-input.js';
 import { Resources, docker, freeSubnet, quietLog, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
 import { backUp, inputs, restoreFrom, testEnv } from '../support/commands.js';
+import { DirDestination } from '../../src/destinations/dir/index.js';
 
 const env = testEnv;
 
@@ -207,5 +208,24 @@ describe('restore edge cases', () => {
     await runContainer({ name: linker, Image: image, Cmd: ['sleep', '100000'], HostConfig: { Links: [`${target}:zalias`] } }, 'running');
     const r = await backup(parseBackupInputs(inputs({ containers: target, destination: store(), 'dry-run': 'true' })), { log: quietLog, env });
     expect(r.containers.map((c) => [c.name, c.status])).toEqual([[target, 'planned']]);
+  });
+
+  it('backs up a container with a legacy link (the engine names its target /NAME) and the container it links to', async () => {
+    const target = res.name('linked-2');
+    const linker = res.name('linker-2');
+    await runContainer({ name: target, Image: image, Cmd: ['sleep', '100000'] }, 'running');
+    await runContainer({ name: linker, Image: image, Cmd: ['sleep', '100000'], HostConfig: { Links: [`${target}:zalias`] } }, 'running');
+    expect((await docker.getContainer(linker).inspect()).HostConfig.Links).toEqual([`/${target}:/${linker}/zalias`]);
+    const to = store();
+    const r = await backup(parseBackupInputs(inputs({ containers: `${linker},${target}`, destination: to, tag: 'linked' })), { log: quietLog, env });
+    for (const c of r.containers) res.image(`container-snapshot/${c.name}:linked`);
+    expect(r.containers.map((c) => [c.name, c.status]).sort()).toEqual(
+      [
+        [linker, 'ok'],
+        [target, 'ok'],
+      ].sort(),
+    );
+    const set = await new DirDestination(to, to.slice('dir:'.length)).readSet('linked');
+    expect(set?.containers.find((c) => c.name === linker)?.spec.hostConfig.Links).toEqual([`${target}:zalias`]);
   });
 });

@@ -59,6 +59,8 @@ describe('CLI flags and suggestions', () => {
     expect(() => parseArgs('backup', ['--source', 'dir:x'])).toThrow(/Did you mean --destination\?/);
     expect(() => parseArgs('list', ['--destination', 'dir:x'])).toThrow(/^Unknown flag --destination for list\. Did you mean --source\?/);
     expect(() => parseArgs('extract', ['--destination', '/tmp/x'])).toThrow(/Did you mean --to\?/);
+    // Names an object inherits are flags like any other unknown one.
+    for (const name of ['constructor', 'toString', '__proto__', 'valueOf']) expect(() => parseArgs('backup', [`--${name}`])).toThrow(/^Unknown flag --/);
   });
 
   it('suggests the nearest flag of the command, not the whole list', () => {

@@ -45,6 +45,14 @@ describe('sameEntry', () => {
     expect(sameEntry(f('100'), f())).toBe(true);
     expect(sameEntry(f('100'), { ...f('100'), size: 11 })).toBe(false);
   });
+
+  it('tells a file moved to the path (a directory renamed above it) by its inode where both sides have one', () => {
+    expect(sameEntry({ ...f('100'), ino: '7' }, { ...f('100'), ino: '7' })).toBe(true);
+    expect(sameEntry({ ...f('100'), ino: '7' }, { ...f('100'), ino: '8' })).toBe(false);
+    // An index written before inodes were kept: the times decide.
+    expect(sameEntry(f('100'), { ...f('100'), ino: '8' })).toBe(true);
+    expect(sameEntry({ ...f('100'), ino: '7' }, f('100'))).toBe(true);
+  });
 });
 
 describe('planDelta', () => {
