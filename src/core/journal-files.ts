@@ -4,9 +4,8 @@
  * knows which belong to runs that are gone.
  */
 import { readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { isAlive, processStart } from './process-liveness.js';
+import { checkableHere, isAlive, processHost, processStart } from './process-liveness.js';
 
 /** Who wrote a journal file: a process of a host, talking to an engine. */
 export interface JournalOwner {
@@ -19,7 +18,7 @@ export interface JournalOwner {
 
 /** This process as a journal's owner, for the engine `env` names. */
 export function journalOwner(env: NodeJS.ProcessEnv): JournalOwner {
-  return { pid: process.pid, started: processStart(process.pid), host: hostname(), engine: engineId(env) };
+  return { pid: process.pid, started: processStart(process.pid), host: processHost(), engine: engineId(env) };
 }
 
 /** The engine a run talks to, as journals name it: DOCKER_HOST, else the default socket. */
@@ -64,7 +63,7 @@ export function readJournals<T extends JournalOwner>(dir: string, env: NodeJS.Pr
     const path = join(dir, name);
     try {
       const entry = JSON.parse(readFileSync(path, 'utf8')) as T;
-      if (entry.host !== hostname() || entry.engine !== engineId(env)) continue;
+      if (!checkableHere(entry.host) || entry.engine !== engineId(env)) continue;
       out.push({ path, entry, gone: entry.pid !== process.pid && !isAlive(entry.pid, entry.started) });
     } catch {
       // Being written, or not ours.

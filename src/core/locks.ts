@@ -1,7 +1,6 @@
 import { mkdir, open, readFile, rm } from 'node:fs/promises';
-import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { isAlive, processStart } from './process-liveness.js';
+import { checkableHere, isAlive, processHost, processStart } from './process-liveness.js';
 import { stateDir } from './state-dir.js';
 
 export class LockError extends Error {
@@ -25,7 +24,7 @@ async function holderOf(path: string): Promise<Holder | undefined> {
 async function tryTake(path: string): Promise<boolean> {
   try {
     const handle = await open(path, 'wx');
-    const me: Holder = { pid: process.pid, started: processStart(process.pid), host: hostname() };
+    const me: Holder = { pid: process.pid, started: processStart(process.pid), host: processHost() };
     await handle.writeFile(JSON.stringify(me));
     await handle.close();
     return true;
@@ -57,7 +56,7 @@ export async function withContainerLock<T>(
     signal?.throwIfAborted();
     if (await tryTake(path)) break;
     const holder = await holderOf(path);
-    if (holder && holder.host === hostname() && !isAlive(holder.pid, holder.started)) {
+    if (holder && checkableHere(holder.host) && !isAlive(holder.pid, holder.started)) {
       await rm(path, { force: true });
       continue;
     }

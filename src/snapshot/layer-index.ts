@@ -2,6 +2,7 @@ import { lstatSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import type { PathStat } from '../engine/container-io.js';
 import type { Engine } from '../engine/engine.js';
+import { EngineError, UnreachableError } from '../engine/errors.js';
 import type { Destination } from '../destinations/types.js';
 import { SET_SCOPE } from '../destinations/types.js';
 import { readSmall } from '../util/streams.js';
@@ -182,7 +183,7 @@ export async function scanLayerOn(
     running?.close();
   }
   if (queue.length > maxPaths) return {};
-  await statByEngine(engine, id, queue, entries, signal);
+  if (!(await statByEngine(engine, id, queue, entries, signal))) return {};
   // The upper directory is given on only where the caller may read it (hostReads).
   return { index: { entries: sortedEntries(entries) }, ...(upper && hostReads ? { upper } : {}) };
 }
@@ -233,13 +234,14 @@ async function scanUpper(
   const entries: Record<string, LayerEntry> = {};
   for (const [path, e] of walk.entries) if (!isNetworkFile(path)) entries[path] = e === 'whiteout' ? WHITEOUT : e;
   // The engine's own files mounted at /etc/hosts and the like are no part of the layer (the engine's list leaves them out too).
-  await statByEngine(
+  const statted = await statByEngine(
     engine,
     id,
     walk.toEngine.filter((p) => !isNetworkFile(p)),
     entries,
     signal,
   );
+  if (!statted) return {};
   for (const rel of opaque) {
     const path = `/${rel}`;
     if (entries[path] && isDir(entries[path])) entries[path] = { ...entries[path], opaque: true };
@@ -257,16 +259,29 @@ function ownedByRoot(dir: string): boolean {
   }
 }
 
-/** Stats each of `paths` through the engine (STAT_CONCURRENCY at once) into `entries`; a path the engine does not find is left out. */
-async function statByEngine(engine: Engine, id: string, paths: string[], entries: Record<string, LayerEntry>, signal?: AbortSignal): Promise<void> {
+/**
+ * Stats each of `paths` through the engine (STAT_CONCURRENCY at once) into `entries`; a path the
+ * engine does not find is left out. False when the engine fails a stat with an error of its own
+ * (a symbolic link it cannot resolve, `/etc/passwd/x` or a loop, answers 500): then no index can be
+ * made, and the caller's backup commits the layer (a commit stats nothing). Throws the signal's
+ * reason, or an error reaching the engine.
+ */
+async function statByEngine(engine: Engine, id: string, paths: string[], entries: Record<string, LayerEntry>, signal?: AbortSignal): Promise<boolean> {
   const queue = [...paths];
+  let failed = false;
   const worker = async () => {
-    for (let path = queue.shift(); path !== undefined; path = queue.shift()) {
-      const stat = await engine.statPath(id, path, signal);
-      if (stat) entries[path] = entryOf(stat);
+    for (let path = queue.shift(); path !== undefined && !failed; path = queue.shift()) {
+      try {
+        const stat = await engine.statPath(id, path, signal);
+        if (stat) entries[path] = entryOf(stat);
+      } catch (err) {
+        if (signal?.aborted || !(err instanceof EngineError) || err instanceof UnreachableError) throw err;
+        failed = true;
+      }
     }
   };
   await Promise.all(Array.from({ length: STAT_CONCURRENCY }, worker));
+  return !failed;
 }
 
 /** `entries` in the order of their paths (JavaScript string order, as stored). */

@@ -1,8 +1,7 @@
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
-import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { errorMessage, type Logger } from '../core/log.js';
-import { isAlive, processStart } from '../core/process-liveness.js';
+import { checkableHere, isAlive, processHost, processStart } from '../core/process-liveness.js';
 import { journalOwner, readJournals, writeJournalFile, type JournalOwner } from '../core/journal-files.js';
 import { stateDir } from '../core/state-dir.js';
 import type { Engine } from '../engine/engine.js';
@@ -20,13 +19,13 @@ function journalDir(env: NodeJS.ProcessEnv): string {
 
 /** This process's run label value, `<host>/<pid>/<process start>` (see `RUN_LABEL`). */
 export function runLabelValue(): string {
-  return `${hostname()}/${process.pid}/${processStart(process.pid)}`;
+  return `${processHost()}/${process.pid}/${processStart(process.pid)}`;
 }
 
 /** Whether the run a label value names is over: a process of this host that is no longer alive. */
 export function runIsGone(value: string): boolean {
   const [host, pid, started] = value.split('/');
-  if (host !== hostname() || !/^\d+$/.test(pid ?? '')) return false;
+  if (!checkableHere(host) || !/^\d+$/.test(pid ?? '')) return false;
   return Number(pid) !== process.pid && !isAlive(Number(pid), started ?? '');
 }
 
@@ -37,7 +36,7 @@ export function runIsGone(value: string): boolean {
  */
 export function restoreJournal(env: NodeJS.ProcessEnv, onChange?: (pending: RestorePending) => void): { txn: RestoreTransaction; close(): void } {
   const dir = journalDir(env);
-  const file = join(dir, `${hostname()}-${process.pid}.json`);
+  const file = join(dir, `${processHost()}-${process.pid}.json`);
   const txn = new RestoreTransaction(runLabelValue(), (pending) => {
     onChange?.(pending);
     const record: RestoreJournalFile = { ...journalOwner(env), pending };
@@ -70,7 +69,7 @@ export async function rollBackAll(engine: Engine, pending: RestorePending, log: 
  */
 export function adoptPending(env: NodeJS.ProcessEnv, pending: RestorePending): void {
   const [host, pid, started] = pending.run.split('/');
-  if (host !== hostname() || !/^\d+$/.test(pid ?? '')) return;
+  if (!checkableHere(host) || !/^\d+$/.test(pid ?? '')) return;
   const dir = journalDir(env);
   const file = join(dir, `${host}-${pid}.json`);
   if (existsSync(file)) return;

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { Resources, commitsOf, docker, runBigVolumeContainer, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
 import { startArtifactService, type RunningArtifactService, type RunSpec } from '../support/artifact-service.js';
-import { hostname } from 'node:os';
+import { processHost } from '../../src/core/process-liveness.js';
 import { runCli, runStep, type StepResult } from '../support/runner.js';
 import { RUN_LABEL } from '../../src/snapshot/fill.js';
 
@@ -32,7 +32,7 @@ describe('artifact: destinations and sources', () => {
    */
   async function ours(pid?: number): Promise<string[]> {
     const named = (n: string) => n.replace(/^\//, '').startsWith(res.prefix);
-    const byStep = (labels?: Record<string, string> | null) => pid !== undefined && (labels?.[RUN_LABEL] ?? '').startsWith(`${hostname()}/${pid}/`);
+    const byStep = (labels?: Record<string, string> | null) => pid !== undefined && (labels?.[RUN_LABEL] ?? '').startsWith(`${processHost()}/${pid}/`);
     const volumes = [
       ...((await docker.listVolumes({ filters: { name: [res.prefix] } })).Volumes ?? []).filter((v) => named(v.Name)),
       ...((await docker.listVolumes({ filters: { label: [RUN_LABEL] } })).Volumes ?? []).filter((v) => byStep(v.Labels)),

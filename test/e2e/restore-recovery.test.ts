@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, watch, writeFileSync 
 import { execFileSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
-import { hostname } from 'node:os';
+import { processHost } from '../../src/core/process-liveness.js';
 import { stateDir } from '../../src/core/state-dir.js';
 import { Engine } from '../../src/engine/engine.js';
 import { RUN_LABEL } from '../../src/snapshot/fill.js';
@@ -38,7 +38,7 @@ describe('putting back an interrupted restore', () => {
     ((await docker.listVolumes({ filters: { label: [RUN_LABEL] } })).Volumes ?? []).filter((v) => v.Name.startsWith(`${vol}-aside-`));
   const journalOf = (pid?: number) => {
     const dir = join(stateDir(process.env), 'restore-journal');
-    return existsSync(dir) ? readdirSync(dir).filter((f) => f === `${hostname()}-${pid}.json`) : [];
+    return existsSync(dir) ? readdirSync(dir).filter((f) => f === `${processHost()}-${pid}.json`) : [];
   };
   const exec = async (name: string, cmd: string) => {
     const e = await docker.getContainer(name).exec({ Cmd: ['sh', '-c', cmd] });
@@ -112,7 +112,7 @@ describe('putting back an interrupted restore', () => {
   /** Kills the restore (SIGKILL) the moment its journal records a commit (a `leftovers` entry), before or while what it kept aside is removed. */
   const killAtCommit = (sent: { at?: number; pid?: number }) => (child: ChildProcess) => {
     mkdirSync(journalDir, { recursive: true, mode: 0o700 });
-    const file = join(journalDir, `${hostname()}-${child.pid}.json`);
+    const file = join(journalDir, `${processHost()}-${child.pid}.json`);
     const watcher = watch(journalDir, () => {
       if (sent.at) return;
       const text = (() => {
@@ -181,7 +181,7 @@ describe('putting back an interrupted restore', () => {
     expect(sent.at, r.stderr).toBeDefined();
     expect(r.code).toBe(128);
     // What the killed run left: its first container committed, with what the commit had yet to remove.
-    const left = JSON.parse(readFileSync(join(journalDir, `${hostname()}-${sent.pid}.json`), 'utf8')) as { pending: RestorePending };
+    const left = JSON.parse(readFileSync(join(journalDir, `${processHost()}-${sent.pid}.json`), 'utf8')) as { pending: RestorePending };
     expect(left.pending.targets.map((t) => t.target)).not.toContain(s.names[0]);
     expect(left.pending.leftovers?.images.length).toBeGreaterThan(0);
     const next = await recoverAbandonedRestores(new Engine(), quietLog, process.env);
@@ -324,7 +324,7 @@ describe('putting back an interrupted restore', () => {
     const sent: { at?: number; pid?: number } = {};
     const r = await runCli(['restore', '--source', `dir:${b.store}`, '--snapshot', 'good', '--replace'], { onSpawn: killAtCommit(sent) });
     expect(sent.at, r.stderr).toBeDefined();
-    const left = JSON.parse(readFileSync(join(journalDir, `${hostname()}-${sent.pid}.json`), 'utf8')) as { pending: RestorePending };
+    const left = JSON.parse(readFileSync(join(journalDir, `${processHost()}-${sent.pid}.json`), 'utf8')) as { pending: RestorePending };
     expect(left.pending.leftovers?.paths?.length).toBe(1);
     const next = await recoverAbandonedRestores(new Engine(), quietLog, process.env);
     expect(next.problems, next.problems.join('; ')).toEqual([]);

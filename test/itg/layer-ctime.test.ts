@@ -54,6 +54,27 @@ describe('a delta of the writable layer', () => {
     expect(await treeDigest(copy, '/app')).toEqual(tree);
   });
 
+  it('backs up a layer holding symbolic links the engine cannot resolve (its stat of them fails): committed whole, and restored', async () => {
+    const name = res.name('badlinks');
+    await runContainer({ name, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'exec sleep 100000'] }, 'running');
+    await sh(name, 'ln -s /etc/passwd/x /s && ln -s /l1 /l2 && ln -s /l2 /l1 && echo data > /kept');
+    const store = join(res.tempDir(), 'store');
+    for (const tag of ['t1', 't2']) {
+      const b = await backup(parseBackupInputs(inputs({ containers: name, destination: `dir:${store}`, tag })), { log: quietLog, env });
+      res.image(`container-snapshot/${name}:${tag}`);
+      expect(b.failed, JSON.stringify(b.containers)).toBe(0);
+    }
+    const copy = res.name('badlinks-copy');
+    const r = await restore(parseRestoreInputs(inputs({ source: `dir:${store}`, snapshot: 't2', rename: `${name}=${copy}`, start: 'always' })), {
+      log: quietLog,
+      env,
+    });
+    expect(r.failed, JSON.stringify(r.containers)).toBe(0);
+    expect(execFileSync('docker', ['exec', copy, 'sh', '-c', 'readlink /s; readlink /l1; readlink /l2; cat /kept'], { encoding: 'utf8' })).toBe(
+      '/etc/passwd/x\n/l2\n/l1\ndata\n',
+    );
+  });
+
   it('takes again the files of two directories swapped by renames, although each path keeps its size, mtime and ctime (only the inode differs)', async () => {
     const name = res.name('swap');
     await runContainer({ name, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'exec sleep 100000'] }, 'running');

@@ -1,10 +1,9 @@
 import { createReadStream } from 'node:fs';
 import { chmod, open, readdir, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { finished } from 'node:stream/promises';
-import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { isAlive } from '../../core/process-liveness.js';
+import { checkableHere, isAlive } from '../../core/process-liveness.js';
 import { sha256Digest } from '../../oci/digest.js';
 import { DestinationError, type BlobWriter } from '../types.js';
 import { BlobFile } from './blob-file.js';
@@ -200,7 +199,7 @@ export async function writeBlobBytes(layout: DirLayout, body: Buffer): Promise<s
 export async function removeAbandoned(layout: DirLayout, label: string, warn: (message: string) => void): Promise<void> {
   for (const name of await readdir(layout.tmp)) {
     const owner = tmpOwner(name);
-    if (owner && owner.host === hostname() && !isAlive(owner.pid, '')) {
+    if (owner && checkableHere(owner.host) && !isAlive(owner.pid, '')) {
       await rm(join(layout.tmp, name), { force: true });
       warn(`Removed ${label} .tmp/${name}, left by an interrupted backup`);
     }

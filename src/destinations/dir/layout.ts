@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { hostname } from 'node:os';
+import { processHost } from '../../core/process-liveness.js';
 import { join } from 'node:path';
 import { DIGEST_RULE, hexOf, isDigest } from '../../oci/digest.js';
 import { DestinationError } from '../types.js';
@@ -49,6 +49,6 @@ export class DirLayout {
 
   /** A new name under .tmp/ for this process: `randomLength` random bytes, as hex, keep it unique. */
   tmpPath(kind: 'blob' | 'set', randomLength = 4): string {
-    return join(this.tmp, `${kind}-${hostname()}-${process.pid}-${randomBytes(randomLength).toString('hex')}${kind === 'set' ? '.json' : ''}`);
+    return join(this.tmp, `${kind}-${processHost()}-${process.pid}-${randomBytes(randomLength).toString('hex')}${kind === 'set' ? '.json' : ''}`);
   }
 }

@@ -1,8 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { isAlive, processStart } from '../../core/process-liveness.js';
+import { checkableHere, isAlive, processHost, processStart } from '../../core/process-liveness.js';
 
 /**
  * The locks of a dir: destination, one file each in <root>/locks: `backup-…` while a backup writes
@@ -26,7 +25,7 @@ export async function takeLock(root: string, kind: LockKind): Promise<string> {
   await mkdir(dir, { mode: DIR_MODE }).catch((err: NodeJS.ErrnoException) => {
     if (err.code !== 'EEXIST') throw err;
   });
-  const me: Holder = { host: hostname(), pid: process.pid, started: processStart(process.pid) };
+  const me: Holder = { host: processHost(), pid: process.pid, started: processStart(process.pid) };
   const path = join(dir, `${kind}-${me.host}-${me.pid}-${randomBytes(4).toString('hex')}.json`);
   await writeFile(path, JSON.stringify(me), { flag: 'wx', mode: 0o600 });
   return path;
@@ -51,7 +50,7 @@ export async function liveLocks(root: string, kind: LockKind, except?: string): 
       (t) => JSON.parse(t) as Holder,
       () => undefined,
     );
-    if (holder && holder.host === hostname() && !isAlive(holder.pid, holder.started)) {
+    if (holder && checkableHere(holder.host) && !isAlive(holder.pid, holder.started)) {
       await rm(join(dir, name), { force: true });
       continue;
     }
