@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import type Docker from 'dockerode';
 import { existsSync, readdirSync } from 'node:fs';
-import { hostname } from 'node:os';
+import { processHost } from '../../src/core/process-liveness.js';
 import { stateDir } from '../../src/core/state-dir.js';
 import { Resources, docker, runContainer, signalWhen, treeDigest, waitFor } from '../support/fixtures.js';
 import { buildFixtureImage } from '../support/engine.js';
@@ -203,7 +203,7 @@ describe('the bundles on another engine', () => {
     });
     expect([first.code, sent.at !== undefined], first.stderr).toEqual([128, true]);
     const journals = join(stateDir(process.env), 'restore-journal');
-    const mine = () => (existsSync(journals) ? readdirSync(journals).filter((f) => f === `${hostname()}-${sent.pid}.json`) : []);
+    const mine = () => (existsSync(journals) ? readdirSync(journals).filter((f) => f === `${processHost()}-${sent.pid}.json`) : []);
     expect(mine()).toHaveLength(1);
     expect(JSON.parse(readFileSync(join(journals, mine()[0]), 'utf8')).engine).toBe(ENGINE_B.host);
 

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { hostname } from 'node:os';
+import { processHost } from '../../src/core/process-liveness.js';
 import { stateDir } from '../../src/core/state-dir.js';
 import { RUN_LABEL } from '../../src/snapshot/fill.js';
 import { Resources, docker, runContainer, signalWhen, treeDigest, waitFor } from '../support/fixtures.js';
@@ -114,7 +114,7 @@ describe('an interrupted restore', () => {
       expect(r.stderr).toContain('Received SIGTERM');
       await expectPutBack(s);
       const journals = join(stateDir(process.env), 'restore-journal');
-      expect(existsSync(journals) ? readdirSync(journals).filter((f) => f === `${hostname()}-${sent.pid}.json`) : []).toEqual([]);
+      expect(existsSync(journals) ? readdirSync(journals).filter((f) => f === `${processHost()}-${sent.pid}.json`) : []).toEqual([]);
       await expectPlainRerunRestores(s);
     });
 

@@ -9,14 +9,9 @@ import { takeLock } from '../../src/destinations/dir/locks.js';
 import { processHost } from '../../src/core/process-liveness.js';
 import { parseRetentionPolicy } from '../../src/core/retention-input.js';
 import { putBlob as put, setNaming } from '../support/dir-sets.js';
+import { recordingLog } from '../support/log.js';
 
-const warnings: string[] = [];
-const log = {
-  info: () => undefined,
-  warning: (m: string) => void warnings.push(m),
-  error: () => undefined,
-  group: <T>(_t: string, fn: () => Promise<T>) => fn(),
-};
+let log = recordingLog();
 
 /** A pid no process has here (above the kernel's pid_max of 2^22). */
 const NO_PID = 4_194_304 + 17;
@@ -31,7 +26,7 @@ describe('dir: a backup lock of another PID namespace', () => {
   let root: string;
   let blobsBefore: string[];
   beforeEach(async () => {
-    warnings.length = 0;
+    log = recordingLog();
     root = mkdtempSync(join(tmpdir(), 'cs-lock-ns-'));
     const dest = new DirDestination('dir:t', root);
     await dest.check('write');
@@ -63,7 +58,7 @@ describe('dir: a backup lock of another PID namespace', () => {
     await prune(new DirDestination('dir:t', root), parseRetentionPolicy('last=1')!, { dryRun: false, now: new Date(), log });
     expect(readdirSync(join(root, 'blobs', 'sha256')).sort()).toEqual(blobsBefore);
     expect(existsSync(path)).toBe(true);
-    expect(warnings.join('\n')).toMatch(/no blob swept: a backup is writing to dir:t/);
+    expect(log.lines.join('\n')).toMatch(/warning: dir:t: no blob swept: a backup is writing to dir:t/);
   });
 
   it('of a process gone on this host (an older version names the host alone): removed, and the prune sweeps', async () => {
