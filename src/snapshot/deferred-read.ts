@@ -26,13 +26,8 @@ import { chmodSync, closeSync, constants, fstatSync, lstatSync, openSync, readSy
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { SPOOL_RESERVE, type SpoolPatch } from './spool.js';
+import { O_PATH } from '../util/open-flags.js';
 
-/**
- * open(2)'s O_PATH (Linux asm-generic/fcntl.h, x86-64 and arm64 alike; not in node's constants): a
- * descriptor that names the inode without opening it, so that a path swapped for a device after
- * the hold is never opened (a device's open may act: a watchdog arms).
- */
-const O_PATH = 0o10000000;
 /** Bytes read into one buffer at a time; the event loop turns after each (a cancel is seen). */
 const PIECE = 1 << 20;
 /** Linux's PATH_MAX (limits.h), with its NUL: a longer path is read while held (the walk opens below directory descriptors). */

@@ -10,6 +10,7 @@ import { closeSync, constants, lstatSync, openSync, type BigIntStats } from 'nod
 import { isAbsolute, join, posix } from 'node:path';
 import type { ContainerInspect } from '../engine/containers.js';
 import type { Engine } from '../engine/engine.js';
+import { O_PATH } from '../util/open-flags.js';
 
 /** A path's stat as the layer's index keeps it (layer-index.ts HostStat, less the whiteout flag). */
 export interface HostStat {
@@ -233,9 +234,6 @@ export function upperEntry(upper: UpperDir, path: string): HostStat | undefined 
   }
   return st && hostEntry(st);
 }
-
-/** open(2)'s O_PATH (Linux asm-generic/fcntl.h; not in node's constants): a descriptor that names a directory without reading it. */
-const O_PATH = 0o10000000;
 
 /**
  * Entries of an upper directory whose container may be running: each directory on the way to a

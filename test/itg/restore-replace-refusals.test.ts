@@ -3,9 +3,9 @@ import { join } from 'node:path';
 import { backup, restore } from '../../src/commands.js';
 import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
 import { Resources, docker, quietLog, runContainer } from '../support/fixtures.js';
+import { inputs, testEnv } from '../support/commands.js';
 
-const env = { ...process.env, DOCKER_CONFIG: '/nonexistent' };
-const inputs = (values: Record<string, string>) => (name: string) => values[name] ?? '';
+const env = testEnv;
 
 /** A replace that a failed restore could not undo, or that would leave another container tied to the old one, is refused before any change. */
 describe('restore with replace: refused where it could not be undone', () => {
