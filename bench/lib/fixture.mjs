@@ -112,6 +112,8 @@ export async function makeFixture(ctx, opts) {
   ctx.payload = payload;
   ctx.sizeRw = Number(sh(`docker inspect --size -f '{{.SizeRw}}' ${ctx.container}`).trim());
   ctx.counts = contentCounts(ctx);
+  // When its files last changed (ms): scenarios that need them settled wait from here.
+  ctx.madeAt = Date.now();
 }
 
 // File counts in the layer and the volume: a restore that misses data is caught, not timed.

@@ -40,7 +40,21 @@ async function backupInto(ctx, dir, tag) {
 }
 
 /**
- * Each round: a full backup to a fresh directory, then a new 1 MB random file in the layer and
+ * The kernel's writeback timing and 5 s (ms; file-index.ts racyMarginNs on a default kernel): a
+ * file changed less than this before a backup is taken again by the next (the layer's racy
+ * entries, the volume's file index). A scheduled backup finds the last one's changes settled.
+ */
+const SETTLE_MS = 45_000;
+
+/** Waits until `since` (ms, Date.now()) is SETTLE_MS ago. */
+async function settled(since) {
+  const left = since + SETTLE_MS - Date.now();
+  if (left > 0) await new Promise((resolve) => setTimeout(resolve, left));
+}
+
+/**
+ * Each round: a full backup to a fresh directory, once the round before's changes have settled
+ * (SETTLE_MS: as a scheduled backup finds them), then a new 1 MB random file in the layer and
  * 1 MB rewritten in the middle of the volume's largest file, backed up into the same directory
  * ("file"); then 1 MB rewritten inside the layer's largest file and again 1 MB in the volume
  * ("rewrite"). Returns { full, file, rewrite }, each { seconds, bytes, paused, rssKB }.
@@ -49,15 +63,18 @@ async function backupInto(ctx, dir, tag) {
 export async function runIncremental(ctx) {
   const volFile = largest(ctx.payload.volume, '/data');
   const layerFile = largest(ctx.payload.layer, '');
+  let changed = ctx.madeAt ?? 0;
   const r = await rounds(ctx.opts.runs, {
     inc: async (i) => {
       const dir = join(ctx.tmp, `b2-${i}`);
+      await settled(changed);
       const full = await backupInto(ctx, dir, 'full');
       put(ctx, '', `usr/bench-new-${i}`, randomBytes(MB));
       rewriteMiddle(ctx, volFile);
       const file = await backupInto(ctx, dir, 'file');
       rewriteMiddle(ctx, layerFile);
       rewriteMiddle(ctx, volFile);
+      changed = Date.now();
       const rewrite = await backupInto(ctx, dir, 'rewrite');
       return { full, file, rewrite };
     },

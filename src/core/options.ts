@@ -45,7 +45,7 @@ export interface BackupOptions {
   encryption?: Encryption;
   /** Milliseconds a backup waits for another backup's lock on a container (CONTAINER_SNAPSHOT_LOCK_TIMEOUT). */
   lockTimeoutMs: number;
-  /** Seconds a volume's file must be unchanged before a backup to be read once the container is back, and a large one for the next backup to leave it unread (CONTAINER_SNAPSHOT_SETTLE_SECONDS); absent: the kernel's writeback timing (file-index.ts racyMarginNs). */
+  /** Seconds a volume's file must be unchanged before a backup to be read once the container is back, and a large one for the next backup to leave it unread; a file of the writable layer, for the next backup to compare it by its stat (layer-index.ts LayerEntry.racy) (CONTAINER_SNAPSHOT_SETTLE_SECONDS); absent: the kernel's writeback timing (file-index.ts racyMarginNs). */
   settleSeconds?: number;
   /** The engine to back up from (docker-host, else DOCKER_HOST); absent: the client's default (DOCKER_HOST as dockerode reads it, else the local socket). */
   engine?: EngineAddress;

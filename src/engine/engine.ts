@@ -3,6 +3,7 @@ import { describeAddress, type EngineAddress } from '../core/engine-address.js';
 import { call } from './call.js';
 import { dockerOptions } from './connection.js';
 import { EngineError, UnreachableError } from './errors.js';
+import { rfc3339Ns } from '../util/rfc3339.js';
 import { VolumeNetworkCalls } from './volumes-networks.js';
 
 /** An engine's version (`GET /version`) and identity (`GET /info`: its host name and daemon ID). */
@@ -70,6 +71,26 @@ export class Engine extends VolumeNetworkCalls {
       );
     }
     return err;
+  }
+
+  private skew?: Promise<bigint | undefined>;
+
+  /**
+   * How far the engine's clock is ahead of this process's (ns; negative when behind), from
+   * `GET /info` SystemTime against this host's clock at the middle of the request; asked once per
+   * Engine. Undefined when the engine does not say its time. Throws as `call`.
+   */
+  clockSkewNs(signal?: AbortSignal): Promise<bigint | undefined> {
+    this.skew ??= (async () => {
+      const before = Date.now();
+      const i = (await call('read the engine information', () => this.docker.info(), signal)) as { SystemTime?: string };
+      const mid = BigInt(Math.round((before + Date.now()) / 2)) * 1_000_000n;
+      const engineNs = typeof i.SystemTime === 'string' ? rfc3339Ns(i.SystemTime) : undefined;
+      return engineNs === undefined ? undefined : engineNs - mid;
+    })();
+    // A failed request is not kept: the next caller asks again.
+    this.skew.catch(() => (this.skew = undefined));
+    return this.skew;
   }
 
   /** Where the engine keeps its data on its host (`GET /info` DockerRootDir); undefined where it does not say. */

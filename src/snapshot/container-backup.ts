@@ -142,7 +142,9 @@ export class ContainerBackup {
             const layerTaken = (async (): Promise<TakenLayer> => {
               const { index: now, upper } =
                 (this.opts.layerCompaction ?? DEFAULT_LAYER_COMPACTION) > 0
-                  ? await phase('writable layer changes', () => scanLayerOn(engine, info.Id, MAX_INDEXED_PATHS, signal, { hostReads: atRest }))
+                  ? await phase('writable layer changes', () =>
+                      scanLayerOn(engine, info.Id, MAX_INDEXED_PATHS, signal, { hostReads: atRest, settleSeconds: this.opts.settleSeconds }),
+                    )
                   : {};
               let committed = previous && now ? await this.takeDelta(info, name, previous, now, pending, upper) : undefined;
               // The whole layer from this host's upper directory, read while no process can change it.

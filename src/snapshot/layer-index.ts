@@ -12,6 +12,8 @@ import { scratchToDrop } from './engine-scratch.js';
 import { overlayAttrsBlocker, upperOpaqueDirs } from './layer-upper-tar.js';
 import { walkUpper } from './layer-walk.js';
 import type { BlobDescriptor, Compression } from './manifest.js';
+import { racyMarginNs } from './file-index.js';
+import { rfc3339Ns } from '../util/rfc3339.js';
 
 /** Media type of a writable layer's index (JSON, compressed as the set's blobs). */
 export function layerIndexMediaType(compression: Compression): string {
@@ -41,6 +43,14 @@ export interface LayerEntry {
    * path, but not of the same inode. Absent from indexes written before it was recorded.
    */
   ino?: string;
+  /**
+   * A regular file whose change time (or, where only the engine stat it, its mtime) was within the
+   * settle margin before the scan (file-index.ts racyMarginNs): a program writing it through a
+   * shared memory mapping may change its data again without changing any time until the kernel
+   * writes its pages back, so the next backup takes it again whatever its stat says (git's "racy"
+   * index entries, restic's ctime check answer the same race). Absent from indexes written before.
+   */
+  racy?: true;
 }
 
 /**
@@ -84,10 +94,10 @@ export function entryOf(stat: PathStat): LayerEntry {
  * Same path content and metadata as far as the stats tell (ownership they do not tell): mode, size
  * and mtime, and the ctime and inode too where this host stat both (a same-size rewrite with its
  * mtime put back, a chown, a new hard link change only the ctime; a file moved to the path by
- * renaming a directory above it, only the inode).
+ * renaming a directory above it, only the inode). Never when `a` was racy.
  */
 export function sameEntry(a: LayerEntry | undefined, b: LayerEntry): boolean {
-  if (!a) return false;
+  if (!a || a.racy) return false;
   if (a.whiteout || b.whiteout) return Boolean(a.whiteout && b.whiteout);
   if (a.ctimeNs !== undefined && b.ctimeNs !== undefined && a.ctimeNs !== b.ctimeNs) return false;
   if (a.ino !== undefined && b.ino !== undefined && a.ino !== b.ino) return false;
@@ -129,7 +139,7 @@ export async function scanLayer(
   id: string,
   maxPaths: number,
   signal?: AbortSignal,
-  opts: { hostReads?: boolean; maxTotal?: number } = {},
+  opts: { hostReads?: boolean; maxTotal?: number; settleSeconds?: number } = {},
 ): Promise<LayerIndex | undefined> {
   return (await scanLayerOn(engine, id, maxPaths, signal, opts)).index;
 }
@@ -137,14 +147,70 @@ export async function scanLayer(
 /**
  * scanLayer, and the upper directory it read on this host (trusted as layer-upper.ts trusts it:
  * probes equal to the engine's stat) when it read one: undefined when every path went to the
- * engine, or the layer had no path to probe.
+ * engine, or the layer had no path to probe. Regular files changed within the settle margin
+ * before the scan are marked racy (LayerEntry.racy, racyCutoffs; `settleSeconds`: the margin in
+ * s, default the kernel's writeback timing), for the next backup to take them again.
  */
 export async function scanLayerOn(
   engine: Engine,
   id: string,
   maxPaths: number,
   signal?: AbortSignal,
-  { hostReads = false, maxTotal = MAX_LAYER_PATHS }: { hostReads?: boolean; maxTotal?: number } = {},
+  { hostReads = false, maxTotal = MAX_LAYER_PATHS, settleSeconds }: { hostReads?: boolean; maxTotal?: number; settleSeconds?: number } = {},
+): Promise<{ index?: LayerIndex; upper?: UpperDir }> {
+  const cutoffs = await racyCutoffs(engine, settleSeconds, signal);
+  const scanned = await scanEntries(engine, id, maxPaths, signal, hostReads, maxTotal);
+  if (scanned.index) markRacy(scanned.index.entries, cutoffs);
+  return scanned;
+}
+
+/**
+ * Before which time (ns since the epoch) a regular file must have last changed for its index entry
+ * not to be racy: `host`, for a change time this host stat; `engine`, for an mtime only the engine
+ * stat (the engine host's clock: this host's cutoff moved by the engine's clock skew, Engine
+ * clockSkewNs, on an engine not reached by a local socket). Undefined: every regular file is racy
+ * (periodic writeback off, or an engine that does not say its time). The margin is
+ * `settleSeconds` (CONTAINER_SNAPSHOT_SETTLE_SECONDS) where given, else the kernel's writeback
+ * timing (racyMarginNs: this host's for a local engine, the kernel's defaults for another host's).
+ */
+async function racyCutoffs(engine: Engine, settleSeconds: number | undefined, signal?: AbortSignal): Promise<{ host?: bigint; engine?: bigint }> {
+  const local = engine.describe().startsWith('unix://');
+  const margin =
+    settleSeconds !== undefined
+      ? BigInt(settleSeconds) * 1_000_000_000n
+      : racyMarginNs(
+          local
+            ? undefined
+            : () => {
+                throw new Error('another host');
+              },
+        );
+  if (margin === undefined) return {};
+  const host = BigInt(Date.now()) * 1_000_000n - margin;
+  if (local) return { host, engine: host };
+  const skew = await engine.clockSkewNs(signal);
+  return { host, ...(skew === undefined ? {} : { engine: host + skew }) };
+}
+
+/** Marks racy (LayerEntry.racy) each regular file of `entries` changed at or after its cutoff (racyCutoffs). */
+export function markRacy(entries: Record<string, LayerEntry>, cutoffs: { host?: bigint; engine?: bigint }): void {
+  for (const e of Object.values(entries)) {
+    if (!isRegular(e)) continue;
+    const host = e.ctimeNs !== undefined;
+    const changed = host ? BigInt(e.ctimeNs!) : rfc3339Ns(e.mtime);
+    const cutoff = host ? cutoffs.host : cutoffs.engine;
+    if (changed === undefined || cutoff === undefined || changed >= cutoff) e.racy = true;
+  }
+}
+
+/** scanLayerOn without the racy marks. */
+async function scanEntries(
+  engine: Engine,
+  id: string,
+  maxPaths: number,
+  signal: AbortSignal | undefined,
+  hostReads: boolean,
+  maxTotal: number,
 ): Promise<{ index?: LayerIndex; upper?: UpperDir }> {
   const walked = hostReads ? await scanUpper(engine, id, maxPaths, maxTotal, signal) : undefined;
   if (walked) return walked;

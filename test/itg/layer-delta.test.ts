@@ -8,6 +8,7 @@ import { parseDestination } from '../../src/core/destination-input.js';
 import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
 import { SET_SCHEMA_VERSION, type SnapshotSet } from '../../src/snapshot/manifest.js';
 import { Resources, docker, quietLog, runContainer, treeDigest, sh } from '../support/fixtures.js';
+import { settle, settledEnv } from '../support/commands.js';
 
 const env = { ...process.env, DOCKER_CONFIG: '/nonexistent' };
 const inputs = (values: Record<string, string>) => (name: string) => values[name] ?? '';
@@ -106,10 +107,12 @@ describe('incremental writable layers (dir:)', () => {
       await sh(app, step.script);
       expected.push(await digests(app));
       listed.push(await listing(app, '/app'));
-      const r = await backup(parseBackupInputs(inputs({ containers: app, destination: `dir:${store}`, tag: `t${i}`, 'layer-compaction': '4' })), {
-        log: quietLog,
-        env,
-      });
+      // Each change settled before its set, as a schedule finds it (else taken again as racy by the next).
+      await settle();
+      const r = await backup(
+        parseBackupInputs(inputs({ containers: app, destination: `dir:${store}`, tag: `t${i}`, 'layer-compaction': '4' }), undefined, settledEnv),
+        { log: quietLog, env: settledEnv },
+      );
       expect(r.failed, `${step.what}: ${JSON.stringify(r.containers)}`).toBe(0);
       const set = setOf(`t${i}`);
       images.push(set.containers[0].image);

@@ -5,6 +5,7 @@ import { backup, restore } from '../../src/commands.js';
 import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
 import type { SnapshotSet } from '../../src/snapshot/manifest.js';
 import { Resources, docker, quietLog, runContainer, sh, treeDigest } from '../support/fixtures.js';
+import { settle, settledEnv } from '../support/commands.js';
 
 const env = { ...process.env, DOCKER_CONFIG: '/nonexistent' };
 const inputs = (values: Record<string, string>) => (name: string) => values[name] ?? '';
@@ -27,7 +28,12 @@ describe('the writable layer indexed from its upper directory', () => {
   /** One backup of the app into the store; its log lines and its image record. */
   const take = async (tag: string, extra: Record<string, string> = {}) => {
     const log = { ...quietLog, lines: [] as string[] };
-    const r = await backup(parseBackupInputs(inputs({ containers: app, destination: `dir:${store}`, tag, ...extra })), { log, env });
+    // Each change settled before its set (else taken again as racy by the next: LayerEntry.racy).
+    await settle();
+    const r = await backup(parseBackupInputs(inputs({ containers: app, destination: `dir:${store}`, tag, ...extra }), undefined, settledEnv), {
+      log,
+      env: settledEnv,
+    });
     expect(r.failed, JSON.stringify(r.containers)).toBe(0);
     res.image(`container-snapshot/${app}:${tag}`);
     points.set(tag, await digests(app));

@@ -276,3 +276,15 @@ describe("engine B's features, read from the engine itself", () => {
     }
   });
 });
+
+describe("engine B's clock, for the writable layer's racy entries", () => {
+  it('reads how far the engine clock is from this host (GET /info SystemTime): B runs on this host, so within a second', async () => {
+    await requireEngineB();
+    const engine = Engine.connect(parseEngineAddress(ENGINE_B.host, engineBEnv, 'docker-host'));
+    const skew = await engine.clockSkewNs();
+    expect(skew).toBeTypeOf('bigint');
+    expect(skew! < 1_000_000_000n && skew! > -1_000_000_000n, `skew ${skew} ns`).toBe(true);
+    // Asked once per Engine: the same answer again.
+    expect(await engine.clockSkewNs()).toBe(skew);
+  });
+});

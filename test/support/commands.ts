@@ -27,3 +27,13 @@ export async function backUp(values: Record<string, string>) {
 export function restoreFrom(values: Record<string, string>, env?: NodeJS.ProcessEnv) {
   return restore(parseRestoreInputs(inputs(values), undefined, env ?? {}), { log: quietLog, env: env ?? testEnv });
 }
+
+/**
+ * The environment of a test that compares what the writable layer's stats tell: a 2 s settle
+ * margin (CONTAINER_SNAPSHOT_SETTLE_SECONDS), so that after `settle()` the files written before
+ * count as settled; else each is racy (LayerEntry.racy) and taken again by the next backup.
+ */
+export const settledEnv: NodeJS.ProcessEnv = { ...testEnv, CONTAINER_SNAPSHOT_SETTLE_SECONDS: '2' };
+
+/** Waits out settledEnv's margin (2.1 s). */
+export const settle = () => new Promise((resolve) => setTimeout(resolve, 2100));

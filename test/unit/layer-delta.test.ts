@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { layerSource } from '../../src/browse/sources.js';
 import { deltaBaseMismatch, deltaConfig, isEmpty, planDelta, whiteoutName } from '../../src/snapshot/layer-delta.js';
-import { isDir, isRegular, isSymlink, sameEntry, type LayerEntry, type LayerIndex } from '../../src/snapshot/layer-index.js';
+import { isDir, isRegular, isSymlink, markRacy, sameEntry, type LayerEntry, type LayerIndex } from '../../src/snapshot/layer-index.js';
+import { rfc3339Ns } from '../../src/util/rfc3339.js';
 import { parseLayerCompaction } from '../../src/core/backup-input.js';
 import { stackWinners } from '../../src/browse/layer-stack.js';
 import { SET_SCHEMA_VERSION, type ContainerRecord } from '../../src/snapshot/manifest.js';
@@ -52,6 +53,51 @@ describe('sameEntry', () => {
     // An index written before inodes were kept: the times decide.
     expect(sameEntry(f('100'), { ...f('100'), ino: '8' })).toBe(true);
     expect(sameEntry({ ...f('100'), ino: '7' }, f('100'))).toBe(true);
+  });
+});
+
+describe('racy entries', () => {
+  const at = (ctimeNs: string): LayerEntry => ({ mode: 0o644, size: 10, mtime: '2026-01-01T00:00:00.5Z', ctimeNs, ino: '7' });
+
+  it('marks a regular file changed at or after the cutoff (its ctime where this host stat it, its mtime on the engine clock else); never a directory, link or whiteout', () => {
+    const entries: Record<string, LayerEntry> = {
+      '/old': at('99'),
+      '/edge': at('100'),
+      '/new': at('150'),
+      '/dir': { ...dir('2026-01-01T00:00:00Z'), ctimeNs: '150' },
+      '/link': { mode: LINK, size: 3, mtime: '2026-01-01T00:00:00Z', ctimeNs: '150' },
+      '/gone': { ...wh },
+      '/engine-old': file('2025-12-31T23:59:59.999999999Z'),
+      '/engine-new': file('2026-01-01T01:00:00+01:00'),
+      '/engine-odd': file('yesterday'),
+    };
+    markRacy(entries, { host: 100n, engine: rfc3339Ns('2026-01-01T00:00:00Z') });
+    expect(Object.keys(entries).filter((p) => entries[p].racy)).toEqual(['/edge', '/new', '/engine-new', '/engine-odd']);
+  });
+
+  it('marks every regular file when no cutoff holds (periodic writeback off; an engine without a clock for the engine-stat ones)', () => {
+    const entries: Record<string, LayerEntry> = { '/a': at('1'), '/b': file('2000-01-01T00:00:00Z'), '/d': dir('x') };
+    markRacy(entries, { host: 100n });
+    expect(Object.keys(entries).filter((p) => entries[p].racy)).toEqual(['/b']);
+    markRacy(entries, {});
+    expect(Object.keys(entries).filter((p) => entries[p].racy)).toEqual(['/a', '/b']);
+  });
+
+  it('takes a racy entry of the set before again, whatever the stat now says', () => {
+    expect(sameEntry({ ...at('100'), racy: true }, at('100'))).toBe(false);
+    expect(planDelta(index({ '/f': { ...at('100'), racy: true } }), index({ '/f': at('100') })).reads).toEqual(['/f']);
+    expect(planDelta(index({ '/f': at('100') }), index({ '/f': { ...at('100'), racy: true } })).reads).toEqual([]);
+  });
+});
+
+describe('rfc3339Ns', () => {
+  it('reads RFC 3339 times to the nanosecond, with Z or an offset; undefined for anything else', () => {
+    expect(rfc3339Ns('1970-01-01T00:00:01.5Z')).toBe(1_500_000_000n);
+    expect(rfc3339Ns('2026-12-07T05:46:40.123456789Z')).toBe(BigInt(Date.parse('2026-12-07T05:46:40Z')) * 1_000_000n + 123_456_789n);
+    expect(rfc3339Ns('2026-12-07T06:46:40+01:00')).toBe(BigInt(Date.parse('2026-12-07T05:46:40Z')) * 1_000_000n);
+    expect(rfc3339Ns('2026-12-07T05:46:40')).toBeUndefined();
+    expect(rfc3339Ns('2026-12-07T05:46:40.1234567890Z')).toBeUndefined();
+    expect(rfc3339Ns('')).toBeUndefined();
   });
 });
 
