@@ -54,7 +54,7 @@ const KEEP = flag(
   Input.Keep,
   'RULES',
   undefined,
-  'retention policy applied after the set is written: last=N, hourly|daily|weekly|monthly|yearly=N, within=DURATION',
+  'retention policy applied after the set is written, counted per container: last=N, hourly|daily|weekly|monthly|yearly=N, within=DURATION',
 );
 const JSON_OUT = flag('json', SWITCH, 'false', 'print JSON instead of a table');
 const DOCKER_HOST = flag(
@@ -146,7 +146,7 @@ export const COMMANDS: Record<Command, { summary: string; flags: Flag[]; operand
     summary: 'remove the sets a retention policy does not keep, then the blobs no set uses',
     flags: [
       flag(Input.Destination, 'LOCATION', DEFAULT_LOCATION, 'dir:PATH or registry:HOST[:PORT]/PREFIX; several: repeat or commas'),
-      { ...KEEP, help: 'retention policy (required): last=N, hourly|daily|weekly|monthly|yearly=N, within=DURATION' },
+      { ...KEEP, help: 'retention policy (required), counted per container: last=N, hourly|daily|weekly|monthly|yearly=N, within=DURATION' },
       flag(Input.DryRun, SWITCH, 'false', 'print what would be removed; change nothing'),
       ...CREDENTIALS,
     ],

@@ -118,17 +118,51 @@ export function isEmptyPolicy(p: RetentionPolicy): boolean {
 
 /**
  * Splits the sets into those the policy keeps (with the rules that keep each), those it removes,
- * and the damaged ones. Restic's evaluation: newest first; each rule keeps a set when it opens a
- * bucket that rule has not seen yet and the rule has a count left, and the oldest set when a rule
- * still has counts left. `within` counts back from the newest set not in the future of `now`.
- * On top of restic: the newest usable set and any tag in `protect` (the set just written) are
- * always kept. An empty policy throws (restic's forget refuses one too).
+ * and the damaged ones. The policy applies to each container's sets on their own (restic groups
+ * snapshots by host and paths before it applies a policy, `forget --group-by`): a set is kept when
+ * the policy keeps it among the sets of any container it holds, so sets of other containers
+ * written to the same destination never push a container's last sets out. Within a container's
+ * sets, restic's evaluation: newest first; each rule keeps a set when it opens a bucket that rule
+ * has not seen yet and the rule has a count left, and the oldest set when a rule still has counts
+ * left. `within` counts back from the container's newest set not in the future of `now`. On top
+ * of restic: each container's newest usable set and any tag in `protect` (the set just written)
+ * are always kept. A reason that holds for some of a set's containers only names them:
+ * `daily snapshot (db)`. An empty policy throws RangeError (restic's forget refuses one too).
  */
 export function applyPolicy(sets: SetSummary[], policy: RetentionPolicy, now: Date, protect: string[] = []): RetentionPlan {
   // parseRetentionPolicy refuses an empty policy already; this guards other callers.
   if (isEmptyPolicy(policy)) throw new RangeError('A retention policy needs at least one rule: last, hourly, daily, weekly, monthly, yearly or within.');
   const damaged = sets.filter((s) => s.damaged);
   const list = sets.filter((s) => !s.damaged).sort(newestFirst);
+  // A set without a container (none was taken) is a group of its own, under ''.
+  const namesOf = (s: SetSummary) => (s.containers.length > 0 ? [...new Set(s.containers)] : ['']);
+  const groups = new Map<string, SetSummary[]>();
+  for (const s of list) for (const c of namesOf(s)) groups.set(c, [...(groups.get(c) ?? []), s]);
+  // For each set: each reason, with the containers whose sets it keeps the set among.
+  const why = new Map<SetSummary, Map<string, string[]>>();
+  for (const [container, group] of groups)
+    evaluate(group, policy, now).forEach((reasons, i) => {
+      const byReason = why.get(group[i]) ?? new Map<string, string[]>();
+      for (const r of reasons) byReason.set(r, [...(byReason.get(r) ?? []), container]);
+      why.set(group[i], byReason);
+    });
+  const keep: KeptSet[] = [];
+  const remove: SetSummary[] = [];
+  for (const set of list) {
+    const all = namesOf(set).length;
+    const reasons = [...(why.get(set) ?? [])].map(([r, cs]) => (cs.length === all ? r : `${r} (${cs.join(', ')})`));
+    if (reasons.length === 0 && protect.includes(set.tag)) reasons.push('just written');
+    if (reasons.length > 0) keep.push({ set, reasons });
+    else remove.push(set);
+  }
+  return { keep, remove, damaged };
+}
+
+/**
+ * Restic's evaluation of `policy` over one group's sets (usable, newest first): for each, the
+ * reasons that keep it ([] for none); the newest gets 'newest set'.
+ */
+function evaluate(list: SetSummary[], policy: RetentionPolicy, now: Date): string[][] {
   const times = list.map((s) => Date.parse(s.created));
   const past = times.filter((t) => t < now.getTime());
   // Every set in the future of now: restic counts from the zero time, so `within` keeps them all.
@@ -136,9 +170,7 @@ export function applyPolicy(sets: SetSummary[], policy: RetentionPolicy, now: Da
   const boundary = policy.within && latest !== undefined ? before(latest, policy.within) : -Infinity;
   const counts = Object.fromEntries(BUCKETS.map((b) => [b, policy[b] ?? 0])) as Record<Bucket, number>;
   const last = Object.fromEntries(BUCKETS.map((b) => [b, undefined])) as Record<Bucket, number | undefined>;
-  const keep: KeptSet[] = [];
-  const remove: SetSummary[] = [];
-  list.forEach((set, nr) => {
+  return list.map((_set, nr) => {
     const reasons: string[] = [];
     const oldest = nr === list.length - 1;
     if (policy.within && times[nr] > boundary) reasons.push(`within ${formatSpan(policy.within)}`);
@@ -151,11 +183,8 @@ export function applyPolicy(sets: SetSummary[], policy: RetentionPolicy, now: Da
       counts[rule]--;
     }
     if (nr === 0) reasons.push('newest set');
-    else if (protect.includes(set.tag) && reasons.length === 0) reasons.push('just written');
-    if (reasons.length > 0) keep.push({ set, reasons });
-    else remove.push(set);
+    return reasons;
   });
-  return { keep, remove, damaged };
 }
 
 /** The policy in words, for logs and summaries: "last=7, daily=14, within=30d". */

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -308,5 +309,50 @@ describe('prune racing a backup to dir: loses nothing', () => {
     rmSync(lock);
     expect((await running).failed).toBe(0);
     await verify(parseDestination(location), `${res.prefix}-waited`, {}, { log: quietLog, env });
+  });
+});
+
+describe("keep counts each container's sets on its own", () => {
+  const res = new Resources(inject('runPrefix'), 'keep-each');
+  const db = res.name('db');
+  const web = res.name('web');
+  let location = '';
+
+  beforeAll(async () => {
+    location = `dir:${join(res.tempDir(), 'store')}`;
+    for (const n of [db, web])
+      await runContainer({ name: n, Image: inject('fixtureImage'), Cmd: ['sh', '-c', `echo ${n} > /who && exec sleep 100000`] }, 'running');
+  });
+  afterAll(() => res.cleanup());
+
+  it("a container backed up more often, with keep last=1, never removes another container's only set; that set restores", async () => {
+    const take = async (containers: string, tag: string, created: string, keep?: string) => {
+      const r = await backup(parseBackupInputs(inputs({ containers, destination: location, tag, ...(keep ? { keep } : {}) })), {
+        log: quietLog,
+        env,
+        now: () => new Date(created),
+      });
+      expect(r.failed).toBe(0);
+      res.image(`container-snapshot/${containers}:${tag}`);
+      return r;
+    };
+    await take(db, `${res.prefix}-db1`, '2026-11-01T02:00:00.000Z');
+    await take(web, `${res.prefix}-web1`, '2026-11-02T02:00:00.000Z');
+    await take(web, `${res.prefix}-web2`, '2026-11-03T02:00:00.000Z', 'last=1');
+    const r = await take(web, `${res.prefix}-web3`, '2026-11-04T02:00:00.000Z', 'last=1');
+    expect(r.pruned?.[0].kept.map((k) => [k.tag, k.reasons])).toEqual([
+      [`${res.prefix}-web3`, ['last snapshot', 'newest set']],
+      [`${res.prefix}-db1`, ['last snapshot', 'newest set']],
+    ]);
+    expect(r.pruned?.[0].removed.map((k) => k.tag)).toEqual([`${res.prefix}-web2`]);
+    expect((await list(parseDestination(location), {}, { log: quietLog, env })).map((s) => s.tag).sort()).toEqual([`${res.prefix}-db1`, `${res.prefix}-web3`]);
+    await verify(parseDestination(location), `${res.prefix}-db1`, {}, { log: quietLog, env });
+    const copy = res.name('db-copy');
+    const restored = await restore(parseRestoreInputs(inputs({ source: location, snapshot: `${res.prefix}-db1`, rename: `${db}=${copy}`, start: 'always' })), {
+      log: quietLog,
+      env,
+    });
+    expect(restored.failed, JSON.stringify(restored.containers)).toBe(0);
+    expect(execFileSync('docker', ['exec', copy, 'cat', '/who'], { encoding: 'utf8' })).toBe(`${db}\n`);
   });
 });

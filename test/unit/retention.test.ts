@@ -146,3 +146,38 @@ describe('backup inputs keep and prune-only', () => {
     );
   });
 });
+
+describe("applyPolicy: each container's sets on their own (restic forget --group-by)", () => {
+  const of = (containers: string[], created: string): SetSummary => ({ tag: `${containers.join('+')}-${created.slice(0, 13)}`, created, containers, bytes: 1 });
+  // db backed up nightly, web every hour of the last night, into one destination.
+  const db = ['2027-01-07T02:00:00Z', '2027-01-08T02:00:00Z', '2027-01-09T02:00:00Z'].map((c) => of(['db'], c));
+  const web = ['2027-01-09T20:00:00Z', '2027-01-09T21:00:00Z', '2027-01-09T22:00:00Z', '2027-01-09T23:00:00Z'].map((c) => of(['web'], c));
+
+  it("keeps each container's N newest sets, whatever other containers' newer sets there are", () => {
+    const plan = applyPolicy([...db, ...web], { last: 2 }, NOW);
+    expect(plan.keep.map((k) => k.set.tag)).toEqual([web[3].tag, web[2].tag, db[2].tag, db[1].tag]);
+    expect(plan.remove.map((s) => s.tag)).toEqual([web[1].tag, web[0].tag, db[0].tag]);
+  });
+
+  it("never removes a container's only set (it is that container's newest)", () => {
+    const plan = applyPolicy([db[0], ...web], { last: 1 }, NOW);
+    expect(plan.keep.find((k) => k.set.tag === db[0].tag)?.reasons).toEqual(['last snapshot', 'newest set']);
+  });
+
+  it('names the containers a reason holds for when it holds for some of the set only', () => {
+    const both = of(['db', 'web'], '2027-01-09T10:00:00Z');
+    const plan = applyPolicy([both, web[3]], { last: 1 }, NOW);
+    // web's newest is web[3]; both is db's newest: kept for db alone.
+    expect(plan.keep.map((k) => [k.set.tag, k.reasons])).toEqual([
+      [web[3].tag, ['last snapshot', 'newest set']],
+      [both.tag, ['last snapshot (db)', 'newest set (db)']],
+    ]);
+    expect(applyPolicy([both], { last: 1 }, NOW).keep[0].reasons).toEqual(['last snapshot', 'newest set']);
+  });
+
+  it('counts within back from each container’s own newest set', () => {
+    const plan = applyPolicy([...db, ...web], { within: { years: 0, months: 0, days: 1, hours: 0 } }, NOW);
+    // db's newest is 2027-01-09T02:00: within a day of it, 01-08T02:00 is on the edge (not after), so db keeps one; web keeps all four.
+    expect(plan.remove.map((s) => s.tag)).toEqual([db[1].tag, db[0].tag]);
+  });
+});
