@@ -1,7 +1,7 @@
 /** What recent snapshot sets already hold: the basis for reusing blobs and for delta layers. */
 import type { Destination } from '../destinations/types.js';
 import type { ChunkIndex } from './chunked.js';
-import { isChunked, type BlobDescriptor, type ContainerRecord, type ImageRecord } from './manifest.js';
+import { isChunked, newestFirst, type BlobDescriptor, type ContainerRecord, type ImageRecord } from './manifest.js';
 import { setForHistory } from './sealed-sets.js';
 
 export interface History {
@@ -22,10 +22,13 @@ export function volumeKey(container: string, destination: string): string {
 
 /**
  * What recent sets stored alike (encrypted to the same keys, or clear), present in every destination: the basis for not storing it again.
- * The destinations, and the HISTORY_DEPTH newest sets of each, are read at once (each a round trip or more in a registry); they are taken in order.
+ * The destinations, and of each the HISTORY_DEPTH newest sets and the newest set that holds each
+ * container named in `containers` (names; its base for a delta and for files left unread however
+ * many sets of other containers came since), are read at once (each a round trip or more in a
+ * registry); they are taken newest first.
  */
-export async function loadHistory(destinations: Destination[]): Promise<History> {
-  const perDest = await Promise.all(destinations.map(destHistory));
+export async function loadHistory(destinations: Destination[], containers: readonly string[] = []): Promise<History> {
+  const perDest = await Promise.all(destinations.map((d) => destHistory(d, containers)));
   const [first, ...rest] = perDest;
   const keep = <K, V extends BlobDescriptor>(m: Map<K, V>, pick: (h: History) => Map<K, V>) =>
     new Map([...m].filter(([k, v]) => rest.every((h) => pick(h).get(k)?.digest === v.digest)));
@@ -37,10 +40,16 @@ export async function loadHistory(destinations: Destination[]): Promise<History>
   };
 }
 
-/** One destination's history: its HISTORY_DEPTH newest undamaged sets, read at once, taken newest first. */
-async function destHistory(dest: Destination): Promise<History> {
+/** One destination's history: its HISTORY_DEPTH newest undamaged sets and the newest that holds each of `containers`, read at once, taken newest first. */
+async function destHistory(dest: Destination, containers: readonly string[]): Promise<History> {
   const h: History = { layers: new Map(), volumes: new Map(), images: new Map(), chunks: new Map() };
-  const recent = (await dest.listSets()).filter((s) => !s.damaged).slice(0, HISTORY_DEPTH);
+  const usable = (await dest.listSets()).filter((s) => !s.damaged).sort(newestFirst);
+  const picked = new Set(usable.slice(0, HISTORY_DEPTH));
+  for (const name of containers) {
+    const last = usable.find((s) => s.containers.includes(name));
+    if (last) picked.add(last);
+  }
+  const recent = usable.filter((s) => picked.has(s));
   const sets = await Promise.all(recent.map((summary) => setForHistory(dest, summary)));
   for (const set of sets) {
     for (const c of set?.containers ?? []) {

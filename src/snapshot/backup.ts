@@ -117,7 +117,10 @@ async function checkAndStore(
     return { tag: opts.tag, containers: [...outcomes, ...(await plan(ctx, opts, selected))], failed: outcomes.length, ...none, destinations: planned };
   }
   const created = (ctx.now?.() ?? new Date()).toISOString();
-  const history = await loadHistory(ctx.destinations);
+  const history = await loadHistory(
+    ctx.destinations,
+    selected.map((c) => c.name),
+  );
   const compression = chooseCompression(opts, engineInfo.version);
   log.info(`Compression: ${compression}${opts.compression === 'auto' ? ' (auto)' : ''}`);
   const spool = Spool.for(

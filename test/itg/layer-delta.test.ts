@@ -6,6 +6,7 @@ import { backup, ls, restore } from '../../src/commands.js';
 import type { PathListing } from '../../src/browse/ls.js';
 import { parseDestination } from '../../src/core/destination-input.js';
 import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
+import { HISTORY_DEPTH } from '../../src/snapshot/backup-history.js';
 import { SET_SCHEMA_VERSION, type SnapshotSet } from '../../src/snapshot/manifest.js';
 import { Resources, docker, quietLog, runContainer, treeDigest, sh } from '../support/fixtures.js';
 import { settle, settledEnv } from '../support/commands.js';
@@ -204,5 +205,37 @@ describe('incremental writable layers (registry:)', () => {
       if (i > 0) expect(r.containers[0].blobs).toEqual({ written: 3, reused: 2 + i - 1 });
     }
     for (const [i, want] of expected.entries()) expect(await pulled(`${reg.host}/${res.prefix}/${app}:r${i}`, `pulled${i}`), `r${i}`).toEqual(want);
+  });
+});
+
+describe("a container's base set, however many sets of other containers came since", () => {
+  const res = new Resources(inject('runPrefix'), 'delta-base');
+  const a = res.name('a');
+  const b = res.name('b');
+  afterAll(() => res.cleanup());
+
+  it('is found beyond the HISTORY_DEPTH newest sets: the next backup of the container is a delta on it', async () => {
+    const store = join(res.tempDir(), 'store');
+    for (const n of [a, b]) await runContainer({ name: n, Image: inject('fixtureImage'), Cmd: ['sleep', '100000'] }, 'running');
+    await sh(a, 'mkdir -p /app && echo one > /app/f');
+    const take = async (container: string, tag: string) => {
+      const r = await backup(parseBackupInputs(inputs({ containers: container, destination: `dir:${store}`, tag })), { log: quietLog, env });
+      expect(r.failed, JSON.stringify(r.containers)).toBe(0);
+      res.image(`container-snapshot/${container}:${tag}`);
+      const { digest } = JSON.parse(readFileSync(join(store, 'sets', `${tag}.json`), 'utf8')) as { digest: string };
+      return (JSON.parse(readFileSync(join(store, 'blobs', 'sha256', digest.replace('sha256:', '')), 'utf8')) as SnapshotSet).containers[0].image;
+    };
+    await take(a, 'a1');
+    for (let i = 0; i <= HISTORY_DEPTH; i++) await take(b, `b${i}`);
+    await sh(a, 'echo two > /app/g');
+    const second = await take(a, 'a2');
+    expect(second.deltas).toBe(1);
+    const copy = res.name('a-copy');
+    const r = await restore(parseRestoreInputs(inputs({ source: `dir:${store}`, snapshot: 'a2', rename: `${a}=${copy}`, start: 'always' })), {
+      log: quietLog,
+      env,
+    });
+    expect(r.failed, JSON.stringify(r.containers)).toBe(0);
+    expect(await treeDigest(copy, '/app')).toEqual(await treeDigest(a, '/app'));
   });
 });
