@@ -8,7 +8,7 @@ import { errorMessage, type Logger } from '../core/log.js';
 import { ownName } from '../engine/names.js';
 import type { Destination } from '../destinations/types.js';
 import { withContainerLock } from '../core/locks.js';
-import { SET_MEDIA_TYPE, SET_SCHEMA_VERSION, type SnapshotSet } from './manifest.js';
+import { SET_MEDIA_TYPE, SET_SCHEMA_VERSION, setOrigin, type SnapshotSet } from './manifest.js';
 import { chooseCompression } from './compression-choice.js';
 import { selectContainers, type Candidate } from './select.js';
 import { editDistance } from '../core/spelling.js';
@@ -117,9 +117,12 @@ async function checkAndStore(
     return { tag: opts.tag, containers: [...outcomes, ...(await plan(ctx, opts, selected))], failed: outcomes.length, ...none, destinations: planned };
   }
   const created = (ctx.now?.() ?? new Date()).toISOString();
+  // The engine's clock, read once before any hold (a writable layer's racy entries: layer-index.ts racyCutoffs).
+  ctx.engine.clockSkewNs(ctx.signal).catch(() => undefined);
   const history = await loadHistory(
     ctx.destinations,
     selected.map((c) => c.name),
+    setOrigin({ hostname: hostname(), engine: engineInfo }),
   );
   const compression = chooseCompression(opts, engineInfo.version);
   log.info(`Compression: ${compression}${opts.compression === 'auto' ? ' (auto)' : ''}`);

@@ -1,6 +1,7 @@
 import type { EngineInfo } from '../engine/engine.js';
 import type { Logger } from '../core/log.js';
-import type { SnapshotSet } from './manifest.js';
+import type { ContainerRecord, SnapshotSet } from './manifest.js';
+import { apiAtLeast, primaryNetwork } from './spec.js';
 
 /** First Engine major version that pulls zstd-compressed layers (Docker Engine 23.0 release notes). */
 export const ZSTD_ENGINE_MAJOR = 23;
@@ -38,4 +39,77 @@ export async function warnEngineCompat(
   log: Pick<Logger, 'warning'>,
 ): Promise<void> {
   for (const w of engineCompatWarnings(set, await engine.info())) log.warning(w);
+}
+
+/** The first Engine release of each Engine API version named below (Engine API version history). */
+const ENGINE_OF_API: Record<string, string> = { '1.42': '23.0', '1.43': '24.0', '1.44': '25.0', '1.45': '26.0', '1.46': '27.0' };
+
+/**
+ * A field of a container's configuration that an engine below `minApi` drops in silence at create
+ * (its JSON decoder ignores fields it does not know). `refuse`: restoring without it would change
+ * what the container sees of its data, so the restore is refused before any change; else a warning.
+ */
+export interface ApiGap {
+  container: string;
+  /** The field, as the Engine API names it: `HostConfig.Annotations`, `Mounts[/data].VolumeOptions.Subpath`. */
+  field: string;
+  /** The Engine API version that brought it in ("1.45"). */
+  minApi: string;
+  refuse: boolean;
+  /** What the restored container lacks without it, as a clause. */
+  effect: string;
+}
+
+interface MountSpec {
+  Type?: string;
+  Source?: string;
+  Target?: string;
+  VolumeOptions?: { Subpath?: string };
+  BindOptions?: { CreateMountpoint?: boolean; ReadOnlyNonRecursive?: boolean; ReadOnlyForceRecursive?: boolean };
+  TmpfsOptions?: { Options?: unknown[] };
+}
+
+/**
+ * The fields of each container's configuration that an engine speaking Engine API `apiVersion`
+ * ("1.41") at most would drop at create, from the Engine API version history: Annotations (1.43),
+ * Healthcheck.StartInterval (1.44), a MAC address on a network other than the one created on (1.44:
+ * before it only Config.MacAddress, for that one), a bind's CreateMountpoint (1.42) and
+ * ReadOnlyNonRecursive / ReadOnlyForceRecursive (1.44), a volume's Subpath (1.45: refused, the
+ * container would see the whole volume), a tmpfs mount's Options (1.46). Empty on a newer engine.
+ */
+export function apiGaps(containers: ReadonlyArray<Pick<ContainerRecord, 'name' | 'spec'>>, apiVersion: string): ApiGap[] {
+  const gaps: ApiGap[] = [];
+  for (const { name, spec } of containers) {
+    const gap = (minApi: string, field: string, effect: string, refuse = false) => {
+      if (!apiAtLeast(apiVersion, minApi)) gaps.push({ container: name, field, minApi, refuse, effect });
+    };
+    const annotations = spec.hostConfig.Annotations as Record<string, string> | null | undefined;
+    if (annotations && Object.keys(annotations).length > 0) gap('1.43', 'HostConfig.Annotations', 'the restored container has no annotations');
+    const health = spec.config.Healthcheck as { StartInterval?: number } | undefined;
+    if (health?.StartInterval) gap('1.44', 'Healthcheck.StartInterval', 'its health check probes at the usual interval while it starts');
+    const primary = primaryNetwork(spec);
+    for (const n of spec.networks)
+      if (n !== primary && n.macAddress) gap('1.44', `network ${n.name} MacAddress`, `it gets another MAC address on network ${n.name}`);
+    for (const m of (spec.hostConfig.Mounts as MountSpec[] | null | undefined) ?? []) {
+      const at = `Mounts[${m.Target ?? '?'}]`;
+      if (m.VolumeOptions?.Subpath)
+        gap(
+          '1.45',
+          `${at}.VolumeOptions.Subpath`,
+          `the container would see the whole volume ${m.Source ?? ''} at ${m.Target ?? '?'}, not its subpath ${m.VolumeOptions.Subpath}`,
+          true,
+        );
+      if (m.BindOptions?.CreateMountpoint) gap('1.42', `${at}.BindOptions.CreateMountpoint`, `the restore fails if the host path ${m.Source ?? ''} is missing`);
+      if (m.BindOptions?.ReadOnlyNonRecursive) gap('1.44', `${at}.BindOptions.ReadOnlyNonRecursive`, 'the mounts below that bind mount are read-only too');
+      if (m.BindOptions?.ReadOnlyForceRecursive) gap('1.44', `${at}.BindOptions.ReadOnlyForceRecursive`, 'the mounts below that bind mount may be writable');
+      if (m.TmpfsOptions?.Options?.length) gap('1.46', `${at}.TmpfsOptions.Options`, 'that tmpfs is mounted without its options');
+    }
+  }
+  return gaps;
+}
+
+/** An ApiGap in words: what the engine drops, which engine keeps it, and what that changes. */
+export function describeGap(g: ApiGap, target: Pick<EngineInfo, 'version' | 'apiVersion'>): string {
+  const newer = ENGINE_OF_API[g.minApi];
+  return `${g.container}: Engine ${target.version} (API ${target.apiVersion}) drops ${g.field} (API ${g.minApi}${newer ? `, Engine ${newer}` : ''} and later keep it): ${g.effect}`;
 }

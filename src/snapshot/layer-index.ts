@@ -66,6 +66,12 @@ export interface LayerIndex {
    * would read as removed): layer-delta.ts deltaBaseMismatch.
    */
   source?: 'upper';
+  /**
+   * True when its regular files changed within the settle margin before its scan are marked racy
+   * (LayerEntry.racy). Absent from indexes written before: the next backup marks them from the
+   * set's creation time instead (racyCutoffs `atNs`), so that none is trusted as settled.
+   */
+  racyMarked?: true;
 }
 
 /** Go os.FileMode type bits (io/fs): ModeDir 1<<31, ModeSymlink 1<<27; every type bit is in 0xFFF80000. */
@@ -160,20 +166,31 @@ export async function scanLayerOn(
 ): Promise<{ index?: LayerIndex; upper?: UpperDir }> {
   const cutoffs = await racyCutoffs(engine, settleSeconds, signal);
   const scanned = await scanEntries(engine, id, maxPaths, signal, hostReads, maxTotal);
-  if (scanned.index) markRacy(scanned.index.entries, cutoffs);
+  if (scanned.index) {
+    markRacy(scanned.index.entries, cutoffs);
+    scanned.index.racyMarked = true;
+  }
   return scanned;
 }
 
 /**
  * Before which time (ns since the epoch) a regular file must have last changed for its index entry
  * not to be racy: `host`, for a change time this host stat; `engine`, for an mtime only the engine
- * stat (the engine host's clock: this host's cutoff moved by the engine's clock skew, Engine
- * clockSkewNs, on an engine not reached by a local socket). Undefined: every regular file is racy
- * (periodic writeback off, or an engine that does not say its time). The margin is
- * `settleSeconds` (CONTAINER_SNAPSHOT_SETTLE_SECONDS) where given, else the kernel's writeback
- * timing (racyMarginNs: this host's for a local engine, the kernel's defaults for another host's).
+ * stat (on the engine host's clock: this host's cutoff moved by the engine's clock skew, Engine
+ * clockSkewNs, for every engine: a local socket may lead to a virtual machine's engine, Docker
+ * Desktop or Lima, whose clock drifts). Undefined: every such file is racy (periodic writeback
+ * off; for `engine`, an engine whose clock could not be read). The margin is `settleSeconds`
+ * (CONTAINER_SNAPSHOT_SETTLE_SECONDS) where given, else the kernel's writeback timing
+ * (racyMarginNs: this host's for a local engine, the kernel's defaults for another host's),
+ * counted back from `atNs` (default now: a scan's start; an older index's set creation time).
+ * Throws only the signal's reason.
  */
-async function racyCutoffs(engine: Engine, settleSeconds: number | undefined, signal?: AbortSignal): Promise<{ host?: bigint; engine?: bigint }> {
+export async function racyCutoffs(
+  engine: Engine,
+  settleSeconds: number | undefined,
+  signal?: AbortSignal,
+  atNs = BigInt(Date.now()) * 1_000_000n,
+): Promise<{ host?: bigint; engine?: bigint }> {
   const local = engine.describe().startsWith('unix://');
   const margin =
     settleSeconds !== undefined
@@ -186,9 +203,11 @@ async function racyCutoffs(engine: Engine, settleSeconds: number | undefined, si
               },
         );
   if (margin === undefined) return {};
-  const host = BigInt(Date.now()) * 1_000_000n - margin;
-  if (local) return { host, engine: host };
-  const skew = await engine.clockSkewNs(signal);
+  const host = atNs - margin;
+  const skew = await engine.clockSkewNs(signal).catch(() => {
+    signal?.throwIfAborted();
+    return undefined;
+  });
   return { host, ...(skew === undefined ? {} : { engine: host + skew }) };
 }
 

@@ -207,6 +207,12 @@ export interface SetSummary {
   tag: string;
   created: string;
   containers: string[];
+  /**
+   * Where the set was taken (setOrigin: a short hash of the engine's daemon ID, else of the host
+   * name); absent for a damaged set and for encrypted sets written before it was recorded. A
+   * container's sets are its name's sets of one origin (retention, a backup's base set).
+   */
+  origin?: string;
   bytes: number;
   /** Why the set cannot be used (its document fails its digest); listed so that `latest` never skips it silently. */
   damaged?: string;
@@ -231,6 +237,8 @@ export interface SetEnvelope {
   passphraseKey?: string;
   /** The dedupe record (Keyring.sealRecord): each container's layers and volumes by content digest. */
   dedupe?: string;
+  /** setOrigin of the set (absent in envelopes written before it was recorded). */
+  origin?: string;
 }
 
 export class ManifestError extends Error {
@@ -270,11 +278,23 @@ export function setScopeBlobs(set: SnapshotSet): BlobDescriptor[] {
   return [...new Map(set.containers.flatMap(setScopeBlobsOf).map((b) => [b.digest, b])).values()];
 }
 
+/**
+ * Where a set was taken, as a key: the first 16 hex digits of the sha256 of `engine:<daemon ID>`,
+ * or of `host:<host name>` for a set that lacks the engine's ID; undefined for a document that names
+ * neither. Hashed: an encrypted set's clear envelope carries it, and need not name the host.
+ */
+export function setOrigin(source: SnapshotSet['source'] | undefined): string | undefined {
+  const key = source?.engine?.id ? `engine:${source.engine.id}` : source?.hostname ? `host:${source.hostname}` : undefined;
+  return key === undefined ? undefined : createHash('sha256').update(key).digest('hex').slice(0, 16);
+}
+
 export function summarize(set: SnapshotSet): SetSummary {
+  const origin = setOrigin(set.source);
   return {
     tag: set.tag,
     created: set.created,
     containers: set.containers.map((c) => c.name),
+    ...(origin ? { origin } : {}),
     bytes: setBlobs(set).reduce((n, b) => n + b.size, 0),
     encrypted: false,
   };

@@ -3,7 +3,7 @@ import type { RestoreOptions } from '../core/options.js';
 import { errorMessage, type Logger } from '../core/log.js';
 import type { ContainerRecord } from './manifest.js';
 import { InterruptedError, RestoreTransaction } from './transaction.js';
-import { warnEngineCompat } from './engine-compat.js';
+import { apiGaps, describeGap, warnEngineCompat } from './engine-compat.js';
 import { checkTarget } from './target-check.js';
 import { chooseContainers, findSet, restoreOrder } from './restore-set.js';
 import { ContainerRestore } from './container-restore.js';
@@ -61,7 +61,17 @@ export async function runRestore(opts: RestoreOptions, ctx: RestoreContext): Pro
   log.info(`Restoring snapshot ${set.tag} (created ${set.created}) from ${ctx.source.label}`);
   await warnEngineCompat(set, { info: () => info }, log);
   const chosen = chooseContainers(set, opts);
-  await checkTarget(ctx.engine, set, chosen, opts);
+  // Configuration the engine would drop in silence: warned, or refused below (checkTarget) where the container would see other data.
+  const target = await info;
+  const gaps = apiGaps(chosen, target.apiVersion);
+  for (const g of gaps.filter((g) => !g.refuse)) log.warning(describeGap(g, target));
+  await checkTarget(
+    ctx.engine,
+    set,
+    chosen,
+    opts,
+    gaps.filter((g) => g.refuse).map((g) => describeGap(g, target)),
+  );
   // Each blob is read once, checked as it streams into the engine (a Verifier keeps a blob's end
   // back until its digest matches): a container whose blob is damaged fails and its changes are
   // put back, as for any failure. `verify` reads a set without restoring it.

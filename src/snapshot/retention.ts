@@ -119,9 +119,11 @@ export function isEmptyPolicy(p: RetentionPolicy): boolean {
 /**
  * Splits the sets into those the policy keeps (with the rules that keep each), those it removes,
  * and the damaged ones. The policy applies to each container's sets on their own (restic groups
- * snapshots by host and paths before it applies a policy, `forget --group-by`): a set is kept when
- * the policy keeps it among the sets of any container it holds, so sets of other containers
- * written to the same destination never push a container's last sets out. Within a container's
+ * snapshots by host and paths before it applies a policy, `forget --group-by host,paths`): a
+ * container is a name where its sets were taken (SetSummary.origin: the engine, or the host for
+ * sets that lack its ID), and a set is kept when the policy keeps it among the sets of any
+ * container it holds, so sets of other containers, or of the same name on other hosts, written
+ * to the same destination never push a container's last sets out. Within a container's
  * sets, restic's evaluation: newest first; each rule keeps a set when it opens a bucket that rule
  * has not seen yet and the rule has a count left, and the oldest set when a rule still has counts
  * left. `within` counts back from the container's newest set not in the future of `now`. On top
@@ -136,14 +138,21 @@ export function applyPolicy(sets: SetSummary[], policy: RetentionPolicy, now: Da
   const list = sets.filter((s) => !s.damaged).sort(newestFirst);
   // A set without a container (none was taken) is a group of its own, under ''.
   const namesOf = (s: SetSummary) => (s.containers.length > 0 ? [...new Set(s.containers)] : ['']);
-  const groups = new Map<string, SetSummary[]>();
-  for (const s of list) for (const c of namesOf(s)) groups.set(c, [...(groups.get(c) ?? []), s]);
+  // A container: its name where the set was taken (a set that does not say: a group of such sets).
+  const groups = new Map<string, { name: string; sets: SetSummary[] }>();
+  for (const s of list)
+    for (const name of namesOf(s)) {
+      const key = `${s.origin ?? ''}\0${name}`;
+      const g = groups.get(key) ?? { name, sets: [] };
+      g.sets.push(s);
+      groups.set(key, g);
+    }
   // For each set: each reason, with the containers whose sets it keeps the set among.
   const why = new Map<SetSummary, Map<string, string[]>>();
-  for (const [container, group] of groups)
+  for (const { name, sets: group } of groups.values())
     evaluate(group, policy, now).forEach((reasons, i) => {
       const byReason = why.get(group[i]) ?? new Map<string, string[]>();
-      for (const r of reasons) byReason.set(r, [...(byReason.get(r) ?? []), container]);
+      for (const r of reasons) byReason.set(r, [...(byReason.get(r) ?? []), name]);
       why.set(group[i], byReason);
     });
   const keep: KeptSet[] = [];

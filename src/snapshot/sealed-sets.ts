@@ -6,6 +6,7 @@ import {
   SET_MEDIA_TYPE,
   SetDigestError,
   setBlobs,
+  setOrigin,
   summarize,
   type BlobDescriptor,
   type SetEnvelope,
@@ -64,6 +65,7 @@ export async function sealSet(set: SnapshotSet, keyring: Keyring | undefined): P
     bytes: summary.bytes,
     blobs: setBlobs(set).map((b) => b.digest),
     ...(keyring.passphraseKey ? { passphraseKey: keyring.passphraseKey } : {}),
+    ...(summary.origin ? { origin: summary.origin } : {}),
   };
   const dedupe = keyring.sealRecord(dedupeRecord(set));
   if (dedupe) envelope.dedupe = dedupe;
@@ -137,7 +139,7 @@ export function refuseClearWithKey(set: SnapshotSet, keyring: Keyring | undefine
   );
 }
 
-/** Throws ManifestError when the clear envelope does not say what the decrypted document does (its blobs, containers). */
+/** Throws ManifestError when the clear envelope does not say what the decrypted document does (its blobs, containers, origin where it has one). */
 export function checkEnvelope(set: SnapshotSet, envelope: SetEnvelope, where: string): void {
   const same = (a: string[], b: string[]) => JSON.stringify([...a].sort()) === JSON.stringify([...b].sort());
   if (
@@ -148,15 +150,26 @@ export function checkEnvelope(set: SnapshotSet, envelope: SetEnvelope, where: st
     !same(
       envelope.containers,
       set.containers.map((c) => c.name),
-    )
+    ) ||
+    (envelope.origin !== undefined && envelope.origin !== setOrigin(set.source))
   ) {
-    throw new ManifestError(`Invalid encrypted snapshot at ${where}: its clear envelope does not match its set document (blobs or containers); damaged.`);
+    throw new ManifestError(
+      `Invalid encrypted snapshot at ${where}: its clear envelope does not match its set document (blobs, containers or origin); damaged.`,
+    );
   }
 }
 
 /** An encrypted set as listed without its key: tag, time and containers from its clear envelope. */
 export function sealedSummary(tag: string, created: string, envelope: SetEnvelope): SetSummary {
-  return { tag, created, containers: envelope.containers, bytes: envelope.bytes, encrypted: true, encryption: envelope };
+  return {
+    tag,
+    created,
+    containers: envelope.containers,
+    ...(typeof envelope.origin === 'string' ? { origin: envelope.origin } : {}),
+    bytes: envelope.bytes,
+    encrypted: true,
+    encryption: envelope,
+  };
 }
 
 /**

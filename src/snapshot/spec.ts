@@ -226,8 +226,8 @@ function endpointConfig(attachment: NetworkAttachment): EndpointSettings {
   return ep as EndpointSettings;
 }
 
-/** The network the container is created on: the one its network mode names ('default' is the bridge). */
-function primaryNetwork(spec: ContainerSpec): NetworkAttachment | undefined {
+/** The network the container is created on: the one its network mode names ('default' is the bridge); undefined for host, none or another container's network. */
+export function primaryNetwork(spec: ContainerSpec): NetworkAttachment | undefined {
   const mode = String(spec.hostConfig.NetworkMode ?? 'default');
   if (mode === 'host' || mode === 'none' || SHARED.test(mode)) return undefined;
   const wanted = mode === 'default' ? 'bridge' : mode;

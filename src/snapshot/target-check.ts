@@ -204,9 +204,10 @@ async function needsOf(engine: Engine, chosen: ContainerRecord[], opts: RestoreO
  * it): every `port-map` entry is used; the engine offers each runtime, log, volume and network
  * driver the restore needs; no network it creates overlaps the subnet of one there; no published
  * host port of a container that will start is held by a running container there (those `replace`
- * sets aside excepted). Throws one TargetError naming all.
+ * sets aside excepted); and `refusals` (engine-compat.ts describeGap: configuration the engine
+ * would drop that changes what a container sees). Throws one TargetError naming all.
  */
-export async function checkTarget(engine: Engine, set: SnapshotSet, chosen: ContainerRecord[], opts: RestoreOptions): Promise<void> {
+export async function checkTarget(engine: Engine, set: SnapshotSet, chosen: ContainerRecord[], opts: RestoreOptions, refusals: string[] = []): Promise<void> {
   const w = opts.words ?? ACTION_WORDS;
   const map = opts.portMap ?? [];
   const unused = unusedMappings(
@@ -227,9 +228,9 @@ export async function checkTarget(engine: Engine, set: SnapshotSet, chosen: Cont
   const starting = chosen.filter((c) => willStart(c, opts.start));
   const wanted = starting.flatMap((c) => hostBindings(c.name, mapPorts(c.spec, map)));
   const clashes = [...overlaps, ...portClashes(wanted, taken, w.name('port-map'))];
-  if (lacking.length === 0 && clashes.length === 0) return;
+  if (lacking.length === 0 && clashes.length === 0 && refusals.length === 0) return;
   const info = await engine.info();
   const onto = `${info.name ? `${info.name}, ` : ''}Engine ${info.version} at ${engine.describe()}`;
-  const why = [...(lacking.length > 0 ? [`the engine lacks ${lacking.join(', ')}`] : []), ...clashes];
+  const why = [...(lacking.length > 0 ? [`the engine lacks ${lacking.join(', ')}`] : []), ...clashes, ...refusals];
   throw new TargetError(`Snapshot ${set.tag} cannot be restored onto ${onto}; nothing was changed: ${why.join('; ')}.`);
 }

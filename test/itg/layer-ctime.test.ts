@@ -1,7 +1,11 @@
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { statSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { gunzipSync, gzipSync, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
+import type { LayerIndex } from '../../src/snapshot/layer-index.js';
+import type { SnapshotSet } from '../../src/snapshot/manifest.js';
 import { join } from 'node:path';
 import { backup, restore } from '../../src/commands.js';
 import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
@@ -102,6 +106,41 @@ describe('a delta of the writable layer', () => {
     },
   );
 
+  it("marks racy, from its set's creation time, the files of an index written before racy entries were (an upgrade): a file written through a mapping just before that set is taken again", async () => {
+    const name = res.name('mmap-old');
+    await runContainer({ name, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'exec sleep 100000'] }, 'running');
+    await sh(name, 'mkdir -p /db && head -c 8192 /dev/zero | tr "\\0" A > /db/data');
+    const merged = ((await docker.getContainer(name).inspect()) as unknown as { GraphDriver: { Data: { MergedDir: string } } }).GraphDriver.Data.MergedDir;
+    const writer = await MmapWriter.open(join(merged, 'db/data'));
+    try {
+      await writer.write(Buffer.from('BBBB'));
+      const store = join(res.tempDir(), 'store');
+      const take = async (tag: string) => {
+        const b = await backup(parseBackupInputs(inputs({ containers: name, destination: `dir:${store}`, tag })), { log: quietLog, env });
+        expect(b.failed, JSON.stringify(b.containers)).toBe(0);
+        res.image(`container-snapshot/${name}:${tag}`);
+      };
+      await take('t1');
+      // t1's index as a version before racy entries wrote it: no racyMarked, no racy entry.
+      const stripped = rewriteLayerIndex(store, 't1', (index) => {
+        delete index.racyMarked;
+        for (const e of Object.values(index.entries)) delete e.racy;
+      });
+      expect(stripped).toBeGreaterThan(0);
+      await writer.write(Buffer.from('CCCC'));
+      await take('t2');
+      const copy = res.name('mmap-old-copy');
+      const r = await restore(parseRestoreInputs(inputs({ source: `dir:${store}`, snapshot: 't2', rename: `${name}=${copy}`, start: 'always' })), {
+        log: quietLog,
+        env,
+      });
+      expect(r.failed, JSON.stringify(r.containers)).toBe(0);
+      expect(execFileSync('docker', ['exec', copy, 'head', '-c', '6', '/db/data'], { encoding: 'utf8' })).toBe('CCCCAA');
+    } finally {
+      await writer.close();
+    }
+  });
+
   it('backs up a layer holding symbolic links the engine cannot resolve (its stat of them fails): committed whole, and restored', async () => {
     const name = res.name('badlinks');
     await runContainer({ name, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'exec sleep 100000'] }, 'running');
@@ -165,3 +204,30 @@ describe('a delta of the writable layer', () => {
     expect(cat(copy)).toBe('BBBB\nAAAA\n');
   });
 });
+
+/**
+ * Rewrites the writable-layer index of `tag`'s one container in the dir: store at `root` with
+ * `edit`, as another version could have written it: the index blob (compressed as stored), the set
+ * document naming it, and the tag's descriptor. Returns how many racy entries the index had.
+ */
+function rewriteLayerIndex(root: string, tag: string, edit: (index: LayerIndex) => void): number {
+  const blobPath = (digest: string) => join(root, 'blobs', 'sha256', digest.replace('sha256:', ''));
+  const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+  const tagPath = join(root, 'sets', `${tag}.json`);
+  const descriptor = JSON.parse(readFileSync(tagPath, 'utf8')) as { digest: string; size: number };
+  const set = JSON.parse(readFileSync(blobPath(descriptor.digest), 'utf8')) as SnapshotSet;
+  const blob = set.containers[0].image.layerIndex!;
+  const zstd = blob.mediaType.endsWith('+zstd');
+  const stored = readFileSync(blobPath(blob.digest));
+  const index = JSON.parse((zstd ? zstdDecompressSync(stored) : gunzipSync(stored)).toString('utf8')) as LayerIndex;
+  const racy = Object.values(index.entries).filter((e) => e.racy).length;
+  edit(index);
+  const content = Buffer.from(JSON.stringify(index));
+  const body = zstd ? zstdCompressSync(content) : gzipSync(content);
+  writeFileSync(blobPath(sha(body)), body);
+  set.containers[0].image.layerIndex = { ...blob, digest: sha(body), size: body.length, contentDigest: sha(content), contentSize: content.length };
+  const doc = Buffer.from(JSON.stringify(set, null, 2));
+  writeFileSync(blobPath(sha(doc)), doc);
+  writeFileSync(tagPath, JSON.stringify({ ...descriptor, digest: sha(doc), size: doc.length }));
+  return racy;
+}

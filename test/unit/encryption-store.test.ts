@@ -107,7 +107,7 @@ describe('encrypted sets in a dir: store', () => {
     editEnvelope((env) => void (env.blobs = env.blobs.slice(1)), true);
     const reader = new DirDestination(`dir:${root}`, root, () => undefined, new Keyring(undefined, { identities: [identity] }, words));
     await expect(reader.readSet('s1')).rejects.toThrow(
-      `Invalid encrypted snapshot at dir:${root} s1: its clear envelope does not match its set document (blobs or containers); damaged.`,
+      `Invalid encrypted snapshot at dir:${root} s1: its clear envelope does not match its set document (blobs, containers or origin); damaged.`,
     );
     const before = blobs();
     await dest.close();

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { engineCompatWarnings, engineMajor, warnEngineCompat } from '../../src/snapshot/engine-compat.js';
+import { apiGaps, describeGap, engineCompatWarnings, engineMajor, warnEngineCompat } from '../../src/snapshot/engine-compat.js';
+import type { ContainerSpec } from '../../src/snapshot/spec.js';
 import type { BlobDescriptor, SnapshotSet } from '../../src/snapshot/manifest.js';
 
 const blob = (mediaType: string): BlobDescriptor => ({
@@ -54,5 +55,47 @@ describe('restore onto an older engine than the set was made on', () => {
     expect(asked).toBe(1);
     expect(warnings).toHaveLength(1);
     expect(warnings[0]).toContain('zstd image layers');
+  });
+});
+
+describe('configuration an older engine drops at create (Engine API version history)', () => {
+  const record = (spec: Partial<ContainerSpec>) => ({ name: 'db', spec: { config: {}, hostConfig: {}, networks: [], ...spec } });
+  const full = record({
+    config: { Healthcheck: { Test: ['CMD', 'true'], StartInterval: 1_000_000_000 } },
+    hostConfig: {
+      NetworkMode: 'front',
+      Annotations: { 'io.example/a': 'b' },
+      Mounts: [
+        { Type: 'volume', Source: 'pg', Target: '/data', VolumeOptions: { Subpath: 'pgdata' } },
+        { Type: 'bind', Source: '/srv', Target: '/srv', BindOptions: { CreateMountpoint: true, ReadOnlyNonRecursive: true } },
+        { Type: 'tmpfs', Target: '/run', TmpfsOptions: { Options: [['exec']] } },
+      ],
+    },
+    networks: [
+      { name: 'front', aliases: [], macAddress: '02:42:ac:11:00:02' },
+      { name: 'back', aliases: [], macAddress: '02:42:ac:12:00:02' },
+    ],
+  });
+
+  it('names each field Engine 20.10 (API 1.41) would drop; refuses only a volume subpath (the container would see the whole volume)', () => {
+    const gaps = apiGaps([full], '1.41');
+    expect(gaps.map((g) => [g.field, g.minApi, g.refuse])).toEqual([
+      ['HostConfig.Annotations', '1.43', false],
+      ['Healthcheck.StartInterval', '1.44', false],
+      ['network back MacAddress', '1.44', false],
+      ['Mounts[/data].VolumeOptions.Subpath', '1.45', true],
+      ['Mounts[/srv].BindOptions.CreateMountpoint', '1.42', false],
+      ['Mounts[/srv].BindOptions.ReadOnlyNonRecursive', '1.44', false],
+      ['Mounts[/run].TmpfsOptions.Options', '1.46', false],
+    ]);
+    expect(describeGap(gaps[3], { version: '20.10.24', apiVersion: '1.41' })).toBe(
+      'db: Engine 20.10.24 (API 1.41) drops Mounts[/data].VolumeOptions.Subpath (API 1.45, Engine 26.0 and later keep it): the container would see the whole volume pg at /data, not its subpath pgdata',
+    );
+  });
+
+  it('names only what is newer than the engine: API 1.45 drops tmpfs options alone; the MAC of the network created on is no gap', () => {
+    expect(apiGaps([full], '1.45').map((g) => g.field)).toEqual(['Mounts[/run].TmpfsOptions.Options']);
+    expect(apiGaps([full], '1.46')).toEqual([]);
+    expect(apiGaps([record({ networks: [{ name: 'bridge', aliases: [], macAddress: '02:42:ac:11:00:02' }] })], '1.41')).toEqual([]);
   });
 });

@@ -181,3 +181,23 @@ describe("applyPolicy: each container's sets on their own (restic forget --group
     expect(plan.remove.map((s) => s.tag)).toEqual([db[1].tag, db[0].tag]);
   });
 });
+
+describe('applyPolicy: a container is a name where its sets were taken (SetSummary.origin)', () => {
+  const on = (origin: string | undefined, created: string): SetSummary => ({
+    tag: `db-${origin ?? 'x'}-${created.slice(0, 13)}`,
+    created,
+    containers: ['db'],
+    bytes: 1,
+    ...(origin ? { origin } : {}),
+  });
+
+  it("keeps each host's N newest sets of a container of the same name", () => {
+    const hostA = ['2027-01-07T02:00:00Z', '2027-01-08T02:00:00Z'].map((c) => on('aaaa', c));
+    const hostB = ['2027-01-09T01:00:00Z', '2027-01-09T02:00:00Z', '2027-01-09T03:00:00Z', '2027-01-09T04:00:00Z'].map((c) => on('bbbb', c));
+    const plan = applyPolicy([...hostA, ...hostB], { last: 1 }, NOW);
+    expect(plan.keep.map((k) => k.set.tag)).toEqual([hostB[3].tag, hostA[1].tag]);
+    // Sets that do not say where they were taken are a group of their own: never pushed out by the others.
+    const older = on(undefined, '2027-01-01T00:00:00Z');
+    expect(applyPolicy([older, ...hostB], { last: 1 }, NOW).keep.map((k) => k.set.tag)).toEqual([hostB[3].tag, older.tag]);
+  });
+});
