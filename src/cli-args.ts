@@ -152,8 +152,9 @@ export const COMMANDS: Record<Command, { summary: string; flags: Flag[]; operand
     ],
   },
   ls: {
-    summary: "list a set's containers and their mounts, or the files of one (writable layer and mounts), restoring nothing",
-    operands: { usage: 'SNAPSHOT [CONTAINER[:PATH]]', min: 1, max: 2 },
+    summary:
+      "list a set's containers and their mounts (the newest set when no SNAPSHOT is given), or the files of one (writable layer and mounts), restoring nothing",
+    operands: { usage: '[SNAPSHOT [CONTAINER[:PATH]]]', min: 0, max: 2 },
     flags: [SOURCE, JSON_OUT, ...DECRYPTION, ...OTHER_RUN, ...CREDENTIALS],
   },
   extract: {

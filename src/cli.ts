@@ -235,10 +235,13 @@ async function runBrowse(command: Command, argv: string[]): Promise<number> {
   };
   const deps = { log: cliLogger, env: process.env, words: CLI_WORDS, decryption: parseKeys(get, CLI_WORDS) };
   const json = parseBoolean('--json', get('json'), false);
-  const snapshot = parseSnapshotRef(operands[0], command === 'diff' ? 'SNAPSHOT1' : 'SNAPSHOT');
+  // ls alone lists the newest set; the others name their sets.
+  const snapshot = command === 'ls' && operands.length === 0 ? 'latest' : parseSnapshotRef(operands[0], command === 'diff' ? 'SNAPSHOT1' : 'SNAPSHOT');
   if (command === 'ls') {
     const target = operands[1] === undefined ? undefined : parseTarget(operands[1], 'CONTAINER[:PATH]');
     const listing = await ls(from, snapshot, target, deps);
+    // Which set `latest` was, said beside the table (stderr), so that stdout stays the listing alone.
+    if (operands.length === 0 && !json) cliLogger.info(`snapshot ${listing.snapshot} (the newest in ${spec.raw})`);
     print(json ? JSON.stringify(listing, null, 2) : 'entries' in listing ? pathListingText(listing) : setListingText(listing));
     return EXIT.ok;
   }

@@ -95,8 +95,14 @@ export function engineAt(address: EngineAddress | undefined): Engine {
 }
 
 /** Runs `fn` on `given`, else on an engine at `address` made for it and closed after (an ssh:// engine's connection). */
-async function withEngine<T>(given: Engine | undefined, address: EngineAddress | undefined, fn: (engine: Engine) => Promise<T>): Promise<T> {
+async function withEngine<T>(
+  given: Engine | undefined,
+  address: EngineAddress | undefined,
+  words: Vocabulary | undefined,
+  fn: (engine: Engine) => Promise<T>,
+): Promise<T> {
   const engine = given ?? engineAt(address);
+  engine.addressHint = `${(words ?? ACTION_WORDS).name('docker-host')} (or DOCKER_HOST)`;
   try {
     return await fn(engine);
   } finally {
@@ -120,7 +126,7 @@ export async function backup(opts: BackupOptions, deps: Deps): Promise<BackupOut
   if (opts.retentionDays !== undefined && !opts.destinations.some((d) => d.kind === 'artifact')) {
     deps.log.warning(`${words.name('retention-days')} ${opts.retentionDays} has no effect: it applies to artifact: destinations only.`);
   }
-  return withEngine(deps.engine, opts.engine, (engine) => backUpOn(engine, opts, deps, destinations));
+  return withEngine(deps.engine, opts.engine, opts.words, (engine) => backUpOn(engine, opts, deps, destinations));
 }
 
 async function backUpOn(engine: Engine, opts: BackupOptions, deps: Deps, destinations: Destination[]): Promise<BackupOutcome> {
@@ -206,7 +212,7 @@ export async function restore(opts: RestoreOptions, deps: Deps): Promise<Restore
     { ...deps, decryption: opts.decryption },
     { artifactRun: opts.artifactRun, words: opts.words ?? deps.words },
   );
-  return withEngine(deps.engine, opts.engine, async (engine) => {
+  return withEngine(deps.engine, opts.engine, opts.words, async (engine) => {
     // The engine first: an unreachable one fails at once, not after every blob was read and checked.
     const identity = await report(engine);
     deps.log.info(`Engine: ${engineLine(identity)}`);

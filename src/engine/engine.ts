@@ -53,9 +53,22 @@ export class Engine extends VolumeNetworkCalls {
       call('read the engine version', () => this.docker.version(), signal),
       call('read the engine information', () => this.docker.info() as Promise<{ Name?: string; ID?: string }>, signal),
     ]).catch((err: unknown) => {
-      throw this.explainTls(err);
+      throw this.explainUnreachable(this.explainTls(err));
     });
     return { version: v.Version, apiVersion: v.ApiVersion, os: v.Os, arch: v.Arch, ...(i.Name ? { name: i.Name } : {}), ...(i.ID ? { id: i.ID } : {}) };
+  }
+
+  /**
+   * How the user names another engine, in the words of the interface used (`--docker-host (or
+   * DOCKER_HOST)` in the CLI, `the docker-host input (or DOCKER_HOST)` in an action), for the
+   * message of an engine that cannot be reached; set by the command that made the Engine.
+   */
+  addressHint = 'DOCKER_HOST';
+
+  /** An engine not listening where the address says (ENOENT, ECONNREFUSED): the message names the address and how to name another. */
+  private explainUnreachable(err: unknown): unknown {
+    if (!(err instanceof UnreachableError) || !/^Docker engine unreachable \((ENOENT|ECONNREFUSED)\)/.test(err.message)) return err;
+    return new UnreachableError(`${err.message}. Expected a running Docker engine at ${this.address}, or another named with ${this.addressHint}.`);
   }
 
   private explainTls(err: unknown): unknown {

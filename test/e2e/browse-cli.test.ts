@@ -37,6 +37,11 @@ describe('the bundled CLI browses sets: ls, extract, diff', () => {
     expect(files.stdout).toMatch(/^lrwxrwxrwx .* \/v\/l -> a$/m);
     const json = JSON.parse((await runCli(['ls', 's1', `${app}:/v/a`, '--json', '--source', source])).stdout);
     expect(json.entries).toEqual([expect.objectContaining({ path: '/v/a', type: 'file', size: 6, source: `volume ${volume}` })]);
+    // No SNAPSHOT: the newest set, s2.
+    const newest = await runCli(['ls', '--source', source]);
+    expect(newest.code, newest.stderr).toBe(0);
+    expect(newest.stdout).toBe((await runCli(['ls', 's2', '--source', source])).stdout);
+    expect(newest.stderr).toContain(`snapshot s2 (the newest in ${source})`);
   });
 
   it('extract writes the file, refuses it again without --overwrite, and explains a missing --to', async () => {
