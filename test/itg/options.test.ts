@@ -6,6 +6,7 @@ import { parseDestination } from '../../src/core/destination-input.js';
 import { DirDestination } from '../../src/destinations/dir/index.js';
 import { Resources, docker, quietLog, runContainer, treeDigest, waitFor } from '../support/fixtures.js';
 import { recordingLog } from '../support/log.js';
+import { settle, settledEnv } from '../support/commands.js';
 
 const env = { ...process.env, DOCKER_CONFIG: '/nonexistent' };
 const inputs = (values: Record<string, string>) => (name: string) => values[name] ?? '';
@@ -39,12 +40,17 @@ describe('backup and restore options', () => {
           () => false,
         ),
     );
+    // Its files settled before the first set (a 2 s margin, settledEnv): else the set after takes them again as racy (LayerEntry.racy).
+    await settle();
   });
 
   afterAll(() => res.cleanup());
 
   it('stores one set in several destinations, each complete and verifiable', async () => {
-    const r = await backup(parseBackupInputs(inputs({ containers: app, destination: `${dir}\n${registry}`, tag: 'multi', ...creds })), { log: quietLog, env });
+    const r = await backup(parseBackupInputs(inputs({ containers: app, destination: `${dir}\n${registry}`, tag: 'multi', ...creds }), undefined, settledEnv), {
+      log: quietLog,
+      env: settledEnv,
+    });
     expect(r.failed).toBe(0);
     expect(r.containers[0].destinations.map((d) => d.destination)).toEqual([dir, registry]);
     for (const location of [dir, registry]) {
@@ -83,7 +89,10 @@ describe('backup and restore options', () => {
   it('an unchanged container uploads no layer or volume to the registry the second time', async () => {
     // Its log in the failure message: what was stored again, and why.
     const log = recordingLog();
-    const r = await backup(parseBackupInputs(inputs({ containers: app, destination: registry, tag: 'again', ...creds })), { log, env });
+    const r = await backup(parseBackupInputs(inputs({ containers: app, destination: registry, tag: 'again', ...creds }), undefined, settledEnv), {
+      log,
+      env: settledEnv,
+    });
     expect(r.failed).toBe(0);
     expect(r.containers[0].blobs, log.lines.join('\n')).toEqual({ written: 0, reused: expect.any(Number) });
     expect(r.containers[0].blobs.reused).toBeGreaterThanOrEqual(3);
