@@ -1,6 +1,6 @@
 import type { PortMapping } from '../core/port-map.js';
 import type { RestoreOptions, StartPolicy } from '../core/options.js';
-import { ACTION_WORDS } from '../core/words.js';
+import { ACTION_WORDS, type Vocabulary } from '../core/words.js';
 import type { Engine, EngineFeatures } from '../engine/engine.js';
 import type { ContainerRecord, SnapshotSet } from './manifest.js';
 import type { ContainerSpec } from './spec.js';
@@ -96,6 +96,61 @@ export function portClashes(wanted: HostBinding[], taken: TakenPort[], portMapNa
     else if (twin) found.push(`${b.container} and ${twin.container} both publish host port ${where(b)}`);
   }
   return found;
+}
+
+/** A fixed address a restored container asks for on a network (its IPAMConfig), by the restored container's name. */
+export interface WantedAddress {
+  container: string;
+  network: string;
+  /** Without a prefix length: 10.0.7.10, fd00::10. */
+  address: string;
+}
+
+/**
+ * Each fixed address that a running container of the target engine holds on the same network
+ * (`held`: address → holder's name, by network), or that two restored containers both ask for,
+ * one sentence each (the engine fails the second start with "Address already in use", after the
+ * restore changed things). `words`: the interface's names of replace and start.
+ */
+export function addressClashes(wanted: WantedAddress[], held: Map<string, Map<string, string>>, words: Vocabulary): string[] {
+  const found: string[] = [];
+  for (const [i, w] of wanted.entries()) {
+    const holder = held.get(w.network)?.get(w.address);
+    const twin = wanted.slice(0, i).find((o) => o.network === w.network && o.address === w.address);
+    if (holder)
+      found.push(
+        `${w.container} asks for address ${w.address} on network ${w.network}, which container '${holder}' holds there (stop '${holder}' first, restore over it with ${words.enable('replace')}, or create ${w.container} without starting it: ${words.name('start')} never)`,
+      );
+    else if (twin) found.push(`${w.container} and ${twin.container} both ask for address ${w.address} on network ${w.network}`);
+  }
+  return found;
+}
+
+/** The fixed addresses the restored containers ask for (IPAMConfig IPv4Address, IPv6Address), under their restored names. */
+function wantedAddresses(starting: ContainerRecord[], rename: ReadonlyMap<string, string>): WantedAddress[] {
+  return starting.flatMap((c) =>
+    c.spec.networks.flatMap((n) =>
+      ['IPv4Address', 'IPv6Address']
+        .map((k) => n.ipamConfig?.[k])
+        .filter((a): a is string => typeof a === 'string' && a !== '')
+        .map((a) => ({ container: rename.get(c.name) ?? c.name, network: n.name, address: a.replace(/\/\d+$/, '') })),
+    ),
+  );
+}
+
+/** Address → name of the running container holding it, on each of `networks` that exists on the engine (its endpoints: running containers only), leaving out `aside`. */
+async function heldAddresses(engine: Engine, networks: string[], aside: ReadonlySet<string>): Promise<Map<string, Map<string, string>>> {
+  const held = new Map<string, Map<string, string>>();
+  for (const name of new Set(networks)) {
+    const net = await engine.inspectNetwork(name);
+    const byAddress = new Map<string, string>();
+    for (const ep of Object.values((net?.Containers ?? {}) as Record<string, { Name?: string; IPv4Address?: string; IPv6Address?: string }>)) {
+      if (!ep.Name || aside.has(ep.Name)) continue;
+      for (const a of [ep.IPv4Address, ep.IPv6Address]) if (a) byAddress.set(a.replace(/\/\d+$/, ''), ep.Name);
+    }
+    held.set(name, byAddress);
+  }
+  return held;
 }
 
 /** Whether a restore with this start policy starts the container (its recorded state under `auto`). */
@@ -203,8 +258,8 @@ async function needsOf(engine: Engine, chosen: ContainerRecord[], opts: RestoreO
  * Checked before any change, for the whole set (the engine may be another than the one that took
  * it): every `port-map` entry is used; the engine offers each runtime, log, volume and network
  * driver the restore needs; no network it creates overlaps the subnet of one there; no published
- * host port of a container that will start is held by a running container there (those `replace`
- * sets aside excepted); and `refusals` (engine-compat.ts describeGap: configuration the engine
+ * host port or fixed address (IPAMConfig) of a container that will start is held by a running
+ * container there (those `replace` sets aside excepted); and `refusals` (engine-compat.ts describeGap: configuration the engine
  * would drop that changes what a container sees). Throws one TargetError naming all.
  */
 export async function checkTarget(engine: Engine, set: SnapshotSet, chosen: ContainerRecord[], opts: RestoreOptions, refusals: string[] = []): Promise<void> {
@@ -227,7 +282,17 @@ export async function checkTarget(engine: Engine, set: SnapshotSet, chosen: Cont
   const taken = (await engine.publishedPorts()).filter((t) => !(opts.replace && targets.has(t.container)));
   const starting = chosen.filter((c) => willStart(c, opts.start));
   const wanted = starting.flatMap((c) => hostBindings(c.name, mapPorts(c.spec, map)));
-  const clashes = [...overlaps, ...portClashes(wanted, taken, w.name('port-map'))];
+  const addresses = wantedAddresses(starting, opts.rename);
+  const aside = opts.replace ? targets : new Set<string>();
+  const held =
+    addresses.length > 0
+      ? await heldAddresses(
+          engine,
+          addresses.map((a) => a.network),
+          aside,
+        )
+      : new Map<string, Map<string, string>>();
+  const clashes = [...overlaps, ...portClashes(wanted, taken, w.name('port-map')), ...addressClashes(addresses, held, w)];
   if (lacking.length === 0 && clashes.length === 0 && refusals.length === 0) return;
   const info = await engine.info();
   const onto = `${info.name ? `${info.name}, ` : ''}Engine ${info.version} at ${engine.describe()}`;

@@ -1,5 +1,7 @@
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
+import { createServer } from 'node:net';
+import { freePort } from '../support/registry.js';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { backup, verify } from '../../src/commands.js';
@@ -54,32 +56,53 @@ describe('restore edge cases', () => {
     expect(v.blobs).toBeGreaterThanOrEqual(3);
   });
 
-  it('a failed replace puts the previous container back', async () => {
+  it('a fixed address a running container holds is refused before any change; a failed replace puts the previous container back', async () => {
     const net = res.network('ipnet');
     const subnet = freeSubnet();
     await docker.createNetwork({ Name: net, IPAM: { Config: [{ Subnet: `${subnet}.0/24` }] } });
     const name = res.name('ip');
+    const port = await freePort();
     await runContainer(
-      { name, Image: image, Cmd: ['sleep', '100000'], NetworkingConfig: { EndpointsConfig: { [net]: { IPAMConfig: { IPv4Address: `${subnet}.10` } } } } },
+      {
+        name,
+        Image: image,
+        Cmd: ['sleep', '100000'],
+        ExposedPorts: { '80/tcp': {} },
+        HostConfig: { PortBindings: { '80/tcp': [{ HostIp: '127.0.0.1', HostPort: String(port) }] } },
+        NetworkingConfig: { EndpointsConfig: { [net]: { IPAMConfig: { IPv4Address: `${subnet}.10` } } } },
+      },
       'running',
     );
     const location = store();
     await backUp({ containers: name, destination: location, tag: 'ip' });
     await docker.getContainer(name).stop({ t: 0 });
     const before = await docker.getContainer(name).inspect();
-    // Another container takes the address, so the restored one cannot start.
+    // Another container takes the address: refused before any change, naming it.
+    const squatter = res.name('squatter');
     await runContainer(
       {
-        name: res.name('squatter'),
+        name: squatter,
         Image: image,
         Cmd: ['sleep', '100000'],
         NetworkingConfig: { EndpointsConfig: { [net]: { IPAMConfig: { IPv4Address: `${subnet}.10` } } } },
       },
       'running',
     );
-    const r = await restoreFrom({ source: location, snapshot: 'ip', replace: 'true' });
-    expect(r.failed).toBe(1);
-    expect(r.containers[0].error).toMatch(/[Aa]ddress already in use|already allocated/);
+    await expect(restoreFrom({ source: location, snapshot: 'ip', replace: 'true' })).rejects.toThrow(
+      `nothing was changed: ${name} asks for address ${subnet}.10 on network ${net}, which container '${squatter}' holds there (stop '${squatter}' first, restore over it with replace: true, or create ${name} without starting it: start never).`,
+    );
+    expect((await docker.getContainer(name).inspect()).Id).toBe(before.Id);
+    await docker.getContainer(squatter).remove({ force: true });
+    // A process outside the engine holds the host port (the engine cannot tell): the start fails once things changed, and is put back.
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+    try {
+      const r = await restoreFrom({ source: location, snapshot: 'ip', replace: 'true' });
+      expect(r.failed).toBe(1);
+      expect(r.containers[0].error).toMatch(/[Aa]ddress already in use|already allocated/);
+    } finally {
+      server.close();
+    }
     const after = await docker.getContainer(name).inspect();
     expect(after.Id).toBe(before.Id);
     expect(after.Name).toBe(`/${name}`);

@@ -8,7 +8,16 @@ import { parsePortMap } from '../../src/core/port-map.js';
 import { parseRestoreInputs } from '../../src/core/inputs.js';
 import { CLI_WORDS } from '../../src/core/words.js';
 import { InputError } from '../../src/core/input-error.js';
-import { hostBindings, mapPorts, missingFeatures, portClashes, subnetClashes, unusedMappings, willStart } from '../../src/snapshot/target-check.js';
+import {
+  addressClashes,
+  hostBindings,
+  mapPorts,
+  missingFeatures,
+  portClashes,
+  subnetClashes,
+  unusedMappings,
+  willStart,
+} from '../../src/snapshot/target-check.js';
 import type { ContainerSpec } from '../../src/snapshot/spec.js';
 import { engineLine, restoreSummary } from '../../src/report.js';
 
@@ -234,5 +243,21 @@ describe('reports name the engines', () => {
     }).stringify();
     expect(summary).toContain('Restored onto: host-b, Engine 26.1.5 (API 1.45) at tcp://b:2376 (TLS)\n');
     expect(summary).toContain('Taken on: host-a, ID AAAA:BBBB:CCCC, Engine 20.10.24 (API 1.41)\n');
+  });
+});
+
+describe('addressClashes', () => {
+  it('names the running holder of a fixed address on that network, and two restored containers asking for one address', () => {
+    const held = new Map([['app', new Map([['10.0.7.10', 'web']])]]);
+    const wanted = [
+      { container: 'web-copy', network: 'app', address: '10.0.7.10' },
+      { container: 'a', network: 'back', address: '10.0.8.5' },
+      { container: 'b', network: 'back', address: '10.0.8.5' },
+      { container: 'c', network: 'other', address: '10.0.7.10' },
+    ];
+    expect(addressClashes(wanted, held, CLI_WORDS)).toEqual([
+      "web-copy asks for address 10.0.7.10 on network app, which container 'web' holds there (stop 'web' first, restore over it with --replace, or create web-copy without starting it: --start never)",
+      'b and a both ask for address 10.0.8.5 on network back',
+    ]);
   });
 });
