@@ -47,7 +47,8 @@ async function destHistory(dest: Destination, containers: readonly string[], ori
   const usable = (await dest.listSets()).filter((s) => !s.damaged).sort(newestFirst);
   const picked = new Set(usable.slice(0, HISTORY_DEPTH));
   const encrypting = dest.keyring?.encrypting ?? false;
-  const alike = (s: SetSummary) => Boolean(s.encryption) === encrypting && (s.origin === undefined || origin === undefined || s.origin === origin);
+  const sameOrigin = (s: SetSummary) => s.origin === undefined || origin === undefined || s.origin === origin;
+  const alike = (s: SetSummary) => Boolean(s.encryption) === encrypting && sameOrigin(s);
   for (const name of containers) {
     const last = usable.find((s) => s.containers.includes(name) && alike(s));
     if (last) picked.add(last);
@@ -55,12 +56,14 @@ async function destHistory(dest: Destination, containers: readonly string[], ori
   const recent = usable.filter((s) => picked.has(s));
   const sets = await Promise.all(recent.map((summary) => setForHistory(dest, summary)));
   for (const [i, set] of sets.entries()) {
+    // Layers and chunks of any set are reused by content; a volume or image by container name only from a set of this origin.
+    const own = sameOrigin(recent[i]);
     for (const c of set?.containers ?? []) {
       for (const l of c.image.layers) h.layers.set(l.contentDigest, l);
-      for (const v of c.volumes) if (!h.volumes.has(volumeKey(c.name, v.destination))) h.volumes.set(volumeKey(c.name, v.destination), v.blob);
+      for (const v of c.volumes) if (own && !h.volumes.has(volumeKey(c.name, v.destination))) h.volumes.set(volumeKey(c.name, v.destination), v.blob);
       // A sealed set's dedupe record names no container ID and no config: it is no base for a delta.
       const full = 'id' in c && 'config' in c.image ? (c as ContainerRecord) : undefined;
-      if (full && !h.images.has(full.id)) h.images.set(full.id, { name: full.name, image: full.image, created: recent[i].created });
+      if (own && full && !h.images.has(full.id)) h.images.set(full.id, { name: full.name, image: full.image, created: recent[i].created });
       for (const v of c.volumes) if (isChunked(v.blob)) for (const chunk of v.blob.chunks) h.chunks.set(chunk.contentDigest, chunk);
     }
   }

@@ -18,7 +18,7 @@ import { Spool, SpoolError, type Spooled } from './spool.js';
 import { captureSpec, containerReferences, userNetworkNames } from './spec.js';
 import { mountsToTake } from './volumes.js';
 import { deltaBaseMismatch, deltaTar, isEmpty, planDelta, upperDeltaTar, type DeltaPlan } from './layer-delta.js';
-import { markRacy, racyCutoffs, scanLayerOn, type LayerIndex } from './layer-index.js';
+import { markRacy, scanLayerOn, type LayerIndex } from './layer-index.js';
 import type { UpperDir } from './layer-upper.js';
 import { upperLayerTar } from './layer-upper-tar.js';
 import { LayerStore, hostImageConfig, type TakenLayer } from './layer-store.js';
@@ -277,11 +277,9 @@ export class ContainerBackup {
     if (!last || last.name !== name || compaction === 0 || this.ctx.destinations[0]?.keyring?.encrypting) return undefined;
     try {
       const previous = await previousLayer(last.image, this.targets({ container: name }), this.targets(SET_SCOPE), layerMediaType(this.compression));
-      // An index written before racy entries were marked: marked now, counted back from its set's creation (after its scan).
-      if (previous && !previous.index.racyMarked) {
-        const at = BigInt(Date.parse(last.created)) * 1_000_000n;
-        markRacy(previous.index.entries, await racyCutoffs(this.ctx.engine, this.opts.settleSeconds, this.ctx.signal, at));
-      }
+      // An index written before racy entries were marked: when its scan was is unknown (a set after it may have
+      // reused it unchanged), so every regular file of it is racy: taken again once.
+      if (previous && !previous.index.racyMarked) markRacy(previous.index.entries, {});
       if (previous && previous.deltas >= compaction)
         this.ctx.log.info(
           `${name}: ${previous.deltas} delta layer(s) on the last full writable layer (layer-compaction ${compaction}): the whole layer is taken again`,

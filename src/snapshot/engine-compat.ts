@@ -74,10 +74,11 @@ interface MountSpec {
  * ("1.41") at most would drop at create, from the Engine API version history: Annotations (1.43),
  * Healthcheck.StartInterval (1.44), a MAC address on a network other than the one created on (1.44:
  * before it only Config.MacAddress, for that one), a bind's CreateMountpoint (1.42) and
- * ReadOnlyNonRecursive / ReadOnlyForceRecursive (1.44), a volume's Subpath (1.45: refused, the
- * container would see the whole volume), a tmpfs mount's Options (1.46). Empty on a newer engine.
+ * ReadOnlyForceRecursive (1.44), a read-only bind of a set taken at API `fromApi` ≥ 1.44 (read-only
+ * recursively there, not below 1.44), a volume's Subpath (1.45: refused, the container would see
+ * the whole volume), a tmpfs mount's Options (1.46). Empty on a newer engine.
  */
-export function apiGaps(containers: ReadonlyArray<Pick<ContainerRecord, 'name' | 'spec'>>, apiVersion: string): ApiGap[] {
+export function apiGaps(containers: ReadonlyArray<Pick<ContainerRecord, 'name' | 'spec'>>, apiVersion: string, fromApi?: string): ApiGap[] {
   const gaps: ApiGap[] = [];
   for (const { name, spec } of containers) {
     const gap = (minApi: string, field: string, effect: string, refuse = false) => {
@@ -100,8 +101,10 @@ export function apiGaps(containers: ReadonlyArray<Pick<ContainerRecord, 'name' |
           true,
         );
       if (m.BindOptions?.CreateMountpoint) gap('1.42', `${at}.BindOptions.CreateMountpoint`, `the restore fails if the host path ${m.Source ?? ''} is missing`);
-      if (m.BindOptions?.ReadOnlyNonRecursive) gap('1.44', `${at}.BindOptions.ReadOnlyNonRecursive`, 'the mounts below that bind mount are read-only too');
-      if (m.BindOptions?.ReadOnlyForceRecursive) gap('1.44', `${at}.BindOptions.ReadOnlyForceRecursive`, 'the mounts below that bind mount may be writable');
+      if (m.BindOptions?.ReadOnlyForceRecursive) gap('1.44', `${at}.BindOptions.ReadOnlyForceRecursive`, 'the mounts below that bind mount are writable');
+      // From API 1.44 a read-only bind is read-only recursively unless it says otherwise; before, never (moby: older clients get ReadOnlyNonRecursive).
+      else if (m.Type === 'bind' && (m as { ReadOnly?: boolean }).ReadOnly && !m.BindOptions?.ReadOnlyNonRecursive && fromApi && apiAtLeast(fromApi, '1.44'))
+        gap('1.44', `${at} read-only recursively`, 'the mounts below that read-only bind mount are writable');
       if (m.TmpfsOptions?.Options?.length) gap('1.46', `${at}.TmpfsOptions.Options`, 'that tmpfs is mounted without its options');
     }
   }

@@ -68,8 +68,9 @@ export interface LayerIndex {
   source?: 'upper';
   /**
    * True when its regular files changed within the settle margin before its scan are marked racy
-   * (LayerEntry.racy). Absent from indexes written before: the next backup marks them from the
-   * set's creation time instead (racyCutoffs `atNs`), so that none is trusted as settled.
+   * (LayerEntry.racy). Absent from indexes written before: the next backup takes every regular
+   * file of such an index as racy (when it was scanned is unknown: a later set may have reused it
+   * unchanged), so that none is trusted as settled.
    */
   racyMarked?: true;
 }
@@ -182,15 +183,10 @@ export async function scanLayerOn(
  * off; for `engine`, an engine whose clock could not be read). The margin is `settleSeconds`
  * (CONTAINER_SNAPSHOT_SETTLE_SECONDS) where given, else the kernel's writeback timing
  * (racyMarginNs: this host's for a local engine, the kernel's defaults for another host's),
- * counted back from `atNs` (default now: a scan's start; an older index's set creation time).
+ * counted back from the call (a scan's start).
  * Throws only the signal's reason.
  */
-export async function racyCutoffs(
-  engine: Engine,
-  settleSeconds: number | undefined,
-  signal?: AbortSignal,
-  atNs = BigInt(Date.now()) * 1_000_000n,
-): Promise<{ host?: bigint; engine?: bigint }> {
+export async function racyCutoffs(engine: Engine, settleSeconds: number | undefined, signal?: AbortSignal): Promise<{ host?: bigint; engine?: bigint }> {
   const local = engine.describe().startsWith('unix://');
   const margin =
     settleSeconds !== undefined
@@ -203,7 +199,7 @@ export async function racyCutoffs(
               },
         );
   if (margin === undefined) return {};
-  const host = atNs - margin;
+  const host = BigInt(Date.now()) * 1_000_000n - margin;
   const skew = await engine.clockSkewNs(signal).catch(() => {
     signal?.throwIfAborted();
     return undefined;

@@ -208,9 +208,9 @@ export interface SetSummary {
   created: string;
   containers: string[];
   /**
-   * Where the set was taken (setOrigin: a short hash of the engine's daemon ID, else of the host
-   * name); absent for a damaged set and for encrypted sets written before it was recorded. A
-   * container's sets are its name's sets of one origin (retention, a backup's base set).
+   * Where the set was taken (setOrigin: a short hash of the engine's daemon ID); absent where that
+   * is unknown (a damaged set, sets of earlier versions). A container's sets are its name's sets of
+   * one origin, those of unknown origin with them (retention, a backup's base set).
    */
   origin?: string;
   bytes: number;
@@ -279,13 +279,13 @@ export function setScopeBlobs(set: SnapshotSet): BlobDescriptor[] {
 }
 
 /**
- * Where a set was taken, as a key: the first 16 hex digits of the sha256 of `engine:<daemon ID>`,
- * or of `host:<host name>` for a set that lacks the engine's ID; undefined for a document that names
- * neither. Hashed: an encrypted set's clear envelope carries it, and need not name the host.
+ * Where a set was taken, as a key: the first 16 hex digits of the sha256 of `engine:<daemon ID>`;
+ * undefined for a set that lacks the engine's ID (sets of earlier versions), whose origin is
+ * unknown. Hashed: an encrypted set's clear envelope carries it, and need not name the host.
  */
 export function setOrigin(source: SnapshotSet['source'] | undefined): string | undefined {
-  const key = source?.engine?.id ? `engine:${source.engine.id}` : source?.hostname ? `host:${source.hostname}` : undefined;
-  return key === undefined ? undefined : createHash('sha256').update(key).digest('hex').slice(0, 16);
+  const id = source?.engine?.id;
+  return id ? createHash('sha256').update(`engine:${id}`).digest('hex').slice(0, 16) : undefined;
 }
 
 export function summarize(set: SnapshotSet): SetSummary {

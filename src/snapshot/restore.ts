@@ -63,7 +63,7 @@ export async function runRestore(opts: RestoreOptions, ctx: RestoreContext): Pro
   const chosen = chooseContainers(set, opts);
   // Configuration the engine would drop in silence: warned, or refused below (checkTarget) where the container would see other data.
   const target = await info;
-  const gaps = apiGaps(chosen, target.apiVersion);
+  const gaps = apiGaps(chosen, target.apiVersion, set.source.engine.apiVersion);
   for (const g of gaps.filter((g) => !g.refuse)) log.warning(describeGap(g, target));
   await checkTarget(
     ctx.engine,

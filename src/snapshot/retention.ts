@@ -120,8 +120,8 @@ export function isEmptyPolicy(p: RetentionPolicy): boolean {
  * Splits the sets into those the policy keeps (with the rules that keep each), those it removes,
  * and the damaged ones. The policy applies to each container's sets on their own (restic groups
  * snapshots by host and paths before it applies a policy, `forget --group-by host,paths`): a
- * container is a name where its sets were taken (SetSummary.origin: the engine, or the host for
- * sets that lack its ID), and a set is kept when the policy keeps it among the sets of any
+ * container is a name on the engine its sets were taken on (SetSummary.origin; sets of unknown
+ * origin go with the name's one origin, or in a group of their own when it has several), and a set is kept when the policy keeps it among the sets of any
  * container it holds, so sets of other containers, or of the same name on other hosts, written
  * to the same destination never push a container's last sets out. Within a container's
  * sets, restic's evaluation: newest first; each rule keeps a set when it opens a bucket that rule
@@ -138,11 +138,15 @@ export function applyPolicy(sets: SetSummary[], policy: RetentionPolicy, now: Da
   const list = sets.filter((s) => !s.damaged).sort(newestFirst);
   // A set without a container (none was taken) is a group of its own, under ''.
   const namesOf = (s: SetSummary) => (s.containers.length > 0 ? [...new Set(s.containers)] : ['']);
-  // A container: its name where the set was taken (a set that does not say: a group of such sets).
+  // A container: its name on the engine the set was taken on. A set whose origin is unknown (an earlier
+  // version's) goes with the name's one origin where there is one, else in a group of such sets.
+  const origins = new Map<string, Set<string>>();
+  for (const s of list) for (const name of namesOf(s)) if (s.origin) origins.set(name, (origins.get(name) ?? new Set()).add(s.origin));
+  const originOf = (s: SetSummary, name: string) => s.origin ?? (origins.get(name)?.size === 1 ? [...origins.get(name)!][0] : '');
   const groups = new Map<string, { name: string; sets: SetSummary[] }>();
   for (const s of list)
     for (const name of namesOf(s)) {
-      const key = `${s.origin ?? ''}\0${name}`;
+      const key = `${originOf(s, name)}\0${name}`;
       const g = groups.get(key) ?? { name, sets: [] };
       g.sets.push(s);
       groups.set(key, g);

@@ -1,3 +1,4 @@
+import { isIPv6 } from 'node:net';
 import type { PortMapping } from '../core/port-map.js';
 import type { RestoreOptions, StartPolicy } from '../core/options.js';
 import { ACTION_WORDS, type Vocabulary } from '../core/words.js';
@@ -117,13 +118,21 @@ export function addressClashes(wanted: WantedAddress[], held: Map<string, Map<st
   for (const [i, w] of wanted.entries()) {
     const holder = held.get(w.network)?.get(w.address);
     const twin = wanted.slice(0, i).find((o) => o.network === w.network && o.address === w.address);
+    // Replace sets aside only a container of the restored name: offered where the holder is one.
+    const over = holder === w.container ? `, restore over it with ${words.enable('replace')}` : '';
     if (holder)
       found.push(
-        `${w.container} asks for address ${w.address} on network ${w.network}, which container '${holder}' holds there (stop '${holder}' first, restore over it with ${words.enable('replace')}, or create ${w.container} without starting it: ${words.name('start')} never)`,
+        `${w.container} asks for address ${w.address} on network ${w.network}, which container '${holder}' holds there (stop '${holder}' first${over}, or create ${w.container} without starting it: ${words.name('start')} never)`,
       );
     else if (twin) found.push(`${w.container} and ${twin.container} both ask for address ${w.address} on network ${w.network}`);
   }
   return found;
+}
+
+/** An address without its prefix length, an IPv6 one in its canonical text (lower case, zeros compressed: `FD00:0::10` → `fd00::10`), as the engine's network inspect gives it. */
+export function canonicalAddress(address: string): string {
+  const bare = address.replace(/\/\d+$/, '');
+  return isIPv6(bare) ? new URL(`http://[${bare}]/`).hostname.slice(1, -1) : bare;
 }
 
 /** The fixed addresses the restored containers ask for (IPAMConfig IPv4Address, IPv6Address), under their restored names. */
@@ -133,7 +142,7 @@ function wantedAddresses(starting: ContainerRecord[], rename: ReadonlyMap<string
       ['IPv4Address', 'IPv6Address']
         .map((k) => n.ipamConfig?.[k])
         .filter((a): a is string => typeof a === 'string' && a !== '')
-        .map((a) => ({ container: rename.get(c.name) ?? c.name, network: n.name, address: a.replace(/\/\d+$/, '') })),
+        .map((a) => ({ container: rename.get(c.name) ?? c.name, network: n.name, address: canonicalAddress(a) })),
     ),
   );
 }
@@ -146,7 +155,7 @@ async function heldAddresses(engine: Engine, networks: string[], aside: Readonly
     const byAddress = new Map<string, string>();
     for (const ep of Object.values((net?.Containers ?? {}) as Record<string, { Name?: string; IPv4Address?: string; IPv6Address?: string }>)) {
       if (!ep.Name || aside.has(ep.Name)) continue;
-      for (const a of [ep.IPv4Address, ep.IPv6Address]) if (a) byAddress.set(a.replace(/\/\d+$/, ''), ep.Name);
+      for (const a of [ep.IPv4Address, ep.IPv6Address]) if (a) byAddress.set(canonicalAddress(a), ep.Name);
     }
     held.set(name, byAddress);
   }

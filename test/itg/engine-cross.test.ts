@@ -24,6 +24,29 @@ const OLD_HOST = 'unix:///var/run/docker.sock';
 const other = newer ? OLD_HOST : (process.env.ENGINE_CURRENT_HOST ?? 'unix:///run/docker-current.sock');
 const onOther = new Docker({ socketPath: other.replace(/^unix:\/\//, '') });
 
+/** What a test made on the other engine, by name, and its removal there (the tier's Resources see only the tier's engine). */
+function madeOnOther() {
+  const made = { containers: [] as string[], volumes: [] as string[], images: [] as string[] };
+  const remove = async () => {
+    for (const c of made.containers)
+      await onOther
+        .getContainer(c)
+        .remove({ force: true, v: true })
+        .catch(() => undefined);
+    for (const v of made.volumes)
+      await onOther
+        .getVolume(v)
+        .remove({ force: true })
+        .catch(() => undefined);
+    for (const i of made.images)
+      await onOther
+        .getImage(i)
+        .remove({ force: true })
+        .catch(() => undefined);
+  };
+  return { ...made, remove };
+}
+
 /** The set document of `tag` in a dir: store (`dir:PATH`). */
 async function setDocument(store: string, tag: string): Promise<SnapshotSet> {
   const root = store.slice('dir:'.length);
@@ -33,26 +56,9 @@ async function setDocument(store: string, tag: string): Promise<SnapshotSet> {
 
 describe(`${label}: a set restored onto ${newer ? 'Engine 20.10' : 'the current engine'}`, () => {
   const res = new Resources(inject('runPrefix'), 'xver');
-  // What a restore made on the other engine: removed there by name.
-  const otherContainers: string[] = [];
-  const otherVolumes: string[] = [];
-  const otherImages: string[] = [];
+  const made = madeOnOther();
   afterAll(async () => {
-    for (const c of otherContainers)
-      await onOther
-        .getContainer(c)
-        .remove({ force: true, v: true })
-        .catch(() => undefined);
-    for (const v of otherVolumes)
-      await onOther
-        .getVolume(v)
-        .remove({ force: true })
-        .catch(() => undefined);
-    for (const i of otherImages)
-      await onOther
-        .getImage(i)
-        .remove({ force: true })
-        .catch(() => undefined);
+    await made.remove();
     await res.cleanup();
   });
 
@@ -90,9 +96,9 @@ describe(`${label}: a set restored onto ${newer ? 'Engine 20.10' : 'the current 
   const restoreOnOther = (name: string, volume: string, tag: string, log = recordingLog()) => {
     const copy = `${name}-copy`;
     const copyVolume = `${volume}-copy`;
-    otherContainers.push(copy);
-    otherVolumes.push(copyVolume);
-    otherImages.push(`container-snapshot/${name}:${tag}`);
+    made.containers.push(copy);
+    made.volumes.push(copyVolume);
+    made.images.push(`container-snapshot/${name}:${tag}`);
     const result = restore(
       parseRestoreInputs(
         inputs({ source: `dir:${store}`, snapshot: tag, rename: `${name}=${copy},${volume}=${copyVolume}`, 'docker-host': other }),
@@ -152,30 +158,23 @@ describe(`${label}: a set restored onto ${newer ? 'Engine 20.10' : 'the current 
 describe(`${label}: one container name on two engines, backed up to one store`, () => {
   const res = new Resources(inject('runPrefix'), 'xhost');
   const name = res.name('db');
-  const otherImages: string[] = [];
+  const made = madeOnOther();
+  made.containers.push(name);
   afterAll(async () => {
-    await onOther
-      .getContainer(name)
-      .remove({ force: true, v: true })
-      .catch(() => undefined);
-    for (const i of otherImages)
-      await onOther
-        .getImage(i)
-        .remove({ force: true })
-        .catch(() => undefined);
+    await made.remove();
     await res.cleanup();
   });
 
   it("keep counts each engine's sets on their own, and a backup finds its own engine's last set as the base of its delta", async () => {
     const store = `dir:${res.tempDir()}`;
     const image = `${res.prefix}-fixture:busybox`;
-    otherImages.push(image);
+    made.images.push(image);
     await buildFixtureImage(image, '', onOther);
     await runContainer({ name, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'mkdir -p /app && echo here > /app/f && exec sleep 100000'] }, 'running');
     await runContainer({ name, Image: image, Cmd: ['sh', '-c', 'mkdir -p /app && echo there > /app/f && exec sleep 100000'] }, 'running', onOther);
     const take = async (tag: string, extra: Record<string, string> = {}) => {
       const r = await backUp({ containers: name, destination: store, tag, ...extra });
-      if (extra['docker-host']) otherImages.push(`container-snapshot/${name}:${tag}`);
+      if (extra['docker-host']) made.images.push(`container-snapshot/${name}:${tag}`);
       else res.image(`container-snapshot/${name}:${tag}`);
       return r;
     };

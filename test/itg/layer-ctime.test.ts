@@ -64,62 +64,73 @@ describe('a delta of the writable layer', () => {
     expect(await treeDigest(copy, '/app')).toEqual(tree);
   });
 
-  it.each([
-    ['paused', 'true'],
-    ['taken running (pause: false)', 'false'],
-  ])(
-    'takes again a file written through a shared memory mapping just before the last set, whose times the next writes leave as they were: %s',
-    async (_how, pause) => {
-      const name = res.name(`mmap-${pause}`);
-      await runContainer({ name, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'exec sleep 100000'] }, 'running');
-      await sh(name, 'mkdir -p /db && head -c 8192 /dev/zero | tr "\\0" A > /db/data');
-      // A process on this host maps the file through the container's own overlay mount, as a database in it would.
-      const merged = ((await docker.getContainer(name).inspect()) as unknown as { GraphDriver: { Data: { MergedDir: string } } }).GraphDriver.Data.MergedDir;
-      const writer = await MmapWriter.open(join(merged, 'db/data'));
-      try {
-        await writer.write(Buffer.from('BBBB'));
-        const file = join(merged, 'db/data');
-        const first = statSync(file, { bigint: true });
-        const store = join(res.tempDir(), 'store');
-        const take = async (tag: string) => {
-          const b = await backup(parseBackupInputs(inputs({ containers: name, destination: `dir:${store}`, tag, pause })), { log: quietLog, env });
-          expect(b.failed, JSON.stringify(b.containers)).toBe(0);
-          res.image(`container-snapshot/${name}:${tag}`);
-        };
-        await take('t1');
-        await writer.write(Buffer.from('CCCC'));
-        // The page is still dirty: the kernel changed neither time, nor the size.
-        const second = statSync(file, { bigint: true });
-        expect([second.ctimeNs, second.mtimeNs, second.size, second.ino]).toEqual([first.ctimeNs, first.mtimeNs, first.size, first.ino]);
-        expect(execFileSync('docker', ['exec', name, 'head', '-c', '6', '/db/data'], { encoding: 'utf8' })).toBe('CCCCAA');
-        await take('t2');
-        const copy = res.name(`mmap-copy-${pause}`);
-        const r = await restore(parseRestoreInputs(inputs({ source: `dir:${store}`, snapshot: 't2', rename: `${name}=${copy}`, start: 'always' })), {
-          log: quietLog,
-          env,
-        });
-        expect(r.failed, JSON.stringify(r.containers)).toBe(0);
-        expect(execFileSync('docker', ['exec', copy, 'head', '-c', '6', '/db/data'], { encoding: 'utf8' })).toBe('CCCCAA');
-      } finally {
-        await writer.close();
-      }
-    },
-  );
-
-  it("marks racy, from its set's creation time, the files of an index written before racy entries were (an upgrade): a file written through a mapping just before that set is taken again", async () => {
-    const name = res.name('mmap-old');
+  /**
+   * A running container whose /db/data (8 KiB of A) a process on this host holds mapped shared
+   * through the container's own overlay mount, as a database in it would; `take(tag)` backs it up
+   * to a dir: store (`pause` as given), `restoredHead(tag)` restores that set under a new name and
+   * reads the first 6 bytes of its /db/data. The mapping is closed after `body`.
+   */
+  async function withMappedFile(
+    suffix: string,
+    pause: string,
+    body: (m: {
+      name: string;
+      file: string;
+      store: string;
+      writer: MmapWriter;
+      take(tag: string): Promise<void>;
+      restoredHead(tag: string): Promise<string>;
+    }) => Promise<void>,
+  ): Promise<void> {
+    const name = res.name(suffix);
     await runContainer({ name, Image: inject('fixtureImage'), Cmd: ['sh', '-c', 'exec sleep 100000'] }, 'running');
     await sh(name, 'mkdir -p /db && head -c 8192 /dev/zero | tr "\\0" A > /db/data');
     const merged = ((await docker.getContainer(name).inspect()) as unknown as { GraphDriver: { Data: { MergedDir: string } } }).GraphDriver.Data.MergedDir;
-    const writer = await MmapWriter.open(join(merged, 'db/data'));
+    const file = join(merged, 'db/data');
+    const writer = await MmapWriter.open(file);
+    const store = join(res.tempDir(), 'store');
+    const take = async (tag: string) => {
+      const b = await backup(parseBackupInputs(inputs({ containers: name, destination: `dir:${store}`, tag, pause })), { log: quietLog, env });
+      expect(b.failed, JSON.stringify(b.containers)).toBe(0);
+      res.image(`container-snapshot/${name}:${tag}`);
+    };
+    const restoredHead = async (tag: string) => {
+      const copy = res.name(`${suffix}-copy`);
+      const r = await restore(parseRestoreInputs(inputs({ source: `dir:${store}`, snapshot: tag, rename: `${name}=${copy}`, start: 'always' })), {
+        log: quietLog,
+        env,
+      });
+      expect(r.failed, JSON.stringify(r.containers)).toBe(0);
+      return execFileSync('docker', ['exec', copy, 'head', '-c', '6', '/db/data'], { encoding: 'utf8' });
+    };
     try {
+      await body({ name, file, store, writer, take, restoredHead });
+    } finally {
+      await writer.close();
+    }
+  }
+
+  it.each([
+    ['paused', 'true'],
+    ['taken running (pause: false)', 'false'],
+  ])('takes again a file written through a shared memory mapping just before the last set, whose times the next writes leave as they were: %s', (_how, pause) =>
+    withMappedFile(`mmap-${pause}`, pause, async ({ name, file, writer, take, restoredHead }) => {
       await writer.write(Buffer.from('BBBB'));
-      const store = join(res.tempDir(), 'store');
-      const take = async (tag: string) => {
-        const b = await backup(parseBackupInputs(inputs({ containers: name, destination: `dir:${store}`, tag })), { log: quietLog, env });
-        expect(b.failed, JSON.stringify(b.containers)).toBe(0);
-        res.image(`container-snapshot/${name}:${tag}`);
-      };
+      const first = statSync(file, { bigint: true });
+      await take('t1');
+      await writer.write(Buffer.from('CCCC'));
+      // The page is still dirty: the kernel changed neither time, nor the size.
+      const second = statSync(file, { bigint: true });
+      expect([second.ctimeNs, second.mtimeNs, second.size, second.ino]).toEqual([first.ctimeNs, first.mtimeNs, first.size, first.ino]);
+      expect(execFileSync('docker', ['exec', name, 'head', '-c', '6', '/db/data'], { encoding: 'utf8' })).toBe('CCCCAA');
+      await take('t2');
+      expect(await restoredHead('t2')).toBe('CCCCAA');
+    }),
+  );
+
+  it('takes again every regular file of an index written before racy entries were (an upgrade): a file written through a mapping just before that set is taken again', () =>
+    withMappedFile('mmap-old', 'true', async ({ store, writer, take, restoredHead }) => {
+      await writer.write(Buffer.from('BBBB'));
       await take('t1');
       // t1's index as a version before racy entries wrote it: no racyMarked, no racy entry.
       const stripped = rewriteLayerIndex(store, 't1', (index) => {
@@ -129,17 +140,8 @@ describe('a delta of the writable layer', () => {
       expect(stripped).toBeGreaterThan(0);
       await writer.write(Buffer.from('CCCC'));
       await take('t2');
-      const copy = res.name('mmap-old-copy');
-      const r = await restore(parseRestoreInputs(inputs({ source: `dir:${store}`, snapshot: 't2', rename: `${name}=${copy}`, start: 'always' })), {
-        log: quietLog,
-        env,
-      });
-      expect(r.failed, JSON.stringify(r.containers)).toBe(0);
-      expect(execFileSync('docker', ['exec', copy, 'head', '-c', '6', '/db/data'], { encoding: 'utf8' })).toBe('CCCCAA');
-    } finally {
-      await writer.close();
-    }
-  });
+      expect(await restoredHead('t2')).toBe('CCCCAA');
+    }));
 
   it('backs up a layer holding symbolic links the engine cannot resolve (its stat of them fails): committed whole, and restored', async () => {
     const name = res.name('badlinks');

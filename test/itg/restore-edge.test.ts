@@ -89,7 +89,7 @@ describe('restore edge cases', () => {
       'running',
     );
     await expect(restoreFrom({ source: location, snapshot: 'ip', replace: 'true' })).rejects.toThrow(
-      `nothing was changed: ${name} asks for address ${subnet}.10 on network ${net}, which container '${squatter}' holds there (stop '${squatter}' first, restore over it with replace: true, or create ${name} without starting it: start never).`,
+      `nothing was changed: ${name} asks for address ${subnet}.10 on network ${net}, which container '${squatter}' holds there (stop '${squatter}' first, or create ${name} without starting it: start never).`,
     );
     expect((await docker.getContainer(name).inspect()).Id).toBe(before.Id);
     await docker.getContainer(squatter).remove({ force: true });

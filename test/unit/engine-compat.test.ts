@@ -68,6 +68,8 @@ describe('configuration an older engine drops at create (Engine API version hist
       Mounts: [
         { Type: 'volume', Source: 'pg', Target: '/data', VolumeOptions: { Subpath: 'pgdata' } },
         { Type: 'bind', Source: '/srv', Target: '/srv', BindOptions: { CreateMountpoint: true, ReadOnlyNonRecursive: true } },
+        { Type: 'bind', Source: '/etc/app', Target: '/conf', ReadOnly: true },
+        { Type: 'bind', Source: '/x', Target: '/x', ReadOnly: true, BindOptions: { ReadOnlyForceRecursive: true } },
         { Type: 'tmpfs', Target: '/run', TmpfsOptions: { Options: [['exec']] } },
       ],
     },
@@ -78,16 +80,20 @@ describe('configuration an older engine drops at create (Engine API version hist
   });
 
   it('names each field Engine 20.10 (API 1.41) would drop; refuses only a volume subpath (the container would see the whole volume)', () => {
-    const gaps = apiGaps([full], '1.41');
+    const gaps = apiGaps([full], '1.41', '1.45');
     expect(gaps.map((g) => [g.field, g.minApi, g.refuse])).toEqual([
       ['HostConfig.Annotations', '1.43', false],
       ['Healthcheck.StartInterval', '1.44', false],
       ['network back MacAddress', '1.44', false],
       ['Mounts[/data].VolumeOptions.Subpath', '1.45', true],
+      // ReadOnlyNonRecursive is what an engine below 1.44 does anyway: no gap.
       ['Mounts[/srv].BindOptions.CreateMountpoint', '1.42', false],
-      ['Mounts[/srv].BindOptions.ReadOnlyNonRecursive', '1.44', false],
+      ['Mounts[/conf] read-only recursively', '1.44', false],
+      ['Mounts[/x].BindOptions.ReadOnlyForceRecursive', '1.44', false],
       ['Mounts[/run].TmpfsOptions.Options', '1.46', false],
     ]);
+    // A set taken below API 1.44: its read-only binds were not recursive there either.
+    expect(apiGaps([full], '1.41', '1.41').map((g) => g.field)).not.toContain('Mounts[/conf] read-only recursively');
     expect(describeGap(gaps[3], { version: '20.10.24', apiVersion: '1.41' })).toBe(
       'db: Engine 20.10.24 (API 1.41) drops Mounts[/data].VolumeOptions.Subpath (API 1.45, Engine 26.0 and later keep it): the container would see the whole volume pg at /data, not its subpath pgdata',
     );

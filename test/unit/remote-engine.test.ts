@@ -15,6 +15,7 @@ import {
   missingFeatures,
   portClashes,
   subnetClashes,
+  canonicalAddress,
   unusedMappings,
   willStart,
 } from '../../src/snapshot/target-check.js';
@@ -256,8 +257,18 @@ describe('addressClashes', () => {
       { container: 'c', network: 'other', address: '10.0.7.10' },
     ];
     expect(addressClashes(wanted, held, CLI_WORDS)).toEqual([
-      "web-copy asks for address 10.0.7.10 on network app, which container 'web' holds there (stop 'web' first, restore over it with --replace, or create web-copy without starting it: --start never)",
+      "web-copy asks for address 10.0.7.10 on network app, which container 'web' holds there (stop 'web' first, or create web-copy without starting it: --start never)",
       'b and a both ask for address 10.0.8.5 on network back',
     ]);
+    // Restored under its own name: replace would set the holder aside, so it is offered.
+    expect(addressClashes([{ container: 'web', network: 'app', address: '10.0.7.10' }], held, CLI_WORDS)).toEqual([
+      "web asks for address 10.0.7.10 on network app, which container 'web' holds there (stop 'web' first, restore over it with --replace, or create web without starting it: --start never)",
+    ]);
+  });
+
+  it('compares IPv6 addresses in their canonical text, without a prefix length', () => {
+    expect(canonicalAddress('FD00:0:0::10')).toBe('fd00::10');
+    expect(canonicalAddress('fd00::10/64')).toBe('fd00::10');
+    expect(canonicalAddress('10.0.7.10/24')).toBe('10.0.7.10');
   });
 });

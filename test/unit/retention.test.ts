@@ -196,8 +196,9 @@ describe('applyPolicy: a container is a name where its sets were taken (SetSumma
     const hostB = ['2027-01-09T01:00:00Z', '2027-01-09T02:00:00Z', '2027-01-09T03:00:00Z', '2027-01-09T04:00:00Z'].map((c) => on('bbbb', c));
     const plan = applyPolicy([...hostA, ...hostB], { last: 1 }, NOW);
     expect(plan.keep.map((k) => k.set.tag)).toEqual([hostB[3].tag, hostA[1].tag]);
-    // Sets that do not say where they were taken are a group of their own: never pushed out by the others.
+    // A set of unknown origin (an earlier version's) goes with the name's one origin; where the name has several, in a group of its own.
     const older = on(undefined, '2027-01-01T00:00:00Z');
-    expect(applyPolicy([older, ...hostB], { last: 1 }, NOW).keep.map((k) => k.set.tag)).toEqual([hostB[3].tag, older.tag]);
+    expect(applyPolicy([older, ...hostB], { last: 1 }, NOW).keep.map((k) => k.set.tag)).toEqual([hostB[3].tag]);
+    expect(applyPolicy([older, ...hostA, ...hostB], { last: 1 }, NOW).keep.map((k) => k.set.tag)).toEqual([hostB[3].tag, hostA[1].tag, older.tag]);
   });
 });
