@@ -1,7 +1,10 @@
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { Resources, docker, freeSubnet, runContainer } from '../support/fixtures.js';
+import type { ContainerCreateOptions } from 'dockerode';
+import { createServer } from 'node:net';
+import { Resources, docker, runContainer } from '../support/fixtures.js';
+import { freePort } from '../support/registry.js';
 import { backUp, restoreFrom } from '../support/commands.js';
 
 /** Every entry under `root`, by path: type, permission bits, owner, and content or link target. */
@@ -23,6 +26,23 @@ function tree(root: string): Record<string, string> {
   return out;
 }
 
+/** Container options publishing port 80 on 127.0.0.1:`port` of the host. */
+const published = (port: number) => ({
+  ExposedPorts: { '80/tcp': {} },
+  HostConfig: { PortBindings: { '80/tcp': [{ HostIp: '127.0.0.1', HostPort: String(port) }] } },
+});
+
+/** Runs `fn` while a process outside the engine listens on 127.0.0.1:`port` (the engine cannot see it, so a start publishing it fails late). */
+async function whileHeld<T>(port: number, fn: () => Promise<T>): Promise<T> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  try {
+    return await fn();
+  } finally {
+    server.close();
+  }
+}
+
 /** Siblings of `path` a restore kept its old content under. */
 const asides = (path: string) => readdirSync(dirname(path)).filter((n) => n.startsWith(`${basename(path)}.csx-aside-`));
 
@@ -38,7 +58,7 @@ describe('replacing a bind-mounted host path', () => {
   const store = () => `dir:${join(res.tempDir(), 'store')}`;
 
   /** A container bind-mounting a new host directory at /conf, backed up (with bind mounts) as `tag`; the directory is changed after. */
-  async function backedUp(tag: string, extra: Record<string, unknown> = {}) {
+  async function backedUp(tag: string, extra: Pick<ContainerCreateOptions, 'ExposedPorts' | 'HostConfig'> = {}) {
     const host = join(res.tempDir(), 'conf');
     mkdirSync(join(host, 'sub'), { recursive: true });
     chmodSync(host, 0o750);
@@ -46,7 +66,10 @@ describe('replacing a bind-mounted host path', () => {
     writeFileSync(join(host, 'sub', 'b'), 'b as backed up\n');
     symlinkSync('sub/b', join(host, 'link'));
     const name = res.name(tag);
-    await runContainer({ name, Image: image, StopTimeout: 1, Cmd: ['sleep', '100000'], HostConfig: { Binds: [`${host}:/conf`] }, ...extra }, 'running');
+    await runContainer(
+      { name, Image: image, StopTimeout: 1, Cmd: ['sleep', '100000'], ...extra, HostConfig: { ...extra.HostConfig, Binds: [`${host}:/conf`] } },
+      'running',
+    );
     const location = store();
     await backUp({ containers: name, destination: location, tag, 'include-bind-mounts': 'true' });
     res.image(`container-snapshot/${name}:${tag}`);
@@ -69,15 +92,11 @@ describe('replacing a bind-mounted host path', () => {
   });
 
   it('a restore that fails after the path was filled puts its old content back as it was', async () => {
-    const net = res.network('bindnet');
-    const subnet = freeSubnet();
-    await docker.createNetwork({ Name: net, IPAM: { Config: [{ Subnet: `${subnet}.0/24` }] } });
-    const endpoint = { NetworkingConfig: { EndpointsConfig: { [net]: { IPAMConfig: { IPv4Address: `${subnet}.10` } } } } };
-    const b = await backedUp('fails', endpoint);
+    const port = await freePort();
+    const b = await backedUp('fails', published(port));
     await docker.getContainer(b.name).stop({ t: 0 });
-    // Another container takes the address, so the restored one cannot start: its host path was filled by then.
-    await runContainer({ name: res.name('squatter'), Image: image, Cmd: ['sleep', '100000'], ...endpoint }, 'running');
-    const r = await restoreFrom({ source: b.location, snapshot: 'fails', replace: 'true' });
+    // A process outside the engine holds the host port, so the restored container cannot start: its host path was filled by then.
+    const r = await whileHeld(port, () => restoreFrom({ source: b.location, snapshot: 'fails', replace: 'true' }));
     expect(r.failed).toBe(1);
     expect(r.containers[0].error).toMatch(/[Aa]ddress already in use|already allocated/);
     expect(tree(b.host)).toEqual(b.live);
@@ -89,11 +108,8 @@ describe('replacing a bind-mounted host path', () => {
       ['fails-missing', 'missing'],
       ['fails-empty', 'empty'],
     ] as const) {
-      const net = res.network(`${tag}-net`);
-      const subnet = freeSubnet();
-      await docker.createNetwork({ Name: net, IPAM: { Config: [{ Subnet: `${subnet}.0/24` }] } });
-      const endpoint = { NetworkingConfig: { EndpointsConfig: { [net]: { IPAMConfig: { IPv4Address: `${subnet}.10` } } } } };
-      const b = await backedUp(tag, endpoint);
+      const port = await freePort();
+      const b = await backedUp(tag, published(port));
       await docker.getContainer(b.name).stop({ t: 0 });
       rmSync(b.host, { recursive: true });
       if (before === 'empty') {
@@ -102,8 +118,7 @@ describe('replacing a bind-mounted host path', () => {
       }
       const was = before === 'empty' ? tree(b.host) : undefined;
       const mtime = before === 'empty' ? lstatSync(b.host).mtimeMs : undefined;
-      await runContainer({ name: res.name(`${tag}-squatter`), Image: image, Cmd: ['sleep', '100000'], ...endpoint }, 'running');
-      const r = await restoreFrom({ source: b.location, snapshot: tag, replace: 'true' });
+      const r = await whileHeld(port, () => restoreFrom({ source: b.location, snapshot: tag, replace: 'true' }));
       expect(r.failed, tag).toBe(1);
       expect(r.containers[0].error, tag).toMatch(/[Aa]ddress already in use|already allocated/);
       if (before === 'missing') expect(existsSync(b.host), tag).toBe(false);
