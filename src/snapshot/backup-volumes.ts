@@ -334,7 +334,8 @@ export class VolumePath {
       this.ctx.log.info(`${what}: storing the new chunks of ${formatBytes(spooled.bytes - left)} (before compression)`);
       const targets = this.targets(SET_SCOPE);
       const meter = this.meter(`${what}: chunking`, spooled.bytes);
-      const chunked = await storeChunked(checked(), targets, this.compression, this.history.chunks, meter, unread, ranges);
+      const hints = taken.files?.changed.size ? this.changedRuns(taken.files, plan) : undefined;
+      const chunked = await storeChunked(checked(), targets, this.compression, this.history.chunks, meter, unread, ranges, hints);
       this.ctx.log.info(`${what}: ${chunked.blob.chunks.length} chunk(s): ${chunked.written} stored, ${chunked.reused} already there`);
       whole = this.planChunks(chunked.blob.chunks.length, estimate);
       const index =
@@ -362,6 +363,12 @@ export class VolumePath {
   private unreadRuns(files: FileWalk, plan: VolumePlan): UnreadRuns {
     const chunks = plan.unread!.chunks;
     return new Map([...files.unread].map(([member, e]) => [member, chunks.slice(e.first, e.first + e.count)]));
+  }
+
+  /** The set before's chunks of each large file read again at the same path (changed since), by member number: the chunker's hints. */
+  private changedRuns(files: FileWalk, plan: VolumePlan): UnreadRuns | undefined {
+    const chunks = plan.unread?.chunks;
+    return chunks && new Map([...files.changed].map(([member, e]) => [member, chunks.slice(e.first, e.first + e.count)]));
   }
 
   /** The runs of small files the walk wrote (ascending), each left unread with the set before's chunks of it (chunked.ts ArchiveRanges). */

@@ -91,6 +91,8 @@ async function* handedBack(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer
  * what storeChunk throws (the destination named), or an Error when an unread run does not hold
  * its member's data size or a member of `unread` is not in the archive. `ranges` are cut apart,
  * each reused one's bytes taken as the chunks given (Error when they do not add up to its length).
+ * `hints`: the earlier chunks of large members read again (changed since), where the chunker may
+ * find the same cuts without the gear hash (chunksOf's `hint`; the chunk list is the same without).
  */
 export async function storeChunked(
   source: Readable,
@@ -100,6 +102,7 @@ export async function storeChunked(
   meter?: Transform,
   unread: UnreadRuns = new Map(),
   ranges: ArchiveRanges = [],
+  hints: UnreadRuns = new Map(),
 ): Promise<ChunkedResult> {
   const input = meter ? source.pipe(meter) : source;
   if (meter) source.on('error', (err) => meter.destroy(err));
@@ -134,7 +137,13 @@ export async function storeChunked(
     });
   };
   try {
-    for await (const chunk of chunksOf(handedBack(input), CHUNK_SIZES, (member) => unread.get(member), ranges)) {
+    for await (const chunk of chunksOf(
+      handedBack(input),
+      CHUNK_SIZES,
+      (member) => unread.get(member),
+      ranges,
+      (member) => hints.get(member),
+    )) {
       if (!Buffer.isBuffer(chunk) && 'range' in chunk) {
         if (chunk.at === 'start') rangeRuns.set(chunk.range, { first: chunks.length, count: 0 });
         else rangeRuns.get(chunk.range)!.count = chunks.length - rangeRuns.get(chunk.range)!.first;

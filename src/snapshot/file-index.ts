@@ -5,8 +5,12 @@
  * the container is held: one whose inode, size, mtime and ctime are all the same is not read again
  * (its data chunks are taken from the set before); the others are read as usual. The same test
  * restic uses for a parent snapshot's files (inode, size, mtime, ctime; restic `archiver`), with a
- * file whose ctime is too close to its read left out of the index (FileTracker.cutoffNs): a write
+ * file whose ctime is too close to its read never taken as unchanged (FileTracker.cutoffNs): a write
  * through a shared mapping may leave the times as they were until the kernel writes the page back.
+ * Such a file (a database's, written all the time) is in the index for its chunks alone (`racy`,
+ * its `ino` empty, so that no backup takes it as unchanged: nor one of an earlier version, which
+ * compares the inode): the next backup reads it, and its chunker looks for the same cuts first
+ * (chunker.ts chunksOf `hint`), as for any large file changed since.
  */
 import { readFileSync } from 'node:fs';
 import type { BigIntStats } from 'node:fs';
@@ -26,6 +30,7 @@ export function fileIndexMediaType(compression: Compression): string {
 
 /** One file of the index: its identity when read (integers in decimal text: nanoseconds overflow a double) and its data's chunks. */
 export interface FileIndexEntry {
+  /** Its inode number; empty when `racy`. */
   ino: string;
   /** Data size in bytes. */
   size: number;
@@ -34,6 +39,8 @@ export interface FileIndexEntry {
   /** Its data chunks: `count` chunks of the archive's chunk list from index `first`. */
   first: number;
   count: number;
+  /** Not settled when read (its ctime after the cutoff): never taken as unchanged, its chunks only hints for the next chunking. */
+  racy?: true;
 }
 
 /** A run of small files of the index (file-runs.ts): what its bytes follow from, and its chunks. */
@@ -104,10 +111,12 @@ export function untrustedFs(type: number): string | undefined {
 /** What identified a large file's content when the walk met it (decimal text: nanoseconds overflow a double). */
 interface Seen {
   rel: string;
+  /** Empty when racy. */
   ino: string;
   size: number;
   mtimeNs: string;
   ctimeNs: string;
+  racy?: true;
 }
 
 /** A run of small files the walk wrote: what runStarts was told, where runEnds said it lies, and the earlier index's entry when it was left unread. */
@@ -126,10 +135,12 @@ export interface SeenRun {
 
 /** What the walk of one volume saw of its large files and runs of small ones, and which it left unread (FileTracker for hostTar). */
 export class FileWalk implements FileTracker {
-  /** Large files with one link whose ctime is before the cutoff, by member number (chunker.ts numbers members alike). */
+  /** Large files with one link, by member number (chunker.ts numbers members alike); those whose ctime is not before the cutoff `racy`. */
   readonly seen = new Map<number, Seen>();
   /** Members left unread, with the earlier index's entry of each. */
   readonly unread = new Map<number, FileIndexEntry>();
+  /** Members read (changed since, or not settled) that the earlier index holds at the same path, with its entry: their earlier chunks are the chunker's hints (chunker.ts chunksOf `hint`). */
+  readonly changed = new Map<number, FileIndexEntry>();
   /** Bytes of data left unread. */
   unreadBytes = 0;
   /** Runs of small files written (file-runs.ts), in the archive's order. */
@@ -182,11 +193,15 @@ export class FileWalk implements FileTracker {
   }
 
   file(member: number, rel: string, st: BigIntStats): boolean {
-    if (!this.settled(st)) return false;
-    const seen = { rel, ino: String(st.ino), size: Number(st.size), mtimeNs: String(st.mtimeNs), ctimeNs: String(st.ctimeNs) };
-    this.seen.set(member, seen);
     const e = this.earlier && Object.hasOwn(this.earlier.files, rel) ? this.earlier.files[rel] : undefined;
-    if (!e || e.ino !== seen.ino || e.size !== seen.size || e.mtimeNs !== seen.mtimeNs || e.ctimeNs !== seen.ctimeNs) return false;
+    const racy = !this.settled(st);
+    const seen: Seen = { rel, ino: racy ? '' : String(st.ino), size: Number(st.size), mtimeNs: String(st.mtimeNs), ctimeNs: String(st.ctimeNs) };
+    if (racy) seen.racy = true;
+    this.seen.set(member, seen);
+    if (racy || !e || e.racy || e.ino !== seen.ino || e.size !== seen.size || e.mtimeNs !== seen.mtimeNs || e.ctimeNs !== seen.ctimeNs) {
+      if (e) this.changed.set(member, e);
+      return false;
+    }
     this.unread.set(member, e);
     this.unreadBytes += e.size;
     return true;
@@ -207,10 +222,10 @@ export function buildFileIndex(
   const files: Record<string, FileIndexEntry> = Object.create(null) as Record<string, FileIndexEntry>;
   const smalls: Record<string, RunIndexEntry> = Object.create(null) as Record<string, RunIndexEntry>;
   if (walk.off !== undefined) return { files };
-  for (const [member, { rel, ino, size, mtimeNs, ctimeNs }] of walk.seen) {
+  for (const [member, { rel, ino, size, mtimeNs, ctimeNs, racy }] of walk.seen) {
     const run = runs.get(member);
     if (!run || run.count === 0) continue;
-    files[rel] = { ino, size, mtimeNs, ctimeNs, ...run };
+    files[rel] = { ino, size, mtimeNs, ctimeNs, ...run, ...(racy ? { racy } : {}) };
   }
   for (const [i, { rel, key, files: n, start, end, settled }] of walk.runs.entries()) {
     const chunks = ranges.get(i);

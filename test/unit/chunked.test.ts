@@ -101,6 +101,63 @@ describe('content-defined chunking (FastCDC)', () => {
     expect(changed.map((c) => c.length)).toEqual([1536]);
   });
 
+  it('cuts a changed large member where it would without hints, taking the earlier cuts where its data is the same', async () => {
+    const archive = async (big: Buffer) => {
+      const pack = tar.pack();
+      pack.entry({ name: 'small.txt', mtime: new Date(0) }, 'a small file\n');
+      pack.entry({ name: 'big.bin', mtime: new Date(0) }, big);
+      pack.entry({ name: 'after.bin', mtime: new Date(0) }, Buffer.alloc(100 << 10, 7));
+      pack.finalize();
+      return readAll(pack as unknown as Readable);
+    };
+    type Hint = { contentSize: number; contentDigest: string };
+    // Every chunk (its sha256) and mark in order; with `record`, each member's chunks as hints.
+    const chunking = async (data: Buffer, piece: number, hints?: Map<number, Hint[]>, record?: Map<number, Hint[]>) => {
+      const out: string[] = [];
+      let member: number | undefined;
+      const items = chunksOf(pieces(data, piece), SMALL, undefined, [], (m) => hints?.get(m));
+      for await (const c of items) {
+        if (Buffer.isBuffer(c)) {
+          out.push(sha(c));
+          if (record && member !== undefined) record.get(member)!.push({ contentSize: c.length, contentDigest: `sha256:${sha(c)}` });
+        } else {
+          out.push(JSON.stringify(c));
+          if ('member' in c) member = c.at === 'data' ? c.member : undefined;
+          if (record && 'member' in c && c.at === 'data') record.set(c.member, []);
+        }
+      }
+      return out;
+    };
+    const big = Buffer.concat([randomBytes(200 << 10), Buffer.from('some text, '.repeat(20_000)), randomBytes(100 << 10)]);
+    const earlier = new Map<number, Hint[]>();
+    await chunking(await archive(big), 65536, undefined, earlier);
+    // Members: 0 small.txt (no marks: under SMALL.min), 1 big.bin, 2 after.bin.
+    expect([...earlier.keys()]).toEqual([1, 2]);
+    expect(earlier.get(1)!.length).toBeGreaterThan(20);
+    const rewritten = Buffer.from(big);
+    randomBytes(4096).copy(rewritten, 250 << 10);
+    const changes: Record<string, Buffer> = {
+      'rewritten in the middle': rewritten,
+      'grown at its end': Buffer.concat([big, randomBytes(10_000)]),
+      'cut short': big.subarray(0, big.length - (50 << 10) - 17),
+      unchanged: big,
+    };
+    const bogus = new Map([
+      [1, earlier.get(1)!.map((h, i) => (i % 2 ? { ...h, contentSize: h.contentSize + 512 } : { ...h, contentDigest: `sha256:${'0'.repeat(64)}` }))],
+    ]);
+    for (const [what, data] of Object.entries(changes)) {
+      const a = await archive(data);
+      const plain = await chunking(a, 65536);
+      for (const piece of [4096, 65536]) {
+        expect(await chunking(a, piece, earlier), `${what}, pieces of ${piece}`).toEqual(plain);
+        expect(await chunking(a, piece, bogus), `${what}, bogus hints, pieces of ${piece}`).toEqual(plain);
+      }
+    }
+    // A hint shorter than the least chunk is never a cut (it cannot be an earlier cut with these sizes).
+    const short = new Map([[1, [{ contentSize: 1024, contentDigest: `sha256:${sha(big.subarray(0, 1024))}` }]]]);
+    expect(await chunking(await archive(big), 65536, short)).toEqual(await chunking(await archive(big), 65536));
+  });
+
   it('uses 64 KiB, 512 KiB and 2 MiB by default', () => {
     expect(CHUNK_SIZES).toEqual({ min: 64 << 10, avg: 512 << 10, max: 2 << 20 });
   });

@@ -21,14 +21,24 @@ describe('file index', () => {
     expect(walk.file(6, 'b', st(same))).toBe(false);
     expect([...walk.unread.keys()]).toEqual([1]);
     expect(walk.unreadBytes).toBe(100);
+    // The changed ones at the same path have the earlier entry as the chunker's hint.
+    expect([...walk.changed.keys()]).toEqual([2, 3, 4, 5]);
   });
 
-  it('neither indexes nor leaves unread a file whose ctime is not before the cutoff', () => {
+  it('never leaves unread a file whose ctime is not before the cutoff: it is indexed for its chunks alone (racy, no inode), which no later walk takes as unchanged', () => {
     const walk = new FileWalk(64, 11n * S, earlier);
-    expect(walk.file(1, 'a', st({ ino: 7n, size: 100n, mtimeNs: 10n * S, ctimeNs: 11n * S }))).toBe(false);
-    expect(walk.seen.size).toBe(0);
+    const same = { ino: 7n, size: 100n, mtimeNs: 10n * S, ctimeNs: 11n * S };
+    expect(walk.file(1, 'a', st(same))).toBe(false);
+    expect(walk.unread.size).toBe(0);
+    // Its earlier entry is the chunker's hint for it.
+    expect(walk.changed.get(1)).toEqual(earlier.files.a);
     const index = buildFileIndex(walk, new Map([[1, { first: 0, count: 1 }]]));
-    expect(index.files).toEqual({});
+    expect(index.files).toEqual({ a: { ino: '', size: 100, mtimeNs: String(10n * S), ctimeNs: String(11n * S), first: 0, count: 1, racy: true } });
+    // The next walk, the file settled and its times the same: still read (what the racy entry's times say is not trusted).
+    const next = new FileWalk(64, 100n * S, index);
+    expect(next.file(1, 'a', st(same))).toBe(false);
+    expect(next.unread.size).toBe(0);
+    expect(next.changed.get(1)).toEqual(index.files.a);
   });
 
   it('indexes each file seen with the run of chunks its data got; none without a run', () => {
