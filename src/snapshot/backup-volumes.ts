@@ -8,7 +8,7 @@ import { formatBytes } from '../util/format.js';
 import { TarChecker } from '../util/tar-check.js';
 import { allHave, openContent, storeBlob, type StoreTarget } from './blobs.js';
 import { splicedArchive, storeChunked, type ArchiveRanges, type UnreadRuns } from './chunked.js';
-import { CHUNK_SIZES } from './chunker.js';
+import { CHUNK_SIZES, type ChunkHints } from './chunker.js';
 import { isChunked, volumeMediaType, volumeMetadataMediaType, type ChunkedBlob, type Compression, type BlobDescriptor, type VolumeRecord } from './manifest.js';
 import { buildFileIndex, FileWalk, indexedChunks, racyMarginNs, readFileIndex, storeFileIndex, untrustedFs, type FileIndex } from './file-index.js';
 import { Spool, type Spooled } from './spool.js';
@@ -366,7 +366,7 @@ export class VolumePath {
   }
 
   /** The set before's chunks of each large file read again at the same path (changed since), by member number: the chunker's hints. */
-  private changedRuns(files: FileWalk, plan: VolumePlan): UnreadRuns | undefined {
+  private changedRuns(files: FileWalk, plan: VolumePlan): ChunkHints | undefined {
     const chunks = plan.unread?.chunks;
     return chunks && new Map([...files.changed].map(([member, e]) => [member, chunks.slice(e.first, e.first + e.count)]));
   }

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Readable, Transform } from 'node:stream';
 import { allHave, type StoreTarget } from './blobs.js';
 import { ChunkCompressors, storeChunk } from './chunk-blob.js';
-import { CHUNK_SIZES, chunksOf, type StreamRange } from './chunker.js';
+import { CHUNK_SIZES, chunksOf, hintedDigest, type ChunkHints, type StreamRange } from './chunker.js';
 import { paddedSize } from '../util/tar-header.js';
 import { CopySlabs } from '../util/copy-slabs.js';
 import { giveBackMiB } from '../util/mib-buffers.js';
@@ -102,7 +102,7 @@ export async function storeChunked(
   meter?: Transform,
   unread: UnreadRuns = new Map(),
   ranges: ArchiveRanges = [],
-  hints: UnreadRuns = new Map(),
+  hints: ChunkHints = new Map(),
 ): Promise<ChunkedResult> {
   const input = meter ? source.pipe(meter) : source;
   if (meter) source.on('error', (err) => meter.destroy(err));
@@ -168,7 +168,7 @@ export async function storeChunked(
         continue;
       }
       contentSize += chunk.length;
-      const digest = contentDigestOf(chunk);
+      const digest = hintedDigest(chunk) ?? contentDigestOf(chunk);
       const pending = storing.get(digest);
       if (pending) {
         chunks.push(pending);

@@ -187,9 +187,15 @@ export interface ChunkHint {
   contentDigest: string;
 }
 
-/** The sha256 of `bytes` as an OCI digest (`sha256:<hex>`). */
-function sha256Of(bytes: Uint8Array): string {
-  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+/** A member's earlier chunks, by member number (chunksOf's `hint`, chunked.ts storeChunked's `hints`). */
+export type ChunkHints = ReadonlyMap<number, readonly ChunkHint[]>;
+
+/** Chunks chunksOf yielded at a hinted cut → their content digest, computed for the cut (hintedDigest). */
+const hintedDigests = new WeakMap<Buffer, string>();
+
+/** The content digest (`sha256:<hex>`) of a chunk chunksOf cut at a hint, which it computed to cut there; undefined for any other chunk. */
+export function hintedDigest(chunk: Buffer): string | undefined {
+  return hintedDigests.get(chunk);
 }
 
 /** Where a StreamRange starts or ends in chunksOf's output: `range` is its index in the ranges given; `reused` as it was given. */
@@ -233,9 +239,9 @@ function hintsAt(offset: number, hints: readonly ChunkHint[] | undefined): Map<n
  * as it may have been cut there because the member ended). Elsewhere, and past a change, the
  * gear hash runs as without hints, and the cuts fall back onto the earlier ones where the data
  * is the same again. The output is the same with or without hints (given hints cut with the same
- * `sizes`: an earlier archive's); what it saves is the gear
- * hash over unchanged data (sha256 runs about three times as fast here; the chunk's digest is
- * asked for next anyway).
+ * `sizes`: an earlier archive's); what it saves is the gear hash over unchanged data (sha256 runs
+ * about three times as fast here), and the chunk's digest is handed on (hintedDigest). A hint that
+ * misses costs the sha256 of up to `max` bytes before the gear hash runs.
  */
 export async function* chunksOf<R = never>(
   source: AsyncIterable<Buffer>,
@@ -285,12 +291,15 @@ export async function* chunksOf<R = never>(
   }
   // Where the earlier archive's chunk that starts at window offset `start` ended, when this data holds it
   // whole before `end` (and, for its last one, the member ends there too: `forced`); undefined otherwise.
-  function hintedCut(start: number, end: number, forced: number): number | undefined {
+  function hintedCut(start: number, end: number, forced: number): Buffer | undefined {
     const h = hinted?.get(base + start);
     if (!h) return undefined;
     const cut = h.end - base;
     if (cut > end || cut - start > sizes.max || (h.last ? cut !== forced : cut - start <= sizes.min)) return undefined;
-    return sha256Of(win.subarray(start, cut)) === h.digest ? cut : undefined;
+    const chunk = win.subarray(start, cut);
+    if (`sha256:${createHash('sha256').update(chunk).digest('hex')}` !== h.digest) return undefined;
+    hintedDigests.set(chunk, h.digest);
+    return chunk;
   }
   // Yields the chunks the window holds, each before the window moves on.
   function* cutFrom(ended: boolean): Generator<Buffer | MemberMark<R> | RangeMark<R>> {
@@ -312,8 +321,9 @@ export async function* chunksOf<R = never>(
       // Wait for the bytes up to the limit and for the headers before it (unless the window is full).
       if (!ended && (len < limit || (base + limit > tar.horizon && len < win.length))) break;
       const zeros = limit - start === sizes.max && len >= limit && win.subarray(start, limit).equals(zero.zeros);
-      const cut = zeros ? start + zero.cut : (hintedCut(start, Math.min(len, limit), forced) ?? cutPoint(win, start, Math.min(len, limit), sizes));
-      yield zeros ? zero.zeros.subarray(0, zero.cut) : win.subarray(start, cut);
+      const hintedChunk = zeros ? undefined : hintedCut(start, Math.min(len, limit), forced);
+      const cut = zeros ? start + zero.cut : hintedChunk ? start + hintedChunk.length : cutPoint(win, start, Math.min(len, limit), sizes);
+      yield zeros ? zero.zeros.subarray(0, zero.cut) : (hintedChunk ?? win.subarray(start, cut));
       start = cut;
     }
     if (ended && skip > 0) throw new Error('the archive ended inside a member whose data was to be skipped');

@@ -39,7 +39,7 @@ export interface FileIndexEntry {
   /** Its data chunks: `count` chunks of the archive's chunk list from index `first`. */
   first: number;
   count: number;
-  /** Not settled when read (its ctime after the cutoff): never taken as unchanged, its chunks only hints for the next chunking. */
+  /** Not settled when read (its ctime not before the cutoff, or on another device than the volume's top): never taken as unchanged, its chunks only hints for the next chunking. */
   racy?: true;
 }
 
@@ -70,7 +70,7 @@ export interface FileIndex {
 const INDEX_MAX = 64 << 20;
 
 /**
- * How long before a read a file's ctime must be for it to go in the index, in ns: the kernel's
+ * How long before a read a file's ctime must be for the next backup to trust its stat (leave it unread when unchanged), in ns: the kernel's
  * dirty page expiry and writeback interval (/proc/sys/vm/dirty_expire_centisecs and
  * dirty_writeback_centisecs: 30 s and 5 s by default) and 5 s more. A page written through a shared
  * mapping updates the file's times only at the first write after it was last written back; a
@@ -151,12 +151,12 @@ export class FileWalk implements FileTracker {
   private run?: Omit<SeenRun, 'start' | 'end'>;
   /** Set (a phrase) when nothing may be left unread nor indexed: every file is read, and the next backup too. */
   off?: string;
-  /** The device of the directory walked, once known: files of another (a file system mounted below it, whose times the checks here may not trust) are neither indexed nor left unread. */
+  /** The device of the directory walked, once known: files of another (a file system mounted below it, whose times the checks here may not trust) are never left unread (indexed racy: for their chunks alone). */
   dev?: bigint;
 
   /**
    * `min`: the chunker's large-member size (bytes); `cutoffNs`: files with a later ctime are
-   * neither indexed nor left unread (undefined: none is); `earlier`: the index of the set before,
+   * never left unread, and indexed racy (undefined: nothing is indexed); `earlier`: the index of the set before,
    * whose chunks every destination was seen to hold (undefined: every file is read).
    */
   constructor(
@@ -273,11 +273,14 @@ export async function readFileIndex(dest: Destination, blob: BlobDescriptor, chu
 
 /**
  * The chunks an index names (its files' and its runs'), each once, as indexes into the archive's
- * chunk list (in the order met). Collected into a set as it goes: entries that overlap (a damaged
+ * chunk list (in the order met): those that may stand for a file left unread, so racy entries'
+ * are not named (they are only the chunker's hints; a chunk of theirs the destination lacks is
+ * stored again as any other). Collected into a set as it goes: entries that overlap (a damaged
  * index whose every entry names the whole list) cost no more than the list itself.
  */
 export function indexedChunks(index: FileIndex): number[] {
   const named = new Set<number>();
-  for (const e of [...Object.values(index.files), ...Object.values(index.runs ?? {})]) for (let i = 0; i < e.count; i++) named.add(e.first + i);
+  const files = Object.values(index.files).filter((e) => !e.racy);
+  for (const e of [...files, ...Object.values(index.runs ?? {})]) for (let i = 0; i < e.count; i++) named.add(e.first + i);
   return [...named];
 }

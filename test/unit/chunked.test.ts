@@ -412,6 +412,29 @@ describe('files left unread (their data chunks taken from the archive before)', 
     ).rejects.toThrow('1 file(s) left unread were not found in the archive');
   });
 
+  it('with the earlier chunks of a changed file as hints: the same chunk list and the same chunks stored as without', async () => {
+    const a = randomBytes(3 << 20);
+    const full = await archive([['data/a.bin', a]]);
+    const first = await storeChunked(Readable.from(pieces(full, 65536)), [{ dest: new MemoryDestination(), scope: SET_SCOPE }], 'zstd', new Map());
+    const run = first.blob.chunks.slice(first.runs.get(1)!.first, first.runs.get(1)!.first + first.runs.get(1)!.count);
+    const changed = Buffer.from(a);
+    randomBytes(100 << 10).copy(changed, 1 << 20);
+    const next = await archive([['data/a.bin', changed]]);
+    const store = async (hints?: Map<number, BlobDescriptor[]>) => {
+      const dest = new MemoryDestination();
+      const r = await storeChunked(Readable.from(pieces(next, 65536)), [{ dest, scope: SET_SCOPE }], 'zstd', new Map(), undefined, new Map(), [], hints);
+      return { digests: r.blob.chunks.map((c) => c.digest), written: r.written, whole: await readAll(await openContent(dest, SET_SCOPE, r.blob, 'v')) };
+    };
+    const plain = await store();
+    const hinted = await store(new Map([[1, run]]));
+    expect(hinted.digests).toEqual(plain.digests);
+    expect(hinted.written).toBe(plain.written);
+    expect(hinted.whole.equals(next)).toBe(true);
+    // Most of the file's chunks are the earlier ones.
+    const earlier = new Set(run.map((c) => c.digest));
+    expect(hinted.digests.filter((d) => earlier.has(d)).length).toBeGreaterThanOrEqual(run.length - 3);
+  });
+
   it('takes a run of small files whole from the archive before: the same chunk list, the whole archive read back, a run of another length refused', async () => {
     const dest = new MemoryDestination();
     const targets = [{ dest, scope: SET_SCOPE }];

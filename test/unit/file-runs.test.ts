@@ -145,6 +145,8 @@ describe('runs of small files', () => {
     // Overlapping entries name each chunk once.
     const whole = { ino: '1', size: 1, mtimeNs: '1', ctimeNs: '1', first: 0, count: 3 };
     expect(indexedChunks({ files: { x: whole, y: whole, z: { ...whole, first: 2 } } })).toEqual([0, 1, 2, 3, 4]);
+    // A racy entry's chunks are hints only: not named (no destination is asked for them before the hold).
+    expect(indexedChunks({ files: { x: whole, r: { ...whole, ino: '', first: 7, racy: true } } })).toEqual([0, 1, 2]);
   });
 
   it('left unread must take the length their chunks hold, else the walk fails', () => {
