@@ -7,10 +7,20 @@ import { drain } from '../util/streams.js';
 import { formatBytes } from '../util/format.js';
 import { TarChecker } from '../util/tar-check.js';
 import { allHave, openContent, storeBlob, type StoreTarget } from './blobs.js';
-import { splicedArchive, storeChunked, type ArchiveRanges, type UnreadRuns } from './chunked.js';
-import { CHUNK_SIZES, type ChunkHints } from './chunker.js';
+import { splicedArchive, storeChunked, type ArchiveRanges } from './chunked.js';
+import { CHUNK_SIZES } from './chunker.js';
 import { isChunked, volumeMediaType, volumeMetadataMediaType, type ChunkedBlob, type Compression, type BlobDescriptor, type VolumeRecord } from './manifest.js';
-import { buildFileIndex, FileWalk, indexedChunks, racyMarginNs, readFileIndex, storeFileIndex, untrustedFs, type FileIndex } from './file-index.js';
+import {
+  buildFileIndex,
+  FileWalk,
+  indexedChunks,
+  racyMarginNs,
+  readFileIndex,
+  storeFileIndex,
+  untrustedFs,
+  type FileIndex,
+  type FileIndexEntry,
+} from './file-index.js';
 import { Spool, type Spooled } from './spool.js';
 import type { Meter } from '../util/progress.js';
 import type { MountToTake } from './volumes.js';
@@ -35,6 +45,15 @@ const INDEX_CHECKS = 16;
 
 /** Set-scope blobs kept out of the chunk budget (Destination.setBlobLimit): side records, image configs, layer indexes. */
 export const SET_BLOB_HEADROOM = 256;
+
+/**
+ * The set before's chunks (`chunks`, its archive's chunk list) of each file of `entries` (member
+ * number → its entry in that set's file index), by member number: for a file left unread, what
+ * stands for its data (chunked.ts UnreadRuns); for one read again, the chunker's hints (ChunkHints).
+ */
+function earlierRuns(entries: ReadonlyMap<number, FileIndexEntry>, chunks: readonly BlobDescriptor[]): Map<number, BlobDescriptor[]> {
+  return new Map([...entries].map(([member, e]) => [member, chunks.slice(e.first, e.first + e.count)]));
+}
 
 /** A container's volumes: planned before it is held, read into the spool while held, stored (whole or in chunks) after; one per run, for the set's chunk budget. */
 export class VolumePath {
@@ -324,7 +343,7 @@ export class VolumePath {
     const estimate = Math.ceil((1.25 * spooled.bytes) / CHUNK_SIZES.avg) + 1;
     let whole = this.chunking ? this.planChunks(estimate) : undefined;
     // Files left unread are zeros in the spool: only their chunks from the set before can stand for them.
-    const unread = taken.files?.unread.size ? this.unreadRuns(taken.files, plan) : undefined;
+    const unread = taken.files?.unread.size ? earlierRuns(taken.files.unread, plan.unread!.chunks) : undefined;
     const ranges = taken.files ? this.runRanges(taken.files, plan) : [];
     const anyUnread = unread !== undefined || ranges.some((r) => r.reused);
     let blob = !anyUnread && (!this.chunking || whole) && plan.previous && (await this.sameContent(spooled, plan.previous)) ? plan.previous : undefined;
@@ -334,7 +353,7 @@ export class VolumePath {
       this.ctx.log.info(`${what}: storing the new chunks of ${formatBytes(spooled.bytes - left)} (before compression)`);
       const targets = this.targets(SET_SCOPE);
       const meter = this.meter(`${what}: chunking`, spooled.bytes);
-      const hints = taken.files?.changed.size ? this.changedRuns(taken.files, plan) : undefined;
+      const hints = taken.files?.changed.size && plan.unread ? earlierRuns(taken.files.changed, plan.unread.chunks) : undefined;
       const chunked = await storeChunked(checked(), targets, this.compression, this.history.chunks, meter, unread, ranges, hints);
       this.ctx.log.info(`${what}: ${chunked.blob.chunks.length} chunk(s): ${chunked.written} stored, ${chunked.reused} already there`);
       whole = this.planChunks(chunked.blob.chunks.length, estimate);
@@ -357,18 +376,6 @@ export class VolumePath {
     }
     await this.spool.release(spooled);
     return this.withMetadata(what, { ...plan.record, blob }, taken.scan);
-  }
-
-  /** The set before's chunks of each file the walk left unread, by member number (chunked.ts UnreadRuns). */
-  private unreadRuns(files: FileWalk, plan: VolumePlan): UnreadRuns {
-    const chunks = plan.unread!.chunks;
-    return new Map([...files.unread].map(([member, e]) => [member, chunks.slice(e.first, e.first + e.count)]));
-  }
-
-  /** The set before's chunks of each large file read again at the same path (changed since), by member number: the chunker's hints. */
-  private changedRuns(files: FileWalk, plan: VolumePlan): ChunkHints | undefined {
-    const chunks = plan.unread?.chunks;
-    return chunks && new Map([...files.changed].map(([member, e]) => [member, chunks.slice(e.first, e.first + e.count)]));
   }
 
   /** The runs of small files the walk wrote (ascending), each left unread with the set before's chunks of it (chunked.ts ArchiveRanges). */
