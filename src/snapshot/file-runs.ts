@@ -10,10 +10,12 @@
  * file index does for a large file, for files too small to be cut apart one by one (restic keeps a
  * content list per file instead; here a chunk of 64 KiB or more holds many).
  *
- * Where runs end is content-defined, as chunk boundaries are: after a file whose name hashes to one
- * of RUN_SPREAD values (FNV-1a), after RUN_MAX_FILES files or RUN_MAX_BYTES bytes, and before any
- * other entry (a directory, a link, a large or a recent file); so a file added, removed or changed
- * moves the ends of its own run only.
+ * Where runs end is content-defined, as chunk boundaries are (runEndsAfter): after a file whose name
+ * hashes to one of RUN_SPREAD values (FNV-1a) once the run holds RUN_MIN bytes — FastCDC's least
+ * chunk size, so that a directory of files of a few KiB is not cut into runs too short to be
+ * indexed — after RUN_MAX_FILES files or RUN_MAX_BYTES bytes, and before any other entry (a
+ * directory, a link, a large file); so a file added, removed or changed moves the ends of its own
+ * run, and of the next ones only until an end falls where it fell before.
  */
 import { createHash } from 'node:crypto';
 import type { BigIntStats } from 'node:fs';
@@ -40,6 +42,15 @@ export function endsRun(name: Buffer): boolean {
   let h = 0x811c9dc5;
   for (const b of name) h = Math.imul(h ^ b, 0x01000193) >>> 0;
   return h % RUN_SPREAD === 0;
+}
+
+/**
+ * Whether a run ends after the file named `name` (its bytes), its `files`-th, with which the run
+ * holds `bytes` bytes of data (padded, runDataBytes): endsRun picks the name and the run holds
+ * RUN_MIN bytes or more, or the run is full (RUN_MAX_FILES files, RUN_MAX_BYTES bytes).
+ */
+export function runEndsAfter(name: Buffer, files: number, bytes: number): boolean {
+  return (bytes >= RUN_MIN && endsRun(name)) || files >= RUN_MAX_FILES || bytes >= RUN_MAX_BYTES;
 }
 
 /** Bytes of data a run's files take in the archive (each padded to a 512-byte block). */

@@ -19,7 +19,8 @@ import { SPARSE_MIN } from './volume-metadata.js';
 import { capabilitiesFrom, cLocale } from './getfattr.js';
 import { vanishedScratchOnly } from './engine-scratch.js';
 import type { DeferredReads } from './deferred-read.js';
-import { endsRun, runDataBytes, runKey, RUN_MAX_BYTES, RUN_MAX_FILES, RUN_MIN, type RunFile } from './file-runs.js';
+import { runDataBytes, runEndsAfter, runKey, RUN_MIN, type RunFile } from './file-runs.js';
+import { paddedSize } from '../util/tar-header.js';
 
 /** A volume the host could not read as the engine would (a name not in UTF-8, a file that changed, …): the engine reads it instead. */
 export class HostReadError extends Error {
@@ -236,8 +237,8 @@ async function walkDir(walk: Walk, fd: number, prefix: string, relPrefix: string
     const change = walk.change?.(st, h, rel);
     if (!change && inRun(walk, st)) {
       run.push({ h, st, path, rel });
-      runBytes += Number(st.size);
-      if (endsRun(raw) || run.length >= RUN_MAX_FILES || runBytes >= RUN_MAX_BYTES) {
+      runBytes += paddedSize(Number(st.size));
+      if (runEndsAfter(raw, run.length, runBytes)) {
         await addRun(walk, run.splice(0));
         runBytes = 0;
       }

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import type { BigIntStats } from 'node:fs';
 import { CHUNK_SIZES, chunksOf, type RangeMark } from '../../src/snapshot/chunker.js';
 import { buildFileIndex, FileWalk, indexedChunks, type FileIndex } from '../../src/snapshot/file-index.js';
-import { endsRun, runDataBytes, runKey, type RunFile } from '../../src/snapshot/file-runs.js';
+import { endsRun, runDataBytes, runEndsAfter, runKey, RUN_MAX_FILES, RUN_MIN, type RunFile } from '../../src/snapshot/file-runs.js';
 
 const S = 1_000_000_000n;
 const st = (o: Partial<Record<'ino' | 'size' | 'mtimeNs' | 'ctimeNs' | 'dev', bigint>>) =>
@@ -75,6 +75,36 @@ describe('runs of small files', () => {
     expect(ends).toBeGreaterThan(50);
     expect(ends).toBeLessThan(200);
     expect(names.map(endsRun)).toEqual(names.map((n) => endsRun(Buffer.from(n))));
+  });
+
+  it('end at a picked name only once they hold RUN_MIN bytes, so that files of 1 KiB make runs long enough to index; a file removed changes few runs', () => {
+    const cutRuns = (names: Buffer[]): string[][] => {
+      const runs: string[][] = [[]];
+      let bytes = 0;
+      for (const n of names) {
+        runs[runs.length - 1].push(n.toString());
+        bytes += 1024;
+        if (runEndsAfter(n, runs[runs.length - 1].length, bytes)) {
+          runs.push([]);
+          bytes = 0;
+        }
+      }
+      return runs.filter((r) => r.length > 0);
+    };
+    const names = Array.from({ length: 4000 }, (_v, i) => Buffer.from(`f${i}`));
+    const runs = cutRuns(names);
+    // Every run but the last holds RUN_MIN bytes (64 files of 1 KiB) and ends at a picked name or full.
+    for (const r of runs.slice(0, -1)) {
+      expect(r.length * 1024).toBeGreaterThanOrEqual(RUN_MIN);
+      expect(endsRun(Buffer.from(r[r.length - 1])) || r.length >= RUN_MAX_FILES).toBe(true);
+    }
+    expect(runs.length).toBeGreaterThan(10);
+    // One file removed in the middle: the runs before it stay, and the ends fall where they fell again within a few runs.
+    const before = new Set(runs.map((r) => r.join(',')));
+    const without = cutRuns(names.filter((_n, i) => i !== 2000));
+    const changed = without.filter((r) => !before.has(r.join(','))).length;
+    expect(changed).toBeGreaterThan(0);
+    expect(changed).toBeLessThanOrEqual(3);
   });
 
   it('have a key that changes with any header field or identity of any file, and only then', () => {
