@@ -14,19 +14,47 @@ export function paddedSize(size: number): number {
 
 /** The sum of a header's bytes with its checksum field (bytes 148–155) read as spaces (POSIX.1-2017 pax, ustar "chksum"). */
 export function headerSum(h: Uint8Array): number {
-  let sum = 0;
-  for (let i = 0; i < TAR_BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : h[i];
+  let sum = 8 * 0x20;
+  for (let i = 0; i < 148; i++) sum += h[i];
+  for (let i = 156; i < TAR_BLOCK; i++) sum += h[i];
   return sum;
+}
+
+/** Whether byte `b` is white space as String.prototype.trim takes it in latin1 (tab, LF, VT, FF, CR, space, no-break space). */
+function isBlank(b: number): boolean {
+  return (b >= 0x09 && b <= 0x0d) || b === 0x20 || b === 0xa0;
+}
+
+/** Whether byte `b` is a NUL or a space: what pads a numeric field of a tar header. */
+function isPad(b: number): boolean {
+  return b === 0 || b === 0x20;
+}
+
+/**
+ * The octal number in bytes `start` to `end` of `h`, read from the bytes (a header is read per
+ * member, ~12,000 times for a volume of as many files: no string, no regular expression), after
+ * NULs and spaces are taken off both ends (and, with `blank`, white space as trim takes it); NaN
+ * when what is left is not octal digits alone, `empty` when nothing is left.
+ */
+function octalField(h: Uint8Array, start: number, end: number, empty: number, blank = false): number {
+  let i = start;
+  let e = end;
+  while (e > i && isPad(h[e - 1])) e--;
+  while (i < e && (blank ? isBlank(h[i]) : isPad(h[i]))) i++;
+  if (blank) while (e > i && isBlank(h[e - 1])) e--;
+  if (i === e) return empty;
+  let n = 0;
+  for (; i < e; i++) {
+    const digit = h[i] - 0x30;
+    if (digit < 0 || digit > 7) return Number.NaN;
+    n = n * 8 + digit;
+  }
+  return n;
 }
 
 /** A 512-byte header whose checksum field (octal) is its headerSum. */
 export function checksumOk(h: Buffer): boolean {
-  const field = h
-    .subarray(148, 156)
-    .toString('latin1')
-    .replace(/[\0 ]+$/, '')
-    .trim();
-  return /^[0-7]+$/.test(field) && Number.parseInt(field, 8) === headerSum(h);
+  return octalField(h, 148, 156, Number.NaN, true) === headerSum(h);
 }
 
 /**
@@ -39,12 +67,7 @@ export function memberSize(h: Buffer): number {
     for (let i = 125; i < 136; i++) n = n * 256 + h[i];
     return n;
   }
-  const field = h
-    .subarray(124, 136)
-    .toString('latin1')
-    .replace(/^[\0 ]+|[\0 ]+$/g, '');
-  if (!field) return 0;
-  return /^[0-7]+$/.test(field) ? Number.parseInt(field, 8) : Number.NaN;
+  return octalField(h, 124, 136, 0);
 }
 
 /** The header's type flag (byte 156) as a character; a NUL (pre-POSIX regular file) as '0'. */
