@@ -28,7 +28,7 @@ export const RUN_MIN = 64 << 10;
 export const RUN_MAX_FILES = 512;
 /** Bytes of data a run holds at most (padded): a few average chunks. */
 export const RUN_MAX_BYTES = 4 << 20;
-/** One name in RUN_SPREAD ends a run: runs of about 32 files (~300 KiB of 10 KB files). */
+/** One name in RUN_SPREAD ends a run once it holds RUN_MIN bytes: runs of about RUN_MIN / size + 32 files (~39 files, ~390 KiB, of 10 KB files; ~96 of 1 KB files). */
 const RUN_SPREAD = 32;
 
 /** One file of a run: its tar header as the walk wrote it and its lstat. */
@@ -37,7 +37,7 @@ export interface RunFile {
   st: BigIntStats;
 }
 
-/** Whether a run ends after the file named `name` (its bytes): FNV-1a (32-bit) of the name, one in RUN_SPREAD. */
+/** Whether the file named `name` (its bytes) is one a run may end after (runEndsAfter): FNV-1a (32-bit) of the name, one in RUN_SPREAD. */
 export function endsRun(name: Buffer): boolean {
   let h = 0x811c9dc5;
   for (const b of name) h = Math.imul(h ^ b, 0x01000193) >>> 0;
