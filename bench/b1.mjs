@@ -37,7 +37,9 @@ async function main() {
   const ctx = { prefix: `csb1-${randomBytes(3).toString('hex')}`, tmp: mkdtempSync(join(tmpdir(), 'csb1-')), saved: {} };
   const bye = () => cleanup(ctx);
   process.on('exit', bye);
+  // SIGTERM too (timeout, a CI's cancel): the exit handler removes what the run made.
   process.on('SIGINT', () => process.exit(130));
+  process.on('SIGTERM', () => process.exit(143));
   console.log(`load average at start: ${load()}`);
   await makeFixture(ctx, opts);
   console.log(`fixture: layer ${ctx.sizeRw} bytes, ${opts.volumeMB} MB volume`);

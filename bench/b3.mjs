@@ -70,7 +70,9 @@ async function main() {
   const opts = parse(process.argv.slice(2));
   const ctx = { prefix: `csb3-${randomBytes(3).toString('hex')}`, tmp: mkdtempSync(join(tmpdir(), 'csb3-')), saved: {} };
   process.on('exit', () => cleanup(ctx));
+  // SIGTERM too (timeout, a CI's cancel): the exit handler removes what the run made.
   process.on('SIGINT', () => process.exit(130));
+  process.on('SIGTERM', () => process.exit(143));
   console.log(`load average at start: ${load()}`);
   await makeFixture(ctx, opts);
   console.log(`fixture: layer ${ctx.sizeRw} bytes, ${opts.volumeMB} MB volume`);

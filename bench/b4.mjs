@@ -71,7 +71,9 @@ async function main() {
     ctx.registry?.kill();
     cleanup(ctx);
   });
+  // SIGTERM too (timeout, a CI's cancel): the exit handler removes what the run made.
   process.on('SIGINT', () => process.exit(130));
+  process.on('SIGTERM', () => process.exit(143));
   console.log(`load average at start: ${load()}`);
   await makeFixture(ctx, opts);
   console.log(`fixture: layer ${ctx.sizeRw} bytes, ${opts.volumeMB} MB volume`);

@@ -29,7 +29,9 @@ const prof = args.includes('--prof') ? args[args.indexOf('--prof') + 1] : undefi
 const against = args.includes('--against') ? args[args.indexOf('--against') + 1] : undefined;
 const ctx = { prefix: `csbench-${randomBytes(3).toString('hex')}`, tmp: mkdtempSync(join(tmpdir(), 'csbench-')) };
 process.on('exit', () => cleanup(ctx));
+// SIGTERM too (timeout, a CI's cancel): the exit handler removes what the run made.
 process.on('SIGINT', () => process.exit(130));
+process.on('SIGTERM', () => process.exit(143));
 
 /** One backup, each line of its output stamped with the ms since it started. */
 async function backup(dir, tag, label, cli = CLI) {
