@@ -75,6 +75,10 @@ describe('tar header fields read byte by byte', () => {
         h.write(seed % 2 ? `${sum.toString(8).padStart(6, '0')}\0 ` : `${sum.toString(8).padStart(7, '0')}\0`, 148, 'latin1');
       }
       expect(headerSum(h)).toBe(referenceSum(h));
+      // At an offset that is no multiple of 4 the sum is taken byte by byte: the same.
+      const odd = Buffer.alloc(TAR_BLOCK + 3).subarray(1 + (seed % 3));
+      h.copy(odd);
+      expect(headerSum(odd.subarray(0, TAR_BLOCK))).toBe(referenceSum(h));
       expect(checksumOk(h), `seed ${seed}: ${h.subarray(148, 156).toString('hex')}`).toBe(referenceChecksumOk(h));
       // A first byte with its high bit is a base-256 size (the next test).
       if (!(h[124] & 0x80)) expect(memberSize(h), `seed ${seed}: ${h.subarray(124, 136).toString('hex')}`).toEqual(referenceSize(h));
@@ -84,6 +88,12 @@ describe('tar header fields read byte by byte', () => {
     expect(checked).toBe(20_000);
     // Both ways of writing a right checksum, and nothing else by chance.
     expect(valid).toBeGreaterThan(6000);
+  });
+
+  it('sum a header of all 0xff bytes without a carry between the 16-bit lanes', () => {
+    const h = Buffer.alloc(TAR_BLOCK, 0xff);
+    expect(h.byteOffset % 4).toBe(0);
+    expect(headerSum(h)).toBe(8 * 0x20 + (TAR_BLOCK - 8) * 0xff);
   });
 
   it('read a base-256 size (GNU, 8 GiB and more)', () => {
