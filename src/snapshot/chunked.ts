@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { sha256Digest } from '../oci/digest.js';
 import type { Readable, Transform } from 'node:stream';
 import { allHave, type StoreTarget } from './blobs.js';
 import { ChunkCompressors, storeChunk } from './chunk-blob.js';
@@ -19,7 +19,7 @@ function contentDigestOf(chunk: Buffer): string {
   const zeros = chunk.length <= ZEROS.length && chunk.equals(ZEROS.subarray(0, chunk.length));
   const known = zeros ? zeroDigests.get(chunk.length) : undefined;
   if (known) return known;
-  const digest = `sha256:${createHash('sha256').update(chunk).digest('hex')}`;
+  const digest = sha256Digest(chunk);
   if (zeros) zeroDigests.set(chunk.length, digest);
   return digest;
 }
