@@ -28,7 +28,7 @@ import { type BackupContext, phase, runMeter, runTargets } from './backup-contex
 import type { History } from './backup-history.js';
 import { holdPlan, stateOf } from './hold.js';
 import { Holder, addNote } from './holder.js';
-import { VolumePath, type TakenVolume, type VolumePlan } from './backup-volumes.js';
+import { VolumePath, type PreparedRead, type TakenVolume, type VolumePlan } from './backup-volumes.js';
 import { DeferredChange } from './deferred-read.js';
 import { FREE_TURN, type Turn } from './turns.js';
 
@@ -124,7 +124,10 @@ export class ContainerBackup {
     // Images are read from the engine's own store where its files are this host's (a local engine).
     const imageStore = engine.describe().startsWith('unix://') ? imageStoreRoot(info.GraphDriver as Parameters<typeof imageStoreRoot>[0]) : undefined;
     if (hooksSkipped) log.info(`${name}: not running (${state}), so its pre- and post-command are not run`);
+    // Before the hold: what the held read of each volume on this host can have ready (its directory checked, a getfattr run).
+    const prepared: (PreparedRead | undefined)[] = [];
     try {
+      for (const plan of plans) prepared.push(await this.volumes.prepareHostRead(info, plan, hold !== 'none' || !running));
       // One hold, its layer and volumes read; `defer`: settled files of the volumes are read once the container is back.
       const takeHeld = (defer: boolean) =>
         this.holder.withHooks(info.Id, name, hooks, gate, () =>
@@ -163,7 +166,9 @@ export class ContainerBackup {
                 const { mount } = plan;
                 log.info(`${name}: reading ${mount.type === 'bind' ? `bind mount ${mount.source}` : `volume ${mount.name}`}`);
                 taken.push(
-                  await phase(`volume ${mount.name || mount.destination}`, () => this.volumes.takeVolume(info.Id, name, plan, pending, xattrs[i], defer)),
+                  await phase(`volume ${mount.name || mount.destination}`, () =>
+                    this.volumes.takeVolume(info.Id, name, plan, pending, xattrs[i], defer, prepared[i]),
+                  ),
                 );
               }
             })();
@@ -237,6 +242,7 @@ export class ContainerBackup {
         blobStats: stats,
       };
     } finally {
+      for (const p of prepared) p?.close();
       turn.done();
       await Promise.allSettled(pending.map((p) => this.spool.release(p)));
       await engine.removeImage(tempRef, { force: true });

@@ -16,6 +16,9 @@ import {
   constants,
   fstatSync,
   statSync,
+  existsSync,
+  readdirSync,
+  readlinkSync,
 } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -168,6 +171,71 @@ describe('a volume read on this host', () => {
     const after = await treeDigest(name, '/data');
     expect(after).toEqual(before);
     expect(before.entries).toBe(18);
+  });
+
+  it('writes the held capabilities when a file with one is renamed after the read made before the hold (a pre-command): walked again', async () => {
+    const name = res.name('capmove');
+    const volume = res.volume('capmove');
+    const mountpoint = await mountpointOf(volume);
+    writeFileSync(join(mountpoint, 'capped'), '#!/bin/sh\n');
+    writeFileSync(join(mountpoint, 'plain'), 'plain\n');
+    execFileSync('setcap', ['cap_net_raw+ep', join(mountpoint, 'capped')], { stdio: 'ignore' });
+    await runContainer({ name, Image: fixture, Cmd: ['sleep', '100000'], HostConfig: { Binds: [`${volume}:/data`] } }, 'running');
+    const dir = join(res.tempDir(), 'store');
+    const log = { ...quietLog, lines: [] as string[] };
+    // The pre-command runs after the read made before the hold, and before the hold: the capability is now on another name.
+    const b = await backup(
+      parseBackupInputs(inputs({ containers: name, destination: `dir:${dir}`, tag: 'capmove', 'pre-command': 'mv /data/capped /data/moved' })),
+      {
+        log,
+        env,
+      },
+    );
+    expect(b.failed, JSON.stringify(b.containers)).toBe(0);
+    res.image(`container-snapshot/${name}:capmove`);
+    await docker.getContainer(name).remove({ force: true });
+    await docker.getVolume(volume).remove();
+    const r = await restore(parseRestoreInputs(inputs({ source: `dir:${dir}`, snapshot: 'capmove', start: 'never' })), { log: quietLog, env });
+    expect(r.failed, JSON.stringify(r.containers)).toBe(0);
+    const restored = await mountpointOf(volume);
+    const caps = (file: string) =>
+      execFileSync('getcap', [join(restored, file)], { encoding: 'utf8' })
+        .trim()
+        .split(' ')
+        .slice(1)
+        .join(' ');
+    expect({ moved: caps('moved'), plain: caps('plain'), capped: existsSync(join(restored, 'capped')) }).toEqual({
+      moved: 'cap_net_raw=ep',
+      plain: '',
+      capped: false,
+    });
+    // Read on this host both times: the second walk with the held capabilities.
+    expect(log.lines.filter((l) => /security\.capability changed just before the hold: read again/.test(l))).toHaveLength(1);
+    expect(log.lines.filter((l) => /reading .*: read on this host from /.test(l))).toHaveLength(1);
+  });
+
+  it('leaves no descriptor of the volume directory open when the hold never comes (a failing pre-command)', async () => {
+    const name = res.name('prefail');
+    const volume = res.volume('prefail');
+    const mountpoint = await mountpointOf(volume);
+    writeFileSync(join(mountpoint, 'file'), 'data\n');
+    await runContainer({ name, Image: fixture, Cmd: ['sleep', '100000'], HostConfig: { Binds: [`${volume}:/data`] } }, 'running');
+    const openOnVolume = () =>
+      readdirSync('/proc/self/fd').filter((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`).startsWith(mountpoint);
+        } catch {
+          return false;
+        }
+      });
+    const log = { ...quietLog, lines: [] as string[] };
+    const b = await backup(
+      parseBackupInputs(inputs({ containers: name, destination: `dir:${join(res.tempDir(), 'store')}`, tag: 'prefail', 'pre-command': 'exit 4' })),
+      { log, env },
+    );
+    expect(b.failed).toBe(1);
+    expect(b.containers[0].error).toMatch(/^pre-command exited with 4/);
+    expect(openOnVolume()).toEqual([]);
   });
 
   it('falls back to the engine for a volume holding a name that is not UTF-8, and still round-trips it', async () => {
