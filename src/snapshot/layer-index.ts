@@ -59,6 +59,7 @@ export interface LayerEntry {
  * directories marked (`source: 'upper'`, layer-walk.ts). The next backup compares with it.
  */
 export interface LayerIndex {
+  /** By absolute path: in the order a scan found them, in path order where read back (stored sorted: layerIndexJson). */
   entries: Record<string, LayerEntry>;
   /**
    * 'upper': made from a walk of the upper directory. It lists directories the engine's list leaves
@@ -266,7 +267,7 @@ async function scanEntries(
   if (queue.length > maxPaths) return {};
   if (!(await statByEngine(engine, id, queue, entries, signal))) return {};
   // The upper directory is given on only where the caller may read it (hostReads).
-  return { index: { entries: sortedEntries(entries) }, ...(upper && hostReads ? { upper } : {}) };
+  return { index: { entries }, ...(upper && hostReads ? { upper } : {}) };
 }
 
 const WHITEOUT: LayerEntry = { mode: 0, size: 0, mtime: '', whiteout: true };
@@ -327,7 +328,7 @@ async function scanUpper(
     const path = `/${rel}`;
     if (entries[path] && isDir(entries[path])) entries[path] = { ...entries[path], opaque: true };
   }
-  return { index: { entries: sortedEntries(entries), source: 'upper' }, upper: { ...upper, opaque } };
+  return { index: { entries, source: 'upper' }, upper: { ...upper, opaque } };
 }
 
 /** Whether `dir` is owned by root:root (lstat; false when it cannot be stat'ed). */
@@ -365,14 +366,18 @@ async function statByEngine(engine: Engine, id: string, paths: string[], entries
   return !failed;
 }
 
-/** `entries` in the order of their paths (JavaScript string order, as stored). */
-function sortedEntries(entries: Record<string, LayerEntry>): Record<string, LayerEntry> {
-  return Object.fromEntries(Object.entries(entries).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+/**
+ * The index as stored (JSON): its entries in the order of their paths (JavaScript string order).
+ * A scan leaves them in the order found; they are sorted here, once the container is back (the sort
+ * of 14,000 paths took ~20–30 ms of the hold).
+ */
+export function layerIndexJson(index: LayerIndex): string {
+  return JSON.stringify({ ...index, entries: Object.fromEntries(Object.entries(index.entries).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) });
 }
 
-/** Stores the index as a set-scope blob (JSON, compressed). */
+/** Stores the index (layerIndexJson) as a set-scope blob (JSON, compressed). */
 export function storeLayerIndex(index: LayerIndex, targets: StoreTarget[], compression: Compression): Promise<BlobDescriptor> {
-  return storeBlob(Readable.from([Buffer.from(JSON.stringify(index))]), targets, layerIndexMediaType(compression));
+  return storeBlob(Readable.from([Buffer.from(layerIndexJson(index))]), targets, layerIndexMediaType(compression));
 }
 
 export class LayerIndexError extends Error {

@@ -3,7 +3,7 @@ import { SET_SCOPE, type Destination } from '../destinations/types.js';
 import { readSmall } from '../util/streams.js';
 import { allHave, openContent, storeBlob, type StoreTarget } from './blobs.js';
 import { deltaConfig } from './layer-delta.js';
-import { readLayerIndex, storeLayerIndex, type LayerIndex } from './layer-index.js';
+import { layerIndexJson, readLayerIndex, storeLayerIndex, type LayerIndex } from './layer-index.js';
 import { IMAGE_CONFIG_MEDIA_TYPE, type BlobDescriptor, type Compression, type ImageRecord } from './manifest.js';
 
 export { DEFAULT_LAYER_COMPACTION } from '../core/backup-input.js';
@@ -76,7 +76,7 @@ export async function storeDelta(
 ): Promise<StoredDelta> {
   if (!layer) {
     const { id, config, layers, deltas, baseLayers } = previous.image;
-    const same = JSON.stringify(now) === JSON.stringify(previous.index);
+    const same = layerIndexJson(now) === layerIndexJson(previous.index);
     const layerIndex = same ? previous.image.layerIndex : await storeLayerIndex(now, targets.set, opts.compression);
     return { image: { id, config, layers, deltas, layerIndex, ...(baseLayers !== undefined ? { baseLayers } : {}) }, written: same ? 0 : 1 };
   }

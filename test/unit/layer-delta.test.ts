@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { layerSource } from '../../src/browse/sources.js';
 import { deltaBaseMismatch, deltaConfig, isEmpty, planDelta, whiteoutName } from '../../src/snapshot/layer-delta.js';
-import { isDir, isRegular, isSymlink, markRacy, sameEntry, type LayerEntry, type LayerIndex } from '../../src/snapshot/layer-index.js';
+import { isDir, isRegular, isSymlink, layerIndexJson, markRacy, sameEntry, type LayerEntry, type LayerIndex } from '../../src/snapshot/layer-index.js';
 import { rfc3339Ns } from '../../src/util/rfc3339.js';
 import { parseLayerCompaction } from '../../src/core/backup-input.js';
 import { stackWinners } from '../../src/browse/layer-stack.js';
@@ -32,6 +32,23 @@ describe('layer index entries', () => {
     expect(sameEntry(undefined, file('a'))).toBe(false);
     expect(sameEntry(wh, wh)).toBe(true);
     expect(sameEntry(file('a'), wh)).toBe(false);
+  });
+});
+
+describe('the stored layer index', () => {
+  it('holds the entries in path order whatever order the scan found them in, and the rest as it was', () => {
+    const found: LayerIndex = {
+      entries: { '/b/x': file('t'), '/a': dir('t'), '/b': dir('t'), '/A': wh, '/a/é': file('u') },
+      source: 'upper',
+      racyMarked: true,
+    };
+    const stored = JSON.parse(layerIndexJson(found)) as LayerIndex;
+    expect(Object.keys(stored.entries)).toEqual(['/A', '/a', '/a/é', '/b', '/b/x']);
+    expect(stored).toEqual(found);
+    // The scan's own object is left as it was.
+    expect(Object.keys(found.entries)).toEqual(['/b/x', '/a', '/b', '/A', '/a/é']);
+    // Two indexes of the same entries found in other orders store the same bytes.
+    expect(layerIndexJson({ ...found, entries: Object.fromEntries(Object.entries(found.entries).reverse()) })).toBe(layerIndexJson(found));
   });
 });
 
