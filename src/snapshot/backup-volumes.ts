@@ -33,7 +33,7 @@ import { DeferredReads, readDeferred } from './deferred-read.js';
 import { atDir, hostReadBlocker, mountedPaths, mountsSubpath, trustHostDir, type HostDir } from './volume-host.js';
 import { SpoolError } from './spool.js';
 import { posix } from 'node:path';
-import { closeSync, fstatSync, statfsSync, type BigIntStats } from 'node:fs';
+import { closeSync, fstatSync, lstatSync, statfsSync, type BigIntStats } from 'node:fs';
 import { errorMessage } from '../core/log.js';
 import { KeyError } from '../crypto/keyring.js';
 import { forEachLimited } from '../util/pool.js';
@@ -187,12 +187,14 @@ export class VolumePath {
     let files = walkFiles();
     const first = await this.takeOnHost(id, plan, label, files, xattrs, defer ? cutoff : undefined, prepared);
     let onHost: Awaited<ReturnType<typeof this.takeOnHost>>;
-    if (first === STALE_CAPABILITIES) {
-      this.ctx.log.info(`${label}: a file's security.capability changed just before the hold: read again, with the held ones`);
+    if (typeof first === 'symbol') {
+      this.ctx.log.info(
+        `${label}: ${first === STALE_CAPABILITIES ? "a file's security.capability changed between the read before the hold and the hold: read again, with the held ones" : `${first.description}: read again, its large files not settled read while held`}`,
+      );
       files = walkFiles();
-      const again = await this.takeOnHost(id, plan, label, files, xattrs, defer ? cutoff : undefined);
-      // Without a prepared read the walk writes the held capabilities: this answer cannot come twice.
-      onHost = again === STALE_CAPABILITIES ? 'its capabilities changed while it was held' : again;
+      const again = await this.takeOnHost(id, plan, label, files, xattrs, defer ? cutoff : undefined, undefined, false);
+      // Without a prepared read nor held copies, neither answer can come twice.
+      onHost = typeof again === 'symbol' ? 'it could not be read on this host in two walks' : again;
     } else onHost = first;
     if (typeof onHost !== 'string') {
       pending.push(onHost.spooled);
@@ -257,6 +259,12 @@ export class VolumePath {
     return new PreparedRead(dir, run);
   }
 
+  /** Whether the held getfattr run (`xattrs`, of `hostPath`) gives capabilities other than `caps` (when it failed: no). */
+  private async staleCapabilities(caps: ReadonlyMap<string, Buffer>, xattrs: Promise<GetfattrRun>, hostPath: string): Promise<boolean> {
+    const held = await xattrs;
+    return !held.failed && !sameCapabilities(caps, capabilitiesFrom(held.output, hostPath));
+  }
+
   /** hostReadBlocker for `plan`'s mount of `info`'s container, `running` and `paused` as given. */
   private hostBlocker(info: ContainerInspect, plan: VolumePlan, running: boolean, paused: boolean): string | undefined {
     return hostReadBlocker({
@@ -288,57 +296,76 @@ export class VolumePath {
     early?: Promise<GetfattrRun>,
     deferBefore?: bigint,
     prepared?: PreparedRead,
-  ): Promise<{ spooled: Spooled; scan: MetadataScan; deferred?: DeferredReads } | string | typeof STALE_CAPABILITIES> {
+    copies = true,
+  ): Promise<{ spooled: Spooled; scan: MetadataScan; deferred?: DeferredReads } | string | symbol> {
     const { engine, signal } = this.ctx;
     const { mount, hostPath } = plan;
     const info = await engine.inspectContainer(id, signal);
     const why = this.hostBlocker(info, plan, !!info.State?.Running, !!info.State?.Paused);
     if (why) return why;
-    const pre = prepared?.take();
+    // Prepared before the hold: the directory checked then, used if its path still leads to it (held); the walk
+    // starts at once with the capabilities read then, the held getfattr going on beside it. Else the walk waits
+    // for the held run.
+    const pre = prepared?.take(hostPath!);
     const xattrs = early ?? runGetfattr(hostPath!);
-    // Prepared before the hold: the directory checked then (what it is cannot change while the container
-    // exists; its root's stat is taken again, held), and the walk starts at once with the capabilities read
-    // then, the held getfattr going on beside it. Else the walk waits for the held run.
-    const dir: HostDir | string = pre
-      ? { ...pre.dir, root: fstatSync(pre.dir.fd, { bigint: true }), owner: Promise.resolve(undefined) }
-      : await trustHostDir(engine, id, mount.destination, hostPath!, signal);
+    const dir: HostDir | string = pre ? pre.dir : await trustHostDir(engine, id, mount.destination, hostPath!, signal);
     const first = pre ? undefined : await xattrs;
     if (typeof dir === 'string') return dir;
-    // Every capability must be known: a getfattr that could not read some file (exit 1) leaves it to the engine.
-    const failed = first && getfattrFailure(first);
-    if (failed) {
+    let caps: Map<string, Buffer>;
+    let deferred: DeferredReads | undefined;
+    let collector: MetadataCollector;
+    let tar: Readable;
+    try {
+      // Every capability must be known: a getfattr that could not read some file (exit 1) leaves it to the engine.
+      const failed = first && getfattrFailure(first);
+      if (failed) {
+        closeSync(dir.fd);
+        await dir.owner;
+        return failed;
+      }
+      caps = capabilitiesFrom((first ?? pre!.hint).output, hostPath!);
+      const untrusted = untrustedFs(statfsSync(atDir(dir.fd)).type);
+      if (files) {
+        files.off ??= untrusted;
+        files.dev = dir.root.dev;
+      }
+      // Held copies go in the spool's directory (removed with it), never when the spool encrypts.
+      const held = this.spool.encrypting || !copies ? undefined : this.spool.dir;
+      deferred = deferBefore !== undefined && !untrusted ? new DeferredReads(deferBefore, { path: hostPath!, dev: dir.root.dev }, held) : undefined;
+      const c = (collector = new MetadataCollector(rootStatFrom(dir.root)));
+      const observe = (rel: string, st: BigIntStats) => c.visit(rel === '.' ? rel : Buffer.from(rel, 'latin1').toString('utf8'), walkedOf(st));
+      // The walk owns the directory's descriptor from here (closed when it ends).
+      tar = hostTar(dir, posix.basename(posix.normalize(mount.destination)), caps, { files, defer: deferred, observe, signal });
+    } catch (err) {
       closeSync(dir.fd);
-      await dir.owner;
-      return failed;
+      throw err;
     }
-    const caps = capabilitiesFrom((first ?? pre!.hint).output, hostPath!);
-    const untrusted = untrustedFs(statfsSync(atDir(dir.fd)).type);
-    if (files) {
-      files.off ??= untrusted;
-      files.dev = dir.root.dev;
-    }
-    // Held copies go in the spool's directory (removed with it), never when the spool encrypts.
-    const held = this.spool.encrypting ? undefined : this.spool.dir;
-    const deferred = deferBefore !== undefined && !untrusted ? new DeferredReads(deferBefore, { path: hostPath!, dev: dir.root.dev }, held) : undefined;
-    const collector = new MetadataCollector(rootStatFrom(dir.root));
-    const observe = (rel: string, st: BigIntStats) => collector.visit(rel === '.' ? rel : Buffer.from(rel, 'latin1').toString('utf8'), walkedOf(st));
     let spooled: Spooled;
     try {
-      const base = posix.basename(posix.normalize(mount.destination));
-      spooled = await this.spool.take(hostTar(dir, base, caps, { files, defer: deferred, observe, signal }), this.meter(label));
+      spooled = await this.spool.take(tar, this.meter(label));
     } catch (err) {
+      await deferred?.copiesDone();
       deferred?.discard();
       await dir.owner;
       signal?.throwIfAborted();
       if (err instanceof SpoolError) throw err;
+      // Capabilities read before the hold that the held run does not have (one that is not text, say) fail the walk: walked again.
+      if (pre && (await this.staleCapabilities(caps, xattrs, hostPath!))) return STALE_CAPABILITIES;
       return `the host could not read it as the engine would (${errorMessage(err)})`;
+    }
+    // The held copies end before the container is back; one not made leaves its file's data nowhere.
+    const uncopied = await deferred?.copiesDone();
+    if (uncopied !== undefined) {
+      deferred!.discard();
+      await dir.owner;
+      await this.spool.release(spooled);
+      return Symbol(`the copy of ${Buffer.from(uncopied, 'latin1').toString('utf8')} while held was not made`);
     }
     const owner = await dir.owner;
     const dump = first ?? (await xattrs);
     // The capabilities written are the held ones: read held, or read before and the same as the held run's.
     const after =
-      owner ??
-      (first ? undefined : (getfattrFailure(dump) ?? (sameCapabilities(caps, capabilitiesFrom(dump.output, hostPath!)) ? undefined : STALE_CAPABILITIES)));
+      owner ?? (first ? undefined : (getfattrFailure(dump) ?? ((await this.staleCapabilities(caps, xattrs, hostPath!)) ? STALE_CAPABILITIES : undefined)));
     if (!after) return { spooled, scan: collector.finish(hostPath!, xattrOutput(dump)), ...(deferred ? { deferred } : {}) };
     deferred?.discard();
     await this.spool.release(spooled);
@@ -478,7 +505,11 @@ export interface TakenVolume {
   incomplete?: string;
 }
 
-/** takeOnHost's answer when the capabilities read before the hold are not the held ones: the volume is walked again, with the held ones. */
+/**
+ * takeOnHost's answer when the capabilities read before the hold are not the held ones; a symbol
+ * of its own (described) when a held copy was not made. The volume is walked again either way,
+ * with the held capabilities and without held copies.
+ */
 const STALE_CAPABILITIES = Symbol('stale capabilities');
 
 /** Why a getfattr run cannot give every capability (it could not read some file, exit 1, or could not run): the engine reads the volume then. */
@@ -508,19 +539,50 @@ export class PreparedRead {
 
   constructor(
     private readonly dir: HostDir,
-    private readonly hint: GetfattrRun,
+    private hint: GetfattrRun | undefined,
   ) {}
 
-  /** The directory and the run, the first time; undefined after (a second hold checks and reads again). */
-  take(): { dir: HostDir; hint: GetfattrRun } | undefined {
+  /**
+   * While held, the first time: the directory (its root stat'ed again, held) and the run, when
+   * `hostPath` still leads to that directory (lstat: same device and inode; a volume mounted again
+   * since — a tmpfs one whose container restarted —, a bind source replaced, would be another, which
+   * the engine archives). The caller owns the descriptor then. Undefined otherwise (the descriptor
+   * closed), and every time after: the hold checks and reads again.
+   */
+  take(hostPath: string): { dir: HostDir; hint: GetfattrRun } | undefined {
     if (this.taken) return undefined;
     this.taken = true;
-    return { dir: this.dir, hint: this.hint };
+    const hint = this.hint!;
+    this.hint = undefined;
+    let root: BigIntStats;
+    let named: BigIntStats;
+    try {
+      root = fstatSync(this.dir.fd, { bigint: true });
+      named = lstatSync(hostPath, { bigint: true });
+    } catch {
+      safeClose(this.dir.fd);
+      return undefined;
+    }
+    if (!named.isDirectory() || named.dev !== root.dev || named.ino !== root.ino) {
+      safeClose(this.dir.fd);
+      return undefined;
+    }
+    return { dir: { ...this.dir, root, owner: Promise.resolve(undefined) }, hint };
   }
 
-  /** Closes the directory unless a hold took it (the walk closes it then). */
+  /** Closes the directory unless a hold took it (the walk closes it then). Throws nothing. */
   close(): void {
-    if (!this.taken) closeSync(this.dir.fd);
+    if (!this.taken) safeClose(this.dir.fd);
     this.taken = true;
+    this.hint = undefined;
+  }
+}
+
+/** closeSync that throws nothing (a descriptor closed already, EBADF). */
+function safeClose(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // closed already
   }
 }

@@ -186,6 +186,8 @@ export class ContainerBackup {
         );
       // A member of a consistency group is held with the others: it is never taken again alone.
       let { value: layer, heldMs, held } = await takeHeld(!gate);
+      // A directory prepared and not taken (the hold read the volume through the engine) is not kept open while storing.
+      for (const p of prepared) p?.close();
       const changed = await this.readLater(name, taken);
       if (changed) {
         log.info(`${name}: ${changed}: taken again, every file read while it is held`);

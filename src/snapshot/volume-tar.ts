@@ -505,21 +505,22 @@ async function addDeferred(walk: Walk, h: Header, rel: string, st: BigIntStats):
 
 /**
  * A regular file's entry with zeros for data, its data copied by the kernel into a held copy
- * (DeferredReads.copy) that is read once the container is back; false, nothing written, when no
- * copy was made (the caller then reads the file). Opened as the walk saw it (openSame).
+ * (DeferredReads.copyBeside: the copy runs beside the walk) that is read once the container is
+ * back; false, nothing written, when no copy may be started (the spool's disk: the caller then
+ * reads the file). Opened as the walk saw it (openSame).
  */
 async function addHeldCopy(walk: Walk, h: Header, path: Buffer, rel: string, st: BigIntStats): Promise<boolean> {
+  if (!walk.defer!.roomForCopy(st)) return false;
   const fd = openSame(path, 0, st);
-  let copy;
-  try {
-    copy = await walk.defer!.copy(fd, st, walk.signal);
-  } finally {
-    closeSync(fd);
-  }
-  if (!copy) return false;
   const size = Number(st.size);
-  openLarge(walk, h, size);
-  walk.defer!.addCopy(rel, walk.tar.offset, copy);
+  try {
+    openLarge(walk, h, size);
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
+  // The copy runs beside the walk (DeferredReads.copyBeside), which takes the descriptor; its data is zeros here meanwhile.
+  walk.defer!.copyBeside(rel, walk.tar.offset, fd, st, walk.signal);
   await zeros(walk, size);
   return true;
 }

@@ -293,6 +293,35 @@ describe('volume files read once the container is back (deferred reads)', () => 
     expect(await restoredTree(store, 'h1', c)).toEqual(held);
   });
 
+  it('a held copy that is not made (cp failing) leaves the volume walked again while held, that file read then: the set restores to the held tree', async () => {
+    const settle = 5;
+    const c = await container('copy-fails', {}, 40);
+    const store = join(res.tempDir(), 'store');
+    await sleep(settle * 1000 + 500);
+    const db = randomBytes(20 * MiB + 5);
+    writeFileSync(join(c.m, 'db'), db);
+    const held = await treeDigest(c.name, '/data');
+    // A cp that fails at once, first in PATH for this backup alone (the held copy's is the only cp a backup runs).
+    const bin = res.tempDir();
+    writeFileSync(join(bin, 'cp'), '#!/bin/sh\necho "cp: no room" >&2\nexit 1\n', { mode: 0o755 });
+    const path = process.env.PATH;
+    process.env.PATH = `${bin}:${path}`;
+    let lines: string[];
+    try {
+      ({ lines } = await take(c.name, store, 'cf', {}, undefined, settle));
+    } finally {
+      process.env.PATH = path;
+    }
+    // Without the second walk, db would be in the set as zeros.
+    expect(await restoredTree(store, 'cf', c)).toEqual(held);
+    expect(lines.filter((l) => l.includes('while held was not made'))).toEqual([
+      `${c.name}: reading ${c.volume}: the copy of db while held was not made: read again, its large files not settled read while held`,
+    ]);
+    // The second walk read db while held; the settled files are still read once the container is back.
+    expect(deferredLines(lines)).toEqual([deferredLine(c.name, c.volume, c.tally.files, c.tally.bytes)]);
+    expect(lines.filter((l) => /reading .*: read on this host from /.test(l))).toHaveLength(1);
+  });
+
   it('the containers of a consistency group get no deferred reads, and restore to their trees', async () => {
     const group = `${res.prefix}-grp`;
     const members = [await container('grp-a', { 'container-snapshot.group': group }, 80), await container('grp-b', { 'container-snapshot.group': group }, 80)];

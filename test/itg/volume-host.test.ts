@@ -19,13 +19,16 @@ import {
   existsSync,
   readdirSync,
   readlinkSync,
+  renameSync,
 } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
-import { backup, restore } from '../../src/commands.js';
+import { backup, ls, restore } from '../../src/commands.js';
+import { parseDestination } from '../../src/core/destination-input.js';
+import type { PathListing } from '../../src/browse/ls.js';
 import { parseBackupInputs, parseRestoreInputs } from '../../src/core/inputs.js';
 import { Engine } from '../../src/engine/engine.js';
 import { parseEngineAddress } from '../../src/core/engine-address.js';
@@ -210,8 +213,39 @@ describe('a volume read on this host', () => {
       capped: false,
     });
     // Read on this host both times: the second walk with the held capabilities.
-    expect(log.lines.filter((l) => /security\.capability changed just before the hold: read again/.test(l))).toHaveLength(1);
+    expect(log.lines.filter((l) => /security\.capability changed between the read before the hold and the hold: read again/.test(l))).toHaveLength(1);
     expect(log.lines.filter((l) => /reading .*: read on this host from /.test(l))).toHaveLength(1);
+  });
+
+  it('reads what the engine archives when the source of a bind mount is replaced between the read made before the hold and the hold', async () => {
+    const name = res.name('rebind');
+    const source = join(res.tempDir(), 'src');
+    mkdirSync(source);
+    writeFileSync(join(source, 'before'), 'the directory the container started with\n');
+    await runContainer({ name, Image: fixture, Cmd: ['sleep', '100000'], HostConfig: { Binds: [`${source}:/data`] } }, 'running');
+    /** An engine that, just before it pauses the container, puts another directory at the bind mount's source path (the engine's archive binds the path again). */
+    class ReplacesSourceBeforePause extends Engine {
+      override async pause(id: string): Promise<void> {
+        renameSync(source, `${source}.old`);
+        mkdirSync(source);
+        writeFileSync(join(source, 'after'), 'the directory now at the path\n');
+        return super.pause(id);
+      }
+    }
+    const dir = join(res.tempDir(), 'store');
+    const b = await backup(parseBackupInputs(inputs({ containers: name, destination: `dir:${dir}`, tag: 'rebind', 'include-bind-mounts': 'true' })), {
+      log: quietLog,
+      env,
+      engine: new ReplacesSourceBeforePause(),
+    });
+    expect(b.failed, JSON.stringify(b.containers)).toBe(0);
+    res.image(`container-snapshot/${name}:rebind`);
+    // The set holds at /data what the engine's archive of /data gives (the same stays true after the hold).
+    const engineSees = (await entries((await docker.getContainer(name).getArchive({ path: '/data' })) as unknown as Readable)).map((e) => e.split(' ')[0]);
+    const from = { spec: parseDestination(`dir:${dir}`), credentials: { username: '', password: '' } };
+    const listed = (await ls(from, 'rebind', { container: name, path: '/data' }, { log: quietLog, env })) as PathListing;
+    expect(listed.entries.map((e) => e.path.slice(1))).toEqual(engineSees);
+    expect(engineSees).toEqual(['data', 'data/after']);
   });
 
   it('leaves no descriptor of the volume directory open when the hold never comes (a failing pre-command)', async () => {

@@ -18,6 +18,7 @@ import {
   existsSync,
   openSync,
   readdirSync,
+  fstatSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -296,6 +297,35 @@ describe('files read once the container is back (deferred reads)', () => {
     writeFileSync(join(root, 'db'), randomBytes(HELD_COPY_MIN));
     expect(await held.copy(fd, st)).toBeUndefined();
     closeSync(fd);
+    expect(readdirSync(root)).toEqual(['db']);
+  });
+
+  it('copies beside the walk: recorded once made, its descriptor closed; one not made is named by copiesDone, nothing left', async () => {
+    const { root, st, held, fd } = heldFile(HELD_COPY_MIN + 5);
+    writeFileSync(join(root, 'other'), randomBytes(2 * HELD_COPY_MIN));
+    const other = lstatSync(join(root, 'other'), { bigint: true });
+    const otherFd = openSync(join(root, 'other'), 'r');
+    expect([held.roomForCopy(st), held.roomForCopy({ ...st, size: 1n << 60n } as typeof st)]).toEqual([true, false]);
+    held.copyBeside('db', 512, fd, st);
+    // Truncated by a process not held, after its lstat: its copy is not made.
+    writeFileSync(join(root, 'other'), randomBytes(HELD_COPY_MIN));
+    held.copyBeside('other', 4096, otherFd, other);
+    expect(held.reads).toEqual([]);
+    expect(await held.copiesDone()).toBe('other');
+    expect(held.reads.map((r) => [r.rel, r.at, r.size, r.copy?.startsWith(`${root}/held-`)])).toEqual([['db', 512, st.size, true]]);
+    // Both descriptors closed by the copies' end.
+    for (const d of [fd, otherFd]) expect(() => fstatSync(d)).toThrow(/EBADF/);
+    expect(readdirSync(root).filter((n) => n.startsWith('held-'))).toHaveLength(1);
+    held.discard();
+    expect(readdirSync(root).sort()).toEqual(['db', 'other']);
+  });
+
+  it('a copy beside the walk that ends after its reads were discarded (the walk failed) removes itself', async () => {
+    const { root, st, held, fd } = heldFile(HELD_COPY_MIN);
+    held.copyBeside('db', 0, fd, st);
+    held.discard();
+    expect(await held.copiesDone()).toBeUndefined();
+    expect(held.reads).toEqual([]);
     expect(readdirSync(root)).toEqual(['db']);
   });
 
