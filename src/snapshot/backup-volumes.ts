@@ -192,8 +192,8 @@ export class VolumePath {
         `${label}: ${first === STALE_CAPABILITIES ? "a file's security.capability changed between the read before the hold and the hold: read again, with the held ones" : `${first.description}: read again, its large files not settled read while held`}`,
       );
       files = walkFiles();
-      const again = await this.takeOnHost(id, plan, label, files, xattrs, defer ? cutoff : undefined, undefined, false);
-      // Without a prepared read nor held copies, neither answer can come twice.
+      // Held copies stay on after a change of capabilities (a copy not made then ends it: the engine reads the volume).
+      const again = await this.takeOnHost(id, plan, label, files, xattrs, defer ? cutoff : undefined, undefined, first === STALE_CAPABILITIES);
       onHost = typeof again === 'symbol' ? 'it could not be read on this host in two walks' : again;
     } else onHost = first;
     if (typeof onHost !== 'string') {
@@ -355,6 +355,8 @@ export class VolumePath {
     }
     // The held copies end before the container is back; one not made leaves its file's data nowhere.
     const uncopied = await deferred?.copiesDone();
+    // A copy killed by a cancel is no copy not made: the run stops.
+    if (uncopied !== undefined) signal?.throwIfAborted();
     if (uncopied !== undefined) {
       deferred!.discard();
       await dir.owner;

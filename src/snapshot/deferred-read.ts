@@ -44,6 +44,9 @@ const YIELD_EVERY = 64;
  */
 export const HELD_COPY_MIN = 16 << 20;
 
+/** Held copies under way at once beside a walk (each a cp process and three descriptors); the walk waits for one to end past it. */
+export const COPIES_AT_ONCE = 4;
+
 /**
  * A file whose data the walk left as zeros: where its data starts in the archive (bytes), and what
  * the walk's lstat saw — or, for a held copy, the copy's own stat (its data read from `copy`).
@@ -125,8 +128,9 @@ export class DeferredReads {
   /** Copies started beside the walk (copyBeside) and not ended, and their bytes. */
   private inFlight = 0;
   private inFlightBytes = 0;
-  /** Every copy started beside the walk, ended or not (each settles, never rejects). */
+  /** Every copy started beside the walk, ended or not (each settles, never rejects), and those not ended. */
   private readonly copying: Promise<void>[] = [];
+  private readonly running = new Set<Promise<void>>();
   /** The first file (its path below the top, latin1) whose copy beside the walk was not made. */
   private uncopied?: string;
   private discarded = false;
@@ -134,7 +138,8 @@ export class DeferredReads {
   /**
    * Whether a held copy of a file of lstat `st` (which `copies`) may be started now: the spool's
    * file system would keep SPOOL_RESERVE free with it and the copies under way, and later their
-   * data written into the spooled archive (twice their sizes).
+   * data written into the spooled archive (twice their sizes; what the copies under way wrote
+   * already is counted twice over, erring on the side of a read while held).
    */
   roomForCopy(st: BigIntStats): boolean {
     if (!this.copies(st)) return false;
@@ -146,51 +151,70 @@ export class DeferredReads {
     }
   }
 
+  /** Waits until fewer than COPIES_AT_ONCE copies are under way (the walk waits here before it starts one). */
+  async copySlot(): Promise<void> {
+    while (this.running.size >= COPIES_AT_ONCE) await Promise.race(this.running);
+  }
+
   /**
    * Starts the held copy (`copy`) of the file open at `fd` (the walk's lstat `st`; at `rel` below
    * the top, latin1; its data at byte `at` of the archive) beside the walk, which writes zeros for
-   * its data meanwhile instead of waiting (a copy of 72 MiB took ~40–50 ms of the hold, the walk
+   * its data meanwhile instead of waiting (a copy of 72 MiB took ~40–55 ms of the hold, the walk
    * stopped). Takes `fd`: closed once the copy ends. The copy is recorded (addCopy) once made; the
    * caller awaits `copiesDone` before the container is back, and reads the volume again without
-   * copies when one was not made (its data is nowhere then).
+   * copies when one was not made (its data is nowhere then). At most COPIES_AT_ONCE at once
+   * (`copySlot`).
    */
   copyBeside(rel: string, at: number, fd: number, st: BigIntStats, signal?: AbortSignal): void {
     const size = Number(st.size);
     this.inFlight++;
     this.inFlightBytes += size;
     const made = (copy: HeldCopy | undefined) => {
-      if (!copy) this.uncopied ??= rel;
-      else if (this.discarded) rmSync(copy.path, { force: true });
-      else this.addCopy(rel, at, copy);
+      try {
+        if (!copy) this.uncopied ??= rel;
+        else if (this.discarded) rmSync(copy.path, { force: true });
+        else this.addCopy(rel, at, copy);
+      } catch {
+        this.uncopied ??= rel;
+      }
     };
-    this.copying.push(
-      this.copy(fd, st, signal)
-        .then(made, () => made(undefined))
-        .finally(() => {
+    const copying: Promise<void> = this.copy(fd, st, signal)
+      .then(made, () => made(undefined))
+      .finally(() => {
+        try {
           closeSync(fd);
-          this.inFlight--;
-          this.inFlightBytes -= size;
-        }),
-    );
+        } catch {
+          // closed already
+        }
+        this.inFlight--;
+        this.inFlightBytes -= size;
+        this.running.delete(copying);
+      });
+    this.copying.push(copying);
+    this.running.add(copying);
   }
 
-  /** Waits for every copy started beside the walk; the path (below the top, latin1) of the first that was not made, if one was not. Never rejects. */
+  /**
+   * Waits for every copy started beside the walk to end; the path (below the top, latin1) of the
+   * first that was not made (cp failed, the file changed, the run was cancelled), if one was not.
+   * Never rejects.
+   */
   async copiesDone(): Promise<string | undefined> {
-    await Promise.all(this.copying);
+    await Promise.allSettled(this.copying);
     return this.uncopied;
   }
 
   /**
    * Copies the file open at `fd` (the walk's lstat `st`) into a new file of the held directory, in
-   * the kernel, or undefined when it is not (then the caller reads it while held): the spool's file
-   * system would keep less than SPOOL_RESERVE free with the copy and, later, its data written into
-   * the spooled archive (twice its size); the copy failed (its part removed); or the file is not as
-   * `st` says (size, times) after it. The copy is GNU cp's (`--reflink=auto`: a clone where the file
-   * system shares blocks, else copy_file_range) in a child process that opens the very descriptor
-   * (/proc/PID/fd/N): it ends at the file's end even if another process truncates it meanwhile (a
-   * copy in this process — libuv's copyfile — would loop on a file shorter than it began, with the
-   * container held), and is killed once `signal` aborts. The copy is made 0600. Never rejects
-   * except with `signal`'s reason.
+   * the kernel, or undefined when it is not (copyBeside: the volume is then read again, such files
+   * while held): the spool's file system would keep less than SPOOL_RESERVE free with the copy and,
+   * later, its data written into the spooled archive (twice its size); the copy failed (its part
+   * removed); or the file is not as `st` says (size, times) after it. The copy is GNU cp's
+   * (`--reflink=auto`: a clone where the file system shares blocks, else copy_file_range) in a child
+   * process that opens the very descriptor (/proc/PID/fd/N): it ends at the file's end even if
+   * another process truncates it meanwhile (a copy in this process — libuv's copyfile — would loop on
+   * a file shorter than it began, with the container held), and is killed once `signal` aborts. The
+   * copy is made 0600. Never rejects except with `signal`'s reason.
    */
   async copy(fd: number, st: BigIntStats, signal?: AbortSignal): Promise<HeldCopy | undefined> {
     if (!this.held) return undefined;
@@ -213,7 +237,7 @@ export class DeferredReads {
         return { path, st: copied };
       }
     } catch {
-      // Read while held instead.
+      // Not made: the caller reads the file while held.
     }
     rmSync(path, { force: true });
     signal?.throwIfAborted();

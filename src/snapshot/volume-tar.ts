@@ -510,6 +510,8 @@ async function addDeferred(walk: Walk, h: Header, rel: string, st: BigIntStats):
  * reads the file). Opened as the walk saw it (openSame).
  */
 async function addHeldCopy(walk: Walk, h: Header, path: Buffer, rel: string, st: BigIntStats): Promise<boolean> {
+  // At most COPIES_AT_ONCE copies under way: past it, the walk waits for one to end.
+  await walk.defer!.copySlot();
   if (!walk.defer!.roomForCopy(st)) return false;
   const fd = openSame(path, 0, st);
   const size = Number(st.size);

@@ -322,6 +322,34 @@ describe('volume files read once the container is back (deferred reads)', () => 
     expect(lines.filter((l) => /reading .*: read on this host from /.test(l))).toHaveLength(1);
   });
 
+  it('a held copy that outlasts the walk is waited for before the container is back: the set holds what the hold saw', async () => {
+    const settle = 5;
+    const c = await container('copy-slow', {}, 40);
+    const store = join(res.tempDir(), 'store');
+    await sleep(settle * 1000 + 500);
+    const db = randomBytes(20 * MiB + 5);
+    writeFileSync(join(c.m, 'db'), db);
+    const held = await treeDigest(c.name, '/data');
+    // A cp that takes a second more than the walk, first in PATH for this backup alone; db is written again the moment the container is back.
+    const real = execFileSync('sh', ['-c', 'command -v cp'], { encoding: 'utf8' }).trim();
+    const bin = res.tempDir();
+    writeFileSync(join(bin, 'cp'), `#!/bin/sh\nsleep 1\nexec ${real} "$@"\n`, { mode: 0o755 });
+    const engine = new ChangesWhenBack(() => writeFileSync(join(c.m, 'db'), randomBytes(db.length)));
+    const path = process.env.PATH;
+    process.env.PATH = `${bin}:${path}`;
+    let taken: Awaited<ReturnType<typeof take>>;
+    try {
+      taken = await take(c.name, store, 'cs', {}, engine, settle);
+    } finally {
+      process.env.PATH = path;
+    }
+    expect(await restoredTree(store, 'cs', c)).toEqual(held);
+    expect(taken.result.containers[0].pausedMs).toBeGreaterThanOrEqual(1000);
+    expect(deferredLines(taken.lines)).toEqual([
+      `${deferredLine(c.name, c.volume, c.tally.files + 1, c.tally.bytes + db.length)}; 1 of them (${formatBytes(db.length)}) not settled, copied while held`,
+    ]);
+  });
+
   it('the containers of a consistency group get no deferred reads, and restore to their trees', async () => {
     const group = `${res.prefix}-grp`;
     const members = [await container('grp-a', { 'container-snapshot.group': group }, 80), await container('grp-b', { 'container-snapshot.group': group }, 80)];

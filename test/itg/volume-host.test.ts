@@ -233,12 +233,15 @@ describe('a volume read on this host', () => {
       }
     }
     const dir = join(res.tempDir(), 'store');
+    const log = { ...quietLog, lines: [] as string[] };
     const b = await backup(parseBackupInputs(inputs({ containers: name, destination: `dir:${dir}`, tag: 'rebind', 'include-bind-mounts': 'true' })), {
-      log: quietLog,
+      log,
       env,
       engine: new ReplacesSourceBeforePause(),
     });
     expect(b.failed, JSON.stringify(b.containers)).toBe(0);
+    // Read on this host (not through the engine), from the directory now at the path.
+    expect(log.lines.filter((l) => /reading .*: read on this host from /.test(l))).toHaveLength(1);
     res.image(`container-snapshot/${name}:rebind`);
     // The set holds at /data what the engine's archive of /data gives (the same stays true after the hold).
     const engineSees = (await entries((await docker.getContainer(name).getArchive({ path: '/data' })) as unknown as Readable)).map((e) => e.split(' ')[0]);

@@ -23,7 +23,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { DeferredChange, DeferredReads, HELD_COPY_MIN, readDeferred } from '../../src/snapshot/deferred-read.js';
+import { COPIES_AT_ONCE, DeferredChange, DeferredReads, HELD_COPY_MIN, readDeferred } from '../../src/snapshot/deferred-read.js';
 import { Spool } from '../../src/snapshot/spool.js';
 
 const dirs: string[] = [];
@@ -318,6 +318,26 @@ describe('files read once the container is back (deferred reads)', () => {
     expect(readdirSync(root).filter((n) => n.startsWith('held-'))).toHaveLength(1);
     held.discard();
     expect(readdirSync(root).sort()).toEqual(['db', 'other']);
+  });
+
+  it('has at most COPIES_AT_ONCE copies under way: copySlot waits for one to end', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'csx-deferred-'));
+    dirs.push(root);
+    const held = new DeferredReads(0n, rootOf(root), root);
+    for (let i = 0; i < COPIES_AT_ONCE; i++) {
+      writeFileSync(join(root, `db${i}`), randomBytes(HELD_COPY_MIN));
+      held.copyBeside(`db${i}`, i * HELD_COPY_MIN, openSync(join(root, `db${i}`), 'r'), lstatSync(join(root, `db${i}`), { bigint: true }));
+    }
+    let free = false;
+    const slot = held.copySlot().then(() => (free = true));
+    await Promise.resolve();
+    expect(free).toBe(false);
+    await slot;
+    expect(await held.copiesDone()).toBeUndefined();
+    expect(held.reads.map((r) => r.rel).sort()).toEqual(Array.from({ length: COPIES_AT_ONCE }, (_v, i) => `db${i}`));
+    // Free at once when none is under way.
+    await held.copySlot();
+    held.discard();
   });
 
   it('a copy beside the walk that ends after its reads were discarded (the walk failed) removes itself', async () => {
