@@ -118,21 +118,16 @@ export class ContainerBackup {
     // What is read while held goes to the spool, and to the destinations only once the container is back.
     const taken: TakenVolume[] = [];
     const pending: Spooled[] = [];
-    // Before the hold, beside the reads below: what the held read of each volume on this host can have ready
-    // (its directory checked, a getfattr run). Each settles; whatever happens, what they opened is closed (finally).
-    const preparing = Promise.allSettled(plans.map((plan) => this.volumes.prepareHostRead(info, plan, hold !== 'none' || !running)));
+    const previous = await this.previousLayer(info.Id, name);
+    // Read before the hold: the base image's config, for a writable layer made on this host.
+    const baseConfig = await hostImageConfig(info);
+    // Images are read from the engine's own store where its files are this host's (a local engine).
+    const imageStore = engine.describe().startsWith('unix://') ? imageStoreRoot(info.GraphDriver as Parameters<typeof imageStoreRoot>[0]) : undefined;
+    if (hooksSkipped) log.info(`${name}: not running (${state}), so its pre- and post-command are not run`);
+    // Before the hold: what the held read of each volume on this host can have ready (its directory checked, a getfattr run).
     const prepared: (PreparedRead | undefined)[] = [];
     try {
-      const previous = await this.previousLayer(info.Id, name);
-      // Read before the hold: the base image's config, for a writable layer made on this host.
-      const baseConfig = await hostImageConfig(info);
-      // Images are read from the engine's own store where its files are this host's (a local engine).
-      const imageStore = engine.describe().startsWith('unix://') ? imageStoreRoot(info.GraphDriver as Parameters<typeof imageStoreRoot>[0]) : undefined;
-      if (hooksSkipped) log.info(`${name}: not running (${state}), so its pre- and post-command are not run`);
-      for (const r of await preparing) {
-        if (r.status === 'rejected') throw r.reason;
-        prepared.push(r.value);
-      }
+      for (const plan of plans) prepared.push(await this.volumes.prepareHostRead(info, plan, hold !== 'none' || !running));
       // One hold, its layer and volumes read; `defer`: settled files of the volumes are read once the container is back.
       const takeHeld = (defer: boolean) =>
         this.holder.withHooks(info.Id, name, hooks, gate, () =>
@@ -249,7 +244,7 @@ export class ContainerBackup {
         blobStats: stats,
       };
     } finally {
-      for (const r of await preparing) if (r.status === 'fulfilled') r.value?.close();
+      for (const p of prepared) p?.close();
       turn.done();
       await Promise.allSettled(pending.map((p) => this.spool.release(p)));
       await engine.removeImage(tempRef, { force: true });
