@@ -273,18 +273,37 @@ describe('volume files read once the container is back (deferred reads)', () => 
     expect(await restoredTree(store, 'y1', c)).toEqual(tree);
   });
 
-  it('a large file written just before the backup (not settled) is copied while held and read from its copy once back: written again right after, the set still holds what the hold saw', async () => {
-    const settle = 5;
-    const c = await container('held-copy', {}, 40);
-    const store = join(res.tempDir(), 'store');
-    await sleep(settle * 1000 + 500);
+  const HELD_SETTLE = 5;
+
+  /** A container whose volume's files have settled, then a 20 MiB `db` just written (not settled): the container, `db`'s bytes and the tree as the hold will see it. */
+  async function withFreshDb(suffix: string) {
+    const c = await container(suffix, {}, 40);
+    await sleep(HELD_SETTLE * 1000 + 500);
     // A database's file, just written: younger than the margin, so taken as the hold sees it.
     const db = randomBytes(20 * MiB + 5);
     writeFileSync(join(c.m, 'db'), db);
-    const held = await treeDigest(c.name, '/data');
+    return { c, db, held: await treeDigest(c.name, '/data') };
+  }
+
+  /** take() with `script` as the `cp` first in PATH for that backup alone (the held copy's is the only cp a backup runs). */
+  async function takeWithCp(script: string, ...args: Parameters<typeof take>) {
+    const bin = res.tempDir();
+    writeFileSync(join(bin, 'cp'), `#!/bin/sh\n${script}\n`, { mode: 0o755 });
+    const path = process.env.PATH;
+    process.env.PATH = `${bin}:${path}`;
+    try {
+      return await take(...args);
+    } finally {
+      process.env.PATH = path;
+    }
+  }
+
+  it('a large file written just before the backup (not settled) is copied while held and read from its copy once back: written again right after, the set still holds what the hold saw', async () => {
+    const { c, db, held } = await withFreshDb('held-copy');
+    const store = join(res.tempDir(), 'store');
     // Written again the moment the container is back, before anything reads it there.
     const engine = new ChangesWhenBack(() => writeFileSync(join(c.m, 'db'), randomBytes(db.length)));
-    const { lines } = await take(c.name, store, 'h1', {}, engine, settle);
+    const { lines } = await take(c.name, store, 'h1', {}, engine, HELD_SETTLE);
     expect(engine.unpauses).toBe(1);
     expect(deferredLines(lines)).toEqual([
       `${deferredLine(c.name, c.volume, c.tally.files + 1, c.tally.bytes + db.length)}; 1 of them (${formatBytes(db.length)}) not settled, copied while held`,
@@ -294,24 +313,9 @@ describe('volume files read once the container is back (deferred reads)', () => 
   });
 
   it('a held copy that is not made (cp failing) leaves the volume walked again while held, that file read then: the set restores to the held tree', async () => {
-    const settle = 5;
-    const c = await container('copy-fails', {}, 40);
+    const { c, held } = await withFreshDb('copy-fails');
     const store = join(res.tempDir(), 'store');
-    await sleep(settle * 1000 + 500);
-    const db = randomBytes(20 * MiB + 5);
-    writeFileSync(join(c.m, 'db'), db);
-    const held = await treeDigest(c.name, '/data');
-    // A cp that fails at once, first in PATH for this backup alone (the held copy's is the only cp a backup runs).
-    const bin = res.tempDir();
-    writeFileSync(join(bin, 'cp'), '#!/bin/sh\necho "cp: no room" >&2\nexit 1\n', { mode: 0o755 });
-    const path = process.env.PATH;
-    process.env.PATH = `${bin}:${path}`;
-    let lines: string[];
-    try {
-      ({ lines } = await take(c.name, store, 'cf', {}, undefined, settle));
-    } finally {
-      process.env.PATH = path;
-    }
+    const { lines } = await takeWithCp('echo "cp: no room" >&2; exit 1', c.name, store, 'cf', {}, undefined, HELD_SETTLE);
     // Without the second walk, db would be in the set as zeros.
     expect(await restoredTree(store, 'cf', c)).toEqual(held);
     expect(lines.filter((l) => l.includes('while held was not made'))).toEqual([
@@ -323,26 +327,12 @@ describe('volume files read once the container is back (deferred reads)', () => 
   });
 
   it('a held copy that outlasts the walk is waited for before the container is back: the set holds what the hold saw', async () => {
-    const settle = 5;
-    const c = await container('copy-slow', {}, 40);
+    const { c, db, held } = await withFreshDb('copy-slow');
     const store = join(res.tempDir(), 'store');
-    await sleep(settle * 1000 + 500);
-    const db = randomBytes(20 * MiB + 5);
-    writeFileSync(join(c.m, 'db'), db);
-    const held = await treeDigest(c.name, '/data');
-    // A cp that takes a second more than the walk, first in PATH for this backup alone; db is written again the moment the container is back.
+    // A cp that takes a second more than the walk; db is written again the moment the container is back.
     const real = execFileSync('sh', ['-c', 'command -v cp'], { encoding: 'utf8' }).trim();
-    const bin = res.tempDir();
-    writeFileSync(join(bin, 'cp'), `#!/bin/sh\nsleep 1\nexec ${real} "$@"\n`, { mode: 0o755 });
     const engine = new ChangesWhenBack(() => writeFileSync(join(c.m, 'db'), randomBytes(db.length)));
-    const path = process.env.PATH;
-    process.env.PATH = `${bin}:${path}`;
-    let taken: Awaited<ReturnType<typeof take>>;
-    try {
-      taken = await take(c.name, store, 'cs', {}, engine, settle);
-    } finally {
-      process.env.PATH = path;
-    }
+    const taken = await takeWithCp(`sleep 1; exec ${real} "$@"`, c.name, store, 'cs', {}, engine, HELD_SETTLE);
     expect(await restoredTree(store, 'cs', c)).toEqual(held);
     expect(taken.result.containers[0].pausedMs).toBeGreaterThanOrEqual(1000);
     expect(deferredLines(taken.lines)).toEqual([
