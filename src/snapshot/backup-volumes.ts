@@ -37,6 +37,7 @@ import { closeSync, fstatSync, lstatSync, statfsSync, type BigIntStats } from 'n
 import { errorMessage } from '../core/log.js';
 import { KeyError } from '../crypto/keyring.js';
 import { forEachLimited } from '../util/pool.js';
+import { closeQuietly } from '../util/open-flags.js';
 import { runMeter, runTargets, type BackupContext } from './backup-context.js';
 import { type History, volumeKey } from './backup-history.js';
 
@@ -259,12 +260,6 @@ export class VolumePath {
     return new PreparedRead(dir, run);
   }
 
-  /** Whether the held getfattr run (`xattrs`, of `hostPath`) gives capabilities other than `caps` (when it failed: no). */
-  private async staleCapabilities(caps: ReadonlyMap<string, Buffer>, xattrs: Promise<GetfattrRun>, hostPath: string): Promise<boolean> {
-    const held = await xattrs;
-    return !held.failed && !sameCapabilities(caps, capabilitiesFrom(held.output, hostPath));
-  }
-
   /** hostReadBlocker for `plan`'s mount of `info`'s container, `running` and `paused` as given. */
   private hostBlocker(info: ContainerInspect, plan: VolumePlan, running: boolean, paused: boolean): string | undefined {
     return hostReadBlocker({
@@ -350,14 +345,14 @@ export class VolumePath {
       signal?.throwIfAborted();
       if (err instanceof SpoolError) throw err;
       // Capabilities read before the hold that the held run does not have (one that is not text, say) fail the walk: walked again.
-      if (pre && (await this.staleCapabilities(caps, xattrs, hostPath!))) return STALE_CAPABILITIES;
+      if (pre && staleCapabilities(caps, await xattrs, hostPath!)) return STALE_CAPABILITIES;
       return `the host could not read it as the engine would (${errorMessage(err)})`;
     }
     // The held copies end before the container is back; one not made leaves its file's data nowhere.
     const uncopied = await deferred?.copiesDone();
     // A copy killed by a cancel is no copy not made: the run stops.
-    if (uncopied !== undefined) signal?.throwIfAborted();
     if (uncopied !== undefined) {
+      signal?.throwIfAborted();
       deferred!.discard();
       await dir.owner;
       await this.spool.release(spooled);
@@ -366,8 +361,7 @@ export class VolumePath {
     const owner = await dir.owner;
     const dump = first ?? (await xattrs);
     // The capabilities written are the held ones: read held, or read before and the same as the held run's.
-    const after =
-      owner ?? (first ? undefined : (getfattrFailure(dump) ?? ((await this.staleCapabilities(caps, xattrs, hostPath!)) ? STALE_CAPABILITIES : undefined)));
+    const after = owner ?? (first ? undefined : (getfattrFailure(dump) ?? (staleCapabilities(caps, dump, hostPath!) ? STALE_CAPABILITIES : undefined)));
     if (!after) return { spooled, scan: collector.finish(hostPath!, xattrOutput(dump)), ...(deferred ? { deferred } : {}) };
     deferred?.discard();
     await this.spool.release(spooled);
@@ -508,9 +502,9 @@ export interface TakenVolume {
 }
 
 /**
- * takeOnHost's answer when the capabilities read before the hold are not the held ones; a symbol
- * of its own (described) when a held copy was not made. The volume is walked again either way,
- * with the held capabilities and without held copies.
+ * takeOnHost's answer when the capabilities read before the hold are not the held ones (the volume
+ * is walked again with the held ones); a symbol of its own (described) when a held copy was not
+ * made (walked again without held copies).
  */
 const STALE_CAPABILITIES = Symbol('stale capabilities');
 
@@ -524,11 +518,13 @@ function getfattrFailure(run: GetfattrRun): string | undefined {
     : `getfattr failed (${run.failed.message.split('\n')[0]}${tooLong})`;
 }
 
-/** Whether two capabilitiesFrom maps name the same files with the same values. */
-function sameCapabilities(a: ReadonlyMap<string, Buffer>, b: ReadonlyMap<string, Buffer>): boolean {
-  if (a.size !== b.size) return false;
-  for (const [path, value] of a) if (!b.get(path)?.equals(value)) return false;
-  return true;
+/** Whether the held getfattr run `held` (of `hostPath`) gives capabilities other than `caps`, the ones written (when it failed: no). */
+function staleCapabilities(caps: ReadonlyMap<string, Buffer>, held: GetfattrRun, hostPath: string): boolean {
+  if (held.failed) return false;
+  const now = capabilitiesFrom(held.output, hostPath);
+  if (now.size !== caps.size) return true;
+  for (const [path, value] of caps) if (!now.get(path)?.equals(value)) return true;
+  return false;
 }
 
 /**
@@ -562,11 +558,11 @@ export class PreparedRead {
       root = fstatSync(this.dir.fd, { bigint: true });
       named = lstatSync(hostPath, { bigint: true });
     } catch {
-      safeClose(this.dir.fd);
+      closeQuietly(this.dir.fd);
       return undefined;
     }
     if (!named.isDirectory() || named.dev !== root.dev || named.ino !== root.ino) {
-      safeClose(this.dir.fd);
+      closeQuietly(this.dir.fd);
       return undefined;
     }
     return { dir: { ...this.dir, root, owner: Promise.resolve(undefined) }, hint };
@@ -574,17 +570,8 @@ export class PreparedRead {
 
   /** Closes the directory unless a hold took it (the walk closes it then). Throws nothing. */
   close(): void {
-    if (!this.taken) safeClose(this.dir.fd);
+    if (!this.taken) closeQuietly(this.dir.fd);
     this.taken = true;
     this.hint = undefined;
-  }
-}
-
-/** closeSync that throws nothing (a descriptor closed already, EBADF). */
-function safeClose(fd: number): void {
-  try {
-    closeSync(fd);
-  } catch {
-    // closed already
   }
 }

@@ -26,7 +26,7 @@ import { chmodSync, closeSync, constants, fstatSync, lstatSync, openSync, readSy
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { SPOOL_RESERVE, type SpoolPatch } from './spool.js';
-import { O_PATH } from '../util/open-flags.js';
+import { O_PATH, closeQuietly } from '../util/open-flags.js';
 
 /** Bytes read into one buffer at a time; the event loop turns after each (a cancel is seen). */
 const PIECE = 1 << 20;
@@ -106,7 +106,7 @@ export class DeferredReads {
       st.ctimeNs < this.cutoffNs &&
       st.dev === this.root.dev &&
       Buffer.byteLength(this.root.path) + 1 + rel.length < PATH_MAX &&
-      this.reads.length + this.inFlight < MAX_DEFERRED
+      this.reads.length + this.running.size < MAX_DEFERRED
     );
   }
 
@@ -122,15 +122,12 @@ export class DeferredReads {
    * device, and fewer than MAX_DEFERRED are left already.
    */
   copies(st: BigIntStats): boolean {
-    return this.held !== undefined && st.size >= BigInt(HELD_COPY_MIN) && st.dev === this.root.dev && this.reads.length + this.inFlight < MAX_DEFERRED;
+    return this.held !== undefined && st.size >= BigInt(HELD_COPY_MIN) && st.dev === this.root.dev && this.reads.length + this.running.size < MAX_DEFERRED;
   }
 
-  /** Copies started beside the walk (copyBeside) and not ended, and their bytes. */
-  private inFlight = 0;
-  private inFlightBytes = 0;
-  /** Every copy started beside the walk, ended or not (each settles, never rejects), and those not ended. */
-  private readonly copying: Promise<void>[] = [];
+  /** Copies started beside the walk (copyBeside) and not ended (each settles, never rejects), and their bytes. */
   private readonly running = new Set<Promise<void>>();
+  private runningBytes = 0;
   /** The first file (its path below the top, latin1) whose copy beside the walk was not made. */
   private uncopied?: string;
   private discarded = false;
@@ -145,7 +142,7 @@ export class DeferredReads {
     if (!this.copies(st)) return false;
     try {
       const fs = statfsSync(this.held!);
-      return fs.bavail * fs.bsize - 2 * (Number(st.size) + this.inFlightBytes) >= SPOOL_RESERVE;
+      return fs.bavail * fs.bsize - 2 * (Number(st.size) + this.runningBytes) >= SPOOL_RESERVE;
     } catch {
       return false;
     }
@@ -167,8 +164,7 @@ export class DeferredReads {
    */
   copyBeside(rel: string, at: number, fd: number, st: BigIntStats, signal?: AbortSignal): void {
     const size = Number(st.size);
-    this.inFlight++;
-    this.inFlightBytes += size;
+    this.runningBytes += size;
     const made = (copy: HeldCopy | undefined) => {
       try {
         if (!copy) this.uncopied ??= rel;
@@ -181,16 +177,10 @@ export class DeferredReads {
     const copying: Promise<void> = this.copy(fd, st, signal)
       .then(made, () => made(undefined))
       .finally(() => {
-        try {
-          closeSync(fd);
-        } catch {
-          // closed already
-        }
-        this.inFlight--;
-        this.inFlightBytes -= size;
+        closeQuietly(fd);
+        this.runningBytes -= size;
         this.running.delete(copying);
       });
-    this.copying.push(copying);
     this.running.add(copying);
   }
 
@@ -200,7 +190,7 @@ export class DeferredReads {
    * Never rejects.
    */
   async copiesDone(): Promise<string | undefined> {
-    await Promise.allSettled(this.copying);
+    while (this.running.size > 0) await Promise.allSettled([...this.running]);
     return this.uncopied;
   }
 
