@@ -28,7 +28,7 @@ import { keepVolumeMetadata, matchedScan, MetadataCollector, scanVolumeMetadata,
 import { capabilitiesFrom, runGetfattr, xattrOutput, type GetfattrRun } from './getfattr.js';
 import type { ContainerInspect } from '../engine/containers.js';
 import { archiveRoot, rootStatFrom } from './volume-root.js';
-import { hostTar } from './volume-tar.js';
+import { hostTar, writeRunHeaders } from './volume-tar.js';
 import { DeferredReads, readDeferred } from './deferred-read.js';
 import { atDir, hostReadBlocker, mountedPaths, mountsSubpath, trustHostDir, type HostDir } from './volume-host.js';
 import { SpoolError } from './spool.js';
@@ -398,6 +398,16 @@ export class VolumePath {
   async storeVolume(container: string, taken: TakenVolume, stats: { written: number; reused: number }): Promise<VolumeRecord> {
     const { plan, spooled } = taken;
     const what = `${container}: ${plan.mount.type === 'bind' ? `bind mount ${plan.mount.source}` : `volume ${plan.mount.name}`}`;
+    // The headers of the runs left unread as holes while held go in first: the archive is read whole from here.
+    if (taken.files?.runs.some((r) => r.later)) {
+      const patch = this.spool.patch(spooled);
+      try {
+        writeRunHeaders(taken.files.runs, patch);
+      } finally {
+        patch.close();
+      }
+      for (const r of taken.files.runs) delete r.later;
+    }
     const checked = () => {
       // Files left unread are zeros the chunker skips: not a sparse archive to read past the page cache.
       const file = this.spool.read(spooled, (taken.files?.unreadBytes ?? 0) + (taken.files?.runBytesUnread ?? 0));

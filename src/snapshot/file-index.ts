@@ -21,7 +21,7 @@ import { readSmall } from '../util/streams.js';
 import { openContent, storeBlob, type StoreTarget } from './blobs.js';
 import type { BlobDescriptor, Compression } from './manifest.js';
 import { paddedSize } from '../util/tar-header.js';
-import type { FileTracker } from './volume-tar.js';
+import type { FileTracker, LaterFile } from './volume-tar.js';
 
 /** Media type of a file index (JSON, FileIndex, compressed as the set's blobs). */
 export function fileIndexMediaType(compression: Compression): string {
@@ -131,6 +131,8 @@ export interface SeenRun {
   /** Every file of it settled: it goes in the index (else it is only cut apart). */
   settled: boolean;
   earlier?: RunIndexEntry;
+  /** Left unread as a hole: its files, whose headers writeRunHeaders (volume-tar.ts) writes once the container is back. */
+  later?: readonly LaterFile[];
 }
 
 /** What the walk of one volume saw of its large files and runs of small ones, and which it left unread (FileTracker for hostTar). */
@@ -171,7 +173,7 @@ export class FileWalk implements FileTracker {
     return this.off === undefined && this.cutoffNs !== undefined && st.ctimeNs < this.cutoffNs && (this.dev === undefined || st.dev === this.dev);
   }
 
-  runStarts(first: string, key: string, files: number, bytes: number, settled: boolean): boolean {
+  runStarts(first: string, key: string, files: number, bytes: number, settled: boolean): number | undefined {
     const runs = this.earlier?.runs;
     const e = settled && this.off === undefined && runs && Object.hasOwn(runs, first) ? runs[first] : undefined;
     const earlier = e && e.key === key && e.files === files ? e : undefined;
@@ -180,16 +182,16 @@ export class FileWalk implements FileTracker {
       this.runFilesUnread += files;
       this.runBytesUnread += bytes;
     }
-    return earlier !== undefined;
+    return earlier?.bytes;
   }
 
   /** Throws an Error when a run left unread does not take the length its earlier chunks hold (the walk then fails, and the engine reads the volume). */
-  runEnds(start: number, end: number): void {
+  runEnds(start: number, end: number, later?: readonly LaterFile[]): void {
     const run = this.run!;
     this.run = undefined;
     if (run.earlier && run.earlier.bytes !== end - start)
       throw new Error(`${run.rel}: a run of files left unread takes ${end - start} bytes, not the ${run.earlier.bytes} its chunks hold`);
-    this.runs.push({ ...run, start, end });
+    this.runs.push({ ...run, start, end, ...(later ? { later } : {}) });
   }
 
   file(member: number, rel: string, st: BigIntStats): boolean {

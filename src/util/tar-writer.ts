@@ -10,7 +10,7 @@
  */
 import { Readable } from 'node:stream';
 import { MIB_BUFFER, takeMiB } from './mib-buffers.js';
-import { isZeroBytes } from './zeros.js';
+import { isZeroBytes, ZERO_BYTES_MAX, zeroBytes } from './zeros.js';
 
 /** An entry's header, as tar-stream's pack takes it. `pax`: records written in a PAX header before it. */
 export interface TarHeader {
@@ -118,6 +118,36 @@ export class TarWriter {
     this.used += h.size;
     this.pad(h.size);
     return room;
+  }
+
+  /**
+   * Adds `n` zero bytes, handed on as views of zeroBytes (the spool leaves them as holes, spool.ts),
+   * for the caller to write bytes into afterwards (SpoolPatch): room left for entries whose headers
+   * are put in place later (fileHeader). What lies there is the caller's to keep whole: the writer
+   * neither counts nor checks it. Rejects with the stream's error once it failed.
+   */
+  skip(n: number): Promise<void> | undefined {
+    if (this.failed) return Promise.reject(this.failed);
+    this.flush();
+    for (let at = 0; at < n; at += ZERO_BYTES_MAX) this.push(zeroBytes(Math.min(ZERO_BYTES_MAX, n - at)));
+    return this.ready();
+  }
+
+  /**
+   * The header bytes `open({ ...h, size }, true)` writes for a file entry of `size` bytes of data: a
+   * ustar header, or a PAX header, its records and a ustar header (no data, no padding after). For
+   * headers written into an archive after it was spooled, in room `skip` left for them. Throws a
+   * RangeError for a header of more than a MiB (PAX records that long).
+   */
+  static fileHeader(h: TarHeader, size: number): Buffer {
+    const w = (encoder ??= new TarWriter(0));
+    w.used = 0;
+    w.header({ ...h, type: 'file', size });
+    if (w.pushed > 0) {
+      encoder = undefined;
+      throw new RangeError(`${h.name}: a header of more than a MiB`);
+    }
+    return Buffer.from(w.batch.subarray(0, w.used));
   }
 
   /**
@@ -321,6 +351,9 @@ export class TarWriter {
     return true;
   }
 }
+
+/** The writer TarWriter.fileHeader encodes headers with (its stream is never read). */
+let encoder: TarWriter | undefined;
 
 /** Bytes `size` bytes of data take with their padding: a whole number of 512-byte blocks. */
 function padded(size: number): number {

@@ -4,6 +4,8 @@ import type { BigIntStats } from 'node:fs';
 import { CHUNK_SIZES, chunksOf, type RangeMark } from '../../src/snapshot/chunker.js';
 import { buildFileIndex, FileWalk, indexedChunks, type FileIndex } from '../../src/snapshot/file-index.js';
 import { endsRun, runDataBytes, runEndsAfter, runKey, RUN_MAX_FILES, RUN_MIN, type RunFile } from '../../src/snapshot/file-runs.js';
+import { writeRunHeaders } from '../../src/snapshot/volume-tar.js';
+import { TarWriter } from '../../src/util/tar-writer.js';
 
 const S = 1_000_000_000n;
 const st = (o: Partial<Record<'ino' | 'size' | 'mtimeNs' | 'ctimeNs' | 'dev', bigint>>) =>
@@ -138,18 +140,19 @@ describe('runs of small files', () => {
       ['d/x', key, 2],
       ['d/a', 'another key', 2],
     ];
-    for (const [first, k, n] of misses) expect(new FileWalk(64 << 10, 100n * S, earlier).runStarts(first, k, n, 1024, true)).toBe(false);
+    for (const [first, k, n] of misses) expect(new FileWalk(64 << 10, 100n * S, earlier).runStarts(first, k, n, 1024, true)).toBeUndefined();
     // A run with a file not settled: neither left unread nor indexed (only cut apart).
     const young = new FileWalk(64 << 10, 100n * S, earlier);
-    expect(young.runStarts('d/a', key, 2, 1024, false)).toBe(false);
+    expect(young.runStarts('d/a', key, 2, 1024, false)).toBeUndefined();
     young.runEnds(0, 2048);
     expect(buildFileIndex(young, new Map(), new Map([[0, { first: 0, count: 1 }]])).runs).toBeUndefined();
     const walk = new FileWalk(64 << 10, 100n * S, earlier);
-    expect(walk.runStarts('d/a', key, 2, 1024, true)).toBe(true);
+    // Left unread: the bytes the earlier run took in its archive.
+    expect(walk.runStarts('d/a', key, 2, 1024, true)).toBe(2048);
     walk.runEnds(10_240, 12_288);
-    expect(walk.runStarts('e/a', 'e key', 5, 70_000, true)).toBe(false);
+    expect(walk.runStarts('e/a', 'e key', 5, 70_000, true)).toBeUndefined();
     walk.runEnds(12_288, 90_000);
-    expect(walk.runStarts('f/a', 'f key', 4, 70_000, true)).toBe(false);
+    expect(walk.runStarts('f/a', 'f key', 4, 70_000, true)).toBeUndefined();
     walk.runEnds(90_000, 170_000);
     expect({ files: walk.runFilesUnread, bytes: walk.runBytesUnread }).toEqual({ files: 2, bytes: 1024 });
     expect(walk.runs.map((r) => [r.rel, r.start, r.end, r.earlier?.first])).toEqual([
@@ -179,9 +182,33 @@ describe('runs of small files', () => {
     expect(indexedChunks({ files: { x: whole, r: { ...whole, ino: '', first: 7, racy: true } } })).toEqual([0, 1, 2]);
   });
 
+  it('left as holes get their headers written after, each where the run puts it; a run that would not take its length fails', () => {
+    const mtime = new Date(1_700_000_000_000);
+    const later = [
+      { h: { name: 'v/d/a', mode: 0o100644, mtime }, size: 700 },
+      { h: { name: 'v/d/b', mode: 0o100600, mtime, pax: { uid: '3000000' } }, size: 0 },
+      { h: { name: 'v/d/c', mode: 0o100644, mtime }, size: 1024 },
+    ];
+    const sizes = later.map(({ h, size }) => TarWriter.fileHeader(h, size).length + Math.ceil(size / 512) * 512);
+    const bytes = sizes.reduce((a, b) => a + b, 0);
+    const file = Buffer.alloc(4096 + bytes);
+    const writes: number[] = [];
+    const patch = { write: (at: number, data: Buffer) => (writes.push(at), data.copy(file, at)) };
+    writeRunHeaders([{ rel: 'd/a', start: 4096, end: 4096 + bytes, later }], patch);
+    expect(writes).toEqual([4096, 4096 + sizes[0], 4096 + sizes[0] + sizes[1]]);
+    const b = TarWriter.fileHeader(later[1].h, 0);
+    expect(b.length).toBe(3 * 512);
+    expect(file.subarray(4096 + sizes[0], 4096 + sizes[0] + b.length).equals(b)).toBe(true);
+    // Runs read (no `later`) are left as they are.
+    writeRunHeaders([{ rel: 'x', start: 0, end: 10 }], patch);
+    expect(writes).toHaveLength(3);
+    expect(() => writeRunHeaders([{ rel: 'd/a', start: 0, end: bytes + 512, later }], patch)).toThrow(/d\/a: a run of files left unread does not take the/);
+    expect(() => writeRunHeaders([{ rel: 'd/a', start: 0, end: bytes - 512, later }], patch)).toThrow(/does not take/);
+  });
+
   it('left unread must take the length their chunks hold, else the walk fails', () => {
     const walk = new FileWalk(64 << 10, 100n * S, { files: {}, runs: { 'd/a': { key: 'k', files: 2, bytes: 2048, first: 3, count: 1 } } });
-    expect(walk.runStarts('d/a', 'k', 2, 1024, true)).toBe(true);
+    expect(walk.runStarts('d/a', 'k', 2, 1024, true)).toBe(2048);
     expect(() => walk.runEnds(0, 2047)).toThrow(/2047 bytes, not the 2048/);
   });
 });

@@ -217,6 +217,40 @@ describe('TarWriter with zeros read as holes (zeroBytes)', () => {
   });
 });
 
+describe('TarWriter with room left for headers written afterwards (skip, fileHeader)', () => {
+  it('gives, with each header put in its place later, the bytes of the archive written whole', async () => {
+    // A run of files between two entries, as volume-tar leaves one unread: its zeros as a hole, its headers after.
+    const run: Case[] = [
+      { h: { name: 'd/a', type: 'file', mode: 0o100600, uid: 70, gid: 70, mtime }, data: Buffer.alloc(700) },
+      // A name too long for ustar and a capability: a PAX header first.
+      { h: { name: `d/${'n'.repeat(120)}`, type: 'file', mode: 0o100755, mtime, pax: { 'SCHILY.xattr.security.capability': 'x' } }, data: Buffer.alloc(5000) },
+      { h: { name: 'd/empty', type: 'file', mode: 0o100644, mtime }, data: Buffer.alloc(0) },
+      { h: { name: 'd/é', type: 'file', mode: 0o100644, uid: 3_000_000, mtime, pax: { uid: '3000000' } }, data: Buffer.alloc(2 << 20) },
+    ];
+    const cases = [file('before', 1000), ...run, file('after', 3000)];
+    const whole = await byWriter(cases);
+    const w = new TarWriter();
+    const out = readAll(w.stream);
+    await w.entry(cases[0].h, cases[0].data);
+    const start = 512 + 1024;
+    const headers = run.map(({ h, data }) => TarWriter.fileHeader(h, data!.length));
+    const bytes = run.reduce((n, { data }, i) => n + headers[i].length + Math.ceil(data!.length / 512) * 512, 0);
+    await w.skip(bytes);
+    await w.entry(cases.at(-1)!.h, cases.at(-1)!.data);
+    await w.finalize();
+    const archive = await out;
+    expect(archive.length).toBe(whole.length);
+    // The room is zeros until the headers are written into it.
+    expect(archive.subarray(start, start + bytes).equals(Buffer.alloc(bytes))).toBe(true);
+    let at = start;
+    for (const [i, { data }] of run.entries()) {
+      headers[i].copy(archive, at);
+      at += headers[i].length + Math.ceil(data!.length / 512) * 512;
+    }
+    expect(archive.equals(whole)).toBe(true);
+  });
+});
+
 describe('TarWriter when its reader fails', () => {
   it('rejects the waiting call and every later one with the reader’s error, and raises nothing uncaught', async () => {
     const w = new TarWriter(64 << 10);
