@@ -402,7 +402,7 @@ export class VolumePath {
     if (taken.files?.runs.some((r) => r.later)) {
       const patch = this.spool.patch(spooled);
       try {
-        writeRunHeaders(taken.files.runs, patch);
+        await writeRunHeaders(taken.files.runs, patch, this.ctx.signal);
       } finally {
         patch.close();
       }

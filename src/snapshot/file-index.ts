@@ -185,7 +185,7 @@ export class FileWalk implements FileTracker {
     return earlier?.bytes;
   }
 
-  /** Throws an Error when a run left unread does not take the length its earlier chunks hold (the walk then fails, and the engine reads the volume). */
+  /** Throws an Error when a run left unread does not take the length its earlier chunks hold (hostTar checks its headers' length against it while held: the walk then fails, and the engine reads the volume). */
   runEnds(start: number, end: number, later?: readonly LaterFile[]): void {
     const run = this.run!;
     this.run = undefined;

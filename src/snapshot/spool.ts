@@ -65,7 +65,8 @@ class RoomCheck extends Transform {
 
 /**
  * Writes into a spooled file after it was taken, at given offsets (Spool.patch): the data of tar
- * members the walk left as zeros, read once the container is back (deferred-read.ts). Synchronous,
+ * members the walk left as zeros, read once the container is back (deferred-read.ts), and the
+ * headers of runs of files it left as holes (volume-tar.ts writeRunHeaders). Synchronous,
  * as the walk's reads are: one write per piece, no turn of the thread pool. In an encrypting spool
  * each BLOCK a piece touches is read, decrypted, changed and encrypted again whole, in a generation
  * of the file's key stream not used before (FileKey), so that a block stays zero exactly when its

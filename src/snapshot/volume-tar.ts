@@ -313,15 +313,16 @@ async function addRun(walk: Walk, files: RunMember[]): Promise<void> {
   const unread = walk.files!.runStarts(files[0].rel, runKey(files), files.length, bytes, settled);
   const start = walk.tar.offset;
   if (unread !== undefined) {
+    // Only each file's header and size are kept (its lstat is let go while held).
+    const later = files.map((f) => ({ h: f.h, size: Number(f.st.size) }));
+    // The length its headers and data take, checked now: where it is not the earlier run's (an index
+    // not true to its key), runEnds throws, the walk fails and the engine reads the volume, as before.
+    const length = later.reduce((n, f) => n + TarWriter.fileHeaderBytes(f.h, f.size) + paddedSize(f.size), 0);
+    if (length !== unread) walk.files!.runEnds(start, start + length);
     // Its members are counted as the chunker will count them once the headers are in place.
     walk.members += files.length;
     await walk.tar.skip(unread);
-    // Only each file's header and size are kept (its lstat is let go while held).
-    walk.files!.runEnds(
-      start,
-      walk.tar.offset,
-      files.map((f) => ({ h: f.h, size: Number(f.st.size) })),
-    );
+    walk.files!.runEnds(start, walk.tar.offset, later);
     return;
   }
   for (const f of files) await addNonDirectory(walk, f.h, f.path, f.st, f.rel);
@@ -332,25 +333,56 @@ async function addRun(walk: Walk, files: RunMember[]): Promise<void> {
  * Writes the headers of runs hostTar left as holes (`runs`: each with its offset, length and files,
  * as runEnds was told) into the spooled archive through `patch` (spool.ts SpoolPatch), once the
  * container is back: each file's header where the run's bytes put it, its data the zeros already
- * there. Throws an Error naming the run when its headers and data do not take the length left for
- * them (the earlier run's, whose key says they do), or what `patch` throws.
+ * there. Headers less than HEADER_GAP_MAX bytes apart go in one write, the zeros between them with
+ * them (an encrypting spool reads and encrypts each block a write touches again). The event loop
+ * turns every HEADERS_PER_TURN headers; once `signal` is aborted it stops with the signal's reason.
+ * Throws an Error naming the run when its headers and data do not take the length left for them
+ * (hostTar checked it while held), or what `patch` throws.
  */
-export function writeRunHeaders(
+export async function writeRunHeaders(
   runs: Iterable<{ rel: string; start: number; end: number; later?: readonly LaterFile[] }>,
   patch: { write(at: number, data: Buffer): void },
-): void {
+  signal?: AbortSignal,
+): Promise<void> {
+  // The write being gathered: its pieces, and the bytes of the file it starts and ends at.
+  let pieces: Buffer[] = [];
+  let from = 0;
+  let to = 0;
+  let headers = 0;
+  const flush = () => {
+    if (pieces.length > 0) patch.write(from, pieces.length === 1 ? pieces[0] : Buffer.concat(pieces, to - from));
+    pieces = [];
+  };
   for (const { rel, start, end, later } of runs) {
     if (!later) continue;
     let at = start;
     for (const { h, size } of later) {
+      if (++headers % HEADERS_PER_TURN === 0) {
+        flush();
+        await new Promise((resolve) => setImmediate(resolve));
+        signal?.throwIfAborted();
+      }
       const header = TarWriter.fileHeader(h, size);
       if (at + header.length + paddedSize(size) > end) break;
-      patch.write(at, header);
+      if (pieces.length > 0 && at - to < HEADER_GAP_MAX && at + header.length - from <= ZERO_BYTES_MAX) {
+        if (at > to) pieces.push(zeroBytes(at - to));
+      } else {
+        flush();
+        from = at;
+      }
+      pieces.push(header);
+      to = at + header.length;
       at += header.length + paddedSize(size);
     }
     if (at !== end) throw new Error(`${rel}: a run of files left unread does not take the ${end - start} bytes its chunks hold`);
   }
+  flush();
 }
+
+/** Headers writeRunHeaders writes between turns of the event loop (~1 ms of work). */
+const HEADERS_PER_TURN = 512;
+/** Headers of runs left unread (writeRunHeaders) closer than this (bytes: the spool's block) go in one write, with the zeros between them. */
+const HEADER_GAP_MAX = 4096;
 
 /** True when `st` is an inode of more than one link already written under another name: it is then added as a hard link to that name. */
 async function addedAsLink(walk: Walk, h: Header, st: BigIntStats): Promise<boolean> {

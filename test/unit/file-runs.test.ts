@@ -1,10 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import type { BigIntStats } from 'node:fs';
+import { constants, fstatSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync, type BigIntStats } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { CHUNK_SIZES, chunksOf, type RangeMark } from '../../src/snapshot/chunker.js';
 import { buildFileIndex, FileWalk, indexedChunks, type FileIndex } from '../../src/snapshot/file-index.js';
 import { endsRun, runDataBytes, runEndsAfter, runKey, RUN_MAX_FILES, RUN_MIN, type RunFile } from '../../src/snapshot/file-runs.js';
-import { writeRunHeaders } from '../../src/snapshot/volume-tar.js';
+import { hostTar, writeRunHeaders, type FileTracker, type LaterFile } from '../../src/snapshot/volume-tar.js';
 import { TarWriter } from '../../src/util/tar-writer.js';
 
 const S = 1_000_000_000n;
@@ -182,7 +184,7 @@ describe('runs of small files', () => {
     expect(indexedChunks({ files: { x: whole, r: { ...whole, ino: '', first: 7, racy: true } } })).toEqual([0, 1, 2]);
   });
 
-  it('left as holes get their headers written after, each where the run puts it; a run that would not take its length fails', () => {
+  it('left as holes get their headers written after, each where the run puts it; a run that would not take its length fails', async () => {
     const mtime = new Date(1_700_000_000_000);
     const later = [
       { h: { name: 'v/d/a', mode: 0o100644, mtime }, size: 700 },
@@ -194,21 +196,103 @@ describe('runs of small files', () => {
     const file = Buffer.alloc(4096 + bytes);
     const writes: number[] = [];
     const patch = { write: (at: number, data: Buffer) => (writes.push(at), data.copy(file, at)) };
-    writeRunHeaders([{ rel: 'd/a', start: 4096, end: 4096 + bytes, later }], patch);
-    expect(writes).toEqual([4096, 4096 + sizes[0], 4096 + sizes[0] + sizes[1]]);
+    await writeRunHeaders([{ rel: 'd/a', start: 4096, end: 4096 + bytes, later }], patch);
+    // Headers close together go in one write, with the zeros between them.
+    expect(writes).toEqual([4096]);
     const b = TarWriter.fileHeader(later[1].h, 0);
     expect(b.length).toBe(3 * 512);
     expect(file.subarray(4096 + sizes[0], 4096 + sizes[0] + b.length).equals(b)).toBe(true);
     // Runs read (no `later`) are left as they are.
-    writeRunHeaders([{ rel: 'x', start: 0, end: 10 }], patch);
-    expect(writes).toHaveLength(3);
-    expect(() => writeRunHeaders([{ rel: 'd/a', start: 0, end: bytes + 512, later }], patch)).toThrow(/d\/a: a run of files left unread does not take the/);
-    expect(() => writeRunHeaders([{ rel: 'd/a', start: 0, end: bytes - 512, later }], patch)).toThrow(/does not take/);
+    await writeRunHeaders([{ rel: 'x', start: 0, end: 10 }], patch);
+    expect(writes).toHaveLength(1);
+    // Headers farther apart than a block of zeros: a write each.
+    const far = [later[0], { h: later[0].h, size: 20_000 }, later[2]];
+    const farBytes = far.reduce((n, f) => n + 512 + Math.ceil(f.size / 512) * 512, 0);
+    await writeRunHeaders([{ rel: 'd/a', start: 0, end: farBytes, later: far }], patch);
+    expect(writes.slice(1)).toEqual([0, 1536 + 512 + 20_480]);
+    await expect(writeRunHeaders([{ rel: 'd/a', start: 0, end: bytes + 512, later }], patch)).rejects.toThrow(
+      /d\/a: a run of files left unread does not take the/,
+    );
+    await expect(writeRunHeaders([{ rel: 'd/a', start: 0, end: bytes - 512, later }], patch)).rejects.toThrow(/does not take/);
+    // Stopped by a cancel between turns.
+    const many = Array.from({ length: 1500 }, () => later[2]);
+    const cancel = new AbortController();
+    cancel.abort(new Error('cancelled'));
+    await expect(writeRunHeaders([{ rel: 'd/a', start: 0, end: 1500 * 1536, later: many }], { write: () => undefined }, cancel.signal)).rejects.toThrow(
+      'cancelled',
+    );
   });
 
   it('left unread must take the length their chunks hold, else the walk fails', () => {
     const walk = new FileWalk(64 << 10, 100n * S, { files: {}, runs: { 'd/a': { key: 'k', files: 2, bytes: 2048, first: 3, count: 1 } } });
     expect(walk.runStarts('d/a', 'k', 2, 1024, true)).toBe(2048);
     expect(() => walk.runEnds(0, 2047)).toThrow(/2047 bytes, not the 2048/);
+  });
+});
+
+describe('a volume walked with its runs left as holes (hostTar, writeRunHeaders)', () => {
+  /** A directory of `n` files of 5,000 random bytes each (a few runs of small files), and a subdirectory after them. */
+  function volume(n: number): string {
+    const dir = mkdtempSync(join(tmpdir(), 'csx-runs-'));
+    for (let i = 0; i < n; i++) writeFileSync(join(dir, `f${String(i).padStart(3, '0')}`), randomBytes(5000));
+    mkdirSync(join(dir, 'z'));
+    writeFileSync(join(dir, 'z', 'last'), 'after the runs');
+    return dir;
+  }
+
+  /** The archive of `dir` as hostTar writes it, with `files` as its tracker. */
+  async function archive(dir: string, files?: FileTracker): Promise<Buffer> {
+    const fd = openSync(dir, constants.O_DIRECTORY);
+    const parts: Buffer[] = [];
+    for await (const part of hostTar({ fd, root: fstatSync(fd, { bigint: true }) }, 'data', new Map(), files ? { files } : {})) parts.push(part as Buffer);
+    return Buffer.concat(parts);
+  }
+
+  /** A tracker that leaves every run unread, answering `length(files, bytes)` for its length, and keeps what runEnds was told. */
+  function tracker(length: (files: number, bytes: number) => number) {
+    const runs: Array<{ rel: string; start: number; end: number; later?: readonly LaterFile[] }> = [];
+    let rel = '';
+    const files: FileTracker = {
+      min: 1 << 20,
+      file: () => false,
+      settled: () => true,
+      runStarts: (first, _key, n, bytes) => ((rel = first), length(n, bytes)),
+      runEnds: (start, end, later) => void runs.push({ rel, start, end, ...(later ? { later } : {}) }),
+    };
+    return { files, runs };
+  }
+
+  it('gives, once the headers are written in, the archive written whole; a run whose length is not its headers and data fails the walk', async () => {
+    const dir = volume(200);
+    try {
+      const whole = await archive(dir);
+      // Each file's header is one block (a short ASCII name, no PAX records).
+      const { files, runs } = tracker((n, bytes) => n * 512 + bytes);
+      const holed = await archive(dir, files);
+      expect(runs.length).toBeGreaterThan(1);
+      expect(runs.every((r) => r.later?.length)).toBe(true);
+      expect(holed.length).toBe(whole.length);
+      expect(holed.equals(whole)).toBe(false);
+      for (const { start, end } of runs) expect(holed.subarray(start, end).equals(Buffer.alloc(end - start))).toBe(true);
+      await writeRunHeaders(runs, { write: (at, data) => void data.copy(holed, at) });
+      // The runs' data are zeros here (their chunks stand for them): the rest is the same byte for byte.
+      for (const { start, end, later } of runs) {
+        let at = start;
+        for (const { size } of later!) {
+          whole.fill(0, at + 512, at + 512 + size);
+          at += 512 + Math.ceil(size / 512) * 512;
+        }
+        expect(at).toBe(end);
+      }
+      expect(holed.equals(whole)).toBe(true);
+      // An earlier run said to take one block more than its headers and data: the walk fails (the engine then reads the volume).
+      const wrong = tracker((n, bytes) => n * 512 + bytes + 512);
+      wrong.files.runEnds = (start, end, later) => {
+        if (!later) throw new Error(`a run of ${end - start} bytes`);
+      };
+      await expect(archive(dir, wrong.files)).rejects.toThrow(/a run of \d+ bytes/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

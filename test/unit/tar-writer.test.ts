@@ -248,6 +248,10 @@ describe('TarWriter with room left for headers written afterwards (skip, fileHea
       at += headers[i].length + Math.ceil(data!.length / 512) * 512;
     }
     expect(archive.equals(whole)).toBe(true);
+    // fileHeaderBytes gives each header's length without making it where one block holds it.
+    for (const [i, { h, data }] of run.entries()) expect(TarWriter.fileHeaderBytes(h, data!.length)).toBe(headers[i].length);
+    const splitName = `${'p'.repeat(90)}/${'n'.repeat(90)}`;
+    expect(TarWriter.fileHeaderBytes({ name: splitName, mtime }, 1)).toBe(TarWriter.fileHeader({ name: splitName, mtime }, 1).length);
   });
 });
 
