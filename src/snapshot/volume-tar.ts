@@ -333,8 +333,9 @@ async function addRun(walk: Walk, files: RunMember[]): Promise<void> {
  * Writes the headers of runs hostTar left as holes (`runs`: each with its offset, length and files,
  * as runEnds was told) into the spooled archive through `patch` (spool.ts SpoolPatch), once the
  * container is back: each file's header where the run's bytes put it, its data the zeros already
- * there. Headers less than HEADER_GAP_MAX bytes apart go in one write, the zeros between them with
- * them (an encrypting spool reads and encrypts each block a write touches again). The event loop
+ * there. Headers of one run less than HEADER_GAP_MAX bytes apart go in one write, the zeros of
+ * their data between them with them (an encrypting spool reads and encrypts each block a write
+ * touches again). The event loop
  * turns every HEADERS_PER_TURN headers; once `signal` is aborted it stops with the signal's reason.
  * Throws an Error naming the run when its headers and data do not take the length left for them
  * (hostTar checked it while held), or what `patch` throws.
@@ -375,8 +376,9 @@ export async function writeRunHeaders(
       at += header.length + paddedSize(size);
     }
     if (at !== end) throw new Error(`${rel}: a run of files left unread does not take the ${end - start} bytes its chunks hold`);
+    // Only a run's own data lies between its headers: what follows it (a directory's header, say) is never written over.
+    flush();
   }
-  flush();
 }
 
 /** Headers writeRunHeaders writes between turns of the event loop (~1 ms of work). */

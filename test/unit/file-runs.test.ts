@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { constants, fstatSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync, type BigIntStats } from 'node:fs';
+import { constants, fstatSync, mkdirSync, mkdtempSync, openSync, rmSync, symlinkSync, writeFileSync, type BigIntStats } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CHUNK_SIZES, chunksOf, type RangeMark } from '../../src/snapshot/chunker.js';
@@ -231,10 +231,13 @@ describe('runs of small files', () => {
 });
 
 describe('a volume walked with its runs left as holes (hostTar, writeRunHeaders)', () => {
-  /** A directory of `n` files of 5,000 random bytes each (a few runs of small files), and a subdirectory after them. */
+  /** A directory of `n` files of 1,000 random bytes each (a few runs of small files), a directory and a link amid them, and a subdirectory after them. */
   function volume(n: number): string {
     const dir = mkdtempSync(join(tmpdir(), 'csx-runs-'));
-    for (let i = 0; i < n; i++) writeFileSync(join(dir, `f${String(i).padStart(3, '0')}`), randomBytes(5000));
+    for (let i = 0; i < n; i++) writeFileSync(join(dir, `f${String(i).padStart(3, '0')}`), randomBytes(1000));
+    // Entries between two runs (each ends one): a header right after a run's last file, another right before the next run's first.
+    mkdirSync(join(dir, 'f150d'));
+    symlinkSync('f000', join(dir, 'f150e'));
     mkdirSync(join(dir, 'z'));
     writeFileSync(join(dir, 'z', 'last'), 'after the runs');
     return dir;
@@ -263,7 +266,7 @@ describe('a volume walked with its runs left as holes (hostTar, writeRunHeaders)
   }
 
   it('gives, once the headers are written in, the archive written whole; a run whose length is not its headers and data fails the walk', async () => {
-    const dir = volume(200);
+    const dir = volume(300);
     try {
       const whole = await archive(dir);
       // Each file's header is one block (a short ASCII name, no PAX records).
