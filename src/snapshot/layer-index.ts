@@ -210,13 +210,25 @@ export async function racyCutoffs(engine: Engine, settleSeconds: number | undefi
 
 /** Marks racy (LayerEntry.racy) each regular file of `entries` changed at or after its cutoff (racyCutoffs). */
 export function markRacy(entries: Record<string, LayerEntry>, cutoffs: { host?: bigint; engine?: bigint }): void {
-  for (const e of Object.values(entries)) {
+  // A change time in decimal is compared as text where both are such (no BigInt a path while held).
+  const hostCutoff = cutoffs.host === undefined || cutoffs.host < 0n ? undefined : String(cutoffs.host);
+  for (const path in entries) {
+    const e = entries[path];
     if (!isRegular(e)) continue;
+    if (e.ctimeNs !== undefined && hostCutoff !== undefined && /^(0|[1-9]\d*)$/.test(e.ctimeNs)) {
+      if (!decimalBefore(e.ctimeNs, hostCutoff)) e.racy = true;
+      continue;
+    }
     const host = e.ctimeNs !== undefined;
     const changed = host ? BigInt(e.ctimeNs!) : rfc3339Ns(e.mtime);
     const cutoff = host ? cutoffs.host : cutoffs.engine;
     if (changed === undefined || cutoff === undefined || changed >= cutoff) e.racy = true;
   }
+}
+
+/** Whether the decimal `a` is less than the decimal `b`, both non-negative integers without leading zeros. */
+function decimalBefore(a: string, b: string): boolean {
+  return a.length !== b.length ? a.length < b.length : a < b;
 }
 
 /** scanLayerOn without the racy marks. */

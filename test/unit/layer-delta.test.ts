@@ -90,6 +90,20 @@ describe('racy entries', () => {
     };
     markRacy(entries, { host: 100n, engine: rfc3339Ns('2026-01-01T00:00:00Z') });
     expect(Object.keys(entries).filter((p) => entries[p].racy)).toEqual(['/edge', '/new', '/engine-new', '/engine-odd']);
+    // Change times against a cutoff of the same number of digits and of others, as nanoseconds since the epoch are.
+    const cutoff = 1_765_000_000_123_456_789n;
+    const times: Record<string, LayerEntry> = {
+      '/1': at(String(cutoff - 1n)),
+      '/2': at(String(cutoff)),
+      '/3': at(String(cutoff + 1n)),
+      '/4': at('999999999999999999'),
+      '/5': at('10000000000000000000'),
+      '/6': at('0'),
+      '/7': at('-5'),
+      '/8': at(String(cutoff - 1_000_000_000n)),
+    };
+    markRacy(times, { host: cutoff });
+    expect(Object.keys(times).filter((p) => times[p].racy)).toEqual(['/2', '/3', '/5']);
   });
 
   it('marks every regular file when no cutoff holds (periodic writeback off; an engine without a clock for the engine-stat ones)', () => {
