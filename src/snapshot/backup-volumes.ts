@@ -25,7 +25,7 @@ import { Spool, type Spooled } from './spool.js';
 import type { Meter } from '../util/progress.js';
 import type { MountToTake } from './volumes.js';
 import { keepVolumeMetadata, matchedScan, MetadataCollector, scanVolumeMetadata, walkedOf, type MetadataScan } from './volume-metadata.js';
-import { capabilitiesFrom, runGetfattr, xattrOutput, type GetfattrRun } from './getfattr.js';
+import { capabilitiesFrom, GETFATTR_MAX, runGetfattr, xattrOutput, type GetfattrRun } from './getfattr.js';
 import type { ContainerInspect } from '../engine/containers.js';
 import { archiveRoot, rootStatFrom } from './volume-root.js';
 import { hostTar, writeRunHeaders } from './volume-tar.js';
@@ -245,16 +245,21 @@ export class VolumePath {
    * which took ~60–170 ms of each hold), and a getfattr run whose capabilities the held walk writes
    * at once instead of waiting for the held run (~85 ms for 12,000 files) — checked against the
    * held run's after the walk (takeOnHost). Undefined where either cannot be had here (the hold then
-   * does both, as without it). Throws only the signal's reason.
+   * does both, as without it). Throws only the signal's reason (a cancel stops its getfattr run too).
    */
   async prepareHostRead(info: ContainerInspect, plan: VolumePlan, atRest: boolean): Promise<PreparedRead | undefined> {
     if (this.hostBlocker(info, plan, !atRest, false)) return undefined;
-    const hint = runGetfattr(plan.hostPath!);
+    // A cancel stops this getfattr too (before any hold: a large volume's run takes seconds).
+    const hint = runGetfattr(plan.hostPath!, GETFATTR_MAX, this.ctx.signal);
     const dir = await trustHostDir(this.ctx.engine, info.Id, plan.mount.destination, plan.hostPath!, this.ctx.signal);
     const run = await hint;
-    if (typeof dir === 'string') return undefined;
+    if (typeof dir === 'string') {
+      this.ctx.signal?.throwIfAborted();
+      return undefined;
+    }
     if ((await dir.owner) !== undefined || run.failed) {
       closeSync(dir.fd);
+      this.ctx.signal?.throwIfAborted();
       return undefined;
     }
     return new PreparedRead(dir, run);

@@ -71,12 +71,16 @@ const OUTPUT_CUT = 'ERR_CHILD_PROCESS_STDIO_MAXBUFFER';
  * Runs `getfattr --absolute-names -R -P -h -d -m - -e base64 root`: every extended attribute of
  * every file under `root`, values in base64; a symbolic link's own (`-h`: without it getfattr gives
  * a link its target's attributes, and fails on a dangling one). Never rejects: a failure is in
- * `failed`, an output past `maxBuffer` bytes (GETFATTR_MAX) too.
+ * `failed`, an output past `maxBuffer` bytes (GETFATTR_MAX) too, and a run `signal` stopped (its
+ * process killed: an AbortError).
  */
-export function runGetfattr(root: string, maxBuffer = GETFATTR_MAX): Promise<GetfattrRun> {
+export function runGetfattr(root: string, maxBuffer = GETFATTR_MAX, signal?: AbortSignal): Promise<GetfattrRun> {
   return new Promise((resolve) => {
-    execFile('getfattr', ['--absolute-names', '-R', '-P', '-h', '-d', '-m', '-', '-e', 'base64', root], { maxBuffer, encoding: 'latin1' }, (err, stdout) =>
-      resolve({ output: stdout ?? '', ...(err ? { failed: err as NodeJS.ErrnoException } : {}) }),
+    execFile(
+      'getfattr',
+      ['--absolute-names', '-R', '-P', '-h', '-d', '-m', '-', '-e', 'base64', root],
+      { maxBuffer, encoding: 'latin1', ...(signal ? { signal } : {}) },
+      (err, stdout) => resolve({ output: stdout ?? '', ...(err ? { failed: err as NodeJS.ErrnoException } : {}) }),
     );
   });
 }

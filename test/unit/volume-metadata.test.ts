@@ -56,6 +56,11 @@ describe('runGetfattr', () => {
       const cut = await runGetfattr(root, 16);
       expect(cut.failed?.code).toBe('ERR_CHILD_PROCESS_STDIO_MAXBUFFER');
       expect(xattrOutput(cut)).toBeInstanceOf(Error);
+      // A cancel stops it: its process killed, the run a failure (an AbortError), never a rejection.
+      const cancel = new AbortController();
+      cancel.abort(new Error('cancelled'));
+      const stopped = await runGetfattr(root, undefined, cancel.signal);
+      expect(stopped.failed?.name).toBe('AbortError');
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
