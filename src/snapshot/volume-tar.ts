@@ -364,7 +364,8 @@ export async function writeRunHeaders(
         signal?.throwIfAborted();
       }
       const header = TarWriter.fileHeader(h, size);
-      if (at + header.length + paddedSize(size) > end) break;
+      if (at + header.length + paddedSize(size) > end)
+        throw new Error(`${rel}: a run of files left unread does not take the ${end - start} bytes its chunks hold`);
       if (pieces.length > 0 && at - to < HEADER_GAP_MAX && at + header.length - from <= ZERO_BYTES_MAX) {
         if (at > to) pieces.push(zeroBytes(at - to));
       } else {

@@ -214,6 +214,8 @@ describe('runs of small files', () => {
       /d\/a: a run of files left unread does not take the/,
     );
     await expect(writeRunHeaders([{ rel: 'd/a', start: 0, end: bytes - 512, later }], patch)).rejects.toThrow(/does not take/);
+    // Files past a length their first ones fill exactly are no less a fault.
+    await expect(writeRunHeaders([{ rel: 'd/a', start: 0, end: sizes[0], later }], patch)).rejects.toThrow(/does not take/);
     // Stopped by a cancel between turns.
     const many = Array.from({ length: 1500 }, () => later[2]);
     const cancel = new AbortController();
