@@ -335,9 +335,8 @@ async function addRun(walk: Walk, files: RunMember[]): Promise<void> {
  * container is back: each file's header where the run's bytes put it, its data the zeros already
  * there. Headers of one run less than HEADER_GAP_MAX bytes apart go in one write, the zeros of
  * their data between them with them (an encrypting spool reads and encrypts each block a write
- * touches again). The event loop
- * turns every HEADERS_PER_TURN headers; once `signal` is aborted it stops with the signal's reason.
- * Throws an Error naming the run when its headers and data do not take the length left for them
+ * touches again). The event loop turns every HEADERS_PER_TURN headers; once `signal` is aborted it
+ * stops with the signal's reason. Throws an Error naming the run when its headers and data do not take the length left for them
  * (hostTar checked it while held), or what `patch` throws.
  */
 export async function writeRunHeaders(
@@ -356,6 +355,7 @@ export async function writeRunHeaders(
   };
   for (const { rel, start, end, later } of runs) {
     if (!later) continue;
+    const notItsLength = () => new Error(`${rel}: a run of files left unread does not take the ${end - start} bytes its chunks hold`);
     let at = start;
     for (const { h, size } of later) {
       if (++headers % HEADERS_PER_TURN === 0) {
@@ -364,8 +364,7 @@ export async function writeRunHeaders(
         signal?.throwIfAborted();
       }
       const header = TarWriter.fileHeader(h, size);
-      if (at + header.length + paddedSize(size) > end)
-        throw new Error(`${rel}: a run of files left unread does not take the ${end - start} bytes its chunks hold`);
+      if (at + header.length + paddedSize(size) > end) throw notItsLength();
       if (pieces.length > 0 && at - to < HEADER_GAP_MAX && at + header.length - from <= ZERO_BYTES_MAX) {
         if (at > to) pieces.push(zeroBytes(at - to));
       } else {
@@ -376,7 +375,7 @@ export async function writeRunHeaders(
       to = at + header.length;
       at += header.length + paddedSize(size);
     }
-    if (at !== end) throw new Error(`${rel}: a run of files left unread does not take the ${end - start} bytes its chunks hold`);
+    if (at !== end) throw notItsLength();
     // Only a run's own data lies between its headers: what follows it (a directory's header, say) is never written over.
     flush();
   }
