@@ -235,7 +235,8 @@ export class VolumePath {
    * `info` (its container's inspect) already rules out a read here (hostReadBlocker).
    */
   earlyGetfattr(info: ContainerInspect, plan: VolumePlan, atRest: boolean): Promise<GetfattrRun> | undefined {
-    return this.hostBlocker(info, plan, !atRest, false) ? undefined : runGetfattr(plan.hostPath!);
+    // A cancel kills it: the container is held until its read (this run included) ends.
+    return this.hostBlocker(info, plan, !atRest, false) ? undefined : runGetfattr(plan.hostPath!, GETFATTR_MAX, this.ctx.signal);
   }
 
   /**
@@ -307,9 +308,17 @@ export class VolumePath {
     // starts at once with the capabilities read then, the held getfattr going on beside it. Else the walk waits
     // for the held run.
     const pre = prepared?.take(hostPath!);
-    const xattrs = early ?? runGetfattr(hostPath!);
+    const xattrs = early ?? runGetfattr(hostPath!, GETFATTR_MAX, signal);
     const dir: HostDir | string = pre ? pre.dir : await trustHostDir(engine, id, mount.destination, hostPath!, signal);
     const first = pre ? undefined : await xattrs;
+    // A run the cancel killed is no getfattr failure to fall back from.
+    if (signal?.aborted) {
+      if (typeof dir !== 'string') {
+        closeSync(dir.fd);
+        await dir.owner;
+      }
+      signal.throwIfAborted();
+    }
     if (typeof dir === 'string') return dir;
     let caps: Map<string, Buffer>;
     let deferred: DeferredReads | undefined;
@@ -344,8 +353,7 @@ export class VolumePath {
     try {
       spooled = await this.spool.take(tar, this.meter(label));
     } catch (err) {
-      await deferred?.copiesDone();
-      deferred?.discard();
+      await deferred?.abandon();
       await dir.owner;
       signal?.throwIfAborted();
       if (err instanceof SpoolError) throw err;
@@ -365,6 +373,11 @@ export class VolumePath {
     }
     const owner = await dir.owner;
     const dump = first ?? (await xattrs);
+    if (signal?.aborted) {
+      deferred?.discard();
+      await this.spool.release(spooled);
+      signal.throwIfAborted();
+    }
     // The capabilities written are the held ones: read held, or read before and the same as the held run's.
     const after = owner ?? (first ? undefined : (getfattrFailure(dump) ?? (staleCapabilities(caps, dump, hostPath!) ? STALE_CAPABILITIES : undefined)));
     if (!after) return { spooled, scan: collector.finish(hostPath!, xattrOutput(dump)), ...(deferred ? { deferred } : {}) };

@@ -131,6 +131,8 @@ export class DeferredReads {
   /** The first file (its path below the top, latin1) whose copy beside the walk was not made. */
   private uncopied?: string;
   private discarded = false;
+  /** Aborted once no copy under way can serve any more (one was not made, or the walk failed): their cp killed, the hold not kept for them. */
+  private readonly stop = new AbortController();
 
   /**
    * Whether a held copy of a file of lstat `st` (which `copies`) may be started now: the spool's
@@ -159,8 +161,8 @@ export class DeferredReads {
    * its data meanwhile instead of waiting (a copy of 72 MiB took ~40–55 ms of the hold, the walk
    * stopped). Takes `fd`: closed once the copy ends. The copy is recorded (addCopy) once made; the
    * caller awaits `copiesDone` before the container is back, and reads the volume again without
-   * copies when one was not made (its data is nowhere then). At most COPIES_AT_ONCE at once
-   * (`copySlot`).
+   * copies when one was not made (its data is nowhere then): the first not made stops the others
+   * (their copies would be dropped with it). At most COPIES_AT_ONCE at once (`copySlot`).
    */
   copyBeside(rel: string, at: number, fd: number, st: BigIntStats, signal?: AbortSignal): void {
     const size = Number(st.size);
@@ -173,8 +175,10 @@ export class DeferredReads {
       } catch {
         this.uncopied ??= rel;
       }
+      if (this.uncopied !== undefined) this.stop.abort(new Error('a held copy was not made'));
     };
-    const copying: Promise<void> = this.copy(fd, st, signal)
+    const stopped = signal ? AbortSignal.any([signal, this.stop.signal]) : this.stop.signal;
+    const copying: Promise<void> = this.copy(fd, st, stopped)
       .then(made, () => made(undefined))
       .finally(() => {
         closeQuietly(fd);
@@ -192,6 +196,17 @@ export class DeferredReads {
   async copiesDone(): Promise<string | undefined> {
     while (this.running.size > 0) await Promise.allSettled([...this.running]);
     return this.uncopied;
+  }
+
+  /**
+   * After a walk that failed (its archive dropped): stops the copies under way (their cp killed)
+   * instead of waiting for them with the container held, waits for them to end, and removes every
+   * held copy (discard). Never rejects.
+   */
+  async abandon(): Promise<void> {
+    this.stop.abort(new Error('the walk failed'));
+    await this.copiesDone();
+    this.discard();
   }
 
   /**

@@ -200,8 +200,9 @@ export async function upperDeltaTar(upper: UpperDir, plan: DeltaPlan, signal?: A
   const paths = [...plan.reads, ...plan.parents].sort(byPath);
   let caps: Map<string, Buffer>;
   try {
-    caps = await readCapabilities(upper.root, paths);
+    caps = await readCapabilities(upper.root, paths, { signal });
   } catch (err) {
+    signal?.throwIfAborted();
     const e = err as NodeJS.ErrnoException;
     return e.code === 'ENOENT' ? 'getfattr not found (Debian package attr)' : `getfattr failed (${e.message.split('\n')[0]})`;
   }

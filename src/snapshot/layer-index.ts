@@ -313,10 +313,11 @@ async function scanUpper(
   // An upper directory not owned by root is a rootless or user-namespaced engine's, whose overlay
   // attributes may be `user.overlay.*` (userxattr), which the opaque directories are not read from.
   if (!ownedByRoot(upper.root)) return undefined;
-  // getfattr runs beside the walk (its own process).
-  const opaqueDirs = upperOpaqueDirs(upper.root);
+  // getfattr runs beside the walk (its own process); a cancel kills it (the container is held).
+  const opaqueDirs = upperOpaqueDirs(upper.root, signal);
   const walk = await walkUpper(upper.root, upper.shadowed, maxTotal, signal);
   const opaque = await opaqueDirs;
+  signal?.throwIfAborted();
   if (typeof walk === 'string' || typeof opaque === 'string') return undefined;
   if (walk.truncated || walk.toEngine.length > maxPaths) return {};
   // Nothing but the engine's own mount targets and their /etc (Engine 26.1 copies them up at the

@@ -24,13 +24,14 @@ const OPAQUE = 'trusted.overlay.opaque';
 
 /**
  * `trusted.overlay.*` attributes under `root` (path relative to it, in UTF-8 → name → base64),
- * read with getfattr (symlinks not followed). Rejects when getfattr is missing or fails.
+ * read with getfattr (symlinks not followed). Rejects when getfattr is missing or fails, or with an
+ * AbortError once `signal` is aborted (getfattr killed).
  */
-function overlayXattrs(root: string): Promise<Map<string, Record<string, string>>> {
+function overlayXattrs(root: string, signal?: AbortSignal): Promise<Map<string, Record<string, string>>> {
   return new Promise((resolve, reject) => {
     const args = ['--absolute-names', '-R', '-P', '-h', '-d', '-m', '^trusted\\.overlay\\.', '-e', 'base64', root];
     // Exit 1 for nothing but an engine's directory of a moment gone mid-walk (engine-scratch.ts): the rest of its output stands.
-    execFile('getfattr', args, { maxBuffer: 1 << 28, encoding: 'latin1', env: cLocale() }, (err, stdout, stderr) =>
+    execFile('getfattr', args, { maxBuffer: 1 << 28, encoding: 'latin1', env: cLocale(), ...(signal ? { signal } : {}) }, (err, stdout, stderr) =>
       err && !(err.code === 1 && vanishedScratchOnly(stderr, root)) ? reject(err) : resolve(parseGetfattr(stdout, root)),
     );
   });
@@ -40,11 +41,12 @@ function overlayXattrs(root: string): Promise<Map<string, Record<string, string>
  * The relative paths (UTF-8) of the opaque directories of the upper directory `root` (opaqueDirs of
  * its overlay attributes), or why they cannot be told (one clause): getfattr missing or failing,
  * or an attribute opaqueDirs refuses. The caller checks overlayAttrsBlocker first: without
- * CAP_SYS_ADMIN getfattr lists nothing and this would find no opaque directory.
+ * CAP_SYS_ADMIN getfattr lists nothing and this would find no opaque directory. Never rejects:
+ * once `signal` is aborted, getfattr is killed and the clause says so (the caller checks the signal).
  */
-export async function upperOpaqueDirs(root: string): Promise<Set<string> | string> {
+export async function upperOpaqueDirs(root: string, signal?: AbortSignal): Promise<Set<string> | string> {
   try {
-    return opaqueDirs(await overlayXattrs(root));
+    return opaqueDirs(await overlayXattrs(root, signal));
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     return e.code === 'ENOENT' ? 'getfattr not found (Debian package attr)' : `getfattr failed (${e.message.split('\n')[0]})`;
@@ -140,10 +142,12 @@ export async function upperLayerTar(
     if (root.uid !== 0n || root.gid !== 0n)
       throw new Reason(`its upper directory is owned by ${root.uid}:${root.gid}, not root (a user-namespaced or rootless engine?)`);
     // The opaque directories the layer's walk read in this hold (layer-index.ts), else read now.
+    // A cancel kills both getfattr runs: the container is not kept held until they end.
     const [caps, opaque] = await Promise.all([
-      readCapabilities(upper.root, undefined, { containerRoot: true }),
-      upper.opaque ?? overlayXattrs(upper.root).then(opaqueDirs),
+      readCapabilities(upper.root, undefined, { containerRoot: true, signal }),
+      upper.opaque ?? overlayXattrs(upper.root, signal).then(opaqueDirs),
     ]).catch((err: NodeJS.ErrnoException) => {
+      signal?.throwIfAborted();
       throw new Reason(err.code === 'ENOENT' ? 'getfattr not found (Debian package attr)' : `getfattr failed (${err.message.split('\n')[0]})`);
     });
     if (typeof opaque === 'string') throw new Reason(opaque);

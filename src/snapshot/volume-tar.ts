@@ -47,14 +47,20 @@ const MAX_USTAR_ID = 0o777777;
  * (Debian package attr). Rejects when getfattr is missing or fails: then what the engine keeps
  * cannot be told here. `containerRoot`: `root` is a container's upper directory, where a failure
  * on nothing but an engine's directory of a moment gone mid-walk (engine-scratch.ts) is none.
+ * `signal`: aborted, getfattr is killed and the promise rejects with an AbortError (a run read while
+ * its container is held must not keep it held past a cancel).
  */
-export function readCapabilities(root: string, paths?: string[], { containerRoot = false }: { containerRoot?: boolean } = {}): Promise<Map<string, Buffer>> {
+export function readCapabilities(
+  root: string,
+  paths?: string[],
+  { containerRoot = false, signal }: { containerRoot?: boolean; signal?: AbortSignal } = {},
+): Promise<Map<string, Buffer>> {
   if (paths?.length === 0) return Promise.resolve(new Map());
   return new Promise((resolve, reject) => {
     // `paths` (absolute below `root`): those alone, not their subtrees.
     const which = paths ? paths.map((p) => `${root}${p}`) : ['-R', root];
     const args = ['--absolute-names', '-P', '-h', '-d', '-m', '^security\\.capability$', '-e', 'base64', ...which];
-    execFile('getfattr', args, { maxBuffer: 1 << 28, encoding: 'latin1', env: cLocale() }, (err, stdout, stderr) =>
+    execFile('getfattr', args, { maxBuffer: 1 << 28, encoding: 'latin1', env: cLocale(), ...(signal ? { signal } : {}) }, (err, stdout, stderr) =>
       err && !(containerRoot && err.code === 1 && vanishedScratchOnly(stderr, root)) ? reject(err) : resolve(capabilitiesFrom(stdout, root)),
     );
   });

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import {
   linkSync,
   lstatSync,
@@ -307,10 +307,12 @@ describe('files read once the container is back (deferred reads)', () => {
     const otherFd = openSync(join(root, 'other'), 'r');
     expect([held.roomForCopy(st), held.roomForCopy({ ...st, size: 1n << 60n } as typeof st)]).toEqual([true, false]);
     held.copyBeside('db', 512, fd, st);
+    expect(held.reads).toEqual([]);
+    // Made before the other fails (a copy not made stops those still under way: below).
+    expect(await held.copiesDone()).toBeUndefined();
     // Truncated by a process not held, after its lstat: its copy is not made.
     writeFileSync(join(root, 'other'), randomBytes(HELD_COPY_MIN));
     held.copyBeside('other', 4096, otherFd, other);
-    expect(held.reads).toEqual([]);
     expect(await held.copiesDone()).toBe('other');
     expect(held.reads.map((r) => [r.rel, r.at, r.size, r.copy?.startsWith(`${root}/held-`)])).toEqual([['db', 512, st.size, true]]);
     // Both descriptors closed by the copies' end.
@@ -346,6 +348,59 @@ describe('files read once the container is back (deferred reads)', () => {
     held.discard();
     expect(await held.copiesDone()).toBeUndefined();
     expect(held.reads).toEqual([]);
+    expect(readdirSync(root)).toEqual(['db']);
+  });
+
+  /**
+   * Runs `fn` with a `cp` first on PATH that sleeps (its command line tagged, to be looked for),
+   * having written a line to `started` first; every such sleep is killed after.
+   */
+  async function withStuckCp(fn: (started: () => number, tag: string) => Promise<void>): Promise<void> {
+    const bin = mkdtempSync(join(tmpdir(), 'csx-stuck-cp-'));
+    dirs.push(bin);
+    const marker = join(bin, 'started');
+    const tag = `600.${randomBytes(3).readUIntBE(0, 3)}`;
+    writeFileSync(join(bin, 'cp'), `#!/bin/sh\necho "$*" >> '${marker}'\nexec sleep ${tag}\n`, { mode: 0o755 });
+    const path = process.env.PATH;
+    process.env.PATH = `${bin}:${path}`;
+    try {
+      await fn(() => (existsSync(marker) ? readFileSync(marker, 'utf8').split('\n').filter(Boolean).length : 0), tag);
+    } finally {
+      process.env.PATH = path;
+      spawnSync('pkill', ['-f', `sleep ${tag}`]);
+    }
+  }
+
+  const until = async (ok: () => boolean) => {
+    while (!ok()) await new Promise((r) => setTimeout(r, 20));
+  };
+
+  it('a copy not made stops the copies still under way (their cp killed): copiesDone names it without waiting for them', async () => {
+    const { root, st, held, fd } = heldFile(HELD_COPY_MIN);
+    await withStuckCp(async (started, tag) => {
+      held.copyBeside('db', 0, fd, st);
+      await until(() => started() === 1);
+      // Not made (no room for it, by its lstat): the volume is read again, so the copy under way is of no use.
+      held.copyBeside('huge', 4096, openSync(join(root, 'db'), 'r'), { ...st, size: 1n << 60n } as typeof st);
+      expect(await held.copiesDone()).toBe('huge');
+      expect(spawnSync('pgrep', ['-f', `sleep ${tag}`]).status).toBe(1);
+    });
+    expect(held.reads).toEqual([]);
+    expect(() => fstatSync(fd)).toThrow(/EBADF/);
+    expect(readdirSync(root)).toEqual(['db']);
+  });
+
+  it('abandon (the walk failed) stops the copies under way and removes those made, without waiting for the rest', async () => {
+    const { root, st, held, fd } = heldFile(HELD_COPY_MIN);
+    held.copyBeside('db', 0, fd, st);
+    expect(await held.copiesDone()).toBeUndefined();
+    expect(readdirSync(root).filter((n) => n.startsWith('held-'))).toHaveLength(1);
+    await withStuckCp(async (started, tag) => {
+      held.copyBeside('again', HELD_COPY_MIN, openSync(join(root, 'db'), 'r'), st);
+      await until(() => started() === 1);
+      await held.abandon();
+      expect(spawnSync('pgrep', ['-f', `sleep ${tag}`]).status).toBe(1);
+    });
     expect(readdirSync(root)).toEqual(['db']);
   });
 

@@ -19,6 +19,8 @@ import {
   type MetadataRecord,
 } from '../../src/snapshot/volume-metadata.js';
 import { parseGetfattr, runGetfattr, xattrOutput } from '../../src/snapshot/getfattr.js';
+import { upperOpaqueDirs } from '../../src/snapshot/layer-upper-tar.js';
+import { readCapabilities } from '../../src/snapshot/volume-tar.js';
 import type { BlobDescriptor } from '../../src/snapshot/manifest.js';
 
 const blob: BlobDescriptor = { mediaType: 'm', digest: `sha256:${'a'.repeat(64)}`, size: 1, contentDigest: `sha256:${'b'.repeat(64)}`, contentSize: 1 };
@@ -61,6 +63,23 @@ describe('runGetfattr', () => {
       cancel.abort(new Error('cancelled'));
       const stopped = await runGetfattr(root, undefined, cancel.signal);
       expect(stopped.failed?.name).toBe('AbortError');
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('the getfattr runs made while a container is held', () => {
+  it('stop on a cancel: the capabilities read rejects with an AbortError, the opaque directories say why', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'csx-getfattr-'));
+    try {
+      writeFileSync(join(root, 'f'), 'x');
+      expect((await readCapabilities(root)).size).toBe(0);
+      const cancel = new AbortController();
+      cancel.abort(new Error('cancelled'));
+      await expect(readCapabilities(root, undefined, { signal: cancel.signal })).rejects.toMatchObject({ name: 'AbortError' });
+      await expect(readCapabilities(root, ['/f'], { signal: cancel.signal })).rejects.toMatchObject({ name: 'AbortError' });
+      expect(await upperOpaqueDirs(root, cancel.signal)).toMatch(/^getfattr failed \(.*abort/i);
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
