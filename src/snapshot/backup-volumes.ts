@@ -219,13 +219,16 @@ export class VolumePath {
       ? `${mount.name || mount.destination} holds paths longer than 4096 bytes (PATH_MAX), which are not in the set: neither this host's read nor the engine's archive takes them`
       : undefined;
     if (incomplete) this.ctx.log.warning(`${container}: ${incomplete}`);
-    const scanning = scanVolumeMetadata(hostPath);
+    // Beside the engine's archive, while held: a cancel stops it too.
+    const scanning = scanVolumeMetadata(hostPath, signal);
     const archive = await engine.getArchive(id, mount.destination, signal);
     const archived = archiveRoot(archive);
     // take() destroys the archive if it fails: one left open keeps the container locked in the engine (never unpaused).
     const spooled = await this.spool.take(archive, this.meter(label));
     pending.push(spooled);
-    return { plan, spooled, scan: matchedScan(await scanning, await archived, hostPath), readOnHost: false, ...(incomplete ? { incomplete } : {}) };
+    const scan = await scanning;
+    signal?.throwIfAborted();
+    return { plan, spooled, scan: matchedScan(scan, await archived, hostPath), readOnHost: false, ...(incomplete ? { incomplete } : {}) };
   }
 
   /**

@@ -153,6 +153,8 @@ export class ContainerBackup {
               // The whole layer from this host's upper directory, read while no process can change it.
               if (!committed && now && upper && atRest) committed = await this.takeWhole(info, name, now, upper, baseConfig, pending);
               if (!committed) {
+                // A commit runs to its end once asked for (the engine takes no cancel): none is started for a cancelled run.
+                signal?.throwIfAborted();
                 journal?.tempImage(tempRef);
                 log.info(`${name}: committing the writable layer`);
                 const commit = engine.commit(info.Id, { pause: false, ...temp });
@@ -383,6 +385,8 @@ export class ContainerBackup {
     try {
       tar = await upperLayerTar(upper, signal);
     } catch (err) {
+      // A cancel (its getfattr runs killed) is no reason to commit instead.
+      signal?.throwIfAborted();
       return fallback(`its upper directory could not be read (${errorMessage(err)})`);
     }
     if (typeof tar === 'string') return fallback(tar);

@@ -119,10 +119,18 @@ export class DeferredReads {
   /**
    * Whether a regular file of lstat `st` (not sparse) that `takes` refused may be copied while held
    * (`copy`): there is a held directory, it has HELD_COPY_MIN bytes or more, it is on the top's
-   * device, and fewer than MAX_DEFERRED are left already.
+   * device, fewer than MAX_DEFERRED are left already, and no copy was refused a file (copyBeside)
+   * nor the walk abandoned.
    */
   copies(st: BigIntStats): boolean {
-    return this.held !== undefined && st.size >= BigInt(HELD_COPY_MIN) && st.dev === this.root.dev && this.reads.length + this.running.size < MAX_DEFERRED;
+    // None once one was not made: the volume is walked again without copies.
+    return (
+      this.held !== undefined &&
+      !this.stop.signal.aborted &&
+      st.size >= BigInt(HELD_COPY_MIN) &&
+      st.dev === this.root.dev &&
+      this.reads.length + this.running.size < MAX_DEFERRED
+    );
   }
 
   /** Copies started beside the walk (copyBeside) and not ended (each settles, never rejects), and their bytes. */

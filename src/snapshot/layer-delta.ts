@@ -194,7 +194,8 @@ function opaqueMarker(path: string): Header {
  * directory followed by its opaque whiteout. An lstat and a read per path instead of one
  * `GET /containers/{id}/archive` each (~50 ms here, while the container is held). The stream
  * fails with HostReadError where a path cannot be read as the engine would, or with `signal`'s
- * reason once it is aborted.
+ * reason once it is aborted; the promise rejects with that reason when the cancel comes while
+ * getfattr reads the paths' capabilities (getfattr killed).
  */
 export async function upperDeltaTar(upper: UpperDir, plan: DeltaPlan, signal?: AbortSignal): Promise<Readable | string> {
   const paths = [...plan.reads, ...plan.parents].sort(byPath);

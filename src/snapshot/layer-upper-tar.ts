@@ -121,7 +121,8 @@ export function overlayChange(opaque: Set<string>): (st: OverlayStat, h: Header,
  * rootless engine, whose owners are not the layer's); overlay attributes this diff does not
  * reproduce (opaqueDirs); getfattr missing or failing. The stream fails with HostReadError
  * (volume-tar.ts) where a path cannot be read as the engine would (a name not in UTF-8, …), or with
- * `signal`'s reason once it is aborted (the walk stops at its next entry or MiB read).
+ * `signal`'s reason once it is aborted (the walk stops at its next entry or MiB read); the promise
+ * rejects with that reason when the cancel comes while getfattr runs (killed).
  */
 export async function upperLayerTar(
   upper: UpperDir,

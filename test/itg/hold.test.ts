@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
+import { randomInt } from 'node:crypto';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { backup, restore } from '../../src/commands.js';
@@ -273,72 +274,91 @@ describe('a backup never makes a state it cannot undo', () => {
     expect(log.lines.filter((l) => l.startsWith('warning:'))).toEqual([]);
   });
 
-  it('a backup cancelled while getfattr runs in its hold (for the layer and for the volume) ends at once: getfattr killed, the container running, unpaused, no journal', async () => {
-    const { name, volume } = await writer('cancel-getfattr');
-    // getfattr on PATH: the real one until the backup pauses the container, then one that sleeps (tagged, to be found).
-    const bin = res.tempDir();
-    const gate = join(bin, 'held');
-    const sleeping = join(bin, 'sleeping');
-    const tag = `600.${Date.now() % 100000}`;
-    const real = spawnSync('sh', ['-c', 'command -v getfattr'], { encoding: 'utf8' }).stdout.trim();
-    expect(real).not.toBe('');
-    writeFileSync(join(bin, 'getfattr'), `#!/bin/sh\nif [ -e '${gate}' ]; then echo "$*" >> '${sleeping}'; exec sleep ${tag}; fi\nexec '${real}' "$@"\n`, {
-      mode: 0o755,
-    });
-    class GateAtPause extends Engine {
-      override async pause(id: string) {
-        writeFileSync(gate, '');
-        return super.pause(id);
+  it.each([
+    ['the volume beside its walk and the layer for its opaque directories', '', 2],
+    ['the layer for its capabilities (its whole layer read on this host, which a cancel must not turn into a commit)', 'security', 1],
+  ] as const)(
+    'a backup cancelled while getfattr runs in its hold for %s ends at once: getfattr killed, the container running, unpaused, no journal, no set',
+    async (_what, match, runsAtCancel) => {
+      // A running container writing to a named volume, with a file of its own in its writable layer (read on this host, not committed).
+      const name = res.name(`cancel-getfattr-${runsAtCancel}`);
+      const volume = res.volume(`cancel-getfattr-${runsAtCancel}-data`);
+      const Cmd = ['sh', '-c', 'echo layer > /in-layer; trap "exit 0" TERM; while true; do date >> /data/log; sleep 0.1; done'];
+      await runContainer({ name, Image: inject('fixtureImage'), Cmd, HostConfig: { Binds: [`${volume}:/data`] } }, 'running');
+      await waitFor(async () => spawnSync('docker', ['exec', name, 'test', '-e', '/in-layer']).status === 0);
+      // getfattr on PATH: the real one, but once the backup pauses the container, one that sleeps for the runs whose arguments hold `match` (tagged, to be found).
+      const bin = res.tempDir();
+      const gate = join(bin, 'held');
+      const sleeping = join(bin, 'sleeping');
+      const n = randomInt(100_000, 1_000_000);
+      const sleeps = `sleep 600\\.${n}`;
+      const real = spawnSync('sh', ['-c', 'command -v getfattr'], { encoding: 'utf8' }).stdout.trim();
+      expect(real).not.toBe('');
+      writeFileSync(
+        join(bin, 'getfattr'),
+        `#!/bin/sh\nif [ -e '${gate}' ]; then case "$*" in *'${match}'*) echo "$*" >> '${sleeping}'; exec sleep 600.${n};; esac; fi\nexec '${real}' "$@"\n`,
+        { mode: 0o755 },
+      );
+      class GateAtPause extends Engine {
+        override async pause(id: string) {
+          writeFileSync(gate, '');
+          return super.pause(id);
+        }
       }
-    }
-    const runs = () => (existsSync(sleeping) ? readFileSync(sleeping, 'utf8').split('\n').filter(Boolean) : []);
-    const cancel = new AbortController();
-    const path = process.env.PATH;
-    process.env.PATH = `${bin}:${path}`;
-    const state = res.tempDir();
-    const store = join(res.tempDir(), 'store');
-    const log = recordingLog();
-    const env = { ...process.env, DOCKER_CONFIG: '/nonexistent', CONTAINER_SNAPSHOT_STATE_DIR: state };
-    const engine = new GateAtPause();
-    const handle = fileJournal(env);
-    let atCancel: string[] | undefined;
-    try {
-      const run = guarded(handle, engine, log, (signal) =>
-        backup(
-          parseBackupInputs((n) => ({ containers: name, destination: `dir:${store}`, tag: 'cancelled' })[n] ?? ''),
-          {
-            log,
-            env,
-            engine,
-            journal: handle.journal,
-            signal: AbortSignal.any([signal, cancel.signal]),
-          },
-        ),
-      );
-      // Cancelled once both held runs sleep: the volume's (beside its walk) and the layer's (its opaque directories).
-      await waitFor(async () => runs().length >= 2, 60_000);
-      atCancel = runs();
-      expect((await docker.getContainer(name).inspect()).State.Paused).toBe(true);
-      cancel.abort(new Error('cancelled by the test'));
-      const outcome = await run.then(
-        (r) => JSON.stringify(r.containers.map((c) => c.error)),
-        (err: unknown) => (err as Error).message,
-      );
-      expect(outcome).toMatch(/cancelled by the test/);
-    } finally {
-      process.env.PATH = path;
-      spawnSync('pkill', ['-f', `sleep ${tag}`]);
-    }
-    // Both kinds of held getfattr were running when the cancel came: the volume's (-m -) and the layer's overlay attributes.
-    expect((atCancel ?? []).some((a) => a.includes(`-m - `) && a.endsWith(`/${volume}/_data`))).toBe(true);
-    expect((atCancel ?? []).some((a) => a.includes('trusted'))).toBe(true);
-    // Killed by the cancel, not left sleeping.
-    expect(spawnSync('pgrep', ['-f', `sleep ${tag}`]).status).toBe(1);
-    const after = (await docker.getContainer(name).inspect()).State;
-    expect({ running: after.Running, paused: after.Paused }).toEqual({ running: true, paused: false });
-    expect(readdirIfAny(join(state, 'journal'))).toEqual([]);
-    expect(existsSync(join(store, 'sets', 'cancelled.json'))).toBe(false);
-  });
+      const runs = () => (existsSync(sleeping) ? readFileSync(sleeping, 'utf8').split('\n').filter(Boolean) : []);
+      const cancel = new AbortController();
+      const path = process.env.PATH;
+      process.env.PATH = `${bin}:${path}`;
+      const state = res.tempDir();
+      const store = join(res.tempDir(), 'store');
+      const log = recordingLog();
+      const env = { ...process.env, DOCKER_CONFIG: '/nonexistent', CONTAINER_SNAPSHOT_STATE_DIR: state };
+      const engine = new GateAtPause();
+      const handle = fileJournal(env);
+      let atCancel: string[] | undefined;
+      let left: number | null | undefined;
+      try {
+        const run = guarded(handle, engine, log, (signal) =>
+          backup(
+            parseBackupInputs((k) => ({ containers: name, destination: `dir:${store}`, tag: 'cancelled' })[k] ?? ''),
+            {
+              log,
+              env,
+              engine,
+              journal: handle.journal,
+              signal: AbortSignal.any([signal, cancel.signal]),
+            },
+          ),
+        );
+        await waitFor(async () => runs().length >= runsAtCancel, 60_000);
+        atCancel = runs();
+        expect((await docker.getContainer(name).inspect()).State.Paused).toBe(true);
+        cancel.abort(new Error('cancelled by the test'));
+        const outcome = await run.then(
+          (r) => JSON.stringify(r.containers.map((c) => c.error)),
+          (err: unknown) => (err as Error).message,
+        );
+        expect(outcome).toMatch(/cancelled by the test/);
+        // Killed by the cancel, not left sleeping (pgrep exits 1 when it finds none).
+        left = spawnSync('pgrep', ['-f', sleeps]).status;
+      } finally {
+        process.env.PATH = path;
+        spawnSync('pkill', ['-f', sleeps]);
+      }
+      expect(left).toBe(1);
+      if (match === '') {
+        // Both kinds of held getfattr were running when the cancel came: the volume's (-m -) and the layer's overlay attributes.
+        expect((atCancel ?? []).some((a) => a.includes(`-m - `) && a.endsWith(`/${volume}/_data`))).toBe(true);
+        expect((atCancel ?? []).some((a) => a.includes('trusted'))).toBe(true);
+      } else expect(atCancel).toEqual([expect.stringContaining('security')]);
+      // No engine commit started for a cancelled run.
+      expect(log.lines.filter((l) => /commit/.test(l))).toEqual([]);
+      const after = (await docker.getContainer(name).inspect()).State;
+      expect({ running: after.Running, paused: after.Paused }).toEqual({ running: true, paused: false });
+      expect(readdirIfAny(join(state, 'journal'))).toEqual([]);
+      expect(existsSync(join(store, 'sets', 'cancelled.json'))).toBe(false);
+    },
+  );
 
   it('a running container stopped by another client just before the backup stops it is taken as it is and left stopped, not started again', async () => {
     const { name, volume } = await writer('stopped-by-other');
