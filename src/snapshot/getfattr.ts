@@ -96,6 +96,11 @@ export function xattrOutput(run: GetfattrRun): string | Error {
   return run.output;
 }
 
+/** Why a getfattr run failed, as one clause: not installed (ENOENT), else the first line of its error. */
+export function getfattrClause(err: NodeJS.ErrnoException): string {
+  return err.code === 'ENOENT' ? 'getfattr not found (Debian package attr)' : `getfattr failed (${err.message.split('\n')[0]})`;
+}
+
 /**
  * The `security.capability` values in getfattr's base64 output (`-d -e base64`, latin1 text: a
  * runGetfattr run, or volume-tar.ts readCapabilities') for files under `root`, keyed by path

@@ -7,6 +7,7 @@ import { constants, fstatSync, openSync } from 'node:fs';
 import type { Engine } from '../engine/engine.js';
 import type { UpperDir } from './layer-upper.js';
 import { hostPaths, readCapabilities, type Header } from './volume-tar.js';
+import { getfattrClause } from './getfattr.js';
 import { isDir, sameEntry, type LayerIndex } from './layer-index.js';
 
 /** What one delta layer holds: whiteouts for paths gone since the last snapshot, and the paths to read again. */
@@ -204,8 +205,7 @@ export async function upperDeltaTar(upper: UpperDir, plan: DeltaPlan, signal?: A
     caps = await readCapabilities(upper.root, paths, { signal });
   } catch (err) {
     signal?.throwIfAborted();
-    const e = err as NodeJS.ErrnoException;
-    return e.code === 'ENOENT' ? 'getfattr not found (Debian package attr)' : `getfattr failed (${e.message.split('\n')[0]})`;
+    return getfattrClause(err as NodeJS.ErrnoException);
   }
   let fd: number;
   try {

@@ -14,7 +14,7 @@ import { closeSync, constants, fstatSync, openSync, readFileSync, type BigIntSta
 import { posix } from 'node:path';
 import type { Readable } from 'node:stream';
 import { goneOrEmptyDir, isEngineScratch, vanishedScratchOnly } from './engine-scratch.js';
-import { cLocale, parseGetfattr } from './getfattr.js';
+import { cLocale, getfattrClause, parseGetfattr } from './getfattr.js';
 import type { UpperDir } from './layer-upper.js';
 import { hostTar, readCapabilities, type EntryChange, type Header } from './volume-tar.js';
 
@@ -48,8 +48,7 @@ export async function upperOpaqueDirs(root: string, signal?: AbortSignal): Promi
   try {
     return opaqueDirs(await overlayXattrs(root, signal));
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    return e.code === 'ENOENT' ? 'getfattr not found (Debian package attr)' : `getfattr failed (${e.message.split('\n')[0]})`;
+    return getfattrClause(err as NodeJS.ErrnoException);
   }
 }
 
@@ -149,7 +148,7 @@ export async function upperLayerTar(
       upper.opaque ?? overlayXattrs(upper.root, signal).then(opaqueDirs),
     ]).catch((err: NodeJS.ErrnoException) => {
       signal?.throwIfAborted();
-      throw new Reason(err.code === 'ENOENT' ? 'getfattr not found (Debian package attr)' : `getfattr failed (${err.message.split('\n')[0]})`);
+      throw new Reason(getfattrClause(err));
     });
     if (typeof opaque === 'string') throw new Reason(opaque);
     return hostTar({ fd, root }, '', caps, {

@@ -7,7 +7,7 @@ import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { BlobDescriptor, MetadataLoss, VolumeMetadata } from './manifest.js';
-import { GETFATTR_MAX, parseGetfattr, runGetfattr, xattrOutput } from './getfattr.js';
+import { GETFATTR_MAX, getfattrClause, parseGetfattr, runGetfattr, xattrOutput } from './getfattr.js';
 import { rootStatOf, sameRoot, type RootStat } from './volume-root.js';
 
 /**
@@ -195,8 +195,7 @@ export class MetadataCollector {
         entries.set(rel, { ...(entries.get(rel) ?? { path: rel }), xattrs: attrs });
       }
     } else {
-      const code = (xattrs as NodeJS.ErrnoException).code;
-      xattrsUnchecked = code === 'ENOENT' ? 'getfattr not found (Debian package attr)' : `getfattr failed (${xattrs.message.split('\n')[0]})`;
+      xattrsUnchecked = getfattrClause(xattrs as NodeJS.ErrnoException);
     }
     record.entries = [...entries.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
     return { record, loss, root: this.root, ...(xattrsUnchecked ? { xattrsUnchecked } : {}) };
